@@ -1,0 +1,363 @@
+/**
+ * The consume loop every service uses: a durable pull consumer, bounded concurrency, validation, and the ack
+ * policy of the contract.
+ *
+ *   handler resolves            → ack
+ *   body fails its schema       → dead-letter (reason "invalid") and term: never retried
+ *   handler throws PermanentError → onExhausted hook, dead-letter ("rejected"), term
+ *   handler throws, deliveries left → onRetry hook, NAK with the delay for this attempt
+ *   handler throws on the last delivery → onExhausted hook, dead-letter ("exhausted"), term
+ *   process dies mid-handler    → no ack: redelivered after AckWait (heartbeats keep long handlers alive)
+ *
+ * If dead-lettering itself fails, the message is NAKed rather than lost; should that happen on the last delivery,
+ * the server's MAX_DELIVERIES advisory still reports it (the deadletter service listens for it).
+ */
+import { context, type Span, SpanKind, SpanStatusCode, trace } from "@opentelemetry/api";
+import type { ConsumerMessages, JetStreamClient, JsMsg } from "nats";
+import { errorMessage, PermanentError } from "./errors.js";
+import type { Publisher } from "./publish.js";
+import { decodeMessage, type MessageFor, MessageValidationError } from "./schemas.js";
+import { DEFAULT_FLOW_SETTINGS, durableName, type FlowSettings, streamOf } from "./streams.js";
+import type { Subject } from "./subjects.js";
+import { extractTrace, traceIdOf } from "./trace.js";
+
+const tracer = trace.getTracer("@tm/flow");
+const RAW_LIMIT = 16 * 1024;
+
+export interface DeliveryContext {
+  subject: Subject;
+  /** 1 on the first delivery. */
+  attempt: number;
+  maxDeliver: number;
+  /** True when this is the last delivery the server will make. */
+  lastAttempt: boolean;
+  streamSequence: number;
+  /** Milliseconds the message waited in the stream before this delivery. */
+  waitedMs: number;
+  /** Aborted when the consumer stops and in-flight work runs past the shutdown deadline. */
+  signal: AbortSignal;
+  span: Span;
+  traceId: string | undefined;
+}
+
+export type MessageHandler<S extends Subject> = (message: MessageFor<S>, ctx: DeliveryContext) => Promise<void>;
+
+export interface ConsumerHooks<S extends Subject> {
+  /** A delivery failed and will be retried after `delayMs` (e.g. report the error on the task's status). */
+  onRetry?(message: MessageFor<S>, error: unknown, ctx: DeliveryContext, delayMs: number): Promise<void>;
+  /** The message is about to be dead-lettered (e.g. mark the task FAILED). */
+  onExhausted?(message: MessageFor<S>, error: unknown, ctx: DeliveryContext): Promise<void>;
+  /** Any outcome, for metrics and logs. */
+  onOutcome?(outcome: Outcome, ctx: DeliveryContext, error?: unknown): void;
+}
+
+export type Outcome = "acked" | "retried" | "dead-lettered" | "invalid" | "handed-back";
+
+export interface ConsumerOptions<S extends Subject> {
+  js: JetStreamClient;
+  publisher: Publisher;
+  /** The service name: with the subject it names the durable consumer. */
+  service: string;
+  subject: S;
+  handler: MessageHandler<S>;
+  /** Messages handled at once by this process. */
+  concurrency?: number;
+  settings?: FlowSettings;
+  hooks?: ConsumerHooks<S>;
+}
+
+/** Delay before the redelivery that follows failed delivery number `attempt` (1-based). */
+export function retryDelayFor(attempt: number, delays: readonly number[]): number {
+  if (delays.length === 0) return 0;
+  return delays[Math.min(Math.max(attempt, 1), delays.length) - 1] as number;
+}
+
+/** Handles one delivery per the ack policy above. Exposed so a service with its own dispatch (the worker's weighted
+ *  priorities) reuses exactly the same policy. */
+export class DeliveryProcessor<S extends Subject> {
+  readonly #options: Required<Pick<ConsumerOptions<S>, "service" | "subject" | "settings">> & ConsumerOptions<S>;
+  readonly #abort = new AbortController();
+  readonly #consumerName: string;
+
+  constructor(options: ConsumerOptions<S>) {
+    this.#options = { settings: DEFAULT_FLOW_SETTINGS, ...options };
+    this.#consumerName = durableName(options.service, options.subject);
+  }
+
+  /** Tells in-flight handlers to give up (used after the shutdown deadline). */
+  abort(reason = "consumer stopping"): void {
+    this.#abort.abort(new Error(reason));
+  }
+
+  async process(msg: JsMsg): Promise<Outcome> {
+    const { subject, settings, hooks } = this.#options;
+    const attempt = msg.info.deliveryCount;
+    let message: MessageFor<S>;
+    try {
+      message = decodeMessage(subject, msg.data);
+    } catch (error) {
+      if (!(error instanceof MessageValidationError)) throw error;
+      return this.#rejectInvalid(msg, error);
+    }
+
+    const parent = extractTrace(message as { traceparent?: string }, msg.headers);
+    const waitedMs = Math.max(0, Date.now() - msg.info.timestampNanos / 1e6);
+    return tracer.startActiveSpan(
+      `${subject} process`,
+      {
+        kind: SpanKind.CONSUMER,
+        attributes: {
+          "messaging.system": "nats",
+          "messaging.operation.type": "process",
+          "messaging.operation.name": "process",
+          "messaging.destination.name": subject,
+          "messaging.consumer.group.name": this.#consumerName,
+          "messaging.message.id": msg.headers?.get("Nats-Msg-Id") ?? "",
+          "messaging.nats.stream_sequence": msg.info.streamSequence,
+          "messaging.nats.delivery_count": attempt,
+          "messaging.nats.waited_ms": Math.round(waitedMs),
+          "task.id": (message as { taskId?: string }).taskId ?? "",
+        },
+      },
+      parent,
+      async (span) => {
+        const ctx: DeliveryContext = {
+          subject,
+          attempt,
+          maxDeliver: settings.maxDeliver,
+          lastAttempt: attempt >= settings.maxDeliver,
+          streamSequence: msg.info.streamSequence,
+          waitedMs,
+          signal: this.#abort.signal,
+          span,
+          traceId: traceIdOf((message as { traceparent?: string }).traceparent) ?? span.spanContext().traceId,
+        };
+        // Keep a long handler's delivery alive; if this process dies the heartbeats stop and AckWait redelivers.
+        const heartbeat = setInterval(() => msg.working(), Math.max(250, Math.floor(settings.ackWaitMs / 3)));
+        heartbeat.unref();
+        try {
+          await this.#options.handler(message, ctx);
+          msg.ack();
+          hooks?.onOutcome?.("acked", ctx);
+          return "acked";
+        } catch (error) {
+          span.recordException(error as Error);
+          span.setStatus({ code: SpanStatusCode.ERROR, message: errorMessage(error) });
+          if (this.#abort.signal.aborted) {
+            msg.nak();
+            hooks?.onOutcome?.("handed-back", ctx, error);
+            return "handed-back";
+          }
+          return await this.#fail(msg, message, error, ctx);
+        } finally {
+          clearInterval(heartbeat);
+          span.end();
+        }
+      },
+    );
+  }
+
+  async #fail(msg: JsMsg, message: MessageFor<S>, error: unknown, ctx: DeliveryContext): Promise<Outcome> {
+    const { settings, hooks } = this.#options;
+    const permanent = error instanceof PermanentError;
+    if (!permanent && !ctx.lastAttempt) {
+      const delayMs = retryDelayFor(ctx.attempt, settings.retryDelaysMs);
+      await hooks?.onRetry?.(message, error, ctx, delayMs).catch(() => undefined);
+      msg.nak(delayMs);
+      hooks?.onOutcome?.("retried", ctx, error);
+      return "retried";
+    }
+    try {
+      await hooks?.onExhausted?.(message, error, ctx);
+      await this.#deadLetter(msg, {
+        reason: permanent ? "rejected" : "exhausted",
+        error: errorMessage(error),
+        message,
+        taskId: (message as { taskId?: string }).taskId,
+        traceparent: (message as { traceparent?: string }).traceparent,
+      });
+      msg.term(`dead-lettered: ${errorMessage(error)}`.slice(0, 200));
+      hooks?.onOutcome?.("dead-lettered", ctx, error);
+      return "dead-lettered";
+    } catch {
+      // Could not record the failure: keep the message; the advisory covers the very last delivery.
+      msg.nak(retryDelayFor(ctx.attempt, settings.retryDelaysMs));
+      hooks?.onOutcome?.("retried", ctx, error);
+      return "retried";
+    }
+  }
+
+  async #rejectInvalid(msg: JsMsg, error: MessageValidationError): Promise<Outcome> {
+    const text = new TextDecoder().decode(msg.data);
+    let parsed: unknown;
+    try {
+      parsed = JSON.parse(text);
+    } catch {
+      parsed = undefined;
+    }
+    const candidate = parsed as { taskId?: unknown; traceparent?: unknown } | undefined;
+    const taskId = typeof candidate?.taskId === "string" && isUuid(candidate.taskId) ? candidate.taskId : undefined;
+    try {
+      await this.#deadLetter(msg, {
+        reason: "invalid",
+        error: error.message,
+        ...(parsed !== undefined && text.length <= RAW_LIMIT ? { message: parsed } : { raw: text.slice(0, RAW_LIMIT) }),
+        taskId,
+        traceparent: msg.headers?.get("traceparent") || undefined,
+      });
+      msg.term(error.message.slice(0, 200));
+      this.#options.hooks?.onOutcome?.("invalid", this.#bareContext(msg), error);
+      return "invalid";
+    } catch {
+      msg.nak(retryDelayFor(msg.info.deliveryCount, this.#options.settings.retryDelaysMs));
+      return "retried";
+    }
+  }
+
+  async #deadLetter(
+    msg: JsMsg,
+    fields: {
+      reason: "invalid" | "exhausted" | "rejected";
+      error: string;
+      message?: unknown;
+      raw?: string;
+      taskId: string | undefined;
+      traceparent: string | undefined;
+    },
+  ): Promise<void> {
+    const { subject } = this.#options;
+    const id = `${streamOf(subject)}:${msg.info.streamSequence}`;
+    await this.#options.publisher.publish(
+      "events.deadletter",
+      {
+        id,
+        subject,
+        consumer: this.#consumerName,
+        reason: fields.reason,
+        error: fields.error.slice(0, 8192),
+        attempts: msg.info.deliveryCount,
+        at: new Date().toISOString(),
+        ...(fields.taskId ? { taskId: fields.taskId } : {}),
+        ...(fields.message !== undefined ? { message: fields.message } : {}),
+        ...(fields.raw !== undefined ? { raw: fields.raw } : {}),
+      },
+      { msgId: `dlq:${id}` },
+    );
+  }
+
+  #bareContext(msg: JsMsg): DeliveryContext {
+    return {
+      subject: this.#options.subject,
+      attempt: msg.info.deliveryCount,
+      maxDeliver: this.#options.settings.maxDeliver,
+      lastAttempt: msg.info.deliveryCount >= this.#options.settings.maxDeliver,
+      streamSequence: msg.info.streamSequence,
+      waitedMs: 0,
+      signal: this.#abort.signal,
+      span: trace.getSpan(context.active()) ?? trace.wrapSpanContext({ traceId: "", spanId: "", traceFlags: 0 }),
+      traceId: undefined,
+    };
+  }
+}
+
+function isUuid(value: string): boolean {
+  return /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i.test(value);
+}
+
+/** A counting semaphore: at most `limit` holders at once. */
+export class Slots {
+  #free: number;
+  readonly #waiters: Array<() => void> = [];
+  constructor(readonly limit: number) {
+    this.#free = limit;
+  }
+  get inUse(): number {
+    return this.limit - this.#free;
+  }
+  async acquire(): Promise<void> {
+    if (this.#free > 0) {
+      this.#free--;
+      return;
+    }
+    await new Promise<void>((resolve) => this.#waiters.push(resolve));
+  }
+  release(): void {
+    const next = this.#waiters.shift();
+    if (next) next();
+    else this.#free++;
+  }
+  /** Resolves when nothing is held. */
+  async idle(): Promise<void> {
+    while (this.inUse > 0) await new Promise((resolve) => setTimeout(resolve, 10));
+  }
+}
+
+/**
+ * Runs one durable consumer: pulls at most `concurrency` messages ahead, handles up to `concurrency` at once.
+ * The consumer must exist (provisionConsumer) before start().
+ */
+export class Consumer<S extends Subject> {
+  readonly processor: DeliveryProcessor<S>;
+  readonly #options: ConsumerOptions<S>;
+  readonly #slots: Slots;
+  #messages: ConsumerMessages | undefined;
+  #loop: Promise<void> | undefined;
+  #stopping = false;
+  #stopped: Promise<void> | undefined;
+
+  constructor(options: ConsumerOptions<S>) {
+    this.#options = options;
+    this.#slots = new Slots(options.concurrency ?? 16);
+    this.processor = new DeliveryProcessor(options);
+  }
+
+  get inFlight(): number {
+    return this.#slots.inUse;
+  }
+
+  get durable(): string {
+    return durableName(this.#options.service, this.#options.subject);
+  }
+
+  async start(): Promise<void> {
+    const { js, subject } = this.#options;
+    const consumer = await js.consumers.get(streamOf(subject), this.durable);
+    this.#messages = await consumer.consume({ max_messages: this.#slots.limit });
+    const messages = this.#messages;
+    this.#loop = (async () => {
+      for await (const msg of messages) {
+        if (this.#stopping) {
+          msg.nak(); // hand it back at once rather than waiting out AckWait
+          continue;
+        }
+        await this.#slots.acquire();
+        void this.processor
+          .process(msg)
+          .catch(() => msg.nak())
+          .finally(() => this.#slots.release());
+      }
+    })();
+  }
+
+  /**
+   * Stops pulling, lets in-flight handlers finish until `deadlineMs`, then aborts them (their messages are NAKed
+   * and redelivered elsewhere). Idempotent.
+   */
+  stop(deadlineMs = 10_000): Promise<void> {
+    this.#stopped ??= (async () => {
+      this.#stopping = true;
+      await this.#messages?.close().catch(() => undefined);
+      const finished = this.#slots.idle();
+      const timedOut = await Promise.race([
+        finished.then(() => false),
+        new Promise<boolean>((resolve) => setTimeout(() => resolve(true), deadlineMs).unref()),
+      ]);
+      if (timedOut) {
+        this.processor.abort("shutdown deadline passed");
+        await Promise.race([finished, new Promise((resolve) => setTimeout(resolve, 1_000).unref())]);
+      }
+      await this.#loop?.catch(() => undefined);
+    })();
+    return this.#stopped;
+  }
+}

@@ -1,0 +1,108 @@
+/**
+ * Publishing with the contract's guarantees: the body is validated, a Nats-Msg-Id is set so a retried publish is
+ * deduplicated by the stream, and the trace context travels in the body and as a header. Transient failures (a
+ * reconnecting client, a stream leader election) are retried with the same message id until a deadline.
+ */
+import { context, SpanKind, SpanStatusCode, trace } from "@opentelemetry/api";
+import { headers, type JetStreamClient, type PubAck } from "nats";
+import { errorMessage } from "./errors.js";
+import { type MessageFor, type MessageInputFor, validateMessage } from "./schemas.js";
+import type { Subject } from "./subjects.js";
+import { injectTrace } from "./trace.js";
+
+const tracer = trace.getTracer("@tm/flow");
+const encoder = new TextEncoder();
+
+export interface PublishOptions {
+  /** Deduplication id, unique per (task, stage): e.g. `${taskId}:schedule`. */
+  msgId: string;
+}
+
+export interface PublisherOptions {
+  /** Total time to keep retrying a failing publish before giving up (ms). */
+  retryDeadlineMs?: number;
+  /** PubAck timeout of one attempt (ms). */
+  ackTimeoutMs?: number;
+}
+
+export interface Publisher {
+  publish<S extends Subject>(subject: S, message: MessageInputFor<S>, options: PublishOptions): Promise<PubAck>;
+}
+
+export function createPublisher(js: JetStreamClient, options: PublisherOptions = {}): Publisher {
+  const retryDeadlineMs = options.retryDeadlineMs ?? 30_000;
+  const ackTimeoutMs = options.ackTimeoutMs ?? 5_000;
+
+  return {
+    publish(subject, message, { msgId }) {
+      return tracer.startActiveSpan(
+        `${subject} publish`,
+        {
+          kind: SpanKind.PRODUCER,
+          attributes: {
+            "messaging.system": "nats",
+            "messaging.operation.type": "send",
+            "messaging.operation.name": "publish",
+            "messaging.destination.name": subject,
+            "messaging.message.id": msgId,
+          },
+        },
+        async (span) => {
+          try {
+            const carrier = injectTrace(context.active());
+            const body: MessageFor<typeof subject> = validateMessage(subject, { ...message, ...carrier });
+            const data = encoder.encode(JSON.stringify(body));
+            span.setAttribute("messaging.message.body.size", data.byteLength);
+            const hdrs = headers();
+            hdrs.set("traceparent", carrier.traceparent);
+            if (carrier.tracestate) hdrs.set("tracestate", carrier.tracestate);
+            const ack = await publishWithRetry(js, subject, data, msgId, hdrs, ackTimeoutMs, retryDeadlineMs);
+            if (ack.duplicate) span.setAttribute("messaging.nats.duplicate", true);
+            return ack;
+          } catch (error) {
+            span.recordException(error as Error);
+            span.setStatus({ code: SpanStatusCode.ERROR, message: errorMessage(error) });
+            throw error;
+          } finally {
+            span.end();
+          }
+        },
+      );
+    },
+  };
+}
+
+async function publishWithRetry(
+  js: JetStreamClient,
+  subject: string,
+  data: Uint8Array,
+  msgId: string,
+  hdrs: ReturnType<typeof headers>,
+  ackTimeoutMs: number,
+  retryDeadlineMs: number,
+): Promise<PubAck> {
+  const deadline = Date.now() + retryDeadlineMs;
+  let delay = 100;
+  for (;;) {
+    try {
+      return await js.publish(subject, data, { msgID: msgId, headers: hdrs, timeout: ackTimeoutMs });
+    } catch (error) {
+      if (!isTransient(error) || Date.now() + delay > deadline) throw error;
+      await new Promise((resolve) => setTimeout(resolve, delay));
+      delay = Math.min(delay * 2, 2_000);
+    }
+  }
+}
+
+/** Failures that a retry with the same message id can fix: no responders (leader election), timeouts, and a
+ *  connection that is reconnecting. */
+function isTransient(error: unknown): boolean {
+  const e = error as { code?: string; message?: string };
+  const code = String(e?.code ?? "");
+  return (
+    code === "503" ||
+    code === "TIMEOUT" ||
+    code === "DISCONNECT" ||
+    /no responders|timeout|disconnect|reconnect/i.test(String(e?.message))
+  );
+}

@@ -1,0 +1,173 @@
+/**
+ * zod schemas for every message body, used on publish and on consume. A body that fails them is never retried:
+ * it is terminated and reported on events.deadletter with the reason these schemas give.
+ */
+import { z } from "zod";
+import { TASK_STATES } from "./lifecycle.js";
+import { PRIORITIES, type Subject, Subjects } from "./subjects.js";
+
+export const TRACEPARENT_PATTERN = /^[0-9a-f]{2}-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}$/;
+
+export const TaskId = z.uuid({ message: "must be a UUID" });
+export const TaskType = z
+  .string()
+  .regex(/^[a-z][a-z0-9_-]{0,63}$/, { message: "must be 1-64 chars of a-z, 0-9, _ or -, starting with a letter" });
+export const PrioritySchema = z.enum(PRIORITIES);
+export const TaskStateSchema = z.enum(TASK_STATES);
+export const IsoTime = z.iso.datetime({ offset: true, message: "must be an ISO-8601 timestamp" });
+export const JsonObject = z.record(z.string(), z.unknown());
+export const Metadata = z.record(z.string().min(1).max(128), z.string().max(1024));
+
+const traceFields = {
+  /** W3C trace context of the span that published this message. */
+  traceparent: z.string().regex(TRACEPARENT_PATTERN, { message: "must be a W3C traceparent" }).optional(),
+  tracestate: z.string().max(512).optional(),
+};
+
+/** How many times a dead letter has been replayed; orders status versions across replays. */
+const generation = z.number().int().min(0).max(1000).default(0);
+
+/** tasks.ingest: a task as the gateway accepted it. */
+export const TaskMessageSchema = z.object({
+  taskId: TaskId,
+  type: TaskType,
+  priority: PrioritySchema,
+  payload: JsonObject,
+  metadata: Metadata.default({}),
+  createdAt: IsoTime,
+  generation,
+  ...traceFields,
+});
+export type TaskMessage = z.infer<typeof TaskMessageSchema>;
+export type TaskMessageInput = z.input<typeof TaskMessageSchema>;
+
+/** What the enricher derives from a task. Extra fields are kept so the enricher can grow without a schema bump. */
+export const EnrichmentSchema = z
+  .object({
+    payloadBytes: z.number().int().min(0),
+    payloadSha256: z.string().regex(/^[0-9a-f]{64}$/),
+    fieldCount: z.number().int().min(0),
+    receivedAt: IsoTime,
+    enrichedAt: IsoTime,
+  })
+  .catchall(z.unknown());
+export type Enrichment = z.infer<typeof EnrichmentSchema>;
+
+/** tasks.schedule and tasks.worker.*: a validated, enriched task. */
+export const EnrichedTaskMessageSchema = TaskMessageSchema.extend({ enrichment: EnrichmentSchema });
+export type EnrichedTaskMessage = z.infer<typeof EnrichedTaskMessageSchema>;
+
+/** tasks.results: the output of a task that succeeded. */
+export const ResultMessageSchema = z.object({
+  taskId: TaskId,
+  type: TaskType,
+  priority: PrioritySchema,
+  output: z.unknown(),
+  attempts: z.number().int().min(1),
+  startedAt: IsoTime,
+  completedAt: IsoTime,
+  durationMs: z.number().min(0),
+  generation,
+  ...traceFields,
+});
+export type ResultMessage = z.infer<typeof ResultMessageSchema>;
+
+/** events.status: one status update. `version` orders the updates of one task (see lifecycle.ts). */
+export const StatusEventSchema = z.object({
+  taskId: TaskId,
+  state: TaskStateSchema,
+  progress: z.number().int().min(0).max(100).default(0),
+  attempt: z.number().int().min(0).default(0),
+  error: z.string().max(4096).optional(),
+  version: z.number().int().min(0),
+  updatedAt: IsoTime,
+  source: z.string().min(1).max(64),
+  generation,
+  ...traceFields,
+});
+export type StatusEvent = z.infer<typeof StatusEventSchema>;
+export type StatusEventInput = z.input<typeof StatusEventSchema>;
+
+/** events.audit: something a stage did. */
+export const AuditEventSchema = z.object({
+  taskId: TaskId.optional(),
+  service: z.string().min(1).max(64),
+  action: z.string().min(1).max(64),
+  at: IsoTime,
+  detail: JsonObject.optional(),
+  ...traceFields,
+});
+export type AuditEvent = z.infer<typeof AuditEventSchema>;
+
+/** events.deadletter: a message that will not be processed, and why. */
+export const DeadLetterSchema = z.object({
+  /** Unique per dead letter: `<stream>:<stream sequence>` of the message that died. */
+  id: z.string().min(1).max(256),
+  taskId: TaskId.optional(),
+  subject: z.string().min(1).max(256),
+  consumer: z.string().min(1).max(128),
+  reason: z.enum(["invalid", "exhausted", "rejected"]),
+  error: z.string().max(8192),
+  attempts: z.number().int().min(0),
+  at: IsoTime,
+  /** The original body when it parsed as JSON. */
+  message: z.unknown().optional(),
+  /** The original body as text (truncated) when it did not. */
+  raw: z.string().optional(),
+  ...traceFields,
+});
+export type DeadLetter = z.infer<typeof DeadLetterSchema>;
+
+const SCHEMAS = {
+  [Subjects.ingest]: TaskMessageSchema,
+  [Subjects.schedule]: EnrichedTaskMessageSchema,
+  [Subjects.workerHigh]: EnrichedTaskMessageSchema,
+  [Subjects.workerMedium]: EnrichedTaskMessageSchema,
+  [Subjects.workerLow]: EnrichedTaskMessageSchema,
+  [Subjects.results]: ResultMessageSchema,
+  [Subjects.status]: StatusEventSchema,
+  [Subjects.audit]: AuditEventSchema,
+  [Subjects.deadletter]: DeadLetterSchema,
+} as const;
+
+export type SchemaFor<S extends Subject> = (typeof SCHEMAS)[S];
+export type MessageFor<S extends Subject> = z.infer<SchemaFor<S>>;
+export type MessageInputFor<S extends Subject> = z.input<SchemaFor<S>>;
+
+export function schemaFor<S extends Subject>(subject: S): SchemaFor<S> {
+  return SCHEMAS[subject];
+}
+
+/** One line naming every problem: `payload: expected record, received string; taskId: must be a UUID`. */
+export function describeIssues(error: z.ZodError): string {
+  return error.issues
+    .map((issue) => `${issue.path.length > 0 ? issue.path.join(".") : "(body)"}: ${issue.message}`)
+    .join("; ");
+}
+
+export class MessageValidationError extends Error {
+  override readonly name = "MessageValidationError";
+  constructor(
+    readonly subject: string,
+    readonly problems: string,
+  ) {
+    super(`invalid ${subject} message: ${problems}`);
+  }
+}
+
+/** Parses raw bytes as the subject's message; throws MessageValidationError naming the problem. */
+export function decodeMessage<S extends Subject>(subject: S, data: Uint8Array): MessageFor<S> {
+  let body: unknown;
+  try {
+    body = JSON.parse(new TextDecoder().decode(data));
+  } catch (error) {
+    throw new MessageValidationError(subject, `malformed JSON (${(error as Error).message})`);
+  }
+  return validateMessage(subject, body);
+}
+
+export function validateMessage<S extends Subject>(subject: S, body: unknown): MessageFor<S> {
+  const result = schemaFor(subject).safeParse(body);
+  if (!result.success) throw new MessageValidationError(subject, describeIssues(result.error));
+  return result.data as MessageFor<S>;
+}

@@ -1,0 +1,175 @@
+/**
+ * The JetStream topology, defined once: the TASKS and EVENTS streams, the durable consumer defaults, and the
+ * idempotent provisioning that whichever service starts first performs.
+ */
+import {
+  AckPolicy,
+  type ConsumerConfig,
+  DeliverPolicy,
+  DiscardPolicy,
+  type JetStreamManager,
+  nanos,
+  ReplayPolicy,
+  RetentionPolicy,
+  StorageType,
+  type StreamConfig,
+} from "nats";
+import { EVENT_SUBJECTS, type Subject, TASK_SUBJECTS } from "./subjects.js";
+
+export const STREAMS = { tasks: "TASKS", events: "EVENTS" } as const;
+export type StreamName = (typeof STREAMS)[keyof typeof STREAMS];
+
+/** The numbers of the contract. Tests and operators may override them (see pkg/kit config: FLOW_*). */
+export interface FlowSettings {
+  /** How long a delivered, unacknowledged message waits before redelivery (a crashed consumer). */
+  ackWaitMs: number;
+  /** Deliveries before a message is given up on and dead-lettered. */
+  maxDeliver: number;
+  /** Delay before redelivery after the n-th failed delivery (index n-1); the last value repeats. */
+  retryDelaysMs: number[];
+  /** Messages delivered but not yet acknowledged, per consumer (bounds a runaway backlog in clients). */
+  maxAckPending: number;
+  maxAgeMs: number;
+  maxMsgs: number;
+  maxBytes: number;
+  duplicateWindowMs: number;
+  /** 1 locally; 3 in a cluster (k8s), which is what makes an acknowledged publish survive a lost node. */
+  replicas: number;
+}
+
+export const DEFAULT_FLOW_SETTINGS: Readonly<FlowSettings> = Object.freeze({
+  ackWaitMs: 30_000,
+  maxDeliver: 5,
+  retryDelaysMs: [1_000, 5_000, 15_000, 30_000, 60_000],
+  maxAckPending: 1_000,
+  maxAgeMs: 24 * 60 * 60 * 1_000,
+  maxMsgs: 1_000_000,
+  maxBytes: 512 * 1024 * 1024,
+  duplicateWindowMs: 2 * 60 * 1_000,
+  replicas: 1,
+});
+
+export function streamOf(subject: Subject): StreamName {
+  return subject.startsWith("events.") ? STREAMS.events : STREAMS.tasks;
+}
+
+export function streamConfig(name: StreamName, settings: FlowSettings = DEFAULT_FLOW_SETTINGS): StreamConfig {
+  return {
+    name,
+    subjects: [...(name === STREAMS.tasks ? TASK_SUBJECTS : EVENT_SUBJECTS)],
+    retention: RetentionPolicy.Limits,
+    storage: StorageType.File,
+    discard: DiscardPolicy.Old,
+    max_age: nanos(settings.maxAgeMs),
+    max_msgs: settings.maxMsgs,
+    max_bytes: settings.maxBytes,
+    max_msgs_per_subject: -1,
+    max_msg_size: -1,
+    max_consumers: -1,
+    duplicate_window: nanos(settings.duplicateWindowMs),
+    num_replicas: settings.replicas,
+    allow_direct: false,
+    allow_rollup_hdrs: false,
+    deny_delete: false,
+    deny_purge: false,
+    mirror_direct: false,
+    sealed: false,
+  } as StreamConfig;
+}
+
+/** The durable consumer of one service on one subject. Replicas of a service share it and split the work. */
+export function durableName(service: string, subject: Subject): string {
+  return `${service}-${subject.replaceAll(".", "-")}`;
+}
+
+/**
+ * Consumer settings. No BackOff list: on nats-server 2.9 it must be shorter than MaxDeliver, and when present it
+ * silently replaces AckWait with its first value. Retry delays are applied by NAKing with the attempt's delay
+ * (see consume.ts); AckWait stays what it says, the time to notice a crashed consumer.
+ */
+export function consumerConfig(
+  service: string,
+  subject: Subject,
+  settings: FlowSettings = DEFAULT_FLOW_SETTINGS,
+): Partial<ConsumerConfig> & { durable_name: string } {
+  return {
+    durable_name: durableName(service, subject),
+    filter_subject: subject,
+    ack_policy: AckPolicy.Explicit,
+    ack_wait: nanos(settings.ackWaitMs),
+    max_deliver: settings.maxDeliver,
+    max_ack_pending: settings.maxAckPending,
+    deliver_policy: DeliverPolicy.All,
+    replay_policy: ReplayPolicy.Instant,
+    num_replicas: 0, // inherit the stream's
+  };
+}
+
+/** Creates both streams, or brings them to the configured settings. Safe to run from every service at once. */
+export async function provisionStreams(jsm: JetStreamManager, settings: FlowSettings = DEFAULT_FLOW_SETTINGS) {
+  for (const name of Object.values(STREAMS)) {
+    const wanted = streamConfig(name, settings);
+    const existing = await jsm.streams.info(name).catch((error: unknown) => {
+      if (isNotFound(error)) return undefined;
+      throw error;
+    });
+    if (!existing) {
+      await jsm.streams.add(wanted).catch(async (error: unknown) => {
+        // Another service won the race: fall through to the update path.
+        if (!/already in use|already exists/i.test(String((error as Error).message))) throw error;
+        await jsm.streams.update(name, wanted);
+      });
+    } else if (streamDiffers(existing.config, wanted)) {
+      await jsm.streams.update(name, wanted);
+    }
+  }
+}
+
+/** Creates the durable consumer, or updates its editable settings. Idempotent. */
+export async function provisionConsumer(
+  jsm: JetStreamManager,
+  service: string,
+  subject: Subject,
+  settings: FlowSettings = DEFAULT_FLOW_SETTINGS,
+): Promise<string> {
+  const config = consumerConfig(service, subject, settings);
+  const stream = streamOf(subject);
+  const existing = await jsm.consumers.info(stream, config.durable_name).catch((error: unknown) => {
+    if (isNotFound(error)) return undefined;
+    throw error;
+  });
+  if (!existing) {
+    await jsm.consumers.add(stream, config);
+  } else if (
+    existing.config.ack_wait !== config.ack_wait ||
+    existing.config.max_deliver !== config.max_deliver ||
+    existing.config.max_ack_pending !== config.max_ack_pending
+  ) {
+    await jsm.consumers.update(stream, config.durable_name, {
+      ack_wait: config.ack_wait,
+      max_deliver: config.max_deliver,
+      max_ack_pending: config.max_ack_pending,
+    });
+  }
+  return config.durable_name;
+}
+
+function streamDiffers(current: StreamConfig, wanted: StreamConfig): boolean {
+  return (
+    current.max_age !== wanted.max_age ||
+    current.max_msgs !== wanted.max_msgs ||
+    current.max_bytes !== wanted.max_bytes ||
+    current.duplicate_window !== wanted.duplicate_window ||
+    current.num_replicas !== wanted.num_replicas ||
+    [...current.subjects].sort().join() !== [...wanted.subjects].sort().join()
+  );
+}
+
+function isNotFound(error: unknown): boolean {
+  const e = error as { code?: string; api_error?: { err_code?: number }; message?: string };
+  return (
+    e?.api_error?.err_code === 10059 || // stream not found
+    e?.api_error?.err_code === 10014 || // consumer not found
+    /not found/i.test(String(e?.message))
+  );
+}

@@ -1,0 +1,39 @@
+/**
+ * A typed TaskService client over gRPC (HTTP/2) with connect-node. This is what the CLI and the tests use;
+ * it talks to Envoy on :50051 or straight to a gateway.
+ */
+import type { Client, Interceptor } from "@connectrpc/connect";
+import { createClient } from "@connectrpc/connect";
+import { createGrpcTransport } from "@connectrpc/connect-node";
+import { Health } from "./gen/grpc/health/v1/health_pb.js";
+import { TaskService } from "./gen/taskmanager/v1/taskmanager_pb.js";
+
+export interface TaskClientOptions {
+  /** e.g. http://127.0.0.1:50051 */
+  baseUrl: string;
+  /** Sent as `authorization: Bearer <key>` when set. */
+  apiKey?: string;
+}
+
+export type TaskClient = Client<typeof TaskService>;
+export type HealthClient = Client<typeof Health>;
+
+function transportFor(options: TaskClientOptions) {
+  const interceptors: Interceptor[] = [];
+  if (options.apiKey) {
+    const value = `Bearer ${options.apiKey}`;
+    interceptors.push((next) => (req) => {
+      req.header.set("authorization", value);
+      return next(req);
+    });
+  }
+  return createGrpcTransport({ baseUrl: options.baseUrl, interceptors });
+}
+
+export function createTaskClient(options: TaskClientOptions): TaskClient {
+  return createClient(TaskService, transportFor(options));
+}
+
+export function createHealthClient(options: TaskClientOptions): HealthClient {
+  return createClient(Health, transportFor(options));
+}

@@ -1,0 +1,187 @@
+/**
+ * Serves protobuf-es service descriptors with @grpc/grpc-js.
+ *
+ * grpc-js wants a ServiceDefinition (paths plus serializers) and callback-style handlers. Generating a second
+ * set of stubs (grpc-tools / protobufjs) would give two sources of truth for the same proto, so instead we derive
+ * the definition from the protobuf-es descriptor and let handlers be plain async functions (unary) or async
+ * generators (server streaming), in the style of connect-es. Errors thrown as ConnectError keep their code; any
+ * other error becomes INTERNAL without leaking its message.
+ */
+import type { DescMessage, DescMethod, DescService, MessageInitShape, MessageShape } from "@bufbuild/protobuf";
+import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
+import type { GenService, GenServiceMethods } from "@bufbuild/protobuf/codegenv2";
+import { Code, ConnectError } from "@connectrpc/connect";
+import * as grpc from "@grpc/grpc-js";
+
+/** What a handler knows about its call. */
+export interface CallContext {
+  /** Aborted when the client cancels or the deadline passes. */
+  signal: AbortSignal;
+  /** Request metadata (lower-case keys; the first value of each). */
+  header(name: string): string | undefined;
+  /** The caller's address as grpc-js reports it. */
+  peer: string;
+}
+
+type UnaryHandler<I extends DescMessage, O extends DescMessage> = (
+  request: MessageShape<I>,
+  ctx: CallContext,
+) => Promise<MessageInitShape<O>>;
+
+type ServerStreamingHandler<I extends DescMessage, O extends DescMessage> = (
+  request: MessageShape<I>,
+  ctx: CallContext,
+) => AsyncIterable<MessageInitShape<O>>;
+
+/** The implementation of a service: one async function (or async generator) per method. */
+export type ServiceHandlers<S extends GenServiceMethods> = {
+  [K in keyof S]: S[K]["methodKind"] extends "unary"
+    ? UnaryHandler<S[K]["input"], S[K]["output"]>
+    : S[K]["methodKind"] extends "server_streaming"
+      ? ServerStreamingHandler<S[K]["input"], S[K]["output"]>
+      : never;
+};
+
+/** Optional hook to observe failures (logging) without changing what the client sees. */
+export type ErrorObserver = (method: DescMethod, error: unknown) => void;
+
+/** Builds the grpc-js ServiceDefinition (paths and codecs) from a protobuf-es descriptor. */
+export function grpcServiceDefinition(service: DescService): grpc.ServiceDefinition {
+  const definition: Record<string, grpc.MethodDefinition<unknown, unknown>> = {};
+  for (const method of service.methods) {
+    definition[method.localName] = {
+      path: `/${service.typeName}/${method.name}`,
+      originalName: method.localName,
+      requestStream: method.methodKind === "client_streaming" || method.methodKind === "bidi_streaming",
+      responseStream: method.methodKind === "server_streaming" || method.methodKind === "bidi_streaming",
+      requestSerialize: (message) => Buffer.from(toBinary(method.input, message as MessageShape<DescMessage>)),
+      requestDeserialize: (bytes: Buffer) => fromBinary(method.input, bytes),
+      responseSerialize: (message) => Buffer.from(toBinary(method.output, message as MessageShape<DescMessage>)),
+      responseDeserialize: (bytes: Buffer) => fromBinary(method.output, bytes),
+    };
+  }
+  return definition;
+}
+
+/** Adds a protobuf-es service with async handlers to a grpc-js server. */
+export function addService<S extends GenServiceMethods>(
+  server: grpc.Server,
+  service: GenService<S>,
+  handlers: ServiceHandlers<S>,
+  onError?: ErrorObserver,
+): void {
+  const implementation: grpc.UntypedServiceImplementation = {};
+  for (const method of service.methods) {
+    const handler = (handlers as Record<string, unknown>)[method.localName];
+    if (typeof handler !== "function") throw new Error(`no handler for ${service.typeName}.${method.name}`);
+    if (method.methodKind === "unary") {
+      implementation[method.localName] = adaptUnary(method, handler as UnaryHandler<DescMessage, DescMessage>, onError);
+    } else if (method.methodKind === "server_streaming") {
+      implementation[method.localName] = adaptServerStreaming(
+        method,
+        handler as ServerStreamingHandler<DescMessage, DescMessage>,
+        onError,
+      );
+    } else {
+      throw new Error(`${method.methodKind} methods are not supported (${service.typeName}.${method.name})`);
+    }
+  }
+  server.addService(grpcServiceDefinition(service), implementation);
+}
+
+function adaptUnary(
+  method: DescMethod,
+  handler: UnaryHandler<DescMessage, DescMessage>,
+  onError?: ErrorObserver,
+): grpc.handleUnaryCall<MessageShape<DescMessage>, MessageShape<DescMessage>> {
+  return (call, callback) => {
+    const { ctx, dispose } = contextOf(call);
+    handler(call.request, ctx).then(
+      (init) => {
+        dispose();
+        callback(null, create(method.output, init));
+      },
+      (error: unknown) => {
+        dispose();
+        onError?.(method, error);
+        callback(toServiceError(error));
+      },
+    );
+  };
+}
+
+function adaptServerStreaming(
+  method: DescMethod,
+  handler: ServerStreamingHandler<DescMessage, DescMessage>,
+  onError?: ErrorObserver,
+): grpc.handleServerStreamingCall<MessageShape<DescMessage>, MessageShape<DescMessage>> {
+  return (call) => {
+    const { ctx, dispose } = contextOf(call);
+    void (async () => {
+      try {
+        for await (const init of handler(call.request, ctx)) {
+          if (ctx.signal.aborted) break;
+          // Respect back-pressure: wait for the socket to drain before producing more.
+          if (!call.write(create(method.output, init))) {
+            await new Promise<void>((resolve) => {
+              const done = () => {
+                call.off("drain", done);
+                ctx.signal.removeEventListener("abort", done);
+                resolve();
+              };
+              call.once("drain", done);
+              ctx.signal.addEventListener("abort", done, { once: true });
+            });
+          }
+        }
+        if (!ctx.signal.aborted) call.end();
+      } catch (error) {
+        if (!ctx.signal.aborted) {
+          onError?.(method, error);
+          call.destroy(toServiceError(error) as Error);
+        }
+      } finally {
+        dispose();
+      }
+    })();
+  };
+}
+
+function contextOf(call: grpc.ServerUnaryCall<unknown, unknown> | grpc.ServerWritableStream<unknown, unknown>): {
+  ctx: CallContext;
+  dispose: () => void;
+} {
+  const controller = new AbortController();
+  const onCancel = () => controller.abort(new ConnectError("call cancelled by the client", Code.Canceled));
+  call.once("cancelled", onCancel);
+  const deadline = call.getDeadline();
+  let timer: NodeJS.Timeout | undefined;
+  if (deadline instanceof Date || (typeof deadline === "number" && Number.isFinite(deadline))) {
+    const ms = Math.max(0, new Date(deadline).getTime() - Date.now());
+    timer = setTimeout(() => controller.abort(new ConnectError("deadline exceeded", Code.DeadlineExceeded)), ms);
+    timer.unref();
+  }
+  const metadata = call.metadata;
+  return {
+    ctx: {
+      signal: controller.signal,
+      header: (name) => {
+        const value = metadata.get(name.toLowerCase())[0];
+        return value === undefined ? undefined : value.toString();
+      },
+      peer: call.getPeer(),
+    },
+    dispose: () => {
+      call.off("cancelled", onCancel);
+      if (timer) clearTimeout(timer);
+    },
+  };
+}
+
+/** Maps a thrown value to a grpc-js error: ConnectError codes pass through, anything else is INTERNAL. */
+export function toServiceError(error: unknown): Partial<grpc.StatusObject> {
+  if (error instanceof ConnectError) {
+    return { code: error.code as number as grpc.status, details: error.rawMessage };
+  }
+  return { code: grpc.status.INTERNAL, details: "internal error" };
+}

@@ -1,0 +1,13 @@
+export * from "./client.js";
+export type { HealthCheckRequest, HealthCheckResponse } from "./gen/grpc/health/v1/health_pb.js";
+export {
+  Health,
+  HealthCheckRequestSchema,
+  HealthCheckResponse_ServingStatus,
+  HealthCheckResponseSchema,
+  HealthListRequestSchema,
+  HealthListResponseSchema,
+} from "./gen/grpc/health/v1/health_pb.js";
+export * from "./gen/taskmanager/v1/taskmanager_pb.js";
+export * from "./grpc-adapter.js";
+export * from "./health.js";

@@ -1,0 +1,93 @@
+/**
+ * A real redis-server on a free loopback port with a temporary directory; AOF optional (what production runs, and
+ * what makes a restart keep the data).
+ */
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { Redis } from "ioredis";
+import { findBinary } from "./binaries.js";
+import { freePort, waitFor } from "./ports.js";
+import { ManagedProcess } from "./process.js";
+
+export interface RedisServerOptions {
+  appendonly?: boolean;
+  echo?: boolean;
+}
+
+export class RedisServer {
+  readonly process: ManagedProcess;
+  constructor(
+    readonly port: number,
+    readonly dir: string,
+    appendonly: boolean,
+    echo: boolean,
+  ) {
+    this.process = new ManagedProcess({
+      name: `redis:${port}`,
+      command: findBinary("redis-server"),
+      args: [
+        "--port",
+        String(port),
+        "--bind",
+        "127.0.0.1",
+        "--dir",
+        dir,
+        "--save",
+        "",
+        "--appendonly",
+        appendonly ? "yes" : "no",
+        "--appendfsync",
+        "everysec",
+        "--daemonize",
+        "no",
+        "--protected-mode",
+        "yes",
+      ],
+      echo,
+    });
+  }
+
+  get url(): string {
+    return `redis://127.0.0.1:${this.port}`;
+  }
+
+  async start(): Promise<this> {
+    this.process.start();
+    await waitFor(`redis-server on ${this.port}`, async () => {
+      if (!this.process.running) throw new Error(`redis-server exited:\n${this.process.tail()}`);
+      const client = new Redis(this.url, { lazyConnect: true, maxRetriesPerRequest: 0, retryStrategy: () => null });
+      try {
+        await client.connect();
+        return (await client.ping()) === "PONG";
+      } finally {
+        client.disconnect();
+      }
+    });
+    return this;
+  }
+
+  stop(): Promise<void> {
+    return this.process.stop();
+  }
+
+  kill(): Promise<void> {
+    return this.process.kill();
+  }
+
+  async restart(): Promise<void> {
+    await this.stop();
+    await this.start();
+  }
+
+  async dispose(): Promise<void> {
+    await this.process.kill();
+    rmSync(this.dir, { recursive: true, force: true });
+  }
+}
+
+export async function startRedis(options: RedisServerOptions = {}): Promise<RedisServer> {
+  const dir = mkdtempSync(join(tmpdir(), "tm-redis-"));
+  const port = await freePort();
+  return new RedisServer(port, dir, options.appendonly ?? false, !!options.echo).start();
+}

@@ -1,0 +1,28 @@
+import { defineConfig } from "vitest/config";
+
+// Tests import workspace packages from their TypeScript sources (the "source" export condition), so no build is
+// needed for in-process tests. Tests that spawn services as processes run their built dist/ (pnpm build first).
+export default defineConfig({
+  resolve: { conditions: ["source"] },
+  ssr: { resolve: { conditions: ["source"], externalConditions: ["source"] } },
+  test: {
+    projects: [
+      {
+        extends: true,
+        test: { name: "unit", include: ["{pkg,services}/*/test/**/*.unit.test.ts", "test/**/*.unit.test.ts"] },
+      },
+      {
+        extends: true,
+        test: {
+          name: "integration",
+          include: ["{pkg,services}/*/test/**/*.int.test.ts", "test/**/*.int.test.ts"],
+          testTimeout: 60_000,
+          hookTimeout: 60_000,
+          // Each file starts its own nats-server and redis-server; two cores limit useful parallelism.
+          maxWorkers: 2,
+        },
+      },
+    ],
+    reporters: process.env.CI ? ["default"] : ["default"],
+  },
+});
