@@ -1,0 +1,251 @@
+import { useInfra } from "@tm/testkit";
+import { connect, type NatsConnection } from "nats";
+import { afterAll, beforeAll, describe, expect, test } from "vitest";
+import {
+  Consumer,
+  consumerConfig,
+  createPublisher,
+  DEFAULT_FLOW_SETTINGS,
+  type FlowSettings,
+  PermanentError,
+  provisionConsumer,
+  provisionStreams,
+  Subjects,
+  streamConfig,
+} from "../src/index.js";
+
+const infra = useInfra();
+let nc: NatsConnection;
+const settings: FlowSettings = { ...DEFAULT_FLOW_SETTINGS, ackWaitMs: 2_000, retryDelaysMs: [100, 200, 300, 400, 500] };
+
+beforeAll(async () => {
+  nc = await connect({ servers: infra.nats.url });
+});
+afterAll(async () => {
+  await nc?.drain();
+});
+
+function task(overrides: Record<string, unknown> = {}) {
+  return {
+    taskId: crypto.randomUUID(),
+    type: "echo",
+    priority: "medium" as const,
+    payload: { hello: "world" },
+    createdAt: new Date().toISOString(),
+    ...overrides,
+  };
+}
+
+/** Resolves when `n` calls were seen, rejects after the deadline. */
+function countdown(n: number, timeoutMs = 15_000) {
+  let resolve!: () => void;
+  const done = new Promise<void>((r, reject) => {
+    resolve = r;
+    setTimeout(() => reject(new Error(`only saw ${seen} of ${n} within ${timeoutMs} ms`)), timeoutMs).unref();
+  });
+  let seen = 0;
+  return {
+    done,
+    tick() {
+      seen++;
+      if (seen >= n) resolve();
+    },
+    get seen() {
+      return seen;
+    },
+  };
+}
+
+describe("provisioning", () => {
+  test("streams and consumers get exactly the contract's settings, and provisioning twice is harmless", async () => {
+    const jsm = await nc.jetstreamManager();
+    await provisionStreams(jsm);
+    await provisionStreams(jsm);
+    const tasks = await jsm.streams.info("TASKS");
+    expect(tasks.config.subjects.sort()).toEqual(streamConfig("TASKS").subjects.sort());
+    expect(tasks.config.max_age).toBe(24 * 3600 * 1e9);
+    expect(tasks.config.max_msgs).toBe(1_000_000);
+    expect(tasks.config.max_bytes).toBe(512 * 1024 * 1024);
+    expect(tasks.config.duplicate_window).toBe(120 * 1e9);
+    expect(tasks.config.storage).toBe("file");
+    const events = await jsm.streams.info("EVENTS");
+    expect(events.config.subjects.sort()).toEqual(["events.audit", "events.deadletter", "events.status"]);
+
+    await provisionConsumer(jsm, "ingest", Subjects.ingest);
+    await provisionConsumer(jsm, "ingest", Subjects.ingest);
+    const info = await jsm.consumers.info("TASKS", "ingest-tasks-ingest");
+    expect(info.config.ack_wait).toBe(30 * 1e9);
+    expect(info.config.max_deliver).toBe(5);
+    expect(info.config.filter_subject).toBe("tasks.ingest");
+    expect(info.config.ack_policy).toBe("explicit");
+    expect(info.config.backoff ?? []).toEqual([]);
+    expect(consumerConfig("ingest", Subjects.ingest).durable_name).toBe("ingest-tasks-ingest");
+  });
+});
+
+describe("consume", () => {
+  test("a published message is consumed once and acked; a duplicate publish is dropped by the stream", async () => {
+    const jsm = await nc.jetstreamManager();
+    await provisionStreams(jsm, settings);
+    await provisionConsumer(jsm, "t1", Subjects.ingest, settings);
+    const publisher = createPublisher(nc.jetstream());
+    const message = task();
+    const seen = countdown(1);
+    const received: string[] = [];
+    const consumer = new Consumer({
+      js: nc.jetstream(),
+      publisher,
+      service: "t1",
+      subject: Subjects.ingest,
+      settings,
+      handler: async (m) => {
+        received.push(m.taskId);
+        seen.tick();
+      },
+    });
+    await consumer.start();
+    const first = await publisher.publish(Subjects.ingest, message, { msgId: `${message.taskId}:ingest` });
+    const second = await publisher.publish(Subjects.ingest, message, { msgId: `${message.taskId}:ingest` });
+    expect(first.duplicate).toBe(false);
+    expect(second.duplicate).toBe(true);
+    await seen.done;
+    await consumer.stop();
+    const info = await jsm.consumers.info("TASKS", "t1-tasks-ingest");
+    expect(info.num_ack_pending).toBe(0);
+    expect(info.num_pending).toBe(0);
+    expect(received).toEqual([message.taskId]);
+  });
+
+  test("a failing handler's message comes back after the configured delay and stops after maxDeliver, then is dead-lettered", async () => {
+    const jsm = await nc.jetstreamManager();
+    await provisionStreams(jsm, settings);
+    await provisionConsumer(jsm, "t2", Subjects.ingest, settings);
+    await provisionConsumer(jsm, "t2", Subjects.deadletter, settings);
+    const publisher = createPublisher(nc.jetstream());
+    const message = task();
+    const attempts: Array<{ attempt: number; at: number }> = [];
+    const exhausted = countdown(1);
+    const consumer = new Consumer({
+      js: nc.jetstream(),
+      publisher,
+      service: "t2",
+      subject: Subjects.ingest,
+      settings,
+      handler: async (m, ctx) => {
+        if (m.taskId !== message.taskId) return;
+        attempts.push({ attempt: ctx.attempt, at: Date.now() });
+        throw new Error(`boom ${ctx.attempt}`);
+      },
+      hooks: { onExhausted: async () => exhausted.tick() },
+    });
+    const dead = countdown(1);
+    const letters: unknown[] = [];
+    const dlq = new Consumer({
+      js: nc.jetstream(),
+      publisher,
+      service: "t2",
+      subject: Subjects.deadletter,
+      settings,
+      handler: async (m) => {
+        if (m.taskId === message.taskId) {
+          letters.push(m);
+          dead.tick();
+        }
+      },
+    });
+    await consumer.start();
+    await dlq.start();
+    await publisher.publish(Subjects.ingest, message, { msgId: `${message.taskId}:ingest` });
+    await exhausted.done;
+    await dead.done;
+    await consumer.stop();
+    await dlq.stop();
+    expect(attempts.map((a) => a.attempt)).toEqual([1, 2, 3, 4, 5]);
+    for (let i = 1; i < attempts.length; i++) {
+      const gap = (attempts[i]?.at ?? 0) - (attempts[i - 1]?.at ?? 0);
+      const delay = settings.retryDelaysMs[i - 1] ?? 0;
+      expect(gap).toBeGreaterThanOrEqual(delay - 20);
+      expect(gap).toBeLessThan(delay + 1_500);
+    }
+    expect(letters[0]).toMatchObject({ reason: "exhausted", error: "boom 5", attempts: 5, subject: "tasks.ingest" });
+  });
+
+  test("a poison message is terminated at once and reported with the reason", async () => {
+    const jsm = await nc.jetstreamManager();
+    await provisionStreams(jsm, settings);
+    await provisionConsumer(jsm, "t3", Subjects.ingest, settings);
+    await provisionConsumer(jsm, "t3", Subjects.deadletter, settings);
+    const publisher = createPublisher(nc.jetstream());
+    const poison = task({ payload: "nope" });
+    const handled: string[] = [];
+    const consumer = new Consumer({
+      js: nc.jetstream(),
+      publisher,
+      service: "t3",
+      subject: Subjects.ingest,
+      settings,
+      handler: async (m) => {
+        handled.push(m.taskId);
+      },
+    });
+    const letters: Array<{ reason: string; error: string; raw?: string }> = [];
+    const dead = countdown(2);
+    const dlq = new Consumer({
+      js: nc.jetstream(),
+      publisher,
+      service: "t3",
+      subject: Subjects.deadletter,
+      settings,
+      handler: async (m) => {
+        if (m.consumer !== "t3-tasks-ingest") return;
+        letters.push(m);
+        dead.tick();
+      },
+    });
+    await consumer.start();
+    await dlq.start();
+    const js = nc.jetstream();
+    await js.publish(Subjects.ingest, new TextEncoder().encode("{not json"));
+    await js.publish(Subjects.ingest, new TextEncoder().encode(JSON.stringify(poison)));
+    await dead.done;
+    await consumer.stop();
+    await dlq.stop();
+    expect(handled).not.toContain(poison.taskId);
+    expect(letters.map((l) => l.reason)).toEqual(["invalid", "invalid"]);
+    expect(letters[0]?.error).toMatch(/malformed JSON/);
+    expect(letters[0]?.raw).toBe("{not json");
+    expect(letters[1]?.error).toMatch(/payload: /);
+    expect((letters[1] as { taskId?: string }).taskId).toBe(poison.taskId);
+    const info = await jsm.consumers.info("TASKS", "t3-tasks-ingest");
+    expect(info.num_ack_pending).toBe(0);
+    expect(info.num_redelivered).toBe(0);
+  });
+
+  test("a PermanentError is not retried", async () => {
+    const jsm = await nc.jetstreamManager();
+    await provisionStreams(jsm, settings);
+    await provisionConsumer(jsm, "t4", Subjects.ingest, settings);
+    const publisher = createPublisher(nc.jetstream());
+    const message = task();
+    const exhausted = countdown(1);
+    let calls = 0;
+    const consumer = new Consumer({
+      js: nc.jetstream(),
+      publisher,
+      service: "t4",
+      subject: Subjects.ingest,
+      settings,
+      handler: async (m) => {
+        if (m.taskId !== message.taskId) return;
+        calls++;
+        throw new PermanentError("unknown type");
+      },
+      hooks: { onExhausted: async () => exhausted.tick() },
+    });
+    await consumer.start();
+    await publisher.publish(Subjects.ingest, message, { msgId: `${message.taskId}:ingest` });
+    await exhausted.done;
+    await consumer.stop();
+    expect(calls).toBe(1);
+  });
+});

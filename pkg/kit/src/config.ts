@@ -1,0 +1,91 @@
+/**
+ * Configuration from the environment, validated with zod at start-up. A bad value stops the service with a message
+ * naming the variable, the problem and the value it got.
+ */
+import { DEFAULT_FLOW_SETTINGS, type FlowSettings } from "@tm/flow";
+import { z } from "zod";
+
+export class ConfigError extends Error {
+  override readonly name = "ConfigError";
+}
+
+const url = (schemes: string[]) =>
+  z.string().refine(
+    (value) =>
+      value.split(",").every((part) => {
+        try {
+          return schemes.includes(new URL(part.trim()).protocol.replace(/:$/, ""));
+        } catch {
+          return false;
+        }
+      }),
+    { message: `must be a ${schemes.join("/")} URL (comma-separated for several)` },
+  );
+
+export const port = z.coerce
+  .number({ message: "must be a number" })
+  .int({ message: "must be an integer" })
+  .min(0, { message: "must be 0-65535" })
+  .max(65535, { message: "must be 0-65535" });
+
+export const positiveInt = z.coerce.number({ message: "must be a number" }).int().positive({ message: "must be > 0" });
+
+const msList = z
+  .string()
+  .regex(/^\s*\d+(\s*,\s*\d+)*\s*$/, { message: "must be comma-separated milliseconds, e.g. 1000,5000,15000" })
+  .default(DEFAULT_FLOW_SETTINGS.retryDelaysMs.join(","))
+  .transform((value) => value.split(",").map((part) => Number(part.trim())));
+
+/** Variables every service reads. */
+export const baseConfigShape = {
+  NATS_URL: url(["nats", "tls", "ws", "wss"]).default("nats://127.0.0.1:4222"),
+  NATS_USER: z.string().optional(),
+  NATS_PASSWORD: z.string().optional(),
+  REDIS_URL: url(["redis", "rediss"]).default("redis://127.0.0.1:6379"),
+  LOG_LEVEL: z.enum(["fatal", "error", "warn", "info", "debug", "trace", "silent"]).default("info"),
+  OTEL_EXPORTER_OTLP_ENDPOINT: url(["http", "https"]).optional(),
+  OTEL_SERVICE_NAME: z.string().optional(),
+  /** Time in-flight work gets to finish on SIGTERM before it is handed back. */
+  SHUTDOWN_TIMEOUT_MS: positiveInt.default(10_000),
+  /** Overrides of the contract's JetStream numbers (tests shorten them; production keeps the defaults). */
+  FLOW_ACK_WAIT_MS: positiveInt.default(DEFAULT_FLOW_SETTINGS.ackWaitMs),
+  FLOW_MAX_DELIVER: positiveInt.default(DEFAULT_FLOW_SETTINGS.maxDeliver),
+  FLOW_RETRY_DELAYS_MS: msList,
+  FLOW_MAX_ACK_PENDING: positiveInt.default(DEFAULT_FLOW_SETTINGS.maxAckPending),
+  NATS_STREAM_REPLICAS: z.coerce.number().int().min(1).max(5).default(DEFAULT_FLOW_SETTINGS.replicas),
+  /** Port of /healthz, /readyz and /metrics (services with an HTTP API serve them there instead). */
+  OPS_PORT: port.optional(),
+};
+
+export type BaseConfig = z.infer<z.ZodObject<typeof baseConfigShape>>;
+
+/** Parses `env` against the base variables plus a service's own; throws ConfigError naming every bad variable. */
+export function loadConfig<S extends z.ZodRawShape>(
+  shape: S,
+  env: NodeJS.ProcessEnv = process.env,
+): BaseConfig & z.infer<z.ZodObject<S>> {
+  const schema = z.object({ ...baseConfigShape, ...shape });
+  // Empty strings mean "unset": compose files often pass VAR= for optional variables.
+  const cleaned = Object.fromEntries(Object.entries(env).filter(([, value]) => value !== undefined && value !== ""));
+  const result = schema.safeParse(cleaned);
+  if (!result.success) {
+    const lines = result.error.issues.map((issue) => {
+      const name = issue.path.join(".");
+      const got = cleaned[name];
+      return `  ${name}: ${issue.message}${got === undefined ? " (not set)" : ` (got "${String(got).slice(0, 100)}")`}`;
+    });
+    throw new ConfigError(`invalid configuration:\n${lines.join("\n")}`);
+  }
+  return result.data as BaseConfig & z.infer<z.ZodObject<S>>;
+}
+
+export function flowSettingsOf(config: BaseConfig): FlowSettings {
+  return {
+    ...DEFAULT_FLOW_SETTINGS,
+    ackWaitMs: config.FLOW_ACK_WAIT_MS,
+    maxDeliver: config.FLOW_MAX_DELIVER,
+    retryDelaysMs: config.FLOW_RETRY_DELAYS_MS,
+    maxAckPending: config.FLOW_MAX_ACK_PENDING,
+    replicas: config.NATS_STREAM_REPLICAS,
+  };
+}

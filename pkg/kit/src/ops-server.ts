@@ -1,0 +1,84 @@
+/**
+ * The ops endpoints every service has: /healthz (the process is alive), /readyz (its dependencies actually answer)
+ * and /metrics (Prometheus). Services with an HTTP API register these routes on their API app instead.
+ */
+import Fastify, { type FastifyInstance } from "fastify";
+import type { Logger } from "./logger.js";
+import { telemetry } from "./telemetry.js";
+
+/** A readiness check: resolves when the dependency answers, rejects (or returns false) when it does not. */
+export type ReadinessCheck = () => Promise<boolean | undefined | void>;
+
+export interface OpsRoutesOptions {
+  service: string;
+  checks: Record<string, ReadinessCheck>;
+  /** Turns /readyz 503 during shutdown so load balancers stop sending work first. */
+  isShuttingDown?: () => boolean;
+  checkTimeoutMs?: number;
+}
+
+export function registerOpsRoutes(app: FastifyInstance, options: OpsRoutesOptions): void {
+  const timeoutMs = options.checkTimeoutMs ?? 2_000;
+  app.get("/healthz", async () => ({ status: "ok", service: options.service }));
+  app.get("/readyz", async (_request, reply) => {
+    if (options.isShuttingDown?.()) return reply.code(503).send({ status: "shutting down" });
+    const results = await Promise.all(
+      Object.entries(options.checks).map(async ([name, check]) => {
+        try {
+          const ok = await withTimeout(check(), timeoutMs);
+          return [name, ok === false ? "failed" : "ok"] as const;
+        } catch (error) {
+          return [name, `failed: ${(error as Error).message}`] as const;
+        }
+      }),
+    );
+    const checks = Object.fromEntries(results);
+    const ready = results.every(([, result]) => result === "ok");
+    return reply.code(ready ? 200 : 503).send({ status: ready ? "ready" : "not ready", checks });
+  });
+  app.get("/metrics", (request, reply) => {
+    reply.hijack();
+    telemetry(options.service).prometheus.getMetricsRequestHandler(request.raw, reply.raw);
+  });
+}
+
+export function createOpsServer(log: Logger, options: OpsRoutesOptions): FastifyInstance {
+  const app = Fastify({ loggerInstance: log.child({ component: "ops" }), disableRequestLogging: true });
+  registerOpsRoutes(app as unknown as FastifyInstance, options);
+  return app as unknown as FastifyInstance;
+}
+
+function withTimeout<T>(promise: Promise<T>, ms: number): Promise<T> {
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`no answer within ${ms} ms`)), ms);
+    promise.then(
+      (value) => {
+        clearTimeout(timer);
+        resolve(value);
+      },
+      (error) => {
+        clearTimeout(timer);
+        reject(error);
+      },
+    );
+  });
+}
+
+/** Listens, turning "port in use" into a clear message. */
+export async function listen(
+  app: FastifyInstance,
+  port: number,
+  host = "0.0.0.0",
+  what = "HTTP server",
+): Promise<number> {
+  try {
+    await app.listen({ port, host });
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === "EADDRINUSE") {
+      throw new Error(`${what}: port ${port} is already in use (another instance running? set a different port)`);
+    }
+    throw error;
+  }
+  const address = app.server.address();
+  return typeof address === "object" && address ? address.port : port;
+}

@@ -1,0 +1,28 @@
+/**
+ * ioredis with reconnect-forever and bounded command queueing: while Redis is down commands wait (up to the
+ * retry limit) rather than fail at once, so a Redis restart costs latency, not tasks.
+ */
+import { Redis, type RedisOptions } from "ioredis";
+import type { Logger } from "./logger.js";
+
+export function connectRedis(url: string, name: string, log: Logger, extra: RedisOptions = {}): Redis {
+  let lastWarn = 0;
+  const redis = new Redis(url, {
+    connectionName: name,
+    maxRetriesPerRequest: 20,
+    enableAutoPipelining: true,
+    retryStrategy: (times) => Math.min(50 * 2 ** Math.min(times, 6), 2_000),
+    ...extra,
+  });
+  redis.on("error", (error) => {
+    // Reconnect loops emit an error per attempt; one warning a few seconds is enough.
+    if (Date.now() - lastWarn > 5_000) {
+      lastWarn = Date.now();
+      log.warn({ err: error.message }, "Redis connection problem");
+    }
+  });
+  redis.on("ready", () => log.info("connected to Redis"));
+  return redis;
+}
+
+export type { Redis };

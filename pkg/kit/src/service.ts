@@ -1,0 +1,224 @@
+/**
+ * The wiring every service shares, so that a service's own code is only its handlers:
+ * read config → logger → NATS (streams provisioned) and Redis → ops server → the service's start() → run until
+ * SIGTERM, then stop in order: readiness off, the service's own stop, consumers (finish in-flight work within
+ * SHUTDOWN_TIMEOUT_MS, hand back the rest), drain NATS, close Redis, close the ops server, flush telemetry.
+ *
+ * `startService` runs a service inside the current process (tests); `runService` is a service's main().
+ */
+import { type Meter, metrics } from "@opentelemetry/api";
+import {
+  Consumer,
+  type ConsumerHooks,
+  type FlowSettings,
+  type MessageHandler,
+  type Publisher,
+  provisionConsumer,
+  type Subject,
+} from "@tm/flow";
+import type { FastifyInstance } from "fastify";
+import type { Redis } from "ioredis";
+import type { z } from "zod";
+import { type BaseConfig, ConfigError, flowSettingsOf, loadConfig } from "./config.js";
+import { createLogger, type Logger } from "./logger.js";
+import { connectNats, type NatsHandle } from "./nats.js";
+import { createOpsServer, listen, type ReadinessCheck, registerOpsRoutes } from "./ops-server.js";
+import { connectRedis } from "./redis.js";
+import { Shutdown } from "./shutdown.js";
+import { telemetry } from "./telemetry.js";
+
+export interface ServiceDefinition<S extends z.ZodRawShape, Started = unknown> {
+  name: string;
+  /** The service's own environment variables (beyond the base ones). */
+  config?: S;
+  /** Default ops port (OPS_PORT overrides). Use "api" when the service serves ops routes on its own HTTP app. */
+  opsPort: number | "api";
+  /** Which connections the service needs. Both by default. */
+  needs?: { nats?: boolean; redis?: boolean };
+  start(runtime: Runtime<BaseConfig & z.infer<z.ZodObject<S>>>): Promise<Started>;
+}
+
+export interface ConsumeOptions<S extends Subject> {
+  concurrency?: number;
+  hooks?: ConsumerHooks<S>;
+}
+
+export interface Runtime<C extends BaseConfig = BaseConfig> {
+  name: string;
+  config: C;
+  log: Logger;
+  settings: FlowSettings;
+  meter: Meter;
+  shutdown: Shutdown;
+  /** Present unless the service declared needs.nats = false. */
+  nats: NatsHandle;
+  publisher: Publisher;
+  /** Present unless the service declared needs.redis = false. */
+  redis: Redis;
+  /** Provisions the durable consumer for (service, subject), starts it, and stops it on shutdown. */
+  consume<S extends Subject>(subject: S, handler: MessageHandler<S>, options?: ConsumeOptions<S>): Promise<Consumer<S>>;
+  /** Adds a readiness check to /readyz. */
+  addCheck(name: string, check: ReadinessCheck): void;
+  /** Registers /healthz, /readyz and /metrics on the service's own HTTP app (opsPort "api"). */
+  registerOps(app: FastifyInstance): void;
+  /** Runs `stop` early in shutdown (before consumers stop): stop accepting requests, close servers. */
+  onStop(name: string, stop: () => Promise<unknown> | unknown): void;
+  /** True once shutdown began. */
+  readonly stopping: boolean;
+}
+
+export interface StartedService<Started> {
+  runtime: Runtime;
+  started: Started;
+  /** The port the ops server listens on (undefined with opsPort "api"). */
+  opsPort: number | undefined;
+  stop(): Promise<void>;
+}
+
+export async function startService<S extends z.ZodRawShape, Started>(
+  definition: ServiceDefinition<S, Started>,
+  env: NodeJS.ProcessEnv = process.env,
+): Promise<StartedService<Started>> {
+  const config = loadConfig(definition.config ?? ({} as S), env);
+  const log = createLogger(definition.name, config.LOG_LEVEL);
+  const settings = flowSettingsOf(config);
+  const shutdown = new Shutdown(log);
+  const checks: Record<string, ReadinessCheck> = {};
+  const earlyStops: Array<{ name: string; stop: () => Promise<unknown> | unknown }> = [];
+  const consumers: Consumer<Subject>[] = [];
+  const needsNats = definition.needs?.nats ?? true;
+  const needsRedis = definition.needs?.redis ?? true;
+  telemetry(definition.name);
+
+  let nats: NatsHandle | undefined;
+  let redis: Redis | undefined;
+  try {
+    if (needsNats) {
+      nats = await connectNats({
+        url: config.NATS_URL,
+        name: definition.name,
+        user: config.NATS_USER,
+        password: config.NATS_PASSWORD,
+        settings,
+        log,
+        onLost: () => void shutdown.run("NATS connection lost").then(() => process.exit(1)),
+      });
+      const nc = nats.nc;
+      checks.nats = async () => {
+        if (nc.isClosed()) throw new Error("connection closed");
+        await nc.flush();
+        return true;
+      };
+    }
+    if (needsRedis) {
+      redis = connectRedis(config.REDIS_URL, definition.name, log);
+      const r = redis;
+      checks.redis = async () => (await r.ping()) === "PONG";
+    }
+  } catch (error) {
+    await nats?.nc.close().catch(() => undefined);
+    redis?.disconnect();
+    throw error;
+  }
+
+  const runtime: Runtime = {
+    name: definition.name,
+    config,
+    log,
+    settings,
+    meter: metrics.getMeter(`tm.${definition.name}`),
+    shutdown,
+    get nats(): NatsHandle {
+      if (!nats) throw new Error(`${definition.name} declared it does not use NATS`);
+      return nats;
+    },
+    get publisher(): Publisher {
+      if (!nats) throw new Error(`${definition.name} declared it does not use NATS`);
+      return nats.publisher;
+    },
+    get redis(): Redis {
+      if (!redis) throw new Error(`${definition.name} declared it does not use Redis`);
+      return redis;
+    },
+    async consume(subject, handler, options = {}) {
+      if (!nats) throw new Error(`${definition.name} declared it does not use NATS`);
+      await provisionConsumer(nats.jsm, definition.name, subject, settings);
+      const consumer = new Consumer({
+        js: nats.js,
+        publisher: nats.publisher,
+        service: definition.name,
+        subject,
+        handler,
+        settings,
+        ...(options.concurrency ? { concurrency: options.concurrency } : {}),
+        ...(options.hooks ? { hooks: options.hooks } : {}),
+      });
+      await consumer.start();
+      consumers.push(consumer as unknown as Consumer<Subject>);
+      return consumer;
+    },
+    addCheck(name, check) {
+      checks[name] = check;
+    },
+    registerOps(app) {
+      registerOpsRoutes(app, { service: definition.name, checks, isShuttingDown: () => shutdown.started });
+    },
+    onStop(name, stop) {
+      earlyStops.push({ name, stop });
+    },
+    get stopping() {
+      return shutdown.started;
+    },
+  };
+
+  let ops: FastifyInstance | undefined;
+  let opsPort: number | undefined;
+  shutdown.add("service", async () => {
+    for (const { name, stop } of earlyStops) {
+      try {
+        await stop();
+      } catch (error) {
+        log.warn({ err: error, step: name }, "stop step failed; continuing");
+      }
+    }
+  });
+  shutdown.add("consumers", () => Promise.all(consumers.map((c) => c.stop(config.SHUTDOWN_TIMEOUT_MS))));
+  shutdown.add("nats", () => nats?.nc.drain());
+  shutdown.add("redis", async () => {
+    if (redis && redis.status === "ready") await redis.quit();
+    else redis?.disconnect();
+  });
+  shutdown.add("ops server", () => ops?.close());
+
+  let started: Started;
+  try {
+    started = await definition.start(runtime as Runtime<BaseConfig & z.infer<z.ZodObject<S>>>);
+    if (definition.opsPort !== "api") {
+      ops = createOpsServer(log, { service: definition.name, checks, isShuttingDown: () => shutdown.started });
+      opsPort = await listen(ops, config.OPS_PORT ?? definition.opsPort, "0.0.0.0", `${definition.name} ops server`);
+    }
+  } catch (error) {
+    await shutdown.run("start-up failed");
+    throw error;
+  }
+  log.info({ opsPort }, `${definition.name} started`);
+  return { runtime, started, opsPort, stop: () => shutdown.run("stop requested") };
+}
+
+/** A service's main(): starts it, installs signal handlers, and exits with a clear message on a bad start. */
+export function runService<S extends z.ZodRawShape, Started>(definition: ServiceDefinition<S, Started>): void {
+  startService(definition).then(
+    (service) => {
+      service.runtime.shutdown.installSignalHandlers(service.runtime.config.SHUTDOWN_TIMEOUT_MS + 15_000);
+      process.on("unhandledRejection", (error) => service.runtime.log.error({ err: error }, "unhandled rejection"));
+    },
+    (error: unknown) => {
+      if (error instanceof ConfigError) {
+        process.stderr.write(`${definition.name}: ${error.message}\n`);
+        process.exit(78); // EX_CONFIG
+      }
+      process.stderr.write(`${definition.name}: failed to start: ${(error as Error).message ?? error}\n`);
+      process.exit(1);
+    },
+  );
+}

@@ -1,0 +1,55 @@
+/**
+ * Ordered, idempotent, error-tolerant shutdown: each step runs in order with its own error handling, so one
+ * failing step never skips the rest; a second signal does not start a second shutdown.
+ */
+import type { Logger } from "./logger.js";
+
+export interface ShutdownStep {
+  name: string;
+  run: () => Promise<unknown> | unknown;
+}
+
+export class Shutdown {
+  readonly #steps: ShutdownStep[] = [];
+  #closing: Promise<void> | undefined;
+
+  constructor(private readonly log: Logger) {}
+
+  get started(): boolean {
+    return this.#closing !== undefined;
+  }
+
+  /** Adds a step; steps run in the order added (add "stop taking work" first, "close connections" last). */
+  add(name: string, run: ShutdownStep["run"]): void {
+    this.#steps.push({ name, run });
+  }
+
+  run(reason: string): Promise<void> {
+    this.#closing ??= (async () => {
+      this.log.info({ reason }, "shutting down");
+      for (const step of this.#steps) {
+        try {
+          await step.run();
+        } catch (error) {
+          this.log.warn({ err: error, step: step.name }, "shutdown step failed; continuing");
+        }
+      }
+      this.log.info("shut down");
+    })();
+    return this.#closing;
+  }
+
+  /** SIGTERM / SIGINT run the shutdown, then exit; a hard deadline guards against a hung step. */
+  installSignalHandlers(hardDeadlineMs: number): void {
+    const onSignal = (signal: NodeJS.Signals) => {
+      const timer = setTimeout(() => {
+        this.log.error({ hardDeadlineMs }, "shutdown took too long; exiting");
+        process.exit(1);
+      }, hardDeadlineMs);
+      timer.unref();
+      void this.run(signal).then(() => process.exit(0));
+    };
+    process.once("SIGTERM", onSignal);
+    process.once("SIGINT", onSignal);
+  }
+}

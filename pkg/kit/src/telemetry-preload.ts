@@ -1,0 +1,14 @@
+/**
+ * Preloaded with `node --import @tm/kit/telemetry dist/index.js`: registers the ESM loader hook (without it the
+ * instrumentations of ESM-imported modules silently do nothing) and starts the SDK before the app is imported.
+ */
+import { register } from "node:module";
+
+register("@opentelemetry/instrumentation/hook.mjs", import.meta.url);
+
+const { startTelemetry } = await import("./telemetry.js");
+const serviceName = process.env.OTEL_SERVICE_NAME || process.env.TM_SERVICE || "task-manager";
+const telemetry = startTelemetry({ serviceName, otlpEndpoint: process.env.OTEL_EXPORTER_OTLP_ENDPOINT || undefined });
+
+// Flush spans on the way out; the service's own shutdown also calls this (idempotent).
+process.once("beforeExit", () => void telemetry.shutdown());

@@ -1,0 +1,102 @@
+/**
+ * OpenTelemetry start-up, shared by every service. Traces go over OTLP when OTEL_EXPORTER_OTLP_ENDPOINT is set
+ * (otherwise spans are still created, so trace context propagates and logs carry trace ids); metrics are always
+ * readable on the ops server's /metrics (Prometheus format) and also pushed over OTLP when an endpoint is set.
+ *
+ * Started from telemetry-preload.ts (`node --import @tm/kit/telemetry`) so the instrumentations patch grpc-js,
+ * http, ioredis and pino before the app imports them. Idempotent: a second call returns the first handle.
+ */
+import { metrics } from "@opentelemetry/api";
+import { OTLPMetricExporter } from "@opentelemetry/exporter-metrics-otlp-proto";
+import { PrometheusExporter } from "@opentelemetry/exporter-prometheus";
+import { OTLPTraceExporter } from "@opentelemetry/exporter-trace-otlp-proto";
+import { GrpcInstrumentation } from "@opentelemetry/instrumentation-grpc";
+import { HttpInstrumentation } from "@opentelemetry/instrumentation-http";
+import { IORedisInstrumentation } from "@opentelemetry/instrumentation-ioredis";
+import { PinoInstrumentation } from "@opentelemetry/instrumentation-pino";
+import { UndiciInstrumentation } from "@opentelemetry/instrumentation-undici";
+import { resourceFromAttributes } from "@opentelemetry/resources";
+import { type IMetricReader, MeterProvider, PeriodicExportingMetricReader } from "@opentelemetry/sdk-metrics";
+import { NodeSDK } from "@opentelemetry/sdk-node";
+import { BatchSpanProcessor, type SpanProcessor } from "@opentelemetry/sdk-trace-base";
+import { ATTR_SERVICE_NAME, ATTR_SERVICE_VERSION } from "@opentelemetry/semantic-conventions";
+
+export interface TelemetryOptions {
+  serviceName: string;
+  otlpEndpoint?: string | undefined;
+  /** Extra span processors (tests add an in-memory exporter). */
+  spanProcessors?: SpanProcessor[];
+  /** Skip auto-instrumentations (in-process tests). */
+  instrument?: boolean;
+}
+
+export interface Telemetry {
+  prometheus: PrometheusExporter;
+  shutdown(): Promise<void>;
+}
+
+const KEY = Symbol.for("@tm/kit/telemetry");
+type Holder = { [KEY]?: Telemetry };
+
+export function startTelemetry(options: TelemetryOptions): Telemetry {
+  const holder = globalThis as Holder;
+  if (holder[KEY]) return holder[KEY];
+
+  const prometheus = new PrometheusExporter({ preventServerStart: true });
+  const metricReaders: IMetricReader[] = [prometheus];
+  const spanProcessors: SpanProcessor[] = [...(options.spanProcessors ?? [])];
+  if (options.otlpEndpoint) {
+    const base = options.otlpEndpoint.replace(/\/$/, "");
+    spanProcessors.push(new BatchSpanProcessor(new OTLPTraceExporter({ url: `${base}/v1/traces` })));
+    metricReaders.push(
+      new PeriodicExportingMetricReader({
+        exporter: new OTLPMetricExporter({ url: `${base}/v1/metrics` }),
+        exportIntervalMillis: 15_000,
+      }),
+    );
+  }
+  const sdk = new NodeSDK({
+    resource: resourceFromAttributes({
+      [ATTR_SERVICE_NAME]: options.serviceName,
+      [ATTR_SERVICE_VERSION]: process.env.npm_package_version ?? "0.1.0",
+    }),
+    spanProcessors,
+    metricReaders,
+    instrumentations:
+      options.instrument === false
+        ? []
+        : [
+            new HttpInstrumentation({
+              ignoreIncomingRequestHook: (req) => /^\/(healthz|readyz|metrics)/.test(req.url ?? ""),
+            }),
+            new UndiciInstrumentation(),
+            new GrpcInstrumentation(),
+            new IORedisInstrumentation(),
+            // Our logger adds trace ids itself (logger.ts); the pino instrumentation is kept for log correlation
+            // in third-party pino loggers (fastify's).
+            new PinoInstrumentation({ disableLogSending: true }),
+          ],
+  });
+  sdk.start();
+  const telemetry: Telemetry = {
+    prometheus,
+    shutdown: () => sdk.shutdown().catch(() => undefined),
+  };
+  holder[KEY] = telemetry;
+  return telemetry;
+}
+
+/** The running telemetry, or a metrics-only one when the service was started without the preload (tests). */
+export function telemetry(serviceName = "unknown"): Telemetry {
+  const holder = globalThis as Holder;
+  if (holder[KEY]) return holder[KEY];
+  const prometheus = new PrometheusExporter({ preventServerStart: true });
+  const provider = new MeterProvider({
+    resource: resourceFromAttributes({ [ATTR_SERVICE_NAME]: serviceName }),
+    readers: [prometheus],
+  });
+  metrics.setGlobalMeterProvider(provider);
+  const handle: Telemetry = { prometheus, shutdown: () => provider.shutdown().catch(() => undefined) };
+  holder[KEY] = handle;
+  return handle;
+}
