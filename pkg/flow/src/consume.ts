@@ -176,7 +176,8 @@ export class DeliveryProcessor<S extends Subject> {
         taskId: (message as { taskId?: string }).taskId,
         traceparent: (message as { traceparent?: string }).traceparent,
       });
-      msg.term(`dead-lettered: ${errorMessage(error)}`.slice(0, 200));
+      // No reason argument: nats-server 2.9 ignores a "+TERM <reason>" ack entirely (the message stays pending).
+      msg.term();
       hooks?.onOutcome?.("dead-lettered", ctx, error);
       return "dead-lettered";
     } catch {
@@ -205,7 +206,7 @@ export class DeliveryProcessor<S extends Subject> {
         taskId,
         traceparent: msg.headers?.get("traceparent") || undefined,
       });
-      msg.term(error.message.slice(0, 200));
+      msg.term();
       this.#options.hooks?.onOutcome?.("invalid", this.#bareContext(msg), error);
       return "invalid";
     } catch {

@@ -1,5 +1,6 @@
 export * from "./consume.js";
 export * from "./errors.js";
+export * from "./events.js";
 export * from "./lifecycle.js";
 export * from "./publish.js";
 export * from "./schemas.js";

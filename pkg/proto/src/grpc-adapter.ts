@@ -138,6 +138,8 @@ function adaptServerStreaming(
       } catch (error) {
         if (!ctx.signal.aborted) {
           onError?.(method, error);
+          // grpc-js turns an "error" event into the call's status (sent after the queued messages); destroy()
+          // would tear the stream down without ever sending a status, leaving the client waiting forever.
           call.destroy(toServiceError(error) as Error);
         }
       } finally {

@@ -48,6 +48,7 @@ export class HealthRegistry {
       if (current !== last) {
         last = current;
         yield { status: current };
+        // Re-read before waiting: set() may have run while we were suspended at the yield (e.g. back-pressure).
       }
       await new Promise<void>((resolve) => {
         const wake = () => {

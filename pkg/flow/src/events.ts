@@ -1,0 +1,74 @@
+/**
+ * Builders for the events every stage publishes, so that message ids (deduplication) and versions (ordering) are
+ * computed the same way everywhere.
+ */
+import { isTerminal, statusVersion, type TaskState } from "./lifecycle.js";
+import type { Publisher } from "./publish.js";
+import type { StatusEventInput } from "./schemas.js";
+import { Subjects } from "./subjects.js";
+
+export interface StatusUpdate {
+  taskId: string;
+  state: TaskState;
+  /** The stage publishing it (service name). */
+  source: string;
+  attempt?: number;
+  progress?: number;
+  /** Orders updates within a RUNNING attempt (defaults to progress); ATTEMPT_FAILED_STEP for a failed attempt. */
+  step?: number;
+  error?: string;
+  generation?: number;
+}
+
+export function statusEvent(update: StatusUpdate): StatusEventInput {
+  const attempt = update.attempt ?? 0;
+  const progress = isTerminal(update.state)
+    ? update.state === "SUCCEEDED"
+      ? 100
+      : (update.progress ?? 0)
+    : (update.progress ?? 0);
+  const generation = update.generation ?? 0;
+  return {
+    taskId: update.taskId,
+    state: update.state,
+    progress,
+    attempt,
+    ...(update.error ? { error: update.error.slice(0, 4096) } : {}),
+    version: statusVersion({ state: update.state, attempt, step: update.step ?? progress, generation }),
+    updatedAt: new Date().toISOString(),
+    source: update.source,
+    generation,
+  };
+}
+
+/** Publishes a status update on events.status; the message id makes a repeated update a no-op. */
+export async function publishStatus(publisher: Publisher, update: StatusUpdate) {
+  const event = statusEvent(update);
+  await publisher.publish(Subjects.status, event, { msgId: `${update.taskId}:status:${event.version}` });
+  return event;
+}
+
+export interface AuditRecord {
+  taskId?: string;
+  service: string;
+  action: string;
+  detail?: Record<string, unknown>;
+  /** Distinguishes repeated actions of one task (e.g. the attempt number); part of the message id. */
+  discriminator?: string | number;
+}
+
+/** Publishes an audit event on events.audit (deduplicated per task, service, action and discriminator). */
+export async function publishAudit(publisher: Publisher, record: AuditRecord) {
+  const msgId = `${record.taskId ?? "-"}:audit:${record.service}:${record.action}:${record.discriminator ?? 0}`;
+  await publisher.publish(
+    Subjects.audit,
+    {
+      ...(record.taskId ? { taskId: record.taskId } : {}),
+      service: record.service,
+      action: record.action,
+      at: new Date().toISOString(),
+      ...(record.detail ? { detail: record.detail } : {}),
+    },
+    { msgId },
+  );
+}

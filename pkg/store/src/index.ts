@@ -1,0 +1,4 @@
+export * from "./keys.js";
+export * from "./lists.js";
+export * from "./status.js";
+export * from "./tasks.js";

@@ -1,0 +1,32 @@
+/**
+ * The Redis keys of the contract, and the bounds that keep each one from growing without limit.
+ *
+ *   task:<id>           hash: the task as submitted            TTL taskTtlSeconds
+ *   task_status:<id>    hash: the latest status; also the pub/sub channel of its updates   TTL taskTtlSeconds
+ *   task_result:<id>    string: the stored result (JSON)        TTL taskTtlSeconds
+ *   task_history:<id>   list: the task's audit events           TTL taskTtlSeconds, at most HISTORY_MAX
+ *   task_cancel:<id>    string: set when a cancel was requested TTL taskTtlSeconds
+ *   idempotency:<key>   string: task id of the first submission TTL IDEMPOTENCY_TTL_SECONDS
+ *   audit_events        list: every audit event, newest first   at most AUDIT_EVENTS_MAX
+ *   dead_letter         list: every dead letter, newest first   at most DEAD_LETTER_MAX
+ */
+export const Keys = {
+  task: (id: string) => `task:${id}`,
+  status: (id: string) => `task_status:${id}`,
+  /** The pub/sub channel has the same name as the status hash (the contract). */
+  statusChannel: (id: string) => `task_status:${id}`,
+  result: (id: string) => `task_result:${id}`,
+  history: (id: string) => `task_history:${id}`,
+  cancel: (id: string) => `task_cancel:${id}`,
+  idempotency: (key: string) => `idempotency:${key}`,
+  auditEvents: "audit_events",
+  deadLetter: "dead_letter",
+} as const;
+
+export const Bounds = {
+  taskTtlSeconds: 7 * 24 * 3600,
+  idempotencyTtlSeconds: 24 * 3600,
+  historyMax: 200,
+  auditEventsMax: 100_000,
+  deadLetterMax: 100_000,
+} as const;

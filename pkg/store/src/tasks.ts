@@ -1,0 +1,128 @@
+/** The task record (task:<id>), results (task_result:<id>), cancel markers and idempotency keys. */
+import type { Priority, ResultMessage } from "@tm/flow";
+import type { Redis } from "ioredis";
+import { Bounds, Keys } from "./keys.js";
+
+export interface TaskRecord {
+  taskId: string;
+  type: string;
+  priority: Priority;
+  payload: Record<string, unknown>;
+  metadata: Record<string, string>;
+  createdAt: string;
+  idempotencyKey?: string;
+  traceparent?: string;
+  /** Incremented by each replay of a dead letter. */
+  generation: number;
+}
+
+export async function saveTask(redis: Redis, task: TaskRecord, ttlSeconds: number = Bounds.taskTtlSeconds) {
+  const key = Keys.task(task.taskId);
+  await redis
+    .multi()
+    .hset(key, {
+      taskId: task.taskId,
+      type: task.type,
+      priority: task.priority,
+      payload: JSON.stringify(task.payload),
+      metadata: JSON.stringify(task.metadata),
+      createdAt: task.createdAt,
+      idempotencyKey: task.idempotencyKey ?? "",
+      traceparent: task.traceparent ?? "",
+      generation: String(task.generation),
+    })
+    .expire(key, ttlSeconds)
+    .exec();
+}
+
+export async function readTask(redis: Redis, taskId: string): Promise<TaskRecord | undefined> {
+  const hash = await redis.hgetall(Keys.task(taskId));
+  if (!hash.taskId) return undefined;
+  return {
+    taskId: hash.taskId,
+    type: hash.type ?? "",
+    priority: (hash.priority ?? "medium") as Priority,
+    payload: safeJson(hash.payload, {}),
+    metadata: safeJson(hash.metadata, {}),
+    createdAt: hash.createdAt ?? "",
+    ...(hash.idempotencyKey ? { idempotencyKey: hash.idempotencyKey } : {}),
+    ...(hash.traceparent ? { traceparent: hash.traceparent } : {}),
+    generation: Number(hash.generation ?? 0),
+  };
+}
+
+export interface StoredResult {
+  taskId: string;
+  type: string;
+  output: unknown;
+  attempts: number;
+  completedAt: string;
+  durationMs: number;
+  generation: number;
+}
+
+/**
+ * Stores a result unless one is already stored for this generation of the task: the first write wins, so a
+ * redelivered tasks.results message can never replace or double a result. Returns whether this call stored it.
+ */
+export async function saveResult(
+  redis: Redis,
+  result: ResultMessage,
+  ttlSeconds: number = Bounds.taskTtlSeconds,
+): Promise<boolean> {
+  const stored: StoredResult = {
+    taskId: result.taskId,
+    type: result.type,
+    output: result.output,
+    attempts: result.attempts,
+    completedAt: result.completedAt,
+    durationMs: result.durationMs,
+    generation: result.generation,
+  };
+  const key = Keys.result(result.taskId);
+  const existing = await readResult(redis, result.taskId);
+  if (existing && existing.generation >= result.generation) return false;
+  // NX for the common case; a newer generation (a replay) replaces the older result explicitly.
+  const reply = existing
+    ? await redis.set(key, JSON.stringify(stored), "EX", ttlSeconds)
+    : await redis.set(key, JSON.stringify(stored), "EX", ttlSeconds, "NX");
+  return reply === "OK";
+}
+
+export async function readResult(redis: Redis, taskId: string): Promise<StoredResult | undefined> {
+  const text = await redis.get(Keys.result(taskId));
+  return text ? safeJson<StoredResult | undefined>(text, undefined) : undefined;
+}
+
+export async function markCancelled(redis: Redis, taskId: string, reason: string, ttlSeconds = Bounds.taskTtlSeconds) {
+  await redis.set(Keys.cancel(taskId), reason || "cancelled", "EX", ttlSeconds);
+}
+
+export async function isCancelled(redis: Redis, taskId: string): Promise<boolean> {
+  return (await redis.exists(Keys.cancel(taskId))) === 1;
+}
+
+export async function clearCancelled(redis: Redis, taskId: string): Promise<void> {
+  await redis.del(Keys.cancel(taskId));
+}
+
+/** Claims an idempotency key for a task id; returns the id that owns it (ours, or the first submitter's). */
+export async function claimIdempotencyKey(
+  redis: Redis,
+  key: string,
+  taskId: string,
+): Promise<{ owner: string; claimed: boolean }> {
+  const reply = await redis.set(Keys.idempotency(key), taskId, "EX", Bounds.idempotencyTtlSeconds, "NX");
+  if (reply === "OK") return { owner: taskId, claimed: true };
+  const owner = await redis.get(Keys.idempotency(key));
+  return { owner: owner ?? taskId, claimed: owner === null };
+}
+
+function safeJson<T>(text: string | undefined, fallback: T): T {
+  if (!text) return fallback;
+  try {
+    return JSON.parse(text) as T;
+  } catch {
+    return fallback;
+  }
+}
