@@ -171,3 +171,11 @@ export function validateMessage<S extends Subject>(subject: S, body: unknown): M
   if (!result.success) throw new MessageValidationError(subject, describeIssues(result.error));
   return result.data as MessageFor<S>;
 }
+
+/** control.cancel: a cancellation broadcast (core NATS, not persisted). */
+export const CancelNoticeSchema = z.object({
+  taskId: TaskId,
+  reason: z.string().max(1024).default(""),
+  at: IsoTime,
+});
+export type CancelNotice = z.infer<typeof CancelNoticeSchema>;

@@ -40,3 +40,10 @@ export const TASK_SUBJECTS: readonly Subject[] = [
 export const EVENT_SUBJECTS: readonly Subject[] = [Subjects.status, Subjects.audit, Subjects.deadletter];
 
 export const ALL_SUBJECTS: readonly Subject[] = [...TASK_SUBJECTS, ...EVENT_SUBJECTS];
+
+/**
+ * Core NATS subject (outside every stream) on which the gateway broadcasts cancellations, so that whichever worker
+ * runs the task aborts its handler. Cancellation is also recorded in Redis (task_cancel:<id>), which every stage
+ * checks before doing work, so a worker that misses the broadcast still never starts a cancelled task.
+ */
+export const CANCEL_SUBJECT = "control.cancel";

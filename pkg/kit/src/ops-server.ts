@@ -43,7 +43,7 @@ export function registerOpsRoutes(app: FastifyInstance, options: OpsRoutesOption
 }
 
 export function createOpsServer(log: Logger, options: OpsRoutesOptions): FastifyInstance {
-  const app = Fastify({ loggerInstance: log.child({ component: "ops" }), disableRequestLogging: true });
+  const app = Fastify({ loggerInstance: log.child({ component: "ops" }, { level: "warn" }) });
   registerOpsRoutes(app as unknown as FastifyInstance, options);
   return app as unknown as FastifyInstance;
 }

@@ -222,3 +222,10 @@ export function runService<S extends z.ZodRawShape, Started>(definition: Service
     },
   );
 }
+
+/** Declares a service with its config typed from its own variables (`rt.config.MY_VAR` is checked). */
+export function defineService<S extends z.ZodRawShape, Started>(
+  definition: ServiceDefinition<S, Started>,
+): ServiceDefinition<S, Started> {
+  return definition;
+}

@@ -140,7 +140,7 @@ function adaptServerStreaming(
           onError?.(method, error);
           // grpc-js turns an "error" event into the call's status (sent after the queued messages); destroy()
           // would tear the stream down without ever sending a status, leaving the client waiting forever.
-          call.destroy(toServiceError(error) as Error);
+          call.emit("error", toServiceError(error));
         }
       } finally {
         dispose();

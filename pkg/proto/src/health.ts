@@ -49,6 +49,7 @@ export class HealthRegistry {
         last = current;
         yield { status: current };
         // Re-read before waiting: set() may have run while we were suspended at the yield (e.g. back-pressure).
+        continue;
       }
       await new Promise<void>((resolve) => {
         const wake = () => {

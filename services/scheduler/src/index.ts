@@ -1,0 +1,4 @@
+import { runService } from "@tm/kit";
+import { scheduler } from "./service.js";
+
+runService(scheduler);

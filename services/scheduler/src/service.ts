@@ -1,0 +1,45 @@
+/**
+ * scheduler: tasks.schedule → tasks.worker.{high,medium,low}; status SCHEDULED.
+ * A task cancelled while it waited is acknowledged and dropped here instead of being queued for a worker.
+ */
+import { publishAudit, publishStatus, Subjects } from "@tm/flow";
+import { defineService, positiveInt } from "@tm/kit";
+import { isCancelled } from "@tm/store";
+import { routeFor } from "./route.js";
+
+export const scheduler = defineService({
+  name: "scheduler",
+  opsPort: 8084,
+  config: { SCHEDULER_CONCURRENCY: positiveInt.default(64) },
+  async start(rt) {
+    const scheduled = rt.meter.createCounter("tm_tasks_scheduled_total", {
+      description: "Tasks routed to a worker queue",
+    });
+    await rt.consume(
+      Subjects.schedule,
+      async (task) => {
+        if (await isCancelled(rt.redis, task.taskId)) {
+          await publishAudit(rt.publisher, { taskId: task.taskId, service: rt.name, action: "skipped_cancelled" });
+          return;
+        }
+        const { subject, msgId } = routeFor(task);
+        await rt.publisher.publish(subject, task, { msgId });
+        await publishStatus(rt.publisher, {
+          taskId: task.taskId,
+          state: "SCHEDULED",
+          source: rt.name,
+          generation: task.generation,
+        });
+        await publishAudit(rt.publisher, {
+          taskId: task.taskId,
+          service: rt.name,
+          action: "scheduled",
+          detail: { subject },
+          discriminator: task.generation,
+        });
+        scheduled.add(1, { type: task.type, priority: task.priority });
+      },
+      { concurrency: rt.config.SCHEDULER_CONCURRENCY },
+    );
+  },
+});
