@@ -96,17 +96,21 @@ function adaptUnary(
 ): grpc.handleUnaryCall<MessageShape<DescMessage>, MessageShape<DescMessage>> {
   return (call, callback) => {
     const { ctx, dispose } = contextOf(call);
-    handler(call.request, ctx).then(
-      (init) => {
-        dispose();
-        callback(null, create(method.output, init));
-      },
-      (error: unknown) => {
-        dispose();
-        onError?.(method, error);
-        callback(toServiceError(error));
-      },
-    );
+    // Promise.resolve().then: a handler (or create) that throws synchronously still answers the call.
+    Promise.resolve()
+      .then(() => handler(call.request, ctx))
+      .then((init) => create(method.output, init))
+      .then(
+        (response) => {
+          dispose();
+          callback(null, response);
+        },
+        (error: unknown) => {
+          dispose();
+          onError?.(method, error);
+          callback(toServiceError(error));
+        },
+      );
   };
 }
 
