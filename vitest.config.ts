@@ -9,12 +9,17 @@ export default defineConfig({
     projects: [
       {
         extends: true,
-        test: { name: "unit", include: ["{pkg,services}/*/test/**/*.unit.test.ts", "test/**/*.unit.test.ts"] },
+        test: {
+          name: "unit",
+          sequence: { groupOrder: 0 },
+          include: ["{pkg,services}/*/test/**/*.unit.test.ts", "test/**/*.unit.test.ts"],
+        },
       },
       {
         extends: true,
         test: {
           name: "integration",
+          sequence: { groupOrder: 1 },
           include: ["{pkg,services}/*/test/**/*.int.test.ts", "test/**/*.int.test.ts"],
           testTimeout: 60_000,
           hookTimeout: 60_000,

@@ -57,6 +57,7 @@ export class RedisServer {
     await waitFor(`redis-server on ${this.port}`, async () => {
       if (!this.process.running) throw new Error(`redis-server exited:\n${this.process.tail()}`);
       const client = new Redis(this.url, { lazyConnect: true, maxRetriesPerRequest: 0, retryStrategy: () => null });
+      client.on("error", () => undefined); // a refused connection while starting is expected
       try {
         await client.connect();
         return (await client.ping()) === "PONG";

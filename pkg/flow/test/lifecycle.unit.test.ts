@@ -1,0 +1,79 @@
+import { describe, expect, test } from "vitest";
+import {
+  ATTEMPT_FAILED_STEP,
+  canTransition,
+  generationOf,
+  isTerminal,
+  shouldApply,
+  statusEvent,
+  statusVersion,
+  TASK_STATES,
+  type TaskState,
+} from "../src/index.js";
+
+describe("lifecycle transitions", () => {
+  test("forward moves are legal, backward moves are not", () => {
+    expect(canTransition("PENDING", "INGESTED")).toBe(true);
+    expect(canTransition("PENDING", "SCHEDULED")).toBe(true); // a lost INGESTED event must not block the task
+    expect(canTransition("SCHEDULED", "RUNNING")).toBe(true);
+    expect(canTransition("RUNNING", "RUNNING")).toBe(true);
+    expect(canTransition("RUNNING", "SUCCEEDED")).toBe(true);
+    expect(canTransition("SCHEDULED", "INGESTED")).toBe(false);
+    expect(canTransition("RUNNING", "PENDING")).toBe(false);
+  });
+
+  test("nothing leaves a terminal state; CANCELLED is reachable from every other state", () => {
+    for (const from of ["SUCCEEDED", "FAILED", "CANCELLED"] as TaskState[]) {
+      expect(isTerminal(from)).toBe(true);
+      for (const to of TASK_STATES) expect(canTransition(from, to)).toBe(false);
+    }
+    for (const from of ["PENDING", "INGESTED", "SCHEDULED", "RUNNING"] as TaskState[]) {
+      expect(canTransition(from, "CANCELLED")).toBe(true);
+    }
+  });
+});
+
+describe("status versions", () => {
+  test("strictly increase along a task's life, including retries and progress", () => {
+    const sequence = [
+      statusVersion({ state: "PENDING" }),
+      statusVersion({ state: "INGESTED" }),
+      statusVersion({ state: "SCHEDULED" }),
+      statusVersion({ state: "RUNNING", attempt: 1, step: 0 }),
+      statusVersion({ state: "RUNNING", attempt: 1, step: 50 }),
+      statusVersion({ state: "RUNNING", attempt: 1, step: ATTEMPT_FAILED_STEP }),
+      statusVersion({ state: "RUNNING", attempt: 2, step: 0 }),
+      statusVersion({ state: "RUNNING", attempt: 2, step: 100 }),
+      statusVersion({ state: "SUCCEEDED", attempt: 2 }),
+    ];
+    for (let i = 1; i < sequence.length; i++) expect(sequence[i]).toBeGreaterThan(sequence[i - 1] as number);
+  });
+
+  test("a replay's generation outranks everything of the previous generation", () => {
+    const failed = statusVersion({ state: "FAILED", attempt: 5 });
+    const replayed = statusVersion({ state: "PENDING", generation: 1 });
+    expect(replayed).toBeGreaterThan(failed);
+    expect(generationOf(replayed)).toBe(1);
+    expect(generationOf(failed)).toBe(0);
+    expect(shouldApply({ state: "FAILED", version: failed }, { state: "PENDING", version: replayed })).toBe(true);
+  });
+
+  test("shouldApply ignores older, duplicate and post-terminal updates", () => {
+    const running = { state: "RUNNING" as const, version: statusVersion({ state: "RUNNING", attempt: 1, step: 40 }) };
+    const older = { state: "RUNNING" as const, version: statusVersion({ state: "RUNNING", attempt: 1, step: 20 }) };
+    const done = { state: "SUCCEEDED" as const, version: statusVersion({ state: "SUCCEEDED" }) };
+    const cancelled = { state: "CANCELLED" as const, version: statusVersion({ state: "CANCELLED" }) };
+    expect(shouldApply(undefined, running)).toBe(true);
+    expect(shouldApply(running, older)).toBe(false);
+    expect(shouldApply(running, running)).toBe(false);
+    expect(shouldApply(running, done)).toBe(true);
+    expect(shouldApply(done, cancelled)).toBe(false); // higher version, but SUCCEEDED is final
+  });
+
+  test("statusEvent fills progress 100 on success and keeps the error", () => {
+    const event = statusEvent({ taskId: crypto.randomUUID(), state: "SUCCEEDED", source: "worker", attempt: 2 });
+    expect(event.progress).toBe(100);
+    const failed = statusEvent({ taskId: crypto.randomUUID(), state: "FAILED", source: "worker", error: "boom" });
+    expect(failed.error).toBe("boom");
+  });
+});

@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# Installs what the project needs on a fresh Debian machine with Node 20 (run as root, or with sudo available):
+# the Debian packages nats-server and redis-server, pnpm at the version pinned in package.json, and the workspace's
+# dependencies from the lockfile. Safe to run again: it skips what is already there.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+log() { printf '\033[1;34m[setup]\033[0m %s\n' "$*"; }
+
+node_major=$(node -p 'process.versions.node.split(".")[0]' 2>/dev/null || echo 0)
+if [ "$node_major" -lt 20 ]; then
+  echo "Node.js 20 or newer is required (found: $(node --version 2>/dev/null || echo none))." >&2
+  exit 1
+fi
+
+missing=()
+have() { command -v "$1" >/dev/null 2>&1 || [ -x "/usr/sbin/$1" ]; }
+have nats-server || missing+=(nats-server)
+have redis-server || missing+=(redis-server)
+if [ ${#missing[@]} -gt 0 ]; then
+  log "installing Debian packages: ${missing[*]}"
+  SUDO=""
+  [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+# corepack cannot fetch pnpm on every machine (signature errors), so install the pinned version with npm.
+pnpm_version=$(node -p 'require("./package.json").packageManager.split("@")[1]')
+if [ "$(pnpm --version 2>/dev/null || true)" != "$pnpm_version" ]; then
+  log "installing pnpm@$pnpm_version"
+  npm install -g --silent "pnpm@$pnpm_version" >/dev/null
+fi
+
+log "installing dependencies (pnpm install --frozen-lockfile)"
+pnpm install --frozen-lockfile --reporter=silent

@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# The one test command (README, .ci/run): installs what is needed, builds, checks generated code, lints,
+# type-checks and runs every test (unit and integration, against real nats-server and redis-server processes that
+# the tests start on free ports). Ends with one summary line: "N passed, N failed, N skipped".
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+bash scripts/setup.sh
+step() { printf '\033[1;34m[test]\033[0m %s\n' "$*"; }
+
+step "build";              pnpm -s build
+step "generated code";     pnpm -s gen:check
+step "lint";               pnpm -s lint
+step "typecheck";          pnpm -s typecheck
+
+step "tests"
+mkdir -p .tmp
+status=0
+pnpm -s exec vitest run --reporter=default --reporter=json --outputFile.json=.tmp/vitest-report.json "$@" || status=$?
+node scripts/test-summary.mjs .tmp/vitest-report.json || status=1
+exit $status
