@@ -1,0 +1,4 @@
+import { runService } from "@tm/kit";
+import { audit } from "./service.js";
+
+runService(audit);
