@@ -1,0 +1,4 @@
+import { runService } from "@tm/kit";
+import { notifier } from "./service.js";
+
+runService(notifier);

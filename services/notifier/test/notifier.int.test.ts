@@ -1,0 +1,99 @@
+import { createPublisher, type Publisher, publishStatus, Subjects, statusEvent } from "@tm/flow";
+import { startService } from "@tm/kit";
+import { Keys, parseStatusMessage, readStatus, type StoredStatus } from "@tm/store";
+import { useInfra, waitFor } from "@tm/testkit";
+import { Redis } from "ioredis";
+import { connect, type NatsConnection } from "nats";
+import { afterAll, beforeAll, expect, test } from "vitest";
+import { notifier } from "../src/service.js";
+
+const infra = useInfra();
+let nc: NatsConnection;
+let redis: Redis;
+let subscriber: Redis;
+let publisher: Publisher;
+let service: Awaited<ReturnType<typeof startService>>;
+
+beforeAll(async () => {
+  service = await startService(notifier, {
+    NATS_URL: infra.nats.url,
+    REDIS_URL: infra.redis.url,
+    LOG_LEVEL: "warn",
+    OPS_PORT: "0",
+  });
+  nc = await connect({ servers: infra.nats.url });
+  publisher = createPublisher(nc.jetstream());
+  redis = new Redis(infra.redis.url);
+  subscriber = new Redis(infra.redis.url);
+});
+afterAll(async () => {
+  await service?.stop();
+  await nc?.drain();
+  redis?.disconnect();
+  subscriber?.disconnect();
+});
+
+/** Collects what the notifier publishes on the task's channel. */
+async function listen(taskId: string): Promise<StoredStatus[]> {
+  const received: StoredStatus[] = [];
+  subscriber.on("message", (channel: string, text: string) => {
+    const status = parseStatusMessage(text);
+    if (channel === Keys.statusChannel(taskId) && status) received.push(status);
+  });
+  await subscriber.subscribe(Keys.statusChannel(taskId));
+  return received;
+}
+
+/** Resolves once the notifier has consumed and acknowledged everything published on events.status so far. */
+async function drained(): Promise<void> {
+  const jsm = await nc.jetstreamManager();
+  const last = (await jsm.streams.info("EVENTS", { subjects_filter: Subjects.status })).state.last_seq;
+  await waitFor("the notifier to acknowledge every status event", async () => {
+    const info = await jsm.consumers.info("EVENTS", "notifier-events-status");
+    return info.ack_floor.stream_seq >= last && info.num_ack_pending === 0;
+  });
+}
+
+test("a late RUNNING after SUCCEEDED is ignored; subscribers get only applied updates, in version order", async () => {
+  const taskId = crypto.randomUUID();
+  const received = await listen(taskId);
+  const source = "test";
+  // Each update is consumed before the next is sent, so which ones apply does not depend on the consumer's
+  // concurrency: the late RUNNING really arrives after SUCCEEDED.
+  await publishStatus(publisher, { taskId, state: "PENDING", source });
+  await drained();
+  await publishStatus(publisher, { taskId, state: "SCHEDULED", source });
+  await drained();
+  await publishStatus(publisher, { taskId, state: "SUCCEEDED", source, attempt: 1 });
+  await drained();
+  await publishStatus(publisher, { taskId, state: "RUNNING", source, attempt: 1, progress: 50 });
+  await drained();
+
+  const stored = await readStatus(redis, taskId);
+  expect(stored?.state).toBe("SUCCEEDED");
+  expect(stored?.progress).toBe(100);
+
+  await waitFor("three published updates", () => received.length >= 3);
+  expect(received.map((status) => status.state)).toEqual(["PENDING", "SCHEDULED", "SUCCEEDED"]);
+  const versions = received.map((status) => status.version);
+  expect(versions).toEqual([...versions].sort((a, b) => a - b));
+  expect(new Set(versions).size).toBe(versions.length);
+});
+
+test("a duplicate update (new message id, same version) is not republished", async () => {
+  const taskId = crypto.randomUUID();
+  const received = await listen(taskId);
+  const running = statusEvent({ taskId, state: "RUNNING", source: "test", attempt: 1, progress: 10 });
+  // Two distinct messages carrying the same update, as a stage republishing after a crash would send.
+  await publisher.publish(Subjects.status, running, { msgId: `${taskId}:dup:1` });
+  await publisher.publish(Subjects.status, running, { msgId: `${taskId}:dup:2` });
+  await drained();
+  await publishStatus(publisher, { taskId, state: "SUCCEEDED", source: "test", attempt: 1 });
+
+  await waitFor("the terminal update published", () => received.some((status) => status.state === "SUCCEEDED"));
+  expect(received.map((status) => status.state)).toEqual(["RUNNING", "SUCCEEDED"]);
+
+  const metrics = await (await fetch(`http://127.0.0.1:${service.opsPort}/metrics`)).text();
+  expect(metrics).toMatch(/tm_status_updates_total\{[^}]*outcome="ignored"[^}]*\} [1-9]/);
+  expect(metrics).toMatch(/tm_status_updates_total\{[^}]*outcome="applied"[^}]*\} [1-9]/);
+});
