@@ -1,0 +1,4 @@
+import { runService } from "@tm/kit";
+import { enricher } from "./service.js";
+
+runService(enricher);
