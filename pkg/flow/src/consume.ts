@@ -34,6 +34,8 @@ export interface DeliveryContext {
   streamSequence: number;
   /** Milliseconds the message waited in the stream before this delivery. */
   waitedMs: number;
+  /** When handling began (ms since epoch), for processing-time metrics. */
+  receivedAt: number;
   /** Aborted when the consumer stops and in-flight work runs past the shutdown deadline. */
   signal: AbortSignal;
   span: Span;
@@ -128,6 +130,7 @@ export class DeliveryProcessor<S extends Subject> {
           lastAttempt: attempt >= settings.maxDeliver,
           streamSequence: msg.info.streamSequence,
           waitedMs,
+          receivedAt: Date.now(),
           signal: this.#abort.signal,
           span,
           traceId: traceIdOf((message as { traceparent?: string }).traceparent) ?? span.spanContext().traceId,
@@ -254,6 +257,7 @@ export class DeliveryProcessor<S extends Subject> {
       lastAttempt: msg.info.deliveryCount >= this.#options.settings.maxDeliver,
       streamSequence: msg.info.streamSequence,
       waitedMs: 0,
+      receivedAt: Date.now(),
       signal: this.#abort.signal,
       span: trace.getSpan(context.active()) ?? trace.wrapSpanContext({ traceId: "", spanId: "", traceFlags: 0 }),
       traceId: undefined,

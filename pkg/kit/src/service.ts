@@ -25,6 +25,7 @@ import { connectNats, type NatsHandle } from "./nats.js";
 import { createOpsServer, listen, type ReadinessCheck, registerOpsRoutes } from "./ops-server.js";
 import { connectRedis } from "./redis.js";
 import { Shutdown } from "./shutdown.js";
+import { ConsumerMetrics, withStageMetrics } from "./stage-metrics.js";
 import { telemetry } from "./telemetry.js";
 
 export interface ServiceDefinition<S extends z.ZodRawShape, Started = unknown> {
@@ -121,6 +122,7 @@ export async function startService<S extends z.ZodRawShape, Started>(
     throw error;
   }
 
+  const consumerMetrics = new ConsumerMetrics(metrics.getMeter("tm.flow"));
   const runtime: Runtime = {
     name: definition.name,
     config,
@@ -151,8 +153,9 @@ export async function startService<S extends z.ZodRawShape, Started>(
         handler,
         settings,
         ...(options.concurrency ? { concurrency: options.concurrency } : {}),
-        ...(options.hooks ? { hooks: options.hooks } : {}),
+        hooks: withStageMetrics(consumerMetrics, definition.name, subject, options.hooks),
       });
+      consumerMetrics.watch(nats.jsm, subject, consumer.durable);
       await consumer.start();
       consumers.push(consumer as unknown as Consumer<Subject>);
       return consumer;
@@ -183,6 +186,7 @@ export async function startService<S extends z.ZodRawShape, Started>(
     }
   });
   shutdown.add("consumers", () => Promise.all(consumers.map((c) => c.stop(config.SHUTDOWN_TIMEOUT_MS))));
+  shutdown.add("metrics", () => consumerMetrics.stop());
   shutdown.add("nats", () => nats?.nc.drain());
   shutdown.add("redis", async () => {
     if (redis && redis.status === "ready") await redis.quit();

@@ -1,0 +1,91 @@
+/**
+ * Metrics every consuming stage reports the same way (names are the catalogue in docs/OBSERVABILITY.md):
+ *   tm_stage_processing_ms{stage,subject,outcome}  histogram of handling time per delivery
+ *   tm_tasks_retried_total{stage,subject}           deliveries NAKed for a retry
+ *   tm_tasks_dead_lettered_total{subject,reason}    messages given up on
+ *   tm_consumer_pending{consumer}                   messages waiting in the stream for this consumer
+ *   tm_consumer_ack_pending{consumer}               delivered but not yet acknowledged
+ */
+import type { Meter, ObservableResult } from "@opentelemetry/api";
+import type { ConsumerHooks, Outcome, Subject } from "@tm/flow";
+import { PermanentError, streamOf } from "@tm/flow";
+import type { JetStreamManager } from "nats";
+
+const POLL_MS = 5_000;
+
+export class ConsumerMetrics {
+  readonly processing;
+  readonly retried;
+  readonly deadLettered;
+  readonly #lag = new Map<string, { pending: number; ackPending: number }>();
+  #timer: NodeJS.Timeout | undefined;
+  readonly #watched: Array<{ jsm: JetStreamManager; subject: Subject; durable: string }> = [];
+
+  constructor(meter: Meter) {
+    this.processing = meter.createHistogram("tm_stage_processing_ms", {
+      description: "Time a stage spent handling one delivery",
+      unit: "ms",
+      advice: { explicitBucketBoundaries: [1, 2, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000, 30000] },
+    });
+    this.retried = meter.createCounter("tm_tasks_retried_total", { description: "Deliveries NAKed for a retry" });
+    this.deadLettered = meter.createCounter("tm_tasks_dead_lettered_total", {
+      description: "Messages dead-lettered (invalid, rejected or exhausted)",
+    });
+    const pending = meter.createObservableGauge("tm_consumer_pending", {
+      description: "Messages in the stream not yet delivered to the consumer",
+    });
+    const ackPending = meter.createObservableGauge("tm_consumer_ack_pending", {
+      description: "Messages delivered to the consumer and not yet acknowledged",
+    });
+    pending.addCallback((result: ObservableResult) => {
+      for (const [consumer, lag] of this.#lag) result.observe(lag.pending, { consumer });
+    });
+    ackPending.addCallback((result: ObservableResult) => {
+      for (const [consumer, lag] of this.#lag) result.observe(lag.ackPending, { consumer });
+    });
+  }
+
+  /** Polls the consumer's info in the background (a scrape must not wait on JetStream round trips). */
+  watch(jsm: JetStreamManager, subject: Subject, durable: string): void {
+    this.#watched.push({ jsm, subject, durable });
+    if (this.#timer) return;
+    const poll = async () => {
+      for (const { jsm: m, subject: s, durable: d } of this.#watched) {
+        try {
+          const info = await m.consumers.info(streamOf(s), d);
+          this.#lag.set(d, { pending: info.num_pending, ackPending: info.num_ack_pending });
+        } catch {
+          // NATS unavailable: keep the last figures; readiness reports the outage.
+        }
+      }
+    };
+    void poll();
+    this.#timer = setInterval(() => void poll(), POLL_MS);
+    this.#timer.unref();
+  }
+
+  stop(): void {
+    if (this.#timer) clearInterval(this.#timer);
+  }
+}
+
+/** Wraps a consumer's hooks so every outcome is measured, keeping the service's own onOutcome. */
+export function withStageMetrics<S extends Subject>(
+  metrics: ConsumerMetrics,
+  stage: string,
+  subject: S,
+  hooks: ConsumerHooks<S> = {},
+): ConsumerHooks<S> {
+  return {
+    ...hooks,
+    onOutcome(outcome: Outcome, ctx, error) {
+      metrics.processing.record(Date.now() - ctx.receivedAt, { stage, subject, outcome });
+      if (outcome === "retried") metrics.retried.add(1, { stage, subject });
+      if (outcome === "dead-lettered" || outcome === "invalid") {
+        const reason = outcome === "invalid" ? "invalid" : error instanceof PermanentError ? "rejected" : "exhausted";
+        metrics.deadLettered.add(1, { subject, reason });
+      }
+      hooks.onOutcome?.(outcome, ctx, error);
+    },
+  };
+}
