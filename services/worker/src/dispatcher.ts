@@ -1,0 +1,155 @@
+/**
+ * Weighted priority consumption. rt.consume() serves one subject at a time, so it cannot share slots between
+ * queues by weight; instead the three durable consumers (one per priority) each buffer their deliveries into a
+ * local queue, and one dispatcher starts a delivery whenever one of the `concurrency` slots is free, choosing among
+ * the non-empty queues with the WeightedPicker. Each delivery is handled by the @tm/flow DeliveryProcessor of its
+ * subject, so acks, retries, dead letters and heartbeats follow the same policy as every other service.
+ *
+ * nats.js keeps pulling while deliveries are buffered (it refills on receipt, not on processing), so a queued
+ * message could outlive AckWait and be redelivered while it still waits here; queued messages therefore get the
+ * same working() heartbeat as running ones. What one process buffers is bounded by the consumer's MaxAckPending.
+ */
+import {
+  type ConsumerHooks,
+  DeliveryProcessor,
+  durableName,
+  type MessageHandler,
+  type Priority,
+  provisionConsumer,
+  streamOf,
+  workerSubject,
+} from "@tm/flow";
+import type { Runtime } from "@tm/kit";
+import type { ConsumerMessages, JsMsg } from "nats";
+import type { WorkerSubject } from "./run-task.js";
+import { type PriorityWeights, WeightedPicker } from "./weighted-picker.js";
+
+export interface DispatcherOptions {
+  rt: Runtime;
+  concurrency: number;
+  weights: PriorityWeights;
+  handler: MessageHandler<WorkerSubject>;
+  hooks: ConsumerHooks<WorkerSubject>;
+}
+
+interface Lane {
+  priority: Priority;
+  processor: DeliveryProcessor<WorkerSubject>;
+  queue: JsMsg[];
+  messages?: ConsumerMessages;
+  loop?: Promise<void>;
+}
+
+export class PriorityDispatcher {
+  readonly #rt: Runtime;
+  readonly #concurrency: number;
+  readonly #picker: WeightedPicker;
+  readonly #lanes: Record<Priority, Lane>;
+  readonly #inFlight = new Set<Promise<unknown>>();
+  #heartbeat: NodeJS.Timeout | undefined;
+  #stopping = false;
+  #stopped: Promise<void> | undefined;
+
+  constructor({ rt, concurrency, weights, handler, hooks }: DispatcherOptions) {
+    this.#rt = rt;
+    this.#concurrency = concurrency;
+    this.#picker = new WeightedPicker(weights);
+    const lane = (priority: Priority): Lane => ({
+      priority,
+      queue: [],
+      processor: new DeliveryProcessor({
+        js: rt.nats.js,
+        publisher: rt.publisher,
+        service: rt.name,
+        subject: workerSubject(priority) as WorkerSubject,
+        handler,
+        settings: rt.settings,
+        hooks,
+      }),
+    });
+    this.#lanes = { high: lane("high"), medium: lane("medium"), low: lane("low") };
+  }
+
+  get inFlight(): number {
+    return this.#inFlight.size;
+  }
+
+  queued(priority: Priority): number {
+    return this.#lanes[priority].queue.length;
+  }
+
+  async start(): Promise<void> {
+    const { nats, settings, name } = this.#rt;
+    for (const lane of Object.values(this.#lanes)) {
+      const subject = workerSubject(lane.priority);
+      await provisionConsumer(nats.jsm, name, subject, settings);
+      const consumer = await nats.js.consumers.get(streamOf(subject), durableName(name, subject));
+      const messages = await consumer.consume({ max_messages: this.#concurrency });
+      lane.messages = messages;
+      lane.loop = (async () => {
+        for await (const msg of messages) {
+          if (this.#stopping) {
+            msg.nak(); // hand it back at once rather than waiting out AckWait
+            continue;
+          }
+          lane.queue.push(msg);
+          this.#dispatch();
+        }
+      })();
+    }
+    this.#heartbeat = setInterval(
+      () => {
+        for (const lane of Object.values(this.#lanes)) for (const msg of lane.queue) msg.working();
+      },
+      Math.max(250, Math.floor(settings.ackWaitMs / 3)),
+    );
+    this.#heartbeat.unref();
+  }
+
+  /** Starts deliveries while a slot is free and some queue has work. */
+  #dispatch(): void {
+    while (!this.#stopping && this.#inFlight.size < this.#concurrency) {
+      const priority = this.#picker.pick((p) => this.#lanes[p].queue.length > 0);
+      if (!priority) return;
+      const lane = this.#lanes[priority];
+      const msg = lane.queue.shift() as JsMsg;
+      const running: Promise<unknown> = lane.processor
+        .process(msg)
+        .catch((error: unknown) => {
+          this.#rt.log.error({ err: error, priority }, "delivery failed unexpectedly; handing it back");
+          msg.nak();
+        })
+        .finally(() => {
+          this.#inFlight.delete(running);
+          this.#dispatch();
+        });
+      this.#inFlight.add(running);
+    }
+  }
+
+  /**
+   * Stops pulling, hands back what is queued, lets running tasks finish until `deadlineMs`, then aborts them (the
+   * DeliveryProcessor NAKs an aborted delivery so it is redelivered at once elsewhere). Idempotent.
+   */
+  stop(deadlineMs: number): Promise<void> {
+    this.#stopped ??= (async () => {
+      this.#stopping = true;
+      clearInterval(this.#heartbeat);
+      const lanes = Object.values(this.#lanes);
+      await Promise.all(lanes.map((lane) => lane.messages?.close().catch(() => undefined)));
+      for (const lane of lanes) for (const msg of lane.queue.splice(0)) msg.nak();
+      const finished = Promise.allSettled([...this.#inFlight]);
+      const timedOut = await Promise.race([
+        finished.then(() => false),
+        new Promise<boolean>((resolve) => setTimeout(() => resolve(true), deadlineMs).unref()),
+      ]);
+      if (timedOut) {
+        this.#rt.log.warn({ inFlight: this.#inFlight.size }, "shutdown deadline passed; aborting running tasks");
+        for (const lane of lanes) lane.processor.abort("shutdown deadline passed");
+        await Promise.race([finished, new Promise((resolve) => setTimeout(resolve, 1_000).unref())]);
+      }
+      await Promise.all(lanes.map((lane) => lane.loop?.catch(() => undefined)));
+    })();
+    return this.#stopped;
+  }
+}

@@ -1,0 +1,4 @@
+import { runService } from "@tm/kit";
+import { worker } from "./service.js";
+
+runService(worker);

@@ -1,0 +1,199 @@
+/**
+ * Running one task delivery: the handler every DeliveryProcessor of the worker is given, and its retry hooks.
+ * The DeliveryProcessor owns the ack policy (ack on return, NAK with delay on a throw, dead-letter when exhausted
+ * or on a PermanentError, NAK at once when shutting down); this module owns what the task's status says.
+ */
+import {
+  ATTEMPT_FAILED_STEP,
+  type ConsumerHooks,
+  type DeliveryContext,
+  describeIssues,
+  type EnrichedTaskMessage,
+  errorMessage,
+  PermanentError,
+  publishAudit,
+  publishStatus,
+  Subjects,
+} from "@tm/flow";
+import type { Runtime } from "@tm/kit";
+import { isCancelled } from "@tm/store";
+import { type RunningTasks, TaskCancelledError } from "./cancellation.js";
+import { handlerFor } from "./handlers/index.js";
+import { ProgressThrottle } from "./progress.js";
+
+export class TaskTimeoutError extends Error {
+  override readonly name = "TaskTimeoutError";
+}
+
+export interface TaskRunnerOptions {
+  rt: Runtime;
+  running: RunningTasks;
+  timeoutMs: number;
+}
+
+export type WorkerSubject = typeof Subjects.workerHigh | typeof Subjects.workerMedium | typeof Subjects.workerLow;
+
+export function createTaskRunner({ rt, running, timeoutMs }: TaskRunnerOptions) {
+  const processed = rt.meter.createCounter("tm_tasks_processed_total", {
+    description: "Task attempts by outcome (succeeded, retried, failed, cancelled, skipped_cancelled, handed_back)",
+  });
+  const duration = rt.meter.createHistogram("tm_task_duration_ms", {
+    description: "Time one attempt of a task's handler ran",
+    unit: "ms",
+  });
+  const count = (task: EnrichedTaskMessage, outcome: string) =>
+    processed.add(1, { type: task.type, priority: task.priority, outcome });
+  const service = rt.name;
+
+  async function run(task: EnrichedTaskMessage, ctx: DeliveryContext): Promise<void> {
+    const { taskId, generation } = task;
+    if (await isCancelled(rt.redis, taskId)) {
+      await publishAudit(rt.publisher, { taskId, service, action: "skipped_cancelled", discriminator: ctx.attempt });
+      count(task, "skipped_cancelled");
+      return;
+    }
+    const handler = handlerFor(task.type);
+    if (!handler) throw new PermanentError(`unknown task type "${task.type}"`);
+    const parsed = handler.payload.safeParse(task.payload);
+    if (!parsed.success) {
+      throw new PermanentError(`invalid ${task.type} payload: ${describeIssues(parsed.error)}`);
+    }
+
+    await publishStatus(rt.publisher, {
+      taskId,
+      state: "RUNNING",
+      source: service,
+      attempt: ctx.attempt,
+      progress: 0,
+      generation,
+    });
+
+    const controller = new AbortController();
+    const forget = running.track(taskId, controller);
+    const onShutdown = () => controller.abort(ctx.signal.reason);
+    ctx.signal.addEventListener("abort", onShutdown, { once: true });
+    const timer = setTimeout(
+      () => controller.abort(new TaskTimeoutError(`timed out after ${timeoutMs} ms`)),
+      timeoutMs,
+    );
+    const progress = new ProgressThrottle((percent) => {
+      publishStatus(rt.publisher, {
+        taskId,
+        state: "RUNNING",
+        source: service,
+        attempt: ctx.attempt,
+        progress: percent,
+        generation,
+      }).catch((error: unknown) => rt.log.warn({ err: error, taskId }, "progress update not published"));
+    });
+
+    const startedAt = new Date();
+    let output: unknown;
+    try {
+      output = await handler.run(parsed.data, {
+        taskId,
+        attempt: ctx.attempt,
+        signal: controller.signal,
+        reportProgress: (percent) => progress.report(percent),
+      });
+    } catch (error) {
+      if (controller.signal.reason instanceof TaskCancelledError) return cancelledWhileRunning(task, ctx);
+      if (ctx.signal.aborted) count(task, "handed_back");
+      // A handler that rejects with something else once aborted still failed because of the abort: say why.
+      throw controller.signal.aborted ? controller.signal.reason : error;
+    } finally {
+      duration.record(Date.now() - startedAt.getTime(), { type: task.type });
+      clearTimeout(timer);
+      ctx.signal.removeEventListener("abort", onShutdown);
+      forget();
+    }
+    // Cancelled just as the handler finished: the gateway has already reported CANCELLED, so publish nothing.
+    if (controller.signal.reason instanceof TaskCancelledError) return cancelledWhileRunning(task, ctx);
+
+    const completedAt = new Date();
+    await rt.publisher.publish(
+      Subjects.results,
+      {
+        taskId,
+        type: task.type,
+        priority: task.priority,
+        output,
+        attempts: ctx.attempt,
+        startedAt: startedAt.toISOString(),
+        completedAt: completedAt.toISOString(),
+        durationMs: completedAt.getTime() - startedAt.getTime(),
+        generation,
+      },
+      { msgId: `${taskId}:result:${generation}` },
+    );
+    // The result first: a SUCCEEDED status is then never visible before its result can be fetched.
+    await publishStatus(rt.publisher, {
+      taskId,
+      state: "SUCCEEDED",
+      source: service,
+      attempt: ctx.attempt,
+      generation,
+    });
+    await publishAudit(rt.publisher, {
+      taskId,
+      service,
+      action: "succeeded",
+      detail: { attempts: ctx.attempt, durationMs: completedAt.getTime() - startedAt.getTime() },
+      discriminator: generation,
+    });
+    count(task, "succeeded");
+  }
+
+  async function cancelledWhileRunning(task: EnrichedTaskMessage, ctx: DeliveryContext): Promise<void> {
+    await publishAudit(rt.publisher, {
+      taskId: task.taskId,
+      service,
+      action: "cancelled_while_running",
+      detail: { attempt: ctx.attempt },
+      discriminator: ctx.attempt,
+    });
+    count(task, "cancelled");
+  }
+
+  const hooks: ConsumerHooks<WorkerSubject> = {
+    async onRetry(task, error, ctx, delayMs) {
+      count(task, "retried");
+      await publishStatus(rt.publisher, {
+        taskId: task.taskId,
+        state: "RUNNING",
+        source: service,
+        attempt: ctx.attempt,
+        step: ATTEMPT_FAILED_STEP,
+        error: errorMessage(error),
+        generation: task.generation,
+      });
+      await publishAudit(rt.publisher, {
+        taskId: task.taskId,
+        service,
+        action: "attempt_failed",
+        detail: { attempt: ctx.attempt, error: errorMessage(error), retryInMs: delayMs },
+        discriminator: ctx.attempt,
+      });
+    },
+    async onExhausted(task, error, ctx) {
+      count(task, "failed");
+      await publishStatus(rt.publisher, {
+        taskId: task.taskId,
+        state: "FAILED",
+        source: service,
+        attempt: ctx.attempt,
+        error: errorMessage(error),
+        generation: task.generation,
+      });
+      await publishAudit(rt.publisher, {
+        taskId: task.taskId,
+        service,
+        action: "failed",
+        detail: { attempts: ctx.attempt, error: errorMessage(error) },
+        discriminator: task.generation,
+      });
+    },
+  };
+
+  return { run, hooks };
+}

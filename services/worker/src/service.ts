@@ -1,0 +1,46 @@
+/**
+ * worker: tasks.worker.{high,medium,low} → handler registry → tasks.results, events.status (RUNNING with attempt
+ * and progress, SUCCEEDED, FAILED), events.audit. High, medium and low share WORKER_CONCURRENCY slots by
+ * WORKER_PRIORITY_WEIGHTS; a running task is aborted by a cancel notice, by TASK_TIMEOUT_MS, or by shutdown.
+ */
+import { PRIORITIES } from "@tm/flow";
+import { defineService } from "@tm/kit";
+import { listenForCancellations, RunningTasks } from "./cancellation.js";
+import { workerConfig } from "./config.js";
+import { PriorityDispatcher } from "./dispatcher.js";
+import { createTaskRunner } from "./run-task.js";
+
+export const worker = defineService({
+  name: "worker",
+  opsPort: 8085,
+  config: workerConfig,
+  async start(rt) {
+    const running = new RunningTasks();
+    const cancelSubscription = listenForCancellations(rt.nats.nc, running, rt.log);
+    const runner = createTaskRunner({ rt, running, timeoutMs: rt.config.TASK_TIMEOUT_MS });
+    const dispatcher = new PriorityDispatcher({
+      rt,
+      concurrency: rt.config.WORKER_CONCURRENCY,
+      weights: rt.config.WORKER_PRIORITY_WEIGHTS,
+      handler: runner.run,
+      hooks: runner.hooks,
+    });
+
+    rt.meter
+      .createObservableGauge("tm_worker_in_flight", { description: "Tasks running in this worker process" })
+      .addCallback((result) => result.observe(dispatcher.inFlight));
+    rt.meter
+      .createObservableGauge("tm_worker_queued", { description: "Deliveries buffered locally, waiting for a slot" })
+      .addCallback((result) => {
+        for (const priority of PRIORITIES) result.observe(dispatcher.queued(priority), { priority });
+      });
+
+    // Registered before the consumers start so a failed start-up still closes whatever did start.
+    rt.onStop("priority dispatcher", async () => {
+      await dispatcher.stop(rt.config.SHUTDOWN_TIMEOUT_MS);
+      cancelSubscription.unsubscribe();
+    });
+    await dispatcher.start();
+    return { dispatcher };
+  },
+});

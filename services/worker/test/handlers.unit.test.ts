@@ -1,0 +1,76 @@
+import { createHash } from "node:crypto";
+import { describe, expect, test } from "vitest";
+import { handlerFor, TASK_TYPES, type TaskContext } from "../src/handlers/index.js";
+
+function context(overrides: Partial<TaskContext> = {}): TaskContext & { progress: number[] } {
+  const progress: number[] = [];
+  return {
+    taskId: "00000000-0000-4000-8000-000000000000",
+    attempt: 1,
+    signal: new AbortController().signal,
+    reportProgress: (p) => progress.push(p),
+    progress,
+    ...overrides,
+  };
+}
+
+function handler(type: string) {
+  const found = handlerFor(type);
+  if (!found) throw new Error(`no handler ${type}`);
+  return found;
+}
+
+describe("handler registry", () => {
+  test("holds the contract's task types", () => {
+    expect([...TASK_TYPES].sort()).toEqual(["checksum", "echo", "fail", "flaky", "sleep"]);
+    expect(handlerFor("nope")).toBeUndefined();
+  });
+
+  test("checksum applies sha256 `rounds` times and reports progress", async () => {
+    const ctx = context();
+    let expected = "abc";
+    for (let i = 0; i < 2500; i++) expected = createHash("sha256").update(expected).digest("hex");
+    await expect(handler("checksum").run({ data: "abc", rounds: 2500 }, ctx)).resolves.toEqual({
+      sha256: expected,
+      rounds: 2500,
+    });
+    expect(ctx.progress).toEqual([40, 80, 100]);
+  });
+
+  test("checksum stops when its signal aborts", async () => {
+    const controller = new AbortController();
+    controller.abort(new Error("stop"));
+    await expect(
+      handler("checksum").run({ data: "x", rounds: 1_000_000 }, context({ signal: controller.signal })),
+    ).rejects.toThrow("stop");
+  });
+
+  test("sleep reports progress ten times and rejects promptly with the abort reason", async () => {
+    const ctx = context();
+    await handler("sleep").run({ ms: 50 }, ctx);
+    expect(ctx.progress).toEqual([10, 20, 30, 40, 50, 60, 70, 80, 90, 100]);
+    const controller = new AbortController();
+    const started = Date.now();
+    setTimeout(() => controller.abort(new Error("cancelled")), 20);
+    await expect(handler("sleep").run({ ms: 60_000 }, context({ signal: controller.signal }))).rejects.toThrow(
+      "cancelled",
+    );
+    expect(Date.now() - started).toBeLessThan(1_000);
+  });
+
+  test("flaky fails while attempt <= failures", async () => {
+    await expect(async () => handler("flaky").run({ failures: 2 }, context({ attempt: 2 }))).rejects.toThrow(/flaky/);
+    expect(await handler("flaky").run({ failures: 2 }, context({ attempt: 3 }))).toEqual({ attempts: 3 });
+  });
+
+  test("fail always fails; echo returns its payload", async () => {
+    await expect(async () => handler("fail").run({}, context())).rejects.toThrow("task type fail always fails");
+    expect(await handler("echo").run({ a: [1] }, context())).toEqual({ a: [1] });
+  });
+
+  test("payload schemas name the bad field", () => {
+    const result = handler("sleep").payload.safeParse({ ms: "x" });
+    expect(result.success).toBe(false);
+    expect(result.error?.issues[0]?.path).toEqual(["ms"]);
+  });
+});
