@@ -1,0 +1,4 @@
+import { runService } from "@tm/kit";
+import { resultStore } from "./service.js";
+
+runService(resultStore);

@@ -1,0 +1,50 @@
+/**
+ * result-store: tasks.results → Redis task_result:<id> (first write wins per generation, so a redelivered result is
+ * never stored twice), and the HTTP API GET /results/:id with /healthz, /readyz and /metrics on the same port.
+ */
+import { publishAudit, Subjects } from "@tm/flow";
+import { defineService, listen, port, positiveInt } from "@tm/kit";
+import { isCancelled, saveResult } from "@tm/store";
+import { buildApp } from "./app.js";
+
+export const resultStore = defineService({
+  name: "result-store",
+  opsPort: "api",
+  config: {
+    PORT: port.default(8082),
+    RESULT_STORE_CONCURRENCY: positiveInt.default(64),
+  },
+  async start(rt) {
+    const results = rt.meter.createCounter("tm_results_total", {
+      description: "Results consumed, by outcome: stored, duplicate (already stored) or skipped_cancelled",
+    });
+    await rt.consume(
+      Subjects.results,
+      async (result) => {
+        if (await isCancelled(rt.redis, result.taskId)) {
+          await publishAudit(rt.publisher, { taskId: result.taskId, service: rt.name, action: "skipped_cancelled" });
+          results.add(1, { type: result.type, outcome: "skipped_cancelled" });
+          return;
+        }
+        const stored = await saveResult(rt.redis, result);
+        if (stored) {
+          await publishAudit(rt.publisher, {
+            taskId: result.taskId,
+            service: rt.name,
+            action: "result_stored",
+            detail: { attempts: result.attempts, durationMs: result.durationMs },
+            discriminator: result.generation,
+          });
+        }
+        results.add(1, { type: result.type, priority: result.priority, outcome: stored ? "stored" : "duplicate" });
+      },
+      { concurrency: rt.config.RESULT_STORE_CONCURRENCY },
+    );
+
+    const app = buildApp({ redis: rt.redis, log: rt.log });
+    rt.registerOps(app);
+    rt.onStop("http server", () => app.close());
+    const httpPort = await listen(app, rt.config.PORT, "0.0.0.0", "result-store HTTP server");
+    return { port: httpPort };
+  },
+});
