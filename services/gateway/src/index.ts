@@ -1,0 +1,4 @@
+import { runService } from "@tm/kit";
+import { gateway } from "./service.js";
+
+runService(gateway);

@@ -1,0 +1,75 @@
+/**
+ * Conversions between what the pipeline stores (state names, priority names, ISO timestamps) and the proto enums
+ * and well-known types the gRPC API speaks. Proto enums stay inside the gateway; messages use the names.
+ */
+import type { JsonObject, JsonValue, MessageInitShape } from "@bufbuild/protobuf";
+import { timestampFromDate } from "@bufbuild/protobuf/wkt";
+import type { Priority as FlowPriority, TaskState as FlowTaskState } from "@tm/flow";
+import { Priority, TaskState, type TaskStatusSchema } from "@tm/proto";
+import type { StoredStatus } from "@tm/store";
+
+const STATE_TO_PROTO: Record<FlowTaskState, TaskState> = {
+  PENDING: TaskState.PENDING,
+  INGESTED: TaskState.INGESTED,
+  SCHEDULED: TaskState.SCHEDULED,
+  RUNNING: TaskState.RUNNING,
+  SUCCEEDED: TaskState.SUCCEEDED,
+  FAILED: TaskState.FAILED,
+  CANCELLED: TaskState.CANCELLED,
+};
+
+const PRIORITY_TO_PROTO: Record<FlowPriority, Priority> = {
+  high: Priority.HIGH,
+  medium: Priority.MEDIUM,
+  low: Priority.LOW,
+};
+
+export function stateToProto(state: FlowTaskState): TaskState {
+  return STATE_TO_PROTO[state];
+}
+
+export function priorityToProto(priority: FlowPriority): Priority {
+  return PRIORITY_TO_PROTO[priority] ?? Priority.UNSPECIFIED;
+}
+
+/** The priority a request asked for: UNSPECIFIED means medium (the contract); undefined for a number the enum
+ *  does not define (proto3 enums are open, so any int32 can arrive on the wire). */
+export function priorityFromProto(priority: Priority): FlowPriority | undefined {
+  switch (priority) {
+    case Priority.UNSPECIFIED:
+    case Priority.MEDIUM:
+      return "medium";
+    case Priority.HIGH:
+      return "high";
+    case Priority.LOW:
+      return "low";
+    default:
+      return undefined;
+  }
+}
+
+/** An ISO timestamp as a google.protobuf.Timestamp; undefined when missing or unparsable. */
+export function timestampFromIso(iso: string | undefined) {
+  if (!iso) return undefined;
+  const date = new Date(iso);
+  return Number.isNaN(date.getTime()) ? undefined : timestampFromDate(date);
+}
+
+export type TaskStatusInit = MessageInitShape<typeof TaskStatusSchema>;
+
+export function statusToProto(status: StoredStatus): TaskStatusInit {
+  return {
+    state: stateToProto(status.state),
+    progress: status.progress,
+    attempt: status.attempt,
+    error: status.error,
+    updatedAt: timestampFromIso(status.updatedAt),
+    version: BigInt(status.version),
+  };
+}
+
+/** A stored result output as a google.protobuf.Struct: objects as they are, anything else as {value: output}. */
+export function resultToStruct(output: unknown): JsonObject {
+  if (output !== null && typeof output === "object" && !Array.isArray(output)) return output as JsonObject;
+  return { value: (output ?? null) as JsonValue };
+}

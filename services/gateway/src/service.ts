@@ -1,0 +1,64 @@
+/**
+ * gateway: the gRPC front door (TaskService + grpc.health.v1). SubmitTask → Redis task:<id> + PENDING status →
+ * tasks.ingest; GetTask and StreamTaskStatus read Redis (the notifier keeps it current); CancelTask marks, records
+ * and broadcasts the cancellation on control.cancel.
+ */
+import * as grpc from "@grpc/grpc-js";
+import { connectRedis, defineService, port, positiveInt } from "@tm/kit";
+import { addService, HealthRegistry, ServingStatus, TaskService } from "@tm/proto";
+import { bindGrpc, stopGrpc } from "./grpc-server.js";
+import { StatusSubscriptions } from "./status-subscriptions.js";
+import { taskServiceHandlers } from "./task-service.js";
+
+export const gateway = defineService({
+  name: "gateway",
+  opsPort: 8080,
+  config: {
+    GRPC_PORT: port.default(50051),
+    GATEWAY_MAX_PAYLOAD_BYTES: positiveInt.default(65_536),
+  },
+  async start(rt) {
+    // A connection in subscriber mode can run nothing but (UN)SUBSCRIBE, hence its own. No offline queue and no
+    // auto-resubscribe: while it is down, streams fail fast with UNAVAILABLE instead of waiting on a dead channel.
+    const subscriber = connectRedis(rt.config.REDIS_URL, `${rt.name}-subscriber`, rt.log, {
+      autoResubscribe: false,
+      enableOfflineQueue: false,
+      maxRetriesPerRequest: 1,
+    });
+    await new Promise<void>((resolve) => subscriber.once("ready", () => resolve()));
+    const subscriptions = new StatusSubscriptions(subscriber);
+    rt.addCheck("redis-subscriber", async () => {
+      if (!subscriptions.ready) throw new Error(`subscriber connection is ${subscriber.status}`);
+      return true;
+    });
+
+    const server = new grpc.Server();
+    const health = new HealthRegistry();
+    addService(
+      server,
+      TaskService,
+      taskServiceHandlers(rt, subscriptions, { maxPayloadBytes: rt.config.GATEWAY_MAX_PAYLOAD_BYTES }),
+      (method, error) => rt.log.warn({ err: error, method: method.name }, "call failed"),
+    );
+    health.addTo(server);
+
+    let grpcPort: number;
+    try {
+      grpcPort = await bindGrpc(server, rt.config.GRPC_PORT);
+    } catch (error) {
+      subscriber.disconnect();
+      throw error;
+    }
+    rt.onStop("grpc server", async () => {
+      // Report NOT_SERVING first so balancers stop sending, then end the streams (clients re-open them on another
+      // replica), then let unary calls finish.
+      health.shutdown();
+      await subscriptions.close("gateway shutting down; re-open the stream");
+      await stopGrpc(server, rt.config.SHUTDOWN_TIMEOUT_MS);
+    });
+    health.set("", ServingStatus.SERVING);
+    health.set(TaskService.typeName, ServingStatus.SERVING);
+    rt.log.info({ grpcPort }, "gRPC listening");
+    return { grpcPort };
+  },
+});

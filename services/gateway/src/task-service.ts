@@ -1,0 +1,204 @@
+/**
+ * TaskService handlers. The gateway only records and announces: it writes the task and its PENDING status to Redis,
+ * publishes tasks.ingest and returns; the pipeline does the rest and the notifier writes later statuses to Redis,
+ * from where any gateway replica can read and stream them.
+ */
+import { Code, ConnectError } from "@connectrpc/connect";
+import {
+  CANCEL_SUBJECT,
+  type CancelNotice,
+  injectTrace,
+  isTerminal,
+  publishAudit,
+  publishStatus,
+  StatusEventSchema,
+  type StatusUpdate,
+  Subjects,
+  statusEvent,
+  type TaskMessage,
+} from "@tm/flow";
+import type { Runtime } from "@tm/kit";
+import type { ServiceHandlers, TaskService } from "@tm/proto";
+import {
+  applyStatus,
+  claimIdempotencyKey,
+  Keys,
+  markCancelled,
+  readResult,
+  readStatus,
+  readTask,
+  type StoredStatus,
+  saveTask,
+  toStoredStatus,
+} from "@tm/store";
+import { dependency } from "./dependencies.js";
+import { priorityToProto, resultToStruct, statusToProto, timestampFromIso } from "./mapping.js";
+import { type StatusSubscriptions, statusSequence } from "./status-subscriptions.js";
+import { parseTaskId, validateSubmission } from "./validation.js";
+
+export interface TaskServiceOptions {
+  maxPayloadBytes: number;
+}
+
+type TaskServiceMethods = typeof TaskService extends { method: infer M } ? M : never;
+
+// Releases an idempotency key only if it still names our task: a failed submission must not pin the key to a
+// task that was never queued, or the client's retry would be "deduplicated" into nothing.
+const RELEASE_IDEMPOTENCY_KEY = `
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+`;
+
+export function taskServiceHandlers(
+  rt: Runtime,
+  subscriptions: StatusSubscriptions,
+  options: TaskServiceOptions,
+): ServiceHandlers<TaskServiceMethods> {
+  const submitted = rt.meter.createCounter("tm_tasks_submitted_total", {
+    description: "SubmitTask calls accepted, by outcome (accepted or deduplicated)",
+  });
+  const cancelled = rt.meter.createCounter("tm_tasks_cancelled_total", { description: "Tasks cancelled" });
+  const openStreams = rt.meter.createUpDownCounter("tm_status_streams_open", {
+    description: "StreamTaskStatus calls in progress on this replica",
+  });
+
+  /** Writes a status to Redis at once (readers see it before we answer), then publishes it on events.status. */
+  async function recordStatus(update: StatusUpdate): Promise<{ applied: boolean; status: StoredStatus }> {
+    const event = StatusEventSchema.parse(statusEvent(update));
+    const applied = await dependency("Redis", "writing the status", () => applyStatus(rt.redis, event));
+    if (applied) await dependency("NATS", "publishing the status", () => publishStatus(rt.publisher, update));
+    return { applied, status: toStoredStatus(event) };
+  }
+
+  async function requireTask(taskId: string) {
+    const task = await dependency("Redis", "reading the task", () => readTask(rt.redis, taskId));
+    if (!task) throw new ConnectError(`task ${taskId} not found`, Code.NotFound);
+    return task;
+  }
+
+  return {
+    async submitTask(request) {
+      const submission = validateSubmission(request, options.maxPayloadBytes);
+      const taskId = crypto.randomUUID();
+      const { idempotencyKey } = submission;
+      if (idempotencyKey) {
+        const claim = await dependency("Redis", "claiming the idempotency key", () =>
+          claimIdempotencyKey(rt.redis, idempotencyKey, taskId),
+        );
+        if (!claim.claimed) {
+          submitted.add(1, { type: submission.type, priority: submission.priority, outcome: "deduplicated" });
+          return { taskId: claim.owner, deduplicated: true };
+        }
+      }
+      try {
+        const createdAt = new Date().toISOString();
+        const { traceparent } = injectTrace();
+        await dependency("Redis", "saving the task", () =>
+          saveTask(rt.redis, { ...submission, taskId, createdAt, traceparent, generation: 0 }),
+        );
+        await recordStatus({ taskId, state: "PENDING", source: rt.name });
+        const message: TaskMessage = {
+          taskId,
+          type: submission.type,
+          priority: submission.priority,
+          payload: submission.payload,
+          metadata: submission.metadata,
+          createdAt,
+          generation: 0,
+        };
+        await dependency("NATS", "queueing the task", () =>
+          rt.publisher.publish(Subjects.ingest, message, { msgId: `${taskId}:ingest` }),
+        );
+      } catch (error) {
+        if (idempotencyKey) {
+          await rt.redis.eval(RELEASE_IDEMPOTENCY_KEY, 1, Keys.idempotency(idempotencyKey), taskId).catch(() => 0);
+        }
+        throw error;
+      }
+      // The task is queued from here on: a lost audit event must not turn an accepted task into an error.
+      await publishAudit(rt.publisher, {
+        taskId,
+        service: rt.name,
+        action: "submitted",
+        detail: { type: submission.type, priority: submission.priority },
+      }).catch((error: unknown) => rt.log.warn({ err: error, taskId }, "could not publish the submitted audit event"));
+      submitted.add(1, { type: submission.type, priority: submission.priority, outcome: "accepted" });
+      return { taskId, deduplicated: false };
+    },
+
+    async getTask(request) {
+      const taskId = parseTaskId(request.taskId);
+      const task = await requireTask(taskId);
+      const [status, result] = await dependency("Redis", "reading the task status", () =>
+        Promise.all([readStatus(rt.redis, taskId), readResult(rt.redis, taskId)]),
+      );
+      return {
+        task: {
+          taskId,
+          type: task.type,
+          priority: priorityToProto(task.priority),
+          payload: task.payload as never,
+          status: status ? statusToProto(status) : undefined,
+          result: result ? resultToStruct(result.output) : undefined,
+          createdAt: timestampFromIso(task.createdAt),
+          metadata: task.metadata,
+        },
+      };
+    },
+
+    async *streamTaskStatus(request, ctx) {
+      const taskId = parseTaskId(request.taskId);
+      // Subscribe BEFORE reading the current status: an update published in between is then buffered, not lost.
+      const subscription = await subscriptions.open(taskId);
+      openStreams.add(1);
+      try {
+        const current = await Promise.race([
+          dependency("Redis", "reading the task status", () => readStatus(rt.redis, taskId)),
+          subscription.queue.failed,
+        ]);
+        if (!current) throw new ConnectError(`task ${taskId} not found`, Code.NotFound);
+        for await (const status of statusSequence(current, () => subscription.queue.next(ctx.signal))) {
+          yield { taskId, status: statusToProto(status) };
+        }
+      } finally {
+        openStreams.add(-1);
+        subscription.close();
+      }
+    },
+
+    async cancelTask(request) {
+      const taskId = parseTaskId(request.taskId);
+      await requireTask(taskId);
+      const current = await dependency("Redis", "reading the task status", () => readStatus(rt.redis, taskId));
+      if (current && isTerminal(current.state)) throw alreadyFinished(taskId, current.state);
+      const reason = request.reason.slice(0, 1024);
+      await dependency("Redis", "marking the task cancelled", () => markCancelled(rt.redis, taskId, reason));
+      const { applied, status } = await recordStatus({
+        taskId,
+        state: "CANCELLED",
+        source: rt.name,
+        generation: current?.generation ?? 0,
+      });
+      if (!applied) {
+        // A terminal state won the race between our read and our write.
+        const winner = await dependency("Redis", "reading the task status", () => readStatus(rt.redis, taskId));
+        throw alreadyFinished(taskId, winner?.state ?? "finished");
+      }
+      const notice: CancelNotice = { taskId, reason, at: new Date().toISOString() };
+      // Core NATS, fire-and-forget: a worker that misses it still sees task_cancel:<id> before starting work.
+      rt.nats.nc.publish(CANCEL_SUBJECT, JSON.stringify(notice));
+      await publishAudit(rt.publisher, {
+        taskId,
+        service: rt.name,
+        action: "cancelled",
+        detail: { reason, from: current?.state ?? "unknown" },
+      }).catch((error: unknown) => rt.log.warn({ err: error, taskId }, "could not publish the cancelled audit event"));
+      cancelled.add(1, { from: current?.state ?? "unknown" });
+      return { status: statusToProto(status) };
+    },
+  };
+}
+
+function alreadyFinished(taskId: string, state: string): ConnectError {
+  return new ConnectError(`task ${taskId} is already ${state} and cannot be cancelled`, Code.FailedPrecondition);
+}

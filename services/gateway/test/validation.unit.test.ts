@@ -1,0 +1,66 @@
+import { create } from "@bufbuild/protobuf";
+import { Code, ConnectError } from "@connectrpc/connect";
+import { Priority, SubmitTaskRequestSchema } from "@tm/proto";
+import { expect, test } from "vitest";
+import { parseTaskId, validateSubmission } from "../src/validation.js";
+
+function request(init: Parameters<typeof create<typeof SubmitTaskRequestSchema>>[1]) {
+  return create(SubmitTaskRequestSchema, init);
+}
+
+function rejection(run: () => unknown): ConnectError {
+  try {
+    run();
+  } catch (error) {
+    if (error instanceof ConnectError) return error;
+    throw error;
+  }
+  throw new Error("expected a rejection");
+}
+
+test("defaults: no payload is {}, unspecified priority is medium, empty idempotency key is none", () => {
+  expect(validateSubmission(request({ type: "echo" }), 100)).toEqual({
+    type: "echo",
+    payload: {},
+    priority: "medium",
+    metadata: {},
+    idempotencyKey: undefined,
+  });
+  expect(validateSubmission(request({ type: "sleep", priority: Priority.HIGH }), 100).priority).toBe("high");
+});
+
+test.each([
+  ["type", () => validateSubmission(request({ type: "nope" }), 100), 'type: unknown task type "nope"'],
+  ["empty type", () => validateSubmission(request({}), 100), "type: is required"],
+  ["payload", () => validateSubmission(request({ type: "echo", payload: { s: "x".repeat(200) } }), 100), "payload:"],
+  ["priority", () => validateSubmission(request({ type: "echo", priority: 9 as Priority }), 100), "priority:"],
+  [
+    "metadata count",
+    () =>
+      validateSubmission(
+        request({ type: "echo", metadata: Object.fromEntries(Array.from({ length: 33 }, (_, i) => [`k${i}`, "v"])) }),
+        100,
+      ),
+    "metadata:",
+  ],
+  [
+    "metadata key",
+    () => validateSubmission(request({ type: "echo", metadata: { ["k".repeat(129)]: "v" } }), 100),
+    "metadata:",
+  ],
+  [
+    "metadata value",
+    () => validateSubmission(request({ type: "echo", metadata: { k: "v".repeat(1025) } }), 100),
+    "metadata[k]:",
+  ],
+  [
+    "idempotency key",
+    () => validateSubmission(request({ type: "echo", idempotencyKey: "k".repeat(257) }), 100),
+    "idempotency_key:",
+  ],
+  ["task id", () => parseTaskId("123"), "task_id: must be a UUID"],
+])("%s is rejected with INVALID_ARGUMENT naming the field", (_name, run, message) => {
+  const error = rejection(run);
+  expect(error.code).toBe(Code.InvalidArgument);
+  expect(error.rawMessage).toContain(message);
+});
