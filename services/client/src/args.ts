@@ -1,0 +1,223 @@
+/**
+ * Command-line parsing: turns argv into a typed invocation or a UsageError naming the problem. Pure (the
+ * environment is passed in), so every rule here is unit-tested.
+ */
+import { type ParseArgsConfig, parseArgs } from "node:util";
+import type { JsonObject } from "@bufbuild/protobuf";
+import { Priority } from "@tm/proto";
+import { UsageError } from "./exit-codes.js";
+import { HELP, USAGE } from "./help.js";
+
+export interface GlobalOptions {
+  addr: string;
+  apiKey?: string;
+  json: boolean;
+}
+
+export type Invocation =
+  | { command: "help"; text: string }
+  | {
+      command: "submit";
+      globals: GlobalOptions;
+      type: string;
+      payload?: JsonObject;
+      priority: Priority;
+      idempotencyKey?: string;
+      metadata: Record<string, string>;
+      watch: boolean;
+    }
+  | { command: "get"; globals: GlobalOptions; taskId: string }
+  | { command: "watch"; globals: GlobalOptions; taskIds: string[] }
+  | { command: "cancel"; globals: GlobalOptions; taskId: string; reason?: string }
+  | { command: "result"; globals: GlobalOptions; taskId: string; resultStoreUrl: string }
+  | { command: "demo"; globals: GlobalOptions; count: number; timeoutSeconds: number }
+  | { command: "health"; globals: GlobalOptions };
+
+export type CommandName = Exclude<Invocation["command"], "help">;
+
+type Options = NonNullable<ParseArgsConfig["options"]>;
+
+const GLOBAL_OPTIONS: Options = {
+  addr: { type: "string" },
+  "api-key": { type: "string" },
+  json: { type: "boolean" },
+  help: { type: "boolean", short: "h" },
+};
+
+const COMMAND_OPTIONS: Record<CommandName, Options> = {
+  submit: {
+    payload: { type: "string" },
+    priority: { type: "string" },
+    "idempotency-key": { type: "string" },
+    meta: { type: "string", multiple: true },
+    watch: { type: "boolean" },
+  },
+  get: {},
+  watch: {},
+  cancel: { reason: { type: "string" } },
+  result: {},
+  demo: { count: { type: "string" }, timeout: { type: "string" } },
+  health: {},
+};
+
+export const DEFAULT_ADDR = "http://127.0.0.1:50051";
+export const DEFAULT_RESULT_STORE_URL = "http://127.0.0.1:8082";
+export const DEFAULT_DEMO_COUNT = 12;
+export const DEFAULT_DEMO_TIMEOUT_SECONDS = 120;
+
+const PRIORITIES: Record<string, Priority> = { high: Priority.HIGH, medium: Priority.MEDIUM, low: Priority.LOW };
+
+function isCommand(name: string | undefined): name is CommandName {
+  return name !== undefined && Object.hasOwn(COMMAND_OPTIONS, name);
+}
+
+export function parseCommandLine(argv: string[], env: NodeJS.ProcessEnv = {}): Invocation {
+  const commandIndex = argv.findIndex((arg) => !arg.startsWith("-"));
+  const name = argv[commandIndex];
+  if (name === undefined || name === "help") return { command: "help", text: HELP.taskctl };
+  if (!isCommand(name)) throw new UsageError(`unknown command "${name}"\n\n${USAGE}`);
+
+  const rest = argv.filter((_, index) => index !== commandIndex);
+  let parsed: ReturnType<typeof parseArgs>;
+  try {
+    parsed = parseArgs({
+      args: rest,
+      options: { ...GLOBAL_OPTIONS, ...COMMAND_OPTIONS[name] },
+      allowPositionals: true,
+      strict: true,
+    });
+  } catch (error) {
+    throw new UsageError(`${name}: ${describeParseError(error as Error & { code?: string })}\n\n${HELP[name]}`);
+  }
+  const values = parsed.values as Record<string, string | string[] | boolean | undefined>;
+  if (values.help) return { command: "help", text: HELP[name] };
+
+  const globals: GlobalOptions = {
+    addr: normaliseAddr(str(values.addr) ?? env.TASKCTL_ADDR ?? DEFAULT_ADDR),
+    json: values.json === true,
+  };
+  const apiKey = str(values["api-key"]) ?? env.TASKCTL_API_KEY;
+  if (apiKey) globals.apiKey = apiKey;
+  const positionals = parsed.positionals;
+
+  switch (name) {
+    case "submit": {
+      const [type] = exactly(name, positionals, ["<type>"]);
+      const payloadText = str(values.payload);
+      const idempotencyKey = str(values["idempotency-key"]);
+      return {
+        command: "submit",
+        globals,
+        type: type!,
+        ...(payloadText === undefined ? {} : { payload: parsePayload(payloadText) }),
+        priority: parsePriority(str(values.priority)),
+        ...(idempotencyKey ? { idempotencyKey } : {}),
+        metadata: parseMetadata((values.meta as string[] | undefined) ?? []),
+        watch: values.watch === true,
+      };
+    }
+    case "get":
+      return { command: "get", globals, taskId: exactly(name, positionals, ["<id>"])[0]! };
+    case "watch":
+      if (positionals.length === 0) throw new UsageError(`watch needs at least one task id\n\n${HELP.watch}`);
+      return { command: "watch", globals, taskIds: [...new Set(positionals)] };
+    case "cancel": {
+      const reason = str(values.reason);
+      return {
+        command: "cancel",
+        globals,
+        taskId: exactly(name, positionals, ["<id>"])[0]!,
+        ...(reason ? { reason } : {}),
+      };
+    }
+    case "result":
+      return {
+        command: "result",
+        globals,
+        taskId: exactly(name, positionals, ["<id>"])[0]!,
+        resultStoreUrl: (env.RESULT_STORE_URL || DEFAULT_RESULT_STORE_URL).replace(/\/+$/, ""),
+      };
+    case "demo":
+      exactly(name, positionals, []);
+      return {
+        command: "demo",
+        globals,
+        count: parsePositiveInt("--count", str(values.count), DEFAULT_DEMO_COUNT, 1000),
+        timeoutSeconds: parsePositiveInt("--timeout", str(values.timeout), DEFAULT_DEMO_TIMEOUT_SECONDS, 3600),
+      };
+    case "health":
+      exactly(name, positionals, []);
+      return { command: "health", globals };
+  }
+}
+
+function describeParseError(error: Error & { code?: string }): string {
+  // parseArgs' own wording for an unknown flag talks about positionals starting with "-", which misleads here.
+  const unknown = error.code === "ERR_PARSE_ARGS_UNKNOWN_OPTION" && /'([^']+)'/.exec(error.message);
+  return unknown ? `unknown option ${unknown[1]}` : error.message;
+}
+
+function str(value: unknown): string | undefined {
+  return typeof value === "string" ? value : undefined;
+}
+
+function exactly(command: CommandName, positionals: string[], names: string[]): string[] {
+  if (positionals.length < names.length) {
+    throw new UsageError(`${command}: missing ${names.slice(positionals.length).join(" ")}\n\n${HELP[command]}`);
+  }
+  if (positionals.length > names.length) {
+    throw new UsageError(
+      `${command}: unexpected argument "${positionals[names.length]}"\n\n${HELP[command]}`,
+    );
+  }
+  for (const [index, value] of positionals.entries()) {
+    if (value.trim() === "") throw new UsageError(`${command}: ${names[index]} must not be empty`);
+  }
+  return positionals;
+}
+
+/** Accepts "host:port" as well as a URL, since that is how people usually type a gRPC address. */
+export function normaliseAddr(addr: string): string {
+  const trimmed = addr.trim().replace(/\/+$/, "");
+  return /^[a-z][a-z0-9+.-]*:\/\//i.test(trimmed) ? trimmed : `http://${trimmed}`;
+}
+
+export function parsePayload(text: string): JsonObject {
+  let value: unknown;
+  try {
+    value = JSON.parse(text);
+  } catch (error) {
+    throw new UsageError(`--payload is not valid JSON: ${(error as Error).message}`);
+  }
+  if (value === null || typeof value !== "object" || Array.isArray(value)) {
+    const kind = value === null ? "null" : Array.isArray(value) ? "an array" : `a ${typeof value}`;
+    throw new UsageError(`--payload must be a JSON object (e.g. '{"ms":500}'), got ${kind}`);
+  }
+  return value as JsonObject;
+}
+
+export function parsePriority(text: string | undefined): Priority {
+  if (text === undefined) return Priority.MEDIUM;
+  const priority = PRIORITIES[text.toLowerCase()];
+  if (priority === undefined) throw new UsageError(`--priority must be one of high, medium, low (got "${text}")`);
+  return priority;
+}
+
+export function parseMetadata(pairs: string[]): Record<string, string> {
+  const metadata: Record<string, string> = {};
+  for (const pair of pairs) {
+    const separator = pair.indexOf("=");
+    if (separator <= 0) throw new UsageError(`--meta must look like key=value (got "${pair}")`);
+    metadata[pair.slice(0, separator)] = pair.slice(separator + 1);
+  }
+  return metadata;
+}
+
+function parsePositiveInt(flag: string, text: string | undefined, fallback: number, max: number): number {
+  if (text === undefined) return fallback;
+  const value = Number(text);
+  if (!Number.isInteger(value) || value < 1 || value > max) {
+    throw new UsageError(`${flag} must be a whole number from 1 to ${max} (got "${text}")`);
+  }
+  return value;
+}

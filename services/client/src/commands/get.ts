@@ -1,0 +1,34 @@
+import { toJson } from "@bufbuild/protobuf";
+import { timestampDate } from "@bufbuild/protobuf/wkt";
+import { Priority, type Task, type TaskClient, TaskSchema } from "@tm/proto";
+import { UNARY_TIMEOUT_MS } from "../connection.js";
+import { CliError, ExitCode } from "../exit-codes.js";
+import { type Io, println } from "../io.js";
+import { displayedProgress, stateName } from "../render.js";
+
+export async function getCommand(io: Io, client: TaskClient, taskId: string, json: boolean): Promise<ExitCode> {
+  const { task } = await client.getTask({ taskId }, { timeoutMs: UNARY_TIMEOUT_MS });
+  if (!task) throw new CliError(`not found: task ${taskId}`, ExitCode.NotFound);
+  println(io.stdout, json ? JSON.stringify(toJson(TaskSchema, task)) : describeTask(task));
+  return ExitCode.Ok;
+}
+
+export function describeTask(task: Task): string {
+  const status = task.status;
+  const lines = [
+    `task      ${task.taskId}`,
+    `type      ${task.type}`,
+    `priority  ${(Priority[task.priority] ?? String(task.priority)).toLowerCase()}`,
+    `state     ${status ? stateName(status.state) : "unknown"}`,
+  ];
+  if (status) {
+    lines.push(`progress  ${displayedProgress(status)}%`, `attempt   ${status.attempt}`);
+    if (status.error) lines.push(`error     ${status.error}`);
+    if (status.updatedAt) lines.push(`updated   ${timestampDate(status.updatedAt).toISOString()}`);
+  }
+  if (task.createdAt) lines.push(`created   ${timestampDate(task.createdAt).toISOString()}`);
+  for (const [key, value] of Object.entries(task.metadata)) lines.push(`meta      ${key}=${value}`);
+  if (task.payload) lines.push(`payload   ${JSON.stringify(task.payload)}`);
+  if (task.result) lines.push(`result    ${JSON.stringify(task.result)}`);
+  return lines.join("\n");
+}

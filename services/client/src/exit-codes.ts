@@ -1,0 +1,86 @@
+/**
+ * taskctl's exit codes and the mapping from errors to them, so scripts can tell "the task failed" from "the
+ * gateway is down" from "you typed it wrong".
+ */
+import { Code, ConnectError } from "@connectrpc/connect";
+
+export const ExitCode = {
+  Ok: 0,
+  /** A watched task ended FAILED or CANCELLED (or the demo did not end as expected). */
+  TaskFailed: 1,
+  /** Bad command line: unknown flag, bad value, malformed JSON payload; or the server said INVALID_ARGUMENT. */
+  Usage: 2,
+  NotFound: 3,
+  /** The server could not be reached or answered UNAVAILABLE / did not answer in time. */
+  Unavailable: 4,
+  ServerError: 5,
+} as const;
+export type ExitCode = (typeof ExitCode)[keyof typeof ExitCode];
+
+/** A mistake on the command line; its message names the problem. */
+export class UsageError extends Error {
+  override readonly name = "UsageError";
+}
+
+/** A failure with a message meant for the user and the exit code that goes with it. */
+export class CliError extends Error {
+  override readonly name = "CliError";
+  constructor(
+    message: string,
+    readonly exitCode: ExitCode,
+  ) {
+    super(message);
+  }
+}
+
+const CONNECTION_ERROR_CODES = new Set([
+  "ECONNREFUSED",
+  "ECONNRESET",
+  "EHOSTUNREACH",
+  "ENETUNREACH",
+  "ENOTFOUND",
+  "EAI_AGAIN",
+  "ETIMEDOUT",
+]);
+
+/** True when the error (or one of its causes) says the TCP connection itself could not be made. */
+export function isConnectionFailure(error: unknown): boolean {
+  for (let current = error, depth = 0; current && depth < 6; depth++) {
+    const { code, message } = current as { code?: unknown; message?: unknown };
+    if (typeof code === "string" && CONNECTION_ERROR_CODES.has(code)) return true;
+    if (typeof message === "string" && [...CONNECTION_ERROR_CODES].some((name) => message.includes(name))) return true;
+    current = (current as { cause?: unknown }).cause;
+  }
+  return false;
+}
+
+export function unreachableMessage(addr: string): string {
+  return `cannot reach the gateway at ${addr}: is the stack running? (pnpm start)`;
+}
+
+/** Maps any error thrown by a command to what the user sees and the exit code. */
+export function describeError(error: unknown, addr: string): { exitCode: ExitCode; message: string } {
+  if (error instanceof UsageError) return { exitCode: ExitCode.Usage, message: error.message };
+  if (error instanceof CliError) return { exitCode: error.exitCode, message: error.message };
+  if (error instanceof ConnectError) {
+    switch (error.code) {
+      case Code.InvalidArgument:
+        return { exitCode: ExitCode.Usage, message: `rejected by the gateway: ${error.rawMessage}` };
+      case Code.NotFound:
+        return { exitCode: ExitCode.NotFound, message: `not found: ${error.rawMessage}` };
+      case Code.Unavailable:
+        return {
+          exitCode: ExitCode.Unavailable,
+          message: isConnectionFailure(error)
+            ? unreachableMessage(addr)
+            : `the gateway at ${addr} is unavailable: ${error.rawMessage}`,
+        };
+      case Code.DeadlineExceeded:
+        return { exitCode: ExitCode.Unavailable, message: `the gateway at ${addr} did not answer in time` };
+      default:
+        return { exitCode: ExitCode.ServerError, message: `server error (${Code[error.code]}): ${error.rawMessage}` };
+    }
+  }
+  if (isConnectionFailure(error)) return { exitCode: ExitCode.Unavailable, message: unreachableMessage(addr) };
+  return { exitCode: ExitCode.ServerError, message: `unexpected error: ${(error as Error)?.message ?? error}` };
+}

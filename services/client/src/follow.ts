@@ -1,0 +1,69 @@
+/**
+ * Follows tasks with StreamTaskStatus until each reaches a terminal state. A stream that ends early (a gateway
+ * restarting behind Envoy) is resumed; updates already seen (same or lower version) are skipped.
+ */
+import { type TaskClient, TaskState, type TaskStatus } from "@tm/proto";
+import { CliError, ExitCode } from "./exit-codes.js";
+import { isTerminal } from "./render.js";
+
+const MAX_RESUMES = 5;
+
+export type StatusListener = (taskId: string, status: TaskStatus) => void;
+
+export async function followTasks(
+  client: TaskClient,
+  taskIds: string[],
+  onStatus: StatusListener,
+  signal?: AbortSignal,
+): Promise<Map<string, TaskStatus>> {
+  const controller = new AbortController();
+  const abort = () => controller.abort(signal?.reason);
+  signal?.addEventListener("abort", abort, { once: true });
+  try {
+    const finals = await Promise.all(
+      taskIds.map((taskId) =>
+        followOne(client, taskId, onStatus, controller.signal).catch((error: unknown) => {
+          // One failure (e.g. NOT_FOUND) ends the whole watch: stop the other streams too.
+          controller.abort(error);
+          throw error;
+        }),
+      ),
+    );
+    return new Map(taskIds.map((taskId, index) => [taskId, finals[index]!]));
+  } finally {
+    signal?.removeEventListener("abort", abort);
+  }
+}
+
+async function followOne(
+  client: TaskClient,
+  taskId: string,
+  onStatus: StatusListener,
+  signal: AbortSignal,
+): Promise<TaskStatus> {
+  let lastVersion = -1n;
+  const seen = (status: TaskStatus | undefined): status is TaskStatus => {
+    if (!status || status.version <= lastVersion) return false;
+    lastVersion = status.version;
+    onStatus(taskId, status);
+    return true;
+  };
+  for (let resume = 0; resume <= MAX_RESUMES; resume++) {
+    for await (const message of client.streamTaskStatus({ taskId }, { signal })) {
+      if (seen(message.status) && isTerminal(message.status.state)) return message.status;
+    }
+    // The stream ended without a terminal state: ask once, then resume streaming.
+    const { task } = await client.getTask({ taskId }, { signal });
+    const status = task?.status;
+    if (status) {
+      seen(status);
+      if (isTerminal(status.state)) return status;
+    }
+  }
+  throw new CliError(`the status stream of ${taskId} kept ending before the task finished`, ExitCode.ServerError);
+}
+
+export function exitCodeForFinalStates(finals: Iterable<TaskStatus>): ExitCode {
+  for (const status of finals) if (status.state !== TaskState.SUCCEEDED) return ExitCode.TaskFailed;
+  return ExitCode.Ok;
+}

@@ -1,0 +1,66 @@
+/** The --help texts. Exit codes are listed here and in the README; keep the two in step. */
+
+export const USAGE = `Usage: taskctl <command> [options]
+
+Commands:
+  submit <type>     submit a task (echo, sleep, checksum, flaky, fail)
+  get <id>          show a task
+  watch <id...>     follow tasks live until they finish
+  cancel <id>       cancel a task that has not finished
+  result <id>       fetch a finished task's result from the result store
+  demo              submit a mix of tasks and watch them flow through the pipeline
+  health            check the gateway's gRPC health service
+
+Run "taskctl <command> --help" for a command's options.`;
+
+const GLOBALS = `Global options:
+  --addr URL        gateway address (default $TASKCTL_ADDR or http://127.0.0.1:50051)
+  --api-key KEY     sent as "authorization: Bearer KEY" (default $TASKCTL_API_KEY)
+  --json            machine-readable output (one JSON object per line for streams)
+  -h, --help        this help`;
+
+const EXIT_CODES = `Exit codes:
+  0  ok
+  1  the task ended FAILED or CANCELLED (watch, submit --watch; demo: a task did not end as expected)
+  2  usage error (bad flag or value, malformed --payload), or the gateway rejected the request as invalid
+  3  not found
+  4  server unavailable (cannot connect, UNAVAILABLE, no answer in time)
+  5  other server error`;
+
+function page(usage: string, description: string, options = ""): string {
+  return [usage, description, options, GLOBALS, EXIT_CODES].filter(Boolean).join("\n\n");
+}
+
+export const HELP = {
+  taskctl: [USAGE, GLOBALS, EXIT_CODES].join("\n\n"),
+  submit: page(
+    "Usage: taskctl submit <type> [--payload JSON] [--priority high|medium|low] [--idempotency-key K] [--meta k=v ...] [--watch]",
+    "Submits a task and prints its id (--json: {taskId, deduplicated}).",
+    `Options:
+  --payload JSON          the task's payload, a JSON object, e.g. '{"ms":800}'
+  --priority P            high, medium (default) or low
+  --idempotency-key K     a repeated key returns the first task's id instead of creating another
+  --meta k=v              metadata, repeatable
+  --watch                 then follow the task until it finishes (exit 1 if it FAILED or was CANCELLED)`,
+  ),
+  get: page("Usage: taskctl get <id>", "Shows a task: type, priority, status, payload, result."),
+  watch: page(
+    "Usage: taskctl watch <id...>",
+    "Follows tasks live, one progress bar per task (redrawn in place on a terminal, one line per update otherwise),\nuntil every task has finished.",
+  ),
+  cancel: page(
+    "Usage: taskctl cancel <id> [--reason R]",
+    "Cancels a task that has not finished; a running handler is aborted.",
+    "Options:\n  --reason R        recorded with the cancellation",
+  ),
+  result: page(
+    "Usage: taskctl result <id>",
+    "Fetches a finished task's result: GET $RESULT_STORE_URL/results/<id> (default http://127.0.0.1:8082).",
+  ),
+  demo: page(
+    "Usage: taskctl demo [--count N] [--timeout SECONDS]",
+    "Submits a mix of echo, sleep, checksum, flaky and one fail task across priorities, shows them flowing to\ncompletion and prints a summary. Exits 0 when every task ended as expected (the fail task FAILED, the rest SUCCEEDED).",
+    "Options:\n  --count N         how many tasks (default 12)\n  --timeout S       give up after S seconds (default 120)",
+  ),
+  health: page("Usage: taskctl health", "Checks the gateway's grpc.health.v1 service (exit 4 when not SERVING)."),
+} as const;

@@ -1,0 +1,51 @@
+/**
+ * taskctl's entry point as a function: argv in, exit code out, output through `io`. The bin (cli.ts) wires it to
+ * the process; tests call it directly.
+ */
+import { parseCommandLine } from "./args.js";
+import { cancelCommand } from "./commands/cancel.js";
+import { demoCommand } from "./commands/demo.js";
+import { getCommand } from "./commands/get.js";
+import { healthCommand } from "./commands/health.js";
+import { resultCommand } from "./commands/result.js";
+import { submitCommand } from "./commands/submit.js";
+import { watchCommand } from "./commands/watch.js";
+import { healthClientFor, taskClientFor } from "./connection.js";
+import { describeError, type ExitCode } from "./exit-codes.js";
+import { type Io, println } from "./io.js";
+
+export { ExitCode } from "./exit-codes.js";
+export type { Io, Output } from "./io.js";
+
+export async function run(argv: string[], io: Io): Promise<ExitCode> {
+  let addr = "";
+  try {
+    const invocation = parseCommandLine(argv, io.env);
+    if (invocation.command === "help") {
+      println(io.stdout, invocation.text);
+      return 0;
+    }
+    const { globals } = invocation;
+    addr = globals.addr;
+    switch (invocation.command) {
+      case "submit":
+        return await submitCommand(io, taskClientFor(globals), invocation);
+      case "get":
+        return await getCommand(io, taskClientFor(globals), invocation.taskId, globals.json);
+      case "watch":
+        return await watchCommand(io, taskClientFor(globals), invocation.taskIds, globals.json);
+      case "cancel":
+        return await cancelCommand(io, taskClientFor(globals), invocation.taskId, invocation.reason, globals.json);
+      case "result":
+        return await resultCommand(io, invocation.resultStoreUrl, invocation.taskId, globals.json);
+      case "demo":
+        return await demoCommand(io, taskClientFor(globals), { ...invocation, json: globals.json });
+      case "health":
+        return await healthCommand(io, healthClientFor(globals), addr, globals.json);
+    }
+  } catch (error) {
+    const { exitCode, message } = describeError(error, addr);
+    println(io.stderr, `taskctl: ${message}`);
+    return exitCode;
+  }
+}
