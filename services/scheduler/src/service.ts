@@ -23,13 +23,15 @@ export const scheduler = defineService({
           return;
         }
         const { subject, msgId } = routeFor(task);
-        await rt.publisher.publish(subject, task, { msgId });
+        // Status first: then events.status holds each task's updates in lifecycle order (a worker's RUNNING can
+        // only follow), and the notifier never has to drop an overtaken SCHEDULED.
         await publishStatus(rt.publisher, {
           taskId: task.taskId,
           state: "SCHEDULED",
           source: rt.name,
           generation: task.generation,
         });
+        await rt.publisher.publish(subject, task, { msgId });
         await publishAudit(rt.publisher, {
           taskId: task.taskId,
           service: rt.name,
