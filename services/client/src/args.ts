@@ -72,7 +72,7 @@ function isCommand(name: string | undefined): name is CommandName {
 }
 
 export function parseCommandLine(argv: string[], env: NodeJS.ProcessEnv = {}): Invocation {
-  const commandIndex = argv.findIndex((arg) => !arg.startsWith("-"));
+  const commandIndex = findCommandIndex(argv);
   const name = argv[commandIndex];
   if (name === undefined || name === "help") return { command: "help", text: HELP.taskctl };
   if (!isCommand(name)) throw new UsageError(`unknown command "${name}"\n\n${USAGE}`);
@@ -151,6 +151,17 @@ export function parseCommandLine(argv: string[], env: NodeJS.ProcessEnv = {}): I
   }
 }
 
+/** The first positional, skipping the values of global flags given before the command ("--addr HOST submit"). */
+function findCommandIndex(argv: string[]): number {
+  for (let index = 0; index < argv.length; index++) {
+    const arg = argv[index]!;
+    if (!arg.startsWith("-")) return index;
+    const option = GLOBAL_OPTIONS[arg.replace(/^--/, "")];
+    if (option?.type === "string") index++;
+  }
+  return -1;
+}
+
 function describeParseError(error: Error & { code?: string }): string {
   // parseArgs' own wording for an unknown flag talks about positionals starting with "-", which misleads here.
   const unknown = error.code === "ERR_PARSE_ARGS_UNKNOWN_OPTION" && /'([^']+)'/.exec(error.message);
@@ -166,9 +177,7 @@ function exactly(command: CommandName, positionals: string[], names: string[]): 
     throw new UsageError(`${command}: missing ${names.slice(positionals.length).join(" ")}\n\n${HELP[command]}`);
   }
   if (positionals.length > names.length) {
-    throw new UsageError(
-      `${command}: unexpected argument "${positionals[names.length]}"\n\n${HELP[command]}`,
-    );
+    throw new UsageError(`${command}: unexpected argument "${positionals[names.length]}"\n\n${HELP[command]}`);
   }
   for (const [index, value] of positionals.entries()) {
     if (value.trim() === "") throw new UsageError(`${command}: ${names[index]} must not be empty`);

@@ -28,7 +28,14 @@ export function stateName(state: TaskState): string {
   return TaskState[state] ?? `STATE_${state}`;
 }
 
-const ANSI = { reset: "\x1b[0m", red: "\x1b[31m", green: "\x1b[32m", yellow: "\x1b[33m", cyan: "\x1b[36m", dim: "\x1b[2m" };
+const ANSI = {
+  reset: "\x1b[0m",
+  red: "\x1b[31m",
+  green: "\x1b[32m",
+  yellow: "\x1b[33m",
+  cyan: "\x1b[36m",
+  dim: "\x1b[2m",
+};
 
 function colourOf(state: TaskState): string {
   if (state === TaskState.SUCCEEDED) return ANSI.green;
@@ -106,7 +113,9 @@ export function summarise(views: TaskView[]): Summary {
 }
 
 export function renderSummary(summary: Summary): string {
-  const rows = Object.entries(summary.counts).map(([state, count]) => `  ${state.padEnd(11)} ${String(count).padStart(5)}`);
+  const rows = Object.entries(summary.counts).map(
+    ([state, count]) => `  ${state.padEnd(11)} ${String(count).padStart(5)}`,
+  );
   return [
     "  state       count",
     ...rows,

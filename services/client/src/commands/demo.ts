@@ -74,7 +74,10 @@ export async function demoCommand(
     println(io.stdout, `\n${renderSummary(summary)}`);
     for (const task of unexpected) {
       const state = views.find((view) => view.taskId === task.taskId)!.state;
-      println(io.stderr, `unexpected: ${task.label} ${task.taskId} ended ${stateName(state)}, expected ${stateName(task.expected)}`);
+      println(
+        io.stderr,
+        `unexpected: ${task.label} ${task.taskId} ended ${stateName(state)}, expected ${stateName(task.expected)}`,
+      );
     }
     if (unexpected.length === 0) println(io.stdout, "\nevery task ended as expected (the fail task is meant to fail).");
   }

@@ -17,10 +17,13 @@ export async function resultCommand(io: Io, baseUrl: string, taskId: string, jso
     throw error;
   }
   const text = await response.text();
-  if (response.status === 404) throw new CliError(`no result for task ${taskId} (unknown, or not finished yet)`, ExitCode.NotFound);
+  if (response.status === 404)
+    throw new CliError(`no result for task ${taskId} (unknown, or not finished yet)`, ExitCode.NotFound);
   if (response.status === 400) throw new CliError(`rejected by the result store: ${errorText(text)}`, ExitCode.Usage);
-  if (response.status === 503) throw new CliError(`the result store is unavailable: ${errorText(text)}`, ExitCode.Unavailable);
-  if (!response.ok) throw new CliError(`result store error (HTTP ${response.status}): ${errorText(text)}`, ExitCode.ServerError);
+  if (response.status === 503)
+    throw new CliError(`the result store is unavailable: ${errorText(text)}`, ExitCode.Unavailable);
+  if (!response.ok)
+    throw new CliError(`result store error (HTTP ${response.status}): ${errorText(text)}`, ExitCode.ServerError);
   println(io.stdout, json ? JSON.stringify(JSON.parse(text)) : JSON.stringify(JSON.parse(text), null, 2));
   return ExitCode.Ok;
 }

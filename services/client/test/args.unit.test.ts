@@ -1,0 +1,108 @@
+import { Priority } from "@tm/proto";
+import { describe, expect, test } from "vitest";
+import { DEFAULT_ADDR, normaliseAddr, parseCommandLine } from "../src/args.js";
+import { ExitCode, UsageError } from "../src/exit-codes.js";
+import { run } from "../src/run.js";
+
+function usageErrorOf(argv: string[]): string {
+  try {
+    parseCommandLine(argv);
+  } catch (error) {
+    expect(error).toBeInstanceOf(UsageError);
+    return (error as Error).message;
+  }
+  throw new Error(`expected a usage error for ${argv.join(" ")}`);
+}
+
+describe("parseCommandLine", () => {
+  test("submit with every option", () => {
+    const invocation = parseCommandLine([
+      "submit",
+      "sleep",
+      "--payload",
+      '{"ms":500}',
+      "--priority",
+      "HIGH",
+      "--idempotency-key",
+      "k1",
+      "--meta",
+      "team=a",
+      "--meta",
+      "url=http://x/?a=b",
+      "--watch",
+    ]);
+    expect(invocation).toMatchObject({
+      command: "submit",
+      type: "sleep",
+      payload: { ms: 500 },
+      priority: Priority.HIGH,
+      idempotencyKey: "k1",
+      metadata: { team: "a", url: "http://x/?a=b" },
+      watch: true,
+      globals: { addr: DEFAULT_ADDR, json: false },
+    });
+  });
+
+  test("priority defaults to medium; global flags may come before the command", () => {
+    const invocation = parseCommandLine(["--json", "--addr", "gw:50051", "submit", "echo"], { TASKCTL_API_KEY: "s" });
+    expect(invocation).toMatchObject({
+      priority: Priority.MEDIUM,
+      globals: { addr: "http://gw:50051", json: true, apiKey: "s" },
+    });
+  });
+
+  test("environment supplies the address and the result store URL", () => {
+    const env = { TASKCTL_ADDR: "http://10.0.0.1:9000", RESULT_STORE_URL: "http://rs:1/" };
+    expect(parseCommandLine(["result", "abc"], env)).toMatchObject({
+      globals: { addr: "http://10.0.0.1:9000" },
+      resultStoreUrl: "http://rs:1",
+    });
+  });
+
+  test("a bad priority names the flag and the allowed values", () => {
+    expect(usageErrorOf(["submit", "echo", "--priority", "urgent"])).toBe(
+      '--priority must be one of high, medium, low (got "urgent")',
+    );
+  });
+
+  test("bad JSON payloads name the problem", () => {
+    expect(usageErrorOf(["submit", "echo", "--payload", "{ms:1}"])).toMatch(/^--payload is not valid JSON: /);
+    expect(usageErrorOf(["submit", "echo", "--payload", "[1,2]"])).toMatch(/--payload must be a JSON object.*an array/);
+    expect(usageErrorOf(["submit", "echo", "--payload", "null"])).toMatch(/got null/);
+  });
+
+  test("malformed --meta, unknown flags, missing and extra arguments", () => {
+    expect(usageErrorOf(["submit", "echo", "--meta", "novalue"])).toMatch(/--meta must look like key=value/);
+    expect(usageErrorOf(["submit", "echo", "--frobnicate"])).toMatch(/^submit: unknown option --frobnicate/);
+    expect(usageErrorOf(["submit"])).toMatch(/^submit: missing <type>/);
+    expect(usageErrorOf(["get", "a", "b"])).toMatch(/^get: unexpected argument "b"/);
+    expect(usageErrorOf(["watch"])).toMatch(/watch needs at least one task id/);
+    expect(usageErrorOf(["launch"])).toMatch(/^unknown command "launch"/);
+    expect(usageErrorOf(["demo", "--count", "0"])).toMatch(/--count must be a whole number from 1 to 1000/);
+  });
+
+  test("--help is per command", () => {
+    const help = parseCommandLine(["cancel", "--help"]);
+    expect(help.command).toBe("help");
+    expect(help.command === "help" && help.text).toMatch(/taskctl cancel <id> \[--reason R\]/);
+    expect(help.command === "help" && help.text).toMatch(/4 {2}server unavailable/);
+  });
+
+  test("watch deduplicates ids", () => {
+    expect(parseCommandLine(["watch", "a", "b", "a"])).toMatchObject({ taskIds: ["a", "b"] });
+  });
+
+  test("normaliseAddr accepts host:port and URLs", () => {
+    expect(normaliseAddr("localhost:50051")).toBe("http://localhost:50051");
+    expect(normaliseAddr("https://gw.example:443/")).toBe("https://gw.example:443");
+  });
+});
+
+describe("run() on usage errors", () => {
+  test("exits 2 and prints the problem on stderr", async () => {
+    let stderr = "";
+    const io = { stdout: { write: () => true }, stderr: { write: (text: string) => (stderr += text) }, env: {} };
+    expect(await run(["submit", "echo", "--payload", "{"], io)).toBe(ExitCode.Usage);
+    expect(stderr).toMatch(/^taskctl: --payload is not valid JSON/);
+  });
+});

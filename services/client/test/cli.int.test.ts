@@ -1,0 +1,258 @@
+/**
+ * Runs taskctl against a real gRPC server (grpc-js via @tm/proto's addService) that implements TaskService with a
+ * small scripted lifecycle per task type. Until the gateway lands this is the closest honest end-to-end check of
+ * the client: real HTTP/2, real protobuf, real status streams.
+ */
+import { spawn } from "node:child_process";
+import { fileURLToPath } from "node:url";
+import type { JsonObject, MessageInitShape } from "@bufbuild/protobuf";
+import { timestampNow } from "@bufbuild/protobuf/wkt";
+import { Code, ConnectError } from "@connectrpc/connect";
+import * as grpc from "@grpc/grpc-js";
+import {
+  addService,
+  HealthRegistry,
+  Priority,
+  ServingStatus,
+  TaskService,
+  TaskState,
+  type TaskStatusSchema,
+} from "@tm/proto";
+import { freePort } from "@tm/testkit";
+import { afterAll, beforeAll, describe, expect, test } from "vitest";
+import { ExitCode, type Io, run } from "../src/run.js";
+
+type StatusInit = MessageInitShape<typeof TaskStatusSchema>;
+interface StoredTask {
+  type: string;
+  priority: Priority;
+  payload: JsonObject | undefined;
+  metadata: Record<string, string>;
+}
+
+/** The statuses a task of each type goes through, in order. */
+function lifecycleOf(type: string): StatusInit[] {
+  const step = (state: TaskState, progress = 0, attempt = 0, error = ""): StatusInit => ({
+    state,
+    progress,
+    attempt,
+    error,
+  });
+  const start = [step(TaskState.PENDING), step(TaskState.INGESTED), step(TaskState.SCHEDULED)];
+  if (type === "fail") return [...start, step(TaskState.RUNNING, 0, 1), step(TaskState.FAILED, 0, 1, "always fails")];
+  return [
+    ...start,
+    step(TaskState.RUNNING, 0, 1),
+    step(TaskState.RUNNING, 50, 1),
+    step(TaskState.RUNNING, 100, 1),
+    step(TaskState.SUCCEEDED, 100, 1),
+  ];
+}
+
+const tasks = new Map<string, StoredTask>();
+const requests: { submit: unknown[] } = { submit: [] };
+let server: grpc.Server;
+let addr: string;
+
+beforeAll(async () => {
+  server = new grpc.Server();
+  addService(server, TaskService, {
+    submitTask: async (request) => {
+      requests.submit.push(request);
+      if (request.type === "nope") throw new ConnectError('type: unknown task type "nope"', Code.InvalidArgument);
+      const taskId = `task-${tasks.size + 1}`;
+      tasks.set(taskId, {
+        type: request.type,
+        priority: request.priority,
+        payload: request.payload,
+        metadata: request.metadata,
+      });
+      return { taskId, deduplicated: false };
+    },
+    getTask: async ({ taskId }) => {
+      const task = tasks.get(taskId);
+      if (!task) throw new ConnectError(`task ${taskId} not found`, Code.NotFound);
+      const last = lifecycleOf(task.type).at(-1)!;
+      return { task: { taskId, ...task, status: { ...last, version: 1n, updatedAt: timestampNow() } } };
+    },
+    streamTaskStatus: async function* ({ taskId }) {
+      const task = tasks.get(taskId);
+      if (!task) throw new ConnectError(`task ${taskId} not found`, Code.NotFound);
+      let version = 0n;
+      for (const status of lifecycleOf(task.type)) {
+        // Let each update leave as its own message, as a real pipeline's would.
+        await new Promise((resolve) => setImmediate(resolve));
+        yield { taskId, status: { ...status, version: ++version, updatedAt: timestampNow() } };
+      }
+    },
+    cancelTask: async ({ taskId }) => {
+      if (!tasks.has(taskId)) throw new ConnectError(`task ${taskId} not found`, Code.NotFound);
+      return { status: { state: TaskState.CANCELLED, version: 9n } };
+    },
+  });
+  const health = new HealthRegistry();
+  health.set("", ServingStatus.SERVING);
+  health.addTo(server);
+  const port = await new Promise<number>((resolve, reject) =>
+    server.bindAsync("127.0.0.1:0", grpc.ServerCredentials.createInsecure(), (error, bound) =>
+      error ? reject(error) : resolve(bound),
+    ),
+  );
+  addr = `http://127.0.0.1:${port}`;
+});
+
+afterAll(() => new Promise<void>((resolve) => server.tryShutdown(() => resolve())));
+
+async function taskctl(args: string[], options: { tty?: boolean } = {}) {
+  let stdout = "";
+  let stderr = "";
+  const io: Io = {
+    stdout: { write: (text: string) => (stdout += text), isTTY: options.tty ?? false, columns: 120 },
+    stderr: { write: (text: string) => (stderr += text) },
+    env: {},
+  };
+  const exitCode = await run([...args, "--addr", addr], io);
+  return { exitCode, stdout, stderr };
+}
+
+describe("taskctl against a real gRPC server", () => {
+  test("submit prints the task id and sends what was asked", async () => {
+    const { exitCode, stdout } = await taskctl([
+      "submit",
+      "echo",
+      "--payload",
+      '{"x":1}',
+      "--priority",
+      "high",
+      "--meta",
+      "team=qa",
+    ]);
+    expect(exitCode).toBe(ExitCode.Ok);
+    const taskId = stdout.trim();
+    expect(taskId).toMatch(/^task-\d+$/);
+    expect(tasks.get(taskId)).toEqual({
+      type: "echo",
+      priority: Priority.HIGH,
+      payload: { x: 1 },
+      metadata: { team: "qa" },
+    });
+  });
+
+  test("--json output parses, one object per line for streams", async () => {
+    const submitted = await taskctl(["submit", "sleep", "--json"]);
+    expect(JSON.parse(submitted.stdout)).toMatchObject({ taskId: expect.any(String), deduplicated: false });
+
+    const watched = await taskctl(["watch", JSON.parse(submitted.stdout).taskId, "--json"]);
+    const lines = watched.stdout
+      .trim()
+      .split("\n")
+      .map((line) => JSON.parse(line));
+    expect(lines.map((line) => line.status.state)).toEqual([
+      "TASK_STATE_PENDING",
+      "TASK_STATE_INGESTED",
+      "TASK_STATE_SCHEDULED",
+      "TASK_STATE_RUNNING",
+      "TASK_STATE_RUNNING",
+      "TASK_STATE_RUNNING",
+      "TASK_STATE_SUCCEEDED",
+    ]);
+    expect(watched.exitCode).toBe(ExitCode.Ok);
+  });
+
+  test("submit --watch renders until SUCCEEDED and exits 0 (plain lines when not a TTY)", async () => {
+    const { exitCode, stdout } = await taskctl(["submit", "checksum", "--watch"]);
+    expect(exitCode).toBe(ExitCode.Ok);
+    const lines = stdout.trim().split("\n");
+    expect(lines[0]).toMatch(/^task-\d+$/);
+    expect(lines.at(-1)).toMatch(/checksum +SUCCEEDED +█+ 100%/);
+    expect(stdout).not.toContain("\x1b[");
+  });
+
+  test("watch on a TTY redraws one line per task in place", async () => {
+    const a = (await taskctl(["submit", "echo"])).stdout.trim();
+    const b = (await taskctl(["submit", "fail"])).stdout.trim();
+    const { exitCode, stdout } = await taskctl(["watch", a, b], { tty: true });
+    expect(exitCode).toBe(ExitCode.TaskFailed);
+    expect(stdout).toContain("\x1b[2F"); // cursor back up over the two task lines
+    const finalFrame = stdout
+      .split("\x1b[2F")
+      .at(-1)!
+      .replace(new RegExp(`${String.fromCharCode(27)}\\[[0-9;]*[A-Za-z]`, "g"), "");
+    expect(finalFrame).toMatch(new RegExp(`${a} +echo +SUCCEEDED`));
+    expect(finalFrame).toMatch(new RegExp(`${b} +fail +FAILED .*always fails`));
+  });
+
+  test("a FAILED task exits 1", async () => {
+    const { exitCode, stdout } = await taskctl(["submit", "fail", "--watch"]);
+    expect(exitCode).toBe(ExitCode.TaskFailed);
+    expect(stdout.trim().split("\n").at(-1)).toMatch(/FAILED .*always fails/);
+  });
+
+  test("get, cancel, not found and invalid argument", async () => {
+    const taskId = (await taskctl(["submit", "echo", "--payload", '{"k":"v"}'])).stdout.trim();
+    const got = await taskctl(["get", taskId]);
+    expect(got.stdout).toMatch(/state +SUCCEEDED/);
+    expect(got.stdout).toContain('payload   {"k":"v"}');
+    expect((await taskctl(["cancel", taskId, "--reason", "test"])).stdout.trim()).toBe(`${taskId} CANCELLED`);
+
+    const missing = await taskctl(["get", "no-such-task"]);
+    expect(missing).toMatchObject({
+      exitCode: ExitCode.NotFound,
+      stderr: "taskctl: not found: task no-such-task not found\n",
+    });
+    const invalid = await taskctl(["submit", "nope"]);
+    expect(invalid.exitCode).toBe(ExitCode.Usage);
+    expect(invalid.stderr).toContain('unknown task type "nope"');
+  });
+
+  test("demo submits the mix, follows it and prints a summary", async () => {
+    const { exitCode, stdout } = await taskctl(["demo", "--count", "6"]);
+    expect(stdout).toMatch(/submitted 6 tasks/);
+    expect(stdout).toMatch(/SUCCEEDED +5\n/);
+    expect(stdout).toMatch(/FAILED +1\n/);
+    expect(stdout).toMatch(/time to terminal: p50 .*, max /);
+    expect(exitCode).toBe(ExitCode.Ok);
+  });
+
+  test("health reports SERVING", async () => {
+    expect(await taskctl(["health"])).toMatchObject({ exitCode: ExitCode.Ok, stdout: `${addr} SERVING\n` });
+  });
+
+  test("an unreachable address exits 4 with the clear message", async () => {
+    const closed = `http://127.0.0.1:${await freePort()}`;
+    let stderr = "";
+    const io: Io = { stdout: { write: () => true }, stderr: { write: (t: string) => (stderr += t) }, env: {} };
+    expect(await run(["submit", "echo", "--addr", closed], io)).toBe(ExitCode.Unavailable);
+    expect(stderr).toBe(`taskctl: cannot reach the gateway at ${closed}: is the stack running? (pnpm start)\n`);
+  });
+});
+
+describe("the built bin (dist/cli.js)", () => {
+  const cli = fileURLToPath(new URL("../dist/cli.js", import.meta.url));
+  function spawnCli(args: string[], env: NodeJS.ProcessEnv = {}) {
+    return new Promise<{ code: number | null; stdout: string; stderr: string }>((resolve, reject) => {
+      const child = spawn(process.execPath, [cli, ...args], { env: { ...process.env, ...env } });
+      let stdout = "";
+      let stderr = "";
+      child.stdout.on("data", (chunk) => (stdout += chunk));
+      child.stderr.on("data", (chunk) => (stderr += chunk));
+      child.on("error", reject);
+      child.on("close", (code) => resolve({ code, stdout, stderr }));
+    });
+  }
+
+  test("submits with TASKCTL_ADDR and exits 0", async () => {
+    const { code, stdout } = await spawnCli(["submit", "echo"], { TASKCTL_ADDR: addr });
+    expect(stdout.trim()).toMatch(/^task-\d+$/);
+    expect(code).toBe(0);
+  });
+
+  test("exit 2 on a bad payload, 4 when nothing listens", async () => {
+    const bad = await spawnCli(["submit", "echo", "--payload", "{oops", "--addr", addr]);
+    expect(bad.code).toBe(2);
+    expect(bad.stderr).toMatch(/--payload is not valid JSON/);
+    const down = await spawnCli(["health", "--addr", `127.0.0.1:${await freePort()}`]);
+    expect(down.code).toBe(4);
+    expect(down.stderr).toMatch(/cannot reach the gateway at .*: is the stack running\? \(pnpm start\)/);
+  });
+});

@@ -1,0 +1,83 @@
+import { TaskState } from "@tm/proto";
+import { describe, expect, test } from "vitest";
+import { percentile, progressBar, renderSummary, renderTaskLine, summarise, type TaskView } from "../src/render.js";
+
+const ESC = String.fromCharCode(27);
+const stripAnsi = (text: string) => text.replace(new RegExp(`${ESC}\\[\\d+m`, "g"), "");
+
+function view(overrides: Partial<TaskView> = {}): TaskView {
+  return {
+    taskId: "0123456789abcdef",
+    label: "sleep",
+    state: TaskState.RUNNING,
+    progress: 40,
+    attempt: 1,
+    error: "",
+    startedAt: 1_000,
+    ...overrides,
+  };
+}
+
+describe("progressBar", () => {
+  test.each([
+    [0, 10, "░░░░░░░░░░"],
+    [50, 10, "█████░░░░░"],
+    [100, 10, "██████████"],
+    [33, 3, "█░░"],
+    [-5, 4, "░░░░"],
+    [250, 4, "████"],
+    [Number.NaN, 4, "░░░░"],
+  ])("%d%% in %d cells", (progress, width, expected) => {
+    expect(progressBar(progress, width)).toBe(expected);
+  });
+
+  test("always exactly width cells", () => {
+    for (let progress = 0; progress <= 100; progress += 7) expect([...progressBar(progress, 17)]).toHaveLength(17);
+  });
+});
+
+describe("renderTaskLine", () => {
+  test("a running task shows state, bar, percentage and attempt", () => {
+    expect(renderTaskLine(view(), { barWidth: 10 })).toBe(
+      "0123456789ab  sleep           RUNNING    ████░░░░░░  40%  attempt 1",
+    );
+  });
+
+  test("a succeeded task shows a full bar even if the last progress report was lower", () => {
+    expect(renderTaskLine(view({ state: TaskState.SUCCEEDED, progress: 90 }), { barWidth: 4 })).toContain(
+      "SUCCEEDED  ████ 100%",
+    );
+  });
+
+  test("a failed task shows its error and attempt", () => {
+    const line = renderTaskLine(view({ state: TaskState.FAILED, attempt: 5, error: "boom" }), { barWidth: 4 });
+    expect(line).toMatch(/FAILED .*attempt 5 {2}boom$/);
+  });
+
+  test("colour wraps only the state word; maxWidth truncates", () => {
+    const coloured = renderTaskLine(view({ state: TaskState.FAILED }), { colour: true });
+    expect(coloured).toContain("\x1b[31mFAILED   \x1b[0m");
+    expect(stripAnsi(coloured)).toBe(renderTaskLine(view({ state: TaskState.FAILED })));
+    expect(renderTaskLine(view(), { maxWidth: 20 })).toHaveLength(20);
+  });
+});
+
+describe("summary", () => {
+  test("percentile is nearest-rank", () => {
+    expect(percentile([], 50)).toBeUndefined();
+    expect(percentile([5, 1, 3], 50)).toBe(3);
+    expect(percentile([1, 2, 3, 4], 50)).toBe(2);
+    expect(percentile([1, 2, 3, 4], 100)).toBe(4);
+  });
+
+  test("counts states and times to terminal", () => {
+    const summary = summarise([
+      view({ state: TaskState.SUCCEEDED, endedAt: 1_500 }),
+      view({ state: TaskState.SUCCEEDED, endedAt: 3_000 }),
+      view({ state: TaskState.FAILED, endedAt: 2_000 }),
+    ]);
+    expect(summary).toEqual({ counts: { SUCCEEDED: 2, FAILED: 1 }, p50Ms: 1_000, maxMs: 2_000 });
+    expect(renderSummary(summary)).toContain("time to terminal: p50 1.00 s, max 2.00 s");
+    expect(renderSummary(summary)).toMatch(/SUCCEEDED +2\n/);
+  });
+});
