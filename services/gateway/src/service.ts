@@ -3,8 +3,9 @@
  * tasks.ingest; GetTask and StreamTaskStatus read Redis (the notifier keeps it current); CancelTask marks, records
  * and broadcasts the cancellation on control.cancel.
  */
+import { Code, ConnectError } from "@connectrpc/connect";
 import * as grpc from "@grpc/grpc-js";
-import { connectRedis, defineService, port, positiveInt } from "@tm/kit";
+import { connectRedis, defineService, type Logger, port, positiveInt } from "@tm/kit";
 import { addService, HealthRegistry, ServingStatus, TaskService } from "@tm/proto";
 import { bindGrpc, stopGrpc } from "./grpc-server.js";
 import { StatusSubscriptions } from "./status-subscriptions.js";
@@ -38,7 +39,7 @@ export const gateway = defineService({
       server,
       TaskService,
       taskServiceHandlers(rt, subscriptions, { maxPayloadBytes: rt.config.GATEWAY_MAX_PAYLOAD_BYTES }),
-      (method, error) => rt.log.warn({ err: error, method: method.name }, "call failed"),
+      (method, error) => logFailure(rt.log, method.name, error),
     );
     health.addTo(server);
 
@@ -62,3 +63,14 @@ export const gateway = defineService({
     return { grpcPort };
   },
 });
+
+const CLIENT_MISTAKES = new Set([Code.InvalidArgument, Code.NotFound, Code.FailedPrecondition, Code.Canceled]);
+
+/** A client's mistake is routine (debug); anything else means the service or a dependency is in trouble (warn). */
+function logFailure(log: Logger, method: string, error: unknown): void {
+  if (error instanceof ConnectError && CLIENT_MISTAKES.has(error.code)) {
+    log.debug({ method, code: Code[error.code], reason: error.rawMessage }, "call rejected");
+  } else {
+    log.warn({ err: error, method }, "call failed");
+  }
+}

@@ -36,6 +36,8 @@ import { priorityToProto, resultToStruct, statusToProto, timestampFromIso } from
 import { type StatusSubscriptions, statusSequence } from "./status-subscriptions.js";
 import { parseTaskId, validateSubmission } from "./validation.js";
 
+const CONNECTION_LOST = new Set(["reconnecting", "close", "end"]);
+
 export interface TaskServiceOptions {
   maxPayloadBytes: number;
 }
@@ -62,16 +64,28 @@ export function taskServiceHandlers(
     description: "StreamTaskStatus calls in progress on this replica",
   });
 
+  /**
+   * A Redis call, failing fast with UNAVAILABLE once the connection was lost: the shared client would otherwise
+   * queue the command through its whole reconnect budget (tens of seconds), longer than a client should wait to
+   * learn that it must retry. (The first connect, "connecting", still queues: that is start-up, not an outage.)
+   */
+  function redisCall<T>(step: string, call: () => Promise<T>): Promise<T> {
+    if (CONNECTION_LOST.has(rt.redis.status)) {
+      return Promise.reject(new ConnectError(`Redis unavailable while ${step}; retry the call`, Code.Unavailable));
+    }
+    return dependency("Redis", step, call);
+  }
+
   /** Writes a status to Redis at once (readers see it before we answer), then publishes it on events.status. */
   async function recordStatus(update: StatusUpdate): Promise<{ applied: boolean; status: StoredStatus }> {
     const event = StatusEventSchema.parse(statusEvent(update));
-    const applied = await dependency("Redis", "writing the status", () => applyStatus(rt.redis, event));
+    const applied = await redisCall("writing the status", () => applyStatus(rt.redis, event));
     if (applied) await dependency("NATS", "publishing the status", () => publishStatus(rt.publisher, update));
     return { applied, status: toStoredStatus(event) };
   }
 
   async function requireTask(taskId: string) {
-    const task = await dependency("Redis", "reading the task", () => readTask(rt.redis, taskId));
+    const task = await redisCall("reading the task", () => readTask(rt.redis, taskId));
     if (!task) throw new ConnectError(`task ${taskId} not found`, Code.NotFound);
     return task;
   }
@@ -82,7 +96,7 @@ export function taskServiceHandlers(
       const taskId = crypto.randomUUID();
       const { idempotencyKey } = submission;
       if (idempotencyKey) {
-        const claim = await dependency("Redis", "claiming the idempotency key", () =>
+        const claim = await redisCall("claiming the idempotency key", () =>
           claimIdempotencyKey(rt.redis, idempotencyKey, taskId),
         );
         if (!claim.claimed) {
@@ -93,7 +107,7 @@ export function taskServiceHandlers(
       try {
         const createdAt = new Date().toISOString();
         const { traceparent } = injectTrace();
-        await dependency("Redis", "saving the task", () =>
+        await redisCall("saving the task", () =>
           saveTask(rt.redis, { ...submission, taskId, createdAt, traceparent, generation: 0 }),
         );
         await recordStatus({ taskId, state: "PENDING", source: rt.name });
@@ -129,7 +143,7 @@ export function taskServiceHandlers(
     async getTask(request) {
       const taskId = parseTaskId(request.taskId);
       const task = await requireTask(taskId);
-      const [status, result] = await dependency("Redis", "reading the task status", () =>
+      const [status, result] = await redisCall("reading the task status", () =>
         Promise.all([readStatus(rt.redis, taskId), readResult(rt.redis, taskId)]),
       );
       return {
@@ -153,7 +167,7 @@ export function taskServiceHandlers(
       openStreams.add(1);
       try {
         const current = await Promise.race([
-          dependency("Redis", "reading the task status", () => readStatus(rt.redis, taskId)),
+          redisCall("reading the task status", () => readStatus(rt.redis, taskId)),
           subscription.queue.failed,
         ]);
         if (!current) throw new ConnectError(`task ${taskId} not found`, Code.NotFound);
@@ -169,10 +183,10 @@ export function taskServiceHandlers(
     async cancelTask(request) {
       const taskId = parseTaskId(request.taskId);
       await requireTask(taskId);
-      const current = await dependency("Redis", "reading the task status", () => readStatus(rt.redis, taskId));
+      const current = await redisCall("reading the task status", () => readStatus(rt.redis, taskId));
       if (current && isTerminal(current.state)) throw alreadyFinished(taskId, current.state);
       const reason = request.reason.slice(0, 1024);
-      await dependency("Redis", "marking the task cancelled", () => markCancelled(rt.redis, taskId, reason));
+      await redisCall("marking the task cancelled", () => markCancelled(rt.redis, taskId, reason));
       const { applied, status } = await recordStatus({
         taskId,
         state: "CANCELLED",
@@ -181,7 +195,7 @@ export function taskServiceHandlers(
       });
       if (!applied) {
         // A terminal state won the race between our read and our write.
-        const winner = await dependency("Redis", "reading the task status", () => readStatus(rt.redis, taskId));
+        const winner = await redisCall("reading the task status", () => readStatus(rt.redis, taskId));
         throw alreadyFinished(taskId, winner?.state ?? "finished");
       }
       const notice: CancelNotice = { taskId, reason, at: new Date().toISOString() };
