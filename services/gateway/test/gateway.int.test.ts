@@ -1,0 +1,245 @@
+import { Code, ConnectError } from "@connectrpc/connect";
+import {
+  CANCEL_SUBJECT,
+  CancelNoticeSchema,
+  decodeMessage,
+  type StatusEvent,
+  Subjects,
+  type TaskMessage,
+} from "@tm/flow";
+import {
+  createHealthClient,
+  createTaskClient,
+  Priority,
+  ServingStatus,
+  type StreamTaskStatusResponse,
+  type TaskClient,
+  TaskService,
+  TaskState,
+} from "@tm/proto";
+import { applyStatus, Keys, readStatus, toStoredStatus } from "@tm/store";
+import { useInfra, waitFor } from "@tm/testkit";
+import { Redis } from "ioredis";
+import { connect, type NatsConnection } from "nats";
+import { afterAll, beforeAll, describe, expect, test } from "vitest";
+import { event, type Gateway, startGateway } from "./helpers.js";
+
+const infra = useInfra();
+let first: Gateway;
+let second: Gateway;
+let client: TaskClient;
+let secondClient: TaskClient;
+let nc: NatsConnection;
+let redis: Redis;
+
+beforeAll(async () => {
+  [first, second] = await Promise.all([startGateway(infra), startGateway(infra)]);
+  client = createTaskClient({ baseUrl: first.baseUrl });
+  secondClient = createTaskClient({ baseUrl: second.baseUrl });
+  nc = await connect({ servers: infra.nats.url });
+  redis = new Redis(infra.redis.url);
+});
+afterAll(async () => {
+  await Promise.all([first?.stop(), second?.stop()]);
+  await nc?.drain();
+  redis?.disconnect();
+});
+
+/** Every tasks.ingest message currently in the TASKS stream for one task. */
+async function ingestMessagesFor(taskId: string): Promise<TaskMessage[]> {
+  const jsm = await nc.jetstreamManager();
+  const { state } = await jsm.streams.info("TASKS");
+  const found: TaskMessage[] = [];
+  for (let seq = state.first_seq; seq <= state.last_seq; seq++) {
+    const stored = await jsm.streams.getMessage("TASKS", { seq }).catch(() => undefined);
+    if (stored?.subject !== Subjects.ingest) continue;
+    const message = decodeMessage(Subjects.ingest, stored.data);
+    if (message.taskId === taskId) found.push(message);
+  }
+  return found;
+}
+
+async function rejection(call: Promise<unknown>): Promise<ConnectError> {
+  try {
+    await call;
+  } catch (error) {
+    return ConnectError.from(error);
+  }
+  throw new Error("expected the call to fail");
+}
+
+async function drain(stream: AsyncIterable<StreamTaskStatusResponse>) {
+  const seen: StreamTaskStatusResponse[] = [];
+  for await (const message of stream) seen.push(message);
+  return seen;
+}
+
+describe("SubmitTask", () => {
+  test("stores the task, its PENDING status and queues one tasks.ingest message", async () => {
+    const { taskId, deduplicated } = await client.submitTask({
+      type: "echo",
+      payload: { hello: "world" },
+      priority: Priority.HIGH,
+      metadata: { team: "qa" },
+    });
+    expect(deduplicated).toBe(false);
+    const hash = await redis.hgetall(Keys.task(taskId));
+    expect(hash).toMatchObject({ taskId, type: "echo", priority: "high", payload: '{"hello":"world"}' });
+    expect((await readStatus(redis, taskId))?.state).toBe("PENDING");
+    const [message] = await ingestMessagesFor(taskId);
+    expect(message).toMatchObject({ taskId, type: "echo", priority: "high", payload: { hello: "world" } });
+    expect(message?.metadata).toEqual({ team: "qa" });
+
+    const { task } = await client.getTask({ taskId });
+    expect(task?.status?.state).toBe(TaskState.PENDING);
+    expect(task?.priority).toBe(Priority.HIGH);
+    expect(task?.payload).toEqual({ hello: "world" });
+    expect(task?.metadata).toEqual({ team: "qa" });
+    expect(task?.createdAt?.seconds).toBeGreaterThan(0n);
+    expect(task?.result).toBeUndefined();
+  });
+
+  test("a repeated idempotency key returns the first task and queues nothing more", async () => {
+    const idempotencyKey = `key-${crypto.randomUUID()}`;
+    const a = await client.submitTask({ type: "echo", idempotencyKey });
+    const tasksBefore = (await redis.keys("task:*")).length;
+    const b = await secondClient.submitTask({ type: "echo", idempotencyKey });
+    expect(a.deduplicated).toBe(false);
+    expect(b).toMatchObject({ taskId: a.taskId, deduplicated: true });
+    expect((await ingestMessagesFor(a.taskId)).length).toBe(1);
+    expect((await redis.keys("task:*")).length).toBe(tasksBefore);
+  });
+
+  test.each([
+    ["an unknown type", { type: "teleport" }, 'type: unknown task type "teleport"'],
+    ["an oversized payload", { type: "echo", payload: { blob: "x".repeat(70_000) } }, "payload:"],
+    ["an undefined priority", { type: "echo", priority: 42 as Priority }, "priority:"],
+    ["too much metadata", { type: "echo", metadata: { ["k".repeat(200)]: "v" } }, "metadata:"],
+  ])("%s is INVALID_ARGUMENT naming the field", async (_name, request, message) => {
+    const error = await rejection(client.submitTask(request));
+    expect(error.code).toBe(Code.InvalidArgument);
+    expect(error.rawMessage).toContain(message);
+  });
+});
+
+describe("GetTask, CancelTask and StreamTaskStatus reject bad ids", () => {
+  const unknownId = "00000000-0000-4000-8000-000000000000";
+  test.each([
+    ["GetTask", (taskId: string) => client.getTask({ taskId })],
+    ["CancelTask", (taskId: string) => client.cancelTask({ taskId })],
+    ["StreamTaskStatus", (taskId: string) => drain(client.streamTaskStatus({ taskId }))],
+  ])("%s: malformed → INVALID_ARGUMENT, unknown → NOT_FOUND", async (_name, call) => {
+    const malformed = await rejection(call("not-a-uuid"));
+    expect(malformed.code).toBe(Code.InvalidArgument);
+    expect(malformed.rawMessage).toBe("task_id: must be a UUID");
+    const unknown = await rejection(call(unknownId));
+    expect(unknown.code).toBe(Code.NotFound);
+    expect(unknown.rawMessage).toContain(unknownId);
+  });
+});
+
+describe("StreamTaskStatus", () => {
+  test("sends the current status, then strictly newer versions, and ends after a terminal state", async () => {
+    const { taskId } = await client.submitTask({ type: "sleep", payload: { ms: 10 } });
+    const seen: StreamTaskStatusResponse[] = [];
+    // Opened on the SECOND gateway: updates travel through Redis, whichever replica accepted the task.
+    const done = (async () => {
+      for await (const message of secondClient.streamTaskStatus({ taskId })) seen.push(message);
+    })();
+    await waitFor("the current status", () => seen.length >= 1);
+    expect(seen[0]?.status?.state).toBe(TaskState.PENDING);
+
+    const ingested = event({ taskId, state: "INGESTED" });
+    expect(await applyStatus(redis, ingested)).toBe(true);
+    // A late and a duplicate update, as a lagging notifier replica might publish them: both must be dropped.
+    const stale: StatusEvent = event({ taskId, state: "PENDING" });
+    await redis.publish(Keys.statusChannel(taskId), JSON.stringify(toStoredStatus(stale)));
+    await redis.publish(Keys.statusChannel(taskId), JSON.stringify(toStoredStatus(ingested)));
+    await applyStatus(redis, event({ taskId, state: "RUNNING", attempt: 1, progress: 50 }));
+    await applyStatus(redis, event({ taskId, state: "SUCCEEDED", attempt: 1 }));
+    await redis.set(
+      Keys.result(taskId),
+      JSON.stringify({
+        taskId,
+        type: "sleep",
+        output: "done",
+        attempts: 1,
+        completedAt: "",
+        durationMs: 1,
+        generation: 0,
+      }),
+    );
+    await done; // the stream ended by itself after SUCCEEDED
+
+    expect(seen.map((m) => m.status?.state)).toEqual([
+      TaskState.PENDING,
+      TaskState.INGESTED,
+      TaskState.RUNNING,
+      TaskState.SUCCEEDED,
+    ]);
+    const versions = seen.map((m) => m.status?.version ?? 0n);
+    expect(versions).toEqual([...versions].sort((a, b) => (a < b ? -1 : 1)));
+    expect(new Set(versions).size).toBe(versions.length);
+    expect(seen[2]?.status).toMatchObject({ attempt: 1, progress: 50 });
+
+    const { task } = await client.getTask({ taskId });
+    expect(task?.status?.state).toBe(TaskState.SUCCEEDED);
+    expect(task?.result).toEqual({ value: "done" });
+  });
+
+  test("a stream of a finished task sends its status and ends", async () => {
+    const { taskId } = await client.submitTask({ type: "echo" });
+    await client.cancelTask({ taskId });
+    const seen = await drain(client.streamTaskStatus({ taskId }));
+    expect(seen.map((m) => m.status?.state)).toEqual([TaskState.CANCELLED]);
+  });
+
+  test("a client that goes away releases its subscription", async () => {
+    const { taskId } = await client.submitTask({ type: "echo" });
+    const controller = new AbortController();
+    const stream = client.streamTaskStatus({ taskId }, { signal: controller.signal });
+    const iterator = stream[Symbol.asyncIterator]();
+    expect((await iterator.next()).value?.status?.state).toBe(TaskState.PENDING);
+    const channel = Keys.statusChannel(taskId);
+    const subscribers = async () => ((await redis.pubsub("NUMSUB", channel)) as [string, number])[1];
+    expect(await subscribers()).toBe(1);
+    controller.abort();
+    await waitFor("the channel to be unsubscribed", async () => (await subscribers()) === 0);
+  });
+});
+
+describe("CancelTask", () => {
+  test("cancels a pending task, marks it, broadcasts a notice; a second cancel is FAILED_PRECONDITION", async () => {
+    const { taskId } = await client.submitTask({ type: "sleep", payload: { ms: 60_000 } });
+    const notices: unknown[] = [];
+    const sub = nc.subscribe(CANCEL_SUBJECT);
+    void (async () => {
+      for await (const msg of sub) notices.push(CancelNoticeSchema.parse(msg.json()));
+    })();
+    await nc.flush();
+
+    const { status } = await client.cancelTask({ taskId, reason: "changed my mind" });
+    expect(status?.state).toBe(TaskState.CANCELLED);
+    expect(await redis.get(Keys.cancel(taskId))).toBe("changed my mind");
+    expect((await readStatus(redis, taskId))?.state).toBe("CANCELLED");
+    await waitFor("the cancel notice", () => notices.length > 0);
+    expect(notices[0]).toMatchObject({ taskId, reason: "changed my mind" });
+    sub.unsubscribe();
+
+    const again = await rejection(client.cancelTask({ taskId }));
+    expect(again.code).toBe(Code.FailedPrecondition);
+    expect(again.rawMessage).toContain("CANCELLED");
+  });
+});
+
+test("health reports SERVING for the server and TaskService", async () => {
+  const health = createHealthClient({ baseUrl: first.baseUrl });
+  expect((await health.check({ service: "" })).status).toBe(ServingStatus.SERVING);
+  expect((await health.check({ service: TaskService.typeName })).status).toBe(ServingStatus.SERVING);
+});
+
+test("a GRPC_PORT already in use stops start-up with a clear message", async () => {
+  await expect(startGateway(infra, { GRPC_PORT: String(first.started.grpcPort) })).rejects.toThrow(
+    `GRPC_PORT ${first.started.grpcPort} is already in use`,
+  );
+});

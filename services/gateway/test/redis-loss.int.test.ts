@@ -1,0 +1,40 @@
+import { Code, ConnectError } from "@connectrpc/connect";
+import { createTaskClient, TaskState } from "@tm/proto";
+import { useInfra } from "@tm/testkit";
+import { afterAll, beforeAll, expect, test } from "vitest";
+import { type Gateway, startGateway } from "./helpers.js";
+
+// Its own file: it kills this file's redis-server.
+const infra = useInfra();
+let gateway: Gateway;
+
+beforeAll(async () => {
+  gateway = await startGateway(infra);
+});
+afterAll(async () => {
+  await gateway?.stop();
+});
+
+test("losing Redis ends an open stream with UNAVAILABLE instead of leaving it hanging", async () => {
+  const client = createTaskClient({ baseUrl: gateway.baseUrl });
+  const { taskId } = await client.submitTask({ type: "echo" });
+  const iterator = client.streamTaskStatus({ taskId }, { timeoutMs: 15_000 })[Symbol.asyncIterator]();
+  expect((await iterator.next()).value?.status?.state).toBe(TaskState.PENDING);
+
+  await infra.redis.kill();
+  const started = Date.now();
+  const error = await iterator.next().then(
+    () => undefined,
+    (e: unknown) => ConnectError.from(e),
+  );
+  expect(error?.code).toBe(Code.Unavailable);
+  expect(Date.now() - started).toBeLessThan(5_000);
+
+  // Unary calls that need Redis say so at once rather than waiting out the reconnect budget.
+  const submit = await client.submitTask({ type: "echo" }, { timeoutMs: 5_000 }).then(
+    () => undefined,
+    (e: unknown) => ConnectError.from(e),
+  );
+  expect(submit?.code).toBe(Code.Unavailable);
+  expect(submit?.rawMessage).toContain("Redis unavailable");
+});
