@@ -1,0 +1,4 @@
+import { runService } from "@tm/kit";
+import { ingest } from "./service.js";
+
+runService(ingest);

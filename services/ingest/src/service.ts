@@ -1,0 +1,115 @@
+/**
+ * ingest: tasks.ingest → (enricher over HTTP) → tasks.schedule; status INGESTED, or FAILED once retries run out.
+ *
+ *   cancelled task                 → audit skipped_cancelled, ack
+ *   unknown type / enricher 4xx    → PermanentError: FAILED and dead-lettered ("rejected") after one attempt
+ *   enricher 5xx / timeout / down  → retried with the contract's delays (audit enrich_retry per attempt);
+ *                                    on the last attempt FAILED and dead-lettered ("exhausted")
+ */
+import {
+  type EnrichedTaskMessage,
+  errorMessage,
+  PermanentError,
+  publishAudit,
+  publishStatus,
+  Subjects,
+  type TaskMessage,
+} from "@tm/flow";
+import { defineService, positiveInt } from "@tm/kit";
+import { isCancelled } from "@tm/store";
+import { z } from "zod";
+import { createEnricherClient } from "./enricher-client.js";
+import { isKnownTaskType, KNOWN_TASK_TYPES } from "./task-types.js";
+
+export const ingest = defineService({
+  name: "ingest",
+  opsPort: 8083,
+  config: {
+    INGEST_CONCURRENCY: positiveInt.default(32),
+    ENRICHER_URL: z
+      .url({ protocol: /^https?$/, message: "must be an http(s) URL, e.g. http://enricher:8081" })
+      .default("http://127.0.0.1:8081"),
+    ENRICHER_TIMEOUT_MS: positiveInt.default(2_000),
+  },
+  async start(rt) {
+    const enricher = createEnricherClient({
+      baseUrl: rt.config.ENRICHER_URL,
+      timeoutMs: rt.config.ENRICHER_TIMEOUT_MS,
+    });
+    const ingested = rt.meter.createCounter("tm_tasks_ingested_total", {
+      description: "Tasks validated, enriched and handed to the scheduler",
+    });
+    const deliveries = rt.meter.createCounter("tm_ingest_deliveries_total", {
+      description: "tasks.ingest deliveries by outcome (acked, retried, dead-lettered, invalid, handed-back)",
+    });
+
+    async function handle(task: TaskMessage, signal: AbortSignal): Promise<void> {
+      if (await isCancelled(rt.redis, task.taskId)) {
+        await publishAudit(rt.publisher, {
+          taskId: task.taskId,
+          service: rt.name,
+          action: "skipped_cancelled",
+          discriminator: task.generation,
+        });
+        return;
+      }
+      if (!isKnownTaskType(task.type)) {
+        throw new PermanentError(`unknown task type "${task.type}" (known: ${KNOWN_TASK_TYPES.join(", ")})`);
+      }
+      const enrichment = await enricher.enrich(task, signal);
+      const enriched: EnrichedTaskMessage = { ...task, enrichment };
+      await rt.publisher.publish(Subjects.schedule, enriched, { msgId: `${task.taskId}:schedule:${task.generation}` });
+      await publishStatus(rt.publisher, {
+        taskId: task.taskId,
+        state: "INGESTED",
+        source: rt.name,
+        generation: task.generation,
+      });
+      await publishAudit(rt.publisher, {
+        taskId: task.taskId,
+        service: rt.name,
+        action: "ingested",
+        detail: { payloadBytes: enrichment.payloadBytes },
+        discriminator: task.generation,
+      });
+      ingested.add(1, { type: task.type, priority: task.priority });
+    }
+
+    await rt.consume(Subjects.ingest, (task, ctx) => handle(task, ctx.signal), {
+      concurrency: rt.config.INGEST_CONCURRENCY,
+      hooks: {
+        async onRetry(task, error, ctx, delayMs) {
+          rt.log.warn({ taskId: task.taskId, attempt: ctx.attempt, delayMs, err: errorMessage(error) }, "retrying");
+          await publishAudit(rt.publisher, {
+            taskId: task.taskId,
+            service: rt.name,
+            action: "enrich_retry",
+            detail: { attempt: ctx.attempt, delayMs, error: errorMessage(error) },
+            discriminator: `${task.generation}:${ctx.attempt}`,
+          });
+        },
+        async onExhausted(task, error, ctx) {
+          rt.log.error({ taskId: task.taskId, attempt: ctx.attempt, err: errorMessage(error) }, "task failed");
+          await publishStatus(rt.publisher, {
+            taskId: task.taskId,
+            state: "FAILED",
+            source: rt.name,
+            attempt: ctx.attempt,
+            error: errorMessage(error),
+            generation: task.generation,
+          });
+          await publishAudit(rt.publisher, {
+            taskId: task.taskId,
+            service: rt.name,
+            action: "failed",
+            detail: { attempt: ctx.attempt, error: errorMessage(error) },
+            discriminator: task.generation,
+          });
+        },
+        onOutcome(outcome) {
+          deliveries.add(1, { outcome });
+        },
+      },
+    });
+  },
+});
