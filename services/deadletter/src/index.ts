@@ -1,0 +1,4 @@
+import { runService } from "@tm/kit";
+import { deadletter } from "./service.js";
+
+runService(deadletter);

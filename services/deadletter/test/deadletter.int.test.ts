@@ -1,0 +1,130 @@
+import {
+  createPublisher,
+  type DeadLetter,
+  type Publisher,
+  STREAMS,
+  type StatusEvent,
+  Subjects,
+  type TaskMessage,
+} from "@tm/flow";
+import { startService } from "@tm/kit";
+import { appendAudit, Keys, readDeadLetters } from "@tm/store";
+import { useInfra, waitFor } from "@tm/testkit";
+import { Redis } from "ioredis";
+import { AckPolicy, connect, type NatsConnection, nanos } from "nats";
+import { afterAll, beforeAll, expect, test } from "vitest";
+import { EXHAUSTED_ERROR } from "../src/advisory.js";
+import { deadletter } from "../src/service.js";
+
+const infra = useInfra();
+let nc: NatsConnection;
+let redis: Redis;
+let publisher: Publisher;
+let service: Awaited<ReturnType<typeof startService>>;
+
+beforeAll(async () => {
+  service = await startService(deadletter, {
+    NATS_URL: infra.nats.url,
+    REDIS_URL: infra.redis.url,
+    LOG_LEVEL: "silent",
+    OPS_PORT: "0",
+  });
+  nc = await connect({ servers: infra.nats.url });
+  publisher = createPublisher(nc.jetstream());
+  redis = new Redis(infra.redis.url);
+});
+afterAll(async () => {
+  await service?.stop();
+  await nc?.drain();
+  redis?.disconnect();
+});
+
+function letter(taskId: string, id: string): DeadLetter {
+  return {
+    id,
+    taskId,
+    subject: Subjects.workerMedium,
+    consumer: "worker-tasks-worker-medium",
+    reason: "exhausted",
+    error: "handler failed",
+    attempts: 5,
+    at: new Date().toISOString(),
+    message: { taskId },
+  };
+}
+
+async function lettersFor(taskId: string) {
+  return (await readDeadLetters(redis, 0, 1_000)).filter((stored) => stored.taskId === taskId);
+}
+
+test("a dead letter is stored with the task's history attached, once", async () => {
+  const taskId = crypto.randomUUID();
+  for (const [i, action] of ["accepted", "ingested", "started"].entries()) {
+    await appendAudit(redis, { taskId, service: "test", action, at: new Date().toISOString() }, `seed:${taskId}:${i}`);
+  }
+  const dead = letter(taskId, `TASKS:${Date.now()}`);
+  await publisher.publish(Subjects.deadletter, dead, { msgId: `dlq:${dead.id}` });
+  // The same letter again under another message id (past the stream's dedupe window, say): stored once.
+  await publisher.publish(Subjects.deadletter, dead, { msgId: `dlq:${dead.id}:again` });
+
+  await waitFor("the letter stored", async () => (await lettersFor(taskId)).length === 1);
+  await waitFor("both copies consumed", async () => {
+    const info = await (await nc.jetstreamManager()).consumers.info(STREAMS.events, "deadletter-events-deadletter");
+    return info.num_pending === 0 && info.num_ack_pending === 0;
+  });
+  const stored = await lettersFor(taskId);
+  expect(stored).toHaveLength(1);
+  expect(stored[0]).toMatchObject({ id: dead.id, reason: "exhausted", error: "handler failed" });
+  expect(stored[0]!.history?.map((event) => event.action)).toEqual(["accepted", "ingested", "started"]);
+});
+
+test("a crash on the last delivery: the advisory becomes a dead letter and the task FAILED", async () => {
+  const jsm = await nc.jetstreamManager();
+  const durable = "crashing-stage";
+  await jsm.consumers.add(STREAMS.tasks, {
+    durable_name: durable,
+    filter_subject: Subjects.ingest,
+    ack_policy: AckPolicy.Explicit,
+    ack_wait: nanos(1_000),
+    max_deliver: 1,
+  });
+  const task: TaskMessage = {
+    taskId: crypto.randomUUID(),
+    type: "echo",
+    priority: "high",
+    payload: { hello: "world" },
+    metadata: {},
+    createdAt: new Date().toISOString(),
+    generation: 0,
+  };
+  const ack = await publisher.publish(Subjects.ingest, task, { msgId: `${task.taskId}:ingest` });
+  const consumer = await nc.jetstream().consumers.get(STREAMS.tasks, durable);
+  const delivered = await consumer.next({ expires: 5_000 });
+  expect(delivered?.seq).toBe(ack.seq); // ...and the "stage" dies without acknowledging it.
+  // nats-server 2.9 notices the exhausted message (and emits the advisory) only when it next tries to deliver on
+  // that consumer, i.e. while some replica of the stage is pulling: a surviving or restarted replica here.
+  const replicaPull = consumer.next({ expires: 3_000 });
+
+  await waitFor(
+    "the exhausted letter in dead_letter",
+    async () => (await lettersFor(task.taskId)).some((stored) => stored.reason === "exhausted"),
+    { timeoutMs: 10_000 },
+  );
+  expect(await replicaPull).toBeNull(); // max_deliver 1: the message is never delivered again
+  const [stored] = await lettersFor(task.taskId);
+  expect(stored).toMatchObject({
+    id: `${STREAMS.tasks}:${ack.seq}`,
+    subject: Subjects.ingest,
+    consumer: durable,
+    error: EXHAUSTED_ERROR,
+    attempts: 1,
+    message: { taskId: task.taskId, type: "echo", payload: { hello: "world" } },
+  });
+
+  await waitFor("the FAILED status event", async () => {
+    const last = await jsm.streams.getMessage(STREAMS.events, { last_by_subj: Subjects.status });
+    const event = last.json<StatusEvent>();
+    return event.taskId === task.taskId && event.state === "FAILED" && event.source === "deadletter";
+  });
+  expect(await redis.exists(Keys.deadLetter)).toBe(1);
+});
