@@ -33,7 +33,9 @@ export const gateway = defineService({
       return true;
     });
 
-    const server = new grpc.Server();
+    // Server-sent HTTP/2 pings find clients that vanished without closing (half-open TCP), so their streams and
+    // subscriptions are released. Pings are not stream data: they do not reset a proxy's stream idle timeout.
+    const server = new grpc.Server({ "grpc.keepalive_time_ms": 30_000, "grpc.keepalive_timeout_ms": 10_000 });
     const health = new HealthRegistry();
     addService(
       server,

@@ -3,6 +3,7 @@
  * publishes tasks.ingest and returns; the pipeline does the rest and the notifier writes later statuses to Redis,
  * from where any gateway replica can read and stream them.
  */
+import type { JsonObject } from "@bufbuild/protobuf";
 import { Code, ConnectError } from "@connectrpc/connect";
 import {
   CANCEL_SUBJECT,
@@ -151,7 +152,7 @@ export function taskServiceHandlers(
           taskId,
           type: task.type,
           priority: priorityToProto(task.priority),
-          payload: task.payload as never,
+          payload: task.payload as JsonObject,
           status: status ? statusToProto(status) : undefined,
           result: result ? resultToStruct(result.output) : undefined,
           createdAt: timestampFromIso(task.createdAt),
@@ -199,8 +200,13 @@ export function taskServiceHandlers(
         throw alreadyFinished(taskId, winner?.state ?? "finished");
       }
       const notice: CancelNotice = { taskId, reason, at: new Date().toISOString() };
-      // Core NATS, fire-and-forget: a worker that misses it still sees task_cancel:<id> before starting work.
-      rt.nats.nc.publish(CANCEL_SUBJECT, JSON.stringify(notice));
+      // Core NATS, fire-and-forget: a worker that misses it still sees task_cancel:<id> before starting work, so
+      // a failed broadcast is logged, not returned (the cancellation itself is already recorded).
+      try {
+        rt.nats.nc.publish(CANCEL_SUBJECT, JSON.stringify(notice));
+      } catch (error) {
+        rt.log.warn({ err: error, taskId }, "could not broadcast the cancel notice");
+      }
       await publishAudit(rt.publisher, {
         taskId,
         service: rt.name,
