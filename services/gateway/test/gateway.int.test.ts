@@ -243,3 +243,15 @@ test("a GRPC_PORT already in use stops start-up with a clear message", async () 
     `GRPC_PORT ${first.started.grpcPort} is already in use`,
   );
 });
+
+test("stopping a gateway ends its open streams with UNAVAILABLE and does not wait for them", async () => {
+  const third = await startGateway(infra);
+  const { taskId } = await client.submitTask({ type: "echo" });
+  const iterator = createTaskClient({ baseUrl: third.baseUrl }).streamTaskStatus({ taskId })[Symbol.asyncIterator]();
+  expect((await iterator.next()).value?.status?.state).toBe(TaskState.PENDING);
+  const started = Date.now();
+  const [ended] = await Promise.all([rejection(iterator.next()), third.stop()]);
+  expect(ended.code).toBe(Code.Unavailable);
+  expect(ended.rawMessage).toContain("shutting down");
+  expect(Date.now() - started).toBeLessThan(5_000);
+});

@@ -30,6 +30,10 @@ test("losing Redis ends an open stream with UNAVAILABLE instead of leaving it ha
   expect(error?.code).toBe(Code.Unavailable);
   expect(Date.now() - started).toBeLessThan(5_000);
 
+  // A stream opened while the subscriber is down is refused at once, not left waiting.
+  const late = await drainError(client.streamTaskStatus({ taskId }, { timeoutMs: 5_000 }));
+  expect(late?.code).toBe(Code.Unavailable);
+
   // Unary calls that need Redis say so at once rather than waiting out the reconnect budget.
   const submit = await client.submitTask({ type: "echo" }, { timeoutMs: 5_000 }).then(
     () => undefined,
@@ -38,3 +42,14 @@ test("losing Redis ends an open stream with UNAVAILABLE instead of leaving it ha
   expect(submit?.code).toBe(Code.Unavailable);
   expect(submit?.rawMessage).toContain("Redis unavailable");
 });
+
+async function drainError(stream: AsyncIterable<unknown>): Promise<ConnectError | undefined> {
+  try {
+    for await (const _ of stream) {
+      // the current status cannot be read without Redis: nothing should arrive
+    }
+  } catch (error) {
+    return ConnectError.from(error);
+  }
+  return undefined;
+}
