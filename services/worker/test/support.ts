@@ -1,0 +1,85 @@
+/** Helpers shared by the worker's integration tests: task messages and a reader of what landed in the streams. */
+import {
+  createPublisher,
+  type DeadLetter,
+  decodeMessage,
+  type EnrichedTaskMessage,
+  type Priority,
+  type ResultMessage,
+  type StatusEvent,
+  Subjects,
+  workerSubject,
+} from "@tm/flow";
+import type { JetStreamManager, NatsConnection } from "nats";
+
+export function enrichedTask(type: string, payload: Record<string, unknown>, priority: Priority = "medium") {
+  const now = new Date().toISOString();
+  return {
+    taskId: crypto.randomUUID(),
+    type,
+    priority,
+    payload,
+    metadata: {},
+    createdAt: now,
+    generation: 0,
+    enrichment: { payloadBytes: 2, payloadSha256: "0".repeat(64), fieldCount: 0, receivedAt: now, enrichedAt: now },
+  } satisfies EnrichedTaskMessage;
+}
+
+export async function publishTask(nc: NatsConnection, task: EnrichedTaskMessage): Promise<void> {
+  await createPublisher(nc.jetstream()).publish(workerSubject(task.priority), task, {
+    msgId: `${task.taskId}:worker:${task.generation}`,
+  });
+}
+
+interface Stored {
+  subject: string;
+  seq: number;
+  data: Uint8Array;
+}
+
+/** Reads a stream incrementally (by sequence), so polling it in waitFor stays cheap. */
+export class StreamReader {
+  #next = 1;
+  readonly #messages: Stored[] = [];
+  constructor(
+    private readonly jsm: JetStreamManager,
+    private readonly stream: "TASKS" | "EVENTS",
+  ) {}
+
+  async refresh(): Promise<void> {
+    const last = (await this.jsm.streams.info(this.stream)).state.last_seq;
+    for (; this.#next <= last; this.#next++) {
+      const msg = await this.jsm.streams.getMessage(this.stream, { seq: this.#next });
+      this.#messages.push({ subject: msg.subject, seq: msg.seq, data: msg.data });
+    }
+  }
+
+  #decoded<S extends typeof Subjects.results | typeof Subjects.status | typeof Subjects.deadletter>(subject: S) {
+    return this.#messages.filter((m) => m.subject === subject).map((m) => decodeMessage(subject, m.data));
+  }
+
+  results(taskId: string): ResultMessage[] {
+    return this.#decoded(Subjects.results).filter((r) => r.taskId === taskId);
+  }
+
+  /** Result task ids in the order they were stored. */
+  resultOrder(): string[] {
+    return this.#decoded(Subjects.results).map((r) => r.taskId);
+  }
+
+  statuses(taskId: string): StatusEvent[] {
+    return this.#decoded(Subjects.status).filter((s) => s.taskId === taskId);
+  }
+
+  deadLetters(taskId: string): DeadLetter[] {
+    return this.#decoded(Subjects.deadletter).filter((d) => d.taskId === taskId);
+  }
+
+  audits(taskId: string): Array<{ action: string; detail?: Record<string, unknown>; at: string }> {
+    return this.#messages
+      .filter((m) => m.subject === Subjects.audit)
+      .map((m) => decodeMessage(Subjects.audit, m.data))
+      .filter((a) => a.taskId === taskId);
+  }
+}

@@ -1,0 +1,183 @@
+import { CANCEL_SUBJECT, durableName, Subjects } from "@tm/flow";
+import { startService } from "@tm/kit";
+import { markCancelled } from "@tm/store";
+import { useInfra, waitFor } from "@tm/testkit";
+import { Redis } from "ioredis";
+import { connect, type JetStreamManager, type NatsConnection } from "nats";
+import { afterAll, beforeAll, expect, test } from "vitest";
+import { worker } from "../src/service.js";
+import { enrichedTask, publishTask, StreamReader } from "./support.js";
+
+const TASK_TIMEOUT_MS = 1_000;
+const infra = useInfra();
+let nc: NatsConnection;
+let jsm: JetStreamManager;
+let redis: Redis;
+let events: StreamReader;
+let tasks: StreamReader;
+let service: Awaited<ReturnType<typeof startService>>;
+
+beforeAll(async () => {
+  service = await startService(worker, {
+    NATS_URL: infra.nats.url,
+    REDIS_URL: infra.redis.url,
+    LOG_LEVEL: "warn",
+    OPS_PORT: "0",
+    WORKER_CONCURRENCY: "4",
+    FLOW_ACK_WAIT_MS: "2000",
+    FLOW_RETRY_DELAYS_MS: "100,200,300,400,500",
+    TASK_TIMEOUT_MS: String(TASK_TIMEOUT_MS),
+    SHUTDOWN_TIMEOUT_MS: "500",
+  });
+  nc = await connect({ servers: infra.nats.url });
+  jsm = await nc.jetstreamManager();
+  redis = new Redis(infra.redis.url);
+  events = new StreamReader(jsm, "EVENTS");
+  tasks = new StreamReader(jsm, "TASKS");
+});
+afterAll(async () => {
+  await service?.stop();
+  await nc?.drain();
+  redis?.disconnect();
+});
+
+async function refresh() {
+  await Promise.all([events.refresh(), tasks.refresh()]);
+}
+
+test("echo: publishes the payload as the result, then SUCCEEDED", async () => {
+  const task = enrichedTask("echo", { hello: "world", n: [1, 2] });
+  await publishTask(nc, task);
+  await waitFor("SUCCEEDED", async () => {
+    await refresh();
+    return events.statuses(task.taskId).some((s) => s.state === "SUCCEEDED");
+  });
+  const [result] = tasks.results(task.taskId);
+  expect(result).toMatchObject({
+    output: { hello: "world", n: [1, 2] },
+    attempts: 1,
+    type: "echo",
+    priority: "medium",
+  });
+  expect(result?.durationMs).toBeGreaterThanOrEqual(0);
+  const states = events.statuses(task.taskId).map((s) => `${s.state}:${s.attempt}`);
+  expect(states).toEqual(["RUNNING:1", "SUCCEEDED:1"]);
+  expect(events.audits(task.taskId).map((a) => a.action)).toEqual(["succeeded"]);
+});
+
+test("sleep: several RUNNING progress updates with increasing versions, then SUCCEEDED", async () => {
+  const task = enrichedTask("sleep", { ms: 900 }, "high");
+  await publishTask(nc, task);
+  await waitFor("SUCCEEDED", async () => {
+    await refresh();
+    return events.statuses(task.taskId).some((s) => s.state === "SUCCEEDED");
+  });
+  const statuses = events.statuses(task.taskId);
+  const running = statuses.filter((s) => s.state === "RUNNING");
+  expect(running.length).toBeGreaterThanOrEqual(3);
+  expect(running.length).toBeLessThanOrEqual(6); // throttled to one per 250 ms
+  const versions = statuses.map((s) => s.version);
+  expect(versions).toEqual([...versions].sort((a, b) => a - b));
+  expect(new Set(versions).size).toBe(versions.length);
+  const progress = running.map((s) => s.progress);
+  expect(progress[0]).toBe(0);
+  expect(progress).toEqual([...progress].sort((a, b) => a - b));
+  expect(statuses.at(-1)).toMatchObject({ state: "SUCCEEDED", progress: 100 });
+  expect(tasks.results(task.taskId)[0]?.output).toEqual({ sleptMs: 900 });
+});
+
+test("flaky {failures: 2}: attempts 1 and 2 fail (RUNNING with error), attempt 3 succeeds", async () => {
+  const task = enrichedTask("flaky", { failures: 2 });
+  await publishTask(nc, task);
+  await waitFor("SUCCEEDED", async () => {
+    await refresh();
+    return events.statuses(task.taskId).some((s) => s.state === "SUCCEEDED");
+  });
+  const failedAttempts = events.statuses(task.taskId).filter((s) => s.state === "RUNNING" && s.error);
+  expect(failedAttempts.map((s) => s.attempt)).toEqual([1, 2]);
+  expect(failedAttempts[0]?.error).toMatch(/flaky: attempt 1 fails/);
+  expect(tasks.results(task.taskId)).toHaveLength(1);
+  expect(tasks.results(task.taskId)[0]).toMatchObject({ attempts: 3, output: { attempts: 3 } });
+  expect(events.audits(task.taskId).map((a) => a.action)).toEqual(["attempt_failed", "attempt_failed", "succeeded"]);
+});
+
+test("fail: five attempts, then FAILED and a dead letter with reason exhausted", async () => {
+  const task = enrichedTask("fail", {});
+  await publishTask(nc, task);
+  await waitFor("dead letter", async () => {
+    await refresh();
+    return events.deadLetters(task.taskId).length > 0;
+  });
+  expect(events.deadLetters(task.taskId)[0]).toMatchObject({
+    reason: "exhausted",
+    attempts: 5,
+    error: "task type fail always fails",
+    consumer: durableName("worker", Subjects.workerMedium),
+  });
+  const statuses = events.statuses(task.taskId);
+  expect(statuses.filter((s) => s.state === "RUNNING" && s.error).map((s) => s.attempt)).toEqual([1, 2, 3, 4]);
+  expect(statuses.at(-1)).toMatchObject({ state: "FAILED", attempt: 5, error: "task type fail always fails" });
+  expect(tasks.results(task.taskId)).toHaveLength(0);
+});
+
+test("an invalid payload for a known type is dead-lettered at once as rejected, naming the field", async () => {
+  const task = enrichedTask("sleep", { ms: "x" });
+  await publishTask(nc, task);
+  await waitFor("dead letter", async () => {
+    await refresh();
+    return events.deadLetters(task.taskId).length > 0;
+  });
+  const [letter] = events.deadLetters(task.taskId);
+  expect(letter).toMatchObject({ reason: "rejected", attempts: 1 });
+  expect(letter?.error).toMatch(/invalid sleep payload: ms: /);
+  expect(events.statuses(task.taskId).map((s) => s.state)).toEqual(["FAILED"]);
+});
+
+test("a task running past TASK_TIMEOUT_MS is aborted and retried", async () => {
+  const task = enrichedTask("sleep", { ms: 20_000 });
+  await publishTask(nc, task);
+  await waitFor("second attempt", async () => {
+    await refresh();
+    return events.statuses(task.taskId).some((s) => s.state === "RUNNING" && s.attempt === 2);
+  });
+  const [firstFailure] = events.statuses(task.taskId).filter((s) => s.error);
+  expect(firstFailure).toMatchObject({ attempt: 1, error: `timed out after ${TASK_TIMEOUT_MS} ms` });
+  // Stop it for the rest of the file: the running attempt is aborted, a later one would see the marker and skip.
+  await markCancelled(redis, task.taskId, "test done");
+  nc.publish(
+    CANCEL_SUBJECT,
+    JSON.stringify({ taskId: task.taskId, reason: "test done", at: new Date().toISOString() }),
+  );
+});
+
+test("a cancel notice aborts a running sleep at once: no result, no status, message acked", async () => {
+  // Shorter than the timeout, so only the cancel can stop it early.
+  const task = enrichedTask("sleep", { ms: TASK_TIMEOUT_MS - 100 }, "low");
+  await publishTask(nc, task);
+  await waitFor("RUNNING", async () => {
+    await refresh();
+    return events.statuses(task.taskId).some((s) => s.state === "RUNNING");
+  });
+  await markCancelled(redis, task.taskId, "user asked");
+  const cancelledAt = Date.now();
+  nc.publish(
+    CANCEL_SUBJECT,
+    JSON.stringify({ taskId: task.taskId, reason: "user asked", at: new Date().toISOString() }),
+  );
+  await waitFor("cancelled_while_running audit", async () => {
+    await refresh();
+    return events.audits(task.taskId).some((a) => a.action === "cancelled_while_running");
+  });
+  expect(Date.now() - cancelledAt).toBeLessThan(500);
+  const consumer = durableName("worker", Subjects.workerLow);
+  await waitFor("acked", async () => {
+    const info = await jsm.consumers.info("TASKS", consumer);
+    return (
+      info.num_ack_pending === 0 && info.num_pending === 0 && info.ack_floor.stream_seq >= info.delivered.stream_seq
+    );
+  });
+  await refresh();
+  expect(tasks.results(task.taskId)).toHaveLength(0);
+  expect(events.statuses(task.taskId).every((s) => s.state === "RUNNING" && !s.error)).toBe(true);
+  expect((await jsm.consumers.info("TASKS", consumer)).num_redelivered).toBe(0);
+});
