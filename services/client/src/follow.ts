@@ -2,11 +2,14 @@
  * Follows tasks with StreamTaskStatus until each reaches a terminal state. A stream that ends early (a gateway
  * restarting behind Envoy) is resumed; updates already seen (same or lower version) are skipped.
  */
+import { setTimeout as sleep } from "node:timers/promises";
+import { Code, ConnectError } from "@connectrpc/connect";
 import { type TaskClient, TaskState, type TaskStatus } from "@tm/proto";
-import { CliError, ExitCode } from "./exit-codes.js";
+import { CliError, ExitCode, isConnectionFailure } from "./exit-codes.js";
 import { isTerminal } from "./render.js";
 
 const MAX_RESUMES = 5;
+const RESUME_DELAY_MS = 500;
 
 export type StatusListener = (taskId: string, status: TaskStatus) => void;
 
@@ -49,15 +52,22 @@ async function followOne(
     return true;
   };
   for (let resume = 0; resume <= MAX_RESUMES; resume++) {
-    for await (const message of client.streamTaskStatus({ taskId }, { signal })) {
-      if (seen(message.status) && isTerminal(message.status.state)) return message.status;
-    }
-    // The stream ended without a terminal state: ask once, then resume streaming.
-    const { task } = await client.getTask({ taskId }, { signal });
-    const status = task?.status;
-    if (status) {
-      seen(status);
-      if (isTerminal(status.state)) return status;
+    try {
+      for await (const message of client.streamTaskStatus({ taskId }, { signal })) {
+        if (seen(message.status) && isTerminal(message.status.state)) return message.status;
+      }
+      // The stream ended without a terminal state: ask once, then resume streaming.
+      const { task } = await client.getTask({ taskId }, { signal });
+      const status = task?.status;
+      if (status) {
+        seen(status);
+        if (isTerminal(status.state)) return status;
+      }
+    } catch (error) {
+      // A gateway restarting or losing Redis ends streams with UNAVAILABLE; re-opening resends the current status.
+      const retryable = error instanceof ConnectError && error.code === Code.Unavailable && !isConnectionFailure(error);
+      if (!retryable || resume === MAX_RESUMES || signal.aborted) throw error;
+      await sleep(RESUME_DELAY_MS * (resume + 1), undefined, { signal });
     }
   }
   throw new CliError(`the status stream of ${taskId} kept ending before the task finished`, ExitCode.ServerError);

@@ -50,6 +50,8 @@ function lifecycleOf(type: string): StatusInit[] {
 }
 
 const tasks = new Map<string, StoredTask>();
+/** Tasks of type "hiccup" whose first status stream already broke off with UNAVAILABLE. */
+const hiccupped = new Set<string>();
 const requests: { submit: unknown[] } = { submit: [] };
 let server: grpc.Server;
 let addr: string;
@@ -79,7 +81,12 @@ beforeAll(async () => {
       const task = tasks.get(taskId);
       if (!task) throw new ConnectError(`task ${taskId} not found`, Code.NotFound);
       let version = 0n;
+      const hiccup = task.type === "hiccup" && !hiccupped.has(taskId);
       for (const status of lifecycleOf(task.type)) {
+        if (hiccup && version === 2n) {
+          hiccupped.add(taskId);
+          throw new ConnectError("gateway shutting down", Code.Unavailable);
+        }
         // Let each update leave as its own message, as a real pipeline's would.
         await new Promise((resolve) => setImmediate(resolve));
         yield { taskId, status: { ...status, version: ++version, updatedAt: timestampNow() } };
@@ -180,6 +187,25 @@ describe("taskctl against a real gRPC server", () => {
       .replace(new RegExp(`${String.fromCharCode(27)}\\[[0-9;]*[A-Za-z]`, "g"), "");
     expect(finalFrame).toMatch(new RegExp(`${a} +echo +SUCCEEDED`));
     expect(finalFrame).toMatch(new RegExp(`${b} +fail +FAILED .*always fails`));
+  });
+
+  test("a stream that ends with UNAVAILABLE is re-opened and followed to the end", async () => {
+    const { exitCode, stdout } = await taskctl(["submit", "hiccup", "--watch", "--json"]);
+    const states = stdout
+      .trim()
+      .split("\n")
+      .slice(1)
+      .map((line) => JSON.parse(line).status.state);
+    expect(states).toEqual([
+      "TASK_STATE_PENDING",
+      "TASK_STATE_INGESTED",
+      "TASK_STATE_SCHEDULED",
+      "TASK_STATE_RUNNING",
+      "TASK_STATE_RUNNING",
+      "TASK_STATE_RUNNING",
+      "TASK_STATE_SUCCEEDED",
+    ]);
+    expect(exitCode).toBe(ExitCode.Ok);
   });
 
   test("a FAILED task exits 1", async () => {
