@@ -103,6 +103,13 @@ test("client mistakes get 4xx JSON naming the problem", async () => {
   expect(noRoute.statusCode).toBe(404);
   expect(noRoute.json()).toMatchObject({ error: "not_found" });
 
+  for (const url of ["/results/", "/results/%ZZ", `/results/${"a".repeat(5_000)}`, "/results/x?y=%"]) {
+    const odd = await app.inject({ method: "GET", url });
+    expect(odd.statusCode, url).toBeGreaterThanOrEqual(400);
+    expect(odd.statusCode, url).toBeLessThan(500);
+    expect(odd.json(), url).toHaveProperty("error");
+  }
+
   const wrongMethod = await app.inject({ method: "POST", url: `/results/${crypto.randomUUID()}`, payload: "x" });
   expect(wrongMethod.statusCode).toBeLessThan(500);
   expect(wrongMethod.json()).toHaveProperty("error");
