@@ -60,6 +60,26 @@ test("with one slot and a backlog, high tasks finish before low on average, and 
   expect(firstLow).toBeLessThan(10);
 });
 
+test("a delivery waiting for a slot longer than AckWait is kept alive, not redelivered", async () => {
+  const long = enrichedTask("sleep", { ms: 2_600 }, "medium");
+  const waiting = enrichedTask("echo", { waited: true }, "medium");
+  await publishTask(nc, long);
+  await publishTask(nc, waiting);
+  const tasks = new StreamReader(jsm, "TASKS");
+  await waitFor(
+    "both results",
+    async () => {
+      await tasks.refresh();
+      return tasks.results(waiting.taskId).length === 1 && tasks.results(long.taskId).length === 1;
+    },
+    { timeoutMs: 10_000 },
+  );
+  expect(tasks.results(waiting.taskId)[0]?.attempts).toBe(1);
+  const info = await jsm.consumers.info("TASKS", durableName("worker", Subjects.workerMedium));
+  expect(info.num_redelivered).toBe(0);
+  expect(info.delivered.consumer_seq).toBe(2);
+});
+
 test("shutdown hands a running task back at the deadline: NAKed for immediate redelivery, not failed", async () => {
   const task = enrichedTask("sleep", { ms: 20_000 }, "medium");
   await publishTask(nc, task);
@@ -68,6 +88,8 @@ test("shutdown hands a running task back at the deadline: NAKed for immediate re
     await events.refresh();
     return events.statuses(task.taskId).some((s) => s.state === "RUNNING");
   });
+  const consumer = durableName("worker", Subjects.workerMedium);
+  const deliveredBefore = (await jsm.consumers.info("TASKS", consumer)).delivered.consumer_seq;
   const started = Date.now();
   await service?.stop();
   service = undefined;
@@ -77,8 +99,8 @@ test("shutdown hands a running task back at the deadline: NAKed for immediate re
   const stoppedAt = Date.now();
   service = await startService(worker, env());
   await waitFor("the task redelivered to the next worker", async () => {
-    const info = await jsm.consumers.info("TASKS", durableName("worker", Subjects.workerMedium));
-    return info.delivered.consumer_seq === 2 && info.num_ack_pending === 1;
+    const info = await jsm.consumers.info("TASKS", consumer);
+    return info.delivered.consumer_seq === deliveredBefore + 1 && info.num_ack_pending === 1;
   });
   expect(Date.now() - stoppedAt).toBeLessThan(1_800);
   await events.refresh();
