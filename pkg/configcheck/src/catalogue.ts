@@ -1,0 +1,122 @@
+/**
+ * The metric catalogue: every metric the dashboards and alert rules may query, as the services expose it on
+ * /metrics (OpenTelemetry Prometheus exporter: a counter gets `_total` only if its name lacks it, a histogram is
+ * exposed as _bucket/_sum/_count, attributes become labels, no unit suffix is appended). docs/OBSERVABILITY.md
+ * renders the same list for people; keep the two in step.
+ */
+export type MetricKind = "counter" | "histogram" | "gauge";
+
+export interface MetricDefinition {
+  name: string;
+  kind: MetricKind;
+  labels: readonly string[];
+  services: readonly string[];
+  help: string;
+}
+
+const STAGES = ["ingest", "scheduler", "worker", "result-store", "notifier", "audit", "deadletter"] as const;
+
+export const METRIC_CATALOGUE: readonly MetricDefinition[] = [
+  {
+    name: "tm_tasks_submitted_total",
+    kind: "counter",
+    labels: ["type", "priority", "outcome"],
+    services: ["gateway"],
+    help: "SubmitTask calls accepted; outcome accepted | deduplicated (idempotency key seen before)",
+  },
+  {
+    name: "tm_tasks_processed_total",
+    kind: "counter",
+    labels: ["type", "priority", "outcome"],
+    services: ["worker"],
+    help: "Task attempts by outcome: succeeded, retried, failed, cancelled, skipped_cancelled, handed_back",
+  },
+  {
+    name: "tm_tasks_retried_total",
+    kind: "counter",
+    labels: ["stage", "subject"],
+    services: STAGES,
+    help: "Deliveries NAKed for a later retry, per consuming stage",
+  },
+  {
+    name: "tm_tasks_dead_lettered_total",
+    kind: "counter",
+    labels: ["subject", "reason"],
+    services: STAGES,
+    help: "Messages given up on; reason invalid | rejected (permanent error) | exhausted (retries used up)",
+  },
+  {
+    name: "tm_task_duration_ms",
+    kind: "histogram",
+    labels: ["type"],
+    services: ["worker"],
+    help: "Time one attempt of a task's handler ran, in milliseconds",
+  },
+  {
+    name: "tm_task_end_to_end_ms",
+    kind: "histogram",
+    labels: ["type", "priority"],
+    services: ["result-store"],
+    help: "Time from submission (task createdAt) to the result being stored, in milliseconds",
+  },
+  {
+    name: "tm_stage_processing_ms",
+    kind: "histogram",
+    labels: ["stage", "subject", "outcome"],
+    services: STAGES,
+    help: "Time a stage spent handling one delivery (receive to ack/nak), in milliseconds",
+  },
+  {
+    name: "tm_consumer_pending",
+    kind: "gauge",
+    labels: ["consumer"],
+    services: STAGES,
+    help: "Messages in the stream not yet delivered to this durable consumer (backlog)",
+  },
+  {
+    name: "tm_consumer_ack_pending",
+    kind: "gauge",
+    labels: ["consumer"],
+    services: STAGES,
+    help: "Messages delivered to this consumer and not yet acknowledged (being worked on or stuck)",
+  },
+  {
+    name: "tm_worker_in_flight",
+    kind: "gauge",
+    labels: [],
+    services: ["worker"],
+    help: "Tasks running in this worker process right now",
+  },
+  {
+    name: "tm_status_updates_total",
+    kind: "counter",
+    labels: ["state", "outcome"],
+    services: ["notifier"],
+    help: "Status events consumed; outcome applied (newer version stored and published) | ignored (stale)",
+  },
+  {
+    name: "http_server_request_duration",
+    kind: "histogram",
+    labels: ["http_request_method", "http_response_status_code", "http_route"],
+    services: ["enricher", "result-store"],
+    help: "@opentelemetry/instrumentation-http 0.223 (stable semconv): HTTP server request duration, in SECONDS",
+  },
+  {
+    name: "up",
+    kind: "gauge",
+    labels: ["job", "instance", "service"],
+    services: ["prometheus"],
+    help: "Prometheus scrape health: 1 when the last scrape of the target succeeded",
+  },
+];
+
+const HISTOGRAM_SERIES = /_(bucket|sum|count)$/;
+
+/** The catalogue entry a series name belongs to (tm_task_duration_ms_bucket → tm_task_duration_ms), if any. */
+export function findMetric(seriesName: string): MetricDefinition | undefined {
+  const exact = METRIC_CATALOGUE.find((m) => m.name === seriesName && m.kind !== "histogram");
+  if (exact) return exact;
+  const base = seriesName.replace(HISTOGRAM_SERIES, "");
+  if (base === seriesName) return undefined;
+  return METRIC_CATALOGUE.find((m) => m.name === base && m.kind === "histogram");
+}
