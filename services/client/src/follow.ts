@@ -2,6 +2,7 @@
  * Follows tasks with StreamTaskStatus until each reaches a terminal state. A stream that ends early (a gateway
  * restarting behind Envoy) is resumed; updates already seen (same or lower version) are skipped.
  */
+import { setMaxListeners } from "node:events";
 import { setTimeout as sleep } from "node:timers/promises";
 import { Code, ConnectError } from "@connectrpc/connect";
 import { type TaskClient, TaskState, type TaskStatus } from "@tm/proto";
@@ -20,6 +21,8 @@ export async function followTasks(
   signal?: AbortSignal,
 ): Promise<Map<string, TaskStatus>> {
   const controller = new AbortController();
+  // Every stream (and its resume timer) listens on this one signal: the demo alone follows a dozen tasks.
+  setMaxListeners(0, controller.signal);
   const abort = () => controller.abort(signal?.reason);
   signal?.addEventListener("abort", abort, { once: true });
   try {

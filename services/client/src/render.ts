@@ -73,7 +73,7 @@ export function renderTaskLine(view: TaskView, options: LineOptions = {}): strin
   let tail = "";
   if (view.attempt > 1 || (view.attempt === 1 && view.state === TaskState.RUNNING)) tail += `  attempt ${view.attempt}`;
   if (view.error && view.state !== TaskState.SUCCEEDED) tail += `  ${view.error}`;
-  const prefix = `${id}  ${view.label.padEnd(14)}  `;
+  const prefix = `${id}  ${view.label.padEnd(16)}  `;
   let line = `${prefix}${state}  ${progressBar(progress, barWidth)} ${String(progress).padStart(3)}%${tail}`;
   if (maxWidth !== undefined && line.length > maxWidth) line = `${line.slice(0, Math.max(0, maxWidth - 1))}…`;
   if (!colour || line.length < prefix.length + state.length) return line;

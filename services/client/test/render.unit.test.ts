@@ -39,7 +39,7 @@ describe("progressBar", () => {
 describe("renderTaskLine", () => {
   test("a running task shows state, bar, percentage and attempt", () => {
     expect(renderTaskLine(view(), { barWidth: 10 })).toBe(
-      "0123456789ab  sleep           RUNNING    ████░░░░░░  40%  attempt 1",
+      "0123456789ab  sleep             RUNNING    ████░░░░░░  40%  attempt 1",
     );
   });
 
