@@ -15,6 +15,7 @@
 import { context, type Span, SpanKind, SpanStatusCode, trace } from "@opentelemetry/api";
 import type { ConsumerMessages, JetStreamClient, JsMsg } from "nats";
 import { errorMessage, PermanentError } from "./errors.js";
+import { KeyedQueue } from "./keyed-queue.js";
 import type { Publisher } from "./publish.js";
 import { decodeMessage, type MessageFor, MessageValidationError } from "./schemas.js";
 import { DEFAULT_FLOW_SETTINGS, durableName, type FlowSettings, streamOf } from "./streams.js";
@@ -66,6 +67,8 @@ export interface ConsumerOptions<S extends Subject> {
   concurrency?: number;
   settings?: FlowSettings;
   hooks?: ConsumerHooks<S>;
+  /** Messages with the same key are handled one after another in stream order (e.g. by task id). */
+  orderKey?: (message: MessageFor<S>) => string | undefined;
 }
 
 /** Delay before the redelivery that follows failed delivery number `attempt` (1-based). */
@@ -80,6 +83,7 @@ export class DeliveryProcessor<S extends Subject> {
   readonly #options: Required<Pick<ConsumerOptions<S>, "service" | "subject" | "settings">> & ConsumerOptions<S>;
   readonly #abort = new AbortController();
   readonly #consumerName: string;
+  readonly #ordered = new KeyedQueue();
 
   constructor(options: ConsumerOptions<S>) {
     this.#options = { settings: DEFAULT_FLOW_SETTINGS, ...options };
@@ -139,7 +143,9 @@ export class DeliveryProcessor<S extends Subject> {
         const heartbeat = setInterval(() => msg.working(), Math.max(250, Math.floor(settings.ackWaitMs / 3)));
         heartbeat.unref();
         try {
-          await this.#options.handler(message, ctx);
+          const key = this.#options.orderKey?.(message);
+          if (key === undefined) await this.#options.handler(message, ctx);
+          else await this.#ordered.run(key, () => this.#options.handler(message, ctx));
           msg.ack();
           hooks?.onOutcome?.("acked", ctx);
           return "acked";

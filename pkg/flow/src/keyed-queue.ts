@@ -1,7 +1,8 @@
 /**
  * Runs work for the same key one after another, in the order it was submitted, while different keys run
- * concurrently. The audit consumer handles many messages at once; chaining each task's events keeps its
- * task_history:<id> in stream order without giving up concurrency across tasks.
+ * concurrently. A consumer handles many messages at once; chaining each task's messages (ConsumerOptions.orderKey)
+ * keeps them in stream order — the notifier must not apply INGESTED after SCHEDULED of the same task, and the audit
+ * history of a task must read in order — without giving up concurrency across tasks.
  */
 export class KeyedQueue {
   readonly #tails = new Map<string, Promise<unknown>>();

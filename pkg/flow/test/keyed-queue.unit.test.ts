@@ -1,5 +1,5 @@
 import { expect, test } from "vitest";
-import { KeyedQueue } from "../src/in-order.js";
+import { KeyedQueue } from "../src/keyed-queue.js";
 
 function deferred() {
   let resolve!: () => void;

@@ -11,6 +11,7 @@ import {
   Consumer,
   type ConsumerHooks,
   type FlowSettings,
+  type MessageFor,
   type MessageHandler,
   type Publisher,
   provisionConsumer,
@@ -42,6 +43,8 @@ export interface ServiceDefinition<S extends z.ZodRawShape, Started = unknown> {
 export interface ConsumeOptions<S extends Subject> {
   concurrency?: number;
   hooks?: ConsumerHooks<S>;
+  /** Handle messages with the same key one after another, in stream order (e.g. `(m) => m.taskId`). */
+  orderKey?: (message: MessageFor<S>) => string | undefined;
 }
 
 export interface Runtime<C extends BaseConfig = BaseConfig> {
@@ -153,6 +156,7 @@ export async function startService<S extends z.ZodRawShape, Started>(
         handler,
         settings,
         ...(options.concurrency ? { concurrency: options.concurrency } : {}),
+        ...(options.orderKey ? { orderKey: options.orderKey } : {}),
         hooks: withStageMetrics(consumerMetrics, definition.name, subject, options.hooks),
       });
       consumerMetrics.watch(nats.jsm, subject, consumer.durable);

@@ -6,7 +6,6 @@
 import { Subjects, streamOf } from "@tm/flow";
 import { defineService, positiveInt } from "@tm/kit";
 import { appendAudit } from "@tm/store";
-import { KeyedQueue } from "./in-order.js";
 
 export const audit = defineService({
   name: "audit",
@@ -17,16 +16,15 @@ export const audit = defineService({
       description: "Audit events consumed, by outcome: stored, or duplicate (a redelivery already stored)",
     });
     const stream = streamOf(Subjects.audit);
-    const perTask = new KeyedQueue();
     await rt.consume(
       Subjects.audit,
       async (event, ctx) => {
-        const append = () => appendAudit(rt.redis, event, `${stream}:${ctx.streamSequence}`);
-        // Events without a task touch only audit_events, whose order across concurrent appends is best effort.
-        const stored = event.taskId ? await perTask.run(event.taskId, append) : await append();
+        const stored = await appendAudit(rt.redis, event, `${stream}:${ctx.streamSequence}`);
         appended.add(1, { service: event.service, action: event.action, outcome: stored ? "stored" : "duplicate" });
       },
-      { concurrency: rt.config.AUDIT_CONCURRENCY },
+      // One task's events are appended in stream order (its history reads in order); tasks run concurrently.
+      // Events without a task touch only audit_events, whose order across concurrent appends is best effort.
+      { concurrency: rt.config.AUDIT_CONCURRENCY, orderKey: (event) => event.taskId },
     );
   },
 });

@@ -22,7 +22,9 @@ export const notifier = defineService({
         updates.add(1, { state: event.state, outcome: applied ? "applied" : "ignored" });
         if (!applied) rt.log.debug({ taskId: event.taskId, version: event.version }, "stale status update ignored");
       },
-      { concurrency: rt.config.NOTIFIER_CONCURRENCY },
+      // Per task in stream order: updates published in lifecycle order are applied in that order, so none is
+      // dropped as stale merely because a later one was handled concurrently. Tasks are applied concurrently.
+      { concurrency: rt.config.NOTIFIER_CONCURRENCY, orderKey: (event) => event.taskId },
     );
   },
 });
