@@ -1,0 +1,85 @@
+/** Command-line flags of `pnpm bench`. A bad flag stops with a message naming it. */
+import { ALL_SYSTEMS, type SystemName } from "./run.js";
+import { SIZES, type SizeName } from "./sizes.js";
+
+export interface CliOptions {
+  size: SizeName;
+  only: SystemName[];
+  workers: number;
+  gateways: number;
+  scaling: boolean;
+  out: string;
+  help: boolean;
+}
+
+export const USAGE = `Usage: pnpm bench [-- flags]
+  --size small|medium|large   work per phase (default medium; small < 60 s, for CI)
+  --only raw,bullmq,pipeline  systems to measure (default all)
+  --workers N                 worker replicas in the pipeline (default 1)
+  --gateways N                gateway replicas in the pipeline (default 1)
+  --scaling                   also measure the pipeline with workers 1/2/4 and gateways 1/2
+  --out DIR                   where the JSON goes (default bench-results at the repository root)
+  --no-build                  skip building (start.mjs builds @tm/bench, its dependencies and the services)
+Requires nats-server and redis-server on PATH; the pipeline needs \`pnpm build\`.`;
+
+function positiveInt(flag: string, value: string | undefined): number {
+  const n = Number(value);
+  if (!Number.isInteger(n) || n < 1) throw new Error(`${flag} needs a positive integer, got ${JSON.stringify(value)}`);
+  return n;
+}
+
+export function parseArgs(argv: readonly string[], defaultOut: string): CliOptions {
+  const options: CliOptions = {
+    size: "medium",
+    only: [...ALL_SYSTEMS],
+    workers: 1,
+    gateways: 1,
+    scaling: false,
+    out: defaultOut,
+    help: false,
+  };
+  for (let i = 0; i < argv.length; i++) {
+    const flag = argv[i] as string;
+    const [name, inline] = flag.includes("=") ? flag.split("=", 2) : [flag, undefined];
+    const value = () => inline ?? argv[++i];
+    switch (name) {
+      case "--":
+        break;
+      case "--size": {
+        const size = value();
+        if (!size || !(size in SIZES)) throw new Error(`--size must be one of ${Object.keys(SIZES).join(", ")}`);
+        options.size = size as SizeName;
+        break;
+      }
+      case "--only": {
+        const names = (value() ?? "").split(",").filter(Boolean);
+        const unknown = names.filter((n) => !ALL_SYSTEMS.includes(n as SystemName));
+        if (names.length === 0 || unknown.length > 0)
+          throw new Error(
+            `--only takes a list of ${ALL_SYSTEMS.join(",")}; unknown: ${unknown.join(",") || "(empty)"}`,
+          );
+        options.only = names as SystemName[];
+        break;
+      }
+      case "--workers":
+        options.workers = positiveInt("--workers", value());
+        break;
+      case "--gateways":
+        options.gateways = positiveInt("--gateways", value());
+        break;
+      case "--scaling":
+        options.scaling = true;
+        break;
+      case "--out":
+        options.out = value() ?? defaultOut;
+        break;
+      case "--help":
+      case "-h":
+        options.help = true;
+        break;
+      default:
+        throw new Error(`unknown flag ${flag}\n${USAGE}`);
+    }
+  }
+  return options;
+}

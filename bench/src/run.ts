@@ -1,0 +1,296 @@
+/**
+ * Runs the benchmark: for each system, fresh nats-server/redis-server, warm-up, a closed-loop saturation phase
+ * (throughput, and CPU per 1,000 tasks over exactly that phase), then open-loop phases at 25/50/75 % of the
+ * reference peak (latency), then peak RSS per process. The reference peak is our pipeline's when it ran (it runs
+ * first); otherwise the first measured system's.
+ */
+import { cpus, loadavg } from "node:os";
+import { type NatsServer, type RedisServer, startNats, startRedis } from "@tm/testkit";
+import { closedLoop, type LoadResult, openLoop } from "./load.js";
+import { cpuBetween, peakRssMbOf, snapshotCpu, type WatchedProcess } from "./proc.js";
+import { OPEN_LOOP_FRACTIONS, openLoopTasks, type SizeProfile } from "./sizes.js";
+import { cpuPerThousand, type LatencySummary, ratio, summarize } from "./stats.js";
+import type { SystemUnderTest } from "./system.js";
+import { startBullmq } from "./systems/bullmq.js";
+import { missingServiceBuilds, startPipeline } from "./systems/pipeline.js";
+import { startRawChain } from "./systems/raw.js";
+
+export type SystemName = "raw" | "bullmq" | "pipeline";
+export const ALL_SYSTEMS: readonly SystemName[] = ["pipeline", "raw", "bullmq"];
+
+export interface BenchOptions {
+  sizeName: string;
+  size: SizeProfile;
+  only: readonly SystemName[];
+  workers: number;
+  gateways: number;
+  scaling: boolean;
+  taskTimeoutMs: number;
+  log: (line: string) => void;
+}
+
+export interface PhaseResult {
+  tasks: number;
+  completed: number;
+  failed: number;
+  elapsedMs: number;
+  tasksPerSec: number;
+  firstError?: string;
+}
+
+export interface OpenLoopResult extends PhaseResult {
+  fractionOfReference: number;
+  offeredPerSec: number;
+  latencyMs: LatencySummary;
+}
+
+export interface ProcessFigures {
+  role: string;
+  kind: WatchedProcess["kind"];
+  cpuSeconds: number;
+  cpuSecondsPer1000: number;
+  peakRssMb: number;
+}
+
+export interface SystemResult {
+  system: SystemName;
+  config?: { workers: number; gateways: number };
+  skipped?: string;
+  saturation?: PhaseResult & { inFlight: number };
+  openLoop?: OpenLoopResult[];
+  cpu?: { systemPer1000: number; infraPer1000: number; driverPer1000: number };
+  processes?: ProcessFigures[];
+}
+
+export interface ScalingResult {
+  workers: number;
+  gateways: number;
+  tasksPerSec?: number;
+  offeredPerSec?: number;
+  p99Ms?: number;
+  skipped?: string;
+}
+
+export interface BenchResult {
+  startedAt: string;
+  finishedAt: string;
+  machine: { cpus: number; cpuModel: string; node: string; platform: string; loadAvgAtStart: number[] };
+  size: string;
+  profile: SizeProfile;
+  options: { only: readonly SystemName[]; workers: number; gateways: number };
+  reference: { source: string; tasksPerSec: number } | null;
+  systems: SystemResult[];
+  ratios: Ratios;
+  scaling?: ScalingResult[];
+}
+
+export interface Ratios {
+  /** Each is ours ÷ theirs: below 1 for throughput means we are slower; above 1 for latency/CPU means costlier. */
+  oursOverRaw: RatioSet;
+  oursOverBullmq: RatioSet;
+}
+export interface RatioSet {
+  tasksPerSec: number | null;
+  cpuPer1000: number | null;
+  p50AtReference: Record<string, number | null>;
+  p99AtReference: Record<string, number | null>;
+}
+
+interface Infra {
+  nats?: NatsServer;
+  redis?: RedisServer;
+}
+
+async function startInfra(system: SystemName): Promise<Infra> {
+  const [nats, redis] = await Promise.all([
+    system === "bullmq" ? undefined : startNats(),
+    system === "raw" ? undefined : startRedis(),
+  ]);
+  return { nats, redis };
+}
+
+async function disposeInfra(infra: Infra): Promise<void> {
+  await Promise.all([infra.nats?.dispose(), infra.redis?.dispose()]);
+}
+
+async function startSystem(
+  name: SystemName,
+  infra: Infra,
+  options: BenchOptions,
+  config: { workers: number; gateways: number },
+): Promise<SystemUnderTest> {
+  const timeouts = { taskTimeoutMs: options.taskTimeoutMs };
+  if (name === "raw") return startRawChain(infra.nats!, timeouts);
+  if (name === "bullmq") return startBullmq(infra.redis!, timeouts);
+  return startPipeline(infra.nats!, infra.redis!, { ...timeouts, ...config });
+}
+
+function phaseOf(result: LoadResult, tasks: number): PhaseResult {
+  return {
+    tasks,
+    completed: result.completed,
+    failed: result.failed,
+    elapsedMs: result.elapsedMs,
+    tasksPerSec: result.tasksPerSec,
+    ...(result.firstError ? { firstError: result.firstError } : {}),
+  };
+}
+
+const DRIVER: WatchedProcess = { role: "bench-driver", kind: "driver", pid: process.pid };
+
+/** Measures one system; `reference` is the peak the open-loop rates are fractions of (null: use this one's). */
+async function measureSystem(
+  name: SystemName,
+  options: BenchOptions,
+  config: { workers: number; gateways: number },
+  reference: number | null,
+  fractions: readonly number[] = OPEN_LOOP_FRACTIONS,
+): Promise<SystemResult> {
+  const { size, log } = options;
+  const infra = await startInfra(name);
+  let system: SystemUnderTest | undefined;
+  try {
+    log(`${name}: starting`);
+    system = await startSystem(name, infra, options, config);
+    const watched = [...system.processes(), DRIVER];
+    await closedLoop(system.runOne, { total: size.warmup, inFlight: size.inFlight });
+
+    log(`${name}: saturation, ${size.saturationTasks} tasks with ${size.inFlight} in flight`);
+    const before = snapshotCpu(watched);
+    const saturation = await closedLoop(system.runOne, { total: size.saturationTasks, inFlight: size.inFlight });
+    const usage = cpuBetween(watched, before, snapshotCpu(watched));
+    log(`${name}: ${saturation.tasksPerSec.toFixed(0)} tasks/s`);
+
+    const base = reference ?? saturation.tasksPerSec;
+    const openLoopResults: OpenLoopResult[] = [];
+    for (const fraction of fractions) {
+      const offeredPerSec = Math.max(1, base * fraction);
+      const tasks = openLoopTasks(size, offeredPerSec);
+      log(`${name}: open loop at ${offeredPerSec.toFixed(0)}/s (${fraction * 100}% of reference), ${tasks} tasks`);
+      const result = await openLoop(system.runOne, { ratePerSec: offeredPerSec, total: tasks });
+      openLoopResults.push({
+        ...phaseOf(result, tasks),
+        fractionOfReference: fraction,
+        offeredPerSec,
+        latencyMs: summarize(result.latenciesMs),
+      });
+    }
+
+    const processes = usage.map((u) => ({
+      role: u.role,
+      kind: u.kind,
+      cpuSeconds: u.cpuSeconds,
+      cpuSecondsPer1000: cpuPerThousand(u.cpuSeconds, saturation.completed),
+      peakRssMb: peakRssMbOf(u.pid),
+    }));
+    const per1000 = (kind: WatchedProcess["kind"]) =>
+      processes.filter((p) => p.kind === kind).reduce((total, p) => total + p.cpuSecondsPer1000, 0);
+    return {
+      system: name,
+      ...(name === "pipeline" ? { config } : {}),
+      saturation: { ...phaseOf(saturation, size.saturationTasks), inFlight: size.inFlight },
+      openLoop: openLoopResults,
+      cpu: { systemPer1000: per1000("system"), infraPer1000: per1000("infra"), driverPer1000: per1000("driver") },
+      processes,
+    };
+  } finally {
+    await system?.stop().catch((error) => log(`${name}: stop failed: ${error}`));
+    await disposeInfra(infra);
+  }
+}
+
+function ratioSet(ours: SystemResult | undefined, theirs: SystemResult | undefined): RatioSet {
+  const p50: Record<string, number | null> = {};
+  const p99: Record<string, number | null> = {};
+  for (const fraction of OPEN_LOOP_FRACTIONS) {
+    const a = ours?.openLoop?.find((o) => o.fractionOfReference === fraction)?.latencyMs;
+    const b = theirs?.openLoop?.find((o) => o.fractionOfReference === fraction)?.latencyMs;
+    p50[`${fraction * 100}%`] = ratio(a?.p50, b?.p50);
+    p99[`${fraction * 100}%`] = ratio(a?.p99, b?.p99);
+  }
+  const cpu = (r: SystemResult | undefined) => (r?.cpu ? r.cpu.systemPer1000 + r.cpu.infraPer1000 : undefined);
+  return {
+    tasksPerSec: ratio(ours?.saturation?.tasksPerSec, theirs?.saturation?.tasksPerSec),
+    cpuPer1000: ratio(cpu(ours), cpu(theirs)),
+    p50AtReference: p50,
+    p99AtReference: p99,
+  };
+}
+
+export function pipelineSkipReason(): string | undefined {
+  const missing = missingServiceBuilds();
+  if (missing.length === 0) return undefined;
+  return `services/{${missing.join(",")}}/dist/index.js missing: run \`pnpm build\` (a service that does not build yet cannot be measured)`;
+}
+
+async function runScaling(options: BenchOptions): Promise<ScalingResult[]> {
+  const configs = [
+    { workers: 1, gateways: 1 },
+    { workers: 2, gateways: 1 },
+    { workers: 4, gateways: 1 },
+    { workers: 1, gateways: 2 },
+  ];
+  const skipped = pipelineSkipReason();
+  if (skipped) return configs.map((c) => ({ ...c, skipped }));
+  const results: ScalingResult[] = [];
+  let reference: number | null = null;
+  for (const config of configs) {
+    // p99 at one fixed offered rate (half the first configuration's peak) so configurations compare like for like.
+    const measured = await measureSystem("pipeline", options, config, reference, [0.5]);
+    reference ??= measured.saturation?.tasksPerSec ?? null;
+    const paced = measured.openLoop?.[0];
+    results.push({
+      ...config,
+      tasksPerSec: measured.saturation?.tasksPerSec,
+      offeredPerSec: paced?.offeredPerSec,
+      p99Ms: paced?.latencyMs.p99,
+    });
+  }
+  return results;
+}
+
+export async function runBench(options: BenchOptions): Promise<BenchResult> {
+  const startedAt = new Date().toISOString();
+  const loadAvgAtStart = loadavg();
+  const systems: SystemResult[] = [];
+  let reference: BenchResult["reference"] = null;
+  const config = { workers: options.workers, gateways: options.gateways };
+  for (const name of ALL_SYSTEMS.filter((s) => options.only.includes(s))) {
+    const skipped = name === "pipeline" ? pipelineSkipReason() : undefined;
+    if (skipped) {
+      options.log(`pipeline: SKIPPED: ${skipped}`);
+      systems.push({ system: name, skipped });
+      continue;
+    }
+    const result = await measureSystem(name, options, config, reference?.tasksPerSec ?? null);
+    systems.push(result);
+    if (!reference && result.saturation)
+      reference = {
+        source: name === "pipeline" ? "pipeline peak" : `${name} peak (pipeline not measured)`,
+        tasksPerSec: result.saturation.tasksPerSec,
+      };
+  }
+  const find = (name: SystemName) => systems.find((s) => s.system === name && !s.skipped);
+  const scaling = options.scaling ? await runScaling(options) : undefined;
+  return {
+    startedAt,
+    finishedAt: new Date().toISOString(),
+    machine: {
+      cpus: cpus().length,
+      cpuModel: cpus()[0]?.model ?? "unknown",
+      node: process.version,
+      platform: process.platform,
+      loadAvgAtStart,
+    },
+    size: options.sizeName,
+    profile: options.size,
+    options: { only: options.only, workers: options.workers, gateways: options.gateways },
+    reference,
+    systems,
+    ratios: {
+      oursOverRaw: ratioSet(find("pipeline"), find("raw")),
+      oursOverBullmq: ratioSet(find("pipeline"), find("bullmq")),
+    },
+    ...(scaling ? { scaling } : {}),
+  };
+}

@@ -1,0 +1,24 @@
+/** What the runner needs from each system under test. */
+import type { WatchedProcess } from "./proc.js";
+
+export interface SystemUnderTest {
+  readonly name: "raw" | "bullmq" | "pipeline";
+  /** Runs one task end to end; resolves when the system reports it done. */
+  runOne(): Promise<void>;
+  /** Every process whose CPU and memory count: the system's own, nats-server/redis-server and this driver. */
+  processes(): WatchedProcess[];
+  stop(): Promise<void>;
+}
+
+/** A ~300-byte JSON body shaped like a pipeline task message, so every system moves the same bytes. */
+export function taskBody(id: string): Record<string, unknown> {
+  return {
+    taskId: id,
+    type: "echo",
+    priority: "medium",
+    payload: { text: "benchmark payload ".repeat(6).trim() },
+    traceparent: "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",
+    createdAt: new Date().toISOString(),
+    attempt: 1,
+  };
+}

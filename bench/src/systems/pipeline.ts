@@ -1,0 +1,121 @@
+/**
+ * Our pipeline end to end, every service its own process as deployed (spawnService runs services/<name>/dist with
+ * telemetry preloaded). A task is an `echo` submitted over gRPC to a gateway; it counts as done when SUCCEEDED is
+ * seen on StreamTaskStatus (opened right after submit; the stream sends the current status first, so nothing is
+ * missed) AND the result is stored (GET /results/:id on result-store answers 200).
+ */
+import { existsSync } from "node:fs";
+import { join } from "node:path";
+import { createTaskClient, Priority, type TaskClient, TaskState } from "@tm/proto";
+import { type NatsServer, REPO_ROOT, type RedisServer, type SpawnedService, spawnService } from "@tm/testkit";
+import { within } from "../load.js";
+import type { WatchedProcess } from "../proc.js";
+import type { SystemUnderTest } from "../system.js";
+
+export const PIPELINE_SERVICES = [
+  "gateway",
+  "ingest",
+  "enricher",
+  "scheduler",
+  "worker",
+  "result-store",
+  "notifier",
+  "audit",
+  "deadletter",
+] as const;
+
+/** The services whose build output is missing (the pipeline phase is skipped, with their names, when any is). */
+export function missingServiceBuilds(): string[] {
+  return PIPELINE_SERVICES.filter((name) => !existsSync(join(REPO_ROOT, "services", name, "dist", "index.js")));
+}
+
+export interface PipelineOptions {
+  workers: number;
+  gateways: number;
+  taskTimeoutMs: number;
+}
+
+const ECHO_PAYLOAD = { text: "benchmark payload ".repeat(6).trim() };
+
+export async function startPipeline(
+  nats: NatsServer,
+  redis: RedisServer,
+  options: PipelineOptions,
+): Promise<SystemUnderTest> {
+  const base = { NATS_URL: nats.url, REDIS_URL: redis.url };
+  const services: SpawnedService[] = [];
+  const spawn = async (name: string, env: NodeJS.ProcessEnv = {}) => {
+    const service = await spawnService(name, { ...base, ...env });
+    services.push(service);
+    return service;
+  };
+  try {
+    // The first service to start creates the streams; start one alone so two do not race to create them.
+    const enricher = await spawn("enricher");
+    const gateways = [await spawn("gateway")];
+    const resultStore = await spawn("result-store");
+    await Promise.all([
+      ...Array.from({ length: options.gateways - 1 }, () => spawn("gateway").then((g) => gateways.push(g))),
+      ...Array.from({ length: options.workers }, () => spawn("worker")),
+      spawn("ingest", { ENRICHER_URL: `http://127.0.0.1:${enricher.port}` }),
+      spawn("scheduler"),
+      spawn("notifier"),
+      spawn("audit"),
+      spawn("deadletter"),
+    ]);
+    const clients: TaskClient[] = gateways.map((g) => createTaskClient({ baseUrl: `http://127.0.0.1:${g.port}` }));
+    let next = 0;
+
+    const resultStored = async (taskId: string) => {
+      // The worker publishes the result and the SUCCEEDED status separately: the result may land a moment later.
+      for (;;) {
+        const response = await fetch(`http://127.0.0.1:${resultStore.port}/results/${taskId}`);
+        await response.arrayBuffer();
+        if (response.status === 200) return;
+        if (response.status !== 404) throw new Error(`GET /results/${taskId} answered ${response.status}`);
+        await new Promise((resolve) => setTimeout(resolve, 5));
+      }
+    };
+
+    const runTask = async (client: TaskClient) => {
+      const { taskId } = await client.submitTask({ type: "echo", payload: ECHO_PAYLOAD, priority: Priority.MEDIUM });
+      let final: TaskState | undefined;
+      for await (const message of client.streamTaskStatus({ taskId })) {
+        const state = message.status?.state;
+        if (state === TaskState.SUCCEEDED || state === TaskState.FAILED || state === TaskState.CANCELLED) {
+          final = state;
+          break;
+        }
+      }
+      if (final !== TaskState.SUCCEEDED) throw new Error(`task ${taskId} ended ${TaskState[final ?? 0]}`);
+      await resultStored(taskId);
+    };
+
+    return {
+      name: "pipeline",
+      runOne() {
+        // Round robin over the gateway replicas (what a load balancer in front of them would do).
+        const client = clients[next++ % clients.length] as TaskClient;
+        return within(runTask(client), options.taskTimeoutMs, "pipeline task");
+      },
+      processes(): WatchedProcess[] {
+        const counts = new Map<string, number>();
+        return [
+          ...services.map((s) => {
+            const n = (counts.get(s.name) ?? 0) + 1;
+            counts.set(s.name, n);
+            return { role: n > 1 ? `${s.name}#${n}` : s.name, kind: "system" as const, pid: s.process.pid ?? 0 };
+          }),
+          { role: "nats-server", kind: "infra", pid: nats.process.pid ?? 0 },
+          { role: "redis-server", kind: "infra", pid: redis.process.pid ?? 0 },
+        ];
+      },
+      async stop() {
+        await Promise.all(services.map((s) => s.process.stop(5_000)));
+      },
+    };
+  } catch (error) {
+    await Promise.all(services.map((s) => s.process.kill()));
+    throw error;
+  }
+}
