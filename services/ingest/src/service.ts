@@ -58,13 +58,14 @@ export const ingest = defineService({
       }
       const enrichment = await enricher.enrich(task, signal);
       const enriched: EnrichedTaskMessage = { ...task, enrichment };
-      await rt.publisher.publish(Subjects.schedule, enriched, { msgId: `${task.taskId}:schedule:${task.generation}` });
+      // Status before the next stage's message, so events.status holds the task's updates in lifecycle order.
       await publishStatus(rt.publisher, {
         taskId: task.taskId,
         state: "INGESTED",
         source: rt.name,
         generation: task.generation,
       });
+      await rt.publisher.publish(Subjects.schedule, enriched, { msgId: `${task.taskId}:schedule:${task.generation}` });
       await publishAudit(rt.publisher, {
         taskId: task.taskId,
         service: rt.name,
