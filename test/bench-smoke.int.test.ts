@@ -1,0 +1,58 @@
+/**
+ * The benchmark cannot rot: the raw JetStream chain and BullMQ parts run at a tiny size with real servers, and
+ * the JSON they write holds positive throughput and ordered percentiles.
+ */
+import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { afterAll, expect, test } from "vitest";
+import { writeResult } from "../bench/src/report.js";
+import { type BenchResult, runBench } from "../bench/src/run.js";
+
+const outDir = mkdtempSync(join(tmpdir(), "tm-bench-"));
+afterAll(() => rmSync(outDir, { recursive: true, force: true }));
+
+test("raw chain and BullMQ at a tiny size give positive throughput and p50 ≤ p95 ≤ p99", {
+  timeout: 30_000,
+}, async () => {
+  const result = await runBench({
+    sizeName: "tiny",
+    size: {
+      warmup: 10,
+      saturationTasks: 200,
+      inFlight: 32,
+      openLoopSeconds: 0.5,
+      openLoopMinTasks: 20,
+      openLoopMaxTasks: 100,
+    },
+    only: ["raw", "bullmq"],
+    workers: 1,
+    gateways: 1,
+    scaling: false,
+    taskTimeoutMs: 10_000,
+    log: () => undefined,
+  });
+  const json = JSON.parse(readFileSync(writeResult(result, outDir), "utf8")) as BenchResult;
+
+  expect(json.systems.map((s) => s.system)).toEqual(["raw", "bullmq"]);
+  expect(json.reference?.tasksPerSec).toBeGreaterThan(0);
+  for (const system of json.systems) {
+    expect(system.skipped).toBeUndefined();
+    expect(system.saturation?.completed).toBe(200);
+    expect(system.saturation?.failed).toBe(0);
+    expect(system.saturation?.tasksPerSec).toBeGreaterThan(0);
+    expect(system.openLoop).toHaveLength(3);
+    for (const phase of system.openLoop ?? []) {
+      expect(phase.failed).toBe(0);
+      expect(phase.latencyMs.count).toBe(phase.tasks);
+      expect(phase.latencyMs.p50).toBeGreaterThan(0);
+      expect(phase.latencyMs.p50).toBeLessThanOrEqual(phase.latencyMs.p95);
+      expect(phase.latencyMs.p95).toBeLessThanOrEqual(phase.latencyMs.p99);
+    }
+    const roles = system.processes?.map((p) => p.role) ?? [];
+    expect(roles).toContain(system.system === "raw" ? "nats-server" : "redis-server");
+    for (const p of system.processes ?? []) expect(p.peakRssMb).toBeGreaterThan(0);
+    expect((system.cpu?.systemPer1000 ?? 0) + (system.cpu?.infraPer1000 ?? 0)).toBeGreaterThan(0);
+  }
+  expect(json.systems.find((s) => s.system === "raw")?.processes?.filter((p) => p.kind === "system")).toHaveLength(6);
+});
