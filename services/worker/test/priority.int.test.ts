@@ -51,7 +51,7 @@ test("with one slot and a backlog, high tasks finish before low on average, and 
     return tasks.resultOrder().length === 20;
   });
   const order = tasks.resultOrder();
-  const lowIds = new Set(low.map((t) => t.taskId));
+  const lowIds = new Set<string>(low.map((t) => t.taskId));
   const highRank = meanRank(order, new Set(high.map((t) => t.taskId)));
   const lowRank = meanRank(order, lowIds);
   expect(highRank).toBeLessThan(lowRank - 4);
