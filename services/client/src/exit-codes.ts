@@ -75,6 +75,13 @@ export function describeError(error: unknown, addr: string): { exitCode: ExitCod
             ? unreachableMessage(addr)
             : `the gateway at ${addr} is unavailable: ${error.rawMessage}`,
         };
+      case Code.FailedPrecondition:
+        return { exitCode: ExitCode.ServerError, message: error.rawMessage };
+      case Code.Unauthenticated:
+        return {
+          exitCode: ExitCode.ServerError,
+          message: `not authenticated: ${error.rawMessage} (pass --api-key or set TASKCTL_API_KEY)`,
+        };
       case Code.DeadlineExceeded:
         return { exitCode: ExitCode.Unavailable, message: `the gateway at ${addr} did not answer in time` };
       default:

@@ -38,6 +38,15 @@ describe("describeError", () => {
     });
   });
 
+  test("FAILED_PRECONDITION shows the server's reason; UNAUTHENTICATED says how to authenticate", () => {
+    expect(describeError(new ConnectError("task x is already SUCCEEDED", Code.FailedPrecondition), ADDR).message).toBe(
+      "task x is already SUCCEEDED",
+    );
+    expect(describeError(new ConnectError("missing key", Code.Unauthenticated), ADDR).message).toMatch(
+      /--api-key or set TASKCTL_API_KEY/,
+    );
+  });
+
   test("UNAVAILABLE from a reachable gateway keeps the server's reason", () => {
     expect(describeError(new ConnectError("redis is down", Code.Unavailable), ADDR).message).toBe(
       "the gateway at http://127.0.0.1:50051 is unavailable: redis is down",
