@@ -10,9 +10,11 @@ import { isTerminal, renderTaskLine, type TaskView } from "./render.js";
 
 export type ViewMode = "tty" | "lines" | "json";
 
-export function viewModeFor(output: Output, json: boolean): ViewMode {
+/** In-place redraw needs every task line on screen at once; more tasks than rows fall back to plain lines. */
+export function viewModeFor(output: Output, json: boolean, taskCount = 1): ViewMode {
   if (json) return "json";
-  return output.isTTY ? "tty" : "lines";
+  if (!output.isTTY) return "lines";
+  return output.rows !== undefined && taskCount > output.rows - 2 ? "lines" : "tty";
 }
 
 export class LiveView {

@@ -1,5 +1,6 @@
 import { TaskState } from "@tm/proto";
 import { describe, expect, test } from "vitest";
+import { viewModeFor } from "../src/live-view.js";
 import { percentile, progressBar, renderSummary, renderTaskLine, summarise, type TaskView } from "../src/render.js";
 
 const ESC = String.fromCharCode(27);
@@ -59,6 +60,15 @@ describe("renderTaskLine", () => {
     expect(coloured).toContain("\x1b[31mFAILED   \x1b[0m");
     expect(stripAnsi(coloured)).toBe(renderTaskLine(view({ state: TaskState.FAILED })));
     expect(renderTaskLine(view(), { maxWidth: 20 })).toHaveLength(20);
+  });
+});
+
+describe("viewModeFor", () => {
+  test("json wins, pipes get lines, a terminal too short for every task gets lines", () => {
+    expect(viewModeFor({ write: () => true, isTTY: true }, true)).toBe("json");
+    expect(viewModeFor({ write: () => true }, false)).toBe("lines");
+    expect(viewModeFor({ write: () => true, isTTY: true, rows: 40 }, false, 12)).toBe("tty");
+    expect(viewModeFor({ write: () => true, isTTY: true, rows: 10 }, false, 12)).toBe("lines");
   });
 });
 

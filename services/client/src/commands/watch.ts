@@ -18,7 +18,7 @@ export async function watchTasks(
   json: boolean,
   signal?: AbortSignal,
 ): Promise<{ exitCode: ExitCode; view: LiveView }> {
-  const view = new LiveView(io.stdout, viewModeFor(io.stdout, json), targets);
+  const view = new LiveView(io.stdout, viewModeFor(io.stdout, json, targets.length), targets);
   const finals = await followTasks(
     client,
     targets.map((target) => target.taskId),
