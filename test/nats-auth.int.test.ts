@@ -1,0 +1,219 @@
+/**
+ * The NATS permission model (configs/nats/permissions.json → auth.conf) against a real nats-server: every service's
+ * user can do its whole start-up and its own work, and is refused what belongs to another service.
+ */
+import { readFileSync } from "node:fs";
+import { startNats, waitFor } from "@tm/testkit";
+import { afterAll, beforeAll, describe, expect, test } from "vitest";
+import {
+  AUTH_FILE,
+  K8S_AUTH_FILE,
+  loadPermissions,
+  renderAuthorization,
+  durableName as renderedDurableName,
+  streamOf as renderedStreamOf,
+} from "../configs/nats/render.mjs";
+import { connectAs, type NatsConnection } from "../pkg/deploycheck/src/index.js";
+import {
+  ALL_SUBJECTS,
+  createPublisher,
+  DEFAULT_FLOW_SETTINGS,
+  durableName,
+  provisionConsumer,
+  provisionStreams,
+  type Subject,
+  streamOf,
+} from "../pkg/flow/src/index.js";
+
+interface UserSpec {
+  publish: string[];
+  consume: Subject[];
+  subscribe: string[];
+  readStreams?: string[];
+}
+const permissions = loadPermissions() as { users: Record<string, UserSpec> };
+const users = Object.keys(permissions.users);
+const passwordOf = (user: string) => `test-${user}-secret`;
+
+let nats: Awaited<ReturnType<typeof startNats>>;
+const open: NatsConnection[] = [];
+async function as(user: string): Promise<NatsConnection> {
+  const nc = await connectAs(nats.url, user, passwordOf(user));
+  open.push(nc);
+  return nc;
+}
+
+beforeAll(async () => {
+  nats = await startNats({
+    extraConfig: renderAuthorization(permissions, (user: string) => JSON.stringify(passwordOf(user))),
+    readyAuth: { user: "scheduler", pass: passwordOf("scheduler") },
+  });
+});
+afterAll(async () => {
+  await Promise.all(open.map((nc) => nc.close().catch(() => undefined)));
+  await nats?.dispose();
+});
+
+/** Permission errors the server reports on this connection, as "<operation> <subject>" (nats.js status events). */
+function permissionErrors(nc: NatsConnection): string[] {
+  const seen: string[] = [];
+  void (async () => {
+    for await (const status of nc.status()) {
+      const context = (status as { permissionContext?: { operation: string; subject: string } }).permissionContext;
+      if (context) seen.push(`${context.operation} ${context.subject}`);
+    }
+  })();
+  return seen;
+}
+
+async function nextPermissionError(seen: string[]): Promise<string> {
+  await waitFor("a permission error from the server", () => seen.length > 0, { timeoutMs: 5_000 });
+  return seen[0]!;
+}
+
+describe("the rendered configuration", () => {
+  test("auth.conf and its k8s copy are what permissions.json renders to (run node configs/nats/render.mjs)", () => {
+    const rendered = renderAuthorization(permissions);
+    expect(readFileSync(AUTH_FILE, "utf8")).toBe(rendered);
+    expect(readFileSync(K8S_AUTH_FILE, "utf8")).toBe(rendered);
+  });
+
+  test("passwords are only ever variable references", () => {
+    expect(readFileSync(AUTH_FILE, "utf8")).not.toMatch(/password:\s*"/);
+  });
+
+  test("the renderer names streams and durables as pkg/flow does, and knows only pkg/flow's subjects", () => {
+    for (const [user, spec] of Object.entries(permissions.users)) {
+      for (const subject of spec.consume) {
+        expect(ALL_SUBJECTS).toContain(subject);
+        expect(renderedStreamOf(subject)).toBe(streamOf(subject));
+        expect(renderedDurableName(user, subject)).toBe(durableName(user, subject));
+      }
+    }
+  });
+
+  test("every server service that talks to NATS has a user", async () => {
+    const { readdirSync } = await import("node:fs");
+    const withNats = readdirSync("services").filter(
+      (name) => name !== "client" && !/nats:\s*false/.test(readFileSync(`services/${name}/src/service.ts`, "utf8")),
+    );
+    expect(users.sort()).toEqual(withNats.sort());
+  });
+});
+
+describe("each service's user", () => {
+  test.each(users)(
+    "%s can provision the streams, its consumers, pull and ack, and publish what it produces",
+    async (user) => {
+      const spec = permissions.users[user]!;
+      const nc = await as(user);
+      const errors = permissionErrors(nc);
+      const jsm = await nc.jetstreamManager();
+      await provisionStreams(jsm, DEFAULT_FLOW_SETTINGS);
+      const js = nc.jetstream();
+      for (const subject of spec.consume) {
+        await provisionConsumer(jsm, user, subject);
+        await provisionConsumer(jsm, user, subject); // the second start-up takes the info/update path
+        const consumer = await js.consumers.get(streamOf(subject), durableName(user, subject));
+        const batch = await consumer.fetch({ max_messages: 1, expires: 1_000 });
+        for await (const msg of batch) msg.ack();
+      }
+      for (const subject of spec.publish) {
+        if ((ALL_SUBJECTS as readonly string[]).includes(subject)) await js.publish(subject, "{}");
+        else nc.publish(subject, "{}");
+      }
+      for (const stream of spec.readStreams ?? []) {
+        await expect(jsm.streams.getMessage(stream, { seq: 1 })).resolves.toBeDefined();
+      }
+      for (const subject of spec.subscribe) nc.subscribe(subject, { max: 1 });
+      // The server answers in order: a refused subscription or publish is reported before this flush's PONG.
+      await nc.flush();
+      expect(errors).toEqual([]);
+    },
+  );
+});
+
+describe("the scheduler's user", () => {
+  test("consumes tasks.schedule and publishes tasks.worker.high through pkg/flow", async () => {
+    const gateway = await as("gateway");
+    await gateway.jetstream().publish("tasks.ingest", "{}");
+    const nc = await as("scheduler");
+    const jsm = await nc.jetstreamManager();
+    await provisionStreams(jsm);
+    const durable = await provisionConsumer(jsm, "scheduler", "tasks.schedule");
+    const ingest = await as("ingest");
+    await ingest.jetstream().publish("tasks.schedule", '{"from":"ingest"}', { msgID: "auth-test:schedule" });
+    const consumer = await nc.jetstream().consumers.get("TASKS", durable);
+    const msg = await consumer.next({ expires: 5_000 });
+    expect(msg?.string()).toBe('{"from":"ingest"}');
+    await msg?.ackAck();
+
+    const now = new Date().toISOString();
+    const ack = await createPublisher(nc.jetstream()).publish(
+      "tasks.worker.high",
+      {
+        taskId: crypto.randomUUID(),
+        type: "echo",
+        priority: "high",
+        payload: {},
+        metadata: {},
+        createdAt: now,
+        generation: 0,
+        enrichment: { payloadBytes: 2, payloadSha256: "0".repeat(64), fieldCount: 0, receivedAt: now, enrichedAt: now },
+      },
+      { msgId: "auth-test:worker:0" },
+    );
+    expect(ack.stream).toBe("TASKS");
+  });
+
+  test("is refused publishing tasks.results, and nothing is stored", async () => {
+    const nc = await as("scheduler");
+    const jsm = await nc.jetstreamManager();
+    const stored = async () =>
+      (await jsm.streams.info("TASKS", { subjects_filter: "tasks.results" })).state.subjects?.["tasks.results"] ?? 0;
+    const before = await stored();
+    const errors = permissionErrors(nc);
+    nc.publish("tasks.results", "{}");
+    expect(await nextPermissionError(errors)).toBe("publish tasks.results");
+    expect(await stored()).toBe(before);
+  });
+
+  test("is refused creating or pulling from another service's durable", async () => {
+    const nc = await as("scheduler");
+    const jsm = await nc.jetstreamManager({ timeout: 1_000 });
+    await expect(provisionConsumer(jsm, "worker", "tasks.worker.high")).rejects.toThrow();
+    // Pointing its own durable at another subject is refused too: the filter is part of the permitted subject.
+    await expect(
+      jsm.consumers.add("TASKS", { durable_name: "scheduler-tasks-schedule-x", filter_subject: "tasks.results" }),
+    ).rejects.toThrow();
+  });
+});
+
+describe("other users", () => {
+  test("audit is refused a subscription on tasks.ingest", async () => {
+    const nc = await as("audit");
+    const refused = new Promise<string>((resolve) => {
+      nc.subscribe("tasks.ingest", { callback: (error) => error && resolve(String(error.message)) });
+    });
+    expect(await refused).toMatch(/permissions violation.*tasks\.ingest/i);
+  });
+
+  test("only the gateway may broadcast cancellations, and only the worker hears them", async () => {
+    const worker = await as("worker");
+    const errors = permissionErrors(worker);
+    worker.publish("control.cancel", "{}");
+    expect(await nextPermissionError(errors)).toBe("publish control.cancel");
+
+    const heard: string[] = [];
+    worker.subscribe("control.cancel", { callback: (_error, msg) => heard.push(msg.string()) });
+    await worker.flush();
+    const gateway = await as("gateway");
+    gateway.publish("control.cancel", '{"taskId":"x"}');
+    await waitFor("the worker hears the gateway's cancel notice", () => heard.length === 1, { timeoutMs: 5_000 });
+  });
+
+  test("a wrong password or no user is refused", async () => {
+    await expect(connectAs(nats.url, "worker", "wrong")).rejects.toThrow(/authorization/i);
+    await expect(connectAs(nats.url, "", "")).rejects.toThrow();
+  });
+});
