@@ -304,17 +304,20 @@ export class Slots {
 }
 
 /**
- * Runs one durable consumer: pulls at most `concurrency` messages ahead, handles up to `concurrency` at once.
+ * Runs one durable consumer, pulling only what it can start at once: each pull asks for as many messages as there
+ * are free slots, so no delivery waits in this process without being worked on (its AckWait would run out and it
+ * would be delivered twice), and a replica never hoards messages another replica could run.
  * The consumer must exist (provisionConsumer) before start().
  */
 export class Consumer<S extends Subject> {
   readonly processor: DeliveryProcessor<S>;
   readonly #options: ConsumerOptions<S>;
   readonly #slots: Slots;
-  #messages: ConsumerMessages | undefined;
+  #batch: ConsumerMessages | undefined;
   #loop: Promise<void> | undefined;
   #stopping = false;
   #stopped: Promise<void> | undefined;
+  readonly #slotFreed = new EventTarget();
 
   constructor(options: ConsumerOptions<S>) {
     this.#options = options;
@@ -333,21 +336,39 @@ export class Consumer<S extends Subject> {
   async start(): Promise<void> {
     const { js, subject } = this.#options;
     const consumer = await js.consumers.get(streamOf(subject), this.durable);
-    this.#messages = await consumer.consume({ max_messages: this.#slots.limit });
-    const messages = this.#messages;
     this.#loop = (async () => {
-      for await (const msg of messages) {
-        if (this.#stopping) {
-          msg.nak(); // hand it back at once rather than waiting out AckWait
-          continue;
+      while (!this.#stopping) {
+        await this.#freeSlot();
+        if (this.#stopping) break;
+        try {
+          // expires: how long an idle pull waits for messages before the next one is issued (nats.js minimum 1 s).
+          this.#batch = await consumer.fetch({ max_messages: this.#slots.limit - this.#slots.inUse, expires: 5_000 });
+          for await (const msg of this.#batch) {
+            if (this.#stopping) {
+              msg.nak(); // hand it back at once rather than waiting out AckWait
+              continue;
+            }
+            await this.#slots.acquire();
+            void this.processor
+              .process(msg)
+              .catch(() => msg.nak())
+              .finally(() => {
+                this.#slots.release();
+                this.#slotFreed.dispatchEvent(new Event("freed"));
+              });
+          }
+        } catch {
+          // NATS unavailable or reconnecting: try again shortly (the connection reconnects by itself).
+          if (!this.#stopping) await new Promise((resolve) => setTimeout(resolve, 250));
         }
-        await this.#slots.acquire();
-        void this.processor
-          .process(msg)
-          .catch(() => msg.nak())
-          .finally(() => this.#slots.release());
       }
     })();
+  }
+
+  async #freeSlot(): Promise<void> {
+    while (!this.#stopping && this.#slots.inUse >= this.#slots.limit) {
+      await new Promise((resolve) => this.#slotFreed.addEventListener("freed", resolve, { once: true }));
+    }
   }
 
   /**
@@ -357,7 +378,8 @@ export class Consumer<S extends Subject> {
   stop(deadlineMs = 10_000): Promise<void> {
     this.#stopped ??= (async () => {
       this.#stopping = true;
-      await this.#messages?.close().catch(() => undefined);
+      this.#slotFreed.dispatchEvent(new Event("freed"));
+      this.#batch?.stop();
       const finished = this.#slots.idle();
       const timedOut = await Promise.race([
         finished.then(() => false),

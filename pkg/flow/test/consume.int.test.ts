@@ -248,4 +248,58 @@ describe("consume", () => {
     await consumer.stop();
     expect(calls).toBe(1);
   });
+
+  test("a backlog longer than AckWait is not delivered twice: only what can start is pulled", async () => {
+    const quick: FlowSettings = { ...settings, ackWaitMs: 1_000 };
+    const jsm = await nc.jetstreamManager();
+    await provisionStreams(jsm, quick);
+    await provisionConsumer(jsm, "t5", Subjects.schedule, quick);
+    const publisher = createPublisher(nc.jetstream());
+    const ids = Array.from({ length: 6 }, () => crypto.randomUUID());
+    const seen: string[] = [];
+    const all = countdown(ids.length, 20_000);
+    let release!: () => void;
+    const gate = new Promise<void>((r) => {
+      release = r;
+    });
+    const consumer = new Consumer({
+      js: nc.jetstream(),
+      publisher,
+      service: "t5",
+      subject: Subjects.schedule,
+      settings: quick,
+      concurrency: 1,
+      handler: async (m) => {
+        seen.push(m.taskId);
+        if (seen.length === 1) await gate; // hold the only slot well past AckWait of the waiting messages
+        all.tick();
+      },
+    });
+    const now = new Date().toISOString();
+    for (const taskId of ids) {
+      await publisher.publish(
+        Subjects.schedule,
+        {
+          ...task({ taskId }),
+          enrichment: {
+            payloadBytes: 1,
+            payloadSha256: "0".repeat(64),
+            fieldCount: 1,
+            receivedAt: now,
+            enrichedAt: now,
+          },
+        },
+        { msgId: `${taskId}:schedule` },
+      );
+    }
+    await consumer.start();
+    // Real time must pass here: the property under test is what happens after AckWait (1 s) elapses.
+    await new Promise((resolve) => setTimeout(resolve, 2_500));
+    release();
+    await all.done;
+    await consumer.stop();
+    expect(seen.sort()).toEqual([...ids].sort());
+    const info = await jsm.consumers.info("TASKS", "t5-tasks-schedule");
+    expect(info.num_redelivered).toBe(0);
+  });
 });
