@@ -1,0 +1,174 @@
+/**
+ * End to end over real gRPC, NATS and Redis, every service its own process: tasks of every type and priority go
+ * from SubmitTask to a stored result, streamed in order; a failing task ends FAILED after 5 attempts and is
+ * dead-lettered; a second gateway streams work submitted to the first; cancellation of queued and running tasks;
+ * bad input at the HTTP boundaries.
+ */
+import { Code, ConnectError } from "@connectrpc/connect";
+import { Priority, TaskState } from "@tm/proto";
+import { readDeadLetters, readHistory } from "@tm/store";
+import { waitFor } from "@tm/testkit";
+import { afterAll, beforeAll, describe, expect, test } from "vitest";
+import { collectStream, type Pipeline, startPipeline, stateNames } from "./support/pipeline.js";
+
+let pipeline: Pipeline;
+
+beforeAll(async () => {
+  pipeline = await startPipeline({ perService: { worker: { WORKER_CONCURRENCY: "2" } } });
+}, 90_000);
+afterAll(async () => {
+  await pipeline?.dispose();
+});
+
+const LIFECYCLE = ["PENDING", "INGESTED", "SCHEDULED", "RUNNING", "SUCCEEDED"];
+
+describe("the pipeline", () => {
+  test("tasks of every type and priority reach a stored result, streamed in order without gaps or duplicates", async () => {
+    const cases = [
+      { type: "echo", payload: { hello: "world" }, priority: Priority.HIGH },
+      { type: "sleep", payload: { ms: 400 }, priority: Priority.MEDIUM },
+      { type: "checksum", payload: { data: "abc", rounds: 3 }, priority: Priority.LOW },
+      { type: "flaky", payload: { failures: 1 }, priority: Priority.UNSPECIFIED },
+    ];
+    const results = await Promise.all(
+      cases.map(async (c) => {
+        const { taskId } = await pipeline.client.submitTask(c);
+        const updates = await collectStream(pipeline.client, taskId);
+        return { ...c, taskId, updates };
+      }),
+    );
+    for (const { taskId, type, updates, payload } of results) {
+      const states = stateNames(updates);
+      expect(states.at(-1), `${type}: ${states.join(" → ")}`).toBe("SUCCEEDED");
+      // Strictly increasing versions: no duplicates, never backwards.
+      const versions = updates.map((u) => Number(u.status?.version));
+      for (let i = 1; i < versions.length; i++) expect(versions[i]).toBeGreaterThan(versions[i - 1] as number);
+      // No gaps: from the first state seen, every later stage of the lifecycle appears.
+      const distinct = [...new Set(states)];
+      const first = LIFECYCLE.indexOf(distinct[0] as string);
+      expect(distinct, `${type}: ${states.join(" → ")}`).toEqual(LIFECYCLE.slice(first));
+      expect(updates.every((u) => u.taskId === taskId)).toBe(true);
+
+      const response = await fetch(`${pipeline.resultStoreUrl}/results/${taskId}`);
+      expect(response.status).toBe(200);
+      const stored = (await response.json()) as { taskId: string; type: string; output: unknown; attempts: number };
+      expect(stored).toMatchObject({ taskId, type });
+      if (type === "echo") expect(stored.output).toEqual(payload);
+      if (type === "flaky") expect(stored.attempts).toBe(2);
+
+      const { task } = await pipeline.client.getTask({ taskId });
+      expect(task?.status?.state).toBe(TaskState.SUCCEEDED);
+      expect(task?.type).toBe(type);
+    }
+    // Priority defaults to MEDIUM.
+    const flaky = results.find((r) => r.type === "flaky")!;
+    expect((await pipeline.client.getTask({ taskId: flaky.taskId })).task?.priority).toBe(Priority.MEDIUM);
+    // Each stage's audit event is kept, in the task's history.
+    await waitFor("every stage's audit event", async () => {
+      const services = new Set((await readHistory(pipeline.redisClient, results[0]!.taskId)).map((e) => e.service));
+      return ["gateway", "ingest", "scheduler", "worker"].every((s) => services.has(s));
+    });
+  });
+
+  test("a fail task ends FAILED after 5 attempts and lands in dead_letter with its history", async () => {
+    const { taskId } = await pipeline.client.submitTask({ type: "fail", payload: {} });
+    const updates = await collectStream(pipeline.client, taskId);
+    const last = updates.at(-1)?.status;
+    expect(last?.state).toBe(TaskState.FAILED);
+    expect(last?.attempt).toBe(5);
+    expect(last?.error).toMatch(/fail/);
+    await waitFor("the dead letter", async () =>
+      (await readDeadLetters(pipeline.redisClient, 0, 1000)).some((l) => l.taskId === taskId),
+    );
+    const letter = (await readDeadLetters(pipeline.redisClient, 0, 1000)).find((l) => l.taskId === taskId)!;
+    expect(letter).toMatchObject({ reason: "exhausted", attempts: 5 });
+    expect(letter.subject).toMatch(/^tasks\.worker\./);
+    expect(letter.history?.length ?? 0).toBeGreaterThan(0);
+    expect((await fetch(`${pipeline.resultStoreUrl}/results/${taskId}`)).status).toBe(404);
+  });
+
+  test("a task submitted to one gateway is streamed to completion from another", async () => {
+    const second = await pipeline.spawn("gateway", {}, "gateway-2");
+    const { createTaskClient } = await import("@tm/proto");
+    const other = createTaskClient({ baseUrl: `http://127.0.0.1:${second.port}` });
+    const { taskId } = await pipeline.client.submitTask({ type: "sleep", payload: { ms: 300 } });
+    const updates = await collectStream(other, taskId);
+    expect(stateNames(updates).at(-1)).toBe("SUCCEEDED");
+    await second.process.stop();
+  });
+
+  test("cancelling a queued task and a running task", async () => {
+    // Two slots: fill both with long sleeps so a third task waits in the queue.
+    const running = await Promise.all(
+      [0, 1].map(() => pipeline.client.submitTask({ type: "sleep", payload: { ms: 20_000 }, priority: Priority.HIGH })),
+    );
+    await Promise.all(
+      running.map(({ taskId }) =>
+        waitFor(
+          "RUNNING",
+          async () => (await pipeline.client.getTask({ taskId })).task?.status?.state === TaskState.RUNNING,
+        ),
+      ),
+    );
+    const queued = await pipeline.client.submitTask({ type: "echo", payload: { x: 1 }, priority: Priority.LOW });
+    await waitFor("queued task SCHEDULED", async () => {
+      const state = (await pipeline.client.getTask({ taskId: queued.taskId })).task?.status?.state;
+      return state === TaskState.SCHEDULED;
+    });
+    const cancelQueued = await pipeline.client.cancelTask({ taskId: queued.taskId, reason: "no longer needed" });
+    expect(cancelQueued.status?.state).toBe(TaskState.CANCELLED);
+
+    const started = Date.now();
+    for (const { taskId } of running) {
+      const stream = collectStream(pipeline.client, taskId);
+      const { status } = await pipeline.client.cancelTask({ taskId });
+      expect(status?.state).toBe(TaskState.CANCELLED);
+      expect(stateNames(await stream).at(-1)).toBe("CANCELLED");
+    }
+    // The running handlers were aborted: the slots free up long before the 20 s sleeps would end.
+    const { taskId: after } = await pipeline.client.submitTask({ type: "echo", payload: {}, priority: Priority.HIGH });
+    expect(stateNames(await collectStream(pipeline.client, after)).at(-1)).toBe("SUCCEEDED");
+    expect(Date.now() - started).toBeLessThan(15_000);
+    // Cancelled tasks never get a result, and a second cancel is refused.
+    for (const taskId of [queued.taskId, ...running.map((r) => r.taskId)]) {
+      expect((await fetch(`${pipeline.resultStoreUrl}/results/${taskId}`)).status).toBe(404);
+    }
+    const again = await pipeline.client.cancelTask({ taskId: queued.taskId }).catch((e: unknown) => e);
+    expect(again).toBeInstanceOf(ConnectError);
+    expect((again as ConnectError).code).toBe(Code.FailedPrecondition);
+  });
+
+  test("bad input at the boundaries gets the contract's errors and every service keeps running", async () => {
+    const unknownType = await pipeline.client.submitTask({ type: "nope", payload: {} }).catch((e: unknown) => e);
+    expect((unknownType as ConnectError).code).toBe(Code.InvalidArgument);
+    expect((unknownType as ConnectError).rawMessage).toMatch(/type/);
+    const badId = await pipeline.client.getTask({ taskId: "not-a-uuid" }).catch((e: unknown) => e);
+    expect((badId as ConnectError).code).toBe(Code.InvalidArgument);
+    const unknownId = await pipeline.client.getTask({ taskId: crypto.randomUUID() }).catch((e: unknown) => e);
+    expect((unknownId as ConnectError).code).toBe(Code.NotFound);
+    const badPriority = await pipeline.client
+      .submitTask({ type: "echo", payload: {}, priority: 42 as Priority })
+      .catch((e: unknown) => e);
+    expect((badPriority as ConnectError).code).toBe(Code.InvalidArgument);
+    const huge = await pipeline.client
+      .submitTask({ type: "echo", payload: { blob: "x".repeat(200_000) } })
+      .catch((e: unknown) => e);
+    expect((huge as ConnectError).code).toBe(Code.InvalidArgument);
+
+    const malformed = await fetch(`${pipeline.enricherUrl}/enrich`, {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: "{not json",
+    });
+    expect(malformed.status).toBe(400);
+    expect(JSON.stringify(await malformed.json())).toMatch(/JSON/i);
+    expect((await fetch(`${pipeline.resultStoreUrl}/results/${crypto.randomUUID()}`)).status).toBe(404);
+    expect((await fetch(`${pipeline.resultStoreUrl}/results/nope`)).status).toBe(400);
+
+    for (const [name, service] of pipeline.services) {
+      if (name === "gateway-2") continue;
+      expect(service.process.running, `${name} is running`).toBe(true);
+      expect((await fetch(`http://127.0.0.1:${service.opsPort}/readyz`)).status, `${name} ready`).toBe(200);
+    }
+  });
+});

@@ -1,0 +1,119 @@
+/**
+ * The whole pipeline for end-to-end tests: real nats-server and redis-server, and every service as its own process
+ * (built dist, telemetry preloaded), as deployed. Returns clients and helpers to drive and observe it.
+ */
+import type { ConnectError } from "@connectrpc/connect";
+import { createTaskClient, type StreamTaskStatusResponse, type TaskClient, TaskState } from "@tm/proto";
+import {
+  type NatsServer,
+  type RedisServer,
+  type SpawnedService,
+  spawnService,
+  startNats,
+  startRedis,
+} from "@tm/testkit";
+import { Redis } from "ioredis";
+
+export const SERVICE_ORDER = [
+  "enricher",
+  "notifier",
+  "audit",
+  "deadletter",
+  "result-store",
+  "ingest",
+  "scheduler",
+  "worker",
+  "gateway",
+] as const;
+export type ServiceName = (typeof SERVICE_ORDER)[number];
+
+/** Short JetStream timings so retries and redeliveries happen within a test's patience. */
+export const FAST_FLOW: NodeJS.ProcessEnv = {
+  FLOW_ACK_WAIT_MS: "3000",
+  FLOW_RETRY_DELAYS_MS: "100,150,200,250,300",
+  SHUTDOWN_TIMEOUT_MS: "3000",
+};
+
+export interface Pipeline {
+  nats: NatsServer;
+  redis: RedisServer;
+  services: Map<string, SpawnedService>;
+  env: NodeJS.ProcessEnv;
+  client: TaskClient;
+  redisClient: Redis;
+  gatewayUrl: string;
+  resultStoreUrl: string;
+  enricherUrl: string;
+  spawn(name: ServiceName, extraEnv?: NodeJS.ProcessEnv, key?: string): Promise<SpawnedService>;
+  dispose(): Promise<void>;
+}
+
+export async function startPipeline(
+  options: {
+    env?: NodeJS.ProcessEnv;
+    perService?: Partial<Record<ServiceName, NodeJS.ProcessEnv>>;
+    redisAof?: boolean;
+  } = {},
+): Promise<Pipeline> {
+  const [nats, redis] = await Promise.all([startNats(), startRedis({ appendonly: options.redisAof ?? false })]);
+  const env: NodeJS.ProcessEnv = { NATS_URL: nats.url, REDIS_URL: redis.url, ...FAST_FLOW, ...options.env };
+  const services = new Map<string, SpawnedService>();
+  const spawn = async (name: ServiceName, extraEnv: NodeJS.ProcessEnv = {}, key: string = name) => {
+    const service = await spawnService(name, { ...env, ...options.perService?.[name], ...extraEnv });
+    services.set(key, service);
+    return service;
+  };
+  try {
+    const enricher = await spawn("enricher");
+    env.ENRICHER_URL = `http://127.0.0.1:${enricher.port}`;
+    await Promise.all(SERVICE_ORDER.filter((n) => n !== "enricher").map((name) => spawn(name)));
+  } catch (error) {
+    await Promise.all([...services.values()].map((s) => s.process.kill()));
+    await Promise.all([nats.dispose(), redis.dispose()]);
+    throw error;
+  }
+  const gateway = services.get("gateway")!;
+  const gatewayUrl = `http://127.0.0.1:${gateway.port}`;
+  const redisClient = new Redis(redis.url, { maxRetriesPerRequest: 50 });
+  redisClient.on("error", () => undefined);
+  return {
+    nats,
+    redis,
+    services,
+    env,
+    client: createTaskClient({ baseUrl: gatewayUrl }),
+    redisClient,
+    gatewayUrl,
+    resultStoreUrl: `http://127.0.0.1:${services.get("result-store")!.port}`,
+    enricherUrl: env.ENRICHER_URL,
+    spawn,
+    async dispose() {
+      redisClient.disconnect();
+      await Promise.all([...services.values()].map((s) => s.process.kill()));
+      await Promise.all([nats.dispose(), redis.dispose()]);
+    },
+  };
+}
+
+export const TERMINAL = new Set([TaskState.SUCCEEDED, TaskState.FAILED, TaskState.CANCELLED]);
+
+/** Collects a task's status stream until it ends (after a terminal state) or the deadline passes. */
+export async function collectStream(
+  client: TaskClient,
+  taskId: string,
+  timeoutMs = 30_000,
+): Promise<StreamTaskStatusResponse[]> {
+  const updates: StreamTaskStatusResponse[] = [];
+  const signal = AbortSignal.timeout(timeoutMs);
+  try {
+    for await (const update of client.streamTaskStatus({ taskId }, { signal })) updates.push(update);
+  } catch (error) {
+    const states = updates.map((u) => TaskState[u.status?.state ?? 0]).join(" → ");
+    throw new Error(`stream of ${taskId} failed after [${states}]: ${(error as ConnectError).message ?? error}`);
+  }
+  return updates;
+}
+
+export function stateNames(updates: StreamTaskStatusResponse[]): string[] {
+  return updates.map((u) => TaskState[u.status?.state ?? 0] ?? "?");
+}
