@@ -54,7 +54,7 @@ let droppedLines = 0;
 const tempDirs = [];
 
 function say(text) {
-  process.stdout.write(`${servicePrefix("stack", { colour, width: NAME_WIDTH, index: 7 })}${text}\n`);
+  process.stdout.write(`${servicePrefix("stack", { colour, width: NAME_WIDTH, index: SERVICES.length })}${text}\n`);
 }
 
 function findBinary(name) {

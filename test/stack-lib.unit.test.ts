@@ -8,6 +8,7 @@ import {
   formatTime,
   isPortFree,
   levelName,
+  NAME_COLOURS,
   portConflicts,
   REQUIRED_PORTS,
   SERVICES,
@@ -116,5 +117,7 @@ describe("log lines", () => {
     expect(servicePrefix("gateway")).toBe("[gateway     ] ");
     expect(servicePrefix("result-store")).toBe("[result-store] ");
     expect(servicePrefix("audit", { colour: true, index: 0 })).toBe("\x1b[36m[audit       ]\x1b[0m ");
+    // Every service and the stack itself get a colour of their own.
+    expect(new Set(NAME_COLOURS).size).toBe(SERVICES.length + 1);
   });
 });

@@ -115,7 +115,19 @@ export function afterCrash(previousCrashes, uptimeMs) {
 const PINO_LEVELS = { 10: "trace", 20: "debug", 30: "info", 40: "warn", 50: "error", 60: "fatal" };
 const LEVEL_RANK = { trace: 10, debug: 20, info: 30, warn: 40, error: 50, fatal: 60 };
 const ANSI = { reset: "\x1b[0m", dim: "\x1b[2m", red: "\x1b[31m", yellow: "\x1b[33m", magenta: "\x1b[35m" };
-const NAME_COLOURS = ["\x1b[36m", "\x1b[32m", "\x1b[33m", "\x1b[34m", "\x1b[35m", "\x1b[96m", "\x1b[92m", "\x1b[94m"];
+/** One colour per service (nine), then bold for the stack's own lines. */
+export const NAME_COLOURS = [
+  "\x1b[36m",
+  "\x1b[32m",
+  "\x1b[33m",
+  "\x1b[34m",
+  "\x1b[35m",
+  "\x1b[96m",
+  "\x1b[92m",
+  "\x1b[94m",
+  "\x1b[95m",
+  "\x1b[1m",
+];
 
 /** @param {unknown} level pino writes a label ("info") with the kit's formatter, a number (30) by default. */
 export function levelName(level) {
