@@ -4,6 +4,7 @@
  * dead-lettered; a second gateway streams work submitted to the first; cancellation of queued and running tasks;
  * bad input at the HTTP boundaries.
  */
+import type { JsonObject } from "@bufbuild/protobuf";
 import { Code, ConnectError } from "@connectrpc/connect";
 import { Priority, TaskState } from "@tm/proto";
 import { readDeadLetters, readHistory } from "@tm/store";
@@ -24,7 +25,7 @@ const LIFECYCLE = ["PENDING", "INGESTED", "SCHEDULED", "RUNNING", "SUCCEEDED"];
 
 describe("the pipeline", () => {
   test("tasks of every type and priority reach a stored result, streamed in order without gaps or duplicates", async () => {
-    const cases = [
+    const cases: Array<{ type: string; payload: JsonObject; priority: Priority }> = [
       { type: "echo", payload: { hello: "world" }, priority: Priority.HIGH },
       { type: "sleep", payload: { ms: 400 }, priority: Priority.MEDIUM },
       { type: "checksum", payload: { data: "abc", rounds: 3 }, priority: Priority.LOW },
