@@ -262,9 +262,13 @@ export async function runBench(options: BenchOptions): Promise<BenchResult> {
       systems.push({ system: name, skipped });
       continue;
     }
-    const result = await measureSystem(name, options, config, reference?.tasksPerSec ?? null);
+    const result: SystemResult = await measureSystem(name, options, config, reference?.tasksPerSec ?? null).catch(
+      // One system failing to start (e.g. a service crashing at start-up) must not cost the others' figures.
+      (error: Error): SystemResult => ({ system: name, skipped: `failed: ${error.message ?? error}` }),
+    );
+    if (result.skipped) options.log(`${name}: SKIPPED: ${result.skipped}`);
     systems.push(result);
-    if (!reference && result.saturation)
+    if (!reference && result.saturation && result.saturation.tasksPerSec > 0)
       reference = {
         source: name === "pipeline" ? "pipeline peak" : `${name} peak (pipeline not measured)`,
         tasksPerSec: result.saturation.tasksPerSec,
