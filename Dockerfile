@@ -1,0 +1,42 @@
+# syntax=docker/dockerfile:1.7
+# One image recipe for every server service:  docker build --build-arg SERVICE=worker --build-arg PORT=8085 .
+# SERVICE is a directory under services/ (not `client`, which is a CLI). PORT only documents (EXPOSE) the port.
+
+# ---- build: the whole workspace, then a self-contained copy of one service with its production dependencies ----
+FROM node:20-bookworm-slim AS build
+# corepack cannot always fetch pnpm (signature check); npm can. Same version as package.json "packageManager".
+RUN npm install -g pnpm@10.34.9
+WORKDIR /src
+# Dependencies first, so this layer is reused until the lockfile changes.
+COPY package.json pnpm-lock.yaml pnpm-workspace.yaml .npmrc ./
+RUN --mount=type=cache,id=pnpm-store,target=/root/.local/share/pnpm/store pnpm fetch
+COPY . .
+RUN --mount=type=cache,id=pnpm-store,target=/root/.local/share/pnpm/store pnpm install --frozen-lockfile --offline
+ARG SERVICE
+RUN test -n "${SERVICE}" && test -f "services/${SERVICE}/src/index.ts" \
+  || (echo "build arg SERVICE must name a server service under services/ (got '${SERVICE}')" >&2 && exit 1)
+# The service and the workspace packages it depends on ("..." = with its dependencies), not the whole repository.
+RUN pnpm --filter "@tm/${SERVICE}..." run build
+# pnpm 10's deploy needs inject-workspace-packages=true (which would change the lockfile) or --legacy: the legacy
+# deploy packs each workspace dependency (with its built dist/) into /out/node_modules, without devDependencies.
+RUN --mount=type=cache,id=pnpm-store,target=/root/.local/share/pnpm/store \
+  pnpm --filter "@tm/${SERVICE}" deploy --prod --legacy /out \
+  && rm -rf /out/src /out/test /out/tsconfig*.json
+
+# ---- run: only the deployed service, as the unprivileged `node` user ----
+FROM node:20-bookworm-slim
+ARG SERVICE
+ARG PORT=8080
+ENV NODE_ENV=production \
+    NODE_OPTIONS=--enable-source-maps \
+    SERVICE=${SERVICE}
+WORKDIR /app
+# Owned by root and not writable by the service: the container can run with a read-only root filesystem.
+COPY --from=build /out /app
+USER node
+EXPOSE ${PORT}
+# Liveness on the ops port (/healthz answers while the process is alive; /readyz is for routing traffic).
+# OPS_PORT / PORT when set, else the service's default ops port. node's fetch: slim images have no curl or wget.
+HEALTHCHECK --interval=10s --timeout=3s --start-period=20s --retries=3 CMD ["node", "-e", "const defaults={gateway:8080,enricher:8081,'result-store':8082,ingest:8083,scheduler:8084,worker:8085,notifier:8086,audit:8087,deadletter:8088};const port=process.env.OPS_PORT||process.env.PORT||defaults[process.env.SERVICE];fetch('http://127.0.0.1:'+port+'/healthz').then(r=>process.exit(r.ok?0:1),()=>process.exit(1))"]
+# The telemetry preload must run before any instrumented module is imported.
+CMD ["node", "--import", "@tm/kit/telemetry", "dist/index.js"]
