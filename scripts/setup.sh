@@ -25,6 +25,23 @@ if [ ${#missing[@]} -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 
+# promtool (for the Prometheus config checks in the tests) comes from Debian's prometheus package; installing that
+# package would also start a Prometheus daemon, so only its promtool binary is extracted into .tools/.
+if ! command -v promtool >/dev/null 2>&1 && [ ! -x .tools/prometheus/usr/bin/promtool ]; then
+  log "extracting promtool from Debian's prometheus package into .tools/"
+  SUDO=""
+  [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+  [ -n "$(ls /var/lib/apt/lists/*_Packages 2>/dev/null | head -1)" ] || $SUDO apt-get update -qq
+  tmp=$(mktemp -d)
+  if (cd "$tmp" && apt-get download prometheus >/dev/null 2>&1); then
+    mkdir -p .tools/prometheus
+    dpkg-deb -x "$tmp"/prometheus_*.deb .tools/prometheus
+  else
+    log "could not download Debian's prometheus package: promtool checks will be skipped"
+  fi
+  rm -rf "$tmp"
+fi
+
 # corepack cannot fetch pnpm on every machine (signature errors), so install the pinned version with npm.
 pnpm_version=$(node -p 'require("./package.json").packageManager.split("@")[1]')
 if [ "$(pnpm --version 2>/dev/null || true)" != "$pnpm_version" ]; then

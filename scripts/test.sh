@@ -14,6 +14,9 @@ step "lint";               pnpm -s lint
 step "typecheck";          pnpm -s typecheck
 
 step "tests"
+if [ -z "${PROMTOOL:-}" ] && ! command -v promtool >/dev/null 2>&1 && [ -x .tools/prometheus/usr/bin/promtool ]; then
+  export PROMTOOL="$PWD/.tools/prometheus/usr/bin/promtool"
+fi
 mkdir -p .tmp
 status=0
 pnpm -s exec vitest run --reporter=default --reporter=json --outputFile.json=.tmp/vitest-report.json "$@" || status=$?
