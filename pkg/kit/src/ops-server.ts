@@ -7,7 +7,7 @@ import type { Logger } from "./logger.js";
 import { telemetry } from "./telemetry.js";
 
 /** A readiness check: resolves when the dependency answers, rejects (or returns false) when it does not. */
-export type ReadinessCheck = () => Promise<boolean | undefined | void>;
+export type ReadinessCheck = () => Promise<unknown>;
 
 export interface OpsRoutesOptions {
   service: string;
