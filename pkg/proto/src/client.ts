@@ -6,6 +6,7 @@ import type { Client, Interceptor } from "@connectrpc/connect";
 import { createClient } from "@connectrpc/connect";
 import { createGrpcTransport } from "@connectrpc/connect-node";
 import { Health } from "./gen/grpc/health/v1/health_pb.js";
+import { AdminService } from "./gen/taskmanager/v1/admin_pb.js";
 import { TaskService } from "./gen/taskmanager/v1/taskmanager_pb.js";
 
 export interface TaskClientOptions {
@@ -17,6 +18,7 @@ export interface TaskClientOptions {
 
 export type TaskClient = Client<typeof TaskService>;
 export type HealthClient = Client<typeof Health>;
+export type AdminClient = Client<typeof AdminService>;
 
 function transportFor(options: TaskClientOptions) {
   const interceptors: Interceptor[] = [];
@@ -36,4 +38,8 @@ export function createTaskClient(options: TaskClientOptions): TaskClient {
 
 export function createHealthClient(options: TaskClientOptions): HealthClient {
   return createClient(Health, transportFor(options));
+}
+
+export function createAdminClient(options: TaskClientOptions): AdminClient {
+  return createClient(AdminService, transportFor(options));
 }

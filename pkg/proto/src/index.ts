@@ -8,6 +8,7 @@ export {
   HealthListRequestSchema,
   HealthListResponseSchema,
 } from "./gen/grpc/health/v1/health_pb.js";
+export * from "./gen/taskmanager/v1/admin_pb.js";
 export * from "./gen/taskmanager/v1/taskmanager_pb.js";
 export * from "./grpc-adapter.js";
 export * from "./health.js";
