@@ -1,0 +1,353 @@
+/**
+ * The deployment files (docker-compose.yml, k8s/ rendered by kustomize, envoy/envoy.yaml, Dockerfile) checked
+ * against the code: the services that exist, the variables their config schemas read, their ports and probes,
+ * the NATS users, and the k8s copies of the config files.
+ */
+import { existsSync, readdirSync, readFileSync } from "node:fs";
+import { describe, expect, test } from "vitest";
+import { loadPermissions, passwordVariable } from "../configs/nats/render.mjs";
+import { staleCopies } from "../k8s/sync-configs.mjs";
+import {
+  configErrorOf,
+  type K8sObject,
+  kubectlAvailable,
+  readYaml,
+  renderKustomize,
+  requiredVariablesOf,
+  type ServiceShape,
+  variablesOf,
+} from "../pkg/deploycheck/src/index.js";
+
+interface Definition extends ServiceShape {
+  needs?: { nats?: boolean; redis?: boolean };
+}
+
+/** The server services: every directory under services/ with a service definition (the client is a CLI). */
+const serviceNames = readdirSync("services").filter((name) => existsSync(`services/${name}/src/service.ts`));
+const definitions = new Map<string, Definition>();
+for (const name of serviceNames) {
+  const module = (await import(`../services/${name}/src/service.ts`)) as Record<string, unknown>;
+  const definition = Object.values(module).find(
+    (value): value is Definition => typeof value === "object" && value !== null && (value as Definition).name === name,
+  );
+  if (!definition) throw new Error(`services/${name}/src/service.ts exports no definition named "${name}"`);
+  definitions.set(name, definition);
+}
+const usesNats = (d: Definition) => d.needs?.nats ?? true;
+const usesRedis = (d: Definition) => d.needs?.redis ?? true;
+
+/** The port serving /healthz and /readyz: OPS_PORT's default, or the API port (PORT) for opsPort "api". */
+function opsPortOf(definition: Definition): number {
+  if (definition.opsPort !== "api") return definition.opsPort;
+  const port = definition.config?.PORT as { parse(v: unknown): number } | undefined;
+  if (!port) throw new Error(`${definition.name} serves ops routes on its API but declares no PORT`);
+  return port.parse(undefined);
+}
+const opsPortVariable = (definition: Definition) => (definition.opsPort === "api" ? "PORT" : "OPS_PORT");
+const GATEWAY_GRPC_PORT = 50052;
+const natsUsers = Object.keys((loadPermissions() as { users: Record<string, unknown> }).users);
+
+test("there are server services to check, the client is not one of them", () => {
+  expect(serviceNames.length).toBeGreaterThanOrEqual(9);
+  expect(serviceNames).not.toContain("client");
+});
+
+// ------------------------------------------------------------------------------------------------ compose
+interface ComposeService {
+  build?: { context: string; args: Record<string, string> };
+  image?: string;
+  environment?: Record<string, string>;
+  depends_on?: Record<string, { condition: string }> | string[];
+  healthcheck?: { test: string[] };
+  deploy?: { replicas?: number };
+  command?: string[];
+}
+const compose = readYaml<{ services: Record<string, ComposeService> }>("docker-compose.yml");
+
+/** Compose's `${VAR:-default}` as the value a `docker compose up` without a .env file would use. */
+const interpolate = (value: string) => String(value).replace(/\$\{[A-Z0-9_]+:-([^}]*)\}/g, "$1");
+const composeEnv = (name: string) =>
+  Object.fromEntries(Object.entries(compose.services[name]?.environment ?? {}).map(([k, v]) => [k, interpolate(v)]));
+
+describe("docker-compose.yml", () => {
+  test.each(serviceNames)("%s is built from its own directory", (name) => {
+    const service = compose.services[name];
+    expect(service, `compose has no service ${name}`).toBeDefined();
+    expect(service?.build?.args.SERVICE).toBe(name);
+    expect(service?.build?.context).toBe(".");
+  });
+
+  test.each(serviceNames)("%s gets an environment its config accepts, with every variable it reads", (name) => {
+    const definition = definitions.get(name)!;
+    const env = composeEnv(name);
+    expect(configErrorOf(definition, env)).toBeUndefined();
+    for (const variable of ["NATS_URL", "REDIS_URL", "OTEL_SERVICE_NAME", ...requiredVariablesOf(definition)]) {
+      expect(env, `${name}: ${variable}`).toHaveProperty(variable);
+    }
+    // Every variable set is one the service reads: a misspelt name would be silently ignored.
+    for (const variable of Object.keys(env))
+      expect(variablesOf(definition), `${name}: ${variable}`).toContain(variable);
+    expect(env.OTEL_SERVICE_NAME).toBe(name);
+  });
+
+  test.each(serviceNames)("%s: health check on its ops port's /readyz", (name) => {
+    const definition = definitions.get(name)!;
+    const env = composeEnv(name);
+    const port = opsPortOf(definition);
+    expect(env[opsPortVariable(definition)]).toBe(String(port));
+    expect(compose.services[name]?.healthcheck?.test.join(" ")).toContain(`127.0.0.1:${port}/readyz`);
+  });
+
+  test.each(serviceNames)("%s waits for what it uses, and connects to NATS as its own user", (name) => {
+    const definition = definitions.get(name)!;
+    const dependsOn = compose.services[name]?.depends_on as Record<string, { condition: string }>;
+    if (usesNats(definition)) expect(dependsOn.nats).toEqual({ condition: "service_healthy" });
+    if (usesRedis(definition)) expect(dependsOn.redis).toEqual({ condition: "service_healthy" });
+    if (!usesNats(definition)) return;
+    expect(composeEnv(name).NATS_USER).toBe(name);
+    expect(natsUsers).toContain(name);
+    // The service and nats-server read the same variable, so the two cannot disagree.
+    const variable = passwordVariable(name);
+    expect(compose.services[name]?.environment?.NATS_PASSWORD).toContain(`\${${variable}:-`);
+    expect(compose.services.nats?.environment?.[variable]).toBe(compose.services[name]?.environment?.NATS_PASSWORD);
+  });
+
+  test("ingest waits for the enricher and reaches it on its port", () => {
+    const dependsOn = compose.services.ingest?.depends_on as Record<string, { condition: string }>;
+    expect(dependsOn.enricher).toEqual({ condition: "service_healthy" });
+    const url = new URL(composeEnv("ingest").ENRICHER_URL!);
+    expect(compose.services[url.hostname]).toBeDefined();
+    expect(Number(url.port)).toBe(opsPortOf(definitions.get(url.hostname)!));
+  });
+
+  test("the gateway serves gRPC on the port Envoy forwards to, and Envoy publishes 50051", () => {
+    expect(composeEnv("gateway").GRPC_PORT).toBe(String(GATEWAY_GRPC_PORT));
+    expect(compose.services.envoy?.command).toContain("/etc/envoy/envoy.yaml");
+    expect(JSON.stringify(compose.services.envoy)).toContain("./envoy/envoy.yaml:/etc/envoy/envoy.yaml");
+    expect(JSON.stringify(compose.services.envoy)).toContain('"50051:50051"');
+  });
+
+  test("NATS runs with the project's config, JetStream and its monitoring health check; Redis with AOF", () => {
+    expect(compose.services.nats?.command).toEqual(["-js", "-m", "8222", "-c", "/etc/nats/nats.conf"]);
+    expect(compose.services.nats?.healthcheck?.test.join(" ")).toContain("localhost:8222/healthz?js-enabled-only=true");
+    expect(compose.services.redis?.command).toContain("--appendonly");
+    for (const user of natsUsers) expect(compose.services.nats?.environment).toHaveProperty(passwordVariable(user));
+  });
+
+  test("every config file the observability containers mount exists", () => {
+    const mounts = Object.values(compose.services)
+      .flatMap((s) => ((s as { volumes?: string[] }).volumes ?? []).map(String))
+      .filter((v) => v.startsWith("./"))
+      .map((v) => v.split(":")[0]!);
+    expect(mounts.length).toBeGreaterThan(5);
+    for (const path of mounts) expect(existsSync(path), path).toBe(true);
+  });
+});
+
+// ------------------------------------------------------------------------------------------------ envoy
+describe("envoy/envoy.yaml", () => {
+  // biome-ignore lint/suspicious/noExplicitAny: a parsed Envoy bootstrap, checked field by field
+  const envoy = readYaml<any>("envoy/envoy.yaml");
+  const listener = envoy.static_resources.listeners[0];
+  const manager = listener.filter_chains[0].filters[0].typed_config;
+
+  test("listens on 50051 with admin on 9901", () => {
+    expect(listener.address.socket_address.port_value).toBe(50051);
+    expect(envoy.admin.address.socket_address.port_value).toBe(9901);
+  });
+
+  test("http filters are grpc_web, cors, router, each with a typed config", () => {
+    expect(manager.http_filters.map((f: { name: string }) => f.name)).toEqual([
+      "envoy.filters.http.grpc_web",
+      "envoy.filters.http.cors",
+      "envoy.filters.http.router",
+    ]);
+    for (const filter of manager.http_filters) expect(filter.typed_config["@type"]).toMatch(/^type\.googleapis\.com\//);
+  });
+
+  test("the gateway cluster is the gateway's gRPC port over HTTP/2, health-checked on the TaskService", () => {
+    const cluster = envoy.static_resources.clusters.find((c: { name: string }) => c.name === "gateway");
+    const address = cluster.load_assignment.endpoints[0].lb_endpoints[0].endpoint.address.socket_address;
+    expect(address).toEqual({ address: "gateway", port_value: GATEWAY_GRPC_PORT });
+    expect(compose.services[address.address]).toBeDefined();
+    const options = cluster.typed_extension_protocol_options["envoy.extensions.upstreams.http.v3.HttpProtocolOptions"];
+    expect(options.explicit_http_config).toHaveProperty("http2_protocol_options");
+    const proto = readFileSync("proto/taskmanager/v1/taskmanager.proto", "utf8");
+    const serviceName = `${/package\s+([\w.]+);/.exec(proto)?.[1]}.${/service\s+(\w+)\s*\{/.exec(proto)?.[1]}`;
+    expect(cluster.health_checks[0].grpc_health_check.service_name).toBe(serviceName);
+  });
+
+  test("streams are not cut: no route timeout, grpc-timeout uncapped, a long stream idle timeout", () => {
+    expect(["0s", "3600s"]).toContain(manager.stream_idle_timeout);
+    for (const route of manager.route_config.virtual_hosts[0].routes) {
+      expect(route.route.timeout).toBe("0s");
+      expect(route.route.max_stream_duration.grpc_timeout_header_max).toBe("0s");
+    }
+  });
+});
+
+// ------------------------------------------------------------------------------------------------ Dockerfile
+describe("Dockerfile", () => {
+  const dockerfile = readFileSync("Dockerfile", "utf8");
+
+  test("runs each service the way its package.json start script does, as a non-root user", () => {
+    expect(dockerfile).toContain('CMD ["node", "--import", "@tm/kit/telemetry", "dist/index.js"]');
+    expect(dockerfile).toMatch(/^USER node$/m);
+    for (const name of serviceNames) {
+      const pkg = JSON.parse(readFileSync(`services/${name}/package.json`, "utf8"));
+      expect(pkg.name).toBe(`@tm/${name}`);
+      expect(pkg.scripts.start).toBe("node --import @tm/kit/telemetry dist/index.js");
+    }
+  });
+
+  test("the health check's default ops ports are the services' own", () => {
+    const defaults = /const defaults=(\{[^}]*\})/.exec(dockerfile)?.[1];
+    const parsed = Object.fromEntries(
+      [...(defaults ?? "").matchAll(/'?([\w-]+)'?:(\d+)/g)].map(([, name, port]) => [name, Number(port)]),
+    );
+    expect(parsed).toEqual(Object.fromEntries(serviceNames.map((n) => [n, opsPortOf(definitions.get(n)!)])));
+  });
+
+  test("the pnpm version is the one package.json pins", () => {
+    const pinned = JSON.parse(readFileSync("package.json", "utf8")).packageManager.replace("pnpm@", "");
+    expect(dockerfile).toContain(`npm install -g pnpm@${pinned}`);
+  });
+});
+
+// ------------------------------------------------------------------------------------------------ k8s
+describe("k8s", () => {
+  test("the copies of config files under k8s/configs equal their originals (node k8s/sync-configs.mjs)", () => {
+    expect(staleCopies()).toEqual([]);
+  });
+
+  const hasKubectl = kubectlAvailable();
+  if (!hasKubectl) console.warn("kubectl not found: skipping the rendered k8s checks (install kubectl to run them)");
+
+  describe.skipIf(!hasKubectl)("kubectl kustomize k8s", () => {
+    const objects = hasKubectl ? renderKustomize("k8s") : [];
+    const find = (kind: string, name: string) =>
+      objects.find((o) => o.kind === kind && (o.metadata.name === name || o.metadata.name.startsWith(`${name}-`)));
+    const configMap = (name: string) => find("ConfigMap", name) as K8sObject;
+    const secret = (name: string) => find("Secret", name) as K8sObject;
+    // biome-ignore lint/suspicious/noExplicitAny: container specs checked field by field
+    const containerOf = (name: string): any => find("Deployment", name)?.spec.template.spec.containers[0];
+
+    /** The environment a container starts with: its envFrom ConfigMaps, then env (Secret values decoded). */
+    function k8sEnv(name: string): Record<string, string> {
+      const container = containerOf(name);
+      const env: Record<string, string> = {};
+      for (const from of container.envFrom ?? []) {
+        if (from.configMapRef) Object.assign(env, configMap(from.configMapRef.name).data);
+      }
+      for (const { name: key, value, valueFrom } of container.env ?? []) {
+        if (valueFrom?.secretKeyRef) {
+          const data = secret(valueFrom.secretKeyRef.name).data ?? {};
+          env[key] = Buffer.from(data[valueFrom.secretKeyRef.key] ?? "", "base64").toString();
+        } else env[key] = value;
+      }
+      return env;
+    }
+
+    test("everything is in the task-manager namespace and labelled part-of task-manager", () => {
+      for (const object of objects) {
+        if (!["Namespace", "ClusterRole", "ClusterRoleBinding"].includes(object.kind)) {
+          expect(object.metadata.namespace, `${object.kind}/${object.metadata.name}`).toBe("task-manager");
+        }
+        expect(object.metadata.labels?.["app.kubernetes.io/part-of"]).toBe("task-manager");
+      }
+    });
+
+    test.each(serviceNames)("%s has a ServiceAccount, a Deployment of its own image and a Service", (name) => {
+      expect(find("ServiceAccount", name)).toBeDefined();
+      expect(find("Service", name)).toBeDefined();
+      const deployment = find("Deployment", name)!;
+      expect(deployment.spec.template.spec.serviceAccountName).toBe(name);
+      expect(containerOf(name).image).toMatch(new RegExp(`^task-manager/${name}:`));
+      expect(containerOf(name).args).toEqual(["node", "--import", "@tm/kit/telemetry", "dist/index.js"]);
+    });
+
+    test.each(serviceNames)("%s gets an environment its config accepts, with R3 streams", (name) => {
+      const definition = definitions.get(name)!;
+      const env = k8sEnv(name);
+      expect(configErrorOf(definition, env)).toBeUndefined();
+      for (const variable of ["NATS_URL", "REDIS_URL", "OTEL_SERVICE_NAME", ...requiredVariablesOf(definition)]) {
+        expect(env, `${name}: ${variable}`).toHaveProperty(variable);
+      }
+      for (const variable of Object.keys(env))
+        expect(variablesOf(definition), `${name}: ${variable}`).toContain(variable);
+      expect(env.NATS_STREAM_REPLICAS).toBe("3");
+      expect(env.OTEL_SERVICE_NAME).toBe(name);
+      if (usesNats(definition)) expect(env.NATS_USER).toBe(name);
+      expect(env[opsPortVariable(definition)]).toBe(String(opsPortOf(definition)));
+    });
+
+    test.each(serviceNames)("%s: probes on the ops port, hardened, with resources", (name) => {
+      const container = containerOf(name);
+      const port = opsPortOf(definitions.get(name)!);
+      const portNamed = (ref: string | number) =>
+        typeof ref === "number" ? ref : container.ports.find((p: { name: string }) => p.name === ref)?.containerPort;
+      expect(container.readinessProbe.httpGet.path).toBe("/readyz");
+      expect(portNamed(container.readinessProbe.httpGet.port)).toBe(port);
+      expect(container.livenessProbe.httpGet.path).toBe("/healthz");
+      expect(portNamed(container.livenessProbe.httpGet.port)).toBe(port);
+      expect(container.securityContext).toMatchObject({
+        allowPrivilegeEscalation: false,
+        readOnlyRootFilesystem: true,
+        capabilities: { drop: ["ALL"] },
+      });
+      expect(find("Deployment", name)!.spec.template.spec.securityContext.runAsNonRoot).toBe(true);
+      expect(container.resources.requests).toHaveProperty("cpu");
+      expect(container.resources.limits).toHaveProperty("memory");
+      const servicePorts = find("Service", name)!.spec.ports.map((p: { port: number }) => p.port);
+      expect(servicePorts).toContain(port);
+    });
+
+    test("the gateway serves gRPC on the port Envoy's cluster names, behind a headless Service", () => {
+      expect(k8sEnv("gateway").GRPC_PORT).toBe(String(GATEWAY_GRPC_PORT));
+      const service = find("Service", "gateway")!;
+      expect(service.spec.clusterIP).toBe("None");
+      expect(service.spec.ports.map((p: { port: number }) => p.port)).toContain(GATEWAY_GRPC_PORT);
+      expect(configMap("envoy-config").data?.["envoy.yaml"]).toBe(readFileSync("envoy/envoy.yaml", "utf8"));
+      expect(find("Service", "envoy")!.spec.ports[0].port).toBe(50051);
+    });
+
+    test("ingest reaches the enricher's Service on its port", () => {
+      const url = new URL(k8sEnv("ingest").ENRICHER_URL!);
+      const ports = find("Service", url.hostname)!.spec.ports.map((p: { port: number }) => p.port);
+      expect(ports).toContain(Number(url.port));
+    });
+
+    test("NATS is a 3-node JetStream cluster on PVCs with the project's users; Redis keeps an AOF on a PVC", () => {
+      const nats = find("StatefulSet", "nats")!;
+      expect(nats.spec.replicas).toBe(3);
+      expect(nats.spec.volumeClaimTemplates[0].metadata.name).toBe("data");
+      const config = configMap("nats-config").data!;
+      expect(config["nats.conf"]).toMatch(/jetstream\s*\{/);
+      expect(config["nats.conf"]).toContain("include ./auth.conf");
+      expect(config["auth.conf"]).toBe(readFileSync("configs/nats/auth.conf", "utf8"));
+      const passwords = secret("nats-passwords").data ?? {};
+      for (const user of natsUsers) expect(passwords).toHaveProperty(passwordVariable(user));
+      const redis = find("StatefulSet", "redis")!;
+      expect(redis.spec.template.spec.containers[0].args).toContain("--appendonly");
+      expect(redis.spec.volumeClaimTemplates).toHaveLength(1);
+    });
+
+    test("the gateway and the worker autoscale on CPU", () => {
+      const targets = objects
+        .filter((o) => o.kind === "HorizontalPodAutoscaler")
+        .map((o) => o.spec.scaleTargetRef.name)
+        .sort();
+      expect(targets).toEqual(["gateway", "worker"]);
+    });
+
+    test("the observability stack is deployed with its configs", () => {
+      for (const name of ["otel-collector", "tempo", "loki", "prometheus", "grafana"]) {
+        expect(find("Deployment", name), name).toBeDefined();
+      }
+      expect(find("DaemonSet", "promtail")).toBeDefined();
+      expect(configMap("prometheus-config").data?.["prometheus.yml"]).toBe(
+        readFileSync("configs/prometheus/prometheus.yml", "utf8"),
+      );
+    });
+  });
+});
