@@ -1,0 +1,66 @@
+/**
+ * Fault: the worker running a task is killed with SIGKILL (no shutdown, no nak). Its message stays unacked, the
+ * heartbeats stop, and after AckWait JetStream redelivers it to the other worker, which runs it again; the result
+ * is stored once and the status stream ends SUCCEEDED with strictly increasing versions.
+ */
+import { Subjects } from "@tm/flow";
+import { TaskState } from "@tm/proto";
+import { readResult } from "@tm/store";
+import { waitFor } from "@tm/testkit";
+import type { NatsConnection } from "nats";
+import { afterAll, beforeAll, expect, test } from "vitest";
+import { collectStream, type Pipeline, startPipeline, stateNames } from "../support/pipeline.js";
+import { actionsOf, connectTo, waitDrained } from "../support/reliability.js";
+
+const ACK_WAIT_MS = 2_000;
+let pipeline: Pipeline;
+let nc: NatsConnection;
+
+beforeAll(async () => {
+  pipeline = await startPipeline({ env: { FLOW_ACK_WAIT_MS: String(ACK_WAIT_MS) } });
+  nc = await connectTo(pipeline.nats.url);
+}, 90_000);
+afterAll(async () => {
+  await nc?.close();
+  await pipeline?.dispose();
+});
+
+test("a task whose worker is SIGKILLed while RUNNING is redelivered after AckWait and stored once", async () => {
+  const { taskId } = await pipeline.client.submitTask({ type: "sleep", payload: { ms: 4_000 } });
+  const stream = collectStream(pipeline.client, taskId, 50_000);
+  await waitFor(
+    "RUNNING",
+    async () => (await pipeline.client.getTask({ taskId })).task?.status?.state === TaskState.RUNNING,
+    { timeoutMs: 20_000 },
+  );
+  // A second worker, ready before the crash, so the measured delay is the redelivery and not a process start.
+  await pipeline.spawn("worker", {}, "worker-2");
+  await pipeline.services.get("worker")!.process.kill();
+  const killedAt = Date.now();
+
+  await waitFor(
+    "the second attempt RUNNING",
+    async () => ((await pipeline.client.getTask({ taskId })).task?.status?.attempt ?? 0) >= 2,
+    { timeoutMs: 20_000, intervalMs: 50 },
+  );
+  const redeliveryMs = Date.now() - killedAt;
+  console.log(`[reliability] worker SIGKILL → redelivered RUNNING attempt 2: ${redeliveryMs} ms`);
+  // Real time passing is the property: the message must wait out AckWait (minus the heartbeat interval it was
+  // last extended by), and not much longer.
+  expect(redeliveryMs).toBeGreaterThan(ACK_WAIT_MS / 2);
+  expect(redeliveryMs).toBeLessThan(ACK_WAIT_MS + 8_000);
+
+  const updates = await stream;
+  const states = stateNames(updates);
+  expect(states.at(-1), states.join(" → ")).toBe("SUCCEEDED");
+  const versions = updates.map((u) => Number(u.status?.version));
+  for (let i = 1; i < versions.length; i++) expect(versions[i]).toBeGreaterThan(versions[i - 1] as number);
+  expect(updates.at(-1)?.status?.attempt).toBeGreaterThanOrEqual(2);
+
+  // SUCCEEDED and the result travel on different subjects: the result-store may store it a moment later.
+  await waitFor("the stored result", async () => (await readResult(pipeline.redisClient, taskId)) !== undefined);
+  const result = await readResult(pipeline.redisClient, taskId);
+  expect(result?.attempts).toBeGreaterThanOrEqual(2);
+  await waitDrained(nc, "audit", Subjects.audit);
+  expect(await actionsOf(pipeline.redisClient, taskId, "result_stored")).toHaveLength(1);
+});
