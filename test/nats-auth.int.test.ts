@@ -3,7 +3,7 @@
  * user can do its whole start-up and its own work, and is refused what belongs to another service.
  */
 import { readFileSync } from "node:fs";
-import { startNats, waitFor } from "@tm/testkit";
+import { startNats, startRedis, waitFor } from "@tm/testkit";
 import { afterAll, beforeAll, describe, expect, test } from "vitest";
 import {
   AUTH_FILE,
@@ -24,6 +24,17 @@ import {
   type Subject,
   streamOf,
 } from "../pkg/flow/src/index.js";
+import { startService } from "../pkg/kit/src/index.js";
+import { readStatus } from "../pkg/store/src/index.js";
+import { audit } from "../services/audit/src/service.js";
+import { deadletter } from "../services/deadletter/src/service.js";
+import { enricher } from "../services/enricher/src/service.js";
+import { gateway } from "../services/gateway/src/service.js";
+import { ingest } from "../services/ingest/src/service.js";
+import { notifier } from "../services/notifier/src/service.js";
+import { resultStore } from "../services/result-store/src/service.js";
+import { scheduler } from "../services/scheduler/src/service.js";
+import { worker } from "../services/worker/src/service.js";
 
 interface UserSpec {
   publish: string[];
@@ -215,5 +226,64 @@ describe("other users", () => {
   test("a wrong password or no user is refused", async () => {
     await expect(connectAs(nats.url, "worker", "wrong")).rejects.toThrow(/authorization/i);
     await expect(connectAs(nats.url, "", "")).rejects.toThrow();
+  });
+});
+
+describe("the pipeline", () => {
+  test("runs a task end to end with every service connected as its own user", async () => {
+    const redis = await startRedis();
+    const started: Array<Awaited<ReturnType<typeof startService>>> = [];
+    try {
+      const base = (user: string) => ({
+        NATS_URL: nats.url,
+        NATS_USER: user,
+        NATS_PASSWORD: passwordOf(user),
+        REDIS_URL: redis.url,
+        LOG_LEVEL: "silent",
+        OPS_PORT: "0",
+        PORT: "0",
+        FLOW_ACK_WAIT_MS: "2000",
+        FLOW_RETRY_DELAYS_MS: "100,200,300,400,500",
+      });
+      const enricherService = await startService(enricher, base("enricher"));
+      started.push(enricherService);
+      const enricherPort = (enricherService.started as { port?: number }).port;
+      for (const [definition, env] of [
+        [gateway, { ...base("gateway"), GRPC_PORT: "0" }],
+        [ingest, { ...base("ingest"), ...(enricherPort ? { ENRICHER_URL: `http://127.0.0.1:${enricherPort}` } : {}) }],
+        [scheduler, base("scheduler")],
+        [worker, base("worker")],
+        [resultStore, base("result-store")],
+        [notifier, base("notifier")],
+        [audit, base("audit")],
+        [deadletter, base("deadletter")],
+      ] as const) {
+        started.push(await startService(definition as Parameters<typeof startService>[0], env));
+      }
+      expect(enricherPort, "the enricher's started value exposes its port").toBeDefined();
+
+      const nc = await as("gateway");
+      const taskId = crypto.randomUUID();
+      await createPublisher(nc.jetstream()).publish(
+        "tasks.ingest",
+        {
+          taskId,
+          type: "echo",
+          priority: "high",
+          payload: { hello: "auth" },
+          metadata: {},
+          createdAt: new Date().toISOString(),
+          generation: 0,
+        },
+        { msgId: `${taskId}:ingest` },
+      );
+      const client = started.at(-1)!.runtime.redis;
+      await waitFor("the task SUCCEEDED", async () => (await readStatus(client, taskId))?.state === "SUCCEEDED", {
+        timeoutMs: 15_000,
+      });
+    } finally {
+      for (const service of started.reverse()) await service.stop();
+      await redis.dispose();
+    }
   });
 });
