@@ -75,6 +75,7 @@ describe("docker-compose.yml", () => {
     expect(service, `compose has no service ${name}`).toBeDefined();
     expect(service?.build?.args.SERVICE).toBe(name);
     expect(service?.build?.context).toBe(".");
+    expect(service?.image).toMatch(new RegExp(`^task-manager/${name}:`)); // the name k8s deploys
   });
 
   test.each(serviceNames)("%s gets an environment its config accepts, with every variable it reads", (name) => {
@@ -325,6 +326,8 @@ describe("k8s", () => {
       expect(config["nats.conf"]).toMatch(/jetstream\s*\{/);
       expect(config["nats.conf"]).toContain("include ./auth.conf");
       expect(config["auth.conf"]).toBe(readFileSync("configs/nats/auth.conf", "utf8"));
+      const routes = config["nats.conf"]!.match(/nats:\/\/nats-\d+\.nats-headless:6222/g) ?? [];
+      expect(routes).toHaveLength(nats.spec.replicas);
       const passwords = secret("nats-passwords").data ?? {};
       for (const user of natsUsers) expect(passwords).toHaveProperty(passwordVariable(user));
       const redis = find("StatefulSet", "redis")!;
