@@ -13,7 +13,7 @@ RUN --mount=type=cache,id=pnpm-store,target=/root/.local/share/pnpm/store pnpm f
 COPY . .
 RUN --mount=type=cache,id=pnpm-store,target=/root/.local/share/pnpm/store pnpm install --frozen-lockfile --offline
 ARG SERVICE
-RUN test -n "${SERVICE}" && test -f "services/${SERVICE}/src/index.ts" \
+RUN test -n "${SERVICE}" && test -f "services/${SERVICE}/src/service.ts" \
   || (echo "build arg SERVICE must name a server service under services/ (got '${SERVICE}')" >&2 && exit 1)
 # The service and the workspace packages it depends on ("..." = with its dependencies), not the whole repository.
 RUN pnpm --filter "@tm/${SERVICE}..." run build
