@@ -1,4 +1,5 @@
 export * from "./keys.js";
 export * from "./lists.js";
 export * from "./status.js";
+export * from "./task-index.js";
 export * from "./tasks.js";

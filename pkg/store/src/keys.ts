@@ -9,6 +9,11 @@
  *   idempotency:<key>   string: task id of the first submission TTL IDEMPOTENCY_TTL_SECONDS
  *   audit_events        list: every audit event, newest first   at most AUDIT_EVENTS_MAX
  *   dead_letter         list: every dead letter, newest first   at most DEAD_LETTER_MAX
+ *   task_index          sorted set: task id scored by createdAt (ms), for listing and search
+ *                       entries older than taskTtlSeconds are removed on every write (ZREMRANGEBYSCORE), so it
+ *                       holds at most the tasks submitted within one task TTL
+ *   ratelimit:<caller>  hash {tokens, ts}: the gateway's token bucket per authenticated caller (one Lua script)
+ *                       TTL burst / rate + 1 s (the time to refill completely; an expired bucket is a full one)
  */
 export const Keys = {
   task: (id: string) => `task:${id}`,
@@ -21,6 +26,8 @@ export const Keys = {
   idempotency: (key: string) => `idempotency:${key}`,
   auditEvents: "audit_events",
   deadLetter: "dead_letter",
+  taskIndex: "task_index",
+  rateLimit: (caller: string) => `ratelimit:${caller}`,
 } as const;
 
 export const Bounds = {

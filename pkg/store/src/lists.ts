@@ -70,3 +70,34 @@ export async function readDeadLetters(redis: Redis, offset = 0, limit = 100): Pr
     (line) => JSON.parse(line) as StoredDeadLetter,
   );
 }
+
+/** A dead_letter entry with its exact stored text, which LREM needs to remove it. */
+export interface DeadLetterLine {
+  raw: string;
+  /** Undefined when the entry is not JSON (never written by us; listed so it can be seen, never replayed). */
+  letter: StoredDeadLetter | undefined;
+}
+
+/** Reads dead_letter entries [offset, offset + limit), newest first. */
+export async function readDeadLetterLines(redis: Redis, offset: number, limit: number): Promise<DeadLetterLine[]> {
+  return (await redis.lrange(Keys.deadLetter, offset, offset + limit - 1)).map((raw) => {
+    try {
+      return { raw, letter: JSON.parse(raw) as StoredDeadLetter };
+    } catch {
+      return { raw, letter: undefined };
+    }
+  });
+}
+
+/**
+ * Removes one dead letter by its exact text. Returns false when it was no longer there, which makes the removal a
+ * claim: of two operators replaying the same letter at once, only one gets true.
+ */
+export async function removeDeadLetter(redis: Redis, raw: string): Promise<boolean> {
+  return (await redis.lrem(Keys.deadLetter, 1, raw)) === 1;
+}
+
+/** Puts a claimed dead letter back (at the head) when its replay could not be completed. */
+export async function restoreDeadLetter(redis: Redis, raw: string): Promise<void> {
+  await redis.lpush(Keys.deadLetter, raw);
+}

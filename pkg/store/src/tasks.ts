@@ -18,6 +18,8 @@ export interface TaskRecord {
 
 export async function saveTask(redis: Redis, task: TaskRecord, ttlSeconds: number = Bounds.taskTtlSeconds) {
   const key = Keys.task(task.taskId);
+  const parsed = Date.parse(task.createdAt);
+  const createdMs = Number.isNaN(parsed) ? Date.now() : parsed;
   await redis
     .multi()
     .hset(key, {
@@ -32,11 +34,23 @@ export async function saveTask(redis: Redis, task: TaskRecord, ttlSeconds: numbe
       generation: String(task.generation),
     })
     .expire(key, ttlSeconds)
+    // The listing index, trimmed of tasks whose records have expired: bounded by what one TTL can hold.
+    .zadd(Keys.taskIndex, createdMs, task.taskId)
+    .zremrangebyscore(Keys.taskIndex, "-inf", `(${createdMs - ttlSeconds * 1000}`)
     .exec();
 }
 
+/** Starts a new generation of a task (a replay): returns the new generation. */
+export async function incrementGeneration(redis: Redis, taskId: string): Promise<number> {
+  return redis.hincrby(Keys.task(taskId), "generation", 1);
+}
+
 export async function readTask(redis: Redis, taskId: string): Promise<TaskRecord | undefined> {
-  const hash = await redis.hgetall(Keys.task(taskId));
+  return parseTaskHash(await redis.hgetall(Keys.task(taskId)));
+}
+
+/** A task:<id> hash as a record; undefined when empty (unknown or expired). */
+export function parseTaskHash(hash: Record<string, string>): TaskRecord | undefined {
   if (!hash.taskId) return undefined;
   return {
     taskId: hash.taskId,

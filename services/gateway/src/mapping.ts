@@ -73,3 +73,10 @@ export function resultToStruct(output: unknown): JsonObject {
   if (output !== null && typeof output === "object" && !Array.isArray(output)) return output as JsonObject;
   return { value: (output ?? null) as JsonValue };
 }
+
+/** The flow state a request filters on; undefined for UNSPECIFIED, null for a number the enum does not define. */
+export function stateFromProto(state: TaskState): FlowTaskState | undefined | null {
+  if (state === TaskState.UNSPECIFIED) return undefined;
+  const entry = Object.entries(STATE_TO_PROTO).find(([, value]) => value === state);
+  return entry ? (entry[0] as FlowTaskState) : null;
+}

@@ -1,13 +1,18 @@
 /**
- * gateway: the gRPC front door (TaskService + grpc.health.v1). SubmitTask → Redis task:<id> + PENDING status →
- * tasks.ingest; GetTask and StreamTaskStatus read Redis (the notifier keeps it current); CancelTask marks, records
- * and broadcasts the cancellation on control.cancel.
+ * gateway: the gRPC front door (TaskService, AdminService + grpc.health.v1). SubmitTask → Redis task:<id> + PENDING
+ * status → tasks.ingest; GetTask and StreamTaskStatus read Redis (the notifier keeps it current); CancelTask marks,
+ * records and broadcasts the cancellation on control.cancel. AdminService (admin-service.ts) is the operator's API.
  */
 import { Code, ConnectError } from "@connectrpc/connect";
 import * as grpc from "@grpc/grpc-js";
+import { STREAMS } from "@tm/flow";
 import { connectRedis, defineService, type Logger, port, positiveInt } from "@tm/kit";
-import { addService, HealthRegistry, ServingStatus, TaskService } from "@tm/proto";
+import { AdminService, addService, HealthRegistry, ServingStatus, TaskService } from "@tm/proto";
+import { adminServiceHandlers } from "./admin-service.js";
+import { authConfigShape } from "./auth/config.js";
+import { createGuard } from "./auth/guard.js";
 import { bindGrpc, stopGrpc } from "./grpc-server.js";
+import { QueueStats } from "./queue-stats.js";
 import { StatusSubscriptions } from "./status-subscriptions.js";
 import { taskServiceHandlers } from "./task-service.js";
 
@@ -17,8 +22,11 @@ export const gateway = defineService({
   config: {
     GRPC_PORT: port.default(50051),
     GATEWAY_MAX_PAYLOAD_BYTES: positiveInt.default(65_536),
+    ...authConfigShape,
   },
   async start(rt) {
+    // Authentication and per-caller rate limits on TaskService and AdminService (not on health): see src/auth.
+    const guard = await createGuard(rt);
     // A connection in subscriber mode can run nothing but (UN)SUBSCRIBE, hence its own. No offline queue and no
     // auto-resubscribe: while it is down, streams fail fast with UNAVAILABLE instead of waiting on a dead channel.
     const subscriber = connectRedis(rt.config.REDIS_URL, `${rt.name}-subscriber`, rt.log, {
@@ -40,7 +48,18 @@ export const gateway = defineService({
     addService(
       server,
       TaskService,
-      taskServiceHandlers(rt, subscriptions, { maxPayloadBytes: rt.config.GATEWAY_MAX_PAYLOAD_BYTES }),
+      guard.protect(
+        TaskService,
+        taskServiceHandlers(rt, subscriptions, { maxPayloadBytes: rt.config.GATEWAY_MAX_PAYLOAD_BYTES }),
+      ),
+      (method, error) => logFailure(rt.log, method.name, error),
+    );
+    const queueStats = new QueueStats(rt.nats.jsm, Object.values(STREAMS));
+    queueStats.startSampling((error) => rt.log.debug({ err: error }, "could not sample consumer info"));
+    addService(
+      server,
+      AdminService,
+      guard.protect(AdminService, adminServiceHandlers(rt, queueStats)),
       (method, error) => logFailure(rt.log, method.name, error),
     );
     health.addTo(server);
@@ -56,11 +75,13 @@ export const gateway = defineService({
       // Report NOT_SERVING first so balancers stop sending, then end the streams (clients re-open them on another
       // replica), then let unary calls finish.
       health.shutdown();
+      queueStats.stopSampling();
       await subscriptions.close("gateway shutting down; re-open the stream");
       await stopGrpc(server, rt.config.SHUTDOWN_TIMEOUT_MS);
     });
     health.set("", ServingStatus.SERVING);
     health.set(TaskService.typeName, ServingStatus.SERVING);
+    health.set(AdminService.typeName, ServingStatus.SERVING);
     rt.log.info({ grpcPort }, "gRPC listening");
     return { grpcPort };
   },

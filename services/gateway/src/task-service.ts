@@ -33,6 +33,7 @@ import {
   toStoredStatus,
 } from "@tm/store";
 import { dependency } from "./dependencies.js";
+import { ingestMsgId } from "./ingest-message-id.js";
 import { priorityToProto, resultToStruct, statusToProto, timestampFromIso } from "./mapping.js";
 import { type StatusSubscriptions, statusSequence } from "./status-subscriptions.js";
 import { parseTaskId, validateSubmission } from "./validation.js";
@@ -122,7 +123,7 @@ export function taskServiceHandlers(
           generation: 0,
         };
         await dependency("NATS", "queueing the task", () =>
-          rt.publisher.publish(Subjects.ingest, message, { msgId: `${taskId}:ingest` }),
+          rt.publisher.publish(Subjects.ingest, message, { msgId: ingestMsgId(taskId, 0) }),
         );
       } catch (error) {
         if (idempotencyKey) {

@@ -1,0 +1,224 @@
+/**
+ * AdminService handlers: queue stats (JetStream consumers + Redis), task listing (the task_index sorted set),
+ * task history (task_history:<id>), dead letters (the dead_letter list) and their replay (replay.ts).
+ *
+ * Dead letters are found by scanning the list (≤ 100,000 entries, newest first) in chunks; a listing call
+ * examines at most SCAN_LIMIT entries. Dead-letter page tokens are list offsets: a replay or a new letter between
+ * two pages shifts them, so a page may repeat or skip an entry; list again from the start after replaying.
+ */
+import type { JsonObject, MessageInitShape } from "@bufbuild/protobuf";
+import { timestampFromDate } from "@bufbuild/protobuf/wkt";
+import { Code, ConnectError } from "@connectrpc/connect";
+import type { AuditEvent } from "@tm/flow";
+import type { Runtime } from "@tm/kit";
+import {
+  type AdminService,
+  type AuditEntrySchema,
+  type DeadLetterEntrySchema,
+  type DeadLetterFilter,
+  ReplayResult,
+  type ServiceHandlers,
+} from "@tm/proto";
+import {
+  countTaskStates,
+  type DeadLetterLine,
+  Keys,
+  listIndexedTasks,
+  readDeadLetterLines,
+  readHistory,
+  readTask,
+} from "@tm/store";
+import {
+  checkDeadLetterFilter,
+  checkReplayIds,
+  deadLetterPageToken,
+  MAX_PAGE_SIZE,
+  parseDeadLetterPageToken,
+  parsePageSize,
+  parseTaskFilter,
+  parseTaskPageToken,
+  taskPageToken,
+} from "./admin-validation.js";
+import { dependency } from "./dependencies.js";
+import { priorityToProto, stateToProto, statusToProto, timestampFromIso } from "./mapping.js";
+import type { QueueStats } from "./queue-stats.js";
+import { type ReplayOutcome, replayDeadLetter } from "./replay.js";
+import { parseTaskId } from "./validation.js";
+
+type AdminServiceMethods = typeof AdminService extends { method: infer M } ? M : never;
+
+const CHUNK = 500;
+const SCAN_LIMIT = 10_000;
+
+export function adminServiceHandlers(rt: Runtime, queueStats: QueueStats): ServiceHandlers<AdminServiceMethods> {
+  const redis = <T>(step: string, call: () => Promise<T>) => dependency("Redis", step, call);
+
+  /** Walks dead_letter from `offset`, yielding entries that match, until `limit` entries were examined. */
+  async function* scanDeadLetters(filter: DeadLetterFilter | undefined, offset: number, limit: number) {
+    for (let position = offset; position < offset + limit; position += CHUNK) {
+      const lines = await redis("reading dead letters", () => readDeadLetterLines(rt.redis, position, CHUNK));
+      for (const [index, line] of lines.entries()) {
+        yield { line, position: position + index, matches: matchesDeadLetter(line, filter) };
+      }
+      if (lines.length < CHUNK) return;
+    }
+  }
+
+  return {
+    async getQueueStats() {
+      const [consumers, deadLetters, states] = await Promise.all([
+        dependency("NATS", "reading consumer info", () => queueStats.read()),
+        redis("counting dead letters", () => rt.redis.llen(Keys.deadLetter)),
+        redis("counting tasks by state", () => countTaskStates(rt.redis, SCAN_LIMIT)),
+      ]);
+      return {
+        consumers: consumers.map((c) => ({
+          stream: c.stream,
+          subject: c.subject,
+          name: c.name,
+          pending: BigInt(c.pending),
+          ackPending: BigInt(c.ackPending),
+          redelivered: BigInt(c.redelivered),
+          waiting: BigInt(c.waiting),
+          oldestUnackedAgeMs: BigInt(Math.round(c.oldestUnackedAgeMs)),
+          processedPerSecond: c.processedPerSecond,
+        })),
+        deadLetters: BigInt(deadLetters),
+        tasksByState: [...states.counts].map(([state, count]) => ({
+          state: stateToProto(state),
+          count: BigInt(count),
+        })),
+        tasksCounted: BigInt(states.counted),
+        tasksByStateTruncated: states.indexed > states.counted,
+        sampledAt: timestampFromDate(new Date()),
+      };
+    },
+
+    async listTasks(request) {
+      const filter = parseTaskFilter(request);
+      const pageSize = parsePageSize(request.pageSize);
+      const cursor = parseTaskPageToken(request.pageToken);
+      const page = await redis("listing tasks", () => listIndexedTasks(rt.redis, filter, pageSize, cursor, SCAN_LIMIT));
+      return {
+        tasks: page.tasks.map(({ task, status }) => ({
+          taskId: task.taskId,
+          type: task.type,
+          priority: priorityToProto(task.priority),
+          status: status ? statusToProto(status) : undefined,
+          createdAt: timestampFromIso(task.createdAt),
+          metadata: task.metadata,
+        })),
+        nextPageToken: page.next ? taskPageToken(page.next) : "",
+      };
+    },
+
+    async getTaskHistory(request) {
+      const taskId = parseTaskId(request.taskId);
+      const [task, events] = await redis("reading the history", () =>
+        Promise.all([readTask(rt.redis, taskId), readHistory(rt.redis, taskId)]),
+      );
+      if (!task && events.length === 0) throw new ConnectError(`task ${taskId} not found`, Code.NotFound);
+      return { events: events.map(auditEntry) };
+    },
+
+    async listDeadLetters(request) {
+      checkDeadLetterFilter(request.filter);
+      const pageSize = parsePageSize(request.pageSize);
+      const offset = parseDeadLetterPageToken(request.pageToken);
+      const letters: MessageInitShape<typeof DeadLetterEntrySchema>[] = [];
+      let next = -1;
+      for await (const { line, position, matches } of scanDeadLetters(request.filter, offset, SCAN_LIMIT)) {
+        if (letters.length === pageSize) {
+          next = position;
+          break;
+        }
+        if (matches) letters.push(deadLetterEntry(line));
+        next = position + 1;
+      }
+      const more = next >= 0 && (letters.length === pageSize || next - offset >= SCAN_LIMIT);
+      return { deadLetters: letters, nextPageToken: more ? deadLetterPageToken(next) : "" };
+    },
+
+    async replayDeadLetters(request) {
+      checkReplayIds(request.ids, request.all);
+      checkDeadLetterFilter(request.filter);
+      const wanted = new Set(request.ids);
+      const found = new Map<string, DeadLetterLine>();
+      let more = false;
+      // The whole list is scanned for ids (they may be anywhere); with `all`, up to MAX_PAGE_SIZE matches.
+      for await (const { line, matches } of scanDeadLetters(request.filter, 0, Number.MAX_SAFE_INTEGER)) {
+        const id = line.letter?.id;
+        if (id === undefined || found.has(id)) continue;
+        if (request.all ? matches : wanted.has(id)) {
+          if (request.all && found.size === MAX_PAGE_SIZE) {
+            more = true;
+            break;
+          }
+          found.set(id, line);
+        }
+        if (!request.all && found.size === wanted.size) break;
+      }
+      const ids = request.all ? [...found.keys()] : [...wanted];
+      const outcomes = [];
+      for (const id of ids) {
+        const line = found.get(id);
+        const outcome: ReplayOutcome = line
+          ? await replayDeadLetter(rt, id, line)
+          : { id, result: "not_found", reason: "no dead letter with this id" };
+        outcomes.push({
+          id,
+          result: RESULTS[outcome.result],
+          taskId: outcome.taskId ?? "",
+          generation: outcome.result === "replayed" ? outcome.generation : 0,
+          reason: outcome.result === "replayed" ? "" : outcome.reason,
+        });
+      }
+      return { outcomes, more };
+    },
+  };
+}
+
+const RESULTS = {
+  replayed: ReplayResult.REPLAYED,
+  not_found: ReplayResult.NOT_FOUND,
+  failed_precondition: ReplayResult.FAILED_PRECONDITION,
+} as const;
+
+function matchesDeadLetter(line: DeadLetterLine, filter: DeadLetterFilter | undefined): boolean {
+  if (!filter) return true;
+  const letter = line.letter;
+  if (filter.subject && letter?.subject !== filter.subject) return false;
+  if (filter.reason && letter?.reason !== filter.reason) return false;
+  if (filter.taskId && letter?.taskId !== filter.taskId) return false;
+  return true;
+}
+
+function auditEntry(event: AuditEvent): MessageInitShape<typeof AuditEntrySchema> {
+  return {
+    taskId: event.taskId ?? "",
+    service: event.service,
+    action: event.action,
+    at: timestampFromIso(event.at),
+    ...(event.detail ? { detail: event.detail as JsonObject } : {}),
+  };
+}
+
+function deadLetterEntry(line: DeadLetterLine): MessageInitShape<typeof DeadLetterEntrySchema> {
+  const letter = line.letter;
+  if (!letter) return { raw: line.raw.slice(0, 4096), reason: "unreadable" };
+  const message = letter.message;
+  const isObject = message !== null && typeof message === "object" && !Array.isArray(message);
+  return {
+    id: letter.id,
+    taskId: letter.taskId ?? "",
+    subject: letter.subject,
+    consumer: letter.consumer,
+    reason: letter.reason,
+    error: letter.error,
+    attempts: letter.attempts,
+    at: timestampFromIso(letter.at),
+    ...(isObject ? { message: message as JsonObject } : {}),
+    raw: letter.raw ?? "",
+    history: (letter.history ?? []).map(auditEntry),
+  };
+}

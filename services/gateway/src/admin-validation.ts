@@ -1,0 +1,91 @@
+/** Checks of AdminService requests: INVALID_ARGUMENT naming the field, like TaskService's. */
+import { timestampMs } from "@bufbuild/protobuf/wkt";
+import { TaskId } from "@tm/flow";
+import type { DeadLetterFilter, ListTasksRequest } from "@tm/proto";
+import type { IndexCursor, TaskFilter } from "@tm/store";
+import { priorityFromProto, stateFromProto } from "./mapping.js";
+import { invalid, KNOWN_TASK_TYPES } from "./validation.js";
+
+export const MAX_PAGE_SIZE = 500;
+export const DEFAULT_PAGE_SIZE = 50;
+const MAX_QUERY_CHARS = 256;
+const DEAD_LETTER_REASONS = ["invalid", "exhausted", "rejected"];
+
+export function parsePageSize(value: number): number {
+  if (value > MAX_PAGE_SIZE) throw invalid("page_size", `must be at most ${MAX_PAGE_SIZE} (got ${value})`);
+  return value === 0 ? DEFAULT_PAGE_SIZE : value;
+}
+
+export function parseTaskFilter(request: ListTasksRequest): TaskFilter {
+  const filter: TaskFilter = {};
+  const state = stateFromProto(request.state);
+  if (state === null) throw invalid("state", `unknown value ${request.state}`);
+  if (state) filter.state = state;
+  if (request.type) {
+    if (!(KNOWN_TASK_TYPES as readonly string[]).includes(request.type)) {
+      throw invalid("type", `unknown task type ${JSON.stringify(request.type.slice(0, 100))}`);
+    }
+    filter.type = request.type;
+  }
+  if (request.priority !== 0) {
+    const priority = priorityFromProto(request.priority);
+    if (!priority) throw invalid("priority", `unknown value ${request.priority}`);
+    filter.priority = priority;
+  }
+  if (request.createdAfter) filter.createdAfterMs = timestampMs(request.createdAfter);
+  if (request.createdBefore) filter.createdBeforeMs = timestampMs(request.createdBefore);
+  if (
+    filter.createdAfterMs !== undefined &&
+    filter.createdBeforeMs !== undefined &&
+    filter.createdAfterMs >= filter.createdBeforeMs
+  ) {
+    throw invalid("created_before", "must be later than created_after");
+  }
+  if (request.query.length > MAX_QUERY_CHARS) throw invalid("query", `exceeds ${MAX_QUERY_CHARS} characters`);
+  if (request.query.trim()) filter.query = request.query.trim();
+  return filter;
+}
+
+/** Task page tokens: base64url of `<createdAt ms>:<task id>`, the last index entry examined. */
+export function taskPageToken(cursor: IndexCursor): string {
+  return Buffer.from(`${cursor.scoreMs}:${cursor.taskId}`).toString("base64url");
+}
+
+export function parseTaskPageToken(token: string): IndexCursor | undefined {
+  if (!token) return undefined;
+  const [score, taskId] = Buffer.from(token, "base64url").toString().split(":");
+  const scoreMs = Number(score);
+  if (!Number.isSafeInteger(scoreMs) || !TaskId.safeParse(taskId).success) {
+    throw invalid("page_token", "is not a token returned by ListTasks");
+  }
+  return { scoreMs, taskId: taskId! };
+}
+
+/** Dead-letter page tokens: base64url of `dl:<offset in the list>`. */
+export function deadLetterPageToken(offset: number): string {
+  return Buffer.from(`dl:${offset}`).toString("base64url");
+}
+
+export function parseDeadLetterPageToken(token: string): number {
+  if (!token) return 0;
+  const match = /^dl:(\d{1,9})$/.exec(Buffer.from(token, "base64url").toString());
+  if (!match) throw invalid("page_token", "is not a token returned by ListDeadLetters");
+  return Number(match[1]);
+}
+
+export function checkDeadLetterFilter(filter: DeadLetterFilter | undefined): void {
+  if (!filter) return;
+  if (filter.reason && !DEAD_LETTER_REASONS.includes(filter.reason)) {
+    throw invalid("filter.reason", `must be one of ${DEAD_LETTER_REASONS.join(", ")} (got "${filter.reason}")`);
+  }
+  if (filter.taskId && !TaskId.safeParse(filter.taskId).success) throw invalid("filter.task_id", "must be a UUID");
+}
+
+export function checkReplayIds(ids: string[], all: boolean): void {
+  if (ids.length > 0 && all) throw invalid("ids", "give either ids or all, not both");
+  if (ids.length === 0 && !all) throw invalid("ids", "give the dead letter ids to replay, or all");
+  if (ids.length > MAX_PAGE_SIZE) throw invalid("ids", `at most ${MAX_PAGE_SIZE} per call (got ${ids.length})`);
+  for (const id of ids) {
+    if (id.length === 0 || id.length > 256) throw invalid("ids", "each id must be 1-256 characters");
+  }
+}

@@ -1,0 +1,123 @@
+/**
+ * Dead-letter replay: a dead-lettered task goes through the pipeline again as a new generation.
+ *
+ *   1. checks: the letter is a task message (tasks.ingest / tasks.schedule / tasks.worker.*) that was not invalid,
+ *      its task record still exists, the task has not succeeded or been cancelled, and no newer generation is in
+ *      flight;
+ *   2. claims the letter by removing it from dead_letter (LREM of its exact text): of two concurrent replays of
+ *      the same letter only one proceeds, and a replayed letter is no longer listed (its audit event "replayed"
+ *      keeps the record);
+ *   3. task:<id> generation + 1, clears the cancel marker, applies and publishes PENDING with the new generation
+ *      (its version outranks the old FAILED), publishes the task on tasks.ingest under msgId
+ *      `<id>:ingest:<generation>` (not deduplicated against the original), and audits "replayed".
+ * If step 3 fails (Redis or NATS down) the letter is put back and the call fails with UNAVAILABLE; replaying it
+ * again is safe (a further generation; stages ignore the superseded one's statuses).
+ */
+import {
+  isTerminal,
+  publishAudit,
+  publishStatus,
+  StatusEventSchema,
+  type StatusUpdate,
+  Subjects,
+  statusEvent,
+  type TaskMessage,
+} from "@tm/flow";
+import type { Runtime } from "@tm/kit";
+import {
+  applyStatus,
+  clearCancelled,
+  type DeadLetterLine,
+  incrementGeneration,
+  readStatus,
+  readTask,
+  removeDeadLetter,
+  restoreDeadLetter,
+} from "@tm/store";
+import { dependency } from "./dependencies.js";
+import { ingestMsgId } from "./ingest-message-id.js";
+
+const TASK_SUBJECTS: ReadonlySet<string> = new Set([
+  Subjects.ingest,
+  Subjects.schedule,
+  Subjects.workerHigh,
+  Subjects.workerMedium,
+  Subjects.workerLow,
+]);
+
+export type ReplayOutcome =
+  | { id: string; result: "replayed"; taskId: string; generation: number }
+  | { id: string; result: "not_found"; taskId?: string; reason: string }
+  | { id: string; result: "failed_precondition"; taskId?: string; reason: string };
+
+export async function replayDeadLetter(rt: Runtime, id: string, line: DeadLetterLine): Promise<ReplayOutcome> {
+  const letter = line.letter;
+  if (!letter) return { id, result: "failed_precondition", reason: "the stored entry is not JSON" };
+  const message = (letter.message ?? {}) as { taskId?: unknown; generation?: unknown };
+  const taskId = letter.taskId ?? (typeof message.taskId === "string" ? message.taskId : undefined);
+  const refuse = (reason: string): ReplayOutcome => ({
+    id,
+    result: "failed_precondition",
+    ...(taskId ? { taskId } : {}),
+    reason,
+  });
+
+  if (!TASK_SUBJECTS.has(letter.subject) || !taskId) {
+    return refuse(`not a task message (subject ${letter.subject}); only task stages can be replayed`);
+  }
+  if (letter.reason === "invalid") {
+    return refuse(`its body failed validation (${letter.error.slice(0, 200)}); replaying it would fail again`);
+  }
+  const [task, status] = await dependency("Redis", "reading the task", () =>
+    Promise.all([readTask(rt.redis, taskId), readStatus(rt.redis, taskId)]),
+  );
+  if (!task) return refuse(`task ${taskId} has expired (its record is gone)`);
+  if (status?.state === "SUCCEEDED" || status?.state === "CANCELLED") {
+    return refuse(`task ${taskId} is ${status.state}`);
+  }
+  const letterGeneration = typeof message.generation === "number" ? message.generation : 0;
+  if (status && !isTerminal(status.state) && status.generation > letterGeneration) {
+    return refuse(`task ${taskId} is already running again as generation ${status.generation}`);
+  }
+
+  const claimed = await dependency("Redis", "claiming the dead letter", () => removeDeadLetter(rt.redis, line.raw));
+  if (!claimed) return { id, result: "not_found", taskId, reason: "already replayed or removed" };
+
+  let generation: number;
+  try {
+    generation = await dependency("Redis", "starting a new generation", () => incrementGeneration(rt.redis, taskId));
+    await dependency("Redis", "clearing the cancel marker", () => clearCancelled(rt.redis, taskId));
+    await recordStatus(rt, { taskId, state: "PENDING", source: rt.name, generation });
+    const queued: TaskMessage = {
+      taskId,
+      type: task.type,
+      priority: task.priority,
+      payload: task.payload,
+      metadata: task.metadata,
+      createdAt: task.createdAt,
+      generation,
+    };
+    await dependency("NATS", "queueing the task", () =>
+      rt.publisher.publish(Subjects.ingest, queued, { msgId: ingestMsgId(taskId, generation) }),
+    );
+  } catch (error) {
+    await restoreDeadLetter(rt.redis, line.raw).catch((restoreError: unknown) =>
+      rt.log.error({ err: restoreError, deadLetterId: id }, "could not put back a dead letter whose replay failed"),
+    );
+    throw error;
+  }
+  await publishAudit(rt.publisher, {
+    taskId,
+    service: rt.name,
+    action: "replayed",
+    detail: { deadLetterId: id, generation, subject: letter.subject, reason: letter.reason },
+    discriminator: generation,
+  }).catch((error: unknown) => rt.log.warn({ err: error, taskId }, "could not publish the replayed audit event"));
+  return { id, result: "replayed", taskId, generation };
+}
+
+async function recordStatus(rt: Runtime, update: StatusUpdate): Promise<void> {
+  const event = StatusEventSchema.parse(statusEvent(update));
+  const applied = await dependency("Redis", "writing the status", () => applyStatus(rt.redis, event));
+  if (applied) await dependency("NATS", "publishing the status", () => publishStatus(rt.publisher, update));
+}

@@ -1,0 +1,211 @@
+/**
+ * AdminService end to end, every service its own process: queue stats show a backlog while the worker is down and
+ * drain when it returns; ListTasks filters and paginates; GetTaskHistory lists each stage in order; a task
+ * dead-lettered by ingest (enricher down) is listed with its reason and history and, once the enricher is back,
+ * replayed to SUCCEEDED with one result and an audit entry; bad input is INVALID_ARGUMENT naming the field.
+ */
+import { timestampFromMs } from "@bufbuild/protobuf/wkt";
+import { Code, ConnectError } from "@connectrpc/connect";
+import { type AdminClient, type ConsumerStats, createAdminClient, Priority, ReplayResult, TaskState } from "@tm/proto";
+import { readResult } from "@tm/store";
+import { waitFor } from "@tm/testkit";
+import { connect, type NatsConnection } from "nats";
+import { afterAll, beforeAll, describe, expect, test } from "vitest";
+import { collectStream, type Pipeline, startPipeline, stateNames } from "./support/pipeline.js";
+
+let pipeline: Pipeline;
+let admin: AdminClient;
+
+beforeAll(async () => {
+  pipeline = await startPipeline();
+  admin = createAdminClient({ baseUrl: pipeline.gatewayUrl });
+}, 90_000);
+afterAll(async () => {
+  await pipeline?.dispose();
+});
+
+async function consumer(name: string): Promise<ConsumerStats> {
+  const stats = await admin.getQueueStats({});
+  const found = stats.consumers.find((c) => c.name === name);
+  if (!found) throw new Error(`no consumer ${name} in ${stats.consumers.map((c) => c.name).join(", ")}`);
+  return found;
+}
+
+async function expectInvalid(call: Promise<unknown>, field: string): Promise<void> {
+  const error = await call.then(
+    () => undefined,
+    (e: unknown) => e,
+  );
+  expect(error).toBeInstanceOf(ConnectError);
+  expect((error as ConnectError).code).toBe(Code.InvalidArgument);
+  expect((error as ConnectError).rawMessage).toMatch(new RegExp(`^${field.replace(".", "\\.")}:`));
+}
+
+describe("AdminService", () => {
+  test("queue stats show the backlog while the worker is down and drain to 0 when it returns", async () => {
+    const worker = pipeline.services.get("worker")!;
+    await worker.process.stop();
+    const ids: string[] = [];
+    for (let i = 0; i < 4; i++) {
+      ids.push((await pipeline.client.submitTask({ type: "echo", payload: { i }, priority: Priority.HIGH })).taskId);
+    }
+    await waitFor("4 tasks waiting on tasks.worker.high", async () => {
+      const high = await consumer("worker-tasks-worker-high");
+      return high.pending >= 4n && high.oldestUnackedAgeMs > 0n;
+    });
+    const stats = await admin.getQueueStats({});
+    const high = stats.consumers.find((c) => c.name === "worker-tasks-worker-high")!;
+    expect(high).toMatchObject({ stream: "TASKS", subject: "tasks.worker.high", ackPending: 0n });
+    const scheduled = stats.tasksByState.find((s) => s.state === TaskState.SCHEDULED);
+    expect(Number(scheduled?.count)).toBeGreaterThanOrEqual(4);
+
+    worker.process.start();
+    await worker.ready();
+    await waitFor(
+      "the worker queue to drain",
+      async () => {
+        const c = await consumer("worker-tasks-worker-high");
+        return c.pending === 0n && c.ackPending === 0n;
+      },
+      { timeoutMs: 30_000 },
+    );
+    for (const taskId of ids) expect(stateNames(await collectStream(pipeline.client, taskId)).at(-1)).toBe("SUCCEEDED");
+    expect((await consumer("worker-tasks-worker-high")).oldestUnackedAgeMs).toBe(0n);
+  });
+
+  test("ListTasks filters by state, type, priority, time range and query, and paginates without gaps", async () => {
+    const before = Date.now() - 1;
+    const batch = `batch-${Date.now()}`;
+    const submitted = [];
+    for (const [type, priority, payload] of [
+      ["echo", Priority.LOW, {}],
+      ["checksum", Priority.HIGH, { data: "x", rounds: 1 }],
+      ["echo", Priority.MEDIUM, {}],
+      ["fail", Priority.HIGH, {}],
+      ["echo", Priority.HIGH, {}],
+    ] as const) {
+      const { taskId } = await pipeline.client.submitTask({ type, priority, payload, metadata: { batch, kind: type } });
+      submitted.push({ taskId, type, priority });
+    }
+    for (const { taskId } of submitted) await collectStream(pipeline.client, taskId);
+    const after = Date.now() + 1;
+    const range = { createdAfter: timestampFromMs(before), createdBefore: timestampFromMs(after) };
+
+    const all = await admin.listTasks({ ...range, pageSize: 500 });
+    expect(all.tasks.map((t) => t.taskId)).toEqual(submitted.map((s) => s.taskId).reverse());
+    expect(all.nextPageToken).toBe("");
+
+    const failed = await admin.listTasks({ ...range, state: TaskState.FAILED });
+    expect(failed.tasks.map((t) => t.taskId)).toEqual([submitted[3]!.taskId]);
+    const echoes = await admin.listTasks({ ...range, type: "echo", priority: Priority.HIGH });
+    expect(echoes.tasks.map((t) => t.taskId)).toEqual([submitted[4]!.taskId]);
+    const byQuery = await admin.listTasks({ query: batch.toUpperCase(), pageSize: 500 });
+    expect(byQuery.tasks).toHaveLength(5);
+    const byPrefix = await admin.listTasks({ query: submitted[1]!.taskId.slice(0, 8) });
+    expect(byPrefix.tasks.map((t) => t.taskId)).toContain(submitted[1]!.taskId);
+
+    // Every task ever submitted in this file, two per page: the same list as one big page.
+    const everything = await admin.listTasks({ pageSize: 500 });
+    const paged: string[] = [];
+    let pageToken = "";
+    do {
+      const page = await admin.listTasks({ pageSize: 2, pageToken });
+      expect(page.tasks.length).toBeLessThanOrEqual(2);
+      paged.push(...page.tasks.map((t) => t.taskId));
+      pageToken = page.nextPageToken;
+    } while (pageToken);
+    expect(paged).toEqual(everything.tasks.map((t) => t.taskId));
+    expect(new Set(paged).size).toBe(paged.length);
+  });
+
+  test("GetTaskHistory lists each stage's events in order", async () => {
+    const { taskId } = await pipeline.client.submitTask({ type: "echo", payload: { hi: 1 } });
+    expect(stateNames(await collectStream(pipeline.client, taskId)).at(-1)).toBe("SUCCEEDED");
+    let actions: string[] = [];
+    await waitFor("the result_stored audit event", async () => {
+      const { events } = await admin.getTaskHistory({ taskId });
+      actions = events.map((e) => `${e.service}:${e.action}`);
+      return actions.includes("result-store:result_stored");
+    });
+    const order = ["gateway:submitted", "ingest:ingested", "scheduler:scheduled", "worker:succeeded"];
+    const positions = order.map((a) => actions.indexOf(a));
+    expect(
+      positions.every((p) => p >= 0),
+      actions.join(", "),
+    ).toBe(true);
+    expect([...positions].sort((a, b) => a - b)).toEqual(positions);
+  });
+
+  test("a task dead-lettered while the enricher is down is listed, then replayed to SUCCEEDED once", async () => {
+    const enricher = pipeline.services.get("enricher")!;
+    await enricher.process.stop();
+    const { taskId } = await pipeline.client.submitTask({ type: "echo", payload: { replay: true } });
+    expect(stateNames(await collectStream(pipeline.client, taskId)).at(-1)).toBe("FAILED");
+
+    let listed = await admin.listDeadLetters({ filter: { taskId } });
+    await waitFor("the dead letter", async () => {
+      listed = await admin.listDeadLetters({ filter: { taskId } });
+      return listed.deadLetters.length > 0;
+    });
+    const [letter] = listed.deadLetters;
+    expect(letter).toMatchObject({ taskId, subject: "tasks.ingest", reason: "exhausted", attempts: 5 });
+    expect(letter!.error).not.toBe("");
+    expect(letter!.history.map((e) => e.action)).toContain("submitted");
+
+    enricher.process.start();
+    await enricher.ready();
+    const stream = collectStream(pipeline.client, taskId);
+    const replay = await admin.replayDeadLetters({ ids: [letter!.id] });
+    expect(replay.outcomes).toEqual([
+      expect.objectContaining({ id: letter!.id, result: ReplayResult.REPLAYED, taskId, generation: 1 }),
+    ]);
+    // The stream opened before the replay ends at the old FAILED; a new one follows the new generation.
+    await stream;
+    await waitFor("the replayed task to succeed", async () => {
+      const { task } = await pipeline.client.getTask({ taskId });
+      return task?.status?.state === TaskState.SUCCEEDED;
+    });
+    expect(await readResult(pipeline.redisClient, taskId)).toMatchObject({ generation: 1, output: { replay: true } });
+
+    const { events } = await admin.getTaskHistory({ taskId });
+    const replayed = events.find((e) => e.action === "replayed");
+    expect(replayed?.detail).toMatchObject({ deadLetterId: letter!.id, generation: 1 });
+    expect((await admin.listDeadLetters({ filter: { taskId } })).deadLetters).toHaveLength(0);
+    const again = await admin.replayDeadLetters({ ids: [letter!.id] });
+    expect(again.outcomes[0]?.result).toBe(ReplayResult.NOT_FOUND);
+  });
+
+  test("a dead letter that is not a task is not replayed, with a reason", async () => {
+    const nc: NatsConnection = await connect({ servers: pipeline.nats.url });
+    try {
+      await nc.jetstream().publish("tasks.ingest", new TextEncoder().encode("not json"), { msgID: "garbage-1" });
+    } finally {
+      await nc.close();
+    }
+    let id = "";
+    await waitFor("the invalid dead letter", async () => {
+      const { deadLetters } = await admin.listDeadLetters({ filter: { reason: "invalid", subject: "tasks.ingest" } });
+      id = deadLetters[0]?.id ?? "";
+      return id !== "";
+    });
+    const { outcomes } = await admin.replayDeadLetters({ ids: [id, "TASKS:999999"] });
+    expect(outcomes[0]).toMatchObject({ id, result: ReplayResult.FAILED_PRECONDITION });
+    expect(outcomes[0]!.reason).toMatch(/not a task|failed validation/);
+    expect(outcomes[1]).toMatchObject({ id: "TASKS:999999", result: ReplayResult.NOT_FOUND });
+  });
+
+  test("bad input is INVALID_ARGUMENT naming the field", async () => {
+    await expectInvalid(admin.listTasks({ pageSize: 501 }), "page_size");
+    await expectInvalid(admin.listTasks({ pageToken: "nonsense" }), "page_token");
+    await expectInvalid(admin.listTasks({ type: "nope" }), "type");
+    await expectInvalid(admin.listTasks({ state: 42 as TaskState }), "state");
+    await expectInvalid(
+      admin.listTasks({ createdAfter: timestampFromMs(2000), createdBefore: timestampFromMs(1000) }),
+      "created_before",
+    );
+    await expectInvalid(admin.getTaskHistory({ taskId: "x" }), "task_id");
+    await expectInvalid(admin.listDeadLetters({ filter: { reason: "bored" } }), "filter.reason");
+    await expectInvalid(admin.replayDeadLetters({}), "ids");
+    await expectInvalid(admin.replayDeadLetters({ ids: ["a"], all: true }), "ids");
+  });
+});
