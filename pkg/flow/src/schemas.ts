@@ -16,7 +16,37 @@ export const PrioritySchema = z.enum(PRIORITIES);
 export const TaskStateSchema = z.enum(TASK_STATES);
 export const IsoTime = z.iso.datetime({ offset: true, message: "must be an ISO-8601 timestamp" });
 export const JsonObject = z.record(z.string(), z.unknown());
-export const Metadata = z.record(z.string().min(1).max(128), z.string().max(1024));
+
+/**
+ * Size bounds of the free-form parts of a message, in bytes of their JSON. nats-server accepts bodies up to 1 MB, so
+ * without them a body just under that (a runaway payload, a poison message) would pass validation and be carried,
+ * stored and copied into Redis by every stage. The gateway's own limit (GATEWAY_MAX_PAYLOAD_BYTES, 64 KiB by
+ * default) is lower; these are the ceiling any producer must respect.
+ */
+export const SIZE_LIMITS = {
+  payloadBytes: 256 * 1024,
+  outputBytes: 256 * 1024,
+  enrichmentBytes: 16 * 1024,
+  auditDetailBytes: 16 * 1024,
+  deadLetterMessageBytes: 64 * 1024,
+  deadLetterRawChars: 16 * 1024,
+  metadataEntries: 64,
+} as const;
+
+/** The value must serialise to at most `maxBytes` bytes of JSON. */
+function jsonWithin<T extends z.ZodType>(schema: T, maxBytes: number) {
+  return schema.superRefine((value, ctx) => {
+    const bytes = value === undefined ? 0 : Buffer.byteLength(JSON.stringify(value) ?? "");
+    if (bytes > maxBytes)
+      ctx.addIssue({ code: "custom", message: `must be at most ${maxBytes} bytes of JSON (got ${bytes})` });
+  });
+}
+
+export const Metadata = z
+  .record(z.string().min(1).max(128), z.string().max(1024))
+  .refine((value) => Object.keys(value).length <= SIZE_LIMITS.metadataEntries, {
+    message: `must have at most ${SIZE_LIMITS.metadataEntries} entries`,
+  });
 
 const traceFields = {
   /** W3C trace context of the span that published this message. */
@@ -32,7 +62,7 @@ export const TaskMessageSchema = z.object({
   taskId: TaskId,
   type: TaskType,
   priority: PrioritySchema,
-  payload: JsonObject,
+  payload: jsonWithin(JsonObject, SIZE_LIMITS.payloadBytes),
   metadata: Metadata.default({}),
   createdAt: IsoTime,
   generation,
@@ -42,15 +72,18 @@ export type TaskMessage = z.infer<typeof TaskMessageSchema>;
 export type TaskMessageInput = z.input<typeof TaskMessageSchema>;
 
 /** What the enricher derives from a task. Extra fields are kept so the enricher can grow without a schema bump. */
-export const EnrichmentSchema = z
-  .object({
-    payloadBytes: z.number().int().min(0),
-    payloadSha256: z.string().regex(/^[0-9a-f]{64}$/),
-    fieldCount: z.number().int().min(0),
-    receivedAt: IsoTime,
-    enrichedAt: IsoTime,
-  })
-  .catchall(z.unknown());
+export const EnrichmentSchema = jsonWithin(
+  z
+    .object({
+      payloadBytes: z.number().int().min(0),
+      payloadSha256: z.string().regex(/^[0-9a-f]{64}$/),
+      fieldCount: z.number().int().min(0),
+      receivedAt: IsoTime,
+      enrichedAt: IsoTime,
+    })
+    .catchall(z.unknown()),
+  SIZE_LIMITS.enrichmentBytes,
+);
 export type Enrichment = z.infer<typeof EnrichmentSchema>;
 
 /** tasks.schedule and tasks.worker.*: a validated, enriched task. */
@@ -62,7 +95,7 @@ export const ResultMessageSchema = z.object({
   taskId: TaskId,
   type: TaskType,
   priority: PrioritySchema,
-  output: z.unknown(),
+  output: jsonWithin(z.unknown(), SIZE_LIMITS.outputBytes),
   attempts: z.number().int().min(1),
   startedAt: IsoTime,
   completedAt: IsoTime,
@@ -94,7 +127,7 @@ export const AuditEventSchema = z.object({
   service: z.string().min(1).max(64),
   action: z.string().min(1).max(64),
   at: IsoTime,
-  detail: JsonObject.optional(),
+  detail: jsonWithin(JsonObject, SIZE_LIMITS.auditDetailBytes).optional(),
   ...traceFields,
 });
 export type AuditEvent = z.infer<typeof AuditEventSchema>;
@@ -111,9 +144,9 @@ export const DeadLetterSchema = z.object({
   attempts: z.number().int().min(0),
   at: IsoTime,
   /** The original body when it parsed as JSON. */
-  message: z.unknown().optional(),
+  message: jsonWithin(z.unknown(), SIZE_LIMITS.deadLetterMessageBytes).optional(),
   /** The original body as text (truncated) when it did not. */
-  raw: z.string().optional(),
+  raw: z.string().max(SIZE_LIMITS.deadLetterRawChars).optional(),
   ...traceFields,
 });
 export type DeadLetter = z.infer<typeof DeadLetterSchema>;

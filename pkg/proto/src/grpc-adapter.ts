@@ -55,12 +55,37 @@ export function grpcServiceDefinition(service: DescService): grpc.ServiceDefinit
       requestStream: method.methodKind === "client_streaming" || method.methodKind === "bidi_streaming",
       responseStream: method.methodKind === "server_streaming" || method.methodKind === "bidi_streaming",
       requestSerialize: (message) => Buffer.from(toBinary(method.input, message as MessageShape<DescMessage>)),
-      requestDeserialize: (bytes: Buffer) => fromBinary(method.input, bytes),
+      requestDeserialize: (bytes: Buffer) => decodeRequest(method, bytes),
       responseSerialize: (message) => Buffer.from(toBinary(method.output, message as MessageShape<DescMessage>)),
       responseDeserialize: (bytes: Buffer) => fromBinary(method.output, bytes),
     };
   }
   return definition;
+}
+
+/**
+ * A request body the codec rejected (e.g. a Struct nested deeper than protobuf-es's recursion limit of 100). grpc-js
+ * answers a throwing deserializer with INTERNAL; handing this marker to the handler adapters lets them answer
+ * INVALID_ARGUMENT instead, as for any other client mistake.
+ */
+class UndecodableRequest {
+  constructor(readonly problem: string) {}
+}
+
+function decodeRequest(method: DescMethod, bytes: Buffer): unknown {
+  try {
+    return fromBinary(method.input, bytes);
+  } catch (error) {
+    return new UndecodableRequest((error as Error).message);
+  }
+}
+
+/** The call's decoded request; throws INVALID_ARGUMENT when it could not be decoded. */
+function requestOf(call: { request: unknown }): MessageShape<DescMessage> {
+  if (call.request instanceof UndecodableRequest) {
+    throw new ConnectError(`request: ${call.request.problem}`, Code.InvalidArgument);
+  }
+  return call.request as MessageShape<DescMessage>;
 }
 
 /** Adds a protobuf-es service with async handlers to a grpc-js server. */
@@ -98,7 +123,7 @@ function adaptUnary(
     const { ctx, dispose } = contextOf(call);
     // Promise.resolve().then: a handler (or create) that throws synchronously still answers the call.
     Promise.resolve()
-      .then(() => handler(call.request, ctx))
+      .then(() => handler(requestOf(call), ctx))
       .then((init) => create(method.output, init))
       .then(
         (response) => {
@@ -123,7 +148,7 @@ function adaptServerStreaming(
     const { ctx, dispose } = contextOf(call);
     void (async () => {
       try {
-        for await (const init of handler(call.request, ctx)) {
+        for await (const init of handler(requestOf(call), ctx)) {
           if (ctx.signal.aborted) break;
           // Respect back-pressure: wait for the socket to drain before producing more.
           if (!call.write(create(method.output, init))) {
