@@ -87,7 +87,14 @@ export const gateway = defineService({
   },
 });
 
-const CLIENT_MISTAKES = new Set([Code.InvalidArgument, Code.NotFound, Code.FailedPrecondition, Code.Canceled]);
+const CLIENT_MISTAKES = new Set([
+  Code.InvalidArgument,
+  Code.NotFound,
+  Code.FailedPrecondition,
+  Code.Canceled,
+  Code.Unauthenticated,
+  Code.ResourceExhausted,
+]);
 
 /** A client's mistake is routine (debug); anything else means the service or a dependency is in trouble (warn). */
 function logFailure(log: Logger, method: string, error: unknown): void {

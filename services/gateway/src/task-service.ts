@@ -32,6 +32,7 @@ import {
   saveTask,
   toStoredStatus,
 } from "@tm/store";
+import { callerOf } from "./auth/caller.js";
 import { dependency } from "./dependencies.js";
 import { ingestMsgId } from "./ingest-message-id.js";
 import { priorityToProto, resultToStruct, statusToProto, timestampFromIso } from "./mapping.js";
@@ -93,8 +94,8 @@ export function taskServiceHandlers(
   }
 
   return {
-    async submitTask(request) {
-      const submission = validateSubmission(request, options.maxPayloadBytes);
+    async submitTask(request, ctx) {
+      const submission = stampSubmitter(validateSubmission(request, options.maxPayloadBytes), callerOf(ctx));
       const taskId = crypto.randomUUID();
       const { idempotencyKey } = submission;
       if (idempotencyKey) {
@@ -136,7 +137,7 @@ export function taskServiceHandlers(
         taskId,
         service: rt.name,
         action: "submitted",
-        detail: { type: submission.type, priority: submission.priority },
+        detail: { type: submission.type, priority: submission.priority, ...submitterDetail(callerOf(ctx)) },
       }).catch((error: unknown) => rt.log.warn({ err: error, taskId }, "could not publish the submitted audit event"));
       submitted.add(1, { type: submission.type, priority: submission.priority, outcome: "accepted" });
       return { taskId, deduplicated: false };
@@ -218,6 +219,17 @@ export function taskServiceHandlers(
       return { status: statusToProto(status) };
     },
   };
+}
+
+/** Records the authenticated caller as metadata `submitted_by`, over any value the client sent (it cannot spoof it). */
+function stampSubmitter<T extends { metadata: Record<string, string> }>(submission: T, caller: string | undefined): T {
+  return caller === undefined
+    ? submission
+    : { ...submission, metadata: { ...submission.metadata, submitted_by: caller } };
+}
+
+function submitterDetail(caller: string | undefined): { submittedBy?: string } {
+  return caller === undefined ? {} : { submittedBy: caller };
 }
 
 function alreadyFinished(taskId: string, state: string): ConnectError {

@@ -1,0 +1,96 @@
+/**
+ * Turns a call's `authorization: Bearer <credential>` into a caller identity, per GATEWAY_AUTH_MODE. Failures are
+ * UNAUTHENTICATED with one of two messages only: which part of a credential was wrong is never said.
+ */
+import { Code, ConnectError } from "@connectrpc/connect";
+import { ConfigError, type Logger } from "@tm/kit";
+import type { CallContext } from "@tm/proto";
+import { ApiKeyFile } from "./api-key-file.js";
+import { type ApiKeyEntry, findCaller, parseApiKeyList } from "./api-keys.js";
+import type { AuthConfig } from "./config.js";
+import { createJwtVerifier } from "./jwt.js";
+
+export const MISSING_CREDENTIALS = "missing credentials: send authorization: Bearer <api key>";
+export const INVALID_CREDENTIALS = "invalid credentials";
+
+export type AuthFailureReason = "missing" | "malformed" | "invalid";
+
+export class AuthFailure extends ConnectError {
+  constructor(readonly reason: AuthFailureReason) {
+    super(reason === "missing" ? MISSING_CREDENTIALS : INVALID_CREDENTIALS, Code.Unauthenticated);
+  }
+}
+
+export interface Authenticator {
+  mode: AuthConfig["GATEWAY_AUTH_MODE"];
+  /** The caller's identity; throws AuthFailure. */
+  authenticate(ctx: CallContext): Promise<string>;
+}
+
+export async function createAuthenticator(config: AuthConfig, log: Logger): Promise<Authenticator | undefined> {
+  switch (config.GATEWAY_AUTH_MODE) {
+    case "none":
+      return undefined;
+    case "api-key": {
+      const keys = await apiKeySource(config, log);
+      return {
+        mode: "api-key",
+        authenticate: async (ctx) => {
+          const caller = findCaller(await keys(), bearerOf(ctx));
+          if (caller === undefined) throw new AuthFailure("invalid");
+          return caller;
+        },
+      };
+    }
+    case "jwt": {
+      const verify = await createJwtVerifier({
+        secret: config.GATEWAY_JWT_SECRET,
+        publicKeyPem: config.GATEWAY_JWT_PUBLIC_KEY,
+        issuer: config.GATEWAY_JWT_ISSUER,
+        audience: config.GATEWAY_JWT_AUDIENCE,
+      }).catch((error: unknown) => {
+        throw new ConfigError((error as Error).message);
+      });
+      return {
+        mode: "jwt",
+        authenticate: async (ctx) => {
+          const token = bearerOf(ctx);
+          try {
+            return await verify(token);
+          } catch (error) {
+            log.debug({ err: error }, "JWT rejected");
+            throw new AuthFailure("invalid");
+          }
+        },
+      };
+    }
+  }
+}
+
+async function apiKeySource(config: AuthConfig, log: Logger): Promise<() => Promise<readonly ApiKeyEntry[]>> {
+  const list = config.GATEWAY_API_KEYS;
+  const path = config.GATEWAY_API_KEYS_FILE;
+  if (!list === !path) {
+    throw new ConfigError("GATEWAY_AUTH_MODE=api-key needs exactly one of GATEWAY_API_KEYS or GATEWAY_API_KEYS_FILE");
+  }
+  try {
+    if (path) {
+      const file = await ApiKeyFile.open(path, log);
+      return () => file.current();
+    }
+    const entries = parseApiKeyList(list as string);
+    if (entries.length === 0) throw new Error("GATEWAY_API_KEYS holds no caller:key entries");
+    return async () => entries;
+  } catch (error) {
+    throw new ConfigError((error as Error).message);
+  }
+}
+
+/** The credential of `authorization: Bearer <credential>` (scheme case-insensitive, as RFC 6750 allows). */
+function bearerOf(ctx: CallContext): string {
+  const header = ctx.header("authorization");
+  if (header === undefined || header.trim() === "") throw new AuthFailure("missing");
+  const match = /^Bearer\s+(\S+)\s*$/i.exec(header);
+  if (!match) throw new AuthFailure("malformed");
+  return match[1] as string;
+}

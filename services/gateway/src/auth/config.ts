@@ -1,0 +1,30 @@
+/**
+ * The gateway's authentication and rate-limit variables. Cross-variable rules (api-key mode needs keys, jwt mode
+ * needs a secret or a public key) are checked when the guard is built, with a message naming the variables.
+ */
+import { z } from "zod";
+
+const nonNegativeInt = z.coerce
+  .number({ message: "must be a number" })
+  .int({ message: "must be an integer" })
+  .min(0, { message: "must be >= 0" });
+
+export const authConfigShape = {
+  /** "none" is for local development only: production must set api-key or jwt. */
+  GATEWAY_AUTH_MODE: z.enum(["none", "api-key", "jwt"]).default("none"),
+  /** Comma-separated `caller:key` pairs. */
+  GATEWAY_API_KEYS: z.string().optional(),
+  /** A file with one `caller:key` per line, re-read when its mtime changes (rotation without restart). */
+  GATEWAY_API_KEYS_FILE: z.string().optional(),
+  GATEWAY_JWT_SECRET: z.string().optional(),
+  /** PEM (SPKI) public key for RS256 tokens; literal `\n` sequences are accepted for one-line env values. */
+  GATEWAY_JWT_PUBLIC_KEY: z.string().optional(),
+  GATEWAY_JWT_ISSUER: z.string().optional(),
+  GATEWAY_JWT_AUDIENCE: z.string().optional(),
+  /** Sustained requests per second per caller; 0 turns rate limiting off. */
+  GATEWAY_RATE_LIMIT_PER_SEC: nonNegativeInt.default(100),
+  /** Requests a caller may make at once after being idle (the bucket size). */
+  GATEWAY_RATE_LIMIT_BURST: nonNegativeInt.min(1, { message: "must be >= 1" }).default(200),
+};
+
+export type AuthConfig = z.infer<z.ZodObject<typeof authConfigShape>>;

@@ -1,0 +1,111 @@
+/**
+ * Authentication and per-caller rate limiting, applied by wrapping a service's handler object, so registering a
+ * protected service stays one line: `addService(server, S, guard.protect(S, handlers))`. A stream is admitted
+ * (and counted) once, when it opens. grpc.health.v1 is not wrapped: probes carry no credentials.
+ *
+ * With GATEWAY_AUTH_MODE=none there is no caller to limit by, so nothing is checked and nothing is limited.
+ */
+import type { DescMessage } from "@bufbuild/protobuf";
+import type { GenService, GenServiceMethods } from "@bufbuild/protobuf/codegenv2";
+import { Code, ConnectError } from "@connectrpc/connect";
+import type { Runtime } from "@tm/kit";
+import type { CallContext, ServiceHandlers } from "@tm/proto";
+import { type Authenticator, AuthFailure, createAuthenticator } from "./authenticator.js";
+import { attachCaller } from "./caller.js";
+import type { AuthConfig } from "./config.js";
+import { RateLimiter } from "./rate-limiter.js";
+
+const CONNECTION_LOST = new Set(["reconnecting", "close", "end", "wait"]);
+const BYPASS_WARNING_INTERVAL_MS = 10_000;
+
+type AnyHandler = (request: unknown, ctx: CallContext) => unknown;
+
+export interface Guard {
+  protect<S extends GenServiceMethods>(service: GenService<S>, handlers: ServiceHandlers<S>): ServiceHandlers<S>;
+}
+
+export async function createGuard(rt: Runtime<Runtime["config"] & AuthConfig>): Promise<Guard> {
+  const { config, log } = rt;
+  const configured = await createAuthenticator(config, log);
+  if (!configured) {
+    log.warn("GATEWAY_AUTH_MODE=none: every call is accepted without credentials (local development only)");
+    return { protect: (_service, handlers) => handlers };
+  }
+  const authenticator: Authenticator = configured;
+  const limiter =
+    config.GATEWAY_RATE_LIMIT_PER_SEC > 0
+      ? new RateLimiter(rt.redis, {
+          perSecond: config.GATEWAY_RATE_LIMIT_PER_SEC,
+          burst: config.GATEWAY_RATE_LIMIT_BURST,
+        })
+      : undefined;
+  const authFailures = rt.meter.createCounter("tm_auth_failures_total", {
+    description: "Calls refused with UNAUTHENTICATED, by reason (missing, malformed, invalid)",
+  });
+  const rateLimited = rt.meter.createCounter("tm_rate_limited_total", {
+    description: "Calls refused with RESOURCE_EXHAUSTED by the per-caller rate limit",
+  });
+  const bypassed = rt.meter.createCounter("tm_rate_limit_bypassed_total", {
+    description: "Calls let through without a rate-limit check because Redis could not be asked (fail-open)",
+  });
+  let lastBypassWarning = 0;
+
+  /** api-key callers are a configured, bounded set; JWT subjects are not, so they share one label value. */
+  const callerLabel = (caller: string) => (authenticator.mode === "api-key" ? caller : "jwt");
+
+  async function withinLimit(caller: string): Promise<void> {
+    if (!limiter) return;
+    let decision: Awaited<ReturnType<RateLimiter["take"]>>;
+    try {
+      // While the shared connection is down its commands would queue through the reconnect budget: fail open at once.
+      if (CONNECTION_LOST.has(rt.redis.status)) throw new Error(`Redis connection is ${rt.redis.status}`);
+      decision = await limiter.take(caller);
+    } catch (error) {
+      bypassed.add(1);
+      if (Date.now() - lastBypassWarning >= BYPASS_WARNING_INTERVAL_MS) {
+        lastBypassWarning = Date.now();
+        log.warn({ err: error }, "rate limit not checked (Redis unavailable): letting calls through");
+      }
+      return;
+    }
+    if (decision.allowed) return;
+    rateLimited.add(1, { caller: callerLabel(caller) });
+    throw new ConnectError(
+      `rate limit exceeded for caller ${caller}: ${limiter.limit.perSecond} requests/s (retry after ${decision.retryAfterMs} ms)`,
+      Code.ResourceExhausted,
+    );
+  }
+
+  async function admit(ctx: CallContext): Promise<void> {
+    let caller: string;
+    try {
+      caller = await authenticator.authenticate(ctx);
+    } catch (error) {
+      if (error instanceof AuthFailure) authFailures.add(1, { reason: error.reason });
+      throw error;
+    }
+    await withinLimit(caller);
+    attachCaller(ctx, caller);
+  }
+
+  return {
+    protect<S extends GenServiceMethods>(service: GenService<S>, handlers: ServiceHandlers<S>): ServiceHandlers<S> {
+      const guarded: Record<string, AnyHandler> = {};
+      for (const method of service.methods) {
+        const handler = (handlers as Record<string, AnyHandler>)[method.localName];
+        if (typeof handler !== "function") throw new Error(`no handler for ${service.typeName}.${method.name}`);
+        guarded[method.localName] =
+          method.methodKind === "server_streaming"
+            ? async function* (request, ctx) {
+                await admit(ctx);
+                yield* handler(request, ctx) as AsyncIterable<DescMessage>;
+              }
+            : async (request, ctx) => {
+                await admit(ctx);
+                return handler(request, ctx);
+              };
+      }
+      return guarded as ServiceHandlers<S>;
+    },
+  };
+}

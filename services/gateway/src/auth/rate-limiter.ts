@@ -1,0 +1,71 @@
+/**
+ * A per-caller token bucket in Redis, so the limit holds across gateway replicas. One Lua script reads, refills,
+ * takes a token and writes back atomically; it uses the Redis server's clock (TIME), so replicas whose clocks
+ * disagree still share one bucket correctly.
+ *
+ * Key `ratelimit:<caller>`: hash {tokens, ts}. Its TTL is the time a bucket takes to refill completely plus 1 s:
+ * after that the bucket would be full anyway, so an expired key and a full bucket mean the same thing.
+ */
+import type { Runtime } from "@tm/kit";
+import { Keys } from "@tm/store";
+
+type Redis = Runtime["redis"];
+
+// KEYS[1] bucket; ARGV[1] tokens per second; ARGV[2] burst (bucket size). Returns {allowed 0|1, retry after ms}.
+const TAKE_TOKEN = `
+local rate = tonumber(ARGV[1])
+local burst = tonumber(ARGV[2])
+local time = redis.call('TIME')
+local now = tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)
+local bucket = redis.call('HMGET', KEYS[1], 'tokens', 'ts')
+local tokens = tonumber(bucket[1])
+local ts = tonumber(bucket[2])
+if tokens == nil or ts == nil then
+  tokens = burst
+  ts = now
+end
+tokens = math.min(burst, tokens + math.max(0, now - ts) * rate / 1000)
+local allowed = 0
+local retry = 0
+if tokens >= 1 then
+  tokens = tokens - 1
+  allowed = 1
+else
+  retry = math.ceil((1 - tokens) * 1000 / rate)
+end
+redis.call('HSET', KEYS[1], 'tokens', tostring(tokens), 'ts', now)
+redis.call('PEXPIRE', KEYS[1], math.ceil(burst * 1000 / rate) + 1000)
+return {allowed, retry}
+`;
+
+export interface RateDecision {
+  allowed: boolean;
+  /** When the next token is due, in milliseconds (0 when allowed). */
+  retryAfterMs: number;
+}
+
+export interface RateLimit {
+  perSecond: number;
+  burst: number;
+}
+
+export class RateLimiter {
+  constructor(
+    private readonly redis: Redis,
+    readonly limit: RateLimit,
+  ) {
+    if (limit.perSecond <= 0) throw new Error("a rate limiter needs perSecond > 0 (0 means no limiter at all)");
+  }
+
+  /** Takes one token from the caller's bucket. Rejects when Redis fails: the caller decides what that means. */
+  async take(caller: string): Promise<RateDecision> {
+    const [allowed, retryAfterMs] = (await this.redis.eval(
+      TAKE_TOKEN,
+      1,
+      Keys.rateLimit(caller),
+      this.limit.perSecond,
+      this.limit.burst,
+    )) as [number, number];
+    return { allowed: allowed === 1, retryAfterMs };
+  }
+}
