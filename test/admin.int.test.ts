@@ -4,11 +4,13 @@
  * dead-lettered by ingest (enricher down) is listed with its reason and history and, once the enricher is back,
  * replayed to SUCCEEDED with one result and an audit entry; bad input is INVALID_ARGUMENT naming the field.
  */
+import { execFile } from "node:child_process";
+import { join } from "node:path";
 import { timestampFromMs } from "@bufbuild/protobuf/wkt";
 import { Code, ConnectError } from "@connectrpc/connect";
 import { type AdminClient, type ConsumerStats, createAdminClient, Priority, ReplayResult, TaskState } from "@tm/proto";
 import { readResult } from "@tm/store";
-import { waitFor } from "@tm/testkit";
+import { REPO_ROOT, waitFor } from "@tm/testkit";
 import { connect, type NatsConnection } from "nats";
 import { afterAll, beforeAll, describe, expect, test } from "vitest";
 import { collectStream, type Pipeline, startPipeline, stateNames } from "./support/pipeline.js";
@@ -29,6 +31,16 @@ async function consumer(name: string): Promise<ConsumerStats> {
   const found = stats.consumers.find((c) => c.name === name);
   if (!found) throw new Error(`no consumer ${name} in ${stats.consumers.map((c) => c.name).join(", ")}`);
   return found;
+}
+
+/** Runs the built taskctl against the pipeline's gateway. */
+function taskctl(...args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
+  const cli = join(REPO_ROOT, "services", "client", "dist", "cli.js");
+  return new Promise((resolve) => {
+    execFile(process.execPath, [cli, ...args, "--addr", pipeline.gatewayUrl], (error, stdout, stderr) => {
+      resolve({ code: error ? Number(error.code) : 0, stdout, stderr });
+    });
+  });
 }
 
 async function expectInvalid(call: Promise<unknown>, field: string): Promise<void> {
@@ -192,6 +204,54 @@ describe("AdminService", () => {
     expect(outcomes[0]).toMatchObject({ id, result: ReplayResult.FAILED_PRECONDITION });
     expect(outcomes[0]!.reason).toMatch(/not a task|failed validation/);
     expect(outcomes[1]).toMatchObject({ id: "TASKS:999999", result: ReplayResult.NOT_FOUND });
+  });
+
+  test("taskctl stats, ls, history and dlq with --json", async () => {
+    const stats = await taskctl("stats", "--json");
+    expect(stats.code, stats.stderr).toBe(0);
+    expect(JSON.parse(stats.stdout).consumers.map((c: { name: string }) => c.name)).toContain("ingest-tasks-ingest");
+
+    const ls = await taskctl("ls", "--state", "succeeded", "--type", "echo", "--since", "1h", "--limit", "2", "--json");
+    expect(ls.code, ls.stderr).toBe(0);
+    const page = JSON.parse(ls.stdout) as {
+      tasks: { taskId: string; status: { state: string } }[];
+      nextPageToken: string;
+    };
+    expect(page.tasks).toHaveLength(2);
+    expect(page.tasks.every((t) => t.status.state === "TASK_STATE_SUCCEEDED")).toBe(true);
+    const next = await taskctl(
+      "ls",
+      "--state",
+      "succeeded",
+      "--limit",
+      "2",
+      "--page-token",
+      page.nextPageToken,
+      "--json",
+    );
+    expect(next.code, next.stderr).toBe(0);
+
+    const history = await taskctl("history", page.tasks[0]!.taskId, "--json");
+    expect(history.code, history.stderr).toBe(0);
+    expect(JSON.parse(history.stdout).events.map((e: { action: string }) => e.action)).toContain("submitted");
+
+    const dlq = await taskctl("dlq", "ls", "--json");
+    expect(dlq.code, dlq.stderr).toBe(0);
+    const invalid = (JSON.parse(dlq.stdout).deadLetters as { id: string; reason: string }[]).find(
+      (l) => l.reason === "invalid",
+    );
+    expect(invalid).toBeDefined();
+    const replay = await taskctl("dlq", "replay", invalid!.id, "--json");
+    expect(replay.code).toBe(1);
+    expect(JSON.parse(replay.stdout).outcomes[0].result).toBe("REPLAY_RESULT_FAILED_PRECONDITION");
+
+    const table = await taskctl("ls", "--limit", "3");
+    expect(table.stdout.split("\n")[0]).toMatch(/^ID\s+TYPE\s+PRIORITY\s+STATE\s+ATTEMPT\s+CREATED\s+ERROR$/);
+    const bad = await taskctl("ls", "--state", "done");
+    expect(bad.code).toBe(2);
+    expect(bad.stderr).toMatch(/--state must be one of/);
+    const unknown = await taskctl("history", "00000000-0000-4000-8000-000000000000");
+    expect(unknown.code).toBe(3);
   });
 
   test("bad input is INVALID_ARGUMENT naming the field", async () => {

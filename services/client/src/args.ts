@@ -5,6 +5,7 @@
 import { type ParseArgsConfig, parseArgs } from "node:util";
 import type { JsonObject } from "@bufbuild/protobuf";
 import { Priority } from "@tm/proto";
+import { type DlqAction, parseDlqAction, parseLimit, parseTaskListFilter, type TaskListFilter } from "./admin-args.js";
 import { UsageError } from "./exit-codes.js";
 import { HELP, USAGE } from "./help.js";
 
@@ -31,7 +32,11 @@ export type Invocation =
   | { command: "cancel"; globals: GlobalOptions; taskId: string; reason?: string }
   | { command: "result"; globals: GlobalOptions; taskId: string; resultStoreUrl: string }
   | { command: "demo"; globals: GlobalOptions; count: number; timeoutSeconds: number }
-  | { command: "health"; globals: GlobalOptions };
+  | { command: "health"; globals: GlobalOptions }
+  | { command: "stats"; globals: GlobalOptions }
+  | { command: "ls"; globals: GlobalOptions; filter: TaskListFilter; limit: number; pageToken?: string }
+  | { command: "history"; globals: GlobalOptions; taskId: string }
+  | ({ command: "dlq"; globals: GlobalOptions; limit: number; pageToken?: string } & DlqAction);
 
 export type CommandName = Exclude<Invocation["command"], "help">;
 
@@ -58,6 +63,19 @@ const COMMAND_OPTIONS: Record<CommandName, Options> = {
   result: {},
   demo: { count: { type: "string" }, timeout: { type: "string" } },
   health: {},
+  stats: {},
+  ls: {
+    state: { type: "string" },
+    type: { type: "string" },
+    priority: { type: "string" },
+    since: { type: "string" },
+    until: { type: "string" },
+    query: { type: "string" },
+    limit: { type: "string" },
+    "page-token": { type: "string" },
+  },
+  history: {},
+  dlq: { all: { type: "boolean" }, limit: { type: "string" }, "page-token": { type: "string" } },
 };
 
 export const DEFAULT_ADDR = "http://127.0.0.1:50051";
@@ -71,7 +89,7 @@ function isCommand(name: string | undefined): name is CommandName {
   return name !== undefined && Object.hasOwn(COMMAND_OPTIONS, name);
 }
 
-export function parseCommandLine(argv: string[], env: NodeJS.ProcessEnv = {}): Invocation {
+export function parseCommandLine(argv: string[], env: NodeJS.ProcessEnv = {}, now = Date.now()): Invocation {
   const commandIndex = findCommandIndex(argv);
   const name = argv[commandIndex];
   if (name === undefined || name === "help") return { command: "help", text: HELP.taskctl };
@@ -148,6 +166,34 @@ export function parseCommandLine(argv: string[], env: NodeJS.ProcessEnv = {}): I
     case "health":
       exactly(name, positionals, []);
       return { command: "health", globals };
+    case "stats":
+      exactly(name, positionals, []);
+      return { command: "stats", globals };
+    case "ls": {
+      exactly(name, positionals, []);
+      const filter = parseTaskListFilter(
+        {
+          state: str(values.state),
+          type: str(values.type),
+          priority: str(values.priority),
+          since: str(values.since),
+          until: str(values.until),
+          query: str(values.query),
+        },
+        now,
+      );
+      return { command: "ls", globals, filter, limit: parseLimit(str(values.limit)), ...pageToken(values) };
+    }
+    case "history":
+      return { command: "history", globals, taskId: exactly(name, positionals, ["<id>"])[0]! };
+    case "dlq":
+      return {
+        command: "dlq",
+        globals,
+        ...parseDlqAction(positionals, values.all === true, HELP.dlq),
+        limit: parseLimit(str(values.limit)),
+        ...pageToken(values),
+      };
   }
 }
 
@@ -166,6 +212,11 @@ function describeParseError(error: Error & { code?: string }): string {
   // parseArgs' own wording for an unknown flag talks about positionals starting with "-", which misleads here.
   const unknown = error.code === "ERR_PARSE_ARGS_UNKNOWN_OPTION" && /'([^']+)'/.exec(error.message);
   return unknown ? `unknown option ${unknown[1]}` : error.message;
+}
+
+function pageToken(values: Record<string, unknown>): { pageToken?: string } {
+  const token = str(values["page-token"]);
+  return token ? { pageToken: token } : {};
 }
 
 function str(value: unknown): string | undefined {

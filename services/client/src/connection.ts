@@ -1,5 +1,12 @@
 /** Builds the gRPC clients for a command from the global options. */
-import { createHealthClient, createTaskClient, type HealthClient, type TaskClient } from "@tm/proto";
+import {
+  type AdminClient,
+  createAdminClient,
+  createHealthClient,
+  createTaskClient,
+  type HealthClient,
+  type TaskClient,
+} from "@tm/proto";
 import type { GlobalOptions } from "./args.js";
 
 /** Unary calls give up after this long, so a black-holed address does not hang the CLI. */
@@ -11,4 +18,8 @@ export function taskClientFor(globals: GlobalOptions): TaskClient {
 
 export function healthClientFor(globals: GlobalOptions): HealthClient {
   return createHealthClient({ baseUrl: globals.addr, ...(globals.apiKey ? { apiKey: globals.apiKey } : {}) });
+}
+
+export function adminClientFor(globals: GlobalOptions): AdminClient {
+  return createAdminClient({ baseUrl: globals.addr, ...(globals.apiKey ? { apiKey: globals.apiKey } : {}) });
 }

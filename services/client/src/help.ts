@@ -10,6 +10,11 @@ Commands:
   result <id>       fetch a finished task's result from the result store
   demo              submit a mix of tasks and watch them flow through the pipeline
   health            check the gateway's gRPC health service
+  stats             queue depths, rates, dead letters and tasks by state (operators)
+  ls                list and search tasks, newest first
+  history <id>      a task's audit events, stage by stage
+  dlq ls            list dead letters
+  dlq replay <id...>|--all   send dead-lettered tasks through the pipeline again
 
 Run "taskctl <command> --help" for a command's options.`;
 
@@ -21,7 +26,8 @@ const GLOBALS = `Global options:
 
 const EXIT_CODES = `Exit codes:
   0  ok
-  1  the task ended FAILED or CANCELLED (watch, submit --watch; demo: a task did not end as expected)
+  1  the task ended FAILED or CANCELLED (watch, submit --watch; demo: a task did not end as expected;
+     dlq replay: a dead letter was not replayed)
   2  usage error (bad flag or value, malformed --payload), or the gateway rejected the request as invalid
   3  not found
   4  server unavailable (cannot connect, UNAVAILABLE, no answer in time)
@@ -63,4 +69,33 @@ export const HELP = {
     "Options:\n  --count N         how many tasks (default 12)\n  --timeout S       give up after S seconds (default 120)",
   ),
   health: page("Usage: taskctl health", "Checks the gateway's grpc.health.v1 service (exit 4 when not SERVING)."),
+  stats: page(
+    "Usage: taskctl stats",
+    "Shows each JetStream consumer's backlog (pending = waiting, in flight = delivered, not yet acked), the age of its\noldest unacked message and its rate, the dead-letter count, and tasks by state.",
+  ),
+  ls: page(
+    "Usage: taskctl ls [--state S] [--type T] [--priority P] [--since T] [--until T] [--query Q] [--limit N] [--page-token TOKEN]",
+    "Lists tasks newest first. When more match, the last line gives the --page-token for the next page.",
+    `Options:
+  --state S         pending, ingested, scheduled, running, succeeded, failed, cancelled
+  --type T          echo, sleep, checksum, flaky, fail
+  --priority P      high, medium, low
+  --since T         created at or after T: ISO time (2026-01-31T12:00:00Z) or a duration ago (30s, 15m, 1h, 2d)
+  --until T         created before T (same forms)
+  --query Q         a task id prefix, or text in a metadata key or value (case-insensitive)
+  --limit N         tasks per page, 1-500 (default 50)
+  --page-token TOK  continue a previous listing`,
+  ),
+  history: page(
+    "Usage: taskctl history <id>",
+    "Shows a task's audit events, oldest first: which stage did what, and when.",
+  ),
+  dlq: page(
+    "Usage: taskctl dlq ls [--limit N] [--page-token TOKEN]\n       taskctl dlq replay <id...> | --all",
+    "ls lists dead letters newest first (id, task, subject, reason, attempts, error).\nreplay sends dead-lettered tasks through the pipeline again as a new generation and removes the letters;\na letter that is not a task (or whose task succeeded, was cancelled or expired) is reported, not replayed (exit 1).",
+    `Options:
+  --all             replay every dead letter (up to 500 per call)
+  --limit N         letters per page, 1-500 (default 50)
+  --page-token TOK  continue a previous listing`,
+  ),
 } as const;

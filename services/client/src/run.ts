@@ -3,6 +3,7 @@
  * the process; tests call it directly.
  */
 import { parseCommandLine } from "./args.js";
+import { dlqCommand, historyCommand, lsCommand, statsCommand } from "./commands/admin.js";
 import { cancelCommand } from "./commands/cancel.js";
 import { demoCommand } from "./commands/demo.js";
 import { getCommand } from "./commands/get.js";
@@ -10,7 +11,7 @@ import { healthCommand } from "./commands/health.js";
 import { resultCommand } from "./commands/result.js";
 import { submitCommand } from "./commands/submit.js";
 import { watchCommand } from "./commands/watch.js";
-import { healthClientFor, taskClientFor } from "./connection.js";
+import { adminClientFor, healthClientFor, taskClientFor } from "./connection.js";
 import { describeError, type ExitCode } from "./exit-codes.js";
 import { type Io, println } from "./io.js";
 
@@ -42,6 +43,14 @@ export async function run(argv: string[], io: Io): Promise<ExitCode> {
         return await demoCommand(io, taskClientFor(globals), { ...invocation, json: globals.json });
       case "health":
         return await healthCommand(io, healthClientFor(globals), addr, globals.json);
+      case "stats":
+        return await statsCommand(io, adminClientFor(globals), globals.json);
+      case "ls":
+        return await lsCommand(io, adminClientFor(globals), { ...invocation, json: globals.json });
+      case "history":
+        return await historyCommand(io, adminClientFor(globals), invocation.taskId, globals.json);
+      case "dlq":
+        return await dlqCommand(io, adminClientFor(globals), invocation);
     }
   } catch (error) {
     const { exitCode, message } = describeError(error, addr);

@@ -1,0 +1,101 @@
+/**
+ * Parsing of the operator commands' values (ls filters, times, limits, dlq actions). Pure: `now` is passed in so
+ * relative times ("1h") are unit-tested exactly.
+ */
+import { Priority, TaskState } from "@tm/proto";
+import { UsageError } from "./exit-codes.js";
+
+export interface TaskListFilter {
+  state?: TaskState;
+  type?: string;
+  priority?: Priority;
+  since?: Date;
+  until?: Date;
+  query?: string;
+}
+
+export const DEFAULT_LIST_LIMIT = 50;
+export const MAX_LIST_LIMIT = 500;
+
+const STATE_NAMES = ["pending", "ingested", "scheduled", "running", "succeeded", "failed", "cancelled"];
+const PRIORITIES: Record<string, Priority> = { high: Priority.HIGH, medium: Priority.MEDIUM, low: Priority.LOW };
+const UNIT_MS: Record<string, number> = { s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000, w: 604_800_000 };
+
+export function parseState(text: string): TaskState {
+  const state = TaskState[text.toUpperCase() as keyof typeof TaskState];
+  if (typeof state !== "number" || state === TaskState.UNSPECIFIED) {
+    throw new UsageError(`--state must be one of ${STATE_NAMES.join(", ")} (got "${text}")`);
+  }
+  return state;
+}
+
+export function parseFilterPriority(text: string): Priority {
+  const priority = PRIORITIES[text.toLowerCase()];
+  if (priority === undefined) throw new UsageError(`--priority must be one of high, medium, low (got "${text}")`);
+  return priority;
+}
+
+/** An ISO-8601 time, or a duration before `now` such as 30s, 15m, 1h, 2d, 1w. */
+export function parseTime(flag: string, text: string, now: number): Date {
+  const duration = /^(\d+)([smhdw])$/.exec(text.trim());
+  if (duration) return new Date(now - Number(duration[1]) * UNIT_MS[duration[2]!]!);
+  const ms = Date.parse(text);
+  if (!/^\d{4}-\d{2}-\d{2}/.test(text) || Number.isNaN(ms)) {
+    throw new UsageError(`${flag} must be an ISO time (2026-01-31T12:00:00Z) or a duration like 30s, 15m, 1h, 2d`);
+  }
+  return new Date(ms);
+}
+
+export function parseLimit(text: string | undefined): number {
+  if (text === undefined) return DEFAULT_LIST_LIMIT;
+  const value = Number(text);
+  if (!Number.isInteger(value) || value < 1 || value > MAX_LIST_LIMIT) {
+    throw new UsageError(`--limit must be a whole number from 1 to ${MAX_LIST_LIMIT} (got "${text}")`);
+  }
+  return value;
+}
+
+export interface ListFlags {
+  state?: string | undefined;
+  type?: string | undefined;
+  priority?: string | undefined;
+  since?: string | undefined;
+  until?: string | undefined;
+  query?: string | undefined;
+}
+
+export function parseTaskListFilter(flags: ListFlags, now: number): TaskListFilter {
+  const filter: TaskListFilter = {};
+  if (flags.state !== undefined) filter.state = parseState(flags.state);
+  if (flags.type !== undefined) filter.type = flags.type;
+  if (flags.priority !== undefined) filter.priority = parseFilterPriority(flags.priority);
+  if (flags.since !== undefined) filter.since = parseTime("--since", flags.since, now);
+  if (flags.until !== undefined) filter.until = parseTime("--until", flags.until, now);
+  if (filter.since && filter.until && filter.since >= filter.until) {
+    throw new UsageError("--since must be earlier than --until");
+  }
+  if (flags.query !== undefined && flags.query.trim() !== "") filter.query = flags.query;
+  return filter;
+}
+
+export type DlqAction = { action: "ls" } | { action: "replay"; ids: string[]; all: boolean };
+
+/** `dlq ls` or `dlq replay <id...>|--all`. */
+export function parseDlqAction(positionals: string[], all: boolean, help: string): DlqAction {
+  const [action, ...rest] = positionals;
+  if (action === "ls") {
+    if (rest.length > 0) throw new UsageError(`dlq ls: unexpected argument "${rest[0]}"\n\n${help}`);
+    if (all) throw new UsageError("dlq ls: --all applies to dlq replay");
+    return { action: "ls" };
+  }
+  if (action === "replay") {
+    if (all && rest.length > 0) throw new UsageError("dlq replay: give dead letter ids or --all, not both");
+    if (!all && rest.length === 0) throw new UsageError(`dlq replay: give dead letter ids or --all\n\n${help}`);
+    return { action: "replay", ids: [...new Set(rest)], all };
+  }
+  throw new UsageError(
+    action === undefined
+      ? `dlq: missing action (ls or replay)\n\n${help}`
+      : `dlq: unknown action "${action}"\n\n${help}`,
+  );
+}

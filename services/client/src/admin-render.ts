@@ -1,0 +1,181 @@
+/**
+ * Tables for the operator commands (stats, ls, history, dlq): aligned columns, long cells cut with "…", times
+ * relative to `now`. Pure, so the exact output is unit-tested.
+ */
+import { type Timestamp, timestampMs } from "@bufbuild/protobuf/wkt";
+import {
+  type AuditEntry,
+  type DeadLetterEntry,
+  type GetQueueStatsResponse,
+  Priority,
+  type ReplayOutcome,
+  ReplayResult,
+  type Task,
+} from "@tm/proto";
+import { stateName } from "./render.js";
+
+export interface Column {
+  header: string;
+  /** Cells longer than this are cut with "…". */
+  max?: number;
+  align?: "left" | "right";
+}
+
+export function truncate(text: string, max: number): string {
+  return text.length > max ? `${text.slice(0, Math.max(0, max - 1))}…` : text;
+}
+
+/** Aligned columns separated by two spaces; trailing spaces trimmed. */
+export function table(columns: Column[], rows: string[][]): string {
+  const cells = rows.map((row) => row.map((cell, i) => truncate(cell.replace(/\s+/g, " "), columns[i]?.max ?? 80)));
+  const widths = columns.map((column, i) => Math.max(column.header.length, ...cells.map((row) => row[i]?.length ?? 0)));
+  const line = (row: string[]) =>
+    row
+      .map((cell, i) => (columns[i]?.align === "right" ? cell.padStart(widths[i]!) : cell.padEnd(widths[i]!)))
+      .join("  ")
+      .trimEnd();
+  return [line(columns.map((c) => c.header)), ...cells.map(line)].join("\n");
+}
+
+/** "just now", "42s ago", "5m ago", "3h ago", "2d ago" ("in 5m" for a clock ahead of ours). */
+export function relativeTime(ms: number, now: number): string {
+  const delta = now - ms;
+  const abs = Math.abs(delta);
+  if (abs < 1000) return "just now";
+  const [value, unit] =
+    abs < 60_000
+      ? [Math.floor(abs / 1000), "s"]
+      : abs < 3_600_000
+        ? [Math.floor(abs / 60_000), "m"]
+        : abs < 86_400_000
+          ? [Math.floor(abs / 3_600_000), "h"]
+          : [Math.floor(abs / 86_400_000), "d"];
+  return delta >= 0 ? `${value}${unit} ago` : `in ${value}${unit}`;
+}
+
+export function formatAge(ms: number): string {
+  if (ms <= 0) return "-";
+  return relativeTime(0, ms).replace(" ago", "");
+}
+
+function when(timestamp: Timestamp | undefined, now: number): string {
+  return timestamp ? relativeTime(timestampMs(timestamp), now) : "-";
+}
+
+function priorityName(priority: Priority): string {
+  return (Priority[priority] ?? String(priority)).toLowerCase();
+}
+
+export function renderStats(stats: GetQueueStatsResponse): string {
+  const consumers = table(
+    [
+      { header: "CONSUMER", max: 40 },
+      { header: "SUBJECT", max: 24 },
+      { header: "PENDING", align: "right" },
+      { header: "IN FLIGHT", align: "right" },
+      { header: "REDELIVERED", align: "right" },
+      { header: "WAITING", align: "right" },
+      { header: "OLDEST", align: "right" },
+      { header: "RATE/S", align: "right" },
+    ],
+    stats.consumers.map((c) => [
+      c.name,
+      c.subject,
+      String(c.pending),
+      String(c.ackPending),
+      String(c.redelivered),
+      String(c.waiting),
+      formatAge(Number(c.oldestUnackedAgeMs)),
+      c.processedPerSecond.toFixed(1),
+    ]),
+  );
+  const states = stats.tasksByState.map((s) => `${stateName(s.state).toLowerCase()} ${s.count}`).join(", ") || "none";
+  const counted = stats.tasksByStateTruncated ? ` (newest ${stats.tasksCounted} tasks)` : "";
+  return [consumers, "", `dead letters  ${stats.deadLetters}`, `tasks${counted}  ${states}`].join("\n");
+}
+
+export function renderTasks(tasks: Task[], now: number): string {
+  if (tasks.length === 0) return "no tasks match";
+  return table(
+    [
+      { header: "ID", max: 36 },
+      { header: "TYPE", max: 12 },
+      { header: "PRIORITY" },
+      { header: "STATE" },
+      { header: "ATTEMPT", align: "right" },
+      { header: "CREATED" },
+      { header: "ERROR", max: 48 },
+    ],
+    tasks.map((task) => [
+      task.taskId,
+      task.type,
+      priorityName(task.priority),
+      task.status ? stateName(task.status.state) : "unknown",
+      String(task.status?.attempt ?? 0),
+      when(task.createdAt, now),
+      task.status?.error ?? "",
+    ]),
+  );
+}
+
+export function renderHistory(events: AuditEntry[], now: number): string {
+  if (events.length === 0) return "no events recorded";
+  return table(
+    [
+      { header: "WHEN" },
+      { header: "AT" },
+      { header: "SERVICE", max: 14 },
+      { header: "ACTION", max: 28 },
+      { header: "DETAIL", max: 80 },
+    ],
+    events.map((event) => [
+      when(event.at, now),
+      event.at ? new Date(timestampMs(event.at)).toISOString() : "-",
+      event.service,
+      event.action,
+      event.detail ? JSON.stringify(event.detail) : "",
+    ]),
+  );
+}
+
+export function renderDeadLetters(letters: DeadLetterEntry[], now: number): string {
+  if (letters.length === 0) return "no dead letters";
+  return table(
+    [
+      { header: "ID", max: 24 },
+      { header: "TASK", max: 36 },
+      { header: "SUBJECT", max: 20 },
+      { header: "REASON" },
+      { header: "ATTEMPTS", align: "right" },
+      { header: "WHEN" },
+      { header: "ERROR", max: 60 },
+    ],
+    letters.map((letter) => [
+      letter.id,
+      letter.taskId || "-",
+      letter.subject,
+      letter.reason,
+      String(letter.attempts),
+      when(letter.at, now),
+      letter.error,
+    ]),
+  );
+}
+
+export function replayResultName(result: ReplayResult): string {
+  return (ReplayResult[result] ?? String(result)).toLowerCase();
+}
+
+export function renderReplay(outcomes: ReplayOutcome[], more: boolean): string {
+  if (outcomes.length === 0) return "no dead letters to replay";
+  const rows = table(
+    [{ header: "ID", max: 24 }, { header: "TASK", max: 36 }, { header: "RESULT" }, { header: "DETAIL", max: 80 }],
+    outcomes.map((o) => [
+      o.id,
+      o.taskId || "-",
+      replayResultName(o.result),
+      o.result === ReplayResult.REPLAYED ? `generation ${o.generation}` : o.reason,
+    ]),
+  );
+  return more ? `${rows}\nmore dead letters match: run the command again` : rows;
+}

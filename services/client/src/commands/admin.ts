@@ -1,0 +1,101 @@
+/** The operator commands over AdminService: stats, ls, history, dlq ls, dlq replay. */
+import { toJson } from "@bufbuild/protobuf";
+import { timestampFromDate } from "@bufbuild/protobuf/wkt";
+import {
+  type AdminClient,
+  GetQueueStatsResponseSchema,
+  GetTaskHistoryResponseSchema,
+  ListDeadLettersResponseSchema,
+  ListTasksResponseSchema,
+  ReplayDeadLettersResponseSchema,
+  ReplayResult,
+} from "@tm/proto";
+import type { TaskListFilter } from "../admin-args.js";
+import { renderDeadLetters, renderHistory, renderReplay, renderStats, renderTasks } from "../admin-render.js";
+import type { Invocation } from "../args.js";
+import { UNARY_TIMEOUT_MS } from "../connection.js";
+import { ExitCode } from "../exit-codes.js";
+import { type Io, println } from "../io.js";
+
+const options = { timeoutMs: UNARY_TIMEOUT_MS };
+// Replaying up to 500 letters is a write per letter: give it longer than a read.
+const REPLAY_TIMEOUT_MS = 60_000;
+
+function nextPageHint(token: string): string {
+  return token ? `\nmore: --page-token ${token}` : "";
+}
+
+export async function statsCommand(io: Io, client: AdminClient, json: boolean): Promise<ExitCode> {
+  const stats = await client.getQueueStats({}, options);
+  println(io.stdout, json ? JSON.stringify(toJson(GetQueueStatsResponseSchema, stats)) : renderStats(stats));
+  return ExitCode.Ok;
+}
+
+export async function lsCommand(
+  io: Io,
+  client: AdminClient,
+  request: { filter: TaskListFilter; limit: number; pageToken?: string; json: boolean },
+): Promise<ExitCode> {
+  const { filter } = request;
+  const response = await client.listTasks(
+    {
+      ...(filter.state === undefined ? {} : { state: filter.state }),
+      ...(filter.type === undefined ? {} : { type: filter.type }),
+      ...(filter.priority === undefined ? {} : { priority: filter.priority }),
+      ...(filter.since ? { createdAfter: timestampFromDate(filter.since) } : {}),
+      ...(filter.until ? { createdBefore: timestampFromDate(filter.until) } : {}),
+      ...(filter.query === undefined ? {} : { query: filter.query }),
+      pageSize: request.limit,
+      pageToken: request.pageToken ?? "",
+    },
+    options,
+  );
+  println(
+    io.stdout,
+    request.json
+      ? JSON.stringify(toJson(ListTasksResponseSchema, response))
+      : renderTasks(response.tasks, Date.now()) + nextPageHint(response.nextPageToken),
+  );
+  return ExitCode.Ok;
+}
+
+export async function historyCommand(io: Io, client: AdminClient, taskId: string, json: boolean): Promise<ExitCode> {
+  const response = await client.getTaskHistory({ taskId }, options);
+  println(
+    io.stdout,
+    json ? JSON.stringify(toJson(GetTaskHistoryResponseSchema, response)) : renderHistory(response.events, Date.now()),
+  );
+  return ExitCode.Ok;
+}
+
+export async function dlqCommand(
+  io: Io,
+  client: AdminClient,
+  invocation: Extract<Invocation, { command: "dlq" }>,
+): Promise<ExitCode> {
+  const json = invocation.globals.json;
+  if (invocation.action === "ls") {
+    const response = await client.listDeadLetters(
+      { pageSize: invocation.limit, pageToken: invocation.pageToken ?? "" },
+      options,
+    );
+    println(
+      io.stdout,
+      json
+        ? JSON.stringify(toJson(ListDeadLettersResponseSchema, response))
+        : renderDeadLetters(response.deadLetters, Date.now()) + nextPageHint(response.nextPageToken),
+    );
+    return ExitCode.Ok;
+  }
+  const response = await client.replayDeadLetters(
+    { ids: invocation.ids, all: invocation.all },
+    { timeoutMs: REPLAY_TIMEOUT_MS },
+  );
+  println(
+    io.stdout,
+    json
+      ? JSON.stringify(toJson(ReplayDeadLettersResponseSchema, response))
+      : renderReplay(response.outcomes, response.more),
+  );
+  return response.outcomes.every((o) => o.result === ReplayResult.REPLAYED) ? ExitCode.Ok : ExitCode.TaskFailed;
+}

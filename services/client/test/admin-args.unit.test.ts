@@ -1,0 +1,115 @@
+import { Priority, TaskState } from "@tm/proto";
+import { describe, expect, test } from "vitest";
+import { parseTime } from "../src/admin-args.js";
+import { parseCommandLine } from "../src/args.js";
+import { UsageError } from "../src/exit-codes.js";
+
+const NOW = Date.parse("2026-03-01T12:00:00Z");
+
+function usageErrorOf(argv: string[]): string {
+  try {
+    parseCommandLine(argv, {}, NOW);
+  } catch (error) {
+    expect(error).toBeInstanceOf(UsageError);
+    return (error as Error).message;
+  }
+  throw new Error(`expected a usage error for ${argv.join(" ")}`);
+}
+
+describe("operator commands", () => {
+  test("ls with every filter", () => {
+    const invocation = parseCommandLine(
+      [
+        "ls",
+        "--state",
+        "FAILED",
+        "--type",
+        "echo",
+        "--priority",
+        "high",
+        "--since",
+        "1h",
+        "--until",
+        "2026-03-01T11:30:00Z",
+        "--query",
+        "team-a",
+        "--limit",
+        "20",
+        "--page-token",
+        "abc",
+        "--json",
+      ],
+      {},
+      NOW,
+    );
+    expect(invocation).toEqual({
+      command: "ls",
+      globals: expect.objectContaining({ json: true }),
+      filter: {
+        state: TaskState.FAILED,
+        type: "echo",
+        priority: Priority.HIGH,
+        since: new Date("2026-03-01T11:00:00Z"),
+        until: new Date("2026-03-01T11:30:00Z"),
+        query: "team-a",
+      },
+      limit: 20,
+      pageToken: "abc",
+    });
+  });
+
+  test("ls defaults: no filter, 50 per page", () => {
+    expect(parseCommandLine(["ls"], {}, NOW)).toMatchObject({ command: "ls", filter: {}, limit: 50 });
+  });
+
+  test("relative and absolute times", () => {
+    expect(parseTime("--since", "30s", NOW).toISOString()).toBe("2026-03-01T11:59:30.000Z");
+    expect(parseTime("--since", "15m", NOW).toISOString()).toBe("2026-03-01T11:45:00.000Z");
+    expect(parseTime("--since", "2d", NOW).toISOString()).toBe("2026-02-27T12:00:00.000Z");
+    expect(parseTime("--since", "2026-01-31", NOW).toISOString()).toBe("2026-01-31T00:00:00.000Z");
+  });
+
+  test("bad ls values name the flag", () => {
+    expect(usageErrorOf(["ls", "--state", "done"])).toMatch(/^--state must be one of pending, .*got "done"/);
+    expect(usageErrorOf(["ls", "--priority", "urgent"])).toMatch(/^--priority must be one of/);
+    expect(usageErrorOf(["ls", "--since", "yesterday"])).toMatch(/^--since must be an ISO time/);
+    expect(usageErrorOf(["ls", "--since", "1h", "--until", "2h"])).toBe("--since must be earlier than --until");
+    expect(usageErrorOf(["ls", "--limit", "501"])).toMatch(/^--limit must be a whole number from 1 to 500/);
+    expect(usageErrorOf(["ls", "extra"])).toMatch(/^ls: unexpected argument "extra"/);
+  });
+
+  test("history needs exactly one id", () => {
+    expect(parseCommandLine(["history", "t1"], {}, NOW)).toMatchObject({ command: "history", taskId: "t1" });
+    expect(usageErrorOf(["history"])).toMatch(/^history: missing <id>/);
+  });
+
+  test("stats takes no arguments", () => {
+    expect(parseCommandLine(["stats"], {}, NOW)).toMatchObject({ command: "stats" });
+    expect(usageErrorOf(["stats", "now"])).toMatch(/^stats: unexpected argument/);
+  });
+
+  test("dlq ls and dlq replay", () => {
+    expect(parseCommandLine(["dlq", "ls", "--limit", "5"], {}, NOW)).toMatchObject({
+      command: "dlq",
+      action: "ls",
+      limit: 5,
+    });
+    expect(parseCommandLine(["dlq", "replay", "TASKS:1", "TASKS:2", "TASKS:1"], {}, NOW)).toMatchObject({
+      action: "replay",
+      ids: ["TASKS:1", "TASKS:2"],
+      all: false,
+    });
+    expect(parseCommandLine(["dlq", "replay", "--all"], {}, NOW)).toMatchObject({
+      action: "replay",
+      ids: [],
+      all: true,
+    });
+    expect(usageErrorOf(["dlq"])).toMatch(/^dlq: missing action/);
+    expect(usageErrorOf(["dlq", "purge"])).toMatch(/^dlq: unknown action "purge"/);
+    expect(usageErrorOf(["dlq", "replay"])).toMatch(/^dlq replay: give dead letter ids or --all/);
+    expect(usageErrorOf(["dlq", "replay", "TASKS:1", "--all"])).toBe(
+      "dlq replay: give dead letter ids or --all, not both",
+    );
+    expect(usageErrorOf(["dlq", "ls", "--all"])).toBe("dlq ls: --all applies to dlq replay");
+  });
+});

@@ -1,0 +1,116 @@
+import { create } from "@bufbuild/protobuf";
+import { timestampFromMs } from "@bufbuild/protobuf/wkt";
+import {
+  DeadLetterEntrySchema,
+  GetQueueStatsResponseSchema,
+  Priority,
+  ReplayOutcomeSchema,
+  ReplayResult,
+  TaskSchema,
+  TaskState,
+} from "@tm/proto";
+import { describe, expect, test } from "vitest";
+import {
+  relativeTime,
+  renderDeadLetters,
+  renderReplay,
+  renderStats,
+  renderTasks,
+  table,
+  truncate,
+} from "../src/admin-render.js";
+
+const NOW = Date.parse("2026-03-01T12:00:00Z");
+
+describe("operator tables", () => {
+  test("columns align, numbers right-aligned, long cells cut", () => {
+    expect(
+      table(
+        [
+          { header: "NAME", max: 6 },
+          { header: "N", align: "right" },
+        ],
+        [
+          ["short", "1"],
+          ["a-long-name", "100"],
+        ],
+      ),
+    ).toBe(["NAME      N", "short     1", "a-lon…  100"].join("\n"));
+    expect(truncate("abcdef", 4)).toBe("abc…");
+  });
+
+  test("relative times", () => {
+    expect(relativeTime(NOW - 400, NOW)).toBe("just now");
+    expect(relativeTime(NOW - 42_000, NOW)).toBe("42s ago");
+    expect(relativeTime(NOW - 5 * 60_000, NOW)).toBe("5m ago");
+    expect(relativeTime(NOW - 3 * 3_600_000, NOW)).toBe("3h ago");
+    expect(relativeTime(NOW - 2 * 86_400_000, NOW)).toBe("2d ago");
+    expect(relativeTime(NOW + 5 * 60_000, NOW)).toBe("in 5m");
+  });
+
+  test("tasks", () => {
+    const task = create(TaskSchema, {
+      taskId: "0b6f2c1e-8a51-4d7e-9a39-0a8f6c7d1e2f",
+      type: "fail",
+      priority: Priority.HIGH,
+      status: { state: TaskState.FAILED, attempt: 5, error: "always fails" },
+      createdAt: timestampFromMs(NOW - 90_000),
+    });
+    expect(renderTasks([task], NOW).split("\n")).toEqual([
+      "ID                                    TYPE  PRIORITY  STATE   ATTEMPT  CREATED  ERROR",
+      "0b6f2c1e-8a51-4d7e-9a39-0a8f6c7d1e2f  fail  high      FAILED        5  1m ago   always fails",
+    ]);
+    expect(renderTasks([], NOW)).toBe("no tasks match");
+  });
+
+  test("stats", () => {
+    const stats = create(GetQueueStatsResponseSchema, {
+      consumers: [
+        {
+          name: "worker-tasks-worker-high",
+          subject: "tasks.worker.high",
+          pending: 12n,
+          ackPending: 2n,
+          redelivered: 1n,
+          waiting: 0n,
+          oldestUnackedAgeMs: 95_000n,
+          processedPerSecond: 3.25,
+        },
+      ],
+      deadLetters: 4n,
+      tasksByState: [{ state: TaskState.SUCCEEDED, count: 10n }],
+      tasksCounted: 10n,
+    });
+    expect(renderStats(stats).split("\n")).toEqual([
+      "CONSUMER                  SUBJECT            PENDING  IN FLIGHT  REDELIVERED  WAITING  OLDEST  RATE/S",
+      "worker-tasks-worker-high  tasks.worker.high       12          2            1        0      1m     3.3",
+      "",
+      "dead letters  4",
+      "tasks  succeeded 10",
+    ]);
+  });
+
+  test("dead letters and replay outcomes", () => {
+    const letter = create(DeadLetterEntrySchema, {
+      id: "TASKS:7",
+      subject: "tasks.ingest",
+      reason: "invalid",
+      attempts: 1,
+      error: "body is not JSON",
+      at: timestampFromMs(NOW - 10_000),
+    });
+    expect(renderDeadLetters([letter], NOW).split("\n")[1]).toBe(
+      "TASKS:7  -     tasks.ingest  invalid         1  10s ago  body is not JSON",
+    );
+    const outcomes = [
+      create(ReplayOutcomeSchema, { id: "TASKS:7", result: ReplayResult.FAILED_PRECONDITION, reason: "not a task" }),
+      create(ReplayOutcomeSchema, { id: "TASKS:9", taskId: "t", result: ReplayResult.REPLAYED, generation: 2 }),
+    ];
+    expect(renderReplay(outcomes, true).split("\n")).toEqual([
+      "ID       TASK  RESULT               DETAIL",
+      "TASKS:7  -     failed_precondition  not a task",
+      "TASKS:9  t     replayed             generation 2",
+      "more dead letters match: run the command again",
+    ]);
+  });
+});
