@@ -56,8 +56,8 @@ export const METRIC_CATALOGUE: readonly MetricDefinition[] = [
     name: "tm_task_end_to_end_ms",
     kind: "histogram",
     labels: ["type", "priority"],
-    services: ["result-store"],
-    help: "Time from submission (task createdAt) to the result being stored, in milliseconds",
+    services: ["worker"],
+    help: "Time from submission (task createdAt) to SUCCEEDED or FAILED (recorded by the worker), in milliseconds",
   },
   {
     name: "tm_stage_processing_ms",
@@ -97,7 +97,9 @@ export const METRIC_CATALOGUE: readonly MetricDefinition[] = [
   {
     name: "http_server_request_duration",
     kind: "histogram",
-    labels: ["http_request_method", "http_response_status_code", "http_route"],
+    // No http_route: the http instrumentation only knows a route when a framework instrumentation sets it, and
+    // fastify's is not installed (checked by test/observability/metrics.int.test.ts against a live /metrics).
+    labels: ["http_request_method", "http_response_status_code", "network_protocol_version", "url_scheme"],
     services: ["enricher", "result-store"],
     help: "@opentelemetry/instrumentation-http 0.223 (stable semconv): HTTP server request duration, in SECONDS",
   },

@@ -19,6 +19,9 @@ export interface PublishOptions {
 }
 
 export interface PublisherOptions {
+  /** The publishing service, set as span attribute `tm.service` (tells services apart when several share a
+   *  process, as in tests; deployed, the resource's service.name says the same). */
+  service?: string;
   /** Total time to keep retrying a failing publish before giving up (ms). */
   retryDeadlineMs?: number;
   /** PubAck timeout of one attempt (ms). */
@@ -45,6 +48,8 @@ export function createPublisher(js: JetStreamClient, options: PublisherOptions =
             "messaging.operation.name": "publish",
             "messaging.destination.name": subject,
             "messaging.message.id": msgId,
+            ...taskAttributes(message),
+            ...(options.service ? { "tm.service": options.service } : {}),
           },
         },
         async (span) => {
@@ -70,6 +75,12 @@ export function createPublisher(js: JetStreamClient, options: PublisherOptions =
       );
     },
   };
+}
+
+/** `task.id` on the span when the message is about one task, so TraceQL `{ span.task.id = "…" }` finds it. */
+function taskAttributes(message: unknown): { "task.id"?: string } {
+  const taskId = (message as { taskId?: unknown }).taskId;
+  return typeof taskId === "string" ? { "task.id": taskId } : {};
 }
 
 async function publishWithRetry(

@@ -65,5 +65,5 @@ export async function connectNats(options: NatsConnectOptions): Promise<NatsHand
   const jsm = await nc.jetstreamManager();
   await provisionStreams(jsm, options.settings);
   const js = nc.jetstream();
-  return { nc, js, jsm, publisher: createPublisher(js) };
+  return { nc, js, jsm, publisher: createPublisher(js, { service: options.name }) };
 }

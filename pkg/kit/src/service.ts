@@ -10,6 +10,7 @@ import { type Meter, metrics } from "@opentelemetry/api";
 import {
   Consumer,
   type ConsumerHooks,
+  durableName,
   type FlowSettings,
   type MessageFor,
   type MessageHandler,
@@ -61,6 +62,9 @@ export interface Runtime<C extends BaseConfig = BaseConfig> {
   redis: Redis;
   /** Provisions the durable consumer for (service, subject), starts it, and stops it on shutdown. */
   consume<S extends Subject>(subject: S, handler: MessageHandler<S>, options?: ConsumeOptions<S>): Promise<Consumer<S>>;
+  /** Stage metrics, consumer lag gauges and outcome logs for a consumer the service runs itself (rt.consume
+   *  already applies them). */
+  stageHooks<S extends Subject>(subject: S, hooks?: ConsumerHooks<S>): ConsumerHooks<S>;
   /** Adds a readiness check to /readyz. */
   addCheck(name: string, check: ReadinessCheck): void;
   /** Registers /healthz, /readyz and /metrics on the service's own HTTP app (opsPort "api"). */
@@ -157,12 +161,17 @@ export async function startService<S extends z.ZodRawShape, Started>(
         settings,
         ...(options.concurrency ? { concurrency: options.concurrency } : {}),
         ...(options.orderKey ? { orderKey: options.orderKey } : {}),
-        hooks: withStageMetrics(consumerMetrics, definition.name, subject, options.hooks),
+        hooks: withStageMetrics(consumerMetrics, definition.name, subject, options.hooks, log),
       });
       consumerMetrics.watch(nats.jsm, subject, consumer.durable);
       await consumer.start();
       consumers.push(consumer as unknown as Consumer<Subject>);
       return consumer;
+    },
+    stageHooks(subject, hooks) {
+      if (!nats) throw new Error(`${definition.name} declared it does not use NATS`);
+      consumerMetrics.watch(nats.jsm, subject, durableName(definition.name, subject));
+      return withStageMetrics(consumerMetrics, definition.name, subject, hooks, log);
     },
     addCheck(name, check) {
       checks[name] = check;

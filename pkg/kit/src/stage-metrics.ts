@@ -10,6 +10,7 @@ import type { Meter, ObservableResult } from "@opentelemetry/api";
 import type { ConsumerHooks, Outcome, Subject } from "@tm/flow";
 import { PermanentError, streamOf } from "@tm/flow";
 import type { JetStreamManager } from "nats";
+import type { Logger } from "./logger.js";
 
 const POLL_MS = 5_000;
 
@@ -69,17 +70,24 @@ export class ConsumerMetrics {
   }
 }
 
-/** Wraps a consumer's hooks so every outcome is measured, keeping the service's own onOutcome. */
+/**
+ * Wraps a consumer's hooks so every outcome is measured and logged (one line per delivery with taskId, subject and
+ * attempt; it runs inside the delivery's span, so the line carries its trace_id), keeping the service's own
+ * onOutcome.
+ */
 export function withStageMetrics<S extends Subject>(
   metrics: ConsumerMetrics,
   stage: string,
   subject: S,
   hooks: ConsumerHooks<S> = {},
+  log?: Logger,
 ): ConsumerHooks<S> {
   return {
     ...hooks,
     onOutcome(outcome: Outcome, ctx, error) {
-      metrics.processing.record(Date.now() - ctx.receivedAt, { stage, subject, outcome });
+      const ms = Date.now() - ctx.receivedAt;
+      metrics.processing.record(ms, { stage, subject, outcome });
+      if (log) logOutcome(log, outcome, { taskId: ctx.taskId, subject, attempt: ctx.attempt, outcome, ms }, error);
       if (outcome === "retried") metrics.retried.add(1, { stage, subject });
       if (outcome === "dead-lettered" || outcome === "invalid") {
         const reason = outcome === "invalid" ? "invalid" : error instanceof PermanentError ? "rejected" : "exhausted";
@@ -88,4 +96,11 @@ export function withStageMetrics<S extends Subject>(
       hooks.onOutcome?.(outcome, ctx, error);
     },
   };
+}
+
+function logOutcome(log: Logger, outcome: Outcome, fields: Record<string, unknown>, error: unknown): void {
+  if (outcome === "acked") log.debug(fields, "delivery handled");
+  else if (outcome === "retried" || outcome === "handed-back")
+    log.warn({ ...fields, err: error }, `delivery ${outcome}`);
+  else log.error({ ...fields, err: error }, `delivery ${outcome}`);
 }

@@ -12,6 +12,9 @@ import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
 import type { GenService, GenServiceMethods } from "@bufbuild/protobuf/codegenv2";
 import { Code, ConnectError } from "@connectrpc/connect";
 import * as grpc from "@grpc/grpc-js";
+import { context, propagation, SpanKind, SpanStatusCode, type TextMapGetter, trace } from "@opentelemetry/api";
+
+const tracer = trace.getTracer("@tm/proto");
 
 /** What a handler knows about its call. */
 export interface CallContext {
@@ -123,7 +126,7 @@ function adaptUnary(
     const { ctx, dispose } = contextOf(call);
     // Promise.resolve().then: a handler (or create) that throws synchronously still answers the call.
     Promise.resolve()
-      .then(() => handler(requestOf(call), ctx))
+      .then(() => withServerSpan(method, call.metadata, () => handler(requestOf(call), ctx)))
       .then((init) => create(method.output, init))
       .then(
         (response) => {
@@ -176,6 +179,38 @@ function adaptServerStreaming(
       }
     })();
   };
+}
+
+const metadataGetter: TextMapGetter<grpc.Metadata> = {
+  get: (metadata, key) => metadata.get(key).map(String),
+  keys: (metadata) => Object.keys(metadata.getMap()),
+};
+
+/**
+ * Runs a unary handler inside a server span, continuing the caller's trace from its `traceparent` metadata, so what
+ * the handler publishes joins the client's trace. When @opentelemetry/instrumentation-grpc is active it has already
+ * made that span (the handler runs inside it) and nothing is added; without it (in-process tests, a service started
+ * without the preload) this is the span.
+ */
+function withServerSpan<T>(method: DescMethod, metadata: grpc.Metadata, run: () => Promise<T>): Promise<T> {
+  if (trace.getSpan(context.active())) return run();
+  const parent = propagation.extract(context.active(), metadata, metadataGetter);
+  const name = `${method.parent.typeName}/${method.name}`;
+  const attributes = { "rpc.system": "grpc", "rpc.service": method.parent.typeName, "rpc.method": method.name };
+  return tracer.startActiveSpan(name, { kind: SpanKind.SERVER, attributes }, parent, async (span) => {
+    try {
+      return await run();
+    } catch (error) {
+      const code = error instanceof ConnectError ? error.code : Code.Internal;
+      span.setAttribute("rpc.grpc.status_code", code);
+      if (code === Code.Internal || code === Code.Unavailable || code === Code.Unknown) {
+        span.setStatus({ code: SpanStatusCode.ERROR, message: (error as Error).message });
+      }
+      throw error;
+    } finally {
+      span.end();
+    }
+  });
 }
 
 function contextOf(call: grpc.ServerUnaryCall<unknown, unknown> | grpc.ServerWritableStream<unknown, unknown>): {

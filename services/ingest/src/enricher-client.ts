@@ -6,6 +6,7 @@
  *   an answer that is not a valid enrichment → EnricherUnavailableError (retried with the contract's delays)
  * Every call is bounded by a timeout: a hung enricher costs one attempt, never a stuck consumer slot.
  */
+import { SpanKind, SpanStatusCode, trace } from "@opentelemetry/api";
 import { describeIssues, type Enrichment, EnrichmentSchema, PermanentError, type TaskMessage } from "@tm/flow";
 
 export class EnricherRejectedError extends PermanentError {
@@ -32,36 +33,56 @@ export interface EnricherClient {
 }
 
 const DETAIL_LIMIT = 500;
+const tracer = trace.getTracer("@tm/ingest");
 
 export function createEnricherClient({ baseUrl, timeoutMs }: EnricherClientOptions): EnricherClient {
   const url = `${baseUrl.replace(/\/+$/, "")}/enrich`;
   return {
-    async enrich(task, signal) {
-      const timeout = AbortSignal.timeout(timeoutMs);
-      let response: Response;
-      let text: string;
-      try {
-        response = await fetch(url, {
-          method: "POST",
-          headers: { "content-type": "application/json", accept: "application/json" },
-          body: JSON.stringify(task),
-          signal: signal ? AbortSignal.any([timeout, signal]) : timeout,
-        });
-        text = await response.text();
-      } catch (error) {
-        throw new EnricherUnavailableError(
-          `enricher unreachable at ${url}: ${describeFetchError(error, timeout, timeoutMs)}`,
-        );
-      }
-      if (response.status >= 400 && response.status < 500) {
-        throw new EnricherRejectedError(response.status, text.slice(0, DETAIL_LIMIT));
-      }
-      if (!response.ok) {
-        throw new EnricherUnavailableError(`enricher answered HTTP ${response.status}: ${text.slice(0, DETAIL_LIMIT)}`);
-      }
-      return parseEnrichment(text);
-    },
+    // An explicit client span: the trace shows the enricher call (and its failures) even where the undici
+    // instrumentation is not active; where it is, its HTTP span and the enricher's server span nest under this one.
+    enrich: (task, signal) =>
+      tracer.startActiveSpan(
+        "enricher enrich",
+        { kind: SpanKind.CLIENT, attributes: { "task.id": task.taskId, "url.full": url, "tm.service": "ingest" } },
+        async (span) => {
+          try {
+            return await callEnricher(task, signal);
+          } catch (error) {
+            span.recordException(error as Error);
+            span.setStatus({ code: SpanStatusCode.ERROR, message: (error as Error).message });
+            throw error;
+          } finally {
+            span.end();
+          }
+        },
+      ),
   };
+
+  async function callEnricher(task: TaskMessage, signal: AbortSignal | undefined): Promise<Enrichment> {
+    const timeout = AbortSignal.timeout(timeoutMs);
+    let response: Response;
+    let text: string;
+    try {
+      response = await fetch(url, {
+        method: "POST",
+        headers: { "content-type": "application/json", accept: "application/json" },
+        body: JSON.stringify(task),
+        signal: signal ? AbortSignal.any([timeout, signal]) : timeout,
+      });
+      text = await response.text();
+    } catch (error) {
+      throw new EnricherUnavailableError(
+        `enricher unreachable at ${url}: ${describeFetchError(error, timeout, timeoutMs)}`,
+      );
+    }
+    if (response.status >= 400 && response.status < 500) {
+      throw new EnricherRejectedError(response.status, text.slice(0, DETAIL_LIMIT));
+    }
+    if (!response.ok) {
+      throw new EnricherUnavailableError(`enricher answered HTTP ${response.status}: ${text.slice(0, DETAIL_LIMIT)}`);
+    }
+    return parseEnrichment(text);
+  }
 }
 
 /** A malformed answer is the enricher's bug (or a version skew during a deploy), not the task's: retry it. */

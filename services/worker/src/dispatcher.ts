@@ -64,7 +64,7 @@ export class PriorityDispatcher {
         subject: workerSubject(priority) as WorkerSubject,
         handler,
         settings: rt.settings,
-        hooks,
+        hooks: rt.stageHooks(workerSubject(priority) as WorkerSubject, hooks),
       }),
     });
     this.#lanes = { high: lane("high"), medium: lane("medium"), low: lane("low") };

@@ -41,8 +41,22 @@ export function createTaskRunner({ rt, running, timeoutMs }: TaskRunnerOptions) 
     description: "Time one attempt of a task's handler ran",
     unit: "ms",
   });
+  // Recorded here, where the terminal outcome is decided (SUCCEEDED after its result is published, FAILED when the
+  // retries are used up): only the worker sees both, and the task message carries createdAt.
+  const endToEnd = rt.meter.createHistogram("tm_task_end_to_end_ms", {
+    description: "Time from submission (createdAt) to SUCCEEDED or FAILED, queueing and retries included",
+    unit: "ms",
+    advice: {
+      explicitBucketBoundaries: [5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000, 30000, 60000, 300000],
+    },
+  });
   const count = (task: EnrichedTaskMessage, outcome: string) =>
     processed.add(1, { type: task.type, priority: task.priority, outcome });
+  const recordEndToEnd = (task: EnrichedTaskMessage) =>
+    endToEnd.record(Math.max(0, Date.now() - Date.parse(task.createdAt)), {
+      type: task.type,
+      priority: task.priority,
+    });
   const service = rt.name;
 
   async function run(task: EnrichedTaskMessage, ctx: DeliveryContext): Promise<void> {
@@ -142,6 +156,7 @@ export function createTaskRunner({ rt, running, timeoutMs }: TaskRunnerOptions) 
       discriminator: generation,
     });
     count(task, "succeeded");
+    recordEndToEnd(task);
   }
 
   async function cancelledWhileRunning(task: EnrichedTaskMessage, ctx: DeliveryContext): Promise<void> {
@@ -177,6 +192,7 @@ export function createTaskRunner({ rt, running, timeoutMs }: TaskRunnerOptions) 
     },
     async onExhausted(task, error, ctx) {
       count(task, "failed");
+      recordEndToEnd(task);
       await publishStatus(rt.publisher, {
         taskId: task.taskId,
         state: "FAILED",

@@ -1,0 +1,131 @@
+/**
+ * Traces and logs as deployed: every service a spawned process started with `node --import @tm/kit/telemetry`,
+ * exporting spans over OTLP/HTTP to a receiver in this test, logging at debug level.
+ *   - spans of every service arrive with the right `service.name` resource, and each task's spans share one trace
+ *     (the preload, the ESM loader hook and the exporter work);
+ *   - the auto-instrumentations really produce spans under ESM: gRPC server (gateway), undici client (ingest → enricher),
+ *     HTTP server (enricher), ioredis;
+ *   - every log line that mentions the task carries the task's trace_id and a span_id.
+ */
+import { Priority, TaskState } from "@tm/proto";
+import { waitFor } from "@tm/testkit";
+import { afterAll, beforeAll, describe, expect, test } from "vitest";
+import { collectStream, type Pipeline, startPipeline } from "../support/pipeline.js";
+import { type OtlpReceiver, type ReceivedSpan, startOtlpReceiver } from "./otlp-receiver.js";
+
+/** The services a succeeded task passes through (the deadletter service only sees a failed one). */
+const ECHO_SERVICES = ["gateway", "ingest", "enricher", "scheduler", "worker", "result-store", "notifier", "audit"];
+
+let receiver: OtlpReceiver;
+let pipeline: Pipeline;
+const lines: Array<{ service: string; line: string }> = [];
+let echoId: string;
+let failId: string;
+
+beforeAll(async () => {
+  receiver = await startOtlpReceiver();
+  pipeline = await startPipeline({
+    // A short batch delay so spans arrive within the test's patience (default 5 s).
+    env: { OTEL_EXPORTER_OTLP_ENDPOINT: receiver.url, OTEL_BSP_SCHEDULE_DELAY: "100", LOG_LEVEL: "debug" },
+  });
+  for (const [service, spawned] of pipeline.services) spawned.process.onLine((line) => lines.push({ service, line }));
+  echoId = (await pipeline.client.submitTask({ type: "echo", payload: { a: 1 }, priority: Priority.HIGH })).taskId;
+  failId = (await pipeline.client.submitTask({ type: "fail", payload: {}, priority: Priority.LOW })).taskId;
+  const [echoEnd, failEnd] = await Promise.all(
+    [echoId, failId].map(async (id) => (await collectStream(pipeline.client, id)).at(-1)?.status?.state),
+  );
+  expect([echoEnd, failEnd]).toEqual([TaskState.SUCCEEDED, TaskState.FAILED]);
+}, 90_000);
+
+afterAll(async () => {
+  await pipeline?.dispose();
+  await receiver?.close();
+});
+
+/** The one trace holding the task's spans, once the given services have all exported a span into it. */
+async function traceOf(taskId: string, services: readonly string[]): Promise<ReceivedSpan[]> {
+  let spans: ReceivedSpan[] = [];
+  await waitFor(
+    `spans of ${taskId} from ${services.join(", ")}`,
+    () => {
+      const traceIds = new Set(receiver.spans.filter((s) => s.attributes["task.id"] === taskId).map((s) => s.traceId));
+      expect(traceIds.size, "traces holding the task's spans").toBeLessThanOrEqual(1);
+      spans = receiver.spans.filter((s) => traceIds.has(s.traceId));
+      const present = new Set(spans.map((s) => s.service));
+      return services.every((s) => present.has(s));
+    },
+    { timeoutMs: 20_000 },
+  );
+  return spans;
+}
+
+describe("telemetry of spawned services", () => {
+  test("every service exports spans under its service.name, joined into the task's one trace", async () => {
+    const echo = await traceOf(echoId, ECHO_SERVICES);
+    const failed = await traceOf(failId, ["gateway", "worker", "deadletter"]);
+    expect(new Set(echo.map((s) => s.traceId)).size).toBe(1);
+    expect(new Set(failed.map((s) => s.traceId)).size).toBe(1);
+    expect(echo[0]?.traceId).not.toBe(failed[0]?.traceId);
+    // One root: the gateway's gRPC server span (the client sent no trace context).
+    const roots = echo.filter((s) => !s.parentSpanId);
+    expect(roots.map((s) => `${s.service} ${s.name}`)).toEqual(["gateway grpc.taskmanager.v1.TaskService/SubmitTask"]);
+    // Every other span's parent is in the trace: nothing dangles.
+    const ids = new Set(echo.map((s) => s.spanId));
+    expect(echo.filter((s) => s.parentSpanId && !ids.has(s.parentSpanId)).map((s) => s.name)).toEqual([]);
+  });
+
+  test("the auto-instrumentations work under ESM: grpc, undici, http and ioredis spans in the trace", async () => {
+    const spans = await traceOf(echoId, ECHO_SERVICES);
+    const scopes = (service: string) => new Set(spans.filter((s) => s.service === service).map((s) => s.scope));
+    expect(scopes("gateway")).toContain("@opentelemetry/instrumentation-grpc");
+    expect(scopes("ingest")).toContain("@opentelemetry/instrumentation-undici");
+    expect(scopes("enricher")).toContain("@opentelemetry/instrumentation-http");
+    expect(scopes("result-store")).toContain("@opentelemetry/instrumentation-ioredis");
+    // The worker's Redis spans: with enableAutoPipelining a batch is sent in the context of its first command, so a
+    // span may sit under a concurrent delivery's span (the other task's trace): look in both tasks' traces.
+    const failed = await traceOf(failId, ["worker"]);
+    const workerRedis = [...spans, ...failed].filter(
+      (s) => s.service === "worker" && s.scope === "@opentelemetry/instrumentation-ioredis",
+    );
+    expect(workerRedis.map((s) => s.name)).toContain("exists");
+    // The enricher's server span continues ingest's HTTP client span, under ingest's explicit enricher span.
+    const server = spans.find((s) => s.service === "enricher" && s.kind === 2 /* SERVER in OTLP */);
+    const client = spans.find((s) => s.spanId === server?.parentSpanId);
+    expect(client?.service).toBe("ingest");
+    expect(spans.find((s) => s.spanId === client?.parentSpanId)?.name).toBe("enricher enrich");
+  });
+
+  test("every log line about the task carries its trace_id and a span_id", async () => {
+    const [traceId] = new Set((await traceOf(echoId, ECHO_SERVICES)).map((s) => s.traceId));
+    const about = lines
+      .filter(({ line }) => line.includes(echoId))
+      .map(({ service, line }) => ({ ...parse(line), service }));
+    // At debug level each consuming stage logs each delivery it handled (the gateway logs no line per task).
+    expect(new Set(about.map((l) => l.service))).toEqual(
+      new Set(["ingest", "scheduler", "worker", "result-store", "notifier", "audit"]),
+    );
+    for (const line of about) {
+      expect(line.trace_id, `${line.service}: ${line.msg}`).toBe(traceId);
+      expect(line.span_id, `${line.service}: ${line.msg}`).toMatch(/^[0-9a-f]{16}$/);
+    }
+    const handled = about.filter((l) => l.msg === "delivery handled");
+    expect(handled.every((l) => l.taskId === echoId && typeof l.subject === "string" && l.attempt === 1)).toBe(true);
+  });
+});
+
+interface LogLine {
+  msg?: string;
+  trace_id?: string;
+  span_id?: string;
+  taskId?: string;
+  subject?: string;
+  attempt?: number;
+}
+
+function parse(line: string): LogLine {
+  try {
+    return JSON.parse(line) as LogLine;
+  } catch {
+    throw new Error(`not a JSON log line: ${line}`);
+  }
+}

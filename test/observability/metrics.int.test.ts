@@ -1,0 +1,131 @@
+/**
+ * The metrics the dashboards and alerts use, as the deployed services export them: a pipeline of spawned
+ * processes runs known tasks (3 echo at high priority, 1 fail at low), then each service's /metrics is scraped and
+ * the catalogue's series are found with the right labels and values.
+ */
+import { Priority, TaskState } from "@tm/proto";
+import { waitFor } from "@tm/testkit";
+import { afterAll, beforeAll, describe, expect, test } from "vitest";
+import { findMetric, METRIC_CATALOGUE } from "../../pkg/configcheck/src/index.js";
+import { collectStream, type Pipeline, type ServiceName, startPipeline } from "../support/pipeline.js";
+import { parsePrometheusText, type Sample, sumOf } from "./prometheus-text.js";
+
+/** Labels every series may carry besides the catalogue's: the histogram bucket bound and the OTel scope. */
+const EXPOSITION_LABELS = new Set(["le", "otel_scope_name", "otel_scope_version", "otel_scope_schema_url"]);
+const CONSUMING = ["ingest", "scheduler", "worker", "result-store", "notifier", "audit", "deadletter"] as const;
+
+let pipeline: Pipeline;
+
+beforeAll(async () => {
+  pipeline = await startPipeline();
+  const tasks = [
+    ...Array.from({ length: 3 }, (_, i) => ({ type: "echo", payload: { i }, priority: Priority.HIGH })),
+    { type: "fail", payload: {}, priority: Priority.LOW },
+  ];
+  const ids = await Promise.all(tasks.map(async (t) => (await pipeline.client.submitTask(t)).taskId));
+  const ends = await Promise.all(
+    ids.map(async (id) => (await collectStream(pipeline.client, id)).at(-1)?.status?.state),
+  );
+  expect(ends).toEqual([TaskState.SUCCEEDED, TaskState.SUCCEEDED, TaskState.SUCCEEDED, TaskState.FAILED]);
+}, 90_000);
+
+afterAll(async () => {
+  await pipeline?.dispose();
+});
+
+async function scrape(service: ServiceName): Promise<Sample[]> {
+  const response = await fetch(`http://127.0.0.1:${pipeline.services.get(service)!.opsPort}/metrics`);
+  expect(response.status).toBe(200);
+  return parsePrometheusText(await response.text());
+}
+
+/** Scrapes until `check` passes: a metric is recorded just after the status a test waited for is published. */
+async function eventually(service: ServiceName, check: (samples: Sample[]) => void): Promise<void> {
+  let lastError: unknown;
+  await waitFor(
+    `${service} metrics`,
+    async () => {
+      try {
+        check(await scrape(service));
+        return true;
+      } catch (error) {
+        lastError = error;
+        return false;
+      }
+    },
+    { timeoutMs: 15_000 },
+  ).catch(() => {
+    throw lastError;
+  });
+}
+
+describe("metrics of a known run", () => {
+  test("gateway: tm_tasks_submitted_total by type, priority and outcome", async () => {
+    const samples = await scrape("gateway");
+    expect(sumOf(samples, "tm_tasks_submitted_total", { type: "echo", priority: "high", outcome: "accepted" })).toBe(3);
+    expect(sumOf(samples, "tm_tasks_submitted_total", { type: "fail", priority: "low", outcome: "accepted" })).toBe(1);
+  });
+
+  test("worker: processed, end-to-end, attempt duration, in flight, dead letters", async () => {
+    await eventually("worker", (samples) => {
+      const processed = (where: Record<string, string>) => sumOf(samples, "tm_tasks_processed_total", where);
+      expect(processed({ type: "echo", priority: "high", outcome: "succeeded" })).toBe(3);
+      expect(processed({ type: "fail", priority: "low", outcome: "retried" })).toBe(4);
+      expect(processed({ type: "fail", priority: "low", outcome: "failed" })).toBe(1);
+      expect(sumOf(samples, "tm_task_end_to_end_ms_count")).toBe(4);
+      expect(sumOf(samples, "tm_task_end_to_end_ms_count", { type: "echo", priority: "high" })).toBe(3);
+      expect(sumOf(samples, "tm_task_end_to_end_ms_count", { type: "fail", priority: "low" })).toBe(1);
+      // The failed task waited out four retry delays (100+150+200+250 ms in FAST_FLOW) before it ended.
+      expect(sumOf(samples, "tm_task_end_to_end_ms_sum", { type: "fail" })).toBeGreaterThanOrEqual(700);
+      expect(sumOf(samples, "tm_task_duration_ms_count", { type: "echo" })).toBe(3);
+      expect(sumOf(samples, "tm_task_duration_ms_count", { type: "fail" })).toBe(5);
+      expect(sumOf(samples, "tm_tasks_dead_lettered_total", { subject: "tasks.worker.low", reason: "exhausted" })).toBe(
+        1,
+      );
+      expect(sumOf(samples, "tm_tasks_retried_total", { stage: "worker", subject: "tasks.worker.low" })).toBe(4);
+      expect(samples.some((s) => s.name === "tm_worker_in_flight")).toBe(true);
+      expect(sumOf(samples, "tm_worker_in_flight")).toBe(0);
+    });
+  });
+
+  test("every consuming stage: stage processing time and consumer lag gauges", async () => {
+    for (const service of CONSUMING) {
+      await eventually(service, (samples) => {
+        expect(sumOf(samples, "tm_stage_processing_ms_count", { stage: service }), service).toBeGreaterThan(0);
+        const pending = samples.filter((s) => s.name === "tm_consumer_pending");
+        const ackPending = samples.filter((s) => s.name === "tm_consumer_ack_pending");
+        expect(pending.length, `${service} tm_consumer_pending`).toBeGreaterThan(0);
+        expect(ackPending.length, `${service} tm_consumer_ack_pending`).toBeGreaterThan(0);
+        // Everything was handled: no backlog is left.
+        expect(pending.every((s) => s.value === 0)).toBe(true);
+      });
+    }
+  });
+
+  test("notifier: tm_status_updates_total; enricher: http_server_request_duration in seconds", async () => {
+    const notifier = await scrape("notifier");
+    expect(sumOf(notifier, "tm_status_updates_total", { state: "SUCCEEDED", outcome: "applied" })).toBe(3);
+    const enricher = await scrape("enricher");
+    const enrich = { http_request_method: "POST", http_response_status_code: "200" }; // the /enrich calls
+    expect(sumOf(enricher, "http_server_request_duration_count", enrich)).toBe(4);
+    expect(sumOf(enricher, "http_server_request_duration_sum", enrich)).toBeLessThan(4); // seconds, not ms
+  });
+
+  test("every catalogued series a service exports carries exactly the catalogue's labels", async () => {
+    const seen = new Set<string>();
+    for (const service of ["gateway", "enricher", ...CONSUMING] as ServiceName[]) {
+      for (const sample of await scrape(service)) {
+        const metric = findMetric(sample.name);
+        if (!metric) continue;
+        seen.add(metric.name);
+        const labels = Object.keys(sample.labels).filter((l) => !EXPOSITION_LABELS.has(l));
+        expect(labels.sort(), `${service} ${sample.name}`).toEqual([...metric.labels].sort());
+        expect(metric.services, `${sample.name} exported by ${service}`).toEqual(
+          expect.arrayContaining(metric.name.startsWith("http_") ? [] : [service]),
+        );
+      }
+    }
+    const expected = METRIC_CATALOGUE.filter((m) => m.name !== "up").map((m) => m.name);
+    expect([...seen].sort()).toEqual(expected.sort());
+  });
+});
