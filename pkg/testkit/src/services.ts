@@ -58,7 +58,8 @@ export async function spawnService(
     opsPort,
     port,
     env: fullEnv,
-    async ready(timeoutMs = 20_000) {
+    // Generous: nine services starting at once on two busy cores can take well over 20 s to listen.
+    async ready(timeoutMs = 60_000) {
       await waitFor(
         `${name} /readyz`,
         async () => {
