@@ -59,8 +59,14 @@ export async function startPipeline(
   const env: NodeJS.ProcessEnv = { NATS_URL: nats.url, REDIS_URL: redis.url, ...FAST_FLOW, ...options.env };
   const services = new Map<string, SpawnedService>();
   const spawn = async (name: ServiceName, extraEnv: NodeJS.ProcessEnv = {}, key: string = name) => {
-    const service = await spawnService(name, { ...env, ...options.perService?.[name], ...extraEnv });
+    const service = await spawnService(
+      name,
+      { ...env, ...options.perService?.[name], ...extraEnv },
+      { waitReady: false },
+    );
     services.set(key, service);
+    // Nine Node processes starting at once on two shared cores can take a while.
+    await service.ready(60_000);
     return service;
   };
   try {
