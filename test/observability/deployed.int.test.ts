@@ -100,9 +100,9 @@ describe("telemetry of spawned services", () => {
     const about = lines
       .filter(({ line }) => line.includes(echoId))
       .map(({ service, line }) => ({ ...parse(line), service }));
-    // At debug level each consuming stage logs each delivery it handled (the gateway logs no line per task).
+    // At debug level the gateway logs the accepted task and each consuming stage each delivery it handled.
     expect(new Set(about.map((l) => l.service))).toEqual(
-      new Set(["ingest", "scheduler", "worker", "result-store", "notifier", "audit"]),
+      new Set(["gateway", "ingest", "scheduler", "worker", "result-store", "notifier", "audit"]),
     );
     for (const line of about) {
       expect(line.trace_id, `${line.service}: ${line.msg}`).toBe(traceId);

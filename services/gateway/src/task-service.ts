@@ -140,6 +140,8 @@ export function taskServiceHandlers(
         detail: { type: submission.type, priority: submission.priority, ...submitterDetail(callerOf(ctx)) },
       }).catch((error: unknown) => rt.log.warn({ err: error, taskId }, "could not publish the submitted audit event"));
       submitted.add(1, { type: submission.type, priority: submission.priority, outcome: "accepted" });
+      // The task's first log line, inside the SubmitTask span: the drill-down by task id starts here.
+      rt.log.debug({ taskId, type: submission.type, priority: submission.priority }, "task accepted");
       return { taskId, deduplicated: false };
     },
 
