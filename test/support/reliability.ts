@@ -6,11 +6,13 @@
 import type { Timestamp } from "@bufbuild/protobuf/wkt";
 import { Code, ConnectError } from "@connectrpc/connect";
 import { durableName, isTerminal, type Subject, Subjects, streamOf } from "@tm/flow";
-import type { SubmitTaskRequest, TaskClient } from "@tm/proto";
+import type { TaskClient } from "@tm/proto";
 import { Keys, parseStatusHash, readHistory, type StoredStatus } from "@tm/store";
 import { waitFor } from "@tm/testkit";
 import type { Redis } from "ioredis";
 import { connect, type NatsConnection } from "nats";
+
+type SubmitRequest = Parameters<TaskClient["submitTask"]>[0];
 
 export function connectTo(url: string): Promise<NatsConnection> {
   return connect({ servers: url, maxReconnectAttempts: -1, reconnectTimeWait: 100 });
@@ -67,7 +69,7 @@ export function millis(ts: Timestamp | undefined): number {
  *  retry after a lost response never creates a second task. Returns the task id and how many attempts it took. */
 export async function submitUntilAccepted(
   client: TaskClient,
-  request: Partial<SubmitTaskRequest> & { idempotencyKey: string },
+  request: SubmitRequest & { idempotencyKey: string },
   deadlineMs = 60_000,
 ): Promise<{ taskId: string; attempts: number }> {
   const deadline = Date.now() + deadlineMs;
@@ -103,10 +105,11 @@ export function steadyLoad(
   const submissions: Promise<string>[] = [];
   const accepted = (async () => {
     for (let i = 0; i < count; i++) {
-      const request =
+      const idempotencyKey = `load-${crypto.randomUUID()}`;
+      const request: SubmitRequest & { idempotencyKey: string } =
         i % 2 === 0
-          ? { type: "echo", payload: { i }, idempotencyKey: `load-${crypto.randomUUID()}` }
-          : { type: "sleep", payload: { ms: 50 }, idempotencyKey: `load-${crypto.randomUUID()}` };
+          ? { type: "echo", payload: { i }, idempotencyKey }
+          : { type: "sleep", payload: { ms: 50 }, idempotencyKey };
       const submission = submitUntilAccepted(client, request).then(({ taskId, attempts }) => {
         if (attempts > 1) retried++;
         return taskId;
