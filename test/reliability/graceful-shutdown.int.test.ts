@@ -25,7 +25,7 @@ afterAll(async () => {
 
 test("SIGTERM to each stage in turn under load: exit code 0, no task lost, no result duplicated", async () => {
   const exitCodes: Record<string, number | null> = {};
-  let rolling: Promise<void> | undefined;
+  let rolling: Promise<number> | undefined;
   const startedAt = Date.now();
   // ~10 s of submissions, so tasks keep arriving while the stages restart one after another.
   const load = steadyLoad(pipeline.client, TASKS, 80, (i) => {
@@ -37,13 +37,14 @@ test("SIGTERM to each stage in turn under load: exit code 0, no task lost, no re
         exitCodes[name] = await service.process.exited();
         await pipeline.spawn(name);
       }
+      return Date.now();
     })();
   });
   const taskIds = await load.accepted;
   const loadEndedAt = Date.now();
-  await rolling;
+  const rolledAt = await rolling;
   console.log(
-    `[reliability] rolling SIGTERM restart of ${ROLLED.length} stages: ${Date.now() - startedAt} ms; ` +
+    `[reliability] rolling SIGTERM restart of ${ROLLED.length} stages done after ${(rolledAt ?? 0) - startedAt} ms; ` +
       `load ran ${loadEndedAt - startedAt} ms; ${taskIds.length} tasks`,
   );
   expect(exitCodes).toEqual(Object.fromEntries(ROLLED.map((name) => [name, 0])));

@@ -70,6 +70,8 @@ test("a flaky task is retried after each configured delay, visibly, and succeeds
   expect((await readResult(pipeline.redisClient, taskId))?.attempts).toBe(4);
   const final = (await pipeline.client.getTask({ taskId })).task?.status;
   expect(final).toMatchObject({ state: TaskState.SUCCEEDED, attempt: 4 });
+  // The result-store acks only after publishing its audit event: then the audit consumer has it to drain.
+  await waitDrained(nc, "result-store", Subjects.results);
   await waitDrained(nc, "audit", Subjects.audit);
   expect(await actionsOf(pipeline.redisClient, taskId, "attempt_failed")).toHaveLength(3);
   expect(await actionsOf(pipeline.redisClient, taskId, "result_stored")).toHaveLength(1);

@@ -61,6 +61,8 @@ test("a task whose worker is SIGKILLed while RUNNING is redelivered after AckWai
   await waitFor("the stored result", async () => (await readResult(pipeline.redisClient, taskId)) !== undefined);
   const result = await readResult(pipeline.redisClient, taskId);
   expect(result?.attempts).toBeGreaterThanOrEqual(2);
+  // The result-store acks only after publishing its audit event: then the audit consumer has it to drain.
+  await waitDrained(nc, "result-store", Subjects.results);
   await waitDrained(nc, "audit", Subjects.audit);
   expect(await actionsOf(pipeline.redisClient, taskId, "result_stored")).toHaveLength(1);
 });
