@@ -46,13 +46,7 @@ export interface TaskServiceOptions {
 }
 
 type TaskServiceMethods = typeof TaskService extends { method: infer M } ? M : never;
-
-// Releases an idempotency key only if it still names our task: a failed submission must not pin the key to a
-// task that was never queued, or the client's retry would be "deduplicated" into nothing.
-const RELEASE_IDEMPOTENCY_KEY = `
-if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
-return 0
-`;
+type Submission = ReturnType<typeof validateSubmission>;
 
 export function taskServiceHandlers(
   rt: Runtime,
@@ -93,45 +87,68 @@ export function taskServiceHandlers(
     return task;
   }
 
+  /** Records the task and its PENDING status, then queues it on tasks.ingest. Idempotent for one task id. */
+  async function queueTask(taskId: string, submission: Submission, createdAt: string): Promise<void> {
+    const { traceparent } = injectTrace();
+    await redisCall("saving the task", () =>
+      saveTask(rt.redis, { ...submission, taskId, createdAt, traceparent, generation: 0 }),
+    );
+    await recordStatus({ taskId, state: "PENDING", source: rt.name });
+    const message: TaskMessage = {
+      taskId,
+      type: submission.type,
+      priority: submission.priority,
+      payload: submission.payload,
+      metadata: submission.metadata,
+      createdAt,
+      generation: 0,
+    };
+    await dependency("NATS", "queueing the task", () =>
+      rt.publisher.publish(Subjects.ingest, message, { msgId: ingestMsgId(taskId, 0) }),
+    );
+  }
+
+  /**
+   * Completes the submission that owns an idempotency key, if it was interrupted: no task record yet (it failed
+   * before saving), or still PENDING within the stream's duplicate window (its tasks.ingest publish may have
+   * failed; republishing with the same message id cannot queue it twice). Older PENDING tasks are left alone:
+   * outside the window a republish could no longer be deduplicated.
+   */
+  async function resumeSubmission(taskId: string, submission: Submission): Promise<void> {
+    const task = await redisCall("reading the task", () => readTask(rt.redis, taskId));
+    if (!task) return queueTask(taskId, submission, new Date().toISOString());
+    if (task.generation !== 0 || Date.now() - Date.parse(task.createdAt) > rt.settings.duplicateWindowMs) return;
+    const status = await redisCall("reading the task status", () => readStatus(rt.redis, taskId));
+    if (status && status.state !== "PENDING") return;
+    // The first submission is what was accepted: requeue it as stored, whatever this retry carried.
+    const { type, priority, payload, metadata } = task;
+    await queueTask(
+      taskId,
+      { ...submission, type, priority, payload: payload as JsonObject, metadata },
+      task.createdAt,
+    );
+  }
+
   return {
     async submitTask(request, ctx) {
       const submission = stampSubmitter(validateSubmission(request, options.maxPayloadBytes), callerOf(ctx));
-      const taskId = crypto.randomUUID();
       const { idempotencyKey } = submission;
+      let taskId: string = crypto.randomUUID();
       if (idempotencyKey) {
         const claim = await redisCall("claiming the idempotency key", () =>
           claimIdempotencyKey(rt.redis, idempotencyKey, taskId),
         );
         if (!claim.claimed) {
+          // A retry of a submission that may have been interrupted: complete it under the first id. Every step
+          // is idempotent (task record, status CAS, tasks.ingest deduplicated by its message id), so finishing
+          // one that had in fact completed changes nothing, and the key never points at a task left unqueued.
+          await resumeSubmission(claim.owner, submission);
           submitted.add(1, { type: submission.type, priority: submission.priority, outcome: "deduplicated" });
           return { taskId: claim.owner, deduplicated: true };
         }
+        taskId = claim.owner;
       }
-      try {
-        const createdAt = new Date().toISOString();
-        const { traceparent } = injectTrace();
-        await redisCall("saving the task", () =>
-          saveTask(rt.redis, { ...submission, taskId, createdAt, traceparent, generation: 0 }),
-        );
-        await recordStatus({ taskId, state: "PENDING", source: rt.name });
-        const message: TaskMessage = {
-          taskId,
-          type: submission.type,
-          priority: submission.priority,
-          payload: submission.payload,
-          metadata: submission.metadata,
-          createdAt,
-          generation: 0,
-        };
-        await dependency("NATS", "queueing the task", () =>
-          rt.publisher.publish(Subjects.ingest, message, { msgId: ingestMsgId(taskId, 0) }),
-        );
-      } catch (error) {
-        if (idempotencyKey) {
-          await rt.redis.eval(RELEASE_IDEMPOTENCY_KEY, 1, Keys.idempotency(idempotencyKey), taskId).catch(() => 0);
-        }
-        throw error;
-      }
+      await queueTask(taskId, submission, new Date().toISOString());
       // The task is queued from here on: a lost audit event must not turn an accepted task into an error.
       await publishAudit(rt.publisher, {
         taskId,

@@ -17,7 +17,7 @@ import {
   TaskService,
   TaskState,
 } from "@tm/proto";
-import { applyStatus, Keys, readStatus, toStoredStatus } from "@tm/store";
+import { applyStatus, Keys, readStatus, saveTask, toStoredStatus } from "@tm/store";
 import { useInfra, waitFor } from "@tm/testkit";
 import { Redis } from "ioredis";
 import { connect, type NatsConnection } from "nats";
@@ -108,6 +108,43 @@ describe("SubmitTask", () => {
     expect(b).toMatchObject({ taskId: a.taskId, deduplicated: true });
     expect((await ingestMessagesFor(a.taskId)).length).toBe(1);
     expect((await redis.keys("task:*")).length).toBe(tasksBefore);
+  });
+
+  test("a retry completes a submission that was interrupted, under the first id, queueing it exactly once", async () => {
+    // First attempt died right after claiming the key: nothing else was written.
+    const lostKey = `key-${crypto.randomUUID()}`;
+    const lostId = crypto.randomUUID();
+    await redis.set(Keys.idempotency(lostKey), lostId);
+    const resumed = await client.submitTask({ type: "echo", payload: { n: 1 }, idempotencyKey: lostKey });
+    expect(resumed).toMatchObject({ taskId: lostId, deduplicated: true });
+    expect((await readStatus(redis, lostId))?.state).toBe("PENDING");
+    expect((await ingestMessagesFor(lostId)).map((m) => m.payload)).toEqual([{ n: 1 }]);
+
+    // First attempt saved the task and PENDING, but its tasks.ingest publish failed.
+    const key = `key-${crypto.randomUUID()}`;
+    const taskId = crypto.randomUUID();
+    await redis.set(Keys.idempotency(key), taskId);
+    const createdAt = new Date().toISOString();
+    await saveTask(redis, {
+      taskId,
+      type: "echo",
+      priority: "low",
+      payload: { n: 2 },
+      metadata: {},
+      createdAt,
+      generation: 0,
+    });
+    await applyStatus(redis, event({ taskId, state: "PENDING" }));
+    expect(await ingestMessagesFor(taskId)).toHaveLength(0);
+    // Retrying completes it once; retrying again and again never queues it twice (same message id, deduplicated).
+    for (let i = 0; i < 3; i++) {
+      expect(await secondClient.submitTask({ type: "echo", idempotencyKey: key })).toMatchObject({
+        taskId,
+        deduplicated: true,
+      });
+    }
+    const queued = await ingestMessagesFor(taskId);
+    expect(queued.map((m) => [m.payload, m.priority, m.createdAt])).toEqual([[{ n: 2 }, "low", createdAt]]);
   });
 
   test.each([
