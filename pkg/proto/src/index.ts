@@ -1,4 +1,5 @@
 export * from "./client.js";
+export * from "./connect-routes.js";
 export type { HealthCheckRequest, HealthCheckResponse } from "./gen/grpc/health/v1/health_pb.js";
 export {
   Health,

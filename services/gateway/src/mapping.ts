@@ -80,3 +80,9 @@ export function stateFromProto(state: TaskState): FlowTaskState | undefined | nu
   const entry = Object.entries(STATE_TO_PROTO).find(([, value]) => value === state);
   return entry ? (entry[0] as FlowTaskState) : null;
 }
+
+/** The trace id of a W3C traceparent (`00-<32 hex trace id>-<16 hex span id>-<flags>`); "" when absent or malformed. */
+export function traceIdOf(traceparent: string | undefined): string {
+  const match = /^[\da-f]{2}-([\da-f]{32})-[\da-f]{16}-[\da-f]{2}$/.exec(traceparent ?? "");
+  return match?.[1] ?? "";
+}

@@ -3,11 +3,14 @@
  * status → tasks.ingest; GetTask and StreamTaskStatus read Redis (the notifier keeps it current); CancelTask marks,
  * records and broadcasts the cancellation on control.cancel. AdminService (admin-service.ts) is the operator's API.
  */
+import type { DescMethod } from "@bufbuild/protobuf";
 import { Code, ConnectError } from "@connectrpc/connect";
 import * as grpc from "@grpc/grpc-js";
+import { consoleAssetsDir } from "@tm/console";
 import { STREAMS } from "@tm/flow";
 import { connectRedis, defineService, type Logger, port, positiveInt } from "@tm/kit";
-import { AdminService, addService, HealthRegistry, ServingStatus, TaskService } from "@tm/proto";
+import { AdminService, addService, connectRoutes, HealthRegistry, ServingStatus, TaskService } from "@tm/proto";
+import { z } from "zod";
 import { adminServiceHandlers } from "./admin-service.js";
 import { authConfigShape } from "./auth/config.js";
 import { createGuard } from "./auth/guard.js";
@@ -15,6 +18,7 @@ import { bindGrpc, stopGrpc } from "./grpc-server.js";
 import { QueueStats } from "./queue-stats.js";
 import { StatusSubscriptions } from "./status-subscriptions.js";
 import { taskServiceHandlers } from "./task-service.js";
+import { createWebServer, listenWeb, stopWeb } from "./web-server.js";
 
 export const gateway = defineService({
   name: "gateway",
@@ -22,6 +26,13 @@ export const gateway = defineService({
   config: {
     GRPC_PORT: port.default(50051),
     GATEWAY_MAX_PAYLOAD_BYTES: positiveInt.default(65_536),
+    /** The web port: Connect/gRPC-Web API for browsers and the web console (0: a free port). */
+    GATEWAY_WEB_PORT: port.default(8090),
+    /** Grafana, for the console's "View trace" links (Explore on the Tempo datasource). */
+    GATEWAY_CONSOLE_GRAFANA_URL: z
+      .string()
+      .url({ message: "must be a URL, e.g. http://localhost:3000" })
+      .default("http://localhost:3000"),
     ...authConfigShape,
   },
   async start(rt) {
@@ -45,30 +56,42 @@ export const gateway = defineService({
     // subscriptions are released. Pings are not stream data: they do not reset a proxy's stream idle timeout.
     const server = new grpc.Server({ "grpc.keepalive_time_ms": 30_000, "grpc.keepalive_timeout_ms": 10_000 });
     const health = new HealthRegistry();
-    addService(
-      server,
+    const onError = (method: DescMethod, error: unknown) => logFailure(rt.log, method.name, error);
+    const taskHandlers = guard.protect(
       TaskService,
-      guard.protect(
-        TaskService,
-        taskServiceHandlers(rt, subscriptions, { maxPayloadBytes: rt.config.GATEWAY_MAX_PAYLOAD_BYTES }),
-      ),
-      (method, error) => logFailure(rt.log, method.name, error),
+      taskServiceHandlers(rt, subscriptions, { maxPayloadBytes: rt.config.GATEWAY_MAX_PAYLOAD_BYTES }),
     );
+    addService(server, TaskService, taskHandlers, onError);
     const queueStats = new QueueStats(rt.nats.jsm, Object.values(STREAMS));
     queueStats.startSampling((error) => rt.log.debug({ err: error }, "could not sample consumer info"));
-    addService(
-      server,
-      AdminService,
-      guard.protect(AdminService, adminServiceHandlers(rt, queueStats)),
-      (method, error) => logFailure(rt.log, method.name, error),
-    );
+    const adminHandlers = guard.protect(AdminService, adminServiceHandlers(rt, queueStats));
+    addService(server, AdminService, adminHandlers, onError);
     health.addTo(server);
 
+    // The same (guarded) handlers for browsers, beside the web console: see web-server.ts.
+    const web = createWebServer({
+      routes: connectRoutes(
+        [
+          [TaskService, taskHandlers],
+          [AdminService, adminHandlers],
+        ],
+        onError,
+      ),
+      assetsDir: consoleAssetsDir(),
+      consoleConfig: {
+        grafanaUrl: rt.config.GATEWAY_CONSOLE_GRAFANA_URL,
+        authRequired: rt.config.GATEWAY_AUTH_MODE !== "none",
+      },
+    });
+
     let grpcPort: number;
+    let webPort: number;
     try {
       grpcPort = await bindGrpc(server, rt.config.GRPC_PORT);
+      webPort = await listenWeb(web, rt.config.GATEWAY_WEB_PORT);
     } catch (error) {
       subscriber.disconnect();
+      server.forceShutdown();
       throw error;
     }
     rt.onStop("grpc server", async () => {
@@ -77,13 +100,13 @@ export const gateway = defineService({
       health.shutdown();
       queueStats.stopSampling();
       await subscriptions.close("gateway shutting down; re-open the stream");
-      await stopGrpc(server, rt.config.SHUTDOWN_TIMEOUT_MS);
+      await Promise.all([stopGrpc(server, rt.config.SHUTDOWN_TIMEOUT_MS), stopWeb(web, rt.config.SHUTDOWN_TIMEOUT_MS)]);
     });
     health.set("", ServingStatus.SERVING);
     health.set(TaskService.typeName, ServingStatus.SERVING);
     health.set(AdminService.typeName, ServingStatus.SERVING);
-    rt.log.info({ grpcPort }, "gRPC listening");
-    return { grpcPort };
+    rt.log.info({ grpcPort, webPort }, "gRPC and web console listening");
+    return { grpcPort, webPort };
   },
 });
 

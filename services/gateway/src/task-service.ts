@@ -35,7 +35,7 @@ import {
 import { callerOf } from "./auth/caller.js";
 import { dependency } from "./dependencies.js";
 import { ingestMsgId } from "./ingest-message-id.js";
-import { priorityToProto, resultToStruct, statusToProto, timestampFromIso } from "./mapping.js";
+import { priorityToProto, resultToStruct, statusToProto, timestampFromIso, traceIdOf } from "./mapping.js";
 import { type StatusSubscriptions, statusSequence } from "./status-subscriptions.js";
 import { parseTaskId, validateSubmission } from "./validation.js";
 
@@ -178,6 +178,7 @@ export function taskServiceHandlers(
           result: result ? resultToStruct(result.output) : undefined,
           createdAt: timestampFromIso(task.createdAt),
           metadata: task.metadata,
+          traceId: traceIdOf(task.traceparent),
         },
       };
     },

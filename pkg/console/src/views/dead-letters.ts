@@ -1,0 +1,126 @@
+/** Dead letters: reason, error, attempts and history of each, with Replay per row and "Replay selected". */
+import type { DeadLetterEntry } from "@tm/proto/web";
+import { ReplayResult } from "@tm/proto/web";
+import { admin, errorText } from "../api.js";
+import { announce, h, replace } from "../dom.js";
+import { ago, dateOf, formatTime } from "../format.js";
+import { table } from "./overview.js";
+import type { View } from "./view.js";
+
+const PAGE_SIZE = 50;
+
+export const deadLettersView: View = (main) => {
+  const status = h("p", { class: "muted", role: "status" });
+  const list = h("div");
+  const replaySelected = h("button", { type: "button" }, "Replay selected") as HTMLButtonElement;
+  const next = h("button", { type: "button", class: "secondary" }, "Next page") as HTMLButtonElement;
+  const selected = new Set<string>();
+  let nextToken = "";
+  let stopped = false;
+  replace(
+    main,
+    h("h1", {}, "Dead letters"),
+    h("div", { class: "actions" }, replaySelected),
+    status,
+    list,
+    h("div", { class: "pager" }, next),
+  );
+
+  async function load(pageToken: string) {
+    status.textContent = "Loading…";
+    try {
+      const response = await admin.listDeadLetters({ pageSize: PAGE_SIZE, pageToken });
+      if (stopped) return;
+      nextToken = response.nextPageToken;
+      next.disabled = !nextToken;
+      selected.clear();
+      updateSelection();
+      const now = Date.now();
+      replace(
+        list,
+        response.deadLetters.length === 0
+          ? h("p", {}, "No dead letters.")
+          : table(
+              ["Select", "Task", "Subject", "Reason", "Error", "Attempts", "When", "History", "Action"],
+              response.deadLetters.map((letter) => row(letter, now)),
+            ),
+      );
+      status.textContent = `${response.deadLetters.length} dead letter${response.deadLetters.length === 1 ? "" : "s"} shown.`;
+    } catch (error) {
+      if (!stopped) status.textContent = `Could not list dead letters: ${errorText(error)}`;
+    }
+  }
+
+  function row(letter: DeadLetterEntry, now: number): (string | Node)[] {
+    const checkbox = h("input", { type: "checkbox", id: `select-${letter.id}`, value: letter.id }) as HTMLInputElement;
+    checkbox.addEventListener("change", () => {
+      if (checkbox.checked) selected.add(letter.id);
+      else selected.delete(letter.id);
+      updateSelection();
+    });
+    const label = letter.taskId || letter.id;
+    return [
+      h("span", {}, checkbox, h("label", { for: `select-${letter.id}`, class: "visually-hidden" }, `Select ${label}`)),
+      letter.taskId
+        ? h("a", { href: `/tasks/${letter.taskId}`, class: "mono" }, letter.taskId)
+        : h("span", { class: "mono" }, letter.id),
+      letter.subject,
+      letter.reason,
+      h("span", { class: "error" }, letter.error),
+      String(letter.attempts),
+      h(
+        "time",
+        { datetime: dateOf(letter.at)?.toISOString() ?? "", title: formatTime(dateOf(letter.at)) },
+        ago(dateOf(letter.at), now),
+      ),
+      letter.history.length === 0
+        ? "—"
+        : h(
+            "details",
+            {},
+            h("summary", {}, `${letter.history.length} events`),
+            h(
+              "ol",
+              {},
+              ...letter.history.map((event) =>
+                h("li", {}, `${formatTime(dateOf(event.at))} ${event.service}: ${event.action}`),
+              ),
+            ),
+          ),
+      h(
+        "button",
+        { type: "button", "aria-label": `Replay ${label}`, onclick: () => void replay([letter.id]) },
+        "Replay",
+      ),
+    ];
+  }
+
+  function updateSelection() {
+    replaySelected.disabled = selected.size === 0;
+    replaySelected.textContent = `Replay selected (${selected.size})`;
+  }
+
+  async function replay(ids: string[]) {
+    try {
+      const { outcomes } = await admin.replayDeadLetters({ ids });
+      const replayed = outcomes.filter((outcome) => outcome.result === ReplayResult.REPLAYED).length;
+      const refused = outcomes
+        .filter((outcome) => outcome.result !== ReplayResult.REPLAYED)
+        .map((outcome) => `${outcome.taskId || outcome.id}: ${outcome.reason || ReplayResult[outcome.result]}`);
+      const text = `Replayed ${replayed} of ${outcomes.length}.${refused.length > 0 ? ` Not replayed: ${refused.join("; ")}` : ""}`;
+      announce(text);
+      await load("");
+      status.textContent = text;
+    } catch (error) {
+      announce(`Replay failed: ${errorText(error)}`);
+      status.textContent = `Replay failed: ${errorText(error)}`;
+    }
+  }
+
+  replaySelected.addEventListener("click", () => void replay([...selected]));
+  next.addEventListener("click", () => void load(nextToken));
+  void load("");
+  return () => {
+    stopped = true;
+  };
+};

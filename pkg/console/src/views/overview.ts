@@ -1,0 +1,106 @@
+/** Overview: throughput, queue depths per priority and per consumer, failures, dead letters, tasks by state. */
+import type { GetQueueStatsResponse } from "@tm/proto/web";
+import { TaskState } from "@tm/proto/web";
+import { admin, errorText } from "../api.js";
+import { h, replace } from "../dom.js";
+import { dateOf, duration, formatTime, stateName } from "../format.js";
+import type { View } from "./view.js";
+
+const REFRESH_MS = 2000;
+const PRIORITY_SUBJECTS = ["tasks.worker.high", "tasks.worker.medium", "tasks.worker.low"];
+
+export const overviewView: View = (main) => {
+  const status = h("p", { class: "muted" }, "Loading…");
+  const body = h("div");
+  replace(main, h("h1", {}, "Overview"), status, body);
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  let stopped = false;
+
+  async function refresh() {
+    try {
+      const stats = await admin.getQueueStats({});
+      if (stopped) return;
+      render(body, stats);
+      status.textContent = `Updated ${formatTime(dateOf(stats.sampledAt))}; refreshes every ${REFRESH_MS / 1000} s.`;
+    } catch (error) {
+      if (!stopped) status.textContent = `Could not load statistics: ${errorText(error)}`;
+    }
+    if (!stopped) timer = setTimeout(refresh, REFRESH_MS);
+  }
+  void refresh();
+  return () => {
+    stopped = true;
+    clearTimeout(timer);
+  };
+};
+
+function render(body: HTMLElement, stats: GetQueueStatsResponse): void {
+  const count = (state: TaskState) => Number(stats.tasksByState.find((entry) => entry.state === state)?.count ?? 0n);
+  const workers = stats.consumers.filter((consumer) => consumer.subject.startsWith("tasks.worker."));
+  const throughput = workers.reduce((sum, consumer) => sum + consumer.processedPerSecond, 0);
+  const tile = (label: string, value: string, href?: string) =>
+    h(
+      "div",
+      { class: "tile" },
+      h("span", { class: "tile-label" }, label),
+      href ? h("a", { href }, value) : h("strong", {}, value),
+    );
+  replace(
+    body,
+    h(
+      "section",
+      { class: "tiles", "aria-label": "Summary" },
+      tile("Throughput (worker)", `${throughput.toFixed(1)} tasks/s`),
+      tile("Running", String(count(TaskState.RUNNING)), "/tasks?state=RUNNING"),
+      tile("Failed", String(count(TaskState.FAILED)), "/tasks?state=FAILED"),
+      tile("Dead letters", String(stats.deadLetters), "/dead-letters"),
+    ),
+    h("h2", {}, "Queue depth per priority"),
+    table(
+      ["Priority", "Waiting", "In flight", "Redelivered", "Oldest unacked"],
+      PRIORITY_SUBJECTS.map((subject) => {
+        const consumers = stats.consumers.filter((consumer) => consumer.subject === subject);
+        const sum = (pick: (c: (typeof consumers)[number]) => bigint) => consumers.reduce((s, c) => s + pick(c), 0n);
+        const oldest = Math.max(0, ...consumers.map((c) => Number(c.oldestUnackedAgeMs)));
+        return [
+          subject.split(".").pop() ?? subject,
+          String(sum((c) => c.pending)),
+          String(sum((c) => c.ackPending)),
+          String(sum((c) => c.redelivered)),
+          oldest > 0 ? duration(oldest) : "—",
+        ];
+      }),
+    ),
+    h("h2", {}, `Tasks by state (newest ${stats.tasksCounted}${stats.tasksByStateTruncated ? ", more exist" : ""})`),
+    table(
+      ["State", "Tasks"],
+      stats.tasksByState.map((entry) => [
+        h("a", { href: `/tasks?state=${stateName(entry.state)}` }, stateName(entry.state)),
+        String(entry.count),
+      ]),
+    ),
+    h("h2", {}, "Consumers"),
+    table(
+      ["Stream", "Subject", "Consumer", "Waiting", "In flight", "Redelivered", "Oldest unacked", "Processed/s"],
+      stats.consumers.map((consumer) => [
+        consumer.stream,
+        consumer.subject,
+        consumer.name,
+        String(consumer.pending),
+        String(consumer.ackPending),
+        String(consumer.redelivered),
+        consumer.oldestUnackedAgeMs > 0n ? duration(Number(consumer.oldestUnackedAgeMs)) : "—",
+        consumer.processedPerSecond.toFixed(1),
+      ]),
+    ),
+  );
+}
+
+export function table(headers: string[], rows: (string | Node)[][]): HTMLElement {
+  return h(
+    "table",
+    {},
+    h("thead", {}, h("tr", {}, ...headers.map((header) => h("th", { scope: "col" }, header)))),
+    h("tbody", {}, ...rows.map((row) => h("tr", {}, ...row.map((cell) => h("td", {}, cell))))),
+  );
+}

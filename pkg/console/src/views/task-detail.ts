@@ -1,0 +1,195 @@
+/**
+ * Task detail: the live status stream drawn as a stage-by-stage timeline (PENDING → INGESTED → SCHEDULED → RUNNING →
+ * terminal) with times, a progress bar, attempts and errors; then the result, the audit history, Cancel, and a link
+ * to the task's trace in Grafana.
+ */
+import type { Task, TaskStatus } from "@tm/proto/web";
+import { TaskState } from "@tm/proto/web";
+import { admin, errorText, isAbort, tasks } from "../api.js";
+import { announce, h, replace } from "../dom.js";
+import { dateOf, formatTime, json, priorityName, stateName, TERMINAL_STATES } from "../format.js";
+import { table } from "./overview.js";
+import { traceUrl } from "./trace-link.js";
+import type { View } from "./view.js";
+
+const STAGES = [TaskState.PENDING, TaskState.INGESTED, TaskState.SCHEDULED, TaskState.RUNNING];
+const RETRY_MS = 2000;
+/** Audit actions that mark a stage, for the stages passed before the page opened the stream. */
+const STAGE_OF_ACTION: Record<string, TaskState> = {
+  submitted: TaskState.PENDING,
+  ingested: TaskState.INGESTED,
+  scheduled: TaskState.SCHEDULED,
+  succeeded: TaskState.SUCCEEDED,
+  failed: TaskState.FAILED,
+  cancelled: TaskState.CANCELLED,
+};
+
+export const taskDetailView: View = (main, { params, config }) => {
+  const taskId = params.id ?? "";
+  const controller = new AbortController();
+  const reachedAt = new Map<TaskState, Date>();
+  let status: TaskStatus | undefined;
+
+  const heading = h("h1", {}, "Task ", h("span", { class: "mono" }, taskId));
+  const summary = h("dl", { class: "summary" });
+  const live = h("section", { class: "live", "aria-live": "polite", "aria-label": "Status" });
+  const timeline = h("ol", { class: "timeline", "aria-label": "Stages" });
+  const cancel = h("button", { type: "button", class: "danger" }, "Cancel task") as HTMLButtonElement;
+  const actions = h("div", { class: "actions" }, cancel);
+  const result = h("section", { "aria-label": "Result" });
+  const history = h("section", { "aria-label": "History" });
+  replace(main, heading, summary, actions, live, timeline, result, history);
+
+  cancel.addEventListener("click", async () => {
+    cancel.disabled = true;
+    try {
+      const response = await tasks.cancelTask({ taskId, reason: "cancelled from the web console" });
+      if (response.status) onStatus(response.status);
+      announce("Task cancelled.");
+    } catch (error) {
+      announce(`Could not cancel: ${errorText(error)}`);
+      cancel.disabled = false;
+    }
+  });
+
+  function onStatus(update: TaskStatus) {
+    if (status && update.version <= status.version) return;
+    const changed = status?.state !== update.state;
+    status = update;
+    const at = dateOf(update.updatedAt) ?? new Date();
+    if (!reachedAt.has(update.state)) reachedAt.set(update.state, at);
+    drawStatus();
+    if (changed) announce(`Task is ${stateName(update.state)}.`);
+  }
+
+  function drawStatus() {
+    if (!status) return;
+    const terminal = TERMINAL_STATES.has(status.state);
+    cancel.disabled = terminal;
+    const progress = terminal && status.state === TaskState.SUCCEEDED ? 100 : status.progress;
+    replace(
+      live,
+      h(
+        "p",
+        {},
+        "State: ",
+        h("strong", { class: `state state-${stateName(status.state)}`, id: "task-state" }, stateName(status.state)),
+      ),
+      h(
+        "p",
+        {},
+        h("label", { for: "task-progress" }, `Progress ${progress}%`),
+        h("progress", { id: "task-progress", max: 100, value: progress }),
+      ),
+      h("p", {}, `Attempt ${status.attempt || "—"}`),
+      status.error ? h("p", { class: "error" }, `Error: ${status.error}`) : null,
+    );
+    const finalState = terminal ? status.state : undefined;
+    const stages = [...STAGES, finalState ?? TaskState.SUCCEEDED];
+    replace(
+      timeline,
+      ...stages.map((stage, index) => {
+        const at = reachedAt.get(stage);
+        const isFinal = index === STAGES.length;
+        const reached =
+          at !== undefined || (status !== undefined && stageRank(status.state) > stageRank(stage) && !isFinal);
+        const current = status?.state === stage;
+        return h(
+          "li",
+          {
+            class: `stage${reached ? " reached" : ""}${current ? " current" : ""}`,
+            "aria-current": current ? "step" : undefined,
+          },
+          h("span", { class: "stage-name" }, isFinal && !finalState ? "finished" : stateName(stage)),
+          h("span", { class: "stage-time" }, at ? formatTime(at) : reached ? "passed" : "—"),
+        );
+      }),
+    );
+  }
+
+  function drawTask(task: Task) {
+    const link = task.traceId
+      ? h("a", { href: traceUrl(config.grafanaUrl, task.traceId), target: "_blank", rel: "noopener" }, "View trace")
+      : h("span", { class: "muted" }, "no trace recorded");
+    const entries: [string, string | Node][] = [
+      ["Type", task.type],
+      ["Priority", priorityName(task.priority)],
+      ["Created", formatTime(dateOf(task.createdAt))],
+      ["Trace", link],
+      [
+        "Metadata",
+        Object.entries(task.metadata)
+          .map(([k, v]) => `${k}=${v}`)
+          .join(", ") || "—",
+      ],
+    ];
+    replace(summary, ...entries.flatMap(([term, value]) => [h("dt", {}, term), h("dd", {}, value)]));
+    replace(
+      result,
+      h("h2", {}, "Payload"),
+      h("pre", {}, json(task.payload ?? {})),
+      h("h2", {}, "Result"),
+      task.result
+        ? h("pre", { id: "task-result" }, json(task.result))
+        : h("p", { class: "muted" }, "No result stored yet."),
+    );
+    if (task.status) onStatus(task.status);
+  }
+
+  async function loadDetails() {
+    try {
+      const [{ task }, { events }] = await Promise.all([tasks.getTask({ taskId }), admin.getTaskHistory({ taskId })]);
+      if (controller.signal.aborted) return;
+      for (const event of events) {
+        const stage = STAGE_OF_ACTION[event.action];
+        const at = dateOf(event.at);
+        if (stage !== undefined && at && !reachedAt.has(stage)) reachedAt.set(stage, at);
+      }
+      if (task) drawTask(task);
+      drawStatus();
+      replace(
+        history,
+        h("h2", {}, "History"),
+        events.length === 0
+          ? h("p", { class: "muted" }, "No audit event yet.")
+          : table(
+              ["When", "Service", "Action", "Detail"],
+              events.map((event) => [
+                formatTime(dateOf(event.at)),
+                event.service,
+                event.action,
+                json(event.detail ?? {}),
+              ]),
+            ),
+      );
+    } catch (error) {
+      if (!controller.signal.aborted)
+        replace(history, h("p", { class: "error" }, `Could not load the task: ${errorText(error)}`));
+    }
+  }
+
+  async function follow() {
+    while (!controller.signal.aborted) {
+      try {
+        for await (const update of tasks.streamTaskStatus({ taskId }, { signal: controller.signal })) {
+          if (update.status) onStatus(update.status);
+        }
+        // The stream ends after a terminal state: show the result and the full history.
+        await loadDetails();
+        return;
+      } catch (error) {
+        if (controller.signal.aborted || isAbort(error)) return;
+        replace(live, h("p", { class: "error" }, `Status stream interrupted (${errorText(error)}); reconnecting…`));
+        await new Promise((resolve) => setTimeout(resolve, RETRY_MS));
+      }
+    }
+  }
+
+  void loadDetails();
+  void follow();
+  return () => controller.abort();
+};
+
+function stageRank(state: TaskState): number {
+  return TERMINAL_STATES.has(state) ? STAGES.length : STAGES.indexOf(state);
+}

@@ -1,0 +1,156 @@
+/**
+ * Tasks: filters by state, type, priority and creation time, a debounced search box, and one page at a time
+ * (the server pages with tokens; only the page shown is rendered, so 10,000 tasks cost no more than 50).
+ */
+import { timestampFromDate } from "@bufbuild/protobuf/wkt";
+import { Priority, TaskState } from "@tm/proto/web";
+import { admin, errorText } from "../api.js";
+import { announce, debounce, h, replace } from "../dom.js";
+import { ago, dateOf, priorityName, stateName } from "../format.js";
+import { table } from "./overview.js";
+import type { View } from "./view.js";
+
+const PAGE_SIZE = 50;
+const SEARCH_DEBOUNCE_MS = 300;
+
+export const tasksView: View = (main, { query }) => {
+  const field = (label: string, control: HTMLElement) => h("label", {}, h("span", {}, label), control);
+  const stateSelect = select("state", ["", ...enumNames(TaskState)], query.get("state") ?? "");
+  const prioritySelect = select("priority", ["", "HIGH", "MEDIUM", "LOW"], query.get("priority") ?? "");
+  const typeInput = h("input", {
+    name: "type",
+    value: query.get("type") ?? "",
+    autocomplete: "off",
+  }) as HTMLInputElement;
+  const afterInput = h("input", {
+    name: "after",
+    type: "datetime-local",
+    value: query.get("after") ?? "",
+  }) as HTMLInputElement;
+  const beforeInput = h("input", {
+    name: "before",
+    type: "datetime-local",
+    value: query.get("before") ?? "",
+  }) as HTMLInputElement;
+  const searchInput = h("input", {
+    name: "q",
+    type: "search",
+    value: query.get("q") ?? "",
+    placeholder: "task id prefix or metadata",
+    autocomplete: "off",
+  }) as HTMLInputElement;
+  const status = h("p", { class: "muted", role: "status" });
+  const results = h("div", { id: "task-list" });
+  const previous = h("button", { type: "button", class: "secondary" }, "Previous page") as HTMLButtonElement;
+  const next = h("button", { type: "button", class: "secondary" }, "Next page") as HTMLButtonElement;
+
+  replace(
+    main,
+    h("h1", {}, "Tasks"),
+    h(
+      "form",
+      { class: "filters", role: "search", onsubmit: (event: Event) => event.preventDefault() },
+      field("Search", searchInput),
+      field("State", stateSelect),
+      field("Type", typeInput),
+      field("Priority", prioritySelect),
+      field("Created after", afterInput),
+      field("Created before", beforeInput),
+    ),
+    status,
+    results,
+    h("div", { class: "pager" }, previous, next),
+  );
+
+  // Tokens of the pages before the current one, for "Previous".
+  let tokens: string[] = [];
+  let current = "";
+  let nextToken = "";
+  let generation = 0;
+
+  async function load(pageToken: string) {
+    const mine = ++generation;
+    status.textContent = "Loading…";
+    try {
+      const response = await admin.listTasks({
+        state: TaskState[stateSelect.value as keyof typeof TaskState] ?? TaskState.UNSPECIFIED,
+        priority: Priority[prioritySelect.value as keyof typeof Priority] ?? Priority.UNSPECIFIED,
+        type: typeInput.value.trim(),
+        query: searchInput.value.trim(),
+        createdAfter: afterInput.value ? timestampFromDate(new Date(afterInput.value)) : undefined,
+        createdBefore: beforeInput.value ? timestampFromDate(new Date(beforeInput.value)) : undefined,
+        pageSize: PAGE_SIZE,
+        pageToken,
+      });
+      if (mine !== generation) return;
+      current = pageToken;
+      nextToken = response.nextPageToken;
+      previous.disabled = tokens.length === 0;
+      next.disabled = !nextToken;
+      const now = Date.now();
+      replace(
+        results,
+        response.tasks.length === 0
+          ? h("p", {}, "No task matches.")
+          : table(
+              ["Task", "Type", "Priority", "State", "Progress", "Created"],
+              response.tasks.map((task) => [
+                h("a", { href: `/tasks/${task.taskId}`, class: "mono" }, task.taskId),
+                task.type,
+                priorityName(task.priority),
+                h("span", { class: `state state-${stateName(task.status?.state)}` }, stateName(task.status?.state)),
+                `${task.status?.progress ?? 0}%`,
+                ago(dateOf(task.createdAt), now),
+              ]),
+            ),
+      );
+      const text = `${response.tasks.length} task${response.tasks.length === 1 ? "" : "s"} on page ${tokens.length + 1}${nextToken ? "; more on the next page" : ""}.`;
+      status.textContent = text;
+      announce(text);
+    } catch (error) {
+      if (mine === generation) status.textContent = `Could not list tasks: ${errorText(error)}`;
+    }
+  }
+
+  function restart() {
+    tokens = [];
+    const params = new URLSearchParams();
+    for (const [name, input] of [
+      ["state", stateSelect],
+      ["priority", prioritySelect],
+      ["type", typeInput],
+      ["after", afterInput],
+      ["before", beforeInput],
+      ["q", searchInput],
+    ] as const) {
+      if (input.value) params.set(name, input.value);
+    }
+    history.replaceState(null, "", `/tasks${params.size > 0 ? `?${params}` : ""}`);
+    void load("");
+  }
+
+  const searchLater = debounce(restart, SEARCH_DEBOUNCE_MS);
+  searchInput.addEventListener("input", searchLater);
+  typeInput.addEventListener("input", searchLater);
+  for (const control of [stateSelect, prioritySelect, afterInput, beforeInput])
+    control.addEventListener("change", restart);
+  next.addEventListener("click", () => {
+    tokens.push(current);
+    void load(nextToken);
+  });
+  previous.addEventListener("click", () => void load(tokens.pop() ?? ""));
+  void load("");
+  return () => {
+    generation++;
+  };
+};
+
+function enumNames(enumObject: Record<string, string | number>): string[] {
+  return Object.keys(enumObject).filter((key) => Number.isNaN(Number(key)) && key !== "UNSPECIFIED");
+}
+
+function select(name: string, options: string[], value: string): HTMLSelectElement {
+  const element = h("select", { name }, ...options.map((option) => h("option", { value: option }, option || "any")));
+  (element as HTMLSelectElement).value = value;
+  return element as HTMLSelectElement;
+}
