@@ -1,0 +1,140 @@
+/**
+ * The web console in headless Chromium against the whole pipeline: a task submitted with the CLI is followed live
+ * to SUCCEEDED in its detail view (timeline, result); the task list is keyboard-operable; a task dead-lettered while
+ * the enricher was down is replayed with a click once it is back, and succeeds. Screenshots go to test-artifacts/.
+ * Skipped (with a message) when Debian's chromium is not installed (scripts/setup.sh installs it).
+ */
+import { execFile } from "node:child_process";
+import { existsSync, mkdirSync, mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { promisify } from "node:util";
+import { createAdminClient } from "@tm/proto";
+import { freePort, REPO_ROOT, waitFor } from "@tm/testkit";
+import { type BrowserContext, chromium, type Page } from "playwright-core";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { type Pipeline, startPipeline } from "../support/pipeline.js";
+
+const CHROMIUM = "/usr/bin/chromium";
+const ARTIFACTS = join(REPO_ROOT, "test-artifacts", "console");
+const CLI = join(REPO_ROOT, "services", "client", "dist", "cli.js");
+const run = promisify(execFile);
+
+if (!existsSync(CHROMIUM)) {
+  console.warn(`console tests skipped: ${CHROMIUM} not found (install it: bash scripts/setup.sh)`);
+}
+
+describe.skipIf(!existsSync(CHROMIUM))("web console", () => {
+  let pipeline: Pipeline;
+  let browser: BrowserContext;
+  let page: Page;
+  let webUrl: string;
+  let profileDir: string;
+
+  beforeAll(async () => {
+    const webPort = await freePort();
+    pipeline = await startPipeline({ perService: { gateway: { GATEWAY_WEB_PORT: String(webPort) } } });
+    webUrl = `http://127.0.0.1:${webPort}`;
+    profileDir = mkdtempSync(join(tmpdir(), "tm-console-chromium-"));
+    mkdirSync(ARTIFACTS, { recursive: true });
+    // A fresh profile directory (--user-data-dir) per run: playwright takes it as launchPersistentContext's argument.
+    browser = await chromium.launchPersistentContext(profileDir, {
+      executablePath: CHROMIUM,
+      viewport: { width: 1280, height: 900 },
+      args: [
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+      ],
+    });
+    page = await browser.newPage();
+  }, 120_000);
+
+  afterAll(async () => {
+    await browser?.close();
+    await pipeline?.dispose();
+    if (profileDir) rmSync(profileDir, { recursive: true, force: true });
+  });
+
+  async function submitWithCli(type: string, payload: object): Promise<string> {
+    const { stdout } = await run(process.execPath, [
+      CLI,
+      "submit",
+      type,
+      "--payload",
+      JSON.stringify(payload),
+      "--addr",
+      pipeline.gatewayUrl,
+      "--json",
+    ]);
+    return (JSON.parse(stdout) as { taskId: string }).taskId;
+  }
+
+  it("follows a task submitted with the CLI live to SUCCEEDED, with its timeline and result", async () => {
+    const taskId = await submitWithCli("sleep", { ms: 1500 });
+    await page.goto(`${webUrl}/tasks/${taskId}`);
+    // The page opens while the task is still on its way: the state must change live, without a reload.
+    await page.waitForSelector("#task-state:text('SUCCEEDED')", { timeout: 30_000 });
+    await page.waitForSelector("#task-result", { timeout: 10_000 });
+    expect(await page.textContent("#task-result")).toContain("sleptMs");
+    const stages = await page.$$eval(".timeline .stage", (items) =>
+      items.map((item) => ({
+        name: item.querySelector(".stage-name")?.textContent,
+        reached: item.classList.contains("reached"),
+      })),
+    );
+    expect(stages.map((stage) => stage.name)).toEqual(["PENDING", "INGESTED", "SCHEDULED", "RUNNING", "SUCCEEDED"]);
+    expect(stages.every((stage) => stage.reached)).toBe(true);
+    expect(await page.getAttribute("a:text('View trace')", "href")).toMatch(/^http:\/\/localhost:3000\/explore\?/);
+    await page.screenshot({ path: join(ARTIFACTS, "task-detail.png"), fullPage: true });
+    if (process.env.CONSOLE_DOCS_SCREENSHOT === "1") {
+      await page.screenshot({ path: join(REPO_ROOT, "docs", "console.png"), fullPage: true });
+    }
+  });
+
+  it("reaches the task list with Tab and opens a task with Enter", async () => {
+    const taskId = await submitWithCli("echo", { hello: "keyboard" });
+    await page.goto(`${webUrl}/tasks`);
+    await page.waitForSelector(`a[href='/tasks/${taskId}']`, { timeout: 15_000 });
+    let focused = "";
+    for (let presses = 0; presses < 40 && !focused.startsWith("/tasks/"); presses++) {
+      await page.keyboard.press("Tab");
+      focused = await page.evaluate(() => document.activeElement?.getAttribute("href") ?? "");
+    }
+    expect(focused).toMatch(/^\/tasks\/[\da-f-]{36}$/);
+    await page.keyboard.press("Enter");
+    await page.waitForURL(`${webUrl}${focused}`, { timeout: 10_000 });
+    await page.waitForSelector("#task-state", { timeout: 10_000 });
+    await page.screenshot({ path: join(ARTIFACTS, "task-list-keyboard.png"), fullPage: true });
+  });
+
+  it("replays, with a click, a task dead-lettered while the enricher was down", async () => {
+    const enricher = pipeline.services.get("enricher")!;
+    await enricher.process.stop();
+    const taskId = await submitWithCli("echo", { replay: true });
+    const admin = createAdminClient({ baseUrl: pipeline.gatewayUrl });
+    await waitFor(
+      "the task in the dead-letter list",
+      async () =>
+        (await admin.listDeadLetters({ filter: { taskId } })).deadLetters.some((letter) => letter.taskId === taskId),
+      { timeoutMs: 30_000 },
+    );
+    enricher.process.start();
+    await enricher.ready(60_000);
+
+    await page.goto(`${webUrl}/dead-letters`);
+    const replay = page.getByRole("button", { name: `Replay ${taskId}` });
+    await replay.waitFor({ timeout: 15_000 });
+    await page.screenshot({ path: join(ARTIFACTS, "dead-letters.png"), fullPage: true });
+    await replay.click();
+    await page.waitForSelector("#announcer:text('Replayed 1 of 1')", { state: "attached", timeout: 15_000 });
+
+    await page.goto(`${webUrl}/tasks/${taskId}`);
+    await page.waitForSelector("#task-state:text('SUCCEEDED')", { timeout: 30_000 });
+  });
+});
