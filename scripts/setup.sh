@@ -25,6 +25,16 @@ if [ ${#missing[@]} -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 
+# The web console's browser tests drive Debian's chromium (playwright-core downloads no browser of its own).
+if ! command -v chromium >/dev/null 2>&1; then
+  log "installing Debian package: chromium (for the web console tests)"
+  SUDO=""
+  [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+  [ -n "$(ls /var/lib/apt/lists/*_Packages 2>/dev/null | head -1)" ] || $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends chromium >/dev/null \
+    || log "could not install chromium: the web console tests will be skipped"
+fi
+
 # promtool (for the Prometheus config checks in the tests) comes from Debian's prometheus package; installing that
 # package would also start a Prometheus daemon, so only its promtool binary is extracted into .tools/.
 if ! command -v promtool >/dev/null 2>&1 && [ ! -x .tools/prometheus/usr/bin/promtool ]; then

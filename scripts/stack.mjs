@@ -295,6 +295,7 @@ function printPanel() {
     "  stack is up",
     "",
     `  gateway (gRPC)     ${GATEWAY_ADDR}`,
+    "  web console        http://127.0.0.1:8090",
     "  enricher           http://127.0.0.1:8081",
     "  result-store       http://127.0.0.1:8082/results/<id>",
     "  ops (/readyz, /metrics)  gateway 8080, ingest 8083, scheduler 8084, worker 8085,",

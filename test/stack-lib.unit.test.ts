@@ -43,7 +43,7 @@ describe("ports", () => {
 
   test("every fixed port of the contract is checked, and a conflict names the port and what to do", async () => {
     expect(REQUIRED_PORTS.map(({ port }) => port)).toEqual([
-      8080, 8081, 8082, 8083, 8084, 8085, 8086, 8087, 8088, 50051,
+      8080, 8081, 8082, 8083, 8084, 8085, 8086, 8087, 8088, 8090, 50051,
     ]);
     const conflicts = await portConflicts(async (port) => port !== 8082);
     expect(conflicts).toEqual([

@@ -25,6 +25,7 @@ export const SERVICES = [
 /** Every fixed port the stack needs, with what uses it (for the "port taken" message). */
 export const REQUIRED_PORTS = [
   { port: 50051, role: "gateway gRPC" },
+  { port: 8090, role: "gateway web console" },
   ...SERVICES.map(({ readyPort, role }) => ({ port: readyPort, role })),
 ].sort((a, b) => a.port - b.port);
 

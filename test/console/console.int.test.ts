@@ -104,7 +104,7 @@ describe.skipIf(!existsSync(CHROMIUM))("web console", () => {
     let focused = "";
     for (let presses = 0; presses < 40 && !focused.startsWith("/tasks/"); presses++) {
       await page.keyboard.press("Tab");
-      focused = await page.evaluate(() => document.activeElement?.getAttribute("href") ?? "");
+      focused = (await page.evaluate("document.activeElement?.getAttribute('href') ?? ''")) as string;
     }
     expect(focused).toMatch(/^\/tasks\/[\da-f-]{36}$/);
     await page.keyboard.press("Enter");
