@@ -249,7 +249,7 @@ describe("the pipeline", () => {
       started.push(enricherService);
       const enricherPort = (enricherService.started as { port?: number }).port;
       for (const [definition, env] of [
-        [gateway, { ...base("gateway"), GRPC_PORT: "0" }],
+        [gateway, { ...base("gateway"), GRPC_PORT: "0", GATEWAY_WEB_PORT: "0" }],
         [ingest, { ...base("ingest"), ...(enricherPort ? { ENRICHER_URL: `http://127.0.0.1:${enricherPort}` } : {}) }],
         [scheduler, base("scheduler")],
         [worker, base("worker")],

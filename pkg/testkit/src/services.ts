@@ -42,6 +42,8 @@ export async function spawnService(
   if (name === "gateway") {
     port = env.GRPC_PORT ? Number(env.GRPC_PORT) : await freePort();
     fullEnv.GRPC_PORT = String(port);
+    // The web console port too: gateways of parallel tests must not all take the default 8090.
+    fullEnv.GATEWAY_WEB_PORT = env.GATEWAY_WEB_PORT ?? "0";
   }
   const child = new ManagedProcess({
     name,

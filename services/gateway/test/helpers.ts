@@ -11,6 +11,7 @@ export async function startGateway(infra: Infra, env: Record<string, string> = {
     NATS_URL: infra.nats.url,
     REDIS_URL: infra.redis.url,
     GRPC_PORT: "0",
+    GATEWAY_WEB_PORT: "0",
     OPS_PORT: "0",
     LOG_LEVEL: "warn",
     ...env,
