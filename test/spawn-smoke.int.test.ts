@@ -7,8 +7,11 @@ test("a built service runs as its own process with telemetry preloaded, and stop
   const scheduler = await spawnService("scheduler", { NATS_URL: infra.nats.url, REDIS_URL: infra.redis.url });
   const metrics = await (await fetch(`http://127.0.0.1:${scheduler.opsPort}/metrics`)).text();
   expect(metrics).toMatch(/target_info\{[^}]*service_name="scheduler"/);
+  const stopping = Date.now();
   await scheduler.process.stop();
   expect(await scheduler.process.exited()).toBe(0);
+  // An idle service has nothing to finish: it must not wait out a pull's expiry or the shutdown deadline.
+  expect(Date.now() - stopping).toBeLessThan(3_000);
 });
 
 test("a bad environment variable stops start-up with a message naming it", async () => {

@@ -111,7 +111,7 @@ export async function startPipeline(
         ];
       },
       async stop() {
-        await Promise.all(services.map((s) => s.process.stop(5_000)));
+        await Promise.all(services.map((s) => s.process.stop(20_000)));
       },
     };
   } catch (error) {

@@ -367,6 +367,8 @@ export class Consumer<S extends Subject> {
         try {
           // expires: how long an idle pull waits for messages before the next one is issued (nats.js minimum 1 s).
           this.#batch = await consumer.fetch({ max_messages: this.#slots.limit - this.#slots.inUse, expires: 5_000 });
+          // stop() may have run while this pull was being issued: end it now rather than wait out its expiry.
+          if (this.#stopping) this.#batch.stop();
           for await (const msg of this.#batch) {
             if (this.#stopping) {
               msg.nak(); // hand it back at once rather than waiting out AckWait

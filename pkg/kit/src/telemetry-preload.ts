@@ -4,11 +4,15 @@
  */
 import { register } from "node:module";
 
-register("@opentelemetry/instrumentation/hook.mjs", import.meta.url);
+// OTEL_SDK_DISABLED=true (the standard variable) skips tracing and the instrumentations entirely; /metrics still
+// works (the ops server starts a metrics-only provider) and trace context still propagates through messages.
+if (process.env.OTEL_SDK_DISABLED?.toLowerCase() !== "true") {
+  register("@opentelemetry/instrumentation/hook.mjs", import.meta.url);
 
-const { startTelemetry } = await import("./telemetry.js");
-const serviceName = process.env.OTEL_SERVICE_NAME || process.env.TM_SERVICE || "task-manager";
-const telemetry = startTelemetry({ serviceName, otlpEndpoint: process.env.OTEL_EXPORTER_OTLP_ENDPOINT || undefined });
+  const { startTelemetry } = await import("./telemetry.js");
+  const serviceName = process.env.OTEL_SERVICE_NAME || process.env.TM_SERVICE || "task-manager";
+  const telemetry = startTelemetry({ serviceName, otlpEndpoint: process.env.OTEL_EXPORTER_OTLP_ENDPOINT || undefined });
 
-// Flush spans on the way out; the service's own shutdown also calls this (idempotent).
-process.once("beforeExit", () => void telemetry.shutdown());
+  // Flush spans on the way out; the service's own shutdown also calls this (idempotent).
+  process.once("beforeExit", () => void telemetry.shutdown());
+}

@@ -48,7 +48,9 @@ export async function spawnService(
   const child = new ManagedProcess({
     name,
     command: process.execPath,
-    args: ["--import", "@tm/kit/telemetry", "dist/index.js"],
+    // TM_SERVICE_NODE_ARGS adds node flags to every spawned service, e.g. "--cpu-prof --cpu-prof-dir=/tmp/prof"
+    // for profiling under the benchmark (NODE_OPTIONS does not accept --cpu-prof).
+    args: [...nodeArgsFromEnv(), "--import", "@tm/kit/telemetry", "dist/index.js"],
     cwd,
     env: fullEnv,
     echo: options.echo ?? !!process.env.TM_TEST_ECHO,
@@ -81,4 +83,8 @@ export async function spawnService(
   child.start();
   if (options.waitReady !== false) await service.ready();
   return service;
+}
+
+function nodeArgsFromEnv(): string[] {
+  return (process.env.TM_SERVICE_NODE_ARGS ?? "").split(/\s+/).filter(Boolean);
 }
