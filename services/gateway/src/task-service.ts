@@ -23,7 +23,6 @@ import type { ServiceHandlers, TaskService } from "@tm/proto";
 import {
   applyStatus,
   claimIdempotencyKey,
-  Keys,
   markCancelled,
   readResult,
   readStatus,
