@@ -1,4 +1,4 @@
-import { EnrichmentSchema } from "@tm/flow";
+import { EnrichmentSchema, SIZE_LIMITS } from "@tm/flow";
 import type { FastifyInstance } from "fastify";
 import { afterEach, describe, expect, test } from "vitest";
 import { BODY_LIMIT_BYTES, buildApp } from "../src/app.js";
@@ -107,10 +107,17 @@ describe("POST /enrich", () => {
     expect(response.json()).toMatchObject({ error: "body too large" });
   });
 
-  test("a body just under 1 MiB is accepted", async () => {
+  test("a payload at the task schema's size limit is accepted", async () => {
+    const blob = "x".repeat(SIZE_LIMITS.payloadBytes - 100);
+    expect((await post(app(), JSON.stringify(task({ payload: { blob } })))).statusCode).toBe(200);
+  });
+
+  test("a body just under 1 MiB is read, then refused by the task schema naming the payload's limit", async () => {
     const skeleton = JSON.stringify(task({ payload: { blob: "" } }));
     const body = JSON.stringify(task({ payload: { blob: "x".repeat(BODY_LIMIT_BYTES - skeleton.length - 100) } }));
-    expect((await post(app(), body)).statusCode).toBe(200);
+    const response = await post(app(), body);
+    expect(response.statusCode).toBe(400);
+    expect(JSON.stringify(response.json())).toMatch(/payload: must be at most 262144 bytes/);
   });
 
   test("failure rate 1 → every request answers 503 injected failure", async () => {
