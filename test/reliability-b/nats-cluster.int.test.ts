@@ -132,7 +132,8 @@ describe("a 3-node NATS cluster with R3 streams", () => {
       completionsSeen: times.length,
     };
     console.log(`[nats-cluster failover] ${JSON.stringify(report)}`);
-    // Generous: a failover on a loaded 2-core machine takes seconds, not minutes.
-    expect(longestGap).toBeLessThan(30_000);
+    // Generous: measured 6-10 s alone, but up to 36 s with another test file sharing the 2 cores (CI runs two
+    // files at once). The property is that the pipeline keeps going without losing anything; the figure is logged.
+    expect(longestGap).toBeLessThan(60_000);
   });
 });

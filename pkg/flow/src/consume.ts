@@ -105,7 +105,14 @@ export class DeliveryProcessor<S extends Subject> {
       message = decodeMessage(subject, msg.data);
     } catch (error) {
       if (!(error instanceof MessageValidationError)) throw error;
-      return this.#rejectInvalid(msg, error);
+      // Dead-lettering a large invalid body can take a while on a busy machine: keep the delivery alive meanwhile,
+      // or AckWait would redeliver it and it would be reported twice.
+      const keepAlive = setInterval(() => msg.working(), Math.max(250, Math.floor(settings.ackWaitMs / 3)));
+      try {
+        return await this.#rejectInvalid(msg, error);
+      } finally {
+        clearInterval(keepAlive);
+      }
     }
 
     const parent = extractTrace(message as { traceparent?: string }, msg.headers);

@@ -6,18 +6,34 @@
 import { Subjects } from "@tm/flow";
 import { defineService, positiveInt } from "@tm/kit";
 import { applyStatus } from "@tm/store";
+import { z } from "zod";
+import { waitForResult } from "./result-gate.js";
 
 export const notifier = defineService({
   name: "notifier",
   opsPort: 8086,
-  config: { NOTIFIER_CONCURRENCY: positiveInt.default(64) },
+  config: {
+    NOTIFIER_CONCURRENCY: positiveInt.default(64),
+    /** How long a SUCCEEDED update waits for its result to be stored before it is applied anyway (0 = no wait). */
+    NOTIFIER_RESULT_WAIT_MS: z.coerce.number().int().min(0).max(60_000).default(2_000),
+  },
   async start(rt) {
     const updates = rt.meter.createCounter("tm_status_updates_total", {
       description: "Status updates consumed, by outcome: applied (newer, stored and published) or ignored (stale)",
     });
     await rt.consume(
       Subjects.status,
-      async (event) => {
+      async (event, ctx) => {
+        if (event.state === "SUCCEEDED" && rt.config.NOTIFIER_RESULT_WAIT_MS > 0) {
+          const stored = await waitForResult(
+            rt.redis,
+            event.taskId,
+            event.generation,
+            rt.config.NOTIFIER_RESULT_WAIT_MS,
+            ctx.signal,
+          );
+          if (!stored) rt.log.warn({ taskId: event.taskId }, "result not stored in time; applying SUCCEEDED anyway");
+        }
         const applied = await applyStatus(rt.redis, event);
         updates.add(1, { state: event.state, outcome: applied ? "applied" : "ignored" });
         if (!applied) rt.log.debug({ taskId: event.taskId, version: event.version }, "stale status update ignored");

@@ -1,6 +1,6 @@
 import { createPublisher, type Publisher, publishStatus, Subjects, statusEvent } from "@tm/flow";
 import { startService } from "@tm/kit";
-import { Keys, parseStatusMessage, readStatus, type StoredStatus } from "@tm/store";
+import { Keys, parseStatusMessage, readStatus, type StoredStatus, saveResult } from "@tm/store";
 import { useInfra, waitFor } from "@tm/testkit";
 import { Redis } from "ioredis";
 import { connect, type NatsConnection } from "nats";
@@ -96,4 +96,38 @@ test("a duplicate update (new message id, same version) is not republished", asy
   const metrics = await (await fetch(`http://127.0.0.1:${service.opsPort}/metrics`)).text();
   expect(metrics).toMatch(/tm_status_updates_total\{[^}]*outcome="ignored"[^}]*\} [1-9]/);
   expect(metrics).toMatch(/tm_status_updates_total\{[^}]*outcome="applied"[^}]*\} [1-9]/);
+});
+
+test("SUCCEEDED is made visible only once the task's result is stored", async () => {
+  const taskId = crypto.randomUUID();
+  const received = await listen(taskId);
+  await publishStatus(publisher, { taskId, state: "RUNNING", source: "test", attempt: 1 });
+  await waitFor("RUNNING applied", async () => (await readStatus(redis, taskId))?.state === "RUNNING");
+  await publishStatus(publisher, { taskId, state: "SUCCEEDED", source: "test", attempt: 1 });
+  // The notifier holds it: the result is not stored yet (checked while the update is in its hands).
+  await waitFor("the notifier to hold the SUCCEEDED update", async () => {
+    const info = await (await nc.jetstreamManager()).consumers.info("EVENTS", "notifier-events-status");
+    return info.num_ack_pending === 1;
+  });
+  expect((await readStatus(redis, taskId))?.state).toBe("RUNNING");
+  const now = new Date().toISOString();
+  await saveResult(redis, {
+    taskId,
+    type: "echo",
+    priority: "medium",
+    output: { ok: true },
+    attempts: 1,
+    startedAt: now,
+    completedAt: now,
+    durationMs: 1,
+    generation: 0,
+  });
+  await waitFor(
+    "SUCCEEDED applied right after the result is stored",
+    async () => {
+      return (await readStatus(redis, taskId))?.state === "SUCCEEDED";
+    },
+    { timeoutMs: 1_500 },
+  );
+  expect(received.map((s) => s.state)).toEqual(["RUNNING", "SUCCEEDED"]);
 });
