@@ -1,35 +1,16 @@
 import { type AuditEvent, createPublisher, STREAMS, Subjects } from "@tm/flow";
 import { startService } from "@tm/kit";
 import { appendAudit, Keys, readHistory } from "@tm/store";
-import { useInfra, waitFor } from "@tm/testkit";
-import { Redis } from "ioredis";
-import { connect, type NatsConnection } from "nats";
-import { afterAll, beforeAll, expect, test } from "vitest";
+import { serviceEnv, useClients, useInfra, useStarted, waitFor } from "@tm/testkit";
+import { expect, test } from "vitest";
 import { audit } from "../src/service.js";
 
 const infra = useInfra();
-let nc: NatsConnection;
-let redis: Redis;
-let service: Awaited<ReturnType<typeof startService>>;
-
-beforeAll(async () => {
-  service = await startService(audit, {
-    NATS_URL: infra.nats.url,
-    REDIS_URL: infra.redis.url,
-    LOG_LEVEL: "warn",
-    OPS_PORT: "0",
-  });
-  nc = await connect({ servers: infra.nats.url });
-  redis = new Redis(infra.redis.url);
-});
-afterAll(async () => {
-  await service?.stop();
-  await nc?.drain();
-  redis?.disconnect();
-});
+useStarted(() => startService(audit, serviceEnv(infra)));
+const clients = useClients(infra);
 
 test("audit events land in audit_events and, in order, in the task's history with its TTL", async () => {
-  const publisher = createPublisher(nc.jetstream());
+  const publisher = createPublisher(clients.nc.jetstream());
   const taskId = crypto.randomUUID();
   const actions = ["accepted", "ingested", "scheduled", "started", "succeeded", "result_stored"];
   for (const action of actions) {
@@ -45,12 +26,17 @@ test("audit events land in audit_events and, in order, in the task's history wit
     { msgId: "no-task:audit" },
   );
 
-  await waitFor("all audit events stored", async () => (await redis.llen(Keys.auditEvents)) === actions.length + 1);
-  const history = await readHistory(redis, taskId);
+  await waitFor(
+    "all audit events stored",
+    async () => (await clients.redis.llen(Keys.auditEvents)) === actions.length + 1,
+  );
+  const history = await readHistory(clients.redis, taskId);
   expect(history.map((event) => event.action)).toEqual(actions);
-  const ttl = await redis.ttl(Keys.history(taskId));
+  const ttl = await clients.redis.ttl(Keys.history(taskId));
   expect(ttl).toBeGreaterThan(6 * 24 * 3600);
-  const newestFirst = (await redis.lrange(Keys.auditEvents, 0, -1)).map((line) => JSON.parse(line) as AuditEvent);
+  const newestFirst = (await clients.redis.lrange(Keys.auditEvents, 0, -1)).map(
+    (line) => JSON.parse(line) as AuditEvent,
+  );
   expect(newestFirst.some((event) => event.action === "no_task" && event.taskId === undefined)).toBe(true);
   expect(newestFirst.filter((event) => event.taskId === taskId).map((event) => event.action)).toEqual(
     [...actions].reverse(),
@@ -58,19 +44,19 @@ test("audit events land in audit_events and, in order, in the task's history wit
 });
 
 test("a redelivery of the same stream sequence is not stored twice", async () => {
-  const publisher = createPublisher(nc.jetstream());
+  const publisher = createPublisher(clients.nc.jetstream());
   const taskId = crypto.randomUUID();
   const ack = await publisher.publish(
     Subjects.audit,
     { taskId, service: "test", action: "once", at: new Date().toISOString() },
     { msgId: `${taskId}:audit:once` },
   );
-  await waitFor("the event in the task history", async () => (await redis.llen(Keys.history(taskId))) === 1);
-  const before = await redis.llen(Keys.auditEvents);
+  await waitFor("the event in the task history", async () => (await clients.redis.llen(Keys.history(taskId))) === 1);
+  const before = await clients.redis.llen(Keys.auditEvents);
 
   // What the service does when the same delivery comes back (a crash between the write and the ack).
   const event: AuditEvent = { taskId, service: "test", action: "once", at: new Date().toISOString() };
-  expect(await appendAudit(redis, event, `${STREAMS.events}:${ack.seq}`)).toBe(false);
-  expect(await redis.llen(Keys.history(taskId))).toBe(1);
-  expect(await redis.llen(Keys.auditEvents)).toBe(before);
+  expect(await appendAudit(clients.redis, event, `${STREAMS.events}:${ack.seq}`)).toBe(false);
+  expect(await clients.redis.llen(Keys.history(taskId))).toBe(1);
+  expect(await clients.redis.llen(Keys.auditEvents)).toBe(before);
 });

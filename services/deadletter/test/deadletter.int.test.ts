@@ -9,34 +9,19 @@ import {
 } from "@tm/flow";
 import { startService } from "@tm/kit";
 import { appendAudit, Keys, readDeadLetters } from "@tm/store";
-import { useInfra, waitFor } from "@tm/testkit";
-import { Redis } from "ioredis";
-import { AckPolicy, connect, type NatsConnection, nanos } from "nats";
-import { afterAll, beforeAll, expect, test } from "vitest";
+import { serviceEnv, useClients, useInfra, useStarted, waitFor } from "@tm/testkit";
+import { AckPolicy, nanos } from "nats";
+import { beforeAll, expect, test } from "vitest";
 import { EXHAUSTED_ERROR } from "../src/advisory.js";
 import { deadletter } from "../src/service.js";
 
 const infra = useInfra();
-let nc: NatsConnection;
-let redis: Redis;
+useStarted(() => startService(deadletter, serviceEnv(infra, { LOG_LEVEL: "silent" })));
+const clients = useClients(infra);
 let publisher: Publisher;
-let service: Awaited<ReturnType<typeof startService>>;
 
-beforeAll(async () => {
-  service = await startService(deadletter, {
-    NATS_URL: infra.nats.url,
-    REDIS_URL: infra.redis.url,
-    LOG_LEVEL: "silent",
-    OPS_PORT: "0",
-  });
-  nc = await connect({ servers: infra.nats.url });
-  publisher = createPublisher(nc.jetstream());
-  redis = new Redis(infra.redis.url);
-});
-afterAll(async () => {
-  await service?.stop();
-  await nc?.drain();
-  redis?.disconnect();
+beforeAll(() => {
+  publisher = createPublisher(clients.nc.jetstream());
 });
 
 function letter(taskId: string, id: string): DeadLetter {
@@ -54,13 +39,17 @@ function letter(taskId: string, id: string): DeadLetter {
 }
 
 async function lettersFor(taskId: string) {
-  return (await readDeadLetters(redis, 0, 1_000)).filter((stored) => stored.taskId === taskId);
+  return (await readDeadLetters(clients.redis, 0, 1_000)).filter((stored) => stored.taskId === taskId);
 }
 
 test("a dead letter is stored with the task's history attached, once", async () => {
   const taskId = crypto.randomUUID();
   for (const [i, action] of ["accepted", "ingested", "started"].entries()) {
-    await appendAudit(redis, { taskId, service: "test", action, at: new Date().toISOString() }, `seed:${taskId}:${i}`);
+    await appendAudit(
+      clients.redis,
+      { taskId, service: "test", action, at: new Date().toISOString() },
+      `seed:${taskId}:${i}`,
+    );
   }
   const dead = letter(taskId, `TASKS:${Date.now()}`);
   await publisher.publish(Subjects.deadletter, dead, { msgId: `dlq:${dead.id}` });
@@ -69,7 +58,10 @@ test("a dead letter is stored with the task's history attached, once", async () 
 
   await waitFor("the letter stored", async () => (await lettersFor(taskId)).length === 1);
   await waitFor("both copies consumed", async () => {
-    const info = await (await nc.jetstreamManager()).consumers.info(STREAMS.events, "deadletter-events-deadletter");
+    const info = await (await clients.nc.jetstreamManager()).consumers.info(
+      STREAMS.events,
+      "deadletter-events-deadletter",
+    );
     return info.num_pending === 0 && info.num_ack_pending === 0;
   });
   const stored = await lettersFor(taskId);
@@ -79,7 +71,7 @@ test("a dead letter is stored with the task's history attached, once", async () 
 });
 
 test("a crash on the last delivery: the advisory becomes a dead letter and the task FAILED", async () => {
-  const jsm = await nc.jetstreamManager();
+  const jsm = await clients.nc.jetstreamManager();
   const durable = "crashing-stage";
   await jsm.consumers.add(STREAMS.tasks, {
     durable_name: durable,
@@ -98,7 +90,7 @@ test("a crash on the last delivery: the advisory becomes a dead letter and the t
     generation: 0,
   };
   const ack = await publisher.publish(Subjects.ingest, task, { msgId: `${task.taskId}:ingest` });
-  const consumer = await nc.jetstream().consumers.get(STREAMS.tasks, durable);
+  const consumer = await clients.nc.jetstream().consumers.get(STREAMS.tasks, durable);
   const delivered = await consumer.next({ expires: 5_000 });
   expect(delivered?.seq).toBe(ack.seq); // ...and the "stage" dies without acknowledging it.
   // nats-server 2.9 notices the exhausted message (and emits the advisory) only when it next tries to deliver on
@@ -126,5 +118,5 @@ test("a crash on the last delivery: the advisory becomes a dead letter and the t
     const event = last.json<StatusEvent>();
     return event.taskId === task.taskId && event.state === "FAILED" && event.source === "deadletter";
   });
-  expect(await redis.exists(Keys.deadLetter)).toBe(1);
+  expect(await clients.redis.exists(Keys.deadLetter)).toBe(1);
 });

@@ -1,37 +1,22 @@
 import { createPublisher, type Publisher, publishStatus, Subjects, statusEvent } from "@tm/flow";
 import { startService } from "@tm/kit";
 import { Keys, parseStatusMessage, readStatus, type StoredStatus, saveResult } from "@tm/store";
-import { useInfra, waitFor } from "@tm/testkit";
+import { serviceEnv, useClients, useInfra, useStarted, waitFor } from "@tm/testkit";
 import { Redis } from "ioredis";
-import { connect, type NatsConnection } from "nats";
 import { afterAll, beforeAll, expect, test } from "vitest";
 import { notifier } from "../src/service.js";
 
 const infra = useInfra();
-let nc: NatsConnection;
-let redis: Redis;
+const service = useStarted(() => startService(notifier, serviceEnv(infra)));
+const clients = useClients(infra);
 let subscriber: Redis;
 let publisher: Publisher;
-let service: Awaited<ReturnType<typeof startService>>;
 
-beforeAll(async () => {
-  service = await startService(notifier, {
-    NATS_URL: infra.nats.url,
-    REDIS_URL: infra.redis.url,
-    LOG_LEVEL: "warn",
-    OPS_PORT: "0",
-  });
-  nc = await connect({ servers: infra.nats.url });
-  publisher = createPublisher(nc.jetstream());
-  redis = new Redis(infra.redis.url);
+beforeAll(() => {
+  publisher = createPublisher(clients.nc.jetstream());
   subscriber = new Redis(infra.redis.url);
 });
-afterAll(async () => {
-  await service?.stop();
-  await nc?.drain();
-  redis?.disconnect();
-  subscriber?.disconnect();
-});
+afterAll(() => subscriber?.disconnect());
 
 /** Collects what the notifier publishes on the task's channel. */
 async function listen(taskId: string): Promise<StoredStatus[]> {
@@ -46,7 +31,7 @@ async function listen(taskId: string): Promise<StoredStatus[]> {
 
 /** Resolves once the notifier has consumed and acknowledged everything published on events.status so far. */
 async function drained(): Promise<void> {
-  const jsm = await nc.jetstreamManager();
+  const jsm = await clients.nc.jetstreamManager();
   const last = (await jsm.streams.info("EVENTS", { subjects_filter: Subjects.status })).state.last_seq;
   await waitFor("the notifier to acknowledge every status event", async () => {
     const info = await jsm.consumers.info("EVENTS", "notifier-events-status");
@@ -69,7 +54,7 @@ test("a late RUNNING after SUCCEEDED is ignored; subscribers get only applied up
   await publishStatus(publisher, { taskId, state: "RUNNING", source, attempt: 1, progress: 50 });
   await drained();
 
-  const stored = await readStatus(redis, taskId);
+  const stored = await readStatus(clients.redis, taskId);
   expect(stored?.state).toBe("SUCCEEDED");
   expect(stored?.progress).toBe(100);
 
@@ -93,7 +78,7 @@ test("a duplicate update (new message id, same version) is not republished", asy
   await waitFor("the terminal update published", () => received.some((status) => status.state === "SUCCEEDED"));
   expect(received.map((status) => status.state)).toEqual(["RUNNING", "SUCCEEDED"]);
 
-  const metrics = await (await fetch(`http://127.0.0.1:${service.opsPort}/metrics`)).text();
+  const metrics = await (await fetch(`http://127.0.0.1:${service.value.opsPort}/metrics`)).text();
   expect(metrics).toMatch(/tm_status_updates_total\{[^}]*outcome="ignored"[^}]*\} [1-9]/);
   expect(metrics).toMatch(/tm_status_updates_total\{[^}]*outcome="applied"[^}]*\} [1-9]/);
 });
@@ -102,16 +87,16 @@ test("SUCCEEDED is made visible only once the task's result is stored", async ()
   const taskId = crypto.randomUUID();
   const received = await listen(taskId);
   await publishStatus(publisher, { taskId, state: "RUNNING", source: "test", attempt: 1 });
-  await waitFor("RUNNING applied", async () => (await readStatus(redis, taskId))?.state === "RUNNING");
+  await waitFor("RUNNING applied", async () => (await readStatus(clients.redis, taskId))?.state === "RUNNING");
   await publishStatus(publisher, { taskId, state: "SUCCEEDED", source: "test", attempt: 1 });
   // The notifier holds it: the result is not stored yet (checked while the update is in its hands).
   await waitFor("the notifier to hold the SUCCEEDED update", async () => {
-    const info = await (await nc.jetstreamManager()).consumers.info("EVENTS", "notifier-events-status");
+    const info = await (await clients.nc.jetstreamManager()).consumers.info("EVENTS", "notifier-events-status");
     return info.num_ack_pending === 1;
   });
-  expect((await readStatus(redis, taskId))?.state).toBe("RUNNING");
+  expect((await readStatus(clients.redis, taskId))?.state).toBe("RUNNING");
   const now = new Date().toISOString();
-  await saveResult(redis, {
+  await saveResult(clients.redis, {
     taskId,
     type: "echo",
     priority: "medium",
@@ -125,7 +110,7 @@ test("SUCCEEDED is made visible only once the task's result is stored", async ()
   await waitFor(
     "SUCCEEDED applied right after the result is stored",
     async () => {
-      return (await readStatus(redis, taskId))?.state === "SUCCEEDED";
+      return (await readStatus(clients.redis, taskId))?.state === "SUCCEEDED";
     },
     { timeoutMs: 1_500 },
   );

@@ -1,32 +1,13 @@
 import { createPublisher, decodeMessage, type EnrichedTaskMessage, Subjects } from "@tm/flow";
 import { startService } from "@tm/kit";
 import { readStatus } from "@tm/store";
-import { useInfra, waitFor } from "@tm/testkit";
-import { Redis } from "ioredis";
-import { connect, type NatsConnection } from "nats";
-import { afterAll, beforeAll, expect, test } from "vitest";
+import { serviceEnv, useClients, useInfra, useStarted, waitFor } from "@tm/testkit";
+import { expect, test } from "vitest";
 import { scheduler } from "../src/service.js";
 
 const infra = useInfra();
-let nc: NatsConnection;
-let redis: Redis;
-let service: Awaited<ReturnType<typeof startService>>;
-
-beforeAll(async () => {
-  service = await startService(scheduler, {
-    NATS_URL: infra.nats.url,
-    REDIS_URL: infra.redis.url,
-    LOG_LEVEL: "warn",
-    OPS_PORT: "0",
-  });
-  nc = await connect({ servers: infra.nats.url });
-  redis = new Redis(infra.redis.url);
-});
-afterAll(async () => {
-  await service?.stop();
-  await nc?.drain();
-  redis?.disconnect();
-});
+const service = useStarted(() => startService(scheduler, serviceEnv(infra)));
+const clients = useClients(infra);
 
 function enrichedTask(priority: "high" | "medium" | "low"): EnrichedTaskMessage {
   const now = new Date().toISOString();
@@ -43,12 +24,12 @@ function enrichedTask(priority: "high" | "medium" | "low"): EnrichedTaskMessage 
 }
 
 test("routes each task to the queue of its priority, once, and reports SCHEDULED", async () => {
-  const publisher = createPublisher(nc.jetstream());
+  const publisher = createPublisher(clients.nc.jetstream());
   const tasks = [enrichedTask("high"), enrichedTask("medium"), enrichedTask("low")];
   for (const task of tasks) {
     await publisher.publish(Subjects.schedule, task, { msgId: `${task.taskId}:schedule` });
   }
-  const jsm = await nc.jetstreamManager();
+  const jsm = await clients.nc.jetstreamManager();
   await waitFor("three worker messages", async () => (await jsm.streams.info("TASKS")).state.messages >= 6);
   for (const task of tasks) {
     const subject = `tasks.worker.${task.priority}`;
@@ -60,7 +41,7 @@ test("routes each task to the queue of its priority, once, and reports SCHEDULED
     });
   }
   // The ops server answers readiness with both dependencies up.
-  const ready = await fetch(`http://127.0.0.1:${service.opsPort}/readyz`);
+  const ready = await fetch(`http://127.0.0.1:${service.value.opsPort}/readyz`);
   expect(ready.status).toBe(200);
-  expect(await readStatus(redis, tasks[0]!.taskId)).toBeUndefined(); // the notifier, not the scheduler, writes status
+  expect(await readStatus(clients.redis, tasks[0]!.taskId)).toBeUndefined(); // the notifier, not the scheduler, writes status
 });
