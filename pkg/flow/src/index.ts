@@ -7,4 +7,5 @@ export * from "./publish.js";
 export * from "./schemas.js";
 export * from "./streams.js";
 export * from "./subjects.js";
+export * from "./task-types.js";
 export * from "./trace.js";

@@ -4,12 +4,12 @@
  */
 import type { JsonObject } from "@bufbuild/protobuf";
 import { Code, ConnectError } from "@connectrpc/connect";
-import { type Priority, TaskId } from "@tm/flow";
+import { KNOWN_TASK_TYPES, type Priority, TaskId } from "@tm/flow";
 import type { SubmitTaskRequest } from "@tm/proto";
 import { priorityFromProto } from "./mapping.js";
 
 /** The worker's handler registry (the contract's task types). */
-export const KNOWN_TASK_TYPES = ["echo", "sleep", "checksum", "flaky", "fail"] as const;
+export { KNOWN_TASK_TYPES };
 
 export const LIMITS = {
   metadataEntries: 32,

@@ -9,6 +9,8 @@
 import {
   type EnrichedTaskMessage,
   errorMessage,
+  isKnownTaskType,
+  KNOWN_TASK_TYPES,
   PermanentError,
   publishAudit,
   publishStatus,
@@ -19,7 +21,6 @@ import { defineService, positiveInt } from "@tm/kit";
 import { isCancelled } from "@tm/store";
 import { z } from "zod";
 import { createEnricherClient } from "./enricher-client.js";
-import { isKnownTaskType, KNOWN_TASK_TYPES } from "./task-types.js";
 
 export const ingest = defineService({
   name: "ingest",

@@ -1,7 +1,7 @@
+import { isKnownTaskType } from "@tm/flow";
 import { ConfigError, loadConfig } from "@tm/kit";
 import { expect, test } from "vitest";
 import { ingest } from "../src/service.js";
-import { isKnownTaskType } from "../src/task-types.js";
 
 const shape = ingest.config!;
 

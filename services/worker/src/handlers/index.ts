@@ -1,4 +1,4 @@
-/** The handler registry. Adding a task type: one file in this directory and one line in HANDLERS. */
+/** The handler registry. Adding a task type: one file in this directory and one line in HANDLERS, plus its name in KNOWN_TASK_TYPES (pkg/flow). */
 import { checksum } from "./checksum.js";
 import { echo } from "./echo.js";
 import { fail } from "./fail.js";
