@@ -398,6 +398,15 @@ export class Consumer<S extends Subject> {
     })();
   }
 
+  /**
+   * Ends the pull in progress so that a new one is issued at once. After a reconnect the server that held the
+   * pull request may be gone (restarted, or another cluster node): without this the consumer would sit idle until
+   * the old request's expiry.
+   */
+  repull(): void {
+    this.#batch?.stop();
+  }
+
   async #freeSlot(): Promise<void> {
     while (!this.#stopping && this.#slots.inUse >= this.#slots.limit) {
       await new Promise((resolve) => this.#slotFreed.addEventListener("freed", resolve, { once: true }));

@@ -11,6 +11,8 @@ export interface NatsHandle {
   js: JetStreamClient;
   jsm: JetStreamManager;
   publisher: Publisher;
+  /** Calls `listener` after every reconnect (e.g. to re-issue pull requests the old server took with it). */
+  onReconnect(listener: () => void): void;
 }
 
 export interface NatsConnectOptions {
@@ -37,11 +39,15 @@ export async function connectNats(options: NatsConnectOptions): Promise<NatsHand
     ...(options.user ? { user: options.user, pass: options.password } : {}),
   });
   log.info({ server: nc.getServer() }, "connected to NATS");
+  const reconnectListeners: Array<() => void> = [];
   void (async () => {
     for await (const status of nc.status()) {
       if (status.type === "disconnect" || status.type === "error")
         log.warn({ nats: status.type, data: String(status.data) }, "NATS connection problem");
-      else if (status.type === "reconnect") log.info({ server: String(status.data) }, "reconnected to NATS");
+      else if (status.type === "reconnect") {
+        log.info({ server: String(status.data) }, "reconnected to NATS");
+        for (const listener of reconnectListeners) listener();
+      }
     }
   })();
   let closing = false;
@@ -65,5 +71,11 @@ export async function connectNats(options: NatsConnectOptions): Promise<NatsHand
   const jsm = await nc.jetstreamManager();
   await provisionStreams(jsm, options.settings);
   const js = nc.jetstream();
-  return { nc, js, jsm, publisher: createPublisher(js, { service: options.name }) };
+  return {
+    nc,
+    js,
+    jsm,
+    publisher: createPublisher(js, { service: options.name }),
+    onReconnect: (listener) => reconnectListeners.push(listener),
+  };
 }

@@ -166,6 +166,7 @@ export async function startService<S extends z.ZodRawShape, Started>(
       consumerMetrics.watch(nats.jsm, subject, consumer.durable);
       await consumer.start();
       consumers.push(consumer as unknown as Consumer<Subject>);
+      nats.onReconnect(() => consumer.repull());
       return consumer;
     },
     stageHooks(subject, hooks) {
