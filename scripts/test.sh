@@ -5,7 +5,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-bash scripts/setup.sh
+bash scripts/setup.sh test
 step() { printf '\033[1;34m[test]\033[0m %s\n' "$*"; }
 
 step "build";              pnpm -s build
