@@ -5,9 +5,11 @@
  * the non-empty queues with the WeightedPicker. Each delivery is handled by the @tm/flow DeliveryProcessor of its
  * subject, so acks, retries, dead letters and heartbeats follow the same policy as every other service.
  *
- * nats.js keeps pulling while deliveries are buffered (it refills on receipt, not on processing), so a queued
- * message could outlive AckWait and be redelivered while it still waits here; queued messages therefore get the
- * same working() heartbeat as running ones. What one process buffers is bounded by the consumer's MaxAckPending.
+ * Each lane pulls (fetch) only while its local queue holds fewer than `concurrency` deliveries, so one process
+ * buffers at most `concurrency` per priority and a second replica gets its share of a backlog at once (with
+ * nats.js consume() the client refills on receipt, not on processing, and one replica could hoard up to
+ * MaxAckPending per priority). Queued deliveries get the same working() heartbeat as running ones, so one that
+ * waits longer than AckWait is not redelivered behind our back.
  */
 import {
   type ConsumerHooks,
@@ -20,7 +22,7 @@ import {
   workerSubject,
 } from "@tm/flow";
 import type { Runtime } from "@tm/kit";
-import type { ConsumerMessages, JsMsg } from "nats";
+import type { Consumer, ConsumerMessages, JsMsg } from "nats";
 import type { WorkerSubject } from "./run-task.js";
 import { type PriorityWeights, WeightedPicker } from "./weighted-picker.js";
 
@@ -36,7 +38,8 @@ interface Lane {
   priority: Priority;
   processor: DeliveryProcessor<WorkerSubject>;
   queue: JsMsg[];
-  messages?: ConsumerMessages;
+  /** The pull in progress. */
+  batch?: ConsumerMessages;
   loop?: Promise<void>;
 }
 
@@ -47,6 +50,8 @@ export class PriorityDispatcher {
   readonly #lanes: Record<Priority, Lane>;
   readonly #inFlight = new Set<Promise<unknown>>();
   #heartbeat: NodeJS.Timeout | undefined;
+  /** Signals that a queue shrank (a delivery started) or that the dispatcher is stopping. */
+  readonly #queueShrank = new EventTarget();
   #stopping = false;
   #stopped: Promise<void> | undefined;
 
@@ -84,19 +89,12 @@ export class PriorityDispatcher {
       const subject = workerSubject(lane.priority);
       await provisionConsumer(nats.jsm, name, subject, settings);
       const consumer = await nats.js.consumers.get(streamOf(subject), durableName(name, subject));
-      const messages = await consumer.consume({ max_messages: this.#concurrency });
-      lane.messages = messages;
-      lane.loop = (async () => {
-        for await (const msg of messages) {
-          if (this.#stopping) {
-            msg.nak(); // hand it back at once rather than waiting out AckWait
-            continue;
-          }
-          lane.queue.push(msg);
-          this.#dispatch();
-        }
-      })();
+      lane.loop = this.#pullLoop(lane, consumer);
     }
+    // A pull request held by a server that went away would otherwise idle until its expiry.
+    nats.onReconnect(() => {
+      for (const lane of Object.values(this.#lanes)) lane.batch?.stop();
+    });
     this.#heartbeat = setInterval(
       () => {
         for (const lane of Object.values(this.#lanes)) for (const msg of lane.queue) msg.working();
@@ -106,6 +104,32 @@ export class PriorityDispatcher {
     this.#heartbeat.unref();
   }
 
+  /** Keeps a lane's queue topped up to `concurrency` deliveries, pulling no more than that. */
+  async #pullLoop(lane: Lane, consumer: Consumer): Promise<void> {
+    while (!this.#stopping) {
+      while (!this.#stopping && lane.queue.length >= this.#concurrency) {
+        await new Promise((resolve) => this.#queueShrank.addEventListener("shrank", resolve, { once: true }));
+      }
+      if (this.#stopping) return;
+      try {
+        // expires: how long an idle pull waits before the next is issued (nats.js minimum 1 s).
+        lane.batch = await consumer.fetch({ max_messages: this.#concurrency - lane.queue.length, expires: 5_000 });
+        if (this.#stopping) lane.batch.stop();
+        for await (const msg of lane.batch) {
+          if (this.#stopping) {
+            msg.nak(); // hand it back at once rather than waiting out AckWait
+            continue;
+          }
+          lane.queue.push(msg);
+          this.#dispatch();
+        }
+      } catch {
+        // NATS unavailable or reconnecting: try again shortly (the connection reconnects by itself).
+        if (!this.#stopping) await new Promise((resolve) => setTimeout(resolve, 250));
+      }
+    }
+  }
+
   /** Starts deliveries while a slot is free and some queue has work. */
   #dispatch(): void {
     while (!this.#stopping && this.#inFlight.size < this.#concurrency) {
@@ -113,6 +137,7 @@ export class PriorityDispatcher {
       if (!priority) return;
       const lane = this.#lanes[priority];
       const msg = lane.queue.shift() as JsMsg;
+      this.#queueShrank.dispatchEvent(new Event("shrank"));
       const running: Promise<unknown> = lane.processor
         .process(msg)
         .catch((error: unknown) => {
@@ -136,7 +161,8 @@ export class PriorityDispatcher {
       this.#stopping = true;
       clearInterval(this.#heartbeat);
       const lanes = Object.values(this.#lanes);
-      await Promise.all(lanes.map((lane) => lane.messages?.close().catch(() => undefined)));
+      this.#queueShrank.dispatchEvent(new Event("shrank"));
+      for (const lane of lanes) lane.batch?.stop();
       for (const lane of lanes) for (const msg of lane.queue.splice(0)) msg.nak();
       const finished = Promise.allSettled([...this.#inFlight]);
       const timedOut = await Promise.race([

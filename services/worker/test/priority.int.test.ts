@@ -80,6 +80,31 @@ test("a delivery waiting for a slot longer than AckWait is kept alive, not redel
   expect(info.delivered.consumer_seq).toBe(2);
 });
 
+test("a replica holds only what it can start (one running + one queued per slot), leaving the backlog to others", async () => {
+  const backlog = Array.from({ length: 8 }, () => enrichedTask("sleep", { ms: 400 }, "low"));
+  for (const task of backlog) await publishTask(nc, task);
+  const consumer = durableName("worker", Subjects.workerLow);
+  const events = new StreamReader(jsm, "EVENTS");
+  await waitFor("the first backlog task RUNNING", async () => {
+    await events.refresh();
+    return backlog.some((t) => events.statuses(t.taskId).some((s) => s.state === "RUNNING"));
+  });
+  const info = await jsm.consumers.info("TASKS", consumer);
+  // WORKER_CONCURRENCY=1: at most one delivery running and one waiting in the lane; the rest stays in the stream,
+  // where a second replica would get it at once.
+  expect(info.num_ack_pending).toBeLessThanOrEqual(2);
+  expect(info.num_pending).toBeGreaterThanOrEqual(5);
+  const tasks = new StreamReader(jsm, "TASKS");
+  await waitFor(
+    "the whole backlog done",
+    async () => {
+      await tasks.refresh();
+      return backlog.every((t) => tasks.results(t.taskId).length === 1);
+    },
+    { timeoutMs: 20_000 },
+  );
+});
+
 test("shutdown hands a running task back at the deadline: NAKed for immediate redelivery, not failed", async () => {
   const task = enrichedTask("sleep", { ms: 20_000 }, "medium");
   await publishTask(nc, task);
