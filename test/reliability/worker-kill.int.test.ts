@@ -13,6 +13,7 @@ import { collectStream, type Pipeline, startPipeline, stateNames } from "../supp
 import { actionsOf, connectTo, waitDrained } from "../support/reliability.js";
 
 const ACK_WAIT_MS = 2_000;
+const TASK_MS = 12_000;
 let pipeline: Pipeline;
 let nc: NatsConnection;
 
@@ -26,7 +27,8 @@ afterAll(async () => {
 });
 
 test("a task whose worker is SIGKILLed while RUNNING is redelivered after AckWait and stored once", async () => {
-  const { taskId } = await pipeline.client.submitTask({ type: "sleep", payload: { ms: 4_000 } });
+  // Long enough that the task is still running when the second worker (started below, slow on a busy machine) is up.
+  const { taskId } = await pipeline.client.submitTask({ type: "sleep", payload: { ms: TASK_MS } });
   const stream = collectStream(pipeline.client, taskId, 50_000);
   await waitFor(
     "RUNNING",
@@ -35,17 +37,22 @@ test("a task whose worker is SIGKILLed while RUNNING is redelivered after AckWai
   );
   // A second worker, ready before the crash, so the measured delay is the redelivery and not a process start.
   await pipeline.spawn("worker", {}, "worker-2");
+  let finished = false;
+  void stream.then(() => {
+    finished = true;
+  });
   await pipeline.services.get("worker")!.process.kill();
   const killedAt = Date.now();
+  expect(finished, "the task must still be running when its worker is killed").toBe(false);
 
-  // The only way to SUCCEEDED now is a redelivery to worker-2 after AckWait, and a full rerun of the 4 s sleep.
+  // The only way to SUCCEEDED now is a redelivery to worker-2 after AckWait, and a full rerun of the sleep.
   const updates = await stream;
   const redeliveredAndRunMs = Date.now() - killedAt;
   console.log(`[reliability] worker SIGKILL → SUCCEEDED on the other worker: ${redeliveredAndRunMs} ms`);
   // Real time passing is the property: the message waits out AckWait (minus the heartbeat interval it was last
-  // extended by) before the 4 s task runs again from the start — and not much longer.
-  expect(redeliveredAndRunMs).toBeGreaterThan(ACK_WAIT_MS / 2 + 4_000);
-  expect(redeliveredAndRunMs).toBeLessThan(ACK_WAIT_MS + 4_000 + 10_000);
+  // extended by) before the task runs again from the start — and not much longer.
+  expect(redeliveredAndRunMs).toBeGreaterThan(ACK_WAIT_MS / 2 + TASK_MS);
+  expect(redeliveredAndRunMs).toBeLessThan(ACK_WAIT_MS + TASK_MS + 10_000);
 
   const states = stateNames(updates);
   expect(states.at(-1), states.join(" → ")).toBe("SUCCEEDED");
