@@ -5,6 +5,8 @@
  */
 import { Code, ConnectError } from "@connectrpc/connect";
 import { TaskState } from "@tm/proto";
+import { Keys } from "@tm/store";
+import { waitFor } from "@tm/testkit";
 import { afterAll, beforeAll, expect, test } from "vitest";
 import { type Pipeline, startPipeline, stateNames, TERMINAL } from "../support/pipeline.js";
 import { steadyLoad, waitAllTerminal } from "../support/reliability.js";
@@ -99,5 +101,17 @@ test("a Redis restart under load loses no task; status streams resume or fail wi
   expect(await waitAllTerminal(pipeline.redisClient, taskIds, 40_000)).toEqual([]);
   const tasks = await Promise.all(taskIds.map((taskId) => pipeline.client.getTask({ taskId })));
   expect(tasks.filter((t) => !TERMINAL.has(t.task?.status?.state ?? TaskState.UNSPECIFIED))).toEqual([]);
-  expect(tasks.filter((t) => t.task?.result === undefined).map((t) => t.task?.taskId)).toEqual([]);
+  // Every result is stored. Not necessarily at the moment SUCCEEDED shows: across an outage the notifier applies
+  // SUCCEEDED after NOTIFIER_RESULT_WAIT_MS even while result-store still holds its delivery (docs/RELIABILITY.md).
+  let missing: string[] = [];
+  await waitFor(
+    "every task's result stored",
+    async () => {
+      const stored = await Promise.all(taskIds.map((id) => pipeline.redisClient.exists(Keys.result(id))));
+      missing = taskIds.filter((_, i) => stored[i] !== 1);
+      return missing.length === 0;
+    },
+    { timeoutMs: 30_000 },
+  ).catch(() => undefined);
+  expect(missing).toEqual([]);
 }, 120_000);
