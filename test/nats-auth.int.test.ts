@@ -223,6 +223,24 @@ describe("other users", () => {
     await waitFor("the worker hears the gateway's cancel notice", () => heard.length === 1, { timeoutMs: 5_000 });
   });
 
+  test("the gateway may read what queue statistics need (consumer lists, stream messages); audit may not", async () => {
+    const gateway = await as("gateway");
+    await gateway.jetstream().publish("tasks.ingest", '{"for":"stats"}');
+    const jsm = await gateway.jetstreamManager({ timeout: 2_000 });
+    const names: string[] = [];
+    for await (const info of jsm.consumers.list("TASKS")) names.push(info.name);
+    expect(names).toContain("scheduler-tasks-schedule");
+    const first = (await jsm.streams.info("TASKS")).state.first_seq;
+    expect((await jsm.streams.getMessage("TASKS", { seq: first })).seq).toBe(first);
+
+    const other = await (await as("audit")).jetstreamManager({ timeout: 1_000 });
+    await expect(
+      (async () => {
+        for await (const _ of other.consumers.list("TASKS")) break;
+      })(),
+    ).rejects.toThrow();
+  });
+
   test("a wrong password or no user is refused", async () => {
     await expect(connectAs(nats.url, "worker", "wrong")).rejects.toThrow(/authorization/i);
     await expect(connectAs(nats.url, "", "")).rejects.toThrow();

@@ -51,6 +51,7 @@ export function permissionsOf(user, spec) {
     ...STREAM_API,
     ...spec.consume.flatMap((subject) => consumerApi(user, subject)),
     ...(spec.readStreams ?? []).map((stream) => `$JS.API.STREAM.MSG.GET.${stream}`),
+    ...(spec.listConsumers ?? []).map((stream) => `$JS.API.CONSUMER.LIST.${stream}`),
   ];
   // Replies to JetStream API calls, publish acks and pull requests all arrive on the connection's inbox.
   const subscribe = ["_INBOX.>", ...spec.subscribe];
