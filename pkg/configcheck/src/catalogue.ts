@@ -39,6 +39,13 @@ export const METRIC_CATALOGUE: readonly MetricDefinition[] = [
     help: "Deliveries NAKed for a later retry, per consuming stage",
   },
   {
+    name: "tm_deliveries_held_total",
+    kind: "counter",
+    labels: ["stage", "subject"],
+    services: STAGES,
+    help: "Handler runs that failed because Redis or NATS was down and were retried in place (no attempt spent)",
+  },
+  {
     name: "tm_tasks_dead_lettered_total",
     kind: "counter",
     labels: ["subject", "reason"],

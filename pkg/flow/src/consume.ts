@@ -8,6 +8,8 @@
  *   handler throws, deliveries left → onRetry hook, NAK with the delay for this attempt
  *   handler throws on the last delivery → onExhausted hook, dead-letter ("exhausted"), term
  *   process dies mid-handler    → no ack: redelivered after AckWait (heartbeats keep long handlers alive)
+ *   handler fails with an outage → held: retried in place with back-off (heartbeats go on) until the dependency is
+ *                                  back, for up to outageHoldMs; no attempt is spent (see isOutage below)
  *
  * If dead-lettering itself fails, the message is NAKed rather than lost; should that happen on the last delivery,
  * the server's MAX_DELIVERIES advisory still reports it (the deadletter service listens for it).
@@ -56,7 +58,7 @@ export interface ConsumerHooks<S extends Subject> {
   onOutcome?(outcome: Outcome, ctx: DeliveryContext, error?: unknown): void;
 }
 
-export type Outcome = "acked" | "retried" | "dead-lettered" | "invalid" | "handed-back";
+export type Outcome = "acked" | "retried" | "dead-lettered" | "invalid" | "handed-back" | "held";
 
 export interface ConsumerOptions<S extends Subject> {
   js: JetStreamClient;
@@ -71,7 +73,17 @@ export interface ConsumerOptions<S extends Subject> {
   hooks?: ConsumerHooks<S>;
   /** Messages with the same key are handled one after another in stream order (e.g. by task id). */
   orderKey?: (message: MessageFor<S>) => string | undefined;
+  /**
+   * Whether an error means "a dependency is down", not "this message failed": Redis or NATS unreachable. Such a
+   * delivery is held and its handler run again once the outage passes (up to settings.outageHoldMs), instead of
+   * being NAKed: a redelivery would spend one of the message's maxDeliver attempts, and an outage longer than the
+   * retry delays would dead-letter healthy messages.
+   */
+  isOutage?: (error: unknown) => boolean;
 }
+
+const OUTAGE_FIRST_PAUSE_MS = 100;
+const OUTAGE_MAX_PAUSE_MS = 2_000;
 
 /** Delay before the redelivery that follows failed delivery number `attempt` (1-based). */
 export function retryDelayFor(attempt: number, delays: readonly number[]): number {
@@ -174,8 +186,9 @@ export class DeliveryProcessor<S extends Subject> {
         heartbeat.unref();
         try {
           const key = this.#options.orderKey?.(message);
-          if (key === undefined) await this.#options.handler(message, ctx);
-          else await this.#ordered.run(key, () => this.#options.handler(message, ctx));
+          const handle = () => this.#holdingThroughOutages(() => this.#options.handler(message, ctx), ctx);
+          if (key === undefined) await handle();
+          else await this.#ordered.run(key, handle);
           msg.ack();
           hooks?.onOutcome?.("acked", ctx);
           return "acked";
@@ -194,6 +207,36 @@ export class DeliveryProcessor<S extends Subject> {
         }
       },
     );
+  }
+
+  /** Runs the handler; while it fails with an outage, waits (with back-off) and runs it again. The delivery's
+   *  heartbeats go on meanwhile, so the message stays with this consumer and keeps its attempt count. */
+  async #holdingThroughOutages(run: () => Promise<void>, ctx: DeliveryContext): Promise<void> {
+    const { isOutage, settings, hooks } = this.#options;
+    if (!isOutage || settings.outageHoldMs <= 0) return run();
+    const holdUntil = Date.now() + settings.outageHoldMs;
+    let pause = OUTAGE_FIRST_PAUSE_MS;
+    for (;;) {
+      try {
+        return await run();
+      } catch (error) {
+        const signal = this.#abort.signal;
+        if (!isOutage(error) || signal.aborted || Date.now() + pause > holdUntil) throw error;
+        ctx.span.addEvent("held: dependency unavailable", { "exception.message": errorMessage(error) });
+        hooks?.onOutcome?.("held", ctx, error);
+        await new Promise<void>((resolve) => {
+          const timer = setTimeout(done, pause);
+          function done() {
+            clearTimeout(timer);
+            signal.removeEventListener("abort", done);
+            resolve();
+          }
+          signal.addEventListener("abort", done, { once: true });
+        });
+        if (signal.aborted) throw error;
+        pause = Math.min(pause * 2, OUTAGE_MAX_PAUSE_MS);
+      }
+    }
   }
 
   async #fail(msg: JsMsg, message: MessageFor<S>, error: unknown, ctx: DeliveryContext): Promise<Outcome> {

@@ -101,7 +101,7 @@ async function publishWithRetry(
     try {
       return await js.publish(subject, data, { msgID: msgId, headers: hdrs, timeout: ackTimeoutMs });
     } catch (error) {
-      if (!isTransient(error) || Date.now() + delay > deadline) throw error;
+      if (!isTransientNatsError(error) || Date.now() + delay > deadline) throw error;
       await new Promise((resolve) => setTimeout(resolve, delay));
       delay = Math.min(delay * 2, 2_000);
     }
@@ -110,7 +110,7 @@ async function publishWithRetry(
 
 /** Failures that a retry with the same message id can fix: no responders (leader election), timeouts, and a
  *  connection that is reconnecting. */
-function isTransient(error: unknown): boolean {
+export function isTransientNatsError(error: unknown): boolean {
   const e = error as { code?: string; message?: string };
   const code = String(e?.code ?? "");
   return (

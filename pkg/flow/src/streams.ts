@@ -35,6 +35,9 @@ export interface FlowSettings {
   duplicateWindowMs: number;
   /** 1 locally; 3 in a cluster (k8s), which is what makes an acknowledged publish survive a lost node. */
   replicas: number;
+  /** How long a delivery whose handler failed because a dependency is down (Redis or NATS unreachable) is held and
+   *  retried in place, without spending one of its maxDeliver attempts (0 = never hold). */
+  outageHoldMs: number;
 }
 
 export const DEFAULT_FLOW_SETTINGS: Readonly<FlowSettings> = Object.freeze({
@@ -47,6 +50,7 @@ export const DEFAULT_FLOW_SETTINGS: Readonly<FlowSettings> = Object.freeze({
   maxBytes: 512 * 1024 * 1024,
   duplicateWindowMs: 2 * 60 * 1_000,
   replicas: 1,
+  outageHoldMs: 120_000,
 });
 
 export function streamOf(subject: Subject): StreamName {

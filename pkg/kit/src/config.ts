@@ -52,6 +52,12 @@ export const baseConfigShape = {
   FLOW_MAX_DELIVER: positiveInt.default(DEFAULT_FLOW_SETTINGS.maxDeliver),
   FLOW_RETRY_DELAYS_MS: msList,
   FLOW_MAX_ACK_PENDING: positiveInt.default(DEFAULT_FLOW_SETTINGS.maxAckPending),
+  /** How long a delivery is held through a Redis/NATS outage before it is failed as an attempt (0 = never hold). */
+  FLOW_OUTAGE_HOLD_MS: z.coerce
+    .number({ message: "must be a number" })
+    .int()
+    .min(0)
+    .default(DEFAULT_FLOW_SETTINGS.outageHoldMs),
   NATS_STREAM_REPLICAS: z.coerce.number().int().min(1).max(5).default(DEFAULT_FLOW_SETTINGS.replicas),
   /** Port of /healthz, /readyz and /metrics (services with an HTTP API serve them there instead). */
   OPS_PORT: port.optional(),
@@ -86,6 +92,7 @@ export function flowSettingsOf(config: BaseConfig): FlowSettings {
     maxDeliver: config.FLOW_MAX_DELIVER,
     retryDelaysMs: config.FLOW_RETRY_DELAYS_MS,
     maxAckPending: config.FLOW_MAX_ACK_PENDING,
+    outageHoldMs: config.FLOW_OUTAGE_HOLD_MS,
     replicas: config.NATS_STREAM_REPLICAS,
   };
 }

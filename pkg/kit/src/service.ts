@@ -25,6 +25,7 @@ import { type BaseConfig, ConfigError, flowSettingsOf, loadConfig } from "./conf
 import { createLogger, type Logger } from "./logger.js";
 import { connectNats, type NatsHandle } from "./nats.js";
 import { createOpsServer, listen, type ReadinessCheck, registerOpsRoutes } from "./ops-server.js";
+import { isOutage } from "./outage.js";
 import { connectRedis } from "./redis.js";
 import { Shutdown } from "./shutdown.js";
 import { ConsumerMetrics, withStageMetrics } from "./stage-metrics.js";
@@ -161,6 +162,7 @@ export async function startService<S extends z.ZodRawShape, Started>(
         settings,
         ...(options.concurrency ? { concurrency: options.concurrency } : {}),
         ...(options.orderKey ? { orderKey: options.orderKey } : {}),
+        isOutage,
         hooks: withStageMetrics(consumerMetrics, definition.name, subject, options.hooks, log),
       });
       consumerMetrics.watch(nats.jsm, subject, consumer.durable);

@@ -2,6 +2,7 @@
  * Metrics every consuming stage reports the same way (names are the catalogue in docs/OBSERVABILITY.md):
  *   tm_stage_processing_ms{stage,subject,outcome}  histogram of handling time per delivery
  *   tm_tasks_retried_total{stage,subject}           deliveries NAKed for a retry
+ *   tm_deliveries_held_total{stage,subject}         handler runs that failed on an outage and were retried in place
  *   tm_tasks_dead_lettered_total{subject,reason}    messages given up on
  *   tm_consumer_pending{consumer}                   messages waiting in the stream for this consumer
  *   tm_consumer_ack_pending{consumer}               delivered but not yet acknowledged
@@ -17,6 +18,7 @@ const POLL_MS = 5_000;
 export class ConsumerMetrics {
   readonly processing;
   readonly retried;
+  readonly held;
   readonly deadLettered;
   readonly #lag = new Map<string, { pending: number; ackPending: number }>();
   #timer: NodeJS.Timeout | undefined;
@@ -29,6 +31,9 @@ export class ConsumerMetrics {
       advice: { explicitBucketBoundaries: [1, 2, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000, 30000] },
     });
     this.retried = meter.createCounter("tm_tasks_retried_total", { description: "Deliveries NAKed for a retry" });
+    this.held = meter.createCounter("tm_deliveries_held_total", {
+      description: "Handler runs that failed because Redis or NATS was down and were retried in place",
+    });
     this.deadLettered = meter.createCounter("tm_tasks_dead_lettered_total", {
       description: "Messages dead-lettered (invalid, rejected or exhausted)",
     });
@@ -85,6 +90,16 @@ export function withStageMetrics<S extends Subject>(
   return {
     ...hooks,
     onOutcome(outcome: Outcome, ctx, error) {
+      if (outcome === "held") {
+        // Not the delivery's end: it goes on, and its final outcome is recorded then.
+        metrics.held.add(1, { stage, subject });
+        log?.warn(
+          { taskId: ctx.taskId, subject, attempt: ctx.attempt, err: error },
+          "dependency unavailable: holding the delivery",
+        );
+        hooks.onOutcome?.(outcome, ctx, error);
+        return;
+      }
       const ms = Date.now() - ctx.receivedAt;
       metrics.processing.record(ms, { stage, subject, outcome });
       if (log) logOutcome(log, outcome, { taskId: ctx.taskId, subject, attempt: ctx.attempt, outcome, ms }, error);

@@ -21,7 +21,7 @@ import {
   streamOf,
   workerSubject,
 } from "@tm/flow";
-import type { Runtime } from "@tm/kit";
+import { isOutage, type Runtime } from "@tm/kit";
 import type { Consumer, ConsumerMessages, JsMsg } from "nats";
 import type { WorkerSubject } from "./run-task.js";
 import { type PriorityWeights, WeightedPicker } from "./weighted-picker.js";
@@ -69,6 +69,7 @@ export class PriorityDispatcher {
         subject: workerSubject(priority) as WorkerSubject,
         handler,
         settings: rt.settings,
+        isOutage,
         hooks: rt.stageHooks(workerSubject(priority) as WorkerSubject, hooks),
       }),
     });

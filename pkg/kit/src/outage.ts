@@ -1,0 +1,36 @@
+/**
+ * Tells a dependency outage from a failure of the message itself. A delivery that fails because Redis or NATS is
+ * unreachable is held and run again by the consume loop (pkg/flow `isOutage`) rather than spending one of its
+ * attempts: otherwise a Redis restart longer than the retry delays would dead-letter healthy messages.
+ *
+ * Only errors that the Redis and NATS clients raise for an unusable connection count. An error a task handler
+ * raises for its own reasons (a refused HTTP call, a bad payload) is an ordinary failure and is retried as usual.
+ */
+import { isTransientNatsError } from "@tm/flow";
+
+/** ioredis: the offline queue gave up, or the connection dropped with the command in flight. */
+const REDIS_CONNECTION_MESSAGES = [
+  "Connection is closed.",
+  "Stream isn't writeable and enableOfflineQueue options is false",
+  "Reached the max retries per request limit",
+];
+/** Redis replies that mean "not serving yet", e.g. LOADING while the AOF is replayed after a restart. */
+const REDIS_NOT_READY_REPLIES = /^(LOADING|BUSY|MASTERDOWN|TRYAGAIN|CLUSTERDOWN|READONLY)\b/;
+
+export function isRedisOutage(error: unknown): boolean {
+  const e = error as { name?: unknown; message?: unknown } | undefined;
+  const name = String(e?.name ?? "");
+  const message = String(e?.message ?? "");
+  if (name === "MaxRetriesPerRequestError") return true;
+  if (REDIS_CONNECTION_MESSAGES.some((m) => message.startsWith(m))) return true;
+  return name === "ReplyError" && REDIS_NOT_READY_REPLIES.test(message);
+}
+
+export function isNatsOutage(error: unknown): boolean {
+  const code = String((error as { code?: unknown } | undefined)?.code ?? "");
+  return code === "CONNECTION_CLOSED" || isTransientNatsError(error);
+}
+
+export function isOutage(error: unknown): boolean {
+  return isRedisOutage(error) || isNatsOutage(error);
+}
