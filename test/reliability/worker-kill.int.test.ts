@@ -52,7 +52,7 @@ test("a task whose worker is SIGKILLed while RUNNING is redelivered after AckWai
   // Real time passing is the property: the message waits out AckWait (minus the heartbeat interval it was last
   // extended by) before the task runs again from the start — and not much longer.
   expect(redeliveredAndRunMs).toBeGreaterThan(ACK_WAIT_MS / 2 + TASK_MS);
-  expect(redeliveredAndRunMs).toBeLessThan(ACK_WAIT_MS + TASK_MS + 10_000);
+  expect(redeliveredAndRunMs).toBeLessThan(ACK_WAIT_MS + TASK_MS + 20_000); // slack for a loaded CI machine
 
   const states = stateNames(updates);
   expect(states.at(-1), states.join(" → ")).toBe("SUCCEEDED");
@@ -68,4 +68,4 @@ test("a task whose worker is SIGKILLed while RUNNING is redelivered after AckWai
   await waitDrained(nc, "result-store", Subjects.results);
   await waitDrained(nc, "audit", Subjects.audit);
   expect(await actionsOf(pipeline.redisClient, taskId, "result_stored")).toHaveLength(1);
-});
+}, 120_000); // above the waits inside (20 s for RUNNING, a worker start, the 50 s stream), so they fail first

@@ -7,7 +7,9 @@ import { afterAll, beforeAll, expect, test } from "vitest";
 import { notifier } from "../src/service.js";
 
 const infra = useInfra();
-const service = useStarted(() => startService(notifier, serviceEnv(infra)));
+// A long result wait: the hold test below must see the update held however slow the machine is; the other tests
+// store each task's result before its SUCCEEDED, as the worker does.
+const service = useStarted(() => startService(notifier, serviceEnv(infra, { NOTIFIER_RESULT_WAIT_MS: "30000" })));
 const clients = useClients(infra);
 let subscriber: Redis;
 let publisher: Publisher;
@@ -27,6 +29,21 @@ async function listen(taskId: string): Promise<StoredStatus[]> {
   });
   await subscriber.subscribe(Keys.statusChannel(taskId));
   return received;
+}
+
+async function storeResult(taskId: string): Promise<void> {
+  const now = new Date().toISOString();
+  await saveResult(clients.redis, {
+    taskId,
+    type: "echo",
+    priority: "medium",
+    output: { ok: true },
+    attempts: 1,
+    startedAt: now,
+    completedAt: now,
+    durationMs: 1,
+    generation: 0,
+  });
 }
 
 /** Resolves once the notifier has consumed and acknowledged everything published on events.status so far. */
@@ -49,6 +66,7 @@ test("a late RUNNING after SUCCEEDED is ignored; subscribers get only applied up
   await drained();
   await publishStatus(publisher, { taskId, state: "SCHEDULED", source });
   await drained();
+  await storeResult(taskId);
   await publishStatus(publisher, { taskId, state: "SUCCEEDED", source, attempt: 1 });
   await drained();
   await publishStatus(publisher, { taskId, state: "RUNNING", source, attempt: 1, progress: 50 });
@@ -73,6 +91,7 @@ test("a duplicate update (new message id, same version) is not republished", asy
   await publisher.publish(Subjects.status, running, { msgId: `${taskId}:dup:1` });
   await publisher.publish(Subjects.status, running, { msgId: `${taskId}:dup:2` });
   await drained();
+  await storeResult(taskId);
   await publishStatus(publisher, { taskId, state: "SUCCEEDED", source: "test", attempt: 1 });
 
   await waitFor("the terminal update published", () => received.some((status) => status.state === "SUCCEEDED"));
@@ -95,24 +114,14 @@ test("SUCCEEDED is made visible only once the task's result is stored", async ()
     return info.num_ack_pending === 1;
   });
   expect((await readStatus(clients.redis, taskId))?.state).toBe("RUNNING");
-  const now = new Date().toISOString();
-  await saveResult(clients.redis, {
-    taskId,
-    type: "echo",
-    priority: "medium",
-    output: { ok: true },
-    attempts: 1,
-    startedAt: now,
-    completedAt: now,
-    durationMs: 1,
-    generation: 0,
-  });
+  await storeResult(taskId);
+  // Well inside NOTIFIER_RESULT_WAIT_MS (30 s): applied because the result appeared, not because the wait ran out.
   await waitFor(
     "SUCCEEDED applied right after the result is stored",
     async () => {
       return (await readStatus(clients.redis, taskId))?.state === "SUCCEEDED";
     },
-    { timeoutMs: 1_500 },
+    { timeoutMs: 10_000 },
   );
   expect(received.map((s) => s.state)).toEqual(["RUNNING", "SUCCEEDED"]);
 });
