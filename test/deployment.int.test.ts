@@ -328,6 +328,12 @@ describe("k8s", () => {
       expect(config["auth.conf"]).toBe(readFileSync("configs/nats/auth.conf", "utf8"));
       const routes = config["nats.conf"]!.match(/nats:\/\/nats-\d+\.nats-headless:6222/g) ?? [];
       expect(routes).toHaveLength(nats.spec.replicas);
+      // The preStop hook signals lame-duck mode through the pid file: the server must write it where the hook looks.
+      const container = nats.spec.template.spec.containers[0];
+      const signal = (container.lifecycle?.preStop?.exec?.command ?? []).join(" ");
+      const pidFile = /ldm=(\S+)/.exec(signal)?.[1];
+      expect(pidFile, "preStop signals lame-duck mode").toBeDefined();
+      expect(config["nats.conf"]).toContain(`pid_file: ${pidFile}`);
       const passwords = secret("nats-passwords").data ?? {};
       for (const user of natsUsers) expect(passwords).toHaveProperty(passwordVariable(user));
       const redis = find("StatefulSet", "redis")!;
