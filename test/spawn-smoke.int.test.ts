@@ -1,3 +1,5 @@
+import { createServer } from "node:http";
+import type { AddressInfo } from "node:net";
 import { spawnService, useInfra } from "@tm/testkit";
 import { expect, test } from "vitest";
 
@@ -12,6 +14,37 @@ test("a built service runs as its own process with telemetry preloaded, and stop
   expect(await scheduler.process.exited()).toBe(0);
   // An idle service has nothing to finish: it must not wait out a pull's expiry or the shutdown deadline.
   expect(Date.now() - stopping).toBeLessThan(3_000);
+});
+
+test("SIGTERM exports the spans still buffered before the process exits", async () => {
+  // A stand-in OTLP/HTTP collector that only counts what reaches /v1/traces.
+  const traceExports: number[] = [];
+  const collector = createServer((req, res) => {
+    req.resume();
+    req.on("end", () => {
+      if (req.url === "/v1/traces") traceExports.push(Date.now());
+      res.writeHead(200, { "content-type": "application/x-protobuf" }).end();
+    });
+  });
+  await new Promise<void>((resolve) => collector.listen(0, "127.0.0.1", resolve));
+  try {
+    const { port } = collector.address() as AddressInfo;
+    const scheduler = await spawnService("scheduler", {
+      NATS_URL: infra.nats.url,
+      REDIS_URL: infra.redis.url,
+      OTEL_EXPORTER_OTLP_ENDPOINT: `http://127.0.0.1:${port}`,
+    });
+    // An HTTP server span (probes and /metrics are not traced; an unknown route is). The batch processor would
+    // hold it for 5 s, far longer than the stop below takes: only the shutdown's flush can deliver it in time.
+    expect((await fetch(`http://127.0.0.1:${scheduler.opsPort}/no-such-route`)).status).toBe(404);
+    const before = traceExports.length;
+    await scheduler.process.stop();
+    expect(await scheduler.process.exited()).toBe(0);
+    // The export is answered before the child may exit, so it has been counted by now.
+    expect(traceExports.length, "trace exports received before the process exited").toBeGreaterThan(before);
+  } finally {
+    await new Promise<void>((resolve) => collector.close(() => resolve()));
+  }
 });
 
 test("a bad environment variable stops start-up with a message naming it", async () => {

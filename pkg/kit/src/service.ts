@@ -2,7 +2,8 @@
  * The wiring every service shares, so that a service's own code is only its handlers:
  * read config → logger → NATS (streams provisioned) and Redis → ops server → the service's start() → run until
  * SIGTERM, then stop in order: readiness off, the service's own stop, consumers (finish in-flight work within
- * SHUTDOWN_TIMEOUT_MS, hand back the rest), drain NATS, close Redis, close the ops server, flush telemetry.
+ * SHUTDOWN_TIMEOUT_MS, hand back the rest), drain NATS, close Redis, close the ops server, flush telemetry (when the
+ * service runs as its own process: runService).
  *
  * `startService` runs a service inside the current process (tests); `runService` is a service's main().
  */
@@ -229,6 +230,10 @@ export async function startService<S extends z.ZodRawShape, Started>(
 export function runService<S extends z.ZodRawShape, Started>(definition: ServiceDefinition<S, Started>): void {
   startService(definition).then(
     (service) => {
+      // Last step, and only when the service owns its process: export the spans and metrics still buffered (the
+      // batch processor holds up to 5 s of spans; `beforeExit` never fires on process.exit). In-process tests
+      // share one telemetry between services, so startService leaves it running.
+      service.runtime.shutdown.add("telemetry", () => telemetry(definition.name).shutdown());
       service.runtime.shutdown.installSignalHandlers(service.runtime.config.SHUTDOWN_TIMEOUT_MS + 15_000);
       process.on("unhandledRejection", (error) => service.runtime.log.error({ err: error }, "unhandled rejection"));
     },

@@ -87,6 +87,10 @@ export function withStageMetrics<S extends Subject>(
   hooks: ConsumerHooks<S> = {},
   log?: Logger,
 ): ConsumerHooks<S> {
+  // Counters start at zero for this consumer, so the series exist before the first retry or outage: rate() and
+  // alerts then see a rise from 0 instead of a series appearing out of nowhere (or never, in a healthy run).
+  metrics.retried.add(0, { stage, subject });
+  metrics.held.add(0, { stage, subject });
   return {
     ...hooks,
     onOutcome(outcome: Outcome, ctx, error) {
