@@ -18,7 +18,6 @@ export const CONFIG_COPIES = [
   ["configs/otel-collector/config.yaml", "k8s/configs/otel-collector/config.yaml"],
   ["configs/tempo/tempo.yaml", "k8s/configs/tempo/tempo.yaml"],
   ["configs/loki/loki.yaml", "k8s/configs/loki/loki.yaml"],
-  ["configs/prometheus/prometheus.yml", "k8s/configs/prometheus/prometheus.yml"],
   ["configs/prometheus/alerts.yml", "k8s/configs/prometheus/alerts.yml"],
   [
     "configs/grafana/provisioning/datasources/datasources.yaml",

@@ -3,7 +3,10 @@
  * against the code: the services that exist, the variables their config schemas read, their ports and probes,
  * the NATS users, and the k8s copies of the config files.
  */
-import { existsSync, readdirSync, readFileSync } from "node:fs";
+import { spawnSync } from "node:child_process";
+import { copyFileSync, existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { describe, expect, test } from "vitest";
 import { loadPermissions, passwordVariable } from "../configs/nats/render.mjs";
 import { staleCopies } from "../k8s/sync-configs.mjs";
@@ -221,6 +224,57 @@ describe("k8s", () => {
     expect(staleCopies()).toEqual([]);
   });
 
+  describe("Prometheus on Kubernetes (k8s/observability/prometheus-kubernetes.yml)", () => {
+    // biome-ignore lint/suspicious/noExplicitAny: parsed configs are checked field by field
+    const k8sConfig = readYaml<any>("k8s/observability/prometheus-kubernetes.yml");
+    // biome-ignore lint/suspicious/noExplicitAny: parsed configs are checked field by field
+    const composeConfig = readYaml<any>("configs/prometheus/prometheus.yml");
+    // biome-ignore lint/suspicious/noExplicitAny: scrape jobs are untyped trees
+    const jobs = (config: any) => new Map<string, any>(config.scrape_configs.map((j: any) => [j.job_name, j]));
+
+    test("is compose's config except how the pipeline's targets are found", () => {
+      expect(k8sConfig.global).toEqual(composeConfig.global);
+      expect(k8sConfig.rule_files).toEqual(composeConfig.rule_files);
+      const [k8sJobs, composeJobs] = [jobs(k8sConfig), jobs(composeConfig)];
+      expect([...k8sJobs.keys()].sort()).toEqual([...composeJobs.keys()].sort());
+      for (const [name, job] of composeJobs) if (name !== "services") expect(k8sJobs.get(name), name).toEqual(job);
+    });
+
+    test("the services job keeps every pipeline pod's metrics port, one target per pod, labelled by service", () => {
+      const job = jobs(k8sConfig).get("services");
+      expect(job.kubernetes_sd_configs).toEqual([{ role: "pod", namespaces: { own_namespace: true } }]);
+      const rules = job.relabel_configs as Array<Record<string, unknown>>;
+      const rule = (label: string) => rules.find((r) => (r.source_labels as string[])?.includes(label));
+      expect(rule("__meta_kubernetes_pod_label_app_kubernetes_io_component")).toMatchObject({
+        regex: "pipeline",
+        action: "keep",
+      });
+      expect(rule("__meta_kubernetes_pod_container_port_name")).toMatchObject({ regex: "ops|http", action: "keep" });
+      expect(rule("__meta_kubernetes_pod_label_app_kubernetes_io_name")).toMatchObject({ target_label: "service" });
+      expect(rule("__meta_kubernetes_pod_name")).toMatchObject({ target_label: "instance" });
+    });
+
+    // Debian's promtool is built without Kubernetes discovery, so the discovery block is swapped for a static
+    // one: promtool then checks everything else (relabel rules, jobs, the rule file) as Prometheus would.
+    const promtool = process.env.PROMTOOL ?? "promtool";
+    const hasPromtool = spawnSync(promtool, ["--version"]).status === 0;
+    test.skipIf(!hasPromtool)("promtool accepts it (discovery swapped for a static target)", () => {
+      const dir = mkdtempSync(join(tmpdir(), "tm-prom-"));
+      try {
+        const config = structuredClone(k8sConfig);
+        const job = config.scrape_configs.find((j: { job_name: string }) => j.job_name === "services");
+        delete job.kubernetes_sd_configs;
+        job.static_configs = [{ targets: ["pod:8080"] }];
+        writeFileSync(join(dir, "prometheus.yml"), JSON.stringify(config)); // JSON is YAML
+        copyFileSync("configs/prometheus/alerts.yml", join(dir, "alerts.yml"));
+        const run = spawnSync(promtool, ["check", "config", join(dir, "prometheus.yml")], { encoding: "utf8" });
+        expect(run.status, run.stdout + run.stderr).toBe(0);
+      } finally {
+        rmSync(dir, { recursive: true, force: true });
+      }
+    });
+  });
+
   const hasKubectl = kubectlAvailable();
   if (!hasKubectl) console.warn("kubectl not found: skipping the rendered k8s checks (install kubectl to run them)");
 
@@ -355,8 +409,39 @@ describe("k8s", () => {
       }
       expect(find("DaemonSet", "promtail")).toBeDefined();
       expect(configMap("prometheus-config").data?.["prometheus.yml"]).toBe(
-        readFileSync("configs/prometheus/prometheus.yml", "utf8"),
+        readFileSync("k8s/observability/prometheus-kubernetes.yml", "utf8"),
       );
+    });
+
+    test.each(serviceNames)("Prometheus discovers every %s pod: labelled pipeline, one metrics port", (name) => {
+      const template = find("Deployment", name)!.spec.template;
+      expect(template.metadata.labels).toMatchObject({
+        "app.kubernetes.io/name": name,
+        "app.kubernetes.io/component": "pipeline",
+      });
+      const metricsPorts = template.spec.containers
+        .flatMap((c: { ports?: Array<{ name: string; containerPort: number }> }) => c.ports ?? [])
+        .filter((p: { name: string }) => /^(ops|http)$/.test(p.name));
+      expect(metricsPorts.map((p: { containerPort: number }) => p.containerPort)).toEqual([
+        opsPortOf(definitions.get(name)!),
+      ]);
+    });
+
+    test("Prometheus may list and watch pods in its namespace, and nothing more", () => {
+      const deployment = find("Deployment", "prometheus")!;
+      const account = deployment.spec.template.spec.serviceAccountName;
+      expect(find("ServiceAccount", account)).toBeDefined();
+      expect(
+        objects.filter((o) => o.kind === "ClusterRoleBinding" && JSON.stringify(o).includes(`"${account}"`)),
+      ).toEqual([]);
+      // biome-ignore lint/suspicious/noExplicitAny: RBAC objects have subjects/roleRef/rules, not spec
+      const rbac = objects as any[];
+      const binding = rbac.find(
+        (o) => o.kind === "RoleBinding" && o.subjects?.some((s: { name: string }) => s.name === account),
+      );
+      expect(binding).toBeDefined();
+      const role = rbac.find((o) => o.kind === "Role" && o.metadata.name === binding.roleRef.name);
+      expect(role.rules).toEqual([{ apiGroups: [""], resources: ["pods"], verbs: ["get", "list", "watch"] }]);
     });
   });
 });

@@ -245,12 +245,22 @@ describe("prometheus", () => {
     deadletter: 8088,
   };
 
-  it("scrapes every service's /metrics with a service label, the collector and itself", () => {
-    const targets = (config.scrape_configs as Tree[]).flatMap((job) =>
-      (job.static_configs as Tree[]).flatMap((sc) => sc.targets.map((t: string) => [t, sc.labels?.service])),
+  it("scrapes every replica of every service (DNS discovery, labelled by service), the collector and itself", () => {
+    const jobs = config.scrape_configs as Tree[];
+    const services = jobs.find((job) => job.job_name === "services");
+    // Each compose service name asked as an A record on its ops port: every replica's address is a target.
+    const discovered = (services.dns_sd_configs as Tree[]).flatMap((sd) =>
+      sd.names.map((name: string) => [name, sd.type, sd.port]),
     );
-    for (const [service, port] of Object.entries(SERVICES))
-      expect(targets).toContainEqual([`${service}:${port}`, service]);
+    expect(discovered.sort()).toEqual(
+      Object.entries(SERVICES)
+        .map(([name, port]) => [name, "A", port])
+        .sort(),
+    );
+    expect(services.relabel_configs).toContainEqual({ source_labels: ["__meta_dns_name"], target_label: "service" });
+    const targets = jobs.flatMap((job) =>
+      ((job.static_configs ?? []) as Tree[]).flatMap((sc) => sc.targets.map((t: string) => [t, sc.labels?.service])),
+    );
     expect(targets).toContainEqual(["otel-collector:8889", "otel-collector"]);
     expect(targets).toContainEqual(["localhost:9090", "prometheus"]);
     expect(config.rule_files).toEqual(["alerts.yml"]);
@@ -259,8 +269,23 @@ describe("prometheus", () => {
   it("has the alerts operators need", () => {
     const names = (yaml("prometheus/alerts.yml").groups as Tree[]).flatMap((g) => g.rules.map((r: Tree) => r.alert));
     expect(names).toEqual(
-      expect.arrayContaining(["ServiceDown", "DeadLettersIncreasing", "ConsumerLagHigh", "NoTasksProcessed"]),
+      expect.arrayContaining([
+        "ServiceDown",
+        "ServiceMissing",
+        "DeadLettersIncreasing",
+        "ConsumerLagHigh",
+        "NoTasksProcessed",
+      ]),
     );
+  });
+
+  it("ServiceMissing names every service Prometheus scrapes (a service with no replica has no `up` to be 0)", () => {
+    const rules = (yaml("prometheus/alerts.yml").groups as Tree[]).flatMap((g) => g.rules as Tree[]);
+    const missing = rules.find((r) => r.alert === "ServiceMissing");
+    const named = [...String(missing.expr).matchAll(/absent\(up\{job="services", service="([a-z-]+)"\}\)/g)].map(
+      (m) => m[1],
+    );
+    expect(named.sort()).toEqual(Object.keys(SERVICES).sort());
   });
 
   const promtool = process.env.PROMTOOL ?? "promtool";
