@@ -154,7 +154,8 @@ describe("the pipeline", () => {
     const huge = await pipeline.client
       .submitTask({ type: "echo", payload: { blob: "x".repeat(200_000) } })
       .catch((e: unknown) => e);
-    expect((huge as ConnectError).code).toBe(Code.InvalidArgument);
+    expect((huge as ConnectError).code).toBe(Code.ResourceExhausted);
+    expect((huge as ConnectError).rawMessage).toMatch(/^payload: /);
 
     const malformed = await fetch(`${pipeline.enricherUrl}/enrich`, {
       method: "POST",

@@ -39,6 +39,7 @@ import {
   parseTaskPageToken,
   taskPageToken,
 } from "./admin-validation.js";
+import { callerOf } from "./auth/caller.js";
 import { dependency } from "./dependencies.js";
 import { priorityToProto, stateToProto, statusToProto, timestampFromIso } from "./mapping.js";
 import type { QueueStats } from "./queue-stats.js";
@@ -139,7 +140,7 @@ export function adminServiceHandlers(rt: Runtime, queueStats: QueueStats): Servi
       return { deadLetters: letters, nextPageToken: more ? deadLetterPageToken(next) : "" };
     },
 
-    async replayDeadLetters(request) {
+    async replayDeadLetters(request, ctx) {
       checkReplayIds(request.ids, request.all);
       checkDeadLetterFilter(request.filter);
       const wanted = new Set(request.ids);
@@ -163,7 +164,7 @@ export function adminServiceHandlers(rt: Runtime, queueStats: QueueStats): Servi
       for (const id of ids) {
         const line = found.get(id);
         const outcome: ReplayOutcome = line
-          ? await replayDeadLetter(rt, id, line)
+          ? await replayDeadLetter(rt, id, line, callerOf(ctx))
           : { id, result: "not_found", reason: "no dead letter with this id" };
         outcomes.push({
           id,

@@ -50,7 +50,13 @@ export type ReplayOutcome =
   | { id: string; result: "not_found"; taskId?: string; reason: string }
   | { id: string; result: "failed_precondition"; taskId?: string; reason: string };
 
-export async function replayDeadLetter(rt: Runtime, id: string, line: DeadLetterLine): Promise<ReplayOutcome> {
+/** `caller` is the authenticated operator (undefined with GATEWAY_AUTH_MODE=none); the audit event names them. */
+export async function replayDeadLetter(
+  rt: Runtime,
+  id: string,
+  line: DeadLetterLine,
+  caller?: string,
+): Promise<ReplayOutcome> {
   const letter = line.letter;
   if (!letter) return { id, result: "failed_precondition", reason: "the stored entry is not JSON" };
   const message = (letter.message ?? {}) as { taskId?: unknown; generation?: unknown };
@@ -106,11 +112,19 @@ export async function replayDeadLetter(rt: Runtime, id: string, line: DeadLetter
     );
     throw error;
   }
+  // The task is queued by now: failing the call here would invite a second replay (another generation, the work
+  // done twice) for want of a history line, so a lost audit event is logged rather than returned.
   await publishAudit(rt.publisher, {
     taskId,
     service: rt.name,
     action: "replayed",
-    detail: { deadLetterId: id, generation, subject: letter.subject, reason: letter.reason },
+    detail: {
+      deadLetterId: id,
+      generation,
+      subject: letter.subject,
+      reason: letter.reason,
+      ...(caller === undefined ? {} : { replayedBy: caller }),
+    },
     discriminator: generation,
   }).catch((error: unknown) => rt.log.warn({ err: error, taskId }, "could not publish the replayed audit event"));
   return { id, result: "replayed", taskId, generation };

@@ -1,6 +1,7 @@
 /**
- * Checks of what a client sent. Every failure is INVALID_ARGUMENT with the field named, so a client's mistake is
- * never reported as a server error.
+ * Checks of what a client sent. A malformed field is INVALID_ARGUMENT; a payload over the operator's size limit
+ * (GATEWAY_MAX_PAYLOAD_BYTES) is RESOURCE_EXHAUSTED, the contract's code for limits and the one gRPC itself gives an
+ * oversized message. Either way the field is named, so a client's mistake is never reported as a server error.
  */
 import type { JsonObject } from "@bufbuild/protobuf";
 import { Code, ConnectError } from "@connectrpc/connect";
@@ -30,6 +31,11 @@ export function invalid(field: string, problem: string): ConnectError {
   return new ConnectError(`${field}: ${problem}`, Code.InvalidArgument);
 }
 
+/** A configured size limit was exceeded: RESOURCE_EXHAUSTED, still naming the field. */
+export function overLimit(field: string, problem: string): ConnectError {
+  return new ConnectError(`${field}: ${problem}`, Code.ResourceExhausted);
+}
+
 export function validateSubmission(request: SubmitTaskRequest, maxPayloadBytes: number): ValidSubmission {
   const known = KNOWN_TASK_TYPES.join(", ");
   if (!request.type) throw invalid("type", `is required (known: ${known})`);
@@ -41,7 +47,7 @@ export function validateSubmission(request: SubmitTaskRequest, maxPayloadBytes: 
   const payload = request.payload ?? {};
   const payloadBytes = Buffer.byteLength(JSON.stringify(payload));
   if (payloadBytes > maxPayloadBytes) {
-    throw invalid("payload", `${payloadBytes} bytes of JSON exceeds the limit of ${maxPayloadBytes} bytes`);
+    throw overLimit("payload", `${payloadBytes} bytes of JSON exceeds the limit of ${maxPayloadBytes} bytes`);
   }
 
   const priority = priorityFromProto(request.priority);

@@ -7,8 +7,17 @@ import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { Code, ConnectError } from "@connectrpc/connect";
-import { createHealthClient, createTaskClient, ServingStatus, type TaskClient } from "@tm/proto";
-import { REPO_ROOT, type SpawnedService, spawnService, useInfra, waitFor } from "@tm/testkit";
+import { type AuditEvent, STREAMS, Subjects } from "@tm/flow";
+import {
+  createAdminClient,
+  createHealthClient,
+  createTaskClient,
+  ReplayResult,
+  ServingStatus,
+  type TaskClient,
+} from "@tm/proto";
+import { appendDeadLetter } from "@tm/store";
+import { REPO_ROOT, type SpawnedService, spawnService, useClients, useInfra, waitFor } from "@tm/testkit";
 import { afterAll, beforeAll, describe, expect, test } from "vitest";
 
 const KEYS = {
@@ -20,6 +29,7 @@ const KEYS = {
 const BURST = 10;
 
 const infra = useInfra();
+const clients = useClients(infra);
 let dir: string;
 let keyFile: string;
 let gateways: SpawnedService[] = [];
@@ -123,6 +133,46 @@ describe("authentication", () => {
       const old = await codeOf(clientOf(gateway, KEYS.daveOld).getTask({ taskId: crypto.randomUUID() }));
       expect(old).toEqual({ code: Code.Unauthenticated, message: "invalid credentials" });
     }
+  });
+});
+
+describe("AdminService", () => {
+  test("refuses a caller without credentials; a replay by a known caller is audited with their name", async () => {
+    const anonymous = createAdminClient({ baseUrl: urlOf(gateways[0]) });
+    const refused = await codeOf(anonymous.listDeadLetters({}));
+    expect(refused).toEqual({
+      code: Code.Unauthenticated,
+      message: "missing credentials: send authorization: Bearer <api key>",
+    });
+    expect((await codeOf(anonymous.replayDeadLetters({ ids: ["TASKS:1"] }))).code).toBe(Code.Unauthenticated);
+
+    // A task (it stays PENDING: nothing downstream runs here) and a dead letter for it, as the deadletter service
+    // would have written it.
+    const { taskId } = await clientOf(gateways[0], KEYS.alice).submitTask({ type: "echo" });
+    const letterId = `TASKS:${Date.now()}`;
+    await appendDeadLetter(clients.redis, {
+      id: letterId,
+      taskId,
+      subject: Subjects.ingest,
+      consumer: "ingest",
+      reason: "exhausted",
+      error: "enricher unavailable",
+      attempts: 5,
+      at: new Date().toISOString(),
+      message: { taskId, type: "echo", priority: "medium", payload: {}, generation: 0 },
+    });
+    const admin = createAdminClient({ baseUrl: urlOf(gateways[1]), apiKey: KEYS.alice });
+    const replay = await admin.replayDeadLetters({ ids: [letterId] });
+    expect(replay.outcomes).toEqual([
+      expect.objectContaining({ id: letterId, result: ReplayResult.REPLAYED, taskId, generation: 1 }),
+    ]);
+    const jsm = await clients.nc.jetstreamManager();
+    const audit = (await jsm.streams.getMessage(STREAMS.events, { last_by_subj: Subjects.audit })).json<AuditEvent>();
+    expect(audit).toMatchObject({
+      taskId,
+      action: "replayed",
+      detail: { deadLetterId: letterId, generation: 1, replayedBy: "alice" },
+    });
   });
 });
 

@@ -149,13 +149,18 @@ describe("SubmitTask", () => {
 
   test.each([
     ["an unknown type", { type: "teleport" }, 'type: unknown task type "teleport"'],
-    ["an oversized payload", { type: "echo", payload: { blob: "x".repeat(70_000) } }, "payload:"],
     ["an undefined priority", { type: "echo", priority: 42 as Priority }, "priority:"],
     ["too much metadata", { type: "echo", metadata: { ["k".repeat(200)]: "v" } }, "metadata:"],
   ])("%s is INVALID_ARGUMENT naming the field", async (_name, request, message) => {
     const error = await rejection(client.submitTask(request));
     expect(error.code).toBe(Code.InvalidArgument);
     expect(error.rawMessage).toContain(message);
+  });
+
+  test("a payload over GATEWAY_MAX_PAYLOAD_BYTES is RESOURCE_EXHAUSTED naming the field and the limit", async () => {
+    const error = await rejection(client.submitTask({ type: "echo", payload: { blob: "x".repeat(70_000) } }));
+    expect(error.code).toBe(Code.ResourceExhausted);
+    expect(error.rawMessage).toMatch(/^payload: \d+ bytes of JSON exceeds the limit of 65536 bytes$/);
   });
 });
 
