@@ -50,7 +50,8 @@ beforeAll(async () => {
     ENRICHER_TIMEOUT_MS: "1000",
     FLOW_ACK_WAIT_MS: "2000",
     FLOW_MAX_DELIVER: String(MAX_DELIVER),
-    FLOW_RETRY_DELAYS_MS: "150,300,450,600",
+    // 3 s of retries in all: room for the enricher-comes-back test to restart it between attempts on a slow machine.
+    FLOW_RETRY_DELAYS_MS: "300,600,900,1200",
   });
   publisher = createPublisher(nc.jetstream());
 });
@@ -156,7 +157,7 @@ test("enricher down: retried with enrich_retry audits, then FAILED and dead-lett
 });
 
 test("the enricher coming back before attempts run out lets the task through", async () => {
-  expect(enricherService).toBeUndefined(); // still down from the previous test
+  await stopEnricher(); // independent of the test before: the enricher is down whatever ran first
   const taskId = await submit(newTask({ type: "echo", payload: { a: 1 } }));
   await waitFor("a first failed attempt", () => audits(taskId, "enrich_retry").length > 0);
   await startEnricher(String(enricherPort));
