@@ -1,7 +1,12 @@
 /**
- * Fault: a rolling restart. While tasks flow, worker, ingest, scheduler, notifier and result-store are each sent
- * SIGTERM in turn (and started again): each exits 0 after draining, and every task reaches SUCCEEDED with exactly
- * one result.
+ * Fault: a rolling restart. While tasks flow, worker, ingest, scheduler, notifier, result-store, audit and
+ * deadletter are each sent SIGTERM in turn (and started again): each exits 0 after draining, and every task reaches
+ * SUCCEEDED with exactly one result and one `result_stored` audit entry.
+ *
+ * Not rolled here: the gateway (the test's only client connection; services/gateway/test/gateway.int.test.ts shows
+ * that stopping it ends open streams with UNAVAILABLE at once) and the enricher (the test pipeline's retry delays
+ * add up to 0.7 s, less than a process restart, so ingest would dead-letter by design; the enricher-down behaviour
+ * has its own tests).
  */
 import { Subjects } from "@tm/flow";
 import type { NatsConnection } from "nats";
@@ -9,7 +14,7 @@ import { afterAll, beforeAll, expect, test } from "vitest";
 import { type Pipeline, startPipeline } from "../support/pipeline.js";
 import { connectTo, resultAccounting, steadyLoad, waitAllTerminal, waitDrained } from "../support/reliability.js";
 
-const ROLLED = ["worker", "ingest", "scheduler", "notifier", "result-store"] as const;
+const ROLLED = ["worker", "ingest", "scheduler", "notifier", "result-store", "audit", "deadletter"] as const;
 const TASKS = 120;
 let pipeline: Pipeline;
 let nc: NatsConnection;

@@ -1,6 +1,6 @@
-import { createPublisher, decodeMessage, type EnrichedTaskMessage, Subjects } from "@tm/flow";
+import { createPublisher, decodeMessage, durableName, type EnrichedTaskMessage, Subjects } from "@tm/flow";
 import { startService } from "@tm/kit";
-import { readStatus } from "@tm/store";
+import { markCancelled, readStatus } from "@tm/store";
 import { serviceEnv, useClients, useInfra, useStarted, waitFor } from "@tm/testkit";
 import { expect, test } from "vitest";
 import { scheduler } from "../src/service.js";
@@ -44,4 +44,36 @@ test("routes each task to the queue of its priority, once, and reports SCHEDULED
   const ready = await fetch(`http://127.0.0.1:${service.value.opsPort}/readyz`);
   expect(ready.status).toBe(200);
   expect(await readStatus(clients.redis, tasks[0]!.taskId)).toBeUndefined(); // the notifier, not the scheduler, writes status
+});
+
+test("a task cancelled while it waited is acknowledged and dropped: audit skipped_cancelled, no worker message", async () => {
+  const publisher = createPublisher(clients.nc.jetstream());
+  const task = enrichedTask("medium");
+  await markCancelled(clients.redis, task.taskId, "cancelled by the test");
+  const seen: Array<{ subject: string; taskId?: string; action?: string }> = [];
+  const sub = clients.nc.subscribe("events.>");
+  const workerSub = clients.nc.subscribe("tasks.worker.>");
+  for (const source of [sub, workerSub]) {
+    void (async () => {
+      for await (const msg of source) seen.push({ subject: msg.subject, ...msg.json<{ taskId?: string }>() });
+    })();
+  }
+  await clients.nc.flush();
+  try {
+    await publisher.publish(Subjects.schedule, task, { msgId: `${task.taskId}:schedule` });
+    await waitFor("the skipped_cancelled audit event", () =>
+      seen.some((m) => m.taskId === task.taskId && m.action === "skipped_cancelled"),
+    );
+    const jsm = await clients.nc.jetstreamManager();
+    await waitFor("the delivery acknowledged", async () => {
+      const info = await jsm.consumers.info("TASKS", durableName("scheduler", Subjects.schedule));
+      return info.num_ack_pending === 0 && info.num_pending === 0;
+    });
+    // The audit is the handler's last step on this path: nothing for the task was or will be published after it.
+    const mine = seen.filter((m) => m.taskId === task.taskId).map((m) => m.subject);
+    expect(mine).toEqual(["events.audit"]);
+  } finally {
+    sub.unsubscribe();
+    workerSub.unsubscribe();
+  }
 });
