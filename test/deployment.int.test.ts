@@ -183,10 +183,21 @@ describe("envoy/envoy.yaml", () => {
 
   test("streams are not cut: no route timeout, grpc-timeout uncapped, a long stream idle timeout", () => {
     expect(["0s", "3600s"]).toContain(manager.stream_idle_timeout);
-    for (const route of manager.route_config.virtual_hosts[0].routes) {
-      expect(route.route.timeout).toBe("0s");
-      expect(route.route.max_stream_duration.grpc_timeout_header_max).toBe("0s");
-    }
+    const routes = manager.route_config.virtual_hosts[0].routes;
+    for (const route of routes) expect(route.route.max_stream_duration.grpc_timeout_header_max).toBe("0s");
+    const stream = routes.find((r: { match: { prefix: string } }) => r.match.prefix.endsWith("/StreamTaskStatus"));
+    expect(stream.route.timeout).toBe("0s");
+    expect(stream.route.retry_policy).toBeUndefined();
+  });
+
+  test("a unary call without its own deadline is bounded; a slow one is not retried (no per-try timeout)", () => {
+    const routes = manager.route_config.virtual_hosts[0].routes;
+    // The catch-all comes last: Envoy takes the first match, so the stream route must precede it.
+    const unary = routes.at(-1);
+    expect(unary.match.prefix).toBe("/");
+    expect(unary.route.timeout).toBe("30s");
+    expect(unary.route.retry_policy.per_try_timeout).toBeUndefined();
+    expect(unary.route.retry_policy.retry_on.split(",")).not.toContain("deadline-exceeded");
   });
 });
 
