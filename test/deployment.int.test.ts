@@ -48,6 +48,10 @@ function opsPortOf(definition: Definition): number {
 }
 const opsPortVariable = (definition: Definition) => (definition.opsPort === "api" ? "PORT" : "OPS_PORT");
 const GATEWAY_GRPC_PORT = 50052;
+/** The gateway's web port (console + Connect/gRPC-Web) as its config defaults it: nothing overrides it when deployed. */
+const GATEWAY_WEB_PORT = (definitions.get("gateway")!.config!.GATEWAY_WEB_PORT as { parse(v: unknown): number }).parse(
+  undefined,
+);
 const natsUsers = Object.keys((loadPermissions() as { users: Record<string, unknown> }).users);
 
 test("there are server services to check, the client is not one of them", () => {
@@ -131,6 +135,12 @@ describe("docker-compose.yml", () => {
     expect(JSON.stringify(compose.services.envoy)).toContain('"50051:50051"');
   });
 
+  test("the web console is published by Envoy (the gateway has replicas, so not by the gateway itself)", () => {
+    expect(composeEnv("gateway").GATEWAY_WEB_PORT).toBeUndefined();
+    expect(JSON.stringify(compose.services.envoy)).toContain(`"${GATEWAY_WEB_PORT}:${GATEWAY_WEB_PORT}"`);
+    expect(JSON.stringify(compose.services.gateway)).not.toContain('"ports"');
+  });
+
   test("NATS runs with the project's config, JetStream and its monitoring health check; Redis with AOF", () => {
     expect(compose.services.nats?.command).toEqual(["-js", "-m", "8222", "-c", "/etc/nats/nats.conf"]);
     expect(compose.services.nats?.healthcheck?.test.join(" ")).toContain("localhost:8222/healthz?js-enabled-only=true");
@@ -179,6 +189,22 @@ describe("envoy/envoy.yaml", () => {
     const proto = readFileSync("proto/taskmanager/v1/taskmanager.proto", "utf8");
     const serviceName = `${/package\s+([\w.]+);/.exec(proto)?.[1]}.${/service\s+(\w+)\s*\{/.exec(proto)?.[1]}`;
     expect(cluster.health_checks[0].grpc_health_check.service_name).toBe(serviceName);
+  });
+
+  test("the console listener forwards everything to the gateways' web ports, streams uncut", () => {
+    const console = envoy.static_resources.listeners.find((l: { name: string }) => l.name === "console_ingress");
+    expect(console.address.socket_address.port_value).toBe(GATEWAY_WEB_PORT);
+    const hcm = console.filter_chains[0].filters[0].typed_config;
+    expect(hcm.stream_idle_timeout).toBe("3600s");
+    expect(hcm.http_filters.map((f: { name: string }) => f.name)).toEqual(["envoy.filters.http.router"]);
+    const [route] = hcm.route_config.virtual_hosts[0].routes;
+    expect(route).toMatchObject({ match: { prefix: "/" }, route: { cluster: "gateway_web", timeout: "0s" } });
+    const cluster = envoy.static_resources.clusters.find((c: { name: string }) => c.name === "gateway_web");
+    expect(cluster.type).toBe("STRICT_DNS");
+    const address = cluster.load_assignment.endpoints[0].lb_endpoints[0].endpoint.address.socket_address;
+    expect(address).toEqual({ address: "gateway", port_value: GATEWAY_WEB_PORT });
+    // The health check asks a path the web port serves without credentials (services/gateway/src/web-server.ts).
+    expect(cluster.health_checks[0].http_health_check.path).toBe("/console-config.json");
   });
 
   test("streams are not cut: no route timeout, grpc-timeout uncapped, a long stream idle timeout", () => {
@@ -375,6 +401,17 @@ describe("k8s", () => {
       expect(service.spec.ports.map((p: { port: number }) => p.port)).toContain(GATEWAY_GRPC_PORT);
       expect(configMap("envoy-config").data?.["envoy.yaml"]).toBe(readFileSync("envoy/envoy.yaml", "utf8"));
       expect(find("Service", "envoy")!.spec.ports[0].port).toBe(50051);
+    });
+
+    test("the console is reachable through Envoy's Service, and the gateway pods expose their web port", () => {
+      const envoyPorts = find("Service", "envoy")!.spec.ports;
+      expect(envoyPorts).toContainEqual(expect.objectContaining({ port: GATEWAY_WEB_PORT, targetPort: "console" }));
+      const envoyContainer = find("Deployment", "envoy")!.spec.template.spec.containers[0];
+      expect(envoyContainer.ports).toContainEqual({ name: "console", containerPort: GATEWAY_WEB_PORT });
+      const gatewayContainer = find("Deployment", "gateway")!.spec.template.spec.containers[0];
+      expect(gatewayContainer.ports).toContainEqual({ name: "web", containerPort: GATEWAY_WEB_PORT });
+      expect(k8sEnv("gateway").GATEWAY_WEB_PORT).toBeUndefined();
+      expect(find("Service", "gateway")!.spec.ports.map((p: { port: number }) => p.port)).toContain(GATEWAY_WEB_PORT);
     });
 
     test("ingest reaches the enricher's Service on its port", () => {
