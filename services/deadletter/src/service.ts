@@ -7,6 +7,7 @@ import { publishAudit, Subjects } from "@tm/flow";
 import { defineService, positiveInt } from "@tm/kit";
 import { appendDeadLetter, readHistory } from "@tm/store";
 import { listenForMaxDeliveries } from "./advisories.js";
+import { deadLetterLabels } from "./labels.js";
 
 export const deadletter = defineService({
   name: "deadletter",
@@ -14,7 +15,8 @@ export const deadletter = defineService({
   config: { DEADLETTER_CONCURRENCY: positiveInt.default(16) },
   async start(rt) {
     const stored = rt.meter.createCounter("tm_dead_letters_total", {
-      description: "Dead letters consumed, by reason and outcome: stored, or duplicate (already stored)",
+      description:
+        "Dead letters consumed, by reason, task type and priority (other: not a task), and outcome: stored, or duplicate (already stored)",
     });
     await rt.consume(
       Subjects.deadletter,
@@ -30,7 +32,7 @@ export const deadletter = defineService({
             discriminator: letter.id,
           });
         }
-        stored.add(1, { reason: letter.reason, outcome: appended ? "stored" : "duplicate" });
+        stored.add(1, { ...deadLetterLabels(letter), outcome: appended ? "stored" : "duplicate" });
       },
       { concurrency: rt.config.DEADLETTER_CONCURRENCY },
     );

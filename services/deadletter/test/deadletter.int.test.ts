@@ -16,7 +16,7 @@ import { EXHAUSTED_ERROR } from "../src/advisory.js";
 import { deadletter } from "../src/service.js";
 
 const infra = useInfra();
-useStarted(() => startService(deadletter, serviceEnv(infra, { LOG_LEVEL: "silent" })));
+const service = useStarted(() => startService(deadletter, serviceEnv(infra, { LOG_LEVEL: "silent" })));
 const clients = useClients(infra);
 let publisher: Publisher;
 
@@ -34,7 +34,7 @@ function letter(taskId: string, id: string): DeadLetter {
     error: "handler failed",
     attempts: 5,
     at: new Date().toISOString(),
-    message: { taskId },
+    message: { taskId, type: "flaky", priority: "low" },
   };
 }
 
@@ -68,6 +68,16 @@ test("a dead letter is stored with the task's history attached, once", async () 
   expect(stored).toHaveLength(1);
   expect(stored[0]).toMatchObject({ id: dead.id, reason: "exhausted", error: "handler failed" });
   expect(stored[0]!.history?.map((event) => event.action)).toEqual(["accepted", "ingested", "started"]);
+  // Counted by the task's type and priority; the second copy as a duplicate. (Only this test dead-letters a flaky
+  // task, so the counts are exact.)
+  const metrics = await (await fetch(`http://127.0.0.1:${service.value.opsPort}/metrics`)).text();
+  const series = (outcome: string) =>
+    new RegExp(
+      `^tm_dead_letters_total\\{(?=[^}]*reason="exhausted")(?=[^}]*type="flaky")(?=[^}]*priority="low")(?=[^}]*outcome="${outcome}")[^}]*\\} 1$`,
+      "m",
+    );
+  expect(metrics).toMatch(series("stored"));
+  expect(metrics).toMatch(series("duplicate"));
 });
 
 test("a crash on the last delivery: the advisory becomes a dead letter and the task FAILED", async () => {
