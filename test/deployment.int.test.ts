@@ -49,9 +49,9 @@ function opsPortOf(definition: Definition): number {
 const opsPortVariable = (definition: Definition) => (definition.opsPort === "api" ? "PORT" : "OPS_PORT");
 const GATEWAY_GRPC_PORT = 50052;
 /** The gateway's web port (console + Connect/gRPC-Web) as its config defaults it: nothing overrides it when deployed. */
-const GATEWAY_WEB_PORT = (definitions.get("gateway")!.config!.GATEWAY_WEB_PORT as { parse(v: unknown): number }).parse(
-  undefined,
-);
+const GATEWAY_WEB_PORT = (
+  definitions.get("gateway")!.config!.GATEWAY_WEB_PORT as unknown as { parse(v: unknown): number }
+).parse(undefined);
 const natsUsers = Object.keys((loadPermissions() as { users: Record<string, unknown> }).users);
 
 test("there are server services to check, the client is not one of them", () => {
