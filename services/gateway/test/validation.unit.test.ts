@@ -32,7 +32,6 @@ test("defaults: no payload is {}, unspecified priority is medium, empty idempote
 test.each([
   ["type", () => validateSubmission(request({ type: "nope" }), 100), 'type: unknown task type "nope"'],
   ["empty type", () => validateSubmission(request({}), 100), "type: is required"],
-  ["payload", () => validateSubmission(request({ type: "echo", payload: { s: "x".repeat(200) } }), 100), "payload:"],
   ["priority", () => validateSubmission(request({ type: "echo", priority: 9 as Priority }), 100), "priority:"],
   [
     "metadata count",
@@ -63,4 +62,10 @@ test.each([
   const error = rejection(run);
   expect(error.code).toBe(Code.InvalidArgument);
   expect(error.rawMessage).toContain(message);
+});
+
+test("a payload over the size limit is RESOURCE_EXHAUSTED (the contract's code for limits), naming the field", () => {
+  const error = rejection(() => validateSubmission(request({ type: "echo", payload: { s: "x".repeat(200) } }), 100));
+  expect(error.code).toBe(Code.ResourceExhausted);
+  expect(error.rawMessage).toMatch(/^payload: \d+ bytes of JSON exceeds the limit of 100 bytes$/);
 });
