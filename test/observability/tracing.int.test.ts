@@ -5,6 +5,7 @@
  * give ONE trace, with a publish and a process span per hop, each process span a child of its publish span, the
  * enricher call inside ingest's span, and a retried attempt as a second process span of the same trace.
  */
+import { trace } from "@opentelemetry/api";
 import { InMemorySpanExporter, type ReadableSpan, SimpleSpanProcessor } from "@opentelemetry/sdk-trace-base";
 import { createTaskClient, Priority, type TaskClient, TaskState } from "@tm/proto";
 import { type NatsServer, type RedisServer, startNats, startRedis, waitFor } from "@tm/testkit";
@@ -21,7 +22,7 @@ import { scheduler } from "../../services/scheduler/src/service.js";
 import { worker } from "../../services/worker/src/service.js";
 import { collectStream, FAST_FLOW } from "../support/pipeline.js";
 
-/** @opentelemetry/api's SpanKind and SpanStatusCode values (the root has no dependency on the API package). */
+/** @opentelemetry/api's SpanKind and SpanStatusCode values, as plain numbers for readable assertions. */
 const SpanKind = { SERVER: 1, CLIENT: 2, PRODUCER: 3, CONSUMER: 4 } as const;
 const STATUS_ERROR = 2;
 
@@ -157,6 +158,25 @@ describe("one trace per task across the pipeline", () => {
     // Publishers say who they are.
     const publishers = new Set(spans.filter((s) => s.name.endsWith(" publish")).map((s) => attr(s, "tm.service")));
     expect([...publishers].sort()).toEqual(expect.arrayContaining(["gateway", "ingest", "scheduler", "worker"]));
+  });
+
+  test("a caller that traces its own work gets the task's spans under its span (the client sends traceparent)", async () => {
+    const caller = trace.getTracer("tracing-test-caller");
+    const { taskId, parent } = await caller.startActiveSpan("caller work", async (span) => {
+      try {
+        const { taskId } = await client.submitTask({ type: "echo", payload: { traced: true } });
+        return { taskId, parent: span.spanContext() };
+      } finally {
+        span.end();
+      }
+    });
+    await collectStream(client, taskId);
+    const spans = await traceOf(taskId);
+    // The caller's trace, not a new one the gateway started: SubmitTask's span is the caller span's child.
+    expect(spans.every((s) => s.spanContext().traceId === parent.traceId)).toBe(true);
+    const [submit] = named(spans, "taskmanager.v1.TaskService/SubmitTask");
+    expect(submit?.parentSpanContext?.spanId).toBe(parent.spanId);
+    expect(spans.filter((s) => !s.parentSpanContext).map((s) => s.name)).toEqual(["caller work"]);
   });
 
   test("a retried task shows both attempts as process spans of the same trace", async () => {
