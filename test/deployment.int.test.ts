@@ -14,6 +14,7 @@ import {
   configErrorOf,
   type K8sObject,
   kubectlAvailable,
+  parseYamlDocuments,
   readYaml,
   renderKustomize,
   requiredVariablesOf,
@@ -459,6 +460,16 @@ describe("k8s", () => {
       expect(configMap("prometheus-config").data?.["prometheus.yml"]).toBe(
         readFileSync("k8s/observability/prometheus-kubernetes.yml", "utf8"),
       );
+    });
+
+    test("Promtail on Kubernetes parses log lines as compose's does: level a label, trace and task ids metadata", () => {
+      // biome-ignore lint/suspicious/noExplicitAny: promtail configs are untyped trees
+      const [k8sPromtail] = parseYamlDocuments<any>(configMap("promtail-config").data?.["promtail.yaml"] ?? "");
+      // biome-ignore lint/suspicious/noExplicitAny: promtail configs are untyped trees
+      const composePromtail = readYaml<any>("configs/promtail/promtail.yaml");
+      const [first, ...rest] = k8sPromtail.scrape_configs[0].pipeline_stages;
+      expect(first).toEqual({ cri: {} }); // the container runtime's envelope comes first on a node
+      expect(rest).toEqual(composePromtail.scrape_configs[0].pipeline_stages);
     });
 
     test.each(serviceNames)("Prometheus discovers every %s pod: labelled pipeline, one metrics port", (name) => {
