@@ -1,7 +1,8 @@
 /**
  * The web console in headless Chromium against the whole pipeline: a task submitted with the CLI is followed live
  * (RUNNING with partial progress, then SUCCEEDED, without a reload) in its detail view (timeline, result); the task
- * list is keyboard-operable; a task dead-lettered while the enricher was down is replayed with a click once it is
+ * list is keyboard-operable; behind a gateway with API keys the console asks for a key, refuses a wrong one and
+ * works with the right one; a task dead-lettered while the enricher was down is replayed with a click once it is
  * back, and succeeds. Screenshots go to test-artifacts/.
  * Skipped (with a message) when Debian's chromium is not installed (scripts/setup.sh installs it); under CI=true a
  * missing chromium fails instead.
@@ -12,7 +13,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { promisify } from "node:util";
 import { createAdminClient } from "@tm/proto";
-import { freePort, REPO_ROOT, waitFor } from "@tm/testkit";
+import { freePort, REPO_ROOT, spawnService, waitFor } from "@tm/testkit";
 import { type BrowserContext, chromium, type Page } from "playwright-core";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { type Pipeline, startPipeline } from "../support/pipeline.js";
@@ -133,6 +134,41 @@ describe.skipIf(!existsSync(CHROMIUM))("web console", () => {
     await page.waitForURL(`${webUrl}${focused}`, { timeout: 10_000 });
     await page.waitForSelector("#task-state", { timeout: 10_000 });
     await page.screenshot({ path: join(ARTIFACTS, "task-list-keyboard.png"), fullPage: true });
+  });
+
+  it("honours the gateway's authentication: asks for a key, refuses a wrong one, works with the right one", async () => {
+    const KEY = "ops-key-0123456789abcdef";
+    const port = await freePort();
+    const guarded = await spawnService("gateway", {
+      NATS_URL: pipeline.nats.url,
+      REDIS_URL: pipeline.redis.url,
+      GATEWAY_AUTH_MODE: "api-key",
+      GATEWAY_API_KEYS: `ops:${KEY}`,
+      GATEWAY_WEB_PORT: String(port),
+    });
+    const tab = await browser.newPage(); // its own sessionStorage: no key yet
+    try {
+      await tab.goto(`http://127.0.0.1:${port}/tasks`);
+      const dialog = tab.getByRole("dialog");
+      await dialog.getByText("The gateway requires an API key.").waitFor({ timeout: 15_000 });
+      expect(await tab.locator("#task-list a[href^='/tasks/']").count()).toBe(0);
+
+      await dialog.getByLabel("API key").fill(`${KEY}-wrong`);
+      await dialog.getByRole("button", { name: "Use this key" }).click();
+      await tab
+        .getByRole("dialog")
+        .getByText("The gateway refused the request: enter a valid API key.")
+        .waitFor({ timeout: 15_000 });
+
+      await tab.getByRole("dialog").getByLabel("API key").fill(KEY);
+      await tab.getByRole("dialog").getByRole("button", { name: "Use this key" }).click();
+      // Earlier tests' tasks are in this Redis: with the key, the list loads them.
+      await tab.locator("#task-list a[href^='/tasks/']").first().waitFor({ timeout: 15_000 });
+      await tab.screenshot({ path: join(ARTIFACTS, "api-key-accepted.png"), fullPage: true });
+    } finally {
+      await tab.close();
+      await guarded.process.stop();
+    }
   });
 
   it("replays, with a click, a task dead-lettered while the enricher was down", async () => {
