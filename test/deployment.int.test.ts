@@ -121,6 +121,10 @@ describe("docker-compose.yml", () => {
     expect(compose.services.nats?.environment?.[variable]).toBe(compose.services[name]?.environment?.NATS_PASSWORD);
   });
 
+  test("the gateway authenticates callers (GATEWAY_AUTH_MODE=none is for local development only)", () => {
+    expect(["api-key", "jwt"]).toContain(composeEnv("gateway").GATEWAY_AUTH_MODE);
+  });
+
   test("ingest waits for the enricher and reaches it on its port", () => {
     const dependsOn = compose.services.ingest?.depends_on as Record<string, { condition: string }>;
     expect(dependsOn.enricher).toEqual({ condition: "service_healthy" });
@@ -413,6 +417,10 @@ describe("k8s", () => {
       expect(gatewayContainer.ports).toContainEqual({ name: "web", containerPort: GATEWAY_WEB_PORT });
       expect(k8sEnv("gateway").GATEWAY_WEB_PORT).toBeUndefined();
       expect(find("Service", "gateway")!.spec.ports.map((p: { port: number }) => p.port)).toContain(GATEWAY_WEB_PORT);
+    });
+
+    test("the gateway authenticates callers on Kubernetes too", () => {
+      expect(["api-key", "jwt"]).toContain(k8sEnv("gateway").GATEWAY_AUTH_MODE);
     });
 
     test("ingest reaches the enricher's Service on its port", () => {
