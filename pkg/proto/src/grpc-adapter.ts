@@ -13,6 +13,7 @@ import type { GenService, GenServiceMethods } from "@bufbuild/protobuf/codegenv2
 import { Code, ConnectError } from "@connectrpc/connect";
 import * as grpc from "@grpc/grpc-js";
 import { context, propagation, SpanKind, SpanStatusCode, type TextMapGetter, trace } from "@opentelemetry/api";
+import { recordServerCall } from "./rpc-metrics.js";
 
 const tracer = trace.getTracer("@tm/proto");
 
@@ -123,6 +124,7 @@ function adaptUnary(
   onError?: ErrorObserver,
 ): grpc.handleUnaryCall<MessageShape<DescMessage>, MessageShape<DescMessage>> {
   return (call, callback) => {
+    const startedAt = performance.now();
     const { ctx, dispose } = contextOf(call);
     // Promise.resolve().then: a handler (or create) that throws synchronously still answers the call.
     Promise.resolve()
@@ -131,12 +133,15 @@ function adaptUnary(
       .then(
         (response) => {
           dispose();
+          recordServerCall(method, grpc.status.OK, startedAt);
           callback(null, response);
         },
         (error: unknown) => {
           dispose();
           onError?.(method, error);
-          callback(toServiceError(error));
+          const status = toServiceError(error);
+          recordServerCall(method, status.code ?? grpc.status.UNKNOWN, startedAt);
+          callback(status);
         },
       );
   };
@@ -148,8 +153,10 @@ function adaptServerStreaming(
   onError?: ErrorObserver,
 ): grpc.handleServerStreamingCall<MessageShape<DescMessage>, MessageShape<DescMessage>> {
   return (call) => {
+    const startedAt = performance.now();
     const { ctx, dispose } = contextOf(call);
     void (async () => {
+      let code: number = grpc.status.OK;
       try {
         for await (const init of handler(requestOf(call), ctx)) {
           if (ctx.signal.aborted) break;
@@ -170,12 +177,16 @@ function adaptServerStreaming(
       } catch (error) {
         if (!ctx.signal.aborted) {
           onError?.(method, error);
+          const status = toServiceError(error);
+          code = status.code ?? grpc.status.UNKNOWN;
           // grpc-js turns an "error" event into the call's status (sent after the queued messages); destroy()
           // would tear the stream down without ever sending a status, leaving the client waiting forever.
-          call.emit("error", toServiceError(error));
+          call.emit("error", status);
         }
       } finally {
         dispose();
+        // A stream the client went away from ended as CANCELLED, whatever the handler was doing.
+        recordServerCall(method, ctx.signal.aborted ? grpc.status.CANCELLED : code, startedAt);
       }
     })();
   };

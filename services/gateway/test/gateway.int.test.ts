@@ -157,6 +157,21 @@ describe("SubmitTask", () => {
     expect(error.rawMessage).toContain(message);
   });
 
+  test("gRPC calls are counted and timed by method and status code on /metrics", async () => {
+    await client.submitTask({ type: "echo" });
+    await rejection(client.submitTask({ type: "teleport" }));
+    const metrics = await (await fetch(`http://127.0.0.1:${first.opsPort}/metrics`)).text();
+    const count = (code: string) =>
+      Number(
+        new RegExp(
+          `^tm_rpc_server_duration_ms_count\\{(?=[^}]*method="taskmanager\\.v1\\.TaskService/SubmitTask")(?=[^}]*code="${code}")[^}]*\\} (\\d+)$`,
+          "m",
+        ).exec(metrics)?.[1] ?? 0,
+      );
+    expect(count("OK")).toBeGreaterThanOrEqual(1);
+    expect(count("INVALID_ARGUMENT")).toBeGreaterThanOrEqual(1);
+  });
+
   test("a payload over GATEWAY_MAX_PAYLOAD_BYTES is RESOURCE_EXHAUSTED naming the field and the limit", async () => {
     const error = await rejection(client.submitTask({ type: "echo", payload: { blob: "x".repeat(70_000) } }));
     expect(error.code).toBe(Code.ResourceExhausted);
