@@ -3,7 +3,7 @@
  * was published (possibly garbage): only the contract's values become label values, anything else is "other", so a
  * flood of poison messages cannot create unbounded series.
  */
-import { type DeadLetter, isKnownTaskType, PRIORITIES } from "@tm/flow";
+import { type DeadLetter, isKnownTaskType, PrioritySchema } from "@tm/flow";
 
 export interface DeadLetterLabels {
   reason: DeadLetter["reason"];
@@ -17,9 +17,6 @@ export function deadLetterLabels(letter: DeadLetter): DeadLetterLabels {
     priority?: unknown;
   };
   const type = typeof body.type === "string" && isKnownTaskType(body.type) ? body.type : "other";
-  const priority =
-    typeof body.priority === "string" && (PRIORITIES as readonly string[]).includes(body.priority)
-      ? body.priority
-      : "other";
+  const priority = PrioritySchema.safeParse(body.priority).data ?? "other";
   return { reason: letter.reason, type, priority };
 }
