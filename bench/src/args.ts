@@ -10,6 +10,10 @@ export interface CliOptions {
   scaling: boolean;
   out: string;
   help: boolean;
+  /** --soak SECONDS: run the pipeline soak instead of the comparison. */
+  soak?: number;
+  /** --soak-rate N: the soak's offered tasks/s (skips measuring the peak). */
+  soakRate?: number;
 }
 
 export const USAGE = `Usage: pnpm bench [-- flags]
@@ -18,6 +22,9 @@ export const USAGE = `Usage: pnpm bench [-- flags]
   --workers N                 worker replicas in the pipeline (default 1)
   --gateways N                gateway replicas in the pipeline (default 1)
   --scaling                   also measure the pipeline with workers 1/2/4 and gateways 1/2
+  --soak SECONDS              instead: soak the pipeline for SECONDS at 50% of its measured peak, sampling VmRSS
+                              per process and throughput/latency every 15 s (--size sets the warm-up and peak phase)
+  --soak-rate N               with --soak: offer N tasks/s instead of measuring the peak
   --out DIR                   where the JSON goes (default bench-results at the repository root)
   --no-build                  skip building (start.mjs builds @tm/bench, its dependencies and the services)
 Requires nats-server and redis-server on PATH; the pipeline needs \`pnpm build\`.`;
@@ -25,6 +32,13 @@ Requires nats-server and redis-server on PATH; the pipeline needs \`pnpm build\`
 function positiveInt(flag: string, value: string | undefined): number {
   const n = Number(value);
   if (!Number.isInteger(n) || n < 1) throw new Error(`${flag} needs a positive integer, got ${JSON.stringify(value)}`);
+  return n;
+}
+
+function positiveNumber(flag: string, value: string | undefined): number {
+  const n = Number(value);
+  if (value === undefined || value.trim() === "" || !Number.isFinite(n) || n <= 0)
+    throw new Error(`${flag} needs a positive number, got ${JSON.stringify(value)}`);
   return n;
 }
 
@@ -38,6 +52,7 @@ export function parseArgs(argv: readonly string[], defaultOut: string): CliOptio
     out: defaultOut,
     help: false,
   };
+  let onlyGiven = false;
   for (let i = 0; i < argv.length; i++) {
     const flag = argv[i] as string;
     const [name, inline] = flag.includes("=") ? flag.split("=", 2) : [flag, undefined];
@@ -59,6 +74,7 @@ export function parseArgs(argv: readonly string[], defaultOut: string): CliOptio
             `--only takes a list of ${ALL_SYSTEMS.join(",")}; unknown: ${unknown.join(",") || "(empty)"}`,
           );
         options.only = names as SystemName[];
+        onlyGiven = true;
         break;
       }
       case "--workers":
@@ -70,6 +86,12 @@ export function parseArgs(argv: readonly string[], defaultOut: string): CliOptio
       case "--scaling":
         options.scaling = true;
         break;
+      case "--soak":
+        options.soak = positiveInt("--soak", value());
+        break;
+      case "--soak-rate":
+        options.soakRate = positiveNumber("--soak-rate", value());
+        break;
       case "--out":
         options.out = value() ?? defaultOut;
         break;
@@ -80,6 +102,13 @@ export function parseArgs(argv: readonly string[], defaultOut: string): CliOptio
       default:
         throw new Error(`unknown flag ${flag}\n${USAGE}`);
     }
+  }
+  if (options.soakRate !== undefined && options.soak === undefined)
+    throw new Error("--soak-rate only applies with --soak SECONDS");
+  if (options.soak !== undefined) {
+    if (options.scaling) throw new Error("--soak runs the pipeline soak only; it cannot be combined with --scaling");
+    if (onlyGiven && !(options.only.length === 1 && options.only[0] === "pipeline"))
+      throw new Error("--soak measures the pipeline only; --only may be omitted or be exactly pipeline");
   }
   return options;
 }

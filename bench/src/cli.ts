@@ -2,14 +2,31 @@
 import { join } from "node:path";
 import { REPO_ROOT } from "@tm/testkit";
 import { parseArgs, USAGE } from "./args.js";
-import { renderReport, writeResult } from "./report.js";
+import { renderReport, renderSoak, writeResult } from "./report.js";
 import { runBench } from "./run.js";
 import { SIZES } from "./sizes.js";
+import { runSoak } from "./soak.js";
 
 async function main() {
   const options = parseArgs(process.argv.slice(2), join(REPO_ROOT, "bench-results"));
   if (options.help) {
     console.log(USAGE);
+    return;
+  }
+  const log = (line: string) => console.error(`[bench] ${line}`);
+  if (options.soak !== undefined) {
+    const soak = await runSoak({
+      sizeName: options.size,
+      size: SIZES[options.size],
+      workers: options.workers,
+      gateways: options.gateways,
+      taskTimeoutMs: 30_000,
+      durationSec: options.soak,
+      ...(options.soakRate !== undefined ? { ratePerSec: options.soakRate } : {}),
+      log,
+    });
+    console.log(renderSoak(soak));
+    console.log(`\nJSON: ${writeResult(soak, options.out, "soak-")}`);
     return;
   }
   const result = await runBench({
@@ -20,7 +37,7 @@ async function main() {
     gateways: options.gateways,
     scaling: options.scaling,
     taskTimeoutMs: 30_000,
-    log: (line) => console.error(`[bench] ${line}`),
+    log,
   });
   console.log(renderReport(result));
   console.log(`\nJSON: ${writeResult(result, options.out)}`);

@@ -5,7 +5,8 @@
  *   saturation. Its latencies only measure the backlog, so they are not reported as the system's latency.
  * - Open loop: tasks are started on a schedule (rate per second) whatever happens to earlier ones. Latency is
  *   counted from each task's INTENDED start time, so a stall that delays sending is charged to the system instead
- *   of silently skipped (coordinated omission).
+ *   of silently skipped (coordinated omission). `pacedLoop` is its engine, reporting each outcome as it comes
+ *   (the soak uses it directly, so a long run keeps no per-task state).
  */
 import { performance } from "node:perf_hooks";
 import { throughput } from "./stats.js";
@@ -54,27 +55,45 @@ export async function closedLoop(task: RunTask, options: { total: number; inFlig
   );
 }
 
-export async function openLoop(
+export type Outcome = { ok: true; latencyMs: number } | { ok: false; error: string };
+
+/**
+ * The open loop's engine: sends `total` tasks at `ratePerSec` and hands each outcome to `onSettled` as it comes
+ * (latency from the intended send time), keeping nothing per task; resolves once every task has settled. A long
+ * run (the soak) therefore holds only the tasks in flight.
+ */
+export async function pacedLoop(
   task: RunTask,
   options: { ratePerSec: number; total: number; tickMs?: number },
-): Promise<LoadResult> {
+  onSettled: (outcome: Outcome) => void,
+): Promise<{ sent: number; elapsedMs: number }> {
   const intervalMs = 1000 / options.ratePerSec;
-  const latenciesMs: number[] = [];
-  const pending: Promise<void>[] = [];
-  let failed = 0;
-  let firstError: string | undefined;
+  let inFlight = 0;
+  let allSent = false;
+  let drained: () => void = () => undefined;
+  const done = new Promise<void>((resolve) => {
+    drained = resolve;
+  });
+  const settle = (outcome: Outcome) => {
+    try {
+      onSettled(outcome);
+    } finally {
+      inFlight--;
+      if (allSent && inFlight === 0) drained();
+    }
+  };
   const begin = performance.now();
   const launch = (intendedAt: number) => {
-    pending.push(
-      task().then(
-        () => {
-          latenciesMs.push(performance.now() - intendedAt);
-        },
-        (error) => {
-          failed++;
-          firstError ??= String((error as Error).message ?? error);
-        },
-      ),
+    inFlight++;
+    let running: Promise<void>;
+    try {
+      running = task();
+    } catch (error) {
+      running = Promise.reject(error);
+    }
+    running.then(
+      () => settle({ ok: true, latencyMs: performance.now() - intendedAt }),
+      (error) => settle({ ok: false, error: String((error as Error)?.message ?? error) }),
     );
   };
   let sent = 0;
@@ -95,8 +114,26 @@ export async function openLoop(
     const timer = setInterval(tick, options.tickMs ?? Math.max(1, Math.min(10, intervalMs / 2)));
     tick();
   });
-  await Promise.all(pending);
-  const elapsedMs = performance.now() - begin;
+  allSent = true;
+  if (inFlight === 0) drained();
+  await done;
+  return { sent, elapsedMs: performance.now() - begin };
+}
+
+export async function openLoop(
+  task: RunTask,
+  options: { ratePerSec: number; total: number; tickMs?: number },
+): Promise<LoadResult> {
+  const latenciesMs: number[] = [];
+  let failed = 0;
+  let firstError: string | undefined;
+  const { elapsedMs } = await pacedLoop(task, options, (outcome) => {
+    if (outcome.ok) latenciesMs.push(outcome.latencyMs);
+    else {
+      failed++;
+      firstError ??= outcome.error;
+    }
+  });
   return withFirstError(
     {
       completed: latenciesMs.length,

@@ -1,6 +1,7 @@
 /**
- * CPU and memory of processes, read from /proc (Linux): utime+stime for CPU, VmHWM (peak resident set) for memory.
- * The benchmark process itself uses process.cpuUsage / resourceUsage, which cover the same quantities.
+ * CPU and memory of processes, read from /proc (Linux): utime+stime for CPU, VmHWM (peak resident set) and VmRSS
+ * (current resident set, sampled by the soak) for memory. The benchmark process itself uses process.cpuUsage /
+ * resourceUsage / memoryUsage, which cover the same quantities.
  */
 import { execFileSync } from "node:child_process";
 import { readFileSync } from "node:fs";
@@ -45,6 +46,22 @@ export function peakRssMbOf(pid: number): number {
   const status = readFileSync(`/proc/${pid}/status`, "utf8");
   const match = /^VmHWM:\s+(\d+) kB/m.exec(status);
   return match ? Number(match[1]) / 1024 : 0;
+}
+
+/**
+ * Current resident set size in MB (VmRSS) of a process; undefined when it cannot be read (the process is gone, or
+ * is a zombie without a VmRSS line), so a soak that outlives a crashed service records a gap instead of stopping.
+ */
+export function currentRssMbOf(pid: number): number | undefined {
+  if (pid === process.pid) return process.memoryUsage.rss() / (1024 * 1024);
+  let status: string;
+  try {
+    status = readFileSync(`/proc/${pid}/status`, "utf8");
+  } catch {
+    return undefined;
+  }
+  const match = /^VmRSS:\s+(\d+) kB/m.exec(status);
+  return match ? Number(match[1]) / 1024 : undefined;
 }
 
 export interface CpuSnapshot {

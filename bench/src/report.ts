@@ -2,6 +2,7 @@
 import { mkdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import type { BenchResult, RatioSet } from "./run.js";
+import type { SoakResult } from "./soak.js";
 
 const fixed = (value: number | null | undefined, digits = 1) =>
   value === null || value === undefined ? "—" : value.toFixed(digits);
@@ -111,9 +112,87 @@ export function renderReport(result: BenchResult): string {
   return out.join("\n");
 }
 
-export function writeResult(result: BenchResult, directory: string): string {
+const signed = (value: number | null | undefined, digits = 1) =>
+  value === null || value === undefined ? "—" : `${value >= 0 ? "+" : ""}${value.toFixed(digits)}`;
+
+export function renderSoak(result: SoakResult): string {
+  const out: string[] = [];
+  const { workers, gateways } = result.config;
+  if (result.skipped) return `Soak (pipeline) SKIPPED: ${result.skipped}`;
+  const rate = result.rate;
+  out.push(
+    `Soak (pipeline, ${workers} worker(s), ${gateways} gateway(s)) on ${result.machine.cpus} cores, ` +
+      `${result.machine.cpuModel}, Node ${result.machine.node}; load average ${result.machine.loadAvgAtStart
+        .map((l) => l.toFixed(1))
+        .join(" ")} at start, ${result.machine.loadAvgAtEnd.map((l) => l.toFixed(1)).join(" ")} at end`,
+  );
+  out.push(
+    `${result.durationSec} s at ${fixed(rate.offeredPerSec)} tasks/s ` +
+      (rate.source === "measured peak"
+        ? `(50% of the measured peak, ${fixed(rate.peakTasksPerSec, 0)} tasks/s in a closed loop of ` +
+          `${result.peakPhase?.tasks} tasks with ${result.peakPhase?.inFlight} in flight)`
+        : "(--soak-rate)") +
+      `; a sample every ${result.sampleEverySec} s`,
+  );
+  const t = result.totals;
+  out.push(
+    `Tasks: ${t.sent} sent, ${t.completed} completed, ${t.failed} failed` +
+      (t.firstError ? ` (first: ${t.firstError})` : "") +
+      `, ${fixed(t.completed / Math.max(t.elapsedMs / 1000, 1e-9))} tasks/s over ${fixed(t.elapsedMs / 1000)} s`,
+  );
+
+  out.push(
+    `\nRSS per process (VmRSS, MB): first = t=0 (after warm-up${rate.source === "measured peak" ? " and the peak phase" : ""}), ` +
+      `end = after the last task settled; slope = least squares over the samples from t=${result.slopeSkipSec} s`,
+  );
+  out.push(
+    table(
+      ["process", "kind", "first", "end", "max", "end−first", "slope MB/min", "samples in slope"],
+      result.growth.map((g) => [
+        g.role,
+        g.kind,
+        fixed(g.firstMb),
+        fixed(g.endMb),
+        fixed(g.maxMb),
+        signed(g.growthMb),
+        signed(g.slopeMbPerMin, 2),
+        String(g.slopeSamples),
+      ]),
+    ),
+  );
+
+  out.push("\nWindows (completions and failures counted when they happen; latency from the intended send time):");
+  out.push(
+    table(
+      ["t (s)", "sent", "completed", "failed", "tasks/s", "p50 ms", "p99 ms", "max ms", "in flight at end"],
+      result.samples
+        .filter((s) => s.window)
+        .map((s) => {
+          const w = s.window as NonNullable<typeof s.window>;
+          return [
+            `${fixed(w.fromSec, 0)}–${fixed(w.toSec, 0)}`,
+            String(w.sent),
+            String(w.completed),
+            String(w.failed),
+            fixed(w.tasksPerSec),
+            fixed(w.latencyMs.p50),
+            fixed(w.latencyMs.p99),
+            fixed(w.latencyMs.max),
+            String(w.inFlightAtEnd),
+          ];
+        }),
+    ),
+  );
+  const failing = result.samples.filter((s) => s.window?.firstError);
+  for (const s of failing)
+    out.push(`window ending t=${fixed(s.atSec, 0)} s: ${s.window?.failed} failed, first: ${s.window?.firstError}`);
+  return out.join("\n");
+}
+
+/** Writes the result as JSON into `directory`, named after its start time (prefixed, e.g. "soak-"). */
+export function writeResult(result: { startedAt: string }, directory: string, prefix = ""): string {
   mkdirSync(directory, { recursive: true });
-  const file = join(directory, `${result.startedAt.replace(/[:.]/g, "-")}.json`);
+  const file = join(directory, `${prefix}${result.startedAt.replace(/[:.]/g, "-")}.json`);
   writeFileSync(file, `${JSON.stringify(result, null, 2)}\n`);
   return file;
 }

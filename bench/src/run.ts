@@ -7,7 +7,7 @@
 import { cpus, loadavg } from "node:os";
 import { type NatsServer, type RedisServer, startNats, startRedis } from "@tm/testkit";
 import { closedLoop, type LoadResult, openLoop } from "./load.js";
-import { cpuBetween, peakRssMbOf, snapshotCpu, type WatchedProcess } from "./proc.js";
+import { cpuBetween, type ProcessUsage, peakRssMbOf, snapshotCpu, type WatchedProcess } from "./proc.js";
 import { OPEN_LOOP_FRACTIONS, openLoopTasks, type SizeProfile } from "./sizes.js";
 import { cpuPerThousand, type LatencySummary, ratio, summarize } from "./stats.js";
 import type { SystemUnderTest } from "./system.js";
@@ -96,12 +96,12 @@ export interface RatioSet {
   p99AtReference: Record<string, number | null>;
 }
 
-interface Infra {
+export interface Infra {
   nats?: NatsServer;
   redis?: RedisServer;
 }
 
-async function startInfra(system: SystemName): Promise<Infra> {
+export async function startInfra(system: SystemName): Promise<Infra> {
   const [nats, redis] = await Promise.all([
     system === "bullmq" ? undefined : startNats(),
     system === "raw" ? undefined : startRedis(),
@@ -109,14 +109,14 @@ async function startInfra(system: SystemName): Promise<Infra> {
   return { nats, redis };
 }
 
-async function disposeInfra(infra: Infra): Promise<void> {
+export async function disposeInfra(infra: Infra): Promise<void> {
   await Promise.all([infra.nats?.dispose(), infra.redis?.dispose()]);
 }
 
-async function startSystem(
+export async function startSystem(
   name: SystemName,
   infra: Infra,
-  options: BenchOptions,
+  options: Pick<BenchOptions, "taskTimeoutMs">,
   config: { workers: number; gateways: number },
 ): Promise<SystemUnderTest> {
   const timeouts = { taskTimeoutMs: options.taskTimeoutMs };
@@ -125,7 +125,7 @@ async function startSystem(
   return startPipeline(infra.nats!, infra.redis!, { ...timeouts, ...config });
 }
 
-function phaseOf(result: LoadResult, tasks: number): PhaseResult {
+export function phaseOf(result: LoadResult, tasks: number): PhaseResult {
   return {
     tasks,
     completed: result.completed,
@@ -136,7 +136,32 @@ function phaseOf(result: LoadResult, tasks: number): PhaseResult {
   };
 }
 
-const DRIVER: WatchedProcess = { role: "bench-driver", kind: "driver", pid: process.pid };
+export const DRIVER: WatchedProcess = { role: "bench-driver", kind: "driver", pid: process.pid };
+
+/** Warm-up: connections, JIT, consumers (closed loop, not measured). */
+export async function warmUp(system: SystemUnderTest, size: SizeProfile): Promise<void> {
+  await closedLoop(system.runOne, { total: size.warmup, inFlight: size.inFlight });
+}
+
+/**
+ * Warm-up, then the closed-loop saturation phase with CPU snapshots of `watched`
+ * around exactly that phase. Shared by the normal run and the soak (which uses it for the peak its rate is half of).
+ */
+export async function warmUpAndSaturate(
+  name: SystemName,
+  system: SystemUnderTest,
+  watched: readonly WatchedProcess[],
+  options: Pick<BenchOptions, "size" | "log">,
+): Promise<{ saturation: LoadResult; usage: ProcessUsage[] }> {
+  const { size, log } = options;
+  await warmUp(system, size);
+  log(`${name}: saturation, ${size.saturationTasks} tasks with ${size.inFlight} in flight`);
+  const before = snapshotCpu(watched);
+  const saturation = await closedLoop(system.runOne, { total: size.saturationTasks, inFlight: size.inFlight });
+  const usage = cpuBetween(watched, before, snapshotCpu(watched));
+  log(`${name}: ${saturation.tasksPerSec.toFixed(0)} tasks/s`);
+  return { saturation, usage };
+}
 
 /** Measures one system; `reference` is the peak the open-loop rates are fractions of (null: use this one's). */
 async function measureSystem(
@@ -153,13 +178,7 @@ async function measureSystem(
     log(`${name}: starting`);
     system = await startSystem(name, infra, options, config);
     const watched = [...system.processes(), DRIVER];
-    await closedLoop(system.runOne, { total: size.warmup, inFlight: size.inFlight });
-
-    log(`${name}: saturation, ${size.saturationTasks} tasks with ${size.inFlight} in flight`);
-    const before = snapshotCpu(watched);
-    const saturation = await closedLoop(system.runOne, { total: size.saturationTasks, inFlight: size.inFlight });
-    const usage = cpuBetween(watched, before, snapshotCpu(watched));
-    log(`${name}: ${saturation.tasksPerSec.toFixed(0)} tasks/s`);
+    const { saturation, usage } = await warmUpAndSaturate(name, system, watched, options);
 
     const base = reference ?? saturation.tasksPerSec;
     const openLoopResults: OpenLoopResult[] = [];
@@ -249,6 +268,16 @@ async function runScaling(options: BenchOptions): Promise<ScalingResult[]> {
   return results;
 }
 
+export function machineInfo(loadAvgAtStart: number[]): BenchResult["machine"] {
+  return {
+    cpus: cpus().length,
+    cpuModel: cpus()[0]?.model ?? "unknown",
+    node: process.version,
+    platform: process.platform,
+    loadAvgAtStart,
+  };
+}
+
 export async function runBench(options: BenchOptions): Promise<BenchResult> {
   const startedAt = new Date().toISOString();
   const loadAvgAtStart = loadavg();
@@ -279,13 +308,7 @@ export async function runBench(options: BenchOptions): Promise<BenchResult> {
   return {
     startedAt,
     finishedAt: new Date().toISOString(),
-    machine: {
-      cpus: cpus().length,
-      cpuModel: cpus()[0]?.model ?? "unknown",
-      node: process.version,
-      platform: process.platform,
-      loadAvgAtStart,
-    },
+    machine: machineInfo(loadAvgAtStart),
     size: options.sizeName,
     profile: options.size,
     options: { only: options.only, workers: options.workers, gateways: options.gateways },
