@@ -66,24 +66,55 @@ export function millis(ts: Timestamp | undefined): number {
 }
 
 /** SubmitTask that retries an outage (UNAVAILABLE, a refused connection) with the same idempotency key, so a
- *  retry after a lost response never creates a second task. Returns the task id and how many attempts it took. */
+ *  retry after a lost response never creates a second task. Returns the task id and how many attempts it took.
+ *  Given several clients (gateway replicas, as a balancer such as Envoy sees them), the first attempt goes to
+ *  `clients[first]` and each retry to the next one, so a replica that is stopping is left for another; `failedOn`
+ *  lists the index of the client of every failed attempt. */
 export async function submitUntilAccepted(
-  client: TaskClient,
+  clients: TaskClient | readonly TaskClient[],
   request: SubmitRequest & { idempotencyKey: string },
   deadlineMs = 60_000,
-): Promise<{ taskId: string; attempts: number }> {
+  first = 0,
+): Promise<{ taskId: string; attempts: number; failedOn: number[]; reasons: string[] }> {
+  const replicas = Array.isArray(clients) ? clients : [clients as TaskClient];
   const deadline = Date.now() + deadlineMs;
+  const failedOn: number[] = [];
+  const reasons: string[] = [];
   for (let attempts = 1; ; attempts++) {
+    const index = (first + attempts - 1) % replicas.length;
     try {
-      const { taskId } = await client.submitTask(request, { signal: AbortSignal.timeout(10_000) });
-      return { taskId, attempts };
+      const { taskId } = await replicas[index]!.submitTask(request, { signal: AbortSignal.timeout(10_000) });
+      return { taskId, attempts, failedOn, reasons };
     } catch (error) {
-      const code = ConnectError.from(error).code;
-      const retryable = code === Code.Unavailable || code === Code.DeadlineExceeded || code === Code.Canceled;
-      if (!retryable || Date.now() > deadline) throw error;
+      const reason = retryableFailure(error);
+      if (!reason || Date.now() > deadline) throw error;
+      failedOn.push(index);
+      reasons.push(reason);
       await new Promise((resolve) => setTimeout(resolve, 200));
     }
   }
+}
+
+/** Node errors of the connection under a call: the server refused or never got it, or the connection went away. */
+const CONNECTION_ERRORS = new Set(["ECONNREFUSED", "ECONNRESET", "EPIPE", "ERR_HTTP2_GOAWAY_SESSION"]);
+
+/**
+ * Why a failed SubmitTask may be sent again (with its idempotency key), or undefined when it must not: UNAVAILABLE,
+ * a deadline or cancellation, or a connection error. connect-node reports an HTTP/2 REFUSED_STREAM (a stream the
+ * client opened as the server's GOAWAY was on its way; the server processed none of it) as INTERNAL when Node emits
+ * it as a stream error, and a reset connection as ABORTED, so those are recognised by their Node cause; gRPC's
+ * HTTP/2 mapping makes REFUSED_STREAM UNAVAILABLE, and grpc-js retries it transparently.
+ */
+function retryableFailure(error: unknown): string | undefined {
+  const connectError = ConnectError.from(error);
+  const { code } = connectError;
+  if (code === Code.Unavailable || code === Code.DeadlineExceeded || code === Code.Canceled) return Code[code];
+  for (let cause: unknown = connectError.cause; cause instanceof Error; cause = cause.cause) {
+    const nodeCode = (cause as NodeJS.ErrnoException).code;
+    if (nodeCode && CONNECTION_ERRORS.has(nodeCode)) return nodeCode;
+    if (nodeCode === "ERR_HTTP2_STREAM_ERROR" && cause.message.includes("REFUSED_STREAM")) return "REFUSED_STREAM";
+  }
+  return undefined;
 }
 
 export interface Load {
@@ -91,29 +122,43 @@ export interface Load {
   accepted: Promise<string[]>;
   /** Submissions that needed more than one attempt (they met the outage). */
   retriedSubmissions(): number;
+  /** Per client (gateway replica): how many attempts it failed, each retried on the next client. */
+  failedAttempts(): number[];
+  /** Why attempts failed and were retried (a gRPC code, or the connection error), with how many times. */
+  retryReasons(): Record<string, number>;
 }
 
 /** Submits `count` small tasks (echo, and short sleeps), one every `intervalMs` without waiting for the previous
- *  one, each with its own idempotency key; `onSubmitted(i)` runs after the i-th submission was started. */
+ *  one, each with its own idempotency key; `onSubmitted(i)` runs after the i-th submission was started. `count` may
+ *  be a predicate instead: submission i is made while `count(i)` holds (a load that lasts until a fault is over,
+ *  however long that takes). With several clients, submission i goes to `clients[i % n]` (round robin) and is
+ *  retried on the next one. */
 export function steadyLoad(
-  client: TaskClient,
-  count: number,
+  clients: TaskClient | readonly TaskClient[],
+  count: number | ((index: number) => boolean),
   intervalMs: number,
   onSubmitted: (index: number) => void = () => undefined,
 ): Load {
   let retried = 0;
+  const failed = Array.isArray(clients) ? clients.map(() => 0) : [0];
   const submissions: Promise<string>[] = [];
+  const reasons = new Map<string, number>();
   const accepted = (async () => {
-    for (let i = 0; i < count; i++) {
+    const more = typeof count === "number" ? (i: number) => i < count : count;
+    for (let i = 0; more(i); i++) {
       const idempotencyKey = `load-${crypto.randomUUID()}`;
       const request: SubmitRequest & { idempotencyKey: string } =
         i % 2 === 0
           ? { type: "echo", payload: { i }, idempotencyKey }
           : { type: "sleep", payload: { ms: 50 }, idempotencyKey };
-      const submission = submitUntilAccepted(client, request).then(({ taskId, attempts }) => {
-        if (attempts > 1) retried++;
-        return taskId;
-      });
+      const submission = submitUntilAccepted(clients, request, 60_000, i % failed.length).then(
+        ({ taskId, attempts, failedOn, reasons: why }) => {
+          if (attempts > 1) retried++;
+          for (const index of failedOn) failed[index]!++;
+          for (const reason of why) reasons.set(reason, (reasons.get(reason) ?? 0) + 1);
+          return taskId;
+        },
+      );
       // Observed by Promise.all below; this only keeps an early failure from being reported as unhandled.
       submission.catch(() => undefined);
       submissions.push(submission);
@@ -123,7 +168,12 @@ export function steadyLoad(
     }
     return Promise.all(submissions);
   })();
-  return { accepted, retriedSubmissions: () => retried };
+  return {
+    accepted,
+    retriedSubmissions: () => retried,
+    failedAttempts: () => [...failed],
+    retryReasons: () => Object.fromEntries(reasons),
+  };
 }
 
 /** Waits until every task's stored status is terminal; returns the ones that did not end SUCCEEDED. */
