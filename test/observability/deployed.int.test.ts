@@ -3,7 +3,7 @@
  * exporting spans over OTLP/HTTP to a receiver in this test, logging at debug level.
  *   - spans of every service arrive with the right `service.name` resource, and each task's spans share one trace
  *     (the preload, the ESM loader hook and the exporter work);
- *   - the auto-instrumentations really produce spans under ESM: gRPC server (gateway), undici client (ingest → enricher),
+ *   - the auto-instrumentations really produce spans under ESM: gRPC server (gateway), HTTP client (ingest → enricher),
  *     HTTP server (enricher), ioredis;
  *   - every log line that mentions the task carries the task's trace_id and a span_id.
  */
@@ -74,11 +74,11 @@ describe("telemetry of spawned services", () => {
     expect(echo.filter((s) => s.parentSpanId && !ids.has(s.parentSpanId)).map((s) => s.name)).toEqual([]);
   });
 
-  test("the auto-instrumentations work under ESM: grpc, undici, http and ioredis spans in the trace", async () => {
+  test("the auto-instrumentations work under ESM: grpc, http client and server, and ioredis spans in the trace", async () => {
     const spans = await traceOf(echoId, ECHO_SERVICES);
     const scopes = (service: string) => new Set(spans.filter((s) => s.service === service).map((s) => s.scope));
     expect(scopes("gateway")).toContain("@opentelemetry/instrumentation-grpc");
-    expect(scopes("ingest")).toContain("@opentelemetry/instrumentation-undici");
+    expect(scopes("ingest")).toContain("@opentelemetry/instrumentation-http");
     expect(scopes("enricher")).toContain("@opentelemetry/instrumentation-http");
     expect(scopes("result-store")).toContain("@opentelemetry/instrumentation-ioredis");
     // The worker's Redis spans: with enableAutoPipelining a batch is sent in the context of its first command, so a

@@ -36,7 +36,10 @@ export const ingest = defineService({
     const enricher = createEnricherClient({
       baseUrl: rt.config.ENRICHER_URL,
       timeoutMs: rt.config.ENRICHER_TIMEOUT_MS,
+      maxSockets: rt.config.INGEST_CONCURRENCY,
     });
+    // Added during start, so it runs after the consumers (and their enricher calls) have stopped.
+    rt.shutdown.add("enricher connections", () => enricher.close());
     const ingested = rt.meter.createCounter("tm_tasks_ingested_total", {
       description: "Tasks validated, enriched and handed to the scheduler",
     });
@@ -66,14 +69,17 @@ export const ingest = defineService({
         source: rt.name,
         generation: task.generation,
       });
-      await rt.publisher.publish(Subjects.schedule, enriched, { msgId: `${task.taskId}:schedule:${task.generation}` });
-      await publishAudit(rt.publisher, {
-        taskId: task.taskId,
-        service: rt.name,
-        action: "ingested",
-        detail: { payloadBytes: enrichment.payloadBytes },
-        discriminator: task.generation,
-      });
+      // The audit event goes out with the task (one write, one wait): nothing orders the two.
+      await Promise.all([
+        rt.publisher.publish(Subjects.schedule, enriched, { msgId: `${task.taskId}:schedule:${task.generation}` }),
+        publishAudit(rt.publisher, {
+          taskId: task.taskId,
+          service: rt.name,
+          action: "ingested",
+          detail: { payloadBytes: enrichment.payloadBytes },
+          discriminator: task.generation,
+        }),
+      ]);
       ingested.add(1, { type: task.type, priority: task.priority });
     }
 

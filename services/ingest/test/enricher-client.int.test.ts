@@ -87,3 +87,40 @@ test("an answer that is not a valid enrichment is retryable", async () => {
   expect(error).toBeInstanceOf(EnricherUnavailableError);
   expect((error as Error).message).toMatch(/invalid enrichment: payloadBytes/);
 });
+
+test("an aborted signal ends a call in progress (shutdown), as a retryable failure", async () => {
+  const client = createEnricherClient({
+    baseUrl: await startEnricher({ ENRICHER_LATENCY_MS: "1000" }),
+    timeoutMs: 5_000,
+  });
+  const controller = new AbortController();
+  const call = client.enrich(task(), controller.signal).catch((e: unknown) => e);
+  controller.abort(new Error("consumer stopping"));
+  const error = await call;
+  expect(error).toBeInstanceOf(EnricherUnavailableError);
+  expect((error as Error).message).toMatch(/aborted: Error: consumer stopping/);
+  client.close();
+});
+
+test("keeps its connection to the enricher alive between calls", async () => {
+  const sockets = new Set<unknown>();
+  const server = createServer((request, response) => {
+    sockets.add(request.socket);
+    const at = new Date().toISOString();
+    const enrichment = {
+      payloadBytes: 2,
+      payloadSha256: "0".repeat(64),
+      fieldCount: 1,
+      receivedAt: at,
+      enrichedAt: at,
+    };
+    response.writeHead(200, { "content-type": "application/json" }).end(JSON.stringify(enrichment));
+  });
+  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+  stops.push(() => new Promise((resolve) => server.close(resolve)));
+  const { port } = server.address() as { port: number };
+  const client = createEnricherClient({ baseUrl: `http://127.0.0.1:${port}`, timeoutMs: 2_000 });
+  for (let i = 0; i < 3; i++) await client.enrich(task());
+  expect(sockets.size).toBe(1);
+  client.close();
+});
