@@ -6,6 +6,7 @@
 import type { AuditEvent, DeadLetter } from "@tm/flow";
 import type { Redis } from "ioredis";
 import { Bounds, Keys } from "./keys.js";
+import { luaScript } from "./script.js";
 
 const DEDUPE_TTL_SECONDS = 24 * 3600;
 
@@ -21,6 +22,7 @@ if KEYS[3] then
 end
 return 1
 `;
+const appendOnce = luaScript(APPEND_ONCE);
 
 /** Appends an audit event (and to the task's history). `deliveryId` identifies the message, e.g. `EVENTS:42`. */
 export async function appendAudit(
@@ -32,16 +34,13 @@ export async function appendAudit(
   const text = JSON.stringify(event);
   const keys = [`audit_seen:${deliveryId}`, Keys.auditEvents];
   if (event.taskId) keys.push(Keys.history(event.taskId));
-  const applied = await redis.eval(
-    APPEND_ONCE,
-    keys.length,
-    ...keys,
+  const applied = await appendOnce.run(redis, keys, [
     text,
     String(Bounds.auditEventsMax),
     String(DEDUPE_TTL_SECONDS),
     String(Bounds.historyMax),
     String(ttlSeconds),
-  );
+  ]);
   return applied === 1;
 }
 
@@ -53,14 +52,10 @@ export type StoredDeadLetter = DeadLetter & { history?: AuditEvent[] };
 
 /** Appends a dead letter once per letter id. */
 export async function appendDeadLetter(redis: Redis, letter: StoredDeadLetter): Promise<boolean> {
-  const applied = await redis.eval(
-    APPEND_ONCE,
-    2,
-    `dead_letter_seen:${letter.id}`,
-    Keys.deadLetter,
-    JSON.stringify(letter),
-    String(Bounds.deadLetterMax),
-    String(DEDUPE_TTL_SECONDS),
+  const applied = await appendOnce.run(
+    redis,
+    [`dead_letter_seen:${letter.id}`, Keys.deadLetter],
+    [JSON.stringify(letter), String(Bounds.deadLetterMax), String(DEDUPE_TTL_SECONDS)],
   );
   return applied === 1;
 }

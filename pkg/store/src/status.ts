@@ -7,6 +7,7 @@ import type { StatusEvent, TaskState } from "@tm/flow";
 import { TASK_STATES } from "@tm/flow";
 import type { Redis } from "ioredis";
 import { Bounds, Keys } from "./keys.js";
+import { luaScript } from "./script.js";
 
 export interface StoredStatus {
   taskId: string;
@@ -37,6 +38,7 @@ redis.call('EXPIRE', KEYS[1], tonumber(ARGV[10]))
 redis.call('PUBLISH', KEYS[1], ARGV[11])
 return 1
 `;
+const applyStatusScript = luaScript(APPLY_STATUS);
 
 export function toStoredStatus(event: StatusEvent): StoredStatus {
   return {
@@ -59,21 +61,22 @@ export async function applyStatus(
   ttlSeconds: number = Bounds.taskTtlSeconds,
 ): Promise<boolean> {
   const status = toStoredStatus(event);
-  const applied = (await redis.eval(
-    APPLY_STATUS,
-    1,
-    Keys.status(event.taskId),
-    String(status.version),
-    status.taskId,
-    status.state,
-    String(status.progress),
-    String(status.attempt),
-    status.error,
-    status.updatedAt,
-    String(status.generation),
-    status.source,
-    String(ttlSeconds),
-    JSON.stringify(status),
+  const applied = (await applyStatusScript.run(
+    redis,
+    [Keys.status(event.taskId)],
+    [
+      String(status.version),
+      status.taskId,
+      status.state,
+      String(status.progress),
+      String(status.attempt),
+      status.error,
+      status.updatedAt,
+      String(status.generation),
+      status.source,
+      String(ttlSeconds),
+      JSON.stringify(status),
+    ],
   )) as number;
   return applied === 1;
 }

@@ -7,7 +7,7 @@
  * after that the bucket would be full anyway, so an expired key and a full bucket mean the same thing.
  */
 import type { Runtime } from "@tm/kit";
-import { Keys } from "@tm/store";
+import { Keys, luaScript } from "@tm/store";
 
 type Redis = Runtime["redis"];
 
@@ -37,6 +37,7 @@ redis.call('HSET', KEYS[1], 'tokens', tostring(tokens), 'ts', now)
 redis.call('PEXPIRE', KEYS[1], math.ceil(burst * 1000 / rate) + 1000)
 return {allowed, retry}
 `;
+const takeToken = luaScript(TAKE_TOKEN);
 
 export interface RateDecision {
   allowed: boolean;
@@ -59,12 +60,10 @@ export class RateLimiter {
 
   /** Takes one token from the caller's bucket. Rejects when Redis fails: the caller decides what that means. */
   async take(caller: string): Promise<RateDecision> {
-    const [allowed, retryAfterMs] = (await this.redis.eval(
-      TAKE_TOKEN,
-      1,
-      Keys.rateLimit(caller),
-      this.limit.perSecond,
-      this.limit.burst,
+    const [allowed, retryAfterMs] = (await takeToken.run(
+      this.redis,
+      [Keys.rateLimit(caller)],
+      [this.limit.perSecond, this.limit.burst],
     )) as [number, number];
     return { allowed: allowed === 1, retryAfterMs };
   }
