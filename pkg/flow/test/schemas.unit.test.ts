@@ -87,6 +87,11 @@ describe("trace context", () => {
     expect(traceparent).toMatch(/^00-[0-9a-f]{32}-[0-9a-f]{16}-01$/);
   });
 
+  test("minted trace ids stay unique across many refills of the random pool", () => {
+    const ids = new Set(Array.from({ length: 5_000 }, () => traceIdOf(injectTrace().traceparent)));
+    expect(ids.size).toBe(5_000);
+  });
+
   test("a garbage traceparent yields no parent", () => {
     expect(trace.getSpanContext(extractTrace({ traceparent: "garbage" }))).toBeUndefined();
   });
