@@ -86,13 +86,22 @@ export function taskServiceHandlers(
     return task;
   }
 
-  /** Records the task and its PENDING status, then queues it on tasks.ingest. Idempotent for one task id. */
+  /**
+   * Records the task and its PENDING status, then queues it on tasks.ingest. Idempotent for one task id.
+   * Two round trips, not four: the task record and the status CAS go to Redis in one pipeline (in that order, so a
+   * reader that sees the status finds the task), then the PENDING event and the tasks.ingest message go out in one
+   * write (the status first). PENDING is already in Redis, so the notifier has nothing to wait for here.
+   */
   async function queueTask(taskId: string, submission: Submission, createdAt: string): Promise<void> {
     const { traceparent } = injectTrace();
-    await redisCall("saving the task", () =>
-      saveTask(rt.redis, { ...submission, taskId, createdAt, traceparent, generation: 0 }),
+    const pending: StatusUpdate = { taskId, state: "PENDING", source: rt.name };
+    const event = StatusEventSchema.parse(statusEvent(pending));
+    const [, applied] = await redisCall("saving the task", () =>
+      Promise.all([
+        saveTask(rt.redis, { ...submission, taskId, createdAt, traceparent, generation: 0 }),
+        applyStatus(rt.redis, event),
+      ]),
     );
-    await recordStatus({ taskId, state: "PENDING", source: rt.name });
     const message: TaskMessage = {
       taskId,
       type: submission.type,
@@ -102,9 +111,17 @@ export function taskServiceHandlers(
       createdAt,
       generation: 0,
     };
+    // A lost PENDING event must not fail the call once the task is queued (the client would submit it again): the
+    // status is in Redis already, and the later stages' events supersede it.
+    const status = applied
+      ? publishStatus(rt.publisher, pending).catch((error: unknown) =>
+          rt.log.warn({ err: error, taskId }, "could not publish the PENDING event"),
+        )
+      : undefined;
     await dependency("NATS", "queueing the task", () =>
       rt.publisher.publish(Subjects.ingest, message, { msgId: ingestMsgId(taskId, 0) }),
     );
+    await status;
   }
 
   /**

@@ -31,14 +31,18 @@ export const scheduler = defineService({
           source: rt.name,
           generation: task.generation,
         });
-        await rt.publisher.publish(subject, task, { msgId });
-        await publishAudit(rt.publisher, {
-          taskId: task.taskId,
-          service: rt.name,
-          action: "scheduled",
-          detail: { subject },
-          discriminator: task.generation,
-        });
+        // The audit event goes out with the task (one write, one wait): nothing orders the two. A failure of either
+        // fails the delivery, and its redelivery republishes both under the same message ids.
+        await Promise.all([
+          rt.publisher.publish(subject, task, { msgId }),
+          publishAudit(rt.publisher, {
+            taskId: task.taskId,
+            service: rt.name,
+            action: "scheduled",
+            detail: { subject },
+            discriminator: task.generation,
+          }),
+        ]);
         scheduled.add(1, { type: task.type, priority: task.priority });
       },
       { concurrency: rt.config.SCHEDULER_CONCURRENCY },

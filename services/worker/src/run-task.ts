@@ -140,21 +140,18 @@ export function createTaskRunner({ rt, running, timeoutMs }: TaskRunnerOptions) 
       },
       { msgId: `${taskId}:result:${generation}` },
     );
-    // The result first: a SUCCEEDED status is then never visible before its result can be fetched.
-    await publishStatus(rt.publisher, {
-      taskId,
-      state: "SUCCEEDED",
-      source: service,
-      attempt: ctx.attempt,
-      generation,
-    });
-    await publishAudit(rt.publisher, {
-      taskId,
-      service,
-      action: "succeeded",
-      detail: { attempts: ctx.attempt, durationMs: completedAt.getTime() - startedAt.getTime() },
-      discriminator: generation,
-    });
+    // The result first: a SUCCEEDED status is then never visible before its result can be fetched. The audit event
+    // goes out with the status (one write, one wait): nothing orders those two.
+    await Promise.all([
+      publishStatus(rt.publisher, { taskId, state: "SUCCEEDED", source: service, attempt: ctx.attempt, generation }),
+      publishAudit(rt.publisher, {
+        taskId,
+        service,
+        action: "succeeded",
+        detail: { attempts: ctx.attempt, durationMs: completedAt.getTime() - startedAt.getTime() },
+        discriminator: generation,
+      }),
+    ]);
     count(task, "succeeded");
     recordEndToEnd(task);
   }
