@@ -9,6 +9,8 @@ RUN npm install -g pnpm@10.34.9
 WORKDIR /src
 # Dependencies first, so this layer is reused until the lockfile changes.
 COPY package.json pnpm-lock.yaml pnpm-workspace.yaml .npmrc ./
+# pnpm-workspace.yaml's patchedDependencies (the nats.js patch, docs/PERFORMANCE.md) are applied from here.
+COPY patches ./patches
 RUN --mount=type=cache,id=pnpm-store,target=/root/.local/share/pnpm/store pnpm fetch
 COPY . .
 RUN --mount=type=cache,id=pnpm-store,target=/root/.local/share/pnpm/store pnpm install --frozen-lockfile --offline

@@ -254,6 +254,16 @@ describe("Dockerfile", () => {
     expect(parsed).toEqual(Object.fromEntries(serviceNames.map((n) => [n, opsPortOf(definitions.get(n)!)])));
   });
 
+  test("copies the dependency patches before pnpm fetches and installs (else the image runs unpatched nats.js)", () => {
+    const workspace = readYaml<{ patchedDependencies?: Record<string, string> }>("pnpm-workspace.yaml");
+    const patches = Object.values(workspace.patchedDependencies ?? {});
+    expect(patches.length).toBeGreaterThan(0);
+    for (const patch of patches) expect(patch.startsWith("patches/"), patch).toBe(true);
+    const copy = dockerfile.indexOf("COPY patches ./patches");
+    expect(copy).toBeGreaterThan(-1);
+    expect(copy).toBeLessThan(dockerfile.indexOf("pnpm fetch"));
+  });
+
   test("the pnpm version is the one package.json pins", () => {
     const pinned = JSON.parse(readFileSync("package.json", "utf8")).packageManager.replace("pnpm@", "");
     expect(dockerfile).toContain(`npm install -g pnpm@${pinned}`);
