@@ -40,5 +40,6 @@ EXPOSE ${PORT}
 # Liveness on the ops port (/healthz answers while the process is alive; /readyz is for routing traffic).
 # OPS_PORT / PORT when set, else the service's default ops port. node's fetch: slim images have no curl or wget.
 HEALTHCHECK --interval=10s --timeout=3s --start-period=20s --retries=3 CMD ["node", "-e", "const defaults={gateway:8080,enricher:8081,'result-store':8082,ingest:8083,scheduler:8084,worker:8085,notifier:8086,audit:8087,deadletter:8088};const port=process.env.OPS_PORT||process.env.PORT||defaults[process.env.SERVICE];fetch('http://127.0.0.1:'+port+'/healthz').then(r=>process.exit(r.ok?0:1),()=>process.exit(1))"]
-# The telemetry preload must run before any instrumented module is imported.
-CMD ["node", "--import", "@tm/kit/telemetry", "dist/index.js"]
+# The telemetry preload must run before any instrumented module is imported. A 2 MB young generation (V8's default
+# grows to 16 MB per semi-space) keeps each service ~30 MB smaller and, cache-friendlier, costs no CPU (PERFORMANCE.md).
+CMD ["node", "--max-semi-space-size=2", "--import", "@tm/kit/telemetry", "dist/index.js"]

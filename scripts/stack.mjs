@@ -11,7 +11,7 @@
  * is passed through to the services.
  */
 import { spawn } from "node:child_process";
-import { accessSync, constants, existsSync, mkdtempSync, rmSync } from "node:fs";
+import { accessSync, constants, existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { connect } from "node:net";
 import { tmpdir } from "node:os";
 import { delimiter, dirname, join } from "node:path";
@@ -178,7 +178,9 @@ class Supervised {
 
   start() {
     this.startedAt = Date.now();
-    const child = spawn(process.execPath, ["--import", "@tm/kit/telemetry", "dist/index.js"], {
+    // Exactly as deployed: the node arguments of the service's package.json start script.
+    const start = JSON.parse(readFileSync(join(this.cwd, "package.json"), "utf8")).scripts.start;
+    const child = spawn(process.execPath, start.split(/\s+/).slice(1), {
       cwd: this.cwd,
       env: this.env,
       stdio: ["ignore", "pipe", "pipe"],

@@ -49,6 +49,9 @@ function opsPortOf(definition: Definition): number {
 }
 const opsPortVariable = (definition: Definition) => (definition.opsPort === "api" ? "PORT" : "OPS_PORT");
 const GATEWAY_GRPC_PORT = 50052;
+/** How every service is run, everywhere: package.json's start script (which `pnpm start` and the test kit run),
+ *  the image's CMD and the k8s container args. */
+const SERVICE_COMMAND = ["node", "--max-semi-space-size=2", "--import", "@tm/kit/telemetry", "dist/index.js"];
 /** The gateway's web port (console + Connect/gRPC-Web) as its config defaults it: nothing overrides it when deployed. */
 const GATEWAY_WEB_PORT = (
   definitions.get("gateway")!.config!.GATEWAY_WEB_PORT as unknown as { parse(v: unknown): number }
@@ -237,12 +240,12 @@ describe("Dockerfile", () => {
   const dockerfile = readFileSync("Dockerfile", "utf8");
 
   test("runs each service the way its package.json start script does, as a non-root user", () => {
-    expect(dockerfile).toContain('CMD ["node", "--import", "@tm/kit/telemetry", "dist/index.js"]');
+    expect(dockerfile).toContain(`CMD ["${SERVICE_COMMAND.join('", "')}"]`);
     expect(dockerfile).toMatch(/^USER node$/m);
     for (const name of serviceNames) {
       const pkg = JSON.parse(readFileSync(`services/${name}/package.json`, "utf8"));
       expect(pkg.name).toBe(`@tm/${name}`);
-      expect(pkg.scripts.start).toBe("node --import @tm/kit/telemetry dist/index.js");
+      expect(pkg.scripts.start).toBe(SERVICE_COMMAND.join(" "));
     }
   });
 
@@ -370,7 +373,7 @@ describe("k8s", () => {
       const deployment = find("Deployment", name)!;
       expect(deployment.spec.template.spec.serviceAccountName).toBe(name);
       expect(containerOf(name).image).toMatch(new RegExp(`^task-manager/${name}:`));
-      expect(containerOf(name).args).toEqual(["node", "--import", "@tm/kit/telemetry", "dist/index.js"]);
+      expect(containerOf(name).args).toEqual(SERVICE_COMMAND);
     });
 
     test.each(serviceNames)("%s gets an environment its config accepts, with R3 streams", (name) => {

@@ -3,7 +3,7 @@
  * and waits until its /readyz answers 200. Fault tests kill (SIGKILL) or stop (SIGTERM) and restart these.
  * Requires `pnpm build` first (scripts/test.sh does it).
  */
-import { existsSync } from "node:fs";
+import { existsSync, readFileSync } from "node:fs";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { freePort, waitFor } from "./ports.js";
@@ -50,7 +50,7 @@ export async function spawnService(
     command: process.execPath,
     // TM_SERVICE_NODE_ARGS adds node flags to every spawned service, e.g. "--cpu-prof --cpu-prof-dir=/tmp/prof"
     // for profiling under the benchmark (NODE_OPTIONS does not accept --cpu-prof).
-    args: [...nodeArgsFromEnv(), "--import", "@tm/kit/telemetry", "dist/index.js"],
+    args: [...nodeArgsFromEnv(), ...startArgsOf(cwd)],
     cwd,
     env: fullEnv,
     echo: options.echo ?? !!process.env.TM_TEST_ECHO,
@@ -87,4 +87,14 @@ export async function spawnService(
 
 function nodeArgsFromEnv(): string[] {
   return (process.env.TM_SERVICE_NODE_ARGS ?? "").split(/\s+/).filter(Boolean);
+}
+
+/** The node arguments of a service's package.json start script ("node <args>"): spawned exactly as deployed. */
+export function startArgsOf(serviceDir: string): string[] {
+  const start = JSON.parse(readFileSync(join(serviceDir, "package.json"), "utf8"))?.scripts?.start;
+  const [command, ...args] = String(start ?? "")
+    .split(/\s+/)
+    .filter(Boolean);
+  if (command !== "node") throw new Error(`${serviceDir}/package.json: the start script must be "node <args>"`);
+  return args;
 }
