@@ -132,81 +132,75 @@ export class DeliveryProcessor<S extends Subject> {
     const storedAt = msg.info.timestampNanos / 1e6;
     const waitedMs = Math.max(0, receivedAt - storedAt);
     const taskId = (message as { taskId?: string }).taskId ?? "";
-    const common = {
-      "messaging.system": "nats",
-      "messaging.destination.name": subject,
-      "messaging.consumer.group.name": this.#consumerName,
-      "messaging.message.id": msg.headers?.get("Nats-Msg-Id") ?? "",
-      "messaging.nats.delivery_count": attempt,
-      "task.id": taskId,
-      "tm.service": this.#options.service,
-    };
     // The time the message sat in the stream (queueing, or a retry's back-off), as its own span from the stream's
     // timestamp to receipt: in Tempo the gap between a publish and its process span then has a name and a length.
-    tracer
-      .startSpan(
-        `${subject} wait`,
-        {
-          kind: SpanKind.INTERNAL,
-          startTime: Math.min(storedAt, receivedAt),
-          attributes: { ...common, "messaging.nats.waited_ms": Math.round(waitedMs) },
-        },
-        parent,
-      )
-      .end(receivedAt);
-    return tracer.startActiveSpan(
-      `${subject} process`,
-      {
-        kind: SpanKind.CONSUMER,
-        attributes: {
-          ...common,
+    // Attributes are built only for spans that record: without a trace exporter (the SDK then installs no tracer
+    // provider) every span is a no-op, and two attribute objects per delivery were a visible share of a stage's CPU.
+    const startTime = Math.min(storedAt, receivedAt);
+    const wait = tracer.startSpan(`${subject} wait`, { kind: SpanKind.INTERNAL, startTime }, parent);
+    const common = wait.isRecording() ? this.#spanAttributes(msg, taskId, attempt, waitedMs) : undefined;
+    if (common) wait.setAttributes(common);
+    wait.end(receivedAt);
+    return tracer.startActiveSpan(`${subject} process`, { kind: SpanKind.CONSUMER }, parent, async (span) => {
+      if (span.isRecording()) {
+        span.setAttributes({
+          ...(common ?? this.#spanAttributes(msg, taskId, attempt, waitedMs)),
           "messaging.operation.type": "process",
           "messaging.operation.name": "process",
           "messaging.nats.stream_sequence": msg.info.streamSequence,
-          "messaging.nats.waited_ms": Math.round(waitedMs),
-        },
-      },
-      parent,
-      async (span) => {
-        const ctx: DeliveryContext = {
-          subject,
-          attempt,
-          maxDeliver: settings.maxDeliver,
-          lastAttempt: attempt >= settings.maxDeliver,
-          streamSequence: msg.info.streamSequence,
-          taskId: taskId || undefined,
-          waitedMs,
-          receivedAt,
-          signal: this.#abort.signal,
-          span,
-          traceId: traceIdOf((message as { traceparent?: string }).traceparent) ?? span.spanContext().traceId,
-        };
-        // Keep a long handler's delivery alive; if this process dies the heartbeats stop and AckWait redelivers.
-        const heartbeat = setInterval(() => msg.working(), Math.max(250, Math.floor(settings.ackWaitMs / 3)));
-        heartbeat.unref();
-        try {
-          const key = this.#options.orderKey?.(message);
-          const handle = () => this.#holdingThroughOutages(() => this.#options.handler(message, ctx), ctx);
-          if (key === undefined) await handle();
-          else await this.#ordered.run(key, handle);
-          msg.ack();
-          hooks?.onOutcome?.("acked", ctx);
-          return "acked";
-        } catch (error) {
-          span.recordException(error as Error);
-          span.setStatus({ code: SpanStatusCode.ERROR, message: errorMessage(error) });
-          if (this.#abort.signal.aborted) {
-            msg.nak();
-            hooks?.onOutcome?.("handed-back", ctx, error);
-            return "handed-back";
-          }
-          return await this.#fail(msg, message, error, ctx);
-        } finally {
-          clearInterval(heartbeat);
-          span.end();
+        });
+      }
+      const ctx: DeliveryContext = {
+        subject,
+        attempt,
+        maxDeliver: settings.maxDeliver,
+        lastAttempt: attempt >= settings.maxDeliver,
+        streamSequence: msg.info.streamSequence,
+        taskId: taskId || undefined,
+        waitedMs,
+        receivedAt,
+        signal: this.#abort.signal,
+        span,
+        traceId: traceIdOf((message as { traceparent?: string }).traceparent) ?? span.spanContext().traceId,
+      };
+      // Keep a long handler's delivery alive; if this process dies the heartbeats stop and AckWait redelivers.
+      const heartbeat = setInterval(() => msg.working(), Math.max(250, Math.floor(settings.ackWaitMs / 3)));
+      heartbeat.unref();
+      try {
+        const key = this.#options.orderKey?.(message);
+        const handle = () => this.#holdingThroughOutages(() => this.#options.handler(message, ctx), ctx);
+        if (key === undefined) await handle();
+        else await this.#ordered.run(key, handle);
+        msg.ack();
+        hooks?.onOutcome?.("acked", ctx);
+        return "acked";
+      } catch (error) {
+        span.recordException(error as Error);
+        span.setStatus({ code: SpanStatusCode.ERROR, message: errorMessage(error) });
+        if (this.#abort.signal.aborted) {
+          msg.nak();
+          hooks?.onOutcome?.("handed-back", ctx, error);
+          return "handed-back";
         }
-      },
-    );
+        return await this.#fail(msg, message, error, ctx);
+      } finally {
+        clearInterval(heartbeat);
+        span.end();
+      }
+    });
+  }
+
+  #spanAttributes(msg: JsMsg, taskId: string, attempt: number, waitedMs: number) {
+    return {
+      "messaging.system": "nats",
+      "messaging.destination.name": this.#options.subject,
+      "messaging.consumer.group.name": this.#consumerName,
+      "messaging.message.id": msg.headers?.get("Nats-Msg-Id") ?? "",
+      "messaging.nats.delivery_count": attempt,
+      "messaging.nats.waited_ms": Math.round(waitedMs),
+      "task.id": taskId,
+      "tm.service": this.#options.service,
+    };
   }
 
   /** Runs the handler; while it fails with an outage, waits (with back-off) and runs it again. The delivery's

@@ -41,11 +41,10 @@ export function createPublisher(js: JetStreamClient, options: PublisherOptions =
 
   return {
     publish(subject, message, { msgId }) {
-      return tracer.startActiveSpan(
-        `${subject} publish`,
-        {
-          kind: SpanKind.PRODUCER,
-          attributes: {
+      return tracer.startActiveSpan(`${subject} publish`, { kind: SpanKind.PRODUCER }, async (span) => {
+        // Attributes only for a span that records (a no-op span, without a trace exporter, would drop them).
+        if (span.isRecording()) {
+          span.setAttributes({
             "messaging.system": "nats",
             "messaging.operation.type": "send",
             "messaging.operation.name": "publish",
@@ -53,29 +52,27 @@ export function createPublisher(js: JetStreamClient, options: PublisherOptions =
             "messaging.message.id": msgId,
             ...taskAttributes(message),
             ...(options.service ? { "tm.service": options.service } : {}),
-          },
-        },
-        async (span) => {
-          try {
-            const carrier = injectTrace(context.active());
-            const body: MessageFor<typeof subject> = validateMessage(subject, { ...message, ...carrier });
-            const data = encoder.encode(JSON.stringify(body));
-            span.setAttribute("messaging.message.body.size", data.byteLength);
-            const hdrs = headers();
-            hdrs.set("traceparent", carrier.traceparent);
-            if (carrier.tracestate) hdrs.set("tracestate", carrier.tracestate);
-            const ack = await publishWithRetry(js, subject, data, msgId, hdrs, ackTimeoutMs, retryDeadlineMs);
-            if (ack.duplicate) span.setAttribute("messaging.nats.duplicate", true);
-            return ack;
-          } catch (error) {
-            span.recordException(error as Error);
-            span.setStatus({ code: SpanStatusCode.ERROR, message: errorMessage(error) });
-            throw error;
-          } finally {
-            span.end();
-          }
-        },
-      );
+          });
+        }
+        try {
+          const carrier = injectTrace(context.active());
+          const body: MessageFor<typeof subject> = validateMessage(subject, { ...message, ...carrier });
+          const data = encoder.encode(JSON.stringify(body));
+          if (span.isRecording()) span.setAttribute("messaging.message.body.size", data.byteLength);
+          const hdrs = headers();
+          hdrs.set("traceparent", carrier.traceparent);
+          if (carrier.tracestate) hdrs.set("tracestate", carrier.tracestate);
+          const ack = await publishWithRetry(js, subject, data, msgId, hdrs, ackTimeoutMs, retryDeadlineMs);
+          if (ack.duplicate) span.setAttribute("messaging.nats.duplicate", true);
+          return ack;
+        } catch (error) {
+          span.recordException(error as Error);
+          span.setStatus({ code: SpanStatusCode.ERROR, message: errorMessage(error) });
+          throw error;
+        } finally {
+          span.end();
+        }
+      });
     },
   };
 }
