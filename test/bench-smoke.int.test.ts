@@ -1,6 +1,6 @@
 /**
- * The benchmark cannot rot: the raw JetStream chain and BullMQ parts run at a tiny size with real servers, and
- * the JSON they write holds positive throughput and ordered percentiles.
+ * The benchmark cannot rot: the raw JetStream chain, BullMQ and the pipeline (the nine built services) run at a tiny
+ * size with real servers; the JSON holds positive throughput and ordered percentiles, and no task fails.
  */
 import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -55,4 +55,36 @@ test("raw chain and BullMQ at a tiny size give positive throughput and p50 ≤ p
     expect((system.cpu?.systemPer1000 ?? 0) + (system.cpu?.infraPer1000 ?? 0)).toBeGreaterThan(0);
   }
   expect(json.systems.find((s) => s.system === "raw")?.processes?.filter((p) => p.kind === "system")).toHaveLength(6);
+});
+
+test("the pipeline part (nine spawned services, gRPC in, status stream and result out) runs at a tiny size", {
+  timeout: 90_000,
+}, async () => {
+  const result = await runBench({
+    sizeName: "tiny",
+    size: {
+      warmup: 5,
+      saturationTasks: 60,
+      inFlight: 16,
+      openLoopSeconds: 0.5,
+      openLoopMinTasks: 10,
+      openLoopMaxTasks: 30,
+    },
+    only: ["pipeline"],
+    workers: 1,
+    gateways: 1,
+    scaling: false,
+    taskTimeoutMs: 20_000,
+    log: () => undefined,
+  });
+  const [pipeline] = result.systems;
+  expect(pipeline?.skipped).toBeUndefined();
+  expect(pipeline?.saturation?.completed).toBe(60);
+  expect(pipeline?.saturation?.failed).toBe(0);
+  for (const phase of pipeline?.openLoop ?? []) expect(phase.failed).toBe(0);
+  const roles = pipeline?.processes?.filter((p) => p.kind === "system").map((p) => p.role) ?? [];
+  expect(roles.sort()).toEqual(
+    ["audit", "deadletter", "enricher", "gateway", "ingest", "notifier", "result-store", "scheduler", "worker"].sort(),
+  );
+  for (const p of pipeline?.processes ?? []) expect(p.peakRssMb).toBeGreaterThan(0);
 });
