@@ -61,6 +61,19 @@ export function renderReport(result: BenchResult): string {
       rows,
     ),
   );
+  const cpuRows = result.systems
+    .filter((s) => !s.skipped)
+    .map((s) => [
+      s.system,
+      fixed((s.cpu?.systemPer1000 ?? 0) + (s.cpu?.infraPer1000 ?? 0), 2),
+      ...(s.openLoop ?? []).map((o) => `${fixed(o.offeredPerSec, 0)}/s: ${fixed(o.cpuPer1000, 2)}`),
+    ]);
+  if (cpuRows.length > 0) {
+    out.push(
+      "\nCPU s per 1,000 tasks, system + nats + redis (batching under saturation makes the closed loop cheaper):",
+    );
+    out.push(table(["system", "saturation", "open loop 25%", "open loop 50%", "open loop 75%"], cpuRows));
+  }
   for (const s of result.systems) if (s.skipped) out.push(`\n${s.system} skipped: ${s.skipped}`);
   for (const s of result.systems) {
     const failures = [s.saturation, ...(s.openLoop ?? [])].filter((p) => p && p.failed > 0);

@@ -42,6 +42,9 @@ export interface OpenLoopResult extends PhaseResult {
   fractionOfReference: number;
   offeredPerSec: number;
   latencyMs: LatencySummary;
+  /** CPU seconds per 1,000 completed tasks during this phase: the system's processes plus nats-server and
+   *  redis-server. Compared with the saturation phase's figure it shows what batching under load saves. */
+  cpuPer1000?: number;
 }
 
 export interface ProcessFigures {
@@ -186,12 +189,17 @@ async function measureSystem(
       const offeredPerSec = Math.max(1, base * fraction);
       const tasks = openLoopTasks(size, offeredPerSec);
       log(`${name}: open loop at ${offeredPerSec.toFixed(0)}/s (${fraction * 100}% of reference), ${tasks} tasks`);
+      const before = snapshotCpu(watched);
       const result = await openLoop(system.runOne, { ratePerSec: offeredPerSec, total: tasks });
+      const phaseCpu = cpuBetween(watched, before, snapshotCpu(watched))
+        .filter((u) => u.kind !== "driver")
+        .reduce((total, u) => total + u.cpuSeconds, 0);
       openLoopResults.push({
         ...phaseOf(result, tasks),
         fractionOfReference: fraction,
         offeredPerSec,
         latencyMs: summarize(result.latenciesMs),
+        cpuPer1000: cpuPerThousand(phaseCpu, result.completed),
       });
     }
 
