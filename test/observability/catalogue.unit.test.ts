@@ -1,7 +1,8 @@
 /**
  * The metric catalogue (what dashboards and alerts query) against what the code registers, both ways: every
  * catalogued tm_* metric is created by the code with the catalogue's kind, by the service the catalogue names;
- * every metric the code creates is either catalogued or listed in docs/OBSERVABILITY.md among the other metrics.
+ * every metric the code creates is either catalogued or listed in docs/OBSERVABILITY.md among the other metrics;
+ * the docs' catalogue table names each metric's labels as the catalogue does.
  */
 import { readdirSync, readFileSync, statSync } from "node:fs";
 import { join, relative } from "node:path";
@@ -78,6 +79,13 @@ describe("the metric catalogue and the code", () => {
       }
     },
   );
+
+  test.each(METRIC_CATALOGUE)("docs/OBSERVABILITY.md's catalogue row of $name names exactly its labels", (metric) => {
+    const row = docs.split("\n").find((line) => line.startsWith(`| \`${metric.name}\` `));
+    expect(row, `no catalogue row for ${metric.name}`).toBeDefined();
+    const documented = [...(row?.split("|")[3] ?? "").matchAll(/`([a-z_]+)`/g)].map((m) => m[1]);
+    expect(documented.sort()).toEqual([...metric.labels].sort());
+  });
 
   test("every metric the code creates is catalogued or documented as an extra", () => {
     const catalogued = new Set(METRIC_CATALOGUE.map((m) => m.name));

@@ -5,8 +5,12 @@
  *     (the preload, the ESM loader hook and the exporter work);
  *   - the auto-instrumentations really produce spans under ESM: gRPC server (gateway), HTTP client (ingest → enricher),
  *     HTTP server (enricher), ioredis;
+ *   - @fastify/otel: the enricher's POST /enrich and the result-store's GET /results/:id get a request span and a
+ *     handler span carrying the route, and the http server span is named by it; /healthz, /readyz and /metrics
+ *     (the ops routes on the same apps) get no span at all;
  *   - every log line that mentions the task carries the task's trace_id and a span_id.
  */
+import { randomBytes } from "node:crypto";
 import { Priority, TaskState } from "@tm/proto";
 import { waitFor } from "@tm/testkit";
 import { afterAll, beforeAll, describe, expect, test } from "vitest";
@@ -21,6 +25,9 @@ let pipeline: Pipeline;
 const lines: Array<{ service: string; line: string }> = [];
 let echoId: string;
 let failId: string;
+/** The trace of the test's GET /results/:id (sent with its own traceparent, so its spans are easy to find). */
+const READ_TRACE_ID = randomBytes(16).toString("hex");
+const OPS_PATH = /^\/(healthz|readyz|metrics)/;
 
 beforeAll(async () => {
   receiver = await startOtlpReceiver();
@@ -35,6 +42,16 @@ beforeAll(async () => {
     [echoId, failId].map(async (id) => (await collectStream(pipeline.client, id)).at(-1)?.status?.state),
   );
   expect([echoEnd, failEnd]).toEqual([TaskState.SUCCEEDED, TaskState.FAILED]);
+  // The ops routes a probe or Prometheus calls, on the two fastify apps that serve them next to their API...
+  for (const base of [pipeline.enricherUrl, pipeline.resultStoreUrl]) {
+    for (const path of ["/healthz", "/readyz", "/metrics"]) await (await fetch(`${base}${path}`)).text();
+  }
+  // ... then a result read: once its spans are in, any span of those calls would be too (a process exports its spans
+  // in order, within OTEL_BSP_SCHEDULE_DELAY = 100 ms).
+  const resultUrl = `${pipeline.resultStoreUrl}/results/${echoId}`;
+  await waitFor("the echo task's result", async () => (await fetch(resultUrl)).status === 200);
+  const traceparent = `00-${READ_TRACE_ID}-${randomBytes(8).toString("hex")}-01`;
+  expect((await fetch(resultUrl, { headers: { traceparent } })).status).toBe(200);
 }, 90_000);
 
 afterAll(async () => {
@@ -93,6 +110,55 @@ describe("telemetry of spawned services", () => {
     const client = spans.find((s) => s.spanId === server?.parentSpanId);
     expect(client?.service).toBe("ingest");
     expect(spans.find((s) => s.spanId === client?.parentSpanId)?.name).toBe("enricher enrich");
+  });
+
+  test("@fastify/otel: request and handler spans with the route under the http server span; none for ops routes", async () => {
+    const fastifySpans = (spans: ReceivedSpan[], service: string) =>
+      spans.filter((s) => s.service === service && s.scope === "@fastify/otel");
+    let read: ReceivedSpan[] = [];
+    await waitFor(
+      "the result read's spans",
+      () => {
+        read = receiver.spans.filter((s) => s.traceId === READ_TRACE_ID);
+        return fastifySpans(read, "result-store").length === 2;
+      },
+      { timeoutMs: 20_000 },
+    );
+    const echo = await traceOf(echoId, ECHO_SERVICES);
+    for (const [service, spans, method, route] of [
+      ["enricher", echo, "POST", "/enrich"],
+      ["result-store", read, "GET", "/results/:id"],
+    ] as const) {
+      // The http instrumentation's SERVER span (kind 2 in OTLP), named by the route @fastify/otel reported.
+      const server = spans.find((s) => s.service === service && s.kind === 2);
+      expect(server?.name, service).toBe(`${method} ${route}`);
+      expect(server?.attributes["http.route"], service).toBe(route);
+      // Under it @fastify/otel's request span (INTERNAL: kind 1) and under that the route handler's span; no span
+      // per lifecycle hook (instrumentHooks: false), though the enricher has an onResponse hook.
+      const own = fastifySpans(spans, service);
+      expect(own, `${service}: ${own.map((s) => s.name).join(", ")}`).toHaveLength(2);
+      const request = own.find((s) => s.name === "request");
+      expect(request?.kind, service).toBe(1);
+      expect(request?.parentSpanId, service).toBe(server?.spanId);
+      expect(request?.attributes["http.route"], service).toBe(route);
+      const handler = own.find((s) => s.attributes["fastify.type"] === "request-handler");
+      expect(handler?.name, service).toMatch(/^handler - /);
+      expect(handler?.parentSpanId, service).toBe(request?.spanId);
+      expect(handler?.attributes["http.route"], service).toBe(route);
+    }
+    // The result-store's Redis read runs inside the handler span.
+    const handlerId = read.find((s) => s.attributes["fastify.type"] === "request-handler")?.spanId;
+    expect(
+      read.filter((s) => s.scope === "@opentelemetry/instrumentation-ioredis").map((s) => s.parentSpanId),
+    ).toContain(handlerId);
+    // Health, readiness and metrics requests (polled at start-up, and called above) made no span anywhere.
+    const paths = (s: ReceivedSpan) => [
+      s.attributes["url.path"],
+      s.attributes["http.route"],
+      s.attributes["http.target"],
+    ];
+    const ops = receiver.spans.filter((s) => paths(s).some((p) => OPS_PATH.test(String(p ?? ""))));
+    expect(ops.map((s) => `${s.service} ${s.scope} ${s.name}`)).toEqual([]);
   });
 
   test("every log line about the task carries its trace_id and a span_id", async () => {

@@ -1,7 +1,7 @@
 /**
  * The metrics the dashboards and alerts use, as the deployed services export them: a pipeline of spawned
- * processes runs known tasks (3 echo at high priority, 1 fail at low), then each service's /metrics is scraped and
- * the catalogue's series are found with the right labels and values.
+ * processes runs known tasks (3 echo at high priority, 1 fail at low, 1 flaky at medium that fails its first attempt),
+ * then each service's /metrics is scraped and the catalogue's series are found with the right labels and values.
  */
 import { Priority, TaskState } from "@tm/proto";
 import { waitFor } from "@tm/testkit";
@@ -18,15 +18,22 @@ let pipeline: Pipeline;
 
 beforeAll(async () => {
   pipeline = await startPipeline();
-  const tasks = [
+  const tasks: Array<{ type: string; payload: Record<string, number>; priority: Priority }> = [
     ...Array.from({ length: 3 }, (_, i) => ({ type: "echo", payload: { i }, priority: Priority.HIGH })),
     { type: "fail", payload: {}, priority: Priority.LOW },
+    { type: "flaky", payload: { failures: 1 }, priority: Priority.MEDIUM },
   ];
   const ids = await Promise.all(tasks.map(async (t) => (await pipeline.client.submitTask(t)).taskId));
   const ends = await Promise.all(
     ids.map(async (id) => (await collectStream(pipeline.client, id)).at(-1)?.status?.state),
   );
-  expect(ends).toEqual([TaskState.SUCCEEDED, TaskState.SUCCEEDED, TaskState.SUCCEEDED, TaskState.FAILED]);
+  expect(ends).toEqual([
+    TaskState.SUCCEEDED,
+    TaskState.SUCCEEDED,
+    TaskState.SUCCEEDED,
+    TaskState.FAILED,
+    TaskState.SUCCEEDED,
+  ]);
 }, 90_000);
 
 afterAll(async () => {
@@ -64,15 +71,18 @@ describe("metrics of a known run", () => {
     const samples = await scrape("gateway");
     expect(sumOf(samples, "tm_tasks_submitted_total", { type: "echo", priority: "high", outcome: "accepted" })).toBe(3);
     expect(sumOf(samples, "tm_tasks_submitted_total", { type: "fail", priority: "low", outcome: "accepted" })).toBe(1);
+    expect(sumOf(samples, "tm_tasks_submitted_total", { type: "flaky", priority: "medium" })).toBe(1);
   });
 
-  test("worker: processed, end-to-end, attempt duration, in flight, dead letters", async () => {
+  test("worker: processed, end-to-end, attempt duration, in flight, dead letters, retries", async () => {
     await eventually("worker", (samples) => {
       const processed = (where: Record<string, string>) => sumOf(samples, "tm_tasks_processed_total", where);
       expect(processed({ type: "echo", priority: "high", outcome: "succeeded" })).toBe(3);
       expect(processed({ type: "fail", priority: "low", outcome: "retried" })).toBe(4);
       expect(processed({ type: "fail", priority: "low", outcome: "failed" })).toBe(1);
-      expect(sumOf(samples, "tm_task_end_to_end_ms_count")).toBe(4);
+      expect(processed({ type: "flaky", priority: "medium", outcome: "retried" })).toBe(1);
+      expect(processed({ type: "flaky", priority: "medium", outcome: "succeeded" })).toBe(1);
+      expect(sumOf(samples, "tm_task_end_to_end_ms_count")).toBe(5);
       expect(sumOf(samples, "tm_task_end_to_end_ms_count", { type: "echo", priority: "high" })).toBe(3);
       expect(sumOf(samples, "tm_task_end_to_end_ms_count", { type: "fail", priority: "low" })).toBe(1);
       // The failed task waited out four retry delays (100+150+200+250 ms in FAST_FLOW) before it ended.
@@ -82,7 +92,18 @@ describe("metrics of a known run", () => {
       expect(sumOf(samples, "tm_tasks_dead_lettered_total", { subject: "tasks.worker.low", reason: "exhausted" })).toBe(
         1,
       );
-      expect(sumOf(samples, "tm_tasks_retried_total", { stage: "worker", subject: "tasks.worker.low" })).toBe(4);
+      // Retries by stage, subject, and the task's type and priority.
+      const retried = (where: Record<string, string>) => sumOf(samples, "tm_tasks_retried_total", where);
+      expect(retried({ stage: "worker", subject: "tasks.worker.low" })).toBe(4);
+      expect(retried({ stage: "worker", subject: "tasks.worker.low", type: "fail", priority: "low" })).toBe(4);
+      expect(retried({ stage: "worker", subject: "tasks.worker.medium", type: "flaky", priority: "medium" })).toBe(1);
+      expect(retried({ stage: "worker" })).toBe(5);
+      // The other types start at zero on every worker subject (at that subject's priority only).
+      const series = samples.filter((s) => s.name === "tm_tasks_retried_total");
+      expect(series.find((s) => s.labels.subject === "tasks.worker.high" && s.labels.type === "flaky")?.value).toBe(0);
+      expect(series.filter((s) => s.labels.subject === "tasks.worker.high").map((s) => s.labels.priority)).toEqual(
+        Array(5).fill("high"),
+      );
       expect(samples.some((s) => s.name === "tm_worker_in_flight")).toBe(true);
       expect(sumOf(samples, "tm_worker_in_flight")).toBe(0);
     });
@@ -104,11 +125,14 @@ describe("metrics of a known run", () => {
 
   test("notifier: tm_status_updates_total; enricher: http_server_request_duration in seconds", async () => {
     const notifier = await scrape("notifier");
-    expect(sumOf(notifier, "tm_status_updates_total", { state: "SUCCEEDED", outcome: "applied" })).toBe(3);
+    expect(sumOf(notifier, "tm_status_updates_total", { state: "SUCCEEDED", outcome: "applied" })).toBe(4);
     const enricher = await scrape("enricher");
-    const enrich = { http_request_method: "POST", http_response_status_code: "200" }; // the /enrich calls
-    expect(sumOf(enricher, "http_server_request_duration_count", enrich)).toBe(4);
-    expect(sumOf(enricher, "http_server_request_duration_sum", enrich)).toBeLessThan(4); // seconds, not ms
+    // The /enrich calls, with the route @fastify/otel gives the http instrumentation.
+    const enrich = { http_request_method: "POST", http_response_status_code: "200", http_route: "/enrich" };
+    expect(sumOf(enricher, "http_server_request_duration_count", enrich)).toBe(5);
+    expect(sumOf(enricher, "http_server_request_duration_sum", enrich)).toBeLessThan(5); // seconds, not ms
+    // Ops routes (/metrics is being scraped right now, /readyz was polled at start-up) are not measured.
+    expect(sumOf(enricher, "http_server_request_duration_count")).toBe(5);
   });
 
   test("every catalogued series a service exports carries exactly the catalogue's labels", async () => {

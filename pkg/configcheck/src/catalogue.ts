@@ -34,9 +34,9 @@ export const METRIC_CATALOGUE: readonly MetricDefinition[] = [
   {
     name: "tm_tasks_retried_total",
     kind: "counter",
-    labels: ["stage", "subject"],
+    labels: ["stage", "subject", "type", "priority"],
     services: STAGES,
-    help: "Deliveries NAKed for a later retry, per consuming stage",
+    help: "Deliveries NAKed for a later retry, per consuming stage, by task type and priority (other: not a known task)",
   },
   {
     name: "tm_deliveries_held_total",
@@ -104,9 +104,16 @@ export const METRIC_CATALOGUE: readonly MetricDefinition[] = [
   {
     name: "http_server_request_duration",
     kind: "histogram",
-    // No http_route: the http instrumentation only knows a route when a framework instrumentation sets it, and
-    // fastify's is not installed (checked by test/observability/metrics.int.test.ts against a live /metrics).
-    labels: ["http_request_method", "http_response_status_code", "network_protocol_version", "url_scheme"],
+    // http_route is set by @fastify/otel (pkg/kit/src/telemetry.ts) for a request a route matched; a request no
+    // route matched (a 404) has a series without it (checked by test/observability/metrics.int.test.ts against a
+    // live /metrics).
+    labels: [
+      "http_request_method",
+      "http_response_status_code",
+      "http_route",
+      "network_protocol_version",
+      "url_scheme",
+    ],
     services: ["enricher", "result-store"],
     help: "@opentelemetry/instrumentation-http 0.223 (stable semconv): HTTP server request duration, in SECONDS",
   },

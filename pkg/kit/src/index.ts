@@ -6,4 +6,5 @@ export * from "./outage.js";
 export * from "./redis.js";
 export * from "./service.js";
 export * from "./shutdown.js";
+export * from "./task-labels.js";
 export { startTelemetry, type Telemetry, type TelemetryOptions, telemetry } from "./telemetry.js";

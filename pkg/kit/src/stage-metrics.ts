@@ -1,17 +1,18 @@
 /**
  * Metrics every consuming stage reports the same way (names are the catalogue in docs/OBSERVABILITY.md):
  *   tm_stage_processing_ms{stage,subject,outcome}  histogram of handling time per delivery
- *   tm_tasks_retried_total{stage,subject}           deliveries NAKed for a retry
+ *   tm_tasks_retried_total{stage,subject,type,priority}  deliveries NAKed for a retry (type, priority: task-labels.ts)
  *   tm_deliveries_held_total{stage,subject}         handler runs that failed on an outage and were retried in place
  *   tm_tasks_dead_lettered_total{subject,reason}    messages given up on
  *   tm_consumer_pending{consumer}                   messages waiting in the stream for this consumer
  *   tm_consumer_ack_pending{consumer}               delivered but not yet acknowledged
  */
 import type { Meter, ObservableResult } from "@opentelemetry/api";
-import type { ConsumerHooks, Outcome, Subject } from "@tm/flow";
+import type { ConsumerHooks, DeliveryContext, Outcome, Subject } from "@tm/flow";
 import { PermanentError, streamOf } from "@tm/flow";
 import type { JetStreamManager } from "nats";
 import type { Logger } from "./logger.js";
+import { expectedTaskLabels, OTHER_LABEL, type TaskLabels, taskLabels } from "./task-labels.js";
 
 const POLL_MS = 5_000;
 
@@ -30,7 +31,9 @@ export class ConsumerMetrics {
       unit: "ms",
       advice: { explicitBucketBoundaries: [1, 2, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000, 30000] },
     });
-    this.retried = meter.createCounter("tm_tasks_retried_total", { description: "Deliveries NAKed for a retry" });
+    this.retried = meter.createCounter("tm_tasks_retried_total", {
+      description: "Deliveries NAKed for a retry, by task type and priority (other: not a task, or not a known one)",
+    });
     this.held = meter.createCounter("tm_deliveries_held_total", {
       description: "Handler runs that failed because Redis or NATS was down and were retried in place",
     });
@@ -75,10 +78,15 @@ export class ConsumerMetrics {
   }
 }
 
+const NOT_A_TASK: TaskLabels = { type: OTHER_LABEL, priority: OTHER_LABEL };
+
 /**
  * Wraps a consumer's hooks so every outcome is measured and logged (one line per delivery with taskId, subject and
- * attempt; it runs inside the delivery's span, so the line carries its trace_id), keeping the service's own
- * onOutcome.
+ * attempt; it runs inside the delivery's span, so the line carries its trace_id), keeping the service's own hooks.
+ *
+ * onOutcome gets no message, so the retry counter's type and priority are taken from the message in onRetry (and
+ * onExhausted: when dead-lettering fails the delivery is NAKed, reported "retried" without an onRetry) and kept
+ * with the delivery's context until its outcome, where the retry is counted as before.
  */
 export function withStageMetrics<S extends Subject>(
   metrics: ConsumerMetrics,
@@ -89,10 +97,19 @@ export function withStageMetrics<S extends Subject>(
 ): ConsumerHooks<S> {
   // Counters start at zero for this consumer, so the series exist before the first retry or outage: rate() and
   // alerts then see a rise from 0 instead of a series appearing out of nowhere (or never, in a healthy run).
-  metrics.retried.add(0, { stage, subject });
+  for (const labels of expectedTaskLabels(subject)) metrics.retried.add(0, { stage, subject, ...labels });
   metrics.held.add(0, { stage, subject });
+  const labelsOf = new WeakMap<DeliveryContext, TaskLabels>();
   return {
     ...hooks,
+    async onRetry(message, error, ctx, delayMs) {
+      labelsOf.set(ctx, taskLabels(message));
+      await hooks.onRetry?.(message, error, ctx, delayMs);
+    },
+    async onExhausted(message, error, ctx) {
+      labelsOf.set(ctx, taskLabels(message));
+      await hooks.onExhausted?.(message, error, ctx);
+    },
     onOutcome(outcome: Outcome, ctx, error) {
       if (outcome === "held") {
         // Not the delivery's end: it goes on, and its final outcome is recorded then.
@@ -107,7 +124,7 @@ export function withStageMetrics<S extends Subject>(
       const ms = Date.now() - ctx.receivedAt;
       metrics.processing.record(ms, { stage, subject, outcome });
       if (log) logOutcome(log, outcome, { taskId: ctx.taskId, subject, attempt: ctx.attempt, outcome, ms }, error);
-      if (outcome === "retried") metrics.retried.add(1, { stage, subject });
+      if (outcome === "retried") metrics.retried.add(1, { stage, subject, ...(labelsOf.get(ctx) ?? NOT_A_TASK) });
       if (outcome === "dead-lettered" || outcome === "invalid") {
         const reason = outcome === "invalid" ? "invalid" : error instanceof PermanentError ? "rejected" : "exhausted";
         metrics.deadLettered.add(1, { subject, reason });

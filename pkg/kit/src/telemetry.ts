@@ -5,7 +5,14 @@
  *
  * Started from telemetry-preload.ts (`node --import @tm/kit/telemetry`) so the instrumentations patch grpc-js,
  * http, ioredis and pino before the app imports them. Idempotent: a second call returns the first handle.
+ *
+ * Fastify is instrumented by @fastify/otel, which patches no module: it is a fastify plugin, and with
+ * registerOnInitialization it subscribes to fastify's `fastify.initialization` diagnostics channel and registers
+ * itself on every fastify instance as it is created (so before its routes). It gives the http server span its
+ * `http.route` (and the span the name `POST /enrich`; http_server_request_duration the `http_route` label) and adds
+ * an INTERNAL `request` span with the route's `handler - <name>` span under it.
  */
+import { FastifyOtelInstrumentation } from "@fastify/otel";
 import { metrics } from "@opentelemetry/api";
 import { OTLPMetricExporter } from "@opentelemetry/exporter-metrics-otlp-proto";
 import { PrometheusExporter } from "@opentelemetry/exporter-prometheus";
@@ -34,6 +41,9 @@ export interface Telemetry {
   prometheus: PrometheusExporter;
   shutdown(): Promise<void>;
 }
+
+/** Health, readiness and metrics: polled every few seconds by probes and scrapers, never traced. */
+const OPS_PATH = /^\/(healthz|readyz|metrics)(?:[/?]|$)/;
 
 const KEY = Symbol.for("@tm/kit/telemetry");
 type Holder = { [KEY]?: Telemetry };
@@ -67,7 +77,16 @@ export function startTelemetry(options: TelemetryOptions): Telemetry {
         ? []
         : [
             new HttpInstrumentation({
-              ignoreIncomingRequestHook: (req) => /^\/(healthz|readyz|metrics)/.test(req.url ?? ""),
+              ignoreIncomingRequestHook: (req) => OPS_PATH.test(req.url ?? ""),
+            }),
+            new FastifyOtelInstrumentation({
+              registerOnInitialization: true,
+              // Called with the route's options when a route is added (url = "/healthz") and with the request's
+              // url for each request: ops routes get neither spans nor wrapped handlers.
+              ignorePaths: ({ url }) => OPS_PATH.test(url),
+              // A request span and the route handler's span; no span per lifecycle hook (the enricher's metrics
+              // onResponse hook would otherwise add one to every request).
+              instrumentHooks: false,
             }),
             new UndiciInstrumentation(),
             new GrpcInstrumentation(),

@@ -1,9 +1,11 @@
 /**
  * The metric labels of a dead letter. `type` and `priority` come from the dead message's body, which is whatever
- * was published (possibly garbage): only the contract's values become label values, anything else is "other", so a
- * flood of poison messages cannot create unbounded series.
+ * was published (possibly garbage): @tm/kit's taskLabels keeps only the contract's values and makes anything else
+ * "other" (the same rule as tm_tasks_retried_total's labels), so a flood of poison messages cannot create unbounded
+ * series.
  */
-import { type DeadLetter, isKnownTaskType, PrioritySchema } from "@tm/flow";
+import type { DeadLetter } from "@tm/flow";
+import { taskLabels } from "@tm/kit";
 
 export interface DeadLetterLabels {
   reason: DeadLetter["reason"];
@@ -12,11 +14,5 @@ export interface DeadLetterLabels {
 }
 
 export function deadLetterLabels(letter: DeadLetter): DeadLetterLabels {
-  const body = (typeof letter.message === "object" && letter.message !== null ? letter.message : {}) as {
-    type?: unknown;
-    priority?: unknown;
-  };
-  const type = typeof body.type === "string" && isKnownTaskType(body.type) ? body.type : "other";
-  const priority = PrioritySchema.safeParse(body.priority).data ?? "other";
-  return { reason: letter.reason, type, priority };
+  return { reason: letter.reason, ...taskLabels(letter.message) };
 }

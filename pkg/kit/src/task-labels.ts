@@ -1,0 +1,43 @@
+/**
+ * The `type` and `priority` metric labels of a message. The message may be anything (a dead letter's body is whatever
+ * was published, possibly garbage; an event is no task at all): only the contract's values become label values,
+ * anything else is "other", so neither a flood of poison messages nor a stray publisher can create unbounded series.
+ */
+import {
+  isKnownTaskType,
+  KNOWN_TASK_TYPES,
+  PRIORITIES,
+  PrioritySchema,
+  type Subject,
+  TASK_SUBJECTS,
+  workerSubject,
+} from "@tm/flow";
+
+export const OTHER_LABEL = "other";
+
+export interface TaskLabels {
+  type: string;
+  priority: string;
+}
+
+export function taskLabels(message: unknown): TaskLabels {
+  const body = (typeof message === "object" && message !== null ? message : {}) as {
+    type?: unknown;
+    priority?: unknown;
+  };
+  const type = typeof body.type === "string" && isKnownTaskType(body.type) ? body.type : OTHER_LABEL;
+  const priority = PrioritySchema.safeParse(body.priority).data ?? OTHER_LABEL;
+  return { type, priority };
+}
+
+/**
+ * The labels a consumer of `subject` will normally count, for metrics that start every series at zero: every known
+ * type at every priority on a task subject (only the subject's own priority on a tasks.worker.<priority> subject),
+ * "other" on an event subject (its messages carry no type or priority). Series for anything else (an unknown type
+ * on tasks.ingest) appear when first counted.
+ */
+export function expectedTaskLabels(subject: Subject): TaskLabels[] {
+  if (!TASK_SUBJECTS.includes(subject)) return [{ type: OTHER_LABEL, priority: OTHER_LABEL }];
+  const own = PRIORITIES.find((priority) => workerSubject(priority) === subject);
+  return KNOWN_TASK_TYPES.flatMap((type) => (own ? [own] : PRIORITIES).map((priority) => ({ type, priority })));
+}
