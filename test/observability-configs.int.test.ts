@@ -17,6 +17,7 @@ import {
   METRIC_CATALOGUE,
   metricNamesIn,
 } from "../pkg/configcheck/src/index.js";
+import { parseYamlDocuments, readYaml } from "../pkg/deploycheck/src/yaml.js";
 
 const root = join(dirname(fileURLToPath(import.meta.url)), "..");
 const configs = join(root, "configs");
@@ -164,17 +165,50 @@ describe("grafana", () => {
 
 describe("otel collector", () => {
   const config = yaml("otel-collector/config.yaml");
-  // Component types of the otelcol-contrib distribution this config may use (the name before any "/").
+  // Component types of the otelcol-contrib distribution this config may use (the name before any "/"). No `loki`
+  // exporter: deprecated in 2024 and removed from contrib; Loki 3.x takes OTLP itself (otlphttp to /otlp).
   const CONTRIB_TYPES = {
     receivers: ["otlp"],
     processors: ["batch", "memory_limiter"],
     exporters: ["otlp", "otlp_grpc", "otlphttp", "otlp_http", "prometheus", "prometheusremotewrite", "debug"],
     extensions: ["health_check"],
   } as const;
+  const pipelines = config.service.pipelines as Record<string, Tree>;
+  /** The exporters of one pipeline, with their config. */
+  const exportersOf = (pipeline: string): Array<{ id: string; type: string; exporter: Tree }> =>
+    (pipelines[pipeline]?.exporters ?? []).map((id: string) => ({
+      id,
+      type: id.split("/")[0],
+      exporter: config.exporters[id],
+    }));
+  /** host and port of a listen address or an exporter endpoint (`tempo:4317` or `http://loki:3100/otlp`). */
+  const addressOf = (endpoint: string) => new URL(endpoint.includes("://") ? endpoint : `tcp://${endpoint}`);
 
-  it("binds the OTLP receivers to 0.0.0.0:4317 and 0.0.0.0:4318", () => {
+  // Where the collector's exporters may send: services of docker-compose.yml and, for the same config copied to
+  // k8s/configs, the Services in k8s/observability (same namespace, so the same short names resolve).
+  const compose = readYaml<{ services: Record<string, { image?: string }> }>(join(root, "docker-compose.yml"));
+  const composeServices = Object.keys(compose.services);
+  const k8sServices = filesUnder(join(root, "k8s/observability"), ".yaml", ".yml")
+    .flatMap((file) => parseYamlDocuments<Tree>(readFileSync(file, "utf8")))
+    .filter((doc) => doc.kind === "Service")
+    .map((doc) => doc.metadata.name as string);
+
+  it("binds every receiver and listening exporter to 0.0.0.0 (OTLP on 4317 and 4318)", () => {
     expect(config.receivers.otlp.protocols.grpc.endpoint).toBe("0.0.0.0:4317");
     expect(config.receivers.otlp.protocols.http.endpoint).toBe("0.0.0.0:4318");
+    const listeners = [
+      ...Object.entries(config.receivers as Record<string, Tree>).flatMap(([id, receiver]) =>
+        Object.entries((receiver.protocols ?? { self: receiver }) as Record<string, Tree>).map(
+          ([protocol, settings]) => [`receivers ${id} ${protocol}`, settings.endpoint],
+        ),
+      ),
+      ["exporters prometheus", config.exporters.prometheus.endpoint],
+      ["extensions health_check", config.extensions.health_check.endpoint],
+    ];
+    for (const [where, endpoint] of listeners) {
+      expect(endpoint, where).toEqual(expect.any(String));
+      expect(addressOf(endpoint).hostname, where).toBe("0.0.0.0");
+    }
   });
 
   it("uses only contrib components, and pipelines only defined ones", () => {
@@ -182,20 +216,56 @@ describe("otel collector", () => {
       for (const id of Object.keys(config[kind] ?? {})) expect(types, `${kind} ${id}`).toContain(id.split("/")[0]);
     }
     for (const id of config.service.extensions) expect(config.extensions).toHaveProperty([id]);
-    const pipelines = Object.entries(config.service.pipelines) as Array<[string, Tree]>;
-    expect(pipelines.map(([name]) => name).sort()).toEqual(["metrics", "traces"]);
-    for (const [name, pipeline] of pipelines) {
+    expect(Object.keys(pipelines).sort()).toEqual(["logs", "metrics", "traces"]);
+    for (const [name, pipeline] of Object.entries(pipelines)) {
       for (const kind of ["receivers", "processors", "exporters"]) {
         for (const id of pipeline[kind]) expect(config[kind], `${name} ${kind} ${id}`).toHaveProperty([id]);
       }
+      expect(pipeline.receivers, `${name}: receives OTLP`).toEqual(["otlp"]);
       expect(pipeline.processors[0], `${name}: memory_limiter must run first`).toBe("memory_limiter");
+      expect(pipeline.processors, `${name}: batches`).toContain("batch");
     }
   });
 
-  it("sends traces to tempo and exposes metrics for prometheus", () => {
-    const traceExporter = config.exporters[config.service.pipelines.traces.exporters[0]];
-    expect(traceExporter).toMatchObject({ endpoint: "tempo:4317", tls: { insecure: true } });
+  it("pipelines: traces -> tempo (OTLP gRPC), metrics -> prometheus (scraped), logs -> loki (OTLP HTTP /otlp)", () => {
+    const [traces] = exportersOf("traces");
+    expect(exportersOf("traces")).toHaveLength(1);
+    expect(["otlp", "otlp_grpc"]).toContain(traces?.type);
+    expect(traces?.exporter).toMatchObject({ endpoint: "tempo:4317", tls: { insecure: true } });
+
+    // Prometheus pulls: the exporter listens, and prometheus.yml scrapes otel-collector on that port (checked in
+    // the prometheus block below: target otel-collector:8889).
+    expect(exportersOf("metrics").map((e) => e.type)).toEqual(["prometheus"]);
     expect(config.exporters.prometheus.endpoint).toBe("0.0.0.0:8889");
+    const scrapeTargets = (yaml("prometheus/prometheus.yml").scrape_configs as Tree[]).flatMap((job) =>
+      ((job.static_configs ?? []) as Tree[]).flatMap((sc) => sc.targets as string[]),
+    );
+    expect(scrapeTargets).toContain(`otel-collector:${addressOf(config.exporters.prometheus.endpoint).port}`);
+
+    // Loki's native OTLP ingestion: otlphttp appends /v1/logs to `endpoint`, so the requests go to /otlp/v1/logs.
+    const [logs] = exportersOf("logs");
+    expect(exportersOf("logs")).toHaveLength(1);
+    expect(["otlphttp", "otlp_http"]).toContain(logs?.type);
+    expect(logs?.exporter.logs_endpoint, "set endpoint (base URL), not logs_endpoint").toBeUndefined();
+    const loki = addressOf(logs?.exporter.endpoint);
+    expect([loki.protocol, loki.hostname, loki.port, loki.pathname]).toEqual(["http:", "loki", "3100", "/otlp"]);
+    // Loki has the OTLP endpoint from 3.0 on, and only with structured metadata (schema v13 on tsdb: checked in
+    // the loki block below).
+    expect(compose.services.loki?.image).toMatch(/^grafana\/loki:3\./);
+  });
+
+  it("every pushing exporter's host is a compose service and a k8s Service", () => {
+    const pushing = Object.entries(config.exporters as Record<string, Tree>).filter(
+      ([id]) => id.split("/")[0] !== "prometheus",
+    );
+    expect(pushing.length).toBeGreaterThanOrEqual(2);
+    for (const [id, exporter] of pushing) {
+      const host = addressOf(exporter.endpoint).hostname;
+      expect(composeServices, `exporters ${id}: ${host} in docker-compose.yml`).toContain(host);
+      expect(k8sServices, `exporters ${id}: ${host} in k8s/observability`).toContain(host);
+    }
+    expect(composeServices).toContain("otel-collector");
+    expect(k8sServices).toContain("otel-collector");
   });
 });
 
