@@ -89,8 +89,9 @@ export function taskServiceHandlers(
   /**
    * Records the task and its PENDING status, then queues it on tasks.ingest. Idempotent for one task id.
    * Two round trips, not four: the task record and the status CAS go to Redis in one pipeline (in that order, so a
-   * reader that sees the status finds the task), then the PENDING event and the tasks.ingest message go out in one
-   * write (the status first). PENDING is already in Redis, so the notifier has nothing to wait for here.
+   * reader that sees the status finds the task), then the PENDING event and the tasks.ingest message are published
+   * together, neither waiting for the other's PubAck. PENDING is already in Redis, so nothing downstream needs the
+   * event before the task (the notifier drops it as stale should it come after INGESTED).
    */
   async function queueTask(taskId: string, submission: Submission, createdAt: string): Promise<void> {
     const { traceparent } = injectTrace();

@@ -44,6 +44,7 @@ const http: typeof import("node:http") = require("node:http");
 const https: typeof import("node:https") = require("node:https");
 
 const DETAIL_LIMIT = 500;
+const MAX_ANSWER_BYTES = 1024 * 1024;
 const tracer = trace.getTracer("@tm/ingest");
 
 export function createEnricherClient({ baseUrl, timeoutMs, maxSockets = 64 }: EnricherClientOptions): EnricherClient {
@@ -122,7 +123,16 @@ export function createEnricherClient({ baseUrl, timeoutMs, maxSockets = 64 }: En
       });
       request.on("response", (response) => {
         const chunks: Buffer[] = [];
-        response.on("data", (chunk: Buffer) => chunks.push(chunk));
+        let received = 0;
+        response.on("data", (chunk: Buffer) => {
+          received += chunk.length;
+          // An enrichment is at most 16 KiB of JSON: a far larger answer is a broken enricher, not one to buffer.
+          if (received > MAX_ANSWER_BYTES) {
+            request.destroy(new Error(`answer larger than ${MAX_ANSWER_BYTES} bytes`));
+            return;
+          }
+          chunks.push(chunk);
+        });
         response.on("error", (error) => {
           settle();
           reject(error);

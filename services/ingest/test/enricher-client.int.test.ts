@@ -124,3 +124,18 @@ test("keeps its connection to the enricher alive between calls", async () => {
   expect(sockets.size).toBe(1);
   client.close();
 });
+
+test("an answer far larger than any enrichment is cut off as a retryable failure, not buffered", async () => {
+  const server = createServer((_request, response) => {
+    response.writeHead(200, { "content-type": "application/json" });
+    response.end(`{"padding":"${"x".repeat(2 * 1024 * 1024)}"}`);
+  });
+  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+  stops.push(() => new Promise((resolve) => server.close(resolve)));
+  const { port } = server.address() as { port: number };
+  const client = createEnricherClient({ baseUrl: `http://127.0.0.1:${port}`, timeoutMs: 2_000 });
+  const error = await client.enrich(task()).catch((e: unknown) => e);
+  expect(error).toBeInstanceOf(EnricherUnavailableError);
+  expect((error as Error).message).toMatch(/answer larger than 1048576 bytes/);
+  client.close();
+});
