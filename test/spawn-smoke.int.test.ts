@@ -58,3 +58,24 @@ test("a bad environment variable stops start-up with a message naming it", async
   expect(output).toMatch(/REDIS_URL: must be a redis\/rediss URL/);
   expect(output).toMatch(/SCHEDULER_CONCURRENCY: must be > 0/);
 });
+
+test("a service that cannot bind its port fails the spawn at once, naming the port, instead of waiting out readiness", async () => {
+  const blocker = createServer();
+  await new Promise<void>((resolve) => blocker.listen(0, "0.0.0.0", resolve));
+  try {
+    const { port } = blocker.address() as AddressInfo;
+    const started = Date.now();
+    const error = await spawnService("gateway", {
+      NATS_URL: infra.nats.url,
+      REDIS_URL: infra.redis.url,
+      GRPC_PORT: String(port), // given by the caller: tried again on the same port, so it fails each time
+    }).catch((e: unknown) => e);
+    expect((error as Error).message).toMatch(
+      new RegExp(`gateway exited \\(code 1\\)[\\s\\S]*${port} is already in use`),
+    );
+    // Three start-ups, none waiting for the 60 s readiness deadline.
+    expect(Date.now() - started).toBeLessThan(45_000);
+  } finally {
+    await new Promise((resolve) => blocker.close(resolve));
+  }
+});

@@ -251,7 +251,8 @@ test.skipIf(process.platform !== "linux")(
       const { taskId } = await client.submitTask({ type: "echo", payload, priority: Priority.HIGH });
       const states = stateNames(await collectStream(client, taskId, 20_000));
       expect(states.at(-1), `${states.join(" → ")}\n${stack.output()}`).toBe("SUCCEEDED");
-      expect(states).toContain("RUNNING");
+      // (Not "RUNNING was seen": an echo task can finish before the stream opens, which then starts at SUCCEEDED.
+      // The stored result proves a worker ran it, and the restarted worker is the only one.)
       const result = await fetch(`http://127.0.0.1:8082/results/${taskId}`);
       expect(result.status).toBe(200);
       expect(((await result.json()) as { output: unknown }).output).toEqual(payload);

@@ -6,7 +6,7 @@
 import { existsSync, readFileSync } from "node:fs";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
-import { freePort, waitFor } from "./ports.js";
+import { freePort } from "./ports.js";
 import { ManagedProcess } from "./process.js";
 
 export const REPO_ROOT = resolve(dirname(fileURLToPath(import.meta.url)), "../../..");
@@ -31,6 +31,23 @@ export async function spawnService(
   env: NodeJS.ProcessEnv,
   options: { echo?: boolean; waitReady?: boolean } = {},
 ): Promise<SpawnedService> {
+  // A port from freePort() is free when chosen, not when the service binds it: in between, another process's
+  // outgoing connection (or this service's own, to NATS or Redis) can take it as its local port. A service that
+  // exits at start-up because its port is in use is therefore started again on new ports (a few times).
+  for (let attempt = 1; ; attempt++) {
+    const service = await spawnOnce(name, env, options);
+    if (options.waitReady === false) return service;
+    try {
+      await service.ready();
+      return service;
+    } catch (error) {
+      const portTaken = !service.process.running && /already in use|EADDRINUSE/.test(service.process.tail());
+      if (!portTaken || attempt >= 3) throw error;
+    }
+  }
+}
+
+async function spawnOnce(name: string, env: NodeJS.ProcessEnv, options: { echo?: boolean }): Promise<SpawnedService> {
   const cwd = join(REPO_ROOT, "services", name);
   const entry = join(cwd, "dist", "index.js");
   if (!existsSync(entry)) throw new Error(`${entry} does not exist: run \`pnpm build\` first`);
@@ -62,17 +79,28 @@ export async function spawnService(
     opsPort,
     port,
     env: fullEnv,
-    // Generous: nine services starting at once on two busy cores can take well over 20 s to listen.
+    // Generous: nine services starting at once on two busy cores can take well over 20 s to listen. A service that
+    // exits meanwhile fails the wait at once, with its last lines.
     async ready(timeoutMs = 60_000) {
-      await waitFor(
-        `${name} /readyz`,
-        async () => {
-          if (!child.running) throw new Error(`${name} exited (code ${child.child?.exitCode}):\n${child.tail()}`);
+      const deadline = Date.now() + timeoutMs;
+      let lastError: unknown;
+      for (;;) {
+        if (!child.running) throw new Error(`${name} exited (code ${child.child?.exitCode}):\n${child.tail()}`);
+        try {
           const response = await fetch(`http://127.0.0.1:${opsPort}/readyz`);
-          return response.status === 200;
-        },
-        { timeoutMs, intervalMs: 50 },
-      );
+          await response.arrayBuffer();
+          if (response.status === 200) return;
+          lastError = new Error(`/readyz answered ${response.status}`);
+        } catch (error) {
+          lastError = error;
+        }
+        if (Date.now() > deadline) {
+          throw new Error(
+            `timed out after ${timeoutMs} ms waiting for ${name} /readyz (last error: ${(lastError as Error)?.message})`,
+          );
+        }
+        await new Promise((resolve) => setTimeout(resolve, 50));
+      }
     },
     async restart() {
       await child.stop();
@@ -81,7 +109,6 @@ export async function spawnService(
     },
   };
   child.start();
-  if (options.waitReady !== false) await service.ready();
   return service;
 }
 
