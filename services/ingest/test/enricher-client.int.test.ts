@@ -1,5 +1,5 @@
 /** The client against a real enricher (in-process, real HTTP): how each kind of failure is classified. */
-import { createServer } from "node:http";
+import { createServer, type Server } from "node:http";
 import { enricher } from "@tm/enricher";
 import { EnrichmentSchema, PermanentError, type TaskMessage } from "@tm/flow";
 import { startService } from "@tm/kit";
@@ -16,6 +16,13 @@ async function startEnricher(env: Record<string, string> = {}): Promise<string> 
   const service = await startService(enricher, { PORT: "0", LOG_LEVEL: "silent", ...env });
   stops.push(() => service.stop());
   return `http://127.0.0.1:${service.started.port}`;
+}
+
+/** Listens on a free loopback port (closed after the file's tests) and returns the port. */
+async function listenLocally(server: Server): Promise<number> {
+  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+  stops.push(() => new Promise((resolve) => server.close(resolve)));
+  return (server.address() as { port: number }).port;
 }
 
 function task(overrides: Partial<TaskMessage> = {}): TaskMessage {
@@ -79,9 +86,7 @@ test("an answer that is not a valid enrichment is retryable", async () => {
   const server = createServer((_request, response) => {
     response.writeHead(200, { "content-type": "application/json" }).end(JSON.stringify({ payloadBytes: -1 }));
   });
-  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
-  stops.push(() => new Promise((resolve) => server.close(resolve)));
-  const { port } = server.address() as { port: number };
+  const port = await listenLocally(server);
   const client = createEnricherClient({ baseUrl: `http://127.0.0.1:${port}`, timeoutMs: 2_000 });
   const error = await client.enrich(task()).catch((e: unknown) => e);
   expect(error).toBeInstanceOf(EnricherUnavailableError);
@@ -116,9 +121,7 @@ test("keeps its connection to the enricher alive between calls", async () => {
     };
     response.writeHead(200, { "content-type": "application/json" }).end(JSON.stringify(enrichment));
   });
-  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
-  stops.push(() => new Promise((resolve) => server.close(resolve)));
-  const { port } = server.address() as { port: number };
+  const port = await listenLocally(server);
   const client = createEnricherClient({ baseUrl: `http://127.0.0.1:${port}`, timeoutMs: 2_000 });
   for (let i = 0; i < 3; i++) await client.enrich(task());
   expect(sockets.size).toBe(1);
@@ -130,9 +133,7 @@ test("an answer far larger than any enrichment is cut off as a retryable failure
     response.writeHead(200, { "content-type": "application/json" });
     response.end(`{"padding":"${"x".repeat(2 * 1024 * 1024)}"}`);
   });
-  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
-  stops.push(() => new Promise((resolve) => server.close(resolve)));
-  const { port } = server.address() as { port: number };
+  const port = await listenLocally(server);
   const client = createEnricherClient({ baseUrl: `http://127.0.0.1:${port}`, timeoutMs: 2_000 });
   const error = await client.enrich(task()).catch((e: unknown) => e);
   expect(error).toBeInstanceOf(EnricherUnavailableError);
