@@ -2,7 +2,8 @@
  * The gateway's web port (GATEWAY_WEB_PORT): TaskService and AdminService over the Connect protocol, gRPC-Web and
  * gRPC (connect-node, HTTP/1.1), for browsers that cannot speak gRPC's HTTP/2 trailers, plus the web console's
  * static files (@tm/console) and /console-config.json. Any other GET without a file extension answers index.html,
- * so the console's client-side routes (/tasks/<id>) survive a reload.
+ * so the console's client-side routes (/tasks/<id>) survive a reload. Every RPC is timed in tm_rpc_server_duration_ms
+ * with `server="web"`, beside the gRPC port's `server="grpc"` series (pkg/proto rpc-metrics.ts).
  */
 import { createReadStream } from "node:fs";
 import { stat } from "node:fs/promises";
@@ -10,7 +11,7 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import { extname, join, normalize, sep } from "node:path";
 import type { ConnectRouter } from "@connectrpc/connect";
 import { connectNodeAdapter } from "@connectrpc/connect-node";
-import { peerContextValues } from "@tm/proto";
+import { peerContextValues, rpcMetricsInterceptor } from "@tm/proto";
 
 const CONTENT_TYPES: Record<string, string> = {
   ".html": "text/html; charset=utf-8",
@@ -36,6 +37,7 @@ export function createWebServer(options: WebServerOptions): Server {
   const handler = connectNodeAdapter({
     routes: options.routes,
     contextValues: peerContextValues,
+    interceptors: [rpcMetricsInterceptor],
     // The server below is node:http, so requests and responses are HTTP/1.1 ones.
     fallback: (request, response) =>
       void serveStatic(request as IncomingMessage, response as ServerResponse).catch(() => {
