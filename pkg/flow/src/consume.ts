@@ -385,7 +385,8 @@ export class Consumer<S extends Subject> {
   #loop: Promise<void> | undefined;
   #stopping = false;
   #stopped: Promise<void> | undefined;
-  readonly #slotFreed = new EventTarget();
+  /** Wakes the pull loop when a slot frees (a plain callback list: an EventTarget dispatch per message costs more). */
+  #onSlotFreed: Array<() => void> = [];
 
   constructor(options: ConsumerOptions<S>) {
     this.#options = options;
@@ -424,7 +425,7 @@ export class Consumer<S extends Subject> {
               .catch(() => msg.nak())
               .finally(() => {
                 this.#slots.release();
-                this.#slotFreed.dispatchEvent(new Event("freed"));
+                this.#wakePuller();
               });
           }
         } catch {
@@ -446,8 +447,15 @@ export class Consumer<S extends Subject> {
 
   async #freeSlot(): Promise<void> {
     while (!this.#stopping && this.#slots.inUse >= this.#slots.limit) {
-      await new Promise((resolve) => this.#slotFreed.addEventListener("freed", resolve, { once: true }));
+      await new Promise<void>((resolve) => this.#onSlotFreed.push(resolve));
     }
+  }
+
+  #wakePuller(): void {
+    if (this.#onSlotFreed.length === 0) return;
+    const waiting = this.#onSlotFreed;
+    this.#onSlotFreed = [];
+    for (const wake of waiting) wake();
   }
 
   /**
@@ -457,7 +465,7 @@ export class Consumer<S extends Subject> {
   stop(deadlineMs = 10_000): Promise<void> {
     this.#stopped ??= (async () => {
       this.#stopping = true;
-      this.#slotFreed.dispatchEvent(new Event("freed"));
+      this.#wakePuller();
       this.#batch?.stop();
       const finished = this.#slots.idle();
       const timedOut = await Promise.race([

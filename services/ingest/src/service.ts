@@ -62,15 +62,18 @@ export const ingest = defineService({
       }
       const enrichment = await enricher.enrich(task, signal);
       const enriched: EnrichedTaskMessage = { ...task, enrichment };
-      // Status before the next stage's message, so events.status holds the task's updates in lifecycle order.
-      await publishStatus(rt.publisher, {
-        taskId: task.taskId,
-        state: "INGESTED",
-        source: rt.name,
-        generation: task.generation,
-      });
-      // The audit event goes out with the task (one write, one wait): nothing orders the two.
+      // All three go out in one write and are awaited together; a failure of any fails the delivery, and its
+      // redelivery republishes them under the same message ids. The status is written first: nats-server stores a
+      // client's messages to a single-replica stream in the order it reads them, so INGESTED is on events.status
+      // before the scheduler can receive the task. (Across the raft groups of a cluster that is not guaranteed; an
+      // overtaken INGESTED is then dropped by the notifier's version check: skipped, never a step backwards.)
       await Promise.all([
+        publishStatus(rt.publisher, {
+          taskId: task.taskId,
+          state: "INGESTED",
+          source: rt.name,
+          generation: task.generation,
+        }),
         rt.publisher.publish(Subjects.schedule, enriched, { msgId: `${task.taskId}:schedule:${task.generation}` }),
         publishAudit(rt.publisher, {
           taskId: task.taskId,

@@ -23,17 +23,18 @@ export const scheduler = defineService({
           return;
         }
         const { subject, msgId } = routeFor(task);
-        // Status first: then events.status holds each task's updates in lifecycle order (a worker's RUNNING can
-        // only follow), and the notifier never has to drop an overtaken SCHEDULED.
-        await publishStatus(rt.publisher, {
-          taskId: task.taskId,
-          state: "SCHEDULED",
-          source: rt.name,
-          generation: task.generation,
-        });
-        // The audit event goes out with the task (one write, one wait): nothing orders the two. A failure of either
-        // fails the delivery, and its redelivery republishes both under the same message ids.
+        // All three go out in one write and are awaited together; a failure of any fails the delivery, and its
+        // redelivery republishes them under the same message ids. SCHEDULED is written first: nats-server stores a
+        // client's messages to a single-replica stream in the order it reads them, so a worker's RUNNING can only
+        // follow it on events.status. (Across a cluster's raft groups that is not guaranteed; an overtaken
+        // SCHEDULED is then dropped by the notifier's version check: skipped, never a step backwards.)
         await Promise.all([
+          publishStatus(rt.publisher, {
+            taskId: task.taskId,
+            state: "SCHEDULED",
+            source: rt.name,
+            generation: task.generation,
+          }),
           rt.publisher.publish(subject, task, { msgId }),
           publishAudit(rt.publisher, {
             taskId: task.taskId,

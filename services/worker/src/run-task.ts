@@ -73,7 +73,11 @@ export function createTaskRunner({ rt, running, timeoutMs }: TaskRunnerOptions) 
       throw new PermanentError(`invalid ${task.type} payload: ${describeIssues(parsed.error)}`);
     }
 
-    await publishStatus(rt.publisher, {
+    // RUNNING goes out while the handler starts: its PubAck is awaited before the result is published, so a
+    // RUNNING that could not be stored still fails the attempt, and a short task does not wait a round trip first.
+    // Everything this attempt publishes later (progress, SUCCEEDED, a failed attempt's RUNNING) is written to the
+    // same connection after it, and NATS keeps one connection's messages in order.
+    const runningPublished = publishStatus(rt.publisher, {
       taskId,
       state: "RUNNING",
       source: service,
@@ -81,6 +85,8 @@ export function createTaskRunner({ rt, running, timeoutMs }: TaskRunnerOptions) 
       progress: 0,
       generation,
     });
+    // Awaited below; until then a rejection must not count as unhandled (the handler may throw first).
+    runningPublished.catch(() => undefined);
 
     const controller = new AbortController();
     const forget = running.track(taskId, controller);
@@ -125,6 +131,7 @@ export function createTaskRunner({ rt, running, timeoutMs }: TaskRunnerOptions) 
     if (controller.signal.reason instanceof TaskCancelledError) return cancelledWhileRunning(task, ctx);
 
     const completedAt = new Date();
+    await runningPublished;
     await rt.publisher.publish(
       Subjects.results,
       {
