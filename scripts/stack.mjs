@@ -2,8 +2,8 @@
 /**
  * `pnpm start` (after `pnpm build`): the whole pipeline on this machine, no Docker. Starts nats-server (JetStream)
  * and redis-server unless NATS_URL / REDIS_URL point at running ones, then every service as its own process with
- * prefixed logs, restarts a crashed service with exponential backoff, waits until each is ready, runs the taskctl
- * demo and stays up until Ctrl-C, then stops everything in reverse order.
+ * prefixed logs, restarts a crashed service with exponential backoff (and reports when it is ready again), waits
+ * until each is ready, runs the taskctl demo and stays up until Ctrl-C, then stops everything in reverse order.
  *
  * Environment: NATS_URL, REDIS_URL (use existing servers), LOG_LEVEL (default info), STACK_RAW_LOGS=1 (print the
  * services' JSON logs as they are), STACK_NO_DEMO=1 (skip the demo), STACK_EXIT_AFTER_DEMO=1 (stop after the demo
@@ -23,8 +23,10 @@ import {
   formatLogLine,
   levelName,
   levelRank,
+  notReadyAgainMessage,
   parseLogLine,
   portConflicts,
+  readyAgainMessage,
   SERVICES,
   servicePrefix,
 } from "./lib/stack-lib.mjs";
@@ -75,7 +77,7 @@ function findBinary(name) {
   );
 }
 
-/** Polls until `check` resolves true or `timeoutMs` passes (start-up only: nothing here is a test). */
+/** Polls every 250 ms until `check` resolves true or `timeoutMs` passes (start-up and readiness after a restart). */
 async function until(what, check, timeoutMs, isDead = () => undefined) {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
@@ -216,18 +218,47 @@ class Supervised {
     );
     this.restartTimer = setTimeout(() => {
       this.restartTimer = undefined;
-      if (!stopping) this.start();
+      if (stopping) return;
+      this.start();
+      this.reportReadyAgain();
     }, delayMs);
   }
 
-  async waitReady() {
-    const url = `http://127.0.0.1:${this.spec.readyPort}/readyz`;
+  get readyUrl() {
+    return `http://127.0.0.1:${this.spec.readyPort}/readyz`;
+  }
+
+  /**
+   * Resolves once GET /readyz answers 200. Rejects after `timeoutMs`, or as soon as `isDead` gives a reason (at
+   * start-up: three crashes in a row).
+   */
+  async waitReady(
+    timeoutMs = READY_TIMEOUT_MS,
+    isDead = () =>
+      this.crashes >= 3 ? `crashed ${this.crashes} times in a row; last output:\n${this.tail.join("\n")}` : undefined,
+  ) {
+    const url = this.readyUrl;
     await until(
       `${this.spec.name} (${url})`,
       async () => (await fetch(url, { signal: AbortSignal.timeout(1_000) })).status === 200,
-      READY_TIMEOUT_MS,
-      () =>
-        this.crashes >= 3 ? `crashed ${this.crashes} times in a row; last output:\n${this.tail.join("\n")}` : undefined,
+      timeoutMs,
+      isDead,
+    );
+  }
+
+  /**
+   * After a restart: "<name> ready again after <n> ms" (counted from the restart) once /readyz answers 200, or that
+   * it did not within READY_TIMEOUT_MS. Silent when this process exits first (its exit is reported, and the next
+   * restart waits again) or the stack is stopping.
+   */
+  reportReadyAgain() {
+    const { child, startedAt } = this;
+    const gone = () => stopping || !child || child.exitCode !== null || child.signalCode !== null;
+    this.waitReady(READY_TIMEOUT_MS, () => (gone() ? "exited" : undefined)).then(
+      () => say(readyAgainMessage(this.spec.name, Date.now() - startedAt)),
+      () => {
+        if (!gone()) say(notReadyAgainMessage(this.spec.name, READY_TIMEOUT_MS, this.readyUrl));
+      },
     );
   }
 

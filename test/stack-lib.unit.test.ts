@@ -9,8 +9,10 @@ import {
   isPortFree,
   levelName,
   NAME_COLOURS,
+  notReadyAgainMessage,
   portConflicts,
   REQUIRED_PORTS,
+  readyAgainMessage,
   SERVICES,
   servicePrefix,
 } from "../scripts/lib/stack-lib.mjs";
@@ -77,6 +79,18 @@ describe("restart backoff", () => {
     expect(delays).toEqual([1_000, 2_000, 4_000, 8_000]);
     expect(afterCrash(crashes, 59_999)).toEqual({ crashes: 5, delayMs: 16_000 });
     expect(afterCrash(crashes, 60_000)).toEqual({ crashes: 1, delayMs: 1_000 });
+  });
+});
+
+describe("ready again after a restart", () => {
+  test("names the service and the milliseconds since its restart", () => {
+    expect(readyAgainMessage("worker", 1234.4)).toBe("worker ready again after 1234 ms");
+  });
+
+  test("a service still not ready at the deadline is reported with its /readyz URL", () => {
+    expect(notReadyAgainMessage("worker", 60_000, "http://127.0.0.1:8085/readyz")).toBe(
+      "worker not ready again 60 s after its restart (http://127.0.0.1:8085/readyz did not answer 200)",
+    );
   });
 });
 

@@ -1,6 +1,6 @@
 /**
  * Pure helpers of scripts/stack.mjs (what `pnpm start` runs): the service table, port checks, the restart backoff
- * schedule and the compact rendering of pino log lines. Kept apart from the process juggling so they can be
+ * schedule and its "ready again" lines, and the compact rendering of pino log lines. Kept apart from the process juggling so they can be
  * unit-tested (test/stack-lib.unit.test.ts).
  */
 import { createServer } from "node:net";
@@ -111,6 +111,25 @@ export function backoffDelayMs(crashes) {
 export function afterCrash(previousCrashes, uptimeMs) {
   const crashes = uptimeMs >= BACKOFF_RESET_AFTER_MS ? 1 : previousCrashes + 1;
   return { crashes, delayMs: backoffDelayMs(crashes) };
+}
+
+/**
+ * The stack's line once a restarted service answers /readyz with 200 again.
+ * @param {string} name
+ * @param {number} elapsedMs since the restart (the spawn of the new process)
+ */
+export function readyAgainMessage(name, elapsedMs) {
+  return `${name} ready again after ${Math.round(elapsedMs)} ms`;
+}
+
+/**
+ * The stack's line when a restarted service is still not ready at the deadline.
+ * @param {string} name
+ * @param {number} timeoutMs
+ * @param {string} readyUrl
+ */
+export function notReadyAgainMessage(name, timeoutMs, readyUrl) {
+  return `${name} not ready again ${timeoutMs / 1000} s after its restart (${readyUrl} did not answer 200)`;
 }
 
 const PINO_LEVELS = { 10: "trace", 20: "debug", 30: "info", 40: "warn", 50: "error", 60: "fatal" };
