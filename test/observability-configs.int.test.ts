@@ -336,6 +336,20 @@ describe("prometheus", () => {
     expect(config.rule_files).toEqual(["alerts.yml"]);
   });
 
+  it("keeps the exemplars Tempo sends (compose and k8s), which the Grafana datasource links to traces", () => {
+    const remoteWrite = yaml("tempo/tempo.yaml").metrics_generator.storage.remote_write as Tree[];
+    expect(remoteWrite.map((target) => target.send_exemplars)).toEqual([true]);
+    const compose = readYaml<Tree>(join(root, "docker-compose.yml"));
+    expect(compose.services.prometheus.command).toContain("--enable-feature=exemplar-storage");
+    const k8sPrometheus = parseYamlDocuments<Tree>(
+      readFileSync(join(root, "k8s/observability/prometheus.yaml"), "utf8"),
+    )
+      .filter((doc) => doc?.kind === "Deployment" || doc?.kind === "StatefulSet")
+      .flatMap((doc) => doc.spec.template.spec.containers as Tree[])
+      .find((container) => container.name === "prometheus");
+    expect(k8sPrometheus?.args).toContain("--enable-feature=exemplar-storage");
+  });
+
   it("has the alerts operators need", () => {
     const names = (yaml("prometheus/alerts.yml").groups as Tree[]).flatMap((g) => g.rules.map((r: Tree) => r.alert));
     expect(names).toEqual(
