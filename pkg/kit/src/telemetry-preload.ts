@@ -10,7 +10,10 @@ if (process.env.OTEL_SDK_DISABLED?.toLowerCase() !== "true") {
   register("@opentelemetry/instrumentation/hook.mjs", import.meta.url);
 
   const { startTelemetry } = await import("./telemetry.js");
-  const serviceName = process.env.OTEL_SERVICE_NAME || process.env.TM_SERVICE || "task-manager";
+  const { nearestPackageName, resolveServiceName } = await import("./service-name.js");
+  // OTEL_SERVICE_NAME when set; otherwise the service this is the entry script of (service-name.ts).
+  const entry = process.argv[1];
+  const serviceName = resolveServiceName({ env: process.env, entry, packageName: nearestPackageName(entry) });
   const telemetry = startTelemetry({ serviceName, otlpEndpoint: process.env.OTEL_EXPORTER_OTLP_ENDPOINT || undefined });
 
   // Flush spans on the way out; the service's own shutdown also calls this (idempotent).
