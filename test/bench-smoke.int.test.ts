@@ -1,6 +1,8 @@
 /**
  * The benchmark cannot rot: the raw JetStream chain, BullMQ and the pipeline (the nine built services) run at a tiny
- * size with real servers; the JSON holds positive throughput and ordered percentiles, and no task fails.
+ * size with real servers; the JSON holds positive throughput and ordered percentiles, and no task fails. The
+ * pipeline runs with three services in one services/combined process (--combine) and six alone, so both ways of
+ * starting a service are exercised in one run.
  */
 import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -57,7 +59,7 @@ test("raw chain and BullMQ at a tiny size give positive throughput and p50 ≤ p
   expect(json.systems.find((s) => s.system === "raw")?.processes?.filter((p) => p.kind === "system")).toHaveLength(6);
 });
 
-test("the pipeline part (nine spawned services, gRPC in, status stream and result out) runs at a tiny size", {
+test("the pipeline part (nine services, three of them combined; gRPC in, status stream and result out) runs at a tiny size", {
   timeout: 90_000,
 }, async () => {
   const result = await runBench({
@@ -73,6 +75,7 @@ test("the pipeline part (nine spawned services, gRPC in, status stream and resul
     only: ["pipeline"],
     workers: 1,
     gateways: 1,
+    combine: ["notifier", "audit", "deadletter"],
     scaling: false,
     taskTimeoutMs: 20_000,
     log: () => undefined,
@@ -84,7 +87,16 @@ test("the pipeline part (nine spawned services, gRPC in, status stream and resul
   for (const phase of pipeline?.openLoop ?? []) expect(phase.failed).toBe(0);
   const roles = pipeline?.processes?.filter((p) => p.kind === "system").map((p) => p.role) ?? [];
   expect(roles.sort()).toEqual(
-    ["audit", "deadletter", "enricher", "gateway", "ingest", "notifier", "result-store", "scheduler", "worker"].sort(),
+    [
+      "combined(notifier+audit+deadletter)",
+      "enricher",
+      "gateway",
+      "ingest",
+      "result-store",
+      "scheduler",
+      "worker",
+    ].sort(),
   );
+  expect(result.options.combine).toEqual(["notifier", "audit", "deadletter"]);
   for (const p of pipeline?.processes ?? []) expect(p.peakRssMb).toBeGreaterThan(0);
 });

@@ -1,12 +1,15 @@
 /** Command-line flags of `pnpm bench`. A bad flag stops with a message naming it. */
 import { ALL_SYSTEMS, type SystemName } from "./run.js";
 import { SIZES, type SizeName } from "./sizes.js";
+import { combineProblem } from "./systems/pipeline.js";
 
 export interface CliOptions {
   size: SizeName;
   only: SystemName[];
   workers: number;
   gateways: number;
+  /** --combine a,b,...: services run together in one services/combined process. */
+  combine: string[];
   scaling: boolean;
   out: string;
   help: boolean;
@@ -21,6 +24,8 @@ export const USAGE = `Usage: pnpm bench [-- flags]
   --only raw,bullmq,pipeline  systems to measure (default all)
   --workers N                 worker replicas in the pipeline (default 1)
   --gateways N                gateway replicas in the pipeline (default 1)
+  --combine a,b,...           run these pipeline services in one process (services/combined), e.g.
+                              scheduler,result-store,notifier,audit,deadletter; the others one process each
   --scaling                   also measure the pipeline with workers 1/2/4 and gateways 1/2
   --soak SECONDS              instead: soak the pipeline for SECONDS at 50% of its measured peak, sampling VmRSS
                               per process and throughput/latency every 15 s (--size sets the warm-up and peak phase)
@@ -48,6 +53,7 @@ export function parseArgs(argv: readonly string[], defaultOut: string): CliOptio
     only: [...ALL_SYSTEMS],
     workers: 1,
     gateways: 1,
+    combine: [],
     scaling: false,
     out: defaultOut,
     help: false,
@@ -83,6 +89,9 @@ export function parseArgs(argv: readonly string[], defaultOut: string): CliOptio
       case "--gateways":
         options.gateways = positiveInt("--gateways", value());
         break;
+      case "--combine":
+        options.combine = (value() ?? "").split(",").map((name) => name.trim());
+        break;
       case "--scaling":
         options.scaling = true;
         break;
@@ -103,6 +112,10 @@ export function parseArgs(argv: readonly string[], defaultOut: string): CliOptio
         throw new Error(`unknown flag ${flag}\n${USAGE}`);
     }
   }
+  const combineError = combineProblem(options);
+  if (combineError) throw new Error(combineError);
+  if (options.combine.length > 0 && options.scaling)
+    throw new Error("--combine and --scaling cannot be used together (scaling varies the replicas)");
   if (options.soakRate !== undefined && options.soak === undefined)
     throw new Error("--soak-rate only applies with --soak SECONDS");
   if (options.soak !== undefined) {

@@ -18,6 +18,8 @@ export function renderReport(result: BenchResult): string {
   out.push(
     `Benchmark (${result.size}) on ${result.machine.cpus} cores, ${result.machine.cpuModel}, Node ${result.machine.node}`,
   );
+  const { workers, gateways, combine = [] } = result.options;
+  if (result.options.only.includes("pipeline")) out.push(`Pipeline layout: ${layoutOf(workers, gateways, combine)}`);
   out.push(
     result.reference
       ? `Open-loop rates are fractions of the ${result.reference.source}: ${fixed(result.reference.tasksPerSec, 0)} tasks/s`
@@ -128,13 +130,21 @@ export function renderReport(result: BenchResult): string {
 const signed = (value: number | null | undefined, digits = 1) =>
   value === null || value === undefined ? "—" : `${value >= 0 ? "+" : ""}${value.toFixed(digits)}`;
 
+/** "1 worker, 1 gateway, one process per service" or "..., scheduler+audit in one process (services/combined)". */
+export function layoutOf(workers: number, gateways: number, combine: readonly string[]): string {
+  const replicas = `${workers} worker${workers === 1 ? "" : "s"}, ${gateways} gateway${gateways === 1 ? "" : "s"}`;
+  return combine.length > 0
+    ? `${replicas}, ${combine.join("+")} in one process (services/combined), the others one process each`
+    : `${replicas}, one process per service`;
+}
+
 export function renderSoak(result: SoakResult): string {
   const out: string[] = [];
-  const { workers, gateways } = result.config;
+  const { workers, gateways, combine = [] } = result.config;
   if (result.skipped) return `Soak (pipeline) SKIPPED: ${result.skipped}`;
   const rate = result.rate;
   out.push(
-    `Soak (pipeline, ${workers} worker(s), ${gateways} gateway(s)) on ${result.machine.cpus} cores, ` +
+    `Soak (pipeline: ${layoutOf(workers, gateways, combine)}) on ${result.machine.cpus} cores, ` +
       `${result.machine.cpuModel}, Node ${result.machine.node}; load average ${result.machine.loadAvgAtStart
         .map((l) => l.toFixed(1))
         .join(" ")} at start, ${result.machine.loadAvgAtEnd.map((l) => l.toFixed(1)).join(" ")} at end`,

@@ -12,7 +12,7 @@ import { OPEN_LOOP_FRACTIONS, openLoopTasks, type SizeProfile } from "./sizes.js
 import { cpuPerThousand, type LatencySummary, ratio, summarize } from "./stats.js";
 import type { SystemUnderTest } from "./system.js";
 import { startBullmq } from "./systems/bullmq.js";
-import { missingServiceBuilds, startPipeline } from "./systems/pipeline.js";
+import { missingServiceBuilds, type PipelineConfig, startPipeline } from "./systems/pipeline.js";
 import { startRawChain } from "./systems/raw.js";
 
 export type SystemName = "raw" | "bullmq" | "pipeline";
@@ -24,6 +24,8 @@ export interface BenchOptions {
   only: readonly SystemName[];
   workers: number;
   gateways: number;
+  /** Services sharing one services/combined process (--combine). */
+  combine?: readonly string[];
   scaling: boolean;
   taskTimeoutMs: number;
   log: (line: string) => void;
@@ -57,7 +59,7 @@ export interface ProcessFigures {
 
 export interface SystemResult {
   system: SystemName;
-  config?: { workers: number; gateways: number };
+  config?: PipelineConfig;
   skipped?: string;
   saturation?: PhaseResult & { inFlight: number };
   openLoop?: OpenLoopResult[];
@@ -80,7 +82,7 @@ export interface BenchResult {
   machine: { cpus: number; cpuModel: string; node: string; platform: string; loadAvgAtStart: number[] };
   size: string;
   profile: SizeProfile;
-  options: { only: readonly SystemName[]; workers: number; gateways: number };
+  options: { only: readonly SystemName[] } & PipelineConfig;
   reference: { source: string; tasksPerSec: number } | null;
   systems: SystemResult[];
   ratios: Ratios;
@@ -120,7 +122,7 @@ export async function startSystem(
   name: SystemName,
   infra: Infra,
   options: Pick<BenchOptions, "taskTimeoutMs">,
-  config: { workers: number; gateways: number },
+  config: PipelineConfig,
 ): Promise<SystemUnderTest> {
   const timeouts = { taskTimeoutMs: options.taskTimeoutMs };
   if (name === "raw") return startRawChain(infra.nats!, timeouts);
@@ -170,7 +172,7 @@ export async function warmUpAndSaturate(
 async function measureSystem(
   name: SystemName,
   options: BenchOptions,
-  config: { workers: number; gateways: number },
+  config: PipelineConfig,
   reference: number | null,
   fractions: readonly number[] = OPEN_LOOP_FRACTIONS,
 ): Promise<SystemResult> {
@@ -244,8 +246,8 @@ function ratioSet(ours: SystemResult | undefined, theirs: SystemResult | undefin
   };
 }
 
-export function pipelineSkipReason(): string | undefined {
-  const missing = missingServiceBuilds();
+export function pipelineSkipReason(combine: readonly string[] = []): string | undefined {
+  const missing = missingServiceBuilds(combine);
   if (missing.length === 0) return undefined;
   return `services/{${missing.join(",")}}/dist/index.js missing: run \`pnpm build\` (a service that does not build yet cannot be measured)`;
 }
@@ -291,9 +293,9 @@ export async function runBench(options: BenchOptions): Promise<BenchResult> {
   const loadAvgAtStart = loadavg();
   const systems: SystemResult[] = [];
   let reference: BenchResult["reference"] = null;
-  const config = { workers: options.workers, gateways: options.gateways };
+  const config = { workers: options.workers, gateways: options.gateways, combine: options.combine ?? [] };
   for (const name of ALL_SYSTEMS.filter((s) => options.only.includes(s))) {
-    const skipped = name === "pipeline" ? pipelineSkipReason() : undefined;
+    const skipped = name === "pipeline" ? pipelineSkipReason(config.combine) : undefined;
     if (skipped) {
       options.log(`pipeline: SKIPPED: ${skipped}`);
       systems.push({ system: name, skipped });
@@ -319,7 +321,7 @@ export async function runBench(options: BenchOptions): Promise<BenchResult> {
     machine: machineInfo(loadAvgAtStart),
     size: options.sizeName,
     profile: options.size,
-    options: { only: options.only, workers: options.workers, gateways: options.gateways },
+    options: { only: options.only, ...config },
     reference,
     systems,
     ratios: {

@@ -26,6 +26,7 @@ import {
 } from "./run.js";
 import { type RssGrowth, rssGrowth, SLOPE_SKIP_SEC, SoakWindow, sampleTimes, type WindowStats } from "./soak-stats.js";
 import type { SystemUnderTest } from "./system.js";
+import type { PipelineConfig } from "./systems/pipeline.js";
 
 /** The soak's rate as a fraction of the measured peak (the "50 % load"). */
 export const SOAK_FRACTION = 0.5;
@@ -53,7 +54,7 @@ export interface SoakResult {
   finishedAt: string;
   machine: BenchResult["machine"] & { loadAvgAtEnd: number[] };
   size: string;
-  config: { workers: number; gateways: number };
+  config: PipelineConfig;
   durationSec: number;
   sampleEverySec: number;
   slopeSkipSec: number;
@@ -132,7 +133,7 @@ async function soakOpenLoop(
 export async function runSoak(options: SoakOptions): Promise<SoakResult> {
   const startedAt = new Date().toISOString();
   const loadAvgAtStart = loadavg();
-  const config = { workers: options.workers, gateways: options.gateways };
+  const config = { workers: options.workers, gateways: options.gateways, combine: options.combine ?? [] };
   const everySec = options.sampleEverySec ?? SOAK_SAMPLE_EVERY_SEC;
   const { log } = options;
   const base = {
@@ -146,7 +147,7 @@ export async function runSoak(options: SoakOptions): Promise<SoakResult> {
   };
   const finish = () => ({ finishedAt: new Date().toISOString(), loadAvgAtEnd: loadavg() });
 
-  const skipped = pipelineSkipReason();
+  const skipped = pipelineSkipReason(config.combine);
   if (skipped) {
     const { finishedAt, loadAvgAtEnd } = finish();
     return {

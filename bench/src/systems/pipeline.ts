@@ -8,7 +8,15 @@ import { existsSync } from "node:fs";
 import { Agent, get as httpGet } from "node:http";
 import { join } from "node:path";
 import { createTaskClient, Priority, type TaskClient, TaskState } from "@tm/proto";
-import { type NatsServer, REPO_ROOT, type RedisServer, type SpawnedService, spawnService } from "@tm/testkit";
+import {
+  type NatsServer,
+  REPO_ROOT,
+  type RedisServer,
+  type SpawnedCombined,
+  type SpawnedService,
+  spawnCombined,
+  spawnService,
+} from "@tm/testkit";
 import { within } from "../load.js";
 import type { WatchedProcess } from "../proc.js";
 import type { SystemUnderTest } from "../system.js";
@@ -26,14 +34,36 @@ export const PIPELINE_SERVICES = [
 ] as const;
 
 /** The services whose build output is missing (the pipeline phase is skipped, with their names, when any is). */
-export function missingServiceBuilds(): string[] {
-  return PIPELINE_SERVICES.filter((name) => !existsSync(join(REPO_ROOT, "services", name, "dist", "index.js")));
+export function missingServiceBuilds(combine: readonly string[] = []): string[] {
+  return [...PIPELINE_SERVICES, ...(combine.length > 0 ? ["combined"] : [])].filter(
+    (name) => !existsSync(join(REPO_ROOT, "services", name, "dist", "index.js")),
+  );
 }
 
-export interface PipelineOptions {
+/** How the pipeline is laid out: replicas, and which services share one process (services/combined). */
+export interface PipelineConfig {
   workers: number;
   gateways: number;
+  /** Services run together in one services/combined process instead of one process each (empty: none). */
+  combine?: readonly string[];
+}
+
+export interface PipelineOptions extends PipelineConfig {
   taskTimeoutMs: number;
+}
+
+/** What --combine may name: any service, but not one that runs as several replicas. */
+export function combineProblem(config: PipelineConfig): string | undefined {
+  const combine = config.combine ?? [];
+  if (combine.length === 0) return undefined;
+  if (combine.length < 2) return "--combine needs at least two services";
+  const unknown = combine.filter((name) => !(PIPELINE_SERVICES as readonly string[]).includes(name));
+  if (unknown.length > 0)
+    return `--combine: unknown service ${unknown.join(", ")} (known: ${PIPELINE_SERVICES.join(", ")})`;
+  if (new Set(combine).size !== combine.length) return "--combine names a service twice";
+  if (combine.includes("worker") && config.workers > 1) return "--combine cannot include worker with --workers > 1";
+  if (combine.includes("gateway") && config.gateways > 1) return "--combine cannot include gateway with --gateways > 1";
+  return undefined;
 }
 
 const ECHO_PAYLOAD = { text: "benchmark payload ".repeat(6).trim() };
@@ -45,26 +75,39 @@ export async function startPipeline(
 ): Promise<SystemUnderTest> {
   const base = { NATS_URL: nats.url, REDIS_URL: redis.url };
   const services: SpawnedService[] = [];
+  const combine = options.combine ?? [];
+  let combined: SpawnedCombined | undefined;
   const spawn = async (name: string, env: NodeJS.ProcessEnv = {}) => {
     const service = await spawnService(name, { ...base, ...env });
     services.push(service);
     return service;
   };
+  // The main ports of a service, whether it runs alone or in the combined process.
+  const portOf = (name: string, alone?: SpawnedService) => alone?.port ?? (combined?.services[name]?.port as number);
   try {
-    // The first service to start creates the streams; start one alone so two do not race to create them.
-    const enricher = await spawn("enricher");
-    const gateways = [await spawn("gateway")];
-    const resultStore = await spawn("result-store");
+    const alone = (name: string) => !combine.includes(name);
+    // The enricher uses no NATS: it goes first, so ingest (alone or combined) can be told its port.
+    const enricher = alone("enricher") ? await spawn("enricher") : undefined;
+    // The first process to start creates the streams; start one alone so two do not race to create them.
+    if (combine.length > 0) {
+      // A combined ingest calls the enricher alone, or (spawnCombined's default) the one of its own process.
+      const env = enricher ? { ...base, INGEST__ENRICHER_URL: `http://127.0.0.1:${enricher.port}` } : base;
+      combined = await spawnCombined(combine, env);
+    }
+    const enricherUrl = () => `http://127.0.0.1:${portOf("enricher", enricher)}`;
+    const gateways: SpawnedService[] = alone("gateway") ? [await spawn("gateway")] : [];
+    const resultStore = alone("result-store") ? await spawn("result-store") : undefined;
     await Promise.all([
-      ...Array.from({ length: options.gateways - 1 }, () => spawn("gateway").then((g) => gateways.push(g))),
-      ...Array.from({ length: options.workers }, () => spawn("worker")),
-      spawn("ingest", { ENRICHER_URL: `http://127.0.0.1:${enricher.port}` }),
-      spawn("scheduler"),
-      spawn("notifier"),
-      spawn("audit"),
-      spawn("deadletter"),
+      ...Array.from({ length: alone("gateway") ? options.gateways - 1 : 0 }, () =>
+        spawn("gateway").then((g) => gateways.push(g)),
+      ),
+      ...Array.from({ length: alone("worker") ? options.workers : 0 }, () => spawn("worker")),
+      ...(alone("ingest") ? [spawn("ingest", { ENRICHER_URL: enricherUrl() })] : []),
+      ...["scheduler", "notifier", "audit", "deadletter"].filter(alone).map((name) => spawn(name)),
     ]);
-    const clients: TaskClient[] = gateways.map((g) => createTaskClient({ baseUrl: `http://127.0.0.1:${g.port}` }));
+    const gatewayPorts = alone("gateway") ? gateways.map((g) => g.port) : [portOf("gateway")];
+    const resultStorePort = portOf("result-store", resultStore);
+    const clients: TaskClient[] = gatewayPorts.map((port) => createTaskClient({ baseUrl: `http://127.0.0.1:${port}` }));
     let next = 0;
 
     // node:http over keep-alive connections, not the global fetch: on Node 20 fetch cost the driver about 1 ms of CPU
@@ -72,7 +115,7 @@ export async function startPipeline(
     const agent = new Agent({ keepAlive: true, maxSockets: 64 });
     const getStatus = (path: string) =>
       new Promise<number>((resolve, reject) => {
-        httpGet({ host: "127.0.0.1", port: resultStore.port, path, agent }, (response) => {
+        httpGet({ host: "127.0.0.1", port: resultStorePort, path, agent }, (response) => {
           response.resume(); // the body is not needed, only that it can be read
           response.on("end", () => resolve(response.statusCode ?? 0));
           response.on("error", reject);
@@ -117,17 +160,20 @@ export async function startPipeline(
             counts.set(s.name, n);
             return { role: n > 1 ? `${s.name}#${n}` : s.name, kind: "system" as const, pid: s.process.pid ?? 0 };
           }),
+          ...(combined
+            ? [{ role: `combined(${combine.join("+")})`, kind: "system" as const, pid: combined.process.pid ?? 0 }]
+            : []),
           { role: "nats-server", kind: "infra", pid: nats.process.pid ?? 0 },
           { role: "redis-server", kind: "infra", pid: redis.process.pid ?? 0 },
         ];
       },
       async stop() {
         agent.destroy();
-        await Promise.all(services.map((s) => s.process.stop(20_000)));
+        await Promise.all([...services.map((s) => s.process.stop(20_000)), combined?.process.stop(20_000)]);
       },
     };
   } catch (error) {
-    await Promise.all(services.map((s) => s.process.kill()));
+    await Promise.all([...services.map((s) => s.process.kill()), combined?.process.kill()]);
     throw error;
   }
 }

@@ -248,6 +248,57 @@ export function runService<S extends z.ZodRawShape, Started>(definition: Service
   );
 }
 
+/** Any service definition, whatever its own config and start() result (for runners of several services). */
+// biome-ignore lint/suspicious/noExplicitAny: a definition's config shape only matters inside its own start()
+export type AnyServiceDefinition = ServiceDefinition<any, any>;
+
+/**
+ * Several services in one process (services/combined): each is started as runService would start it, one after
+ * another (the first creates the streams), with its own environment, connections, consumers and ops server. On
+ * SIGTERM/SIGINT all of them stop at once (each its own ordered shutdown), then telemetry is flushed and the process
+ * exits 0. A service that fails to start stops those already started and exits 78 (configuration) or 1.
+ */
+export function runServices(
+  processName: string,
+  services: ReadonlyArray<{ definition: AnyServiceDefinition; env: NodeJS.ProcessEnv }>,
+): void {
+  const started: Array<StartedService<unknown>> = [];
+  const startAll = async () => {
+    for (const { definition, env } of services) {
+      try {
+        started.push(await startService(definition, env));
+      } catch (error) {
+        // Name the service: several share this process's stderr.
+        if (error instanceof ConfigError) throw new ConfigError(`${definition.name}: ${error.message}`);
+        throw new Error(`${definition.name}: ${(error as Error).message ?? error}`);
+      }
+    }
+  };
+  startAll().then(
+    () => {
+      const first = started[0]?.runtime;
+      if (!first) return;
+      const log = first.log.child({ service: processName, services: started.map((s) => s.runtime.name) });
+      const whole = new Shutdown(log);
+      whole.add("services", () => Promise.all(started.map((s) => s.stop())));
+      whole.add("telemetry", () => telemetry(processName).shutdown());
+      const longest = Math.max(...started.map((s) => s.runtime.config.SHUTDOWN_TIMEOUT_MS));
+      whole.installSignalHandlers(longest + 15_000);
+      process.on("unhandledRejection", (error) => log.error({ err: error }, "unhandled rejection"));
+      log.info(`${processName} started ${started.length} services`);
+    },
+    async (error: unknown) => {
+      await Promise.all(started.map((s) => s.stop()));
+      if (error instanceof ConfigError) {
+        process.stderr.write(`${processName}: ${error.message}\n`);
+        process.exit(78); // EX_CONFIG
+      }
+      process.stderr.write(`${processName}: failed to start: ${(error as Error).message ?? error}\n`);
+      process.exit(1);
+    },
+  );
+}
+
 /** Declares a service with its config typed from its own variables (`rt.config.MY_VAR` is checked). */
 export function defineService<S extends z.ZodRawShape, Started>(
   definition: ServiceDefinition<S, Started>,

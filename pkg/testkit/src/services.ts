@@ -81,27 +81,9 @@ async function spawnOnce(name: string, env: NodeJS.ProcessEnv, options: { echo?:
     env: fullEnv,
     // Generous: nine services starting at once on two busy cores can take well over 20 s to listen. A service that
     // exits meanwhile fails the wait at once, with its last lines.
-    async ready(timeoutMs = 60_000) {
-      const deadline = Date.now() + timeoutMs;
-      let lastError: unknown;
-      for (;;) {
-        if (!child.running) throw new Error(`${name} exited (code ${child.child?.exitCode}):\n${child.tail()}`);
-        try {
-          const response = await fetch(`http://127.0.0.1:${opsPort}/readyz`);
-          await response.arrayBuffer();
-          if (response.status === 200) return;
-          lastError = new Error(`/readyz answered ${response.status}`);
-        } catch (error) {
-          lastError = error;
-        }
-        if (Date.now() > deadline) {
-          throw new Error(
-            `timed out after ${timeoutMs} ms waiting for ${name} /readyz (last error: ${(lastError as Error)?.message})`,
-          );
-        }
-        await new Promise((resolve) => setTimeout(resolve, 50));
-      }
-    },
+    // Generous: nine services starting at once on two busy cores can take well over 20 s to listen. A service that
+    // exits meanwhile fails the wait at once, with its last lines.
+    ready: (timeoutMs = 60_000) => waitReady(name, child, opsPort, timeoutMs),
     async restart() {
       await child.stop();
       child.start();
@@ -110,6 +92,100 @@ async function spawnOnce(name: string, env: NodeJS.ProcessEnv, options: { echo?:
   };
   child.start();
   return service;
+}
+
+export interface SpawnedCombined {
+  process: ManagedProcess;
+  env: NodeJS.ProcessEnv;
+  /** Per service in the process: where its ops routes answer and its main port (as SpawnedService has them). */
+  services: Record<string, { opsPort: number; port: number }>;
+  /** Resolves when every service's /readyz answers 200. */
+  ready(timeoutMs?: number): Promise<void>;
+}
+
+/**
+ * Runs services/combined (several services in one process, TM_SERVICES) on free ports: each service's ports are
+ * given as its own overrides (`NOTIFIER__OPS_PORT`, `RESULT_STORE__PORT`, `GATEWAY__GRPC_PORT`, ...). Resolves once
+ * every one of them is ready.
+ */
+export async function spawnCombined(
+  names: readonly string[],
+  env: NodeJS.ProcessEnv,
+  options: { echo?: boolean } = {},
+): Promise<SpawnedCombined> {
+  const cwd = join(REPO_ROOT, "services", "combined");
+  if (!existsSync(join(cwd, "dist", "index.js")))
+    throw new Error(`${cwd}/dist/index.js does not exist: run \`pnpm build\``);
+  const fullEnv: NodeJS.ProcessEnv = {
+    ...process.env,
+    LOG_LEVEL: "warn",
+    OTEL_SERVICE_NAME: "combined",
+    ...env,
+    TM_SERVICES: names.join(","),
+  };
+  const services: SpawnedCombined["services"] = {};
+  for (const name of names) {
+    const prefix = `${name.toUpperCase().replaceAll("-", "_")}__`;
+    const opsPort = await freePort();
+    let port = opsPort;
+    fullEnv[`${prefix}${API_PORT_SERVICES.has(name) ? "PORT" : "OPS_PORT"}`] = String(opsPort);
+    if (name === "gateway") {
+      port = await freePort();
+      fullEnv[`${prefix}GRPC_PORT`] = String(port);
+      fullEnv[`${prefix}GATEWAY_WEB_PORT`] = "0";
+    }
+    services[name] = { opsPort, port };
+  }
+  // Ingest and the enricher together: ingest calls the enricher of its own process unless told otherwise.
+  const enricherPort = services.enricher?.port;
+  if (services.ingest && enricherPort && !fullEnv.INGEST__ENRICHER_URL && !fullEnv.ENRICHER_URL) {
+    fullEnv.INGEST__ENRICHER_URL = `http://127.0.0.1:${enricherPort}`;
+  }
+  const child = new ManagedProcess({
+    name: "combined",
+    command: process.execPath,
+    args: [...nodeArgsFromEnv(), ...startArgsOf(cwd)],
+    cwd,
+    env: fullEnv,
+    echo: options.echo ?? !!process.env.TM_TEST_ECHO,
+    keepLines: 500,
+  });
+  child.start();
+  const spawned: SpawnedCombined = {
+    process: child,
+    env: fullEnv,
+    services,
+    async ready(timeoutMs = 60_000) {
+      await Promise.all(
+        Object.entries(services).map(([name, { opsPort }]) => waitReady(name, child, opsPort, timeoutMs)),
+      );
+    },
+  };
+  await spawned.ready();
+  return spawned;
+}
+
+/** Polls /readyz until 200; fails at once, with its last lines, if the process exited meanwhile. */
+async function waitReady(name: string, child: ManagedProcess, opsPort: number, timeoutMs: number): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  let lastError: unknown;
+  for (;;) {
+    if (!child.running) throw new Error(`${name} exited (code ${child.child?.exitCode}):\n${child.tail()}`);
+    try {
+      const response = await fetch(`http://127.0.0.1:${opsPort}/readyz`);
+      await response.arrayBuffer();
+      if (response.status === 200) return;
+      lastError = new Error(`/readyz answered ${response.status}`);
+    } catch (error) {
+      lastError = error;
+    }
+    if (Date.now() > deadline) {
+      throw new Error(
+        `timed out after ${timeoutMs} ms waiting for ${name} /readyz (last error: ${(lastError as Error)?.message})`,
+      );
+    }
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
 }
 
 function nodeArgsFromEnv(): string[] {

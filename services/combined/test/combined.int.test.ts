@@ -1,0 +1,119 @@
+/**
+ * services/combined as deployed (its built dist, started by its package.json start script): scheduler,
+ * result-store, notifier, audit and deadletter in one process beside gateway, ingest, enricher and worker processes.
+ * A task goes through to SUCCEEDED with its result served by the combined process's result-store and its history
+ * written by its audit; SIGTERM stops every service of the process and it exits 0; a bad selection exits 78 naming
+ * the problem. Needs `pnpm build` first.
+ */
+import { spawn } from "node:child_process";
+import { join } from "node:path";
+import { createTaskClient, Priority, TaskState } from "@tm/proto";
+import {
+  REPO_ROOT,
+  type SpawnedCombined,
+  type SpawnedService,
+  spawnCombined,
+  spawnService,
+  useInfra,
+} from "@tm/testkit";
+import { Redis } from "ioredis";
+import { afterAll, beforeAll, expect, test } from "vitest";
+
+const COMBINED = ["scheduler", "result-store", "notifier", "audit", "deadletter"];
+const infra = useInfra();
+const separate: SpawnedService[] = [];
+let combined: SpawnedCombined;
+let gateway: SpawnedService;
+
+beforeAll(async () => {
+  const base = { NATS_URL: infra.nats.url, REDIS_URL: infra.redis.url };
+  // The combined process first: its scheduler creates the streams before the others race to.
+  combined = await spawnCombined(COMBINED, base);
+  const enricher = await spawnService("enricher", base);
+  separate.push(enricher);
+  const others = await Promise.all([
+    spawnService("gateway", base),
+    spawnService("ingest", { ...base, ENRICHER_URL: `http://127.0.0.1:${enricher.port}` }),
+    spawnService("worker", base),
+  ]);
+  separate.push(...others);
+  gateway = others[0];
+});
+
+afterAll(async () => {
+  await Promise.all([...separate.map((s) => s.process.stop()), combined?.process.stop()]);
+});
+
+test("a task goes through with five of the stages sharing one process", async () => {
+  const client = createTaskClient({ baseUrl: `http://127.0.0.1:${gateway.port}` });
+  const { taskId } = await client.submitTask({ type: "echo", payload: { hello: "combined" }, priority: Priority.HIGH });
+  const states: string[] = [];
+  for await (const update of client.streamTaskStatus({ taskId }, { signal: AbortSignal.timeout(30_000) })) {
+    states.push(TaskState[update.status?.state ?? 0] ?? "?");
+  }
+  expect(states.at(-1)).toBe("SUCCEEDED");
+
+  // Served by the combined process's result-store (the notifier shows SUCCEEDED only once the result is stored).
+  const resultPort = combined.services["result-store"]?.port;
+  const response = await fetch(`http://127.0.0.1:${resultPort}/results/${taskId}`);
+  expect(response.status).toBe(200);
+  expect(await response.json()).toMatchObject({ taskId, type: "echo", output: { hello: "combined" }, attempts: 1 });
+
+  // Written by the combined process's audit, which appends the result-store's event last or nearly so.
+  const redis = new Redis(infra.redis.url);
+  try {
+    const deadline = Date.now() + 10_000;
+    let actions: string[] = [];
+    while (Date.now() < deadline) {
+      actions = (await redis.lrange(`task_history:${taskId}`, 0, -1)).map((entry) => JSON.parse(entry).action);
+      if (actions.includes("result_stored")) break;
+      await new Promise((resolve) => setTimeout(resolve, 50));
+    }
+    expect(actions).toEqual(
+      expect.arrayContaining(["submitted", "ingested", "scheduled", "succeeded", "result_stored"]),
+    );
+  } finally {
+    redis.disconnect();
+  }
+
+  // Every service of the process answers its own ops routes, on its own port.
+  for (const [name, { opsPort }] of Object.entries(combined.services)) {
+    const metrics = await fetch(`http://127.0.0.1:${opsPort}/metrics`);
+    expect(metrics.status, name).toBe(200);
+  }
+});
+
+test("a bad selection or a shared port stops the process with exit code 78 and names the problem", async () => {
+  const run = (env: NodeJS.ProcessEnv) =>
+    new Promise<{ code: number | null; stderr: string }>((resolve) => {
+      const child = spawn(process.execPath, ["dist/index.js"], {
+        cwd: join(REPO_ROOT, "services", "combined"),
+        env: { ...process.env, NATS_URL: infra.nats.url, REDIS_URL: infra.redis.url, ...env },
+      });
+      let stderr = "";
+      child.stderr.on("data", (chunk) => (stderr += chunk));
+      child.on("close", (code) => resolve({ code, stderr }));
+    });
+  const unknown = await run({ TM_SERVICES: "scheduler,billing" });
+  expect(unknown.code).toBe(78);
+  expect(unknown.stderr).toContain('combined: TM_SERVICES: unknown service "billing"');
+
+  const sharedPort = await run({ TM_SERVICES: "scheduler,audit", OPS_PORT: "18999" });
+  expect(sharedPort.code).toBe(78);
+  expect(sharedPort.stderr).toContain("OPS_PORT would give 2 services one port: set it per service instead");
+
+  // A bad value of one service's own variable names that service.
+  const badValue = await run({ TM_SERVICES: "audit", AUDIT__AUDIT_CONCURRENCY: "lots" });
+  expect(badValue.code).toBe(78);
+  expect(badValue.stderr).toMatch(/combined: audit: .*AUDIT_CONCURRENCY/s);
+});
+
+test("SIGTERM stops every service of the process and it exits 0", async () => {
+  const { process: child } = combined;
+  const exited = new Promise<number | null>((resolve) => child.child?.once("exit", (code) => resolve(code)));
+  child.child?.kill("SIGTERM");
+  expect(await exited).toBe(0);
+  for (const [name, { opsPort }] of Object.entries(combined.services)) {
+    await expect(fetch(`http://127.0.0.1:${opsPort}/healthz`), name).rejects.toThrow();
+  }
+});
