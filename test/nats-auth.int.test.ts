@@ -104,9 +104,14 @@ describe("the rendered configuration", () => {
   });
 
   test("every server service that talks to NATS has a user", async () => {
-    const { readdirSync } = await import("node:fs");
+    const { existsSync, readdirSync } = await import("node:fs");
+    // Services are the directories with a src/service.ts (not the client CLI, nor services/combined, which runs them
+    // under their own users: NOTIFIER__NATS_USER, ...).
     const withNats = readdirSync("services").filter(
-      (name) => name !== "client" && !/nats:\s*false/.test(readFileSync(`services/${name}/src/service.ts`, "utf8")),
+      (name) =>
+        name !== "client" &&
+        existsSync(`services/${name}/src/service.ts`) &&
+        !/nats:\s*false/.test(readFileSync(`services/${name}/src/service.ts`, "utf8")),
     );
     expect(users.sort()).toEqual(withNats.sort());
   });
