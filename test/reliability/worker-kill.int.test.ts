@@ -2,23 +2,27 @@
  * Fault: the worker running a task is killed with SIGKILL (no shutdown, no nak). Its message stays unacked, the
  * heartbeats stop, and after AckWait JetStream redelivers it to the other worker, which runs it again; the result
  * is stored once and the status stream ends SUCCEEDED with strictly increasing versions.
+ * Both workers are up before the task is submitted, and the one that took it (tm_worker_in_flight on its /metrics)
+ * is killed: the task only has to outlast the kill, not a process start, so it can be short.
  */
 import { Subjects } from "@tm/flow";
 import { TaskState } from "@tm/proto";
 import { readResult } from "@tm/store";
-import { waitFor } from "@tm/testkit";
+import { type SpawnedService, waitFor } from "@tm/testkit";
 import type { NatsConnection } from "nats";
 import { afterAll, beforeAll, expect, test } from "vitest";
 import { collectStream, type Pipeline, startPipeline, stateNames } from "../support/pipeline.js";
 import { actionsOf, connectTo, waitDrained } from "../support/reliability.js";
 
 const ACK_WAIT_MS = 2_000;
-const TASK_MS = 12_000;
+const TASK_MS = 5_000;
 let pipeline: Pipeline;
 let nc: NatsConnection;
 
 beforeAll(async () => {
   pipeline = await startPipeline({ env: { FLOW_ACK_WAIT_MS: String(ACK_WAIT_MS) } });
+  // A second worker, ready before the task is submitted, so the measured delay is the redelivery and not a start.
+  await pipeline.spawn("worker", {}, "worker-2");
   nc = await connectTo(pipeline.nats.url);
 }, 90_000);
 afterAll(async () => {
@@ -26,26 +30,39 @@ afterAll(async () => {
   await pipeline?.dispose();
 });
 
+/** The worker's tm_worker_in_flight gauge (tasks running in it), read from its /metrics. */
+async function inFlight(worker: SpawnedService): Promise<number> {
+  const metrics = await (await fetch(`http://127.0.0.1:${worker.opsPort}/metrics`)).text();
+  const line = metrics.split("\n").find((l) => l.startsWith("tm_worker_in_flight"));
+  if (!line) throw new Error(`no tm_worker_in_flight on ${worker.process.options.name}'s /metrics`);
+  return Number(line.slice(line.lastIndexOf(" ") + 1));
+}
+
 test("a task whose worker is SIGKILLed while RUNNING is redelivered after AckWait and stored once", async () => {
-  // Long enough that the task is still running when the second worker (started below, slow on a busy machine) is up.
+  // Long enough that the task is still running when the worker that took it is found and killed.
   const { taskId } = await pipeline.client.submitTask({ type: "sleep", payload: { ms: TASK_MS } });
   const stream = collectStream(pipeline.client, taskId, 50_000);
+  let finished = false;
+  void stream.then(() => {
+    finished = true;
+  });
   await waitFor(
     "RUNNING",
     async () => (await pipeline.client.getTask({ taskId })).task?.status?.state === TaskState.RUNNING,
     { timeoutMs: 20_000 },
   );
-  // A second worker, ready before the crash, so the measured delay is the redelivery and not a process start.
-  await pipeline.spawn("worker", {}, "worker-2");
-  let finished = false;
-  void stream.then(() => {
-    finished = true;
+  const workers = [pipeline.services.get("worker")!, pipeline.services.get("worker-2")!];
+  let counts: number[] = [];
+  await waitFor("the worker running the task", async () => {
+    counts = await Promise.all(workers.map(inFlight));
+    return counts.includes(1);
   });
-  await pipeline.services.get("worker")!.process.kill();
+  expect([...counts].sort(), "one worker runs the task, the other nothing").toEqual([0, 1]);
+  await workers[counts.indexOf(1)]!.process.kill();
   const killedAt = Date.now();
   expect(finished, "the task must still be running when its worker is killed").toBe(false);
 
-  // The only way to SUCCEEDED now is a redelivery to worker-2 after AckWait, and a full rerun of the sleep.
+  // The only way to SUCCEEDED now is a redelivery to the other worker after AckWait, and a full rerun of the sleep.
   const updates = await stream;
   const redeliveredAndRunMs = Date.now() - killedAt;
   console.log(`[reliability] worker SIGKILL → SUCCEEDED on the other worker: ${redeliveredAndRunMs} ms`);
