@@ -7,6 +7,8 @@
  *  - HTTP: random bodies, content types and paths to the enricher, random ids to GET /results/:id. Never a 5xx;
  *    every 4xx is JSON naming the problem.
  * FUZZ_RUNS scales the number of cases (default 1000 per property: 2000 gRPC and 2000 HTTP cases in all).
+ * The properties are independent (each keeps its own list of failures) and run concurrently: a case waits on a
+ * server most of its time, and each property keeps one server busy.
  */
 import type { JsonObject, JsonValue } from "@bufbuild/protobuf";
 import { Code, ConnectError } from "@connectrpc/connect";
@@ -20,7 +22,7 @@ import {
   startRedis,
 } from "@tm/testkit";
 import fc from "fast-check";
-import { afterAll, beforeAll, beforeEach, describe, expect, test } from "vitest";
+import { afterAll, beforeAll, describe, test } from "vitest";
 
 const RUNS = Number(process.env.FUZZ_RUNS ?? 1000);
 const ALLOWED = new Set([Code.InvalidArgument, Code.NotFound, Code.FailedPrecondition, Code.ResourceExhausted]);
@@ -90,33 +92,31 @@ async function codeOf(call: () => Promise<unknown>): Promise<Code | "OK"> {
   }
 }
 
-/** Readable (truncated) descriptions of the cases that broke a property; fast-check's own report would print
- *  300 KB counterexamples in full. */
-const failures: string[] = [];
+/** Each property collects readable (truncated) descriptions of the cases that broke it in its own `failures`;
+ *  fast-check's own report would print 300 KB counterexamples in full. */
 const short = (value: unknown) => JSON.stringify(value).slice(0, 300);
 
-function checkClientCode(code: Code | "OK", what: unknown): boolean {
+function checkClientCode(failures: string[], code: Code | "OK", what: unknown): boolean {
   if (code === "OK" || ALLOWED.has(code)) return true;
   failures.push(`answered ${Code[code]} to ${short(what)}`);
   return false;
 }
 
-beforeEach(() => {
-  failures.length = 0;
-});
-
-describe("fuzzing the gRPC API", () => {
-  test("SubmitTask answers OK or a client error to any request", async () => {
+describe.concurrent("fuzzing the gRPC API", () => {
+  test("SubmitTask answers OK or a client error to any request", async ({ expect }) => {
+    const failures: string[] = [];
     await fc.assert(
       fc.asyncProperty(submission, async (request) => {
-        checkClientCode(await codeOf(() => client.submitTask(request)), request);
+        checkClientCode(failures, await codeOf(() => client.submitTask(request)), request);
       }),
       { numRuns: RUNS },
     );
     expect(failures).toEqual([]);
   });
 
-  test("a payload nested deeper than the protobuf decoder allows is INVALID_ARGUMENT, not INTERNAL", async () => {
+  test("a payload nested deeper than the protobuf decoder allows is INVALID_ARGUMENT, not INTERNAL", async ({
+    expect,
+  }) => {
     // Regression: grpc-js answered the decoder's recursion-limit error with INTERNAL (fixed in pkg/proto).
     let payload: JsonObject = { leaf: true };
     for (let i = 0; i < 120; i++) payload = { nested: payload };
@@ -128,7 +128,8 @@ describe("fuzzing the gRPC API", () => {
     expect(error?.rawMessage).toMatch(/recursion depth/);
   });
 
-  test("GetTask, CancelTask and StreamTaskStatus answer OK or a client error to any id", async () => {
+  test("GetTask, CancelTask and StreamTaskStatus answer OK or a client error to any id", async ({ expect }) => {
+    const failures: string[] = [];
     const calls = {
       get: (id: string) => client.getTask({ taskId: id }),
       cancel: (id: string) => client.cancelTask({ taskId: id, reason: "fuzz" }),
@@ -139,7 +140,7 @@ describe("fuzzing the gRPC API", () => {
     };
     await fc.assert(
       fc.asyncProperty(fc.constantFrom("get", "cancel", "stream" as const), taskId, async (rpc, id) => {
-        checkClientCode(await codeOf(() => calls[rpc](id)), { rpc, id });
+        checkClientCode(failures, await codeOf(() => calls[rpc](id)), { rpc, id });
       }),
       { numRuns: RUNS },
     );
@@ -183,7 +184,7 @@ const path = fc.oneof(
   { weight: 1, arbitrary: fc.constantFrom("/enrich/", "/enrich?x=1", "//enrich", "/ENRICH") },
 );
 
-async function checkClientAnswer(response: Response, what: unknown): Promise<void> {
+async function checkClientAnswer(failures: string[], response: Response, what: unknown): Promise<void> {
   const text = await response.text();
   const where = `${response.status} ${text.slice(0, 200)} to ${short(what)}`;
   if (response.status >= 500) failures.push(`server error: ${where}`);
@@ -200,8 +201,9 @@ async function checkClientAnswer(response: Response, what: unknown): Promise<voi
   }
 }
 
-describe("fuzzing the HTTP APIs", () => {
-  test("the enricher never answers 5xx, and names the problem in JSON on 4xx", async () => {
+describe.concurrent("fuzzing the HTTP APIs", () => {
+  test("the enricher never answers 5xx, and names the problem in JSON on 4xx", async ({ expect }) => {
+    const failures: string[] = [];
     await fc.assert(
       fc.asyncProperty(fc.record({ path, contentType, body }), async (request) => {
         const response = await fetch(`${enricherUrl}${request.path}`, {
@@ -209,18 +211,21 @@ describe("fuzzing the HTTP APIs", () => {
           headers: request.contentType ? { "content-type": request.contentType } : {},
           body: request.body,
         });
-        await checkClientAnswer(response, request);
+        await checkClientAnswer(failures, response, request);
       }),
       { numRuns: RUNS },
     );
     expect(failures).toEqual([]);
   });
 
-  test("the result-store never answers 5xx to GET /results/:id, and names the problem in JSON on 4xx", async () => {
+  test("the result-store never answers 5xx to GET /results/:id, and names the problem in JSON on 4xx", async ({
+    expect,
+  }) => {
+    const failures: string[] = [];
     await fc.assert(
       fc.asyncProperty(taskId, async (id) => {
         const response = await fetch(`${resultStoreUrl}/results/${encodeURIComponent(id)}`);
-        await checkClientAnswer(response, id);
+        await checkClientAnswer(failures, response, id);
       }),
       { numRuns: RUNS },
     );
