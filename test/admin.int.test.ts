@@ -230,11 +230,19 @@ describe("AdminService", () => {
   });
 
   test("taskctl stats, ls, history and dlq with --json", async () => {
-    const stats = await taskctl("stats", "--json");
+    // One process each: the ones that do not need another's output run at the same time (none changes what another
+    // reads; the replay further down is refused).
+    const [stats, ls, dlq, table, bad, unknown] = await Promise.all([
+      taskctl("stats", "--json"),
+      taskctl("ls", "--state", "succeeded", "--type", "echo", "--since", "1h", "--limit", "2", "--json"),
+      taskctl("dlq", "ls", "--json"),
+      taskctl("ls", "--limit", "3"),
+      taskctl("ls", "--state", "done"),
+      taskctl("history", "00000000-0000-4000-8000-000000000000"),
+    ]);
     expect(stats.code, stats.stderr).toBe(0);
     expect(JSON.parse(stats.stdout).consumers.map((c: { name: string }) => c.name)).toContain("ingest-tasks-ingest");
 
-    const ls = await taskctl("ls", "--state", "succeeded", "--type", "echo", "--since", "1h", "--limit", "2", "--json");
     expect(ls.code, ls.stderr).toBe(0);
     const page = JSON.parse(ls.stdout) as {
       tasks: { taskId: string; status: { state: string } }[];
@@ -242,39 +250,28 @@ describe("AdminService", () => {
     };
     expect(page.tasks).toHaveLength(2);
     expect(page.tasks.every((t) => t.status.state === "TASK_STATE_SUCCEEDED")).toBe(true);
-    const next = await taskctl(
-      "ls",
-      "--state",
-      "succeeded",
-      "--limit",
-      "2",
-      "--page-token",
-      page.nextPageToken,
-      "--json",
-    );
-    expect(next.code, next.stderr).toBe(0);
 
-    const history = await taskctl("history", page.tasks[0]!.taskId, "--json");
-    expect(history.code, history.stderr).toBe(0);
-    expect(JSON.parse(history.stdout).events.map((e: { action: string }) => e.action)).toContain("submitted");
-
-    const dlq = await taskctl("dlq", "ls", "--json");
     expect(dlq.code, dlq.stderr).toBe(0);
     const invalid = (JSON.parse(dlq.stdout).deadLetters as { id: string; reason: string }[]).find(
       (l) => l.reason === "invalid",
     );
     expect(invalid).toBeDefined();
-    const replay = await taskctl("dlq", "replay", invalid!.id, "--json");
-    expect(replay.code).toBe(1);
-    expect(JSON.parse(replay.stdout).outcomes[0].result).toBe("REPLAY_RESULT_FAILED_PRECONDITION");
 
-    const table = await taskctl("ls", "--limit", "3");
     expect(table.stdout.split("\n")[0]).toMatch(/^ID\s+TYPE\s+PRIORITY\s+STATE\s+ATTEMPT\s+CREATED\s+ERROR$/);
-    const bad = await taskctl("ls", "--state", "done");
     expect(bad.code).toBe(2);
     expect(bad.stderr).toMatch(/--state must be one of/);
-    const unknown = await taskctl("history", "00000000-0000-4000-8000-000000000000");
     expect(unknown.code).toBe(3);
+
+    const [next, history, replay] = await Promise.all([
+      taskctl("ls", "--state", "succeeded", "--limit", "2", "--page-token", page.nextPageToken, "--json"),
+      taskctl("history", page.tasks[0]!.taskId, "--json"),
+      taskctl("dlq", "replay", invalid!.id, "--json"),
+    ]);
+    expect(next.code, next.stderr).toBe(0);
+    expect(history.code, history.stderr).toBe(0);
+    expect(JSON.parse(history.stdout).events.map((e: { action: string }) => e.action)).toContain("submitted");
+    expect(replay.code).toBe(1);
+    expect(JSON.parse(replay.stdout).outcomes[0].result).toBe("REPLAY_RESULT_FAILED_PRECONDITION");
   });
 
   test("bad input is INVALID_ARGUMENT naming the field", async () => {
