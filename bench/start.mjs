@@ -17,6 +17,7 @@ const SERVICES = [
   "notifier",
   "audit",
   "deadletter",
+  "combined", // for --combine
 ];
 
 function pnpm(filters, extra = []) {
