@@ -3,11 +3,13 @@
  * against the code: the services that exist, the variables their config schemas read, their ports and probes,
  * the NATS users, and the k8s copies of the config files.
  */
-import { spawnSync } from "node:child_process";
+import { spawn, spawnSync } from "node:child_process";
 import { copyFileSync, existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { createServer, type Server } from "node:http";
+import type { AddressInfo } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { describe, expect, test } from "vitest";
+import { afterAll, beforeAll, beforeEach, describe, expect, test } from "vitest";
 import { loadPermissions, passwordVariable } from "../configs/nats/render.mjs";
 import { staleCopies } from "../k8s/sync-configs.mjs";
 import {
@@ -21,6 +23,7 @@ import {
   type ServiceShape,
   variablesOf,
 } from "../pkg/deploycheck/src/index.js";
+import { COMBINABLE_SERVICES } from "../services/combined/src/selection.js";
 
 interface Definition extends ServiceShape {
   needs?: { nats?: boolean; redis?: boolean };
@@ -255,6 +258,135 @@ describe("Dockerfile", () => {
       [...(defaults ?? "").matchAll(/'?([\w-]+)'?:(\d+)/g)].map(([, name, port]) => [name, Number(port)]),
     );
     expect(parsed).toEqual(Object.fromEntries(serviceNames.map((n) => [n, opsPortOf(definitions.get(n)!)])));
+  });
+
+  /** The build stage's SERVICE check (the RUN line starting `test -n "${SERVICE}"`), continuation lines joined. */
+  const serviceCheck = /^RUN (test -n "\$\{SERVICE\}"(?:.*\\\n)*.*)$/m.exec(dockerfile)?.[1]?.replaceAll("\\\n", " ");
+  /** Runs that check as the build's /bin/sh would, from the repository root (the build's WORKDIR holds a copy). */
+  const checkService = (service: string) =>
+    spawnSync("sh", ["-c", serviceCheck ?? "exit 99"], {
+      env: { PATH: process.env.PATH, SERVICE: service },
+      encoding: "utf8",
+    });
+
+  test.each([...serviceNames, "combined"])("the build accepts SERVICE=%s", (name) => {
+    expect(serviceCheck).toBeDefined();
+    const run = checkService(name);
+    expect(run.status, run.stderr).toBe(0);
+  });
+
+  test.each(["client", "", "nope", "../pkg/kit"])("the build refuses SERVICE='%s' with a clear message", (name) => {
+    const run = checkService(name);
+    expect(run.status).not.toBe(0);
+    expect(run.stderr).toContain(`build arg SERVICE must name a server service under services/`);
+    expect(run.stderr).toContain(`(got '${name}')`);
+  });
+
+  test("the combined image: the same start command, every service a production dependency, every one in the map", () => {
+    const pkg = JSON.parse(readFileSync("services/combined/package.json", "utf8"));
+    expect(pkg.name).toBe("@tm/combined");
+    expect(pkg.scripts.start).toBe(SERVICE_COMMAND.join(" ")); // CMD runs dist/index.js, from src/index.ts
+    expect(existsSync("services/combined/src/index.ts")).toBe(true);
+    // `pnpm --filter @tm/combined... run build` builds them and `deploy --prod` copies them into the image.
+    for (const name of serviceNames) expect(pkg.dependencies, name).toHaveProperty(`@tm/${name}`, "workspace:*");
+    expect([...COMBINABLE_SERVICES].sort()).toEqual([...serviceNames].sort());
+    // Nothing else in the recipe names a single service's files: the entry is dist/index.js for every SERVICE.
+    expect(dockerfile).not.toMatch(/src\/service\.ts|dist\/service\.js/);
+  });
+
+  describe("the HEALTHCHECK command, run with node against a local server", () => {
+    const command = /^HEALTHCHECK .* CMD (\[.*\])$/m.exec(dockerfile)?.[1];
+    const [node, flag, code] = JSON.parse(command ?? "[]") as string[];
+    let server: Server;
+    let port: number;
+    let status = 200;
+    const paths: string[] = [];
+
+    /** Exit code of `node -e <code>` with only this environment (spawn, not spawnSync: the server shares this loop). */
+    const healthcheck = (env: Record<string, string>) =>
+      new Promise<number | null>((resolve, reject) => {
+        const child = spawn(process.execPath, ["-e", code ?? "process.exit(99)"], {
+          env: { PATH: process.env.PATH, ...env },
+          stdio: "ignore",
+        });
+        child.once("error", reject);
+        child.once("exit", (exitCode) => resolve(exitCode));
+      });
+    /** A port nothing listens on (bound, then released). */
+    const closedPort = async () => {
+      const probe = createServer();
+      await new Promise<void>((resolve) => probe.listen(0, "127.0.0.1", resolve));
+      const { port: free } = probe.address() as AddressInfo;
+      await new Promise((resolve) => probe.close(resolve));
+      return String(free);
+    };
+
+    beforeAll(async () => {
+      server = createServer((request, response) => {
+        paths.push(request.url ?? "");
+        response.statusCode = request.url === "/healthz" ? status : 404;
+        response.end();
+      });
+      await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+      port = (server.address() as AddressInfo).port;
+    });
+    afterAll(() => new Promise((resolve) => server.close(resolve)));
+    beforeEach(() => {
+      status = 200;
+      paths.length = 0;
+    });
+
+    test("is node -e code (slim images have no curl)", () => {
+      expect([node, flag]).toEqual(["node", "-e"]);
+      expect(code).toContain("/healthz");
+    });
+
+    test("a single service: OPS_PORT, or PORT for the services whose ops routes are on their API", async () => {
+      expect(await healthcheck({ SERVICE: "worker", OPS_PORT: String(port) })).toBe(0);
+      expect(await healthcheck({ SERVICE: "enricher", PORT: String(port) })).toBe(0);
+      expect(paths).toEqual(["/healthz", "/healthz"]);
+    });
+
+    test("a single service: 1 when /healthz answers 503 or nothing listens", async () => {
+      status = 503;
+      expect(await healthcheck({ SERVICE: "worker", OPS_PORT: String(port) })).toBe(1);
+      expect(paths).toEqual(["/healthz"]);
+      expect(await healthcheck({ SERVICE: "worker", OPS_PORT: await closedPort() })).toBe(1);
+    });
+
+    test("combined: the first service of TM_SERVICES, on its own <SERVICE>__OPS_PORT / __PORT", async () => {
+      const [notifierFirst, resultStoreFirst, aloneWithBarePort] = await Promise.all([
+        healthcheck({ SERVICE: "combined", TM_SERVICES: "notifier,audit", NOTIFIER__OPS_PORT: String(port) }),
+        healthcheck({ SERVICE: "combined", TM_SERVICES: " result-store , notifier", RESULT_STORE__PORT: String(port) }),
+        // One service may take a bare OPS_PORT (services/combined/src/selection.ts).
+        healthcheck({ SERVICE: "combined", TM_SERVICES: "notifier", OPS_PORT: String(port) }),
+      ]);
+      expect([notifierFirst, resultStoreFirst, aloneWithBarePort]).toEqual([0, 0, 0]);
+      expect(paths).toEqual(["/healthz", "/healthz", "/healthz"]);
+    });
+
+    test("combined: 1 when the first service answers 503, nothing listens on its port, or only another is up", async () => {
+      const closed = await closedPort();
+      status = 503;
+      expect(
+        await healthcheck({ SERVICE: "combined", TM_SERVICES: "notifier,audit", NOTIFIER__OPS_PORT: String(port) }),
+      ).toBe(1);
+      expect(paths).toEqual(["/healthz"]);
+      status = 200;
+      expect(
+        await healthcheck({ SERVICE: "combined", TM_SERVICES: "notifier,audit", NOTIFIER__OPS_PORT: closed }),
+      ).toBe(1);
+      // The second service's port is not the one checked.
+      expect(
+        await healthcheck({
+          SERVICE: "combined",
+          TM_SERVICES: "notifier,audit",
+          NOTIFIER__OPS_PORT: closed,
+          AUDIT__OPS_PORT: String(port),
+        }),
+      ).toBe(1);
+      expect(paths).toEqual(["/healthz"]);
+    });
   });
 
   test("copies the dependency patches before pnpm fetches and installs (else the image runs unpatched nats.js)", () => {
