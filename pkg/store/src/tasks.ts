@@ -2,6 +2,7 @@
 import type { Priority, ResultMessage } from "@tm/flow";
 import type { Redis } from "ioredis";
 import { Bounds, Keys } from "./keys.js";
+import { luaScript } from "./script.js";
 
 export interface TaskRecord {
   taskId: string;
@@ -75,16 +76,25 @@ export interface StoredResult {
   generation: number;
 }
 
-/**
- * Stores a result unless one is already stored for this generation of the task: the first write wins, so a
- * redelivered tasks.results message can never replace or double a result. Returns whether this call stored it.
- */
-export async function saveResult(
-  redis: Redis,
-  result: ResultMessage,
-  ttlSeconds: number = Bounds.taskTtlSeconds,
-): Promise<boolean> {
-  const stored: StoredResult = {
+// One round trip: the cancel check (when given), the generation check and the write. A stored value that cannot be
+// decoded counts as stored (it is never overwritten blindly); one without a generation is replaced.
+const STORE_RESULT = luaScript(`
+if KEYS[2] and redis.call('EXISTS', KEYS[2]) == 1 then return 'cancelled' end
+local existing = redis.call('GET', KEYS[1])
+if existing then
+  local ok, decoded = pcall(cjson.decode, existing)
+  if not ok or type(decoded) ~= 'table' then return 'duplicate' end
+  local generation = tonumber(decoded.generation)
+  if generation ~= nil and generation >= tonumber(ARGV[2]) then return 'duplicate' end
+end
+redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[3])
+return 'stored'
+`);
+
+export type StoreResultOutcome = "stored" | "duplicate" | "cancelled";
+
+function storedFormOf(result: ResultMessage): StoredResult {
+  return {
     taskId: result.taskId,
     type: result.type,
     output: result.output,
@@ -93,14 +103,33 @@ export async function saveResult(
     durationMs: result.durationMs,
     generation: result.generation,
   };
-  const key = Keys.result(result.taskId);
-  const existing = await readResult(redis, result.taskId);
-  if (existing && existing.generation >= result.generation) return false;
-  // NX for the common case; a newer generation (a replay) replaces the older result explicitly.
-  const reply = existing
-    ? await redis.set(key, JSON.stringify(stored), "EX", ttlSeconds)
-    : await redis.set(key, JSON.stringify(stored), "EX", ttlSeconds, "NX");
-  return reply === "OK";
+}
+
+/**
+ * Stores a result unless the task was cancelled or a result of this generation (or a later one) is already stored:
+ * the first write wins, so a redelivered tasks.results message can never replace or double a result, and a replay
+ * (a newer generation) replaces the older one. One script, one round trip (result-store's hot path).
+ */
+export async function storeResult(
+  redis: Redis,
+  result: ResultMessage,
+  ttlSeconds: number = Bounds.taskTtlSeconds,
+): Promise<StoreResultOutcome> {
+  const keys = [Keys.result(result.taskId), Keys.cancel(result.taskId)];
+  const json = JSON.stringify(storedFormOf(result));
+  return (await STORE_RESULT.run(redis, keys, [json, result.generation, ttlSeconds])) as StoreResultOutcome;
+}
+
+/** storeResult without the cancel check: true when this call stored the result. */
+export async function saveResult(
+  redis: Redis,
+  result: ResultMessage,
+  ttlSeconds: number = Bounds.taskTtlSeconds,
+): Promise<boolean> {
+  const json = JSON.stringify(storedFormOf(result));
+  return (
+    (await STORE_RESULT.run(redis, [Keys.result(result.taskId)], [json, result.generation, ttlSeconds])) === "stored"
+  );
 }
 
 export async function readResult(redis: Redis, taskId: string): Promise<StoredResult | undefined> {

@@ -6,11 +6,14 @@ import {
   appendAudit,
   appendDeadLetter,
   applyStatus,
+  Keys,
+  markCancelled,
   readDeadLetters,
   readHistory,
   readResult,
   readStatus,
   saveResult,
+  storeResult,
 } from "../src/index.js";
 
 const infra = useInfra();
@@ -100,6 +103,43 @@ describe("results and lists", () => {
     expect((await readResult(redis, id))?.output).toEqual({ n: 1 });
     expect(await saveResult(redis, { ...base, generation: 1, output: { n: 3 } })).toBe(true);
     expect((await readResult(redis, id))?.output).toEqual({ n: 3 });
+  });
+
+  test("storeResult: one script checks the cancel marker and the generation, then writes", async () => {
+    const id = crypto.randomUUID();
+    const base = {
+      taskId: id,
+      type: "echo",
+      priority: "low" as const,
+      attempts: 1,
+      startedAt: new Date().toISOString(),
+      completedAt: new Date().toISOString(),
+      durationMs: 1,
+      generation: 0,
+    };
+    expect(await storeResult(redis, { ...base, output: { n: 1 } })).toBe("stored");
+    expect(await storeResult(redis, { ...base, output: { n: 2 } })).toBe("duplicate");
+    expect(await storeResult(redis, { ...base, generation: 1, output: { n: 3 } })).toBe("stored");
+    expect(await storeResult(redis, { ...base, generation: 0, output: { n: 4 } })).toBe("duplicate");
+    expect(await readResult(redis, id)).toMatchObject({ output: { n: 3 }, generation: 1 });
+    const ttl = await redis.ttl(Keys.result(id));
+    expect(ttl).toBeGreaterThan(0);
+
+    // A cancelled task's result is not stored, whatever its generation.
+    const cancelled = crypto.randomUUID();
+    await markCancelled(redis, cancelled, "test");
+    expect(await storeResult(redis, { ...base, taskId: cancelled, output: {} })).toBe("cancelled");
+    expect(await redis.exists(Keys.result(cancelled))).toBe(0);
+
+    // A stored value that cannot be decoded is never overwritten blindly; one without a generation is replaced.
+    const corrupt = crypto.randomUUID();
+    await redis.set(Keys.result(corrupt), "{not json");
+    expect(await storeResult(redis, { ...base, taskId: corrupt, output: {} })).toBe("duplicate");
+    expect(await redis.get(Keys.result(corrupt))).toBe("{not json");
+    const legacy = crypto.randomUUID();
+    await redis.set(Keys.result(legacy), JSON.stringify({ taskId: legacy, output: "old" }));
+    expect(await storeResult(redis, { ...base, taskId: legacy, output: "new" })).toBe("stored");
+    expect((await readResult(redis, legacy))?.output).toBe("new");
   });
 
   test("audit and dead-letter appends are idempotent per delivery and keep the task's history", async () => {

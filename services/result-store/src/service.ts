@@ -4,7 +4,7 @@
  */
 import { publishAudit, Subjects } from "@tm/flow";
 import { defineService, listen, port, positiveInt } from "@tm/kit";
-import { isCancelled, saveResult } from "@tm/store";
+import { storeResult } from "@tm/store";
 import { buildApp } from "./app.js";
 
 export const resultStore = defineService({
@@ -21,13 +21,14 @@ export const resultStore = defineService({
     await rt.consume(
       Subjects.results,
       async (result) => {
-        if (await isCancelled(rt.redis, result.taskId)) {
+        // The cancel check, the first-write-wins check and the write in one Redis round trip.
+        const outcome = await storeResult(rt.redis, result);
+        if (outcome === "cancelled") {
           await publishAudit(rt.publisher, { taskId: result.taskId, service: rt.name, action: "skipped_cancelled" });
           results.add(1, { type: result.type, outcome: "skipped_cancelled" });
           return;
         }
-        const stored = await saveResult(rt.redis, result);
-        if (stored) {
+        if (outcome === "stored") {
           await publishAudit(rt.publisher, {
             taskId: result.taskId,
             service: rt.name,
@@ -36,7 +37,7 @@ export const resultStore = defineService({
             discriminator: result.generation,
           });
         }
-        results.add(1, { type: result.type, priority: result.priority, outcome: stored ? "stored" : "duplicate" });
+        results.add(1, { type: result.type, priority: result.priority, outcome });
       },
       { concurrency: rt.config.RESULT_STORE_CONCURRENCY },
     );
