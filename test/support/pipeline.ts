@@ -58,21 +58,33 @@ export async function startPipeline(
   const [nats, redis] = await Promise.all([startNats(), startRedis({ appendonly: options.redisAof ?? false })]);
   const env: NodeJS.ProcessEnv = { NATS_URL: nats.url, REDIS_URL: redis.url, ...FAST_FLOW, ...options.env };
   const services = new Map<string, SpawnedService>();
-  const spawn = async (name: ServiceName, extraEnv: NodeJS.ProcessEnv = {}, key: string = name) => {
+  // Starts a service's process without waiting for it: its ports are chosen before it starts, so they are known at
+  // once (the enricher's is ingest's ENRICHER_URL).
+  const launch = async (name: ServiceName, extraEnv: NodeJS.ProcessEnv = {}, key: string = name) => {
     const service = await spawnService(
       name,
       { ...env, ...options.perService?.[name], ...extraEnv },
       { waitReady: false },
     );
     services.set(key, service);
+    return service;
+  };
+  const spawn = async (name: ServiceName, extraEnv: NodeJS.ProcessEnv = {}, key: string = name) => {
+    const service = await launch(name, extraEnv, key);
     // Nine Node processes starting at once on two shared cores can take a while.
     await service.ready(60_000);
     return service;
   };
   try {
-    const enricher = await spawn("enricher");
+    // All nine start together. Ingest needs only the enricher's address at start (it calls it per task, and no task
+    // is sent before every service is ready). Streams: every NATS service provisions them at start, and
+    // provisionStreams (pkg/flow) is safe to run from all at once (pkg/flow/test/streams-race.int.test.ts).
+    const enricher = await launch("enricher");
     env.ENRICHER_URL = `http://127.0.0.1:${enricher.port}`;
-    await Promise.all(SERVICE_ORDER.filter((n) => n !== "enricher").map((name) => spawn(name)));
+    const launched = await Promise.allSettled(SERVICE_ORDER.filter((n) => n !== "enricher").map((n) => launch(n)));
+    const failed = launched.find((r) => r.status === "rejected");
+    if (failed) throw failed.reason;
+    await Promise.all([...services.values()].map((s) => s.ready(60_000)));
   } catch (error) {
     await Promise.all([...services.values()].map((s) => s.process.kill()));
     await Promise.all([nats.dispose(), redis.dispose()]);
