@@ -81,8 +81,6 @@ async function spawnOnce(name: string, env: NodeJS.ProcessEnv, options: { echo?:
     env: fullEnv,
     // Generous: nine services starting at once on two busy cores can take well over 20 s to listen. A service that
     // exits meanwhile fails the wait at once, with its last lines.
-    // Generous: nine services starting at once on two busy cores can take well over 20 s to listen. A service that
-    // exits meanwhile fails the wait at once, with its last lines.
     ready: (timeoutMs = 60_000) => waitReady(name, child, opsPort, timeoutMs),
     async restart() {
       await child.stop();
