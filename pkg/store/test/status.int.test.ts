@@ -85,19 +85,25 @@ describe("applyStatus", () => {
   });
 });
 
+/** A tasks.results message of generation 0 (its output given by each call). */
+function resultOf(taskId: string) {
+  const now = new Date().toISOString();
+  return {
+    taskId,
+    type: "echo",
+    priority: "low" as const,
+    attempts: 1,
+    startedAt: now,
+    completedAt: now,
+    durationMs: 1,
+    generation: 0,
+  };
+}
+
 describe("results and lists", () => {
   test("the first result of a generation wins; a replay's result replaces it", async () => {
     const id = crypto.randomUUID();
-    const base = {
-      taskId: id,
-      type: "echo",
-      priority: "low" as const,
-      attempts: 1,
-      startedAt: new Date().toISOString(),
-      completedAt: new Date().toISOString(),
-      durationMs: 1,
-      generation: 0,
-    };
+    const base = resultOf(id);
     expect(await saveResult(redis, { ...base, output: { n: 1 } })).toBe(true);
     expect(await saveResult(redis, { ...base, output: { n: 2 } })).toBe(false);
     expect((await readResult(redis, id))?.output).toEqual({ n: 1 });
@@ -107,16 +113,7 @@ describe("results and lists", () => {
 
   test("storeResult: one script checks the cancel marker and the generation, then writes", async () => {
     const id = crypto.randomUUID();
-    const base = {
-      taskId: id,
-      type: "echo",
-      priority: "low" as const,
-      attempts: 1,
-      startedAt: new Date().toISOString(),
-      completedAt: new Date().toISOString(),
-      durationMs: 1,
-      generation: 0,
-    };
+    const base = resultOf(id);
     expect(await storeResult(redis, { ...base, output: { n: 1 } })).toBe("stored");
     expect(await storeResult(redis, { ...base, output: { n: 2 } })).toBe("duplicate");
     expect(await storeResult(redis, { ...base, generation: 1, output: { n: 3 } })).toBe("stored");

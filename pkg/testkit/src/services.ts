@@ -62,17 +62,7 @@ async function spawnOnce(name: string, env: NodeJS.ProcessEnv, options: { echo?:
     // The web console port too: gateways of parallel tests must not all take the default 8090.
     fullEnv.GATEWAY_WEB_PORT = env.GATEWAY_WEB_PORT ?? "0";
   }
-  const child = new ManagedProcess({
-    name,
-    command: process.execPath,
-    // TM_SERVICE_NODE_ARGS adds node flags to every spawned service, e.g. "--cpu-prof --cpu-prof-dir=/tmp/prof"
-    // for profiling under the benchmark (NODE_OPTIONS does not accept --cpu-prof).
-    args: [...nodeArgsFromEnv(), ...startArgsOf(cwd)],
-    cwd,
-    env: fullEnv,
-    echo: options.echo ?? !!process.env.TM_TEST_ECHO,
-    keepLines: 500,
-  });
+  const child = serviceProcess(name, cwd, fullEnv, options.echo);
   const service: SpawnedService = {
     name,
     process: child,
@@ -139,15 +129,7 @@ export async function spawnCombined(
   if (services.ingest && enricherPort && !fullEnv.INGEST__ENRICHER_URL && !fullEnv.ENRICHER_URL) {
     fullEnv.INGEST__ENRICHER_URL = `http://127.0.0.1:${enricherPort}`;
   }
-  const child = new ManagedProcess({
-    name: "combined",
-    command: process.execPath,
-    args: [...nodeArgsFromEnv(), ...startArgsOf(cwd)],
-    cwd,
-    env: fullEnv,
-    echo: options.echo ?? !!process.env.TM_TEST_ECHO,
-    keepLines: 500,
-  });
+  const child = serviceProcess("combined", cwd, fullEnv, options.echo);
   child.start();
   const spawned: SpawnedCombined = {
     process: child,
@@ -184,6 +166,21 @@ async function waitReady(name: string, child: ManagedProcess, opsPort: number, t
     }
     await new Promise((resolve) => setTimeout(resolve, 50));
   }
+}
+
+/** A service package run by its package.json start script, exactly as deployed. */
+function serviceProcess(name: string, cwd: string, env: NodeJS.ProcessEnv, echo: boolean | undefined): ManagedProcess {
+  return new ManagedProcess({
+    name,
+    command: process.execPath,
+    // TM_SERVICE_NODE_ARGS adds node flags to every spawned service, e.g. "--cpu-prof --cpu-prof-dir=/tmp/prof"
+    // for profiling under the benchmark (NODE_OPTIONS does not accept --cpu-prof).
+    args: [...nodeArgsFromEnv(), ...startArgsOf(cwd)],
+    cwd,
+    env,
+    echo: echo ?? !!process.env.TM_TEST_ECHO,
+    keepLines: 500,
+  });
 }
 
 function nodeArgsFromEnv(): string[] {
