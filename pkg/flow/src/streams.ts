@@ -129,7 +129,11 @@ export async function provisionStreams(jsm: JetStreamManager, settings: FlowSett
   }
 }
 
-/** Creates the durable consumer, or updates its editable settings. Idempotent. */
+/**
+ * Creates the durable consumer, or updates its editable settings (AckWait, MaxDeliver, MaxAckPending). Idempotent,
+ * and safe to run from every replica of a service at once, even with different settings (a rolling upgrade): each
+ * call succeeds and the consumer ends with the settings of whichever create or update the server applied last.
+ */
 export async function provisionConsumer(
   jsm: JetStreamManager,
   service: string,
@@ -138,13 +142,23 @@ export async function provisionConsumer(
 ): Promise<string> {
   const config = consumerConfig(service, subject, settings);
   const stream = streamOf(subject);
-  const existing = await jsm.consumers.info(stream, config.durable_name).catch((error: unknown) => {
+  let existing = await jsm.consumers.info(stream, config.durable_name).catch((error: unknown) => {
     if (isNotFound(error)) return undefined;
     throw error;
   });
   if (!existing) {
-    await jsm.consumers.add(stream, config);
-  } else if (
+    try {
+      await jsm.consumers.add(stream, config);
+      return config.durable_name;
+    } catch (error) {
+      // Another replica created it since our lookup. nats-server 2.9 applies such a create as an update, but 2.10+
+      // refuses it when the config differs, so a replica with other settings would fail to start: take the
+      // existing-consumer path instead.
+      if (!isConsumerExists(error)) throw error;
+      existing = await jsm.consumers.info(stream, config.durable_name);
+    }
+  }
+  if (
     existing.config.ack_wait !== config.ack_wait ||
     existing.config.max_deliver !== config.max_deliver ||
     existing.config.max_ack_pending !== config.max_ack_pending
@@ -166,6 +180,16 @@ function streamDiffers(current: StreamConfig, wanted: StreamConfig): boolean {
     current.duplicate_window !== wanted.duplicate_window ||
     current.num_replicas !== wanted.num_replicas ||
     [...current.subjects].sort().join() !== [...wanted.subjects].sort().join()
+  );
+}
+
+/** A consumer create refused because the consumer exists (the codes of nats-server's errors.json). */
+function isConsumerExists(error: unknown): boolean {
+  const code = (error as { api_error?: { err_code?: number } })?.api_error?.err_code;
+  return (
+    code === 10148 || // JSConsumerAlreadyExists "consumer already exists" (2.10+: a create whose config differs)
+    code === 10013 || // JSConsumerNameExistErr "consumer name already in use"
+    code === 10105 // JSConsumerExistingActiveErr "consumer already exists and is still active"
   );
 }
 

@@ -4,12 +4,18 @@
  * and checks that every one succeeds and the streams end up as configured. Two adds can race after both found no
  * stream: with the same settings the server answers the second with the existing stream; with other settings it
  * refuses it ("stream name already in use with a different configuration"), and provisionStreams then updates.
+ *
+ * The same for a service's durable consumer, which its replicas provision when they start together, with different
+ * settings during a rolling upgrade that changes FlowSettings. nats-server 2.9 (Debian's) applies a create of an
+ * existing consumer as an update; 2.10+ refuses it when the config differs (10148 "consumer already exists"), and
+ * provisionConsumer then takes the existing-consumer path. The last test makes the 2.9 server answer as 2.10+ does.
  */
 import { type NatsServer, startNats } from "@tm/testkit";
-import { connect, type JetStreamManager, type NatsConnection } from "nats";
+import { type ConsumerConfig, connect, type JetStreamManager, type NatsConnection, NatsError, nanos } from "nats";
 import { afterEach, describe, expect, test } from "vitest";
 import {
   DEFAULT_FLOW_SETTINGS,
+  durableName,
   type FlowSettings,
   provisionConsumer,
   provisionStreams,
@@ -89,18 +95,153 @@ describe("provisionStreams from many services at once", () => {
     }
     expect(counts.refused).toBeGreaterThan(0);
   });
+});
 
-  test("a service's replicas provisioning their durable consumer at once all succeed", async () => {
+describe("provisionConsumer from a service's replicas at once", () => {
+  const durable = durableName("ingest", Subjects.ingest);
+  /** A rolling upgrade's new settings: every editable consumer setting differs from the defaults. */
+  const other: FlowSettings = { ...DEFAULT_FLOW_SETTINGS, ackWaitMs: 10_000, maxDeliver: 3, maxAckPending: 500 };
+  const wanted = (s: FlowSettings) => ({
+    ack_wait: nanos(s.ackWaitMs),
+    max_deliver: s.maxDeliver,
+    max_ack_pending: s.maxAckPending,
+  });
+  const editable = (c: Partial<ConsumerConfig>) => ({
+    ack_wait: c.ack_wait,
+    max_deliver: c.max_deliver,
+    max_ack_pending: c.max_ack_pending,
+  });
+
+  /**
+   * Holds each manager's first consumer look-up until all of them have their answer, so every replica finds no
+   * consumer and goes on to create it: the lost race, every round, without relying on timing.
+   */
+  function lookUpTogether(managers: JetStreamManager[]) {
+    let answered = 0;
+    let releaseAll!: () => void;
+    const allAnswered = new Promise<void>((resolve) => {
+      releaseAll = resolve;
+    });
+    for (const jsm of managers) {
+      const info = jsm.consumers.info.bind(jsm.consumers);
+      let first = true;
+      jsm.consumers.info = async (stream, name) => {
+        if (!first) return info(stream, name);
+        first = false;
+        const answer = await info(stream, name).then(
+          (value) => ({ value }),
+          (error: unknown) => ({ error }),
+        );
+        if (++answered === managers.length) releaseAll();
+        await allAnswered;
+        if ("error" in answer) throw answer.error;
+        return answer.value;
+      };
+    }
+  }
+
+  /** Counts the creates (not updates: nats.js updates through add with action "update") and the refused ones. */
+  function countCreates(jsm: JetStreamManager, counts: { creates: number; refused: number }) {
+    const add = jsm.consumers.add.bind(jsm.consumers) as AddWithAction;
+    jsm.consumers.add = async (stream, config, action?: string) => {
+      if (action === "update") return add(stream, config, action);
+      counts.creates++;
+      try {
+        return await add(stream, config, action);
+      } catch (error) {
+        counts.refused++;
+        throw error;
+      }
+    };
+  }
+
+  /**
+   * Makes the managers' creates answered as nats-server 2.10+ answers them (nats.js sends action "create"): refused
+   * with 10148 "consumer already exists" when the consumer exists with other settings. The creates run one at a time,
+   * so that the look-up and the create of one do not interleave with another's.
+   */
+  function refuseCreatesOfExisting(managers: JetStreamManager[]) {
+    let queue: Promise<unknown> = Promise.resolve();
+    for (const jsm of managers) {
+      const add = jsm.consumers.add.bind(jsm.consumers) as AddWithAction;
+      const info = jsm.consumers.info.bind(jsm.consumers);
+      jsm.consumers.add = (stream, config, action?: string) => {
+        if (action === "update") return add(stream, config, action);
+        const create = queue.then(async () => {
+          const existing = await info(stream, config.durable_name!).catch(() => undefined);
+          if (existing && JSON.stringify(editable(existing.config)) !== JSON.stringify(editable(config))) {
+            // What nats.js throws on that answer (jsbaseclient_api parseJsResponse).
+            const error = new NatsError("consumer already exists", "400");
+            error.api_error = { code: 400, err_code: 10148, description: "consumer already exists" };
+            throw error;
+          }
+          return add(stream, config, action);
+        });
+        queue = create.catch(() => undefined);
+        return create;
+      };
+    }
+  }
+
+  /** Provisions the durable from every manager at once; every call must succeed, leaving exactly that consumer. */
+  async function provisionAll(managers: JetStreamManager[], settingsOf: (i: number) => FlowSettings) {
+    const results = await Promise.allSettled(
+      managers.map((jsm, i) => provisionConsumer(jsm, "ingest", Subjects.ingest, settingsOf(i))),
+    );
+    expect(results.filter((r) => r.status === "rejected")).toEqual([]);
+    expect(results.map((r) => r.status === "fulfilled" && r.value)).toEqual(managers.map(() => durable));
+    const consumers = await managers[0]!.consumers.list(STREAMS.tasks).next();
+    expect(consumers.map((c) => c.name)).toEqual([durable]);
+    return editable(consumers[0]!.config);
+  }
+
+  test("same settings: all succeed, and exactly one consumer exists, with those settings", async () => {
+    const counts = { creates: 0, refused: 0 };
     for (let round = 0; round < ROUNDS; round++) {
       const managers = await freshServerAndClients(CLIENTS);
-      await Promise.all(managers.map((jsm) => provisionStreams(jsm)));
-      const results = await Promise.allSettled(
-        managers.map((jsm) => provisionConsumer(jsm, "ingest", Subjects.ingest)),
-      );
-      expect(results.filter((r) => r.status === "rejected")).toEqual([]);
-      expect((await managers[0]!.consumers.info(STREAMS.tasks, "ingest-tasks-ingest")).config.ack_wait).toBe(
-        DEFAULT_FLOW_SETTINGS.ackWaitMs * 1e6,
-      );
+      await provisionStreams(managers[0]!);
+      for (const jsm of managers) countCreates(jsm, counts);
+      lookUpTogether(managers);
+      expect(await provisionAll(managers, () => DEFAULT_FLOW_SETTINGS)).toEqual(wanted(DEFAULT_FLOW_SETTINGS));
     }
+    // The race was really run: every replica found no consumer and created it.
+    expect(counts.creates).toBe(CLIENTS * ROUNDS);
+  });
+
+  test("different settings: all succeed, and the consumer has all its settings from one of the two", async () => {
+    const counts = { creates: 0, refused: 0 };
+    for (let round = 0; round < ROUNDS; round++) {
+      const managers = await freshServerAndClients(CLIENTS);
+      await provisionStreams(managers[0]!);
+      for (const jsm of managers) countCreates(jsm, counts);
+      lookUpTogether(managers);
+      const settings = await provisionAll(managers, (i) => (i % 2 ? other : DEFAULT_FLOW_SETTINGS));
+      expect([wanted(DEFAULT_FLOW_SETTINGS), wanted(other)]).toContainEqual(settings);
+    }
+    // How many creates the server refused depends on its version (none on 2.9, which applies them as updates).
+    expect(counts.creates).toBe(CLIENTS * ROUNDS);
+  });
+
+  test("different settings, creates of an existing consumer refused as by nats-server 2.10+: all succeed", async () => {
+    const counts = { creates: 0, refused: 0 };
+    for (let round = 0; round < ROUNDS; round++) {
+      const managers = await freshServerAndClients(CLIENTS);
+      await provisionStreams(managers[0]!);
+      refuseCreatesOfExisting(managers);
+      for (const jsm of managers) countCreates(jsm, counts);
+      lookUpTogether(managers);
+      const settings = await provisionAll(managers, (i) => (i % 2 ? other : DEFAULT_FLOW_SETTINGS));
+      expect([wanted(DEFAULT_FLOW_SETTINGS), wanted(other)]).toContainEqual(settings);
+    }
+    expect(counts.creates).toBe(CLIENTS * ROUNDS);
+    // The first create of each round wins, and at least the next one with the other settings is refused.
+    expect(counts.refused).toBeGreaterThanOrEqual(ROUNDS);
   });
 });
+
+/** nats.js's consumers.add, with the action argument its update passes ("update") but its types do not show. */
+type AddWithAction = (
+  stream: string,
+  config: Partial<ConsumerConfig>,
+  action?: string,
+) => ReturnType<JetStreamManager["consumers"]["add"]>;
