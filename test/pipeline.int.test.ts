@@ -64,11 +64,17 @@ describe("the pipeline", () => {
     // Priority defaults to MEDIUM.
     const flaky = results.find((r) => r.type === "flaky")!;
     expect((await pipeline.client.getTask({ taskId: flaky.taskId })).task?.priority).toBe(Priority.MEDIUM);
-    // Each stage's audit event is kept, in the task's history.
+    // Each stage's audit event is kept, in the task's history, in the order the task went through the stages (each
+    // stage sends its audit event in the same write as the message that hands the task on).
+    const echo = results.find((r) => r.type === "echo")!;
     await waitFor("every stage's audit event", async () => {
-      const services = new Set((await readHistory(pipeline.redisClient, results[0]!.taskId)).map((e) => e.service));
+      const services = new Set((await readHistory(pipeline.redisClient, echo.taskId)).map((e) => e.service));
       return ["gateway", "ingest", "scheduler", "worker"].every((s) => services.has(s));
     });
+    const actions = (await readHistory(pipeline.redisClient, echo.taskId)).map((e) => e.action);
+    // (result-store's result_stored races the worker's succeeded: the worker sends it after the result's PubAck.)
+    expect(actions.slice(0, 3)).toEqual(["submitted", "ingested", "scheduled"]);
+    expect(actions.indexOf("succeeded")).toBeGreaterThan(2);
   });
 
   test("a fail task ends FAILED after 5 attempts and lands in dead_letter with its history", async () => {

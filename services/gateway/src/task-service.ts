@@ -92,8 +92,17 @@ export function taskServiceHandlers(
    * reader that sees the status finds the task), then the PENDING event and the tasks.ingest message are published
    * together, neither waiting for the other's PubAck. PENDING is already in Redis, so nothing downstream needs the
    * event before the task (the notifier drops it as stale should it come after INGESTED).
+   * `alsoPublish` (the "submitted" audit event) goes out in the same write, before tasks.ingest: nats-server stores a
+   * client's messages in the order it reads them, so it precedes ingest's "ingested" in the audit stream, and the
+   * call waits for one round of PubAcks instead of two. Its failure is the caller's to handle (it is not awaited
+   * here).
    */
-  async function queueTask(taskId: string, submission: Submission, createdAt: string): Promise<void> {
+  async function queueTask(
+    taskId: string,
+    submission: Submission,
+    createdAt: string,
+    alsoPublish?: () => void,
+  ): Promise<void> {
     const { traceparent } = injectTrace();
     const pending: StatusUpdate = { taskId, state: "PENDING", source: rt.name };
     const event = StatusEventSchema.parse(statusEvent(pending));
@@ -119,6 +128,7 @@ export function taskServiceHandlers(
           rt.log.warn({ err: error, taskId }, "could not publish the PENDING event"),
         )
       : undefined;
+    alsoPublish?.();
     await dependency("NATS", "queueing the task", () =>
       rt.publisher.publish(Subjects.ingest, message, { msgId: ingestMsgId(taskId, 0) }),
     );
@@ -165,14 +175,22 @@ export function taskServiceHandlers(
         }
         taskId = claim.owner;
       }
-      await queueTask(taskId, submission, new Date().toISOString());
-      // The task is queued from here on: a lost audit event must not turn an accepted task into an error.
-      await publishAudit(rt.publisher, {
-        taskId,
-        service: rt.name,
-        action: "submitted",
-        detail: { type: submission.type, priority: submission.priority, ...submitterDetail(callerOf(ctx)) },
-      }).catch((error: unknown) => rt.log.warn({ err: error, taskId }, "could not publish the submitted audit event"));
+      // The "submitted" audit event is sent once the task and its PENDING status are in Redis, together with the
+      // task's tasks.ingest message. A lost audit event must not turn an accepted task into an error: it is logged.
+      // (Should queueing then fail, the history says "submitted" for a task that Redis holds as PENDING: the same
+      // state a retry with the idempotency key completes.)
+      let audited: Promise<unknown> | undefined;
+      await queueTask(taskId, submission, new Date().toISOString(), () => {
+        audited = publishAudit(rt.publisher, {
+          taskId,
+          service: rt.name,
+          action: "submitted",
+          detail: { type: submission.type, priority: submission.priority, ...submitterDetail(callerOf(ctx)) },
+        }).catch((error: unknown) =>
+          rt.log.warn({ err: error, taskId }, "could not publish the submitted audit event"),
+        );
+      });
+      await audited;
       submitted.add(1, { type: submission.type, priority: submission.priority, outcome: "accepted" });
       // The task's first log line, inside the SubmitTask span: the drill-down by task id starts here.
       rt.log.debug({ taskId, type: submission.type, priority: submission.priority }, "task accepted");

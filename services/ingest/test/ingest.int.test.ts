@@ -156,6 +156,17 @@ test("enricher down: retried with enrich_retry audits, then FAILED and dead-lett
   expect(scheduled(taskId)).toEqual([]);
 });
 
+test("a cancelled task is skipped at once even while the enricher is down (the cancel check decides first)", async () => {
+  await stopEnricher(); // the enricher call, made side by side with the cancel check, is refused
+  const task = newTask();
+  await markCancelled(redis, task.taskId, "test");
+  await submit(task);
+  await waitFor("skipped_cancelled audit", () => audits(task.taskId, "skipped_cancelled").length === 1);
+  expect(audits(task.taskId, "enrich_retry")).toEqual([]);
+  expect(deadLetters(task.taskId)).toEqual([]);
+  expect(statuses(task.taskId)).toEqual([]);
+});
+
 test("the enricher coming back before attempts run out lets the task through", async () => {
   await stopEnricher(); // independent of the test before: the enricher is down whatever ran first
   const taskId = await submit(newTask({ type: "echo", payload: { a: 1 } }));
