@@ -26,6 +26,7 @@ test("raw chain and BullMQ at a tiny size give positive throughput and p50 ≤ p
       openLoopSeconds: 0.5,
       openLoopMinTasks: 20,
       openLoopMaxTasks: 100,
+      oneAtATimeTasks: 10,
     },
     only: ["raw", "bullmq"],
     workers: 1,
@@ -51,12 +52,25 @@ test("raw chain and BullMQ at a tiny size give positive throughput and p50 ≤ p
       expect(phase.latencyMs.p50).toBeLessThanOrEqual(phase.latencyMs.p95);
       expect(phase.latencyMs.p95).toBeLessThanOrEqual(phase.latencyMs.p99);
     }
+    expect(system.oneAtATime?.completed).toBe(10);
+    expect(system.oneAtATime?.latencyMs.p50).toBeGreaterThan(0);
+    expect(system.oneAtATime?.latencyMs.p50).toBeLessThanOrEqual(system.oneAtATime?.latencyMs.p99 ?? 0);
     const roles = system.processes?.map((p) => p.role) ?? [];
     expect(roles).toContain(system.system === "raw" ? "nats-server" : "redis-server");
     for (const p of system.processes ?? []) expect(p.peakRssMb).toBeGreaterThan(0);
     expect((system.cpu?.systemPer1000 ?? 0) + (system.cpu?.infraPer1000 ?? 0)).toBeGreaterThan(0);
   }
   expect(json.systems.find((s) => s.system === "raw")?.processes?.filter((p) => p.kind === "system")).toHaveLength(6);
+  expect(json.roundTrips?.map((r) => r.name)).toEqual([
+    "Redis PING",
+    "NATS round trip (flush)",
+    "JetStream publish (PubAck)",
+  ]);
+  for (const r of json.roundTrips ?? []) {
+    expect(r.backToBackMs).toBeGreaterThan(0);
+    expect(r.afterIdleMs).toBeGreaterThan(0);
+  }
+  expect(json.ratios.oursOverRaw.oneAtATimeP50).toBeNull(); // the pipeline was not measured in this run
 });
 
 test("the pipeline part (nine services, three of them combined; gRPC in, status stream and result out) runs at a tiny size", {
@@ -71,6 +85,7 @@ test("the pipeline part (nine services, three of them combined; gRPC in, status 
       openLoopSeconds: 0.5,
       openLoopMinTasks: 10,
       openLoopMaxTasks: 30,
+      oneAtATimeTasks: 5,
     },
     only: ["pipeline"],
     workers: 1,
@@ -85,6 +100,12 @@ test("the pipeline part (nine services, three of them combined; gRPC in, status 
   expect(pipeline?.saturation?.completed).toBe(60);
   expect(pipeline?.saturation?.failed).toBe(0);
   for (const phase of pipeline?.openLoop ?? []) expect(phase.failed).toBe(0);
+  expect(pipeline?.oneAtATime?.completed).toBe(5);
+  expect(pipeline?.roundTrips?.map((r) => r.name)).toEqual([
+    "gRPC unary call to the gateway (Health/Check)",
+    "HTTP GET to result-store (/healthz)",
+  ]);
+  for (const r of pipeline?.roundTrips ?? []) expect(r.backToBackMs).toBeGreaterThan(0);
   const roles = pipeline?.processes?.filter((p) => p.kind === "system").map((p) => p.role) ?? [];
   expect(roles.sort()).toEqual(
     [

@@ -76,9 +76,30 @@ export function renderReport(result: BenchResult): string {
     );
     out.push(table(["system", "saturation", "open loop 25%", "open loop 50%", "open loop 75%"], cpuRows));
   }
+  const serialRows = result.systems
+    .filter((s) => s.oneAtATime)
+    .map((s) => {
+      const l = s.oneAtATime?.latencyMs;
+      return [s.system, String(l?.count ?? 0), fixed(l?.min), fixed(l?.p50), fixed(l?.p95), fixed(l?.p99)];
+    });
+  if (serialRows.length > 0) {
+    out.push("\nOne task at a time (nothing else in flight: the latency floor on this machine), ms:");
+    out.push(table(["system", "tasks", "min", "p50", "p95", "p99"], serialRows));
+  }
+  const roundTrips = [...(result.roundTrips ?? []), ...result.systems.flatMap((s) => s.roundTrips ?? [])];
+  if (roundTrips.length > 0) {
+    const gap = roundTrips[0]?.idleGapMs ?? 0;
+    out.push(`\nRound trips on this machine, p50 ms (one call at a time, from the benchmark process):`);
+    out.push(
+      table(
+        ["call", "back to back", `after ${gap} ms idle`],
+        roundTrips.map((r) => [r.name, fixed(r.backToBackMs, 2), fixed(r.afterIdleMs, 2)]),
+      ),
+    );
+  }
   for (const s of result.systems) if (s.skipped) out.push(`\n${s.system} skipped: ${s.skipped}`);
   for (const s of result.systems) {
-    const failures = [s.saturation, ...(s.openLoop ?? [])].filter((p) => p && p.failed > 0);
+    const failures = [s.saturation, ...(s.openLoop ?? []), s.oneAtATime].filter((p) => p && p.failed > 0);
     for (const p of failures) out.push(`\n${s.system}: ${p?.failed} task(s) failed, first: ${p?.firstError}`);
   }
 
@@ -100,11 +121,12 @@ export function renderReport(result: BenchResult): string {
     Object.values(r.p99AtReference)
       .map((v) => fixed(v, 2))
       .join(" / "),
+    `${fixed(r.oneAtATimeP50, 2)} / ${fixed(r.oneAtATimeP99, 2)}`,
   ];
-  out.push("\nRatios (ours ÷ theirs; latency at 25% / 50% / 75% of the reference rate):");
+  out.push("\nRatios (ours ÷ theirs; latency at 25% / 50% / 75% of the reference rate, and one task at a time):");
   out.push(
     table(
-      ["", "tasks/s", "CPU/1k", "p50", "p99"],
+      ["", "tasks/s", "CPU/1k", "p50", "p99", "one at a time p50 / p99"],
       [ratioRow("ours/raw", result.ratios.oursOverRaw), ratioRow("ours/BullMQ", result.ratios.oursOverBullmq)],
     ),
   );

@@ -1,13 +1,15 @@
 /**
  * Runs the benchmark: for each system, fresh nats-server/redis-server, warm-up, a closed-loop saturation phase
  * (throughput, and CPU per 1,000 tasks over exactly that phase), then open-loop phases at 25/50/75 % of the
- * reference peak (latency), then peak RSS per process. The reference peak is our pipeline's when it ran (it runs
+ * reference peak (latency), then tasks one at a time (the latency floor: nothing else in flight), then peak RSS per
+ * process. The reference peak is our pipeline's when it ran (it runs
  * first); otherwise the first measured system's.
  */
 import { cpus, loadavg } from "node:os";
 import { type NatsServer, type RedisServer, startNats, startRedis } from "@tm/testkit";
 import { closedLoop, type LoadResult, openLoop } from "./load.js";
 import { cpuBetween, type ProcessUsage, peakRssMbOf, snapshotCpu, type WatchedProcess } from "./proc.js";
+import { infraRoundTrips, measureRoundTrip, type RoundTrip } from "./round-trips.js";
 import { OPEN_LOOP_FRACTIONS, openLoopTasks, type SizeProfile } from "./sizes.js";
 import { cpuPerThousand, type LatencySummary, ratio, summarize } from "./stats.js";
 import type { SystemUnderTest } from "./system.js";
@@ -63,6 +65,10 @@ export interface SystemResult {
   skipped?: string;
   saturation?: PhaseResult & { inFlight: number };
   openLoop?: OpenLoopResult[];
+  /** Tasks run one after another, never two in flight: the latency of a task on an otherwise idle system. */
+  oneAtATime?: PhaseResult & { latencyMs: LatencySummary };
+  /** The system's own probes (SystemUnderTest.probes), timed back to back and after an idle gap. */
+  roundTrips?: RoundTrip[];
   cpu?: { systemPer1000: number; infraPer1000: number; driverPer1000: number };
   processes?: ProcessFigures[];
 }
@@ -87,6 +93,8 @@ export interface BenchResult {
   systems: SystemResult[];
   ratios: Ratios;
   scaling?: ScalingResult[];
+  /** Round trips to Redis, core NATS and JetStream from the driver, on fresh servers. */
+  roundTrips?: RoundTrip[];
 }
 
 export interface Ratios {
@@ -99,6 +107,9 @@ export interface RatioSet {
   cpuPer1000: number | null;
   p50AtReference: Record<string, number | null>;
   p99AtReference: Record<string, number | null>;
+  /** p50 and p99 of the one-at-a-time phase. */
+  oneAtATimeP50: number | null;
+  oneAtATimeP99: number | null;
 }
 
 export interface Infra {
@@ -205,6 +216,12 @@ async function measureSystem(
       });
     }
 
+    log(`${name}: one task at a time, ${size.oneAtATimeTasks} tasks`);
+    const serial = await closedLoop(system.runOne, { total: size.oneAtATimeTasks, inFlight: 1 });
+    const roundTrips: RoundTrip[] = [];
+    for (const [probe, call] of Object.entries(system.probes ?? {}))
+      roundTrips.push(await measureRoundTrip(probe, call, roundTripSamples(size)));
+
     const processes = usage.map((u) => ({
       role: u.role,
       kind: u.kind,
@@ -219,6 +236,8 @@ async function measureSystem(
       ...(name === "pipeline" ? { config } : {}),
       saturation: { ...phaseOf(saturation, size.saturationTasks), inFlight: size.inFlight },
       openLoop: openLoopResults,
+      oneAtATime: { ...phaseOf(serial, size.oneAtATimeTasks), latencyMs: summarize(serial.latenciesMs) },
+      ...(roundTrips.length > 0 ? { roundTrips } : {}),
       cpu: { systemPer1000: per1000("system"), infraPer1000: per1000("infra"), driverPer1000: per1000("driver") },
       processes,
     };
@@ -243,7 +262,28 @@ function ratioSet(ours: SystemResult | undefined, theirs: SystemResult | undefin
     cpuPer1000: ratio(cpu(ours), cpu(theirs)),
     p50AtReference: p50,
     p99AtReference: p99,
+    oneAtATimeP50: ratio(ours?.oneAtATime?.latencyMs.p50, theirs?.oneAtATime?.latencyMs.p50),
+    oneAtATimeP99: ratio(ours?.oneAtATime?.latencyMs.p99, theirs?.oneAtATime?.latencyMs.p99),
   };
+}
+
+/** Samples per round-trip probe: enough for a stable p50 without making a small run long. */
+function roundTripSamples(size: SizeProfile): number {
+  return Math.max(10, Math.min(100, size.oneAtATimeTasks));
+}
+
+/** Round trips to the infrastructure alone, on fresh servers with nothing else running. */
+async function measureInfraRoundTrips(size: SizeProfile): Promise<RoundTrip[]> {
+  const nats = await startNats();
+  const redis = await startRedis().catch(async (error) => {
+    await nats.dispose();
+    throw error;
+  });
+  try {
+    return await infraRoundTrips(nats, redis, roundTripSamples(size));
+  } finally {
+    await Promise.all([nats.dispose(), redis.dispose()]);
+  }
 }
 
 export function pipelineSkipReason(combine: readonly string[] = []): string | undefined {
@@ -315,6 +355,11 @@ export async function runBench(options: BenchOptions): Promise<BenchResult> {
   }
   const find = (name: SystemName) => systems.find((s) => s.system === name && !s.skipped);
   const scaling = options.scaling ? await runScaling(options) : undefined;
+  options.log("round trips to redis-server and nats-server");
+  const roundTrips = await measureInfraRoundTrips(options.size).catch((error: Error) => {
+    options.log(`round trips: failed: ${error.message ?? error}`);
+    return undefined;
+  });
   return {
     startedAt,
     finishedAt: new Date().toISOString(),
@@ -329,5 +374,6 @@ export async function runBench(options: BenchOptions): Promise<BenchResult> {
       oursOverBullmq: ratioSet(find("pipeline"), find("bullmq")),
     },
     ...(scaling ? { scaling } : {}),
+    ...(roundTrips ? { roundTrips } : {}),
   };
 }

@@ -10,6 +10,8 @@ export interface SizeProfile {
   openLoopSeconds: number;
   openLoopMinTasks: number;
   openLoopMaxTasks: number;
+  /** Tasks run one at a time (nothing else in flight): each system's latency floor on this machine. */
+  oneAtATimeTasks: number;
 }
 
 export const SIZES = {
@@ -20,6 +22,7 @@ export const SIZES = {
     openLoopSeconds: 2,
     openLoopMinTasks: 20,
     openLoopMaxTasks: 200,
+    oneAtATimeTasks: 20,
   },
   medium: {
     warmup: 200,
@@ -28,6 +31,7 @@ export const SIZES = {
     openLoopSeconds: 10,
     openLoopMinTasks: 100,
     openLoopMaxTasks: 5000,
+    oneAtATimeTasks: 200,
   },
   large: {
     warmup: 500,
@@ -36,6 +40,7 @@ export const SIZES = {
     openLoopSeconds: 30,
     openLoopMinTasks: 500,
     openLoopMaxTasks: 30000,
+    oneAtATimeTasks: 500,
   },
 } satisfies Record<string, SizeProfile>;
 

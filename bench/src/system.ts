@@ -7,6 +7,8 @@ export interface SystemUnderTest {
   runOne(): Promise<void>;
   /** Every process whose CPU and memory count: the system's own, nats-server/redis-server and this driver. */
   processes(): WatchedProcess[];
+  /** Single calls worth timing on their own (e.g. one gRPC round trip to the gateway), by name. */
+  probes?: Record<string, () => Promise<unknown>>;
   stop(): Promise<void>;
 }
 

@@ -7,7 +7,7 @@
 import { existsSync } from "node:fs";
 import { Agent, get as httpGet } from "node:http";
 import { join } from "node:path";
-import { createTaskClient, Priority, type TaskClient, TaskState } from "@tm/proto";
+import { createHealthClient, createTaskClient, Priority, type TaskClient, TaskState } from "@tm/proto";
 import {
   type NatsServer,
   REPO_ROOT,
@@ -109,6 +109,7 @@ export async function startPipeline(
     const resultStorePort = portOf("result-store", resultStore);
     const clients: TaskClient[] = gatewayPorts.map((port) => createTaskClient({ baseUrl: `http://127.0.0.1:${port}` }));
     let next = 0;
+    const health = createHealthClient({ baseUrl: `http://127.0.0.1:${gatewayPorts[0]}` });
 
     // node:http over keep-alive connections, not the global fetch: on Node 20 fetch cost the driver about 1 ms of CPU
     // per call, CPU taken from the same two cores the pipeline runs on.
@@ -151,6 +152,10 @@ export async function startPipeline(
         // Round robin over the gateway replicas (what a load balancer in front of them would do).
         const client = clients[next++ % clients.length] as TaskClient;
         return within(runTask(client), options.taskTimeoutMs, "pipeline task");
+      },
+      probes: {
+        "gRPC unary call to the gateway (Health/Check)": () => health.check({ service: "" }),
+        "HTTP GET to result-store (/healthz)": () => getStatus("/healthz"),
       },
       processes(): WatchedProcess[] {
         const counts = new Map<string, number>();
