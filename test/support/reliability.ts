@@ -100,20 +100,20 @@ const CONNECTION_ERRORS = new Set(["ECONNREFUSED", "ECONNRESET", "EPIPE", "ERR_H
 
 /**
  * Why a failed SubmitTask may be sent again (with its idempotency key), or undefined when it must not: UNAVAILABLE,
- * a deadline or cancellation, or a connection error. connect-node reports an HTTP/2 REFUSED_STREAM (a stream the
- * client opened as the server's GOAWAY was on its way; the server processed none of it) as INTERNAL when Node emits
- * it as a stream error, and a reset connection as ABORTED, so those are recognised by their Node cause; gRPC's
- * HTTP/2 mapping makes REFUSED_STREAM UNAVAILABLE, and grpc-js retries it transparently.
+ * a deadline or cancellation, or a connection error. An HTTP/2 REFUSED_STREAM (a stream the client opened as the
+ * server's GOAWAY was on its way; the server processed none of it) arrives as UNAVAILABLE from @tm/proto's client
+ * (connect-node alone says INTERNAL); it is labelled by its Node cause so the figures tell it apart. A reset
+ * connection, which connect-node reports as ABORTED, is recognised by its cause too.
  */
 function retryableFailure(error: unknown): string | undefined {
   const connectError = ConnectError.from(error);
-  const { code } = connectError;
-  if (code === Code.Unavailable || code === Code.DeadlineExceeded || code === Code.Canceled) return Code[code];
   for (let cause: unknown = connectError.cause; cause instanceof Error; cause = cause.cause) {
     const nodeCode = (cause as NodeJS.ErrnoException).code;
     if (nodeCode && CONNECTION_ERRORS.has(nodeCode)) return nodeCode;
     if (nodeCode === "ERR_HTTP2_STREAM_ERROR" && cause.message.includes("REFUSED_STREAM")) return "REFUSED_STREAM";
   }
+  const { code } = connectError;
+  if (code === Code.Unavailable || code === Code.DeadlineExceeded || code === Code.Canceled) return Code[code];
   return undefined;
 }
 

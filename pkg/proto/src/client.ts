@@ -9,6 +9,7 @@ import { context, propagation, type TextMapSetter } from "@opentelemetry/api";
 import { Health } from "./gen/grpc/health/v1/health_pb.js";
 import { AdminService } from "./gen/taskmanager/v1/admin_pb.js";
 import { TaskService } from "./gen/taskmanager/v1/taskmanager_pb.js";
+import { refusedStreamAsUnavailable } from "./refused-stream.js";
 
 export interface TaskClientOptions {
   /** e.g. http://127.0.0.1:50051 */
@@ -35,7 +36,8 @@ const propagateTraceContext: Interceptor = (next) => (req) => {
 };
 
 function transportFor(options: TaskClientOptions) {
-  const interceptors: Interceptor[] = [propagateTraceContext];
+  // Outermost first: the refused-stream mapping sees every error of the call, whatever the others do.
+  const interceptors: Interceptor[] = [refusedStreamAsUnavailable, propagateTraceContext];
   if (options.apiKey) {
     const value = `Bearer ${options.apiKey}`;
     interceptors.push((next) => (req) => {
