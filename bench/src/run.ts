@@ -186,6 +186,8 @@ async function measureSystem(
   config: PipelineConfig,
   reference: number | null,
   fractions: readonly number[] = OPEN_LOOP_FRACTIONS,
+  /** The one-at-a-time phase and the system's round-trip probes (the scaling runs leave them out). */
+  floor = true,
 ): Promise<SystemResult> {
   const { size, log } = options;
   const infra = await startInfra(name);
@@ -216,11 +218,14 @@ async function measureSystem(
       });
     }
 
-    log(`${name}: one task at a time, ${size.oneAtATimeTasks} tasks`);
-    const serial = await closedLoop(system.runOne, { total: size.oneAtATimeTasks, inFlight: 1 });
+    let serial: LoadResult | undefined;
     const roundTrips: RoundTrip[] = [];
-    for (const [probe, call] of Object.entries(system.probes ?? {}))
-      roundTrips.push(await measureRoundTrip(probe, call, roundTripSamples(size)));
+    if (floor) {
+      log(`${name}: one task at a time, ${size.oneAtATimeTasks} tasks`);
+      serial = await closedLoop(system.runOne, { total: size.oneAtATimeTasks, inFlight: 1 });
+      for (const [probe, call] of Object.entries(system.probes ?? {}))
+        roundTrips.push(await measureRoundTrip(probe, call, roundTripSamples(size)));
+    }
 
     const processes = usage.map((u) => ({
       role: u.role,
@@ -236,7 +241,9 @@ async function measureSystem(
       ...(name === "pipeline" ? { config } : {}),
       saturation: { ...phaseOf(saturation, size.saturationTasks), inFlight: size.inFlight },
       openLoop: openLoopResults,
-      oneAtATime: { ...phaseOf(serial, size.oneAtATimeTasks), latencyMs: summarize(serial.latenciesMs) },
+      ...(serial
+        ? { oneAtATime: { ...phaseOf(serial, size.oneAtATimeTasks), latencyMs: summarize(serial.latenciesMs) } }
+        : {}),
       ...(roundTrips.length > 0 ? { roundTrips } : {}),
       cpu: { systemPer1000: per1000("system"), infraPer1000: per1000("infra"), driverPer1000: per1000("driver") },
       processes,
@@ -305,7 +312,7 @@ async function runScaling(options: BenchOptions): Promise<ScalingResult[]> {
   let reference: number | null = null;
   for (const config of configs) {
     // p99 at one fixed offered rate (half the first configuration's peak) so configurations compare like for like.
-    const measured = await measureSystem("pipeline", options, config, reference, [0.5]);
+    const measured = await measureSystem("pipeline", options, config, reference, [0.5], false);
     reference ??= measured.saturation?.tasksPerSec ?? null;
     const paced = measured.openLoop?.[0];
     results.push({
