@@ -1,6 +1,6 @@
 import { describe, expect, test } from "vitest";
 import { parseArgs } from "../bench/src/args.js";
-import { layoutOf } from "../bench/src/report.js";
+import { layoutOf, telemetryNote } from "../bench/src/report.js";
 
 describe("--combine", () => {
   test("takes a list of pipeline services, trimmed, in the order given", () => {
@@ -29,5 +29,24 @@ describe("--combine", () => {
     expect(layoutOf(2, 1, ["notifier", "audit"])).toBe(
       "2 workers, 1 gateway, notifier+audit in one process (services/combined), the others one process each",
     );
+  });
+});
+
+describe("--telemetry", () => {
+  test("on by default (as the services start); on, off or export when given", () => {
+    expect(parseArgs([], "out").telemetry).toBe("on");
+    expect(parseArgs(["--telemetry", "off"], "out").telemetry).toBe("off");
+    expect(parseArgs(["--telemetry=export"], "out").telemetry).toBe("export");
+    expect(parseArgs(["--telemetry=on"], "out").telemetry).toBe("on");
+  });
+
+  test.each([[["--telemetry"]], [["--telemetry", "no"]], [["--telemetry=OFF"]]])("%j is refused", (argv) => {
+    expect(() => parseArgs(argv, "out")).toThrow("--telemetry must be one of on, off, export");
+  });
+
+  test("the report names the mode", () => {
+    expect(telemetryNote("on")).toBe("telemetry on, no exporter");
+    expect(telemetryNote("off")).toMatch(/OTEL_SDK_DISABLED=true/);
+    expect(telemetryNote("export")).toMatch(/OTLP/);
   });
 });

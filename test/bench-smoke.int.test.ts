@@ -2,7 +2,7 @@
  * The benchmark cannot rot: the raw JetStream chain, BullMQ and the pipeline (the nine built services) run at a tiny
  * size with real servers; the JSON holds positive throughput and ordered percentiles, and no task fails. The
  * pipeline runs with three services in one services/combined process (--combine) and six alone, so both ways of
- * starting a service are exercised in one run.
+ * starting a service are exercised in one run, and with --telemetry export, so the services' OTLP export is too.
  */
 import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -73,7 +73,7 @@ test("raw chain and BullMQ at a tiny size give positive throughput and p50 ≤ p
   expect(json.ratios.oursOverRaw.oneAtATimeP50).toBeNull(); // the pipeline was not measured in this run
 });
 
-test("the pipeline part (nine services, three of them combined; gRPC in, status stream and result out) runs at a tiny size", {
+test("the pipeline part (nine services, three of them combined, traces exported; gRPC in, status stream and result out) runs at a tiny size", {
   timeout: 90_000,
 }, async () => {
   const result = await runBench({
@@ -91,6 +91,8 @@ test("the pipeline part (nine services, three of them combined; gRPC in, status 
     workers: 1,
     gateways: 1,
     combine: ["notifier", "audit", "deadletter"],
+    // As deployed with a collector: spans recorded and exported (to the benchmark's discarding sink).
+    telemetry: "export",
     scaling: false,
     taskTimeoutMs: 20_000,
     log: () => undefined,
@@ -101,6 +103,7 @@ test("the pipeline part (nine services, three of them combined; gRPC in, status 
   expect(pipeline?.saturation?.failed).toBe(0);
   for (const phase of pipeline?.openLoop ?? []) expect(phase.failed).toBe(0);
   expect(pipeline?.oneAtATime?.completed).toBe(5);
+  expect(pipeline?.otlpReceived?.["/v1/traces"]?.requests).toBeGreaterThan(0);
   expect(pipeline?.roundTrips?.map((r) => r.name)).toEqual([
     "gRPC unary call to the gateway (Health/Check)",
     "HTTP GET to result-store (/healthz)",

@@ -1,7 +1,7 @@
 /** Command-line flags of `pnpm bench`. A bad flag stops with a message naming it. */
 import { ALL_SYSTEMS, type SystemName } from "./run.js";
 import { SIZES, type SizeName } from "./sizes.js";
-import { combineProblem } from "./systems/pipeline.js";
+import { combineProblem, TELEMETRY_MODES, type TelemetryMode } from "./systems/pipeline.js";
 
 export interface CliOptions {
   size: SizeName;
@@ -17,6 +17,8 @@ export interface CliOptions {
   soak?: number;
   /** --soak-rate N: the soak's offered tasks/s (skips measuring the peak). */
   soakRate?: number;
+  /** --telemetry on|off|export: what the pipeline's services do with OpenTelemetry (TelemetryMode). */
+  telemetry: TelemetryMode;
 }
 
 export const USAGE = `Usage: pnpm bench [-- flags]
@@ -30,6 +32,9 @@ export const USAGE = `Usage: pnpm bench [-- flags]
   --soak SECONDS              instead: soak the pipeline for SECONDS at 50% of its measured peak, sampling VmRSS
                               per process and throughput/latency every 15 s (--size sets the warm-up and peak phase)
   --soak-rate N               with --soak: offer N tasks/s instead of measuring the peak
+  --telemetry on|off|export   the pipeline's OpenTelemetry: on = SDK and instrumentations, no exporter (default);
+                              off = OTEL_SDK_DISABLED=true; export = spans and metrics exported over OTLP to a sink
+                              in this process that discards them (what a deployment with a collector pays)
   --out DIR                   where the JSON goes (default bench-results at the repository root)
   --no-build                  skip building (start.mjs builds @tm/bench, its dependencies and the services)
 Requires nats-server and redis-server on PATH; the pipeline needs \`pnpm build\`.`;
@@ -57,6 +62,7 @@ export function parseArgs(argv: readonly string[], defaultOut: string): CliOptio
     scaling: false,
     out: defaultOut,
     help: false,
+    telemetry: "on",
   };
   let onlyGiven = false;
   for (let i = 0; i < argv.length; i++) {
@@ -101,6 +107,13 @@ export function parseArgs(argv: readonly string[], defaultOut: string): CliOptio
       case "--soak-rate":
         options.soakRate = positiveNumber("--soak-rate", value());
         break;
+      case "--telemetry": {
+        const setting = value();
+        if (!TELEMETRY_MODES.includes(setting as TelemetryMode))
+          throw new Error(`--telemetry must be one of ${TELEMETRY_MODES.join(", ")}, got ${JSON.stringify(setting)}`);
+        options.telemetry = setting as TelemetryMode;
+        break;
+      }
       case "--out":
         options.out = value() ?? defaultOut;
         break;

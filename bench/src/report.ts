@@ -3,6 +3,7 @@ import { mkdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import type { BenchResult, RatioSet } from "./run.js";
 import type { SoakResult } from "./soak.js";
+import type { TelemetryMode } from "./systems/pipeline.js";
 
 const fixed = (value: number | null | undefined, digits = 1) =>
   value === null || value === undefined ? "—" : value.toFixed(digits);
@@ -18,8 +19,9 @@ export function renderReport(result: BenchResult): string {
   out.push(
     `Benchmark (${result.size}) on ${result.machine.cpus} cores, ${result.machine.cpuModel}, Node ${result.machine.node}`,
   );
-  const { workers, gateways, combine = [] } = result.options;
-  if (result.options.only.includes("pipeline")) out.push(`Pipeline layout: ${layoutOf(workers, gateways, combine)}`);
+  const { workers, gateways, combine = [], telemetry = "on" } = result.options;
+  if (result.options.only.includes("pipeline"))
+    out.push(`Pipeline layout: ${layoutOf(workers, gateways, combine)}; ${telemetryNote(telemetry)}`);
   out.push(
     result.reference
       ? `Open-loop rates are fractions of the ${result.reference.source}: ${fixed(result.reference.tasksPerSec, 0)} tasks/s`
@@ -86,6 +88,12 @@ export function renderReport(result: BenchResult): string {
     out.push("\nOne task at a time (nothing else in flight: the latency floor on this machine), ms:");
     out.push(table(["system", "tasks", "min", "p50", "p95", "p99"], serialRows));
   }
+  for (const s of result.systems.filter((x) => x.otlpReceived)) {
+    const paths = Object.entries(s.otlpReceived ?? {}).map(
+      ([path, r]) => `${path} ${r.requests} requests, ${fixed(r.bytes / 1e6, 1)} MB`,
+    );
+    out.push(`\n${s.system}: exported over OTLP during the run: ${paths.join("; ") || "nothing"}`);
+  }
   const roundTrips = [...(result.roundTrips ?? []), ...result.systems.flatMap((s) => s.roundTrips ?? [])];
   if (roundTrips.length > 0) {
     const gap = roundTrips[0]?.idleGapMs ?? 0;
@@ -149,6 +157,12 @@ export function renderReport(result: BenchResult): string {
   return out.join("\n");
 }
 
+export function telemetryNote(mode: TelemetryMode): string {
+  if (mode === "off") return "telemetry OFF (OTEL_SDK_DISABLED=true in every service)";
+  if (mode === "export") return "telemetry exported (spans and metrics over OTLP to a discarding sink)";
+  return "telemetry on, no exporter";
+}
+
 const signed = (value: number | null | undefined, digits = 1) =>
   value === null || value === undefined ? "—" : `${value >= 0 ? "+" : ""}${value.toFixed(digits)}`;
 
@@ -162,11 +176,11 @@ export function layoutOf(workers: number, gateways: number, combine: readonly st
 
 export function renderSoak(result: SoakResult): string {
   const out: string[] = [];
-  const { workers, gateways, combine = [] } = result.config;
+  const { workers, gateways, combine = [], telemetry = "on" } = result.config;
   if (result.skipped) return `Soak (pipeline) SKIPPED: ${result.skipped}`;
   const rate = result.rate;
   out.push(
-    `Soak (pipeline: ${layoutOf(workers, gateways, combine)}) on ${result.machine.cpus} cores, ` +
+    `Soak (pipeline: ${layoutOf(workers, gateways, combine)}; ${telemetryNote(telemetry)}) on ${result.machine.cpus} cores, ` +
       `${result.machine.cpuModel}, Node ${result.machine.node}; load average ${result.machine.loadAvgAtStart
         .map((l) => l.toFixed(1))
         .join(" ")} at start, ${result.machine.loadAvgAtEnd.map((l) => l.toFixed(1)).join(" ")} at end`,

@@ -14,7 +14,7 @@ import { OPEN_LOOP_FRACTIONS, openLoopTasks, type SizeProfile } from "./sizes.js
 import { cpuPerThousand, type LatencySummary, ratio, summarize } from "./stats.js";
 import type { SystemUnderTest } from "./system.js";
 import { startBullmq } from "./systems/bullmq.js";
-import { missingServiceBuilds, type PipelineConfig, startPipeline } from "./systems/pipeline.js";
+import { missingServiceBuilds, type PipelineConfig, startPipeline, type TelemetryMode } from "./systems/pipeline.js";
 import { startRawChain } from "./systems/raw.js";
 
 export type SystemName = "raw" | "bullmq" | "pipeline";
@@ -28,6 +28,8 @@ export interface BenchOptions {
   gateways: number;
   /** Services sharing one services/combined process (--combine). */
   combine?: readonly string[];
+  /** What the pipeline's services do with OpenTelemetry (--telemetry; default "on"). */
+  telemetry?: TelemetryMode;
   scaling: boolean;
   taskTimeoutMs: number;
   log: (line: string) => void;
@@ -69,6 +71,8 @@ export interface SystemResult {
   oneAtATime?: PhaseResult & { latencyMs: LatencySummary };
   /** The system's own probes (SystemUnderTest.probes), timed back to back and after an idle gap. */
   roundTrips?: RoundTrip[];
+  /** With --telemetry export: what the services sent to the OTLP sink over the whole run, by path. */
+  otlpReceived?: Record<string, { requests: number; bytes: number }>;
   cpu?: { systemPer1000: number; infraPer1000: number; driverPer1000: number };
   processes?: ProcessFigures[];
 }
@@ -227,6 +231,8 @@ async function measureSystem(
         roundTrips.push(await measureRoundTrip(probe, call, roundTripSamples(size)));
     }
 
+    const otlpReceived = system.exported?.();
+
     const processes = usage.map((u) => ({
       role: u.role,
       kind: u.kind,
@@ -245,6 +251,7 @@ async function measureSystem(
         ? { oneAtATime: { ...phaseOf(serial, size.oneAtATimeTasks), latencyMs: summarize(serial.latenciesMs) } }
         : {}),
       ...(roundTrips.length > 0 ? { roundTrips } : {}),
+      ...(otlpReceived ? { otlpReceived } : {}),
       cpu: { systemPer1000: per1000("system"), infraPer1000: per1000("infra"), driverPer1000: per1000("driver") },
       processes,
     };
@@ -312,7 +319,8 @@ async function runScaling(options: BenchOptions): Promise<ScalingResult[]> {
   let reference: number | null = null;
   for (const config of configs) {
     // p99 at one fixed offered rate (half the first configuration's peak) so configurations compare like for like.
-    const measured = await measureSystem("pipeline", options, config, reference, [0.5], false);
+    const layout = { ...config, telemetry: options.telemetry ?? "on" };
+    const measured = await measureSystem("pipeline", options, layout, reference, [0.5], false);
     reference ??= measured.saturation?.tasksPerSec ?? null;
     const paced = measured.openLoop?.[0];
     results.push({
@@ -340,7 +348,12 @@ export async function runBench(options: BenchOptions): Promise<BenchResult> {
   const loadAvgAtStart = loadavg();
   const systems: SystemResult[] = [];
   let reference: BenchResult["reference"] = null;
-  const config = { workers: options.workers, gateways: options.gateways, combine: options.combine ?? [] };
+  const config = {
+    workers: options.workers,
+    gateways: options.gateways,
+    combine: options.combine ?? [],
+    telemetry: options.telemetry ?? "on",
+  };
   for (const name of ALL_SYSTEMS.filter((s) => options.only.includes(s))) {
     const skipped = name === "pipeline" ? pipelineSkipReason(config.combine) : undefined;
     if (skipped) {

@@ -133,7 +133,12 @@ async function soakOpenLoop(
 export async function runSoak(options: SoakOptions): Promise<SoakResult> {
   const startedAt = new Date().toISOString();
   const loadAvgAtStart = loadavg();
-  const config = { workers: options.workers, gateways: options.gateways, combine: options.combine ?? [] };
+  const config = {
+    workers: options.workers,
+    gateways: options.gateways,
+    combine: options.combine ?? [],
+    telemetry: options.telemetry ?? "on",
+  };
   const everySec = options.sampleEverySec ?? SOAK_SAMPLE_EVERY_SEC;
   const { log } = options;
   const base = {

@@ -9,6 +9,8 @@ export interface SystemUnderTest {
   processes(): WatchedProcess[];
   /** Single calls worth timing on their own (e.g. one gRPC round trip to the gateway), by name. */
   probes?: Record<string, () => Promise<unknown>>;
+  /** What the system exported over OTLP so far (requests and bytes by path), when it exports to the benchmark. */
+  exported?: () => Record<string, { requests: number; bytes: number }>;
   stop(): Promise<void>;
 }
 

@@ -18,6 +18,7 @@ import {
   spawnService,
 } from "@tm/testkit";
 import { within } from "../load.js";
+import { startOtlpSink } from "../otlp-sink.js";
 import type { WatchedProcess } from "../proc.js";
 import type { SystemUnderTest } from "../system.js";
 
@@ -46,7 +47,18 @@ export interface PipelineConfig {
   gateways: number;
   /** Services run together in one services/combined process instead of one process each (empty: none). */
   combine?: readonly string[];
+  /** What the services do with OpenTelemetry (default "on"): see TELEMETRY_MODES. */
+  telemetry?: TelemetryMode;
 }
+
+/**
+ * - on: the SDK and its instrumentations run, with no exporter (spans are non-recording; trace context still flows);
+ * - off: OTEL_SDK_DISABLED=true in every service (no instrumentations, no context manager);
+ * - export: as deployed with a collector: spans recorded and exported over OTLP, with metrics, to a sink that
+ *   discards them (otlp-sink.ts).
+ */
+export const TELEMETRY_MODES = ["on", "off", "export"] as const;
+export type TelemetryMode = (typeof TELEMETRY_MODES)[number];
 
 export interface PipelineOptions extends PipelineConfig {
   taskTimeoutMs: number;
@@ -73,7 +85,13 @@ export async function startPipeline(
   redis: RedisServer,
   options: PipelineOptions,
 ): Promise<SystemUnderTest> {
-  const base = { NATS_URL: nats.url, REDIS_URL: redis.url };
+  const sink = options.telemetry === "export" ? await startOtlpSink() : undefined;
+  const base = {
+    NATS_URL: nats.url,
+    REDIS_URL: redis.url,
+    ...(options.telemetry === "off" ? { OTEL_SDK_DISABLED: "true" } : {}),
+    ...(sink ? { OTEL_EXPORTER_OTLP_ENDPOINT: sink.url } : {}),
+  };
   const services: SpawnedService[] = [];
   const combine = options.combine ?? [];
   let combined: SpawnedCombined | undefined;
@@ -153,6 +171,7 @@ export async function startPipeline(
         const client = clients[next++ % clients.length] as TaskClient;
         return within(runTask(client), options.taskTimeoutMs, "pipeline task");
       },
+      ...(sink ? { exported: () => sink.received() } : {}),
       probes: {
         "gRPC unary call to the gateway (Health/Check)": () => health.check({ service: "" }),
         "HTTP GET to result-store (/healthz)": () => getStatus("/healthz"),
@@ -175,10 +194,12 @@ export async function startPipeline(
       async stop() {
         agent.destroy();
         await Promise.all([...services.map((s) => s.process.stop(20_000)), combined?.process.stop(20_000)]);
+        await sink?.close();
       },
     };
   } catch (error) {
     await Promise.all([...services.map((s) => s.process.kill()), combined?.process.kill()]);
+    await sink?.close();
     throw error;
   }
 }
