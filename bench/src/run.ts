@@ -1,9 +1,9 @@
 /**
  * Runs the benchmark: for each system, fresh nats-server/redis-server, warm-up, a closed-loop saturation phase
  * (throughput, and CPU per 1,000 tasks over exactly that phase), then open-loop phases at 25/50/75 % of the
- * reference peak (latency), then tasks one at a time (the latency floor: nothing else in flight), then peak RSS per
- * process. The reference peak is our pipeline's when it ran (it runs
- * first); otherwise the first measured system's.
+ * reference peak (latency), then tasks one at a time (the latency floor: nothing else in flight) and the system's
+ * round-trip probes, then peak RSS per process; last, round trips to fresh servers alone. The reference peak is our
+ * pipeline's when it ran (it runs first); otherwise the first measured system's.
  */
 import { cpus, loadavg } from "node:os";
 import { type NatsServer, type RedisServer, startNats, startRedis } from "@tm/testkit";
