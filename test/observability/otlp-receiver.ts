@@ -1,9 +1,11 @@
 /**
- * A tiny OTLP/HTTP receiver for tests: keeps the spans services export as JSON (`POST /v1/traces`, the kit's trace
- * exporter), answers everything else (metrics are protobuf) with 200 and ignores it.
+ * A tiny OTLP/HTTP receiver for tests: keeps the spans services export (`POST /v1/traces`; the kit's trace exporter
+ * sends protobuf, JSON is read too), answers everything else (metrics) with 200 and ignores it. The protobuf is read
+ * with @bufbuild/protobuf's wire reader for the few fields the tests look at (opentelemetry/proto/trace/v1).
  */
 import { createServer } from "node:http";
 import type { AddressInfo } from "node:net";
+import { BinaryReader, type WireType } from "@bufbuild/protobuf/wire";
 
 export interface ReceivedSpan {
   service: string;
@@ -56,11 +58,14 @@ export async function startOtlpReceiver(): Promise<OtlpReceiver> {
     req.on("data", (chunk: Buffer) => chunks.push(chunk));
     req.on("end", () => {
       if (req.url === "/v1/traces") {
-        if (!String(req.headers["content-type"]).includes("json")) {
-          res.writeHead(415).end("this receiver reads OTLP JSON only");
+        const body = Buffer.concat(chunks);
+        const type = String(req.headers["content-type"]);
+        if (type.includes("json")) spans.push(...flatten(JSON.parse(body.toString("utf8")) as OtlpTraces));
+        else if (type.includes("protobuf")) spans.push(...flatten(decodeTraces(body)));
+        else {
+          res.writeHead(415).end(`this receiver reads OTLP protobuf or JSON, not ${type}`);
           return;
         }
-        spans.push(...flatten(JSON.parse(Buffer.concat(chunks).toString("utf8")) as OtlpTraces));
       }
       res.writeHead(200, { "content-type": "application/json" }).end("{}");
     });
@@ -101,3 +106,109 @@ function attributes(list: OtlpAttribute[] = []): Record<string, unknown> {
     ]),
   );
 }
+
+/** ExportTraceServiceRequest (protobuf) → the JSON shape above, for the fields the tests read. */
+function decodeTraces(bytes: Uint8Array): OtlpTraces {
+  const resourceSpans: ResourceSpans[] = [];
+  fields(bytes, (no, r) => {
+    if (no !== 1) return false;
+    resourceSpans.push(resourceSpansOf(r.bytes()));
+    return true;
+  });
+  return { resourceSpans };
+}
+
+type ResourceSpans = NonNullable<OtlpTraces["resourceSpans"]>[number];
+type ScopeSpans = NonNullable<ResourceSpans["scopeSpans"]>[number];
+
+function resourceSpansOf(bytes: Uint8Array): ResourceSpans {
+  const attributes: OtlpAttribute[] = [];
+  const scopeSpans: ScopeSpans[] = [];
+  fields(bytes, (no, r) => {
+    if (no === 1) {
+      fields(r.bytes(), (resourceNo, rr) => {
+        if (resourceNo !== 1) return false;
+        attributes.push(keyValue(rr.bytes()));
+        return true;
+      });
+    } else if (no === 2) scopeSpans.push(scopeSpansOf(r.bytes()));
+    else return false;
+    return true;
+  });
+  return { resource: { attributes }, scopeSpans };
+}
+
+function scopeSpansOf(bytes: Uint8Array): ScopeSpans {
+  let name = "";
+  const spans: Span[] = [];
+  fields(bytes, (no, r) => {
+    if (no === 1) {
+      fields(r.bytes(), (scopeNo, sr) => {
+        if (scopeNo !== 1) return false;
+        name = sr.string();
+        return true;
+      });
+    } else if (no === 2) spans.push(span(r.bytes()));
+    else return false;
+    return true;
+  });
+  return { scope: { name }, spans };
+}
+
+type Span = NonNullable<
+  NonNullable<NonNullable<OtlpTraces["resourceSpans"]>[number]["scopeSpans"]>[number]["spans"]
+>[number];
+
+function span(bytes: Uint8Array): Span {
+  const out: Span = { traceId: "", spanId: "", name: "", kind: 0, attributes: [] };
+  fields(bytes, (no, r) => {
+    if (no === 1) out.traceId = hex(r.bytes());
+    else if (no === 2) out.spanId = hex(r.bytes());
+    else if (no === 4) out.parentSpanId = hex(r.bytes());
+    else if (no === 5) out.name = r.string();
+    else if (no === 6) out.kind = r.int32();
+    else if (no === 9) out.attributes?.push(keyValue(r.bytes()));
+    else return false;
+    return true;
+  });
+  return out;
+}
+
+function keyValue(bytes: Uint8Array): OtlpAttribute {
+  const kv: OtlpAttribute = { key: "", value: {} };
+  fields(bytes, (no, r) => {
+    if (no === 1) kv.key = r.string();
+    else if (no === 2) kv.value = anyValue(r.bytes());
+    else return false;
+    return true;
+  });
+  return kv;
+}
+
+function anyValue(bytes: Uint8Array): OtlpValue {
+  const value: OtlpValue = {};
+  fields(bytes, (no, r) => {
+    if (no === 1) value.stringValue = r.string();
+    else if (no === 2) value.boolValue = r.bool();
+    else if (no === 3) value.intValue = String(r.int64());
+    else if (no === 4) value.doubleValue = r.double();
+    else return false; // arrays, key-value lists and bytes: not read by the tests
+    return true;
+  });
+  return value;
+}
+
+/** Calls `read` for each field of a message; a field it does not consume (returns false) is skipped. */
+function fields(bytes: Uint8Array, read: (fieldNo: number, reader: BinaryReader) => boolean): void {
+  const reader = new BinaryReader(bytes);
+  while (reader.pos < reader.len) {
+    const [fieldNo, wireType] = reader.tag();
+    const start = reader.pos;
+    if (!read(fieldNo, reader)) {
+      reader.pos = start;
+      reader.skip(wireType as WireType, fieldNo);
+    }
+  }
+}
+
+const hex = (bytes: Uint8Array) => Buffer.from(bytes).toString("hex");
