@@ -1,9 +1,11 @@
 /**
  * The NATS connection every service uses: reconnects forever (a NATS restart is routine), async stack traces off
- * (about a third of publish CPU, see FACTS.md), and the JetStream streams provisioned on connect.
+ * (about a third of publish CPU, see FACTS.md), and the JetStream streams provisioned on connect (retried while
+ * JetStream is still coming up: jetstream-startup.ts).
  */
 import { createPublisher, type FlowSettings, type Publisher, provisionStreams } from "@tm/flow";
 import { connect, type JetStreamClient, type JetStreamManager, type NatsConnection } from "nats";
+import { retryWhileJetStreamStarts } from "./jetstream-startup.js";
 import type { Logger } from "./logger.js";
 
 export interface NatsHandle {
@@ -68,8 +70,8 @@ export async function connectNats(options: NatsConnectOptions): Promise<NatsHand
     }
   });
 
-  const jsm = await nc.jetstreamManager();
-  await provisionStreams(jsm, options.settings);
+  const jsm = await retryWhileJetStreamStarts("reaching JetStream", () => nc.jetstreamManager(), { log });
+  await retryWhileJetStreamStarts("provisioning the streams", () => provisionStreams(jsm, options.settings), { log });
   const js = nc.jetstream();
   return {
     nc,

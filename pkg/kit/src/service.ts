@@ -23,6 +23,7 @@ import type { FastifyInstance } from "fastify";
 import type { Redis } from "ioredis";
 import type { z } from "zod";
 import { type BaseConfig, ConfigError, flowSettingsOf, loadConfig } from "./config.js";
+import { retryWhileJetStreamStarts } from "./jetstream-startup.js";
 import { createLogger, type Logger } from "./logger.js";
 import { connectNats, type NatsHandle } from "./nats.js";
 import { createOpsServer, listen, type ReadinessCheck, registerOpsRoutes } from "./ops-server.js";
@@ -153,7 +154,11 @@ export async function startService<S extends z.ZodRawShape, Started>(
     },
     async consume(subject, handler, options = {}) {
       if (!nats) throw new Error(`${definition.name} declared it does not use NATS`);
-      await provisionConsumer(nats.jsm, definition.name, subject, settings);
+      await retryWhileJetStreamStarts(
+        `provisioning the ${subject} consumer`,
+        () => provisionConsumer(nats.jsm, definition.name, subject, settings),
+        { log },
+      );
       const consumer = new Consumer({
         js: nats.js,
         publisher: nats.publisher,
@@ -167,7 +172,7 @@ export async function startService<S extends z.ZodRawShape, Started>(
         hooks: withStageMetrics(consumerMetrics, definition.name, subject, options.hooks, log),
       });
       consumerMetrics.watch(nats.jsm, subject, consumer.durable);
-      await consumer.start();
+      await retryWhileJetStreamStarts(`starting the ${subject} consumer`, () => consumer.start(), { log });
       consumers.push(consumer as unknown as Consumer<Subject>);
       nats.onReconnect(() => consumer.repull());
       return consumer;

@@ -21,7 +21,7 @@ import {
   streamOf,
   workerSubject,
 } from "@tm/flow";
-import { isOutage, type Runtime } from "@tm/kit";
+import { isOutage, type Runtime, retryWhileJetStreamStarts } from "@tm/kit";
 import type { Consumer, ConsumerMessages, JsMsg } from "nats";
 import type { WorkerSubject } from "./run-task.js";
 import { type PriorityWeights, WeightedPicker } from "./weighted-picker.js";
@@ -88,8 +88,14 @@ export class PriorityDispatcher {
     const { nats, settings, name } = this.#rt;
     for (const lane of Object.values(this.#lanes)) {
       const subject = workerSubject(lane.priority);
-      await provisionConsumer(nats.jsm, name, subject, settings);
-      const consumer = await nats.js.consumers.get(streamOf(subject), durableName(name, subject));
+      const consumer = await retryWhileJetStreamStarts(
+        `starting the ${subject} consumer`,
+        async () => {
+          await provisionConsumer(nats.jsm, name, subject, settings);
+          return nats.js.consumers.get(streamOf(subject), durableName(name, subject));
+        },
+        { log: this.#rt.log },
+      );
       lane.loop = this.#pullLoop(lane, consumer);
     }
     // A pull request held by a server that went away would otherwise idle until its expiry.
