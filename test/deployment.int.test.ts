@@ -523,7 +523,7 @@ describe("k8s", () => {
       expect(env[opsPortVariable(definition)]).toBe(String(opsPortOf(definition)));
     });
 
-    test.each(serviceNames)("%s: probes on the ops port, hardened, with resources", (name) => {
+    test.each(serviceNames)("%s: probes on the ops port (startup allowing the JetStream wait), hardened, with resources", (name) => {
       const container = containerOf(name);
       const port = opsPortOf(definitions.get(name)!);
       const portNamed = (ref: string | number) =>
@@ -532,6 +532,15 @@ describe("k8s", () => {
       expect(portNamed(container.readinessProbe.httpGet.port)).toBe(port);
       expect(container.livenessProbe.httpGet.path).toBe("/healthz");
       expect(portNamed(container.livenessProbe.httpGet.port)).toBe(port);
+      // A start may wait up to 60 s for JetStream (pkg/kit/src/jetstream-startup.ts): the startup probe, which holds
+      // liveness off until it passes, must allow that with a margin.
+      const startup = container.startupProbe;
+      if (startup.grpc) expect(name).toBe("gateway");
+      else {
+        expect(startup.httpGet.path).toBe("/healthz");
+        expect(portNamed(startup.httpGet.port)).toBe(port);
+      }
+      expect(startup.periodSeconds * startup.failureThreshold).toBeGreaterThanOrEqual(90);
       expect(container.securityContext).toMatchObject({
         allowPrivilegeEscalation: false,
         readOnlyRootFilesystem: true,
