@@ -523,35 +523,38 @@ describe("k8s", () => {
       expect(env[opsPortVariable(definition)]).toBe(String(opsPortOf(definition)));
     });
 
-    test.each(serviceNames)("%s: probes on the ops port (startup allowing the JetStream wait), hardened, with resources", (name) => {
-      const container = containerOf(name);
-      const port = opsPortOf(definitions.get(name)!);
-      const portNamed = (ref: string | number) =>
-        typeof ref === "number" ? ref : container.ports.find((p: { name: string }) => p.name === ref)?.containerPort;
-      expect(container.readinessProbe.httpGet.path).toBe("/readyz");
-      expect(portNamed(container.readinessProbe.httpGet.port)).toBe(port);
-      expect(container.livenessProbe.httpGet.path).toBe("/healthz");
-      expect(portNamed(container.livenessProbe.httpGet.port)).toBe(port);
-      // A start may wait up to 60 s for JetStream (pkg/kit/src/jetstream-startup.ts): the startup probe, which holds
-      // liveness off until it passes, must allow that with a margin.
-      const startup = container.startupProbe;
-      if (startup.grpc) expect(name).toBe("gateway");
-      else {
-        expect(startup.httpGet.path).toBe("/healthz");
-        expect(portNamed(startup.httpGet.port)).toBe(port);
-      }
-      expect(startup.periodSeconds * startup.failureThreshold).toBeGreaterThanOrEqual(90);
-      expect(container.securityContext).toMatchObject({
-        allowPrivilegeEscalation: false,
-        readOnlyRootFilesystem: true,
-        capabilities: { drop: ["ALL"] },
-      });
-      expect(find("Deployment", name)!.spec.template.spec.securityContext.runAsNonRoot).toBe(true);
-      expect(container.resources.requests).toHaveProperty("cpu");
-      expect(container.resources.limits).toHaveProperty("memory");
-      const servicePorts = find("Service", name)!.spec.ports.map((p: { port: number }) => p.port);
-      expect(servicePorts).toContain(port);
-    });
+    test.each(serviceNames)(
+      "%s: probes on the ops port (startup allowing the JetStream wait), hardened, with resources",
+      (name) => {
+        const container = containerOf(name);
+        const port = opsPortOf(definitions.get(name)!);
+        const portNamed = (ref: string | number) =>
+          typeof ref === "number" ? ref : container.ports.find((p: { name: string }) => p.name === ref)?.containerPort;
+        expect(container.readinessProbe.httpGet.path).toBe("/readyz");
+        expect(portNamed(container.readinessProbe.httpGet.port)).toBe(port);
+        expect(container.livenessProbe.httpGet.path).toBe("/healthz");
+        expect(portNamed(container.livenessProbe.httpGet.port)).toBe(port);
+        // A start may wait up to 60 s for JetStream (pkg/kit/src/jetstream-startup.ts): the startup probe, which holds
+        // liveness off until it passes, must allow that with a margin.
+        const startup = container.startupProbe;
+        if (startup.grpc) expect(name).toBe("gateway");
+        else {
+          expect(startup.httpGet.path).toBe("/healthz");
+          expect(portNamed(startup.httpGet.port)).toBe(port);
+        }
+        expect(startup.periodSeconds * startup.failureThreshold).toBeGreaterThanOrEqual(90);
+        expect(container.securityContext).toMatchObject({
+          allowPrivilegeEscalation: false,
+          readOnlyRootFilesystem: true,
+          capabilities: { drop: ["ALL"] },
+        });
+        expect(find("Deployment", name)!.spec.template.spec.securityContext.runAsNonRoot).toBe(true);
+        expect(container.resources.requests).toHaveProperty("cpu");
+        expect(container.resources.limits).toHaveProperty("memory");
+        const servicePorts = find("Service", name)!.spec.ports.map((p: { port: number }) => p.port);
+        expect(servicePorts).toContain(port);
+      },
+    );
 
     test("the gateway serves gRPC on the port Envoy's cluster names, behind a headless Service", () => {
       expect(k8sEnv("gateway").GRPC_PORT).toBe(String(GATEWAY_GRPC_PORT));
