@@ -1,4 +1,4 @@
-import { useInfra } from "@tm/testkit";
+import { useInfra, waitFor } from "@tm/testkit";
 import { connect, type NatsConnection } from "nats";
 import { afterAll, beforeAll, describe, expect, test } from "vitest";
 import {
@@ -110,9 +110,11 @@ describe("consume", () => {
     expect(second.duplicate).toBe(true);
     await seen.done;
     await consumer.stop();
-    const info = await jsm.consumers.info("TASKS", "t1-tasks-ingest");
-    expect(info.num_ack_pending).toBe(0);
-    expect(info.num_pending).toBe(0);
+    // The ack is sent as the handler returns; nats-server applies it asynchronously, so wait for it to land.
+    await waitFor("the ack applied", async () => {
+      const info = await jsm.consumers.info("TASKS", "t1-tasks-ingest");
+      return info.num_ack_pending === 0 && info.num_pending === 0;
+    });
     expect(received).toEqual([message.taskId]);
   });
 
@@ -216,9 +218,11 @@ describe("consume", () => {
     expect(letters[0]?.raw).toBe("{not json");
     expect(letters[1]?.error).toMatch(/payload: /);
     expect((letters[1] as { taskId?: string }).taskId).toBe(poison.taskId);
-    const info = await jsm.consumers.info("TASKS", "t3-tasks-ingest");
-    expect(info.num_ack_pending).toBe(0);
-    expect(info.num_redelivered).toBe(0);
+    await waitFor("the terminations applied", async () => {
+      const info = await jsm.consumers.info("TASKS", "t3-tasks-ingest");
+      return info.num_ack_pending === 0;
+    });
+    expect((await jsm.consumers.info("TASKS", "t3-tasks-ingest")).num_redelivered).toBe(0);
   });
 
   test("a PermanentError is not retried", async () => {
