@@ -6,7 +6,7 @@
 import type { Timestamp } from "@bufbuild/protobuf/wkt";
 import { Code, ConnectError } from "@connectrpc/connect";
 import { durableName, isTerminal, type Subject, Subjects, streamOf } from "@tm/flow";
-import type { TaskClient } from "@tm/proto";
+import { type TaskClient, unprocessedCause } from "@tm/proto";
 import { Keys, parseStatusHash, readHistory, type StoredStatus } from "@tm/store";
 import { waitFor } from "@tm/testkit";
 import type { Redis } from "ioredis";
@@ -107,10 +107,11 @@ const CONNECTION_ERRORS = new Set(["ECONNREFUSED", "ECONNRESET", "EPIPE", "ERR_H
  */
 function retryableFailure(error: unknown): string | undefined {
   const connectError = ConnectError.from(error);
+  const unprocessed = unprocessedCause(connectError.cause) as NodeJS.ErrnoException | undefined;
+  if (unprocessed?.code === "ERR_HTTP2_STREAM_ERROR") return "REFUSED_STREAM";
   for (let cause: unknown = connectError.cause; cause instanceof Error; cause = cause.cause) {
     const nodeCode = (cause as NodeJS.ErrnoException).code;
     if (nodeCode && CONNECTION_ERRORS.has(nodeCode)) return nodeCode;
-    if (nodeCode === "ERR_HTTP2_STREAM_ERROR" && cause.message.includes("REFUSED_STREAM")) return "REFUSED_STREAM";
   }
   const { code } = connectError;
   if (code === Code.Unavailable || code === Code.DeadlineExceeded || code === Code.Canceled) return Code[code];

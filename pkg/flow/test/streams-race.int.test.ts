@@ -183,6 +183,17 @@ describe("provisionConsumer from a service's replicas at once", () => {
     }
   }
 
+  /** One round's replicas on a fresh server with the streams in place, their creates counted and their look-ups held
+   *  together (and, with `refuse`, their creates answered as by nats-server 2.10+). */
+  async function raceRound(counts: { creates: number; refused: number }, refuse = false) {
+    const managers = await freshServerAndClients(CLIENTS);
+    await provisionStreams(managers[0]!);
+    if (refuse) refuseCreatesOfExisting(managers);
+    for (const jsm of managers) countCreates(jsm, counts);
+    lookUpTogether(managers);
+    return managers;
+  }
+
   /** Provisions the durable from every manager at once; every call must succeed, leaving exactly that consumer. */
   async function provisionAll(managers: JetStreamManager[], settingsOf: (i: number) => FlowSettings) {
     const results = await Promise.allSettled(
@@ -198,10 +209,7 @@ describe("provisionConsumer from a service's replicas at once", () => {
   test("same settings: all succeed, and exactly one consumer exists, with those settings", async () => {
     const counts = { creates: 0, refused: 0 };
     for (let round = 0; round < ROUNDS; round++) {
-      const managers = await freshServerAndClients(CLIENTS);
-      await provisionStreams(managers[0]!);
-      for (const jsm of managers) countCreates(jsm, counts);
-      lookUpTogether(managers);
+      const managers = await raceRound(counts);
       expect(await provisionAll(managers, () => DEFAULT_FLOW_SETTINGS)).toEqual(wanted(DEFAULT_FLOW_SETTINGS));
     }
     // The race was really run: every replica found no consumer and created it.
@@ -211,10 +219,7 @@ describe("provisionConsumer from a service's replicas at once", () => {
   test("different settings: all succeed, and the consumer has all its settings from one of the two", async () => {
     const counts = { creates: 0, refused: 0 };
     for (let round = 0; round < ROUNDS; round++) {
-      const managers = await freshServerAndClients(CLIENTS);
-      await provisionStreams(managers[0]!);
-      for (const jsm of managers) countCreates(jsm, counts);
-      lookUpTogether(managers);
+      const managers = await raceRound(counts);
       const settings = await provisionAll(managers, (i) => (i % 2 ? other : DEFAULT_FLOW_SETTINGS));
       expect([wanted(DEFAULT_FLOW_SETTINGS), wanted(other)]).toContainEqual(settings);
     }
@@ -225,11 +230,7 @@ describe("provisionConsumer from a service's replicas at once", () => {
   test("different settings, creates of an existing consumer refused as by nats-server 2.10+: all succeed", async () => {
     const counts = { creates: 0, refused: 0 };
     for (let round = 0; round < ROUNDS; round++) {
-      const managers = await freshServerAndClients(CLIENTS);
-      await provisionStreams(managers[0]!);
-      refuseCreatesOfExisting(managers);
-      for (const jsm of managers) countCreates(jsm, counts);
-      lookUpTogether(managers);
+      const managers = await raceRound(counts, true);
       const settings = await provisionAll(managers, (i) => (i % 2 ? other : DEFAULT_FLOW_SETTINGS));
       expect([wanted(DEFAULT_FLOW_SETTINGS), wanted(other)]).toContainEqual(settings);
     }
