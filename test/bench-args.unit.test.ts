@@ -1,6 +1,14 @@
+import { existsSync, readdirSync } from "node:fs";
 import { describe, expect, test } from "vitest";
 import { parseArgs } from "../bench/src/args.js";
 import { layoutOf, telemetryNote } from "../bench/src/report.js";
+import { PIPELINE_SERVICES } from "../bench/src/systems/pipeline.js";
+
+test("the pipeline the benchmark starts is every server service (a new service cannot be left out of it)", () => {
+  // The rule the deployment test and bench/start.mjs use: a directory under services/ with a service definition.
+  const services = readdirSync("services").filter((name) => existsSync(`services/${name}/src/service.ts`));
+  expect([...PIPELINE_SERVICES].sort()).toEqual(services.sort());
+});
 
 describe("--combine", () => {
   test("takes a list of pipeline services, trimmed, in the order given", () => {

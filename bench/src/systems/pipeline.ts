@@ -34,6 +34,9 @@ export const PIPELINE_SERVICES = [
   "deadletter",
 ] as const;
 
+/** The services startPipeline starts with wiring of their own (ports, order, replicas). */
+const SPECIALLY_STARTED = new Set<string>(["enricher", "gateway", "result-store", "worker", "ingest"]);
+
 /** The services whose build output is missing (the pipeline phase is skipped, with their names, when any is). */
 export function missingServiceBuilds(combine: readonly string[] = []): string[] {
   return [...PIPELINE_SERVICES, ...(combine.length > 0 ? ["combined"] : [])].filter(
@@ -121,7 +124,8 @@ export async function startPipeline(
       ),
       ...Array.from({ length: alone("worker") ? options.workers : 0 }, () => spawn("worker")),
       ...(alone("ingest") ? [spawn("ingest", { ENRICHER_URL: enricherUrl() })] : []),
-      ...["scheduler", "notifier", "audit", "deadletter"].filter(alone).map((name) => spawn(name)),
+      // The rest need no wiring of their own (scheduler, notifier, audit, deadletter, and any service added later).
+      ...PIPELINE_SERVICES.filter((name) => !SPECIALLY_STARTED.has(name) && alone(name)).map((name) => spawn(name)),
     ]);
     const gatewayPorts = alone("gateway") ? gateways.map((g) => g.port) : [portOf("gateway")];
     const resultStorePort = portOf("result-store", resultStore);
@@ -152,13 +156,12 @@ export async function startPipeline(
 
     const runTask = async (client: TaskClient) => {
       const { taskId } = await client.submitTask({ type: "echo", payload: ECHO_PAYLOAD, priority: Priority.MEDIUM });
+      // Read to the end: the gateway ends the stream after the terminal state, in the same write. Breaking out
+      // instead would cancel the call (an RST_STREAM, and a ConnectError built on each side) for every task.
       let final: TaskState | undefined;
       for await (const message of client.streamTaskStatus({ taskId })) {
         const state = message.status?.state;
-        if (state === TaskState.SUCCEEDED || state === TaskState.FAILED || state === TaskState.CANCELLED) {
-          final = state;
-          break;
-        }
+        if (state === TaskState.SUCCEEDED || state === TaskState.FAILED || state === TaskState.CANCELLED) final = state;
       }
       if (final !== TaskState.SUCCEEDED) throw new Error(`task ${taskId} ended ${TaskState[final ?? 0]}`);
       await resultStored(taskId);
