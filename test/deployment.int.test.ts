@@ -54,7 +54,14 @@ const opsPortVariable = (definition: Definition) => (definition.opsPort === "api
 const GATEWAY_GRPC_PORT = 50052;
 /** How every service is run, everywhere: package.json's start script (which `pnpm start` and the test kit run),
  *  the image's CMD and the k8s container args. */
-const SERVICE_COMMAND = ["node", "--max-semi-space-size=2", "--import", "@tm/kit/telemetry", "dist/index.js"];
+const SERVICE_COMMAND = [
+  "node",
+  "--max-semi-space-size=2",
+  "--heap-growing-percent=20",
+  "--import",
+  "@tm/kit/telemetry",
+  "dist/index.js",
+];
 /** The gateway's web port (console + Connect/gRPC-Web) as its config defaults it: nothing overrides it when deployed. */
 const GATEWAY_WEB_PORT = (
   definitions.get("gateway")!.config!.GATEWAY_WEB_PORT as unknown as { parse(v: unknown): number }
