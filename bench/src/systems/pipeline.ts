@@ -156,7 +156,7 @@ export async function startPipeline(
 
     const runTask = async (client: TaskClient) => {
       const { taskId } = await client.submitTask({ type: "echo", payload: ECHO_PAYLOAD, priority: Priority.MEDIUM });
-      // Read to the end: the gateway ends the stream after the terminal state, in the same write. Breaking out
+      // Read to the end: the gateway ends the stream right after the terminal state (the contract). Breaking out
       // instead would cancel the call (an RST_STREAM, and a ConnectError built on each side) for every task.
       let final: TaskState | undefined;
       for await (const message of client.streamTaskStatus({ taskId })) {
