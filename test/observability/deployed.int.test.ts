@@ -105,6 +105,16 @@ describe("telemetry of spawned services", () => {
       (s) => s.service === "worker" && s.scope === "@opentelemetry/instrumentation-ioredis",
     );
     expect(workerRedis.map((s) => s.name)).toContain("exists");
+    // Script calls (status, audit, result) record their SHA and keys, not their arguments: no task data (events,
+    // the result's output) reaches the trace backend through a Redis span (pkg/kit/src/redis-statement.ts).
+    const redisStatements = spans
+      .filter((s) => s.scope === "@opentelemetry/instrumentation-ioredis")
+      .map((s) => ({ name: s.name, text: String(s.attributes["db.query.text"]) }));
+    const scripts = redisStatements.filter((s) => s.name === "evalsha");
+    expect(scripts.length, "evalsha spans in the task's trace").toBeGreaterThanOrEqual(5);
+    for (const { text } of scripts)
+      expect(text).toMatch(/^evalsha [0-9a-f]{40} \d+ \S+( \S+)* \[\d+ other arguments\]$/);
+    for (const { text } of redisStatements) expect(text).not.toMatch(/[{}"]/);
     // The enricher's server span continues ingest's HTTP client span, under ingest's explicit enricher span.
     const server = spans.find((s) => s.service === "enricher" && s.kind === 2 /* SERVER in OTLP */);
     const client = spans.find((s) => s.spanId === server?.parentSpanId);

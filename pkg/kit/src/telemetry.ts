@@ -27,6 +27,7 @@ import { type IMetricReader, MeterProvider, PeriodicExportingMetricReader } from
 import { NodeSDK } from "@opentelemetry/sdk-node";
 import { BatchSpanProcessor, type SpanProcessor } from "@opentelemetry/sdk-trace-base";
 import { ATTR_SERVICE_NAME, ATTR_SERVICE_VERSION } from "@opentelemetry/semantic-conventions";
+import { redisStatement } from "./redis-statement.js";
 
 export interface TelemetryOptions {
   serviceName: string;
@@ -90,7 +91,8 @@ export function startTelemetry(options: TelemetryOptions): Telemetry {
             }),
             new UndiciInstrumentation(),
             new GrpcInstrumentation(),
-            new IORedisInstrumentation(),
+            // Script calls record their keys, not their arguments (task data): redis-statement.ts.
+            new IORedisInstrumentation({ dbStatementSerializer: redisStatement }),
             // Our logger adds trace ids itself (logger.ts); the pino instrumentation is kept for log correlation
             // in third-party pino loggers (fastify's).
             new PinoInstrumentation({ disableLogSending: true }),
