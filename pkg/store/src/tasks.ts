@@ -17,28 +17,37 @@ export interface TaskRecord {
   generation: number;
 }
 
+// The task record with its TTL, and its entry in the listing index, which is trimmed of tasks whose records have
+// expired (bounded by what one TTL can hold). One script, so one command where a MULTI sent six (and, traced, made
+// six spans): SubmitTask's hot path. ARGV: ttl seconds, index score (createdAt ms), trim cutoff, index member (the
+// task id), then the record's fields and values.
+const SAVE_TASK = luaScript(`
+redis.call('HSET', KEYS[1], unpack(ARGV, 5))
+redis.call('EXPIRE', KEYS[1], ARGV[1])
+redis.call('ZADD', KEYS[2], ARGV[2], ARGV[4])
+redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', ARGV[3])
+return 1
+`);
+
 export async function saveTask(redis: Redis, task: TaskRecord, ttlSeconds: number = Bounds.taskTtlSeconds) {
-  const key = Keys.task(task.taskId);
   const parsed = Date.parse(task.createdAt);
   const createdMs = Number.isNaN(parsed) ? Date.now() : parsed;
-  await redis
-    .multi()
-    .hset(key, {
-      taskId: task.taskId,
-      type: task.type,
-      priority: task.priority,
-      payload: JSON.stringify(task.payload),
-      metadata: JSON.stringify(task.metadata),
-      createdAt: task.createdAt,
-      idempotencyKey: task.idempotencyKey ?? "",
-      traceparent: task.traceparent ?? "",
-      generation: String(task.generation),
-    })
-    .expire(key, ttlSeconds)
-    // The listing index, trimmed of tasks whose records have expired: bounded by what one TTL can hold.
-    .zadd(Keys.taskIndex, createdMs, task.taskId)
-    .zremrangebyscore(Keys.taskIndex, "-inf", `(${createdMs - ttlSeconds * 1000}`)
-    .exec();
+  const fields = {
+    taskId: task.taskId,
+    type: task.type,
+    priority: task.priority,
+    payload: JSON.stringify(task.payload),
+    metadata: JSON.stringify(task.metadata),
+    createdAt: task.createdAt,
+    idempotencyKey: task.idempotencyKey ?? "",
+    traceparent: task.traceparent ?? "",
+    generation: String(task.generation),
+  };
+  await SAVE_TASK.run(
+    redis,
+    [Keys.task(task.taskId), Keys.taskIndex],
+    [ttlSeconds, createdMs, `(${createdMs - ttlSeconds * 1000}`, task.taskId, ...Object.entries(fields).flat()],
+  );
 }
 
 /** Starts a new generation of a task (a replay): returns the new generation. */

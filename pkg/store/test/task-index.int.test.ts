@@ -8,10 +8,12 @@ import { Redis } from "ioredis";
 import { afterAll, beforeAll, beforeEach, describe, expect, test } from "vitest";
 import {
   applyStatus,
+  Bounds,
   countTaskStates,
   type IndexCursor,
   Keys,
   listIndexedTasks,
+  readTask,
   saveTask,
   type TaskRecord,
 } from "../src/index.js";
@@ -47,6 +49,33 @@ async function save(n: number, createdMs: number, extra: Partial<TaskRecord> = {
   await applyStatus(redis, StatusEventSchema.parse(statusEvent({ taskId, state, source: "test" })));
   return taskId;
 }
+
+describe("saveTask", () => {
+  test("stores the record with the task TTL, reads back as saved, and a second save of the task replaces it", async () => {
+    const taskId = uuid(1);
+    const record: TaskRecord = {
+      taskId,
+      type: "echo",
+      priority: "high",
+      payload: { text: "héllo", nested: { list: [1, 2] } },
+      metadata: { team: "payments" },
+      createdAt: new Date(BASE).toISOString(),
+      idempotencyKey: "order-7",
+      traceparent: "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",
+      generation: 0,
+    };
+    await saveTask(redis, record);
+    expect(await readTask(redis, taskId)).toEqual(record);
+    const ttl = await redis.ttl(Keys.task(taskId));
+    expect(ttl).toBeGreaterThan(Bounds.taskTtlSeconds - 60);
+    expect(ttl).toBeLessThanOrEqual(Bounds.taskTtlSeconds);
+
+    await saveTask(redis, { ...record, idempotencyKey: undefined, generation: 2 }, 60);
+    expect(await readTask(redis, taskId)).toEqual({ ...record, idempotencyKey: undefined, generation: 2 });
+    expect(await redis.ttl(Keys.task(taskId))).toBeLessThanOrEqual(60);
+    expect(await redis.zrange(Keys.taskIndex, 0, -1)).toEqual([taskId]);
+  });
+});
 
 describe("task_index", () => {
   test("saveTask indexes by createdAt and drops entries older than the TTL", async () => {
