@@ -105,8 +105,8 @@ export const METRIC_CATALOGUE: readonly MetricDefinition[] = [
     name: "http_server_request_duration",
     kind: "histogram",
     // http_route is set by @fastify/otel (pkg/kit/src/telemetry.ts) for a request a route matched; a request no
-    // route matched (a 404) has a series without it (checked by test/observability/metrics.int.test.ts against a
-    // live /metrics).
+    // route matched (a 404), and every request to the gateway's web port (connect-node, no fastify), has a series
+    // without it (checked by test/observability/metrics.int.test.ts against a live /metrics).
     labels: [
       "http_request_method",
       "http_response_status_code",
@@ -114,7 +114,7 @@ export const METRIC_CATALOGUE: readonly MetricDefinition[] = [
       "network_protocol_version",
       "url_scheme",
     ],
-    services: ["enricher", "result-store"],
+    services: ["enricher", "result-store", "gateway"],
     help: "@opentelemetry/instrumentation-http 0.223 (stable semconv): HTTP server request duration, in SECONDS",
   },
   {

@@ -54,7 +54,7 @@ function codeOf(error: unknown): number {
  * timed to its response or error; a server stream to its end, as grpc-adapter.ts does: OK when the handler finished,
  * the error's code when it threw, CANCELLED when the client went away (or its deadline passed) first. A request
  * connect-node rejects before it reaches the interceptors (a unary body it cannot decode, an unsupported content
- * type) is not recorded.
+ * type) is not recorded here; the http instrumentation's http_server_request_duration counts it by HTTP status.
  */
 export const rpcMetricsInterceptor: Interceptor = (next) => async (request) => {
   const startedAt = performance.now();
