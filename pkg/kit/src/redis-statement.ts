@@ -1,10 +1,10 @@
 /**
- * What a Redis span records as `db.statement`. The ioredis instrumentation's default serializer keeps every argument
- * of EVAL and EVALSHA, and our Lua scripts take their data as arguments: the status event, the audit event, the
- * task's result (its output). Every script call would copy task data into the trace backend, which has its own
- * retention and access rules, and make each span hundreds of bytes larger. For scripts we keep the script and its
- * keys (which name the task) and count the other arguments; every other command keeps the default, which already
- * leaves out values (SET and HSET record the key, PUBLISH the channel).
+ * What a Redis span records as `db.query.text` (formerly `db.statement`). The ioredis instrumentation's default
+ * serializer keeps every argument of EVAL and EVALSHA, and our Lua scripts take their data as arguments: the status
+ * event, the audit event, the task's result (its output). Every script call would copy task data into the trace
+ * backend, which has its own retention and access rules, and make each span hundreds of bytes larger. For scripts we
+ * keep the script and its keys (which name the task) and count the other arguments; every other command keeps the
+ * default, which already leaves out values (SET and HSET record the key, PUBLISH the channel).
  */
 import { defaultDbStatementSerializer } from "@opentelemetry/redis-common";
 
