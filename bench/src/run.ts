@@ -14,7 +14,13 @@ import { OPEN_LOOP_FRACTIONS, openLoopTasks, type SizeProfile } from "./sizes.js
 import { cpuPerThousand, type LatencySummary, ratio, summarize } from "./stats.js";
 import type { SystemUnderTest } from "./system.js";
 import { startBullmq } from "./systems/bullmq.js";
-import { missingServiceBuilds, type PipelineConfig, startPipeline, type TelemetryMode } from "./systems/pipeline.js";
+import {
+  missingServiceBuilds,
+  type PipelineConfig,
+  pipelineConfigOf,
+  startPipeline,
+  type TelemetryMode,
+} from "./systems/pipeline.js";
 import { startRawChain } from "./systems/raw.js";
 
 export type SystemName = "raw" | "bullmq" | "pipeline";
@@ -348,12 +354,7 @@ export async function runBench(options: BenchOptions): Promise<BenchResult> {
   const loadAvgAtStart = loadavg();
   const systems: SystemResult[] = [];
   let reference: BenchResult["reference"] = null;
-  const config = {
-    workers: options.workers,
-    gateways: options.gateways,
-    combine: options.combine ?? [],
-    telemetry: options.telemetry ?? "on",
-  };
+  const config = pipelineConfigOf(options);
   for (const name of ALL_SYSTEMS.filter((s) => options.only.includes(s))) {
     const skipped = name === "pipeline" ? pipelineSkipReason(config.combine) : undefined;
     if (skipped) {

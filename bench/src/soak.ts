@@ -26,7 +26,7 @@ import {
 } from "./run.js";
 import { type RssGrowth, rssGrowth, SLOPE_SKIP_SEC, SoakWindow, sampleTimes, type WindowStats } from "./soak-stats.js";
 import type { SystemUnderTest } from "./system.js";
-import type { PipelineConfig } from "./systems/pipeline.js";
+import { type PipelineConfig, pipelineConfigOf } from "./systems/pipeline.js";
 
 /** The soak's rate as a fraction of the measured peak (the "50 % load"). */
 export const SOAK_FRACTION = 0.5;
@@ -133,12 +133,7 @@ async function soakOpenLoop(
 export async function runSoak(options: SoakOptions): Promise<SoakResult> {
   const startedAt = new Date().toISOString();
   const loadAvgAtStart = loadavg();
-  const config = {
-    workers: options.workers,
-    gateways: options.gateways,
-    combine: options.combine ?? [],
-    telemetry: options.telemetry ?? "on",
-  };
+  const config = pipelineConfigOf(options);
   const everySec = options.sampleEverySec ?? SOAK_SAMPLE_EVERY_SEC;
   const { log } = options;
   const base = {

@@ -63,6 +63,16 @@ export interface PipelineConfig {
 export const TELEMETRY_MODES = ["on", "off", "export"] as const;
 export type TelemetryMode = (typeof TELEMETRY_MODES)[number];
 
+/** The layout asked for, defaults filled in: what runBench and runSoak measure and report. */
+export function pipelineConfigOf(options: PipelineConfig): Required<PipelineConfig> {
+  return {
+    workers: options.workers,
+    gateways: options.gateways,
+    combine: options.combine ?? [],
+    telemetry: options.telemetry ?? "on",
+  };
+}
+
 export interface PipelineOptions extends PipelineConfig {
   taskTimeoutMs: number;
 }

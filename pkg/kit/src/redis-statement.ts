@@ -20,8 +20,8 @@ export function redisStatement(command: string, args: CommandArgs): string {
   if (script === undefined || !Number.isInteger(keyCount) || keyCount < 0) {
     return `${command} [${args.length} arguments]`;
   }
-  // EVAL's script is Lua source: long, and what it does is in the code, not the trace; its SHA names it well enough.
-  const name = /^evalsha/i.test(command) || /^fcall/i.test(command) ? String(script) : "<script>";
+  // EVAL's script is Lua source: long, and what it does is in the code, not the trace. A SHA or function name stays.
+  const name = /^eval(_ro)?$/i.test(command) ? "<script>" : String(script);
   const keys = rest.slice(0, keyCount).map(String);
   const others = rest.length - keys.length;
   return [command, name, String(keyCount), ...keys, ...(others > 0 ? [`[${others} other arguments]`] : [])].join(" ");
