@@ -58,3 +58,24 @@ describe("--telemetry", () => {
     expect(telemetryNote("export")).toMatch(/OTLP/);
   });
 });
+
+describe("--breakdown", () => {
+  test("off by default; with --breakdown-rate the tasks are paced", () => {
+    expect(parseArgs([], "out").breakdown).toBe(false);
+    const options = parseArgs(["--breakdown", "--breakdown-rate", "40", "--telemetry", "export"], "out");
+    expect(options.breakdown).toBe(true);
+    expect(options.breakdownRate).toBe(40);
+    expect(parseArgs(["--breakdown", "--only", "pipeline", "--size", "small"], "out").breakdown).toBe(true);
+  });
+
+  test.each([
+    [["--breakdown-rate", "40"], "--breakdown-rate only applies with --breakdown"],
+    [["--breakdown", "--breakdown-rate", "0"], "--breakdown-rate needs a positive number"],
+    [["--breakdown", "--soak", "60"], "--breakdown is a run of its own"],
+    [["--breakdown", "--scaling"], "--breakdown is a run of its own"],
+    [["--breakdown", "--only", "raw"], "--breakdown measures the pipeline only"],
+    [["--breakdown", "--telemetry", "on"], "--breakdown reads the exported spans"],
+  ])("%j is refused: %s", (argv, message) => {
+    expect(() => parseArgs(argv, "out")).toThrow(message);
+  });
+});

@@ -3,11 +3,13 @@
  * size with real servers; the JSON holds positive throughput and ordered percentiles, and no task fails. The
  * pipeline runs with three services in one services/combined process (--combine) and six alone, so both ways of
  * starting a service are exercised in one run, and with --telemetry export, so the services' OTLP export is too.
+ * The latency breakdown (--breakdown) runs too: its rows must follow a task through the stages in order.
  */
 import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, expect, test } from "vitest";
+import { runBreakdown } from "../bench/src/breakdown.js";
 import { writeResult } from "../bench/src/report.js";
 import { type BenchResult, runBench } from "../bench/src/run.js";
 
@@ -123,4 +125,46 @@ test("the pipeline part (nine services, three of them combined, traces exported;
   );
   expect(result.options.combine).toEqual(["notifier", "audit", "deadletter"]);
   for (const p of pipeline?.processes ?? []) expect(p.peakRssMb).toBeGreaterThan(0);
+});
+
+test("the latency breakdown reads every measured task's trace, and its rows follow the task through the pipeline", {
+  timeout: 90_000,
+}, async () => {
+  const result = await runBreakdown({
+    sizeName: "tiny",
+    size: {
+      warmup: 5,
+      saturationTasks: 0,
+      inFlight: 4,
+      openLoopSeconds: 0.5,
+      openLoopMinTasks: 10,
+      openLoopMaxTasks: 30,
+      oneAtATimeTasks: 8,
+    },
+    workers: 1,
+    gateways: 1,
+    taskTimeoutMs: 20_000,
+    log: () => undefined,
+  });
+  expect(result.skipped).toBeUndefined();
+  expect(result.tasks.completed).toBe(8);
+  // Every measured task's trace (the warm-up's are left out), each read in full: spans of every stage.
+  expect(result.breakdown.traces).toBe(8);
+  const startOf = (span: string) => {
+    const row = result.breakdown.rows.find((r) => r.span === span);
+    expect(row, `a row for ${span}`).toBeDefined();
+    expect(row?.traces).toBe(8);
+    return row?.startMs ?? Number.NaN;
+  };
+  expect(startOf("gateway grpc.taskmanager.v1.TaskService/SubmitTask")).toBe(0);
+  const path = [
+    "ingest tasks.ingest process",
+    "enricher POST /enrich",
+    "scheduler tasks.schedule process",
+    "worker tasks.worker.medium process",
+    "result-store tasks.results process",
+  ].map(startOf);
+  expect(path[0]).toBeGreaterThan(0);
+  expect(path).toEqual([...path].sort((a, b) => a - b));
+  expect(result.breakdown.totalMs).toBeGreaterThan(path.at(-1) ?? 0);
 });

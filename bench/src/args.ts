@@ -19,6 +19,12 @@ export interface CliOptions {
   soakRate?: number;
   /** --telemetry on|off|export: what the pipeline's services do with OpenTelemetry (TelemetryMode). */
   telemetry: TelemetryMode;
+  /** --breakdown: where a task's latency goes, from its exported spans, instead of the comparison. */
+  breakdown: boolean;
+  /** --breakdown-rate N: the breakdown's tasks paced at N/s instead of one at a time. */
+  breakdownRate?: number;
+  /** Whether --telemetry was given (--breakdown exports, and refuses another setting). */
+  telemetryGiven: boolean;
 }
 
 export const USAGE = `Usage: pnpm bench [-- flags]
@@ -35,6 +41,9 @@ export const USAGE = `Usage: pnpm bench [-- flags]
   --telemetry on|off|export   the pipeline's OpenTelemetry: on = SDK and instrumentations, no exporter (default);
                               off = OTEL_SDK_DISABLED=true; export = spans and metrics exported over OTLP to a sink
                               in this process that discards them (what a deployment with a collector pays)
+  --breakdown                 instead: where a task's latency goes, hop by hop (the pipeline only, every span
+                              exported to this process): tasks one at a time after a warm-up
+  --breakdown-rate N          with --breakdown: the tasks paced at N tasks/s instead of one at a time
   --out DIR                   where the JSON goes (default bench-results at the repository root)
   --no-build                  skip building (start.mjs builds @tm/bench, its dependencies and the services)
 Requires nats-server and redis-server on PATH; the pipeline needs \`pnpm build\`.`;
@@ -63,6 +72,8 @@ export function parseArgs(argv: readonly string[], defaultOut: string): CliOptio
     out: defaultOut,
     help: false,
     telemetry: "on",
+    breakdown: false,
+    telemetryGiven: false,
   };
   let onlyGiven = false;
   for (let i = 0; i < argv.length; i++) {
@@ -112,8 +123,15 @@ export function parseArgs(argv: readonly string[], defaultOut: string): CliOptio
         if (!TELEMETRY_MODES.includes(setting as TelemetryMode))
           throw new Error(`--telemetry must be one of ${TELEMETRY_MODES.join(", ")}, got ${JSON.stringify(setting)}`);
         options.telemetry = setting as TelemetryMode;
+        options.telemetryGiven = true;
         break;
       }
+      case "--breakdown":
+        options.breakdown = true;
+        break;
+      case "--breakdown-rate":
+        options.breakdownRate = positiveNumber("--breakdown-rate", value());
+        break;
       case "--out":
         options.out = value() ?? defaultOut;
         break;
@@ -135,6 +153,16 @@ export function parseArgs(argv: readonly string[], defaultOut: string): CliOptio
     if (options.scaling) throw new Error("--soak runs the pipeline soak only; it cannot be combined with --scaling");
     if (onlyGiven && !(options.only.length === 1 && options.only[0] === "pipeline"))
       throw new Error("--soak measures the pipeline only; --only may be omitted or be exactly pipeline");
+  }
+  if (options.breakdownRate !== undefined && !options.breakdown)
+    throw new Error("--breakdown-rate only applies with --breakdown");
+  if (options.breakdown) {
+    if (options.soak !== undefined || options.scaling)
+      throw new Error("--breakdown is a run of its own; it cannot be combined with --soak or --scaling");
+    if (onlyGiven && !(options.only.length === 1 && options.only[0] === "pipeline"))
+      throw new Error("--breakdown measures the pipeline only; --only may be omitted or be exactly pipeline");
+    if (options.telemetryGiven && options.telemetry !== "export")
+      throw new Error("--breakdown reads the exported spans: --telemetry may be omitted or be export");
   }
   return options;
 }

@@ -2,7 +2,8 @@
 import { join } from "node:path";
 import { REPO_ROOT } from "@tm/testkit";
 import { parseArgs, USAGE } from "./args.js";
-import { renderReport, renderSoak, writeResult } from "./report.js";
+import { runBreakdown } from "./breakdown.js";
+import { renderBreakdown, renderReport, renderSoak, writeResult } from "./report.js";
 import { runBench } from "./run.js";
 import { SIZES } from "./sizes.js";
 import { runSoak } from "./soak.js";
@@ -14,6 +15,21 @@ async function main() {
     return;
   }
   const log = (line: string) => console.error(`[bench] ${line}`);
+  if (options.breakdown) {
+    const breakdown = await runBreakdown({
+      sizeName: options.size,
+      size: SIZES[options.size],
+      workers: options.workers,
+      gateways: options.gateways,
+      combine: options.combine,
+      taskTimeoutMs: 30_000,
+      ...(options.breakdownRate !== undefined ? { ratePerSec: options.breakdownRate } : {}),
+      log,
+    });
+    console.log(renderBreakdown(breakdown));
+    console.log(`\nJSON: ${writeResult(breakdown, options.out, "breakdown-")}`);
+    return;
+  }
   if (options.soak !== undefined) {
     const soak = await runSoak({
       sizeName: options.size,

@@ -1,6 +1,7 @@
 /** Renders a BenchResult as plain-text tables and writes it as JSON to bench-results/<timestamp>.json. */
 import { mkdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
+import type { BreakdownResult } from "./breakdown.js";
 import type { BenchResult, RatioSet } from "./run.js";
 import type { SoakResult } from "./soak.js";
 import type { TelemetryMode } from "./systems/pipeline.js";
@@ -172,6 +173,39 @@ export function layoutOf(workers: number, gateways: number, combine: readonly st
   return combine.length > 0
     ? `${replicas}, ${combine.join("+")} in one process (services/combined), the others one process each`
     : `${replicas}, one process per service`;
+}
+
+export function renderBreakdown(result: BreakdownResult): string {
+  if (result.skipped) return `Latency breakdown (pipeline) SKIPPED: ${result.skipped}`;
+  const { workers, gateways, combine = [] } = result.config;
+  const out: string[] = [];
+  const how = result.load.mode === "paced" ? `paced at ${fixed(result.load.offeredPerSec)} tasks/s` : "one at a time";
+  const t = result.tasks;
+  out.push(
+    `Latency breakdown (pipeline: ${layoutOf(workers, gateways, combine)}; every span exported) on ` +
+      `${result.machine.cpus} cores, ${result.machine.cpuModel}, Node ${result.machine.node}`,
+    `${t.completed} of ${t.tasks} tasks completed ${how}` +
+      (t.firstError ? ` (first failure: ${t.firstError})` : "") +
+      `; as the client saw them (submit → SUCCEEDED and the result stored): p50 ${fixed(t.latencyMs.p50)} ms, ` +
+      `p99 ${fixed(t.latencyMs.p99)} ms`,
+    `${result.breakdown.traces} traces read; from the first span (the gateway's SubmitTask) to the last span's end: ` +
+      `median ${fixed(result.breakdown.totalMs)} ms`,
+    "\nEach span a task's trace holds, in order: medians of its start and end (ms from the trace's first span) and " +
+      "of its duration; the gap between one row's end and a later row's start is time between processes.",
+  );
+  out.push(
+    table(
+      ["start", "end", "duration", "span", "in traces"],
+      result.breakdown.rows.map((r) => [
+        fixed(r.startMs, 2).padStart(7),
+        fixed(r.endMs, 2).padStart(7),
+        fixed(r.durationMs, 2).padStart(8),
+        r.span,
+        String(r.traces),
+      ]),
+    ),
+  );
+  return out.join("\n");
 }
 
 export function renderSoak(result: SoakResult): string {

@@ -143,7 +143,7 @@ export async function startSystem(
   name: SystemName,
   infra: Infra,
   options: Pick<BenchOptions, "taskTimeoutMs">,
-  config: PipelineConfig,
+  config: PipelineConfig & { keepSpans?: boolean },
 ): Promise<SystemUnderTest> {
   const timeouts = { taskTimeoutMs: options.taskTimeoutMs };
   if (name === "raw") return startRawChain(infra.nats!, timeouts);

@@ -1,4 +1,5 @@
 /** What the runner needs from each system under test. */
+import type { ReceivedSpan } from "@tm/testkit";
 import type { WatchedProcess } from "./proc.js";
 
 export interface SystemUnderTest {
@@ -11,6 +12,8 @@ export interface SystemUnderTest {
   probes?: Record<string, () => Promise<unknown>>;
   /** What the system exported over OTLP so far (requests and bytes by path), when it exports to the benchmark. */
   exported?: () => Record<string, { requests: number; bytes: number }>;
+  /** The spans it exported so far, when started to keep them (the pipeline with `keepSpans`, for --breakdown). */
+  spans?: () => readonly ReceivedSpan[];
   stop(): Promise<void>;
 }
 

@@ -7,7 +7,7 @@
 import { existsSync } from "node:fs";
 import { Agent, get as httpGet } from "node:http";
 import { join } from "node:path";
-import { createHealthClient, createTaskClient, Priority, type TaskClient, TaskState } from "@tm/proto";
+import { Priority, TaskState } from "@tm/proto";
 import {
   type NatsServer,
   REPO_ROOT,
@@ -17,6 +17,7 @@ import {
   spawnCombined,
   spawnService,
 } from "@tm/testkit";
+import { createDriverClient, type DriverClient } from "../grpc-driver.js";
 import { within } from "../load.js";
 import { startOtlpSink } from "../otlp-sink.js";
 import type { WatchedProcess } from "../proc.js";
@@ -75,6 +76,8 @@ export function pipelineConfigOf(options: PipelineConfig): Required<PipelineConf
 
 export interface PipelineOptions extends PipelineConfig {
   taskTimeoutMs: number;
+  /** With telemetry "export": decode and keep the exported spans (system.spans()), for --breakdown. */
+  keepSpans?: boolean;
 }
 
 /** What --combine may name: any service, but not one that runs as several replicas. */
@@ -98,7 +101,8 @@ export async function startPipeline(
   redis: RedisServer,
   options: PipelineOptions,
 ): Promise<SystemUnderTest> {
-  const sink = options.telemetry === "export" ? await startOtlpSink() : undefined;
+  const sink =
+    options.telemetry === "export" ? await startOtlpSink({ keepSpans: options.keepSpans === true }) : undefined;
   const base = {
     NATS_URL: nats.url,
     REDIS_URL: redis.url,
@@ -139,9 +143,8 @@ export async function startPipeline(
     ]);
     const gatewayPorts = alone("gateway") ? gateways.map((g) => g.port) : [portOf("gateway")];
     const resultStorePort = portOf("result-store", resultStore);
-    const clients: TaskClient[] = gatewayPorts.map((port) => createTaskClient({ baseUrl: `http://127.0.0.1:${port}` }));
+    const clients: DriverClient[] = gatewayPorts.map((port) => createDriverClient(`127.0.0.1:${port}`));
     let next = 0;
-    const health = createHealthClient({ baseUrl: `http://127.0.0.1:${gatewayPorts[0]}` });
 
     // node:http over keep-alive connections, not the global fetch: on Node 20 fetch cost the driver about 1 ms of CPU
     // per call, CPU taken from the same two cores the pipeline runs on.
@@ -164,15 +167,10 @@ export async function startPipeline(
       }
     };
 
-    const runTask = async (client: TaskClient) => {
-      const { taskId } = await client.submitTask({ type: "echo", payload: ECHO_PAYLOAD, priority: Priority.MEDIUM });
-      // Read to the end: the gateway ends the stream right after the terminal state (the contract). Breaking out
-      // instead would cancel the call (an RST_STREAM, and a ConnectError built on each side) for every task.
-      let final: TaskState | undefined;
-      for await (const message of client.streamTaskStatus({ taskId })) {
-        const state = message.status?.state;
-        if (state === TaskState.SUCCEEDED || state === TaskState.FAILED || state === TaskState.CANCELLED) final = state;
-      }
+    const runTask = async (client: DriverClient) => {
+      const taskId = await client.submit({ type: "echo", payload: ECHO_PAYLOAD, priority: Priority.MEDIUM });
+      // The gateway ends the stream right after the terminal state (the contract): its last state is the outcome.
+      const final = await client.lastState(taskId);
       if (final !== TaskState.SUCCEEDED) throw new Error(`task ${taskId} ended ${TaskState[final ?? 0]}`);
       await resultStored(taskId);
     };
@@ -181,12 +179,12 @@ export async function startPipeline(
       name: "pipeline",
       runOne() {
         // Round robin over the gateway replicas (what a load balancer in front of them would do).
-        const client = clients[next++ % clients.length] as TaskClient;
+        const client = clients[next++ % clients.length] as DriverClient;
         return within(runTask(client), options.taskTimeoutMs, "pipeline task");
       },
-      ...(sink ? { exported: () => sink.received() } : {}),
+      ...(sink ? { exported: () => sink.received(), spans: () => sink.spans() } : {}),
       probes: {
-        "gRPC unary call to the gateway (Health/Check)": () => health.check({ service: "" }),
+        "gRPC unary call to the gateway (Health/Check)": () => (clients[0] as DriverClient).check(),
         "HTTP GET to result-store (/healthz)": () => getStatus("/healthz"),
       },
       processes(): WatchedProcess[] {
@@ -206,6 +204,7 @@ export async function startPipeline(
       },
       async stop() {
         agent.destroy();
+        for (const client of clients) client.close();
         await Promise.all([...services.map((s) => s.process.stop(20_000)), combined?.process.stop(20_000)]);
         await sink?.close();
       },

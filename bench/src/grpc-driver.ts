@@ -1,0 +1,82 @@
+/**
+ * The benchmark's gRPC client for the pipeline: @grpc/grpc-js, with the codecs of the service definition the gateway
+ * itself serves (@tm/proto's grpcServiceDefinition, derived from the protobuf-es descriptors).
+ *
+ * Not @tm/proto's connect-node client (what the CLI and the tests use): the load generator runs on the same two cores
+ * as the pipeline, and per task (SubmitTask, then StreamTaskStatus read to its end) connect-node cost it about
+ * 0.6 ms more CPU than grpc-js, measured side by side against one pipeline (1.4–2.2 against 0.8–1.2 ms per task):
+ * CPU the pipeline would otherwise have. docs/PERFORMANCE.md has the figures.
+ */
+import { create, type DescMessage, type MessageInitShape, type MessageShape } from "@bufbuild/protobuf";
+import { credentials, Client as GrpcClient, type MethodDefinition } from "@grpc/grpc-js";
+import {
+  grpcServiceDefinition,
+  Health,
+  HealthCheckRequestSchema,
+  StreamTaskStatusRequestSchema,
+  SubmitTaskRequestSchema,
+  TaskService,
+  type TaskState,
+} from "@tm/proto";
+
+const tasks = grpcServiceDefinition(TaskService);
+const health = grpcServiceDefinition(Health);
+
+export interface DriverClient {
+  /** SubmitTask; resolves with the new task's id. */
+  submit(request: MessageInitShape<typeof SubmitTaskRequestSchema>): Promise<string>;
+  /** StreamTaskStatus read to its end (the gateway ends it after a terminal state); resolves with the last state. */
+  lastState(taskId: string): Promise<TaskState | undefined>;
+  /** grpc.health.v1.Health/Check, for the round-trip probe. */
+  check(): Promise<void>;
+  close(): void;
+}
+
+/** A client of one gateway (`host:port`), over one HTTP/2 connection. */
+export function createDriverClient(address: string): DriverClient {
+  const client = new GrpcClient(address, credentials.createInsecure());
+  const unary = <I extends DescMessage, O>(method: MethodDefinition<unknown, unknown>, request: MessageShape<I>) =>
+    new Promise<O>((resolve, reject) => {
+      client.makeUnaryRequest<unknown, unknown>(
+        method.path,
+        method.requestSerialize,
+        method.responseDeserialize,
+        request,
+        (error, response) => (error ? reject(error) : resolve(response as O)),
+      );
+    });
+  const method = (definition: typeof tasks, name: string) => {
+    const found = definition[name];
+    if (!found) throw new Error(`the service definition has no method ${name}`);
+    return found;
+  };
+  const submitTask = method(tasks, "submitTask");
+  const streamTaskStatus = method(tasks, "streamTaskStatus");
+  const healthCheck = method(health, "check");
+
+  return {
+    async submit(request) {
+      const response = await unary<typeof SubmitTaskRequestSchema, { taskId: string }>(
+        submitTask,
+        create(SubmitTaskRequestSchema, request),
+      );
+      return response.taskId;
+    },
+    async lastState(taskId) {
+      const call = client.makeServerStreamRequest<unknown, { status?: { state: TaskState } }>(
+        streamTaskStatus.path,
+        streamTaskStatus.requestSerialize,
+        streamTaskStatus.responseDeserialize as (bytes: Buffer) => { status?: { state: TaskState } },
+        create(StreamTaskStatusRequestSchema, { taskId }),
+      );
+      let last: TaskState | undefined;
+      // Read to the end: breaking out would cancel the call (an RST_STREAM) for every task.
+      for await (const message of call) last = (message as { status?: { state: TaskState } }).status?.state ?? last;
+      return last;
+    },
+    async check() {
+      await unary(healthCheck, create(HealthCheckRequestSchema, { service: "" }));
+    },
+    close: () => client.close(),
+  };
+}
