@@ -2,6 +2,7 @@ import { BinaryWriter } from "@bufbuild/protobuf/wire";
 import { type ReceivedSpan, spansOfTraceExport } from "@tm/testkit";
 import { describe, expect, test } from "vitest";
 import { latencyBreakdown } from "../bench/src/breakdown-stats.js";
+import { startOtlpSink } from "../bench/src/otlp-sink.js";
 
 function span(traceId: string, service: string, name: string, startMs: number, endMs: number, taskId?: string) {
   return {
@@ -129,5 +130,28 @@ describe("spansOfTraceExport", () => {
     expect(() => spansOfTraceExport(new Uint8Array(), "text/plain")).toThrow(
       "an OTLP trace export is protobuf or JSON, not text/plain",
     );
+  });
+});
+
+describe("the benchmark's OTLP sink", () => {
+  test("keeps the spans of the exports it can read, refuses one it cannot with 400 and the reason, counts both", async () => {
+    const sink = await startOtlpSink({ keepSpans: true });
+    try {
+      const post = (body: string, type: string) =>
+        fetch(`${sink.url}/v1/traces`, { method: "POST", headers: { "content-type": type }, body });
+      const json = {
+        resourceSpans: [
+          { scopeSpans: [{ spans: [{ traceId: "01", spanId: "02", name: "POST", kind: 3, startTimeUnixNano: "1" }] }] },
+        ],
+      };
+      expect((await post(JSON.stringify(json), "application/json")).status).toBe(200);
+      const refused = await post("hello", "text/plain");
+      expect(refused.status).toBe(400);
+      expect(await refused.text()).toBe("an OTLP trace export is protobuf or JSON, not text/plain");
+      expect(sink.spans().map((s) => s.name)).toEqual(["POST"]);
+      expect(sink.received()["/v1/traces"]?.requests).toBe(2);
+    } finally {
+      await sink.close();
+    }
   });
 });

@@ -34,7 +34,15 @@ export async function startOtlpSink(options: { keepSpans?: boolean } = {}): Prom
       if (keep) chunks.push(chunk);
     });
     req.on("end", () => {
-      if (keep) spans.push(...spansOfTraceExport(Buffer.concat(chunks), String(req.headers["content-type"])));
+      if (keep) {
+        try {
+          spans.push(...spansOfTraceExport(Buffer.concat(chunks), String(req.headers["content-type"])));
+        } catch (error) {
+          // An export it cannot read is refused (the exporter logs it), not a crash of the benchmark.
+          res.writeHead(400, { "content-type": "text/plain" }).end((error as Error).message);
+          return;
+        }
+      }
       res.writeHead(200, { "content-type": req.headers["content-type"] ?? "application/json" });
       res.end();
     });
