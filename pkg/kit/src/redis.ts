@@ -4,6 +4,10 @@
  */
 import { Redis, type RedisOptions } from "ioredis";
 import type { Logger } from "./logger.js";
+import { keepRedisCommandContext } from "./redis-context.js";
+
+// Auto-pipelining (below) would otherwise send a command in the context of another caller: redis-context.ts.
+keepRedisCommandContext();
 
 export function connectRedis(url: string, name: string, log: Logger, extra: RedisOptions = {}): Redis {
   let lastWarn = 0;
