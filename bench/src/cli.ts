@@ -15,16 +15,20 @@ async function main() {
     return;
   }
   const log = (line: string) => console.error(`[bench] ${line}`);
+  // What every kind of run (the comparison, --breakdown, --soak) takes from the flags.
+  const common = {
+    sizeName: options.size,
+    size: SIZES[options.size],
+    workers: options.workers,
+    gateways: options.gateways,
+    combine: options.combine,
+    taskTimeoutMs: 30_000,
+    log,
+  };
   if (options.breakdown) {
     const breakdown = await runBreakdown({
-      sizeName: options.size,
-      size: SIZES[options.size],
-      workers: options.workers,
-      gateways: options.gateways,
-      combine: options.combine,
-      taskTimeoutMs: 30_000,
+      ...common,
       ...(options.breakdownRate !== undefined ? { ratePerSec: options.breakdownRate } : {}),
-      log,
     });
     console.log(renderBreakdown(breakdown));
     console.log(`\nJSON: ${writeResult(breakdown, options.out, "breakdown-")}`);
@@ -32,32 +36,20 @@ async function main() {
   }
   if (options.soak !== undefined) {
     const soak = await runSoak({
-      sizeName: options.size,
-      size: SIZES[options.size],
-      workers: options.workers,
-      gateways: options.gateways,
-      combine: options.combine,
+      ...common,
       telemetry: options.telemetry,
-      taskTimeoutMs: 30_000,
       durationSec: options.soak,
       ...(options.soakRate !== undefined ? { ratePerSec: options.soakRate } : {}),
-      log,
     });
     console.log(renderSoak(soak));
     console.log(`\nJSON: ${writeResult(soak, options.out, "soak-")}`);
     return;
   }
   const result = await runBench({
-    sizeName: options.size,
-    size: SIZES[options.size],
+    ...common,
     only: options.only,
-    workers: options.workers,
-    gateways: options.gateways,
-    combine: options.combine,
     telemetry: options.telemetry,
     scaling: options.scaling,
-    taskTimeoutMs: 30_000,
-    log,
   });
   console.log(renderReport(result));
   console.log(`\nJSON: ${writeResult(result, options.out)}`);
