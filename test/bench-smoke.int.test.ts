@@ -16,7 +16,7 @@ import { type BenchResult, runBench } from "../bench/src/run.js";
 const outDir = mkdtempSync(join(tmpdir(), "tm-bench-"));
 afterAll(() => rmSync(outDir, { recursive: true, force: true }));
 
-test("raw chain and BullMQ at a tiny size give positive throughput and p50 ≤ p95 ≤ p99", {
+test("raw chain, raw contract flow and BullMQ at a tiny size give positive throughput and p50 ≤ p95 ≤ p99", {
   timeout: 30_000,
 }, async () => {
   const result = await runBench({
@@ -30,7 +30,7 @@ test("raw chain and BullMQ at a tiny size give positive throughput and p50 ≤ p
       openLoopMaxTasks: 100,
       oneAtATimeTasks: 10,
     },
-    only: ["raw", "bullmq"],
+    only: ["raw", "raw-flow", "bullmq"],
     workers: 1,
     gateways: 1,
     scaling: false,
@@ -39,7 +39,7 @@ test("raw chain and BullMQ at a tiny size give positive throughput and p50 ≤ p
   });
   const json = JSON.parse(readFileSync(writeResult(result, outDir), "utf8")) as BenchResult;
 
-  expect(json.systems.map((s) => s.system)).toEqual(["raw", "bullmq"]);
+  expect(json.systems.map((s) => s.system)).toEqual(["raw", "raw-flow", "bullmq"]);
   expect(json.reference?.tasksPerSec).toBeGreaterThan(0);
   for (const system of json.systems) {
     expect(system.skipped).toBeUndefined();
@@ -58,11 +58,23 @@ test("raw chain and BullMQ at a tiny size give positive throughput and p50 ≤ p
     expect(system.oneAtATime?.latencyMs.p50).toBeGreaterThan(0);
     expect(system.oneAtATime?.latencyMs.p50).toBeLessThanOrEqual(system.oneAtATime?.latencyMs.p99 ?? 0);
     const roles = system.processes?.map((p) => p.role) ?? [];
-    expect(roles).toContain(system.system === "raw" ? "nats-server" : "redis-server");
+    expect(roles).toContain(system.system === "bullmq" ? "redis-server" : "nats-server");
     for (const p of system.processes ?? []) expect(p.peakRssMb).toBeGreaterThan(0);
     expect((system.cpu?.systemPer1000 ?? 0) + (system.cpu?.infraPer1000 ?? 0)).toBeGreaterThan(0);
   }
   expect(json.systems.find((s) => s.system === "raw")?.processes?.filter((p) => p.kind === "system")).toHaveLength(6);
+  const flowStages = json.systems.find((s) => s.system === "raw-flow")?.processes?.filter((p) => p.kind === "system");
+  expect(flowStages?.map((p) => p.role)).toEqual([
+    "flow-ingest",
+    "flow-scheduler",
+    "flow-worker",
+    "flow-result",
+    "flow-notifier",
+    "flow-audit",
+  ]);
+  // Every stage did work: a stage that consumed nothing would leave the flow stuck, but say which one it was.
+  for (const stage of flowStages ?? []) expect(stage.cpuSeconds, stage.role).toBeGreaterThan(0);
+  expect(json.ratios.rawFlowOverRaw.tasksPerSec).toBeGreaterThan(0);
   expect(json.roundTrips?.map((r) => r.name)).toEqual([
     "Redis PING",
     "NATS round trip (flush)",

@@ -10,7 +10,9 @@ import { Priority, TaskState } from "@tm/proto";
 import { readDeadLetters, readHistory } from "@tm/store";
 import { waitFor } from "@tm/testkit";
 import { afterAll, beforeAll, describe, expect, test } from "vitest";
+import { FLOW_MESSAGES_PER_TASK } from "../bench/src/systems/raw-flow.js";
 import { collectStream, type Pipeline, startPipeline, stateNames } from "./support/pipeline.js";
+import { connectTo, countByTask } from "./support/reliability.js";
 
 let pipeline: Pipeline;
 
@@ -75,6 +77,27 @@ describe("the pipeline", () => {
     // (result-store's result_stored races the worker's succeeded: the worker sends it after the result's PubAck.)
     expect(actions.slice(0, 3)).toEqual(["submitted", "ingested", "scheduled"]);
     expect(actions.indexOf("succeeded")).toBeGreaterThan(2);
+  });
+
+  test("an echo task sends the stream messages the benchmark's raw contract flow models, no more, no fewer", async () => {
+    // bench/src/systems/raw-flow.ts measures the contract's message flow alone against this count; if the pipeline
+    // sends more or fewer messages per task, that model (and docs/PERFORMANCE.md's ceiling) must change with it.
+    const { taskId } = await pipeline.client.submitTask({ type: "echo", payload: { n: 1 }, priority: Priority.HIGH });
+    expect(stateNames(await collectStream(pipeline.client, taskId)).at(-1)).toBe("SUCCEEDED");
+    await waitFor("result_stored audited", async () =>
+      (await readHistory(pipeline.redisClient, taskId)).some((e) => e.action === "result_stored"),
+    );
+    const nc = await connectTo(pipeline.nats.url);
+    try {
+      const counts = {
+        tasks: (await countByTask(nc, "TASKS", "tasks.>")).get(taskId),
+        status: (await countByTask(nc, "EVENTS", "events.status")).get(taskId),
+        audit: (await countByTask(nc, "EVENTS", "events.audit")).get(taskId),
+      };
+      expect(counts).toEqual(FLOW_MESSAGES_PER_TASK);
+    } finally {
+      await nc.close();
+    }
   });
 
   test("a fail task ends FAILED after 5 attempts and lands in dead_letter with its history", async () => {

@@ -29,7 +29,9 @@ export interface CliOptions {
 
 export const USAGE = `Usage: pnpm bench [-- flags]
   --size small|medium|large   work per phase (default medium; small < 60 s, for CI)
-  --only raw,bullmq,pipeline  systems to measure (default all)
+  --only raw,raw-flow,bullmq,pipeline
+                              systems to measure (default all; raw-flow = the contract's 14 messages per task in
+                              bare nats.js, no application work: the ceiling of any implementation of the contract)
   --workers N                 worker replicas in the pipeline (default 1)
   --gateways N                gateway replicas in the pipeline (default 1)
   --combine a,b,...           run these pipeline services in one process (services/combined), e.g.

@@ -22,9 +22,10 @@ import {
   type TelemetryMode,
 } from "./systems/pipeline.js";
 import { startRawChain } from "./systems/raw.js";
+import { startRawFlow } from "./systems/raw-flow.js";
 
-export type SystemName = "raw" | "bullmq" | "pipeline";
-export const ALL_SYSTEMS: readonly SystemName[] = ["pipeline", "raw", "bullmq"];
+export type SystemName = "raw" | "raw-flow" | "bullmq" | "pipeline";
+export const ALL_SYSTEMS: readonly SystemName[] = ["pipeline", "raw", "raw-flow", "bullmq"];
 
 export interface BenchOptions {
   sizeName: string;
@@ -111,6 +112,10 @@ export interface Ratios {
   /** Each is ours ÷ theirs: below 1 for throughput means we are slower; above 1 for latency/CPU means costlier. */
   oursOverRaw: RatioSet;
   oursOverBullmq: RatioSet;
+  /** Ours ÷ the contract's messages alone (raw-flow): what everything but the message flow costs. */
+  oursOverRawFlow: RatioSet;
+  /** The contract's messages alone ÷ the 6-hop chain: the most any implementation of the contract could reach. */
+  rawFlowOverRaw: RatioSet;
 }
 export interface RatioSet {
   tasksPerSec: number | null;
@@ -130,7 +135,7 @@ export interface Infra {
 export async function startInfra(system: SystemName): Promise<Infra> {
   const [nats, redis] = await Promise.all([
     system === "bullmq" ? undefined : startNats(),
-    system === "raw" ? undefined : startRedis(),
+    system === "raw" || system === "raw-flow" ? undefined : startRedis(),
   ]);
   return { nats, redis };
 }
@@ -147,6 +152,7 @@ export async function startSystem(
 ): Promise<SystemUnderTest> {
   const timeouts = { taskTimeoutMs: options.taskTimeoutMs };
   if (name === "raw") return startRawChain(infra.nats!, timeouts);
+  if (name === "raw-flow") return startRawFlow(infra.nats!, timeouts);
   if (name === "bullmq") return startBullmq(infra.redis!, timeouts);
   return startPipeline(infra.nats!, infra.redis!, { ...timeouts, ...config });
 }
@@ -393,6 +399,8 @@ export async function runBench(options: BenchOptions): Promise<BenchResult> {
     ratios: {
       oursOverRaw: ratioSet(find("pipeline"), find("raw")),
       oursOverBullmq: ratioSet(find("pipeline"), find("bullmq")),
+      oursOverRawFlow: ratioSet(find("pipeline"), find("raw-flow")),
+      rawFlowOverRaw: ratioSet(find("raw-flow"), find("raw")),
     },
     ...(scaling ? { scaling } : {}),
     ...(roundTrips ? { roundTrips } : {}),

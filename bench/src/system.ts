@@ -3,7 +3,7 @@ import type { ReceivedSpan } from "@tm/testkit";
 import type { WatchedProcess } from "./proc.js";
 
 export interface SystemUnderTest {
-  readonly name: "raw" | "bullmq" | "pipeline";
+  readonly name: "raw" | "raw-flow" | "bullmq" | "pipeline";
   /** Runs one task end to end; resolves when the system reports it done. */
   runOne(): Promise<void>;
   /** Every process whose CPU and memory count: the system's own, nats-server/redis-server and this driver. */

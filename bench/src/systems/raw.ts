@@ -12,6 +12,35 @@ import type { WatchedProcess } from "../proc.js";
 import { type SystemUnderTest, taskBody } from "../system.js";
 
 export const RAW_HOPS = 6;
+
+/** The consumer every bench hop uses: durable, explicit ack, the contract's AckWait and MaxDeliver. */
+export function benchConsumer(name: string, subject: string) {
+  return {
+    durable_name: name,
+    filter_subject: subject,
+    ack_policy: AckPolicy.Explicit,
+    ack_wait: 30 * 1e9,
+    max_deliver: 5,
+    max_ack_pending: 1000,
+  };
+}
+
+/** Starts one Node process per hop running `script` and waits until each prints "ready". */
+export async function startHopProcesses(
+  script: string,
+  hops: readonly { name: string; env: Record<string, string> }[],
+): Promise<ManagedProcess[]> {
+  const started = hops.map(({ name, env }) =>
+    new ManagedProcess({ name, command: process.execPath, args: [script], env: { ...process.env, ...env } }).start(),
+  );
+  try {
+    await Promise.all(started.map((h) => h.waitForLine(/ready/, 20_000)));
+  } catch (error) {
+    await Promise.all(started.map((h) => h.stop(5_000)));
+    throw error;
+  }
+  return started;
+}
 const STREAM = "BENCH";
 const HOP_SCRIPT = fileURLToPath(new URL("../../hops/raw-hop.mjs", import.meta.url));
 
@@ -25,29 +54,17 @@ export async function startRawChain(nats: NatsServer, options: { taskTimeoutMs: 
     max_age: 24 * 3600 * 1e9,
     duplicate_window: 120 * 1e9,
   });
-  const consumerConfig = (name: string, subject: string) => ({
-    durable_name: name,
-    filter_subject: subject,
-    ack_policy: AckPolicy.Explicit,
-    ack_wait: 30 * 1e9,
-    max_deliver: 5,
-    max_ack_pending: 1000,
-  });
   for (let hop = 1; hop <= RAW_HOPS; hop++)
-    await jsm.consumers.add(STREAM, consumerConfig(`hop-${hop}`, `bench.chain.${hop - 1}`));
-  await jsm.consumers.add(STREAM, consumerConfig("collector", `bench.chain.${RAW_HOPS}`));
+    await jsm.consumers.add(STREAM, benchConsumer(`hop-${hop}`, `bench.chain.${hop - 1}`));
+  await jsm.consumers.add(STREAM, benchConsumer("collector", `bench.chain.${RAW_HOPS}`));
 
-  const hops: ManagedProcess[] = [];
-  for (let hop = 1; hop <= RAW_HOPS; hop++) {
-    const child = new ManagedProcess({
-      name: `raw-hop-${hop}`,
-      command: process.execPath,
-      args: [HOP_SCRIPT],
-      env: { ...process.env, NATS_URL: nats.url, HOP: String(hop), BENCH_STREAM: STREAM },
-    }).start();
-    hops.push(child);
-  }
-  await Promise.all(hops.map((h) => h.waitForLine(/ready/, 20_000)));
+  const hops = await startHopProcesses(
+    HOP_SCRIPT,
+    Array.from({ length: RAW_HOPS }, (_, i) => ({
+      name: `raw-hop-${i + 1}`,
+      env: { NATS_URL: nats.url, HOP: String(i + 1), BENCH_STREAM: STREAM },
+    })),
+  );
 
   const js = nc.jetstream();
   const waiting = new Map<string, () => void>();
