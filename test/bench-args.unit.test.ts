@@ -1,6 +1,8 @@
 import { existsSync, readdirSync } from "node:fs";
+import { decodeMessage } from "@tm/flow";
 import { describe, expect, test } from "vitest";
 import { parseArgs } from "../bench/src/args.js";
+import { DRAINABLE, drainMessage } from "../bench/src/drain.js";
 import { layoutOf, telemetryNote } from "../bench/src/report.js";
 import { PIPELINE_SERVICES } from "../bench/src/systems/pipeline.js";
 
@@ -77,5 +79,43 @@ describe("--breakdown", () => {
     [["--breakdown", "--telemetry", "on"], "--breakdown reads the exported spans"],
   ])("%j is refused: %s", (argv, message) => {
     expect(() => parseArgs(argv, "out")).toThrow(message);
+  });
+});
+
+describe("--drain", () => {
+  test("takes a service it can measure", () => {
+    expect(parseArgs(["--drain", "audit"], "out").drain).toBe("audit");
+    expect(parseArgs(["--drain=notifier", "--telemetry", "off"], "out")).toMatchObject({
+      drain: "notifier",
+      telemetry: "off",
+    });
+    expect(parseArgs([], "out").drain).toBeUndefined();
+  });
+
+  test.each([
+    [["--drain", "gateway"], '--drain must be one of audit, notifier, got "gateway"'],
+    [["--drain"], "--drain must be one of audit, notifier, got undefined"],
+    [["--drain", "audit", "--only", "raw"], "--drain is a run of its own"],
+    [["--drain", "audit", "--soak", "60"], "--drain is a run of its own"],
+    [["--drain", "audit", "--combine", "notifier,audit"], "--drain runs one service alone"],
+  ])("%j is refused: %s", (argv, message) => {
+    expect(() => parseArgs(argv, "out")).toThrow(message);
+  });
+
+  test.each(DRAINABLE)("every message of a %s batch is valid on its subject and unique", (service) => {
+    const messages = Array.from({ length: 12 }, (_, i) => drainMessage(service, "0000abcd", i));
+    for (const message of messages)
+      expect(() => decodeMessage(message.subject, new TextEncoder().encode(message.body))).not.toThrow();
+    expect(new Set(messages.map((m) => m.msgId)).size).toBe(messages.length);
+  });
+
+  test("a notifier batch gives each task its states in lifecycle order, so every update is applied", () => {
+    const events = Array.from({ length: 8 }, (_, i) => JSON.parse(drainMessage("notifier", "0000abcd", i).body));
+    expect(events.map((e) => e.state)).toEqual([
+      ...["PENDING", "INGESTED", "SCHEDULED", "RUNNING"],
+      ...["PENDING", "INGESTED", "SCHEDULED", "RUNNING"],
+    ]);
+    expect(new Set(events.map((e) => e.taskId)).size).toBe(2);
+    for (let i = 1; i < 4; i++) expect(events[i].version).toBeGreaterThan(events[i - 1].version);
   });
 });

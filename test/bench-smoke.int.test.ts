@@ -3,13 +3,14 @@
  * size with real servers; the JSON holds positive throughput and ordered percentiles, and no task fails. The
  * pipeline runs with three services in one services/combined process (--combine) and six alone, so both ways of
  * starting a service are exercised in one run, and with --telemetry export, so the services' OTLP export is too.
- * The latency breakdown (--breakdown) runs too: its rows must follow a task through the stages in order.
+ * The latency breakdown (--breakdown) runs too: its rows must follow a task through the stages in order; and --drain.
  */
 import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, expect, test } from "vitest";
 import { runBreakdown } from "../bench/src/breakdown.js";
+import { runDrain } from "../bench/src/drain.js";
 import { writeResult } from "../bench/src/report.js";
 import { type BenchResult, runBench } from "../bench/src/run.js";
 
@@ -179,4 +180,24 @@ test("the latency breakdown reads every measured task's trace, and its rows foll
   expect(path[0]).toBeGreaterThan(0);
   expect(path).toEqual([...path].sort((a, b) => a - b));
   expect(result.breakdown.totalMs).toBeGreaterThan(path.at(-1) ?? 0);
+});
+
+test("--drain measures the service and the bare consumer draining a batch each", { timeout: 60_000 }, async () => {
+  const result = await runDrain({
+    service: "notifier",
+    messages: 2000,
+    warmupMessages: 200,
+    telemetry: "on",
+    log: () => undefined,
+  });
+  expect(result.runs.map((r) => r.consumer)).toEqual(["notifier", "bare consumer"]);
+  for (const run of result.runs) {
+    expect(run.messages).toBe(2000);
+    expect(run.messagesPerSec).toBeGreaterThan(0);
+    expect(run.perMessageUs.consumer).toBeGreaterThan(0);
+    expect(run.perMessageUs.natsServer).toBeGreaterThan(0);
+  }
+  // The notifier writes each update to Redis (2,000 updates: ~30 ms of redis-server CPU, several 10 ms clock ticks);
+  // the bare consumer never touches it.
+  expect(result.runs[0]?.perMessageUs.redisServer).toBeGreaterThan(0);
 });

@@ -1,4 +1,5 @@
 /** Command-line flags of `pnpm bench`. A bad flag stops with a message naming it. */
+import { DRAINABLE, type Drainable } from "./drain.js";
 import { ALL_SYSTEMS, type SystemName } from "./run.js";
 import { SIZES, type SizeName } from "./sizes.js";
 import { combineProblem, TELEMETRY_MODES, type TelemetryMode } from "./systems/pipeline.js";
@@ -25,6 +26,8 @@ export interface CliOptions {
   breakdownRate?: number;
   /** Whether --telemetry was given (--breakdown exports, and refuses another setting). */
   telemetryGiven: boolean;
+  /** --drain SERVICE: CPU per message of one service draining a stream, beside a bare consumer. */
+  drain?: Drainable;
 }
 
 export const USAGE = `Usage: pnpm bench [-- flags]
@@ -46,6 +49,9 @@ export const USAGE = `Usage: pnpm bench [-- flags]
   --breakdown                 instead: where a task's latency goes, hop by hop (the pipeline only, every span
                               exported to this process): tasks one at a time after a warm-up
   --breakdown-rate N          with --breakdown: the tasks paced at N tasks/s instead of one at a time
+  --drain SERVICE             instead: CPU per message of one service (${DRAINABLE.join(", ")}) draining a batch
+                              of its messages on fresh servers, beside a bare consumer (receive, parse, ack);
+                              --size sets the batch (small 5,000, medium 20,000, large 50,000 messages)
   --out DIR                   where the JSON goes (default bench-results at the repository root)
   --no-build                  skip building (start.mjs builds @tm/bench, its dependencies and the services)
 Requires nats-server and redis-server on PATH; the pipeline needs \`pnpm build\`.`;
@@ -134,6 +140,13 @@ export function parseArgs(argv: readonly string[], defaultOut: string): CliOptio
       case "--breakdown-rate":
         options.breakdownRate = positiveNumber("--breakdown-rate", value());
         break;
+      case "--drain": {
+        const service = value();
+        if (!DRAINABLE.includes(service as Drainable))
+          throw new Error(`--drain must be one of ${DRAINABLE.join(", ")}, got ${JSON.stringify(service)}`);
+        options.drain = service as Drainable;
+        break;
+      }
       case "--out":
         options.out = value() ?? defaultOut;
         break;
@@ -155,6 +168,13 @@ export function parseArgs(argv: readonly string[], defaultOut: string): CliOptio
     if (options.scaling) throw new Error("--soak runs the pipeline soak only; it cannot be combined with --scaling");
     if (onlyGiven && !(options.only.length === 1 && options.only[0] === "pipeline"))
       throw new Error("--soak measures the pipeline only; --only may be omitted or be exactly pipeline");
+  }
+  if (options.drain !== undefined) {
+    if (options.breakdown || options.soak !== undefined || options.scaling || onlyGiven)
+      throw new Error(
+        "--drain is a run of its own; it cannot be combined with --breakdown, --soak, --scaling or --only",
+      );
+    if (options.combine.length > 0) throw new Error("--drain runs one service alone; --combine does not apply");
   }
   if (options.breakdownRate !== undefined && !options.breakdown)
     throw new Error("--breakdown-rate only applies with --breakdown");

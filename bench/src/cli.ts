@@ -3,7 +3,8 @@ import { join } from "node:path";
 import { REPO_ROOT } from "@tm/testkit";
 import { parseArgs, USAGE } from "./args.js";
 import { runBreakdown } from "./breakdown.js";
-import { renderBreakdown, renderReport, renderSoak, writeResult } from "./report.js";
+import { DRAIN_MESSAGES, runDrain } from "./drain.js";
+import { renderBreakdown, renderDrain, renderReport, renderSoak, writeResult } from "./report.js";
 import { runBench } from "./run.js";
 import { SIZES } from "./sizes.js";
 import { runSoak } from "./soak.js";
@@ -25,6 +26,19 @@ async function main() {
     taskTimeoutMs: 30_000,
     log,
   };
+  if (options.drain) {
+    const messages = DRAIN_MESSAGES[options.size];
+    const drain = await runDrain({
+      service: options.drain,
+      messages,
+      warmupMessages: Math.max(500, messages / 10),
+      telemetry: options.telemetry,
+      log,
+    });
+    console.log(renderDrain(drain));
+    console.log(`\nJSON: ${writeResult(drain, options.out, "drain-")}`);
+    return;
+  }
   if (options.breakdown) {
     const breakdown = await runBreakdown({
       ...common,

@@ -2,6 +2,7 @@
 import { mkdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import type { BreakdownResult } from "./breakdown.js";
+import type { DrainResult } from "./drain.js";
 import type { BenchResult, RatioSet } from "./run.js";
 import type { SoakResult } from "./soak.js";
 import type { TelemetryMode } from "./systems/pipeline.js";
@@ -214,6 +215,34 @@ export function renderBreakdown(result: BreakdownResult): string {
       ]),
     ),
   );
+  return out.join("\n");
+}
+
+export function renderDrain(result: DrainResult): string {
+  const out = [
+    `Drain: ${result.service} consuming ${result.subject} alone (${telemetryNote(result.telemetry)}) on ` +
+      `${result.machine.cpus} cores, ${result.machine.cpuModel}, Node ${result.machine.node}; each consumer on fresh ` +
+      `servers, ${result.warmupMessages} warm-up messages, then the measured batch published as fast as JetStream ` +
+      "takes it and drained",
+    "",
+    table(
+      ["consumer", "messages", "messages/s", "CPU µs/message: consumer", "nats-server", "redis-server"],
+      result.runs.map((r) => [
+        r.consumer,
+        String(r.messages),
+        fixed(r.messagesPerSec, 0),
+        fixed(r.perMessageUs.consumer, 0),
+        fixed(r.perMessageUs.natsServer, 0),
+        fixed(r.perMessageUs.redisServer, 0),
+      ]),
+    ),
+  ];
+  const [service, bare] = result.runs;
+  if (service && bare && bare.perMessageUs.consumer > 0)
+    out.push(
+      `\n${service.consumer} spends ${fixed(service.perMessageUs.consumer - bare.perMessageUs.consumer, 0)} µs of CPU ` +
+        `per message beyond receiving and acking it (${fixed(service.perMessageUs.consumer / bare.perMessageUs.consumer, 1)}× the bare consumer)`,
+    );
   return out.join("\n");
 }
 

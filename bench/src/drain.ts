@@ -1,0 +1,204 @@
+/**
+ * `--drain SERVICE`: the CPU one service spends per message, without the rest of the pipeline. The service runs as
+ * deployed (its package's start script) on fresh servers; after a warm-up the benchmark publishes a batch of
+ * realistic messages on its subject as fast as JetStream takes them and waits until its durable consumer has acked
+ * them all. CPU per message of the service, nats-server and redis-server over exactly that span is the figure.
+ * Then a bare consumer (hops/bare-consumer.mjs: receive, parse, ack, nothing else) drains the same kind of batch on
+ * fresh servers: the difference is what the service does per message beyond receiving and acking it.
+ *
+ * Whole-pipeline runs on this machine drift by up to ~1.6×; one process draining a stream is much steadier, which is
+ * what cutting per-message cost needs (compare builds in interleaved runs, as always).
+ */
+import { loadavg } from "node:os";
+import { fileURLToPath } from "node:url";
+import { durableName, provisionStreams, type Subject, Subjects, statusEvent, streamOf } from "@tm/flow";
+import { ManagedProcess, type NatsServer, spawnService, startNats, startRedis, waitFor } from "@tm/testkit";
+import { connect, type JetStreamManager, type NatsConnection } from "nats";
+import { startOtlpSink } from "./otlp-sink.js";
+import { cpuSecondsOf } from "./proc.js";
+import { machineInfo } from "./run.js";
+import type { TelemetryMode } from "./systems/pipeline.js";
+import { benchConsumer } from "./systems/raw.js";
+
+/** The services --drain can measure: the stages that consume one subject and only write to Redis. */
+export const DRAINABLE = ["audit", "notifier"] as const;
+export type Drainable = (typeof DRAINABLE)[number];
+
+/** Messages per measured batch by --size; the warm-up batch is a tenth of it (at least 500). */
+export const DRAIN_MESSAGES = { small: 5_000, medium: 20_000, large: 50_000 } as const;
+
+const SUBJECT_OF: Record<Drainable, Subject> = { audit: Subjects.audit, notifier: Subjects.status };
+const STATUS_STATES = ["PENDING", "INGESTED", "SCHEDULED", "RUNNING"] as const;
+const BARE_CONSUMER = fileURLToPath(new URL("../hops/bare-consumer.mjs", import.meta.url));
+
+interface DrainMessage {
+  subject: Subject;
+  body: string;
+  msgId: string;
+}
+
+/** Message `i` of a batch for `service`, for tasks whose ids start with `prefix` (unique per batch). */
+export function drainMessage(service: Drainable, prefix: string, i: number): DrainMessage {
+  if (service === "audit") {
+    const taskId = taskIdOf(prefix, i);
+    const body = { taskId, service: "ingest", action: "ingested", at: new Date().toISOString() };
+    return { subject: Subjects.audit, body: JSON.stringify(body), msgId: `${taskId}:audit:ingest:ingested:0` };
+  }
+  // A task's status events in lifecycle order (SUCCEEDED is left out: the notifier holds it for the task's result),
+  // so every update is applied, as in the pipeline.
+  const taskId = taskIdOf(prefix, Math.floor(i / STATUS_STATES.length));
+  const state = STATUS_STATES[i % STATUS_STATES.length] as (typeof STATUS_STATES)[number];
+  const event = statusEvent({ taskId, state, source: "bench", attempt: state === "RUNNING" ? 1 : 0 });
+  return { subject: Subjects.status, body: JSON.stringify(event), msgId: `${taskId}:status:${event.version}` };
+}
+
+function taskIdOf(prefix: string, n: number): string {
+  return `${prefix}-0000-4000-8000-${String(n).padStart(12, "0")}`;
+}
+
+export interface DrainFigures {
+  /** The service, or "bare consumer". */
+  consumer: string;
+  messages: number;
+  elapsedMs: number;
+  messagesPerSec: number;
+  /** CPU microseconds per message. */
+  perMessageUs: { consumer: number; natsServer: number; redisServer: number };
+}
+
+export interface DrainResult {
+  startedAt: string;
+  finishedAt: string;
+  machine: ReturnType<typeof machineInfo>;
+  service: Drainable;
+  subject: Subject;
+  telemetry: TelemetryMode;
+  warmupMessages: number;
+  runs: DrainFigures[];
+}
+
+export interface DrainOptions {
+  service: Drainable;
+  messages: number;
+  warmupMessages: number;
+  telemetry: TelemetryMode;
+  log: (line: string) => void;
+}
+
+export async function runDrain(options: DrainOptions): Promise<DrainResult> {
+  const startedAt = new Date().toISOString();
+  const loadAvgAtStart = loadavg();
+  const runs: DrainFigures[] = [];
+  for (const who of [options.service, "bare consumer"] as const) {
+    options.log(`drain: ${who}, ${options.warmupMessages} warm-up + ${options.messages} messages`);
+    runs.push(await drainOnce(who, options));
+  }
+  return {
+    startedAt,
+    finishedAt: new Date().toISOString(),
+    machine: machineInfo(loadAvgAtStart),
+    service: options.service,
+    subject: SUBJECT_OF[options.service],
+    telemetry: options.telemetry,
+    warmupMessages: options.warmupMessages,
+    runs,
+  };
+}
+
+async function drainOnce(who: Drainable | "bare consumer", options: DrainOptions): Promise<DrainFigures> {
+  const subject = SUBJECT_OF[options.service];
+  const stream = streamOf(subject);
+  const [nats, redis] = await Promise.all([startNats(), startRedis()]);
+  const sink = who !== "bare consumer" && options.telemetry === "export" ? await startOtlpSink() : undefined;
+  let nc: NatsConnection | undefined;
+  let consumer: { pid: number; stop(): Promise<void> } | undefined;
+  try {
+    nc = await connect({ servers: nats.url, noAsyncTraces: true, name: "bench-drain" });
+    const jsm = await nc.jetstreamManager();
+    await provisionStreams(jsm);
+    let durable: string;
+    if (who === "bare consumer") {
+      durable = `bare-${subject.replaceAll(".", "-")}`;
+      consumer = await startBareConsumer(nats, jsm, stream, durable, subject);
+    } else {
+      durable = durableName(who, subject);
+      const service = await spawnService(who, {
+        NATS_URL: nats.url,
+        REDIS_URL: redis.url,
+        ...(options.telemetry === "off" ? { OTEL_SDK_DISABLED: "true" } : {}),
+        ...(sink ? { OTEL_EXPORTER_OTLP_ENDPOINT: sink.url } : {}),
+      });
+      consumer = { pid: service.process.pid ?? 0, stop: () => service.process.stop() };
+    }
+    const pids = { consumer: consumer.pid, natsServer: nats.process.pid ?? 0, redisServer: redis.process.pid ?? 0 };
+    const publishAndDrain = async (prefix: string, count: number) => {
+      await publishBatch(nc as NatsConnection, options.service, prefix, count);
+      await waitFor(
+        `${who} drained ${count} messages`,
+        async () => {
+          const info = await jsm.consumers.info(stream, durable);
+          return info.num_pending === 0 && info.num_ack_pending === 0;
+        },
+        { timeoutMs: 300_000, intervalMs: 20 },
+      );
+    };
+    await publishAndDrain("00000001", options.warmupMessages);
+    const before = { cpu: cpuOf(pids), at: performance.now() };
+    await publishAndDrain("00000002", options.messages);
+    const elapsedMs = performance.now() - before.at;
+    const after = cpuOf(pids);
+    const perMessage = (key: keyof typeof pids) => ((after[key] - before.cpu[key]) / options.messages) * 1e6;
+    return {
+      consumer: who,
+      messages: options.messages,
+      elapsedMs,
+      messagesPerSec: options.messages / (elapsedMs / 1000),
+      perMessageUs: {
+        consumer: perMessage("consumer"),
+        natsServer: perMessage("natsServer"),
+        redisServer: perMessage("redisServer"),
+      },
+    };
+  } finally {
+    await consumer?.stop().catch(() => undefined);
+    await nc?.close().catch(() => undefined);
+    await Promise.all([nats.dispose(), redis.dispose(), sink?.close()]);
+  }
+}
+
+function cpuOf<K extends string>(pids: Record<K, number>): Record<K, number> {
+  const out = {} as Record<K, number>;
+  for (const key of Object.keys(pids) as K[]) out[key] = cpuSecondsOf(pids[key]);
+  return out;
+}
+
+/** Publishes `count` messages, 500 PubAcks awaited at a time (JetStream's own pace, not the consumer's). */
+async function publishBatch(nc: NatsConnection, service: Drainable, prefix: string, count: number): Promise<void> {
+  const js = nc.jetstream();
+  for (let start = 0; start < count; start += 500) {
+    const acks = [];
+    for (let i = start; i < Math.min(count, start + 500); i++) {
+      const message = drainMessage(service, prefix, i);
+      acks.push(js.publish(message.subject, message.body, { msgID: message.msgId }));
+    }
+    await Promise.all(acks);
+  }
+}
+
+async function startBareConsumer(
+  nats: NatsServer,
+  jsm: JetStreamManager,
+  stream: string,
+  durable: string,
+  subject: Subject,
+): Promise<{ pid: number; stop(): Promise<void> }> {
+  await jsm.consumers.add(stream, benchConsumer(durable, subject));
+  const child = new ManagedProcess({
+    name: "bare-consumer",
+    command: process.execPath,
+    args: [BARE_CONSUMER],
+    env: { ...process.env, NATS_URL: nats.url, BENCH_STREAM: stream, BENCH_CONSUMER: durable },
+  }).start();
+  await child.waitForLine(/ready/, 20_000);
+  return { pid: child.pid ?? 0, stop: () => child.stop(5_000) };
+}
