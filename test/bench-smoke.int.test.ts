@@ -196,6 +196,7 @@ test("--drain measures the service and the bare consumer draining a batch each",
     expect(run.messagesPerSec).toBeGreaterThan(0);
     expect(run.perMessageUs.consumer).toBeGreaterThan(0);
     expect(run.perMessageUs.natsServer).toBeGreaterThan(0);
+    expect(run.peakRssMb).toBeGreaterThan(0);
   }
   // The notifier writes each update to Redis (2,000 updates: ~30 ms of redis-server CPU, several 10 ms clock ticks);
   // the bare consumer never touches it.

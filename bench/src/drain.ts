@@ -15,7 +15,7 @@ import { durableName, provisionStreams, type Subject, Subjects, statusEvent, str
 import { ManagedProcess, type NatsServer, spawnService, startNats, startRedis, waitFor } from "@tm/testkit";
 import { connect, type JetStreamManager, type NatsConnection } from "nats";
 import { startOtlpSink } from "./otlp-sink.js";
-import { cpuSecondsOf } from "./proc.js";
+import { cpuSecondsOf, peakRssMbOf } from "./proc.js";
 import { machineInfo } from "./run.js";
 import type { TelemetryMode } from "./systems/pipeline.js";
 import { benchConsumer } from "./systems/raw.js";
@@ -64,6 +64,8 @@ export interface DrainFigures {
   messagesPerSec: number;
   /** CPU microseconds per message. */
   perMessageUs: { consumer: number; natsServer: number; redisServer: number };
+  /** The consumer's peak RSS (VmHWM) over its life, warm-up and batch included. */
+  peakRssMb: number;
 }
 
 export interface DrainResult {
@@ -158,6 +160,7 @@ async function drainOnce(who: Drainable | "bare consumer", options: DrainOptions
         natsServer: perMessage("natsServer"),
         redisServer: perMessage("redisServer"),
       },
+      peakRssMb: peakRssMbOf(pids.consumer),
     };
   } finally {
     await consumer?.stop().catch(() => undefined);

@@ -226,7 +226,7 @@ export function renderDrain(result: DrainResult): string {
       "takes it and drained",
     "",
     table(
-      ["consumer", "messages", "messages/s", "CPU µs/message: consumer", "nats-server", "redis-server"],
+      ["consumer", "messages", "messages/s", "CPU µs/message: consumer", "nats-server", "redis-server", "peak RSS MB"],
       result.runs.map((r) => [
         r.consumer,
         String(r.messages),
@@ -234,6 +234,7 @@ export function renderDrain(result: DrainResult): string {
         fixed(r.perMessageUs.consumer, 0),
         fixed(r.perMessageUs.natsServer, 0),
         fixed(r.perMessageUs.redisServer, 0),
+        fixed(r.peakRssMb, 0),
       ]),
     ),
   ];

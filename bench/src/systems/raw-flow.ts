@@ -46,9 +46,10 @@ export async function startRawFlow(nats: NatsServer, options: { taskTimeoutMs: n
       duplicate_window: 120 * 1e9,
     });
   for (const [stage, subject] of Object.entries(FLOW_STAGES))
-    await jsm.consumers.add(subject.startsWith("flow.tasks.") ? "FLOW_TASKS" : "FLOW_EVENTS", {
-      ...benchConsumer(`flow-${stage}`, subject),
-    });
+    await jsm.consumers.add(
+      subject.startsWith("flow.tasks.") ? "FLOW_TASKS" : "FLOW_EVENTS",
+      benchConsumer(`flow-${stage}`, subject),
+    );
 
   const waiting = new Map<string, () => void>();
   const done = nc.subscribe("flow.done", {
