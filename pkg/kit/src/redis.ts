@@ -5,11 +5,12 @@
 import { Redis, type RedisOptions } from "ioredis";
 import type { Logger } from "./logger.js";
 import { keepRedisCommandContext } from "./redis-context.js";
-
-// Auto-pipelining (below) would otherwise send a command in the context of another caller: redis-context.ts.
-keepRedisCommandContext();
+import { spansRecorded } from "./telemetry.js";
 
 export function connectRedis(url: string, name: string, log: Logger, extra: RedisOptions = {}): Redis {
+  // Auto-pipelining (below) would otherwise send a command in the context of another caller: redis-context.ts.
+  // Only Redis spans read that context, and they exist only when spans record (telemetry.ts).
+  if (spansRecorded()) keepRedisCommandContext();
   let lastWarn = 0;
   const redis = new Redis(url, {
     connectionName: name,

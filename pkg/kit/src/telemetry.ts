@@ -40,6 +40,8 @@ export interface TelemetryOptions {
 
 export interface Telemetry {
   prometheus: PrometheusExporter;
+  /** Whether spans record (a span processor is installed: an OTLP endpoint, or a test's in-memory exporter). */
+  recordsSpans: boolean;
   shutdown(): Promise<void>;
 }
 
@@ -66,6 +68,12 @@ export function startTelemetry(options: TelemetryOptions): Telemetry {
       }),
     );
   }
+  // Without a span processor NodeSDK registers no tracer provider and every span is a no-op. The instrumentations
+  // of calls that carry trace context (gRPC, HTTP) still matter then: they propagate the caller's traceparent, so
+  // logs keep their trace ids. Redis carries none, so its instrumentation would only serialize each command, build
+  // attributes and wrap the command's callbacks for a span nobody sees: 7–10 % of the notifier's and audit's CPU per
+  // message in `pnpm bench --drain` (docs/PERFORMANCE.md). It is installed only when spans record.
+  const recordsSpans = spanProcessors.length > 0;
   const sdk = new NodeSDK({
     resource: resourceFromAttributes({
       [ATTR_SERVICE_NAME]: options.serviceName,
@@ -92,7 +100,7 @@ export function startTelemetry(options: TelemetryOptions): Telemetry {
             new UndiciInstrumentation(),
             new GrpcInstrumentation(),
             // Script calls record their keys, not their arguments (task data): redis-statement.ts.
-            new IORedisInstrumentation({ dbStatementSerializer: redisStatement }),
+            ...(recordsSpans ? [new IORedisInstrumentation({ dbStatementSerializer: redisStatement })] : []),
             // Our logger adds trace ids itself (logger.ts); the pino instrumentation is kept for log correlation
             // in third-party pino loggers (fastify's).
             new PinoInstrumentation({ disableLogSending: true }),
@@ -101,6 +109,7 @@ export function startTelemetry(options: TelemetryOptions): Telemetry {
   sdk.start();
   const telemetry: Telemetry = {
     prometheus,
+    recordsSpans,
     shutdown: () => sdk.shutdown().catch(() => undefined),
   };
   holder[KEY] = telemetry;
@@ -117,7 +126,16 @@ export function telemetry(serviceName = "unknown"): Telemetry {
     readers: [prometheus],
   });
   metrics.setGlobalMeterProvider(provider);
-  const handle: Telemetry = { prometheus, shutdown: () => provider.shutdown().catch(() => undefined) };
+  const handle: Telemetry = {
+    prometheus,
+    recordsSpans: false,
+    shutdown: () => provider.shutdown().catch(() => undefined),
+  };
   holder[KEY] = handle;
   return handle;
+}
+
+/** Whether this process's spans record (false before telemetry starts, and when it runs without a span processor). */
+export function spansRecorded(): boolean {
+  return (globalThis as Holder)[KEY]?.recordsSpans === true;
 }
