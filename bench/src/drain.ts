@@ -12,9 +12,17 @@
 import { loadavg } from "node:os";
 import { fileURLToPath } from "node:url";
 import { durableName, provisionStreams, type Subject, Subjects, statusEvent, streamOf } from "@tm/flow";
-import { ManagedProcess, type NatsServer, spawnService, startNats, startRedis, waitFor } from "@tm/testkit";
+import {
+  ManagedProcess,
+  type NatsServer,
+  type RedisServer,
+  spawnService,
+  startNats,
+  startRedis,
+  waitFor,
+} from "@tm/testkit";
 import { connect, type JetStreamManager, type NatsConnection } from "nats";
-import { startOtlpSink } from "./otlp-sink.js";
+import { type OtlpSink, startOtlpSink } from "./otlp-sink.js";
 import { cpuSecondsOf, peakRssMbOf } from "./proc.js";
 import { machineInfo } from "./run.js";
 import type { TelemetryMode } from "./systems/pipeline.js";
@@ -110,11 +118,14 @@ export async function runDrain(options: DrainOptions): Promise<DrainResult> {
 async function drainOnce(who: Drainable | "bare consumer", options: DrainOptions): Promise<DrainFigures> {
   const subject = SUBJECT_OF[options.service];
   const stream = streamOf(subject);
-  const [nats, redis] = await Promise.all([startNats(), startRedis()]);
-  const sink = who !== "bare consumer" && options.telemetry === "export" ? await startOtlpSink() : undefined;
+  const nats = await startNats();
+  let redis: RedisServer | undefined;
+  let sink: OtlpSink | undefined;
   let nc: NatsConnection | undefined;
   let consumer: { pid: number; stop(): Promise<void> } | undefined;
   try {
+    redis = await startRedis();
+    if (who !== "bare consumer" && options.telemetry === "export") sink = await startOtlpSink();
     nc = await connect({ servers: nats.url, noAsyncTraces: true, name: "bench-drain" });
     const jsm = await nc.jetstreamManager();
     await provisionStreams(jsm);
@@ -165,7 +176,7 @@ async function drainOnce(who: Drainable | "bare consumer", options: DrainOptions
   } finally {
     await consumer?.stop().catch(() => undefined);
     await nc?.close().catch(() => undefined);
-    await Promise.all([nats.dispose(), redis.dispose(), sink?.close()]);
+    await Promise.all([nats.dispose(), redis?.dispose(), sink?.close()]);
   }
 }
 

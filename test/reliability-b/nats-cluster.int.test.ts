@@ -10,7 +10,7 @@ import { Redis } from "ioredis";
 import { connect, type JetStreamManager, type NatsConnection } from "nats";
 import { afterAll, beforeAll, describe, expect, test } from "vitest";
 import { type Pipeline, startPipeline } from "../support/pipeline.js";
-import { problemsOf, readOutcomes, streamsDrained, unfinished } from "./support/outcomes.js";
+import { problemsOf, readOutcomes, streamsDrained, stuckReport, unfinished } from "./support/outcomes.js";
 
 const TASKS = Number(process.env.CLUSTER_TASKS ?? 300);
 const SUBMIT_INTERVAL_MS = 25; // ~40 submissions a second: the load is spread over several seconds on purpose
@@ -101,6 +101,9 @@ describe("a 3-node NATS cluster with R3 streams", () => {
     await waitFor("every task finished", async () => (await unfinished(pipeline.redisClient, taskIds)).length === 0, {
       timeoutMs: 90_000,
       intervalMs: 500,
+    }).catch(async (error: Error) => {
+      // Name what is stuck and where: a bare time-out cannot be told apart from a slow machine.
+      throw new Error(`${error.message}\n${await stuckReport(pipeline.redisClient, jsm, taskIds)}`);
     });
     await waitFor("results and audit events handled", () => streamsDrained(jsm), {
       timeoutMs: 30_000,

@@ -54,6 +54,33 @@ export async function unfinished(redis: Redis, taskIds: readonly string[]): Prom
   return taskIds.filter((_, i) => !TERMINAL_STATES.has(String(replies[i]?.[1])));
 }
 
+/**
+ * Why tasks are not finishing, for a test's failure message: how many are unfinished, by state, a few of them, and
+ * every consumer that still holds messages (pending or unacknowledged). A bare "timed out" says none of this.
+ */
+export async function stuckReport(redis: Redis, jsm: JetStreamManager, taskIds: readonly string[]): Promise<string> {
+  const stuck = await readOutcomes(redis, await unfinished(redis, taskIds));
+  const byState = new Map<string, number>();
+  for (const o of stuck) byState.set(o.state ?? "no status", (byState.get(o.state ?? "no status") ?? 0) + 1);
+  const consumers: string[] = [];
+  for (const stream of ["TASKS", "EVENTS"]) {
+    for await (const c of jsm.consumers.list(stream)) {
+      if (c.num_pending > 0 || c.num_ack_pending > 0 || c.num_redelivered > 0)
+        consumers.push(
+          `${c.name}: pending ${c.num_pending}, unacked ${c.num_ack_pending}, redelivered ${c.num_redelivered}`,
+        );
+    }
+  }
+  return [
+    `${stuck.length} of ${taskIds.length} unfinished (${[...byState].map(([state, n]) => `${state} ${n}`).join(", ")})`,
+    `first: ${stuck
+      .slice(0, 5)
+      .map((o) => `${o.taskId} ${o.state ?? "no status"}`)
+      .join("; ")}`,
+    `consumers holding messages: ${consumers.join("; ") || "none"}`,
+  ].join("\n");
+}
+
 /** Everything that is wrong with a set of finished tasks, as readable lines (empty when all is well). */
 export function problemsOf(outcomes: readonly TaskOutcome[], expectSucceeded: (taskId: string) => boolean): string[] {
   const problems: string[] = [];
