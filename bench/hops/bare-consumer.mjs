@@ -1,10 +1,14 @@
 // The baseline of `pnpm bench --drain`: a durable pull consumer that receives each message, parses its JSON body
-// and acks it, nothing else. What a service spends per message beyond this is its own work.
+// and acks it, nothing else. With BENCH_REPUBLISH=1 (the scheduler's baseline) it first publishes what the scheduler
+// publishes for a task (the task on tasks.worker.medium, a status and an audit event, in one write, PubAcks awaited
+// together), so what a service spends per message beyond this is its own work.
 import { connect } from "nats";
 
 const nc = await connect({ servers: process.env.NATS_URL, noAsyncTraces: true, name: "bare-consumer" });
-const consumer = await nc.jetstream().consumers.get(process.env.BENCH_STREAM, process.env.BENCH_CONSUMER);
+const js = nc.jetstream();
+const consumer = await js.consumers.get(process.env.BENCH_STREAM, process.env.BENCH_CONSUMER);
 const messages = await consumer.consume({ max_messages: 256 });
+const republish = process.env.BENCH_REPUBLISH === "1";
 
 process.once("SIGTERM", async () => {
   await messages.close();
@@ -13,7 +17,26 @@ process.once("SIGTERM", async () => {
 });
 console.log("bare consumer ready");
 
+function handOn(message, taskId) {
+  const at = new Date().toISOString();
+  const status = { taskId, state: "SCHEDULED", progress: 0, attempt: 0, version: 3, updatedAt: at, source: "bare" };
+  const audit = { taskId, service: "bare", action: "scheduled", at, detail: { subject: "tasks.worker.medium" } };
+  return Promise.all([
+    js.publish("events.status", JSON.stringify(status), { msgID: `${taskId}:status:3` }),
+    js.publish("tasks.worker.medium", message.data, { msgID: `${taskId}:worker:0` }),
+    js.publish("events.audit", JSON.stringify(audit), { msgID: `${taskId}:audit:bare:scheduled:0` }),
+  ]);
+}
+
 for await (const message of messages) {
-  message.json();
-  message.ack();
+  const body = message.json();
+  if (!republish) {
+    message.ack();
+    continue;
+  }
+  // Concurrently, as the services handle a batch; the consumer's max_ack_pending bounds how many are in flight.
+  handOn(message, body.taskId).then(
+    () => message.ack(),
+    () => message.nak(),
+  );
 }

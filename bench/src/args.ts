@@ -50,8 +50,9 @@ export const USAGE = `Usage: pnpm bench [-- flags]
                               exported to this process): tasks one at a time after a warm-up
   --breakdown-rate N          with --breakdown: the tasks paced at N tasks/s instead of one at a time
   --drain SERVICE             instead: CPU per message of one service (${DRAINABLE.join(", ")}) draining a batch
-                              of its messages on fresh servers, beside a bare consumer (receive, parse, ack);
-                              --size sets the batch (small 5,000, medium 20,000, large 50,000 messages)
+                              of its messages on fresh servers, beside a bare consumer (receive, parse, ack; for
+                              the scheduler also its three publishes); --size sets the batch (small 5,000,
+                              medium 20,000, large 50,000 messages)
   --out DIR                   where the JSON goes (default bench-results at the repository root)
   --no-build                  skip building (start.mjs builds @tm/bench, its dependencies and the services)
 Requires nats-server and redis-server on PATH; the pipeline needs \`pnpm build\`.`;

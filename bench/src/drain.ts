@@ -28,14 +28,26 @@ import { machineInfo } from "./run.js";
 import type { TelemetryMode } from "./systems/pipeline.js";
 import { benchConsumer } from "./systems/raw.js";
 
-/** The services --drain can measure: the stages that consume one subject and only write to Redis. */
-export const DRAINABLE = ["audit", "notifier"] as const;
+/** The services --drain can measure: the stages whose input needs nothing else prepared (audit and notifier write
+ *  to Redis; the scheduler checks Redis for a cancel mark and publishes three messages). */
+export const DRAINABLE = ["audit", "notifier", "scheduler"] as const;
 export type Drainable = (typeof DRAINABLE)[number];
 
 /** Messages per measured batch by --size; the warm-up batch is a tenth of it (at least 500). */
 export const DRAIN_MESSAGES = { small: 5_000, medium: 20_000, large: 50_000 } as const;
 
-const SUBJECT_OF: Record<Drainable, Subject> = { audit: Subjects.audit, notifier: Subjects.status };
+const SUBJECT_OF: Record<Drainable, Subject> = {
+  audit: Subjects.audit,
+  notifier: Subjects.status,
+  scheduler: Subjects.schedule,
+};
+/** What the baseline does per message: a sink's is receive, parse, ack; a stage that hands work on also publishes
+ *  what the scheduler publishes (the task on tasks.worker.medium, a status and an audit event), then acks. */
+const BASELINE: Record<Drainable, string> = {
+  audit: "bare consumer",
+  notifier: "bare consumer",
+  scheduler: "bare consumer + 3 publishes",
+};
 const STATUS_STATES = ["PENDING", "INGESTED", "SCHEDULED", "RUNNING"] as const;
 const BARE_CONSUMER = fileURLToPath(new URL("../hops/bare-consumer.mjs", import.meta.url));
 
@@ -47,6 +59,21 @@ interface DrainMessage {
 
 /** Message `i` of a batch for `service`, for tasks whose ids start with `prefix` (unique per batch). */
 export function drainMessage(service: Drainable, prefix: string, i: number): DrainMessage {
+  if (service === "scheduler") {
+    const taskId = taskIdOf(prefix, i);
+    const at = new Date().toISOString();
+    const task = {
+      taskId,
+      type: "echo",
+      priority: "medium",
+      payload: { text: "benchmark payload ".repeat(6).trim() },
+      metadata: {},
+      createdAt: at,
+      generation: 0,
+      enrichment: { payloadBytes: 120, payloadSha256: "0".repeat(64), fieldCount: 1, receivedAt: at, enrichedAt: at },
+    };
+    return { subject: Subjects.schedule, body: JSON.stringify(task), msgId: `${taskId}:schedule:0` };
+  }
   if (service === "audit") {
     const taskId = taskIdOf(prefix, i);
     const body = { taskId, service: "ingest", action: "ingested", at: new Date().toISOString() };
@@ -99,7 +126,7 @@ export async function runDrain(options: DrainOptions): Promise<DrainResult> {
   const startedAt = new Date().toISOString();
   const loadAvgAtStart = loadavg();
   const runs: DrainFigures[] = [];
-  for (const who of [options.service, "bare consumer"] as const) {
+  for (const who of [options.service, BASELINE[options.service]]) {
     options.log(`drain: ${who}, ${options.warmupMessages} warm-up + ${options.messages} messages`);
     runs.push(await drainOnce(who, options));
   }
@@ -115,7 +142,8 @@ export async function runDrain(options: DrainOptions): Promise<DrainResult> {
   };
 }
 
-async function drainOnce(who: Drainable | "bare consumer", options: DrainOptions): Promise<DrainFigures> {
+async function drainOnce(who: string, options: DrainOptions): Promise<DrainFigures> {
+  const bare = who !== options.service;
   const subject = SUBJECT_OF[options.service];
   const stream = streamOf(subject);
   const nats = await startNats();
@@ -125,17 +153,17 @@ async function drainOnce(who: Drainable | "bare consumer", options: DrainOptions
   let consumer: { pid: number; stop(): Promise<void> } | undefined;
   try {
     redis = await startRedis();
-    if (who !== "bare consumer" && options.telemetry === "export") sink = await startOtlpSink();
+    if (!bare && options.telemetry === "export") sink = await startOtlpSink();
     nc = await connect({ servers: nats.url, noAsyncTraces: true, name: "bench-drain" });
     const jsm = await nc.jetstreamManager();
     await provisionStreams(jsm);
     let durable: string;
-    if (who === "bare consumer") {
+    if (bare) {
       durable = `bare-${subject.replaceAll(".", "-")}`;
-      consumer = await startBareConsumer(nats, jsm, stream, durable, subject);
+      consumer = await startBareConsumer(nats, jsm, stream, durable, subject, options.service === "scheduler");
     } else {
-      durable = durableName(who, subject);
-      const service = await spawnService(who, {
+      durable = durableName(options.service, subject);
+      const service = await spawnService(options.service, {
         NATS_URL: nats.url,
         REDIS_URL: redis.url,
         ...(options.telemetry === "off" ? { OTEL_SDK_DISABLED: "true" } : {}),
@@ -205,13 +233,20 @@ async function startBareConsumer(
   stream: string,
   durable: string,
   subject: Subject,
+  republish: boolean,
 ): Promise<{ pid: number; stop(): Promise<void> }> {
   await jsm.consumers.add(stream, benchConsumer(durable, subject));
   const child = new ManagedProcess({
     name: "bare-consumer",
     command: process.execPath,
     args: [BARE_CONSUMER],
-    env: { ...process.env, NATS_URL: nats.url, BENCH_STREAM: stream, BENCH_CONSUMER: durable },
+    env: {
+      ...process.env,
+      NATS_URL: nats.url,
+      BENCH_STREAM: stream,
+      BENCH_CONSUMER: durable,
+      ...(republish ? { BENCH_REPUBLISH: "1" } : {}),
+    },
   }).start();
   await child.waitForLine(/ready/, 20_000);
   return { pid: child.pid ?? 0, stop: () => child.stop(5_000) };

@@ -242,7 +242,8 @@ export function renderDrain(result: DrainResult): string {
   if (service && bare && bare.perMessageUs.consumer > 0)
     out.push(
       `\n${service.consumer} spends ${fixed(service.perMessageUs.consumer - bare.perMessageUs.consumer, 0)} µs of CPU ` +
-        `per message beyond receiving and acking it (${fixed(service.perMessageUs.consumer / bare.perMessageUs.consumer, 1)}× the bare consumer)`,
+        `per message beyond what the baseline (${bare.consumer}) does ` +
+        `(${fixed(service.perMessageUs.consumer / bare.perMessageUs.consumer, 1)}× its CPU)`,
     );
   return out.join("\n");
 }
