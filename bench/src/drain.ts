@@ -12,21 +12,13 @@
 import { loadavg } from "node:os";
 import { fileURLToPath } from "node:url";
 import { durableName, provisionStreams, type Subject, Subjects, statusEvent, streamOf } from "@tm/flow";
-import {
-  ManagedProcess,
-  type NatsServer,
-  type RedisServer,
-  spawnService,
-  startNats,
-  startRedis,
-  waitFor,
-} from "@tm/testkit";
+import { type NatsServer, type RedisServer, spawnService, startNats, startRedis, waitFor } from "@tm/testkit";
 import { connect, type JetStreamManager, type NatsConnection } from "nats";
 import { type OtlpSink, startOtlpSink } from "./otlp-sink.js";
-import { cpuSecondsOf, peakRssMbOf } from "./proc.js";
+import { cpuBetween, peakRssMbOf, snapshotCpu, type WatchedProcess } from "./proc.js";
 import { machineInfo } from "./run.js";
 import type { TelemetryMode } from "./systems/pipeline.js";
-import { benchConsumer } from "./systems/raw.js";
+import { benchConsumer, startHopProcesses } from "./systems/raw.js";
 
 /** The services --drain can measure: the stages whose input needs nothing else prepared (audit and notifier write
  *  to Redis; the scheduler checks Redis for a cancel mark and publishes three messages). */
@@ -171,7 +163,11 @@ async function drainOnce(who: string, options: DrainOptions): Promise<DrainFigur
       });
       consumer = { pid: service.process.pid ?? 0, stop: () => service.process.stop() };
     }
-    const pids = { consumer: consumer.pid, natsServer: nats.process.pid ?? 0, redisServer: redis.process.pid ?? 0 };
+    const watched: WatchedProcess[] = [
+      { role: who, kind: "system", pid: consumer.pid },
+      { role: "nats-server", kind: "infra", pid: nats.process.pid ?? 0 },
+      { role: "redis-server", kind: "infra", pid: redis.process.pid ?? 0 },
+    ];
     const publishAndDrain = async (prefix: string, count: number) => {
       await publishBatch(nc as NatsConnection, options.service, prefix, count);
       await waitFor(
@@ -184,34 +180,26 @@ async function drainOnce(who: string, options: DrainOptions): Promise<DrainFigur
       );
     };
     await publishAndDrain("00000001", options.warmupMessages);
-    const before = { cpu: cpuOf(pids), at: performance.now() };
+    const before = snapshotCpu(watched);
+    const startedAt = performance.now();
     await publishAndDrain("00000002", options.messages);
-    const elapsedMs = performance.now() - before.at;
-    const after = cpuOf(pids);
-    const perMessage = (key: keyof typeof pids) => ((after[key] - before.cpu[key]) / options.messages) * 1e6;
+    const elapsedMs = performance.now() - startedAt;
+    const [consumerUs = 0, natsUs = 0, redisUs = 0] = cpuBetween(watched, before, snapshotCpu(watched)).map(
+      (usage) => (usage.cpuSeconds / options.messages) * 1e6,
+    );
     return {
       consumer: who,
       messages: options.messages,
       elapsedMs,
       messagesPerSec: options.messages / (elapsedMs / 1000),
-      perMessageUs: {
-        consumer: perMessage("consumer"),
-        natsServer: perMessage("natsServer"),
-        redisServer: perMessage("redisServer"),
-      },
-      peakRssMb: peakRssMbOf(pids.consumer),
+      perMessageUs: { consumer: consumerUs, natsServer: natsUs, redisServer: redisUs },
+      peakRssMb: peakRssMbOf(consumer.pid),
     };
   } finally {
     await consumer?.stop().catch(() => undefined);
     await nc?.close().catch(() => undefined);
     await Promise.all([nats.dispose(), redis?.dispose(), sink?.close()]);
   }
-}
-
-function cpuOf<K extends string>(pids: Record<K, number>): Record<K, number> {
-  const out = {} as Record<K, number>;
-  for (const key of Object.keys(pids) as K[]) out[key] = cpuSecondsOf(pids[key]);
-  return out;
 }
 
 /** Publishes `count` messages, 500 PubAcks awaited at a time (JetStream's own pace, not the consumer's). */
@@ -236,18 +224,9 @@ async function startBareConsumer(
   republish: boolean,
 ): Promise<{ pid: number; stop(): Promise<void> }> {
   await jsm.consumers.add(stream, benchConsumer(durable, subject));
-  const child = new ManagedProcess({
-    name: "bare-consumer",
-    command: process.execPath,
-    args: [BARE_CONSUMER],
-    env: {
-      ...process.env,
-      NATS_URL: nats.url,
-      BENCH_STREAM: stream,
-      BENCH_CONSUMER: durable,
-      ...(republish ? { BENCH_REPUBLISH: "1" } : {}),
-    },
-  }).start();
-  await child.waitForLine(/ready/, 20_000);
-  return { pid: child.pid ?? 0, stop: () => child.stop(5_000) };
+  const env = { NATS_URL: nats.url, BENCH_STREAM: stream, BENCH_CONSUMER: durable };
+  const [child] = await startHopProcesses(BARE_CONSUMER, [
+    { name: "bare-consumer", env: republish ? { ...env, BENCH_REPUBLISH: "1" } : env },
+  ]);
+  return { pid: child?.pid ?? 0, stop: async () => child?.stop(5_000) };
 }
