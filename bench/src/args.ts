@@ -28,6 +28,8 @@ export interface CliOptions {
   telemetryGiven: boolean;
   /** --drain SERVICE: CPU per message of one service draining a stream, beside a bare consumer. */
   drain?: Drainable;
+  /** --profile: run every service under node --cpu-prof and summarise each profile when the run ends. */
+  profile: boolean;
 }
 
 export const USAGE = `Usage: pnpm bench [-- flags]
@@ -53,6 +55,10 @@ export const USAGE = `Usage: pnpm bench [-- flags]
                               of its messages on fresh servers, beside a bare consumer (receive, parse, ack; for
                               the scheduler also its three publishes); --size sets the batch (small 5,000,
                               medium 20,000, large 50,000 messages)
+  --profile                   also: start every pipeline service with node --cpu-prof (any kind of run above);
+                              when the run ends, print where each service's CPU went (GC, start-up, socket
+                              writes, top packages and functions) and keep the .cpuprofile files (flame graphs
+                              in Chrome DevTools or speedscope) in OUT/profiles-<time>/
   --out DIR                   where the JSON goes (default bench-results at the repository root)
   --no-build                  skip building (start.mjs builds @tm/bench, its dependencies and the services)
 Requires nats-server and redis-server on PATH; the pipeline needs \`pnpm build\`.`;
@@ -83,6 +89,7 @@ export function parseArgs(argv: readonly string[], defaultOut: string): CliOptio
     telemetry: "on",
     breakdown: false,
     telemetryGiven: false,
+    profile: false,
   };
   let onlyGiven = false;
   for (let i = 0; i < argv.length; i++) {
@@ -148,6 +155,9 @@ export function parseArgs(argv: readonly string[], defaultOut: string): CliOptio
         options.drain = service as Drainable;
         break;
       }
+      case "--profile":
+        options.profile = true;
+        break;
       case "--out":
         options.out = value() ?? defaultOut;
         break;
@@ -159,6 +169,10 @@ export function parseArgs(argv: readonly string[], defaultOut: string): CliOptio
         throw new Error(`unknown flag ${flag}\n${USAGE}`);
     }
   }
+  if (options.profile && /\s/.test(options.out))
+    throw new Error(
+      `--profile writes into --out, which must not contain spaces (node flags are split on them): ${JSON.stringify(options.out)}`,
+    );
   const combineError = combineProblem(options);
   if (combineError) throw new Error(combineError);
   if (options.combine.length > 0 && options.scaling)
