@@ -1,3 +1,4 @@
+export * from "./batch.js";
 export * from "./keys.js";
 export * from "./lists.js";
 export * from "./script.js";

@@ -5,24 +5,78 @@
  */
 import type { AuditEvent, DeadLetter } from "@tm/flow";
 import type { Redis } from "ioredis";
+import { perTurnBatcher } from "./batch.js";
 import { Bounds, Keys } from "./keys.js";
 import { luaScript } from "./script.js";
 
 const DEDUPE_TTL_SECONDS = 24 * 3600;
 
-// KEYS: marker, list, [history]; ARGV: entry, max, markerTtl, [historyMax, historyTtl]
+// Dead letters. KEYS: marker, list; ARGV: entry, max, markerTtl
 const APPEND_ONCE = `
 if redis.call('SET', KEYS[1], '1', 'EX', tonumber(ARGV[3]), 'NX') == false then return 0 end
 redis.call('LPUSH', KEYS[2], ARGV[1])
 redis.call('LTRIM', KEYS[2], 0, tonumber(ARGV[2]) - 1)
-if KEYS[3] then
-  redis.call('RPUSH', KEYS[3], ARGV[1])
-  redis.call('LTRIM', KEYS[3], -tonumber(ARGV[4]), -1)
-  redis.call('EXPIRE', KEYS[3], tonumber(ARGV[5]))
-end
 return 1
 `;
 const appendOnce = luaScript(APPEND_ONCE);
+
+// Audit events, several per call. KEYS: audit_events, then per event its marker and its history list (the marker
+// again when the event names no task). ARGV: auditMax, markerTtl, historyMax, historyTtl, then per event its entry
+// and "1" when it has a history. Returns per event 1 (stored) or 0 (a redelivery, already stored). audit_events is
+// trimmed once per call, not once per event.
+const APPEND_AUDIT = `
+local applied = {}
+local pushed = 0
+for i = 0, (#ARGV - 4) / 2 - 1 do
+  local entry = ARGV[5 + 2 * i]
+  if redis.call('SET', KEYS[2 + 2 * i], '1', 'EX', tonumber(ARGV[2]), 'NX') then
+    redis.call('LPUSH', KEYS[1], entry)
+    pushed = pushed + 1
+    if ARGV[6 + 2 * i] == '1' then
+      local history = KEYS[3 + 2 * i]
+      redis.call('RPUSH', history, entry)
+      redis.call('LTRIM', history, -tonumber(ARGV[3]), -1)
+      redis.call('EXPIRE', history, tonumber(ARGV[4]))
+    end
+    applied[i + 1] = 1
+  else
+    applied[i + 1] = 0
+  end
+end
+if pushed > 0 then redis.call('LTRIM', KEYS[1], 0, tonumber(ARGV[1]) - 1) end
+return applied
+`;
+const appendAuditScript = luaScript(APPEND_AUDIT);
+
+export interface AuditAppend {
+  event: AuditEvent;
+  /** Identifies the message, e.g. `EVENTS:42`: a redelivery of it is not stored twice. */
+  deliveryId: string;
+}
+
+/** Appends audit events (each also to its task's history) in one script call; per event, whether it was stored
+ *  (false: already stored by an earlier delivery of the same message). */
+export async function appendAuditBatch(
+  redis: Redis,
+  appends: readonly AuditAppend[],
+  ttlSeconds: number = Bounds.taskTtlSeconds,
+): Promise<boolean[]> {
+  if (appends.length === 0) return [];
+  const keys: string[] = [Keys.auditEvents];
+  const args: string[] = [
+    String(Bounds.auditEventsMax),
+    String(DEDUPE_TTL_SECONDS),
+    String(Bounds.historyMax),
+    String(ttlSeconds),
+  ];
+  for (const { event, deliveryId } of appends) {
+    const marker = `audit_seen:${deliveryId}`;
+    keys.push(marker, event.taskId ? Keys.history(event.taskId) : marker);
+    args.push(JSON.stringify(event), event.taskId ? "1" : "0");
+  }
+  const applied = (await appendAuditScript.run(redis, keys, args)) as number[];
+  return applied.map((flag) => flag === 1);
+}
 
 /** Appends an audit event (and to the task's history). `deliveryId` identifies the message, e.g. `EVENTS:42`. */
 export async function appendAudit(
@@ -31,17 +85,27 @@ export async function appendAudit(
   deliveryId: string,
   ttlSeconds: number = Bounds.taskTtlSeconds,
 ): Promise<boolean> {
-  const text = JSON.stringify(event);
-  const keys = [`audit_seen:${deliveryId}`, Keys.auditEvents];
-  if (event.taskId) keys.push(Keys.history(event.taskId));
-  const applied = await appendOnce.run(redis, keys, [
-    text,
-    String(Bounds.auditEventsMax),
-    String(DEDUPE_TTL_SECONDS),
-    String(Bounds.historyMax),
-    String(ttlSeconds),
-  ]);
-  return applied === 1;
+  const [stored] = await appendAuditBatch(redis, [{ event, deliveryId }], ttlSeconds);
+  return stored === true;
+}
+
+/** Most events one script call appends: a script blocks Redis while it runs (~6 commands per event). */
+export const AUDIT_BATCH_MAX = 128;
+
+/**
+ * Appends audit events, gathering those requested in the same turn of the event loop into one script call: the
+ * audit service handles a fetched batch of deliveries concurrently and makes one Redis call for all of them. Each
+ * caller gets its own event's outcome; a failed call rejects every append in it.
+ */
+export function auditAppender(
+  redis: Redis,
+  ttlSeconds: number = Bounds.taskTtlSeconds,
+): (event: AuditEvent, deliveryId: string) => Promise<boolean> {
+  const append = perTurnBatcher<AuditAppend, boolean>(
+    (appends) => appendAuditBatch(redis, appends, ttlSeconds),
+    AUDIT_BATCH_MAX,
+  );
+  return (event, deliveryId) => append({ event, deliveryId });
 }
 
 export async function readHistory(redis: Redis, taskId: string): Promise<AuditEvent[]> {

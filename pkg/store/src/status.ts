@@ -6,6 +6,7 @@
 import type { StatusEvent, TaskState } from "@tm/flow";
 import { TASK_STATES } from "@tm/flow";
 import type { Redis } from "ioredis";
+import { perTurnBatcher } from "./batch.js";
 import { Bounds, Keys } from "./keys.js";
 import { luaScript } from "./script.js";
 
@@ -21,24 +22,38 @@ export interface StoredStatus {
   source: string;
 }
 
+// Applies one update per key, in order: KEYS are the tasks' status hashes; ARGV[1] is the TTL, then 10 values per
+// update. Returns per update 1 (applied and published) or 0 (stale, ignored).
 // Mirrors lifecycle.shouldApply: newer version, and either a non-terminal current state or a newer generation.
 // GENERATION_SPAN (1e8) must match pkg/flow/src/lifecycle.ts; a unit test checks the two agree.
 const APPLY_STATUS = `
-local cur = redis.call('HMGET', KEYS[1], 'version', 'state')
-local newVersion = tonumber(ARGV[1])
-if cur[1] then
-  local curVersion = tonumber(cur[1])
-  if newVersion <= curVersion then return 0 end
-  local terminal = cur[2] == 'SUCCEEDED' or cur[2] == 'FAILED' or cur[2] == 'CANCELLED'
-  if terminal and math.floor(newVersion / 100000000) <= math.floor(curVersion / 100000000) then return 0 end
+local ttl = tonumber(ARGV[1])
+local function apply(key, a)
+  local cur = redis.call('HMGET', key, 'version', 'state')
+  local newVersion = tonumber(ARGV[a])
+  if cur[1] then
+    local curVersion = tonumber(cur[1])
+    if newVersion <= curVersion then return 0 end
+    local terminal = cur[2] == 'SUCCEEDED' or cur[2] == 'FAILED' or cur[2] == 'CANCELLED'
+    if terminal and math.floor(newVersion / 100000000) <= math.floor(curVersion / 100000000) then return 0 end
+  end
+  redis.call('HSET', key, 'taskId', ARGV[a + 1], 'state', ARGV[a + 2], 'progress', ARGV[a + 3],
+    'attempt', ARGV[a + 4], 'error', ARGV[a + 5], 'version', ARGV[a], 'updatedAt', ARGV[a + 6],
+    'generation', ARGV[a + 7], 'source', ARGV[a + 8])
+  redis.call('EXPIRE', key, ttl)
+  redis.call('PUBLISH', key, ARGV[a + 9])
+  return 1
 end
-redis.call('HSET', KEYS[1], 'taskId', ARGV[2], 'state', ARGV[3], 'progress', ARGV[4], 'attempt', ARGV[5],
-  'error', ARGV[6], 'version', ARGV[1], 'updatedAt', ARGV[7], 'generation', ARGV[8], 'source', ARGV[9])
-redis.call('EXPIRE', KEYS[1], tonumber(ARGV[10]))
-redis.call('PUBLISH', KEYS[1], ARGV[11])
-return 1
+local applied = {}
+for i = 1, #KEYS do
+  applied[i] = apply(KEYS[i], 2 + (i - 1) * 10)
+end
+return applied
 `;
 const applyStatusScript = luaScript(APPLY_STATUS);
+
+/** Most updates one script call applies: a script blocks Redis while it runs (4 commands per update). */
+export const STATUS_BATCH_MAX = 128;
 
 export function toStoredStatus(event: StatusEvent): StoredStatus {
   return {
@@ -60,11 +75,24 @@ export async function applyStatus(
   event: StatusEvent,
   ttlSeconds: number = Bounds.taskTtlSeconds,
 ): Promise<boolean> {
-  const status = toStoredStatus(event);
-  const applied = (await applyStatusScript.run(
-    redis,
-    [Keys.status(event.taskId)],
-    [
+  const [applied] = await applyStatusBatch(redis, [event], ttlSeconds);
+  return applied === true;
+}
+
+/** Applies updates in order in one script call, each only if newer than what Redis holds (then, when it applies
+ *  an earlier one, against that); per update, whether it was applied (and published). */
+export async function applyStatusBatch(
+  redis: Redis,
+  events: readonly StatusEvent[],
+  ttlSeconds: number = Bounds.taskTtlSeconds,
+): Promise<boolean[]> {
+  if (events.length === 0) return [];
+  const keys: string[] = [];
+  const args: string[] = [String(ttlSeconds)];
+  for (const event of events) {
+    const status = toStoredStatus(event);
+    keys.push(Keys.status(event.taskId));
+    args.push(
       String(status.version),
       status.taskId,
       status.state,
@@ -74,11 +102,26 @@ export async function applyStatus(
       status.updatedAt,
       String(status.generation),
       status.source,
-      String(ttlSeconds),
       JSON.stringify(status),
-    ],
-  )) as number;
-  return applied === 1;
+    );
+  }
+  const applied = (await applyStatusScript.run(redis, keys, args)) as number[];
+  return applied.map((flag) => flag === 1);
+}
+
+/**
+ * Applies status updates, gathering those requested in the same turn of the event loop into one script call: the
+ * notifier handles a fetched batch of deliveries concurrently and makes one Redis call for all of them. Each caller
+ * gets its own update's outcome; a failed call rejects every update in it.
+ */
+export function statusApplier(
+  redis: Redis,
+  ttlSeconds: number = Bounds.taskTtlSeconds,
+): (event: StatusEvent) => Promise<boolean> {
+  return perTurnBatcher<StatusEvent, boolean>(
+    (events) => applyStatusBatch(redis, events, ttlSeconds),
+    STATUS_BATCH_MAX,
+  );
 }
 
 export async function readStatus(redis: Redis, taskId: string): Promise<StoredStatus | undefined> {

@@ -3,16 +3,22 @@ import { useInfra } from "@tm/testkit";
 import { Redis } from "ioredis";
 import { afterAll, beforeAll, describe, expect, test } from "vitest";
 import {
+  AUDIT_BATCH_MAX,
   appendAudit,
+  appendAuditBatch,
   appendDeadLetter,
   applyStatus,
+  applyStatusBatch,
+  auditAppender,
   Keys,
   markCancelled,
   readDeadLetters,
   readHistory,
   readResult,
   readStatus,
+  STATUS_BATCH_MAX,
   saveResult,
+  statusApplier,
   storeResult,
 } from "../src/index.js";
 
@@ -82,6 +88,55 @@ describe("applyStatus", () => {
       }
     }
     expect(statusVersion({ state: "PENDING", generation: 1 })).toBeGreaterThan(statusVersion({ state: "FAILED" }));
+  });
+
+  test("a batch applies its updates in order, each against what the earlier ones left, and publishes only those", async () => {
+    const a = crypto.randomUUID();
+    const b = crypto.randomUUID();
+    const sub = new Redis(infra.redis.url);
+    const seen: string[] = [];
+    await sub.subscribe(`task_status:${a}`, `task_status:${b}`);
+    sub.on("message", (_channel, text) =>
+      seen.push(`${JSON.parse(text).taskId === a ? "a" : "b"}:${JSON.parse(text).state}`),
+    );
+    const applied = await applyStatusBatch(redis, [
+      event(a, "PENDING"),
+      event(b, "RUNNING", { attempt: 1 }),
+      event(a, "SCHEDULED"),
+      event(a, "INGESTED"), // older than SCHEDULED, applied just before it in the same call: stale
+      event(b, "SUCCEEDED", { attempt: 1 }),
+      event(b, "CANCELLED"), // after a terminal state
+    ]);
+    expect(applied).toEqual([true, true, true, false, true, false]);
+    expect((await readStatus(redis, a))?.state).toBe("SCHEDULED");
+    expect((await readStatus(redis, b))?.state).toBe("SUCCEEDED");
+    const deadline = Date.now() + 5_000;
+    while (seen.length < 4 && Date.now() < deadline) await new Promise((r) => setImmediate(r));
+    expect(seen).toEqual(["a:PENDING", "b:RUNNING", "a:SCHEDULED", "b:SUCCEEDED"]);
+    expect(await applyStatusBatch(redis, [])).toEqual([]);
+    sub.disconnect();
+  });
+
+  test("the status applier gathers one turn's updates into calls of at most STATUS_BATCH_MAX", async () => {
+    const counting = new Redis(infra.redis.url);
+    try {
+      const calls: number[] = [];
+      const original = counting.evalsha.bind(counting) as (...args: unknown[]) => Promise<unknown>;
+      // Counts the script calls the applier makes, by their key counts (the real Redis still runs them).
+      (counting as unknown as { evalsha: (...args: unknown[]) => Promise<unknown> }).evalsha = (...args) => {
+        calls.push(Number(args[1]));
+        return original(...args);
+      };
+      const apply = statusApplier(counting);
+      const ids = Array.from({ length: STATUS_BATCH_MAX + 3 }, () => crypto.randomUUID());
+      const results = await Promise.all(ids.map((id) => apply(event(id, "PENDING"))));
+      expect(results.every(Boolean)).toBe(true);
+      expect(calls).toEqual([STATUS_BATCH_MAX, 3]);
+      expect((await readStatus(redis, ids.at(-1) ?? ""))?.state).toBe("PENDING");
+      expect(await apply(event(ids[0] ?? "", "PENDING"))).toBe(false);
+    } finally {
+      counting.disconnect();
+    }
   });
 });
 
@@ -159,5 +214,76 @@ describe("results and lists", () => {
     expect(await appendDeadLetter(redis, letter)).toBe(true);
     expect(await appendDeadLetter(redis, letter)).toBe(false);
     expect((await readDeadLetters(redis)).filter((l) => l.taskId === id)).toHaveLength(1);
+  });
+
+  test("a batch of audit appends is one script call: each event stored once, in order, with or without a task", async () => {
+    const id = crypto.randomUUID();
+    const at = new Date().toISOString();
+    const before = await redis.llen(Keys.auditEvents);
+    const stored = await appendAuditBatch(redis, [
+      { event: { taskId: id, service: "t", action: "a", at }, deliveryId: `EVENTS:${id}:a` },
+      { event: { service: "t", action: `no-task-${id}`, at }, deliveryId: `EVENTS:${id}:n` },
+      { event: { taskId: id, service: "t", action: "b", at }, deliveryId: `EVENTS:${id}:b` },
+      // The same delivery twice in one call (a redelivery that caught up with the first): stored once.
+      { event: { taskId: id, service: "t", action: "b", at }, deliveryId: `EVENTS:${id}:b` },
+    ]);
+    expect(stored).toEqual([true, true, true, false]);
+    expect((await readHistory(redis, id)).map((e) => e.action)).toEqual(["a", "b"]);
+    expect(await redis.llen(Keys.auditEvents)).toBe(before + 3);
+    const newest = (await redis.lrange(Keys.auditEvents, 0, 2)).map((line) => JSON.parse(line).action);
+    expect(newest).toEqual(["b", `no-task-${id}`, "a"]);
+    // An event without a task leaves no history behind its marker key.
+    expect(await redis.exists(Keys.history(`audit_seen:EVENTS:${id}:n`))).toBe(0);
+    expect(await redis.type(`audit_seen:EVENTS:${id}:n`)).toBe("string");
+    expect(await appendAuditBatch(redis, [])).toEqual([]);
+  });
+
+  test("the audit appender gathers one turn's appends into calls of at most AUDIT_BATCH_MAX events", async () => {
+    const counting = new Redis(infra.redis.url);
+    try {
+      const calls: number[] = [];
+      const original = counting.evalsha.bind(counting) as (...args: unknown[]) => Promise<unknown>;
+      // Counts the script calls the appender makes (the real Redis still runs them).
+      (counting as unknown as { evalsha: (...args: unknown[]) => Promise<unknown> }).evalsha = (...args) => {
+        calls.push(Number(args[1]));
+        return original(...args);
+      };
+      const append = auditAppender(counting);
+      const id = crypto.randomUUID();
+      const count = AUDIT_BATCH_MAX + 2;
+      const at = new Date().toISOString();
+      const results = await Promise.all(
+        Array.from({ length: count }, (_, i) =>
+          append({ taskId: id, service: "t", action: `a${i}`, at }, `EVENTS:${id}:${i}`),
+        ),
+      );
+      expect(results.every(Boolean)).toBe(true);
+      // Two calls, by their key counts: audit_events, then a marker and a history key per event.
+      expect(calls).toEqual([1 + 2 * AUDIT_BATCH_MAX, 1 + 2 * 2]);
+      expect(await redis.llen(Keys.history(id))).toBe(count);
+      expect(await append({ taskId: id, service: "t", action: "a0", at }, `EVENTS:${id}:0`)).toBe(false);
+    } finally {
+      counting.disconnect();
+    }
+  });
+
+  test("a failed batch call rejects every append in it", async () => {
+    const broken = new Redis(infra.redis.url, {
+      lazyConnect: true,
+      maxRetriesPerRequest: 0,
+      enableOfflineQueue: false,
+    });
+    // The connection is never opened: every command fails, which is what this test wants to see.
+    broken.on("error", () => {});
+    const append = auditAppender(broken);
+    const id = crypto.randomUUID();
+    const at = new Date().toISOString();
+    const outcomes = await Promise.allSettled([
+      append({ taskId: id, service: "t", action: "x", at }, `EVENTS:${id}:x`),
+      append({ taskId: id, service: "t", action: "y", at }, `EVENTS:${id}:y`),
+    ]);
+    expect(outcomes.map((o) => o.status)).toEqual(["rejected", "rejected"]);
+    expect(await redis.exists(Keys.history(id), `audit_seen:EVENTS:${id}:x`)).toBe(0);
+    broken.disconnect();
   });
 });

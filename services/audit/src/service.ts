@@ -5,7 +5,7 @@
  */
 import { Subjects, streamOf } from "@tm/flow";
 import { defineService, positiveInt } from "@tm/kit";
-import { appendAudit } from "@tm/store";
+import { auditAppender } from "@tm/store";
 
 export const audit = defineService({
   name: "audit",
@@ -16,10 +16,12 @@ export const audit = defineService({
       description: "Audit events consumed, by outcome: stored, or duplicate (a redelivery already stored)",
     });
     const stream = streamOf(Subjects.audit);
+    // The deliveries of one fetched batch are handled concurrently: their appends go to Redis as one script call.
+    const appendAudit = auditAppender(rt.redis);
     await rt.consume(
       Subjects.audit,
       async (event, ctx) => {
-        const stored = await appendAudit(rt.redis, event, `${stream}:${ctx.streamSequence}`);
+        const stored = await appendAudit(event, `${stream}:${ctx.streamSequence}`);
         appended.add(1, { service: event.service, action: event.action, outcome: stored ? "stored" : "duplicate" });
       },
       // One task's events are appended in stream order (its history reads in order); tasks run concurrently.

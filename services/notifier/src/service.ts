@@ -1,11 +1,11 @@
 /**
  * notifier: events.status → Redis hash task_status:<id>, PUBLISHed on the channel of the same name.
- * applyStatus is a compare-and-set on the version (one Lua script), so a late, duplicate or redelivered update is
- * ignored and never republished: subscribers (the gateway's StreamTaskStatus) see strictly increasing versions.
+ * Applying is a compare-and-set on the version (a Lua script, one call per fetched batch), so a late, duplicate or
+ * redelivered update is ignored and never republished: subscribers (the gateway's StreamTaskStatus) see strictly increasing versions.
  */
 import { Subjects } from "@tm/flow";
 import { defineService, positiveInt } from "@tm/kit";
-import { applyStatus } from "@tm/store";
+import { statusApplier } from "@tm/store";
 import { z } from "zod";
 import { waitForResult } from "./result-gate.js";
 
@@ -21,6 +21,8 @@ export const notifier = defineService({
     const updates = rt.meter.createCounter("tm_status_updates_total", {
       description: "Status updates consumed, by outcome: applied (newer, stored and published) or ignored (stale)",
     });
+    // The deliveries of one fetched batch are handled concurrently: their updates go to Redis as one script call.
+    const applyStatus = statusApplier(rt.redis);
     await rt.consume(
       Subjects.status,
       async (event, ctx) => {
@@ -34,7 +36,7 @@ export const notifier = defineService({
           );
           if (!stored) rt.log.warn({ taskId: event.taskId }, "result not stored in time; applying SUCCEEDED anyway");
         }
-        const applied = await applyStatus(rt.redis, event);
+        const applied = await applyStatus(event);
         updates.add(1, { state: event.state, outcome: applied ? "applied" : "ignored" });
         if (!applied) rt.log.debug({ taskId: event.taskId, version: event.version }, "stale status update ignored");
       },
