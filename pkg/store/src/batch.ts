@@ -8,13 +8,29 @@ import DataLoader from "dataloader";
 /**
  * Returns a function that queues one item and resolves with its own result; the items queued in the same turn go
  * to `run` together, at most `max` per call (DataLoader's batching; nothing is cached, so the same item twice is run
- * twice). `run` returns one result per item, in order. A call that fails rejects every item in it, so each caller
- * handles (and retries) its own item as before.
+ * twice). `run` returns one result per item, in order, and must be idempotent per item: when a call of several
+ * items fails, each item is run again alone, so that one item's fault (a key of the wrong type, say) fails only its
+ * own caller and not the others it happened to share a call with. When Redis is down every caller sees the error.
  */
 export function perTurnBatcher<Item, Result>(
   run: (items: readonly Item[]) => Promise<Result[]>,
   max: number,
 ): (item: Item) => Promise<Result> {
-  const loader = new DataLoader<Item, Result>((items) => run(items), { cache: false, maxBatchSize: max });
+  const runAlone = (item: Item): Promise<Result | Error> =>
+    run([item]).then(
+      ([result]) => result as Result,
+      (error: unknown) => (error instanceof Error ? error : new Error(String(error))),
+    );
+  const loader = new DataLoader<Item, Result>(
+    async (items) => {
+      try {
+        return await run(items);
+      } catch (error) {
+        if (items.length === 1) throw error;
+        return Promise.all(items.map(runAlone));
+      }
+    },
+    { cache: false, maxBatchSize: max },
+  );
   return (item) => loader.load(item);
 }

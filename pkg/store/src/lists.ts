@@ -95,7 +95,7 @@ export const AUDIT_BATCH_MAX = 128;
 /**
  * Appends audit events, gathering those requested in the same turn of the event loop into one script call: the
  * audit service handles a fetched batch of deliveries concurrently and makes one Redis call for all of them. Each
- * caller gets its own event's outcome; a failed call rejects every append in it.
+ * caller gets its own event's outcome, and an append Redis refuses fails alone (see perTurnBatcher).
  */
 export function auditAppender(
   redis: Redis,

@@ -112,7 +112,7 @@ export async function applyStatusBatch(
 /**
  * Applies status updates, gathering those requested in the same turn of the event loop into one script call: the
  * notifier handles a fetched batch of deliveries concurrently and makes one Redis call for all of them. Each caller
- * gets its own update's outcome; a failed call rejects every update in it.
+ * gets its own update's outcome, and an update Redis refuses fails alone (see perTurnBatcher).
  */
 export function statusApplier(
   redis: Redis,

@@ -117,6 +117,21 @@ describe("applyStatus", () => {
     sub.disconnect();
   });
 
+  test("one update that Redis refuses fails alone: the others of its call are applied", async () => {
+    const apply = statusApplier(redis);
+    const [good, bad, good2] = [crypto.randomUUID(), crypto.randomUUID(), crypto.randomUUID()];
+    await redis.set(Keys.status(bad), "not a hash"); // HMGET on it fails with WRONGTYPE
+    const outcomes = await Promise.allSettled([
+      apply(event(good, "PENDING")),
+      apply(event(bad, "PENDING")),
+      apply(event(good2, "PENDING")),
+    ]);
+    expect(outcomes.map((o) => o.status)).toEqual(["fulfilled", "rejected", "fulfilled"]);
+    expect(String((outcomes[1] as PromiseRejectedResult).reason)).toMatch(/WRONGTYPE/);
+    expect((await readStatus(redis, good))?.state).toBe("PENDING");
+    expect((await readStatus(redis, good2))?.state).toBe("PENDING");
+  });
+
   test("the status applier gathers one turn's updates into calls of at most STATUS_BATCH_MAX", async () => {
     const counting = new Redis(infra.redis.url);
     try {

@@ -1,0 +1,46 @@
+import { describe, expect, test } from "vitest";
+import { perTurnBatcher } from "../src/batch.js";
+
+describe("perTurnBatcher", () => {
+  test("one turn's items go to one call, at most `max` each, and each caller gets its own result", async () => {
+    const calls: number[][] = [];
+    const double = perTurnBatcher(async (items: readonly number[]) => {
+      calls.push([...items]);
+      return items.map((n) => n * 2);
+    }, 3);
+    expect(await Promise.all([1, 2, 3, 4, 5].map(double))).toEqual([2, 4, 6, 8, 10]);
+    expect(calls).toEqual([
+      [1, 2, 3],
+      [4, 5],
+    ]);
+    // A later turn is a new call; the same item again is run again (nothing cached).
+    expect(await double(1)).toBe(2);
+    expect(calls).toHaveLength(3);
+  });
+
+  test("when a call of several fails, each item runs alone and only the faulty one's caller sees the error", async () => {
+    const calls: number[][] = [];
+    const run = perTurnBatcher(async (items: readonly number[]) => {
+      calls.push([...items]);
+      if (items.includes(13)) throw new Error("13 refused");
+      return items.map((n) => n);
+    }, 10);
+    const outcomes = await Promise.allSettled([1, 13, 2].map(run));
+    expect(outcomes).toEqual([
+      { status: "fulfilled", value: 1 },
+      { status: "rejected", reason: new Error("13 refused") },
+      { status: "fulfilled", value: 2 },
+    ]);
+    expect(calls).toEqual([[1, 13, 2], [1], [13], [2]]);
+  });
+
+  test("a lone item's failure is its caller's, not retried", async () => {
+    let calls = 0;
+    const run = perTurnBatcher(async () => {
+      calls++;
+      throw new Error("down");
+    }, 10);
+    await expect(run(1)).rejects.toThrow("down");
+    expect(calls).toBe(1);
+  });
+});
