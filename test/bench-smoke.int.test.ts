@@ -3,7 +3,8 @@
  * size with real servers; the JSON holds positive throughput and ordered percentiles, and no task fails. The
  * pipeline runs with three services in one services/combined process (--combine) and six alone, so both ways of
  * starting a service are exercised in one run, and with --telemetry export, so the services' OTLP export is too.
- * The latency breakdown (--breakdown) runs too: its rows must follow a task through the stages in order; and --drain.
+ * The latency breakdown (--breakdown) runs too: its rows must follow a task through the stages in order; and --drain,
+ * under --profile.
  */
 import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -11,6 +12,7 @@ import { join } from "node:path";
 import { afterAll, expect, test } from "vitest";
 import { runBreakdown } from "../bench/src/breakdown.js";
 import { runDrain } from "../bench/src/drain.js";
+import { profiled } from "../bench/src/profile.js";
 import { writeResult } from "../bench/src/report.js";
 import { type BenchResult, runBench } from "../bench/src/run.js";
 
@@ -182,14 +184,16 @@ test("the latency breakdown reads every measured task's trace, and its rows foll
   expect(result.breakdown.totalMs).toBeGreaterThan(path.at(-1) ?? 0);
 });
 
-test("--drain measures the service and the bare consumer draining a batch each", { timeout: 60_000 }, async () => {
-  const result = await runDrain({
-    service: "notifier",
-    messages: 2000,
-    warmupMessages: 200,
-    telemetry: "on",
-    log: () => undefined,
-  });
+test("--drain measures the service and the bare consumer draining a batch each; --profile summarises its profile", {
+  timeout: 60_000,
+}, async () => {
+  const { result, summaries } = await profiled(outDir, () =>
+    runDrain({ service: "notifier", messages: 2000, warmupMessages: 200, telemetry: "on", log: () => undefined }),
+  );
+  // The notifier ran under the profiler and exited cleanly: its profile names it and saw its own work.
+  const notifier = summaries.find((summary) => summary.service === "notifier");
+  expect(notifier?.busySeconds).toBeGreaterThan(0);
+  expect(notifier?.topPackages.map((p) => p.name)).toContain("ioredis");
   expect(result.runs.map((r) => r.consumer)).toEqual(["notifier", "bare consumer"]);
   for (const run of result.runs) {
     expect(run.messages).toBe(2000);

@@ -1,11 +1,10 @@
 /** `pnpm bench`: parses flags, runs the benchmark, prints the tables and writes the JSON. */
-import { mkdirSync, writeFileSync } from "node:fs";
-import { join, resolve } from "node:path";
+import { join } from "node:path";
 import { REPO_ROOT } from "@tm/testkit";
 import { type CliOptions, parseArgs, USAGE } from "./args.js";
 import { runBreakdown } from "./breakdown.js";
 import { DRAIN_MESSAGES, runDrain } from "./drain.js";
-import { renderProfiles, summariseProfiles } from "./profile.js";
+import { profiled, renderProfiles } from "./profile.js";
 import { renderBreakdown, renderDrain, renderReport, renderSoak, writeResult } from "./report.js";
 import { runBench } from "./run.js";
 import { SIZES } from "./sizes.js";
@@ -18,22 +17,12 @@ async function main() {
     return;
   }
   const log = (line: string) => console.error(`[bench] ${line}`);
-  // Every service is spawned with TM_SERVICE_NODE_ARGS before its start script's flags (testkit's spawnService).
-  const profileDir = options.profile
-    ? resolve(options.out, `profiles-${new Date().toISOString().replace(/[:.]/g, "-")}`)
-    : undefined;
-  if (profileDir) {
-    mkdirSync(profileDir, { recursive: true });
-    process.env.TM_SERVICE_NODE_ARGS =
-      `${process.env.TM_SERVICE_NODE_ARGS ?? ""} --cpu-prof --cpu-prof-dir=${profileDir}`.trim();
+  if (!options.profile) {
+    await runSelected(options, log);
+    return;
   }
-  await runSelected(options, log);
-  if (profileDir) {
-    // The services wrote their profiles as they exited, which the run awaited.
-    const summaries = summariseProfiles(profileDir);
-    writeFileSync(join(profileDir, "summary.json"), `${JSON.stringify(summaries, null, 2)}\n`);
-    console.log(`\n${renderProfiles(summaries, profileDir)}`);
-  }
+  const { dir, summaries } = await profiled(options.out, () => runSelected(options, log));
+  console.log(`\n${renderProfiles(summaries, dir)}`);
 }
 
 async function runSelected(options: CliOptions, log: (line: string) => void): Promise<void> {

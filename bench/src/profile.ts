@@ -5,8 +5,8 @@
  * The .cpuprofile files stay beside the summary: Chrome DevTools (Performance → Load profile) or speedscope show
  * them as flame graphs.
  */
-import { readdirSync, readFileSync } from "node:fs";
-import { join } from "node:path";
+import { mkdirSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
+import { join, resolve } from "node:path";
 
 /** The parts of V8's .cpuprofile format read here. */
 export interface CpuProfile {
@@ -183,4 +183,29 @@ export function renderProfiles(summaries: readonly ProfileSummary[], dir: string
   }
   lines.push("Open a .cpuprofile in Chrome DevTools (Performance → Load profile) or speedscope for its flame graph.");
   return lines.join("\n");
+}
+
+/**
+ * Runs `run` with every service it starts under the profiler (testkit's spawnService puts TM_SERVICE_NODE_ARGS
+ * before a service's own flags), then summarises the profiles into `<out>/profiles-<time>/summary.json`. The
+ * services write their profiles as they exit, which a run awaits before it returns.
+ */
+export async function profiled<T>(
+  out: string,
+  run: () => Promise<T>,
+): Promise<{ result: T; dir: string; summaries: ProfileSummary[] }> {
+  const dir = resolve(out, `profiles-${new Date().toISOString().replace(/[:.]/g, "-")}`);
+  mkdirSync(dir, { recursive: true });
+  const before = process.env.TM_SERVICE_NODE_ARGS;
+  process.env.TM_SERVICE_NODE_ARGS = `${before ?? ""} --cpu-prof --cpu-prof-dir=${dir}`.trim();
+  let result: T;
+  try {
+    result = await run();
+  } finally {
+    if (before === undefined) delete process.env.TM_SERVICE_NODE_ARGS;
+    else process.env.TM_SERVICE_NODE_ARGS = before;
+  }
+  const summaries = summariseProfiles(dir);
+  writeFileSync(join(dir, "summary.json"), `${JSON.stringify(summaries, null, 2)}\n`);
+  return { result, dir, summaries };
 }
