@@ -8,4 +8,4 @@ export * from "./redis.js";
 export * from "./service.js";
 export * from "./shutdown.js";
 export * from "./task-labels.js";
-export { startTelemetry, type Telemetry, type TelemetryOptions, telemetry } from "./telemetry.js";
+export { spansRecorded, startTelemetry, type Telemetry, type TelemetryOptions, telemetry } from "./telemetry.js";

@@ -5,7 +5,7 @@
  */
 import type { AuditEvent, DeadLetter } from "@tm/flow";
 import type { Redis } from "ioredis";
-import { perTurnBatcher } from "./batch.js";
+import { type BatchOptions, perTurnBatcher } from "./batch.js";
 import { Bounds, Keys } from "./keys.js";
 import { luaScript } from "./script.js";
 
@@ -99,11 +99,11 @@ export const AUDIT_BATCH_MAX = 128;
  */
 export function auditAppender(
   redis: Redis,
-  ttlSeconds: number = Bounds.taskTtlSeconds,
+  { maxBatch = AUDIT_BATCH_MAX, ttlSeconds = Bounds.taskTtlSeconds }: BatchOptions = {},
 ): (event: AuditEvent, deliveryId: string) => Promise<boolean> {
   const append = perTurnBatcher<AuditAppend, boolean>(
     (appends) => appendAuditBatch(redis, appends, ttlSeconds),
-    AUDIT_BATCH_MAX,
+    maxBatch,
   );
   return (event, deliveryId) => append({ event, deliveryId });
 }

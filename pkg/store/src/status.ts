@@ -6,7 +6,7 @@
 import type { StatusEvent, TaskState } from "@tm/flow";
 import { TASK_STATES } from "@tm/flow";
 import type { Redis } from "ioredis";
-import { perTurnBatcher } from "./batch.js";
+import { type BatchOptions, perTurnBatcher } from "./batch.js";
 import { Bounds, Keys } from "./keys.js";
 import { luaScript } from "./script.js";
 
@@ -116,12 +116,9 @@ export async function applyStatusBatch(
  */
 export function statusApplier(
   redis: Redis,
-  ttlSeconds: number = Bounds.taskTtlSeconds,
+  { maxBatch = STATUS_BATCH_MAX, ttlSeconds = Bounds.taskTtlSeconds }: BatchOptions = {},
 ): (event: StatusEvent) => Promise<boolean> {
-  return perTurnBatcher<StatusEvent, boolean>(
-    (events) => applyStatusBatch(redis, events, ttlSeconds),
-    STATUS_BATCH_MAX,
-  );
+  return perTurnBatcher<StatusEvent, boolean>((events) => applyStatusBatch(redis, events, ttlSeconds), maxBatch);
 }
 
 export async function readStatus(redis: Redis, taskId: string): Promise<StoredStatus | undefined> {

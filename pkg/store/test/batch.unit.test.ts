@@ -43,4 +43,14 @@ describe("perTurnBatcher", () => {
     await expect(run(1)).rejects.toThrow("down");
     expect(calls).toBe(1);
   });
+
+  test("with max 1 every item is its own call", async () => {
+    const calls: number[][] = [];
+    const run = perTurnBatcher(async (items: readonly number[]) => {
+      calls.push([...items]);
+      return [...items];
+    }, 1);
+    expect(await Promise.all([1, 2].map(run))).toEqual([1, 2]);
+    expect(calls).toEqual([[1], [2]]);
+  });
 });

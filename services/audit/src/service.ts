@@ -4,8 +4,8 @@
  * stream sequence, so a redelivery after a crash between write and ack is not stored twice.
  */
 import { Subjects, streamOf } from "@tm/flow";
-import { defineService, positiveInt } from "@tm/kit";
-import { auditAppender } from "@tm/store";
+import { defineService, positiveInt, spansRecorded } from "@tm/kit";
+import { AUDIT_BATCH_MAX, auditAppender } from "@tm/store";
 
 export const audit = defineService({
   name: "audit",
@@ -17,7 +17,8 @@ export const audit = defineService({
     });
     const stream = streamOf(Subjects.audit);
     // The deliveries of one fetched batch are handled concurrently: their appends go to Redis as one script call.
-    const appendAudit = auditAppender(rt.redis);
+    // Not while spans record: a call for many tasks would put their Redis span into one task's trace.
+    const appendAudit = auditAppender(rt.redis, { maxBatch: spansRecorded() ? 1 : AUDIT_BATCH_MAX });
     await rt.consume(
       Subjects.audit,
       async (event, ctx) => {

@@ -4,8 +4,8 @@
  * redelivered update is ignored and never republished: subscribers (the gateway's StreamTaskStatus) see strictly increasing versions.
  */
 import { Subjects } from "@tm/flow";
-import { defineService, positiveInt } from "@tm/kit";
-import { statusApplier } from "@tm/store";
+import { defineService, positiveInt, spansRecorded } from "@tm/kit";
+import { STATUS_BATCH_MAX, statusApplier } from "@tm/store";
 import { z } from "zod";
 import { waitForResult } from "./result-gate.js";
 
@@ -22,7 +22,8 @@ export const notifier = defineService({
       description: "Status updates consumed, by outcome: applied (newer, stored and published) or ignored (stale)",
     });
     // The deliveries of one fetched batch are handled concurrently: their updates go to Redis as one script call.
-    const applyStatus = statusApplier(rt.redis);
+    // Not while spans record: a call for many tasks would put their Redis span into one task's trace.
+    const applyStatus = statusApplier(rt.redis, { maxBatch: spansRecorded() ? 1 : STATUS_BATCH_MAX });
     await rt.consume(
       Subjects.status,
       async (event, ctx) => {
