@@ -1,14 +1,15 @@
 // The baseline of `pnpm bench --drain`: a durable pull consumer that receives each message, parses its JSON body
-// and acks it, nothing else. With BENCH_REPUBLISH=1 (the scheduler's baseline) it first publishes what the scheduler
-// publishes for a task (the task on tasks.worker.medium, a status and an audit event, in one write, PubAcks awaited
-// together), so what a service spends per message beyond this is its own work.
+// and acks it, nothing else. With BENCH_REPUBLISH=scheduler (the scheduler's baseline) it first publishes what the
+// scheduler publishes for a task (the task on tasks.worker.medium, a status and an audit event, in one write, PubAcks
+// awaited together); with BENCH_REPUBLISH=result-store, the result-store's audit event. So what a service spends per
+// message beyond this is its own work.
 import { connect } from "nats";
 
 const nc = await connect({ servers: process.env.NATS_URL, noAsyncTraces: true, name: "bare-consumer" });
 const js = nc.jetstream();
 const consumer = await js.consumers.get(process.env.BENCH_STREAM, process.env.BENCH_CONSUMER);
 const messages = await consumer.consume({ max_messages: 256 });
-const republish = process.env.BENCH_REPUBLISH === "1";
+const republish = process.env.BENCH_REPUBLISH;
 
 process.once("SIGTERM", async () => {
   await messages.close();
@@ -18,6 +19,10 @@ process.once("SIGTERM", async () => {
 console.log("bare consumer ready");
 
 function handOn(message, taskId) {
+  if (republish === "result-store") {
+    const audit = { taskId, service: "bare", action: "result_stored", at: new Date().toISOString(), detail: {} };
+    return js.publish("events.audit", JSON.stringify(audit), { msgID: `${taskId}:audit:bare:result_stored:0` });
+  }
   const at = new Date().toISOString();
   const status = { taskId, state: "SCHEDULED", progress: 0, attempt: 0, version: 3, updatedAt: at, source: "bare" };
   const audit = { taskId, service: "bare", action: "scheduled", at, detail: { subject: "tasks.worker.medium" } };

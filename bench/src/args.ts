@@ -53,8 +53,8 @@ export const USAGE = `Usage: pnpm bench [-- flags]
   --breakdown-rate N          with --breakdown: the tasks paced at N tasks/s instead of one at a time
   --drain SERVICE             instead: CPU per message of one service (${DRAINABLE.join(", ")}) draining a batch
                               of its messages on fresh servers, beside a bare consumer (receive, parse, ack; for
-                              the scheduler also its three publishes); --size sets the batch (small 5,000,
-                              medium 20,000, large 50,000 messages)
+                              the scheduler also its three publishes, for the result-store its audit event);
+                              --size sets the batch (small 5,000, medium 20,000, large 50,000 messages)
   --profile                   also: start every pipeline service with node --cpu-prof (any kind of run above);
                               when the run ends, print where each service's CPU went (GC, start-up, socket
                               writes, top packages and functions) and keep the .cpuprofile files (flame graphs

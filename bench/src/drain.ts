@@ -21,8 +21,9 @@ import type { TelemetryMode } from "./systems/pipeline.js";
 import { benchConsumer, startHopProcesses } from "./systems/raw.js";
 
 /** The services --drain can measure: the stages whose input needs nothing else prepared (audit and notifier write
- *  to Redis; the scheduler checks Redis for a cancel mark and publishes three messages). */
-export const DRAINABLE = ["audit", "notifier", "scheduler"] as const;
+ *  to Redis; the scheduler checks Redis for a cancel mark and publishes three messages; the result-store stores the
+ *  result in one script, cancel and first-write checks included, and publishes an audit event). */
+export const DRAINABLE = ["audit", "notifier", "scheduler", "result-store"] as const;
 export type Drainable = (typeof DRAINABLE)[number];
 
 /** Messages per measured batch by --size; the warm-up batch is a tenth of it (at least 500). */
@@ -32,14 +33,19 @@ const SUBJECT_OF: Record<Drainable, Subject> = {
   audit: Subjects.audit,
   notifier: Subjects.status,
   scheduler: Subjects.schedule,
+  "result-store": Subjects.results,
 };
-/** What the baseline does per message: a sink's is receive, parse, ack; a stage that hands work on also publishes
- *  what the scheduler publishes (the task on tasks.worker.medium, a status and an audit event), then acks. */
+/** What the baseline does per message: a sink's is receive, parse, ack; a stage that publishes also publishes what
+ *  it does (the scheduler: the task on tasks.worker.medium, a status and an audit event; the result-store: its audit
+ *  event), then acks. */
 const BASELINE: Record<Drainable, string> = {
   audit: "bare consumer",
   notifier: "bare consumer",
   scheduler: "bare consumer + 3 publishes",
+  "result-store": "bare consumer + 1 publish",
 };
+/** The bare consumer's BENCH_REPUBLISH mode per service: what it publishes before acking. */
+const REPUBLISH: Partial<Record<Drainable, string>> = { scheduler: "scheduler", "result-store": "result-store" };
 const STATUS_STATES = ["PENDING", "INGESTED", "SCHEDULED", "RUNNING"] as const;
 const BARE_CONSUMER = fileURLToPath(new URL("../hops/bare-consumer.mjs", import.meta.url));
 
@@ -65,6 +71,22 @@ export function drainMessage(service: Drainable, prefix: string, i: number): Dra
       enrichment: { payloadBytes: 120, payloadSha256: "0".repeat(64), fieldCount: 1, receivedAt: at, enrichedAt: at },
     };
     return { subject: Subjects.schedule, body: JSON.stringify(task), msgId: `${taskId}:schedule:0` };
+  }
+  if (service === "result-store") {
+    const taskId = taskIdOf(prefix, i);
+    const at = new Date().toISOString();
+    const result = {
+      taskId,
+      type: "echo",
+      priority: "medium",
+      output: { text: "benchmark payload ".repeat(6).trim() },
+      attempts: 1,
+      startedAt: at,
+      completedAt: at,
+      durationMs: 1,
+      generation: 0,
+    };
+    return { subject: Subjects.results, body: JSON.stringify(result), msgId: `${taskId}:result:0` };
   }
   if (service === "audit") {
     const taskId = taskIdOf(prefix, i);
@@ -152,7 +174,7 @@ async function drainOnce(who: string, options: DrainOptions): Promise<DrainFigur
     let durable: string;
     if (bare) {
       durable = `bare-${subject.replaceAll(".", "-")}`;
-      consumer = await startBareConsumer(nats, jsm, stream, durable, subject, options.service === "scheduler");
+      consumer = await startBareConsumer(nats, jsm, stream, durable, subject, REPUBLISH[options.service]);
     } else {
       durable = durableName(options.service, subject);
       const service = await spawnService(options.service, {
@@ -221,12 +243,12 @@ async function startBareConsumer(
   stream: string,
   durable: string,
   subject: Subject,
-  republish: boolean,
+  republish: string | undefined,
 ): Promise<{ pid: number; stop(): Promise<void> }> {
   await jsm.consumers.add(stream, benchConsumer(durable, subject));
   const env = { NATS_URL: nats.url, BENCH_STREAM: stream, BENCH_CONSUMER: durable };
   const [child] = await startHopProcesses(BARE_CONSUMER, [
-    { name: "bare-consumer", env: republish ? { ...env, BENCH_REPUBLISH: "1" } : env },
+    { name: "bare-consumer", env: republish ? { ...env, BENCH_REPUBLISH: republish } : env },
   ]);
   return { pid: child?.pid ?? 0, stop: async () => child?.stop(5_000) };
 }
