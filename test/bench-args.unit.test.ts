@@ -90,6 +90,8 @@ describe("--drain", () => {
       telemetry: "off",
     });
     expect(parseArgs([], "out").drain).toBeUndefined();
+    expect(parseArgs(["--drain", "scheduler", "--bare-fetch", "16"], "out").bareFetch).toBe(16);
+    expect(parseArgs(["--drain", "scheduler"], "out").bareFetch).toBeUndefined();
   });
 
   test.each([
@@ -98,6 +100,8 @@ describe("--drain", () => {
     [["--drain", "audit", "--only", "raw"], "--drain is a run of its own"],
     [["--drain", "audit", "--soak", "60"], "--drain is a run of its own"],
     [["--drain", "audit", "--combine", "notifier,audit"], "--drain runs one service alone"],
+    [["--bare-fetch", "16"], "--bare-fetch only applies with --drain"],
+    [["--drain", "audit", "--bare-fetch", "0"], "--bare-fetch"],
   ])("%j is refused: %s", (argv, message) => {
     expect(() => parseArgs(argv, "out")).toThrow(message);
   });

@@ -2,17 +2,34 @@
 // and acks it, nothing else. With BENCH_REPUBLISH=scheduler (the scheduler's baseline) it first publishes what the
 // scheduler publishes for a task (the task on tasks.worker.medium, a status and an audit event, in one write, PubAcks
 // awaited together); with BENCH_REPUBLISH=result-store, the result-store's audit event. So what a service spends per
-// message beyond this is its own work.
+// message beyond this is its own work. With BENCH_FETCH=N (`--bare-fetch N`) it pulls N messages at a time with
+// fetch(), a pull request and a subscription each, as the services' consume loop does when N slots are free.
 import { connect } from "nats";
 
 const nc = await connect({ servers: process.env.NATS_URL, noAsyncTraces: true, name: "bare-consumer" });
 const js = nc.jetstream();
 const consumer = await js.consumers.get(process.env.BENCH_STREAM, process.env.BENCH_CONSUMER);
-const messages = await consumer.consume({ max_messages: 256 });
+const fetchSize = Number(process.env.BENCH_FETCH ?? 0);
+let pulling = true;
+let current;
+/** One consume() subscription, or back-to-back fetch() pulls of fetchSize messages. */
+async function* deliveries() {
+  if (!fetchSize) {
+    current = await consumer.consume({ max_messages: 256 });
+    yield* current;
+    return;
+  }
+  while (pulling) {
+    current = await consumer.fetch({ max_messages: fetchSize, expires: 5_000 });
+    yield* current;
+  }
+}
+const messages = deliveries();
 const republish = process.env.BENCH_REPUBLISH;
 
 process.once("SIGTERM", async () => {
-  await messages.close();
+  pulling = false;
+  await current?.close();
   await nc.drain();
   process.exit(0);
 });

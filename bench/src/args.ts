@@ -28,6 +28,9 @@ export interface CliOptions {
   telemetryGiven: boolean;
   /** --drain SERVICE: CPU per message of one service draining a stream, beside a bare consumer. */
   drain?: Drainable;
+  /** --bare-fetch N: with --drain, the bare consumer pulls N messages at a time with fetch() instead of keeping one
+   *  consume() subscription (what the services' consume loop does when N slots are free). */
+  bareFetch?: number;
   /** --profile: run every service under node --cpu-prof and summarise each profile when the run ends. */
   profile: boolean;
 }
@@ -55,6 +58,9 @@ export const USAGE = `Usage: pnpm bench [-- flags]
                               of its messages on fresh servers, beside a bare consumer (receive, parse, ack; for
                               the scheduler also its three publishes, for the result-store its audit event);
                               --size sets the batch (small 5,000, medium 20,000, large 50,000 messages)
+  --bare-fetch N              with --drain: the bare consumer pulls N messages at a time with fetch(), as the
+                              services' consume loop does when N slots are free, instead of one consume()
+                              subscription (what small pulls cost the server)
   --profile                   also: start every pipeline service with node --cpu-prof (any kind of run above);
                               when the run ends, print where each service's CPU went (GC, start-up, socket
                               writes, top packages and functions) and keep the .cpuprofile files (flame graphs
@@ -155,6 +161,9 @@ export function parseArgs(argv: readonly string[], defaultOut: string): CliOptio
         options.drain = service as Drainable;
         break;
       }
+      case "--bare-fetch":
+        options.bareFetch = positiveInt("--bare-fetch", value());
+        break;
       case "--profile":
         options.profile = true;
         break;
@@ -191,6 +200,8 @@ export function parseArgs(argv: readonly string[], defaultOut: string): CliOptio
       );
     if (options.combine.length > 0) throw new Error("--drain runs one service alone; --combine does not apply");
   }
+  if (options.bareFetch !== undefined && options.drain === undefined)
+    throw new Error("--bare-fetch only applies with --drain");
   if (options.breakdownRate !== undefined && !options.breakdown)
     throw new Error("--breakdown-rate only applies with --breakdown");
   if (options.breakdown) {

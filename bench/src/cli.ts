@@ -43,6 +43,7 @@ async function runSelected(options: CliOptions, log: (line: string) => void): Pr
       messages,
       warmupMessages: Math.max(500, messages / 10),
       telemetry: options.telemetry,
+      ...(options.bareFetch ? { bareFetch: options.bareFetch } : {}),
       log,
     });
     console.log(renderDrain(drain));

@@ -125,6 +125,8 @@ export interface DrainResult {
   subject: Subject;
   telemetry: TelemetryMode;
   warmupMessages: number;
+  /** --bare-fetch: the baseline pulled this many messages per fetch() (absent: one consume() subscription). */
+  bareFetch?: number;
   runs: DrainFigures[];
 }
 
@@ -133,6 +135,8 @@ export interface DrainOptions {
   messages: number;
   warmupMessages: number;
   telemetry: TelemetryMode;
+  /** The bare consumer pulls this many messages at a time with fetch() instead of one consume() subscription. */
+  bareFetch?: number;
   log: (line: string) => void;
 }
 
@@ -140,7 +144,10 @@ export async function runDrain(options: DrainOptions): Promise<DrainResult> {
   const startedAt = new Date().toISOString();
   const loadAvgAtStart = loadavg();
   const runs: DrainFigures[] = [];
-  for (const who of [options.service, BASELINE[options.service]]) {
+  const baseline = options.bareFetch
+    ? `${BASELINE[options.service]} (fetch ${options.bareFetch})`
+    : BASELINE[options.service];
+  for (const who of [options.service, baseline]) {
     options.log(`drain: ${who}, ${options.warmupMessages} warm-up + ${options.messages} messages`);
     runs.push(await drainOnce(who, options));
   }
@@ -152,6 +159,7 @@ export async function runDrain(options: DrainOptions): Promise<DrainResult> {
     subject: SUBJECT_OF[options.service],
     telemetry: options.telemetry,
     warmupMessages: options.warmupMessages,
+    ...(options.bareFetch ? { bareFetch: options.bareFetch } : {}),
     runs,
   };
 }
@@ -174,7 +182,15 @@ async function drainOnce(who: string, options: DrainOptions): Promise<DrainFigur
     let durable: string;
     if (bare) {
       durable = `bare-${subject.replaceAll(".", "-")}`;
-      consumer = await startBareConsumer(nats, jsm, stream, durable, subject, REPUBLISH[options.service]);
+      consumer = await startBareConsumer(
+        nats,
+        jsm,
+        stream,
+        durable,
+        subject,
+        REPUBLISH[options.service],
+        options.bareFetch,
+      );
     } else {
       durable = durableName(options.service, subject);
       const service = await spawnService(options.service, {
@@ -244,9 +260,15 @@ async function startBareConsumer(
   durable: string,
   subject: Subject,
   republish: string | undefined,
+  fetchSize: number | undefined,
 ): Promise<{ pid: number; stop(): Promise<void> }> {
   await jsm.consumers.add(stream, benchConsumer(durable, subject));
-  const env = { NATS_URL: nats.url, BENCH_STREAM: stream, BENCH_CONSUMER: durable };
+  const env = {
+    NATS_URL: nats.url,
+    BENCH_STREAM: stream,
+    BENCH_CONSUMER: durable,
+    ...(fetchSize ? { BENCH_FETCH: String(fetchSize) } : {}),
+  };
   const [child] = await startHopProcesses(BARE_CONSUMER, [
     { name: "bare-consumer", env: republish ? { ...env, BENCH_REPUBLISH: republish } : env },
   ]);
