@@ -306,4 +306,56 @@ describe("consume", () => {
     const info = await jsm.consumers.info("TASKS", "t5-tasks-schedule");
     expect(info.num_redelivered).toBe(0);
   });
+
+  test("a pull waits until half the slots are free: none asks for fewer than half the concurrency", async () => {
+    const jsm = await nc.jetstreamManager();
+    await provisionStreams(jsm, settings);
+    await provisionConsumer(jsm, "t6", Subjects.schedule, settings);
+    // Pull requests are ordinary messages on the consumer's API subject: a plain subscription sees each one's size.
+    const pulls: number[] = [];
+    const requests = nc.subscribe("$JS.API.CONSUMER.MSG.NEXT.TASKS.t6-tasks-schedule", {
+      callback: (_error, request) => pulls.push(request.json<{ batch: number }>().batch),
+    });
+    await nc.flush();
+    const publisher = createPublisher(nc.jetstream());
+    const count = 48;
+    const all = countdown(count);
+    const consumer = new Consumer({
+      js: nc.jetstream(),
+      publisher,
+      service: "t6",
+      subject: Subjects.schedule,
+      settings,
+      concurrency: 8,
+      // Handlers end one at a time, at different moments: a pull per freed slot would ask for one message.
+      handler: async () => {
+        await new Promise((resolve) => setTimeout(resolve, 1 + Math.floor(Math.random() * 8)));
+        all.tick();
+      },
+    });
+    const now = new Date().toISOString();
+    const enrichment = {
+      payloadBytes: 1,
+      payloadSha256: "0".repeat(64),
+      fieldCount: 1,
+      receivedAt: now,
+      enrichedAt: now,
+    };
+    await Promise.all(
+      Array.from({ length: count }, () => {
+        const taskId = crypto.randomUUID();
+        return publisher.publish(
+          Subjects.schedule,
+          { ...task({ taskId }), enrichment },
+          { msgId: `${taskId}:schedule` },
+        );
+      }),
+    );
+    await consumer.start();
+    await all.done;
+    await consumer.stop();
+    requests.unsubscribe();
+    expect(pulls.length).toBeGreaterThan(1);
+    expect(pulls.filter((batch) => batch < 4)).toEqual([]);
+  });
 });
