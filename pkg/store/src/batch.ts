@@ -16,13 +16,15 @@ export interface BatchOptions {
  * Returns a function that queues one item and resolves with its own result; the items queued in the same turn go
  * to `run` together, at most `max` per call (DataLoader's batching; nothing is cached, so the same item twice is run
  * twice). `run` returns one result per item, in order, and must be idempotent per item: when a call of several
- * items fails, each item is run again alone, so that one item's fault (a key of the wrong type, say) fails only its
- * own caller and not the others it happened to share a call with. When Redis is down every caller sees the error.
- * With `max` 1 each item is its own call, at once.
+ * items fails with an error `itemFault` accepts (by default a Redis reply error: the script refused something, a key
+ * of the wrong type, say), each item is run again alone, so that the fault fails only its own caller and not the
+ * others it happened to share a call with. Any other failure (Redis unreachable) fails every caller at once, without
+ * a second wait. With `max` 1 each item is its own call, at once.
  */
 export function perTurnBatcher<Item, Result>(
   run: (items: readonly Item[]) => Promise<Result[]>,
   max: number,
+  itemFault: (error: unknown) => boolean = isRedisReplyError,
 ): (item: Item) => Promise<Result> {
   if (max <= 1) return (item) => run([item]).then(([result]) => result as Result);
   const runAlone = (item: Item): Promise<Result | Error> =>
@@ -35,11 +37,16 @@ export function perTurnBatcher<Item, Result>(
       try {
         return await run(items);
       } catch (error) {
-        if (items.length === 1) throw error;
+        if (items.length === 1 || !itemFault(error)) throw error;
         return Promise.all(items.map(runAlone));
       }
     },
     { cache: false, maxBatchSize: max },
   );
   return (item) => loader.load(item);
+}
+
+/** An error Redis answered with (ioredis's ReplyError: WRONGTYPE, a script error), as opposed to a lost connection. */
+export function isRedisReplyError(error: unknown): boolean {
+  return error instanceof Error && error.name === "ReplyError";
 }

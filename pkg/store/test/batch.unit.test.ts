@@ -1,5 +1,5 @@
 import { describe, expect, test } from "vitest";
-import { perTurnBatcher } from "../src/batch.js";
+import { isRedisReplyError, perTurnBatcher } from "../src/batch.js";
 
 describe("perTurnBatcher", () => {
   test("one turn's items go to one call, at most `max` each, and each caller gets its own result", async () => {
@@ -20,11 +20,15 @@ describe("perTurnBatcher", () => {
 
   test("when a call of several fails, each item runs alone and only the faulty one's caller sees the error", async () => {
     const calls: number[][] = [];
-    const run = perTurnBatcher(async (items: readonly number[]) => {
-      calls.push([...items]);
-      if (items.includes(13)) throw new Error("13 refused");
-      return items.map((n) => n);
-    }, 10);
+    const run = perTurnBatcher(
+      async (items: readonly number[]) => {
+        calls.push([...items]);
+        if (items.includes(13)) throw new Error("13 refused");
+        return items.map((n) => n);
+      },
+      10,
+      () => true,
+    );
     const outcomes = await Promise.allSettled([1, 13, 2].map(run));
     expect(outcomes).toEqual([
       { status: "fulfilled", value: 1 },
@@ -52,5 +56,25 @@ describe("perTurnBatcher", () => {
     }, 1);
     expect(await Promise.all([1, 2].map(run))).toEqual([1, 2]);
     expect(calls).toEqual([[1], [2]]);
+  });
+
+  test("a failure that is no item's fault (Redis unreachable) fails every caller at once, with no second call", async () => {
+    const calls: number[][] = [];
+    const run = perTurnBatcher(async (items: readonly number[]) => {
+      calls.push([...items]);
+      throw new Error("Connection is closed.");
+    }, 10);
+    const outcomes = await Promise.allSettled([1, 2, 3].map(run));
+    expect(outcomes.map((o) => o.status)).toEqual(["rejected", "rejected", "rejected"]);
+    expect(calls).toEqual([[1, 2, 3]]);
+  });
+
+  test("isRedisReplyError tells a reply from Redis from other failures", () => {
+    const reply = Object.assign(new Error("WRONGTYPE Operation against a key holding the wrong kind of value"), {
+      name: "ReplyError",
+    });
+    expect(isRedisReplyError(reply)).toBe(true);
+    expect(isRedisReplyError(new Error("Connection is closed."))).toBe(false);
+    expect(isRedisReplyError("ReplyError")).toBe(false);
   });
 });

@@ -1,7 +1,8 @@
 /**
  * notifier: events.status → Redis hash task_status:<id>, PUBLISHed on the channel of the same name.
- * Applying is a compare-and-set on the version (a Lua script, one call per fetched batch), so a late, duplicate or
- * redelivered update is ignored and never republished: subscribers (the gateway's StreamTaskStatus) see strictly increasing versions.
+ * Applying is a compare-and-set on the version (a Lua script; one call per fetched batch while no span records), so
+ * a late, duplicate or redelivered update is ignored and never republished: subscribers (the gateway's
+ * StreamTaskStatus) see strictly increasing versions.
  */
 import { Subjects } from "@tm/flow";
 import { defineService, positiveInt, spansRecorded } from "@tm/kit";
