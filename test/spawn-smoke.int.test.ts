@@ -1,6 +1,6 @@
 import { createServer } from "node:http";
 import type { AddressInfo } from "node:net";
-import { spawnService, useInfra } from "@tm/testkit";
+import { exitedForTakenPort, spawnService, useInfra } from "@tm/testkit";
 import { expect, test } from "vitest";
 
 const infra = useInfra();
@@ -57,6 +57,7 @@ test("a bad environment variable stops start-up with a message naming it", async
   const output = bad.process.output.join("\n");
   expect(output).toMatch(/REDIS_URL: must be a redis\/rediss URL/);
   expect(output).toMatch(/SCHEDULER_CONCURRENCY: must be > 0/);
+  expect(exitedForTakenPort(bad)).toBe(false); // not a port problem: starting it again would not help
 });
 
 test("a service that cannot bind its port fails the spawn at once, naming the port, instead of waiting out readiness", async () => {
@@ -75,6 +76,14 @@ test("a service that cannot bind its port fails the spawn at once, naming the po
     );
     // Three start-ups, none waiting for the 60 s readiness deadline.
     expect(Date.now() - started).toBeLessThan(45_000);
+    // A caller that waits itself (startPipeline) tells this exit apart, to launch the service on new ports.
+    const launched = await spawnService(
+      "gateway",
+      { NATS_URL: infra.nats.url, REDIS_URL: infra.redis.url, GRPC_PORT: String(port) },
+      { waitReady: false },
+    );
+    await launched.process.exited();
+    expect(exitedForTakenPort(launched)).toBe(true);
   } finally {
     await new Promise((resolve) => blocker.close(resolve));
   }

@@ -5,6 +5,7 @@
 import type { ConnectError } from "@connectrpc/connect";
 import { createTaskClient, type StreamTaskStatusResponse, type TaskClient, TaskState } from "@tm/proto";
 import {
+  exitedForTakenPort,
   type NatsServer,
   type RedisServer,
   type SpawnedService,
@@ -81,10 +82,24 @@ export async function startPipeline(
     // provisionStreams (pkg/flow) is safe to run from all at once (pkg/flow/test/streams-race.int.test.ts).
     const enricher = await launch("enricher");
     env.ENRICHER_URL = `http://127.0.0.1:${enricher.port}`;
-    const launched = await Promise.allSettled(SERVICE_ORDER.filter((n) => n !== "enricher").map((n) => launch(n)));
+    const others = SERVICE_ORDER.filter((n) => n !== "enricher");
+    const launched = await Promise.allSettled(others.map((n) => launch(n)));
     const failed = launched.find((r) => r.status === "rejected");
     if (failed) throw failed.reason;
-    await Promise.all([...services.values()].map((s) => s.ready(60_000)));
+    // A port chosen free can be taken before the service binds it (spawnService retries that only when it waits
+    // itself): such a service is launched again on new ports. Not the enricher: ingest already has its address.
+    const readyOrRelaunch = async (name: ServiceName) => {
+      for (let attempt = 1; ; attempt++) {
+        const service = services.get(name)!;
+        try {
+          return await service.ready(60_000);
+        } catch (error) {
+          if (name === "enricher" || attempt >= 3 || !exitedForTakenPort(service)) throw error;
+          await launch(name);
+        }
+      }
+    };
+    await Promise.all(["enricher" as const, ...others].map(readyOrRelaunch));
   } catch (error) {
     await Promise.all([...services.values()].map((s) => s.process.kill()));
     await Promise.all([nats.dispose(), redis.dispose()]);

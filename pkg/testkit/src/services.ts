@@ -41,10 +41,15 @@ export async function spawnService(
       await service.ready();
       return service;
     } catch (error) {
-      const portTaken = !service.process.running && /already in use|EADDRINUSE/.test(service.process.tail());
-      if (!portTaken || attempt >= 3) throw error;
+      if (!exitedForTakenPort(service) || attempt >= 3) throw error;
     }
   }
+}
+
+/** Whether the service exited at start-up because one of its ports was taken (start it again on new ports). A
+ *  caller that spawns with `waitReady: false` and waits itself retries with this too. */
+export function exitedForTakenPort(service: SpawnedService): boolean {
+  return !service.process.running && /already in use|EADDRINUSE/.test(service.process.tail());
 }
 
 async function spawnOnce(name: string, env: NodeJS.ProcessEnv, options: { echo?: boolean }): Promise<SpawnedService> {
