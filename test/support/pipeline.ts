@@ -5,9 +5,9 @@
 import type { ConnectError } from "@connectrpc/connect";
 import { createTaskClient, type StreamTaskStatusResponse, type TaskClient, TaskState } from "@tm/proto";
 import {
-  exitedForTakenPort,
   type NatsServer,
   type RedisServer,
+  readyOrRespawn,
   type SpawnedService,
   spawnService,
   startNats,
@@ -86,20 +86,12 @@ export async function startPipeline(
     const launched = await Promise.allSettled(others.map((n) => launch(n)));
     const failed = launched.find((r) => r.status === "rejected");
     if (failed) throw failed.reason;
-    // A port chosen free can be taken before the service binds it (spawnService retries that only when it waits
-    // itself): such a service is launched again on new ports. Not the enricher: ingest already has its address.
-    const readyOrRelaunch = async (name: ServiceName) => {
-      for (let attempt = 1; ; attempt++) {
-        const service = services.get(name)!;
-        try {
-          return await service.ready(60_000);
-        } catch (error) {
-          if (name === "enricher" || attempt >= 3 || !exitedForTakenPort(service)) throw error;
-          await launch(name);
-        }
-      }
-    };
-    await Promise.all(["enricher" as const, ...others].map(readyOrRelaunch));
+    // A service whose chosen port was taken before it bound it is launched again on new ports; not the enricher,
+    // whose address ingest already has.
+    await Promise.all([
+      enricher.ready(60_000),
+      ...others.map((name) => readyOrRespawn(services.get(name)!, () => launch(name), 60_000)),
+    ]);
   } catch (error) {
     await Promise.all([...services.values()].map((s) => s.process.kill()));
     await Promise.all([nats.dispose(), redis.dispose()]);

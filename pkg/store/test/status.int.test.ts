@@ -29,6 +29,18 @@ beforeAll(() => {
 });
 afterAll(() => redis?.disconnect());
 
+/** A client of the test's Redis that records the key count of every script call it makes (Redis still runs them). */
+function scriptCallCounter(): { counting: Redis; calls: number[] } {
+  const counting = new Redis(infra.redis.url);
+  const calls: number[] = [];
+  const original = counting.evalsha.bind(counting) as (...args: unknown[]) => Promise<unknown>;
+  (counting as unknown as { evalsha: (...args: unknown[]) => Promise<unknown> }).evalsha = (...args) => {
+    calls.push(Number(args[1]));
+    return original(...args);
+  };
+  return { counting, calls };
+}
+
 const event = (
   taskId: string,
   state: TaskState,
@@ -133,15 +145,8 @@ describe("applyStatus", () => {
   });
 
   test("the status applier gathers one turn's updates into calls of at most STATUS_BATCH_MAX", async () => {
-    const counting = new Redis(infra.redis.url);
+    const { counting, calls } = scriptCallCounter();
     try {
-      const calls: number[] = [];
-      const original = counting.evalsha.bind(counting) as (...args: unknown[]) => Promise<unknown>;
-      // Counts the script calls the applier makes, by their key counts (the real Redis still runs them).
-      (counting as unknown as { evalsha: (...args: unknown[]) => Promise<unknown> }).evalsha = (...args) => {
-        calls.push(Number(args[1]));
-        return original(...args);
-      };
       const apply = statusApplier(counting);
       const ids = Array.from({ length: STATUS_BATCH_MAX + 3 }, () => crypto.randomUUID());
       const results = await Promise.all(ids.map((id) => apply(event(id, "PENDING"))));
@@ -254,15 +259,8 @@ describe("results and lists", () => {
   });
 
   test("the audit appender gathers one turn's appends into calls of at most AUDIT_BATCH_MAX events", async () => {
-    const counting = new Redis(infra.redis.url);
+    const { counting, calls } = scriptCallCounter();
     try {
-      const calls: number[] = [];
-      const original = counting.evalsha.bind(counting) as (...args: unknown[]) => Promise<unknown>;
-      // Counts the script calls the appender makes (the real Redis still runs them).
-      (counting as unknown as { evalsha: (...args: unknown[]) => Promise<unknown> }).evalsha = (...args) => {
-        calls.push(Number(args[1]));
-        return original(...args);
-      };
       const append = auditAppender(counting);
       const id = crypto.randomUUID();
       const count = AUDIT_BATCH_MAX + 2;

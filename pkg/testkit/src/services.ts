@@ -31,23 +31,35 @@ export async function spawnService(
   env: NodeJS.ProcessEnv,
   options: { echo?: boolean; waitReady?: boolean } = {},
 ): Promise<SpawnedService> {
-  // A port from freePort() is free when chosen, not when the service binds it: in between, another process's
-  // outgoing connection (or this service's own, to NATS or Redis) can take it as its local port. A service that
-  // exits at start-up because its port is in use is therefore started again on new ports (a few times).
+  const service = await spawnOnce(name, env, options);
+  if (options.waitReady === false) return service;
+  return readyOrRespawn(service, () => spawnOnce(name, env, options));
+}
+
+/**
+ * Waits until `service` is ready and returns it. A port from freePort() is free when chosen, not when the service
+ * binds it: in between, another process's outgoing connection (or this service's own, to NATS or Redis) can take it
+ * as its local port. A service that exits at start-up because its port is in use is therefore started again with
+ * `respawn` (on new ports; a few times), and the service that became ready is returned. For a caller that spawned
+ * with `waitReady: false`, `respawn` must not change a port the caller has already handed on.
+ */
+export async function readyOrRespawn(
+  service: SpawnedService,
+  respawn: () => Promise<SpawnedService>,
+  timeoutMs?: number,
+): Promise<SpawnedService> {
   for (let attempt = 1; ; attempt++) {
-    const service = await spawnOnce(name, env, options);
-    if (options.waitReady === false) return service;
     try {
-      await service.ready();
+      await service.ready(timeoutMs);
       return service;
     } catch (error) {
       if (!exitedForTakenPort(service) || attempt >= 3) throw error;
+      service = await respawn();
     }
   }
 }
 
-/** Whether the service exited at start-up because one of its ports was taken (start it again on new ports). A
- *  caller that spawns with `waitReady: false` and waits itself retries with this too. */
+/** Whether the service exited at start-up because one of its ports was taken (starting it again may help). */
 export function exitedForTakenPort(service: SpawnedService): boolean {
   return !service.process.running && /already in use|EADDRINUSE/.test(service.process.tail());
 }
