@@ -2,6 +2,15 @@ import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
+import {
+  type AllocSummary,
+  type HeapProfile,
+  type HeapProfileNode,
+  heapServiceOf,
+  renderAllocProfiles,
+  summariseHeapProfile,
+  summariseHeapProfiles,
+} from "../bench/src/alloc-profile.js";
 import { parseArgs } from "../bench/src/args.js";
 import {
   type CpuProfile,
@@ -95,5 +104,69 @@ describe("bench --profile: the profiles of a run", () => {
     expect(parseArgs([], "out").profile).toBe(false);
     expect(parseArgs(["--profile", "--drain", "audit"], "out").profile).toBe(true);
     expect(() => parseArgs(["--profile", "--out", "my results"], "out")).toThrow("must not contain spaces");
+  });
+});
+
+const frame = (functionName: string, url: string, lineNumber = 0) => ({ functionName, url, lineNumber });
+const heapNode = (
+  callFrame: HeapProfileNode["callFrame"],
+  selfSize: number,
+  children: HeapProfileNode[] = [],
+): HeapProfileNode => ({ callFrame, selfSize, children });
+
+/**
+ * root ─ handler (services/audit) 100 ─ exec (ioredis) 300 ─ Map (native) 200
+ *      │                               └ JSON.stringify (native) 400
+ *      ├ import (module loader) 1000 ─ handler (services/audit, top-level code) 50
+ *      ├ patchedRequire (require-in-the-middle) 500
+ *      └ post (node:inspector, the profiler's own session) 700
+ */
+const HEAP: HeapProfile = {
+  head: heapNode(frame("(root)", ""), 0, [
+    heapNode(frame("handler", SERVICE, 9), 100, [
+      heapNode(frame("exec", IOREDIS, 224), 300, [heapNode(frame("Map", ""), 200)]),
+      heapNode(frame("stringify", ""), 400),
+    ]),
+    heapNode(frame("import", LOADER), 1000, [heapNode(frame("handler", SERVICE, 1), 50)]),
+    heapNode(frame("patchedRequire", "file:///r/node_modules/require-in-the-middle/index.js"), 500),
+    heapNode(frame("post", "node:inspector"), 700),
+  ]),
+};
+
+describe("bench --alloc-profile: the summary of a heap profile", () => {
+  it("charges allocations to functions and packages, start-up and the profiler set apart", () => {
+    const summary = summariseHeapProfile(HEAP);
+    expect(summary.allocatedMb).toBeCloseTo(1000 / 1e6);
+    // The module loader, what runs under it, and the require hook's own frames are start-up; the profiler is left out.
+    expect(summary.startupMb).toBeCloseTo(1550 / 1e6);
+    const packages = Object.fromEntries(summary.topPackages.map((p) => [p.name, p.share]));
+    // Native allocations (a Map, a JSON string) count for the code that made them.
+    expect(packages).toEqual({ ioredis: 0.5, "services/audit": 0.5 });
+    expect(summary.topFunctions[0]).toEqual({ name: "stringify", share: 0.4 });
+    expect(summary.topFunctions.map((f) => f.name)).toContain("handler dist/service.js:10");
+    expect(heapServiceOf(HEAP)).toBe("audit");
+  });
+
+  it("summarises the profiles in a directory, one per service process", () => {
+    const dir = mkdtempSync(join(tmpdir(), "tm-alloc-"));
+    try {
+      writeFileSync(join(dir, "Heap.4242.heapprofile"), JSON.stringify(HEAP));
+      // Not a service: no services/<name>/dist frame.
+      writeFileSync(join(dir, "Heap.4243.heapprofile"), JSON.stringify({ head: heapNode(frame("(root)", ""), 0) }));
+      writeFileSync(join(dir, "summary.json"), "[]");
+      const summaries = summariseHeapProfiles(dir);
+      expect(summaries.map((s) => [s.service, s.pid])).toEqual([["audit", 4242]]);
+      const text = renderAllocProfiles([{ ...(summaries[0] as AllocSummary), kbPerItem: 0.5 }], dir, "message");
+      expect(text).toContain("audit (pid 4242): allocated 0.0 MB (~0.5 KB per message); start-up 0.0 MB");
+      expect(text).toContain("ioredis 50.0 %");
+      expect(renderAllocProfiles([], dir)).toContain("No service heap profiles");
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it("is a flag of its own", () => {
+    expect(parseArgs([], "out").allocProfile).toBe(false);
+    expect(parseArgs(["--alloc-profile", "--drain", "scheduler"], "out").allocProfile).toBe(true);
   });
 });

@@ -10,6 +10,7 @@ import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, expect, test } from "vitest";
+import { allocProfiled } from "../bench/src/alloc-profile.js";
 import { runBreakdown } from "../bench/src/breakdown.js";
 import { runDrain } from "../bench/src/drain.js";
 import { profiled } from "../bench/src/profile.js";
@@ -184,12 +185,21 @@ test("the latency breakdown reads every measured task's trace, and its rows foll
   expect(result.breakdown.totalMs).toBeGreaterThan(path.at(-1) ?? 0);
 });
 
-test("--drain measures the service and the bare consumer draining a batch each; --profile summarises its profile", {
+test("--drain measures the service and the bare consumer draining a batch each; --profile and --alloc-profile summarise its profiles", {
   timeout: 60_000,
 }, async () => {
-  const { result, summaries } = await profiled(outDir, () =>
-    runDrain({ service: "notifier", messages: 2000, warmupMessages: 200, telemetry: "on", log: () => undefined }),
+  const {
+    result: { result, summaries: allocations },
+    summaries,
+  } = await profiled(outDir, () =>
+    allocProfiled(outDir, () =>
+      runDrain({ service: "notifier", messages: 2000, warmupMessages: 200, telemetry: "on", log: () => undefined }),
+    ),
   );
+  // The allocation profile was written at exit and saw the notifier's own work.
+  const allocated = allocations.find((summary) => summary.service === "notifier");
+  expect(allocated?.allocatedMb).toBeGreaterThan(0);
+  expect(allocated?.topPackages.map((p) => p.name)).toContain("ioredis");
   // The notifier ran under the profiler and exited cleanly: its profile names it and saw its own work.
   const notifier = summaries.find((summary) => summary.service === "notifier");
   expect(notifier?.busySeconds).toBeGreaterThan(0);
@@ -205,4 +215,32 @@ test("--drain measures the service and the bare consumer draining a batch each; 
   // The notifier writes each update to Redis (2,000 updates: ~30 ms of redis-server CPU, several 10 ms clock ticks);
   // the bare consumer never touches it.
   expect(result.runs[0]?.perMessageUs.redisServer).toBeGreaterThan(0);
+  for (const run of result.runs) {
+    // Per message the server took in the benchmark's publish and the consumer's ack, and sent out the delivery and
+    // the PubAck (pull requests and the drain's polling add a little).
+    expect(run.natsPerMessage?.inMsgs).toBeGreaterThanOrEqual(2);
+    expect(run.natsPerMessage?.outMsgs).toBeGreaterThanOrEqual(2);
+    expect(run.syscallsPerMessage?.consumer.reads).toBeGreaterThan(0);
+    expect(run.syscallsPerMessage?.natsServer.reads).toBeGreaterThan(0);
+  }
+});
+
+test("--drain worker: the bare baseline publishes what the worker publishes for an echo task", {
+  timeout: 60_000,
+}, async () => {
+  const result = await runDrain({
+    service: "worker",
+    messages: 500,
+    warmupMessages: 100,
+    telemetry: "on",
+    log: () => undefined,
+  });
+  expect(result.runs.map((r) => r.consumer)).toEqual(["worker", "bare consumer + 4 publishes in 3 rounds"]);
+  // In per message: the benchmark's publish, RUNNING, the result, SUCCEEDED, the audit event and the ack (6); a
+  // baseline that published less, or a worker that failed the tasks, would not match.
+  const [worker, bare] = result.runs.map((r) => r.natsPerMessage?.inMsgs ?? 0);
+  expect(worker).toBeGreaterThanOrEqual(6);
+  expect(worker).toBeLessThan(6.5);
+  expect(bare).toBeGreaterThanOrEqual(6);
+  expect(bare).toBeLessThan(6.5);
 });

@@ -1,7 +1,9 @@
 // The baseline of `pnpm bench --drain`: a durable pull consumer that receives each message, parses its JSON body
 // and acks it, nothing else. With BENCH_REPUBLISH=scheduler (the scheduler's baseline) it first publishes what the
 // scheduler publishes for a task (the task on tasks.worker.medium, a status and an audit event, in one write, PubAcks
-// awaited together); with BENCH_REPUBLISH=result-store, the result-store's audit event. So what a service spends per
+// awaited together); with BENCH_REPUBLISH=result-store, the result-store's audit event; with BENCH_REPUBLISH=worker,
+// what the worker publishes for an echo task, in its three awaited rounds (RUNNING; the result; SUCCEEDED with its
+// audit event). So what a service spends per
 // message beyond this is its own work. With BENCH_FETCH=N (`--bare-fetch N`) it pulls N messages at a time with
 // fetch(), a pull request and a subscription each, as the services' consume loop does when N slots are free.
 import { connect } from "nats";
@@ -35,7 +37,39 @@ process.once("SIGTERM", async () => {
 });
 console.log("bare consumer ready");
 
+async function runLikeWorker(taskId) {
+  const status = (state, version) => ({
+    taskId,
+    state,
+    progress: 0,
+    attempt: 1,
+    version,
+    updatedAt: new Date().toISOString(),
+    source: "bare",
+  });
+  await js.publish("events.status", JSON.stringify(status("RUNNING", 4)), { msgID: `${taskId}:status:4` });
+  const at = new Date().toISOString();
+  const result = {
+    taskId,
+    type: "echo",
+    priority: "medium",
+    output: { text: "benchmark payload" },
+    attempts: 1,
+    startedAt: at,
+    completedAt: at,
+    durationMs: 0,
+    generation: 0,
+  };
+  await js.publish("tasks.results", JSON.stringify(result), { msgID: `${taskId}:result:0` });
+  const audit = { taskId, service: "bare", action: "succeeded", at, detail: { attempts: 1, durationMs: 0 } };
+  await Promise.all([
+    js.publish("events.status", JSON.stringify(status("SUCCEEDED", 5)), { msgID: `${taskId}:status:5` }),
+    js.publish("events.audit", JSON.stringify(audit), { msgID: `${taskId}:audit:bare:succeeded:0` }),
+  ]);
+}
+
 function handOn(message, taskId) {
+  if (republish === "worker") return runLikeWorker(taskId);
   if (republish === "result-store") {
     const audit = { taskId, service: "bare", action: "result_stored", at: new Date().toISOString(), detail: {} };
     return js.publish("events.audit", JSON.stringify(audit), { msgID: `${taskId}:audit:bare:result_stored:0` });

@@ -33,6 +33,8 @@ export interface CliOptions {
   bareFetch?: number;
   /** --profile: run every service under node --cpu-prof and summarise each profile when the run ends. */
   profile: boolean;
+  /** --alloc-profile: record every service's allocations (V8's sampling heap profiler) and summarise them. */
+  allocProfile: boolean;
 }
 
 export const USAGE = `Usage: pnpm bench [-- flags]
@@ -65,6 +67,10 @@ export const USAGE = `Usage: pnpm bench [-- flags]
                               when the run ends, print where each service's CPU went (GC, start-up, socket
                               writes, top packages and functions) and keep the .cpuprofile files (flame graphs
                               in Chrome DevTools or speedscope) in OUT/profiles-<time>/
+  --alloc-profile             also: record where every pipeline service allocates (V8's sampling heap profiler,
+                              freed objects included; any kind of run above); when the run ends, print each
+                              service's allocated MB after start-up (per message with --drain) and its top
+                              packages and functions; the .heapprofile files stay in OUT/alloc-<time>/
   --out DIR                   where the JSON goes (default bench-results at the repository root)
   --no-build                  skip building (start.mjs builds @tm/bench, its dependencies and the services)
 Requires nats-server and redis-server on PATH; the pipeline needs \`pnpm build\`.`;
@@ -96,6 +102,7 @@ export function parseArgs(argv: readonly string[], defaultOut: string): CliOptio
     breakdown: false,
     telemetryGiven: false,
     profile: false,
+    allocProfile: false,
   };
   let onlyGiven = false;
   for (let i = 0; i < argv.length; i++) {
@@ -166,6 +173,9 @@ export function parseArgs(argv: readonly string[], defaultOut: string): CliOptio
         break;
       case "--profile":
         options.profile = true;
+        break;
+      case "--alloc-profile":
+        options.allocProfile = true;
         break;
       case "--out":
         options.out = value() ?? defaultOut;

@@ -1,6 +1,7 @@
 /** `pnpm bench`: parses flags, runs the benchmark, prints the tables and writes the JSON. */
 import { join } from "node:path";
 import { REPO_ROOT } from "@tm/testkit";
+import { allocProfiled, renderAllocProfiles } from "./alloc-profile.js";
 import { type CliOptions, parseArgs, USAGE } from "./args.js";
 import { runBreakdown } from "./breakdown.js";
 import { DRAIN_MESSAGES, runDrain } from "./drain.js";
@@ -17,15 +18,39 @@ async function main() {
     return;
   }
   const log = (line: string) => console.error(`[bench] ${line}`);
-  if (!options.profile) {
-    await runSelected(options, log);
-    return;
+  // The profilers wrap the run: each sets the services' node flags for its duration and summarises what the services
+  // wrote when they exited.
+  let run = () => runSelected(options, log);
+  const reports: string[] = [];
+  if (options.allocProfile) {
+    const inner = run;
+    run = async () => {
+      const { result, dir, summaries } = await allocProfiled(options.out, inner);
+      if (result.items)
+        for (const summary of summaries) summary.kbPerItem = (summary.allocatedMb * 1000) / result.items;
+      reports.push(renderAllocProfiles(summaries, dir, result.itemName));
+      return result;
+    };
   }
-  const { dir, summaries } = await profiled(options.out, () => runSelected(options, log));
-  console.log(`\n${renderProfiles(summaries, dir)}`);
+  if (options.profile) {
+    const inner = run;
+    run = async () => {
+      const { result, dir, summaries } = await profiled(options.out, inner);
+      reports.push(renderProfiles(summaries, dir));
+      return result;
+    };
+  }
+  await run();
+  for (const report of reports) console.log(`\n${report}`);
 }
 
-async function runSelected(options: CliOptions, log: (line: string) => void): Promise<void> {
+/** What a run handled, for figures per item: set by --drain (the service's messages, warm-up included). */
+interface RunCount {
+  items?: number;
+  itemName?: string;
+}
+
+async function runSelected(options: CliOptions, log: (line: string) => void): Promise<RunCount> {
   // What every kind of run (the comparison, --breakdown, --soak) takes from the flags.
   const common = {
     sizeName: options.size,
@@ -48,7 +73,7 @@ async function runSelected(options: CliOptions, log: (line: string) => void): Pr
     });
     console.log(renderDrain(drain));
     console.log(`\nJSON: ${writeResult(drain, options.out, "drain-")}`);
-    return;
+    return { items: drain.warmupMessages + messages, itemName: "message" };
   }
   if (options.breakdown) {
     const breakdown = await runBreakdown({
@@ -57,7 +82,7 @@ async function runSelected(options: CliOptions, log: (line: string) => void): Pr
     });
     console.log(renderBreakdown(breakdown));
     console.log(`\nJSON: ${writeResult(breakdown, options.out, "breakdown-")}`);
-    return;
+    return {};
   }
   if (options.soak !== undefined) {
     const soak = await runSoak({
@@ -68,7 +93,7 @@ async function runSelected(options: CliOptions, log: (line: string) => void): Pr
     });
     console.log(renderSoak(soak));
     console.log(`\nJSON: ${writeResult(soak, options.out, "soak-")}`);
-    return;
+    return {};
   }
   const result = await runBench({
     ...common,
@@ -78,6 +103,7 @@ async function runSelected(options: CliOptions, log: (line: string) => void): Pr
   });
   console.log(renderReport(result));
   console.log(`\nJSON: ${writeResult(result, options.out)}`);
+  return {};
 }
 
 main().then(

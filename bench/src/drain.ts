@@ -15,15 +15,16 @@ import { durableName, provisionStreams, type Subject, Subjects, statusEvent, str
 import { type NatsServer, type RedisServer, spawnService, startNats, startRedis, waitFor } from "@tm/testkit";
 import { connect, type JetStreamManager, type NatsConnection } from "nats";
 import { type OtlpSink, startOtlpSink } from "./otlp-sink.js";
-import { cpuBetween, peakRssMbOf, snapshotCpu, type WatchedProcess } from "./proc.js";
+import { cpuBetween, peakRssMbOf, snapshotCpu, syscallsOf, type WatchedProcess } from "./proc.js";
 import { machineInfo } from "./run.js";
 import type { TelemetryMode } from "./systems/pipeline.js";
 import { benchConsumer, startHopProcesses } from "./systems/raw.js";
 
 /** The services --drain can measure: the stages whose input needs nothing else prepared (audit and notifier write
  *  to Redis; the scheduler checks Redis for a cancel mark and publishes three messages; the result-store stores the
- *  result in one script, cancel and first-write checks included, and publishes an audit event). */
-export const DRAINABLE = ["audit", "notifier", "scheduler", "result-store"] as const;
+ *  result in one script, cancel and first-write checks included, and publishes an audit event; the worker checks
+ *  the cancel mark, runs the echo handler and publishes RUNNING, the result, then SUCCEEDED with its audit event). */
+export const DRAINABLE = ["audit", "notifier", "scheduler", "result-store", "worker"] as const;
 export type Drainable = (typeof DRAINABLE)[number];
 
 /** Messages per measured batch by --size; the warm-up batch is a tenth of it (at least 500). */
@@ -34,6 +35,7 @@ const SUBJECT_OF: Record<Drainable, Subject> = {
   notifier: Subjects.status,
   scheduler: Subjects.schedule,
   "result-store": Subjects.results,
+  worker: Subjects.workerMedium,
 };
 /** What the baseline does per message: a sink's is receive, parse, ack; a stage that publishes also publishes what
  *  it does (the scheduler: the task on tasks.worker.medium, a status and an audit event; the result-store: its audit
@@ -43,9 +45,14 @@ const BASELINE: Record<Drainable, string> = {
   notifier: "bare consumer",
   scheduler: "bare consumer + 3 publishes",
   "result-store": "bare consumer + 1 publish",
+  worker: "bare consumer + 4 publishes in 3 rounds",
 };
 /** The bare consumer's BENCH_REPUBLISH mode per service: what it publishes before acking. */
-const REPUBLISH: Partial<Record<Drainable, string>> = { scheduler: "scheduler", "result-store": "result-store" };
+const REPUBLISH: Partial<Record<Drainable, string>> = {
+  scheduler: "scheduler",
+  "result-store": "result-store",
+  worker: "worker",
+};
 const STATUS_STATES = ["PENDING", "INGESTED", "SCHEDULED", "RUNNING"] as const;
 const BARE_CONSUMER = fileURLToPath(new URL("../hops/bare-consumer.mjs", import.meta.url));
 
@@ -57,7 +64,7 @@ interface DrainMessage {
 
 /** Message `i` of a batch for `service`, for tasks whose ids start with `prefix` (unique per batch). */
 export function drainMessage(service: Drainable, prefix: string, i: number): DrainMessage {
-  if (service === "scheduler") {
+  if (service === "scheduler" || service === "worker") {
     const taskId = taskIdOf(prefix, i);
     const at = new Date().toISOString();
     const task = {
@@ -70,7 +77,9 @@ export function drainMessage(service: Drainable, prefix: string, i: number): Dra
       generation: 0,
       enrichment: { payloadBytes: 120, payloadSha256: "0".repeat(64), fieldCount: 1, receivedAt: at, enrichedAt: at },
     };
-    return { subject: Subjects.schedule, body: JSON.stringify(task), msgId: `${taskId}:schedule:0` };
+    return service === "scheduler"
+      ? { subject: Subjects.schedule, body: JSON.stringify(task), msgId: `${taskId}:schedule:0` }
+      : { subject: Subjects.workerMedium, body: JSON.stringify(task), msgId: `${taskId}:worker:0` };
   }
   if (service === "result-store") {
     const taskId = taskIdOf(prefix, i);
@@ -115,6 +124,25 @@ export interface DrainFigures {
   perMessageUs: { consumer: number; natsServer: number; redisServer: number };
   /** The consumer's peak RSS (VmHWM) over its life, warm-up and batch included. */
   peakRssMb: number;
+  /** NATS protocol traffic per message over the same span, from nats-server's /varz: what every client sent
+   *  (messages in: publishes, acks, pull requests) and received (messages out: deliveries, PubAcks, replies),
+   *  the benchmark's own publishing of the batch included (one message in and one PubAck out per message). */
+  natsPerMessage?: NatsTraffic;
+  /** Read and write system calls per message over the same span (/proc/<pid>/io): fewer means more messages per
+   *  socket read or write. */
+  syscallsPerMessage?: { consumer: SyscallCounts; natsServer: SyscallCounts };
+}
+
+export interface SyscallCounts {
+  reads: number;
+  writes: number;
+}
+
+export interface NatsTraffic {
+  inMsgs: number;
+  outMsgs: number;
+  inBytes: number;
+  outBytes: number;
 }
 
 export interface DrainResult {
@@ -218,11 +246,20 @@ async function drainOnce(who: string, options: DrainOptions): Promise<DrainFigur
       );
     };
     await publishAndDrain("00000001", options.warmupMessages);
+    const trafficBefore = await natsTraffic(nats);
+    const syscallsBefore = [syscallsOf(consumer.pid), syscallsOf(nats.process.pid ?? 0)] as const;
     const before = snapshotCpu(watched);
     const startedAt = performance.now();
     await publishAndDrain("00000002", options.messages);
     const elapsedMs = performance.now() - startedAt;
-    const [consumerUs = 0, natsUs = 0, redisUs = 0] = cpuBetween(watched, before, snapshotCpu(watched)).map(
+    const after = snapshotCpu(watched);
+    const syscallsAfter = [syscallsOf(consumer.pid), syscallsOf(nats.process.pid ?? 0)] as const;
+    const trafficAfter = await natsTraffic(nats);
+    const perMessage = (b: SyscallCounts, a: SyscallCounts): SyscallCounts => ({
+      reads: (a.reads - b.reads) / options.messages,
+      writes: (a.writes - b.writes) / options.messages,
+    });
+    const [consumerUs = 0, natsUs = 0, redisUs = 0] = cpuBetween(watched, before, after).map(
       (usage) => (usage.cpuSeconds / options.messages) * 1e6,
     );
     return {
@@ -232,12 +269,29 @@ async function drainOnce(who: string, options: DrainOptions): Promise<DrainFigur
       messagesPerSec: options.messages / (elapsedMs / 1000),
       perMessageUs: { consumer: consumerUs, natsServer: natsUs, redisServer: redisUs },
       peakRssMb: peakRssMbOf(consumer.pid),
+      natsPerMessage: trafficPerMessage(trafficBefore, trafficAfter, options.messages),
+      syscallsPerMessage: {
+        consumer: perMessage(syscallsBefore[0], syscallsAfter[0]),
+        natsServer: perMessage(syscallsBefore[1], syscallsAfter[1]),
+      },
     };
   } finally {
     await consumer?.stop().catch(() => undefined);
     await nc?.close().catch(() => undefined);
     await Promise.all([nats.dispose(), redis?.dispose(), sink?.close()]);
   }
+}
+
+/** nats-server's cumulative message and byte counters (its monitoring endpoint). */
+async function natsTraffic(nats: NatsServer): Promise<NatsTraffic> {
+  const response = await fetch(`http://127.0.0.1:${nats.monitorPort}/varz`);
+  const varz = (await response.json()) as { in_msgs: number; out_msgs: number; in_bytes: number; out_bytes: number };
+  return { inMsgs: varz.in_msgs, outMsgs: varz.out_msgs, inBytes: varz.in_bytes, outBytes: varz.out_bytes };
+}
+
+export function trafficPerMessage(before: NatsTraffic, after: NatsTraffic, messages: number): NatsTraffic {
+  const per = (key: keyof NatsTraffic) => (after[key] - before[key]) / messages;
+  return { inMsgs: per("inMsgs"), outMsgs: per("outMsgs"), inBytes: per("inBytes"), outBytes: per("outBytes") };
 }
 
 /** Publishes `count` messages, 500 PubAcks awaited at a time (JetStream's own pace, not the consumer's). */

@@ -40,6 +40,14 @@ export function cpuSecondsOf(pid: number): number {
   return (utime + stime) / ticksPerSecond();
 }
 
+/** Read and write system calls a process (all its threads) has made so far, from /proc/<pid>/io: how many socket
+ *  reads and writes its messages took, i.e. how well they were batched. */
+export function syscallsOf(pid: number): { reads: number; writes: number } {
+  const io = readFileSync(`/proc/${pid}/io`, "utf8");
+  const field = (name: string) => Number(new RegExp(`^${name}:\\s+(\\d+)`, "m").exec(io)?.[1] ?? 0);
+  return { reads: field("syscr"), writes: field("syscw") };
+}
+
 /** Peak resident set size in MB (VmHWM) of a live process. */
 export function peakRssMbOf(pid: number): number {
   if (pid === process.pid) return process.resourceUsage().maxRSS / 1024;

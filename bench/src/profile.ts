@@ -45,7 +45,7 @@ export interface ProfileSummary {
 }
 
 const IDLE = "(idle)";
-const MODULE_LOADING = /^node:internal\/(modules|bootstrap)\//;
+export const MODULE_LOADING = /^node:internal\/(modules|bootstrap)\//;
 const SOCKET_WRITE = new Set(["writeUtf8String", "writeBuffer", "writev", "writeLatin1String", "writeAsciiString"]);
 
 /** Node's main-thread profile names: CPU.<date>.<time>.<pid>.<thread>.<seq>.cpuprofile (thread 0 is the main one;

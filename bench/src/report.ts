@@ -226,7 +226,17 @@ export function renderDrain(result: DrainResult): string {
       "takes it and drained",
     "",
     table(
-      ["consumer", "messages", "messages/s", "CPU µs/message: consumer", "nats-server", "redis-server", "peak RSS MB"],
+      [
+        "consumer",
+        "messages",
+        "messages/s",
+        "CPU µs/message: consumer",
+        "nats-server",
+        "redis-server",
+        "peak RSS MB",
+        "NATS in/out per message: msgs, bytes",
+        "syscalls per message (read/write): consumer, nats-server",
+      ],
       result.runs.map((r) => [
         r.consumer,
         String(r.messages),
@@ -235,6 +245,14 @@ export function renderDrain(result: DrainResult): string {
         fixed(r.perMessageUs.natsServer, 0),
         fixed(r.perMessageUs.redisServer, 0),
         fixed(r.peakRssMb, 0),
+        r.natsPerMessage
+          ? `${fixed(r.natsPerMessage.inMsgs, 2)} / ${fixed(r.natsPerMessage.outMsgs, 2)}, ` +
+            `${fixed(r.natsPerMessage.inBytes, 0)} / ${fixed(r.natsPerMessage.outBytes, 0)}`
+          : "-",
+        r.syscallsPerMessage
+          ? `${fixed(r.syscallsPerMessage.consumer.reads, 2)}/${fixed(r.syscallsPerMessage.consumer.writes, 2)}, ` +
+            `${fixed(r.syscallsPerMessage.natsServer.reads, 2)}/${fixed(r.syscallsPerMessage.natsServer.writes, 2)}`
+          : "-",
       ]),
     ),
   ];
