@@ -95,8 +95,8 @@ describe("--drain", () => {
   });
 
   test.each([
-    [["--drain", "gateway"], '--drain must be one of audit, notifier, scheduler, result-store, got "gateway"'],
-    [["--drain"], "--drain must be one of audit, notifier, scheduler, result-store, got undefined"],
+    [["--drain", "gateway"], '--drain must be one of audit, notifier, scheduler, result-store, worker, got "gateway"'],
+    [["--drain"], "--drain must be one of audit, notifier, scheduler, result-store, worker, got undefined"],
     [["--drain", "audit", "--only", "raw"], "--drain is a run of its own"],
     [["--drain", "audit", "--soak", "60"], "--drain is a run of its own"],
     [["--drain", "audit", "--combine", "notifier,audit"], "--drain runs one service alone"],

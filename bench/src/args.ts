@@ -69,8 +69,9 @@ export const USAGE = `Usage: pnpm bench [-- flags]
                               in Chrome DevTools or speedscope) in OUT/profiles-<time>/
   --alloc-profile             also: record where every pipeline service allocates (V8's sampling heap profiler,
                               freed objects included; any kind of run above); when the run ends, print each
-                              service's allocated MB after start-up (per message with --drain) and its top
-                              packages and functions; the .heapprofile files stay in OUT/alloc-<time>/
+                              service's allocated MB after start-up (per message with --drain, per task with
+                              --only pipeline) and its top packages and functions; the .heapprofile files
+                              stay in OUT/alloc-<time>/
   --out DIR                   where the JSON goes (default bench-results at the repository root)
   --no-build                  skip building (start.mjs builds @tm/bench, its dependencies and the services)
 Requires nats-server and redis-server on PATH; the pipeline needs \`pnpm build\`.`;

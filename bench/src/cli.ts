@@ -103,7 +103,12 @@ async function runSelected(options: CliOptions, log: (line: string) => void): Pr
   });
   console.log(renderReport(result));
   console.log(`\nJSON: ${writeResult(result, options.out)}`);
-  return {};
+  // Per-task figures only when the pipeline ran once, on its own: then its services saw exactly these tasks.
+  const [pipeline, ...others] = result.systems;
+  if (pipeline?.system !== "pipeline" || others.length > 0 || options.scaling || !pipeline.saturation) return {};
+  const phases = [pipeline.saturation, ...(pipeline.openLoop ?? []), pipeline.oneAtATime];
+  const tasks = phases.reduce((sum, phase) => sum + (phase?.tasks ?? 0), common.size.warmup);
+  return { items: tasks, itemName: "task" };
 }
 
 main().then(
