@@ -2,7 +2,7 @@ import { existsSync, readdirSync } from "node:fs";
 import { decodeMessage } from "@tm/flow";
 import { describe, expect, test } from "vitest";
 import { parseArgs } from "../bench/src/args.js";
-import { DRAINABLE, drainMessage } from "../bench/src/drain.js";
+import { DRAINABLE, drainMessage, perMessage } from "../bench/src/drain.js";
 import { layoutOf, telemetryNote } from "../bench/src/report.js";
 import { PIPELINE_SERVICES } from "../bench/src/systems/pipeline.js";
 
@@ -121,5 +121,12 @@ describe("--drain", () => {
     ]);
     expect(new Set(events.map((e) => e.taskId)).size).toBe(2);
     for (let i = 1; i < 4; i++) expect(events[i].version).toBeGreaterThan(events[i - 1].version);
+  });
+
+  test("counters become per-message figures: each one's growth over the batch", () => {
+    const before = { inMsgs: 100, outMsgs: 50, inBytes: 1_000, outBytes: 0 };
+    const after = { inMsgs: 300, outMsgs: 250, inBytes: 41_000, outBytes: 20_000 };
+    expect(perMessage(before, after, 100)).toEqual({ inMsgs: 2, outMsgs: 2, inBytes: 400, outBytes: 200 });
+    expect(perMessage({ reads: 7, writes: 9 }, { reads: 8, writes: 13 }, 4)).toEqual({ reads: 0.25, writes: 1 });
   });
 });

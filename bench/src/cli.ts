@@ -44,7 +44,8 @@ async function main() {
   for (const report of reports) console.log(`\n${report}`);
 }
 
-/** What a run handled, for figures per item: set by --drain (the service's messages, warm-up included). */
+/** What a run handled, for figures per item: the service's messages with --drain, the tasks of a comparison run of
+ *  the pipeline alone; warm-up included. */
 interface RunCount {
   items?: number;
   itemName?: string;

@@ -255,10 +255,6 @@ async function drainOnce(who: string, options: DrainOptions): Promise<DrainFigur
     const after = snapshotCpu(watched);
     const syscallsAfter = [syscallsOf(consumer.pid), syscallsOf(nats.process.pid ?? 0)] as const;
     const trafficAfter = await natsTraffic(nats);
-    const perMessage = (b: SyscallCounts, a: SyscallCounts): SyscallCounts => ({
-      reads: (a.reads - b.reads) / options.messages,
-      writes: (a.writes - b.writes) / options.messages,
-    });
     const [consumerUs = 0, natsUs = 0, redisUs = 0] = cpuBetween(watched, before, after).map(
       (usage) => (usage.cpuSeconds / options.messages) * 1e6,
     );
@@ -269,10 +265,10 @@ async function drainOnce(who: string, options: DrainOptions): Promise<DrainFigur
       messagesPerSec: options.messages / (elapsedMs / 1000),
       perMessageUs: { consumer: consumerUs, natsServer: natsUs, redisServer: redisUs },
       peakRssMb: peakRssMbOf(consumer.pid),
-      natsPerMessage: trafficPerMessage(trafficBefore, trafficAfter, options.messages),
+      natsPerMessage: perMessage(trafficBefore, trafficAfter, options.messages),
       syscallsPerMessage: {
-        consumer: perMessage(syscallsBefore[0], syscallsAfter[0]),
-        natsServer: perMessage(syscallsBefore[1], syscallsAfter[1]),
+        consumer: perMessage(syscallsBefore[0], syscallsAfter[0], options.messages),
+        natsServer: perMessage(syscallsBefore[1], syscallsAfter[1], options.messages),
       },
     };
   } finally {
@@ -289,9 +285,12 @@ async function natsTraffic(nats: NatsServer): Promise<NatsTraffic> {
   return { inMsgs: varz.in_msgs, outMsgs: varz.out_msgs, inBytes: varz.in_bytes, outBytes: varz.out_bytes };
 }
 
-export function trafficPerMessage(before: NatsTraffic, after: NatsTraffic, messages: number): NatsTraffic {
-  const per = (key: keyof NatsTraffic) => (after[key] - before[key]) / messages;
-  return { inMsgs: per("inMsgs"), outMsgs: per("outMsgs"), inBytes: per("inBytes"), outBytes: per("outBytes") };
+/** Each counter's growth from `before` to `after`, divided by `messages`. */
+export function perMessage<T extends object>(before: T, after: T, messages: number): T {
+  const per: Record<string, number> = {};
+  for (const key of Object.keys(after) as Array<keyof T & string>)
+    per[key] = ((after[key] as number) - (before[key] as number)) / messages;
+  return per as T;
 }
 
 /** Publishes `count` messages, 500 PubAcks awaited at a time (JetStream's own pace, not the consumer's). */
