@@ -5,10 +5,10 @@
  * spends its time on (16–41 % of the services' busy time in their CPU profiles), so this says where it comes from.
  * The .heapprofile files stay beside the summary (Chrome DevTools: Memory → Load profile).
  */
-import { mkdirSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
-import { join, resolve } from "node:path";
+import { readdirSync, readFileSync } from "node:fs";
+import { join } from "node:path";
 import { fileURLToPath } from "node:url";
-import { MODULE_LOADING, packageOf, type Share } from "./profile.js";
+import { MODULE_LOADING, packageOf, type Share, withServiceProfiler } from "./profile.js";
 
 /** The parts of V8's sampling heap profile format read here. */
 export interface HeapProfileNode {
@@ -159,24 +159,11 @@ export async function allocProfiled<T>(
     throw new Error(
       `--alloc-profile cannot preload from a path with spaces (node flags are split on them): ${PRELOAD}`,
     );
-  const dir = resolve(out, `alloc-${new Date().toISOString().replace(/[:.]/g, "-")}`);
-  mkdirSync(dir, { recursive: true });
-  const before = { args: process.env.TM_SERVICE_NODE_ARGS, dir: process.env.TM_ALLOC_PROFILE_DIR };
-  process.env.TM_SERVICE_NODE_ARGS = `${before.args ?? ""} --import=${PRELOAD}`.trim();
-  process.env.TM_ALLOC_PROFILE_DIR = dir;
-  let result: T;
-  try {
-    result = await run();
-  } finally {
-    restore("TM_SERVICE_NODE_ARGS", before.args);
-    restore("TM_ALLOC_PROFILE_DIR", before.dir);
-  }
-  const summaries = summariseHeapProfiles(dir);
-  writeFileSync(join(dir, "summary.json"), `${JSON.stringify(summaries, null, 2)}\n`);
-  return { result, dir, summaries };
-}
-
-function restore(name: string, value: string | undefined): void {
-  if (value === undefined) delete process.env[name];
-  else process.env[name] = value;
+  return withServiceProfiler(
+    out,
+    "alloc",
+    (dir) => ({ nodeArgs: `--import=${PRELOAD}`, env: { TM_ALLOC_PROFILE_DIR: dir } }),
+    run,
+    (dir) => summariseHeapProfiles(dir),
+  );
 }

@@ -190,22 +190,47 @@ export function renderProfiles(summaries: readonly ProfileSummary[], dir: string
  * before a service's own flags), then summarises the profiles into `<out>/profiles-<time>/summary.json`. The
  * services write their profiles as they exit, which a run awaits before it returns.
  */
-export async function profiled<T>(
+export function profiled<T>(
   out: string,
   run: () => Promise<T>,
 ): Promise<{ result: T; dir: string; summaries: ProfileSummary[] }> {
-  const dir = resolve(out, `profiles-${new Date().toISOString().replace(/[:.]/g, "-")}`);
+  return withServiceProfiler(
+    out,
+    "profiles",
+    (dir) => ({ nodeArgs: `--cpu-prof --cpu-prof-dir=${dir}` }),
+    run,
+    (dir) => summariseProfiles(dir),
+  );
+}
+
+/**
+ * The frame of every profiler of the benchmark: a fresh `<out>/<prefix>-<time>/` directory, the services' node
+ * flags (and any environment of the profiler's) set for the duration of `run` and restored after it, and the
+ * summaries of what the services wrote there as they exited, kept as `summary.json`.
+ */
+export async function withServiceProfiler<T, S>(
+  out: string,
+  prefix: string,
+  setup: (dir: string) => { nodeArgs: string; env?: Record<string, string> },
+  run: () => Promise<T>,
+  summarise: (dir: string) => S[],
+): Promise<{ result: T; dir: string; summaries: S[] }> {
+  const dir = resolve(out, `${prefix}-${new Date().toISOString().replace(/[:.]/g, "-")}`);
   mkdirSync(dir, { recursive: true });
-  const before = process.env.TM_SERVICE_NODE_ARGS;
-  process.env.TM_SERVICE_NODE_ARGS = `${before ?? ""} --cpu-prof --cpu-prof-dir=${dir}`.trim();
+  const { nodeArgs, env = {} } = setup(dir);
+  const changed = { TM_SERVICE_NODE_ARGS: `${process.env.TM_SERVICE_NODE_ARGS ?? ""} ${nodeArgs}`.trim(), ...env };
+  const before = Object.fromEntries(Object.keys(changed).map((name) => [name, process.env[name]]));
+  Object.assign(process.env, changed);
   let result: T;
   try {
     result = await run();
   } finally {
-    if (before === undefined) delete process.env.TM_SERVICE_NODE_ARGS;
-    else process.env.TM_SERVICE_NODE_ARGS = before;
+    for (const [name, value] of Object.entries(before)) {
+      if (value === undefined) delete process.env[name];
+      else process.env[name] = value;
+    }
   }
-  const summaries = summariseProfiles(dir);
+  const summaries = summarise(dir);
   writeFileSync(join(dir, "summary.json"), `${JSON.stringify(summaries, null, 2)}\n`);
   return { result, dir, summaries };
 }
