@@ -63,6 +63,14 @@ test("raw chain, raw contract flow and BullMQ at a tiny size give positive throu
     expect(system.oneAtATime?.latencyMs.p50).toBeLessThanOrEqual(system.oneAtATime?.latencyMs.p99 ?? 0);
     const roles = system.processes?.map((p) => p.role) ?? [];
     expect(roles).toContain(system.system === "bullmq" ? "redis-server" : "nats-server");
+    // Each paced phase's CPU per process: every process of the run (the driver is one), and their sum without the
+    // driver is the phase's cpuPer1000.
+    for (const phase of system.openLoop ?? []) {
+      const perProcess = phase.processCpuPer1000 ?? {};
+      expect(Object.keys(perProcess).sort()).toEqual([...roles].sort());
+      const withoutDriver = Object.entries(perProcess).filter(([role]) => role !== "bench-driver");
+      expect(withoutDriver.reduce((sum, [, cpu]) => sum + cpu, 0)).toBeCloseTo(phase.cpuPer1000 ?? -1, 6);
+    }
     for (const p of system.processes ?? []) expect(p.peakRssMb).toBeGreaterThan(0);
     expect((system.cpu?.systemPer1000 ?? 0) + (system.cpu?.infraPer1000 ?? 0)).toBeGreaterThan(0);
   }

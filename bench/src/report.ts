@@ -114,11 +114,21 @@ export function renderReport(result: BenchResult): string {
   }
 
   const processRows = result.systems.flatMap((s) =>
-    (s.processes ?? []).map((p) => [s.system, p.role, p.kind, fixed(p.cpuSecondsPer1000, 3), fixed(p.peakRssMb, 0)]),
+    (s.processes ?? []).map((p) => [
+      s.system,
+      p.role,
+      p.kind,
+      fixed(p.cpuSecondsPer1000, 3),
+      (s.openLoop ?? []).map((o) => fixed(o.processCpuPer1000?.[p.role], 2)).join(" / "),
+      fixed(p.peakRssMb, 0),
+    ]),
   );
   if (processRows.length > 0) {
-    out.push("\nPer process (CPU over the saturation phase; peak RSS = VmHWM over the whole run):");
-    out.push(table(["system", "process", "kind", "CPU s/1k tasks", "peak RSS MB"], processRows));
+    out.push(
+      "\nPer process (CPU s per 1,000 tasks at saturation, and in the open loops at 25% / 50% / 75%; peak RSS = VmHWM " +
+        "over the whole run):",
+    );
+    out.push(table(["system", "process", "kind", "CPU s/1k: saturation", "open loops", "peak RSS MB"], processRows));
   }
 
   const ratioRow = (label: string, r: RatioSet) => [

@@ -58,6 +58,8 @@ export interface OpenLoopResult extends PhaseResult {
   /** CPU seconds per 1,000 completed tasks during this phase: the system's processes plus nats-server and
    *  redis-server. Compared with the saturation phase's figure it shows what batching under load saves. */
   cpuPer1000?: number;
+  /** The same per process (the driver included), by role: which processes pay for the smaller batches. */
+  processCpuPer1000?: Record<string, number>;
 }
 
 export interface ProcessFigures {
@@ -222,15 +224,17 @@ async function measureSystem(
       log(`${name}: open loop at ${offeredPerSec.toFixed(0)}/s (${fraction * 100}% of reference), ${tasks} tasks`);
       const before = snapshotCpu(watched);
       const result = await openLoop(system.runOne, { ratePerSec: offeredPerSec, total: tasks });
-      const phaseCpu = cpuBetween(watched, before, snapshotCpu(watched))
-        .filter((u) => u.kind !== "driver")
-        .reduce((total, u) => total + u.cpuSeconds, 0);
+      const phaseUsage = cpuBetween(watched, before, snapshotCpu(watched));
+      const phaseCpu = phaseUsage.filter((u) => u.kind !== "driver").reduce((total, u) => total + u.cpuSeconds, 0);
       openLoopResults.push({
         ...phaseOf(result, tasks),
         fractionOfReference: fraction,
         offeredPerSec,
         latencyMs: summarize(result.latenciesMs),
         cpuPer1000: cpuPerThousand(phaseCpu, result.completed),
+        processCpuPer1000: Object.fromEntries(
+          phaseUsage.map((u) => [u.role, cpuPerThousand(u.cpuSeconds, result.completed)]),
+        ),
       });
     }
 
