@@ -358,4 +358,117 @@ describe("consume", () => {
     expect(pulls.length).toBeGreaterThan(1);
     expect(pulls.filter((batch) => batch < 4)).toEqual([]);
   });
+
+  test("with gatherMs, deliveries that arrive together start together once the window closes, and are acked", async () => {
+    const jsm = await nc.jetstreamManager();
+    await provisionStreams(jsm, settings);
+    // Only this test's messages: earlier tests left theirs on tasks.ingest, and a new durable would get them too.
+    await jsm.streams.purge("TASKS", { filter: Subjects.ingest });
+    await provisionConsumer(jsm, "t7", Subjects.ingest, settings);
+    const publisher = createPublisher(nc.jetstream());
+    const gatherMs = 300;
+    const count = 5;
+    const all = countdown(count);
+    const starts: Array<{ at: number; inFirstTurn: boolean }> = [];
+    let firstTurnOver: boolean | undefined;
+    const consumer = new Consumer({
+      js: nc.jetstream(),
+      publisher,
+      service: "t7",
+      subject: Subjects.ingest,
+      settings,
+      gatherMs,
+      handler: async () => {
+        // The first handler marks the end of its event-loop turn: the others started in the same dispatch if the
+        // mark has not run yet when they start.
+        if (firstTurnOver === undefined) {
+          firstTurnOver = false;
+          setImmediate(() => {
+            firstTurnOver = true;
+          });
+        }
+        starts.push({ at: performance.now(), inFirstTurn: firstTurnOver === false });
+        all.tick();
+      },
+    });
+    await consumer.start();
+    const publishedAt = performance.now();
+    await Promise.all(
+      Array.from({ length: count }, () => {
+        const message = task();
+        return publisher.publish(Subjects.ingest, message, { msgId: `${message.taskId}:ingest` });
+      }),
+    );
+    await all.done;
+    await consumer.stop();
+    expect(starts.map((s) => s.inFirstTurn)).toEqual(Array(count).fill(true));
+    // Held for the window (timers never fire early; 5 ms for the clock's rounding).
+    expect(Math.min(...starts.map((s) => s.at)) - publishedAt).toBeGreaterThanOrEqual(gatherMs - 5);
+    await waitFor("the acks applied", async () => {
+      const info = await jsm.consumers.info("TASKS", "t7-tasks-ingest");
+      return info.num_ack_pending === 0 && info.num_pending === 0;
+    });
+  });
+
+  test("with gatherMs, a delivery still waiting for its window when the consumer stops is handled and acked, not lost", async () => {
+    const jsm = await nc.jetstreamManager();
+    await provisionStreams(jsm, settings);
+    // Only this test's messages: earlier tests left theirs on tasks.ingest, and a new durable would get them too.
+    await jsm.streams.purge("TASKS", { filter: Subjects.ingest });
+    await provisionConsumer(jsm, "t8", Subjects.ingest, settings);
+    const publisher = createPublisher(nc.jetstream());
+    const handled: string[] = [];
+    const consumer = new Consumer({
+      js: nc.jetstream(),
+      publisher,
+      service: "t8",
+      subject: Subjects.ingest,
+      settings,
+      gatherMs: 10_000,
+      handler: async (m) => {
+        handled.push(m.taskId);
+      },
+    });
+    await consumer.start();
+    const message = task();
+    await publisher.publish(Subjects.ingest, message, { msgId: `${message.taskId}:ingest` });
+    // Taken (its slot is held) but not started: it waits for the window, which stop() does not wait out.
+    await waitFor("the delivery gathered", () => consumer.inFlight === 1 && handled.length === 0);
+    const stopping = performance.now();
+    await consumer.stop(5_000);
+    expect(handled).toEqual([message.taskId]);
+    expect(performance.now() - stopping).toBeLessThan(2_000);
+    await waitFor("the ack applied", async () => {
+      const info = await jsm.consumers.info("TASKS", "t8-tasks-ingest");
+      return info.num_ack_pending === 0 && info.num_pending === 0 && info.num_redelivered === 0;
+    });
+  });
+
+  test("with gatherMs, a full batch (half the slots) starts without waiting out the window", async () => {
+    const jsm = await nc.jetstreamManager();
+    await jsm.streams.purge("TASKS", { filter: Subjects.ingest });
+    await provisionConsumer(jsm, "t9", Subjects.ingest, settings);
+    const publisher = createPublisher(nc.jetstream());
+    const all = countdown(4, 10_000);
+    const consumer = new Consumer({
+      js: nc.jetstream(),
+      publisher,
+      service: "t9",
+      subject: Subjects.ingest,
+      settings,
+      concurrency: 4,
+      // A window no test would wait out: the countdown's 10 s deadline fails the test unless batches of 2 start early.
+      gatherMs: 60_000,
+      handler: async () => all.tick(),
+    });
+    await consumer.start();
+    await Promise.all(
+      Array.from({ length: 4 }, () => {
+        const message = task();
+        return publisher.publish(Subjects.ingest, message, { msgId: `${message.taskId}:ingest` });
+      }),
+    );
+    await all.done;
+    await consumer.stop();
+  });
 });

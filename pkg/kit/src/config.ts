@@ -29,6 +29,10 @@ export const port = z.coerce
   .max(65535, { message: "must be 0-65535" });
 
 export const positiveInt = z.coerce.number({ message: "must be a number" }).int().positive({ message: "must be > 0" });
+export const nonNegativeInt = z.coerce
+  .number({ message: "must be a number" })
+  .int({ message: "must be an integer" })
+  .min(0, { message: "must be >= 0" });
 
 const msList = z
   .string()
@@ -53,11 +57,7 @@ export const baseConfigShape = {
   FLOW_RETRY_DELAYS_MS: msList,
   FLOW_MAX_ACK_PENDING: positiveInt.default(DEFAULT_FLOW_SETTINGS.maxAckPending),
   /** How long a delivery is held through a Redis/NATS outage before it is failed as an attempt (0 = never hold). */
-  FLOW_OUTAGE_HOLD_MS: z.coerce
-    .number({ message: "must be a number" })
-    .int()
-    .min(0)
-    .default(DEFAULT_FLOW_SETTINGS.outageHoldMs),
+  FLOW_OUTAGE_HOLD_MS: nonNegativeInt.default(DEFAULT_FLOW_SETTINGS.outageHoldMs),
   NATS_STREAM_REPLICAS: z.coerce.number().int().min(1).max(5).default(DEFAULT_FLOW_SETTINGS.replicas),
   /** Port of /healthz, /readyz and /metrics (services with an HTTP API serve them there instead). */
   OPS_PORT: port.optional(),

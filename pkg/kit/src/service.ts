@@ -49,6 +49,9 @@ export interface ConsumeOptions<S extends Subject> {
   hooks?: ConsumerHooks<S>;
   /** Handle messages with the same key one after another, in stream order (e.g. `(m) => m.taskId`). */
   orderKey?: (message: MessageFor<S>) => string | undefined;
+  /** Start deliveries in batches gathered over this many ms (ConsumerOptions.gatherMs): for latency-insensitive
+   *  consumers only. */
+  gatherMs?: number;
 }
 
 export interface Runtime<C extends BaseConfig = BaseConfig> {
@@ -168,6 +171,7 @@ export async function startService<S extends z.ZodRawShape, Started>(
         settings,
         ...(options.concurrency ? { concurrency: options.concurrency } : {}),
         ...(options.orderKey ? { orderKey: options.orderKey } : {}),
+        ...(options.gatherMs ? { gatherMs: options.gatherMs } : {}),
         isOutage,
         hooks: withStageMetrics(consumerMetrics, definition.name, subject, options.hooks, log),
       });

@@ -4,13 +4,19 @@
  * stream sequence, so a redelivery after a crash between write and ack is not stored twice.
  */
 import { Subjects, streamOf } from "@tm/flow";
-import { defineService, positiveInt, spansRecorded } from "@tm/kit";
+import { defineService, nonNegativeInt, positiveInt, spansRecorded } from "@tm/kit";
 import { AUDIT_BATCH_MAX, auditAppender } from "@tm/store";
 
 export const audit = defineService({
   name: "audit",
   opsPort: 8087,
-  config: { AUDIT_CONCURRENCY: positiveInt.default(64) },
+  config: {
+    AUDIT_CONCURRENCY: positiveInt.default(64),
+    // Nobody waits on an audit record: events that arrive within this window are handled as one batch (one Redis
+    // script call, one write of acks) instead of each waking the process on its own. With 50 ms the service costs
+    // about a third less CPU at a paced rate and ~15 % less at saturation (docs/PERFORMANCE.md).
+    AUDIT_GATHER_MS: nonNegativeInt.default(50),
+  },
   async start(rt) {
     const appended = rt.meter.createCounter("tm_audit_events_total", {
       description: "Audit events consumed, by outcome: stored, or duplicate (a redelivery already stored)",
@@ -27,7 +33,11 @@ export const audit = defineService({
       },
       // One task's events are appended in stream order (its history reads in order); tasks run concurrently.
       // Events without a task touch only audit_events, whose order across concurrent appends is best effort.
-      { concurrency: rt.config.AUDIT_CONCURRENCY, orderKey: (event) => event.taskId },
+      {
+        concurrency: rt.config.AUDIT_CONCURRENCY,
+        orderKey: (event) => event.taskId,
+        gatherMs: rt.config.AUDIT_GATHER_MS,
+      },
     );
   },
 });

@@ -1,5 +1,5 @@
 import { type AuditEvent, createPublisher, STREAMS, Subjects } from "@tm/flow";
-import { startService } from "@tm/kit";
+import { loadConfig, startService } from "@tm/kit";
 import { appendAudit, Keys, readHistory } from "@tm/store";
 import { serviceEnv, useClients, useInfra, useStarted, waitFor } from "@tm/testkit";
 import { expect, test } from "vitest";
@@ -59,4 +59,11 @@ test("a redelivery of the same stream sequence is not stored twice", async () =>
   expect(await appendAudit(clients.redis, event, `${STREAMS.events}:${ack.seq}`)).toBe(false);
   expect(await clients.redis.llen(Keys.history(taskId))).toBe(1);
   expect(await clients.redis.llen(Keys.auditEvents)).toBe(before);
+});
+
+test("AUDIT_GATHER_MS defaults to 50 ms, 0 turns gathering off, and a bad value names the variable", () => {
+  const shape = audit.config ?? {};
+  expect(loadConfig(shape, {}).AUDIT_GATHER_MS).toBe(50);
+  expect(loadConfig(shape, { AUDIT_GATHER_MS: "0" }).AUDIT_GATHER_MS).toBe(0);
+  expect(() => loadConfig(shape, { AUDIT_GATHER_MS: "-1" })).toThrow("AUDIT_GATHER_MS: must be >= 0");
 });
