@@ -85,8 +85,9 @@ export interface ConsumerOptions<S extends Subject> {
    * the first are started together when the window closes (or as soon as half the slots are gathered), instead of
    * each as it arrives. At a paced rate each delivery would otherwise wake the process on its own; gathered, they are
    * decoded, handled, written to Redis (one batched script call) and acked (one socket write) in one go, as at
-   * saturation. Slots are taken on arrival, so a window holds at most half the `concurrency`, far within AckWait.
-   * 0 or unset: each delivery starts at once.
+   * saturation. Slots are taken on arrival, so a window holds at most half the `concurrency`; it is capped at a third
+   * of AckWait (the heartbeat interval), since gathered deliveries get no heartbeat yet. 0 or unset: each delivery
+   * starts at once.
    */
   gatherMs?: number;
 }
@@ -417,7 +418,9 @@ export class Consumer<S extends Subject> {
 
   async start(): Promise<void> {
     const { js, subject } = this.#options;
-    const gatherMs = this.#options.gatherMs ?? 0;
+    // Gathered deliveries get no heartbeat yet: a window is kept well inside AckWait whatever was configured.
+    const ackWaitMs = (this.#options.settings ?? DEFAULT_FLOW_SETTINGS).ackWaitMs;
+    const gatherMs = Math.min(this.#options.gatherMs ?? 0, Math.floor(ackWaitMs / 3));
     const consumer = await js.consumers.get(streamOf(subject), this.durable);
     this.#loop = (async () => {
       while (!this.#stopping) {

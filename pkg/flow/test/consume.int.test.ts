@@ -366,7 +366,9 @@ describe("consume", () => {
     await jsm.streams.purge("TASKS", { filter: Subjects.ingest });
     await provisionConsumer(jsm, "t7", Subjects.ingest, settings);
     const publisher = createPublisher(nc.jetstream());
-    const gatherMs = 300;
+    // Long enough that the five publishes land inside one window even on a busy machine, and under the cap of a
+    // third of this file's 2 s AckWait.
+    const gatherMs = 600;
     const count = 5;
     const all = countdown(count);
     const starts: Array<{ at: number; inFirstTurn: boolean }> = [];
@@ -415,7 +417,9 @@ describe("consume", () => {
     await provisionStreams(jsm, settings);
     // Only this test's messages: earlier tests left theirs on tasks.ingest, and a new durable would get them too.
     await jsm.streams.purge("TASKS", { filter: Subjects.ingest });
-    await provisionConsumer(jsm, "t8", Subjects.ingest, settings);
+    // An AckWait long enough that the window is not capped (a third of AckWait) below what the test measures.
+    const longAckWait = { ...settings, ackWaitMs: 300_000 };
+    await provisionConsumer(jsm, "t8", Subjects.ingest, longAckWait);
     const publisher = createPublisher(nc.jetstream());
     const handled: string[] = [];
     const consumer = new Consumer({
@@ -423,7 +427,7 @@ describe("consume", () => {
       publisher,
       service: "t8",
       subject: Subjects.ingest,
-      settings,
+      settings: longAckWait,
       gatherMs: 10_000,
       handler: async (m) => {
         handled.push(m.taskId);
@@ -447,7 +451,8 @@ describe("consume", () => {
   test("with gatherMs, a full batch (half the slots) starts without waiting out the window", async () => {
     const jsm = await nc.jetstreamManager();
     await jsm.streams.purge("TASKS", { filter: Subjects.ingest });
-    await provisionConsumer(jsm, "t9", Subjects.ingest, settings);
+    const longAckWait = { ...settings, ackWaitMs: 300_000 };
+    await provisionConsumer(jsm, "t9", Subjects.ingest, longAckWait);
     const publisher = createPublisher(nc.jetstream());
     const all = countdown(4, 10_000);
     const consumer = new Consumer({
@@ -455,7 +460,7 @@ describe("consume", () => {
       publisher,
       service: "t9",
       subject: Subjects.ingest,
-      settings,
+      settings: longAckWait,
       concurrency: 4,
       // A window no test would wait out: the countdown's 10 s deadline fails the test unless batches of 2 start early.
       gatherMs: 60_000,
@@ -470,5 +475,30 @@ describe("consume", () => {
     );
     await all.done;
     await consumer.stop();
+  });
+
+  test("with gatherMs, the window is capped at a third of AckWait: gathered deliveries have no heartbeat yet", async () => {
+    const jsm = await nc.jetstreamManager();
+    await jsm.streams.purge("TASKS", { filter: Subjects.ingest });
+    await provisionConsumer(jsm, "t10", Subjects.ingest, settings);
+    const publisher = createPublisher(nc.jetstream());
+    // AckWait is 2 s here: the 60 s window becomes ~667 ms, well within the countdown's 5 s.
+    const one = countdown(1, 5_000);
+    const consumer = new Consumer({
+      js: nc.jetstream(),
+      publisher,
+      service: "t10",
+      subject: Subjects.ingest,
+      settings,
+      gatherMs: 60_000,
+      handler: async () => one.tick(),
+    });
+    await consumer.start();
+    const message = task();
+    await publisher.publish(Subjects.ingest, message, { msgId: `${message.taskId}:ingest` });
+    await one.done;
+    await consumer.stop();
+    const info = await jsm.consumers.info("TASKS", "t10-tasks-ingest");
+    expect(info.num_redelivered).toBe(0);
   });
 });
