@@ -61,6 +61,35 @@ test("a redelivery of the same stream sequence is not stored twice", async () =>
   expect(await clients.redis.llen(Keys.auditEvents)).toBe(before);
 });
 
+/** Script calls (EVALSHA, or EVAL before the script is cached) Redis has served so far. */
+async function scriptCalls(): Promise<number> {
+  const stats = await clients.redis.info("commandstats");
+  return [...stats.matchAll(/^cmdstat_(?:evalsha|eval):calls=(\d+)/gm)].reduce((sum, m) => sum + Number(m[1]), 0);
+}
+
+test("events that arrive a few ms apart are appended in a few gathered script calls, not one call each", async () => {
+  const publisher = createPublisher(clients.nc.jetstream());
+  // One event per task, as at a paced rate: one task's events are appended one after another (orderKey), so only
+  // events of different tasks can share a call.
+  const taskIds = Array.from({ length: 20 }, () => crypto.randomUUID());
+  const before = await scriptCalls();
+  // A paced trickle, 5 ms apart (~100 ms in all): without the 50 ms window each event would arrive, and be
+  // appended, on its own.
+  for (const taskId of taskIds) {
+    await publisher.publish(
+      Subjects.audit,
+      { taskId, service: "test", action: "paced", at: new Date().toISOString() },
+      { msgId: `${taskId}:audit:paced` },
+    );
+    await new Promise((resolve) => setTimeout(resolve, 5));
+  }
+  await waitFor("every event in its task's history", async () => {
+    const lengths = await Promise.all(taskIds.map((taskId) => clients.redis.llen(Keys.history(taskId))));
+    return lengths.every((length) => length === 1);
+  });
+  expect(await scriptCalls()).toBeLessThanOrEqual(before + taskIds.length / 2);
+});
+
 test("AUDIT_GATHER_MS defaults to 50 ms, 0 turns gathering off, and a bad value names the variable", () => {
   const shape = audit.config ?? {};
   expect(loadConfig(shape, {}).AUDIT_GATHER_MS).toBe(50);
