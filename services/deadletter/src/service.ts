@@ -4,15 +4,20 @@
  * server's MAX_DELIVERIES advisories (a stage crashed on its last delivery) into dead letters: see advisories.ts.
  */
 import { publishAudit, Subjects } from "@tm/flow";
-import { defineService, positiveInt } from "@tm/kit";
+import { defineService, nonNegativeInt, positiveInt } from "@tm/kit";
 import { appendDeadLetter, readHistory } from "@tm/store";
 import { listenForMaxDeliveries } from "./advisories.js";
+import { historyForLetter } from "./history.js";
 import { deadLetterLabels } from "./labels.js";
 
 export const deadletter = defineService({
   name: "deadletter",
   opsPort: 8088,
-  config: { DEADLETTER_CONCURRENCY: positiveInt.default(16) },
+  config: {
+    DEADLETTER_CONCURRENCY: positiveInt.default(16),
+    /** How long a letter that ends a task waits for the task's final audit event to reach its history (history.ts). */
+    DEADLETTER_HISTORY_WAIT_MS: nonNegativeInt.default(2_000),
+  },
   async start(rt) {
     const stored = rt.meter.createCounter("tm_dead_letters_total", {
       description:
@@ -21,7 +26,10 @@ export const deadletter = defineService({
     await rt.consume(
       Subjects.deadletter,
       async (letter) => {
-        const history = letter.taskId ? await readHistory(rt.redis, letter.taskId) : undefined;
+        const { taskId } = letter;
+        const history = taskId
+          ? await historyForLetter(letter, () => readHistory(rt.redis, taskId), rt.config.DEADLETTER_HISTORY_WAIT_MS)
+          : undefined;
         const appended = await appendDeadLetter(rt.redis, { ...letter, ...(history ? { history } : {}) });
         if (appended && letter.taskId) {
           await publishAudit(rt.publisher, {
