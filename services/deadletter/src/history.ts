@@ -17,6 +17,16 @@ export function endsWithFailedEvent(letter: Pick<DeadLetter, "reason" | "subject
   return letter.subject === Subjects.ingest || letter.subject.startsWith("tasks.worker.");
 }
 
+/** A final event after the task's last replay: a replayed task's earlier failure does not count for its new letter. */
+function hasFinalEvent(history: readonly AuditEvent[]): boolean {
+  for (let i = history.length - 1; i >= 0; i--) {
+    const action = history[i]?.action;
+    if (action === "replayed") return false;
+    if (action !== undefined && FINAL_ACTIONS.has(action)) return true;
+  }
+  return false;
+}
+
 export async function historyForLetter(
   letter: Pick<DeadLetter, "reason" | "subject" | "taskId">,
   read: () => Promise<AuditEvent[]>,
@@ -26,7 +36,7 @@ export async function historyForLetter(
   const deadline = Date.now() + waitMs;
   for (;;) {
     const history = await read();
-    if (!endsWithFailedEvent(letter) || history.some((event) => FINAL_ACTIONS.has(event.action))) return history;
+    if (!endsWithFailedEvent(letter) || hasFinalEvent(history)) return history;
     if (Date.now() + pollMs > deadline) return history;
     await new Promise((resolve) => setTimeout(resolve, pollMs));
   }

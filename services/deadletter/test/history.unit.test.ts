@@ -42,6 +42,14 @@ describe("historyForLetter", () => {
     expect(result.at(-1)?.action).toBe("failed_unacknowledged");
   });
 
+  test("after a replay, the earlier failure does not count: it waits for the new one", async () => {
+    const before = [event("submitted"), event("failed"), event("replayed"), event("attempt_failed")];
+    const history = growingHistory(before, [event("failed")], 2);
+    const result = await historyForLetter(letter, history.read, 5_000, 1);
+    expect(result.map((e) => e.action)).toEqual([...before.map((e) => e.action), "failed"]);
+    expect(history.reads).toBe(3);
+  });
+
   test("gives up after waitMs and keeps what is there", async () => {
     const history = growingHistory([event("submitted")], [event("failed")], Number.POSITIVE_INFINITY);
     const result = await historyForLetter(letter, history.read, 30, 5);
