@@ -8,6 +8,7 @@ import {
   DEFAULT_FLOW_SETTINGS,
   type FlowSettings,
   PermanentError,
+  type Publisher,
   provisionConsumer,
   provisionStreams,
   Subjects,
@@ -54,6 +55,27 @@ function countdown(n: number, timeoutMs = 15_000) {
       return seen;
     },
   };
+}
+
+/** A new durable on tasks.ingest that sees only what the test publishes next: earlier tests left their messages on
+ *  the subject, and a new durable would get them too. */
+async function freshIngestDurable(service: string, flow: FlowSettings = settings) {
+  const jsm = await nc.jetstreamManager();
+  await provisionStreams(jsm, settings);
+  await jsm.streams.purge("TASKS", { filter: Subjects.ingest });
+  await provisionConsumer(jsm, service, Subjects.ingest, flow);
+  return jsm;
+}
+
+/** Publishes `count` tasks on tasks.ingest at once; resolves with their ids once every PubAck is in. */
+function publishIngest(publisher: Publisher, count: number): Promise<string[]> {
+  return Promise.all(
+    Array.from({ length: count }, async () => {
+      const message = task();
+      await publisher.publish(Subjects.ingest, message, { msgId: `${message.taskId}:ingest` });
+      return message.taskId;
+    }),
+  );
 }
 
 describe("provisioning", () => {
@@ -360,11 +382,7 @@ describe("consume", () => {
   });
 
   test("with gatherMs, deliveries that arrive together start together once the window closes, and are acked", async () => {
-    const jsm = await nc.jetstreamManager();
-    await provisionStreams(jsm, settings);
-    // Only this test's messages: earlier tests left theirs on tasks.ingest, and a new durable would get them too.
-    await jsm.streams.purge("TASKS", { filter: Subjects.ingest });
-    await provisionConsumer(jsm, "t7", Subjects.ingest, settings);
+    const jsm = await freshIngestDurable("t7");
     const publisher = createPublisher(nc.jetstream());
     // Long enough that the five publishes land inside one window even on a busy machine, and under the cap of a
     // third of this file's 2 s AckWait.
@@ -395,12 +413,7 @@ describe("consume", () => {
     });
     await consumer.start();
     const publishedAt = performance.now();
-    await Promise.all(
-      Array.from({ length: count }, () => {
-        const message = task();
-        return publisher.publish(Subjects.ingest, message, { msgId: `${message.taskId}:ingest` });
-      }),
-    );
+    await publishIngest(publisher, count);
     await all.done;
     await consumer.stop();
     expect(starts.map((s) => s.inFirstTurn)).toEqual(Array(count).fill(true));
@@ -413,13 +426,9 @@ describe("consume", () => {
   });
 
   test("with gatherMs, a delivery still waiting for its window when the consumer stops is handled and acked, not lost", async () => {
-    const jsm = await nc.jetstreamManager();
-    await provisionStreams(jsm, settings);
-    // Only this test's messages: earlier tests left theirs on tasks.ingest, and a new durable would get them too.
-    await jsm.streams.purge("TASKS", { filter: Subjects.ingest });
     // An AckWait long enough that the window is not capped (a third of AckWait) below what the test measures.
     const longAckWait = { ...settings, ackWaitMs: 300_000 };
-    await provisionConsumer(jsm, "t8", Subjects.ingest, longAckWait);
+    const jsm = await freshIngestDurable("t8", longAckWait);
     const publisher = createPublisher(nc.jetstream());
     const handled: string[] = [];
     const consumer = new Consumer({
@@ -434,13 +443,12 @@ describe("consume", () => {
       },
     });
     await consumer.start();
-    const message = task();
-    await publisher.publish(Subjects.ingest, message, { msgId: `${message.taskId}:ingest` });
+    const [taskId] = await publishIngest(publisher, 1);
     // Taken (its slot is held) but not started: it waits for the window, which stop() does not wait out.
     await waitFor("the delivery gathered", () => consumer.inFlight === 1 && handled.length === 0);
     const stopping = performance.now();
     await consumer.stop(5_000);
-    expect(handled).toEqual([message.taskId]);
+    expect(handled).toEqual([taskId]);
     expect(performance.now() - stopping).toBeLessThan(2_000);
     await waitFor("the ack applied", async () => {
       const info = await jsm.consumers.info("TASKS", "t8-tasks-ingest");
@@ -449,10 +457,8 @@ describe("consume", () => {
   });
 
   test("with gatherMs, a full batch (half the slots) starts without waiting out the window", async () => {
-    const jsm = await nc.jetstreamManager();
-    await jsm.streams.purge("TASKS", { filter: Subjects.ingest });
     const longAckWait = { ...settings, ackWaitMs: 300_000 };
-    await provisionConsumer(jsm, "t9", Subjects.ingest, longAckWait);
+    await freshIngestDurable("t9", longAckWait);
     const publisher = createPublisher(nc.jetstream());
     const all = countdown(4, 10_000);
     const consumer = new Consumer({
@@ -467,20 +473,13 @@ describe("consume", () => {
       handler: async () => all.tick(),
     });
     await consumer.start();
-    await Promise.all(
-      Array.from({ length: 4 }, () => {
-        const message = task();
-        return publisher.publish(Subjects.ingest, message, { msgId: `${message.taskId}:ingest` });
-      }),
-    );
+    await publishIngest(publisher, 4);
     await all.done;
     await consumer.stop();
   });
 
   test("with gatherMs, the window is capped at a third of AckWait: gathered deliveries have no heartbeat yet", async () => {
-    const jsm = await nc.jetstreamManager();
-    await jsm.streams.purge("TASKS", { filter: Subjects.ingest });
-    await provisionConsumer(jsm, "t10", Subjects.ingest, settings);
+    const jsm = await freshIngestDurable("t10");
     const publisher = createPublisher(nc.jetstream());
     // AckWait is 2 s here: the 60 s window becomes ~667 ms, well within the countdown's 5 s.
     const one = countdown(1, 5_000);
@@ -494,8 +493,7 @@ describe("consume", () => {
       handler: async () => one.tick(),
     });
     await consumer.start();
-    const message = task();
-    await publisher.publish(Subjects.ingest, message, { msgId: `${message.taskId}:ingest` });
+    await publishIngest(publisher, 1);
     await one.done;
     await consumer.stop();
     const info = await jsm.consumers.info("TASKS", "t10-tasks-ingest");

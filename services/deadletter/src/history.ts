@@ -10,11 +10,17 @@
 import { type AuditEvent, type DeadLetter, Subjects } from "@tm/flow";
 
 const FINAL_ACTIONS = new Set(["failed", "failed_unacknowledged"]);
+/** The subjects of the stages that publish a task's `failed` event before dead-lettering it (ingest, the worker). */
+const FAILING_STAGE_SUBJECTS: ReadonlySet<string> = new Set([
+  Subjects.ingest,
+  Subjects.workerHigh,
+  Subjects.workerMedium,
+  Subjects.workerLow,
+]);
 
 /** Whether the stage that dead-lettered this message publishes a final audit event for the task (see above). */
 export function endsWithFailedEvent(letter: Pick<DeadLetter, "reason" | "subject" | "taskId">): boolean {
-  if (!letter.taskId || letter.reason === "invalid") return false;
-  return letter.subject === Subjects.ingest || letter.subject.startsWith("tasks.worker.");
+  return !!letter.taskId && letter.reason !== "invalid" && FAILING_STAGE_SUBJECTS.has(letter.subject);
 }
 
 /** A final event after the task's last replay: a replayed task's earlier failure does not count for its new letter. */
@@ -33,10 +39,11 @@ export async function historyForLetter(
   waitMs: number,
   pollMs = 25,
 ): Promise<AuditEvent[]> {
+  if (!endsWithFailedEvent(letter)) return read();
   const deadline = Date.now() + waitMs;
   for (;;) {
     const history = await read();
-    if (!endsWithFailedEvent(letter) || hasFinalEvent(history)) return history;
+    if (hasFinalEvent(history)) return history;
     if (Date.now() + pollMs > deadline) return history;
     await new Promise((resolve) => setTimeout(resolve, pollMs));
   }
