@@ -9,6 +9,7 @@ import { createServer, type Server } from "node:http";
 import type { AddressInfo } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { TaskService } from "@tm/proto";
 import { afterAll, beforeAll, beforeEach, describe, expect, test } from "vitest";
 import { loadPermissions, passwordVariable } from "../configs/nats/render.mjs";
 import { staleCopies } from "../k8s/sync-configs.mjs";
@@ -225,13 +226,21 @@ describe("envoy/envoy.yaml", () => {
     expect(cluster.health_checks[0].http_health_check.path).toBe("/console-config.json");
   });
 
-  test("streams are not cut: no route timeout, grpc-timeout uncapped, a long stream idle timeout", () => {
+  test("streams are not cut: every server-streaming method has a route without timeout or retry", () => {
     expect(["0s", "3600s"]).toContain(manager.stream_idle_timeout);
     const routes = manager.route_config.virtual_hosts[0].routes;
     for (const route of routes) expect(route.route.max_stream_duration.grpc_timeout_header_max).toBe("0s");
-    const stream = routes.find((r: { match: { prefix: string } }) => r.match.prefix.endsWith("/StreamTaskStatus"));
-    expect(stream.route.timeout).toBe("0s");
-    expect(stream.route.retry_policy).toBeUndefined();
+    // From the service descriptor, so a streaming method added to the proto cannot be left on the unary route.
+    const streaming = TaskService.methods.filter((m) => m.methodKind === "server_streaming");
+    expect(streaming.map((m) => m.name)).toEqual(["StreamTaskStatus", "SubmitTaskAndStreamStatus"]);
+    for (const method of streaming) {
+      const path = `/${TaskService.typeName}/${method.name}`;
+      // Envoy takes the first route whose prefix matches.
+      const route = routes.find((r: { match: { prefix: string } }) => path.startsWith(r.match.prefix));
+      expect(route?.match.prefix, path).toBe(path);
+      expect(route.route.timeout, path).toBe("0s");
+      expect(route.route.retry_policy, path).toBeUndefined();
+    }
   });
 
   test("a unary call without its own deadline is bounded; a slow one is not retried (no per-try timeout)", () => {

@@ -6,7 +6,7 @@
  */
 import type { JsonObject } from "@bufbuild/protobuf";
 import { Code, ConnectError } from "@connectrpc/connect";
-import { Priority, TaskState } from "@tm/proto";
+import { Priority, type SubmitTaskAndStreamStatusResponse, TaskState } from "@tm/proto";
 import { readDeadLetters, readHistory } from "@tm/store";
 import { waitFor } from "@tm/testkit";
 import { afterAll, beforeAll, describe, expect, test } from "vitest";
@@ -77,6 +77,27 @@ describe("the pipeline", () => {
     // (result-store's result_stored races the worker's succeeded: the worker sends it after the result's PubAck.)
     expect(actions.slice(0, 3)).toEqual(["submitted", "ingested", "scheduled"]);
     expect(actions.indexOf("succeeded")).toBeGreaterThan(2);
+  });
+
+  test("SubmitTaskAndStreamStatus takes an echo task from submission to SUCCEEDED in one call", async () => {
+    const updates: SubmitTaskAndStreamStatusResponse[] = [];
+    const signal = AbortSignal.timeout(30_000);
+    for await (const update of pipeline.client.submitTaskAndStreamStatus(
+      { type: "echo", payload: { one: "call" } },
+      { signal },
+    )) {
+      updates.push(update);
+    }
+    const taskId = updates[0]?.taskId ?? "";
+    expect(updates.every((u) => u.taskId === taskId && !u.deduplicated)).toBe(true);
+    const states = updates.map((u) => TaskState[u.status?.state ?? 0]);
+    expect([...new Set(states)]).toEqual(LIFECYCLE);
+    const versions = updates.map((u) => Number(u.status?.version));
+    for (let i = 1; i < versions.length; i++) expect(versions[i]).toBeGreaterThan(versions[i - 1] as number);
+    // SUCCEEDED means the result can be fetched (the notifier holds it until the result is stored).
+    const response = await fetch(`${pipeline.resultStoreUrl}/results/${taskId}`);
+    expect(response.status).toBe(200);
+    expect(((await response.json()) as { output: unknown }).output).toEqual({ one: "call" });
   });
 
   test("an echo task sends the stream messages the benchmark's raw contract flow models, no more, no fewer", async () => {

@@ -141,6 +141,10 @@ describe("connect-node client -> grpc-js server (addService)", () => {
         async cancelTask() {
           throw new ConnectError("not implemented", Code.Unimplemented);
         },
+        // biome-ignore lint/correctness/useYield: a stand-in that only refuses
+        async *submitTaskAndStreamStatus() {
+          throw new ConnectError("not implemented", Code.Unimplemented);
+        },
       }),
     ));
   });

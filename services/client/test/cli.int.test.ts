@@ -96,6 +96,10 @@ beforeAll(async () => {
       if (!tasks.has(taskId)) throw new ConnectError(`task ${taskId} not found`, Code.NotFound);
       return { status: { state: TaskState.CANCELLED, version: 9n } };
     },
+    // biome-ignore lint/correctness/useYield: the CLI does not use it
+    submitTaskAndStreamStatus: async function* () {
+      throw new ConnectError("not implemented", Code.Unimplemented);
+    },
   });
   const health = new HealthRegistry();
   health.set("", ServingStatus.SERVING);

@@ -19,7 +19,7 @@ import {
   type TaskMessage,
 } from "@tm/flow";
 import type { Runtime } from "@tm/kit";
-import type { ServiceHandlers, TaskService } from "@tm/proto";
+import type { CallContext, ServiceHandlers, TaskService } from "@tm/proto";
 import {
   applyStatus,
   claimIdempotencyKey,
@@ -35,8 +35,13 @@ import { callerOf } from "./auth/caller.js";
 import { dependency } from "./dependencies.js";
 import { ingestMsgId } from "./ingest-message-id.js";
 import { priorityToProto, resultToStruct, statusToProto, timestampFromIso, traceIdOf } from "./mapping.js";
-import { type StatusSubscriptions, statusSequence } from "./status-subscriptions.js";
-import { parseTaskId, validateSubmission } from "./validation.js";
+import {
+  type StatusSubscription,
+  type StatusSubscriptions,
+  statusSequence,
+  unavailable,
+} from "./status-subscriptions.js";
+import { parseTaskId, type SubmissionRequest, validateSubmission } from "./validation.js";
 
 const CONNECTION_LOST = new Set(["reconnecting", "close", "end"]);
 
@@ -53,11 +58,11 @@ export function taskServiceHandlers(
   options: TaskServiceOptions,
 ): ServiceHandlers<TaskServiceMethods> {
   const submitted = rt.meter.createCounter("tm_tasks_submitted_total", {
-    description: "SubmitTask calls accepted, by outcome (accepted or deduplicated)",
+    description: "SubmitTask and SubmitTaskAndStreamStatus calls accepted, by outcome (accepted or deduplicated)",
   });
   const cancelled = rt.meter.createCounter("tm_tasks_cancelled_total", { description: "Tasks cancelled" });
   const openStreams = rt.meter.createUpDownCounter("tm_status_streams_open", {
-    description: "StreamTaskStatus calls in progress on this replica",
+    description: "StreamTaskStatus and SubmitTaskAndStreamStatus calls streaming on this replica",
   });
 
   /**
@@ -102,7 +107,7 @@ export function taskServiceHandlers(
     submission: Submission,
     createdAt: string,
     alsoPublish?: () => void,
-  ): Promise<void> {
+  ): Promise<StoredStatus | undefined> {
     const { traceparent } = injectTrace();
     const pending: StatusUpdate = { taskId, state: "PENDING", source: rt.name };
     const event = StatusEventSchema.parse(statusEvent(pending));
@@ -133,6 +138,7 @@ export function taskServiceHandlers(
       rt.publisher.publish(Subjects.ingest, message, { msgId: ingestMsgId(taskId, 0) }),
     );
     await status;
+    return applied ? toStoredStatus(event) : undefined;
   }
 
   /**
@@ -143,7 +149,10 @@ export function taskServiceHandlers(
    */
   async function resumeSubmission(taskId: string, submission: Submission): Promise<void> {
     const task = await redisCall("reading the task", () => readTask(rt.redis, taskId));
-    if (!task) return queueTask(taskId, submission, new Date().toISOString());
+    if (!task) {
+      await queueTask(taskId, submission, new Date().toISOString());
+      return;
+    }
     if (task.generation !== 0 || Date.now() - Date.parse(task.createdAt) > rt.settings.duplicateWindowMs) return;
     const status = await redisCall("reading the task status", () => readStatus(rt.redis, taskId));
     if (status && status.state !== "PENDING") return;
@@ -156,45 +165,89 @@ export function taskServiceHandlers(
     );
   }
 
+  /**
+   * SubmitTask's work, shared with SubmitTaskAndStreamStatus: validate, claim the idempotency key, queue.
+   * `beforeQueueing` runs once a new task's id is known, before anything about it is written (the combined call
+   * subscribes to its updates there); a deduplicated submission does not call it. `pending` is the PENDING status
+   * written for a new task.
+   */
+  async function submit(
+    request: SubmissionRequest,
+    ctx: CallContext,
+    beforeQueueing?: (taskId: string) => void,
+  ): Promise<{ taskId: string; deduplicated: boolean; pending?: StoredStatus | undefined }> {
+    const submission = stampSubmitter(validateSubmission(request, options.maxPayloadBytes), callerOf(ctx));
+    const { idempotencyKey } = submission;
+    let taskId: string = crypto.randomUUID();
+    if (idempotencyKey) {
+      const claim = await redisCall("claiming the idempotency key", () =>
+        claimIdempotencyKey(rt.redis, idempotencyKey, taskId),
+      );
+      if (!claim.claimed) {
+        // A retry of a submission that may have been interrupted: complete it under the first id. Every step
+        // is idempotent (task record, status CAS, tasks.ingest deduplicated by its message id), so finishing
+        // one that had in fact completed changes nothing, and the key never points at a task left unqueued.
+        await resumeSubmission(claim.owner, submission);
+        submitted.add(1, { type: submission.type, priority: submission.priority, outcome: "deduplicated" });
+        return { taskId: claim.owner, deduplicated: true };
+      }
+      taskId = claim.owner;
+    }
+    beforeQueueing?.(taskId);
+    // The "submitted" audit event is sent once the task and its PENDING status are in Redis, together with the
+    // task's tasks.ingest message. A lost audit event must not turn an accepted task into an error: it is logged.
+    // (Should queueing then fail, the history says "submitted" for a task that Redis holds as PENDING: the same
+    // state a retry with the idempotency key completes.)
+    let audited: Promise<unknown> | undefined;
+    const pending = await queueTask(taskId, submission, new Date().toISOString(), () => {
+      audited = publishAudit(rt.publisher, {
+        taskId,
+        service: rt.name,
+        action: "submitted",
+        detail: { type: submission.type, priority: submission.priority, ...submitterDetail(callerOf(ctx)) },
+      }).catch((error: unknown) => rt.log.warn({ err: error, taskId }, "could not publish the submitted audit event"));
+    });
+    await audited;
+    submitted.add(1, { type: submission.type, priority: submission.priority, outcome: "accepted" });
+    // The task's first log line, inside the call's span: the drill-down by task id starts here.
+    rt.log.debug({ taskId, type: submission.type, priority: submission.priority }, "task accepted");
+    return { taskId, deduplicated: false, pending };
+  }
+
+  /**
+   * A task's statuses as StreamTaskStatus sends them: the current one, then every newer update, ending after a
+   * terminal state. `subscribing` is a subscription the caller already started (else one is opened here); with
+   * `after`, statuses up to its version are not sent again (the caller sent it).
+   */
+  async function* statusesOf(
+    taskId: string,
+    signal: AbortSignal,
+    subscribing: Promise<StatusSubscription> = subscriptions.open(taskId),
+    after?: StoredStatus,
+  ): AsyncGenerator<StoredStatus> {
+    // Subscribed BEFORE reading the current status: an update published in between is then buffered, not lost.
+    const subscription = await subscribing;
+    openStreams.add(1);
+    try {
+      const current = await Promise.race([
+        redisCall("reading the task status", () => readStatus(rt.redis, taskId)),
+        subscription.queue.failed,
+      ]);
+      if (!current) throw new ConnectError(`task ${taskId} not found`, Code.NotFound);
+      for await (const status of statusSequence(current, () => subscription.queue.next(signal))) {
+        if (after && status.version <= after.version) continue;
+        yield status;
+      }
+    } finally {
+      openStreams.add(-1);
+      subscription.close();
+    }
+  }
+
   return {
     async submitTask(request, ctx) {
-      const submission = stampSubmitter(validateSubmission(request, options.maxPayloadBytes), callerOf(ctx));
-      const { idempotencyKey } = submission;
-      let taskId: string = crypto.randomUUID();
-      if (idempotencyKey) {
-        const claim = await redisCall("claiming the idempotency key", () =>
-          claimIdempotencyKey(rt.redis, idempotencyKey, taskId),
-        );
-        if (!claim.claimed) {
-          // A retry of a submission that may have been interrupted: complete it under the first id. Every step
-          // is idempotent (task record, status CAS, tasks.ingest deduplicated by its message id), so finishing
-          // one that had in fact completed changes nothing, and the key never points at a task left unqueued.
-          await resumeSubmission(claim.owner, submission);
-          submitted.add(1, { type: submission.type, priority: submission.priority, outcome: "deduplicated" });
-          return { taskId: claim.owner, deduplicated: true };
-        }
-        taskId = claim.owner;
-      }
-      // The "submitted" audit event is sent once the task and its PENDING status are in Redis, together with the
-      // task's tasks.ingest message. A lost audit event must not turn an accepted task into an error: it is logged.
-      // (Should queueing then fail, the history says "submitted" for a task that Redis holds as PENDING: the same
-      // state a retry with the idempotency key completes.)
-      let audited: Promise<unknown> | undefined;
-      await queueTask(taskId, submission, new Date().toISOString(), () => {
-        audited = publishAudit(rt.publisher, {
-          taskId,
-          service: rt.name,
-          action: "submitted",
-          detail: { type: submission.type, priority: submission.priority, ...submitterDetail(callerOf(ctx)) },
-        }).catch((error: unknown) =>
-          rt.log.warn({ err: error, taskId }, "could not publish the submitted audit event"),
-        );
-      });
-      await audited;
-      submitted.add(1, { type: submission.type, priority: submission.priority, outcome: "accepted" });
-      // The task's first log line, inside the SubmitTask span: the drill-down by task id starts here.
-      rt.log.debug({ taskId, type: submission.type, priority: submission.priority }, "task accepted");
-      return { taskId, deduplicated: false };
+      const { taskId, deduplicated } = await submit(request, ctx);
+      return { taskId, deduplicated };
     },
 
     async getTask(request) {
@@ -220,21 +273,33 @@ export function taskServiceHandlers(
 
     async *streamTaskStatus(request, ctx) {
       const taskId = parseTaskId(request.taskId);
-      // Subscribe BEFORE reading the current status: an update published in between is then buffered, not lost.
-      const subscription = await subscriptions.open(taskId);
-      openStreams.add(1);
+      for await (const status of statusesOf(taskId, ctx.signal)) yield { taskId, status: statusToProto(status) };
+    },
+
+    async *submitTaskAndStreamStatus(request, ctx) {
+      // Without the subscriber connection the statuses could not be streamed: refuse before creating anything.
+      if (!subscriptions.ready) {
+        throw unavailable("status updates unavailable: not connected to Redis; retry the call");
+      }
+      let subscribing: Promise<StatusSubscription> | undefined;
       try {
-        const current = await Promise.race([
-          redisCall("reading the task status", () => readStatus(rt.redis, taskId)),
-          subscription.queue.failed,
-        ]);
-        if (!current) throw new ConnectError(`task ${taskId} not found`, Code.NotFound);
-        for await (const status of statusSequence(current, () => subscription.queue.next(ctx.signal))) {
-          yield { taskId, status: statusToProto(status) };
+        const { taskId, deduplicated, pending } = await submit(request, ctx, (newTaskId) => {
+          // Subscribed before the task is written or queued: no update of it can be published unseen.
+          subscribing = subscriptions.open(newTaskId);
+          subscribing.catch(() => undefined); // observed by statusesOf; a failed submit only closes it
+        });
+        // A new task's PENDING goes out at once: the client holds the id before anything else can fail, and can
+        // resume with StreamTaskStatus rather than submit again.
+        if (pending) yield { taskId, deduplicated, status: statusToProto(pending) };
+        for await (const status of statusesOf(taskId, ctx.signal, subscribing, pending)) {
+          yield { taskId, deduplicated, status: statusToProto(status) };
         }
       } finally {
-        openStreams.add(-1);
-        subscription.close();
+        // statusesOf closes it too when it got that far; closing twice is safe.
+        subscribing?.then(
+          (subscription) => subscription.close(),
+          () => undefined,
+        );
       }
     },
 

@@ -36,7 +36,10 @@ export function overLimit(field: string, problem: string): ConnectError {
   return new ConnectError(`${field}: ${problem}`, Code.ResourceExhausted);
 }
 
-export function validateSubmission(request: SubmitTaskRequest, maxPayloadBytes: number): ValidSubmission {
+/** What a submission carries: SubmitTaskRequest's fields, which SubmitTaskAndStreamStatusRequest repeats. */
+export type SubmissionRequest = Omit<SubmitTaskRequest, "$typeName" | "$unknown">;
+
+export function validateSubmission(request: SubmissionRequest, maxPayloadBytes: number): ValidSubmission {
   const known = KNOWN_TASK_TYPES.join(", ");
   if (!request.type) throw invalid("type", `is required (known: ${known})`);
   if (!(KNOWN_TASK_TYPES as readonly string[]).includes(request.type)) {

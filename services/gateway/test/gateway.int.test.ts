@@ -13,6 +13,7 @@ import {
   Priority,
   ServingStatus,
   type StreamTaskStatusResponse,
+  type SubmitTaskAndStreamStatusResponse,
   type TaskClient,
   TaskService,
   TaskState,
@@ -262,6 +263,103 @@ describe("StreamTaskStatus", () => {
     expect(await subscribers()).toBe(1);
     controller.abort();
     await waitFor("the channel to be unsubscribed", async () => (await subscribers()) === 0);
+  });
+});
+
+describe("SubmitTaskAndStreamStatus", () => {
+  /** The task_status:* channels this test's gateways are subscribed to. */
+  const statusChannels = async () => ((await redis.pubsub("CHANNELS", "task_status:*")) as string[]).sort();
+
+  test("queues the task as SubmitTask does, sends PENDING with the id first, then every newer update, and ends", async () => {
+    const seen: SubmitTaskAndStreamStatusResponse[] = [];
+    const done = (async () => {
+      for await (const message of client.submitTaskAndStreamStatus({
+        type: "echo",
+        payload: { hello: "world" },
+        priority: Priority.LOW,
+        metadata: { team: "qa" },
+      })) {
+        seen.push(message);
+      }
+    })();
+    await waitFor("the first message", () => seen.length >= 1);
+    const taskId = seen[0]?.taskId ?? "";
+    expect(seen[0]).toMatchObject({ taskId, deduplicated: false, status: { state: TaskState.PENDING } });
+    // What SubmitTask would have written and queued, once.
+    expect(await redis.hgetall(Keys.task(taskId))).toMatchObject({ taskId, type: "echo", priority: "low" });
+    const queued = await ingestMessagesFor(taskId);
+    expect(queued.length).toBe(1);
+    expect(queued[0]).toMatchObject({ payload: { hello: "world" }, metadata: { team: "qa" } });
+    // Subscribed before the task was queued, so updates from here on reach the stream.
+    expect(await statusChannels()).toContain(Keys.statusChannel(taskId));
+
+    const ingested = event({ taskId, state: "INGESTED" });
+    await applyStatus(redis, ingested);
+    await redis.publish(Keys.statusChannel(taskId), JSON.stringify(toStoredStatus(ingested))); // a duplicate
+    await applyStatus(redis, event({ taskId, state: "RUNNING", attempt: 1 }));
+    await applyStatus(redis, event({ taskId, state: "FAILED", attempt: 1, error: "boom" }));
+    await done; // ended by itself after the terminal state
+
+    expect(seen.map((m) => m.status?.state)).toEqual([
+      TaskState.PENDING,
+      TaskState.INGESTED,
+      TaskState.RUNNING,
+      TaskState.FAILED,
+    ]);
+    expect(seen.every((m) => m.taskId === taskId && !m.deduplicated)).toBe(true);
+    const versions = seen.map((m) => m.status?.version ?? 0n);
+    expect(new Set(versions).size).toBe(versions.length);
+    expect(versions).toEqual([...versions].sort((a, b) => (a < b ? -1 : 1)));
+    await waitFor(
+      "the channel to be unsubscribed",
+      async () => !(await statusChannels()).includes(Keys.statusChannel(taskId)),
+    );
+  });
+
+  test("an invalid submission fails as SubmitTask would, before any message, leaving nothing behind", async () => {
+    const tasksBefore = (await redis.keys("task:*")).length;
+    const seen: unknown[] = [];
+    const error = await rejection(
+      (async () => {
+        for await (const message of client.submitTaskAndStreamStatus({ type: "no-such-type" })) seen.push(message);
+      })(),
+    );
+    expect(error.code).toBe(Code.InvalidArgument);
+    expect(error.rawMessage).toMatch(/^type: /);
+    expect(seen).toEqual([]);
+    expect((await redis.keys("task:*")).length).toBe(tasksBefore);
+    await waitFor("no subscription left behind", async () => (await statusChannels()).length === 0);
+  });
+
+  test("a repeated idempotency key streams the first task, marked deduplicated, and queues nothing more", async () => {
+    const idempotencyKey = `key-${crypto.randomUUID()}`;
+    const first = await client.submitTask({ type: "echo", idempotencyKey });
+    const iterator = secondClient.submitTaskAndStreamStatus({ type: "echo", idempotencyKey })[Symbol.asyncIterator]();
+    const opening = (await iterator.next()).value as SubmitTaskAndStreamStatusResponse;
+    expect(opening).toMatchObject({
+      taskId: first.taskId,
+      deduplicated: true,
+      status: { state: TaskState.PENDING },
+    });
+    await client.cancelTask({ taskId: first.taskId });
+    const rest: SubmitTaskAndStreamStatusResponse[] = [];
+    for (let next = await iterator.next(); !next.done; next = await iterator.next()) rest.push(next.value);
+    expect(rest.map((m) => [m.taskId, m.deduplicated, m.status?.state])).toEqual([
+      [first.taskId, true, TaskState.CANCELLED],
+    ]);
+    expect((await ingestMessagesFor(first.taskId)).length).toBe(1);
+  });
+
+  test("a client that goes away after the first message releases its subscription", async () => {
+    const controller = new AbortController();
+    const iterator = client
+      .submitTaskAndStreamStatus({ type: "echo" }, { signal: controller.signal })
+      [Symbol.asyncIterator]();
+    const { taskId } = (await iterator.next()).value as SubmitTaskAndStreamStatusResponse;
+    const channel = Keys.statusChannel(taskId);
+    expect(await statusChannels()).toContain(channel);
+    controller.abort();
+    await waitFor("the channel to be unsubscribed", async () => !(await statusChannels()).includes(channel));
   });
 });
 

@@ -20,15 +20,27 @@ test("losing Redis ends an open stream with UNAVAILABLE instead of leaving it ha
   const { taskId } = await client.submitTask({ type: "echo" });
   const iterator = client.streamTaskStatus({ taskId }, { timeoutMs: 15_000 })[Symbol.asyncIterator]();
   expect((await iterator.next()).value?.status?.state).toBe(TaskState.PENDING);
+  const combined = client.submitTaskAndStreamStatus({ type: "echo" }, { timeoutMs: 15_000 })[Symbol.asyncIterator]();
+  expect((await combined.next()).value?.status?.state).toBe(TaskState.PENDING);
 
   await infra.redis.kill();
   const started = Date.now();
-  const error = await iterator.next().then(
-    () => undefined,
-    (e: unknown) => ConnectError.from(e),
+  const [error, combinedError] = await Promise.all(
+    [iterator, combined].map((open) =>
+      open.next().then(
+        () => undefined,
+        (e: unknown) => ConnectError.from(e),
+      ),
+    ),
   );
   expect(error?.code).toBe(Code.Unavailable);
+  expect(combinedError?.code).toBe(Code.Unavailable);
   expect(Date.now() - started).toBeLessThan(5_000);
+
+  // Submitting and streaming in one call is refused before anything is created: it could not stream.
+  const lateCombined = await drainError(client.submitTaskAndStreamStatus({ type: "echo" }, { timeoutMs: 5_000 }));
+  expect(lateCombined?.code).toBe(Code.Unavailable);
+  expect(lateCombined?.rawMessage).toContain("not connected to Redis");
 
   // A stream opened while the subscriber is down is refused at once, not left waiting.
   const late = await drainError(client.streamTaskStatus({ taskId }, { timeoutMs: 5_000 }));

@@ -12,7 +12,7 @@ import type { JsonObject, Message } from "@bufbuild/protobuf";
  * Describes the file taskmanager/v1/taskmanager.proto.
  */
 export const file_taskmanager_v1_taskmanager: GenFile = /*@__PURE__*/
-  fileDesc("CiB0YXNrbWFuYWdlci92MS90YXNrbWFuYWdlci5wcm90bxIOdGFza21hbmFnZXIudjEiqQEKClRhc2tTdGF0dXMSKAoFc3RhdGUYASABKA4yGS50YXNrbWFuYWdlci52MS5UYXNrU3RhdGUSEAoIcHJvZ3Jlc3MYAiABKA0SDwoHYXR0ZW1wdBgDIAEoDRINCgVlcnJvchgEIAEoCRIuCgp1cGRhdGVkX2F0GAUgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIPCgd2ZXJzaW9uGAYgASgEIvkCCgRUYXNrEg8KB3Rhc2tfaWQYASABKAkSDAoEdHlwZRgCIAEoCRIqCghwcmlvcml0eRgDIAEoDjIYLnRhc2ttYW5hZ2VyLnYxLlByaW9yaXR5EigKB3BheWxvYWQYBCABKAsyFy5nb29nbGUucHJvdG9idWYuU3RydWN0EioKBnN0YXR1cxgFIAEoCzIaLnRhc2ttYW5hZ2VyLnYxLlRhc2tTdGF0dXMSJwoGcmVzdWx0GAYgASgLMhcuZ29vZ2xlLnByb3RvYnVmLlN0cnVjdBIuCgpjcmVhdGVkX2F0GAcgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBI0CghtZXRhZGF0YRgIIAMoCzIiLnRhc2ttYW5hZ2VyLnYxLlRhc2suTWV0YWRhdGFFbnRyeRIQCgh0cmFjZV9pZBgJIAEoCRovCg1NZXRhZGF0YUVudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoCToCOAEihAIKEVN1Ym1pdFRhc2tSZXF1ZXN0EgwKBHR5cGUYASABKAkSKAoHcGF5bG9hZBgCIAEoCzIXLmdvb2dsZS5wcm90b2J1Zi5TdHJ1Y3QSKgoIcHJpb3JpdHkYAyABKA4yGC50YXNrbWFuYWdlci52MS5Qcmlvcml0eRIXCg9pZGVtcG90ZW5jeV9rZXkYBCABKAkSQQoIbWV0YWRhdGEYBSADKAsyLy50YXNrbWFuYWdlci52MS5TdWJtaXRUYXNrUmVxdWVzdC5NZXRhZGF0YUVudHJ5Gi8KDU1ldGFkYXRhRW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgJOgI4ASI7ChJTdWJtaXRUYXNrUmVzcG9uc2USDwoHdGFza19pZBgBIAEoCRIUCgxkZWR1cGxpY2F0ZWQYAiABKAgiIQoOR2V0VGFza1JlcXVlc3QSDwoHdGFza19pZBgBIAEoCSI1Cg9HZXRUYXNrUmVzcG9uc2USIgoEdGFzaxgBIAEoCzIULnRhc2ttYW5hZ2VyLnYxLlRhc2siKgoXU3RyZWFtVGFza1N0YXR1c1JlcXVlc3QSDwoHdGFza19pZBgBIAEoCSJXChhTdHJlYW1UYXNrU3RhdHVzUmVzcG9uc2USDwoHdGFza19pZBgBIAEoCRIqCgZzdGF0dXMYAiABKAsyGi50YXNrbWFuYWdlci52MS5UYXNrU3RhdHVzIjQKEUNhbmNlbFRhc2tSZXF1ZXN0Eg8KB3Rhc2tfaWQYASABKAkSDgoGcmVhc29uGAIgASgJIkAKEkNhbmNlbFRhc2tSZXNwb25zZRIqCgZzdGF0dXMYASABKAsyGi50YXNrbWFuYWdlci52MS5UYXNrU3RhdHVzKl4KCFByaW9yaXR5EhgKFFBSSU9SSVRZX1VOU1BFQ0lGSUVEEAASEAoMUFJJT1JJVFlfTE9XEAESEwoPUFJJT1JJVFlfTUVESVVNEAISEQoNUFJJT1JJVFlfSElHSBADKtUBCglUYXNrU3RhdGUSGgoWVEFTS19TVEFURV9VTlNQRUNJRklFRBAAEhYKElRBU0tfU1RBVEVfUEVORElORxABEhcKE1RBU0tfU1RBVEVfSU5HRVNURUQQAhIYChRUQVNLX1NUQVRFX1NDSEVEVUxFRBADEhYKElRBU0tfU1RBVEVfUlVOTklORxAEEhgKFFRBU0tfU1RBVEVfU1VDQ0VFREVEEAUSFQoRVEFTS19TVEFURV9GQUlMRUQQBhIYChRUQVNLX1NUQVRFX0NBTkNFTExFRBAHMuwCCgtUYXNrU2VydmljZRJTCgpTdWJtaXRUYXNrEiEudGFza21hbmFnZXIudjEuU3VibWl0VGFza1JlcXVlc3QaIi50YXNrbWFuYWdlci52MS5TdWJtaXRUYXNrUmVzcG9uc2USSgoHR2V0VGFzaxIeLnRhc2ttYW5hZ2VyLnYxLkdldFRhc2tSZXF1ZXN0Gh8udGFza21hbmFnZXIudjEuR2V0VGFza1Jlc3BvbnNlEmcKEFN0cmVhbVRhc2tTdGF0dXMSJy50YXNrbWFuYWdlci52MS5TdHJlYW1UYXNrU3RhdHVzUmVxdWVzdBooLnRhc2ttYW5hZ2VyLnYxLlN0cmVhbVRhc2tTdGF0dXNSZXNwb25zZTABElMKCkNhbmNlbFRhc2sSIS50YXNrbWFuYWdlci52MS5DYW5jZWxUYXNrUmVxdWVzdBoiLnRhc2ttYW5hZ2VyLnYxLkNhbmNlbFRhc2tSZXNwb25zZWIGcHJvdG8z", [file_google_protobuf_struct, file_google_protobuf_timestamp]);
+  fileDesc("CiB0YXNrbWFuYWdlci92MS90YXNrbWFuYWdlci5wcm90bxIOdGFza21hbmFnZXIudjEiqQEKClRhc2tTdGF0dXMSKAoFc3RhdGUYASABKA4yGS50YXNrbWFuYWdlci52MS5UYXNrU3RhdGUSEAoIcHJvZ3Jlc3MYAiABKA0SDwoHYXR0ZW1wdBgDIAEoDRINCgVlcnJvchgEIAEoCRIuCgp1cGRhdGVkX2F0GAUgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIPCgd2ZXJzaW9uGAYgASgEIvkCCgRUYXNrEg8KB3Rhc2tfaWQYASABKAkSDAoEdHlwZRgCIAEoCRIqCghwcmlvcml0eRgDIAEoDjIYLnRhc2ttYW5hZ2VyLnYxLlByaW9yaXR5EigKB3BheWxvYWQYBCABKAsyFy5nb29nbGUucHJvdG9idWYuU3RydWN0EioKBnN0YXR1cxgFIAEoCzIaLnRhc2ttYW5hZ2VyLnYxLlRhc2tTdGF0dXMSJwoGcmVzdWx0GAYgASgLMhcuZ29vZ2xlLnByb3RvYnVmLlN0cnVjdBIuCgpjcmVhdGVkX2F0GAcgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBI0CghtZXRhZGF0YRgIIAMoCzIiLnRhc2ttYW5hZ2VyLnYxLlRhc2suTWV0YWRhdGFFbnRyeRIQCgh0cmFjZV9pZBgJIAEoCRovCg1NZXRhZGF0YUVudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoCToCOAEihAIKEVN1Ym1pdFRhc2tSZXF1ZXN0EgwKBHR5cGUYASABKAkSKAoHcGF5bG9hZBgCIAEoCzIXLmdvb2dsZS5wcm90b2J1Zi5TdHJ1Y3QSKgoIcHJpb3JpdHkYAyABKA4yGC50YXNrbWFuYWdlci52MS5Qcmlvcml0eRIXCg9pZGVtcG90ZW5jeV9rZXkYBCABKAkSQQoIbWV0YWRhdGEYBSADKAsyLy50YXNrbWFuYWdlci52MS5TdWJtaXRUYXNrUmVxdWVzdC5NZXRhZGF0YUVudHJ5Gi8KDU1ldGFkYXRhRW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgJOgI4ASI7ChJTdWJtaXRUYXNrUmVzcG9uc2USDwoHdGFza19pZBgBIAEoCRIUCgxkZWR1cGxpY2F0ZWQYAiABKAgiIQoOR2V0VGFza1JlcXVlc3QSDwoHdGFza19pZBgBIAEoCSI1Cg9HZXRUYXNrUmVzcG9uc2USIgoEdGFzaxgBIAEoCzIULnRhc2ttYW5hZ2VyLnYxLlRhc2siKgoXU3RyZWFtVGFza1N0YXR1c1JlcXVlc3QSDwoHdGFza19pZBgBIAEoCSJXChhTdHJlYW1UYXNrU3RhdHVzUmVzcG9uc2USDwoHdGFza19pZBgBIAEoCRIqCgZzdGF0dXMYAiABKAsyGi50YXNrbWFuYWdlci52MS5UYXNrU3RhdHVzIqICCiBTdWJtaXRUYXNrQW5kU3RyZWFtU3RhdHVzUmVxdWVzdBIMCgR0eXBlGAEgASgJEigKB3BheWxvYWQYAiABKAsyFy5nb29nbGUucHJvdG9idWYuU3RydWN0EioKCHByaW9yaXR5GAMgASgOMhgudGFza21hbmFnZXIudjEuUHJpb3JpdHkSFwoPaWRlbXBvdGVuY3lfa2V5GAQgASgJElAKCG1ldGFkYXRhGAUgAygLMj4udGFza21hbmFnZXIudjEuU3VibWl0VGFza0FuZFN0cmVhbVN0YXR1c1JlcXVlc3QuTWV0YWRhdGFFbnRyeRovCg1NZXRhZGF0YUVudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoCToCOAEidgohU3VibWl0VGFza0FuZFN0cmVhbVN0YXR1c1Jlc3BvbnNlEg8KB3Rhc2tfaWQYASABKAkSKgoGc3RhdHVzGAIgASgLMhoudGFza21hbmFnZXIudjEuVGFza1N0YXR1cxIUCgxkZWR1cGxpY2F0ZWQYAyABKAgiNAoRQ2FuY2VsVGFza1JlcXVlc3QSDwoHdGFza19pZBgBIAEoCRIOCgZyZWFzb24YAiABKAkiQAoSQ2FuY2VsVGFza1Jlc3BvbnNlEioKBnN0YXR1cxgBIAEoCzIaLnRhc2ttYW5hZ2VyLnYxLlRhc2tTdGF0dXMqXgoIUHJpb3JpdHkSGAoUUFJJT1JJVFlfVU5TUEVDSUZJRUQQABIQCgxQUklPUklUWV9MT1cQARITCg9QUklPUklUWV9NRURJVU0QAhIRCg1QUklPUklUWV9ISUdIEAMq1QEKCVRhc2tTdGF0ZRIaChZUQVNLX1NUQVRFX1VOU1BFQ0lGSUVEEAASFgoSVEFTS19TVEFURV9QRU5ESU5HEAESFwoTVEFTS19TVEFURV9JTkdFU1RFRBACEhgKFFRBU0tfU1RBVEVfU0NIRURVTEVEEAMSFgoSVEFTS19TVEFURV9SVU5OSU5HEAQSGAoUVEFTS19TVEFURV9TVUNDRUVERUQQBRIVChFUQVNLX1NUQVRFX0ZBSUxFRBAGEhgKFFRBU0tfU1RBVEVfQ0FOQ0VMTEVEEAcy8QMKC1Rhc2tTZXJ2aWNlElMKClN1Ym1pdFRhc2sSIS50YXNrbWFuYWdlci52MS5TdWJtaXRUYXNrUmVxdWVzdBoiLnRhc2ttYW5hZ2VyLnYxLlN1Ym1pdFRhc2tSZXNwb25zZRJKCgdHZXRUYXNrEh4udGFza21hbmFnZXIudjEuR2V0VGFza1JlcXVlc3QaHy50YXNrbWFuYWdlci52MS5HZXRUYXNrUmVzcG9uc2USZwoQU3RyZWFtVGFza1N0YXR1cxInLnRhc2ttYW5hZ2VyLnYxLlN0cmVhbVRhc2tTdGF0dXNSZXF1ZXN0GigudGFza21hbmFnZXIudjEuU3RyZWFtVGFza1N0YXR1c1Jlc3BvbnNlMAESUwoKQ2FuY2VsVGFzaxIhLnRhc2ttYW5hZ2VyLnYxLkNhbmNlbFRhc2tSZXF1ZXN0GiIudGFza21hbmFnZXIudjEuQ2FuY2VsVGFza1Jlc3BvbnNlEoIBChlTdWJtaXRUYXNrQW5kU3RyZWFtU3RhdHVzEjAudGFza21hbmFnZXIudjEuU3VibWl0VGFza0FuZFN0cmVhbVN0YXR1c1JlcXVlc3QaMS50YXNrbWFuYWdlci52MS5TdWJtaXRUYXNrQW5kU3RyZWFtU3RhdHVzUmVzcG9uc2UwAWIGcHJvdG8z", [file_google_protobuf_struct, file_google_protobuf_timestamp]);
 
 /**
  * @generated from message taskmanager.v1.TaskStatus
@@ -256,6 +256,75 @@ export const StreamTaskStatusResponseSchema: GenMessage<StreamTaskStatusResponse
   messageDesc(file_taskmanager_v1_taskmanager, 7);
 
 /**
+ * The fields of SubmitTaskRequest, with the same numbers and meaning.
+ *
+ * @generated from message taskmanager.v1.SubmitTaskAndStreamStatusRequest
+ */
+export type SubmitTaskAndStreamStatusRequest = Message<"taskmanager.v1.SubmitTaskAndStreamStatusRequest"> & {
+  /**
+   * @generated from field: string type = 1;
+   */
+  type: string;
+
+  /**
+   * @generated from field: google.protobuf.Struct payload = 2;
+   */
+  payload?: JsonObject | undefined;
+
+  /**
+   * @generated from field: taskmanager.v1.Priority priority = 3;
+   */
+  priority: Priority;
+
+  /**
+   * @generated from field: string idempotency_key = 4;
+   */
+  idempotencyKey: string;
+
+  /**
+   * @generated from field: map<string, string> metadata = 5;
+   */
+  metadata: { [key: string]: string };
+};
+
+/**
+ * Describes the message taskmanager.v1.SubmitTaskAndStreamStatusRequest.
+ * Use `create(SubmitTaskAndStreamStatusRequestSchema)` to create a new message.
+ */
+export const SubmitTaskAndStreamStatusRequestSchema: GenMessage<SubmitTaskAndStreamStatusRequest> = /*@__PURE__*/
+  messageDesc(file_taskmanager_v1_taskmanager, 8);
+
+/**
+ * @generated from message taskmanager.v1.SubmitTaskAndStreamStatusResponse
+ */
+export type SubmitTaskAndStreamStatusResponse = Message<"taskmanager.v1.SubmitTaskAndStreamStatusResponse"> & {
+  /**
+   * @generated from field: string task_id = 1;
+   */
+  taskId: string;
+
+  /**
+   * @generated from field: taskmanager.v1.TaskStatus status = 2;
+   */
+  status?: TaskStatus | undefined;
+
+  /**
+   * As SubmitTaskResponse.deduplicated, on every message: the idempotency key named an earlier task, which is the
+   * one streamed.
+   *
+   * @generated from field: bool deduplicated = 3;
+   */
+  deduplicated: boolean;
+};
+
+/**
+ * Describes the message taskmanager.v1.SubmitTaskAndStreamStatusResponse.
+ * Use `create(SubmitTaskAndStreamStatusResponseSchema)` to create a new message.
+ */
+export const SubmitTaskAndStreamStatusResponseSchema: GenMessage<SubmitTaskAndStreamStatusResponse> = /*@__PURE__*/
+  messageDesc(file_taskmanager_v1_taskmanager, 9);
+
+/**
  * @generated from message taskmanager.v1.CancelTaskRequest
  */
 export type CancelTaskRequest = Message<"taskmanager.v1.CancelTaskRequest"> & {
@@ -275,7 +344,7 @@ export type CancelTaskRequest = Message<"taskmanager.v1.CancelTaskRequest"> & {
  * Use `create(CancelTaskRequestSchema)` to create a new message.
  */
 export const CancelTaskRequestSchema: GenMessage<CancelTaskRequest> = /*@__PURE__*/
-  messageDesc(file_taskmanager_v1_taskmanager, 8);
+  messageDesc(file_taskmanager_v1_taskmanager, 10);
 
 /**
  * @generated from message taskmanager.v1.CancelTaskResponse
@@ -292,7 +361,7 @@ export type CancelTaskResponse = Message<"taskmanager.v1.CancelTaskResponse"> & 
  * Use `create(CancelTaskResponseSchema)` to create a new message.
  */
 export const CancelTaskResponseSchema: GenMessage<CancelTaskResponse> = /*@__PURE__*/
-  messageDesc(file_taskmanager_v1_taskmanager, 9);
+  messageDesc(file_taskmanager_v1_taskmanager, 11);
 
 /**
  * Priority decides which worker queue a task waits in. UNSPECIFIED means MEDIUM.
@@ -423,6 +492,19 @@ export const TaskService: GenService<{
     methodKind: "unary";
     input: typeof CancelTaskRequestSchema;
     output: typeof CancelTaskResponseSchema;
+  },
+  /**
+   * SubmitTaskAndStreamStatus is SubmitTask and StreamTaskStatus in one call: it accepts a task as SubmitTask does
+   * (the same validation, idempotency and errors) and then streams its status as StreamTaskStatus does, ending after
+   * a terminal state. The first message carries the task's id, sent as soon as the task is queued, so a client that
+   * loses the stream afterwards can resume with StreamTaskStatus instead of submitting again.
+   *
+   * @generated from rpc taskmanager.v1.TaskService.SubmitTaskAndStreamStatus
+   */
+  submitTaskAndStreamStatus: {
+    methodKind: "server_streaming";
+    input: typeof SubmitTaskAndStreamStatusRequestSchema;
+    output: typeof SubmitTaskAndStreamStatusResponseSchema;
   },
 }> = /*@__PURE__*/
   serviceDesc(file_taskmanager_v1_taskmanager, 0);
