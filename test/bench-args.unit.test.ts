@@ -61,6 +61,28 @@ describe("--telemetry", () => {
   });
 });
 
+describe("--client-flow", () => {
+  test("two calls by default (the headline); one-call when given", () => {
+    expect(parseArgs([], "out").clientFlow).toBe("two-calls");
+    expect(parseArgs(["--client-flow", "one-call"], "out").clientFlow).toBe("one-call");
+    expect(parseArgs(["--client-flow=two-calls"], "out").clientFlow).toBe("two-calls");
+  });
+
+  test.each([[["--client-flow"]], [["--client-flow", "one"]], [["--client-flow=ONE-CALL"]]])(
+    "%j is refused",
+    (argv) => {
+      expect(() => parseArgs(argv, "out")).toThrow("--client-flow must be one of two-calls, one-call");
+    },
+  );
+
+  test("the report's layout says when each task is one call", () => {
+    expect(layoutOf(1, 1, [], "two-calls")).toBe("1 worker, 1 gateway, one process per service");
+    expect(layoutOf(1, 1, [], "one-call")).toBe(
+      "1 worker, 1 gateway, one process per service; each task one SubmitTaskAndStreamStatus call",
+    );
+  });
+});
+
 describe("--breakdown", () => {
   test("off by default; with --breakdown-rate the tasks are paced", () => {
     expect(parseArgs([], "out").breakdown).toBe(false);

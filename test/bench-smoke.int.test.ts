@@ -14,7 +14,7 @@ import { allocProfiled } from "../bench/src/alloc-profile.js";
 import { runBreakdown } from "../bench/src/breakdown.js";
 import { runDrain } from "../bench/src/drain.js";
 import { profiled } from "../bench/src/profile.js";
-import { writeResult } from "../bench/src/report.js";
+import { renderReport, writeResult } from "../bench/src/report.js";
 import { type BenchResult, runBench } from "../bench/src/run.js";
 
 const outDir = mkdtempSync(join(tmpdir(), "tm-bench-"));
@@ -119,6 +119,8 @@ test("the pipeline part (nine services, three of them combined, traces exported;
     combine: ["notifier", "audit", "deadletter"],
     // As deployed with a collector: spans recorded and exported (to the benchmark's discarding sink).
     telemetry: "export",
+    // Each task in one SubmitTaskAndStreamStatus call; the breakdown below runs the default two calls.
+    clientFlow: "one-call",
     scaling: false,
     taskTimeoutMs: 20_000,
     log: () => undefined,
@@ -148,6 +150,7 @@ test("the pipeline part (nine services, three of them combined, traces exported;
     ].sort(),
   );
   expect(result.options.combine).toEqual(["notifier", "audit", "deadletter"]);
+  expect(renderReport(result)).toContain("; each task one SubmitTaskAndStreamStatus call");
   for (const p of pipeline?.processes ?? []) expect(p.peakRssMb).toBeGreaterThan(0);
 });
 

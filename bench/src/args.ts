@@ -2,7 +2,13 @@
 import { DRAINABLE, type Drainable } from "./drain.js";
 import { ALL_SYSTEMS, type SystemName } from "./run.js";
 import { SIZES, type SizeName } from "./sizes.js";
-import { combineProblem, TELEMETRY_MODES, type TelemetryMode } from "./systems/pipeline.js";
+import {
+  CLIENT_FLOWS,
+  type ClientFlow,
+  combineProblem,
+  TELEMETRY_MODES,
+  type TelemetryMode,
+} from "./systems/pipeline.js";
 
 export interface CliOptions {
   size: SizeName;
@@ -20,6 +26,8 @@ export interface CliOptions {
   soakRate?: number;
   /** --telemetry on|off|export: what the pipeline's services do with OpenTelemetry (TelemetryMode). */
   telemetry: TelemetryMode;
+  /** --client-flow two-calls|one-call: how the driver submits and follows a pipeline task (ClientFlow). */
+  clientFlow: ClientFlow;
   /** --breakdown: where a task's latency goes, from its exported spans, instead of the comparison. */
   breakdown: boolean;
   /** --breakdown-rate N: the breakdown's tasks paced at N/s instead of one at a time. */
@@ -53,6 +61,9 @@ export const USAGE = `Usage: pnpm bench [-- flags]
   --telemetry on|off|export   the pipeline's OpenTelemetry: on = SDK and instrumentations, no exporter (default);
                               off = OTEL_SDK_DISABLED=true; export = spans and metrics exported over OTLP to a sink
                               in this process that discards them (what a deployment with a collector pays)
+  --client-flow two-calls|one-call
+                              how the driver runs a pipeline task: two-calls = SubmitTask, then StreamTaskStatus
+                              (default; what the headline figures use); one-call = SubmitTaskAndStreamStatus
   --breakdown                 instead: where a task's latency goes, hop by hop (the pipeline only, every span
                               exported to this process): tasks one at a time after a warm-up
   --breakdown-rate N          with --breakdown: the tasks paced at N tasks/s instead of one at a time
@@ -100,6 +111,7 @@ export function parseArgs(argv: readonly string[], defaultOut: string): CliOptio
     out: defaultOut,
     help: false,
     telemetry: "on",
+    clientFlow: "two-calls",
     breakdown: false,
     telemetryGiven: false,
     profile: false,
@@ -154,6 +166,13 @@ export function parseArgs(argv: readonly string[], defaultOut: string): CliOptio
           throw new Error(`--telemetry must be one of ${TELEMETRY_MODES.join(", ")}, got ${JSON.stringify(setting)}`);
         options.telemetry = setting as TelemetryMode;
         options.telemetryGiven = true;
+        break;
+      }
+      case "--client-flow": {
+        const flow = value();
+        if (!CLIENT_FLOWS.includes(flow as ClientFlow))
+          throw new Error(`--client-flow must be one of ${CLIENT_FLOWS.join(", ")}, got ${JSON.stringify(flow)}`);
+        options.clientFlow = flow as ClientFlow;
         break;
       }
       case "--breakdown":

@@ -59,6 +59,7 @@ async function runSelected(options: CliOptions, log: (line: string) => void): Pr
     workers: options.workers,
     gateways: options.gateways,
     combine: options.combine,
+    clientFlow: options.clientFlow,
     taskTimeoutMs: 30_000,
     log,
   };

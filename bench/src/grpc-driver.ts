@@ -15,6 +15,8 @@ import {
   HealthCheckRequestSchema,
   StreamTaskStatusRequestSchema,
   type StreamTaskStatusResponse,
+  SubmitTaskAndStreamStatusRequestSchema,
+  type SubmitTaskAndStreamStatusResponse,
   SubmitTaskRequestSchema,
   type SubmitTaskResponse,
   TaskService,
@@ -29,6 +31,10 @@ export interface DriverClient {
   submit(request: MessageInitShape<typeof SubmitTaskRequestSchema>): Promise<string>;
   /** StreamTaskStatus read to its end (the gateway ends it after a terminal state); resolves with the last state. */
   lastState(taskId: string): Promise<TaskState | undefined>;
+  /** SubmitTaskAndStreamStatus read to its end: the task's id and its last state, in one call. */
+  submitAndFollow(
+    request: MessageInitShape<typeof SubmitTaskAndStreamStatusRequestSchema>,
+  ): Promise<{ taskId: string; last: TaskState | undefined }>;
   /** grpc.health.v1.Health/Check, for the round-trip probe. */
   check(): Promise<void>;
   close(): void;
@@ -54,6 +60,17 @@ export function createDriverClient(address: string): DriverClient {
   };
   const submitTask = method(tasks, "submitTask");
   const streamTaskStatus = method(tasks, "streamTaskStatus");
+  const submitTaskAndStreamStatus = method(tasks, "submitTaskAndStreamStatus");
+  /** A server stream read to its end: breaking out would cancel the call (an RST_STREAM) for every task. */
+  async function* readAll<O>(definition: MethodDefinition<unknown, unknown>, request: unknown): AsyncGenerator<O> {
+    const call = client.makeServerStreamRequest<unknown, O>(
+      definition.path,
+      definition.requestSerialize,
+      definition.responseDeserialize as (bytes: Buffer) => O,
+      request,
+    );
+    for await (const message of call) yield message as O;
+  }
   const healthCheck = method(health, "check");
 
   return {
@@ -62,16 +79,22 @@ export function createDriverClient(address: string): DriverClient {
       return response.taskId;
     },
     async lastState(taskId) {
-      const call = client.makeServerStreamRequest<unknown, StreamTaskStatusResponse>(
-        streamTaskStatus.path,
-        streamTaskStatus.requestSerialize,
-        streamTaskStatus.responseDeserialize as (bytes: Buffer) => StreamTaskStatusResponse,
-        create(StreamTaskStatusRequestSchema, { taskId }),
-      );
+      const request = create(StreamTaskStatusRequestSchema, { taskId });
       let last: TaskState | undefined;
-      // Read to the end: breaking out would cancel the call (an RST_STREAM) for every task.
-      for await (const message of call) last = (message as StreamTaskStatusResponse).status?.state ?? last;
+      for await (const message of readAll<StreamTaskStatusResponse>(streamTaskStatus, request)) {
+        last = message.status?.state ?? last;
+      }
       return last;
+    },
+    async submitAndFollow(fields) {
+      const request = create(SubmitTaskAndStreamStatusRequestSchema, fields);
+      let taskId = "";
+      let last: TaskState | undefined;
+      for await (const message of readAll<SubmitTaskAndStreamStatusResponse>(submitTaskAndStreamStatus, request)) {
+        taskId = message.taskId;
+        last = message.status?.state ?? last;
+      }
+      return { taskId, last };
     },
     async check() {
       await unary(healthCheck, create(HealthCheckRequestSchema, { service: "" }));

@@ -5,7 +5,7 @@ import type { BreakdownResult } from "./breakdown.js";
 import type { DrainResult } from "./drain.js";
 import type { BenchResult, RatioSet } from "./run.js";
 import type { SoakResult } from "./soak.js";
-import type { TelemetryMode } from "./systems/pipeline.js";
+import type { ClientFlow, TelemetryMode } from "./systems/pipeline.js";
 
 const fixed = (value: number | null | undefined, digits = 1) =>
   value === null || value === undefined ? "—" : value.toFixed(digits);
@@ -21,9 +21,9 @@ export function renderReport(result: BenchResult): string {
   out.push(
     `Benchmark (${result.size}) on ${result.machine.cpus} cores, ${result.machine.cpuModel}, Node ${result.machine.node}`,
   );
-  const { workers, gateways, combine = [], telemetry = "on" } = result.options;
+  const { workers, gateways, combine = [], telemetry = "on", clientFlow } = result.options;
   if (result.options.only.includes("pipeline"))
-    out.push(`Pipeline layout: ${layoutOf(workers, gateways, combine)}; ${telemetryNote(telemetry)}`);
+    out.push(`Pipeline layout: ${layoutOf(workers, gateways, combine, clientFlow)}; ${telemetryNote(telemetry)}`);
   out.push(
     result.reference
       ? `Open-loop rates are fractions of the ${result.reference.source}: ${fixed(result.reference.tasksPerSec, 0)} tasks/s`
@@ -187,22 +187,32 @@ export function telemetryNote(mode: TelemetryMode): string {
 const signed = (value: number | null | undefined, digits = 1) =>
   value === null || value === undefined ? "—" : `${value >= 0 ? "+" : ""}${value.toFixed(digits)}`;
 
-/** "1 worker, 1 gateway, one process per service" or "..., scheduler+audit in one process (services/combined)". */
-export function layoutOf(workers: number, gateways: number, combine: readonly string[]): string {
+/**
+ * "1 worker, 1 gateway, one process per service" or "..., scheduler+audit in one process (services/combined)";
+ * with the one-call client flow, "...; each task one SubmitTaskAndStreamStatus call".
+ */
+export function layoutOf(
+  workers: number,
+  gateways: number,
+  combine: readonly string[],
+  clientFlow: ClientFlow = "two-calls",
+): string {
   const replicas = `${workers} worker${workers === 1 ? "" : "s"}, ${gateways} gateway${gateways === 1 ? "" : "s"}`;
-  return combine.length > 0
-    ? `${replicas}, ${combine.join("+")} in one process (services/combined), the others one process each`
-    : `${replicas}, one process per service`;
+  const layout =
+    combine.length > 0
+      ? `${replicas}, ${combine.join("+")} in one process (services/combined), the others one process each`
+      : `${replicas}, one process per service`;
+  return clientFlow === "one-call" ? `${layout}; each task one SubmitTaskAndStreamStatus call` : layout;
 }
 
 export function renderBreakdown(result: BreakdownResult): string {
   if (result.skipped) return `Latency breakdown (pipeline) SKIPPED: ${result.skipped}`;
-  const { workers, gateways, combine = [] } = result.config;
+  const { workers, gateways, combine = [], clientFlow } = result.config;
   const out: string[] = [];
   const how = result.load.mode === "paced" ? `paced at ${fixed(result.load.offeredPerSec)} tasks/s` : "one at a time";
   const t = result.tasks;
   out.push(
-    `Latency breakdown (pipeline: ${layoutOf(workers, gateways, combine)}; every span exported) on ` +
+    `Latency breakdown (pipeline: ${layoutOf(workers, gateways, combine, clientFlow)}; every span exported) on ` +
       `${result.machine.cpus} cores, ${result.machine.cpuModel}, Node ${result.machine.node}`,
     `${t.completed} of ${t.tasks} tasks completed ${how}` +
       (t.firstError ? ` (first failure: ${t.firstError})` : "") +
@@ -278,11 +288,11 @@ export function renderDrain(result: DrainResult): string {
 
 export function renderSoak(result: SoakResult): string {
   const out: string[] = [];
-  const { workers, gateways, combine = [], telemetry = "on" } = result.config;
+  const { workers, gateways, combine = [], telemetry = "on", clientFlow } = result.config;
   if (result.skipped) return `Soak (pipeline) SKIPPED: ${result.skipped}`;
   const rate = result.rate;
   out.push(
-    `Soak (pipeline: ${layoutOf(workers, gateways, combine)}; ${telemetryNote(telemetry)}) on ${result.machine.cpus} cores, ` +
+    `Soak (pipeline: ${layoutOf(workers, gateways, combine, clientFlow)}; ${telemetryNote(telemetry)}) on ${result.machine.cpus} cores, ` +
       `${result.machine.cpuModel}, Node ${result.machine.node}; load average ${result.machine.loadAvgAtStart
         .map((l) => l.toFixed(1))
         .join(" ")} at start, ${result.machine.loadAvgAtEnd.map((l) => l.toFixed(1)).join(" ")} at end`,

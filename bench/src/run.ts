@@ -15,6 +15,7 @@ import { cpuPerThousand, type LatencySummary, ratio, summarize } from "./stats.j
 import type { SystemUnderTest } from "./system.js";
 import { startBullmq } from "./systems/bullmq.js";
 import {
+  type ClientFlow,
   missingServiceBuilds,
   type PipelineConfig,
   pipelineConfigOf,
@@ -37,6 +38,8 @@ export interface BenchOptions {
   combine?: readonly string[];
   /** What the pipeline's services do with OpenTelemetry (--telemetry; default "on"). */
   telemetry?: TelemetryMode;
+  /** How the driver submits and follows a pipeline task (--client-flow; default "two-calls"). */
+  clientFlow?: ClientFlow;
   scaling: boolean;
   taskTimeoutMs: number;
   log: (line: string) => void;
@@ -335,7 +338,7 @@ async function runScaling(options: BenchOptions): Promise<ScalingResult[]> {
   let reference: number | null = null;
   for (const config of configs) {
     // p99 at one fixed offered rate (half the first configuration's peak) so configurations compare like for like.
-    const layout = { ...config, telemetry: options.telemetry ?? "on" };
+    const layout = { ...config, telemetry: options.telemetry ?? "on", clientFlow: options.clientFlow ?? "two-calls" };
     const measured = await measureSystem("pipeline", options, layout, reference, [0.5], false);
     reference ??= measured.saturation?.tasksPerSec ?? null;
     const paced = measured.openLoop?.[0];

@@ -2,7 +2,8 @@
  * Our pipeline end to end, every service its own process as deployed (spawnService runs services/<name>/dist with
  * telemetry preloaded). A task is an `echo` submitted over gRPC to a gateway; it counts as done when SUCCEEDED is
  * seen on StreamTaskStatus (opened right after submit; the stream sends the current status first, so nothing is
- * missed) AND the result is stored (GET /results/:id on result-store answers 200).
+ * missed) AND the result is stored (GET /results/:id on result-store answers 200). With `--client-flow one-call` the
+ * task is submitted and followed with SubmitTaskAndStreamStatus instead, one call where the headline makes two.
  */
 import { existsSync } from "node:fs";
 import { Agent, get as httpGet } from "node:http";
@@ -53,7 +54,16 @@ export interface PipelineConfig {
   combine?: readonly string[];
   /** What the services do with OpenTelemetry (default "on"): see TELEMETRY_MODES. */
   telemetry?: TelemetryMode;
+  /** How the driver runs a task (default "two-calls"): see CLIENT_FLOWS. */
+  clientFlow?: ClientFlow;
 }
+
+/**
+ * - two-calls: SubmitTask, then StreamTaskStatus read to its end (what the issue's benchmark defines, the headline);
+ * - one-call: SubmitTaskAndStreamStatus read to its end (the same task, submitted and followed in one gRPC call).
+ */
+export const CLIENT_FLOWS = ["two-calls", "one-call"] as const;
+export type ClientFlow = (typeof CLIENT_FLOWS)[number];
 
 /**
  * - on: the SDK and its instrumentations run, with no exporter (spans are non-recording; trace context still flows);
@@ -71,6 +81,7 @@ export function pipelineConfigOf(options: PipelineConfig): Required<PipelineConf
     gateways: options.gateways,
     combine: options.combine ?? [],
     telemetry: options.telemetry ?? "on",
+    clientFlow: options.clientFlow ?? "two-calls",
   };
 }
 
@@ -167,11 +178,18 @@ export async function startPipeline(
       }
     };
 
+    const task = { type: "echo", payload: ECHO_PAYLOAD, priority: Priority.MEDIUM };
+    // The gateway ends the stream right after the terminal state (the contract): its last state is the outcome.
+    const submitAndFollow =
+      options.clientFlow === "one-call"
+        ? (client: DriverClient) => client.submitAndFollow(task)
+        : async (client: DriverClient) => {
+            const taskId = await client.submit(task);
+            return { taskId, last: await client.lastState(taskId) };
+          };
     const runTask = async (client: DriverClient) => {
-      const taskId = await client.submit({ type: "echo", payload: ECHO_PAYLOAD, priority: Priority.MEDIUM });
-      // The gateway ends the stream right after the terminal state (the contract): its last state is the outcome.
-      const final = await client.lastState(taskId);
-      if (final !== TaskState.SUCCEEDED) throw new Error(`task ${taskId} ended ${TaskState[final ?? 0]}`);
+      const { taskId, last } = await submitAndFollow(client);
+      if (last !== TaskState.SUCCEEDED) throw new Error(`task ${taskId} ended ${TaskState[last ?? 0]}`);
       await resultStored(taskId);
     };
 
