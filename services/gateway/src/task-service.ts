@@ -284,7 +284,9 @@ export function taskServiceHandlers(
       let subscribing: Promise<StatusSubscription> | undefined;
       try {
         const { taskId, deduplicated, pending } = await submit(request, ctx, (newTaskId) => {
-          // Subscribed before the task is written or queued: no update of it can be published unseen.
+          // The SUBSCRIBE goes out beside the task's writes instead of after the client's next call: that round trip
+          // leaves the task's path. (Correctness does not rest on it: statusesOf reads the current status once
+          // subscribed, as StreamTaskStatus does, so an update published before the subscription is not missed.)
           subscribing = subscriptions.open(newTaskId);
           subscribing.catch(() => undefined); // observed by statusesOf; a failed submit only closes it
         });

@@ -290,8 +290,10 @@ describe("SubmitTaskAndStreamStatus", () => {
     const queued = await ingestMessagesFor(taskId);
     expect(queued.length).toBe(1);
     expect(queued[0]).toMatchObject({ payload: { hello: "world" }, metadata: { team: "qa" } });
-    // Subscribed before the task was queued, so updates from here on reach the stream.
-    expect(await statusChannels()).toContain(Keys.statusChannel(taskId));
+    // The gateway holds the task's channel (opened beside the task's writes) while the stream runs.
+    await waitFor("the task's channel subscribed", async () =>
+      (await statusChannels()).includes(Keys.statusChannel(taskId)),
+    );
 
     const ingested = event({ taskId, state: "INGESTED" });
     await applyStatus(redis, ingested);
@@ -357,7 +359,7 @@ describe("SubmitTaskAndStreamStatus", () => {
       [Symbol.asyncIterator]();
     const { taskId } = (await iterator.next()).value as SubmitTaskAndStreamStatusResponse;
     const channel = Keys.statusChannel(taskId);
-    expect(await statusChannels()).toContain(channel);
+    await waitFor("the task's channel subscribed", async () => (await statusChannels()).includes(channel));
     controller.abort();
     await waitFor("the channel to be unsubscribed", async () => !(await statusChannels()).includes(channel));
   });
