@@ -333,6 +333,25 @@ describe("SubmitTaskAndStreamStatus", () => {
     await waitFor("no subscription left behind", async () => (await statusChannels()).length === 0);
   });
 
+  test("a submission that fails once its channel is subscribed leaves no subscription behind", async () => {
+    // Redis refuses writes (the task's scripts) but still serves SUBSCRIBE: the failure comes after the subscription.
+    await redis.config("SET", "maxmemory", "1");
+    try {
+      const seen: unknown[] = [];
+      const error = await rejection(
+        (async () => {
+          for await (const message of client.submitTaskAndStreamStatus({ type: "echo" })) seen.push(message);
+        })(),
+      );
+      expect(error.code).toBe(Code.Unavailable);
+      expect(error.rawMessage).toContain("Redis unavailable while saving the task");
+      expect(seen).toEqual([]);
+    } finally {
+      await redis.config("SET", "maxmemory", "0");
+    }
+    await waitFor("no subscription left behind", async () => (await statusChannels()).length === 0);
+  });
+
   test("a repeated idempotency key streams the first task, marked deduplicated, and queues nothing more", async () => {
     const idempotencyKey = `key-${crypto.randomUUID()}`;
     const first = await client.submitTask({ type: "echo", idempotencyKey });
