@@ -11,6 +11,7 @@ import { readDeadLetters, readHistory } from "@tm/store";
 import { waitFor } from "@tm/testkit";
 import { afterAll, beforeAll, describe, expect, test } from "vitest";
 import { FLOW_MESSAGES_PER_TASK } from "../bench/src/systems/raw-flow.js";
+import { type Io, run } from "../services/client/src/run.js";
 import { collectStream, type Pipeline, startPipeline, stateNames } from "./support/pipeline.js";
 import { connectTo, countByTask } from "./support/reliability.js";
 
@@ -98,6 +99,19 @@ describe("the pipeline", () => {
     const response = await fetch(`${pipeline.resultStoreUrl}/results/${taskId}`);
     expect(response.status).toBe(200);
     expect(((await response.json()) as { output: unknown }).output).toEqual({ one: "call" });
+
+    // taskctl submit --watch makes the same one call against the real gateway: the id first, then every state.
+    let stdout = "";
+    const io: Io = { stdout: { write: (text: string) => (stdout += text) }, stderr: { write: () => true }, env: {} };
+    const exitCode = await run(["submit", "echo", "--watch", "--json", "--addr", pipeline.gatewayUrl], io);
+    expect(exitCode).toBe(0);
+    const [submitted, ...watched] = stdout
+      .trim()
+      .split("\n")
+      .map((line) => JSON.parse(line));
+    expect(submitted).toEqual({ taskId: expect.any(String), deduplicated: false });
+    expect(watched.every((line) => line.taskId === submitted.taskId)).toBe(true);
+    expect([...new Set(watched.map((line) => line.status.state))]).toEqual(LIFECYCLE.map((s) => `TASK_STATE_${s}`));
   });
 
   test("an echo task sends the stream messages the benchmark's raw contract flow models, no more, no fewer", async () => {

@@ -1,6 +1,7 @@
 /**
  * Follows tasks with StreamTaskStatus until each reaches a terminal state. A stream that ends early (a gateway
- * restarting behind Envoy) is resumed; updates already seen (same or lower version) are skipped.
+ * restarting behind Envoy) is resumed; updates already seen (same or lower version) are skipped. A task whose status
+ * stream the caller already holds (SubmitTaskAndStreamStatus) is followed on it first, and resumed the same way.
  */
 import { setMaxListeners } from "node:events";
 import { setTimeout as sleep } from "node:timers/promises";
@@ -14,11 +15,15 @@ const RESUME_DELAY_MS = 500;
 
 export type StatusListener = (taskId: string, status: TaskStatus) => void;
 
+/** Status streams already open, by task id: each message carries the task's status. */
+export type OpenStreams = ReadonlyMap<string, AsyncIterable<{ status?: TaskStatus | undefined }>>;
+
 export async function followTasks(
   client: TaskClient,
   taskIds: string[],
   onStatus: StatusListener,
   signal?: AbortSignal,
+  open?: OpenStreams,
 ): Promise<Map<string, TaskStatus>> {
   const controller = new AbortController();
   // Every stream (and its resume timer) listens on this one signal: the demo alone follows a dozen tasks.
@@ -28,7 +33,7 @@ export async function followTasks(
   try {
     const finals = await Promise.all(
       taskIds.map((taskId) =>
-        followOne(client, taskId, onStatus, controller.signal).catch((error: unknown) => {
+        followOne(client, taskId, onStatus, controller.signal, open?.get(taskId)).catch((error: unknown) => {
           // One failure (e.g. NOT_FOUND) ends the whole watch: stop the other streams too.
           controller.abort(error);
           throw error;
@@ -46,6 +51,7 @@ async function followOne(
   taskId: string,
   onStatus: StatusListener,
   signal: AbortSignal,
+  opened?: AsyncIterable<{ status?: TaskStatus | undefined }>,
 ): Promise<TaskStatus> {
   let lastVersion = -1n;
   const seen = (status: TaskStatus | undefined): status is TaskStatus => {
@@ -56,7 +62,8 @@ async function followOne(
   };
   for (let resume = 0; resume <= MAX_RESUMES; resume++) {
     try {
-      for await (const message of client.streamTaskStatus({ taskId }, { signal })) {
+      const stream = resume === 0 && opened ? opened : client.streamTaskStatus({ taskId }, { signal });
+      for await (const message of stream) {
         if (seen(message.status) && isTerminal(message.status.state)) return message.status;
       }
       // The stream ended without a terminal state: ask once, then resume streaming.

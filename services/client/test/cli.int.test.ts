@@ -14,6 +14,8 @@ import {
   HealthRegistry,
   Priority,
   ServingStatus,
+  type SubmitTaskAndStreamStatusRequest,
+  type SubmitTaskRequest,
   TaskService,
   TaskState,
   type TaskStatusSchema,
@@ -52,53 +54,60 @@ function lifecycleOf(type: string): StatusInit[] {
 const tasks = new Map<string, StoredTask>();
 /** Tasks of type "hiccup" whose first status stream already broke off with UNAVAILABLE. */
 const hiccupped = new Set<string>();
-const requests: { submit: unknown[] } = { submit: [] };
+const requests: { submit: unknown[]; submitAndStream: number } = { submit: [], submitAndStream: 0 };
 let server: grpc.Server;
 let addr: string;
+
+/** The stand-in gateway's SubmitTask: records the task and returns its id. */
+async function submitTask(request: SubmitTaskRequest | SubmitTaskAndStreamStatusRequest) {
+  requests.submit.push(request);
+  if (request.type === "nope") throw new ConnectError('type: unknown task type "nope"', Code.InvalidArgument);
+  const taskId = `task-${tasks.size + 1}`;
+  tasks.set(taskId, {
+    type: request.type,
+    priority: request.priority,
+    payload: request.payload,
+    metadata: request.metadata,
+  });
+  return { taskId, deduplicated: false };
+}
+
+/** The stand-in gateway's StreamTaskStatus: the type's lifecycle, a "hiccup" task's first stream breaking off. */
+async function* streamTaskStatus({ taskId }: { taskId: string }) {
+  const task = tasks.get(taskId);
+  if (!task) throw new ConnectError(`task ${taskId} not found`, Code.NotFound);
+  let version = 0n;
+  const hiccup = task.type === "hiccup" && !hiccupped.has(taskId);
+  for (const status of lifecycleOf(task.type)) {
+    if (hiccup && version === 2n) {
+      hiccupped.add(taskId);
+      throw new ConnectError("gateway shutting down", Code.Unavailable);
+    }
+    // Let each update leave as its own message, as a real pipeline's would.
+    await new Promise((resolve) => setImmediate(resolve));
+    yield { taskId, status: { ...status, version: ++version, updatedAt: timestampNow() } };
+  }
+}
 
 beforeAll(async () => {
   server = new grpc.Server();
   addService(server, TaskService, {
-    submitTask: async (request) => {
-      requests.submit.push(request);
-      if (request.type === "nope") throw new ConnectError('type: unknown task type "nope"', Code.InvalidArgument);
-      const taskId = `task-${tasks.size + 1}`;
-      tasks.set(taskId, {
-        type: request.type,
-        priority: request.priority,
-        payload: request.payload,
-        metadata: request.metadata,
-      });
-      return { taskId, deduplicated: false };
+    submitTask,
+    submitTaskAndStreamStatus: async function* (request) {
+      requests.submitAndStream++;
+      const { taskId, deduplicated } = await submitTask(request);
+      for await (const message of streamTaskStatus({ taskId })) yield { ...message, deduplicated };
     },
+    streamTaskStatus,
     getTask: async ({ taskId }) => {
       const task = tasks.get(taskId);
       if (!task) throw new ConnectError(`task ${taskId} not found`, Code.NotFound);
       const last = lifecycleOf(task.type).at(-1)!;
       return { task: { taskId, ...task, status: { ...last, version: 1n, updatedAt: timestampNow() } } };
     },
-    streamTaskStatus: async function* ({ taskId }) {
-      const task = tasks.get(taskId);
-      if (!task) throw new ConnectError(`task ${taskId} not found`, Code.NotFound);
-      let version = 0n;
-      const hiccup = task.type === "hiccup" && !hiccupped.has(taskId);
-      for (const status of lifecycleOf(task.type)) {
-        if (hiccup && version === 2n) {
-          hiccupped.add(taskId);
-          throw new ConnectError("gateway shutting down", Code.Unavailable);
-        }
-        // Let each update leave as its own message, as a real pipeline's would.
-        await new Promise((resolve) => setImmediate(resolve));
-        yield { taskId, status: { ...status, version: ++version, updatedAt: timestampNow() } };
-      }
-    },
     cancelTask: async ({ taskId }) => {
       if (!tasks.has(taskId)) throw new ConnectError(`task ${taskId} not found`, Code.NotFound);
       return { status: { state: TaskState.CANCELLED, version: 9n } };
-    },
-    // biome-ignore lint/correctness/useYield: the CLI does not use it
-    submitTaskAndStreamStatus: async function* () {
-      throw new ConnectError("not implemented", Code.Unimplemented);
     },
   });
   const health = new HealthRegistry();
@@ -171,7 +180,9 @@ describe("taskctl against a real gRPC server", () => {
   });
 
   test("submit --watch renders until SUCCEEDED and exits 0 (plain lines when not a TTY)", async () => {
+    const calls = requests.submitAndStream;
     const { exitCode, stdout } = await taskctl(["submit", "checksum", "--watch"]);
+    expect(requests.submitAndStream - calls).toBe(1); // submitted and followed in one call
     expect(exitCode).toBe(ExitCode.Ok);
     const lines = stdout.trim().split("\n");
     expect(lines[0]).toMatch(/^task-\d+$/);
@@ -233,6 +244,10 @@ describe("taskctl against a real gRPC server", () => {
     const invalid = await taskctl(["submit", "nope"]);
     expect(invalid.exitCode).toBe(ExitCode.Usage);
     expect(invalid.stderr).toContain('unknown task type "nope"');
+    // The same refusal when submitting and following in one call: nothing is printed as a task id.
+    const invalidWatched = await taskctl(["submit", "nope", "--watch"]);
+    expect(invalidWatched).toMatchObject({ exitCode: ExitCode.Usage, stdout: "" });
+    expect(invalidWatched.stderr).toContain('unknown task type "nope"');
   });
 
   test("demo submits the mix, follows it and prints a summary", async () => {

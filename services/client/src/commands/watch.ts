@@ -1,6 +1,6 @@
 import type { TaskClient } from "@tm/proto";
 import type { ExitCode } from "../exit-codes.js";
-import { exitCodeForFinalStates, followTasks } from "../follow.js";
+import { exitCodeForFinalStates, followTasks, type OpenStreams } from "../follow.js";
 import type { Io } from "../io.js";
 import { LiveView, viewModeFor } from "../live-view.js";
 
@@ -17,6 +17,7 @@ export async function watchTasks(
   targets: WatchTarget[],
   json: boolean,
   signal?: AbortSignal,
+  open?: OpenStreams,
 ): Promise<{ exitCode: ExitCode; view: LiveView }> {
   const view = new LiveView(io.stdout, viewModeFor(io.stdout, json, targets.length), targets);
   const finals = await followTasks(
@@ -24,6 +25,7 @@ export async function watchTasks(
     targets.map((target) => target.taskId),
     (taskId, status) => view.update(taskId, status),
     signal,
+    open,
   );
   return { exitCode: exitCodeForFinalStates(finals.values()), view };
 }
