@@ -61,6 +61,23 @@ describe("--telemetry", () => {
   });
 });
 
+describe("--reference-rate", () => {
+  test("absent by default; a positive number when given", () => {
+    expect(parseArgs([], "out").referenceRate).toBeUndefined();
+    expect(parseArgs(["--reference-rate", "160"], "out").referenceRate).toBe(160);
+  });
+
+  test.each([
+    [["--reference-rate", "0"], "--reference-rate needs a positive number"],
+    [["--reference-rate", "fast"], "--reference-rate needs a positive number"],
+    [["--reference-rate", "100", "--soak", "60"], "--reference-rate applies to the comparison only"],
+    [["--reference-rate", "100", "--drain", "audit"], "--reference-rate applies to the comparison only"],
+    [["--reference-rate", "100", "--breakdown"], "--reference-rate applies to the comparison only"],
+  ])("%j is refused", (argv, message) => {
+    expect(() => parseArgs(argv, "out")).toThrow(message);
+  });
+});
+
 describe("--client-flow", () => {
   test("two calls by default (the headline); one-call when given", () => {
     expect(parseArgs([], "out").clientFlow).toBe("two-calls");

@@ -121,6 +121,8 @@ test("the pipeline part (nine services, three of them combined, traces exported;
     telemetry: "export",
     // Each task in one SubmitTaskAndStreamStatus call; the breakdown below runs the default two calls.
     clientFlow: "one-call",
+    // Open loops at fractions of a given rate, not of the measured peak.
+    referenceRate: 40,
     scaling: false,
     taskTimeoutMs: 20_000,
     log: () => undefined,
@@ -151,6 +153,8 @@ test("the pipeline part (nine services, three of them combined, traces exported;
   );
   expect(result.options.combine).toEqual(["notifier", "audit", "deadletter"]);
   expect(renderReport(result)).toContain("; each task one SubmitTaskAndStreamStatus call");
+  expect(result.reference).toEqual({ source: "rate given with --reference-rate", tasksPerSec: 40 });
+  expect(pipeline?.openLoop?.map((phase) => phase.offeredPerSec)).toEqual([10, 20, 30]);
   for (const p of pipeline?.processes ?? []) expect(p.peakRssMb).toBeGreaterThan(0);
 });
 

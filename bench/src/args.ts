@@ -26,6 +26,8 @@ export interface CliOptions {
   soakRate?: number;
   /** --telemetry on|off|export: what the pipeline's services do with OpenTelemetry (TelemetryMode). */
   telemetry: TelemetryMode;
+  /** --reference-rate N: the open loops' rates are fractions of N tasks/s instead of the first measured peak. */
+  referenceRate?: number;
   /** --client-flow two-calls|one-call: how the driver submits and follows a pipeline task (ClientFlow). */
   clientFlow: ClientFlow;
   /** --breakdown: where a task's latency goes, from its exported spans, instead of the comparison. */
@@ -61,6 +63,8 @@ export const USAGE = `Usage: pnpm bench [-- flags]
   --telemetry on|off|export   the pipeline's OpenTelemetry: on = SDK and instrumentations, no exporter (default);
                               off = OTEL_SDK_DISABLED=true; export = spans and metrics exported over OTLP to a sink
                               in this process that discards them (what a deployment with a collector pays)
+  --reference-rate N          the open loops run at 25/50/75% of N tasks/s instead of the first measured peak, so
+                              runs (e.g. two --client-flow settings) compare at the same offered rates
   --client-flow two-calls|one-call
                               how the driver runs a pipeline task: two-calls = SubmitTask, then StreamTaskStatus
                               (default; what the headline figures use); one-call = SubmitTaskAndStreamStatus
@@ -168,6 +172,9 @@ export function parseArgs(argv: readonly string[], defaultOut: string): CliOptio
         options.telemetryGiven = true;
         break;
       }
+      case "--reference-rate":
+        options.referenceRate = positiveNumber("--reference-rate", value());
+        break;
       case "--client-flow": {
         const flow = value();
         if (!CLIENT_FLOWS.includes(flow as ClientFlow))
@@ -230,6 +237,13 @@ export function parseArgs(argv: readonly string[], defaultOut: string): CliOptio
       );
     if (options.combine.length > 0) throw new Error("--drain runs one service alone; --combine does not apply");
   }
+  if (
+    options.referenceRate !== undefined &&
+    (options.drain !== undefined || options.breakdown || options.soak !== undefined)
+  )
+    throw new Error(
+      "--reference-rate applies to the comparison only (not --drain, --breakdown or --soak: see --soak-rate)",
+    );
   if (options.bareFetch !== undefined && options.drain === undefined)
     throw new Error("--bare-fetch only applies with --drain");
   if (options.breakdownRate !== undefined && !options.breakdown)

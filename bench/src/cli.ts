@@ -102,6 +102,7 @@ async function runSelected(options: CliOptions, log: (line: string) => void): Pr
     only: options.only,
     telemetry: options.telemetry,
     scaling: options.scaling,
+    ...(options.referenceRate !== undefined ? { referenceRate: options.referenceRate } : {}),
   });
   console.log(renderReport(result));
   console.log(`\nJSON: ${writeResult(result, options.out)}`);

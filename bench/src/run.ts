@@ -40,6 +40,8 @@ export interface BenchOptions {
   telemetry?: TelemetryMode;
   /** How the driver submits and follows a pipeline task (--client-flow; default "two-calls"). */
   clientFlow?: ClientFlow;
+  /** The open loops' rates are fractions of this many tasks/s instead of the first measured peak (--reference-rate). */
+  referenceRate?: number;
   scaling: boolean;
   taskTimeoutMs: number;
   log: (line: string) => void;
@@ -366,7 +368,10 @@ export async function runBench(options: BenchOptions): Promise<BenchResult> {
   const startedAt = new Date().toISOString();
   const loadAvgAtStart = loadavg();
   const systems: SystemResult[] = [];
-  let reference: BenchResult["reference"] = null;
+  let reference: BenchResult["reference"] =
+    options.referenceRate !== undefined
+      ? { source: "rate given with --reference-rate", tasksPerSec: options.referenceRate }
+      : null;
   const config = pipelineConfigOf(options);
   for (const name of ALL_SYSTEMS.filter((s) => options.only.includes(s))) {
     const skipped = name === "pipeline" ? pipelineSkipReason(config.combine) : undefined;
