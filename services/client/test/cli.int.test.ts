@@ -251,7 +251,9 @@ describe("taskctl against a real gRPC server", () => {
   });
 
   test("demo submits the mix, follows it and prints a summary", async () => {
+    const calls = requests.submitAndStream;
     const { exitCode, stdout } = await taskctl(["demo", "--count", "6"]);
+    expect(requests.submitAndStream - calls).toBe(6); // each task submitted and followed in one call
     expect(stdout).toMatch(/submitted 6 tasks/);
     expect(stdout).toMatch(/SUCCEEDED +5\n/);
     expect(stdout).toMatch(/FAILED +1\n/);

@@ -2,12 +2,13 @@
  * Submits a mix of every task type across priorities and shows them flowing through the pipeline: the quickest
  * way to see the whole system work (pnpm start runs it; its exit code tells the smoke test whether it did).
  */
+import { setMaxListeners } from "node:events";
 import type { JsonObject } from "@bufbuild/protobuf";
 import { Priority, type TaskClient, TaskState } from "@tm/proto";
-import { UNARY_TIMEOUT_MS } from "../connection.js";
 import { CliError, ExitCode } from "../exit-codes.js";
 import { type Io, println } from "../io.js";
 import { isTerminal, renderSummary, stateName, summarise } from "../render.js";
+import { type SubmittedStream, submitAndStream } from "../submit-stream.js";
 import { watchTasks } from "./watch.js";
 
 export interface DemoTask {
@@ -45,21 +46,28 @@ export async function demoCommand(
 ): Promise<ExitCode> {
   const tasks = demoTasks(options.count);
   const startedAt = Date.now();
+  const timeout = AbortSignal.timeout(options.timeoutSeconds * 1000);
+  setMaxListeners(0, timeout); // every task's stream listens on it
+  // Each task submitted and followed in one SubmitTaskAndStreamStatus call; its stream is handed to the watch.
+  const open = new Map<string, SubmittedStream["messages"]>();
   const submitted = await Promise.all(
     tasks.map(async (task) => {
-      const { taskId } = await client.submitTask(
-        { type: task.type, payload: task.payload, priority: task.priority, metadata: { source: "taskctl-demo" } },
-        { timeoutMs: UNARY_TIMEOUT_MS },
-      );
+      const request = {
+        type: task.type,
+        payload: task.payload,
+        priority: task.priority,
+        metadata: { source: "taskctl-demo" },
+      };
+      const { taskId, messages } = await submitAndStream(client, request, timeout);
+      open.set(taskId, messages);
       return { ...task, taskId, label: `${task.type}/${Priority[task.priority]!.toLowerCase()}`, startedAt };
     }),
   );
   if (!options.json) println(io.stdout, `submitted ${submitted.length} tasks; following them to the end:\n`);
 
-  const timeout = AbortSignal.timeout(options.timeoutSeconds * 1000);
   let result: Awaited<ReturnType<typeof watchTasks>>;
   try {
-    result = await watchTasks(io, client, submitted, options.json, timeout);
+    result = await watchTasks(io, client, submitted, options.json, timeout, open);
   } catch (error) {
     if (!timeout.aborted) throw error;
     throw new CliError(`demo: tasks still unfinished after ${options.timeoutSeconds} s`, ExitCode.TaskFailed);

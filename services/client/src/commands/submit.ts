@@ -1,18 +1,14 @@
-import { Code, ConnectError } from "@connectrpc/connect";
-import type { SubmitTaskAndStreamStatusResponse, SubmitTaskRequest, TaskClient } from "@tm/proto";
+import type { TaskClient } from "@tm/proto";
 import type { Invocation } from "../args.js";
 import { UNARY_TIMEOUT_MS } from "../connection.js";
-import { CliError, ExitCode } from "../exit-codes.js";
+import { ExitCode } from "../exit-codes.js";
 import { type Io, println } from "../io.js";
+import { type SubmissionFields, submitAndStream } from "../submit-stream.js";
 import { watchTasks } from "./watch.js";
 
 type SubmitInvocation = Extract<Invocation, { command: "submit" }>;
 
-/** The submission's fields: SubmitTaskRequest's, which SubmitTaskAndStreamStatusRequest repeats. */
-export function submitRequestOf(
-  invocation: SubmitInvocation,
-): Pick<SubmitTaskRequest, "type" | "priority" | "metadata"> &
-  Partial<Pick<SubmitTaskRequest, "payload" | "idempotencyKey">> {
+export function submitRequestOf(invocation: SubmitInvocation): SubmissionFields {
   return {
     type: invocation.type,
     priority: invocation.priority,
@@ -35,35 +31,10 @@ export async function submitCommand(io: Io, client: TaskClient, invocation: Subm
  */
 async function submitAndWatch(io: Io, client: TaskClient, invocation: SubmitInvocation): Promise<ExitCode> {
   const startedAt = Date.now();
-  // The first message is SubmitTask's answer: it gets the unary deadline; the stream after it may run for as long as
-  // the task does.
-  const deadline = new AbortController();
-  const timer = setTimeout(
-    () => deadline.abort(new ConnectError(`no answer within ${UNARY_TIMEOUT_MS} ms`, Code.DeadlineExceeded)),
-    UNARY_TIMEOUT_MS,
-  );
-  const messages = client
-    .submitTaskAndStreamStatus(submitRequestOf(invocation), { signal: deadline.signal })
-    [Symbol.asyncIterator]();
-  let first: IteratorResult<SubmitTaskAndStreamStatusResponse>;
-  try {
-    first = await messages.next();
-  } finally {
-    clearTimeout(timer);
-  }
-  if (first.done) throw new CliError("the gateway ended the call before naming the task", ExitCode.ServerError);
-  const { taskId, deduplicated } = first.value;
+  const { taskId, deduplicated, messages } = await submitAndStream(client, submitRequestOf(invocation));
   printSubmitted(io, invocation.globals.json, { taskId, deduplicated });
-  async function* rest(): AsyncGenerator<SubmitTaskAndStreamStatusResponse> {
-    try {
-      yield first.value as SubmitTaskAndStreamStatusResponse;
-      for (let next = await messages.next(); !next.done; next = await messages.next()) yield next.value;
-    } finally {
-      await messages.return?.(); // a follower that stops early ends the call too
-    }
-  }
   const target = { taskId, label: invocation.type, startedAt };
-  const open = new Map([[taskId, rest()]]);
+  const open = new Map([[taskId, messages]]);
   return (await watchTasks(io, client, [target], invocation.globals.json, undefined, open)).exitCode;
 }
 
