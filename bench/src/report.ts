@@ -218,7 +218,7 @@ export function renderBreakdown(result: BreakdownResult): string {
       (t.firstError ? ` (first failure: ${t.firstError})` : "") +
       `; as the client saw them (submit → SUCCEEDED and the result stored): p50 ${fixed(t.latencyMs.p50)} ms, ` +
       `p99 ${fixed(t.latencyMs.p99)} ms`,
-    `${result.breakdown.traces} traces read; from the first span (the gateway's SubmitTask) to the last span's end: ` +
+    `${result.breakdown.traces} traces read; from the first span (the gateway's SubmitTask, or SubmitTaskAndStreamStatus) to the last span's end: ` +
       `median ${fixed(result.breakdown.totalMs)} ms`,
     "\nEach span a task's trace holds, in order: medians of its start and end (ms from the trace's first span) and " +
       "of its duration; the gap between one row's end and a later row's start is time between processes.",
