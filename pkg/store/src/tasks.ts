@@ -146,6 +146,17 @@ export async function readResult(redis: Redis, taskId: string): Promise<StoredRe
   return text ? safeJson<StoredResult | undefined>(text, undefined) : undefined;
 }
 
+/**
+ * Whether the task's result of `generation` or a later one is stored. For generation 0 (every task that was not
+ * replayed) any stored result qualifies, so EXISTS answers without fetching and parsing the result, which can be as
+ * large as the task's output; a replayed task's check reads the stored result's generation.
+ */
+export async function resultStored(redis: Redis, taskId: string, generation: number): Promise<boolean> {
+  if (generation <= 0) return (await redis.exists(Keys.result(taskId))) === 1;
+  const stored = await readResult(redis, taskId);
+  return stored !== undefined && stored.generation >= generation;
+}
+
 export async function markCancelled(redis: Redis, taskId: string, reason: string, ttlSeconds = Bounds.taskTtlSeconds) {
   await redis.set(Keys.cancel(taskId), reason || "cancelled", "EX", ttlSeconds);
 }

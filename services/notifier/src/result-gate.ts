@@ -7,7 +7,7 @@
  */
 
 import type { Redis } from "@tm/kit";
-import { readResult } from "@tm/store";
+import { resultStored } from "@tm/store";
 
 export async function waitForResult(
   redis: Redis,
@@ -19,8 +19,7 @@ export async function waitForResult(
   const deadline = Date.now() + maxWaitMs;
   let pause = 2;
   for (;;) {
-    const stored = await readResult(redis, taskId);
-    if (stored && stored.generation >= generation) return true;
+    if (await resultStored(redis, taskId, generation)) return true;
     if (Date.now() >= deadline || signal?.aborted) return false;
     await new Promise((resolve) => setTimeout(resolve, Math.min(pause, Math.max(1, deadline - Date.now()))));
     pause = Math.min(pause * 2, 50);

@@ -31,7 +31,7 @@ async function listen(taskId: string): Promise<StoredStatus[]> {
   return received;
 }
 
-async function storeResult(taskId: string): Promise<void> {
+async function storeResult(taskId: string, generation = 0): Promise<void> {
   const now = new Date().toISOString();
   await saveResult(clients.redis, {
     taskId,
@@ -42,7 +42,7 @@ async function storeResult(taskId: string): Promise<void> {
     startedAt: now,
     completedAt: now,
     durationMs: 1,
-    generation: 0,
+    generation,
   });
 }
 
@@ -124,4 +124,24 @@ test("SUCCEEDED is made visible only once the task's result is stored", async ()
     { timeoutMs: 10_000 },
   );
   expect(received.map((s) => s.state)).toEqual(["RUNNING", "SUCCEEDED"]);
+});
+
+test("a replayed task's SUCCEEDED waits for the result of its own generation, not an earlier one", async () => {
+  const taskId = crypto.randomUUID();
+  // Generation 0's result is stored (it failed later, say, and was replayed): it must not release generation 1's update.
+  await storeResult(taskId, 0);
+  await publishStatus(publisher, { taskId, state: "RUNNING", source: "test", attempt: 1, generation: 1 });
+  await waitFor("RUNNING applied", async () => (await readStatus(clients.redis, taskId))?.state === "RUNNING");
+  await publishStatus(publisher, { taskId, state: "SUCCEEDED", source: "test", attempt: 1, generation: 1 });
+  await waitFor("the notifier to hold the SUCCEEDED update", async () => {
+    const info = await (await clients.nc.jetstreamManager()).consumers.info("EVENTS", "notifier-events-status");
+    return info.num_ack_pending === 1;
+  });
+  expect((await readStatus(clients.redis, taskId))?.state).toBe("RUNNING");
+  await storeResult(taskId, 1);
+  await waitFor(
+    "SUCCEEDED applied once generation 1's result is stored",
+    async () => (await readStatus(clients.redis, taskId))?.state === "SUCCEEDED",
+    { timeoutMs: 10_000 },
+  );
 });
