@@ -75,6 +75,13 @@ async function drain(stream: AsyncIterable<StreamTaskStatusResponse>) {
   return seen;
 }
 
+/** Each message's status version is greater than the one before: no duplicate, never backwards. */
+function expectStrictlyIncreasingVersions(messages: { status?: { version: bigint } | undefined }[]) {
+  const versions = messages.map((m) => m.status?.version ?? 0n);
+  expect(versions).toEqual([...versions].sort((a, b) => (a < b ? -1 : 1)));
+  expect(new Set(versions).size).toBe(versions.length);
+}
+
 describe("SubmitTask", () => {
   test("stores the task, its PENDING status and queues one tasks.ingest message", async () => {
     const { taskId, deduplicated } = await client.submitTask({
@@ -235,9 +242,7 @@ describe("StreamTaskStatus", () => {
       TaskState.RUNNING,
       TaskState.SUCCEEDED,
     ]);
-    const versions = seen.map((m) => m.status?.version ?? 0n);
-    expect(versions).toEqual([...versions].sort((a, b) => (a < b ? -1 : 1)));
-    expect(new Set(versions).size).toBe(versions.length);
+    expectStrictlyIncreasingVersions(seen);
     expect(seen[2]?.status).toMatchObject({ attempt: 1, progress: 50 });
 
     const { task } = await client.getTask({ taskId });
@@ -309,9 +314,7 @@ describe("SubmitTaskAndStreamStatus", () => {
       TaskState.FAILED,
     ]);
     expect(seen.every((m) => m.taskId === taskId && !m.deduplicated)).toBe(true);
-    const versions = seen.map((m) => m.status?.version ?? 0n);
-    expect(new Set(versions).size).toBe(versions.length);
-    expect(versions).toEqual([...versions].sort((a, b) => (a < b ? -1 : 1)));
+    expectStrictlyIncreasingVersions(seen);
     await waitFor(
       "the channel to be unsubscribed",
       async () => !(await statusChannels()).includes(Keys.statusChannel(taskId)),
