@@ -8,11 +8,12 @@
  * were missing from their own. This remembers the context each command was queued in and sends the command in it;
  * the span, and anything else that reads the active context there, then belongs to the caller.
  *
- * Installed once per process, after the instrumentation has wrapped ioredis (the preload registers it before any
- * service code imports ioredis), so this wrapper runs first and the instrumentation sees the caller's context.
+ * Installed once per process, after the instrumentation has wrapped ioredis (the preload starts it before any service
+ * code runs, and ioredis-module.ts require()s the package, which is when the instrumentation patches it), so this
+ * wrapper runs first and the instrumentation sees the caller's context.
  */
 import { type Context, context } from "@opentelemetry/api";
-import { Pipeline, Redis } from "ioredis";
+import { Pipeline, Redis } from "./ioredis-module.js";
 
 const QUEUED_IN = Symbol("tm.redis.queuedInContext");
 

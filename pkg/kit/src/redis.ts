@@ -2,7 +2,8 @@
  * ioredis with reconnect-forever and bounded command queueing: while Redis is down commands wait (up to the
  * retry limit) rather than fail at once, so a Redis restart costs latency, not tasks.
  */
-import { Redis, type RedisOptions } from "ioredis";
+import type { RedisOptions } from "ioredis";
+import { Redis } from "./ioredis-module.js";
 import type { Logger } from "./logger.js";
 import { keepRedisCommandContext } from "./redis-context.js";
 import { spansRecorded } from "./telemetry.js";

@@ -5,7 +5,6 @@
  */
 import type { DescMethod } from "@bufbuild/protobuf";
 import { Code, ConnectError } from "@connectrpc/connect";
-import * as grpc from "@grpc/grpc-js";
 import { consoleAssetsDir } from "@tm/console";
 import { STREAMS } from "@tm/flow";
 import { connectRedis, defineService, type Logger, port, positiveInt } from "@tm/kit";
@@ -14,7 +13,7 @@ import { z } from "zod";
 import { adminServiceHandlers } from "./admin-service.js";
 import { authConfigShape } from "./auth/config.js";
 import { createGuard } from "./auth/guard.js";
-import { bindGrpc, stopGrpc } from "./grpc-server.js";
+import { bindGrpc, createGrpcServer, stopGrpc } from "./grpc-server.js";
 import { QueueStats } from "./queue-stats.js";
 import { StatusSubscriptions } from "./status-subscriptions.js";
 import { taskServiceHandlers } from "./task-service.js";
@@ -54,7 +53,7 @@ export const gateway = defineService({
 
     // Server-sent HTTP/2 pings find clients that vanished without closing (half-open TCP), so their streams and
     // subscriptions are released. Pings are not stream data: they do not reset a proxy's stream idle timeout.
-    const server = new grpc.Server({ "grpc.keepalive_time_ms": 30_000, "grpc.keepalive_timeout_ms": 10_000 });
+    const server = createGrpcServer({ "grpc.keepalive_time_ms": 30_000, "grpc.keepalive_timeout_ms": 10_000 });
     const health = new HealthRegistry();
     const onError = (method: DescMethod, error: unknown) => logFailure(rt.log, method.name, error);
     const taskHandlers = guard.protect(
