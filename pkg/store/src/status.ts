@@ -22,8 +22,10 @@ export interface StoredStatus {
   source: string;
 }
 
-// Applies one update per key, in order: KEYS are the tasks' status hashes; ARGV[1] is the TTL, then 10 values per
-// update. Returns per update 1 (applied and published) or 0 (stale, ignored).
+// Applies updates in order. KEYS: the tasks' status hashes, one per update, then the result keys of the updates that
+// require a stored result. ARGV[1] is the TTL, ARGV[2] the number of updates, then 11 values per update: the 10
+// fields below and the KEYS index of its result key (0: no requirement). Returns per update 1 (applied and
+// published), 0 (stale, ignored) or 2 (held: newer, but its result is not stored yet; nothing written).
 // Mirrors lifecycle.shouldApply: newer version, and either a non-terminal current state or a newer generation.
 // GENERATION_SPAN (1e8) must match pkg/flow/src/lifecycle.ts; a unit test checks the two agree.
 const APPLY_STATUS = `
@@ -37,6 +39,8 @@ local function apply(key, a)
     local terminal = cur[2] == 'SUCCEEDED' or cur[2] == 'FAILED' or cur[2] == 'CANCELLED'
     if terminal and math.floor(newVersion / 100000000) <= math.floor(curVersion / 100000000) then return 0 end
   end
+  local resultKey = tonumber(ARGV[a + 10])
+  if resultKey > 0 and redis.call('EXISTS', KEYS[resultKey]) == 0 then return 2 end
   redis.call('HSET', key, 'taskId', ARGV[a + 1], 'state', ARGV[a + 2], 'progress', ARGV[a + 3],
     'attempt', ARGV[a + 4], 'error', ARGV[a + 5], 'version', ARGV[a], 'updatedAt', ARGV[a + 6],
     'generation', ARGV[a + 7], 'source', ARGV[a + 8])
@@ -45,15 +49,25 @@ local function apply(key, a)
   return 1
 end
 local applied = {}
-for i = 1, #KEYS do
-  applied[i] = apply(KEYS[i], 2 + (i - 1) * 10)
+for i = 1, tonumber(ARGV[2]) do
+  applied[i] = apply(KEYS[i], 3 + (i - 1) * 11)
 end
 return applied
 `;
 const applyStatusScript = luaScript(APPLY_STATUS);
 
-/** Most updates one script call applies: a script blocks Redis while it runs (4 commands per update). */
+/** Most updates one script call applies: a script blocks Redis while it runs (4–5 commands per update). */
 export const STATUS_BATCH_MAX = 128;
+
+/** What applying an update did: stored and published, ignored as stale, or held because its result is not stored. */
+export type StatusOutcome = "applied" | "stale" | "held";
+
+export interface StatusUpdate {
+  event: StatusEvent;
+  /** Apply only if a result of the task is stored (`task_result:<id>` exists), else answer "held" and write nothing:
+   *  the notifier's check for a first-generation SUCCEEDED, made in the same script call instead of one before it. */
+  requireStoredResult?: boolean;
+}
 
 export function toStoredStatus(event: StatusEvent): StoredStatus {
   return {
@@ -86,12 +100,28 @@ export async function applyStatusBatch(
   events: readonly StatusEvent[],
   ttlSeconds: number = Bounds.taskTtlSeconds,
 ): Promise<boolean[]> {
-  if (events.length === 0) return [];
+  const outcomes = await applyStatusUpdates(
+    redis,
+    events.map((event) => ({ event })),
+    ttlSeconds,
+  );
+  return outcomes.map((outcome) => outcome === "applied");
+}
+
+/** As applyStatusBatch, with a stored result required of some updates (`requireStoredResult`). */
+export async function applyStatusUpdates(
+  redis: Redis,
+  updates: readonly StatusUpdate[],
+  ttlSeconds: number = Bounds.taskTtlSeconds,
+): Promise<StatusOutcome[]> {
+  if (updates.length === 0) return [];
   const keys: string[] = [];
-  const args: string[] = [String(ttlSeconds)];
-  for (const event of events) {
+  const resultKeys: string[] = [];
+  const args: string[] = [String(ttlSeconds), String(updates.length)];
+  for (const { event, requireStoredResult } of updates) {
     const status = toStoredStatus(event);
     keys.push(Keys.status(event.taskId));
+    if (requireStoredResult) resultKeys.push(Keys.result(event.taskId));
     args.push(
       String(status.version),
       status.taskId,
@@ -103,10 +133,12 @@ export async function applyStatusBatch(
       String(status.generation),
       status.source,
       JSON.stringify(status),
+      // KEYS index (1-based) of this update's result key: after the status keys, in order.
+      requireStoredResult ? String(updates.length + resultKeys.length) : "0",
     );
   }
-  const applied = (await applyStatusScript.run(redis, keys, args)) as number[];
-  return applied.map((flag) => flag === 1);
+  const codes = (await applyStatusScript.run(redis, [...keys, ...resultKeys], args)) as number[];
+  return codes.map((code) => (code === 1 ? "applied" : code === 2 ? "held" : "stale"));
 }
 
 /**
@@ -117,8 +149,11 @@ export async function applyStatusBatch(
 export function statusApplier(
   redis: Redis,
   { maxBatch = STATUS_BATCH_MAX, ttlSeconds = Bounds.taskTtlSeconds }: BatchOptions = {},
-): (event: StatusEvent) => Promise<boolean> {
-  return perTurnBatcher<StatusEvent, boolean>((events) => applyStatusBatch(redis, events, ttlSeconds), maxBatch);
+): (update: StatusUpdate) => Promise<StatusOutcome> {
+  return perTurnBatcher<StatusUpdate, StatusOutcome>(
+    (updates) => applyStatusUpdates(redis, updates, ttlSeconds),
+    maxBatch,
+  );
 }
 
 export async function readStatus(redis: Redis, taskId: string): Promise<StoredStatus | undefined> {

@@ -9,6 +9,7 @@ import {
   appendDeadLetter,
   applyStatus,
   applyStatusBatch,
+  applyStatusUpdates,
   auditAppender,
   Keys,
   markCancelled,
@@ -129,14 +130,45 @@ describe("applyStatus", () => {
     sub.disconnect();
   });
 
+  test("an update that requires a stored result is held, writing and publishing nothing, until one is stored", async () => {
+    const [a, b, c] = [crypto.randomUUID(), crypto.randomUUID(), crypto.randomUUID()];
+    const sub = new Redis(infra.redis.url);
+    const seen: string[] = [];
+    await sub.subscribe(...[a, b, c].map((id) => Keys.status(id)));
+    sub.on("message", (_channel, text) =>
+      seen.push(`${[a, b, c].indexOf(JSON.parse(text).taskId)}:${JSON.parse(text).state}`),
+    );
+    await applyStatusBatch(redis, [event(a, "RUNNING", { attempt: 1 }), event(b, "RUNNING", { attempt: 1 })]);
+    await saveResult(redis, { ...resultOf(b), output: "b" });
+    // In one call, gated and plain updates mixed: each gated one checks its own task's result key.
+    const outcomes = await applyStatusUpdates(redis, [
+      { event: event(a, "SUCCEEDED", { attempt: 1 }), requireStoredResult: true }, // no result: held
+      { event: event(c, "PENDING") },
+      { event: event(b, "SUCCEEDED", { attempt: 1 }), requireStoredResult: true }, // result stored: applied
+      { event: event(b, "SUCCEEDED", { attempt: 1 }), requireStoredResult: true }, // duplicate: stale, not held
+    ]);
+    expect(outcomes).toEqual(["held", "applied", "applied", "stale"]);
+    expect((await readStatus(redis, a))?.state).toBe("RUNNING");
+    expect((await readStatus(redis, b))?.state).toBe("SUCCEEDED");
+
+    const apply = statusApplier(redis);
+    expect(await apply({ event: event(a, "SUCCEEDED", { attempt: 1 }), requireStoredResult: true })).toBe("held");
+    await saveResult(redis, { ...resultOf(a), output: "a" });
+    expect(await apply({ event: event(a, "SUCCEEDED", { attempt: 1 }), requireStoredResult: true })).toBe("applied");
+    const deadline = Date.now() + 5_000;
+    while (seen.length < 5 && Date.now() < deadline) await new Promise((r) => setImmediate(r));
+    expect(seen).toEqual(["0:RUNNING", "1:RUNNING", "2:PENDING", "1:SUCCEEDED", "0:SUCCEEDED"]);
+    sub.disconnect();
+  });
+
   test("one update that Redis refuses fails alone: the others of its call are applied", async () => {
     const apply = statusApplier(redis);
     const [good, bad, good2] = [crypto.randomUUID(), crypto.randomUUID(), crypto.randomUUID()];
     await redis.set(Keys.status(bad), "not a hash"); // HMGET on it fails with WRONGTYPE
     const outcomes = await Promise.allSettled([
-      apply(event(good, "PENDING")),
-      apply(event(bad, "PENDING")),
-      apply(event(good2, "PENDING")),
+      apply({ event: event(good, "PENDING") }),
+      apply({ event: event(bad, "PENDING") }),
+      apply({ event: event(good2, "PENDING") }),
     ]);
     expect(outcomes.map((o) => o.status)).toEqual(["fulfilled", "rejected", "fulfilled"]);
     expect(String((outcomes[1] as PromiseRejectedResult).reason)).toMatch(/WRONGTYPE/);
@@ -149,11 +181,11 @@ describe("applyStatus", () => {
     try {
       const apply = statusApplier(counting);
       const ids = Array.from({ length: STATUS_BATCH_MAX + 3 }, () => crypto.randomUUID());
-      const results = await Promise.all(ids.map((id) => apply(event(id, "PENDING"))));
-      expect(results.every(Boolean)).toBe(true);
+      const results = await Promise.all(ids.map((id) => apply({ event: event(id, "PENDING") })));
+      expect(results.every((outcome) => outcome === "applied")).toBe(true);
       expect(calls).toEqual([STATUS_BATCH_MAX, 3]);
       expect((await readStatus(redis, ids.at(-1) ?? ""))?.state).toBe("PENDING");
-      expect(await apply(event(ids[0] ?? "", "PENDING"))).toBe(false);
+      expect(await apply({ event: event(ids[0] ?? "", "PENDING") })).toBe("stale");
     } finally {
       counting.disconnect();
     }

@@ -6,9 +6,9 @@
  */
 import { Subjects } from "@tm/flow";
 import { defineService, positiveInt, spansRecorded } from "@tm/kit";
-import { STATUS_BATCH_MAX, statusApplier } from "@tm/store";
+import { STATUS_BATCH_MAX, type StatusOutcome, statusApplier } from "@tm/store";
 import { z } from "zod";
-import { waitForResult } from "./result-gate.js";
+import { applyOnceResultStored, waitForResult } from "./result-gate.js";
 
 export const notifier = defineService({
   name: "notifier",
@@ -25,22 +25,35 @@ export const notifier = defineService({
     // The deliveries of one fetched batch are handled concurrently: their updates go to Redis as one script call.
     // Not while spans record: a call for many tasks would put their Redis span into one task's trace.
     const applyStatus = statusApplier(rt.redis, { maxBatch: spansRecorded() ? 1 : STATUS_BATCH_MAX });
+    const warnNotStored = (taskId: string) =>
+      rt.log.warn({ taskId }, "result not stored in time; applying SUCCEEDED anyway");
     await rt.consume(
       Subjects.status,
       async (event, ctx) => {
-        if (event.state === "SUCCEEDED" && rt.config.NOTIFIER_RESULT_WAIT_MS > 0) {
-          const stored = await waitForResult(
-            rt.redis,
-            event.taskId,
-            event.generation,
-            rt.config.NOTIFIER_RESULT_WAIT_MS,
+        const maxWaitMs = rt.config.NOTIFIER_RESULT_WAIT_MS;
+        let outcome: StatusOutcome;
+        if (event.state !== "SUCCEEDED" || maxWaitMs === 0) {
+          outcome = await applyStatus({ event });
+        } else if (event.generation === 0) {
+          // The status script checks that a result is stored: one Redis call on the task's last hop, not two.
+          let resultSeen: boolean;
+          ({ outcome, resultSeen } = await applyOnceResultStored(
+            (requireStoredResult) => applyStatus({ event, requireStoredResult }),
+            maxWaitMs,
             ctx.signal,
-          );
-          if (!stored) rt.log.warn({ taskId: event.taskId }, "result not stored in time; applying SUCCEEDED anyway");
+          ));
+          if (!resultSeen) warnNotStored(event.taskId);
+        } else {
+          // A replayed task's result must be of its own generation: read and compared first (result-gate.ts).
+          if (!(await waitForResult(rt.redis, event.taskId, event.generation, maxWaitMs, ctx.signal))) {
+            warnNotStored(event.taskId);
+          }
+          outcome = await applyStatus({ event });
         }
-        const applied = await applyStatus(event);
-        updates.add(1, { state: event.state, outcome: applied ? "applied" : "ignored" });
-        if (!applied) rt.log.debug({ taskId: event.taskId, version: event.version }, "stale status update ignored");
+        updates.add(1, { state: event.state, outcome: outcome === "applied" ? "applied" : "ignored" });
+        if (outcome !== "applied") {
+          rt.log.debug({ taskId: event.taskId, version: event.version }, "stale status update ignored");
+        }
       },
       // Per task in stream order: updates published in lifecycle order are applied in that order, so none is
       // dropped as stale merely because a later one was handled concurrently. Tasks are applied concurrently.

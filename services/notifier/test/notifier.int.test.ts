@@ -126,6 +126,29 @@ test("SUCCEEDED is made visible only once the task's result is stored", async ()
   expect(received.map((s) => s.state)).toEqual(["RUNNING", "SUCCEEDED"]);
 });
 
+test("a first generation's SUCCEEDED whose result is stored takes the status script alone: no separate result check", async () => {
+  const taskId = crypto.randomUUID();
+  await storeResult(taskId);
+  await publishStatus(publisher, { taskId, state: "RUNNING", source: "test", attempt: 1 });
+  await waitFor("RUNNING applied", async () => (await readStatus(clients.redis, taskId))?.state === "RUNNING");
+  await drained();
+  // What clients send (not what scripts call inside Redis: MONITOR marks those "lua"), while SUCCEEDED is applied.
+  const monitor = await new Redis(infra.redis.url).monitor();
+  const sent: string[] = [];
+  monitor.on("monitor", (_time: string, args: string[], source: string) => {
+    if (source !== "lua") sent.push(String(args[0]).toLowerCase());
+  });
+  try {
+    await publishStatus(publisher, { taskId, state: "SUCCEEDED", source: "test", attempt: 1 });
+    await waitFor("SUCCEEDED applied", async () => (await readStatus(clients.redis, taskId))?.state === "SUCCEEDED");
+    // The monitor reports in execution order: once it shows the script, it has shown any check made before it.
+    await waitFor("the monitor to report the status script", async () => sent.includes("evalsha"));
+  } finally {
+    monitor.disconnect();
+  }
+  expect(sent.filter((command) => command === "exists" || command === "get")).toEqual([]);
+});
+
 test("a replayed task's SUCCEEDED waits for the result of its own generation, not an earlier one", async () => {
   const taskId = crypto.randomUUID();
   // Generation 0's result is stored (it failed later, say, and was replayed): it must not release generation 1's update.
