@@ -2,8 +2,8 @@
 // and acks it, nothing else. With BENCH_REPUBLISH=scheduler (the scheduler's baseline) it first publishes what the
 // scheduler publishes for a task (the task on tasks.worker.medium, a status and an audit event, in one write, PubAcks
 // awaited together); with BENCH_REPUBLISH=result-store, the result-store's audit event; with BENCH_REPUBLISH=worker,
-// what the worker publishes for an echo task, in its three awaited rounds (RUNNING; the result; SUCCEEDED with its
-// audit event). So what a service spends per
+// what the worker publishes for an echo task, in its two awaited rounds (RUNNING and the result, sent one after the
+// other and awaited together; SUCCEEDED with its audit event). So what a service spends per
 // message beyond this is its own work. With BENCH_FETCH=N (`--bare-fetch N`) it pulls N messages at a time with
 // fetch(), a pull request and a subscription each, as the services' consume loop does when N slots are free.
 import { connect } from "nats";
@@ -47,7 +47,7 @@ async function runLikeWorker(taskId) {
     updatedAt: new Date().toISOString(),
     source: "bare",
   });
-  await js.publish("events.status", JSON.stringify(status("RUNNING", 4)), { msgID: `${taskId}:status:4` });
+  const running = js.publish("events.status", JSON.stringify(status("RUNNING", 4)), { msgID: `${taskId}:status:4` });
   const at = new Date().toISOString();
   const result = {
     taskId,
@@ -60,7 +60,7 @@ async function runLikeWorker(taskId) {
     durationMs: 0,
     generation: 0,
   };
-  await js.publish("tasks.results", JSON.stringify(result), { msgID: `${taskId}:result:0` });
+  await Promise.all([running, js.publish("tasks.results", JSON.stringify(result), { msgID: `${taskId}:result:0` })]);
   const audit = { taskId, service: "bare", action: "succeeded", at, detail: { attempts: 1, durationMs: 0 } };
   await Promise.all([
     js.publish("events.status", JSON.stringify(status("SUCCEEDED", 5)), { msgID: `${taskId}:status:5` }),

@@ -7,7 +7,8 @@
 //   ingest     flow.tasks.ingest    flow.tasks.scheduled, status INGESTED, audit ingested
 //   scheduler  flow.tasks.scheduled flow.tasks.worker, status SCHEDULED, audit scheduled
 //   worker     flow.tasks.worker    status RUNNING, then flow.tasks.results, then status SUCCEEDED + audit succeeded
-//                                   (three rounds, each PubAck awaited before the next, as the pipeline's worker)
+//                                   (two rounds, as the pipeline's worker: RUNNING and the result sent one after
+//                                   the other and their PubAcks awaited together, then SUCCEEDED with its audit)
 //   result     flow.tasks.results   audit result_stored
 //   notifier   flow.events.status   nothing; on SUCCEEDED a core NATS message on flow.done (the driver's signal)
 //   audit      flow.events.audit    nothing
@@ -65,9 +66,9 @@ async function handle(message) {
       ]);
       return;
     case "worker": {
-      await status(taskId, "RUNNING", 4);
+      const running = status(taskId, "RUNNING", 4);
       const result = JSON.stringify({ taskId, generation: 0, result: { echo: body.payload } });
-      await js.publish("flow.tasks.results", result, { msgID: `${taskId}:result:0` });
+      await Promise.all([running, js.publish("flow.tasks.results", result, { msgID: `${taskId}:result:0` })]);
       await Promise.all([status(taskId, "SUCCEEDED", 5), audit(taskId, "succeeded")]);
       return;
     }

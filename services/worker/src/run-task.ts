@@ -73,10 +73,11 @@ export function createTaskRunner({ rt, running, timeoutMs }: TaskRunnerOptions) 
       throw new PermanentError(`invalid ${task.type} payload: ${describeIssues(parsed.error)}`);
     }
 
-    // RUNNING goes out while the handler starts: its PubAck is awaited before the result is published, so a
-    // RUNNING that could not be stored still fails the attempt, and a short task does not wait a round trip first.
-    // Everything this attempt publishes later (progress, SUCCEEDED, a failed attempt's RUNNING) is written to the
-    // same connection after it, and NATS keeps one connection's messages in order.
+    // RUNNING goes out while the handler starts, and its PubAck is awaited together with the result's, before
+    // SUCCEEDED: a RUNNING that could not be stored still fails the attempt, and a short task waits neither a round
+    // trip before it starts nor one between RUNNING and its result. Everything this attempt publishes later
+    // (progress, SUCCEEDED, a failed attempt's RUNNING) is written to the same connection after it, and NATS keeps
+    // one connection's messages in order.
     const runningPublished = publishStatus(rt.publisher, {
       taskId,
       state: "RUNNING",
@@ -131,8 +132,10 @@ export function createTaskRunner({ rt, running, timeoutMs }: TaskRunnerOptions) 
     if (controller.signal.reason instanceof TaskCancelledError) return cancelledWhileRunning(task, ctx);
 
     const completedAt = new Date();
-    await runningPublished;
-    await rt.publisher.publish(
+    // Not held back for RUNNING's PubAck: a result stored for an attempt that then fails (its RUNNING refused) is what
+    // an attempt that dies between its result and SUCCEEDED leaves too. The retry's result is then deduplicated
+    // (same message id), result-store keeps the first of the generation, and SUCCEEDED follows the retry.
+    const resultPublished = rt.publisher.publish(
       Subjects.results,
       {
         taskId,
@@ -147,6 +150,7 @@ export function createTaskRunner({ rt, running, timeoutMs }: TaskRunnerOptions) 
       },
       { msgId: `${taskId}:result:${generation}` },
     );
+    await Promise.all([runningPublished, resultPublished]);
     // The result first: a SUCCEEDED status is then never visible before its result can be fetched. The audit event
     // goes out with the status (one write, one wait): nothing orders those two.
     await Promise.all([

@@ -1,10 +1,12 @@
-import { CANCEL_SUBJECT, durableName, Subjects } from "@tm/flow";
-import { startService } from "@tm/kit";
+import { CANCEL_SUBJECT, createPublisher, type DeliveryContext, durableName, type Publisher, Subjects } from "@tm/flow";
+import { type Runtime, startService } from "@tm/kit";
 import { markCancelled } from "@tm/store";
 import { useInfra, waitFor } from "@tm/testkit";
 import { Redis } from "ioredis";
 import { connect, type JetStreamManager, type NatsConnection } from "nats";
 import { afterAll, beforeAll, expect, test } from "vitest";
+import { RunningTasks } from "../src/cancellation.js";
+import { createTaskRunner } from "../src/run-task.js";
 import { worker } from "../src/service.js";
 import { enrichedTask, publishTask, StreamReader } from "./support.js";
 
@@ -70,6 +72,45 @@ test("echo: publishes the payload as the result, then SUCCEEDED", async () => {
   const states = events.statuses(task.taskId).map((s) => `${s.state}:${s.attempt}`);
   expect(states).toEqual(["RUNNING:1", "SUCCEEDED:1"]);
   expect(events.audits(task.taskId).map((a) => a.action)).toEqual(["succeeded"]);
+});
+
+test("the result goes out without waiting for RUNNING's PubAck; SUCCEEDED only once both are acknowledged", async () => {
+  // The runner of this worker's runtime, with its publishes going to the real streams through a wrapper that holds
+  // RUNNING's PubAck back until the test lets it through.
+  const real = createPublisher(nc.jetstream());
+  let releaseRunning = () => {};
+  const runningHeld = new Promise<void>((resolve) => {
+    releaseRunning = resolve;
+  });
+  const published: string[] = [];
+  let resultAcked = false;
+  const publisher: Publisher = {
+    publish(subject, message, options) {
+      const state = (message as { state?: string }).state;
+      published.push(state ? `${subject} ${state}` : subject);
+      const ack = real.publish(subject, message, options);
+      if (state === "RUNNING") return ack.then(async (pubAck) => runningHeld.then(() => pubAck));
+      if (subject !== Subjects.results) return ack;
+      return ack.then((pubAck) => {
+        resultAcked = true;
+        return pubAck;
+      });
+    },
+  };
+  const rt = { ...service.runtime, publisher } as Runtime;
+  const { run } = createTaskRunner({ rt, running: new RunningTasks(), timeoutMs: 5_000 });
+  const task = enrichedTask("echo", { n: 1 });
+  const done = run(task, { attempt: 1, signal: new AbortController().signal } as DeliveryContext);
+  await waitFor("the result acknowledged while RUNNING's PubAck is held", async () => resultAcked);
+  expect(published).toEqual([`${Subjects.status} RUNNING`, Subjects.results]);
+  releaseRunning();
+  await done;
+  expect(published).toEqual([
+    `${Subjects.status} RUNNING`,
+    Subjects.results,
+    `${Subjects.status} SUCCEEDED`,
+    Subjects.audit,
+  ]);
 });
 
 test("sleep: several RUNNING progress updates with increasing versions, then SUCCEEDED", async () => {
