@@ -45,6 +45,12 @@ if [ "${1:-}" = "test" ]; then
     apt_install chromium || log "could not install chromium: the web console tests will be skipped"
   fi
 
+  # valgrind: the test of the benchmark's `--drain --instructions` (callgrind) runs a process under it.
+  if ! command -v valgrind >/dev/null 2>&1; then
+    log "installing Debian package: valgrind (for the benchmark's instruction counting test)"
+    apt_install valgrind || log "could not install valgrind: the instruction counting test will be skipped"
+  fi
+
   # promtool (for the Prometheus config checks in the tests) comes from Debian's prometheus package; installing that
   # package would also start a Prometheus daemon, so only its promtool binary is extracted into .tools/.
   if ! command -v promtool >/dev/null 2>&1 && [ ! -x .tools/prometheus/usr/bin/promtool ]; then

@@ -131,6 +131,8 @@ describe("--drain", () => {
     expect(parseArgs([], "out").drain).toBeUndefined();
     expect(parseArgs(["--drain", "scheduler", "--bare-fetch", "16"], "out").bareFetch).toBe(16);
     expect(parseArgs(["--drain", "scheduler"], "out").bareFetch).toBeUndefined();
+    expect(parseArgs(["--drain", "audit", "--instructions"], "out").instructions).toBe(true);
+    expect(parseArgs(["--drain", "audit"], "out").instructions).toBe(false);
   });
 
   test.each([
@@ -141,6 +143,9 @@ describe("--drain", () => {
     [["--drain", "audit", "--combine", "notifier,audit"], "--drain runs one service alone"],
     [["--bare-fetch", "16"], "--bare-fetch only applies with --drain"],
     [["--drain", "audit", "--bare-fetch", "0"], "--bare-fetch"],
+    [["--instructions"], "--instructions only applies with --drain"],
+    [["--drain", "audit", "--instructions", "--profile"], "--instructions cannot be combined with --profile"],
+    [["--drain", "audit", "--instructions", "--alloc-profile"], "--instructions cannot be combined"],
   ])("%j is refused: %s", (argv, message) => {
     expect(() => parseArgs(argv, "out")).toThrow(message);
   });

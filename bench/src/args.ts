@@ -41,6 +41,8 @@ export interface CliOptions {
   /** --bare-fetch N: with --drain, the bare consumer pulls N messages at a time with fetch() instead of keeping one
    *  consume() subscription (what the services' consume loop does when N slots are free). */
   bareFetch?: number;
+  /** --instructions: with --drain, count each consumer's instructions per message under valgrind's callgrind. */
+  instructions: boolean;
   /** --profile: run every service under node --cpu-prof and summarise each profile when the run ends. */
   profile: boolean;
   /** --alloc-profile: record every service's allocations (V8's sampling heap profiler) and summarise them. */
@@ -78,6 +80,10 @@ export const USAGE = `Usage: pnpm bench [-- flags]
   --bare-fetch N              with --drain: the bare consumer pulls N messages at a time with fetch(), as the
                               services' consume loop does when N slots are free, instead of one consume()
                               subscription (what small pulls cost the server)
+  --instructions              with --drain: run each consumer under valgrind's callgrind and count the
+                              instructions it executes per message of the measured batch (independent of the
+                              machine's load, unlike CPU time; ~75× slower, so use --size small); files in
+                              OUT/callgrind-<time>/
   --profile                   also: start every pipeline service with node --cpu-prof (any kind of run above);
                               when the run ends, print where each service's CPU went (GC, start-up, socket
                               writes, top packages and functions) and keep the .cpuprofile files (flame graphs
@@ -120,6 +126,7 @@ export function parseArgs(argv: readonly string[], defaultOut: string): CliOptio
     telemetryGiven: false,
     profile: false,
     allocProfile: false,
+    instructions: false,
   };
   let onlyGiven = false;
   for (let i = 0; i < argv.length; i++) {
@@ -198,6 +205,9 @@ export function parseArgs(argv: readonly string[], defaultOut: string): CliOptio
       case "--bare-fetch":
         options.bareFetch = positiveInt("--bare-fetch", value());
         break;
+      case "--instructions":
+        options.instructions = true;
+        break;
       case "--profile":
         options.profile = true;
         break;
@@ -246,6 +256,9 @@ export function parseArgs(argv: readonly string[], defaultOut: string): CliOptio
     );
   if (options.bareFetch !== undefined && options.drain === undefined)
     throw new Error("--bare-fetch only applies with --drain");
+  if (options.instructions && options.drain === undefined) throw new Error("--instructions only applies with --drain");
+  if (options.instructions && (options.profile || options.allocProfile))
+    throw new Error("--instructions cannot be combined with --profile or --alloc-profile (they would be counted too)");
   if (options.breakdownRate !== undefined && !options.breakdown)
     throw new Error("--breakdown-rate only applies with --breakdown");
   if (options.breakdown) {

@@ -4,6 +4,7 @@ import { REPO_ROOT } from "@tm/testkit";
 import { allocProfiled, renderAllocProfiles } from "./alloc-profile.js";
 import { type CliOptions, parseArgs, USAGE } from "./args.js";
 import { runBreakdown } from "./breakdown.js";
+import { valgrindAvailable } from "./callgrind.js";
 import { DRAIN_MESSAGES, runDrain } from "./drain.js";
 import { profiled, renderProfiles } from "./profile.js";
 import { renderBreakdown, renderDrain, renderReport, renderSoak, writeResult } from "./report.js";
@@ -51,6 +52,16 @@ interface RunCount {
   itemName?: string;
 }
 
+/** A fresh directory for --instructions' callgrind files; refuses at once when valgrind is not installed. */
+/** --instructions warms up on this many times the measured batch. */
+const WARMUP_FOR_INSTRUCTIONS = 4;
+
+async function callgrindDirIn(out: string): Promise<string> {
+  if (!(await valgrindAvailable()))
+    throw new Error("--instructions needs valgrind (Debian: apt-get install valgrind), which is not on the PATH");
+  return join(out, `callgrind-${new Date().toISOString().replace(/[:.]/g, "-")}`);
+}
+
 async function runSelected(options: CliOptions, log: (line: string) => void): Promise<RunCount> {
   // What every kind of run (the comparison, --breakdown, --soak) takes from the flags.
   const common = {
@@ -68,9 +79,12 @@ async function runSelected(options: CliOptions, log: (line: string) => void): Pr
     const drain = await runDrain({
       service: options.drain,
       messages,
-      warmupMessages: Math.max(500, messages / 10),
+      // Under callgrind the measured batch must not include V8 still compiling the hot paths: a longer warm-up
+      // (run uncounted, ~5× slower than native) leaves it mostly done.
+      warmupMessages: options.instructions ? WARMUP_FOR_INSTRUCTIONS * messages : Math.max(500, messages / 10),
       telemetry: options.telemetry,
       ...(options.bareFetch ? { bareFetch: options.bareFetch } : {}),
+      ...(options.instructions ? { callgrindDir: await callgrindDirIn(options.out) } : {}),
       log,
     });
     console.log(renderDrain(drain));

@@ -9,11 +9,13 @@
  * Whole-pipeline runs on this machine drift by up to ~1.6×; one process draining a stream is much steadier, which is
  * what cutting per-message cost needs (compare builds in interleaved runs, as always).
  */
+import { mkdirSync } from "node:fs";
 import { loadavg } from "node:os";
 import { fileURLToPath } from "node:url";
 import { durableName, provisionStreams, type Subject, Subjects, statusEvent, streamOf } from "@tm/flow";
 import { type NatsServer, type RedisServer, spawnService, startNats, startRedis, waitFor } from "@tm/testkit";
 import { connect, type JetStreamManager, type NatsConnection } from "nats";
+import { callgrindWrapper, type InstructionShares, startCounting, stopCounting } from "./callgrind.js";
 import { type OtlpSink, startOtlpSink } from "./otlp-sink.js";
 import { cpuBetween, peakRssMbOf, snapshotCpu, syscallsOf, type WatchedProcess } from "./proc.js";
 import { machineInfo } from "./run.js";
@@ -131,6 +133,9 @@ export interface DrainFigures {
   /** Read and write system calls per message over the same span (/proc/<pid>/io): fewer means more messages per
    *  socket read or write. */
   syscallsPerMessage?: { consumer: SyscallCounts; natsServer: SyscallCounts };
+  /** With --instructions: the instructions the consumer executed per message over the measured batch, by kind
+   *  (callgrind; its CPU figures are then those of a process running ~75× slower, not comparable with other runs). */
+  instructionsPerMessage?: InstructionShares;
 }
 
 export interface SyscallCounts {
@@ -165,6 +170,8 @@ export interface DrainOptions {
   telemetry: TelemetryMode;
   /** The bare consumer pulls this many messages at a time with fetch() instead of one consume() subscription. */
   bareFetch?: number;
+  /** Count the consumers' instructions under callgrind (--instructions), its files written into this directory. */
+  callgrindDir?: string;
   log: (line: string) => void;
 }
 
@@ -175,9 +182,20 @@ export async function runDrain(options: DrainOptions): Promise<DrainResult> {
   const baseline = options.bareFetch
     ? `${BASELINE[options.service]} (fetch ${options.bareFetch})`
     : BASELINE[options.service];
-  for (const who of [options.service, baseline]) {
-    options.log(`drain: ${who}, ${options.warmupMessages} warm-up + ${options.messages} messages`);
-    runs.push(await drainOnce(who, options));
+  // Both consumers run under the same wrapper, so their counts compare.
+  const wrapperBefore = process.env.TM_SERVICE_WRAPPER;
+  if (options.callgrindDir) {
+    mkdirSync(options.callgrindDir, { recursive: true });
+    process.env.TM_SERVICE_WRAPPER = callgrindWrapper(options.callgrindDir);
+  }
+  try {
+    for (const who of [options.service, baseline]) {
+      options.log(`drain: ${who}, ${options.warmupMessages} warm-up + ${options.messages} messages`);
+      runs.push(await drainOnce(who, options));
+    }
+  } finally {
+    if (wrapperBefore === undefined) delete process.env.TM_SERVICE_WRAPPER;
+    else process.env.TM_SERVICE_WRAPPER = wrapperBefore;
   }
   return {
     startedAt,
@@ -248,11 +266,13 @@ async function drainOnce(who: string, options: DrainOptions): Promise<DrainFigur
     await publishAndDrain("00000001", options.warmupMessages);
     const trafficBefore = await natsTraffic(nats);
     const syscallsBefore = [syscallsOf(consumer.pid), syscallsOf(nats.process.pid ?? 0)] as const;
+    if (options.callgrindDir) await startCounting(consumer.pid);
     const before = snapshotCpu(watched);
     const startedAt = performance.now();
     await publishAndDrain("00000002", options.messages);
     const elapsedMs = performance.now() - startedAt;
     const after = snapshotCpu(watched);
+    const instructions = options.callgrindDir ? await stopCounting(consumer.pid, options.callgrindDir) : undefined;
     const syscallsAfter = [syscallsOf(consumer.pid), syscallsOf(nats.process.pid ?? 0)] as const;
     const trafficAfter = await natsTraffic(nats);
     const [consumerUs = 0, natsUs = 0, redisUs = 0] = cpuBetween(watched, before, after).map(
@@ -270,6 +290,9 @@ async function drainOnce(who: string, options: DrainOptions): Promise<DrainFigur
         consumer: perMessage(syscallsBefore[0], syscallsAfter[0], options.messages),
         natsServer: perMessage(syscallsBefore[1], syscallsAfter[1], options.messages),
       },
+      ...(instructions !== undefined
+        ? { instructionsPerMessage: perMessage(ZERO, instructions, options.messages) }
+        : {}),
     };
   } finally {
     await consumer?.stop().catch(() => undefined);
@@ -277,6 +300,8 @@ async function drainOnce(who: string, options: DrainOptions): Promise<DrainFigur
     await Promise.all([nats.dispose(), redis?.dispose(), sink?.close()]);
   }
 }
+
+const ZERO: InstructionShares = { total: 0, javascript: 0, gc: 0, compiling: 0, other: 0 };
 
 /** nats-server's cumulative message and byte counters (its monitoring endpoint). */
 async function natsTraffic(nats: NatsServer): Promise<NatsTraffic> {

@@ -2,6 +2,7 @@
 import { mkdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import type { BreakdownResult } from "./breakdown.js";
+import type { InstructionShares } from "./callgrind.js";
 import type { DrainResult } from "./drain.js";
 import type { BenchResult, RatioSet } from "./run.js";
 import type { SoakResult } from "./soak.js";
@@ -9,6 +10,8 @@ import type { ClientFlow, TelemetryMode } from "./systems/pipeline.js";
 
 const fixed = (value: number | null | undefined, digits = 1) =>
   value === null || value === undefined ? "—" : value.toFixed(digits);
+/** A count rounded to a whole number with thousands separators (1,234,567). */
+const thousands = (value: number) => Math.round(value).toLocaleString("en-US");
 
 function table(headers: string[], rows: string[][]): string {
   const widths = headers.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? "").length)));
@@ -238,7 +241,14 @@ export function renderBreakdown(result: BreakdownResult): string {
   return out.join("\n");
 }
 
+function instructionsCell(shares: InstructionShares | undefined): string {
+  if (!shares) return "-";
+  const parts = [shares.javascript, shares.gc, shares.compiling, shares.other].map((n) => thousands(n));
+  return `${thousands(shares.total)} (${parts.join(", ")})`;
+}
+
 export function renderDrain(result: DrainResult): string {
+  const counted = result.runs.some((r) => r.instructionsPerMessage !== undefined);
   const out = [
     `Drain: ${result.service} consuming ${result.subject} alone (${telemetryNote(result.telemetry)}) on ` +
       `${result.machine.cpus} cores, ${result.machine.cpuModel}, Node ${result.machine.node}; each consumer on fresh ` +
@@ -256,6 +266,7 @@ export function renderDrain(result: DrainResult): string {
         "peak RSS MB",
         "NATS in/out per message: msgs, bytes",
         "syscalls per message (read/write): consumer, nats-server",
+        ...(counted ? ["instructions/message: total (JavaScript, GC, compiling, other)"] : []),
       ],
       result.runs.map((r) => [
         r.consumer,
@@ -273,6 +284,7 @@ export function renderDrain(result: DrainResult): string {
           ? `${fixed(r.syscallsPerMessage.consumer.reads, 2)}/${fixed(r.syscallsPerMessage.consumer.writes, 2)}, ` +
             `${fixed(r.syscallsPerMessage.natsServer.reads, 2)}/${fixed(r.syscallsPerMessage.natsServer.writes, 2)}`
           : "-",
+        ...(counted ? [instructionsCell(r.instructionsPerMessage)] : []),
       ]),
     ),
   ];
@@ -282,6 +294,12 @@ export function renderDrain(result: DrainResult): string {
       `\n${service.consumer} spends ${fixed(service.perMessageUs.consumer - bare.perMessageUs.consumer, 0)} µs of CPU ` +
         `per message beyond what the baseline (${bare.consumer}) does ` +
         `(${fixed(service.perMessageUs.consumer / bare.perMessageUs.consumer, 1)}× its CPU)`,
+    );
+  if (service?.instructionsPerMessage && bare?.instructionsPerMessage?.total)
+    out.push(
+      `${service.consumer} executes ${thousands(service.instructionsPerMessage.total)} instructions per message ` +
+        `(callgrind), ${fixed(service.instructionsPerMessage.total / bare.instructionsPerMessage.total, 1)}× the baseline's; ` +
+        "the CPU figures above are of processes running under valgrind, comparable only with other --instructions runs",
     );
   return out.join("\n");
 }

@@ -5,7 +5,7 @@
  */
 import { randomUUID } from "node:crypto";
 import { fileURLToPath } from "node:url";
-import { ManagedProcess, type NatsServer } from "@tm/testkit";
+import { ManagedProcess, type NatsServer, underWrapper } from "@tm/testkit";
 import { AckPolicy, type ConsumerMessages, connect, type NatsConnection, StorageType } from "nats";
 import { within } from "../load.js";
 import type { WatchedProcess } from "../proc.js";
@@ -31,10 +31,10 @@ export async function startHopProcesses(
   hops: readonly { name: string; env: Record<string, string> }[],
 ): Promise<ManagedProcess[]> {
   const started = hops.map(({ name, env }) =>
-    new ManagedProcess({ name, command: process.execPath, args: [script], env: { ...process.env, ...env } }).start(),
+    new ManagedProcess({ name, ...underWrapper([process.execPath, script]), env: { ...process.env, ...env } }).start(),
   );
   try {
-    await Promise.all(started.map((h) => h.waitForLine(/ready/, 20_000)));
+    await Promise.all(started.map((h) => h.waitForLine(/ready/, 60_000)));
   } catch (error) {
     await Promise.all(started.map((h) => h.stop(5_000)));
     throw error;

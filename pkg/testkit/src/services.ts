@@ -189,10 +189,7 @@ async function waitReady(name: string, child: ManagedProcess, opsPort: number, t
 function serviceProcess(name: string, cwd: string, env: NodeJS.ProcessEnv, echo: boolean | undefined): ManagedProcess {
   return new ManagedProcess({
     name,
-    command: process.execPath,
-    // TM_SERVICE_NODE_ARGS adds node flags to every spawned service, e.g. "--cpu-prof --cpu-prof-dir=/tmp/prof"
-    // for profiling under the benchmark (NODE_OPTIONS does not accept --cpu-prof).
-    args: [...nodeArgsFromEnv(), ...startArgsOf(cwd)],
+    ...underWrapper([process.execPath, ...nodeArgsFromEnv(), ...startArgsOf(cwd)]),
     cwd,
     env,
     echo: echo ?? !!process.env.TM_TEST_ECHO,
@@ -200,6 +197,19 @@ function serviceProcess(name: string, cwd: string, env: NodeJS.ProcessEnv, echo:
   });
 }
 
+/**
+ * The command and arguments that run `argv`: as they are, or under the program TM_SERVICE_WRAPPER names with its
+ * arguments (e.g. "valgrind --tool=callgrind ...", for `pnpm bench --drain SERVICE --instructions`). The wrapper must
+ * run its program in its own process (valgrind does), so that the spawned pid is the service's.
+ */
+export function underWrapper(argv: string[]): { command: string; args: string[] } {
+  const wrapper = (process.env.TM_SERVICE_WRAPPER ?? "").split(/\s+/).filter(Boolean);
+  const [command = "", ...args] = [...wrapper, ...argv];
+  return { command, args };
+}
+
+// TM_SERVICE_NODE_ARGS adds node flags to every spawned service, e.g. "--cpu-prof --cpu-prof-dir=/tmp/prof" for
+// profiling under the benchmark (NODE_OPTIONS does not accept --cpu-prof).
 function nodeArgsFromEnv(): string[] {
   return (process.env.TM_SERVICE_NODE_ARGS ?? "").split(/\s+/).filter(Boolean);
 }
