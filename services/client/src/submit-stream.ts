@@ -18,11 +18,13 @@ export interface SubmittedStream {
   messages: AsyncIterable<SubmitTaskAndStreamStatusResponse>;
 }
 
-/** `signal` ends the call at any point (e.g. a command's overall timeout). */
+/** `signal` ends the call at any point (e.g. a command's overall timeout); without a first message within
+ *  `firstMessageTimeoutMs` (the unary deadline) the call is ended with DEADLINE_EXCEEDED. */
 export async function submitAndStream(
   client: TaskClient,
   request: SubmissionFields,
   signal?: AbortSignal,
+  firstMessageTimeoutMs = UNARY_TIMEOUT_MS,
 ): Promise<SubmittedStream> {
   const controller = new AbortController();
   const stop = () => controller.abort(signal?.reason);
@@ -32,8 +34,8 @@ export async function submitAndStream(
   // The first message is SubmitTask's answer: it gets the unary deadline; the stream after it may run for as long as
   // the task does.
   const timer = setTimeout(
-    () => controller.abort(new ConnectError(`no answer within ${UNARY_TIMEOUT_MS} ms`, Code.DeadlineExceeded)),
-    UNARY_TIMEOUT_MS,
+    () => controller.abort(new ConnectError(`no answer within ${firstMessageTimeoutMs} ms`, Code.DeadlineExceeded)),
+    firstMessageTimeoutMs,
   );
   const iterator = client.submitTaskAndStreamStatus(request, { signal: controller.signal })[Symbol.asyncIterator]();
   let first: IteratorResult<SubmitTaskAndStreamStatusResponse>;

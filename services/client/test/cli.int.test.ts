@@ -11,6 +11,7 @@ import { Code, ConnectError } from "@connectrpc/connect";
 import * as grpc from "@grpc/grpc-js";
 import {
   addService,
+  createTaskClient,
   HealthRegistry,
   Priority,
   ServingStatus,
@@ -20,9 +21,10 @@ import {
   TaskState,
   type TaskStatusSchema,
 } from "@tm/proto";
-import { freePort } from "@tm/testkit";
+import { freePort, waitFor } from "@tm/testkit";
 import { afterAll, beforeAll, describe, expect, test } from "vitest";
 import { ExitCode, type Io, run } from "../src/run.js";
+import { submitAndStream } from "../src/submit-stream.js";
 
 type StatusInit = MessageInitShape<typeof TaskStatusSchema>;
 interface StoredTask {
@@ -55,6 +57,8 @@ const tasks = new Map<string, StoredTask>();
 /** Tasks of type "hiccup" whose first status stream already broke off with UNAVAILABLE. */
 const hiccupped = new Set<string>();
 const requests: { submit: unknown[]; submitAndStream: number } = { submit: [], submitAndStream: 0 };
+/** Calls of type "silent" that the client ended (the stand-in saw the call aborted). */
+let silentCallsEnded = 0;
 let server: grpc.Server;
 let addr: string;
 
@@ -93,8 +97,14 @@ beforeAll(async () => {
   server = new grpc.Server();
   addService(server, TaskService, {
     submitTask,
-    submitTaskAndStreamStatus: async function* (request) {
+    submitTaskAndStreamStatus: async function* (request, context) {
       requests.submitAndStream++;
+      if (request.type === "silent") {
+        // A gateway that accepts the call and never answers: held until the client ends it.
+        await new Promise<void>((resolve) => context.signal.addEventListener("abort", () => resolve(), { once: true }));
+        silentCallsEnded++;
+        return;
+      }
       const { taskId, deduplicated } = await submitTask(request);
       for await (const message of streamTaskStatus({ taskId })) yield { ...message, deduplicated };
     },
@@ -271,6 +281,45 @@ describe("taskctl against a real gRPC server", () => {
     const io: Io = { stdout: { write: () => true }, stderr: { write: (t: string) => (stderr += t) }, env: {} };
     expect(await run(["submit", "echo", "--addr", closed], io)).toBe(ExitCode.Unavailable);
     expect(stderr).toBe(`taskctl: cannot reach the gateway at ${closed}: is the stack running? (pnpm start)\n`);
+  });
+});
+
+describe("submitAndStream's first-message deadline", () => {
+  test("a gateway that never names the task fails the call with DEADLINE_EXCEEDED and ends it", async () => {
+    const client = createTaskClient({ baseUrl: addr });
+    const ended = silentCallsEnded;
+    const startedAt = performance.now();
+    const error = await submitAndStream(
+      client,
+      { type: "silent", priority: Priority.MEDIUM, metadata: {} },
+      undefined,
+      300,
+    )
+      .then(() => undefined)
+      .catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(ConnectError);
+    expect((error as ConnectError).code).toBe(Code.DeadlineExceeded);
+    expect((error as ConnectError).message).toMatch(/no answer within 300 ms/);
+    // The given deadline applied: not before it, and long before the default 10 s one.
+    const elapsedMs = performance.now() - startedAt;
+    expect(elapsedMs).toBeGreaterThanOrEqual(290);
+    expect(elapsedMs).toBeLessThan(5_000);
+    // The stand-in sees the call ended, so nothing is left open on the gateway's side.
+    await waitFor("the silent call ended on the server", () => silentCallsEnded > ended, { timeoutMs: 5_000 });
+  });
+
+  test("a first message in time resolves with the task and its stream", async () => {
+    const client = createTaskClient({ baseUrl: addr });
+    const submitted = await submitAndStream(
+      client,
+      { type: "echo", priority: Priority.MEDIUM, metadata: {} },
+      undefined,
+      5_000,
+    );
+    expect(submitted.taskId).toMatch(/^task-\d+$/);
+    const states: TaskState[] = [];
+    for await (const message of submitted.messages) if (message.status) states.push(message.status.state);
+    expect(states.at(-1)).toBe(TaskState.SUCCEEDED);
   });
 });
 
