@@ -52,10 +52,10 @@ interface RunCount {
   itemName?: string;
 }
 
-/** A fresh directory for --instructions' callgrind files; refuses at once when valgrind is not installed. */
 /** --instructions warms up on this many times the measured batch. */
 const WARMUP_FOR_INSTRUCTIONS = 4;
 
+/** A fresh directory for --instructions' callgrind files; refuses at once when valgrind is not installed. */
 async function callgrindDirIn(out: string): Promise<string> {
   if (!(await valgrindAvailable()))
     throw new Error("--instructions needs valgrind (Debian: apt-get install valgrind), which is not on the PATH");
