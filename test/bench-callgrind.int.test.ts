@@ -5,13 +5,12 @@
  * message).
  */
 
-import { execFileSync } from "node:child_process";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { ManagedProcess } from "@tm/testkit";
 import { afterEach, expect, test } from "vitest";
-import { callgrindWrapper, startCounting, stopCounting } from "../bench/src/callgrind.js";
+import { callgrindWrapper, startCounting, stopCounting, valgrindAvailable } from "../bench/src/callgrind.js";
 import { underWrapper } from "../pkg/testkit/src/services.js";
 
 const cleanups: Array<() => Promise<void> | void> = [];
@@ -22,14 +21,7 @@ afterEach(async () => {
 // Busy JavaScript every 10 ms, a numbered line after each round, so the test can wait for rounds to happen.
 const SCRIPT = `console.log("ready"); let n = 0; setInterval(() => { let s = 0; for (let i = 0; i < 2e4; i++) s += i % 7; console.log("round " + ++n + " " + s); }, 10);`;
 
-const valgrind = (() => {
-  try {
-    execFileSync("valgrind", ["--version"], { stdio: "ignore" });
-    return true;
-  } catch {
-    return false;
-  }
-})();
+const valgrind = await valgrindAvailable();
 
 test.skipIf(!valgrind)(
   "counts only what runs between startCounting and stopCounting, by kind",
