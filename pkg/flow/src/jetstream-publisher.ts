@@ -47,6 +47,30 @@ interface StreamAnswer {
 }
 
 const decoder = new TextDecoder();
+const encoder = new TextEncoder();
+
+/** What nats.js reads of a publish's headers: their encoding (protocol.publish calls nothing else). */
+export interface EncodedHeaders {
+  encode(): Uint8Array;
+}
+
+/**
+ * A publish's headers in NATS's wire format, encoded once. nats.js's MsgHdrs canonicalizes each key character by
+ * character and looks it up twice per `set`, then builds the block by concatenation: 7–8 % of what the scheduler
+ * allocated per message. Keys must be header tokens and values may not hold CR or LF (checked: a value that did would
+ * split the block).
+ */
+export function encodeHeaders(entries: ReadonlyArray<readonly [string, string]>): EncodedHeaders {
+  let block = "NATS/1.0\r\n";
+  for (const [key, value] of entries) {
+    if (!HEADER_KEY.test(key)) throw new Error(`invalid header key ${JSON.stringify(key)}`);
+    if (/[\r\n]/.test(value)) throw new Error(`invalid value of header ${key}: CR and LF are not allowed`);
+    block += `${key}: ${value}\r\n`;
+  }
+  const bytes = encoder.encode(`${block}\r\n`);
+  return { encode: () => bytes };
+}
+const HEADER_KEY = /^[!-9;-~]+$/;
 /** How often pending publishes are checked for their timeout: a timeout fires up to this much late. */
 const SWEEP_MS = 50;
 
@@ -64,13 +88,13 @@ export class JetStreamPublisher {
 
   /** Publishes `data` to `subject` and resolves with the stream's PubAck. `headers` is sent as given (the caller
    *  sets Nats-Msg-Id for deduplication). */
-  publish(subject: string, data: Uint8Array, headers: MsgHdrs, timeoutMs: number): Promise<PubAck> {
+  publish(subject: string, data: Uint8Array, headers: EncodedHeaders | MsgHdrs, timeoutMs: number): Promise<PubAck> {
     return new Promise<PubAck>((resolve, reject) => {
       let token: string | undefined;
       try {
         token = this.#token();
         this.#pending.set(token, { resolve, reject, deadline: Date.now() + timeoutMs, subject });
-        this.#nc.publish(subject, data, { reply: `${this.#prefix}.${token}`, headers });
+        this.#nc.publish(subject, data, { reply: `${this.#prefix}.${token}`, headers: headers as MsgHdrs });
         this.#sweep ??= setInterval(() => this.#expire(), SWEEP_MS).unref();
       } catch (error) {
         // A closed or draining connection, a payload over the server's limit: nats.js throws at once.

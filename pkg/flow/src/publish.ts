@@ -4,9 +4,9 @@
  * reconnecting client, a stream leader election) are retried with the same message id until a deadline.
  */
 import { type Context, context, type Span, SpanKind, SpanStatusCode, trace } from "@opentelemetry/api";
-import { headers, type MsgHdrs, type NatsConnection, type PubAck } from "nats";
+import type { NatsConnection, PubAck } from "nats";
 import { errorMessage } from "./errors.js";
-import { JetStreamPublisher } from "./jetstream-publisher.js";
+import { type EncodedHeaders, encodeHeaders, JetStreamPublisher } from "./jetstream-publisher.js";
 import { type MessageFor, type MessageInputFor, validateMessage } from "./schemas.js";
 import type { Subject } from "./subjects.js";
 import { injectTrace } from "./trace.js";
@@ -90,10 +90,18 @@ async function publishInSpan<S extends Subject>(
     const body: MessageFor<S> = validateMessage(subject, { ...message, ...carrier });
     const data = encoder.encode(JSON.stringify(body));
     if (span.isRecording()) span.setAttribute("messaging.message.body.size", data.byteLength);
-    const hdrs = headers();
-    hdrs.set("Nats-Msg-Id", msgId);
-    hdrs.set("traceparent", carrier.traceparent);
-    if (carrier.tracestate) hdrs.set("tracestate", carrier.tracestate);
+    const hdrs = encodeHeaders(
+      carrier.tracestate
+        ? [
+            ["Nats-Msg-Id", msgId],
+            ["traceparent", carrier.traceparent],
+            ["tracestate", carrier.tracestate],
+          ]
+        : [
+            ["Nats-Msg-Id", msgId],
+            ["traceparent", carrier.traceparent],
+          ],
+    );
     const ack = await publishWithRetry(
       settings.jetstream,
       subject,
@@ -123,7 +131,7 @@ async function publishWithRetry(
   jetstream: JetStreamPublisher,
   subject: string,
   data: Uint8Array,
-  hdrs: MsgHdrs,
+  hdrs: EncodedHeaders,
   ackTimeoutMs: number,
   retryDeadlineMs: number,
 ): Promise<PubAck> {
