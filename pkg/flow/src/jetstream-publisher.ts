@@ -14,6 +14,8 @@
  * no stream for the subject → code "503"; no answer within the timeout → code "TIMEOUT" (a reply lost around a
  * reconnect ends so: retried under the same message id, which the stream deduplicates); a PubAck error → its code
  * ("503", "400", ...) with the server's description; a closed connection → nats.js's own error, at once.
+ *
+ * `encodeHeaders` writes a publish's headers in NATS's wire format once, instead of through nats.js's MsgHdrs.
  */
 import { createInbox, type Msg, type MsgHdrs, type NatsConnection, type PubAck, type Subscription } from "nats";
 
@@ -48,6 +50,8 @@ interface StreamAnswer {
 
 const decoder = new TextDecoder();
 const encoder = new TextEncoder();
+/** A header key: printable ASCII without space or colon (RFC 5322's field name, as nats.js checks it). */
+const HEADER_KEY = /^[!-9;-~]+$/;
 
 /** What nats.js reads of a publish's headers: their encoding (protocol.publish calls nothing else). */
 export interface EncodedHeaders {
@@ -70,7 +74,7 @@ export function encodeHeaders(entries: ReadonlyArray<readonly [string, string]>)
   const bytes = encoder.encode(`${block}\r\n`);
   return { encode: () => bytes };
 }
-const HEADER_KEY = /^[!-9;-~]+$/;
+
 /** How often pending publishes are checked for their timeout: a timeout fires up to this much late. */
 const SWEEP_MS = 50;
 
