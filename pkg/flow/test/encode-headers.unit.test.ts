@@ -19,7 +19,9 @@ describe("encodeHeaders", () => {
   });
 
   test("a value holding CR or LF is refused: it would end the header early and forge the next one", () => {
-    expect(() => encodeHeaders([["traceparent", "00-abc\r\nNats-Expected-Stream: X"]])).toThrow(/traceparent.*CR and LF/);
+    expect(() => encodeHeaders([["traceparent", "00-abc\r\nNats-Expected-Stream: X"]])).toThrow(
+      /traceparent.*CR and LF/,
+    );
     expect(() => encodeHeaders([["Nats-Msg-Id", "a\nb"]])).toThrow(/Nats-Msg-Id/);
   });
 
