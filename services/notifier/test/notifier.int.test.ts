@@ -15,7 +15,7 @@ let subscriber: Redis;
 let publisher: Publisher;
 
 beforeAll(() => {
-  publisher = createPublisher(clients.nc);
+  publisher = createPublisher(clients.nc.jetstream());
   subscriber = new Redis(infra.redis.url);
 });
 afterAll(() => subscriber?.disconnect());

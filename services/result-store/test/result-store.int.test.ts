@@ -24,7 +24,7 @@ beforeAll(async () => {
   });
   base = `http://127.0.0.1:${service.started.port}`;
   nc = await connect({ servers: infra.nats.url });
-  publisher = createPublisher(nc);
+  publisher = createPublisher(nc.jetstream());
   redis = new Redis(infra.redis.url);
 });
 afterAll(async () => {
