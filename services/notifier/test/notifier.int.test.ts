@@ -123,6 +123,8 @@ test("SUCCEEDED is made visible only once the task's result is stored", async ()
     },
     { timeoutMs: 10_000 },
   );
+  // The pub/sub message reaches the subscriber's own connection independently of the read above: wait for it too.
+  await waitFor("the terminal update published", () => received.some((status) => status.state === "SUCCEEDED"));
   expect(received.map((s) => s.state)).toEqual(["RUNNING", "SUCCEEDED"]);
 });
 
