@@ -3,6 +3,8 @@
  * arguments. Every live one is killed when the test process exits, so a failing test leaves nothing behind.
  */
 import { type ChildProcess, spawn } from "node:child_process";
+import { createWriteStream, mkdirSync, type WriteStream } from "node:fs";
+import { join } from "node:path";
 
 const live = new Set<ManagedProcess>();
 let exitHookInstalled = false;
@@ -25,6 +27,10 @@ export interface ManagedProcessOptions {
   keepLines?: number;
   /** Echo output with a prefix (for debugging). */
   echo?: boolean;
+  /** Also write every line of output, time-stamped, to `<logDir>/<name>-<pid>.log` (one file per start). Default:
+   *  the TM_TEST_LOG_DIR environment variable, so a suite run that fails now and then can keep what every process
+   *  said, not only the last lines a failure message quotes. */
+  logDir?: string;
 }
 
 export class ManagedProcess {
@@ -54,9 +60,12 @@ export class ManagedProcess {
     this.child = child;
     live.add(this);
     const keep = this.options.keepLines ?? 200;
+    const log = this.#openLog(child.pid);
     const onData = (chunk: Buffer) => {
+      const at = log ? new Date().toISOString() : "";
       for (const line of chunk.toString().split("\n")) {
         if (!line) continue;
+        log?.write(`${at} ${line}\n`);
         this.output.push(line);
         if (this.output.length > keep) this.output.shift();
         if (this.options.echo) process.stderr.write(`[${this.options.name}] ${line}\n`);
@@ -65,6 +74,8 @@ export class ManagedProcess {
     };
     child.stdout?.on("data", onData);
     child.stderr?.on("data", onData);
+    // "close", not "exit": the output may still be arriving when the process has exited.
+    if (log) child.once("close", () => log.end());
     this.#exit = new Promise((resolve) => {
       child.once("exit", (code) => {
         live.delete(this);
@@ -77,6 +88,13 @@ export class ManagedProcess {
       });
     });
     return this;
+  }
+
+  #openLog(pid: number | undefined): WriteStream | undefined {
+    const dir = this.options.logDir ?? process.env.TM_TEST_LOG_DIR;
+    if (!dir || pid === undefined) return undefined;
+    mkdirSync(dir, { recursive: true });
+    return createWriteStream(join(dir, `${this.options.name}-${pid}.log`), { flags: "a" });
   }
 
   /** Resolves with the first output line matching `pattern`. */
