@@ -132,10 +132,10 @@ export async function provisionStreams(jsm: JetStreamManager, settings: FlowSett
 /**
  * Whether a refused stream creation only lost a race with another service creating the same stream. nats-server
  * answers the loser "stream name already in use" or, now and then, "subjects overlap with an existing stream" (10065;
- * 2 of 480 creates of one stream from 12 connections at once on 2.9.10): it checks the subjects against the streams
- * that exist before it looks for the name, and by then the winner's stream is one of them. An overlap is a lost race
- * only if the stream of this name now exists; an overlap with another stream is a configuration error, reported as
- * the server worded it.
+ * 2 of 480 creates of one stream from 12 connections at once on 2.9.10), apparently because it compares the subjects
+ * with the streams that exist before it finds the name taken, and by then the winner's stream is one of them. An
+ * overlap is a lost race only if the stream of this name now exists; an overlap with another stream is a
+ * configuration error, reported as the server worded it.
  */
 export async function lostCreateRace(error: unknown, streamExists: () => Promise<boolean>): Promise<boolean> {
   const e = error as { api_error?: { err_code?: number }; message?: string } | undefined;
