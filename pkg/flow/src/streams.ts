@@ -13,6 +13,7 @@ import {
   RetentionPolicy,
   StorageType,
   type StreamConfig,
+  type StreamInfo,
 } from "nats";
 import { EVENT_SUBJECTS, type Subject, TASK_SUBJECTS } from "./subjects.js";
 
@@ -113,14 +114,11 @@ export function consumerConfig(
 export async function provisionStreams(jsm: JetStreamManager, settings: FlowSettings = DEFAULT_FLOW_SETTINGS) {
   for (const name of Object.values(STREAMS)) {
     const wanted = streamConfig(name, settings);
-    const existing = await jsm.streams.info(name).catch((error: unknown) => {
-      if (isNotFound(error)) return undefined;
-      throw error;
-    });
+    const existing = await findStream(jsm, name);
     if (!existing) {
       await jsm.streams.add(wanted).catch(async (error: unknown) => {
         // Another service won the race: fall through to the update path.
-        if (!(await lostCreateRace(error, () => streamExists(jsm, name)))) throw error;
+        if (!(await lostCreateRace(error, async () => (await findStream(jsm, name)) !== undefined))) throw error;
         await jsm.streams.update(name, wanted);
       });
     } else if (streamDiffers(existing.config, wanted)) {
@@ -144,14 +142,12 @@ export async function lostCreateRace(error: unknown, streamExists: () => Promise
   return false;
 }
 
-async function streamExists(jsm: JetStreamManager, name: string): Promise<boolean> {
-  return jsm.streams.info(name).then(
-    () => true,
-    (error: unknown) => {
-      if (isNotFound(error)) return false;
-      throw error;
-    },
-  );
+/** The stream's info, or undefined when there is no stream of that name. */
+function findStream(jsm: JetStreamManager, name: string): Promise<StreamInfo | undefined> {
+  return jsm.streams.info(name).catch((error: unknown) => {
+    if (isNotFound(error)) return undefined;
+    throw error;
+  });
 }
 
 /**
