@@ -1,7 +1,7 @@
 import { createServer } from "node:http";
 import type { AddressInfo } from "node:net";
 import { exitedForTakenPort, spawnService, useInfra } from "@tm/testkit";
-import { expect, test } from "vitest";
+import { expect, test, vi } from "vitest";
 
 const infra = useInfra();
 
@@ -66,6 +66,7 @@ test("a service that cannot bind its port fails the spawn at once, naming the po
   try {
     const { port } = blocker.address() as AddressInfo;
     const started = Date.now();
+    const warn = vi.spyOn(console, "warn").mockImplementation(() => undefined);
     const error = await spawnService("gateway", {
       NATS_URL: infra.nats.url,
       REDIS_URL: infra.redis.url,
@@ -76,6 +77,13 @@ test("a service that cannot bind its port fails the spawn at once, naming the po
     );
     // Three start-ups, none waiting for the 60 s readiness deadline.
     expect(Date.now() - started).toBeLessThan(45_000);
+    // Each new start is said, with who holds the port: this test process, listening.
+    const said = warn.mock.calls.map((args) => String(args[0]));
+    warn.mockRestore();
+    expect(said).toHaveLength(2);
+    expect(said[0]).toMatch(
+      new RegExp(`gateway: port ${port} was taken .*holders now: LISTEN .*pid=${process.pid}\\b`),
+    );
     // A caller that waits itself (startPipeline) tells this exit apart, to launch the service on new ports.
     const launched = await spawnService(
       "gateway",

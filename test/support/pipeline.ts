@@ -70,12 +70,10 @@ export async function startPipeline(
     services.set(key, service);
     return service;
   };
-  const spawn = async (name: ServiceName, extraEnv: NodeJS.ProcessEnv = {}, key: string = name) => {
-    const service = await launch(name, extraEnv, key);
-    // Nine Node processes starting at once on two shared cores can take a while.
-    await service.ready(60_000);
-    return service;
-  };
+  // A service started later (a second replica, a restart): as at start, one whose chosen port was taken before it
+  // bound it is started again on new ports. Nine Node processes on two shared cores can take a while to be ready.
+  const spawn = async (name: ServiceName, extraEnv: NodeJS.ProcessEnv = {}, key: string = name) =>
+    readyOrRespawn(await launch(name, extraEnv, key), () => launch(name, extraEnv, key), 60_000);
   try {
     // All nine start together. Ingest needs only the enricher's address at start (it calls it per task, and no task
     // is sent before every service is ready). Streams: every NATS service provisions them at start, and

@@ -3,6 +3,7 @@
  * and waits until its /readyz answers 200. Fault tests kill (SIGKILL) or stop (SIGTERM) and restart these.
  * Requires `pnpm build` first (scripts/test.sh does it).
  */
+import { execFileSync } from "node:child_process";
 import { existsSync, readFileSync } from "node:fs";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -54,8 +55,28 @@ export async function readyOrRespawn(
       return service;
     } catch (error) {
       if (!exitedForTakenPort(service) || attempt >= 3) throw error;
+      // Said, with who holds the port, so that a run where this happens shows which process took it.
+      const port = /(\d+) is already in use|EADDRINUSE[^\d]*(\d+)/.exec(service.process.tail());
+      const taken = port ? Number(port[1] ?? port[2]) : undefined;
+      console.warn(
+        `[testkit] ${service.name}: port ${taken ?? "?"} was taken before it bound it; starting it again on new ports` +
+          (taken ? ` (holders now: ${portHolders(taken)})` : ""),
+      );
       service = await respawn();
     }
+  }
+}
+
+/** The sockets on local `port` with their processes, as `ss` lists them ("none" or "unknown" otherwise). */
+function portHolders(port: number): string {
+  try {
+    const lines = execFileSync("ss", ["-Htanp", `( sport = :${port} )`], { encoding: "utf8", timeout: 2_000 })
+      .trim()
+      .split("\n")
+      .filter(Boolean);
+    return lines.length ? lines.map((line) => line.replace(/\s+/g, " ")).join("; ") : "none";
+  } catch {
+    return "unknown (ss failed)";
   }
 }
 
