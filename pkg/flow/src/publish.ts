@@ -3,9 +3,10 @@
  * deduplicated by the stream, and the trace context travels in the body and as a header. Transient failures (a
  * reconnecting client, a stream leader election) are retried with the same message id until a deadline.
  */
-import { context, SpanKind, SpanStatusCode, trace } from "@opentelemetry/api";
-import { headers, type JetStreamClient, type PubAck } from "nats";
+import { type Context, context, type Span, SpanKind, SpanStatusCode, trace } from "@opentelemetry/api";
+import type { JetStreamClient, PubAck } from "nats";
 import { errorMessage } from "./errors.js";
+import { asMsgHdrs, type EncodedHeaders, encodeHeaders } from "./headers.js";
 import { type MessageFor, type MessageInputFor, validateMessage } from "./schemas.js";
 import type { Subject } from "./subjects.js";
 import { injectTrace } from "./trace.js";
@@ -39,42 +40,74 @@ export function createPublisher(js: JetStreamClient, options: PublisherOptions =
   // 5.2 s to 1.2 s. A spurious timeout costs only a retry that the stream deduplicates by message id.
   const ackTimeoutMs = options.ackTimeoutMs ?? 1_000;
 
+  const settings: PublishSettings = { js, service: options.service, ackTimeoutMs, retryDeadlineMs };
   return {
     publish(subject, message, { msgId }) {
-      return tracer.startActiveSpan(`${subject} publish`, { kind: SpanKind.PRODUCER }, async (span) => {
-        // Attributes only for a span that records (a no-op span, without a trace exporter, would drop them).
-        if (span.isRecording()) {
-          span.setAttributes({
-            "messaging.system": "nats",
-            "messaging.operation.type": "send",
-            "messaging.operation.name": "publish",
-            "messaging.destination.name": subject,
-            "messaging.message.id": msgId,
-            ...taskAttributes(message),
-            ...(options.service ? { "tm.service": options.service } : {}),
-          });
-        }
-        try {
-          const carrier = injectTrace(context.active());
-          const body: MessageFor<typeof subject> = validateMessage(subject, { ...message, ...carrier });
-          const data = encoder.encode(JSON.stringify(body));
-          if (span.isRecording()) span.setAttribute("messaging.message.body.size", data.byteLength);
-          const hdrs = headers();
-          hdrs.set("traceparent", carrier.traceparent);
-          if (carrier.tracestate) hdrs.set("tracestate", carrier.tracestate);
-          const ack = await publishWithRetry(js, subject, data, msgId, hdrs, ackTimeoutMs, retryDeadlineMs);
-          if (ack.duplicate) span.setAttribute("messaging.nats.duplicate", true);
-          return ack;
-        } catch (error) {
-          span.recordException(error as Error);
-          span.setStatus({ code: SpanStatusCode.ERROR, message: errorMessage(error) });
-          throw error;
-        } finally {
-          span.end();
-        }
-      });
+      // startSpan, not startActiveSpan: nothing below reads the active context, and making the span active costs an
+      // AsyncLocalStorage.run per publish (3 to 4 per delivered message). The trace context put in the message is the
+      // publish span's when it records, and the caller's (which a non-recording span carries) when it does not.
+      const parent = context.active();
+      const span = tracer.startSpan(`${subject} publish`, { kind: SpanKind.PRODUCER }, parent);
+      return publishInSpan(settings, span, trace.setSpan(parent, span), subject, message, msgId);
     },
   };
+}
+
+interface PublishSettings {
+  js: JetStreamClient;
+  service: string | undefined;
+  ackTimeoutMs: number;
+  retryDeadlineMs: number;
+}
+
+async function publishInSpan<S extends Subject>(
+  settings: PublishSettings,
+  span: Span,
+  spanContext: Context,
+  subject: S,
+  message: MessageInputFor<S>,
+  msgId: string,
+): Promise<PubAck> {
+  // Attributes only for a span that records (a no-op span, without a trace exporter, would drop them).
+  if (span.isRecording()) {
+    span.setAttributes({
+      "messaging.system": "nats",
+      "messaging.operation.type": "send",
+      "messaging.operation.name": "publish",
+      "messaging.destination.name": subject,
+      "messaging.message.id": msgId,
+      ...taskAttributes(message),
+      ...(settings.service ? { "tm.service": settings.service } : {}),
+    });
+  }
+  try {
+    const carrier = injectTrace(spanContext);
+    const body: MessageFor<S> = validateMessage(subject, { ...message, ...carrier });
+    const data = encoder.encode(JSON.stringify(body));
+    if (span.isRecording()) span.setAttribute("messaging.message.body.size", data.byteLength);
+    // Nats-Msg-Id in the block too (not js.publish's msgID option, which would add it through MsgHdrs again).
+    const hdrs = encodeHeaders(
+      carrier.tracestate
+        ? [
+            ["traceparent", carrier.traceparent],
+            ["tracestate", carrier.tracestate],
+            ["Nats-Msg-Id", msgId],
+          ]
+        : [
+            ["traceparent", carrier.traceparent],
+            ["Nats-Msg-Id", msgId],
+          ],
+    );
+    const ack = await publishWithRetry(settings, subject, data, hdrs);
+    if (ack.duplicate) span.setAttribute("messaging.nats.duplicate", true);
+    return ack;
+  } catch (error) {
+    span.recordException(error as Error);
+    span.setStatus({ code: SpanStatusCode.ERROR, message: errorMessage(error) });
+    throw error;
+  } finally {
+    span.end();
+  }
 }
 
 /** `task.id` on the span when the message is about one task, so TraceQL `{ span.task.id = "…" }` finds it. */
@@ -84,19 +117,17 @@ function taskAttributes(message: unknown): { "task.id"?: string } {
 }
 
 async function publishWithRetry(
-  js: JetStreamClient,
+  { js, ackTimeoutMs, retryDeadlineMs }: PublishSettings,
   subject: string,
   data: Uint8Array,
-  msgId: string,
-  hdrs: ReturnType<typeof headers>,
-  ackTimeoutMs: number,
-  retryDeadlineMs: number,
+  hdrs: EncodedHeaders,
 ): Promise<PubAck> {
   const deadline = Date.now() + retryDeadlineMs;
   let delay = 100;
   for (;;) {
     try {
-      return await js.publish(subject, data, { msgID: msgId, headers: hdrs, timeout: ackTimeoutMs });
+      // The same headers, so the same Nats-Msg-Id, on every try: the stream stores the message once.
+      return await js.publish(subject, data, { headers: asMsgHdrs(hdrs), timeout: ackTimeoutMs });
     } catch (error) {
       if (!isTransientNatsError(error) || Date.now() + delay > deadline) throw error;
       await new Promise((resolve) => setTimeout(resolve, delay));
