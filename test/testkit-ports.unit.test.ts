@@ -1,5 +1,5 @@
 import { createServer } from "node:net";
-import { freePort, portSlice } from "@tm/testkit";
+import { freePort, portIsFree, portSlice } from "@tm/testkit";
 import { describe, expect, test } from "vitest";
 
 describe("portSlice", () => {
@@ -30,5 +30,34 @@ describe("freePort", () => {
     const server = createServer();
     await new Promise<void>((resolve) => server.listen(ports[0], "127.0.0.1", resolve));
     await new Promise<void>((resolve) => server.close(() => resolve()));
+  });
+});
+
+describe("portIsFree", () => {
+  const listen = async (host: string) => {
+    const server = createServer();
+    await new Promise<void>((resolve) => server.listen(0, host, resolve));
+    return { server, port: (server.address() as { port: number }).port };
+  };
+  const close = (server: ReturnType<typeof createServer>) => new Promise<void>((r) => server.close(() => r()));
+
+  test("a port held on another address only is not free: services bind 0.0.0.0", async () => {
+    // 127.0.0.2 is loopback too on Linux: held there, the port is still free on 127.0.0.1 but not on 0.0.0.0.
+    const { server, port } = await listen("127.0.0.2");
+    try {
+      expect(await portIsFree(port)).toBe(false);
+    } finally {
+      await close(server);
+    }
+    expect(await portIsFree(port)).toBe(true);
+  });
+
+  test("a port held on 127.0.0.1 is not free", async () => {
+    const { server, port } = await listen("127.0.0.1");
+    try {
+      expect(await portIsFree(port)).toBe(false);
+    } finally {
+      await close(server);
+    }
   });
 });

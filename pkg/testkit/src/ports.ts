@@ -2,7 +2,7 @@ import { readFileSync } from "node:fs";
 import { createServer } from "node:net";
 
 /**
- * A TCP port free on 127.0.0.1 right now, for a server a test is about to start.
+ * A TCP port free on every IPv4 address right now (portIsFree), for a server a test is about to start.
  *
  * Chosen below the kernel's ephemeral range (`net.ipv4.ip_local_port_range`, 32768–60999 by default): the kernel takes
  * the local port of every outgoing connection from that range, so a port chosen there (as `listen(0)` would) can be
@@ -19,7 +19,7 @@ export async function freePort(): Promise<number> {
       if (recentlyHandedOut(port)) continue;
       // Reserved before the check, so a concurrent call cannot pick it meanwhile (one that is taken stays skipped).
       handedOut.set(port, Date.now());
-      if (await canListen(port)) return port;
+      if (await portIsFree(port)) return port;
     }
   }
   return kernelPort();
@@ -61,12 +61,17 @@ function ephemeralRangeStart(): number {
   }
 }
 
-function canListen(port: number): Promise<boolean> {
+/**
+ * Whether a server could listen on `port` on every IPv4 address. Checked on 0.0.0.0, which services bind: a port held
+ * on one address only (another loopback address, the machine's own) leaves 127.0.0.1 free but fails a bind on
+ * 0.0.0.0, so a check on 127.0.0.1 would hand out a port the gateway cannot take.
+ */
+export function portIsFree(port: number): Promise<boolean> {
   return new Promise((resolve) => {
     const server = createServer();
     server.unref();
     server.once("error", () => resolve(false));
-    server.listen(port, "127.0.0.1", () => server.close(() => resolve(true)));
+    server.listen(port, "0.0.0.0", () => server.close(() => resolve(true)));
   });
 }
 
