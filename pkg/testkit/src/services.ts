@@ -59,7 +59,7 @@ export async function readyOrRespawn(
       const port = /(\d+) is already in use|EADDRINUSE[^\d]*(\d+)/.exec(service.process.tail());
       const taken = port ? Number(port[1] ?? port[2]) : undefined;
       console.warn(
-        `[testkit] ${service.name}: port ${taken ?? "?"} was taken before it bound it; starting it again on new ports` +
+        `[testkit] ${service.name}: port ${taken ?? "?"} was taken before it bound it; starting it again` +
           (taken ? ` (holders now: ${portHolders(taken)})` : ""),
       );
       service = await respawn();
