@@ -1,21 +1,8 @@
+import { existsSync, mkdirSync, readFileSync, rmSync, utimesSync, writeFileSync } from "node:fs";
 import { createServer } from "node:net";
-import { freePort, portIsFree, portSlice } from "@tm/testkit";
+import { join } from "node:path";
+import { freePort, PORT_RESERVATIONS, portIsFree, reservePort } from "@tm/testkit";
 import { describe, expect, test } from "vitest";
-
-describe("portSlice", () => {
-  test("eight disjoint slices between 20000 and the kernel's ephemeral range, one per owner", () => {
-    const slices = Array.from({ length: 8 }, (_, owner) => portSlice(32768, owner));
-    expect(slices[0]).toEqual({ from: 20000, to: 21596 });
-    expect(slices[7]).toEqual({ from: 31172, to: 32768 });
-    for (let i = 1; i < slices.length; i++) expect(slices[i]?.from).toBe(slices[i - 1]?.to);
-    expect(portSlice(32768, 9)).toEqual(slices[1]); // owners wrap around
-  });
-
-  test("no slice where the ephemeral range leaves no room below it (the kernel picks then)", () => {
-    expect(portSlice(20500, 1)).toBeNull();
-    expect(portSlice(1024, 1)).toBeNull();
-  });
-});
 
 describe("freePort", () => {
   test("hands out distinct ports outside the ephemeral range that a server can listen on", async () => {
@@ -28,8 +15,50 @@ describe("freePort", () => {
     expect(new Set(ports).size).toBe(ports.length);
     for (const port of ports) expect(port).toBeLessThan(ephemeralStart ?? 0);
     const server = createServer();
-    await new Promise<void>((resolve) => server.listen(ports[0], "127.0.0.1", resolve));
+    await new Promise<void>((resolve) => server.listen(ports[0], "0.0.0.0", resolve));
     await new Promise<void>((resolve) => server.close(() => resolve()));
+  });
+
+  test("every port handed out is reserved machine-wide in this process's name, so no other process picks it", async () => {
+    const port = await freePort();
+    expect(readFileSync(join(PORT_RESERVATIONS, String(port)), "utf8")).toBe(String(process.pid));
+  });
+});
+
+describe("reservePort", () => {
+  // Ports outside freePort's range (below 20000), one per test process, so nothing else reserves them meanwhile.
+  const base = 10_000 + (process.pid % 2_000) * 4;
+  const fileOf = (port: number) => join(PORT_RESERVATIONS, String(port));
+  const plant = (port: number, pid: number) => {
+    mkdirSync(PORT_RESERVATIONS, { recursive: true });
+    writeFileSync(fileOf(port), String(pid));
+  };
+
+  test("a port is reserved once, in this process's name", () => {
+    rmSync(fileOf(base), { force: true });
+    expect(reservePort(base)).toBe(true);
+    expect(readFileSync(fileOf(base), "utf8")).toBe(String(process.pid));
+    expect(reservePort(base)).toBe(false);
+  });
+
+  test("another live process's reservation holds; a gone process's is dropped, and the port free again after", () => {
+    plant(base + 1, 1); // pid 1 (init) is alive
+    expect(reservePort(base + 1)).toBe(false);
+    expect(existsSync(fileOf(base + 1))).toBe(true);
+    rmSync(fileOf(base + 1));
+
+    plant(base + 2, 4_194_303); // above any pid this machine hands out
+    expect(reservePort(base + 2)).toBe(false);
+    expect(existsSync(fileOf(base + 2))).toBe(false);
+    expect(reservePort(base + 2)).toBe(true);
+  });
+
+  test("a reservation older than ten minutes is dropped even if its process lives", () => {
+    plant(base + 3, 1);
+    const elevenMinutesAgo = new Date(Date.now() - 11 * 60_000);
+    utimesSync(fileOf(base + 3), elevenMinutesAgo, elevenMinutesAgo);
+    expect(reservePort(base + 3)).toBe(false);
+    expect(existsSync(fileOf(base + 3))).toBe(false);
   });
 });
 

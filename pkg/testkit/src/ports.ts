@@ -1,5 +1,7 @@
-import { readFileSync } from "node:fs";
+import { mkdirSync, readFileSync, statSync, unlinkSync, writeFileSync } from "node:fs";
 import { createServer } from "node:net";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 
 /**
  * A TCP port free on every IPv4 address right now (portIsFree), for a server a test is about to start.
@@ -7,18 +9,23 @@ import { createServer } from "node:net";
  * Chosen below the kernel's ephemeral range (`net.ipv4.ip_local_port_range`, 32768–60999 by default): the kernel takes
  * the local port of every outgoing connection from that range, so a port chosen there (as `listen(0)` would) can be
  * taken by any connection, another test's client to NATS or Redis, between this check and the server's bind. Below it
- * only an explicit bind can take it. Each vitest worker (VITEST_POOL_ID; elsewhere the pid) draws from its own slice
- * of 20000 up to the range's start, and this process does not hand out the same port twice within ten minutes, so
- * parallel workers and parallel starts do not pick the same one. Where no such room exists, the kernel picks.
+ * only an explicit bind can take it, and the only ones that bind there are the test kit's own servers, so each port
+ * handed out is reserved machine-wide: a file named after it in `PORT_RESERVATIONS`, created exclusively, so that
+ * parallel vitest workers (and anything else using the test kit) never hand out the same port while it is reserved.
+ * A reservation lasts while its process lives (released at a normal exit; vitest ends its workers with SIGTERM, which
+ * skips exit handlers, so the next process to find one of a dead pid drops it), and at most RESERVED_FOR_MS (a server
+ * restarted on its port keeps it meanwhile). This replaced a slice of the range per vitest worker (by VITEST_POOL_ID): vitest 4 gives both workers of
+ * the integration project the same id when the unit project ran first, so both drew from one slice unguarded.
+ * Where there is no room below the ephemeral range, the kernel picks.
  */
 export async function freePort(): Promise<number> {
-  const slice = thisProcessSlice();
-  if (slice) {
+  const range = candidateRange();
+  if (range) {
     for (let attempt = 0; attempt < 50; attempt++) {
-      const port = slice.from + Math.floor(Math.random() * (slice.to - slice.from));
-      if (recentlyHandedOut(port)) continue;
-      // Reserved before the check, so a concurrent call cannot pick it meanwhile (one that is taken stays skipped).
-      handedOut.set(port, Date.now());
+      const port = range.from + Math.floor(Math.random() * (range.to - range.from));
+      // Reserved before the check, so a concurrent call (here or in another process) cannot pick it meanwhile; one
+      // that turns out taken stays reserved, and skipped.
+      if (!reservePort(port)) continue;
       if (await portIsFree(port)) return port;
     }
   }
@@ -26,30 +33,77 @@ export async function freePort(): Promise<number> {
 }
 
 const LOWEST = 20_000;
-const SLICES = 8;
-const REUSE_AFTER_MS = 10 * 60_000;
-const handedOut = new Map<number, number>();
+/** How long a reservation holds at most, even if its process is still alive. */
+const RESERVED_FOR_MS = 10 * 60_000;
+/** Where reservations are kept: one empty-ish file per port, holding the reserving process's pid. */
+export const PORT_RESERVATIONS = join(tmpdir(), "tm-testkit-ports");
+const reservedHere = new Set<number>();
+let releasesAtExit = false;
 
-function recentlyHandedOut(port: number): boolean {
-  const at = handedOut.get(port);
-  return at !== undefined && Date.now() - at < REUSE_AFTER_MS;
+/**
+ * Reserves `port` for this process, machine-wide, unless a live reservation holds it (this process's own included).
+ * A stale one (its process gone, or older than RESERVED_FOR_MS) is dropped, and the port left for a later pick.
+ */
+export function reservePort(port: number): boolean {
+  if (reservedHere.has(port)) return false;
+  const path = join(PORT_RESERVATIONS, String(port));
+  try {
+    if (!releasesAtExit) {
+      mkdirSync(PORT_RESERVATIONS, { recursive: true });
+      process.once("exit", releaseAll);
+      releasesAtExit = true;
+    }
+    writeFileSync(path, String(process.pid), { flag: "wx" });
+    reservedHere.add(port);
+    return true;
+  } catch (error) {
+    // Held by another process: give up this port now; if that reservation is stale, drop it for a later pick. (Two
+    // processes dropping the same stale file at once could drop a fresh one; a port lost so is caught by the bind.)
+    if ((error as NodeJS.ErrnoException).code === "EEXIST" && isStale(path)) {
+      try {
+        unlinkSync(path);
+      } catch {
+        // gone already
+      }
+    }
+    return false;
+  }
 }
 
-let ownSlice: { from: number; to: number } | null | undefined;
-
-/** This process's slice, worked out once. */
-function thisProcessSlice(): { from: number; to: number } | null {
-  if (ownSlice === undefined)
-    ownSlice = portSlice(ephemeralRangeStart(), Number(process.env.VITEST_POOL_ID ?? process.pid));
-  return ownSlice;
+/** A reservation older than RESERVED_FOR_MS, or whose process is gone. */
+function isStale(path: string): boolean {
+  try {
+    if (Date.now() - statSync(path).mtimeMs > RESERVED_FOR_MS) return true;
+    const pid = Number(readFileSync(path, "utf8"));
+    if (!Number.isInteger(pid) || pid <= 0) return true;
+    process.kill(pid, 0); // throws if there is no such process
+    return false;
+  } catch (error) {
+    // EPERM: the process exists but is not ours to signal, so it is alive.
+    return (error as NodeJS.ErrnoException).code !== "EPERM";
+  }
 }
 
-/** The share of the ports between LOWEST and `ephemeralStart` that belongs to `owner` (null: no room for slices). */
-export function portSlice(ephemeralStart: number, owner: number): { from: number; to: number } | null {
-  const width = Math.floor((ephemeralStart - LOWEST) / SLICES);
-  if (width < 100) return null;
-  const index = ((owner % SLICES) + SLICES) % SLICES;
-  return { from: LOWEST + index * width, to: LOWEST + (index + 1) * width };
+function releaseAll(): void {
+  for (const port of reservedHere) {
+    try {
+      unlinkSync(join(PORT_RESERVATIONS, String(port)));
+    } catch {
+      // already dropped as stale
+    }
+  }
+  reservedHere.clear();
+}
+
+let range: { from: number; to: number } | null | undefined;
+
+/** The ports below the ephemeral range, worked out once (null: no room there). */
+function candidateRange(): { from: number; to: number } | null {
+  if (range === undefined) {
+    const ephemeralStart = ephemeralRangeStart();
+    range = ephemeralStart - LOWEST >= 1_000 ? { from: LOWEST, to: ephemeralStart } : null;
+  }
+  return range;
 }
 
 function ephemeralRangeStart(): number {
