@@ -2,6 +2,7 @@
  * A real nats-server with JetStream on a free loopback port and a temporary store directory. It can be stopped,
  * killed and restarted on the same port and store (fault tests), and clustered (R3 tests).
  */
+import { randomUUID } from "node:crypto";
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -28,6 +29,8 @@ export class NatsServer {
     private readonly readyAuth: NatsServerOptions["readyAuth"],
     echo: boolean,
     private readonly ownedDir: string,
+    /** Its configured server_name, checked at readiness (unset: not checked, as for cluster nodes). */
+    private readonly serverName?: string,
   ) {
     this.process = new ManagedProcess({
       name: `nats:${port}`,
@@ -55,6 +58,11 @@ export class NatsServer {
         if (!this.process.running) throw new Error(`nats-server exited:\n${this.process.tail()}`);
         const nc = await connect({ servers: this.url, reconnect: false, timeout: 1_000, ...this.readyAuth });
         try {
+          // The server answering must be ours: another nats-server on this port (a port taken between freePort() and
+          // this one's bind) would answer too, and the test's services would share another test's streams.
+          const name = nc.info?.server_name;
+          if (this.serverName && name !== this.serverName)
+            throw new Error(`port ${this.port} is answered by another nats-server (${name})`);
           const jsm = await nc.jetstreamManager({ timeout: 1_000 });
           await jsm.getAccountInfo();
           return true;
@@ -92,18 +100,20 @@ export async function startNats(options: NatsServerOptions = {}): Promise<NatsSe
   const dir = mkdtempSync(join(tmpdir(), "tm-nats-"));
   const port = await freePort();
   const monitorPort = await freePort();
+  const name = `tm-test-${port}-${randomUUID().slice(0, 8)}`;
   const storeDir = join(dir, "store");
   const configFile = join(dir, "nats.conf");
   writeFileSync(
     configFile,
     [
+      `server_name: "${name}"`,
       `listen: "127.0.0.1:${port}"`,
       `http: "127.0.0.1:${monitorPort}"`,
       `jetstream { store_dir: "${storeDir}", max_memory_store: 256MB, max_file_store: 2GB }`,
       options.extraConfig ?? "",
     ].join("\n"),
   );
-  const server = new NatsServer(port, monitorPort, storeDir, configFile, options.readyAuth, !!options.echo, dir);
+  const server = new NatsServer(port, monitorPort, storeDir, configFile, options.readyAuth, !!options.echo, dir, name);
   return server.start();
 }
 

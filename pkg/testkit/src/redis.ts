@@ -52,19 +52,29 @@ export class RedisServer {
     return `redis://127.0.0.1:${this.port}`;
   }
 
-  async start(): Promise<this> {
+  async start(timeoutMs = 15_000): Promise<this> {
     this.process.start();
-    await waitFor(`redis-server on ${this.port}`, async () => {
-      if (!this.process.running) throw new Error(`redis-server exited:\n${this.process.tail()}`);
-      const client = new Redis(this.url, { lazyConnect: true, maxRetriesPerRequest: 0, retryStrategy: () => null });
-      client.on("error", () => undefined); // a refused connection while starting is expected
-      try {
-        await client.connect();
-        return (await client.ping()) === "PONG";
-      } finally {
-        client.disconnect();
-      }
-    });
+    await waitFor(
+      `redis-server on ${this.port}`,
+      async () => {
+        if (!this.process.running) throw new Error(`redis-server exited:\n${this.process.tail()}`);
+        const client = new Redis(this.url, { lazyConnect: true, maxRetriesPerRequest: 0, retryStrategy: () => null });
+        client.on("error", () => undefined); // a refused connection while starting is expected
+        try {
+          await client.connect();
+          if ((await client.ping()) !== "PONG") return false;
+          // The server answering must be ours: another redis-server on this port (a port taken between freePort() and
+          // this one's bind) would answer PING too, and the test would run against another test's data.
+          const pid = Number(/process_id:(\d+)/.exec(await client.info("server"))?.[1]);
+          if (pid !== this.process.child?.pid)
+            throw new Error(`port ${this.port} is answered by another redis-server (pid ${pid})`);
+          return true;
+        } finally {
+          client.disconnect();
+        }
+      },
+      { timeoutMs },
+    );
     return this;
   }
 
