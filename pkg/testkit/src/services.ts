@@ -91,6 +91,8 @@ async function spawnOnce(name: string, env: NodeJS.ProcessEnv, options: { echo?:
   if (!existsSync(entry)) throw new Error(`${entry} does not exist: run \`pnpm build\` first`);
   const opsPort = await freePort();
   const fullEnv: NodeJS.ProcessEnv = { ...process.env, LOG_LEVEL: "warn", OTEL_SERVICE_NAME: name, ...env };
+  // TM_TEST_DEBUG=result-store,worker: those services log at debug (each delivery handled), for reading a failure.
+  if ((process.env.TM_TEST_DEBUG ?? "").split(",").includes(name)) fullEnv.LOG_LEVEL = "debug";
   let port = opsPort;
   if (API_PORT_SERVICES.has(name)) fullEnv.PORT = String(opsPort);
   else fullEnv.OPS_PORT = String(opsPort);
