@@ -9,13 +9,13 @@ import { join } from "node:path";
  * Chosen below the kernel's ephemeral range (`net.ipv4.ip_local_port_range`, 32768–60999 by default): the kernel takes
  * the local port of every outgoing connection from that range, so a port chosen there (as `listen(0)` would) can be
  * taken by any connection, another test's client to NATS or Redis, between this check and the server's bind. Below it
- * only an explicit bind can take it, and the only ones that bind there are the test kit's own servers, so each port
- * handed out is reserved machine-wide: a file named after it in `PORT_RESERVATIONS`, created exclusively, so that
- * parallel vitest workers (and anything else using the test kit) never hand out the same port while it is reserved.
- * A reservation lasts while its process lives (released at a normal exit; vitest ends its workers with SIGTERM, which
- * skips exit handlers, so the next process to find one of a dead pid drops it), and at most RESERVED_FOR_MS (a server
- * restarted on its port keeps it meanwhile). This replaced a slice of the range per vitest worker (by VITEST_POOL_ID): vitest 4 gives both workers of
- * the integration project the same id when the unit project ran first, so both drew from one slice unguarded.
+ * only an explicit bind can take it, mostly one of the test kit's own servers, so each port handed out is reserved
+ * machine-wide first: a file named after it in `PORT_RESERVATIONS`, created exclusively, so that parallel vitest
+ * workers (and anything else using the test kit) never hand out the same port while it is reserved. A reservation
+ * lasts while its process lives (released at a normal exit; vitest ends its workers with SIGTERM, which skips exit
+ * handlers, so the next process to find one of a dead pid drops it), and at most RESERVED_FOR_MS (a server restarted
+ * on its port keeps it meanwhile). This replaced one slice of the range per vitest worker by VITEST_POOL_ID: vitest 4
+ * gives both integration workers the same id once the unit project has run first, so both drew from one slice.
  * Where there is no room below the ephemeral range, the kernel picks.
  */
 export async function freePort(): Promise<number> {
@@ -35,7 +35,7 @@ export async function freePort(): Promise<number> {
 const LOWEST = 20_000;
 /** How long a reservation holds at most, even if its process is still alive. */
 const RESERVED_FOR_MS = 10 * 60_000;
-/** Where reservations are kept: one empty-ish file per port, holding the reserving process's pid. */
+/** Where reservations are kept: one file per port, holding the reserving process's pid. */
 export const PORT_RESERVATIONS = join(tmpdir(), "tm-testkit-ports");
 const reservedHere = new Set<number>();
 let releasesAtExit = false;
