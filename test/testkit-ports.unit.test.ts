@@ -63,30 +63,26 @@ describe("reservePort", () => {
 });
 
 describe("portIsFree", () => {
-  const listen = async (host: string) => {
+  /** What portIsFree says of a port while a server listens on it at `host`; the port, for checking it after. */
+  const whileHeldOn = async (host: string) => {
     const server = createServer();
     await new Promise<void>((resolve) => server.listen(0, host, resolve));
-    return { server, port: (server.address() as { port: number }).port };
+    const port = (server.address() as { port: number }).port;
+    try {
+      return { port, free: await portIsFree(port) };
+    } finally {
+      await new Promise<void>((resolve) => server.close(() => resolve()));
+    }
   };
-  const close = (server: ReturnType<typeof createServer>) => new Promise<void>((r) => server.close(() => r()));
 
   test("a port held on another address only is not free: services bind 0.0.0.0", async () => {
     // 127.0.0.2 is loopback too on Linux: held there, the port is still free on 127.0.0.1 but not on 0.0.0.0.
-    const { server, port } = await listen("127.0.0.2");
-    try {
-      expect(await portIsFree(port)).toBe(false);
-    } finally {
-      await close(server);
-    }
+    const { port, free } = await whileHeldOn("127.0.0.2");
+    expect(free).toBe(false);
     expect(await portIsFree(port)).toBe(true);
   });
 
   test("a port held on 127.0.0.1 is not free", async () => {
-    const { server, port } = await listen("127.0.0.1");
-    try {
-      expect(await portIsFree(port)).toBe(false);
-    } finally {
-      await close(server);
-    }
+    expect((await whileHeldOn("127.0.0.1")).free).toBe(false);
   });
 });
