@@ -27,8 +27,28 @@ export function connectRedis(url: string, name: string, log: Logger, extra: Redi
       log.warn({ err: error.message }, "Redis connection problem");
     }
   });
-  redis.on("ready", () => log.info("connected to Redis"));
+  redis.on("ready", () => {
+    everReady.add(redis);
+    log.info("connected to Redis");
+  });
   return redis;
 }
+
+/** Clients that have been ready once: after that, not being ready means the connection was lost. */
+const everReady = new WeakSet<Redis>();
+
+/**
+ * True while a client that was connected has lost its connection and not yet got it back. Its commands would then
+ * wait in the offline queue through the whole reconnect budget (tens of seconds), longer than a caller should wait
+ * to learn that it must retry: callers that answer someone fail fast instead. This covers every state of the
+ * reconnect loop, not only "reconnecting": a reconnect attempt passes through "connecting" and "connect" (and stays
+ * in "connect" when the port accepts but Redis does not answer). Before the first ready, commands queue as intended:
+ * that is start-up, not an outage.
+ */
+export function redisConnectionLost(redis: Redis): boolean {
+  if (redis.status === "ready") return false;
+  return everReady.has(redis) || LOST_STATES.has(redis.status);
+}
+const LOST_STATES = new Set(["reconnecting", "close", "end"]);
 
 export type { Redis };

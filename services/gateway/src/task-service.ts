@@ -18,7 +18,7 @@ import {
   statusEvent,
   type TaskMessage,
 } from "@tm/flow";
-import type { Runtime } from "@tm/kit";
+import { type Runtime, redisConnectionLost } from "@tm/kit";
 import type { CallContext, ServiceHandlers, TaskService } from "@tm/proto";
 import {
   applyStatus,
@@ -42,8 +42,6 @@ import {
   unavailable,
 } from "./status-subscriptions.js";
 import { parseTaskId, type SubmissionRequest, validateSubmission } from "./validation.js";
-
-const CONNECTION_LOST = new Set(["reconnecting", "close", "end"]);
 
 export interface TaskServiceOptions {
   maxPayloadBytes: number;
@@ -71,7 +69,7 @@ export function taskServiceHandlers(
    * learn that it must retry. (The first connect, "connecting", still queues: that is start-up, not an outage.)
    */
   function redisCall<T>(step: string, call: () => Promise<T>): Promise<T> {
-    if (CONNECTION_LOST.has(rt.redis.status)) {
+    if (redisConnectionLost(rt.redis)) {
       return Promise.reject(new ConnectError(`Redis unavailable while ${step}; retry the call`, Code.Unavailable));
     }
     return dependency("Redis", step, call);

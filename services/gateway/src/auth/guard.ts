@@ -8,14 +8,13 @@
 import type { DescMessage } from "@bufbuild/protobuf";
 import type { GenService, GenServiceMethods } from "@bufbuild/protobuf/codegenv2";
 import { Code, ConnectError } from "@connectrpc/connect";
-import type { Runtime } from "@tm/kit";
+import { type Runtime, redisConnectionLost } from "@tm/kit";
 import type { CallContext, ServiceHandlers } from "@tm/proto";
 import { type Authenticator, AuthFailure, createAuthenticator } from "./authenticator.js";
 import { attachCaller } from "./caller.js";
 import type { AuthConfig } from "./config.js";
 import { RateLimiter } from "./rate-limiter.js";
 
-const CONNECTION_LOST = new Set(["reconnecting", "close", "end", "wait"]);
 const BYPASS_WARNING_INTERVAL_MS = 10_000;
 
 type AnyHandler = (request: unknown, ctx: CallContext) => unknown;
@@ -58,7 +57,7 @@ export async function createGuard(rt: Runtime<Runtime["config"] & AuthConfig>): 
     let decision: Awaited<ReturnType<RateLimiter["take"]>>;
     try {
       // While the shared connection is down its commands would queue through the reconnect budget: fail open at once.
-      if (CONNECTION_LOST.has(rt.redis.status)) throw new Error(`Redis connection is ${rt.redis.status}`);
+      if (redisConnectionLost(rt.redis)) throw new Error(`Redis connection is ${rt.redis.status}`);
       decision = await limiter.take(caller);
     } catch (error) {
       bypassed.add(1);

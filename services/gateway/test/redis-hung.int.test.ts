@@ -1,0 +1,59 @@
+import { once } from "node:events";
+import { createServer, type Socket } from "node:net";
+import { Code, ConnectError } from "@connectrpc/connect";
+import { createTaskClient } from "@tm/proto";
+import { useInfra, waitFor } from "@tm/testkit";
+import { afterAll, beforeAll, expect, test } from "vitest";
+import { type Gateway, startGateway } from "./helpers.js";
+
+// Its own file: it kills this file's redis-server.
+const infra = useInfra();
+let gateway: Gateway;
+
+beforeAll(async () => {
+  gateway = await startGateway(infra);
+});
+afterAll(async () => {
+  await gateway?.stop();
+});
+
+/**
+ * A reconnect attempt is not only "reconnecting": it passes through "connecting" and "connect", and stays in
+ * "connect" while the port accepts but nothing answers (a Redis hung, or a proxy in front of a dead one). Calls
+ * arriving then must still fail fast, not queue through the reconnect budget (CI once caught a SubmitTask in such
+ * a window: DEADLINE_EXCEEDED instead of UNAVAILABLE).
+ */
+test("while the lost Redis connection is being re-established, calls fail fast with UNAVAILABLE", async () => {
+  const client = createTaskClient({ baseUrl: gateway.baseUrl });
+  const { taskId } = await client.submitTask({ type: "echo" });
+
+  await infra.redis.kill();
+  const held: Socket[] = [];
+  const silent = createServer((socket) => held.push(socket));
+  silent.listen(infra.redis.port, "127.0.0.1");
+  await once(silent, "listening");
+  try {
+    const redis = gateway.runtime.redis;
+    if (!redis) throw new Error("the gateway has no Redis client");
+    await waitFor("the gateway's Redis client connected to the silent port", () => redis.status === "connect");
+
+    const started = Date.now();
+    const [submit, get] = await Promise.all([
+      client.submitTask({ type: "echo" }, { timeoutMs: 5_000 }).then(
+        () => undefined,
+        (e: unknown) => ConnectError.from(e),
+      ),
+      client.getTask({ taskId }, { timeoutMs: 5_000 }).then(
+        () => undefined,
+        (e: unknown) => ConnectError.from(e),
+      ),
+    ]);
+    expect(submit?.code).toBe(Code.Unavailable);
+    expect(submit?.rawMessage).toContain("Redis unavailable");
+    expect(get?.code).toBe(Code.Unavailable);
+    expect(Date.now() - started).toBeLessThan(2_000);
+  } finally {
+    for (const socket of held) socket.destroy();
+    silent.close();
+  }
+});
