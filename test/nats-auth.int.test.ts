@@ -165,7 +165,7 @@ describe("the scheduler's user", () => {
     await msg?.ackAck();
 
     const now = new Date().toISOString();
-    const ack = await createPublisher(nc.jetstream()).publish(
+    const ack = await createPublisher(nc).publish(
       "tasks.worker.high",
       {
         taskId: crypto.randomUUID(),
@@ -287,7 +287,7 @@ describe("the pipeline", () => {
 
       const nc = await as("gateway");
       const taskId = crypto.randomUUID();
-      await createPublisher(nc.jetstream()).publish(
+      await createPublisher(nc).publish(
         "tasks.ingest",
         {
           taskId,

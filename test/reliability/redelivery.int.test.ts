@@ -78,7 +78,7 @@ describe("a redelivered message has one effect", () => {
     await Promise.all(sinks.map((name) => pipeline.services.get(name)!.process.stop()));
 
     const taskId = crypto.randomUUID();
-    const publisher = createPublisher(nc.jetstream());
+    const publisher = createPublisher(nc);
     const now = new Date().toISOString();
     const result: ResultMessage = {
       taskId,

@@ -1,6 +1,7 @@
 export * from "./consume.js";
 export * from "./errors.js";
 export * from "./events.js";
+export * from "./jetstream-publisher.js";
 export * from "./keyed-queue.js";
 export * from "./lifecycle.js";
 export * from "./publish.js";

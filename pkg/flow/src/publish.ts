@@ -4,9 +4,10 @@
  * reconnecting client, a stream leader election) are retried with the same message id until a deadline.
  */
 import { type Context, context, type Span, SpanKind, SpanStatusCode, trace } from "@opentelemetry/api";
-import type { JetStreamClient, PubAck } from "nats";
+import type { NatsConnection, PubAck } from "nats";
 import { errorMessage } from "./errors.js";
-import { asMsgHdrs, type EncodedHeaders, encodeHeaders } from "./headers.js";
+import { type EncodedHeaders, encodeHeaders } from "./headers.js";
+import { JetStreamPublisher } from "./jetstream-publisher.js";
 import { type MessageFor, type MessageInputFor, validateMessage } from "./schemas.js";
 import type { Subject } from "./subjects.js";
 import { injectTrace } from "./trace.js";
@@ -33,14 +34,19 @@ export interface Publisher {
   publish<S extends Subject>(subject: S, message: MessageInputFor<S>, options: PublishOptions): Promise<PubAck>;
 }
 
-export function createPublisher(js: JetStreamClient, options: PublisherOptions = {}): Publisher {
+export function createPublisher(nc: NatsConnection, options: PublisherOptions = {}): Publisher {
   const retryDeadlineMs = options.retryDeadlineMs ?? 30_000;
   // A PubAck normally takes about a millisecond. A request sent around a reconnect can be lost without an error,
   // and only this timeout notices it: 1 s (not nats.js's 5 s) took the first task after a NATS restart from
   // 5.2 s to 1.2 s. A spurious timeout costs only a retry that the stream deduplicates by message id.
   const ackTimeoutMs = options.ackTimeoutMs ?? 1_000;
 
-  const settings: PublishSettings = { js, service: options.service, ackTimeoutMs, retryDeadlineMs };
+  const settings: PublishSettings = {
+    jetstream: new JetStreamPublisher(nc),
+    service: options.service,
+    ackTimeoutMs,
+    retryDeadlineMs,
+  };
   return {
     publish(subject, message, { msgId }) {
       // startSpan, not startActiveSpan: nothing below reads the active context, and making the span active costs an
@@ -54,7 +60,7 @@ export function createPublisher(js: JetStreamClient, options: PublisherOptions =
 }
 
 interface PublishSettings {
-  js: JetStreamClient;
+  jetstream: JetStreamPublisher;
   service: string | undefined;
   ackTimeoutMs: number;
   retryDeadlineMs: number;
@@ -85,7 +91,7 @@ async function publishInSpan<S extends Subject>(
     const body: MessageFor<S> = validateMessage(subject, { ...message, ...carrier });
     const data = encoder.encode(JSON.stringify(body));
     if (span.isRecording()) span.setAttribute("messaging.message.body.size", data.byteLength);
-    // Nats-Msg-Id in the block too (not js.publish's msgID option, which would add it through MsgHdrs again).
+    // Nats-Msg-Id in the block: the stream deduplicates a retried publish by it.
     const hdrs = encodeHeaders(
       carrier.tracestate
         ? [
@@ -117,7 +123,7 @@ function taskAttributes(message: unknown): { "task.id"?: string } {
 }
 
 async function publishWithRetry(
-  { js, ackTimeoutMs, retryDeadlineMs }: PublishSettings,
+  { jetstream, ackTimeoutMs, retryDeadlineMs }: PublishSettings,
   subject: string,
   data: Uint8Array,
   hdrs: EncodedHeaders,
@@ -127,7 +133,7 @@ async function publishWithRetry(
   for (;;) {
     try {
       // The same headers, so the same Nats-Msg-Id, on every try: the stream stores the message once.
-      return await js.publish(subject, data, { headers: asMsgHdrs(hdrs), timeout: ackTimeoutMs });
+      return await jetstream.publish(subject, data, hdrs, ackTimeoutMs);
     } catch (error) {
       if (!isTransientNatsError(error) || Date.now() + delay > deadline) throw error;
       await new Promise((resolve) => setTimeout(resolve, delay));

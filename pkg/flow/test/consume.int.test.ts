@@ -110,7 +110,7 @@ describe("consume", () => {
     const jsm = await nc.jetstreamManager();
     await provisionStreams(jsm, settings);
     await provisionConsumer(jsm, "t1", Subjects.ingest, settings);
-    const publisher = createPublisher(nc.jetstream());
+    const publisher = createPublisher(nc);
     const message = task();
     const seen = countdown(1);
     const received: string[] = [];
@@ -145,7 +145,7 @@ describe("consume", () => {
     await provisionStreams(jsm, settings);
     await provisionConsumer(jsm, "t2", Subjects.ingest, settings);
     await provisionConsumer(jsm, "t2", Subjects.deadletter, settings);
-    const publisher = createPublisher(nc.jetstream());
+    const publisher = createPublisher(nc);
     const message = task();
     const attempts: Array<{ attempt: number; at: number }> = [];
     const exhausted = countdown(1);
@@ -199,7 +199,7 @@ describe("consume", () => {
     await provisionStreams(jsm, settings);
     await provisionConsumer(jsm, "t3", Subjects.ingest, settings);
     await provisionConsumer(jsm, "t3", Subjects.deadletter, settings);
-    const publisher = createPublisher(nc.jetstream());
+    const publisher = createPublisher(nc);
     const poison = task({ payload: "nope" });
     const handled: string[] = [];
     const consumer = new Consumer({
@@ -251,7 +251,7 @@ describe("consume", () => {
     const jsm = await nc.jetstreamManager();
     await provisionStreams(jsm, settings);
     await provisionConsumer(jsm, "t4", Subjects.ingest, settings);
-    const publisher = createPublisher(nc.jetstream());
+    const publisher = createPublisher(nc);
     const message = task();
     const exhausted = countdown(1);
     let calls = 0;
@@ -280,7 +280,7 @@ describe("consume", () => {
     const jsm = await nc.jetstreamManager();
     await provisionStreams(jsm, quick);
     await provisionConsumer(jsm, "t5", Subjects.schedule, quick);
-    const publisher = createPublisher(nc.jetstream());
+    const publisher = createPublisher(nc);
     const ids = Array.from({ length: 6 }, () => crypto.randomUUID());
     const seen: string[] = [];
     const all = countdown(ids.length, 20_000);
@@ -339,7 +339,7 @@ describe("consume", () => {
       callback: (_error, request) => pulls.push(request.json<{ batch: number }>().batch),
     });
     await nc.flush();
-    const publisher = createPublisher(nc.jetstream());
+    const publisher = createPublisher(nc);
     const count = 48;
     const all = countdown(count);
     const consumer = new Consumer({
@@ -383,7 +383,7 @@ describe("consume", () => {
 
   test("with gatherMs, deliveries that arrive together start together once the window closes, and are acked", async () => {
     const jsm = await freshIngestDurable("t7");
-    const publisher = createPublisher(nc.jetstream());
+    const publisher = createPublisher(nc);
     // Long enough that the five publishes land inside one window even on a busy machine, and under the cap of a
     // third of this file's 2 s AckWait.
     const gatherMs = 600;
@@ -429,7 +429,7 @@ describe("consume", () => {
     // An AckWait long enough that the window is not capped (a third of AckWait) below what the test measures.
     const longAckWait = { ...settings, ackWaitMs: 300_000 };
     const jsm = await freshIngestDurable("t8", longAckWait);
-    const publisher = createPublisher(nc.jetstream());
+    const publisher = createPublisher(nc);
     const handled: string[] = [];
     const consumer = new Consumer({
       js: nc.jetstream(),
@@ -459,7 +459,7 @@ describe("consume", () => {
   test("with gatherMs, a full batch (half the slots) starts without waiting out the window", async () => {
     const longAckWait = { ...settings, ackWaitMs: 300_000 };
     await freshIngestDurable("t9", longAckWait);
-    const publisher = createPublisher(nc.jetstream());
+    const publisher = createPublisher(nc);
     const all = countdown(4, 10_000);
     const consumer = new Consumer({
       js: nc.jetstream(),
@@ -480,7 +480,7 @@ describe("consume", () => {
 
   test("with gatherMs, the window is capped at a third of AckWait: gathered deliveries have no heartbeat yet", async () => {
     const jsm = await freshIngestDurable("t10");
-    const publisher = createPublisher(nc.jetstream());
+    const publisher = createPublisher(nc);
     // AckWait is 2 s here: the 60 s window becomes ~667 ms, well within the countdown's 5 s.
     const one = countdown(1, 5_000);
     const consumer = new Consumer({

@@ -77,7 +77,7 @@ export async function connectNats(options: NatsConnectOptions): Promise<NatsHand
     nc,
     js,
     jsm,
-    publisher: createPublisher(js, { service: options.name }),
+    publisher: createPublisher(nc, { service: options.name }),
     onReconnect: (listener) => reconnectListeners.push(listener),
   };
 }

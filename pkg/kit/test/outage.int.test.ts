@@ -73,7 +73,7 @@ test("a handler failing on a Redis outage longer than all retry delays is held, 
   const jsm = await nc.jetstreamManager();
   await provisionStreams(jsm, settings);
   await provisionConsumer(jsm, "held", Subjects.ingest, settings);
-  const publisher = createPublisher(nc.jetstream());
+  const publisher = createPublisher(nc);
   const redis = impatientRedis();
   const taskId = crypto.randomUUID();
   const attempts: number[] = [];

@@ -10,7 +10,7 @@ useStarted(() => startService(audit, serviceEnv(infra)));
 const clients = useClients(infra);
 
 test("audit events land in audit_events and, in order, in the task's history with its TTL", async () => {
-  const publisher = createPublisher(clients.nc.jetstream());
+  const publisher = createPublisher(clients.nc);
   const taskId = crypto.randomUUID();
   const actions = ["accepted", "ingested", "scheduled", "started", "succeeded", "result_stored"];
   for (const action of actions) {
@@ -44,7 +44,7 @@ test("audit events land in audit_events and, in order, in the task's history wit
 });
 
 test("a redelivery of the same stream sequence is not stored twice", async () => {
-  const publisher = createPublisher(clients.nc.jetstream());
+  const publisher = createPublisher(clients.nc);
   const taskId = crypto.randomUUID();
   const ack = await publisher.publish(
     Subjects.audit,
@@ -68,7 +68,7 @@ async function scriptCalls(): Promise<number> {
 }
 
 test("events that arrive a few ms apart are appended in a few gathered script calls, not one call each", async () => {
-  const publisher = createPublisher(clients.nc.jetstream());
+  const publisher = createPublisher(clients.nc);
   // One event per task, as at a paced rate: one task's events are appended one after another (orderKey), so only
   // events of different tasks can share a call.
   const taskIds = Array.from({ length: 20 }, () => crypto.randomUUID());

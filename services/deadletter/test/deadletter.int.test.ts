@@ -21,7 +21,7 @@ const clients = useClients(infra);
 let publisher: Publisher;
 
 beforeAll(() => {
-  publisher = createPublisher(clients.nc.jetstream());
+  publisher = createPublisher(clients.nc);
 });
 
 function letter(taskId: string, id: string): DeadLetter {

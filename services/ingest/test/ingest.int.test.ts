@@ -53,7 +53,7 @@ beforeAll(async () => {
     // 3 s of retries in all: room for the enricher-comes-back test to restart it between attempts on a slow machine.
     FLOW_RETRY_DELAYS_MS: "300,600,900,1200",
   });
-  publisher = createPublisher(nc.jetstream());
+  publisher = createPublisher(nc);
 });
 afterAll(async () => {
   await ingestService?.stop();

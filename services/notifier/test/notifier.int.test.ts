@@ -15,7 +15,7 @@ let subscriber: Redis;
 let publisher: Publisher;
 
 beforeAll(() => {
-  publisher = createPublisher(clients.nc.jetstream());
+  publisher = createPublisher(clients.nc);
   subscriber = new Redis(infra.redis.url);
 });
 afterAll(() => subscriber?.disconnect());

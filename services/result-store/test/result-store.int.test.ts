@@ -24,7 +24,7 @@ beforeAll(async () => {
   });
   base = `http://127.0.0.1:${service.started.port}`;
   nc = await connect({ servers: infra.nats.url });
-  publisher = createPublisher(nc.jetstream());
+  publisher = createPublisher(nc);
   redis = new Redis(infra.redis.url);
 });
 afterAll(async () => {

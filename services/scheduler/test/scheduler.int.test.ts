@@ -24,7 +24,7 @@ function enrichedTask(priority: "high" | "medium" | "low"): EnrichedTaskMessage 
 }
 
 test("routes each task to the queue of its priority, once, and reports SCHEDULED", async () => {
-  const publisher = createPublisher(clients.nc.jetstream());
+  const publisher = createPublisher(clients.nc);
   const tasks = [enrichedTask("high"), enrichedTask("medium"), enrichedTask("low")];
   for (const task of tasks) {
     await publisher.publish(Subjects.schedule, task, { msgId: `${task.taskId}:schedule` });
@@ -47,7 +47,7 @@ test("routes each task to the queue of its priority, once, and reports SCHEDULED
 });
 
 test("a task cancelled while it waited is acknowledged and dropped: audit skipped_cancelled, no worker message", async () => {
-  const publisher = createPublisher(clients.nc.jetstream());
+  const publisher = createPublisher(clients.nc);
   const task = enrichedTask("medium");
   await markCancelled(clients.redis, task.taskId, "cancelled by the test");
   const seen: Array<{ subject: string; taskId?: string; action?: string }> = [];

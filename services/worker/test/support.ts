@@ -27,7 +27,7 @@ export function enrichedTask(type: string, payload: Record<string, unknown>, pri
 }
 
 export async function publishTask(nc: NatsConnection, task: EnrichedTaskMessage): Promise<void> {
-  await createPublisher(nc.jetstream()).publish(workerSubject(task.priority), task, {
+  await createPublisher(nc).publish(workerSubject(task.priority), task, {
     msgId: `${task.taskId}:worker:${task.generation}`,
   });
 }

@@ -77,7 +77,7 @@ test("echo: publishes the payload as the result, then SUCCEEDED", async () => {
 test("the result goes out without waiting for RUNNING's PubAck; SUCCEEDED only once both are acknowledged", async () => {
   // The runner of this worker's runtime, with its publishes going to the real streams through a wrapper that holds
   // RUNNING's PubAck back until the test lets it through.
-  const real = createPublisher(nc.jetstream());
+  const real = createPublisher(nc);
   let releaseRunning = () => {};
   const runningHeld = new Promise<void>((resolve) => {
     releaseRunning = resolve;
