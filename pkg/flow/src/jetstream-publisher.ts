@@ -102,43 +102,13 @@ export class JetStreamPublisher {
     const pending = this.#pending.get(token);
     if (!pending) return; // answered after its timeout: the retry (same message id) has its own token
     this.#pending.delete(token);
-    const status = msg.headers?.code ?? 0;
-    if (status >= 300 && msg.data.length === 0) {
-      pending.reject(
-        status === 503
-          ? new JetStreamPublishError(`no responders: no stream takes subject ${pending.subject}`, "503")
-          : new JetStreamPublishError(msg.headers?.description || `status ${status}`, String(status)),
-      );
-      return;
-    }
-    let answer: StreamAnswer;
+    // Nothing may throw out of a subscription callback: nats.js would end the connection's read loop and leave it
+    // deaf until its pings fail. An answer that cannot be read fails its publish instead.
     try {
-      answer = JSON.parse(decoder.decode(msg.data)) as StreamAnswer;
-    } catch {
-      pending.reject(new JetStreamPublishError("invalid PubAck: not JSON", "JETSTREAM_INVALID_ACK"));
-      return;
+      settle(pending, msg);
+    } catch (error) {
+      pending.reject(error instanceof Error ? error : new Error(String(error)));
     }
-    if (answer.error) {
-      const { code, err_code, description = "" } = answer.error;
-      pending.reject(
-        new JetStreamPublishError(description || `error ${code}`, String(code), {
-          code,
-          ...(err_code === undefined ? {} : { err_code }),
-          description,
-        }),
-      );
-      return;
-    }
-    if (!answer.stream || typeof answer.seq !== "number") {
-      pending.reject(new JetStreamPublishError("invalid PubAck: no stream or sequence", "JETSTREAM_INVALID_ACK"));
-      return;
-    }
-    pending.resolve({
-      stream: answer.stream,
-      seq: answer.seq,
-      duplicate: answer.duplicate === true,
-      ...(answer.domain ? { domain: answer.domain } : {}),
-    });
   }
 
   #expire(): void {
@@ -161,6 +131,51 @@ export class JetStreamPublisher {
     this.#sweep = undefined;
     for (const entry of pending) entry.reject(error);
   }
+}
+
+/** Resolves or rejects a publish with the stream's answer. */
+function settle(pending: Pending, msg: Msg): void {
+  const status = msg.headers?.code ?? 0;
+  if (status >= 300 && msg.data.length === 0) {
+    pending.reject(
+      status === 503
+        ? new JetStreamPublishError(`no responders: no stream takes subject ${pending.subject}`, "503")
+        : new JetStreamPublishError(msg.headers?.description || `status ${status}`, String(status)),
+    );
+    return;
+  }
+  let answer: StreamAnswer | null;
+  try {
+    answer = JSON.parse(decoder.decode(msg.data)) as StreamAnswer | null;
+  } catch {
+    pending.reject(new JetStreamPublishError("invalid PubAck: not JSON", "JETSTREAM_INVALID_ACK"));
+    return;
+  }
+  if (typeof answer !== "object" || answer === null) {
+    pending.reject(new JetStreamPublishError("invalid PubAck: not a JSON object", "JETSTREAM_INVALID_ACK"));
+    return;
+  }
+  if (answer.error) {
+    const { code, err_code, description = "" } = answer.error;
+    pending.reject(
+      new JetStreamPublishError(description || `error ${code}`, String(code), {
+        code,
+        ...(err_code === undefined ? {} : { err_code }),
+        description,
+      }),
+    );
+    return;
+  }
+  if (!answer.stream || typeof answer.seq !== "number") {
+    pending.reject(new JetStreamPublishError("invalid PubAck: no stream or sequence", "JETSTREAM_INVALID_ACK"));
+    return;
+  }
+  pending.resolve({
+    stream: answer.stream,
+    seq: answer.seq,
+    duplicate: answer.duplicate === true,
+    ...(answer.domain ? { domain: answer.domain } : {}),
+  });
 }
 
 /** The connection's inbox prefix (connect option `inboxPrefix`), so the reply subject stays within what the

@@ -130,6 +130,26 @@ describe("JetStreamPublisher", () => {
     late.unsubscribe();
   });
 
+  test("an answer that is not a PubAck fails its publish, and the connection keeps reading", async () => {
+    const subject = `odd.${crypto.randomUUID()}`;
+    const answers = ["not json", "null", '{"stream":"S"}', "[]"];
+    let next = 0;
+    const responder = nc.subscribe(subject, {
+      callback: (_error, msg) => msg.respond(encoder.encode(answers[next++ % answers.length])),
+    });
+    const publisher = new JetStreamPublisher(nc);
+    for (const answer of answers) {
+      const error = await failureOf(publisher.publish(subject, encoder.encode("x"), msgIdHeader(answer), 5_000));
+      expect(error.code, answer).toBe("JETSTREAM_INVALID_ACK");
+    }
+    responder.unsubscribe();
+    // Had anything thrown out of the reply subscription's callback, nats.js would have stopped reading.
+    const { subject: stored } = await stream();
+    const ack = await publisher.publish(stored, encoder.encode("y"), msgIdHeader("after"), 5_000);
+    expect(ack.seq).toBe(1);
+    expect(publisher.pendingCount).toBe(0);
+  });
+
   test("a closed connection fails a publish at once", async () => {
     const own = await connect({ servers: infra.nats.url });
     const publisher = new JetStreamPublisher(own);
