@@ -1,12 +1,13 @@
 /**
- * The test kit's servers are ready only when the server answering on their port is the one they started: a port
- * taken by another test's server between freePort() and the bind must fail the start, not hand the test another
- * test's NATS streams or Redis data.
+ * The test kit's servers and services are ready only when the process answering on their port is the one they
+ * started: a port taken by another test's server between freePort() and the bind must fail the start, not hand the
+ * test another test's NATS streams, Redis data or service.
  */
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { createServer } from "node:http";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { freePort, NatsServer, RedisServer, startNats, startRedis } from "@tm/testkit";
+import { freePort, ManagedProcess, NatsServer, RedisServer, startNats, startRedis, waitForReadyz } from "@tm/testkit";
 import { expect, test } from "vitest";
 
 test("a redis-server whose port another redis-server answers is not ready", async () => {
@@ -43,5 +44,30 @@ test("a nats-server whose port another nats-server answers is not ready", async 
   } finally {
     await ours.dispose();
     await theirs.dispose();
+  }
+});
+
+test("a service whose ops port another process answers is not ready; its own answer is", async () => {
+  // The "service": a process that stays up without binding anything; the ops port is answered by this test.
+  const child = new ManagedProcess({
+    name: "idle",
+    command: process.execPath,
+    args: ["-e", "setInterval(() => {}, 1e3)"],
+  });
+  child.start();
+  let answeringPid = process.pid;
+  const ops = createServer((_request, response) => {
+    response.writeHead(200, { "content-type": "application/json" });
+    response.end(JSON.stringify({ status: "ready", service: "idle", pid: answeringPid, checks: {} }));
+  });
+  const port = await freePort();
+  await new Promise<void>((resolve) => ops.listen(port, "127.0.0.1", resolve));
+  try {
+    await expect(waitForReadyz("idle", child, port, 1_000)).rejects.toThrow(/answered by another process/);
+    answeringPid = child.pid ?? -1;
+    await expect(waitForReadyz("idle", child, port, 5_000)).resolves.toBeUndefined();
+  } finally {
+    ops.close();
+    await child.kill();
   }
 });

@@ -19,9 +19,11 @@ export interface OpsRoutesOptions {
 
 export function registerOpsRoutes(app: FastifyInstance, options: OpsRoutesOptions): void {
   const timeoutMs = options.checkTimeoutMs ?? 2_000;
-  app.get("/healthz", async () => ({ status: "ok", service: options.service }));
+  app.get("/healthz", async () => ({ status: "ok", service: options.service, pid: process.pid }));
   app.get("/readyz", async (_request, reply) => {
-    if (options.isShuttingDown?.()) return reply.code(503).send({ status: "shutting down" });
+    // service and pid say which process answered: a port taken over by another process is seen for what it is.
+    const instance = { service: options.service, pid: process.pid };
+    if (options.isShuttingDown?.()) return reply.code(503).send({ status: "shutting down", ...instance });
     const results = await Promise.all(
       Object.entries(options.checks).map(async ([name, check]) => {
         try {
@@ -34,7 +36,7 @@ export function registerOpsRoutes(app: FastifyInstance, options: OpsRoutesOption
     );
     const checks = Object.fromEntries(results);
     const ready = results.every(([, result]) => result === "ok");
-    return reply.code(ready ? 200 : 503).send({ status: ready ? "ready" : "not ready", checks });
+    return reply.code(ready ? 200 : 503).send({ status: ready ? "ready" : "not ready", ...instance, checks });
   });
   app.get("/metrics", (request, reply) => {
     reply.hijack();

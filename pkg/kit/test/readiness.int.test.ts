@@ -29,7 +29,7 @@ test.each([
 ] as const)("%s down: /readyz 503 naming it, /healthz 200; back: /readyz 200", async (_name, check, server) => {
   expect(await probe("/readyz")).toEqual({
     status: 200,
-    body: { status: "ready", checks: { nats: "ok", redis: "ok" } },
+    body: { status: "ready", service: "readiness-probe", pid: process.pid, checks: { nats: "ok", redis: "ok" } },
   });
   await server().stop();
   try {

@@ -111,7 +111,7 @@ async function spawnOnce(name: string, env: NodeJS.ProcessEnv, options: { echo?:
     env: fullEnv,
     // Generous: nine services starting at once on two busy cores can take well over 20 s to listen. A service that
     // exits meanwhile fails the wait at once, with its last lines.
-    ready: (timeoutMs = 60_000) => waitReady(name, child, opsPort, timeoutMs),
+    ready: (timeoutMs = 60_000) => waitForReadyz(name, child, opsPort, timeoutMs),
     async restart() {
       await child.stop();
       child.start();
@@ -177,7 +177,7 @@ export async function spawnCombined(
     services,
     async ready(timeoutMs = 60_000) {
       await Promise.all(
-        Object.entries(services).map(([name, { opsPort }]) => waitReady(name, child, opsPort, timeoutMs)),
+        Object.entries(services).map(([name, { opsPort }]) => waitForReadyz(name, child, opsPort, timeoutMs)),
       );
     },
   };
@@ -185,17 +185,32 @@ export async function spawnCombined(
   return spawned;
 }
 
-/** Polls /readyz until 200; fails at once, with its last lines, if the process exited meanwhile. */
-async function waitReady(name: string, child: ManagedProcess, opsPort: number, timeoutMs: number): Promise<void> {
+/**
+ * Polls /readyz until the service in `child` answers 200; fails at once, with its last lines, if the process exited
+ * meanwhile. An answer from another process (its pid in the body) does not count.
+ */
+export async function waitForReadyz(
+  name: string,
+  child: ManagedProcess,
+  opsPort: number,
+  timeoutMs: number,
+): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   let lastError: unknown;
   for (;;) {
     if (!child.running) throw new Error(`${name} exited (code ${child.child?.exitCode}):\n${child.tail()}`);
     try {
       const response = await fetch(`http://127.0.0.1:${opsPort}/readyz`);
-      await response.arrayBuffer();
-      if (response.status === 200) return;
-      lastError = new Error(`/readyz answered ${response.status}`);
+      const answeredBy = pidIn(await response.text());
+      // Another process on the port (this one about to exit with "port in use") must not pass for it. Under a
+      // wrapper the service may run in a process of its own, so only an unwrapped child's pid is checked.
+      if (answeredBy !== undefined && answeredBy !== child.pid && !process.env.TM_SERVICE_WRAPPER) {
+        lastError = new Error(`/readyz on port ${opsPort} answered by another process (pid ${answeredBy})`);
+      } else if (response.status === 200) {
+        return;
+      } else {
+        lastError = new Error(`/readyz answered ${response.status}`);
+      }
     } catch (error) {
       lastError = error;
     }
@@ -205,6 +220,16 @@ async function waitReady(name: string, child: ManagedProcess, opsPort: number, t
       );
     }
     await new Promise((resolve) => setTimeout(resolve, 50));
+  }
+}
+
+/** The pid a service's /readyz reports (pkg/kit ops-server), if the body is one. */
+function pidIn(body: string): number | undefined {
+  try {
+    const pid = (JSON.parse(body) as { pid?: unknown } | null)?.pid;
+    return typeof pid === "number" ? pid : undefined;
+  } catch {
+    return undefined;
   }
 }
 
