@@ -43,6 +43,7 @@ import { callerOf } from "./auth/caller.js";
 import { dependency } from "./dependencies.js";
 import { priorityToProto, stateToProto, statusToProto, timestampFromIso } from "./mapping.js";
 import type { QueueStats } from "./queue-stats.js";
+import { redisCaller } from "./redis-call.js";
 import { type ReplayOutcome, replayDeadLetter } from "./replay.js";
 import { parseTaskId } from "./validation.js";
 
@@ -50,9 +51,11 @@ type AdminServiceMethods = typeof AdminService extends { method: infer M } ? M :
 
 const CHUNK = 500;
 const SCAN_LIMIT = 10_000;
+const ADMIN_REDIS_TIMEOUT_MS = 30_000;
 
 export function adminServiceHandlers(rt: Runtime, queueStats: QueueStats): ServiceHandlers<AdminServiceMethods> {
-  const redis = <T>(step: string, call: () => Promise<T>) => dependency("Redis", step, call);
+  // Fails fast while the connection is lost; scans of up to SCAN_LIMIT keys get a generous answer time.
+  const redis = redisCaller(rt.redis, ADMIN_REDIS_TIMEOUT_MS);
 
   /** Walks dead_letter from `offset`, yielding entries that match, until `limit` entries were examined. */
   async function* scanDeadLetters(filter: DeadLetterFilter | undefined, offset: number, limit: number) {

@@ -15,6 +15,7 @@ import { authConfigShape } from "./auth/config.js";
 import { createGuard } from "./auth/guard.js";
 import { bindGrpc, createGrpcServer, stopGrpc } from "./grpc-server.js";
 import { QueueStats } from "./queue-stats.js";
+import { redisCaller } from "./redis-call.js";
 import { StatusSubscriptions } from "./status-subscriptions.js";
 import { taskServiceHandlers } from "./task-service.js";
 import { createWebServer, listenWeb, stopWeb } from "./web-server.js";
@@ -25,6 +26,8 @@ export const gateway = defineService({
   config: {
     GRPC_PORT: port.default(50051),
     GATEWAY_MAX_PAYLOAD_BYTES: positiveInt.default(65_536),
+    /** How long a caller's Redis call may wait for an answer before the caller gets UNAVAILABLE (src/redis-call.ts). */
+    GATEWAY_REDIS_TIMEOUT_MS: positiveInt.default(3_000),
     /** The web port: Connect/gRPC-Web API for browsers and the web console (0: a free port). */
     GATEWAY_WEB_PORT: port.default(8090),
     /** Grafana, for the console's "View trace" links (Explore on the Tempo datasource). */
@@ -36,7 +39,7 @@ export const gateway = defineService({
   },
   async start(rt) {
     // Authentication and per-caller rate limits on TaskService and AdminService (not on health): see src/auth.
-    const guard = await createGuard(rt);
+    const guard = await createGuard(rt, redisCaller(rt.redis, rt.config.GATEWAY_REDIS_TIMEOUT_MS));
     // A connection in subscriber mode can run nothing but (UN)SUBSCRIBE, hence its own. No offline queue and no
     // auto-resubscribe: while it is down, streams fail fast with UNAVAILABLE instead of waiting on a dead channel.
     const subscriber = connectRedis(rt.config.REDIS_URL, `${rt.name}-subscriber`, rt.log, {
@@ -58,7 +61,10 @@ export const gateway = defineService({
     const onError = (method: DescMethod, error: unknown) => logFailure(rt.log, method.name, error);
     const taskHandlers = guard.protect(
       TaskService,
-      taskServiceHandlers(rt, subscriptions, { maxPayloadBytes: rt.config.GATEWAY_MAX_PAYLOAD_BYTES }),
+      taskServiceHandlers(rt, subscriptions, {
+        maxPayloadBytes: rt.config.GATEWAY_MAX_PAYLOAD_BYTES,
+        redisTimeoutMs: rt.config.GATEWAY_REDIS_TIMEOUT_MS,
+      }),
     );
     addService(server, TaskService, taskHandlers, onError);
     const queueStats = new QueueStats(rt.nats.jsm, Object.values(STREAMS));

@@ -18,7 +18,7 @@ import {
   statusEvent,
   type TaskMessage,
 } from "@tm/flow";
-import { type Runtime, redisConnectionLost } from "@tm/kit";
+import type { Runtime } from "@tm/kit";
 import type { CallContext, ServiceHandlers, TaskService } from "@tm/proto";
 import {
   applyStatus,
@@ -35,6 +35,7 @@ import { callerOf } from "./auth/caller.js";
 import { dependency } from "./dependencies.js";
 import { ingestMsgId } from "./ingest-message-id.js";
 import { priorityToProto, resultToStruct, statusToProto, timestampFromIso, traceIdOf } from "./mapping.js";
+import { redisCaller } from "./redis-call.js";
 import {
   type StatusSubscription,
   type StatusSubscriptions,
@@ -45,6 +46,8 @@ import { parseTaskId, type SubmissionRequest, validateSubmission } from "./valid
 
 export interface TaskServiceOptions {
   maxPayloadBytes: number;
+  /** How long a Redis call may take before the caller gets UNAVAILABLE (GATEWAY_REDIS_TIMEOUT_MS). */
+  redisTimeoutMs: number;
 }
 
 type TaskServiceMethods = typeof TaskService extends { method: infer M } ? M : never;
@@ -63,17 +66,8 @@ export function taskServiceHandlers(
     description: "StreamTaskStatus and SubmitTaskAndStreamStatus calls streaming on this replica",
   });
 
-  /**
-   * A Redis call, failing fast with UNAVAILABLE once the connection was lost: the shared client would otherwise
-   * queue the command through its whole reconnect budget (tens of seconds), longer than a client should wait to
-   * learn that it must retry. (The first connect, "connecting", still queues: that is start-up, not an outage.)
-   */
-  function redisCall<T>(step: string, call: () => Promise<T>): Promise<T> {
-    if (redisConnectionLost(rt.redis)) {
-      return Promise.reject(new ConnectError(`Redis unavailable while ${step}; retry the call`, Code.Unavailable));
-    }
-    return dependency("Redis", step, call);
-  }
+  /** Fails fast with UNAVAILABLE while the connection is lost, or when Redis does not answer in time (redis-call.ts). */
+  const redisCall = redisCaller(rt.redis, options.redisTimeoutMs);
 
   /** Writes a status to Redis at once (readers see it before we answer), then publishes it on events.status. */
   async function recordStatus(update: StatusUpdate): Promise<{ applied: boolean; status: StoredStatus }> {

@@ -8,8 +8,9 @@
 import type { DescMessage } from "@bufbuild/protobuf";
 import type { GenService, GenServiceMethods } from "@bufbuild/protobuf/codegenv2";
 import { Code, ConnectError } from "@connectrpc/connect";
-import { type Runtime, redisConnectionLost } from "@tm/kit";
+import type { Runtime } from "@tm/kit";
 import type { CallContext, ServiceHandlers } from "@tm/proto";
+import type { RedisCall } from "../redis-call.js";
 import { type Authenticator, AuthFailure, createAuthenticator } from "./authenticator.js";
 import { attachCaller } from "./caller.js";
 import type { AuthConfig } from "./config.js";
@@ -23,7 +24,8 @@ export interface Guard {
   protect<S extends GenServiceMethods>(service: GenService<S>, handlers: ServiceHandlers<S>): ServiceHandlers<S>;
 }
 
-export async function createGuard(rt: Runtime<Runtime["config"] & AuthConfig>): Promise<Guard> {
+/** `redisCall` bounds the rate limiter's Redis call (redis-call.ts): when it fails the limit fails open. */
+export async function createGuard(rt: Runtime<Runtime["config"] & AuthConfig>, redisCall: RedisCall): Promise<Guard> {
   const { config, log } = rt;
   const configured = await createAuthenticator(config, log);
   if (!configured) {
@@ -56,9 +58,8 @@ export async function createGuard(rt: Runtime<Runtime["config"] & AuthConfig>): 
     if (!limiter) return;
     let decision: Awaited<ReturnType<RateLimiter["take"]>>;
     try {
-      // While the shared connection is down its commands would queue through the reconnect budget: fail open at once.
-      if (redisConnectionLost(rt.redis)) throw new Error(`Redis connection is ${rt.redis.status}`);
-      decision = await limiter.take(caller);
+      // Lost or stalled, Redis would hold every call here: fail open at once, or after the Redis timeout.
+      decision = await redisCall("checking the rate limit", () => limiter.take(caller));
     } catch (error) {
       bypassed.add(1);
       if (Date.now() - lastBypassWarning >= BYPASS_WARNING_INTERVAL_MS) {
