@@ -3,6 +3,7 @@
  * it is terminated and reported on events.deadletter with the reason these schemas give.
  */
 import { z } from "zod";
+import { jsonByteLength, jsonWithinBytes } from "./json-size.js";
 import { TASK_STATES } from "./lifecycle.js";
 import { PRIORITIES, type Subject, Subjects } from "./subjects.js";
 
@@ -33,12 +34,10 @@ export const SIZE_LIMITS = {
   metadataEntries: 64,
 } as const;
 
-/** The value must serialise to at most `maxBytes` bytes of JSON. */
+/** The value must serialise to at most `maxBytes` bytes of JSON (written out only when it may not: json-size.ts). */
 function jsonWithin<T extends z.ZodType>(schema: T, maxBytes: number) {
-  return schema.superRefine((value, ctx) => {
-    const bytes = value === undefined ? 0 : Buffer.byteLength(JSON.stringify(value) ?? "");
-    if (bytes > maxBytes)
-      ctx.addIssue({ code: "custom", message: `must be at most ${maxBytes} bytes of JSON (got ${bytes})` });
+  return schema.refine((value) => jsonWithinBytes(value, maxBytes), {
+    error: (issue) => `must be at most ${maxBytes} bytes of JSON (got ${jsonByteLength(issue.input)})`,
   });
 }
 
