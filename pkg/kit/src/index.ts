@@ -1,4 +1,5 @@
 export * from "./config.js";
+export * from "./deadline.js";
 export { isTransientJetStreamError, retryWhileJetStreamStarts } from "./jetstream-startup.js";
 export * from "./logger.js";
 export * from "./nats.js";

@@ -3,6 +3,7 @@
  * and /metrics (Prometheus). Services with an HTTP API register these routes on their API app instead.
  */
 import Fastify, { type FastifyInstance } from "fastify";
+import { withDeadline } from "./deadline.js";
 import type { Logger } from "./logger.js";
 import { telemetry } from "./telemetry.js";
 
@@ -27,7 +28,7 @@ export function registerOpsRoutes(app: FastifyInstance, options: OpsRoutesOption
     const results = await Promise.all(
       Object.entries(options.checks).map(async ([name, check]) => {
         try {
-          const ok = await withTimeout(check(), timeoutMs);
+          const ok = await withDeadline(check(), timeoutMs, () => new Error(`no answer within ${timeoutMs} ms`));
           return [name, ok === false ? "failed" : "ok"] as const;
         } catch (error) {
           return [name, `failed: ${(error as Error).message}`] as const;
@@ -48,22 +49,6 @@ export function createOpsServer(log: Logger, options: OpsRoutesOptions): Fastify
   const app = Fastify({ loggerInstance: log.child({ component: "ops" }, { level: "warn" }) });
   registerOpsRoutes(app as unknown as FastifyInstance, options);
   return app as unknown as FastifyInstance;
-}
-
-function withTimeout<T>(promise: Promise<T>, ms: number): Promise<T> {
-  return new Promise((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`no answer within ${ms} ms`)), ms);
-    promise.then(
-      (value) => {
-        clearTimeout(timer);
-        resolve(value);
-      },
-      (error) => {
-        clearTimeout(timer);
-        reject(error);
-      },
-    );
-  });
 }
 
 /** Listens, turning "port in use" into a clear message. */

@@ -9,7 +9,7 @@
  * caller is safe to repeat or to leave done (a retried submission with its idempotency key completes the first).
  */
 import { Code, ConnectError } from "@connectrpc/connect";
-import { type Redis, redisConnectionLost } from "@tm/kit";
+import { type Redis, redisConnectionLost, withDeadline } from "@tm/kit";
 import { dependency } from "./dependencies.js";
 
 export type RedisCall = <T>(step: string, call: () => Promise<T>) => Promise<T>;
@@ -19,31 +19,16 @@ export function redisCaller(redis: Redis, timeoutMs: number): RedisCall {
     if (redisConnectionLost(redis)) {
       return Promise.reject(new ConnectError(`Redis unavailable while ${step}; retry the call`, Code.Unavailable));
     }
-    return dependency("Redis", step, () => within(call(), timeoutMs, step));
-  };
-}
-
-function within<T>(promise: Promise<T>, timeoutMs: number, step: string): Promise<T> {
-  return new Promise<T>((resolve, reject) => {
-    const timer = setTimeout(
-      () =>
-        reject(
+    return dependency("Redis", step, () =>
+      withDeadline(
+        call(),
+        timeoutMs,
+        () =>
           new ConnectError(
             `Redis unavailable while ${step}: no answer within ${timeoutMs} ms (GATEWAY_REDIS_TIMEOUT_MS); retry the call`,
             Code.Unavailable,
           ),
-        ),
-      timeoutMs,
+      ),
     );
-    promise.then(
-      (value) => {
-        clearTimeout(timer);
-        resolve(value);
-      },
-      (error: unknown) => {
-        clearTimeout(timer);
-        reject(error);
-      },
-    );
-  });
+  };
 }

@@ -3,7 +3,7 @@
  * Client mistakes get a 4xx JSON body naming the problem; Redis being unreachable is a 503 (try again), never a
  * hang: a read waits at most `readTimeoutMs`, and none is attempted while the connection is down.
  */
-import type { Logger } from "@tm/kit";
+import { type Logger, withDeadline } from "@tm/kit";
 import { readResult } from "@tm/store";
 import Fastify, { type FastifyInstance } from "fastify";
 import type { Redis } from "ioredis";
@@ -29,7 +29,11 @@ export function buildApp({ redis, log, readTimeoutMs = 2_000 }: AppOptions): Fas
     const { id } = request.params;
     const problem = invalidIdProblem(id);
     if (problem) return reply.code(400).send(problem);
-    const stored = await withDeadline(readWhenConnected(redis, id), readTimeoutMs);
+    const stored = await withDeadline(
+      readWhenConnected(redis, id),
+      readTimeoutMs,
+      () => new UnavailableError(`Redis did not answer within ${readTimeoutMs} ms`),
+    );
     if (!stored) return reply.code(404).send(notFound(id));
     return reply.send(toResultResponse(stored));
   });
@@ -61,22 +65,6 @@ function readWhenConnected(redis: Redis, id: string) {
   // ioredis queues commands while reconnecting; a reader should hear "unavailable" at once instead.
   if (redis.status !== "ready") return Promise.reject(new UnavailableError(`Redis is ${redis.status}`));
   return readResult(redis, id);
-}
-
-function withDeadline<T>(promise: Promise<T>, ms: number): Promise<T> {
-  return new Promise((resolve, reject) => {
-    const timer = setTimeout(() => reject(new UnavailableError(`Redis did not answer within ${ms} ms`)), ms);
-    promise.then(
-      (value) => {
-        clearTimeout(timer);
-        resolve(value);
-      },
-      (error: unknown) => {
-        clearTimeout(timer);
-        reject(error);
-      },
-    );
-  });
 }
 
 function isRedisError(error: Error): boolean {
