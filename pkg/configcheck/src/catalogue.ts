@@ -25,6 +25,13 @@ export const METRIC_CATALOGUE: readonly MetricDefinition[] = [
     help: "SubmitTask calls accepted; outcome accepted | deduplicated (idempotency key seen before)",
   },
   {
+    name: "tm_tasks_requeued_total",
+    kind: "counter",
+    labels: ["outcome"],
+    services: ["gateway"],
+    help: "Submissions whose tasks.ingest message was never acknowledged, settled by the requeue sweeper; outcome requeued | not_queued (too old to requeue: FAILED)",
+  },
+  {
     name: "tm_tasks_processed_total",
     kind: "counter",
     labels: ["type", "priority", "outcome"],

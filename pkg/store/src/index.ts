@@ -5,3 +5,4 @@ export * from "./script.js";
 export * from "./status.js";
 export * from "./task-index.js";
 export * from "./tasks.js";
+export * from "./unqueued.js";

@@ -12,6 +12,10 @@
  *   task_index          sorted set: task id scored by createdAt (ms), for listing and search
  *                       entries older than taskTtlSeconds are removed on every write (ZREMRANGEBYSCORE), so it
  *                       holds at most the tasks submitted within one task TTL
+ *   tasks_unqueued      sorted set: new task ids scored by createdAt (ms) whose tasks.ingest PubAck was not seen yet
+ *                       an entry is removed once its message is acknowledged, or by the gateway's requeue sweeper
+ *                       (which queues or fails it), and entries older than taskTtlSeconds are trimmed on every save
+ *   requeue_sweep_lease string: the gateway replica running this round of the requeue sweep   TTL one sweep interval
  *   ratelimit:<caller>  hash {tokens, ts}: the gateway's token bucket per authenticated caller (one Lua script)
  *                       TTL burst / rate + 1 s (the time to refill completely; an expired bucket is a full one)
  */
@@ -27,6 +31,8 @@ export const Keys = {
   auditEvents: "audit_events",
   deadLetter: "dead_letter",
   taskIndex: "task_index",
+  unqueued: "tasks_unqueued",
+  requeueSweepLease: "requeue_sweep_lease",
   rateLimit: (caller: string) => `ratelimit:${caller}`,
 } as const;
 

@@ -19,17 +19,30 @@ export interface TaskRecord {
 
 // The task record with its TTL, and its entry in the listing index, which is trimmed of tasks whose records have
 // expired (bounded by what one TTL can hold). One script, so one command where a MULTI sent six (and, traced, made
-// six spans): SubmitTask's hot path. ARGV: ttl seconds, index score (createdAt ms), trim cutoff, index member (the
-// task id), then the record's fields and values.
+// six spans): SubmitTask's hot path. With `unqueued`, the task is also entered in tasks_unqueued (trimmed alike)
+// until its tasks.ingest PubAck is seen: a submission interrupted between this write and that publish is then
+// found by the requeue sweeper instead of staying PENDING for good. ARGV: ttl seconds, index score (createdAt ms),
+// trim cutoff, index member (the task id), unqueued ("1" or "0"), then the record's fields and values.
 const SAVE_TASK = luaScript(`
-redis.call('HSET', KEYS[1], unpack(ARGV, 5))
+redis.call('HSET', KEYS[1], unpack(ARGV, 6))
 redis.call('EXPIRE', KEYS[1], ARGV[1])
 redis.call('ZADD', KEYS[2], ARGV[2], ARGV[4])
 redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', ARGV[3])
+if ARGV[5] == '1' then
+  redis.call('ZADD', KEYS[3], ARGV[2], ARGV[4])
+  redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', ARGV[3])
+end
 return 1
 `);
 
-export async function saveTask(redis: Redis, task: TaskRecord, ttlSeconds: number = Bounds.taskTtlSeconds) {
+export interface SaveTaskOptions {
+  ttlSeconds?: number;
+  /** Enter the task in tasks_unqueued until `markQueued` (a new submission about to be published). */
+  unqueued?: boolean;
+}
+
+export async function saveTask(redis: Redis, task: TaskRecord, options: SaveTaskOptions = {}) {
+  const ttlSeconds = options.ttlSeconds ?? Bounds.taskTtlSeconds;
   const parsed = Date.parse(task.createdAt);
   const createdMs = Number.isNaN(parsed) ? Date.now() : parsed;
   const fields = {
@@ -45,8 +58,15 @@ export async function saveTask(redis: Redis, task: TaskRecord, ttlSeconds: numbe
   };
   await SAVE_TASK.run(
     redis,
-    [Keys.task(task.taskId), Keys.taskIndex],
-    [ttlSeconds, createdMs, `(${createdMs - ttlSeconds * 1000}`, task.taskId, ...Object.entries(fields).flat()],
+    [Keys.task(task.taskId), Keys.taskIndex, Keys.unqueued],
+    [
+      ttlSeconds,
+      createdMs,
+      `(${createdMs - ttlSeconds * 1000}`,
+      task.taskId,
+      options.unqueued ? "1" : "0",
+      ...Object.entries(fields).flat(),
+    ],
   );
 }
 

@@ -70,7 +70,7 @@ describe("saveTask", () => {
     expect(ttl).toBeGreaterThan(Bounds.taskTtlSeconds - 60);
     expect(ttl).toBeLessThanOrEqual(Bounds.taskTtlSeconds);
 
-    await saveTask(redis, { ...record, idempotencyKey: undefined, generation: 2 }, 60);
+    await saveTask(redis, { ...record, idempotencyKey: undefined, generation: 2 }, { ttlSeconds: 60 });
     expect(await readTask(redis, taskId)).toEqual({ ...record, idempotencyKey: undefined, generation: 2 });
     expect(await redis.ttl(Keys.task(taskId))).toBeLessThanOrEqual(60);
     expect(await redis.zrange(Keys.taskIndex, 0, -1)).toEqual([taskId]);

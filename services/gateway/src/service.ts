@@ -16,6 +16,7 @@ import { createGuard } from "./auth/guard.js";
 import { bindGrpc, createGrpcServer, stopGrpc } from "./grpc-server.js";
 import { QueueStats } from "./queue-stats.js";
 import { redisCaller } from "./redis-call.js";
+import { startRequeueSweeper } from "./requeue-sweeper.js";
 import { StatusSubscriptions } from "./status-subscriptions.js";
 import { taskServiceHandlers } from "./task-service.js";
 import { createWebServer, listenWeb, stopWeb } from "./web-server.js";
@@ -28,6 +29,9 @@ export const gateway = defineService({
     GATEWAY_MAX_PAYLOAD_BYTES: positiveInt.default(65_536),
     /** How long a caller's Redis call may wait for an answer before the caller gets UNAVAILABLE (src/redis-call.ts). */
     GATEWAY_REDIS_TIMEOUT_MS: positiveInt.default(3_000),
+    /** How long a new task's tasks.ingest message may stay unacknowledged before the requeue sweeper settles it
+     *  (src/requeue-sweeper.ts); it sweeps every third of this. Below three quarters of the duplicate window. */
+    GATEWAY_REQUEUE_AFTER_MS: positiveInt.default(30_000),
     /** The web port: Connect/gRPC-Web API for browsers and the web console (0: a free port). */
     GATEWAY_WEB_PORT: port.default(8090),
     /** Grafana, for the console's "View trace" links (Explore on the Tempo datasource). */
@@ -67,6 +71,8 @@ export const gateway = defineService({
       }),
     );
     addService(server, TaskService, taskHandlers, onError);
+    // Before anything listens: a bad GATEWAY_REQUEUE_AFTER_MS stops the start with its reason.
+    const sweeper = startRequeueSweeper(rt, { afterMs: rt.config.GATEWAY_REQUEUE_AFTER_MS });
     const queueStats = new QueueStats(rt.nats.jsm, Object.values(STREAMS));
     queueStats.startSampling((error) => rt.log.debug({ err: error }, "could not sample consumer info"));
     const adminHandlers = guard.protect(AdminService, adminServiceHandlers(rt, queueStats));
@@ -95,6 +101,7 @@ export const gateway = defineService({
       grpcPort = await bindGrpc(server, rt.config.GRPC_PORT);
       webPort = await listenWeb(web, rt.config.GATEWAY_WEB_PORT);
     } catch (error) {
+      await sweeper.stop();
       subscriber.disconnect();
       server.forceShutdown();
       throw error;
@@ -104,6 +111,7 @@ export const gateway = defineService({
       // replica), then let unary calls finish.
       health.shutdown();
       queueStats.stopSampling();
+      await sweeper.stop();
       await subscriptions.close("gateway shutting down; re-open the stream");
       await Promise.all([stopGrpc(server, rt.config.SHUTDOWN_TIMEOUT_MS), stopWeb(web, rt.config.SHUTDOWN_TIMEOUT_MS)]);
     });

@@ -24,6 +24,8 @@ import {
   applyStatus,
   claimIdempotencyKey,
   markCancelled,
+  markQueued,
+  perTurnBatcher,
   readResult,
   readStatus,
   readTask,
@@ -36,6 +38,7 @@ import { dependency } from "./dependencies.js";
 import { ingestMsgId } from "./ingest-message-id.js";
 import { priorityToProto, resultToStruct, statusToProto, timestampFromIso, traceIdOf } from "./mapping.js";
 import { redisCaller } from "./redis-call.js";
+import { requeueWindowMs } from "./requeue-sweeper.js";
 import {
   type StatusSubscription,
   type StatusSubscriptions,
@@ -68,6 +71,12 @@ export function taskServiceHandlers(
 
   /** Fails fast with UNAVAILABLE while the connection is lost, or when Redis does not answer in time (redis-call.ts). */
   const redisCall = redisCaller(rt.redis, options.redisTimeoutMs);
+  const requeueWithinMs = requeueWindowMs(rt.settings.duplicateWindowMs);
+  /** Takes acknowledged tasks out of tasks_unqueued, one ZREM for the tasks acknowledged in the same turn. */
+  const markQueuedBatched = perTurnBatcher(
+    (taskIds: readonly string[]) => markQueued(rt.redis, taskIds).then(() => taskIds.map(() => undefined)),
+    500,
+  );
 
   /** Writes a status to Redis at once (readers see it before we answer), then publishes it on events.status. */
   async function recordStatus(update: StatusUpdate): Promise<{ applied: boolean; status: StoredStatus }> {
@@ -85,6 +94,8 @@ export function taskServiceHandlers(
 
   /**
    * Records the task and its PENDING status, then queues it on tasks.ingest. Idempotent for one task id.
+   * The task is entered in tasks_unqueued with its record and taken out once the stream acknowledged its message:
+   * a submission interrupted in between is settled by the requeue sweeper (requeue-sweeper.ts).
    * Two round trips, not four: the task record and the status CAS go to Redis in one pipeline (in that order, so a
    * reader that sees the status finds the task), then the PENDING event and the tasks.ingest message are published
    * together, neither waiting for the other's PubAck. PENDING is already in Redis, so nothing downstream needs the
@@ -105,7 +116,7 @@ export function taskServiceHandlers(
     const event = StatusEventSchema.parse(statusEvent(pending));
     const [, applied] = await redisCall("saving the task", () =>
       Promise.all([
-        saveTask(rt.redis, { ...submission, taskId, createdAt, traceparent, generation: 0 }),
+        saveTask(rt.redis, { ...submission, taskId, createdAt, traceparent, generation: 0 }, { unqueued: true }),
         applyStatus(rt.redis, event),
       ]),
     );
@@ -129,6 +140,11 @@ export function taskServiceHandlers(
     await dependency("NATS", "queueing the task", () =>
       rt.publisher.publish(Subjects.ingest, message, { msgId: ingestMsgId(taskId, 0) }),
     );
+    // Not awaited: the task is queued whatever happens to this write. Should it fail, the requeue sweeper finds the
+    // entry, sees the task is no longer PENDING (or publishes it again, deduplicated) and removes it.
+    markQueuedBatched(taskId).catch((error: unknown) =>
+      rt.log.debug({ err: error, taskId }, "could not take the queued task out of tasks_unqueued"),
+    );
     await status;
     return applied ? toStoredStatus(event) : undefined;
   }
@@ -136,8 +152,9 @@ export function taskServiceHandlers(
   /**
    * Completes the submission that owns an idempotency key, if it was interrupted: no task record yet (it failed
    * before saving), or still PENDING within the stream's duplicate window (its tasks.ingest publish may have
-   * failed; republishing with the same message id cannot queue it twice). Older PENDING tasks are left alone:
-   * outside the window a republish could no longer be deduplicated.
+   * failed; republishing with the same message id cannot queue it twice). Older PENDING tasks are left to the
+   * requeue sweeper, which fails them: outside the window a republish could no longer be deduplicated (the window
+   * is requeue-sweeper.ts's, a margin inside the stream's duplicate window).
    */
   async function resumeSubmission(taskId: string, submission: Submission): Promise<void> {
     const task = await redisCall("reading the task", () => readTask(rt.redis, taskId));
@@ -145,7 +162,7 @@ export function taskServiceHandlers(
       await queueTask(taskId, submission, new Date().toISOString());
       return;
     }
-    if (task.generation !== 0 || Date.now() - Date.parse(task.createdAt) > rt.settings.duplicateWindowMs) return;
+    if (task.generation !== 0 || Date.now() - Date.parse(task.createdAt) > requeueWithinMs) return;
     const status = await redisCall("reading the task status", () => readStatus(rt.redis, taskId));
     if (status && status.state !== "PENDING") return;
     // The first submission is what was accepted: requeue it as stored, whatever this retry carried.

@@ -1,0 +1,192 @@
+/**
+ * The requeue sweeper: settles submissions that were saved in Redis but whose tasks.ingest message was never
+ * acknowledged (the gateway crashed between the two writes, or NATS was down and the call failed). Without it such
+ * a task stays PENDING for good. SubmitTask enters each new task in tasks_unqueued and removes it on the PubAck, so
+ * the sweeper reads only the entries that have stayed longer than `afterMs`:
+ *
+ *   - the task moved on (another status than PENDING, a replayed generation) or its record expired: dropped;
+ *   - still PENDING and young enough that the TASKS stream still remembers its message id: published again under
+ *     the same id (`<id>:ingest:0`). If the first publish did land, the stream discards this one, so the task is
+ *     queued exactly once either way;
+ *   - older than that: a publish could no longer be deduplicated, so the task is not queued but FAILED with a reason
+ *     (and its cancel marker set, so that a message that did land after all is skipped by the worker).
+ *
+ * One replica sweeps per round (a Redis lease); every step is idempotent, so a round cut short is finished by the
+ * next.
+ */
+import { hostname } from "node:os";
+import {
+  publishAudit,
+  publishStatus,
+  StatusEventSchema,
+  type StatusUpdate,
+  Subjects,
+  statusEvent,
+  type TaskMessage,
+} from "@tm/flow";
+import type { Runtime } from "@tm/kit";
+import {
+  applyStatus,
+  claimSweepLease,
+  markCancelled,
+  markQueued,
+  readStatus,
+  readTask,
+  type StoredStatus,
+  type TaskRecord,
+  type UnqueuedEntry,
+  unqueuedBefore,
+} from "@tm/store";
+import { ingestMsgId } from "./ingest-message-id.js";
+
+/** Entries settled per round at most; more wait for the next round. */
+const ROUND_LIMIT = 200;
+
+export type SweepAction = "drop" | "requeue" | "fail";
+
+/**
+ * What to do with an entry that has stayed unqueued: `requeueWithinMs` is the age up to which a publish is still
+ * deduplicated against one that may have landed.
+ */
+export function sweepAction(
+  entry: UnqueuedEntry,
+  task: TaskRecord | undefined,
+  status: StoredStatus | undefined,
+  nowMs: number,
+  requeueWithinMs: number,
+): SweepAction {
+  if (task?.generation !== 0) return "drop"; // expired (no record) or replayed (its own path)
+  if (status && status.state !== "PENDING") return "drop";
+  return nowMs - entry.createdMs <= requeueWithinMs ? "requeue" : "fail";
+}
+
+/**
+ * The age up to which a requeue is deduplicated: three quarters of the stream's duplicate window, the rest a margin
+ * for the clocks of the replicas (createdAt is the submitting replica's time) and a round's own duration.
+ */
+export function requeueWindowMs(duplicateWindowMs: number): number {
+  return Math.floor(duplicateWindowMs * 0.75);
+}
+
+export interface RequeueSweeperOptions {
+  /** How long a submission may stay unacknowledged before the sweeper takes it (GATEWAY_REQUEUE_AFTER_MS). */
+  afterMs: number;
+}
+
+export interface RequeueSweeper {
+  /** Runs one round now (tests, and the timer). Resolves with what it did. */
+  sweep(): Promise<Record<SweepAction, number>>;
+  stop(): Promise<void>;
+}
+
+export function startRequeueSweeper(rt: Runtime, options: RequeueSweeperOptions): RequeueSweeper {
+  const { afterMs } = options;
+  const requeueWithinMs = requeueWindowMs(rt.settings.duplicateWindowMs);
+  if (afterMs >= requeueWithinMs) {
+    throw new Error(
+      `GATEWAY_REQUEUE_AFTER_MS (${afterMs}) must be below ${requeueWithinMs} ms (three quarters of the streams' ` +
+        `duplicate window, ${rt.settings.duplicateWindowMs} ms): later, a requeued task could be queued twice`,
+    );
+  }
+  const intervalMs = Math.max(100, Math.round(afterMs / 3));
+  const owner = `${hostname()}:${process.pid}:${crypto.randomUUID().slice(0, 8)}`;
+  const settled = rt.meter.createCounter("tm_tasks_requeued_total", {
+    description:
+      "Submissions whose tasks.ingest message was not acknowledged, settled by the requeue sweeper: " +
+      "outcome requeued (published again) or not_queued (too old to requeue safely: FAILED)",
+  });
+  // Exported at 0 from the start: the first not_queued is then an increase the alert sees, not a new series.
+  settled.add(0, { outcome: "requeued" });
+  settled.add(0, { outcome: "not_queued" });
+
+  async function requeue(task: TaskRecord, status: StoredStatus | undefined, ageMs: number): Promise<void> {
+    // A crash between the task record and its status (one pipeline, two commands) leaves no status: write PENDING.
+    if (!status) await recordStatus({ taskId: task.taskId, state: "PENDING", source: rt.name });
+    const message: TaskMessage = {
+      taskId: task.taskId,
+      type: task.type,
+      priority: task.priority,
+      payload: task.payload,
+      metadata: task.metadata,
+      createdAt: task.createdAt,
+      generation: 0,
+    };
+    const ack = await rt.publisher.publish(Subjects.ingest, message, { msgId: ingestMsgId(task.taskId, 0) });
+    // A duplicate means the first publish had landed after all: nothing was queued twice, nothing to audit.
+    if (!ack.duplicate) {
+      await publishAudit(rt.publisher, {
+        taskId: task.taskId,
+        service: rt.name,
+        action: "requeued",
+        detail: { ageMs, reason: "its submission was interrupted before the task was queued" },
+      });
+    }
+    settled.add(1, { outcome: "requeued" });
+    rt.log.info({ taskId: task.taskId, ageMs, duplicate: ack.duplicate }, "requeued an interrupted submission");
+  }
+
+  async function fail(task: TaskRecord, ageMs: number): Promise<void> {
+    const reason = `not queued: the submission was interrupted and ${Math.round(ageMs / 1000)} s later is too old to queue safely; submit it again`;
+    await markCancelled(rt.redis, task.taskId, reason);
+    await recordStatus({ taskId: task.taskId, state: "FAILED", source: rt.name, error: reason });
+    await publishAudit(rt.publisher, {
+      taskId: task.taskId,
+      service: rt.name,
+      action: "not_queued",
+      detail: { ageMs, reason },
+    });
+    settled.add(1, { outcome: "not_queued" });
+    rt.log.warn({ taskId: task.taskId, ageMs }, "an interrupted submission was too old to requeue: marked FAILED");
+  }
+
+  async function recordStatus(update: StatusUpdate): Promise<void> {
+    const event = StatusEventSchema.parse(statusEvent(update));
+    if (await applyStatus(rt.redis, event)) await publishStatus(rt.publisher, update);
+  }
+
+  async function settle(entry: UnqueuedEntry, nowMs: number): Promise<SweepAction> {
+    const [task, status] = await Promise.all([readTask(rt.redis, entry.taskId), readStatus(rt.redis, entry.taskId)]);
+    const action = sweepAction(entry, task, status, nowMs, requeueWithinMs);
+    const ageMs = nowMs - entry.createdMs;
+    if (action === "requeue" && task) await requeue(task, status, ageMs);
+    if (action === "fail" && task) await fail(task, ageMs);
+    // Only once settled: a failure above leaves the entry for the next round.
+    await markQueued(rt.redis, [entry.taskId]);
+    return action;
+  }
+
+  async function sweep(): Promise<Record<SweepAction, number>> {
+    const counts: Record<SweepAction, number> = { drop: 0, requeue: 0, fail: 0 };
+    if (!(await claimSweepLease(rt.redis, owner, intervalMs))) return counts;
+    const nowMs = Date.now();
+    const entries = await unqueuedBefore(rt.redis, nowMs - afterMs, ROUND_LIMIT);
+    const outcomes = await Promise.allSettled(entries.map((entry) => settle(entry, nowMs)));
+    for (const [i, outcome] of outcomes.entries()) {
+      if (outcome.status === "fulfilled") counts[outcome.value] += 1;
+      else rt.log.warn({ err: outcome.reason, taskId: entries[i]?.taskId }, "could not settle an unqueued task");
+    }
+    return counts;
+  }
+
+  let round: Promise<unknown> | undefined;
+  let stopped = false;
+  const timer = setInterval(() => {
+    // One round at a time: a round waiting out a NATS outage is not joined by the next ones.
+    if (round || stopped) return;
+    round = sweep()
+      .catch((error: unknown) => rt.log.debug({ err: error }, "requeue sweep skipped"))
+      .finally(() => {
+        round = undefined;
+      });
+  }, intervalMs);
+  timer.unref();
+
+  return {
+    sweep,
+    async stop() {
+      stopped = true;
+      clearInterval(timer);
+      await round;
+    },
+  };
+}

@@ -1,0 +1,46 @@
+import type { StoredStatus, TaskRecord } from "@tm/store";
+import { describe, expect, test } from "vitest";
+import { requeueWindowMs, sweepAction } from "../src/requeue-sweeper.js";
+
+const NOW = 1_000_000;
+const WITHIN = 90_000;
+const entry = (ageMs: number) => ({ taskId: "t", createdMs: NOW - ageMs });
+const task = (generation = 0): TaskRecord => ({
+  taskId: "t",
+  type: "echo",
+  priority: "medium",
+  payload: {},
+  metadata: {},
+  createdAt: new Date(NOW).toISOString(),
+  generation,
+});
+const status = (state: StoredStatus["state"]) => ({ state }) as StoredStatus;
+
+describe("sweepAction", () => {
+  test("a PENDING task young enough for the stream to deduplicate it is requeued", () => {
+    expect(sweepAction(entry(31_000), task(), status("PENDING"), NOW, WITHIN)).toBe("requeue");
+    expect(sweepAction(entry(WITHIN), task(), status("PENDING"), NOW, WITHIN)).toBe("requeue");
+  });
+
+  test("a task without a status (interrupted between the two writes) is requeued too", () => {
+    expect(sweepAction(entry(31_000), task(), undefined, NOW, WITHIN)).toBe("requeue");
+  });
+
+  test("past the window it is failed, not requeued: a second message could no longer be deduplicated", () => {
+    expect(sweepAction(entry(WITHIN + 1), task(), status("PENDING"), NOW, WITHIN)).toBe("fail");
+    expect(sweepAction(entry(WITHIN + 1), task(), undefined, NOW, WITHIN)).toBe("fail");
+  });
+
+  test("a task that moved on, was replayed or expired is only dropped from the set", () => {
+    for (const state of ["INGESTED", "RUNNING", "SUCCEEDED", "FAILED", "CANCELLED"] as const) {
+      expect(sweepAction(entry(31_000), task(), status(state), NOW, WITHIN)).toBe("drop");
+      expect(sweepAction(entry(WITHIN + 1), task(), status(state), NOW, WITHIN)).toBe("drop");
+    }
+    expect(sweepAction(entry(31_000), task(1), status("PENDING"), NOW, WITHIN)).toBe("drop");
+    expect(sweepAction(entry(31_000), undefined, undefined, NOW, WITHIN)).toBe("drop");
+  });
+});
+
+test("the requeue window keeps a quarter of the duplicate window as margin", () => {
+  expect(requeueWindowMs(120_000)).toBe(90_000);
+});
