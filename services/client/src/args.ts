@@ -8,6 +8,7 @@ import { Priority } from "@tm/proto";
 import { type DlqAction, parseDlqAction, parseLimit, parseTaskListFilter, type TaskListFilter } from "./admin-args.js";
 import { UsageError } from "./exit-codes.js";
 import { HELP, USAGE } from "./help.js";
+import { DEFAULT_SUBMIT_RETRIES, MAX_SUBMIT_RETRIES } from "./submit-retry.js";
 
 export interface GlobalOptions {
   addr: string;
@@ -26,6 +27,8 @@ export type Invocation =
       idempotencyKey?: string;
       metadata: Record<string, string>;
       watch: boolean;
+      /** Retries of an UNAVAILABLE submission (submit-retry.ts). */
+      retries: number;
     }
   | { command: "get"; globals: GlobalOptions; taskId: string }
   | { command: "watch"; globals: GlobalOptions; taskIds: string[] }
@@ -56,6 +59,7 @@ const COMMAND_OPTIONS: Record<CommandName, Options> = {
     "idempotency-key": { type: "string" },
     meta: { type: "string", multiple: true },
     watch: { type: "boolean" },
+    retries: { type: "string" },
   },
   get: {},
   watch: {},
@@ -132,6 +136,7 @@ export function parseCommandLine(argv: string[], env: NodeJS.ProcessEnv = {}, no
         ...(idempotencyKey ? { idempotencyKey } : {}),
         metadata: parseMetadata((values.meta as string[] | undefined) ?? []),
         watch: values.watch === true,
+        retries: parseRetries(str(values.retries)),
       };
     }
     case "get":
@@ -278,6 +283,15 @@ function parsePositiveInt(flag: string, text: string | undefined, fallback: numb
   const value = Number(text);
   if (!Number.isInteger(value) || value < 1 || value > max) {
     throw new UsageError(`${flag} must be a whole number from 1 to ${max} (got "${text}")`);
+  }
+  return value;
+}
+
+function parseRetries(text: string | undefined): number {
+  if (text === undefined) return DEFAULT_SUBMIT_RETRIES;
+  const value = Number(text);
+  if (text.trim() === "" || !Number.isInteger(value) || value < 0 || value > MAX_SUBMIT_RETRIES) {
+    throw new UsageError(`--retries must be a whole number from 0 to ${MAX_SUBMIT_RETRIES} (got "${text}")`);
   }
   return value;
 }

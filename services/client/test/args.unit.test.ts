@@ -59,6 +59,17 @@ describe("parseCommandLine", () => {
     });
   });
 
+  test("--retries: 4 by default, 0 to 20, anything else named", () => {
+    expect(parseCommandLine(["submit", "echo"])).toMatchObject({ retries: 4 });
+    expect(parseCommandLine(["submit", "echo", "--retries", "0"])).toMatchObject({ retries: 0 });
+    expect(parseCommandLine(["submit", "echo", "--retries", "20"])).toMatchObject({ retries: 20 });
+    for (const bad of ["21", "-1", "1.5", "two", ""]) {
+      expect(usageErrorOf(["submit", "echo", `--retries=${bad}`])).toBe(
+        `--retries must be a whole number from 0 to 20 (got "${bad}")`,
+      );
+    }
+  });
+
   test("a bad priority names the flag and the allowed values", () => {
     expect(usageErrorOf(["submit", "echo", "--priority", "urgent"])).toBe(
       '--priority must be one of high, medium, low (got "urgent")',

@@ -62,18 +62,37 @@ let silentCallsEnded = 0;
 let server: grpc.Server;
 let addr: string;
 
-/** The stand-in gateway's SubmitTask: records the task and returns its id. */
+/** Task ids by idempotency key, and how many calls each key has made (type "unsteady"). */
+const byKey = new Map<string, string>();
+const callsByKey = new Map<string, number>();
+
+/**
+ * The stand-in gateway's SubmitTask: records the task and returns its id; a repeated idempotency key returns the
+ * first task. An "unsteady" task is recorded and then answered UNAVAILABLE twice (as a gateway whose Redis write landed
+ * but whose publish failed), so only a retry with the same key gets its id without creating another.
+ */
 async function submitTask(request: SubmitTaskRequest | SubmitTaskAndStreamStatusRequest) {
   requests.submit.push(request);
   if (request.type === "nope") throw new ConnectError('type: unknown task type "nope"', Code.InvalidArgument);
-  const taskId = `task-${tasks.size + 1}`;
-  tasks.set(taskId, {
-    type: request.type,
-    priority: request.priority,
-    payload: request.payload,
-    metadata: request.metadata,
-  });
-  return { taskId, deduplicated: false };
+  const key = request.idempotencyKey;
+  const calls = (callsByKey.get(key) ?? 0) + 1;
+  if (key) callsByKey.set(key, calls);
+  let taskId = key ? byKey.get(key) : undefined;
+  const deduplicated = taskId !== undefined;
+  if (!taskId) {
+    taskId = `task-${tasks.size + 1}`;
+    tasks.set(taskId, {
+      type: request.type,
+      priority: request.priority,
+      payload: request.payload,
+      metadata: request.metadata,
+    });
+    if (key) byKey.set(key, taskId);
+  }
+  if (request.type === "unsteady" && (!key || calls <= 2)) {
+    throw new ConnectError("NATS unavailable while queueing the task: timeout", Code.Unavailable);
+  }
+  return { taskId, deduplicated };
 }
 
 /** The stand-in gateway's StreamTaskStatus: the type's lifecycle, a "hiccup" task's first stream breaking off. */
@@ -189,6 +208,52 @@ describe("taskctl against a real gRPC server", () => {
     expect(watched.exitCode).toBe(ExitCode.Ok);
   });
 
+  test("submit retries UNAVAILABLE with one made-up idempotency key: one task, its id printed", async () => {
+    const before = requests.submit.length;
+    const tasksBefore = tasks.size;
+    const { exitCode, stdout, stderr } = await taskctl(["submit", "unsteady", "--json"]);
+    expect(exitCode).toBe(ExitCode.Ok);
+    const sent = requests.submit.slice(before) as SubmitTaskRequest[];
+    expect(sent).toHaveLength(3);
+    const keys = new Set(sent.map((request) => request.idempotencyKey));
+    expect(keys.size).toBe(1);
+    expect([...keys][0]).toMatch(/^taskctl-[0-9a-f-]{36}$/);
+    expect(tasks.size - tasksBefore).toBe(1);
+    // The retry that found the first attempt's task is not "deduplicated" to the user: the key was this run's own.
+    expect(JSON.parse(stdout)).toEqual({ taskId: `task-${tasksBefore + 1}`, deduplicated: false });
+    expect(stderr.trim().split("\n")).toEqual([
+      "gateway unavailable (NATS unavailable while queueing the task: timeout); retrying in 0.25 s (attempt 2 of 5)",
+      "gateway unavailable (NATS unavailable while queueing the task: timeout); retrying in 0.5 s (attempt 3 of 5)",
+    ]);
+  });
+
+  test("submit keeps the user's idempotency key on retries; --retries 0 fails at once with exit 4", async () => {
+    const before = requests.submit.length;
+    const kept = await taskctl(["submit", "unsteady", "--idempotency-key", "order-17"]);
+    expect(kept.exitCode).toBe(ExitCode.Ok);
+    expect((requests.submit.slice(before) as SubmitTaskRequest[]).map((r) => r.idempotencyKey)).toEqual([
+      "order-17",
+      "order-17",
+      "order-17",
+    ]);
+
+    const once = requests.submit.length;
+    const failed = await taskctl(["submit", "unsteady", "--retries", "0"]);
+    expect(failed.exitCode).toBe(ExitCode.Unavailable);
+    const sent = requests.submit.slice(once) as SubmitTaskRequest[];
+    expect(sent.map((r) => r.idempotencyKey)).toEqual([""]);
+    expect(failed.stderr).not.toContain("retrying");
+  });
+
+  test("submit --watch retries the call until it names the task, then follows it to SUCCEEDED", async () => {
+    const calls = requests.submitAndStream;
+    const { exitCode, stdout, stderr } = await taskctl(["submit", "unsteady", "--watch"]);
+    expect(requests.submitAndStream - calls).toBe(3);
+    expect(stderr.match(/retrying in/g)).toHaveLength(2);
+    expect(exitCode).toBe(ExitCode.Ok);
+    expect(stdout.trim().split("\n").at(-1)).toMatch(/unsteady +SUCCEEDED +█+ 100%/);
+  });
+
   test("submit --watch renders until SUCCEEDED and exits 0 (plain lines when not a TTY)", async () => {
     const calls = requests.submitAndStream;
     const { exitCode, stdout } = await taskctl(["submit", "checksum", "--watch"]);
@@ -275,12 +340,21 @@ describe("taskctl against a real gRPC server", () => {
     expect(await taskctl(["health"])).toMatchObject({ exitCode: ExitCode.Ok, stdout: `${addr} SERVING\n` });
   });
 
-  test("an unreachable address exits 4 with the clear message", async () => {
+  test("an unreachable address exits 4 with the clear message, after submit's retries", async () => {
     const closed = `http://127.0.0.1:${await freePort()}`;
     let stderr = "";
     const io: Io = { stdout: { write: () => true }, stderr: { write: (t: string) => (stderr += t) }, env: {} };
-    expect(await run(["submit", "echo", "--addr", closed], io)).toBe(ExitCode.Unavailable);
-    expect(stderr).toBe(`taskctl: cannot reach the gateway at ${closed}: is the stack running? (pnpm start)\n`);
+    const message = `taskctl: cannot reach the gateway at ${closed}: is the stack running? (pnpm start)\n`;
+    expect(await run(["submit", "echo", "--addr", closed, "--retries", "0"], io)).toBe(ExitCode.Unavailable);
+    expect(stderr).toBe(message);
+    stderr = "";
+    expect(await run(["submit", "echo", "--addr", closed, "--retries", "2"], io)).toBe(ExitCode.Unavailable);
+    const lines = stderr.split("\n");
+    expect(lines.slice(0, 2)).toEqual([
+      expect.stringMatching(/^gateway unavailable \(.*ECONNREFUSED.*\); retrying in 0.25 s \(attempt 2 of 3\)$/),
+      expect.stringMatching(/^gateway unavailable \(.*ECONNREFUSED.*\); retrying in 0.5 s \(attempt 3 of 3\)$/),
+    ]);
+    expect(lines.slice(2).join("\n")).toBe(message);
   });
 });
 

@@ -1,8 +1,10 @@
+import { ConnectError } from "@connectrpc/connect";
 import type { TaskClient } from "@tm/proto";
 import type { Invocation } from "../args.js";
 import { UNARY_TIMEOUT_MS } from "../connection.js";
 import { ExitCode } from "../exit-codes.js";
 import { type Io, println } from "../io.js";
+import { generatedIdempotencyKey, type RetryNotice, withSubmitRetries } from "../submit-retry.js";
 import { type SubmissionFields, submitAndStream } from "../submit-stream.js";
 import { watchTasks } from "./watch.js";
 
@@ -20,8 +22,16 @@ export function submitRequestOf(invocation: SubmitInvocation): SubmissionFields 
 
 export async function submitCommand(io: Io, client: TaskClient, invocation: SubmitInvocation): Promise<ExitCode> {
   if (invocation.watch) return submitAndWatch(io, client, invocation);
-  const response = await client.submitTask(submitRequestOf(invocation), { timeoutMs: UNARY_TIMEOUT_MS });
-  printSubmitted(io, invocation.globals.json, response);
+  const { request, generatedKey } = retryableRequest(invocation);
+  const { value: response } = await withSubmitRetries(
+    invocation.retries,
+    () => client.submitTask(request, { timeoutMs: UNARY_TIMEOUT_MS }),
+    (notice) => printRetry(io, notice),
+  );
+  printSubmitted(io, invocation.globals.json, {
+    taskId: response.taskId,
+    deduplicated: response.deduplicated && !generatedKey,
+  });
   return ExitCode.Ok;
 }
 
@@ -31,11 +41,36 @@ export async function submitCommand(io: Io, client: TaskClient, invocation: Subm
  */
 async function submitAndWatch(io: Io, client: TaskClient, invocation: SubmitInvocation): Promise<ExitCode> {
   const startedAt = Date.now();
-  const { taskId, deduplicated, messages } = await submitAndStream(client, submitRequestOf(invocation));
-  printSubmitted(io, invocation.globals.json, { taskId, deduplicated });
+  const { request, generatedKey } = retryableRequest(invocation);
+  const { value: submitted } = await withSubmitRetries(
+    invocation.retries,
+    () => submitAndStream(client, request),
+    (notice) => printRetry(io, notice),
+  );
+  const { taskId, deduplicated, messages } = submitted;
+  printSubmitted(io, invocation.globals.json, { taskId, deduplicated: deduplicated && !generatedKey });
   const target = { taskId, label: invocation.type, startedAt };
   const open = new Map([[taskId, messages]]);
   return (await watchTasks(io, client, [target], invocation.globals.json, undefined, open)).exitCode;
+}
+
+/**
+ * The request every attempt sends: with retries, an idempotency key is always set (one made for this run when the
+ * user gave none), so that an attempt that failed after reaching the gateway's Redis and its retry are one task. A
+ * made-up key can only have been used by this run's own earlier attempt: "deduplicated" is then not reported.
+ */
+function retryableRequest(invocation: SubmitInvocation): { request: SubmissionFields; generatedKey: boolean } {
+  const request = submitRequestOf(invocation);
+  if (request.idempotencyKey || invocation.retries === 0) return { request, generatedKey: false };
+  return { request: { ...request, idempotencyKey: generatedIdempotencyKey() }, generatedKey: true };
+}
+
+function printRetry(io: Io, { error, attempt, attempts, delayMs }: RetryNotice): void {
+  const reason = error instanceof ConnectError ? error.rawMessage : (error as Error).message;
+  println(
+    io.stderr,
+    `gateway unavailable (${reason}); retrying in ${delayMs / 1000} s (attempt ${attempt} of ${attempts})`,
+  );
 }
 
 function printSubmitted(io: Io, json: boolean, { taskId, deduplicated }: { taskId: string; deduplicated: boolean }) {

@@ -1,0 +1,107 @@
+import { Code, ConnectError } from "@connectrpc/connect";
+import { describe, expect, test } from "vitest";
+import {
+  generatedIdempotencyKey,
+  isRetryableSubmitError,
+  type RetryNotice,
+  retryDelayMs,
+  withSubmitRetries,
+} from "../src/submit-retry.js";
+
+const unavailable = () => new ConnectError("Redis unavailable while saving the task", Code.Unavailable);
+
+/** A call failing with the given errors in turn, then answering "ok". */
+function failing(errors: unknown[]) {
+  let calls = 0;
+  return {
+    call: async () => {
+      const error = errors[calls++];
+      if (error) throw error;
+      return "ok";
+    },
+    calls: () => calls,
+  };
+}
+
+describe("withSubmitRetries", () => {
+  test("retries UNAVAILABLE with growing waits, then answers with the attempts made", async () => {
+    const notices: RetryNotice[] = [];
+    const waits: number[] = [];
+    const target = failing([unavailable(), unavailable(), unavailable()]);
+    const outcome = await withSubmitRetries(
+      4,
+      target.call,
+      (notice) => notices.push(notice),
+      async (ms) => {
+        waits.push(ms);
+      },
+    );
+    expect(outcome).toEqual({ value: "ok", attempts: 4 });
+    expect(waits).toEqual([250, 500, 1_000]);
+    expect(notices.map(({ attempt, attempts }) => [attempt, attempts])).toEqual([
+      [2, 5],
+      [3, 5],
+      [4, 5],
+    ]);
+  });
+
+  test("gives up after its retries with the last error", async () => {
+    const target = failing([unavailable(), unavailable(), unavailable()]);
+    await expect(
+      withSubmitRetries(
+        2,
+        target.call,
+        () => undefined,
+        async () => undefined,
+      ),
+    ).rejects.toMatchObject({
+      code: Code.Unavailable,
+    });
+    expect(target.calls()).toBe(3);
+  });
+
+  test("does not retry an error that is not UNAVAILABLE, nor at all with 0 retries", async () => {
+    for (const code of [Code.InvalidArgument, Code.ResourceExhausted, Code.DeadlineExceeded, Code.Internal]) {
+      const target = failing([new ConnectError("no", code)]);
+      await expect(
+        withSubmitRetries(
+          4,
+          target.call,
+          () => undefined,
+          async () => undefined,
+        ),
+      ).rejects.toMatchObject({
+        code,
+      });
+      expect(target.calls()).toBe(1);
+    }
+    const target = failing([unavailable()]);
+    await expect(
+      withSubmitRetries(
+        0,
+        target.call,
+        () => undefined,
+        async () => undefined,
+      ),
+    ).rejects.toThrow();
+    expect(target.calls()).toBe(1);
+  });
+});
+
+test("a refused connection is retryable, a rejected request is not", () => {
+  const refused = Object.assign(new Error("connect ECONNREFUSED 127.0.0.1:50051"), { code: "ECONNREFUSED" });
+  expect(isRetryableSubmitError(refused)).toBe(true);
+  expect(isRetryableSubmitError(new ConnectError("x", Code.Unavailable, undefined, undefined, refused))).toBe(true);
+  expect(isRetryableSubmitError(new ConnectError("bad type", Code.InvalidArgument))).toBe(false);
+  expect(isRetryableSubmitError(new Error("boom"))).toBe(false);
+});
+
+test("waits: 0.25, 0.5, 1, 2, 4 s, then 4 s again", () => {
+  expect([1, 2, 3, 4, 5, 6, 9].map(retryDelayMs)).toEqual([250, 500, 1_000, 2_000, 4_000, 4_000, 4_000]);
+});
+
+test("a made-up key is taskctl's and unique", () => {
+  const [a, b] = [generatedIdempotencyKey(), generatedIdempotencyKey()];
+  expect(a).toMatch(/^taskctl-[0-9a-f-]{36}$/);
+  expect(a).not.toBe(b);
+});
