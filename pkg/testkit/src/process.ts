@@ -1,6 +1,7 @@
 /**
  * A child process the test kit owns: started, stopped (SIGTERM), killed (SIGKILL) and restarted with the same
- * arguments. Every live one is killed when the test process exits, so a failing test leaves nothing behind.
+ * arguments. Every live one is killed when the test process exits, or is ended by SIGTERM, SIGINT or SIGHUP, so a
+ * failing or cancelled test run leaves nothing behind.
  */
 import { type ChildProcess, spawn } from "node:child_process";
 import { createWriteStream, mkdirSync, type WriteStream } from "node:fs";
@@ -12,9 +13,19 @@ let exitHookInstalled = false;
 function installExitHook() {
   if (exitHookInstalled) return;
   exitHookInstalled = true;
-  process.once("exit", () => {
+  const killAll = () => {
     for (const p of live) p.child?.kill("SIGKILL");
-  });
+  };
+  process.once("exit", killAll);
+  // A test process ended by a signal (a cancelled run, a worker torn down) emits no "exit" under the default
+  // handlers, and its nats-server, redis-server and services would live on. So: kill them, then, unless something
+  // else in the process handles the signal, die of it as the default handler would have.
+  for (const signal of ["SIGTERM", "SIGINT", "SIGHUP"] as const) {
+    process.once(signal, () => {
+      killAll();
+      if (process.listenerCount(signal) === 0) process.kill(process.pid, signal);
+    });
+  }
 }
 
 export interface ManagedProcessOptions {
