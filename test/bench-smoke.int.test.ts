@@ -252,10 +252,12 @@ test("--drain worker: the bare baseline publishes what the worker publishes for 
   });
   expect(result.runs.map((r) => r.consumer)).toEqual(["worker", "bare consumer + 4 publishes in 3 rounds"]);
   // In per message: the benchmark's publish, RUNNING, the result, SUCCEEDED, the audit event and the ack (6); a
-  // baseline that published less, or a worker that failed the tasks, would not match.
+  // baseline that published less or more would not match. The consumer's pull requests come on top: few when it
+  // drains in large batches, more when it is starved of CPU and pulls small ones (6.57 per message seen in a whole
+  // suite run), hence the bound of 7.
   const [worker, bare] = result.runs.map((r) => r.natsPerMessage?.inMsgs ?? 0);
   expect(worker).toBeGreaterThanOrEqual(6);
-  expect(worker).toBeLessThan(6.5);
+  expect(worker).toBeLessThan(7);
   expect(bare).toBeGreaterThanOrEqual(6);
-  expect(bare).toBeLessThan(6.5);
+  expect(bare).toBeLessThan(7);
 });

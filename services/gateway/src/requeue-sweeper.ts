@@ -74,7 +74,7 @@ export interface RequeueSweeperOptions {
 }
 
 export interface RequeueSweeper {
-  /** Runs one round now (tests, and the timer). Resolves with what it did. */
+  /** Runs one round (what the timer does every third of `afterMs`). Resolves with what it did. */
   sweep(): Promise<Record<SweepAction, number>>;
   stop(): Promise<void>;
 }
