@@ -28,6 +28,18 @@ export async function unqueuedBefore(redis: Redis, beforeMs: number, limit: numb
   return entries;
 }
 
+/** How many entries there are, and how many of them were created before `overdueBeforeMs` (operators' view). */
+export async function countUnqueued(
+  redis: Redis,
+  overdueBeforeMs: number,
+): Promise<{ total: number; overdue: number }> {
+  const [total, overdue] = await Promise.all([
+    redis.zcard(Keys.unqueued),
+    redis.zcount(Keys.unqueued, "-inf", `(${overdueBeforeMs}`),
+  ]);
+  return { total, overdue };
+}
+
 /**
  * Takes the sweep lease for `ttlMs` unless another replica holds it: one replica sweeps per round, so a task is
  * requeued (and audited) once rather than by every replica.

@@ -91,7 +91,15 @@ export function renderStats(stats: GetQueueStatsResponse): string {
   );
   const states = stats.tasksByState.map((s) => `${stateName(s.state).toLowerCase()} ${s.count}`).join(", ") || "none";
   const counted = stats.tasksByStateTruncated ? ` (newest ${stats.tasksCounted} tasks)` : "";
-  return [consumers, "", `dead letters  ${stats.deadLetters}`, `tasks${counted}  ${states}`].join("\n");
+  // Submissions saved but not yet in the TASKS stream: a few in flight is normal, overdue ones await the sweeper.
+  const overdue = stats.unqueuedOverdue > 0n ? ` (${stats.unqueuedOverdue} overdue: the requeue sweeper's)` : "";
+  return [
+    consumers,
+    "",
+    `dead letters  ${stats.deadLetters}`,
+    `unqueued submissions  ${stats.unqueuedSubmissions}${overdue}`,
+    `tasks${counted}  ${states}`,
+  ].join("\n");
 }
 
 export function renderTasks(tasks: Task[], now: number): string {

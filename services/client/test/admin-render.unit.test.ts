@@ -86,8 +86,11 @@ describe("operator tables", () => {
       "worker-tasks-worker-high  tasks.worker.high       12          2            1        0      1m     3.3",
       "",
       "dead letters  4",
+      "unqueued submissions  0",
       "tasks  succeeded 10",
     ]);
+    const stuck = create(GetQueueStatsResponseSchema, { ...stats, unqueuedSubmissions: 5n, unqueuedOverdue: 2n });
+    expect(renderStats(stuck).split("\n")).toContain("unqueued submissions  5 (2 overdue: the requeue sweeper's)");
   });
 
   test("dead letters and replay outcomes", () => {

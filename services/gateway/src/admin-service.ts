@@ -21,6 +21,7 @@ import {
 } from "@tm/proto";
 import {
   countTaskStates,
+  countUnqueued,
   type DeadLetterLine,
   Keys,
   listIndexedTasks,
@@ -53,7 +54,16 @@ const CHUNK = 500;
 const SCAN_LIMIT = 10_000;
 const ADMIN_REDIS_TIMEOUT_MS = 30_000;
 
-export function adminServiceHandlers(rt: Runtime, queueStats: QueueStats): ServiceHandlers<AdminServiceMethods> {
+export interface AdminServiceOptions {
+  /** GATEWAY_REQUEUE_AFTER_MS: an unqueued submission older than this is overdue (the sweeper's). */
+  requeueAfterMs: number;
+}
+
+export function adminServiceHandlers(
+  rt: Runtime,
+  queueStats: QueueStats,
+  options: AdminServiceOptions,
+): ServiceHandlers<AdminServiceMethods> {
   // Fails fast while the connection is lost; scans of up to SCAN_LIMIT keys get a generous answer time.
   const redis = redisCaller(rt.redis, ADMIN_REDIS_TIMEOUT_MS);
 
@@ -70,10 +80,11 @@ export function adminServiceHandlers(rt: Runtime, queueStats: QueueStats): Servi
 
   return {
     async getQueueStats() {
-      const [consumers, deadLetters, states] = await Promise.all([
+      const [consumers, deadLetters, states, unqueued] = await Promise.all([
         dependency("NATS", "reading consumer info", () => queueStats.read()),
         redis("counting dead letters", () => rt.redis.llen(Keys.deadLetter)),
         redis("counting tasks by state", () => countTaskStates(rt.redis, SCAN_LIMIT)),
+        redis("counting unqueued submissions", () => countUnqueued(rt.redis, Date.now() - options.requeueAfterMs)),
       ]);
       return {
         consumers: consumers.map((c) => ({
@@ -95,6 +106,8 @@ export function adminServiceHandlers(rt: Runtime, queueStats: QueueStats): Servi
         tasksCounted: BigInt(states.counted),
         tasksByStateTruncated: states.indexed > states.counted,
         sampledAt: timestampFromDate(new Date()),
+        unqueuedSubmissions: BigInt(unqueued.total),
+        unqueuedOverdue: BigInt(unqueued.overdue),
       };
     },
 

@@ -75,7 +75,10 @@ export const gateway = defineService({
     const sweeper = startRequeueSweeper(rt, { afterMs: rt.config.GATEWAY_REQUEUE_AFTER_MS });
     const queueStats = new QueueStats(rt.nats.jsm, Object.values(STREAMS));
     queueStats.startSampling((error) => rt.log.debug({ err: error }, "could not sample consumer info"));
-    const adminHandlers = guard.protect(AdminService, adminServiceHandlers(rt, queueStats));
+    const adminHandlers = guard.protect(
+      AdminService,
+      adminServiceHandlers(rt, queueStats, { requeueAfterMs: rt.config.GATEWAY_REQUEUE_AFTER_MS }),
+    );
     addService(server, AdminService, adminHandlers, onError);
     health.addTo(server);
 

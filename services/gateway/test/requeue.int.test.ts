@@ -4,7 +4,7 @@
  * record, maybe its PENDING status, and its tasks_unqueued entry. Two gateway replicas sweep, as deployed.
  */
 import { type AuditEvent, decodeMessage, type Subject, Subjects, type TaskMessage } from "@tm/flow";
-import { createTaskClient, Priority } from "@tm/proto";
+import { createAdminClient, createTaskClient, Priority } from "@tm/proto";
 import { applyStatus, isCancelled, Keys, readStatus, saveTask, type TaskRecord } from "@tm/store";
 import { useInfra, waitFor } from "@tm/testkit";
 import { Redis } from "ioredis";
@@ -175,6 +175,23 @@ test("a submission that completes takes its task out of tasks_unqueued (the swee
     expect(await ingested(taskId)).toHaveLength(1);
   }
   await patient.stop();
+});
+
+test("GetQueueStats counts the unqueued submissions, and those overdue for the sweeper", async () => {
+  // A replica whose first sweep is 20 s away: the entries stay while the stats are read.
+  const gateway = await startGateway(infra, { GATEWAY_REQUEUE_AFTER_MS: "60000" });
+  try {
+    const before = await redis.zcard(Keys.unqueued);
+    await interruptedSubmission(0);
+    await interruptedSubmission(0);
+    const overdue = await interruptedSubmission(70_000);
+    const stats = await createAdminClient({ baseUrl: gateway.baseUrl }).getQueueStats({});
+    expect(stats.unqueuedSubmissions).toBe(BigInt(before + 3));
+    expect(stats.unqueuedOverdue).toBeGreaterThanOrEqual(1n);
+    expect(await redis.zscore(Keys.unqueued, overdue.taskId)).not.toBeNull();
+  } finally {
+    await gateway.stop();
+  }
 });
 
 test("GATEWAY_REQUEUE_AFTER_MS at or past the requeue window stops the start, naming the variable", async () => {

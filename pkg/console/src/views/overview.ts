@@ -54,6 +54,13 @@ function render(body: HTMLElement, stats: GetQueueStatsResponse): void {
       tile("Running", String(count(TaskState.RUNNING)), "/tasks?state=RUNNING"),
       tile("Failed", String(count(TaskState.FAILED)), "/tasks?state=FAILED"),
       tile("Dead letters", String(stats.deadLetters), "/dead-letters"),
+      // Saved by a gateway, not yet acknowledged by the TASKS stream; overdue ones await the requeue sweeper.
+      tile(
+        "Unqueued submissions",
+        stats.unqueuedOverdue > 0n
+          ? `${stats.unqueuedSubmissions} (${stats.unqueuedOverdue} overdue)`
+          : String(stats.unqueuedSubmissions),
+      ),
     ),
     h("h2", {}, "Queue depth per priority"),
     table(
