@@ -9,7 +9,7 @@
  *     the same id (`<id>:ingest:0`). If the first publish did land, the stream discards this one, so the task is
  *     queued exactly once either way;
  *   - older than that: a publish could no longer be deduplicated, so the task is not queued but FAILED with a reason
- *     (and its cancel marker set, so that a message that did land after all is skipped by the worker).
+ *     (and then its cancel marker set, so that a message that did land after all is skipped by the next stage).
  *
  * One replica sweeps per round (a Redis lease); every step is idempotent, so a round cut short is finished by the
  * next.
@@ -127,8 +127,11 @@ export function startRequeueSweeper(rt: Runtime, options: RequeueSweeperOptions)
 
   async function fail(task: TaskRecord, ageMs: number): Promise<void> {
     const reason = `not queued: the submission was interrupted and ${Math.round(ageMs / 1000)} s later is too old to queue safely; submit it again`;
+    // FAILED first, the marker only if it applied: when it did not, the task moved on since it was read (its message
+    // had landed after all and a stage took it) or another replica's overlapping round failed it; a marker set
+    // then would stop a task that is running normally.
+    if (!(await recordStatus({ taskId: task.taskId, state: "FAILED", source: rt.name, error: reason }))) return;
     await markCancelled(rt.redis, task.taskId, reason);
-    await recordStatus({ taskId: task.taskId, state: "FAILED", source: rt.name, error: reason });
     await publishAudit(rt.publisher, {
       taskId: task.taskId,
       service: rt.name,
@@ -139,9 +142,12 @@ export function startRequeueSweeper(rt: Runtime, options: RequeueSweeperOptions)
     rt.log.warn({ taskId: task.taskId, ageMs }, "an interrupted submission was too old to requeue: marked FAILED");
   }
 
-  async function recordStatus(update: StatusUpdate): Promise<void> {
+  /** Applies the status in Redis and, when it was applied, publishes it; resolves with whether it was applied. */
+  async function recordStatus(update: StatusUpdate): Promise<boolean> {
     const event = StatusEventSchema.parse(statusEvent(update));
-    if (await applyStatus(rt.redis, event)) await publishStatus(rt.publisher, update);
+    const applied = await applyStatus(rt.redis, event);
+    if (applied) await publishStatus(rt.publisher, update);
+    return applied;
   }
 
   async function settle(entry: UnqueuedEntry, nowMs: number): Promise<SweepAction> {
