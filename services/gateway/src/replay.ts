@@ -21,7 +21,6 @@ import {
   type StatusUpdate,
   Subjects,
   statusEvent,
-  type TaskMessage,
 } from "@tm/flow";
 import type { Runtime } from "@tm/kit";
 import {
@@ -35,7 +34,7 @@ import {
   restoreDeadLetter,
 } from "@tm/store";
 import { dependency } from "./dependencies.js";
-import { ingestMsgId } from "./ingest-message-id.js";
+import { ingestMessageOf, ingestMsgId } from "./ingest-message-id.js";
 
 const TASK_SUBJECTS: ReadonlySet<string> = new Set([
   Subjects.ingest,
@@ -94,17 +93,10 @@ export async function replayDeadLetter(
     generation = await dependency("Redis", "starting a new generation", () => incrementGeneration(rt.redis, taskId));
     await dependency("Redis", "clearing the cancel marker", () => clearCancelled(rt.redis, taskId));
     await recordStatus(rt, { taskId, state: "PENDING", source: rt.name, generation });
-    const queued: TaskMessage = {
-      taskId,
-      type: task.type,
-      priority: task.priority,
-      payload: task.payload,
-      metadata: task.metadata,
-      createdAt: task.createdAt,
-      generation,
-    };
     await dependency("NATS", "queueing the task", () =>
-      rt.publisher.publish(Subjects.ingest, queued, { msgId: ingestMsgId(taskId, generation) }),
+      rt.publisher.publish(Subjects.ingest, ingestMessageOf(task, generation), {
+        msgId: ingestMsgId(taskId, generation),
+      }),
     );
   } catch (error) {
     await restoreDeadLetter(rt.redis, line.raw).catch((restoreError: unknown) =>

@@ -15,15 +15,7 @@
  * next.
  */
 import { hostname } from "node:os";
-import {
-  publishAudit,
-  publishStatus,
-  StatusEventSchema,
-  type StatusUpdate,
-  Subjects,
-  statusEvent,
-  type TaskMessage,
-} from "@tm/flow";
+import { publishAudit, publishStatus, StatusEventSchema, type StatusUpdate, Subjects, statusEvent } from "@tm/flow";
 import type { Runtime } from "@tm/kit";
 import {
   applyStatus,
@@ -37,7 +29,7 @@ import {
   type UnqueuedEntry,
   unqueuedBefore,
 } from "@tm/store";
-import { ingestMsgId } from "./ingest-message-id.js";
+import { ingestMessageOf, ingestMsgId } from "./ingest-message-id.js";
 
 /** Entries settled per round at most; more wait for the next round. */
 const ROUND_LIMIT = 200;
@@ -102,16 +94,9 @@ export function startRequeueSweeper(rt: Runtime, options: RequeueSweeperOptions)
   async function requeue(task: TaskRecord, status: StoredStatus | undefined, ageMs: number): Promise<void> {
     // A crash between the task record and its status (one pipeline, two commands) leaves no status: write PENDING.
     if (!status) await recordStatus({ taskId: task.taskId, state: "PENDING", source: rt.name });
-    const message: TaskMessage = {
-      taskId: task.taskId,
-      type: task.type,
-      priority: task.priority,
-      payload: task.payload,
-      metadata: task.metadata,
-      createdAt: task.createdAt,
-      generation: 0,
-    };
-    const ack = await rt.publisher.publish(Subjects.ingest, message, { msgId: ingestMsgId(task.taskId, 0) });
+    const ack = await rt.publisher.publish(Subjects.ingest, ingestMessageOf(task, 0), {
+      msgId: ingestMsgId(task.taskId, 0),
+    });
     // A duplicate means the first publish had landed after all: nothing was queued twice, nothing to audit.
     if (!ack.duplicate) {
       await publishAudit(rt.publisher, {
