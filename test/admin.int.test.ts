@@ -9,7 +9,7 @@ import { join } from "node:path";
 import { timestampFromMs } from "@bufbuild/protobuf/wkt";
 import { Code, ConnectError } from "@connectrpc/connect";
 import { type AdminClient, type ConsumerStats, createAdminClient, Priority, ReplayResult, TaskState } from "@tm/proto";
-import { readResult } from "@tm/store";
+import { Keys, readResult } from "@tm/store";
 import { REPO_ROOT, waitFor } from "@tm/testkit";
 import { connect, type NatsConnection } from "nats";
 import { afterAll, beforeAll, describe, expect, test } from "vitest";
@@ -205,6 +205,10 @@ describe("AdminService", () => {
       return replayed !== undefined;
     });
     expect(replayed?.detail).toMatchObject({ deadLetterId: letter!.id, generation: 1 });
+    // Its new generation was acknowledged: nothing left for the requeue sweeper, and nothing requeued.
+    expect(await pipeline.redisClient.zscore(Keys.unqueued, taskId)).toBeNull();
+    const history = (await admin.getTaskHistory({ taskId })).events.map((e) => e.action);
+    expect(history).not.toContain("requeued");
     expect((await admin.listDeadLetters({ filter: { taskId } })).deadLetters).toHaveLength(0);
     const again = await admin.replayDeadLetters({ ids: [letter!.id] });
     expect(again.outcomes[0]?.result).toBe(ReplayResult.NOT_FOUND);

@@ -12,7 +12,8 @@
  *   task_index          sorted set: task id scored by createdAt (ms), for listing and search
  *                       entries older than taskTtlSeconds are removed on every write (ZREMRANGEBYSCORE), so it
  *                       holds at most the tasks submitted within one task TTL
- *   tasks_unqueued      sorted set: new task ids scored by createdAt (ms) whose tasks.ingest PubAck was not seen yet
+ *   tasks_unqueued      sorted set: ids of tasks whose tasks.ingest PubAck was not seen yet, scored by createdAt (ms),
+ *                       or by the time of the replay for a replayed generation
  *                       an entry is removed once its message is acknowledged, or by the gateway's requeue sweeper
  *                       (which queues or fails it), and entries older than taskTtlSeconds are trimmed on every save
  *   requeue_sweep_lease string: the gateway replica running this round of the requeue sweep   TTL one sweep interval

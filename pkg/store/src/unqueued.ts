@@ -9,8 +9,16 @@ import { Keys } from "./keys.js";
 
 export interface UnqueuedEntry {
   taskId: string;
-  /** The task's createdAt, in ms. */
+  /** When its message was first published, in ms: the task's createdAt, or the time of its replay. */
   createdMs: number;
+}
+
+/**
+ * Enters a task in tasks_unqueued with the time its message is being published (a replay: its createdAt is old, and
+ * the sweeper's window runs from this publish). A new submission is entered by saveTask instead, in the same script.
+ */
+export async function markUnqueued(redis: Redis, taskId: string, atMs: number): Promise<void> {
+  await redis.zadd(Keys.unqueued, atMs, taskId);
 }
 
 /** Removes tasks from tasks_unqueued (their message is in the stream, or the sweeper has settled them). */

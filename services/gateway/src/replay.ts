@@ -11,7 +11,9 @@
  *      (its version outranks the old FAILED), publishes the task on tasks.ingest under msgId
  *      `<id>:ingest:<generation>` (not deduplicated against the original), and audits "replayed".
  * If step 3 fails (Redis or NATS down) the letter is put back and the call fails with UNAVAILABLE; replaying it
- * again is safe (a further generation; stages ignore the superseded one's statuses).
+ * again is safe (a further generation; stages ignore the superseded one's statuses). If the gateway dies during
+ * step 3 the letter is gone, but the task is in tasks_unqueued: the requeue sweeper queues the new generation (or
+ * fails it, past the stream's duplicate window), as for an interrupted submission.
  */
 import {
   isTerminal,
@@ -28,6 +30,8 @@ import {
   clearCancelled,
   type DeadLetterLine,
   incrementGeneration,
+  markQueued,
+  markUnqueued,
   readStatus,
   readTask,
   removeDeadLetter,
@@ -90,6 +94,9 @@ export async function replayDeadLetter(
 
   let generation: number;
   try {
+    // In tasks_unqueued from here until its message is acknowledged: a gateway that dies before (the letter already
+    // claimed) leaves the new generation to the requeue sweeper instead of PENDING for good.
+    await dependency("Redis", "marking the replay unqueued", () => markUnqueued(rt.redis, taskId, Date.now()));
     generation = await dependency("Redis", "starting a new generation", () => incrementGeneration(rt.redis, taskId));
     await dependency("Redis", "clearing the cancel marker", () => clearCancelled(rt.redis, taskId));
     await recordStatus(rt, { taskId, state: "PENDING", source: rt.name, generation });
@@ -102,8 +109,14 @@ export async function replayDeadLetter(
     await restoreDeadLetter(rt.redis, line.raw).catch((restoreError: unknown) =>
       rt.log.error({ err: restoreError, deadLetterId: id }, "could not put back a dead letter whose replay failed"),
     );
+    // The letter is back with the operator, who replays it again (a further generation): not the sweeper's.
+    await markQueued(rt.redis, [taskId]).catch(() => undefined);
     throw error;
   }
+  // Not awaited: should it fail, the sweeper finds the generation past PENDING (or republishes it, deduplicated).
+  markQueued(rt.redis, [taskId]).catch((error: unknown) =>
+    rt.log.debug({ err: error, taskId }, "could not take the replayed task out of tasks_unqueued"),
+  );
   // The task is queued by now: failing the call here would invite a second replay (another generation, the work
   // done twice) for want of a history line, so a lost audit event is logged rather than returned.
   await publishAudit(rt.publisher, {

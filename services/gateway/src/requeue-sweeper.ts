@@ -47,8 +47,10 @@ export function sweepAction(
   nowMs: number,
   requeueWithinMs: number,
 ): SweepAction {
-  if (task?.generation !== 0) return "drop"; // expired (no record) or replayed (its own path)
-  if (status && status.state !== "PENDING") return "drop";
+  if (!task) return "drop"; // expired
+  // The task's current generation moved on (any state but PENDING). A status of an earlier generation is a replay
+  // interrupted before its PENDING was written: requeued like a task without a status.
+  if (status && status.generation >= task.generation && status.state !== "PENDING") return "drop";
   return nowMs - entry.createdMs <= requeueWithinMs ? "requeue" : "fail";
 }
 
@@ -92,10 +94,14 @@ export function startRequeueSweeper(rt: Runtime, options: RequeueSweeperOptions)
   settled.add(0, { outcome: "not_queued" });
 
   async function requeue(task: TaskRecord, status: StoredStatus | undefined, ageMs: number): Promise<void> {
-    // A crash between the task record and its status (one pipeline, two commands) leaves no status: write PENDING.
-    if (!status) await recordStatus({ taskId: task.taskId, state: "PENDING", source: rt.name });
-    const ack = await rt.publisher.publish(Subjects.ingest, ingestMessageOf(task, 0), {
-      msgId: ingestMsgId(task.taskId, 0),
+    const { taskId, generation } = task;
+    // A crash between the task record and its status (one pipeline, two commands), or between a replay's new
+    // generation and its PENDING, leaves no status of this generation: write PENDING (it outranks an older FAILED).
+    if (!status || status.generation < generation) {
+      await recordStatus({ taskId, state: "PENDING", source: rt.name, generation });
+    }
+    const ack = await rt.publisher.publish(Subjects.ingest, ingestMessageOf(task, generation), {
+      msgId: ingestMsgId(taskId, generation),
     });
     // A duplicate means the first publish had landed after all: nothing was queued twice, nothing to audit.
     if (!ack.duplicate) {
@@ -103,7 +109,8 @@ export function startRequeueSweeper(rt: Runtime, options: RequeueSweeperOptions)
         taskId: task.taskId,
         service: rt.name,
         action: "requeued",
-        detail: { ageMs, reason: "its submission was interrupted before the task was queued" },
+        detail: { ageMs, generation, reason: "its submission was interrupted before the task was queued" },
+        discriminator: generation,
       });
     }
     settled.add(1, { outcome: "requeued" });
@@ -115,13 +122,15 @@ export function startRequeueSweeper(rt: Runtime, options: RequeueSweeperOptions)
     // FAILED first, the marker only if it applied: when it did not, the task moved on since it was read (its message
     // had landed after all and a stage took it) or another replica's overlapping round failed it; a marker set
     // then would stop a task that is running normally.
-    if (!(await recordStatus({ taskId: task.taskId, state: "FAILED", source: rt.name, error: reason }))) return;
-    await markCancelled(rt.redis, task.taskId, reason);
+    const { taskId, generation } = task;
+    if (!(await recordStatus({ taskId, state: "FAILED", source: rt.name, error: reason, generation }))) return;
+    await markCancelled(rt.redis, taskId, reason);
     await publishAudit(rt.publisher, {
-      taskId: task.taskId,
+      taskId,
       service: rt.name,
       action: "not_queued",
-      detail: { ageMs, reason },
+      detail: { ageMs, generation, reason },
+      discriminator: generation,
     });
     settled.add(1, { outcome: "not_queued" });
     rt.log.warn({ taskId: task.taskId, ageMs }, "an interrupted submission was too old to requeue: marked FAILED");

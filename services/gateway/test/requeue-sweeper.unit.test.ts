@@ -14,7 +14,7 @@ const task = (generation = 0): TaskRecord => ({
   createdAt: new Date(NOW).toISOString(),
   generation,
 });
-const status = (state: StoredStatus["state"]) => ({ state }) as StoredStatus;
+const status = (state: StoredStatus["state"], generation = 0) => ({ state, generation }) as StoredStatus;
 
 describe("sweepAction", () => {
   test("a PENDING task young enough for the stream to deduplicate it is requeued", () => {
@@ -31,13 +31,20 @@ describe("sweepAction", () => {
     expect(sweepAction(entry(WITHIN + 1), task(), undefined, NOW, WITHIN)).toBe("fail");
   });
 
-  test("a task that moved on, was replayed or expired is only dropped from the set", () => {
+  test("a task that moved on or expired is only dropped from the set", () => {
     for (const state of ["INGESTED", "RUNNING", "SUCCEEDED", "FAILED", "CANCELLED"] as const) {
       expect(sweepAction(entry(31_000), task(), status(state), NOW, WITHIN)).toBe("drop");
       expect(sweepAction(entry(WITHIN + 1), task(), status(state), NOW, WITHIN)).toBe("drop");
+      expect(sweepAction(entry(31_000), task(2), status(state, 2), NOW, WITHIN)).toBe("drop");
     }
-    expect(sweepAction(entry(31_000), task(1), status("PENDING"), NOW, WITHIN)).toBe("drop");
     expect(sweepAction(entry(31_000), undefined, undefined, NOW, WITHIN)).toBe("drop");
+  });
+
+  test("a replayed generation: PENDING, or still showing the old generation's FAILED, is requeued", () => {
+    expect(sweepAction(entry(31_000), task(2), status("PENDING", 2), NOW, WITHIN)).toBe("requeue");
+    // The gateway died between the new generation and its PENDING: the status is the dead-lettered one's.
+    expect(sweepAction(entry(31_000), task(2), status("FAILED", 1), NOW, WITHIN)).toBe("requeue");
+    expect(sweepAction(entry(WITHIN + 1), task(2), status("FAILED", 1), NOW, WITHIN)).toBe("fail");
   });
 });
 

@@ -5,7 +5,7 @@
  */
 import { type AuditEvent, decodeMessage, type Subject, Subjects, type TaskMessage } from "@tm/flow";
 import { createAdminClient, createTaskClient, Priority } from "@tm/proto";
-import { applyStatus, isCancelled, Keys, readStatus, saveTask, type TaskRecord } from "@tm/store";
+import { applyStatus, isCancelled, Keys, markUnqueued, readStatus, saveTask, type TaskRecord } from "@tm/store";
 import { useInfra, waitFor } from "@tm/testkit";
 import { Redis } from "ioredis";
 import { connect, headers, type NatsConnection } from "nats";
@@ -148,6 +148,21 @@ describe("an interrupted submission", () => {
     expect((await readStatus(redis, task.taskId))?.state).toBe("INGESTED");
     expect(await ingested(task.taskId)).toEqual([]);
     expect(await audited(task.taskId)).toEqual([]);
+  });
+
+  test("a dead-letter replay cut short after its new generation is queued as that generation", async () => {
+    // What replay.ts leaves when the gateway dies after the letter was claimed and the generation incremented: the
+    // record at generation 1, the dead-lettered generation's FAILED, the tasks_unqueued entry at the replay's time.
+    const task = { ...newTask(3_600_000), generation: 1 };
+    await saveTask(redis, task);
+    await applyStatus(redis, event({ taskId: task.taskId, state: "FAILED", generation: 0, error: "always fails" }));
+    await markUnqueued(redis, task.taskId, Date.now());
+    await waitFor("the task to leave tasks_unqueued", async () => !(await unqueued(task.taskId)));
+    const queued = await ingested(task.taskId);
+    expect(queued.map((q) => [q.msgId, q.message.generation])).toEqual([[`${task.taskId}:ingest:1`, 1]]);
+    expect(await readStatus(redis, task.taskId)).toMatchObject({ state: "PENDING", generation: 1 });
+    await waitFor("the requeued audit event", async () => (await audited(task.taskId)).length > 0);
+    expect((await audited(task.taskId)).map((e) => [e.action, e.detail?.generation])).toEqual([["requeued", 1]]);
   });
 
   test("whose record expired is taken out of the set", async () => {
