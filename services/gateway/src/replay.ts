@@ -15,18 +15,9 @@
  * step 3 the letter is gone, but the task is in tasks_unqueued: the requeue sweeper queues the new generation (or
  * fails it, past the stream's duplicate window), as for an interrupted submission.
  */
-import {
-  isTerminal,
-  publishAudit,
-  publishStatus,
-  StatusEventSchema,
-  type StatusUpdate,
-  Subjects,
-  statusEvent,
-} from "@tm/flow";
+import { isTerminal, publishAudit, Subjects } from "@tm/flow";
 import type { Runtime } from "@tm/kit";
 import {
-  applyStatus,
   clearCancelled,
   type DeadLetterLine,
   incrementGeneration,
@@ -39,6 +30,7 @@ import {
 } from "@tm/store";
 import { dependency } from "./dependencies.js";
 import { ingestMessageOf, ingestMsgId } from "./ingest-message-id.js";
+import { recordStatus } from "./record-status.js";
 
 const TASK_SUBJECTS: ReadonlySet<string> = new Set([
   Subjects.ingest,
@@ -133,10 +125,4 @@ export async function replayDeadLetter(
     discriminator: generation,
   }).catch((error: unknown) => rt.log.warn({ err: error, taskId }, "could not publish the replayed audit event"));
   return { id, result: "replayed", taskId, generation };
-}
-
-async function recordStatus(rt: Runtime, update: StatusUpdate): Promise<void> {
-  const event = StatusEventSchema.parse(statusEvent(update));
-  const applied = await dependency("Redis", "writing the status", () => applyStatus(rt.redis, event));
-  if (applied) await dependency("NATS", "publishing the status", () => publishStatus(rt.publisher, update));
 }

@@ -15,10 +15,9 @@
  * next.
  */
 import { hostname } from "node:os";
-import { publishAudit, publishStatus, StatusEventSchema, type StatusUpdate, Subjects, statusEvent } from "@tm/flow";
+import { publishAudit, Subjects } from "@tm/flow";
 import type { Runtime } from "@tm/kit";
 import {
-  applyStatus,
   claimSweepLease,
   markCancelled,
   markQueued,
@@ -30,6 +29,7 @@ import {
   unqueuedBefore,
 } from "@tm/store";
 import { ingestMessageOf, ingestMsgId } from "./ingest-message-id.js";
+import { recordStatus } from "./record-status.js";
 
 /** Entries settled per round at most; more wait for the next round. */
 const ROUND_LIMIT = 200;
@@ -98,7 +98,7 @@ export function startRequeueSweeper(rt: Runtime, options: RequeueSweeperOptions)
     // A crash between the task record and its status (one pipeline, two commands), or between a replay's new
     // generation and its PENDING, leaves no status of this generation: write PENDING (it outranks an older FAILED).
     if (!status || status.generation < generation) {
-      await recordStatus({ taskId, state: "PENDING", source: rt.name, generation });
+      await recordStatus(rt, { taskId, state: "PENDING", source: rt.name, generation });
     }
     const ack = await rt.publisher.publish(Subjects.ingest, ingestMessageOf(task, generation), {
       msgId: ingestMsgId(taskId, generation),
@@ -123,7 +123,8 @@ export function startRequeueSweeper(rt: Runtime, options: RequeueSweeperOptions)
     // had landed after all and a stage took it) or another replica's overlapping round failed it; a marker set
     // then would stop a task that is running normally.
     const { taskId, generation } = task;
-    if (!(await recordStatus({ taskId, state: "FAILED", source: rt.name, error: reason, generation }))) return;
+    const failed = await recordStatus(rt, { taskId, state: "FAILED", source: rt.name, error: reason, generation });
+    if (!failed.applied) return;
     await markCancelled(rt.redis, taskId, reason);
     await publishAudit(rt.publisher, {
       taskId,
@@ -134,14 +135,6 @@ export function startRequeueSweeper(rt: Runtime, options: RequeueSweeperOptions)
     });
     settled.add(1, { outcome: "not_queued" });
     rt.log.warn({ taskId: task.taskId, ageMs }, "an interrupted submission was too old to requeue: marked FAILED");
-  }
-
-  /** Applies the status in Redis and, when it was applied, publishes it; resolves with whether it was applied. */
-  async function recordStatus(update: StatusUpdate): Promise<boolean> {
-    const event = StatusEventSchema.parse(statusEvent(update));
-    const applied = await applyStatus(rt.redis, event);
-    if (applied) await publishStatus(rt.publisher, update);
-    return applied;
   }
 
   async function settle(entry: UnqueuedEntry, nowMs: number): Promise<SweepAction> {

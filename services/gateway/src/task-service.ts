@@ -37,6 +37,7 @@ import { callerOf } from "./auth/caller.js";
 import { dependency } from "./dependencies.js";
 import { ingestMsgId } from "./ingest-message-id.js";
 import { priorityToProto, resultToStruct, statusToProto, timestampFromIso, traceIdOf } from "./mapping.js";
+import { recordStatus } from "./record-status.js";
 import { redisCaller } from "./redis-call.js";
 import { requeueWindowMs } from "./requeue-sweeper.js";
 import {
@@ -77,14 +78,6 @@ export function taskServiceHandlers(
     (taskIds: readonly string[]) => markQueued(rt.redis, taskIds).then(() => taskIds.map(() => undefined)),
     500,
   );
-
-  /** Writes a status to Redis at once (readers see it before we answer), then publishes it on events.status. */
-  async function recordStatus(update: StatusUpdate): Promise<{ applied: boolean; status: StoredStatus }> {
-    const event = StatusEventSchema.parse(statusEvent(update));
-    const applied = await redisCall("writing the status", () => applyStatus(rt.redis, event));
-    if (applied) await dependency("NATS", "publishing the status", () => publishStatus(rt.publisher, update));
-    return { applied, status: toStoredStatus(event) };
-  }
 
   async function requireTask(taskId: string) {
     const task = await redisCall("reading the task", () => readTask(rt.redis, taskId));
@@ -321,12 +314,11 @@ export function taskServiceHandlers(
       if (current && isTerminal(current.state)) throw alreadyFinished(taskId, current.state);
       const reason = request.reason.slice(0, 1024);
       await redisCall("marking the task cancelled", () => markCancelled(rt.redis, taskId, reason));
-      const { applied, status } = await recordStatus({
-        taskId,
-        state: "CANCELLED",
-        source: rt.name,
-        generation: current?.generation ?? 0,
-      });
+      const { applied, status } = await recordStatus(
+        rt,
+        { taskId, state: "CANCELLED", source: rt.name, generation: current?.generation ?? 0 },
+        redisCall,
+      );
       if (!applied) {
         // A terminal state won the race between our read and our write.
         const winner = await redisCall("reading the task status", () => readStatus(rt.redis, taskId));
