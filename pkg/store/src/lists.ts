@@ -148,15 +148,36 @@ export async function readDeadLetterLines(redis: Redis, offset: number, limit: n
   });
 }
 
-/**
- * Removes one dead letter by its exact text. Returns false when it was no longer there, which makes the removal a
- * claim: of two operators replaying the same letter at once, only one gets true.
- */
-export async function removeDeadLetter(redis: Redis, raw: string): Promise<boolean> {
-  return (await redis.lrem(Keys.deadLetter, 1, raw)) === 1;
-}
+// Claims a dead letter for its replay and starts the task's new generation, in one step. KEYS: dead_letter, task:<id>,
+// task_cancel:<id>, tasks_unqueued; ARGV: the letter's exact text, the replay's time (ms), the task id. Returns the new
+// generation, 0 when the letter is gone (replayed or removed meanwhile) or -1 when the task record has expired (the
+// letter is left in place).
+const CLAIM_REPLAY = luaScript(`
+if redis.call('EXISTS', KEYS[2]) == 0 then return -1 end
+if redis.call('LREM', KEYS[1], 1, ARGV[1]) == 0 then return 0 end
+local generation = redis.call('HINCRBY', KEYS[2], 'generation', 1)
+redis.call('DEL', KEYS[3])
+redis.call('ZADD', KEYS[4], ARGV[2], ARGV[3])
+return generation
+`);
 
-/** Puts a claimed dead letter back (at the head) when its replay could not be completed. */
-export async function restoreDeadLetter(redis: Redis, raw: string): Promise<void> {
-  await redis.lpush(Keys.deadLetter, raw);
+export type ReplayClaim = { claimed: true; generation: number } | { claimed: false; reason: "gone" | "expired" };
+
+/**
+ * Claims one dead letter (by its exact text) for a replay of its task and starts the task's next generation: the
+ * letter is removed, the generation incremented, the cancel marker cleared and the task entered in tasks_unqueued
+ * (scored by `atMs`), all in one script. Of two operators replaying the same letter at once only one claims it. No
+ * state lies between the claim and the new generation: once claimed, the replay is the requeue sweeper's to finish
+ * should the gateway die or NATS fail before the new generation's message is acknowledged.
+ */
+export async function claimReplay(redis: Redis, raw: string, taskId: string, atMs: number): Promise<ReplayClaim> {
+  const reply = Number(
+    await CLAIM_REPLAY.run(
+      redis,
+      [Keys.deadLetter, Keys.task(taskId), Keys.cancel(taskId), Keys.unqueued],
+      [raw, atMs, taskId],
+    ),
+  );
+  if (reply > 0) return { claimed: true, generation: reply };
+  return { claimed: false, reason: reply === 0 ? "gone" : "expired" };
 }

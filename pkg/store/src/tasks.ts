@@ -71,10 +71,6 @@ export async function saveTask(redis: Redis, task: TaskRecord, options: SaveTask
 }
 
 /** Starts a new generation of a task (a replay): returns the new generation. */
-export async function incrementGeneration(redis: Redis, taskId: string): Promise<number> {
-  return redis.hincrby(Keys.task(taskId), "generation", 1);
-}
-
 export async function readTask(redis: Redis, taskId: string): Promise<TaskRecord | undefined> {
   return parseTaskHash(await redis.hgetall(Keys.task(taskId)));
 }
@@ -183,10 +179,6 @@ export async function markCancelled(redis: Redis, taskId: string, reason: string
 
 export async function isCancelled(redis: Redis, taskId: string): Promise<boolean> {
   return (await redis.exists(Keys.cancel(taskId))) === 1;
-}
-
-export async function clearCancelled(redis: Redis, taskId: string): Promise<void> {
-  await redis.del(Keys.cancel(taskId));
 }
 
 /** Claims an idempotency key for a task id; returns the id that owns it (ours, or the first submitter's). */

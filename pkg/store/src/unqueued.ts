@@ -13,14 +13,6 @@ export interface UnqueuedEntry {
   createdMs: number;
 }
 
-/**
- * Enters a task in tasks_unqueued with the time its message is being published (a replay: its createdAt is old, and
- * the sweeper's window runs from this publish). A new submission is entered by saveTask instead, in the same script.
- */
-export async function markUnqueued(redis: Redis, taskId: string, atMs: number): Promise<void> {
-  await redis.zadd(Keys.unqueued, atMs, taskId);
-}
-
 /** Removes tasks from tasks_unqueued (their message is in the stream, or the sweeper has settled them). */
 export async function markQueued(redis: Redis, taskIds: readonly string[]): Promise<void> {
   if (taskIds.length > 0) await redis.zrem(Keys.unqueued, ...taskIds);

@@ -4,30 +4,24 @@
  *   1. checks: the letter is a task message (tasks.ingest / tasks.schedule / tasks.worker.*) that was not invalid,
  *      its task record still exists, the task has not succeeded or been cancelled, and no newer generation is in
  *      flight;
- *   2. claims the letter by removing it from dead_letter (LREM of its exact text): of two concurrent replays of
- *      the same letter only one proceeds, and a replayed letter is no longer listed (its audit event "replayed"
- *      keeps the record);
- *   3. task:<id> generation + 1, clears the cancel marker, applies and publishes PENDING with the new generation
- *      (its version outranks the old FAILED), publishes the task on tasks.ingest under msgId
- *      `<id>:ingest:<generation>` (not deduplicated against the original), and audits "replayed".
- * If step 3 fails (Redis or NATS down) the letter is put back and the call fails with UNAVAILABLE; replaying it
- * again is safe (a further generation; stages ignore the superseded one's statuses). If the gateway dies during
- * step 3 the letter is gone, but the task is in tasks_unqueued: the requeue sweeper queues the new generation (or
- * fails it, past the stream's duplicate window), as for an interrupted submission.
+ *   2. claims the letter and starts the new generation in one Redis script (claimReplay): the letter is removed
+ *      from dead_letter (LREM of its exact text: of two concurrent replays of the same letter only one proceeds,
+ *      and a replayed letter is no longer listed; its audit event "replayed" keeps the record), task:<id>
+ *      generation + 1, the cancel marker cleared, the task entered in tasks_unqueued;
+ *   3. applies and publishes PENDING with the new generation (its version outranks the old FAILED), publishes the
+ *      task on tasks.ingest under msgId `<id>:ingest:<generation>` (not deduplicated against the original), takes
+ *      it out of tasks_unqueued once acknowledged, and audits "replayed".
+ * Once step 2 has run the replay is committed: if step 3 fails (NATS or Redis down) or the gateway dies during it,
+ * the requeue sweeper queues the new generation under the same message id (or fails it, past the stream's
+ * duplicate window), as for an interrupted submission, and the call answers UNAVAILABLE saying so. Putting the
+ * letter back instead would leave a task whose PENDING of the new generation was written but never queued, and a
+ * second replay of the letter would be refused for that very PENDING.
  */
+
+import { Code, ConnectError } from "@connectrpc/connect";
 import { isTerminal, publishAudit, Subjects } from "@tm/flow";
 import type { Runtime } from "@tm/kit";
-import {
-  clearCancelled,
-  type DeadLetterLine,
-  incrementGeneration,
-  markQueued,
-  markUnqueued,
-  readStatus,
-  readTask,
-  removeDeadLetter,
-  restoreDeadLetter,
-} from "@tm/store";
+import { claimReplay, type DeadLetterLine, markQueued, readStatus, readTask } from "@tm/store";
 import { dependency } from "./dependencies.js";
 import { ingestMessageOf, ingestMsgId } from "./ingest-message-id.js";
 import { recordStatus } from "./record-status.js";
@@ -81,16 +75,16 @@ export async function replayDeadLetter(
     return refuse(`task ${taskId} is already running again as generation ${status.generation}`);
   }
 
-  const claimed = await dependency("Redis", "claiming the dead letter", () => removeDeadLetter(rt.redis, line.raw));
-  if (!claimed) return { id, result: "not_found", taskId, reason: "already replayed or removed" };
-
-  let generation: number;
+  const claim = await dependency("Redis", "claiming the dead letter", () =>
+    claimReplay(rt.redis, line.raw, taskId, Date.now()),
+  );
+  if (!claim.claimed) {
+    return claim.reason === "gone"
+      ? { id, result: "not_found", taskId, reason: "already replayed or removed" }
+      : refuse(`task ${taskId} has expired (its record is gone)`);
+  }
+  const { generation } = claim;
   try {
-    // In tasks_unqueued from here until its message is acknowledged: a gateway that dies before (the letter already
-    // claimed) leaves the new generation to the requeue sweeper instead of PENDING for good.
-    await dependency("Redis", "marking the replay unqueued", () => markUnqueued(rt.redis, taskId, Date.now()));
-    generation = await dependency("Redis", "starting a new generation", () => incrementGeneration(rt.redis, taskId));
-    await dependency("Redis", "clearing the cancel marker", () => clearCancelled(rt.redis, taskId));
     await recordStatus(rt, { taskId, state: "PENDING", source: rt.name, generation });
     await dependency("NATS", "queueing the task", () =>
       rt.publisher.publish(Subjects.ingest, ingestMessageOf(task, generation), {
@@ -98,12 +92,15 @@ export async function replayDeadLetter(
       }),
     );
   } catch (error) {
-    await restoreDeadLetter(rt.redis, line.raw).catch((restoreError: unknown) =>
-      rt.log.error({ err: restoreError, deadLetterId: id }, "could not put back a dead letter whose replay failed"),
+    const cause = error instanceof ConnectError ? error.rawMessage : String((error as Error)?.message ?? error);
+    throw new ConnectError(
+      `the replay of task ${taskId} started generation ${generation} but could not queue it (${cause}); the ` +
+        "requeue sweeper queues it once NATS and Redis answer again (the letter is no longer listed)",
+      Code.Unavailable,
+      undefined,
+      undefined,
+      error,
     );
-    // The letter is back with the operator, who replays it again (a further generation): not the sweeper's.
-    await markQueued(rt.redis, [taskId]).catch(() => undefined);
-    throw error;
   }
   // Not awaited: should it fail, the sweeper finds the generation past PENDING (or republishes it, deduplicated).
   markQueued(rt.redis, [taskId]).catch((error: unknown) =>

@@ -3,13 +3,28 @@
  * leaves it when it dies between its Redis write and its tasks.ingest publish (or when the publish failed): the task
  * record, maybe its PENDING status, and its tasks_unqueued entry. Two gateway replicas sweep, as deployed.
  */
-import { type AuditEvent, decodeMessage, type Subject, Subjects, type TaskMessage } from "@tm/flow";
+
+import { Code } from "@connectrpc/connect";
+import { type AuditEvent, createPublisher, decodeMessage, type Subject, Subjects, type TaskMessage } from "@tm/flow";
+import type { Runtime } from "@tm/kit";
 import { createAdminClient, createTaskClient, Priority } from "@tm/proto";
-import { applyStatus, isCancelled, Keys, markUnqueued, readStatus, saveTask, type TaskRecord } from "@tm/store";
+import {
+  appendDeadLetter,
+  applyStatus,
+  claimReplay,
+  type DeadLetterLine,
+  isCancelled,
+  Keys,
+  readDeadLetterLines,
+  readStatus,
+  saveTask,
+  type TaskRecord,
+} from "@tm/store";
 import { useInfra, waitFor } from "@tm/testkit";
 import { Redis } from "ioredis";
 import { connect, headers, type NatsConnection } from "nats";
 import { afterAll, beforeAll, describe, expect, test } from "vitest";
+import { replayDeadLetter } from "../src/replay.js";
 import { event, type Gateway, startGateway } from "./helpers.js";
 
 const infra = useInfra();
@@ -73,6 +88,27 @@ async function saveInterrupted(task: TaskRecord, { withStatus = true } = {}): Pr
 
 const interruptedSubmission = (ageMs: number, options?: { withStatus?: boolean }) =>
   saveInterrupted(newTask(ageMs), options);
+
+/** A task whose generation 0 failed for good: its record, its FAILED status and its dead letter (alone in the list). */
+async function deadLettered(): Promise<{ task: TaskRecord; line: DeadLetterLine }> {
+  await redis.del(Keys.deadLetter);
+  const task = newTask(3_600_000);
+  await saveTask(redis, task);
+  await applyStatus(redis, event({ taskId: task.taskId, state: "FAILED", generation: 0, error: "always fails" }));
+  await appendDeadLetter(redis, {
+    id: `TASKS:${crypto.randomUUID()}`,
+    taskId: task.taskId,
+    subject: Subjects.workerHigh,
+    consumer: "worker",
+    reason: "exhausted",
+    error: "always fails",
+    attempts: 5,
+    at: new Date().toISOString(),
+    message: { taskId: task.taskId, generation: 0 },
+  });
+  const [line] = await readDeadLetterLines(redis, 0, 1);
+  return { task, line: line! };
+}
 
 describe("an interrupted submission", () => {
   // Two replicas sweeping every 100 ms, as a deployment's replicas do (one holds each round's lease).
@@ -141,6 +177,24 @@ describe("an interrupted submission", () => {
     expect((await audited(task.taskId)).map((e) => e.action)).toEqual(["not_queued"]);
   });
 
+  test("FAILED by a round cut short before its cancel marker: the next round sets the marker and audits", async () => {
+    // What a round leaves when Redis or NATS fails (or the gateway dies) between its FAILED and the marker: the entry
+    // is still in the set. Without the marker, a message that landed after all would run a FAILED task.
+    const task = newTask(100_000);
+    await saveTask(redis, task);
+    const reason =
+      "not queued: the submission was interrupted and 100 s later is too old to queue safely; submit it again";
+    await applyStatus(redis, event({ taskId: task.taskId, state: "FAILED", error: reason }));
+    await redis.zadd(Keys.unqueued, Date.parse(task.createdAt), task.taskId);
+    await waitFor("the task to leave tasks_unqueued", async () => !(await unqueued(task.taskId)));
+    expect(await isCancelled(redis, task.taskId)).toBe(true);
+    expect(await redis.get(Keys.cancel(task.taskId))).toBe(reason);
+    expect(await readStatus(redis, task.taskId)).toMatchObject({ state: "FAILED", error: reason });
+    expect(await ingested(task.taskId)).toEqual([]);
+    await waitFor("the not_queued audit event", async () => (await audited(task.taskId)).length > 0);
+    expect((await audited(task.taskId)).map((e) => e.action)).toEqual(["not_queued"]);
+  });
+
   test("that moved on since (a later status) is only taken out of the set", async () => {
     const task = await interruptedSubmission(100_000);
     await applyStatus(redis, event({ taskId: task.taskId, state: "INGESTED" }));
@@ -150,13 +204,34 @@ describe("an interrupted submission", () => {
     expect(await audited(task.taskId)).toEqual([]);
   });
 
-  test("a dead-letter replay cut short after its new generation is queued as that generation", async () => {
-    // What replay.ts leaves when the gateway dies after the letter was claimed and the generation incremented: the
-    // record at generation 1, the dead-lettered generation's FAILED, the tasks_unqueued entry at the replay's time.
-    const task = { ...newTask(3_600_000), generation: 1 };
-    await saveTask(redis, task);
-    await applyStatus(redis, event({ taskId: task.taskId, state: "FAILED", generation: 0, error: "always fails" }));
-    await markUnqueued(redis, task.taskId, Date.now());
+  test("a dead-letter replay cut short after its claim is queued as the new generation", async () => {
+    // What replay.ts leaves when the gateway dies right after claiming the letter: the claim script has removed the
+    // letter, started generation 1 and entered it in tasks_unqueued; the dead-lettered generation's FAILED remains.
+    const { task, line } = await deadLettered();
+    expect(await claimReplay(redis, line.raw, task.taskId, Date.now())).toEqual({ claimed: true, generation: 1 });
+    await waitFor("the task to leave tasks_unqueued", async () => !(await unqueued(task.taskId)));
+    const queued = await ingested(task.taskId);
+    expect(queued.map((q) => [q.msgId, q.message.generation])).toEqual([[`${task.taskId}:ingest:1`, 1]]);
+    expect(await readStatus(redis, task.taskId)).toMatchObject({ state: "PENDING", generation: 1 });
+    await waitFor("the requeued audit event", async () => (await audited(task.taskId)).length > 0);
+    expect((await audited(task.taskId)).map((e) => [e.action, e.detail?.generation])).toEqual([["requeued", 1]]);
+  });
+
+  test("a replay whose NATS fails after its claim answers UNAVAILABLE and is queued by the sweeper", async () => {
+    const { task, line } = await deadLettered();
+    // A publisher on a connection that is closed: every publish fails at once, as with NATS gone for good.
+    const lost = await connect({ servers: infra.nats.url });
+    const publisher = createPublisher(lost);
+    await lost.close();
+    const rt = { ...gateways[0]!.runtime, publisher } as Runtime;
+
+    const replay = replayDeadLetter(rt, line.letter!.id, line);
+    await expect(replay).rejects.toMatchObject({ code: Code.Unavailable });
+    await expect(replay).rejects.toThrow(
+      new RegExp(`replay of task ${task.taskId} started generation 1 but could not queue it .*requeue sweeper`),
+    );
+    // The letter stays claimed (put back, it could not be replayed again: its task is PENDING of generation 1).
+    expect(await redis.llen(Keys.deadLetter)).toBe(0);
     await waitFor("the task to leave tasks_unqueued", async () => !(await unqueued(task.taskId)));
     const queued = await ingested(task.taskId);
     expect(queued.map((q) => [q.msgId, q.message.generation])).toEqual([[`${task.taskId}:ingest:1`, 1]]);
