@@ -9,7 +9,8 @@
  *     the same id (`<id>:ingest:0`). If the first publish did land, the stream discards this one, so the task is
  *     queued exactly once either way;
  *   - older than that: a publish could no longer be deduplicated, so the task is not queued but FAILED with a reason
- *     (and then its cancel marker set, so that a message that did land after all is skipped by the next stage).
+ *     (and then its cancel marker set, so that a message that did land after all is skipped by the next stage; a
+ *     round cut short between the two leaves the entry, and the next round, finding that FAILED, sets the marker).
  *
  * One replica sweeps per round (a Redis lease); every step is idempotent, so a round cut short is finished by the
  * next.
@@ -36,6 +37,16 @@ const ROUND_LIMIT = 200;
 
 export type SweepAction = "drop" | "requeue" | "fail";
 
+/** How the FAILED status the sweeper sets begins: a round that finds it on an entry still in the set finishes it. */
+export const NOT_QUEUED_PREFIX = "not queued:";
+
+/** The sweeper's own FAILED of the task's current generation: set by a round that could not finish (see `fail`). */
+function failedByTheSweeper(task: TaskRecord, status: StoredStatus | undefined): boolean {
+  return (
+    status?.state === "FAILED" && status.generation === task.generation && status.error.startsWith(NOT_QUEUED_PREFIX)
+  );
+}
+
 /**
  * What to do with an entry that has stayed unqueued: `requeueWithinMs` is the age up to which a publish is still
  * deduplicated against one that may have landed.
@@ -48,6 +59,8 @@ export function sweepAction(
   requeueWithinMs: number,
 ): SweepAction {
   if (!task) return "drop"; // expired
+  // FAILED by a round that was cut short before its cancel marker: finish it (the marker, then the audit event).
+  if (failedByTheSweeper(task, status)) return "fail";
   // The task's current generation moved on (any state but PENDING). A status of an earlier generation is a replay
   // interrupted before its PENDING was written: requeued like a task without a status.
   if (status && status.generation >= task.generation && status.state !== "PENDING") return "drop";
@@ -117,14 +130,22 @@ export function startRequeueSweeper(rt: Runtime, options: RequeueSweeperOptions)
     rt.log.info({ taskId: task.taskId, ageMs, duplicate: ack.duplicate }, "requeued an interrupted submission");
   }
 
-  async function fail(task: TaskRecord, ageMs: number): Promise<void> {
-    const reason = `not queued: the submission was interrupted and ${Math.round(ageMs / 1000)} s later is too old to queue safely; submit it again`;
-    // FAILED first, the marker only if it applied: when it did not, the task moved on since it was read (its message
-    // had landed after all and a stage took it) or another replica's overlapping round failed it; a marker set
-    // then would stop a task that is running normally.
+  async function fail(task: TaskRecord, status: StoredStatus | undefined, ageMs: number): Promise<void> {
     const { taskId, generation } = task;
-    const failed = await recordStatus(rt, { taskId, state: "FAILED", source: rt.name, error: reason, generation });
-    if (!failed.applied) return;
+    let reason: string;
+    if (failedByTheSweeper(task, status)) {
+      // A round that applied FAILED but did not get as far as the marker (Redis or NATS failed, the gateway died):
+      // the entry stayed in the set, and this round finishes the job. The marker matters: a message that landed
+      // after all (only its PubAck was lost) and reaches a stage this late must be skipped, not run for a FAILED task.
+      reason = status?.error ?? NOT_QUEUED_PREFIX;
+    } else {
+      reason = `${NOT_QUEUED_PREFIX} the submission was interrupted and ${Math.round(ageMs / 1000)} s later is too old to queue safely; submit it again`;
+      // FAILED first, the marker only if it applied: when it did not, the task moved on since it was read (its
+      // message had landed after all and a stage took it) or another replica's overlapping round failed it; a
+      // marker set then would stop a task that is running normally.
+      const failed = await recordStatus(rt, { taskId, state: "FAILED", source: rt.name, error: reason, generation });
+      if (!failed.applied) return;
+    }
     await markCancelled(rt.redis, taskId, reason);
     await publishAudit(rt.publisher, {
       taskId,
@@ -142,7 +163,7 @@ export function startRequeueSweeper(rt: Runtime, options: RequeueSweeperOptions)
     const action = sweepAction(entry, task, status, nowMs, requeueWithinMs);
     const ageMs = nowMs - entry.createdMs;
     if (action === "requeue" && task) await requeue(task, status, ageMs);
-    if (action === "fail" && task) await fail(task, ageMs);
+    if (action === "fail" && task) await fail(task, status, ageMs);
     // Only once settled: a failure above leaves the entry for the next round.
     await markQueued(rt.redis, [entry.taskId]);
     return action;

@@ -1,6 +1,6 @@
 import type { StoredStatus, TaskRecord } from "@tm/store";
 import { describe, expect, test } from "vitest";
-import { requeueWindowMs, sweepAction } from "../src/requeue-sweeper.js";
+import { NOT_QUEUED_PREFIX, requeueWindowMs, sweepAction } from "../src/requeue-sweeper.js";
 
 const NOW = 1_000_000;
 const WITHIN = 90_000;
@@ -14,7 +14,8 @@ const task = (generation = 0): TaskRecord => ({
   createdAt: new Date(NOW).toISOString(),
   generation,
 });
-const status = (state: StoredStatus["state"], generation = 0) => ({ state, generation }) as StoredStatus;
+const status = (state: StoredStatus["state"], generation = 0, error = "") =>
+  ({ state, generation, error }) as StoredStatus;
 
 describe("sweepAction", () => {
   test("a PENDING task young enough for the stream to deduplicate it is requeued", () => {
@@ -38,6 +39,14 @@ describe("sweepAction", () => {
       expect(sweepAction(entry(31_000), task(2), status(state, 2), NOW, WITHIN)).toBe("drop");
     }
     expect(sweepAction(entry(31_000), undefined, undefined, NOW, WITHIN)).toBe("drop");
+  });
+
+  test("its own FAILED of the current generation, left by a round cut short before the cancel marker, is finished", () => {
+    const notQueued = status("FAILED", 0, `${NOT_QUEUED_PREFIX} the submission was interrupted ...`);
+    expect(sweepAction(entry(WITHIN + 1), task(), notQueued, NOW, WITHIN)).toBe("fail");
+    // Another FAILED (a worker's), or the sweeper's FAILED of an older generation, is not the sweeper's to finish.
+    expect(sweepAction(entry(WITHIN + 1), task(), status("FAILED", 0, "always fails"), NOW, WITHIN)).toBe("drop");
+    expect(sweepAction(entry(31_000), task(1), { ...notQueued, generation: 0 }, NOW, WITHIN)).toBe("requeue");
   });
 
   test("a replayed generation: PENDING, or still showing the old generation's FAILED, is requeued", () => {
