@@ -268,6 +268,16 @@ describe("Dockerfile", () => {
     }
   });
 
+  test("both stages run the Node.js major given by NODE_VERSION, by default package.json's minimum (what CI runs)", () => {
+    const froms = [...dockerfile.matchAll(/^FROM (\S+)/gm)].map(([, image]) => image);
+    expect(froms).toEqual(["node:${NODE_VERSION}-bookworm-slim", "node:${NODE_VERSION}-bookworm-slim"]);
+    // Declared before the first FROM, so both FROM lines see it.
+    const declared = /^ARG NODE_VERSION=(\d+)$/m.exec(dockerfile);
+    expect(declared?.index).toBeLessThan(dockerfile.indexOf("\nFROM "));
+    const engines = JSON.parse(readFileSync("package.json", "utf8")).engines.node as string;
+    expect(declared?.[1]).toBe(/^>=(\d+)/.exec(engines)?.[1]);
+  });
+
   test("the health check's default ops ports are the services' own", () => {
     const defaults = /const defaults=(\{[^}]*\})/.exec(dockerfile)?.[1];
     const parsed = Object.fromEntries(
