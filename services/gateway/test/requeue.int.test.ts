@@ -89,6 +89,16 @@ async function saveInterrupted(task: TaskRecord, { withStatus = true } = {}): Pr
 const interruptedSubmission = (ageMs: number, options?: { withStatus?: boolean }) =>
   saveInterrupted(newTask(ageMs), options);
 
+/** The sweeper took the task out of tasks_unqueued having queued it once, as `generation`, with PENDING and an audit. */
+async function expectRequeuedAsGeneration(taskId: string, generation: number): Promise<void> {
+  await waitFor("the task to leave tasks_unqueued", async () => !(await unqueued(taskId)));
+  const queued = await ingested(taskId);
+  expect(queued.map((q) => [q.msgId, q.message.generation])).toEqual([[`${taskId}:ingest:${generation}`, generation]]);
+  expect(await readStatus(redis, taskId)).toMatchObject({ state: "PENDING", generation });
+  await waitFor("the requeued audit event", async () => (await audited(taskId)).length > 0);
+  expect((await audited(taskId)).map((e) => [e.action, e.detail?.generation])).toEqual([["requeued", generation]]);
+}
+
 /** A task whose generation 0 failed for good: its record, its FAILED status and its dead letter (alone in the list). */
 async function deadLettered(): Promise<{ task: TaskRecord; line: DeadLetterLine }> {
   await redis.del(Keys.deadLetter);
@@ -209,12 +219,7 @@ describe("an interrupted submission", () => {
     // letter, started generation 1 and entered it in tasks_unqueued; the dead-lettered generation's FAILED remains.
     const { task, line } = await deadLettered();
     expect(await claimReplay(redis, line.raw, task.taskId, Date.now())).toEqual({ claimed: true, generation: 1 });
-    await waitFor("the task to leave tasks_unqueued", async () => !(await unqueued(task.taskId)));
-    const queued = await ingested(task.taskId);
-    expect(queued.map((q) => [q.msgId, q.message.generation])).toEqual([[`${task.taskId}:ingest:1`, 1]]);
-    expect(await readStatus(redis, task.taskId)).toMatchObject({ state: "PENDING", generation: 1 });
-    await waitFor("the requeued audit event", async () => (await audited(task.taskId)).length > 0);
-    expect((await audited(task.taskId)).map((e) => [e.action, e.detail?.generation])).toEqual([["requeued", 1]]);
+    await expectRequeuedAsGeneration(task.taskId, 1);
   });
 
   test("a replay whose NATS fails after its claim answers UNAVAILABLE and is queued by the sweeper", async () => {
@@ -232,12 +237,7 @@ describe("an interrupted submission", () => {
     );
     // The letter stays claimed (put back, it could not be replayed again: its task is PENDING of generation 1).
     expect(await redis.llen(Keys.deadLetter)).toBe(0);
-    await waitFor("the task to leave tasks_unqueued", async () => !(await unqueued(task.taskId)));
-    const queued = await ingested(task.taskId);
-    expect(queued.map((q) => [q.msgId, q.message.generation])).toEqual([[`${task.taskId}:ingest:1`, 1]]);
-    expect(await readStatus(redis, task.taskId)).toMatchObject({ state: "PENDING", generation: 1 });
-    await waitFor("the requeued audit event", async () => (await audited(task.taskId)).length > 0);
-    expect((await audited(task.taskId)).map((e) => [e.action, e.detail?.generation])).toEqual([["requeued", 1]]);
+    await expectRequeuedAsGeneration(task.taskId, 1);
   });
 
   test("whose record expired is taken out of the set", async () => {
