@@ -149,35 +149,48 @@ export async function readDeadLetterLines(redis: Redis, offset: number, limit: n
 }
 
 // Claims a dead letter for its replay and starts the task's new generation, in one step. KEYS: dead_letter, task:<id>,
-// task_cancel:<id>, tasks_unqueued; ARGV: the letter's exact text, the replay's time (ms), the task id. Returns the new
-// generation, 0 when the letter is gone (replayed or removed meanwhile) or -1 when the task record has expired (the
-// letter is left in place).
+// task_cancel:<id>, tasks_unqueued; ARGV: the letter's exact text, the replay's time (ms), the task id, the generation
+// the replay was decided on. Returns the new generation, 0 when the letter is gone (replayed or removed meanwhile),
+// -1 when the task record has expired, -2 when the task's generation is no longer the one expected (another of its
+// letters was replayed meanwhile); the letter is left in place in the last two cases.
 const CLAIM_REPLAY = luaScript(`
+if not redis.call('LPOS', KEYS[1], ARGV[1]) then return 0 end
 if redis.call('EXISTS', KEYS[2]) == 0 then return -1 end
-if redis.call('LREM', KEYS[1], 1, ARGV[1]) == 0 then return 0 end
+if tonumber(redis.call('HGET', KEYS[2], 'generation') or '0') ~= tonumber(ARGV[4]) then return -2 end
+redis.call('LREM', KEYS[1], 1, ARGV[1])
 local generation = redis.call('HINCRBY', KEYS[2], 'generation', 1)
 redis.call('DEL', KEYS[3])
 redis.call('ZADD', KEYS[4], ARGV[2], ARGV[3])
 return generation
 `);
 
-export type ReplayClaim = { claimed: true; generation: number } | { claimed: false; reason: "gone" | "expired" };
+export type ReplayClaim =
+  | { claimed: true; generation: number }
+  | { claimed: false; reason: "gone" | "expired" | "moved_on" };
 
 /**
  * Claims one dead letter (by its exact text) for a replay of its task and starts the task's next generation: the
  * letter is removed, the generation incremented, the cancel marker cleared and the task entered in tasks_unqueued
- * (scored by `atMs`), all in one script. Of two operators replaying the same letter at once only one claims it. No
- * state lies between the claim and the new generation: once claimed, the replay is the requeue sweeper's to finish
- * should the gateway die or NATS fail before the new generation's message is acknowledged.
+ * (scored by `atMs`), all in one script. Of two operators replaying the same letter at once only one claims it, and
+ * of two replaying different letters of the same task only the first (`expectedGeneration` is the task record's
+ * generation the replay's checks were made on). No state lies between the claim and the new generation: once
+ * claimed, the replay is the requeue sweeper's to finish should the gateway die or NATS fail before the new
+ * generation's message is acknowledged.
  */
-export async function claimReplay(redis: Redis, raw: string, taskId: string, atMs: number): Promise<ReplayClaim> {
+export async function claimReplay(
+  redis: Redis,
+  raw: string,
+  taskId: string,
+  expectedGeneration: number,
+  atMs: number,
+): Promise<ReplayClaim> {
   const reply = Number(
     await CLAIM_REPLAY.run(
       redis,
       [Keys.deadLetter, Keys.task(taskId), Keys.cancel(taskId), Keys.unqueued],
-      [raw, atMs, taskId],
+      [raw, atMs, taskId, expectedGeneration],
     ),
   );
   if (reply > 0) return { claimed: true, generation: reply };
-  return { claimed: false, reason: reply === 0 ? "gone" : "expired" };
+  return { claimed: false, reason: reply === 0 ? "gone" : reply === -1 ? "expired" : "moved_on" };
 }

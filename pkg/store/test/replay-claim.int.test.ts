@@ -60,7 +60,7 @@ test("claims the letter, increments the generation, clears the cancel marker and
   await markCancelled(redis, TASK_ID, "cancelled before it died");
   const at = Date.now();
 
-  expect(await claimReplay(redis, raw, TASK_ID, at)).toEqual({ claimed: true, generation: 1 });
+  expect(await claimReplay(redis, raw, TASK_ID, 0, at)).toEqual({ claimed: true, generation: 1 });
   expect(await redis.llen(Keys.deadLetter)).toBe(0);
   expect((await readTask(redis, TASK_ID))?.generation).toBe(1);
   expect(await redis.exists(Keys.cancel(TASK_ID))).toBe(0);
@@ -69,10 +69,10 @@ test("claims the letter, increments the generation, clears the cancel marker and
 
 test("a letter already claimed is gone and changes nothing more", async () => {
   const raw = await setUp();
-  await claimReplay(redis, raw, TASK_ID, Date.now());
+  await claimReplay(redis, raw, TASK_ID, 0, Date.now());
   await redis.zrem(Keys.unqueued, TASK_ID);
 
-  expect(await claimReplay(redis, raw, TASK_ID, Date.now())).toEqual({ claimed: false, reason: "gone" });
+  expect(await claimReplay(redis, raw, TASK_ID, 0, Date.now())).toEqual({ claimed: false, reason: "gone" });
   expect((await readTask(redis, TASK_ID))?.generation).toBe(1);
   expect(await redis.zscore(Keys.unqueued, TASK_ID)).toBeNull();
 });
@@ -80,8 +80,8 @@ test("a letter already claimed is gone and changes nothing more", async () => {
 test("two replays of the same letter at once: exactly one claims it", async () => {
   const raw = await setUp();
   const claims = await Promise.all([
-    claimReplay(redis, raw, TASK_ID, Date.now()),
-    claimReplay(redis, raw, TASK_ID, Date.now()),
+    claimReplay(redis, raw, TASK_ID, 0, Date.now()),
+    claimReplay(redis, raw, TASK_ID, 0, Date.now()),
   ]);
   expect(claims.filter((claim) => claim.claimed)).toHaveLength(1);
   expect((await readTask(redis, TASK_ID))?.generation).toBe(1);
@@ -91,8 +91,18 @@ test("a task whose record expired is not claimed: the letter stays and no record
   const raw = await setUp();
   await redis.del(Keys.task(TASK_ID));
 
-  expect(await claimReplay(redis, raw, TASK_ID, Date.now())).toEqual({ claimed: false, reason: "expired" });
+  expect(await claimReplay(redis, raw, TASK_ID, 0, Date.now())).toEqual({ claimed: false, reason: "expired" });
   expect(await redis.llen(Keys.deadLetter)).toBe(1);
   expect(await redis.exists(Keys.task(TASK_ID))).toBe(0);
+  expect(await redis.zscore(Keys.unqueued, TASK_ID)).toBeNull();
+});
+
+test("a replay decided on an older generation (another letter of the task replayed meanwhile) claims nothing", async () => {
+  const raw = await setUp();
+  await redis.hincrby(Keys.task(TASK_ID), "generation", 1); // the other letter's replay
+
+  expect(await claimReplay(redis, raw, TASK_ID, 0, Date.now())).toEqual({ claimed: false, reason: "moved_on" });
+  expect(await redis.llen(Keys.deadLetter)).toBe(1);
+  expect((await readTask(redis, TASK_ID))?.generation).toBe(1);
   expect(await redis.zscore(Keys.unqueued, TASK_ID)).toBeNull();
 });

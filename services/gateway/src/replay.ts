@@ -7,7 +7,8 @@
  *   2. claims the letter and starts the new generation in one Redis script (claimReplay): the letter is removed
  *      from dead_letter (LREM of its exact text: of two concurrent replays of the same letter only one proceeds,
  *      and a replayed letter is no longer listed; its audit event "replayed" keeps the record), task:<id>
- *      generation + 1, the cancel marker cleared, the task entered in tasks_unqueued;
+ *      generation + 1 (only if still the generation checked in step 1: of two letters of one task replayed at once,
+ *      only one starts a generation), the cancel marker cleared, the task entered in tasks_unqueued;
  *   3. applies and publishes PENDING with the new generation (its version outranks the old FAILED), publishes the
  *      task on tasks.ingest under msgId `<id>:ingest:<generation>` (not deduplicated against the original), takes
  *      it out of tasks_unqueued once acknowledged, and audits "replayed".
@@ -76,12 +77,15 @@ export async function replayDeadLetter(
   }
 
   const claim = await dependency("Redis", "claiming the dead letter", () =>
-    claimReplay(rt.redis, line.raw, taskId, Date.now()),
+    claimReplay(rt.redis, line.raw, taskId, task.generation, Date.now()),
   );
   if (!claim.claimed) {
-    return claim.reason === "gone"
-      ? { id, result: "not_found", taskId, reason: "already replayed or removed" }
-      : refuse(`task ${taskId} has expired (its record is gone)`);
+    if (claim.reason === "gone") return { id, result: "not_found", taskId, reason: "already replayed or removed" };
+    return refuse(
+      claim.reason === "expired"
+        ? `task ${taskId} has expired (its record is gone)`
+        : `task ${taskId} was replayed meanwhile (from another of its dead letters)`,
+    );
   }
   const { generation } = claim;
   try {

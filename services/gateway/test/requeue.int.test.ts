@@ -218,7 +218,7 @@ describe("an interrupted submission", () => {
     // What replay.ts leaves when the gateway dies right after claiming the letter: the claim script has removed the
     // letter, started generation 1 and entered it in tasks_unqueued; the dead-lettered generation's FAILED remains.
     const { task, line } = await deadLettered();
-    expect(await claimReplay(redis, line.raw, task.taskId, Date.now())).toEqual({ claimed: true, generation: 1 });
+    expect(await claimReplay(redis, line.raw, task.taskId, 0, Date.now())).toEqual({ claimed: true, generation: 1 });
     await expectRequeuedAsGeneration(task.taskId, 1);
   });
 
@@ -238,6 +238,26 @@ describe("an interrupted submission", () => {
     // The letter stays claimed (put back, it could not be replayed again: its task is PENDING of generation 1).
     expect(await redis.llen(Keys.deadLetter)).toBe(0);
     await expectRequeuedAsGeneration(task.taskId, 1);
+  });
+
+  test("two dead letters of one task replayed at once start one generation, not two", async () => {
+    const { task, line } = await deadLettered();
+    await appendDeadLetter(redis, { ...line.letter!, id: `TASKS:${crypto.randomUUID()}`, subject: Subjects.ingest });
+    const lines = await readDeadLetterLines(redis, 0, 2);
+    expect(lines).toHaveLength(2);
+
+    const rt = gateways[0]!.runtime;
+    const outcomes = await Promise.all(lines.map((l) => replayDeadLetter(rt, l.letter!.id, l)));
+    expect(outcomes.map((o) => o.result).sort()).toEqual(["failed_precondition", "replayed"]);
+    expect(outcomes.find((o) => o.result === "failed_precondition")).toMatchObject({
+      reason: expect.stringMatching(/replayed meanwhile|already running again as generation 1/),
+    });
+    expect((await readStatus(redis, task.taskId))?.generation).toBe(1);
+    expect(await redis.hget(Keys.task(task.taskId), "generation")).toBe("1");
+    // The refused letter stays, for a later replay should this generation fail too.
+    expect(await redis.llen(Keys.deadLetter)).toBe(1);
+    await waitFor("the replayed generation's message", async () => (await ingested(task.taskId)).length > 0);
+    expect((await ingested(task.taskId)).map((q) => q.msgId)).toEqual([`${task.taskId}:ingest:1`]);
   });
 
   test("whose record expired is taken out of the set", async () => {
