@@ -95,6 +95,15 @@ export const METRIC_CATALOGUE: readonly MetricDefinition[] = [
     help: "Messages delivered to this consumer and not yet acknowledged (being worked on or stuck)",
   },
   {
+    name: "tm_consumer_backlog_limit_ratio",
+    kind: "gauge",
+    labels: ["consumer"],
+    services: STAGES,
+    help:
+      "How close this consumer's oldest unacknowledged message is to being discarded by its stream's limits " +
+      "(MaxMsgs, MaxBytes, MaxAge; discard old): 1 = next to go",
+  },
+  {
     name: "tm_worker_in_flight",
     kind: "gauge",
     labels: [],

@@ -8,5 +8,6 @@ export * from "./outage.js";
 export * from "./redis.js";
 export * from "./service.js";
 export * from "./shutdown.js";
+export * from "./stream-limits.js";
 export * from "./task-labels.js";
 export { spansRecorded, startTelemetry, type Telemetry, type TelemetryOptions, telemetry } from "./telemetry.js";

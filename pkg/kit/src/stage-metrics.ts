@@ -6,26 +6,42 @@
  *   tm_tasks_dead_lettered_total{subject,reason}    messages given up on
  *   tm_consumer_pending{consumer}                   messages waiting in the stream for this consumer
  *   tm_consumer_ack_pending{consumer}               delivered but not yet acknowledged
+ *   tm_consumer_backlog_limit_ratio{consumer}       how close the oldest unacknowledged message is to being discarded
+ *                                                   by the stream's limits (1 = next to go; stream-limits.ts)
  */
 import type { Meter, ObservableResult } from "@opentelemetry/api";
 import type { ConsumerHooks, DeliveryContext, Outcome, Subject } from "@tm/flow";
 import { PermanentError, streamOf } from "@tm/flow";
-import type { JetStreamManager } from "nats";
+import type { JetStreamManager, StreamInfo } from "nats";
 import type { Logger } from "./logger.js";
+import { backlogLimitRatio, oldestUnackedAgeMs } from "./stream-limits.js";
 import { expectedTaskLabels, OTHER_LABEL, type TaskLabels, taskLabels } from "./task-labels.js";
 
 const POLL_MS = 5_000;
+
+interface ConsumerLag {
+  pending: number;
+  ackPending: number;
+  limitRatio: number;
+}
+
+export interface ConsumerMetricsOptions {
+  /** How often each watched consumer's info is read (ms). */
+  pollMs?: number;
+}
 
 export class ConsumerMetrics {
   readonly processing;
   readonly retried;
   readonly held;
   readonly deadLettered;
-  readonly #lag = new Map<string, { pending: number; ackPending: number }>();
+  readonly #lag = new Map<string, ConsumerLag>();
+  readonly #pollMs: number;
   #timer: NodeJS.Timeout | undefined;
   readonly #watched: Array<{ jsm: JetStreamManager; subject: Subject; durable: string }> = [];
 
-  constructor(meter: Meter) {
+  constructor(meter: Meter, options: ConsumerMetricsOptions = {}) {
+    this.#pollMs = options.pollMs ?? POLL_MS;
     this.processing = meter.createHistogram("tm_stage_processing_ms", {
       description: "Time a stage spent handling one delivery",
       unit: "ms",
@@ -46,11 +62,19 @@ export class ConsumerMetrics {
     const ackPending = meter.createObservableGauge("tm_consumer_ack_pending", {
       description: "Messages delivered to the consumer and not yet acknowledged",
     });
+    const limitRatio = meter.createObservableGauge("tm_consumer_backlog_limit_ratio", {
+      description:
+        "How close the consumer's oldest unacknowledged message is to being discarded by its stream's limits " +
+        "(MaxMsgs, MaxBytes, MaxAge; discard old): 1 = it is the next to go, lost without a dead letter",
+    });
     pending.addCallback((result: ObservableResult) => {
       for (const [consumer, lag] of this.#lag) result.observe(lag.pending, { consumer });
     });
     ackPending.addCallback((result: ObservableResult) => {
       for (const [consumer, lag] of this.#lag) result.observe(lag.ackPending, { consumer });
+    });
+    limitRatio.addCallback((result: ObservableResult) => {
+      for (const [consumer, lag] of this.#lag) result.observe(lag.limitRatio, { consumer });
     });
   }
 
@@ -59,23 +83,55 @@ export class ConsumerMetrics {
     this.#watched.push({ jsm, subject, durable });
     if (this.#timer) return;
     const poll = async () => {
+      // Each stream's info once per round, and only when a consumer of it has a backlog.
+      const streams = new Map<string, Promise<StreamInfo>>();
       for (const { jsm: m, subject: s, durable: d } of this.#watched) {
         try {
-          const info = await m.consumers.info(streamOf(s), d);
-          this.#lag.set(d, { pending: info.num_pending, ackPending: info.num_ack_pending });
+          this.#lag.set(d, await readLag(m, streamOf(s), d, streams));
         } catch {
           // NATS unavailable: keep the last figures; readiness reports the outage.
         }
       }
     };
     void poll();
-    this.#timer = setInterval(() => void poll(), POLL_MS);
+    this.#timer = setInterval(() => void poll(), this.#pollMs);
     this.#timer.unref();
   }
 
   stop(): void {
     if (this.#timer) clearInterval(this.#timer);
   }
+}
+
+async function readLag(
+  jsm: JetStreamManager,
+  stream: string,
+  durable: string,
+  streams: Map<string, Promise<StreamInfo>>,
+): Promise<ConsumerLag> {
+  const info = await jsm.consumers.info(stream, durable);
+  const unacknowledged = info.num_pending + info.num_ack_pending;
+  let limitRatio = 0;
+  if (unacknowledged > 0) {
+    let streamInfo = streams.get(stream);
+    if (!streamInfo) {
+      streamInfo = jsm.streams.info(stream);
+      streams.set(stream, streamInfo);
+    }
+    const [{ config, state }, oldestAgeMs] = await Promise.all([streamInfo, oldestUnackedAgeMs(jsm, info)]);
+    limitRatio = backlogLimitRatio({
+      ackFloorSeq: info.ack_floor.stream_seq,
+      unacknowledged,
+      lastSeq: state.last_seq,
+      messages: state.messages,
+      bytes: state.bytes,
+      maxMsgs: config.max_msgs,
+      maxBytes: config.max_bytes,
+      maxAgeMs: config.max_age / 1_000_000, // nanoseconds in the stream config
+      oldestAgeMs,
+    });
+  }
+  return { pending: info.num_pending, ackPending: info.num_ack_pending, limitRatio };
 }
 
 const NOT_A_TASK: TaskLabels = { type: OTHER_LABEL, priority: OTHER_LABEL };

@@ -6,7 +6,8 @@
  * SAMPLE_INTERVAL_MS and on every read: deliveries finished (acked or terminated) per second over about the last
  * minute. A retried message counts once per delivery; a replica that just started has no rate until its second sample.
  */
-import type { ConsumerInfo, JetStreamManager, MsgRequest } from "nats";
+import { oldestUnackedAgeMs } from "@tm/kit";
+import type { ConsumerInfo, JetStreamManager } from "nats";
 
 export interface ConsumerSnapshot {
   stream: string;
@@ -63,7 +64,7 @@ export class QueueStats {
         ackPending: info.num_ack_pending,
         redelivered: info.num_redelivered,
         waiting: info.num_waiting,
-        oldestUnackedAgeMs: await this.#oldestUnackedAge(info, now),
+        oldestUnackedAgeMs: await oldestUnackedAgeMs(this.#jsm, info, now),
         processedPerSecond: rates.get(key(info)) ?? 0,
       })),
     );
@@ -92,24 +93,6 @@ export class QueueStats {
       rates.set(key(info), seconds > 0 ? Math.max(0, info.ack_floor.consumer_seq - first.finished) / seconds : 0);
     }
     return rates;
-  }
-
-  /**
-   * The first message of the consumer's subject after its ack floor is the oldest one not yet acknowledged
-   * (whether waiting or in flight): its stored timestamp gives the age.
-   */
-  async #oldestUnackedAge(info: ConsumerInfo, now: number): Promise<number> {
-    const subject = info.config.filter_subject;
-    if (!subject || info.num_pending + info.num_ack_pending === 0) return 0;
-    // nats.js types MSG.GET as {seq} | {last_by_subj}; nats-server 2.9 also accepts next_by_subj with seq.
-    const query = { seq: info.ack_floor.stream_seq + 1, next_by_subj: subject } as unknown as MsgRequest;
-    try {
-      const message = await this.#jsm.streams.getMessage(info.stream_name, query);
-      return Math.max(0, now - message.time.getTime());
-    } catch {
-      // Gone in between (acked, or removed by the stream's limits): nothing old is waiting.
-      return 0;
-    }
   }
 }
 
