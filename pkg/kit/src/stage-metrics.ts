@@ -14,7 +14,7 @@ import type { ConsumerHooks, DeliveryContext, Outcome, Subject } from "@tm/flow"
 import { PermanentError, streamOf } from "@tm/flow";
 import type { JetStreamManager, StreamInfo } from "nats";
 import type { Logger } from "./logger.js";
-import { backlogLimitRatio, oldestUnackedAgeMs } from "./stream-limits.js";
+import { consumerBacklogLimitRatio, oldestUnackedAgeMs } from "./stream-limits.js";
 import { expectedTaskLabels, OTHER_LABEL, type TaskLabels, taskLabels } from "./task-labels.js";
 
 const POLL_MS = 5_000;
@@ -118,18 +118,8 @@ async function readLag(
       streamInfo = jsm.streams.info(stream);
       streams.set(stream, streamInfo);
     }
-    const [{ config, state }, oldestAgeMs] = await Promise.all([streamInfo, oldestUnackedAgeMs(jsm, info)]);
-    limitRatio = backlogLimitRatio({
-      ackFloorSeq: info.ack_floor.stream_seq,
-      unacknowledged,
-      lastSeq: state.last_seq,
-      messages: state.messages,
-      bytes: state.bytes,
-      maxMsgs: config.max_msgs,
-      maxBytes: config.max_bytes,
-      maxAgeMs: config.max_age / 1_000_000, // nanoseconds in the stream config
-      oldestAgeMs,
-    });
+    const [streamState, oldestAgeMs] = await Promise.all([streamInfo, oldestUnackedAgeMs(jsm, info)]);
+    limitRatio = consumerBacklogLimitRatio(info, streamState, oldestAgeMs);
   }
   return { pending: info.num_pending, ackPending: info.num_ack_pending, limitRatio };
 }

@@ -8,7 +8,7 @@
  * left to carry them on, silently. This ratio is the warning: 1 means the consumer's oldest unacknowledged message is
  * the one the stream discards next.
  */
-import type { ConsumerInfo, JetStreamManager, MsgRequest } from "nats";
+import type { ConsumerInfo, JetStreamManager, MsgRequest, StreamInfo } from "nats";
 
 export interface BacklogLimitInput {
   /** The consumer's ack floor (stream sequence): every message of its subject up to it is acknowledged. */
@@ -60,4 +60,19 @@ export async function oldestUnackedAgeMs(jsm: JetStreamManager, info: ConsumerIn
   } catch {
     return 0;
   }
+}
+
+/** backlogLimitRatio of a consumer, from its info and its stream's (as JetStream reports them). */
+export function consumerBacklogLimitRatio(consumer: ConsumerInfo, stream: StreamInfo, oldestAgeMs: number): number {
+  return backlogLimitRatio({
+    ackFloorSeq: consumer.ack_floor.stream_seq,
+    unacknowledged: consumer.num_pending + consumer.num_ack_pending,
+    lastSeq: stream.state.last_seq,
+    messages: stream.state.messages,
+    bytes: stream.state.bytes,
+    maxMsgs: stream.config.max_msgs,
+    maxBytes: stream.config.max_bytes,
+    maxAgeMs: stream.config.max_age / 1_000_000, // nanoseconds in the stream config
+    oldestAgeMs,
+  });
 }

@@ -4,7 +4,7 @@
  * published until the stream discards the head of its backlog. The gauge reads 1 exactly when that starts.
  */
 import { MeterProvider, MetricReader } from "@opentelemetry/sdk-metrics";
-import { STREAMS, streamConfig, Subjects } from "@tm/flow";
+import { STREAMS, Subjects, streamConfig } from "@tm/flow";
 import { useInfra, waitFor } from "@tm/testkit";
 import { AckPolicy, connect, type JetStreamManager, type NatsConnection } from "nats";
 import { afterAll, beforeAll, expect, test } from "vitest";

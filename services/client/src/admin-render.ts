@@ -76,6 +76,7 @@ export function renderStats(stats: GetQueueStatsResponse): string {
       { header: "REDELIVERED", align: "right" },
       { header: "WAITING", align: "right" },
       { header: "OLDEST", align: "right" },
+      { header: "LIMIT", align: "right" },
       { header: "RATE/S", align: "right" },
     ],
     stats.consumers.map((c) => [
@@ -86,6 +87,8 @@ export function renderStats(stats: GetQueueStatsResponse): string {
       String(c.redelivered),
       String(c.waiting),
       formatAge(Number(c.oldestUnackedAgeMs)),
+      // Share of the stream's limits the backlog spans: at 100 % its oldest messages are being discarded.
+      `${Math.round(c.backlogLimitRatio * 100)}%`,
       c.processedPerSecond.toFixed(1),
     ]),
   );

@@ -74,6 +74,7 @@ describe("operator tables", () => {
           redelivered: 1n,
           waiting: 0n,
           oldestUnackedAgeMs: 95_000n,
+          backlogLimitRatio: 0.126,
           processedPerSecond: 3.25,
         },
       ],
@@ -82,8 +83,8 @@ describe("operator tables", () => {
       tasksCounted: 10n,
     });
     expect(renderStats(stats).split("\n")).toEqual([
-      "CONSUMER                  SUBJECT            PENDING  IN FLIGHT  REDELIVERED  WAITING  OLDEST  RATE/S",
-      "worker-tasks-worker-high  tasks.worker.high       12          2            1        0      1m     3.3",
+      "CONSUMER                  SUBJECT            PENDING  IN FLIGHT  REDELIVERED  WAITING  OLDEST  LIMIT  RATE/S",
+      "worker-tasks-worker-high  tasks.worker.high       12          2            1        0      1m    13%     3.3",
       "",
       "dead letters  4",
       "unqueued submissions  0",

@@ -97,6 +97,7 @@ export function adminServiceHandlers(
           waiting: BigInt(c.waiting),
           oldestUnackedAgeMs: BigInt(Math.round(c.oldestUnackedAgeMs)),
           processedPerSecond: c.processedPerSecond,
+          backlogLimitRatio: c.backlogLimitRatio,
         })),
         deadLetters: BigInt(deadLetters),
         tasksByState: [...states.counts].map(([state, count]) => ({

@@ -1,13 +1,14 @@
 /**
  * Queue statistics from JetStream itself: every durable consumer's pending (not yet delivered), ack pending (in
- * flight), redelivered and waiting counts, the age of its oldest unacknowledged message, and its processing rate.
+ * flight), redelivered and waiting counts, the age of its oldest unacknowledged message, how close that message is
+ * to being discarded by the stream's limits (stream-limits.ts in @tm/kit), and its processing rate.
  *
  * The rate comes from samples of the consumer's ack floor (consumer sequence), taken by this gateway replica every
  * SAMPLE_INTERVAL_MS and on every read: deliveries finished (acked or terminated) per second over about the last
  * minute. A retried message counts once per delivery; a replica that just started has no rate until its second sample.
  */
-import { oldestUnackedAgeMs } from "@tm/kit";
-import type { ConsumerInfo, JetStreamManager } from "nats";
+import { consumerBacklogLimitRatio, oldestUnackedAgeMs } from "@tm/kit";
+import type { ConsumerInfo, JetStreamManager, StreamInfo } from "nats";
 
 export interface ConsumerSnapshot {
   stream: string;
@@ -18,6 +19,7 @@ export interface ConsumerSnapshot {
   redelivered: number;
   waiting: number;
   oldestUnackedAgeMs: number;
+  backlogLimitRatio: number;
   processedPerSecond: number;
 }
 
@@ -53,20 +55,29 @@ export class QueueStats {
   }
 
   async read(now = Date.now()): Promise<ConsumerSnapshot[]> {
-    const infos = await this.#consumers();
+    const [infos, streams] = await Promise.all([
+      this.#consumers(),
+      Promise.all(this.#streams.map((name) => this.#jsm.streams.info(name))),
+    ]);
+    const streamOf = new Map<string, StreamInfo>(streams.map((info) => [info.config.name, info]));
     const rates = this.#record(infos, now);
     const snapshots = await Promise.all(
-      infos.map(async (info) => ({
-        stream: info.stream_name,
-        subject: info.config.filter_subject ?? "",
-        name: info.name,
-        pending: info.num_pending,
-        ackPending: info.num_ack_pending,
-        redelivered: info.num_redelivered,
-        waiting: info.num_waiting,
-        oldestUnackedAgeMs: await oldestUnackedAgeMs(this.#jsm, info, now),
-        processedPerSecond: rates.get(key(info)) ?? 0,
-      })),
+      infos.map(async (info) => {
+        const oldestAgeMs = await oldestUnackedAgeMs(this.#jsm, info, now);
+        const stream = streamOf.get(info.stream_name);
+        return {
+          stream: info.stream_name,
+          subject: info.config.filter_subject ?? "",
+          name: info.name,
+          pending: info.num_pending,
+          ackPending: info.num_ack_pending,
+          redelivered: info.num_redelivered,
+          waiting: info.num_waiting,
+          oldestUnackedAgeMs: oldestAgeMs,
+          backlogLimitRatio: stream ? consumerBacklogLimitRatio(info, stream, oldestAgeMs) : 0,
+          processedPerSecond: rates.get(key(info)) ?? 0,
+        };
+      }),
     );
     return snapshots.sort((a, b) =>
       `${a.stream} ${a.subject} ${a.name}`.localeCompare(`${b.stream} ${b.subject} ${b.name}`),

@@ -88,7 +88,17 @@ function render(body: HTMLElement, stats: GetQueueStatsResponse): void {
     ),
     h("h2", {}, "Consumers"),
     table(
-      ["Stream", "Subject", "Consumer", "Waiting", "In flight", "Redelivered", "Oldest unacked", "Processed/s"],
+      [
+        "Stream",
+        "Subject",
+        "Consumer",
+        "Waiting",
+        "In flight",
+        "Redelivered",
+        "Oldest unacked",
+        "Of stream limits",
+        "Processed/s",
+      ],
       stats.consumers.map((consumer) => [
         consumer.stream,
         consumer.subject,
@@ -97,6 +107,8 @@ function render(body: HTMLElement, stats: GetQueueStatsResponse): void {
         String(consumer.ackPending),
         String(consumer.redelivered),
         consumer.oldestUnackedAgeMs > 0n ? duration(Number(consumer.oldestUnackedAgeMs)) : "—",
+        // At 100 % the stream discards the backlog's oldest messages (full streams drop their oldest, handled or not).
+        `${Math.round(consumer.backlogLimitRatio * 100)} %`,
         consumer.processedPerSecond.toFixed(1),
       ]),
     ),
