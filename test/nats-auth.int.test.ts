@@ -9,13 +9,17 @@ import {
   AUTH_FILE,
   K8S_AUTH_FILE,
   loadPermissions,
+  ADVISORY_DURABLE as RENDERED_ADVISORY_DURABLE,
+  STREAM_NAMES as RENDERED_STREAM_NAMES,
   renderAuthorization,
   durableName as renderedDurableName,
   streamOf as renderedStreamOf,
 } from "../configs/nats/render.mjs";
 import { connectAs, type NatsConnection } from "../pkg/deploycheck/src/index.js";
 import {
+  ADVISORY_DURABLE,
   ALL_SUBJECTS,
+  allStreamConfigs,
   createPublisher,
   DEFAULT_FLOW_SETTINGS,
   durableName,
@@ -101,6 +105,9 @@ describe("the rendered configuration", () => {
         expect(renderedDurableName(user, subject)).toBe(durableName(user, subject));
       }
     }
+    // Every user may provision every stream pkg/flow provisions, the ADVISORIES stream included.
+    expect(RENDERED_STREAM_NAMES).toEqual(allStreamConfigs().map((config) => config.name));
+    expect(RENDERED_ADVISORY_DURABLE).toBe(ADVISORY_DURABLE);
   });
 
   test("every server service that talks to NATS has a user", async () => {

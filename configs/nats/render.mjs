@@ -18,10 +18,18 @@ export const PERMISSIONS_FILE = join(here, "permissions.json");
 export const AUTH_FILE = join(here, "auth.conf");
 export const K8S_AUTH_FILE = join(here, "..", "..", "k8s", "configs", "nats", "auth.conf");
 
-/** Every service provisions both streams at start-up (whichever starts first creates them). */
-const STREAM_API = ["INFO", "CREATE", "UPDATE"].flatMap((op) =>
-  ["TASKS", "EVENTS"].map((s) => `$JS.API.STREAM.${op}.${s}`),
-);
+/** Every service provisions the streams at start-up (whichever starts first creates them): pkg/flow's allStreamConfigs. */
+export const STREAM_NAMES = ["TASKS", "EVENTS", "ADVISORIES"];
+const STREAM_API = ["INFO", "CREATE", "UPDATE"].flatMap((op) => STREAM_NAMES.map((s) => `$JS.API.STREAM.${op}.${s}`));
+
+/** The deadletter service's durable on ADVISORIES (pkg/flow ADVISORY_DURABLE), which it creates without a filter. */
+export const ADVISORY_DURABLE = "deadletter-advisories";
+const ADVISORY_CONSUMER_API = [
+  `$JS.API.CONSUMER.INFO.ADVISORIES.${ADVISORY_DURABLE}`,
+  `$JS.API.CONSUMER.CREATE.ADVISORIES.${ADVISORY_DURABLE}`,
+  `$JS.API.CONSUMER.MSG.NEXT.ADVISORIES.${ADVISORY_DURABLE}`,
+  `$JS.ACK.ADVISORIES.${ADVISORY_DURABLE}.>`,
+];
 
 /** Same rules as pkg/flow streams.ts (streamOf, durableName); the integration test cross-checks them. */
 export const streamOf = (subject) => (subject.startsWith("events.") ? "EVENTS" : "TASKS");
@@ -52,6 +60,7 @@ export function permissionsOf(user, spec) {
     ...spec.consume.flatMap((subject) => consumerApi(user, subject)),
     ...(spec.readStreams ?? []).map((stream) => `$JS.API.STREAM.MSG.GET.${stream}`),
     ...(spec.listConsumers ?? []).map((stream) => `$JS.API.CONSUMER.LIST.${stream}`),
+    ...(spec.consumeAdvisories ? ADVISORY_CONSUMER_API : []),
   ];
   // Replies to JetStream API calls, publish acks and pull requests all arrive on the connection's inbox.
   const subscribe = ["_INBOX.>", ...spec.subscribe];

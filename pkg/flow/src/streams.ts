@@ -1,6 +1,7 @@
 /**
- * The JetStream topology, defined once: the TASKS and EVENTS streams, the durable consumer defaults, and the
- * idempotent provisioning that whichever service starts first performs.
+ * The JetStream topology, defined once: the TASKS and EVENTS streams, the ADVISORIES stream that keeps the server's
+ * MAX_DELIVERIES advisories for them, the durable consumer defaults, and the idempotent provisioning that whichever
+ * service starts first performs.
  */
 import {
   AckPolicy,
@@ -19,6 +20,19 @@ import { EVENT_SUBJECTS, type Subject, TASK_SUBJECTS } from "./subjects.js";
 
 export const STREAMS = { tasks: "TASKS", events: "EVENTS" } as const;
 export type StreamName = (typeof STREAMS)[keyof typeof STREAMS];
+
+/**
+ * nats-server publishes a MAX_DELIVERIES advisory (core NATS) when a message used up its deliveries unacknowledged:
+ * the only trace of a stage that crashed on a message's last delivery. Core NATS keeps nothing for a subscriber that
+ * is away, so this stream keeps the advisories of the contract's streams until the deadletter service has handled
+ * them (a restart of it, or an error while handling one, no longer loses the task's end).
+ */
+export const ADVISORY_STREAM = "ADVISORIES";
+export const MAX_DELIVERIES_ADVISORY_SUBJECTS: readonly string[] = Object.values(STREAMS).map(
+  (stream) => `$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES.${stream}.*`,
+);
+/** The deadletter service's durable on the ADVISORIES stream. */
+export const ADVISORY_DURABLE = "deadletter-advisories";
 
 /** The numbers of the contract. Tests and operators may override them (see pkg/kit config: FLOW_*). */
 export interface FlowSettings {
@@ -82,6 +96,22 @@ export function streamConfig(name: StreamName, settings: FlowSettings = DEFAULT_
   } as StreamConfig;
 }
 
+/** The ADVISORIES stream: as the others, but small (an advisory is a rare event of ~200 bytes). */
+export function advisoryStreamConfig(settings: FlowSettings = DEFAULT_FLOW_SETTINGS): StreamConfig {
+  return {
+    ...streamConfig(STREAMS.events, settings),
+    name: ADVISORY_STREAM,
+    subjects: [...MAX_DELIVERIES_ADVISORY_SUBJECTS],
+    max_msgs: 100_000,
+    max_bytes: 64 * 1024 * 1024,
+  } as StreamConfig;
+}
+
+/** Every stream the services provision: TASKS, EVENTS and ADVISORIES. */
+export function allStreamConfigs(settings: FlowSettings = DEFAULT_FLOW_SETTINGS): StreamConfig[] {
+  return [...Object.values(STREAMS).map((name) => streamConfig(name, settings)), advisoryStreamConfig(settings)];
+}
+
 /** The durable consumer of one service on one subject. Replicas of a service share it and split the work. */
 export function durableName(service: string, subject: Subject): string {
   return `${service}-${subject.replaceAll(".", "-")}`;
@@ -110,10 +140,10 @@ export function consumerConfig(
   };
 }
 
-/** Creates both streams, or brings them to the configured settings. Safe to run from every service at once. */
+/** Creates every stream, or brings it to the configured settings. Safe to run from every service at once. */
 export async function provisionStreams(jsm: JetStreamManager, settings: FlowSettings = DEFAULT_FLOW_SETTINGS) {
-  for (const name of Object.values(STREAMS)) {
-    const wanted = streamConfig(name, settings);
+  for (const wanted of allStreamConfigs(settings)) {
+    const name = wanted.name;
     const existing = await findStream(jsm, name);
     if (!existing) {
       await jsm.streams.add(wanted).catch(async (error: unknown) => {

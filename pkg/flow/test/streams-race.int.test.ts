@@ -14,6 +14,7 @@ import { type NatsServer, startNats } from "@tm/testkit";
 import { type ConsumerConfig, connect, type JetStreamManager, type NatsConnection, NatsError, nanos } from "nats";
 import { afterEach, describe, expect, test } from "vitest";
 import {
+  allStreamConfigs,
   DEFAULT_FLOW_SETTINGS,
   durableName,
   type FlowSettings,
@@ -67,15 +68,20 @@ describe("provisionStreams from many services at once", () => {
       for (const jsm of managers) countAdds(jsm, counts);
       const results = await Promise.allSettled(managers.map((jsm) => provisionStreams(jsm)));
       expect(results.filter((r) => r.status === "rejected")).toEqual([]);
-      for (const name of Object.values(STREAMS)) {
-        const info = await managers[0]!.streams.info(name);
-        expect(info.config.subjects.sort()).toEqual(streamConfig(name).subjects.sort());
-        expect(info.config.max_age).toBe(streamConfig(name).max_age);
+      for (const wanted of allStreamConfigs()) {
+        const info = await managers[0]!.streams.info(wanted.name);
+        expect(info.config.subjects.sort()).toEqual([...wanted.subjects].sort());
+        expect(info.config.max_age).toBe(wanted.max_age);
+        expect(info.config.max_msgs).toBe(wanted.max_msgs);
       }
-      expect((await managers[0]!.streams.list().next()).length).toBe(2);
+      expect((await managers[0]!.streams.list().next()).map((info) => info.config.name).sort()).toEqual([
+        "ADVISORIES",
+        "EVENTS",
+        "TASKS",
+      ]);
     }
-    // The race was really run: more than one client found no stream and created it (2 streams per round).
-    expect(counts.adds).toBeGreaterThan(2 * ROUNDS);
+    // The race was really run: more than one client found no stream and created it (3 streams per round).
+    expect(counts.adds).toBeGreaterThan(3 * ROUNDS);
   });
 
   test("different settings: all succeed, losers update; the streams end with one of the settings", async () => {

@@ -1,37 +1,46 @@
 /**
  * Covers a crash on the last delivery. A stage that fails a message on its last delivery dead-letters it itself
  * (pkg/flow consume.ts); a stage that dies or hangs on it never can. nats-server then emits a MAX_DELIVERIES
- * advisory (core NATS, not persisted) and leaves the message in the stream, unacknowledged. This listener reads the
- * message back, publishes the dead letter the stage would have written, and fails the task so it does not stay
- * RUNNING forever.
+ * advisory and leaves the message in the stream, unacknowledged. This listener reads the message back, publishes the
+ * dead letter the stage would have written, and fails the task so it does not stay RUNNING forever.
  *
- * A queue group, so that with several deadletter replicas each advisory is handled once.
+ * The advisory is a core NATS message, gone if nobody listens at that moment; the ADVISORIES stream (pkg/flow)
+ * keeps it, and this listener pulls from its durable there: replicas share the durable (each advisory is handled
+ * once), an advisory published while no replica runs waits for one, and one whose handling fails (NATS or Redis
+ * down) is delivered again after a pause instead of being dropped. Every step is idempotent (the letter's message id
+ * is its stream and sequence, the FAILED status and audit event are deduplicated alike), so handling one twice is
+ * harmless.
  */
 import { context } from "@opentelemetry/api";
-import { extractTrace, publishAudit, publishStatus, Subjects } from "@tm/flow";
+import { ADVISORY_DURABLE, ADVISORY_STREAM, extractTrace, publishAudit, publishStatus, Subjects } from "@tm/flow";
 import type { Runtime } from "@tm/kit";
+import { AckPolicy, DeliverPolicy, type JetStreamManager, nanos } from "nats";
 import {
   AdvisoryError,
   EXHAUSTED_ERROR,
   letterFromAdvisory,
-  MAX_DELIVERIES_SUBJECT,
   type OriginalMessage,
   parseAdvisory,
   taskToFail,
 } from "./advisory.js";
 
-export const ADVISORY_QUEUE_GROUP = "deadletter";
+/** How long an advisory whose handling failed waits before it is delivered again. */
+const RETRY_DELAY_MS = 5_000;
 
 export interface AdvisoryListener {
   /** Stops taking advisories and waits for the one in hand. */
   stop(): Promise<void>;
 }
 
-export function listenForMaxDeliveries(rt: Pick<Runtime, "nats" | "publisher" | "log" | "meter" | "name">) {
+export async function listenForMaxDeliveries(
+  rt: Pick<Runtime, "nats" | "publisher" | "log" | "meter" | "name">,
+): Promise<AdvisoryListener> {
   const handled = rt.meter.createCounter("tm_deadletter_advisories_total", {
-    description: "MAX_DELIVERIES advisories, by outcome: dead_lettered, invalid or error",
+    description: "MAX_DELIVERIES advisories, by outcome: dead_lettered, invalid or error (retried)",
   });
-  const subscription = rt.nats.nc.subscribe(MAX_DELIVERIES_SUBJECT, { queue: ADVISORY_QUEUE_GROUP });
+  await provisionAdvisoryConsumer(rt.nats.jsm);
+  const consumer = await rt.nats.js.consumers.get(ADVISORY_STREAM, ADVISORY_DURABLE);
+  const messages = await consumer.consume({ max_messages: 16 });
 
   async function handle(data: Uint8Array): Promise<void> {
     const advisory = parseAdvisory(data);
@@ -78,23 +87,48 @@ export function listenForMaxDeliveries(rt: Pick<Runtime, "nats" | "publisher" | 
   }
 
   const loop = (async () => {
-    for await (const msg of subscription) {
+    for await (const msg of messages) {
       try {
         await handle(msg.data);
+        msg.ack();
         handled.add(1, { outcome: "dead_lettered" });
       } catch (error) {
-        const invalid = error instanceof AdvisoryError;
-        handled.add(1, { outcome: invalid ? "invalid" : "error" });
-        // An advisory is not redelivered: the message stays in its stream for an operator to find.
-        rt.log.error({ err: error, advisory: new TextDecoder().decode(msg.data) }, "could not handle advisory");
+        if (error instanceof AdvisoryError) {
+          // Not something a retry can fix: dropped, and said so.
+          msg.term();
+          handled.add(1, { outcome: "invalid" });
+          rt.log.error({ err: error, advisory: new TextDecoder().decode(msg.data) }, "malformed advisory dropped");
+        } else {
+          msg.nak(RETRY_DELAY_MS);
+          handled.add(1, { outcome: "error" });
+          rt.log.warn({ err: error }, `could not handle an advisory; retrying in ${RETRY_DELAY_MS} ms`);
+        }
       }
     }
   })();
 
   return {
     async stop() {
-      await subscription.drain().catch(() => undefined);
+      await messages.close().catch(() => undefined);
       await loop;
     },
   } satisfies AdvisoryListener;
+}
+
+/** The durable on ADVISORIES: delivered until handled (no MaxDeliver), AckWait 30 s for a handler cut short. */
+async function provisionAdvisoryConsumer(jsm: JetStreamManager): Promise<void> {
+  const config = {
+    durable_name: ADVISORY_DURABLE,
+    ack_policy: AckPolicy.Explicit,
+    deliver_policy: DeliverPolicy.All,
+    ack_wait: nanos(30_000),
+    max_deliver: -1,
+    max_ack_pending: 64,
+  };
+  const existing = await jsm.consumers.info(ADVISORY_STREAM, ADVISORY_DURABLE).catch(() => undefined);
+  if (existing) return;
+  await jsm.consumers.add(ADVISORY_STREAM, config).catch(async (error: unknown) => {
+    // Another replica created it meanwhile (2.10+ refuses a second create whose config differs in any detail).
+    if (!(await jsm.consumers.info(ADVISORY_STREAM, ADVISORY_DURABLE).catch(() => undefined))) throw error;
+  });
 }

@@ -4,8 +4,6 @@
  */
 import { type DeadLetter, Subjects, TaskId, TRACEPARENT_PATTERN } from "@tm/flow";
 
-/** Published by the server when a message used up its deliveries without being acknowledged. */
-export const MAX_DELIVERIES_SUBJECT = "$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES.*.*";
 export const EXHAUSTED_ERROR = "no acknowledgement after the last delivery (consumer crashed or timed out)";
 /** Same bound as pkg/flow's consume.ts puts on a raw body copied into a dead letter. */
 const RAW_LIMIT = 16 * 1024;

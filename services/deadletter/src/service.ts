@@ -44,7 +44,7 @@ export const deadletter = defineService({
       },
       { concurrency: rt.config.DEADLETTER_CONCURRENCY },
     );
-    const advisories = listenForMaxDeliveries(rt);
+    const advisories = await listenForMaxDeliveries(rt);
     rt.onStop("advisory listener", () => advisories.stop());
   },
 });
