@@ -59,6 +59,12 @@ export const baseConfigShape = {
   /** How long a delivery is held through a Redis/NATS outage before it is failed as an attempt (0 = never hold). */
   FLOW_OUTAGE_HOLD_MS: nonNegativeInt.default(DEFAULT_FLOW_SETTINGS.outageHoldMs),
   NATS_STREAM_REPLICAS: z.coerce.number().int().min(1).max(5).default(DEFAULT_FLOW_SETTINGS.replicas),
+  /** The TASKS and EVENTS streams' limits (the contract's numbers by default). Every service provisions the streams
+   *  at start-up with its own values, so set them alike on all (the shared config of compose and k8s). Full streams
+   *  discard their oldest messages, handled or not: these bound how far behind a consumer may fall. */
+  FLOW_STREAM_MAX_AGE_MS: positiveInt.default(DEFAULT_FLOW_SETTINGS.maxAgeMs),
+  FLOW_STREAM_MAX_MSGS: positiveInt.default(DEFAULT_FLOW_SETTINGS.maxMsgs),
+  FLOW_STREAM_MAX_BYTES: positiveInt.default(DEFAULT_FLOW_SETTINGS.maxBytes),
   /** Port of /healthz, /readyz and /metrics (services with an HTTP API serve them there instead). */
   OPS_PORT: port.optional(),
 };
@@ -94,5 +100,8 @@ export function flowSettingsOf(config: BaseConfig): FlowSettings {
     maxAckPending: config.FLOW_MAX_ACK_PENDING,
     outageHoldMs: config.FLOW_OUTAGE_HOLD_MS,
     replicas: config.NATS_STREAM_REPLICAS,
+    maxAgeMs: config.FLOW_STREAM_MAX_AGE_MS,
+    maxMsgs: config.FLOW_STREAM_MAX_MSGS,
+    maxBytes: config.FLOW_STREAM_MAX_BYTES,
   };
 }

@@ -1,5 +1,6 @@
+import { DEFAULT_FLOW_SETTINGS, STREAMS, streamConfig } from "@tm/flow";
 import { describe, expect, test } from "vitest";
-import { ConfigError, loadConfig, nonNegativeInt } from "../src/config.js";
+import { ConfigError, flowSettingsOf, loadConfig, nonNegativeInt } from "../src/config.js";
 
 describe("loadConfig with nonNegativeInt", () => {
   const shape = { WINDOW_MS: nonNegativeInt.default(50) };
@@ -24,4 +25,29 @@ describe("loadConfig with nonNegativeInt", () => {
     expect(loadConfig({}, { FLOW_OUTAGE_HOLD_MS: "0" }).FLOW_OUTAGE_HOLD_MS).toBe(0);
     expect(() => loadConfig({}, { FLOW_OUTAGE_HOLD_MS: "-5" })).toThrow("FLOW_OUTAGE_HOLD_MS: must be >= 0");
   });
+});
+
+describe("the streams' limits", () => {
+  test("default to the contract's numbers and reach the flow settings the streams are provisioned with", () => {
+    expect(flowSettingsOf(loadConfig({}, {}))).toMatchObject({
+      maxAgeMs: DEFAULT_FLOW_SETTINGS.maxAgeMs,
+      maxMsgs: 1_000_000,
+      maxBytes: 512 * 1024 * 1024,
+    });
+    const raised = loadConfig(
+      {},
+      { FLOW_STREAM_MAX_MSGS: "5000000", FLOW_STREAM_MAX_BYTES: "4294967296", FLOW_STREAM_MAX_AGE_MS: "172800000" },
+    );
+    const settings = flowSettingsOf(raised);
+    expect(settings).toMatchObject({ maxMsgs: 5_000_000, maxBytes: 4_294_967_296, maxAgeMs: 172_800_000 });
+    expect(streamConfig(STREAMS.tasks, settings)).toMatchObject({ max_msgs: 5_000_000, max_bytes: 4_294_967_296 });
+  });
+
+  test.each(["FLOW_STREAM_MAX_MSGS", "FLOW_STREAM_MAX_BYTES", "FLOW_STREAM_MAX_AGE_MS"])(
+    "%s of 0 or not a number is refused naming it",
+    (name) => {
+      expect(() => loadConfig({}, { [name]: "0" })).toThrow(`${name}: must be > 0`);
+      expect(() => loadConfig({}, { [name]: "lots" })).toThrow(`${name}: must be a number`);
+    },
+  );
 });
