@@ -3,9 +3,8 @@
  * step, so there is no state in which the letter is gone but the new generation is not in tasks_unqueued (the state
  * that lost a replay when the gateway died between the two).
  */
-import { useInfra } from "@tm/testkit";
-import { Redis } from "ioredis";
-import { afterAll, beforeAll, beforeEach, expect, test } from "vitest";
+import { useClients, useInfra } from "@tm/testkit";
+import { beforeEach, expect, test } from "vitest";
 import {
   appendDeadLetter,
   claimReplay,
@@ -17,20 +16,15 @@ import {
   saveTask,
 } from "../src/index.js";
 
-const infra = useInfra();
-let redis: Redis;
-beforeAll(() => {
-  redis = new Redis(infra.redis.url);
-});
-afterAll(() => redis?.disconnect());
+const clients = useClients(useInfra());
 beforeEach(async () => {
-  await redis.flushdb();
+  await clients.redis.flushdb();
 });
 
 const TASK_ID = "7f0c3f1e-5b7a-4c35-9d0e-2f3a4b5c6d7e";
 
 async function setUp(): Promise<string> {
-  await saveTask(redis, {
+  await saveTask(clients.redis, {
     taskId: TASK_ID,
     type: "fail",
     priority: "medium",
@@ -50,59 +44,59 @@ async function setUp(): Promise<string> {
     at: new Date().toISOString(),
     message: { taskId: TASK_ID, generation: 0 },
   };
-  await appendDeadLetter(redis, letter);
-  const [line] = await readDeadLetterLines(redis, 0, 1);
+  await appendDeadLetter(clients.redis, letter);
+  const [line] = await readDeadLetterLines(clients.redis, 0, 1);
   return line!.raw;
 }
 
 test("claims the letter, increments the generation, clears the cancel marker and enters tasks_unqueued at once", async () => {
   const raw = await setUp();
-  await markCancelled(redis, TASK_ID, "cancelled before it died");
+  await markCancelled(clients.redis, TASK_ID, "cancelled before it died");
   const at = Date.now();
 
-  expect(await claimReplay(redis, raw, TASK_ID, 0, at)).toEqual({ claimed: true, generation: 1 });
-  expect(await redis.llen(Keys.deadLetter)).toBe(0);
-  expect((await readTask(redis, TASK_ID))?.generation).toBe(1);
-  expect(await redis.exists(Keys.cancel(TASK_ID))).toBe(0);
-  expect(await redis.zscore(Keys.unqueued, TASK_ID)).toBe(String(at));
+  expect(await claimReplay(clients.redis, raw, TASK_ID, 0, at)).toEqual({ claimed: true, generation: 1 });
+  expect(await clients.redis.llen(Keys.deadLetter)).toBe(0);
+  expect((await readTask(clients.redis, TASK_ID))?.generation).toBe(1);
+  expect(await clients.redis.exists(Keys.cancel(TASK_ID))).toBe(0);
+  expect(await clients.redis.zscore(Keys.unqueued, TASK_ID)).toBe(String(at));
 });
 
 test("a letter already claimed is gone and changes nothing more", async () => {
   const raw = await setUp();
-  await claimReplay(redis, raw, TASK_ID, 0, Date.now());
-  await redis.zrem(Keys.unqueued, TASK_ID);
+  await claimReplay(clients.redis, raw, TASK_ID, 0, Date.now());
+  await clients.redis.zrem(Keys.unqueued, TASK_ID);
 
-  expect(await claimReplay(redis, raw, TASK_ID, 0, Date.now())).toEqual({ claimed: false, reason: "gone" });
-  expect((await readTask(redis, TASK_ID))?.generation).toBe(1);
-  expect(await redis.zscore(Keys.unqueued, TASK_ID)).toBeNull();
+  expect(await claimReplay(clients.redis, raw, TASK_ID, 0, Date.now())).toEqual({ claimed: false, reason: "gone" });
+  expect((await readTask(clients.redis, TASK_ID))?.generation).toBe(1);
+  expect(await clients.redis.zscore(Keys.unqueued, TASK_ID)).toBeNull();
 });
 
 test("two replays of the same letter at once: exactly one claims it", async () => {
   const raw = await setUp();
   const claims = await Promise.all([
-    claimReplay(redis, raw, TASK_ID, 0, Date.now()),
-    claimReplay(redis, raw, TASK_ID, 0, Date.now()),
+    claimReplay(clients.redis, raw, TASK_ID, 0, Date.now()),
+    claimReplay(clients.redis, raw, TASK_ID, 0, Date.now()),
   ]);
   expect(claims.filter((claim) => claim.claimed)).toHaveLength(1);
-  expect((await readTask(redis, TASK_ID))?.generation).toBe(1);
+  expect((await readTask(clients.redis, TASK_ID))?.generation).toBe(1);
 });
 
 test("a task whose record expired is not claimed: the letter stays and no record is made up", async () => {
   const raw = await setUp();
-  await redis.del(Keys.task(TASK_ID));
+  await clients.redis.del(Keys.task(TASK_ID));
 
-  expect(await claimReplay(redis, raw, TASK_ID, 0, Date.now())).toEqual({ claimed: false, reason: "expired" });
-  expect(await redis.llen(Keys.deadLetter)).toBe(1);
-  expect(await redis.exists(Keys.task(TASK_ID))).toBe(0);
-  expect(await redis.zscore(Keys.unqueued, TASK_ID)).toBeNull();
+  expect(await claimReplay(clients.redis, raw, TASK_ID, 0, Date.now())).toEqual({ claimed: false, reason: "expired" });
+  expect(await clients.redis.llen(Keys.deadLetter)).toBe(1);
+  expect(await clients.redis.exists(Keys.task(TASK_ID))).toBe(0);
+  expect(await clients.redis.zscore(Keys.unqueued, TASK_ID)).toBeNull();
 });
 
 test("a replay decided on an older generation (another letter of the task replayed meanwhile) claims nothing", async () => {
   const raw = await setUp();
-  await redis.hincrby(Keys.task(TASK_ID), "generation", 1); // the other letter's replay
+  await clients.redis.hincrby(Keys.task(TASK_ID), "generation", 1); // the other letter's replay
 
-  expect(await claimReplay(redis, raw, TASK_ID, 0, Date.now())).toEqual({ claimed: false, reason: "moved_on" });
-  expect(await redis.llen(Keys.deadLetter)).toBe(1);
-  expect((await readTask(redis, TASK_ID))?.generation).toBe(1);
-  expect(await redis.zscore(Keys.unqueued, TASK_ID)).toBeNull();
+  expect(await claimReplay(clients.redis, raw, TASK_ID, 0, Date.now())).toEqual({ claimed: false, reason: "moved_on" });
+  expect(await clients.redis.llen(Keys.deadLetter)).toBe(1);
+  expect((await readTask(clients.redis, TASK_ID))?.generation).toBe(1);
+  expect(await clients.redis.zscore(Keys.unqueued, TASK_ID)).toBeNull();
 });

@@ -3,23 +3,14 @@
  * MAX_DELIVERIES advisory is a core NATS message that nobody hears then; the ADVISORIES stream keeps it, so the
  * deadletter service, once started, still records the letter and fails the task instead of leaving it unfinished.
  */
-import {
-  ADVISORY_DURABLE,
-  ADVISORY_STREAM,
-  createPublisher,
-  provisionStreams,
-  STREAMS,
-  type StatusEvent,
-  Subjects,
-  type TaskMessage,
-} from "@tm/flow";
+import { ADVISORY_DURABLE, ADVISORY_STREAM, provisionStreams, STREAMS, type StatusEvent, Subjects } from "@tm/flow";
 import { startService } from "@tm/kit";
 import { readDeadLetters } from "@tm/store";
 import { serviceEnv, useClients, useInfra, waitFor } from "@tm/testkit";
-import { AckPolicy, nanos } from "nats";
 import { expect, test } from "vitest";
 import { EXHAUSTED_ERROR } from "../src/advisory.js";
 import { deadletter } from "../src/service.js";
+import { CRASHING_DURABLE, crashOnLastDelivery } from "./crash-on-last-delivery.js";
 
 const infra = useInfra();
 const clients = useClients(infra);
@@ -28,28 +19,8 @@ test("an advisory emitted while the deadletter service is down is handled once i
   const jsm = await clients.nc.jetstreamManager();
   // What any other service's start-up has done by then: the streams, ADVISORIES included.
   await provisionStreams(jsm);
-  const durable = "crashing-stage";
-  await jsm.consumers.add(STREAMS.tasks, {
-    durable_name: durable,
-    filter_subject: Subjects.ingest,
-    ack_policy: AckPolicy.Explicit,
-    ack_wait: nanos(500),
-    max_deliver: 1,
-  });
-  const task: TaskMessage = {
-    taskId: crypto.randomUUID(),
-    type: "echo",
-    priority: "high",
-    payload: {},
-    metadata: {},
-    createdAt: new Date().toISOString(),
-    generation: 0,
-  };
-  const ack = await createPublisher(clients.nc).publish(Subjects.ingest, task, { msgId: `${task.taskId}:ingest` });
-  const consumer = await clients.nc.jetstream().consumers.get(STREAMS.tasks, durable);
-  expect((await consumer.next({ expires: 5_000 }))?.seq).toBe(ack.seq); // the "stage" dies holding it
-  // A surviving replica's pull is what makes the server notice the exhausted message and advise.
-  expect(await consumer.next({ expires: 3_000 })).toBeNull();
+  const { task, ack, replicaPull } = await crashOnLastDelivery(clients.nc);
+  expect(await replicaPull).toBeNull();
   await waitFor("the advisory kept in ADVISORIES", async () => {
     return (await jsm.streams.info(ADVISORY_STREAM)).state.messages === 1;
   });
@@ -63,7 +34,7 @@ test("an advisory emitted while the deadletter service is down is handled once i
     const [stored] = await readDeadLetters(clients.redis, 0, 10);
     expect(stored).toMatchObject({
       id: `${STREAMS.tasks}:${ack.seq}`,
-      consumer: durable,
+      consumer: CRASHING_DURABLE,
       error: EXHAUSTED_ERROR,
       reason: "exhausted",
     });

@@ -1,19 +1,11 @@
-import {
-  createPublisher,
-  type DeadLetter,
-  type Publisher,
-  STREAMS,
-  type StatusEvent,
-  Subjects,
-  type TaskMessage,
-} from "@tm/flow";
+import { createPublisher, type DeadLetter, type Publisher, STREAMS, type StatusEvent, Subjects } from "@tm/flow";
 import { startService } from "@tm/kit";
 import { appendAudit, Keys, readDeadLetters } from "@tm/store";
 import { serviceEnv, useClients, useInfra, useStarted, waitFor } from "@tm/testkit";
-import { AckPolicy, nanos } from "nats";
 import { beforeAll, expect, test } from "vitest";
 import { EXHAUSTED_ERROR } from "../src/advisory.js";
 import { deadletter } from "../src/service.js";
+import { CRASHING_DURABLE, crashOnLastDelivery } from "./crash-on-last-delivery.js";
 
 const infra = useInfra();
 const service = useStarted(() => startService(deadletter, serviceEnv(infra, { LOG_LEVEL: "silent" })));
@@ -82,30 +74,7 @@ test("a dead letter is stored with the task's history attached, once", async () 
 
 test("a crash on the last delivery: the advisory becomes a dead letter and the task FAILED", async () => {
   const jsm = await clients.nc.jetstreamManager();
-  const durable = "crashing-stage";
-  await jsm.consumers.add(STREAMS.tasks, {
-    durable_name: durable,
-    filter_subject: Subjects.ingest,
-    ack_policy: AckPolicy.Explicit,
-    ack_wait: nanos(1_000),
-    max_deliver: 1,
-  });
-  const task: TaskMessage = {
-    taskId: crypto.randomUUID(),
-    type: "echo",
-    priority: "high",
-    payload: { hello: "world" },
-    metadata: {},
-    createdAt: new Date().toISOString(),
-    generation: 0,
-  };
-  const ack = await publisher.publish(Subjects.ingest, task, { msgId: `${task.taskId}:ingest` });
-  const consumer = await clients.nc.jetstream().consumers.get(STREAMS.tasks, durable);
-  const delivered = await consumer.next({ expires: 5_000 });
-  expect(delivered?.seq).toBe(ack.seq); // ...and the "stage" dies without acknowledging it.
-  // nats-server 2.9 notices the exhausted message (and emits the advisory) only when it next tries to deliver on
-  // that consumer, i.e. while some replica of the stage is pulling: a surviving or restarted replica here.
-  const replicaPull = consumer.next({ expires: 3_000 });
+  const { task, ack, replicaPull } = await crashOnLastDelivery(clients.nc, { hello: "world" });
 
   await waitFor(
     "the exhausted letter in dead_letter",
@@ -117,7 +86,7 @@ test("a crash on the last delivery: the advisory becomes a dead letter and the t
   expect(stored).toMatchObject({
     id: `${STREAMS.tasks}:${ack.seq}`,
     subject: Subjects.ingest,
-    consumer: durable,
+    consumer: CRASHING_DURABLE,
     error: EXHAUSTED_ERROR,
     attempts: 1,
     message: { taskId: task.taskId, type: "echo", payload: { hello: "world" } },
