@@ -86,6 +86,8 @@ describe("AdminService", () => {
     );
     for (const taskId of ids) expect(stateNames(await collectStream(pipeline.client, taskId)).at(-1)).toBe("SUCCEEDED");
     expect(await consumer("worker-tasks-worker-high")).toMatchObject({ oldestUnackedAgeMs: 0n, backlogLimitRatio: 0 });
+    // The deadletter service's durable on ADVISORIES is listed too: no crash advisory waits to be handled.
+    expect(await consumer("deadletter-advisories")).toMatchObject({ stream: "ADVISORIES", subject: "", pending: 0n });
   });
 
   test("ListTasks filters by state, type, priority, time range and query, and paginates without gaps", async () => {

@@ -47,13 +47,15 @@ export function backlogLimitRatio(input: BacklogLimitInput): number {
 
 /**
  * The age of the consumer's oldest unacknowledged message (waiting or in flight): the first message of its subject
- * after its ack floor, by its stored timestamp. 0 when it has none (or it went in between: acked, or discarded).
+ * (of the stream, for a consumer without a filter) after its ack floor, by its stored timestamp. 0 when it has none
+ * (or it went in between: acked, or discarded).
  */
 export async function oldestUnackedAgeMs(jsm: JetStreamManager, info: ConsumerInfo, now = Date.now()): Promise<number> {
+  if (info.num_pending + info.num_ack_pending === 0) return 0;
   const subject = info.config.filter_subject;
-  if (!subject || info.num_pending + info.num_ack_pending === 0) return 0;
+  const seq = info.ack_floor.stream_seq + 1;
   // nats.js types MSG.GET as {seq} | {last_by_subj}; nats-server 2.9 also accepts next_by_subj with seq.
-  const query = { seq: info.ack_floor.stream_seq + 1, next_by_subj: subject } as unknown as MsgRequest;
+  const query = (subject ? { seq, next_by_subj: subject } : { seq }) as unknown as MsgRequest;
   try {
     const message = await jsm.streams.getMessage(info.stream_name, query);
     return Math.max(0, now - message.time.getTime());

@@ -81,7 +81,7 @@ export function renderStats(stats: GetQueueStatsResponse): string {
     ],
     stats.consumers.map((c) => [
       c.name,
-      c.subject,
+      c.subject || "-", // a consumer of a whole stream (the deadletter service's on ADVISORIES)
       String(c.pending),
       String(c.ackPending),
       String(c.redelivered),

@@ -6,7 +6,7 @@
 import type { DescMethod } from "@bufbuild/protobuf";
 import { Code, ConnectError } from "@connectrpc/connect";
 import { consoleAssetsDir } from "@tm/console";
-import { STREAMS } from "@tm/flow";
+import { ADVISORY_STREAM, STREAMS } from "@tm/flow";
 import { connectRedis, defineService, type Logger, port, positiveInt } from "@tm/kit";
 import { AdminService, addService, connectRoutes, HealthRegistry, ServingStatus, TaskService } from "@tm/proto";
 import { z } from "zod";
@@ -73,7 +73,8 @@ export const gateway = defineService({
     addService(server, TaskService, taskHandlers, onError);
     // Before anything listens: a bad GATEWAY_REQUEUE_AFTER_MS stops the start with its reason.
     const sweeper = startRequeueSweeper(rt, { afterMs: rt.config.GATEWAY_REQUEUE_AFTER_MS });
-    const queueStats = new QueueStats(rt.nats.jsm, Object.values(STREAMS));
+    // ADVISORIES too: its one durable (the deadletter service's) shows whether crash advisories wait to be handled.
+    const queueStats = new QueueStats(rt.nats.jsm, [...Object.values(STREAMS), ADVISORY_STREAM]);
     queueStats.startSampling((error) => rt.log.debug({ err: error }, "could not sample consumer info"));
     const adminHandlers = guard.protect(
       AdminService,

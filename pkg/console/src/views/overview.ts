@@ -101,7 +101,7 @@ function render(body: HTMLElement, stats: GetQueueStatsResponse): void {
       ],
       stats.consumers.map((consumer) => [
         consumer.stream,
-        consumer.subject,
+        consumer.subject || "—",
         consumer.name,
         String(consumer.pending),
         String(consumer.ackPending),
