@@ -104,6 +104,13 @@ export const METRIC_CATALOGUE: readonly MetricDefinition[] = [
       "(MaxMsgs, MaxBytes, MaxAge; discard old): 1 = next to go",
   },
   {
+    name: "tm_deadletter_advisories_total",
+    kind: "counter",
+    labels: ["outcome"],
+    services: ["deadletter"],
+    help: "MAX_DELIVERIES advisories handled from the ADVISORIES stream: dead_lettered, invalid, error (retried)",
+  },
+  {
     name: "tm_worker_in_flight",
     kind: "gauge",
     labels: [],

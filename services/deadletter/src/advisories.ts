@@ -38,6 +38,8 @@ export async function listenForMaxDeliveries(
   const handled = rt.meter.createCounter("tm_deadletter_advisories_total", {
     description: "MAX_DELIVERIES advisories, by outcome: dead_lettered, invalid or error (retried)",
   });
+  // Exported at 0 from the start: the first error is then an increase the alert sees, not a new series.
+  for (const outcome of ["dead_lettered", "invalid", "error"]) handled.add(0, { outcome });
   await provisionAdvisoryConsumer(rt.nats.jsm);
   const consumer = await rt.nats.js.consumers.get(ADVISORY_STREAM, ADVISORY_DURABLE);
   const messages = await consumer.consume({ max_messages: 16 });
