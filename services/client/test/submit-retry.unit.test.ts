@@ -23,6 +23,15 @@ function failing(errors: unknown[]) {
   };
 }
 
+/** withSubmitRetries on `target` without notices and without waiting. */
+const retryWithoutWaiting = (retries: number, target: ReturnType<typeof failing>) =>
+  withSubmitRetries(
+    retries,
+    target.call,
+    () => undefined,
+    async () => undefined,
+  );
+
 describe("withSubmitRetries", () => {
   test("retries UNAVAILABLE with growing waits, then answers with the attempts made", async () => {
     const notices: RetryNotice[] = [];
@@ -47,14 +56,7 @@ describe("withSubmitRetries", () => {
 
   test("gives up after its retries with the last error", async () => {
     const target = failing([unavailable(), unavailable(), unavailable()]);
-    await expect(
-      withSubmitRetries(
-        2,
-        target.call,
-        () => undefined,
-        async () => undefined,
-      ),
-    ).rejects.toMatchObject({
+    await expect(retryWithoutWaiting(2, target)).rejects.toMatchObject({
       code: Code.Unavailable,
     });
     expect(target.calls()).toBe(3);
@@ -63,27 +65,13 @@ describe("withSubmitRetries", () => {
   test("does not retry an error that is not UNAVAILABLE, nor at all with 0 retries", async () => {
     for (const code of [Code.InvalidArgument, Code.ResourceExhausted, Code.DeadlineExceeded, Code.Internal]) {
       const target = failing([new ConnectError("no", code)]);
-      await expect(
-        withSubmitRetries(
-          4,
-          target.call,
-          () => undefined,
-          async () => undefined,
-        ),
-      ).rejects.toMatchObject({
+      await expect(retryWithoutWaiting(4, target)).rejects.toMatchObject({
         code,
       });
       expect(target.calls()).toBe(1);
     }
     const target = failing([unavailable()]);
-    await expect(
-      withSubmitRetries(
-        0,
-        target.call,
-        () => undefined,
-        async () => undefined,
-      ),
-    ).rejects.toThrow();
+    await expect(retryWithoutWaiting(0, target)).rejects.toThrow();
     expect(target.calls()).toBe(1);
   });
 });

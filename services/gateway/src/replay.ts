@@ -18,7 +18,6 @@
  * letter back instead would leave a task whose PENDING of the new generation was written but never queued, and a
  * second replay of the letter would be refused for that very PENDING.
  */
-
 import { Code, ConnectError } from "@connectrpc/connect";
 import { isTerminal, publishAudit, Subjects } from "@tm/flow";
 import type { Runtime } from "@tm/kit";
