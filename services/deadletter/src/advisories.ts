@@ -24,8 +24,10 @@ import {
   taskToFail,
 } from "./advisory.js";
 
-/** How long an advisory whose handling failed waits before it is delivered again. */
-const RETRY_DELAY_MS = 5_000;
+export interface AdvisoryListenerOptions {
+  /** How long an advisory whose handling failed waits before it is delivered again (ms). */
+  retryDelayMs?: number;
+}
 
 export interface AdvisoryListener {
   /** Stops taking advisories and waits for the one in hand. */
@@ -34,6 +36,7 @@ export interface AdvisoryListener {
 
 export async function listenForMaxDeliveries(
   rt: Pick<Runtime, "nats" | "publisher" | "log" | "meter" | "name">,
+  { retryDelayMs = 5_000 }: AdvisoryListenerOptions = {},
 ): Promise<AdvisoryListener> {
   const handled = rt.meter.createCounter("tm_deadletter_advisories_total", {
     description: "MAX_DELIVERIES advisories, by outcome: dead_lettered, invalid or error (retried)",
@@ -101,9 +104,9 @@ export async function listenForMaxDeliveries(
           handled.add(1, { outcome: "invalid" });
           rt.log.error({ err: error, advisory: new TextDecoder().decode(msg.data) }, "malformed advisory dropped");
         } else {
-          msg.nak(RETRY_DELAY_MS);
+          msg.nak(retryDelayMs);
           handled.add(1, { outcome: "error" });
-          rt.log.warn({ err: error }, `could not handle an advisory; retrying in ${RETRY_DELAY_MS} ms`);
+          rt.log.warn({ err: error }, `could not handle an advisory; retrying in ${retryDelayMs} ms`);
         }
       }
     }
