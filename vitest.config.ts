@@ -12,6 +12,9 @@ export default defineConfig({
         test: {
           name: "unit",
           sequence: { groupOrder: 0 },
+          // Pure logic without module state: the files share a worker's module cache instead of each importing
+          // everything again (the project ran in 25 s, 24 of them imports and worker start-up; 5 s so).
+          isolate: false,
           include: ["{pkg,services}/*/test/**/*.unit.test.ts", "test/**/*.unit.test.ts"],
         },
       },
