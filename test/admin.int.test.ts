@@ -8,7 +8,15 @@ import { execFile } from "node:child_process";
 import { join } from "node:path";
 import { timestampFromMs } from "@bufbuild/protobuf/wkt";
 import { Code, ConnectError } from "@connectrpc/connect";
-import { type AdminClient, type ConsumerStats, createAdminClient, Priority, ReplayResult, TaskState } from "@tm/proto";
+import {
+  type AdminClient,
+  type ConsumerStats,
+  createAdminClient,
+  Priority,
+  ReplayResult,
+  RequeueResult,
+  TaskState,
+} from "@tm/proto";
 import { Keys, readResult } from "@tm/store";
 import { REPO_ROOT, waitFor } from "@tm/testkit";
 import { connect, type NatsConnection } from "nats";
@@ -219,6 +227,92 @@ describe("AdminService", () => {
     expect(again.outcomes[0]?.result).toBe(ReplayResult.NOT_FOUND);
   });
 
+  test("a task whose queued message was discarded is requeued under its id and finishes once", async () => {
+    const worker = pipeline.services.get("worker")!;
+    await worker.process.stop();
+    const { taskId } = await pipeline.client.submitTask({
+      type: "echo",
+      payload: { requeue: true },
+      priority: Priority.HIGH,
+    });
+    const nc = await connect({ servers: pipeline.nats.url });
+    try {
+      // What a full stream does to the head of a backlog (discard old): the waiting message is deleted, unhandled.
+      const jsm = await nc.jetstreamManager();
+      let seq = 0;
+      await waitFor("the task's message on tasks.worker.high and the task SCHEDULED", async () => {
+        const { state } = await jsm.streams.info("TASKS");
+        for (let s = state.first_seq; s <= state.last_seq && seq === 0; s++) {
+          const stored = await jsm.streams.getMessage("TASKS", { seq: s }).catch(() => undefined);
+          if (stored?.subject === "tasks.worker.high" && stored.json<{ taskId: string }>().taskId === taskId) seq = s;
+        }
+        const { task } = await pipeline.client.getTask({ taskId });
+        return seq > 0 && task?.status?.state === TaskState.SCHEDULED;
+      });
+      expect(await jsm.streams.deleteMessage("TASKS", seq)).toBe(true);
+    } finally {
+      await nc.close();
+    }
+    worker.process.start();
+    await worker.ready();
+    await waitFor("the worker's queue empty: nothing left to run the task", async () => {
+      const high = await consumer("worker-tasks-worker-high");
+      return high.pending === 0n && high.ackPending === 0n;
+    });
+    // Whoever follows the task keeps following it through the requeue, to the end.
+    const followed = collectStream(pipeline.client, taskId, 45_000);
+
+    // Not stalled long enough by the default (ten minutes) nor by a minute: refused, saying why (taskctl exits 1).
+    const early = await admin.requeueTasks({ taskIds: [taskId], stalledForSeconds: 60 });
+    expect(early.outcomes).toEqual([
+      expect.objectContaining({
+        taskId,
+        result: RequeueResult.FAILED_PRECONDITION,
+        previousState: TaskState.SCHEDULED,
+        reason: expect.stringMatching(
+          /^it is SCHEDULED and its status changed \d+ s ago; only tasks stalled for at least 60 s are requeued/,
+        ),
+      }),
+    ]);
+    const byDefault = await taskctl("requeue", taskId);
+    expect(byDefault.code).toBe(1);
+    expect(byDefault.stdout).toMatch(
+      new RegExp(`^${taskId}\\s+scheduled\\s+failed_precondition\\s+it is SCHEDULED`, "m"),
+    );
+    expect(byDefault.stdout).toContain("only tasks stalled for at least 600 s are requeued");
+    const unknown = crypto.randomUUID();
+    const requeued = await admin.requeueTasks({ taskIds: [taskId, unknown], stalledForSeconds: 0 });
+    expect(requeued.outcomes).toEqual([
+      expect.objectContaining({
+        taskId,
+        result: RequeueResult.REQUEUED,
+        generation: 1,
+        previousState: TaskState.SCHEDULED,
+      }),
+      expect.objectContaining({ taskId: unknown, result: RequeueResult.NOT_FOUND }),
+    ]);
+
+    const states = stateNames(await followed);
+    expect(states.slice(0, 2)).toEqual(["SCHEDULED", "PENDING"]);
+    expect(states.at(-1)).toBe("SUCCEEDED");
+    await waitFor("the result stored", async () => (await readResult(pipeline.redisClient, taskId)) !== undefined);
+    expect(await readResult(pipeline.redisClient, taskId)).toMatchObject({ generation: 1, output: { requeue: true } });
+    let history: string[] = [];
+    await waitFor("the requeue and the new generation's run in the history", async () => {
+      history = (await admin.getTaskHistory({ taskId })).events.map((e) => e.action);
+      return history.includes("requeued_stalled") && history.includes("result_stored");
+    });
+    const requeueEvent = (await admin.getTaskHistory({ taskId })).events.find((e) => e.action === "requeued_stalled");
+    expect(requeueEvent?.detail).toMatchObject({ generation: 1, previousState: "SCHEDULED" });
+    expect(history.filter((action) => action === "result_stored")).toHaveLength(1);
+    expect(await pipeline.redisClient.zscore(Keys.unqueued, taskId)).toBeNull();
+
+    const again = await admin.requeueTasks({ taskIds: [taskId], stalledForSeconds: 0 });
+    expect(again.outcomes).toEqual([
+      expect.objectContaining({ result: RequeueResult.FAILED_PRECONDITION, reason: "it is SUCCEEDED" }),
+    ]);
+  });
+
   test("a dead letter that is not a task is not replayed, with a reason", async () => {
     const nc: NatsConnection = await connect({ servers: pipeline.nats.url });
     try {
@@ -296,5 +390,7 @@ describe("AdminService", () => {
     await expectInvalid(admin.listDeadLetters({ filter: { reason: "bored" } }), "filter.reason");
     await expectInvalid(admin.replayDeadLetters({}), "ids");
     await expectInvalid(admin.replayDeadLetters({ ids: ["a"], all: true }), "ids");
+    await expectInvalid(admin.requeueTasks({}), "task_ids");
+    await expectInvalid(admin.requeueTasks({ taskIds: ["not-a-uuid"] }), "task_ids");
   });
 });

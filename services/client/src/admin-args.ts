@@ -99,3 +99,19 @@ export function parseDlqAction(positionals: string[], all: boolean, help: string
       : `dlq: unknown action "${action}"\n\n${help}`,
   );
 }
+
+/** Longest --stalled-for accepted: a week (tasks expire from Redis before anything could stall that long). */
+export const MAX_STALLED_FOR_SECONDS = 604_800;
+
+/** `requeue --stalled-for`: 0, a number of seconds, or a duration such as 90s, 15m, 2h, 1d; in seconds. */
+export function parseStalledFor(text: string | undefined): number | undefined {
+  if (text === undefined) return undefined;
+  const match = /^(\d+)([smhdw])?$/.exec(text.trim());
+  const seconds = match ? (Number(match[1]) * UNIT_MS[match[2] ?? "s"]!) / 1_000 : Number.NaN;
+  if (!(seconds <= MAX_STALLED_FOR_SECONDS)) {
+    throw new UsageError(
+      `--stalled-for must be 0, seconds, or a duration like 90s, 15m, 2h, at most 7d (got "${text}")`,
+    );
+  }
+  return seconds;
+}

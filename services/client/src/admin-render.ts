@@ -10,7 +10,10 @@ import {
   Priority,
   type ReplayOutcome,
   ReplayResult,
+  type RequeueOutcome,
+  RequeueResult,
   type Task,
+  TaskState,
 } from "@tm/proto";
 import { stateName } from "./render.js";
 
@@ -189,4 +192,16 @@ export function renderReplay(outcomes: ReplayOutcome[], more: boolean): string {
     ]),
   );
   return more ? `${rows}\nmore dead letters match: run the command again` : rows;
+}
+
+export function renderRequeue(outcomes: RequeueOutcome[]): string {
+  return table(
+    [{ header: "TASK", max: 36 }, { header: "WAS" }, { header: "RESULT" }, { header: "DETAIL", max: 100 }],
+    outcomes.map((o) => [
+      o.taskId,
+      o.previousState === TaskState.UNSPECIFIED ? "-" : stateName(o.previousState).toLowerCase(),
+      (RequeueResult[o.result] ?? String(o.result)).toLowerCase(),
+      o.result === RequeueResult.REQUEUED ? `generation ${o.generation}` : o.reason,
+    ]),
+  );
 }

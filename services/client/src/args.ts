@@ -5,7 +5,14 @@
 import { type ParseArgsConfig, parseArgs } from "node:util";
 import type { JsonObject } from "@bufbuild/protobuf";
 import { Priority } from "@tm/proto";
-import { type DlqAction, parseDlqAction, parseLimit, parseTaskListFilter, type TaskListFilter } from "./admin-args.js";
+import {
+  type DlqAction,
+  parseDlqAction,
+  parseLimit,
+  parseStalledFor,
+  parseTaskListFilter,
+  type TaskListFilter,
+} from "./admin-args.js";
 import { UsageError } from "./exit-codes.js";
 import { HELP, USAGE } from "./help.js";
 import { DEFAULT_SUBMIT_RETRIES, MAX_SUBMIT_RETRIES } from "./submit-retry.js";
@@ -39,7 +46,8 @@ export type Invocation =
   | { command: "stats"; globals: GlobalOptions }
   | { command: "ls"; globals: GlobalOptions; filter: TaskListFilter; limit: number; pageToken?: string }
   | { command: "history"; globals: GlobalOptions; taskId: string }
-  | ({ command: "dlq"; globals: GlobalOptions; limit: number; pageToken?: string } & DlqAction);
+  | ({ command: "dlq"; globals: GlobalOptions; limit: number; pageToken?: string } & DlqAction)
+  | { command: "requeue"; globals: GlobalOptions; taskIds: string[]; stalledForSeconds?: number };
 
 export type CommandName = Exclude<Invocation["command"], "help">;
 
@@ -80,6 +88,7 @@ const COMMAND_OPTIONS: Record<CommandName, Options> = {
   },
   history: {},
   dlq: { all: { type: "boolean" }, limit: { type: "string" }, "page-token": { type: "string" } },
+  requeue: { "stalled-for": { type: "string" } },
 };
 
 export const DEFAULT_ADDR = "http://127.0.0.1:50051";
@@ -199,6 +208,16 @@ export function parseCommandLine(argv: string[], env: NodeJS.ProcessEnv = {}, no
         limit: parseLimit(str(values.limit)),
         ...pageToken(values),
       };
+    case "requeue": {
+      if (positionals.length === 0) throw new UsageError(`requeue needs at least one task id\n\n${HELP.requeue}`);
+      const stalledForSeconds = parseStalledFor(str(values["stalled-for"]));
+      return {
+        command: "requeue",
+        globals,
+        taskIds: [...new Set(positionals)],
+        ...(stalledForSeconds === undefined ? {} : { stalledForSeconds }),
+      };
+    }
   }
 }
 

@@ -15,6 +15,7 @@ Commands:
   history <id>      a task's audit events, stage by stage
   dlq ls            list dead letters
   dlq replay <id...>|--all   send dead-lettered tasks through the pipeline again
+  requeue <id...>   send stalled tasks (unfinished, their message lost) through the pipeline again
 
 Run "taskctl <command> --help" for a command's options.`;
 
@@ -27,7 +28,7 @@ const GLOBALS = `Global options:
 const EXIT_CODES = `Exit codes:
   0  ok
   1  the task ended FAILED or CANCELLED (watch, submit --watch; demo: a task did not end as expected;
-     dlq replay: a dead letter was not replayed)
+     dlq replay: a dead letter was not replayed; requeue: a task was not requeued)
   2  usage error (bad flag or value, malformed --payload), or the gateway rejected the request as invalid
   3  not found
   4  server unavailable (cannot connect, UNAVAILABLE, no answer in time)
@@ -98,5 +99,12 @@ export const HELP = {
   --all             replay every dead letter (up to 500 per call)
   --limit N         letters per page, 1-500 (default 50)
   --page-token TOK  continue a previous listing`,
+  ),
+  requeue: page(
+    "Usage: taskctl requeue <id...> [--stalled-for DURATION]",
+    "Sends unfinished tasks whose status has not changed for a while through the pipeline again, under the same id,\nas a new generation: for tasks whose queued message was lost (a stream that outgrew its limits discards its\noldest messages). Whoever follows such a task sees it finish. A task that is finished, being cancelled or not\nstalled long enough is reported, not requeued (exit 1). A task that was only slow runs twice (its older\ngeneration's statuses are ignored, its result replaced by the newer one's): list candidates first with\ntaskctl ls --state scheduled (or ingested, pending, running) and taskctl stats.",
+    `Options:
+  --stalled-for D   only tasks whose status has not changed for D: 0, seconds, or 90s, 15m, 2h, 1d
+                    (default 10m; 0 requeues any unfinished task)`,
   ),
 } as const;

@@ -3,7 +3,7 @@
  * the process; tests call it directly.
  */
 import { parseCommandLine } from "./args.js";
-import { dlqCommand, historyCommand, lsCommand, statsCommand } from "./commands/admin.js";
+import { dlqCommand, historyCommand, lsCommand, requeueCommand, statsCommand } from "./commands/admin.js";
 import { cancelCommand } from "./commands/cancel.js";
 import { demoCommand } from "./commands/demo.js";
 import { getCommand } from "./commands/get.js";
@@ -51,6 +51,8 @@ export async function run(argv: string[], io: Io): Promise<ExitCode> {
         return await historyCommand(io, adminClientFor(globals), invocation.taskId, globals.json);
       case "dlq":
         return await dlqCommand(io, adminClientFor(globals), invocation);
+      case "requeue":
+        return await requeueCommand(io, adminClientFor(globals), invocation);
     }
   } catch (error) {
     const { exitCode, message } = describeError(error, addr);

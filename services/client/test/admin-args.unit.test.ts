@@ -112,4 +112,30 @@ describe("operator commands", () => {
     );
     expect(usageErrorOf(["dlq", "ls", "--all"])).toBe("dlq ls: --all applies to dlq replay");
   });
+
+  test("requeue: ids once each, --stalled-for as seconds or a duration", () => {
+    expect(parseCommandLine(["requeue", "a", "b", "a"], {}, NOW)).toEqual({
+      command: "requeue",
+      globals: expect.anything(),
+      taskIds: ["a", "b"],
+    });
+    for (const [text, seconds] of [
+      ["0", 0],
+      ["45", 45],
+      ["90s", 90],
+      ["15m", 900],
+      ["2h", 7_200],
+      ["7d", 604_800],
+    ] as const) {
+      expect(parseCommandLine(["requeue", "a", "--stalled-for", text], {}, NOW)).toMatchObject({
+        stalledForSeconds: seconds,
+      });
+    }
+    expect(usageErrorOf(["requeue"])).toMatch(/^requeue needs at least one task id/);
+    for (const bad of ["-1", "1.5", "ten", "5y", "8d", ""]) {
+      expect(usageErrorOf(["requeue", "a", `--stalled-for=${bad}`])).toBe(
+        `--stalled-for must be 0, seconds, or a duration like 90s, 15m, 2h, at most 7d (got "${bad}")`,
+      );
+    }
+  });
 });

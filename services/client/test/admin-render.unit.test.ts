@@ -6,6 +6,8 @@ import {
   Priority,
   ReplayOutcomeSchema,
   ReplayResult,
+  RequeueOutcomeSchema,
+  RequeueResult,
   TaskSchema,
   TaskState,
 } from "@tm/proto";
@@ -14,6 +16,7 @@ import {
   relativeTime,
   renderDeadLetters,
   renderReplay,
+  renderRequeue,
   renderStats,
   renderTasks,
   table,
@@ -115,6 +118,30 @@ describe("operator tables", () => {
       "TASKS:7  -     failed_precondition  not a task",
       "TASKS:9  t     replayed             generation 2",
       "more dead letters match: run the command again",
+    ]);
+  });
+
+  test("requeue outcomes: the state each task was stalled in, and the new generation or the reason", () => {
+    const outcomes = [
+      create(RequeueOutcomeSchema, {
+        taskId: "t1",
+        result: RequeueResult.REQUEUED,
+        generation: 1,
+        previousState: TaskState.SCHEDULED,
+      }),
+      create(RequeueOutcomeSchema, {
+        taskId: "t2",
+        result: RequeueResult.FAILED_PRECONDITION,
+        previousState: TaskState.SUCCEEDED,
+        reason: "it is SUCCEEDED",
+      }),
+      create(RequeueOutcomeSchema, { taskId: "t3", result: RequeueResult.NOT_FOUND, reason: "no task with this id" }),
+    ];
+    expect(renderRequeue(outcomes).split("\n")).toEqual([
+      "TASK  WAS        RESULT               DETAIL",
+      "t1    scheduled  requeued             generation 1",
+      "t2    succeeded  failed_precondition  it is SUCCEEDED",
+      "t3    -          not_found            no task with this id",
     ]);
   });
 });

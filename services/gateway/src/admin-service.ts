@@ -1,6 +1,7 @@
 /**
  * AdminService handlers: queue stats (JetStream consumers + Redis), task listing (the task_index sorted set),
- * task history (task_history:<id>), dead letters (the dead_letter list) and their replay (replay.ts).
+ * task history (task_history:<id>), dead letters (the dead_letter list) and their replay (replay.ts), and the requeue
+ * of stalled tasks (requeue-stalled.ts).
  *
  * Dead letters are found by scanning the list (≤ 100,000 entries, newest first) in chunks; a listing call
  * examines at most SCAN_LIMIT entries. Dead-letter page tokens are list offsets: a replay or a new letter between
@@ -17,7 +18,9 @@ import {
   type DeadLetterEntrySchema,
   type DeadLetterFilter,
   ReplayResult,
+  RequeueResult,
   type ServiceHandlers,
+  TaskState,
 } from "@tm/proto";
 import {
   countTaskStates,
@@ -36,6 +39,7 @@ import {
   MAX_PAGE_SIZE,
   parseDeadLetterPageToken,
   parsePageSize,
+  parseRequeueRequest,
   parseTaskFilter,
   parseTaskPageToken,
   taskPageToken,
@@ -46,6 +50,7 @@ import { priorityToProto, stateToProto, statusToProto, timestampFromIso } from "
 import type { QueueStats } from "./queue-stats.js";
 import { redisCaller } from "./redis-call.js";
 import { type ReplayOutcome, replayDeadLetter } from "./replay.js";
+import { requeueStalledTask } from "./requeue-stalled.js";
 import { parseTaskId } from "./validation.js";
 
 type AdminServiceMethods = typeof AdminService extends { method: infer M } ? M : never;
@@ -193,8 +198,33 @@ export function adminServiceHandlers(
       }
       return { outcomes, more };
     },
+
+    async requeueTasks(request, ctx) {
+      const { taskIds, stalledForMs } = parseRequeueRequest(request.taskIds, request.stalledForSeconds);
+      const outcomes = [];
+      for (const taskId of taskIds) {
+        const outcome = await requeueStalledTask(rt, taskId, stalledForMs, callerOf(ctx));
+        outcomes.push({
+          taskId,
+          result: REQUEUE_RESULTS[outcome.result],
+          generation: outcome.result === "requeued" ? outcome.generation : 0,
+          reason: outcome.result === "requeued" ? "" : outcome.reason,
+          previousState:
+            outcome.result === "not_found" || outcome.previousState === undefined
+              ? TaskState.UNSPECIFIED
+              : stateToProto(outcome.previousState),
+        });
+      }
+      return { outcomes };
+    },
   };
 }
+
+const REQUEUE_RESULTS = {
+  requeued: RequeueResult.REQUEUED,
+  not_found: RequeueResult.NOT_FOUND,
+  failed_precondition: RequeueResult.FAILED_PRECONDITION,
+} as const;
 
 const RESULTS = {
   replayed: ReplayResult.REPLAYED,

@@ -89,3 +89,21 @@ export function checkReplayIds(ids: string[], all: boolean): void {
     if (id.length === 0 || id.length > 256) throw invalid("ids", "each id must be 1-256 characters");
   }
 }
+
+/** Unset stalled_for_seconds: a task is stalled when its status has not changed for ten minutes. */
+export const DEFAULT_STALLED_FOR_SECONDS = 600;
+
+/** RequeueTasks' ids (1-500 UUIDs, duplicates dropped) and its threshold in ms. */
+export function parseRequeueRequest(taskIds: string[], stalledForSeconds: number | undefined) {
+  if (taskIds.length === 0) throw invalid("task_ids", "give the ids of the tasks to requeue");
+  if (taskIds.length > MAX_PAGE_SIZE) {
+    throw invalid("task_ids", `at most ${MAX_PAGE_SIZE} per call (got ${taskIds.length})`);
+  }
+  for (const id of taskIds) {
+    if (!TaskId.safeParse(id).success) throw invalid("task_ids", `each id must be a UUID (got "${id.slice(0, 64)}")`);
+  }
+  return {
+    taskIds: [...new Set(taskIds)],
+    stalledForMs: (stalledForSeconds ?? DEFAULT_STALLED_FOR_SECONDS) * 1_000,
+  };
+}

@@ -18,13 +18,11 @@
  * letter back instead would leave a task whose PENDING of the new generation was written but never queued, and a
  * second replay of the letter would be refused for that very PENDING.
  */
-import { Code, ConnectError } from "@connectrpc/connect";
 import { isTerminal, publishAudit, Subjects } from "@tm/flow";
 import type { Runtime } from "@tm/kit";
-import { claimReplay, type DeadLetterLine, markQueued, readStatus, readTask } from "@tm/store";
+import { claimReplay, type DeadLetterLine, readStatus, readTask } from "@tm/store";
 import { dependency } from "./dependencies.js";
-import { ingestMessageOf, ingestMsgId } from "./ingest-message-id.js";
-import { recordStatus } from "./record-status.js";
+import { queueGeneration } from "./queue-generation.js";
 
 const TASK_SUBJECTS: ReadonlySet<string> = new Set([
   Subjects.ingest,
@@ -87,28 +85,7 @@ export async function replayDeadLetter(
     );
   }
   const { generation } = claim;
-  try {
-    await recordStatus(rt, { taskId, state: "PENDING", source: rt.name, generation });
-    await dependency("NATS", "queueing the task", () =>
-      rt.publisher.publish(Subjects.ingest, ingestMessageOf(task, generation), {
-        msgId: ingestMsgId(taskId, generation),
-      }),
-    );
-  } catch (error) {
-    const cause = error instanceof ConnectError ? error.rawMessage : String((error as Error)?.message ?? error);
-    throw new ConnectError(
-      `the replay of task ${taskId} started generation ${generation} but could not queue it (${cause}); the ` +
-        "requeue sweeper queues it once NATS and Redis answer again (the letter is no longer listed)",
-      Code.Unavailable,
-      undefined,
-      undefined,
-      error,
-    );
-  }
-  // Not awaited: should it fail, the sweeper finds the generation past PENDING (or republishes it, deduplicated).
-  markQueued(rt.redis, [taskId]).catch((error: unknown) =>
-    rt.log.debug({ err: error, taskId }, "could not take the replayed task out of tasks_unqueued"),
-  );
+  await queueGeneration(rt, task, generation, `the replay of task ${taskId}`, " (the letter is no longer listed)");
   // The task is queued by now: failing the call here would invite a second replay (another generation, the work
   // done twice) for want of a history line, so a lost audit event is logged rather than returned.
   await publishAudit(rt.publisher, {

@@ -25,6 +25,7 @@ import { Redis } from "ioredis";
 import { connect, headers, type NatsConnection } from "nats";
 import { afterAll, beforeAll, describe, expect, test } from "vitest";
 import { replayDeadLetter } from "../src/replay.js";
+import { requeueStalledTask } from "../src/requeue-stalled.js";
 import { event, type Gateway, startGateway } from "./helpers.js";
 
 const infra = useInfra();
@@ -118,6 +119,14 @@ async function deadLettered(): Promise<{ task: TaskRecord; line: DeadLetterLine 
   });
   const [line] = await readDeadLetterLines(redis, 0, 1);
   return { task, line: line! };
+}
+
+/** A task whose generation 0 has sat in a worker queue for an hour (its message since discarded, say). */
+async function stalledScheduled(): Promise<TaskRecord> {
+  const task = newTask(3_600_000);
+  await saveTask(redis, task);
+  await applyStatus(redis, event({ taskId: task.taskId, state: "SCHEDULED", generation: 0 }));
+  return task;
 }
 
 describe("an interrupted submission", () => {
@@ -257,6 +266,37 @@ describe("an interrupted submission", () => {
     // The refused letter stays, for a later replay should this generation fail too.
     expect(await redis.llen(Keys.deadLetter)).toBe(1);
     await waitFor("the replayed generation's message", async () => (await ingested(task.taskId)).length > 0);
+    expect((await ingested(task.taskId)).map((q) => q.msgId)).toEqual([`${task.taskId}:ingest:1`]);
+  });
+
+  test("a requeue of a stalled task whose NATS fails after its claim answers UNAVAILABLE and is queued by the sweeper", async () => {
+    const task = await stalledScheduled();
+    const lost = await connect({ servers: infra.nats.url });
+    const publisher = createPublisher(lost);
+    await lost.close();
+    const rt = { ...gateways[0]!.runtime, publisher } as Runtime;
+
+    const requeue = requeueStalledTask(rt, task.taskId, 0);
+    await expect(requeue).rejects.toMatchObject({ code: Code.Unavailable });
+    await expect(requeue).rejects.toThrow(
+      new RegExp(`requeue of task ${task.taskId} started generation 1 but could not queue it .*requeue sweeper`),
+    );
+    await expectRequeuedAsGeneration(task.taskId, 1);
+  });
+
+  test("two requeues of one stalled task at once start one generation, not two", async () => {
+    const task = await stalledScheduled();
+    const rt = gateways[0]!.runtime;
+    const outcomes = await Promise.all([
+      requeueStalledTask(rt, task.taskId, 0),
+      requeueStalledTask(rt, task.taskId, 0),
+    ]);
+    expect(outcomes.map((o) => o.result).sort()).toEqual(["failed_precondition", "requeued"]);
+    expect(outcomes.find((o) => o.result === "failed_precondition")).toMatchObject({
+      reason: expect.stringMatching(/moved meanwhile|it is PENDING and its status changed/),
+    });
+    expect(await redis.hget(Keys.task(task.taskId), "generation")).toBe("1");
+    await waitFor("the requeued generation's message", async () => (await ingested(task.taskId)).length > 0);
     expect((await ingested(task.taskId)).map((q) => q.msgId)).toEqual([`${task.taskId}:ingest:1`]);
   });
 

@@ -1,4 +1,4 @@
-/** The operator commands over AdminService: stats, ls, history, dlq ls, dlq replay. */
+/** The operator commands over AdminService: stats, ls, history, dlq ls, dlq replay, requeue. */
 import { toJson } from "@bufbuild/protobuf";
 import { timestampFromDate } from "@bufbuild/protobuf/wkt";
 import {
@@ -9,16 +9,25 @@ import {
   ListTasksResponseSchema,
   ReplayDeadLettersResponseSchema,
   ReplayResult,
+  RequeueResult,
+  RequeueTasksResponseSchema,
 } from "@tm/proto";
 import type { TaskListFilter } from "../admin-args.js";
-import { renderDeadLetters, renderHistory, renderReplay, renderStats, renderTasks } from "../admin-render.js";
+import {
+  renderDeadLetters,
+  renderHistory,
+  renderReplay,
+  renderRequeue,
+  renderStats,
+  renderTasks,
+} from "../admin-render.js";
 import type { Invocation } from "../args.js";
 import { UNARY_TIMEOUT_MS } from "../connection.js";
 import { ExitCode } from "../exit-codes.js";
 import { type Io, println } from "../io.js";
 
 const options = { timeoutMs: UNARY_TIMEOUT_MS };
-// Replaying up to 500 letters is a write per letter: give it longer than a read.
+// Replaying up to 500 letters (or requeuing 500 tasks) is a write per item: give it longer than a read.
 const REPLAY_TIMEOUT_MS = 60_000;
 
 function nextPageHint(token: string): string {
@@ -98,4 +107,25 @@ export async function dlqCommand(
       : renderReplay(response.outcomes, response.more),
   );
   return response.outcomes.every((o) => o.result === ReplayResult.REPLAYED) ? ExitCode.Ok : ExitCode.TaskFailed;
+}
+
+export async function requeueCommand(
+  io: Io,
+  client: AdminClient,
+  invocation: Extract<Invocation, { command: "requeue" }>,
+): Promise<ExitCode> {
+  const response = await client.requeueTasks(
+    {
+      taskIds: invocation.taskIds,
+      ...(invocation.stalledForSeconds === undefined ? {} : { stalledForSeconds: invocation.stalledForSeconds }),
+    },
+    { timeoutMs: REPLAY_TIMEOUT_MS },
+  );
+  println(
+    io.stdout,
+    invocation.globals.json
+      ? JSON.stringify(toJson(RequeueTasksResponseSchema, response))
+      : renderRequeue(response.outcomes),
+  );
+  return response.outcomes.every((o) => o.result === RequeueResult.REQUEUED) ? ExitCode.Ok : ExitCode.TaskFailed;
 }

@@ -14,7 +14,7 @@ import type { JsonObject, Message } from "@bufbuild/protobuf";
  * Describes the file taskmanager/v1/admin.proto.
  */
 export const file_taskmanager_v1_admin: GenFile = /*@__PURE__*/
-  fileDesc("Chp0YXNrbWFuYWdlci92MS9hZG1pbi5wcm90bxIOdGFza21hbmFnZXIudjEiFgoUR2V0UXVldWVTdGF0c1JlcXVlc3QitAIKFUdldFF1ZXVlU3RhdHNSZXNwb25zZRIwCgljb25zdW1lcnMYASADKAsyHS50YXNrbWFuYWdlci52MS5Db25zdW1lclN0YXRzEhQKDGRlYWRfbGV0dGVycxgCIAEoBBIyCg50YXNrc19ieV9zdGF0ZRgDIAMoCzIaLnRhc2ttYW5hZ2VyLnYxLlN0YXRlQ291bnQSFQoNdGFza3NfY291bnRlZBgEIAEoBBIgChh0YXNrc19ieV9zdGF0ZV90cnVuY2F0ZWQYBSABKAgSLgoKc2FtcGxlZF9hdBgGIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASHAoUdW5xdWV1ZWRfc3VibWlzc2lvbnMYByABKAQSGAoQdW5xdWV1ZWRfb3ZlcmR1ZRgIIAEoBCLkAQoNQ29uc3VtZXJTdGF0cxIOCgZzdHJlYW0YASABKAkSDwoHc3ViamVjdBgCIAEoCRIMCgRuYW1lGAMgASgJEg8KB3BlbmRpbmcYBCABKAQSEwoLYWNrX3BlbmRpbmcYBSABKAQSEwoLcmVkZWxpdmVyZWQYBiABKAQSDwoHd2FpdGluZxgHIAEoBBIdChVvbGRlc3RfdW5hY2tlZF9hZ2VfbXMYCCABKAQSHAoUcHJvY2Vzc2VkX3Blcl9zZWNvbmQYCSABKAESGwoTYmFja2xvZ19saW1pdF9yYXRpbxgKIAEoASJFCgpTdGF0ZUNvdW50EigKBXN0YXRlGAEgASgOMhkudGFza21hbmFnZXIudjEuVGFza1N0YXRlEg0KBWNvdW50GAIgASgEIpMCChBMaXN0VGFza3NSZXF1ZXN0EigKBXN0YXRlGAEgASgOMhkudGFza21hbmFnZXIudjEuVGFza1N0YXRlEgwKBHR5cGUYAiABKAkSKgoIcHJpb3JpdHkYAyABKA4yGC50YXNrbWFuYWdlci52MS5Qcmlvcml0eRIxCg1jcmVhdGVkX2FmdGVyGAQgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIyCg5jcmVhdGVkX2JlZm9yZRgFIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASDQoFcXVlcnkYBiABKAkSEQoJcGFnZV9zaXplGAcgASgNEhIKCnBhZ2VfdG9rZW4YCCABKAkiUQoRTGlzdFRhc2tzUmVzcG9uc2USIwoFdGFza3MYASADKAsyFC50YXNrbWFuYWdlci52MS5UYXNrEhcKD25leHRfcGFnZV90b2tlbhgCIAEoCSIoChVHZXRUYXNrSGlzdG9yeVJlcXVlc3QSDwoHdGFza19pZBgBIAEoCSJEChZHZXRUYXNrSGlzdG9yeVJlc3BvbnNlEioKBmV2ZW50cxgBIAMoCzIaLnRhc2ttYW5hZ2VyLnYxLkF1ZGl0RW50cnkijwEKCkF1ZGl0RW50cnkSDwoHdGFza19pZBgBIAEoCRIPCgdzZXJ2aWNlGAIgASgJEg4KBmFjdGlvbhgDIAEoCRImCgJhdBgEIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASJwoGZGV0YWlsGAUgASgLMhcuZ29vZ2xlLnByb3RvYnVmLlN0cnVjdCJEChBEZWFkTGV0dGVyRmlsdGVyEg8KB3N1YmplY3QYASABKAkSDgoGcmVhc29uGAIgASgJEg8KB3Rhc2tfaWQYAyABKAkicQoWTGlzdERlYWRMZXR0ZXJzUmVxdWVzdBIwCgZmaWx0ZXIYASABKAsyIC50YXNrbWFuYWdlci52MS5EZWFkTGV0dGVyRmlsdGVyEhEKCXBhZ2Vfc2l6ZRgCIAEoDRISCgpwYWdlX3Rva2VuGAMgASgJImkKF0xpc3REZWFkTGV0dGVyc1Jlc3BvbnNlEjUKDGRlYWRfbGV0dGVycxgBIAMoCzIfLnRhc2ttYW5hZ2VyLnYxLkRlYWRMZXR0ZXJFbnRyeRIXCg9uZXh0X3BhZ2VfdG9rZW4YAiABKAkijgIKD0RlYWRMZXR0ZXJFbnRyeRIKCgJpZBgBIAEoCRIPCgd0YXNrX2lkGAIgASgJEg8KB3N1YmplY3QYAyABKAkSEAoIY29uc3VtZXIYBCABKAkSDgoGcmVhc29uGAUgASgJEg0KBWVycm9yGAYgASgJEhAKCGF0dGVtcHRzGAcgASgNEiYKAmF0GAggASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIoCgdtZXNzYWdlGAkgASgLMhcuZ29vZ2xlLnByb3RvYnVmLlN0cnVjdBILCgNyYXcYCiABKAkSKwoHaGlzdG9yeRgLIAMoCzIaLnRhc2ttYW5hZ2VyLnYxLkF1ZGl0RW50cnkiZgoYUmVwbGF5RGVhZExldHRlcnNSZXF1ZXN0EgsKA2lkcxgBIAMoCRILCgNhbGwYAiABKAgSMAoGZmlsdGVyGAMgASgLMiAudGFza21hbmFnZXIudjEuRGVhZExldHRlckZpbHRlciJaChlSZXBsYXlEZWFkTGV0dGVyc1Jlc3BvbnNlEi8KCG91dGNvbWVzGAEgAygLMh0udGFza21hbmFnZXIudjEuUmVwbGF5T3V0Y29tZRIMCgRtb3JlGAIgASgIIn4KDVJlcGxheU91dGNvbWUSCgoCaWQYASABKAkSLAoGcmVzdWx0GAIgASgOMhwudGFza21hbmFnZXIudjEuUmVwbGF5UmVzdWx0Eg8KB3Rhc2tfaWQYAyABKAkSEgoKZ2VuZXJhdGlvbhgEIAEoDRIOCgZyZWFzb24YBSABKAkqjQEKDFJlcGxheVJlc3VsdBIdChlSRVBMQVlfUkVTVUxUX1VOU1BFQ0lGSUVEEAASGgoWUkVQTEFZX1JFU1VMVF9SRVBMQVlFRBABEhsKF1JFUExBWV9SRVNVTFRfTk9UX0ZPVU5EEAISJQohUkVQTEFZX1JFU1VMVF9GQUlMRURfUFJFQ09ORElUSU9OEAMy7QMKDEFkbWluU2VydmljZRJcCg1HZXRRdWV1ZVN0YXRzEiQudGFza21hbmFnZXIudjEuR2V0UXVldWVTdGF0c1JlcXVlc3QaJS50YXNrbWFuYWdlci52MS5HZXRRdWV1ZVN0YXRzUmVzcG9uc2USUAoJTGlzdFRhc2tzEiAudGFza21hbmFnZXIudjEuTGlzdFRhc2tzUmVxdWVzdBohLnRhc2ttYW5hZ2VyLnYxLkxpc3RUYXNrc1Jlc3BvbnNlEl8KDkdldFRhc2tIaXN0b3J5EiUudGFza21hbmFnZXIudjEuR2V0VGFza0hpc3RvcnlSZXF1ZXN0GiYudGFza21hbmFnZXIudjEuR2V0VGFza0hpc3RvcnlSZXNwb25zZRJiCg9MaXN0RGVhZExldHRlcnMSJi50YXNrbWFuYWdlci52MS5MaXN0RGVhZExldHRlcnNSZXF1ZXN0GicudGFza21hbmFnZXIudjEuTGlzdERlYWRMZXR0ZXJzUmVzcG9uc2USaAoRUmVwbGF5RGVhZExldHRlcnMSKC50YXNrbWFuYWdlci52MS5SZXBsYXlEZWFkTGV0dGVyc1JlcXVlc3QaKS50YXNrbWFuYWdlci52MS5SZXBsYXlEZWFkTGV0dGVyc1Jlc3BvbnNlYgZwcm90bzM", [file_google_protobuf_struct, file_google_protobuf_timestamp, file_taskmanager_v1_taskmanager]);
+  fileDesc("Chp0YXNrbWFuYWdlci92MS9hZG1pbi5wcm90bxIOdGFza21hbmFnZXIudjEiFgoUR2V0UXVldWVTdGF0c1JlcXVlc3QitAIKFUdldFF1ZXVlU3RhdHNSZXNwb25zZRIwCgljb25zdW1lcnMYASADKAsyHS50YXNrbWFuYWdlci52MS5Db25zdW1lclN0YXRzEhQKDGRlYWRfbGV0dGVycxgCIAEoBBIyCg50YXNrc19ieV9zdGF0ZRgDIAMoCzIaLnRhc2ttYW5hZ2VyLnYxLlN0YXRlQ291bnQSFQoNdGFza3NfY291bnRlZBgEIAEoBBIgChh0YXNrc19ieV9zdGF0ZV90cnVuY2F0ZWQYBSABKAgSLgoKc2FtcGxlZF9hdBgGIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASHAoUdW5xdWV1ZWRfc3VibWlzc2lvbnMYByABKAQSGAoQdW5xdWV1ZWRfb3ZlcmR1ZRgIIAEoBCLkAQoNQ29uc3VtZXJTdGF0cxIOCgZzdHJlYW0YASABKAkSDwoHc3ViamVjdBgCIAEoCRIMCgRuYW1lGAMgASgJEg8KB3BlbmRpbmcYBCABKAQSEwoLYWNrX3BlbmRpbmcYBSABKAQSEwoLcmVkZWxpdmVyZWQYBiABKAQSDwoHd2FpdGluZxgHIAEoBBIdChVvbGRlc3RfdW5hY2tlZF9hZ2VfbXMYCCABKAQSHAoUcHJvY2Vzc2VkX3Blcl9zZWNvbmQYCSABKAESGwoTYmFja2xvZ19saW1pdF9yYXRpbxgKIAEoASJFCgpTdGF0ZUNvdW50EigKBXN0YXRlGAEgASgOMhkudGFza21hbmFnZXIudjEuVGFza1N0YXRlEg0KBWNvdW50GAIgASgEIpMCChBMaXN0VGFza3NSZXF1ZXN0EigKBXN0YXRlGAEgASgOMhkudGFza21hbmFnZXIudjEuVGFza1N0YXRlEgwKBHR5cGUYAiABKAkSKgoIcHJpb3JpdHkYAyABKA4yGC50YXNrbWFuYWdlci52MS5Qcmlvcml0eRIxCg1jcmVhdGVkX2FmdGVyGAQgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIyCg5jcmVhdGVkX2JlZm9yZRgFIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASDQoFcXVlcnkYBiABKAkSEQoJcGFnZV9zaXplGAcgASgNEhIKCnBhZ2VfdG9rZW4YCCABKAkiUQoRTGlzdFRhc2tzUmVzcG9uc2USIwoFdGFza3MYASADKAsyFC50YXNrbWFuYWdlci52MS5UYXNrEhcKD25leHRfcGFnZV90b2tlbhgCIAEoCSIoChVHZXRUYXNrSGlzdG9yeVJlcXVlc3QSDwoHdGFza19pZBgBIAEoCSJEChZHZXRUYXNrSGlzdG9yeVJlc3BvbnNlEioKBmV2ZW50cxgBIAMoCzIaLnRhc2ttYW5hZ2VyLnYxLkF1ZGl0RW50cnkijwEKCkF1ZGl0RW50cnkSDwoHdGFza19pZBgBIAEoCRIPCgdzZXJ2aWNlGAIgASgJEg4KBmFjdGlvbhgDIAEoCRImCgJhdBgEIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASJwoGZGV0YWlsGAUgASgLMhcuZ29vZ2xlLnByb3RvYnVmLlN0cnVjdCJEChBEZWFkTGV0dGVyRmlsdGVyEg8KB3N1YmplY3QYASABKAkSDgoGcmVhc29uGAIgASgJEg8KB3Rhc2tfaWQYAyABKAkicQoWTGlzdERlYWRMZXR0ZXJzUmVxdWVzdBIwCgZmaWx0ZXIYASABKAsyIC50YXNrbWFuYWdlci52MS5EZWFkTGV0dGVyRmlsdGVyEhEKCXBhZ2Vfc2l6ZRgCIAEoDRISCgpwYWdlX3Rva2VuGAMgASgJImkKF0xpc3REZWFkTGV0dGVyc1Jlc3BvbnNlEjUKDGRlYWRfbGV0dGVycxgBIAMoCzIfLnRhc2ttYW5hZ2VyLnYxLkRlYWRMZXR0ZXJFbnRyeRIXCg9uZXh0X3BhZ2VfdG9rZW4YAiABKAkijgIKD0RlYWRMZXR0ZXJFbnRyeRIKCgJpZBgBIAEoCRIPCgd0YXNrX2lkGAIgASgJEg8KB3N1YmplY3QYAyABKAkSEAoIY29uc3VtZXIYBCABKAkSDgoGcmVhc29uGAUgASgJEg0KBWVycm9yGAYgASgJEhAKCGF0dGVtcHRzGAcgASgNEiYKAmF0GAggASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIoCgdtZXNzYWdlGAkgASgLMhcuZ29vZ2xlLnByb3RvYnVmLlN0cnVjdBILCgNyYXcYCiABKAkSKwoHaGlzdG9yeRgLIAMoCzIaLnRhc2ttYW5hZ2VyLnYxLkF1ZGl0RW50cnkiZgoYUmVwbGF5RGVhZExldHRlcnNSZXF1ZXN0EgsKA2lkcxgBIAMoCRILCgNhbGwYAiABKAgSMAoGZmlsdGVyGAMgASgLMiAudGFza21hbmFnZXIudjEuRGVhZExldHRlckZpbHRlciJaChlSZXBsYXlEZWFkTGV0dGVyc1Jlc3BvbnNlEi8KCG91dGNvbWVzGAEgAygLMh0udGFza21hbmFnZXIudjEuUmVwbGF5T3V0Y29tZRIMCgRtb3JlGAIgASgIIn4KDVJlcGxheU91dGNvbWUSCgoCaWQYASABKAkSLAoGcmVzdWx0GAIgASgOMhwudGFza21hbmFnZXIudjEuUmVwbGF5UmVzdWx0Eg8KB3Rhc2tfaWQYAyABKAkSEgoKZ2VuZXJhdGlvbhgEIAEoDRIOCgZyZWFzb24YBSABKAkiYQoTUmVxdWV1ZVRhc2tzUmVxdWVzdBIQCgh0YXNrX2lkcxgBIAMoCRIgChNzdGFsbGVkX2Zvcl9zZWNvbmRzGAIgASgNSACIAQFCFgoUX3N0YWxsZWRfZm9yX3NlY29uZHMiSAoUUmVxdWV1ZVRhc2tzUmVzcG9uc2USMAoIb3V0Y29tZXMYASADKAsyHi50YXNrbWFuYWdlci52MS5SZXF1ZXVlT3V0Y29tZSKnAQoOUmVxdWV1ZU91dGNvbWUSDwoHdGFza19pZBgBIAEoCRItCgZyZXN1bHQYAiABKA4yHS50YXNrbWFuYWdlci52MS5SZXF1ZXVlUmVzdWx0EhIKCmdlbmVyYXRpb24YAyABKA0SDgoGcmVhc29uGAQgASgJEjEKDnByZXZpb3VzX3N0YXRlGAUgASgOMhkudGFza21hbmFnZXIudjEuVGFza1N0YXRlKo0BCgxSZXBsYXlSZXN1bHQSHQoZUkVQTEFZX1JFU1VMVF9VTlNQRUNJRklFRBAAEhoKFlJFUExBWV9SRVNVTFRfUkVQTEFZRUQQARIbChdSRVBMQVlfUkVTVUxUX05PVF9GT1VORBACEiUKIVJFUExBWV9SRVNVTFRfRkFJTEVEX1BSRUNPTkRJVElPThADKpIBCg1SZXF1ZXVlUmVzdWx0Eh4KGlJFUVVFVUVfUkVTVUxUX1VOU1BFQ0lGSUVEEAASGwoXUkVRVUVVRV9SRVNVTFRfUkVRVUVVRUQQARIcChhSRVFVRVVFX1JFU1VMVF9OT1RfRk9VTkQQAhImCiJSRVFVRVVFX1JFU1VMVF9GQUlMRURfUFJFQ09ORElUSU9OEAMyyAQKDEFkbWluU2VydmljZRJcCg1HZXRRdWV1ZVN0YXRzEiQudGFza21hbmFnZXIudjEuR2V0UXVldWVTdGF0c1JlcXVlc3QaJS50YXNrbWFuYWdlci52MS5HZXRRdWV1ZVN0YXRzUmVzcG9uc2USUAoJTGlzdFRhc2tzEiAudGFza21hbmFnZXIudjEuTGlzdFRhc2tzUmVxdWVzdBohLnRhc2ttYW5hZ2VyLnYxLkxpc3RUYXNrc1Jlc3BvbnNlEl8KDkdldFRhc2tIaXN0b3J5EiUudGFza21hbmFnZXIudjEuR2V0VGFza0hpc3RvcnlSZXF1ZXN0GiYudGFza21hbmFnZXIudjEuR2V0VGFza0hpc3RvcnlSZXNwb25zZRJiCg9MaXN0RGVhZExldHRlcnMSJi50YXNrbWFuYWdlci52MS5MaXN0RGVhZExldHRlcnNSZXF1ZXN0GicudGFza21hbmFnZXIudjEuTGlzdERlYWRMZXR0ZXJzUmVzcG9uc2USaAoRUmVwbGF5RGVhZExldHRlcnMSKC50YXNrbWFuYWdlci52MS5SZXBsYXlEZWFkTGV0dGVyc1JlcXVlc3QaKS50YXNrbWFuYWdlci52MS5SZXBsYXlEZWFkTGV0dGVyc1Jlc3BvbnNlElkKDFJlcXVldWVUYXNrcxIjLnRhc2ttYW5hZ2VyLnYxLlJlcXVldWVUYXNrc1JlcXVlc3QaJC50YXNrbWFuYWdlci52MS5SZXF1ZXVlVGFza3NSZXNwb25zZWIGcHJvdG8z", [file_google_protobuf_struct, file_google_protobuf_timestamp, file_taskmanager_v1_taskmanager]);
 
 /**
  * @generated from message taskmanager.v1.GetQueueStatsRequest
@@ -628,6 +628,96 @@ export const ReplayOutcomeSchema: GenMessage<ReplayOutcome> = /*@__PURE__*/
   messageDesc(file_taskmanager_v1_admin, 15);
 
 /**
+ * @generated from message taskmanager.v1.RequeueTasksRequest
+ */
+export type RequeueTasksRequest = Message<"taskmanager.v1.RequeueTasksRequest"> & {
+  /**
+   * Task ids to requeue (1-500).
+   *
+   * @generated from field: repeated string task_ids = 1;
+   */
+  taskIds: string[];
+
+  /**
+   * Only tasks whose status has not changed for at least this long; unset means 600 (ten minutes). 0 requeues any
+   * unfinished task: a task that is still moving then runs twice (its older generation's statuses are ignored and
+   * its result replaced by the newer one's).
+   *
+   * @generated from field: optional uint32 stalled_for_seconds = 2;
+   */
+  stalledForSeconds?: number | undefined;
+};
+
+/**
+ * Describes the message taskmanager.v1.RequeueTasksRequest.
+ * Use `create(RequeueTasksRequestSchema)` to create a new message.
+ */
+export const RequeueTasksRequestSchema: GenMessage<RequeueTasksRequest> = /*@__PURE__*/
+  messageDesc(file_taskmanager_v1_admin, 16);
+
+/**
+ * @generated from message taskmanager.v1.RequeueTasksResponse
+ */
+export type RequeueTasksResponse = Message<"taskmanager.v1.RequeueTasksResponse"> & {
+  /**
+   * One per requested id, in the order given.
+   *
+   * @generated from field: repeated taskmanager.v1.RequeueOutcome outcomes = 1;
+   */
+  outcomes: RequeueOutcome[];
+};
+
+/**
+ * Describes the message taskmanager.v1.RequeueTasksResponse.
+ * Use `create(RequeueTasksResponseSchema)` to create a new message.
+ */
+export const RequeueTasksResponseSchema: GenMessage<RequeueTasksResponse> = /*@__PURE__*/
+  messageDesc(file_taskmanager_v1_admin, 17);
+
+/**
+ * @generated from message taskmanager.v1.RequeueOutcome
+ */
+export type RequeueOutcome = Message<"taskmanager.v1.RequeueOutcome"> & {
+  /**
+   * @generated from field: string task_id = 1;
+   */
+  taskId: string;
+
+  /**
+   * @generated from field: taskmanager.v1.RequeueResult result = 2;
+   */
+  result: RequeueResult;
+
+  /**
+   * The task's new generation when requeued.
+   *
+   * @generated from field: uint32 generation = 3;
+   */
+  generation: number;
+
+  /**
+   * Why, when not requeued.
+   *
+   * @generated from field: string reason = 4;
+   */
+  reason: string;
+
+  /**
+   * The state the task was stalled in.
+   *
+   * @generated from field: taskmanager.v1.TaskState previous_state = 5;
+   */
+  previousState: TaskState;
+};
+
+/**
+ * Describes the message taskmanager.v1.RequeueOutcome.
+ * Use `create(RequeueOutcomeSchema)` to create a new message.
+ */
+export const RequeueOutcomeSchema: GenMessage<RequeueOutcome> = /*@__PURE__*/
+  messageDesc(file_taskmanager_v1_admin, 18);
+
+/**
  * ReplayResult is what happened to one dead letter.
  *
  * @generated from enum taskmanager.v1.ReplayResult
@@ -665,6 +755,45 @@ export enum ReplayResult {
  */
 export const ReplayResultSchema: GenEnum<ReplayResult> = /*@__PURE__*/
   enumDesc(file_taskmanager_v1_admin, 0);
+
+/**
+ * RequeueResult is what happened to one task.
+ *
+ * @generated from enum taskmanager.v1.RequeueResult
+ */
+export enum RequeueResult {
+  /**
+   * @generated from enum value: REQUEUE_RESULT_UNSPECIFIED = 0;
+   */
+  UNSPECIFIED = 0,
+
+  /**
+   * Queued on tasks.ingest again as a new generation.
+   *
+   * @generated from enum value: REQUEUE_RESULT_REQUEUED = 1;
+   */
+  REQUEUED = 1,
+
+  /**
+   * No task with this id (never existed or expired).
+   *
+   * @generated from enum value: REQUEUE_RESULT_NOT_FOUND = 2;
+   */
+  NOT_FOUND = 2,
+
+  /**
+   * The task cannot be requeued (finished, being cancelled, not stalled long enough, or moved meanwhile); see reason.
+   *
+   * @generated from enum value: REQUEUE_RESULT_FAILED_PRECONDITION = 3;
+   */
+  FAILED_PRECONDITION = 3,
+}
+
+/**
+ * Describes the enum taskmanager.v1.RequeueResult.
+ */
+export const RequeueResultSchema: GenEnum<RequeueResult> = /*@__PURE__*/
+  enumDesc(file_taskmanager_v1_admin, 1);
 
 /**
  * AdminService is the operator's view of the pipeline: queue depths, task search, audit history and the
@@ -722,6 +851,17 @@ export const AdminService: GenService<{
     methodKind: "unary";
     input: typeof ReplayDeadLettersRequestSchema;
     output: typeof ReplayDeadLettersResponseSchema;
+  },
+  /**
+   * RequeueTasks sends stalled tasks (unfinished, their status unchanged for a while: their message lost, e.g.
+   * discarded by a full stream) through the pipeline again under the same id, as a new generation.
+   *
+   * @generated from rpc taskmanager.v1.AdminService.RequeueTasks
+   */
+  requeueTasks: {
+    methodKind: "unary";
+    input: typeof RequeueTasksRequestSchema;
+    output: typeof RequeueTasksResponseSchema;
   },
 }> = /*@__PURE__*/
   serviceDesc(file_taskmanager_v1_admin, 0);

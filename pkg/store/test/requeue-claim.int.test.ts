@@ -1,0 +1,91 @@
+/**
+ * claimRequeue against a real redis-server: a stalled task's new generation starts only if the task is still as it
+ * was judged (same generation, same status version) and no cancel was requested, and it is entered in
+ * tasks_unqueued in the same step (so the requeue sweeper finishes a requeue whose gateway died after the claim).
+ */
+import { useClients, useInfra } from "@tm/testkit";
+import { beforeEach, expect, test } from "vitest";
+import { claimRequeue, Keys, markCancelled, readTask, saveTask } from "../src/index.js";
+
+const clients = useClients(useInfra());
+beforeEach(async () => {
+  await clients.redis.flushdb();
+});
+
+const TASK_ID = "0b7d7a52-6c1f-4f57-8a37-3d2f1e0c9b8a";
+const VERSION = 4; // the status version the requeue was decided on (the claim only compares it)
+
+async function setUp(): Promise<void> {
+  await saveTask(clients.redis, {
+    taskId: TASK_ID,
+    type: "echo",
+    priority: "high",
+    payload: {},
+    metadata: {},
+    createdAt: new Date(Date.now() - 3_600_000).toISOString(),
+    generation: 0,
+  });
+  await clients.redis.hset(Keys.status(TASK_ID), { state: "SCHEDULED", version: VERSION, generation: 0 });
+}
+
+test("starts the next generation and enters tasks_unqueued at once", async () => {
+  await setUp();
+  const at = Date.now();
+  expect(await claimRequeue(clients.redis, TASK_ID, 0, VERSION, at)).toEqual({ claimed: true, generation: 1 });
+  expect((await readTask(clients.redis, TASK_ID))?.generation).toBe(1);
+  expect(await clients.redis.zscore(Keys.unqueued, TASK_ID)).toBe(String(at));
+});
+
+test("two requeues of one task at once: exactly one starts a generation", async () => {
+  await setUp();
+  const claims = await Promise.all([
+    claimRequeue(clients.redis, TASK_ID, 0, VERSION, Date.now()),
+    claimRequeue(clients.redis, TASK_ID, 0, VERSION, Date.now()),
+  ]);
+  expect(claims.filter((claim) => claim.claimed)).toHaveLength(1);
+  expect(claims).toContainEqual({ claimed: false, reason: "moved_on" });
+  expect((await readTask(clients.redis, TASK_ID))?.generation).toBe(1);
+});
+
+test("a task that moved after it was judged stalled (a newer status) is left alone", async () => {
+  await setUp();
+  await clients.redis.hset(Keys.status(TASK_ID), { state: "RUNNING", version: VERSION + 1 });
+  expect(await claimRequeue(clients.redis, TASK_ID, 0, VERSION, Date.now())).toEqual({
+    claimed: false,
+    reason: "moved_on",
+  });
+  expect((await readTask(clients.redis, TASK_ID))?.generation).toBe(0);
+  expect(await clients.redis.zscore(Keys.unqueued, TASK_ID)).toBeNull();
+});
+
+test("a task replayed meanwhile (a newer generation) is left alone", async () => {
+  await setUp();
+  await clients.redis.hincrby(Keys.task(TASK_ID), "generation", 1);
+  expect(await claimRequeue(clients.redis, TASK_ID, 0, VERSION, Date.now())).toEqual({
+    claimed: false,
+    reason: "moved_on",
+  });
+  expect((await readTask(clients.redis, TASK_ID))?.generation).toBe(1);
+});
+
+test("a task being cancelled is not requeued", async () => {
+  await setUp();
+  await markCancelled(clients.redis, TASK_ID, "no longer wanted");
+  expect(await claimRequeue(clients.redis, TASK_ID, 0, VERSION, Date.now())).toEqual({
+    claimed: false,
+    reason: "cancelling",
+  });
+  expect((await readTask(clients.redis, TASK_ID))?.generation).toBe(0);
+  expect(await clients.redis.zscore(Keys.unqueued, TASK_ID)).toBeNull();
+});
+
+test("a task whose record expired is not requeued and no record is made up", async () => {
+  await setUp();
+  await clients.redis.del(Keys.task(TASK_ID));
+  expect(await claimRequeue(clients.redis, TASK_ID, 0, VERSION, Date.now())).toEqual({
+    claimed: false,
+    reason: "expired",
+  });
+  expect(await clients.redis.exists(Keys.task(TASK_ID))).toBe(0);
+  expect(await clients.redis.zscore(Keys.unqueued, TASK_ID)).toBeNull();
+});

@@ -1,0 +1,100 @@
+/**
+ * Requeue of a stalled task (AdminService.RequeueTasks, `taskctl requeue`): an unfinished task whose status has not
+ * changed for a while (its message lost: discarded by a full stream, a stream restored from an older backup) goes
+ * through the pipeline again under its own id, as a new generation, so whoever follows the task sees it finish.
+ *
+ *   1. checks: the task exists, is unfinished (a FAILED task's way back is its dead letter's replay), and its status
+ *      has not changed for `stalledForMs`;
+ *   2. starts the new generation in one Redis script (claimRequeue), only if the task's generation and status
+ *      version are still the ones checked (of two operators requeuing one task only one does; a task that moved in
+ *      between is left alone) and no cancel was requested; the task is entered in tasks_unqueued;
+ *   3. queues the generation as a replay does (queue-generation.ts) and audits "requeued_stalled".
+ * A task judged stalled that was only slow (a long backlog) runs twice: its older generation's statuses are ignored
+ * (versions carry the generation), and its result is replaced by the newer generation's (result-store keeps the
+ * latest generation's): the threshold is the operator's guard against that.
+ */
+import { isTerminal, publishAudit, type TaskState } from "@tm/flow";
+import type { Runtime } from "@tm/kit";
+import { claimRequeue, readStatus, readTask } from "@tm/store";
+import { dependency } from "./dependencies.js";
+import { queueGeneration } from "./queue-generation.js";
+
+export type RequeueOutcome =
+  | { taskId: string; result: "requeued"; generation: number; previousState: TaskState }
+  | { taskId: string; result: "not_found"; reason: string }
+  | { taskId: string; result: "failed_precondition"; reason: string; previousState?: TaskState };
+
+/** `caller` is the authenticated operator (undefined with GATEWAY_AUTH_MODE=none); the audit event names them. */
+export async function requeueStalledTask(
+  rt: Runtime,
+  taskId: string,
+  stalledForMs: number,
+  caller?: string,
+): Promise<RequeueOutcome> {
+  const [task, status] = await dependency("Redis", "reading the task", () =>
+    Promise.all([readTask(rt.redis, taskId), readStatus(rt.redis, taskId)]),
+  );
+  if (!task) return { taskId, result: "not_found", reason: "no task with this id (never submitted, or expired)" };
+  if (!status) {
+    return {
+      taskId,
+      result: "failed_precondition",
+      reason: "it has no status yet: its submission is still being queued (or the requeue sweeper settles it)",
+    };
+  }
+  const previousState = status.state;
+  const refuse = (reason: string): RequeueOutcome => ({ taskId, result: "failed_precondition", reason, previousState });
+  if (isTerminal(previousState)) {
+    return refuse(
+      previousState === "FAILED"
+        ? "it is FAILED: a failed task goes through the pipeline again by replaying its dead letter (taskctl dlq replay)"
+        : `it is ${previousState}`,
+    );
+  }
+  const now = Date.now();
+  const changedAtMs = Date.parse(status.updatedAt);
+  if (Number.isNaN(changedAtMs)) return refuse(`its status has no valid time of change ("${status.updatedAt}")`);
+  const unchangedMs = now - changedAtMs;
+  if (unchangedMs < stalledForMs) {
+    return refuse(
+      `it is ${previousState} and its status changed ${formatSeconds(unchangedMs)} ago; only tasks stalled for at ` +
+        `least ${formatSeconds(stalledForMs)} are requeued (stalled_for_seconds)`,
+    );
+  }
+
+  const claim = await dependency("Redis", "starting the task's new generation", () =>
+    claimRequeue(rt.redis, taskId, task.generation, status.version, now),
+  );
+  if (!claim.claimed) {
+    if (claim.reason === "expired") return { taskId, result: "not_found", reason: "the task expired meanwhile" };
+    return refuse(
+      claim.reason === "cancelling"
+        ? "a cancellation of the task has been requested"
+        : "the task moved meanwhile (its status or generation changed)",
+    );
+  }
+  const { generation } = claim;
+  await queueGeneration(rt, task, generation, `the requeue of task ${taskId}`);
+  // Queued by now: as with a replay, a lost audit event is logged rather than failing the call (which would invite
+  // a second requeue, the work run once more).
+  await publishAudit(rt.publisher, {
+    taskId,
+    service: rt.name,
+    action: "requeued_stalled",
+    detail: {
+      generation,
+      previousState,
+      unchangedMs,
+      ...(caller === undefined ? {} : { requeuedBy: caller }),
+    },
+    discriminator: generation,
+  }).catch((error: unknown) =>
+    rt.log.warn({ err: error, taskId }, "could not publish the requeued_stalled audit event"),
+  );
+  rt.log.info({ taskId, generation, previousState, unchangedMs }, "stalled task requeued");
+  return { taskId, result: "requeued", generation, previousState };
+}
+
+function formatSeconds(ms: number): string {
+  return `${Math.max(0, Math.floor(ms / 1_000))} s`;
+}

@@ -1,0 +1,34 @@
+import { Code, ConnectError } from "@connectrpc/connect";
+import { expect, test } from "vitest";
+import { DEFAULT_STALLED_FOR_SECONDS, parseRequeueRequest } from "../src/admin-validation.js";
+
+const A = "0b7d7a52-6c1f-4f57-8a37-3d2f1e0c9b8a";
+const B = "7f0c3f1e-5b7a-4c35-9d0e-2f3a4b5c6d7e";
+
+function rejection(run: () => unknown): ConnectError {
+  try {
+    run();
+  } catch (error) {
+    if (error instanceof ConnectError) return error;
+    throw error;
+  }
+  throw new Error("expected a rejection");
+}
+
+test("an unset threshold is ten minutes, 0 is 0, and repeated ids are requeued once, in order", () => {
+  expect(DEFAULT_STALLED_FOR_SECONDS).toBe(600);
+  expect(parseRequeueRequest([A, B, A], undefined)).toEqual({ taskIds: [A, B], stalledForMs: 600_000 });
+  expect(parseRequeueRequest([B], 0)).toEqual({ taskIds: [B], stalledForMs: 0 });
+  expect(parseRequeueRequest([B], 90).stalledForMs).toBe(90_000);
+});
+
+test.each([
+  [[], /^task_ids: give the ids of the tasks to requeue$/],
+  [["nope"], /^task_ids: each id must be a UUID \(got "nope"\)$/],
+  [[A, ""], /^task_ids: each id must be a UUID \(got ""\)$/],
+  [Array.from({ length: 501 }, () => A), /^task_ids: at most 500 per call \(got 501\)$/],
+])("%j is INVALID_ARGUMENT naming task_ids", (ids, message) => {
+  const error = rejection(() => parseRequeueRequest(ids as string[], undefined));
+  expect(error.code).toBe(Code.InvalidArgument);
+  expect(error.rawMessage).toMatch(message);
+});
