@@ -2,8 +2,8 @@
  * The web console in headless Chromium against the whole pipeline: a task submitted with the CLI is followed live
  * (RUNNING with partial progress, then SUCCEEDED, without a reload) in its detail view (timeline, result); the task
  * list is keyboard-operable; behind a gateway with API keys the console asks for a key, refuses a wrong one and
- * works with the right one; a task dead-lettered while the enricher was down is replayed with a click once it is
- * back, and succeeds. Screenshots go to test-artifacts/.
+ * works with the right one; a task still moving is not requeued (the reason shown); a task dead-lettered while the
+ * enricher was down is replayed with a click once it is back, and succeeds. Screenshots go to test-artifacts/.
  * Skipped (with a message) when Debian's chromium is not installed (scripts/setup.sh installs it); under CI=true a
  * missing chromium fails instead.
  */
@@ -118,6 +118,21 @@ describe.skipIf(!existsSync(CHROMIUM))("web console", () => {
     if (process.env.CONSOLE_DOCS_SCREENSHOT === "1") {
       await page.screenshot({ path: join(REPO_ROOT, "docs", "console.png"), fullPage: true });
     }
+  });
+
+  it("refuses, with the gateway's reason, to requeue a task that is still moving; the button is off once it finished", async () => {
+    const taskId = await submitWithCli("sleep", { ms: 3000 });
+    await page.goto(`${webUrl}/tasks/${taskId}`);
+    await page.waitForSelector("#task-state:text('RUNNING')", { timeout: 15_000 });
+    await page.click("button:text('Requeue stalled task')");
+    await page.waitForSelector("#announcer:text('Not requeued: it is RUNNING and its status changed')", {
+      state: "attached",
+      timeout: 10_000,
+    });
+    await page.waitForSelector("#task-state:text('SUCCEEDED')", { timeout: 30_000 });
+    expect(await page.isDisabled("button:text('Requeue stalled task')")).toBe(true);
+    const { events } = await createAdminClient({ baseUrl: pipeline.gatewayUrl }).getTaskHistory({ taskId });
+    expect(events.map((event) => event.action)).not.toContain("requeued_stalled");
   });
 
   it("reaches the task list with Tab and opens a task with Enter", async () => {

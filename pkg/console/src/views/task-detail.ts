@@ -1,10 +1,10 @@
 /**
  * Task detail: the live status stream drawn as a stage-by-stage timeline (PENDING → INGESTED → SCHEDULED → RUNNING →
- * terminal) with times, a progress bar, attempts and errors; then the result, the audit history, Cancel, and a link
- * to the task's trace in Grafana.
+ * terminal) with times, a progress bar, attempts and errors; then the result, the audit history, Cancel, Requeue (an
+ * unfinished task stalled for ten minutes: its message lost), and a link to the task's trace in Grafana.
  */
 import type { Task, TaskStatus } from "@tm/proto/web";
-import { TaskState } from "@tm/proto/web";
+import { RequeueResult, TaskState } from "@tm/proto/web";
 import { admin, errorText, isAbort, tasks } from "../api.js";
 import { announce, h, replace } from "../dom.js";
 import { dateOf, formatTime, json, priorityName, stateName, TERMINAL_STATES } from "../format.js";
@@ -35,7 +35,12 @@ export const taskDetailView: View = (main, { params, config }) => {
   const live = h("section", { class: "live", "aria-live": "polite", "aria-label": "Status" });
   const timeline = h("ol", { class: "timeline", "aria-label": "Stages" });
   const cancel = h("button", { type: "button", class: "danger" }, "Cancel task") as HTMLButtonElement;
-  const actions = h("div", { class: "actions" }, cancel);
+  const requeue = h(
+    "button",
+    { type: "button", title: "Send the task through the pipeline again if it has not moved for ten minutes" },
+    "Requeue stalled task",
+  ) as HTMLButtonElement;
+  const actions = h("div", { class: "actions" }, cancel, requeue);
   const result = h("section", { "aria-label": "Result" });
   const history = h("section", { "aria-label": "History" });
   replace(main, heading, summary, actions, live, timeline, result, history);
@@ -49,6 +54,24 @@ export const taskDetailView: View = (main, { params, config }) => {
     } catch (error) {
       announce(`Could not cancel: ${errorText(error)}`);
       cancel.disabled = false;
+    }
+  });
+
+  // The gateway's default threshold (ten minutes unchanged) applies: the console never requeues a task still moving.
+  requeue.addEventListener("click", async () => {
+    requeue.disabled = true;
+    try {
+      const { outcomes } = await admin.requeueTasks({ taskIds: [taskId] });
+      const [outcome] = outcomes;
+      announce(
+        outcome?.result === RequeueResult.REQUEUED
+          ? `Task requeued as generation ${outcome.generation}.`
+          : `Not requeued: ${outcome?.reason ?? "no answer"}`,
+      );
+    } catch (error) {
+      announce(`Could not requeue: ${errorText(error)}`);
+    } finally {
+      requeue.disabled = status !== undefined && TERMINAL_STATES.has(status.state);
     }
   });
 
@@ -66,6 +89,7 @@ export const taskDetailView: View = (main, { params, config }) => {
     if (!status) return;
     const terminal = TERMINAL_STATES.has(status.state);
     cancel.disabled = terminal;
+    requeue.disabled = terminal;
     const progress = terminal && status.state === TaskState.SUCCEEDED ? 100 : status.progress;
     replace(
       live,
