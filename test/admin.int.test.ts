@@ -313,6 +313,36 @@ describe("AdminService", () => {
     ]);
   });
 
+  test("a task requeued while its message was only waiting runs once: the old generation's message is skipped", async () => {
+    const worker = pipeline.services.get("worker")!;
+    await worker.process.stop();
+    const { taskId } = await pipeline.client.submitTask({
+      type: "echo",
+      payload: { once: true },
+      priority: Priority.HIGH,
+    });
+    await waitFor("the task SCHEDULED, its message waiting for a worker", async () => {
+      const { task } = await pipeline.client.getTask({ taskId });
+      return task?.status?.state === TaskState.SCHEDULED;
+    });
+    const requeued = await admin.requeueTasks({ taskIds: [taskId], stalledForSeconds: 0 });
+    expect(requeued.outcomes[0]).toMatchObject({ result: RequeueResult.REQUEUED, generation: 1 });
+    await waitFor("generation 1 SCHEDULED too", async () => {
+      const { task } = await pipeline.client.getTask({ taskId });
+      return task?.status?.state === TaskState.SCHEDULED && (task.status.version ?? 0n) >= 100_000_000n;
+    });
+    worker.process.start();
+    await worker.ready();
+    let history: string[] = [];
+    await waitFor("the task run once and the old message skipped", async () => {
+      history = (await admin.getTaskHistory({ taskId })).events.map((e) => e.action);
+      return history.includes("result_stored") && history.includes("skipped_superseded");
+    });
+    expect(history.filter((action) => action === "succeeded")).toHaveLength(1);
+    expect(history.filter((action) => action === "skipped_superseded")).toHaveLength(1);
+    expect(await readResult(pipeline.redisClient, taskId)).toMatchObject({ generation: 1, output: { once: true } });
+  });
+
   test("a dead letter that is not a task is not replayed, with a reason", async () => {
     const nc: NatsConnection = await connect({ servers: pipeline.nats.url });
     try {

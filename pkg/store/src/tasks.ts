@@ -181,6 +181,24 @@ export async function isCancelled(redis: Redis, taskId: string): Promise<boolean
   return (await redis.exists(Keys.cancel(taskId))) === 1;
 }
 
+/**
+ * Why a task message of `generation` should not run: its task was cancelled, or a newer generation of it has been
+ * started (a requeue of a task judged stalled whose old message turned up after all, or a replay): the newer one
+ * does the work. Both reads go out in one round trip (the connection pipelines commands issued together).
+ */
+export async function whyNotRun(
+  redis: Redis,
+  taskId: string,
+  generation: number,
+): Promise<"cancelled" | "superseded" | undefined> {
+  const [cancelled, current] = await Promise.all([
+    redis.exists(Keys.cancel(taskId)),
+    redis.hget(Keys.task(taskId), "generation"),
+  ]);
+  if (cancelled === 1) return "cancelled";
+  return Number(current ?? 0) > generation ? "superseded" : undefined;
+}
+
 /** Claims an idempotency key for a task id; returns the id that owns it (ours, or the first submitter's). */
 export async function claimIdempotencyKey(
   redis: Redis,

@@ -9,9 +9,10 @@
  *      version are still the ones checked (of two operators requeuing one task only one does; a task that moved in
  *      between is left alone) and no cancel was requested; the task is entered in tasks_unqueued;
  *   3. queues the generation as a replay does (queue-generation.ts) and audits "requeued_stalled".
- * A task judged stalled that was only slow (a long backlog) runs twice: its older generation's statuses are ignored
- * (versions carry the generation), and its result is replaced by the newer generation's (result-store keeps the
- * latest generation's): the threshold is the operator's guard against that.
+ * A task judged stalled that was only slow still runs once if its old message reaches a worker afterwards (the worker
+ * skips a message older than the task's generation: whyNotRun); one whose handler was already running runs twice:
+ * its older generation's statuses are ignored (versions carry the generation), and its result is replaced by the
+ * newer generation's (result-store keeps the latest generation's): the threshold is the operator's guard.
  */
 import { isTerminal, publishAudit, type TaskState } from "@tm/flow";
 import type { Runtime } from "@tm/kit";

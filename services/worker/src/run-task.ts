@@ -16,7 +16,7 @@ import {
   Subjects,
 } from "@tm/flow";
 import type { Runtime } from "@tm/kit";
-import { isCancelled } from "@tm/store";
+import { whyNotRun } from "@tm/store";
 import { type RunningTasks, TaskCancelledError } from "./cancellation.js";
 import { handlerFor } from "./handlers/index.js";
 import { ProgressThrottle } from "./progress.js";
@@ -35,7 +35,8 @@ export type WorkerSubject = typeof Subjects.workerHigh | typeof Subjects.workerM
 
 export function createTaskRunner({ rt, running, timeoutMs }: TaskRunnerOptions) {
   const processed = rt.meter.createCounter("tm_tasks_processed_total", {
-    description: "Task attempts by outcome (succeeded, retried, failed, cancelled, skipped_cancelled, handed_back)",
+    description:
+      "Task attempts by outcome (succeeded, retried, failed, cancelled, skipped_cancelled, skipped_superseded, handed_back)",
   });
   const duration = rt.meter.createHistogram("tm_task_duration_ms", {
     description: "Time one attempt of a task's handler ran",
@@ -61,9 +62,22 @@ export function createTaskRunner({ rt, running, timeoutMs }: TaskRunnerOptions) 
 
   async function run(task: EnrichedTaskMessage, ctx: DeliveryContext): Promise<void> {
     const { taskId, generation } = task;
-    if (await isCancelled(rt.redis, taskId)) {
+    const notRun = await whyNotRun(rt.redis, taskId, generation);
+    if (notRun === "cancelled") {
       await publishAudit(rt.publisher, { taskId, service, action: "skipped_cancelled", discriminator: ctx.attempt });
       count(task, "skipped_cancelled");
+      return;
+    }
+    if (notRun === "superseded") {
+      // A newer generation runs the task (or has): publish nothing of this one's, whose statuses would be ignored.
+      await publishAudit(rt.publisher, {
+        taskId,
+        service,
+        action: "skipped_superseded",
+        detail: { generation },
+        discriminator: `${generation}:${ctx.attempt}`,
+      });
+      count(task, "skipped_superseded");
       return;
     }
     const handler = handlerFor(task.type);

@@ -1,6 +1,6 @@
 import { CANCEL_SUBJECT, createPublisher, type DeliveryContext, durableName, type Publisher, Subjects } from "@tm/flow";
 import { type Runtime, startService } from "@tm/kit";
-import { markCancelled } from "@tm/store";
+import { Keys, markCancelled } from "@tm/store";
 import { useInfra, waitFor } from "@tm/testkit";
 import { Redis } from "ioredis";
 import { connect, type JetStreamManager, type NatsConnection } from "nats";
@@ -72,6 +72,24 @@ test("echo: publishes the payload as the result, then SUCCEEDED", async () => {
   const states = events.statuses(task.taskId).map((s) => `${s.state}:${s.attempt}`);
   expect(states).toEqual(["RUNNING:1", "SUCCEEDED:1"]);
   expect(events.audits(task.taskId).map((a) => a.action)).toEqual(["succeeded"]);
+});
+
+test("a message of an older generation than the task's is acknowledged unrun: skipped_superseded, no status, no result", async () => {
+  // The task was requeued (or replayed) as generation 1; its generation-0 message turns up afterwards.
+  const stale = enrichedTask("echo", { stale: true }, "high");
+  await redis.hset(Keys.task(stale.taskId), "generation", "1");
+  await publishTask(nc, stale);
+  await waitFor("skipped_superseded audit", async () => {
+    await refresh();
+    return events.audits(stale.taskId).some((a) => a.action === "skipped_superseded");
+  });
+  // The current generation's message runs as usual.
+  const current = { ...stale, generation: 1 };
+  await publishTask(nc, current);
+  await waitForSucceededAudit(stale.taskId);
+  expect(tasks.results(stale.taskId).map((r) => r.generation)).toEqual([1]);
+  expect(events.statuses(stale.taskId).map((s) => `${s.state}:${s.generation}`)).toEqual(["RUNNING:1", "SUCCEEDED:1"]);
+  expect(events.audits(stale.taskId).map((a) => a.action)).toEqual(["skipped_superseded", "succeeded"]);
 });
 
 test("the result goes out without waiting for RUNNING's PubAck; SUCCEEDED only once both are acknowledged", async () => {

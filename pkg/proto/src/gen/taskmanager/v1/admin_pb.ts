@@ -640,8 +640,9 @@ export type RequeueTasksRequest = Message<"taskmanager.v1.RequeueTasksRequest"> 
 
   /**
    * Only tasks whose status has not changed for at least this long; unset means 600 (ten minutes). 0 requeues any
-   * unfinished task: a task that is still moving then runs twice (its older generation's statuses are ignored and
-   * its result replaced by the newer one's).
+   * unfinished task. An older generation's message that reaches a worker afterwards is skipped, but a handler
+   * already running when the task is requeued runs to its end: that task's work is done twice (its older
+   * generation's statuses are ignored and its result replaced by the newer one's).
    *
    * @generated from field: optional uint32 stalled_for_seconds = 2;
    */
