@@ -67,7 +67,7 @@ export const HELP = {
   ),
   demo: page(
     "Usage: taskctl demo [--count N] [--timeout SECONDS]",
-    "Submits a mix of echo, sleep, checksum, flaky and one fail task across priorities, shows them flowing to\ncompletion and prints a summary. Exits 0 when every task ended as expected (the fail task FAILED, the rest SUCCEEDED).",
+    "Submits a mix of echo, sleep, checksum, flaky and one fail task across priorities, shows them flowing to\ncompletion and prints a summary. Exits 0 when every task ended as expected (the fail task FAILED, the rest SUCCEEDED).\nA submission the gateway cannot take (UNAVAILABLE) is retried as submit retries, without creating a second task.",
     "Options:\n  --count N         how many tasks (default 12)\n  --timeout S       give up after S seconds (default 120)",
   ),
   health: page("Usage: taskctl health", "Checks the gateway's grpc.health.v1 service (exit 4 when not SERVING)."),

@@ -62,6 +62,9 @@ let silentCallsEnded = 0;
 let server: grpc.Server;
 let addr: string;
 
+/** Demo calls still to answer UNAVAILABLE once their task is recorded (as a gateway whose publish failed). */
+let unavailableDemoCalls = 0;
+
 /** Task ids by idempotency key, and how many calls each key has made (type "unsteady"). */
 const byKey = new Map<string, string>();
 const callsByKey = new Map<string, number>();
@@ -88,6 +91,10 @@ async function submitTask(request: SubmitTaskRequest | SubmitTaskAndStreamStatus
       metadata: request.metadata,
     });
     if (key) byKey.set(key, taskId);
+  }
+  if (request.metadata.source === "taskctl-demo" && unavailableDemoCalls > 0) {
+    unavailableDemoCalls--;
+    throw new ConnectError("NATS unavailable while queueing the task: timeout", Code.Unavailable);
   }
   if (request.type === "unsteady" && (!key || calls <= 2)) {
     throw new ConnectError("NATS unavailable while queueing the task: timeout", Code.Unavailable);
@@ -334,6 +341,25 @@ describe("taskctl against a real gRPC server", () => {
     expect(stdout).toMatch(/FAILED +1\n/);
     expect(stdout).toMatch(/time to terminal: p50 .*, max /);
     expect(exitCode).toBe(ExitCode.Ok);
+  });
+
+  test("demo retries a call the gateway could not take, under that task's own idempotency key: one task each", async () => {
+    unavailableDemoCalls = 3;
+    const calls = requests.submitAndStream;
+    const before = requests.submit.length;
+    const tasksBefore = tasks.size;
+    const { exitCode, stdout, stderr } = await taskctl(["demo", "--count", "6"]);
+    expect(exitCode).toBe(ExitCode.Ok);
+    expect(requests.submitAndStream - calls).toBe(9); // the three refused calls made again
+    expect(tasks.size - tasksBefore).toBe(6);
+    const callsPerKey = new Map<string, number>();
+    for (const request of requests.submit.slice(before) as SubmitTaskRequest[]) {
+      callsPerKey.set(request.idempotencyKey, (callsPerKey.get(request.idempotencyKey) ?? 0) + 1);
+    }
+    expect([...callsPerKey.keys()].every((key) => /^taskctl-[0-9a-f-]{36}$/.test(key))).toBe(true);
+    expect([...callsPerKey.values()].sort()).toEqual([1, 1, 1, 2, 2, 2]);
+    expect(stderr.match(/^gateway unavailable \(.*\); retrying in 0\.25 s \(attempt 2 of 5\)$/gm)).toHaveLength(3);
+    expect(stdout).toMatch(/SUCCEEDED +5\n/);
   });
 
   test("health reports SERVING", async () => {

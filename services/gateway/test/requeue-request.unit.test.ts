@@ -1,19 +1,10 @@
-import { Code, ConnectError } from "@connectrpc/connect";
+import { Code } from "@connectrpc/connect";
 import { expect, test } from "vitest";
 import { DEFAULT_STALLED_FOR_SECONDS, parseRequeueRequest } from "../src/admin-validation.js";
+import { rejection } from "./rejection.js";
 
 const A = "0b7d7a52-6c1f-4f57-8a37-3d2f1e0c9b8a";
 const B = "7f0c3f1e-5b7a-4c35-9d0e-2f3a4b5c6d7e";
-
-function rejection(run: () => unknown): ConnectError {
-  try {
-    run();
-  } catch (error) {
-    if (error instanceof ConnectError) return error;
-    throw error;
-  }
-  throw new Error("expected a rejection");
-}
 
 test("an unset threshold is ten minutes, 0 is 0, and repeated ids are requeued once, in order", () => {
   expect(DEFAULT_STALLED_FOR_SECONDS).toBe(600);

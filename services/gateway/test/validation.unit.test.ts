@@ -1,21 +1,12 @@
 import { create } from "@bufbuild/protobuf";
-import { Code, ConnectError } from "@connectrpc/connect";
+import { Code } from "@connectrpc/connect";
 import { Priority, SubmitTaskRequestSchema } from "@tm/proto";
 import { expect, test } from "vitest";
 import { parseTaskId, validateSubmission } from "../src/validation.js";
+import { rejection } from "./rejection.js";
 
 function request(init: Parameters<typeof create<typeof SubmitTaskRequestSchema>>[1]) {
   return create(SubmitTaskRequestSchema, init);
-}
-
-function rejection(run: () => unknown): ConnectError {
-  try {
-    run();
-  } catch (error) {
-    if (error instanceof ConnectError) return error;
-    throw error;
-  }
-  throw new Error("expected a rejection");
 }
 
 test("defaults: no payload is {}, unspecified priority is medium, empty idempotency key is none", () => {

@@ -8,7 +8,9 @@ import { Priority, type TaskClient, TaskState } from "@tm/proto";
 import { CliError, ExitCode } from "../exit-codes.js";
 import { type Io, println } from "../io.js";
 import { isTerminal, renderSummary, stateName, summarise } from "../render.js";
+import { DEFAULT_SUBMIT_RETRIES, generatedIdempotencyKey, withSubmitRetries } from "../submit-retry.js";
 import { type SubmittedStream, submitAndStream } from "../submit-stream.js";
+import { printRetry } from "./submit.js";
 import { watchTasks } from "./watch.js";
 
 export interface DemoTask {
@@ -48,7 +50,9 @@ export async function demoCommand(
   const startedAt = Date.now();
   const timeout = AbortSignal.timeout(options.timeoutSeconds * 1000);
   setMaxListeners(0, timeout); // every task's stream listens on it
-  // Each task submitted and followed in one SubmitTaskAndStreamStatus call; its stream is handed to the watch.
+  // Each task submitted and followed in one SubmitTaskAndStreamStatus call; its stream is handed to the watch. A call
+  // the gateway could not take (UNAVAILABLE: the stack still starting, say) is retried as `submit` retries, under one
+  // idempotency key per task, so a retry never creates a second task.
   const open = new Map<string, SubmittedStream["messages"]>();
   const submitted = await Promise.all(
     tasks.map(async (task) => {
@@ -57,8 +61,15 @@ export async function demoCommand(
         payload: task.payload,
         priority: task.priority,
         metadata: { source: "taskctl-demo" },
+        idempotencyKey: generatedIdempotencyKey(),
       };
-      const { taskId, messages } = await submitAndStream(client, request, timeout);
+      const {
+        value: { taskId, messages },
+      } = await withSubmitRetries(
+        DEFAULT_SUBMIT_RETRIES,
+        () => submitAndStream(client, request, timeout),
+        (notice) => printRetry(io, notice),
+      );
       open.set(taskId, messages);
       return { ...task, taskId, label: `${task.type}/${Priority[task.priority]!.toLowerCase()}`, startedAt };
     }),

@@ -65,7 +65,7 @@ function retryableRequest(invocation: SubmitInvocation): { request: SubmissionFi
   return { request: { ...request, idempotencyKey: generatedIdempotencyKey() }, generatedKey: true };
 }
 
-function printRetry(io: Io, { error, attempt, attempts, delayMs }: RetryNotice): void {
+export function printRetry(io: Io, { error, attempt, attempts, delayMs }: RetryNotice): void {
   const reason = error instanceof ConnectError ? error.rawMessage : (error as Error).message;
   println(
     io.stderr,
