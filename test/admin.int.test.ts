@@ -259,6 +259,14 @@ describe("AdminService", () => {
       const high = await consumer("worker-tasks-worker-high");
       return high.pending === 0n && high.ackPending === 0n;
     });
+    // Listed as stalled (unfinished, unchanged since the time asked), by the RPC and by taskctl.
+    const stalledIds = async (stalledForSeconds: number) =>
+      (await admin.listTasks({ stalledForSeconds })).tasks.map((task) => task.taskId);
+    expect(await stalledIds(0)).toContain(taskId);
+    expect(await stalledIds(3_600)).not.toContain(taskId);
+    const listed = await taskctl("ls", "--stalled-for", "0", "--json");
+    expect(listed.code).toBe(0);
+    expect((JSON.parse(listed.stdout) as { tasks: { taskId: string }[] }).tasks.map((t) => t.taskId)).toContain(taskId);
     // Whoever follows the task keeps following it through the requeue, to the end.
     const followed = collectStream(pipeline.client, taskId, 45_000);
 
@@ -421,6 +429,7 @@ describe("AdminService", () => {
     await expectInvalid(admin.replayDeadLetters({}), "ids");
     await expectInvalid(admin.replayDeadLetters({ ids: ["a"], all: true }), "ids");
     await expectInvalid(admin.requeueTasks({}), "task_ids");
+    await expectInvalid(admin.listTasks({ state: TaskState.FAILED, stalledForSeconds: 60 }), "stalled_for_seconds");
     await expectInvalid(admin.requeueTasks({ taskIds: ["not-a-uuid"] }), "task_ids");
   });
 });

@@ -4,7 +4,7 @@
  * batch, so a call costs O(tasks examined): fine up to tens of thousands of tasks; one call examines at most
  * `scanLimit` entries and hands back a cursor to continue from.
  */
-import type { Priority, TaskState } from "@tm/flow";
+import { isTerminal, type Priority, type TaskState } from "@tm/flow";
 import type { Redis } from "ioredis";
 import { Keys } from "./keys.js";
 import { parseStatusHash, type StoredStatus } from "./status.js";
@@ -20,6 +20,8 @@ export interface TaskFilter {
   createdBeforeMs?: number;
   /** Case-insensitive: a task id prefix, or text inside a metadata key or value. */
   query?: string;
+  /** Only unfinished tasks whose status last changed at or before this time (ms): stalled ones. */
+  changedBeforeMs?: number;
 }
 
 /** Where a walk stopped: the last index entry examined. */
@@ -47,6 +49,9 @@ export function matchesFilter(entry: IndexedTask, filter: TaskFilter): boolean {
   if (filter.state && status?.state !== filter.state) return false;
   if (filter.type && task.type !== filter.type) return false;
   if (filter.priority && task.priority !== filter.priority) return false;
+  if (filter.changedBeforeMs !== undefined) {
+    if (!status || isTerminal(status.state) || !(Date.parse(status.updatedAt) <= filter.changedBeforeMs)) return false;
+  }
   if (filter.query) {
     const needle = filter.query.toLowerCase();
     const inMetadata = Object.entries(task.metadata).some(
@@ -66,13 +71,14 @@ export async function listIndexedTasks(
   scanLimit = DEFAULT_SCAN_LIMIT,
 ): Promise<TaskPage> {
   const min = filter.createdAfterMs === undefined ? "-inf" : String(filter.createdAfterMs);
+  // A task whose status last changed by T was created by T: the walk starts there, skipping newer tasks for free.
+  const createdBeforeMs =
+    filter.changedBeforeMs === undefined
+      ? filter.createdBeforeMs
+      : Math.min(filter.createdBeforeMs ?? Number.POSITIVE_INFINITY, filter.changedBeforeMs + 1);
   // The walk position: entries at `max` with an id >= `afterId` were already examined (equal scores come in
   // descending id order from ZREVRANGEBYSCORE).
-  let max = cursor
-    ? String(cursor.scoreMs)
-    : filter.createdBeforeMs === undefined
-      ? "+inf"
-      : `(${filter.createdBeforeMs}`;
+  let max = cursor ? String(cursor.scoreMs) : createdBeforeMs === undefined ? "+inf" : `(${createdBeforeMs}`;
   let afterId = cursor?.taskId;
   let offset = 0;
   let examined = 0;

@@ -123,6 +123,22 @@ describe("task_index", () => {
     expect(rest.next).toBeUndefined();
   });
 
+  test("stalled: unfinished tasks whose status last changed by a time; the walk starts at that time", async () => {
+    const changedAt = async (taskId: string, ms: number) =>
+      redis.hset(Keys.status(taskId), "updatedAt", new Date(ms).toISOString());
+    await changedAt(await save(1, BASE, {}, "SCHEDULED"), BASE + 10);
+    await changedAt(await save(2, BASE + 1, {}, "SUCCEEDED"), BASE + 10); // finished: never stalled
+    await changedAt(await save(3, BASE + 2, {}, "RUNNING"), BASE + 1_000);
+    await save(4, BASE + 5_000, {}, "SCHEDULED"); // created after the time: cannot have stalled since then
+    const ids = async (changedBeforeMs: number, scanLimit?: number) =>
+      (await listIndexedTasks(redis, { changedBeforeMs }, 50, undefined, scanLimit)).tasks.map((t) => t.task.taskId);
+    expect(await ids(BASE + 500)).toEqual([uuid(1)]);
+    expect(await ids(BASE + 1_000)).toEqual([uuid(3), uuid(1)]);
+    expect(await ids(BASE + 9)).toEqual([]);
+    // Task 4 is not even examined: three entries (3, 2, 1) reach task 1.
+    expect(await ids(BASE + 500, 3)).toEqual([uuid(1)]);
+  });
+
   test("counts tasks by state over the newest N", async () => {
     await save(1, BASE, {}, "FAILED");
     await save(2, BASE + 1, {}, "SUCCEEDED");

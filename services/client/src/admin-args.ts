@@ -12,6 +12,8 @@ export interface TaskListFilter {
   since?: Date;
   until?: Date;
   query?: string;
+  /** Only unfinished tasks unchanged for this long (seconds). */
+  stalledForSeconds?: number;
 }
 
 export const DEFAULT_LIST_LIMIT = 50;
@@ -62,6 +64,7 @@ export interface ListFlags {
   since?: string | undefined;
   until?: string | undefined;
   query?: string | undefined;
+  stalledFor?: string | undefined;
 }
 
 export function parseTaskListFilter(flags: ListFlags, now: number): TaskListFilter {
@@ -75,6 +78,8 @@ export function parseTaskListFilter(flags: ListFlags, now: number): TaskListFilt
     throw new UsageError("--since must be earlier than --until");
   }
   if (flags.query !== undefined && flags.query.trim() !== "") filter.query = flags.query;
+  const stalledForSeconds = parseStalledFor(flags.stalledFor);
+  if (stalledForSeconds !== undefined) filter.stalledForSeconds = stalledForSeconds;
   return filter;
 }
 

@@ -85,6 +85,7 @@ const COMMAND_OPTIONS: Record<CommandName, Options> = {
     query: { type: "string" },
     limit: { type: "string" },
     "page-token": { type: "string" },
+    "stalled-for": { type: "string" },
   },
   history: {},
   dlq: { all: { type: "boolean" }, limit: { type: "string" }, "page-token": { type: "string" } },
@@ -193,6 +194,7 @@ export function parseCommandLine(argv: string[], env: NodeJS.ProcessEnv = {}, no
           since: str(values.since),
           until: str(values.until),
           query: str(values.query),
+          stalledFor: str(values["stalled-for"]),
         },
         now,
       );

@@ -76,7 +76,7 @@ export const HELP = {
     "Shows each JetStream consumer's backlog (pending = waiting, in flight = delivered, not yet acked), the age of its\noldest unacked message and its rate, the dead-letter count, and tasks by state.",
   ),
   ls: page(
-    "Usage: taskctl ls [--state S] [--type T] [--priority P] [--since T] [--until T] [--query Q] [--limit N] [--page-token TOKEN]",
+    "Usage: taskctl ls [--state S] [--type T] [--priority P] [--since T] [--until T] [--query Q] [--stalled-for D] [--limit N] [--page-token TOKEN]",
     "Lists tasks newest first. When more match, the last line gives the --page-token for the next page.",
     `Options:
   --state S         pending, ingested, scheduled, running, succeeded, failed, cancelled
@@ -85,6 +85,8 @@ export const HELP = {
   --since T         created at or after T: ISO time (2026-01-31T12:00:00Z) or a duration ago (30s, 15m, 1h, 2d)
   --until T         created before T (same forms)
   --query Q         a task id prefix, or text in a metadata key or value (case-insensitive)
+  --stalled-for D   only unfinished tasks whose status has not changed for D (0, seconds, 90s, 15m, 2h, 1d):
+                    candidates for taskctl requeue
   --limit N         tasks per page, 1-500 (default 50)
   --page-token TOK  continue a previous listing`,
   ),
@@ -102,7 +104,7 @@ export const HELP = {
   ),
   requeue: page(
     "Usage: taskctl requeue <id...> [--stalled-for DURATION]",
-    "Sends unfinished tasks whose status has not changed for a while through the pipeline again, under the same id,\nas a new generation: for tasks whose queued message was lost (a stream that outgrew its limits discards its\noldest messages). Whoever follows such a task sees it finish. A task that is finished, being cancelled or not\nstalled long enough is reported, not requeued (exit 1). A task whose old message turns up after all is\nskipped by the worker, but one already running when requeued runs twice: list candidates first with\ntaskctl ls --state scheduled (or ingested, pending, running) and taskctl stats.",
+    "Sends unfinished tasks whose status has not changed for a while through the pipeline again, under the same id,\nas a new generation: for tasks whose queued message was lost (a stream that outgrew its limits discards its\noldest messages). Whoever follows such a task sees it finish. A task that is finished, being cancelled or not\nstalled long enough is reported, not requeued (exit 1). A task whose old message turns up after all is\nskipped by the worker, but one already running when requeued runs twice: list candidates first with\ntaskctl ls --stalled-for 10m, and check taskctl stats.",
     `Options:
   --stalled-for D   only tasks whose status has not changed for D: 0, seconds, or 90s, 15m, 2h, 1d
                     (default 10m; 0 requeues any unfinished task)`,

@@ -113,6 +113,13 @@ describe("operator commands", () => {
     expect(usageErrorOf(["dlq", "ls", "--all"])).toBe("dlq ls: --all applies to dlq replay");
   });
 
+  test("ls --stalled-for: unfinished tasks unchanged for a duration", () => {
+    expect(parseCommandLine(["ls", "--stalled-for", "15m"], {}, NOW)).toMatchObject({
+      filter: { stalledForSeconds: 900 },
+    });
+    expect(usageErrorOf(["ls", "--stalled-for", "soon"])).toMatch(/^--stalled-for must be 0, seconds, or a duration/);
+  });
+
   test("requeue: ids once each, --stalled-for as seconds or a duration", () => {
     expect(parseCommandLine(["requeue", "a", "b", "a"], {}, NOW)).toEqual({
       command: "requeue",

@@ -1,6 +1,6 @@
 /** Checks of AdminService requests: INVALID_ARGUMENT naming the field, like TaskService's. */
 import { timestampMs } from "@bufbuild/protobuf/wkt";
-import { TaskId } from "@tm/flow";
+import { isTerminal, TaskId } from "@tm/flow";
 import type { DeadLetterFilter, ListTasksRequest } from "@tm/proto";
 import type { IndexCursor, TaskFilter } from "@tm/store";
 import { priorityFromProto, stateFromProto } from "./mapping.js";
@@ -16,7 +16,7 @@ export function parsePageSize(value: number): number {
   return value === 0 ? DEFAULT_PAGE_SIZE : value;
 }
 
-export function parseTaskFilter(request: ListTasksRequest): TaskFilter {
+export function parseTaskFilter(request: ListTasksRequest, now = Date.now()): TaskFilter {
   const filter: TaskFilter = {};
   const state = stateFromProto(request.state);
   if (state === null) throw invalid("state", `unknown value ${request.state}`);
@@ -43,6 +43,12 @@ export function parseTaskFilter(request: ListTasksRequest): TaskFilter {
   }
   if (request.query.length > MAX_QUERY_CHARS) throw invalid("query", `exceeds ${MAX_QUERY_CHARS} characters`);
   if (request.query.trim()) filter.query = request.query.trim();
+  if (request.stalledForSeconds !== undefined) {
+    if (filter.state && isTerminal(filter.state)) {
+      throw invalid("stalled_for_seconds", `only unfinished tasks stall (state ${filter.state} is finished)`);
+    }
+    filter.changedBeforeMs = now - request.stalledForSeconds * 1_000;
+  }
   return filter;
 }
 

@@ -1,6 +1,8 @@
+import { create } from "@bufbuild/protobuf";
 import { Code } from "@connectrpc/connect";
+import { ListTasksRequestSchema, TaskState } from "@tm/proto";
 import { expect, test } from "vitest";
-import { DEFAULT_STALLED_FOR_SECONDS, parseRequeueRequest } from "../src/admin-validation.js";
+import { DEFAULT_STALLED_FOR_SECONDS, parseRequeueRequest, parseTaskFilter } from "../src/admin-validation.js";
 import { rejection } from "./rejection.js";
 
 const A = "0b7d7a52-6c1f-4f57-8a37-3d2f1e0c9b8a";
@@ -22,4 +24,20 @@ test.each([
   const error = rejection(() => parseRequeueRequest(ids as string[], undefined));
   expect(error.code).toBe(Code.InvalidArgument);
   expect(error.rawMessage).toMatch(message);
+});
+
+test("ListTasks' stalled_for_seconds lists unfinished tasks unchanged since now minus that; with a finished state it is refused", () => {
+  const now = Date.parse("2026-03-01T12:00:00Z");
+  const request = (init: Parameters<typeof create<typeof ListTasksRequestSchema>>[1]) =>
+    create(ListTasksRequestSchema, init);
+  expect(parseTaskFilter(request({ stalledForSeconds: 600 }), now)).toEqual({ changedBeforeMs: now - 600_000 });
+  expect(parseTaskFilter(request({ stalledForSeconds: 0 }), now)).toEqual({ changedBeforeMs: now });
+  expect(parseTaskFilter(request({}), now)).toEqual({});
+  expect(parseTaskFilter(request({ state: TaskState.SCHEDULED, stalledForSeconds: 60 }), now)).toEqual({
+    state: "SCHEDULED",
+    changedBeforeMs: now - 60_000,
+  });
+  const error = rejection(() => parseTaskFilter(request({ state: TaskState.SUCCEEDED, stalledForSeconds: 60 }), now));
+  expect(error.code).toBe(Code.InvalidArgument);
+  expect(error.rawMessage).toBe("stalled_for_seconds: only unfinished tasks stall (state SUCCEEDED is finished)");
 });

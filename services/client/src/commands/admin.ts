@@ -54,6 +54,7 @@ export async function lsCommand(
       ...(filter.since ? { createdAfter: timestampFromDate(filter.since) } : {}),
       ...(filter.until ? { createdBefore: timestampFromDate(filter.until) } : {}),
       ...(filter.query === undefined ? {} : { query: filter.query }),
+      ...(filter.stalledForSeconds === undefined ? {} : { stalledForSeconds: filter.stalledForSeconds }),
       pageSize: request.limit,
       pageToken: request.pageToken ?? "",
     },
