@@ -1,7 +1,7 @@
 /**
  * The web console in headless Chromium against the whole pipeline: a task submitted with the CLI is followed live
  * (RUNNING with partial progress, then SUCCEEDED, without a reload) in its detail view (timeline, result); the task
- * list is keyboard-operable; behind a gateway with API keys the console asks for a key, refuses a wrong one and
+ * list is keyboard-operable and lists unfinished (and stalled) tasks; behind a gateway with API keys the console asks for a key, refuses a wrong one and
  * works with the right one; a task still moving is not requeued (the reason shown); a task dead-lettered while the
  * enricher was down is replayed with a click once it is back, and succeeds. Screenshots go to test-artifacts/.
  * Skipped (with a message) when Debian's chromium is not installed (scripts/setup.sh installs it); under CI=true a
@@ -133,6 +133,15 @@ describe.skipIf(!existsSync(CHROMIUM))("web console", () => {
     expect(await page.isDisabled("button:text('Requeue stalled task')")).toBe(true);
     const { events } = await createAdminClient({ baseUrl: pipeline.gatewayUrl }).getTaskHistory({ taskId });
     expect(events.map((event) => event.action)).not.toContain("requeued_stalled");
+  });
+
+  it("lists unfinished tasks, and those unchanged for ten minutes (none here), from the Unfinished filter", async () => {
+    const taskId = await submitWithCli("sleep", { ms: 3000 });
+    await page.goto(`${webUrl}/tasks?stalled=0`);
+    await page.waitForSelector(`#task-list a:text('${taskId}')`, { timeout: 10_000 });
+    await page.selectOption("select[name=stalled]", "600");
+    await page.waitForSelector("#task-list p:text('No task matches.')", { timeout: 10_000 });
+    expect(page.url()).toMatch(/\/tasks\?stalled=600$/);
   });
 
   it("reaches the task list with Tab and opens a task with Enter", async () => {

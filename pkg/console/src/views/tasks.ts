@@ -1,5 +1,6 @@
 /**
- * Tasks: filters by state, type, priority and creation time, a debounced search box, and one page at a time
+ * Tasks: filters by state, type, priority and creation time, unfinished tasks by how long their status has not
+ * changed (stalled ones are the candidates for a requeue), a debounced search box, and one page at a time
  * (the server pages with tokens; only the page shown is rendered, so 10,000 tasks cost no more than 50).
  */
 import { timestampFromDate } from "@bufbuild/protobuf/wkt";
@@ -17,6 +18,12 @@ export const tasksView: View = (main, { query }) => {
   const field = (label: string, control: HTMLElement) => h("label", {}, h("span", {}, label), control);
   const stateSelect = select("state", ["", ...enumNames(TaskState)], query.get("state") ?? "");
   const prioritySelect = select("priority", ["", "HIGH", "MEDIUM", "LOW"], query.get("priority") ?? "");
+  const stalledSelect = select(
+    "stalled",
+    STALLED_OPTIONS.map(([value]) => value),
+    query.get("stalled") ?? "",
+    Object.fromEntries(STALLED_OPTIONS),
+  );
   const typeInput = h("input", {
     name: "type",
     value: query.get("type") ?? "",
@@ -54,6 +61,7 @@ export const tasksView: View = (main, { query }) => {
       field("State", stateSelect),
       field("Type", typeInput),
       field("Priority", prioritySelect),
+      field("Unfinished", stalledSelect),
       field("Created after", afterInput),
       field("Created before", beforeInput),
     ),
@@ -79,6 +87,7 @@ export const tasksView: View = (main, { query }) => {
         query: searchInput.value.trim(),
         createdAfter: afterInput.value ? timestampFromDate(new Date(afterInput.value)) : undefined,
         createdBefore: beforeInput.value ? timestampFromDate(new Date(beforeInput.value)) : undefined,
+        stalledForSeconds: stalledSelect.value === "" ? undefined : Number(stalledSelect.value),
         pageSize: PAGE_SIZE,
         pageToken,
       });
@@ -118,6 +127,7 @@ export const tasksView: View = (main, { query }) => {
     for (const [name, input] of [
       ["state", stateSelect],
       ["priority", prioritySelect],
+      ["stalled", stalledSelect],
       ["type", typeInput],
       ["after", afterInput],
       ["before", beforeInput],
@@ -132,7 +142,7 @@ export const tasksView: View = (main, { query }) => {
   const searchLater = debounce(restart, SEARCH_DEBOUNCE_MS);
   searchInput.addEventListener("input", searchLater);
   typeInput.addEventListener("input", searchLater);
-  for (const control of [stateSelect, prioritySelect, afterInput, beforeInput])
+  for (const control of [stateSelect, prioritySelect, stalledSelect, afterInput, beforeInput])
     control.addEventListener("change", restart);
   next.addEventListener("click", () => {
     tokens.push(current);
@@ -149,8 +159,26 @@ function enumNames(enumObject: Record<string, string | number>): string[] {
   return Object.keys(enumObject).filter((key) => Number.isNaN(Number(key)) && key !== "UNSPECIFIED");
 }
 
-function select(name: string, options: string[], value: string): HTMLSelectElement {
-  const element = h("select", { name }, ...options.map((option) => h("option", { value: option }, option || "any")));
+/** ListTasks' stalled_for_seconds as option values, in order: every unfinished task, or those unchanged a while. */
+const STALLED_OPTIONS: [string, string][] = [
+  ["", "any"],
+  ["0", "all unfinished"],
+  ["600", "unchanged 10 min"],
+  ["3600", "unchanged 1 h"],
+  ["86400", "unchanged 1 day"],
+];
+
+function select(
+  name: string,
+  options: string[],
+  value: string,
+  labels: Record<string, string> = {},
+): HTMLSelectElement {
+  const element = h(
+    "select",
+    { name },
+    ...options.map((option) => h("option", { value: option }, labels[option] ?? (option || "any"))),
+  );
   (element as HTMLSelectElement).value = value;
   return element as HTMLSelectElement;
 }
