@@ -1,9 +1,10 @@
 /**
  * The web console in headless Chromium against the whole pipeline: a task submitted with the CLI is followed live
  * (RUNNING with partial progress, then SUCCEEDED, without a reload) in its detail view (timeline, result); the task
- * list is keyboard-operable and lists unfinished (and stalled) tasks; behind a gateway with API keys the console asks for a key, refuses a wrong one and
- * works with the right one; a task still moving is not requeued (the reason shown); a task dead-lettered while the
- * enricher was down is replayed with a click once it is back, and succeeds. Screenshots go to test-artifacts/.
+ * list is keyboard-operable and lists unfinished (and stalled) tasks; behind a gateway with API keys the console asks
+ * for a key, refuses a wrong one and works with the right one; a task still moving is not requeued (the reason
+ * shown); a task dead-lettered while the enricher was down is replayed with a click once it is back, and succeeds.
+ * Screenshots go to test-artifacts/.
  * Skipped (with a message) when Debian's chromium is not installed (scripts/setup.sh installs it); under CI=true a
  * missing chromium fails instead.
  */
