@@ -7,14 +7,15 @@ import { Keys } from "./keys.js";
 import { luaScript } from "./script.js";
 
 // KEYS: task:<id>, task_status:<id>, task_cancel:<id>, tasks_unqueued; ARGV: the requeue's time (ms), the task id,
-// the generation and the status version the decision was made on. Returns the new generation, -1 when the task
-// record has expired, -2 when its generation or status changed meanwhile (the task moved, or another requeue or a
-// replay came first), -3 when a cancellation has been requested.
+// the generation and the status version the decision was made on, and "1" to clear the cancel marker instead of
+// refusing for it. Returns the new generation, -1 when the task record has expired, -2 when its generation or status
+// changed meanwhile (the task moved, or another requeue or a replay came first), -3 when a cancellation has been
+// requested.
 const CLAIM_REQUEUE = luaScript(`
 if redis.call('EXISTS', KEYS[1]) == 0 then return -1 end
 if tonumber(redis.call('HGET', KEYS[1], 'generation') or '0') ~= tonumber(ARGV[3]) then return -2 end
 if tonumber(redis.call('HGET', KEYS[2], 'version') or '0') ~= tonumber(ARGV[4]) then return -2 end
-if redis.call('EXISTS', KEYS[3]) == 1 then return -3 end
+if ARGV[5] == '1' then redis.call('DEL', KEYS[3]) elseif redis.call('EXISTS', KEYS[3]) == 1 then return -3 end
 local generation = redis.call('HINCRBY', KEYS[1], 'generation', 1)
 redis.call('ZADD', KEYS[4], ARGV[1], ARGV[2])
 return generation
@@ -30,7 +31,9 @@ export type RequeueClaim =
  * tasks_unqueued (scored by `atMs`) in one script, only if neither has changed since (so of two operators requeuing
  * one task at once only one does, and a task that moved after it was judged stalled is left alone) and no cancel
  * was requested. As with a replay's claim, what follows (PENDING of the new generation, the tasks.ingest message) is
- * the requeue sweeper's to finish should the gateway die or NATS fail in between.
+ * the requeue sweeper's to finish should the gateway die or NATS fail in between. `clearCancelMarker` is for a task
+ * the requeue sweeper failed "not queued": its marker is the sweeper's (against a late message of the old
+ * generation, which workers now skip as superseded), not a user's cancel, and goes with the new generation.
  */
 export async function claimRequeue(
   redis: Redis,
@@ -38,12 +41,13 @@ export async function claimRequeue(
   expectedGeneration: number,
   expectedVersion: number,
   atMs: number,
+  { clearCancelMarker = false }: { clearCancelMarker?: boolean } = {},
 ): Promise<RequeueClaim> {
   const reply = Number(
     await CLAIM_REQUEUE.run(
       redis,
       [Keys.task(taskId), Keys.status(taskId), Keys.cancel(taskId), Keys.unqueued],
-      [atMs, taskId, expectedGeneration, expectedVersion],
+      [atMs, taskId, expectedGeneration, expectedVersion, clearCancelMarker ? "1" : "0"],
     ),
   );
   if (reply > 0) return { claimed: true, generation: reply };

@@ -79,6 +79,17 @@ test("a task being cancelled is not requeued", async () => {
   expect(await clients.redis.zscore(Keys.unqueued, TASK_ID)).toBeNull();
 });
 
+test("a task the sweeper failed as never queued: its marker (the sweeper's) is cleared with the new generation", async () => {
+  await setUp();
+  await markCancelled(clients.redis, TASK_ID, "not queued: too old to queue safely");
+  expect(await claimRequeue(clients.redis, TASK_ID, 0, VERSION, Date.now(), { clearCancelMarker: true })).toEqual({
+    claimed: true,
+    generation: 1,
+  });
+  expect(await clients.redis.exists(Keys.cancel(TASK_ID))).toBe(0);
+  expect(await clients.redis.zscore(Keys.unqueued, TASK_ID)).not.toBeNull();
+});
+
 test("a task whose record expired is not requeued and no record is made up", async () => {
   await setUp();
   await clients.redis.del(Keys.task(TASK_ID));

@@ -104,7 +104,7 @@ export const HELP = {
   ),
   requeue: page(
     "Usage: taskctl requeue <id...> [--stalled-for DURATION]",
-    "Sends unfinished tasks whose status has not changed for a while through the pipeline again, under the same id,\nas a new generation: for tasks whose queued message was lost (a stream that outgrew its limits discards its\noldest messages). Whoever follows such a task sees it finish. A task that is finished, being cancelled or not\nstalled long enough is reported, not requeued (exit 1). A task whose old message turns up after all is\nskipped by the worker, but one already running when requeued runs twice: list candidates first with\ntaskctl ls --stalled-for 10m, and check taskctl stats.",
+    'Sends unfinished tasks whose status has not changed for a while through the pipeline again, under the same id,\nas a new generation: for tasks whose queued message was lost (a stream that outgrew its limits discards its\noldest messages), and for tasks FAILED "not queued" (their submission never reached the stream). Whoever follows\nsuch a task sees it finish. A task that is finished, being cancelled or not stalled long enough is reported, not\nrequeued (exit 1). A task whose old message turns up after all is skipped by the worker; keep --stalled-for above\nthe workers\' TASK_TIMEOUT_MS so that no handler of it can still be running. List candidates first with\ntaskctl ls --stalled-for 10m, and check taskctl stats.',
     `Options:
   --stalled-for D   only tasks whose status has not changed for D: 0, seconds, or 90s, 15m, 2h, 1d
                     (default 10m; 0 requeues any unfinished task)`,

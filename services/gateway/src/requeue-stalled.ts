@@ -4,7 +4,8 @@
  * through the pipeline again under its own id, as a new generation, so whoever follows the task sees it finish.
  *
  *   1. checks: the task exists, is unfinished (a FAILED task's way back is its dead letter's replay), and its status
- *      has not changed for `stalledForMs`;
+ *      has not changed for `stalledForMs`; or it was failed "not queued" by the requeue sweeper (its submission never
+ *      reached the stream: it never ran, has no dead letter, and its cancel marker is the sweeper's, cleared here);
  *   2. starts the new generation in one Redis script (claimRequeue), only if the task's generation and status
  *      version are still the ones checked (of two operators requeuing one task only one does; a task that moved in
  *      between is left alone) and no cancel was requested; the task is entered in tasks_unqueued;
@@ -19,6 +20,7 @@ import type { Runtime } from "@tm/kit";
 import { claimRequeue, readStatus, readTask } from "@tm/store";
 import { dependency } from "./dependencies.js";
 import { queueGeneration } from "./queue-generation.js";
+import { NOT_QUEUED_PREFIX } from "./requeue-sweeper.js";
 
 export type RequeueOutcome =
   | { taskId: string; result: "requeued"; generation: number; previousState: TaskState }
@@ -45,7 +47,10 @@ export async function requeueStalledTask(
   }
   const previousState = status.state;
   const refuse = (reason: string): RequeueOutcome => ({ taskId, result: "failed_precondition", reason, previousState });
-  if (isTerminal(previousState)) {
+  // Failed by the requeue sweeper because its submission never reached the stream: it never ran and has no dead
+  // letter, so this is its way through the pipeline under its own id (no threshold: nothing of it is running).
+  const neverQueued = previousState === "FAILED" && status.error.startsWith(NOT_QUEUED_PREFIX);
+  if (isTerminal(previousState) && !neverQueued) {
     return refuse(
       previousState === "FAILED"
         ? "it is FAILED: a failed task goes through the pipeline again by replaying its dead letter (taskctl dlq replay)"
@@ -56,7 +61,7 @@ export async function requeueStalledTask(
   const changedAtMs = Date.parse(status.updatedAt);
   if (Number.isNaN(changedAtMs)) return refuse(`its status has no valid time of change ("${status.updatedAt}")`);
   const unchangedMs = now - changedAtMs;
-  if (unchangedMs < stalledForMs) {
+  if (!neverQueued && unchangedMs < stalledForMs) {
     return refuse(
       `it is ${previousState} and its status changed ${formatSeconds(unchangedMs)} ago; only tasks stalled for at ` +
         `least ${formatSeconds(stalledForMs)} are requeued (stalled_for_seconds)`,
@@ -64,7 +69,7 @@ export async function requeueStalledTask(
   }
 
   const claim = await dependency("Redis", "starting the task's new generation", () =>
-    claimRequeue(rt.redis, taskId, task.generation, status.version, now),
+    claimRequeue(rt.redis, taskId, task.generation, status.version, now, { clearCancelMarker: neverQueued }),
   );
   if (!claim.claimed) {
     if (claim.reason === "expired") return { taskId, result: "not_found", reason: "the task expired meanwhile" };

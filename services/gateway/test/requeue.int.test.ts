@@ -284,6 +284,35 @@ describe("an interrupted submission", () => {
     await expectRequeuedAsGeneration(task.taskId, 1);
   });
 
+  test("a task failed as never queued is requeued under its id: marker cleared, queued as generation 1", async () => {
+    const task = await interruptedSubmission(100_000);
+    await waitFor("the sweeper's FAILED and marker", async () => (await isCancelled(redis, task.taskId)) === true);
+    await waitFor("the task to leave tasks_unqueued", async () => !(await unqueued(task.taskId)));
+    // No threshold applies (the default ten minutes here): the task never ran.
+    const outcome = await requeueStalledTask(gateways[0]!.runtime, task.taskId, 600_000);
+    expect(outcome).toEqual({ taskId: task.taskId, result: "requeued", generation: 1, previousState: "FAILED" });
+    expect(await isCancelled(redis, task.taskId)).toBe(false);
+    await waitFor("the new generation's message", async () => (await ingested(task.taskId)).length > 0);
+    expect((await ingested(task.taskId)).map((q) => [q.msgId, q.message.generation])).toEqual([
+      [`${task.taskId}:ingest:1`, 1],
+    ]);
+    expect(await readStatus(redis, task.taskId)).toMatchObject({ state: "PENDING", generation: 1 });
+    await waitFor("taken out of tasks_unqueued once queued", async () => !(await unqueued(task.taskId)));
+  });
+
+  test("a task FAILED for any other reason is not requeued: its dead letter is replayed instead", async () => {
+    const task = newTask(3_600_000);
+    await saveTask(redis, task);
+    await applyStatus(redis, event({ taskId: task.taskId, state: "FAILED", generation: 0, error: "always fails" }));
+    expect(await requeueStalledTask(gateways[0]!.runtime, task.taskId, 0)).toEqual({
+      taskId: task.taskId,
+      result: "failed_precondition",
+      previousState: "FAILED",
+      reason:
+        "it is FAILED: a failed task goes through the pipeline again by replaying its dead letter (taskctl dlq replay)",
+    });
+  });
+
   test("two requeues of one stalled task at once start one generation, not two", async () => {
     const task = await stalledScheduled();
     const rt = gateways[0]!.runtime;

@@ -791,7 +791,8 @@ export enum RequeueResult {
   NOT_FOUND = 2,
 
   /**
-   * The task cannot be requeued (finished, being cancelled, not stalled long enough, or moved meanwhile); see reason.
+   * The task cannot be requeued (finished other than "not queued", being cancelled, not stalled long enough, or
+   * moved meanwhile); see reason.
    *
    * @generated from enum value: REQUEUE_RESULT_FAILED_PRECONDITION = 3;
    */
@@ -863,7 +864,8 @@ export const AdminService: GenService<{
   },
   /**
    * RequeueTasks sends stalled tasks (unfinished, their status unchanged for a while: their message lost, e.g.
-   * discarded by a full stream) through the pipeline again under the same id, as a new generation.
+   * discarded by a full stream), and tasks failed "not queued" by the gateway's requeue sweeper, through the pipeline
+   * again under the same id, as a new generation.
    *
    * @generated from rpc taskmanager.v1.AdminService.RequeueTasks
    */
