@@ -3,7 +3,8 @@
  * (RUNNING with partial progress, then SUCCEEDED, without a reload) in its detail view (timeline, result); the task
  * list is keyboard-operable and lists unfinished (and stalled) tasks; behind a gateway with API keys the console asks
  * for a key, refuses a wrong one and works with the right one; a task still moving is not requeued (the reason
- * shown); a task dead-lettered while the enricher was down is replayed with a click once it is back, and succeeds.
+ * shown); a task dead-lettered while the enricher was down is replayed with a click once it is back, and succeeds;
+ * a task failed "not queued" is requeued with a click and followed to SUCCEEDED.
  * Screenshots go to test-artifacts/.
  * Skipped (with a message) when Debian's chromium is not installed (scripts/setup.sh installs it); under CI=true a
  * missing chromium fails instead.
@@ -13,7 +14,9 @@ import { existsSync, mkdirSync, mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { promisify } from "node:util";
+import { StatusEventSchema, statusEvent } from "@tm/flow";
 import { createAdminClient } from "@tm/proto";
+import { applyStatus, markCancelled, readResult, saveTask } from "@tm/store";
 import { freePort, REPO_ROOT, spawnService, waitFor } from "@tm/testkit";
 import { type BrowserContext, chromium, type Page } from "playwright-core";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -219,5 +222,40 @@ describe.skipIf(!existsSync(CHROMIUM))("web console", () => {
 
     await page.goto(`${webUrl}/tasks/${taskId}`);
     await page.waitForSelector("#task-state:text('SUCCEEDED')", { timeout: 30_000 });
+  });
+
+  it("requeues, with a click, a task whose submission never reached the stream, and follows it to SUCCEEDED", async () => {
+    // What the gateway's requeue sweeper leaves for a submission cut short while NATS was down for good: the record,
+    // FAILED "not queued", and its cancel marker; no message anywhere.
+    const taskId = crypto.randomUUID();
+    const redis = pipeline.redisClient;
+    await saveTask(redis, {
+      taskId,
+      type: "echo",
+      priority: "high",
+      payload: { requeued: true },
+      metadata: {},
+      createdAt: new Date(Date.now() - 180_000).toISOString(),
+      generation: 0,
+    });
+    const error =
+      "not queued: the submission was interrupted and 180 s later is too old to queue safely; submit it again";
+    await applyStatus(
+      redis,
+      StatusEventSchema.parse(statusEvent({ taskId, state: "FAILED", source: "gateway", error, generation: 0 })),
+    );
+    await markCancelled(redis, taskId, error);
+
+    await page.goto(`${webUrl}/tasks/${taskId}`);
+    await page.waitForSelector("#task-state:text('FAILED')", { timeout: 10_000 });
+    expect(await page.isDisabled("button:text('Cancel task')")).toBe(true);
+    await page.click("button:text('Requeue stalled task')");
+    await page.waitForSelector("#announcer:text('Task requeued as generation 1.')", {
+      state: "attached",
+      timeout: 10_000,
+    });
+    // The page follows the new generation without a reload.
+    await page.waitForSelector("#task-state:text('SUCCEEDED')", { timeout: 30_000 });
+    expect(await readResult(redis, taskId)).toMatchObject({ generation: 1, output: { requeued: true } });
   });
 });

@@ -1,7 +1,8 @@
 /**
  * Task detail: the live status stream drawn as a stage-by-stage timeline (PENDING → INGESTED → SCHEDULED → RUNNING →
  * terminal) with times, a progress bar, attempts and errors; then the result, the audit history, Cancel, Requeue (an
- * unfinished task stalled for ten minutes: its message lost), and a link to the task's trace in Grafana.
+ * unfinished task stalled for ten minutes, its message lost, or one failed "not queued"), and a link to the task's
+ * trace in Grafana.
  */
 import type { Task, TaskStatus } from "@tm/proto/web";
 import { RequeueResult, TaskState } from "@tm/proto/web";
@@ -63,15 +64,17 @@ export const taskDetailView: View = (main, { params, config }) => {
     try {
       const { outcomes } = await admin.requeueTasks({ taskIds: [taskId] });
       const [outcome] = outcomes;
-      announce(
-        outcome?.result === RequeueResult.REQUEUED
-          ? `Task requeued as generation ${outcome.generation}.`
-          : `Not requeued: ${outcome?.reason ?? "no answer"}`,
-      );
+      if (outcome?.result === RequeueResult.REQUEUED) {
+        announce(`Task requeued as generation ${outcome.generation}.`);
+        // A task that had finished ("not queued") ended its status stream: follow the new generation.
+        if (status && TERMINAL_STATES.has(status.state)) void follow();
+      } else {
+        announce(`Not requeued: ${outcome?.reason ?? "no answer"}`);
+      }
     } catch (error) {
       announce(`Could not requeue: ${errorText(error)}`);
     } finally {
-      requeue.disabled = status !== undefined && TERMINAL_STATES.has(status.state);
+      requeue.disabled = status !== undefined && !requeueable(status);
     }
   });
 
@@ -89,7 +92,7 @@ export const taskDetailView: View = (main, { params, config }) => {
     if (!status) return;
     const terminal = TERMINAL_STATES.has(status.state);
     cancel.disabled = terminal;
-    requeue.disabled = terminal;
+    requeue.disabled = !requeueable(status);
     const progress = terminal && status.state === TaskState.SUCCEEDED ? 100 : status.progress;
     replace(
       live,
@@ -213,6 +216,12 @@ export const taskDetailView: View = (main, { params, config }) => {
   void follow();
   return () => controller.abort();
 };
+
+/** Unfinished, or FAILED "not queued" by the gateway's requeue sweeper (it never ran): what RequeueTasks may take. */
+function requeueable(status: TaskStatus): boolean {
+  if (!TERMINAL_STATES.has(status.state)) return true;
+  return status.state === TaskState.FAILED && status.error.startsWith("not queued:");
+}
 
 function stageRank(state: TaskState): number {
   return TERMINAL_STATES.has(state) ? STAGES.length : STAGES.indexOf(state);
