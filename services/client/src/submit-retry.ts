@@ -6,6 +6,7 @@
  */
 import { Code, ConnectError } from "@connectrpc/connect";
 import { isConnectionFailure } from "./exit-codes.js";
+import { type Io, println } from "./io.js";
 
 /** Waits before retry 1, 2, 3, ...; the last repeats. */
 export const RETRY_DELAYS_MS: readonly number[] = [250, 500, 1_000, 2_000, 4_000];
@@ -53,4 +54,13 @@ export async function withSubmitRetries<T>(
       await sleep(delayMs);
     }
   }
+}
+
+/** What submit, submit --watch and demo print before each retry (stderr, so --json output stays parseable). */
+export function printRetry(io: Io, { error, attempt, attempts, delayMs }: RetryNotice): void {
+  const reason = error instanceof ConnectError ? error.rawMessage : (error as Error).message;
+  println(
+    io.stderr,
+    `gateway unavailable (${reason}); retrying in ${delayMs / 1000} s (attempt ${attempt} of ${attempts})`,
+  );
 }

@@ -217,7 +217,9 @@ export const taskDetailView: View = (main, { params, config }) => {
   return () => controller.abort();
 };
 
-/** Unfinished, or FAILED "not queued" by the gateway's requeue sweeper (it never ran): what RequeueTasks may take. */
+/** Unfinished, or FAILED "not queued" by the gateway's requeue sweeper (it never ran): what RequeueTasks may take.
+ *  The prefix is the gateway's NOT_QUEUED_PREFIX (services/gateway/src/requeue-sweeper.ts), which this browser
+ *  bundle cannot import. */
 function requeueable(status: TaskStatus): boolean {
   if (!TERMINAL_STATES.has(status.state)) return true;
   return status.state === TaskState.FAILED && status.error.startsWith("not queued:");

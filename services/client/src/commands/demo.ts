@@ -8,9 +8,8 @@ import { Priority, type TaskClient, TaskState } from "@tm/proto";
 import { CliError, ExitCode } from "../exit-codes.js";
 import { type Io, println } from "../io.js";
 import { isTerminal, renderSummary, stateName, summarise } from "../render.js";
-import { DEFAULT_SUBMIT_RETRIES, generatedIdempotencyKey, withSubmitRetries } from "../submit-retry.js";
+import { DEFAULT_SUBMIT_RETRIES, generatedIdempotencyKey, printRetry, withSubmitRetries } from "../submit-retry.js";
 import { type SubmittedStream, submitAndStream } from "../submit-stream.js";
-import { printRetry } from "./submit.js";
 import { watchTasks } from "./watch.js";
 
 export interface DemoTask {

@@ -1,10 +1,9 @@
-import { ConnectError } from "@connectrpc/connect";
 import type { TaskClient } from "@tm/proto";
 import type { Invocation } from "../args.js";
 import { UNARY_TIMEOUT_MS } from "../connection.js";
 import { ExitCode } from "../exit-codes.js";
 import { type Io, println } from "../io.js";
-import { generatedIdempotencyKey, type RetryNotice, withSubmitRetries } from "../submit-retry.js";
+import { generatedIdempotencyKey, printRetry, withSubmitRetries } from "../submit-retry.js";
 import { type SubmissionFields, submitAndStream } from "../submit-stream.js";
 import { watchTasks } from "./watch.js";
 
@@ -63,14 +62,6 @@ function retryableRequest(invocation: SubmitInvocation): { request: SubmissionFi
   const request = submitRequestOf(invocation);
   if (request.idempotencyKey || invocation.retries === 0) return { request, generatedKey: false };
   return { request: { ...request, idempotencyKey: generatedIdempotencyKey() }, generatedKey: true };
-}
-
-export function printRetry(io: Io, { error, attempt, attempts, delayMs }: RetryNotice): void {
-  const reason = error instanceof ConnectError ? error.rawMessage : (error as Error).message;
-  println(
-    io.stderr,
-    `gateway unavailable (${reason}); retrying in ${delayMs / 1000} s (attempt ${attempt} of ${attempts})`,
-  );
 }
 
 function printSubmitted(io: Io, json: boolean, { taskId, deduplicated }: { taskId: string; deduplicated: boolean }) {
