@@ -188,7 +188,7 @@ export function renderReplay(outcomes: ReplayOutcome[], more: boolean): string {
       o.id,
       o.taskId || "-",
       replayResultName(o.result),
-      o.result === ReplayResult.REPLAYED ? `generation ${o.generation}` : o.reason,
+      o.result === ReplayResult.REPLAYED ? generationDetail(o) : o.reason,
     ]),
   );
   return more ? `${rows}\nmore dead letters match: run the command again` : rows;
@@ -201,7 +201,14 @@ export function renderRequeue(outcomes: RequeueOutcome[]): string {
       o.taskId,
       o.previousState === TaskState.UNSPECIFIED ? "-" : stateName(o.previousState).toLowerCase(),
       (RequeueResult[o.result] ?? String(o.result)).toLowerCase(),
-      o.result === RequeueResult.REQUEUED ? `generation ${o.generation}` : o.reason,
+      o.result === RequeueResult.REQUEUED ? generationDetail(o) : o.reason,
     ]),
   );
+}
+
+/** A replayed or requeued item's detail: its generation, and whether the requeue sweeper still has to queue it. */
+function generationDetail(o: { generation: number; queuePending: boolean; reason: string }): string {
+  return o.queuePending
+    ? `generation ${o.generation}, queued by the requeue sweeper once NATS answers (${o.reason})`
+    : `generation ${o.generation}`;
 }

@@ -31,7 +31,8 @@ const EXIT_CODES = `Exit codes:
      dlq replay: a dead letter was not replayed; requeue: a task was not requeued)
   2  usage error (bad flag or value, malformed --payload), or the gateway rejected the request as invalid
   3  not found
-  4  server unavailable (cannot connect, UNAVAILABLE, no answer in time)
+  4  server unavailable (cannot connect, UNAVAILABLE, no answer in time; dlq replay, requeue: Redis or NATS
+     stopped answering during the call, and the rows marked unavailable were not done: call again for them)
   5  other server error`;
 
 function page(usage: string, description: string, options = ""): string {

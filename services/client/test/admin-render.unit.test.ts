@@ -22,6 +22,8 @@ import {
   table,
   truncate,
 } from "../src/admin-render.js";
+import { exitFor } from "../src/commands/admin.js";
+import { ExitCode } from "../src/exit-codes.js";
 
 const NOW = Date.parse("2026-03-01T12:00:00Z");
 
@@ -143,5 +145,55 @@ describe("operator tables", () => {
       "t2    succeeded  failed_precondition  it is SUCCEEDED",
       "t3    -          not_found            no task with this id",
     ]);
+  });
+
+  test("an outage mid-call: the task left to the sweeper says so, the tasks not attempted say why", () => {
+    const outcomes = [
+      create(RequeueOutcomeSchema, {
+        taskId: "t1",
+        result: RequeueResult.REQUEUED,
+        generation: 2,
+        previousState: TaskState.RUNNING,
+        queuePending: true,
+        reason: "NATS down",
+      }),
+      create(RequeueOutcomeSchema, {
+        taskId: "t2",
+        result: RequeueResult.UNAVAILABLE,
+        reason: "not attempted: NATS down (at task t1); call again",
+      }),
+    ];
+    expect(renderRequeue(outcomes).split("\n")).toEqual([
+      "TASK  WAS      RESULT       DETAIL",
+      "t1    running  requeued     generation 2, queued by the requeue sweeper once NATS answers (NATS down)",
+      "t2    -        unavailable  not attempted: NATS down (at task t1); call again",
+    ]);
+    const letters = [
+      create(ReplayOutcomeSchema, {
+        id: "TASKS:9",
+        taskId: "t",
+        result: ReplayResult.REPLAYED,
+        generation: 1,
+        queuePending: true,
+        reason: "x",
+      }),
+    ];
+    expect(renderReplay(letters, false).split("\n")[1]).toBe(
+      "TASKS:9  t     replayed  generation 1, queued by the requeue sweeper once NATS answers (x)",
+    );
+  });
+
+  test("exit codes: 0 all done, 1 any refused, 4 when an outage stopped the call (whatever else happened)", () => {
+    const { REQUEUED, FAILED_PRECONDITION, UNAVAILABLE } = RequeueResult;
+    const exit = (...results: RequeueResult[]) =>
+      exitFor(
+        results.map((result) => ({ result })),
+        REQUEUED,
+        UNAVAILABLE,
+      );
+    expect(exit(REQUEUED, REQUEUED)).toBe(ExitCode.Ok);
+    expect(exit(REQUEUED, FAILED_PRECONDITION)).toBe(ExitCode.TaskFailed);
+    expect(exit(FAILED_PRECONDITION, UNAVAILABLE)).toBe(ExitCode.Unavailable);
+    expect(exit(REQUEUED, UNAVAILABLE)).toBe(ExitCode.Unavailable);
   });
 });

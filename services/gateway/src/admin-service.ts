@@ -1,7 +1,7 @@
 /**
  * AdminService handlers: queue stats (JetStream consumers + Redis), task listing (the task_index sorted set),
  * task history (task_history:<id>), dead letters (the dead_letter list) and their replay (replay.ts), and the requeue
- * of stalled tasks (requeue-stalled.ts).
+ * of stalled tasks (requeue-stalled.ts); the last two answer an outage with per-item outcomes (batch-outcomes.ts).
  *
  * Dead letters are found by scanning the list (≤ 100,000 entries, newest first) in chunks; a listing call
  * examines at most SCAN_LIMIT entries. Dead-letter page tokens are list offsets: a replay or a new letter between
@@ -45,12 +45,13 @@ import {
   taskPageToken,
 } from "./admin-validation.js";
 import { callerOf } from "./auth/caller.js";
+import { handleUntilUnavailable } from "./batch-outcomes.js";
 import { dependency } from "./dependencies.js";
 import { priorityToProto, stateToProto, statusToProto, timestampFromIso } from "./mapping.js";
 import type { QueueStats } from "./queue-stats.js";
 import { redisCaller } from "./redis-call.js";
 import { type ReplayOutcome, replayDeadLetter } from "./replay.js";
-import { requeueStalledTask } from "./requeue-stalled.js";
+import { type RequeueOutcome, requeueStalledTask } from "./requeue-stalled.js";
 import { parseTaskId } from "./validation.js";
 
 type AdminServiceMethods = typeof AdminService extends { method: infer M } ? M : never;
@@ -182,40 +183,60 @@ export function adminServiceHandlers(
         if (!request.all && found.size === wanted.size) break;
       }
       const ids = request.all ? [...found.keys()] : [...wanted];
-      const outcomes = [];
-      for (const id of ids) {
-        const line = found.get(id);
-        const outcome: ReplayOutcome = line
-          ? await replayDeadLetter(rt, id, line, callerOf(ctx))
-          : { id, result: "not_found", reason: "no dead letter with this id" };
-        outcomes.push({
-          id,
+      const outcomes = await handleUntilUnavailable(
+        ids,
+        (id): Promise<ReplayOutcome> => {
+          const line = found.get(id);
+          return line
+            ? replayDeadLetter(rt, id, line, callerOf(ctx))
+            : Promise.resolve({ id, result: "not_found", reason: "no dead letter with this id" });
+        },
+        {
+          unavailable: (id, reason): ReplayOutcome => {
+            const taskId = found.get(id)?.letter?.taskId;
+            return { id, result: "unavailable", reason, ...(taskId ? { taskId } : {}) };
+          },
+          nameOf: (id) => `dead letter ${id}`,
+          outageIn: (outcome) => (outcome.result === "replayed" ? outcome.queuePending : undefined),
+        },
+      );
+      return {
+        outcomes: outcomes.map((outcome) => ({
+          id: outcome.id,
           result: RESULTS[outcome.result],
           taskId: outcome.taskId ?? "",
           generation: outcome.result === "replayed" ? outcome.generation : 0,
-          reason: outcome.result === "replayed" ? "" : outcome.reason,
-        });
-      }
-      return { outcomes, more };
+          reason: outcome.result === "replayed" ? (outcome.queuePending ?? "") : outcome.reason,
+          queuePending: outcome.result === "replayed" && outcome.queuePending !== undefined,
+        })),
+        more,
+      };
     },
 
     async requeueTasks(request, ctx) {
       const { taskIds, stalledForMs } = parseRequeueRequest(request.taskIds, request.stalledForSeconds);
-      const outcomes = [];
-      for (const taskId of taskIds) {
-        const outcome = await requeueStalledTask(rt, taskId, stalledForMs, callerOf(ctx));
-        outcomes.push({
-          taskId,
+      const outcomes = await handleUntilUnavailable(
+        taskIds,
+        (taskId) => requeueStalledTask(rt, taskId, stalledForMs, callerOf(ctx)),
+        {
+          unavailable: (taskId, reason): RequeueOutcome => ({ taskId, result: "unavailable", reason }),
+          nameOf: (taskId) => `task ${taskId}`,
+          outageIn: (outcome) => (outcome.result === "requeued" ? outcome.queuePending : undefined),
+        },
+      );
+      return {
+        outcomes: outcomes.map((outcome) => ({
+          taskId: outcome.taskId,
           result: REQUEUE_RESULTS[outcome.result],
           generation: outcome.result === "requeued" ? outcome.generation : 0,
-          reason: outcome.result === "requeued" ? "" : outcome.reason,
+          reason: outcome.result === "requeued" ? (outcome.queuePending ?? "") : outcome.reason,
+          queuePending: outcome.result === "requeued" && outcome.queuePending !== undefined,
           previousState:
-            outcome.result === "not_found" || outcome.previousState === undefined
-              ? TaskState.UNSPECIFIED
-              : stateToProto(outcome.previousState),
-        });
-      }
-      return { outcomes };
+            "previousState" in outcome && outcome.previousState !== undefined
+              ? stateToProto(outcome.previousState)
+              : TaskState.UNSPECIFIED,
+        })),
+      };
     },
   };
 }
@@ -224,12 +245,14 @@ const REQUEUE_RESULTS = {
   requeued: RequeueResult.REQUEUED,
   not_found: RequeueResult.NOT_FOUND,
   failed_precondition: RequeueResult.FAILED_PRECONDITION,
+  unavailable: RequeueResult.UNAVAILABLE,
 } as const;
 
 const RESULTS = {
   replayed: ReplayResult.REPLAYED,
   not_found: ReplayResult.NOT_FOUND,
   failed_precondition: ReplayResult.FAILED_PRECONDITION,
+  unavailable: ReplayResult.UNAVAILABLE,
 } as const;
 
 function matchesDeadLetter(line: DeadLetterLine, filter: DeadLetterFilter | undefined): boolean {

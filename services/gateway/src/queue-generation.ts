@@ -12,10 +12,22 @@ import { dependency } from "./dependencies.js";
 import { ingestMessageOf, ingestMsgId } from "./ingest-message-id.js";
 import { recordStatus } from "./record-status.js";
 
+/** Marks the error queueGeneration throws once the generation started (see isGenerationNotQueued). */
+const NOT_QUEUED = Symbol("generation not queued");
+
 /**
- * The generation is committed when this is called: should a step fail (NATS or Redis down), the error says so
- * (UNAVAILABLE, naming `what`, e.g. "the replay of task X") and the requeue sweeper finishes the job, since the
- * claim entered the task in tasks_unqueued; `afterwards` ends that message with what the caller should know.
+ * Whether queueGeneration failed after the generation was started (NATS or Redis down): the requeue sweeper queues
+ * it once they answer, since the claim entered the task in tasks_unqueued. The error is UNAVAILABLE, so a caller that
+ * lets it through reports an outage; the admin calls turn it into the task's outcome ("queue pending"). (A tagged
+ * ConnectError rather than a subclass: ConnectError's instanceof only recognises its own prototype and name.)
+ */
+export function isGenerationNotQueued(error: unknown): error is ConnectError {
+  return error instanceof ConnectError && NOT_QUEUED in error;
+}
+
+/**
+ * The generation is committed when this is called: should a step fail, the error says so (isGenerationNotQueued), naming `what`
+ * (e.g. "the replay of task X"); `afterwards` ends its message with what the caller should know.
  */
 export async function queueGeneration(
   rt: Runtime,
@@ -34,13 +46,16 @@ export async function queueGeneration(
     );
   } catch (error) {
     const cause = error instanceof ConnectError ? error.rawMessage : String((error as Error)?.message ?? error);
-    throw new ConnectError(
-      `${what} started generation ${generation} but could not queue it (${cause}); the requeue sweeper queues it ` +
-        `once NATS and Redis answer again${afterwards}`,
-      Code.Unavailable,
-      undefined,
-      undefined,
-      error,
+    throw Object.assign(
+      new ConnectError(
+        `${what} started generation ${generation} but could not queue it (${cause}); the requeue sweeper queues it ` +
+          `once NATS and Redis answer again${afterwards}`,
+        Code.Unavailable,
+        undefined,
+        undefined,
+        error,
+      ),
+      { [NOT_QUEUED]: generation },
     );
   }
   // Not awaited: should it fail, the sweeper finds the generation past PENDING (or republishes it, deduplicated).

@@ -14,7 +14,7 @@
  *      it out of tasks_unqueued once acknowledged, and audits "replayed".
  * Once step 2 has run the replay is committed: if step 3 fails (NATS or Redis down) or the gateway dies during it,
  * the requeue sweeper queues the new generation under the same message id (or fails it, past the stream's
- * duplicate window), as for an interrupted submission, and the call answers UNAVAILABLE saying so. Putting the
+ * duplicate window), as for an interrupted submission, and the outcome says so (replayed, `queuePending`). Putting the
  * letter back instead would leave a task whose PENDING of the new generation was written but never queued, and a
  * second replay of the letter would be refused for that very PENDING.
  */
@@ -22,7 +22,7 @@ import { isTerminal, publishAudit, Subjects } from "@tm/flow";
 import type { Runtime } from "@tm/kit";
 import { claimReplay, type DeadLetterLine, readStatus, readTask } from "@tm/store";
 import { dependency } from "./dependencies.js";
-import { queueGeneration } from "./queue-generation.js";
+import { isGenerationNotQueued, queueGeneration } from "./queue-generation.js";
 
 const TASK_SUBJECTS: ReadonlySet<string> = new Set([
   Subjects.ingest,
@@ -33,9 +33,12 @@ const TASK_SUBJECTS: ReadonlySet<string> = new Set([
 ]);
 
 export type ReplayOutcome =
-  | { id: string; result: "replayed"; taskId: string; generation: number }
+  /** `queuePending`: the generation started but NATS or Redis failed while queueing it (why); the sweeper queues it. */
+  | { id: string; result: "replayed"; taskId: string; generation: number; queuePending?: string }
   | { id: string; result: "not_found"; taskId?: string; reason: string }
-  | { id: string; result: "failed_precondition"; taskId?: string; reason: string };
+  | { id: string; result: "failed_precondition"; taskId?: string; reason: string }
+  /** Redis or NATS did not answer before the letter was claimed (given by the admin call, batch-outcomes.ts). */
+  | { id: string; result: "unavailable"; taskId?: string; reason: string };
 
 /** `caller` is the authenticated operator (undefined with GATEWAY_AUTH_MODE=none); the audit event names them. */
 export async function replayDeadLetter(
@@ -85,7 +88,14 @@ export async function replayDeadLetter(
     );
   }
   const { generation } = claim;
-  await queueGeneration(rt, task, generation, `the replay of task ${taskId}`, " (the letter is no longer listed)");
+  try {
+    await queueGeneration(rt, task, generation, `the replay of task ${taskId}`, " (the letter is no longer listed)");
+  } catch (error) {
+    // Committed: the sweeper queues it (and audits "requeued"). The "replayed" event is not attempted: NATS is most
+    // likely what failed, and a publish waits out its retry deadline before giving up.
+    if (!isGenerationNotQueued(error)) throw error;
+    return { id, result: "replayed", taskId, generation, queuePending: error.rawMessage };
+  }
   // The task is queued by now: failing the call here would invite a second replay (another generation, the work
   // done twice) for want of a history line, so a lost audit event is logged rather than returned.
   await publishAudit(rt.publisher, {

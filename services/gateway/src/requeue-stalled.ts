@@ -19,13 +19,16 @@ import { isTerminal, publishAudit, type TaskState } from "@tm/flow";
 import type { Runtime } from "@tm/kit";
 import { claimRequeue, readStatus, readTask } from "@tm/store";
 import { dependency } from "./dependencies.js";
-import { queueGeneration } from "./queue-generation.js";
+import { isGenerationNotQueued, queueGeneration } from "./queue-generation.js";
 import { NOT_QUEUED_PREFIX } from "./requeue-sweeper.js";
 
 export type RequeueOutcome =
-  | { taskId: string; result: "requeued"; generation: number; previousState: TaskState }
+  /** `queuePending`: the generation started but NATS or Redis failed while queueing it (why); the sweeper queues it. */
+  | { taskId: string; result: "requeued"; generation: number; previousState: TaskState; queuePending?: string }
   | { taskId: string; result: "not_found"; reason: string }
-  | { taskId: string; result: "failed_precondition"; reason: string; previousState?: TaskState };
+  | { taskId: string; result: "failed_precondition"; reason: string; previousState?: TaskState }
+  /** Redis or NATS did not answer before the generation started (given by the admin call, batch-outcomes.ts). */
+  | { taskId: string; result: "unavailable"; reason: string };
 
 /** `caller` is the authenticated operator (undefined with GATEWAY_AUTH_MODE=none); the audit event names them. */
 export async function requeueStalledTask(
@@ -80,7 +83,13 @@ export async function requeueStalledTask(
     );
   }
   const { generation } = claim;
-  await queueGeneration(rt, task, generation, `the requeue of task ${taskId}`);
+  try {
+    await queueGeneration(rt, task, generation, `the requeue of task ${taskId}`);
+  } catch (error) {
+    // Committed: the sweeper queues it (and audits "requeued"); as for a replay, the audit event is not attempted.
+    if (!isGenerationNotQueued(error)) throw error;
+    return { taskId, result: "requeued", generation, previousState, queuePending: error.rawMessage };
+  }
   // Queued by now: as with a replay, a lost audit event is logged rather than failing the call (which would invite
   // a second requeue, the work run once more).
   await publishAudit(rt.publisher, {

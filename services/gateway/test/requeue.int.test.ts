@@ -4,10 +4,9 @@
  * record, maybe its PENDING status, and its tasks_unqueued entry. Two gateway replicas sweep, as deployed.
  */
 
-import { Code } from "@connectrpc/connect";
 import { type AuditEvent, createPublisher, decodeMessage, type Subject, Subjects, type TaskMessage } from "@tm/flow";
 import type { Runtime } from "@tm/kit";
-import { createAdminClient, createTaskClient, Priority } from "@tm/proto";
+import { createAdminClient, createTaskClient, Priority, ReplayResult, RequeueResult } from "@tm/proto";
 import {
   appendDeadLetter,
   applyStatus,
@@ -98,6 +97,14 @@ async function expectRequeuedAsGeneration(taskId: string, generation: number): P
   expect(await readStatus(redis, taskId)).toMatchObject({ state: "PENDING", generation });
   await waitFor("the requeued audit event", async () => (await audited(taskId)).length > 0);
   expect((await audited(taskId)).map((e) => [e.action, e.detail?.generation])).toEqual([["requeued", generation]]);
+}
+
+/** A publisher on a connection that is closed: every publish fails at once, as with NATS gone for good. */
+async function lostPublisher() {
+  const lost = await connect({ servers: infra.nats.url });
+  const publisher = createPublisher(lost);
+  await lost.close();
+  return publisher;
 }
 
 /** A task whose generation 0 failed for good: its record, its FAILED status and its dead letter (alone in the list). */
@@ -231,17 +238,13 @@ describe("an interrupted submission", () => {
     await expectRequeuedAsGeneration(task.taskId, 1);
   });
 
-  test("a replay whose NATS fails after its claim answers UNAVAILABLE and is queued by the sweeper", async () => {
+  test("a replay whose NATS fails after its claim is replayed with its queueing pending, and queued by the sweeper", async () => {
     const { task, line } = await deadLettered();
-    // A publisher on a connection that is closed: every publish fails at once, as with NATS gone for good.
-    const lost = await connect({ servers: infra.nats.url });
-    const publisher = createPublisher(lost);
-    await lost.close();
-    const rt = { ...gateways[0]!.runtime, publisher } as Runtime;
+    const rt = { ...gateways[0]!.runtime, publisher: await lostPublisher() } as Runtime;
 
-    const replay = replayDeadLetter(rt, line.letter!.id, line);
-    await expect(replay).rejects.toMatchObject({ code: Code.Unavailable });
-    await expect(replay).rejects.toThrow(
+    const outcome = await replayDeadLetter(rt, line.letter!.id, line);
+    expect(outcome).toMatchObject({ result: "replayed", taskId: task.taskId, generation: 1 });
+    expect(outcome.result === "replayed" && outcome.queuePending).toMatch(
       new RegExp(`replay of task ${task.taskId} started generation 1 but could not queue it .*requeue sweeper`),
     );
     // The letter stays claimed (put back, it could not be replayed again: its task is PENDING of generation 1).
@@ -269,19 +272,90 @@ describe("an interrupted submission", () => {
     expect((await ingested(task.taskId)).map((q) => q.msgId)).toEqual([`${task.taskId}:ingest:1`]);
   });
 
-  test("a requeue of a stalled task whose NATS fails after its claim answers UNAVAILABLE and is queued by the sweeper", async () => {
+  test("a requeue of a stalled task whose NATS fails after its claim is requeued with its queueing pending, and queued by the sweeper", async () => {
     const task = await stalledScheduled();
-    const lost = await connect({ servers: infra.nats.url });
-    const publisher = createPublisher(lost);
-    await lost.close();
-    const rt = { ...gateways[0]!.runtime, publisher } as Runtime;
+    const rt = { ...gateways[0]!.runtime, publisher: await lostPublisher() } as Runtime;
 
-    const requeue = requeueStalledTask(rt, task.taskId, 0);
-    await expect(requeue).rejects.toMatchObject({ code: Code.Unavailable });
-    await expect(requeue).rejects.toThrow(
+    const outcome = await requeueStalledTask(rt, task.taskId, 0);
+    expect(outcome).toMatchObject({ result: "requeued", generation: 1, previousState: "SCHEDULED" });
+    expect(outcome.result === "requeued" && outcome.queuePending).toMatch(
       new RegExp(`requeue of task ${task.taskId} started generation 1 but could not queue it .*requeue sweeper`),
     );
     await expectRequeuedAsGeneration(task.taskId, 1);
+  });
+
+  test("RequeueTasks hit by an outage mid-call answers every outcome: done, queue pending, not attempted", async () => {
+    const [first, second, third] = [await stalledScheduled(), await stalledScheduled(), await stalledScheduled()];
+    // The gateway's own publisher, on its real connection, refusing the second task's tasks.ingest publish as a
+    // NATS gone for good would (at once, instead of after the publisher's 30 s of retries).
+    const handle = gateways[0]!.runtime.nats;
+    const real = handle.publisher;
+    handle.publisher = {
+      publish(subject, message, options) {
+        if (subject === Subjects.ingest && (message as { taskId?: string }).taskId === second.taskId) {
+          return Promise.reject(new Error("NATS connection closed"));
+        }
+        return real.publish(subject, message, options);
+      },
+    };
+    try {
+      const admin = createAdminClient({ baseUrl: gateways[0]!.baseUrl });
+      const { outcomes } = await admin.requeueTasks({
+        taskIds: [first.taskId, second.taskId, third.taskId],
+        stalledForSeconds: 0,
+      });
+      expect(outcomes.map((o) => [o.taskId, RequeueResult[o.result], o.generation, o.queuePending])).toEqual([
+        [first.taskId, "REQUEUED", 1, false],
+        [second.taskId, "REQUEUED", 1, true],
+        [third.taskId, "UNAVAILABLE", 0, false],
+      ]);
+      expect(outcomes[0]?.reason).toBe("");
+      expect(outcomes[1]?.reason).toMatch(/started generation 1 but could not queue it \(.*NATS connection closed/);
+      expect(outcomes[2]?.reason).toMatch(
+        new RegExp(
+          `^not attempted: the requeue of task ${second.taskId} started generation 1 .* \\(at task ${second.taskId}\\); call again$`,
+        ),
+      );
+    } finally {
+      handle.publisher = real;
+    }
+    // The first was queued by the call, the second by the sweeper; the third was left as it was.
+    await waitFor("the first task's new generation", async () => (await ingested(first.taskId)).length > 0);
+    expect((await ingested(first.taskId)).map((q) => q.msgId)).toEqual([`${first.taskId}:ingest:1`]);
+    await expectRequeuedAsGeneration(second.taskId, 1);
+    expect(await redis.hget(Keys.task(third.taskId), "generation")).toBe("0");
+    expect(await readStatus(redis, third.taskId)).toMatchObject({ state: "SCHEDULED", generation: 0 });
+    expect(await ingested(third.taskId)).toEqual([]);
+  });
+
+  test("ReplayDeadLetters whose Redis fails at the first letter answers UNAVAILABLE outcomes, nothing replayed", async () => {
+    const { task, line } = await deadLettered();
+    const other = { ...line.letter!, id: `TASKS:${crypto.randomUUID()}` };
+    await appendDeadLetter(redis, other);
+    // The gateway's Redis connection, its reads of the first task refused as a Redis gone would.
+    const rtRedis = gateways[0]!.runtime.redis;
+    const realHgetall = rtRedis.hgetall.bind(rtRedis);
+    rtRedis.hgetall = ((key: string) =>
+      key === Keys.task(task.taskId)
+        ? Promise.reject(new Error("Connection is closed."))
+        : realHgetall(key)) as typeof rtRedis.hgetall;
+    try {
+      const admin = createAdminClient({ baseUrl: gateways[0]!.baseUrl });
+      const { outcomes } = await admin.replayDeadLetters({ ids: [line.letter!.id, other.id] });
+      expect(outcomes.map((o) => [o.id, ReplayResult[o.result], o.taskId])).toEqual([
+        [line.letter!.id, "UNAVAILABLE", task.taskId],
+        [other.id, "UNAVAILABLE", task.taskId],
+      ]);
+      expect(outcomes[0]?.reason).toMatch(/^Redis unavailable while reading the task: Connection is closed\.$/);
+      expect(outcomes[1]?.reason).toMatch(
+        /^not attempted: Redis unavailable .* \(at dead letter TASKS:.*\); call again$/,
+      );
+    } finally {
+      rtRedis.hgetall = realHgetall as typeof rtRedis.hgetall;
+    }
+    // Both letters are still listed; the task is where it was.
+    expect(await redis.llen(Keys.deadLetter)).toBe(2);
+    expect(await redis.hget(Keys.task(task.taskId), "generation")).toBe("0");
   });
 
   test("a task failed as never queued is requeued under its id: marker cleared, queued as generation 1", async () => {

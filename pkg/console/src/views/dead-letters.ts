@@ -104,10 +104,13 @@ export const deadLettersView: View = (main) => {
     try {
       const { outcomes } = await admin.replayDeadLetters({ ids });
       const replayed = outcomes.filter((outcome) => outcome.result === ReplayResult.REPLAYED).length;
+      // Replayed, but its queueing waits for NATS: the requeue sweeper does it.
+      const pending = outcomes.filter((outcome) => outcome.queuePending).length;
       const refused = outcomes
         .filter((outcome) => outcome.result !== ReplayResult.REPLAYED)
         .map((outcome) => `${outcome.taskId || outcome.id}: ${outcome.reason || ReplayResult[outcome.result]}`);
-      const text = `Replayed ${replayed} of ${outcomes.length}.${refused.length > 0 ? ` Not replayed: ${refused.join("; ")}` : ""}`;
+      const queuedLater = pending > 0 ? ` ${pending} of them queued by the requeue sweeper once NATS answers.` : "";
+      const text = `Replayed ${replayed} of ${outcomes.length}.${queuedLater}${refused.length > 0 ? ` Not replayed: ${refused.join("; ")}` : ""}`;
       announce(text);
       await load("");
       status.textContent = text;

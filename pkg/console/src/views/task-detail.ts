@@ -65,7 +65,11 @@ export const taskDetailView: View = (main, { params, config }) => {
       const { outcomes } = await admin.requeueTasks({ taskIds: [taskId] });
       const [outcome] = outcomes;
       if (outcome?.result === RequeueResult.REQUEUED) {
-        announce(`Task requeued as generation ${outcome.generation}.`);
+        announce(
+          outcome.queuePending
+            ? `Task requeued as generation ${outcome.generation}; the requeue sweeper queues it once NATS answers.`
+            : `Task requeued as generation ${outcome.generation}.`,
+        );
         // A task that had finished ("not queued") ended its status stream: follow the new generation.
         if (status && TERMINAL_STATES.has(status.state)) void follow();
       } else {

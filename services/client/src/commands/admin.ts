@@ -107,7 +107,7 @@ export async function dlqCommand(
       ? JSON.stringify(toJson(ReplayDeadLettersResponseSchema, response))
       : renderReplay(response.outcomes, response.more),
   );
-  return response.outcomes.every((o) => o.result === ReplayResult.REPLAYED) ? ExitCode.Ok : ExitCode.TaskFailed;
+  return exitFor(response.outcomes, ReplayResult.REPLAYED, ReplayResult.UNAVAILABLE);
 }
 
 export async function requeueCommand(
@@ -128,5 +128,11 @@ export async function requeueCommand(
       ? JSON.stringify(toJson(RequeueTasksResponseSchema, response))
       : renderRequeue(response.outcomes),
   );
-  return response.outcomes.every((o) => o.result === RequeueResult.REQUEUED) ? ExitCode.Ok : ExitCode.TaskFailed;
+  return exitFor(response.outcomes, RequeueResult.REQUEUED, RequeueResult.UNAVAILABLE);
+}
+
+/** 0 when every item was done, 4 when an outage stopped the call (call again), 1 when any was refused. */
+export function exitFor<R extends number>(outcomes: readonly { result: R }[], done: R, unavailable: R): ExitCode {
+  if (outcomes.some((o) => o.result === unavailable)) return ExitCode.Unavailable;
+  return outcomes.every((o) => o.result === done) ? ExitCode.Ok : ExitCode.TaskFailed;
 }
