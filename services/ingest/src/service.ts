@@ -2,6 +2,9 @@
  * ingest: tasks.ingest → (enricher over HTTP) → tasks.schedule; status INGESTED, or FAILED once retries run out.
  *
  *   cancelled task                 → audit skipped_cancelled, ack
+ *   an older generation's message  → audit skipped_superseded, ack (the task was requeued or replayed since: the
+ *                                    newer generation's message does the work; this one would retry, fail and
+ *                                    dead-letter a generation nobody follows)
  *   unknown type / enricher 4xx    → PermanentError: FAILED and dead-lettered ("rejected") after one attempt
  *   enricher 5xx / timeout / down  → retried with the contract's delays (audit enrich_retry per attempt);
  *                                    on the last attempt FAILED and dead-lettered ("exhausted")
@@ -18,7 +21,7 @@ import {
   type TaskMessage,
 } from "@tm/flow";
 import { defineService, positiveInt } from "@tm/kit";
-import { isCancelled } from "@tm/store";
+import { whyNotRun } from "@tm/store";
 import { z } from "zod";
 import { createEnricherClient } from "./enricher-client.js";
 
@@ -48,17 +51,28 @@ export const ingest = defineService({
     });
 
     async function handle(task: TaskMessage, signal: AbortSignal): Promise<void> {
-      // The cancel check and the enricher call run side by side (one round trip fewer per task); the check still
-      // decides first, so a cancelled task is skipped whatever the enricher answers, and an enrichment made for a
-      // task cancelled meanwhile is simply dropped (enriching has no side effects).
-      const cancelled = isCancelled(rt.redis, task.taskId);
+      // The cancel and generation check (one Redis round trip) and the enricher call run side by side (one round trip
+      // fewer per task); the check still decides first, so a cancelled or superseded task is skipped whatever the
+      // enricher answers, and an enrichment made for it meanwhile is simply dropped (enriching has no side effects).
+      const checking = whyNotRun(rt.redis, task.taskId, task.generation);
       const enriching = isKnownTaskType(task.type) ? enricher.enrich(task, signal) : undefined;
-      enriching?.catch(() => undefined); // settled below unless the task turns out cancelled
-      if (await cancelled) {
+      enriching?.catch(() => undefined); // settled below unless the task is skipped
+      const notRun = await checking;
+      if (notRun === "cancelled") {
         await publishAudit(rt.publisher, {
           taskId: task.taskId,
           service: rt.name,
           action: "skipped_cancelled",
+          discriminator: task.generation,
+        });
+        return;
+      }
+      if (notRun === "superseded") {
+        await publishAudit(rt.publisher, {
+          taskId: task.taskId,
+          service: rt.name,
+          action: "skipped_superseded",
+          detail: { generation: task.generation },
           discriminator: task.generation,
         });
         return;

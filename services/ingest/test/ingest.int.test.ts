@@ -1,7 +1,7 @@
 import { enricher } from "@tm/enricher";
 import { createPublisher, type Publisher, Subjects, type TaskMessageInput } from "@tm/flow";
 import { type StartedService, startService } from "@tm/kit";
-import { markCancelled } from "@tm/store";
+import { markCancelled, saveTask, type TaskRecord } from "@tm/store";
 import { useInfra, waitFor } from "@tm/testkit";
 import { Redis } from "ioredis";
 import { connect, type NatsConnection } from "nats";
@@ -115,6 +115,22 @@ test("a cancelled task is acknowledged and skipped", async () => {
   await waitFor("a later task ingested", () => scheduled(later).length > 0);
   expect(scheduled(task.taskId)).toEqual([]);
   expect(statuses(task.taskId)).toEqual([]);
+});
+
+test("an older generation's message (the task requeued since) is acknowledged and skipped", async () => {
+  const task = newTask({ generation: 0 });
+  await saveTask(redis, { ...task, metadata: {}, generation: 1 } as TaskRecord);
+  await submit(task);
+  await waitFor("skipped_superseded audit", () => audits(task.taskId, "skipped_superseded").length === 1);
+  expect(audits(task.taskId, "skipped_superseded")[0]).toMatchObject({ service: "ingest", detail: { generation: 0 } });
+  const later = await submit(newTask());
+  await waitFor("a later task ingested", () => scheduled(later).length > 0);
+  expect(scheduled(task.taskId)).toEqual([]);
+  expect(statuses(task.taskId)).toEqual([]);
+  // The current generation's message goes through.
+  await publisher.publish(Subjects.ingest, { ...task, generation: 1 }, { msgId: `${task.taskId}:ingest:1` });
+  await waitFor("the current generation scheduled", () => scheduled(task.taskId).length === 1);
+  expect(scheduled(task.taskId)[0]).toMatchObject({ generation: 1 });
 });
 
 test("an unknown type is dead-lettered as rejected after exactly one attempt, and FAILED", async () => {

@@ -1,10 +1,11 @@
 /**
  * scheduler: tasks.schedule → tasks.worker.{high,medium,low}; status SCHEDULED.
- * A task cancelled while it waited is acknowledged and dropped here instead of being queued for a worker.
+ * A task cancelled while it waited is acknowledged and dropped here instead of being queued for a worker, and so is
+ * the message of an older generation (a task requeued or replayed since: the newer generation's message does the work).
  */
 import { publishAudit, publishStatus, Subjects } from "@tm/flow";
 import { defineService, positiveInt } from "@tm/kit";
-import { isCancelled } from "@tm/store";
+import { whyNotRun } from "@tm/store";
 import { routeFor } from "./route.js";
 
 export const scheduler = defineService({
@@ -18,8 +19,20 @@ export const scheduler = defineService({
     await rt.consume(
       Subjects.schedule,
       async (task) => {
-        if (await isCancelled(rt.redis, task.taskId)) {
+        // The cancel marker and the task's generation, in one round trip.
+        const notRun = await whyNotRun(rt.redis, task.taskId, task.generation);
+        if (notRun === "cancelled") {
           await publishAudit(rt.publisher, { taskId: task.taskId, service: rt.name, action: "skipped_cancelled" });
+          return;
+        }
+        if (notRun === "superseded") {
+          await publishAudit(rt.publisher, {
+            taskId: task.taskId,
+            service: rt.name,
+            action: "skipped_superseded",
+            detail: { generation: task.generation },
+            discriminator: task.generation,
+          });
           return;
         }
         const { subject, msgId } = routeFor(task);

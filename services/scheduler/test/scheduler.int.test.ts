@@ -1,6 +1,6 @@
 import { createPublisher, decodeMessage, durableName, type EnrichedTaskMessage, Subjects } from "@tm/flow";
 import { startService } from "@tm/kit";
-import { markCancelled, readStatus } from "@tm/store";
+import { markCancelled, readStatus, saveTask } from "@tm/store";
 import { serviceEnv, useClients, useInfra, useStarted, waitFor } from "@tm/testkit";
 import { expect, test } from "vitest";
 import { scheduler } from "../src/service.js";
@@ -46,10 +46,10 @@ test("routes each task to the queue of its priority, once, and reports SCHEDULED
   expect(await readStatus(clients.redis, tasks[0]!.taskId)).toBeUndefined(); // the notifier, not the scheduler, writes status
 });
 
-test("a task cancelled while it waited is acknowledged and dropped: audit skipped_cancelled, no worker message", async () => {
+/** Publishes `task` to the scheduler and expects it dropped: only the audit event `action`, no status, no worker
+ *  message, the delivery acknowledged. */
+async function expectDropped(task: EnrichedTaskMessage, action: string): Promise<Array<Record<string, unknown>>> {
   const publisher = createPublisher(clients.nc);
-  const task = enrichedTask("medium");
-  await markCancelled(clients.redis, task.taskId, "cancelled by the test");
   const seen: Array<{ subject: string; taskId?: string; action?: string }> = [];
   const sub = clients.nc.subscribe("events.>");
   const workerSub = clients.nc.subscribe("tasks.worker.>");
@@ -60,20 +60,40 @@ test("a task cancelled while it waited is acknowledged and dropped: audit skippe
   }
   await clients.nc.flush();
   try {
-    await publisher.publish(Subjects.schedule, task, { msgId: `${task.taskId}:schedule` });
-    await waitFor("the skipped_cancelled audit event", () =>
-      seen.some((m) => m.taskId === task.taskId && m.action === "skipped_cancelled"),
-    );
+    await publisher.publish(Subjects.schedule, task, { msgId: `${task.taskId}:schedule:${task.generation}` });
+    await waitFor(`the ${action} audit event`, () => seen.some((m) => m.taskId === task.taskId && m.action === action));
     const jsm = await clients.nc.jetstreamManager();
     await waitFor("the delivery acknowledged", async () => {
       const info = await jsm.consumers.info("TASKS", durableName("scheduler", Subjects.schedule));
       return info.num_ack_pending === 0 && info.num_pending === 0;
     });
     // The audit is the handler's last step on this path: nothing for the task was or will be published after it.
-    const mine = seen.filter((m) => m.taskId === task.taskId).map((m) => m.subject);
-    expect(mine).toEqual(["events.audit"]);
+    const mine = seen.filter((m) => m.taskId === task.taskId);
+    expect(mine.map((m) => m.subject)).toEqual(["events.audit"]);
+    return mine;
   } finally {
     sub.unsubscribe();
     workerSub.unsubscribe();
   }
+}
+
+test("a task cancelled while it waited is acknowledged and dropped: audit skipped_cancelled, no worker message", async () => {
+  const task = enrichedTask("medium");
+  await markCancelled(clients.redis, task.taskId, "cancelled by the test");
+  await expectDropped(task, "skipped_cancelled");
+});
+
+test("an older generation's message (the task requeued since) is dropped: audit skipped_superseded, no worker message", async () => {
+  const task = { ...enrichedTask("high"), generation: 1 };
+  await saveTask(clients.redis, { ...task, generation: 2 });
+  const [audit] = await expectDropped(task, "skipped_superseded");
+  expect(audit).toMatchObject({ service: "scheduler", detail: { generation: 1 } });
+  // The current generation's message is routed as usual.
+  const current = { ...task, generation: 2 };
+  const jsm = await clients.nc.jetstreamManager();
+  await createPublisher(clients.nc).publish(Subjects.schedule, current, { msgId: `${task.taskId}:schedule:2` });
+  await waitFor("the current generation routed", async () => {
+    const stored = await jsm.streams.getMessage("TASKS", { last_by_subj: "tasks.worker.high" }).catch(() => undefined);
+    return stored !== undefined && decodeMessage(Subjects.workerHigh, stored.data).taskId === task.taskId;
+  });
 });
