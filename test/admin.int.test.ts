@@ -370,7 +370,7 @@ describe("AdminService", () => {
     expect(outcomes[1]).toMatchObject({ id: "TASKS:999999", result: ReplayResult.NOT_FOUND });
   });
 
-  test("taskctl stats, ls, history and dlq with --json", async () => {
+  test("taskctl stats, ls, history and dlq (ls, replay, discard) with --json", async () => {
     // One process each: the ones that do not need another's output run at the same time (none changes what another
     // reads; the replay further down is refused).
     const [stats, ls, dlq, table, bad, unknown] = await Promise.all([
@@ -413,6 +413,18 @@ describe("AdminService", () => {
     expect(JSON.parse(history.stdout).events.map((e: { action: string }) => e.action)).toContain("submitted");
     expect(replay.code).toBe(1);
     expect(JSON.parse(replay.stdout).outcomes[0].result).toBe("REPLAY_RESULT_FAILED_PRECONDITION");
+
+    // A letter that cannot be replayed is discarded instead: gone from the list; a second discard finds nothing.
+    const discard = await taskctl("dlq", "discard", invalid!.id);
+    expect(discard.code, discard.stderr).toBe(0);
+    expect(discard.stdout.split("\n")[1]).toMatch(new RegExp(`^${invalid!.id}\\s+\\S+\\s+discarded\\s*$`));
+    const [again, after] = await Promise.all([
+      taskctl("dlq", "discard", invalid!.id, "--json"),
+      admin.listDeadLetters({ pageSize: 500 }),
+    ]);
+    expect(again.code).toBe(1);
+    expect(JSON.parse(again.stdout).outcomes[0]).toMatchObject({ result: "DISCARD_RESULT_NOT_FOUND" });
+    expect(after.deadLetters.map((letter) => letter.id)).not.toContain(invalid!.id);
   });
 
   test("bad input is INVALID_ARGUMENT naming the field", async () => {
@@ -428,6 +440,7 @@ describe("AdminService", () => {
     await expectInvalid(admin.listDeadLetters({ filter: { reason: "bored" } }), "filter.reason");
     await expectInvalid(admin.replayDeadLetters({}), "ids");
     await expectInvalid(admin.replayDeadLetters({ ids: ["a"], all: true }), "ids");
+    await expectInvalid(admin.discardDeadLetters({}), "ids");
     await expectInvalid(admin.requeueTasks({}), "task_ids");
     await expectInvalid(admin.listTasks({ state: TaskState.FAILED, stalledForSeconds: 60 }), "stalled_for_seconds");
     await expectInvalid(admin.requeueTasks({ taskIds: ["not-a-uuid"] }), "task_ids");

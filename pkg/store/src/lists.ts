@@ -148,6 +148,14 @@ export async function readDeadLetterLines(redis: Redis, offset: number, limit: n
   });
 }
 
+/**
+ * Removes one dead letter by its exact text (as a replay's claim does, without starting anything): true when it was
+ * there. Of two operators discarding (or one replaying, one discarding) the same letter only one gets true.
+ */
+export async function discardDeadLetter(redis: Redis, raw: string): Promise<boolean> {
+  return (await redis.lrem(Keys.deadLetter, 1, raw)) === 1;
+}
+
 // Claims a dead letter for its replay and starts the task's new generation, in one step. KEYS: dead_letter, task:<id>,
 // task_cancel:<id>, tasks_unqueued; ARGV: the letter's exact text, the replay's time (ms), the task id, the generation
 // the replay was decided on. Returns the new generation, 0 when the letter is gone (replayed or removed meanwhile),

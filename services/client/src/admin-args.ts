@@ -83,24 +83,24 @@ export function parseTaskListFilter(flags: ListFlags, now: number): TaskListFilt
   return filter;
 }
 
-export type DlqAction = { action: "ls" } | { action: "replay"; ids: string[]; all: boolean };
+export type DlqAction = { action: "ls" } | { action: "replay" | "discard"; ids: string[]; all: boolean };
 
-/** `dlq ls` or `dlq replay <id...>|--all`. */
+/** `dlq ls`, `dlq replay <id...>|--all` or `dlq discard <id...>|--all`. */
 export function parseDlqAction(positionals: string[], all: boolean, help: string): DlqAction {
   const [action, ...rest] = positionals;
   if (action === "ls") {
     if (rest.length > 0) throw new UsageError(`dlq ls: unexpected argument "${rest[0]}"\n\n${help}`);
-    if (all) throw new UsageError("dlq ls: --all applies to dlq replay");
+    if (all) throw new UsageError("dlq ls: --all applies to dlq replay and dlq discard");
     return { action: "ls" };
   }
-  if (action === "replay") {
-    if (all && rest.length > 0) throw new UsageError("dlq replay: give dead letter ids or --all, not both");
-    if (!all && rest.length === 0) throw new UsageError(`dlq replay: give dead letter ids or --all\n\n${help}`);
-    return { action: "replay", ids: [...new Set(rest)], all };
+  if (action === "replay" || action === "discard") {
+    if (all && rest.length > 0) throw new UsageError(`dlq ${action}: give dead letter ids or --all, not both`);
+    if (!all && rest.length === 0) throw new UsageError(`dlq ${action}: give dead letter ids or --all\n\n${help}`);
+    return { action, ids: [...new Set(rest)], all };
   }
   throw new UsageError(
     action === undefined
-      ? `dlq: missing action (ls or replay)\n\n${help}`
+      ? `dlq: missing action (ls, replay or discard)\n\n${help}`
       : `dlq: unknown action "${action}"\n\n${help}`,
   );
 }

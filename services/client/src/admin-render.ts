@@ -6,6 +6,8 @@ import { type Timestamp, timestampMs } from "@bufbuild/protobuf/wkt";
 import {
   type AuditEntry,
   type DeadLetterEntry,
+  type DiscardOutcome,
+  DiscardResult,
   type GetQueueStatsResponse,
   Priority,
   type ReplayOutcome,
@@ -190,6 +192,15 @@ export function renderReplay(outcomes: ReplayOutcome[], more: boolean): string {
       replayResultName(o.result),
       o.result === ReplayResult.REPLAYED ? generationDetail(o) : o.reason,
     ]),
+  );
+  return more ? `${rows}\nmore dead letters match: run the command again` : rows;
+}
+
+export function renderDiscard(outcomes: DiscardOutcome[], more: boolean): string {
+  if (outcomes.length === 0) return "no dead letters to discard";
+  const rows = table(
+    [{ header: "ID", max: 24 }, { header: "TASK", max: 36 }, { header: "RESULT" }, { header: "DETAIL", max: 80 }],
+    outcomes.map((o) => [o.id, o.taskId || "-", (DiscardResult[o.result] ?? String(o.result)).toLowerCase(), o.reason]),
   );
   return more ? `${rows}\nmore dead letters match: run the command again` : rows;
 }

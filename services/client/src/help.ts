@@ -15,6 +15,7 @@ Commands:
   history <id>      a task's audit events, stage by stage
   dlq ls            list dead letters
   dlq replay <id...>|--all   send dead-lettered tasks through the pipeline again
+  dlq discard <id...>|--all  remove dead letters that will not be replayed
   requeue <id...>   send stalled tasks (unfinished, their message lost) through the pipeline again
 
 Run "taskctl <command> --help" for a command's options.`;
@@ -28,10 +29,10 @@ const GLOBALS = `Global options:
 const EXIT_CODES = `Exit codes:
   0  ok
   1  the task ended FAILED or CANCELLED (watch, submit --watch; demo: a task did not end as expected;
-     dlq replay: a dead letter was not replayed; requeue: a task was not requeued)
+     dlq replay, dlq discard: a dead letter was not replayed or discarded; requeue: a task was not requeued)
   2  usage error (bad flag or value, malformed --payload), or the gateway rejected the request as invalid
   3  not found
-  4  server unavailable (cannot connect, UNAVAILABLE, no answer in time; dlq replay, requeue: Redis or NATS
+  4  server unavailable (cannot connect, UNAVAILABLE, no answer in time; dlq replay, dlq discard, requeue: Redis or NATS
      stopped answering during the call, and the rows marked unavailable were not done: call again for them)
   5  other server error`;
 
@@ -96,10 +97,10 @@ export const HELP = {
     "Shows a task's audit events, oldest first: which stage did what, and when.",
   ),
   dlq: page(
-    "Usage: taskctl dlq ls [--limit N] [--page-token TOKEN]\n       taskctl dlq replay <id...> | --all",
-    "ls lists dead letters newest first (id, task, subject, reason, attempts, error).\nreplay sends dead-lettered tasks through the pipeline again as a new generation and removes the letters;\na letter that is not a task (or whose task succeeded, was cancelled or expired) is reported, not replayed (exit 1).",
+    "Usage: taskctl dlq ls [--limit N] [--page-token TOKEN]\n       taskctl dlq replay <id...> | --all\n       taskctl dlq discard <id...> | --all",
+    "ls lists dead letters newest first (id, task, subject, reason, attempts, error).\nreplay sends dead-lettered tasks through the pipeline again as a new generation and removes the letters;\na letter that is not a task (or whose task succeeded, was cancelled or expired) is reported, not replayed (exit 1).\ndiscard removes letters that will not be replayed (the task stays FAILED; its history records the discard),\nso that the list keeps what still needs a decision.",
     `Options:
-  --all             replay every dead letter (up to 500 per call)
+  --all             replay or discard every dead letter (up to 500 per call; run again while more remain)
   --limit N         letters per page, 1-500 (default 50)
   --page-token TOK  continue a previous listing`,
   ),

@@ -110,7 +110,17 @@ describe("operator commands", () => {
     expect(usageErrorOf(["dlq", "replay", "TASKS:1", "--all"])).toBe(
       "dlq replay: give dead letter ids or --all, not both",
     );
-    expect(usageErrorOf(["dlq", "ls", "--all"])).toBe("dlq ls: --all applies to dlq replay");
+    expect(usageErrorOf(["dlq", "ls", "--all"])).toBe("dlq ls: --all applies to dlq replay and dlq discard");
+    expect(parseCommandLine(["dlq", "discard", "TASKS:3", "TASKS:3"], {}, NOW)).toMatchObject({
+      action: "discard",
+      ids: ["TASKS:3"],
+      all: false,
+    });
+    expect(parseCommandLine(["dlq", "discard", "--all"], {}, NOW)).toMatchObject({ action: "discard", all: true });
+    expect(usageErrorOf(["dlq", "discard"])).toMatch(/^dlq discard: give dead letter ids or --all/);
+    expect(usageErrorOf(["dlq", "discard", "TASKS:1", "--all"])).toBe(
+      "dlq discard: give dead letter ids or --all, not both",
+    );
   });
 
   test("ls --stalled-for: unfinished tasks unchanged for a duration", () => {

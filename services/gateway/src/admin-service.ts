@@ -1,7 +1,8 @@
 /**
  * AdminService handlers: queue stats (JetStream consumers + Redis), task listing (the task_index sorted set),
- * task history (task_history:<id>), dead letters (the dead_letter list) and their replay (replay.ts), and the requeue
- * of stalled tasks (requeue-stalled.ts); the last two answer an outage with per-item outcomes (batch-outcomes.ts).
+ * task history (task_history:<id>), dead letters (the dead_letter list), their replay (replay.ts) and discard
+ * (discard.ts), and the requeue of stalled tasks (requeue-stalled.ts); the last three answer an outage with per-item
+ * outcomes (batch-outcomes.ts).
  *
  * Dead letters are found by scanning the list (≤ 100,000 entries, newest first) in chunks; a listing call
  * examines at most SCAN_LIMIT entries. Dead-letter page tokens are list offsets: a replay or a new letter between
@@ -17,6 +18,7 @@ import {
   type AuditEntrySchema,
   type DeadLetterEntrySchema,
   type DeadLetterFilter,
+  DiscardResult,
   ReplayResult,
   RequeueResult,
   type ServiceHandlers,
@@ -34,7 +36,7 @@ import {
 } from "@tm/store";
 import {
   checkDeadLetterFilter,
-  checkReplayIds,
+  checkDeadLetterIds,
   deadLetterPageToken,
   MAX_PAGE_SIZE,
   parseDeadLetterPageToken,
@@ -47,6 +49,7 @@ import {
 import { callerOf } from "./auth/caller.js";
 import { handleUntilUnavailable } from "./batch-outcomes.js";
 import { dependency } from "./dependencies.js";
+import { type DiscardOutcome, discardLetter } from "./discard.js";
 import { priorityToProto, stateToProto, statusToProto, timestampFromIso } from "./mapping.js";
 import type { QueueStats } from "./queue-stats.js";
 import { redisCaller } from "./redis-call.js";
@@ -82,6 +85,32 @@ export function adminServiceHandlers(
       }
       if (lines.length < CHUNK) return;
     }
+  }
+
+  /** The letters a replay or discard names: by id (each looked up in the whole list), or all matching the filter. */
+  async function findDeadLetters(
+    request: { ids: string[]; all: boolean; filter?: DeadLetterFilter | undefined },
+    action: "replay" | "discard",
+  ) {
+    checkDeadLetterIds(request.ids, request.all, action);
+    checkDeadLetterFilter(request.filter);
+    const wanted = new Set(request.ids);
+    const found = new Map<string, DeadLetterLine>();
+    let more = false;
+    // The whole list is scanned for ids (they may be anywhere); with `all`, up to MAX_PAGE_SIZE matches.
+    for await (const { line, matches } of scanDeadLetters(request.filter, 0, Number.MAX_SAFE_INTEGER)) {
+      const id = line.letter?.id;
+      if (id === undefined || found.has(id)) continue;
+      if (request.all ? matches : wanted.has(id)) {
+        if (request.all && found.size === MAX_PAGE_SIZE) {
+          more = true;
+          break;
+        }
+        found.set(id, line);
+      }
+      if (!request.all && found.size === wanted.size) break;
+    }
+    return { ids: request.all ? [...found.keys()] : [...wanted], found, more };
   }
 
   return {
@@ -164,25 +193,7 @@ export function adminServiceHandlers(
     },
 
     async replayDeadLetters(request, ctx) {
-      checkReplayIds(request.ids, request.all);
-      checkDeadLetterFilter(request.filter);
-      const wanted = new Set(request.ids);
-      const found = new Map<string, DeadLetterLine>();
-      let more = false;
-      // The whole list is scanned for ids (they may be anywhere); with `all`, up to MAX_PAGE_SIZE matches.
-      for await (const { line, matches } of scanDeadLetters(request.filter, 0, Number.MAX_SAFE_INTEGER)) {
-        const id = line.letter?.id;
-        if (id === undefined || found.has(id)) continue;
-        if (request.all ? matches : wanted.has(id)) {
-          if (request.all && found.size === MAX_PAGE_SIZE) {
-            more = true;
-            break;
-          }
-          found.set(id, line);
-        }
-        if (!request.all && found.size === wanted.size) break;
-      }
-      const ids = request.all ? [...found.keys()] : [...wanted];
+      const { ids, found, more } = await findDeadLetters(request, "replay");
       const outcomes = await handleUntilUnavailable(
         ids,
         (id): Promise<ReplayOutcome> => {
@@ -208,6 +219,35 @@ export function adminServiceHandlers(
           generation: outcome.result === "replayed" ? outcome.generation : 0,
           reason: outcome.result === "replayed" ? (outcome.queuePending ?? "") : outcome.reason,
           queuePending: outcome.result === "replayed" && outcome.queuePending !== undefined,
+        })),
+        more,
+      };
+    },
+
+    async discardDeadLetters(request, ctx) {
+      const { ids, found, more } = await findDeadLetters(request, "discard");
+      const outcomes = await handleUntilUnavailable(
+        ids,
+        (id): Promise<DiscardOutcome> => {
+          const line = found.get(id);
+          return line
+            ? discardLetter(rt, redis, id, line, callerOf(ctx))
+            : Promise.resolve({ id, result: "not_found", reason: "no dead letter with this id" });
+        },
+        {
+          unavailable: (id, reason): DiscardOutcome => {
+            const taskId = found.get(id)?.letter?.taskId;
+            return { id, result: "unavailable", reason, ...(taskId ? { taskId } : {}) };
+          },
+          nameOf: (id) => `dead letter ${id}`,
+        },
+      );
+      return {
+        outcomes: outcomes.map((outcome) => ({
+          id: outcome.id,
+          result: DISCARD_RESULTS[outcome.result],
+          taskId: outcome.taskId ?? "",
+          reason: outcome.result === "discarded" ? "" : outcome.reason,
         })),
         more,
       };
@@ -240,6 +280,12 @@ export function adminServiceHandlers(
     },
   };
 }
+
+const DISCARD_RESULTS = {
+  discarded: DiscardResult.DISCARDED,
+  not_found: DiscardResult.NOT_FOUND,
+  unavailable: DiscardResult.UNAVAILABLE,
+} as const;
 
 const REQUEUE_RESULTS = {
   requeued: RequeueResult.REQUEUED,

@@ -87,9 +87,10 @@ export function checkDeadLetterFilter(filter: DeadLetterFilter | undefined): voi
   if (filter.taskId && !TaskId.safeParse(filter.taskId).success) throw invalid("filter.task_id", "must be a UUID");
 }
 
-export function checkReplayIds(ids: string[], all: boolean): void {
+/** ReplayDeadLetters' and DiscardDeadLetters' ids: exactly one of ids (1-500) and all. */
+export function checkDeadLetterIds(ids: string[], all: boolean, action: "replay" | "discard"): void {
   if (ids.length > 0 && all) throw invalid("ids", "give either ids or all, not both");
-  if (ids.length === 0 && !all) throw invalid("ids", "give the dead letter ids to replay, or all");
+  if (ids.length === 0 && !all) throw invalid("ids", `give the dead letter ids to ${action}, or all`);
   if (ids.length > MAX_PAGE_SIZE) throw invalid("ids", `at most ${MAX_PAGE_SIZE} per call (got ${ids.length})`);
   for (const id of ids) {
     if (id.length === 0 || id.length > 256) throw invalid("ids", "each id must be 1-256 characters");

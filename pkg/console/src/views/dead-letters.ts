@@ -1,6 +1,7 @@
-/** Dead letters: reason, error, attempts and history of each, with Replay per row and "Replay selected". */
+/** Dead letters: reason, error, attempts and history of each, with Replay per row, "Replay selected" and "Discard
+ *  selected" (after a confirmation: a discarded letter cannot be replayed). */
 import type { DeadLetterEntry } from "@tm/proto/web";
-import { ReplayResult } from "@tm/proto/web";
+import { DiscardResult, ReplayResult } from "@tm/proto/web";
 import { admin, errorText } from "../api.js";
 import { announce, h, replace } from "../dom.js";
 import { ago, dateOf, formatTime } from "../format.js";
@@ -13,6 +14,7 @@ export const deadLettersView: View = (main) => {
   const status = h("p", { class: "muted", role: "status" });
   const list = h("div");
   const replaySelected = h("button", { type: "button" }, "Replay selected") as HTMLButtonElement;
+  const discardSelected = h("button", { type: "button", class: "secondary" }, "Discard selected") as HTMLButtonElement;
   const next = h("button", { type: "button", class: "secondary" }, "Next page") as HTMLButtonElement;
   const selected = new Set<string>();
   let nextToken = "";
@@ -20,7 +22,7 @@ export const deadLettersView: View = (main) => {
   replace(
     main,
     h("h1", {}, "Dead letters"),
-    h("div", { class: "actions" }, replaySelected),
+    h("div", { class: "actions" }, replaySelected, discardSelected),
     status,
     list,
     h("div", { class: "pager" }, next),
@@ -98,6 +100,8 @@ export const deadLettersView: View = (main) => {
   function updateSelection() {
     replaySelected.disabled = selected.size === 0;
     replaySelected.textContent = `Replay selected (${selected.size})`;
+    discardSelected.disabled = selected.size === 0;
+    discardSelected.textContent = `Discard selected (${selected.size})`;
   }
 
   async function replay(ids: string[]) {
@@ -120,7 +124,27 @@ export const deadLettersView: View = (main) => {
     }
   }
 
+  async function discard(ids: string[]) {
+    const count = `${ids.length} dead letter${ids.length === 1 ? "" : "s"}`;
+    if (!window.confirm(`Discard ${count}? Their tasks stay FAILED and can no longer be replayed.`)) return;
+    try {
+      const { outcomes } = await admin.discardDeadLetters({ ids });
+      const discarded = outcomes.filter((outcome) => outcome.result === DiscardResult.DISCARDED).length;
+      const kept = outcomes
+        .filter((outcome) => outcome.result !== DiscardResult.DISCARDED)
+        .map((outcome) => `${outcome.taskId || outcome.id}: ${outcome.reason || DiscardResult[outcome.result]}`);
+      const text = `Discarded ${discarded} of ${outcomes.length}.${kept.length > 0 ? ` Not discarded: ${kept.join("; ")}` : ""}`;
+      announce(text);
+      await load("");
+      status.textContent = text;
+    } catch (error) {
+      announce(`Discard failed: ${errorText(error)}`);
+      status.textContent = `Discard failed: ${errorText(error)}`;
+    }
+  }
+
   replaySelected.addEventListener("click", () => void replay([...selected]));
+  discardSelected.addEventListener("click", () => void discard([...selected]));
   next.addEventListener("click", () => void load(nextToken));
   void load("");
   return () => {

@@ -3,6 +3,8 @@ import { toJson } from "@bufbuild/protobuf";
 import { timestampFromDate } from "@bufbuild/protobuf/wkt";
 import {
   type AdminClient,
+  DiscardDeadLettersResponseSchema,
+  DiscardResult,
   GetQueueStatsResponseSchema,
   GetTaskHistoryResponseSchema,
   ListDeadLettersResponseSchema,
@@ -15,6 +17,7 @@ import {
 import type { TaskListFilter } from "../admin-args.js";
 import {
   renderDeadLetters,
+  renderDiscard,
   renderHistory,
   renderReplay,
   renderRequeue,
@@ -96,6 +99,19 @@ export async function dlqCommand(
         : renderDeadLetters(response.deadLetters, Date.now()) + nextPageHint(response.nextPageToken),
     );
     return ExitCode.Ok;
+  }
+  if (invocation.action === "discard") {
+    const discarded = await client.discardDeadLetters(
+      { ids: invocation.ids, all: invocation.all },
+      { timeoutMs: REPLAY_TIMEOUT_MS },
+    );
+    println(
+      io.stdout,
+      json
+        ? JSON.stringify(toJson(DiscardDeadLettersResponseSchema, discarded))
+        : renderDiscard(discarded.outcomes, discarded.more),
+    );
+    return exitFor(discarded.outcomes, DiscardResult.DISCARDED, DiscardResult.UNAVAILABLE);
   }
   const response = await client.replayDeadLetters(
     { ids: invocation.ids, all: invocation.all },

@@ -14,7 +14,7 @@ import type { JsonObject, Message } from "@bufbuild/protobuf";
  * Describes the file taskmanager/v1/admin.proto.
  */
 export const file_taskmanager_v1_admin: GenFile = /*@__PURE__*/
-  fileDesc("Chp0YXNrbWFuYWdlci92MS9hZG1pbi5wcm90bxIOdGFza21hbmFnZXIudjEiFgoUR2V0UXVldWVTdGF0c1JlcXVlc3QitAIKFUdldFF1ZXVlU3RhdHNSZXNwb25zZRIwCgljb25zdW1lcnMYASADKAsyHS50YXNrbWFuYWdlci52MS5Db25zdW1lclN0YXRzEhQKDGRlYWRfbGV0dGVycxgCIAEoBBIyCg50YXNrc19ieV9zdGF0ZRgDIAMoCzIaLnRhc2ttYW5hZ2VyLnYxLlN0YXRlQ291bnQSFQoNdGFza3NfY291bnRlZBgEIAEoBBIgChh0YXNrc19ieV9zdGF0ZV90cnVuY2F0ZWQYBSABKAgSLgoKc2FtcGxlZF9hdBgGIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASHAoUdW5xdWV1ZWRfc3VibWlzc2lvbnMYByABKAQSGAoQdW5xdWV1ZWRfb3ZlcmR1ZRgIIAEoBCLkAQoNQ29uc3VtZXJTdGF0cxIOCgZzdHJlYW0YASABKAkSDwoHc3ViamVjdBgCIAEoCRIMCgRuYW1lGAMgASgJEg8KB3BlbmRpbmcYBCABKAQSEwoLYWNrX3BlbmRpbmcYBSABKAQSEwoLcmVkZWxpdmVyZWQYBiABKAQSDwoHd2FpdGluZxgHIAEoBBIdChVvbGRlc3RfdW5hY2tlZF9hZ2VfbXMYCCABKAQSHAoUcHJvY2Vzc2VkX3Blcl9zZWNvbmQYCSABKAESGwoTYmFja2xvZ19saW1pdF9yYXRpbxgKIAEoASJFCgpTdGF0ZUNvdW50EigKBXN0YXRlGAEgASgOMhkudGFza21hbmFnZXIudjEuVGFza1N0YXRlEg0KBWNvdW50GAIgASgEIs0CChBMaXN0VGFza3NSZXF1ZXN0EigKBXN0YXRlGAEgASgOMhkudGFza21hbmFnZXIudjEuVGFza1N0YXRlEgwKBHR5cGUYAiABKAkSKgoIcHJpb3JpdHkYAyABKA4yGC50YXNrbWFuYWdlci52MS5Qcmlvcml0eRIxCg1jcmVhdGVkX2FmdGVyGAQgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIyCg5jcmVhdGVkX2JlZm9yZRgFIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASDQoFcXVlcnkYBiABKAkSEQoJcGFnZV9zaXplGAcgASgNEhIKCnBhZ2VfdG9rZW4YCCABKAkSIAoTc3RhbGxlZF9mb3Jfc2Vjb25kcxgJIAEoDUgAiAEBQhYKFF9zdGFsbGVkX2Zvcl9zZWNvbmRzIlEKEUxpc3RUYXNrc1Jlc3BvbnNlEiMKBXRhc2tzGAEgAygLMhQudGFza21hbmFnZXIudjEuVGFzaxIXCg9uZXh0X3BhZ2VfdG9rZW4YAiABKAkiKAoVR2V0VGFza0hpc3RvcnlSZXF1ZXN0Eg8KB3Rhc2tfaWQYASABKAkiRAoWR2V0VGFza0hpc3RvcnlSZXNwb25zZRIqCgZldmVudHMYASADKAsyGi50YXNrbWFuYWdlci52MS5BdWRpdEVudHJ5Io8BCgpBdWRpdEVudHJ5Eg8KB3Rhc2tfaWQYASABKAkSDwoHc2VydmljZRgCIAEoCRIOCgZhY3Rpb24YAyABKAkSJgoCYXQYBCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEicKBmRldGFpbBgFIAEoCzIXLmdvb2dsZS5wcm90b2J1Zi5TdHJ1Y3QiRAoQRGVhZExldHRlckZpbHRlchIPCgdzdWJqZWN0GAEgASgJEg4KBnJlYXNvbhgCIAEoCRIPCgd0YXNrX2lkGAMgASgJInEKFkxpc3REZWFkTGV0dGVyc1JlcXVlc3QSMAoGZmlsdGVyGAEgASgLMiAudGFza21hbmFnZXIudjEuRGVhZExldHRlckZpbHRlchIRCglwYWdlX3NpemUYAiABKA0SEgoKcGFnZV90b2tlbhgDIAEoCSJpChdMaXN0RGVhZExldHRlcnNSZXNwb25zZRI1CgxkZWFkX2xldHRlcnMYASADKAsyHy50YXNrbWFuYWdlci52MS5EZWFkTGV0dGVyRW50cnkSFwoPbmV4dF9wYWdlX3Rva2VuGAIgASgJIo4CCg9EZWFkTGV0dGVyRW50cnkSCgoCaWQYASABKAkSDwoHdGFza19pZBgCIAEoCRIPCgdzdWJqZWN0GAMgASgJEhAKCGNvbnN1bWVyGAQgASgJEg4KBnJlYXNvbhgFIAEoCRINCgVlcnJvchgGIAEoCRIQCghhdHRlbXB0cxgHIAEoDRImCgJhdBgIIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASKAoHbWVzc2FnZRgJIAEoCzIXLmdvb2dsZS5wcm90b2J1Zi5TdHJ1Y3QSCwoDcmF3GAogASgJEisKB2hpc3RvcnkYCyADKAsyGi50YXNrbWFuYWdlci52MS5BdWRpdEVudHJ5ImYKGFJlcGxheURlYWRMZXR0ZXJzUmVxdWVzdBILCgNpZHMYASADKAkSCwoDYWxsGAIgASgIEjAKBmZpbHRlchgDIAEoCzIgLnRhc2ttYW5hZ2VyLnYxLkRlYWRMZXR0ZXJGaWx0ZXIiWgoZUmVwbGF5RGVhZExldHRlcnNSZXNwb25zZRIvCghvdXRjb21lcxgBIAMoCzIdLnRhc2ttYW5hZ2VyLnYxLlJlcGxheU91dGNvbWUSDAoEbW9yZRgCIAEoCCKVAQoNUmVwbGF5T3V0Y29tZRIKCgJpZBgBIAEoCRIsCgZyZXN1bHQYAiABKA4yHC50YXNrbWFuYWdlci52MS5SZXBsYXlSZXN1bHQSDwoHdGFza19pZBgDIAEoCRISCgpnZW5lcmF0aW9uGAQgASgNEg4KBnJlYXNvbhgFIAEoCRIVCg1xdWV1ZV9wZW5kaW5nGAYgASgIImEKE1JlcXVldWVUYXNrc1JlcXVlc3QSEAoIdGFza19pZHMYASADKAkSIAoTc3RhbGxlZF9mb3Jfc2Vjb25kcxgCIAEoDUgAiAEBQhYKFF9zdGFsbGVkX2Zvcl9zZWNvbmRzIkgKFFJlcXVldWVUYXNrc1Jlc3BvbnNlEjAKCG91dGNvbWVzGAEgAygLMh4udGFza21hbmFnZXIudjEuUmVxdWV1ZU91dGNvbWUivgEKDlJlcXVldWVPdXRjb21lEg8KB3Rhc2tfaWQYASABKAkSLQoGcmVzdWx0GAIgASgOMh0udGFza21hbmFnZXIudjEuUmVxdWV1ZVJlc3VsdBISCgpnZW5lcmF0aW9uGAMgASgNEg4KBnJlYXNvbhgEIAEoCRIxCg5wcmV2aW91c19zdGF0ZRgFIAEoDjIZLnRhc2ttYW5hZ2VyLnYxLlRhc2tTdGF0ZRIVCg1xdWV1ZV9wZW5kaW5nGAYgASgIKqwBCgxSZXBsYXlSZXN1bHQSHQoZUkVQTEFZX1JFU1VMVF9VTlNQRUNJRklFRBAAEhoKFlJFUExBWV9SRVNVTFRfUkVQTEFZRUQQARIbChdSRVBMQVlfUkVTVUxUX05PVF9GT1VORBACEiUKIVJFUExBWV9SRVNVTFRfRkFJTEVEX1BSRUNPTkRJVElPThADEh0KGVJFUExBWV9SRVNVTFRfVU5BVkFJTEFCTEUQBCqyAQoNUmVxdWV1ZVJlc3VsdBIeChpSRVFVRVVFX1JFU1VMVF9VTlNQRUNJRklFRBAAEhsKF1JFUVVFVUVfUkVTVUxUX1JFUVVFVUVEEAESHAoYUkVRVUVVRV9SRVNVTFRfTk9UX0ZPVU5EEAISJgoiUkVRVUVVRV9SRVNVTFRfRkFJTEVEX1BSRUNPTkRJVElPThADEh4KGlJFUVVFVUVfUkVTVUxUX1VOQVZBSUxBQkxFEAQyyAQKDEFkbWluU2VydmljZRJcCg1HZXRRdWV1ZVN0YXRzEiQudGFza21hbmFnZXIudjEuR2V0UXVldWVTdGF0c1JlcXVlc3QaJS50YXNrbWFuYWdlci52MS5HZXRRdWV1ZVN0YXRzUmVzcG9uc2USUAoJTGlzdFRhc2tzEiAudGFza21hbmFnZXIudjEuTGlzdFRhc2tzUmVxdWVzdBohLnRhc2ttYW5hZ2VyLnYxLkxpc3RUYXNrc1Jlc3BvbnNlEl8KDkdldFRhc2tIaXN0b3J5EiUudGFza21hbmFnZXIudjEuR2V0VGFza0hpc3RvcnlSZXF1ZXN0GiYudGFza21hbmFnZXIudjEuR2V0VGFza0hpc3RvcnlSZXNwb25zZRJiCg9MaXN0RGVhZExldHRlcnMSJi50YXNrbWFuYWdlci52MS5MaXN0RGVhZExldHRlcnNSZXF1ZXN0GicudGFza21hbmFnZXIudjEuTGlzdERlYWRMZXR0ZXJzUmVzcG9uc2USaAoRUmVwbGF5RGVhZExldHRlcnMSKC50YXNrbWFuYWdlci52MS5SZXBsYXlEZWFkTGV0dGVyc1JlcXVlc3QaKS50YXNrbWFuYWdlci52MS5SZXBsYXlEZWFkTGV0dGVyc1Jlc3BvbnNlElkKDFJlcXVldWVUYXNrcxIjLnRhc2ttYW5hZ2VyLnYxLlJlcXVldWVUYXNrc1JlcXVlc3QaJC50YXNrbWFuYWdlci52MS5SZXF1ZXVlVGFza3NSZXNwb25zZWIGcHJvdG8z", [file_google_protobuf_struct, file_google_protobuf_timestamp, file_taskmanager_v1_taskmanager]);
+  fileDesc("Chp0YXNrbWFuYWdlci92MS9hZG1pbi5wcm90bxIOdGFza21hbmFnZXIudjEiFgoUR2V0UXVldWVTdGF0c1JlcXVlc3QitAIKFUdldFF1ZXVlU3RhdHNSZXNwb25zZRIwCgljb25zdW1lcnMYASADKAsyHS50YXNrbWFuYWdlci52MS5Db25zdW1lclN0YXRzEhQKDGRlYWRfbGV0dGVycxgCIAEoBBIyCg50YXNrc19ieV9zdGF0ZRgDIAMoCzIaLnRhc2ttYW5hZ2VyLnYxLlN0YXRlQ291bnQSFQoNdGFza3NfY291bnRlZBgEIAEoBBIgChh0YXNrc19ieV9zdGF0ZV90cnVuY2F0ZWQYBSABKAgSLgoKc2FtcGxlZF9hdBgGIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASHAoUdW5xdWV1ZWRfc3VibWlzc2lvbnMYByABKAQSGAoQdW5xdWV1ZWRfb3ZlcmR1ZRgIIAEoBCLkAQoNQ29uc3VtZXJTdGF0cxIOCgZzdHJlYW0YASABKAkSDwoHc3ViamVjdBgCIAEoCRIMCgRuYW1lGAMgASgJEg8KB3BlbmRpbmcYBCABKAQSEwoLYWNrX3BlbmRpbmcYBSABKAQSEwoLcmVkZWxpdmVyZWQYBiABKAQSDwoHd2FpdGluZxgHIAEoBBIdChVvbGRlc3RfdW5hY2tlZF9hZ2VfbXMYCCABKAQSHAoUcHJvY2Vzc2VkX3Blcl9zZWNvbmQYCSABKAESGwoTYmFja2xvZ19saW1pdF9yYXRpbxgKIAEoASJFCgpTdGF0ZUNvdW50EigKBXN0YXRlGAEgASgOMhkudGFza21hbmFnZXIudjEuVGFza1N0YXRlEg0KBWNvdW50GAIgASgEIs0CChBMaXN0VGFza3NSZXF1ZXN0EigKBXN0YXRlGAEgASgOMhkudGFza21hbmFnZXIudjEuVGFza1N0YXRlEgwKBHR5cGUYAiABKAkSKgoIcHJpb3JpdHkYAyABKA4yGC50YXNrbWFuYWdlci52MS5Qcmlvcml0eRIxCg1jcmVhdGVkX2FmdGVyGAQgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIyCg5jcmVhdGVkX2JlZm9yZRgFIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASDQoFcXVlcnkYBiABKAkSEQoJcGFnZV9zaXplGAcgASgNEhIKCnBhZ2VfdG9rZW4YCCABKAkSIAoTc3RhbGxlZF9mb3Jfc2Vjb25kcxgJIAEoDUgAiAEBQhYKFF9zdGFsbGVkX2Zvcl9zZWNvbmRzIlEKEUxpc3RUYXNrc1Jlc3BvbnNlEiMKBXRhc2tzGAEgAygLMhQudGFza21hbmFnZXIudjEuVGFzaxIXCg9uZXh0X3BhZ2VfdG9rZW4YAiABKAkiKAoVR2V0VGFza0hpc3RvcnlSZXF1ZXN0Eg8KB3Rhc2tfaWQYASABKAkiRAoWR2V0VGFza0hpc3RvcnlSZXNwb25zZRIqCgZldmVudHMYASADKAsyGi50YXNrbWFuYWdlci52MS5BdWRpdEVudHJ5Io8BCgpBdWRpdEVudHJ5Eg8KB3Rhc2tfaWQYASABKAkSDwoHc2VydmljZRgCIAEoCRIOCgZhY3Rpb24YAyABKAkSJgoCYXQYBCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEicKBmRldGFpbBgFIAEoCzIXLmdvb2dsZS5wcm90b2J1Zi5TdHJ1Y3QiRAoQRGVhZExldHRlckZpbHRlchIPCgdzdWJqZWN0GAEgASgJEg4KBnJlYXNvbhgCIAEoCRIPCgd0YXNrX2lkGAMgASgJInEKFkxpc3REZWFkTGV0dGVyc1JlcXVlc3QSMAoGZmlsdGVyGAEgASgLMiAudGFza21hbmFnZXIudjEuRGVhZExldHRlckZpbHRlchIRCglwYWdlX3NpemUYAiABKA0SEgoKcGFnZV90b2tlbhgDIAEoCSJpChdMaXN0RGVhZExldHRlcnNSZXNwb25zZRI1CgxkZWFkX2xldHRlcnMYASADKAsyHy50YXNrbWFuYWdlci52MS5EZWFkTGV0dGVyRW50cnkSFwoPbmV4dF9wYWdlX3Rva2VuGAIgASgJIo4CCg9EZWFkTGV0dGVyRW50cnkSCgoCaWQYASABKAkSDwoHdGFza19pZBgCIAEoCRIPCgdzdWJqZWN0GAMgASgJEhAKCGNvbnN1bWVyGAQgASgJEg4KBnJlYXNvbhgFIAEoCRINCgVlcnJvchgGIAEoCRIQCghhdHRlbXB0cxgHIAEoDRImCgJhdBgIIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASKAoHbWVzc2FnZRgJIAEoCzIXLmdvb2dsZS5wcm90b2J1Zi5TdHJ1Y3QSCwoDcmF3GAogASgJEisKB2hpc3RvcnkYCyADKAsyGi50YXNrbWFuYWdlci52MS5BdWRpdEVudHJ5ImYKGFJlcGxheURlYWRMZXR0ZXJzUmVxdWVzdBILCgNpZHMYASADKAkSCwoDYWxsGAIgASgIEjAKBmZpbHRlchgDIAEoCzIgLnRhc2ttYW5hZ2VyLnYxLkRlYWRMZXR0ZXJGaWx0ZXIiWgoZUmVwbGF5RGVhZExldHRlcnNSZXNwb25zZRIvCghvdXRjb21lcxgBIAMoCzIdLnRhc2ttYW5hZ2VyLnYxLlJlcGxheU91dGNvbWUSDAoEbW9yZRgCIAEoCCKVAQoNUmVwbGF5T3V0Y29tZRIKCgJpZBgBIAEoCRIsCgZyZXN1bHQYAiABKA4yHC50YXNrbWFuYWdlci52MS5SZXBsYXlSZXN1bHQSDwoHdGFza19pZBgDIAEoCRISCgpnZW5lcmF0aW9uGAQgASgNEg4KBnJlYXNvbhgFIAEoCRIVCg1xdWV1ZV9wZW5kaW5nGAYgASgIImEKE1JlcXVldWVUYXNrc1JlcXVlc3QSEAoIdGFza19pZHMYASADKAkSIAoTc3RhbGxlZF9mb3Jfc2Vjb25kcxgCIAEoDUgAiAEBQhYKFF9zdGFsbGVkX2Zvcl9zZWNvbmRzIkgKFFJlcXVldWVUYXNrc1Jlc3BvbnNlEjAKCG91dGNvbWVzGAEgAygLMh4udGFza21hbmFnZXIudjEuUmVxdWV1ZU91dGNvbWUivgEKDlJlcXVldWVPdXRjb21lEg8KB3Rhc2tfaWQYASABKAkSLQoGcmVzdWx0GAIgASgOMh0udGFza21hbmFnZXIudjEuUmVxdWV1ZVJlc3VsdBISCgpnZW5lcmF0aW9uGAMgASgNEg4KBnJlYXNvbhgEIAEoCRIxCg5wcmV2aW91c19zdGF0ZRgFIAEoDjIZLnRhc2ttYW5hZ2VyLnYxLlRhc2tTdGF0ZRIVCg1xdWV1ZV9wZW5kaW5nGAYgASgIImcKGURpc2NhcmREZWFkTGV0dGVyc1JlcXVlc3QSCwoDaWRzGAEgAygJEgsKA2FsbBgCIAEoCBIwCgZmaWx0ZXIYAyABKAsyIC50YXNrbWFuYWdlci52MS5EZWFkTGV0dGVyRmlsdGVyIlwKGkRpc2NhcmREZWFkTGV0dGVyc1Jlc3BvbnNlEjAKCG91dGNvbWVzGAEgAygLMh4udGFza21hbmFnZXIudjEuRGlzY2FyZE91dGNvbWUSDAoEbW9yZRgCIAEoCCJsCg5EaXNjYXJkT3V0Y29tZRIKCgJpZBgBIAEoCRItCgZyZXN1bHQYAiABKA4yHS50YXNrbWFuYWdlci52MS5EaXNjYXJkUmVzdWx0Eg8KB3Rhc2tfaWQYAyABKAkSDgoGcmVhc29uGAQgASgJKqwBCgxSZXBsYXlSZXN1bHQSHQoZUkVQTEFZX1JFU1VMVF9VTlNQRUNJRklFRBAAEhoKFlJFUExBWV9SRVNVTFRfUkVQTEFZRUQQARIbChdSRVBMQVlfUkVTVUxUX05PVF9GT1VORBACEiUKIVJFUExBWV9SRVNVTFRfRkFJTEVEX1BSRUNPTkRJVElPThADEh0KGVJFUExBWV9SRVNVTFRfVU5BVkFJTEFCTEUQBCqyAQoNUmVxdWV1ZVJlc3VsdBIeChpSRVFVRVVFX1JFU1VMVF9VTlNQRUNJRklFRBAAEhsKF1JFUVVFVUVfUkVTVUxUX1JFUVVFVUVEEAESHAoYUkVRVUVVRV9SRVNVTFRfTk9UX0ZPVU5EEAISJgoiUkVRVUVVRV9SRVNVTFRfRkFJTEVEX1BSRUNPTkRJVElPThADEh4KGlJFUVVFVUVfUkVTVUxUX1VOQVZBSUxBQkxFEAQqiwEKDURpc2NhcmRSZXN1bHQSHgoaRElTQ0FSRF9SRVNVTFRfVU5TUEVDSUZJRUQQABIcChhESVNDQVJEX1JFU1VMVF9ESVNDQVJERUQQARIcChhESVNDQVJEX1JFU1VMVF9OT1RfRk9VTkQQAhIeChpESVNDQVJEX1JFU1VMVF9VTkFWQUlMQUJMRRADMrUFCgxBZG1pblNlcnZpY2USXAoNR2V0UXVldWVTdGF0cxIkLnRhc2ttYW5hZ2VyLnYxLkdldFF1ZXVlU3RhdHNSZXF1ZXN0GiUudGFza21hbmFnZXIudjEuR2V0UXVldWVTdGF0c1Jlc3BvbnNlElAKCUxpc3RUYXNrcxIgLnRhc2ttYW5hZ2VyLnYxLkxpc3RUYXNrc1JlcXVlc3QaIS50YXNrbWFuYWdlci52MS5MaXN0VGFza3NSZXNwb25zZRJfCg5HZXRUYXNrSGlzdG9yeRIlLnRhc2ttYW5hZ2VyLnYxLkdldFRhc2tIaXN0b3J5UmVxdWVzdBomLnRhc2ttYW5hZ2VyLnYxLkdldFRhc2tIaXN0b3J5UmVzcG9uc2USYgoPTGlzdERlYWRMZXR0ZXJzEiYudGFza21hbmFnZXIudjEuTGlzdERlYWRMZXR0ZXJzUmVxdWVzdBonLnRhc2ttYW5hZ2VyLnYxLkxpc3REZWFkTGV0dGVyc1Jlc3BvbnNlEmgKEVJlcGxheURlYWRMZXR0ZXJzEigudGFza21hbmFnZXIudjEuUmVwbGF5RGVhZExldHRlcnNSZXF1ZXN0GikudGFza21hbmFnZXIudjEuUmVwbGF5RGVhZExldHRlcnNSZXNwb25zZRJZCgxSZXF1ZXVlVGFza3MSIy50YXNrbWFuYWdlci52MS5SZXF1ZXVlVGFza3NSZXF1ZXN0GiQudGFza21hbmFnZXIudjEuUmVxdWV1ZVRhc2tzUmVzcG9uc2USawoSRGlzY2FyZERlYWRMZXR0ZXJzEikudGFza21hbmFnZXIudjEuRGlzY2FyZERlYWRMZXR0ZXJzUmVxdWVzdBoqLnRhc2ttYW5hZ2VyLnYxLkRpc2NhcmREZWFkTGV0dGVyc1Jlc3BvbnNlYgZwcm90bzM", [file_google_protobuf_struct, file_google_protobuf_timestamp, file_taskmanager_v1_taskmanager]);
 
 /**
  * @generated from message taskmanager.v1.GetQueueStatsRequest
@@ -743,6 +743,95 @@ export const RequeueOutcomeSchema: GenMessage<RequeueOutcome> = /*@__PURE__*/
   messageDesc(file_taskmanager_v1_admin, 18);
 
 /**
+ * @generated from message taskmanager.v1.DiscardDeadLettersRequest
+ */
+export type DiscardDeadLettersRequest = Message<"taskmanager.v1.DiscardDeadLettersRequest"> & {
+  /**
+   * Dead letter ids to discard (at most 500). Exactly one of ids and all must be given.
+   *
+   * @generated from field: repeated string ids = 1;
+   */
+  ids: string[];
+
+  /**
+   * Discard every dead letter matching the filter (at most 500 per call; see more).
+   *
+   * @generated from field: bool all = 2;
+   */
+  all: boolean;
+
+  /**
+   * @generated from field: taskmanager.v1.DeadLetterFilter filter = 3;
+   */
+  filter?: DeadLetterFilter | undefined;
+};
+
+/**
+ * Describes the message taskmanager.v1.DiscardDeadLettersRequest.
+ * Use `create(DiscardDeadLettersRequestSchema)` to create a new message.
+ */
+export const DiscardDeadLettersRequestSchema: GenMessage<DiscardDeadLettersRequest> = /*@__PURE__*/
+  messageDesc(file_taskmanager_v1_admin, 19);
+
+/**
+ * @generated from message taskmanager.v1.DiscardDeadLettersResponse
+ */
+export type DiscardDeadLettersResponse = Message<"taskmanager.v1.DiscardDeadLettersResponse"> & {
+  /**
+   * @generated from field: repeated taskmanager.v1.DiscardOutcome outcomes = 1;
+   */
+  outcomes: DiscardOutcome[];
+
+  /**
+   * With all: more matching letters remain; call again.
+   *
+   * @generated from field: bool more = 2;
+   */
+  more: boolean;
+};
+
+/**
+ * Describes the message taskmanager.v1.DiscardDeadLettersResponse.
+ * Use `create(DiscardDeadLettersResponseSchema)` to create a new message.
+ */
+export const DiscardDeadLettersResponseSchema: GenMessage<DiscardDeadLettersResponse> = /*@__PURE__*/
+  messageDesc(file_taskmanager_v1_admin, 20);
+
+/**
+ * @generated from message taskmanager.v1.DiscardOutcome
+ */
+export type DiscardOutcome = Message<"taskmanager.v1.DiscardOutcome"> & {
+  /**
+   * @generated from field: string id = 1;
+   */
+  id: string;
+
+  /**
+   * @generated from field: taskmanager.v1.DiscardResult result = 2;
+   */
+  result: DiscardResult;
+
+  /**
+   * @generated from field: string task_id = 3;
+   */
+  taskId: string;
+
+  /**
+   * Why, when not discarded.
+   *
+   * @generated from field: string reason = 4;
+   */
+  reason: string;
+};
+
+/**
+ * Describes the message taskmanager.v1.DiscardOutcome.
+ * Use `create(DiscardOutcomeSchema)` to create a new message.
+ */
+export const DiscardOutcomeSchema: GenMessage<DiscardOutcome> = /*@__PURE__*/
+  messageDesc(file_taskmanager_v1_admin, 21);
+
+/**
  * ReplayResult is what happened to one dead letter.
  *
  * @generated from enum taskmanager.v1.ReplayResult
@@ -840,6 +929,45 @@ export const RequeueResultSchema: GenEnum<RequeueResult> = /*@__PURE__*/
   enumDesc(file_taskmanager_v1_admin, 1);
 
 /**
+ * DiscardResult is what happened to one dead letter.
+ *
+ * @generated from enum taskmanager.v1.DiscardResult
+ */
+export enum DiscardResult {
+  /**
+   * @generated from enum value: DISCARD_RESULT_UNSPECIFIED = 0;
+   */
+  UNSPECIFIED = 0,
+
+  /**
+   * Removed from the dead-letter list; the task's history records it.
+   *
+   * @generated from enum value: DISCARD_RESULT_DISCARDED = 1;
+   */
+  DISCARDED = 1,
+
+  /**
+   * No dead letter with this id (never existed, trimmed, replayed or discarded already).
+   *
+   * @generated from enum value: DISCARD_RESULT_NOT_FOUND = 2;
+   */
+  NOT_FOUND = 2,
+
+  /**
+   * Redis did not answer at this letter (it may still be listed) or before it (not attempted); call again.
+   *
+   * @generated from enum value: DISCARD_RESULT_UNAVAILABLE = 3;
+   */
+  UNAVAILABLE = 3,
+}
+
+/**
+ * Describes the enum taskmanager.v1.DiscardResult.
+ */
+export const DiscardResultSchema: GenEnum<DiscardResult> = /*@__PURE__*/
+  enumDesc(file_taskmanager_v1_admin, 2);
+
+/**
  * AdminService is the operator's view of the pipeline: queue depths, task search, audit history and the
  * dead-letter queue with replay. Served by the gateway beside TaskService.
  *
@@ -910,6 +1038,18 @@ export const AdminService: GenService<{
     methodKind: "unary";
     input: typeof RequeueTasksRequestSchema;
     output: typeof RequeueTasksResponseSchema;
+  },
+  /**
+   * DiscardDeadLetters removes dead letters that will not be replayed (a cause that cannot be fixed, a task submitted
+   * again under a new id), so that the list keeps what still needs a decision. The task's status stays as it is
+   * (FAILED); its history gets the audit event "dead_letter_discarded". Outcomes and outages as for ReplayDeadLetters.
+   *
+   * @generated from rpc taskmanager.v1.AdminService.DiscardDeadLetters
+   */
+  discardDeadLetters: {
+    methodKind: "unary";
+    input: typeof DiscardDeadLettersRequestSchema;
+    output: typeof DiscardDeadLettersResponseSchema;
   },
 }> = /*@__PURE__*/
   serviceDesc(file_taskmanager_v1_admin, 0);
