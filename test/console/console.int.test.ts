@@ -4,7 +4,8 @@
  * list is keyboard-operable and lists unfinished (and stalled) tasks; behind a gateway with API keys the console asks
  * for a key, refuses a wrong one and works with the right one; a task still moving is not requeued (the reason
  * shown); a task dead-lettered while the enricher was down is replayed with a click once it is back, and succeeds;
- * a task failed "not queued" is requeued with a click and followed to SUCCEEDED.
+ * a task failed "not queued" is requeued with a click and followed to SUCCEEDED; selected dead letters are discarded
+ * once the confirmation is accepted (not when it is dismissed).
  * Screenshots go to test-artifacts/.
  * Skipped (with a message) when Debian's chromium is not installed (scripts/setup.sh installs it); under CI=true a
  * missing chromium fails instead.
@@ -16,7 +17,7 @@ import { join } from "node:path";
 import { promisify } from "node:util";
 import { StatusEventSchema, statusEvent } from "@tm/flow";
 import { createAdminClient } from "@tm/proto";
-import { applyStatus, markCancelled, readResult, saveTask } from "@tm/store";
+import { appendDeadLetter, applyStatus, markCancelled, readResult, saveTask } from "@tm/store";
 import { freePort, REPO_ROOT, spawnService, waitFor } from "@tm/testkit";
 import { type BrowserContext, chromium, type Page } from "playwright-core";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -262,5 +263,51 @@ describe.skipIf(!existsSync(CHROMIUM))("web console", () => {
       return requeued !== undefined;
     });
     expect(requeued?.detail).toMatchObject({ generation: 1, previousState: "FAILED" });
+  });
+
+  it("discards selected dead letters after a confirmation; the tasks' histories record it", async () => {
+    const redis = pipeline.redisClient;
+    const taskIds = [crypto.randomUUID(), crypto.randomUUID()];
+    const letterIds: string[] = [];
+    for (const taskId of taskIds) {
+      const id = `TASKS:${crypto.randomUUID()}`;
+      letterIds.push(id);
+      await appendDeadLetter(redis, {
+        id,
+        taskId,
+        subject: "tasks.worker.high",
+        consumer: "worker",
+        reason: "exhausted",
+        error: "the upstream account was closed",
+        attempts: 5,
+        at: new Date().toISOString(),
+        message: { taskId, generation: 0 },
+      });
+    }
+    await page.goto(`${webUrl}/dead-letters`);
+    for (const taskId of taskIds) await page.getByLabel(`Select ${taskId}`).check({ timeout: 15_000 });
+    // Dismissed first: nothing is discarded; then accepted.
+    page.once("dialog", (dialog) => void dialog.dismiss());
+    await page.click("button:text('Discard selected (2)')");
+    const admin = createAdminClient({ baseUrl: pipeline.gatewayUrl });
+    const listed = async () => (await admin.listDeadLetters({ pageSize: 500 })).deadLetters.map((letter) => letter.id);
+    expect(await listed()).toEqual(expect.arrayContaining(letterIds));
+    page.once("dialog", (dialog) => {
+      expect(dialog.message()).toBe("Discard 2 dead letters? Their tasks stay FAILED and can no longer be replayed.");
+      void dialog.accept();
+    });
+    await page.click("button:text('Discard selected (2)')");
+    await page.waitForSelector("#announcer:text('Discarded 2 of 2.')", { state: "attached", timeout: 15_000 });
+    const left = await listed();
+    expect(left.filter((id) => letterIds.includes(id))).toEqual([]);
+    for (const [index, taskId] of taskIds.entries()) {
+      await waitFor("the dead_letter_discarded audit event", async () =>
+        (await admin.getTaskHistory({ taskId })).events.some(
+          (event) =>
+            event.action === "dead_letter_discarded" &&
+            (event.detail as { deadLetterId?: string } | undefined)?.deadLetterId === letterIds[index],
+        ),
+      );
+    }
   });
 });
