@@ -139,6 +139,17 @@ describe("docker-compose.yml", () => {
     expect(["api-key", "jwt"]).toContain(composeEnv("gateway").GATEWAY_AUTH_MODE);
   });
 
+  test("the gateway names its operators, a caller of its default key (or taskctl and the console are refused)", () => {
+    const env = composeEnv("gateway");
+    const defaultOf = (value: string | undefined) => /:-([^}]*)\}/.exec(value ?? "")?.[1] ?? "";
+    const keyCallers = defaultOf(env.GATEWAY_API_KEYS)
+      .split(",")
+      .map((pair) => pair.split(":")[0]);
+    const admins = defaultOf(env.GATEWAY_ADMIN_CALLERS).split(",");
+    expect(admins.length).toBeGreaterThan(0);
+    for (const admin of admins) expect(keyCallers).toContain(admin);
+  });
+
   test("ingest waits for the enricher and reaches it on its port", () => {
     const dependsOn = compose.services.ingest?.depends_on as Record<string, { condition: string }>;
     expect(dependsOn.enricher).toEqual({ condition: "service_healthy" });
@@ -605,6 +616,17 @@ describe("k8s", () => {
 
     test("the gateway authenticates callers on Kubernetes too", () => {
       expect(["api-key", "jwt"]).toContain(k8sEnv("gateway").GATEWAY_AUTH_MODE);
+    });
+
+    test("the gateway's operators are callers of the API key Secret's file", () => {
+      const callers = readFileSync("k8s/secrets/gateway-api-keys.txt", "utf8")
+        .split("\n")
+        .map((line) => line.trim())
+        .filter((line) => line !== "" && !line.startsWith("#"))
+        .map((line) => line.split(":")[0]);
+      const admins = (k8sEnv("gateway").GATEWAY_ADMIN_CALLERS ?? "").split(",").filter(Boolean);
+      expect(admins.length).toBeGreaterThan(0);
+      for (const admin of admins) expect(callers).toContain(admin);
     });
 
     test("ingest reaches the enricher's Service on its port", () => {

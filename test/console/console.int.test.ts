@@ -174,6 +174,7 @@ describe.skipIf(!existsSync(CHROMIUM))("web console", () => {
       REDIS_URL: pipeline.redis.url,
       GATEWAY_AUTH_MODE: "api-key",
       GATEWAY_API_KEYS: `ops:${KEY}`,
+      GATEWAY_ADMIN_CALLERS: "ops",
       GATEWAY_WEB_PORT: String(port),
     });
     const tab = await browser.newPage(); // its own sessionStorage: no key yet

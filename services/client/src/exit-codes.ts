@@ -77,6 +77,11 @@ export function describeError(error: unknown, addr: string): { exitCode: ExitCod
         };
       case Code.FailedPrecondition:
         return { exitCode: ExitCode.ServerError, message: error.rawMessage };
+      case Code.PermissionDenied:
+        return {
+          exitCode: ExitCode.ServerError,
+          message: `permission denied: ${error.rawMessage} (the gateway's operators grant it)`,
+        };
       case Code.Unauthenticated:
         return {
           exitCode: ExitCode.ServerError,

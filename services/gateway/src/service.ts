@@ -79,6 +79,7 @@ export const gateway = defineService({
     const adminHandlers = guard.protect(
       AdminService,
       adminServiceHandlers(rt, queueStats, { requeueAfterMs: rt.config.GATEWAY_REQUEUE_AFTER_MS }),
+      { admin: true },
     );
     addService(server, AdminService, adminHandlers, onError);
     health.addTo(server);

@@ -25,6 +25,7 @@ const KEYS = {
   carol: "carol-key-0123456789abcdef",
   daveOld: "dave-old-key-0123456789abcdef",
   daveNew: "dave-new-key-0123456789abcdef",
+  erin: "erin-key-0123456789abcdef0",
 };
 const BURST = 10;
 
@@ -37,12 +38,14 @@ let gateways: SpawnedService[] = [];
 beforeAll(async () => {
   dir = await mkdtemp(join(tmpdir(), "gateway-auth-"));
   keyFile = join(dir, "api-keys");
-  await writeFile(keyFile, `alice:${KEYS.alice}\ncarol:${KEYS.carol}\ndave:${KEYS.daveOld}\n`);
+  await writeFile(keyFile, `alice:${KEYS.alice}\ncarol:${KEYS.carol}\ndave:${KEYS.daveOld}\nerin:${KEYS.erin}\n`);
   const env = {
     NATS_URL: infra.nats.url,
     REDIS_URL: infra.redis.url,
     GATEWAY_AUTH_MODE: "api-key",
     GATEWAY_API_KEYS_FILE: keyFile,
+    // alice operates; the others are applications.
+    GATEWAY_ADMIN_CALLERS: "alice",
     // 1 token/s refills slowly enough that a burst test on a slow machine still sees the limit.
     GATEWAY_RATE_LIMIT_PER_SEC: "1",
     GATEWAY_RATE_LIMIT_BURST: String(BURST),
@@ -120,7 +123,7 @@ describe("authentication", () => {
   });
 
   test("a rotated key file takes effect without a restart: the new key works, the old one is refused", async () => {
-    await writeFile(keyFile, `alice:${KEYS.alice}\ncarol:${KEYS.carol}\ndave:${KEYS.daveNew}\n`);
+    await writeFile(keyFile, `alice:${KEYS.alice}\ncarol:${KEYS.carol}\ndave:${KEYS.daveNew}\nerin:${KEYS.erin}\n`);
     // Each gateway re-reads the file on its own schedule (mtime checked at most every 2 s): wait for both.
     for (const gateway of gateways) {
       await waitFor(
@@ -137,6 +140,30 @@ describe("authentication", () => {
 });
 
 describe("AdminService", () => {
+  test("is for the admin callers only: an application's key gets PERMISSION_DENIED there and keeps the TaskService", async () => {
+    const app = createAdminClient({ baseUrl: urlOf(gateways[0]), apiKey: KEYS.erin });
+    for (const call of [
+      () => app.listDeadLetters({}),
+      () => app.getQueueStats({}),
+      () => app.listTasks({}),
+      () => app.replayDeadLetters({ ids: ["TASKS:1"] }),
+      () => app.discardDeadLetters({ all: true }),
+      () => app.requeueTasks({ taskIds: [crypto.randomUUID()] }),
+    ]) {
+      expect(await codeOf(call())).toEqual({
+        code: Code.PermissionDenied,
+        message: "caller erin may not use the AdminService (operators only): list it in GATEWAY_ADMIN_CALLERS",
+      });
+    }
+    const { taskId } = await clientOf(gateways[1], KEYS.erin).submitTask({ type: "echo" });
+    expect((await clientOf(gateways[1], KEYS.erin).getTask({ taskId })).task?.taskId).toBe(taskId);
+    // An operator's key is let in; the refusals were counted.
+    const ops = createAdminClient({ baseUrl: urlOf(gateways[0]), apiKey: KEYS.alice });
+    expect((await codeOf(ops.getQueueStats({}))).code).toBe(0);
+    const metrics = await (await fetch(`http://127.0.0.1:${gateways[0]?.opsPort}/metrics`)).text();
+    expect(metrics).toMatch(/tm_auth_failures_total\{[^}]*reason="forbidden"[^}]*\} 6/);
+  });
+
   test("refuses a caller without credentials; a replay by a known caller is audited with their name", async () => {
     const anonymous = createAdminClient({ baseUrl: urlOf(gateways[0]) });
     const refused = await codeOf(anonymous.listDeadLetters({}));

@@ -57,13 +57,28 @@ describe("JWT", () => {
     const token = await hs256({ sub: "svc-reports", iss: "tm-auth", aud: "gateway" }).sign(
       new TextEncoder().encode(secret),
     );
-    await expect(verify(token)).resolves.toBe("svc-reports");
+    await expect(verify(token)).resolves.toEqual({ subject: "svc-reports", scopes: [] });
     const wrongIssuer = await hs256({ sub: "x", iss: "other", aud: "gateway" }).sign(new TextEncoder().encode(secret));
     await expect(verify(wrongIssuer)).rejects.toThrow(/iss/);
     const wrongAudience = await hs256({ sub: "x", iss: "tm-auth", aud: "other" }).sign(
       new TextEncoder().encode(secret),
     );
     await expect(verify(wrongAudience)).rejects.toThrow(/aud/);
+  });
+
+  test("the token's scopes: a space-separated scope claim, an scp list or string; both together", async () => {
+    const verify = await createJwtVerifier({ secret });
+    const key = new TextEncoder().encode(secret);
+    const sign = (claims: Record<string, unknown>) =>
+      new SignJWT({ sub: "ops", ...claims }).setProtectedHeader({ alg: "HS256" }).setExpirationTime("5m").sign(key);
+    expect((await verify(await sign({ scope: "tasks.read  tasks.admin" }))).scopes).toEqual([
+      "tasks.read",
+      "tasks.admin",
+    ]);
+    expect((await verify(await sign({ scp: ["tasks.admin", 7] }))).scopes).toEqual(["tasks.admin"]);
+    expect((await verify(await sign({ scp: "a b" }))).scopes).toEqual(["a", "b"]);
+    expect((await verify(await sign({ scope: "a", scp: ["b"] }))).scopes).toEqual(["a", "b"]);
+    expect((await verify(await sign({ scope: 42 }))).scopes).toEqual([]);
   });
 
   test("HS256: expired, not-yet-valid, wrongly signed, sub-less and alg=none tokens are refused", async () => {
@@ -95,7 +110,7 @@ describe("JWT", () => {
       .setProtectedHeader({ alg: "RS256" })
       .setExpirationTime("5m")
       .sign(privateKey);
-    await expect(verify(token)).resolves.toBe("svc-billing");
+    await expect(verify(token)).resolves.toEqual({ subject: "svc-billing", scopes: [] });
     const confused = await hs256({ sub: "attacker" }).sign(new TextEncoder().encode(pem));
     await expect(verify(confused)).rejects.toThrow();
   });

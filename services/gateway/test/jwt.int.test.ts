@@ -1,5 +1,5 @@
 import { Code, ConnectError } from "@connectrpc/connect";
-import { createTaskClient } from "@tm/proto";
+import { createAdminClient, createTaskClient } from "@tm/proto";
 import { useInfra } from "@tm/testkit";
 import { SignJWT } from "jose";
 import { afterAll, beforeAll, expect, test } from "vitest";
@@ -14,6 +14,8 @@ beforeAll(async () => {
     GATEWAY_AUTH_MODE: "jwt",
     GATEWAY_JWT_SECRET: SECRET,
     GATEWAY_JWT_ISSUER: "tm-auth",
+    GATEWAY_ADMIN_CALLERS: "oncall@example.com",
+    GATEWAY_JWT_ADMIN_SCOPE: "tasks.admin",
     GATEWAY_RATE_LIMIT_PER_SEC: "1",
     GATEWAY_RATE_LIMIT_BURST: "2",
   });
@@ -22,8 +24,8 @@ afterAll(async () => {
   await gateway?.stop();
 });
 
-const tokenFor = (sub: string, issuer = "tm-auth") =>
-  new SignJWT({ sub })
+const tokenFor = (sub: string, issuer = "tm-auth", claims: Record<string, unknown> = {}) =>
+  new SignJWT({ sub, ...claims })
     .setProtectedHeader({ alg: "HS256" })
     .setIssuer(issuer)
     .setExpirationTime("5m")
@@ -61,4 +63,21 @@ test("jwt mode: the token's sub is the caller; a token from another issuer is re
   const metrics = await (await fetch(`http://127.0.0.1:${gateway.opsPort}/metrics`)).text();
   expect(metrics).toMatch(/tm_rate_limited_total\{[^}]*caller="jwt"[^}]*\} 1/);
   expect(metrics).not.toContain('caller="svc-reports"');
+});
+
+test("jwt mode: the AdminService admits a token with the admin scope or a listed subject, and refuses others", async () => {
+  const admin = async (sub: string, claims: Record<string, unknown> = {}) =>
+    codeOf(
+      createAdminClient({ baseUrl: gateway.baseUrl, apiKey: await tokenFor(sub, "tm-auth", claims) }).listDeadLetters(
+        {},
+      ),
+    );
+  expect(await admin("svc-ops", { scope: "tasks.read tasks.admin" })).toEqual({ code: 0, message: "" });
+  expect(await admin("svc-ops-2", { scp: ["tasks.admin"] })).toEqual({ code: 0, message: "" });
+  expect(await admin("oncall@example.com")).toEqual({ code: 0, message: "" });
+  expect(await admin("svc-billing", { scope: "tasks.read" })).toEqual({
+    code: Code.PermissionDenied,
+    message:
+      'caller svc-billing may not use the AdminService (operators only): list it in GATEWAY_ADMIN_CALLERS or give its token the scope "tasks.admin"',
+  });
 });

@@ -21,10 +21,16 @@ export class AuthFailure extends ConnectError {
   }
 }
 
+/** Who is calling: the api-key caller name or the JWT subject, and the token's scopes (none for an API key). */
+export interface Identity {
+  caller: string;
+  scopes: readonly string[];
+}
+
 export interface Authenticator {
   mode: AuthConfig["GATEWAY_AUTH_MODE"];
   /** The caller's identity; throws AuthFailure. */
-  authenticate(ctx: CallContext): Promise<string>;
+  authenticate(ctx: CallContext): Promise<Identity>;
 }
 
 export async function createAuthenticator(config: AuthConfig, log: Logger): Promise<Authenticator | undefined> {
@@ -38,7 +44,7 @@ export async function createAuthenticator(config: AuthConfig, log: Logger): Prom
         authenticate: async (ctx) => {
           const caller = findCaller(await keys(), bearerOf(ctx));
           if (caller === undefined) throw new AuthFailure("invalid");
-          return caller;
+          return { caller, scopes: [] };
         },
       };
     }
@@ -56,7 +62,8 @@ export async function createAuthenticator(config: AuthConfig, log: Logger): Prom
         authenticate: async (ctx) => {
           const token = bearerOf(ctx);
           try {
-            return await verify(token);
+            const { subject, scopes } = await verify(token);
+            return { caller: subject, scopes };
           } catch (error) {
             log.debug({ err: error }, "JWT rejected");
             throw new AuthFailure("invalid");

@@ -21,6 +21,14 @@ export const authConfigShape = {
   GATEWAY_JWT_PUBLIC_KEY: z.string().optional(),
   GATEWAY_JWT_ISSUER: z.string().optional(),
   GATEWAY_JWT_AUDIENCE: z.string().optional(),
+  /**
+   * Comma-separated callers (api-key caller names, JWT subjects) that may use the AdminService: queue stats, task
+   * listing, histories, dead letters and their replay or discard, requeues. With GATEWAY_AUTH_MODE api-key or jwt
+   * every other caller is refused it (PERMISSION_DENIED) and keeps the TaskService only.
+   */
+  GATEWAY_ADMIN_CALLERS: z.string().optional(),
+  /** jwt: a token whose `scope` (space-separated) or `scp` (a list) claim holds this value may use the AdminService. */
+  GATEWAY_JWT_ADMIN_SCOPE: z.string().optional(),
   /** Sustained requests per second per caller; 0 turns rate limiting off. */
   GATEWAY_RATE_LIMIT_PER_SEC: nonNegativeInt.default(100),
   /** Requests a caller may make at once after being idle (the bucket size). */

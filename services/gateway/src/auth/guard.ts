@@ -3,6 +3,9 @@
  * protected service stays one line: `addService(server, S, guard.protect(S, handlers))`. A stream is admitted
  * (and counted) once, when it opens. grpc.health.v1 is not wrapped: probes carry no credentials.
  *
+ * A service protected `{ admin: true }` (the AdminService) is open only to the callers admin-access.ts allows: others
+ * are refused with PERMISSION_DENIED before the rate limit is asked.
+ *
  * With GATEWAY_AUTH_MODE=none there is no caller to limit by, so nothing is checked and nothing is limited.
  */
 import type { DescMessage } from "@bufbuild/protobuf";
@@ -11,7 +14,8 @@ import { Code, ConnectError } from "@connectrpc/connect";
 import type { Runtime } from "@tm/kit";
 import type { CallContext, ServiceHandlers } from "@tm/proto";
 import type { RedisCall } from "../redis-call.js";
-import { type Authenticator, AuthFailure, createAuthenticator } from "./authenticator.js";
+import { adminAccess } from "./admin-access.js";
+import { type Authenticator, AuthFailure, createAuthenticator, type Identity } from "./authenticator.js";
 import { attachCaller } from "./caller.js";
 import type { AuthConfig } from "./config.js";
 import { RateLimiter } from "./rate-limiter.js";
@@ -20,8 +24,17 @@ const BYPASS_WARNING_INTERVAL_MS = 10_000;
 
 type AnyHandler = (request: unknown, ctx: CallContext) => unknown;
 
+export interface ProtectOptions {
+  /** Only for admin callers (GATEWAY_ADMIN_CALLERS, GATEWAY_JWT_ADMIN_SCOPE). */
+  admin?: boolean;
+}
+
 export interface Guard {
-  protect<S extends GenServiceMethods>(service: GenService<S>, handlers: ServiceHandlers<S>): ServiceHandlers<S>;
+  protect<S extends GenServiceMethods>(
+    service: GenService<S>,
+    handlers: ServiceHandlers<S>,
+    options?: ProtectOptions,
+  ): ServiceHandlers<S>;
 }
 
 /** `redisCall` bounds the rate limiter's Redis call (redis-call.ts): when it fails the limit fails open. */
@@ -30,9 +43,19 @@ export async function createGuard(rt: Runtime<Runtime["config"] & AuthConfig>, r
   const configured = await createAuthenticator(config, log);
   if (!configured) {
     log.warn("GATEWAY_AUTH_MODE=none: every call is accepted without credentials (local development only)");
+    if (config.GATEWAY_ADMIN_CALLERS || config.GATEWAY_JWT_ADMIN_SCOPE) {
+      log.warn("GATEWAY_ADMIN_CALLERS / GATEWAY_JWT_ADMIN_SCOPE have no effect with GATEWAY_AUTH_MODE=none");
+    }
     return { protect: (_service, handlers) => handlers };
   }
   const authenticator: Authenticator = configured;
+  const admins = adminAccess(config);
+  if (!admins.configured) {
+    log.warn(
+      "no admin callers (GATEWAY_ADMIN_CALLERS unset): the AdminService (taskctl stats, ls, history, dlq, requeue; the " +
+        "console's lists) refuses every caller",
+    );
+  }
   const limiter =
     config.GATEWAY_RATE_LIMIT_PER_SEC > 0
       ? new RateLimiter(rt.redis, {
@@ -41,7 +64,8 @@ export async function createGuard(rt: Runtime<Runtime["config"] & AuthConfig>, r
         })
       : undefined;
   const authFailures = rt.meter.createCounter("tm_auth_failures_total", {
-    description: "Calls refused with UNAUTHENTICATED, by reason (missing, malformed, invalid)",
+    description:
+      "Calls refused with UNAUTHENTICATED, by reason (missing, malformed, invalid), or with PERMISSION_DENIED (forbidden: an AdminService call by a caller that is not an admin)",
   });
   const rateLimited = rt.meter.createCounter("tm_rate_limited_total", {
     description: "Calls refused with RESOURCE_EXHAUSTED by the per-caller rate limit",
@@ -76,20 +100,32 @@ export async function createGuard(rt: Runtime<Runtime["config"] & AuthConfig>, r
     );
   }
 
-  async function admit(ctx: CallContext): Promise<void> {
-    let caller: string;
+  async function admit(ctx: CallContext, admin: boolean): Promise<void> {
+    let identity: Identity;
     try {
-      caller = await authenticator.authenticate(ctx);
+      identity = await authenticator.authenticate(ctx);
     } catch (error) {
       if (error instanceof AuthFailure) authFailures.add(1, { reason: error.reason });
       throw error;
     }
-    await withinLimit(caller);
-    attachCaller(ctx, caller);
+    if (admin) {
+      try {
+        admins.check(identity);
+      } catch (error) {
+        authFailures.add(1, { reason: "forbidden" });
+        throw error;
+      }
+    }
+    await withinLimit(identity.caller);
+    attachCaller(ctx, identity.caller);
   }
 
   return {
-    protect<S extends GenServiceMethods>(service: GenService<S>, handlers: ServiceHandlers<S>): ServiceHandlers<S> {
+    protect<S extends GenServiceMethods>(
+      service: GenService<S>,
+      handlers: ServiceHandlers<S>,
+      { admin = false }: ProtectOptions = {},
+    ): ServiceHandlers<S> {
       const guarded: Record<string, AnyHandler> = {};
       for (const method of service.methods) {
         const handler = (handlers as Record<string, AnyHandler>)[method.localName];
@@ -97,11 +133,11 @@ export async function createGuard(rt: Runtime<Runtime["config"] & AuthConfig>, r
         guarded[method.localName] =
           method.methodKind === "server_streaming"
             ? async function* (request, ctx) {
-                await admit(ctx);
+                await admit(ctx, admin);
                 yield* handler(request, ctx) as AsyncIterable<DescMessage>;
               }
             : async (request, ctx) => {
-                await admit(ctx);
+                await admit(ctx, admin);
                 return handler(request, ctx);
               };
       }

@@ -1,7 +1,9 @@
 /**
  * JWT verification with `jose`: HS256 with a shared secret or RS256 with a PEM public key (only that algorithm is
  * accepted, so an attacker cannot switch to "none" or to HS256 signed with the public key). exp and nbf are
- * checked (30 s clock tolerance), iss and aud when configured; the caller is the token's `sub`.
+ * checked (30 s clock tolerance), iss and aud when configured; the caller is the token's `sub`, and its scopes those
+ * of the `scope` claim (a space-separated string, RFC 8693) or the `scp` claim (a list, or a string, as some
+ * identity providers issue it).
  */
 import { importSPKI, type JWTVerifyOptions, jwtVerify } from "jose";
 
@@ -12,7 +14,12 @@ export interface JwtSettings {
   audience?: string | undefined;
 }
 
-export type JwtVerifier = (token: string) => Promise<string>;
+export interface JwtIdentity {
+  subject: string;
+  scopes: readonly string[];
+}
+
+export type JwtVerifier = (token: string) => Promise<JwtIdentity>;
 
 export async function createJwtVerifier(settings: JwtSettings): Promise<JwtVerifier> {
   if (!settings.secret === !settings.publicKeyPem) {
@@ -40,6 +47,12 @@ export async function createJwtVerifier(settings: JwtSettings): Promise<JwtVerif
   return async (token) => {
     const { payload } = await jwtVerify(token, key, options);
     if (typeof payload.sub !== "string" || payload.sub === "") throw new Error("token has no sub");
-    return payload.sub;
+    return { subject: payload.sub, scopes: [...scopesOf(payload.scope), ...scopesOf(payload.scp)] };
   };
+}
+
+function scopesOf(claim: unknown): string[] {
+  if (typeof claim === "string") return claim.split(/\s+/).filter(Boolean);
+  if (Array.isArray(claim)) return claim.filter((scope): scope is string => typeof scope === "string");
+  return [];
 }
