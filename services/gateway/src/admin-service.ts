@@ -59,6 +59,9 @@ import { parseTaskId } from "./validation.js";
 
 type AdminServiceMethods = typeof AdminService extends { method: infer M } ? M : never;
 
+/** A named letter not handled: not in the list, or an outage stopped the call at or before it. */
+type LetterMiss = { id: string; result: "not_found" | "unavailable"; taskId?: string; reason: string };
+
 const CHUNK = 500;
 const SCAN_LIMIT = 10_000;
 const ADMIN_REDIS_TIMEOUT_MS = 30_000;
@@ -111,6 +114,31 @@ export function adminServiceHandlers(
       if (!request.all && found.size === wanted.size) break;
     }
     return { ids: request.all ? [...found.keys()] : [...wanted], found, more };
+  }
+
+  /** `handle` on each named letter in order (not_found for an id the list does not hold), stopping at an outage. */
+  function eachLetter<O extends { id: string }>(
+    { ids, found }: { ids: string[]; found: Map<string, DeadLetterLine> },
+    handle: (id: string, line: DeadLetterLine) => Promise<O>,
+    outageIn?: (outcome: O | LetterMiss) => string | undefined,
+  ): Promise<(O | LetterMiss)[]> {
+    return handleUntilUnavailable<string, O | LetterMiss>(
+      ids,
+      (id) => {
+        const line = found.get(id);
+        return line
+          ? handle(id, line)
+          : Promise.resolve({ id, result: "not_found", reason: "no dead letter with this id" });
+      },
+      {
+        unavailable: (id, reason) => {
+          const taskId = found.get(id)?.letter?.taskId;
+          return { id, result: "unavailable", reason, ...(taskId ? { taskId } : {}) };
+        },
+        nameOf: (id) => `dead letter ${id}`,
+        ...(outageIn ? { outageIn } : {}),
+      },
+    );
   }
 
   return {
@@ -193,23 +221,11 @@ export function adminServiceHandlers(
     },
 
     async replayDeadLetters(request, ctx) {
-      const { ids, found, more } = await findDeadLetters(request, "replay");
-      const outcomes = await handleUntilUnavailable(
-        ids,
-        (id): Promise<ReplayOutcome> => {
-          const line = found.get(id);
-          return line
-            ? replayDeadLetter(rt, id, line, callerOf(ctx))
-            : Promise.resolve({ id, result: "not_found", reason: "no dead letter with this id" });
-        },
-        {
-          unavailable: (id, reason): ReplayOutcome => {
-            const taskId = found.get(id)?.letter?.taskId;
-            return { id, result: "unavailable", reason, ...(taskId ? { taskId } : {}) };
-          },
-          nameOf: (id) => `dead letter ${id}`,
-          outageIn: (outcome) => (outcome.result === "replayed" ? outcome.queuePending : undefined),
-        },
+      const letters = await findDeadLetters(request, "replay");
+      const outcomes: ReplayOutcome[] = await eachLetter(
+        letters,
+        (id, line) => replayDeadLetter(rt, id, line, callerOf(ctx)),
+        (outcome) => (outcome.result === "replayed" ? outcome.queuePending : undefined),
       );
       return {
         outcomes: outcomes.map((outcome) => ({
@@ -220,27 +236,14 @@ export function adminServiceHandlers(
           reason: outcome.result === "replayed" ? (outcome.queuePending ?? "") : outcome.reason,
           queuePending: outcome.result === "replayed" && outcome.queuePending !== undefined,
         })),
-        more,
+        more: letters.more,
       };
     },
 
     async discardDeadLetters(request, ctx) {
-      const { ids, found, more } = await findDeadLetters(request, "discard");
-      const outcomes = await handleUntilUnavailable(
-        ids,
-        (id): Promise<DiscardOutcome> => {
-          const line = found.get(id);
-          return line
-            ? discardLetter(rt, redis, id, line, callerOf(ctx))
-            : Promise.resolve({ id, result: "not_found", reason: "no dead letter with this id" });
-        },
-        {
-          unavailable: (id, reason): DiscardOutcome => {
-            const taskId = found.get(id)?.letter?.taskId;
-            return { id, result: "unavailable", reason, ...(taskId ? { taskId } : {}) };
-          },
-          nameOf: (id) => `dead letter ${id}`,
-        },
+      const letters = await findDeadLetters(request, "discard");
+      const outcomes: DiscardOutcome[] = await eachLetter(letters, (id, line) =>
+        discardLetter(rt, redis, id, line, callerOf(ctx)),
       );
       return {
         outcomes: outcomes.map((outcome) => ({
@@ -249,7 +252,7 @@ export function adminServiceHandlers(
           taskId: outcome.taskId ?? "",
           reason: outcome.result === "discarded" ? "" : outcome.reason,
         })),
-        more,
+        more: letters.more,
       };
     },
 
