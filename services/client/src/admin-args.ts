@@ -83,20 +83,42 @@ export function parseTaskListFilter(flags: ListFlags, now: number): TaskListFilt
   return filter;
 }
 
-export type DlqAction = { action: "ls" } | { action: "replay" | "discard"; ids: string[]; all: boolean };
+/** Which dead letters `dlq ls` lists and `dlq replay|discard --all` acts on (AdminService's DeadLetterFilter). */
+export interface DlqFilter {
+  reason?: string;
+  subject?: string;
+  taskId?: string;
+}
 
-/** `dlq ls`, `dlq replay <id...>|--all` or `dlq discard <id...>|--all`. */
-export function parseDlqAction(positionals: string[], all: boolean, help: string): DlqAction {
+export type DlqAction = ({ action: "ls" } | { action: "replay" | "discard"; ids: string[]; all: boolean }) & {
+  filter: DlqFilter;
+};
+
+/** `dlq ls`, `dlq replay <id...>|--all` or `dlq discard <id...>|--all`, with --reason, --subject, --task. */
+export function parseDlqAction(
+  positionals: string[],
+  all: boolean,
+  flags: { reason?: string | undefined; subject?: string | undefined; task?: string | undefined },
+  help: string,
+): DlqAction {
+  const filter: DlqFilter = {};
+  if (flags.reason !== undefined) filter.reason = flags.reason;
+  if (flags.subject !== undefined) filter.subject = flags.subject;
+  if (flags.task !== undefined) filter.taskId = flags.task;
+  const filtered = Object.keys(filter).length > 0;
   const [action, ...rest] = positionals;
   if (action === "ls") {
     if (rest.length > 0) throw new UsageError(`dlq ls: unexpected argument "${rest[0]}"\n\n${help}`);
     if (all) throw new UsageError("dlq ls: --all applies to dlq replay and dlq discard");
-    return { action: "ls" };
+    return { action: "ls", filter };
   }
   if (action === "replay" || action === "discard") {
     if (all && rest.length > 0) throw new UsageError(`dlq ${action}: give dead letter ids or --all, not both`);
     if (!all && rest.length === 0) throw new UsageError(`dlq ${action}: give dead letter ids or --all\n\n${help}`);
-    return { action, ids: [...new Set(rest)], all };
+    if (!all && filtered) {
+      throw new UsageError(`dlq ${action}: --reason, --subject and --task choose letters with --all, not with ids`);
+    }
+    return { action, ids: [...new Set(rest)], all, filter };
   }
   throw new UsageError(
     action === undefined

@@ -88,7 +88,14 @@ const COMMAND_OPTIONS: Record<CommandName, Options> = {
     "stalled-for": { type: "string" },
   },
   history: {},
-  dlq: { all: { type: "boolean" }, limit: { type: "string" }, "page-token": { type: "string" } },
+  dlq: {
+    all: { type: "boolean" },
+    limit: { type: "string" },
+    "page-token": { type: "string" },
+    reason: { type: "string" },
+    subject: { type: "string" },
+    task: { type: "string" },
+  },
   requeue: { "stalled-for": { type: "string" } },
 };
 
@@ -206,7 +213,12 @@ export function parseCommandLine(argv: string[], env: NodeJS.ProcessEnv = {}, no
       return {
         command: "dlq",
         globals,
-        ...parseDlqAction(positionals, values.all === true, HELP.dlq),
+        ...parseDlqAction(
+          positionals,
+          values.all === true,
+          { reason: str(values.reason), subject: str(values.subject), task: str(values.task) },
+          HELP.dlq,
+        ),
         limit: parseLimit(str(values.limit)),
         ...pageToken(values),
       };

@@ -97,10 +97,13 @@ export const HELP = {
     "Shows a task's audit events, oldest first: which stage did what, and when.",
   ),
   dlq: page(
-    "Usage: taskctl dlq ls [--limit N] [--page-token TOKEN]\n       taskctl dlq replay <id...> | --all\n       taskctl dlq discard <id...> | --all",
+    "Usage: taskctl dlq ls [--reason R] [--subject S] [--task ID] [--limit N] [--page-token TOKEN]\n       taskctl dlq replay <id...> | --all [--reason R] [--subject S] [--task ID]\n       taskctl dlq discard <id...> | --all [--reason R] [--subject S] [--task ID]",
     "ls lists dead letters newest first (id, task, subject, reason, attempts, error).\nreplay sends dead-lettered tasks through the pipeline again as a new generation and removes the letters;\na letter that is not a task (or whose task succeeded, was cancelled or expired) is reported, not replayed (exit 1).\ndiscard removes letters that will not be replayed (the task stays FAILED; its history records the discard),\nso that the list keeps what still needs a decision.",
     `Options:
   --all             replay or discard every dead letter (up to 500 per call; run again while more remain)
+  --reason R        only letters of this reason: invalid, exhausted or rejected (ls, --all)
+  --subject S       only letters from this subject, e.g. tasks.ingest (ls, --all)
+  --task ID         only the letters of this task (ls, --all)
   --limit N         letters per page, 1-500 (default 50)
   --page-token TOK  continue a previous listing`,
   ),

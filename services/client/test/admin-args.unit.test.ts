@@ -123,6 +123,27 @@ describe("operator commands", () => {
     );
   });
 
+  test("dlq --reason, --subject and --task choose the letters listed, or acted on with --all (not with ids)", () => {
+    expect(parseCommandLine(["dlq", "ls", "--reason", "invalid", "--subject", "tasks.ingest"], {}, NOW)).toMatchObject({
+      action: "ls",
+      filter: { reason: "invalid", subject: "tasks.ingest" },
+    });
+    expect(parseCommandLine(["dlq", "ls"], {}, NOW)).toMatchObject({ action: "ls", filter: {} });
+    expect(parseCommandLine(["dlq", "discard", "--all", "--reason", "invalid"], {}, NOW)).toMatchObject({
+      action: "discard",
+      all: true,
+      filter: { reason: "invalid" },
+    });
+    const task = "0b7d7a52-6c1f-4f57-8a37-3d2f1e0c9b8a";
+    expect(parseCommandLine(["dlq", "replay", "--all", "--task", task], {}, NOW)).toMatchObject({
+      action: "replay",
+      filter: { taskId: task },
+    });
+    expect(usageErrorOf(["dlq", "replay", "TASKS:1", "--reason", "exhausted"])).toBe(
+      "dlq replay: --reason, --subject and --task choose letters with --all, not with ids",
+    );
+  });
+
   test("ls --stalled-for: unfinished tasks unchanged for a duration", () => {
     expect(parseCommandLine(["ls", "--stalled-for", "15m"], {}, NOW)).toMatchObject({
       filter: { stalledForSeconds: 900 },

@@ -89,7 +89,7 @@ export async function dlqCommand(
   const json = invocation.globals.json;
   if (invocation.action === "ls") {
     const response = await client.listDeadLetters(
-      { pageSize: invocation.limit, pageToken: invocation.pageToken ?? "" },
+      { pageSize: invocation.limit, pageToken: invocation.pageToken ?? "", filter: invocation.filter },
       options,
     );
     println(
@@ -102,7 +102,7 @@ export async function dlqCommand(
   }
   if (invocation.action === "discard") {
     const discarded = await client.discardDeadLetters(
-      { ids: invocation.ids, all: invocation.all },
+      { ids: invocation.ids, all: invocation.all, filter: invocation.filter },
       { timeoutMs: REPLAY_TIMEOUT_MS },
     );
     println(
@@ -114,7 +114,7 @@ export async function dlqCommand(
     return exitFor(discarded.outcomes, DiscardResult.DISCARDED, DiscardResult.UNAVAILABLE);
   }
   const response = await client.replayDeadLetters(
-    { ids: invocation.ids, all: invocation.all },
+    { ids: invocation.ids, all: invocation.all, filter: invocation.filter },
     { timeoutMs: REPLAY_TIMEOUT_MS },
   );
   println(
