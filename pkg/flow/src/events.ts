@@ -72,3 +72,23 @@ export async function publishAudit(publisher: Publisher, record: AuditRecord) {
     { msgId },
   );
 }
+
+/**
+ * The audit event of a stage that acknowledges, unhandled, a message of an older generation than its task's (the task
+ * was requeued or replayed since: the newer generation's message does the work). `discriminator` defaults to that
+ * generation (one event per stage and generation; the worker adds the attempt).
+ */
+export function publishSkippedSuperseded(
+  publisher: Publisher,
+  service: string,
+  task: { taskId: string; generation: number },
+  discriminator: string | number = task.generation,
+) {
+  return publishAudit(publisher, {
+    taskId: task.taskId,
+    service,
+    action: "skipped_superseded",
+    detail: { generation: task.generation },
+    discriminator,
+  });
+}

@@ -16,6 +16,7 @@ import {
   KNOWN_TASK_TYPES,
   PermanentError,
   publishAudit,
+  publishSkippedSuperseded,
   publishStatus,
   Subjects,
   type TaskMessage,
@@ -68,13 +69,7 @@ export const ingest = defineService({
         return;
       }
       if (notRun === "superseded") {
-        await publishAudit(rt.publisher, {
-          taskId: task.taskId,
-          service: rt.name,
-          action: "skipped_superseded",
-          detail: { generation: task.generation },
-          discriminator: task.generation,
-        });
+        await publishSkippedSuperseded(rt.publisher, rt.name, task);
         return;
       }
       if (!enriching) {

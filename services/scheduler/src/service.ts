@@ -3,7 +3,7 @@
  * A task cancelled while it waited is acknowledged and dropped here instead of being queued for a worker, and so is
  * the message of an older generation (a task requeued or replayed since: the newer generation's message does the work).
  */
-import { publishAudit, publishStatus, Subjects } from "@tm/flow";
+import { publishAudit, publishSkippedSuperseded, publishStatus, Subjects } from "@tm/flow";
 import { defineService, positiveInt } from "@tm/kit";
 import { whyNotRun } from "@tm/store";
 import { routeFor } from "./route.js";
@@ -26,13 +26,7 @@ export const scheduler = defineService({
           return;
         }
         if (notRun === "superseded") {
-          await publishAudit(rt.publisher, {
-            taskId: task.taskId,
-            service: rt.name,
-            action: "skipped_superseded",
-            detail: { generation: task.generation },
-            discriminator: task.generation,
-          });
+          await publishSkippedSuperseded(rt.publisher, rt.name, task);
           return;
         }
         const { subject, msgId } = routeFor(task);

@@ -12,6 +12,7 @@ import {
   errorMessage,
   PermanentError,
   publishAudit,
+  publishSkippedSuperseded,
   publishStatus,
   Subjects,
 } from "@tm/flow";
@@ -70,13 +71,7 @@ export function createTaskRunner({ rt, running, timeoutMs }: TaskRunnerOptions) 
     }
     if (notRun === "superseded") {
       // A newer generation runs the task (or has): publish nothing of this one's, whose statuses would be ignored.
-      await publishAudit(rt.publisher, {
-        taskId,
-        service,
-        action: "skipped_superseded",
-        detail: { generation },
-        discriminator: `${generation}:${ctx.attempt}`,
-      });
+      await publishSkippedSuperseded(rt.publisher, service, { taskId, generation }, `${generation}:${ctx.attempt}`);
       count(task, "skipped_superseded");
       return;
     }

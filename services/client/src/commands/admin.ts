@@ -100,29 +100,20 @@ export async function dlqCommand(
     );
     return ExitCode.Ok;
   }
+  const letters = { ids: invocation.ids, all: invocation.all, filter: invocation.filter };
   if (invocation.action === "discard") {
-    const discarded = await client.discardDeadLetters(
-      { ids: invocation.ids, all: invocation.all, filter: invocation.filter },
-      { timeoutMs: REPLAY_TIMEOUT_MS },
-    );
-    println(
-      io.stdout,
-      json
-        ? JSON.stringify(toJson(DiscardDeadLettersResponseSchema, discarded))
-        : renderDiscard(discarded.outcomes, discarded.more),
-    );
-    return exitFor(discarded.outcomes, DiscardResult.DISCARDED, DiscardResult.UNAVAILABLE);
+    const response = await client.discardDeadLetters(letters, { timeoutMs: REPLAY_TIMEOUT_MS });
+    const text = json
+      ? JSON.stringify(toJson(DiscardDeadLettersResponseSchema, response))
+      : renderDiscard(response.outcomes, response.more);
+    println(io.stdout, text);
+    return exitFor(response.outcomes, DiscardResult.DISCARDED, DiscardResult.UNAVAILABLE);
   }
-  const response = await client.replayDeadLetters(
-    { ids: invocation.ids, all: invocation.all, filter: invocation.filter },
-    { timeoutMs: REPLAY_TIMEOUT_MS },
-  );
-  println(
-    io.stdout,
-    json
-      ? JSON.stringify(toJson(ReplayDeadLettersResponseSchema, response))
-      : renderReplay(response.outcomes, response.more),
-  );
+  const response = await client.replayDeadLetters(letters, { timeoutMs: REPLAY_TIMEOUT_MS });
+  const text = json
+    ? JSON.stringify(toJson(ReplayDeadLettersResponseSchema, response))
+    : renderReplay(response.outcomes, response.more);
+  println(io.stdout, text);
   return exitFor(response.outcomes, ReplayResult.REPLAYED, ReplayResult.UNAVAILABLE);
 }
 
