@@ -162,6 +162,10 @@ describe("AdminService", () => {
     expect((await codeOf(ops.getQueueStats({}))).code).toBe(0);
     const metrics = await (await fetch(`http://127.0.0.1:${gateways[0]?.opsPort}/metrics`)).text();
     expect(metrics).toMatch(/tm_auth_failures_total\{[^}]*reason="forbidden"[^}]*\} 6/);
+    // And said once in the log (at most one such line per 10 s), naming the caller.
+    await waitFor("the refusal in the gateway's log", () =>
+      /"caller":"erin".*AdminService call refused: the caller is not an admin/.test(gateways[0]!.process.tail(400)),
+    );
   });
 
   test("refuses a caller without credentials; a replay by a known caller is audited with their name", async () => {

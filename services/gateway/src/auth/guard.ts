@@ -20,6 +20,7 @@ import { attachCaller } from "./caller.js";
 import type { AuthConfig } from "./config.js";
 import { RateLimiter } from "./rate-limiter.js";
 
+/** At most one warning per this interval for rate-limit bypasses, and one for refused AdminService calls. */
 const BYPASS_WARNING_INTERVAL_MS = 10_000;
 
 type AnyHandler = (request: unknown, ctx: CallContext) => unknown;
@@ -74,6 +75,7 @@ export async function createGuard(rt: Runtime<Runtime["config"] & AuthConfig>, r
     description: "Calls let through without a rate-limit check because Redis could not be asked (fail-open)",
   });
   let lastBypassWarning = 0;
+  let lastForbiddenWarning = 0;
 
   /** api-key callers are a configured, bounded set; JWT subjects are not, so they share one label value. */
   const callerLabel = (caller: string) => (authenticator.mode === "api-key" ? caller : "jwt");
@@ -113,6 +115,11 @@ export async function createGuard(rt: Runtime<Runtime["config"] & AuthConfig>, r
         admins.check(identity);
       } catch (error) {
         authFailures.add(1, { reason: "forbidden" });
+        // A misconfigured operator key, or an application probing: worth a line, at most one per interval.
+        if (Date.now() - lastForbiddenWarning >= BYPASS_WARNING_INTERVAL_MS) {
+          lastForbiddenWarning = Date.now();
+          log.warn({ caller: identity.caller }, "AdminService call refused: the caller is not an admin");
+        }
         throw error;
       }
     }
