@@ -969,7 +969,9 @@ export const DiscardResultSchema: GenEnum<DiscardResult> = /*@__PURE__*/
 
 /**
  * AdminService is the operator's view of the pipeline: queue depths, task search, audit history and the
- * dead-letter queue with replay. Served by the gateway beside TaskService.
+ * dead-letter queue with replay. Served by the gateway beside TaskService. With authentication on, only the
+ * gateway's admin callers may use it (GATEWAY_ADMIN_CALLERS, GATEWAY_JWT_ADMIN_SCOPE); any other caller gets
+ * PERMISSION_DENIED.
  *
  * @generated from service taskmanager.v1.AdminService
  */
