@@ -449,6 +449,38 @@ describe("AdminService", () => {
     );
   });
 
+  test("taskctl pause low: low tasks wait while high ones run; taskctl resume low: they run", async () => {
+    const worker = pipeline.services.get("worker")!;
+    const gauge = async () => {
+      const text = await (await fetch(`http://127.0.0.1:${worker.opsPort}/metrics`)).text();
+      return /^tm_worker_queue_paused\{[^}]*priority="low"[^}]*\} (\d)/m.exec(text)?.[1];
+    };
+    const paused = await taskctl("pause", "low");
+    expect(paused.code, paused.stderr).toBe(0);
+    expect(paused.stdout).toMatch(/^low: paused .*\npaused queues {2}low \(since just now\)\n$/);
+    await waitFor("the worker to see the pause", async () => (await gauge()) === "1", { timeoutMs: 10_000 });
+    const stats = await taskctl("stats");
+    expect(stats.stdout.split("\n")).toContain("paused queues  low (since just now)");
+
+    const low = (await pipeline.client.submitTask({ type: "echo", payload: { q: "low" }, priority: Priority.LOW }))
+      .taskId;
+    const high = (await pipeline.client.submitTask({ type: "echo", payload: { q: "high" }, priority: Priority.HIGH }))
+      .taskId;
+    await waitFor("the high task to succeed", async () => (await readResult(pipeline.redisClient, high)) !== undefined);
+    // Queued for a worker, and no further.
+    await waitFor(
+      "the low task scheduled",
+      async () => (await pipeline.client.getTask({ taskId: low })).task?.status?.state === TaskState.SCHEDULED,
+    );
+    expect(await readResult(pipeline.redisClient, low)).toBeUndefined();
+
+    const resumed = await taskctl("resume", "low", "--json");
+    expect(resumed.code, resumed.stderr).toBe(0);
+    expect(JSON.parse(resumed.stdout)).toMatchObject({ wasPaused: true });
+    await waitFor("the low task to succeed", async () => (await readResult(pipeline.redisClient, low)) !== undefined);
+    expect(await gauge()).toBe("0");
+  });
+
   test("bad input is INVALID_ARGUMENT naming the field", async () => {
     await expectInvalid(admin.listTasks({ pageSize: 501 }), "page_size");
     await expectInvalid(admin.listTasks({ pageToken: "nonsense" }), "page_token");

@@ -5,7 +5,7 @@
  * for a key, refuses a wrong one and works with the right one; a task still moving is not requeued (the reason
  * shown); a task dead-lettered while the enricher was down is replayed with a click once it is back, and succeeds;
  * a task failed "not queued" is requeued with a click and followed to SUCCEEDED; selected dead letters are discarded
- * once the confirmation is accepted (not when it is dismissed).
+ * once the confirmation is accepted (not when it is dismissed); the overview marks a paused priority.
  * Screenshots go to test-artifacts/.
  * Skipped (with a message) when Debian's chromium is not installed (scripts/setup.sh installs it); under CI=true a
  * missing chromium fails instead.
@@ -16,7 +16,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { promisify } from "node:util";
 import { StatusEventSchema, statusEvent } from "@tm/flow";
-import { createAdminClient } from "@tm/proto";
+import { createAdminClient, Priority } from "@tm/proto";
 import { appendDeadLetter, applyStatus, markCancelled, readResult, saveTask } from "@tm/store";
 import { freePort, REPO_ROOT, spawnService, waitFor } from "@tm/testkit";
 import { type BrowserContext, chromium, type Page } from "playwright-core";
@@ -264,6 +264,20 @@ describe.skipIf(!existsSync(CHROMIUM))("web console", () => {
       return requeued !== undefined;
     });
     expect(requeued?.detail).toMatchObject({ generation: 1, previousState: "FAILED" });
+  });
+
+  it("marks a paused priority in the overview's queue-depth table", async () => {
+    const admin = createAdminClient({ baseUrl: pipeline.gatewayUrl });
+    await admin.pauseQueue({ priority: Priority.LOW });
+    try {
+      await page.goto(`${webUrl}/`);
+      const low = page.getByRole("row").filter({ has: page.getByRole("cell", { name: "low", exact: true }) });
+      await low.getByRole("cell", { name: "paused", exact: true }).waitFor({ timeout: 15_000 });
+      const high = page.getByRole("row").filter({ has: page.getByRole("cell", { name: "high", exact: true }) });
+      expect(await high.getByRole("cell", { name: "paused" }).count()).toBe(0);
+    } finally {
+      await admin.resumeQueue({ priority: Priority.LOW });
+    }
   });
 
   it("discards selected dead letters after a confirmation; the tasks' histories record it", async () => {

@@ -1,6 +1,7 @@
 export * from "./batch.js";
 export * from "./keys.js";
 export * from "./lists.js";
+export * from "./queues.js";
 export * from "./requeue.js";
 export * from "./script.js";
 export * from "./status.js";

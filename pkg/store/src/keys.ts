@@ -17,6 +17,7 @@
  *                       an entry is removed once its message is acknowledged, or by the gateway's requeue sweeper
  *                       (which queues or fails it), and entries older than taskTtlSeconds are trimmed on every save
  *   requeue_sweep_lease string: the gateway replica running this round of the requeue sweep   TTL one sweep interval
+ *   queue_paused        hash: priority → JSON {at, by} for each worker queue an operator paused (at most three fields)
  *   ratelimit:<caller>  hash {tokens, ts}: the gateway's token bucket per authenticated caller (one Lua script)
  *                       TTL burst / rate + 1 s (the time to refill completely; an expired bucket is a full one)
  */
@@ -34,6 +35,7 @@ export const Keys = {
   taskIndex: "task_index",
   unqueued: "tasks_unqueued",
   requeueSweepLease: "requeue_sweep_lease",
+  queuePaused: "queue_paused",
   rateLimit: (caller: string) => `ratelimit:${caller}`,
 } as const;
 

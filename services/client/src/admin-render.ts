@@ -9,6 +9,7 @@ import {
   type DiscardOutcome,
   DiscardResult,
   type GetQueueStatsResponse,
+  type PausedQueue,
   Priority,
   type ReplayOutcome,
   ReplayResult,
@@ -107,7 +108,21 @@ export function renderStats(stats: GetQueueStatsResponse): string {
     `dead letters  ${stats.deadLetters}`,
     `unqueued submissions  ${stats.unqueuedSubmissions}${overdue}`,
     `tasks${counted}  ${states}`,
+    ...(stats.pausedQueues.length > 0 ? [`paused queues  ${renderPausedQueues(stats.pausedQueues, Date.now())}`] : []),
   ].join("\n");
+}
+
+/** "high (since 2m ago, by ops), low (since 1h ago)", or "none". */
+export function renderPausedQueues(paused: PausedQueue[], now: number): string {
+  if (paused.length === 0) return "none";
+  return paused
+    .map((queue) => {
+      const name = (Priority[queue.priority] ?? String(queue.priority)).toLowerCase();
+      const since = queue.pausedAt ? `since ${when(queue.pausedAt, now)}` : "";
+      const details = [since, queue.pausedBy ? `by ${queue.pausedBy}` : ""].filter(Boolean).join(", ");
+      return details ? `${name} (${details})` : name;
+    })
+    .join(", ");
 }
 
 export function renderTasks(tasks: Task[], now: number): string {

@@ -47,7 +47,8 @@ export type Invocation =
   | { command: "ls"; globals: GlobalOptions; filter: TaskListFilter; limit: number; pageToken?: string }
   | { command: "history"; globals: GlobalOptions; taskId: string }
   | ({ command: "dlq"; globals: GlobalOptions; limit: number; pageToken?: string } & DlqAction)
-  | { command: "requeue"; globals: GlobalOptions; taskIds: string[]; stalledForSeconds?: number };
+  | { command: "requeue"; globals: GlobalOptions; taskIds: string[]; stalledForSeconds?: number }
+  | { command: "pause" | "resume"; globals: GlobalOptions; priority: Priority };
 
 export type CommandName = Exclude<Invocation["command"], "help">;
 
@@ -97,6 +98,8 @@ const COMMAND_OPTIONS: Record<CommandName, Options> = {
     task: { type: "string" },
   },
   requeue: { "stalled-for": { type: "string" } },
+  pause: {},
+  resume: {},
 };
 
 export const DEFAULT_ADDR = "http://127.0.0.1:50051";
@@ -231,6 +234,13 @@ export function parseCommandLine(argv: string[], env: NodeJS.ProcessEnv = {}, no
         taskIds: [...new Set(positionals)],
         ...(stalledForSeconds === undefined ? {} : { stalledForSeconds }),
       };
+    }
+    case "pause":
+    case "resume": {
+      const [queue] = exactly(name, positionals, ["<priority>"]);
+      const priority = PRIORITIES[queue!.toLowerCase()];
+      if (priority === undefined) throw new UsageError(`${name}: the queue is high, medium or low (got "${queue}")`);
+      return { command: name, globals, priority };
     }
   }
 }

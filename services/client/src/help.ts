@@ -17,6 +17,8 @@ Commands:
   dlq replay <id...>|--all   send dead-lettered tasks through the pipeline again
   dlq discard <id...>|--all  remove dead letters that will not be replayed
   requeue <id...>   send stalled tasks (unfinished, their message lost) through the pipeline again
+  pause <priority>  stop the workers from starting tasks of a priority (high, medium, low)
+  resume <priority> let the workers take tasks of that priority again
 
 Run "taskctl <command> --help" for a command's options.`;
 
@@ -114,4 +116,9 @@ export const HELP = {
   --stalled-for D   only tasks whose status has not changed for D: 0, seconds, or 90s, 15m, 2h, 1d
                     (default 10m; 0 requeues any unfinished task)`,
   ),
+  pause: page(
+    "Usage: taskctl pause <high|medium|low>",
+    "Stops the workers from starting tasks of that priority, within a second (WORKER_PAUSE_POLL_MS): its tasks wait\nin the stream, nothing is lost or redelivered, tasks already running finish, and submissions are still accepted.\nFor a downstream outage that only some tasks depend on, or to drain a priority's backlog later. taskctl stats\nlists the paused queues; taskctl resume undoes it.",
+  ),
+  resume: page("Usage: taskctl resume <high|medium|low>", "Lets the workers take tasks of that priority again."),
 } as const;

@@ -3,7 +3,14 @@
  * the process; tests call it directly.
  */
 import { parseCommandLine } from "./args.js";
-import { dlqCommand, historyCommand, lsCommand, requeueCommand, statsCommand } from "./commands/admin.js";
+import {
+  dlqCommand,
+  historyCommand,
+  lsCommand,
+  queuePauseCommand,
+  requeueCommand,
+  statsCommand,
+} from "./commands/admin.js";
 import { cancelCommand } from "./commands/cancel.js";
 import { demoCommand } from "./commands/demo.js";
 import { getCommand } from "./commands/get.js";
@@ -53,6 +60,9 @@ export async function run(argv: string[], io: Io): Promise<ExitCode> {
         return await dlqCommand(io, adminClientFor(globals), invocation);
       case "requeue":
         return await requeueCommand(io, adminClientFor(globals), invocation);
+      case "pause":
+      case "resume":
+        return await queuePauseCommand(io, adminClientFor(globals), invocation);
     }
   } catch (error) {
     const { exitCode, message } = describeError(error, addr);

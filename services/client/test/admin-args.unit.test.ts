@@ -123,6 +123,14 @@ describe("operator commands", () => {
     );
   });
 
+  test("pause and resume name one queue: high, medium or low", () => {
+    expect(parseCommandLine(["pause", "HIGH"], {}, NOW)).toMatchObject({ command: "pause", priority: Priority.HIGH });
+    expect(parseCommandLine(["resume", "low"], {}, NOW)).toMatchObject({ command: "resume", priority: Priority.LOW });
+    expect(usageErrorOf(["pause"])).toMatch(/^pause: missing <priority>/);
+    expect(usageErrorOf(["pause", "urgent"])).toBe('pause: the queue is high, medium or low (got "urgent")');
+    expect(usageErrorOf(["resume", "high", "low"])).toMatch(/^resume: unexpected argument "low"/);
+  });
+
   test("dlq --reason, --subject and --task choose the letters listed, or acted on with --all (not with ids)", () => {
     expect(parseCommandLine(["dlq", "ls", "--reason", "invalid", "--subject", "tasks.ingest"], {}, NOW)).toMatchObject({
       action: "ls",

@@ -3,6 +3,7 @@ import { timestampFromMs } from "@bufbuild/protobuf/wkt";
 import {
   DeadLetterEntrySchema,
   GetQueueStatsResponseSchema,
+  PausedQueueSchema,
   Priority,
   ReplayOutcomeSchema,
   ReplayResult,
@@ -15,6 +16,7 @@ import { describe, expect, test } from "vitest";
 import {
   relativeTime,
   renderDeadLetters,
+  renderPausedQueues,
   renderReplay,
   renderRequeue,
   renderStats,
@@ -97,6 +99,17 @@ describe("operator tables", () => {
     ]);
     const stuck = create(GetQueueStatsResponseSchema, { ...stats, unqueuedSubmissions: 5n, unqueuedOverdue: 2n });
     expect(renderStats(stuck).split("\n")).toContain("unqueued submissions  5 (2 overdue: the requeue sweeper's)");
+    // A paused queue gets its line; none, no line.
+    expect(
+      renderStats(stats)
+        .split("\n")
+        .some((line) => line.startsWith("paused queues")),
+    ).toBe(false);
+    const paused = create(GetQueueStatsResponseSchema, {
+      ...stats,
+      pausedQueues: [create(PausedQueueSchema, { priority: Priority.MEDIUM })],
+    });
+    expect(renderStats(paused).split("\n")).toContain("paused queues  medium");
   });
 
   test("dead letters and replay outcomes", () => {
@@ -181,6 +194,15 @@ describe("operator tables", () => {
     expect(renderReplay(letters, false).split("\n")[1]).toBe(
       "TASKS:9  t     replayed  generation 1, queued by the requeue sweeper once NATS answers (x)",
     );
+  });
+
+  test("paused queues: name, since when and by whom; none", () => {
+    const queues = [
+      create(PausedQueueSchema, { priority: Priority.HIGH, pausedAt: timestampFromMs(NOW - 120_000), pausedBy: "ops" }),
+      create(PausedQueueSchema, { priority: Priority.LOW }),
+    ];
+    expect(renderPausedQueues(queues, NOW)).toBe("high (since 2m ago, by ops), low");
+    expect(renderPausedQueues([], NOW)).toBe("none");
   });
 
   test("exit codes: 0 all done, 1 any refused, 4 when an outage stopped the call (whatever else happened)", () => {

@@ -19,6 +19,7 @@ import {
   type DeadLetterEntrySchema,
   type DeadLetterFilter,
   DiscardResult,
+  type PausedQueueSchema,
   ReplayResult,
   RequeueResult,
   type ServiceHandlers,
@@ -30,9 +31,13 @@ import {
   type DeadLetterLine,
   Keys,
   listIndexedTasks,
+  pauseQueue,
+  type QueuePause,
   readDeadLetterLines,
   readHistory,
+  readPausedQueues,
   readTask,
+  resumeQueue,
 } from "@tm/store";
 import {
   checkDeadLetterFilter,
@@ -41,6 +46,7 @@ import {
   MAX_PAGE_SIZE,
   parseDeadLetterPageToken,
   parsePageSize,
+  parseQueuePriority,
   parseRequeueRequest,
   parseTaskFilter,
   parseTaskPageToken,
@@ -143,11 +149,12 @@ export function adminServiceHandlers(
 
   return {
     async getQueueStats() {
-      const [consumers, deadLetters, states, unqueued] = await Promise.all([
+      const [consumers, deadLetters, states, unqueued, paused] = await Promise.all([
         dependency("NATS", "reading consumer info", () => queueStats.read()),
         redis("counting dead letters", () => rt.redis.llen(Keys.deadLetter)),
         redis("counting tasks by state", () => countTaskStates(rt.redis, SCAN_LIMIT)),
         redis("counting unqueued submissions", () => countUnqueued(rt.redis, Date.now() - options.requeueAfterMs)),
+        redis("reading the paused queues", () => readPausedQueues(rt.redis)),
       ]);
       return {
         consumers: consumers.map((c) => ({
@@ -172,6 +179,7 @@ export function adminServiceHandlers(
         sampledAt: timestampFromDate(new Date()),
         unqueuedSubmissions: BigInt(unqueued.total),
         unqueuedOverdue: BigInt(unqueued.overdue),
+        pausedQueues: paused.map(pausedQueueToProto),
       };
     },
 
@@ -256,6 +264,23 @@ export function adminServiceHandlers(
       };
     },
 
+    async pauseQueue(request, ctx) {
+      const priority = parseQueuePriority(request.priority);
+      const caller = callerOf(ctx);
+      await redis("pausing the queue", () => pauseQueue(rt.redis, priority, caller));
+      rt.log.info({ priority, by: caller }, "queue paused: workers start no new tasks of this priority");
+      const paused = await redis("reading the paused queues", () => readPausedQueues(rt.redis));
+      return { pausedQueues: paused.map(pausedQueueToProto) };
+    },
+
+    async resumeQueue(request, ctx) {
+      const priority = parseQueuePriority(request.priority);
+      const wasPaused = await redis("resuming the queue", () => resumeQueue(rt.redis, priority));
+      if (wasPaused) rt.log.info({ priority, by: callerOf(ctx) }, "queue resumed");
+      const paused = await redis("reading the paused queues", () => readPausedQueues(rt.redis));
+      return { wasPaused, pausedQueues: paused.map(pausedQueueToProto) };
+    },
+
     async requeueTasks(request, ctx) {
       const { taskIds, stalledForMs } = parseRequeueRequest(request.taskIds, request.stalledForSeconds);
       const outcomes = await handleUntilUnavailable(
@@ -303,6 +328,14 @@ const RESULTS = {
   failed_precondition: ReplayResult.FAILED_PRECONDITION,
   unavailable: ReplayResult.UNAVAILABLE,
 } as const;
+
+function pausedQueueToProto(pause: QueuePause): MessageInitShape<typeof PausedQueueSchema> {
+  return {
+    priority: priorityToProto(pause.priority),
+    ...(pause.at ? { pausedAt: timestampFromIso(pause.at) } : {}),
+    pausedBy: pause.by ?? "",
+  };
+}
 
 function matchesDeadLetter(line: DeadLetterLine, filter: DeadLetterFilter | undefined): boolean {
   if (!filter) return true;

@@ -1,7 +1,7 @@
 /** Checks of AdminService requests: INVALID_ARGUMENT naming the field, like TaskService's. */
 import { timestampMs } from "@bufbuild/protobuf/wkt";
-import { isTerminal, TaskId } from "@tm/flow";
-import type { DeadLetterFilter, ListTasksRequest } from "@tm/proto";
+import { type Priority as FlowPriority, isTerminal, TaskId } from "@tm/flow";
+import { type DeadLetterFilter, type ListTasksRequest, Priority } from "@tm/proto";
 import type { IndexCursor, TaskFilter } from "@tm/store";
 import { priorityFromProto, stateFromProto } from "./mapping.js";
 import { invalid, KNOWN_TASK_TYPES } from "./validation.js";
@@ -113,4 +113,13 @@ export function parseRequeueRequest(taskIds: string[], stalledForSeconds: number
     taskIds: [...new Set(taskIds)],
     stalledForMs: (stalledForSeconds ?? DEFAULT_STALLED_FOR_SECONDS) * 1_000,
   };
+}
+
+/** PauseQueue's and ResumeQueue's priority: HIGH, MEDIUM or LOW (unspecified does not name a queue here). */
+export function parseQueuePriority(priority: Priority): FlowPriority {
+  const parsed = priority === Priority.UNSPECIFIED ? undefined : priorityFromProto(priority);
+  if (!parsed) {
+    throw invalid("priority", `name the queue: PRIORITY_HIGH, PRIORITY_MEDIUM or PRIORITY_LOW (got ${priority})`);
+  }
+  return parsed;
 }

@@ -22,4 +22,6 @@ export const workerConfig = {
   WORKER_PRIORITY_WEIGHTS: priorityWeights,
   /** A single attempt running longer than this is aborted and counts as a failed attempt (retried). */
   TASK_TIMEOUT_MS: positiveInt.default(60_000),
+  /** How often the paused queues (queue_paused, set by PauseQueue / ResumeQueue) are read: a pause takes effect within it. */
+  WORKER_PAUSE_POLL_MS: positiveInt.default(1_000),
 };

@@ -10,6 +10,11 @@
  * nats.js consume() the client refills on receipt, not on processing, and one replica could hoard up to
  * MaxAckPending per priority). Queued deliveries get the same working() heartbeat as running ones, so one that
  * waits longer than AckWait is not redelivered behind our back.
+ *
+ * A paused priority (setPaused, from the operators' queue_paused) issues no new pull and starts no delivery: what
+ * its pull in progress still brings (at most `concurrency`) and what it had buffered wait, heartbeated, until it is
+ * resumed. (Ending that pull early, or handing deliveries back, would spend one of each message's deliveries: a
+ * message the server sends to a pull the client abandoned is redelivered only after AckWait.) Running tasks finish.
  */
 import {
   type ConsumerHooks,
@@ -50,10 +55,11 @@ export class PriorityDispatcher {
   readonly #lanes: Record<Priority, Lane>;
   readonly #inFlight = new Set<Promise<unknown>>();
   #heartbeat: NodeJS.Timeout | undefined;
-  /** Signals that a queue shrank (a delivery started) or that the dispatcher is stopping. */
+  /** Signals that a queue shrank (a delivery started), that a paused priority resumed, or that the dispatcher stops. */
   readonly #queueShrank = new EventTarget();
   #stopping = false;
   #stopped: Promise<void> | undefined;
+  readonly #paused = new Set<Priority>();
 
   constructor({ rt, concurrency, weights, handler, hooks }: DispatcherOptions) {
     this.#rt = rt;
@@ -82,6 +88,22 @@ export class PriorityDispatcher {
 
   queued(priority: Priority): number {
     return this.#lanes[priority].queue.length;
+  }
+
+  paused(priority: Priority): boolean {
+    return this.#paused.has(priority);
+  }
+
+  /** Stops (true) or resumes (false) taking tasks of `priority`. */
+  setPaused(priority: Priority, paused: boolean): void {
+    if (paused === this.#paused.has(priority)) return;
+    if (paused) {
+      this.#paused.add(priority);
+      return;
+    }
+    this.#paused.delete(priority);
+    this.#queueShrank.dispatchEvent(new Event("shrank")); // wakes its pull loop
+    this.#dispatch();
   }
 
   async start(): Promise<void> {
@@ -114,7 +136,7 @@ export class PriorityDispatcher {
   /** Keeps a lane's queue topped up to `concurrency` deliveries, pulling no more than that. */
   async #pullLoop(lane: Lane, consumer: Consumer): Promise<void> {
     while (!this.#stopping) {
-      while (!this.#stopping && lane.queue.length >= this.#concurrency) {
+      while (!this.#stopping && (lane.queue.length >= this.#concurrency || this.#paused.has(lane.priority))) {
         await new Promise((resolve) => this.#queueShrank.addEventListener("shrank", resolve, { once: true }));
       }
       if (this.#stopping) return;
@@ -140,7 +162,7 @@ export class PriorityDispatcher {
   /** Starts deliveries while a slot is free and some queue has work. */
   #dispatch(): void {
     while (!this.#stopping && this.#inFlight.size < this.#concurrency) {
-      const priority = this.#picker.pick((p) => this.#lanes[p].queue.length > 0);
+      const priority = this.#picker.pick((p) => this.#lanes[p].queue.length > 0 && !this.#paused.has(p));
       if (!priority) return;
       const lane = this.#lanes[priority];
       const msg = lane.queue.shift() as JsMsg;

@@ -8,6 +8,7 @@ import { defineService } from "@tm/kit";
 import { listenForCancellations, RunningTasks } from "./cancellation.js";
 import { workerConfig } from "./config.js";
 import { PriorityDispatcher } from "./dispatcher.js";
+import { followPausedQueues } from "./paused-queues.js";
 import { createTaskRunner } from "./run-task.js";
 
 export const worker = defineService({
@@ -34,9 +35,20 @@ export const worker = defineService({
       .addCallback((result) => {
         for (const priority of PRIORITIES) result.observe(dispatcher.queued(priority), { priority });
       });
+    rt.meter
+      .createObservableGauge("tm_worker_queue_paused", {
+        description: "1 while this worker takes no new tasks of the priority (paused by an operator), else 0",
+      })
+      .addCallback((result) => {
+        for (const priority of PRIORITIES) result.observe(dispatcher.paused(priority) ? 1 : 0, { priority });
+      });
+    // Read before the consumers start, so a worker started while a queue is paused takes none of its tasks.
+    const pauses = followPausedQueues(rt.redis, dispatcher, rt.config.WORKER_PAUSE_POLL_MS, rt.log);
+    await pauses.ready;
 
     // Registered before the consumers start so a failed start-up still closes whatever did start.
     rt.onStop("priority dispatcher", async () => {
+      pauses.stop();
       await dispatcher.stop(rt.config.SHUTDOWN_TIMEOUT_MS);
       cancelSubscription.unsubscribe();
     });

@@ -1,6 +1,6 @@
 /** Overview: throughput, queue depths per priority and per consumer, failures, dead letters, tasks by state. */
 import type { GetQueueStatsResponse } from "@tm/proto/web";
-import { TaskState } from "@tm/proto/web";
+import { Priority, TaskState } from "@tm/proto/web";
 import { admin, errorText } from "../api.js";
 import { h, replace } from "../dom.js";
 import { dateOf, duration, formatTime, stateName } from "../format.js";
@@ -64,17 +64,21 @@ function render(body: HTMLElement, stats: GetQueueStatsResponse): void {
     ),
     h("h2", {}, "Queue depth per priority"),
     table(
-      ["Priority", "Waiting", "In flight", "Redelivered", "Oldest unacked"],
+      ["Priority", "Waiting", "In flight", "Redelivered", "Oldest unacked", "Paused"],
       PRIORITY_SUBJECTS.map((subject) => {
+        const name = subject.split(".").pop() ?? subject;
+        // An operator's pause (taskctl pause): the workers start none of this priority's tasks.
+        const pause = stats.pausedQueues.find((queue) => (Priority[queue.priority] ?? "").toLowerCase() === name);
         const consumers = stats.consumers.filter((consumer) => consumer.subject === subject);
         const sum = (pick: (c: (typeof consumers)[number]) => bigint) => consumers.reduce((s, c) => s + pick(c), 0n);
         const oldest = Math.max(0, ...consumers.map((c) => Number(c.oldestUnackedAgeMs)));
         return [
-          subject.split(".").pop() ?? subject,
+          name,
           String(sum((c) => c.pending)),
           String(sum((c) => c.ackPending)),
           String(sum((c) => c.redelivered)),
           oldest > 0 ? duration(oldest) : "—",
+          pause ? `paused${pause.pausedBy ? ` by ${pause.pausedBy}` : ""}` : "—",
         ];
       }),
     ),

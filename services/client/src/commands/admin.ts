@@ -9,16 +9,21 @@ import {
   GetTaskHistoryResponseSchema,
   ListDeadLettersResponseSchema,
   ListTasksResponseSchema,
+  type PausedQueue,
+  PauseQueueResponseSchema,
+  Priority,
   ReplayDeadLettersResponseSchema,
   ReplayResult,
   RequeueResult,
   RequeueTasksResponseSchema,
+  ResumeQueueResponseSchema,
 } from "@tm/proto";
 import type { TaskListFilter } from "../admin-args.js";
 import {
   renderDeadLetters,
   renderDiscard,
   renderHistory,
+  renderPausedQueues,
   renderReplay,
   renderRequeue,
   renderStats,
@@ -142,4 +147,33 @@ export async function requeueCommand(
 export function exitFor<R extends number>(outcomes: readonly { result: R }[], done: R, unavailable: R): ExitCode {
   if (outcomes.some((o) => o.result === unavailable)) return ExitCode.Unavailable;
   return outcomes.every((o) => o.result === done) ? ExitCode.Ok : ExitCode.TaskFailed;
+}
+
+/** `taskctl pause|resume <priority>`: prints the paused queues after the call. */
+export async function queuePauseCommand(
+  io: Io,
+  client: AdminClient,
+  invocation: Extract<Invocation, { command: "pause" | "resume" }>,
+): Promise<ExitCode> {
+  const { priority } = invocation;
+  const name = (Priority[priority] ?? String(priority)).toLowerCase();
+  let json: string;
+  let done: string;
+  let paused: PausedQueue[];
+  if (invocation.command === "pause") {
+    const response = await client.pauseQueue({ priority }, options);
+    json = JSON.stringify(toJson(PauseQueueResponseSchema, response));
+    done = `${name}: paused (workers start no new tasks of it)`;
+    paused = response.pausedQueues;
+  } else {
+    const response = await client.resumeQueue({ priority }, options);
+    json = JSON.stringify(toJson(ResumeQueueResponseSchema, response));
+    done = response.wasPaused ? `${name}: resumed` : `${name}: was not paused`;
+    paused = response.pausedQueues;
+  }
+  println(
+    io.stdout,
+    invocation.globals.json ? json : `${done}\npaused queues  ${renderPausedQueues(paused, Date.now())}`,
+  );
+  return ExitCode.Ok;
 }

@@ -14,7 +14,7 @@ import type { JsonObject, Message } from "@bufbuild/protobuf";
  * Describes the file taskmanager/v1/admin.proto.
  */
 export const file_taskmanager_v1_admin: GenFile = /*@__PURE__*/
-  fileDesc("Chp0YXNrbWFuYWdlci92MS9hZG1pbi5wcm90bxIOdGFza21hbmFnZXIudjEiFgoUR2V0UXVldWVTdGF0c1JlcXVlc3QitAIKFUdldFF1ZXVlU3RhdHNSZXNwb25zZRIwCgljb25zdW1lcnMYASADKAsyHS50YXNrbWFuYWdlci52MS5Db25zdW1lclN0YXRzEhQKDGRlYWRfbGV0dGVycxgCIAEoBBIyCg50YXNrc19ieV9zdGF0ZRgDIAMoCzIaLnRhc2ttYW5hZ2VyLnYxLlN0YXRlQ291bnQSFQoNdGFza3NfY291bnRlZBgEIAEoBBIgChh0YXNrc19ieV9zdGF0ZV90cnVuY2F0ZWQYBSABKAgSLgoKc2FtcGxlZF9hdBgGIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASHAoUdW5xdWV1ZWRfc3VibWlzc2lvbnMYByABKAQSGAoQdW5xdWV1ZWRfb3ZlcmR1ZRgIIAEoBCLkAQoNQ29uc3VtZXJTdGF0cxIOCgZzdHJlYW0YASABKAkSDwoHc3ViamVjdBgCIAEoCRIMCgRuYW1lGAMgASgJEg8KB3BlbmRpbmcYBCABKAQSEwoLYWNrX3BlbmRpbmcYBSABKAQSEwoLcmVkZWxpdmVyZWQYBiABKAQSDwoHd2FpdGluZxgHIAEoBBIdChVvbGRlc3RfdW5hY2tlZF9hZ2VfbXMYCCABKAQSHAoUcHJvY2Vzc2VkX3Blcl9zZWNvbmQYCSABKAESGwoTYmFja2xvZ19saW1pdF9yYXRpbxgKIAEoASJFCgpTdGF0ZUNvdW50EigKBXN0YXRlGAEgASgOMhkudGFza21hbmFnZXIudjEuVGFza1N0YXRlEg0KBWNvdW50GAIgASgEIs0CChBMaXN0VGFza3NSZXF1ZXN0EigKBXN0YXRlGAEgASgOMhkudGFza21hbmFnZXIudjEuVGFza1N0YXRlEgwKBHR5cGUYAiABKAkSKgoIcHJpb3JpdHkYAyABKA4yGC50YXNrbWFuYWdlci52MS5Qcmlvcml0eRIxCg1jcmVhdGVkX2FmdGVyGAQgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIyCg5jcmVhdGVkX2JlZm9yZRgFIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASDQoFcXVlcnkYBiABKAkSEQoJcGFnZV9zaXplGAcgASgNEhIKCnBhZ2VfdG9rZW4YCCABKAkSIAoTc3RhbGxlZF9mb3Jfc2Vjb25kcxgJIAEoDUgAiAEBQhYKFF9zdGFsbGVkX2Zvcl9zZWNvbmRzIlEKEUxpc3RUYXNrc1Jlc3BvbnNlEiMKBXRhc2tzGAEgAygLMhQudGFza21hbmFnZXIudjEuVGFzaxIXCg9uZXh0X3BhZ2VfdG9rZW4YAiABKAkiKAoVR2V0VGFza0hpc3RvcnlSZXF1ZXN0Eg8KB3Rhc2tfaWQYASABKAkiRAoWR2V0VGFza0hpc3RvcnlSZXNwb25zZRIqCgZldmVudHMYASADKAsyGi50YXNrbWFuYWdlci52MS5BdWRpdEVudHJ5Io8BCgpBdWRpdEVudHJ5Eg8KB3Rhc2tfaWQYASABKAkSDwoHc2VydmljZRgCIAEoCRIOCgZhY3Rpb24YAyABKAkSJgoCYXQYBCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEicKBmRldGFpbBgFIAEoCzIXLmdvb2dsZS5wcm90b2J1Zi5TdHJ1Y3QiRAoQRGVhZExldHRlckZpbHRlchIPCgdzdWJqZWN0GAEgASgJEg4KBnJlYXNvbhgCIAEoCRIPCgd0YXNrX2lkGAMgASgJInEKFkxpc3REZWFkTGV0dGVyc1JlcXVlc3QSMAoGZmlsdGVyGAEgASgLMiAudGFza21hbmFnZXIudjEuRGVhZExldHRlckZpbHRlchIRCglwYWdlX3NpemUYAiABKA0SEgoKcGFnZV90b2tlbhgDIAEoCSJpChdMaXN0RGVhZExldHRlcnNSZXNwb25zZRI1CgxkZWFkX2xldHRlcnMYASADKAsyHy50YXNrbWFuYWdlci52MS5EZWFkTGV0dGVyRW50cnkSFwoPbmV4dF9wYWdlX3Rva2VuGAIgASgJIo4CCg9EZWFkTGV0dGVyRW50cnkSCgoCaWQYASABKAkSDwoHdGFza19pZBgCIAEoCRIPCgdzdWJqZWN0GAMgASgJEhAKCGNvbnN1bWVyGAQgASgJEg4KBnJlYXNvbhgFIAEoCRINCgVlcnJvchgGIAEoCRIQCghhdHRlbXB0cxgHIAEoDRImCgJhdBgIIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASKAoHbWVzc2FnZRgJIAEoCzIXLmdvb2dsZS5wcm90b2J1Zi5TdHJ1Y3QSCwoDcmF3GAogASgJEisKB2hpc3RvcnkYCyADKAsyGi50YXNrbWFuYWdlci52MS5BdWRpdEVudHJ5ImYKGFJlcGxheURlYWRMZXR0ZXJzUmVxdWVzdBILCgNpZHMYASADKAkSCwoDYWxsGAIgASgIEjAKBmZpbHRlchgDIAEoCzIgLnRhc2ttYW5hZ2VyLnYxLkRlYWRMZXR0ZXJGaWx0ZXIiWgoZUmVwbGF5RGVhZExldHRlcnNSZXNwb25zZRIvCghvdXRjb21lcxgBIAMoCzIdLnRhc2ttYW5hZ2VyLnYxLlJlcGxheU91dGNvbWUSDAoEbW9yZRgCIAEoCCKVAQoNUmVwbGF5T3V0Y29tZRIKCgJpZBgBIAEoCRIsCgZyZXN1bHQYAiABKA4yHC50YXNrbWFuYWdlci52MS5SZXBsYXlSZXN1bHQSDwoHdGFza19pZBgDIAEoCRISCgpnZW5lcmF0aW9uGAQgASgNEg4KBnJlYXNvbhgFIAEoCRIVCg1xdWV1ZV9wZW5kaW5nGAYgASgIImEKE1JlcXVldWVUYXNrc1JlcXVlc3QSEAoIdGFza19pZHMYASADKAkSIAoTc3RhbGxlZF9mb3Jfc2Vjb25kcxgCIAEoDUgAiAEBQhYKFF9zdGFsbGVkX2Zvcl9zZWNvbmRzIkgKFFJlcXVldWVUYXNrc1Jlc3BvbnNlEjAKCG91dGNvbWVzGAEgAygLMh4udGFza21hbmFnZXIudjEuUmVxdWV1ZU91dGNvbWUivgEKDlJlcXVldWVPdXRjb21lEg8KB3Rhc2tfaWQYASABKAkSLQoGcmVzdWx0GAIgASgOMh0udGFza21hbmFnZXIudjEuUmVxdWV1ZVJlc3VsdBISCgpnZW5lcmF0aW9uGAMgASgNEg4KBnJlYXNvbhgEIAEoCRIxCg5wcmV2aW91c19zdGF0ZRgFIAEoDjIZLnRhc2ttYW5hZ2VyLnYxLlRhc2tTdGF0ZRIVCg1xdWV1ZV9wZW5kaW5nGAYgASgIImcKGURpc2NhcmREZWFkTGV0dGVyc1JlcXVlc3QSCwoDaWRzGAEgAygJEgsKA2FsbBgCIAEoCBIwCgZmaWx0ZXIYAyABKAsyIC50YXNrbWFuYWdlci52MS5EZWFkTGV0dGVyRmlsdGVyIlwKGkRpc2NhcmREZWFkTGV0dGVyc1Jlc3BvbnNlEjAKCG91dGNvbWVzGAEgAygLMh4udGFza21hbmFnZXIudjEuRGlzY2FyZE91dGNvbWUSDAoEbW9yZRgCIAEoCCJsCg5EaXNjYXJkT3V0Y29tZRIKCgJpZBgBIAEoCRItCgZyZXN1bHQYAiABKA4yHS50YXNrbWFuYWdlci52MS5EaXNjYXJkUmVzdWx0Eg8KB3Rhc2tfaWQYAyABKAkSDgoGcmVhc29uGAQgASgJKqwBCgxSZXBsYXlSZXN1bHQSHQoZUkVQTEFZX1JFU1VMVF9VTlNQRUNJRklFRBAAEhoKFlJFUExBWV9SRVNVTFRfUkVQTEFZRUQQARIbChdSRVBMQVlfUkVTVUxUX05PVF9GT1VORBACEiUKIVJFUExBWV9SRVNVTFRfRkFJTEVEX1BSRUNPTkRJVElPThADEh0KGVJFUExBWV9SRVNVTFRfVU5BVkFJTEFCTEUQBCqyAQoNUmVxdWV1ZVJlc3VsdBIeChpSRVFVRVVFX1JFU1VMVF9VTlNQRUNJRklFRBAAEhsKF1JFUVVFVUVfUkVTVUxUX1JFUVVFVUVEEAESHAoYUkVRVUVVRV9SRVNVTFRfTk9UX0ZPVU5EEAISJgoiUkVRVUVVRV9SRVNVTFRfRkFJTEVEX1BSRUNPTkRJVElPThADEh4KGlJFUVVFVUVfUkVTVUxUX1VOQVZBSUxBQkxFEAQqiwEKDURpc2NhcmRSZXN1bHQSHgoaRElTQ0FSRF9SRVNVTFRfVU5TUEVDSUZJRUQQABIcChhESVNDQVJEX1JFU1VMVF9ESVNDQVJERUQQARIcChhESVNDQVJEX1JFU1VMVF9OT1RfRk9VTkQQAhIeChpESVNDQVJEX1JFU1VMVF9VTkFWQUlMQUJMRRADMrUFCgxBZG1pblNlcnZpY2USXAoNR2V0UXVldWVTdGF0cxIkLnRhc2ttYW5hZ2VyLnYxLkdldFF1ZXVlU3RhdHNSZXF1ZXN0GiUudGFza21hbmFnZXIudjEuR2V0UXVldWVTdGF0c1Jlc3BvbnNlElAKCUxpc3RUYXNrcxIgLnRhc2ttYW5hZ2VyLnYxLkxpc3RUYXNrc1JlcXVlc3QaIS50YXNrbWFuYWdlci52MS5MaXN0VGFza3NSZXNwb25zZRJfCg5HZXRUYXNrSGlzdG9yeRIlLnRhc2ttYW5hZ2VyLnYxLkdldFRhc2tIaXN0b3J5UmVxdWVzdBomLnRhc2ttYW5hZ2VyLnYxLkdldFRhc2tIaXN0b3J5UmVzcG9uc2USYgoPTGlzdERlYWRMZXR0ZXJzEiYudGFza21hbmFnZXIudjEuTGlzdERlYWRMZXR0ZXJzUmVxdWVzdBonLnRhc2ttYW5hZ2VyLnYxLkxpc3REZWFkTGV0dGVyc1Jlc3BvbnNlEmgKEVJlcGxheURlYWRMZXR0ZXJzEigudGFza21hbmFnZXIudjEuUmVwbGF5RGVhZExldHRlcnNSZXF1ZXN0GikudGFza21hbmFnZXIudjEuUmVwbGF5RGVhZExldHRlcnNSZXNwb25zZRJZCgxSZXF1ZXVlVGFza3MSIy50YXNrbWFuYWdlci52MS5SZXF1ZXVlVGFza3NSZXF1ZXN0GiQudGFza21hbmFnZXIudjEuUmVxdWV1ZVRhc2tzUmVzcG9uc2USawoSRGlzY2FyZERlYWRMZXR0ZXJzEikudGFza21hbmFnZXIudjEuRGlzY2FyZERlYWRMZXR0ZXJzUmVxdWVzdBoqLnRhc2ttYW5hZ2VyLnYxLkRpc2NhcmREZWFkTGV0dGVyc1Jlc3BvbnNlYgZwcm90bzM", [file_google_protobuf_struct, file_google_protobuf_timestamp, file_taskmanager_v1_taskmanager]);
+  fileDesc("Chp0YXNrbWFuYWdlci92MS9hZG1pbi5wcm90bxIOdGFza21hbmFnZXIudjEiFgoUR2V0UXVldWVTdGF0c1JlcXVlc3Qi6AIKFUdldFF1ZXVlU3RhdHNSZXNwb25zZRIwCgljb25zdW1lcnMYASADKAsyHS50YXNrbWFuYWdlci52MS5Db25zdW1lclN0YXRzEhQKDGRlYWRfbGV0dGVycxgCIAEoBBIyCg50YXNrc19ieV9zdGF0ZRgDIAMoCzIaLnRhc2ttYW5hZ2VyLnYxLlN0YXRlQ291bnQSFQoNdGFza3NfY291bnRlZBgEIAEoBBIgChh0YXNrc19ieV9zdGF0ZV90cnVuY2F0ZWQYBSABKAgSLgoKc2FtcGxlZF9hdBgGIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASHAoUdW5xdWV1ZWRfc3VibWlzc2lvbnMYByABKAQSGAoQdW5xdWV1ZWRfb3ZlcmR1ZRgIIAEoBBIyCg1wYXVzZWRfcXVldWVzGAkgAygLMhsudGFza21hbmFnZXIudjEuUGF1c2VkUXVldWUiewoLUGF1c2VkUXVldWUSKgoIcHJpb3JpdHkYASABKA4yGC50YXNrbWFuYWdlci52MS5Qcmlvcml0eRItCglwYXVzZWRfYXQYAiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhEKCXBhdXNlZF9ieRgDIAEoCSLkAQoNQ29uc3VtZXJTdGF0cxIOCgZzdHJlYW0YASABKAkSDwoHc3ViamVjdBgCIAEoCRIMCgRuYW1lGAMgASgJEg8KB3BlbmRpbmcYBCABKAQSEwoLYWNrX3BlbmRpbmcYBSABKAQSEwoLcmVkZWxpdmVyZWQYBiABKAQSDwoHd2FpdGluZxgHIAEoBBIdChVvbGRlc3RfdW5hY2tlZF9hZ2VfbXMYCCABKAQSHAoUcHJvY2Vzc2VkX3Blcl9zZWNvbmQYCSABKAESGwoTYmFja2xvZ19saW1pdF9yYXRpbxgKIAEoASJFCgpTdGF0ZUNvdW50EigKBXN0YXRlGAEgASgOMhkudGFza21hbmFnZXIudjEuVGFza1N0YXRlEg0KBWNvdW50GAIgASgEIs0CChBMaXN0VGFza3NSZXF1ZXN0EigKBXN0YXRlGAEgASgOMhkudGFza21hbmFnZXIudjEuVGFza1N0YXRlEgwKBHR5cGUYAiABKAkSKgoIcHJpb3JpdHkYAyABKA4yGC50YXNrbWFuYWdlci52MS5Qcmlvcml0eRIxCg1jcmVhdGVkX2FmdGVyGAQgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIyCg5jcmVhdGVkX2JlZm9yZRgFIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASDQoFcXVlcnkYBiABKAkSEQoJcGFnZV9zaXplGAcgASgNEhIKCnBhZ2VfdG9rZW4YCCABKAkSIAoTc3RhbGxlZF9mb3Jfc2Vjb25kcxgJIAEoDUgAiAEBQhYKFF9zdGFsbGVkX2Zvcl9zZWNvbmRzIlEKEUxpc3RUYXNrc1Jlc3BvbnNlEiMKBXRhc2tzGAEgAygLMhQudGFza21hbmFnZXIudjEuVGFzaxIXCg9uZXh0X3BhZ2VfdG9rZW4YAiABKAkiKAoVR2V0VGFza0hpc3RvcnlSZXF1ZXN0Eg8KB3Rhc2tfaWQYASABKAkiRAoWR2V0VGFza0hpc3RvcnlSZXNwb25zZRIqCgZldmVudHMYASADKAsyGi50YXNrbWFuYWdlci52MS5BdWRpdEVudHJ5Io8BCgpBdWRpdEVudHJ5Eg8KB3Rhc2tfaWQYASABKAkSDwoHc2VydmljZRgCIAEoCRIOCgZhY3Rpb24YAyABKAkSJgoCYXQYBCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEicKBmRldGFpbBgFIAEoCzIXLmdvb2dsZS5wcm90b2J1Zi5TdHJ1Y3QiRAoQRGVhZExldHRlckZpbHRlchIPCgdzdWJqZWN0GAEgASgJEg4KBnJlYXNvbhgCIAEoCRIPCgd0YXNrX2lkGAMgASgJInEKFkxpc3REZWFkTGV0dGVyc1JlcXVlc3QSMAoGZmlsdGVyGAEgASgLMiAudGFza21hbmFnZXIudjEuRGVhZExldHRlckZpbHRlchIRCglwYWdlX3NpemUYAiABKA0SEgoKcGFnZV90b2tlbhgDIAEoCSJpChdMaXN0RGVhZExldHRlcnNSZXNwb25zZRI1CgxkZWFkX2xldHRlcnMYASADKAsyHy50YXNrbWFuYWdlci52MS5EZWFkTGV0dGVyRW50cnkSFwoPbmV4dF9wYWdlX3Rva2VuGAIgASgJIo4CCg9EZWFkTGV0dGVyRW50cnkSCgoCaWQYASABKAkSDwoHdGFza19pZBgCIAEoCRIPCgdzdWJqZWN0GAMgASgJEhAKCGNvbnN1bWVyGAQgASgJEg4KBnJlYXNvbhgFIAEoCRINCgVlcnJvchgGIAEoCRIQCghhdHRlbXB0cxgHIAEoDRImCgJhdBgIIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASKAoHbWVzc2FnZRgJIAEoCzIXLmdvb2dsZS5wcm90b2J1Zi5TdHJ1Y3QSCwoDcmF3GAogASgJEisKB2hpc3RvcnkYCyADKAsyGi50YXNrbWFuYWdlci52MS5BdWRpdEVudHJ5ImYKGFJlcGxheURlYWRMZXR0ZXJzUmVxdWVzdBILCgNpZHMYASADKAkSCwoDYWxsGAIgASgIEjAKBmZpbHRlchgDIAEoCzIgLnRhc2ttYW5hZ2VyLnYxLkRlYWRMZXR0ZXJGaWx0ZXIiWgoZUmVwbGF5RGVhZExldHRlcnNSZXNwb25zZRIvCghvdXRjb21lcxgBIAMoCzIdLnRhc2ttYW5hZ2VyLnYxLlJlcGxheU91dGNvbWUSDAoEbW9yZRgCIAEoCCKVAQoNUmVwbGF5T3V0Y29tZRIKCgJpZBgBIAEoCRIsCgZyZXN1bHQYAiABKA4yHC50YXNrbWFuYWdlci52MS5SZXBsYXlSZXN1bHQSDwoHdGFza19pZBgDIAEoCRISCgpnZW5lcmF0aW9uGAQgASgNEg4KBnJlYXNvbhgFIAEoCRIVCg1xdWV1ZV9wZW5kaW5nGAYgASgIImEKE1JlcXVldWVUYXNrc1JlcXVlc3QSEAoIdGFza19pZHMYASADKAkSIAoTc3RhbGxlZF9mb3Jfc2Vjb25kcxgCIAEoDUgAiAEBQhYKFF9zdGFsbGVkX2Zvcl9zZWNvbmRzIkgKFFJlcXVldWVUYXNrc1Jlc3BvbnNlEjAKCG91dGNvbWVzGAEgAygLMh4udGFza21hbmFnZXIudjEuUmVxdWV1ZU91dGNvbWUivgEKDlJlcXVldWVPdXRjb21lEg8KB3Rhc2tfaWQYASABKAkSLQoGcmVzdWx0GAIgASgOMh0udGFza21hbmFnZXIudjEuUmVxdWV1ZVJlc3VsdBISCgpnZW5lcmF0aW9uGAMgASgNEg4KBnJlYXNvbhgEIAEoCRIxCg5wcmV2aW91c19zdGF0ZRgFIAEoDjIZLnRhc2ttYW5hZ2VyLnYxLlRhc2tTdGF0ZRIVCg1xdWV1ZV9wZW5kaW5nGAYgASgIImcKGURpc2NhcmREZWFkTGV0dGVyc1JlcXVlc3QSCwoDaWRzGAEgAygJEgsKA2FsbBgCIAEoCBIwCgZmaWx0ZXIYAyABKAsyIC50YXNrbWFuYWdlci52MS5EZWFkTGV0dGVyRmlsdGVyIlwKGkRpc2NhcmREZWFkTGV0dGVyc1Jlc3BvbnNlEjAKCG91dGNvbWVzGAEgAygLMh4udGFza21hbmFnZXIudjEuRGlzY2FyZE91dGNvbWUSDAoEbW9yZRgCIAEoCCJsCg5EaXNjYXJkT3V0Y29tZRIKCgJpZBgBIAEoCRItCgZyZXN1bHQYAiABKA4yHS50YXNrbWFuYWdlci52MS5EaXNjYXJkUmVzdWx0Eg8KB3Rhc2tfaWQYAyABKAkSDgoGcmVhc29uGAQgASgJIj8KEVBhdXNlUXVldWVSZXF1ZXN0EioKCHByaW9yaXR5GAEgASgOMhgudGFza21hbmFnZXIudjEuUHJpb3JpdHkiSAoSUGF1c2VRdWV1ZVJlc3BvbnNlEjIKDXBhdXNlZF9xdWV1ZXMYASADKAsyGy50YXNrbWFuYWdlci52MS5QYXVzZWRRdWV1ZSJAChJSZXN1bWVRdWV1ZVJlcXVlc3QSKgoIcHJpb3JpdHkYASABKA4yGC50YXNrbWFuYWdlci52MS5Qcmlvcml0eSJdChNSZXN1bWVRdWV1ZVJlc3BvbnNlEhIKCndhc19wYXVzZWQYASABKAgSMgoNcGF1c2VkX3F1ZXVlcxgCIAMoCzIbLnRhc2ttYW5hZ2VyLnYxLlBhdXNlZFF1ZXVlKqwBCgxSZXBsYXlSZXN1bHQSHQoZUkVQTEFZX1JFU1VMVF9VTlNQRUNJRklFRBAAEhoKFlJFUExBWV9SRVNVTFRfUkVQTEFZRUQQARIbChdSRVBMQVlfUkVTVUxUX05PVF9GT1VORBACEiUKIVJFUExBWV9SRVNVTFRfRkFJTEVEX1BSRUNPTkRJVElPThADEh0KGVJFUExBWV9SRVNVTFRfVU5BVkFJTEFCTEUQBCqyAQoNUmVxdWV1ZVJlc3VsdBIeChpSRVFVRVVFX1JFU1VMVF9VTlNQRUNJRklFRBAAEhsKF1JFUVVFVUVfUkVTVUxUX1JFUVVFVUVEEAESHAoYUkVRVUVVRV9SRVNVTFRfTk9UX0ZPVU5EEAISJgoiUkVRVUVVRV9SRVNVTFRfRkFJTEVEX1BSRUNPTkRJVElPThADEh4KGlJFUVVFVUVfUkVTVUxUX1VOQVZBSUxBQkxFEAQqiwEKDURpc2NhcmRSZXN1bHQSHgoaRElTQ0FSRF9SRVNVTFRfVU5TUEVDSUZJRUQQABIcChhESVNDQVJEX1JFU1VMVF9ESVNDQVJERUQQARIcChhESVNDQVJEX1JFU1VMVF9OT1RfRk9VTkQQAhIeChpESVNDQVJEX1JFU1VMVF9VTkFWQUlMQUJMRRADMuIGCgxBZG1pblNlcnZpY2USXAoNR2V0UXVldWVTdGF0cxIkLnRhc2ttYW5hZ2VyLnYxLkdldFF1ZXVlU3RhdHNSZXF1ZXN0GiUudGFza21hbmFnZXIudjEuR2V0UXVldWVTdGF0c1Jlc3BvbnNlElAKCUxpc3RUYXNrcxIgLnRhc2ttYW5hZ2VyLnYxLkxpc3RUYXNrc1JlcXVlc3QaIS50YXNrbWFuYWdlci52MS5MaXN0VGFza3NSZXNwb25zZRJfCg5HZXRUYXNrSGlzdG9yeRIlLnRhc2ttYW5hZ2VyLnYxLkdldFRhc2tIaXN0b3J5UmVxdWVzdBomLnRhc2ttYW5hZ2VyLnYxLkdldFRhc2tIaXN0b3J5UmVzcG9uc2USYgoPTGlzdERlYWRMZXR0ZXJzEiYudGFza21hbmFnZXIudjEuTGlzdERlYWRMZXR0ZXJzUmVxdWVzdBonLnRhc2ttYW5hZ2VyLnYxLkxpc3REZWFkTGV0dGVyc1Jlc3BvbnNlEmgKEVJlcGxheURlYWRMZXR0ZXJzEigudGFza21hbmFnZXIudjEuUmVwbGF5RGVhZExldHRlcnNSZXF1ZXN0GikudGFza21hbmFnZXIudjEuUmVwbGF5RGVhZExldHRlcnNSZXNwb25zZRJZCgxSZXF1ZXVlVGFza3MSIy50YXNrbWFuYWdlci52MS5SZXF1ZXVlVGFza3NSZXF1ZXN0GiQudGFza21hbmFnZXIudjEuUmVxdWV1ZVRhc2tzUmVzcG9uc2USawoSRGlzY2FyZERlYWRMZXR0ZXJzEikudGFza21hbmFnZXIudjEuRGlzY2FyZERlYWRMZXR0ZXJzUmVxdWVzdBoqLnRhc2ttYW5hZ2VyLnYxLkRpc2NhcmREZWFkTGV0dGVyc1Jlc3BvbnNlElMKClBhdXNlUXVldWUSIS50YXNrbWFuYWdlci52MS5QYXVzZVF1ZXVlUmVxdWVzdBoiLnRhc2ttYW5hZ2VyLnYxLlBhdXNlUXVldWVSZXNwb25zZRJWCgtSZXN1bWVRdWV1ZRIiLnRhc2ttYW5hZ2VyLnYxLlJlc3VtZVF1ZXVlUmVxdWVzdBojLnRhc2ttYW5hZ2VyLnYxLlJlc3VtZVF1ZXVlUmVzcG9uc2ViBnByb3RvMw", [file_google_protobuf_struct, file_google_protobuf_timestamp, file_taskmanager_v1_taskmanager]);
 
 /**
  * @generated from message taskmanager.v1.GetQueueStatsRequest
@@ -86,6 +86,13 @@ export type GetQueueStatsResponse = Message<"taskmanager.v1.GetQueueStatsRespons
    * @generated from field: uint64 unqueued_overdue = 8;
    */
   unqueuedOverdue: bigint;
+
+  /**
+   * The worker queues an operator paused (PauseQueue), high to low.
+   *
+   * @generated from field: repeated taskmanager.v1.PausedQueue paused_queues = 9;
+   */
+  pausedQueues: PausedQueue[];
 };
 
 /**
@@ -94,6 +101,35 @@ export type GetQueueStatsResponse = Message<"taskmanager.v1.GetQueueStatsRespons
  */
 export const GetQueueStatsResponseSchema: GenMessage<GetQueueStatsResponse> = /*@__PURE__*/
   messageDesc(file_taskmanager_v1_admin, 1);
+
+/**
+ * @generated from message taskmanager.v1.PausedQueue
+ */
+export type PausedQueue = Message<"taskmanager.v1.PausedQueue"> & {
+  /**
+   * @generated from field: taskmanager.v1.Priority priority = 1;
+   */
+  priority: Priority;
+
+  /**
+   * @generated from field: google.protobuf.Timestamp paused_at = 2;
+   */
+  pausedAt?: Timestamp | undefined;
+
+  /**
+   * The operator who paused it (the authenticated caller; empty with GATEWAY_AUTH_MODE=none).
+   *
+   * @generated from field: string paused_by = 3;
+   */
+  pausedBy: string;
+};
+
+/**
+ * Describes the message taskmanager.v1.PausedQueue.
+ * Use `create(PausedQueueSchema)` to create a new message.
+ */
+export const PausedQueueSchema: GenMessage<PausedQueue> = /*@__PURE__*/
+  messageDesc(file_taskmanager_v1_admin, 2);
 
 /**
  * @generated from message taskmanager.v1.ConsumerStats
@@ -174,7 +210,7 @@ export type ConsumerStats = Message<"taskmanager.v1.ConsumerStats"> & {
  * Use `create(ConsumerStatsSchema)` to create a new message.
  */
 export const ConsumerStatsSchema: GenMessage<ConsumerStats> = /*@__PURE__*/
-  messageDesc(file_taskmanager_v1_admin, 2);
+  messageDesc(file_taskmanager_v1_admin, 3);
 
 /**
  * @generated from message taskmanager.v1.StateCount
@@ -196,7 +232,7 @@ export type StateCount = Message<"taskmanager.v1.StateCount"> & {
  * Use `create(StateCountSchema)` to create a new message.
  */
 export const StateCountSchema: GenMessage<StateCount> = /*@__PURE__*/
-  messageDesc(file_taskmanager_v1_admin, 3);
+  messageDesc(file_taskmanager_v1_admin, 4);
 
 /**
  * @generated from message taskmanager.v1.ListTasksRequest
@@ -272,7 +308,7 @@ export type ListTasksRequest = Message<"taskmanager.v1.ListTasksRequest"> & {
  * Use `create(ListTasksRequestSchema)` to create a new message.
  */
 export const ListTasksRequestSchema: GenMessage<ListTasksRequest> = /*@__PURE__*/
-  messageDesc(file_taskmanager_v1_admin, 4);
+  messageDesc(file_taskmanager_v1_admin, 5);
 
 /**
  * @generated from message taskmanager.v1.ListTasksResponse
@@ -299,7 +335,7 @@ export type ListTasksResponse = Message<"taskmanager.v1.ListTasksResponse"> & {
  * Use `create(ListTasksResponseSchema)` to create a new message.
  */
 export const ListTasksResponseSchema: GenMessage<ListTasksResponse> = /*@__PURE__*/
-  messageDesc(file_taskmanager_v1_admin, 5);
+  messageDesc(file_taskmanager_v1_admin, 6);
 
 /**
  * @generated from message taskmanager.v1.GetTaskHistoryRequest
@@ -316,7 +352,7 @@ export type GetTaskHistoryRequest = Message<"taskmanager.v1.GetTaskHistoryReques
  * Use `create(GetTaskHistoryRequestSchema)` to create a new message.
  */
 export const GetTaskHistoryRequestSchema: GenMessage<GetTaskHistoryRequest> = /*@__PURE__*/
-  messageDesc(file_taskmanager_v1_admin, 6);
+  messageDesc(file_taskmanager_v1_admin, 7);
 
 /**
  * @generated from message taskmanager.v1.GetTaskHistoryResponse
@@ -333,7 +369,7 @@ export type GetTaskHistoryResponse = Message<"taskmanager.v1.GetTaskHistoryRespo
  * Use `create(GetTaskHistoryResponseSchema)` to create a new message.
  */
 export const GetTaskHistoryResponseSchema: GenMessage<GetTaskHistoryResponse> = /*@__PURE__*/
-  messageDesc(file_taskmanager_v1_admin, 7);
+  messageDesc(file_taskmanager_v1_admin, 8);
 
 /**
  * AuditEntry is one thing a stage did to a task.
@@ -372,7 +408,7 @@ export type AuditEntry = Message<"taskmanager.v1.AuditEntry"> & {
  * Use `create(AuditEntrySchema)` to create a new message.
  */
 export const AuditEntrySchema: GenMessage<AuditEntry> = /*@__PURE__*/
-  messageDesc(file_taskmanager_v1_admin, 8);
+  messageDesc(file_taskmanager_v1_admin, 9);
 
 /**
  * DeadLetterFilter narrows the dead letters listed or replayed; empty fields match everything.
@@ -405,7 +441,7 @@ export type DeadLetterFilter = Message<"taskmanager.v1.DeadLetterFilter"> & {
  * Use `create(DeadLetterFilterSchema)` to create a new message.
  */
 export const DeadLetterFilterSchema: GenMessage<DeadLetterFilter> = /*@__PURE__*/
-  messageDesc(file_taskmanager_v1_admin, 9);
+  messageDesc(file_taskmanager_v1_admin, 10);
 
 /**
  * @generated from message taskmanager.v1.ListDeadLettersRequest
@@ -434,7 +470,7 @@ export type ListDeadLettersRequest = Message<"taskmanager.v1.ListDeadLettersRequ
  * Use `create(ListDeadLettersRequestSchema)` to create a new message.
  */
 export const ListDeadLettersRequestSchema: GenMessage<ListDeadLettersRequest> = /*@__PURE__*/
-  messageDesc(file_taskmanager_v1_admin, 10);
+  messageDesc(file_taskmanager_v1_admin, 11);
 
 /**
  * @generated from message taskmanager.v1.ListDeadLettersResponse
@@ -456,7 +492,7 @@ export type ListDeadLettersResponse = Message<"taskmanager.v1.ListDeadLettersRes
  * Use `create(ListDeadLettersResponseSchema)` to create a new message.
  */
 export const ListDeadLettersResponseSchema: GenMessage<ListDeadLettersResponse> = /*@__PURE__*/
-  messageDesc(file_taskmanager_v1_admin, 11);
+  messageDesc(file_taskmanager_v1_admin, 12);
 
 /**
  * @generated from message taskmanager.v1.DeadLetterEntry
@@ -537,7 +573,7 @@ export type DeadLetterEntry = Message<"taskmanager.v1.DeadLetterEntry"> & {
  * Use `create(DeadLetterEntrySchema)` to create a new message.
  */
 export const DeadLetterEntrySchema: GenMessage<DeadLetterEntry> = /*@__PURE__*/
-  messageDesc(file_taskmanager_v1_admin, 12);
+  messageDesc(file_taskmanager_v1_admin, 13);
 
 /**
  * @generated from message taskmanager.v1.ReplayDeadLettersRequest
@@ -568,7 +604,7 @@ export type ReplayDeadLettersRequest = Message<"taskmanager.v1.ReplayDeadLetters
  * Use `create(ReplayDeadLettersRequestSchema)` to create a new message.
  */
 export const ReplayDeadLettersRequestSchema: GenMessage<ReplayDeadLettersRequest> = /*@__PURE__*/
-  messageDesc(file_taskmanager_v1_admin, 13);
+  messageDesc(file_taskmanager_v1_admin, 14);
 
 /**
  * @generated from message taskmanager.v1.ReplayDeadLettersResponse
@@ -592,7 +628,7 @@ export type ReplayDeadLettersResponse = Message<"taskmanager.v1.ReplayDeadLetter
  * Use `create(ReplayDeadLettersResponseSchema)` to create a new message.
  */
 export const ReplayDeadLettersResponseSchema: GenMessage<ReplayDeadLettersResponse> = /*@__PURE__*/
-  messageDesc(file_taskmanager_v1_admin, 14);
+  messageDesc(file_taskmanager_v1_admin, 15);
 
 /**
  * @generated from message taskmanager.v1.ReplayOutcome
@@ -641,7 +677,7 @@ export type ReplayOutcome = Message<"taskmanager.v1.ReplayOutcome"> & {
  * Use `create(ReplayOutcomeSchema)` to create a new message.
  */
 export const ReplayOutcomeSchema: GenMessage<ReplayOutcome> = /*@__PURE__*/
-  messageDesc(file_taskmanager_v1_admin, 15);
+  messageDesc(file_taskmanager_v1_admin, 16);
 
 /**
  * @generated from message taskmanager.v1.RequeueTasksRequest
@@ -670,7 +706,7 @@ export type RequeueTasksRequest = Message<"taskmanager.v1.RequeueTasksRequest"> 
  * Use `create(RequeueTasksRequestSchema)` to create a new message.
  */
 export const RequeueTasksRequestSchema: GenMessage<RequeueTasksRequest> = /*@__PURE__*/
-  messageDesc(file_taskmanager_v1_admin, 16);
+  messageDesc(file_taskmanager_v1_admin, 17);
 
 /**
  * @generated from message taskmanager.v1.RequeueTasksResponse
@@ -689,7 +725,7 @@ export type RequeueTasksResponse = Message<"taskmanager.v1.RequeueTasksResponse"
  * Use `create(RequeueTasksResponseSchema)` to create a new message.
  */
 export const RequeueTasksResponseSchema: GenMessage<RequeueTasksResponse> = /*@__PURE__*/
-  messageDesc(file_taskmanager_v1_admin, 17);
+  messageDesc(file_taskmanager_v1_admin, 18);
 
 /**
  * @generated from message taskmanager.v1.RequeueOutcome
@@ -740,7 +776,7 @@ export type RequeueOutcome = Message<"taskmanager.v1.RequeueOutcome"> & {
  * Use `create(RequeueOutcomeSchema)` to create a new message.
  */
 export const RequeueOutcomeSchema: GenMessage<RequeueOutcome> = /*@__PURE__*/
-  messageDesc(file_taskmanager_v1_admin, 18);
+  messageDesc(file_taskmanager_v1_admin, 19);
 
 /**
  * @generated from message taskmanager.v1.DiscardDeadLettersRequest
@@ -771,7 +807,7 @@ export type DiscardDeadLettersRequest = Message<"taskmanager.v1.DiscardDeadLette
  * Use `create(DiscardDeadLettersRequestSchema)` to create a new message.
  */
 export const DiscardDeadLettersRequestSchema: GenMessage<DiscardDeadLettersRequest> = /*@__PURE__*/
-  messageDesc(file_taskmanager_v1_admin, 19);
+  messageDesc(file_taskmanager_v1_admin, 20);
 
 /**
  * @generated from message taskmanager.v1.DiscardDeadLettersResponse
@@ -795,7 +831,7 @@ export type DiscardDeadLettersResponse = Message<"taskmanager.v1.DiscardDeadLett
  * Use `create(DiscardDeadLettersResponseSchema)` to create a new message.
  */
 export const DiscardDeadLettersResponseSchema: GenMessage<DiscardDeadLettersResponse> = /*@__PURE__*/
-  messageDesc(file_taskmanager_v1_admin, 20);
+  messageDesc(file_taskmanager_v1_admin, 21);
 
 /**
  * @generated from message taskmanager.v1.DiscardOutcome
@@ -829,7 +865,90 @@ export type DiscardOutcome = Message<"taskmanager.v1.DiscardOutcome"> & {
  * Use `create(DiscardOutcomeSchema)` to create a new message.
  */
 export const DiscardOutcomeSchema: GenMessage<DiscardOutcome> = /*@__PURE__*/
-  messageDesc(file_taskmanager_v1_admin, 21);
+  messageDesc(file_taskmanager_v1_admin, 22);
+
+/**
+ * @generated from message taskmanager.v1.PauseQueueRequest
+ */
+export type PauseQueueRequest = Message<"taskmanager.v1.PauseQueueRequest"> & {
+  /**
+   * HIGH, MEDIUM or LOW.
+   *
+   * @generated from field: taskmanager.v1.Priority priority = 1;
+   */
+  priority: Priority;
+};
+
+/**
+ * Describes the message taskmanager.v1.PauseQueueRequest.
+ * Use `create(PauseQueueRequestSchema)` to create a new message.
+ */
+export const PauseQueueRequestSchema: GenMessage<PauseQueueRequest> = /*@__PURE__*/
+  messageDesc(file_taskmanager_v1_admin, 23);
+
+/**
+ * @generated from message taskmanager.v1.PauseQueueResponse
+ */
+export type PauseQueueResponse = Message<"taskmanager.v1.PauseQueueResponse"> & {
+  /**
+   * Every paused queue after the call, high to low.
+   *
+   * @generated from field: repeated taskmanager.v1.PausedQueue paused_queues = 1;
+   */
+  pausedQueues: PausedQueue[];
+};
+
+/**
+ * Describes the message taskmanager.v1.PauseQueueResponse.
+ * Use `create(PauseQueueResponseSchema)` to create a new message.
+ */
+export const PauseQueueResponseSchema: GenMessage<PauseQueueResponse> = /*@__PURE__*/
+  messageDesc(file_taskmanager_v1_admin, 24);
+
+/**
+ * @generated from message taskmanager.v1.ResumeQueueRequest
+ */
+export type ResumeQueueRequest = Message<"taskmanager.v1.ResumeQueueRequest"> & {
+  /**
+   * HIGH, MEDIUM or LOW.
+   *
+   * @generated from field: taskmanager.v1.Priority priority = 1;
+   */
+  priority: Priority;
+};
+
+/**
+ * Describes the message taskmanager.v1.ResumeQueueRequest.
+ * Use `create(ResumeQueueRequestSchema)` to create a new message.
+ */
+export const ResumeQueueRequestSchema: GenMessage<ResumeQueueRequest> = /*@__PURE__*/
+  messageDesc(file_taskmanager_v1_admin, 25);
+
+/**
+ * @generated from message taskmanager.v1.ResumeQueueResponse
+ */
+export type ResumeQueueResponse = Message<"taskmanager.v1.ResumeQueueResponse"> & {
+  /**
+   * Whether it was paused.
+   *
+   * @generated from field: bool was_paused = 1;
+   */
+  wasPaused: boolean;
+
+  /**
+   * Every paused queue after the call, high to low.
+   *
+   * @generated from field: repeated taskmanager.v1.PausedQueue paused_queues = 2;
+   */
+  pausedQueues: PausedQueue[];
+};
+
+/**
+ * Describes the message taskmanager.v1.ResumeQueueResponse.
+ * Use `create(ResumeQueueResponseSchema)` to create a new message.
+ */
+export const ResumeQueueResponseSchema: GenMessage<ResumeQueueResponse> = /*@__PURE__*/
+  messageDesc(file_taskmanager_v1_admin, 26);
 
 /**
  * ReplayResult is what happened to one dead letter.
@@ -1052,6 +1171,28 @@ export const AdminService: GenService<{
     methodKind: "unary";
     input: typeof DiscardDeadLettersRequestSchema;
     output: typeof DiscardDeadLettersResponseSchema;
+  },
+  /**
+   * PauseQueue stops the workers from starting tasks of one priority (within WORKER_PAUSE_POLL_MS, 1 s by default):
+   * its tasks wait in the stream, nothing is lost or redelivered, and tasks already running finish. Submissions are
+   * still accepted. Pausing a paused queue keeps its first pause.
+   *
+   * @generated from rpc taskmanager.v1.AdminService.PauseQueue
+   */
+  pauseQueue: {
+    methodKind: "unary";
+    input: typeof PauseQueueRequestSchema;
+    output: typeof PauseQueueResponseSchema;
+  },
+  /**
+   * ResumeQueue lets the workers take tasks of that priority again.
+   *
+   * @generated from rpc taskmanager.v1.AdminService.ResumeQueue
+   */
+  resumeQueue: {
+    methodKind: "unary";
+    input: typeof ResumeQueueRequestSchema;
+    output: typeof ResumeQueueResponseSchema;
   },
 }> = /*@__PURE__*/
   serviceDesc(file_taskmanager_v1_admin, 0);
