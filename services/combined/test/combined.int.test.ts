@@ -15,6 +15,7 @@ import {
   spawnCombined,
   spawnService,
   useInfra,
+  waitFor,
 } from "@tm/testkit";
 import { Redis } from "ioredis";
 import { afterAll, beforeAll, expect, test } from "vitest";
@@ -59,19 +60,17 @@ test("a task goes through with five of the stages sharing one process", async ()
   expect(response.status).toBe(200);
   expect(await response.json()).toMatchObject({ taskId, type: "echo", output: { hello: "combined" }, attempts: 1 });
 
-  // Written by the combined process's audit, which appends the result-store's event last or nearly so.
+  // Written by the combined process's audit, each stage's event when it gets there (the result-store's
+  // result_stored may come before the worker's succeeded, which follows its result): wait for all of them.
   const redis = new Redis(infra.redis.url);
+  const expected = ["submitted", "ingested", "scheduled", "succeeded", "result_stored"];
   try {
-    const deadline = Date.now() + 10_000;
     let actions: string[] = [];
-    while (Date.now() < deadline) {
+    await waitFor("every stage's audit event in the task's history", async () => {
       actions = (await redis.lrange(`task_history:${taskId}`, 0, -1)).map((entry) => JSON.parse(entry).action);
-      if (actions.includes("result_stored")) break;
-      await new Promise((resolve) => setTimeout(resolve, 50));
-    }
-    expect(actions).toEqual(
-      expect.arrayContaining(["submitted", "ingested", "scheduled", "succeeded", "result_stored"]),
-    );
+      return expected.every((action) => actions.includes(action));
+    });
+    expect(actions).toEqual(expect.arrayContaining(expected));
   } finally {
     redis.disconnect();
   }
