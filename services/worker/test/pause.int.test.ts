@@ -2,30 +2,23 @@
  * A paused priority (queue_paused, as AdminService PauseQueue writes it) against a real nats-server and redis-server:
  * none of its tasks starts while the other priorities run; resumed, each runs once, on its first delivery.
  */
-import { startService } from "@tm/kit";
 import { pauseQueue, resumeQueue } from "@tm/store";
 import { useInfra, waitFor } from "@tm/testkit";
 import { Redis } from "ioredis";
 import { connect, type JetStreamManager, type NatsConnection } from "nats";
 import { afterAll, beforeAll, expect, test } from "vitest";
-import { worker } from "../src/service.js";
-import { enrichedTask, publishTask, StreamReader } from "./support.js";
+import { enrichedTask, publishTask, StreamReader, startWorker } from "./support.js";
 
 const infra = useInfra();
 let nc: NatsConnection;
 let jsm: JetStreamManager;
 let redis: Redis;
-let service: Awaited<ReturnType<typeof startService>>;
+let service: Awaited<ReturnType<typeof startWorker>>;
 
 beforeAll(async () => {
-  service = await startService(worker, {
-    NATS_URL: infra.nats.url,
-    REDIS_URL: infra.redis.url,
-    LOG_LEVEL: "warn",
-    OPS_PORT: "0",
+  service = await startWorker(infra, {
     WORKER_CONCURRENCY: "2",
     WORKER_PAUSE_POLL_MS: "100",
-    FLOW_ACK_WAIT_MS: "2000",
     SHUTDOWN_TIMEOUT_MS: "500",
   });
   nc = await connect({ servers: infra.nats.url });

@@ -10,7 +10,24 @@ import {
   Subjects,
   workerSubject,
 } from "@tm/flow";
+import { startService } from "@tm/kit";
+import type { Infra } from "@tm/testkit";
 import type { JetStreamManager, NatsConnection } from "nats";
+import { worker } from "../src/service.js";
+
+/** The worker in this process against the file's servers: quick retries and AckWait, the ops server on a free port;
+ *  `env` adds to or overrides that. */
+export function startWorker(infra: Infra, env: Record<string, string> = {}) {
+  return startService(worker, {
+    NATS_URL: infra.nats.url,
+    REDIS_URL: infra.redis.url,
+    LOG_LEVEL: "warn",
+    OPS_PORT: "0",
+    FLOW_ACK_WAIT_MS: "2000",
+    FLOW_RETRY_DELAYS_MS: "100,200,300,400,500",
+    ...env,
+  });
+}
 
 export function enrichedTask(type: string, payload: Record<string, unknown>, priority: Priority = "medium") {
   const now = new Date().toISOString();

@@ -1,5 +1,5 @@
 import { CANCEL_SUBJECT, createPublisher, type DeliveryContext, durableName, type Publisher, Subjects } from "@tm/flow";
-import { type Runtime, startService } from "@tm/kit";
+import type { Runtime } from "@tm/kit";
 import { Keys, markCancelled } from "@tm/store";
 import { useInfra, waitFor } from "@tm/testkit";
 import { Redis } from "ioredis";
@@ -7,8 +7,7 @@ import { connect, type JetStreamManager, type NatsConnection } from "nats";
 import { afterAll, beforeAll, expect, test } from "vitest";
 import { RunningTasks } from "../src/cancellation.js";
 import { createTaskRunner } from "../src/run-task.js";
-import { worker } from "../src/service.js";
-import { enrichedTask, publishTask, StreamReader } from "./support.js";
+import { enrichedTask, publishTask, StreamReader, startWorker } from "./support.js";
 
 // Long enough that a cancel published after RUNNING is seen lands before the sleep below ends, even on a loaded machine.
 const TASK_TIMEOUT_MS = 3_000;
@@ -18,17 +17,11 @@ let jsm: JetStreamManager;
 let redis: Redis;
 let events: StreamReader;
 let tasks: StreamReader;
-let service: Awaited<ReturnType<typeof startService>>;
+let service: Awaited<ReturnType<typeof startWorker>>;
 
 beforeAll(async () => {
-  service = await startService(worker, {
-    NATS_URL: infra.nats.url,
-    REDIS_URL: infra.redis.url,
-    LOG_LEVEL: "warn",
-    OPS_PORT: "0",
+  service = await startWorker(infra, {
     WORKER_CONCURRENCY: "4",
-    FLOW_ACK_WAIT_MS: "2000",
-    FLOW_RETRY_DELAYS_MS: "100,200,300,400,500",
     TASK_TIMEOUT_MS: String(TASK_TIMEOUT_MS),
     SHUTDOWN_TIMEOUT_MS: "500",
   });
