@@ -2,6 +2,7 @@
  * Paused worker queues (AdminService PauseQueue / ResumeQueue, `taskctl pause|resume`): the hash queue_paused holds
  * one field per paused priority, with when and by whom. Workers read it every WORKER_PAUSE_POLL_MS and stop taking
  * tasks of a paused priority; its messages wait in the stream (nothing is lost or redelivered) until it is resumed.
+ * A write and the read after it are issued together: one connection runs them in order, in one round trip.
  */
 import { PRIORITIES, type Priority } from "@tm/flow";
 import type { Redis } from "ioredis";
@@ -15,20 +16,40 @@ export interface QueuePause {
   by?: string;
 }
 
-/** Pauses a priority's queue; pausing a paused one keeps its first pause (when and by whom). */
-export async function pauseQueue(redis: Redis, priority: Priority, by: string | undefined, at = new Date()) {
+/** Pauses a priority's queue; pausing a paused one keeps its first pause (when and by whom). Answers every paused
+ *  queue afterwards (read in the same round trip). */
+export async function pauseQueue(
+  redis: Redis,
+  priority: Priority,
+  by: string | undefined,
+  at = new Date(),
+): Promise<QueuePause[]> {
   const record = JSON.stringify({ at: at.toISOString(), ...(by === undefined ? {} : { by }) });
-  await redis.hsetnx(Keys.queuePaused, priority, record);
+  const [, fields] = await Promise.all([
+    redis.hsetnx(Keys.queuePaused, priority, record),
+    redis.hgetall(Keys.queuePaused),
+  ]);
+  return pausesOf(fields);
 }
 
-/** Resumes a priority's queue; true when it was paused. */
-export async function resumeQueue(redis: Redis, priority: Priority): Promise<boolean> {
-  return (await redis.hdel(Keys.queuePaused, priority)) === 1;
+/** Resumes a priority's queue: whether it was paused, and every queue still paused (read in the same round trip). */
+export async function resumeQueue(
+  redis: Redis,
+  priority: Priority,
+): Promise<{ wasPaused: boolean; paused: QueuePause[] }> {
+  const [removed, fields] = await Promise.all([
+    redis.hdel(Keys.queuePaused, priority),
+    redis.hgetall(Keys.queuePaused),
+  ]);
+  return { wasPaused: removed === 1, paused: pausesOf(fields) };
 }
 
 /** The paused queues, high to low. Other fields are ignored; a paused one whose record is not JSON stays paused. */
 export async function readPausedQueues(redis: Redis): Promise<QueuePause[]> {
-  const fields = await redis.hgetall(Keys.queuePaused);
+  return pausesOf(await redis.hgetall(Keys.queuePaused));
+}
+
+function pausesOf(fields: Record<string, string>): QueuePause[] {
   const paused: QueuePause[] = [];
   for (const priority of PRIORITIES) {
     const raw = fields[priority];

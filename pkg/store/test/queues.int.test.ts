@@ -20,8 +20,8 @@ test("pause, pause again, read high to low, resume", async () => {
     { priority: "high", at: "2026-12-05T12:00:00.000Z" },
     { priority: "low", at: "2026-12-05T10:00:00.000Z", by: "ops" },
   ]);
-  expect(await resumeQueue(clients.redis, "low")).toBe(true);
-  expect(await resumeQueue(clients.redis, "low")).toBe(false);
+  expect((await resumeQueue(clients.redis, "low")).wasPaused).toBe(true);
+  expect((await resumeQueue(clients.redis, "low")).wasPaused).toBe(false);
   expect((await readPausedQueues(clients.redis)).map((q) => q.priority)).toEqual(["high"]);
 });
 

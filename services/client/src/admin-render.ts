@@ -68,7 +68,7 @@ function when(timestamp: Timestamp | undefined, now: number): string {
   return timestamp ? relativeTime(timestampMs(timestamp), now) : "-";
 }
 
-function priorityName(priority: Priority): string {
+export function priorityName(priority: Priority): string {
   return (Priority[priority] ?? String(priority)).toLowerCase();
 }
 
@@ -117,7 +117,7 @@ export function renderPausedQueues(paused: PausedQueue[], now: number): string {
   if (paused.length === 0) return "none";
   return paused
     .map((queue) => {
-      const name = (Priority[queue.priority] ?? String(queue.priority)).toLowerCase();
+      const name = priorityName(queue.priority);
       const since = queue.pausedAt ? `since ${when(queue.pausedAt, now)}` : "";
       const details = [since, queue.pausedBy ? `by ${queue.pausedBy}` : ""].filter(Boolean).join(", ");
       return details ? `${name} (${details})` : name;

@@ -267,17 +267,15 @@ export function adminServiceHandlers(
     async pauseQueue(request, ctx) {
       const priority = parseQueuePriority(request.priority);
       const caller = callerOf(ctx);
-      await redis("pausing the queue", () => pauseQueue(rt.redis, priority, caller));
+      const paused = await redis("pausing the queue", () => pauseQueue(rt.redis, priority, caller));
       rt.log.info({ priority, by: caller }, "queue paused: workers start no new tasks of this priority");
-      const paused = await redis("reading the paused queues", () => readPausedQueues(rt.redis));
       return { pausedQueues: paused.map(pausedQueueToProto) };
     },
 
     async resumeQueue(request, ctx) {
       const priority = parseQueuePriority(request.priority);
-      const wasPaused = await redis("resuming the queue", () => resumeQueue(rt.redis, priority));
+      const { wasPaused, paused } = await redis("resuming the queue", () => resumeQueue(rt.redis, priority));
       if (wasPaused) rt.log.info({ priority, by: callerOf(ctx) }, "queue resumed");
-      const paused = await redis("reading the paused queues", () => readPausedQueues(rt.redis));
       return { wasPaused, pausedQueues: paused.map(pausedQueueToProto) };
     },
 

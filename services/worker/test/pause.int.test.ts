@@ -60,7 +60,7 @@ test("a paused priority starts none of its tasks while the others run; resumed, 
     expect(tasks.results(task.taskId)).toEqual([]);
   }
 
-  expect(await resumeQueue(redis, "high")).toBe(true);
+  expect((await resumeQueue(redis, "high")).wasPaused).toBe(true);
   await waitFor("both high tasks' succeeded audits", async () => {
     await events.refresh();
     return high.every((task) => events.audits(task.taskId).some((a) => a.action === "succeeded"));

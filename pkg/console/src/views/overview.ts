@@ -1,9 +1,9 @@
 /** Overview: throughput, queue depths per priority and per consumer, failures, dead letters, tasks by state. */
 import type { GetQueueStatsResponse } from "@tm/proto/web";
-import { Priority, TaskState } from "@tm/proto/web";
+import { TaskState } from "@tm/proto/web";
 import { admin, errorText } from "../api.js";
 import { h, replace } from "../dom.js";
-import { dateOf, duration, formatTime, stateName } from "../format.js";
+import { dateOf, duration, formatTime, priorityName, stateName } from "../format.js";
 import type { View } from "./view.js";
 
 const REFRESH_MS = 2000;
@@ -68,7 +68,7 @@ function render(body: HTMLElement, stats: GetQueueStatsResponse): void {
       PRIORITY_SUBJECTS.map((subject) => {
         const name = subject.split(".").pop() ?? subject;
         // An operator's pause (taskctl pause): the workers start none of this priority's tasks.
-        const pause = stats.pausedQueues.find((queue) => (Priority[queue.priority] ?? "").toLowerCase() === name);
+        const pause = stats.pausedQueues.find((queue) => priorityName(queue.priority) === name);
         const consumers = stats.consumers.filter((consumer) => consumer.subject === subject);
         const sum = (pick: (c: (typeof consumers)[number]) => bigint) => consumers.reduce((s, c) => s + pick(c), 0n);
         const oldest = Math.max(0, ...consumers.map((c) => Number(c.oldestUnackedAgeMs)));

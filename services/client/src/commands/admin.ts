@@ -11,7 +11,6 @@ import {
   ListTasksResponseSchema,
   type PausedQueue,
   PauseQueueResponseSchema,
-  Priority,
   ReplayDeadLettersResponseSchema,
   ReplayResult,
   RequeueResult,
@@ -20,6 +19,7 @@ import {
 } from "@tm/proto";
 import type { TaskListFilter } from "../admin-args.js";
 import {
+  priorityName,
   renderDeadLetters,
   renderDiscard,
   renderHistory,
@@ -156,7 +156,7 @@ export async function queuePauseCommand(
   invocation: Extract<Invocation, { command: "pause" | "resume" }>,
 ): Promise<ExitCode> {
   const { priority } = invocation;
-  const name = (Priority[priority] ?? String(priority)).toLowerCase();
+  const name = priorityName(priority);
   let json: string;
   let done: string;
   let paused: PausedQueue[];

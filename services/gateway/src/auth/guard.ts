@@ -21,7 +21,7 @@ import type { AuthConfig } from "./config.js";
 import { RateLimiter } from "./rate-limiter.js";
 
 /** At most one warning per this interval for rate-limit bypasses, and one for refused AdminService calls. */
-const BYPASS_WARNING_INTERVAL_MS = 10_000;
+const WARNING_INTERVAL_MS = 10_000;
 
 type AnyHandler = (request: unknown, ctx: CallContext) => unknown;
 
@@ -88,7 +88,7 @@ export async function createGuard(rt: Runtime<Runtime["config"] & AuthConfig>, r
       decision = await redisCall("checking the rate limit", () => limiter.take(caller));
     } catch (error) {
       bypassed.add(1);
-      if (Date.now() - lastBypassWarning >= BYPASS_WARNING_INTERVAL_MS) {
+      if (Date.now() - lastBypassWarning >= WARNING_INTERVAL_MS) {
         lastBypassWarning = Date.now();
         log.warn({ err: error }, "rate limit not checked (Redis unavailable): letting calls through");
       }
@@ -116,7 +116,7 @@ export async function createGuard(rt: Runtime<Runtime["config"] & AuthConfig>, r
       } catch (error) {
         authFailures.add(1, { reason: "forbidden" });
         // A misconfigured operator key, or an application probing: worth a line, at most one per interval.
-        if (Date.now() - lastForbiddenWarning >= BYPASS_WARNING_INTERVAL_MS) {
+        if (Date.now() - lastForbiddenWarning >= WARNING_INTERVAL_MS) {
           lastForbiddenWarning = Date.now();
           log.warn({ caller: identity.caller }, "AdminService call refused: the caller is not an admin");
         }
