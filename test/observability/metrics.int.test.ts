@@ -1,14 +1,20 @@
 /**
  * The metrics the dashboards and alerts use, as the deployed services export them: a pipeline of spawned
- * processes runs known tasks (3 echo at high priority, 1 fail at low, 1 flaky at medium that fails its first attempt),
+ * processes runs known tasks (3 echo at high priority, 1 fail at low, 1 flaky at medium that fails its first attempt,
+ * 1 echo at low delayed by DELAY_MS),
  * then each service's /metrics is scraped and the catalogue's series are found with the right labels and values.
  */
-import { Priority, TaskState } from "@tm/proto";
+import { create, type MessageInitShape } from "@bufbuild/protobuf";
+import { DurationSchema } from "@bufbuild/protobuf/wkt";
+import { Priority, type SubmitTaskRequestSchema, TaskState } from "@tm/proto";
 import { freePort, waitFor } from "@tm/testkit";
 import { afterAll, beforeAll, describe, expect, test } from "vitest";
 import { findMetric, METRIC_CATALOGUE } from "../../pkg/configcheck/src/index.js";
 import { collectStream, type Pipeline, type ServiceName, startPipeline } from "../support/pipeline.js";
 import { parsePrometheusText, type Sample, sumOf } from "./prometheus-text.js";
+
+/** The known run's delayed task waits this long: far longer than its trip through the pipeline once released. */
+const DELAY_MS = 3_000;
 
 /** Labels every series may carry besides the catalogue's: the histogram bucket bound and the OTel scope. */
 const EXPOSITION_LABELS = new Set(["le", "otel_scope_name", "otel_scope_version", "otel_scope_schema_url"]);
@@ -20,11 +26,19 @@ let webPort: number;
 
 beforeAll(async () => {
   webPort = await freePort();
-  pipeline = await startPipeline({ perService: { gateway: { GATEWAY_WEB_PORT: String(webPort) } } });
-  const tasks: Array<{ type: string; payload: Record<string, number>; priority: Priority }> = [
+  pipeline = await startPipeline({
+    perService: { gateway: { GATEWAY_WEB_PORT: String(webPort), GATEWAY_DELAYED_POLL_MS: "100" } },
+  });
+  const tasks: Array<MessageInitShape<typeof SubmitTaskRequestSchema>> = [
     ...Array.from({ length: 3 }, (_, i) => ({ type: "echo", payload: { i }, priority: Priority.HIGH })),
     { type: "fail", payload: {}, priority: Priority.LOW },
     { type: "flaky", payload: { failures: 1 }, priority: Priority.MEDIUM },
+    {
+      type: "echo",
+      payload: { delayed: 1 },
+      priority: Priority.LOW,
+      schedule: { case: "delay", value: create(DurationSchema, { seconds: BigInt(DELAY_MS / 1000) }) },
+    },
   ];
   const ids = await Promise.all(tasks.map(async (t) => (await pipeline.client.submitTask(t)).taskId));
   const ends = await Promise.all(
@@ -35,6 +49,7 @@ beforeAll(async () => {
     TaskState.SUCCEEDED,
     TaskState.SUCCEEDED,
     TaskState.FAILED,
+    TaskState.SUCCEEDED,
     TaskState.SUCCEEDED,
   ]);
 }, 90_000);
@@ -75,6 +90,11 @@ describe("metrics of a known run", () => {
     expect(sumOf(samples, "tm_tasks_submitted_total", { type: "echo", priority: "high", outcome: "accepted" })).toBe(3);
     expect(sumOf(samples, "tm_tasks_submitted_total", { type: "fail", priority: "low", outcome: "accepted" })).toBe(1);
     expect(sumOf(samples, "tm_tasks_submitted_total", { type: "flaky", priority: "medium" })).toBe(1);
+    expect(sumOf(samples, "tm_tasks_submitted_total", { type: "echo", priority: "low" })).toBe(1);
+    // The delayed task, released once, a little after its time.
+    expect(sumOf(samples, "tm_tasks_delayed_released_total", { outcome: "released" })).toBe(1);
+    expect(sumOf(samples, "tm_tasks_delayed_released_total", { outcome: "returned" })).toBe(0);
+    expect(sumOf(samples, "tm_tasks_delayed_release_lateness_ms_count")).toBe(1);
   });
 
   test("worker: processed, end-to-end, attempt duration, in flight, dead letters, retries", async () => {
@@ -85,12 +105,15 @@ describe("metrics of a known run", () => {
       expect(processed({ type: "fail", priority: "low", outcome: "failed" })).toBe(1);
       expect(processed({ type: "flaky", priority: "medium", outcome: "retried" })).toBe(1);
       expect(processed({ type: "flaky", priority: "medium", outcome: "succeeded" })).toBe(1);
-      expect(sumOf(samples, "tm_task_end_to_end_ms_count")).toBe(5);
+      expect(sumOf(samples, "tm_task_end_to_end_ms_count")).toBe(6);
       expect(sumOf(samples, "tm_task_end_to_end_ms_count", { type: "echo", priority: "high" })).toBe(3);
       expect(sumOf(samples, "tm_task_end_to_end_ms_count", { type: "fail", priority: "low" })).toBe(1);
+      // The delayed task counts from its release time, not its submission: its requested wait is not latency.
+      expect(sumOf(samples, "tm_task_end_to_end_ms_count", { type: "echo", priority: "low" })).toBe(1);
+      expect(sumOf(samples, "tm_task_end_to_end_ms_sum", { type: "echo", priority: "low" })).toBeLessThan(DELAY_MS);
       // The failed task waited out four retry delays (100+150+200+250 ms in FAST_FLOW) before it ended.
       expect(sumOf(samples, "tm_task_end_to_end_ms_sum", { type: "fail" })).toBeGreaterThanOrEqual(700);
-      expect(sumOf(samples, "tm_task_duration_ms_count", { type: "echo" })).toBe(3);
+      expect(sumOf(samples, "tm_task_duration_ms_count", { type: "echo" })).toBe(4);
       expect(sumOf(samples, "tm_task_duration_ms_count", { type: "fail" })).toBe(5);
       expect(sumOf(samples, "tm_tasks_dead_lettered_total", { subject: "tasks.worker.low", reason: "exhausted" })).toBe(
         1,
@@ -128,14 +151,14 @@ describe("metrics of a known run", () => {
 
   test("notifier: tm_status_updates_total; enricher: http_server_request_duration in seconds", async () => {
     const notifier = await scrape("notifier");
-    expect(sumOf(notifier, "tm_status_updates_total", { state: "SUCCEEDED", outcome: "applied" })).toBe(4);
+    expect(sumOf(notifier, "tm_status_updates_total", { state: "SUCCEEDED", outcome: "applied" })).toBe(5);
     const enricher = await scrape("enricher");
     // The /enrich calls, with the route @fastify/otel gives the http instrumentation.
     const enrich = { http_request_method: "POST", http_response_status_code: "200", http_route: "/enrich" };
-    expect(sumOf(enricher, "http_server_request_duration_count", enrich)).toBe(5);
+    expect(sumOf(enricher, "http_server_request_duration_count", enrich)).toBe(6);
     expect(sumOf(enricher, "http_server_request_duration_sum", enrich)).toBeLessThan(5); // seconds, not ms
     // Ops routes (/metrics is being scraped right now, /readyz was polled at start-up) are not measured.
-    expect(sumOf(enricher, "http_server_request_duration_count")).toBe(5);
+    expect(sumOf(enricher, "http_server_request_duration_count")).toBe(6);
   });
 
   test("gateway: a request the web port rejects before any RPC handler is counted by HTTP status", async () => {

@@ -32,6 +32,20 @@ export const METRIC_CATALOGUE: readonly MetricDefinition[] = [
     help: "Submissions whose tasks.ingest message was never acknowledged, settled by the requeue sweeper; outcome requeued | not_queued (too old to requeue: FAILED)",
   },
   {
+    name: "tm_tasks_delayed_released_total",
+    kind: "counter",
+    labels: ["outcome"],
+    services: ["gateway"],
+    help: "Delayed tasks taken from tasks_delayed when due; outcome released (queued) | dropped (cancelled or expired meanwhile) | returned (the publish failed: released again next round)",
+  },
+  {
+    name: "tm_tasks_delayed_release_lateness_ms",
+    kind: "histogram",
+    labels: [],
+    services: ["gateway"],
+    help: "How long after its time a delayed task was queued, in milliseconds",
+  },
+  {
     name: "tm_tasks_processed_total",
     kind: "counter",
     labels: ["type", "priority", "outcome"],
@@ -71,7 +85,7 @@ export const METRIC_CATALOGUE: readonly MetricDefinition[] = [
     kind: "histogram",
     labels: ["type", "priority"],
     services: ["worker"],
-    help: "Time from submission (task createdAt) to SUCCEEDED or FAILED (recorded by the worker), in milliseconds",
+    help: "Time from submission (task createdAt; a delayed task: its runAt) to SUCCEEDED or FAILED (recorded by the worker), in milliseconds",
   },
   {
     name: "tm_stage_processing_ms",

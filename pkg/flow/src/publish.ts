@@ -18,6 +18,9 @@ const encoder = new TextEncoder();
 export interface PublishOptions {
   /** Deduplication id, unique per (task, stage): e.g. `${taskId}:schedule`. */
   msgId: string;
+  /** The trace context to publish in, when not the active one: e.g. a stored task's, extracted from its traceparent
+   *  (an explicit parent also holds without a context manager, where `context.with` changes nothing). */
+  parent?: Context;
 }
 
 export interface PublisherOptions {
@@ -48,11 +51,10 @@ export function createPublisher(nc: NatsConnection, options: PublisherOptions = 
     retryDeadlineMs,
   };
   return {
-    publish(subject, message, { msgId }) {
+    publish(subject, message, { msgId, parent = context.active() }) {
       // startSpan, not startActiveSpan: nothing below reads the active context, and making the span active costs an
       // AsyncLocalStorage.run per publish (3 to 4 per delivered message). The trace context put in the message is the
       // publish span's when it records, and the caller's (which a non-recording span carries) when it does not.
-      const parent = context.active();
       const span = tracer.startSpan(`${subject} publish`, { kind: SpanKind.PRODUCER }, parent);
       return publishInSpan(settings, span, trace.setSpan(parent, span), subject, message, msgId);
     },

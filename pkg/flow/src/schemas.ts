@@ -64,6 +64,8 @@ export const TaskMessageSchema = z.object({
   payload: jsonWithin(JsonObject, SIZE_LIMITS.payloadBytes),
   metadata: Metadata.default({}),
   createdAt: IsoTime,
+  /** A delayed task's release time (SubmitTaskRequest.run_at / delay): its end-to-end time counts from here. */
+  runAt: IsoTime.optional(),
   generation,
   ...traceFields,
 });

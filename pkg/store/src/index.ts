@@ -1,4 +1,5 @@
 export * from "./batch.js";
+export * from "./delayed.js";
 export * from "./keys.js";
 export * from "./lists.js";
 export * from "./queues.js";

@@ -16,6 +16,9 @@
  *                       or by the time of the replay for a replayed generation
  *                       an entry is removed once its message is acknowledged, or by the gateway's requeue sweeper
  *                       (which queues or fails it), and entries older than taskTtlSeconds are trimmed on every save
+ *   tasks_delayed       sorted set: ids of delayed tasks not yet released, scored by the time they are due (ms)
+ *                       an entry is moved to tasks_unqueued when due (the gateway's releaser), or removed by a cancel;
+ *                       bounded by the gateway's maximum delay (entries due more than taskTtlSeconds ago are trimmed)
  *   requeue_sweep_lease string: the gateway replica running this round of the requeue sweep   TTL one sweep interval
  *   queue_paused        hash: priority → JSON {at, by} for each worker queue an operator paused (at most three fields)
  *   ratelimit:<caller>  hash {tokens, ts}: the gateway's token bucket per authenticated caller (one Lua script)
@@ -34,6 +37,7 @@ export const Keys = {
   deadLetter: "dead_letter",
   taskIndex: "task_index",
   unqueued: "tasks_unqueued",
+  delayed: "tasks_delayed",
   requeueSweepLease: "requeue_sweep_lease",
   queuePaused: "queue_paused",
   rateLimit: (caller: string) => `ratelimit:${caller}`,

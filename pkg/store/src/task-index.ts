@@ -44,13 +44,23 @@ export interface TaskPage {
 const BATCH = 200;
 export const DEFAULT_SCAN_LIMIT = 10_000;
 
+/**
+ * When an unfinished task's stall clock started: its status's last change, or, for a delayed task still PENDING, its
+ * release time when that is later (it waits by design until then). NaN when the status has no valid time.
+ */
+export function stalledSinceMs(task: TaskRecord, status: StoredStatus): number {
+  const changedMs = Date.parse(status.updatedAt);
+  if (status.state !== "PENDING" || !task.runAt) return changedMs;
+  return Math.max(Date.parse(task.runAt) || changedMs, changedMs);
+}
+
 export function matchesFilter(entry: IndexedTask, filter: TaskFilter): boolean {
   const { task, status } = entry;
   if (filter.state && status?.state !== filter.state) return false;
   if (filter.type && task.type !== filter.type) return false;
   if (filter.priority && task.priority !== filter.priority) return false;
   if (filter.changedBeforeMs !== undefined) {
-    if (!status || isTerminal(status.state) || !(Date.parse(status.updatedAt) <= filter.changedBeforeMs)) return false;
+    if (!status || isTerminal(status.state) || !(stalledSinceMs(task, status) <= filter.changedBeforeMs)) return false;
   }
   if (filter.query) {
     const needle = filter.query.toLowerCase();

@@ -15,36 +15,48 @@ export interface TaskRecord {
   traceparent?: string;
   /** Incremented by each replay of a dead letter. */
   generation: number;
+  /** A delayed task's release time (ISO 8601): it waits in tasks_delayed until then. */
+  runAt?: string;
 }
 
 // The task record with its TTL, and its entry in the listing index, which is trimmed of tasks whose records have
 // expired (bounded by what one TTL can hold). One script, so one command where a MULTI sent six (and, traced, made
 // six spans): SubmitTask's hot path. With `unqueued`, the task is also entered in tasks_unqueued (trimmed alike)
 // until its tasks.ingest PubAck is seen: a submission interrupted between this write and that publish is then
-// found by the requeue sweeper instead of staying PENDING for good. ARGV: ttl seconds, index score (createdAt ms),
-// trim cutoff, index member (the task id), unqueued ("1" or "0"), then the record's fields and values.
+// found by the requeue sweeper instead of staying PENDING for good. With `delayedUntilMs`, it is entered in
+// tasks_delayed instead, scored by the time it is due (the gateway's delayed-task releaser takes it from there).
+// ARGV: ttl seconds, index score (createdAt ms), trim cutoff, index member (the task id), entry ("0" none,
+// "1" unqueued, "2" delayed), the delayed entry's score, then the record's fields and values.
 const SAVE_TASK = luaScript(`
-redis.call('HSET', KEYS[1], unpack(ARGV, 6))
+redis.call('HSET', KEYS[1], unpack(ARGV, 7))
 redis.call('EXPIRE', KEYS[1], ARGV[1])
 redis.call('ZADD', KEYS[2], ARGV[2], ARGV[4])
 redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', ARGV[3])
 if ARGV[5] == '1' then
   redis.call('ZADD', KEYS[3], ARGV[2], ARGV[4])
   redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', ARGV[3])
+elseif ARGV[5] == '2' then
+  redis.call('ZADD', KEYS[4], ARGV[6], ARGV[4])
+  redis.call('ZREMRANGEBYSCORE', KEYS[4], '-inf', ARGV[3])
 end
 return 1
 `);
 
 export interface SaveTaskOptions {
+  /** The record's TTL; a delayed task's is extended by its delay, so that it lives as long after it runs. */
   ttlSeconds?: number;
   /** Enter the task in tasks_unqueued until `markQueued` (a new submission about to be published). */
   unqueued?: boolean;
+  /** Enter the task in tasks_delayed, due at this time (ms), instead of publishing it now (`task.runAt`). */
+  delayedUntilMs?: number;
 }
 
 export async function saveTask(redis: Redis, task: TaskRecord, options: SaveTaskOptions = {}) {
-  const ttlSeconds = options.ttlSeconds ?? Bounds.taskTtlSeconds;
   const parsed = Date.parse(task.createdAt);
   const createdMs = Number.isNaN(parsed) ? Date.now() : parsed;
+  const { delayedUntilMs } = options;
+  const delaySeconds = delayedUntilMs === undefined ? 0 : Math.max(0, Math.ceil((delayedUntilMs - createdMs) / 1000));
+  const ttlSeconds = (options.ttlSeconds ?? Bounds.taskTtlSeconds) + delaySeconds;
   const fields = {
     taskId: task.taskId,
     type: task.type,
@@ -55,16 +67,19 @@ export async function saveTask(redis: Redis, task: TaskRecord, options: SaveTask
     idempotencyKey: task.idempotencyKey ?? "",
     traceparent: task.traceparent ?? "",
     generation: String(task.generation),
+    ...(task.runAt ? { runAt: task.runAt } : {}),
   };
+  const entry = delayedUntilMs !== undefined ? "2" : options.unqueued ? "1" : "0";
   await SAVE_TASK.run(
     redis,
-    [Keys.task(task.taskId), Keys.taskIndex, Keys.unqueued],
+    [Keys.task(task.taskId), Keys.taskIndex, Keys.unqueued, Keys.delayed],
     [
       ttlSeconds,
       createdMs,
-      `(${createdMs - ttlSeconds * 1000}`,
+      `(${createdMs - (ttlSeconds - delaySeconds) * 1000}`,
       task.taskId,
-      options.unqueued ? "1" : "0",
+      entry,
+      delayedUntilMs ?? 0,
       ...Object.entries(fields).flat(),
     ],
   );
@@ -88,6 +103,7 @@ export function parseTaskHash(hash: Record<string, string>): TaskRecord | undefi
     ...(hash.idempotencyKey ? { idempotencyKey: hash.idempotencyKey } : {}),
     ...(hash.traceparent ? { traceparent: hash.traceparent } : {}),
     generation: Number(hash.generation ?? 0),
+    ...(hash.runAt ? { runAt: hash.runAt } : {}),
   };
 }
 

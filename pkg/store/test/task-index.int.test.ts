@@ -139,6 +139,15 @@ describe("task_index", () => {
     expect(await ids(BASE + 500, 3)).toEqual([uuid(1)]);
   });
 
+  test("stalled: a delayed task still PENDING counts from its release time, not its submission", async () => {
+    const delayed = await save(5, BASE, { runAt: new Date(BASE + 2_000).toISOString() }, "PENDING");
+    await redis.hset(Keys.status(delayed), "updatedAt", new Date(BASE + 10).toISOString());
+    const ids = async (changedBeforeMs: number) =>
+      (await listIndexedTasks(redis, { changedBeforeMs }, 50)).tasks.map((t) => t.task.taskId);
+    expect(await ids(BASE + 1_000)).not.toContain(delayed);
+    expect(await ids(BASE + 2_000)).toContain(delayed);
+  });
+
   test("counts tasks by state over the newest N", async () => {
     await save(1, BASE, {}, "FAILED");
     await save(2, BASE + 1, {}, "SUCCEEDED");

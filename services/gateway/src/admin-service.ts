@@ -26,6 +26,7 @@ import {
   TaskState,
 } from "@tm/proto";
 import {
+  countDelayed,
   countTaskStates,
   countUnqueued,
   type DeadLetterLine,
@@ -71,6 +72,8 @@ type LetterMiss = { id: string; result: "not_found" | "unavailable"; taskId?: st
 const CHUNK = 500;
 const SCAN_LIMIT = 10_000;
 const ADMIN_REDIS_TIMEOUT_MS = 30_000;
+/** A delayed task still waiting this long after its time is overdue: no gateway is releasing it. */
+const DELAYED_OVERDUE_MS = 60_000;
 
 export interface AdminServiceOptions {
   /** GATEWAY_REQUEUE_AFTER_MS: an unqueued submission older than this is overdue (the sweeper's). */
@@ -149,12 +152,13 @@ export function adminServiceHandlers(
 
   return {
     async getQueueStats() {
-      const [consumers, deadLetters, states, unqueued, paused] = await Promise.all([
+      const [consumers, deadLetters, states, unqueued, paused, delayed] = await Promise.all([
         dependency("NATS", "reading consumer info", () => queueStats.read()),
         redis("counting dead letters", () => rt.redis.llen(Keys.deadLetter)),
         redis("counting tasks by state", () => countTaskStates(rt.redis, SCAN_LIMIT)),
         redis("counting unqueued submissions", () => countUnqueued(rt.redis, Date.now() - options.requeueAfterMs)),
         redis("reading the paused queues", () => readPausedQueues(rt.redis)),
+        redis("counting delayed tasks", () => countDelayed(rt.redis, Date.now() - DELAYED_OVERDUE_MS)),
       ]);
       return {
         consumers: consumers.map((c) => ({
@@ -180,6 +184,8 @@ export function adminServiceHandlers(
         unqueuedSubmissions: BigInt(unqueued.total),
         unqueuedOverdue: BigInt(unqueued.overdue),
         pausedQueues: paused.map(pausedQueueToProto),
+        delayedTasks: BigInt(delayed.total),
+        delayedOverdue: BigInt(delayed.overdue),
       };
     },
 
@@ -196,6 +202,7 @@ export function adminServiceHandlers(
           status: status ? statusToProto(status) : undefined,
           createdAt: timestampFromIso(task.createdAt),
           metadata: task.metadata,
+          runAt: timestampFromIso(task.runAt),
         })),
         nextPageToken: page.next ? taskPageToken(page.next) : "",
       };

@@ -19,6 +19,7 @@ export function ingestMessageOf(task: TaskRecord, generation: number): TaskMessa
     payload: task.payload,
     metadata: task.metadata,
     createdAt: task.createdAt,
+    ...(task.runAt ? { runAt: task.runAt } : {}),
     generation,
   };
 }

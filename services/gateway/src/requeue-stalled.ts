@@ -17,7 +17,7 @@
  */
 import { isTerminal, publishAudit, type TaskState } from "@tm/flow";
 import type { Runtime } from "@tm/kit";
-import { claimRequeue, readStatus, readTask } from "@tm/store";
+import { claimRequeue, readStatus, readTask, stalledSinceMs } from "@tm/store";
 import { dependency } from "./dependencies.js";
 import { isGenerationNotQueued, queueGeneration } from "./queue-generation.js";
 import { NOT_QUEUED_PREFIX } from "./requeue-sweeper.js";
@@ -61,8 +61,12 @@ export async function requeueStalledTask(
     );
   }
   const now = Date.now();
-  const changedAtMs = Date.parse(status.updatedAt);
+  // A delayed task waits PENDING by design: it is not stalled before its time, and its stall counts from then.
+  const changedAtMs = stalledSinceMs(task, status);
   if (Number.isNaN(changedAtMs)) return refuse(`its status has no valid time of change ("${status.updatedAt}")`);
+  if (previousState === "PENDING" && task.runAt && changedAtMs > now) {
+    return refuse(`it is delayed until ${task.runAt}: the gateway queues it then (cancel it instead to drop it)`);
+  }
   const unchangedMs = now - changedAtMs;
   if (!neverQueued && unchangedMs < stalledForMs) {
     return refuse(

@@ -13,6 +13,7 @@ import { z } from "zod";
 import { adminServiceHandlers } from "./admin-service.js";
 import { authConfigShape } from "./auth/config.js";
 import { createGuard } from "./auth/guard.js";
+import { startDelayedReleaser } from "./delayed-releaser.js";
 import { bindGrpc, createGrpcServer, stopGrpc } from "./grpc-server.js";
 import { QueueStats } from "./queue-stats.js";
 import { redisCaller } from "./redis-call.js";
@@ -20,6 +21,8 @@ import { startRequeueSweeper } from "./requeue-sweeper.js";
 import { StatusSubscriptions } from "./status-subscriptions.js";
 import { taskServiceHandlers } from "./task-service.js";
 import { createWebServer, listenWeb, stopWeb } from "./web-server.js";
+
+const MAX_DELAY_LIMIT_SECONDS = 3 * 24 * 3600;
 
 export const gateway = defineService({
   name: "gateway",
@@ -32,6 +35,13 @@ export const gateway = defineService({
     /** How long a new task's tasks.ingest message may stay unacknowledged before the requeue sweeper settles it
      *  (src/requeue-sweeper.ts); it sweeps every third of this. Below three quarters of the duplicate window. */
     GATEWAY_REQUEUE_AFTER_MS: positiveInt.default(30_000),
+    /** How often each replica looks for delayed tasks that are due (src/delayed-releaser.ts): their lateness at most. */
+    GATEWAY_DELAYED_POLL_MS: positiveInt.default(1_000),
+    /** How far ahead a task may be delayed (SubmitTaskRequest.run_at / delay). At most three days, so that a delayed
+     *  task is still listed (the task index keeps seven days from submission) for days after it ran. */
+    GATEWAY_MAX_DELAY_SECONDS: positiveInt
+      .max(MAX_DELAY_LIMIT_SECONDS, { message: "must be at most 259200 (3 days)" })
+      .default(86_400),
     /** The web port: Connect/gRPC-Web API for browsers and the web console (0: a free port). */
     GATEWAY_WEB_PORT: port.default(8090),
     /** Grafana, for the console's "View trace" links (Explore on the Tempo datasource). */
@@ -68,11 +78,13 @@ export const gateway = defineService({
       taskServiceHandlers(rt, subscriptions, {
         maxPayloadBytes: rt.config.GATEWAY_MAX_PAYLOAD_BYTES,
         redisTimeoutMs: rt.config.GATEWAY_REDIS_TIMEOUT_MS,
+        maxDelaySeconds: rt.config.GATEWAY_MAX_DELAY_SECONDS,
       }),
     );
     addService(server, TaskService, taskHandlers, onError);
     // Before anything listens: a bad GATEWAY_REQUEUE_AFTER_MS stops the start with its reason.
     const sweeper = startRequeueSweeper(rt, { afterMs: rt.config.GATEWAY_REQUEUE_AFTER_MS });
+    const releaser = startDelayedReleaser(rt, { pollMs: rt.config.GATEWAY_DELAYED_POLL_MS });
     // ADVISORIES too: its one durable (the deadletter service's) shows whether crash advisories wait to be handled.
     const queueStats = new QueueStats(rt.nats.jsm, [...Object.values(STREAMS), ADVISORY_STREAM]);
     queueStats.startSampling((error) => rt.log.debug({ err: error }, "could not sample consumer info"));
@@ -106,7 +118,7 @@ export const gateway = defineService({
       grpcPort = await bindGrpc(server, rt.config.GRPC_PORT);
       webPort = await listenWeb(web, rt.config.GATEWAY_WEB_PORT);
     } catch (error) {
-      await sweeper.stop();
+      await Promise.all([sweeper.stop(), releaser.stop()]);
       subscriber.disconnect();
       server.forceShutdown();
       throw error;
@@ -116,7 +128,7 @@ export const gateway = defineService({
       // replica), then let unary calls finish.
       health.shutdown();
       queueStats.stopSampling();
-      await sweeper.stop();
+      await Promise.all([sweeper.stop(), releaser.stop()]);
       await subscriptions.close("gateway shutting down; re-open the stream");
       await Promise.all([stopGrpc(server, rt.config.SHUTDOWN_TIMEOUT_MS), stopWeb(web, rt.config.SHUTDOWN_TIMEOUT_MS)]);
     });

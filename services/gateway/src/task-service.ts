@@ -23,6 +23,7 @@ import type { CallContext, ServiceHandlers, TaskService } from "@tm/proto";
 import {
   applyStatus,
   claimIdempotencyKey,
+  forgetDelayed,
   markCancelled,
   markQueued,
   perTurnBatcher,
@@ -40,6 +41,7 @@ import { priorityToProto, resultToStruct, statusToProto, timestampFromIso, trace
 import { recordStatus } from "./record-status.js";
 import { redisCaller } from "./redis-call.js";
 import { requeueWindowMs } from "./requeue-sweeper.js";
+import { releaseTimeOf } from "./schedule.js";
 import {
   type StatusSubscription,
   type StatusSubscriptions,
@@ -52,6 +54,8 @@ export interface TaskServiceOptions {
   maxPayloadBytes: number;
   /** How long a Redis call may take before the caller gets UNAVAILABLE (GATEWAY_REDIS_TIMEOUT_MS). */
   redisTimeoutMs: number;
+  /** How far ahead a delayed task may be scheduled (GATEWAY_MAX_DELAY_SECONDS). */
+  maxDelaySeconds: number;
 }
 
 type TaskServiceMethods = typeof TaskService extends { method: infer M } ? M : never;
@@ -97,19 +101,25 @@ export function taskServiceHandlers(
    * client's messages in the order it reads them, so it precedes ingest's "ingested" in the audit stream, and the
    * call waits for one round of PubAcks instead of two. Its failure is the caller's to handle (it is not awaited
    * here).
+   * A delayed task (`runAtMs`) is entered in tasks_delayed instead and not published: the delayed-task releaser
+   * (delayed-releaser.ts) publishes it when it is due, in the trace it was submitted in.
    */
   async function queueTask(
     taskId: string,
     submission: Submission,
     createdAt: string,
     alsoPublish?: () => void,
+    runAtMs?: number,
   ): Promise<StoredStatus | undefined> {
     const { traceparent } = injectTrace();
     const pending: StatusUpdate = { taskId, state: "PENDING", source: rt.name };
     const event = StatusEventSchema.parse(statusEvent(pending));
+    const record = { ...submission, taskId, createdAt, traceparent, generation: 0 };
     const [, applied] = await redisCall("saving the task", () =>
       Promise.all([
-        saveTask(rt.redis, { ...submission, taskId, createdAt, traceparent, generation: 0 }, { unqueued: true }),
+        runAtMs === undefined
+          ? saveTask(rt.redis, record, { unqueued: true })
+          : saveTask(rt.redis, { ...record, runAt: new Date(runAtMs).toISOString() }, { delayedUntilMs: runAtMs }),
         applyStatus(rt.redis, event),
       ]),
     );
@@ -130,6 +140,10 @@ export function taskServiceHandlers(
         )
       : undefined;
     alsoPublish?.();
+    if (runAtMs !== undefined) {
+      await status;
+      return applied ? toStoredStatus(event) : undefined;
+    }
     await dependency("NATS", "queueing the task", () =>
       rt.publisher.publish(Subjects.ingest, message, { msgId: ingestMsgId(taskId, 0) }),
     );
@@ -147,14 +161,16 @@ export function taskServiceHandlers(
    * before saving), or still PENDING within the stream's duplicate window (its tasks.ingest publish may have
    * failed; republishing with the same message id cannot queue it twice). Older PENDING tasks are left to the
    * requeue sweeper, which fails them: outside the window a republish could no longer be deduplicated (the window
-   * is requeue-sweeper.ts's, a margin inside the stream's duplicate window).
+   * is requeue-sweeper.ts's, a margin inside the stream's duplicate window). A delayed task's record was saved with
+   * its tasks_delayed entry in one script: the releaser queues it (with the status, should that write have failed).
    */
-  async function resumeSubmission(taskId: string, submission: Submission): Promise<void> {
+  async function resumeSubmission(taskId: string, submission: Submission, runAtMs: number | undefined): Promise<void> {
     const task = await redisCall("reading the task", () => readTask(rt.redis, taskId));
     if (!task) {
-      await queueTask(taskId, submission, new Date().toISOString());
+      await queueTask(taskId, submission, new Date().toISOString(), undefined, runAtMs);
       return;
     }
+    if (task.runAt) return;
     if (task.generation !== 0 || Date.now() - Date.parse(task.createdAt) > requeueWithinMs) return;
     const status = await redisCall("reading the task status", () => readStatus(rt.redis, taskId));
     if (status && status.state !== "PENDING") return;
@@ -179,6 +195,7 @@ export function taskServiceHandlers(
     beforeQueueing?: (taskId: string) => void,
   ): Promise<{ taskId: string; deduplicated: boolean; pending?: StoredStatus | undefined }> {
     const submission = stampSubmitter(validateSubmission(request, options.maxPayloadBytes), callerOf(ctx));
+    const runAtMs = releaseTimeOf(request.schedule, Date.now(), options.maxDelaySeconds);
     const { idempotencyKey } = submission;
     let taskId: string = crypto.randomUUID();
     if (idempotencyKey) {
@@ -189,7 +206,7 @@ export function taskServiceHandlers(
         // A retry of a submission that may have been interrupted: complete it under the first id. Every step
         // is idempotent (task record, status CAS, tasks.ingest deduplicated by its message id), so finishing
         // one that had in fact completed changes nothing, and the key never points at a task left unqueued.
-        await resumeSubmission(claim.owner, submission);
+        await resumeSubmission(claim.owner, submission, runAtMs);
         submitted.add(1, { type: submission.type, priority: submission.priority, outcome: "deduplicated" });
         return { taskId: claim.owner, deduplicated: true };
       }
@@ -201,14 +218,27 @@ export function taskServiceHandlers(
     // (Should queueing then fail, the history says "submitted" for a task that Redis holds as PENDING: the same
     // state a retry with the idempotency key completes.)
     let audited: Promise<unknown> | undefined;
-    const pending = await queueTask(taskId, submission, new Date().toISOString(), () => {
-      audited = publishAudit(rt.publisher, {
-        taskId,
-        service: rt.name,
-        action: "submitted",
-        detail: { type: submission.type, priority: submission.priority, ...submitterDetail(callerOf(ctx)) },
-      }).catch((error: unknown) => rt.log.warn({ err: error, taskId }, "could not publish the submitted audit event"));
-    });
+    const pending = await queueTask(
+      taskId,
+      submission,
+      new Date().toISOString(),
+      () => {
+        audited = publishAudit(rt.publisher, {
+          taskId,
+          service: rt.name,
+          action: "submitted",
+          detail: {
+            type: submission.type,
+            priority: submission.priority,
+            ...submitterDetail(callerOf(ctx)),
+            ...(runAtMs === undefined ? {} : { runAt: new Date(runAtMs).toISOString() }),
+          },
+        }).catch((error: unknown) =>
+          rt.log.warn({ err: error, taskId }, "could not publish the submitted audit event"),
+        );
+      },
+      runAtMs,
+    );
     await audited;
     submitted.add(1, { type: submission.type, priority: submission.priority, outcome: "accepted" });
     // The task's first log line, inside the call's span: the drill-down by task id starts here.
@@ -269,6 +299,7 @@ export function taskServiceHandlers(
           createdAt: timestampFromIso(task.createdAt),
           metadata: task.metadata,
           traceId: traceIdOf(task.traceparent),
+          runAt: timestampFromIso(task.runAt),
         },
       };
     },
@@ -323,6 +354,13 @@ export function taskServiceHandlers(
         // A terminal state won the race between our read and our write.
         const winner = await redisCall("reading the task status", () => readStatus(rt.redis, taskId));
         throw alreadyFinished(taskId, winner?.state ?? "finished");
+      }
+      // A delayed task leaves tasks_delayed now rather than at its time (where the releaser would drop it): the
+      // operators' count of delayed tasks is then right. Its CANCELLED status is what keeps it from running.
+      if (current?.state === "PENDING") {
+        forgetDelayed(rt.redis, taskId).catch((error: unknown) =>
+          rt.log.debug({ err: error, taskId }, "could not take the cancelled task out of tasks_delayed"),
+        );
       }
       const notice: CancelNotice = { taskId, reason, at: new Date().toISOString() };
       // Core NATS, fire-and-forget: a worker that misses it still sees task_cancel:<id> before starting work, so

@@ -1,6 +1,14 @@
-import { type StatusEvent, StatusEventSchema, type StatusUpdate, statusEvent } from "@tm/flow";
+import {
+  decodeMessage,
+  type StatusEvent,
+  StatusEventSchema,
+  type StatusUpdate,
+  type Subject,
+  statusEvent,
+} from "@tm/flow";
 import { startService } from "@tm/kit";
 import type { Infra } from "@tm/testkit";
+import type { NatsConnection } from "nats";
 import { gateway } from "../src/service.js";
 
 export type Gateway = Awaited<ReturnType<typeof startGateway>>;
@@ -22,4 +30,32 @@ export async function startGateway(infra: Infra, env: Record<string, string> = {
 /** A status event as the notifier would apply it. */
 export function event(update: Omit<StatusUpdate, "source">): StatusEvent {
   return StatusEventSchema.parse(statusEvent({ ...update, source: "test-notifier" }));
+}
+
+export interface StreamMessage<S extends Subject> {
+  message: ReturnType<typeof decodeMessage<S>>;
+  msgId: string | undefined;
+  /** When the stream stored it. */
+  storedAt: Date;
+}
+
+/** The messages of one subject and task currently in a stream, oldest first, with their Nats-Msg-Id. */
+export async function streamMessagesOf<S extends Subject>(
+  nc: NatsConnection,
+  stream: string,
+  subject: S,
+  taskId: string,
+): Promise<StreamMessage<S>[]> {
+  const jsm = await nc.jetstreamManager();
+  const { state } = await jsm.streams.info(stream);
+  const found: StreamMessage<S>[] = [];
+  for (let seq = state.first_seq; seq <= state.last_seq; seq++) {
+    const stored = await jsm.streams.getMessage(stream, { seq }).catch(() => undefined);
+    if (stored?.subject !== subject) continue;
+    const message = decodeMessage(subject, stored.data);
+    if ((message as { taskId?: string }).taskId === taskId) {
+      found.push({ message, msgId: stored.header?.get("Nats-Msg-Id") || undefined, storedAt: stored.time });
+    }
+  }
+  return found;
 }

@@ -4,7 +4,7 @@
  * record, maybe its PENDING status, and its tasks_unqueued entry. Two gateway replicas sweep, as deployed.
  */
 
-import { type AuditEvent, createPublisher, decodeMessage, type Subject, Subjects, type TaskMessage } from "@tm/flow";
+import { type AuditEvent, createPublisher, type Subject, Subjects, type TaskMessage } from "@tm/flow";
 import type { Runtime } from "@tm/kit";
 import { createAdminClient, createTaskClient, Priority, ReplayResult, RequeueResult } from "@tm/proto";
 import {
@@ -25,7 +25,7 @@ import { connect, headers, type NatsConnection } from "nats";
 import { afterAll, beforeAll, describe, expect, test } from "vitest";
 import { replayDeadLetter } from "../src/replay.js";
 import { requeueStalledTask } from "../src/requeue-stalled.js";
-import { event, type Gateway, startGateway } from "./helpers.js";
+import { event, type Gateway, startGateway, streamMessagesOf } from "./helpers.js";
 
 const infra = useInfra();
 let gateways: Gateway[];
@@ -41,26 +41,8 @@ afterAll(async () => {
   redis?.disconnect();
 });
 
-interface Stored<S extends Subject> {
-  message: ReturnType<typeof decodeMessage<S>>;
-  msgId: string | undefined;
-}
-
-/** The messages of one subject and task currently in a stream, with their Nats-Msg-Id. */
-async function storedFor<S extends Subject>(stream: string, subject: S, taskId: string): Promise<Stored<S>[]> {
-  const jsm = await nc.jetstreamManager();
-  const { state } = await jsm.streams.info(stream);
-  const found: Stored<S>[] = [];
-  for (let seq = state.first_seq; seq <= state.last_seq; seq++) {
-    const stored = await jsm.streams.getMessage(stream, { seq }).catch(() => undefined);
-    if (stored?.subject !== subject) continue;
-    const message = decodeMessage(subject, stored.data);
-    if ((message as { taskId?: string }).taskId === taskId) {
-      found.push({ message, msgId: stored.header?.get("Nats-Msg-Id") || undefined });
-    }
-  }
-  return found;
-}
+const storedFor = <S extends Subject>(stream: string, subject: S, taskId: string) =>
+  streamMessagesOf(nc, stream, subject, taskId);
 
 const ingested = (taskId: string) => storedFor("TASKS", Subjects.ingest, taskId);
 const audited = async (taskId: string): Promise<AuditEvent[]> =>

@@ -4,15 +4,15 @@
 
 import type { GenEnum, GenFile, GenMessage, GenService } from "@bufbuild/protobuf/codegenv2";
 import { enumDesc, fileDesc, messageDesc, serviceDesc } from "@bufbuild/protobuf/codegenv2";
-import type { Timestamp } from "@bufbuild/protobuf/wkt";
-import { file_google_protobuf_struct, file_google_protobuf_timestamp } from "@bufbuild/protobuf/wkt";
+import type { Duration, Timestamp } from "@bufbuild/protobuf/wkt";
+import { file_google_protobuf_duration, file_google_protobuf_struct, file_google_protobuf_timestamp } from "@bufbuild/protobuf/wkt";
 import type { JsonObject, Message } from "@bufbuild/protobuf";
 
 /**
  * Describes the file taskmanager/v1/taskmanager.proto.
  */
 export const file_taskmanager_v1_taskmanager: GenFile = /*@__PURE__*/
-  fileDesc("CiB0YXNrbWFuYWdlci92MS90YXNrbWFuYWdlci5wcm90bxIOdGFza21hbmFnZXIudjEiqQEKClRhc2tTdGF0dXMSKAoFc3RhdGUYASABKA4yGS50YXNrbWFuYWdlci52MS5UYXNrU3RhdGUSEAoIcHJvZ3Jlc3MYAiABKA0SDwoHYXR0ZW1wdBgDIAEoDRINCgVlcnJvchgEIAEoCRIuCgp1cGRhdGVkX2F0GAUgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIPCgd2ZXJzaW9uGAYgASgEIvkCCgRUYXNrEg8KB3Rhc2tfaWQYASABKAkSDAoEdHlwZRgCIAEoCRIqCghwcmlvcml0eRgDIAEoDjIYLnRhc2ttYW5hZ2VyLnYxLlByaW9yaXR5EigKB3BheWxvYWQYBCABKAsyFy5nb29nbGUucHJvdG9idWYuU3RydWN0EioKBnN0YXR1cxgFIAEoCzIaLnRhc2ttYW5hZ2VyLnYxLlRhc2tTdGF0dXMSJwoGcmVzdWx0GAYgASgLMhcuZ29vZ2xlLnByb3RvYnVmLlN0cnVjdBIuCgpjcmVhdGVkX2F0GAcgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBI0CghtZXRhZGF0YRgIIAMoCzIiLnRhc2ttYW5hZ2VyLnYxLlRhc2suTWV0YWRhdGFFbnRyeRIQCgh0cmFjZV9pZBgJIAEoCRovCg1NZXRhZGF0YUVudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoCToCOAEihAIKEVN1Ym1pdFRhc2tSZXF1ZXN0EgwKBHR5cGUYASABKAkSKAoHcGF5bG9hZBgCIAEoCzIXLmdvb2dsZS5wcm90b2J1Zi5TdHJ1Y3QSKgoIcHJpb3JpdHkYAyABKA4yGC50YXNrbWFuYWdlci52MS5Qcmlvcml0eRIXCg9pZGVtcG90ZW5jeV9rZXkYBCABKAkSQQoIbWV0YWRhdGEYBSADKAsyLy50YXNrbWFuYWdlci52MS5TdWJtaXRUYXNrUmVxdWVzdC5NZXRhZGF0YUVudHJ5Gi8KDU1ldGFkYXRhRW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgJOgI4ASI7ChJTdWJtaXRUYXNrUmVzcG9uc2USDwoHdGFza19pZBgBIAEoCRIUCgxkZWR1cGxpY2F0ZWQYAiABKAgiIQoOR2V0VGFza1JlcXVlc3QSDwoHdGFza19pZBgBIAEoCSI1Cg9HZXRUYXNrUmVzcG9uc2USIgoEdGFzaxgBIAEoCzIULnRhc2ttYW5hZ2VyLnYxLlRhc2siKgoXU3RyZWFtVGFza1N0YXR1c1JlcXVlc3QSDwoHdGFza19pZBgBIAEoCSJXChhTdHJlYW1UYXNrU3RhdHVzUmVzcG9uc2USDwoHdGFza19pZBgBIAEoCRIqCgZzdGF0dXMYAiABKAsyGi50YXNrbWFuYWdlci52MS5UYXNrU3RhdHVzIqICCiBTdWJtaXRUYXNrQW5kU3RyZWFtU3RhdHVzUmVxdWVzdBIMCgR0eXBlGAEgASgJEigKB3BheWxvYWQYAiABKAsyFy5nb29nbGUucHJvdG9idWYuU3RydWN0EioKCHByaW9yaXR5GAMgASgOMhgudGFza21hbmFnZXIudjEuUHJpb3JpdHkSFwoPaWRlbXBvdGVuY3lfa2V5GAQgASgJElAKCG1ldGFkYXRhGAUgAygLMj4udGFza21hbmFnZXIudjEuU3VibWl0VGFza0FuZFN0cmVhbVN0YXR1c1JlcXVlc3QuTWV0YWRhdGFFbnRyeRovCg1NZXRhZGF0YUVudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoCToCOAEidgohU3VibWl0VGFza0FuZFN0cmVhbVN0YXR1c1Jlc3BvbnNlEg8KB3Rhc2tfaWQYASABKAkSKgoGc3RhdHVzGAIgASgLMhoudGFza21hbmFnZXIudjEuVGFza1N0YXR1cxIUCgxkZWR1cGxpY2F0ZWQYAyABKAgiNAoRQ2FuY2VsVGFza1JlcXVlc3QSDwoHdGFza19pZBgBIAEoCRIOCgZyZWFzb24YAiABKAkiQAoSQ2FuY2VsVGFza1Jlc3BvbnNlEioKBnN0YXR1cxgBIAEoCzIaLnRhc2ttYW5hZ2VyLnYxLlRhc2tTdGF0dXMqXgoIUHJpb3JpdHkSGAoUUFJJT1JJVFlfVU5TUEVDSUZJRUQQABIQCgxQUklPUklUWV9MT1cQARITCg9QUklPUklUWV9NRURJVU0QAhIRCg1QUklPUklUWV9ISUdIEAMq1QEKCVRhc2tTdGF0ZRIaChZUQVNLX1NUQVRFX1VOU1BFQ0lGSUVEEAASFgoSVEFTS19TVEFURV9QRU5ESU5HEAESFwoTVEFTS19TVEFURV9JTkdFU1RFRBACEhgKFFRBU0tfU1RBVEVfU0NIRURVTEVEEAMSFgoSVEFTS19TVEFURV9SVU5OSU5HEAQSGAoUVEFTS19TVEFURV9TVUNDRUVERUQQBRIVChFUQVNLX1NUQVRFX0ZBSUxFRBAGEhgKFFRBU0tfU1RBVEVfQ0FOQ0VMTEVEEAcy8QMKC1Rhc2tTZXJ2aWNlElMKClN1Ym1pdFRhc2sSIS50YXNrbWFuYWdlci52MS5TdWJtaXRUYXNrUmVxdWVzdBoiLnRhc2ttYW5hZ2VyLnYxLlN1Ym1pdFRhc2tSZXNwb25zZRJKCgdHZXRUYXNrEh4udGFza21hbmFnZXIudjEuR2V0VGFza1JlcXVlc3QaHy50YXNrbWFuYWdlci52MS5HZXRUYXNrUmVzcG9uc2USZwoQU3RyZWFtVGFza1N0YXR1cxInLnRhc2ttYW5hZ2VyLnYxLlN0cmVhbVRhc2tTdGF0dXNSZXF1ZXN0GigudGFza21hbmFnZXIudjEuU3RyZWFtVGFza1N0YXR1c1Jlc3BvbnNlMAESUwoKQ2FuY2VsVGFzaxIhLnRhc2ttYW5hZ2VyLnYxLkNhbmNlbFRhc2tSZXF1ZXN0GiIudGFza21hbmFnZXIudjEuQ2FuY2VsVGFza1Jlc3BvbnNlEoIBChlTdWJtaXRUYXNrQW5kU3RyZWFtU3RhdHVzEjAudGFza21hbmFnZXIudjEuU3VibWl0VGFza0FuZFN0cmVhbVN0YXR1c1JlcXVlc3QaMS50YXNrbWFuYWdlci52MS5TdWJtaXRUYXNrQW5kU3RyZWFtU3RhdHVzUmVzcG9uc2UwAWIGcHJvdG8z", [file_google_protobuf_struct, file_google_protobuf_timestamp]);
+  fileDesc("CiB0YXNrbWFuYWdlci92MS90YXNrbWFuYWdlci5wcm90bxIOdGFza21hbmFnZXIudjEiqQEKClRhc2tTdGF0dXMSKAoFc3RhdGUYASABKA4yGS50YXNrbWFuYWdlci52MS5UYXNrU3RhdGUSEAoIcHJvZ3Jlc3MYAiABKA0SDwoHYXR0ZW1wdBgDIAEoDRINCgVlcnJvchgEIAEoCRIuCgp1cGRhdGVkX2F0GAUgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIPCgd2ZXJzaW9uGAYgASgEIqUDCgRUYXNrEg8KB3Rhc2tfaWQYASABKAkSDAoEdHlwZRgCIAEoCRIqCghwcmlvcml0eRgDIAEoDjIYLnRhc2ttYW5hZ2VyLnYxLlByaW9yaXR5EigKB3BheWxvYWQYBCABKAsyFy5nb29nbGUucHJvdG9idWYuU3RydWN0EioKBnN0YXR1cxgFIAEoCzIaLnRhc2ttYW5hZ2VyLnYxLlRhc2tTdGF0dXMSJwoGcmVzdWx0GAYgASgLMhcuZ29vZ2xlLnByb3RvYnVmLlN0cnVjdBIuCgpjcmVhdGVkX2F0GAcgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBI0CghtZXRhZGF0YRgIIAMoCzIiLnRhc2ttYW5hZ2VyLnYxLlRhc2suTWV0YWRhdGFFbnRyeRIQCgh0cmFjZV9pZBgJIAEoCRIqCgZydW5fYXQYCiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wGi8KDU1ldGFkYXRhRW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgJOgI4ASLqAgoRU3VibWl0VGFza1JlcXVlc3QSDAoEdHlwZRgBIAEoCRIoCgdwYXlsb2FkGAIgASgLMhcuZ29vZ2xlLnByb3RvYnVmLlN0cnVjdBIqCghwcmlvcml0eRgDIAEoDjIYLnRhc2ttYW5hZ2VyLnYxLlByaW9yaXR5EhcKD2lkZW1wb3RlbmN5X2tleRgEIAEoCRJBCghtZXRhZGF0YRgFIAMoCzIvLnRhc2ttYW5hZ2VyLnYxLlN1Ym1pdFRhc2tSZXF1ZXN0Lk1ldGFkYXRhRW50cnkSLAoGcnVuX2F0GAYgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcEgAEioKBWRlbGF5GAcgASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uSAAaLwoNTWV0YWRhdGFFbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAk6AjgBQgoKCHNjaGVkdWxlIjsKElN1Ym1pdFRhc2tSZXNwb25zZRIPCgd0YXNrX2lkGAEgASgJEhQKDGRlZHVwbGljYXRlZBgCIAEoCCIhCg5HZXRUYXNrUmVxdWVzdBIPCgd0YXNrX2lkGAEgASgJIjUKD0dldFRhc2tSZXNwb25zZRIiCgR0YXNrGAEgASgLMhQudGFza21hbmFnZXIudjEuVGFzayIqChdTdHJlYW1UYXNrU3RhdHVzUmVxdWVzdBIPCgd0YXNrX2lkGAEgASgJIlcKGFN0cmVhbVRhc2tTdGF0dXNSZXNwb25zZRIPCgd0YXNrX2lkGAEgASgJEioKBnN0YXR1cxgCIAEoCzIaLnRhc2ttYW5hZ2VyLnYxLlRhc2tTdGF0dXMiiAMKIFN1Ym1pdFRhc2tBbmRTdHJlYW1TdGF0dXNSZXF1ZXN0EgwKBHR5cGUYASABKAkSKAoHcGF5bG9hZBgCIAEoCzIXLmdvb2dsZS5wcm90b2J1Zi5TdHJ1Y3QSKgoIcHJpb3JpdHkYAyABKA4yGC50YXNrbWFuYWdlci52MS5Qcmlvcml0eRIXCg9pZGVtcG90ZW5jeV9rZXkYBCABKAkSUAoIbWV0YWRhdGEYBSADKAsyPi50YXNrbWFuYWdlci52MS5TdWJtaXRUYXNrQW5kU3RyZWFtU3RhdHVzUmVxdWVzdC5NZXRhZGF0YUVudHJ5EiwKBnJ1bl9hdBgGIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXBIABIqCgVkZWxheRgHIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbkgAGi8KDU1ldGFkYXRhRW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgJOgI4AUIKCghzY2hlZHVsZSJ2CiFTdWJtaXRUYXNrQW5kU3RyZWFtU3RhdHVzUmVzcG9uc2USDwoHdGFza19pZBgBIAEoCRIqCgZzdGF0dXMYAiABKAsyGi50YXNrbWFuYWdlci52MS5UYXNrU3RhdHVzEhQKDGRlZHVwbGljYXRlZBgDIAEoCCI0ChFDYW5jZWxUYXNrUmVxdWVzdBIPCgd0YXNrX2lkGAEgASgJEg4KBnJlYXNvbhgCIAEoCSJAChJDYW5jZWxUYXNrUmVzcG9uc2USKgoGc3RhdHVzGAEgASgLMhoudGFza21hbmFnZXIudjEuVGFza1N0YXR1cypeCghQcmlvcml0eRIYChRQUklPUklUWV9VTlNQRUNJRklFRBAAEhAKDFBSSU9SSVRZX0xPVxABEhMKD1BSSU9SSVRZX01FRElVTRACEhEKDVBSSU9SSVRZX0hJR0gQAyrVAQoJVGFza1N0YXRlEhoKFlRBU0tfU1RBVEVfVU5TUEVDSUZJRUQQABIWChJUQVNLX1NUQVRFX1BFTkRJTkcQARIXChNUQVNLX1NUQVRFX0lOR0VTVEVEEAISGAoUVEFTS19TVEFURV9TQ0hFRFVMRUQQAxIWChJUQVNLX1NUQVRFX1JVTk5JTkcQBBIYChRUQVNLX1NUQVRFX1NVQ0NFRURFRBAFEhUKEVRBU0tfU1RBVEVfRkFJTEVEEAYSGAoUVEFTS19TVEFURV9DQU5DRUxMRUQQBzLxAwoLVGFza1NlcnZpY2USUwoKU3VibWl0VGFzaxIhLnRhc2ttYW5hZ2VyLnYxLlN1Ym1pdFRhc2tSZXF1ZXN0GiIudGFza21hbmFnZXIudjEuU3VibWl0VGFza1Jlc3BvbnNlEkoKB0dldFRhc2sSHi50YXNrbWFuYWdlci52MS5HZXRUYXNrUmVxdWVzdBofLnRhc2ttYW5hZ2VyLnYxLkdldFRhc2tSZXNwb25zZRJnChBTdHJlYW1UYXNrU3RhdHVzEicudGFza21hbmFnZXIudjEuU3RyZWFtVGFza1N0YXR1c1JlcXVlc3QaKC50YXNrbWFuYWdlci52MS5TdHJlYW1UYXNrU3RhdHVzUmVzcG9uc2UwARJTCgpDYW5jZWxUYXNrEiEudGFza21hbmFnZXIudjEuQ2FuY2VsVGFza1JlcXVlc3QaIi50YXNrbWFuYWdlci52MS5DYW5jZWxUYXNrUmVzcG9uc2USggEKGVN1Ym1pdFRhc2tBbmRTdHJlYW1TdGF0dXMSMC50YXNrbWFuYWdlci52MS5TdWJtaXRUYXNrQW5kU3RyZWFtU3RhdHVzUmVxdWVzdBoxLnRhc2ttYW5hZ2VyLnYxLlN1Ym1pdFRhc2tBbmRTdHJlYW1TdGF0dXNSZXNwb25zZTABYgZwcm90bzM", [file_google_protobuf_duration, file_google_protobuf_struct, file_google_protobuf_timestamp]);
 
 /**
  * @generated from message taskmanager.v1.TaskStatus
@@ -114,6 +114,14 @@ export type Task = Message<"taskmanager.v1.Task"> & {
    * @generated from field: string trace_id = 9;
    */
   traceId: string;
+
+  /**
+   * When a delayed task (SubmitTaskRequest.run_at or delay) is released into the pipeline; unset for a task queued at
+   * once. Until then it is PENDING.
+   *
+   * @generated from field: google.protobuf.Timestamp run_at = 10;
+   */
+  runAt?: Timestamp | undefined;
 };
 
 /**
@@ -151,6 +159,27 @@ export type SubmitTaskRequest = Message<"taskmanager.v1.SubmitTaskRequest"> & {
    * @generated from field: map<string, string> metadata = 5;
    */
   metadata: { [key: string]: string };
+
+  /**
+   * A delayed task: it stays PENDING (cancellable) and enters the pipeline at this time, or this long after the
+   * gateway accepted it; unset runs it at once. At most the gateway's GATEWAY_MAX_DELAY_SECONDS ahead (default 24 h);
+   * a time in the past runs it at once. Released within about a second of the time (GATEWAY_DELAYED_POLL_MS).
+   *
+   * @generated from oneof taskmanager.v1.SubmitTaskRequest.schedule
+   */
+  schedule: {
+    /**
+     * @generated from field: google.protobuf.Timestamp run_at = 6;
+     */
+    value: Timestamp;
+    case: "runAt";
+  } | {
+    /**
+     * @generated from field: google.protobuf.Duration delay = 7;
+     */
+    value: Duration;
+    case: "delay";
+  } | { case: undefined; value?: undefined };
 };
 
 /**
@@ -285,6 +314,27 @@ export type SubmitTaskAndStreamStatusRequest = Message<"taskmanager.v1.SubmitTas
    * @generated from field: map<string, string> metadata = 5;
    */
   metadata: { [key: string]: string };
+
+  /**
+   * A delayed task: it stays PENDING (cancellable) and enters the pipeline at this time, or this long after the
+   * gateway accepted it; unset runs it at once. At most the gateway's GATEWAY_MAX_DELAY_SECONDS ahead (default 24 h);
+   * a time in the past runs it at once. Released within about a second of the time (GATEWAY_DELAYED_POLL_MS).
+   *
+   * @generated from oneof taskmanager.v1.SubmitTaskAndStreamStatusRequest.schedule
+   */
+  schedule: {
+    /**
+     * @generated from field: google.protobuf.Timestamp run_at = 6;
+     */
+    value: Timestamp;
+    case: "runAt";
+  } | {
+    /**
+     * @generated from field: google.protobuf.Duration delay = 7;
+     */
+    value: Duration;
+    case: "delay";
+  } | { case: undefined; value?: undefined };
 };
 
 /**

@@ -1,0 +1,72 @@
+/**
+ * tasks_delayed: delayed tasks (SubmitTask's run_at or delay) waiting for their time, scored by it (ms). saveTask
+ * enters a task here instead of in tasks_unqueued; when it is due, `releaseDue` moves it to tasks_unqueued in one
+ * script, and the releaser then publishes its tasks.ingest message. From that move on it is an ordinary submission
+ * awaiting its PubAck: a releaser that dies or meets a NATS outage before the PubAck leaves the entry to the requeue
+ * sweeper, which queues it exactly once (the stream deduplicates by message id) or fails it. So the move, not the
+ * publish, is what takes a task out of this set, and only one replica can make it.
+ */
+import type { Redis } from "ioredis";
+import { Keys } from "./keys.js";
+import { luaScript } from "./script.js";
+
+export interface DelayedEntry {
+  taskId: string;
+  /** When it was due (ms). */
+  dueMs: number;
+}
+
+// ARGV: now (ms), limit. Due entries, oldest first, each moved to tasks_unqueued scored by now: the time its publish
+// starts, from which the sweeper counts the stream's duplicate window.
+const RELEASE_DUE = luaScript(`
+local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'WITHSCORES', 'LIMIT', 0, tonumber(ARGV[2]))
+for i = 1, #due, 2 do
+  redis.call('ZREM', KEYS[1], due[i])
+  redis.call('ZADD', KEYS[2], ARGV[1], due[i])
+end
+return due
+`);
+
+/** Moves up to `limit` tasks due at `nowMs` from tasks_delayed to tasks_unqueued; returns them, oldest first. */
+export async function releaseDue(redis: Redis, nowMs: number, limit: number): Promise<DelayedEntry[]> {
+  const reply = (await RELEASE_DUE.run(redis, [Keys.delayed, Keys.unqueued], [nowMs, limit])) as string[];
+  const entries: DelayedEntry[] = [];
+  for (let i = 0; i + 1 < reply.length; i += 2) {
+    entries.push({ taskId: reply[i] as string, dueMs: Number(reply[i + 1]) });
+  }
+  return entries;
+}
+
+/** Takes a task out of tasks_delayed (it was cancelled): true when it was there. */
+export async function forgetDelayed(redis: Redis, taskId: string): Promise<boolean> {
+  return (await redis.zrem(Keys.delayed, taskId)) === 1;
+}
+
+/** How many delayed tasks wait, and how many of them were due before `overdueBeforeMs` (operators' view). */
+export async function countDelayed(redis: Redis, overdueBeforeMs: number): Promise<{ total: number; overdue: number }> {
+  const [total, overdue] = await Promise.all([
+    redis.zcard(Keys.delayed),
+    redis.zcount(Keys.delayed, "-inf", `(${overdueBeforeMs}`),
+  ]);
+  return { total, overdue };
+}
+
+// A released task whose publish failed goes back to tasks_delayed, due at once, unless the requeue sweeper settled
+// its tasks_unqueued entry meanwhile (the sweeper then owns it).
+const RETURN_TO_DELAYED = luaScript(`
+if redis.call('ZREM', KEYS[1], ARGV[1]) == 1 then
+  redis.call('ZADD', KEYS[2], ARGV[2], ARGV[1])
+  return 1
+end
+return 0
+`);
+
+/** Puts a released task back in tasks_delayed, due at `dueMs`, if it is still in tasks_unqueued: true when it was. */
+export async function returnToDelayed(redis: Redis, taskId: string, dueMs: number): Promise<boolean> {
+  return (await RETURN_TO_DELAYED.run(redis, [Keys.unqueued, Keys.delayed], [taskId, dueMs])) === 1;
+}
+
+/** Whether any delayed task is due at `nowMs` (one cheap read before a round does more). */
+export async function anyDelayedDue(redis: Redis, nowMs: number): Promise<boolean> {
+  return (await redis.zrangebyscore(Keys.delayed, "-inf", nowMs, "LIMIT", 0, 1)).length > 0;
+}

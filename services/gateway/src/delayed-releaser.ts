@@ -1,0 +1,160 @@
+/**
+ * The delayed-task releaser: publishes each delayed task's tasks.ingest message when it is due. Every gateway replica
+ * runs one; a task is released by exactly one of them, because taking it out of tasks_delayed is one Redis script
+ * (`releaseDue`) that moves it to tasks_unqueued. From there on it is a submission awaiting its PubAck:
+ *
+ *   - still PENDING (its current generation): published under the id SubmitTask would have used
+ *     (`<id>:ingest:<generation>`), in the trace it was submitted in, then audited "released";
+ *   - cancelled meanwhile, expired, or moved on: only taken out of tasks_unqueued;
+ *   - the publish failed (NATS went away): put back in tasks_delayed, due at once, for the next round;
+ *   - the gateway died in between: the requeue sweeper finds the tasks_unqueued entry and queues it exactly once, as
+ *     for any interrupted submission.
+ * A round starts only when JetStream answers, so an outage delays due tasks (GetQueueStats counts them as overdue)
+ * rather than failing their publishes one after another.
+ */
+import { extractTrace, publishAudit, Subjects } from "@tm/flow";
+import type { Runtime } from "@tm/kit";
+import {
+  anyDelayedDue,
+  type DelayedEntry,
+  markQueued,
+  readStatus,
+  readTask,
+  releaseDue,
+  returnToDelayed,
+} from "@tm/store";
+import { ingestMessageOf, ingestMsgId } from "./ingest-message-id.js";
+import { recordStatus } from "./record-status.js";
+
+/** Tasks taken per script call; a round repeats while it finds full batches. */
+const BATCH = 200;
+/** How long JetStream may take to answer before a round is skipped. */
+const JETSTREAM_CHECK_MS = 2_000;
+
+export type ReleaseAction = "released" | "dropped" | "returned";
+
+export interface DelayedReleaserOptions {
+  /** How often due tasks are looked for (GATEWAY_DELAYED_POLL_MS): a task is released up to this late. */
+  pollMs: number;
+}
+
+export interface DelayedReleaser {
+  /** Runs one round (what the timer does every `pollMs`). Resolves with what it did. */
+  release(): Promise<Record<ReleaseAction, number>>;
+  stop(): Promise<void>;
+}
+
+export function startDelayedReleaser(rt: Runtime, options: DelayedReleaserOptions): DelayedReleaser {
+  const released = rt.meter.createCounter("tm_tasks_delayed_released_total", {
+    description:
+      "Delayed tasks taken from tasks_delayed when due: outcome released (queued), dropped (cancelled or expired " +
+      "meanwhile) or returned (the publish failed: released again next round)",
+  });
+  const lateness = rt.meter.createHistogram("tm_tasks_delayed_release_lateness_ms", {
+    description:
+      "How long after its time a delayed task was queued (GATEWAY_DELAYED_POLL_MS at most, unless an outage)",
+    unit: "ms",
+    advice: { explicitBucketBoundaries: [50, 100, 250, 500, 1000, 2500, 5000, 10000, 30000, 60000, 300000] },
+  });
+  for (const outcome of ["released", "dropped", "returned"]) released.add(0, { outcome });
+
+  async function releaseOne(entry: DelayedEntry, nowMs: number): Promise<ReleaseAction> {
+    const { taskId } = entry;
+    const [task, status] = await Promise.all([readTask(rt.redis, taskId), readStatus(rt.redis, taskId)]);
+    // Only the submission (generation 0) is ever delayed: a later generation was queued by a requeue meanwhile.
+    const movedOn = (status !== undefined && status.state !== "PENDING") || task?.generation !== 0;
+    if (task === undefined || movedOn) {
+      await markQueued(rt.redis, [taskId]);
+      return "dropped";
+    }
+    const { generation } = task;
+    try {
+      // The submission's PENDING write may have failed after its record was saved (the client was told so, and a
+      // retry with its idempotency key leaves the task to this releaser): write it now.
+      if (!status) {
+        await recordStatus(rt, { taskId, state: "PENDING", source: rt.name, generation });
+      }
+      // In the submission's trace: one trace follows the task from SubmitTask, across the wait, to its result.
+      await rt.publisher.publish(Subjects.ingest, ingestMessageOf(task, generation), {
+        msgId: ingestMsgId(taskId, generation),
+        parent: extractTrace({ traceparent: task.traceparent }),
+      });
+    } catch (error) {
+      rt.log.warn({ err: error, taskId }, "could not queue a delayed task; it is released again next round");
+      await returnToDelayed(rt.redis, taskId, nowMs);
+      return "returned";
+    }
+    await markQueued(rt.redis, [taskId]);
+    const lateMs = Math.max(0, Date.now() - entry.dueMs);
+    lateness.record(lateMs);
+    await publishAudit(rt.publisher, {
+      taskId,
+      service: rt.name,
+      action: "released",
+      detail: { runAt: task.runAt ?? new Date(entry.dueMs).toISOString(), lateMs, generation },
+      discriminator: generation,
+    }).catch((error: unknown) => rt.log.warn({ err: error, taskId }, "could not publish the released audit event"));
+    rt.log.debug({ taskId, lateMs }, "delayed task released");
+    return "released";
+  }
+
+  async function jetStreamAnswers(): Promise<boolean> {
+    let timer: NodeJS.Timeout | undefined;
+    const timeout = new Promise<false>((resolve) => {
+      timer = setTimeout(() => resolve(false), JETSTREAM_CHECK_MS);
+    });
+    try {
+      return await Promise.race([rt.nats.jsm.getAccountInfo().then(() => true), timeout]);
+    } catch {
+      return false;
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
+  async function release(): Promise<Record<ReleaseAction, number>> {
+    const counts: Record<ReleaseAction, number> = { released: 0, dropped: 0, returned: 0 };
+    if (!(await anyDelayedDue(rt.redis, Date.now()))) return counts;
+    if (!(await jetStreamAnswers())) {
+      rt.log.debug("delayed tasks are due but JetStream does not answer: released once it does");
+      return counts;
+    }
+    for (;;) {
+      const nowMs = Date.now();
+      const entries = await releaseDue(rt.redis, nowMs, BATCH);
+      const outcomes = await Promise.allSettled(entries.map((entry) => releaseOne(entry, nowMs)));
+      for (const [i, outcome] of outcomes.entries()) {
+        if (outcome.status === "fulfilled") {
+          counts[outcome.value] += 1;
+          released.add(1, { outcome: outcome.value });
+        } else {
+          // Redis failed under it: the entry is in tasks_unqueued, where the requeue sweeper settles it.
+          rt.log.warn({ err: outcome.reason, taskId: entries[i]?.taskId }, "could not release a delayed task");
+        }
+      }
+      // A failed publish ends the round: the next ones would wait out the same outage.
+      if (entries.length < BATCH || counts.returned > 0) return counts;
+    }
+  }
+
+  let round: Promise<unknown> | undefined;
+  let stopped = false;
+  const timer = setInterval(() => {
+    if (round || stopped) return;
+    round = release()
+      .catch((error: unknown) => rt.log.debug({ err: error }, "delayed-task round skipped"))
+      .finally(() => {
+        round = undefined;
+      });
+  }, options.pollMs);
+  timer.unref();
+
+  return {
+    release,
+    async stop() {
+      stopped = true;
+      clearInterval(timer);
+      await round;
+    },
+  };
+}
