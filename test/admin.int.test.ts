@@ -6,7 +6,7 @@
  */
 import { execFile } from "node:child_process";
 import { join } from "node:path";
-import { timestampFromMs } from "@bufbuild/protobuf/wkt";
+import { timestampDate, timestampFromMs } from "@bufbuild/protobuf/wkt";
 import { Code, ConnectError } from "@connectrpc/connect";
 import {
   type AdminClient,
@@ -481,6 +481,33 @@ describe("AdminService", () => {
     expect(JSON.parse(resumed.stdout)).toMatchObject({ wasPaused: true });
     await waitFor("the low task to succeed", async () => (await readResult(pipeline.redisClient, low)) !== undefined);
     expect(await gauge()).toBe("0");
+  });
+
+  test("taskctl submit --delay: the task waits PENDING, then runs once, its history submitted, released, ingested", async () => {
+    const submitted = await taskctl("submit", "echo", "--payload", '{"later":true}', "--delay", "4s", "--json");
+    expect(submitted.code, submitted.stderr).toBe(0);
+    const { taskId } = JSON.parse(submitted.stdout) as { taskId: string };
+    const { task } = await pipeline.client.getTask({ taskId });
+    expect(task?.status?.state).toBe(TaskState.PENDING);
+    expect(task?.runAt).toBeDefined();
+    expect((await admin.getQueueStats({})).delayedTasks).toBeGreaterThanOrEqual(1n);
+
+    const watched = await taskctl("watch", taskId);
+    expect(watched.code, watched.stderr).toBe(0);
+    const shown = await taskctl("get", taskId);
+    expect(shown.stdout).toMatch(/^state {5}SUCCEEDED$/m);
+    expect(shown.stdout).toMatch(/^runs at {3}\d{4}-\d{2}-\d{2}T[\d:.]+Z \(delayed\)$/m);
+    const result = await readResult(pipeline.redisClient, taskId);
+    expect(result).toMatchObject({ output: { later: true }, attempts: 1 });
+    expect(Date.parse(result!.completedAt)).toBeGreaterThanOrEqual(timestampDate(task!.runAt!).getTime());
+
+    let actions: string[] = [];
+    await waitFor("the released and ingested audit events", async () => {
+      actions = (await admin.getTaskHistory({ taskId })).events.map((e) => `${e.service}:${e.action}`);
+      return actions.includes("ingest:ingested") && actions.includes("gateway:released");
+    });
+    expect(actions.indexOf("gateway:submitted")).toBeLessThan(actions.indexOf("gateway:released"));
+    expect(actions.indexOf("gateway:released")).toBeLessThan(actions.indexOf("ingest:ingested"));
   });
 
   test("bad input is INVALID_ARGUMENT naming the field", async () => {

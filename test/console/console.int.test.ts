@@ -15,6 +15,8 @@ import { existsSync, mkdirSync, mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { promisify } from "node:util";
+import { create } from "@bufbuild/protobuf";
+import { DurationSchema } from "@bufbuild/protobuf/wkt";
 import { StatusEventSchema, statusEvent } from "@tm/flow";
 import { createAdminClient, Priority } from "@tm/proto";
 import { appendDeadLetter, applyStatus, markCancelled, readResult, saveTask } from "@tm/store";
@@ -277,6 +279,26 @@ describe.skipIf(!existsSync(CHROMIUM))("web console", () => {
       expect(await high.getByRole("cell", { name: "paused" }).count()).toBe(0);
     } finally {
       await admin.resumeQueue({ priority: Priority.LOW });
+    }
+  });
+
+  it("shows a delayed task's time on its page and counts it among the overview's delayed tasks", async () => {
+    const { taskId } = await pipeline.client.submitTask({
+      type: "echo",
+      schedule: { case: "delay", value: create(DurationSchema, { seconds: 3_600n }) },
+    });
+    try {
+      await page.goto(`${webUrl}/tasks/${taskId}`);
+      await page.waitForSelector("#task-state:text('PENDING')", { timeout: 15_000 });
+      const runsAt = page.locator("dt:text-is('Runs at') + dd");
+      await runsAt.waitFor({ timeout: 15_000 });
+      expect(await runsAt.textContent()).toMatch(/\(delayed\)$/);
+      await page.goto(`${webUrl}/`);
+      const tile = page.locator(".tile").filter({ has: page.locator(".tile-label:text-is('Delayed tasks')") });
+      await tile.waitFor({ timeout: 15_000 });
+      expect(Number((await tile.locator("strong").textContent())?.split(" ")[0])).toBeGreaterThanOrEqual(1);
+    } finally {
+      await pipeline.client.cancelTask({ taskId });
     }
   });
 

@@ -127,6 +127,30 @@ export function parseDlqAction(
   );
 }
 
+/** When `submit --delay` or `--at` asks a task to run: a delay (ms) or a time; undefined for at once. */
+export type SubmitSchedule = { delayMs: number } | { runAt: Date };
+
+/**
+ * `submit --delay 30s|15m|2h|1d` or `--at <ISO time>` (not both). The gateway checks the upper bound (its
+ * GATEWAY_MAX_DELAY_SECONDS) and answers INVALID_ARGUMENT naming it.
+ */
+export function parseSchedule(delay: string | undefined, at: string | undefined): SubmitSchedule | undefined {
+  if (delay !== undefined && at !== undefined) throw new UsageError("--delay and --at cannot be combined");
+  if (delay !== undefined) {
+    const match = /^(\d+)([smhd])$/.exec(delay.trim());
+    if (!match) throw new UsageError(`--delay must be a duration like 30s, 15m, 2h, 1d (got "${delay}")`);
+    return { delayMs: Number(match[1]) * UNIT_MS[match[2]!]! };
+  }
+  if (at !== undefined) {
+    const ms = Date.parse(at);
+    if (!/^\d{4}-\d{2}-\d{2}T/.test(at) || Number.isNaN(ms)) {
+      throw new UsageError(`--at must be an ISO time such as 2026-01-31T12:00:00Z (got "${at}")`);
+    }
+    return { runAt: new Date(ms) };
+  }
+  return undefined;
+}
+
 /** Longest --stalled-for accepted: a week (tasks expire from Redis before anything could stall that long). */
 export const MAX_STALLED_FOR_SECONDS = 604_800;
 

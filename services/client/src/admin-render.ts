@@ -102,11 +102,15 @@ export function renderStats(stats: GetQueueStatsResponse): string {
   const counted = stats.tasksByStateTruncated ? ` (newest ${stats.tasksCounted} tasks)` : "";
   // Submissions saved but not yet in the TASKS stream: a few in flight is normal, overdue ones await the sweeper.
   const overdue = stats.unqueuedOverdue > 0n ? ` (${stats.unqueuedOverdue} overdue: the requeue sweeper's)` : "";
+  // Delayed tasks waiting for their time; overdue ones mean no gateway is releasing them.
+  const delayedOverdue =
+    stats.delayedOverdue > 0n ? ` (${stats.delayedOverdue} overdue by over a minute: is any gateway running?)` : "";
   return [
     consumers,
     "",
     `dead letters  ${stats.deadLetters}`,
     `unqueued submissions  ${stats.unqueuedSubmissions}${overdue}`,
+    `delayed tasks  ${stats.delayedTasks}${delayedOverdue}`,
     `tasks${counted}  ${states}`,
     ...(stats.pausedQueues.length > 0 ? [`paused queues  ${renderPausedQueues(stats.pausedQueues, Date.now())}`] : []),
   ].join("\n");

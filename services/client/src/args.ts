@@ -9,8 +9,10 @@ import {
   type DlqAction,
   parseDlqAction,
   parseLimit,
+  parseSchedule,
   parseStalledFor,
   parseTaskListFilter,
+  type SubmitSchedule,
   type TaskListFilter,
 } from "./admin-args.js";
 import { UsageError } from "./exit-codes.js";
@@ -36,6 +38,8 @@ export type Invocation =
       watch: boolean;
       /** Retries of an UNAVAILABLE submission (submit-retry.ts). */
       retries: number;
+      /** A delayed task (--delay, --at). */
+      schedule?: SubmitSchedule;
     }
   | { command: "get"; globals: GlobalOptions; taskId: string }
   | { command: "watch"; globals: GlobalOptions; taskIds: string[] }
@@ -69,6 +73,8 @@ const COMMAND_OPTIONS: Record<CommandName, Options> = {
     meta: { type: "string", multiple: true },
     watch: { type: "boolean" },
     retries: { type: "string" },
+    delay: { type: "string" },
+    at: { type: "string" },
   },
   get: {},
   watch: {},
@@ -147,6 +153,7 @@ export function parseCommandLine(argv: string[], env: NodeJS.ProcessEnv = {}, no
       const [type] = exactly(name, positionals, ["<type>"]);
       const payloadText = str(values.payload);
       const idempotencyKey = str(values["idempotency-key"]);
+      const schedule = parseSchedule(str(values.delay), str(values.at));
       return {
         command: "submit",
         globals,
@@ -157,6 +164,7 @@ export function parseCommandLine(argv: string[], env: NodeJS.ProcessEnv = {}, no
         metadata: parseMetadata((values.meta as string[] | undefined) ?? []),
         watch: values.watch === true,
         retries: parseRetries(str(values.retries)),
+        ...(schedule ? { schedule } : {}),
       };
     }
     case "get":

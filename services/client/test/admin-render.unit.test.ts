@@ -95,8 +95,13 @@ describe("operator tables", () => {
       "",
       "dead letters  4",
       "unqueued submissions  0",
+      "delayed tasks  0",
       "tasks  succeeded 10",
     ]);
+    const late = create(GetQueueStatsResponseSchema, { ...stats, delayedTasks: 7n, delayedOverdue: 3n });
+    expect(renderStats(late).split("\n")).toContain(
+      "delayed tasks  7 (3 overdue by over a minute: is any gateway running?)",
+    );
     const stuck = create(GetQueueStatsResponseSchema, { ...stats, unqueuedSubmissions: 5n, unqueuedOverdue: 2n });
     expect(renderStats(stuck).split("\n")).toContain("unqueued submissions  5 (2 overdue: the requeue sweeper's)");
     // A paused queue gets its line; none, no line.

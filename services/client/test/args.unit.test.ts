@@ -1,6 +1,7 @@
 import { Priority } from "@tm/proto";
 import { describe, expect, test } from "vitest";
-import { DEFAULT_ADDR, normaliseAddr, parseCommandLine } from "../src/args.js";
+import { DEFAULT_ADDR, type Invocation, normaliseAddr, parseCommandLine } from "../src/args.js";
+import { submitRequestOf } from "../src/commands/submit.js";
 import { ExitCode, UsageError } from "../src/exit-codes.js";
 import { run } from "../src/run.js";
 
@@ -68,6 +69,40 @@ describe("parseCommandLine", () => {
         `--retries must be a whole number from 0 to 20 (got "${bad}")`,
       );
     }
+  });
+
+  test("--delay and --at make a delayed task; bad values and both at once are named", () => {
+    expect(parseCommandLine(["submit", "echo"])).not.toHaveProperty("schedule");
+    expect(parseCommandLine(["submit", "echo", "--delay", "90s"])).toMatchObject({ schedule: { delayMs: 90_000 } });
+    expect(parseCommandLine(["submit", "echo", "--delay", "2h"])).toMatchObject({ schedule: { delayMs: 7_200_000 } });
+    expect(parseCommandLine(["submit", "echo", "--at", "2026-12-24T18:00:00Z"])).toMatchObject({
+      schedule: { runAt: new Date("2026-12-24T18:00:00Z") },
+    });
+    for (const bad of ["90", "1.5h", "-5s", "soon"]) {
+      expect(usageErrorOf(["submit", "echo", `--delay=${bad}`])).toBe(
+        `--delay must be a duration like 30s, 15m, 2h, 1d (got "${bad}")`,
+      );
+    }
+    expect(usageErrorOf(["submit", "echo", "--at", "tomorrow"])).toBe(
+      '--at must be an ISO time such as 2026-01-31T12:00:00Z (got "tomorrow")',
+    );
+    expect(usageErrorOf(["submit", "echo", "--delay", "1m", "--at", "2026-12-24T18:00:00Z"])).toBe(
+      "--delay and --at cannot be combined",
+    );
+  });
+
+  test("the request carries --delay as a Duration and --at as a Timestamp", () => {
+    const requestOf = (argv: string[]) =>
+      submitRequestOf(parseCommandLine(argv) as Extract<Invocation, { command: "submit" }>);
+    expect(requestOf(["submit", "echo"]).schedule).toBeUndefined();
+    expect(requestOf(["submit", "echo", "--delay", "15m"]).schedule).toMatchObject({
+      case: "delay",
+      value: { seconds: 900n, nanos: 0 },
+    });
+    expect(requestOf(["submit", "echo", "--at", "2026-12-24T18:00:00.250Z"]).schedule).toMatchObject({
+      case: "runAt",
+      value: { seconds: BigInt(Date.parse("2026-12-24T18:00:00Z") / 1000), nanos: 250_000_000 },
+    });
   });
 
   test("a bad priority names the flag and the allowed values", () => {

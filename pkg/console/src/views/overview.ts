@@ -61,6 +61,13 @@ function render(body: HTMLElement, stats: GetQueueStatsResponse): void {
           ? `${stats.unqueuedSubmissions} (${stats.unqueuedOverdue} overdue)`
           : String(stats.unqueuedSubmissions),
       ),
+      // Waiting for their time (submit --delay / --at); overdue ones mean no gateway is releasing them.
+      tile(
+        "Delayed tasks",
+        stats.delayedOverdue > 0n
+          ? `${stats.delayedTasks} (${stats.delayedOverdue} overdue)`
+          : String(stats.delayedTasks),
+      ),
     ),
     h("h2", {}, "Queue depth per priority"),
     table(

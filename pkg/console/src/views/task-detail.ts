@@ -146,6 +146,7 @@ export const taskDetailView: View = (main, { params, config }) => {
       ["Type", task.type],
       ["Priority", priorityName(task.priority)],
       ["Created", formatTime(dateOf(task.createdAt))],
+      ...(task.runAt ? ([["Runs at", `${formatTime(dateOf(task.runAt))} (delayed)`]] as [string, string][]) : []),
       ["Trace", link],
       [
         "Metadata",

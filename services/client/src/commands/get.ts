@@ -27,6 +27,7 @@ export function describeTask(task: Task): string {
     if (status.updatedAt) lines.push(`updated   ${timestampDate(status.updatedAt).toISOString()}`);
   }
   if (task.createdAt) lines.push(`created   ${timestampDate(task.createdAt).toISOString()}`);
+  if (task.runAt) lines.push(`runs at   ${timestampDate(task.runAt).toISOString()} (delayed)`);
   for (const [key, value] of Object.entries(task.metadata)) lines.push(`meta      ${key}=${value}`);
   if (task.payload) lines.push(`payload   ${JSON.stringify(task.payload)}`);
   if (task.result) lines.push(`result    ${JSON.stringify(task.result)}`);

@@ -1,4 +1,7 @@
+import { create } from "@bufbuild/protobuf";
+import { DurationSchema, timestampFromDate } from "@bufbuild/protobuf/wkt";
 import type { TaskClient } from "@tm/proto";
+import type { SubmitSchedule } from "../admin-args.js";
 import type { Invocation } from "../args.js";
 import { UNARY_TIMEOUT_MS } from "../connection.js";
 import { ExitCode } from "../exit-codes.js";
@@ -16,7 +19,14 @@ export function submitRequestOf(invocation: SubmitInvocation): SubmissionFields 
     metadata: invocation.metadata,
     ...(invocation.payload ? { payload: invocation.payload } : {}),
     ...(invocation.idempotencyKey ? { idempotencyKey: invocation.idempotencyKey } : {}),
+    ...(invocation.schedule ? { schedule: scheduleOf(invocation.schedule) } : {}),
   };
+}
+
+/** --delay as a google.protobuf.Duration, --at as a Timestamp (SubmitTaskRequest's `schedule` oneof). */
+function scheduleOf(schedule: SubmitSchedule): NonNullable<SubmissionFields["schedule"]> {
+  if ("runAt" in schedule) return { case: "runAt", value: timestampFromDate(schedule.runAt) };
+  return { case: "delay", value: create(DurationSchema, { seconds: BigInt(Math.floor(schedule.delayMs / 1_000)) }) };
 }
 
 export async function submitCommand(io: Io, client: TaskClient, invocation: SubmitInvocation): Promise<ExitCode> {
