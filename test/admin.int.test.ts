@@ -510,6 +510,37 @@ describe("AdminService", () => {
     expect(actions.indexOf("gateway:released")).toBeLessThan(actions.indexOf("ingest:ingested"));
   });
 
+  test("taskctl submit --attempt-timeout --max-attempts 1: one attempt, aborted at its timeout, FAILED and dead-lettered", async () => {
+    const submitted = await taskctl(
+      "submit",
+      "sleep",
+      "--payload",
+      '{"ms":20000}',
+      "--attempt-timeout",
+      "300ms",
+      "--max-attempts",
+      "1",
+      "--watch",
+      "--json",
+    );
+    expect(submitted.code, submitted.stderr).toBe(1); // the task ended FAILED
+    const { taskId } = JSON.parse(submitted.stdout.split("\n")[0]!) as { taskId: string };
+    const shown = await taskctl("get", taskId);
+    expect(shown.stdout).toMatch(/^state {5}FAILED$/m);
+    expect(shown.stdout).toMatch(/^attempt {3}1$/m);
+    expect(shown.stdout).toMatch(/^error {5}timed out after 300 ms$/m);
+    expect(shown.stdout).toMatch(/^timeout {3}300 ms per attempt$/m);
+    expect(shown.stdout).toMatch(/^attempts {2}at most 1$/m);
+    await waitFor("its dead letter", async () => {
+      const { deadLetters } = await admin.listDeadLetters({ filter: { taskId } });
+      return deadLetters.length > 0;
+    });
+    const { deadLetters } = await admin.listDeadLetters({ filter: { taskId } });
+    expect(deadLetters.map((d) => [d.reason, d.attempts, d.error])).toEqual([
+      ["exhausted", 1, "timed out after 300 ms"],
+    ]);
+  });
+
   test("bad input is INVALID_ARGUMENT naming the field", async () => {
     await expectInvalid(admin.listTasks({ pageSize: 501 }), "page_size");
     await expectInvalid(admin.listTasks({ pageToken: "nonsense" }), "page_token");

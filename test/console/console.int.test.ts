@@ -282,10 +282,12 @@ describe.skipIf(!existsSync(CHROMIUM))("web console", () => {
     }
   });
 
-  it("shows a delayed task's time on its page and counts it among the overview's delayed tasks", async () => {
+  it("shows a delayed task's time and limits on its page and counts it among the overview's delayed tasks", async () => {
     const { taskId } = await pipeline.client.submitTask({
       type: "echo",
       schedule: { case: "delay", value: create(DurationSchema, { seconds: 3_600n }) },
+      timeout: create(DurationSchema, { seconds: 2n }),
+      maxAttempts: 1,
     });
     try {
       await page.goto(`${webUrl}/tasks/${taskId}`);
@@ -293,6 +295,9 @@ describe.skipIf(!existsSync(CHROMIUM))("web console", () => {
       const runsAt = page.locator("dt:text-is('Runs at') + dd");
       await runsAt.waitFor({ timeout: 15_000 });
       expect(await runsAt.textContent()).toMatch(/\(delayed\)$/);
+      expect(await page.locator("dt:text-is('Limits') + dd").textContent()).toBe(
+        "timeout 2.0 s per attempt, at most 1 attempt",
+      );
       await page.goto(`${webUrl}/`);
       const tile = page.locator(".tile").filter({ has: page.locator(".tile-label:text-is('Delayed tasks')") });
       await tile.waitFor({ timeout: 15_000 });

@@ -86,3 +86,35 @@ test("a task whose worker is SIGKILLed while RUNNING is redelivered after AckWai
   await waitDrained(nc, "audit", Subjects.audit);
   expect(await actionsOf(pipeline.redisClient, taskId, "result_stored")).toHaveLength(1);
 }, 120_000); // above the waits inside (20 s for RUNNING, a worker start, the 50 s stream), so they fail first
+
+test("with max_attempts 1, a task whose worker is SIGKILLed is not run again: FAILED and dead-lettered, no result", async () => {
+  // Two live workers again (the first test killed one): the redelivery has somewhere to go.
+  await pipeline.spawn("worker", {}, "worker-3");
+  const { taskId } = await pipeline.client.submitTask({ type: "sleep", payload: { ms: TASK_MS }, maxAttempts: 1 });
+  const stream = collectStream(pipeline.client, taskId, 50_000);
+  await waitFor(
+    "RUNNING",
+    async () => (await pipeline.client.getTask({ taskId })).task?.status?.state === TaskState.RUNNING,
+    { timeoutMs: 20_000 },
+  );
+  const workers = ["worker", "worker-2", "worker-3"]
+    .map((name) => pipeline.services.get(name))
+    .filter((worker): worker is SpawnedService => worker?.process.running === true);
+  expect(workers).toHaveLength(2);
+  let counts: number[] = [];
+  await waitFor("the worker running the task", async () => {
+    counts = await Promise.all(workers.map(inFlight));
+    return counts.includes(1);
+  });
+  await workers[counts.indexOf(1)]!.process.kill();
+
+  // Redelivered after AckWait to the other worker, which must not run it a second time (whatever delivery count the
+  // server gives it: nats-server 2.9.10 may repeat 1) but fail it at once.
+  const updates = await stream;
+  const last = updates.at(-1)?.status;
+  expect(stateNames(updates).at(-1), stateNames(updates).join(" → ")).toBe("FAILED");
+  expect(last?.error).toMatch(/^attempt 2 is past the task's limit of 1 \(max_attempts\): attempt 1 was interrupted/);
+  expect(updates.filter((u) => u.status?.state === TaskState.SUCCEEDED)).toEqual([]);
+  expect(await readResult(pipeline.redisClient, taskId)).toBeUndefined();
+  await waitFor("its dead letter", async () => (await actionsOf(pipeline.redisClient, taskId, "failed")).length > 0);
+}, 120_000);

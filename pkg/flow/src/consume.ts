@@ -31,8 +31,9 @@ export interface DeliveryContext {
   subject: Subject;
   /** 1 on the first delivery. */
   attempt: number;
+  /** The deliveries this message may use: the consumer's maxDeliver, or fewer (ConsumerOptions.attemptsOf). */
   maxDeliver: number;
-  /** True when this is the last delivery the server will make. */
+  /** True when this is the last delivery the message may use: a failure dead-letters it. */
   lastAttempt: boolean;
   streamSequence: number;
   /** The task the message is about, when it names one (for logs). */
@@ -90,6 +91,27 @@ export interface ConsumerOptions<S extends Subject> {
    * starts at once.
    */
   gatherMs?: number;
+  /**
+   * The most deliveries a message may use when fewer than the consumer's maxDeliver (a task's max_attempts). Its
+   * last one is then handled as the server's last (a failure dead-letters it), and a delivery past it (the last one
+   * was interrupted: a crash, a shutdown) is dead-lettered without running the handler.
+   */
+  attemptsOf?: (message: MessageFor<S>) => number | undefined;
+}
+
+/**
+ * A delivery past its message's own attempt limit (ConsumerOptions.attemptsOf): the handler is not run again, and
+ * the message is dead-lettered as exhausted at once, whatever attempt the server counts (a handler may throw it too).
+ */
+export class AttemptsExhaustedError extends Error {
+  override readonly name = "AttemptsExhaustedError";
+  /** `attempt` would be this delivery's attempt; attempt - 1 started and did not finish. */
+  constructor(attempt: number, maxAttempts: number) {
+    super(
+      `attempt ${attempt} is past the task's limit of ${maxAttempts} (max_attempts): attempt ${attempt - 1} was ` +
+        "interrupted (its process stopped or crashed), and the task is not run again",
+    );
+  }
 }
 
 const OUTAGE_FIRST_PAUSE_MS = 100;
@@ -160,11 +182,12 @@ export class DeliveryProcessor<S extends Subject> {
           "messaging.nats.stream_sequence": msg.info.streamSequence,
         });
       }
+      const maxAttempts = Math.min(settings.maxDeliver, this.#options.attemptsOf?.(message) ?? settings.maxDeliver);
       const ctx: DeliveryContext = {
         subject,
         attempt,
-        maxDeliver: settings.maxDeliver,
-        lastAttempt: attempt >= settings.maxDeliver,
+        maxDeliver: maxAttempts,
+        lastAttempt: attempt >= maxAttempts,
         streamSequence: msg.info.streamSequence,
         taskId: taskId || undefined,
         waitedMs,
@@ -173,6 +196,15 @@ export class DeliveryProcessor<S extends Subject> {
         span,
         traceId: traceIdOf((message as { traceparent?: string }).traceparent) ?? span.spanContext().traceId,
       };
+      if (attempt > maxAttempts) {
+        const error = new AttemptsExhaustedError(attempt, maxAttempts);
+        span.recordException(error);
+        try {
+          return await this.#fail(msg, message, error, ctx);
+        } finally {
+          span.end();
+        }
+      }
       // Keep a long handler's delivery alive; if this process dies the heartbeats stop and AckWait redelivers.
       const heartbeat = setInterval(() => msg.working(), Math.max(250, Math.floor(settings.ackWaitMs / 3)));
       heartbeat.unref();
@@ -246,7 +278,7 @@ export class DeliveryProcessor<S extends Subject> {
   async #fail(msg: JsMsg, message: MessageFor<S>, error: unknown, ctx: DeliveryContext): Promise<Outcome> {
     const { settings, hooks } = this.#options;
     const permanent = error instanceof PermanentError;
-    if (!permanent && !ctx.lastAttempt) {
+    if (!permanent && !ctx.lastAttempt && !(error instanceof AttemptsExhaustedError)) {
       const delayMs = retryDelayFor(ctx.attempt, settings.retryDelaysMs);
       await hooks?.onRetry?.(message, error, ctx, delayMs).catch(() => undefined);
       msg.nak(delayMs);

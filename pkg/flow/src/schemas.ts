@@ -53,6 +53,9 @@ const traceFields = {
   tracestate: z.string().max(512).optional(),
 };
 
+/** The longest per-task handler timeout a submission may ask for: a day. */
+export const MAX_TASK_TIMEOUT_MS = 86_400_000;
+
 /** How many times a dead letter has been replayed; orders status versions across replays. */
 const generation = z.number().int().min(0).max(1000).default(0);
 
@@ -66,6 +69,10 @@ export const TaskMessageSchema = z.object({
   createdAt: IsoTime,
   /** A delayed task's release time (SubmitTaskRequest.run_at / delay): its end-to-end time counts from here. */
   runAt: IsoTime.optional(),
+  /** How long one attempt of the handler may run (SubmitTaskRequest.timeout); unset: the worker's default. */
+  timeoutMs: z.number().int().min(1).max(MAX_TASK_TIMEOUT_MS).optional(),
+  /** The most attempts the worker gives the task (SubmitTaskRequest.max_attempts), below the consumers' maxDeliver. */
+  maxAttempts: z.number().int().min(1).max(100).optional(),
   generation,
   ...traceFields,
 });

@@ -6,6 +6,7 @@ import {
   consumerConfig,
   createPublisher,
   DEFAULT_FLOW_SETTINGS,
+  durableName,
   type FlowSettings,
   PermanentError,
   type Publisher,
@@ -273,6 +274,64 @@ describe("consume", () => {
     await exhausted.done;
     await consumer.stop();
     expect(calls).toBe(1);
+  });
+
+  test("a delivery past the message's own attempt limit (its last attempt was interrupted) is dead-lettered unrun", async () => {
+    const jsm = await freshIngestDurable("t9");
+    const publisher = createPublisher(nc);
+    const message = task({ maxAttempts: 1 });
+    await publisher.publish(Subjects.ingest, message, { msgId: `${message.taskId}:ingest` });
+    // Its one attempt, interrupted: delivered and handed back unfinished (as a worker stopping mid-task does).
+    const raw = await nc.jetstream().consumers.get("TASKS", durableName("t9", Subjects.ingest));
+    const first = await raw.next({ expires: 5_000 });
+    expect(first?.info.deliveryCount).toBe(1);
+    first?.nak();
+
+    const exhausted: Array<{ error: string; attempt: number; lastAttempt: boolean }> = [];
+    const done = countdown(1);
+    let calls = 0;
+    const consumer = new Consumer({
+      js: nc.jetstream(),
+      publisher,
+      service: "t9",
+      subject: Subjects.ingest,
+      settings,
+      attemptsOf: (m) => m.maxAttempts,
+      handler: async () => {
+        calls++;
+      },
+      hooks: {
+        onExhausted: async (_m, error, ctx) => {
+          exhausted.push({
+            error: String((error as Error).message),
+            attempt: ctx.attempt,
+            lastAttempt: ctx.lastAttempt,
+          });
+          done.tick();
+        },
+      },
+    });
+    await consumer.start();
+    await done.done;
+    await consumer.stop();
+    expect(calls).toBe(0);
+    expect(exhausted).toEqual([
+      {
+        attempt: 2,
+        lastAttempt: true,
+        error:
+          "attempt 2 is past the task's limit of 1 (max_attempts): attempt 1 was interrupted (its process stopped or " +
+          "crashed), and the task is not run again",
+      },
+    ]);
+    const letter = (await jsm.streams.getMessage("EVENTS", { last_by_subj: Subjects.deadletter })).json<{
+      taskId: string;
+      reason: string;
+      attempts: number;
+    }>();
+    expect(letter).toMatchObject({ taskId: message.taskId, reason: "exhausted", attempts: 2 });
+    const info = await jsm.consumers.info("TASKS", durableName("t9", Subjects.ingest));
+    expect(info.num_ack_pending + info.num_pending).toBe(0);
   });
 
   test("a backlog longer than AckWait is not delivered twice: only what can start is pulled", async () => {

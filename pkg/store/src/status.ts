@@ -161,6 +161,16 @@ export async function readStatus(redis: Redis, taskId: string): Promise<StoredSt
   return parseStatusHash(hash);
 }
 
+/**
+ * The attempt this generation of the task last started, when its status says it is RUNNING (a worker took it and has
+ * not finished): a delivery whose own attempt number is not higher repeats one that was interrupted.
+ */
+export async function startedAttempt(redis: Redis, taskId: string, generation: number): Promise<number | undefined> {
+  const [state, attempt, stored] = await redis.hmget(Keys.status(taskId), "state", "attempt", "generation");
+  if (state !== "RUNNING" || Number(stored ?? 0) !== generation) return undefined;
+  return Number(attempt ?? 0) || undefined;
+}
+
 export function parseStatusHash(hash: Record<string, string>): StoredStatus | undefined {
   if (!hash.state || !(TASK_STATES as readonly string[]).includes(hash.state)) return undefined;
   return {

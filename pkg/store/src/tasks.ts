@@ -17,6 +17,10 @@ export interface TaskRecord {
   generation: number;
   /** A delayed task's release time (ISO 8601): it waits in tasks_delayed until then. */
   runAt?: string;
+  /** Its handler timeout per attempt (ms), when the submission set one. */
+  timeoutMs?: number;
+  /** The most attempts it gets, when the submission set fewer than the pipeline's maxDeliver. */
+  maxAttempts?: number;
 }
 
 // The task record with its TTL, and its entry in the listing index, which is trimmed of tasks whose records have
@@ -68,6 +72,8 @@ export async function saveTask(redis: Redis, task: TaskRecord, options: SaveTask
     traceparent: task.traceparent ?? "",
     generation: String(task.generation),
     ...(task.runAt ? { runAt: task.runAt } : {}),
+    ...(task.timeoutMs ? { timeoutMs: String(task.timeoutMs) } : {}),
+    ...(task.maxAttempts ? { maxAttempts: String(task.maxAttempts) } : {}),
   };
   const entry = delayedUntilMs !== undefined ? "2" : options.unqueued ? "1" : "0";
   await SAVE_TASK.run(
@@ -104,7 +110,14 @@ export function parseTaskHash(hash: Record<string, string>): TaskRecord | undefi
     ...(hash.traceparent ? { traceparent: hash.traceparent } : {}),
     generation: Number(hash.generation ?? 0),
     ...(hash.runAt ? { runAt: hash.runAt } : {}),
+    ...(positive(hash.timeoutMs) ? { timeoutMs: Number(hash.timeoutMs) } : {}),
+    ...(positive(hash.maxAttempts) ? { maxAttempts: Number(hash.maxAttempts) } : {}),
   };
+}
+
+/** A stored whole number above 0 (an optional field that was set). */
+function positive(text: string | undefined): boolean {
+  return text !== undefined && /^[1-9]\d*$/.test(text);
 }
 
 export interface StoredResult {

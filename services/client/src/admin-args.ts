@@ -151,6 +151,27 @@ export function parseSchedule(delay: string | undefined, at: string | undefined)
   return undefined;
 }
 
+const TIMEOUT_UNIT_MS: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000 };
+
+/** `submit --attempt-timeout 500ms|30s|15m|2h`: the handler's time limit per attempt, in ms (the gateway checks ≤ 24 h). */
+export function parseAttemptTimeout(text: string | undefined): number | undefined {
+  if (text === undefined) return undefined;
+  const match = /^(\d+)(ms|s|m|h)$/.exec(text.trim());
+  const ms = match ? Number(match[1]) * TIMEOUT_UNIT_MS[match[2]!]! : 0;
+  if (!(ms > 0)) throw new UsageError(`--attempt-timeout must be a duration like 500ms, 30s, 15m, 2h (got "${text}")`);
+  return ms;
+}
+
+/** `submit --max-attempts N`: 1 to 5 (the pipeline's deliveries per message; the gateway has the final word). */
+export function parseMaxAttempts(text: string | undefined): number | undefined {
+  if (text === undefined) return undefined;
+  const value = Number(text);
+  if (!/^\d+$/.test(text) || value < 1 || value > 100) {
+    throw new UsageError(`--max-attempts must be a whole number from 1 (at most once) up (got "${text}")`);
+  }
+  return value;
+}
+
 /** Longest --stalled-for accepted: a week (tasks expire from Redis before anything could stall that long). */
 export const MAX_STALLED_FOR_SECONDS = 604_800;
 

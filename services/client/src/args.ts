@@ -7,8 +7,10 @@ import type { JsonObject } from "@bufbuild/protobuf";
 import { Priority } from "@tm/proto";
 import {
   type DlqAction,
+  parseAttemptTimeout,
   parseDlqAction,
   parseLimit,
+  parseMaxAttempts,
   parseSchedule,
   parseStalledFor,
   parseTaskListFilter,
@@ -40,6 +42,10 @@ export type Invocation =
       retries: number;
       /** A delayed task (--delay, --at). */
       schedule?: SubmitSchedule;
+      /** The handler's time limit per attempt (--attempt-timeout), ms. */
+      attemptTimeoutMs?: number;
+      /** --max-attempts. */
+      maxAttempts?: number;
     }
   | { command: "get"; globals: GlobalOptions; taskId: string }
   | { command: "watch"; globals: GlobalOptions; taskIds: string[] }
@@ -75,6 +81,8 @@ const COMMAND_OPTIONS: Record<CommandName, Options> = {
     retries: { type: "string" },
     delay: { type: "string" },
     at: { type: "string" },
+    "attempt-timeout": { type: "string" },
+    "max-attempts": { type: "string" },
   },
   get: {},
   watch: {},
@@ -154,6 +162,8 @@ export function parseCommandLine(argv: string[], env: NodeJS.ProcessEnv = {}, no
       const payloadText = str(values.payload);
       const idempotencyKey = str(values["idempotency-key"]);
       const schedule = parseSchedule(str(values.delay), str(values.at));
+      const attemptTimeoutMs = parseAttemptTimeout(str(values["attempt-timeout"]));
+      const maxAttempts = parseMaxAttempts(str(values["max-attempts"]));
       return {
         command: "submit",
         globals,
@@ -165,6 +175,8 @@ export function parseCommandLine(argv: string[], env: NodeJS.ProcessEnv = {}, no
         watch: values.watch === true,
         retries: parseRetries(str(values.retries)),
         ...(schedule ? { schedule } : {}),
+        ...(attemptTimeoutMs === undefined ? {} : { attemptTimeoutMs }),
+        ...(maxAttempts === undefined ? {} : { maxAttempts }),
       };
     }
     case "get":

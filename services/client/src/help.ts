@@ -45,7 +45,7 @@ function page(usage: string, description: string, options = ""): string {
 export const HELP = {
   taskctl: [USAGE, GLOBALS, EXIT_CODES].join("\n\n"),
   submit: page(
-    "Usage: taskctl submit <type> [--payload JSON] [--priority high|medium|low] [--idempotency-key K] [--meta k=v ...] [--delay D | --at T] [--watch] [--retries N]",
+    "Usage: taskctl submit <type> [--payload JSON] [--priority high|medium|low] [--idempotency-key K] [--meta k=v ...] [--delay D | --at T] [--attempt-timeout D] [--max-attempts N] [--watch] [--retries N]",
     "Submits a task and prints its id (--json: {taskId, deduplicated}). A submission the gateway cannot take\n(UNAVAILABLE, connection refused) is retried after 0.25, 0.5, 1, 2 s with the same idempotency key (yours,\nor one made for this run), so a retry never creates a second task.",
     `Options:
   --payload JSON          the task's payload, a JSON object, e.g. '{"ms":800}'
@@ -54,6 +54,8 @@ export const HELP = {
   --meta k=v              metadata, repeatable
   --delay D               a delayed task: it waits PENDING (cancellable) and runs D later: 30s, 15m, 2h, 1d
   --at T                  a delayed task that runs at T, an ISO time such as 2026-01-31T12:00:00Z
+  --attempt-timeout D     the handler's time limit per attempt (500ms, 30s, 15m, 2h; default the worker's, 60 s)
+  --max-attempts N        attempts at most (default and most: 5); 1 runs it at most once, never retried
   --watch                 then follow the task until it finishes (exit 1 if it FAILED or was CANCELLED)
   --retries N             retries of an UNAVAILABLE submission, 0 to 20 (default 4; 0: fail at once)`,
   ),

@@ -9,7 +9,7 @@ import { CliError, ExitCode } from "./exit-codes.js";
 
 /** The submission's fields: SubmitTaskRequest's, which SubmitTaskAndStreamStatusRequest repeats. */
 export type SubmissionFields = Pick<SubmitTaskRequest, "type" | "priority" | "metadata"> &
-  Partial<Pick<SubmitTaskRequest, "payload" | "idempotencyKey" | "schedule">>;
+  Partial<Pick<SubmitTaskRequest, "payload" | "idempotencyKey" | "schedule" | "timeout" | "maxAttempts">>;
 
 export interface SubmittedStream {
   taskId: string;

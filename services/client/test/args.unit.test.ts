@@ -105,6 +105,27 @@ describe("parseCommandLine", () => {
     });
   });
 
+  test("--attempt-timeout and --max-attempts reach the request as timeout and max_attempts; bad values are named", () => {
+    const invocation = parseCommandLine(["submit", "sleep", "--attempt-timeout", "1500ms", "--max-attempts", "1"]);
+    expect(invocation).toMatchObject({ attemptTimeoutMs: 1_500, maxAttempts: 1 });
+    const request = submitRequestOf(invocation as Extract<Invocation, { command: "submit" }>);
+    expect(request.timeout).toMatchObject({ seconds: 1n, nanos: 500_000_000 });
+    expect(request.maxAttempts).toBe(1);
+    expect(parseCommandLine(["submit", "sleep", "--attempt-timeout", "2h"])).toMatchObject({
+      attemptTimeoutMs: 7_200_000,
+    });
+    for (const bad of ["0s", "30", "1d", "soon"]) {
+      expect(usageErrorOf(["submit", "echo", `--attempt-timeout=${bad}`])).toBe(
+        `--attempt-timeout must be a duration like 500ms, 30s, 15m, 2h (got "${bad}")`,
+      );
+    }
+    for (const bad of ["0", "-1", "1.5", "all"]) {
+      expect(usageErrorOf(["submit", "echo", `--max-attempts=${bad}`])).toMatch(
+        /^--max-attempts must be a whole number/,
+      );
+    }
+  });
+
   test("a bad priority names the flag and the allowed values", () => {
     expect(usageErrorOf(["submit", "echo", "--priority", "urgent"])).toBe(
       '--priority must be one of high, medium, low (got "urgent")',

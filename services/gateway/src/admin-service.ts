@@ -9,7 +9,7 @@
  * two pages shifts them, so a page may repeat or skip an entry; list again from the start after replaying.
  */
 import type { JsonObject, MessageInitShape } from "@bufbuild/protobuf";
-import { timestampFromDate } from "@bufbuild/protobuf/wkt";
+import { durationFromMs, timestampFromDate } from "@bufbuild/protobuf/wkt";
 import { Code, ConnectError } from "@connectrpc/connect";
 import type { AuditEvent } from "@tm/flow";
 import type { Runtime } from "@tm/kit";
@@ -203,6 +203,8 @@ export function adminServiceHandlers(
           createdAt: timestampFromIso(task.createdAt),
           metadata: task.metadata,
           runAt: timestampFromIso(task.runAt),
+          ...(task.timeoutMs ? { timeout: durationFromMs(task.timeoutMs) } : {}),
+          maxAttempts: task.maxAttempts ?? 0,
         })),
         nextPageToken: page.next ? taskPageToken(page.next) : "",
       };

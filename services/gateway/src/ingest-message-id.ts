@@ -20,6 +20,8 @@ export function ingestMessageOf(task: TaskRecord, generation: number): TaskMessa
     metadata: task.metadata,
     createdAt: task.createdAt,
     ...(task.runAt ? { runAt: task.runAt } : {}),
+    ...(task.timeoutMs ? { timeoutMs: task.timeoutMs } : {}),
+    ...(task.maxAttempts ? { maxAttempts: task.maxAttempts } : {}),
     generation,
   };
 }

@@ -4,6 +4,7 @@
  * from where any gateway replica can read and stream them.
  */
 import type { JsonObject } from "@bufbuild/protobuf";
+import { durationFromMs } from "@bufbuild/protobuf/wkt";
 import { Code, ConnectError } from "@connectrpc/connect";
 import {
   CANCEL_SUBJECT,
@@ -130,6 +131,8 @@ export function taskServiceHandlers(
       payload: submission.payload,
       metadata: submission.metadata,
       createdAt,
+      ...(submission.timeoutMs ? { timeoutMs: submission.timeoutMs } : {}),
+      ...(submission.maxAttempts ? { maxAttempts: submission.maxAttempts } : {}),
       generation: 0,
     };
     // A lost PENDING event must not fail the call once the task is queued (the client would submit it again): the
@@ -175,10 +178,18 @@ export function taskServiceHandlers(
     const status = await redisCall("reading the task status", () => readStatus(rt.redis, taskId));
     if (status && status.state !== "PENDING") return;
     // The first submission is what was accepted: requeue it as stored, whatever this retry carried.
-    const { type, priority, payload, metadata } = task;
+    const { type, priority, payload, metadata, timeoutMs, maxAttempts } = task;
     await queueTask(
       taskId,
-      { ...submission, type, priority, payload: payload as JsonObject, metadata },
+      {
+        idempotencyKey: submission.idempotencyKey,
+        type,
+        priority,
+        payload: payload as JsonObject,
+        metadata,
+        ...(timeoutMs ? { timeoutMs } : {}),
+        ...(maxAttempts ? { maxAttempts } : {}),
+      },
       task.createdAt,
     );
   }
@@ -194,7 +205,10 @@ export function taskServiceHandlers(
     ctx: CallContext,
     beforeQueueing?: (taskId: string) => void,
   ): Promise<{ taskId: string; deduplicated: boolean; pending?: StoredStatus | undefined }> {
-    const submission = stampSubmitter(validateSubmission(request, options.maxPayloadBytes), callerOf(ctx));
+    const submission = stampSubmitter(
+      validateSubmission(request, options.maxPayloadBytes, rt.settings.maxDeliver),
+      callerOf(ctx),
+    );
     const runAtMs = releaseTimeOf(request.schedule, Date.now(), options.maxDelaySeconds);
     const { idempotencyKey } = submission;
     let taskId: string = crypto.randomUUID();
@@ -300,6 +314,8 @@ export function taskServiceHandlers(
           metadata: task.metadata,
           traceId: traceIdOf(task.traceparent),
           runAt: timestampFromIso(task.runAt),
+          ...(task.timeoutMs ? { timeout: durationFromMs(task.timeoutMs) } : {}),
+          maxAttempts: task.maxAttempts ?? 0,
         },
       };
     },

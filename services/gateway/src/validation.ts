@@ -4,8 +4,9 @@
  * oversized message. Either way the field is named, so a client's mistake is never reported as a server error.
  */
 import type { JsonObject } from "@bufbuild/protobuf";
+import type { Duration } from "@bufbuild/protobuf/wkt";
 import { Code, ConnectError } from "@connectrpc/connect";
-import { KNOWN_TASK_TYPES, type Priority, TaskId } from "@tm/flow";
+import { DEFAULT_FLOW_SETTINGS, KNOWN_TASK_TYPES, MAX_TASK_TIMEOUT_MS, type Priority, TaskId } from "@tm/flow";
 import type { SubmitTaskRequest } from "@tm/proto";
 import { priorityFromProto } from "./mapping.js";
 
@@ -25,6 +26,10 @@ export interface ValidSubmission {
   priority: Priority;
   metadata: Record<string, string>;
   idempotencyKey: string | undefined;
+  /** The handler timeout per attempt, when the request set one (`timeout`). */
+  timeoutMs?: number;
+  /** The most attempts, when the request set fewer than the pipeline allows (`max_attempts`). */
+  maxAttempts?: number;
 }
 
 export function invalid(field: string, problem: string): ConnectError {
@@ -39,7 +44,15 @@ export function overLimit(field: string, problem: string): ConnectError {
 /** What a submission carries: SubmitTaskRequest's fields, which SubmitTaskAndStreamStatusRequest repeats. */
 export type SubmissionRequest = Omit<SubmitTaskRequest, "$typeName" | "$unknown">;
 
-export function validateSubmission(request: SubmissionRequest, maxPayloadBytes: number): ValidSubmission {
+/**
+ * `maxDeliver` is the pipeline's delivery limit (FLOW_MAX_DELIVER): a task may ask for fewer attempts, not more (its
+ * messages' consumers would not deliver it again).
+ */
+export function validateSubmission(
+  request: SubmissionRequest,
+  maxPayloadBytes: number,
+  maxDeliver: number = DEFAULT_FLOW_SETTINGS.maxDeliver,
+): ValidSubmission {
   const known = KNOWN_TASK_TYPES.join(", ");
   if (!request.type) throw invalid("type", `is required (known: ${known})`);
   if (!(KNOWN_TASK_TYPES as readonly string[]).includes(request.type)) {
@@ -75,13 +88,39 @@ export function validateSubmission(request: SubmissionRequest, maxPayloadBytes: 
     throw invalid("idempotency_key", `exceeds ${LIMITS.idempotencyKeyChars} characters`);
   }
 
+  const timeoutMs = request.timeout ? timeoutMsOf(request.timeout) : undefined;
+  if (request.maxAttempts > maxDeliver) {
+    throw invalid(
+      "max_attempts",
+      `${request.maxAttempts} exceeds the pipeline's ${maxDeliver} deliveries per message (FLOW_MAX_DELIVER); ` +
+        "use 1 to " +
+        maxDeliver +
+        ", or 0 for all of them",
+    );
+  }
+
   return {
     type: request.type,
     payload,
     priority,
     metadata: { ...request.metadata },
     idempotencyKey: request.idempotencyKey || undefined,
+    ...(timeoutMs === undefined ? {} : { timeoutMs }),
+    // The pipeline's own limit is the default: storing it would only hide that the client left it unset.
+    ...(request.maxAttempts > 0 && request.maxAttempts < maxDeliver ? { maxAttempts: request.maxAttempts } : {}),
   };
+}
+
+/** A handler timeout from 1 ms to MAX_TASK_TIMEOUT_MS, in whole milliseconds (rounded up). */
+function timeoutMsOf({ seconds, nanos }: Duration): number {
+  if (nanos <= -1_000_000_000 || nanos >= 1_000_000_000) throw invalid("timeout", "nanos must be within ±999,999,999");
+  if (seconds < 0n || nanos < 0) throw invalid("timeout", "must not be negative");
+  const ms = Number(seconds) * 1_000 + Math.ceil(nanos / 1_000_000);
+  if (ms === 0) throw invalid("timeout", "must be at least 1 ms (leave it unset for the worker's default)");
+  if (ms > MAX_TASK_TIMEOUT_MS) {
+    throw invalid("timeout", `${seconds} s exceeds the maximum of ${MAX_TASK_TIMEOUT_MS / 1_000} s (24 h)`);
+  }
+  return ms;
 }
 
 /** A task id from a request, or INVALID_ARGUMENT naming the field. */

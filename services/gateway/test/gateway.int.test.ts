@@ -1,12 +1,5 @@
 import { Code, ConnectError } from "@connectrpc/connect";
-import {
-  CANCEL_SUBJECT,
-  CancelNoticeSchema,
-  decodeMessage,
-  type StatusEvent,
-  Subjects,
-  type TaskMessage,
-} from "@tm/flow";
+import { CANCEL_SUBJECT, CancelNoticeSchema, type StatusEvent, Subjects, type TaskMessage } from "@tm/flow";
 import {
   createHealthClient,
   createTaskClient,
@@ -23,7 +16,7 @@ import { useInfra, waitFor } from "@tm/testkit";
 import { Redis } from "ioredis";
 import { connect, type NatsConnection } from "nats";
 import { afterAll, beforeAll, describe, expect, test } from "vitest";
-import { event, type Gateway, startGateway } from "./helpers.js";
+import { event, type Gateway, startGateway, streamMessagesOf } from "./helpers.js";
 
 const infra = useInfra();
 let first: Gateway;
@@ -48,16 +41,7 @@ afterAll(async () => {
 
 /** Every tasks.ingest message currently in the TASKS stream for one task. */
 async function ingestMessagesFor(taskId: string): Promise<TaskMessage[]> {
-  const jsm = await nc.jetstreamManager();
-  const { state } = await jsm.streams.info("TASKS");
-  const found: TaskMessage[] = [];
-  for (let seq = state.first_seq; seq <= state.last_seq; seq++) {
-    const stored = await jsm.streams.getMessage("TASKS", { seq }).catch(() => undefined);
-    if (stored?.subject !== Subjects.ingest) continue;
-    const message = decodeMessage(Subjects.ingest, stored.data);
-    if (message.taskId === taskId) found.push(message);
-  }
-  return found;
+  return (await streamMessagesOf(nc, "TASKS", Subjects.ingest, taskId)).map((stored) => stored.message);
 }
 
 async function rejection(call: Promise<unknown>): Promise<ConnectError> {
@@ -105,6 +89,34 @@ describe("SubmitTask", () => {
     expect(task?.metadata).toEqual({ team: "qa" });
     expect(task?.createdAt?.seconds).toBeGreaterThan(0n);
     expect(task?.result).toBeUndefined();
+  });
+
+  test("a task's own timeout and max_attempts are stored, shown by GetTask and carried to the worker", async () => {
+    const { taskId } = await client.submitTask({
+      type: "sleep",
+      payload: { ms: 10 },
+      timeout: { seconds: 2n, nanos: 500_000_000 },
+      maxAttempts: 1,
+    });
+    expect(await redis.hmget(Keys.task(taskId), "timeoutMs", "maxAttempts")).toEqual(["2500", "1"]);
+    const [message] = await ingestMessagesFor(taskId);
+    expect(message).toMatchObject({ taskId, timeoutMs: 2_500, maxAttempts: 1 });
+    const { task } = await client.getTask({ taskId });
+    expect(task?.timeout).toMatchObject({ seconds: 2n, nanos: 500_000_000 });
+    expect(task?.maxAttempts).toBe(1);
+
+    // Unset, nothing is stored or sent: the worker's and the pipeline's defaults apply.
+    const plain = await client.submitTask({ type: "echo" });
+    const [plainMessage] = await ingestMessagesFor(plain.taskId);
+    expect(plainMessage).not.toHaveProperty("timeoutMs");
+    expect(plainMessage).not.toHaveProperty("maxAttempts");
+    const plainTask = (await client.getTask({ taskId: plain.taskId })).task;
+    expect(plainTask?.maxAttempts).toBe(0);
+    expect(plainTask?.timeout).toBeUndefined();
+
+    const refused = await rejection(client.submitTask({ type: "echo", maxAttempts: 9 }));
+    expect(refused.code).toBe(Code.InvalidArgument);
+    expect(refused.rawMessage).toMatch(/^max_attempts: 9 exceeds the pipeline's 5 deliveries per message/);
   });
 
   test("a repeated idempotency key returns the first task and queues nothing more", async () => {

@@ -1,8 +1,9 @@
 import { create } from "@bufbuild/protobuf";
 import { DurationSchema, TimestampSchema } from "@bufbuild/protobuf/wkt";
-import { Code, ConnectError } from "@connectrpc/connect";
+import { Code, type ConnectError } from "@connectrpc/connect";
 import { describe, expect, test } from "vitest";
 import { releaseTimeOf, type ScheduleRequest } from "../src/schedule.js";
+import { rejection } from "./rejection.js";
 
 const NOW = Date.parse("2026-12-05T12:00:00.000Z");
 const DAY = 86_400;
@@ -19,14 +20,8 @@ const runAt = (ms: number, extraNanos = 0): ScheduleRequest => ({
   }),
 });
 
-function rejection(schedule: ScheduleRequest): ConnectError {
-  try {
-    releaseTimeOf(schedule, NOW, DAY);
-  } catch (error) {
-    if (error instanceof ConnectError) return error;
-    throw error;
-  }
-  throw new Error("accepted");
+function rejectionOf(schedule: ScheduleRequest): ConnectError {
+  return rejection(() => releaseTimeOf(schedule, NOW, DAY));
 }
 
 describe("a submission's schedule", () => {
@@ -50,10 +45,10 @@ describe("a submission's schedule", () => {
   });
 
   test("past the maximum delay is INVALID_ARGUMENT naming the field and the setting", () => {
-    const tooLong = rejection(delay(BigInt(DAY), 1));
+    const tooLong = rejectionOf(delay(BigInt(DAY), 1));
     expect(tooLong.code).toBe(Code.InvalidArgument);
     expect(tooLong.rawMessage).toBe("delay: 86400 s exceeds the maximum of 86400 s (GATEWAY_MAX_DELAY_SECONDS)");
-    const tooFar = rejection(runAt(NOW + DAY * 1000 + 1));
+    const tooFar = rejectionOf(runAt(NOW + DAY * 1000 + 1));
     expect(tooFar.code).toBe(Code.InvalidArgument);
     expect(tooFar.rawMessage).toMatch(
       /^run_at: 2026-12-06T12:00:00\.001Z is more than 86400 s ahead .*GATEWAY_MAX_DELAY_SECONDS/,
@@ -61,11 +56,11 @@ describe("a submission's schedule", () => {
   });
 
   test("malformed values are INVALID_ARGUMENT naming the field", () => {
-    expect(rejection(delay(-1n)).rawMessage).toBe("delay: must not be negative");
-    expect(rejection(delay(0n, -5)).rawMessage).toBe("delay: must not be negative");
-    expect(rejection(delay(1n, 1_000_000_000)).rawMessage).toMatch(/^delay: nanos/);
-    expect(rejection(runAt(NOW, -1)).rawMessage).toMatch(/^run_at: nanos/);
+    expect(rejectionOf(delay(-1n)).rawMessage).toBe("delay: must not be negative");
+    expect(rejectionOf(delay(0n, -5)).rawMessage).toBe("delay: must not be negative");
+    expect(rejectionOf(delay(1n, 1_000_000_000)).rawMessage).toMatch(/^delay: nanos/);
+    expect(rejectionOf(runAt(NOW, -1)).rawMessage).toMatch(/^run_at: nanos/);
     const farFuture = { case: "runAt", value: create(TimestampSchema, { seconds: 253_402_300_800n }) } as const;
-    expect(rejection(farFuture).rawMessage).toBe("run_at: is outside 0001-01-01 to 9999-12-31");
+    expect(rejectionOf(farFuture).rawMessage).toBe("run_at: is outside 0001-01-01 to 9999-12-31");
   });
 });

@@ -60,3 +60,32 @@ test("a payload over the size limit is RESOURCE_EXHAUSTED (the contract's code f
   expect(error.code).toBe(Code.ResourceExhausted);
   expect(error.rawMessage).toMatch(/^payload: \d+ bytes of JSON exceeds the limit of 100 bytes$/);
 });
+
+test("timeout and max_attempts: kept when set, the pipeline's own limit not stored, bad values named", () => {
+  const limits = (init: Parameters<typeof request>[0]) => {
+    const { timeoutMs, maxAttempts } = validateSubmission(request({ type: "echo", ...init }), 100, 5);
+    return { timeoutMs, maxAttempts };
+  };
+  expect(limits({})).toEqual({ timeoutMs: undefined, maxAttempts: undefined });
+  expect(limits({ timeout: { seconds: 30n }, maxAttempts: 1 })).toEqual({ timeoutMs: 30_000, maxAttempts: 1 });
+  expect(limits({ timeout: { seconds: 0n, nanos: 1 } })).toEqual({ timeoutMs: 1, maxAttempts: undefined });
+  expect(limits({ timeout: { seconds: 86_400n }, maxAttempts: 5 })).toEqual({
+    timeoutMs: 86_400_000,
+    maxAttempts: undefined,
+  });
+
+  const message = (init: Parameters<typeof request>[0]) =>
+    rejection(() => validateSubmission(request({ type: "echo", ...init }), 100, 5));
+  expect(message({ maxAttempts: 6 })).toMatchObject({
+    code: Code.InvalidArgument,
+    rawMessage:
+      "max_attempts: 6 exceeds the pipeline's 5 deliveries per message (FLOW_MAX_DELIVER); use 1 to 5, or 0 for all of them",
+  });
+  expect(message({ timeout: { seconds: 0n } }).rawMessage).toBe(
+    "timeout: must be at least 1 ms (leave it unset for the worker's default)",
+  );
+  expect(message({ timeout: { seconds: -1n } }).rawMessage).toBe("timeout: must not be negative");
+  expect(message({ timeout: { seconds: 86_401n } }).rawMessage).toBe(
+    "timeout: 86401 s exceeds the maximum of 86400 s (24 h)",
+  );
+});

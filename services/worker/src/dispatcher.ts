@@ -76,6 +76,9 @@ export class PriorityDispatcher {
         handler,
         settings: rt.settings,
         isOutage,
+        // A task's max_attempts: its last attempt's failure dead-letters it, and an interrupted last attempt is not
+        // run again.
+        attemptsOf: (task) => task.maxAttempts,
         hooks: rt.stageHooks(workerSubject(priority) as WorkerSubject, hooks),
       }),
     });

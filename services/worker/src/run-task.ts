@@ -5,6 +5,7 @@
  */
 import {
   ATTEMPT_FAILED_STEP,
+  AttemptsExhaustedError,
   type ConsumerHooks,
   type DeliveryContext,
   describeIssues,
@@ -17,7 +18,7 @@ import {
   Subjects,
 } from "@tm/flow";
 import type { Runtime } from "@tm/kit";
-import { whyNotRun } from "@tm/store";
+import { startedAttempt, whyNotRun } from "@tm/store";
 import { type RunningTasks, TaskCancelledError } from "./cancellation.js";
 import { handlerFor } from "./handlers/index.js";
 import { ProgressThrottle } from "./progress.js";
@@ -64,8 +65,12 @@ export function createTaskRunner({ rt, running, timeoutMs }: TaskRunnerOptions) 
   const service = rt.name;
 
   async function run(task: EnrichedTaskMessage, ctx: DeliveryContext): Promise<void> {
-    const { taskId, generation } = task;
-    const notRun = await whyNotRun(rt.redis, taskId, generation);
+    const { taskId, generation, maxAttempts } = task;
+    // With max_attempts, also the attempt its status says was last started (one round trip with the other reads).
+    const [notRun, started] = await Promise.all([
+      whyNotRun(rt.redis, taskId, generation),
+      maxAttempts ? startedAttempt(rt.redis, taskId, generation) : undefined,
+    ]);
     if (notRun === "cancelled") {
       await publishAudit(rt.publisher, { taskId, service, action: "skipped_cancelled", discriminator: ctx.attempt });
       count(task, "skipped_cancelled");
@@ -76,6 +81,12 @@ export function createTaskRunner({ rt, running, timeoutMs }: TaskRunnerOptions) 
       await publishSkippedSuperseded(rt.publisher, service, { taskId, generation }, `${generation}:${ctx.attempt}`);
       count(task, "skipped_superseded");
       return;
+    }
+    // An attempt that started and never finished (its worker was SIGKILLed) is usually redelivered with a higher
+    // delivery count, which the DeliveryProcessor holds against max_attempts; but nats-server 2.9 can redeliver it
+    // with the same count. The stored RUNNING status tells: this delivery is then really attempt started + 1.
+    if (maxAttempts && started !== undefined && started >= ctx.attempt && started + 1 > maxAttempts) {
+      throw new AttemptsExhaustedError(started + 1, maxAttempts);
     }
     const handler = handlerFor(task.type);
     if (!handler) throw new PermanentError(`unknown task type "${task.type}"`);
@@ -104,9 +115,11 @@ export function createTaskRunner({ rt, running, timeoutMs }: TaskRunnerOptions) 
     const forget = running.track(taskId, controller);
     const onShutdown = () => controller.abort(ctx.signal.reason);
     ctx.signal.addEventListener("abort", onShutdown, { once: true });
+    // The task's own timeout (SubmitTaskRequest.timeout) when it set one, else the worker's TASK_TIMEOUT_MS.
+    const attemptTimeoutMs = task.timeoutMs ?? timeoutMs;
     const timer = setTimeout(
-      () => controller.abort(new TaskTimeoutError(`timed out after ${timeoutMs} ms`)),
-      timeoutMs,
+      () => controller.abort(new TaskTimeoutError(`timed out after ${attemptTimeoutMs} ms`)),
+      attemptTimeoutMs,
     );
     const progress = new ProgressThrottle((percent) => {
       publishStatus(rt.publisher, {

@@ -1,6 +1,15 @@
-import { CANCEL_SUBJECT, createPublisher, type DeliveryContext, durableName, type Publisher, Subjects } from "@tm/flow";
+import {
+  CANCEL_SUBJECT,
+  createPublisher,
+  type DeliveryContext,
+  durableName,
+  type Publisher,
+  StatusEventSchema,
+  Subjects,
+  statusEvent,
+} from "@tm/flow";
 import type { Runtime } from "@tm/kit";
-import { Keys, markCancelled } from "@tm/store";
+import { applyStatus, Keys, markCancelled } from "@tm/store";
 import { useInfra, waitFor } from "@tm/testkit";
 import { Redis } from "ioredis";
 import { connect, type JetStreamManager, type NatsConnection } from "nats";
@@ -204,6 +213,63 @@ test("a task running past TASK_TIMEOUT_MS is aborted and retried", async () => {
     CANCEL_SUBJECT,
     JSON.stringify({ taskId: task.taskId, reason: "test done", at: new Date().toISOString() }),
   );
+});
+
+test("a task's own timeout replaces TASK_TIMEOUT_MS; with max_attempts 1 its first failure is final", async () => {
+  const task = { ...enrichedTask("sleep", { ms: 20_000 }), timeoutMs: 150, maxAttempts: 1 };
+  await publishTask(nc, task);
+  await waitFor("dead letter", async () => {
+    await refresh();
+    return events.deadLetters(task.taskId).length > 0;
+  });
+  expect(events.deadLetters(task.taskId)[0]).toMatchObject({
+    reason: "exhausted",
+    attempts: 1,
+    error: "timed out after 150 ms",
+  });
+  const statuses = events.statuses(task.taskId);
+  expect(statuses.filter((s) => s.state === "RUNNING" && s.error)).toEqual([]);
+  expect(statuses.at(-1)).toMatchObject({ state: "FAILED", attempt: 1, error: "timed out after 150 ms" });
+  expect(events.audits(task.taskId).map((a) => a.action)).toEqual(["failed"]);
+});
+
+test("fail with max_attempts 2: two attempts, then FAILED and dead-lettered (not five)", async () => {
+  const task = { ...enrichedTask("fail", {}), maxAttempts: 2 };
+  await publishTask(nc, task);
+  await waitFor("dead letter", async () => {
+    await refresh();
+    return events.deadLetters(task.taskId).length > 0;
+  });
+  expect(events.deadLetters(task.taskId)[0]).toMatchObject({ reason: "exhausted", attempts: 2 });
+  const statuses = events.statuses(task.taskId);
+  expect(statuses.filter((s) => s.state === "RUNNING" && s.error).map((s) => s.attempt)).toEqual([1]);
+  expect(statuses.at(-1)).toMatchObject({ state: "FAILED", attempt: 2 });
+});
+
+test("max_attempts 1: a redelivery of an interrupted attempt is not run, even when the server did not count it", async () => {
+  // What a SIGKILLed worker leaves behind: the attempt's RUNNING status, and (nats-server 2.9 can do this) the
+  // message delivered again with the same delivery count, 1.
+  const task = { ...enrichedTask("sleep", { ms: 10 }), maxAttempts: 1 };
+  await applyStatus(
+    redis,
+    StatusEventSchema.parse(
+      statusEvent({ taskId: task.taskId, state: "RUNNING", attempt: 1, source: "worker-killed" }),
+    ),
+  );
+  await publishTask(nc, task);
+  await waitFor("dead letter", async () => {
+    await refresh();
+    return events.deadLetters(task.taskId).length > 0;
+  });
+  expect(events.deadLetters(task.taskId)[0]).toMatchObject({
+    reason: "exhausted",
+    attempts: 1,
+    error:
+      "attempt 2 is past the task's limit of 1 (max_attempts): attempt 1 was interrupted (its process stopped or " +
+      "crashed), and the task is not run again",
+  });
+  expect(events.statuses(task.taskId).map((s) => s.state)).toEqual(["FAILED"]);
+  expect(tasks.results(task.taskId)).toEqual([]);
 });
 
 test("a cancel notice aborts a running sleep at once: no result, no status, message acked", async () => {

@@ -4,11 +4,12 @@
  * unfinished task stalled for ten minutes, its message lost, or one failed "not queued"), and a link to the task's
  * trace in Grafana.
  */
+import { durationMs } from "@bufbuild/protobuf/wkt";
 import type { Task, TaskStatus } from "@tm/proto/web";
 import { RequeueResult, TaskState } from "@tm/proto/web";
 import { admin, errorText, isAbort, tasks } from "../api.js";
 import { announce, h, replace } from "../dom.js";
-import { dateOf, formatTime, json, priorityName, stateName, TERMINAL_STATES } from "../format.js";
+import { dateOf, duration, formatTime, json, priorityName, stateName, TERMINAL_STATES } from "../format.js";
 import { table } from "./overview.js";
 import { traceUrl } from "./trace-link.js";
 import type { View } from "./view.js";
@@ -147,6 +148,7 @@ export const taskDetailView: View = (main, { params, config }) => {
       ["Priority", priorityName(task.priority)],
       ["Created", formatTime(dateOf(task.createdAt))],
       ...(task.runAt ? ([["Runs at", `${formatTime(dateOf(task.runAt))} (delayed)`]] as [string, string][]) : []),
+      ...(limitsOf(task) ? ([["Limits", limitsOf(task)]] as [string, string][]) : []),
       ["Trace", link],
       [
         "Metadata",
@@ -232,4 +234,13 @@ function requeueable(status: TaskStatus): boolean {
 
 function stageRank(state: TaskState): number {
   return TERMINAL_STATES.has(state) ? STAGES.length : STAGES.indexOf(state);
+}
+
+/** The task's own execution limits (SubmitTaskRequest.timeout, max_attempts), or "" when it has the defaults. */
+function limitsOf(task: Task): string {
+  const limits = [
+    ...(task.timeout ? [`timeout ${duration(durationMs(task.timeout))} per attempt`] : []),
+    ...(task.maxAttempts ? [`at most ${task.maxAttempts} attempt${task.maxAttempts === 1 ? "" : "s"}`] : []),
+  ];
+  return limits.join(", ");
 }

@@ -1,10 +1,10 @@
 import { toJson } from "@bufbuild/protobuf";
-import { timestampDate } from "@bufbuild/protobuf/wkt";
+import { durationMs, timestampDate } from "@bufbuild/protobuf/wkt";
 import { Priority, type Task, type TaskClient, TaskSchema } from "@tm/proto";
 import { UNARY_TIMEOUT_MS } from "../connection.js";
 import { CliError, ExitCode } from "../exit-codes.js";
 import { type Io, println } from "../io.js";
-import { displayedProgress, stateName } from "../render.js";
+import { displayedProgress, formatDuration, stateName } from "../render.js";
 
 export async function getCommand(io: Io, client: TaskClient, taskId: string, json: boolean): Promise<ExitCode> {
   const { task } = await client.getTask({ taskId }, { timeoutMs: UNARY_TIMEOUT_MS });
@@ -28,6 +28,8 @@ export function describeTask(task: Task): string {
   }
   if (task.createdAt) lines.push(`created   ${timestampDate(task.createdAt).toISOString()}`);
   if (task.runAt) lines.push(`runs at   ${timestampDate(task.runAt).toISOString()} (delayed)`);
+  if (task.timeout) lines.push(`timeout   ${formatDuration(durationMs(task.timeout))} per attempt`);
+  if (task.maxAttempts) lines.push(`attempts  at most ${task.maxAttempts}`);
   for (const [key, value] of Object.entries(task.metadata)) lines.push(`meta      ${key}=${value}`);
   if (task.payload) lines.push(`payload   ${JSON.stringify(task.payload)}`);
   if (task.result) lines.push(`result    ${JSON.stringify(task.result)}`);

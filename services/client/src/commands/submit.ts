@@ -1,5 +1,4 @@
-import { create } from "@bufbuild/protobuf";
-import { DurationSchema, timestampFromDate } from "@bufbuild/protobuf/wkt";
+import { durationFromMs, timestampFromDate } from "@bufbuild/protobuf/wkt";
 import type { TaskClient } from "@tm/proto";
 import type { SubmitSchedule } from "../admin-args.js";
 import type { Invocation } from "../args.js";
@@ -20,13 +19,15 @@ export function submitRequestOf(invocation: SubmitInvocation): SubmissionFields 
     ...(invocation.payload ? { payload: invocation.payload } : {}),
     ...(invocation.idempotencyKey ? { idempotencyKey: invocation.idempotencyKey } : {}),
     ...(invocation.schedule ? { schedule: scheduleOf(invocation.schedule) } : {}),
+    ...(invocation.attemptTimeoutMs ? { timeout: durationFromMs(invocation.attemptTimeoutMs) } : {}),
+    ...(invocation.maxAttempts ? { maxAttempts: invocation.maxAttempts } : {}),
   };
 }
 
 /** --delay as a google.protobuf.Duration, --at as a Timestamp (SubmitTaskRequest's `schedule` oneof). */
 function scheduleOf(schedule: SubmitSchedule): NonNullable<SubmissionFields["schedule"]> {
   if ("runAt" in schedule) return { case: "runAt", value: timestampFromDate(schedule.runAt) };
-  return { case: "delay", value: create(DurationSchema, { seconds: BigInt(Math.floor(schedule.delayMs / 1_000)) }) };
+  return { case: "delay", value: durationFromMs(schedule.delayMs) };
 }
 
 export async function submitCommand(io: Io, client: TaskClient, invocation: SubmitInvocation): Promise<ExitCode> {
