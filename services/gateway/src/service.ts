@@ -19,6 +19,7 @@ import { QueueStats } from "./queue-stats.js";
 import { redisCaller } from "./redis-call.js";
 import { startRequeueSweeper } from "./requeue-sweeper.js";
 import { StatusSubscriptions } from "./status-subscriptions.js";
+import { taskIsolation } from "./task-isolation.js";
 import { taskServiceHandlers } from "./task-service.js";
 import { createWebServer, listenWeb, stopWeb } from "./web-server.js";
 
@@ -79,6 +80,7 @@ export const gateway = defineService({
         maxPayloadBytes: rt.config.GATEWAY_MAX_PAYLOAD_BYTES,
         redisTimeoutMs: rt.config.GATEWAY_REDIS_TIMEOUT_MS,
         maxDelaySeconds: rt.config.GATEWAY_MAX_DELAY_SECONDS,
+        isolation: taskIsolation(rt.config.GATEWAY_TASK_ISOLATION, rt.config.GATEWAY_AUTH_MODE),
       }),
     );
     addService(server, TaskService, taskHandlers, onError);

@@ -49,6 +49,7 @@ import {
   statusSequence,
   unavailable,
 } from "./status-subscriptions.js";
+import type { TaskIsolation } from "./task-isolation.js";
 import { parseTaskId, type SubmissionRequest, validateSubmission } from "./validation.js";
 
 export interface TaskServiceOptions {
@@ -57,6 +58,8 @@ export interface TaskServiceOptions {
   redisTimeoutMs: number;
   /** How far ahead a delayed task may be scheduled (GATEWAY_MAX_DELAY_SECONDS). */
   maxDelaySeconds: number;
+  /** GATEWAY_TASK_ISOLATION: with "caller", a caller's tasks and idempotency keys are its own (task-isolation.ts). */
+  isolation: TaskIsolation;
 }
 
 type TaskServiceMethods = typeof TaskService extends { method: infer M } ? M : never;
@@ -84,9 +87,12 @@ export function taskServiceHandlers(
     500,
   );
 
-  async function requireTask(taskId: string) {
+  /** The task, when it exists and the caller may see it (another caller's task is NOT_FOUND when isolated). */
+  async function requireTask(taskId: string, ctx: CallContext) {
     const task = await redisCall("reading the task", () => readTask(rt.redis, taskId));
-    if (!task) throw new ConnectError(`task ${taskId} not found`, Code.NotFound);
+    if (!task || !options.isolation.maySee(ctx, task)) {
+      throw new ConnectError(`task ${taskId} not found`, Code.NotFound);
+    }
     return task;
   }
 
@@ -213,8 +219,9 @@ export function taskServiceHandlers(
     const { idempotencyKey } = submission;
     let taskId: string = crypto.randomUUID();
     if (idempotencyKey) {
+      const claimedKey = options.isolation.idempotencyKeyOf(ctx, idempotencyKey);
       const claim = await redisCall("claiming the idempotency key", () =>
-        claimIdempotencyKey(rt.redis, idempotencyKey, taskId),
+        claimIdempotencyKey(rt.redis, claimedKey, taskId),
       );
       if (!claim.claimed) {
         // A retry of a submission that may have been interrupted: complete it under the first id. Every step
@@ -296,9 +303,9 @@ export function taskServiceHandlers(
       return { taskId, deduplicated };
     },
 
-    async getTask(request) {
+    async getTask(request, ctx) {
       const taskId = parseTaskId(request.taskId);
-      const task = await requireTask(taskId);
+      const task = await requireTask(taskId, ctx);
       const [status, result] = await redisCall("reading the task status", () =>
         Promise.all([readStatus(rt.redis, taskId), readResult(rt.redis, taskId)]),
       );
@@ -322,6 +329,8 @@ export function taskServiceHandlers(
 
     async *streamTaskStatus(request, ctx) {
       const taskId = parseTaskId(request.taskId);
+      // Isolated, whose task it is decides first (one read more); otherwise the status alone answers.
+      if (options.isolation.enabled) await requireTask(taskId, ctx);
       for await (const status of statusesOf(taskId, ctx.signal)) yield { taskId, status: statusToProto(status) };
     },
 
@@ -354,9 +363,9 @@ export function taskServiceHandlers(
       }
     },
 
-    async cancelTask(request) {
+    async cancelTask(request, ctx) {
       const taskId = parseTaskId(request.taskId);
-      await requireTask(taskId);
+      await requireTask(taskId, ctx);
       const current = await redisCall("reading the task status", () => readStatus(rt.redis, taskId));
       if (current && isTerminal(current.state)) throw alreadyFinished(taskId, current.state);
       const reason = request.reason.slice(0, 1024);

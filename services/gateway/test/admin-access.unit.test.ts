@@ -8,6 +8,7 @@ import { rejection } from "./rejection.js";
 type Config = Parameters<typeof adminAccess>[0];
 const config = (overrides: Partial<Config>): Config => ({
   GATEWAY_AUTH_MODE: "api-key",
+  GATEWAY_TASK_ISOLATION: "none",
   GATEWAY_RATE_LIMIT_PER_SEC: 100,
   GATEWAY_RATE_LIMIT_BURST: 200,
   ...overrides,

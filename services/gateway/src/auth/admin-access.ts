@@ -12,6 +12,8 @@ import type { AuthConfig } from "./config.js";
 export interface AdminAccess {
   /** Throws PERMISSION_DENIED, saying how to grant access, unless `identity` may use the AdminService. */
   check(identity: Identity): void;
+  /** The same question, answered without throwing. */
+  allows(identity: Identity): boolean;
   /** Whether anyone at all can be an admin (false: the AdminService refuses everyone). */
   readonly configured: boolean;
 }
@@ -32,9 +34,11 @@ export function adminAccess(config: AuthConfig): AdminAccess {
     : "list it in GATEWAY_ADMIN_CALLERS";
   return {
     configured: callers.size > 0 || scope !== undefined,
+    allows(identity) {
+      return callers.has(identity.caller) || (scope !== undefined && identity.scopes.includes(scope));
+    },
     check(identity) {
-      if (callers.has(identity.caller)) return;
-      if (scope !== undefined && identity.scopes.includes(scope)) return;
+      if (this.allows(identity)) return;
       throw new ConnectError(
         `caller ${identity.caller} may not use the AdminService (operators only): ${how}`,
         Code.PermissionDenied,

@@ -29,6 +29,12 @@ export const authConfigShape = {
   GATEWAY_ADMIN_CALLERS: z.string().optional(),
   /** jwt: a token whose `scope` (space-separated) or `scp` (a list) claim holds this value may use the AdminService. */
   GATEWAY_JWT_ADMIN_SCOPE: z.string().optional(),
+  /**
+   * "caller": each caller sees only its own tasks on the TaskService (GetTask, StreamTaskStatus, CancelTask answer
+   * NOT_FOUND for another caller's task) and its idempotency keys are its own; operators (admin callers) see every
+   * task. Needs GATEWAY_AUTH_MODE api-key or jwt. "none" (default): a task id is enough to read or cancel a task.
+   */
+  GATEWAY_TASK_ISOLATION: z.enum(["none", "caller"]).default("none"),
   /** Sustained requests per second per caller; 0 turns rate limiting off. */
   GATEWAY_RATE_LIMIT_PER_SEC: nonNegativeInt.default(100),
   /** Requests a caller may make at once after being idle (the bucket size). */

@@ -124,7 +124,7 @@ export async function createGuard(rt: Runtime<Runtime["config"] & AuthConfig>, r
       }
     }
     await withinLimit(identity.caller);
-    attachCaller(ctx, identity.caller);
+    attachCaller(ctx, identity.caller, admins.allows(identity));
   }
 
   return {

@@ -1,0 +1,113 @@
+/**
+ * GATEWAY_TASK_ISOLATION=caller against a real nats-server and redis-server, with API-key callers: each application
+ * sees only its own tasks (another's is NOT_FOUND, as an unknown id is), its idempotency keys are its own, and an
+ * operator sees every task. Without isolation a task id is enough, as before.
+ */
+import { Code, ConnectError } from "@connectrpc/connect";
+import { createTaskClient, TaskState } from "@tm/proto";
+import { useInfra } from "@tm/testkit";
+import { afterAll, beforeAll, describe, expect, test } from "vitest";
+import { type Gateway, startGateway } from "./helpers.js";
+
+const KEYS = {
+  shop: "shop-key-0123456789abcdef",
+  billing: "billing-key-0123456789abcd",
+  ops: "ops-key-0123456789abcdefgh",
+};
+const infra = useInfra();
+
+const env = (isolation: string) => ({
+  GATEWAY_AUTH_MODE: "api-key",
+  GATEWAY_API_KEYS: Object.entries(KEYS)
+    .map(([caller, key]) => `${caller}:${key}`)
+    .join(","),
+  GATEWAY_ADMIN_CALLERS: "ops",
+  GATEWAY_RATE_LIMIT_PER_SEC: "0",
+  GATEWAY_TASK_ISOLATION: isolation,
+});
+
+async function failure(call: Promise<unknown>): Promise<{ code: Code | "ok"; message: string }> {
+  try {
+    await call;
+    return { code: "ok", message: "" };
+  } catch (error) {
+    const connectError = ConnectError.from(error);
+    return { code: connectError.code, message: connectError.rawMessage };
+  }
+}
+
+async function firstStatus(stream: AsyncIterable<{ status?: { state: TaskState } | undefined }>) {
+  for await (const message of stream) return message.status?.state;
+  return undefined;
+}
+
+describe("GATEWAY_TASK_ISOLATION=caller", () => {
+  let gateway: Gateway;
+  const as = (caller: keyof typeof KEYS) => createTaskClient({ baseUrl: gateway.baseUrl, apiKey: KEYS[caller] });
+  beforeAll(async () => {
+    gateway = await startGateway(infra, env("caller"));
+  });
+  afterAll(async () => {
+    await gateway?.stop();
+  });
+
+  test("another caller's task is NOT_FOUND on GetTask, StreamTaskStatus and CancelTask, as an unknown id is", async () => {
+    const { taskId } = await as("shop").submitTask({ type: "echo", payload: { order: 1 } });
+    const unknown = crypto.randomUUID();
+    const notFound = (id: string) => ({ code: Code.NotFound, message: `task ${id} not found` });
+
+    expect(await failure(as("billing").getTask({ taskId }))).toEqual(notFound(taskId));
+    expect(await failure(as("billing").getTask({ taskId: unknown }))).toEqual(notFound(unknown));
+    expect(await failure(firstStatus(as("billing").streamTaskStatus({ taskId })))).toEqual(notFound(taskId));
+    expect(await failure(as("billing").cancelTask({ taskId, reason: "not mine" }))).toEqual(notFound(taskId));
+
+    // Its own caller, and an operator, see it; the refused cancel changed nothing.
+    const { task } = await as("shop").getTask({ taskId });
+    expect(task?.metadata).toMatchObject({ submitted_by: "shop" });
+    expect(task?.status?.state).not.toBe(TaskState.CANCELLED);
+    expect(await firstStatus(as("shop").streamTaskStatus({ taskId }))).toBeDefined();
+    expect((await as("ops").getTask({ taskId })).task?.taskId).toBe(taskId);
+  });
+
+  test("an operator may cancel any caller's task", async () => {
+    const { taskId } = await as("shop").submitTask({ type: "sleep", payload: { ms: 60_000 } });
+    const { status } = await as("ops").cancelTask({ taskId, reason: "runaway" });
+    expect(status?.state).toBe(TaskState.CANCELLED);
+  });
+
+  test("idempotency keys are per caller: the same key from two callers makes two tasks", async () => {
+    const key = `order-${crypto.randomUUID()}`;
+    const shop = await as("shop").submitTask({ type: "echo", idempotencyKey: key });
+    const billing = await as("billing").submitTask({ type: "echo", idempotencyKey: key });
+    expect(billing.taskId).not.toBe(shop.taskId);
+    expect([shop.deduplicated, billing.deduplicated]).toEqual([false, false]);
+    expect(await as("shop").submitTask({ type: "echo", idempotencyKey: key })).toMatchObject({
+      taskId: shop.taskId,
+      deduplicated: true,
+    });
+    // The combined call follows the caller's own task too.
+    const messages = as("billing").submitTaskAndStreamStatus({ type: "echo", idempotencyKey: key });
+    for await (const message of messages) {
+      expect(message).toMatchObject({ taskId: billing.taskId, deduplicated: true });
+      break;
+    }
+  });
+});
+
+test("without isolation (the default), a task id is enough: another caller reads the task", async () => {
+  const gateway = await startGateway(infra, env("none"));
+  try {
+    const shop = createTaskClient({ baseUrl: gateway.baseUrl, apiKey: KEYS.shop });
+    const billing = createTaskClient({ baseUrl: gateway.baseUrl, apiKey: KEYS.billing });
+    const { taskId } = await shop.submitTask({ type: "echo" });
+    expect((await billing.getTask({ taskId })).task?.taskId).toBe(taskId);
+  } finally {
+    await gateway.stop();
+  }
+});
+
+test("GATEWAY_TASK_ISOLATION=caller without authentication stops the start, naming both variables", async () => {
+  await expect(startGateway(infra, { GATEWAY_TASK_ISOLATION: "caller" })).rejects.toThrow(
+    "GATEWAY_TASK_ISOLATION=caller needs callers to tell apart: set GATEWAY_AUTH_MODE to api-key or jwt",
+  );
+});
