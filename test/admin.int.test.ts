@@ -484,7 +484,7 @@ describe("AdminService", () => {
   });
 
   test("taskctl submit --delay: the task waits PENDING, then runs once, its history submitted, released, ingested", async () => {
-    const submitted = await taskctl("submit", "echo", "--payload", '{"later":true}', "--delay", "4s", "--json");
+    const submitted = await taskctl("submit", "echo", "--payload", '{"later":true}', "--delay", "2s", "--json");
     expect(submitted.code, submitted.stderr).toBe(0);
     const { taskId } = JSON.parse(submitted.stdout) as { taskId: string };
     const { task } = await pipeline.client.getTask({ taskId });
@@ -539,6 +539,47 @@ describe("AdminService", () => {
     expect(deadLetters.map((d) => [d.reason, d.attempts, d.error])).toEqual([
       ["exhausted", 1, "timed out after 300 ms"],
     ]);
+  });
+
+  test("taskctl schedule add / ls / rm: a recurring task runs to SUCCEEDED, listed with its runs, until removed", async () => {
+    const added = await taskctl(
+      "schedule",
+      "add",
+      "tick",
+      "* * * * * *",
+      "echo",
+      "--payload",
+      '{"tick":true}',
+      "--json",
+    );
+    expect(added.code, added.stderr).toBe(0);
+    expect(JSON.parse(added.stdout)).toMatchObject({ schedule: { id: "tick", cron: "* * * * * *" } });
+    const again = await taskctl("schedule", "add", "tick", "* * * * * *", "echo");
+    expect(again.code).toBe(1);
+    expect(again.stderr).toMatch(/schedule tick exists \(set replace to replace it, or delete it first\)/);
+
+    let lastTaskId = "";
+    await waitFor("a run of the schedule", async () => {
+      const listed = await taskctl("schedule", "ls", "--json");
+      const schedules = (JSON.parse(listed.stdout) as { schedules?: Array<{ id: string; lastTaskId?: string }> })
+        .schedules;
+      lastTaskId = schedules?.find((s) => s.id === "tick")?.lastTaskId ?? "";
+      return lastTaskId !== "";
+    });
+    await waitFor("the run's result", async () => (await readResult(pipeline.redisClient, lastTaskId)) !== undefined);
+    const { task } = await pipeline.client.getTask({ taskId: lastTaskId });
+    expect(task?.metadata).toMatchObject({ schedule_id: "tick" });
+    expect(task?.status?.state).toBe(TaskState.SUCCEEDED);
+    expect(await readResult(pipeline.redisClient, lastTaskId)).toMatchObject({ output: { tick: true } });
+    const table = await taskctl("schedule", "ls");
+    // NEXT and LAST are relative times ("in 1s", "just now", or "1s ago" for a run a loaded gateway has yet to make).
+    expect(table.stdout).toMatch(
+      /^tick {2}\* \* \* \* \* \* {2}UTC {2}echo medium {2}(in \d+s|just now|\d+s ago) {2}/m,
+    );
+
+    const removed = await taskctl("schedule", "rm", "tick");
+    expect(removed.code, removed.stderr).toBe(0);
+    expect((await taskctl("schedule", "rm", "tick")).code).toBe(3);
   });
 
   test("bad input is INVALID_ARGUMENT naming the field", async () => {

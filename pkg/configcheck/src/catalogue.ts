@@ -32,6 +32,13 @@ export const METRIC_CATALOGUE: readonly MetricDefinition[] = [
     help: "Submissions whose tasks.ingest message was never acknowledged, settled by the requeue sweeper; outcome requeued | not_queued (too old to requeue: FAILED)",
   },
   {
+    name: "tm_schedule_runs_total",
+    kind: "counter",
+    labels: ["outcome"],
+    services: ["gateway"],
+    help: "Runs of recurring schedules submitted by a gateway replica; outcome submitted | failed (retried next round)",
+  },
+  {
     name: "tm_tasks_delayed_released_total",
     kind: "counter",
     labels: ["outcome"],

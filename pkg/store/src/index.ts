@@ -4,6 +4,7 @@ export * from "./keys.js";
 export * from "./lists.js";
 export * from "./queues.js";
 export * from "./requeue.js";
+export * from "./schedules.js";
 export * from "./script.js";
 export * from "./status.js";
 export * from "./task-index.js";

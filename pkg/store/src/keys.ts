@@ -20,6 +20,9 @@
  *   tasks_delayed       sorted set: ids of delayed tasks not yet released, scored by the time they are due (ms)
  *                       an entry is moved to tasks_unqueued when due (the gateway's releaser), or removed by a cancel;
  *                       bounded by the gateway's maximum delay (entries due more than taskTtlSeconds ago are trimmed)
+ *   schedules           hash: schedule id → the recurring task's schedule (JSON)   one field per schedule (capped)
+ *   schedule_next       sorted set: schedule id → when it runs next (ms)           one entry per schedule
+ *   schedule_last_run   hash: schedule id → JSON {at, taskId} of its latest run    one field per schedule
  *   requeue_sweep_lease string: the gateway replica running this round of the requeue sweep   TTL one sweep interval
  *   queue_paused        hash: priority → JSON {at, by} for each worker queue an operator paused (at most three fields)
  *   ratelimit:<caller>  hash {tokens, ts}: the gateway's token bucket per authenticated caller (one Lua script)
@@ -39,6 +42,9 @@ export const Keys = {
   taskIndex: "task_index",
   unqueued: "tasks_unqueued",
   delayed: "tasks_delayed",
+  schedules: "schedules",
+  scheduleNext: "schedule_next",
+  scheduleLastRun: "schedule_last_run",
   requeueSweepLease: "requeue_sweep_lease",
   queuePaused: "queue_paused",
   rateLimit: (caller: string) => `ratelimit:${caller}`,

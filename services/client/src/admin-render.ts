@@ -15,6 +15,7 @@ import {
   ReplayResult,
   type RequeueOutcome,
   RequeueResult,
+  type Schedule,
   type Task,
   TaskState,
 } from "@tm/proto";
@@ -241,4 +242,31 @@ function generationDetail(o: { generation: number; queuePending: boolean; reason
   return o.queuePending
     ? `generation ${o.generation}, queued by the requeue sweeper once NATS answers (${o.reason})`
     : `generation ${o.generation}`;
+}
+
+/** `taskctl schedule ls`: one row per schedule. */
+export function renderSchedules(schedules: Schedule[], now: number): string {
+  if (schedules.length === 0) return "no schedules";
+  return table(
+    [
+      { header: "ID", max: 64 },
+      { header: "CRON" },
+      { header: "TZ" },
+      { header: "TASK", max: 40 },
+      { header: "NEXT" },
+      { header: "LAST" },
+      { header: "LAST TASK", max: 36 },
+      { header: "BY" },
+    ],
+    schedules.map((schedule) => [
+      schedule.id,
+      schedule.cron,
+      schedule.timezone || "UTC",
+      `${schedule.task?.type ?? "?"} ${priorityName(schedule.task?.priority ?? Priority.MEDIUM)}`,
+      schedule.nextRunAt ? relativeTime(timestampMs(schedule.nextRunAt), now) : "never",
+      schedule.lastRunAt ? relativeTime(timestampMs(schedule.lastRunAt), now) : "-",
+      schedule.lastTaskId || "-",
+      schedule.createdBy || "-",
+    ]),
+  );
 }

@@ -58,7 +58,26 @@ export type Invocation =
   | { command: "history"; globals: GlobalOptions; taskId: string }
   | ({ command: "dlq"; globals: GlobalOptions; limit: number; pageToken?: string } & DlqAction)
   | { command: "requeue"; globals: GlobalOptions; taskIds: string[]; stalledForSeconds?: number }
-  | { command: "pause" | "resume"; globals: GlobalOptions; priority: Priority };
+  | { command: "pause" | "resume"; globals: GlobalOptions; priority: Priority }
+  | ({ command: "schedule"; globals: GlobalOptions } & ScheduleAction);
+
+/** `schedule ls`, `schedule rm <id>`, `schedule add <id> <cron> <type> [task options]`. */
+export type ScheduleAction =
+  | { action: "ls" }
+  | { action: "rm"; id: string }
+  | {
+      action: "add";
+      id: string;
+      cron: string;
+      timezone?: string;
+      replace: boolean;
+      type: string;
+      payload?: JsonObject;
+      priority: Priority;
+      metadata: Record<string, string>;
+      attemptTimeoutMs?: number;
+      maxAttempts?: number;
+    };
 
 export type CommandName = Exclude<Invocation["command"], "help">;
 
@@ -112,6 +131,15 @@ const COMMAND_OPTIONS: Record<CommandName, Options> = {
     task: { type: "string" },
   },
   requeue: { "stalled-for": { type: "string" } },
+  schedule: {
+    timezone: { type: "string" },
+    replace: { type: "boolean" },
+    payload: { type: "string" },
+    priority: { type: "string" },
+    meta: { type: "string", multiple: true },
+    "attempt-timeout": { type: "string" },
+    "max-attempts": { type: "string" },
+  },
   pause: {},
   resume: {},
 };
@@ -255,6 +283,8 @@ export function parseCommandLine(argv: string[], env: NodeJS.ProcessEnv = {}, no
         ...(stalledForSeconds === undefined ? {} : { stalledForSeconds }),
       };
     }
+    case "schedule":
+      return { command: "schedule", globals, ...parseScheduleAction(positionals, values) };
     case "pause":
     case "resume": {
       const [queue] = exactly(name, positionals, ["<priority>"]);
@@ -291,15 +321,16 @@ function str(value: unknown): string | undefined {
   return typeof value === "string" ? value : undefined;
 }
 
-function exactly(command: CommandName, positionals: string[], names: string[]): string[] {
+/** `label` names the command in messages when it has an action ("schedule add"). */
+function exactly(command: CommandName, positionals: string[], names: string[], label: string = command): string[] {
   if (positionals.length < names.length) {
-    throw new UsageError(`${command}: missing ${names.slice(positionals.length).join(" ")}\n\n${HELP[command]}`);
+    throw new UsageError(`${label}: missing ${names.slice(positionals.length).join(" ")}\n\n${HELP[command]}`);
   }
   if (positionals.length > names.length) {
-    throw new UsageError(`${command}: unexpected argument "${positionals[names.length]}"\n\n${HELP[command]}`);
+    throw new UsageError(`${label}: unexpected argument "${positionals[names.length]}"\n\n${HELP[command]}`);
   }
   for (const [index, value] of positionals.entries()) {
-    if (value.trim() === "") throw new UsageError(`${command}: ${names[index]} must not be empty`);
+    if (value.trim() === "") throw new UsageError(`${label}: ${names[index]} must not be empty`);
   }
   return positionals;
 }
@@ -357,4 +388,39 @@ function parseRetries(text: string | undefined): number {
     throw new UsageError(`--retries must be a whole number from 0 to ${MAX_SUBMIT_RETRIES} (got "${text}")`);
   }
   return value;
+}
+
+function parseScheduleAction(
+  positionals: string[],
+  values: Record<string, string | string[] | boolean | undefined>,
+): ScheduleAction {
+  const [action, ...rest] = positionals;
+  if (action === "ls") {
+    exactly("schedule", rest, [], "schedule ls");
+    return { action: "ls" };
+  }
+  if (action === "rm") return { action: "rm", id: exactly("schedule", rest, ["<id>"], "schedule rm")[0]! };
+  if (action !== "add") {
+    throw new UsageError(
+      `${action === undefined ? "schedule: missing action (add, ls or rm)" : `schedule: unknown action "${action}"`}\n\n${HELP.schedule}`,
+    );
+  }
+  const [id, cron, type] = exactly("schedule", rest, ["<id>", "<cron>", "<type>"], "schedule add");
+  const payloadText = str(values.payload);
+  const timezone = str(values.timezone);
+  const attemptTimeoutMs = parseAttemptTimeout(str(values["attempt-timeout"]));
+  const maxAttempts = parseMaxAttempts(str(values["max-attempts"]));
+  return {
+    action: "add",
+    id: id!,
+    cron: cron!,
+    type: type!,
+    replace: values.replace === true,
+    ...(timezone ? { timezone } : {}),
+    ...(payloadText === undefined ? {} : { payload: parsePayload(payloadText) }),
+    priority: parsePriority(str(values.priority)),
+    metadata: parseMetadata((values.meta as string[] | undefined) ?? []),
+    ...(attemptTimeoutMs === undefined ? {} : { attemptTimeoutMs }),
+    ...(maxAttempts === undefined ? {} : { maxAttempts }),
+  };
 }

@@ -77,6 +77,9 @@ export function describeError(error: unknown, addr: string): { exitCode: ExitCod
         };
       case Code.FailedPrecondition:
         return { exitCode: ExitCode.ServerError, message: error.rawMessage };
+      case Code.AlreadyExists:
+        // Refused as asked (a schedule's id is taken), as a refused replay or requeue exits 1.
+        return { exitCode: ExitCode.TaskFailed, message: error.rawMessage };
       case Code.PermissionDenied:
         return {
           exitCode: ExitCode.ServerError,

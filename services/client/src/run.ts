@@ -16,6 +16,7 @@ import { demoCommand } from "./commands/demo.js";
 import { getCommand } from "./commands/get.js";
 import { healthCommand } from "./commands/health.js";
 import { resultCommand } from "./commands/result.js";
+import { scheduleCommand } from "./commands/schedules.js";
 import { submitCommand } from "./commands/submit.js";
 import { watchCommand } from "./commands/watch.js";
 import { adminClientFor, healthClientFor, taskClientFor } from "./connection.js";
@@ -63,6 +64,8 @@ export async function run(argv: string[], io: Io): Promise<ExitCode> {
       case "pause":
       case "resume":
         return await queuePauseCommand(io, adminClientFor(globals), invocation);
+      case "schedule":
+        return await scheduleCommand(io, adminClientFor(globals), invocation);
     }
   } catch (error) {
     const { exitCode, message } = describeError(error, addr);

@@ -9,6 +9,7 @@ import {
   ReplayResult,
   RequeueOutcomeSchema,
   RequeueResult,
+  ScheduleSchema,
   TaskSchema,
   TaskState,
 } from "@tm/proto";
@@ -19,6 +20,7 @@ import {
   renderPausedQueues,
   renderReplay,
   renderRequeue,
+  renderSchedules,
   renderStats,
   renderTasks,
   table,
@@ -115,6 +117,28 @@ describe("operator tables", () => {
       pausedQueues: [create(PausedQueueSchema, { priority: Priority.MEDIUM })],
     });
     expect(renderStats(paused).split("\n")).toContain("paused queues  medium");
+  });
+
+  test("schedules", () => {
+    const schedule = create(ScheduleSchema, {
+      id: "nightly",
+      cron: "0 2 * * *",
+      timezone: "Europe/Berlin",
+      task: { type: "checksum", priority: Priority.LOW },
+      nextRunAt: timestampFromMs(NOW + 3_600_000),
+      lastRunAt: timestampFromMs(NOW - 82_800_000),
+      lastTaskId: "0b6f2c1e-8a51-4d7e-9a39-0a8f6c7d1e2f",
+      createdBy: "ops",
+    });
+    expect(renderSchedules([schedule], NOW).split("\n")).toEqual([
+      "ID       CRON       TZ             TASK          NEXT   LAST     LAST TASK                             BY",
+      "nightly  0 2 * * *  Europe/Berlin  checksum low  in 1h  23h ago  0b6f2c1e-8a51-4d7e-9a39-0a8f6c7d1e2f  ops",
+    ]);
+    const fresh = create(ScheduleSchema, { id: "tick", cron: "* * * * *", task: { type: "echo" } });
+    expect(renderSchedules([fresh], NOW).split("\n")[1]).toBe(
+      "tick  * * * * *  UTC  echo unspecified  never  -     -          -",
+    );
+    expect(renderSchedules([], NOW)).toBe("no schedules");
   });
 
   test("dead letters and replay outcomes", () => {

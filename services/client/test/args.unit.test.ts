@@ -126,6 +126,47 @@ describe("parseCommandLine", () => {
     }
   });
 
+  test("schedule add|ls|rm: the cron is one argument; task options as for submit; mistakes are named", () => {
+    expect(parseCommandLine(["schedule", "ls"])).toMatchObject({ command: "schedule", action: "ls" });
+    expect(parseCommandLine(["schedule", "rm", "nightly"])).toMatchObject({ action: "rm", id: "nightly" });
+    expect(
+      parseCommandLine([
+        "schedule",
+        "add",
+        "nightly",
+        "0 2 * * *",
+        "checksum",
+        "--timezone",
+        "Europe/Berlin",
+        "--payload",
+        '{"data":"x","rounds":5}',
+        "--priority",
+        "low",
+        "--meta",
+        "team=ops",
+        "--max-attempts",
+        "1",
+        "--replace",
+      ]),
+    ).toMatchObject({
+      action: "add",
+      id: "nightly",
+      cron: "0 2 * * *",
+      type: "checksum",
+      timezone: "Europe/Berlin",
+      payload: { data: "x", rounds: 5 },
+      priority: Priority.LOW,
+      metadata: { team: "ops" },
+      maxAttempts: 1,
+      replace: true,
+    });
+    expect(usageErrorOf(["schedule"])).toMatch(/^schedule: missing action \(add, ls or rm\)/);
+    expect(usageErrorOf(["schedule", "pause"])).toMatch(/^schedule: unknown action "pause"/);
+    expect(usageErrorOf(["schedule", "add", "nightly", "0 2 * * *"])).toMatch(/^schedule add: missing <type>/);
+    expect(usageErrorOf(["schedule", "rm"])).toMatch(/^schedule rm: missing <id>/);
+    expect(usageErrorOf(["schedule", "ls", "extra"])).toMatch(/^schedule ls: unexpected argument "extra"/);
+  });
+
   test("a bad priority names the flag and the allowed values", () => {
     expect(usageErrorOf(["submit", "echo", "--priority", "urgent"])).toBe(
       '--priority must be one of high, medium, low (got "urgent")',

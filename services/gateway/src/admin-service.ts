@@ -62,6 +62,7 @@ import type { QueueStats } from "./queue-stats.js";
 import { redisCaller } from "./redis-call.js";
 import { type ReplayOutcome, replayDeadLetter } from "./replay.js";
 import { type RequeueOutcome, requeueStalledTask } from "./requeue-stalled.js";
+import { scheduleHandlers } from "./schedules.js";
 import { parseTaskId } from "./validation.js";
 
 type AdminServiceMethods = typeof AdminService extends { method: infer M } ? M : never;
@@ -78,6 +79,8 @@ const DELAYED_OVERDUE_MS = 60_000;
 export interface AdminServiceOptions {
   /** GATEWAY_REQUEUE_AFTER_MS: an unqueued submission older than this is overdue (the sweeper's). */
   requeueAfterMs: number;
+  /** GATEWAY_MAX_PAYLOAD_BYTES, for the task a schedule submits. */
+  maxPayloadBytes: number;
 }
 
 export function adminServiceHandlers(
@@ -87,6 +90,10 @@ export function adminServiceHandlers(
 ): ServiceHandlers<AdminServiceMethods> {
   // Fails fast while the connection is lost; scans of up to SCAN_LIMIT keys get a generous answer time.
   const redis = redisCaller(rt.redis, ADMIN_REDIS_TIMEOUT_MS);
+  const schedules = scheduleHandlers(rt, redis, {
+    maxPayloadBytes: options.maxPayloadBytes,
+    maxDeliver: rt.settings.maxDeliver,
+  });
 
   /** Walks dead_letter from `offset`, yielding entries that match, until `limit` entries were examined. */
   async function* scanDeadLetters(filter: DeadLetterFilter | undefined, offset: number, limit: number) {
@@ -287,6 +294,10 @@ export function adminServiceHandlers(
       if (wasPaused) rt.log.info({ priority, by: callerOf(ctx) }, "queue resumed");
       return { wasPaused, pausedQueues: paused.map(pausedQueueToProto) };
     },
+
+    createSchedule: (request, ctx) => schedules.createSchedule(request, callerOf(ctx)),
+    listSchedules: () => schedules.listSchedules(),
+    deleteSchedule: (request, ctx) => schedules.deleteSchedule(request.id, callerOf(ctx)),
 
     async requeueTasks(request, ctx) {
       const { taskIds, stalledForMs } = parseRequeueRequest(request.taskIds, request.stalledForSeconds);

@@ -18,6 +18,7 @@ import { bindGrpc, createGrpcServer, stopGrpc } from "./grpc-server.js";
 import { QueueStats } from "./queue-stats.js";
 import { redisCaller } from "./redis-call.js";
 import { startRequeueSweeper } from "./requeue-sweeper.js";
+import { startScheduleRunner, submitRun } from "./schedule-runner.js";
 import { StatusSubscriptions } from "./status-subscriptions.js";
 import { taskIsolation } from "./task-isolation.js";
 import { taskServiceHandlers } from "./task-service.js";
@@ -40,6 +41,8 @@ export const gateway = defineService({
     GATEWAY_DELAYED_POLL_MS: positiveInt.default(1_000),
     /** How far ahead a task may be delayed (SubmitTaskRequest.run_at / delay). At most three days, so that a delayed
      *  task is still listed (the task index keeps seven days from submission) for days after it ran. */
+    /** How often each replica runs the recurring schedules that are due (src/schedule-runner.ts). */
+    GATEWAY_SCHEDULE_POLL_MS: positiveInt.default(1_000),
     GATEWAY_MAX_DELAY_SECONDS: positiveInt
       .max(MAX_DELAY_LIMIT_SECONDS, { message: "must be at most 259200 (3 days)" })
       .default(86_400),
@@ -74,25 +77,30 @@ export const gateway = defineService({
     const server = createGrpcServer({ "grpc.keepalive_time_ms": 30_000, "grpc.keepalive_timeout_ms": 10_000 });
     const health = new HealthRegistry();
     const onError = (method: DescMethod, error: unknown) => logFailure(rt.log, method.name, error);
-    const taskHandlers = guard.protect(
-      TaskService,
-      taskServiceHandlers(rt, subscriptions, {
-        maxPayloadBytes: rt.config.GATEWAY_MAX_PAYLOAD_BYTES,
-        redisTimeoutMs: rt.config.GATEWAY_REDIS_TIMEOUT_MS,
-        maxDelaySeconds: rt.config.GATEWAY_MAX_DELAY_SECONDS,
-        isolation: taskIsolation(rt.config.GATEWAY_TASK_ISOLATION, rt.config.GATEWAY_AUTH_MODE),
-      }),
-    );
+    const taskService = taskServiceHandlers(rt, subscriptions, {
+      maxPayloadBytes: rt.config.GATEWAY_MAX_PAYLOAD_BYTES,
+      redisTimeoutMs: rt.config.GATEWAY_REDIS_TIMEOUT_MS,
+      maxDelaySeconds: rt.config.GATEWAY_MAX_DELAY_SECONDS,
+      isolation: taskIsolation(rt.config.GATEWAY_TASK_ISOLATION, rt.config.GATEWAY_AUTH_MODE),
+    });
+    const taskHandlers = guard.protect(TaskService, taskService);
     addService(server, TaskService, taskHandlers, onError);
     // Before anything listens: a bad GATEWAY_REQUEUE_AFTER_MS stops the start with its reason.
     const sweeper = startRequeueSweeper(rt, { afterMs: rt.config.GATEWAY_REQUEUE_AFTER_MS });
     const releaser = startDelayedReleaser(rt, { pollMs: rt.config.GATEWAY_DELAYED_POLL_MS });
+    const scheduleRunner = startScheduleRunner(rt, {
+      pollMs: rt.config.GATEWAY_SCHEDULE_POLL_MS,
+      submit: (schedule, dueMs) => submitRun(taskService.submitTask, schedule, dueMs),
+    });
     // ADVISORIES too: its one durable (the deadletter service's) shows whether crash advisories wait to be handled.
     const queueStats = new QueueStats(rt.nats.jsm, [...Object.values(STREAMS), ADVISORY_STREAM]);
     queueStats.startSampling((error) => rt.log.debug({ err: error }, "could not sample consumer info"));
     const adminHandlers = guard.protect(
       AdminService,
-      adminServiceHandlers(rt, queueStats, { requeueAfterMs: rt.config.GATEWAY_REQUEUE_AFTER_MS }),
+      adminServiceHandlers(rt, queueStats, {
+        requeueAfterMs: rt.config.GATEWAY_REQUEUE_AFTER_MS,
+        maxPayloadBytes: rt.config.GATEWAY_MAX_PAYLOAD_BYTES,
+      }),
       { admin: true },
     );
     addService(server, AdminService, adminHandlers, onError);
@@ -120,7 +128,7 @@ export const gateway = defineService({
       grpcPort = await bindGrpc(server, rt.config.GRPC_PORT);
       webPort = await listenWeb(web, rt.config.GATEWAY_WEB_PORT);
     } catch (error) {
-      await Promise.all([sweeper.stop(), releaser.stop()]);
+      await Promise.all([sweeper.stop(), releaser.stop(), scheduleRunner.stop()]);
       subscriber.disconnect();
       server.forceShutdown();
       throw error;
@@ -130,7 +138,7 @@ export const gateway = defineService({
       // replica), then let unary calls finish.
       health.shutdown();
       queueStats.stopSampling();
-      await Promise.all([sweeper.stop(), releaser.stop()]);
+      await Promise.all([sweeper.stop(), releaser.stop(), scheduleRunner.stop()]);
       await subscriptions.close("gateway shutting down; re-open the stream");
       await Promise.all([stopGrpc(server, rt.config.SHUTDOWN_TIMEOUT_MS), stopWeb(web, rt.config.SHUTDOWN_TIMEOUT_MS)]);
     });
@@ -138,13 +146,15 @@ export const gateway = defineService({
     health.set(TaskService.typeName, ServingStatus.SERVING);
     health.set(AdminService.typeName, ServingStatus.SERVING);
     rt.log.info({ grpcPort, webPort }, "gRPC and web console listening");
-    return { grpcPort, webPort };
+    // submitTask: the TaskService's unguarded SubmitTask, as the schedule runner submits through it (tests run rounds).
+    return { grpcPort, webPort, submitTask: taskService.submitTask };
   },
 });
 
 const CLIENT_MISTAKES = new Set([
   Code.InvalidArgument,
   Code.NotFound,
+  Code.AlreadyExists,
   Code.FailedPrecondition,
   Code.Canceled,
   Code.Unauthenticated,

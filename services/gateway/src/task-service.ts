@@ -63,6 +63,7 @@ export interface TaskServiceOptions {
 }
 
 type TaskServiceMethods = typeof TaskService extends { method: infer M } ? M : never;
+export type TaskServiceHandlers = ServiceHandlers<TaskServiceMethods>;
 type Submission = ReturnType<typeof validateSubmission>;
 
 export function taskServiceHandlers(

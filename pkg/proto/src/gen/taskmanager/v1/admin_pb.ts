@@ -4,8 +4,8 @@
 
 import type { GenEnum, GenFile, GenMessage, GenService } from "@bufbuild/protobuf/codegenv2";
 import { enumDesc, fileDesc, messageDesc, serviceDesc } from "@bufbuild/protobuf/codegenv2";
-import type { Timestamp } from "@bufbuild/protobuf/wkt";
-import { file_google_protobuf_struct, file_google_protobuf_timestamp } from "@bufbuild/protobuf/wkt";
+import type { Duration, Timestamp } from "@bufbuild/protobuf/wkt";
+import { file_google_protobuf_duration, file_google_protobuf_struct, file_google_protobuf_timestamp } from "@bufbuild/protobuf/wkt";
 import type { Priority, Task, TaskState } from "./taskmanager_pb.js";
 import { file_taskmanager_v1_taskmanager } from "./taskmanager_pb.js";
 import type { JsonObject, Message } from "@bufbuild/protobuf";
@@ -14,7 +14,7 @@ import type { JsonObject, Message } from "@bufbuild/protobuf";
  * Describes the file taskmanager/v1/admin.proto.
  */
 export const file_taskmanager_v1_admin: GenFile = /*@__PURE__*/
-  fileDesc("Chp0YXNrbWFuYWdlci92MS9hZG1pbi5wcm90bxIOdGFza21hbmFnZXIudjEiFgoUR2V0UXVldWVTdGF0c1JlcXVlc3QimAMKFUdldFF1ZXVlU3RhdHNSZXNwb25zZRIwCgljb25zdW1lcnMYASADKAsyHS50YXNrbWFuYWdlci52MS5Db25zdW1lclN0YXRzEhQKDGRlYWRfbGV0dGVycxgCIAEoBBIyCg50YXNrc19ieV9zdGF0ZRgDIAMoCzIaLnRhc2ttYW5hZ2VyLnYxLlN0YXRlQ291bnQSFQoNdGFza3NfY291bnRlZBgEIAEoBBIgChh0YXNrc19ieV9zdGF0ZV90cnVuY2F0ZWQYBSABKAgSLgoKc2FtcGxlZF9hdBgGIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASHAoUdW5xdWV1ZWRfc3VibWlzc2lvbnMYByABKAQSGAoQdW5xdWV1ZWRfb3ZlcmR1ZRgIIAEoBBIyCg1wYXVzZWRfcXVldWVzGAkgAygLMhsudGFza21hbmFnZXIudjEuUGF1c2VkUXVldWUSFQoNZGVsYXllZF90YXNrcxgKIAEoBBIXCg9kZWxheWVkX292ZXJkdWUYCyABKAQiewoLUGF1c2VkUXVldWUSKgoIcHJpb3JpdHkYASABKA4yGC50YXNrbWFuYWdlci52MS5Qcmlvcml0eRItCglwYXVzZWRfYXQYAiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhEKCXBhdXNlZF9ieRgDIAEoCSLkAQoNQ29uc3VtZXJTdGF0cxIOCgZzdHJlYW0YASABKAkSDwoHc3ViamVjdBgCIAEoCRIMCgRuYW1lGAMgASgJEg8KB3BlbmRpbmcYBCABKAQSEwoLYWNrX3BlbmRpbmcYBSABKAQSEwoLcmVkZWxpdmVyZWQYBiABKAQSDwoHd2FpdGluZxgHIAEoBBIdChVvbGRlc3RfdW5hY2tlZF9hZ2VfbXMYCCABKAQSHAoUcHJvY2Vzc2VkX3Blcl9zZWNvbmQYCSABKAESGwoTYmFja2xvZ19saW1pdF9yYXRpbxgKIAEoASJFCgpTdGF0ZUNvdW50EigKBXN0YXRlGAEgASgOMhkudGFza21hbmFnZXIudjEuVGFza1N0YXRlEg0KBWNvdW50GAIgASgEIs0CChBMaXN0VGFza3NSZXF1ZXN0EigKBXN0YXRlGAEgASgOMhkudGFza21hbmFnZXIudjEuVGFza1N0YXRlEgwKBHR5cGUYAiABKAkSKgoIcHJpb3JpdHkYAyABKA4yGC50YXNrbWFuYWdlci52MS5Qcmlvcml0eRIxCg1jcmVhdGVkX2FmdGVyGAQgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIyCg5jcmVhdGVkX2JlZm9yZRgFIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASDQoFcXVlcnkYBiABKAkSEQoJcGFnZV9zaXplGAcgASgNEhIKCnBhZ2VfdG9rZW4YCCABKAkSIAoTc3RhbGxlZF9mb3Jfc2Vjb25kcxgJIAEoDUgAiAEBQhYKFF9zdGFsbGVkX2Zvcl9zZWNvbmRzIlEKEUxpc3RUYXNrc1Jlc3BvbnNlEiMKBXRhc2tzGAEgAygLMhQudGFza21hbmFnZXIudjEuVGFzaxIXCg9uZXh0X3BhZ2VfdG9rZW4YAiABKAkiKAoVR2V0VGFza0hpc3RvcnlSZXF1ZXN0Eg8KB3Rhc2tfaWQYASABKAkiRAoWR2V0VGFza0hpc3RvcnlSZXNwb25zZRIqCgZldmVudHMYASADKAsyGi50YXNrbWFuYWdlci52MS5BdWRpdEVudHJ5Io8BCgpBdWRpdEVudHJ5Eg8KB3Rhc2tfaWQYASABKAkSDwoHc2VydmljZRgCIAEoCRIOCgZhY3Rpb24YAyABKAkSJgoCYXQYBCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEicKBmRldGFpbBgFIAEoCzIXLmdvb2dsZS5wcm90b2J1Zi5TdHJ1Y3QiRAoQRGVhZExldHRlckZpbHRlchIPCgdzdWJqZWN0GAEgASgJEg4KBnJlYXNvbhgCIAEoCRIPCgd0YXNrX2lkGAMgASgJInEKFkxpc3REZWFkTGV0dGVyc1JlcXVlc3QSMAoGZmlsdGVyGAEgASgLMiAudGFza21hbmFnZXIudjEuRGVhZExldHRlckZpbHRlchIRCglwYWdlX3NpemUYAiABKA0SEgoKcGFnZV90b2tlbhgDIAEoCSJpChdMaXN0RGVhZExldHRlcnNSZXNwb25zZRI1CgxkZWFkX2xldHRlcnMYASADKAsyHy50YXNrbWFuYWdlci52MS5EZWFkTGV0dGVyRW50cnkSFwoPbmV4dF9wYWdlX3Rva2VuGAIgASgJIo4CCg9EZWFkTGV0dGVyRW50cnkSCgoCaWQYASABKAkSDwoHdGFza19pZBgCIAEoCRIPCgdzdWJqZWN0GAMgASgJEhAKCGNvbnN1bWVyGAQgASgJEg4KBnJlYXNvbhgFIAEoCRINCgVlcnJvchgGIAEoCRIQCghhdHRlbXB0cxgHIAEoDRImCgJhdBgIIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASKAoHbWVzc2FnZRgJIAEoCzIXLmdvb2dsZS5wcm90b2J1Zi5TdHJ1Y3QSCwoDcmF3GAogASgJEisKB2hpc3RvcnkYCyADKAsyGi50YXNrbWFuYWdlci52MS5BdWRpdEVudHJ5ImYKGFJlcGxheURlYWRMZXR0ZXJzUmVxdWVzdBILCgNpZHMYASADKAkSCwoDYWxsGAIgASgIEjAKBmZpbHRlchgDIAEoCzIgLnRhc2ttYW5hZ2VyLnYxLkRlYWRMZXR0ZXJGaWx0ZXIiWgoZUmVwbGF5RGVhZExldHRlcnNSZXNwb25zZRIvCghvdXRjb21lcxgBIAMoCzIdLnRhc2ttYW5hZ2VyLnYxLlJlcGxheU91dGNvbWUSDAoEbW9yZRgCIAEoCCKVAQoNUmVwbGF5T3V0Y29tZRIKCgJpZBgBIAEoCRIsCgZyZXN1bHQYAiABKA4yHC50YXNrbWFuYWdlci52MS5SZXBsYXlSZXN1bHQSDwoHdGFza19pZBgDIAEoCRISCgpnZW5lcmF0aW9uGAQgASgNEg4KBnJlYXNvbhgFIAEoCRIVCg1xdWV1ZV9wZW5kaW5nGAYgASgIImEKE1JlcXVldWVUYXNrc1JlcXVlc3QSEAoIdGFza19pZHMYASADKAkSIAoTc3RhbGxlZF9mb3Jfc2Vjb25kcxgCIAEoDUgAiAEBQhYKFF9zdGFsbGVkX2Zvcl9zZWNvbmRzIkgKFFJlcXVldWVUYXNrc1Jlc3BvbnNlEjAKCG91dGNvbWVzGAEgAygLMh4udGFza21hbmFnZXIudjEuUmVxdWV1ZU91dGNvbWUivgEKDlJlcXVldWVPdXRjb21lEg8KB3Rhc2tfaWQYASABKAkSLQoGcmVzdWx0GAIgASgOMh0udGFza21hbmFnZXIudjEuUmVxdWV1ZVJlc3VsdBISCgpnZW5lcmF0aW9uGAMgASgNEg4KBnJlYXNvbhgEIAEoCRIxCg5wcmV2aW91c19zdGF0ZRgFIAEoDjIZLnRhc2ttYW5hZ2VyLnYxLlRhc2tTdGF0ZRIVCg1xdWV1ZV9wZW5kaW5nGAYgASgIImcKGURpc2NhcmREZWFkTGV0dGVyc1JlcXVlc3QSCwoDaWRzGAEgAygJEgsKA2FsbBgCIAEoCBIwCgZmaWx0ZXIYAyABKAsyIC50YXNrbWFuYWdlci52MS5EZWFkTGV0dGVyRmlsdGVyIlwKGkRpc2NhcmREZWFkTGV0dGVyc1Jlc3BvbnNlEjAKCG91dGNvbWVzGAEgAygLMh4udGFza21hbmFnZXIudjEuRGlzY2FyZE91dGNvbWUSDAoEbW9yZRgCIAEoCCJsCg5EaXNjYXJkT3V0Y29tZRIKCgJpZBgBIAEoCRItCgZyZXN1bHQYAiABKA4yHS50YXNrbWFuYWdlci52MS5EaXNjYXJkUmVzdWx0Eg8KB3Rhc2tfaWQYAyABKAkSDgoGcmVhc29uGAQgASgJIj8KEVBhdXNlUXVldWVSZXF1ZXN0EioKCHByaW9yaXR5GAEgASgOMhgudGFza21hbmFnZXIudjEuUHJpb3JpdHkiSAoSUGF1c2VRdWV1ZVJlc3BvbnNlEjIKDXBhdXNlZF9xdWV1ZXMYASADKAsyGy50YXNrbWFuYWdlci52MS5QYXVzZWRRdWV1ZSJAChJSZXN1bWVRdWV1ZVJlcXVlc3QSKgoIcHJpb3JpdHkYASABKA4yGC50YXNrbWFuYWdlci52MS5Qcmlvcml0eSJdChNSZXN1bWVRdWV1ZVJlc3BvbnNlEhIKCndhc19wYXVzZWQYASABKAgSMgoNcGF1c2VkX3F1ZXVlcxgCIAMoCzIbLnRhc2ttYW5hZ2VyLnYxLlBhdXNlZFF1ZXVlKqwBCgxSZXBsYXlSZXN1bHQSHQoZUkVQTEFZX1JFU1VMVF9VTlNQRUNJRklFRBAAEhoKFlJFUExBWV9SRVNVTFRfUkVQTEFZRUQQARIbChdSRVBMQVlfUkVTVUxUX05PVF9GT1VORBACEiUKIVJFUExBWV9SRVNVTFRfRkFJTEVEX1BSRUNPTkRJVElPThADEh0KGVJFUExBWV9SRVNVTFRfVU5BVkFJTEFCTEUQBCqyAQoNUmVxdWV1ZVJlc3VsdBIeChpSRVFVRVVFX1JFU1VMVF9VTlNQRUNJRklFRBAAEhsKF1JFUVVFVUVfUkVTVUxUX1JFUVVFVUVEEAESHAoYUkVRVUVVRV9SRVNVTFRfTk9UX0ZPVU5EEAISJgoiUkVRVUVVRV9SRVNVTFRfRkFJTEVEX1BSRUNPTkRJVElPThADEh4KGlJFUVVFVUVfUkVTVUxUX1VOQVZBSUxBQkxFEAQqiwEKDURpc2NhcmRSZXN1bHQSHgoaRElTQ0FSRF9SRVNVTFRfVU5TUEVDSUZJRUQQABIcChhESVNDQVJEX1JFU1VMVF9ESVNDQVJERUQQARIcChhESVNDQVJEX1JFU1VMVF9OT1RfRk9VTkQQAhIeChpESVNDQVJEX1JFU1VMVF9VTkFWQUlMQUJMRRADMuIGCgxBZG1pblNlcnZpY2USXAoNR2V0UXVldWVTdGF0cxIkLnRhc2ttYW5hZ2VyLnYxLkdldFF1ZXVlU3RhdHNSZXF1ZXN0GiUudGFza21hbmFnZXIudjEuR2V0UXVldWVTdGF0c1Jlc3BvbnNlElAKCUxpc3RUYXNrcxIgLnRhc2ttYW5hZ2VyLnYxLkxpc3RUYXNrc1JlcXVlc3QaIS50YXNrbWFuYWdlci52MS5MaXN0VGFza3NSZXNwb25zZRJfCg5HZXRUYXNrSGlzdG9yeRIlLnRhc2ttYW5hZ2VyLnYxLkdldFRhc2tIaXN0b3J5UmVxdWVzdBomLnRhc2ttYW5hZ2VyLnYxLkdldFRhc2tIaXN0b3J5UmVzcG9uc2USYgoPTGlzdERlYWRMZXR0ZXJzEiYudGFza21hbmFnZXIudjEuTGlzdERlYWRMZXR0ZXJzUmVxdWVzdBonLnRhc2ttYW5hZ2VyLnYxLkxpc3REZWFkTGV0dGVyc1Jlc3BvbnNlEmgKEVJlcGxheURlYWRMZXR0ZXJzEigudGFza21hbmFnZXIudjEuUmVwbGF5RGVhZExldHRlcnNSZXF1ZXN0GikudGFza21hbmFnZXIudjEuUmVwbGF5RGVhZExldHRlcnNSZXNwb25zZRJZCgxSZXF1ZXVlVGFza3MSIy50YXNrbWFuYWdlci52MS5SZXF1ZXVlVGFza3NSZXF1ZXN0GiQudGFza21hbmFnZXIudjEuUmVxdWV1ZVRhc2tzUmVzcG9uc2USawoSRGlzY2FyZERlYWRMZXR0ZXJzEikudGFza21hbmFnZXIudjEuRGlzY2FyZERlYWRMZXR0ZXJzUmVxdWVzdBoqLnRhc2ttYW5hZ2VyLnYxLkRpc2NhcmREZWFkTGV0dGVyc1Jlc3BvbnNlElMKClBhdXNlUXVldWUSIS50YXNrbWFuYWdlci52MS5QYXVzZVF1ZXVlUmVxdWVzdBoiLnRhc2ttYW5hZ2VyLnYxLlBhdXNlUXVldWVSZXNwb25zZRJWCgtSZXN1bWVRdWV1ZRIiLnRhc2ttYW5hZ2VyLnYxLlJlc3VtZVF1ZXVlUmVxdWVzdBojLnRhc2ttYW5hZ2VyLnYxLlJlc3VtZVF1ZXVlUmVzcG9uc2ViBnByb3RvMw", [file_google_protobuf_struct, file_google_protobuf_timestamp, file_taskmanager_v1_taskmanager]);
+  fileDesc("Chp0YXNrbWFuYWdlci92MS9hZG1pbi5wcm90bxIOdGFza21hbmFnZXIudjEiFgoUR2V0UXVldWVTdGF0c1JlcXVlc3QimAMKFUdldFF1ZXVlU3RhdHNSZXNwb25zZRIwCgljb25zdW1lcnMYASADKAsyHS50YXNrbWFuYWdlci52MS5Db25zdW1lclN0YXRzEhQKDGRlYWRfbGV0dGVycxgCIAEoBBIyCg50YXNrc19ieV9zdGF0ZRgDIAMoCzIaLnRhc2ttYW5hZ2VyLnYxLlN0YXRlQ291bnQSFQoNdGFza3NfY291bnRlZBgEIAEoBBIgChh0YXNrc19ieV9zdGF0ZV90cnVuY2F0ZWQYBSABKAgSLgoKc2FtcGxlZF9hdBgGIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASHAoUdW5xdWV1ZWRfc3VibWlzc2lvbnMYByABKAQSGAoQdW5xdWV1ZWRfb3ZlcmR1ZRgIIAEoBBIyCg1wYXVzZWRfcXVldWVzGAkgAygLMhsudGFza21hbmFnZXIudjEuUGF1c2VkUXVldWUSFQoNZGVsYXllZF90YXNrcxgKIAEoBBIXCg9kZWxheWVkX292ZXJkdWUYCyABKAQiewoLUGF1c2VkUXVldWUSKgoIcHJpb3JpdHkYASABKA4yGC50YXNrbWFuYWdlci52MS5Qcmlvcml0eRItCglwYXVzZWRfYXQYAiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhEKCXBhdXNlZF9ieRgDIAEoCSLkAQoNQ29uc3VtZXJTdGF0cxIOCgZzdHJlYW0YASABKAkSDwoHc3ViamVjdBgCIAEoCRIMCgRuYW1lGAMgASgJEg8KB3BlbmRpbmcYBCABKAQSEwoLYWNrX3BlbmRpbmcYBSABKAQSEwoLcmVkZWxpdmVyZWQYBiABKAQSDwoHd2FpdGluZxgHIAEoBBIdChVvbGRlc3RfdW5hY2tlZF9hZ2VfbXMYCCABKAQSHAoUcHJvY2Vzc2VkX3Blcl9zZWNvbmQYCSABKAESGwoTYmFja2xvZ19saW1pdF9yYXRpbxgKIAEoASJFCgpTdGF0ZUNvdW50EigKBXN0YXRlGAEgASgOMhkudGFza21hbmFnZXIudjEuVGFza1N0YXRlEg0KBWNvdW50GAIgASgEIs0CChBMaXN0VGFza3NSZXF1ZXN0EigKBXN0YXRlGAEgASgOMhkudGFza21hbmFnZXIudjEuVGFza1N0YXRlEgwKBHR5cGUYAiABKAkSKgoIcHJpb3JpdHkYAyABKA4yGC50YXNrbWFuYWdlci52MS5Qcmlvcml0eRIxCg1jcmVhdGVkX2FmdGVyGAQgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIyCg5jcmVhdGVkX2JlZm9yZRgFIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASDQoFcXVlcnkYBiABKAkSEQoJcGFnZV9zaXplGAcgASgNEhIKCnBhZ2VfdG9rZW4YCCABKAkSIAoTc3RhbGxlZF9mb3Jfc2Vjb25kcxgJIAEoDUgAiAEBQhYKFF9zdGFsbGVkX2Zvcl9zZWNvbmRzIlEKEUxpc3RUYXNrc1Jlc3BvbnNlEiMKBXRhc2tzGAEgAygLMhQudGFza21hbmFnZXIudjEuVGFzaxIXCg9uZXh0X3BhZ2VfdG9rZW4YAiABKAkiKAoVR2V0VGFza0hpc3RvcnlSZXF1ZXN0Eg8KB3Rhc2tfaWQYASABKAkiRAoWR2V0VGFza0hpc3RvcnlSZXNwb25zZRIqCgZldmVudHMYASADKAsyGi50YXNrbWFuYWdlci52MS5BdWRpdEVudHJ5Io8BCgpBdWRpdEVudHJ5Eg8KB3Rhc2tfaWQYASABKAkSDwoHc2VydmljZRgCIAEoCRIOCgZhY3Rpb24YAyABKAkSJgoCYXQYBCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEicKBmRldGFpbBgFIAEoCzIXLmdvb2dsZS5wcm90b2J1Zi5TdHJ1Y3QiRAoQRGVhZExldHRlckZpbHRlchIPCgdzdWJqZWN0GAEgASgJEg4KBnJlYXNvbhgCIAEoCRIPCgd0YXNrX2lkGAMgASgJInEKFkxpc3REZWFkTGV0dGVyc1JlcXVlc3QSMAoGZmlsdGVyGAEgASgLMiAudGFza21hbmFnZXIudjEuRGVhZExldHRlckZpbHRlchIRCglwYWdlX3NpemUYAiABKA0SEgoKcGFnZV90b2tlbhgDIAEoCSJpChdMaXN0RGVhZExldHRlcnNSZXNwb25zZRI1CgxkZWFkX2xldHRlcnMYASADKAsyHy50YXNrbWFuYWdlci52MS5EZWFkTGV0dGVyRW50cnkSFwoPbmV4dF9wYWdlX3Rva2VuGAIgASgJIo4CCg9EZWFkTGV0dGVyRW50cnkSCgoCaWQYASABKAkSDwoHdGFza19pZBgCIAEoCRIPCgdzdWJqZWN0GAMgASgJEhAKCGNvbnN1bWVyGAQgASgJEg4KBnJlYXNvbhgFIAEoCRINCgVlcnJvchgGIAEoCRIQCghhdHRlbXB0cxgHIAEoDRImCgJhdBgIIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASKAoHbWVzc2FnZRgJIAEoCzIXLmdvb2dsZS5wcm90b2J1Zi5TdHJ1Y3QSCwoDcmF3GAogASgJEisKB2hpc3RvcnkYCyADKAsyGi50YXNrbWFuYWdlci52MS5BdWRpdEVudHJ5ImYKGFJlcGxheURlYWRMZXR0ZXJzUmVxdWVzdBILCgNpZHMYASADKAkSCwoDYWxsGAIgASgIEjAKBmZpbHRlchgDIAEoCzIgLnRhc2ttYW5hZ2VyLnYxLkRlYWRMZXR0ZXJGaWx0ZXIiWgoZUmVwbGF5RGVhZExldHRlcnNSZXNwb25zZRIvCghvdXRjb21lcxgBIAMoCzIdLnRhc2ttYW5hZ2VyLnYxLlJlcGxheU91dGNvbWUSDAoEbW9yZRgCIAEoCCKVAQoNUmVwbGF5T3V0Y29tZRIKCgJpZBgBIAEoCRIsCgZyZXN1bHQYAiABKA4yHC50YXNrbWFuYWdlci52MS5SZXBsYXlSZXN1bHQSDwoHdGFza19pZBgDIAEoCRISCgpnZW5lcmF0aW9uGAQgASgNEg4KBnJlYXNvbhgFIAEoCRIVCg1xdWV1ZV9wZW5kaW5nGAYgASgIImEKE1JlcXVldWVUYXNrc1JlcXVlc3QSEAoIdGFza19pZHMYASADKAkSIAoTc3RhbGxlZF9mb3Jfc2Vjb25kcxgCIAEoDUgAiAEBQhYKFF9zdGFsbGVkX2Zvcl9zZWNvbmRzIkgKFFJlcXVldWVUYXNrc1Jlc3BvbnNlEjAKCG91dGNvbWVzGAEgAygLMh4udGFza21hbmFnZXIudjEuUmVxdWV1ZU91dGNvbWUivgEKDlJlcXVldWVPdXRjb21lEg8KB3Rhc2tfaWQYASABKAkSLQoGcmVzdWx0GAIgASgOMh0udGFza21hbmFnZXIudjEuUmVxdWV1ZVJlc3VsdBISCgpnZW5lcmF0aW9uGAMgASgNEg4KBnJlYXNvbhgEIAEoCRIxCg5wcmV2aW91c19zdGF0ZRgFIAEoDjIZLnRhc2ttYW5hZ2VyLnYxLlRhc2tTdGF0ZRIVCg1xdWV1ZV9wZW5kaW5nGAYgASgIImcKGURpc2NhcmREZWFkTGV0dGVyc1JlcXVlc3QSCwoDaWRzGAEgAygJEgsKA2FsbBgCIAEoCBIwCgZmaWx0ZXIYAyABKAsyIC50YXNrbWFuYWdlci52MS5EZWFkTGV0dGVyRmlsdGVyIlwKGkRpc2NhcmREZWFkTGV0dGVyc1Jlc3BvbnNlEjAKCG91dGNvbWVzGAEgAygLMh4udGFza21hbmFnZXIudjEuRGlzY2FyZE91dGNvbWUSDAoEbW9yZRgCIAEoCCJsCg5EaXNjYXJkT3V0Y29tZRIKCgJpZBgBIAEoCRItCgZyZXN1bHQYAiABKA4yHS50YXNrbWFuYWdlci52MS5EaXNjYXJkUmVzdWx0Eg8KB3Rhc2tfaWQYAyABKAkSDgoGcmVhc29uGAQgASgJIj8KEVBhdXNlUXVldWVSZXF1ZXN0EioKCHByaW9yaXR5GAEgASgOMhgudGFza21hbmFnZXIudjEuUHJpb3JpdHkiSAoSUGF1c2VRdWV1ZVJlc3BvbnNlEjIKDXBhdXNlZF9xdWV1ZXMYASADKAsyGy50YXNrbWFuYWdlci52MS5QYXVzZWRRdWV1ZSJAChJSZXN1bWVRdWV1ZVJlcXVlc3QSKgoIcHJpb3JpdHkYASABKA4yGC50YXNrbWFuYWdlci52MS5Qcmlvcml0eSJdChNSZXN1bWVRdWV1ZVJlc3BvbnNlEhIKCndhc19wYXVzZWQYASABKAgSMgoNcGF1c2VkX3F1ZXVlcxgCIAMoCzIbLnRhc2ttYW5hZ2VyLnYxLlBhdXNlZFF1ZXVlIqUCCg1TY2hlZHVsZWRUYXNrEgwKBHR5cGUYASABKAkSKAoHcGF5bG9hZBgCIAEoCzIXLmdvb2dsZS5wcm90b2J1Zi5TdHJ1Y3QSKgoIcHJpb3JpdHkYAyABKA4yGC50YXNrbWFuYWdlci52MS5Qcmlvcml0eRI9CghtZXRhZGF0YRgEIAMoCzIrLnRhc2ttYW5hZ2VyLnYxLlNjaGVkdWxlZFRhc2suTWV0YWRhdGFFbnRyeRIqCgd0aW1lb3V0GAUgASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uEhQKDG1heF9hdHRlbXB0cxgGIAEoDRovCg1NZXRhZGF0YUVudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoCToCOAEinwIKCFNjaGVkdWxlEgoKAmlkGAEgASgJEgwKBGNyb24YAiABKAkSEAoIdGltZXpvbmUYAyABKAkSKwoEdGFzaxgEIAEoCzIdLnRhc2ttYW5hZ2VyLnYxLlNjaGVkdWxlZFRhc2sSLwoLbmV4dF9ydW5fYXQYBSABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEi4KCmNyZWF0ZWRfYXQYBiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhIKCmNyZWF0ZWRfYnkYByABKAkSLwoLbGFzdF9ydW5fYXQYCCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhQKDGxhc3RfdGFza19pZBgJIAEoCSJUChVDcmVhdGVTY2hlZHVsZVJlcXVlc3QSKgoIc2NoZWR1bGUYASABKAsyGC50YXNrbWFuYWdlci52MS5TY2hlZHVsZRIPCgdyZXBsYWNlGAIgASgIIkQKFkNyZWF0ZVNjaGVkdWxlUmVzcG9uc2USKgoIc2NoZWR1bGUYASABKAsyGC50YXNrbWFuYWdlci52MS5TY2hlZHVsZSIWChRMaXN0U2NoZWR1bGVzUmVxdWVzdCJEChVMaXN0U2NoZWR1bGVzUmVzcG9uc2USKwoJc2NoZWR1bGVzGAEgAygLMhgudGFza21hbmFnZXIudjEuU2NoZWR1bGUiIwoVRGVsZXRlU2NoZWR1bGVSZXF1ZXN0EgoKAmlkGAEgASgJIikKFkRlbGV0ZVNjaGVkdWxlUmVzcG9uc2USDwoHZGVsZXRlZBgBIAEoCCqsAQoMUmVwbGF5UmVzdWx0Eh0KGVJFUExBWV9SRVNVTFRfVU5TUEVDSUZJRUQQABIaChZSRVBMQVlfUkVTVUxUX1JFUExBWUVEEAESGwoXUkVQTEFZX1JFU1VMVF9OT1RfRk9VTkQQAhIlCiFSRVBMQVlfUkVTVUxUX0ZBSUxFRF9QUkVDT05ESVRJT04QAxIdChlSRVBMQVlfUkVTVUxUX1VOQVZBSUxBQkxFEAQqsgEKDVJlcXVldWVSZXN1bHQSHgoaUkVRVUVVRV9SRVNVTFRfVU5TUEVDSUZJRUQQABIbChdSRVFVRVVFX1JFU1VMVF9SRVFVRVVFRBABEhwKGFJFUVVFVUVfUkVTVUxUX05PVF9GT1VORBACEiYKIlJFUVVFVUVfUkVTVUxUX0ZBSUxFRF9QUkVDT05ESVRJT04QAxIeChpSRVFVRVVFX1JFU1VMVF9VTkFWQUlMQUJMRRAEKosBCg1EaXNjYXJkUmVzdWx0Eh4KGkRJU0NBUkRfUkVTVUxUX1VOU1BFQ0lGSUVEEAASHAoYRElTQ0FSRF9SRVNVTFRfRElTQ0FSREVEEAESHAoYRElTQ0FSRF9SRVNVTFRfTk9UX0ZPVU5EEAISHgoaRElTQ0FSRF9SRVNVTFRfVU5BVkFJTEFCTEUQAzKCCQoMQWRtaW5TZXJ2aWNlElwKDUdldFF1ZXVlU3RhdHMSJC50YXNrbWFuYWdlci52MS5HZXRRdWV1ZVN0YXRzUmVxdWVzdBolLnRhc2ttYW5hZ2VyLnYxLkdldFF1ZXVlU3RhdHNSZXNwb25zZRJQCglMaXN0VGFza3MSIC50YXNrbWFuYWdlci52MS5MaXN0VGFza3NSZXF1ZXN0GiEudGFza21hbmFnZXIudjEuTGlzdFRhc2tzUmVzcG9uc2USXwoOR2V0VGFza0hpc3RvcnkSJS50YXNrbWFuYWdlci52MS5HZXRUYXNrSGlzdG9yeVJlcXVlc3QaJi50YXNrbWFuYWdlci52MS5HZXRUYXNrSGlzdG9yeVJlc3BvbnNlEmIKD0xpc3REZWFkTGV0dGVycxImLnRhc2ttYW5hZ2VyLnYxLkxpc3REZWFkTGV0dGVyc1JlcXVlc3QaJy50YXNrbWFuYWdlci52MS5MaXN0RGVhZExldHRlcnNSZXNwb25zZRJoChFSZXBsYXlEZWFkTGV0dGVycxIoLnRhc2ttYW5hZ2VyLnYxLlJlcGxheURlYWRMZXR0ZXJzUmVxdWVzdBopLnRhc2ttYW5hZ2VyLnYxLlJlcGxheURlYWRMZXR0ZXJzUmVzcG9uc2USWQoMUmVxdWV1ZVRhc2tzEiMudGFza21hbmFnZXIudjEuUmVxdWV1ZVRhc2tzUmVxdWVzdBokLnRhc2ttYW5hZ2VyLnYxLlJlcXVldWVUYXNrc1Jlc3BvbnNlEmsKEkRpc2NhcmREZWFkTGV0dGVycxIpLnRhc2ttYW5hZ2VyLnYxLkRpc2NhcmREZWFkTGV0dGVyc1JlcXVlc3QaKi50YXNrbWFuYWdlci52MS5EaXNjYXJkRGVhZExldHRlcnNSZXNwb25zZRJTCgpQYXVzZVF1ZXVlEiEudGFza21hbmFnZXIudjEuUGF1c2VRdWV1ZVJlcXVlc3QaIi50YXNrbWFuYWdlci52MS5QYXVzZVF1ZXVlUmVzcG9uc2USVgoLUmVzdW1lUXVldWUSIi50YXNrbWFuYWdlci52MS5SZXN1bWVRdWV1ZVJlcXVlc3QaIy50YXNrbWFuYWdlci52MS5SZXN1bWVRdWV1ZVJlc3BvbnNlEl8KDkNyZWF0ZVNjaGVkdWxlEiUudGFza21hbmFnZXIudjEuQ3JlYXRlU2NoZWR1bGVSZXF1ZXN0GiYudGFza21hbmFnZXIudjEuQ3JlYXRlU2NoZWR1bGVSZXNwb25zZRJcCg1MaXN0U2NoZWR1bGVzEiQudGFza21hbmFnZXIudjEuTGlzdFNjaGVkdWxlc1JlcXVlc3QaJS50YXNrbWFuYWdlci52MS5MaXN0U2NoZWR1bGVzUmVzcG9uc2USXwoORGVsZXRlU2NoZWR1bGUSJS50YXNrbWFuYWdlci52MS5EZWxldGVTY2hlZHVsZVJlcXVlc3QaJi50YXNrbWFuYWdlci52MS5EZWxldGVTY2hlZHVsZVJlc3BvbnNlYgZwcm90bzM", [file_google_protobuf_duration, file_google_protobuf_struct, file_google_protobuf_timestamp, file_taskmanager_v1_taskmanager]);
 
 /**
  * @generated from message taskmanager.v1.GetQueueStatsRequest
@@ -966,6 +966,229 @@ export const ResumeQueueResponseSchema: GenMessage<ResumeQueueResponse> = /*@__P
   messageDesc(file_taskmanager_v1_admin, 26);
 
 /**
+ * The task a schedule submits each time: SubmitTaskRequest's fields (without idempotency_key, which the gateway sets
+ * per run, and without a delay).
+ *
+ * @generated from message taskmanager.v1.ScheduledTask
+ */
+export type ScheduledTask = Message<"taskmanager.v1.ScheduledTask"> & {
+  /**
+   * @generated from field: string type = 1;
+   */
+  type: string;
+
+  /**
+   * @generated from field: google.protobuf.Struct payload = 2;
+   */
+  payload?: JsonObject | undefined;
+
+  /**
+   * @generated from field: taskmanager.v1.Priority priority = 3;
+   */
+  priority: Priority;
+
+  /**
+   * @generated from field: map<string, string> metadata = 4;
+   */
+  metadata: { [key: string]: string };
+
+  /**
+   * @generated from field: google.protobuf.Duration timeout = 5;
+   */
+  timeout?: Duration | undefined;
+
+  /**
+   * @generated from field: uint32 max_attempts = 6;
+   */
+  maxAttempts: number;
+};
+
+/**
+ * Describes the message taskmanager.v1.ScheduledTask.
+ * Use `create(ScheduledTaskSchema)` to create a new message.
+ */
+export const ScheduledTaskSchema: GenMessage<ScheduledTask> = /*@__PURE__*/
+  messageDesc(file_taskmanager_v1_admin, 27);
+
+/**
+ * @generated from message taskmanager.v1.Schedule
+ */
+export type Schedule = Message<"taskmanager.v1.Schedule"> & {
+  /**
+   * Chosen by the operator: 1-64 characters of a-z, 0-9, '-', '_', '.'.
+   *
+   * @generated from field: string id = 1;
+   */
+  id: string;
+
+  /**
+   * Five fields (minute hour day-of-month month day-of-week) or six (seconds first); e.g. "*\/5 * * * *".
+   *
+   * @generated from field: string cron = 2;
+   */
+  cron: string;
+
+  /**
+   * The IANA time zone the cron expression is read in (e.g. "Europe/Berlin"); empty: UTC.
+   *
+   * @generated from field: string timezone = 3;
+   */
+  timezone: string;
+
+  /**
+   * @generated from field: taskmanager.v1.ScheduledTask task = 4;
+   */
+  task?: ScheduledTask | undefined;
+
+  /**
+   * Output only.
+   *
+   * @generated from field: google.protobuf.Timestamp next_run_at = 5;
+   */
+  nextRunAt?: Timestamp | undefined;
+
+  /**
+   * @generated from field: google.protobuf.Timestamp created_at = 6;
+   */
+  createdAt?: Timestamp | undefined;
+
+  /**
+   * The operator who created it (empty with GATEWAY_AUTH_MODE=none); its tasks are submitted as theirs.
+   *
+   * @generated from field: string created_by = 7;
+   */
+  createdBy: string;
+
+  /**
+   * @generated from field: google.protobuf.Timestamp last_run_at = 8;
+   */
+  lastRunAt?: Timestamp | undefined;
+
+  /**
+   * @generated from field: string last_task_id = 9;
+   */
+  lastTaskId: string;
+};
+
+/**
+ * Describes the message taskmanager.v1.Schedule.
+ * Use `create(ScheduleSchema)` to create a new message.
+ */
+export const ScheduleSchema: GenMessage<Schedule> = /*@__PURE__*/
+  messageDesc(file_taskmanager_v1_admin, 28);
+
+/**
+ * @generated from message taskmanager.v1.CreateScheduleRequest
+ */
+export type CreateScheduleRequest = Message<"taskmanager.v1.CreateScheduleRequest"> & {
+  /**
+   * id, cron, timezone and task; the output fields are ignored.
+   *
+   * @generated from field: taskmanager.v1.Schedule schedule = 1;
+   */
+  schedule?: Schedule | undefined;
+
+  /**
+   * Replace a schedule with the same id (its next run is computed anew); without it an existing id is ALREADY_EXISTS.
+   *
+   * @generated from field: bool replace = 2;
+   */
+  replace: boolean;
+};
+
+/**
+ * Describes the message taskmanager.v1.CreateScheduleRequest.
+ * Use `create(CreateScheduleRequestSchema)` to create a new message.
+ */
+export const CreateScheduleRequestSchema: GenMessage<CreateScheduleRequest> = /*@__PURE__*/
+  messageDesc(file_taskmanager_v1_admin, 29);
+
+/**
+ * @generated from message taskmanager.v1.CreateScheduleResponse
+ */
+export type CreateScheduleResponse = Message<"taskmanager.v1.CreateScheduleResponse"> & {
+  /**
+   * @generated from field: taskmanager.v1.Schedule schedule = 1;
+   */
+  schedule?: Schedule | undefined;
+};
+
+/**
+ * Describes the message taskmanager.v1.CreateScheduleResponse.
+ * Use `create(CreateScheduleResponseSchema)` to create a new message.
+ */
+export const CreateScheduleResponseSchema: GenMessage<CreateScheduleResponse> = /*@__PURE__*/
+  messageDesc(file_taskmanager_v1_admin, 30);
+
+/**
+ * @generated from message taskmanager.v1.ListSchedulesRequest
+ */
+export type ListSchedulesRequest = Message<"taskmanager.v1.ListSchedulesRequest"> & {
+};
+
+/**
+ * Describes the message taskmanager.v1.ListSchedulesRequest.
+ * Use `create(ListSchedulesRequestSchema)` to create a new message.
+ */
+export const ListSchedulesRequestSchema: GenMessage<ListSchedulesRequest> = /*@__PURE__*/
+  messageDesc(file_taskmanager_v1_admin, 31);
+
+/**
+ * @generated from message taskmanager.v1.ListSchedulesResponse
+ */
+export type ListSchedulesResponse = Message<"taskmanager.v1.ListSchedulesResponse"> & {
+  /**
+   * By id.
+   *
+   * @generated from field: repeated taskmanager.v1.Schedule schedules = 1;
+   */
+  schedules: Schedule[];
+};
+
+/**
+ * Describes the message taskmanager.v1.ListSchedulesResponse.
+ * Use `create(ListSchedulesResponseSchema)` to create a new message.
+ */
+export const ListSchedulesResponseSchema: GenMessage<ListSchedulesResponse> = /*@__PURE__*/
+  messageDesc(file_taskmanager_v1_admin, 32);
+
+/**
+ * @generated from message taskmanager.v1.DeleteScheduleRequest
+ */
+export type DeleteScheduleRequest = Message<"taskmanager.v1.DeleteScheduleRequest"> & {
+  /**
+   * @generated from field: string id = 1;
+   */
+  id: string;
+};
+
+/**
+ * Describes the message taskmanager.v1.DeleteScheduleRequest.
+ * Use `create(DeleteScheduleRequestSchema)` to create a new message.
+ */
+export const DeleteScheduleRequestSchema: GenMessage<DeleteScheduleRequest> = /*@__PURE__*/
+  messageDesc(file_taskmanager_v1_admin, 33);
+
+/**
+ * @generated from message taskmanager.v1.DeleteScheduleResponse
+ */
+export type DeleteScheduleResponse = Message<"taskmanager.v1.DeleteScheduleResponse"> & {
+  /**
+   * False when there was no such schedule.
+   *
+   * @generated from field: bool deleted = 1;
+   */
+  deleted: boolean;
+};
+
+/**
+ * Describes the message taskmanager.v1.DeleteScheduleResponse.
+ * Use `create(DeleteScheduleResponseSchema)` to create a new message.
+ */
+export const DeleteScheduleResponseSchema: GenMessage<DeleteScheduleResponse> = /*@__PURE__*/
+  messageDesc(file_taskmanager_v1_admin, 34);
+
+/**
  * ReplayResult is what happened to one dead letter.
  *
  * @generated from enum taskmanager.v1.ReplayResult
@@ -1208,6 +1431,37 @@ export const AdminService: GenService<{
     methodKind: "unary";
     input: typeof ResumeQueueRequestSchema;
     output: typeof ResumeQueueResponseSchema;
+  },
+  /**
+   * CreateSchedule adds (or, with replace, replaces) a recurring task: a task like `task` is submitted at every time
+   * its cron expression names, by one of the gateways, exactly once per time.
+   *
+   * @generated from rpc taskmanager.v1.AdminService.CreateSchedule
+   */
+  createSchedule: {
+    methodKind: "unary";
+    input: typeof CreateScheduleRequestSchema;
+    output: typeof CreateScheduleResponseSchema;
+  },
+  /**
+   * ListSchedules lists every schedule with its next and last run.
+   *
+   * @generated from rpc taskmanager.v1.AdminService.ListSchedules
+   */
+  listSchedules: {
+    methodKind: "unary";
+    input: typeof ListSchedulesRequestSchema;
+    output: typeof ListSchedulesResponseSchema;
+  },
+  /**
+   * DeleteSchedule removes a schedule; tasks it already submitted are not touched.
+   *
+   * @generated from rpc taskmanager.v1.AdminService.DeleteSchedule
+   */
+  deleteSchedule: {
+    methodKind: "unary";
+    input: typeof DeleteScheduleRequestSchema;
+    output: typeof DeleteScheduleResponseSchema;
   },
 }> = /*@__PURE__*/
   serviceDesc(file_taskmanager_v1_admin, 0);

@@ -1,0 +1,139 @@
+/**
+ * Recurring tasks: `schedules` (hash: id → the schedule as JSON, as the operator created it), `schedule_next` (sorted
+ * set: id → when it next runs, ms) and `schedule_last_run` (hash: id → JSON {at, taskId} of its latest run). All three
+ * hold one entry per schedule, and schedules are created by operators only and capped (the gateway's limit).
+ * A run is claimed by no lock: the gateway submits the run's task under an idempotency key made of the schedule and
+ * the time (so two replicas, or a replica retrying after a crash, make one task), then moves the schedule's next time
+ * on with a compare-and-set on the time it ran for, which only the first replica's call applies.
+ */
+import type { Priority } from "@tm/flow";
+import type { Redis } from "ioredis";
+import { Keys } from "./keys.js";
+import { luaScript } from "./script.js";
+
+export interface StoredSchedule {
+  id: string;
+  cron: string;
+  /** IANA time zone; "" is UTC. */
+  timezone: string;
+  task: {
+    type: string;
+    payload: Record<string, unknown>;
+    priority: Priority;
+    metadata: Record<string, string>;
+    timeoutMs?: number;
+    maxAttempts?: number;
+  };
+  createdAt: string;
+  createdBy: string;
+}
+
+export interface ScheduleState {
+  schedule: StoredSchedule;
+  /** When it runs next (ms); undefined when its expression names no later time. */
+  nextMs: number | undefined;
+  lastRun: { at: string; taskId: string } | undefined;
+}
+
+// KEYS: schedules, schedule_next. ARGV: id, JSON, next ms ("" for none), replace ("1"/"0").
+const SAVE = luaScript(`
+if ARGV[4] ~= '1' and redis.call('HEXISTS', KEYS[1], ARGV[1]) == 1 then return 0 end
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+if ARGV[3] == '' then redis.call('ZREM', KEYS[2], ARGV[1]) else redis.call('ZADD', KEYS[2], ARGV[3], ARGV[1]) end
+return 1
+`);
+
+/** Stores a schedule due at `nextMs`; false when its id exists and `replace` is not set. */
+export async function saveSchedule(
+  redis: Redis,
+  schedule: StoredSchedule,
+  nextMs: number | undefined,
+  replace: boolean,
+): Promise<boolean> {
+  const saved = await SAVE.run(
+    redis,
+    [Keys.schedules, Keys.scheduleNext],
+    [schedule.id, JSON.stringify(schedule), nextMs ?? "", replace ? "1" : "0"],
+  );
+  return saved === 1;
+}
+
+export async function countSchedules(redis: Redis): Promise<number> {
+  return redis.hlen(Keys.schedules);
+}
+
+export async function readSchedule(redis: Redis, id: string): Promise<StoredSchedule | undefined> {
+  const text = await redis.hget(Keys.schedules, id);
+  return text ? (JSON.parse(text) as StoredSchedule) : undefined;
+}
+
+/** Every schedule with its next and last run, by id. */
+export async function listSchedules(redis: Redis): Promise<ScheduleState[]> {
+  const [all, next, last] = await Promise.all([
+    redis.hgetall(Keys.schedules),
+    redis.zrange(Keys.scheduleNext, 0, -1, "WITHSCORES"),
+    redis.hgetall(Keys.scheduleLastRun),
+  ]);
+  const nextById = new Map<string, number>();
+  for (let i = 0; i + 1 < next.length; i += 2) nextById.set(next[i] as string, Number(next[i + 1]));
+  return Object.keys(all)
+    .sort()
+    .map((id) => ({
+      schedule: JSON.parse(all[id] as string) as StoredSchedule,
+      nextMs: nextById.get(id),
+      lastRun: last[id] ? (JSON.parse(last[id]) as { at: string; taskId: string }) : undefined,
+    }));
+}
+
+// KEYS: schedules, schedule_next, schedule_last_run. ARGV: id.
+const DELETE = luaScript(`
+local removed = redis.call('HDEL', KEYS[1], ARGV[1])
+redis.call('ZREM', KEYS[2], ARGV[1])
+redis.call('HDEL', KEYS[3], ARGV[1])
+return removed
+`);
+
+/** Removes a schedule: true when there was one. */
+export async function deleteSchedule(redis: Redis, id: string): Promise<boolean> {
+  return (await DELETE.run(redis, [Keys.schedules, Keys.scheduleNext, Keys.scheduleLastRun], [id])) === 1;
+}
+
+/** Schedules due at `nowMs` (their next time has come), oldest first, at most `limit`. */
+export async function dueSchedules(
+  redis: Redis,
+  nowMs: number,
+  limit: number,
+): Promise<Array<{ id: string; dueMs: number }>> {
+  const reply = await redis.zrangebyscore(Keys.scheduleNext, "-inf", nowMs, "WITHSCORES", "LIMIT", 0, limit);
+  const due: Array<{ id: string; dueMs: number }> = [];
+  for (let i = 0; i + 1 < reply.length; i += 2) due.push({ id: reply[i] as string, dueMs: Number(reply[i + 1]) });
+  return due;
+}
+
+// KEYS: schedule_next, schedule_last_run. ARGV: id, the time it ran for, the next time ("" for none), last run JSON.
+const ADVANCE = luaScript(`
+local current = redis.call('ZSCORE', KEYS[1], ARGV[1])
+if not current or tonumber(current) ~= tonumber(ARGV[2]) then return 0 end
+if ARGV[3] == '' then redis.call('ZREM', KEYS[1], ARGV[1]) else redis.call('ZADD', KEYS[1], ARGV[3], ARGV[1]) end
+redis.call('HSET', KEYS[2], ARGV[1], ARGV[4])
+return 1
+`);
+
+/**
+ * Moves a schedule that ran for `dueMs` on to `nextMs` (undefined: no later time), recording the run; false when
+ * another replica did it already, or the schedule was replaced or deleted meanwhile.
+ */
+export async function advanceSchedule(
+  redis: Redis,
+  id: string,
+  dueMs: number,
+  nextMs: number | undefined,
+  run: { at: string; taskId: string },
+): Promise<boolean> {
+  const applied = await ADVANCE.run(
+    redis,
+    [Keys.scheduleNext, Keys.scheduleLastRun],
+    [id, dueMs, nextMs ?? "", JSON.stringify(run)],
+  );
+  return applied === 1;
+}

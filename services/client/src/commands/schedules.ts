@@ -1,0 +1,70 @@
+/** `taskctl schedule add|ls|rm`: recurring tasks (AdminService CreateSchedule, ListSchedules, DeleteSchedule). */
+import { toJson } from "@bufbuild/protobuf";
+import { durationFromMs } from "@bufbuild/protobuf/wkt";
+import {
+  type AdminClient,
+  CreateScheduleResponseSchema,
+  DeleteScheduleResponseSchema,
+  ListSchedulesResponseSchema,
+} from "@tm/proto";
+import { renderSchedules } from "../admin-render.js";
+import type { Invocation } from "../args.js";
+import { UNARY_TIMEOUT_MS } from "../connection.js";
+import { CliError, ExitCode } from "../exit-codes.js";
+import { type Io, println } from "../io.js";
+
+type ScheduleInvocation = Extract<Invocation, { command: "schedule" }>;
+
+export async function scheduleCommand(io: Io, client: AdminClient, invocation: ScheduleInvocation): Promise<ExitCode> {
+  const { json } = invocation.globals;
+  const options = { timeoutMs: UNARY_TIMEOUT_MS };
+  switch (invocation.action) {
+    case "ls": {
+      const response = await client.listSchedules({}, options);
+      println(
+        io.stdout,
+        json
+          ? JSON.stringify(toJson(ListSchedulesResponseSchema, response))
+          : renderSchedules(response.schedules, Date.now()),
+      );
+      return ExitCode.Ok;
+    }
+    case "rm": {
+      const response = await client.deleteSchedule({ id: invocation.id }, options);
+      if (!response.deleted) throw new CliError(`not found: no schedule ${invocation.id}`, ExitCode.NotFound);
+      println(
+        io.stdout,
+        json ? JSON.stringify(toJson(DeleteScheduleResponseSchema, response)) : `${invocation.id}: deleted`,
+      );
+      return ExitCode.Ok;
+    }
+    case "add": {
+      const response = await client.createSchedule(
+        {
+          replace: invocation.replace,
+          schedule: {
+            id: invocation.id,
+            cron: invocation.cron,
+            timezone: invocation.timezone ?? "",
+            task: {
+              type: invocation.type,
+              ...(invocation.payload ? { payload: invocation.payload } : {}),
+              priority: invocation.priority,
+              metadata: invocation.metadata,
+              ...(invocation.attemptTimeoutMs ? { timeout: durationFromMs(invocation.attemptTimeoutMs) } : {}),
+              maxAttempts: invocation.maxAttempts ?? 0,
+            },
+          },
+        },
+        options,
+      );
+      println(
+        io.stdout,
+        json
+          ? JSON.stringify(toJson(CreateScheduleResponseSchema, response))
+          : renderSchedules(response.schedule ? [response.schedule] : [], Date.now()),
+      );
+      return ExitCode.Ok;
+    }
+  }
+}

@@ -1,0 +1,143 @@
+/**
+ * The schedule runner: every GATEWAY_SCHEDULE_POLL_MS, each gateway replica submits the tasks of the schedules whose
+ * time has come (schedules.ts). Exactly one task per schedule and time, without a lock:
+ *
+ *   1. the run's task is submitted through SubmitTask's own code, as the schedule's creator, with the idempotency key
+ *      `schedule:<id>:<time ms>`: two replicas running it at once, or one retrying after a crash between the steps,
+ *      make one task (the second call is answered with the first one's id);
+ *   2. the schedule's next time is then set by a compare-and-set on the time it ran for (advanceSchedule), which only
+ *      the first replica's call applies.
+ *
+ * Times missed while no gateway ran (or Redis was down) are not made up one by one: the schedule runs once for the
+ * latest of them, and its next time is the first one after now (Kubernetes CronJob and Asynq's scheduler do the same).
+ * A run that fails (NATS or Redis down) is retried next round under the same key.
+ */
+import { create, type JsonObject } from "@bufbuild/protobuf";
+import { durationFromMs } from "@bufbuild/protobuf/wkt";
+import type { Runtime } from "@tm/kit";
+import { type CallContext, SubmitTaskRequestSchema } from "@tm/proto";
+import { advanceSchedule, deleteSchedule, dueSchedules, readSchedule, type StoredSchedule } from "@tm/store";
+import { attachCaller } from "./auth/caller.js";
+import { priorityToProto } from "./mapping.js";
+import { nextRunAfter, SCHEDULE_METADATA } from "./schedules.js";
+import type { TaskServiceHandlers } from "./task-service.js";
+
+/** Schedules run per round at most; more wait for the next round. */
+const ROUND_LIMIT = 100;
+
+export interface ScheduleRunnerOptions {
+  /** GATEWAY_SCHEDULE_POLL_MS: how often due schedules are looked for (how late a run can be). */
+  pollMs: number;
+  /** Submits one run's task; resolves with its id (the same id when the run was submitted before). */
+  submit(schedule: StoredSchedule, dueMs: number): Promise<string>;
+}
+
+export interface ScheduleRunner {
+  /** One round (what the timer does every `pollMs`): the number of schedules this replica moved on. */
+  run(): Promise<number>;
+  stop(): Promise<void>;
+}
+
+export function startScheduleRunner(rt: Runtime, options: ScheduleRunnerOptions): ScheduleRunner {
+  const runs = rt.meter.createCounter("tm_schedule_runs_total", {
+    description: "Runs of recurring schedules submitted by this replica: outcome submitted or failed (retried)",
+  });
+  runs.add(0, { outcome: "submitted" });
+  runs.add(0, { outcome: "failed" });
+
+  async function runOne(id: string, dueMs: number): Promise<boolean> {
+    const schedule = await readSchedule(rt.redis, id);
+    if (!schedule) {
+      // Deleted between the two reads: its leftover entries go too.
+      await deleteSchedule(rt.redis, id);
+      return false;
+    }
+    let taskId: string;
+    try {
+      taskId = await options.submit(schedule, dueMs);
+    } catch (error) {
+      runs.add(1, { outcome: "failed" });
+      rt.log.warn({ err: error, scheduleId: id, dueMs }, "could not submit a scheduled run; retried next round");
+      return false;
+    }
+    const nextMs = nextRunAfter(schedule, Math.max(Date.now(), dueMs));
+    const advanced = await advanceSchedule(rt.redis, id, dueMs, nextMs, {
+      at: new Date(dueMs).toISOString(),
+      taskId,
+    });
+    if (advanced) {
+      runs.add(1, { outcome: "submitted" });
+      rt.log.info({ scheduleId: id, taskId, nextMs }, "scheduled run submitted");
+    }
+    return advanced;
+  }
+
+  async function run(): Promise<number> {
+    const due = await dueSchedules(rt.redis, Date.now(), ROUND_LIMIT);
+    const outcomes = await Promise.allSettled(due.map(({ id, dueMs }) => runOne(id, dueMs)));
+    let advanced = 0;
+    for (const [i, outcome] of outcomes.entries()) {
+      if (outcome.status === "fulfilled") advanced += outcome.value ? 1 : 0;
+      else rt.log.warn({ err: outcome.reason, scheduleId: due[i]?.id }, "could not run a schedule");
+    }
+    return advanced;
+  }
+
+  let round: Promise<unknown> | undefined;
+  let stopped = false;
+  const timer = setInterval(() => {
+    if (round || stopped) return;
+    round = run()
+      .catch((error: unknown) => rt.log.debug({ err: error }, "schedule round skipped"))
+      .finally(() => {
+        round = undefined;
+      });
+  }, options.pollMs);
+  timer.unref();
+
+  return {
+    run,
+    async stop() {
+      stopped = true;
+      clearInterval(timer);
+      await round;
+    },
+  };
+}
+
+/**
+ * Submits one run of a schedule through the TaskService's own (unguarded) SubmitTask handler, as the operator who
+ * created the schedule: the same validation, idempotency, audit ("submitted", by them) and metadata stamping as any
+ * submission. The run's task carries `schedule_id` and `scheduled_for` in its metadata.
+ */
+export async function submitRun(
+  submitTask: TaskServiceHandlers["submitTask"],
+  schedule: StoredSchedule,
+  dueMs: number,
+): Promise<string> {
+  const ctx: CallContext = {
+    signal: AbortSignal.timeout(60_000),
+    header: () => undefined,
+    peer: `schedule:${schedule.id}`,
+  };
+  if (schedule.createdBy) attachCaller(ctx, schedule.createdBy, true);
+  const { task } = schedule;
+  const { taskId } = await submitTask(
+    create(SubmitTaskRequestSchema, {
+      type: task.type,
+      payload: task.payload as JsonObject,
+      priority: priorityToProto(task.priority),
+      metadata: {
+        ...task.metadata,
+        [SCHEDULE_METADATA.id]: schedule.id,
+        [SCHEDULE_METADATA.time]: new Date(dueMs).toISOString(),
+      },
+      idempotencyKey: `schedule:${schedule.id}:${dueMs}`,
+      ...(task.timeoutMs ? { timeout: durationFromMs(task.timeoutMs) } : {}),
+      maxAttempts: task.maxAttempts ?? 0,
+    }),
+    ctx,
+  );
+  if (!taskId) throw new Error(`SubmitTask answered schedule ${schedule.id}'s run without a task id`);
+  return taskId;
+}

@@ -1,0 +1,182 @@
+/**
+ * Recurring tasks (AdminService CreateSchedule / ListSchedules / DeleteSchedule; `taskctl schedule`): an operator names
+ * a schedule, a cron expression (croner: five fields, or six with seconds; an IANA time zone, UTC by default) and the
+ * task to submit. The gateways' schedule runner (schedule-runner.ts) submits it at each time. The task template is
+ * checked here as SubmitTask would check it, so a schedule never fires a task the gateway would refuse.
+ */
+import type { JsonObject, MessageInitShape } from "@bufbuild/protobuf";
+import { durationFromMs, timestampFromMs } from "@bufbuild/protobuf/wkt";
+import { Code, ConnectError } from "@connectrpc/connect";
+import { publishAudit } from "@tm/flow";
+import type { Runtime } from "@tm/kit";
+import type { CreateScheduleRequest, ScheduledTask, ScheduleSchema } from "@tm/proto";
+import {
+  countSchedules,
+  deleteSchedule,
+  listSchedules,
+  type ScheduleState,
+  type StoredSchedule,
+  saveSchedule,
+} from "@tm/store";
+import { Cron } from "croner";
+import { priorityToProto, timestampFromIso } from "./mapping.js";
+import type { RedisCall } from "./redis-call.js";
+import { invalid, validateSubmission } from "./validation.js";
+
+/** The most schedules there may be: each is a Redis hash field and a run per tick at most. */
+export const MAX_SCHEDULES = 1_000;
+const ID_PATTERN = /^[a-z0-9][a-z0-9._-]{0,63}$/;
+
+/** Metadata every run's task carries, besides the template's. */
+export const SCHEDULE_METADATA = { id: "schedule_id", time: "scheduled_for" } as const;
+
+/** The schedule's cron, read in its time zone; undefined `afterMs`: now. */
+export function nextRunAfter(schedule: Pick<StoredSchedule, "cron" | "timezone">, afterMs: number): number | undefined {
+  const cron = new Cron(schedule.cron, { paused: true, ...(schedule.timezone ? { timezone: schedule.timezone } : {}) });
+  return cron.nextRun(new Date(afterMs))?.getTime();
+}
+
+export interface ScheduleLimits {
+  maxPayloadBytes: number;
+  maxDeliver: number;
+}
+
+/** The schedule to store, and when it first runs; INVALID_ARGUMENT naming the field for anything wrong. */
+export function parseSchedule(
+  request: CreateScheduleRequest,
+  limits: ScheduleLimits,
+  nowMs: number,
+  createdBy: string,
+): { schedule: StoredSchedule; nextMs: number } {
+  const given = request.schedule;
+  if (!given) throw invalid("schedule", "is required");
+  if (!ID_PATTERN.test(given.id)) {
+    throw invalid(
+      "schedule.id",
+      "must be 1-64 characters of a-z, 0-9, '.', '_' or '-', starting with a letter or digit",
+    );
+  }
+  const cron = given.cron.trim();
+  const timezone = given.timezone.trim();
+  let nextMs: number | undefined;
+  try {
+    nextMs = nextRunAfter({ cron, timezone }, nowMs);
+  } catch (error) {
+    const field = /timezone/i.test(String((error as Error).message)) ? "schedule.timezone" : "schedule.cron";
+    throw invalid(field, `${(error as Error).message.slice(0, 200)}`);
+  }
+  if (nextMs === undefined) throw invalid("schedule.cron", `"${cron}" names no time from now on`);
+  const task = parseTemplate(given.task, limits);
+  return {
+    schedule: { id: given.id, cron, timezone, task, createdAt: new Date(nowMs).toISOString(), createdBy },
+    nextMs,
+  };
+}
+
+/** The task template, validated as SubmitTask would validate a run's request (the run's metadata included). */
+function parseTemplate(task: ScheduledTask | undefined, limits: ScheduleLimits): StoredSchedule["task"] {
+  if (!task) throw invalid("schedule.task", "is required");
+  for (const key of Object.values(SCHEDULE_METADATA)) {
+    if (key in task.metadata) throw invalid("schedule.task.metadata", `"${key}" is set by each run`);
+  }
+  let valid: ReturnType<typeof validateSubmission>;
+  try {
+    valid = validateSubmission(
+      {
+        type: task.type,
+        payload: task.payload,
+        priority: task.priority,
+        metadata: { ...task.metadata, [SCHEDULE_METADATA.id]: "x", [SCHEDULE_METADATA.time]: "x" },
+        idempotencyKey: "",
+        schedule: { case: undefined },
+        timeout: task.timeout,
+        maxAttempts: task.maxAttempts,
+      },
+      limits.maxPayloadBytes,
+      limits.maxDeliver,
+    );
+  } catch (error) {
+    // Its field names are SubmitTaskRequest's: say where they sit here.
+    if (error instanceof ConnectError) throw new ConnectError(`schedule.task.${error.rawMessage}`, error.code);
+    throw error;
+  }
+  return {
+    type: valid.type,
+    payload: valid.payload,
+    priority: valid.priority,
+    metadata: { ...task.metadata },
+    ...(valid.timeoutMs ? { timeoutMs: valid.timeoutMs } : {}),
+    ...(valid.maxAttempts ? { maxAttempts: valid.maxAttempts } : {}),
+  };
+}
+
+export function scheduleToProto({ schedule, nextMs, lastRun }: ScheduleState): MessageInitShape<typeof ScheduleSchema> {
+  const { task } = schedule;
+  return {
+    id: schedule.id,
+    cron: schedule.cron,
+    timezone: schedule.timezone,
+    task: {
+      type: task.type,
+      payload: task.payload as JsonObject,
+      priority: priorityToProto(task.priority),
+      metadata: task.metadata,
+      ...(task.timeoutMs ? { timeout: durationFromMs(task.timeoutMs) } : {}),
+      maxAttempts: task.maxAttempts ?? 0,
+    },
+    ...(nextMs === undefined ? {} : { nextRunAt: timestampFromMs(nextMs) }),
+    createdAt: timestampFromIso(schedule.createdAt),
+    createdBy: schedule.createdBy,
+    ...(lastRun ? { lastRunAt: timestampFromIso(lastRun.at), lastTaskId: lastRun.taskId } : {}),
+  };
+}
+
+export function scheduleHandlers(rt: Runtime, redis: RedisCall, limits: ScheduleLimits) {
+  return {
+    async createSchedule(request: CreateScheduleRequest, caller: string | undefined) {
+      const { schedule, nextMs } = parseSchedule(request, limits, Date.now(), caller ?? "");
+      const count = await redis("counting schedules", () => countSchedules(rt.redis));
+      if (count >= MAX_SCHEDULES && !request.replace) {
+        throw new ConnectError(
+          `there are ${count} schedules already (at most ${MAX_SCHEDULES})`,
+          Code.ResourceExhausted,
+        );
+      }
+      const saved = await redis("saving the schedule", () => saveSchedule(rt.redis, schedule, nextMs, request.replace));
+      if (!saved) {
+        throw new ConnectError(
+          `schedule ${schedule.id} exists (set replace to replace it, or delete it first)`,
+          Code.AlreadyExists,
+        );
+      }
+      await publishAudit(rt.publisher, {
+        service: rt.name,
+        action: "schedule_saved",
+        detail: { scheduleId: schedule.id, cron: schedule.cron, timezone: schedule.timezone, by: schedule.createdBy },
+        discriminator: `${schedule.id}:${schedule.createdAt}`,
+      }).catch((error: unknown) => rt.log.warn({ err: error }, "could not publish the schedule_saved audit event"));
+      rt.log.info({ scheduleId: schedule.id, cron: schedule.cron, nextMs }, "schedule saved");
+      return { schedule: scheduleToProto({ schedule, nextMs, lastRun: undefined }) };
+    },
+
+    async listSchedules() {
+      const states = await redis("reading the schedules", () => listSchedules(rt.redis));
+      return { schedules: states.map(scheduleToProto) };
+    },
+
+    async deleteSchedule(id: string, caller: string | undefined) {
+      if (!ID_PATTERN.test(id))
+        throw invalid("id", "must be a schedule id (1-64 characters of a-z, 0-9, '.', '_', '-')");
+      const deleted = await redis("deleting the schedule", () => deleteSchedule(rt.redis, id));
+      if (deleted) {
+        await publishAudit(rt.publisher, {
+          service: rt.name,
+          action: "schedule_deleted",
+          detail: { scheduleId: id, by: caller ?? "" },
+          discriminator: `${id}:${Date.now()}`,
+        }).catch((error: unknown) => rt.log.warn({ err: error }, "could not publish the schedule_deleted audit event"));
+      }
+      return { deleted };
+    },
+  };
+}

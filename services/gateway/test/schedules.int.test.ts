@@ -1,0 +1,235 @@
+/**
+ * Recurring schedules against a real nats-server and redis-server, two gateway replicas running them: one task per
+ * schedule and time (never two, never none), in the schedule's metadata; missed times run once; a failed run is
+ * retried under the same key; a deleted schedule stops; bad input is INVALID_ARGUMENT naming the field.
+ */
+import { create, type MessageInitShape } from "@bufbuild/protobuf";
+import { DurationSchema, timestampDate } from "@bufbuild/protobuf/wkt";
+import { Code, ConnectError } from "@connectrpc/connect";
+import { Subjects, type TaskMessage } from "@tm/flow";
+import { type AdminClient, createAdminClient, Priority, type ScheduledTaskSchema } from "@tm/proto";
+import { Keys, readSchedule } from "@tm/store";
+import { useInfra, waitFor } from "@tm/testkit";
+import { Redis } from "ioredis";
+import { connect, type NatsConnection } from "nats";
+import { afterAll, beforeAll, describe, expect, test } from "vitest";
+import { startScheduleRunner, submitRun } from "../src/schedule-runner.js";
+import { type Gateway, startGateway } from "./helpers.js";
+
+const infra = useInfra();
+let nc: NatsConnection;
+let redis: Redis;
+let gateways: Gateway[];
+let admin: AdminClient;
+
+beforeAll(async () => {
+  nc = await connect({ servers: infra.nats.url });
+  redis = new Redis(infra.redis.url);
+  const env = { GATEWAY_SCHEDULE_POLL_MS: "100" };
+  gateways = await Promise.all([startGateway(infra, env), startGateway(infra, env)]);
+  admin = createAdminClient({ baseUrl: gateways[0]!.baseUrl });
+});
+afterAll(async () => {
+  await Promise.all((gateways ?? []).map((gateway) => gateway.stop()));
+  await nc?.drain();
+  redis?.disconnect();
+});
+
+/** Every task a schedule submitted so far, from the tasks.ingest messages in the stream. */
+async function runsOf(scheduleId: string): Promise<TaskMessage[]> {
+  const jsm = await nc.jetstreamManager();
+  const { state } = await jsm.streams.info("TASKS");
+  const runs = new Map<string, TaskMessage>();
+  for (let seq = state.first_seq; seq <= state.last_seq; seq++) {
+    const stored = await jsm.streams.getMessage("TASKS", { seq }).catch(() => undefined);
+    if (stored?.subject !== Subjects.ingest) continue;
+    const message = stored.json<TaskMessage>();
+    if (message.metadata?.schedule_id === scheduleId) runs.set(message.taskId, message);
+  }
+  return [...runs.values()].sort((a, b) => a.metadata.scheduled_for!.localeCompare(b.metadata.scheduled_for!));
+}
+
+interface ScheduleInit {
+  id: string;
+  cron?: string;
+  timezone?: string;
+  task?: MessageInitShape<typeof ScheduledTaskSchema> | undefined;
+}
+
+function schedule(init: ScheduleInit) {
+  return {
+    cron: "* * * * * *",
+    task: { type: "echo", payload: { from: "schedule" }, priority: Priority.LOW, metadata: { team: "ops" } },
+    ...init,
+  };
+}
+
+async function rejection(call: Promise<unknown>): Promise<{ code: Code; message: string }> {
+  try {
+    await call;
+  } catch (error) {
+    const e = ConnectError.from(error);
+    return { code: e.code, message: e.rawMessage };
+  }
+  throw new Error("expected the call to fail");
+}
+
+describe("a schedule run by two gateway replicas", () => {
+  test("submits one task per time, carrying the schedule in its metadata, until it is deleted", async () => {
+    const { schedule: created } = await admin.createSchedule({
+      schedule: schedule({
+        id: "every-second",
+        task: {
+          type: "echo",
+          payload: { from: "schedule" },
+          priority: Priority.LOW,
+          metadata: { team: "ops" },
+          timeout: create(DurationSchema, { seconds: 5n }),
+          maxAttempts: 2,
+        },
+      }),
+    });
+    expect(created?.nextRunAt).toBeDefined();
+    await waitFor("three runs", async () => (await runsOf("every-second")).length >= 3, { timeoutMs: 10_000 });
+
+    const runs = await runsOf("every-second");
+    const times = runs.map((run) => run.metadata.scheduled_for!);
+    expect(new Set(times).size).toBe(runs.length); // one task per time: the two replicas never both submitted
+    for (const time of times) expect(Date.parse(time) % 1_000).toBe(0); // whole seconds, as the cron says
+    expect(runs[0]).toMatchObject({
+      type: "echo",
+      priority: "low",
+      payload: { from: "schedule" },
+      metadata: { team: "ops", schedule_id: "every-second" },
+      timeoutMs: 5_000,
+      maxAttempts: 2,
+    });
+
+    const listed = (await admin.listSchedules({})).schedules.find((s) => s.id === "every-second");
+    expect(listed?.lastTaskId).toBeTruthy();
+    expect(timestampDate(listed!.nextRunAt!).getTime()).toBeGreaterThan(timestampDate(listed!.lastRunAt!).getTime());
+
+    expect(await admin.deleteSchedule({ id: "every-second" })).toMatchObject({ deleted: true });
+    expect(await admin.deleteSchedule({ id: "every-second" })).toMatchObject({ deleted: false });
+    const after = (await runsOf("every-second")).length;
+    // Rounds on both replicas for two more of its seconds: none submits anything.
+    const until = Date.now() + 2_000;
+    await waitFor("two more of its seconds to pass", () => Date.now() > until, { timeoutMs: 5_000 });
+    // A run already under way when it was deleted may still land (at most one per replica).
+    expect((await runsOf("every-second")).length).toBeLessThanOrEqual(after + 1);
+    expect(await redis.zscore(Keys.scheduleNext, "every-second")).toBeNull();
+  });
+});
+
+describe("one round at a time", () => {
+  // A replica whose own runner waits ten minutes between rounds: the test runs them.
+  let quiet: Gateway;
+  beforeAll(async () => {
+    quiet = await startGateway(infra, { GATEWAY_SCHEDULE_POLL_MS: "600000" });
+  });
+  afterAll(async () => {
+    await quiet?.stop();
+  });
+
+  test("times missed while no gateway ran make one run, for the latest; the next time is after now", async () => {
+    // Every minute, and not looked at for an hour (as if every gateway was down): its next time an hour ago.
+    await createAsIfIdle("hourly-missed", "* * * * *", Date.now() - 3_600_000);
+    const submitted: number[] = [];
+    const runner = startScheduleRunner(quiet.runtime, {
+      pollMs: 600_000,
+      submit: async (_schedule, dueMs) => {
+        submitted.push(dueMs);
+        return crypto.randomUUID();
+      },
+    });
+    try {
+      expect(await runner.run()).toBe(1);
+      expect(await runner.run()).toBe(0);
+    } finally {
+      await runner.stop();
+    }
+    expect(submitted).toHaveLength(1);
+    const next = Number(await redis.zscore(Keys.scheduleNext, "hourly-missed"));
+    expect(next).toBeGreaterThan(Date.now());
+    expect(next - Date.now()).toBeLessThanOrEqual(60_000);
+  });
+
+  test("a run that cannot be submitted is retried next round under the same key: one task", async () => {
+    const dueMs = await createAsIfIdle("retried", "*/5 * * * *", Date.now() - 1_000);
+    const failing = startScheduleRunner(quiet.runtime, {
+      pollMs: 600_000,
+      submit: async () => {
+        throw new Error("NATS is down");
+      },
+    });
+    expect(await failing.run()).toBe(0);
+    await failing.stop();
+    expect(Number(await redis.zscore(Keys.scheduleNext, "retried"))).toBe(dueMs);
+
+    // A replica that submitted it and died before moving the schedule on, then the next round's run: one task.
+    const stored = (await readSchedule(redis, "retried"))!;
+    const first = await submitRun(submitTaskOf(quiet), stored, dueMs);
+    const runner = startScheduleRunner(quiet.runtime, {
+      pollMs: 600_000,
+      submit: (s, due) => submitRun(submitTaskOf(quiet), s, due),
+    });
+    expect(await runner.run()).toBe(1);
+    await runner.stop();
+    const listed = (await admin.listSchedules({})).schedules.find((s) => s.id === "retried");
+    expect(listed?.lastTaskId).toBe(first);
+    expect((await runsOf("retried")).map((run) => run.taskId)).toEqual([first]);
+  });
+});
+
+/** The in-process gateway's unguarded SubmitTask, as the runner is given it. */
+function submitTaskOf(gateway: Gateway) {
+  return gateway.started.submitTask;
+}
+
+/** Creates a schedule through the API, then sets its next time to `dueMs` as an idle period would leave it. */
+async function createAsIfIdle(id: string, cron: string, dueMs: number): Promise<number> {
+  await createAdminClient({ baseUrl: gateways[0]!.baseUrl }).createSchedule({
+    schedule: schedule({ id, cron }),
+    replace: true,
+  });
+  await redis.zadd(Keys.scheduleNext, dueMs, id);
+  return dueMs;
+}
+
+test("bad schedules are INVALID_ARGUMENT naming the field; an existing id is ALREADY_EXISTS unless replaced", async () => {
+  const invalid = async (init: ScheduleInit) => rejection(admin.createSchedule({ schedule: schedule(init) }));
+  expect(await invalid({ id: "Bad Id" })).toMatchObject({ code: Code.InvalidArgument, message: /^schedule\.id: / });
+  expect(await invalid({ id: "x", cron: "61 * * * *" })).toMatchObject({
+    code: Code.InvalidArgument,
+    message: expect.stringMatching(/^schedule\.cron: .*minute/),
+  });
+  expect(await invalid({ id: "x", timezone: "Mars/Base" })).toMatchObject({
+    code: Code.InvalidArgument,
+    message: expect.stringMatching(/^schedule\.timezone: .*Mars\/Base/),
+  });
+  expect(await invalid({ id: "x", cron: "0 0 30 2 *" })).toMatchObject({
+    message: 'schedule.cron: "0 0 30 2 *" names no time from now on',
+  });
+  expect(await invalid({ id: "x", task: { type: "nope" } })).toMatchObject({
+    code: Code.InvalidArgument,
+    message: expect.stringMatching(/^schedule\.task\.type: unknown task type "nope"/),
+  });
+  expect(await invalid({ id: "x", task: { type: "echo", metadata: { schedule_id: "y" } } })).toMatchObject({
+    message: 'schedule.task.metadata: "schedule_id" is set by each run',
+  });
+  expect(await invalid({ id: "x", task: undefined })).toMatchObject({ message: "schedule.task: is required" });
+
+  await admin.createSchedule({ schedule: schedule({ id: "nightly", cron: "0 2 * * *", timezone: "Europe/Berlin" }) });
+  expect(await rejection(admin.createSchedule({ schedule: schedule({ id: "nightly" }) }))).toMatchObject({
+    code: Code.AlreadyExists,
+    message: "schedule nightly exists (set replace to replace it, or delete it first)",
+  });
+  const { schedule: replaced } = await admin.createSchedule({
+    schedule: schedule({ id: "nightly", cron: "30 3 * * *", timezone: "Europe/Berlin" }),
+    replace: true,
+  });
+  // 03:30 in Berlin is 02:30 UTC in winter.
+  expect(timestampDate(replaced!.nextRunAt!).toISOString()).toMatch(/T02:30:00\.000Z$/);
+  expect(await rejection(admin.deleteSchedule({ id: "../x" }))).toMatchObject({ code: Code.InvalidArgument });
+  await admin.deleteSchedule({ id: "nightly" });
+});
