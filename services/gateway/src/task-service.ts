@@ -41,8 +41,8 @@ import { ingestMsgId } from "./ingest-message-id.js";
 import { priorityToProto, resultToStruct, statusToProto, timestampFromIso, traceIdOf } from "./mapping.js";
 import { recordStatus } from "./record-status.js";
 import { redisCaller } from "./redis-call.js";
+import { releaseTimeOf } from "./release-time.js";
 import { requeueWindowMs } from "./requeue-sweeper.js";
-import { releaseTimeOf } from "./schedule.js";
 import {
   type StatusSubscription,
   type StatusSubscriptions,

@@ -1,8 +1,8 @@
 /**
- * A submission's schedule (SubmitTaskRequest.run_at or delay): when a delayed task enters the pipeline. The time is
- * the gateway's (a delay counts from the call's arrival; a run_at is compared with the gateway's clock), bounded by
- * GATEWAY_MAX_DELAY_SECONDS so that a delayed task's records (kept taskTtlSeconds past its release) and its
- * tasks_delayed entry stay bounded. A time already past, or a zero delay, queues the task at once.
+ * A delayed task's release time (SubmitTaskRequest.run_at or delay, the request's `schedule` oneof): when it enters
+ * the pipeline. The time is the gateway's (a delay counts from the call's arrival; a run_at is compared with the
+ * gateway's clock), bounded by GATEWAY_MAX_DELAY_SECONDS so that a delayed task's records (kept taskTtlSeconds past its
+ * release) and its tasks_delayed entry stay bounded. A time already past, or a zero delay, queues the task at once.
  */
 import type { Duration, Timestamp } from "@bufbuild/protobuf/wkt";
 import { invalid } from "./validation.js";

@@ -2,7 +2,7 @@ import { create } from "@bufbuild/protobuf";
 import { DurationSchema, TimestampSchema } from "@bufbuild/protobuf/wkt";
 import { Code, type ConnectError } from "@connectrpc/connect";
 import { describe, expect, test } from "vitest";
-import { releaseTimeOf, type ScheduleRequest } from "../src/schedule.js";
+import { releaseTimeOf, type ScheduleRequest } from "../src/release-time.js";
 import { rejection } from "./rejection.js";
 
 const NOW = Date.parse("2026-12-05T12:00:00.000Z");
