@@ -25,6 +25,7 @@ import {
 } from "@tm/store";
 import { ingestMessageOf, ingestMsgId } from "./ingest-message-id.js";
 import { recordStatus } from "./record-status.js";
+import { everyInterval } from "./rounds.js";
 
 /** Tasks taken per script call; a round repeats while it finds full batches. */
 const BATCH = 200;
@@ -137,24 +138,9 @@ export function startDelayedReleaser(rt: Runtime, options: DelayedReleaserOption
     }
   }
 
-  let round: Promise<unknown> | undefined;
-  let stopped = false;
-  const timer = setInterval(() => {
-    if (round || stopped) return;
-    round = release()
-      .catch((error: unknown) => rt.log.debug({ err: error }, "delayed-task round skipped"))
-      .finally(() => {
-        round = undefined;
-      });
-  }, options.pollMs);
-  timer.unref();
+  const rounds = everyInterval(options.pollMs, release, (error) =>
+    rt.log.debug({ err: error }, "delayed-task round skipped"),
+  );
 
-  return {
-    release,
-    async stop() {
-      stopped = true;
-      clearInterval(timer);
-      await round;
-    },
-  };
+  return { release, stop: () => rounds.stop() };
 }

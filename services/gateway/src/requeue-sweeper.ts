@@ -31,6 +31,7 @@ import {
 } from "@tm/store";
 import { ingestMessageOf, ingestMsgId } from "./ingest-message-id.js";
 import { recordStatus } from "./record-status.js";
+import { everyInterval } from "./rounds.js";
 
 /** Entries settled per round at most; more wait for the next round. */
 const ROUND_LIMIT = 200;
@@ -182,25 +183,8 @@ export function startRequeueSweeper(rt: Runtime, options: RequeueSweeperOptions)
     return counts;
   }
 
-  let round: Promise<unknown> | undefined;
-  let stopped = false;
-  const timer = setInterval(() => {
-    // One round at a time: a round waiting out a NATS outage is not joined by the next ones.
-    if (round || stopped) return;
-    round = sweep()
-      .catch((error: unknown) => rt.log.debug({ err: error }, "requeue sweep skipped"))
-      .finally(() => {
-        round = undefined;
-      });
-  }, intervalMs);
-  timer.unref();
+  // One round at a time: a round waiting out a NATS outage is not joined by the next ones.
+  const rounds = everyInterval(intervalMs, sweep, (error) => rt.log.debug({ err: error }, "requeue sweep skipped"));
 
-  return {
-    sweep,
-    async stop() {
-      stopped = true;
-      clearInterval(timer);
-      await round;
-    },
-  };
+  return { sweep, stop: () => rounds.stop() };
 }

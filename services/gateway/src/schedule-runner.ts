@@ -19,6 +19,7 @@ import { type CallContext, SubmitTaskRequestSchema } from "@tm/proto";
 import { advanceSchedule, deleteSchedule, dueSchedules, readSchedule, type StoredSchedule } from "@tm/store";
 import { attachCaller } from "./auth/caller.js";
 import { priorityToProto } from "./mapping.js";
+import { everyInterval } from "./rounds.js";
 import { nextRunAfter, SCHEDULE_METADATA } from "./schedules.js";
 import type { TaskServiceHandlers } from "./task-service.js";
 
@@ -83,26 +84,9 @@ export function startScheduleRunner(rt: Runtime, options: ScheduleRunnerOptions)
     return advanced;
   }
 
-  let round: Promise<unknown> | undefined;
-  let stopped = false;
-  const timer = setInterval(() => {
-    if (round || stopped) return;
-    round = run()
-      .catch((error: unknown) => rt.log.debug({ err: error }, "schedule round skipped"))
-      .finally(() => {
-        round = undefined;
-      });
-  }, options.pollMs);
-  timer.unref();
+  const rounds = everyInterval(options.pollMs, run, (error) => rt.log.debug({ err: error }, "schedule round skipped"));
 
-  return {
-    run,
-    async stop() {
-      stopped = true;
-      clearInterval(timer);
-      await round;
-    },
-  };
+  return { run, stop: () => rounds.stop() };
 }
 
 /**

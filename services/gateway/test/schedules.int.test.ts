@@ -19,18 +19,18 @@ import { type Gateway, startGateway } from "./helpers.js";
 const infra = useInfra();
 let nc: NatsConnection;
 let redis: Redis;
-let gateways: Gateway[];
+/** A replica whose own runner waits ten minutes between rounds: the API, and the tests that run rounds themselves. */
+let quiet: Gateway;
 let admin: AdminClient;
 
 beforeAll(async () => {
   nc = await connect({ servers: infra.nats.url });
   redis = new Redis(infra.redis.url);
-  const env = { GATEWAY_SCHEDULE_POLL_MS: "100" };
-  gateways = await Promise.all([startGateway(infra, env), startGateway(infra, env)]);
-  admin = createAdminClient({ baseUrl: gateways[0]!.baseUrl });
+  quiet = await startGateway(infra, { GATEWAY_SCHEDULE_POLL_MS: "600000" });
+  admin = createAdminClient({ baseUrl: quiet.baseUrl });
 });
 afterAll(async () => {
-  await Promise.all((gateways ?? []).map((gateway) => gateway.stop()));
+  await quiet?.stop();
   await nc?.drain();
   redis?.disconnect();
 });
@@ -75,6 +75,16 @@ async function rejection(call: Promise<unknown>): Promise<{ code: Code; message:
 }
 
 describe("a schedule run by two gateway replicas", () => {
+  // Two replicas running schedules every 100 ms, as a deployment's replicas do.
+  let gateways: Gateway[];
+  beforeAll(async () => {
+    const env = { GATEWAY_SCHEDULE_POLL_MS: "100" };
+    gateways = await Promise.all([startGateway(infra, env), startGateway(infra, env)]);
+  });
+  afterAll(async () => {
+    await Promise.all((gateways ?? []).map((gateway) => gateway.stop()));
+  });
+
   test("submits one task per time, carrying the schedule in its metadata, until it is deleted", async () => {
     const { schedule: created } = await admin.createSchedule({
       schedule: schedule({
@@ -121,16 +131,7 @@ describe("a schedule run by two gateway replicas", () => {
   });
 });
 
-describe("one round at a time", () => {
-  // A replica whose own runner waits ten minutes between rounds: the test runs them.
-  let quiet: Gateway;
-  beforeAll(async () => {
-    quiet = await startGateway(infra, { GATEWAY_SCHEDULE_POLL_MS: "600000" });
-  });
-  afterAll(async () => {
-    await quiet?.stop();
-  });
-
+describe("one round at a time (no replica runs schedules meanwhile)", () => {
   test("times missed while no gateway ran make one run, for the latest; the next time is after now", async () => {
     // Every minute, and not looked at for an hour (as if every gateway was down): its next time an hour ago.
     await createAsIfIdle("hourly-missed", "* * * * *", Date.now() - 3_600_000);
@@ -188,7 +189,7 @@ function submitTaskOf(gateway: Gateway) {
 
 /** Creates a schedule through the API, then sets its next time to `dueMs` as an idle period would leave it. */
 async function createAsIfIdle(id: string, cron: string, dueMs: number): Promise<number> {
-  await createAdminClient({ baseUrl: gateways[0]!.baseUrl }).createSchedule({
+  await admin.createSchedule({
     schedule: schedule({ id, cron }),
     replace: true,
   });

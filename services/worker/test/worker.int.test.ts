@@ -59,6 +59,13 @@ async function waitForSucceededAudit(taskId: string) {
   });
 }
 
+async function waitForDeadLetter(taskId: string) {
+  await waitFor("dead letter", async () => {
+    await refresh();
+    return events.deadLetters(taskId).length > 0;
+  });
+}
+
 test("echo: publishes the payload as the result, then SUCCEEDED", async () => {
   const task = enrichedTask("echo", { hello: "world", n: [1, 2] });
   await publishTask(nc, task);
@@ -169,10 +176,7 @@ test("flaky {failures: 2}: attempts 1 and 2 fail (RUNNING with error), attempt 3
 test("fail: five attempts, then FAILED and a dead letter with reason exhausted", async () => {
   const task = enrichedTask("fail", {});
   await publishTask(nc, task);
-  await waitFor("dead letter", async () => {
-    await refresh();
-    return events.deadLetters(task.taskId).length > 0;
-  });
+  await waitForDeadLetter(task.taskId);
   expect(events.deadLetters(task.taskId)[0]).toMatchObject({
     reason: "exhausted",
     attempts: 5,
@@ -188,10 +192,7 @@ test("fail: five attempts, then FAILED and a dead letter with reason exhausted",
 test("an invalid payload for a known type is dead-lettered at once as rejected, naming the field", async () => {
   const task = enrichedTask("sleep", { ms: "x" });
   await publishTask(nc, task);
-  await waitFor("dead letter", async () => {
-    await refresh();
-    return events.deadLetters(task.taskId).length > 0;
-  });
+  await waitForDeadLetter(task.taskId);
   const [letter] = events.deadLetters(task.taskId);
   expect(letter).toMatchObject({ reason: "rejected", attempts: 1 });
   expect(letter?.error).toMatch(/invalid sleep payload: ms: /);
@@ -218,10 +219,7 @@ test("a task running past TASK_TIMEOUT_MS is aborted and retried", async () => {
 test("a task's own timeout replaces TASK_TIMEOUT_MS; with max_attempts 1 its first failure is final", async () => {
   const task = { ...enrichedTask("sleep", { ms: 20_000 }), timeoutMs: 150, maxAttempts: 1 };
   await publishTask(nc, task);
-  await waitFor("dead letter", async () => {
-    await refresh();
-    return events.deadLetters(task.taskId).length > 0;
-  });
+  await waitForDeadLetter(task.taskId);
   expect(events.deadLetters(task.taskId)[0]).toMatchObject({
     reason: "exhausted",
     attempts: 1,
@@ -236,10 +234,7 @@ test("a task's own timeout replaces TASK_TIMEOUT_MS; with max_attempts 1 its fir
 test("fail with max_attempts 2: two attempts, then FAILED and dead-lettered (not five)", async () => {
   const task = { ...enrichedTask("fail", {}), maxAttempts: 2 };
   await publishTask(nc, task);
-  await waitFor("dead letter", async () => {
-    await refresh();
-    return events.deadLetters(task.taskId).length > 0;
-  });
+  await waitForDeadLetter(task.taskId);
   expect(events.deadLetters(task.taskId)[0]).toMatchObject({ reason: "exhausted", attempts: 2 });
   const statuses = events.statuses(task.taskId);
   expect(statuses.filter((s) => s.state === "RUNNING" && s.error).map((s) => s.attempt)).toEqual([1]);
@@ -257,10 +252,7 @@ test("max_attempts 1: a redelivery of an interrupted attempt is not run, even wh
     ),
   );
   await publishTask(nc, task);
-  await waitFor("dead letter", async () => {
-    await refresh();
-    return events.deadLetters(task.taskId).length > 0;
-  });
+  await waitForDeadLetter(task.taskId);
   expect(events.deadLetters(task.taskId)[0]).toMatchObject({
     reason: "exhausted",
     attempts: 1,
