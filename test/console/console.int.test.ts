@@ -307,6 +307,35 @@ describe.skipIf(!existsSync(CHROMIUM))("web console", () => {
     }
   });
 
+  it("lists the schedules with their next run, and deletes one after a confirmation (dismissed: kept)", async () => {
+    const admin = createAdminClient({ baseUrl: pipeline.gatewayUrl });
+    await admin.createSchedule({
+      schedule: { id: "console-nightly", cron: "0 2 * * *", timezone: "Europe/Berlin", task: { type: "echo" } },
+      replace: true,
+    });
+    await page.goto(`${webUrl}/schedules`);
+    const row = page.getByRole("row").filter({ has: page.getByRole("cell", { name: "console-nightly" }) });
+    await row.waitFor({ timeout: 15_000 });
+    expect(await row.getByRole("cell").allTextContents()).toEqual([
+      "console-nightly",
+      "0 2 * * *",
+      "Europe/Berlin",
+      "echo (medium)",
+      expect.stringMatching(/^in \d+[smh]$/),
+      "—",
+      "—",
+      "—",
+      "Delete",
+    ]);
+    page.once("dialog", (dialog) => void dialog.dismiss());
+    await row.getByRole("button", { name: "Delete console-nightly" }).click();
+    expect((await admin.listSchedules({})).schedules.map((s) => s.id)).toContain("console-nightly");
+    page.once("dialog", (dialog) => void dialog.accept());
+    await row.getByRole("button", { name: "Delete console-nightly" }).click();
+    await page.waitForSelector("text=Deleted schedule console-nightly.", { timeout: 15_000 });
+    expect((await admin.listSchedules({})).schedules.map((s) => s.id)).not.toContain("console-nightly");
+  });
+
   it("discards selected dead letters after a confirmation; the tasks' histories record it", async () => {
     const redis = pipeline.redisClient;
     const taskIds = [crypto.randomUUID(), crypto.randomUUID()];

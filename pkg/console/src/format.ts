@@ -31,6 +31,12 @@ export function ago(date: Date | undefined, now = Date.now()): string {
   return `${Math.floor(seconds / 86_400)}d ago`;
 }
 
+/** ago(), or "in 42s", "in 3m", … for a time still ahead. */
+export function relative(date: Date, now = Date.now()): string {
+  if (date.getTime() <= now) return ago(date, now);
+  return `in ${ago(new Date(now - (date.getTime() - now)), now).replace(/ ago$/, "")}`;
+}
+
 export function duration(ms: number): string {
   if (ms < 1000) return `${ms} ms`;
   if (ms < 60_000) return `${(ms / 1000).toFixed(1)} s`;
