@@ -541,7 +541,7 @@ describe("AdminService", () => {
     ]);
   });
 
-  test("taskctl schedule add / ls / rm: a recurring task runs to SUCCEEDED, listed with its runs, until removed", async () => {
+  test("taskctl schedule add / ls / pause / resume / rm: a recurring task runs to SUCCEEDED, listed with its runs, until removed", async () => {
     const added = await taskctl(
       "schedule",
       "add",
@@ -577,6 +577,11 @@ describe("AdminService", () => {
       /^tick {2}\* \* \* \* \* \* {2}UTC {2}echo medium {2}(in \d+s|just now|\d+s ago) {2}/m,
     );
 
+    const paused = await taskctl("schedule", "pause", "tick");
+    expect(paused.stdout).toBe("tick: paused (no runs until taskctl schedule resume tick)\n");
+    expect((await taskctl("schedule", "ls")).stdout).toMatch(/^tick .* paused {2}/m);
+    const resumed = await taskctl("schedule", "resume", "tick");
+    expect(resumed.stdout).toMatch(/^tick: resumed\n/);
     const removed = await taskctl("schedule", "rm", "tick");
     expect(removed.code, removed.stderr).toBe(0);
     expect((await taskctl("schedule", "rm", "tick")).code).toBe(3);

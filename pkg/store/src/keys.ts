@@ -23,6 +23,7 @@
  *   schedules           hash: schedule id → the recurring task's schedule (JSON)   one field per schedule (capped)
  *   schedule_next       sorted set: schedule id → when it runs next (ms)           one entry per schedule
  *   schedule_last_run   hash: schedule id → JSON {at, taskId} of its latest run    one field per schedule
+ *   schedule_paused     hash: schedule id → JSON {at, by} while it is paused         one field per schedule
  *   requeue_sweep_lease string: the gateway replica running this round of the requeue sweep   TTL one sweep interval
  *   queue_paused        hash: priority → JSON {at, by} for each worker queue an operator paused (at most three fields)
  *   ratelimit:<caller>  hash {tokens, ts}: the gateway's token bucket per authenticated caller (one Lua script)
@@ -45,6 +46,7 @@ export const Keys = {
   schedules: "schedules",
   scheduleNext: "schedule_next",
   scheduleLastRun: "schedule_last_run",
+  schedulePaused: "schedule_paused",
   requeueSweepLease: "requeue_sweep_lease",
   queuePaused: "queue_paused",
   rateLimit: (caller: string) => `ratelimit:${caller}`,

@@ -1,6 +1,7 @@
 /**
  * Recurring tasks: `schedules` (hash: id → the schedule as JSON, as the operator created it), `schedule_next` (sorted
- * set: id → when it next runs, ms) and `schedule_last_run` (hash: id → JSON {at, taskId} of its latest run). All three
+ * set: id → when it next runs, ms), `schedule_last_run` (hash: id → JSON {at, taskId} of its latest run) and
+ * `schedule_paused` (hash: id → JSON {at, by} while paused; a paused schedule has no `schedule_next` entry). All four
  * hold one entry per schedule, and schedules are created by operators only and capped (the gateway's limit).
  * A run is claimed by no lock: the gateway submits the run's task under an idempotency key made of the schedule and
  * the time (so two replicas, or a replica retrying after a crash, make one task), then moves the schedule's next time
@@ -30,16 +31,22 @@ export interface StoredSchedule {
 
 export interface ScheduleState {
   schedule: StoredSchedule;
-  /** When it runs next (ms); undefined when its expression names no later time. */
+  /** When it runs next (ms); undefined when its expression names no later time, or while it is paused. */
   nextMs: number | undefined;
   lastRun: { at: string; taskId: string } | undefined;
+  paused: { at: string; by: string } | undefined;
 }
 
-// KEYS: schedules, schedule_next. ARGV: id, JSON, next ms ("" for none), replace ("1"/"0").
+// KEYS: schedules, schedule_next, schedule_paused. ARGV: id, JSON, next ms ("" for none), replace ("1"/"0").
+// A paused schedule that is replaced stays paused (no next time until it is resumed).
 const SAVE = luaScript(`
 if ARGV[4] ~= '1' and redis.call('HEXISTS', KEYS[1], ARGV[1]) == 1 then return 0 end
 redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
-if ARGV[3] == '' then redis.call('ZREM', KEYS[2], ARGV[1]) else redis.call('ZADD', KEYS[2], ARGV[3], ARGV[1]) end
+if ARGV[3] == '' or redis.call('HEXISTS', KEYS[3], ARGV[1]) == 1 then
+  redis.call('ZREM', KEYS[2], ARGV[1])
+else
+  redis.call('ZADD', KEYS[2], ARGV[3], ARGV[1])
+end
 return 1
 `);
 
@@ -52,7 +59,7 @@ export async function saveSchedule(
 ): Promise<boolean> {
   const saved = await SAVE.run(
     redis,
-    [Keys.schedules, Keys.scheduleNext],
+    [Keys.schedules, Keys.scheduleNext, Keys.schedulePaused],
     [schedule.id, JSON.stringify(schedule), nextMs ?? "", replace ? "1" : "0"],
   );
   return saved === 1;
@@ -69,10 +76,11 @@ export async function readSchedule(redis: Redis, id: string): Promise<StoredSche
 
 /** Every schedule with its next and last run, by id. */
 export async function listSchedules(redis: Redis): Promise<ScheduleState[]> {
-  const [all, next, last] = await Promise.all([
+  const [all, next, last, paused] = await Promise.all([
     redis.hgetall(Keys.schedules),
     redis.zrange(Keys.scheduleNext, 0, -1, "WITHSCORES"),
     redis.hgetall(Keys.scheduleLastRun),
+    redis.hgetall(Keys.schedulePaused),
   ]);
   const nextById = new Map<string, number>();
   for (let i = 0; i + 1 < next.length; i += 2) nextById.set(next[i] as string, Number(next[i + 1]));
@@ -82,20 +90,75 @@ export async function listSchedules(redis: Redis): Promise<ScheduleState[]> {
       schedule: JSON.parse(all[id] as string) as StoredSchedule,
       nextMs: nextById.get(id),
       lastRun: last[id] ? (JSON.parse(last[id]) as { at: string; taskId: string }) : undefined,
+      paused: paused[id] ? (JSON.parse(paused[id]) as { at: string; by: string }) : undefined,
     }));
 }
 
-// KEYS: schedules, schedule_next, schedule_last_run. ARGV: id.
+// KEYS: schedules, schedule_next, schedule_paused. ARGV: id, pause JSON. 0: no such schedule; 1: paused (the first
+// pause's time and author are kept).
+const PAUSE = luaScript(`
+if redis.call('HEXISTS', KEYS[1], ARGV[1]) == 0 then return 0 end
+redis.call('HSETNX', KEYS[3], ARGV[1], ARGV[2])
+redis.call('ZREM', KEYS[2], ARGV[1])
+return 1
+`);
+
+/** Stops a schedule's runs (a run under way may still submit its task): false when there is no such schedule. */
+export async function pauseSchedule(redis: Redis, id: string, pause: { at: string; by: string }): Promise<boolean> {
+  const keys = [Keys.schedules, Keys.scheduleNext, Keys.schedulePaused];
+  return (await PAUSE.run(redis, keys, [id, JSON.stringify(pause)])) === 1;
+}
+
+// KEYS: schedules, schedule_next, schedule_paused. ARGV: id, next ms ("" for none). -1: no such schedule; 0: it was
+// not paused; 1: resumed.
+const RESUME = luaScript(`
+if redis.call('HEXISTS', KEYS[1], ARGV[1]) == 0 then return -1 end
+if redis.call('HDEL', KEYS[3], ARGV[1]) == 0 then return 0 end
+if ARGV[2] ~= '' then redis.call('ZADD', KEYS[2], ARGV[2], ARGV[1]) end
+return 1
+`);
+
+/** Lets a paused schedule run again from `nextMs`: "resumed", "not_paused" or "not_found". */
+export async function resumeSchedule(
+  redis: Redis,
+  id: string,
+  nextMs: number | undefined,
+): Promise<"resumed" | "not_paused" | "not_found"> {
+  const keys = [Keys.schedules, Keys.scheduleNext, Keys.schedulePaused];
+  const reply = await RESUME.run(redis, keys, [id, nextMs ?? ""]);
+  return reply === 1 ? "resumed" : reply === 0 ? "not_paused" : "not_found";
+}
+
+/** One schedule as listSchedules gives it; undefined when there is no such schedule. */
+export async function scheduleState(redis: Redis, id: string): Promise<ScheduleState | undefined> {
+  const [json, next, last, paused] = await Promise.all([
+    redis.hget(Keys.schedules, id),
+    redis.zscore(Keys.scheduleNext, id),
+    redis.hget(Keys.scheduleLastRun, id),
+    redis.hget(Keys.schedulePaused, id),
+  ]);
+  if (!json) return undefined;
+  return {
+    schedule: JSON.parse(json) as StoredSchedule,
+    nextMs: next === null ? undefined : Number(next),
+    lastRun: last ? (JSON.parse(last) as { at: string; taskId: string }) : undefined,
+    paused: paused ? (JSON.parse(paused) as { at: string; by: string }) : undefined,
+  };
+}
+
+// KEYS: schedules, schedule_next, schedule_last_run, schedule_paused. ARGV: id.
 const DELETE = luaScript(`
 local removed = redis.call('HDEL', KEYS[1], ARGV[1])
 redis.call('ZREM', KEYS[2], ARGV[1])
 redis.call('HDEL', KEYS[3], ARGV[1])
+redis.call('HDEL', KEYS[4], ARGV[1])
 return removed
 `);
 
 /** Removes a schedule: true when there was one. */
 export async function deleteSchedule(redis: Redis, id: string): Promise<boolean> {
-  return (await DELETE.run(redis, [Keys.schedules, Keys.scheduleNext, Keys.scheduleLastRun], [id])) === 1;
+  const keys = [Keys.schedules, Keys.scheduleNext, Keys.scheduleLastRun, Keys.schedulePaused];
+  return (await DELETE.run(redis, keys, [id])) === 1;
 }
 
 /** Schedules due at `nowMs` (their next time has come), oldest first, at most `limit`. */

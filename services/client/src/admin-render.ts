@@ -263,7 +263,7 @@ export function renderSchedules(schedules: Schedule[], now: number): string {
       schedule.cron,
       schedule.timezone || "UTC",
       `${schedule.task?.type ?? "?"} ${priorityName(schedule.task?.priority ?? Priority.MEDIUM)}`,
-      schedule.nextRunAt ? relativeTime(timestampMs(schedule.nextRunAt), now) : "never",
+      schedule.paused ? "paused" : schedule.nextRunAt ? relativeTime(timestampMs(schedule.nextRunAt), now) : "never",
       schedule.lastRunAt ? relativeTime(timestampMs(schedule.lastRunAt), now) : "-",
       schedule.lastTaskId || "-",
       schedule.createdBy || "-",

@@ -19,7 +19,7 @@ Commands:
   requeue <id...>   send stalled tasks (unfinished, their message lost) through the pipeline again
   pause <priority>  stop the workers from starting tasks of a priority (high, medium, low)
   resume <priority> let the workers take tasks of that priority again
-  schedule add|ls|rm  recurring tasks: submit a task at every time a cron expression names
+  schedule add|ls|rm|pause|resume  recurring tasks: submit a task at every time a cron expression names
 
 Run "taskctl <command> --help" for a command's options.`;
 
@@ -127,8 +127,8 @@ export const HELP = {
   ),
   resume: page("Usage: taskctl resume <high|medium|low>", "Lets the workers take tasks of that priority again."),
   schedule: page(
-    'Usage: taskctl schedule add <id> "<cron>" <type> [--timezone TZ] [--replace] [--payload JSON] [--priority P] [--meta k=v ...] [--attempt-timeout D] [--max-attempts N]\n       taskctl schedule ls\n       taskctl schedule rm <id>',
-    "Recurring tasks (operators). add: a task of <type> is submitted at every time <cron> names (five fields,\nminute hour day-of-month month day-of-week, or six with seconds first), by one gateway, exactly once per time;\nthe tasks carry schedule_id and scheduled_for in their metadata. ls: every schedule with its next and last run.\nrm: stops it (tasks already submitted are not touched).",
+    'Usage: taskctl schedule add <id> "<cron>" <type> [--timezone TZ] [--replace] [--payload JSON] [--priority P] [--meta k=v ...] [--attempt-timeout D] [--max-attempts N]\n       taskctl schedule ls\n       taskctl schedule rm|pause|resume <id>',
+    "Recurring tasks (operators). add: a task of <type> is submitted at every time <cron> names (five fields,\nminute hour day-of-month month day-of-week, or six with seconds first), by one gateway, exactly once per time;\nthe tasks carry schedule_id and scheduled_for in their metadata. ls: every schedule with its next and last run.\nrm: stops it (tasks already submitted are not touched). pause: no runs until resume, which goes on from\nits first time after now (the times in between are not made up).",
     `Options (add):
   --timezone TZ           the IANA time zone the cron expression is read in (default UTC), e.g. Europe/Berlin
   --replace               replace a schedule with the same id (else: exit 1, it exists)

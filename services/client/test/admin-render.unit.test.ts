@@ -139,6 +139,10 @@ describe("operator tables", () => {
       "tick  * * * * *  UTC  echo unspecified  never  -     -          -",
     );
     expect(renderSchedules([], NOW)).toBe("no schedules");
+    const paused = create(ScheduleSchema, { ...fresh, paused: true });
+    expect(renderSchedules([paused], NOW).split("\n")[1]).toBe(
+      "tick  * * * * *  UTC  echo unspecified  paused  -     -          -",
+    );
   });
 
   test("dead letters and replay outcomes", () => {

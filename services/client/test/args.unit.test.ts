@@ -129,6 +129,8 @@ describe("parseCommandLine", () => {
   test("schedule add|ls|rm: the cron is one argument; task options as for submit; mistakes are named", () => {
     expect(parseCommandLine(["schedule", "ls"])).toMatchObject({ command: "schedule", action: "ls" });
     expect(parseCommandLine(["schedule", "rm", "nightly"])).toMatchObject({ action: "rm", id: "nightly" });
+    expect(parseCommandLine(["schedule", "pause", "nightly"])).toMatchObject({ action: "pause", id: "nightly" });
+    expect(parseCommandLine(["schedule", "resume", "nightly"])).toMatchObject({ action: "resume", id: "nightly" });
     expect(
       parseCommandLine([
         "schedule",
@@ -160,8 +162,9 @@ describe("parseCommandLine", () => {
       maxAttempts: 1,
       replace: true,
     });
-    expect(usageErrorOf(["schedule"])).toMatch(/^schedule: missing action \(add, ls or rm\)/);
-    expect(usageErrorOf(["schedule", "pause"])).toMatch(/^schedule: unknown action "pause"/);
+    expect(usageErrorOf(["schedule"])).toMatch(/^schedule: missing action \(add, ls, rm, pause or resume\)/);
+    expect(usageErrorOf(["schedule", "stop"])).toMatch(/^schedule: unknown action "stop"/);
+    expect(usageErrorOf(["schedule", "pause"])).toMatch(/^schedule pause: missing <id>/);
     expect(usageErrorOf(["schedule", "add", "nightly", "0 2 * * *"])).toMatch(/^schedule add: missing <type>/);
     expect(usageErrorOf(["schedule", "rm"])).toMatch(/^schedule rm: missing <id>/);
     expect(usageErrorOf(["schedule", "ls", "extra"])).toMatch(/^schedule ls: unexpected argument "extra"/);

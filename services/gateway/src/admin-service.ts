@@ -298,6 +298,8 @@ export function adminServiceHandlers(
     createSchedule: (request, ctx) => schedules.createSchedule(request, callerOf(ctx)),
     listSchedules: () => schedules.listSchedules(),
     deleteSchedule: (request, ctx) => schedules.deleteSchedule(request.id, callerOf(ctx)),
+    pauseSchedule: (request, ctx) => schedules.pauseSchedule(request.id, callerOf(ctx)),
+    resumeSchedule: (request, ctx) => schedules.resumeSchedule(request.id, callerOf(ctx)),
 
     async requeueTasks(request, ctx) {
       const { taskIds, stalledForMs } = parseRequeueRequest(request.taskIds, request.stalledForSeconds);

@@ -14,9 +14,13 @@ import {
   countSchedules,
   deleteSchedule,
   listSchedules,
+  pauseSchedule,
+  readSchedule,
+  resumeSchedule,
   type ScheduleState,
   type StoredSchedule,
   saveSchedule,
+  scheduleState,
 } from "@tm/store";
 import { Cron } from "croner";
 import { priorityToProto, timestampFromIso } from "./mapping.js";
@@ -30,7 +34,12 @@ const ID_PATTERN = /^[a-z0-9][a-z0-9._-]{0,63}$/;
 /** Metadata every run's task carries, besides the template's. */
 export const SCHEDULE_METADATA = { id: "schedule_id", time: "scheduled_for" } as const;
 
-/** The schedule's cron, read in its time zone; undefined `afterMs`: now. */
+/** A schedule id from a request, or INVALID_ARGUMENT naming `id`. */
+function checkId(id: string): void {
+  if (!ID_PATTERN.test(id)) throw invalid("id", "must be a schedule id (1-64 characters of a-z, 0-9, '.', '_', '-')");
+}
+
+/** The schedule's next time after `afterMs`, its cron read in its time zone; undefined when there is none. */
 export function nextRunAfter(schedule: Pick<StoredSchedule, "cron" | "timezone">, afterMs: number): number | undefined {
   const cron = new Cron(schedule.cron, { paused: true, ...(schedule.timezone ? { timezone: schedule.timezone } : {}) });
   return cron.nextRun(new Date(afterMs))?.getTime();
@@ -110,7 +119,12 @@ function parseTemplate(task: ScheduledTask | undefined, limits: ScheduleLimits):
   };
 }
 
-export function scheduleToProto({ schedule, nextMs, lastRun }: ScheduleState): MessageInitShape<typeof ScheduleSchema> {
+export function scheduleToProto({
+  schedule,
+  nextMs,
+  lastRun,
+  paused,
+}: ScheduleState): MessageInitShape<typeof ScheduleSchema> {
   const { task } = schedule;
   return {
     id: schedule.id,
@@ -128,10 +142,27 @@ export function scheduleToProto({ schedule, nextMs, lastRun }: ScheduleState): M
     createdAt: timestampFromIso(schedule.createdAt),
     createdBy: schedule.createdBy,
     ...(lastRun ? { lastRunAt: timestampFromIso(lastRun.at), lastTaskId: lastRun.taskId } : {}),
+    ...(paused ? { paused: true, pausedAt: timestampFromIso(paused.at), pausedBy: paused.by } : {}),
   };
 }
 
 export function scheduleHandlers(rt: Runtime, redis: RedisCall, limits: ScheduleLimits) {
+  /** A schedule's audit event (no task id), awaited; a lost one is logged, not returned (the change stands). */
+  async function audit(action: string, detail: Record<string, string>): Promise<void> {
+    await publishAudit(rt.publisher, {
+      service: rt.name,
+      action,
+      detail,
+      discriminator: `${detail.scheduleId}:${Date.now()}`,
+    }).catch((error: unknown) => rt.log.warn({ err: error, action }, "could not publish a schedule's audit event"));
+  }
+
+  async function stateOf(id: string): Promise<ScheduleState> {
+    const state = await redis("reading the schedule", () => scheduleState(rt.redis, id));
+    if (!state) throw new ConnectError(`schedule ${id} not found`, Code.NotFound);
+    return state;
+  }
+
   return {
     async createSchedule(request: CreateScheduleRequest, caller: string | undefined) {
       const { schedule, nextMs } = parseSchedule(request, limits, Date.now(), caller ?? "");
@@ -149,14 +180,15 @@ export function scheduleHandlers(rt: Runtime, redis: RedisCall, limits: Schedule
           Code.AlreadyExists,
         );
       }
-      await publishAudit(rt.publisher, {
-        service: rt.name,
-        action: "schedule_saved",
-        detail: { scheduleId: schedule.id, cron: schedule.cron, timezone: schedule.timezone, by: schedule.createdBy },
-        discriminator: `${schedule.id}:${schedule.createdAt}`,
-      }).catch((error: unknown) => rt.log.warn({ err: error }, "could not publish the schedule_saved audit event"));
+      await audit("schedule_saved", {
+        scheduleId: schedule.id,
+        cron: schedule.cron,
+        timezone: schedule.timezone,
+        by: schedule.createdBy,
+      });
       rt.log.info({ scheduleId: schedule.id, cron: schedule.cron, nextMs }, "schedule saved");
-      return { schedule: scheduleToProto({ schedule, nextMs, lastRun: undefined }) };
+      // Read back: a replaced schedule keeps its pause and its last run.
+      return { schedule: scheduleToProto(await stateOf(schedule.id)) };
     },
 
     async listSchedules() {
@@ -165,18 +197,31 @@ export function scheduleHandlers(rt: Runtime, redis: RedisCall, limits: Schedule
     },
 
     async deleteSchedule(id: string, caller: string | undefined) {
-      if (!ID_PATTERN.test(id))
-        throw invalid("id", "must be a schedule id (1-64 characters of a-z, 0-9, '.', '_', '-')");
+      checkId(id);
       const deleted = await redis("deleting the schedule", () => deleteSchedule(rt.redis, id));
-      if (deleted) {
-        await publishAudit(rt.publisher, {
-          service: rt.name,
-          action: "schedule_deleted",
-          detail: { scheduleId: id, by: caller ?? "" },
-          discriminator: `${id}:${Date.now()}`,
-        }).catch((error: unknown) => rt.log.warn({ err: error }, "could not publish the schedule_deleted audit event"));
-      }
+      if (deleted) await audit("schedule_deleted", { scheduleId: id, by: caller ?? "" });
       return { deleted };
+    },
+
+    async pauseSchedule(id: string, caller: string | undefined) {
+      checkId(id);
+      const pause = { at: new Date().toISOString(), by: caller ?? "" };
+      const found = await redis("pausing the schedule", () => pauseSchedule(rt.redis, id, pause));
+      if (!found) throw new ConnectError(`schedule ${id} not found`, Code.NotFound);
+      await audit("schedule_paused", { scheduleId: id, by: pause.by });
+      return { schedule: scheduleToProto(await stateOf(id)) };
+    },
+
+    async resumeSchedule(id: string, caller: string | undefined) {
+      checkId(id);
+      const schedule = await redis("reading the schedule", () => readSchedule(rt.redis, id));
+      if (!schedule) throw new ConnectError(`schedule ${id} not found`, Code.NotFound);
+      // From its first time after now: the times passed while it was paused are not made up.
+      const nextMs = nextRunAfter(schedule, Date.now());
+      const outcome = await redis("resuming the schedule", () => resumeSchedule(rt.redis, id, nextMs));
+      if (outcome === "not_found") throw new ConnectError(`schedule ${id} not found`, Code.NotFound);
+      if (outcome === "resumed") await audit("schedule_resumed", { scheduleId: id, by: caller ?? "" });
+      return { wasPaused: outcome === "resumed", schedule: scheduleToProto(await stateOf(id)) };
     },
   };
 }

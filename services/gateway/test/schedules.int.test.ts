@@ -131,6 +131,56 @@ describe("a schedule run by two gateway replicas", () => {
   });
 });
 
+describe("pausing a schedule (two replicas running schedules)", () => {
+  let gateways: Gateway[];
+  beforeAll(async () => {
+    const env = { GATEWAY_SCHEDULE_POLL_MS: "100" };
+    gateways = await Promise.all([startGateway(infra, env), startGateway(infra, env)]);
+  });
+  afterAll(async () => {
+    await Promise.all((gateways ?? []).map((gateway) => gateway.stop()));
+  });
+
+  test("a paused schedule submits nothing, keeps its pause when replaced, and resumes from now", async () => {
+    await admin.createSchedule({ schedule: schedule({ id: "pausable" }) });
+    await waitFor("a first run", async () => (await runsOf("pausable")).length > 0, { timeoutMs: 10_000 });
+    const { schedule: paused } = await admin.pauseSchedule({ id: "pausable" });
+    expect(paused).toMatchObject({ id: "pausable", paused: true, pausedBy: "" });
+    expect(paused?.nextRunAt).toBeUndefined();
+    const pausedAt = Date.now();
+    // A run already under way when it was paused may still land; none after that.
+    const until = pausedAt + 2_000;
+    await waitFor("two of its seconds to pass", () => Date.now() > until, { timeoutMs: 5_000 });
+    const during = (await runsOf("pausable")).filter((run) => Date.parse(run.metadata.scheduled_for!) > pausedAt);
+    expect(during).toEqual([]);
+
+    const { schedule: replaced } = await admin.createSchedule({
+      schedule: schedule({ id: "pausable", cron: "*/2 * * * * *" }),
+      replace: true,
+    });
+    expect(replaced).toMatchObject({ cron: "*/2 * * * * *", paused: true });
+    expect(replaced?.nextRunAt).toBeUndefined();
+
+    const resumedAt = Date.now();
+    const resumed = await admin.resumeSchedule({ id: "pausable" });
+    expect(resumed.wasPaused).toBe(true);
+    expect(resumed.schedule?.paused).toBe(false);
+    expect(timestampDate(resumed.schedule!.nextRunAt!).getTime()).toBeGreaterThan(resumedAt);
+    await waitFor(
+      "a run after the resume",
+      async () => (await runsOf("pausable")).some((run) => Date.parse(run.metadata.scheduled_for!) > resumedAt),
+      { timeoutMs: 10_000 },
+    );
+    expect((await admin.resumeSchedule({ id: "pausable" })).wasPaused).toBe(false);
+    await admin.deleteSchedule({ id: "pausable" });
+    expect(await rejection(admin.pauseSchedule({ id: "pausable" }))).toEqual({
+      code: Code.NotFound,
+      message: "schedule pausable not found",
+    });
+    expect(await redis.hexists(Keys.schedulePaused, "pausable")).toBe(0);
+  });
+});
+
 describe("one round at a time (no replica runs schedules meanwhile)", () => {
   test("times missed while no gateway ran make one run, for the latest; the next time is after now", async () => {
     // Every minute, and not looked at for an hour (as if every gateway was down): its next time an hour ago.

@@ -52,7 +52,9 @@ export const schedulesView: View = (main) => {
       h("code", {}, schedule.cron),
       schedule.timezone || "UTC",
       `${schedule.task?.type ?? "?"} (${priorityName(schedule.task?.priority ?? 0)})`,
-      when(schedule.nextRunAt, now, "never"),
+      schedule.paused
+        ? `paused${schedule.pausedBy ? ` by ${schedule.pausedBy}` : ""}`
+        : when(schedule.nextRunAt, now, "never"),
       when(schedule.lastRunAt, now, "—"),
       schedule.lastTaskId ? h("a", { href: `/tasks/${schedule.lastTaskId}`, class: "mono" }, schedule.lastTaskId) : "—",
       schedule.createdBy || "—",

@@ -1,4 +1,5 @@
-/** `taskctl schedule add|ls|rm`: recurring tasks (AdminService CreateSchedule, ListSchedules, DeleteSchedule). */
+/** `taskctl schedule add|ls|rm|pause|resume`: recurring tasks (AdminService CreateSchedule, ListSchedules,
+ *  DeleteSchedule, PauseSchedule, ResumeSchedule). */
 import { toJson } from "@bufbuild/protobuf";
 import { durationFromMs } from "@bufbuild/protobuf/wkt";
 import {
@@ -6,6 +7,8 @@ import {
   CreateScheduleResponseSchema,
   DeleteScheduleResponseSchema,
   ListSchedulesResponseSchema,
+  PauseScheduleResponseSchema,
+  ResumeScheduleResponseSchema,
 } from "@tm/proto";
 import { renderSchedules } from "../admin-render.js";
 import type { Invocation } from "../args.js";
@@ -35,6 +38,26 @@ export async function scheduleCommand(io: Io, client: AdminClient, invocation: S
       println(
         io.stdout,
         json ? JSON.stringify(toJson(DeleteScheduleResponseSchema, response)) : `${invocation.id}: deleted`,
+      );
+      return ExitCode.Ok;
+    }
+    case "pause": {
+      const response = await client.pauseSchedule({ id: invocation.id }, options);
+      println(
+        io.stdout,
+        json
+          ? JSON.stringify(toJson(PauseScheduleResponseSchema, response))
+          : `${invocation.id}: paused (no runs until taskctl schedule resume ${invocation.id})`,
+      );
+      return ExitCode.Ok;
+    }
+    case "resume": {
+      const response = await client.resumeSchedule({ id: invocation.id }, options);
+      println(
+        io.stdout,
+        json
+          ? JSON.stringify(toJson(ResumeScheduleResponseSchema, response))
+          : `${invocation.id}: ${response.wasPaused ? "resumed" : "was not paused"}\n${renderSchedules(response.schedule ? [response.schedule] : [], Date.now())}`,
       );
       return ExitCode.Ok;
     }
