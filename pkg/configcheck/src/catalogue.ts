@@ -36,7 +36,7 @@ export const METRIC_CATALOGUE: readonly MetricDefinition[] = [
     kind: "counter",
     labels: ["outcome"],
     services: ["gateway"],
-    help: "Runs of recurring schedules submitted by a gateway replica; outcome submitted | failed (retried next round)",
+    help: "Runs of recurring schedules by a gateway replica; outcome submitted | failed (retried next round) | rejected (refused by SubmitTask's checks: that time skipped)",
   },
   {
     name: "tm_tasks_delayed_released_total",

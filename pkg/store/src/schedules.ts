@@ -173,30 +173,31 @@ export async function dueSchedules(
   return due;
 }
 
-// KEYS: schedule_next, schedule_last_run. ARGV: id, the time it ran for, the next time ("" for none), last run JSON.
+// KEYS: schedule_next, schedule_last_run. ARGV: id, the time it ran for, the next time ("" for none), last run JSON
+// ("" for a time skipped without a run).
 const ADVANCE = luaScript(`
 local current = redis.call('ZSCORE', KEYS[1], ARGV[1])
 if not current or tonumber(current) ~= tonumber(ARGV[2]) then return 0 end
 if ARGV[3] == '' then redis.call('ZREM', KEYS[1], ARGV[1]) else redis.call('ZADD', KEYS[1], ARGV[3], ARGV[1]) end
-redis.call('HSET', KEYS[2], ARGV[1], ARGV[4])
+if ARGV[4] ~= '' then redis.call('HSET', KEYS[2], ARGV[1], ARGV[4]) end
 return 1
 `);
 
 /**
- * Moves a schedule that ran for `dueMs` on to `nextMs` (undefined: no later time), recording the run; false when
- * another replica did it already, or the schedule was replaced or deleted meanwhile.
+ * Moves a schedule that ran for `dueMs` on to `nextMs` (undefined: no later time), recording the run (undefined: a
+ * time skipped, no run); false when another replica did it already, or the schedule was replaced or deleted meanwhile.
  */
 export async function advanceSchedule(
   redis: Redis,
   id: string,
   dueMs: number,
   nextMs: number | undefined,
-  run: { at: string; taskId: string },
+  run: { at: string; taskId: string } | undefined,
 ): Promise<boolean> {
   const applied = await ADVANCE.run(
     redis,
     [Keys.scheduleNext, Keys.scheduleLastRun],
-    [id, dueMs, nextMs ?? "", JSON.stringify(run)],
+    [id, dueMs, nextMs ?? "", run ? JSON.stringify(run) : ""],
   );
   return applied === 1;
 }

@@ -14,6 +14,7 @@
  */
 import { create, type JsonObject } from "@bufbuild/protobuf";
 import { durationFromMs } from "@bufbuild/protobuf/wkt";
+import { Code, ConnectError } from "@connectrpc/connect";
 import type { Runtime } from "@tm/kit";
 import { type CallContext, SubmitTaskRequestSchema } from "@tm/proto";
 import { advanceSchedule, deleteSchedule, dueSchedules, readSchedule, type StoredSchedule } from "@tm/store";
@@ -22,6 +23,13 @@ import { priorityToProto } from "./mapping.js";
 import { everyInterval } from "./rounds.js";
 import { nextRunAfter, SCHEDULE_METADATA } from "./schedules.js";
 import type { TaskServiceHandlers } from "./task-service.js";
+
+/** SubmitTask refused the run's request itself (invalid, over a limit): the same request would be refused again. */
+function isRejection(error: unknown): boolean {
+  return (
+    error instanceof ConnectError && (error.code === Code.InvalidArgument || error.code === Code.ResourceExhausted)
+  );
+}
 
 /** Schedules run per round at most; more wait for the next round. */
 const ROUND_LIMIT = 100;
@@ -41,10 +49,11 @@ export interface ScheduleRunner {
 
 export function startScheduleRunner(rt: Runtime, options: ScheduleRunnerOptions): ScheduleRunner {
   const runs = rt.meter.createCounter("tm_schedule_runs_total", {
-    description: "Runs of recurring schedules submitted by this replica: outcome submitted or failed (retried)",
+    description:
+      "Runs of recurring schedules by this replica: outcome submitted, failed (retried next round) or rejected (the " +
+      "template no longer passes SubmitTask's checks: that time skipped)",
   });
-  runs.add(0, { outcome: "submitted" });
-  runs.add(0, { outcome: "failed" });
+  for (const outcome of ["submitted", "failed", "rejected"]) runs.add(0, { outcome });
 
   async function runOne(id: string, dueMs: number): Promise<boolean> {
     const schedule = await readSchedule(rt.redis, id);
@@ -57,8 +66,21 @@ export function startScheduleRunner(rt: Runtime, options: ScheduleRunnerOptions)
     try {
       taskId = await options.submit(schedule, dueMs);
     } catch (error) {
-      runs.add(1, { outcome: "failed" });
-      rt.log.warn({ err: error, scheduleId: id, dueMs }, "could not submit a scheduled run; retried next round");
+      if (!isRejection(error)) {
+        runs.add(1, { outcome: "failed" });
+        rt.log.warn({ err: error, scheduleId: id, dueMs }, "could not submit a scheduled run; retried next round");
+        return false;
+      }
+      // The gateway refuses the run itself (a task type or a limit changed since the schedule was made): retrying
+      // cannot help, so this time is skipped, as an error for the operator (alert ScheduleRunsRejected).
+      const nextMs = nextRunAfter(schedule, Math.max(Date.now(), dueMs));
+      if (await advanceSchedule(rt.redis, id, dueMs, nextMs, undefined)) {
+        runs.add(1, { outcome: "rejected" });
+        rt.log.error(
+          { err: error, scheduleId: id, dueMs },
+          "a scheduled run was refused by SubmitTask's checks: this time is skipped; fix the schedule (replace it)",
+        );
+      }
       return false;
     }
     const nextMs = nextRunAfter(schedule, Math.max(Date.now(), dueMs));

@@ -232,6 +232,31 @@ describe("one round at a time (no replica runs schedules meanwhile)", () => {
   });
 });
 
+describe("a run SubmitTask refuses", () => {
+  test("is skipped, not retried: the schedule moves on, no task, no last run", async () => {
+    const dueMs = await createAsIfIdle("broken", "*/5 * * * *", Date.now() - 1_000);
+    // A template that no longer passes (as after a task type was withdrawn from the workers).
+    const stored = (await readSchedule(redis, "broken"))!;
+    await redis.hset(Keys.schedules, "broken", JSON.stringify({ ...stored, task: { ...stored.task, type: "gone" } }));
+    const runner = startScheduleRunner(quiet.runtime, {
+      pollMs: 600_000,
+      submit: (s, due) => submitRun(submitTaskOf(quiet), s, due),
+    });
+    try {
+      expect(await runner.run()).toBe(0);
+      expect(await runner.run()).toBe(0);
+    } finally {
+      await runner.stop();
+    }
+    expect(Number(await redis.zscore(Keys.scheduleNext, "broken"))).toBeGreaterThan(dueMs);
+    expect(await runsOf("broken")).toEqual([]);
+    const listed = (await admin.listSchedules({})).schedules.find((s) => s.id === "broken");
+    expect(listed?.lastTaskId).toBe("");
+    const metrics = await (await fetch(`http://127.0.0.1:${quiet.opsPort}/metrics`)).text();
+    expect(metrics).toMatch(/^tm_schedule_runs_total\{[^}]*outcome="rejected"[^}]*\} 1$/m);
+  });
+});
+
 /** The in-process gateway's unguarded SubmitTask, as the runner is given it. */
 function submitTaskOf(gateway: Gateway) {
   return gateway.started.submitTask;
