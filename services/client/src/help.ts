@@ -32,7 +32,8 @@ const GLOBALS = `Global options:
 const EXIT_CODES = `Exit codes:
   0  ok
   1  the task ended FAILED or CANCELLED (watch, submit --watch; demo: a task did not end as expected;
-     dlq replay, dlq discard: a dead letter was not replayed or discarded; requeue: a task was not requeued)
+     dlq replay, dlq discard: a dead letter was not replayed or discarded; requeue: a task was not requeued;
+     schedule add: the id is taken, without --replace)
   2  usage error (bad flag or value, malformed --payload), or the gateway rejected the request as invalid
   3  not found
   4  server unavailable (cannot connect, UNAVAILABLE, no answer in time; dlq replay, dlq discard, requeue: Redis or NATS
