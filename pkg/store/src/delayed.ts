@@ -8,6 +8,7 @@
  */
 import type { Redis } from "ioredis";
 import { Keys } from "./keys.js";
+import { scoredMembers } from "./scored.js";
 import { luaScript } from "./script.js";
 
 export interface DelayedEntry {
@@ -30,11 +31,7 @@ return due
 /** Moves up to `limit` tasks due at `nowMs` from tasks_delayed to tasks_unqueued; returns them, oldest first. */
 export async function releaseDue(redis: Redis, nowMs: number, limit: number): Promise<DelayedEntry[]> {
   const reply = (await RELEASE_DUE.run(redis, [Keys.delayed, Keys.unqueued], [nowMs, limit])) as string[];
-  const entries: DelayedEntry[] = [];
-  for (let i = 0; i + 1 < reply.length; i += 2) {
-    entries.push({ taskId: reply[i] as string, dueMs: Number(reply[i + 1]) });
-  }
-  return entries;
+  return scoredMembers(reply).map(({ member, score }) => ({ taskId: member, dueMs: score }));
 }
 
 /** Takes a task out of tasks_delayed (it was cancelled): true when it was there. */

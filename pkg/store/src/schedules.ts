@@ -10,6 +10,7 @@
 import type { Priority } from "@tm/flow";
 import type { Redis } from "ioredis";
 import { Keys } from "./keys.js";
+import { scoredMembers } from "./scored.js";
 import { luaScript } from "./script.js";
 
 export interface StoredSchedule {
@@ -82,16 +83,25 @@ export async function listSchedules(redis: Redis): Promise<ScheduleState[]> {
     redis.hgetall(Keys.scheduleLastRun),
     redis.hgetall(Keys.schedulePaused),
   ]);
-  const nextById = new Map<string, number>();
-  for (let i = 0; i + 1 < next.length; i += 2) nextById.set(next[i] as string, Number(next[i + 1]));
+  const nextById = new Map(scoredMembers(next).map(({ member, score }) => [member, score]));
   return Object.keys(all)
     .sort()
-    .map((id) => ({
-      schedule: JSON.parse(all[id] as string) as StoredSchedule,
-      nextMs: nextById.get(id),
-      lastRun: last[id] ? (JSON.parse(last[id]) as { at: string; taskId: string }) : undefined,
-      paused: paused[id] ? (JSON.parse(paused[id]) as { at: string; by: string }) : undefined,
-    }));
+    .map((id) => stateFrom(all[id] as string, nextById.get(id), last[id], paused[id]));
+}
+
+/** A schedule's state from its four entries as Redis holds them (JSON texts; the next time in ms). */
+function stateFrom(
+  json: string,
+  nextMs: number | undefined,
+  lastRun: string | undefined,
+  paused: string | undefined,
+): ScheduleState {
+  return {
+    schedule: JSON.parse(json) as StoredSchedule,
+    nextMs,
+    lastRun: lastRun ? (JSON.parse(lastRun) as ScheduleState["lastRun"]) : undefined,
+    paused: paused ? (JSON.parse(paused) as ScheduleState["paused"]) : undefined,
+  };
 }
 
 // KEYS: schedules, schedule_next, schedule_paused. ARGV: id, pause JSON. 0: no such schedule; 1: paused (the first
@@ -138,12 +148,7 @@ export async function scheduleState(redis: Redis, id: string): Promise<ScheduleS
     redis.hget(Keys.schedulePaused, id),
   ]);
   if (!json) return undefined;
-  return {
-    schedule: JSON.parse(json) as StoredSchedule,
-    nextMs: next === null ? undefined : Number(next),
-    lastRun: last ? (JSON.parse(last) as { at: string; taskId: string }) : undefined,
-    paused: paused ? (JSON.parse(paused) as { at: string; by: string }) : undefined,
-  };
+  return stateFrom(json, next === null ? undefined : Number(next), last ?? undefined, paused ?? undefined);
 }
 
 // KEYS: schedules, schedule_next, schedule_last_run, schedule_paused. ARGV: id.
@@ -168,9 +173,7 @@ export async function dueSchedules(
   limit: number,
 ): Promise<Array<{ id: string; dueMs: number }>> {
   const reply = await redis.zrangebyscore(Keys.scheduleNext, "-inf", nowMs, "WITHSCORES", "LIMIT", 0, limit);
-  const due: Array<{ id: string; dueMs: number }> = [];
-  for (let i = 0; i + 1 < reply.length; i += 2) due.push({ id: reply[i] as string, dueMs: Number(reply[i + 1]) });
-  return due;
+  return scoredMembers(reply).map(({ member, score }) => ({ id: member, dueMs: score }));
 }
 
 // KEYS: schedule_next, schedule_last_run. ARGV: id, the time it ran for, the next time ("" for none), last run JSON

@@ -6,6 +6,7 @@
  */
 import type { Redis } from "ioredis";
 import { Keys } from "./keys.js";
+import { scoredMembers } from "./scored.js";
 
 export interface UnqueuedEntry {
   taskId: string;
@@ -21,11 +22,7 @@ export async function markQueued(redis: Redis, taskIds: readonly string[]): Prom
 /** The oldest entries created before `beforeMs`, at most `limit`. */
 export async function unqueuedBefore(redis: Redis, beforeMs: number, limit: number): Promise<UnqueuedEntry[]> {
   const reply = await redis.zrangebyscore(Keys.unqueued, "-inf", `(${beforeMs}`, "WITHSCORES", "LIMIT", 0, limit);
-  const entries: UnqueuedEntry[] = [];
-  for (let i = 0; i + 1 < reply.length; i += 2) {
-    entries.push({ taskId: reply[i] as string, createdMs: Number(reply[i + 1]) });
-  }
-  return entries;
+  return scoredMembers(reply).map(({ member, score }) => ({ taskId: member, createdMs: score }));
 }
 
 /** How many entries there are, and how many of them were created before `overdueBeforeMs` (operators' view). */

@@ -5,7 +5,7 @@
  * release) and its tasks_delayed entry stay bounded. A time already past, or a zero delay, queues the task at once.
  */
 import type { Duration, Timestamp } from "@bufbuild/protobuf/wkt";
-import { invalid } from "./validation.js";
+import { durationMsOf, invalid } from "./validation.js";
 
 export type ScheduleRequest =
   | { case: "runAt"; value: Timestamp }
@@ -25,14 +25,13 @@ export function releaseTimeOf(schedule: ScheduleRequest, nowMs: number, maxDelay
   if (schedule.case === undefined) return undefined;
   const maxDelayMs = maxDelaySeconds * 1_000;
   if (schedule.case === "delay") {
-    const { seconds, nanos } = schedule.value;
-    if (nanos <= -NANOS_PER_SECOND || nanos >= NANOS_PER_SECOND)
-      throw invalid("delay", "nanos must be within ±999,999,999");
-    if (seconds < 0n || nanos < 0) throw invalid("delay", "must not be negative");
-    if (seconds > BigInt(maxDelaySeconds) || (seconds === BigInt(maxDelaySeconds) && nanos > 0)) {
-      throw invalid("delay", `${seconds} s exceeds the maximum of ${maxDelaySeconds} s (GATEWAY_MAX_DELAY_SECONDS)`);
+    const delayMs = durationMsOf("delay", schedule.value);
+    if (delayMs > maxDelayMs) {
+      throw invalid(
+        "delay",
+        `${schedule.value.seconds} s exceeds the maximum of ${maxDelaySeconds} s (GATEWAY_MAX_DELAY_SECONDS)`,
+      );
     }
-    const delayMs = Number(seconds) * 1_000 + Math.ceil(nanos / 1_000_000);
     return delayMs > 0 ? nowMs + delayMs : undefined;
   }
   const { seconds, nanos } = schedule.value;

@@ -111,14 +111,22 @@ export function validateSubmission(
   };
 }
 
+/**
+ * A request's google.protobuf.Duration `field` in whole milliseconds (a fraction rounded up); INVALID_ARGUMENT naming
+ * the field when it is malformed or negative.
+ */
+export function durationMsOf(field: string, { seconds, nanos }: Duration): number {
+  if (nanos <= -1_000_000_000 || nanos >= 1_000_000_000) throw invalid(field, "nanos must be within ±999,999,999");
+  if (seconds < 0n || nanos < 0) throw invalid(field, "must not be negative");
+  return Number(seconds) * 1_000 + Math.ceil(nanos / 1_000_000);
+}
+
 /** A handler timeout from 1 ms to MAX_TASK_TIMEOUT_MS, in whole milliseconds (rounded up). */
-function timeoutMsOf({ seconds, nanos }: Duration): number {
-  if (nanos <= -1_000_000_000 || nanos >= 1_000_000_000) throw invalid("timeout", "nanos must be within ±999,999,999");
-  if (seconds < 0n || nanos < 0) throw invalid("timeout", "must not be negative");
-  const ms = Number(seconds) * 1_000 + Math.ceil(nanos / 1_000_000);
+function timeoutMsOf(timeout: Duration): number {
+  const ms = durationMsOf("timeout", timeout);
   if (ms === 0) throw invalid("timeout", "must be at least 1 ms (leave it unset for the worker's default)");
   if (ms > MAX_TASK_TIMEOUT_MS) {
-    throw invalid("timeout", `${seconds} s exceeds the maximum of ${MAX_TASK_TIMEOUT_MS / 1_000} s (24 h)`);
+    throw invalid("timeout", `${timeout.seconds} s exceeds the maximum of ${MAX_TASK_TIMEOUT_MS / 1_000} s (24 h)`);
   }
   return ms;
 }

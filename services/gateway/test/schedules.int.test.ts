@@ -129,17 +129,6 @@ describe("a schedule run by two gateway replicas", () => {
     expect((await runsOf("every-second")).length).toBeLessThanOrEqual(after + 1);
     expect(await redis.zscore(Keys.scheduleNext, "every-second")).toBeNull();
   });
-});
-
-describe("pausing a schedule (two replicas running schedules)", () => {
-  let gateways: Gateway[];
-  beforeAll(async () => {
-    const env = { GATEWAY_SCHEDULE_POLL_MS: "100" };
-    gateways = await Promise.all([startGateway(infra, env), startGateway(infra, env)]);
-  });
-  afterAll(async () => {
-    await Promise.all((gateways ?? []).map((gateway) => gateway.stop()));
-  });
 
   test("a paused schedule submits nothing, keeps its pause when replaced, and resumes from now", async () => {
     await admin.createSchedule({ schedule: schedule({ id: "pausable" }) });
