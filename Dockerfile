@@ -51,4 +51,4 @@ HEALTHCHECK --interval=10s --timeout=3s --start-period=20s --retries=3 CMD ["nod
 # The telemetry preload must run before any instrumented module is imported. A 2 MB young generation (V8's default
 # grows to 16 MB per semi-space) keeps each service ~30 MB smaller, within the 120 MB target; a larger one trades
 # memory for CPU (8 MB: the gateway ~20 % less CPU, ~15 MB more; DEPLOYMENT.md, PERFORMANCE.md).
-CMD ["node", "--max-semi-space-size=2", "--heap-growing-percent=20", "--import", "@tm/kit/telemetry", "dist/index.js"]
+CMD ["node", "--max-semi-space-size=2", "--heap-growing-percent=20", "--import", "@tm/kit/telemetry", "dist/bundle/index.js"]

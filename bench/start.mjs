@@ -36,7 +36,9 @@ if (!args.includes("--no-build")) {
       ["--no-bail"],
     )
   )
-    console.error("bench: some services did not build; the pipeline phase runs only if every dist/index.js exists");
+    console.error(
+      "bench: some services did not build; the pipeline phase runs only if every dist/bundle/index.js exists",
+    );
 }
 
 const cli = spawnSync(process.execPath, [join(here, "dist", "cli.js"), ...args.filter((a) => a !== "--no-build")], {

@@ -282,7 +282,12 @@ async function stopProcess(child, name) {
 
 function checkBuilt() {
   const missing = [
-    ...SERVICES.map((service) => join("services", service.name, "dist", "index.js")),
+    // What each start script runs (its last argument): dist/bundle/index.js.
+    ...SERVICES.map((service) => {
+      const start = JSON.parse(readFileSync(join(root, "services", service.name, "package.json"), "utf8")).scripts
+        .start;
+      return join("services", service.name, start.split(/\s+/).at(-1));
+    }),
     join("services", "client", "dist", "cli.js"),
   ].filter((path) => !existsSync(join(root, path)));
   if (missing.length > 0) {

@@ -6,9 +6,11 @@
  * The latency breakdown (--breakdown) runs too: its rows must follow a task through the stages in order; and --drain,
  * under --profile.
  */
+import { spawnSync } from "node:child_process";
 import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { REPO_ROOT } from "@tm/testkit";
 import { afterAll, expect, test } from "vitest";
 import { allocProfiled } from "../bench/src/alloc-profile.js";
 import { runBreakdown } from "../bench/src/breakdown.js";
@@ -215,10 +217,13 @@ test("--drain measures the service and the bare consumer draining a batch each; 
   const allocated = allocations.find((summary) => summary.service === "notifier");
   expect(allocated?.allocatedMb).toBeGreaterThan(0);
   expect(allocated?.topPackages.map((p) => p.name)).toContain("ioredis");
+  // nats is inside the notifier's bundle: charged to it only through the bundle's source map (bench/src/bundle-frames.ts).
+  expect(allocated?.topPackages.map((p) => p.name)).toContain("nats");
   // The notifier ran under the profiler and exited cleanly: its profile names it and saw its own work.
   const notifier = summaries.find((summary) => summary.service === "notifier");
   expect(notifier?.busySeconds).toBeGreaterThan(0);
   expect(notifier?.topPackages.map((p) => p.name)).toContain("ioredis");
+  expect(notifier?.topPackages.map((p) => p.name)).toContain("nats");
   expect(result.runs.map((r) => r.consumer)).toEqual(["notifier", "bare consumer"]);
   for (const run of result.runs) {
     expect(run.messages).toBe(2000);
@@ -260,4 +265,25 @@ test("--drain worker: the bare baseline publishes what the worker publishes for 
   expect(worker).toBeLessThan(7);
   expect(bare).toBeGreaterThanOrEqual(6);
   expect(bare).toBeLessThan(7);
+});
+
+test("bench/startup.mjs times a service's start bundled and as tsc's output, and refuses an unknown service", {
+  timeout: 60_000,
+}, () => {
+  const run = (...args: string[]) =>
+    spawnSync(process.execPath, ["bench/startup.mjs", ...args], { cwd: REPO_ROOT, encoding: "utf8", timeout: 50_000 });
+  const ok = run("--runs", "1", "--services", "worker");
+  expect(ok.status, ok.stderr).toBe(0);
+  const row = ok.stdout.split("\n").find((line) => line.startsWith("worker "));
+  // Ready ms, CPU ms and RSS MB, bundled then tsc's output: all measured, none zero.
+  const figures =
+    (row ?? "")
+      .slice("worker".length)
+      .match(/[\d.]+/g)
+      ?.map(Number) ?? [];
+  expect(figures).toHaveLength(6);
+  for (const figure of figures) expect(figure).toBeGreaterThan(0);
+  const bad = run("--services", "nope");
+  expect(bad.status).not.toBe(0);
+  expect(bad.stderr).toContain("--services: unknown nope");
 });

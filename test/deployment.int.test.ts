@@ -24,6 +24,7 @@ import {
   type ServiceShape,
   variablesOf,
 } from "../pkg/deploycheck/src/index.js";
+import { EXTERNAL } from "../scripts/bundle.mjs";
 import { COMBINABLE_SERVICES } from "../services/combined/src/selection.js";
 
 interface Definition extends ServiceShape {
@@ -61,7 +62,7 @@ const SERVICE_COMMAND = [
   "--heap-growing-percent=20",
   "--import",
   "@tm/kit/telemetry",
-  "dist/index.js",
+  "dist/bundle/index.js",
 ];
 /** The gateway's web port (console + Connect/gRPC-Web) as its config defaults it: nothing overrides it when deployed. */
 const GATEWAY_WEB_PORT = (
@@ -279,6 +280,28 @@ describe("Dockerfile", () => {
     }
   });
 
+  test("each service's bundle loads from node_modules only production dependencies of the service (the image has them)", () => {
+    // scripts/bundle.mjs leaves EXTERNAL out of the bundle: what a bundle imports or requires of them must be in the
+    // service's own dependencies, or `pnpm deploy --prod` leaves it out and the image fails at start.
+    const loads = (bundle: string, name: string) =>
+      new RegExp(String.raw`(?:from ?|require\(|import\(|\)\()"${name.replace(/[/.]/g, "\\$&")}"`).test(bundle);
+    const checked: string[] = [];
+    for (const name of [...serviceNames, "combined"]) {
+      const entry = `services/${name}/${SERVICE_COMMAND.at(-1)}`;
+      expect(existsSync(entry), `${entry} (pnpm build)`).toBe(true);
+      const bundle = readFileSync(entry, "utf8");
+      const dependencies = JSON.parse(readFileSync(`services/${name}/package.json`, "utf8")).dependencies ?? {};
+      for (const external of EXTERNAL) {
+        if (!loads(bundle, external)) continue;
+        checked.push(`${name}:${external}`);
+        expect(dependencies, `${name} loads ${external} at run time`).toHaveProperty(external);
+      }
+    }
+    // The check sees the loads: every service loads ioredis and pino, the gateway grpc-js and the console.
+    expect(checked).toEqual(expect.arrayContaining(["gateway:@grpc/grpc-js", "gateway:@tm/console", "worker:ioredis"]));
+    expect(checked.filter((c) => c.endsWith(":pino"))).toHaveLength(serviceNames.length + 1);
+  });
+
   test("both stages run the Node.js major given by NODE_VERSION, by default package.json's minimum (what CI runs)", () => {
     const froms = [...dockerfile.matchAll(/^FROM (\S+)/gm)].map(([, image]) => image);
     const image = "node:$" + "{NODE_VERSION}-bookworm-slim"; // the Dockerfile's text, not a template
@@ -323,12 +346,12 @@ describe("Dockerfile", () => {
   test("the combined image: the same start command, every service a production dependency, every one in the map", () => {
     const pkg = JSON.parse(readFileSync("services/combined/package.json", "utf8"));
     expect(pkg.name).toBe("@tm/combined");
-    expect(pkg.scripts.start).toBe(SERVICE_COMMAND.join(" ")); // CMD runs dist/index.js, from src/index.ts
+    expect(pkg.scripts.start).toBe(SERVICE_COMMAND.join(" ")); // CMD runs dist/bundle/index.js, from src/index.ts
     expect(existsSync("services/combined/src/index.ts")).toBe(true);
     // `pnpm --filter @tm/combined... run build` builds them and `deploy --prod` copies them into the image.
     for (const name of serviceNames) expect(pkg.dependencies, name).toHaveProperty(`@tm/${name}`, "workspace:*");
     expect([...COMBINABLE_SERVICES].sort()).toEqual([...serviceNames].sort());
-    // Nothing else in the recipe names a single service's files: the entry is dist/index.js for every SERVICE.
+    // Nothing else in the recipe names a single service's files: the entry is dist/bundle/index.js for every SERVICE.
     expect(dockerfile).not.toMatch(/src\/service\.ts|dist\/service\.js/);
   });
 

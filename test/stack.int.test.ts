@@ -270,7 +270,7 @@ test.skipIf(process.platform !== "linux")(
       const commands = processes.map((proc) => proc.cmdline);
       expect(commands, stack.output()).toContainEqual(expect.stringContaining("nats-server"));
       expect(commands).toContainEqual(expect.stringContaining("redis-server"));
-      expect(commands.filter((command) => command.endsWith("dist/index.js"))).toHaveLength(9);
+      expect(commands.filter((command) => command.endsWith("dist/bundle/index.js"))).toHaveLength(9);
       expect(processes.map((proc) => proc.pid)).toContain(worker.pid);
       // nats-server's store directory (in its command line) and redis-server's working directory.
       const tempDirs = [

@@ -8,11 +8,12 @@
 import { readdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
+import { unbundleFrames } from "./bundle-frames.js";
 import { MODULE_LOADING, packageOf, type Share, withServiceProfiler } from "./profile.js";
 
 /** The parts of V8's sampling heap profile format read here. */
 export interface HeapProfileNode {
-  callFrame: { functionName: string; url: string; lineNumber: number };
+  callFrame: { functionName: string; url: string; lineNumber: number; columnNumber?: number };
   /** Bytes allocated (sampled) in this frame itself. */
   selfSize: number;
   children: HeapProfileNode[];
@@ -55,6 +56,17 @@ export function heapServiceOf(profile: HeapProfile): string | undefined {
   }
   if (names.has("combined")) return "combined";
   return [...names].sort()[0];
+}
+
+function framesOf(profile: HeapProfile): HeapProfileNode["callFrame"][] {
+  const frames: HeapProfileNode["callFrame"][] = [];
+  const stack = [profile.head];
+  while (stack.length > 0) {
+    const node = stack.pop() as HeapProfileNode;
+    frames.push(node.callFrame);
+    stack.push(...node.children);
+  }
+  return frames;
 }
 
 export function summariseHeapProfile(
@@ -116,6 +128,7 @@ export function summariseHeapProfiles(dir: string, top = 10): AllocSummary[] {
     const profile = JSON.parse(readFileSync(path, "utf8")) as HeapProfile;
     const service = heapServiceOf(profile);
     if (!service) continue;
+    unbundleFrames(framesOf(profile));
     summaries.push({ service, pid: Number(name[1]), file: path, ...summariseHeapProfile(profile, top) });
   }
   return summaries.sort((a, b) => b.allocatedMb - a.allocatedMb);

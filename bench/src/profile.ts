@@ -7,12 +7,13 @@
  */
 import { mkdirSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join, resolve } from "node:path";
+import { unbundleFrames } from "./bundle-frames.js";
 
 /** The parts of V8's .cpuprofile format read here. */
 export interface CpuProfile {
   nodes: Array<{
     id: number;
-    callFrame: { functionName: string; url: string; lineNumber: number };
+    callFrame: { functionName: string; url: string; lineNumber: number; columnNumber?: number };
     children?: number[];
   }>;
   samples: number[];
@@ -158,6 +159,7 @@ export function summariseProfiles(dir: string, top = 10): ProfileSummary[] {
     const profile = JSON.parse(readFileSync(path, "utf8")) as CpuProfile;
     const service = serviceOf(profile);
     if (!service) continue;
+    unbundleFrames(profile.nodes.map((node) => node.callFrame));
     summaries.push({ service, pid: Number(name[1]), file: path, ...summariseProfile(profile, top) });
   }
   return summaries.sort((a, b) => b.busySeconds - a.busySeconds);

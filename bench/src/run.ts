@@ -324,7 +324,7 @@ async function measureInfraRoundTrips(size: SizeProfile): Promise<RoundTrip[]> {
 export function pipelineSkipReason(combine: readonly string[] = []): string | undefined {
   const missing = missingServiceBuilds(combine);
   if (missing.length === 0) return undefined;
-  return `services/{${missing.join(",")}}/dist/index.js missing: run \`pnpm build\` (a service that does not build yet cannot be measured)`;
+  return `services/{${missing.join(",")}}/dist/bundle/index.js missing: run \`pnpm build\` (a service that does not build yet cannot be measured)`;
 }
 
 async function runScaling(options: BenchOptions): Promise<ScalingResult[]> {

@@ -15,6 +15,7 @@ import {
   type RedisServer,
   type SpawnedCombined,
   type SpawnedService,
+  serviceEntryOf,
   spawnCombined,
   spawnService,
 } from "@tm/testkit";
@@ -42,7 +43,7 @@ const SPECIALLY_STARTED = new Set<string>(["enricher", "gateway", "result-store"
 /** The services whose build output is missing (the pipeline phase is skipped, with their names, when any is). */
 export function missingServiceBuilds(combine: readonly string[] = []): string[] {
   return [...PIPELINE_SERVICES, ...(combine.length > 0 ? ["combined"] : [])].filter(
-    (name) => !existsSync(join(REPO_ROOT, "services", name, "dist", "index.js")),
+    (name) => !existsSync(join(REPO_ROOT, "services", name, serviceEntryOf(join(REPO_ROOT, "services", name)))),
   );
 }
 

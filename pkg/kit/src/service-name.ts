@@ -1,7 +1,7 @@
 /**
  * The service name the telemetry preload reports (the `service.name` resource attribute). OTEL_SERVICE_NAME wins
  * whenever it is set, as every deployment and the test kit do. Without it, a service started by hand
- * (`node --import @tm/kit/telemetry services/worker/dist/index.js`) is named after its entry script: the name of
+ * (`node --import @tm/kit/telemetry services/worker/dist/bundle/index.js`) is named after its entry script: the name of
  * the nearest package.json above it without its scope ("@tm/worker" → "worker", which also holds in a container,
  * where the deployed package sits at /app), else the `services/<name>/` directory the script is in. "task-manager"
  * only when neither says anything.

@@ -1,5 +1,5 @@
 /**
- * Preloaded with `node --import @tm/kit/telemetry dist/index.js`: starts the SDK, and with it the instrumentations'
+ * Preloaded with `node --import @tm/kit/telemetry dist/bundle/index.js`: starts the SDK, and with it the instrumentations'
  * require hooks, before the app is imported.
  *
  * No ESM loader hook is registered. The instrumented packages are CommonJS (grpc-js, ioredis, pino) or built in
@@ -7,8 +7,10 @@
  * (ioredis-module.ts), the gateway requires grpc-js (grpc-server.ts), fastify requires pino and node:http. An ES import
  * of them could only be intercepted by a loader hook (import-in-the-middle), and on Node 20 loader hooks run in a
  * thread with its own V8 isolate for the life of the process: 14–15 MB of RSS in every service for nothing the
- * require hooks do not already do (docs/PERFORMANCE.md, "the ESM loader hook"). test/observability/deployed.int.test.ts
- * checks the grpc, http and ioredis spans of the spawned services.
+ * require hooks do not already do (docs/PERFORMANCE.md, "the ESM loader hook"). The services run bundled
+ * (scripts/bundle.mjs), and those three packages stay outside the bundles for this reason: a bundled copy is never
+ * require()d, so never patched. test/observability/deployed.int.test.ts checks the grpc, http and ioredis spans and
+ * the log correlation of the spawned services.
  */
 // OTEL_SDK_DISABLED=true (the standard variable) skips tracing and the instrumentations entirely; /metrics still
 // works (the ops server starts a metrics-only provider) and trace context still propagates through messages.

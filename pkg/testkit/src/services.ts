@@ -1,5 +1,5 @@
 /**
- * Runs a built service (services/<name>/dist/index.js) as its own process, the way it is deployed, on free ports,
+ * Runs a built service (services/<name>/dist/bundle/index.js, its start script's entry) as its own process, the way it is deployed, on free ports,
  * and waits until its /readyz answers 200. Fault tests kill (SIGKILL) or stop (SIGTERM) and restart these.
  * Requires `pnpm build` first (scripts/test.sh does it).
  */
@@ -87,7 +87,7 @@ export function exitedForTakenPort(service: SpawnedService): boolean {
 
 async function spawnOnce(name: string, env: NodeJS.ProcessEnv, options: { echo?: boolean }): Promise<SpawnedService> {
   const cwd = join(REPO_ROOT, "services", name);
-  const entry = join(cwd, "dist", "index.js");
+  const entry = join(cwd, serviceEntryOf(cwd));
   if (!existsSync(entry)) throw new Error(`${entry} does not exist: run \`pnpm build\` first`);
   const opsPort = await freePort();
   const fullEnv: NodeJS.ProcessEnv = { ...process.env, LOG_LEVEL: "warn", OTEL_SERVICE_NAME: name, ...env };
@@ -142,8 +142,8 @@ export async function spawnCombined(
   options: { echo?: boolean } = {},
 ): Promise<SpawnedCombined> {
   const cwd = join(REPO_ROOT, "services", "combined");
-  if (!existsSync(join(cwd, "dist", "index.js")))
-    throw new Error(`${cwd}/dist/index.js does not exist: run \`pnpm build\``);
+  const entry = join(cwd, serviceEntryOf(cwd));
+  if (!existsSync(entry)) throw new Error(`${entry} does not exist: run \`pnpm build\``);
   const fullEnv: NodeJS.ProcessEnv = {
     ...process.env,
     LOG_LEVEL: "warn",
@@ -270,4 +270,12 @@ export function startArgsOf(serviceDir: string): string[] {
     .filter(Boolean);
   if (command !== "node") throw new Error(`${serviceDir}/package.json: the start script must be "node <args>"`);
   return args;
+}
+
+/** The script a service's start script runs (its last argument, relative to the service's directory), e.g.
+ *  dist/bundle/index.js: what must be built before the service can be spawned. */
+export function serviceEntryOf(serviceDir: string): string {
+  const entry = startArgsOf(serviceDir).at(-1);
+  if (!entry?.endsWith(".js")) throw new Error(`${serviceDir}/package.json: the start script must end with a .js file`);
+  return entry;
 }

@@ -85,7 +85,7 @@ test("a task goes through with five of the stages sharing one process", async ()
 test("a bad selection or a shared port stops the process with exit code 78 and names the problem", async () => {
   const run = (env: NodeJS.ProcessEnv) =>
     new Promise<{ code: number | null; stderr: string }>((resolve) => {
-      const child = spawn(process.execPath, ["dist/index.js"], {
+      const child = spawn(process.execPath, ["dist/bundle/index.js"], {
         cwd: join(REPO_ROOT, "services", "combined"),
         env: { ...process.env, NATS_URL: infra.nats.url, REDIS_URL: infra.redis.url, ...env },
       });
