@@ -5,6 +5,8 @@
  * replayed to SUCCEEDED with one result and an audit entry; bad input is INVALID_ARGUMENT naming the field.
  */
 import { execFile } from "node:child_process";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { timestampDate, timestampFromMs } from "@bufbuild/protobuf/wkt";
 import { Code, ConnectError } from "@connectrpc/connect";
@@ -508,6 +510,35 @@ describe("AdminService", () => {
     });
     expect(actions.indexOf("gateway:submitted")).toBeLessThan(actions.indexOf("gateway:released"));
     expect(actions.indexOf("gateway:released")).toBeLessThan(actions.indexOf("ingest:ingested"));
+  });
+
+  test("taskctl submit-batch: a file's tasks in SubmitTasks calls, each run to SUCCEEDED once with its own result", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "tm-submit-batch-"));
+    try {
+      const file = join(dir, "tasks.jsonl");
+      const lines = Array.from({ length: 24 }, (_, n) =>
+        JSON.stringify({ type: "echo", payload: { n }, priority: n % 2 ? "PRIORITY_HIGH" : "PRIORITY_LOW" }),
+      );
+      writeFileSync(file, `${lines.join("\n")}\n`);
+      const submitted = await taskctl("submit-batch", file, "--batch-size", "10", "--json");
+      expect(submitted.code, submitted.stderr).toBe(0);
+      expect(submitted.stderr).toContain("24 accepted");
+      const outcomes = submitted.stdout
+        .trim()
+        .split("\n")
+        .map((line) => JSON.parse(line) as { line: number; taskId: string });
+      expect(outcomes.map((o) => o.line)).toEqual(Array.from({ length: 24 }, (_, n) => n + 1));
+      const watched = await taskctl("watch", ...outcomes.map((o) => o.taskId));
+      expect(watched.code, watched.stderr).toBe(0);
+      for (const [n, { taskId }] of outcomes.entries()) {
+        expect(await readResult(pipeline.redisClient, taskId), `line ${n + 1}`).toMatchObject({
+          output: { n },
+          attempts: 1,
+        });
+      }
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 
   test("taskctl submit --attempt-timeout --max-attempts 1: one attempt, aborted at its timeout, FAILED and dead-lettered", async () => {

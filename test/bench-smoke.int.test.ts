@@ -287,3 +287,22 @@ test("bench/startup.mjs times a service's start bundled and as tsc's output, and
   expect(bad.status).not.toBe(0);
   expect(bad.stderr).toContain("--services: unknown nope");
 });
+
+test("bench/submit-rate.mjs measures SubmitTask against SubmitTasks on one gateway: every task accepted, figures positive", {
+  timeout: 60_000,
+}, () => {
+  const run = spawnSync(
+    process.execPath,
+    ["bench/submit-rate.mjs", "--tasks", "200", "--batch", "50", "--in-flight", "8", "--rounds", "1"],
+    { cwd: REPO_ROOT, encoding: "utf8", timeout: 50_000 },
+  );
+  expect(run.status, run.stderr).toBe(0);
+  const rows = run.stdout.split("\n").filter((line) => /^SubmitTasks?,/.test(line));
+  expect(rows.map((row) => row.split(/\s{2,}/)[0])).toEqual(["SubmitTask, 8 in flight", "SubmitTasks, 50 per call"]);
+  for (const row of rows) {
+    // tasks/s, then CPU ms per 1,000 tasks of the gateway, redis-server and nats-server: the gateway's is never 0.
+    const [tasksPerSec, gateway] = (row.match(/\d+(?=,|\s|$)/g) ?? []).slice(-4).map(Number);
+    expect(tasksPerSec).toBeGreaterThan(0);
+    expect(gateway).toBeGreaterThan(0);
+  }
+});

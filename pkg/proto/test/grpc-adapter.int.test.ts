@@ -145,6 +145,9 @@ describe("connect-node client -> grpc-js server (addService)", () => {
         async *submitTaskAndStreamStatus() {
           throw new ConnectError("not implemented", Code.Unimplemented);
         },
+        async submitTasks() {
+          throw new ConnectError("not implemented", Code.Unimplemented);
+        },
       }),
     ));
   });

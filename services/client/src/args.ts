@@ -47,6 +47,16 @@ export type Invocation =
       /** --max-attempts. */
       maxAttempts?: number;
     }
+  | {
+      command: "submit-batch";
+      globals: GlobalOptions;
+      /** JSON Lines of SubmitTaskRequest (protobuf JSON); "-" is standard input. */
+      file: string;
+      /** Tasks per SubmitTasks call. */
+      batchSize: number;
+      /** Retries of the tasks (or calls) the gateway answered UNAVAILABLE. */
+      retries: number;
+    }
   | { command: "get"; globals: GlobalOptions; taskId: string }
   | { command: "watch"; globals: GlobalOptions; taskIds: string[] }
   | { command: "cancel"; globals: GlobalOptions; taskId: string; reason?: string }
@@ -103,6 +113,7 @@ const COMMAND_OPTIONS: Record<CommandName, Options> = {
     "attempt-timeout": { type: "string" },
     "max-attempts": { type: "string" },
   },
+  "submit-batch": { "batch-size": { type: "string" }, retries: { type: "string" } },
   get: {},
   watch: {},
   cancel: { reason: { type: "string" } },
@@ -147,6 +158,10 @@ const COMMAND_OPTIONS: Record<CommandName, Options> = {
 export const DEFAULT_ADDR = "http://127.0.0.1:50051";
 export const DEFAULT_RESULT_STORE_URL = "http://127.0.0.1:8082";
 export const DEFAULT_DEMO_COUNT = 12;
+/** Tasks per SubmitTasks call: below the gateway's default maximum (GATEWAY_MAX_BATCH_TASKS, 500); 100 tasks of up
+ *  to ~40 KB each fit gRPC's 4 MB message limit (larger payloads want a smaller --batch-size). */
+export const DEFAULT_BATCH_SIZE = 100;
+export const MAX_BATCH_SIZE = 10_000;
 export const DEFAULT_DEMO_TIMEOUT_SECONDS = 120;
 
 const PRIORITIES: Record<string, Priority> = { high: Priority.HIGH, medium: Priority.MEDIUM, low: Priority.LOW };
@@ -207,6 +222,14 @@ export function parseCommandLine(argv: string[], env: NodeJS.ProcessEnv = {}, no
         ...(maxAttempts === undefined ? {} : { maxAttempts }),
       };
     }
+    case "submit-batch":
+      return {
+        command: "submit-batch",
+        globals,
+        file: exactly(name, positionals, ["<file>"])[0]!,
+        batchSize: parsePositiveInt("--batch-size", str(values["batch-size"]), DEFAULT_BATCH_SIZE, MAX_BATCH_SIZE),
+        retries: parseRetries(str(values.retries)),
+      };
     case "get":
       return { command: "get", globals, taskId: exactly(name, positionals, ["<id>"])[0]! };
     case "watch":

@@ -4,6 +4,7 @@ export const USAGE = `Usage: taskctl <command> [options]
 
 Commands:
   submit <type>     submit a task (echo, sleep, checksum, flaky, fail)
+  submit-batch <file>  submit the tasks of a JSON Lines file (- for standard input), many per call
   get <id>          show a task
   watch <id...>     follow tasks live until they finish
   cancel <id>       cancel a task that has not finished
@@ -46,6 +47,23 @@ function page(usage: string, description: string, options = ""): string {
 
 export const HELP = {
   taskctl: [USAGE, GLOBALS, EXIT_CODES].join("\n\n"),
+  "submit-batch": page(
+    "Usage: taskctl submit-batch <file|-> [--batch-size N] [--retries N]",
+    `Submits every task of a JSON Lines file (- reads standard input), --batch-size at a time in one SubmitTasks
+call each. A line is a SubmitTaskRequest in protobuf's JSON form, e.g.
+  {"type":"sleep","payload":{"ms":200},"priority":"PRIORITY_HIGH","idempotencyKey":"order-17","delay":"30s"}
+(fields: type, payload, priority, idempotencyKey, metadata, runAt or delay, timeout, maxAttempts). Every line is
+read and checked before anything is sent: a malformed one stops the command, naming its line.
+Prints one line per task, in the file's order: its id, or "error CODE: message" for a task the gateway refused
+(--json: {line, taskId, deduplicated} or {line, error: {code, message}}), then a count on stderr. A task the gateway
+answered UNAVAILABLE is sent again after 0.25, 0.5, 1, 2 s with the same idempotency key (one is made for a line
+without), so a retry never creates a second task. Exit code: 0 when every task was accepted, else that of the
+first refused line (2 invalid, 4 unavailable, 5 other).`,
+    `Options:
+  --batch-size N          tasks per call (default 100, at most the gateway's GATEWAY_MAX_BATCH_TASKS, 500 by
+                          default; the rate limit counts each task)
+  --retries N             retries of the tasks answered UNAVAILABLE (default 4, 0 to 20)`,
+  ),
   submit: page(
     "Usage: taskctl submit <type> [--payload JSON] [--priority high|medium|low] [--idempotency-key K] [--meta k=v ...] [--delay D | --at T] [--attempt-timeout D] [--max-attempts N] [--watch] [--retries N]",
     "Submits a task and prints its id (--json: {taskId, deduplicated}). A submission the gateway cannot take\n(UNAVAILABLE, connection refused) is retried after 0.25, 0.5, 1, 2 s with the same idempotency key (yours,\nor one made for this run), so a retry never creates a second task.",

@@ -18,6 +18,7 @@ import { healthCommand } from "./commands/health.js";
 import { resultCommand } from "./commands/result.js";
 import { scheduleCommand } from "./commands/schedules.js";
 import { submitCommand } from "./commands/submit.js";
+import { submitBatchCommand } from "./commands/submit-batch.js";
 import { watchCommand } from "./commands/watch.js";
 import { adminClientFor, healthClientFor, taskClientFor } from "./connection.js";
 import { describeError, type ExitCode } from "./exit-codes.js";
@@ -39,6 +40,8 @@ export async function run(argv: string[], io: Io): Promise<ExitCode> {
     switch (invocation.command) {
       case "submit":
         return await submitCommand(io, taskClientFor(globals), invocation);
+      case "submit-batch":
+        return await submitBatchCommand(io, taskClientFor(globals), invocation);
       case "get":
         return await getCommand(io, taskClientFor(globals), invocation.taskId, globals.json);
       case "watch":

@@ -2,6 +2,7 @@ import { Priority } from "@tm/proto";
 import { describe, expect, test } from "vitest";
 import { DEFAULT_ADDR, type Invocation, normaliseAddr, parseCommandLine } from "../src/args.js";
 import { submitRequestOf } from "../src/commands/submit.js";
+import { parseBatchLines } from "../src/commands/submit-batch.js";
 import { ExitCode, UsageError } from "../src/exit-codes.js";
 import { run } from "../src/run.js";
 
@@ -168,6 +169,45 @@ describe("parseCommandLine", () => {
     expect(usageErrorOf(["schedule", "add", "nightly", "0 2 * * *"])).toMatch(/^schedule add: missing <type>/);
     expect(usageErrorOf(["schedule", "rm"])).toMatch(/^schedule rm: missing <id>/);
     expect(usageErrorOf(["schedule", "ls", "extra"])).toMatch(/^schedule ls: unexpected argument "extra"/);
+  });
+
+  test("submit-batch: one file (- for standard input), --batch-size 1 to 10000 (100 by default), --retries", () => {
+    expect(parseCommandLine(["submit-batch", "tasks.jsonl"])).toMatchObject({
+      command: "submit-batch",
+      file: "tasks.jsonl",
+      batchSize: 100,
+      retries: 4,
+    });
+    expect(parseCommandLine(["submit-batch", "-", "--batch-size", "500", "--retries", "0"])).toMatchObject({
+      file: "-",
+      batchSize: 500,
+      retries: 0,
+    });
+    expect(usageErrorOf(["submit-batch"])).toContain("submit-batch: missing <file>");
+    expect(usageErrorOf(["submit-batch", "a", "b"])).toContain('unexpected argument "b"');
+    expect(usageErrorOf(["submit-batch", "a", "--batch-size", "0"])).toContain(
+      '--batch-size must be a whole number from 1 to 10000 (got "0")',
+    );
+  });
+
+  test("submit-batch lines: protobuf JSON of SubmitTaskRequest, blank lines skipped, a key made for a line without", () => {
+    const lines = parseBatchLines(
+      '{"type":"sleep","payload":{"ms":5},"priority":"PRIORITY_HIGH","delay":"30s","maxAttempts":1}\n\n' +
+        '{"type":"echo","idempotencyKey":"mine"}\n',
+    );
+    expect(lines.map((l) => l.line)).toEqual([1, 3]);
+    const [sleep, echo] = lines.map((l) => l.request);
+    expect(sleep).toMatchObject({ type: "sleep", priority: Priority.HIGH, maxAttempts: 1, payload: { ms: 5 } });
+    expect(sleep?.schedule).toMatchObject({ case: "delay", value: { seconds: 30n } });
+    expect(sleep?.idempotencyKey).toMatch(/^taskctl-/);
+    expect(lines[0]?.generatedKey).toBe(true);
+    expect(echo?.idempotencyKey).toBe("mine");
+    expect(lines[1]?.generatedKey).toBe(false);
+    expect(() => parseBatchLines('{"type":"echo"}\n{"type":"echo","priority":"URGENT"}')).toThrow(
+      /^line 2: not a task/,
+    );
+    expect(() => parseBatchLines("not json")).toThrow(/^line 1: not a task/);
+    expect(() => parseBatchLines("\n  \n")).toThrow("the file holds no tasks");
   });
 
   test("a bad priority names the flag and the allowed values", () => {

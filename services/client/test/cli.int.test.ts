@@ -4,6 +4,9 @@
  * the client: real HTTP/2, real protobuf, real status streams.
  */
 import { spawn } from "node:child_process";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import type { JsonObject, MessageInitShape } from "@bufbuild/protobuf";
 import { timestampNow } from "@bufbuild/protobuf/wkt";
@@ -56,7 +59,11 @@ function lifecycleOf(type: string): StatusInit[] {
 const tasks = new Map<string, StoredTask>();
 /** Tasks of type "hiccup" whose first status stream already broke off with UNAVAILABLE. */
 const hiccupped = new Set<string>();
-const requests: { submit: unknown[]; submitAndStream: number } = { submit: [], submitAndStream: 0 };
+const requests: { submit: unknown[]; submitAndStream: number; batches: number[] } = {
+  submit: [],
+  submitAndStream: 0,
+  batches: [],
+};
 /** Calls of type "silent" that the client ended (the stand-in saw the call aborted). */
 let silentCallsEnded = 0;
 let server: grpc.Server;
@@ -135,6 +142,22 @@ beforeAll(async () => {
       for await (const message of streamTaskStatus({ taskId })) yield { ...message, deduplicated };
     },
     streamTaskStatus,
+    // As the gateway answers SubmitTasks: each task as SubmitTask, one outcome each, a refusal its own.
+    submitTasks: async ({ tasks: batch }) => {
+      requests.batches.push(batch.length);
+      const outcomes = [];
+      for (const [index, request] of batch.entries()) {
+        try {
+          outcomes.push({ outcome: { case: "accepted" as const, value: await submitTask(request) } });
+        } catch (error) {
+          const { code, rawMessage } = ConnectError.from(error);
+          outcomes.push({
+            outcome: { case: "error" as const, value: { code, message: `tasks[${index}]: ${rawMessage}` } },
+          });
+        }
+      }
+      return { outcomes };
+    },
     getTask: async ({ taskId }) => {
       const task = tasks.get(taskId);
       if (!task) throw new ConnectError(`task ${taskId} not found`, Code.NotFound);
@@ -158,6 +181,18 @@ beforeAll(async () => {
 });
 
 afterAll(() => new Promise<void>((resolve) => server.tryShutdown(() => resolve())));
+
+/** A JSON Lines file of these objects (an empty object: a blank line), in a directory removed after the file's tests. */
+function batchFile(lines: object[]): string {
+  batchDir ??= mkdtempSync(join(tmpdir(), "tm-batch-"));
+  const file = join(batchDir, `${crypto.randomUUID()}.jsonl`);
+  writeFileSync(file, lines.map((line) => (Object.keys(line).length === 0 ? "" : JSON.stringify(line))).join("\n"));
+  return file;
+}
+let batchDir: string | undefined;
+afterAll(() => {
+  if (batchDir) rmSync(batchDir, { recursive: true, force: true });
+});
 
 async function taskctl(args: string[], options: { tty?: boolean } = {}) {
   let stdout = "";
@@ -360,6 +395,69 @@ describe("taskctl against a real gRPC server", () => {
     expect([...callsPerKey.values()].sort()).toEqual([1, 1, 1, 2, 2, 2]);
     expect(stderr.match(/^gateway unavailable \(.*\); retrying in 0\.25 s \(attempt 2 of 5\)$/gm)).toHaveLength(3);
     expect(stdout).toMatch(/SUCCEEDED +5\n/);
+  });
+
+  test("submit-batch sends a file's tasks --batch-size per call and prints one line per task in order; a refused one exits 2", async () => {
+    const file = batchFile([
+      { type: "echo", payload: { n: 1 }, priority: "PRIORITY_HIGH", metadata: { team: "qa" } },
+      { type: "nope" },
+      {},
+      { type: "sleep", payload: { ms: 5 } },
+      { type: "echo", idempotencyKey: "batch-k1" },
+    ]);
+    const before = requests.batches.length;
+    const { exitCode, stdout, stderr } = await taskctl(["submit-batch", file, "--batch-size", "2"]);
+    expect(requests.batches.slice(before)).toEqual([2, 2]);
+    const lines = stdout.trim().split("\n");
+    expect(lines).toHaveLength(4);
+    expect(lines[0]).toMatch(/^task-\d+$/);
+    expect(lines[1]).toBe('error INVALID_ARGUMENT: line 2: type: unknown task type "nope"');
+    expect(lines[2]).toMatch(/^task-\d+$/);
+    expect(lines[3]).toMatch(/^task-\d+$/);
+    expect(tasks.get(lines[0]!)).toEqual({
+      type: "echo",
+      priority: Priority.HIGH,
+      payload: { n: 1 },
+      metadata: { team: "qa" },
+    });
+    expect(tasks.get(lines[2]!)?.type).toBe("sleep");
+    expect(byKey.get("batch-k1")).toBe(lines[3]);
+    expect(stderr).toContain("3 accepted, 1 refused");
+    expect(exitCode).toBe(ExitCode.Usage);
+  });
+
+  test("submit-batch sends tasks answered UNAVAILABLE again with their keys (made for a line without): one task each", async () => {
+    const file = batchFile([{ type: "unsteady", payload: { n: 1 } }, { type: "echo" }, { type: "unsteady" }]);
+    const before = requests.batches.length;
+    const { exitCode, stdout, stderr } = await taskctl(["submit-batch", file, "--json"]);
+    expect(exitCode).toBe(ExitCode.Ok);
+    // The first call took the echo; the two unsteady tasks were answered UNAVAILABLE twice, then taken.
+    expect(requests.batches.slice(before)).toEqual([3, 2, 2]);
+    const outcomes = stdout
+      .trim()
+      .split("\n")
+      .map((line) => JSON.parse(line));
+    expect(outcomes.map((o) => o.line)).toEqual([1, 2, 3]);
+    expect(outcomes.every((o) => typeof o.taskId === "string" && o.deduplicated === false)).toBe(true);
+    for (const { taskId } of [outcomes[0], outcomes[2]]) expect(tasks.get(taskId)?.type).toBe("unsteady");
+    expect(new Set(outcomes.map((o) => o.taskId)).size).toBe(3);
+    expect(stderr).toContain(
+      "(2 task(s) not taken: NATS unavailable while queueing the task: timeout); retrying in 0.25 s (attempt 2 of 5)",
+    );
+    expect(stderr).toContain("3 accepted");
+  });
+
+  test("submit-batch reads every line before sending: a malformed one exits 2 naming it, nothing sent", async () => {
+    const file = batchFile([{ type: "echo" }]);
+    writeFileSync(file, '{"type":"echo"}\n{"type":"echo","priority":"URGENT"}\n');
+    const before = requests.batches.length;
+    const { exitCode, stderr } = await taskctl(["submit-batch", file]);
+    expect(exitCode).toBe(ExitCode.Usage);
+    expect(stderr).toMatch(/^taskctl: line 2: not a task \(a SubmitTaskRequest in JSON\): .*URGENT/);
+    expect(requests.batches.length).toBe(before);
+    const missing = await taskctl(["submit-batch", join(tmpdir(), "no-such-file.jsonl")]);
+    expect(missing.exitCode).toBe(ExitCode.Usage);
+    expect(missing.stderr).toContain("cannot read");
   });
 
   test("health reports SERVING", async () => {

@@ -8,7 +8,15 @@ import { Code, ConnectError } from "@connectrpc/connect";
 import { consoleAssetsDir } from "@tm/console";
 import { ADVISORY_STREAM, STREAMS } from "@tm/flow";
 import { connectRedis, defineService, type Logger, port, positiveInt } from "@tm/kit";
-import { AdminService, addService, connectRoutes, HealthRegistry, ServingStatus, TaskService } from "@tm/proto";
+import {
+  AdminService,
+  addService,
+  connectRoutes,
+  HealthRegistry,
+  ServingStatus,
+  type SubmitTasksRequest,
+  TaskService,
+} from "@tm/proto";
 import { z } from "zod";
 import { adminServiceHandlers } from "./admin-service.js";
 import { authConfigShape } from "./auth/config.js";
@@ -32,6 +40,9 @@ export const gateway = defineService({
   config: {
     GRPC_PORT: port.default(50051),
     GATEWAY_MAX_PAYLOAD_BYTES: positiveInt.default(65_536),
+    /** The most tasks one SubmitTasks call may carry (src/submit-batch.ts). A batch must also fit gRPC's 4 MB message
+     *  limit, so large payloads allow fewer. */
+    GATEWAY_MAX_BATCH_TASKS: positiveInt.max(10_000, { message: "must be at most 10000" }).default(500),
     /** How long a caller's Redis call may wait for an answer before the caller gets UNAVAILABLE (src/redis-call.ts). */
     GATEWAY_REDIS_TIMEOUT_MS: positiveInt.default(3_000),
     /** How long a new task's tasks.ingest message may stay unacknowledged before the requeue sweeper settles it
@@ -82,8 +93,15 @@ export const gateway = defineService({
       redisTimeoutMs: rt.config.GATEWAY_REDIS_TIMEOUT_MS,
       maxDelaySeconds: rt.config.GATEWAY_MAX_DELAY_SECONDS,
       isolation: taskIsolation(rt.config.GATEWAY_TASK_ISOLATION, rt.config.GATEWAY_AUTH_MODE),
+      maxBatchTasks: rt.config.GATEWAY_MAX_BATCH_TASKS,
     });
-    const taskHandlers = guard.protect(TaskService, taskService);
+    const taskHandlers = guard.protect(TaskService, taskService, {
+      // A batch costs one rate-limit token per task (a batch over the maximum is refused unread: one call's token).
+      costs: {
+        submitTasks: (request: SubmitTasksRequest) =>
+          request.tasks.length <= rt.config.GATEWAY_MAX_BATCH_TASKS ? request.tasks.length : 1,
+      },
+    });
     addService(server, TaskService, taskHandlers, onError);
     // Before anything listens: a bad GATEWAY_REQUEUE_AFTER_MS stops the start with its reason.
     const sweeper = startRequeueSweeper(rt, { afterMs: rt.config.GATEWAY_REQUEUE_AFTER_MS });

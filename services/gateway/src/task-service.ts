@@ -49,6 +49,7 @@ import {
   statusSequence,
   unavailable,
 } from "./status-subscriptions.js";
+import { checkBatchSize, submitEach } from "./submit-batch.js";
 import type { TaskIsolation } from "./task-isolation.js";
 import { parseTaskId, type SubmissionRequest, validateSubmission } from "./validation.js";
 
@@ -60,6 +61,8 @@ export interface TaskServiceOptions {
   maxDelaySeconds: number;
   /** GATEWAY_TASK_ISOLATION: with "caller", a caller's tasks and idempotency keys are its own (task-isolation.ts). */
   isolation: TaskIsolation;
+  /** GATEWAY_MAX_BATCH_TASKS: the most tasks one SubmitTasks call may carry. */
+  maxBatchTasks: number;
 }
 
 type TaskServiceMethods = typeof TaskService extends { method: infer M } ? M : never;
@@ -302,6 +305,21 @@ export function taskServiceHandlers(
     async submitTask(request, ctx) {
       const { taskId, deduplicated } = await submit(request, ctx);
       return { taskId, deduplicated };
+    },
+
+    async submitTasks(request, ctx) {
+      checkBatchSize(request.tasks.length, options.maxBatchTasks);
+      const outcomes = await submitEach(request.tasks, async (task) => {
+        try {
+          const { taskId, deduplicated } = await submit(task, ctx);
+          return { taskId, deduplicated };
+        } catch (error) {
+          // Refusals are the client's to read in the outcome; anything else is a bug worth a line of its own.
+          if (!(error instanceof ConnectError)) rt.log.error({ err: error }, "submitting a task of a batch failed");
+          throw error;
+        }
+      });
+      return { outcomes: outcomes.map((outcome) => ({ outcome })) };
     },
 
     async getTask(request, ctx) {

@@ -51,3 +51,20 @@ test("the bucket refills with time, never beyond the burst", async () => {
 test("rate 0 is not a limiter: the guard turns limiting off instead", () => {
   expect(() => new RateLimiter(redis, { perSecond: 0, burst: 1 })).toThrow("perSecond > 0");
 });
+
+test("a call costing several tokens (a batch) takes them all or none, and waits for as many as it lacks", async () => {
+  const limiter = new RateLimiter(redis, { perSecond: 1, burst: 10 });
+  expect((await limiter.take("batch", 7)).allowed).toBe(true);
+  // Three left: a cost of 4 is refused whole and takes nothing; the three are still there for a cost of 3.
+  const refused = await limiter.take("batch", 4);
+  expect(refused.allowed).toBe(false);
+  // One token short at 1 token/s: about a second away (less the time since the first take).
+  expect(refused.retryAfterMs).toBeGreaterThan(500);
+  expect(refused.retryAfterMs).toBeLessThanOrEqual(1_000);
+  expect((await limiter.take("batch", 3)).allowed).toBe(true);
+  expect((await limiter.take("batch")).allowed).toBe(false);
+  // A cost above the burst could never be allowed: refused before Redis is asked.
+  expect(limiter.exceedsBurst(11)).toBe(true);
+  expect(limiter.exceedsBurst(10)).toBe(false);
+  await expect(limiter.take("batch", 11)).rejects.toThrow("a rate-limit cost must be an integer from 1 to the burst");
+});

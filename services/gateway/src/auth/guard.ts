@@ -28,6 +28,9 @@ type AnyHandler = (request: unknown, ctx: CallContext) => unknown;
 export interface ProtectOptions {
   /** Only for admin callers (GATEWAY_ADMIN_CALLERS, GATEWAY_JWT_ADMIN_SCOPE). */
   admin?: boolean;
+  /** What a unary call of a method costs against the rate limit, by its request (default 1): a batch counts its
+   *  tasks, so that batching is no way around the limit. */
+  costs?: Record<string, (request: never) => number>;
 }
 
 export interface Guard {
@@ -80,12 +83,20 @@ export async function createGuard(rt: Runtime<Runtime["config"] & AuthConfig>, r
   /** api-key callers are a configured, bounded set; JWT subjects are not, so they share one label value. */
   const callerLabel = (caller: string) => (authenticator.mode === "api-key" ? caller : "jwt");
 
-  async function withinLimit(caller: string): Promise<void> {
+  async function withinLimit(caller: string, cost: number): Promise<void> {
     if (!limiter) return;
+    if (limiter.exceedsBurst(cost)) {
+      // Waiting would never help: say what would.
+      throw new ConnectError(
+        `tasks: a batch of ${cost} tasks is more than the rate limit allows at once (a burst of ` +
+          `${limiter.limit.burst}, GATEWAY_RATE_LIMIT_BURST): send at most ${limiter.limit.burst} per call`,
+        Code.InvalidArgument,
+      );
+    }
     let decision: Awaited<ReturnType<RateLimiter["take"]>>;
     try {
       // Lost or stalled, Redis would hold every call here: fail open at once, or after the Redis timeout.
-      decision = await redisCall("checking the rate limit", () => limiter.take(caller));
+      decision = await redisCall("checking the rate limit", () => limiter.take(caller, cost));
     } catch (error) {
       bypassed.add(1);
       if (Date.now() - lastBypassWarning >= WARNING_INTERVAL_MS) {
@@ -102,7 +113,7 @@ export async function createGuard(rt: Runtime<Runtime["config"] & AuthConfig>, r
     );
   }
 
-  async function admit(ctx: CallContext, admin: boolean): Promise<void> {
+  async function admit(ctx: CallContext, admin: boolean, cost = 1): Promise<void> {
     let identity: Identity;
     try {
       identity = await authenticator.authenticate(ctx);
@@ -123,7 +134,7 @@ export async function createGuard(rt: Runtime<Runtime["config"] & AuthConfig>, r
         throw error;
       }
     }
-    await withinLimit(identity.caller);
+    await withinLimit(identity.caller, cost);
     attachCaller(ctx, identity.caller, admins.allows(identity));
   }
 
@@ -131,12 +142,13 @@ export async function createGuard(rt: Runtime<Runtime["config"] & AuthConfig>, r
     protect<S extends GenServiceMethods>(
       service: GenService<S>,
       handlers: ServiceHandlers<S>,
-      { admin = false }: ProtectOptions = {},
+      { admin = false, costs = {} }: ProtectOptions = {},
     ): ServiceHandlers<S> {
       const guarded: Record<string, AnyHandler> = {};
       for (const method of service.methods) {
         const handler = (handlers as Record<string, AnyHandler>)[method.localName];
         if (typeof handler !== "function") throw new Error(`no handler for ${service.typeName}.${method.name}`);
+        const costOf = costs[method.localName] as ((request: unknown) => number) | undefined;
         guarded[method.localName] =
           method.methodKind === "server_streaming"
             ? async function* (request, ctx) {
@@ -144,7 +156,8 @@ export async function createGuard(rt: Runtime<Runtime["config"] & AuthConfig>, r
                 yield* handler(request, ctx) as AsyncIterable<DescMessage>;
               }
             : async (request, ctx) => {
-                await admit(ctx, admin);
+                // At least 1: a call refused for being empty still counts as a call.
+                await admit(ctx, admin, Math.max(1, costOf?.(request) ?? 1));
                 return handler(request, ctx);
               };
       }

@@ -12,7 +12,7 @@ import type { JsonObject, Message } from "@bufbuild/protobuf";
  * Describes the file taskmanager/v1/taskmanager.proto.
  */
 export const file_taskmanager_v1_taskmanager: GenFile = /*@__PURE__*/
-  fileDesc("CiB0YXNrbWFuYWdlci92MS90YXNrbWFuYWdlci5wcm90bxIOdGFza21hbmFnZXIudjEiqQEKClRhc2tTdGF0dXMSKAoFc3RhdGUYASABKA4yGS50YXNrbWFuYWdlci52MS5UYXNrU3RhdGUSEAoIcHJvZ3Jlc3MYAiABKA0SDwoHYXR0ZW1wdBgDIAEoDRINCgVlcnJvchgEIAEoCRIuCgp1cGRhdGVkX2F0GAUgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIPCgd2ZXJzaW9uGAYgASgEIucDCgRUYXNrEg8KB3Rhc2tfaWQYASABKAkSDAoEdHlwZRgCIAEoCRIqCghwcmlvcml0eRgDIAEoDjIYLnRhc2ttYW5hZ2VyLnYxLlByaW9yaXR5EigKB3BheWxvYWQYBCABKAsyFy5nb29nbGUucHJvdG9idWYuU3RydWN0EioKBnN0YXR1cxgFIAEoCzIaLnRhc2ttYW5hZ2VyLnYxLlRhc2tTdGF0dXMSJwoGcmVzdWx0GAYgASgLMhcuZ29vZ2xlLnByb3RvYnVmLlN0cnVjdBIuCgpjcmVhdGVkX2F0GAcgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBI0CghtZXRhZGF0YRgIIAMoCzIiLnRhc2ttYW5hZ2VyLnYxLlRhc2suTWV0YWRhdGFFbnRyeRIQCgh0cmFjZV9pZBgJIAEoCRIqCgZydW5fYXQYCiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEioKB3RpbWVvdXQYCyABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb24SFAoMbWF4X2F0dGVtcHRzGAwgASgNGi8KDU1ldGFkYXRhRW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgJOgI4ASKsAwoRU3VibWl0VGFza1JlcXVlc3QSDAoEdHlwZRgBIAEoCRIoCgdwYXlsb2FkGAIgASgLMhcuZ29vZ2xlLnByb3RvYnVmLlN0cnVjdBIqCghwcmlvcml0eRgDIAEoDjIYLnRhc2ttYW5hZ2VyLnYxLlByaW9yaXR5EhcKD2lkZW1wb3RlbmN5X2tleRgEIAEoCRJBCghtZXRhZGF0YRgFIAMoCzIvLnRhc2ttYW5hZ2VyLnYxLlN1Ym1pdFRhc2tSZXF1ZXN0Lk1ldGFkYXRhRW50cnkSLAoGcnVuX2F0GAYgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcEgAEioKBWRlbGF5GAcgASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uSAASKgoHdGltZW91dBgIIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbhIUCgxtYXhfYXR0ZW1wdHMYCSABKA0aLwoNTWV0YWRhdGFFbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAk6AjgBQgoKCHNjaGVkdWxlIjsKElN1Ym1pdFRhc2tSZXNwb25zZRIPCgd0YXNrX2lkGAEgASgJEhQKDGRlZHVwbGljYXRlZBgCIAEoCCIhCg5HZXRUYXNrUmVxdWVzdBIPCgd0YXNrX2lkGAEgASgJIjUKD0dldFRhc2tSZXNwb25zZRIiCgR0YXNrGAEgASgLMhQudGFza21hbmFnZXIudjEuVGFzayIqChdTdHJlYW1UYXNrU3RhdHVzUmVxdWVzdBIPCgd0YXNrX2lkGAEgASgJIlcKGFN0cmVhbVRhc2tTdGF0dXNSZXNwb25zZRIPCgd0YXNrX2lkGAEgASgJEioKBnN0YXR1cxgCIAEoCzIaLnRhc2ttYW5hZ2VyLnYxLlRhc2tTdGF0dXMiygMKIFN1Ym1pdFRhc2tBbmRTdHJlYW1TdGF0dXNSZXF1ZXN0EgwKBHR5cGUYASABKAkSKAoHcGF5bG9hZBgCIAEoCzIXLmdvb2dsZS5wcm90b2J1Zi5TdHJ1Y3QSKgoIcHJpb3JpdHkYAyABKA4yGC50YXNrbWFuYWdlci52MS5Qcmlvcml0eRIXCg9pZGVtcG90ZW5jeV9rZXkYBCABKAkSUAoIbWV0YWRhdGEYBSADKAsyPi50YXNrbWFuYWdlci52MS5TdWJtaXRUYXNrQW5kU3RyZWFtU3RhdHVzUmVxdWVzdC5NZXRhZGF0YUVudHJ5EiwKBnJ1bl9hdBgGIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXBIABIqCgVkZWxheRgHIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbkgAEioKB3RpbWVvdXQYCCABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb24SFAoMbWF4X2F0dGVtcHRzGAkgASgNGi8KDU1ldGFkYXRhRW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgJOgI4AUIKCghzY2hlZHVsZSJ2CiFTdWJtaXRUYXNrQW5kU3RyZWFtU3RhdHVzUmVzcG9uc2USDwoHdGFza19pZBgBIAEoCRIqCgZzdGF0dXMYAiABKAsyGi50YXNrbWFuYWdlci52MS5UYXNrU3RhdHVzEhQKDGRlZHVwbGljYXRlZBgDIAEoCCI0ChFDYW5jZWxUYXNrUmVxdWVzdBIPCgd0YXNrX2lkGAEgASgJEg4KBnJlYXNvbhgCIAEoCSJAChJDYW5jZWxUYXNrUmVzcG9uc2USKgoGc3RhdHVzGAEgASgLMhoudGFza21hbmFnZXIudjEuVGFza1N0YXR1cypeCghQcmlvcml0eRIYChRQUklPUklUWV9VTlNQRUNJRklFRBAAEhAKDFBSSU9SSVRZX0xPVxABEhMKD1BSSU9SSVRZX01FRElVTRACEhEKDVBSSU9SSVRZX0hJR0gQAyrVAQoJVGFza1N0YXRlEhoKFlRBU0tfU1RBVEVfVU5TUEVDSUZJRUQQABIWChJUQVNLX1NUQVRFX1BFTkRJTkcQARIXChNUQVNLX1NUQVRFX0lOR0VTVEVEEAISGAoUVEFTS19TVEFURV9TQ0hFRFVMRUQQAxIWChJUQVNLX1NUQVRFX1JVTk5JTkcQBBIYChRUQVNLX1NUQVRFX1NVQ0NFRURFRBAFEhUKEVRBU0tfU1RBVEVfRkFJTEVEEAYSGAoUVEFTS19TVEFURV9DQU5DRUxMRUQQBzLxAwoLVGFza1NlcnZpY2USUwoKU3VibWl0VGFzaxIhLnRhc2ttYW5hZ2VyLnYxLlN1Ym1pdFRhc2tSZXF1ZXN0GiIudGFza21hbmFnZXIudjEuU3VibWl0VGFza1Jlc3BvbnNlEkoKB0dldFRhc2sSHi50YXNrbWFuYWdlci52MS5HZXRUYXNrUmVxdWVzdBofLnRhc2ttYW5hZ2VyLnYxLkdldFRhc2tSZXNwb25zZRJnChBTdHJlYW1UYXNrU3RhdHVzEicudGFza21hbmFnZXIudjEuU3RyZWFtVGFza1N0YXR1c1JlcXVlc3QaKC50YXNrbWFuYWdlci52MS5TdHJlYW1UYXNrU3RhdHVzUmVzcG9uc2UwARJTCgpDYW5jZWxUYXNrEiEudGFza21hbmFnZXIudjEuQ2FuY2VsVGFza1JlcXVlc3QaIi50YXNrbWFuYWdlci52MS5DYW5jZWxUYXNrUmVzcG9uc2USggEKGVN1Ym1pdFRhc2tBbmRTdHJlYW1TdGF0dXMSMC50YXNrbWFuYWdlci52MS5TdWJtaXRUYXNrQW5kU3RyZWFtU3RhdHVzUmVxdWVzdBoxLnRhc2ttYW5hZ2VyLnYxLlN1Ym1pdFRhc2tBbmRTdHJlYW1TdGF0dXNSZXNwb25zZTABYgZwcm90bzM", [file_google_protobuf_duration, file_google_protobuf_struct, file_google_protobuf_timestamp]);
+  fileDesc("CiB0YXNrbWFuYWdlci92MS90YXNrbWFuYWdlci5wcm90bxIOdGFza21hbmFnZXIudjEiqQEKClRhc2tTdGF0dXMSKAoFc3RhdGUYASABKA4yGS50YXNrbWFuYWdlci52MS5UYXNrU3RhdGUSEAoIcHJvZ3Jlc3MYAiABKA0SDwoHYXR0ZW1wdBgDIAEoDRINCgVlcnJvchgEIAEoCRIuCgp1cGRhdGVkX2F0GAUgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIPCgd2ZXJzaW9uGAYgASgEIucDCgRUYXNrEg8KB3Rhc2tfaWQYASABKAkSDAoEdHlwZRgCIAEoCRIqCghwcmlvcml0eRgDIAEoDjIYLnRhc2ttYW5hZ2VyLnYxLlByaW9yaXR5EigKB3BheWxvYWQYBCABKAsyFy5nb29nbGUucHJvdG9idWYuU3RydWN0EioKBnN0YXR1cxgFIAEoCzIaLnRhc2ttYW5hZ2VyLnYxLlRhc2tTdGF0dXMSJwoGcmVzdWx0GAYgASgLMhcuZ29vZ2xlLnByb3RvYnVmLlN0cnVjdBIuCgpjcmVhdGVkX2F0GAcgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBI0CghtZXRhZGF0YRgIIAMoCzIiLnRhc2ttYW5hZ2VyLnYxLlRhc2suTWV0YWRhdGFFbnRyeRIQCgh0cmFjZV9pZBgJIAEoCRIqCgZydW5fYXQYCiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEioKB3RpbWVvdXQYCyABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb24SFAoMbWF4X2F0dGVtcHRzGAwgASgNGi8KDU1ldGFkYXRhRW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgJOgI4ASJGChJTdWJtaXRUYXNrc1JlcXVlc3QSMAoFdGFza3MYASADKAsyIS50YXNrbWFuYWdlci52MS5TdWJtaXRUYXNrUmVxdWVzdCJKChNTdWJtaXRUYXNrc1Jlc3BvbnNlEjMKCG91dGNvbWVzGAEgAygLMiEudGFza21hbmFnZXIudjEuU3VibWl0VGFza091dGNvbWUiiAEKEVN1Ym1pdFRhc2tPdXRjb21lEjYKCGFjY2VwdGVkGAEgASgLMiIudGFza21hbmFnZXIudjEuU3VibWl0VGFza1Jlc3BvbnNlSAASMAoFZXJyb3IYAiABKAsyHy50YXNrbWFuYWdlci52MS5TdWJtaXRUYXNrRXJyb3JIAEIJCgdvdXRjb21lIjAKD1N1Ym1pdFRhc2tFcnJvchIMCgRjb2RlGAEgASgNEg8KB21lc3NhZ2UYAiABKAkirAMKEVN1Ym1pdFRhc2tSZXF1ZXN0EgwKBHR5cGUYASABKAkSKAoHcGF5bG9hZBgCIAEoCzIXLmdvb2dsZS5wcm90b2J1Zi5TdHJ1Y3QSKgoIcHJpb3JpdHkYAyABKA4yGC50YXNrbWFuYWdlci52MS5Qcmlvcml0eRIXCg9pZGVtcG90ZW5jeV9rZXkYBCABKAkSQQoIbWV0YWRhdGEYBSADKAsyLy50YXNrbWFuYWdlci52MS5TdWJtaXRUYXNrUmVxdWVzdC5NZXRhZGF0YUVudHJ5EiwKBnJ1bl9hdBgGIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXBIABIqCgVkZWxheRgHIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbkgAEioKB3RpbWVvdXQYCCABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb24SFAoMbWF4X2F0dGVtcHRzGAkgASgNGi8KDU1ldGFkYXRhRW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgJOgI4AUIKCghzY2hlZHVsZSI7ChJTdWJtaXRUYXNrUmVzcG9uc2USDwoHdGFza19pZBgBIAEoCRIUCgxkZWR1cGxpY2F0ZWQYAiABKAgiIQoOR2V0VGFza1JlcXVlc3QSDwoHdGFza19pZBgBIAEoCSI1Cg9HZXRUYXNrUmVzcG9uc2USIgoEdGFzaxgBIAEoCzIULnRhc2ttYW5hZ2VyLnYxLlRhc2siKgoXU3RyZWFtVGFza1N0YXR1c1JlcXVlc3QSDwoHdGFza19pZBgBIAEoCSJXChhTdHJlYW1UYXNrU3RhdHVzUmVzcG9uc2USDwoHdGFza19pZBgBIAEoCRIqCgZzdGF0dXMYAiABKAsyGi50YXNrbWFuYWdlci52MS5UYXNrU3RhdHVzIsoDCiBTdWJtaXRUYXNrQW5kU3RyZWFtU3RhdHVzUmVxdWVzdBIMCgR0eXBlGAEgASgJEigKB3BheWxvYWQYAiABKAsyFy5nb29nbGUucHJvdG9idWYuU3RydWN0EioKCHByaW9yaXR5GAMgASgOMhgudGFza21hbmFnZXIudjEuUHJpb3JpdHkSFwoPaWRlbXBvdGVuY3lfa2V5GAQgASgJElAKCG1ldGFkYXRhGAUgAygLMj4udGFza21hbmFnZXIudjEuU3VibWl0VGFza0FuZFN0cmVhbVN0YXR1c1JlcXVlc3QuTWV0YWRhdGFFbnRyeRIsCgZydW5fYXQYBiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wSAASKgoFZGVsYXkYByABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb25IABIqCgd0aW1lb3V0GAggASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uEhQKDG1heF9hdHRlbXB0cxgJIAEoDRovCg1NZXRhZGF0YUVudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoCToCOAFCCgoIc2NoZWR1bGUidgohU3VibWl0VGFza0FuZFN0cmVhbVN0YXR1c1Jlc3BvbnNlEg8KB3Rhc2tfaWQYASABKAkSKgoGc3RhdHVzGAIgASgLMhoudGFza21hbmFnZXIudjEuVGFza1N0YXR1cxIUCgxkZWR1cGxpY2F0ZWQYAyABKAgiNAoRQ2FuY2VsVGFza1JlcXVlc3QSDwoHdGFza19pZBgBIAEoCRIOCgZyZWFzb24YAiABKAkiQAoSQ2FuY2VsVGFza1Jlc3BvbnNlEioKBnN0YXR1cxgBIAEoCzIaLnRhc2ttYW5hZ2VyLnYxLlRhc2tTdGF0dXMqXgoIUHJpb3JpdHkSGAoUUFJJT1JJVFlfVU5TUEVDSUZJRUQQABIQCgxQUklPUklUWV9MT1cQARITCg9QUklPUklUWV9NRURJVU0QAhIRCg1QUklPUklUWV9ISUdIEAMq1QEKCVRhc2tTdGF0ZRIaChZUQVNLX1NUQVRFX1VOU1BFQ0lGSUVEEAASFgoSVEFTS19TVEFURV9QRU5ESU5HEAESFwoTVEFTS19TVEFURV9JTkdFU1RFRBACEhgKFFRBU0tfU1RBVEVfU0NIRURVTEVEEAMSFgoSVEFTS19TVEFURV9SVU5OSU5HEAQSGAoUVEFTS19TVEFURV9TVUNDRUVERUQQBRIVChFUQVNLX1NUQVRFX0ZBSUxFRBAGEhgKFFRBU0tfU1RBVEVfQ0FOQ0VMTEVEEAcyyQQKC1Rhc2tTZXJ2aWNlElMKClN1Ym1pdFRhc2sSIS50YXNrbWFuYWdlci52MS5TdWJtaXRUYXNrUmVxdWVzdBoiLnRhc2ttYW5hZ2VyLnYxLlN1Ym1pdFRhc2tSZXNwb25zZRJKCgdHZXRUYXNrEh4udGFza21hbmFnZXIudjEuR2V0VGFza1JlcXVlc3QaHy50YXNrbWFuYWdlci52MS5HZXRUYXNrUmVzcG9uc2USZwoQU3RyZWFtVGFza1N0YXR1cxInLnRhc2ttYW5hZ2VyLnYxLlN0cmVhbVRhc2tTdGF0dXNSZXF1ZXN0GigudGFza21hbmFnZXIudjEuU3RyZWFtVGFza1N0YXR1c1Jlc3BvbnNlMAESUwoKQ2FuY2VsVGFzaxIhLnRhc2ttYW5hZ2VyLnYxLkNhbmNlbFRhc2tSZXF1ZXN0GiIudGFza21hbmFnZXIudjEuQ2FuY2VsVGFza1Jlc3BvbnNlEoIBChlTdWJtaXRUYXNrQW5kU3RyZWFtU3RhdHVzEjAudGFza21hbmFnZXIudjEuU3VibWl0VGFza0FuZFN0cmVhbVN0YXR1c1JlcXVlc3QaMS50YXNrbWFuYWdlci52MS5TdWJtaXRUYXNrQW5kU3RyZWFtU3RhdHVzUmVzcG9uc2UwARJWCgtTdWJtaXRUYXNrcxIiLnRhc2ttYW5hZ2VyLnYxLlN1Ym1pdFRhc2tzUmVxdWVzdBojLnRhc2ttYW5hZ2VyLnYxLlN1Ym1pdFRhc2tzUmVzcG9uc2ViBnByb3RvMw", [file_google_protobuf_duration, file_google_protobuf_struct, file_google_protobuf_timestamp]);
 
 /**
  * @generated from message taskmanager.v1.TaskStatus
@@ -144,6 +144,101 @@ export const TaskSchema: GenMessage<Task> = /*@__PURE__*/
   messageDesc(file_taskmanager_v1_taskmanager, 1);
 
 /**
+ * @generated from message taskmanager.v1.SubmitTasksRequest
+ */
+export type SubmitTasksRequest = Message<"taskmanager.v1.SubmitTasksRequest"> & {
+  /**
+   * @generated from field: repeated taskmanager.v1.SubmitTaskRequest tasks = 1;
+   */
+  tasks: SubmitTaskRequest[];
+};
+
+/**
+ * Describes the message taskmanager.v1.SubmitTasksRequest.
+ * Use `create(SubmitTasksRequestSchema)` to create a new message.
+ */
+export const SubmitTasksRequestSchema: GenMessage<SubmitTasksRequest> = /*@__PURE__*/
+  messageDesc(file_taskmanager_v1_taskmanager, 2);
+
+/**
+ * @generated from message taskmanager.v1.SubmitTasksResponse
+ */
+export type SubmitTasksResponse = Message<"taskmanager.v1.SubmitTasksResponse"> & {
+  /**
+   * One per task of the request, in its order.
+   *
+   * @generated from field: repeated taskmanager.v1.SubmitTaskOutcome outcomes = 1;
+   */
+  outcomes: SubmitTaskOutcome[];
+};
+
+/**
+ * Describes the message taskmanager.v1.SubmitTasksResponse.
+ * Use `create(SubmitTasksResponseSchema)` to create a new message.
+ */
+export const SubmitTasksResponseSchema: GenMessage<SubmitTasksResponse> = /*@__PURE__*/
+  messageDesc(file_taskmanager_v1_taskmanager, 3);
+
+/**
+ * @generated from message taskmanager.v1.SubmitTaskOutcome
+ */
+export type SubmitTaskOutcome = Message<"taskmanager.v1.SubmitTaskOutcome"> & {
+  /**
+   * @generated from oneof taskmanager.v1.SubmitTaskOutcome.outcome
+   */
+  outcome: {
+    /**
+     * Accepted (or deduplicated), as SubmitTask answers.
+     *
+     * @generated from field: taskmanager.v1.SubmitTaskResponse accepted = 1;
+     */
+    value: SubmitTaskResponse;
+    case: "accepted";
+  } | {
+    /**
+     * Refused, as SubmitTask would have failed.
+     *
+     * @generated from field: taskmanager.v1.SubmitTaskError error = 2;
+     */
+    value: SubmitTaskError;
+    case: "error";
+  } | { case: undefined; value?: undefined };
+};
+
+/**
+ * Describes the message taskmanager.v1.SubmitTaskOutcome.
+ * Use `create(SubmitTaskOutcomeSchema)` to create a new message.
+ */
+export const SubmitTaskOutcomeSchema: GenMessage<SubmitTaskOutcome> = /*@__PURE__*/
+  messageDesc(file_taskmanager_v1_taskmanager, 4);
+
+/**
+ * @generated from message taskmanager.v1.SubmitTaskError
+ */
+export type SubmitTaskError = Message<"taskmanager.v1.SubmitTaskError"> & {
+  /**
+   * The gRPC status code SubmitTask would have answered (3 INVALID_ARGUMENT, 8 RESOURCE_EXHAUSTED, 14 UNAVAILABLE, …).
+   *
+   * @generated from field: uint32 code = 1;
+   */
+  code: number;
+
+  /**
+   * Its message, naming the problem (the field, the limit, the dependency).
+   *
+   * @generated from field: string message = 2;
+   */
+  message: string;
+};
+
+/**
+ * Describes the message taskmanager.v1.SubmitTaskError.
+ * Use `create(SubmitTaskErrorSchema)` to create a new message.
+ */
+export const SubmitTaskErrorSchema: GenMessage<SubmitTaskError> = /*@__PURE__*/
+  messageDesc(file_taskmanager_v1_taskmanager, 5);
+
+/**
  * @generated from message taskmanager.v1.SubmitTaskRequest
  */
 export type SubmitTaskRequest = Message<"taskmanager.v1.SubmitTaskRequest"> & {
@@ -216,7 +311,7 @@ export type SubmitTaskRequest = Message<"taskmanager.v1.SubmitTaskRequest"> & {
  * Use `create(SubmitTaskRequestSchema)` to create a new message.
  */
 export const SubmitTaskRequestSchema: GenMessage<SubmitTaskRequest> = /*@__PURE__*/
-  messageDesc(file_taskmanager_v1_taskmanager, 2);
+  messageDesc(file_taskmanager_v1_taskmanager, 6);
 
 /**
  * @generated from message taskmanager.v1.SubmitTaskResponse
@@ -238,7 +333,7 @@ export type SubmitTaskResponse = Message<"taskmanager.v1.SubmitTaskResponse"> & 
  * Use `create(SubmitTaskResponseSchema)` to create a new message.
  */
 export const SubmitTaskResponseSchema: GenMessage<SubmitTaskResponse> = /*@__PURE__*/
-  messageDesc(file_taskmanager_v1_taskmanager, 3);
+  messageDesc(file_taskmanager_v1_taskmanager, 7);
 
 /**
  * @generated from message taskmanager.v1.GetTaskRequest
@@ -255,7 +350,7 @@ export type GetTaskRequest = Message<"taskmanager.v1.GetTaskRequest"> & {
  * Use `create(GetTaskRequestSchema)` to create a new message.
  */
 export const GetTaskRequestSchema: GenMessage<GetTaskRequest> = /*@__PURE__*/
-  messageDesc(file_taskmanager_v1_taskmanager, 4);
+  messageDesc(file_taskmanager_v1_taskmanager, 8);
 
 /**
  * @generated from message taskmanager.v1.GetTaskResponse
@@ -272,7 +367,7 @@ export type GetTaskResponse = Message<"taskmanager.v1.GetTaskResponse"> & {
  * Use `create(GetTaskResponseSchema)` to create a new message.
  */
 export const GetTaskResponseSchema: GenMessage<GetTaskResponse> = /*@__PURE__*/
-  messageDesc(file_taskmanager_v1_taskmanager, 5);
+  messageDesc(file_taskmanager_v1_taskmanager, 9);
 
 /**
  * @generated from message taskmanager.v1.StreamTaskStatusRequest
@@ -289,7 +384,7 @@ export type StreamTaskStatusRequest = Message<"taskmanager.v1.StreamTaskStatusRe
  * Use `create(StreamTaskStatusRequestSchema)` to create a new message.
  */
 export const StreamTaskStatusRequestSchema: GenMessage<StreamTaskStatusRequest> = /*@__PURE__*/
-  messageDesc(file_taskmanager_v1_taskmanager, 6);
+  messageDesc(file_taskmanager_v1_taskmanager, 10);
 
 /**
  * @generated from message taskmanager.v1.StreamTaskStatusResponse
@@ -311,7 +406,7 @@ export type StreamTaskStatusResponse = Message<"taskmanager.v1.StreamTaskStatusR
  * Use `create(StreamTaskStatusResponseSchema)` to create a new message.
  */
 export const StreamTaskStatusResponseSchema: GenMessage<StreamTaskStatusResponse> = /*@__PURE__*/
-  messageDesc(file_taskmanager_v1_taskmanager, 7);
+  messageDesc(file_taskmanager_v1_taskmanager, 11);
 
 /**
  * The fields of SubmitTaskRequest, with the same numbers and meaning.
@@ -388,7 +483,7 @@ export type SubmitTaskAndStreamStatusRequest = Message<"taskmanager.v1.SubmitTas
  * Use `create(SubmitTaskAndStreamStatusRequestSchema)` to create a new message.
  */
 export const SubmitTaskAndStreamStatusRequestSchema: GenMessage<SubmitTaskAndStreamStatusRequest> = /*@__PURE__*/
-  messageDesc(file_taskmanager_v1_taskmanager, 8);
+  messageDesc(file_taskmanager_v1_taskmanager, 12);
 
 /**
  * @generated from message taskmanager.v1.SubmitTaskAndStreamStatusResponse
@@ -418,7 +513,7 @@ export type SubmitTaskAndStreamStatusResponse = Message<"taskmanager.v1.SubmitTa
  * Use `create(SubmitTaskAndStreamStatusResponseSchema)` to create a new message.
  */
 export const SubmitTaskAndStreamStatusResponseSchema: GenMessage<SubmitTaskAndStreamStatusResponse> = /*@__PURE__*/
-  messageDesc(file_taskmanager_v1_taskmanager, 9);
+  messageDesc(file_taskmanager_v1_taskmanager, 13);
 
 /**
  * @generated from message taskmanager.v1.CancelTaskRequest
@@ -440,7 +535,7 @@ export type CancelTaskRequest = Message<"taskmanager.v1.CancelTaskRequest"> & {
  * Use `create(CancelTaskRequestSchema)` to create a new message.
  */
 export const CancelTaskRequestSchema: GenMessage<CancelTaskRequest> = /*@__PURE__*/
-  messageDesc(file_taskmanager_v1_taskmanager, 10);
+  messageDesc(file_taskmanager_v1_taskmanager, 14);
 
 /**
  * @generated from message taskmanager.v1.CancelTaskResponse
@@ -457,7 +552,7 @@ export type CancelTaskResponse = Message<"taskmanager.v1.CancelTaskResponse"> & 
  * Use `create(CancelTaskResponseSchema)` to create a new message.
  */
 export const CancelTaskResponseSchema: GenMessage<CancelTaskResponse> = /*@__PURE__*/
-  messageDesc(file_taskmanager_v1_taskmanager, 11);
+  messageDesc(file_taskmanager_v1_taskmanager, 15);
 
 /**
  * Priority decides which worker queue a task waits in. UNSPECIFIED means MEDIUM.
@@ -601,6 +696,22 @@ export const TaskService: GenService<{
     methodKind: "server_streaming";
     input: typeof SubmitTaskAndStreamStatusRequestSchema;
     output: typeof SubmitTaskAndStreamStatusResponseSchema;
+  },
+  /**
+   * SubmitTasks accepts several tasks in one call (at most the gateway's GATEWAY_MAX_BATCH_TASKS, default 500), each
+   * exactly as SubmitTask would (validation, idempotency key, delay, limits), and answers one outcome per task, in the
+   * order of the request: its id, or the code and message SubmitTask would have refused it with. One task's refusal
+   * does not refuse the others, so a client retries only the refused ones (with their idempotency keys, a retry of an
+   * accepted one changes nothing). The call itself fails only as a whole: no tasks or too many (INVALID_ARGUMENT),
+   * credentials (UNAUTHENTICATED), or the caller's rate limit, which counts every task of the batch
+   * (RESOURCE_EXHAUSTED). The tasks are queued independently: no order among them is promised.
+   *
+   * @generated from rpc taskmanager.v1.TaskService.SubmitTasks
+   */
+  submitTasks: {
+    methodKind: "unary";
+    input: typeof SubmitTasksRequestSchema;
+    output: typeof SubmitTasksResponseSchema;
   },
 }> = /*@__PURE__*/
   serviceDesc(file_taskmanager_v1_taskmanager, 0);

@@ -1,0 +1,167 @@
+/**
+ * `taskctl submit-batch <file|->`: the tasks of a JSON Lines file, --batch-size per SubmitTasks call. Every line is
+ * parsed before anything is sent. Tasks the gateway answered UNAVAILABLE (one task's outage, or the whole call) are
+ * sent again with the same idempotency keys, as `submit` retries; a line without a key gets one made for this run, so
+ * that a retry of a task that was in fact accepted cannot make a second one.
+ */
+import { readFile } from "node:fs/promises";
+import { fromJson, type JsonValue } from "@bufbuild/protobuf";
+import { Code, ConnectError } from "@connectrpc/connect";
+import { type SubmitTaskOutcome, type SubmitTaskRequest, SubmitTaskRequestSchema, type TaskClient } from "@tm/proto";
+import type { Invocation } from "../args.js";
+import { UNARY_TIMEOUT_MS } from "../connection.js";
+import { describeError, ExitCode, UsageError } from "../exit-codes.js";
+import { type Io, println } from "../io.js";
+import { generatedIdempotencyKey, isRetryableSubmitError, printRetry, retryDelayMs } from "../submit-retry.js";
+
+type SubmitBatchInvocation = Extract<Invocation, { command: "submit-batch" }>;
+
+/** A task of the file: its 1-based line, the request, and whether its idempotency key is one made for this run. */
+export interface BatchLine {
+  line: number;
+  request: SubmitTaskRequest;
+  generatedKey: boolean;
+}
+
+export type LineOutcome =
+  | { line: number; taskId: string; deduplicated: boolean }
+  | { line: number; error: { code: Code; message: string } };
+
+/** The file's tasks, or a UsageError naming the first line that is not a SubmitTaskRequest. Blank lines are skipped. */
+export function parseBatchLines(text: string): BatchLine[] {
+  const lines: BatchLine[] = [];
+  for (const [index, raw] of text.split("\n").entries()) {
+    if (raw.trim() === "") continue;
+    const line = index + 1;
+    let request: SubmitTaskRequest;
+    try {
+      request = fromJson(SubmitTaskRequestSchema, JSON.parse(raw) as JsonValue);
+    } catch (error) {
+      throw new UsageError(`line ${line}: not a task (a SubmitTaskRequest in JSON): ${(error as Error).message}`);
+    }
+    const generatedKey = request.idempotencyKey === "";
+    if (generatedKey) request.idempotencyKey = generatedIdempotencyKey();
+    lines.push({ line, request, generatedKey });
+  }
+  if (lines.length === 0) throw new UsageError("the file holds no tasks");
+  return lines;
+}
+
+export async function submitBatchCommand(
+  io: Io,
+  client: TaskClient,
+  invocation: SubmitBatchInvocation,
+  sleep: (ms: number) => Promise<void> = (ms) => new Promise((resolve) => setTimeout(resolve, ms)),
+): Promise<ExitCode> {
+  const text = await readFile(invocation.file === "-" ? "/dev/stdin" : invocation.file, "utf8").catch(
+    (error: NodeJS.ErrnoException) => {
+      throw new UsageError(`cannot read ${invocation.file}: ${error.code ?? error.message}`);
+    },
+  );
+  const lines = parseBatchLines(text);
+  const outcomes = new Map<number, LineOutcome>();
+  for (let start = 0; start < lines.length; start += invocation.batchSize) {
+    const chunk = lines.slice(start, start + invocation.batchSize);
+    for (const outcome of await submitChunk(io, client, chunk, invocation.retries, sleep)) {
+      outcomes.set(outcome.line, outcome);
+    }
+  }
+  return report(io, invocation.globals, lines, outcomes);
+}
+
+/** One chunk, with its UNAVAILABLE tasks (or the whole call, when it was unavailable) sent again up to `retries`. */
+async function submitChunk(
+  io: Io,
+  client: TaskClient,
+  chunk: BatchLine[],
+  retries: number,
+  sleep: (ms: number) => Promise<void>,
+): Promise<LineOutcome[]> {
+  const done: LineOutcome[] = [];
+  let pending = chunk;
+  for (let attempt = 1; pending.length > 0; attempt++) {
+    let answered: LineOutcome[];
+    try {
+      const { outcomes } = await client.submitTasks(
+        { tasks: pending.map((line) => line.request) },
+        { timeoutMs: UNARY_TIMEOUT_MS },
+      );
+      answered = pending.map((line, i) => outcomeOf(line, outcomes[i]?.outcome));
+    } catch (error) {
+      if (!isRetryableSubmitError(error)) throw error;
+      const { rawMessage } = ConnectError.from(error);
+      answered = pending.map((line) => ({ line: line.line, error: { code: Code.Unavailable, message: rawMessage } }));
+    }
+    const unavailable = new Set(
+      answered.filter((o) => "error" in o && o.error.code === Code.Unavailable).map((o) => o.line),
+    );
+    if (unavailable.size === 0 || attempt > retries) return [...done, ...answered];
+    done.push(...answered.filter((o) => !unavailable.has(o.line)));
+    pending = pending.filter((line) => unavailable.has(line.line));
+    const delayMs = retryDelayMs(attempt);
+    const first = answered.find((o) => unavailable.has(o.line));
+    const reason = first && "error" in first ? first.error.message : "unavailable";
+    printRetry(io, {
+      error: new ConnectError(`${unavailable.size} task(s) not taken: ${reason}`, Code.Unavailable),
+      attempt: attempt + 1,
+      attempts: retries + 1,
+      delayMs,
+    });
+    await sleep(delayMs);
+  }
+  return done;
+}
+
+function outcomeOf({ line, generatedKey }: BatchLine, outcome: SubmitTaskOutcome["outcome"] | undefined): LineOutcome {
+  if (outcome?.case === "accepted") {
+    // A key made for this run can only have been used by this run's earlier attempt: not a duplicate to report.
+    return { line, taskId: outcome.value.taskId, deduplicated: outcome.value.deduplicated && !generatedKey };
+  }
+  if (outcome?.case === "error") {
+    // The gateway names the task by its place in the call ("tasks[3]: …"); the line number says it here.
+    return { line, error: { code: outcome.value.code, message: outcome.value.message.replace(/^tasks\[\d+\]: /, "") } };
+  }
+  return { line, error: { code: Code.Internal, message: "the gateway answered no outcome for this task" } };
+}
+
+function report(
+  io: Io,
+  globals: { json: boolean; addr: string },
+  lines: BatchLine[],
+  outcomes: Map<number, LineOutcome>,
+) {
+  let accepted = 0;
+  let deduplicated = 0;
+  let firstRefused: LineOutcome | undefined;
+  for (const { line } of lines) {
+    const outcome = outcomes.get(line) as LineOutcome;
+    if ("taskId" in outcome) {
+      accepted++;
+      if (outcome.deduplicated) deduplicated++;
+      println(io.stdout, globals.json ? JSON.stringify(outcome) : outcome.taskId);
+    } else {
+      firstRefused ??= outcome;
+      const { code, message } = outcome.error;
+      println(
+        io.stdout,
+        globals.json
+          ? JSON.stringify({ line, error: { code: codeName(code), message } })
+          : `error ${codeName(code)}: line ${line}: ${message}`,
+      );
+    }
+  }
+  const refused = lines.length - accepted;
+  println(
+    io.stderr,
+    `${accepted} accepted${deduplicated ? ` (${deduplicated} deduplicated: their keys were used before)` : ""}` +
+      (refused ? `, ${refused} refused` : ""),
+  );
+  if (!firstRefused || !("error" in firstRefused)) return ExitCode.Ok;
+  return describeError(new ConnectError(firstRefused.error.message, firstRefused.error.code), globals.addr).exitCode;
+}
+
+/** gRPC's name for a code, as other gRPC tools print it: INVALID_ARGUMENT, UNAVAILABLE. */
+export function codeName(code: Code): string {
+  const name = Code[code];
+  return name ? name.replace(/([a-z])([A-Z])/g, "$1_$2").toUpperCase() : String(code);
+}

@@ -1,0 +1,99 @@
+import { Code, ConnectError } from "@connectrpc/connect";
+import { describe, expect, it } from "vitest";
+import { checkBatchSize, submitEach } from "../src/submit-batch.js";
+
+const ok = (taskId: string) => ({ taskId, deduplicated: false });
+const tick = () => new Promise((resolve) => setImmediate(resolve));
+
+describe("SubmitTasks: submitEach", () => {
+  it("answers one outcome per item in the items' order, whatever order they finish in", async () => {
+    // Later items finish first.
+    const outcomes = await submitEach([30, 20, 10, 0], async (delay) => {
+      for (let i = 0; i < delay; i++) await tick();
+      return ok(`t${delay}`);
+    });
+    expect(outcomes.map((o) => (o.case === "accepted" ? o.value.taskId : o.case))).toEqual(["t30", "t20", "t10", "t0"]);
+  });
+
+  it("has at most `concurrency` items in flight", async () => {
+    let inFlight = 0;
+    let most = 0;
+    await submitEach(
+      Array.from({ length: 50 }, (_, i) => i),
+      async (i) => {
+        inFlight++;
+        most = Math.max(most, inFlight);
+        await tick();
+        inFlight--;
+        return ok(String(i));
+      },
+      8,
+    );
+    expect(most).toBe(8);
+  });
+
+  it("a refused item is its own outcome, with its code and its place; the others are submitted", async () => {
+    const outcomes = await submitEach(["a", "bad", "c"], async (item) => {
+      if (item === "bad") throw new ConnectError("type: unknown task type", Code.InvalidArgument);
+      return ok(item);
+    });
+    expect(outcomes).toEqual([
+      { case: "accepted", value: ok("a") },
+      { case: "error", value: { code: Code.InvalidArgument, message: "tasks[1]: type: unknown task type" } },
+      { case: "accepted", value: ok("c") },
+    ]);
+  });
+
+  it("after an outage no further item is started: those are UNAVAILABLE, not attempted, naming the outage", async () => {
+    const started: number[] = [];
+    const outcomes = await submitEach(
+      [0, 1, 2, 3, 4, 5],
+      async (i) => {
+        started.push(i);
+        if (i === 1) throw new ConnectError("NATS unavailable while queueing the task", Code.Unavailable);
+        await tick();
+        return ok(String(i));
+      },
+      2,
+    );
+    // 0 and 1 start together; 1 fails before 0 is done, and no lane starts another item after that.
+    expect(started).toEqual([0, 1]);
+    expect(outcomes[0]).toEqual({ case: "accepted", value: ok("0") });
+    expect(outcomes[1]).toEqual({
+      case: "error",
+      value: { code: Code.Unavailable, message: "tasks[1]: NATS unavailable while queueing the task" },
+    });
+    for (const i of [2, 3, 4, 5]) {
+      expect(outcomes[i]).toEqual({
+        case: "error",
+        value: {
+          code: Code.Unavailable,
+          message: `tasks[${i}]: not attempted: tasks[1] met an outage (NATS unavailable while queueing the task); submit it again`,
+        },
+      });
+    }
+  });
+
+  it("an unexpected error becomes the item's outcome (UNKNOWN with its message), the batch is still answered", async () => {
+    const outcomes = await submitEach(["a", "b"], async (item) => {
+      if (item === "a") throw new TypeError("cannot read properties of undefined");
+      return ok(item);
+    });
+    expect(outcomes[0]).toEqual({
+      case: "error",
+      value: { code: Code.Unknown, message: "tasks[0]: cannot read properties of undefined" },
+    });
+    expect(outcomes[1]).toEqual({ case: "accepted", value: ok("b") });
+  });
+});
+
+describe("SubmitTasks: checkBatchSize", () => {
+  it("refuses no tasks and more than the maximum, naming the bound", () => {
+    expect(() => checkBatchSize(0, 10)).toThrow("tasks: a batch needs at least one task");
+    expect(() => checkBatchSize(11, 10)).toThrow(
+      "tasks: 11 tasks are more than the 10 one call may carry (GATEWAY_MAX_BATCH_TASKS): split the batch",
+    );
+    expect(() => checkBatchSize(1, 10)).not.toThrow();
+    expect(() => checkBatchSize(10, 10)).not.toThrow();
+  });
+});
