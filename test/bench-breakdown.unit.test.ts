@@ -14,6 +14,7 @@ function span(traceId: string, service: string, name: string, startMs: number, e
     name,
     kind: 1,
     attributes: taskId ? { "task.id": taskId } : {},
+    links: [],
     startMs,
     endMs,
   } satisfies ReceivedSpan;

@@ -93,6 +93,27 @@ describe("telemetry of spawned services", () => {
     expect(echo.filter((s) => s.parentSpanId && !ids.has(s.parentSpanId)).map((s) => s.name)).toEqual([]);
   });
 
+  test("a SubmitTasks batch: each task its own trace, rooted at a span linked to the batch call's", async () => {
+    const { outcomes } = await pipeline.client.submitTasks({
+      tasks: [1, 2, 3].map((n) => ({ type: "echo", payload: { n } })),
+    });
+    const ids = outcomes.map((o) => (o.outcome.case === "accepted" ? o.outcome.value.taskId : ""));
+    expect(ids.every(Boolean)).toBe(true);
+    const traces = await Promise.all(ids.map((id) => traceOf(id, ["gateway", "ingest", "worker", "result-store"])));
+    expect(new Set(traces.map((spans) => spans[0]?.traceId)).size).toBe(3);
+    for (const [index, spans] of traces.entries()) {
+      const roots = spans.filter((s) => !s.parentSpanId);
+      expect(roots.map((s) => `${s.service} ${s.name}`)).toEqual(["gateway SubmitTasks task"]);
+      expect(roots[0]?.attributes["tm.batch.index"]).toBe(index);
+      // Linked to the call's gRPC server span, in a trace of its own.
+      const [linked] = roots[0]?.links ?? [];
+      const call = receiver.spans.find((s) => s.spanId === linked?.spanId);
+      expect(call?.name).toBe("grpc.taskmanager.v1.TaskService/SubmitTasks");
+      expect(call?.traceId).toBe(linked?.traceId);
+      expect(call?.traceId).not.toBe(spans[0]?.traceId);
+    }
+  });
+
   test("the auto-instrumentations work under ESM: grpc, http client and server, and ioredis spans in the trace", async () => {
     const spans = await traceOf(echoId, ECHO_SERVICES);
     const scopes = (service: string) => new Set(spans.filter((s) => s.service === service).map((s) => s.scope));

@@ -14,6 +14,8 @@ export interface ReceivedSpan {
   name: string;
   kind: number;
   attributes: Record<string, unknown>;
+  /** The spans this one links to (another trace's span that caused it, e.g. the batch call a task came in). */
+  links: Array<{ traceId: string; spanId: string }>;
   /** Start and end, in milliseconds since the epoch (fractional: OTLP carries nanoseconds). */
   startMs: number;
   endMs: number;
@@ -41,6 +43,7 @@ interface OtlpTraces {
         name: string;
         kind: number;
         attributes?: OtlpAttribute[];
+        links?: Array<{ traceId: string; spanId: string }>;
         startTimeUnixNano?: string | number;
         endTimeUnixNano?: string | number;
       }>;
@@ -75,6 +78,7 @@ function flatten(body: OtlpTraces): ReceivedSpan[] {
         name: span.name,
         kind: span.kind,
         attributes: attributes(span.attributes),
+        links: (span.links ?? []).map(({ traceId, spanId }) => ({ traceId, spanId })),
         startMs: nanosToMs(span.startTimeUnixNano),
         endMs: nanosToMs(span.endTimeUnixNano),
       })),
@@ -155,6 +159,19 @@ function span(bytes: Uint8Array): Span {
     else if (no === 7) out.startTimeUnixNano = String(r.fixed64());
     else if (no === 8) out.endTimeUnixNano = String(r.fixed64());
     else if (no === 9) out.attributes?.push(keyValue(r.bytes()));
+    else if (no === 13) (out.links ??= []).push(link(r.bytes()));
+    else return false;
+    return true;
+  });
+  return out;
+}
+
+/** Span.Link: the linked span's trace and span ids (its trace state and attributes are not read). */
+function link(bytes: Uint8Array): { traceId: string; spanId: string } {
+  const out = { traceId: "", spanId: "" };
+  fields(bytes, (no, r) => {
+    if (no === 1) out.traceId = hex(r.bytes());
+    else if (no === 2) out.spanId = hex(r.bytes());
     else return false;
     return true;
   });

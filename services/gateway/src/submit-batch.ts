@@ -39,7 +39,7 @@ export function checkBatchSize(count: number, maxTasks: number): void {
  */
 export async function submitEach<I>(
   items: readonly I[],
-  submit: (item: I) => Promise<{ taskId: string; deduplicated: boolean }>,
+  submit: (item: I, index: number) => Promise<{ taskId: string; deduplicated: boolean }>,
   concurrency = BATCH_CONCURRENCY,
 ): Promise<BatchOutcome[]> {
   const outcomes: BatchOutcome[] = new Array(items.length);
@@ -57,7 +57,7 @@ export async function submitEach<I>(
         continue;
       }
       try {
-        outcomes[index] = { case: "accepted", value: await submit(items[index] as I) };
+        outcomes[index] = { case: "accepted", value: await submit(items[index] as I, index) };
       } catch (error) {
         const failure = ConnectError.from(error);
         if (failure.code === Code.Unavailable) outage ??= `tasks[${index}] met an outage (${failure.rawMessage})`;

@@ -6,6 +6,7 @@
 import type { JsonObject } from "@bufbuild/protobuf";
 import { durationFromMs } from "@bufbuild/protobuf/wkt";
 import { Code, ConnectError } from "@connectrpc/connect";
+import { isSpanContextValid, SpanKind, SpanStatusCode, trace } from "@opentelemetry/api";
 import {
   CANCEL_SUBJECT,
   type CancelNotice,
@@ -64,6 +65,8 @@ export interface TaskServiceOptions {
   /** GATEWAY_MAX_BATCH_TASKS: the most tasks one SubmitTasks call may carry. */
   maxBatchTasks: number;
 }
+
+const tracer = trace.getTracer("@tm/gateway");
 
 type TaskServiceMethods = typeof TaskService extends { method: infer M } ? M : never;
 export type TaskServiceHandlers = ServiceHandlers<TaskServiceMethods>;
@@ -309,16 +312,30 @@ export function taskServiceHandlers(
 
     async submitTasks(request, ctx) {
       checkBatchSize(request.tasks.length, options.maxBatchTasks);
-      const outcomes = await submitEach(request.tasks, async (task) => {
-        try {
-          const { taskId, deduplicated } = await submit(task, ctx);
-          return { taskId, deduplicated };
-        } catch (error) {
-          // Refusals are the client's to read in the outcome; anything else is a bug worth a line of its own.
-          if (!(error instanceof ConnectError)) rt.log.error({ err: error }, "submitting a task of a batch failed");
-          throw error;
-        }
-      });
+      // One trace per task, as for SubmitTask: each task's trace starts at a span of its own, linked to the batch
+      // call's span, instead of every task of the batch sharing the call's trace.
+      const batchSpan = trace.getActiveSpan()?.spanContext();
+      const links = batchSpan && isSpanContextValid(batchSpan) ? [{ context: batchSpan }] : [];
+      const outcomes = await submitEach(request.tasks, (task, index) =>
+        tracer.startActiveSpan(
+          "SubmitTasks task",
+          { root: true, kind: SpanKind.SERVER, links, attributes: { "tm.batch.index": index } },
+          async (span) => {
+            try {
+              const { taskId, deduplicated } = await submit(task, ctx);
+              span.setAttribute("task.id", taskId);
+              return { taskId, deduplicated };
+            } catch (error) {
+              span.setStatus({ code: SpanStatusCode.ERROR, message: (error as Error).message });
+              // Refusals are the client's to read in the outcome; anything else is a bug worth a line of its own.
+              if (!(error instanceof ConnectError)) rt.log.error({ err: error }, "submitting a task of a batch failed");
+              throw error;
+            } finally {
+              span.end();
+            }
+          },
+        ),
+      );
       return { outcomes: outcomes.map((outcome) => ({ outcome })) };
     },
 
