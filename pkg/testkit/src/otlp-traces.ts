@@ -149,7 +149,7 @@ type Span = NonNullable<
 >[number];
 
 function span(bytes: Uint8Array): Span {
-  const out: Span = { traceId: "", spanId: "", name: "", kind: 0, attributes: [] };
+  const out: Span = { traceId: "", spanId: "", name: "", kind: 0, attributes: [], links: [] };
   fields(bytes, (no, r) => {
     if (no === 1) out.traceId = hex(r.bytes());
     else if (no === 2) out.spanId = hex(r.bytes());
@@ -159,7 +159,7 @@ function span(bytes: Uint8Array): Span {
     else if (no === 7) out.startTimeUnixNano = String(r.fixed64());
     else if (no === 8) out.endTimeUnixNano = String(r.fixed64());
     else if (no === 9) out.attributes?.push(keyValue(r.bytes()));
-    else if (no === 13) (out.links ??= []).push(link(r.bytes()));
+    else if (no === 13) out.links?.push(link(r.bytes()));
     else return false;
     return true;
   });
