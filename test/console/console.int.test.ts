@@ -307,7 +307,7 @@ describe.skipIf(!existsSync(CHROMIUM))("web console", () => {
     }
   });
 
-  it("lists the schedules with their next run, and deletes one after a confirmation (dismissed: kept)", async () => {
+  it("lists the schedules with their next run, pauses and resumes one, and deletes one after a confirmation (dismissed: kept)", async () => {
     const admin = createAdminClient({ baseUrl: pipeline.gatewayUrl });
     await admin.createSchedule({
       schedule: { id: "console-nightly", cron: "0 2 * * *", timezone: "Europe/Berlin", task: { type: "echo" } },
@@ -325,8 +325,20 @@ describe.skipIf(!existsSync(CHROMIUM))("web console", () => {
       "—",
       "—",
       "—",
-      "Delete",
+      "PauseDelete",
     ]);
+    // Pause: no confirmation; the row says paused, nothing is due; Resume: due again from now.
+    await row.getByRole("button", { name: "Pause console-nightly" }).click();
+    await page.waitForSelector("text=Paused schedule console-nightly: nothing runs until it is resumed.", {
+      timeout: 15_000,
+    });
+    expect((await admin.listSchedules({})).schedules.find((s) => s.id === "console-nightly")?.paused).toBe(true);
+    expect((await row.getByRole("cell").allTextContents())[4]).toMatch(/^paused/);
+    await row.getByRole("button", { name: "Resume console-nightly" }).click();
+    await page.waitForSelector("text=/^Resumed schedule console-nightly: next run /", { timeout: 15_000 });
+    const resumed = (await admin.listSchedules({})).schedules.find((s) => s.id === "console-nightly");
+    expect(resumed?.paused).toBe(false);
+    expect(resumed?.nextRunAt).toBeDefined();
     page.once("dialog", (dialog) => void dialog.dismiss());
     await row.getByRole("button", { name: "Delete console-nightly" }).click();
     expect((await admin.listSchedules({})).schedules.map((s) => s.id)).toContain("console-nightly");

@@ -1,5 +1,6 @@
-/** Recurring schedules: each with its cron, time zone, task, next and last run (its task linked), and Delete after a
- *  confirmation. Creating one stays with taskctl (`taskctl schedule add`), where the template is typed out. */
+/** Recurring schedules: each with its cron, time zone, task, next and last run (its task linked), Pause or Resume,
+ *  and Delete after a confirmation. Creating one stays with taskctl (`taskctl schedule add`), where the template is
+ *  typed out. */
 import type { Schedule } from "@tm/proto/web";
 import { admin, errorText } from "../api.js";
 import { announce, h, replace } from "../dom.js";
@@ -59,30 +60,55 @@ export const schedulesView: View = (main) => {
       schedule.lastTaskId ? h("a", { href: `/tasks/${schedule.lastTaskId}`, class: "mono" }, schedule.lastTaskId) : "—",
       schedule.createdBy || "—",
       h(
-        "button",
-        {
-          type: "button",
-          class: "secondary",
-          "aria-label": `Delete ${schedule.id}`,
-          onclick: () => void remove(schedule.id),
-        },
-        "Delete",
+        "span",
+        { class: "row-actions" },
+        schedule.paused
+          ? actionButton(`Resume ${schedule.id}`, "Resume", () => resume(schedule.id))
+          : actionButton(`Pause ${schedule.id}`, "Pause", () => pause(schedule.id)),
+        actionButton(`Delete ${schedule.id}`, "Delete", () => remove(schedule.id)),
       ),
     ];
   }
 
-  async function remove(id: string) {
-    if (!window.confirm(`Delete schedule ${id}? Its tasks already submitted are not touched.`)) return;
+  function actionButton(label: string, text: string, act: () => Promise<void>): HTMLElement {
+    return h("button", { type: "button", class: "secondary", "aria-label": label, onclick: () => void act() }, text);
+  }
+
+  /** Runs an action on a schedule, then shows the list again with what happened (or why it failed). */
+  async function act(what: string, call: () => Promise<string>) {
     try {
-      const { deleted } = await admin.deleteSchedule({ id });
-      const text = deleted ? `Deleted schedule ${id}.` : `Schedule ${id} was already gone.`;
+      const text = await call();
       announce(text);
       await load();
       status.textContent = text;
     } catch (error) {
-      announce(`Delete failed: ${errorText(error)}`);
-      status.textContent = `Delete failed: ${errorText(error)}`;
+      announce(`${what} failed: ${errorText(error)}`);
+      status.textContent = `${what} failed: ${errorText(error)}`;
     }
+  }
+
+  // Pausing is undone by Resume at any time and touches no task: no confirmation.
+  function pause(id: string) {
+    return act("Pause", async () => {
+      await admin.pauseSchedule({ id });
+      return `Paused schedule ${id}: nothing runs until it is resumed.`;
+    });
+  }
+
+  function resume(id: string) {
+    return act("Resume", async () => {
+      const { schedule } = await admin.resumeSchedule({ id });
+      const next = dateOf(schedule?.nextRunAt);
+      return `Resumed schedule ${id}${next ? `: next run ${formatTime(next)}` : ""}.`;
+    });
+  }
+
+  async function remove(id: string) {
+    if (!window.confirm(`Delete schedule ${id}? Its tasks already submitted are not touched.`)) return;
+    await act("Delete", async () => {
+      const { deleted } = await admin.deleteSchedule({ id });
+      return deleted ? `Deleted schedule ${id}.` : `Schedule ${id} was already gone.`;
+    });
   }
 
   void load();
