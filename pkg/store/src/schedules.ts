@@ -28,6 +28,8 @@ export interface StoredSchedule {
   };
   createdAt: string;
   createdBy: string;
+  /** "skip": a run is skipped while the previous run's task has not finished; absent: it runs anyway. */
+  overlap?: "skip";
 }
 
 export interface ScheduleState {

@@ -16,6 +16,7 @@ import {
   type RequeueOutcome,
   RequeueResult,
   type Schedule,
+  ScheduleOverlap,
   type Task,
   TaskState,
 } from "@tm/proto";
@@ -262,7 +263,9 @@ export function renderSchedules(schedules: Schedule[], now: number): string {
       schedule.id,
       schedule.cron,
       schedule.timezone || "UTC",
-      `${schedule.task?.type ?? "?"} ${priorityName(schedule.task?.priority ?? Priority.MEDIUM)}`,
+      // A schedule that skips runs while its previous task runs says so next to its task.
+      `${schedule.task?.type ?? "?"} ${priorityName(schedule.task?.priority ?? Priority.MEDIUM)}` +
+        (schedule.overlap === ScheduleOverlap.SKIP ? " (skips overlaps)" : ""),
       schedule.paused ? "paused" : schedule.nextRunAt ? relativeTime(timestampMs(schedule.nextRunAt), now) : "never",
       schedule.lastRunAt ? relativeTime(timestampMs(schedule.lastRunAt), now) : "-",
       schedule.lastTaskId || "-",

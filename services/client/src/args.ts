@@ -81,6 +81,8 @@ export type ScheduleAction =
       cron: string;
       timezone?: string;
       replace: boolean;
+      /** --overlap: what a run does while the previous run's task has not finished. */
+      overlap: "allow" | "skip";
       type: string;
       payload?: JsonObject;
       priority: Priority;
@@ -145,6 +147,7 @@ const COMMAND_OPTIONS: Record<CommandName, Options> = {
   schedule: {
     timezone: { type: "string" },
     replace: { type: "boolean" },
+    overlap: { type: "string" },
     payload: { type: "string" },
     priority: { type: "string" },
     meta: { type: "string", multiple: true },
@@ -435,12 +438,17 @@ function parseScheduleAction(
   const timezone = str(values.timezone);
   const attemptTimeoutMs = parseAttemptTimeout(str(values["attempt-timeout"]));
   const maxAttempts = parseMaxAttempts(str(values["max-attempts"]));
+  const overlap = str(values.overlap) ?? "allow";
+  if (overlap !== "allow" && overlap !== "skip") {
+    throw new UsageError(`schedule add: --overlap is allow or skip (got "${overlap}")`);
+  }
   return {
     action: "add",
     id: id!,
     cron: cron!,
     type: type!,
     replace: values.replace === true,
+    overlap,
     ...(timezone ? { timezone } : {}),
     ...(payloadText === undefined ? {} : { payload: parsePayload(payloadText) }),
     priority: parsePriority(str(values.priority)),

@@ -132,6 +132,13 @@ describe("parseCommandLine", () => {
     expect(parseCommandLine(["schedule", "rm", "nightly"])).toMatchObject({ action: "rm", id: "nightly" });
     expect(parseCommandLine(["schedule", "pause", "nightly"])).toMatchObject({ action: "pause", id: "nightly" });
     expect(parseCommandLine(["schedule", "resume", "nightly"])).toMatchObject({ action: "resume", id: "nightly" });
+    expect(parseCommandLine(["schedule", "add", "n", "* * * * *", "echo"])).toMatchObject({ overlap: "allow" });
+    expect(parseCommandLine(["schedule", "add", "n", "* * * * *", "echo", "--overlap", "skip"])).toMatchObject({
+      overlap: "skip",
+    });
+    expect(usageErrorOf(["schedule", "add", "n", "* * * * *", "echo", "--overlap", "never"])).toBe(
+      'schedule add: --overlap is allow or skip (got "never")',
+    );
     expect(
       parseCommandLine([
         "schedule",

@@ -10,14 +10,24 @@
  *
  * Times missed while no gateway ran (or Redis was down) are not made up one by one: the schedule runs once for the
  * latest of them, and its next time is the first one after now (Kubernetes CronJob and Asynq's scheduler do the same).
- * A run that fails (NATS or Redis down) is retried next round under the same key.
+ * A run that fails (NATS or Redis down) is retried next round under the same key. A schedule whose overlap policy is
+ * "skip" does not run while its previous run's task has not finished: that time is skipped (moved on by the same
+ * compare-and-set, so one replica counts it).
  */
 import { create, type JsonObject } from "@bufbuild/protobuf";
 import { durationFromMs } from "@bufbuild/protobuf/wkt";
 import { Code, ConnectError } from "@connectrpc/connect";
+import { isTerminal } from "@tm/flow";
 import type { Runtime } from "@tm/kit";
 import { type CallContext, SubmitTaskRequestSchema } from "@tm/proto";
-import { advanceSchedule, deleteSchedule, dueSchedules, readSchedule, type StoredSchedule } from "@tm/store";
+import {
+  advanceSchedule,
+  deleteSchedule,
+  dueSchedules,
+  readStatus,
+  type StoredSchedule,
+  scheduleState,
+} from "@tm/store";
 import { attachCaller } from "./auth/caller.js";
 import { priorityToProto } from "./mapping.js";
 import { everyInterval } from "./rounds.js";
@@ -50,16 +60,29 @@ export interface ScheduleRunner {
 export function startScheduleRunner(rt: Runtime, options: ScheduleRunnerOptions): ScheduleRunner {
   const runs = rt.meter.createCounter("tm_schedule_runs_total", {
     description:
-      "Runs of recurring schedules by this replica: outcome submitted, failed (retried next round) or rejected (the " +
-      "template no longer passes SubmitTask's checks: that time skipped)",
+      "Runs of recurring schedules by this replica: outcome submitted, failed (retried next round), rejected (the " +
+      "template no longer passes SubmitTask's checks: that time skipped) or overlapped (overlap policy skip: the " +
+      "previous run's task had not finished, that time skipped)",
   });
-  for (const outcome of ["submitted", "failed", "rejected"]) runs.add(0, { outcome });
+  for (const outcome of ["submitted", "failed", "rejected", "overlapped"]) runs.add(0, { outcome });
 
   async function runOne(id: string, dueMs: number): Promise<boolean> {
-    const schedule = await readSchedule(rt.redis, id);
-    if (!schedule) {
+    const state = await scheduleState(rt.redis, id);
+    if (!state) {
       // Deleted between the two reads: its leftover entries go too.
       await deleteSchedule(rt.redis, id);
+      return false;
+    }
+    const { schedule, lastRun } = state;
+    if (schedule.overlap === "skip" && lastRun && (await stillRunning(lastRun.taskId))) {
+      const nextMs = nextRunAfter(schedule, Math.max(Date.now(), dueMs));
+      if (await advanceSchedule(rt.redis, id, dueMs, nextMs, undefined)) {
+        runs.add(1, { outcome: "overlapped" });
+        rt.log.info(
+          { scheduleId: id, dueMs, runningTaskId: lastRun.taskId, nextMs },
+          "scheduled run skipped: the previous run's task has not finished (overlap policy skip)",
+        );
+      }
       return false;
     }
     let taskId: string;
@@ -93,6 +116,12 @@ export function startScheduleRunner(rt: Runtime, options: ScheduleRunnerOptions)
       rt.log.info({ scheduleId: id, taskId, nextMs }, "scheduled run submitted");
     }
     return advanced;
+  }
+
+  /** Whether a run's task has not finished (a task whose status expired has). */
+  async function stillRunning(taskId: string): Promise<boolean> {
+    const status = await readStatus(rt.redis, taskId);
+    return status !== undefined && !isTerminal(status.state);
   }
 
   async function run(): Promise<number> {

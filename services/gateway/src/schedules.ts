@@ -9,7 +9,7 @@ import { durationFromMs, timestampFromMs } from "@bufbuild/protobuf/wkt";
 import { Code, ConnectError } from "@connectrpc/connect";
 import { publishAudit } from "@tm/flow";
 import type { Runtime } from "@tm/kit";
-import type { CreateScheduleRequest, ScheduledTask, ScheduleSchema } from "@tm/proto";
+import { type CreateScheduleRequest, type ScheduledTask, ScheduleOverlap, type ScheduleSchema } from "@tm/proto";
 import {
   countSchedules,
   deleteSchedule,
@@ -76,10 +76,32 @@ export function parseSchedule(
   }
   if (nextMs === undefined) throw invalid("schedule.cron", `"${cron}" names no time from now on`);
   const task = parseTemplate(given.task, limits);
+  const overlap = parseOverlap(given.overlap);
   return {
-    schedule: { id: given.id, cron, timezone, task, createdAt: new Date(nowMs).toISOString(), createdBy },
+    schedule: {
+      id: given.id,
+      cron,
+      timezone,
+      task,
+      createdAt: new Date(nowMs).toISOString(),
+      createdBy,
+      ...(overlap ? { overlap } : {}),
+    },
     nextMs,
   };
+}
+
+/** The stored overlap policy ("skip", or undefined for allow), or INVALID_ARGUMENT naming `schedule.overlap`. */
+function parseOverlap(overlap: ScheduleOverlap): StoredSchedule["overlap"] {
+  switch (overlap) {
+    case ScheduleOverlap.UNSPECIFIED:
+    case ScheduleOverlap.ALLOW:
+      return undefined;
+    case ScheduleOverlap.SKIP:
+      return "skip";
+    default:
+      throw invalid("schedule.overlap", `must be SCHEDULE_OVERLAP_ALLOW or SCHEDULE_OVERLAP_SKIP (got ${overlap})`);
+  }
 }
 
 /** The task template, validated as SubmitTask would validate a run's request (the run's metadata included). */
@@ -143,6 +165,7 @@ export function scheduleToProto({
     createdBy: schedule.createdBy,
     ...(lastRun ? { lastRunAt: timestampFromIso(lastRun.at), lastTaskId: lastRun.taskId } : {}),
     ...(paused ? { paused: true, pausedAt: timestampFromIso(paused.at), pausedBy: paused.by } : {}),
+    overlap: schedule.overlap === "skip" ? ScheduleOverlap.SKIP : ScheduleOverlap.ALLOW,
   };
 }
 

@@ -7,7 +7,14 @@ import { create, type MessageInitShape } from "@bufbuild/protobuf";
 import { DurationSchema, timestampDate } from "@bufbuild/protobuf/wkt";
 import { Code, ConnectError } from "@connectrpc/connect";
 import { Subjects, type TaskMessage } from "@tm/flow";
-import { type AdminClient, createAdminClient, Priority, type ScheduledTaskSchema } from "@tm/proto";
+import {
+  type AdminClient,
+  createAdminClient,
+  createTaskClient,
+  Priority,
+  type ScheduledTaskSchema,
+  ScheduleOverlap,
+} from "@tm/proto";
 import { Keys, readSchedule } from "@tm/store";
 import { useInfra, waitFor } from "@tm/testkit";
 import { Redis } from "ioredis";
@@ -246,6 +253,51 @@ describe("a run SubmitTask refuses", () => {
   });
 });
 
+describe("overlap policy skip", () => {
+  test("a time comes while the previous run's task has not finished: skipped, moved on; once it has, the next runs", async () => {
+    await admin.createSchedule({
+      schedule: { ...schedule({ id: "no-overlap", cron: "*/5 * * * *" }), overlap: ScheduleOverlap.SKIP },
+      replace: true,
+    });
+    expect((await admin.listSchedules({})).schedules.find((s) => s.id === "no-overlap")?.overlap).toBe(
+      ScheduleOverlap.SKIP,
+    );
+    const runner = startScheduleRunner(quiet.runtime, {
+      pollMs: 600_000,
+      submit: (s, due) => submitRun(submitTaskOf(quiet), s, due),
+    });
+    const dueNow = async () => {
+      const dueMs = Date.now() - 1_000;
+      await redis.zadd(Keys.scheduleNext, dueMs, "no-overlap");
+      return dueMs;
+    };
+    try {
+      // First time: submitted. No worker runs here, so its task stays PENDING.
+      await dueNow();
+      expect(await runner.run()).toBe(1);
+      const [first] = await runsOf("no-overlap");
+      expect(first).toBeDefined();
+      // Second time, the first task still PENDING: skipped, the schedule moved on, no task, the last run unchanged.
+      const skippedMs = await dueNow();
+      expect(await runner.run()).toBe(0);
+      expect(Number(await redis.zscore(Keys.scheduleNext, "no-overlap"))).toBeGreaterThan(skippedMs);
+      expect((await runsOf("no-overlap")).map((run) => run.taskId)).toEqual([first!.taskId]);
+      expect((await admin.listSchedules({})).schedules.find((s) => s.id === "no-overlap")?.lastTaskId).toBe(
+        first!.taskId,
+      );
+      const metrics = await (await fetch(`http://127.0.0.1:${quiet.opsPort}/metrics`)).text();
+      expect(metrics).toMatch(/^tm_schedule_runs_total\{[^}]*outcome="overlapped"[^}]*\} 1$/m);
+      // The first task finishes (cancelled here): the next time runs again.
+      await createTaskClient({ baseUrl: quiet.baseUrl }).cancelTask({ taskId: first!.taskId });
+      await dueNow();
+      expect(await runner.run()).toBe(1);
+      expect(await runsOf("no-overlap")).toHaveLength(2);
+    } finally {
+      await runner.stop();
+    }
+  });
+});
+
 /** The in-process gateway's unguarded SubmitTask, as the runner is given it. */
 function submitTaskOf(gateway: Gateway) {
   return gateway.started.submitTask;
@@ -283,6 +335,12 @@ test("bad schedules are INVALID_ARGUMENT naming the field; an existing id is ALR
     message: 'schedule.task.metadata: "schedule_id" is set by each run',
   });
   expect(await invalid({ id: "x", task: undefined })).toMatchObject({ message: "schedule.task: is required" });
+  expect(
+    await rejection(admin.createSchedule({ schedule: { ...schedule({ id: "x" }), overlap: 7 as ScheduleOverlap } })),
+  ).toMatchObject({
+    code: Code.InvalidArgument,
+    message: "schedule.overlap: must be SCHEDULE_OVERLAP_ALLOW or SCHEDULE_OVERLAP_SKIP (got 7)",
+  });
 
   await admin.createSchedule({ schedule: schedule({ id: "nightly", cron: "0 2 * * *", timezone: "Europe/Berlin" }) });
   expect(await rejection(admin.createSchedule({ schedule: schedule({ id: "nightly" }) }))).toMatchObject({

@@ -1,7 +1,7 @@
 /** Recurring schedules: each with its cron, time zone, task, next and last run (its task linked), Pause or Resume,
  *  and Delete after a confirmation. Creating one stays with taskctl (`taskctl schedule add`), where the template is
  *  typed out. */
-import type { Schedule } from "@tm/proto/web";
+import { type Schedule, ScheduleOverlap } from "@tm/proto/web";
 import { admin, errorText } from "../api.js";
 import { announce, h, replace } from "../dom.js";
 import { dateOf, formatTime, priorityName, relative } from "../format.js";
@@ -52,7 +52,8 @@ export const schedulesView: View = (main) => {
       h("span", { class: "mono" }, schedule.id),
       h("code", {}, schedule.cron),
       schedule.timezone || "UTC",
-      `${schedule.task?.type ?? "?"} (${priorityName(schedule.task?.priority ?? 0)})`,
+      `${schedule.task?.type ?? "?"} (${priorityName(schedule.task?.priority ?? 0)})` +
+        (schedule.overlap === ScheduleOverlap.SKIP ? ", skips overlaps" : ""),
       schedule.paused
         ? `paused${schedule.pausedBy ? ` by ${schedule.pausedBy}` : ""}`
         : when(schedule.nextRunAt, now, "never"),

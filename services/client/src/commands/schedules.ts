@@ -9,6 +9,7 @@ import {
   ListSchedulesResponseSchema,
   PauseScheduleResponseSchema,
   ResumeScheduleResponseSchema,
+  ScheduleOverlap,
 } from "@tm/proto";
 import { renderSchedules } from "../admin-render.js";
 import type { Invocation } from "../args.js";
@@ -69,6 +70,7 @@ export async function scheduleCommand(io: Io, client: AdminClient, invocation: S
             id: invocation.id,
             cron: invocation.cron,
             timezone: invocation.timezone ?? "",
+            overlap: invocation.overlap === "skip" ? ScheduleOverlap.SKIP : ScheduleOverlap.ALLOW,
             task: {
               type: invocation.type,
               ...(invocation.payload ? { payload: invocation.payload } : {}),
