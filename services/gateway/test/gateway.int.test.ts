@@ -1,4 +1,4 @@
-import { Code, ConnectError } from "@connectrpc/connect";
+import { Code } from "@connectrpc/connect";
 import { CANCEL_SUBJECT, CancelNoticeSchema, type StatusEvent, Subjects, type TaskMessage } from "@tm/flow";
 import {
   createHealthClient,
@@ -16,7 +16,7 @@ import { useInfra, waitFor } from "@tm/testkit";
 import { Redis } from "ioredis";
 import { connect, type NatsConnection } from "nats";
 import { afterAll, beforeAll, describe, expect, test } from "vitest";
-import { event, type Gateway, startGateway, streamMessagesOf } from "./helpers.js";
+import { event, type Gateway, rejection, startGateway, streamMessagesOf } from "./helpers.js";
 
 const infra = useInfra();
 let first: Gateway;
@@ -42,15 +42,6 @@ afterAll(async () => {
 /** Every tasks.ingest message currently in the TASKS stream for one task. */
 async function ingestMessagesFor(taskId: string): Promise<TaskMessage[]> {
   return (await streamMessagesOf(nc, "TASKS", Subjects.ingest, taskId)).map((stored) => stored.message);
-}
-
-async function rejection(call: Promise<unknown>): Promise<ConnectError> {
-  try {
-    await call;
-  } catch (error) {
-    return ConnectError.from(error);
-  }
-  throw new Error("expected the call to fail");
 }
 
 async function drain(stream: AsyncIterable<StreamTaskStatusResponse>) {

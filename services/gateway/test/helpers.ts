@@ -1,3 +1,4 @@
+import { ConnectError } from "@connectrpc/connect";
 import {
   decodeMessage,
   type StatusEvent,
@@ -58,4 +59,14 @@ export async function streamMessagesOf<S extends Subject>(
     }
   }
   return found;
+}
+
+/** The error a call failed with, as a ConnectError; throws when the call succeeded. */
+export async function rejection(call: Promise<unknown>): Promise<ConnectError> {
+  try {
+    await call;
+  } catch (error) {
+    return ConnectError.from(error);
+  }
+  throw new Error("expected the call to fail");
 }

@@ -5,7 +5,7 @@
  * bounded; the rate limit counts its tasks; and an outage mid-batch loses nothing: the refused tasks, sent again with
  * their keys, are each queued once.
  */
-import { Code, ConnectError } from "@connectrpc/connect";
+import { Code } from "@connectrpc/connect";
 import { Subjects } from "@tm/flow";
 import { createTaskClient, type SubmitTaskOutcome, type SubmitTaskRequest, TaskState } from "@tm/proto";
 import { Keys, readStatus } from "@tm/store";
@@ -13,7 +13,7 @@ import { useInfra, waitFor } from "@tm/testkit";
 import { Redis } from "ioredis";
 import { connect, type NatsConnection } from "nats";
 import { afterAll, beforeAll, describe, expect, test } from "vitest";
-import { type Gateway, startGateway } from "./helpers.js";
+import { type Gateway, rejection, startGateway } from "./helpers.js";
 
 const infra = useInfra();
 let nc: NatsConnection;
@@ -47,15 +47,6 @@ async function streamCounts<M>(stream: string, subject: string, keyOf: (message:
 
 /** How many tasks.ingest messages the TASKS stream holds per task id. */
 const ingestCounts = () => streamCounts("TASKS", Subjects.ingest, (message: { taskId: string }) => message.taskId);
-
-async function rejection(call: Promise<unknown>): Promise<ConnectError> {
-  try {
-    await call;
-  } catch (error) {
-    return ConnectError.from(error);
-  }
-  throw new Error("expected the call to fail");
-}
 
 const accepted = (outcome: SubmitTaskOutcome | undefined) =>
   outcome?.outcome.case === "accepted" ? outcome.outcome.value : undefined;
