@@ -33,6 +33,7 @@ export function checkBatchSize(count: number, maxTasks: number): void {
 
 /**
  * Submits each item with `submit`, at most `concurrency` at a time, and returns their outcomes in the items' order.
+ * Once `signal` aborts (the call's: the client cancelled or its deadline passed) no further item is started either.
  * What `submit` throws becomes the item's error outcome: a ConnectError's code and message, prefixed with the item's
  * place; anything else (a bug: `submit` reports it) as Connect would answer it for SubmitTask, UNKNOWN with its
  * message. The other items' outcomes are answered all the same.
@@ -40,7 +41,7 @@ export function checkBatchSize(count: number, maxTasks: number): void {
 export async function submitEach<I>(
   items: readonly I[],
   submit: (item: I, index: number) => Promise<{ taskId: string; deduplicated: boolean }>,
-  concurrency = BATCH_CONCURRENCY,
+  { concurrency = BATCH_CONCURRENCY, signal }: { concurrency?: number; signal?: AbortSignal } = {},
 ): Promise<BatchOutcome[]> {
   const outcomes: BatchOutcome[] = new Array(items.length);
   let next = 0;
@@ -52,6 +53,11 @@ export async function submitEach<I>(
   async function lane(): Promise<void> {
     while (next < items.length) {
       const index = next++;
+      // The client is gone (cancelled, or past its deadline): it will never read an outcome, so start nothing more.
+      if (signal?.aborted) {
+        outcomes[index] = refused(index, Code.Canceled, "not attempted: the call ended before this task was started");
+        continue;
+      }
       if (outage !== undefined) {
         outcomes[index] = refused(index, Code.Unavailable, `not attempted: ${outage}; submit it again`);
         continue;

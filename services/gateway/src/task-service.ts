@@ -316,25 +316,29 @@ export function taskServiceHandlers(
       // call's span, instead of every task of the batch sharing the call's trace.
       const batchSpan = trace.getActiveSpan()?.spanContext();
       const links = batchSpan && isSpanContextValid(batchSpan) ? [{ context: batchSpan }] : [];
-      const outcomes = await submitEach(request.tasks, (task, index) =>
-        tracer.startActiveSpan(
-          "SubmitTasks task",
-          { root: true, kind: SpanKind.SERVER, links, attributes: { "tm.batch.index": index } },
-          async (span) => {
-            try {
-              const { taskId, deduplicated } = await submit(task, ctx);
-              span.setAttribute("task.id", taskId);
-              return { taskId, deduplicated };
-            } catch (error) {
-              span.setStatus({ code: SpanStatusCode.ERROR, message: (error as Error).message });
-              // Refusals are the client's to read in the outcome; anything else is a bug worth a line of its own.
-              if (!(error instanceof ConnectError)) rt.log.error({ err: error }, "submitting a task of a batch failed");
-              throw error;
-            } finally {
-              span.end();
-            }
-          },
-        ),
+      const outcomes = await submitEach(
+        request.tasks,
+        (task, index) =>
+          tracer.startActiveSpan(
+            "SubmitTasks task",
+            { root: true, kind: SpanKind.SERVER, links, attributes: { "tm.batch.index": index } },
+            async (span) => {
+              try {
+                const { taskId, deduplicated } = await submit(task, ctx);
+                span.setAttribute("task.id", taskId);
+                return { taskId, deduplicated };
+              } catch (error) {
+                span.setStatus({ code: SpanStatusCode.ERROR, message: (error as Error).message });
+                // Refusals are the client's to read in the outcome; anything else is a bug worth a line of its own.
+                if (!(error instanceof ConnectError))
+                  rt.log.error({ err: error }, "submitting a task of a batch failed");
+                throw error;
+              } finally {
+                span.end();
+              }
+            },
+          ),
+        { signal: ctx.signal },
       );
       return { outcomes: outcomes.map((outcome) => ({ outcome })) };
     },

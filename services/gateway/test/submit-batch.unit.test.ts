@@ -27,7 +27,7 @@ describe("SubmitTasks: submitEach", () => {
         inFlight--;
         return ok(String(i));
       },
-      8,
+      { concurrency: 8 },
     );
     expect(most).toBe(8);
   });
@@ -54,7 +54,7 @@ describe("SubmitTasks: submitEach", () => {
         await tick();
         return ok(String(i));
       },
-      2,
+      { concurrency: 2 },
     );
     // 0 and 1 start together; 1 fails before 0 is done, and no lane starts another item after that.
     expect(started).toEqual([0, 1]);
@@ -72,6 +72,27 @@ describe("SubmitTasks: submitEach", () => {
         },
       });
     }
+  });
+
+  it("once the call's signal aborts (the client left) no further item is started", async () => {
+    const call = new AbortController();
+    const started: number[] = [];
+    const outcomes = await submitEach(
+      [0, 1, 2, 3],
+      async (i) => {
+        started.push(i);
+        if (i === 1) call.abort();
+        await tick();
+        return ok(String(i));
+      },
+      { concurrency: 2, signal: call.signal },
+    );
+    expect(started).toEqual([0, 1]);
+    expect(outcomes.slice(0, 2).map((o) => o.case)).toEqual(["accepted", "accepted"]);
+    expect(outcomes[3]).toEqual({
+      case: "error",
+      value: { code: Code.Canceled, message: "tasks[3]: not attempted: the call ended before this task was started" },
+    });
   });
 
   it("an unexpected error becomes the item's outcome (UNKNOWN with its message), the batch is still answered", async () => {
