@@ -145,6 +145,12 @@ beforeAll(async () => {
     // As the gateway answers SubmitTasks: each task as SubmitTask, one outcome each, a refusal its own.
     submitTasks: async ({ tasks: batch }) => {
       requests.batches.push(batch.length);
+      if (batch.some((task) => task.type === "quota")) {
+        throw new ConnectError(
+          "rate limit exceeded for caller cli: 1 requests/s (retry after 900 ms)",
+          Code.ResourceExhausted,
+        );
+      }
       const outcomes = [];
       for (const [index, request] of batch.entries()) {
         try {
@@ -445,6 +451,23 @@ describe("taskctl against a real gRPC server", () => {
       "(2 task(s) not taken: NATS unavailable while queueing the task: timeout); retrying in 0.25 s (attempt 2 of 5)",
     );
     expect(stderr).toContain("3 accepted");
+  });
+
+  test("submit-batch: a call refused as a whole still prints the ids already accepted; the rest are not sent (exit 5)", async () => {
+    const file = batchFile([{ type: "echo" }, { type: "echo" }, { type: "quota" }, { type: "echo" }, { type: "echo" }]);
+    const before = requests.batches.length;
+    const { exitCode, stdout, stderr } = await taskctl(["submit-batch", file, "--batch-size", "2"]);
+    // The second call was refused: no third call.
+    expect(requests.batches.slice(before)).toEqual([2, 2]);
+    const lines = stdout.trim().split("\n");
+    expect(lines.slice(0, 2).every((line) => /^task-\d+$/.test(line))).toBe(true);
+    for (const [i, line] of lines.slice(2).entries()) {
+      expect(line).toBe(
+        `error RESOURCE_EXHAUSTED: line ${i + 3}: not sent: server error (ResourceExhausted): rate limit exceeded for caller cli: 1 requests/s (retry after 900 ms)`,
+      );
+    }
+    expect(stderr).toContain("2 accepted, 3 refused");
+    expect(exitCode).toBe(ExitCode.ServerError);
   });
 
   test("submit-batch reads every line before sending: a malformed one exits 2 naming it, nothing sent", async () => {

@@ -62,8 +62,18 @@ export async function submitBatchCommand(
   const outcomes = new Map<number, LineOutcome>();
   for (let start = 0; start < lines.length; start += invocation.batchSize) {
     const chunk = lines.slice(start, start + invocation.batchSize);
-    for (const outcome of await submitChunk(io, client, chunk, invocation.retries, sleep)) {
-      outcomes.set(outcome.line, outcome);
+    try {
+      for (const outcome of await submitChunk(io, client, chunk, invocation.retries, sleep)) {
+        outcomes.set(outcome.line, outcome);
+      }
+    } catch (error) {
+      // A call refused as a whole (a batch over the gateway's limit, the rate limit, credentials): the tasks already
+      // accepted are still printed, so their ids are not lost; this chunk and the rest are reported as not sent.
+      const { message } = describeError(error, invocation.globals.addr);
+      const { code } = ConnectError.from(error);
+      for (const { line } of lines.slice(start))
+        outcomes.set(line, { line, error: { code, message: `not sent: ${message}` } });
+      break;
     }
   }
   return report(io, invocation.globals, lines, outcomes);
