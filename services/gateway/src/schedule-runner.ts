@@ -44,11 +44,17 @@ function isRejection(error: unknown): boolean {
 /** Schedules run per round at most; more wait for the next round. */
 const ROUND_LIMIT = 100;
 
+/** While a schedule's runs keep failing (an outage fails every round, every second), at most one warning per
+ *  schedule per this interval, with the number of failures it stands for. */
+export const FAILURE_LOG_INTERVAL_MS = 60_000;
+
 export interface ScheduleRunnerOptions {
   /** GATEWAY_SCHEDULE_POLL_MS: how often due schedules are looked for (how late a run can be). */
   pollMs: number;
   /** Submits one run's task; resolves with its id (the same id when the run was submitted before). */
   submit(schedule: StoredSchedule, dueMs: number): Promise<string>;
+  /** The clock the failure warnings are spaced by (tests set it; default Date.now). */
+  now?: () => number;
 }
 
 export interface ScheduleRunner {
@@ -65,6 +71,23 @@ export function startScheduleRunner(rt: Runtime, options: ScheduleRunnerOptions)
       "previous run's task had not finished, that time skipped)",
   });
   for (const outcome of ["submitted", "failed", "rejected", "overlapped"]) runs.add(0, { outcome });
+  /** Per schedule whose runs are failing: when its last warning was logged, and the failures since (bounded by the
+   *  number of schedules; a schedule's entry goes once a run of it goes through). */
+  const failing = new Map<string, { loggedAt: number; unlogged: number }>();
+
+  function warnFailed(id: string, dueMs: number, error: unknown): void {
+    const now = (options.now ?? Date.now)();
+    const entry = failing.get(id);
+    if (entry && now - entry.loggedAt < FAILURE_LOG_INTERVAL_MS) {
+      entry.unlogged++;
+      return;
+    }
+    rt.log.warn(
+      { err: error, scheduleId: id, dueMs, failuresSinceLastWarning: entry?.unlogged ?? 0 },
+      "could not submit a scheduled run; retried every round (this warning at most once a minute per schedule)",
+    );
+    failing.set(id, { loggedAt: now, unlogged: 0 });
+  }
 
   async function runOne(id: string, dueMs: number): Promise<boolean> {
     const state = await scheduleState(rt.redis, id);
@@ -91,7 +114,7 @@ export function startScheduleRunner(rt: Runtime, options: ScheduleRunnerOptions)
     } catch (error) {
       if (!isRejection(error)) {
         runs.add(1, { outcome: "failed" });
-        rt.log.warn({ err: error, scheduleId: id, dueMs }, "could not submit a scheduled run; retried next round");
+        warnFailed(id, dueMs, error);
         return false;
       }
       // The gateway refuses the run itself (a task type or a limit changed since the schedule was made): retrying
@@ -106,6 +129,7 @@ export function startScheduleRunner(rt: Runtime, options: ScheduleRunnerOptions)
       }
       return false;
     }
+    failing.delete(id);
     const nextMs = nextRunAfter(schedule, Math.max(Date.now(), dueMs));
     const advanced = await advanceSchedule(rt.redis, id, dueMs, nextMs, {
       at: new Date(dueMs).toISOString(),

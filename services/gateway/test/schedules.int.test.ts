@@ -7,6 +7,7 @@ import { create, type MessageInitShape } from "@bufbuild/protobuf";
 import { DurationSchema, timestampDate } from "@bufbuild/protobuf/wkt";
 import { Code, ConnectError } from "@connectrpc/connect";
 import { Subjects, type TaskMessage } from "@tm/flow";
+import type { Runtime } from "@tm/kit";
 import {
   type AdminClient,
   createAdminClient,
@@ -20,7 +21,7 @@ import { useInfra, waitFor } from "@tm/testkit";
 import { Redis } from "ioredis";
 import { connect, type NatsConnection } from "nats";
 import { afterAll, beforeAll, describe, expect, test } from "vitest";
-import { startScheduleRunner, submitRun } from "../src/schedule-runner.js";
+import { FAILURE_LOG_INTERVAL_MS, startScheduleRunner, submitRun } from "../src/schedule-runner.js";
 import { type Gateway, startGateway } from "./helpers.js";
 
 const infra = useInfra();
@@ -226,6 +227,38 @@ describe("one round at a time (no replica runs schedules meanwhile)", () => {
     expect(listed?.lastTaskId).toBe(first);
     expect((await runsOf("retried")).map((run) => run.taskId)).toEqual([first]);
   });
+});
+
+test("a schedule whose runs keep failing is warned about once a minute, with the failures in between", async () => {
+  await createAsIfIdle("failing-quietly", "*/5 * * * *", Date.now() - 1_000);
+  const warnings: Array<Record<string, unknown>> = [];
+  const log = Object.create(quiet.runtime.log) as Runtime["log"];
+  log.warn = ((fields: Record<string, unknown>) => {
+    if (fields.scheduleId === "failing-quietly") warnings.push(fields);
+  }) as Runtime["log"]["warn"];
+  let clock = 1_000_000;
+  const runner = startScheduleRunner(
+    { ...quiet.runtime, log },
+    {
+      pollMs: 600_000,
+      now: () => clock,
+      submit: async () => {
+        throw new Error("NATS is down");
+      },
+    },
+  );
+  try {
+    // Three failing rounds a second apart: one warning.
+    for (let round = 0; round < 3; round++, clock += 1_000) await runner.run();
+    expect(warnings.map((w) => w.failuresSinceLastWarning)).toEqual([0]);
+    // A minute after it: the next failure is warned about, with the two that were not.
+    clock += FAILURE_LOG_INTERVAL_MS;
+    await runner.run();
+    expect(warnings.map((w) => w.failuresSinceLastWarning)).toEqual([0, 2]);
+  } finally {
+    await runner.stop();
+    await admin.deleteSchedule({ id: "failing-quietly" });
+  }
 });
 
 describe("a run SubmitTask refuses", () => {
