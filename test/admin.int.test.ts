@@ -572,7 +572,7 @@ describe("AdminService", () => {
     ]);
   });
 
-  test("taskctl schedule add / ls / pause / resume / rm: a recurring task runs to SUCCEEDED, listed with its runs, until removed", async () => {
+  test("taskctl schedule add / ls / pause / run / resume / rm: a recurring task runs to SUCCEEDED, listed with its runs, until removed", async () => {
     const added = await taskctl(
       "schedule",
       "add",
@@ -611,6 +611,13 @@ describe("AdminService", () => {
     const paused = await taskctl("schedule", "pause", "tick");
     expect(paused.stdout).toBe("tick: paused (no runs until taskctl schedule resume tick)\n");
     expect((await taskctl("schedule", "ls")).stdout).toMatch(/^tick .* paused {2}/m);
+    // Run now, while paused: one task, as the operator, followed to SUCCEEDED.
+    const ran = await taskctl("schedule", "run", "tick");
+    expect(ran.code, ran.stderr).toBe(0);
+    const ranTaskId = ran.stdout.trim();
+    expect((await taskctl("watch", ranTaskId)).code).toBe(0);
+    expect((await pipeline.client.getTask({ taskId: ranTaskId })).task?.metadata.schedule_id).toBe("tick");
+    expect((await taskctl("schedule", "run", "no-such")).code).toBe(3);
     const resumed = await taskctl("schedule", "resume", "tick");
     expect(resumed.stdout).toMatch(/^tick: resumed\n/);
     const removed = await taskctl("schedule", "rm", "tick");

@@ -325,8 +325,20 @@ describe.skipIf(!existsSync(CHROMIUM))("web console", () => {
       "—",
       "—",
       "—",
-      "PauseDelete",
+      "Run nowPauseDelete",
     ]);
+    // Run now: one task of the template, as the operator; the schedule's times unchanged.
+    const nextBefore = (await admin.listSchedules({})).schedules.find((s) => s.id === "console-nightly")?.nextRunAt;
+    await row.getByRole("button", { name: "Run console-nightly now" }).click();
+    const ran = await page.waitForSelector("text=/^Ran schedule console-nightly now: task [0-9a-f-]{36}\\.$/", {
+      timeout: 15_000,
+    });
+    const ranTaskId = /task ([0-9a-f-]{36})/.exec((await ran.textContent()) ?? "")?.[1] ?? "";
+    const { task: ranTask } = await pipeline.client.getTask({ taskId: ranTaskId });
+    expect(ranTask?.metadata.schedule_id).toBe("console-nightly");
+    expect((await admin.listSchedules({})).schedules.find((s) => s.id === "console-nightly")?.nextRunAt).toEqual(
+      nextBefore,
+    );
     // Pause: no confirmation; the row says paused, nothing is due; Resume: due again from now.
     await row.getByRole("button", { name: "Pause console-nightly" }).click();
     await page.waitForSelector("text=Paused schedule console-nightly: nothing runs until it is resumed.", {

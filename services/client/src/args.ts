@@ -74,7 +74,7 @@ export type Invocation =
 /** `schedule ls`, `schedule rm <id>`, `schedule add <id> <cron> <type> [task options]`. */
 export type ScheduleAction =
   | { action: "ls" }
-  | { action: "rm" | "pause" | "resume"; id: string }
+  | { action: "rm" | "pause" | "resume" | "run"; id: string }
   | {
       action: "add";
       id: string;
@@ -425,12 +425,12 @@ function parseScheduleAction(
     exactly("schedule", rest, [], "schedule ls");
     return { action: "ls" };
   }
-  if (action === "rm" || action === "pause" || action === "resume") {
+  if (action === "rm" || action === "pause" || action === "resume" || action === "run") {
     return { action, id: exactly("schedule", rest, ["<id>"], `schedule ${action}`)[0]! };
   }
   if (action !== "add") {
     throw new UsageError(
-      `${action === undefined ? "schedule: missing action (add, ls, rm, pause or resume)" : `schedule: unknown action "${action}"`}\n\n${HELP.schedule}`,
+      `${action === undefined ? "schedule: missing action (add, ls, rm, pause, resume or run)" : `schedule: unknown action "${action}"`}\n\n${HELP.schedule}`,
     );
   }
   const [id, cron, type] = exactly("schedule", rest, ["<id>", "<cron>", "<type>"], "schedule add");

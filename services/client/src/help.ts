@@ -20,7 +20,7 @@ Commands:
   requeue <id...>   send stalled tasks (unfinished, their message lost) through the pipeline again
   pause <priority>  stop the workers from starting tasks of a priority (high, medium, low)
   resume <priority> let the workers take tasks of that priority again
-  schedule add|ls|rm|pause|resume  recurring tasks: submit a task at every time a cron expression names
+  schedule add|ls|rm|pause|resume|run  recurring tasks: submit a task at every time a cron expression names
 
 Run "taskctl <command> --help" for a command's options.`;
 
@@ -146,8 +146,8 @@ first refused line (2 invalid, 4 unavailable, 5 other).`,
   ),
   resume: page("Usage: taskctl resume <high|medium|low>", "Lets the workers take tasks of that priority again."),
   schedule: page(
-    'Usage: taskctl schedule add <id> "<cron>" <type> [--timezone TZ] [--overlap allow|skip] [--replace] [--payload JSON] [--priority P] [--meta k=v ...] [--attempt-timeout D] [--max-attempts N]\n       taskctl schedule ls\n       taskctl schedule rm|pause|resume <id>',
-    "Recurring tasks (operators). add: a task of <type> is submitted at every time <cron> names (five fields,\nminute hour day-of-month month day-of-week, or six with seconds first), by one gateway, exactly once per time;\nthe tasks carry schedule_id and scheduled_for in their metadata. ls: every schedule with its next and last run.\nrm: stops it (tasks already submitted are not touched). pause: no runs until resume, which goes on from\nits first time after now (the times in between are not made up).",
+    'Usage: taskctl schedule add <id> "<cron>" <type> [--timezone TZ] [--overlap allow|skip] [--replace] [--payload JSON] [--priority P] [--meta k=v ...] [--attempt-timeout D] [--max-attempts N]\n       taskctl schedule ls\n       taskctl schedule rm|pause|resume|run <id>',
+    "Recurring tasks (operators). add: a task of <type> is submitted at every time <cron> names (five fields,\nminute hour day-of-month month day-of-week, or six with seconds first), by one gateway, exactly once per time;\nthe tasks carry schedule_id and scheduled_for in their metadata. ls: every schedule with its next and last run.\nrm: stops it (tasks already submitted are not touched). pause: no runs until resume, which goes on from\nits first time after now (the times in between are not made up). run: submits its task once, now, as you\n(its times do not change); prints the task's id.",
     `Options (add):
   --timezone TZ           the IANA time zone the cron expression is read in (default UTC), e.g. Europe/Berlin
   --overlap allow|skip    while the previous run's task has not finished: submit anyway (allow, the default)

@@ -132,6 +132,7 @@ describe("parseCommandLine", () => {
     expect(parseCommandLine(["schedule", "rm", "nightly"])).toMatchObject({ action: "rm", id: "nightly" });
     expect(parseCommandLine(["schedule", "pause", "nightly"])).toMatchObject({ action: "pause", id: "nightly" });
     expect(parseCommandLine(["schedule", "resume", "nightly"])).toMatchObject({ action: "resume", id: "nightly" });
+    expect(parseCommandLine(["schedule", "run", "nightly"])).toMatchObject({ action: "run", id: "nightly" });
     expect(parseCommandLine(["schedule", "add", "n", "* * * * *", "echo"])).toMatchObject({ overlap: "allow" });
     expect(parseCommandLine(["schedule", "add", "n", "* * * * *", "echo", "--overlap", "skip"])).toMatchObject({
       overlap: "skip",
@@ -170,7 +171,7 @@ describe("parseCommandLine", () => {
       maxAttempts: 1,
       replace: true,
     });
-    expect(usageErrorOf(["schedule"])).toMatch(/^schedule: missing action \(add, ls, rm, pause or resume\)/);
+    expect(usageErrorOf(["schedule"])).toMatch(/^schedule: missing action \(add, ls, rm, pause, resume or run\)/);
     expect(usageErrorOf(["schedule", "stop"])).toMatch(/^schedule: unknown action "stop"/);
     expect(usageErrorOf(["schedule", "pause"])).toMatch(/^schedule pause: missing <id>/);
     expect(usageErrorOf(["schedule", "add", "nightly", "0 2 * * *"])).toMatch(/^schedule add: missing <type>/);

@@ -16,6 +16,7 @@ import type { Runtime } from "@tm/kit";
 import {
   type AdminService,
   type AuditEntrySchema,
+  type CallContext,
   type DeadLetterEntrySchema,
   type DeadLetterFilter,
   DiscardResult,
@@ -39,6 +40,7 @@ import {
   readPausedQueues,
   readTask,
   resumeQueue,
+  type StoredSchedule,
 } from "@tm/store";
 import {
   checkDeadLetterFilter,
@@ -81,6 +83,8 @@ export interface AdminServiceOptions {
   requeueAfterMs: number;
   /** GATEWAY_MAX_PAYLOAD_BYTES, for the task a schedule submits. */
   maxPayloadBytes: number;
+  /** Submits a schedule's manual run (RunSchedule) in the operator's call context. */
+  runScheduleNow: (schedule: StoredSchedule, ctx: CallContext) => Promise<string>;
 }
 
 export function adminServiceHandlers(
@@ -90,10 +94,12 @@ export function adminServiceHandlers(
 ): ServiceHandlers<AdminServiceMethods> {
   // Fails fast while the connection is lost; scans of up to SCAN_LIMIT keys get a generous answer time.
   const redis = redisCaller(rt.redis, ADMIN_REDIS_TIMEOUT_MS);
-  const schedules = scheduleHandlers(rt, redis, {
-    maxPayloadBytes: options.maxPayloadBytes,
-    maxDeliver: rt.settings.maxDeliver,
-  });
+  const schedules = scheduleHandlers(
+    rt,
+    redis,
+    { maxPayloadBytes: options.maxPayloadBytes, maxDeliver: rt.settings.maxDeliver },
+    options.runScheduleNow,
+  );
 
   /** Walks dead_letter from `offset`, yielding entries that match, until `limit` entries were examined. */
   async function* scanDeadLetters(filter: DeadLetterFilter | undefined, offset: number, limit: number) {
@@ -300,6 +306,7 @@ export function adminServiceHandlers(
     deleteSchedule: (request, ctx) => schedules.deleteSchedule(request.id, callerOf(ctx)),
     pauseSchedule: (request, ctx) => schedules.pauseSchedule(request.id, callerOf(ctx)),
     resumeSchedule: (request, ctx) => schedules.resumeSchedule(request.id, callerOf(ctx)),
+    runSchedule: (request, ctx) => schedules.runSchedule(request.id, ctx),
 
     async requeueTasks(request, ctx) {
       const { taskIds, stalledForMs } = parseRequeueRequest(request.taskIds, request.stalledForSeconds);

@@ -167,19 +167,21 @@ export function startScheduleRunner(rt: Runtime, options: ScheduleRunnerOptions)
 /**
  * Submits one run of a schedule through the TaskService's own (unguarded) SubmitTask handler, as the operator who
  * created the schedule: the same validation, idempotency, audit ("submitted", by them) and metadata stamping as any
- * submission. The run's task carries `schedule_id` and `scheduled_for` in its metadata.
+ * submission. The run's task carries `schedule_id` and `scheduled_for` in its metadata. A `manual` run (RunSchedule)
+ * is submitted in the calling operator's own call context, as theirs, under a key of its own.
  */
 export async function submitRun(
   submitTask: TaskServiceHandlers["submitTask"],
   schedule: StoredSchedule,
   dueMs: number,
+  manual?: { ctx: CallContext },
 ): Promise<string> {
-  const ctx: CallContext = {
+  const ctx: CallContext = manual?.ctx ?? {
     signal: AbortSignal.timeout(60_000),
     header: () => undefined,
     peer: `schedule:${schedule.id}`,
   };
-  if (schedule.createdBy) attachCaller(ctx, schedule.createdBy, true);
+  if (!manual && schedule.createdBy) attachCaller(ctx, schedule.createdBy, true);
   const { task } = schedule;
   const { taskId } = await submitTask(
     create(SubmitTaskRequestSchema, {
@@ -191,7 +193,10 @@ export async function submitRun(
         [SCHEDULE_METADATA.id]: schedule.id,
         [SCHEDULE_METADATA.time]: new Date(dueMs).toISOString(),
       },
-      idempotencyKey: `schedule:${schedule.id}:${dueMs}`,
+      // A scheduled time's run is one task however many replicas (or retries) submit it; a manual run is its own.
+      idempotencyKey: manual
+        ? `schedule:${schedule.id}:manual:${crypto.randomUUID()}`
+        : `schedule:${schedule.id}:${dueMs}`,
       ...(task.timeoutMs ? { timeout: durationFromMs(task.timeoutMs) } : {}),
       maxAttempts: task.maxAttempts ?? 0,
     }),

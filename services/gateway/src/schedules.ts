@@ -9,7 +9,13 @@ import { durationFromMs, timestampFromMs } from "@bufbuild/protobuf/wkt";
 import { Code, ConnectError } from "@connectrpc/connect";
 import { publishAudit } from "@tm/flow";
 import type { Runtime } from "@tm/kit";
-import { type CreateScheduleRequest, type ScheduledTask, ScheduleOverlap, type ScheduleSchema } from "@tm/proto";
+import {
+  type CallContext,
+  type CreateScheduleRequest,
+  type ScheduledTask,
+  ScheduleOverlap,
+  type ScheduleSchema,
+} from "@tm/proto";
 import {
   countSchedules,
   deleteSchedule,
@@ -23,6 +29,7 @@ import {
   scheduleState,
 } from "@tm/store";
 import { Cron } from "croner";
+import { callerOf } from "./auth/caller.js";
 import { priorityToProto, timestampFromIso } from "./mapping.js";
 import type { RedisCall } from "./redis-call.js";
 import { invalid, validateSubmission } from "./validation.js";
@@ -169,7 +176,13 @@ export function scheduleToProto({
   };
 }
 
-export function scheduleHandlers(rt: Runtime, redis: RedisCall, limits: ScheduleLimits) {
+export function scheduleHandlers(
+  rt: Runtime,
+  redis: RedisCall,
+  limits: ScheduleLimits,
+  /** Submits a manual run (RunSchedule) in the operator's call context; resolves with its task id. */
+  runNow: (schedule: StoredSchedule, ctx: CallContext) => Promise<string>,
+) {
   /** A schedule's audit event (no task id), awaited; a lost one is logged, not returned (the change stands). */
   async function audit(action: string, detail: Record<string, string>): Promise<void> {
     await publishAudit(rt.publisher, {
@@ -233,6 +246,15 @@ export function scheduleHandlers(rt: Runtime, redis: RedisCall, limits: Schedule
       if (!found) throw new ConnectError(`schedule ${id} not found`, Code.NotFound);
       await audit("schedule_paused", { scheduleId: id, by: pause.by });
       return { schedule: scheduleToProto(await stateOf(id)) };
+    },
+
+    async runSchedule(id: string, ctx: CallContext) {
+      checkId(id);
+      const schedule = await redis("reading the schedule", () => readSchedule(rt.redis, id));
+      if (!schedule) throw new ConnectError(`schedule ${id} not found`, Code.NotFound);
+      const taskId = await runNow(schedule, ctx);
+      await audit("schedule_run", { scheduleId: id, by: callerOf(ctx) ?? "", taskId });
+      return { taskId };
     },
 
     async resumeSchedule(id: string, caller: string | undefined) {

@@ -118,6 +118,7 @@ export const gateway = defineService({
       adminServiceHandlers(rt, queueStats, {
         requeueAfterMs: rt.config.GATEWAY_REQUEUE_AFTER_MS,
         maxPayloadBytes: rt.config.GATEWAY_MAX_PAYLOAD_BYTES,
+        runScheduleNow: (schedule, ctx) => submitRun(taskService.submitTask, schedule, Date.now(), { ctx }),
       }),
       { admin: true },
     );

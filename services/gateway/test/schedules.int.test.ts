@@ -286,6 +286,31 @@ describe("a run SubmitTask refuses", () => {
   });
 });
 
+test("RunSchedule submits the template once per call, now, a paused schedule's too; its times and last run stay", async () => {
+  await admin.createSchedule({ schedule: schedule({ id: "on-demand", cron: "0 3 * * *" }), replace: true });
+  await admin.pauseSchedule({ id: "on-demand" });
+  const before = (await admin.listSchedules({})).schedules.find((s) => s.id === "on-demand");
+  const calledAt = Date.now();
+  const first = await admin.runSchedule({ id: "on-demand" });
+  const second = await admin.runSchedule({ id: "on-demand" });
+  expect(first.taskId).not.toBe(second.taskId);
+  const runs = await runsOf("on-demand");
+  expect(runs.map((run) => run.taskId).sort()).toEqual([first.taskId, second.taskId].sort());
+  for (const run of runs) {
+    expect(run).toMatchObject({ type: "echo", payload: { from: "schedule" }, metadata: { team: "ops" } });
+    expect(Date.parse(run.metadata.scheduled_for!)).toBeGreaterThanOrEqual(calledAt - 1_000);
+  }
+  const after = (await admin.listSchedules({})).schedules.find((s) => s.id === "on-demand");
+  expect(after?.paused).toBe(true);
+  expect(after?.nextRunAt).toEqual(before?.nextRunAt);
+  expect(after?.lastTaskId).toBe(before?.lastTaskId);
+  expect(await rejection(admin.runSchedule({ id: "no-such-schedule" }))).toEqual({
+    code: Code.NotFound,
+    message: "schedule no-such-schedule not found",
+  });
+  await admin.deleteSchedule({ id: "on-demand" });
+});
+
 describe("overlap policy skip", () => {
   test("a time comes while the previous run's task has not finished: skipped, moved on; once it has, the next runs", async () => {
     await admin.createSchedule({

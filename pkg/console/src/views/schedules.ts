@@ -1,5 +1,5 @@
-/** Recurring schedules: each with its cron, time zone, task, next and last run (its task linked), Pause or Resume,
- *  and Delete after a confirmation. Creating one stays with taskctl (`taskctl schedule add`), where the template is
+/** Recurring schedules: each with its cron, time zone, task, next and last run (its task linked), Run now, Pause or
+ *  Resume, and Delete after a confirmation. Creating one stays with taskctl (`taskctl schedule add`), where the template is
  *  typed out. */
 import { type Schedule, ScheduleOverlap } from "@tm/proto/web";
 import { admin, errorText } from "../api.js";
@@ -63,6 +63,7 @@ export const schedulesView: View = (main) => {
       h(
         "span",
         { class: "row-actions" },
+        actionButton(`Run ${schedule.id} now`, "Run now", () => runNow(schedule.id)),
         schedule.paused
           ? actionButton(`Resume ${schedule.id}`, "Resume", () => resume(schedule.id))
           : actionButton(`Pause ${schedule.id}`, "Pause", () => pause(schedule.id)),
@@ -93,6 +94,14 @@ export const schedulesView: View = (main) => {
     return act("Pause", async () => {
       await admin.pauseSchedule({ id });
       return `Paused schedule ${id}: nothing runs until it is resumed.`;
+    });
+  }
+
+  // One task, now, outside the schedule's times: cheap to undo (cancel the task), so no confirmation.
+  function runNow(id: string) {
+    return act("Run now", async () => {
+      const { taskId } = await admin.runSchedule({ id });
+      return `Ran schedule ${id} now: task ${taskId}.`;
     });
   }
 

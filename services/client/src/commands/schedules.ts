@@ -1,5 +1,5 @@
-/** `taskctl schedule add|ls|rm|pause|resume`: recurring tasks (AdminService CreateSchedule, ListSchedules,
- *  DeleteSchedule, PauseSchedule, ResumeSchedule). */
+/** `taskctl schedule add|ls|rm|pause|resume|run`: recurring tasks (AdminService CreateSchedule, ListSchedules,
+ *  DeleteSchedule, PauseSchedule, ResumeSchedule, RunSchedule). */
 import { toJson } from "@bufbuild/protobuf";
 import { durationFromMs } from "@bufbuild/protobuf/wkt";
 import {
@@ -9,6 +9,7 @@ import {
   ListSchedulesResponseSchema,
   PauseScheduleResponseSchema,
   ResumeScheduleResponseSchema,
+  RunScheduleResponseSchema,
   ScheduleOverlap,
 } from "@tm/proto";
 import { renderSchedules } from "../admin-render.js";
@@ -50,6 +51,12 @@ export async function scheduleCommand(io: Io, client: AdminClient, invocation: S
           ? JSON.stringify(toJson(PauseScheduleResponseSchema, response))
           : `${invocation.id}: paused (no runs until taskctl schedule resume ${invocation.id})`,
       );
+      return ExitCode.Ok;
+    }
+    case "run": {
+      // Not NOT_FOUND-mapped by hand: an unknown id's NOT_FOUND exits 3 through describeError.
+      const response = await client.runSchedule({ id: invocation.id }, options);
+      println(io.stdout, json ? JSON.stringify(toJson(RunScheduleResponseSchema, response)) : response.taskId);
       return ExitCode.Ok;
     }
     case "resume": {
