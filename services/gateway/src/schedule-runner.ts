@@ -71,8 +71,8 @@ export function startScheduleRunner(rt: Runtime, options: ScheduleRunnerOptions)
       "previous run's task had not finished, that time skipped)",
   });
   for (const outcome of ["submitted", "failed", "rejected", "overlapped"]) runs.add(0, { outcome });
-  /** Per schedule whose runs are failing: when its last warning was logged, and the failures since (bounded by the
-   *  number of schedules; a schedule's entry goes once a run of it goes through). */
+  /** Per schedule whose runs are failing: when its last warning was logged, and the failures since. An entry goes
+   *  once a run of its schedule goes through (a deleted schedule's stays: a few bytes, at most one per id). */
   const failing = new Map<string, { loggedAt: number; unlogged: number }>();
 
   function warnFailed(id: string, dueMs: number, error: unknown): void {

@@ -4,7 +4,7 @@
  * (ioredis pipelines what is sent in the same turn) and their publishes share PubAck waits, instead of one task's
  * round trips after another's.
  *
- * One task's refusal (invalid, its idempotency key taken by a task it does not match, …) is its own outcome. An
+ * One task's refusal (an unknown type, a payload over its limit, a delay too far, …) is its own outcome. An
  * outage (UNAVAILABLE: Redis or NATS did not answer) is different: the dependency is most likely down for every
  * task, and each would wait for it, so once one task meets it no further task is started. Those get an UNAVAILABLE
  * outcome saying they were not attempted; the tasks already in flight finish as they do. The client retries the
