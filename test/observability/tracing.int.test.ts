@@ -10,7 +10,8 @@ import { InMemorySpanExporter, type ReadableSpan, SimpleSpanProcessor } from "@o
 import { createTaskClient, Priority, type TaskClient, TaskState } from "@tm/proto";
 import { type NatsServer, type RedisServer, startNats, startRedis, waitFor } from "@tm/testkit";
 import { afterAll, beforeAll, describe, expect, test } from "vitest";
-import { startService, startTelemetry, type Telemetry } from "../../pkg/kit/src/index.js";
+import { startService, type Telemetry } from "../../pkg/kit/src/index.js";
+import { startTelemetry } from "../../pkg/kit/src/telemetry-start.js";
 import { audit } from "../../services/audit/src/service.js";
 import { deadletter } from "../../services/deadletter/src/service.js";
 import { enricher } from "../../services/enricher/src/service.js";

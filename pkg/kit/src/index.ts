@@ -10,4 +10,7 @@ export * from "./service.js";
 export * from "./shutdown.js";
 export * from "./stream-limits.js";
 export * from "./task-labels.js";
-export { spansRecorded, startTelemetry, type Telemetry, type TelemetryOptions, telemetry } from "./telemetry.js";
+export { spansRecorded, type Telemetry, telemetry } from "./telemetry.js";
+// startTelemetry itself is the preload's (telemetry-start.ts: the SDK and the instrumentations), not re-exported here,
+// so that a service's bundle does not carry it.
+export type { TelemetryOptions } from "./telemetry-start.js";

@@ -15,7 +15,7 @@
 // OTEL_SDK_DISABLED=true (the standard variable) skips tracing and the instrumentations entirely; /metrics still
 // works (the ops server starts a metrics-only provider) and trace context still propagates through messages.
 if (process.env.OTEL_SDK_DISABLED?.toLowerCase() !== "true") {
-  const { startTelemetry } = await import("./telemetry.js");
+  const { startTelemetry } = await import("./telemetry-start.js");
   const { nearestPackageName, resolveServiceName } = await import("./service-name.js");
   // OTEL_SERVICE_NAME when set; otherwise the service this is the entry script of (service-name.ts).
   const entry = process.argv[1];
