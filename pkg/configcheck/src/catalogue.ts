@@ -148,7 +148,7 @@ export const METRIC_CATALOGUE: readonly MetricDefinition[] = [
   {
     name: "http_server_request_duration",
     kind: "histogram",
-    // http_route is set by @fastify/otel (pkg/kit/src/telemetry.ts) for a request a route matched; a request no
+    // http_route is set by @fastify/otel (pkg/kit/src/telemetry-start.ts) for a request a route matched; a request no
     // route matched (a 404), and every request to the gateway's web port (connect-node, no fastify), has a series
     // without it (checked by test/observability/metrics.int.test.ts against a live /metrics).
     labels: [

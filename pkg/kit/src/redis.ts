@@ -10,7 +10,7 @@ import { spansRecorded } from "./telemetry.js";
 
 export function connectRedis(url: string, name: string, log: Logger, extra: RedisOptions = {}): Redis {
   // Auto-pipelining (below) would otherwise send a command in the context of another caller: redis-context.ts.
-  // Only Redis spans read that context, and they exist only when spans record (telemetry.ts).
+  // Only Redis spans read that context, and they exist only when spans record (telemetry-start.ts).
   if (spansRecorded()) keepRedisCommandContext();
   let lastWarn = 0;
   const redis = new Redis(url, {
