@@ -3,10 +3,10 @@
 // otherwise idle machine: wall time from spawn to /readyz 200, the CPU the process used by then, and its RSS a second
 // later. Its own nats-server and redis-server on free ports. Figures: docs/PERFORMANCE.md, "session 23: bundled services".
 import { spawn } from "node:child_process";
-import { readFileSync } from "node:fs";
-import { createRequire } from "node:module";
+import { cpus } from "node:os";
 import { join } from "node:path";
-import { freePort, REPO_ROOT, startNats, startRedis } from "@tm/testkit";
+import { freePort, REPO_ROOT, startArgsOf, startNats, startRedis } from "@tm/testkit";
+import { cpuSecondsOf, currentRssMbOf } from "./dist/proc.js";
 
 const ALL = ["gateway", "ingest", "enricher", "scheduler", "worker", "result-store", "notifier", "audit", "deadletter"];
 const option = (name) => {
@@ -24,19 +24,16 @@ const VARIANTS = {
   bundled: { preload: "@tm/kit/telemetry", entry: "dist/bundle/index.js" },
   "tsc output": { preload: join(kitDir, "dist", "telemetry-preload.js"), entry: "dist/index.js" },
 };
-const TICK_MS = 1000 / 100; // /proc/<pid>/stat counts CPU in clock ticks (USER_HZ = 100 on Linux)
-
-const cpuMs = (pid) => {
-  const fields = readFileSync(`/proc/${pid}/stat`, "utf8").split(") ")[1].split(" ");
-  return (Number(fields[11]) + Number(fields[12])) * TICK_MS; // utime + stime
-};
-const rssMb = (pid) => Number(/VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${pid}/status`, "utf8"))?.[1]) / 1024;
+/** CPU milliseconds a process has used so far, and its RSS now (bench/src/proc.ts, as the benchmark reads them). */
+const cpuMs = (pid) => cpuSecondsOf(pid) * 1000;
+const rssMb = (pid) => currentRssMbOf(pid) ?? 0;
 
 async function startOnce(name, variant, infra) {
   const cwd = join(REPO_ROOT, "services", name);
-  const start = JSON.parse(readFileSync(join(cwd, "package.json"), "utf8")).scripts.start.split(/\s+/);
   // The start script's node flags, with the variant's preload and entry.
-  const flags = start.slice(1, -1).map((arg, i, all) => (all[i - 1] === "--import" ? variant.preload : arg));
+  const flags = startArgsOf(cwd)
+    .slice(0, -1)
+    .map((arg, i, all) => (all[i - 1] === "--import" ? variant.preload : arg));
   const port = await freePort();
   const env = { ...process.env, NATS_URL: infra.nats.url, REDIS_URL: infra.redis.url, LOG_LEVEL: "warn" };
   if (name === "enricher" || name === "result-store") env.PORT = String(port);
@@ -72,9 +69,7 @@ async function startOnce(name, variant, infra) {
 const median = (values) => [...values].sort((a, b) => a - b)[Math.floor(values.length / 2)];
 const [nats, redis] = await Promise.all([startNats(), startRedis()]);
 try {
-  console.log(
-    `start-up, median of ${RUNS} runs per service (${process.version}, ${createRequire(import.meta.url)("node:os").cpus().length} CPUs)`,
-  );
+  console.log(`start-up, median of ${RUNS} runs per service (${process.version}, ${cpus().length} CPUs)`);
   console.log(
     `${"service".padEnd(14)}${Object.keys(VARIANTS)
       .map((v) => `${v}: ready ms, CPU ms, RSS MB`.padStart(38))

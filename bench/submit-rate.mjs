@@ -3,10 +3,10 @@
 // --batch, and what each costs the gateway, redis-server and nats-server in CPU per 1,000 tasks. Only the gateway
 // runs (its own nats-server and redis-server on free ports): the tasks are accepted and queued, not run, so this
 // is the submission path alone. Rounds alternate the two ways. Figures: docs/PERFORMANCE.md, "SubmitTasks".
-import { readFileSync } from "node:fs";
 import { cpus } from "node:os";
 import { createTaskClient } from "@tm/proto";
 import { spawnService, startNats, startRedis } from "@tm/testkit";
+import { cpuSecondsOf } from "./dist/proc.js";
 
 const option = (name, fallback) => {
   const at = process.argv.indexOf(name);
@@ -20,11 +20,8 @@ const TASKS = option("--tasks", 5_000);
 const BATCH = option("--batch", 100);
 const IN_FLIGHT = option("--in-flight", 32);
 const ROUNDS = option("--rounds", 2);
-const TICK_MS = 10; // /proc/<pid>/stat counts CPU in clock ticks (USER_HZ = 100)
-const cpuMs = (pid) => {
-  const fields = readFileSync(`/proc/${pid}/stat`, "utf8").split(") ")[1].split(" ");
-  return (Number(fields[11]) + Number(fields[12])) * TICK_MS;
-};
+/** CPU milliseconds a process has used so far (bench/src/proc.ts, as the benchmark reads it). */
+const cpuMs = (pid) => cpuSecondsOf(pid) * 1000;
 
 const [nats, redis] = await Promise.all([startNats(), startRedis()]);
 // Generous limits: the gateway is measured, not its rate limiter (no authentication here, so none applies).

@@ -181,8 +181,7 @@ class Supervised {
   start() {
     this.startedAt = Date.now();
     // Exactly as deployed: the node arguments of the service's package.json start script.
-    const start = JSON.parse(readFileSync(join(this.cwd, "package.json"), "utf8")).scripts.start;
-    const child = spawn(process.execPath, start.split(/\s+/).slice(1), {
+    const child = spawn(process.execPath, startArgsOf(this.cwd), {
       cwd: this.cwd,
       env: this.env,
       stdio: ["ignore", "pipe", "pipe"],
@@ -280,14 +279,19 @@ async function stopProcess(child, name) {
   clearTimeout(timer);
 }
 
+/** The node arguments of a service's package.json start script ("node <args>"), as deployed. */
+function startArgsOf(serviceDir) {
+  return JSON.parse(readFileSync(join(serviceDir, "package.json"), "utf8"))
+    .scripts.start.split(/\s+/)
+    .slice(1);
+}
+
 function checkBuilt() {
   const missing = [
     // What each start script runs (its last argument): dist/bundle/index.js.
-    ...SERVICES.map((service) => {
-      const start = JSON.parse(readFileSync(join(root, "services", service.name, "package.json"), "utf8")).scripts
-        .start;
-      return join("services", service.name, start.split(/\s+/).at(-1));
-    }),
+    ...SERVICES.map((service) =>
+      join("services", service.name, startArgsOf(join(root, "services", service.name)).at(-1)),
+    ),
     join("services", "client", "dist", "cli.js"),
   ].filter((path) => !existsSync(join(root, path)));
   if (missing.length > 0) {

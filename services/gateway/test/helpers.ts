@@ -9,7 +9,7 @@ import {
 } from "@tm/flow";
 import { startService } from "@tm/kit";
 import type { Infra } from "@tm/testkit";
-import type { NatsConnection } from "nats";
+import type { NatsConnection, StoredMsg } from "nats";
 import { gateway } from "../src/service.js";
 
 export type Gateway = Awaited<ReturnType<typeof startGateway>>;
@@ -40,6 +40,16 @@ export interface StreamMessage<S extends Subject> {
   storedAt: Date;
 }
 
+/** Every message a stream holds now, oldest first (one pass: a message removed meanwhile is skipped). */
+export async function* storedMessagesOf(nc: NatsConnection, stream: string): AsyncGenerator<StoredMsg> {
+  const jsm = await nc.jetstreamManager();
+  const { state } = await jsm.streams.info(stream);
+  for (let seq = state.first_seq; seq <= state.last_seq && state.messages > 0; seq++) {
+    const stored = await jsm.streams.getMessage(stream, { seq }).catch(() => undefined);
+    if (stored) yield stored;
+  }
+}
+
 /** The messages of one subject and task currently in a stream, oldest first, with their Nats-Msg-Id. */
 export async function streamMessagesOf<S extends Subject>(
   nc: NatsConnection,
@@ -47,12 +57,9 @@ export async function streamMessagesOf<S extends Subject>(
   subject: S,
   taskId: string,
 ): Promise<StreamMessage<S>[]> {
-  const jsm = await nc.jetstreamManager();
-  const { state } = await jsm.streams.info(stream);
   const found: StreamMessage<S>[] = [];
-  for (let seq = state.first_seq; seq <= state.last_seq; seq++) {
-    const stored = await jsm.streams.getMessage(stream, { seq }).catch(() => undefined);
-    if (stored?.subject !== subject) continue;
+  for await (const stored of storedMessagesOf(nc, stream)) {
+    if (stored.subject !== subject) continue;
     const message = decodeMessage(subject, stored.data);
     if ((message as { taskId?: string }).taskId === taskId) {
       found.push({ message, msgId: stored.header?.get("Nats-Msg-Id") || undefined, storedAt: stored.time });

@@ -22,7 +22,7 @@ import { Redis } from "ioredis";
 import { connect, type NatsConnection } from "nats";
 import { afterAll, beforeAll, describe, expect, test } from "vitest";
 import { FAILURE_LOG_INTERVAL_MS, startScheduleRunner, submitRun } from "../src/schedule-runner.js";
-import { type Gateway, startGateway } from "./helpers.js";
+import { type Gateway, startGateway, storedMessagesOf } from "./helpers.js";
 
 const infra = useInfra();
 let nc: NatsConnection;
@@ -45,12 +45,9 @@ afterAll(async () => {
 
 /** Every task a schedule submitted so far, from the tasks.ingest messages in the stream. */
 async function runsOf(scheduleId: string): Promise<TaskMessage[]> {
-  const jsm = await nc.jetstreamManager();
-  const { state } = await jsm.streams.info("TASKS");
   const runs = new Map<string, TaskMessage>();
-  for (let seq = state.first_seq; seq <= state.last_seq; seq++) {
-    const stored = await jsm.streams.getMessage("TASKS", { seq }).catch(() => undefined);
-    if (stored?.subject !== Subjects.ingest) continue;
+  for await (const stored of storedMessagesOf(nc, "TASKS")) {
+    if (stored.subject !== Subjects.ingest) continue;
     const message = stored.json<TaskMessage>();
     if (message.metadata?.schedule_id === scheduleId) runs.set(message.taskId, message);
   }

@@ -13,7 +13,7 @@ import { useInfra, waitFor } from "@tm/testkit";
 import { Redis } from "ioredis";
 import { connect, type NatsConnection } from "nats";
 import { afterAll, beforeAll, describe, expect, test } from "vitest";
-import { type Gateway, rejection, startGateway } from "./helpers.js";
+import { type Gateway, rejection, startGateway, storedMessagesOf } from "./helpers.js";
 
 const infra = useInfra();
 let nc: NatsConnection;
@@ -33,12 +33,9 @@ afterAll(async () => {
 /** How many messages of `subject` a stream holds per key (`keyOf` a message's JSON; undefined: not counted), in one
  *  pass over the stream. */
 async function streamCounts<M>(stream: string, subject: string, keyOf: (message: M) => string | undefined) {
-  const jsm = await nc.jetstreamManager();
-  const { state } = await jsm.streams.info(stream);
   const counts = new Map<string, number>();
-  for (let seq = state.first_seq; seq <= state.last_seq && state.messages > 0; seq++) {
-    const stored = await jsm.streams.getMessage(stream, { seq }).catch(() => undefined);
-    if (stored?.subject !== subject) continue;
+  for await (const stored of storedMessagesOf(nc, stream)) {
+    if (stored.subject !== subject) continue;
     const key = keyOf(stored.json<M>());
     if (key !== undefined) counts.set(key, (counts.get(key) ?? 0) + 1);
   }

@@ -1,6 +1,6 @@
 /** `taskctl schedule add|ls|rm|pause|resume|run`: recurring tasks (AdminService CreateSchedule, ListSchedules,
  *  DeleteSchedule, PauseSchedule, ResumeSchedule, RunSchedule). */
-import { toJson } from "@bufbuild/protobuf";
+import { type DescMessage, type MessageShape, toJson } from "@bufbuild/protobuf";
 import { durationFromMs } from "@bufbuild/protobuf/wkt";
 import {
   type AdminClient,
@@ -23,51 +23,42 @@ type ScheduleInvocation = Extract<Invocation, { command: "schedule" }>;
 export async function scheduleCommand(io: Io, client: AdminClient, invocation: ScheduleInvocation): Promise<ExitCode> {
   const { json } = invocation.globals;
   const options = { timeoutMs: UNARY_TIMEOUT_MS };
+  /** The response as JSON with --json, else the text for people. */
+  const answer = <Desc extends DescMessage>(schema: Desc, response: MessageShape<Desc>, text: () => string) => {
+    println(io.stdout, json ? JSON.stringify(toJson(schema, response)) : text());
+    return ExitCode.Ok;
+  };
   switch (invocation.action) {
     case "ls": {
       const response = await client.listSchedules({}, options);
-      println(
-        io.stdout,
-        json
-          ? JSON.stringify(toJson(ListSchedulesResponseSchema, response))
-          : renderSchedules(response.schedules, Date.now()),
-      );
-      return ExitCode.Ok;
+      return answer(ListSchedulesResponseSchema, response, () => renderSchedules(response.schedules, Date.now()));
     }
     case "rm": {
       const response = await client.deleteSchedule({ id: invocation.id }, options);
       if (!response.deleted) throw new CliError(`not found: no schedule ${invocation.id}`, ExitCode.NotFound);
-      println(
-        io.stdout,
-        json ? JSON.stringify(toJson(DeleteScheduleResponseSchema, response)) : `${invocation.id}: deleted`,
-      );
-      return ExitCode.Ok;
+      return answer(DeleteScheduleResponseSchema, response, () => `${invocation.id}: deleted`);
     }
     case "pause": {
       const response = await client.pauseSchedule({ id: invocation.id }, options);
-      println(
-        io.stdout,
-        json
-          ? JSON.stringify(toJson(PauseScheduleResponseSchema, response))
-          : `${invocation.id}: paused (no runs until taskctl schedule resume ${invocation.id})`,
+      return answer(
+        PauseScheduleResponseSchema,
+        response,
+        () => `${invocation.id}: paused (no runs until taskctl schedule resume ${invocation.id})`,
       );
-      return ExitCode.Ok;
     }
     case "run": {
       // Not NOT_FOUND-mapped by hand: an unknown id's NOT_FOUND exits 3 through describeError.
       const response = await client.runSchedule({ id: invocation.id }, options);
-      println(io.stdout, json ? JSON.stringify(toJson(RunScheduleResponseSchema, response)) : response.taskId);
-      return ExitCode.Ok;
+      return answer(RunScheduleResponseSchema, response, () => response.taskId);
     }
     case "resume": {
       const response = await client.resumeSchedule({ id: invocation.id }, options);
-      println(
-        io.stdout,
-        json
-          ? JSON.stringify(toJson(ResumeScheduleResponseSchema, response))
-          : `${invocation.id}: ${response.wasPaused ? "resumed" : "was not paused"}\n${renderSchedules(response.schedule ? [response.schedule] : [], Date.now())}`,
+      const shown = () => renderSchedules(response.schedule ? [response.schedule] : [], Date.now());
+      return answer(
+        ResumeScheduleResponseSchema,
+        response,
+        () => `${invocation.id}: ${response.wasPaused ? "resumed" : "was not paused"}\n${shown()}`,
       );
-      return ExitCode.Ok;
     }
     case "add": {
       const response = await client.createSchedule(
@@ -90,13 +81,9 @@ export async function scheduleCommand(io: Io, client: AdminClient, invocation: S
         },
         options,
       );
-      println(
-        io.stdout,
-        json
-          ? JSON.stringify(toJson(CreateScheduleResponseSchema, response))
-          : renderSchedules(response.schedule ? [response.schedule] : [], Date.now()),
+      return answer(CreateScheduleResponseSchema, response, () =>
+        renderSchedules(response.schedule ? [response.schedule] : [], Date.now()),
       );
-      return ExitCode.Ok;
     }
   }
 }
