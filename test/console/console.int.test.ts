@@ -144,12 +144,18 @@ describe.skipIf(!existsSync(CHROMIUM))("web console", () => {
   });
 
   it("lists unfinished tasks, and those unchanged for ten minutes (none here), from the Unfinished filter", async () => {
-    const taskId = await submitWithCli("sleep", { ms: 3000 });
-    await page.goto(`${webUrl}/tasks?stalled=0`);
-    await page.waitForSelector(`#task-list a:text('${taskId}')`, { timeout: 10_000 });
-    await page.selectOption("select[name=stalled]", "600");
-    await page.waitForSelector("#task-list p:text('No task matches.')", { timeout: 10_000 });
-    expect(page.url()).toMatch(/\/tasks\?stalled=600$/);
+    // Unfinished for the whole test (a short one could finish before a loaded machine renders the list), then
+    // cancelled.
+    const taskId = await submitWithCli("sleep", { ms: 60_000 });
+    try {
+      await page.goto(`${webUrl}/tasks?stalled=0`);
+      await page.waitForSelector(`#task-list a:text('${taskId}')`, { timeout: 10_000 });
+      await page.selectOption("select[name=stalled]", "600");
+      await page.waitForSelector("#task-list p:text('No task matches.')", { timeout: 10_000 });
+      expect(page.url()).toMatch(/\/tasks\?stalled=600$/);
+    } finally {
+      await pipeline.client.cancelTask({ taskId });
+    }
   });
 
   it("reaches the task list with Tab and opens a task with Enter", async () => {
