@@ -2,8 +2,8 @@
  * SubmitTasks against a real nats-server and redis-server: a batch's tasks are each submitted as SubmitTask submits
  * one (saved PENDING, queued once on tasks.ingest, audited), answered one outcome per task in the request's order;
  * one task's refusal is its own; idempotency keys hold across a retried batch and within one; the batch's size is
- * bounded; the rate limit counts its tasks; and an outage mid-batch loses nothing: the refused tasks, sent again with
- * their keys, are each queued once.
+ * bounded; the rate limit counts its tasks; and an outage mid-batch loses nothing: after a Redis outage the refused
+ * tasks, sent again with their keys, are each queued once; across a NATS restart the batch waits and queues each once.
  */
 import { Code } from "@connectrpc/connect";
 import { Subjects } from "@tm/flow";
@@ -228,4 +228,39 @@ describe("SubmitTasks across a Redis outage", () => {
       await gateway.stop();
     }
   });
+});
+
+describe("SubmitTasks across a NATS restart", () => {
+  test("a batch that meets NATS down waits for it (publishes retried under their ids): every task accepted and queued once", async () => {
+    const gateway = await startGateway(infra);
+    try {
+      const client = createTaskClient({ baseUrl: gateway.baseUrl });
+      const tasks = Array.from({ length: 100 }, (_, i) => ({ type: "echo", payload: { i } }));
+      // The earlier tests' PubAcks all seen, so what the set holds below is this batch's.
+      await waitFor("tasks_unqueued to be empty", async () => (await redis.zcard(Keys.unqueued)) === 0);
+      await nc.close();
+      await infra.nats.stop();
+      let call: Promise<{ outcomes: SubmitTaskOutcome[] }> | undefined;
+      try {
+        call = client.submitTasks({ tasks });
+        // The tasks are saved in Redis (PENDING, entered for the requeue sweeper) and their publishes are waiting.
+        await waitFor("the batch's tasks to be saved and waiting for NATS", async () => {
+          return (await redis.zcard(Keys.unqueued)) >= 64;
+        });
+      } finally {
+        await infra.nats.start();
+      }
+      const { outcomes } = await call;
+      const ids = outcomes.map((outcome) => accepted(outcome)?.taskId ?? "");
+      expect(outcomes.map((outcome) => refused(outcome)?.message).filter(Boolean)).toEqual([]);
+      expect(new Set(ids).size).toBe(100);
+      nc = await connect({ servers: infra.nats.url });
+      const counts = await ingestCounts();
+      expect(ids.filter((id) => counts.get(id) !== 1)).toEqual([]);
+      // Every PubAck seen: nothing left for the requeue sweeper.
+      await waitFor("the batch's tasks to leave tasks_unqueued", async () => (await redis.zcard(Keys.unqueued)) === 0);
+    } finally {
+      await gateway.stop();
+    }
+  }, 60_000);
 });
