@@ -9,4 +9,5 @@ export * from "./script.js";
 export * from "./status.js";
 export * from "./task-index.js";
 export * from "./tasks.js";
+export * from "./type-rate.js";
 export * from "./unqueued.js";

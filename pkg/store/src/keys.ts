@@ -28,6 +28,8 @@
  *   queue_paused        hash: priority → JSON {at, by} for each worker queue an operator paused (at most three fields)
  *   ratelimit:<caller>  hash {tokens, ts}: the gateway's token bucket per authenticated caller (one Lua script)
  *                       TTL burst / rate + 1 s (the time to refill completely; an expired bucket is a full one)
+ *   type_rate:<type>    string: the next free start time (ms) of a task type with a fleet-wide start rate
+ *                       (the workers' WORKER_TYPE_RATES, one Lua script per start)   TTL until idle again + 1 s
  */
 export const Keys = {
   task: (id: string) => `task:${id}`,
@@ -50,6 +52,7 @@ export const Keys = {
   requeueSweepLease: "requeue_sweep_lease",
   queuePaused: "queue_paused",
   rateLimit: (caller: string) => `ratelimit:${caller}`,
+  typeRate: (type: string) => `type_rate:${type}`,
 } as const;
 
 export const Bounds = {

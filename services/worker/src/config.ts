@@ -1,7 +1,24 @@
 /** The worker's own environment variables (the base ones come from @tm/kit). */
 import { positiveInt } from "@tm/kit";
 import { z } from "zod";
+import { TASK_TYPES } from "./handlers/index.js";
+import { parseTypeConcurrency, parseTypeRates } from "./type-limits-config.js";
 import { DEFAULT_PRIORITY_WEIGHTS, parsePriorityWeights } from "./weighted-picker.js";
+
+/** A zod string transformed by a parser that throws an Error saying what is wrong. */
+function parsed<T>(parse: (text: string) => T) {
+  return z
+    .string()
+    .default("")
+    .transform((text, ctx) => {
+      try {
+        return parse(text);
+      } catch (error) {
+        ctx.addIssue({ code: "custom", message: (error as Error).message });
+        return z.NEVER;
+      }
+    });
+}
 
 const priorityWeights = z
   .string()
@@ -24,4 +41,9 @@ export const workerConfig = {
   TASK_TIMEOUT_MS: positiveInt.default(60_000),
   /** How often the paused queues (queue_paused, set by PauseQueue / ResumeQueue) are read: a pause takes effect within it. */
   WORKER_PAUSE_POLL_MS: positiveInt.default(1_000),
+  /** "checksum=2,sleep=4": at most that many tasks of a type run at once in this process (none by default). */
+  WORKER_TYPE_CONCURRENCY: parsed((text) => parseTypeConcurrency(text, TASK_TYPES)),
+  /** "checksum=10/s,email=100/m:10": at most that many starts of a type per second / minute / hour across every
+   *  worker, after a burst of `:B` (default 1); the same value on every replica (none by default). */
+  WORKER_TYPE_RATES: parsed((text) => parseTypeRates(text, TASK_TYPES)),
 };

@@ -15,6 +15,12 @@
  * its pull in progress still brings (at most `concurrency`) and what it had buffered wait, heartbeated, until it is
  * resumed. (Ending that pull early, or handing deliveries back, would spend one of each message's deliveries: a
  * message the server sends to a pull the client abandoned is redelivered only after AckWait.) Running tasks finish.
+ *
+ * Per-type limits (TypeLimits: WORKER_TYPE_CONCURRENCY, WORKER_TYPE_RATES) hold a delivery in its queue until its
+ * type may start; the dispatcher starts the first delivery of a queue that may, so other types go past a held one.
+ * While deliveries are held a lane pulls for the slots the others could use, up to LIMITED_BUFFER_FACTOR ×
+ * `concurrency` buffered in all: beyond that, a backlog of a held type blocks its priority (route such a type to a
+ * priority of its own, or raise its limit).
  */
 import {
   type ConsumerHooks,
@@ -27,8 +33,9 @@ import {
   workerSubject,
 } from "@tm/flow";
 import { isOutage, type Runtime, retryWhileJetStreamStarts } from "@tm/kit";
-import type { Consumer, ConsumerMessages, JsMsg } from "nats";
+import type { Consumer, ConsumerMessages } from "nats";
 import type { WorkerSubject } from "./run-task.js";
+import { type Buffered, TypeLimits } from "./type-limits.js";
 import { type PriorityWeights, WeightedPicker } from "./weighted-picker.js";
 
 export interface DispatcherOptions {
@@ -37,12 +44,17 @@ export interface DispatcherOptions {
   weights: PriorityWeights;
   handler: MessageHandler<WorkerSubject>;
   hooks: ConsumerHooks<WorkerSubject>;
+  /** Per-type start limits; none by default. */
+  limits?: TypeLimits;
 }
+
+/** With per-type limits, how many deliveries a lane may buffer at most, in units of `concurrency`. */
+export const LIMITED_BUFFER_FACTOR = 4;
 
 interface Lane {
   priority: Priority;
   processor: DeliveryProcessor<WorkerSubject>;
-  queue: JsMsg[];
+  queue: Buffered[];
   /** The pull in progress. */
   batch?: ConsumerMessages;
   loop?: Promise<void>;
@@ -60,10 +72,23 @@ export class PriorityDispatcher {
   #stopping = false;
   #stopped: Promise<void> | undefined;
   readonly #paused = new Set<Priority>();
+  readonly #limits: TypeLimits;
+  /** The most deliveries a lane buffers. */
+  readonly #bufferCap: number;
 
-  constructor({ rt, concurrency, weights, handler, hooks }: DispatcherOptions) {
+  constructor({ rt, concurrency, weights, handler, hooks, limits }: DispatcherOptions) {
     this.#rt = rt;
     this.#concurrency = concurrency;
+    this.#limits =
+      limits ??
+      new TypeLimits({
+        concurrency: new Map(),
+        rates: new Map(),
+        reserve: () => Promise.resolve(0),
+        wake: () => undefined,
+        log: rt.log,
+      });
+    this.#bufferCap = this.#limits.active ? concurrency * LIMITED_BUFFER_FACTOR : concurrency;
     this.#picker = new WeightedPicker(weights);
     const lane = (priority: Priority): Lane => ({
       priority,
@@ -91,6 +116,23 @@ export class PriorityDispatcher {
 
   queued(priority: Priority): number {
     return this.#lanes[priority].queue.length;
+  }
+
+  /** Buffered deliveries per limited type (for metrics). */
+  bufferedByType(): Map<string, number> {
+    const counts = new Map<string, number>();
+    for (const lane of Object.values(this.#lanes)) {
+      for (const entry of lane.queue) {
+        if (entry.type !== undefined) counts.set(entry.type, (counts.get(entry.type) ?? 0) + 1);
+      }
+    }
+    return counts;
+  }
+
+  /** Wakes the dispatcher when a held delivery may start (TypeLimits' `wake`). */
+  wake(): void {
+    this.#queueShrank.dispatchEvent(new Event("shrank")); // one held delivery fewer may let its lane pull again
+    this.#dispatch();
   }
 
   paused(priority: Priority): boolean {
@@ -129,30 +171,39 @@ export class PriorityDispatcher {
     });
     this.#heartbeat = setInterval(
       () => {
-        for (const lane of Object.values(this.#lanes)) for (const msg of lane.queue) msg.working();
+        for (const lane of Object.values(this.#lanes)) for (const entry of lane.queue) entry.msg.working();
       },
       Math.max(250, Math.floor(settings.ackWaitMs / 3)),
     );
     this.#heartbeat.unref();
   }
 
-  /** Keeps a lane's queue topped up to `concurrency` deliveries, pulling no more than that. */
+  /** How many more deliveries a lane should pull: up to `concurrency` that are not held by a type limit, within the
+   *  buffer's cap. */
+  #room(lane: Lane): number {
+    const buffered = lane.queue.length;
+    let held = 0;
+    if (this.#limits.active) for (const entry of lane.queue) if (this.#limits.waiting(entry)) held++;
+    return Math.min(this.#concurrency - (buffered - held), this.#bufferCap - buffered);
+  }
+
+  /** Keeps a lane's queue topped up to `concurrency` startable deliveries, pulling no more than that. */
   async #pullLoop(lane: Lane, consumer: Consumer): Promise<void> {
     while (!this.#stopping) {
-      while (!this.#stopping && (lane.queue.length >= this.#concurrency || this.#paused.has(lane.priority))) {
+      while (!this.#stopping && (this.#room(lane) <= 0 || this.#paused.has(lane.priority))) {
         await new Promise((resolve) => this.#queueShrank.addEventListener("shrank", resolve, { once: true }));
       }
       if (this.#stopping) return;
       try {
         // expires: how long an idle pull waits before the next is issued (nats.js minimum 1 s).
-        lane.batch = await consumer.fetch({ max_messages: this.#concurrency - lane.queue.length, expires: 5_000 });
+        lane.batch = await consumer.fetch({ max_messages: this.#room(lane), expires: 5_000 });
         if (this.#stopping) lane.batch.stop();
         for await (const msg of lane.batch) {
           if (this.#stopping) {
             msg.nak(); // hand it back at once rather than waiting out AckWait
             continue;
           }
-          lane.queue.push(msg);
+          lane.queue.push(this.#limits.buffered(msg));
           this.#dispatch();
         }
       } catch {
@@ -162,13 +213,26 @@ export class PriorityDispatcher {
     }
   }
 
-  /** Starts deliveries while a slot is free and some queue has work. */
+  /** The index of the first delivery in `lane` that may start now, or -1. */
+  #startable(lane: Lane): number {
+    if (!this.#limits.active) return lane.queue.length > 0 ? 0 : -1;
+    return lane.queue.findIndex((entry) => this.#limits.admit(entry));
+  }
+
+  /** Starts deliveries while a slot is free and some queue has one that may start. */
   #dispatch(): void {
     while (!this.#stopping && this.#inFlight.size < this.#concurrency) {
-      const priority = this.#picker.pick((p) => this.#lanes[p].queue.length > 0 && !this.#paused.has(p));
+      const first: Partial<Record<Priority, number>> = {};
+      const priority = this.#picker.pick((p) => {
+        if (this.#paused.has(p)) return false;
+        first[p] = this.#startable(this.#lanes[p]);
+        return (first[p] as number) >= 0;
+      });
       if (!priority) return;
       const lane = this.#lanes[priority];
-      const msg = lane.queue.shift() as JsMsg;
+      const [entry] = lane.queue.splice(first[priority] as number, 1) as [Buffered];
+      const { msg } = entry;
+      this.#limits.started(entry);
       this.#queueShrank.dispatchEvent(new Event("shrank"));
       const running: Promise<unknown> = lane.processor
         .process(msg)
@@ -177,6 +241,7 @@ export class PriorityDispatcher {
           msg.nak();
         })
         .finally(() => {
+          this.#limits.finished(entry);
           this.#inFlight.delete(running);
           this.#dispatch();
         });
@@ -192,10 +257,16 @@ export class PriorityDispatcher {
     this.#stopped ??= (async () => {
       this.#stopping = true;
       clearInterval(this.#heartbeat);
+      this.#limits.stop();
       const lanes = Object.values(this.#lanes);
       this.#queueShrank.dispatchEvent(new Event("shrank"));
       for (const lane of lanes) lane.batch?.stop();
-      for (const lane of lanes) for (const msg of lane.queue.splice(0)) msg.nak();
+      for (const lane of lanes) {
+        for (const entry of lane.queue.splice(0)) {
+          this.#limits.dropped(entry);
+          entry.msg.nak();
+        }
+      }
       const finished = Promise.allSettled([...this.#inFlight]);
       const timedOut = await Promise.race([
         finished.then(() => false),

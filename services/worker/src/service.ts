@@ -5,11 +5,13 @@
  */
 import { PRIORITIES } from "@tm/flow";
 import { defineService } from "@tm/kit";
+import { reserveTypeStart } from "@tm/store";
 import { listenForCancellations, RunningTasks } from "./cancellation.js";
 import { workerConfig } from "./config.js";
 import { PriorityDispatcher } from "./dispatcher.js";
 import { followPausedQueues } from "./paused-queues.js";
 import { createTaskRunner } from "./run-task.js";
+import { TypeLimits } from "./type-limits.js";
 
 export const worker = defineService({
   name: "worker",
@@ -19,13 +21,30 @@ export const worker = defineService({
     const running = new RunningTasks();
     const cancelSubscription = listenForCancellations(rt.nats.nc, running, rt.log);
     const runner = createTaskRunner({ rt, running, timeoutMs: rt.config.TASK_TIMEOUT_MS });
-    const dispatcher = new PriorityDispatcher({
+    const limits = new TypeLimits({
+      concurrency: rt.config.WORKER_TYPE_CONCURRENCY,
+      rates: rt.config.WORKER_TYPE_RATES,
+      reserve: (type, rate) => reserveTypeStart(rt.redis, type, rate),
+      wake: () => dispatcher.wake(),
+      log: rt.log,
+    });
+    const dispatcher: PriorityDispatcher = new PriorityDispatcher({
       rt,
       concurrency: rt.config.WORKER_CONCURRENCY,
       weights: rt.config.WORKER_PRIORITY_WEIGHTS,
       handler: runner.run,
       hooks: runner.hooks,
+      limits,
     });
+    if (limits.active) {
+      rt.log.info(
+        {
+          concurrency: Object.fromEntries(rt.config.WORKER_TYPE_CONCURRENCY),
+          rates: Object.fromEntries(rt.config.WORKER_TYPE_RATES),
+        },
+        "per-type limits in force",
+      );
+    }
 
     rt.meter
       .createObservableGauge("tm_worker_in_flight", { description: "Tasks running in this worker process" })
@@ -34,6 +53,23 @@ export const worker = defineService({
       .createObservableGauge("tm_worker_queued", { description: "Deliveries buffered locally, waiting for a slot" })
       .addCallback((result) => {
         for (const priority of PRIORITIES) result.observe(dispatcher.queued(priority), { priority });
+      });
+    const limitedTypes = limits.limitedTypes;
+    rt.meter
+      .createObservableGauge("tm_worker_type_running", {
+        description: "Tasks of a type with a per-type limit (WORKER_TYPE_CONCURRENCY, WORKER_TYPE_RATES) running here",
+      })
+      .addCallback((result) => {
+        for (const type of limitedTypes) result.observe(limits.running(type), { type });
+      });
+    rt.meter
+      .createObservableGauge("tm_worker_type_buffered", {
+        description:
+          "Deliveries of a type with a per-type limit buffered here, waiting for a slot, its limit or its turn",
+      })
+      .addCallback((result) => {
+        const buffered = dispatcher.bufferedByType();
+        for (const type of limitedTypes) result.observe(buffered.get(type) ?? 0, { type });
       });
     rt.meter
       .createObservableGauge("tm_worker_queue_paused", {

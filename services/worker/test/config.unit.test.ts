@@ -20,3 +20,36 @@ test.each([
 test("rejects a non-positive WORKER_CONCURRENCY", () => {
   expect(() => loadConfig(workerConfig, { WORKER_CONCURRENCY: "0" })).toThrow(/WORKER_CONCURRENCY: must be > 0/);
 });
+
+test("per-type limits: none by default; concurrency and rates parsed per type", () => {
+  const none = loadConfig(workerConfig, {});
+  expect(none.WORKER_TYPE_CONCURRENCY.size).toBe(0);
+  expect(none.WORKER_TYPE_RATES.size).toBe(0);
+  const config = loadConfig(workerConfig, {
+    WORKER_TYPE_CONCURRENCY: "checksum=2, sleep=4",
+    WORKER_TYPE_RATES: "echo=10/s,sleep=90/m:5,checksum=0.5/h",
+  });
+  expect([...config.WORKER_TYPE_CONCURRENCY]).toEqual([
+    ["checksum", 2],
+    ["sleep", 4],
+  ]);
+  expect(config.WORKER_TYPE_RATES.get("echo")).toEqual({ perSecond: 10, burst: 1 });
+  expect(config.WORKER_TYPE_RATES.get("sleep")).toEqual({ perSecond: 1.5, burst: 5 });
+  expect(config.WORKER_TYPE_RATES.get("checksum")?.perSecond).toBeCloseTo(0.5 / 3600);
+});
+
+test.each([
+  ["WORKER_TYPE_CONCURRENCY", "checksum", /WORKER_TYPE_CONCURRENCY: "checksum" must be TYPE=N/],
+  ["WORKER_TYPE_CONCURRENCY", "checksum=0", /"checksum=0": the limit must be a whole number from 1 to 10000/],
+  ["WORKER_TYPE_CONCURRENCY", "checksum=1.5", /the limit must be a whole number/],
+  ["WORKER_TYPE_CONCURRENCY", "emial=2", /"emial" is not a task type this worker runs \(known: echo, sleep, checksum/],
+  ["WORKER_TYPE_CONCURRENCY", "echo=1,echo=2", /"echo" is named twice/],
+  ["WORKER_TYPE_RATES", "echo=10", /"echo=10" must be TYPE=N\/UNIT\[:BURST\] with UNIT s, m or h/],
+  ["WORKER_TYPE_RATES", "echo=10/d", /must be TYPE=N\/UNIT/],
+  ["WORKER_TYPE_RATES", "echo=0/s", /the rate must be above 0/],
+  ["WORKER_TYPE_RATES", "echo=10/s:0", /the burst must be a whole number from 1/],
+  ["WORKER_TYPE_RATES", "nope=1/s", /"nope" is not a task type this worker runs/],
+])("rejects %s=%j at start-up, naming the variable and the problem", (name, value, message) => {
+  expect(() => loadConfig(workerConfig, { [name]: value })).toThrow(ConfigError);
+  expect(() => loadConfig(workerConfig, { [name]: value })).toThrow(message);
+});

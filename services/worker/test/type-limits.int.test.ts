@@ -1,0 +1,94 @@
+/**
+ * Per-type limits against a real nats-server and redis-server: with WORKER_TYPE_CONCURRENCY a type's tasks run one
+ * at a time while other types go past them; with WORKER_TYPE_RATES two worker replicas together start a type no
+ * faster than its rate (the turns are reserved in Redis). Every task runs once, on its first delivery: a held task
+ * spends no attempt.
+ */
+import type { ResultMessage } from "@tm/flow";
+import { useInfra, waitFor } from "@tm/testkit";
+import { connect, type JetStreamManager, type NatsConnection } from "nats";
+import { afterAll, beforeAll, expect, test } from "vitest";
+import { enrichedTask, publishTask, StreamReader, startWorker } from "./support.js";
+
+const infra = useInfra();
+let nc: NatsConnection;
+let jsm: JetStreamManager;
+
+beforeAll(async () => {
+  nc = await connect({ servers: infra.nats.url });
+  jsm = await nc.jetstreamManager();
+});
+afterAll(async () => {
+  await nc?.drain();
+});
+
+/** Waits for one result per task and returns them in the tasks' order. */
+async function resultsOf(taskIds: string[]): Promise<ResultMessage[]> {
+  const tasks = new StreamReader(jsm, "TASKS");
+  await waitFor(
+    `results of ${taskIds.length} tasks`,
+    async () => {
+      await tasks.refresh();
+      return taskIds.every((id) => tasks.results(id).length > 0);
+    },
+    { timeoutMs: 20_000 },
+  );
+  for (const id of taskIds) expect(tasks.results(id), `task ${id} ran once`).toHaveLength(1);
+  return taskIds.map((id) => tasks.results(id)[0] as ResultMessage);
+}
+
+const ms = (iso: string) => Date.parse(iso);
+
+/** The tm_worker_type_* gauges of a worker, read from its /metrics. */
+async function typeGauges(opsPort: number | undefined) {
+  const text = await (await fetch(`http://127.0.0.1:${opsPort}/metrics`)).text();
+  return text.split("\n").filter((line) => line.startsWith("tm_worker_type_"));
+}
+
+test("WORKER_TYPE_CONCURRENCY=sleep=1: sleep tasks run one at a time, echo tasks go past the held ones", async () => {
+  const worker = await startWorker(infra, { WORKER_CONCURRENCY: "4", WORKER_TYPE_CONCURRENCY: "sleep=1" });
+  try {
+    const sleeps = [1, 2, 3].map((n) => enrichedTask("sleep", { ms: 300, n }));
+    const echoes = [1, 2, 3].map((n) => enrichedTask("echo", { n }));
+    for (const task of [...sleeps, ...echoes]) await publishTask(nc, task);
+
+    const sleepResults = await resultsOf(sleeps.map((t) => t.taskId));
+    const echoResults = await resultsOf(echoes.map((t) => t.taskId));
+    const runs = sleepResults.map((r) => [ms(r.startedAt), ms(r.completedAt)] as const).sort((a, b) => a[0] - b[0]);
+    for (let i = 1; i < runs.length; i++) {
+      expect(runs[i]![0], "a sleep task started before the previous one finished").toBeGreaterThanOrEqual(
+        runs[i - 1]![1],
+      );
+    }
+    // The echo tasks, queued behind three sleeps, all finished before the last sleep started.
+    const lastSleepStart = runs[runs.length - 1]![0];
+    expect(echoResults.every((r) => ms(r.completedAt) <= lastSleepStart)).toBe(true);
+    expect([...sleepResults, ...echoResults].every((r) => r.attempts === 1)).toBe(true);
+    expect(await typeGauges(worker.opsPort)).toEqual(
+      expect.arrayContaining([
+        expect.stringMatching(/^tm_worker_type_running\{.*type="sleep".*\} 0$/),
+        expect.stringMatching(/^tm_worker_type_buffered\{.*type="sleep".*\} 0$/),
+      ]),
+    );
+  } finally {
+    await worker.stop();
+  }
+});
+
+test("WORKER_TYPE_RATES=echo=5/s on two workers: the fleet starts echo tasks at most one per 200 ms", async () => {
+  const env = { WORKER_CONCURRENCY: "4", WORKER_TYPE_RATES: "echo=5/s" };
+  const workers = [await startWorker(infra, env), await startWorker(infra, env)];
+  try {
+    const echoes = Array.from({ length: 8 }, (_, n) => enrichedTask("echo", { n }, "high"));
+    for (const task of echoes) await publishTask(nc, task);
+    const starts = (await resultsOf(echoes.map((t) => t.taskId))).map((r) => ms(r.startedAt)).sort((a, b) => a - b);
+    const gaps = starts.slice(1).map((start, i) => start - (starts[i] as number));
+    // 200 ms apart by Redis's clock; a few ms of slack for the round trip between a turn and its start here.
+    expect(
+      gaps.filter((gap) => gap < 190),
+      `gaps ${gaps}`,
+    ).toEqual([]);
+  } finally {
+    await Promise.all(workers.map((w) => w.stop()));
+  }
+});
