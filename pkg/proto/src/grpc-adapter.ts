@@ -255,10 +255,18 @@ function contextOf(call: grpc.ServerUnaryCall<unknown, unknown> | grpc.ServerWri
   };
 }
 
-/** Maps a thrown value to a grpc-js error: ConnectError codes pass through, anything else is INTERNAL. */
+/** Maps a thrown value to a grpc-js error: ConnectError codes pass through with their metadata (sent as trailers,
+ *  as connect-node sends them: e.g. a rate limit's `grpc-retry-pushback-ms`), anything else is INTERNAL. */
 export function toServiceError(error: unknown): Partial<grpc.StatusObject> {
   if (error instanceof ConnectError) {
-    return { code: error.code as number as grpc.status, details: error.rawMessage };
+    const status: Partial<grpc.StatusObject> = { code: error.code as number as grpc.status, details: error.rawMessage };
+    let metadata: grpc.Metadata | undefined;
+    error.metadata.forEach((value, key) => {
+      metadata ??= new grpc.Metadata();
+      metadata.set(key, value);
+    });
+    if (metadata) status.metadata = metadata;
+    return status;
   }
   return { code: grpc.status.INTERNAL, details: "internal error" };
 }

@@ -20,6 +20,8 @@ import {
   grpcServiceDefinition,
   HealthRegistry,
   Priority,
+  retryPushback,
+  retryPushbackOf,
   ServingStatus,
   StreamTaskStatusRequestSchema,
   type StreamTaskStatusResponse,
@@ -100,6 +102,9 @@ describe("connect-node client -> grpc-js server (addService)", () => {
         async submitTask(request, ctx) {
           seen.push({ authorization: ctx.header("authorization"), peer: ctx.peer });
           if (request.type === "unknown") throw new ConnectError("type: unknown", Code.InvalidArgument);
+          if (request.type === "quota") {
+            throw new ConnectError("rate limit exceeded", Code.ResourceExhausted, retryPushback(1234.2));
+          }
           if (request.type === "explode") throw new Error("db password hunter2 rejected by 10.0.0.7");
           const taskId = `task-${tasks.size + 1}`;
           tasks.set(
@@ -195,6 +200,19 @@ describe("connect-node client -> grpc-js server (addService)", () => {
     expect(error).toBeInstanceOf(ConnectError);
     expect((error as ConnectError).code).toBe(Code.InvalidArgument);
     expect((error as ConnectError).rawMessage).toBe("type: unknown");
+  });
+
+  test("a ConnectError's metadata reaches the client as trailers: a rate limit's retry pushback", async () => {
+    const client = createTaskClient({ baseUrl: url });
+    const error = await client.submitTask({ type: "quota" }).then(
+      () => undefined,
+      (e: unknown) => e,
+    );
+    expect((error as ConnectError).code).toBe(Code.ResourceExhausted);
+    expect(retryPushbackOf(error)).toBe(1235);
+    // An error without one has no pushback: not a call to retry.
+    const invalid = await client.submitTask({ type: "unknown" }).catch((e: unknown) => e);
+    expect(retryPushbackOf(invalid)).toBeUndefined();
   });
 
   test("any other error becomes INTERNAL without leaking its message", async () => {

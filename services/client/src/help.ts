@@ -57,16 +57,17 @@ read and checked before anything is sent: a malformed one stops the command, nam
 Prints one line per task, in the file's order: its id, or "error CODE: message" for a task the gateway refused
 (--json: {line, taskId, deduplicated} or {line, error: {code, message}}), then a count on stderr. A task the gateway
 answered UNAVAILABLE is sent again after 0.25, 0.5, 1, 2 s with the same idempotency key (one is made for a line
-without), so a retry never creates a second task. Exit code: 0 when every task was accepted, else that of the
-first refused line (2 invalid, 4 unavailable, 5 other).`,
+without), so a retry never creates a second task. A call refused by the rate limit is sent again once the gateway's
+pushback (grpc-retry-pushback-ms) has passed. Exit code: 0 when every task was accepted, else that of the first
+refused line (2 invalid, 4 unavailable, 5 other).`,
     `Options:
   --batch-size N          tasks per call (default 100, at most the gateway's GATEWAY_MAX_BATCH_TASKS, 500 by
                           default; the rate limit counts each task)
-  --retries N             retries of the tasks answered UNAVAILABLE (default 4, 0 to 20)`,
+  --retries N             retries of the tasks answered UNAVAILABLE or rate limited (default 4, 0 to 20)`,
   ),
   submit: page(
     "Usage: taskctl submit <type> [--payload JSON] [--priority high|medium|low] [--idempotency-key K] [--meta k=v ...] [--delay D | --at T] [--attempt-timeout D] [--max-attempts N] [--watch] [--retries N]",
-    "Submits a task and prints its id (--json: {taskId, deduplicated}). A submission the gateway cannot take\n(UNAVAILABLE, connection refused) is retried after 0.25, 0.5, 1, 2 s with the same idempotency key (yours,\nor one made for this run), so a retry never creates a second task.",
+    "Submits a task and prints its id (--json: {taskId, deduplicated}). A submission the gateway cannot take\n(UNAVAILABLE, connection refused) is retried after 0.25, 0.5, 1, 2 s with the same idempotency key (yours,\nor one made for this run), so a retry never creates a second task; one refused by the rate limit, after the\ngateway's pushback.",
     `Options:
   --payload JSON          the task's payload, a JSON object, e.g. '{"ms":800}'
   --priority P            high, medium (default) or low
@@ -77,7 +78,7 @@ first refused line (2 invalid, 4 unavailable, 5 other).`,
   --attempt-timeout D     the handler's time limit per attempt (500ms, 30s, 15m, 2h; default the worker's, 60 s)
   --max-attempts N        attempts at most (default and most: 5); 1 runs it at most once, never retried
   --watch                 then follow the task until it finishes (exit 1 if it FAILED or was CANCELLED)
-  --retries N             retries of an UNAVAILABLE submission, 0 to 20 (default 4; 0: fail at once)`,
+  --retries N             retries of an UNAVAILABLE or rate-limited submission, 0 to 20 (default 4; 0: fail at once)`,
   ),
   get: page("Usage: taskctl get <id>", "Shows a task: type, priority, status, payload, result."),
   watch: page(

@@ -17,6 +17,7 @@ import {
   createTaskClient,
   HealthRegistry,
   Priority,
+  retryPushback,
   ServingStatus,
   type SubmitTaskAndStreamStatusRequest,
   type SubmitTaskRequest,
@@ -64,6 +65,8 @@ const requests: { submit: unknown[]; submitAndStream: number; batches: number[] 
   submitAndStream: 0,
   batches: [],
 };
+/** Batches with a "throttled" task refused so far (the first one is). */
+let throttledOnce = 0;
 /** Calls of type "silent" that the client ended (the stand-in saw the call aborted). */
 let silentCallsEnded = 0;
 let server: grpc.Server;
@@ -145,6 +148,14 @@ beforeAll(async () => {
     // As the gateway answers SubmitTasks: each task as SubmitTask, one outcome each, a refusal its own.
     submitTasks: async ({ tasks: batch }) => {
       requests.batches.push(batch.length);
+      // A "throttled" batch is refused by the rate limit once, with a pushback, as the gateway does.
+      if (batch.some((task) => task.type === "throttled") && throttledOnce++ === 0) {
+        throw new ConnectError(
+          "rate limit exceeded for caller cli: 1 requests/s (retry after 60 ms)",
+          Code.ResourceExhausted,
+          retryPushback(60),
+        );
+      }
       if (batch.some((task) => task.type === "quota")) {
         throw new ConnectError(
           "rate limit exceeded for caller cli: 1 requests/s (retry after 900 ms)",
@@ -451,6 +462,19 @@ describe("taskctl against a real gRPC server", () => {
       "(2 task(s) not taken: NATS unavailable while queueing the task: timeout); retrying in 0.25 s (attempt 2 of 5)",
     );
     expect(stderr).toContain("3 accepted");
+  });
+
+  test("submit-batch waits out a rate limit for the gateway's pushback and sends the same tasks again", async () => {
+    const file = batchFile([{ type: "throttled" }, { type: "echo" }]);
+    const before = requests.batches.length;
+    const { exitCode, stdout, stderr } = await taskctl(["submit-batch", file]);
+    expect(exitCode).toBe(ExitCode.Ok);
+    expect(requests.batches.slice(before)).toEqual([2, 2]);
+    expect(stdout.trim().split("\n")).toHaveLength(2);
+    expect(stderr).toContain(
+      "rate limited (rate limit exceeded for caller cli: 1 requests/s (retry after 60 ms)); retrying in 0.06 s (attempt 2 of 5)",
+    );
+    expect(stderr).toContain("2 accepted");
   });
 
   test("submit-batch: a call refused as a whole still prints the ids already accepted; the rest are not sent (exit 5)", async () => {

@@ -1,12 +1,18 @@
 import { Code, ConnectError } from "@connectrpc/connect";
+import { retryPushback } from "@tm/proto";
 import { describe, expect, test } from "vitest";
 import {
   generatedIdempotencyKey,
   isRetryableSubmitError,
+  MAX_PUSHBACK_WAIT_MS,
   type RetryNotice,
+  retryDelayFor,
   retryDelayMs,
   withSubmitRetries,
 } from "../src/submit-retry.js";
+
+const rateLimited = (pushbackMs: number) =>
+  new ConnectError("rate limit exceeded for caller cli", Code.ResourceExhausted, retryPushback(pushbackMs));
 
 const unavailable = () => new ConnectError("Redis unavailable while saving the task", Code.Unavailable);
 
@@ -54,6 +60,24 @@ describe("withSubmitRetries", () => {
     ]);
   });
 
+  test("waits out a rate limit for as long as the gateway's pushback says, within the same retries", async () => {
+    const waits: number[] = [];
+    const target = failing([rateLimited(900), unavailable(), rateLimited(40)]);
+    const outcome = await withSubmitRetries(
+      4,
+      target.call,
+      () => undefined,
+      async (ms) => {
+        waits.push(ms);
+      },
+    );
+    expect(outcome).toEqual({ value: "ok", attempts: 4 });
+    expect(waits).toEqual([900, 500, 40]);
+    await expect(retryWithoutWaiting(1, failing([rateLimited(10), rateLimited(10)]))).rejects.toMatchObject({
+      code: Code.ResourceExhausted,
+    });
+  });
+
   test("gives up after its retries with the last error", async () => {
     const target = failing([unavailable(), unavailable(), unavailable()]);
     await expect(retryWithoutWaiting(2, target)).rejects.toMatchObject({
@@ -82,6 +106,16 @@ test("a refused connection is retryable, a rejected request is not", () => {
   expect(isRetryableSubmitError(new ConnectError("x", Code.Unavailable, undefined, undefined, refused))).toBe(true);
   expect(isRetryableSubmitError(new ConnectError("bad type", Code.InvalidArgument))).toBe(false);
   expect(isRetryableSubmitError(new Error("boom"))).toBe(false);
+});
+
+test("RESOURCE_EXHAUSTED is retried only with a pushback, and one no further off than MAX_PUSHBACK_WAIT_MS", () => {
+  expect(retryDelayFor(rateLimited(1_234), 3)).toBe(1_234);
+  expect(retryDelayFor(rateLimited(MAX_PUSHBACK_WAIT_MS + 1), 1)).toBeUndefined();
+  expect(retryDelayFor(new ConnectError("batch too large", Code.ResourceExhausted), 1)).toBeUndefined();
+  // A pushback on another code is not a rate limit.
+  expect(retryDelayFor(new ConnectError("bad", Code.InvalidArgument, retryPushback(10)), 1)).toBeUndefined();
+  const malformed = new ConnectError("x", Code.ResourceExhausted, { "grpc-retry-pushback-ms": "soon" });
+  expect(retryDelayFor(malformed, 1)).toBeUndefined();
 });
 
 test("waits: 0.25, 0.5, 1, 2, 4 s, then 4 s again", () => {

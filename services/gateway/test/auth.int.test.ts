@@ -13,6 +13,7 @@ import {
   createHealthClient,
   createTaskClient,
   ReplayResult,
+  retryPushbackOf,
   ServingStatus,
   type TaskClient,
 } from "@tm/proto";
@@ -63,13 +64,13 @@ const clientOf = (gateway: SpawnedService | undefined, apiKey?: string): TaskCli
   createTaskClient({ baseUrl: urlOf(gateway), ...(apiKey ? { apiKey } : {}) });
 
 /** The gRPC code a call ended with (Code.Ok when it succeeded). */
-async function codeOf(call: Promise<unknown>): Promise<{ code: Code | 0; message: string }> {
+async function codeOf(call: Promise<unknown>): Promise<{ code: Code | 0; message: string; pushbackMs?: number }> {
   try {
     await call;
     return { code: 0, message: "" };
   } catch (error) {
     const connectError = ConnectError.from(error);
-    return { code: connectError.code, message: connectError.rawMessage };
+    return { code: connectError.code, message: connectError.rawMessage, pushbackMs: retryPushbackOf(error) };
   }
 }
 
@@ -211,7 +212,7 @@ describe("rate limiting", () => {
   test("the burst is shared by both gateway processes; beyond it → RESOURCE_EXHAUSTED on either", async () => {
     const clients = gateways.map((gateway) => clientOf(gateway, KEYS.carol));
     const startedAt = Date.now();
-    const outcomes: { gateway: number; code: Code | 0; message: string }[] = [];
+    const outcomes: { gateway: number; code: Code | 0; message: string; pushbackMs?: number }[] = [];
     // Sequential, alternating gateways: 2 × BURST calls. Were the buckets per process, all of them would pass.
     for (let i = 0; i < 2 * BURST; i++) {
       const gateway = i % 2;
@@ -229,6 +230,12 @@ describe("rate limiting", () => {
     expect(admitted.length).toBeLessThanOrEqual(BURST + Math.ceil(elapsedSeconds));
     expect(new Set(limited.map((outcome) => outcome.gateway))).toEqual(new Set([0, 1]));
     expect(limited[0]?.message).toMatch(/^rate limit exceeded for caller carol: 1 requests\/s \(retry after \d+ ms\)$/);
+    // Each refusal says when to retry in the gRPC trailer too (grpc-retry-pushback-ms): the next token, within 1 s.
+    for (const { message, pushbackMs } of limited) {
+      expect(pushbackMs).toBeGreaterThan(0);
+      expect(pushbackMs).toBeLessThanOrEqual(1_000);
+      expect(message).toContain(`retry after ${pushbackMs} ms`);
+    }
 
     // Another caller has its own bucket.
     const alice = await codeOf(clientOf(gateways[1], KEYS.alice).getTask({ taskId: crypto.randomUUID() }));

@@ -213,24 +213,38 @@ export class PriorityDispatcher {
     }
   }
 
-  /** The index of the first delivery in `lane` that may start now, or -1. */
-  #startable(lane: Lane): number {
-    if (!this.#limits.active) return lane.queue.length > 0 ? 0 : -1;
-    return lane.queue.findIndex((entry) => this.#limits.admit(entry));
+  /** Whether a priority has a delivery to start, without limits: any buffered one, unless it is paused. */
+  readonly #hasWork = (priority: Priority): boolean =>
+    this.#lanes[priority].queue.length > 0 && !this.#paused.has(priority);
+
+  /** With limits: the priority the picker chooses among those with a delivery that may start, and that delivery's
+   *  place in its queue. (The per-message path without limits allocates nothing for this.) */
+  #pickStartable(): { priority: Priority; index: number } | undefined {
+    const first: Partial<Record<Priority, number>> = {};
+    const priority = this.#picker.pick((p) => {
+      if (this.#paused.has(p)) return false;
+      first[p] = this.#lanes[p].queue.findIndex((entry) => this.#limits.admit(entry));
+      return (first[p] as number) >= 0;
+    });
+    return priority === undefined ? undefined : { priority, index: first[priority] as number };
   }
 
   /** Starts deliveries while a slot is free and some queue has one that may start. */
   #dispatch(): void {
     while (!this.#stopping && this.#inFlight.size < this.#concurrency) {
-      const first: Partial<Record<Priority, number>> = {};
-      const priority = this.#picker.pick((p) => {
-        if (this.#paused.has(p)) return false;
-        first[p] = this.#startable(this.#lanes[p]);
-        return (first[p] as number) >= 0;
-      });
-      if (!priority) return;
+      let priority: Priority | undefined;
+      let entry: Buffered;
+      if (this.#limits.active) {
+        const picked = this.#pickStartable();
+        if (!picked) return;
+        priority = picked.priority;
+        entry = this.#lanes[priority].queue.splice(picked.index, 1)[0] as Buffered;
+      } else {
+        priority = this.#picker.pick(this.#hasWork);
+        if (!priority) return;
+        entry = this.#lanes[priority].queue.shift() as Buffered;
+      }
       const lane = this.#lanes[priority];
-      const [entry] = lane.queue.splice(first[priority] as number, 1) as [Buffered];
       const { msg } = entry;
       this.#limits.started(entry);
       this.#queueShrank.dispatchEvent(new Event("shrank"));

@@ -2,7 +2,8 @@
  * `taskctl submit-batch <file|->`: the tasks of a JSON Lines file, --batch-size per SubmitTasks call. Every line is
  * parsed before anything is sent. Tasks the gateway answered UNAVAILABLE (one task's outage, or the whole call) are
  * sent again with the same idempotency keys, as `submit` retries; a line without a key gets one made for this run, so
- * that a retry of a task that was in fact accepted cannot make a second one.
+ * that a retry of a task that was in fact accepted cannot make a second one. A call refused by the rate limit is sent
+ * again once the gateway's pushback has passed, so a file larger than the caller's rate goes through at that rate.
  */
 import { readFile } from "node:fs/promises";
 import { fromJson, type JsonValue } from "@bufbuild/protobuf";
@@ -12,7 +13,13 @@ import type { Invocation } from "../args.js";
 import { UNARY_TIMEOUT_MS } from "../connection.js";
 import { describeError, ExitCode, UsageError } from "../exit-codes.js";
 import { type Io, println } from "../io.js";
-import { generatedIdempotencyKey, isRetryableSubmitError, printRetry, retryDelayMs } from "../submit-retry.js";
+import {
+  generatedIdempotencyKey,
+  isRetryableSubmitError,
+  printRetry,
+  rateLimitWaitMs,
+  retryDelayMs,
+} from "../submit-retry.js";
 
 type SubmitBatchInvocation = Extract<Invocation, { command: "submit-batch" }>;
 
@@ -99,6 +106,14 @@ async function submitChunk(
       answered = pending.map((line, i) => outcomeOf(line, outcomes[i]?.outcome));
     } catch (error) {
       if (!isRetryableSubmitError(error)) throw error;
+      const waitMs = rateLimitWaitMs(error);
+      if (waitMs !== undefined) {
+        // Refused whole, nothing taken: the same tasks again once the caller's tokens are due.
+        if (attempt > retries) throw error;
+        printRetry(io, { error, attempt: attempt + 1, attempts: retries + 1, delayMs: waitMs });
+        await sleep(waitMs);
+        continue;
+      }
       const { rawMessage } = ConnectError.from(error);
       answered = pending.map((line) => ({ line: line.line, error: { code: Code.Unavailable, message: rawMessage } }));
     }

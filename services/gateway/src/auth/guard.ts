@@ -12,7 +12,7 @@ import type { DescMessage } from "@bufbuild/protobuf";
 import type { GenService, GenServiceMethods } from "@bufbuild/protobuf/codegenv2";
 import { Code, ConnectError } from "@connectrpc/connect";
 import type { Runtime } from "@tm/kit";
-import type { CallContext, ServiceHandlers } from "@tm/proto";
+import { type CallContext, retryPushback, type ServiceHandlers } from "@tm/proto";
 import type { RedisCall } from "../redis-call.js";
 import { adminAccess } from "./admin-access.js";
 import { type Authenticator, AuthFailure, createAuthenticator, type Identity } from "./authenticator.js";
@@ -110,6 +110,7 @@ export async function createGuard(rt: Runtime<Runtime["config"] & AuthConfig>, r
     throw new ConnectError(
       `rate limit exceeded for caller ${caller}: ${limiter.limit.perSecond} requests/s (retry after ${decision.retryAfterMs} ms)`,
       Code.ResourceExhausted,
+      retryPushback(decision.retryAfterMs),
     );
   }
 
