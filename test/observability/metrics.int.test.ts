@@ -27,7 +27,11 @@ let webPort: number;
 beforeAll(async () => {
   webPort = await freePort();
   pipeline = await startPipeline({
-    perService: { gateway: { GATEWAY_WEB_PORT: String(webPort), GATEWAY_DELAYED_POLL_MS: "100" } },
+    perService: {
+      gateway: { GATEWAY_WEB_PORT: String(webPort), GATEWAY_DELAYED_POLL_MS: "100" },
+      // Per-type limits, so that their gauges are exported (the flaky task reserves its starts in Redis).
+      worker: { WORKER_TYPE_CONCURRENCY: "checksum=8", WORKER_TYPE_RATES: "flaky=1000/s:10" },
+    },
   });
   const tasks: Array<MessageInitShape<typeof SubmitTaskRequestSchema>> = [
     ...Array.from({ length: 3 }, (_, i) => ({ type: "echo", payload: { i }, priority: Priority.HIGH })),

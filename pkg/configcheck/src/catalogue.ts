@@ -139,6 +139,20 @@ export const METRIC_CATALOGUE: readonly MetricDefinition[] = [
     help: "Tasks running in this worker process right now",
   },
   {
+    name: "tm_worker_type_running",
+    kind: "gauge",
+    labels: ["type"],
+    services: ["worker"],
+    help: "Tasks of a type with a per-type limit (WORKER_TYPE_CONCURRENCY, WORKER_TYPE_RATES) running in this worker",
+  },
+  {
+    name: "tm_worker_type_buffered",
+    kind: "gauge",
+    labels: ["type"],
+    services: ["worker"],
+    help: "Deliveries of a type with a per-type limit buffered in this worker, waiting for a slot, its limit or its turn",
+  },
+  {
     name: "tm_status_updates_total",
     kind: "counter",
     labels: ["state", "outcome"],
