@@ -5,11 +5,11 @@ import { TASK_TYPES } from "./handlers/index.js";
 import { parseTypeConcurrency, parseTypeRates } from "./type-limits-config.js";
 import { DEFAULT_PRIORITY_WEIGHTS, parsePriorityWeights } from "./weighted-picker.js";
 
-/** A zod string transformed by a parser that throws an Error saying what is wrong. */
-function parsed<T>(parse: (text: string) => T) {
+/** A variable parsed by a function that throws an Error saying what is wrong (reported as the variable's problem). */
+function parsed<T>(parse: (text: string) => T, defaultText = "") {
   return z
     .string()
-    .default("")
+    .default(defaultText)
     .transform((text, ctx) => {
       try {
         return parse(text);
@@ -20,23 +20,11 @@ function parsed<T>(parse: (text: string) => T) {
     });
 }
 
-const priorityWeights = z
-  .string()
-  .default(DEFAULT_PRIORITY_WEIGHTS)
-  .transform((text, ctx) => {
-    try {
-      return parsePriorityWeights(text);
-    } catch (error) {
-      ctx.addIssue({ code: "custom", message: (error as Error).message });
-      return z.NEVER;
-    }
-  });
-
 export const workerConfig = {
   /** Tasks run at once by this process. */
   WORKER_CONCURRENCY: positiveInt.default(8),
   /** Share of free slots given to the high, medium and low queues when all have work. */
-  WORKER_PRIORITY_WEIGHTS: priorityWeights,
+  WORKER_PRIORITY_WEIGHTS: parsed(parsePriorityWeights, DEFAULT_PRIORITY_WEIGHTS),
   /** A single attempt running longer than this is aborted and counts as a failed attempt (retried). */
   TASK_TIMEOUT_MS: positiveInt.default(60_000),
   /** How often the paused queues (queue_paused, set by PauseQueue / ResumeQueue) are read: a pause takes effect within it. */

@@ -5,26 +5,16 @@
  * spends no attempt.
  */
 import type { ResultMessage } from "@tm/flow";
-import { useInfra, waitFor } from "@tm/testkit";
-import { connect, type JetStreamManager, type NatsConnection } from "nats";
-import { afterAll, beforeAll, expect, test } from "vitest";
+import { useClients, useInfra, waitFor } from "@tm/testkit";
+import { expect, test } from "vitest";
 import { enrichedTask, publishTask, StreamReader, startWorker } from "./support.js";
 
 const infra = useInfra();
-let nc: NatsConnection;
-let jsm: JetStreamManager;
-
-beforeAll(async () => {
-  nc = await connect({ servers: infra.nats.url });
-  jsm = await nc.jetstreamManager();
-});
-afterAll(async () => {
-  await nc?.drain();
-});
+const clients = useClients(infra);
 
 /** Waits for one result per task and returns them in the tasks' order. */
 async function resultsOf(taskIds: string[]): Promise<ResultMessage[]> {
-  const tasks = new StreamReader(jsm, "TASKS");
+  const tasks = new StreamReader(await clients.nc.jetstreamManager(), "TASKS");
   await waitFor(
     `results of ${taskIds.length} tasks`,
     async () => {
@@ -50,7 +40,7 @@ test("WORKER_TYPE_CONCURRENCY=sleep=1: sleep tasks run one at a time, echo tasks
   try {
     const sleeps = [1, 2, 3].map((n) => enrichedTask("sleep", { ms: 300, n }));
     const echoes = [1, 2, 3].map((n) => enrichedTask("echo", { n }));
-    for (const task of [...sleeps, ...echoes]) await publishTask(nc, task);
+    for (const task of [...sleeps, ...echoes]) await publishTask(clients.nc, task);
 
     const sleepResults = await resultsOf(sleeps.map((t) => t.taskId));
     const echoResults = await resultsOf(echoes.map((t) => t.taskId));
@@ -80,7 +70,7 @@ test("WORKER_TYPE_RATES=echo=5/s on two workers: the fleet starts echo tasks at 
   const workers = [await startWorker(infra, env), await startWorker(infra, env)];
   try {
     const echoes = Array.from({ length: 8 }, (_, n) => enrichedTask("echo", { n }, "high"));
-    for (const task of echoes) await publishTask(nc, task);
+    for (const task of echoes) await publishTask(clients.nc, task);
     const starts = (await resultsOf(echoes.map((t) => t.taskId))).map((r) => ms(r.startedAt)).sort((a, b) => a - b);
     const gaps = starts.slice(1).map((start, i) => start - (starts[i] as number));
     // 200 ms apart by Redis's clock; a few ms of slack for the round trip between a turn and its start here.
