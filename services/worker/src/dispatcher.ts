@@ -33,9 +33,9 @@ import {
   workerSubject,
 } from "@tm/flow";
 import { isOutage, type Runtime, retryWhileJetStreamStarts } from "@tm/kit";
-import type { Consumer, ConsumerMessages } from "nats";
+import type { Consumer, ConsumerMessages, JsMsg } from "nats";
 import type { WorkerSubject } from "./run-task.js";
-import { type Buffered, TypeLimits } from "./type-limits.js";
+import { TypeLimits } from "./type-limits.js";
 import { type PriorityWeights, WeightedPicker } from "./weighted-picker.js";
 
 export interface DispatcherOptions {
@@ -54,7 +54,7 @@ export const LIMITED_BUFFER_FACTOR = 4;
 interface Lane {
   priority: Priority;
   processor: DeliveryProcessor<WorkerSubject>;
-  queue: Buffered[];
+  queue: JsMsg[];
   /** The pull in progress. */
   batch?: ConsumerMessages;
   loop?: Promise<void>;
@@ -122,8 +122,9 @@ export class PriorityDispatcher {
   bufferedByType(): Map<string, number> {
     const counts = new Map<string, number>();
     for (const lane of Object.values(this.#lanes)) {
-      for (const entry of lane.queue) {
-        if (entry.type !== undefined) counts.set(entry.type, (counts.get(entry.type) ?? 0) + 1);
+      for (const msg of lane.queue) {
+        const type = this.#limits.typeOf(msg);
+        if (type !== undefined) counts.set(type, (counts.get(type) ?? 0) + 1);
       }
     }
     return counts;
@@ -171,7 +172,7 @@ export class PriorityDispatcher {
     });
     this.#heartbeat = setInterval(
       () => {
-        for (const lane of Object.values(this.#lanes)) for (const entry of lane.queue) entry.msg.working();
+        for (const lane of Object.values(this.#lanes)) for (const msg of lane.queue) msg.working();
       },
       Math.max(250, Math.floor(settings.ackWaitMs / 3)),
     );
@@ -183,7 +184,7 @@ export class PriorityDispatcher {
   #room(lane: Lane): number {
     const buffered = lane.queue.length;
     let held = 0;
-    if (this.#limits.active) for (const entry of lane.queue) if (this.#limits.waiting(entry)) held++;
+    if (this.#limits.active) for (const msg of lane.queue) if (this.#limits.waiting(msg)) held++;
     return Math.min(this.#concurrency - (buffered - held), this.#bufferCap - buffered);
   }
 
@@ -203,7 +204,8 @@ export class PriorityDispatcher {
             msg.nak(); // hand it back at once rather than waiting out AckWait
             continue;
           }
-          lane.queue.push(this.#limits.buffered(msg));
+          this.#limits.buffered(msg);
+          lane.queue.push(msg);
           this.#dispatch();
         }
       } catch {
@@ -223,7 +225,7 @@ export class PriorityDispatcher {
     const first: Partial<Record<Priority, number>> = {};
     const priority = this.#picker.pick((p) => {
       if (this.#paused.has(p)) return false;
-      first[p] = this.#lanes[p].queue.findIndex((entry) => this.#limits.admit(entry));
+      first[p] = this.#lanes[p].queue.findIndex((msg) => this.#limits.admit(msg));
       return (first[p] as number) >= 0;
     });
     return priority === undefined ? undefined : { priority, index: first[priority] as number };
@@ -233,20 +235,19 @@ export class PriorityDispatcher {
   #dispatch(): void {
     while (!this.#stopping && this.#inFlight.size < this.#concurrency) {
       let priority: Priority | undefined;
-      let entry: Buffered;
+      let msg: JsMsg;
       if (this.#limits.active) {
         const picked = this.#pickStartable();
         if (!picked) return;
         priority = picked.priority;
-        entry = this.#lanes[priority].queue.splice(picked.index, 1)[0] as Buffered;
+        msg = this.#lanes[priority].queue.splice(picked.index, 1)[0] as JsMsg;
       } else {
         priority = this.#picker.pick(this.#hasWork);
         if (!priority) return;
-        entry = this.#lanes[priority].queue.shift() as Buffered;
+        msg = this.#lanes[priority].queue.shift() as JsMsg;
       }
       const lane = this.#lanes[priority];
-      const { msg } = entry;
-      this.#limits.started(entry);
+      this.#limits.started(msg);
       this.#queueShrank.dispatchEvent(new Event("shrank"));
       const running: Promise<unknown> = lane.processor
         .process(msg)
@@ -255,7 +256,7 @@ export class PriorityDispatcher {
           msg.nak();
         })
         .finally(() => {
-          this.#limits.finished(entry);
+          this.#limits.finished(msg);
           this.#inFlight.delete(running);
           this.#dispatch();
         });
@@ -276,9 +277,9 @@ export class PriorityDispatcher {
       this.#queueShrank.dispatchEvent(new Event("shrank"));
       for (const lane of lanes) lane.batch?.stop();
       for (const lane of lanes) {
-        for (const entry of lane.queue.splice(0)) {
-          this.#limits.dropped(entry);
-          entry.msg.nak();
+        for (const msg of lane.queue.splice(0)) {
+          this.#limits.dropped(msg);
+          msg.nak();
         }
       }
       const finished = Promise.allSettled([...this.#inFlight]);

@@ -10,17 +10,15 @@
  * A delivery held by a limit stays in the dispatcher's buffer (heartbeated, so AckWait does not redeliver it) and
  * takes no concurrency slot: the worker starts other types meanwhile. The task stays SCHEDULED until it starts, and no
  * attempt is spent (a NAK would count as one). A type with no limit costs nothing here: without any limit the
- * dispatcher does not even read a delivery's type.
+ * dispatcher does not even read a delivery's type, and it tracks nothing for a delivery of a type without one.
  */
 import type { Logger } from "@tm/kit";
 import type { TypeRate } from "@tm/store";
 import type { JsMsg } from "nats";
 
-/** A buffered delivery, with what the limits need to know about it. */
-export interface Buffered {
-  msg: JsMsg;
-  /** The task's type; undefined when no limit is configured, or the body is not a task (its processor rejects it). */
-  type: string | undefined;
+/** What the limits track of a buffered delivery of a limited type. */
+interface Held {
+  type: string;
   /** Its reserved turn (ms, the `now` clock) once granted; "pending" while Redis is asked. */
   turn?: number | "pending";
   /** A wake-up is set for its turn. */
@@ -51,6 +49,8 @@ export class TypeLimits {
   /** Reservations asked or granted whose delivery has not started yet (they count against the concurrency limit). */
   readonly #reserved = new Map<string, number>();
   readonly #timers = new Set<NodeJS.Timeout>();
+  /** The buffered or running deliveries of limited types. */
+  readonly #held = new Map<JsMsg, Held>();
   #stopped = false;
   #lastFailureLog = 0;
 
@@ -65,16 +65,22 @@ export class TypeLimits {
     return [...new Set([...this.#options.concurrency.keys(), ...this.#options.rates.keys()])].sort();
   }
 
-  /** Wraps a delivery for the buffer, reading its type only when some limit could apply to it. */
-  buffered(msg: JsMsg): Buffered {
-    if (!this.active) return { msg, type: undefined };
+  /** Notes a delivery entering the buffer: its type is read (only when some limit is configured) and, when that type
+   *  is limited, tracked until it finishes or is handed back. */
+  buffered(msg: JsMsg): void {
+    if (!this.active) return;
     let type: unknown;
     try {
       type = (JSON.parse(decoder.decode(msg.data)) as { type?: unknown } | null)?.type;
     } catch {
-      type = undefined; // not JSON: its DeliveryProcessor dead-letters it
+      return; // not JSON: its DeliveryProcessor dead-letters it
     }
-    return { msg, type: typeof type === "string" && this.#limited(type) ? type : undefined };
+    if (typeof type === "string" && this.#limited(type)) this.#held.set(msg, { type });
+  }
+
+  /** The limited type of a buffered or running delivery (undefined: not limited). */
+  typeOf(msg: JsMsg): string | undefined {
+    return this.#held.get(msg)?.type;
   }
 
   running(type: string): number {
@@ -85,9 +91,10 @@ export class TypeLimits {
    * Whether `entry` may start now. A delivery of a rate-limited type first reserves its turn (asynchronously; `wake`
    * is called when it comes) and is answered false until then. Called by the dispatcher only when it has a free slot.
    */
-  admit(entry: Buffered): boolean {
+  admit(msg: JsMsg): boolean {
+    const entry = this.#held.get(msg);
+    if (entry === undefined) return true;
     const type = entry.type;
-    if (type === undefined) return true;
     if (entry.turn === undefined) {
       const max = this.#options.concurrency.get(type);
       if (max !== undefined && this.running(type) + (this.#reserved.get(type) ?? 0) >= max) return false;
@@ -112,29 +119,38 @@ export class TypeLimits {
 
   /** Whether `entry` is waiting on its type's limit (without reserving anything): the dispatcher buffers more
    *  deliveries while some it holds are waiting, so that other types behind them are not stuck. */
-  waiting(entry: Buffered): boolean {
+  waiting(msg: JsMsg): boolean {
+    const entry = this.#held.get(msg);
+    if (entry === undefined) return false;
     const type = entry.type;
-    if (type === undefined) return false;
     if (entry.turn === "pending") return true;
     if (entry.turn !== undefined) return entry.turn > this.#now();
     const max = this.#options.concurrency.get(type);
     return max !== undefined && this.running(type) + (this.#reserved.get(type) ?? 0) >= max;
   }
 
-  started(entry: Buffered): void {
-    const type = entry.type;
-    if (type === undefined) return;
-    if (entry.turn !== undefined) this.#add(this.#reserved, type, -1);
-    this.#add(this.#running, type, 1);
+  started(msg: JsMsg): void {
+    const entry = this.#held.get(msg);
+    if (entry === undefined) return;
+    if (entry.turn !== undefined) this.#add(this.#reserved, entry.type, -1);
+    entry.turn = undefined; // its reservation is spent: a late answer to it changes nothing
+    this.#add(this.#running, entry.type, 1);
   }
 
-  finished(entry: Buffered): void {
-    if (entry.type !== undefined) this.#add(this.#running, entry.type, -1);
+  finished(msg: JsMsg): void {
+    const entry = this.#held.get(msg);
+    if (entry === undefined) return;
+    this.#held.delete(msg);
+    this.#add(this.#running, entry.type, -1);
   }
 
   /** A buffered delivery handed back without starting (shutdown): its reservation no longer counts. */
-  dropped(entry: Buffered): void {
-    if (entry.type !== undefined && entry.turn !== undefined) this.#add(this.#reserved, entry.type, -1);
+  dropped(msg: JsMsg): void {
+    const entry = this.#held.get(msg);
+    if (entry === undefined) return;
+    this.#held.delete(msg);
+    if (entry.turn !== undefined) this.#add(this.#reserved, entry.type, -1);
+    entry.turn = undefined; // a late answer to its reservation changes nothing
   }
 
   stop(): void {
@@ -147,7 +163,7 @@ export class TypeLimits {
     return this.#options.concurrency.has(type) || this.#options.rates.has(type);
   }
 
-  #reserve(entry: Buffered, type: string, rate: TypeRate): void {
+  #reserve(entry: Held, type: string, rate: TypeRate): void {
     entry.turn = "pending";
     this.#add(this.#reserved, type, 1);
     this.#options.reserve(type, rate).then(

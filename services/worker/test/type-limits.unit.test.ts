@@ -7,7 +7,7 @@ import type { Logger } from "@tm/kit";
 import type { TypeRate } from "@tm/store";
 import type { JsMsg } from "nats";
 import { expect, test, vi } from "vitest";
-import { type Buffered, TypeLimits } from "../src/type-limits.js";
+import { TypeLimits } from "../src/type-limits.js";
 
 const encoder = new TextEncoder();
 const msgOf = (body: unknown) => ({ data: encoder.encode(JSON.stringify(body)) }) as unknown as JsMsg;
@@ -34,26 +34,34 @@ function limits(options: { concurrency?: Record<string, number>; rates?: Record<
 
 const settle = () => new Promise((resolve) => setImmediate(resolve));
 
+/** A delivery of `body` entering the gate's buffer. */
+function buffer(gate: TypeLimits, body: unknown): JsMsg {
+  const msg = msgOf(body);
+  gate.buffered(msg);
+  return msg;
+}
+
 test("without limits nothing is read: every delivery may start", () => {
   const { gate } = limits();
   expect(gate.active).toBe(false);
-  const entry = gate.buffered(msgOf({ type: "checksum" }));
-  expect(entry.type).toBeUndefined();
-  expect(gate.admit(entry)).toBe(true);
+  const msg = buffer(gate, { type: "checksum" });
+  expect(gate.typeOf(msg)).toBeUndefined();
+  expect(gate.admit(msg)).toBe(true);
 });
 
 test("only limited types are tracked; a body that is not JSON passes to its processor (which dead-letters it)", () => {
   const { gate } = limits({ concurrency: { checksum: 1 } });
-  expect(gate.buffered(msgOf({ type: "checksum" })).type).toBe("checksum");
-  expect(gate.buffered(msgOf({ type: "echo" })).type).toBeUndefined();
-  const garbage = gate.buffered({ data: encoder.encode("{not json") } as unknown as JsMsg);
-  expect(garbage.type).toBeUndefined();
+  expect(gate.typeOf(buffer(gate, { type: "checksum" }))).toBe("checksum");
+  expect(gate.typeOf(buffer(gate, { type: "echo" }))).toBeUndefined();
+  const garbage = { data: encoder.encode("{not json") } as unknown as JsMsg;
+  gate.buffered(garbage);
+  expect(gate.typeOf(garbage)).toBeUndefined();
   expect(gate.admit(garbage)).toBe(true);
 });
 
 test("concurrency: at most N of a type run at once; a finished one makes room", () => {
   const { gate } = limits({ concurrency: { checksum: 2 } });
-  const [a, b, c] = [1, 2, 3].map(() => gate.buffered(msgOf({ type: "checksum" }))) as [Buffered, Buffered, Buffered];
+  const [a, b, c] = [1, 2, 3].map(() => buffer(gate, { type: "checksum" })) as [JsMsg, JsMsg, JsMsg];
   for (const entry of [a, b]) {
     expect(gate.admit(entry)).toBe(true);
     gate.started(entry);
@@ -62,13 +70,14 @@ test("concurrency: at most N of a type run at once; a finished one makes room", 
   expect(gate.waiting(c)).toBe(true);
   expect(gate.running("checksum")).toBe(2);
   gate.finished(a);
+  expect(gate.typeOf(a)).toBeUndefined(); // no longer tracked
   expect(gate.waiting(c)).toBe(false);
   expect(gate.admit(c)).toBe(true);
 });
 
 test("rate: a delivery reserves its turn once, waits for it, and starts when it comes", async () => {
   const { gate, asked, wake, advance } = limits({ rates: { echo: { perSecond: 10, burst: 1 } } });
-  const entry = gate.buffered(msgOf({ type: "echo" }));
+  const entry = buffer(gate, { type: "echo" });
   expect(gate.admit(entry)).toBe(false);
   expect(gate.admit(entry)).toBe(false); // asked once, not again while the answer is pending
   expect(asked.map((a) => a.type)).toEqual(["echo"]);
@@ -81,7 +90,7 @@ test("rate: a delivery reserves its turn once, waits for it, and starts when it 
   gate.started(entry);
   expect(gate.running("echo")).toBe(1);
 
-  const later = gate.buffered(msgOf({ type: "echo" }));
+  const later = buffer(gate, { type: "echo" });
   expect(gate.admit(later)).toBe(false);
   vi.useFakeTimers();
   try {
@@ -106,7 +115,7 @@ test("rate: a delivery reserves its turn once, waits for it, and starts when it 
 
 test("rate and concurrency together: a granted turn counts against the concurrency limit until it starts", async () => {
   const { gate, asked } = limits({ concurrency: { sleep: 1 }, rates: { sleep: { perSecond: 1, burst: 5 } } });
-  const [a, b] = [1, 2].map(() => gate.buffered(msgOf({ type: "sleep" }))) as [Buffered, Buffered];
+  const [a, b] = [1, 2].map(() => buffer(gate, { type: "sleep" })) as [JsMsg, JsMsg];
   expect(gate.admit(a)).toBe(false); // reserving
   expect(gate.admit(b)).toBe(false); // a's reservation holds the one slot: b does not reserve
   expect(asked).toHaveLength(1);
@@ -123,7 +132,7 @@ test("rate and concurrency together: a granted turn counts against the concurren
 
 test("a failed reservation (Redis unreachable) is logged, holds the delivery, and is asked again", async () => {
   const { gate, asked, wake } = limits({ rates: { echo: { perSecond: 10, burst: 1 } } });
-  const entry = gate.buffered(msgOf({ type: "echo" }));
+  const entry = buffer(gate, { type: "echo" });
   expect(gate.admit(entry)).toBe(false);
   asked[0]?.fail(new Error("Connection is closed."));
   await settle();
@@ -135,7 +144,7 @@ test("a failed reservation (Redis unreachable) is logged, holds the delivery, an
 
 test("a delivery handed back before it started frees its reservation's place", async () => {
   const { gate, asked } = limits({ concurrency: { sleep: 1 }, rates: { sleep: { perSecond: 1, burst: 1 } } });
-  const [a, b] = [1, 2].map(() => gate.buffered(msgOf({ type: "sleep" }))) as [Buffered, Buffered];
+  const [a, b] = [1, 2].map(() => buffer(gate, { type: "sleep" })) as [JsMsg, JsMsg];
   gate.admit(a);
   asked[0]?.answer(5_000);
   await settle();
