@@ -88,8 +88,9 @@ export class TypeLimits {
   }
 
   /**
-   * Whether `entry` may start now. A delivery of a rate-limited type first reserves its turn (asynchronously; `wake`
-   * is called when it comes) and is answered false until then. Called by the dispatcher only when it has a free slot.
+   * Whether the delivery `msg` may start now. One of a rate-limited type first reserves its turn (asynchronously;
+   * `wake` is called when it comes) and is answered false until then. Called by the dispatcher only when it has a free
+   * slot.
    */
   admit(msg: JsMsg): boolean {
     const entry = this.#held.get(msg);
@@ -117,8 +118,8 @@ export class TypeLimits {
     return false;
   }
 
-  /** Whether `entry` is waiting on its type's limit (without reserving anything): the dispatcher buffers more
-   *  deliveries while some it holds are waiting, so that other types behind them are not stuck. */
+  /** Whether the delivery `msg` is waiting on its type's limit (without reserving anything): the dispatcher buffers
+   *  more deliveries while some it holds are waiting, so that other types behind them are not stuck. */
   waiting(msg: JsMsg): boolean {
     const entry = this.#held.get(msg);
     if (entry === undefined) return false;
