@@ -1,8 +1,8 @@
 /**
  * Per-type limits against a real nats-server and redis-server: with WORKER_TYPE_CONCURRENCY a type's tasks run one
  * at a time while other types go past them; with WORKER_TYPE_RATES two worker replicas together start a type no
- * faster than its rate (the turns are reserved in Redis). Every task runs once, on its first delivery: a held task
- * spends no attempt.
+ * faster than its rate (the turns are reserved in Redis), also after a Redis outage during which their turns could not
+ * be reserved. Every task runs once, on its first delivery: a held task spends no attempt.
  */
 import type { ResultMessage } from "@tm/flow";
 import { useClients, useInfra, waitFor } from "@tm/testkit";
@@ -80,5 +80,33 @@ test("WORKER_TYPE_RATES=echo=5/s on two workers: the fleet starts echo tasks at 
     ).toEqual([]);
   } finally {
     await Promise.all(workers.map((w) => w.stop()));
+  }
+});
+
+test("rate-limited tasks meeting a Redis outage wait for their turns, neither started nor failed: then each runs once, first attempt, still 200 ms apart", async () => {
+  const worker = await startWorker(infra, { WORKER_CONCURRENCY: "4", WORKER_TYPE_RATES: "echo=5/s" });
+  try {
+    await infra.redis.stop();
+    const echoes = [1, 2, 3].map((n) => enrichedTask("echo", { n }));
+    try {
+      for (const task of echoes) await publishTask(clients.nc, task);
+      // All three buffered in the worker, their turns not reservable while Redis is down.
+      await waitFor("the three deliveries held in the worker", async () =>
+        (await typeGauges(worker.opsPort)).some((line) => /^tm_worker_type_buffered\{.*type="echo".*\} 3$/.test(line)),
+      );
+    } finally {
+      await infra.redis.start();
+    }
+    const results = await resultsOf(echoes.map((t) => t.taskId));
+    expect(results.every((r) => r.attempts === 1)).toBe(true);
+    // Their turns were reserved once Redis answered, on the type's schedule: no burst after the outage.
+    const starts = results.map((r) => ms(r.startedAt)).sort((a, b) => a - b);
+    const gaps = starts.slice(1).map((start, i) => start - (starts[i] as number));
+    expect(
+      gaps.filter((gap) => gap < 190),
+      `gaps ${gaps}`,
+    ).toEqual([]);
+  } finally {
+    await worker.stop();
   }
 });
