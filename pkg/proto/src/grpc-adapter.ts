@@ -255,6 +255,18 @@ function contextOf(call: grpc.ServerUnaryCall<unknown, unknown> | grpc.ServerWri
   };
 }
 
+/** Headers a trailer must not carry: HTTP/2's own and the ones gRPC sets for the status (a ConnectError that came from
+ *  another call's response can hold them). */
+const NOT_TRAILERS = new Set([
+  "content-type",
+  "content-length",
+  "te",
+  "user-agent",
+  "date",
+  "grpc-status",
+  "grpc-message",
+]);
+
 /** Maps a thrown value to a grpc-js error: ConnectError codes pass through with their metadata (sent as trailers,
  *  as connect-node sends them: e.g. a rate limit's `grpc-retry-pushback-ms`), anything else is INTERNAL. */
 export function toServiceError(error: unknown): Partial<grpc.StatusObject> {
@@ -262,8 +274,13 @@ export function toServiceError(error: unknown): Partial<grpc.StatusObject> {
     const status: Partial<grpc.StatusObject> = { code: error.code as number as grpc.status, details: error.rawMessage };
     let metadata: grpc.Metadata | undefined;
     error.metadata.forEach((value, key) => {
+      if (NOT_TRAILERS.has(key) || key.startsWith(":")) return;
       metadata ??= new grpc.Metadata();
-      metadata.set(key, value);
+      try {
+        metadata.set(key, value);
+      } catch {
+        // a key grpc-js refuses (not a legal metadata key): not sent
+      }
     });
     if (metadata) status.metadata = metadata;
     return status;

@@ -103,7 +103,11 @@ describe("connect-node client -> grpc-js server (addService)", () => {
           seen.push({ authorization: ctx.header("authorization"), peer: ctx.peer });
           if (request.type === "unknown") throw new ConnectError("type: unknown", Code.InvalidArgument);
           if (request.type === "quota") {
-            throw new ConnectError("rate limit exceeded", Code.ResourceExhausted, retryPushback(1234.2));
+            const metadata = retryPushback(1234.2);
+            // What an error rethrown from another call's response could hold: not for our trailers.
+            metadata.set("content-type", "application/json");
+            metadata.set("grpc-status", "0");
+            throw new ConnectError("rate limit exceeded", Code.ResourceExhausted, metadata);
           }
           if (request.type === "explode") throw new Error("db password hunter2 rejected by 10.0.0.7");
           const taskId = `task-${tasks.size + 1}`;
@@ -210,6 +214,7 @@ describe("connect-node client -> grpc-js server (addService)", () => {
     );
     expect((error as ConnectError).code).toBe(Code.ResourceExhausted);
     expect(retryPushbackOf(error)).toBe(1235);
+    expect((error as ConnectError).metadata.get("grpc-status")).toBe(String(Code.ResourceExhausted));
     // An error without one has no pushback: not a call to retry.
     const invalid = await client.submitTask({ type: "unknown" }).catch((e: unknown) => e);
     expect(retryPushbackOf(invalid)).toBeUndefined();
