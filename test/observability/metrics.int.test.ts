@@ -29,8 +29,13 @@ beforeAll(async () => {
   pipeline = await startPipeline({
     perService: {
       gateway: { GATEWAY_WEB_PORT: String(webPort), GATEWAY_DELAYED_POLL_MS: "100" },
-      // Per-type limits, so that their gauges are exported (the flaky task reserves its starts in Redis).
-      worker: { WORKER_TYPE_CONCURRENCY: "checksum=8", WORKER_TYPE_RATES: "flaky=1000/s:10" },
+      // Per-type limits, so that their gauges are exported (the flaky task reserves its starts in Redis, each attempt of
+      // the fail task takes a fleet-wide slot and gives it back).
+      worker: {
+        WORKER_TYPE_CONCURRENCY: "checksum=8",
+        WORKER_TYPE_RATES: "flaky=1000/s:10",
+        WORKER_TYPE_GLOBAL_CONCURRENCY: "fail=2",
+      },
     },
   });
   const tasks: Array<MessageInitShape<typeof SubmitTaskRequestSchema>> = [

@@ -143,7 +143,7 @@ export const METRIC_CATALOGUE: readonly MetricDefinition[] = [
     kind: "gauge",
     labels: ["type"],
     services: ["worker"],
-    help: "Tasks of a type with a per-type limit (WORKER_TYPE_CONCURRENCY, WORKER_TYPE_RATES) running in this worker",
+    help: "Tasks of a type with a per-type limit (WORKER_TYPE_CONCURRENCY, WORKER_TYPE_GLOBAL_CONCURRENCY, WORKER_TYPE_RATES) running in this worker",
   },
   {
     name: "tm_worker_type_buffered",

@@ -10,4 +10,5 @@ export * from "./status.js";
 export * from "./task-index.js";
 export * from "./tasks.js";
 export * from "./type-rate.js";
+export * from "./type-slots.js";
 export * from "./unqueued.js";

@@ -30,6 +30,9 @@
  *                       TTL burst / rate + 1 s (the time to refill completely; an expired bucket is a full one)
  *   type_rate:<type>    string: the next free start time (ms) of a task type with a fleet-wide start rate
  *                       (the workers' WORKER_TYPE_RATES, one Lua script per start)   TTL until idle again + 1 s
+ *   type_slots:<type>   sorted set: holder → lease end (ms) for each running task of a type with a fleet-wide
+ *                       concurrency limit (WORKER_TYPE_GLOBAL_CONCURRENCY)   at most the limit's members (expired ones
+ *                       removed on every take); TTL two leases after the last write
  */
 export const Keys = {
   task: (id: string) => `task:${id}`,
@@ -53,6 +56,7 @@ export const Keys = {
   queuePaused: "queue_paused",
   rateLimit: (caller: string) => `ratelimit:${caller}`,
   typeRate: (type: string) => `type_rate:${type}`,
+  typeSlots: (type: string) => `type_slots:${type}`,
 } as const;
 
 export const Bounds = {

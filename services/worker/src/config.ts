@@ -34,4 +34,7 @@ export const workerConfig = {
   /** "checksum=10/s,email=100/m:10": at most that many starts of a type per second / minute / hour across every
    *  worker, after a burst of `:B` (default 1); the same value on every replica (none by default). */
   WORKER_TYPE_RATES: parsed((text) => parseTypeRates(text, TASK_TYPES)),
+  /** "checksum=10": at most that many tasks of a type run at once across every worker (slots in Redis); the same
+   *  value on every replica (none by default). */
+  WORKER_TYPE_GLOBAL_CONCURRENCY: parsed((text) => parseTypeConcurrency(text, TASK_TYPES)),
 };

@@ -16,7 +16,7 @@
  * resumed. (Ending that pull early, or handing deliveries back, would spend one of each message's deliveries: a
  * message the server sends to a pull the client abandoned is redelivered only after AckWait.) Running tasks finish.
  *
- * Per-type limits (TypeLimits: WORKER_TYPE_CONCURRENCY, WORKER_TYPE_RATES) hold a delivery in its queue until its
+ * Per-type limits (TypeLimits: WORKER_TYPE_CONCURRENCY, WORKER_TYPE_GLOBAL_CONCURRENCY, WORKER_TYPE_RATES) hold a delivery in its queue until its
  * type may start; the dispatcher starts the first delivery of a queue that may, so other types go past a held one.
  * While deliveries are held a lane pulls for the slots the others could use, up to LIMITED_BUFFER_FACTOR ×
  * `concurrency` buffered in all: beyond that, a backlog of a held type blocks its priority (route such a type to a

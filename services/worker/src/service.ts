@@ -5,10 +5,11 @@
  */
 import { PRIORITIES } from "@tm/flow";
 import { defineService } from "@tm/kit";
-import { reserveTypeStart } from "@tm/store";
+import { releaseTypeSlot, renewTypeSlots, reserveTypeStart, takeTypeSlot } from "@tm/store";
 import { listenForCancellations, RunningTasks } from "./cancellation.js";
 import { workerConfig } from "./config.js";
 import { PriorityDispatcher } from "./dispatcher.js";
+import { FleetSlots } from "./fleet-slots.js";
 import { followPausedQueues } from "./paused-queues.js";
 import { createTaskRunner } from "./run-task.js";
 import { TypeLimits } from "./type-limits.js";
@@ -21,9 +22,27 @@ export const worker = defineService({
     const running = new RunningTasks();
     const cancelSubscription = listenForCancellations(rt.nats.nc, running, rt.log);
     const runner = createTaskRunner({ rt, running, timeoutMs: rt.config.TASK_TIMEOUT_MS });
+    // A slot's lease is AckWait: a worker that dies holding slots loses them about when its deliveries go elsewhere.
+    const leaseMs = rt.settings.ackWaitMs;
+    const slots =
+      rt.config.WORKER_TYPE_GLOBAL_CONCURRENCY.size > 0
+        ? new FleetSlots({
+            limits: rt.config.WORKER_TYPE_GLOBAL_CONCURRENCY,
+            store: {
+              take: (type, holder, limit) => takeTypeSlot(rt.redis, type, holder, limit, leaseMs),
+              renew: (type, holders) => renewTypeSlots(rt.redis, type, holders, leaseMs),
+              release: (type, holder) => releaseTypeSlot(rt.redis, type, holder),
+            },
+            wake: () => dispatcher.wake(),
+            log: rt.log,
+            renewEveryMs: Math.max(250, Math.floor(leaseMs / 3)),
+          })
+        : undefined;
+    slots?.start();
     const limits = new TypeLimits({
       concurrency: rt.config.WORKER_TYPE_CONCURRENCY,
       rates: rt.config.WORKER_TYPE_RATES,
+      slots,
       reserve: (type, rate) => reserveTypeStart(rt.redis, type, rate),
       wake: () => dispatcher.wake(),
       log: rt.log,
@@ -41,6 +60,7 @@ export const worker = defineService({
         {
           concurrency: Object.fromEntries(rt.config.WORKER_TYPE_CONCURRENCY),
           rates: Object.fromEntries(rt.config.WORKER_TYPE_RATES),
+          globalConcurrency: Object.fromEntries(rt.config.WORKER_TYPE_GLOBAL_CONCURRENCY),
         },
         "per-type limits in force",
       );
@@ -57,7 +77,9 @@ export const worker = defineService({
     const limitedTypes = limits.limitedTypes;
     rt.meter
       .createObservableGauge("tm_worker_type_running", {
-        description: "Tasks of a type with a per-type limit (WORKER_TYPE_CONCURRENCY, WORKER_TYPE_RATES) running here",
+        description:
+          "Tasks of a type with a per-type limit (WORKER_TYPE_CONCURRENCY, WORKER_TYPE_GLOBAL_CONCURRENCY, " +
+          "WORKER_TYPE_RATES) running here",
       })
       .addCallback((result) => {
         for (const type of limitedTypes) result.observe(limits.running(type), { type });

@@ -1,6 +1,7 @@
 /**
- * Parsing of the per-type limits (WORKER_TYPE_CONCURRENCY, WORKER_TYPE_RATES). Each names task types the worker has
- * a handler for, so a typo stops the worker at start with the list of known types instead of limiting nothing.
+ * Parsing of the per-type limits (WORKER_TYPE_CONCURRENCY, WORKER_TYPE_GLOBAL_CONCURRENCY, WORKER_TYPE_RATES). Each
+ * names task types the worker has a handler for, so a typo stops the worker at start with the list of known types
+ * instead of limiting nothing.
  */
 import type { TypeRate } from "@tm/store";
 

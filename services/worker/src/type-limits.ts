@@ -6,19 +6,28 @@
  * - rate (WORKER_TYPE_RATES): at most N starts per second / minute / hour across every worker (BullMQ's and Temporal's
  *   global rate limits): for a handler that calls an API with a quota. Each start reserves its turn in Redis
  *   (`reserveTypeStart`, GCRA) and the delivery waits for it.
+ * - fleet-wide concurrency (WORKER_TYPE_GLOBAL_CONCURRENCY): at most N running at once across every worker (BullMQ's
+ *   global concurrency): for a downstream that takes only so many connections. Each start takes a slot in Redis
+ *   (FleetSlots) and gives it back when the task ends.
+ *
+ * In that order: a delivery first needs room under this worker's limit, then a fleet-wide slot, then its turn.
  *
  * A delivery held by a limit stays in the dispatcher's buffer (heartbeated, so AckWait does not redeliver it) and
  * takes no concurrency slot: the worker starts other types meanwhile. The task stays SCHEDULED until it starts, and no
  * attempt is spent (a NAK would count as one). A type with no limit costs nothing here: without any limit the
  * dispatcher does not even read a delivery's type, and it tracks nothing for a delivery of a type without one.
  */
+import { randomUUID } from "node:crypto";
 import type { Logger } from "@tm/kit";
 import type { TypeRate } from "@tm/store";
 import type { JsMsg } from "nats";
+import type { FleetSlots, SlotClaim } from "./fleet-slots.js";
 
 /** What the limits track of a buffered delivery of a limited type. */
-interface Held {
-  type: string;
+interface Held extends SlotClaim {
+  /** It has begun to claim a start (a fleet-wide slot, a turn): it counts against this worker's limit until it
+   *  starts or is handed back. */
+  claimed?: boolean;
   /** Its reserved turn (ms, the `now` clock) once granted; "pending" while Redis is asked. */
   turn?: number | "pending";
   /** A wake-up is set for its turn. */
@@ -28,6 +37,8 @@ interface Held {
 export interface TypeLimitsOptions {
   concurrency: ReadonlyMap<string, number>;
   rates: ReadonlyMap<string, TypeRate>;
+  /** Fleet-wide concurrency limits, when any are configured. */
+  slots?: FleetSlots;
   /** Reserves one start of `type`; resolves to the wait in ms before it (reserveTypeStart). */
   reserve(type: string, rate: TypeRate): Promise<number>;
   /** Called when a held delivery may be startable now: its turn came, or its reservation can be asked again. */
@@ -46,8 +57,12 @@ export class TypeLimits {
   readonly #options: TypeLimitsOptions;
   readonly #now: () => number;
   readonly #running = new Map<string, number>();
-  /** Reservations asked or granted whose delivery has not started yet (they count against the concurrency limit). */
+  /** Deliveries claiming a start (a slot, a turn) that have not started yet: they count against this worker's limit. */
   readonly #reserved = new Map<string, number>();
+  readonly #slots: FleetSlots | undefined;
+  /** Holder ids of fleet-wide slots: unique per process and delivery. */
+  readonly #instance = randomUUID();
+  #sequence = 0;
   readonly #timers = new Set<NodeJS.Timeout>();
   /** The buffered or running deliveries of limited types. */
   readonly #held = new Map<JsMsg, Held>();
@@ -57,12 +72,14 @@ export class TypeLimits {
   constructor(options: TypeLimitsOptions) {
     this.#options = options;
     this.#now = options.now ?? Date.now;
-    this.active = options.concurrency.size > 0 || options.rates.size > 0;
+    this.#slots = options.slots;
+    this.active = options.concurrency.size > 0 || options.rates.size > 0 || options.slots !== undefined;
   }
 
   /** The types with a limit (for metrics). */
   get limitedTypes(): string[] {
-    return [...new Set([...this.#options.concurrency.keys(), ...this.#options.rates.keys()])].sort();
+    const slots = [...(this.#options.slots?.types ?? [])];
+    return [...new Set([...this.#options.concurrency.keys(), ...this.#options.rates.keys(), ...slots])].sort();
   }
 
   /** Notes a delivery entering the buffer: its type is read (only when some limit is configured) and, when that type
@@ -75,7 +92,9 @@ export class TypeLimits {
     } catch {
       return; // not JSON: its DeliveryProcessor dead-letters it
     }
-    if (typeof type === "string" && this.#limited(type)) this.#held.set(msg, { type });
+    if (typeof type === "string" && this.#limited(type)) {
+      this.#held.set(msg, { type, holder: `${this.#instance}:${++this.#sequence}` });
+    }
   }
 
   /** The limited type of a buffered or running delivery (undefined: not limited). */
@@ -96,11 +115,17 @@ export class TypeLimits {
     const entry = this.#held.get(msg);
     if (entry === undefined) return true;
     const type = entry.type;
+    const rate = this.#options.rates.get(type);
+    const needsSlot = this.#slots?.limited(type) === true;
+    if (!entry.claimed) {
+      if (this.#localLimitReached(type)) return false;
+      if (!needsSlot && rate === undefined) return true;
+      entry.claimed = true;
+      this.#add(this.#reserved, type, 1);
+    }
+    if (needsSlot && !this.#slots?.acquire(entry)) return false;
+    if (rate === undefined) return true;
     if (entry.turn === undefined) {
-      const max = this.#options.concurrency.get(type);
-      if (max !== undefined && this.running(type) + (this.#reserved.get(type) ?? 0) >= max) return false;
-      const rate = this.#options.rates.get(type);
-      if (rate === undefined) return true;
       this.#reserve(entry, type, rate);
       return false;
     }
@@ -123,18 +148,18 @@ export class TypeLimits {
   waiting(msg: JsMsg): boolean {
     const entry = this.#held.get(msg);
     if (entry === undefined) return false;
-    const type = entry.type;
-    if (entry.turn === "pending") return true;
-    if (entry.turn !== undefined) return entry.turn > this.#now();
-    const max = this.#options.concurrency.get(type);
-    return max !== undefined && this.running(type) + (this.#reserved.get(type) ?? 0) >= max;
+    if (!entry.claimed) return this.#localLimitReached(entry.type);
+    if (this.#slots?.limited(entry.type) && entry.slot !== "held") return true;
+    if (!this.#options.rates.has(entry.type)) return false;
+    return entry.turn === undefined || entry.turn === "pending" || entry.turn > this.#now();
   }
 
   started(msg: JsMsg): void {
     const entry = this.#held.get(msg);
     if (entry === undefined) return;
-    if (entry.turn !== undefined) this.#add(this.#reserved, entry.type, -1);
-    entry.turn = undefined; // its reservation is spent: a late answer to it changes nothing
+    if (entry.claimed) this.#add(this.#reserved, entry.type, -1);
+    entry.claimed = false;
+    entry.turn = undefined; // its turn is spent: a late answer to it changes nothing
     this.#add(this.#running, entry.type, 1);
   }
 
@@ -143,30 +168,39 @@ export class TypeLimits {
     if (entry === undefined) return;
     this.#held.delete(msg);
     this.#add(this.#running, entry.type, -1);
+    this.#slots?.release(entry);
   }
 
-  /** A buffered delivery handed back without starting (shutdown): its reservation no longer counts. */
+  /** A buffered delivery handed back without starting (shutdown): its claims no longer count. */
   dropped(msg: JsMsg): void {
     const entry = this.#held.get(msg);
     if (entry === undefined) return;
     this.#held.delete(msg);
-    if (entry.turn !== undefined) this.#add(this.#reserved, entry.type, -1);
+    if (entry.claimed) this.#add(this.#reserved, entry.type, -1);
+    entry.claimed = false;
     entry.turn = undefined; // a late answer to its reservation changes nothing
+    this.#slots?.release(entry);
   }
 
   stop(): void {
     this.#stopped = true;
+    this.#slots?.stop();
     for (const timer of this.#timers) clearTimeout(timer);
     this.#timers.clear();
   }
 
   #limited(type: string): boolean {
-    return this.#options.concurrency.has(type) || this.#options.rates.has(type);
+    return this.#options.concurrency.has(type) || this.#options.rates.has(type) || this.#slots?.limited(type) === true;
+  }
+
+  /** Whether this worker's own limit for `type` is reached by the tasks running and the deliveries claiming a start. */
+  #localLimitReached(type: string): boolean {
+    const max = this.#options.concurrency.get(type);
+    return max !== undefined && this.running(type) + (this.#reserved.get(type) ?? 0) >= max;
   }
 
   #reserve(entry: Held, type: string, rate: TypeRate): void {
     entry.turn = "pending";
-    this.#add(this.#reserved, type, 1);
     this.#options.reserve(type, rate).then(
       (waitMs) => {
         if (this.#stopped || entry.turn !== "pending") return;
@@ -175,8 +209,7 @@ export class TypeLimits {
       },
       (error: unknown) => {
         if (this.#stopped || entry.turn !== "pending") return;
-        entry.turn = undefined;
-        this.#add(this.#reserved, type, -1);
+        entry.turn = undefined; // still claimed: asked again after retryMs
         // Held, not started: a start rate that cannot be checked is not a rate that holds. Logged once a minute.
         const now = Date.now();
         if (now - this.#lastFailureLog >= 60_000) {

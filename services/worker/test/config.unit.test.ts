@@ -36,6 +36,10 @@ test("per-type limits: none by default; concurrency and rates parsed per type", 
   expect(config.WORKER_TYPE_RATES.get("echo")).toEqual({ perSecond: 10, burst: 1 });
   expect(config.WORKER_TYPE_RATES.get("sleep")).toEqual({ perSecond: 1.5, burst: 5 });
   expect(config.WORKER_TYPE_RATES.get("checksum")?.perSecond).toBeCloseTo(0.5 / 3600);
+  expect(none.WORKER_TYPE_GLOBAL_CONCURRENCY.size).toBe(0);
+  expect([
+    ...loadConfig(workerConfig, { WORKER_TYPE_GLOBAL_CONCURRENCY: "sleep=3" }).WORKER_TYPE_GLOBAL_CONCURRENCY,
+  ]).toEqual([["sleep", 3]]);
 });
 
 test.each([
@@ -49,6 +53,11 @@ test.each([
   ["WORKER_TYPE_RATES", "echo=0/s", /the rate must be above 0/],
   ["WORKER_TYPE_RATES", "echo=10/s:0", /the burst must be a whole number from 1/],
   ["WORKER_TYPE_RATES", "nope=1/s", /"nope" is not a task type this worker runs/],
+  [
+    "WORKER_TYPE_GLOBAL_CONCURRENCY",
+    "sleep=0",
+    /WORKER_TYPE_GLOBAL_CONCURRENCY: "sleep=0": the limit must be a whole number/,
+  ],
 ])("rejects %s=%j at start-up, naming the variable and the problem", (name, value, message) => {
   expect(() => loadConfig(workerConfig, { [name]: value })).toThrow(ConfigError);
   expect(() => loadConfig(workerConfig, { [name]: value })).toThrow(message);

@@ -1,10 +1,12 @@
 /**
  * Per-type limits against a real nats-server and redis-server: with WORKER_TYPE_CONCURRENCY a type's tasks run one
  * at a time while other types go past them; with WORKER_TYPE_RATES two worker replicas together start a type no
- * faster than its rate (the turns are reserved in Redis), also after a Redis outage during which their turns could not
+ * faster than its rate (the turns are reserved in Redis), and with WORKER_TYPE_GLOBAL_CONCURRENCY run one at a time
+ * across both (slots in Redis, given back when done); the rate holds also after a Redis outage during which their turns could not
  * be reserved. Every task runs once, on its first delivery: a held task spends no attempt.
  */
 import type { ResultMessage } from "@tm/flow";
+import { Keys } from "@tm/store";
 import { useClients, useInfra, waitFor } from "@tm/testkit";
 import { expect, test } from "vitest";
 import { enrichedTask, publishTask, StreamReader, startWorker } from "./support.js";
@@ -85,6 +87,46 @@ test("WORKER_TYPE_RATES=echo=5/s on two workers: the fleet starts echo tasks at 
     expectStartsApart(await resultsOf(echoes.map((t) => t.taskId)), 200);
   } finally {
     await Promise.all(workers.map((w) => w.stop()));
+  }
+});
+
+test("WORKER_TYPE_GLOBAL_CONCURRENCY=sleep=1 on two workers: one sleep task at a time across both; the slot is given back", async () => {
+  const env = { WORKER_CONCURRENCY: "4", WORKER_TYPE_GLOBAL_CONCURRENCY: "sleep=1" };
+  const workers = [await startWorker(infra, env), await startWorker(infra, env)];
+  try {
+    const sleeps = [1, 2, 3, 4].map((n) => enrichedTask("sleep", { ms: 150, n }));
+    const echoes = [1, 2].map((n) => enrichedTask("echo", { n }));
+    for (const task of [...sleeps, ...echoes]) await publishTask(clients.nc, task);
+    const runs = (await resultsOf(sleeps.map((t) => t.taskId)))
+      .map((r) => [ms(r.startedAt), ms(r.completedAt)] as const)
+      .sort((a, b) => a[0] - b[0]);
+    for (let i = 1; i < runs.length; i++) {
+      expect(runs[i]![0], "a sleep task started while another ran").toBeGreaterThanOrEqual(runs[i - 1]![1]);
+    }
+    expect((await resultsOf(echoes.map((t) => t.taskId))).every((r) => r.attempts === 1)).toBe(true);
+    await waitFor(
+      "the last slot to be given back",
+      async () => (await clients.redis.zcard(Keys.typeSlots("sleep"))) === 0,
+    );
+  } finally {
+    await Promise.all(workers.map((w) => w.stop()));
+  }
+});
+
+test("a slot held by a worker that died (no renewals) is taken back when its lease runs out: the task then runs", async () => {
+  const worker = await startWorker(infra, { WORKER_CONCURRENCY: "2", WORKER_TYPE_GLOBAL_CONCURRENCY: "sleep=1" });
+  try {
+    // The only slot, held by a worker that is gone: its lease ends in 1.5 s and nobody renews it.
+    const [seconds, micros] = await clients.redis.time();
+    const leaseEnd = Number(seconds) * 1000 + Math.floor(Number(micros) / 1000) + 1_500;
+    await clients.redis.zadd(Keys.typeSlots("sleep"), leaseEnd, "dead-worker:1");
+    const task = enrichedTask("sleep", { ms: 10 });
+    await publishTask(clients.nc, task);
+    const [result] = await resultsOf([task.taskId]);
+    expect(ms(result!.startedAt)).toBeGreaterThanOrEqual(leaseEnd - 10);
+    expect(result!.attempts).toBe(1);
+  } finally {
+    await worker.stop();
   }
 });
 
