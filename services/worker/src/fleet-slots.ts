@@ -4,9 +4,11 @@
  * and gives it back when it ends; the slots this worker holds are renewed every third of a lease while their tasks
  * run, so a worker that dies loses its slots to the others within one lease.
  *
- * Asking is paced per type: one take at a time, and after a refusal (all slots taken) no new take for that type
- * before `retryMs`. A slot freed elsewhere is noticed at the next ask, so a waiting type polls Redis every `retryMs`
- * from each worker that holds one of its deliveries: one small script, and none for a type with no waiting delivery.
+ * Asking is paced per type once the type is contended: while takes succeed, every delivery that may start asks at
+ * once (their scripts share pipelined writes); after a refusal (all slots taken) no new take for that type before
+ * `retryMs`, and then one at a time until one succeeds. A slot freed elsewhere is noticed at the next ask, so a
+ * contended type polls Redis every `retryMs` from each worker holding one of its deliveries: one small script, and
+ * none for a type with no waiting delivery.
  */
 import type { Logger } from "@tm/kit";
 
@@ -42,8 +44,10 @@ export interface FleetSlotsOptions {
 export class FleetSlots {
   readonly #options: FleetSlotsOptions;
   readonly #now: () => number;
-  /** Types with a take in flight. */
-  readonly #asking = new Set<string>();
+  /** Takes in flight per type. */
+  readonly #asking = new Map<string, number>();
+  /** Types whose last take was refused (or failed), until one succeeds: asked one take at a time. */
+  readonly #contended = new Set<string>();
   /** Per type, no take before this time (after a refusal or failure). */
   readonly #notBefore = new Map<string, number>();
   /** Types with a wake-up set for their `notBefore`. */
@@ -69,7 +73,8 @@ export class FleetSlots {
   /** Whether `claim` holds a slot; if it has none and may ask, asks (asynchronously: `wake` when answered). */
   acquire(claim: SlotClaim): boolean {
     if (claim.slot === "held") return true;
-    if (claim.slot === "pending" || this.#asking.has(claim.type)) return false;
+    if (claim.slot === "pending") return false;
+    if (this.#contended.has(claim.type) && this.#asking.has(claim.type)) return false;
     const early = (this.#notBefore.get(claim.type) ?? 0) - this.#now();
     if (early > 0) {
       // A timer can fire a millisecond before Date.now() reaches its time: every early look makes sure one is set.
@@ -79,10 +84,12 @@ export class FleetSlots {
     const limit = this.#options.limits.get(claim.type);
     if (limit === undefined) return true;
     claim.slot = "pending";
-    this.#asking.add(claim.type);
+    this.#count(claim.type, 1);
     this.#options.store.take(claim.type, claim.holder, limit).then(
       (got) => {
-        this.#asking.delete(claim.type);
+        this.#count(claim.type, -1);
+        if (got) this.#contended.delete(claim.type);
+        else this.#contended.add(claim.type);
         if (claim.slot !== "pending") {
           // Given up meanwhile (handed back at shutdown): a slot it got after all goes straight back.
           if (got) this.#giveBack(claim);
@@ -98,7 +105,8 @@ export class FleetSlots {
         this.#pause(claim.type, this.#options.retryMs ?? 250);
       },
       (error: unknown) => {
-        this.#asking.delete(claim.type);
+        this.#count(claim.type, -1);
+        this.#contended.add(claim.type);
         if (claim.slot === "pending") claim.slot = undefined;
         const now = Date.now();
         if (now - this.#lastFailureLog >= 60_000) {
@@ -129,6 +137,12 @@ export class FleetSlots {
     for (const timer of this.#timers) clearTimeout(timer);
     this.#timers.clear();
     this.#armed.clear();
+  }
+
+  #count(type: string, delta: number): void {
+    const next = (this.#asking.get(type) ?? 0) + delta;
+    if (next <= 0) this.#asking.delete(type);
+    else this.#asking.set(type, next);
   }
 
   #pause(type: string, ms: number): void {

@@ -47,12 +47,13 @@ function fleet(limits: Record<string, number> = { sleep: 1 }, now?: () => number
 
 const claim = (holder: string, type = "sleep"): SlotClaim => ({ type, holder });
 
-test("one take per type at a time; a slot got is held until released, then given back", async () => {
-  const { slots, takes, released, wake } = fleet();
+test("uncontended, every claim asks at once; a slot got is held until released, then given back", async () => {
+  const { slots, takes, released, wake } = fleet({ sleep: 2 });
   const [a, b] = [claim("a"), claim("b")];
   expect(slots.acquire(a)).toBe(false);
-  expect(slots.acquire(b)).toBe(false); // a's take is in flight: b does not ask yet
-  expect(takes.map((t) => t.holder)).toEqual(["a"]);
+  expect(slots.acquire(b)).toBe(false);
+  expect(slots.acquire(a)).toBe(false); // its take is in flight: not asked twice
+  expect(takes.map((t) => t.holder)).toEqual(["a", "b"]);
   takes[0]?.answer(true);
   await vi.advanceTimersByTimeAsync(0);
   expect(wake).toHaveBeenCalledTimes(1);
@@ -60,6 +61,22 @@ test("one take per type at a time; a slot got is held until released, then given
   slots.release(a);
   await vi.advanceTimersByTimeAsync(0);
   expect(released).toEqual(["a"]);
+});
+
+test("contended (a take refused), the type is asked one take at a time until one succeeds", async () => {
+  const { slots, takes } = fleet({ sleep: 1 });
+  const [a, b, c] = [claim("a"), claim("b"), claim("c")];
+  slots.acquire(a);
+  takes[0]?.answer(false);
+  await vi.advanceTimersByTimeAsync(250);
+  slots.acquire(b);
+  expect(slots.acquire(c)).toBe(false); // b's take is the one in flight
+  expect(takes.map((t) => t.holder)).toEqual(["a", "b"]);
+  takes[1]?.answer(true); // contention over
+  await vi.advanceTimersByTimeAsync(0);
+  slots.acquire(c);
+  slots.acquire(a);
+  expect(takes.map((t) => t.holder)).toEqual(["a", "b", "c", "a"]);
 });
 
 test("after a refusal the type is not asked for again before retryMs; then the dispatcher is woken to ask", async () => {
