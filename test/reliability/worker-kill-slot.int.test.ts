@@ -6,9 +6,10 @@
  */
 import { TaskState } from "@tm/proto";
 import { Keys, readResult } from "@tm/store";
-import { type SpawnedService, waitFor } from "@tm/testkit";
+import { waitFor } from "@tm/testkit";
 import { afterAll, beforeAll, expect, test } from "vitest";
 import { collectStream, type Pipeline, startPipeline, stateNames } from "../support/pipeline.js";
+import { workerInFlight } from "../support/reliability.js";
 
 const ACK_WAIT_MS = 2_000;
 const LIMITS = { WORKER_TYPE_GLOBAL_CONCURRENCY: "sleep=1" };
@@ -22,13 +23,6 @@ afterAll(async () => {
   await pipeline?.dispose();
 });
 
-/** The worker's tm_worker_in_flight gauge (tasks running in it), read from its /metrics. */
-async function inFlight(worker: SpawnedService): Promise<number> {
-  const metrics = await (await fetch(`http://127.0.0.1:${worker.opsPort}/metrics`)).text();
-  const line = metrics.split("\n").find((l) => l.startsWith("tm_worker_in_flight"));
-  return line ? Number(line.slice(line.lastIndexOf(" ") + 1)) : 0;
-}
-
 test("the slot of a SIGKILLed worker comes back after its lease: the task runs on the other worker, stored once", async () => {
   const slots = Keys.typeSlots("sleep");
   const { taskId } = await pipeline.client.submitTask({ type: "sleep", payload: { ms: 4_000 } });
@@ -36,7 +30,7 @@ test("the slot of a SIGKILLed worker comes back after its lease: the task runs o
   const workers = [pipeline.services.get("worker")!, pipeline.services.get("worker-2")!];
   let counts: number[] = [];
   await waitFor("the worker running the task", async () => {
-    counts = await Promise.all(workers.map(inFlight));
+    counts = await Promise.all(workers.map(workerInFlight));
     return counts.includes(1);
   });
   expect(await pipeline.redisClient.zcard(slots), "the running task holds the one slot").toBe(1);

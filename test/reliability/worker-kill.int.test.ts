@@ -12,7 +12,7 @@ import { type SpawnedService, waitFor } from "@tm/testkit";
 import type { NatsConnection } from "nats";
 import { afterAll, beforeAll, expect, test } from "vitest";
 import { collectStream, type Pipeline, startPipeline, stateNames } from "../support/pipeline.js";
-import { actionsOf, connectTo, waitDrained } from "../support/reliability.js";
+import { actionsOf, connectTo, waitDrained, workerInFlight } from "../support/reliability.js";
 
 const ACK_WAIT_MS = 2_000;
 const TASK_MS = 5_000;
@@ -30,14 +30,6 @@ afterAll(async () => {
   await pipeline?.dispose();
 });
 
-/** The worker's tm_worker_in_flight gauge (tasks running in it), read from its /metrics. */
-async function inFlight(worker: SpawnedService): Promise<number> {
-  const metrics = await (await fetch(`http://127.0.0.1:${worker.opsPort}/metrics`)).text();
-  const line = metrics.split("\n").find((l) => l.startsWith("tm_worker_in_flight"));
-  if (!line) throw new Error(`no tm_worker_in_flight on ${worker.process.options.name}'s /metrics`);
-  return Number(line.slice(line.lastIndexOf(" ") + 1));
-}
-
 test("a task whose worker is SIGKILLed while RUNNING is redelivered after AckWait and stored once", async () => {
   // Long enough that the task is still running when the worker that took it is found and killed.
   const { taskId } = await pipeline.client.submitTask({ type: "sleep", payload: { ms: TASK_MS } });
@@ -54,7 +46,7 @@ test("a task whose worker is SIGKILLed while RUNNING is redelivered after AckWai
   const workers = [pipeline.services.get("worker")!, pipeline.services.get("worker-2")!];
   let counts: number[] = [];
   await waitFor("the worker running the task", async () => {
-    counts = await Promise.all(workers.map(inFlight));
+    counts = await Promise.all(workers.map(workerInFlight));
     return counts.includes(1);
   });
   expect([...counts].sort(), "one worker runs the task, the other nothing").toEqual([0, 1]);
@@ -103,7 +95,7 @@ test("with max_attempts 1, a task whose worker is SIGKILLed is not run again: FA
   expect(workers).toHaveLength(2);
   let counts: number[] = [];
   await waitFor("the worker running the task", async () => {
-    counts = await Promise.all(workers.map(inFlight));
+    counts = await Promise.all(workers.map(workerInFlight));
     return counts.includes(1);
   });
   await workers[counts.indexOf(1)]!.process.kill();

@@ -1,18 +1,26 @@
 /**
  * Observations shared by the fault tests (test/reliability): how many messages a subject holds for a task, whether
- * a durable has nothing left to deliver, what the audit trail says happened, and a client that resubmits with the
- * same idempotency key while the gateway answers UNAVAILABLE.
+ * a durable has nothing left to deliver, what the audit trail says happened, which worker runs a task, and a client
+ * that resubmits with the same idempotency key while the gateway answers UNAVAILABLE.
  */
 import type { Timestamp } from "@bufbuild/protobuf/wkt";
 import { Code, ConnectError } from "@connectrpc/connect";
 import { durableName, isTerminal, type Subject, Subjects, streamOf } from "@tm/flow";
 import { type TaskClient, unprocessedCause } from "@tm/proto";
 import { Keys, parseStatusHash, readHistory, type StoredStatus } from "@tm/store";
-import { waitFor } from "@tm/testkit";
+import { type SpawnedService, waitFor } from "@tm/testkit";
 import type { Redis } from "ioredis";
 import { connect, type NatsConnection } from "nats";
 
 type SubmitRequest = Parameters<TaskClient["submitTask"]>[0];
+
+/** A spawned worker's tm_worker_in_flight gauge (tasks running in it), read from its /metrics. */
+export async function workerInFlight(worker: SpawnedService): Promise<number> {
+  const metrics = await (await fetch(`http://127.0.0.1:${worker.opsPort}/metrics`)).text();
+  const line = metrics.split("\n").find((l) => l.startsWith("tm_worker_in_flight"));
+  if (!line) throw new Error(`no tm_worker_in_flight on ${worker.process.options.name}'s /metrics`);
+  return Number(line.slice(line.lastIndexOf(" ") + 1));
+}
 
 export function connectTo(url: string): Promise<NatsConnection> {
   return connect({ servers: url, maxReconnectAttempts: -1, reconnectTimeWait: 100 });
