@@ -3,8 +3,8 @@
  * runs one; a task is released by exactly one of them, because taking it out of tasks_delayed is one Redis script
  * (`releaseDue`) that moves it to tasks_unqueued. From there on it is a submission awaiting its PubAck:
  *
- *   - still PENDING (its current generation): published under the id SubmitTask would have used
- *     (`<id>:ingest:<generation>`), in the trace it was submitted in, then audited "released";
+ *   - still PENDING (its current generation): audited "released" and published under the id SubmitTask would have
+ *     used (`<id>:ingest:<generation>`), in the trace it was submitted in;
  *   - cancelled meanwhile, expired, or moved on: only taken out of tasks_unqueued;
  *   - the publish failed (NATS went away): put back in tasks_delayed, due at once, for the next round;
  *   - the gateway died in between: the requeue sweeper finds the tasks_unqueued entry and queues it exactly once, as
@@ -69,6 +69,19 @@ export function startDelayedReleaser(rt: Runtime, options: DelayedReleaserOption
       return "dropped";
     }
     const { generation } = task;
+    const lateMs = Math.max(0, Date.now() - entry.dueMs);
+    // The "released" audit event goes out before tasks.ingest, on the same connection: nats-server stores one client's
+    // messages in the order it reads them, so the task's history shows "released" before ingest's "ingested" (sent
+    // after the PubAck, ingest could audit first: seen once in CI). If the queueing then fails the task is released
+    // again next round (rounds start only when JetStream answers), and that round's identical event (same message id)
+    // is dropped within the stream's duplicate window (2 min).
+    const audited = publishAudit(rt.publisher, {
+      taskId,
+      service: rt.name,
+      action: "released",
+      detail: { runAt: task.runAt ?? new Date(entry.dueMs).toISOString(), lateMs, generation },
+      discriminator: generation,
+    }).catch((error: unknown) => rt.log.warn({ err: error, taskId }, "could not publish the released audit event"));
     try {
       // The submission's PENDING write may have failed after its record was saved (the client was told so, and a
       // retry with its idempotency key leaves the task to this releaser): write it now.
@@ -83,18 +96,12 @@ export function startDelayedReleaser(rt: Runtime, options: DelayedReleaserOption
     } catch (error) {
       rt.log.warn({ err: error, taskId }, "could not queue a delayed task; it is released again next round");
       await returnToDelayed(rt.redis, taskId, nowMs);
+      await audited;
       return "returned";
     }
     await markQueued(rt.redis, [taskId]);
-    const lateMs = Math.max(0, Date.now() - entry.dueMs);
     lateness.record(lateMs);
-    await publishAudit(rt.publisher, {
-      taskId,
-      service: rt.name,
-      action: "released",
-      detail: { runAt: task.runAt ?? new Date(entry.dueMs).toISOString(), lateMs, generation },
-      discriminator: generation,
-    }).catch((error: unknown) => rt.log.warn({ err: error, taskId }, "could not publish the released audit event"));
+    await audited;
     rt.log.debug({ taskId, lateMs }, "delayed task released");
     return "released";
   }
