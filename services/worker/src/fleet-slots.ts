@@ -172,7 +172,11 @@ export class FleetSlots {
 
   async #renew(): Promise<void> {
     const byType = new Map<string, string[]>();
-    for (const claim of this.#held) byType.set(claim.type, [...(byType.get(claim.type) ?? []), claim.holder]);
+    for (const claim of this.#held) {
+      const holders = byType.get(claim.type);
+      if (holders) holders.push(claim.holder);
+      else byType.set(claim.type, [claim.holder]);
+    }
     for (const [type, holders] of byType) {
       try {
         const renewed = await this.#options.store.renew(type, holders);
