@@ -3,9 +3,14 @@
  * (its version outranks every status of the older ones), then the task on tasks.ingest under msgId
  * `<id>:ingest:<generation>` (not deduplicated against an older generation's message), then out of tasks_unqueued.
  * Shared by dead-letter replay and the requeue of stalled tasks.
+ *
+ * The caller's audit event ("replayed", "requeued_stalled") goes out just before tasks.ingest, on the same
+ * connection: nats-server reads one client's messages in order, so it is in EVENTS before the new generation is in
+ * TASKS, and the task's history shows it before ingest's "ingested" (sent after the PubAck, ingest could audit first).
+ * It is true even if the queueing then fails: the generation has started, and the sweeper queues it.
  */
 import { Code, ConnectError } from "@connectrpc/connect";
-import { Subjects } from "@tm/flow";
+import { type AuditRecord, publishAudit, Subjects } from "@tm/flow";
 import type { Runtime } from "@tm/kit";
 import { markQueued, type TaskRecord } from "@tm/store";
 import { dependency } from "./dependencies.js";
@@ -27,24 +32,32 @@ export function isGenerationNotQueued(error: unknown): error is ConnectError {
 
 /**
  * The generation is committed when this is called: should a step fail, the error says so (isGenerationNotQueued), naming `what`
- * (e.g. "the replay of task X"); `afterwards` ends its message with what the caller should know.
+ * (e.g. "the replay of task X"); `afterwards` ends its message with what the caller should know. A lost audit event
+ * is logged, not thrown: failing the call for want of a history line would invite a second replay or requeue (another
+ * generation, the work run once more).
  */
 export async function queueGeneration(
   rt: Runtime,
   task: TaskRecord,
   generation: number,
+  audit: AuditRecord,
   what: string,
   afterwards = "",
 ): Promise<void> {
   const { taskId } = task;
+  let audited: Promise<void> | undefined;
   try {
     await recordStatus(rt, { taskId, state: "PENDING", source: rt.name, generation });
+    audited = publishAudit(rt.publisher, audit).catch((error: unknown) =>
+      rt.log.warn({ err: error, taskId }, `could not publish the ${audit.action} audit event`),
+    );
     await dependency("NATS", "queueing the task", () =>
       rt.publisher.publish(Subjects.ingest, ingestMessageOf(task, generation), {
         msgId: ingestMsgId(taskId, generation),
       }),
     );
   } catch (error) {
+    await audited;
     const cause = error instanceof ConnectError ? error.rawMessage : String((error as Error)?.message ?? error);
     throw Object.assign(
       new ConnectError(
@@ -58,6 +71,7 @@ export async function queueGeneration(
       { [NOT_QUEUED]: generation },
     );
   }
+  await audited;
   // Not awaited: should it fail, the sweeper finds the generation past PENDING (or republishes it, deduplicated).
   markQueued(rt.redis, [taskId]).catch((error: unknown) =>
     rt.log.debug({ err: error, taskId }, "could not take the task's new generation out of tasks_unqueued"),

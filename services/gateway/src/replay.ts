@@ -9,16 +9,16 @@
  *      and a replayed letter is no longer listed; its audit event "replayed" keeps the record), task:<id>
  *      generation + 1 (only if still the generation checked in step 1: of two letters of one task replayed at once,
  *      only one starts a generation), the cancel marker cleared, the task entered in tasks_unqueued;
- *   3. applies and publishes PENDING with the new generation (its version outranks the old FAILED), publishes the
- *      task on tasks.ingest under msgId `<id>:ingest:<generation>` (not deduplicated against the original), takes
- *      it out of tasks_unqueued once acknowledged, and audits "replayed".
+ *   3. applies and publishes PENDING with the new generation (its version outranks the old FAILED), audits
+ *      "replayed", publishes the task on tasks.ingest under msgId `<id>:ingest:<generation>` (not deduplicated
+ *      against the original), and takes it out of tasks_unqueued once acknowledged.
  * Once step 2 has run the replay is committed: if step 3 fails (NATS or Redis down) or the gateway dies during it,
  * the requeue sweeper queues the new generation under the same message id (or fails it, past the stream's
  * duplicate window), as for an interrupted submission, and the outcome says so (replayed, `queuePending`). Putting the
  * letter back instead would leave a task whose PENDING of the new generation was written but never queued, and a
  * second replay of the letter would be refused for that very PENDING.
  */
-import { isTerminal, publishAudit, Subjects } from "@tm/flow";
+import { isTerminal, Subjects } from "@tm/flow";
 import type { Runtime } from "@tm/kit";
 import { claimReplay, type DeadLetterLine, readStatus, readTask } from "@tm/store";
 import { dependency } from "./dependencies.js";
@@ -88,17 +88,7 @@ export async function replayDeadLetter(
     );
   }
   const { generation } = claim;
-  try {
-    await queueGeneration(rt, task, generation, `the replay of task ${taskId}`, " (the letter is no longer listed)");
-  } catch (error) {
-    // Committed: the sweeper queues it (and audits "requeued"). The "replayed" event is not attempted: NATS is most
-    // likely what failed, and a publish waits out its retry deadline before giving up.
-    if (!isGenerationNotQueued(error)) throw error;
-    return { id, result: "replayed", taskId, generation, queuePending: error.rawMessage };
-  }
-  // The task is queued by now: failing the call here would invite a second replay (another generation, the work
-  // done twice) for want of a history line, so a lost audit event is logged rather than returned.
-  await publishAudit(rt.publisher, {
+  const audit = {
     taskId,
     service: rt.name,
     action: "replayed",
@@ -110,6 +100,20 @@ export async function replayDeadLetter(
       ...(caller === undefined ? {} : { replayedBy: caller }),
     },
     discriminator: generation,
-  }).catch((error: unknown) => rt.log.warn({ err: error, taskId }, "could not publish the replayed audit event"));
+  };
+  try {
+    await queueGeneration(
+      rt,
+      task,
+      generation,
+      audit,
+      `the replay of task ${taskId}`,
+      " (the letter is no longer listed)",
+    );
+  } catch (error) {
+    // Committed: the sweeper queues it (and audits "requeued").
+    if (!isGenerationNotQueued(error)) throw error;
+    return { id, result: "replayed", taskId, generation, queuePending: error.rawMessage };
+  }
   return { id, result: "replayed", taskId, generation };
 }

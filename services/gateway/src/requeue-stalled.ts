@@ -9,13 +9,13 @@
  *   2. starts the new generation in one Redis script (claimRequeue), only if the task's generation and status
  *      version are still the ones checked (of two operators requeuing one task only one does; a task that moved in
  *      between is left alone) and no cancel was requested; the task is entered in tasks_unqueued;
- *   3. queues the generation as a replay does (queue-generation.ts) and audits "requeued_stalled".
+ *   3. audits "requeued_stalled" and queues the generation as a replay does (queue-generation.ts).
  * A task judged stalled that was only slow still runs once if its old message reaches a worker afterwards (the worker
  * skips a message older than the task's generation: whyNotRun); one whose handler was already running runs twice:
  * its older generation's statuses are ignored (versions carry the generation), and its result is replaced by the
  * newer generation's (result-store keeps the latest generation's): the threshold is the operator's guard.
  */
-import { isTerminal, publishAudit, type TaskState } from "@tm/flow";
+import { isTerminal, type TaskState } from "@tm/flow";
 import type { Runtime } from "@tm/kit";
 import { claimRequeue, readStatus, readTask, stalledSinceMs } from "@tm/store";
 import { dependency } from "./dependencies.js";
@@ -87,16 +87,7 @@ export async function requeueStalledTask(
     );
   }
   const { generation } = claim;
-  try {
-    await queueGeneration(rt, task, generation, `the requeue of task ${taskId}`);
-  } catch (error) {
-    // Committed: the sweeper queues it (and audits "requeued"); as for a replay, the audit event is not attempted.
-    if (!isGenerationNotQueued(error)) throw error;
-    return { taskId, result: "requeued", generation, previousState, queuePending: error.rawMessage };
-  }
-  // Queued by now: as with a replay, a lost audit event is logged rather than failing the call (which would invite
-  // a second requeue, the work run once more).
-  await publishAudit(rt.publisher, {
+  const audit = {
     taskId,
     service: rt.name,
     action: "requeued_stalled",
@@ -107,9 +98,14 @@ export async function requeueStalledTask(
       ...(caller === undefined ? {} : { requeuedBy: caller }),
     },
     discriminator: generation,
-  }).catch((error: unknown) =>
-    rt.log.warn({ err: error, taskId }, "could not publish the requeued_stalled audit event"),
-  );
+  };
+  try {
+    await queueGeneration(rt, task, generation, audit, `the requeue of task ${taskId}`);
+  } catch (error) {
+    // Committed: the sweeper queues it (and audits "requeued"), as for a replay.
+    if (!isGenerationNotQueued(error)) throw error;
+    return { taskId, result: "requeued", generation, previousState, queuePending: error.rawMessage };
+  }
   rt.log.info({ taskId, generation, previousState, unchangedMs }, "stalled task requeued");
   return { taskId, result: "requeued", generation, previousState };
 }

@@ -71,14 +71,44 @@ async function saveInterrupted(task: TaskRecord, { withStatus = true } = {}): Pr
 const interruptedSubmission = (ageMs: number, options?: { withStatus?: boolean }) =>
   saveInterrupted(newTask(ageMs), options);
 
-/** The sweeper took the task out of tasks_unqueued having queued it once, as `generation`, with PENDING and an audit. */
-async function expectRequeuedAsGeneration(taskId: string, generation: number): Promise<void> {
+/**
+ * The sweeper took the task out of tasks_unqueued having queued it once, as `generation`, with PENDING and an audit
+ * (after `auditedBefore`, what the interrupted call audited before its queueing failed).
+ */
+async function expectRequeuedAsGeneration(taskId: string, generation: number, auditedBefore: string[] = []) {
   await waitFor("the task to leave tasks_unqueued", async () => !(await unqueued(taskId)));
   const queued = await ingested(taskId);
   expect(queued.map((q) => [q.msgId, q.message.generation])).toEqual([[`${taskId}:ingest:${generation}`, generation]]);
   expect(await readStatus(redis, taskId)).toMatchObject({ state: "PENDING", generation });
-  await waitFor("the requeued audit event", async () => (await audited(taskId)).length > 0);
-  expect((await audited(taskId)).map((e) => [e.action, e.detail?.generation])).toEqual([["requeued", generation]]);
+  await waitFor("the requeued audit event", async () => (await audited(taskId)).length > auditedBefore.length);
+  expect((await audited(taskId)).map((e) => [e.action, e.detail?.generation])).toEqual([
+    ...auditedBefore.map((action) => [action, generation]),
+    ["requeued", generation],
+  ]);
+}
+
+/**
+ * What the gateway sends about `taskId` while `act` runs, in the order nats-server routes it: one core subscriber
+ * sees one publisher's messages in the order the server read them, the order the streams store them in.
+ */
+async function sentInOrder(taskId: string, act: () => Promise<unknown>): Promise<string[]> {
+  const seen: string[] = [];
+  const record = (kind: (message: { action?: string }) => string) => (_: Error | null, msg: { data: Uint8Array }) => {
+    const message = JSON.parse(new TextDecoder().decode(msg.data)) as { taskId?: string; action?: string };
+    if (message.taskId === taskId) seen.push(kind(message));
+  };
+  const subs = [
+    nc.subscribe(Subjects.ingest, { callback: record(() => "queued") }),
+    nc.subscribe(Subjects.audit, { callback: record((message) => `audit ${message.action}`) }),
+  ];
+  await nc.flush();
+  try {
+    await act();
+    await waitFor("the audit event and the queued task", async () => seen.length >= 2);
+    return seen;
+  } finally {
+    for (const sub of subs) sub.unsubscribe();
+  }
 }
 
 /** A publisher on a connection that is closed: every publish fails at once, as with NATS gone for good. */
@@ -234,6 +264,18 @@ describe("an interrupted submission", () => {
     await expectRequeuedAsGeneration(task.taskId, 1);
   });
 
+  test("a replay is audited before its new generation is queued, so its history shows replayed before ingested", async () => {
+    const { task, line } = await deadLettered();
+    const order = await sentInOrder(task.taskId, () => replayDeadLetter(gateways[0]!.runtime, line.letter!.id, line));
+    expect(order).toEqual(["audit replayed", "queued"]);
+  });
+
+  test("a requeue of a stalled task is audited before its new generation is queued", async () => {
+    const task = await stalledScheduled();
+    const order = await sentInOrder(task.taskId, () => requeueStalledTask(gateways[0]!.runtime, task.taskId, 0));
+    expect(order).toEqual(["audit requeued_stalled", "queued"]);
+  });
+
   test("two dead letters of one task replayed at once start one generation, not two", async () => {
     const { task, line } = await deadLettered();
     await appendDeadLetter(redis, { ...line.letter!, id: `TASKS:${crypto.randomUUID()}`, subject: Subjects.ingest });
@@ -304,7 +346,8 @@ describe("an interrupted submission", () => {
     // The first was queued by the call, the second by the sweeper; the third was left as it was.
     await waitFor("the first task's new generation", async () => (await ingested(first.taskId)).length > 0);
     expect((await ingested(first.taskId)).map((q) => q.msgId)).toEqual([`${first.taskId}:ingest:1`]);
-    await expectRequeuedAsGeneration(second.taskId, 1);
+    // Its requeue was audited before the queueing failed; the sweeper's "requeued" follows.
+    await expectRequeuedAsGeneration(second.taskId, 1, ["requeued_stalled"]);
     expect(await redis.hget(Keys.task(third.taskId), "generation")).toBe("0");
     expect(await readStatus(redis, third.taskId)).toMatchObject({ state: "SCHEDULED", generation: 0 });
     expect(await ingested(third.taskId)).toEqual([]);
