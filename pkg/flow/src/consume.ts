@@ -5,7 +5,8 @@
  *   handler resolves            → ack
  *   body fails its schema       → dead-letter (reason "invalid") and term: never retried
  *   handler throws PermanentError → onExhausted hook, dead-letter ("rejected"), term
- *   handler throws, deliveries left → onRetry hook, NAK with the delay for this attempt
+ *   handler throws, deliveries left → onRetry hook, NAK with the delay for this attempt (a RetryAfterError's own
+ *                                  delay if it gives one)
  *   handler throws on the last delivery → onExhausted hook, dead-letter ("exhausted"), term
  *   process dies mid-handler    → no ack: redelivered after AckWait (heartbeats keep long handlers alive)
  *   handler fails with an outage → held: retried in place with back-off (heartbeats go on) until the dependency is
@@ -16,7 +17,7 @@
  */
 import { context, type Span, SpanKind, SpanStatusCode, trace } from "@opentelemetry/api";
 import type { ConsumerMessages, JetStreamClient, JsMsg } from "nats";
-import { errorMessage, PermanentError } from "./errors.js";
+import { errorMessage, PermanentError, RetryAfterError } from "./errors.js";
 import { KeyedQueue } from "./keyed-queue.js";
 import type { Publisher } from "./publish.js";
 import { decodeMessage, type MessageFor, MessageValidationError } from "./schemas.js";
@@ -279,7 +280,8 @@ export class DeliveryProcessor<S extends Subject> {
     const { settings, hooks } = this.#options;
     const permanent = error instanceof PermanentError;
     if (!permanent && !ctx.lastAttempt && !(error instanceof AttemptsExhaustedError)) {
-      const delayMs = retryDelayFor(ctx.attempt, settings.retryDelaysMs);
+      const delayMs =
+        error instanceof RetryAfterError ? error.retryAfterMs : retryDelayFor(ctx.attempt, settings.retryDelaysMs);
       await hooks?.onRetry?.(message, error, ctx, delayMs).catch(() => undefined);
       msg.nak(delayMs);
       hooks?.onOutcome?.("retried", ctx, error);

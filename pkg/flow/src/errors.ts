@@ -10,3 +10,25 @@ export function errorMessage(error: unknown): string {
   if (error instanceof Error) return error.message;
   return String(error);
 }
+
+/** The longest wait a RetryAfterError asks for: a message waiting out a NAK delay holds one of its consumer's
+ *  max_ack_pending slots (1,000), so a wait of hours belongs in a new task with `run_at`, not in a retry. */
+export const MAX_RETRY_AFTER_MS = 3_600_000;
+
+/**
+ * A handler failure that says when to try again (a downstream answered 429 or 503 with Retry-After, a resource is
+ * busy): retried like any failure, spending an attempt, but after `retryAfterMs` instead of the configured delay for
+ * that attempt (Temporal's next retry delay, Celery's `retry(countdown=…)`). Clamped to MAX_RETRY_AFTER_MS; on the
+ * task's last attempt it dead-letters as any failure does.
+ */
+export class RetryAfterError extends Error {
+  override readonly name = "RetryAfterError";
+  readonly retryAfterMs: number;
+  constructor(message: string, retryAfterMs: number, options?: ErrorOptions) {
+    super(message, options);
+    if (!Number.isFinite(retryAfterMs) || retryAfterMs < 0) {
+      throw new RangeError(`RetryAfterError: retryAfterMs must be a finite number ≥ 0, not ${retryAfterMs}`);
+    }
+    this.retryAfterMs = Math.min(Math.round(retryAfterMs), MAX_RETRY_AFTER_MS);
+  }
+}

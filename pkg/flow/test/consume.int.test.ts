@@ -12,6 +12,7 @@ import {
   type Publisher,
   provisionConsumer,
   provisionStreams,
+  RetryAfterError,
   Subjects,
   streamConfig,
 } from "../src/index.js";
@@ -274,6 +275,39 @@ describe("consume", () => {
     await exhausted.done;
     await consumer.stop();
     expect(calls).toBe(1);
+  });
+
+  test("a RetryAfterError is retried after the delay it asks for, not the configured one, and spends an attempt", async () => {
+    const jsm = await nc.jetstreamManager();
+    await provisionStreams(jsm, settings);
+    await provisionConsumer(jsm, "t4r", Subjects.ingest, settings);
+    const publisher = createPublisher(nc);
+    const message = task();
+    const attempts: Array<{ attempt: number; at: number }> = [];
+    const retries: number[] = [];
+    const succeeded = countdown(1);
+    const consumer = new Consumer({
+      js: nc.jetstream(),
+      publisher,
+      service: "t4r",
+      subject: Subjects.ingest,
+      settings,
+      handler: async (m, ctx) => {
+        if (m.taskId !== message.taskId) return;
+        attempts.push({ attempt: ctx.attempt, at: Date.now() });
+        // The configured delay after attempt 1 is 100 ms.
+        if (ctx.attempt === 1) throw new RetryAfterError("downstream said 429, Retry-After: 1.2 s", 1_200);
+        succeeded.tick();
+      },
+      hooks: { onRetry: async (_m, _error, _ctx, delayMs) => void retries.push(delayMs) },
+    });
+    await consumer.start();
+    await publisher.publish(Subjects.ingest, message, { msgId: `${message.taskId}:ingest` });
+    await succeeded.done;
+    await consumer.stop();
+    expect(attempts.map((a) => a.attempt)).toEqual([1, 2]);
+    expect(retries).toEqual([1_200]);
+    expect((attempts[1]?.at ?? 0) - (attempts[0]?.at ?? 0)).toBeGreaterThanOrEqual(1_200 - 20);
   });
 
   test("a delivery past the message's own attempt limit (its last attempt was interrupted) is dead-lettered unrun", async () => {

@@ -1,5 +1,5 @@
 import { createHash } from "node:crypto";
-import { KNOWN_TASK_TYPES } from "@tm/flow";
+import { KNOWN_TASK_TYPES, RetryAfterError } from "@tm/flow";
 import { describe, expect, test } from "vitest";
 import { handlerFor, TASK_TYPES, type TaskContext } from "../src/handlers/index.js";
 
@@ -62,6 +62,15 @@ describe("handler registry", () => {
   test("flaky fails while attempt <= failures", async () => {
     await expect(async () => handler("flaky").run({ failures: 2 }, context({ attempt: 2 }))).rejects.toThrow(/flaky/);
     expect(await handler("flaky").run({ failures: 2 }, context({ attempt: 3 }))).toEqual({ attempts: 3 });
+  });
+
+  test("flaky with retryAfterMs fails with a RetryAfterError carrying that delay; a delay over an hour is refused", async () => {
+    const failure = await Promise.resolve()
+      .then(() => handler("flaky").run({ failures: 1, retryAfterMs: 2_500 }, context({ attempt: 1 })))
+      .catch((error: unknown) => error);
+    expect(failure).toBeInstanceOf(RetryAfterError);
+    expect(failure).toMatchObject({ retryAfterMs: 2_500, message: expect.stringMatching(/flaky: attempt 1 fails/) });
+    expect(handler("flaky").payload.safeParse({ failures: 1, retryAfterMs: 3_600_001 }).success).toBe(false);
   });
 
   test("fail always fails; echo returns its payload", async () => {

@@ -173,6 +173,21 @@ test("flaky {failures: 2}: attempts 1 and 2 fail (RUNNING with error), attempt 3
   expect(events.audits(task.taskId).map((a) => a.action)).toEqual(["attempt_failed", "attempt_failed", "succeeded"]);
 });
 
+test("flaky {failures: 1, retryAfterMs}: the retry waits the delay the handler asked for, reported in the audit", async () => {
+  const task = enrichedTask("flaky", { failures: 1, retryAfterMs: 1_500 });
+  await publishTask(nc, task);
+  await waitForSucceededAudit(task.taskId);
+  const audits = events.audits(task.taskId);
+  expect(audits.map((a) => a.action)).toEqual(["attempt_failed", "succeeded"]);
+  // The configured delay after a first attempt is 1 s (FlowSettings.retryDelaysMs): the handler's 1.5 s won.
+  expect(audits[0]?.detail).toMatchObject({ attempt: 1, retryInMs: 1_500 });
+  const starts = events.statuses(task.taskId).filter((s) => s.state === "RUNNING" && !s.error);
+  expect(starts.map((s) => s.attempt)).toEqual([1, 2]);
+  const [first, second] = starts.map((s) => Date.parse(s.updatedAt));
+  expect(second! - first!).toBeGreaterThanOrEqual(1_500 - 20);
+  expect(tasks.results(task.taskId)[0]).toMatchObject({ attempts: 2, output: { attempts: 2 } });
+});
+
 test("fail: five attempts, then FAILED and a dead letter with reason exhausted", async () => {
   const task = enrichedTask("fail", {});
   await publishTask(nc, task);

@@ -1,12 +1,20 @@
+import { MAX_RETRY_AFTER_MS, RetryAfterError } from "@tm/flow";
 import { z } from "zod";
 import { defineHandler } from "./types.js";
 
-/** Fails its first `failures` attempts, then succeeds: exercises retries. */
+/**
+ * Fails its first `failures` attempts, then succeeds: exercises retries. With `retryAfterMs` each failure asks to be
+ * retried that much later (a RetryAfterError, as a handler does when a downstream answers 429 with Retry-After).
+ */
 export const flaky = defineHandler({
   type: "flaky",
-  payload: z.object({ failures: z.number().int().min(0).max(1_000) }),
-  run({ failures }, { attempt }) {
-    if (attempt <= failures) throw new Error(`flaky: attempt ${attempt} fails (planned failures: ${failures})`);
-    return { attempts: attempt };
+  payload: z.object({
+    failures: z.number().int().min(0).max(1_000),
+    retryAfterMs: z.number().int().min(0).max(MAX_RETRY_AFTER_MS).optional(),
+  }),
+  run({ failures, retryAfterMs }, { attempt }) {
+    if (attempt > failures) return { attempts: attempt };
+    const message = `flaky: attempt ${attempt} fails (planned failures: ${failures})`;
+    throw retryAfterMs === undefined ? new Error(message) : new RetryAfterError(message, retryAfterMs);
   },
 });
