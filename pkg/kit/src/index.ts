@@ -1,6 +1,7 @@
 export * from "./config.js";
 export * from "./deadline.js";
 export { isTransientJetStreamError, retryWhileJetStreamStarts } from "./jetstream-startup.js";
+export * from "./log-throttle.js";
 export * from "./logger.js";
 export * from "./nats.js";
 export * from "./ops-server.js";

@@ -4,6 +4,7 @@
  */
 import type { RedisOptions } from "ioredis";
 import { Redis } from "./ioredis-module.js";
+import { LogThrottle } from "./log-throttle.js";
 import type { Logger } from "./logger.js";
 import { keepRedisCommandContext } from "./redis-context.js";
 import { spansRecorded } from "./telemetry.js";
@@ -12,7 +13,8 @@ export function connectRedis(url: string, name: string, log: Logger, extra: Redi
   // Auto-pipelining (below) would otherwise send a command in the context of another caller: redis-context.ts.
   // Only Redis spans read that context, and they exist only when spans record (telemetry-start.ts).
   if (spansRecorded()) keepRedisCommandContext();
-  let lastWarn = 0;
+  // Reconnect loops emit an error per attempt; one warning a few seconds is enough.
+  const warnings = new LogThrottle(5_000);
   const redis = new Redis(url, {
     connectionName: name,
     maxRetriesPerRequest: 20,
@@ -21,11 +23,8 @@ export function connectRedis(url: string, name: string, log: Logger, extra: Redi
     ...extra,
   });
   redis.on("error", (error) => {
-    // Reconnect loops emit an error per attempt; one warning a few seconds is enough.
-    if (Date.now() - lastWarn > 5_000) {
-      lastWarn = Date.now();
-      log.warn({ err: error.message }, "Redis connection problem");
-    }
+    const heldBack = warnings.pass();
+    if (heldBack !== undefined) log.warn({ err: error.message, heldBack }, "Redis connection problem");
   });
   redis.on("ready", () => {
     everReady.add(redis);

@@ -18,7 +18,7 @@ import { create, type JsonObject } from "@bufbuild/protobuf";
 import { durationFromMs } from "@bufbuild/protobuf/wkt";
 import { Code, ConnectError } from "@connectrpc/connect";
 import { isTerminal } from "@tm/flow";
-import type { Runtime } from "@tm/kit";
+import { LogThrottle, type Runtime } from "@tm/kit";
 import { type CallContext, SubmitTaskRequestSchema } from "@tm/proto";
 import {
   advanceSchedule,
@@ -71,22 +71,17 @@ export function startScheduleRunner(rt: Runtime, options: ScheduleRunnerOptions)
       "previous run's task had not finished, that time skipped)",
   });
   for (const outcome of ["submitted", "failed", "rejected", "overlapped"]) runs.add(0, { outcome });
-  /** Per schedule whose runs are failing: when its last warning was logged, and the failures since. An entry goes
-   *  once a run of its schedule goes through (a deleted schedule's stays: a few bytes, at most one per id). */
-  const failing = new Map<string, { loggedAt: number; unlogged: number }>();
+  /** Per schedule whose runs are failing. A key goes once a run of its schedule goes through (a deleted schedule's
+   *  stays: a few bytes, at most one per id). */
+  const failing = new LogThrottle(FAILURE_LOG_INTERVAL_MS, options.now ?? Date.now);
 
   function warnFailed(id: string, dueMs: number, error: unknown): void {
-    const now = (options.now ?? Date.now)();
-    const entry = failing.get(id);
-    if (entry && now - entry.loggedAt < FAILURE_LOG_INTERVAL_MS) {
-      entry.unlogged++;
-      return;
-    }
+    const heldBack = failing.pass(id);
+    if (heldBack === undefined) return;
     rt.log.warn(
-      { err: error, scheduleId: id, dueMs, failuresSinceLastWarning: entry?.unlogged ?? 0 },
+      { err: error, scheduleId: id, dueMs, failuresSinceLastWarning: heldBack },
       "could not submit a scheduled run; retried every round (this warning at most once a minute per schedule)",
     );
-    failing.set(id, { loggedAt: now, unlogged: 0 });
   }
 
   async function runOne(id: string, dueMs: number): Promise<boolean> {
@@ -129,7 +124,7 @@ export function startScheduleRunner(rt: Runtime, options: ScheduleRunnerOptions)
       }
       return false;
     }
-    failing.delete(id);
+    failing.reset(id);
     const nextMs = nextRunAfter(schedule, Math.max(Date.now(), dueMs));
     const advanced = await advanceSchedule(rt.redis, id, dueMs, nextMs, {
       at: new Date(dueMs).toISOString(),

@@ -10,7 +10,7 @@
  * contended type polls Redis every `retryMs` from each worker holding one of its deliveries: one small script, and
  * none for a type with no waiting delivery.
  */
-import type { Logger } from "@tm/kit";
+import { type Logger, LogThrottle } from "@tm/kit";
 
 /** A delivery's claim on a slot. */
 export interface SlotClaim {
@@ -55,7 +55,7 @@ export class FleetSlots {
   readonly #held = new Set<SlotClaim>();
   readonly #timers = new Set<NodeJS.Timeout>();
   #renewal: NodeJS.Timeout | undefined;
-  #lastFailureLog = 0;
+  readonly #failureWarnings = new LogThrottle(60_000);
 
   constructor(options: FleetSlotsOptions) {
     this.#options = options;
@@ -108,10 +108,12 @@ export class FleetSlots {
         this.#count(claim.type, -1);
         this.#contended.add(claim.type);
         if (claim.slot === "pending") claim.slot = undefined;
-        const now = Date.now();
-        if (now - this.#lastFailureLog >= 60_000) {
-          this.#lastFailureLog = now;
-          this.#options.log.warn({ err: error, type: claim.type }, "could not take a fleet-wide slot; held, retrying");
+        const heldBack = this.#failureWarnings.pass();
+        if (heldBack !== undefined) {
+          this.#options.log.warn(
+            { err: error, type: claim.type, heldBack },
+            "could not take a fleet-wide slot; held, retrying",
+          );
         }
         this.#pause(claim.type, this.#options.errorRetryMs ?? 1_000);
       },

@@ -18,7 +18,7 @@
  * dispatcher does not even read a delivery's type, and it tracks nothing for a delivery of a type without one.
  */
 import { randomUUID } from "node:crypto";
-import type { Logger } from "@tm/kit";
+import { type Logger, LogThrottle } from "@tm/kit";
 import type { TypeRate } from "@tm/store";
 import type { JsMsg } from "nats";
 import type { FleetSlots, SlotClaim } from "./fleet-slots.js";
@@ -67,7 +67,7 @@ export class TypeLimits {
   /** The buffered or running deliveries of limited types. */
   readonly #held = new Map<JsMsg, Held>();
   #stopped = false;
-  #lastFailureLog = 0;
+  readonly #failureWarnings = new LogThrottle(60_000);
 
   constructor(options: TypeLimitsOptions) {
     this.#options = options;
@@ -211,11 +211,10 @@ export class TypeLimits {
         if (this.#stopped || entry.turn !== "pending") return;
         entry.turn = undefined; // still claimed: asked again after retryMs
         // Held, not started: a start rate that cannot be checked is not a rate that holds. Logged once a minute.
-        const now = Date.now();
-        if (now - this.#lastFailureLog >= 60_000) {
-          this.#lastFailureLog = now;
+        const heldBack = this.#failureWarnings.pass();
+        if (heldBack !== undefined) {
           this.#options.log.warn(
-            { err: error, type },
+            { err: error, type, heldBack },
             "could not reserve a start of a rate-limited type; held, retrying",
           );
         }

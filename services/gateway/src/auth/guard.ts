@@ -11,7 +11,7 @@
 import type { DescMessage } from "@bufbuild/protobuf";
 import type { GenService, GenServiceMethods } from "@bufbuild/protobuf/codegenv2";
 import { Code, ConnectError } from "@connectrpc/connect";
-import type { Runtime } from "@tm/kit";
+import { LogThrottle, type Runtime } from "@tm/kit";
 import { type CallContext, retryPushback, type ServiceHandlers } from "@tm/proto";
 import type { RedisCall } from "../redis-call.js";
 import { adminAccess } from "./admin-access.js";
@@ -77,8 +77,8 @@ export async function createGuard(rt: Runtime<Runtime["config"] & AuthConfig>, r
   const bypassed = rt.meter.createCounter("tm_rate_limit_bypassed_total", {
     description: "Calls let through without a rate-limit check because Redis could not be asked (fail-open)",
   });
-  let lastBypassWarning = 0;
-  let lastForbiddenWarning = 0;
+  const bypassWarnings = new LogThrottle(WARNING_INTERVAL_MS);
+  const forbiddenWarnings = new LogThrottle(WARNING_INTERVAL_MS);
 
   /** api-key callers are a configured, bounded set; JWT subjects are not, so they share one label value. */
   const callerLabel = (caller: string) => (authenticator.mode === "api-key" ? caller : "jwt");
@@ -99,9 +99,9 @@ export async function createGuard(rt: Runtime<Runtime["config"] & AuthConfig>, r
       decision = await redisCall("checking the rate limit", () => limiter.take(caller, cost));
     } catch (error) {
       bypassed.add(1);
-      if (Date.now() - lastBypassWarning >= WARNING_INTERVAL_MS) {
-        lastBypassWarning = Date.now();
-        log.warn({ err: error }, "rate limit not checked (Redis unavailable): letting calls through");
+      const heldBack = bypassWarnings.pass();
+      if (heldBack !== undefined) {
+        log.warn({ err: error, heldBack }, "rate limit not checked (Redis unavailable): letting calls through");
       }
       return;
     }
@@ -128,9 +128,9 @@ export async function createGuard(rt: Runtime<Runtime["config"] & AuthConfig>, r
       } catch (error) {
         authFailures.add(1, { reason: "forbidden" });
         // A misconfigured operator key, or an application probing: worth a line, at most one per interval.
-        if (Date.now() - lastForbiddenWarning >= WARNING_INTERVAL_MS) {
-          lastForbiddenWarning = Date.now();
-          log.warn({ caller: identity.caller }, "AdminService call refused: the caller is not an admin");
+        const heldBack = forbiddenWarnings.pass();
+        if (heldBack !== undefined) {
+          log.warn({ caller: identity.caller, heldBack }, "AdminService call refused: the caller is not an admin");
         }
         throw error;
       }
