@@ -625,6 +625,34 @@ describe("AdminService", () => {
     expect((await taskctl("schedule", "rm", "tick")).code).toBe(3);
   });
 
+  test("taskctl submit --retry-delay --retry-multiplier: the task's own waits between attempts, shown by get and ListTasks", async () => {
+    const submitted = await taskctl(
+      "submit",
+      "flaky",
+      "--payload",
+      '{"failures":2}',
+      "--retry-delay",
+      "300ms",
+      "--retry-multiplier",
+      "2",
+      "--watch",
+      "--json",
+    );
+    expect(submitted.code, submitted.stderr).toBe(0);
+    const { taskId } = JSON.parse(submitted.stdout.split("\n")[0]!) as { taskId: string };
+    const shown = await taskctl("get", taskId);
+    expect(shown.stdout).toMatch(/^state {5}SUCCEEDED$/m);
+    expect(shown.stdout).toMatch(/^retries {3}after 300 ms, ×2 each time$/m);
+    const waits = async () =>
+      (await admin.getTaskHistory({ taskId })).events
+        .filter((e) => e.action === "attempt_failed")
+        .map((e) => e.detail?.retryInMs);
+    await waitFor("both failed attempts audited", async () => (await waits()).length === 2);
+    expect(await waits()).toEqual([300, 600]);
+    const { tasks } = await admin.listTasks({ query: taskId });
+    expect(tasks[0]?.retryBackoff).toMatchObject({ delay: { nanos: 300_000_000 }, multiplier: 2 });
+  });
+
   test("bad input is INVALID_ARGUMENT naming the field", async () => {
     await expectInvalid(admin.listTasks({ pageSize: 501 }), "page_size");
     await expectInvalid(admin.listTasks({ pageToken: "nonsense" }), "page_token");

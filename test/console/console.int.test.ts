@@ -18,7 +18,7 @@ import { promisify } from "node:util";
 import { create } from "@bufbuild/protobuf";
 import { DurationSchema } from "@bufbuild/protobuf/wkt";
 import { StatusEventSchema, statusEvent } from "@tm/flow";
-import { createAdminClient, Priority } from "@tm/proto";
+import { createAdminClient, Priority, RetryBackoffSchema } from "@tm/proto";
 import { appendDeadLetter, applyStatus, markCancelled, readResult, saveTask } from "@tm/store";
 import { freePort, REPO_ROOT, spawnService, waitFor } from "@tm/testkit";
 import { type BrowserContext, chromium, type Page } from "playwright-core";
@@ -294,6 +294,12 @@ describe.skipIf(!existsSync(CHROMIUM))("web console", () => {
       schedule: { case: "delay", value: create(DurationSchema, { seconds: 3_600n }) },
       timeout: create(DurationSchema, { seconds: 2n }),
       maxAttempts: 1,
+      retryBackoff: create(RetryBackoffSchema, {
+        delay: create(DurationSchema, { seconds: 1n }),
+        multiplier: 2,
+        maxDelay: create(DurationSchema, { seconds: 60n }),
+        jitter: 0.2,
+      }),
     });
     try {
       await page.goto(`${webUrl}/tasks/${taskId}`);
@@ -302,7 +308,7 @@ describe.skipIf(!existsSync(CHROMIUM))("web console", () => {
       await runsAt.waitFor({ timeout: 15_000 });
       expect(await runsAt.textContent()).toMatch(/\(delayed\)$/);
       expect(await page.locator("dt:text-is('Limits') + dd").textContent()).toBe(
-        "timeout 2.0 s per attempt, at most 1 attempt",
+        "timeout 2.0 s per attempt; at most 1 attempt; retried after 1.0 s, ×2 each time up to 1 min 0 s, up to 20 % less at random",
       );
       await page.goto(`${webUrl}/`);
       const tile = page.locator(".tile").filter({ has: page.locator(".tile-label:text-is('Delayed tasks')") });

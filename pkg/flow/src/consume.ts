@@ -6,7 +6,7 @@
  *   body fails its schema       → dead-letter (reason "invalid") and term: never retried
  *   handler throws PermanentError → onExhausted hook, dead-letter ("rejected"), term
  *   handler throws, deliveries left → onRetry hook, NAK with the delay for this attempt (a RetryAfterError's own
- *                                  delay if it gives one)
+ *                                  delay if it gives one, else the message's own backoff: retryDelayOf)
  *   handler throws on the last delivery → onExhausted hook, dead-letter ("exhausted"), term
  *   process dies mid-handler    → no ack: redelivered after AckWait (heartbeats keep long handlers alive)
  *   handler fails with an outage → held: retried in place with back-off (heartbeats go on) until the dependency is
@@ -98,6 +98,11 @@ export interface ConsumerOptions<S extends Subject> {
    * was interrupted: a crash, a shutdown) is dead-lettered without running the handler.
    */
   attemptsOf?: (message: MessageFor<S>) => number | undefined;
+  /**
+   * The wait before the redelivery that follows failed delivery `attempt` when the message sets its own (a task's
+   * retry_backoff); undefined: settings.retryDelaysMs. A handler's RetryAfterError still comes first.
+   */
+  retryDelayOf?: (message: MessageFor<S>, attempt: number) => number | undefined;
 }
 
 /**
@@ -281,7 +286,9 @@ export class DeliveryProcessor<S extends Subject> {
     const permanent = error instanceof PermanentError;
     if (!permanent && !ctx.lastAttempt && !(error instanceof AttemptsExhaustedError)) {
       const delayMs =
-        error instanceof RetryAfterError ? error.retryAfterMs : retryDelayFor(ctx.attempt, settings.retryDelaysMs);
+        error instanceof RetryAfterError
+          ? error.retryAfterMs
+          : (this.#options.retryDelayOf?.(message, ctx.attempt) ?? retryDelayFor(ctx.attempt, settings.retryDelaysMs));
       await hooks?.onRetry?.(message, error, ctx, delayMs).catch(() => undefined);
       msg.nak(delayMs);
       hooks?.onOutcome?.("retried", ctx, error);

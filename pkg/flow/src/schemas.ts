@@ -5,6 +5,7 @@
 import { z } from "zod";
 import { jsonByteLength, jsonWithinBytes } from "./json-size.js";
 import { TASK_STATES } from "./lifecycle.js";
+import { RetryBackoffSchema } from "./retry-backoff.js";
 import { PRIORITIES, type Subject, Subjects } from "./subjects.js";
 
 export const TRACEPARENT_PATTERN = /^[0-9a-f]{2}-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}$/;
@@ -73,6 +74,8 @@ export const TaskMessageSchema = z.object({
   timeoutMs: z.number().int().min(1).max(MAX_TASK_TIMEOUT_MS).optional(),
   /** The most attempts the worker gives the task (SubmitTaskRequest.max_attempts), below the consumers' maxDeliver. */
   maxAttempts: z.number().int().min(1).max(100).optional(),
+  /** How long the worker waits after a failed attempt (SubmitTaskRequest.retry_backoff); unset: FLOW_RETRY_DELAYS_MS. */
+  retryBackoff: RetryBackoffSchema.optional(),
   generation,
   ...traceFields,
 });

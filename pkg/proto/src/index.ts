@@ -14,5 +14,6 @@ export * from "./gen/taskmanager/v1/taskmanager_pb.js";
 export * from "./grpc-adapter.js";
 export * from "./health.js";
 export { refusedStreamAsUnavailable, unprocessedCause } from "./refused-stream.js";
+export * from "./retry-backoff-text.js";
 export * from "./retry-pushback.js";
 export { rpcMetricsInterceptor } from "./rpc-metrics.js";

@@ -7,7 +7,7 @@
  * the time (so two replicas, or a replica retrying after a crash, make one task), then moves the schedule's next time
  * on with a compare-and-set on the time it ran for, which only the first replica's call applies.
  */
-import type { Priority } from "@tm/flow";
+import type { Priority, RetryBackoff } from "@tm/flow";
 import type { Redis } from "ioredis";
 import { Keys } from "./keys.js";
 import { scoredMembers } from "./scored.js";
@@ -25,6 +25,7 @@ export interface StoredSchedule {
     metadata: Record<string, string>;
     timeoutMs?: number;
     maxAttempts?: number;
+    retryBackoff?: RetryBackoff;
   };
   createdAt: string;
   createdBy: string;

@@ -1,5 +1,5 @@
 /** The task record (task:<id>), results (task_result:<id>), cancel markers and idempotency keys. */
-import type { Priority, ResultMessage } from "@tm/flow";
+import { type Priority, type ResultMessage, type RetryBackoff, RetryBackoffSchema } from "@tm/flow";
 import type { Redis } from "ioredis";
 import { Bounds, Keys } from "./keys.js";
 import { luaScript } from "./script.js";
@@ -21,6 +21,8 @@ export interface TaskRecord {
   timeoutMs?: number;
   /** The most attempts it gets, when the submission set fewer than the pipeline's maxDeliver. */
   maxAttempts?: number;
+  /** Its own wait after a failed attempt, when the submission set one. */
+  retryBackoff?: RetryBackoff;
 }
 
 // The task record with its TTL, and its entry in the listing index, which is trimmed of tasks whose records have
@@ -74,6 +76,7 @@ export async function saveTask(redis: Redis, task: TaskRecord, options: SaveTask
     ...(task.runAt ? { runAt: task.runAt } : {}),
     ...(task.timeoutMs ? { timeoutMs: String(task.timeoutMs) } : {}),
     ...(task.maxAttempts ? { maxAttempts: String(task.maxAttempts) } : {}),
+    ...(task.retryBackoff ? { retryBackoff: JSON.stringify(task.retryBackoff) } : {}),
   };
   const entry = delayedUntilMs !== undefined ? "2" : options.unqueued ? "1" : "0";
   await SAVE_TASK.run(
@@ -112,7 +115,15 @@ export function parseTaskHash(hash: Record<string, string>): TaskRecord | undefi
     ...(hash.runAt ? { runAt: hash.runAt } : {}),
     ...(positive(hash.timeoutMs) ? { timeoutMs: Number(hash.timeoutMs) } : {}),
     ...(positive(hash.maxAttempts) ? { maxAttempts: Number(hash.maxAttempts) } : {}),
+    ...retryBackoffField(hash.retryBackoff),
   };
+}
+
+/** A stored retry backoff, if set and well formed (one that is not, written by hand, is left out: the defaults apply). */
+function retryBackoffField(text: string | undefined): { retryBackoff?: RetryBackoff } {
+  if (!text) return {};
+  const parsed = RetryBackoffSchema.safeParse(safeJson(text, undefined));
+  return parsed.success ? { retryBackoff: parsed.data } : {};
 }
 
 /** A stored whole number above 0 (an optional field that was set). */

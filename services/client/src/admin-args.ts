@@ -4,6 +4,7 @@
  */
 import { Priority, TaskState } from "@tm/proto";
 import { UsageError } from "./exit-codes.js";
+import type { RetryBackoffOption } from "./task-limits.js";
 
 export interface TaskListFilter {
   state?: TaskState;
@@ -160,6 +161,45 @@ export function parseAttemptTimeout(text: string | undefined): number | undefine
   const ms = match ? Number(match[1]) * TIMEOUT_UNIT_MS[match[2]!]! : 0;
   if (!(ms > 0)) throw new UsageError(`--attempt-timeout must be a duration like 500ms, 30s, 15m, 2h (got "${text}")`);
   return ms;
+}
+
+/**
+ * `submit --retry-delay D [--retry-multiplier X] [--retry-max-delay D] [--retry-jitter F]`: the task's own wait after
+ * a failed attempt (D: 0s, 500ms, 30s, 15m, 1h). The others need --retry-delay; the gateway checks the ranges.
+ */
+export function parseRetryBackoff(texts: {
+  delay: string | undefined;
+  multiplier: string | undefined;
+  maxDelay: string | undefined;
+  jitter: string | undefined;
+}): RetryBackoffOption | undefined {
+  const { delay, multiplier, maxDelay, jitter } = texts;
+  if (delay === undefined) {
+    const stray = [
+      multiplier === undefined ? "" : "--retry-multiplier",
+      maxDelay === undefined ? "" : "--retry-max-delay",
+      jitter === undefined ? "" : "--retry-jitter",
+    ].filter(Boolean);
+    if (stray.length > 0) throw new UsageError(`${stray.join(", ")} needs --retry-delay (the first wait)`);
+    return undefined;
+  }
+  const number = (flag: string, text: string, hint: string) => {
+    const value = Number(text);
+    if (text.trim() === "" || !Number.isFinite(value)) throw new UsageError(`${flag} must be ${hint} (got "${text}")`);
+    return value;
+  };
+  return {
+    delayMs: retryDurationMs("--retry-delay", delay),
+    ...(multiplier === undefined ? {} : { multiplier: number("--retry-multiplier", multiplier, "a number like 2") }),
+    ...(maxDelay === undefined ? {} : { maxDelayMs: retryDurationMs("--retry-max-delay", maxDelay) }),
+    ...(jitter === undefined ? {} : { jitter: number("--retry-jitter", jitter, "a fraction from 0 to 1, like 0.2") }),
+  };
+}
+
+function retryDurationMs(flag: string, text: string): number {
+  const match = /^(\d+)(ms|s|m|h)$/.exec(text.trim());
+  if (!match) throw new UsageError(`${flag} must be a duration like 0s, 500ms, 30s, 15m, 1h (got "${text}")`);
+  return Number(match[1]) * TIMEOUT_UNIT_MS[match[2]!]!;
 }
 
 /** `submit --max-attempts N`: 1 to 5 (the pipeline's deliveries per message; the gateway has the final word). */

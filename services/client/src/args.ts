@@ -11,6 +11,7 @@ import {
   parseDlqAction,
   parseLimit,
   parseMaxAttempts,
+  parseRetryBackoff,
   parseSchedule,
   parseStalledFor,
   parseTaskListFilter,
@@ -20,6 +21,7 @@ import {
 import { UsageError } from "./exit-codes.js";
 import { HELP, USAGE } from "./help.js";
 import { DEFAULT_SUBMIT_RETRIES, MAX_SUBMIT_RETRIES } from "./submit-retry.js";
+import type { RetryBackoffOption } from "./task-limits.js";
 
 export interface GlobalOptions {
   addr: string;
@@ -46,6 +48,8 @@ export type Invocation =
       attemptTimeoutMs?: number;
       /** --max-attempts. */
       maxAttempts?: number;
+      /** --retry-delay and the other --retry-* options. */
+      retryBackoff?: RetryBackoffOption;
     }
   | {
       command: "submit-batch";
@@ -89,6 +93,7 @@ export type ScheduleAction =
       metadata: Record<string, string>;
       attemptTimeoutMs?: number;
       maxAttempts?: number;
+      retryBackoff?: RetryBackoffOption;
     };
 
 export type CommandName = Exclude<Invocation["command"], "help">;
@@ -100,6 +105,13 @@ const GLOBAL_OPTIONS: Options = {
   "api-key": { type: "string" },
   json: { type: "boolean" },
   help: { type: "boolean", short: "h" },
+};
+
+const RETRY_BACKOFF_OPTIONS: Options = {
+  "retry-delay": { type: "string" },
+  "retry-multiplier": { type: "string" },
+  "retry-max-delay": { type: "string" },
+  "retry-jitter": { type: "string" },
 };
 
 const COMMAND_OPTIONS: Record<CommandName, Options> = {
@@ -114,6 +126,7 @@ const COMMAND_OPTIONS: Record<CommandName, Options> = {
     at: { type: "string" },
     "attempt-timeout": { type: "string" },
     "max-attempts": { type: "string" },
+    ...RETRY_BACKOFF_OPTIONS,
   },
   "submit-batch": { "batch-size": { type: "string" }, retries: { type: "string" } },
   get: {},
@@ -153,6 +166,7 @@ const COMMAND_OPTIONS: Record<CommandName, Options> = {
     meta: { type: "string", multiple: true },
     "attempt-timeout": { type: "string" },
     "max-attempts": { type: "string" },
+    ...RETRY_BACKOFF_OPTIONS,
   },
   pause: {},
   resume: {},
@@ -210,6 +224,7 @@ export function parseCommandLine(argv: string[], env: NodeJS.ProcessEnv = {}, no
       const schedule = parseSchedule(str(values.delay), str(values.at));
       const attemptTimeoutMs = parseAttemptTimeout(str(values["attempt-timeout"]));
       const maxAttempts = parseMaxAttempts(str(values["max-attempts"]));
+      const retryBackoff = retryBackoffOf(values);
       return {
         command: "submit",
         globals,
@@ -223,6 +238,7 @@ export function parseCommandLine(argv: string[], env: NodeJS.ProcessEnv = {}, no
         ...(schedule ? { schedule } : {}),
         ...(attemptTimeoutMs === undefined ? {} : { attemptTimeoutMs }),
         ...(maxAttempts === undefined ? {} : { maxAttempts }),
+        ...(retryBackoff ? { retryBackoff } : {}),
       };
     }
     case "submit-batch":
@@ -343,6 +359,16 @@ function pageToken(values: Record<string, unknown>): { pageToken?: string } {
   return token ? { pageToken: token } : {};
 }
 
+/** The --retry-* options of submit and schedule add. */
+function retryBackoffOf(values: Record<string, unknown>): RetryBackoffOption | undefined {
+  return parseRetryBackoff({
+    delay: str(values["retry-delay"]),
+    multiplier: str(values["retry-multiplier"]),
+    maxDelay: str(values["retry-max-delay"]),
+    jitter: str(values["retry-jitter"]),
+  });
+}
+
 function str(value: unknown): string | undefined {
   return typeof value === "string" ? value : undefined;
 }
@@ -438,6 +464,7 @@ function parseScheduleAction(
   const timezone = str(values.timezone);
   const attemptTimeoutMs = parseAttemptTimeout(str(values["attempt-timeout"]));
   const maxAttempts = parseMaxAttempts(str(values["max-attempts"]));
+  const retryBackoff = retryBackoffOf(values);
   const overlap = str(values.overlap) ?? "allow";
   if (overlap !== "allow" && overlap !== "skip") {
     throw new UsageError(`schedule add: --overlap is allow or skip (got "${overlap}")`);
@@ -455,5 +482,6 @@ function parseScheduleAction(
     metadata: parseMetadata((values.meta as string[] | undefined) ?? []),
     ...(attemptTimeoutMs === undefined ? {} : { attemptTimeoutMs }),
     ...(maxAttempts === undefined ? {} : { maxAttempts }),
+    ...(retryBackoff ? { retryBackoff } : {}),
   };
 }

@@ -9,7 +9,9 @@ import { CliError, ExitCode } from "./exit-codes.js";
 
 /** The submission's fields: SubmitTaskRequest's, which SubmitTaskAndStreamStatusRequest repeats. */
 export type SubmissionFields = Pick<SubmitTaskRequest, "type" | "priority" | "metadata"> &
-  Partial<Pick<SubmitTaskRequest, "payload" | "idempotencyKey" | "schedule" | "timeout" | "maxAttempts">>;
+  Partial<
+    Pick<SubmitTaskRequest, "payload" | "idempotencyKey" | "schedule" | "timeout" | "maxAttempts" | "retryBackoff">
+  >;
 
 export interface SubmittedStream {
   taskId: string;

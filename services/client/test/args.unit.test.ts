@@ -127,6 +127,69 @@ describe("parseCommandLine", () => {
     }
   });
 
+  test("--retry-* reach the request as retry_backoff; the others need --retry-delay; bad values are named", () => {
+    const invocation = parseCommandLine([
+      "submit",
+      "flaky",
+      "--retry-delay",
+      "500ms",
+      "--retry-multiplier",
+      "2",
+      "--retry-max-delay",
+      "1m",
+      "--retry-jitter",
+      "0.2",
+    ]);
+    expect(invocation).toMatchObject({
+      retryBackoff: { delayMs: 500, multiplier: 2, maxDelayMs: 60_000, jitter: 0.2 },
+    });
+    const request = submitRequestOf(invocation as Extract<Invocation, { command: "submit" }>);
+    expect(request.retryBackoff).toMatchObject({
+      delay: { seconds: 0n, nanos: 500_000_000 },
+      multiplier: 2,
+      maxDelay: { seconds: 60n },
+      jitter: 0.2,
+    });
+    // Only the first wait: the rest left to the gateway's defaults (multiplier 0 = 1, no max_delay = 1 h).
+    const fixed = parseCommandLine(["submit", "flaky", "--retry-delay", "0s"]);
+    expect(fixed).toMatchObject({ retryBackoff: { delayMs: 0 } });
+    const fixedRequest = submitRequestOf(fixed as Extract<Invocation, { command: "submit" }>);
+    expect(fixedRequest.retryBackoff).toMatchObject({ delay: { seconds: 0n }, multiplier: 0, jitter: 0 });
+    expect(fixedRequest.retryBackoff?.maxDelay).toBeUndefined();
+    expect(
+      submitRequestOf(parseCommandLine(["submit", "echo"]) as Extract<Invocation, { command: "submit" }>),
+    ).not.toHaveProperty("retryBackoff");
+
+    expect(usageErrorOf(["submit", "echo", "--retry-multiplier", "2", "--retry-jitter", "0.1"])).toBe(
+      "--retry-multiplier, --retry-jitter needs --retry-delay (the first wait)",
+    );
+    expect(usageErrorOf(["submit", "echo", "--retry-delay", "soon"])).toBe(
+      '--retry-delay must be a duration like 0s, 500ms, 30s, 15m, 1h (got "soon")',
+    );
+    expect(usageErrorOf(["submit", "echo", "--retry-delay", "1s", "--retry-max-delay", "1d"])).toMatch(
+      /^--retry-max-delay must be a duration/,
+    );
+    expect(usageErrorOf(["submit", "echo", "--retry-delay", "1s", "--retry-multiplier", "twice"])).toBe(
+      '--retry-multiplier must be a number like 2 (got "twice")',
+    );
+    expect(usageErrorOf(["submit", "echo", "--retry-delay", "1s", "--retry-jitter="])).toMatch(
+      /^--retry-jitter must be a fraction from 0 to 1/,
+    );
+    expect(
+      parseCommandLine([
+        "schedule",
+        "add",
+        "n",
+        "* * * * *",
+        "flaky",
+        "--retry-delay",
+        "2s",
+        "--retry-multiplier",
+        "3",
+      ]),
+    ).toMatchObject({ action: "add", retryBackoff: { delayMs: 2_000, multiplier: 3 } });
+  });
+
   test("schedule add|ls|rm: the cron is one argument; task options as for submit; mistakes are named", () => {
     expect(parseCommandLine(["schedule", "ls"])).toMatchObject({ command: "schedule", action: "ls" });
     expect(parseCommandLine(["schedule", "rm", "nightly"])).toMatchObject({ action: "rm", id: "nightly" });

@@ -9,7 +9,7 @@
  * two pages shifts them, so a page may repeat or skip an entry; list again from the start after replaying.
  */
 import type { JsonObject, MessageInitShape } from "@bufbuild/protobuf";
-import { durationFromMs, timestampFromDate } from "@bufbuild/protobuf/wkt";
+import { timestampFromDate } from "@bufbuild/protobuf/wkt";
 import { Code, ConnectError } from "@connectrpc/connect";
 import type { AuditEvent } from "@tm/flow";
 import type { Runtime } from "@tm/kit";
@@ -59,7 +59,7 @@ import { callerOf } from "./auth/caller.js";
 import { handleUntilUnavailable } from "./batch-outcomes.js";
 import { dependency } from "./dependencies.js";
 import { type DiscardOutcome, discardLetter } from "./discard.js";
-import { priorityToProto, stateToProto, statusToProto, timestampFromIso } from "./mapping.js";
+import { priorityToProto, stateToProto, statusToProto, taskLimitsToProto, timestampFromIso } from "./mapping.js";
 import type { QueueStats } from "./queue-stats.js";
 import { redisCaller } from "./redis-call.js";
 import { type ReplayOutcome, replayDeadLetter } from "./replay.js";
@@ -216,8 +216,7 @@ export function adminServiceHandlers(
           createdAt: timestampFromIso(task.createdAt),
           metadata: task.metadata,
           runAt: timestampFromIso(task.runAt),
-          ...(task.timeoutMs ? { timeout: durationFromMs(task.timeoutMs) } : {}),
-          maxAttempts: task.maxAttempts ?? 0,
+          ...taskLimitsToProto(task),
         })),
         nextPageToken: page.next ? taskPageToken(page.next) : "",
       };

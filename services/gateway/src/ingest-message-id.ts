@@ -3,7 +3,7 @@
  * generation, so a replay (generation n + 1) is not deduplicated by the stream against the original submission or
  * an earlier replay within the duplicate window.
  */
-import type { TaskMessage } from "@tm/flow";
+import { type TaskMessage, taskLimitsOf } from "@tm/flow";
 import type { TaskRecord } from "@tm/store";
 
 export function ingestMsgId(taskId: string, generation: number): string {
@@ -20,8 +20,7 @@ export function ingestMessageOf(task: TaskRecord, generation: number): TaskMessa
     metadata: task.metadata,
     createdAt: task.createdAt,
     ...(task.runAt ? { runAt: task.runAt } : {}),
-    ...(task.timeoutMs ? { timeoutMs: task.timeoutMs } : {}),
-    ...(task.maxAttempts ? { maxAttempts: task.maxAttempts } : {}),
+    ...taskLimitsOf(task),
     generation,
   };
 }

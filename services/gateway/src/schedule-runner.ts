@@ -15,7 +15,6 @@
  * compare-and-set, so one replica counts it).
  */
 import { create, type JsonObject } from "@bufbuild/protobuf";
-import { durationFromMs } from "@bufbuild/protobuf/wkt";
 import { Code, ConnectError } from "@connectrpc/connect";
 import { isTerminal } from "@tm/flow";
 import { LogThrottle, type Runtime } from "@tm/kit";
@@ -29,7 +28,7 @@ import {
   scheduleState,
 } from "@tm/store";
 import { attachCaller } from "./auth/caller.js";
-import { priorityToProto } from "./mapping.js";
+import { priorityToProto, taskLimitsToProto } from "./mapping.js";
 import { everyInterval } from "./rounds.js";
 import { nextRunAfter, SCHEDULE_METADATA } from "./schedules.js";
 import type { TaskServiceHandlers } from "./task-service.js";
@@ -192,8 +191,7 @@ export async function submitRun(
       idempotencyKey: manual
         ? `schedule:${schedule.id}:manual:${crypto.randomUUID()}`
         : `schedule:${schedule.id}:${dueMs}`,
-      ...(task.timeoutMs ? { timeout: durationFromMs(task.timeoutMs) } : {}),
-      maxAttempts: task.maxAttempts ?? 0,
+      ...taskLimitsToProto(task),
     }),
     ctx,
   );

@@ -5,9 +5,9 @@
  * checked here as SubmitTask would check it, so a schedule never fires a task the gateway would refuse.
  */
 import type { JsonObject, MessageInitShape } from "@bufbuild/protobuf";
-import { durationFromMs, timestampFromMs } from "@bufbuild/protobuf/wkt";
+import { timestampFromMs } from "@bufbuild/protobuf/wkt";
 import { Code, ConnectError } from "@connectrpc/connect";
-import { publishAudit } from "@tm/flow";
+import { publishAudit, taskLimitsOf } from "@tm/flow";
 import type { Runtime } from "@tm/kit";
 import {
   type CallContext,
@@ -30,7 +30,7 @@ import {
 } from "@tm/store";
 import { Cron } from "croner";
 import { callerOf } from "./auth/caller.js";
-import { priorityToProto, timestampFromIso } from "./mapping.js";
+import { priorityToProto, taskLimitsToProto, timestampFromIso } from "./mapping.js";
 import type { RedisCall } from "./redis-call.js";
 import { invalid, validateSubmission } from "./validation.js";
 
@@ -129,6 +129,7 @@ function parseTemplate(task: ScheduledTask | undefined, limits: ScheduleLimits):
         schedule: { case: undefined },
         timeout: task.timeout,
         maxAttempts: task.maxAttempts,
+        retryBackoff: task.retryBackoff,
       },
       limits.maxPayloadBytes,
       limits.maxDeliver,
@@ -143,8 +144,7 @@ function parseTemplate(task: ScheduledTask | undefined, limits: ScheduleLimits):
     payload: valid.payload,
     priority: valid.priority,
     metadata: { ...task.metadata },
-    ...(valid.timeoutMs ? { timeoutMs: valid.timeoutMs } : {}),
-    ...(valid.maxAttempts ? { maxAttempts: valid.maxAttempts } : {}),
+    ...taskLimitsOf(valid),
   };
 }
 
@@ -164,8 +164,7 @@ export function scheduleToProto({
       payload: task.payload as JsonObject,
       priority: priorityToProto(task.priority),
       metadata: task.metadata,
-      ...(task.timeoutMs ? { timeout: durationFromMs(task.timeoutMs) } : {}),
-      maxAttempts: task.maxAttempts ?? 0,
+      ...taskLimitsToProto(task),
     },
     ...(nextMs === undefined ? {} : { nextRunAt: timestampFromMs(nextMs) }),
     createdAt: timestampFromIso(schedule.createdAt),

@@ -4,7 +4,6 @@
  * from where any gateway replica can read and stream them.
  */
 import type { JsonObject } from "@bufbuild/protobuf";
-import { durationFromMs } from "@bufbuild/protobuf/wkt";
 import { Code, ConnectError } from "@connectrpc/connect";
 import { isSpanContextValid, SpanKind, SpanStatusCode, trace } from "@opentelemetry/api";
 import {
@@ -19,6 +18,7 @@ import {
   Subjects,
   statusEvent,
   type TaskMessage,
+  taskLimitsOf,
 } from "@tm/flow";
 import type { Runtime } from "@tm/kit";
 import type { CallContext, ServiceHandlers, TaskService } from "@tm/proto";
@@ -39,7 +39,14 @@ import {
 import { callerOf } from "./auth/caller.js";
 import { dependency } from "./dependencies.js";
 import { ingestMsgId } from "./ingest-message-id.js";
-import { priorityToProto, resultToStruct, statusToProto, timestampFromIso, traceIdOf } from "./mapping.js";
+import {
+  priorityToProto,
+  resultToStruct,
+  statusToProto,
+  taskLimitsToProto,
+  timestampFromIso,
+  traceIdOf,
+} from "./mapping.js";
 import { recordStatus } from "./record-status.js";
 import { redisCaller } from "./redis-call.js";
 import { releaseTimeOf } from "./release-time.js";
@@ -144,8 +151,7 @@ export function taskServiceHandlers(
       payload: submission.payload,
       metadata: submission.metadata,
       createdAt,
-      ...(submission.timeoutMs ? { timeoutMs: submission.timeoutMs } : {}),
-      ...(submission.maxAttempts ? { maxAttempts: submission.maxAttempts } : {}),
+      ...taskLimitsOf(submission),
       generation: 0,
     };
     // A lost PENDING event must not fail the call once the task is queued (the client would submit it again): the
@@ -191,7 +197,7 @@ export function taskServiceHandlers(
     const status = await redisCall("reading the task status", () => readStatus(rt.redis, taskId));
     if (status && status.state !== "PENDING") return;
     // The first submission is what was accepted: requeue it as stored, whatever this retry carried.
-    const { type, priority, payload, metadata, timeoutMs, maxAttempts } = task;
+    const { type, priority, payload, metadata } = task;
     await queueTask(
       taskId,
       {
@@ -200,8 +206,7 @@ export function taskServiceHandlers(
         priority,
         payload: payload as JsonObject,
         metadata,
-        ...(timeoutMs ? { timeoutMs } : {}),
-        ...(maxAttempts ? { maxAttempts } : {}),
+        ...taskLimitsOf(task),
       },
       task.createdAt,
     );
@@ -361,8 +366,7 @@ export function taskServiceHandlers(
           metadata: task.metadata,
           traceId: traceIdOf(task.traceparent),
           runAt: timestampFromIso(task.runAt),
-          ...(task.timeoutMs ? { timeout: durationFromMs(task.timeoutMs) } : {}),
-          maxAttempts: task.maxAttempts ?? 0,
+          ...taskLimitsToProto(task),
         },
       };
     },

@@ -6,8 +6,16 @@
 import type { JsonObject } from "@bufbuild/protobuf";
 import type { Duration } from "@bufbuild/protobuf/wkt";
 import { Code, ConnectError } from "@connectrpc/connect";
-import { DEFAULT_FLOW_SETTINGS, KNOWN_TASK_TYPES, MAX_TASK_TIMEOUT_MS, type Priority, TaskId } from "@tm/flow";
-import type { SubmitTaskRequest } from "@tm/proto";
+import {
+  DEFAULT_FLOW_SETTINGS,
+  KNOWN_TASK_TYPES,
+  MAX_RETRY_BACKOFF_MS,
+  MAX_TASK_TIMEOUT_MS,
+  type Priority,
+  type RetryBackoff,
+  TaskId,
+} from "@tm/flow";
+import type { RetryBackoff as RetryBackoffMessage, SubmitTaskRequest } from "@tm/proto";
 import { priorityFromProto } from "./mapping.js";
 
 /** The worker's handler registry (the contract's task types). */
@@ -30,6 +38,8 @@ export interface ValidSubmission {
   timeoutMs?: number;
   /** The most attempts, when the request set fewer than the pipeline allows (`max_attempts`). */
   maxAttempts?: number;
+  /** The wait after a failed attempt, when the request set one (`retry_backoff`). */
+  retryBackoff?: RetryBackoff;
 }
 
 export function invalid(field: string, problem: string): ConnectError {
@@ -98,6 +108,7 @@ export function validateSubmission(
         ", or 0 for all of them",
     );
   }
+  const retryBackoff = request.retryBackoff ? retryBackoffOf(request.retryBackoff) : undefined;
 
   return {
     type: request.type,
@@ -108,7 +119,39 @@ export function validateSubmission(
     ...(timeoutMs === undefined ? {} : { timeoutMs }),
     // The pipeline's own limit is the default: storing it would only hide that the client left it unset.
     ...(request.maxAttempts > 0 && request.maxAttempts < maxDeliver ? { maxAttempts: request.maxAttempts } : {}),
+    ...(retryBackoff ? { retryBackoff } : {}),
   };
+}
+
+const MAX_BACKOFF_TEXT = `${MAX_RETRY_BACKOFF_MS / 1_000} s (1 h)`;
+
+/** A task's retry backoff, each field checked and named (`retry_backoff.delay`…); unset ones get their defaults. */
+export function retryBackoffOf(backoff: RetryBackoffMessage): RetryBackoff {
+  const field = "retry_backoff";
+  if (!backoff.delay)
+    throw invalid(`${field}.delay`, "is required (the wait after the first failed attempt; 0 s: at once)");
+  const delayMs = durationMsOf(`${field}.delay`, backoff.delay);
+  if (delayMs > MAX_RETRY_BACKOFF_MS) {
+    throw invalid(`${field}.delay`, `${delayMs / 1_000} s exceeds the maximum of ${MAX_BACKOFF_TEXT}`);
+  }
+  const multiplier = backoff.multiplier === 0 ? 1 : backoff.multiplier;
+  if (!(multiplier >= 1 && multiplier <= 100)) {
+    throw invalid(`${field}.multiplier`, `must be from 1 to 100 (0 or unset: 1), not ${backoff.multiplier}`);
+  }
+  const maxDelayMs = backoff.maxDelay ? durationMsOf(`${field}.max_delay`, backoff.maxDelay) : MAX_RETRY_BACKOFF_MS;
+  if (maxDelayMs > MAX_RETRY_BACKOFF_MS) {
+    throw invalid(`${field}.max_delay`, `${maxDelayMs / 1_000} s exceeds the maximum of ${MAX_BACKOFF_TEXT}`);
+  }
+  if (maxDelayMs < Math.max(delayMs, 1)) {
+    throw invalid(
+      `${field}.max_delay`,
+      `${maxDelayMs} ms is shorter than delay (${delayMs} ms); leave it unset for ${MAX_BACKOFF_TEXT}`,
+    );
+  }
+  if (!(backoff.jitter >= 0 && backoff.jitter <= 1)) {
+    throw invalid(`${field}.jitter`, `must be from 0 to 1 (a fraction of each wait), not ${backoff.jitter}`);
+  }
+  return { delayMs, multiplier, maxDelayMs, jitter: backoff.jitter };
 }
 
 /**

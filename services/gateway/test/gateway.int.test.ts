@@ -110,6 +110,32 @@ describe("SubmitTask", () => {
     expect(refused.rawMessage).toMatch(/^max_attempts: 9 exceeds the pipeline's 5 deliveries per message/);
   });
 
+  test("a task's own retry backoff is stored, shown by GetTask, and carried to the worker", async () => {
+    const retryBackoff = { delay: { nanos: 250_000_000 }, multiplier: 3, maxDelay: { seconds: 4n }, jitter: 0.1 };
+    const { taskId } = await client.submitTask({ type: "flaky", payload: { failures: 1 }, retryBackoff });
+    const stored = { delayMs: 250, multiplier: 3, maxDelayMs: 4_000, jitter: 0.1 };
+    expect(JSON.parse((await redis.hget(Keys.task(taskId), "retryBackoff"))!)).toEqual(stored);
+    const [message] = await ingestMessagesFor(taskId);
+    expect(message).toMatchObject({ taskId, retryBackoff: stored });
+    const { task } = await client.getTask({ taskId });
+    expect(task?.retryBackoff).toMatchObject({
+      delay: { seconds: 0n, nanos: 250_000_000 },
+      multiplier: 3,
+      maxDelay: { seconds: 4n, nanos: 0 },
+      jitter: 0.1,
+    });
+
+    // Unset, nothing is stored or sent: the pipeline's FLOW_RETRY_DELAYS_MS apply.
+    const plain = await client.submitTask({ type: "echo" });
+    expect(await redis.hexists(Keys.task(plain.taskId), "retryBackoff")).toBe(0);
+    expect((await ingestMessagesFor(plain.taskId))[0]).not.toHaveProperty("retryBackoff");
+    expect((await client.getTask({ taskId: plain.taskId })).task?.retryBackoff).toBeUndefined();
+
+    const refused = await rejection(client.submitTask({ type: "echo", retryBackoff: { multiplier: 2 } }));
+    expect(refused.code).toBe(Code.InvalidArgument);
+    expect(refused.rawMessage).toMatch(/^retry_backoff\.delay: is required/);
+  });
+
   test("a repeated idempotency key returns the first task and queues nothing more", async () => {
     const idempotencyKey = `key-${crypto.randomUUID()}`;
     const a = await client.submitTask({ type: "echo", idempotencyKey });

@@ -101,10 +101,16 @@ describe("a schedule run by two gateway replicas", () => {
           metadata: { team: "ops" },
           timeout: create(DurationSchema, { seconds: 5n }),
           maxAttempts: 2,
+          retryBackoff: { delay: create(DurationSchema, { seconds: 2n }), multiplier: 2 },
         },
       }),
     });
     expect(created?.nextRunAt).toBeDefined();
+    expect(created?.task?.retryBackoff).toMatchObject({
+      delay: { seconds: 2n },
+      multiplier: 2,
+      maxDelay: { seconds: 3_600n },
+    });
     await waitFor("three runs", async () => (await runsOf("every-second")).length >= 3, { timeoutMs: 10_000 });
 
     const runs = await runsOf("every-second");
@@ -118,6 +124,7 @@ describe("a schedule run by two gateway replicas", () => {
       metadata: { team: "ops", schedule_id: "every-second" },
       timeoutMs: 5_000,
       maxAttempts: 2,
+      retryBackoff: { delayMs: 2_000, multiplier: 2, maxDelayMs: 3_600_000, jitter: 0 },
     });
 
     const listed = (await admin.listSchedules({})).schedules.find((s) => s.id === "every-second");

@@ -89,3 +89,47 @@ test("timeout and max_attempts: kept when set, the pipeline's own limit not stor
     "timeout: 86401 s exceeds the maximum of 86400 s (24 h)",
   );
 });
+
+test("retry_backoff: unset fields get their defaults, each bad field is named", () => {
+  const backoff = (init: NonNullable<Parameters<typeof request>[0]>["retryBackoff"]) =>
+    validateSubmission(request({ type: "echo", retryBackoff: init }), 100, 5).retryBackoff;
+  expect(validateSubmission(request({ type: "echo" }), 100, 5)).not.toHaveProperty("retryBackoff");
+  expect(backoff({ delay: { seconds: 2n } })).toEqual({
+    delayMs: 2_000,
+    multiplier: 1,
+    maxDelayMs: 3_600_000,
+    jitter: 0,
+  });
+  expect(backoff({ delay: { nanos: 0 }, multiplier: 2.5, maxDelay: { seconds: 60n }, jitter: 0.25 })).toEqual({
+    delayMs: 0,
+    multiplier: 2.5,
+    maxDelayMs: 60_000,
+    jitter: 0.25,
+  });
+
+  const refused = (init: NonNullable<Parameters<typeof request>[0]>["retryBackoff"]) => {
+    const error = rejection(() => validateSubmission(request({ type: "echo", retryBackoff: init }), 100, 5));
+    expect(error.code).toBe(Code.InvalidArgument);
+    return error.rawMessage;
+  };
+  expect(refused({})).toBe("retry_backoff.delay: is required (the wait after the first failed attempt; 0 s: at once)");
+  expect(refused({ delay: { seconds: -1n } })).toBe("retry_backoff.delay: must not be negative");
+  expect(refused({ delay: { seconds: 3_601n } })).toBe(
+    "retry_backoff.delay: 3601 s exceeds the maximum of 3600 s (1 h)",
+  );
+  expect(refused({ delay: { seconds: 1n }, multiplier: 0.5 })).toBe(
+    "retry_backoff.multiplier: must be from 1 to 100 (0 or unset: 1), not 0.5",
+  );
+  expect(refused({ delay: { seconds: 1n }, multiplier: Number.NaN })).toMatch(/^retry_backoff.multiplier: .* not NaN$/);
+  expect(refused({ delay: { seconds: 1n }, multiplier: 101 })).toMatch(/^retry_backoff.multiplier: /);
+  expect(refused({ delay: { seconds: 10n }, maxDelay: { seconds: 5n } })).toBe(
+    "retry_backoff.max_delay: 5000 ms is shorter than delay (10000 ms); leave it unset for 3600 s (1 h)",
+  );
+  expect(refused({ delay: { seconds: 1n }, maxDelay: { seconds: 7_200n } })).toBe(
+    "retry_backoff.max_delay: 7200 s exceeds the maximum of 3600 s (1 h)",
+  );
+  expect(refused({ delay: { seconds: 1n }, jitter: 1.5 })).toBe(
+    "retry_backoff.jitter: must be from 0 to 1 (a fraction of each wait), not 1.5",
+  );
+  expect(refused({ delay: { seconds: 1n }, jitter: -0.1 })).toMatch(/^retry_backoff.jitter: /);
+});

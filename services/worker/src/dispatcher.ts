@@ -23,6 +23,7 @@
  * priority of its own, or raise its limit).
  */
 import {
+  backoffDelayMs,
   type ConsumerHooks,
   DeliveryProcessor,
   durableName,
@@ -104,6 +105,7 @@ export class PriorityDispatcher {
         // A task's max_attempts: its last attempt's failure dead-letters it, and an interrupted last attempt is not
         // run again.
         attemptsOf: (task) => task.maxAttempts,
+        retryDelayOf: (task, attempt) => (task.retryBackoff ? backoffDelayMs(task.retryBackoff, attempt) : undefined),
         hooks: rt.stageHooks(workerSubject(priority) as WorkerSubject, hooks),
       }),
     });

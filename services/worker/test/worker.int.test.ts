@@ -179,13 +179,33 @@ test("flaky {failures: 1, retryAfterMs}: the retry waits the delay the handler a
   await waitForSucceededAudit(task.taskId);
   const audits = events.audits(task.taskId);
   expect(audits.map((a) => a.action)).toEqual(["attempt_failed", "succeeded"]);
-  // The configured delay after a first attempt is 1 s (FlowSettings.retryDelaysMs): the handler's 1.5 s won.
+  // The configured delay after a first attempt is 100 ms here (FLOW_RETRY_DELAYS_MS): the handler's 1.5 s won.
   expect(audits[0]?.detail).toMatchObject({ attempt: 1, retryInMs: 1_500 });
   const starts = events.statuses(task.taskId).filter((s) => s.state === "RUNNING" && !s.error);
   expect(starts.map((s) => s.attempt)).toEqual([1, 2]);
   const [first, second] = starts.map((s) => Date.parse(s.updatedAt));
   expect(second! - first!).toBeGreaterThanOrEqual(1_500 - 20);
   expect(tasks.results(task.taskId)[0]).toMatchObject({ attempts: 2, output: { attempts: 2 } });
+});
+
+test("a task's own retry backoff sets its waits (×4, capped), and a RetryAfterError still comes first", async () => {
+  const retryBackoff = { delayMs: 200, multiplier: 4, maxDelayMs: 600, jitter: 0 };
+  const task = { ...enrichedTask("flaky", { failures: 2 }), retryBackoff };
+  await publishTask(nc, task);
+  await waitForSucceededAudit(task.taskId);
+  const failed = events.audits(task.taskId).filter((a) => a.action === "attempt_failed");
+  // Without it, the test settings' 100 ms and 200 ms (FLOW_RETRY_DELAYS_MS).
+  expect(failed.map((a) => a.detail?.retryInMs)).toEqual([200, 600]);
+  const starts = events.statuses(task.taskId).filter((s) => s.state === "RUNNING" && !s.error);
+  expect(starts.map((s) => s.attempt)).toEqual([1, 2, 3]);
+  const at = starts.map((s) => Date.parse(s.updatedAt));
+  expect(at[1]! - at[0]!).toBeGreaterThanOrEqual(200 - 20);
+  expect(at[2]! - at[1]!).toBeGreaterThanOrEqual(600 - 20);
+
+  const asked = { ...enrichedTask("flaky", { failures: 1, retryAfterMs: 700 }), retryBackoff };
+  await publishTask(nc, asked);
+  await waitForSucceededAudit(asked.taskId);
+  expect(events.audits(asked.taskId).find((a) => a.action === "attempt_failed")?.detail?.retryInMs).toBe(700);
 });
 
 test("fail: five attempts, then FAILED and a dead letter with reason exhausted", async () => {

@@ -6,7 +6,7 @@
  */
 import { durationMs } from "@bufbuild/protobuf/wkt";
 import type { Task, TaskStatus } from "@tm/proto/web";
-import { RequeueResult, TaskState } from "@tm/proto/web";
+import { RequeueResult, retryBackoffText, TaskState } from "@tm/proto/web";
 import { admin, errorText, isAbort, tasks } from "../api.js";
 import { announce, h, replace } from "../dom.js";
 import { dateOf, duration, formatTime, json, priorityName, stateName, TERMINAL_STATES } from "../format.js";
@@ -236,11 +236,13 @@ function stageRank(state: TaskState): number {
   return TERMINAL_STATES.has(state) ? STAGES.length : STAGES.indexOf(state);
 }
 
-/** The task's own execution limits (SubmitTaskRequest.timeout, max_attempts), or "" when it has the defaults. */
+/** The task's own execution limits (SubmitTaskRequest.timeout, max_attempts, retry_backoff), or "" when it has the
+ *  defaults. */
 function limitsOf(task: Task): string {
   const limits = [
     ...(task.timeout ? [`timeout ${duration(durationMs(task.timeout))} per attempt`] : []),
     ...(task.maxAttempts ? [`at most ${task.maxAttempts} attempt${task.maxAttempts === 1 ? "" : "s"}`] : []),
+    ...(task.retryBackoff ? [`retried ${retryBackoffText(task.retryBackoff, duration)}`] : []),
   ];
-  return limits.join(", ");
+  return limits.join("; ");
 }

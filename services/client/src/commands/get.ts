@@ -1,6 +1,6 @@
 import { toJson } from "@bufbuild/protobuf";
 import { durationMs, timestampDate } from "@bufbuild/protobuf/wkt";
-import { Priority, type Task, type TaskClient, TaskSchema } from "@tm/proto";
+import { Priority, retryBackoffText, type Task, type TaskClient, TaskSchema } from "@tm/proto";
 import { UNARY_TIMEOUT_MS } from "../connection.js";
 import { CliError, ExitCode } from "../exit-codes.js";
 import { type Io, println } from "../io.js";
@@ -30,6 +30,7 @@ export function describeTask(task: Task): string {
   if (task.runAt) lines.push(`runs at   ${timestampDate(task.runAt).toISOString()} (delayed)`);
   if (task.timeout) lines.push(`timeout   ${formatDuration(durationMs(task.timeout))} per attempt`);
   if (task.maxAttempts) lines.push(`attempts  at most ${task.maxAttempts}`);
+  if (task.retryBackoff) lines.push(`retries   ${retryBackoffText(task.retryBackoff, formatDuration)}`);
   for (const [key, value] of Object.entries(task.metadata)) lines.push(`meta      ${key}=${value}`);
   if (task.payload) lines.push(`payload   ${JSON.stringify(task.payload)}`);
   if (task.result) lines.push(`result    ${JSON.stringify(task.result)}`);

@@ -1,7 +1,6 @@
 /** `taskctl schedule add|ls|rm|pause|resume|run`: recurring tasks (AdminService CreateSchedule, ListSchedules,
  *  DeleteSchedule, PauseSchedule, ResumeSchedule, RunSchedule). */
 import { type DescMessage, type MessageShape, toJson } from "@bufbuild/protobuf";
-import { durationFromMs } from "@bufbuild/protobuf/wkt";
 import {
   type AdminClient,
   CreateScheduleResponseSchema,
@@ -17,6 +16,7 @@ import type { Invocation } from "../args.js";
 import { UNARY_TIMEOUT_MS } from "../connection.js";
 import { CliError, ExitCode } from "../exit-codes.js";
 import { type Io, println } from "../io.js";
+import { taskLimitFields } from "../task-limits.js";
 
 type ScheduleInvocation = Extract<Invocation, { command: "schedule" }>;
 
@@ -74,8 +74,7 @@ export async function scheduleCommand(io: Io, client: AdminClient, invocation: S
               ...(invocation.payload ? { payload: invocation.payload } : {}),
               priority: invocation.priority,
               metadata: invocation.metadata,
-              ...(invocation.attemptTimeoutMs ? { timeout: durationFromMs(invocation.attemptTimeoutMs) } : {}),
-              maxAttempts: invocation.maxAttempts ?? 0,
+              ...taskLimitFields(invocation),
             },
           },
         },

@@ -7,6 +7,7 @@ import { ExitCode } from "../exit-codes.js";
 import { type Io, println } from "../io.js";
 import { generatedIdempotencyKey, printRetry, withSubmitRetries } from "../submit-retry.js";
 import { type SubmissionFields, submitAndStream } from "../submit-stream.js";
+import { taskLimitFields } from "../task-limits.js";
 import { watchTasks } from "./watch.js";
 
 type SubmitInvocation = Extract<Invocation, { command: "submit" }>;
@@ -19,8 +20,7 @@ export function submitRequestOf(invocation: SubmitInvocation): SubmissionFields 
     ...(invocation.payload ? { payload: invocation.payload } : {}),
     ...(invocation.idempotencyKey ? { idempotencyKey: invocation.idempotencyKey } : {}),
     ...(invocation.schedule ? { schedule: scheduleOf(invocation.schedule) } : {}),
-    ...(invocation.attemptTimeoutMs ? { timeout: durationFromMs(invocation.attemptTimeoutMs) } : {}),
-    ...(invocation.maxAttempts ? { maxAttempts: invocation.maxAttempts } : {}),
+    ...taskLimitFields(invocation),
   };
 }
 

@@ -12,7 +12,7 @@ import type { JsonObject, Message } from "@bufbuild/protobuf";
  * Describes the file taskmanager/v1/taskmanager.proto.
  */
 export const file_taskmanager_v1_taskmanager: GenFile = /*@__PURE__*/
-  fileDesc("CiB0YXNrbWFuYWdlci92MS90YXNrbWFuYWdlci5wcm90bxIOdGFza21hbmFnZXIudjEiqQEKClRhc2tTdGF0dXMSKAoFc3RhdGUYASABKA4yGS50YXNrbWFuYWdlci52MS5UYXNrU3RhdGUSEAoIcHJvZ3Jlc3MYAiABKA0SDwoHYXR0ZW1wdBgDIAEoDRINCgVlcnJvchgEIAEoCRIuCgp1cGRhdGVkX2F0GAUgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIPCgd2ZXJzaW9uGAYgASgEIucDCgRUYXNrEg8KB3Rhc2tfaWQYASABKAkSDAoEdHlwZRgCIAEoCRIqCghwcmlvcml0eRgDIAEoDjIYLnRhc2ttYW5hZ2VyLnYxLlByaW9yaXR5EigKB3BheWxvYWQYBCABKAsyFy5nb29nbGUucHJvdG9idWYuU3RydWN0EioKBnN0YXR1cxgFIAEoCzIaLnRhc2ttYW5hZ2VyLnYxLlRhc2tTdGF0dXMSJwoGcmVzdWx0GAYgASgLMhcuZ29vZ2xlLnByb3RvYnVmLlN0cnVjdBIuCgpjcmVhdGVkX2F0GAcgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBI0CghtZXRhZGF0YRgIIAMoCzIiLnRhc2ttYW5hZ2VyLnYxLlRhc2suTWV0YWRhdGFFbnRyeRIQCgh0cmFjZV9pZBgJIAEoCRIqCgZydW5fYXQYCiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEioKB3RpbWVvdXQYCyABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb24SFAoMbWF4X2F0dGVtcHRzGAwgASgNGi8KDU1ldGFkYXRhRW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgJOgI4ASJGChJTdWJtaXRUYXNrc1JlcXVlc3QSMAoFdGFza3MYASADKAsyIS50YXNrbWFuYWdlci52MS5TdWJtaXRUYXNrUmVxdWVzdCJKChNTdWJtaXRUYXNrc1Jlc3BvbnNlEjMKCG91dGNvbWVzGAEgAygLMiEudGFza21hbmFnZXIudjEuU3VibWl0VGFza091dGNvbWUiiAEKEVN1Ym1pdFRhc2tPdXRjb21lEjYKCGFjY2VwdGVkGAEgASgLMiIudGFza21hbmFnZXIudjEuU3VibWl0VGFza1Jlc3BvbnNlSAASMAoFZXJyb3IYAiABKAsyHy50YXNrbWFuYWdlci52MS5TdWJtaXRUYXNrRXJyb3JIAEIJCgdvdXRjb21lIjAKD1N1Ym1pdFRhc2tFcnJvchIMCgRjb2RlGAEgASgNEg8KB21lc3NhZ2UYAiABKAkirAMKEVN1Ym1pdFRhc2tSZXF1ZXN0EgwKBHR5cGUYASABKAkSKAoHcGF5bG9hZBgCIAEoCzIXLmdvb2dsZS5wcm90b2J1Zi5TdHJ1Y3QSKgoIcHJpb3JpdHkYAyABKA4yGC50YXNrbWFuYWdlci52MS5Qcmlvcml0eRIXCg9pZGVtcG90ZW5jeV9rZXkYBCABKAkSQQoIbWV0YWRhdGEYBSADKAsyLy50YXNrbWFuYWdlci52MS5TdWJtaXRUYXNrUmVxdWVzdC5NZXRhZGF0YUVudHJ5EiwKBnJ1bl9hdBgGIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXBIABIqCgVkZWxheRgHIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbkgAEioKB3RpbWVvdXQYCCABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb24SFAoMbWF4X2F0dGVtcHRzGAkgASgNGi8KDU1ldGFkYXRhRW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgJOgI4AUIKCghzY2hlZHVsZSI7ChJTdWJtaXRUYXNrUmVzcG9uc2USDwoHdGFza19pZBgBIAEoCRIUCgxkZWR1cGxpY2F0ZWQYAiABKAgiIQoOR2V0VGFza1JlcXVlc3QSDwoHdGFza19pZBgBIAEoCSI1Cg9HZXRUYXNrUmVzcG9uc2USIgoEdGFzaxgBIAEoCzIULnRhc2ttYW5hZ2VyLnYxLlRhc2siKgoXU3RyZWFtVGFza1N0YXR1c1JlcXVlc3QSDwoHdGFza19pZBgBIAEoCSJXChhTdHJlYW1UYXNrU3RhdHVzUmVzcG9uc2USDwoHdGFza19pZBgBIAEoCRIqCgZzdGF0dXMYAiABKAsyGi50YXNrbWFuYWdlci52MS5UYXNrU3RhdHVzIsoDCiBTdWJtaXRUYXNrQW5kU3RyZWFtU3RhdHVzUmVxdWVzdBIMCgR0eXBlGAEgASgJEigKB3BheWxvYWQYAiABKAsyFy5nb29nbGUucHJvdG9idWYuU3RydWN0EioKCHByaW9yaXR5GAMgASgOMhgudGFza21hbmFnZXIudjEuUHJpb3JpdHkSFwoPaWRlbXBvdGVuY3lfa2V5GAQgASgJElAKCG1ldGFkYXRhGAUgAygLMj4udGFza21hbmFnZXIudjEuU3VibWl0VGFza0FuZFN0cmVhbVN0YXR1c1JlcXVlc3QuTWV0YWRhdGFFbnRyeRIsCgZydW5fYXQYBiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wSAASKgoFZGVsYXkYByABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb25IABIqCgd0aW1lb3V0GAggASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uEhQKDG1heF9hdHRlbXB0cxgJIAEoDRovCg1NZXRhZGF0YUVudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoCToCOAFCCgoIc2NoZWR1bGUidgohU3VibWl0VGFza0FuZFN0cmVhbVN0YXR1c1Jlc3BvbnNlEg8KB3Rhc2tfaWQYASABKAkSKgoGc3RhdHVzGAIgASgLMhoudGFza21hbmFnZXIudjEuVGFza1N0YXR1cxIUCgxkZWR1cGxpY2F0ZWQYAyABKAgiNAoRQ2FuY2VsVGFza1JlcXVlc3QSDwoHdGFza19pZBgBIAEoCRIOCgZyZWFzb24YAiABKAkiQAoSQ2FuY2VsVGFza1Jlc3BvbnNlEioKBnN0YXR1cxgBIAEoCzIaLnRhc2ttYW5hZ2VyLnYxLlRhc2tTdGF0dXMqXgoIUHJpb3JpdHkSGAoUUFJJT1JJVFlfVU5TUEVDSUZJRUQQABIQCgxQUklPUklUWV9MT1cQARITCg9QUklPUklUWV9NRURJVU0QAhIRCg1QUklPUklUWV9ISUdIEAMq1QEKCVRhc2tTdGF0ZRIaChZUQVNLX1NUQVRFX1VOU1BFQ0lGSUVEEAASFgoSVEFTS19TVEFURV9QRU5ESU5HEAESFwoTVEFTS19TVEFURV9JTkdFU1RFRBACEhgKFFRBU0tfU1RBVEVfU0NIRURVTEVEEAMSFgoSVEFTS19TVEFURV9SVU5OSU5HEAQSGAoUVEFTS19TVEFURV9TVUNDRUVERUQQBRIVChFUQVNLX1NUQVRFX0ZBSUxFRBAGEhgKFFRBU0tfU1RBVEVfQ0FOQ0VMTEVEEAcyyQQKC1Rhc2tTZXJ2aWNlElMKClN1Ym1pdFRhc2sSIS50YXNrbWFuYWdlci52MS5TdWJtaXRUYXNrUmVxdWVzdBoiLnRhc2ttYW5hZ2VyLnYxLlN1Ym1pdFRhc2tSZXNwb25zZRJKCgdHZXRUYXNrEh4udGFza21hbmFnZXIudjEuR2V0VGFza1JlcXVlc3QaHy50YXNrbWFuYWdlci52MS5HZXRUYXNrUmVzcG9uc2USZwoQU3RyZWFtVGFza1N0YXR1cxInLnRhc2ttYW5hZ2VyLnYxLlN0cmVhbVRhc2tTdGF0dXNSZXF1ZXN0GigudGFza21hbmFnZXIudjEuU3RyZWFtVGFza1N0YXR1c1Jlc3BvbnNlMAESUwoKQ2FuY2VsVGFzaxIhLnRhc2ttYW5hZ2VyLnYxLkNhbmNlbFRhc2tSZXF1ZXN0GiIudGFza21hbmFnZXIudjEuQ2FuY2VsVGFza1Jlc3BvbnNlEoIBChlTdWJtaXRUYXNrQW5kU3RyZWFtU3RhdHVzEjAudGFza21hbmFnZXIudjEuU3VibWl0VGFza0FuZFN0cmVhbVN0YXR1c1JlcXVlc3QaMS50YXNrbWFuYWdlci52MS5TdWJtaXRUYXNrQW5kU3RyZWFtU3RhdHVzUmVzcG9uc2UwARJWCgtTdWJtaXRUYXNrcxIiLnRhc2ttYW5hZ2VyLnYxLlN1Ym1pdFRhc2tzUmVxdWVzdBojLnRhc2ttYW5hZ2VyLnYxLlN1Ym1pdFRhc2tzUmVzcG9uc2ViBnByb3RvMw", [file_google_protobuf_duration, file_google_protobuf_struct, file_google_protobuf_timestamp]);
+  fileDesc("CiB0YXNrbWFuYWdlci92MS90YXNrbWFuYWdlci5wcm90bxIOdGFza21hbmFnZXIudjEiqQEKClRhc2tTdGF0dXMSKAoFc3RhdGUYASABKA4yGS50YXNrbWFuYWdlci52MS5UYXNrU3RhdGUSEAoIcHJvZ3Jlc3MYAiABKA0SDwoHYXR0ZW1wdBgDIAEoDRINCgVlcnJvchgEIAEoCRIuCgp1cGRhdGVkX2F0GAUgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIPCgd2ZXJzaW9uGAYgASgEIpwECgRUYXNrEg8KB3Rhc2tfaWQYASABKAkSDAoEdHlwZRgCIAEoCRIqCghwcmlvcml0eRgDIAEoDjIYLnRhc2ttYW5hZ2VyLnYxLlByaW9yaXR5EigKB3BheWxvYWQYBCABKAsyFy5nb29nbGUucHJvdG9idWYuU3RydWN0EioKBnN0YXR1cxgFIAEoCzIaLnRhc2ttYW5hZ2VyLnYxLlRhc2tTdGF0dXMSJwoGcmVzdWx0GAYgASgLMhcuZ29vZ2xlLnByb3RvYnVmLlN0cnVjdBIuCgpjcmVhdGVkX2F0GAcgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBI0CghtZXRhZGF0YRgIIAMoCzIiLnRhc2ttYW5hZ2VyLnYxLlRhc2suTWV0YWRhdGFFbnRyeRIQCgh0cmFjZV9pZBgJIAEoCRIqCgZydW5fYXQYCiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEioKB3RpbWVvdXQYCyABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb24SFAoMbWF4X2F0dGVtcHRzGAwgASgNEjMKDXJldHJ5X2JhY2tvZmYYDSABKAsyHC50YXNrbWFuYWdlci52MS5SZXRyeUJhY2tvZmYaLwoNTWV0YWRhdGFFbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAk6AjgBIooBCgxSZXRyeUJhY2tvZmYSKAoFZGVsYXkYASABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb24SEgoKbXVsdGlwbGllchgCIAEoARIsCgltYXhfZGVsYXkYAyABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb24SDgoGaml0dGVyGAQgASgBIkYKElN1Ym1pdFRhc2tzUmVxdWVzdBIwCgV0YXNrcxgBIAMoCzIhLnRhc2ttYW5hZ2VyLnYxLlN1Ym1pdFRhc2tSZXF1ZXN0IkoKE1N1Ym1pdFRhc2tzUmVzcG9uc2USMwoIb3V0Y29tZXMYASADKAsyIS50YXNrbWFuYWdlci52MS5TdWJtaXRUYXNrT3V0Y29tZSKIAQoRU3VibWl0VGFza091dGNvbWUSNgoIYWNjZXB0ZWQYASABKAsyIi50YXNrbWFuYWdlci52MS5TdWJtaXRUYXNrUmVzcG9uc2VIABIwCgVlcnJvchgCIAEoCzIfLnRhc2ttYW5hZ2VyLnYxLlN1Ym1pdFRhc2tFcnJvckgAQgkKB291dGNvbWUiMAoPU3VibWl0VGFza0Vycm9yEgwKBGNvZGUYASABKA0SDwoHbWVzc2FnZRgCIAEoCSLhAwoRU3VibWl0VGFza1JlcXVlc3QSDAoEdHlwZRgBIAEoCRIoCgdwYXlsb2FkGAIgASgLMhcuZ29vZ2xlLnByb3RvYnVmLlN0cnVjdBIqCghwcmlvcml0eRgDIAEoDjIYLnRhc2ttYW5hZ2VyLnYxLlByaW9yaXR5EhcKD2lkZW1wb3RlbmN5X2tleRgEIAEoCRJBCghtZXRhZGF0YRgFIAMoCzIvLnRhc2ttYW5hZ2VyLnYxLlN1Ym1pdFRhc2tSZXF1ZXN0Lk1ldGFkYXRhRW50cnkSLAoGcnVuX2F0GAYgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcEgAEioKBWRlbGF5GAcgASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uSAASKgoHdGltZW91dBgIIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbhIUCgxtYXhfYXR0ZW1wdHMYCSABKA0SMwoNcmV0cnlfYmFja29mZhgKIAEoCzIcLnRhc2ttYW5hZ2VyLnYxLlJldHJ5QmFja29mZhovCg1NZXRhZGF0YUVudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoCToCOAFCCgoIc2NoZWR1bGUiOwoSU3VibWl0VGFza1Jlc3BvbnNlEg8KB3Rhc2tfaWQYASABKAkSFAoMZGVkdXBsaWNhdGVkGAIgASgIIiEKDkdldFRhc2tSZXF1ZXN0Eg8KB3Rhc2tfaWQYASABKAkiNQoPR2V0VGFza1Jlc3BvbnNlEiIKBHRhc2sYASABKAsyFC50YXNrbWFuYWdlci52MS5UYXNrIioKF1N0cmVhbVRhc2tTdGF0dXNSZXF1ZXN0Eg8KB3Rhc2tfaWQYASABKAkiVwoYU3RyZWFtVGFza1N0YXR1c1Jlc3BvbnNlEg8KB3Rhc2tfaWQYASABKAkSKgoGc3RhdHVzGAIgASgLMhoudGFza21hbmFnZXIudjEuVGFza1N0YXR1cyL/AwogU3VibWl0VGFza0FuZFN0cmVhbVN0YXR1c1JlcXVlc3QSDAoEdHlwZRgBIAEoCRIoCgdwYXlsb2FkGAIgASgLMhcuZ29vZ2xlLnByb3RvYnVmLlN0cnVjdBIqCghwcmlvcml0eRgDIAEoDjIYLnRhc2ttYW5hZ2VyLnYxLlByaW9yaXR5EhcKD2lkZW1wb3RlbmN5X2tleRgEIAEoCRJQCghtZXRhZGF0YRgFIAMoCzI+LnRhc2ttYW5hZ2VyLnYxLlN1Ym1pdFRhc2tBbmRTdHJlYW1TdGF0dXNSZXF1ZXN0Lk1ldGFkYXRhRW50cnkSLAoGcnVuX2F0GAYgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcEgAEioKBWRlbGF5GAcgASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uSAASKgoHdGltZW91dBgIIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbhIUCgxtYXhfYXR0ZW1wdHMYCSABKA0SMwoNcmV0cnlfYmFja29mZhgKIAEoCzIcLnRhc2ttYW5hZ2VyLnYxLlJldHJ5QmFja29mZhovCg1NZXRhZGF0YUVudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoCToCOAFCCgoIc2NoZWR1bGUidgohU3VibWl0VGFza0FuZFN0cmVhbVN0YXR1c1Jlc3BvbnNlEg8KB3Rhc2tfaWQYASABKAkSKgoGc3RhdHVzGAIgASgLMhoudGFza21hbmFnZXIudjEuVGFza1N0YXR1cxIUCgxkZWR1cGxpY2F0ZWQYAyABKAgiNAoRQ2FuY2VsVGFza1JlcXVlc3QSDwoHdGFza19pZBgBIAEoCRIOCgZyZWFzb24YAiABKAkiQAoSQ2FuY2VsVGFza1Jlc3BvbnNlEioKBnN0YXR1cxgBIAEoCzIaLnRhc2ttYW5hZ2VyLnYxLlRhc2tTdGF0dXMqXgoIUHJpb3JpdHkSGAoUUFJJT1JJVFlfVU5TUEVDSUZJRUQQABIQCgxQUklPUklUWV9MT1cQARITCg9QUklPUklUWV9NRURJVU0QAhIRCg1QUklPUklUWV9ISUdIEAMq1QEKCVRhc2tTdGF0ZRIaChZUQVNLX1NUQVRFX1VOU1BFQ0lGSUVEEAASFgoSVEFTS19TVEFURV9QRU5ESU5HEAESFwoTVEFTS19TVEFURV9JTkdFU1RFRBACEhgKFFRBU0tfU1RBVEVfU0NIRURVTEVEEAMSFgoSVEFTS19TVEFURV9SVU5OSU5HEAQSGAoUVEFTS19TVEFURV9TVUNDRUVERUQQBRIVChFUQVNLX1NUQVRFX0ZBSUxFRBAGEhgKFFRBU0tfU1RBVEVfQ0FOQ0VMTEVEEAcyyQQKC1Rhc2tTZXJ2aWNlElMKClN1Ym1pdFRhc2sSIS50YXNrbWFuYWdlci52MS5TdWJtaXRUYXNrUmVxdWVzdBoiLnRhc2ttYW5hZ2VyLnYxLlN1Ym1pdFRhc2tSZXNwb25zZRJKCgdHZXRUYXNrEh4udGFza21hbmFnZXIudjEuR2V0VGFza1JlcXVlc3QaHy50YXNrbWFuYWdlci52MS5HZXRUYXNrUmVzcG9uc2USZwoQU3RyZWFtVGFza1N0YXR1cxInLnRhc2ttYW5hZ2VyLnYxLlN0cmVhbVRhc2tTdGF0dXNSZXF1ZXN0GigudGFza21hbmFnZXIudjEuU3RyZWFtVGFza1N0YXR1c1Jlc3BvbnNlMAESUwoKQ2FuY2VsVGFzaxIhLnRhc2ttYW5hZ2VyLnYxLkNhbmNlbFRhc2tSZXF1ZXN0GiIudGFza21hbmFnZXIudjEuQ2FuY2VsVGFza1Jlc3BvbnNlEoIBChlTdWJtaXRUYXNrQW5kU3RyZWFtU3RhdHVzEjAudGFza21hbmFnZXIudjEuU3VibWl0VGFza0FuZFN0cmVhbVN0YXR1c1JlcXVlc3QaMS50YXNrbWFuYWdlci52MS5TdWJtaXRUYXNrQW5kU3RyZWFtU3RhdHVzUmVzcG9uc2UwARJWCgtTdWJtaXRUYXNrcxIiLnRhc2ttYW5hZ2VyLnYxLlN1Ym1pdFRhc2tzUmVxdWVzdBojLnRhc2ttYW5hZ2VyLnYxLlN1Ym1pdFRhc2tzUmVzcG9uc2ViBnByb3RvMw", [file_google_protobuf_duration, file_google_protobuf_struct, file_google_protobuf_timestamp]);
 
 /**
  * @generated from message taskmanager.v1.TaskStatus
@@ -124,7 +124,8 @@ export type Task = Message<"taskmanager.v1.Task"> & {
   runAt?: Timestamp | undefined;
 
   /**
-   * The limits it was submitted with (SubmitTaskRequest.timeout, max_attempts); unset / 0: the defaults.
+   * The limits it was submitted with (SubmitTaskRequest.timeout, max_attempts, retry_backoff); unset / 0: the
+   * defaults.
    *
    * @generated from field: google.protobuf.Duration timeout = 11;
    */
@@ -134,6 +135,11 @@ export type Task = Message<"taskmanager.v1.Task"> & {
    * @generated from field: uint32 max_attempts = 12;
    */
   maxAttempts: number;
+
+  /**
+   * @generated from field: taskmanager.v1.RetryBackoff retry_backoff = 13;
+   */
+  retryBackoff?: RetryBackoff | undefined;
 };
 
 /**
@@ -142,6 +148,51 @@ export type Task = Message<"taskmanager.v1.Task"> & {
  */
 export const TaskSchema: GenMessage<Task> = /*@__PURE__*/
   messageDesc(file_taskmanager_v1_taskmanager, 1);
+
+/**
+ * How long a task waits after a failed attempt before the next one (SubmitTaskRequest.retry_backoff), as BullMQ's
+ * backoff option or Temporal's retry policy. The wait after failed attempt n is min(max_delay, delay × multiplier^(n-1)),
+ * shortened by up to `jitter` of it at random. A handler that fails with a RetryAfterError still sets its own wait.
+ *
+ * @generated from message taskmanager.v1.RetryBackoff
+ */
+export type RetryBackoff = Message<"taskmanager.v1.RetryBackoff"> & {
+  /**
+   * The wait after the first failed attempt: 0 to 1 h. Required.
+   *
+   * @generated from field: google.protobuf.Duration delay = 1;
+   */
+  delay?: Duration | undefined;
+
+  /**
+   * Each further wait is the previous one times this: 1 to 100 (2 doubles it); 0 (unset) is 1, the same wait each time.
+   *
+   * @generated from field: double multiplier = 2;
+   */
+  multiplier: number;
+
+  /**
+   * The longest wait: from `delay` to 1 h; unset: 1 h.
+   *
+   * @generated from field: google.protobuf.Duration max_delay = 3;
+   */
+  maxDelay?: Duration | undefined;
+
+  /**
+   * 0 to 1: each wait is shortened by a random part of up to this fraction of it (0.5: between half of it and all of
+   * it), so tasks that failed together do not all come back together. 0 (unset): exact waits.
+   *
+   * @generated from field: double jitter = 4;
+   */
+  jitter: number;
+};
+
+/**
+ * Describes the message taskmanager.v1.RetryBackoff.
+ * Use `create(RetryBackoffSchema)` to create a new message.
+ */
+export const RetryBackoffSchema: GenMessage<RetryBackoff> = /*@__PURE__*/
+  messageDesc(file_taskmanager_v1_taskmanager, 2);
 
 /**
  * @generated from message taskmanager.v1.SubmitTasksRequest
@@ -158,7 +209,7 @@ export type SubmitTasksRequest = Message<"taskmanager.v1.SubmitTasksRequest"> & 
  * Use `create(SubmitTasksRequestSchema)` to create a new message.
  */
 export const SubmitTasksRequestSchema: GenMessage<SubmitTasksRequest> = /*@__PURE__*/
-  messageDesc(file_taskmanager_v1_taskmanager, 2);
+  messageDesc(file_taskmanager_v1_taskmanager, 3);
 
 /**
  * @generated from message taskmanager.v1.SubmitTasksResponse
@@ -177,7 +228,7 @@ export type SubmitTasksResponse = Message<"taskmanager.v1.SubmitTasksResponse"> 
  * Use `create(SubmitTasksResponseSchema)` to create a new message.
  */
 export const SubmitTasksResponseSchema: GenMessage<SubmitTasksResponse> = /*@__PURE__*/
-  messageDesc(file_taskmanager_v1_taskmanager, 3);
+  messageDesc(file_taskmanager_v1_taskmanager, 4);
 
 /**
  * @generated from message taskmanager.v1.SubmitTaskOutcome
@@ -210,7 +261,7 @@ export type SubmitTaskOutcome = Message<"taskmanager.v1.SubmitTaskOutcome"> & {
  * Use `create(SubmitTaskOutcomeSchema)` to create a new message.
  */
 export const SubmitTaskOutcomeSchema: GenMessage<SubmitTaskOutcome> = /*@__PURE__*/
-  messageDesc(file_taskmanager_v1_taskmanager, 4);
+  messageDesc(file_taskmanager_v1_taskmanager, 5);
 
 /**
  * @generated from message taskmanager.v1.SubmitTaskError
@@ -236,7 +287,7 @@ export type SubmitTaskError = Message<"taskmanager.v1.SubmitTaskError"> & {
  * Use `create(SubmitTaskErrorSchema)` to create a new message.
  */
 export const SubmitTaskErrorSchema: GenMessage<SubmitTaskError> = /*@__PURE__*/
-  messageDesc(file_taskmanager_v1_taskmanager, 5);
+  messageDesc(file_taskmanager_v1_taskmanager, 6);
 
 /**
  * @generated from message taskmanager.v1.SubmitTaskRequest
@@ -304,6 +355,14 @@ export type SubmitTaskRequest = Message<"taskmanager.v1.SubmitTaskRequest"> & {
    * @generated from field: uint32 max_attempts = 9;
    */
   maxAttempts: number;
+
+  /**
+   * How long to wait after a failed attempt before the next one; unset: the pipeline's FLOW_RETRY_DELAYS_MS
+   * (1 s, 5 s, 15 s, 30 s).
+   *
+   * @generated from field: taskmanager.v1.RetryBackoff retry_backoff = 10;
+   */
+  retryBackoff?: RetryBackoff | undefined;
 };
 
 /**
@@ -311,7 +370,7 @@ export type SubmitTaskRequest = Message<"taskmanager.v1.SubmitTaskRequest"> & {
  * Use `create(SubmitTaskRequestSchema)` to create a new message.
  */
 export const SubmitTaskRequestSchema: GenMessage<SubmitTaskRequest> = /*@__PURE__*/
-  messageDesc(file_taskmanager_v1_taskmanager, 6);
+  messageDesc(file_taskmanager_v1_taskmanager, 7);
 
 /**
  * @generated from message taskmanager.v1.SubmitTaskResponse
@@ -333,7 +392,7 @@ export type SubmitTaskResponse = Message<"taskmanager.v1.SubmitTaskResponse"> & 
  * Use `create(SubmitTaskResponseSchema)` to create a new message.
  */
 export const SubmitTaskResponseSchema: GenMessage<SubmitTaskResponse> = /*@__PURE__*/
-  messageDesc(file_taskmanager_v1_taskmanager, 7);
+  messageDesc(file_taskmanager_v1_taskmanager, 8);
 
 /**
  * @generated from message taskmanager.v1.GetTaskRequest
@@ -350,7 +409,7 @@ export type GetTaskRequest = Message<"taskmanager.v1.GetTaskRequest"> & {
  * Use `create(GetTaskRequestSchema)` to create a new message.
  */
 export const GetTaskRequestSchema: GenMessage<GetTaskRequest> = /*@__PURE__*/
-  messageDesc(file_taskmanager_v1_taskmanager, 8);
+  messageDesc(file_taskmanager_v1_taskmanager, 9);
 
 /**
  * @generated from message taskmanager.v1.GetTaskResponse
@@ -367,7 +426,7 @@ export type GetTaskResponse = Message<"taskmanager.v1.GetTaskResponse"> & {
  * Use `create(GetTaskResponseSchema)` to create a new message.
  */
 export const GetTaskResponseSchema: GenMessage<GetTaskResponse> = /*@__PURE__*/
-  messageDesc(file_taskmanager_v1_taskmanager, 9);
+  messageDesc(file_taskmanager_v1_taskmanager, 10);
 
 /**
  * @generated from message taskmanager.v1.StreamTaskStatusRequest
@@ -384,7 +443,7 @@ export type StreamTaskStatusRequest = Message<"taskmanager.v1.StreamTaskStatusRe
  * Use `create(StreamTaskStatusRequestSchema)` to create a new message.
  */
 export const StreamTaskStatusRequestSchema: GenMessage<StreamTaskStatusRequest> = /*@__PURE__*/
-  messageDesc(file_taskmanager_v1_taskmanager, 10);
+  messageDesc(file_taskmanager_v1_taskmanager, 11);
 
 /**
  * @generated from message taskmanager.v1.StreamTaskStatusResponse
@@ -406,7 +465,7 @@ export type StreamTaskStatusResponse = Message<"taskmanager.v1.StreamTaskStatusR
  * Use `create(StreamTaskStatusResponseSchema)` to create a new message.
  */
 export const StreamTaskStatusResponseSchema: GenMessage<StreamTaskStatusResponse> = /*@__PURE__*/
-  messageDesc(file_taskmanager_v1_taskmanager, 11);
+  messageDesc(file_taskmanager_v1_taskmanager, 12);
 
 /**
  * The fields of SubmitTaskRequest, with the same numbers and meaning.
@@ -476,6 +535,14 @@ export type SubmitTaskAndStreamStatusRequest = Message<"taskmanager.v1.SubmitTas
    * @generated from field: uint32 max_attempts = 9;
    */
   maxAttempts: number;
+
+  /**
+   * How long to wait after a failed attempt before the next one; unset: the pipeline's FLOW_RETRY_DELAYS_MS
+   * (1 s, 5 s, 15 s, 30 s).
+   *
+   * @generated from field: taskmanager.v1.RetryBackoff retry_backoff = 10;
+   */
+  retryBackoff?: RetryBackoff | undefined;
 };
 
 /**
@@ -483,7 +550,7 @@ export type SubmitTaskAndStreamStatusRequest = Message<"taskmanager.v1.SubmitTas
  * Use `create(SubmitTaskAndStreamStatusRequestSchema)` to create a new message.
  */
 export const SubmitTaskAndStreamStatusRequestSchema: GenMessage<SubmitTaskAndStreamStatusRequest> = /*@__PURE__*/
-  messageDesc(file_taskmanager_v1_taskmanager, 12);
+  messageDesc(file_taskmanager_v1_taskmanager, 13);
 
 /**
  * @generated from message taskmanager.v1.SubmitTaskAndStreamStatusResponse
@@ -513,7 +580,7 @@ export type SubmitTaskAndStreamStatusResponse = Message<"taskmanager.v1.SubmitTa
  * Use `create(SubmitTaskAndStreamStatusResponseSchema)` to create a new message.
  */
 export const SubmitTaskAndStreamStatusResponseSchema: GenMessage<SubmitTaskAndStreamStatusResponse> = /*@__PURE__*/
-  messageDesc(file_taskmanager_v1_taskmanager, 13);
+  messageDesc(file_taskmanager_v1_taskmanager, 14);
 
 /**
  * @generated from message taskmanager.v1.CancelTaskRequest
@@ -535,7 +602,7 @@ export type CancelTaskRequest = Message<"taskmanager.v1.CancelTaskRequest"> & {
  * Use `create(CancelTaskRequestSchema)` to create a new message.
  */
 export const CancelTaskRequestSchema: GenMessage<CancelTaskRequest> = /*@__PURE__*/
-  messageDesc(file_taskmanager_v1_taskmanager, 14);
+  messageDesc(file_taskmanager_v1_taskmanager, 15);
 
 /**
  * @generated from message taskmanager.v1.CancelTaskResponse
@@ -552,7 +619,7 @@ export type CancelTaskResponse = Message<"taskmanager.v1.CancelTaskResponse"> & 
  * Use `create(CancelTaskResponseSchema)` to create a new message.
  */
 export const CancelTaskResponseSchema: GenMessage<CancelTaskResponse> = /*@__PURE__*/
-  messageDesc(file_taskmanager_v1_taskmanager, 15);
+  messageDesc(file_taskmanager_v1_taskmanager, 16);
 
 /**
  * Priority decides which worker queue a task waits in. UNSPECIFIED means MEDIUM.
