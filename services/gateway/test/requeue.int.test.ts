@@ -58,6 +58,7 @@ function newTask(ageMs: number): TaskRecord {
     metadata: { team: "qa" },
     createdAt: new Date(Date.now() - ageMs).toISOString(),
     generation: 0,
+    retryBackoff: { delayMs: 500, multiplier: 2, maxDelayMs: 8_000, jitter: 0 },
   };
 }
 
@@ -79,6 +80,8 @@ async function expectRequeuedAsGeneration(taskId: string, generation: number, au
   await waitFor("the task to leave tasks_unqueued", async () => !(await unqueued(taskId)));
   const queued = await ingested(taskId);
   expect(queued.map((q) => [q.msgId, q.message.generation])).toEqual([[`${taskId}:ingest:${generation}`, generation]]);
+  // The task's own limits go with every generation.
+  expect(queued[0]?.message.retryBackoff).toEqual({ delayMs: 500, multiplier: 2, maxDelayMs: 8_000, jitter: 0 });
   expect(await readStatus(redis, taskId)).toMatchObject({ state: "PENDING", generation });
   await waitFor("the requeued audit event", async () => (await audited(taskId)).length > auditedBefore.length);
   expect((await audited(taskId)).map((e) => [e.action, e.detail?.generation])).toEqual([
@@ -173,6 +176,7 @@ describe("an interrupted submission", () => {
       metadata: { team: "qa" },
       createdAt: task.createdAt,
       generation: 0,
+      retryBackoff: { delayMs: 500, multiplier: 2, maxDelayMs: 8_000, jitter: 0 },
     } satisfies Partial<TaskMessage>);
     expect((await readStatus(redis, task.taskId))?.state).toBe("PENDING");
     await waitFor("the requeued audit event", async () => (await audited(task.taskId)).length > 0);
