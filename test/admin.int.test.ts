@@ -453,7 +453,7 @@ describe("AdminService", () => {
     );
   });
 
-  test("taskctl pause low: low tasks wait while high ones run; taskctl resume low: they run", async () => {
+  test("taskctl pause low: low tasks wait while high ones run; taskctl resume low: they run, but one past its --expires-after is CANCELLED unrun", async () => {
     const worker = pipeline.services.get("worker")!;
     const gauge = async () => {
       const text = await (await fetch(`http://127.0.0.1:${worker.opsPort}/metrics`)).text();
@@ -468,21 +468,33 @@ describe("AdminService", () => {
 
     const low = (await pipeline.client.submitTask({ type: "echo", payload: { q: "low" }, priority: Priority.LOW }))
       .taskId;
+    // One that is worthless if not started within a second (taskctl submit --expires-after).
+    const expiring = await taskctl("submit", "echo", "--priority", "low", "--expires-after", "1s", "--json");
+    expect(expiring.code, expiring.stderr).toBe(0);
+    const { taskId: late } = JSON.parse(expiring.stdout) as { taskId: string };
     const high = (await pipeline.client.submitTask({ type: "echo", payload: { q: "high" }, priority: Priority.HIGH }))
       .taskId;
     await waitFor("the high task to succeed", async () => (await readResult(pipeline.redisClient, high)) !== undefined);
     // Queued for a worker, and no further.
-    await waitFor(
-      "the low task scheduled",
-      async () => (await pipeline.client.getTask({ taskId: low })).task?.status?.state === TaskState.SCHEDULED,
-    );
+    const state = async (taskId: string) => (await pipeline.client.getTask({ taskId })).task?.status?.state;
+    await waitFor("the low tasks scheduled", async () => (await state(low)) === TaskState.SCHEDULED);
+    await waitFor("the expiring task scheduled", async () => (await state(late)) === TaskState.SCHEDULED);
     expect(await readResult(pipeline.redisClient, low)).toBeUndefined();
+    const { task: lateTask } = await pipeline.client.getTask({ taskId: late });
+    const expiresAt = timestampDate(lateTask!.createdAt!).getTime() + 1_000;
+    await waitFor("the expiring task's second to pass", async () => Date.now() > expiresAt + 50);
 
     const resumed = await taskctl("resume", "low", "--json");
     expect(resumed.code, resumed.stderr).toBe(0);
     expect(JSON.parse(resumed.stdout)).toMatchObject({ wasPaused: true });
     await waitFor("the low task to succeed", async () => (await readResult(pipeline.redisClient, low)) !== undefined);
     expect(await gauge()).toBe("0");
+    // The expiring one was not run: CANCELLED, saying why, no result.
+    await waitFor("the expiring task to end", async () => (await state(late)) === TaskState.CANCELLED);
+    const shown = await taskctl("get", late);
+    expect(shown.stdout).toMatch(/^error {5}expired: not started by \S+ \(expires_after 1000 ms\)$/m);
+    expect(shown.stdout).toMatch(/^expires {3}if not started 1.00 s after it was due$/m);
+    expect(await readResult(pipeline.redisClient, late)).toBeUndefined();
   });
 
   test("taskctl submit --delay: the task waits PENDING, then runs once, its history submitted, released, ingested", async () => {

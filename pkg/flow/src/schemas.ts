@@ -7,6 +7,7 @@ import { jsonByteLength, jsonWithinBytes } from "./json-size.js";
 import { TASK_STATES } from "./lifecycle.js";
 import { RetryBackoffSchema } from "./retry-backoff.js";
 import { PRIORITIES, type Subject, Subjects } from "./subjects.js";
+import { MAX_EXPIRES_AFTER_MS } from "./task-limits.js";
 
 export const TRACEPARENT_PATTERN = /^[0-9a-f]{2}-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}$/;
 
@@ -76,6 +77,8 @@ export const TaskMessageSchema = z.object({
   maxAttempts: z.number().int().min(1).max(100).optional(),
   /** How long the worker waits after a failed attempt (SubmitTaskRequest.retry_backoff); unset: FLOW_RETRY_DELAYS_MS. */
   retryBackoff: RetryBackoffSchema.optional(),
+  /** Not run if no attempt has started this long after it was due (SubmitTaskRequest.expires_after). */
+  expiresAfterMs: z.number().int().min(1).max(MAX_EXPIRES_AFTER_MS).optional(),
   generation,
   ...traceFields,
 });

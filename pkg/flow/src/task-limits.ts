@@ -1,5 +1,5 @@
 /**
- * A task's own limits (SubmitTaskRequest.timeout, max_attempts, retry_backoff): stored with its record, carried in
+ * A task's own limits (SubmitTaskRequest.timeout, max_attempts, retry_backoff, expires_after): stored with its record, carried in
  * its messages, kept by replays, requeues and schedules. Unset ones are left out, so the pipeline's defaults apply
  * and a reader can tell "the default" from a value that happens to equal it.
  */
@@ -12,6 +12,25 @@ export interface TaskLimits {
   maxAttempts?: number;
   /** The wait after a failed attempt. */
   retryBackoff?: RetryBackoff;
+  /** Not run if no attempt has started this long after it was due (ms). */
+  expiresAfterMs?: number;
+}
+
+/** The longest expires_after: the task's record lives a week (Bounds.taskTtlSeconds). */
+export const MAX_EXPIRES_AFTER_MS = 7 * 24 * 3_600_000;
+
+/**
+ * When an unstarted task expires (ms since epoch): `expiresAfterMs` after it was due (a delayed task: its runAt). Only
+ * its first generation: a replay or requeue is an operator's explicit decision to run it now. Undefined: never.
+ */
+export function expiresAtMs(task: {
+  expiresAfterMs?: number;
+  generation: number;
+  createdAt: string;
+  runAt?: string;
+}): number | undefined {
+  if (!task.expiresAfterMs || task.generation !== 0) return undefined;
+  return Date.parse(task.runAt ?? task.createdAt) + task.expiresAfterMs;
 }
 
 /** The limits `from` sets, and nothing else of it. */
@@ -20,5 +39,6 @@ export function taskLimitsOf(from: TaskLimits): TaskLimits {
     ...(from.timeoutMs ? { timeoutMs: from.timeoutMs } : {}),
     ...(from.maxAttempts ? { maxAttempts: from.maxAttempts } : {}),
     ...(from.retryBackoff ? { retryBackoff: from.retryBackoff } : {}),
+    ...(from.expiresAfterMs ? { expiresAfterMs: from.expiresAfterMs } : {}),
   };
 }

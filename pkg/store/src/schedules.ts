@@ -26,6 +26,7 @@ export interface StoredSchedule {
     timeoutMs?: number;
     maxAttempts?: number;
     retryBackoff?: RetryBackoff;
+    expiresAfterMs?: number;
   };
   createdAt: string;
   createdBy: string;

@@ -23,6 +23,8 @@ export interface TaskRecord {
   maxAttempts?: number;
   /** Its own wait after a failed attempt, when the submission set one. */
   retryBackoff?: RetryBackoff;
+  /** Not run if no attempt has started this long after it was due (ms), when the submission set it. */
+  expiresAfterMs?: number;
 }
 
 // The task record with its TTL, and its entry in the listing index, which is trimmed of tasks whose records have
@@ -77,6 +79,7 @@ export async function saveTask(redis: Redis, task: TaskRecord, options: SaveTask
     ...(task.timeoutMs ? { timeoutMs: String(task.timeoutMs) } : {}),
     ...(task.maxAttempts ? { maxAttempts: String(task.maxAttempts) } : {}),
     ...(task.retryBackoff ? { retryBackoff: JSON.stringify(task.retryBackoff) } : {}),
+    ...(task.expiresAfterMs ? { expiresAfterMs: String(task.expiresAfterMs) } : {}),
   };
   const entry = delayedUntilMs !== undefined ? "2" : options.unqueued ? "1" : "0";
   await SAVE_TASK.run(
@@ -116,6 +119,7 @@ export function parseTaskHash(hash: Record<string, string>): TaskRecord | undefi
     ...(positive(hash.timeoutMs) ? { timeoutMs: Number(hash.timeoutMs) } : {}),
     ...(positive(hash.maxAttempts) ? { maxAttempts: Number(hash.maxAttempts) } : {}),
     ...retryBackoffField(hash.retryBackoff),
+    ...(positive(hash.expiresAfterMs) ? { expiresAfterMs: Number(hash.expiresAfterMs) } : {}),
   };
 }
 

@@ -202,6 +202,15 @@ function retryDurationMs(flag: string, text: string): number {
   return Number(match[1]) * TIMEOUT_UNIT_MS[match[2]!]!;
 }
 
+/** `submit --expires-after 30s|15m|2h|1d`: not run if not started that long after it was due (the gateway checks ≤ 7 d). */
+export function parseExpiresAfter(text: string | undefined): number | undefined {
+  if (text === undefined) return undefined;
+  const match = /^(\d+)(ms|s|m|h|d)$/.exec(text.trim());
+  const ms = match ? Number(match[1]) * (match[2] === "d" ? 86_400_000 : TIMEOUT_UNIT_MS[match[2]!]!) : 0;
+  if (!(ms > 0)) throw new UsageError(`--expires-after must be a duration like 30s, 15m, 2h, 1d (got "${text}")`);
+  return ms;
+}
+
 /** `submit --max-attempts N`: 1 to 5 (the pipeline's deliveries per message; the gateway has the final word). */
 export function parseMaxAttempts(text: string | undefined): number | undefined {
   if (text === undefined) return undefined;

@@ -9,6 +9,7 @@ import {
   type DlqAction,
   parseAttemptTimeout,
   parseDlqAction,
+  parseExpiresAfter,
   parseLimit,
   parseMaxAttempts,
   parseRetryBackoff,
@@ -50,6 +51,8 @@ export type Invocation =
       maxAttempts?: number;
       /** --retry-delay and the other --retry-* options. */
       retryBackoff?: RetryBackoffOption;
+      /** --expires-after, ms. */
+      expiresAfterMs?: number;
     }
   | {
       command: "submit-batch";
@@ -94,6 +97,7 @@ export type ScheduleAction =
       attemptTimeoutMs?: number;
       maxAttempts?: number;
       retryBackoff?: RetryBackoffOption;
+      expiresAfterMs?: number;
     };
 
 export type CommandName = Exclude<Invocation["command"], "help">;
@@ -127,6 +131,7 @@ const COMMAND_OPTIONS: Record<CommandName, Options> = {
     "attempt-timeout": { type: "string" },
     "max-attempts": { type: "string" },
     ...RETRY_BACKOFF_OPTIONS,
+    "expires-after": { type: "string" },
   },
   "submit-batch": { "batch-size": { type: "string" }, retries: { type: "string" } },
   get: {},
@@ -167,6 +172,7 @@ const COMMAND_OPTIONS: Record<CommandName, Options> = {
     "attempt-timeout": { type: "string" },
     "max-attempts": { type: "string" },
     ...RETRY_BACKOFF_OPTIONS,
+    "expires-after": { type: "string" },
   },
   pause: {},
   resume: {},
@@ -225,6 +231,7 @@ export function parseCommandLine(argv: string[], env: NodeJS.ProcessEnv = {}, no
       const attemptTimeoutMs = parseAttemptTimeout(str(values["attempt-timeout"]));
       const maxAttempts = parseMaxAttempts(str(values["max-attempts"]));
       const retryBackoff = retryBackoffOf(values);
+      const expiresAfterMs = parseExpiresAfter(str(values["expires-after"]));
       return {
         command: "submit",
         globals,
@@ -239,6 +246,7 @@ export function parseCommandLine(argv: string[], env: NodeJS.ProcessEnv = {}, no
         ...(attemptTimeoutMs === undefined ? {} : { attemptTimeoutMs }),
         ...(maxAttempts === undefined ? {} : { maxAttempts }),
         ...(retryBackoff ? { retryBackoff } : {}),
+        ...(expiresAfterMs === undefined ? {} : { expiresAfterMs }),
       };
     }
     case "submit-batch":
@@ -465,6 +473,7 @@ function parseScheduleAction(
   const attemptTimeoutMs = parseAttemptTimeout(str(values["attempt-timeout"]));
   const maxAttempts = parseMaxAttempts(str(values["max-attempts"]));
   const retryBackoff = retryBackoffOf(values);
+  const expiresAfterMs = parseExpiresAfter(str(values["expires-after"]));
   const overlap = str(values.overlap) ?? "allow";
   if (overlap !== "allow" && overlap !== "skip") {
     throw new UsageError(`schedule add: --overlap is allow or skip (got "${overlap}")`);
@@ -483,5 +492,6 @@ function parseScheduleAction(
     ...(attemptTimeoutMs === undefined ? {} : { attemptTimeoutMs }),
     ...(maxAttempts === undefined ? {} : { maxAttempts }),
     ...(retryBackoff ? { retryBackoff } : {}),
+    ...(expiresAfterMs === undefined ? {} : { expiresAfterMs }),
   };
 }

@@ -53,7 +53,7 @@ export const HELP = {
 call each. A line is a SubmitTaskRequest in protobuf's JSON form, e.g.
   {"type":"sleep","payload":{"ms":200},"priority":"PRIORITY_HIGH","idempotencyKey":"order-17","delay":"30s"}
 (fields: type, payload, priority, idempotencyKey, metadata, runAt or delay, timeout, maxAttempts, retryBackoff
-{delay, multiplier, maxDelay, jitter}). Every line is
+{delay, multiplier, maxDelay, jitter}, expiresAfter). Every line is
 read and checked before anything is sent: a malformed one stops the command, naming its line.
 Prints one line per task, in the file's order: its id, or "error CODE: message" for a task the gateway refused
 (--json: {line, taskId, deduplicated} or {line, error: {code, message}}), then a count on stderr. A task the gateway
@@ -67,7 +67,7 @@ refused line (2 invalid, 4 unavailable, 5 other).`,
   --retries N             retries of the tasks answered UNAVAILABLE or rate limited (default 4, 0 to 20)`,
   ),
   submit: page(
-    "Usage: taskctl submit <type> [--payload JSON] [--priority high|medium|low] [--idempotency-key K] [--meta k=v ...] [--delay D | --at T] [--attempt-timeout D] [--max-attempts N] [--retry-delay D [--retry-multiplier X] [--retry-max-delay D] [--retry-jitter F]] [--watch] [--retries N]",
+    "Usage: taskctl submit <type> [--payload JSON] [--priority high|medium|low] [--idempotency-key K] [--meta k=v ...] [--delay D | --at T] [--attempt-timeout D] [--max-attempts N] [--retry-delay D [--retry-multiplier X] [--retry-max-delay D] [--retry-jitter F]] [--expires-after D] [--watch] [--retries N]",
     "Submits a task and prints its id (--json: {taskId, deduplicated}). A submission the gateway cannot take\n(UNAVAILABLE, connection refused) is retried after 0.25, 0.5, 1, 2 s with the same idempotency key (yours,\nor one made for this run), so a retry never creates a second task; one refused by the rate limit, after the\ngateway's pushback.",
     `Options:
   --payload JSON          the task's payload, a JSON object, e.g. '{"ms":800}'
@@ -83,6 +83,8 @@ refused line (2 invalid, 4 unavailable, 5 other).`,
   --retry-multiplier X    each further wait is the previous one times X (1 to 100; default 1, the same wait; 2 doubles)
   --retry-max-delay D     the longest wait (default 1h)
   --retry-jitter F        shorten each wait by a random part of up to F of it (0 to 1, e.g. 0.2; default 0)
+  --expires-after D       not run if no attempt has started D after it was due (30s, 15m, 2h, 1d; up to 7d): it
+                          ends CANCELLED, "expired" (a retry due later is not started either)
   --watch                 then follow the task until it finishes (exit 1 if it FAILED or was CANCELLED)
   --retries N             retries of an UNAVAILABLE or rate-limited submission, 0 to 20 (default 4; 0: fail at once)`,
   ),
@@ -153,7 +155,7 @@ refused line (2 invalid, 4 unavailable, 5 other).`,
   ),
   resume: page("Usage: taskctl resume <high|medium|low>", "Lets the workers take tasks of that priority again."),
   schedule: page(
-    'Usage: taskctl schedule add <id> "<cron>" <type> [--timezone TZ] [--overlap allow|skip] [--replace] [--payload JSON] [--priority P] [--meta k=v ...] [--attempt-timeout D] [--max-attempts N] [--retry-delay D ...]\n       taskctl schedule ls\n       taskctl schedule rm|pause|resume|run <id>',
+    'Usage: taskctl schedule add <id> "<cron>" <type> [--timezone TZ] [--overlap allow|skip] [--replace] [--payload JSON] [--priority P] [--meta k=v ...] [--attempt-timeout D] [--max-attempts N] [--retry-delay D ...] [--expires-after D]\n       taskctl schedule ls\n       taskctl schedule rm|pause|resume|run <id>',
     "Recurring tasks (operators). add: a task of <type> is submitted at every time <cron> names (five fields,\nminute hour day-of-month month day-of-week, or six with seconds first), by one gateway, exactly once per time;\nthe tasks carry schedule_id and scheduled_for in their metadata. ls: every schedule with its next and last run.\nrm: stops it (tasks already submitted are not touched). pause: no runs until resume, which goes on from\nits first time after now (the times in between are not made up). run: submits its task once, now, as you\n(its times do not change); prints the task's id.",
     `Options (add):
   --timezone TZ           the IANA time zone the cron expression is read in (default UTC), e.g. Europe/Berlin
@@ -161,6 +163,7 @@ refused line (2 invalid, 4 unavailable, 5 other).`,
                           or skip that time (skip)
   --replace               replace a schedule with the same id (else: exit 1, it exists)
   --payload, --priority, --meta, --attempt-timeout, --max-attempts, --retry-delay, --retry-multiplier,
-  --retry-max-delay, --retry-jitter       the task's, as for submit`,
+  --retry-max-delay, --retry-jitter, --expires-after   the task's, as for submit (expiry counted from each run's
+                          time)`,
   ),
 } as const;

@@ -10,7 +10,10 @@ import { CliError, ExitCode } from "./exit-codes.js";
 /** The submission's fields: SubmitTaskRequest's, which SubmitTaskAndStreamStatusRequest repeats. */
 export type SubmissionFields = Pick<SubmitTaskRequest, "type" | "priority" | "metadata"> &
   Partial<
-    Pick<SubmitTaskRequest, "payload" | "idempotencyKey" | "schedule" | "timeout" | "maxAttempts" | "retryBackoff">
+    Pick<
+      SubmitTaskRequest,
+      "payload" | "idempotencyKey" | "schedule" | "timeout" | "maxAttempts" | "retryBackoff" | "expiresAfter"
+    >
   >;
 
 export interface SubmittedStream {

@@ -1,5 +1,5 @@
 /**
- * A task's own limits as taskctl takes them (--attempt-timeout, --max-attempts, --retry-*), for SubmitTaskRequest
+ * A task's own limits as taskctl takes them (--attempt-timeout, --max-attempts, --retry-*, --expires-after), for SubmitTaskRequest
  * and a schedule's task alike. The gateway checks the values and names a field it refuses.
  */
 import { create } from "@bufbuild/protobuf";
@@ -18,12 +18,15 @@ export interface TaskLimitOptions {
   attemptTimeoutMs?: number;
   maxAttempts?: number;
   retryBackoff?: RetryBackoffOption;
+  /** --expires-after. */
+  expiresAfterMs?: number;
 }
 
 export function taskLimitFields(options: TaskLimitOptions): {
   timeout?: ReturnType<typeof durationFromMs>;
   maxAttempts: number;
   retryBackoff?: RetryBackoff;
+  expiresAfter?: ReturnType<typeof durationFromMs>;
 } {
   const backoff = options.retryBackoff;
   return {
@@ -39,5 +42,6 @@ export function taskLimitFields(options: TaskLimitOptions): {
           }),
         }
       : {}),
+    ...(options.expiresAfterMs ? { expiresAfter: durationFromMs(options.expiresAfterMs) } : {}),
   };
 }

@@ -190,6 +190,24 @@ describe("parseCommandLine", () => {
     ).toMatchObject({ action: "add", retryBackoff: { delayMs: 2_000, multiplier: 3 } });
   });
 
+  test("--expires-after reaches the request as expires_after; bad values are named", () => {
+    const invocation = parseCommandLine(["submit", "echo", "--expires-after", "15m"]);
+    expect(invocation).toMatchObject({ expiresAfterMs: 900_000 });
+    const request = submitRequestOf(invocation as Extract<Invocation, { command: "submit" }>);
+    expect(request.expiresAfter).toMatchObject({ seconds: 900n });
+    expect(parseCommandLine(["submit", "echo", "--expires-after", "2d"])).toMatchObject({
+      expiresAfterMs: 172_800_000,
+    });
+    for (const bad of ["0s", "15", "1w", "later"]) {
+      expect(usageErrorOf(["submit", "echo", `--expires-after=${bad}`])).toBe(
+        `--expires-after must be a duration like 30s, 15m, 2h, 1d (got "${bad}")`,
+      );
+    }
+    expect(parseCommandLine(["schedule", "add", "n", "* * * * *", "echo", "--expires-after", "30s"])).toMatchObject({
+      expiresAfterMs: 30_000,
+    });
+  });
+
   test("schedule add|ls|rm: the cron is one argument; task options as for submit; mistakes are named", () => {
     expect(parseCommandLine(["schedule", "ls"])).toMatchObject({ command: "schedule", action: "ls" });
     expect(parseCommandLine(["schedule", "rm", "nightly"])).toMatchObject({ action: "rm", id: "nightly" });

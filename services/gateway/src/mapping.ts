@@ -92,6 +92,7 @@ export function taskLimitsToProto(limits: TaskLimits): {
   timeout?: ReturnType<typeof durationFromMs>;
   maxAttempts: number;
   retryBackoff?: MessageInitShape<typeof RetryBackoffSchema>;
+  expiresAfter?: ReturnType<typeof durationFromMs>;
 } {
   const backoff = limits.retryBackoff;
   return {
@@ -107,5 +108,6 @@ export function taskLimitsToProto(limits: TaskLimits): {
           },
         }
       : {}),
+    ...(limits.expiresAfterMs ? { expiresAfter: durationFromMs(limits.expiresAfterMs) } : {}),
   };
 }

@@ -130,6 +130,7 @@ function parseTemplate(task: ScheduledTask | undefined, limits: ScheduleLimits):
         timeout: task.timeout,
         maxAttempts: task.maxAttempts,
         retryBackoff: task.retryBackoff,
+        expiresAfter: task.expiresAfter,
       },
       limits.maxPayloadBytes,
       limits.maxDeliver,

@@ -9,6 +9,7 @@ import { Code, ConnectError } from "@connectrpc/connect";
 import {
   DEFAULT_FLOW_SETTINGS,
   KNOWN_TASK_TYPES,
+  MAX_EXPIRES_AFTER_MS,
   MAX_RETRY_BACKOFF_MS,
   MAX_TASK_TIMEOUT_MS,
   type Priority,
@@ -40,6 +41,8 @@ export interface ValidSubmission {
   maxAttempts?: number;
   /** The wait after a failed attempt, when the request set one (`retry_backoff`). */
   retryBackoff?: RetryBackoff;
+  /** Not run if not started this long after it was due, when the request set it (`expires_after`). */
+  expiresAfterMs?: number;
 }
 
 export function invalid(field: string, problem: string): ConnectError {
@@ -109,6 +112,7 @@ export function validateSubmission(
     );
   }
   const retryBackoff = request.retryBackoff ? retryBackoffOf(request.retryBackoff) : undefined;
+  const expiresAfterMs = request.expiresAfter ? expiresAfterMsOf(request.expiresAfter) : undefined;
 
   return {
     type: request.type,
@@ -120,7 +124,21 @@ export function validateSubmission(
     // The pipeline's own limit is the default: storing it would only hide that the client left it unset.
     ...(request.maxAttempts > 0 && request.maxAttempts < maxDeliver ? { maxAttempts: request.maxAttempts } : {}),
     ...(retryBackoff ? { retryBackoff } : {}),
+    ...(expiresAfterMs === undefined ? {} : { expiresAfterMs }),
   };
+}
+
+/** An expiry from 1 ms to MAX_EXPIRES_AFTER_MS (7 days, the task record's lifetime), in whole milliseconds. */
+function expiresAfterMsOf(expiresAfter: Duration): number {
+  const ms = durationMsOf("expires_after", expiresAfter);
+  if (ms === 0) throw invalid("expires_after", "must be at least 1 ms (leave it unset for a task that never expires)");
+  if (ms > MAX_EXPIRES_AFTER_MS) {
+    throw invalid(
+      "expires_after",
+      `${expiresAfter.seconds} s exceeds the maximum of ${MAX_EXPIRES_AFTER_MS / 1_000} s (7 days, as long as a task is kept)`,
+    );
+  }
+  return ms;
 }
 
 const MAX_BACKOFF_TEXT = `${MAX_RETRY_BACKOFF_MS / 1_000} s (1 h)`;

@@ -110,13 +110,19 @@ describe("SubmitTask", () => {
     expect(refused.rawMessage).toMatch(/^max_attempts: 9 exceeds the pipeline's 5 deliveries per message/);
   });
 
-  test("a task's own retry backoff is stored, shown by GetTask, and carried to the worker", async () => {
+  test("a task's own retry backoff and expiry are stored, shown by GetTask, and carried to the worker", async () => {
     const retryBackoff = { delay: { nanos: 250_000_000 }, multiplier: 3, maxDelay: { seconds: 4n }, jitter: 0.1 };
-    const { taskId } = await client.submitTask({ type: "flaky", payload: { failures: 1 }, retryBackoff });
+    const { taskId } = await client.submitTask({
+      type: "flaky",
+      payload: { failures: 1 },
+      retryBackoff,
+      expiresAfter: { seconds: 90n },
+    });
     const stored = { delayMs: 250, multiplier: 3, maxDelayMs: 4_000, jitter: 0.1 };
     expect(JSON.parse((await redis.hget(Keys.task(taskId), "retryBackoff"))!)).toEqual(stored);
+    expect(await redis.hget(Keys.task(taskId), "expiresAfterMs")).toBe("90000");
     const [message] = await ingestMessagesFor(taskId);
-    expect(message).toMatchObject({ taskId, retryBackoff: stored });
+    expect(message).toMatchObject({ taskId, retryBackoff: stored, expiresAfterMs: 90_000 });
     const { task } = await client.getTask({ taskId });
     expect(task?.retryBackoff).toMatchObject({
       delay: { seconds: 0n, nanos: 250_000_000 },
@@ -124,11 +130,13 @@ describe("SubmitTask", () => {
       maxDelay: { seconds: 4n, nanos: 0 },
       jitter: 0.1,
     });
+    expect(task?.expiresAfter).toMatchObject({ seconds: 90n, nanos: 0 });
 
-    // Unset, nothing is stored or sent: the pipeline's FLOW_RETRY_DELAYS_MS apply.
+    // Unset, nothing is stored or sent: the pipeline's FLOW_RETRY_DELAYS_MS apply, and the task never expires.
     const plain = await client.submitTask({ type: "echo" });
     expect(await redis.hexists(Keys.task(plain.taskId), "retryBackoff")).toBe(0);
     expect((await ingestMessagesFor(plain.taskId))[0]).not.toHaveProperty("retryBackoff");
+    expect((await ingestMessagesFor(plain.taskId))[0]).not.toHaveProperty("expiresAfterMs");
     expect((await client.getTask({ taskId: plain.taskId })).task?.retryBackoff).toBeUndefined();
 
     const refused = await rejection(client.submitTask({ type: "echo", retryBackoff: { multiplier: 2 } }));

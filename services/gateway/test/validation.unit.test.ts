@@ -133,3 +133,19 @@ test("retry_backoff: unset fields get their defaults, each bad field is named", 
   );
   expect(refused({ delay: { seconds: 1n }, jitter: -0.1 })).toMatch(/^retry_backoff.jitter: /);
 });
+
+test("expires_after: 1 ms to 7 days, kept when set, bad values named", () => {
+  const expiresAfterMs = (seconds: bigint, nanos = 0) =>
+    validateSubmission(request({ type: "echo", expiresAfter: { seconds, nanos } }), 100, 5).expiresAfterMs;
+  expect(validateSubmission(request({ type: "echo" }), 100, 5)).not.toHaveProperty("expiresAfterMs");
+  expect(expiresAfterMs(300n)).toBe(300_000);
+  expect(expiresAfterMs(0n, 1)).toBe(1);
+  expect(expiresAfterMs(604_800n)).toBe(604_800_000);
+  const refused = (seconds: bigint) =>
+    rejection(() => validateSubmission(request({ type: "echo", expiresAfter: { seconds } }), 100, 5)).rawMessage;
+  expect(refused(0n)).toBe("expires_after: must be at least 1 ms (leave it unset for a task that never expires)");
+  expect(refused(-5n)).toBe("expires_after: must not be negative");
+  expect(refused(604_801n)).toBe(
+    "expires_after: 604801 s exceeds the maximum of 604800 s (7 days, as long as a task is kept)",
+  );
+});

@@ -11,6 +11,7 @@ import {
   describeIssues,
   type EnrichedTaskMessage,
   errorMessage,
+  expiresAtMs,
   PermanentError,
   publishAudit,
   publishSkippedSuperseded,
@@ -38,7 +39,7 @@ export type WorkerSubject = typeof Subjects.workerHigh | typeof Subjects.workerM
 export function createTaskRunner({ rt, running, timeoutMs }: TaskRunnerOptions) {
   const processed = rt.meter.createCounter("tm_tasks_processed_total", {
     description:
-      "Task attempts by outcome (succeeded, retried, failed, cancelled, skipped_cancelled, skipped_superseded, handed_back)",
+      "Task attempts by outcome (succeeded, retried, failed, cancelled, skipped_cancelled, skipped_superseded, expired, handed_back)",
   });
   const duration = rt.meter.createHistogram("tm_task_duration_ms", {
     description: "Time one attempt of a task's handler ran",
@@ -64,6 +65,36 @@ export function createTaskRunner({ rt, running, timeoutMs }: TaskRunnerOptions) 
     });
   const service = rt.name;
 
+  /**
+   * Ends an expired task CANCELLED without running it, its error saying why (a retry due after the expiry too: the
+   * error counts the attempts that failed). Status first, then the audit event: both are deduplicated should this
+   * delivery be redelivered before its ack.
+   */
+  async function expire(task: EnrichedTaskMessage, ctx: DeliveryContext, expiresAt: number): Promise<void> {
+    const { taskId, generation } = task;
+    const failed = ctx.attempt - 1;
+    const error =
+      `expired: not started by ${new Date(expiresAt).toISOString()} (expires_after ${task.expiresAfterMs} ms)` +
+      (failed > 0 ? ` after ${failed} failed attempt${failed === 1 ? "" : "s"}` : "");
+    await publishStatus(rt.publisher, {
+      taskId,
+      state: "CANCELLED",
+      source: service,
+      attempt: failed,
+      error,
+      generation,
+    });
+    await publishAudit(rt.publisher, {
+      taskId,
+      service,
+      action: "expired",
+      detail: { expiresAt: new Date(expiresAt).toISOString(), lateMs: Date.now() - expiresAt, failedAttempts: failed },
+      discriminator: generation,
+    });
+    count(task, "expired");
+    rt.log.info({ taskId, expiresAt, failedAttempts: failed }, "task expired before it started: cancelled");
+  }
+
   async function run(task: EnrichedTaskMessage, ctx: DeliveryContext): Promise<void> {
     const { taskId, generation, maxAttempts } = task;
     // With max_attempts, also the attempt its status says was last started (one round trip with the other reads).
@@ -80,6 +111,12 @@ export function createTaskRunner({ rt, running, timeoutMs }: TaskRunnerOptions) 
       // A newer generation runs the task (or has): publish nothing of this one's, whose statuses would be ignored.
       await publishSkippedSuperseded(rt.publisher, service, { taskId, generation }, `${generation}:${ctx.attempt}`);
       count(task, "skipped_superseded");
+      return;
+    }
+    // Worthless this late (SubmitTaskRequest.expires_after): not started, and the task ends here.
+    const expiresAt = expiresAtMs(task);
+    if (expiresAt !== undefined && Date.now() > expiresAt) {
+      await expire(task, ctx, expiresAt);
       return;
     }
     // An attempt that started and never finished (its worker was SIGKILLed) is usually redelivered with a higher

@@ -208,6 +208,48 @@ test("a task's own retry backoff sets its waits (×4, capped), and a RetryAfterE
   expect(events.audits(asked.taskId).find((a) => a.action === "attempt_failed")?.detail?.retryInMs).toBe(700);
 });
 
+test("a task past its expires_after is not run: CANCELLED, expired, audited; a later generation runs", async () => {
+  const dueAt = new Date(Date.now() - 10_000).toISOString();
+  const task = { ...enrichedTask("sleep", { ms: 10 }), createdAt: dueAt, expiresAfterMs: 5_000 };
+  await publishTask(nc, task);
+  await waitFor("the expired audit event", async () => {
+    await refresh();
+    return events.audits(task.taskId).some((a) => a.action === "expired");
+  });
+  const statuses = events.statuses(task.taskId);
+  expect(statuses.map((s) => s.state)).toEqual(["CANCELLED"]); // never RUNNING: the handler did not start
+  expect(statuses[0]?.error).toBe(
+    `expired: not started by ${new Date(Date.parse(dueAt) + 5_000).toISOString()} (expires_after 5000 ms)`,
+  );
+  expect(events.audits(task.taskId)[0]?.detail).toMatchObject({ failedAttempts: 0 });
+  expect(tasks.results(task.taskId)).toHaveLength(0);
+  await waitFor(
+    "the delivery acked",
+    async () => (await jsm.consumers.info("TASKS", durableName("worker", Subjects.workerMedium))).num_ack_pending === 0,
+  );
+
+  // A replay's generation is an operator's decision to run it now: not expired.
+  const replayed = { ...task, generation: 1 };
+  await createPublisher(nc).publish(Subjects.workerMedium, replayed, { msgId: `${task.taskId}:worker:1` });
+  await waitForSucceededAudit(task.taskId);
+});
+
+test("a retry due after the task's expiry is not started: CANCELLED, counting the failed attempt", async () => {
+  // Attempt 1 starts at once (well within 1 s); the handler asks for its retry 1.5 s later, past the expiry.
+  const task = { ...enrichedTask("flaky", { failures: 1, retryAfterMs: 1_500 }), expiresAfterMs: 1_000 };
+  await publishTask(nc, task);
+  await waitFor("the expired audit event", async () => {
+    await refresh();
+    return events.audits(task.taskId).some((a) => a.action === "expired");
+  });
+  expect(events.audits(task.taskId).map((a) => a.action)).toEqual(["attempt_failed", "expired"]);
+  expect(events.statuses(task.taskId).at(-1)).toMatchObject({
+    state: "CANCELLED",
+    attempt: 1,
+    error: expect.stringMatching(/^expired: not started by .* \(expires_after 1000 ms\) after 1 failed attempt$/),
+  });
+});
+
 test("fail: five attempts, then FAILED and a dead letter with reason exhausted", async () => {
   const task = enrichedTask("fail", {});
   await publishTask(nc, task);

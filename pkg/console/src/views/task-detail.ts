@@ -236,13 +236,16 @@ function stageRank(state: TaskState): number {
   return TERMINAL_STATES.has(state) ? STAGES.length : STAGES.indexOf(state);
 }
 
-/** The task's own execution limits (SubmitTaskRequest.timeout, max_attempts, retry_backoff), or "" when it has the
- *  defaults. */
+/** The task's own execution limits (SubmitTaskRequest.timeout, max_attempts, retry_backoff, expires_after), or ""
+ *  when it has the defaults. */
 function limitsOf(task: Task): string {
   const limits = [
     ...(task.timeout ? [`timeout ${duration(durationMs(task.timeout))} per attempt`] : []),
     ...(task.maxAttempts ? [`at most ${task.maxAttempts} attempt${task.maxAttempts === 1 ? "" : "s"}`] : []),
     ...(task.retryBackoff ? [`retried ${retryBackoffText(task.retryBackoff, duration)}`] : []),
+    ...(task.expiresAfter
+      ? [`expires if not started ${duration(durationMs(task.expiresAfter))} after it was due`]
+      : []),
   ];
   return limits.join("; ");
 }

@@ -31,6 +31,9 @@ export function describeTask(task: Task): string {
   if (task.timeout) lines.push(`timeout   ${formatDuration(durationMs(task.timeout))} per attempt`);
   if (task.maxAttempts) lines.push(`attempts  at most ${task.maxAttempts}`);
   if (task.retryBackoff) lines.push(`retries   ${retryBackoffText(task.retryBackoff, formatDuration)}`);
+  if (task.expiresAfter) {
+    lines.push(`expires   if not started ${formatDuration(durationMs(task.expiresAfter))} after it was due`);
+  }
   for (const [key, value] of Object.entries(task.metadata)) lines.push(`meta      ${key}=${value}`);
   if (task.payload) lines.push(`payload   ${JSON.stringify(task.payload)}`);
   if (task.result) lines.push(`result    ${JSON.stringify(task.result)}`);

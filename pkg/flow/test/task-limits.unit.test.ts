@@ -1,5 +1,5 @@
 import { describe, expect, test } from "vitest";
-import { backoffDelayMs, RetryBackoffSchema, TaskMessageSchema } from "../src/index.js";
+import { backoffDelayMs, expiresAtMs, RetryBackoffSchema, TaskMessageSchema } from "../src/index.js";
 
 const exact = () => 0;
 
@@ -47,5 +47,17 @@ describe("RetryBackoffSchema", () => {
     expect(TaskMessageSchema.parse({ ...message, retryBackoff: backoff }).retryBackoff).toEqual(backoff);
     const bad = TaskMessageSchema.safeParse({ ...message, retryBackoff: { ...backoff, multiplier: 0 } });
     expect(bad.error?.issues[0]?.path).toEqual(["retryBackoff", "multiplier"]);
+  });
+});
+
+describe("expiresAtMs", () => {
+  const task = { createdAt: "2026-12-06T00:00:00.000Z", generation: 0, expiresAfterMs: 60_000 };
+  test("counts from when the task was due: its submission, or a delayed task's runAt", () => {
+    expect(expiresAtMs(task)).toBe(Date.parse("2026-12-06T00:01:00.000Z"));
+    expect(expiresAtMs({ ...task, runAt: "2026-12-06T01:00:00.000Z" })).toBe(Date.parse("2026-12-06T01:01:00.000Z"));
+  });
+  test("never without expires_after, nor for a later generation (a replay or requeue is an explicit decision)", () => {
+    expect(expiresAtMs({ ...task, expiresAfterMs: undefined })).toBeUndefined();
+    expect(expiresAtMs({ ...task, generation: 1 })).toBeUndefined();
   });
 });
