@@ -102,10 +102,12 @@ describe("a schedule run by two gateway replicas", () => {
           timeout: create(DurationSchema, { seconds: 5n }),
           maxAttempts: 2,
           retryBackoff: { delay: create(DurationSchema, { seconds: 2n }), multiplier: 2 },
+          expiresAfter: create(DurationSchema, { seconds: 30n }),
         },
       }),
     });
     expect(created?.nextRunAt).toBeDefined();
+    expect(created?.task?.expiresAfter).toMatchObject({ seconds: 30n });
     expect(created?.task?.retryBackoff).toMatchObject({
       delay: { seconds: 2n },
       multiplier: 2,
@@ -125,6 +127,7 @@ describe("a schedule run by two gateway replicas", () => {
       timeoutMs: 5_000,
       maxAttempts: 2,
       retryBackoff: { delayMs: 2_000, multiplier: 2, maxDelayMs: 3_600_000, jitter: 0 },
+      expiresAfterMs: 30_000,
     });
 
     const listed = (await admin.listSchedules({})).schedules.find((s) => s.id === "every-second");
