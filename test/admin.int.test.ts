@@ -665,6 +665,58 @@ describe("AdminService", () => {
     expect(tasks[0]?.retryBackoff).toMatchObject({ delay: { nanos: 300_000_000 }, multiplier: 2 });
   });
 
+  test("taskctl limits set / ls / clear: a fleet-wide type limit every worker applies without a restart, audited", async () => {
+    const worker = pipeline.services.get("worker")!;
+    const limitInForce = async (kind: string) => {
+      const text = await (await fetch(`http://127.0.0.1:${worker.opsPort}/metrics`)).text();
+      const line = text
+        .split("\n")
+        .find(
+          (l) => l.startsWith("tm_worker_type_limit{") && l.includes('type="checksum"') && l.includes(`kind="${kind}"`),
+        );
+      return line?.split(" ").at(-1);
+    };
+    const set = await taskctl("limits", "set", "checksum", "--global-concurrency", "2", "--rate", "600/m:5");
+    expect(set.code, set.stderr).toBe(0);
+    expect(set.stdout).toBe(
+      "checksum: global concurrency 2, rate 10/s (burst 5); the workers apply it within a second\n",
+    );
+    await waitFor("the worker to apply it", async () => (await limitInForce("global_concurrency")) === "2");
+    expect(await limitInForce("rate_per_second")).toBe("10");
+    const listed = await taskctl("limits", "ls");
+    expect(listed.stdout).toMatch(
+      /^TYPE +RUNNING\/GLOBAL +RATE +SET BY +SET AT\nchecksum +0\/2 +10\/s:5 +- +\d{4}-\d\d-\d\dT/,
+    );
+
+    // Limited, a task still runs (one of two slots, its turn at once).
+    const { taskId } = await pipeline.client.submitTask({ type: "checksum", payload: { data: "x", rounds: 1 } });
+    await waitFor(
+      "the checksum task to succeed",
+      async () => (await readResult(pipeline.redisClient, taskId)) !== undefined,
+    );
+
+    const typo = await taskctl("limits", "set", "checksumm", "--global-concurrency", "1");
+    expect(typo.code).toBe(2);
+    expect(typo.stderr).toMatch(
+      /limit\.type: unknown task type "checksumm" \(known: echo, sleep, checksum, flaky, fail\)/,
+    );
+
+    const cleared = await taskctl("limits", "clear", "checksum");
+    expect(cleared.stdout).toBe("checksum: cleared (the workers' own settings apply again)\n");
+    await waitFor("the worker to lift it", async () => (await limitInForce("global_concurrency")) === "0");
+    expect((await taskctl("limits", "clear", "checksum")).stdout).toBe("checksum: had no run-time limits\n");
+    expect((await taskctl("limits", "ls")).stdout).toBe(
+      "no run-time limits (the workers' own WORKER_TYPE_* settings apply)\n",
+    );
+    await waitFor("both changes audited", async () => {
+      const recent = (await pipeline.redisClient.lrange(Keys.auditEvents, 0, 200)).map(
+        (line) => JSON.parse(line) as { action: string; detail?: { type?: string } },
+      );
+      const actions = recent.filter((e) => e.detail?.type === "checksum").map((e) => e.action);
+      return actions.includes("type_limit_set") && actions.includes("type_limit_cleared");
+    });
+  });
+
   test("bad input is INVALID_ARGUMENT naming the field", async () => {
     await expectInvalid(admin.listTasks({ pageSize: 501 }), "page_size");
     await expectInvalid(admin.listTasks({ pageToken: "nonsense" }), "page_token");

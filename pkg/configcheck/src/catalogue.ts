@@ -153,6 +153,15 @@ export const METRIC_CATALOGUE: readonly MetricDefinition[] = [
     help: "Deliveries of a type with a per-type limit buffered in this worker, waiting for a slot, its limit or its turn",
   },
   {
+    name: "tm_worker_type_limit",
+    kind: "gauge",
+    labels: ["type", "kind"],
+    services: ["worker"],
+    help:
+      "The per-type limit in force in this worker, by kind: concurrency (this worker), global_concurrency and " +
+      "rate_per_second (fleet-wide, WORKER_TYPE_* or an operator's run-time limit); 0: none",
+  },
+  {
     name: "tm_status_updates_total",
     kind: "counter",
     labels: ["state", "outcome"],

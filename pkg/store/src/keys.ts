@@ -33,6 +33,8 @@
  *   type_slots:<type>   sorted set: holder → lease end (ms) for each running task of a type with a fleet-wide
  *                       concurrency limit (WORKER_TYPE_GLOBAL_CONCURRENCY)   at most the limit's members (expired ones
  *                       removed on every take); TTL two leases after the last write
+ *   type_limits         hash: task type → JSON {globalConcurrency?, rate?, at, by}, the fleet-wide limits operators
+ *                       set at run time (taskctl limits set), read by every worker   at most one field per task type
  */
 export const Keys = {
   task: (id: string) => `task:${id}`,
@@ -57,6 +59,7 @@ export const Keys = {
   rateLimit: (caller: string) => `ratelimit:${caller}`,
   typeRate: (type: string) => `type_rate:${type}`,
   typeSlots: (type: string) => `type_slots:${type}`,
+  typeLimits: "type_limits",
 } as const;
 
 export const Bounds = {

@@ -75,3 +75,14 @@ export async function renewTypeSlots(
 export async function releaseTypeSlot(redis: Redis, type: string, holder: string): Promise<void> {
   await redis.zrem(Keys.typeSlots(type), holder);
 }
+
+// KEYS[1] the type's slots. Returns how many leases have not run out (on the Redis clock).
+const COUNT_SLOTS = `${NOW}
+return redis.call('ZCOUNT', KEYS[1], '(' .. now, '+inf')
+`;
+const countSlots = luaScript(COUNT_SLOTS);
+
+/** How many tasks of a type hold a fleet-wide slot now (for operators: AdminService ListTypeLimits). */
+export async function countTypeSlots(redis: Redis, type: string): Promise<number> {
+  return Number(await countSlots.run(redis, [Keys.typeSlots(type)], []));
+}

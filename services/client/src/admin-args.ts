@@ -211,6 +211,30 @@ export function parseExpiresAfter(text: string | undefined): number | undefined 
   return ms;
 }
 
+/** `limits set --global-concurrency N`: 1 to 10,000 (the gateway has the final word). */
+export function parseGlobalConcurrency(text: string | undefined): number | undefined {
+  if (text === undefined) return undefined;
+  const value = Number(text);
+  if (!/^\d+$/.test(text) || value < 1 || value > 10_000) {
+    throw new UsageError(`--global-concurrency must be a whole number from 1 to 10000 (got "${text}")`);
+  }
+  return value;
+}
+
+const RATE_UNIT_SECONDS: Record<string, number> = { s: 1, m: 60, h: 3_600 };
+
+/** `limits set --rate 10/s|100/m:10|0.5/s`: starts per second and the burst (default 1), as WORKER_TYPE_RATES reads them. */
+export function parseStartRate(text: string): { perSecond: number; burst: number } {
+  const match = /^(\d+(?:\.\d+)?)\/([smh])(?::(\d+))?$/.exec(text.trim());
+  const perSecond = match ? Number(match[1]) / RATE_UNIT_SECONDS[match[2]!]! : 0;
+  if (!match || !(perSecond > 0)) {
+    throw new UsageError(
+      `--rate must be N/s, N/m or N/h with N above 0, and an optional :BURST, e.g. 10/s or 100/m:10 (got "${text}")`,
+    );
+  }
+  return { perSecond, burst: match[3] === undefined ? 1 : Math.max(1, Number(match[3])) };
+}
+
 /** `submit --max-attempts N`: 1 to 5 (the pipeline's deliveries per message; the gateway has the final word). */
 export function parseMaxAttempts(text: string | undefined): number | undefined {
   if (text === undefined) return undefined;

@@ -10,11 +10,13 @@ import {
   parseAttemptTimeout,
   parseDlqAction,
   parseExpiresAfter,
+  parseGlobalConcurrency,
   parseLimit,
   parseMaxAttempts,
   parseRetryBackoff,
   parseSchedule,
   parseStalledFor,
+  parseStartRate,
   parseTaskListFilter,
   type SubmitSchedule,
   type TaskListFilter,
@@ -76,7 +78,14 @@ export type Invocation =
   | ({ command: "dlq"; globals: GlobalOptions; limit: number; pageToken?: string } & DlqAction)
   | { command: "requeue"; globals: GlobalOptions; taskIds: string[]; stalledForSeconds?: number }
   | { command: "pause" | "resume"; globals: GlobalOptions; priority: Priority }
-  | ({ command: "schedule"; globals: GlobalOptions } & ScheduleAction);
+  | ({ command: "schedule"; globals: GlobalOptions } & ScheduleAction)
+  | ({ command: "limits"; globals: GlobalOptions } & LimitsAction);
+
+/** `limits ls`, `limits set <type> [--global-concurrency N] [--rate R]`, `limits clear <type>`. */
+export type LimitsAction =
+  | { action: "ls" }
+  | { action: "set"; type: string; globalConcurrency?: number; rate?: { perSecond: number; burst: number } }
+  | { action: "clear"; type: string };
 
 /** `schedule ls`, `schedule rm <id>`, `schedule add <id> <cron> <type> [task options]`. */
 export type ScheduleAction =
@@ -176,6 +185,7 @@ const COMMAND_OPTIONS: Record<CommandName, Options> = {
   },
   pause: {},
   resume: {},
+  limits: { "global-concurrency": { type: "string" }, rate: { type: "string" } },
 };
 
 export const DEFAULT_ADDR = "http://127.0.0.1:50051";
@@ -335,6 +345,8 @@ export function parseCommandLine(argv: string[], env: NodeJS.ProcessEnv = {}, no
     }
     case "schedule":
       return { command: "schedule", globals, ...parseScheduleAction(positionals, values) };
+    case "limits":
+      return { command: "limits", globals, ...parseLimitsAction(positionals, values) };
     case "pause":
     case "resume": {
       const [queue] = exactly(name, positionals, ["<priority>"]);
@@ -343,6 +355,35 @@ export function parseCommandLine(argv: string[], env: NodeJS.ProcessEnv = {}, no
       return { command: name, globals, priority };
     }
   }
+}
+
+function parseLimitsAction(positionals: string[], values: Record<string, unknown>): LimitsAction {
+  const [action, ...rest] = positionals;
+  if (action === "ls") {
+    exactly("limits", rest, [], "limits ls");
+    return { action: "ls" };
+  }
+  if (action === "clear") return { action, type: exactly("limits", rest, ["<type>"], "limits clear")[0]! };
+  if (action !== "set") {
+    throw new UsageError(
+      `${action === undefined ? "limits: missing action (ls, set or clear)" : `limits: unknown action "${action}"`}\n\n${HELP.limits}`,
+    );
+  }
+  const [type] = exactly("limits", rest, ["<type>"], "limits set");
+  const globalConcurrency = parseGlobalConcurrency(str(values["global-concurrency"]));
+  const rateText = str(values.rate);
+  const rate = rateText === undefined ? undefined : parseStartRate(rateText);
+  if (globalConcurrency === undefined && rate === undefined) {
+    throw new UsageError(
+      "limits set: give --global-concurrency N, --rate N/UNIT, or both (to remove them: limits clear)",
+    );
+  }
+  return {
+    action: "set",
+    type: type!,
+    ...(globalConcurrency === undefined ? {} : { globalConcurrency }),
+    ...(rate ? { rate } : {}),
+  };
 }
 
 /** The first positional, skipping the values of global flags given before the command ("--addr HOST submit"). */

@@ -15,6 +15,7 @@ import { cancelCommand } from "./commands/cancel.js";
 import { demoCommand } from "./commands/demo.js";
 import { getCommand } from "./commands/get.js";
 import { healthCommand } from "./commands/health.js";
+import { limitsCommand } from "./commands/limits.js";
 import { resultCommand } from "./commands/result.js";
 import { scheduleCommand } from "./commands/schedules.js";
 import { submitCommand } from "./commands/submit.js";
@@ -69,6 +70,8 @@ export async function run(argv: string[], io: Io): Promise<ExitCode> {
         return await queuePauseCommand(io, adminClientFor(globals), invocation);
       case "schedule":
         return await scheduleCommand(io, adminClientFor(globals), invocation);
+      case "limits":
+        return await limitsCommand(io, adminClientFor(globals), invocation);
     }
   } catch (error) {
     const { exitCode, message } = describeError(error, addr);

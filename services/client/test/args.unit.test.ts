@@ -208,6 +208,33 @@ describe("parseCommandLine", () => {
     });
   });
 
+  test("limits ls|set|clear: --global-concurrency and --rate as the workers' settings read them; mistakes are named", () => {
+    expect(parseCommandLine(["limits", "ls"])).toMatchObject({ command: "limits", action: "ls" });
+    expect(parseCommandLine(["limits", "clear", "sleep"])).toMatchObject({ action: "clear", type: "sleep" });
+    expect(parseCommandLine(["limits", "set", "sleep", "--global-concurrency", "3", "--rate", "120/m:10"])).toEqual(
+      expect.objectContaining({
+        action: "set",
+        type: "sleep",
+        globalConcurrency: 3,
+        rate: { perSecond: 2, burst: 10 },
+      }),
+    );
+    expect(parseCommandLine(["limits", "set", "echo", "--rate", "0.5/s"])).toMatchObject({
+      rate: { perSecond: 0.5, burst: 1 },
+    });
+    expect(usageErrorOf(["limits", "set", "sleep"])).toBe(
+      "limits set: give --global-concurrency N, --rate N/UNIT, or both (to remove them: limits clear)",
+    );
+    expect(usageErrorOf(["limits", "set", "sleep", "--global-concurrency", "0"])).toMatch(
+      /^--global-concurrency must be a whole number from 1 to 10000/,
+    );
+    for (const bad of ["10", "10/d", "0/s", "fast"]) {
+      expect(usageErrorOf(["limits", "set", "sleep", `--rate=${bad}`])).toMatch(/^--rate must be N\/s, N\/m or N\/h/);
+    }
+    expect(usageErrorOf(["limits", "bump"])).toMatch(/^limits: unknown action "bump"/);
+    expect(usageErrorOf(["limits"])).toMatch(/^limits: missing action/);
+  });
+
   test("schedule add|ls|rm: the cron is one argument; task options as for submit; mistakes are named", () => {
     expect(parseCommandLine(["schedule", "ls"])).toMatchObject({ command: "schedule", action: "ls" });
     expect(parseCommandLine(["schedule", "rm", "nightly"])).toMatchObject({ action: "rm", id: "nightly" });

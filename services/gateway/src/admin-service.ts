@@ -65,6 +65,7 @@ import { redisCaller } from "./redis-call.js";
 import { type ReplayOutcome, replayDeadLetter } from "./replay.js";
 import { type RequeueOutcome, requeueStalledTask } from "./requeue-stalled.js";
 import { scheduleHandlers } from "./schedules.js";
+import { typeLimitHandlers } from "./type-limits.js";
 import { parseTaskId } from "./validation.js";
 
 type AdminServiceMethods = typeof AdminService extends { method: infer M } ? M : never;
@@ -100,6 +101,7 @@ export function adminServiceHandlers(
     { maxPayloadBytes: options.maxPayloadBytes, maxDeliver: rt.settings.maxDeliver },
     options.runScheduleNow,
   );
+  const typeLimits = typeLimitHandlers(rt, redis);
 
   /** Walks dead_letter from `offset`, yielding entries that match, until `limit` entries were examined. */
   async function* scanDeadLetters(filter: DeadLetterFilter | undefined, offset: number, limit: number) {
@@ -306,6 +308,10 @@ export function adminServiceHandlers(
     pauseSchedule: (request, ctx) => schedules.pauseSchedule(request.id, callerOf(ctx)),
     resumeSchedule: (request, ctx) => schedules.resumeSchedule(request.id, callerOf(ctx)),
     runSchedule: (request, ctx) => schedules.runSchedule(request.id, ctx),
+
+    setTypeLimit: (request, ctx) => typeLimits.setTypeLimit(request.limit, callerOf(ctx)),
+    clearTypeLimit: (request, ctx) => typeLimits.clearTypeLimit(request.type, callerOf(ctx)),
+    listTypeLimits: () => typeLimits.listTypeLimits(),
 
     async requeueTasks(request, ctx) {
       const { taskIds, stalledForMs } = parseRequeueRequest(request.taskIds, request.stalledForSeconds);

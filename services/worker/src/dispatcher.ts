@@ -75,7 +75,6 @@ export class PriorityDispatcher {
   readonly #paused = new Set<Priority>();
   readonly #limits: TypeLimits;
   /** The most deliveries a lane buffers. */
-  readonly #bufferCap: number;
 
   constructor({ rt, concurrency, weights, handler, hooks, limits }: DispatcherOptions) {
     this.#rt = rt;
@@ -89,7 +88,6 @@ export class PriorityDispatcher {
         wake: () => undefined,
         log: rt.log,
       });
-    this.#bufferCap = this.#limits.active ? concurrency * LIMITED_BUFFER_FACTOR : concurrency;
     this.#picker = new WeightedPicker(weights);
     const lane = (priority: Priority): Lane => ({
       priority,
@@ -187,7 +185,9 @@ export class PriorityDispatcher {
     const buffered = lane.queue.length;
     let held = 0;
     if (this.#limits.active) for (const msg of lane.queue) if (this.#limits.waiting(msg)) held++;
-    return Math.min(this.#concurrency - (buffered - held), this.#bufferCap - buffered);
+    // The limits can change at run time (an operator's), so the cap is read each time.
+    const bufferCap = this.#limits.active ? this.#concurrency * LIMITED_BUFFER_FACTOR : this.#concurrency;
+    return Math.min(this.#concurrency - (buffered - held), bufferCap - buffered);
   }
 
   /** Keeps a lane's queue topped up to `concurrency` startable deliveries, pulling no more than that. */

@@ -43,6 +43,8 @@ export interface FleetSlotsOptions {
 
 export class FleetSlots {
   readonly #options: FleetSlotsOptions;
+  /** Per type, the fleet-wide limit: the options' until an operator's run-time limits replace them (setLimits). */
+  #limits: ReadonlyMap<string, number>;
   readonly #now: () => number;
   /** Takes in flight per type. */
   readonly #asking = new Map<string, number>();
@@ -60,14 +62,33 @@ export class FleetSlots {
   constructor(options: FleetSlotsOptions) {
     this.#options = options;
     this.#now = options.now ?? Date.now;
+    this.#limits = options.limits;
   }
 
   limited(type: string): boolean {
-    return this.#options.limits.has(type);
+    return this.#limits.has(type);
   }
 
   get types(): Iterable<string> {
-    return this.#options.limits.keys();
+    return this.#limits.keys();
+  }
+
+  /** The type's fleet-wide limit now; undefined: none. */
+  limitOf(type: string): number | undefined {
+    return this.#limits.get(type);
+  }
+
+  /** Whether any type has a fleet-wide limit now. */
+  get anyLimit(): boolean {
+    return this.#limits.size > 0;
+  }
+
+  /**
+   * New limits, from the next take on. Slots held stay held until their tasks end: a lowered limit refuses takes
+   * until fewer than it are held, and a type whose limit went away takes no slot for its next deliveries.
+   */
+  setLimits(limits: ReadonlyMap<string, number>): void {
+    this.#limits = limits;
   }
 
   /** Whether `claim` holds a slot; if it has none and may ask, asks (asynchronously: `wake` when answered). */
@@ -81,7 +102,7 @@ export class FleetSlots {
       this.#wakeIn(claim.type, early + 1);
       return false;
     }
-    const limit = this.#options.limits.get(claim.type);
+    const limit = this.#limits.get(claim.type);
     if (limit === undefined) return true;
     claim.slot = "pending";
     this.#count(claim.type, 1);

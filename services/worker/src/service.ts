@@ -10,8 +10,10 @@ import { listenForCancellations, RunningTasks } from "./cancellation.js";
 import { workerConfig } from "./config.js";
 import { PriorityDispatcher } from "./dispatcher.js";
 import { FleetSlots } from "./fleet-slots.js";
+import { TASK_TYPES } from "./handlers/index.js";
 import { followPausedQueues } from "./paused-queues.js";
 import { createTaskRunner } from "./run-task.js";
+import { followRuntimeLimits } from "./runtime-limits.js";
 import { TypeLimits } from "./type-limits.js";
 
 export const worker = defineService({
@@ -24,21 +26,19 @@ export const worker = defineService({
     const runner = createTaskRunner({ rt, running, timeoutMs: rt.config.TASK_TIMEOUT_MS });
     // A slot's lease is AckWait: a worker that dies holding slots loses them about when its deliveries go elsewhere.
     const leaseMs = rt.settings.ackWaitMs;
-    const slots =
-      rt.config.WORKER_TYPE_GLOBAL_CONCURRENCY.size > 0
-        ? new FleetSlots({
-            limits: rt.config.WORKER_TYPE_GLOBAL_CONCURRENCY,
-            store: {
-              take: (type, holder, limit) => takeTypeSlot(rt.redis, type, holder, limit, leaseMs),
-              renew: (type, holders) => renewTypeSlots(rt.redis, type, holders, leaseMs),
-              release: (type, holder) => releaseTypeSlot(rt.redis, type, holder),
-            },
-            wake: () => dispatcher.wake(),
-            log: rt.log,
-            renewEveryMs: Math.max(250, Math.floor(leaseMs / 3)),
-          })
-        : undefined;
-    slots?.start();
+    // Always there, limits or not: an operator can set fleet-wide limits at run time (runtime-limits.ts).
+    const slots = new FleetSlots({
+      limits: rt.config.WORKER_TYPE_GLOBAL_CONCURRENCY,
+      store: {
+        take: (type, holder, limit) => takeTypeSlot(rt.redis, type, holder, limit, leaseMs),
+        renew: (type, holders) => renewTypeSlots(rt.redis, type, holders, leaseMs),
+        release: (type, holder) => releaseTypeSlot(rt.redis, type, holder),
+      },
+      wake: () => dispatcher.wake(),
+      log: rt.log,
+      renewEveryMs: Math.max(250, Math.floor(leaseMs / 3)),
+    });
+    slots.start();
     const limits = new TypeLimits({
       concurrency: rt.config.WORKER_TYPE_CONCURRENCY,
       rates: rt.config.WORKER_TYPE_RATES,
@@ -74,7 +74,6 @@ export const worker = defineService({
       .addCallback((result) => {
         for (const priority of PRIORITIES) result.observe(dispatcher.queued(priority), { priority });
       });
-    const limitedTypes = limits.limitedTypes;
     rt.meter
       .createObservableGauge("tm_worker_type_running", {
         description:
@@ -82,7 +81,7 @@ export const worker = defineService({
           "WORKER_TYPE_RATES) running here",
       })
       .addCallback((result) => {
-        for (const type of limitedTypes) result.observe(limits.running(type), { type });
+        for (const type of limits.limitedTypes) result.observe(limits.running(type), { type });
       });
     rt.meter
       .createObservableGauge("tm_worker_type_buffered", {
@@ -91,7 +90,21 @@ export const worker = defineService({
       })
       .addCallback((result) => {
         const buffered = dispatcher.bufferedByType();
-        for (const type of limitedTypes) result.observe(buffered.get(type) ?? 0, { type });
+        for (const type of limits.limitedTypes) result.observe(buffered.get(type) ?? 0, { type });
+      });
+    rt.meter
+      .createObservableGauge("tm_worker_type_limit", {
+        description:
+          "The per-type limit in force in this worker, by kind: concurrency (WORKER_TYPE_CONCURRENCY, this worker), " +
+          "global_concurrency and rate_per_second (fleet-wide: WORKER_TYPE_* or an operator's taskctl limits); 0: none",
+      })
+      .addCallback((result) => {
+        for (const type of TASK_TYPES) {
+          const now = limits.limitsOf(type);
+          result.observe(now.concurrency ?? 0, { type, kind: "concurrency" });
+          result.observe(now.globalConcurrency ?? 0, { type, kind: "global_concurrency" });
+          result.observe(now.ratePerSecond ?? 0, { type, kind: "rate_per_second" });
+        }
       });
     rt.meter
       .createObservableGauge("tm_worker_queue_paused", {
@@ -102,11 +115,21 @@ export const worker = defineService({
       });
     // Read before the consumers start, so a worker started while a queue is paused takes none of its tasks.
     const pauses = followPausedQueues(rt.redis, dispatcher, rt.config.WORKER_PAUSE_POLL_MS, rt.log);
-    await pauses.ready;
+    // Likewise the operators' run-time limits, so a worker started while one is set applies it from its first task.
+    const runtimeLimits = followRuntimeLimits(
+      rt.redis,
+      limits,
+      { globalConcurrency: rt.config.WORKER_TYPE_GLOBAL_CONCURRENCY, rates: rt.config.WORKER_TYPE_RATES },
+      TASK_TYPES,
+      rt.config.WORKER_PAUSE_POLL_MS,
+      rt.log,
+    );
+    await Promise.all([pauses.ready, runtimeLimits.ready]);
 
     // Registered before the consumers start so a failed start-up still closes whatever did start.
     rt.onStop("priority dispatcher", async () => {
       pauses.stop();
+      runtimeLimits.stop();
       await dispatcher.stop(rt.config.SHUTDOWN_TIMEOUT_MS);
       cancelSubscription.unsubscribe();
     });

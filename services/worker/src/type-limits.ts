@@ -37,7 +37,7 @@ interface Held extends SlotClaim {
 export interface TypeLimitsOptions {
   concurrency: ReadonlyMap<string, number>;
   rates: ReadonlyMap<string, TypeRate>;
-  /** Fleet-wide concurrency limits, when any are configured. */
+  /** Fleet-wide concurrency limits (its own map of them, which `update` changes). */
   slots?: FleetSlots;
   /** Reserves one start of `type`; resolves to the wait in ms before it (reserveTypeStart). */
   reserve(type: string, rate: TypeRate): Promise<number>;
@@ -52,9 +52,10 @@ export interface TypeLimitsOptions {
 const decoder = new TextDecoder();
 
 export class TypeLimits {
-  /** Whether any limit is configured: without one the dispatcher skips every check. */
-  readonly active: boolean;
   readonly #options: TypeLimitsOptions;
+  /** Fleet-wide start rates per type: the options' until `update` replaces them. */
+  #rates: ReadonlyMap<string, TypeRate>;
+  #active: boolean;
   readonly #now: () => number;
   readonly #running = new Map<string, number>();
   /** Deliveries claiming a start (a slot, a turn) that have not started yet: they count against this worker's limit. */
@@ -73,13 +74,46 @@ export class TypeLimits {
     this.#options = options;
     this.#now = options.now ?? Date.now;
     this.#slots = options.slots;
-    this.active = options.concurrency.size > 0 || options.rates.size > 0 || options.slots !== undefined;
+    this.#rates = options.rates;
+    this.#active = this.#anyLimit();
+  }
+
+  /** Whether any limit is in force: without one the dispatcher skips every check. */
+  get active(): boolean {
+    return this.#active;
+  }
+
+  /**
+   * The fleet-wide limits now in force (an operator changed them at run time: runtime-limits.ts); this worker's own
+   * WORKER_TYPE_CONCURRENCY does not change. They apply to every start from now on: a delivery buffered while its
+   * type had no limit is not tracked, and starts as before (at most one buffer's worth).
+   */
+  update(limits: { rates: ReadonlyMap<string, TypeRate>; globalConcurrency: ReadonlyMap<string, number> }): void {
+    this.#rates = limits.rates;
+    this.#slots?.setLimits(limits.globalConcurrency);
+    this.#active = this.#anyLimit();
+  }
+
+  /** The limits in force for a type (for metrics); absent: none of that kind. */
+  limitsOf(type: string): { concurrency?: number; globalConcurrency?: number; ratePerSecond?: number } {
+    const concurrency = this.#options.concurrency.get(type);
+    const globalConcurrency = this.#slots?.limitOf(type);
+    const ratePerSecond = this.#rates.get(type)?.perSecond;
+    return {
+      ...(concurrency === undefined ? {} : { concurrency }),
+      ...(globalConcurrency === undefined ? {} : { globalConcurrency }),
+      ...(ratePerSecond === undefined ? {} : { ratePerSecond }),
+    };
   }
 
   /** The types with a limit (for metrics). */
   get limitedTypes(): string[] {
-    const slots = [...(this.#options.slots?.types ?? [])];
-    return [...new Set([...this.#options.concurrency.keys(), ...this.#options.rates.keys(), ...slots])].sort();
+    const slots = [...(this.#slots?.types ?? [])];
+    return [...new Set([...this.#options.concurrency.keys(), ...this.#rates.keys(), ...slots])].sort();
+  }
+
+  #anyLimit(): boolean {
+    return this.#options.concurrency.size > 0 || this.#rates.size > 0 || this.#slots?.anyLimit === true;
   }
 
   /** Notes a delivery entering the buffer: its type is read (only when some limit is configured) and, when that type
@@ -115,7 +149,7 @@ export class TypeLimits {
     const entry = this.#held.get(msg);
     if (entry === undefined) return true;
     const type = entry.type;
-    const rate = this.#options.rates.get(type);
+    const rate = this.#rates.get(type);
     const needsSlot = this.#slots?.limited(type) === true;
     if (!entry.claimed) {
       if (this.#localLimitReached(type)) return false;
@@ -150,7 +184,7 @@ export class TypeLimits {
     if (entry === undefined) return false;
     if (!entry.claimed) return this.#localLimitReached(entry.type);
     if (this.#slots?.limited(entry.type) && entry.slot !== "held") return true;
-    if (!this.#options.rates.has(entry.type)) return false;
+    if (!this.#rates.has(entry.type)) return false;
     return entry.turn === undefined || entry.turn === "pending" || entry.turn > this.#now();
   }
 
@@ -190,7 +224,7 @@ export class TypeLimits {
   }
 
   #limited(type: string): boolean {
-    return this.#options.concurrency.has(type) || this.#options.rates.has(type) || this.#slots?.limited(type) === true;
+    return this.#options.concurrency.has(type) || this.#rates.has(type) || this.#slots?.limited(type) === true;
   }
 
   /** Whether this worker's own limit for `type` is reached by the tasks running and the deliveries claiming a start. */

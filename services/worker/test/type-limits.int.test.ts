@@ -6,7 +6,7 @@
  * be reserved. Every task runs once, on its first delivery: a held task spends no attempt.
  */
 import type { ResultMessage } from "@tm/flow";
-import { Keys } from "@tm/store";
+import { clearTypeLimit, Keys, setTypeLimit } from "@tm/store";
 import { useClients, useInfra, waitFor } from "@tm/testkit";
 import { expect, test } from "vitest";
 import { enrichedTask, publishTask, StreamReader, startWorker } from "./support.js";
@@ -109,6 +109,45 @@ test("WORKER_TYPE_GLOBAL_CONCURRENCY=sleep=1 on two workers: one sleep task at a
       async () => (await clients.redis.zcard(Keys.typeSlots("sleep"))) === 0,
     );
   } finally {
+    await Promise.all(workers.map((w) => w.stop()));
+  }
+});
+
+test("a run-time limit (taskctl limits set) applies to running workers without a restart, and clearing it lifts it", async () => {
+  const env = { WORKER_CONCURRENCY: "4", WORKER_PAUSE_POLL_MS: "100" };
+  const workers = [await startWorker(infra, env), await startWorker(infra, env)];
+  /** Whether every worker reports this fleet-wide limit in force for sleep (tm_worker_type_limit). */
+  const everyWorkerAt = async (limit: number) => {
+    for (const worker of workers) {
+      const line = (await typeGauges(worker.opsPort)).find(
+        (l) =>
+          l.startsWith("tm_worker_type_limit{") &&
+          l.includes('type="sleep"') &&
+          l.includes('kind="global_concurrency"'),
+      );
+      if (!line?.endsWith(` ${limit}`)) return false;
+    }
+    return true;
+  };
+  const runsOf = async (count: number) => {
+    const sleeps = Array.from({ length: count }, (_, n) => enrichedTask("sleep", { ms: 200, n }));
+    for (const task of sleeps) await publishTask(clients.nc, task);
+    return (await resultsOf(sleeps.map((t) => t.taskId)))
+      .map((r) => [ms(r.startedAt), ms(r.completedAt)] as const)
+      .sort((a, b) => a[0] - b[0]);
+  };
+  const overlapping = (runs: (readonly [number, number])[]) =>
+    runs.filter((run, i) => i > 0 && run[0] < runs[i - 1]![1]).length;
+  try {
+    await setTypeLimit(clients.redis, { type: "sleep", globalConcurrency: 1, at: new Date().toISOString(), by: "ops" });
+    await waitFor("both workers to apply the limit", () => everyWorkerAt(1));
+    expect(overlapping(await runsOf(4)), "a sleep task started while another ran").toBe(0);
+
+    expect(await clearTypeLimit(clients.redis, "sleep")).toBe(true);
+    await waitFor("both workers to lift it", () => everyWorkerAt(0));
+    expect(overlapping(await runsOf(4))).toBeGreaterThan(0);
+  } finally {
+    await clearTypeLimit(clients.redis, "sleep");
     await Promise.all(workers.map((w) => w.stop()));
   }
 });

@@ -1,0 +1,45 @@
+/**
+ * Operators' run-time limits per task type (type_limits) against a real redis-server: set, replaced, read back by
+ * type, cleared; a malformed field is left out rather than applied. And the count of fleet-wide slots held.
+ */
+import { useClients, useInfra, waitFor } from "@tm/testkit";
+import { beforeEach, expect, test } from "vitest";
+import { clearTypeLimit, countTypeSlots, Keys, readTypeLimits, setTypeLimit, takeTypeSlot } from "../src/index.js";
+
+const clients = useClients(useInfra());
+beforeEach(async () => {
+  await clients.redis.flushdb();
+});
+
+test("a type's limits are set, replaced (answering the previous ones), read back sorted, and cleared", async () => {
+  const first = { type: "sleep", globalConcurrency: 2, at: "2026-12-06T00:00:00.000Z", by: "ops" };
+  expect(await setTypeLimit(clients.redis, first)).toBeUndefined();
+  const replaced = { type: "sleep", rate: { perSecond: 0.5, burst: 3 }, at: "2026-12-06T00:01:00.000Z", by: "ops" };
+  expect(await setTypeLimit(clients.redis, replaced)).toEqual(first);
+  await setTypeLimit(clients.redis, { type: "echo", globalConcurrency: 10, at: "2026-12-06T00:02:00.000Z", by: "" });
+  expect(await readTypeLimits(clients.redis)).toEqual([
+    { type: "echo", globalConcurrency: 10, at: "2026-12-06T00:02:00.000Z", by: "" },
+    replaced,
+  ]);
+  expect(await clearTypeLimit(clients.redis, "sleep")).toBe(true);
+  expect(await clearTypeLimit(clients.redis, "sleep")).toBe(false);
+  expect((await readTypeLimits(clients.redis)).map((limit) => limit.type)).toEqual(["echo"]);
+});
+
+test("a field that is not a well-formed record (written by hand) is left out, not applied", async () => {
+  await clients.redis.hset(Keys.typeLimits, {
+    echo: "not json",
+    sleep: JSON.stringify({ globalConcurrency: 0 }),
+    flaky: JSON.stringify({ rate: { perSecond: -1, burst: 1 } }),
+    checksum: JSON.stringify({ globalConcurrency: 3 }),
+  });
+  expect(await readTypeLimits(clients.redis)).toEqual([{ type: "checksum", globalConcurrency: 3, at: "", by: "" }]);
+});
+
+test("countTypeSlots counts the leases that have not run out", async () => {
+  expect(await countTypeSlots(clients.redis, "sleep")).toBe(0);
+  await takeTypeSlot(clients.redis, "sleep", "a", 5, 30_000);
+  await takeTypeSlot(clients.redis, "sleep", "b", 5, 100);
+  expect(await countTypeSlots(clients.redis, "sleep")).toBe(2);
+  await waitFor("the short lease to run out", async () => (await countTypeSlots(clients.redis, "sleep")) === 1);
+});

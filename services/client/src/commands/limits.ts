@@ -1,0 +1,107 @@
+/** `taskctl limits ls|set|clear`: fleet-wide limits on a task type, changed at run time (AdminService *TypeLimit). */
+import { toJson } from "@bufbuild/protobuf";
+import { timestampDate } from "@bufbuild/protobuf/wkt";
+import {
+  type AdminClient,
+  ClearTypeLimitResponseSchema,
+  ListTypeLimitsResponseSchema,
+  SetTypeLimitResponseSchema,
+  type TypeLimit,
+} from "@tm/proto";
+import type { Invocation } from "../args.js";
+import { UNARY_TIMEOUT_MS } from "../connection.js";
+import { ExitCode } from "../exit-codes.js";
+import { type Io, println } from "../io.js";
+
+const options = { timeoutMs: UNARY_TIMEOUT_MS };
+
+/** Starts per second as the operator would write it: 10/s, 30/m, 2/h. */
+export function formatRate(perSecond: number): string {
+  const round = (n: number) => String(Math.round(n * 1_000) / 1_000);
+  if (perSecond >= 1) return `${round(perSecond)}/s`;
+  if (perSecond * 60 >= 1) return `${round(perSecond * 60)}/m`;
+  return `${round(perSecond * 3_600)}/h`;
+}
+
+/** A type's limits in words: "global concurrency 2, rate 10/s (burst 5)". */
+export function describeLimit(limit: TypeLimit): string {
+  const parts: string[] = [];
+  if (limit.globalConcurrency) parts.push(`global concurrency ${limit.globalConcurrency}`);
+  if (limit.ratePerSecond) {
+    parts.push(`rate ${formatRate(limit.ratePerSecond)}${limit.rateBurst > 1 ? ` (burst ${limit.rateBurst})` : ""}`);
+  }
+  return parts.join(", ") || "none";
+}
+
+export function renderTypeLimits(limits: TypeLimit[]): string {
+  if (limits.length === 0) return "no run-time limits (the workers' own WORKER_TYPE_* settings apply)";
+  const rows = limits.map((limit) => [
+    limit.type,
+    limit.globalConcurrency ? `${limit.running}/${limit.globalConcurrency}` : "-",
+    limit.ratePerSecond ? formatRate(limit.ratePerSecond) + (limit.rateBurst > 1 ? `:${limit.rateBurst}` : "") : "-",
+    limit.setBy || "-",
+    limit.setAt ? timestampDate(limit.setAt).toISOString() : "-",
+  ]);
+  const header = ["TYPE", "RUNNING/GLOBAL", "RATE", "SET BY", "SET AT"];
+  const widths = header.map((title, i) => Math.max(title.length, ...rows.map((row) => row[i]!.length)));
+  return [header, ...rows]
+    .map((row) =>
+      row
+        .map((cell, i) => cell.padEnd(widths[i]!))
+        .join("  ")
+        .trimEnd(),
+    )
+    .join("\n");
+}
+
+export async function limitsCommand(
+  io: Io,
+  client: AdminClient,
+  invocation: Extract<Invocation, { command: "limits" }>,
+): Promise<ExitCode> {
+  const { json } = invocation.globals;
+  switch (invocation.action) {
+    case "ls": {
+      const response = await client.listTypeLimits({}, options);
+      println(
+        io.stdout,
+        json ? JSON.stringify(toJson(ListTypeLimitsResponseSchema, response)) : renderTypeLimits(response.limits),
+      );
+      return ExitCode.Ok;
+    }
+    case "set": {
+      const { type, globalConcurrency, rate } = invocation;
+      const response = await client.setTypeLimit(
+        {
+          limit: {
+            type,
+            globalConcurrency: globalConcurrency ?? 0,
+            ratePerSecond: rate?.perSecond ?? 0,
+            rateBurst: rate?.burst ?? 0,
+          },
+        },
+        options,
+      );
+      const replaced = response.previous ? ` (was: ${describeLimit(response.previous)})` : "";
+      println(
+        io.stdout,
+        json
+          ? JSON.stringify(toJson(SetTypeLimitResponseSchema, response))
+          : `${type}: ${describeLimit(response.limit!)}${replaced}; the workers apply it within a second`,
+      );
+      return ExitCode.Ok;
+    }
+    case "clear": {
+      const response = await client.clearTypeLimit({ type: invocation.type }, options);
+      println(
+        io.stdout,
+        json
+          ? JSON.stringify(toJson(ClearTypeLimitResponseSchema, response))
+          : response.cleared
+            ? `${invocation.type}: cleared (the workers' own settings apply again)`
+            : `${invocation.type}: had no run-time limits`,
+      );
+      return ExitCode.Ok;
+    }
+  }
+}

@@ -1,0 +1,120 @@
+/**
+ * AdminService SetTypeLimit / ClearTypeLimit / ListTypeLimits (`taskctl limits`): fleet-wide limits on a task type
+ * changed at run time, stored in `type_limits` (@tm/store) for every worker to read within WORKER_PAUSE_POLL_MS. The
+ * gateway only checks and stores them; the workers enforce them (services/worker/src/runtime-limits.ts). Each change
+ * is audited (`type_limit_set`, `type_limit_cleared`, no task id) and logged.
+ */
+import type { MessageInitShape } from "@bufbuild/protobuf";
+import { timestampFromDate } from "@bufbuild/protobuf/wkt";
+import { KNOWN_TASK_TYPES, publishAudit } from "@tm/flow";
+import type { Runtime } from "@tm/kit";
+import type { TypeLimit, TypeLimitSchema } from "@tm/proto";
+import { clearTypeLimit, countTypeSlots, readTypeLimits, setTypeLimit, type TypeLimitRecord } from "@tm/store";
+import type { RedisCall } from "./redis-call.js";
+import { invalid } from "./validation.js";
+
+/** The workers' own bounds for the same settings (WORKER_TYPE_GLOBAL_CONCURRENCY, WORKER_TYPE_RATES). */
+const MAX_CONCURRENCY = 10_000;
+const MAX_PER_SECOND = 100_000;
+
+/** A type named by a request: one the workers run, or INVALID_ARGUMENT naming `field`. */
+function knownType(field: string, type: string): string {
+  const known = KNOWN_TASK_TYPES.join(", ");
+  if (!type) throw invalid(field, `is required (known: ${known})`);
+  if (!(KNOWN_TASK_TYPES as readonly string[]).includes(type)) {
+    throw invalid(field, `unknown task type ${JSON.stringify(type.slice(0, 100))} (known: ${known})`);
+  }
+  return type;
+}
+
+/** The limits to store, each field checked and named; `set_at`, `set_by` and `running` are the gateway's. */
+export function parseTypeLimit(limit: TypeLimit | undefined, at: Date, by: string): TypeLimitRecord {
+  if (!limit) throw invalid("limit", "is required");
+  const type = knownType("limit.type", limit.type);
+  const { globalConcurrency, ratePerSecond, rateBurst } = limit;
+  if (globalConcurrency > MAX_CONCURRENCY) {
+    throw invalid(
+      "limit.global_concurrency",
+      `must be from 1 to ${MAX_CONCURRENCY} (0: none), not ${globalConcurrency}`,
+    );
+  }
+  if (!(ratePerSecond >= 0 && ratePerSecond <= MAX_PER_SECOND)) {
+    throw invalid(
+      "limit.rate_per_second",
+      `must be above 0 and at most ${MAX_PER_SECOND} (0: none), not ${ratePerSecond}`,
+    );
+  }
+  if (rateBurst > MAX_CONCURRENCY) {
+    throw invalid("limit.rate_burst", `must be from 1 to ${MAX_CONCURRENCY} (0: 1), not ${rateBurst}`);
+  }
+  if (rateBurst > 0 && ratePerSecond === 0) throw invalid("limit.rate_burst", "needs rate_per_second");
+  if (globalConcurrency === 0 && ratePerSecond === 0) {
+    throw invalid(
+      "limit",
+      "sets neither global_concurrency nor rate_per_second (to remove a type's limits: ClearTypeLimit)",
+    );
+  }
+  return {
+    type,
+    ...(globalConcurrency > 0 ? { globalConcurrency } : {}),
+    ...(ratePerSecond > 0 ? { rate: { perSecond: ratePerSecond, burst: Math.max(1, rateBurst) } } : {}),
+    at: at.toISOString(),
+    by,
+  };
+}
+
+export function typeLimitToProto(record: TypeLimitRecord, running = 0): MessageInitShape<typeof TypeLimitSchema> {
+  return {
+    type: record.type,
+    globalConcurrency: record.globalConcurrency ?? 0,
+    ratePerSecond: record.rate?.perSecond ?? 0,
+    rateBurst: record.rate?.burst ?? 0,
+    ...(record.at ? { setAt: timestampFromDate(new Date(record.at)) } : {}),
+    setBy: record.by,
+    running,
+  };
+}
+
+export function typeLimitHandlers(rt: Runtime, redis: RedisCall) {
+  /** Audited after the change; a lost event is logged, not returned (the change stands). */
+  async function audit(action: string, detail: Record<string, unknown>): Promise<void> {
+    await publishAudit(rt.publisher, {
+      service: rt.name,
+      action,
+      detail,
+      discriminator: `${String(detail.type)}:${Date.now()}`,
+    }).catch((error: unknown) => rt.log.warn({ err: error, action }, "could not publish a type limit's audit event"));
+  }
+
+  return {
+    async setTypeLimit(limit: TypeLimit | undefined, caller: string | undefined) {
+      const record = parseTypeLimit(limit, new Date(), caller ?? "");
+      const previous = await redis("saving the type's limits", () => setTypeLimit(rt.redis, record));
+      const { type, at: _at, by: _by, ...limits } = record;
+      rt.log.info({ type, ...limits, by: record.by }, "task type limits set: the workers apply them within a poll");
+      await audit("type_limit_set", { type, ...limits, ...(caller === undefined ? {} : { setBy: caller }) });
+      return {
+        limit: typeLimitToProto(record),
+        ...(previous ? { previous: typeLimitToProto(previous) } : {}),
+      };
+    },
+
+    async clearTypeLimit(type: string, caller: string | undefined) {
+      knownType("type", type);
+      const cleared = await redis("clearing the type's limits", () => clearTypeLimit(rt.redis, type));
+      if (cleared) {
+        rt.log.info({ type, by: caller ?? "" }, "task type limits cleared: the workers' own settings apply again");
+        await audit("type_limit_cleared", { type, ...(caller === undefined ? {} : { clearedBy: caller }) });
+      }
+      return { cleared };
+    },
+
+    async listTypeLimits() {
+      const records = await redis("reading the type limits", () => readTypeLimits(rt.redis));
+      const running = await redis("counting fleet-wide slots", () =>
+        Promise.all(records.map((record) => (record.globalConcurrency ? countTypeSlots(rt.redis, record.type) : 0))),
+      );
+      return { limits: records.map((record, i) => typeLimitToProto(record, running[i])) };
+    },
+  };
+}
