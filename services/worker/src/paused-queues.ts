@@ -9,15 +9,15 @@ import type { Logger } from "@tm/kit";
 import { readPausedQueues } from "@tm/store";
 import type { Redis } from "ioredis";
 import type { PriorityDispatcher } from "./dispatcher.js";
+import { type Follower, pollEvery } from "./poll.js";
 
 export function followPausedQueues(
   redis: Redis,
   dispatcher: Pick<PriorityDispatcher, "setPaused" | "paused">,
   pollMs: number,
   log: Logger,
-): { ready: Promise<void>; stop(): void } {
-  let stopped = false;
-  async function apply(): Promise<void> {
+): Follower {
+  return pollEvery(pollMs, async (stopped) => {
     let paused: Set<string>;
     try {
       paused = new Set((await readPausedQueues(redis)).map((queue) => queue.priority));
@@ -25,21 +25,12 @@ export function followPausedQueues(
       log.debug({ err: error }, "could not read the paused queues; keeping the last known state");
       return;
     }
-    if (stopped) return;
+    if (stopped()) return;
     for (const priority of PRIORITIES) {
       const now = paused.has(priority);
       if (now === dispatcher.paused(priority)) continue;
       dispatcher.setPaused(priority, now);
       log.info({ priority }, now ? "queue paused: no new tasks of this priority start" : "queue resumed");
     }
-  }
-  const timer = setInterval(() => void apply(), pollMs);
-  timer.unref();
-  return {
-    ready: apply(),
-    stop() {
-      stopped = true;
-      clearInterval(timer);
-    },
-  };
+  });
 }

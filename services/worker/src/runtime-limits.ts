@@ -8,6 +8,7 @@
 import type { Logger } from "@tm/kit";
 import { readTypeLimits, type TypeLimitRecord, type TypeRate } from "@tm/store";
 import type { Redis } from "ioredis";
+import { type Follower, pollEvery } from "./poll.js";
 import type { TypeLimits } from "./type-limits.js";
 
 export interface FleetLimits {
@@ -50,10 +51,9 @@ export function followRuntimeLimits(
   knownTypes: readonly string[],
   pollMs: number,
   log: Logger,
-): { ready: Promise<void>; stop(): void } {
-  let stopped = false;
+): Follower {
   let applied = fingerprint(own);
-  async function apply(): Promise<void> {
+  return pollEvery(pollMs, async (stopped) => {
     let runtime: TypeLimitRecord[];
     try {
       runtime = await readTypeLimits(redis);
@@ -61,7 +61,7 @@ export function followRuntimeLimits(
       log.debug({ err: error }, "could not read the run-time type limits; keeping the last applied");
       return;
     }
-    if (stopped) return;
+    if (stopped()) return;
     const next = effectiveLimits(own, runtime, knownTypes);
     const text = fingerprint(next);
     if (text === applied) return;
@@ -75,14 +75,5 @@ export function followRuntimeLimits(
       },
       "fleet-wide type limits changed (taskctl limits): applied to every start from now on",
     );
-  }
-  const timer = setInterval(() => void apply(), pollMs);
-  timer.unref();
-  return {
-    ready: apply(),
-    stop() {
-      stopped = true;
-      clearInterval(timer);
-    },
-  };
+  });
 }
