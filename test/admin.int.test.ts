@@ -717,6 +717,40 @@ describe("AdminService", () => {
     });
   });
 
+  test("taskctl cancel --all --query: every unfinished task of a bad batch cancelled at once, finished ones untouched", async () => {
+    const batch = `batch-${crypto.randomUUID().slice(0, 8)}`;
+    const delay = { case: "delay" as const, value: { seconds: 3_600n } };
+    const waiting = await Promise.all(
+      [1, 2, 3].map(
+        async () => (await pipeline.client.submitTask({ type: "echo", metadata: { batch }, schedule: delay })).taskId,
+      ),
+    );
+    const done = (await pipeline.client.submitTask({ type: "echo", metadata: { batch } })).taskId;
+    await waitFor(
+      "the undelayed task to succeed",
+      async () => (await readResult(pipeline.redisClient, done)) !== undefined,
+    );
+
+    const cancelled = await taskctl("cancel", "--all", "--query", batch, "--reason", "bad batch");
+    expect(cancelled.code, cancelled.stderr).toBe(0);
+    const lines = cancelled.stdout.trim().split("\n");
+    expect(lines[0]).toMatch(/^TASK +WAS +RESULT +DETAIL$/);
+    expect(lines.slice(1, 4).map((line) => line.split(/ +/).slice(0, 3))).toEqual(
+      [...waiting].reverse().map((taskId) => [taskId, "pending", "cancelled"]),
+    );
+    expect(lines.at(-1)).toBe("3 cancelled");
+    for (const taskId of waiting) {
+      expect((await pipeline.client.getTask({ taskId })).task?.status?.state).toBe(TaskState.CANCELLED);
+    }
+    expect((await pipeline.client.getTask({ taskId: done })).task?.status?.state).toBe(TaskState.SUCCEEDED);
+    expect((await taskctl("cancel", "--all", "--query", batch)).stdout).toBe("no unfinished task matches\n");
+
+    const unfiltered = await taskctl("cancel", "--all");
+    expect(unfiltered.code).toBe(2);
+    expect(unfiltered.stderr).toMatch(/cancel --all needs a filter/);
+    expect((await taskctl("cancel", "--type", "echo")).stderr).toMatch(/need --all/);
+  });
+
   test("bad input is INVALID_ARGUMENT naming the field", async () => {
     await expectInvalid(admin.listTasks({ pageSize: 501 }), "page_size");
     await expectInvalid(admin.listTasks({ pageToken: "nonsense" }), "page_token");

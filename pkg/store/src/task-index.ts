@@ -22,6 +22,8 @@ export interface TaskFilter {
   query?: string;
   /** Only unfinished tasks whose status last changed at or before this time (ms): stalled ones. */
   changedBeforeMs?: number;
+  /** Only unfinished tasks (no status yet, or one that is not terminal). */
+  unfinished?: boolean;
 }
 
 /** Where a walk stopped: the last index entry examined. */
@@ -57,6 +59,7 @@ export function stalledSinceMs(task: TaskRecord, status: StoredStatus): number {
 export function matchesFilter(entry: IndexedTask, filter: TaskFilter): boolean {
   const { task, status } = entry;
   if (filter.state && status?.state !== filter.state) return false;
+  if (filter.unfinished && status && isTerminal(status.state)) return false;
   if (filter.type && task.type !== filter.type) return false;
   if (filter.priority && task.priority !== filter.priority) return false;
   if (filter.changedBeforeMs !== undefined) {

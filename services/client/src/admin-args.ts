@@ -38,13 +38,16 @@ export function parseFilterPriority(text: string): Priority {
   return priority;
 }
 
-/** An ISO-8601 time, or a duration before `now` such as 30s, 15m, 1h, 2d, 1w. */
+/** An ISO-8601 time, a duration before `now` such as 30s, 15m, 1h, 2d, 1w, or "now". */
 export function parseTime(flag: string, text: string, now: number): Date {
+  if (text.trim() === "now") return new Date(now);
   const duration = /^(\d+)([smhdw])$/.exec(text.trim());
   if (duration) return new Date(now - Number(duration[1]) * UNIT_MS[duration[2]!]!);
   const ms = Date.parse(text);
   if (!/^\d{4}-\d{2}-\d{2}/.test(text) || Number.isNaN(ms)) {
-    throw new UsageError(`${flag} must be an ISO time (2026-01-31T12:00:00Z) or a duration like 30s, 15m, 1h, 2d`);
+    throw new UsageError(
+      `${flag} must be an ISO time (2026-01-31T12:00:00Z), a duration like 30s, 15m, 1h, 2d (that long ago), or now`,
+    );
   }
   return new Date(ms);
 }

@@ -5,6 +5,8 @@
 import { type Timestamp, timestampMs } from "@bufbuild/protobuf/wkt";
 import {
   type AuditEntry,
+  CancelResult,
+  type CancelTaskOutcome,
   type DeadLetterEntry,
   type DiscardOutcome,
   DiscardResult,
@@ -236,6 +238,22 @@ export function renderRequeue(outcomes: RequeueOutcome[]): string {
       o.result === RequeueResult.REQUEUED ? generationDetail(o) : o.reason,
     ]),
   );
+}
+
+/** `taskctl cancel --all`: one row per task handled, then whether more match. */
+export function renderCancelled(outcomes: CancelTaskOutcome[], more: boolean): string {
+  if (outcomes.length === 0) return "no unfinished task matches";
+  const rows = table(
+    [{ header: "TASK", max: 36 }, { header: "WAS" }, { header: "RESULT" }, { header: "DETAIL", max: 100 }],
+    outcomes.map((o) => [
+      o.taskId,
+      o.previousState === TaskState.UNSPECIFIED ? "-" : stateName(o.previousState).toLowerCase(),
+      (CancelResult[o.result] ?? String(o.result)).toLowerCase(),
+      o.reason,
+    ]),
+  );
+  const done = outcomes.filter((o) => o.result === CancelResult.CANCELLED).length;
+  return `${rows}\n${done} cancelled${more ? "; more tasks match: run the command again" : ""}`;
 }
 
 /** A replayed or requeued item's detail: its generation, and whether the requeue sweeper still has to queue it. */

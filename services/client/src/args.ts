@@ -69,6 +69,7 @@ export type Invocation =
   | { command: "get"; globals: GlobalOptions; taskId: string }
   | { command: "watch"; globals: GlobalOptions; taskIds: string[] }
   | { command: "cancel"; globals: GlobalOptions; taskId: string; reason?: string }
+  | { command: "cancel-all"; globals: GlobalOptions; filter: TaskListFilter; reason?: string }
   | { command: "result"; globals: GlobalOptions; taskId: string; resultStoreUrl: string }
   | { command: "demo"; globals: GlobalOptions; count: number; timeoutSeconds: number }
   | { command: "health"; globals: GlobalOptions }
@@ -109,7 +110,8 @@ export type ScheduleAction =
       expiresAfterMs?: number;
     };
 
-export type CommandName = Exclude<Invocation["command"], "help">;
+/** `cancel-all` is `cancel --all`: parsed under `cancel`. */
+export type CommandName = Exclude<Invocation["command"], "help" | "cancel-all">;
 
 type Options = NonNullable<ParseArgsConfig["options"]>;
 
@@ -145,7 +147,16 @@ const COMMAND_OPTIONS: Record<CommandName, Options> = {
   "submit-batch": { "batch-size": { type: "string" }, retries: { type: "string" } },
   get: {},
   watch: {},
-  cancel: { reason: { type: "string" } },
+  cancel: {
+    reason: { type: "string" },
+    all: { type: "boolean" },
+    state: { type: "string" },
+    type: { type: "string" },
+    priority: { type: "string" },
+    since: { type: "string" },
+    until: { type: "string" },
+    query: { type: "string" },
+  },
   result: {},
   demo: { count: { type: "string" }, timeout: { type: "string" } },
   health: {},
@@ -274,6 +285,32 @@ export function parseCommandLine(argv: string[], env: NodeJS.ProcessEnv = {}, no
       return { command: "watch", globals, taskIds: [...new Set(positionals)] };
     case "cancel": {
       const reason = str(values.reason);
+      const filterFlags = {
+        state: str(values.state),
+        type: str(values.type),
+        priority: str(values.priority),
+        since: str(values.since),
+        until: str(values.until),
+        query: str(values.query),
+      };
+      const filterGiven = Object.values(filterFlags).some((value) => value !== undefined);
+      if (values.all === true) {
+        exactly("cancel", positionals, [], "cancel --all");
+        if (!filterGiven) {
+          throw new UsageError(
+            "cancel --all needs a filter: --state, --type, --priority, --since, --until or --query (every unfinished " +
+              "task: --until now)",
+          );
+        }
+        return {
+          command: "cancel-all",
+          globals,
+          filter: parseTaskListFilter({ ...filterFlags, stalledFor: undefined }, now),
+          ...(reason ? { reason } : {}),
+        };
+      }
+      if (filterGiven)
+        throw new UsageError("cancel: --state, --type, --priority, --since, --until and --query need --all");
       return {
         command: "cancel",
         globals,

@@ -7,7 +7,7 @@ Commands:
   submit-batch <file>  submit the tasks of a JSON Lines file (- for standard input), many per call
   get <id>          show a task
   watch <id...>     follow tasks live until they finish
-  cancel <id>       cancel a task that has not finished
+  cancel <id>|--all  cancel a task that has not finished, or every one matching a filter
   result <id>       fetch a finished task's result from the result store
   demo              submit a mix of tasks and watch them flow through the pipeline
   health            check the gateway's gRPC health service
@@ -95,9 +95,12 @@ refused line (2 invalid, 4 unavailable, 5 other).`,
     "Follows tasks live, one progress bar per task (redrawn in place on a terminal, one line per update otherwise),\nuntil every task has finished.",
   ),
   cancel: page(
-    "Usage: taskctl cancel <id> [--reason R]",
-    "Cancels a task that has not finished; a running handler is aborted.",
-    "Options:\n  --reason R        recorded with the cancellation",
+    "Usage: taskctl cancel <id> [--reason R]\n       taskctl cancel --all [--state S] [--type T] [--priority P] [--since T] [--until T] [--query Q] [--reason R]",
+    "Cancels a task that has not finished; a running handler is aborted. With --all (operators): every unfinished task\nmatching the filter (as taskctl ls reads it), newest first, at most 500 per run (run it again while it says more\nmatch); prints one row per task. Exit code 1 when a task had finished meanwhile, 4 when Redis or NATS stopped\nanswering (the rows marked unavailable were not done: run it again).",
+    `Options:
+  --reason R        recorded with the cancellation
+  --all             every unfinished task matching the filter below (at least one of them; --until now: all)
+  --state, --type, --priority, --since, --until, --query   as for taskctl ls`,
   ),
   result: page(
     "Usage: taskctl result <id>",
@@ -120,7 +123,7 @@ refused line (2 invalid, 4 unavailable, 5 other).`,
   --state S         pending, ingested, scheduled, running, succeeded, failed, cancelled
   --type T          echo, sleep, checksum, flaky, fail
   --priority P      high, medium, low
-  --since T         created at or after T: ISO time (2026-01-31T12:00:00Z) or a duration ago (30s, 15m, 1h, 2d)
+  --since T         created at or after T: ISO time (2026-01-31T12:00:00Z), a duration ago (30s, 15m, 1h, 2d) or now
   --until T         created before T (same forms)
   --query Q         a task id prefix, or text in a metadata key or value (case-insensitive)
   --stalled-for D   only unfinished tasks whose status has not changed for D (0, seconds, 90s, 15m, 2h, 1d):

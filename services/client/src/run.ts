@@ -4,6 +4,7 @@
  */
 import { parseCommandLine } from "./args.js";
 import {
+  cancelAllCommand,
   dlqCommand,
   historyCommand,
   lsCommand,
@@ -49,6 +50,8 @@ export async function run(argv: string[], io: Io): Promise<ExitCode> {
         return await watchCommand(io, taskClientFor(globals), invocation.taskIds, globals.json);
       case "cancel":
         return await cancelCommand(io, taskClientFor(globals), invocation.taskId, invocation.reason, globals.json);
+      case "cancel-all":
+        return await cancelAllCommand(io, adminClientFor(globals), invocation);
       case "result":
         return await resultCommand(io, invocation.resultStoreUrl, invocation.taskId, globals.json);
       case "demo":

@@ -1,4 +1,4 @@
-import { Priority } from "@tm/proto";
+import { Priority, TaskState } from "@tm/proto";
 import { describe, expect, test } from "vitest";
 import { DEFAULT_ADDR, type Invocation, normaliseAddr, parseCommandLine } from "../src/args.js";
 import { submitRequestOf } from "../src/commands/submit.js";
@@ -233,6 +233,28 @@ describe("parseCommandLine", () => {
     }
     expect(usageErrorOf(["limits", "bump"])).toMatch(/^limits: unknown action "bump"/);
     expect(usageErrorOf(["limits"])).toMatch(/^limits: missing action/);
+  });
+
+  test("cancel --all takes ls's filter flags (at least one); without --all they are refused", () => {
+    const now = Date.parse("2026-12-06T12:00:00.000Z");
+    expect(
+      parseCommandLine(["cancel", "--all", "--type", "echo", "--state", "pending", "--reason", "x"], {}, now),
+    ).toEqual(
+      expect.objectContaining({
+        command: "cancel-all",
+        filter: { type: "echo", state: TaskState.PENDING },
+        reason: "x",
+      }),
+    );
+    expect(parseCommandLine(["cancel", "--all", "--until", "now"], {}, now)).toMatchObject({
+      filter: { until: new Date(now) },
+    });
+    expect(usageErrorOf(["cancel", "--all"])).toMatch(/^cancel --all needs a filter/);
+    expect(usageErrorOf(["cancel", "--all", "--type", "echo", "some-id"])).toMatch(
+      /^cancel --all: unexpected argument/,
+    );
+    expect(usageErrorOf(["cancel", "some-id", "--type", "echo"])).toMatch(/need --all$/);
+    expect(parseCommandLine(["cancel", "some-id"])).toMatchObject({ command: "cancel", taskId: "some-id" });
   });
 
   test("schedule add|ls|rm: the cron is one argument; task options as for submit; mistakes are named", () => {

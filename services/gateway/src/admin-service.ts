@@ -11,12 +11,13 @@
 import type { JsonObject, MessageInitShape } from "@bufbuild/protobuf";
 import { timestampFromDate } from "@bufbuild/protobuf/wkt";
 import { Code, ConnectError } from "@connectrpc/connect";
-import type { AuditEvent } from "@tm/flow";
+import type { AuditEvent, TaskState as FlowTaskState } from "@tm/flow";
 import type { Runtime } from "@tm/kit";
 import {
   type AdminService,
   type AuditEntrySchema,
   type CallContext,
+  CancelResult,
   type DeadLetterEntrySchema,
   type DeadLetterFilter,
   DiscardResult,
@@ -47,6 +48,7 @@ import {
   checkDeadLetterIds,
   deadLetterPageToken,
   MAX_PAGE_SIZE,
+  parseCancelRequest,
   parseDeadLetterPageToken,
   parsePageSize,
   parseQueuePriority,
@@ -57,6 +59,7 @@ import {
 } from "./admin-validation.js";
 import { callerOf } from "./auth/caller.js";
 import { handleUntilUnavailable } from "./batch-outcomes.js";
+import { cancelTask } from "./cancel-task.js";
 import { dependency } from "./dependencies.js";
 import { type DiscardOutcome, discardLetter } from "./discard.js";
 import { priorityToProto, stateToProto, statusToProto, taskLimitsToProto, timestampFromIso } from "./mapping.js";
@@ -102,6 +105,8 @@ export function adminServiceHandlers(
     options.runScheduleNow,
   );
   const typeLimits = typeLimitHandlers(rt, redis);
+  // The same instrument as TaskService's CancelTask counts with (one name, one description).
+  const cancelled = rt.meter.createCounter("tm_tasks_cancelled_total", { description: "Tasks cancelled" });
 
   /** Walks dead_letter from `offset`, yielding entries that match, until `limit` entries were examined. */
   async function* scanDeadLetters(filter: DeadLetterFilter | undefined, offset: number, limit: number) {
@@ -309,6 +314,67 @@ export function adminServiceHandlers(
     resumeSchedule: (request, ctx) => schedules.resumeSchedule(request.id, callerOf(ctx)),
     runSchedule: (request, ctx) => schedules.runSchedule(request.id, ctx),
 
+    async cancelTasks(request, ctx) {
+      const target = parseCancelRequest(request);
+      const caller = callerOf(ctx);
+      let taskIds: string[];
+      let more = false;
+      if ("filter" in target) {
+        const page = await redis("listing the tasks to cancel", () =>
+          listIndexedTasks(rt.redis, target.filter, MAX_PAGE_SIZE, undefined, SCAN_LIMIT),
+        );
+        taskIds = page.tasks.map(({ task }) => task.taskId);
+        more = page.next !== undefined;
+      } else {
+        taskIds = target.taskIds;
+      }
+      type Outcome = {
+        taskId: string;
+        result: keyof typeof CANCEL_RESULTS;
+        reason: string;
+        previousState?: FlowTaskState | undefined;
+      };
+      const outcomes = await handleUntilUnavailable(
+        taskIds,
+        async (taskId): Promise<Outcome> => {
+          const exists = await redis("reading the task", () => rt.redis.exists(Keys.task(taskId)));
+          if (exists === 0) return { taskId, result: "not_found", reason: `task ${taskId} not found (or expired)` };
+          const outcome = await cancelTask(
+            rt,
+            redis,
+            taskId,
+            request.reason,
+            (from) => cancelled.add(1, { from }),
+            caller,
+          );
+          return outcome.result === "cancelled"
+            ? { taskId, result: "cancelled", reason: "", previousState: outcome.previousState }
+            : {
+                taskId,
+                result: "already_finished",
+                reason: `it is already ${outcome.state ?? "finished"}`,
+                previousState: outcome.state,
+              };
+        },
+        {
+          unavailable: (taskId, reason): Outcome => ({ taskId, result: "unavailable", reason }),
+          nameOf: (taskId) => `task ${taskId}`,
+        },
+      );
+      const done = outcomes.filter((outcome) => outcome.result === "cancelled").length;
+      if (done > 0)
+        rt.log.info({ cancelled: done, of: outcomes.length, by: caller ?? "" }, "tasks cancelled (CancelTasks)");
+      return {
+        outcomes: outcomes.map((outcome) => ({
+          taskId: outcome.taskId,
+          result: CANCEL_RESULTS[outcome.result],
+          reason: outcome.reason,
+          previousState: outcome.previousState ? stateToProto(outcome.previousState) : TaskState.UNSPECIFIED,
+        })),
+        more,
+      };
+    },
+
     setTypeLimit: (request, ctx) => typeLimits.setTypeLimit(request.limit, callerOf(ctx)),
     clearTypeLimit: (request, ctx) => typeLimits.clearTypeLimit(request.type, callerOf(ctx)),
     listTypeLimits: () => typeLimits.listTypeLimits(),
@@ -345,6 +411,13 @@ const DISCARD_RESULTS = {
   discarded: DiscardResult.DISCARDED,
   not_found: DiscardResult.NOT_FOUND,
   unavailable: DiscardResult.UNAVAILABLE,
+} as const;
+
+const CANCEL_RESULTS = {
+  cancelled: CancelResult.CANCELLED,
+  not_found: CancelResult.NOT_FOUND,
+  already_finished: CancelResult.ALREADY_FINISHED,
+  unavailable: CancelResult.UNAVAILABLE,
 } as const;
 
 const REQUEUE_RESULTS = {

@@ -16,7 +16,11 @@ export function parsePageSize(value: number): number {
   return value === 0 ? DEFAULT_PAGE_SIZE : value;
 }
 
-export function parseTaskFilter(request: ListTasksRequest, now = Date.now()): TaskFilter {
+/** ListTasks' filter fields, which CancelTasks repeats. */
+type FilterFields = Pick<ListTasksRequest, "state" | "type" | "priority" | "createdAfter" | "createdBefore" | "query"> &
+  Partial<Pick<ListTasksRequest, "stalledForSeconds">>;
+
+export function parseTaskFilter(request: FilterFields, now = Date.now()): TaskFilter {
   const filter: TaskFilter = {};
   const state = stateFromProto(request.state);
   if (state === null) throw invalid("state", `unknown value ${request.state}`);
@@ -113,6 +117,47 @@ export function parseRequeueRequest(taskIds: string[], stalledForSeconds: number
     taskIds: [...new Set(taskIds)],
     stalledForMs: (stalledForSeconds ?? DEFAULT_STALLED_FOR_SECONDS) * 1_000,
   };
+}
+
+/**
+ * CancelTasks' tasks: the given ids (1-500 UUIDs), or with `all` a filter of unfinished tasks naming at least one
+ * field (cancelling every task at once needs an explicit created_before).
+ */
+export function parseCancelRequest(
+  request: FilterFields & { taskIds: string[]; all: boolean },
+): { taskIds: string[] } | { filter: TaskFilter } {
+  const filterGiven =
+    request.state !== 0 ||
+    request.type !== "" ||
+    request.priority !== Priority.UNSPECIFIED ||
+    request.createdAfter !== undefined ||
+    request.createdBefore !== undefined ||
+    request.query.trim() !== "";
+  if (!request.all) {
+    if (filterGiven) throw invalid("all", "the filter fields need all: true (or give task_ids alone)");
+    if (request.taskIds.length === 0)
+      throw invalid("task_ids", "give the ids of the tasks to cancel, or all with a filter");
+    if (request.taskIds.length > MAX_PAGE_SIZE) {
+      throw invalid("task_ids", `at most ${MAX_PAGE_SIZE} per call (got ${request.taskIds.length})`);
+    }
+    for (const id of request.taskIds) {
+      if (!TaskId.safeParse(id).success) throw invalid("task_ids", `each id must be a UUID (got "${id.slice(0, 64)}")`);
+    }
+    return { taskIds: [...new Set(request.taskIds)] };
+  }
+  if (request.taskIds.length > 0) throw invalid("task_ids", "give task_ids or all, not both");
+  if (!filterGiven) {
+    throw invalid(
+      "all",
+      "needs at least one filter field (state, type, priority, created_after, created_before, query); to cancel every " +
+        "unfinished task, give created_before: now",
+    );
+  }
+  const filter = parseTaskFilter(request);
+  if (filter.state && isTerminal(filter.state)) {
+    throw invalid("state", `only unfinished tasks can be cancelled (state ${filter.state} is finished)`);
+  }
+  return { filter: { ...filter, unfinished: true } };
 }
 
 /** PauseQueue's and ResumeQueue's priority: HIGH, MEDIUM or LOW (unspecified does not name a queue here). */

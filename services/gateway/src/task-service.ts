@@ -7,10 +7,7 @@ import type { JsonObject } from "@bufbuild/protobuf";
 import { Code, ConnectError } from "@connectrpc/connect";
 import { isSpanContextValid, SpanKind, SpanStatusCode, trace } from "@opentelemetry/api";
 import {
-  CANCEL_SUBJECT,
-  type CancelNotice,
   injectTrace,
-  isTerminal,
   publishAudit,
   publishStatus,
   StatusEventSchema,
@@ -25,8 +22,6 @@ import type { CallContext, ServiceHandlers, TaskService } from "@tm/proto";
 import {
   applyStatus,
   claimIdempotencyKey,
-  forgetDelayed,
-  markCancelled,
   markQueued,
   perTurnBatcher,
   readResult,
@@ -37,6 +32,7 @@ import {
   toStoredStatus,
 } from "@tm/store";
 import { callerOf } from "./auth/caller.js";
+import { cancelTask } from "./cancel-task.js";
 import { dependency } from "./dependencies.js";
 import { ingestMsgId } from "./ingest-message-id.js";
 import {
@@ -47,7 +43,6 @@ import {
   timestampFromIso,
   traceIdOf,
 } from "./mapping.js";
-import { recordStatus } from "./record-status.js";
 import { redisCaller } from "./redis-call.js";
 import { releaseTimeOf } from "./release-time.js";
 import { requeueWindowMs } from "./requeue-sweeper.js";
@@ -410,43 +405,9 @@ export function taskServiceHandlers(
     async cancelTask(request, ctx) {
       const taskId = parseTaskId(request.taskId);
       await requireTask(taskId, ctx);
-      const current = await redisCall("reading the task status", () => readStatus(rt.redis, taskId));
-      if (current && isTerminal(current.state)) throw alreadyFinished(taskId, current.state);
-      const reason = request.reason.slice(0, 1024);
-      await redisCall("marking the task cancelled", () => markCancelled(rt.redis, taskId, reason));
-      const { applied, status } = await recordStatus(
-        rt,
-        { taskId, state: "CANCELLED", source: rt.name, generation: current?.generation ?? 0 },
-        redisCall,
-      );
-      if (!applied) {
-        // A terminal state won the race between our read and our write.
-        const winner = await redisCall("reading the task status", () => readStatus(rt.redis, taskId));
-        throw alreadyFinished(taskId, winner?.state ?? "finished");
-      }
-      // A delayed task leaves tasks_delayed now rather than at its time (where the releaser would drop it): the
-      // operators' count of delayed tasks is then right. Its CANCELLED status is what keeps it from running.
-      if (current?.state === "PENDING") {
-        forgetDelayed(rt.redis, taskId).catch((error: unknown) =>
-          rt.log.debug({ err: error, taskId }, "could not take the cancelled task out of tasks_delayed"),
-        );
-      }
-      const notice: CancelNotice = { taskId, reason, at: new Date().toISOString() };
-      // Core NATS, fire-and-forget: a worker that misses it still sees task_cancel:<id> before starting work, so
-      // a failed broadcast is logged, not returned (the cancellation itself is already recorded).
-      try {
-        rt.nats.nc.publish(CANCEL_SUBJECT, JSON.stringify(notice));
-      } catch (error) {
-        rt.log.warn({ err: error, taskId }, "could not broadcast the cancel notice");
-      }
-      await publishAudit(rt.publisher, {
-        taskId,
-        service: rt.name,
-        action: "cancelled",
-        detail: { reason, from: current?.state ?? "unknown" },
-      }).catch((error: unknown) => rt.log.warn({ err: error, taskId }, "could not publish the cancelled audit event"));
-      cancelled.add(1, { from: current?.state ?? "unknown" });
-      return { status: statusToProto(status) };
+      const outcome = await cancelTask(rt, redisCall, taskId, request.reason, (from) => cancelled.add(1, { from }));
+      if (outcome.result === "already_finished") throw alreadyFinished(taskId, outcome.state ?? "finished");
+      return { status: statusToProto(outcome.status) };
     },
   };
 }

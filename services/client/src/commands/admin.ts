@@ -3,6 +3,8 @@ import { toJson } from "@bufbuild/protobuf";
 import { timestampFromDate } from "@bufbuild/protobuf/wkt";
 import {
   type AdminClient,
+  CancelResult,
+  CancelTasksResponseSchema,
   DiscardDeadLettersResponseSchema,
   DiscardResult,
   GetQueueStatsResponseSchema,
@@ -20,6 +22,7 @@ import {
 import type { TaskListFilter } from "../admin-args.js";
 import {
   priorityName,
+  renderCancelled,
   renderDeadLetters,
   renderDiscard,
   renderHistory,
@@ -141,6 +144,35 @@ export async function requeueCommand(
       : renderRequeue(response.outcomes),
   );
   return exitFor(response.outcomes, RequeueResult.REQUEUED, RequeueResult.UNAVAILABLE);
+}
+
+/** `taskctl cancel --all <filter>`: AdminService CancelTasks, at most 500 per call. */
+export async function cancelAllCommand(
+  io: Io,
+  client: AdminClient,
+  invocation: Extract<Invocation, { command: "cancel-all" }>,
+): Promise<ExitCode> {
+  const { filter } = invocation;
+  const response = await client.cancelTasks(
+    {
+      all: true,
+      ...(filter.state === undefined ? {} : { state: filter.state }),
+      ...(filter.type === undefined ? {} : { type: filter.type }),
+      ...(filter.priority === undefined ? {} : { priority: filter.priority }),
+      ...(filter.since ? { createdAfter: timestampFromDate(filter.since) } : {}),
+      ...(filter.until ? { createdBefore: timestampFromDate(filter.until) } : {}),
+      ...(filter.query === undefined ? {} : { query: filter.query }),
+      reason: invocation.reason ?? "",
+    },
+    { timeoutMs: REPLAY_TIMEOUT_MS },
+  );
+  println(
+    io.stdout,
+    invocation.globals.json
+      ? JSON.stringify(toJson(CancelTasksResponseSchema, response))
+      : renderCancelled(response.outcomes, response.more),
+  );
+  return exitFor(response.outcomes, CancelResult.CANCELLED, CancelResult.UNAVAILABLE);
 }
 
 /** 0 when every item was done, 4 when an outage stopped the call (call again), 1 when any was refused. */

@@ -1,0 +1,100 @@
+/**
+ * AdminService.CancelTasks against a real nats-server and redis-server: by id, each task gets its outcome (cancelled,
+ * not found, already finished); with `all`, every unfinished task matching the filter is cancelled, 500 per call,
+ * `more` telling the caller to call again; a finished task is never touched; bad requests name the field.
+ */
+import { Code, ConnectError } from "@connectrpc/connect";
+import { CancelResult, createAdminClient, TaskState } from "@tm/proto";
+import { applyStatus, isCancelled, Keys, readStatus, saveTask, type TaskRecord } from "@tm/store";
+import { useClients, useInfra } from "@tm/testkit";
+import { afterAll, beforeAll, expect, test } from "vitest";
+import { event, type Gateway, startGateway } from "./helpers.js";
+
+const infra = useInfra();
+const clients = useClients(infra);
+let gateway: Gateway;
+let admin: ReturnType<typeof createAdminClient>;
+
+beforeAll(async () => {
+  gateway = await startGateway(infra);
+  admin = createAdminClient({ baseUrl: gateway.baseUrl });
+});
+afterAll(async () => {
+  await gateway?.stop();
+});
+
+/** `count` tasks tagged `batch` in their metadata, in `state`, saved as the gateway and the stages would leave them. */
+async function tasksIn(state: "PENDING" | "SCHEDULED" | "SUCCEEDED", count: number, batch: string): Promise<string[]> {
+  const records: TaskRecord[] = Array.from({ length: count }, (_, i) => ({
+    taskId: crypto.randomUUID(),
+    type: "echo",
+    priority: "low",
+    payload: { i },
+    metadata: { batch },
+    createdAt: new Date(Date.now() - count + i).toISOString(),
+    generation: 0,
+  }));
+  await Promise.all(
+    records.map(async (task) => {
+      await saveTask(clients.redis, task);
+      await applyStatus(clients.redis, event({ taskId: task.taskId, state }));
+    }),
+  );
+  return records.map((task) => task.taskId);
+}
+
+test("by id: each task gets its outcome, and only the unfinished one is cancelled", async () => {
+  const batch = crypto.randomUUID();
+  const [waiting] = await tasksIn("SCHEDULED", 1, batch);
+  const [done] = await tasksIn("SUCCEEDED", 1, batch);
+  const unknown = crypto.randomUUID();
+  const { outcomes, more } = await admin.cancelTasks({ taskIds: [waiting!, done!, unknown], reason: "bad batch" });
+  expect(more).toBe(false);
+  expect(outcomes.map((o) => [o.taskId, CancelResult[o.result], TaskState[o.previousState]])).toEqual([
+    [waiting, "CANCELLED", "SCHEDULED"],
+    [done, "ALREADY_FINISHED", "SUCCEEDED"],
+    [unknown, "NOT_FOUND", "UNSPECIFIED"],
+  ]);
+  expect(outcomes[1]?.reason).toBe("it is already SUCCEEDED");
+  expect((await readStatus(clients.redis, waiting!))?.state).toBe("CANCELLED");
+  expect(await clients.redis.get(Keys.cancel(waiting!))).toBe("bad batch");
+  expect((await readStatus(clients.redis, done!))?.state).toBe("SUCCEEDED");
+  expect(await isCancelled(clients.redis, done!)).toBe(false);
+});
+
+test("with all: every unfinished task matching the filter, 500 per call, `more` until none is left", async () => {
+  const batch = crypto.randomUUID();
+  const unfinished = await tasksIn("PENDING", 501, batch);
+  const finished = await tasksIn("SUCCEEDED", 3, batch);
+  const first = await admin.cancelTasks({ all: true, query: batch, reason: "incident 42" });
+  expect(first.outcomes).toHaveLength(500);
+  expect(first.outcomes.every((o) => o.result === CancelResult.CANCELLED)).toBe(true);
+  expect(first.more).toBe(true);
+  const second = await admin.cancelTasks({ all: true, query: batch });
+  expect(second.outcomes.map((o) => CancelResult[o.result])).toEqual(["CANCELLED"]);
+  expect(second.more).toBe(false);
+  expect((await admin.cancelTasks({ all: true, query: batch })).outcomes).toEqual([]);
+
+  const cancelledIds = new Set([...first.outcomes, ...second.outcomes].map((o) => o.taskId));
+  expect(cancelledIds).toEqual(new Set(unfinished));
+  for (const taskId of finished) expect((await readStatus(clients.redis, taskId))?.state).toBe("SUCCEEDED");
+});
+
+test("bad requests are INVALID_ARGUMENT naming the field", async () => {
+  const refused = async (request: Parameters<typeof admin.cancelTasks>[0]) => {
+    const error = await admin.cancelTasks(request).then(
+      () => undefined,
+      (e: unknown) => ConnectError.from(e),
+    );
+    expect(error?.code).toBe(Code.InvalidArgument);
+    return error?.rawMessage;
+  };
+  expect(await refused({})).toMatch(/^task_ids: give the ids of the tasks to cancel/);
+  expect(await refused({ all: true })).toMatch(/^all: needs at least one filter field/);
+  expect(await refused({ all: true, taskIds: [crypto.randomUUID()] })).toBe("task_ids: give task_ids or all, not both");
+  expect(await refused({ type: "echo" })).toMatch(/^all: the filter fields need all: true/);
+  expect(await refused({ all: true, state: TaskState.SUCCEEDED })).toBe(
+    "state: only unfinished tasks can be cancelled (state SUCCEEDED is finished)",
+  );
+  expect(await refused({ taskIds: ["nope"] })).toMatch(/^task_ids: each id must be a UUID/);
+});
