@@ -74,7 +74,6 @@ export class PriorityDispatcher {
   #stopped: Promise<void> | undefined;
   readonly #paused = new Set<Priority>();
   readonly #limits: TypeLimits;
-  /** The most deliveries a lane buffers. */
 
   constructor({ rt, concurrency, weights, handler, hooks, limits }: DispatcherOptions) {
     this.#rt = rt;
