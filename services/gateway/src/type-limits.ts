@@ -90,9 +90,17 @@ export function typeLimitHandlers(rt: Runtime, redis: RedisCall) {
     async setTypeLimit(limit: TypeLimit | undefined, caller: string | undefined) {
       const record = parseTypeLimit(limit, new Date(), caller ?? "");
       const previous = await redis("saving the type's limits", () => setTypeLimit(rt.redis, record));
-      const { type, at: _at, by: _by, ...limits } = record;
-      rt.log.info({ type, ...limits, by: record.by }, "task type limits set: the workers apply them within a poll");
-      await audit("type_limit_set", { type, ...limits, ...(caller === undefined ? {} : { setBy: caller }) });
+      const { type, globalConcurrency, rate } = record;
+      rt.log.info(
+        { type, globalConcurrency, rate, by: record.by },
+        "task type limits set: the workers apply them within a poll",
+      );
+      await audit("type_limit_set", {
+        type,
+        ...(globalConcurrency === undefined ? {} : { globalConcurrency }),
+        ...(rate === undefined ? {} : { rate }),
+        ...(caller === undefined ? {} : { setBy: caller }),
+      });
       return {
         limit: typeLimitToProto(record),
         ...(previous ? { previous: typeLimitToProto(previous) } : {}),
