@@ -129,6 +129,16 @@ const RETRY_BACKOFF_OPTIONS: Options = {
   "retry-jitter": { type: "string" },
 };
 
+/** The task filter of `ls`, which `cancel --all` takes too. */
+const TASK_FILTER_OPTIONS: Options = {
+  state: { type: "string" },
+  type: { type: "string" },
+  priority: { type: "string" },
+  since: { type: "string" },
+  until: { type: "string" },
+  query: { type: "string" },
+};
+
 const COMMAND_OPTIONS: Record<CommandName, Options> = {
   submit: {
     payload: { type: "string" },
@@ -147,27 +157,13 @@ const COMMAND_OPTIONS: Record<CommandName, Options> = {
   "submit-batch": { "batch-size": { type: "string" }, retries: { type: "string" } },
   get: {},
   watch: {},
-  cancel: {
-    reason: { type: "string" },
-    all: { type: "boolean" },
-    state: { type: "string" },
-    type: { type: "string" },
-    priority: { type: "string" },
-    since: { type: "string" },
-    until: { type: "string" },
-    query: { type: "string" },
-  },
+  cancel: { reason: { type: "string" }, all: { type: "boolean" }, ...TASK_FILTER_OPTIONS },
   result: {},
   demo: { count: { type: "string" }, timeout: { type: "string" } },
   health: {},
   stats: {},
   ls: {
-    state: { type: "string" },
-    type: { type: "string" },
-    priority: { type: "string" },
-    since: { type: "string" },
-    until: { type: "string" },
-    query: { type: "string" },
+    ...TASK_FILTER_OPTIONS,
     limit: { type: "string" },
     "page-token": { type: "string" },
     "stalled-for": { type: "string" },

@@ -41,6 +41,18 @@ const options = { timeoutMs: UNARY_TIMEOUT_MS };
 // Replaying up to 500 letters (or requeuing 500 tasks) is a write per item: give it longer than a read.
 const REPLAY_TIMEOUT_MS = 60_000;
 
+/** ListTasks' filter fields (which CancelTasks repeats) from `ls`'s flags. */
+function filterFields(filter: TaskListFilter) {
+  return {
+    ...(filter.state === undefined ? {} : { state: filter.state }),
+    ...(filter.type === undefined ? {} : { type: filter.type }),
+    ...(filter.priority === undefined ? {} : { priority: filter.priority }),
+    ...(filter.since ? { createdAfter: timestampFromDate(filter.since) } : {}),
+    ...(filter.until ? { createdBefore: timestampFromDate(filter.until) } : {}),
+    ...(filter.query === undefined ? {} : { query: filter.query }),
+  };
+}
+
 function nextPageHint(token: string): string {
   return token ? `\nmore: --page-token ${token}` : "";
 }
@@ -59,12 +71,7 @@ export async function lsCommand(
   const { filter } = request;
   const response = await client.listTasks(
     {
-      ...(filter.state === undefined ? {} : { state: filter.state }),
-      ...(filter.type === undefined ? {} : { type: filter.type }),
-      ...(filter.priority === undefined ? {} : { priority: filter.priority }),
-      ...(filter.since ? { createdAfter: timestampFromDate(filter.since) } : {}),
-      ...(filter.until ? { createdBefore: timestampFromDate(filter.until) } : {}),
-      ...(filter.query === undefined ? {} : { query: filter.query }),
+      ...filterFields(filter),
       ...(filter.stalledForSeconds === undefined ? {} : { stalledForSeconds: filter.stalledForSeconds }),
       pageSize: request.limit,
       pageToken: request.pageToken ?? "",
@@ -156,12 +163,7 @@ export async function cancelAllCommand(
   const response = await client.cancelTasks(
     {
       all: true,
-      ...(filter.state === undefined ? {} : { state: filter.state }),
-      ...(filter.type === undefined ? {} : { type: filter.type }),
-      ...(filter.priority === undefined ? {} : { priority: filter.priority }),
-      ...(filter.since ? { createdAfter: timestampFromDate(filter.since) } : {}),
-      ...(filter.until ? { createdBefore: timestampFromDate(filter.until) } : {}),
-      ...(filter.query === undefined ? {} : { query: filter.query }),
+      ...filterFields(filter),
       reason: invocation.reason ?? "",
     },
     { timeoutMs: REPLAY_TIMEOUT_MS },
