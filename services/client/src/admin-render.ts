@@ -240,8 +240,8 @@ export function renderRequeue(outcomes: RequeueOutcome[]): string {
   );
 }
 
-/** `taskctl cancel --all`: one row per task handled, then whether more match. */
-export function renderCancelled(outcomes: CancelTaskOutcome[], more: boolean): string {
+/** `taskctl cancel --all`: one row per task handled, then the count (and, cut short by an outage, that it was). */
+export function renderCancelled(outcomes: CancelTaskOutcome[], stopped: boolean): string {
   if (outcomes.length === 0) return "no unfinished task matches";
   const rows = table(
     [{ header: "TASK", max: 36 }, { header: "WAS" }, { header: "RESULT" }, { header: "DETAIL", max: 100 }],
@@ -253,7 +253,7 @@ export function renderCancelled(outcomes: CancelTaskOutcome[], more: boolean): s
     ]),
   );
   const done = outcomes.filter((o) => o.result === CancelResult.CANCELLED).length;
-  return `${rows}\n${done} cancelled${more ? "; more tasks match: run the command again" : ""}`;
+  return `${rows}\n${done} cancelled${stopped ? "; stopped by an outage: run the command again for the rest" : ""}`;
 }
 
 /** A replayed or requeued item's detail: its generation, and whether the requeue sweeper still has to queue it. */

@@ -96,7 +96,7 @@ refused line (2 invalid, 4 unavailable, 5 other).`,
   ),
   cancel: page(
     "Usage: taskctl cancel <id> [--reason R]\n       taskctl cancel --all [--state S] [--type T] [--priority P] [--since T] [--until T] [--query Q] [--reason R]",
-    "Cancels a task that has not finished; a running handler is aborted. With --all (operators): every unfinished task\nmatching the filter (as taskctl ls reads it), newest first, at most 500 per run (run it again while it says more\nmatch); prints one row per task. Exit code 1 when a task had finished meanwhile, 4 when Redis or NATS stopped\nanswering (the rows marked unavailable were not done: run it again).",
+    "Cancels a task that has not finished; a running handler is aborted. With --all (operators): every unfinished task\nmatching the filter (as taskctl ls reads it), newest first, 500 per call until none is left; prints one row per\ntask (--json: one response per call). Exit code 1 when a task had finished meanwhile, 4 when Redis or NATS stopped\nanswering (the rows marked unavailable were not done: run it again).",
     `Options:
   --reason R        recorded with the cancellation
   --all             every unfinished task matching the filter below (at least one of them; --until now: all)

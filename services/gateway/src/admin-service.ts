@@ -32,6 +32,7 @@ import {
   countTaskStates,
   countUnqueued,
   type DeadLetterLine,
+  type IndexCursor,
   Keys,
   listIndexedTasks,
   pauseQueue,
@@ -318,13 +319,15 @@ export function adminServiceHandlers(
       const target = parseCancelRequest(request);
       const caller = callerOf(ctx);
       let taskIds: string[];
-      let more = false;
+      let next: IndexCursor | undefined;
       if ("filter" in target) {
+        // From the caller's cursor: the tasks before it were examined (and those matching, cancelled) already. A
+        // call stops at 500 tasks or at the scan limit; the token tells where the next one goes on.
         const page = await redis("listing the tasks to cancel", () =>
-          listIndexedTasks(rt.redis, target.filter, MAX_PAGE_SIZE, undefined, SCAN_LIMIT),
+          listIndexedTasks(rt.redis, target.filter, MAX_PAGE_SIZE, target.cursor, SCAN_LIMIT),
         );
         taskIds = page.tasks.map(({ task }) => task.taskId);
-        more = page.next !== undefined;
+        next = page.next;
       } else {
         taskIds = target.taskIds;
       }
@@ -371,7 +374,8 @@ export function adminServiceHandlers(
           reason: outcome.reason,
           previousState: outcome.previousState ? stateToProto(outcome.previousState) : TaskState.UNSPECIFIED,
         })),
-        more,
+        more: next !== undefined,
+        nextPageToken: next ? taskPageToken(next) : "",
       };
     },
 

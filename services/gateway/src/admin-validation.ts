@@ -66,7 +66,7 @@ export function parseTaskPageToken(token: string): IndexCursor | undefined {
   const [score, taskId] = Buffer.from(token, "base64url").toString().split(":");
   const scoreMs = Number(score);
   if (!Number.isSafeInteger(scoreMs) || !TaskId.safeParse(taskId).success) {
-    throw invalid("page_token", "is not a token returned by ListTasks");
+    throw invalid("page_token", "is not a token returned by ListTasks or CancelTasks");
   }
   return { scoreMs, taskId: taskId! };
 }
@@ -124,8 +124,8 @@ export function parseRequeueRequest(taskIds: string[], stalledForSeconds: number
  * field (cancelling every task at once needs an explicit created_before).
  */
 export function parseCancelRequest(
-  request: FilterFields & { taskIds: string[]; all: boolean },
-): { taskIds: string[] } | { filter: TaskFilter } {
+  request: FilterFields & { taskIds: string[]; all: boolean; pageToken: string },
+): { taskIds: string[] } | { filter: TaskFilter; cursor: IndexCursor | undefined } {
   const filterGiven =
     request.state !== 0 ||
     request.type !== "" ||
@@ -135,6 +135,7 @@ export function parseCancelRequest(
     request.query.trim() !== "";
   if (!request.all) {
     if (filterGiven) throw invalid("all", "the filter fields need all: true (or give task_ids alone)");
+    if (request.pageToken) throw invalid("page_token", "goes with all (it continues a filtered walk)");
     if (request.taskIds.length === 0)
       throw invalid("task_ids", "give the ids of the tasks to cancel, or all with a filter");
     if (request.taskIds.length > MAX_PAGE_SIZE) {
@@ -157,7 +158,7 @@ export function parseCancelRequest(
   if (filter.state && isTerminal(filter.state)) {
     throw invalid("state", `only unfinished tasks can be cancelled (state ${filter.state} is finished)`);
   }
-  return { filter: { ...filter, unfinished: true } };
+  return { filter: { ...filter, unfinished: true }, cursor: parseTaskPageToken(request.pageToken) };
 }
 
 /** PauseQueue's and ResumeQueue's priority: HIGH, MEDIUM or LOW (unspecified does not name a queue here). */

@@ -23,15 +23,21 @@ afterAll(async () => {
   await gateway?.stop();
 });
 
-/** `count` tasks tagged `batch` in their metadata, in `state`, saved as the gateway and the stages would leave them. */
-async function tasksIn(state: "PENDING" | "SCHEDULED" | "SUCCEEDED", count: number, batch: string): Promise<string[]> {
+/** `count` tasks tagged `batch` in their metadata, in `state`, saved as the gateway and the stages would leave them,
+ *  created one millisecond apart up to `untilMs`. */
+async function tasksIn(
+  state: "PENDING" | "SCHEDULED" | "SUCCEEDED",
+  count: number,
+  batch: string,
+  untilMs = Date.now(),
+): Promise<string[]> {
   const records: TaskRecord[] = Array.from({ length: count }, (_, i) => ({
     taskId: crypto.randomUUID(),
     type: "echo",
     priority: "low",
     payload: { i },
     metadata: { batch },
-    createdAt: new Date(Date.now() - count + i).toISOString(),
+    createdAt: new Date(untilMs - count + i).toISOString(),
     generation: 0,
   }));
   await Promise.all(
@@ -62,7 +68,7 @@ test("by id: each task gets its outcome, and only the unfinished one is cancelle
   expect(await isCancelled(clients.redis, done!)).toBe(false);
 });
 
-test("with all: every unfinished task matching the filter, 500 per call, `more` until none is left", async () => {
+test("with all: every unfinished task matching the filter, 500 per call, `more` and a token to go on with", async () => {
   const batch = crypto.randomUUID();
   const unfinished = await tasksIn("PENDING", 501, batch);
   const finished = await tasksIn("SUCCEEDED", 3, batch);
@@ -70,14 +76,27 @@ test("with all: every unfinished task matching the filter, 500 per call, `more` 
   expect(first.outcomes).toHaveLength(500);
   expect(first.outcomes.every((o) => o.result === CancelResult.CANCELLED)).toBe(true);
   expect(first.more).toBe(true);
-  const second = await admin.cancelTasks({ all: true, query: batch });
+  expect(first.nextPageToken).not.toBe("");
+  const second = await admin.cancelTasks({ all: true, query: batch, pageToken: first.nextPageToken });
   expect(second.outcomes.map((o) => CancelResult[o.result])).toEqual(["CANCELLED"]);
-  expect(second.more).toBe(false);
+  expect(second).toMatchObject({ more: false, nextPageToken: "" });
   expect((await admin.cancelTasks({ all: true, query: batch })).outcomes).toEqual([]);
 
   const cancelledIds = new Set([...first.outcomes, ...second.outcomes].map((o) => o.taskId));
   expect(cancelledIds).toEqual(new Set(unfinished));
   for (const taskId of finished) expect((await readStatus(clients.redis, taskId))?.state).toBe("SUCCEEDED");
+});
+
+test("with all: a match older than one call's scan (10,000 index entries) is reached by following the token", async () => {
+  const batch = crypto.randomUUID();
+  const [old] = await tasksIn("SCHEDULED", 1, batch, Date.now() - 60_000);
+  // Newer than it, and not matching: more than one call examines.
+  await tasksIn("SCHEDULED", 10_001, crypto.randomUUID());
+  const first = await admin.cancelTasks({ all: true, query: batch });
+  expect(first.outcomes).toEqual([]);
+  expect(first.more).toBe(true);
+  const second = await admin.cancelTasks({ all: true, query: batch, pageToken: first.nextPageToken });
+  expect(second.outcomes.map((o) => [o.taskId, CancelResult[o.result]])).toEqual([[old, "CANCELLED"]]);
 });
 
 test("bad requests are INVALID_ARGUMENT naming the field", async () => {
@@ -97,4 +116,6 @@ test("bad requests are INVALID_ARGUMENT naming the field", async () => {
     "state: only unfinished tasks can be cancelled (state SUCCEEDED is finished)",
   );
   expect(await refused({ taskIds: ["nope"] })).toMatch(/^task_ids: each id must be a UUID/);
+  expect(await refused({ taskIds: [crypto.randomUUID()], pageToken: "x" })).toMatch(/^page_token: goes with all/);
+  expect(await refused({ all: true, type: "echo", pageToken: "nonsense" })).toMatch(/^page_token: is not a token/);
 });

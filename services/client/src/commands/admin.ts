@@ -4,6 +4,7 @@ import { timestampFromDate } from "@bufbuild/protobuf/wkt";
 import {
   type AdminClient,
   CancelResult,
+  type CancelTaskOutcome,
   CancelTasksResponseSchema,
   DiscardDeadLettersResponseSchema,
   DiscardResult,
@@ -153,28 +154,31 @@ export async function requeueCommand(
   return exitFor(response.outcomes, RequeueResult.REQUEUED, RequeueResult.UNAVAILABLE);
 }
 
-/** `taskctl cancel --all <filter>`: AdminService CancelTasks, at most 500 per call. */
+/**
+ * `taskctl cancel --all <filter>`: AdminService CancelTasks, 500 tasks per call, each call going on from where the
+ * last stopped (its page token) until none is left, or an outage stops it (--json: one response per line).
+ */
 export async function cancelAllCommand(
   io: Io,
   client: AdminClient,
   invocation: Extract<Invocation, { command: "cancel-all" }>,
 ): Promise<ExitCode> {
-  const { filter } = invocation;
-  const response = await client.cancelTasks(
-    {
-      all: true,
-      ...filterFields(filter),
-      reason: invocation.reason ?? "",
-    },
-    { timeoutMs: REPLAY_TIMEOUT_MS },
-  );
-  println(
-    io.stdout,
-    invocation.globals.json
-      ? JSON.stringify(toJson(CancelTasksResponseSchema, response))
-      : renderCancelled(response.outcomes, response.more),
-  );
-  return exitFor(response.outcomes, CancelResult.CANCELLED, CancelResult.UNAVAILABLE);
+  const outcomes: CancelTaskOutcome[] = [];
+  let pageToken = "";
+  let stopped = false;
+  for (;;) {
+    const response = await client.cancelTasks(
+      { all: true, ...filterFields(invocation.filter), reason: invocation.reason ?? "", pageToken },
+      { timeoutMs: REPLAY_TIMEOUT_MS },
+    );
+    if (invocation.globals.json) println(io.stdout, JSON.stringify(toJson(CancelTasksResponseSchema, response)));
+    outcomes.push(...response.outcomes);
+    stopped = response.outcomes.some((o) => o.result === CancelResult.UNAVAILABLE);
+    if (stopped || !response.nextPageToken) break;
+    pageToken = response.nextPageToken;
+  }
+  if (!invocation.globals.json) println(io.stdout, renderCancelled(outcomes, stopped));
+  return exitFor(outcomes, CancelResult.CANCELLED, CancelResult.UNAVAILABLE);
 }
 
 /** 0 when every item was done, 4 when an outage stopped the call (call again), 1 when any was refused. */
