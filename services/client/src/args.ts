@@ -281,14 +281,7 @@ export function parseCommandLine(argv: string[], env: NodeJS.ProcessEnv = {}, no
       return { command: "watch", globals, taskIds: [...new Set(positionals)] };
     case "cancel": {
       const reason = str(values.reason);
-      const filterFlags = {
-        state: str(values.state),
-        type: str(values.type),
-        priority: str(values.priority),
-        since: str(values.since),
-        until: str(values.until),
-        query: str(values.query),
-      };
+      const filterFlags = taskFilterFlags(values);
       const filterGiven = Object.values(filterFlags).some((value) => value !== undefined);
       if (values.all === true) {
         exactly("cancel", positionals, [], "cancel --all");
@@ -337,18 +330,7 @@ export function parseCommandLine(argv: string[], env: NodeJS.ProcessEnv = {}, no
       return { command: "stats", globals };
     case "ls": {
       exactly(name, positionals, []);
-      const filter = parseTaskListFilter(
-        {
-          state: str(values.state),
-          type: str(values.type),
-          priority: str(values.priority),
-          since: str(values.since),
-          until: str(values.until),
-          query: str(values.query),
-          stalledFor: str(values["stalled-for"]),
-        },
-        now,
-      );
+      const filter = parseTaskListFilter({ ...taskFilterFlags(values), stalledFor: str(values["stalled-for"]) }, now);
       return { command: "ls", globals, filter, limit: parseLimit(str(values.limit)), ...pageToken(values) };
     }
     case "history":
@@ -439,6 +421,18 @@ function describeParseError(error: Error & { code?: string }): string {
 function pageToken(values: Record<string, unknown>): { pageToken?: string } {
   const token = str(values["page-token"]);
   return token ? { pageToken: token } : {};
+}
+
+/** The values of TASK_FILTER_OPTIONS, as given (ls, cancel --all). */
+function taskFilterFlags(values: Record<string, unknown>) {
+  return {
+    state: str(values.state),
+    type: str(values.type),
+    priority: str(values.priority),
+    since: str(values.since),
+    until: str(values.until),
+    query: str(values.query),
+  };
 }
 
 /** The --retry-* options of submit and schedule add. */
