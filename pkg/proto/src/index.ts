@@ -17,3 +17,4 @@ export { refusedStreamAsUnavailable, unprocessedCause } from "./refused-stream.j
 export * from "./retry-backoff-text.js";
 export * from "./retry-pushback.js";
 export { rpcMetricsInterceptor } from "./rpc-metrics.js";
+export * from "./task-limits.js";

@@ -1,18 +1,12 @@
 /**
- * A task's own limits as taskctl takes them (--attempt-timeout, --max-attempts, --retry-*, --expires-after), for SubmitTaskRequest
- * and a schedule's task alike. The gateway checks the values and names a field it refuses.
+ * A task's own limits as taskctl takes them (--attempt-timeout, --max-attempts, --retry-*, --expires-after), for
+ * SubmitTaskRequest and a schedule's task alike (@tm/proto's taskLimitFields). The gateway checks the values and
+ * names a field it refuses.
  */
-import { create } from "@bufbuild/protobuf";
-import { durationFromMs } from "@bufbuild/protobuf/wkt";
-import { type RetryBackoff, RetryBackoffSchema } from "@tm/proto";
+import { taskLimitFields as protoTaskLimitFields, type TaskLimitsMs } from "@tm/proto";
 
 /** --retry-delay, --retry-multiplier, --retry-max-delay, --retry-jitter (unset ones: the gateway's defaults). */
-export interface RetryBackoffOption {
-  delayMs: number;
-  multiplier?: number;
-  maxDelayMs?: number;
-  jitter?: number;
-}
+export type RetryBackoffOption = NonNullable<TaskLimitsMs["retryBackoff"]>;
 
 export interface TaskLimitOptions {
   attemptTimeoutMs?: number;
@@ -22,26 +16,6 @@ export interface TaskLimitOptions {
   expiresAfterMs?: number;
 }
 
-export function taskLimitFields(options: TaskLimitOptions): {
-  timeout?: ReturnType<typeof durationFromMs>;
-  maxAttempts: number;
-  retryBackoff?: RetryBackoff;
-  expiresAfter?: ReturnType<typeof durationFromMs>;
-} {
-  const backoff = options.retryBackoff;
-  return {
-    ...(options.attemptTimeoutMs ? { timeout: durationFromMs(options.attemptTimeoutMs) } : {}),
-    maxAttempts: options.maxAttempts ?? 0,
-    ...(backoff
-      ? {
-          retryBackoff: create(RetryBackoffSchema, {
-            delay: durationFromMs(backoff.delayMs),
-            multiplier: backoff.multiplier ?? 0,
-            ...(backoff.maxDelayMs === undefined ? {} : { maxDelay: durationFromMs(backoff.maxDelayMs) }),
-            jitter: backoff.jitter ?? 0,
-          }),
-        }
-      : {}),
-    ...(options.expiresAfterMs ? { expiresAfter: durationFromMs(options.expiresAfterMs) } : {}),
-  };
+export function taskLimitFields({ attemptTimeoutMs, ...rest }: TaskLimitOptions) {
+  return protoTaskLimitFields({ ...rest, ...(attemptTimeoutMs === undefined ? {} : { timeoutMs: attemptTimeoutMs }) });
 }

@@ -26,6 +26,7 @@ import {
   RequeueResult,
   type ServiceHandlers,
   TaskState,
+  taskLimitFields,
 } from "@tm/proto";
 import {
   countDelayed,
@@ -63,7 +64,7 @@ import { handleUntilUnavailable } from "./batch-outcomes.js";
 import { cancelTask } from "./cancel-task.js";
 import { dependency } from "./dependencies.js";
 import { type DiscardOutcome, discardLetter } from "./discard.js";
-import { priorityToProto, stateToProto, statusToProto, taskLimitsToProto, timestampFromIso } from "./mapping.js";
+import { priorityToProto, stateToProto, statusToProto, timestampFromIso } from "./mapping.js";
 import type { QueueStats } from "./queue-stats.js";
 import { redisCaller } from "./redis-call.js";
 import { type ReplayOutcome, replayDeadLetter } from "./replay.js";
@@ -224,7 +225,7 @@ export function adminServiceHandlers(
           createdAt: timestampFromIso(task.createdAt),
           metadata: task.metadata,
           runAt: timestampFromIso(task.runAt),
-          ...taskLimitsToProto(task),
+          ...taskLimitFields(task),
         })),
         nextPageToken: page.next ? taskPageToken(page.next) : "",
       };

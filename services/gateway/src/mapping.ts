@@ -3,9 +3,9 @@
  * and well-known types the gRPC API speaks. Proto enums stay inside the gateway; messages use the names.
  */
 import type { JsonObject, JsonValue, MessageInitShape } from "@bufbuild/protobuf";
-import { durationFromMs, timestampFromDate } from "@bufbuild/protobuf/wkt";
-import type { Priority as FlowPriority, TaskState as FlowTaskState, TaskLimits } from "@tm/flow";
-import { Priority, type RetryBackoffSchema, TaskState, type TaskStatusSchema } from "@tm/proto";
+import { timestampFromDate } from "@bufbuild/protobuf/wkt";
+import type { Priority as FlowPriority, TaskState as FlowTaskState } from "@tm/flow";
+import { Priority, TaskState, type TaskStatusSchema } from "@tm/proto";
 import type { StoredStatus } from "@tm/store";
 
 const STATE_TO_PROTO: Record<FlowTaskState, TaskState> = {
@@ -85,29 +85,4 @@ export function stateFromProto(state: TaskState): FlowTaskState | undefined | nu
 export function traceIdOf(traceparent: string | undefined): string {
   const match = /^[\da-f]{2}-([\da-f]{32})-[\da-f]{16}-[\da-f]{2}$/.exec(traceparent ?? "");
   return match?.[1] ?? "";
-}
-
-/** A task's own limits as Task, SubmitTaskRequest and ScheduledTask carry them (unset: absent, or 0). */
-export function taskLimitsToProto(limits: TaskLimits): {
-  timeout?: ReturnType<typeof durationFromMs>;
-  maxAttempts: number;
-  retryBackoff?: MessageInitShape<typeof RetryBackoffSchema>;
-  expiresAfter?: ReturnType<typeof durationFromMs>;
-} {
-  const backoff = limits.retryBackoff;
-  return {
-    ...(limits.timeoutMs ? { timeout: durationFromMs(limits.timeoutMs) } : {}),
-    maxAttempts: limits.maxAttempts ?? 0,
-    ...(backoff
-      ? {
-          retryBackoff: {
-            delay: durationFromMs(backoff.delayMs),
-            multiplier: backoff.multiplier,
-            maxDelay: durationFromMs(backoff.maxDelayMs),
-            jitter: backoff.jitter,
-          },
-        }
-      : {}),
-    ...(limits.expiresAfterMs ? { expiresAfter: durationFromMs(limits.expiresAfterMs) } : {}),
-  };
 }

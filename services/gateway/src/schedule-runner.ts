@@ -18,7 +18,7 @@ import { create, type JsonObject } from "@bufbuild/protobuf";
 import { Code, ConnectError } from "@connectrpc/connect";
 import { isTerminal } from "@tm/flow";
 import { LogThrottle, type Runtime } from "@tm/kit";
-import { type CallContext, SubmitTaskRequestSchema } from "@tm/proto";
+import { type CallContext, SubmitTaskRequestSchema, taskLimitFields } from "@tm/proto";
 import {
   advanceSchedule,
   deleteSchedule,
@@ -28,7 +28,7 @@ import {
   scheduleState,
 } from "@tm/store";
 import { attachCaller } from "./auth/caller.js";
-import { priorityToProto, taskLimitsToProto } from "./mapping.js";
+import { priorityToProto } from "./mapping.js";
 import { everyInterval } from "./rounds.js";
 import { nextRunAfter, SCHEDULE_METADATA } from "./schedules.js";
 import type { TaskServiceHandlers } from "./task-service.js";
@@ -191,7 +191,7 @@ export async function submitRun(
       idempotencyKey: manual
         ? `schedule:${schedule.id}:manual:${crypto.randomUUID()}`
         : `schedule:${schedule.id}:${dueMs}`,
-      ...taskLimitsToProto(task),
+      ...taskLimitFields(task),
     }),
     ctx,
   );

@@ -15,6 +15,7 @@ import {
   type ScheduledTask,
   ScheduleOverlap,
   type ScheduleSchema,
+  taskLimitFields,
 } from "@tm/proto";
 import {
   countSchedules,
@@ -30,7 +31,7 @@ import {
 } from "@tm/store";
 import { Cron } from "croner";
 import { callerOf } from "./auth/caller.js";
-import { priorityToProto, taskLimitsToProto, timestampFromIso } from "./mapping.js";
+import { priorityToProto, timestampFromIso } from "./mapping.js";
 import type { RedisCall } from "./redis-call.js";
 import { invalid, validateSubmission } from "./validation.js";
 
@@ -165,7 +166,7 @@ export function scheduleToProto({
       payload: task.payload as JsonObject,
       priority: priorityToProto(task.priority),
       metadata: task.metadata,
-      ...taskLimitsToProto(task),
+      ...taskLimitFields(task),
     },
     ...(nextMs === undefined ? {} : { nextRunAt: timestampFromMs(nextMs) }),
     createdAt: timestampFromIso(schedule.createdAt),

@@ -18,7 +18,7 @@ import {
   taskLimitsOf,
 } from "@tm/flow";
 import type { Runtime } from "@tm/kit";
-import type { CallContext, ServiceHandlers, TaskService } from "@tm/proto";
+import { type CallContext, type ServiceHandlers, type TaskService, taskLimitFields } from "@tm/proto";
 import {
   applyStatus,
   claimIdempotencyKey,
@@ -35,14 +35,7 @@ import { callerOf } from "./auth/caller.js";
 import { cancelTask } from "./cancel-task.js";
 import { dependency } from "./dependencies.js";
 import { ingestMsgId } from "./ingest-message-id.js";
-import {
-  priorityToProto,
-  resultToStruct,
-  statusToProto,
-  taskLimitsToProto,
-  timestampFromIso,
-  traceIdOf,
-} from "./mapping.js";
+import { priorityToProto, resultToStruct, statusToProto, timestampFromIso, traceIdOf } from "./mapping.js";
 import { redisCaller } from "./redis-call.js";
 import { releaseTimeOf } from "./release-time.js";
 import { requeueWindowMs } from "./requeue-sweeper.js";
@@ -361,7 +354,7 @@ export function taskServiceHandlers(
           metadata: task.metadata,
           traceId: traceIdOf(task.traceparent),
           runAt: timestampFromIso(task.runAt),
-          ...taskLimitsToProto(task),
+          ...taskLimitFields(task),
         },
       };
     },
