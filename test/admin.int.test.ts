@@ -665,6 +665,31 @@ describe("AdminService", () => {
     expect(tasks[0]?.retryBackoff).toMatchObject({ delay: { nanos: 300_000_000 }, multiplier: 2 });
   });
 
+  test("a handler rate limited by its downstream spends no attempt: max_attempts 1 still succeeds, each wait audited", async () => {
+    const submitted = await taskctl(
+      "submit",
+      "flaky",
+      "--payload",
+      '{"failures":0,"rateLimits":2,"retryAfterMs":300}',
+      "--max-attempts",
+      "1",
+      "--watch",
+      "--json",
+    );
+    expect(submitted.code, submitted.stderr + submitted.stdout).toBe(0);
+    const { taskId } = JSON.parse(submitted.stdout.split("\n")[0]!) as { taskId: string };
+    expect((await taskctl("get", taskId)).stdout).toMatch(/^state {5}SUCCEEDED$/m);
+    const actions = async () => (await admin.getTaskHistory({ taskId })).events.map((e) => e.action);
+    await waitFor("the audit trail", async () => (await actions()).includes("succeeded"));
+    expect((await actions()).filter((a) => a === "rate_limited" || a === "succeeded")).toEqual([
+      "rate_limited",
+      "rate_limited",
+      "succeeded",
+    ]);
+    await waitFor("the result", async () => (await readResult(pipeline.redisClient, taskId)) !== undefined);
+    expect((await readResult(pipeline.redisClient, taskId))?.attempts).toBe(1);
+  });
+
   test("taskctl limits set / ls / clear: a fleet-wide type limit every worker applies without a restart, audited", async () => {
     const worker = pipeline.services.get("worker")!;
     const limitInForce = async (kind: string) => {

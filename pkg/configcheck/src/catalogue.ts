@@ -57,7 +57,7 @@ export const METRIC_CATALOGUE: readonly MetricDefinition[] = [
     kind: "counter",
     labels: ["type", "priority", "outcome"],
     services: ["worker"],
-    help: "Task attempts by outcome: succeeded, retried, failed, cancelled, skipped_cancelled, skipped_superseded, expired, handed_back",
+    help: "Task attempts by outcome: succeeded, retried, failed, cancelled, skipped_cancelled, skipped_superseded, expired, handed_back, rate_limited",
   },
   {
     name: "tm_tasks_retried_total",

@@ -11,13 +11,15 @@
  *   process dies mid-handler    → no ack: redelivered after AckWait (heartbeats keep long handlers alive)
  *   handler fails with an outage → held: retried in place with back-off (heartbeats go on) until the dependency is
  *                                  back, for up to outageHoldMs; no attempt is spent (see isOutage below)
+ *   handler throws RateLimitedError → deferred, when the caller takes it back (deferRateLimited): neither acked nor
+ *                                  NAKed, the caller runs it again later in the same attempt; otherwise as RetryAfterError
  *
  * If dead-lettering itself fails, the message is NAKed rather than lost; should that happen on the last delivery,
  * the server's MAX_DELIVERIES advisory still reports it (the deadletter service listens for it).
  */
 import { context, type Span, SpanKind, SpanStatusCode, trace } from "@opentelemetry/api";
 import type { ConsumerMessages, JetStreamClient, JsMsg } from "nats";
-import { errorMessage, PermanentError, RetryAfterError } from "./errors.js";
+import { errorMessage, PermanentError, RateLimitedError, RetryAfterError } from "./errors.js";
 import { KeyedQueue } from "./keyed-queue.js";
 import type { Publisher } from "./publish.js";
 import { decodeMessage, type MessageFor, MessageValidationError } from "./schemas.js";
@@ -39,6 +41,11 @@ export interface DeliveryContext {
   streamSequence: number;
   /** The task the message is about, when it names one (for logs). */
   taskId: string | undefined;
+  /** How many times this delivery was deferred (a RateLimitedError) and taken up again: > 0 means its attempt had
+   *  already started. */
+  deferrals: number;
+  /** Milliseconds since this delivery was first deferred (0 if never): what its deferrals have cost so far. */
+  deferredMs: number;
   /** Milliseconds the message waited in the stream before this delivery. */
   waitedMs: number;
   /** When handling began (ms since epoch), for processing-time metrics. */
@@ -54,13 +61,15 @@ export type MessageHandler<S extends Subject> = (message: MessageFor<S>, ctx: De
 export interface ConsumerHooks<S extends Subject> {
   /** A delivery failed and will be retried after `delayMs` (e.g. report the error on the task's status). */
   onRetry?(message: MessageFor<S>, error: unknown, ctx: DeliveryContext, delayMs: number): Promise<void>;
+  /** The handler was rate limited and the delivery is deferred for `delayMs`, its attempt not spent (an audit record). */
+  onDeferred?(message: MessageFor<S>, error: RateLimitedError, ctx: DeliveryContext, delayMs: number): Promise<void>;
   /** The message is about to be dead-lettered (e.g. mark the task FAILED). */
   onExhausted?(message: MessageFor<S>, error: unknown, ctx: DeliveryContext): Promise<void>;
   /** Any outcome, for metrics and logs. */
   onOutcome?(outcome: Outcome, ctx: DeliveryContext, error?: unknown): void;
 }
 
-export type Outcome = "acked" | "retried" | "dead-lettered" | "invalid" | "handed-back" | "held";
+export type Outcome = "acked" | "retried" | "dead-lettered" | "invalid" | "handed-back" | "held" | "deferred";
 
 export interface ConsumerOptions<S extends Subject> {
   js: JetStreamClient;
@@ -103,6 +112,13 @@ export interface ConsumerOptions<S extends Subject> {
    * retry_backoff); undefined: settings.retryDelaysMs. A handler's RetryAfterError still comes first.
    */
   retryDelayOf?: (message: MessageFor<S>, attempt: number) => number | undefined;
+  /**
+   * Offered a delivery whose handler threw a RateLimitedError: true takes it back, to run it again through
+   * `process` after the error's wait (the delivery is then neither acked nor NAKed, so no attempt is spent, and the
+   * caller keeps it alive with working()); false (its wait budget is spent) retries it as a RetryAfterError. Without
+   * it, always the latter: a plain consume loop has nowhere to keep a delivery.
+   */
+  deferRateLimited?: (msg: JsMsg, message: MessageFor<S>, error: RateLimitedError, ctx: DeliveryContext) => boolean;
 }
 
 /**
@@ -136,6 +152,8 @@ export class DeliveryProcessor<S extends Subject> {
   readonly #abort = new AbortController();
   readonly #consumerName: string;
   readonly #ordered = new KeyedQueue();
+  /** Deliveries deferred at least once: when first, and how many times. */
+  readonly #deferred = new WeakMap<JsMsg, { since: number; count: number }>();
 
   constructor(options: ConsumerOptions<S>) {
     this.#options = { settings: DEFAULT_FLOW_SETTINGS, ...options };
@@ -189,6 +207,7 @@ export class DeliveryProcessor<S extends Subject> {
         });
       }
       const maxAttempts = Math.min(settings.maxDeliver, this.#options.attemptsOf?.(message) ?? settings.maxDeliver);
+      const deferred = this.#deferred.get(msg);
       const ctx: DeliveryContext = {
         subject,
         attempt,
@@ -196,6 +215,8 @@ export class DeliveryProcessor<S extends Subject> {
         lastAttempt: attempt >= maxAttempts,
         streamSequence: msg.info.streamSequence,
         taskId: taskId || undefined,
+        deferrals: deferred?.count ?? 0,
+        deferredMs: deferred ? receivedAt - deferred.since : 0,
         waitedMs,
         receivedAt,
         signal: this.#abort.signal,
@@ -224,6 +245,18 @@ export class DeliveryProcessor<S extends Subject> {
         return "acked";
       } catch (error) {
         span.recordException(error as Error);
+        if (
+          error instanceof RateLimitedError &&
+          !this.#abort.signal.aborted &&
+          this.#options.deferRateLimited?.(msg, message, error, ctx)
+        ) {
+          // Not a failure: the span says why this run ended, and the next run of the delivery gets its own span.
+          span.addEvent("deferred: rate limited", { "tm.retry_after_ms": error.retryAfterMs });
+          this.#deferred.set(msg, { since: deferred?.since ?? Date.now(), count: ctx.deferrals + 1 });
+          await hooks?.onDeferred?.(message, error, ctx, error.retryAfterMs).catch(() => undefined);
+          hooks?.onOutcome?.("deferred", ctx, error);
+          return "deferred";
+        }
         span.setStatus({ code: SpanStatusCode.ERROR, message: errorMessage(error) });
         if (this.#abort.signal.aborted) {
           msg.nak();
@@ -381,6 +414,8 @@ export class DeliveryProcessor<S extends Subject> {
       lastAttempt: msg.info.deliveryCount >= this.#options.settings.maxDeliver,
       streamSequence: msg.info.streamSequence,
       taskId: undefined,
+      deferrals: 0,
+      deferredMs: 0,
       waitedMs: 0,
       receivedAt: Date.now(),
       signal: this.#abort.signal,

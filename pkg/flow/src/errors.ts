@@ -22,13 +22,24 @@ export const MAX_RETRY_AFTER_MS = 3_600_000;
  * task's last attempt it dead-letters as any failure does.
  */
 export class RetryAfterError extends Error {
-  override readonly name = "RetryAfterError";
+  override readonly name: string = "RetryAfterError";
   readonly retryAfterMs: number;
   constructor(message: string, retryAfterMs: number, options?: ErrorOptions) {
     super(message, options);
     if (!Number.isFinite(retryAfterMs) || retryAfterMs < 0) {
-      throw new RangeError(`RetryAfterError: retryAfterMs must be a finite number ≥ 0, not ${retryAfterMs}`);
+      throw new RangeError(`${new.target.name}: retryAfterMs must be a finite number ≥ 0, not ${retryAfterMs}`);
     }
     this.retryAfterMs = Math.min(Math.round(retryAfterMs), MAX_RETRY_AFTER_MS);
   }
+}
+
+/**
+ * A handler failure that says "not now, and not this task's fault": a downstream is rate-limiting the caller (429
+ * with Retry-After). Where the consumer can take the delivery back (the worker's dispatcher: ConsumerOptions
+ * `deferRateLimited`), it is run again after `retryAfterMs` in the same attempt, without spending one (BullMQ's
+ * RateLimitError), and the worker starts no other task of its type meanwhile. Elsewhere, or once a delivery has
+ * waited its budget (WORKER_RATE_LIMIT_HOLD_MS), it is retried like a RetryAfterError: an attempt is spent.
+ */
+export class RateLimitedError extends RetryAfterError {
+  override readonly name = "RateLimitedError";
 }

@@ -12,6 +12,7 @@ import {
   type Publisher,
   provisionConsumer,
   provisionStreams,
+  RateLimitedError,
   RetryAfterError,
   Subjects,
   streamConfig,
@@ -308,6 +309,40 @@ describe("consume", () => {
     expect(attempts.map((a) => a.attempt)).toEqual([1, 2]);
     expect(retries).toEqual([1_200]);
     expect((attempts[1]?.at ?? 0) - (attempts[0]?.at ?? 0)).toBeGreaterThanOrEqual(1_200 - 20);
+  });
+
+  test("a RateLimitedError where nothing takes the delivery back (a plain consume loop) is retried as a RetryAfterError", async () => {
+    const jsm = await nc.jetstreamManager();
+    await provisionStreams(jsm, settings);
+    await provisionConsumer(jsm, "t4l", Subjects.ingest, settings);
+    const publisher = createPublisher(nc);
+    const message = task();
+    const seen: Array<{ attempt: number; deferrals: number }> = [];
+    const retries: number[] = [];
+    const succeeded = countdown(1);
+    const consumer = new Consumer({
+      js: nc.jetstream(),
+      publisher,
+      service: "t4l",
+      subject: Subjects.ingest,
+      settings,
+      handler: async (m, ctx) => {
+        if (m.taskId !== message.taskId) return;
+        seen.push({ attempt: ctx.attempt, deferrals: ctx.deferrals });
+        if (ctx.attempt === 1) throw new RateLimitedError("429", 400);
+        succeeded.tick();
+      },
+      hooks: { onRetry: async (_m, _error, _ctx, delayMs) => void retries.push(delayMs) },
+    });
+    await consumer.start();
+    await publisher.publish(Subjects.ingest, message, { msgId: `${message.taskId}:ingest` });
+    await succeeded.done;
+    await consumer.stop();
+    expect(seen).toEqual([
+      { attempt: 1, deferrals: 0 },
+      { attempt: 2, deferrals: 0 },
+    ]);
+    expect(retries).toEqual([400]);
   });
 
   test("a delivery past the message's own attempt limit (its last attempt was interrupted) is dead-lettered unrun", async () => {

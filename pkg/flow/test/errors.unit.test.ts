@@ -1,5 +1,5 @@
 import { describe, expect, test } from "vitest";
-import { MAX_RETRY_AFTER_MS, RetryAfterError } from "../src/index.js";
+import { MAX_RETRY_AFTER_MS, RateLimitedError, RetryAfterError } from "../src/index.js";
 
 describe("RetryAfterError", () => {
   test("refuses a delay that is not a number ≥ 0, naming it", () => {
@@ -18,5 +18,17 @@ describe("RetryAfterError", () => {
     const error = new RetryAfterError("rate limited downstream", 500, { cause });
     expect(error).toMatchObject({ name: "RetryAfterError", message: "rate limited downstream", cause });
     expect(error).toBeInstanceOf(Error);
+  });
+});
+
+describe("RateLimitedError", () => {
+  test("is a RetryAfterError (what a consumer that cannot defer it does with it), with its own name and checks", () => {
+    const error = new RateLimitedError("429 from the mail API", 2_000);
+    expect(error).toBeInstanceOf(RetryAfterError);
+    expect(error).toMatchObject({ name: "RateLimitedError", retryAfterMs: 2_000, message: "429 from the mail API" });
+    expect(new RateLimitedError("busy", 10 * MAX_RETRY_AFTER_MS).retryAfterMs).toBe(MAX_RETRY_AFTER_MS);
+    expect(() => new RateLimitedError("busy", -5)).toThrow(
+      /RateLimitedError: retryAfterMs must be a finite number ≥ 0, not -5/,
+    );
   });
 });

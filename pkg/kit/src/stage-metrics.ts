@@ -182,6 +182,8 @@ export function withStageMetrics<S extends Subject>(
 
 function logOutcome(log: Logger, outcome: Outcome, fields: Record<string, unknown>, error: unknown): void {
   if (outcome === "acked") log.debug(fields, "delivery handled");
+  // The downstream said "later": expected under a quota, and audited per task (the worker's `rate_limited`).
+  else if (outcome === "deferred") log.info({ ...fields, err: error }, "delivery deferred: rate limited");
   else if (outcome === "retried" || outcome === "handed-back")
     log.warn({ ...fields, err: error }, `delivery ${outcome}`);
   else log.error({ ...fields, err: error }, `delivery ${outcome}`);

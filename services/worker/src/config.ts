@@ -1,6 +1,7 @@
 /** The worker's own environment variables (the base ones come from @tm/kit). */
-import { positiveInt } from "@tm/kit";
+import { nonNegativeInt, positiveInt } from "@tm/kit";
 import { z } from "zod";
+import { DEFAULT_RATE_LIMIT_HOLD_MS } from "./dispatcher.js";
 import { TASK_TYPES } from "./handlers/index.js";
 import { parseTypeConcurrency, parseTypeRates } from "./type-limits-config.js";
 import { DEFAULT_PRIORITY_WEIGHTS, parsePriorityWeights } from "./weighted-picker.js";
@@ -37,4 +38,7 @@ export const workerConfig = {
   /** "checksum=10": at most that many tasks of a type run at once across every worker (slots in Redis); the same
    *  value on every replica (none by default). */
   WORKER_TYPE_GLOBAL_CONCURRENCY: parsed((text) => parseTypeConcurrency(text, TASK_TYPES)),
+  /** How long, in all, one delivery may wait on its handler's RateLimitedErrors without spending an attempt; past it,
+   *  one is an ordinary retry (0: every one is). */
+  WORKER_RATE_LIMIT_HOLD_MS: nonNegativeInt.default(DEFAULT_RATE_LIMIT_HOLD_MS),
 };

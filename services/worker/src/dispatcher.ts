@@ -21,6 +21,11 @@
  * While deliveries are held a lane pulls for the slots the others could use, up to LIMITED_BUFFER_FACTOR ×
  * `concurrency` buffered in all: beyond that, a backlog of a held type blocks its priority (route such a type to a
  * priority of its own, or raise its limit).
+ *
+ * A delivery whose handler was rate limited (RateLimitedError) is taken back from its DeliveryProcessor, unacked, and
+ * put at the head of its queue, heartbeated like the rest, with its type paused on this worker for the wait it was
+ * told (TypeLimits.pause); then it runs again in the same attempt. Its slot is free meanwhile. A delivery waits so at
+ * most `rateLimitHoldMs` in all; past that its next RateLimitedError is an ordinary retry (an attempt spent).
  */
 import {
   backoffDelayMs,
@@ -28,12 +33,13 @@ import {
   DeliveryProcessor,
   durableName,
   type MessageHandler,
+  type Outcome,
   type Priority,
   provisionConsumer,
   streamOf,
   workerSubject,
 } from "@tm/flow";
-import { isOutage, type Runtime, retryWhileJetStreamStarts } from "@tm/kit";
+import { isOutage, LogThrottle, type Runtime, retryWhileJetStreamStarts } from "@tm/kit";
 import type { Consumer, ConsumerMessages, JsMsg } from "nats";
 import type { WorkerSubject } from "./run-task.js";
 import { TypeLimits } from "./type-limits.js";
@@ -47,6 +53,17 @@ export interface DispatcherOptions {
   hooks: ConsumerHooks<WorkerSubject>;
   /** Per-type start limits; none by default. */
   limits?: TypeLimits;
+  /** The longest a delivery may wait in all on RateLimitedErrors without spending an attempt (0: never deferred). */
+  rateLimitHoldMs?: number;
+}
+
+/** WORKER_RATE_LIMIT_HOLD_MS's default. */
+export const DEFAULT_RATE_LIMIT_HOLD_MS = 600_000;
+
+/** A delivery taken back after a RateLimitedError, until it is queued again. */
+interface Deferral {
+  type: string;
+  untilMs: number;
 }
 
 /** With per-type limits, how many deliveries a lane may buffer at most, in units of `concurrency`. */
@@ -74,8 +91,20 @@ export class PriorityDispatcher {
   #stopped: Promise<void> | undefined;
   readonly #paused = new Set<Priority>();
   readonly #limits: TypeLimits;
+  /** The limits' version the queued deliveries were last tracked against. */
+  #trackedVersion: number;
+  readonly #deferrals = new Map<JsMsg, Deferral>();
+  readonly #pauseLog = new LogThrottle(60_000);
 
-  constructor({ rt, concurrency, weights, handler, hooks, limits }: DispatcherOptions) {
+  constructor({
+    rt,
+    concurrency,
+    weights,
+    handler,
+    hooks,
+    limits,
+    rateLimitHoldMs = DEFAULT_RATE_LIMIT_HOLD_MS,
+  }: DispatcherOptions) {
     this.#rt = rt;
     this.#concurrency = concurrency;
     this.#limits =
@@ -84,9 +113,10 @@ export class PriorityDispatcher {
         concurrency: new Map(),
         rates: new Map(),
         reserve: () => Promise.resolve(0),
-        wake: () => undefined,
+        wake: () => this.wake(),
         log: rt.log,
       });
+    this.#trackedVersion = this.#limits.version;
     this.#picker = new WeightedPicker(weights);
     const lane = (priority: Priority): Lane => ({
       priority,
@@ -103,6 +133,11 @@ export class PriorityDispatcher {
         // run again.
         attemptsOf: (task) => task.maxAttempts,
         retryDelayOf: (task, attempt) => (task.retryBackoff ? backoffDelayMs(task.retryBackoff, attempt) : undefined),
+        deferRateLimited: (msg, task, error, ctx) => {
+          if (this.#stopping || ctx.deferredMs + error.retryAfterMs > rateLimitHoldMs) return false;
+          this.#deferrals.set(msg, { type: task.type, untilMs: Date.now() + error.retryAfterMs });
+          return true;
+        },
         hooks: rt.stageHooks(workerSubject(priority) as WorkerSubject, hooks),
       }),
     });
@@ -234,6 +269,7 @@ export class PriorityDispatcher {
 
   /** Starts deliveries while a slot is free and some queue has one that may start. */
   #dispatch(): void {
+    if (this.#limits.version !== this.#trackedVersion) this.#track();
     while (!this.#stopping && this.#inFlight.size < this.#concurrency) {
       let priority: Priority | undefined;
       let msg: JsMsg;
@@ -252,17 +288,51 @@ export class PriorityDispatcher {
       this.#queueShrank.dispatchEvent(new Event("shrank"));
       const running: Promise<unknown> = lane.processor
         .process(msg)
-        .catch((error: unknown) => {
+        .catch((error: unknown): Outcome => {
           this.#rt.log.error({ err: error, priority }, "delivery failed unexpectedly; handing it back");
           msg.nak();
+          return "handed-back";
         })
-        .finally(() => {
+        .then((outcome) => {
           this.#limits.finished(msg);
           this.#inFlight.delete(running);
+          const deferral = this.#deferrals.get(msg);
+          this.#deferrals.delete(msg);
+          if (outcome === "deferred" && deferral) this.#requeue(lane, msg, deferral);
           this.#dispatch();
         });
       this.#inFlight.add(running);
     }
+  }
+
+  /** Puts a deferred delivery back at the head of its queue, its type paused until its wait is over. */
+  #requeue(lane: Lane, msg: JsMsg, { type, untilMs }: Deferral): void {
+    if (this.#stopping) {
+      // Stopped meanwhile: hand it back, to be delivered again elsewhere once the wait is over.
+      msg.nak(Math.max(0, untilMs - Date.now()));
+      return;
+    }
+    if (!this.#limits.paused(type)) {
+      const heldBack = this.#pauseLog.pass(type);
+      if (heldBack !== undefined) {
+        this.#rt.log.info(
+          { type, waitMs: untilMs - Date.now(), heldBack },
+          "rate limited by its downstream: no task of the type starts here until the wait is over",
+        );
+      }
+    }
+    this.#limits.pause(type, untilMs);
+    this.#limits.buffered(msg);
+    lane.queue.unshift(msg);
+    // Its queue now holds deliveries that wait (this one, and any of its type): its lane may pull for the free slot.
+    this.#queueShrank.dispatchEvent(new Event("shrank"));
+  }
+
+  /** Tracks the queued deliveries again after the limits changed: one buffered while its type had no limit (or while
+   *  none was active, when types are not even read) is held by the limit it has now. */
+  #track(): void {
+    this.#trackedVersion = this.#limits.version;
+    for (const lane of Object.values(this.#lanes)) for (const msg of lane.queue) this.#limits.buffered(msg);
   }
 
   /**

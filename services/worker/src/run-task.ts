@@ -39,7 +39,7 @@ export type WorkerSubject = typeof Subjects.workerHigh | typeof Subjects.workerM
 export function createTaskRunner({ rt, running, timeoutMs }: TaskRunnerOptions) {
   const processed = rt.meter.createCounter("tm_tasks_processed_total", {
     description:
-      "Task attempts by outcome (succeeded, retried, failed, cancelled, skipped_cancelled, skipped_superseded, expired, handed_back)",
+      "Task attempts by outcome (succeeded, retried, failed, cancelled, skipped_cancelled, skipped_superseded, expired, handed_back, rate_limited)",
   });
   const duration = rt.meter.createHistogram("tm_task_duration_ms", {
     description: "Time one attempt of a task's handler ran",
@@ -97,10 +97,11 @@ export function createTaskRunner({ rt, running, timeoutMs }: TaskRunnerOptions) 
 
   async function run(task: EnrichedTaskMessage, ctx: DeliveryContext): Promise<void> {
     const { taskId, generation, maxAttempts } = task;
-    // With max_attempts, also the attempt its status says was last started (one round trip with the other reads).
+    // With max_attempts, also the attempt its status says was last started (one round trip with the other reads);
+    // not for a deferred delivery resuming, whose attempt that is.
     const [notRun, started] = await Promise.all([
       whyNotRun(rt.redis, taskId, generation),
-      maxAttempts ? startedAttempt(rt.redis, taskId, generation) : undefined,
+      maxAttempts && ctx.deferrals === 0 ? startedAttempt(rt.redis, taskId, generation) : undefined,
     ]);
     if (notRun === "cancelled") {
       await publishAudit(rt.publisher, { taskId, service, action: "skipped_cancelled", discriminator: ctx.attempt });
@@ -113,9 +114,10 @@ export function createTaskRunner({ rt, running, timeoutMs }: TaskRunnerOptions) 
       count(task, "skipped_superseded");
       return;
     }
-    // Worthless this late (SubmitTaskRequest.expires_after): not started, and the task ends here.
+    // Worthless this late (SubmitTaskRequest.expires_after): not started, and the task ends here. A deferred delivery
+    // (rate limited) resumes an attempt that did start: it is not expired.
     const expiresAt = expiresAtMs(task);
-    if (expiresAt !== undefined && Date.now() > expiresAt) {
+    if (expiresAt !== undefined && ctx.deferrals === 0 && Date.now() > expiresAt) {
       await expire(task, ctx, expiresAt);
       return;
     }
@@ -175,6 +177,7 @@ export function createTaskRunner({ rt, running, timeoutMs }: TaskRunnerOptions) 
       output = await handler.run(parsed.data, {
         taskId,
         attempt: ctx.attempt,
+        deferrals: ctx.deferrals,
         signal: controller.signal,
         reportProgress: (percent) => progress.report(percent),
       });
@@ -257,6 +260,18 @@ export function createTaskRunner({ rt, running, timeoutMs }: TaskRunnerOptions) 
         action: "attempt_failed",
         detail: { attempt: ctx.attempt, error: errorMessage(error), retryInMs: delayMs },
         discriminator: ctx.attempt,
+      });
+    },
+    async onDeferred(task, error, ctx, delayMs) {
+      count(task, "rate_limited");
+      // An audit record only: the status stays RUNNING (this attempt), and a status update for the wait would be
+      // ordered after the attempt's progress (statusVersion), hiding the progress its next run reports.
+      await publishAudit(rt.publisher, {
+        taskId: task.taskId,
+        service,
+        action: "rate_limited",
+        detail: { attempt: ctx.attempt, error: errorMessage(error), retryInMs: delayMs, deferrals: ctx.deferrals + 1 },
+        discriminator: `${ctx.attempt}:${ctx.deferrals}`,
       });
     },
     async onExhausted(task, error, ctx) {

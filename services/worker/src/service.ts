@@ -54,6 +54,7 @@ export const worker = defineService({
       handler: runner.run,
       hooks: runner.hooks,
       limits,
+      rateLimitHoldMs: rt.config.WORKER_RATE_LIMIT_HOLD_MS,
     });
     if (limits.active) {
       rt.log.info(

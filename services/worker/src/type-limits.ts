@@ -10,7 +10,12 @@
  *   global concurrency): for a downstream that takes only so many connections. Each start takes a slot in Redis
  *   (FleetSlots) and gives it back when the task ends.
  *
- * In that order: a delivery first needs room under this worker's limit, then a fleet-wide slot, then its turn.
+ * - a pause (`pause`): a handler of the type was rate limited by its downstream (RateLimitedError), so this worker
+ *   starts none of the type until the wait it was told has passed (BullMQ's `worker.rateLimit`). Local: every
+ *   worker learns it from its own handler, at the cost of one refused call each.
+ *
+ * In that order, after any pause: a delivery first needs room under this worker's limit, then a fleet-wide slot, then
+ * its turn.
  *
  * A delivery held by a limit stays in the dispatcher's buffer (heartbeated, so AckWait does not redeliver it) and
  * takes no concurrency slot: the worker starts other types meanwhile. The task stays SCHEDULED until it starts, and no
@@ -69,6 +74,10 @@ export class TypeLimits {
   readonly #held = new Map<JsMsg, Held>();
   #stopped = false;
   readonly #failureWarnings = new LogThrottle(60_000);
+  /** Types paused after a rate-limited run: until when (the `now` clock). */
+  readonly #pausedUntil = new Map<string, number>();
+  readonly #pauseWakes = new Set<string>();
+  #version = 0;
 
   constructor(options: TypeLimitsOptions) {
     this.#options = options;
@@ -91,7 +100,47 @@ export class TypeLimits {
   update(limits: { rates: ReadonlyMap<string, TypeRate>; globalConcurrency: ReadonlyMap<string, number> }): void {
     this.#rates = limits.rates;
     this.#slots?.setLimits(limits.globalConcurrency);
+    this.#changed();
+  }
+
+  /**
+   * Starts no delivery of `type` before `untilMs` (a handler of it was told to wait: RateLimitedError). Deliveries
+   * already buffered are held too once the dispatcher has tracked them again (`version` changed).
+   */
+  pause(type: string, untilMs: number): void {
+    if (this.#stopped) return;
+    const until = Math.max(untilMs, this.#pausedUntil.get(type) ?? 0);
+    this.#pausedUntil.set(type, until);
+    this.#changed();
+    this.#armPauseEnd(type, until);
+  }
+
+  /** One wake-up per paused type, at the end of its pause; one that fires early (a timer can, by a millisecond, or
+   *  the pause was extended) finds the type still paused and arms the next from `admit`. */
+  #armPauseEnd(type: string, until: number): void {
+    if (this.#pauseWakes.has(type)) return;
+    this.#pauseWakes.add(type);
+    this.#wakeIn(Math.max(1, until - this.#now() + 1), () => this.#pauseWakes.delete(type));
+  }
+
+  /** Whether `type` is paused now (see `pause`); a pause that has ended is forgotten. */
+  paused(type: string): boolean {
+    const until = this.#pausedUntil.get(type);
+    if (until === undefined) return false;
+    if (until > this.#now()) return true;
+    this.#pausedUntil.delete(type);
+    this.#changed();
+    return false;
+  }
+
+  /** Bumped whenever the limits change: a delivery buffered before may need tracking now (`buffered` again). */
+  get version(): number {
+    return this.#version;
+  }
+
+  #changed(): void {
     this.#active = this.#anyLimit();
+    this.#version++;
   }
 
   /** The limits in force for a type (for metrics); absent: none of that kind. */
@@ -109,17 +158,24 @@ export class TypeLimits {
   /** The types with a limit (for metrics). */
   get limitedTypes(): string[] {
     const slots = [...(this.#slots?.types ?? [])];
-    return [...new Set([...this.#options.concurrency.keys(), ...this.#rates.keys(), ...slots])].sort();
+    const paused = this.#pausedUntil.keys();
+    return [...new Set([...this.#options.concurrency.keys(), ...this.#rates.keys(), ...slots, ...paused])].sort();
   }
 
   #anyLimit(): boolean {
-    return this.#options.concurrency.size > 0 || this.#rates.size > 0 || this.#slots?.anyLimit === true;
+    return (
+      this.#options.concurrency.size > 0 ||
+      this.#rates.size > 0 ||
+      this.#slots?.anyLimit === true ||
+      this.#pausedUntil.size > 0
+    );
   }
 
   /** Notes a delivery entering the buffer: its type is read (only when some limit is configured) and, when that type
-   *  is limited, tracked until it finishes or is handed back. */
+   *  is limited, tracked until it finishes or is handed back. Called again for a delivery already tracked, it changes
+   *  nothing. */
   buffered(msg: JsMsg): void {
-    if (!this.active) return;
+    if (!this.active || this.#held.has(msg)) return;
     let type: unknown;
     try {
       type = (JSON.parse(decoder.decode(msg.data)) as { type?: unknown } | null)?.type;
@@ -149,6 +205,10 @@ export class TypeLimits {
     const entry = this.#held.get(msg);
     if (entry === undefined) return true;
     const type = entry.type;
+    if (this.paused(type)) {
+      this.#armPauseEnd(type, this.#pausedUntil.get(type) as number);
+      return false;
+    }
     const rate = this.#rates.get(type);
     const needsSlot = this.#slots?.limited(type) === true;
     if (!entry.claimed) {
@@ -182,6 +242,7 @@ export class TypeLimits {
   waiting(msg: JsMsg): boolean {
     const entry = this.#held.get(msg);
     if (entry === undefined) return false;
+    if (this.paused(entry.type)) return true;
     if (!entry.claimed) return this.#localLimitReached(entry.type);
     if (this.#slots?.limited(entry.type) && entry.slot !== "held") return true;
     if (!this.#rates.has(entry.type)) return false;
@@ -224,7 +285,12 @@ export class TypeLimits {
   }
 
   #limited(type: string): boolean {
-    return this.#options.concurrency.has(type) || this.#rates.has(type) || this.#slots?.limited(type) === true;
+    return (
+      this.#options.concurrency.has(type) ||
+      this.#rates.has(type) ||
+      this.#slots?.limited(type) === true ||
+      this.paused(type)
+    );
   }
 
   /** Whether this worker's own limit for `type` is reached by the tasks running and the deliveries claiming a start. */

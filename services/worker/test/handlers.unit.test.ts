@@ -1,5 +1,5 @@
 import { createHash } from "node:crypto";
-import { KNOWN_TASK_TYPES, RetryAfterError } from "@tm/flow";
+import { KNOWN_TASK_TYPES, RateLimitedError, RetryAfterError } from "@tm/flow";
 import { describe, expect, test } from "vitest";
 import { handlerFor, TASK_TYPES, type TaskContext } from "../src/handlers/index.js";
 
@@ -8,6 +8,7 @@ function context(overrides: Partial<TaskContext> = {}): TaskContext & { progress
   return {
     taskId: "00000000-0000-4000-8000-000000000000",
     attempt: 1,
+    deferrals: 0,
     signal: new AbortController().signal,
     reportProgress: (p) => progress.push(p),
     progress,
@@ -71,6 +72,31 @@ describe("handler registry", () => {
     expect(failure).toBeInstanceOf(RetryAfterError);
     expect(failure).toMatchObject({ retryAfterMs: 2_500, message: expect.stringMatching(/flaky: attempt 1 fails/) });
     expect(handler("flaky").payload.safeParse({ failures: 1, retryAfterMs: 3_600_001 }).success).toBe(false);
+  });
+
+  test("flaky with rateLimits is rate limited on each attempt's first runs (RateLimitedError), then fails or succeeds", async () => {
+    const run = (attempt: number, deferrals: number) =>
+      Promise.resolve()
+        .then(() =>
+          handler("flaky").run({ failures: 1, rateLimits: 2, retryAfterMs: 300 }, context({ attempt, deferrals })),
+        )
+        .catch((error: unknown) => error);
+    for (const attempt of [1, 2]) {
+      for (const deferrals of [0, 1]) {
+        const limited = await run(attempt, deferrals);
+        expect(limited).toBeInstanceOf(RateLimitedError);
+        expect(limited).toMatchObject({ retryAfterMs: 300, message: expect.stringMatching(/is rate limited/) });
+      }
+    }
+    const failed = await run(1, 2);
+    expect(failed).not.toBeInstanceOf(RateLimitedError);
+    expect(failed).toMatchObject({ message: expect.stringMatching(/flaky: attempt 1 fails/) });
+    expect(await run(2, 2)).toEqual({ attempts: 2 });
+    // Without retryAfterMs the wait is 1 s.
+    const plain = await Promise.resolve()
+      .then(() => handler("flaky").run({ failures: 0, rateLimits: 1 }, context()))
+      .catch((error: unknown) => error);
+    expect(plain).toMatchObject({ name: "RateLimitedError", retryAfterMs: 1_000 });
   });
 
   test("fail always fails; echo returns its payload", async () => {

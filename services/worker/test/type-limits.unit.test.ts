@@ -153,3 +153,36 @@ test("a delivery handed back before it started frees its reservation's place", a
   expect(gate.admit(b)).toBe(false); // reserves: a no longer holds the slot
   expect(asked).toHaveLength(2);
 });
+
+test("pause: a type rate limited downstream starts nothing until the wait is over; one buffered before is tracked again", async () => {
+  const { gate, advance, wake } = limits();
+  const before = buffer(gate, { type: "flaky" }); // no limit yet: not even read
+  expect(gate.typeOf(before)).toBeUndefined();
+  const version = gate.version;
+  gate.pause("flaky", 1_000 + 500);
+  expect(gate.active).toBe(true);
+  expect(gate.version).not.toBe(version); // the dispatcher tracks its queue again:
+  gate.buffered(before);
+  expect(gate.typeOf(before)).toBe("flaky");
+  const other = buffer(gate, { type: "echo" });
+  expect(gate.admit(other)).toBe(true); // other types are not paused
+  expect(gate.admit(before)).toBe(false);
+  expect(gate.waiting(before)).toBe(true); // its lane may pull for the free slot
+  expect(gate.limitedTypes).toEqual(["flaky"]);
+  gate.pause("flaky", 1_200); // an earlier end does not shorten it
+  advance(499);
+  expect(gate.admit(before)).toBe(false);
+  advance(1);
+  expect(gate.admit(before)).toBe(true);
+  expect(gate.active).toBe(false); // the pause is over and no other limit is set: nothing is read again
+  expect(gate.limitedTypes).toEqual([]);
+  gate.started(before);
+  gate.finished(before);
+  expect(gate.running("flaky")).toBe(0);
+
+  // The dispatcher is woken when a pause ends (a real timer, of the pause's length).
+  wake.mockClear();
+  gate.pause("flaky", 1_500 + 20);
+  await vi.waitFor(() => expect(wake).toHaveBeenCalled(), { timeout: 5_000 });
+  gate.stop();
+});

@@ -5,6 +5,8 @@ export interface TaskContext {
   taskId: string;
   /** 1 on the first attempt. */
   attempt: number;
+  /** How many times this attempt was put off by a RateLimitedError and resumed (0 on its first run). */
+  deferrals: number;
   /** Fires on cancellation, on the per-task timeout and on shutdown; its reason says which. */
   signal: AbortSignal;
   /** 0-100; the worker throttles what it publishes. */

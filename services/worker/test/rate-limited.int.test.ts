@@ -1,0 +1,139 @@
+/**
+ * A handler rate limited by its downstream (RateLimitedError): the delivery is put off and run again in the same
+ * attempt, its type paused on this worker meanwhile, its slot free for other types; past WORKER_RATE_LIMIT_HOLD_MS
+ * it is an ordinary retry. One slot (WORKER_CONCURRENCY 1), so "the slot is free" and "a buffered delivery of the
+ * paused type waits" are both visible.
+ */
+import { durableName, StatusEventSchema, Subjects, statusEvent } from "@tm/flow";
+import { applyStatus, markCancelled } from "@tm/store";
+import { useInfra, waitFor } from "@tm/testkit";
+import { Redis } from "ioredis";
+import { connect, type JetStreamManager, type NatsConnection } from "nats";
+import { afterAll, beforeAll, expect, test } from "vitest";
+import { enrichedTask, publishTask, StreamReader, startWorker } from "./support.js";
+
+const HOLD_MS = 4_000;
+const infra = useInfra();
+let nc: NatsConnection;
+let jsm: JetStreamManager;
+let redis: Redis;
+let events: StreamReader;
+let tasks: StreamReader;
+let service: Awaited<ReturnType<typeof startWorker>>;
+
+beforeAll(async () => {
+  // AckWait is 2 s here (support.ts): a wait longer than that is only survived with the queue's heartbeats.
+  service = await startWorker(infra, { WORKER_CONCURRENCY: "1", WORKER_RATE_LIMIT_HOLD_MS: String(HOLD_MS) });
+  nc = await connect({ servers: infra.nats.url });
+  jsm = await nc.jetstreamManager();
+  redis = new Redis(infra.redis.url);
+  events = new StreamReader(jsm, "EVENTS");
+  tasks = new StreamReader(jsm, "TASKS");
+});
+afterAll(async () => {
+  await service?.stop();
+  await nc?.drain();
+  redis?.disconnect();
+});
+
+async function waitForAudit(taskId: string, action: string) {
+  await waitFor(`${action} audit of ${taskId}`, async () => {
+    await Promise.all([events.refresh(), tasks.refresh()]);
+    return events.audits(taskId).some((a) => a.action === action);
+  });
+  return events.audits(taskId).find((a) => a.action === action) as { at: string; detail?: Record<string, unknown> };
+}
+
+/** When the task's first RUNNING status (the handler's start) was published. */
+function startedAt(taskId: string): number {
+  const running = events.statuses(taskId).find((s) => s.state === "RUNNING");
+  if (!running) throw new Error(`${taskId} never started`);
+  return Date.parse(running.updatedAt);
+}
+
+test("rate limited twice: run again after each wait in the same attempt (max_attempts 1), past AckWait", async () => {
+  const task = { ...enrichedTask("flaky", { failures: 0, rateLimits: 2, retryAfterMs: 1_200 }), maxAttempts: 1 };
+  await publishTask(nc, task);
+  await waitForAudit(task.taskId, "rate_limited");
+  // What the notifier stores meanwhile: attempt 1 started. Resuming it is not a redelivery of an interrupted attempt.
+  await applyStatus(
+    redis,
+    StatusEventSchema.parse(statusEvent({ taskId: task.taskId, state: "RUNNING", attempt: 1, source: "worker" })),
+  );
+  await waitForAudit(task.taskId, "succeeded");
+  const audits = events.audits(task.taskId);
+  expect(audits.map((a) => a.action)).toEqual(["rate_limited", "rate_limited", "succeeded"]);
+  expect(audits[0]?.detail).toMatchObject({ attempt: 1, retryInMs: 1_200, deferrals: 1 });
+  expect(audits[1]?.detail).toMatchObject({ attempt: 1, retryInMs: 1_200, deferrals: 2 });
+  expect(audits[1]?.detail?.error).toMatch(/run 2 of attempt 1 is rate limited/);
+  const at = audits.map((a) => Date.parse(a.at));
+  expect(at[1]! - at[0]!).toBeGreaterThanOrEqual(1_200 - 30);
+  expect(at[2]! - at[1]!).toBeGreaterThanOrEqual(1_200 - 30);
+  // One attempt: no failed attempt, no redelivery (2.4 s of waiting is past the 2 s AckWait), one result.
+  expect(events.statuses(task.taskId).every((s) => s.attempt === 1 && !s.error)).toBe(true);
+  expect(tasks.results(task.taskId)).toEqual([expect.objectContaining({ attempts: 1, output: { attempts: 1 } })]);
+  const consumer = await jsm.consumers.info("TASKS", durableName("worker", Subjects.workerMedium));
+  expect(consumer.num_redelivered).toBe(0);
+});
+
+test("while a type is paused, a buffered task of it waits for the pause's end and another type runs in the slot", async () => {
+  const limited = enrichedTask("flaky", { failures: 0, rateLimits: 1, retryAfterMs: 2_500 });
+  const sameType = enrichedTask("flaky", { failures: 0 });
+  // Published together: the second is buffered behind the first (one slot) either before the pause begins (held
+  // because the dispatcher then tracks its queue again: type-limits.unit.test.ts) or after.
+  await publishTask(nc, limited);
+  await publishTask(nc, sameType);
+  const deferred = await waitForAudit(limited.taskId, "rate_limited");
+  const other = enrichedTask("echo", { other: true });
+  await publishTask(nc, other);
+  // One after another: the StreamReader reads on from where it left off, and is not for concurrent refreshes.
+  for (const task of [limited, sameType, other]) await waitForAudit(task.taskId, "succeeded");
+  const pauseEnd = Date.parse(deferred.at) + 2_500;
+  expect(startedAt(sameType.taskId)).toBeGreaterThanOrEqual(pauseEnd - 30);
+  // The echo task used the slot the deferred delivery left free, long before the pause ended.
+  expect(startedAt(other.taskId)).toBeLessThan(pauseEnd);
+  expect(Date.parse(events.audits(limited.taskId).at(-1)?.at ?? "")).toBeGreaterThanOrEqual(pauseEnd - 30);
+});
+
+test("a task cancelled while its delivery waits is not run again", async () => {
+  const task = enrichedTask("flaky", { failures: 0, rateLimits: 1, retryAfterMs: 1_000 });
+  await publishTask(nc, task);
+  await waitForAudit(task.taskId, "rate_limited");
+  await markCancelled(redis, task.taskId, "user asked");
+  await waitForAudit(task.taskId, "skipped_cancelled");
+  expect(events.audits(task.taskId).map((a) => a.action)).toEqual(["rate_limited", "skipped_cancelled"]);
+  expect(tasks.results(task.taskId)).toHaveLength(0);
+  await waitFor(
+    "the delivery acked",
+    async () => (await jsm.consumers.info("TASKS", durableName("worker", Subjects.workerMedium))).num_ack_pending === 0,
+  );
+});
+
+test("past WORKER_RATE_LIMIT_HOLD_MS a RateLimitedError is an ordinary failed attempt (here the last: FAILED)", async () => {
+  // Deferred at 0 ms and about 1.5 s (each wait fits in the 4 s), not at about 3 s: 3 + 1.5 s would pass it.
+  const task = { ...enrichedTask("flaky", { failures: 0, rateLimits: 10, retryAfterMs: 1_500 }), maxAttempts: 1 };
+  await publishTask(nc, task);
+  await waitForAudit(task.taskId, "failed");
+  expect(events.audits(task.taskId).map((a) => a.action)).toEqual(["rate_limited", "rate_limited", "failed"]);
+  expect(events.statuses(task.taskId).at(-1)).toMatchObject({
+    state: "FAILED",
+    attempt: 1,
+    error: "flaky: run 3 of attempt 1 is rate limited (planned: 10)",
+  });
+  await waitFor("the dead letter", async () => {
+    await events.refresh();
+    return events.deadLetters(task.taskId).length === 1;
+  });
+  expect(events.deadLetters(task.taskId)[0]).toMatchObject({ reason: "exhausted", attempts: 1 });
+});
+
+test("a task whose expires_after passes while its started attempt waits is run again, not expired", async () => {
+  const task = {
+    ...enrichedTask("flaky", { failures: 0, rateLimits: 1, retryAfterMs: 1_200 }),
+    expiresAfterMs: 600,
+  };
+  await publishTask(nc, task);
+  await waitForAudit(task.taskId, "succeeded");
+  expect(events.audits(task.taskId).map((a) => a.action)).toEqual(["rate_limited", "succeeded"]);
+  expect(tasks.results(task.taskId)).toEqual([expect.objectContaining({ attempts: 1 })]);
+});
