@@ -296,9 +296,12 @@ export class PriorityDispatcher {
         .then((outcome) => {
           this.#limits.finished(msg);
           this.#inFlight.delete(running);
-          const deferral = this.#deferrals.get(msg);
-          this.#deferrals.delete(msg);
-          if (outcome === "deferred" && deferral) this.#requeue(lane, msg, deferral);
+          if (outcome === "deferred") {
+            // Always recorded: "deferred" is the outcome only when deferRateLimited said yes.
+            const deferral = this.#deferrals.get(msg) as Deferral;
+            this.#deferrals.delete(msg);
+            this.#requeue(lane, msg, deferral);
+          }
           this.#dispatch();
         });
       this.#inFlight.add(running);
