@@ -665,6 +665,23 @@ describe("AdminService", () => {
     expect(tasks[0]?.retryBackoff).toMatchObject({ delay: { nanos: 300_000_000 }, multiplier: 2 });
   });
 
+  test("taskctl promote: a task delayed an hour runs now, and a second promote says it is not waiting", async () => {
+    const submitted = await taskctl("submit", "echo", "--payload", '{"promoted":true}', "--delay", "1h", "--json");
+    expect(submitted.code, submitted.stderr).toBe(0);
+    const { taskId } = JSON.parse(submitted.stdout.split("\n")[0]!) as { taskId: string };
+    const promoted = await taskctl("promote", taskId);
+    expect(promoted.code, promoted.stderr).toBe(0);
+    expect(promoted.stdout).toMatch(
+      new RegExp(`^${taskId} promoted: due now \\(was due \\d{4}-.*Z\\); queued within a second\n$`),
+    );
+    const watched = await taskctl("watch", taskId);
+    expect(watched.code, watched.stdout + watched.stderr).toBe(0);
+    expect((await taskctl("get", taskId)).stdout).toMatch(/^state {5}SUCCEEDED$/m);
+    const again = await taskctl("promote", taskId);
+    expect(again.code).toBe(1);
+    expect(again.stderr).toContain(`task ${taskId} is not waiting for its time: it is SUCCEEDED`);
+  });
+
   test("a handler rate limited by its downstream spends no attempt: max_attempts 1 still succeeds, each wait audited", async () => {
     const submitted = await taskctl(
       "submit",

@@ -128,18 +128,21 @@ describe.concurrent("fuzzing the gRPC API", () => {
     expect(error?.rawMessage).toMatch(/recursion depth/);
   });
 
-  test("GetTask, CancelTask and StreamTaskStatus answer OK or a client error to any id", async ({ expect }) => {
+  test("GetTask, CancelTask, PromoteTask and StreamTaskStatus answer OK or a client error to any id", async ({
+    expect,
+  }) => {
     const failures: string[] = [];
     const calls = {
       get: (id: string) => client.getTask({ taskId: id }),
       cancel: (id: string) => client.cancelTask({ taskId: id, reason: "fuzz" }),
+      promote: (id: string) => client.promoteTask({ taskId: id }),
       // Only random ids reach here, so a stream never opens on a live task; its first answer is the outcome.
       stream: async (id: string) => {
         for await (const _ of client.streamTaskStatus({ taskId: id }, { signal: AbortSignal.timeout(5_000) })) break;
       },
     };
     await fc.assert(
-      fc.asyncProperty(fc.constantFrom("get", "cancel", "stream" as const), taskId, async (rpc, id) => {
+      fc.asyncProperty(fc.constantFrom("get", "cancel", "promote", "stream" as const), taskId, async (rpc, id) => {
         checkClientCode(failures, await codeOf(() => calls[rpc](id)), { rpc, id });
       }),
       { numRuns: RUNS },

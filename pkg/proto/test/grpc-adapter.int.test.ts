@@ -157,6 +157,9 @@ describe("connect-node client -> grpc-js server (addService)", () => {
         async submitTasks() {
           throw new ConnectError("not implemented", Code.Unimplemented);
         },
+        async promoteTask() {
+          throw new ConnectError("not implemented", Code.Unimplemented);
+        },
       }),
     ));
   });

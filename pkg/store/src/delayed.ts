@@ -34,6 +34,27 @@ export async function releaseDue(redis: Redis, nowMs: number, limit: number): Pr
   return scoredMembers(reply).map(({ member, score }) => ({ taskId: member, dueMs: score }));
 }
 
+// KEYS: tasks_delayed, task:<id>. ARGV: id, now (ms), now (ISO). A task still waiting (and still recorded) becomes due
+// now, its record's runAt with it (expires_after and the end-to-end latency count from it); answers its old time.
+const PROMOTE = luaScript(`
+local due = redis.call('ZSCORE', KEYS[1], ARGV[1])
+if not due or redis.call('EXISTS', KEYS[2]) == 0 then return false end
+redis.call('ZADD', KEYS[1], ARGV[2], ARGV[1])
+redis.call('HSET', KEYS[2], 'runAt', ARGV[3])
+return due
+`);
+
+/** Makes a delayed task due at `nowMs` (PromoteTask): the time it was due before, or undefined when it is not
+ *  waiting in tasks_delayed (not delayed, released already, or cancelled). */
+export async function promoteDelayed(redis: Redis, taskId: string, nowMs: number): Promise<number | undefined> {
+  const due = (await PROMOTE.run(
+    redis,
+    [Keys.delayed, Keys.task(taskId)],
+    [taskId, nowMs, new Date(nowMs).toISOString()],
+  )) as string | null;
+  return due === null ? undefined : Number(due);
+}
+
 /** Takes a task out of tasks_delayed (it was cancelled): true when it was there. */
 export async function forgetDelayed(redis: Redis, taskId: string): Promise<boolean> {
   return (await redis.zrem(Keys.delayed, taskId)) === 1;

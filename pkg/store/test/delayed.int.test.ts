@@ -12,6 +12,7 @@ import {
   forgetDelayed,
   Keys,
   markQueued,
+  promoteDelayed,
   readTask,
   releaseDue,
   returnToDelayed,
@@ -107,4 +108,19 @@ test("a failed release goes back to tasks_delayed unless it was settled meanwhil
   expect(await forgetDelayed(clients.redis, "a")).toBe(true);
   expect(await forgetDelayed(clients.redis, "a")).toBe(false);
   expect(await countDelayed(clients.redis, NOW)).toEqual({ total: 0, overdue: 0 });
+});
+
+test("promoteDelayed makes a waiting task due now, its runAt too, and answers its old time; otherwise undefined", async () => {
+  await saveDelayed("later", NOW + 3_600_000);
+  expect(await promoteDelayed(clients.redis, "later", NOW)).toBe(NOW + 3_600_000);
+  expect(await clients.redis.zscore(Keys.delayed, "later")).toBe(String(NOW));
+  expect((await readTask(clients.redis, "later"))?.runAt).toBe(new Date(NOW).toISOString());
+  expect(await releaseDue(clients.redis, NOW, 10)).toEqual([{ taskId: "later", dueMs: NOW }]);
+  // Released already: no longer waiting.
+  expect(await promoteDelayed(clients.redis, "later", NOW)).toBeUndefined();
+  expect(await promoteDelayed(clients.redis, "never-submitted", NOW)).toBeUndefined();
+  // An entry whose record is gone (expired) is not resurrected as a half-written record.
+  await clients.redis.zadd(Keys.delayed, NOW + 1_000, "orphan");
+  expect(await promoteDelayed(clients.redis, "orphan", NOW)).toBeUndefined();
+  expect(await clients.redis.exists(Keys.task("orphan"))).toBe(0);
 });

@@ -69,6 +69,7 @@ export type Invocation =
   | { command: "get"; globals: GlobalOptions; taskId: string }
   | { command: "watch"; globals: GlobalOptions; taskIds: string[] }
   | { command: "cancel"; globals: GlobalOptions; taskId: string; reason?: string }
+  | { command: "promote"; globals: GlobalOptions; taskId: string }
   | { command: "cancel-all"; globals: GlobalOptions; filter: TaskListFilter; reason?: string }
   | { command: "result"; globals: GlobalOptions; taskId: string; resultStoreUrl: string }
   | { command: "demo"; globals: GlobalOptions; count: number; timeoutSeconds: number }
@@ -158,6 +159,7 @@ const COMMAND_OPTIONS: Record<CommandName, Options> = {
   get: {},
   watch: {},
   cancel: { reason: { type: "string" }, all: { type: "boolean" }, ...TASK_FILTER_OPTIONS },
+  promote: {},
   result: {},
   demo: { count: { type: "string" }, timeout: { type: "string" } },
   health: {},
@@ -307,6 +309,8 @@ export function parseCommandLine(argv: string[], env: NodeJS.ProcessEnv = {}, no
         ...(reason ? { reason } : {}),
       };
     }
+    case "promote":
+      return { command: "promote", globals, taskId: exactly(name, positionals, ["<id>"])[0]! };
     case "result":
       return {
         command: "result",

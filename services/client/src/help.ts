@@ -8,6 +8,7 @@ Commands:
   get <id>          show a task
   watch <id...>     follow tasks live until they finish
   cancel <id>|--all  cancel a task that has not finished, or every one matching a filter
+  promote <id>      run a delayed task now instead of at its time
   result <id>       fetch a finished task's result from the result store
   demo              submit a mix of tasks and watch them flow through the pipeline
   health            check the gateway's gRPC health service
@@ -101,6 +102,10 @@ refused line (2 invalid, 4 unavailable, 5 other).`,
   --reason R        recorded with the cancellation
   --all             every unfinished task matching the filter below (at least one of them; --until now: all)
   --state, --type, --priority, --since, --until, --query   as for taskctl ls`,
+  ),
+  promote: page(
+    "Usage: taskctl promote <id>",
+    "Runs a delayed task (submitted with --delay or --at) now: it becomes due at once and the gateway queues it within a\nsecond. Prints when it was due before. Exit code 1 when the task is not waiting for its time (not delayed, released\nalready, finished or cancelled), 3 when there is no such task.",
   ),
   result: page(
     "Usage: taskctl result <id>",

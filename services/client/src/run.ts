@@ -17,6 +17,7 @@ import { demoCommand } from "./commands/demo.js";
 import { getCommand } from "./commands/get.js";
 import { healthCommand } from "./commands/health.js";
 import { limitsCommand } from "./commands/limits.js";
+import { promoteCommand } from "./commands/promote.js";
 import { resultCommand } from "./commands/result.js";
 import { scheduleCommand } from "./commands/schedules.js";
 import { submitCommand } from "./commands/submit.js";
@@ -50,6 +51,8 @@ export async function run(argv: string[], io: Io): Promise<ExitCode> {
         return await watchCommand(io, taskClientFor(globals), invocation.taskIds, globals.json);
       case "cancel":
         return await cancelCommand(io, taskClientFor(globals), invocation.taskId, invocation.reason, globals.json);
+      case "promote":
+        return await promoteCommand(io, taskClientFor(globals), invocation.taskId, globals.json);
       case "cancel-all":
         return await cancelAllCommand(io, adminClientFor(globals), invocation);
       case "result":

@@ -9,7 +9,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import type { JsonObject, MessageInitShape } from "@bufbuild/protobuf";
-import { timestampNow } from "@bufbuild/protobuf/wkt";
+import { timestampFromDate, timestampNow } from "@bufbuild/protobuf/wkt";
 import { Code, ConnectError } from "@connectrpc/connect";
 import * as grpc from "@grpc/grpc-js";
 import {
@@ -184,6 +184,14 @@ beforeAll(async () => {
     cancelTask: async ({ taskId }) => {
       if (!tasks.has(taskId)) throw new ConnectError(`task ${taskId} not found`, Code.NotFound);
       return { status: { state: TaskState.CANCELLED, version: 9n } };
+    },
+    // A stand-in where every task but "waiting" has run already.
+    promoteTask: async ({ taskId }) => {
+      if (taskId === "waiting") {
+        return { previousRunAt: timestampFromDate(new Date("2030-01-01T00:00:00Z")), runAt: timestampNow() };
+      }
+      if (!tasks.has(taskId)) throw new ConnectError(`task ${taskId} not found`, Code.NotFound);
+      throw new ConnectError(`task ${taskId} is not waiting for its time: it is SUCCEEDED`, Code.FailedPrecondition);
     },
   });
   const health = new HealthRegistry();
@@ -369,6 +377,20 @@ describe("taskctl against a real gRPC server", () => {
     expect(got.stdout).toMatch(/state +SUCCEEDED/);
     expect(got.stdout).toContain('payload   {"k":"v"}');
     expect((await taskctl(["cancel", taskId, "--reason", "test"])).stdout.trim()).toBe(`${taskId} CANCELLED`);
+
+    // promote: a task that is not waiting is exit 1 with the gateway's reason; one that is, when it was due.
+    expect(await taskctl(["promote", taskId])).toMatchObject({
+      exitCode: ExitCode.TaskFailed,
+      stdout: "",
+      stderr: `task ${taskId} is not waiting for its time: it is SUCCEEDED\n`,
+    });
+    expect((await taskctl(["promote", "waiting"])).stdout).toBe(
+      "waiting promoted: due now (was due 2030-01-01T00:00:00.000Z); queued within a second\n",
+    );
+    const promotedJson = JSON.parse((await taskctl(["promote", "waiting", "--json"])).stdout);
+    expect(promotedJson).toMatchObject({ taskId: "waiting", previousRunAt: "2030-01-01T00:00:00Z" });
+    expect((await taskctl(["promote", "no-such-task"])).exitCode).toBe(ExitCode.NotFound);
+    expect((await taskctl(["promote"])).exitCode).toBe(ExitCode.Usage);
 
     const missing = await taskctl(["get", "no-such-task"]);
     expect(missing).toMatchObject({

@@ -4,6 +4,7 @@
  * from where any gateway replica can read and stream them.
  */
 import type { JsonObject } from "@bufbuild/protobuf";
+import { timestampFromDate } from "@bufbuild/protobuf/wkt";
 import { Code, ConnectError } from "@connectrpc/connect";
 import { isSpanContextValid, SpanKind, SpanStatusCode, trace } from "@opentelemetry/api";
 import {
@@ -36,6 +37,7 @@ import { cancelTask } from "./cancel-task.js";
 import { dependency } from "./dependencies.js";
 import { ingestMsgId } from "./ingest-message-id.js";
 import { priorityToProto, resultToStruct, statusToProto, timestampFromIso, traceIdOf } from "./mapping.js";
+import { promoteTask } from "./promote-task.js";
 import { redisCaller } from "./redis-call.js";
 import { releaseTimeOf } from "./release-time.js";
 import { requeueWindowMs } from "./requeue-sweeper.js";
@@ -401,6 +403,16 @@ export function taskServiceHandlers(
       const outcome = await cancelTask(rt, redisCall, taskId, request.reason, (from) => cancelled.add(1, { from }));
       if (outcome.result === "already_finished") throw alreadyFinished(taskId, outcome.state ?? "finished");
       return { status: statusToProto(outcome.status) };
+    },
+
+    async promoteTask(request, ctx) {
+      const taskId = parseTaskId(request.taskId);
+      const task = await requireTask(taskId, ctx);
+      const { previousRunAtMs, runAtMs } = await promoteTask(rt, redisCall, task, callerOf(ctx));
+      return {
+        previousRunAt: timestampFromDate(new Date(previousRunAtMs)),
+        runAt: timestampFromDate(new Date(runAtMs)),
+      };
     },
   };
 }

@@ -103,6 +103,61 @@ describe("released by the gateways' pollers", () => {
     expect(released?.detail?.lateMs).toBeGreaterThanOrEqual(0);
   });
 
+  test("PromoteTask: a task delayed for most of a minute is queued at once, due now, audited; then it is not waiting", async () => {
+    const { taskId, runAt } = await submitDelayed(gateways[0]!, 50_000);
+    const before = Date.now();
+    const promoted = await client(gateways[1]!).promoteTask({ taskId });
+    expect(timestampDate(promoted.previousRunAt!).getTime()).toBe(runAt.getTime());
+    const dueNow = timestampDate(promoted.runAt!);
+    expect(dueNow.getTime()).toBeGreaterThanOrEqual(before);
+    const queued = await waitUntilIngested(taskId, 10_000);
+    expect(queued.map((q) => q.msgId)).toEqual([`${taskId}:ingest:0`]);
+    expect(queued[0]!.storedAt.getTime()).toBeLessThan(runAt.getTime() - 30_000);
+    // Its run_at is now the promotion's time: expires_after and the end-to-end latency count from it.
+    expect(queued[0]!.message.runAt).toBe(dueNow.toISOString());
+    expect(timestampDate((await client(gateways[0]!).getTask({ taskId })).task!.runAt!)).toEqual(dueNow);
+    await waitFor("the released audit event", async () => (await audited(taskId)).length === 3);
+    const [, promotedEvent, released] = await audited(taskId);
+    expect(promotedEvent).toMatchObject({
+      action: "promoted",
+      detail: { previousRunAt: runAt.toISOString(), runAt: dueNow.toISOString() },
+    });
+    expect(released).toMatchObject({ action: "released", detail: { runAt: dueNow.toISOString() } });
+
+    const again = await client(gateways[0]!)
+      .promoteTask({ taskId })
+      .catch((error: unknown) => error);
+    expect(again).toBeInstanceOf(ConnectError);
+    expect(again).toMatchObject({
+      code: Code.FailedPrecondition,
+      rawMessage: `task ${taskId} is not waiting for its time: it was released at its time already (it is PENDING)`,
+    });
+  });
+
+  test("PromoteTask refuses, naming why: a task never delayed, a cancelled one, an unknown one, a malformed id", async () => {
+    const refusal = (taskId: string) =>
+      client(gateways[0]!)
+        .promoteTask({ taskId })
+        .then(
+          () => undefined,
+          (error: unknown) => ({ code: (error as ConnectError).code, message: (error as ConnectError).rawMessage }),
+        );
+    const { taskId: now } = await client(gateways[0]!).submitTask({ type: "echo", payload: {} });
+    expect(await refusal(now)).toEqual({
+      code: Code.FailedPrecondition,
+      message: `task ${now} is not waiting for its time: it was not submitted with run_at or delay`,
+    });
+    const { taskId: cancelled } = await submitDelayed(gateways[0]!, 50_000);
+    await client(gateways[0]!).cancelTask({ taskId: cancelled });
+    expect(await refusal(cancelled)).toEqual({
+      code: Code.FailedPrecondition,
+      message: `task ${cancelled} is not waiting for its time: it is CANCELLED`,
+    });
+    const unknown = crypto.randomUUID();
+    expect(await refusal(unknown)).toEqual({ code: Code.NotFound, message: `task ${unknown} not found` });
+    expect((await refusal("nope"))?.code).toBe(Code.InvalidArgument);
+  });
+
   test("many due at once are each queued exactly once, and audited released once", async () => {
     const tasks = await Promise.all(Array.from({ length: 30 }, (_, i) => submitDelayed(gateways[i % 2]!, 800)));
     for (const { taskId } of tasks) {

@@ -51,7 +51,7 @@ describe("GATEWAY_TASK_ISOLATION=caller", () => {
     await gateway?.stop();
   });
 
-  test("another caller's task is NOT_FOUND on GetTask, StreamTaskStatus and CancelTask, as an unknown id is", async () => {
+  test("another caller's task is NOT_FOUND on GetTask, StreamTaskStatus, CancelTask and PromoteTask, as an unknown id is", async () => {
     const { taskId } = await as("shop").submitTask({ type: "echo", payload: { order: 1 } });
     const unknown = crypto.randomUUID();
     const notFound = (id: string) => ({ code: Code.NotFound, message: `task ${id} not found` });
@@ -60,6 +60,7 @@ describe("GATEWAY_TASK_ISOLATION=caller", () => {
     expect(await failure(as("billing").getTask({ taskId: unknown }))).toEqual(notFound(unknown));
     expect(await failure(firstStatus(as("billing").streamTaskStatus({ taskId })))).toEqual(notFound(taskId));
     expect(await failure(as("billing").cancelTask({ taskId, reason: "not mine" }))).toEqual(notFound(taskId));
+    expect(await failure(as("billing").promoteTask({ taskId }))).toEqual(notFound(taskId));
 
     // Its own caller, and an operator, see it; the refused cancel changed nothing.
     const { task } = await as("shop").getTask({ taskId });

@@ -12,7 +12,7 @@ import type { JsonObject, Message } from "@bufbuild/protobuf";
  * Describes the file taskmanager/v1/taskmanager.proto.
  */
 export const file_taskmanager_v1_taskmanager: GenFile = /*@__PURE__*/
-  fileDesc("CiB0YXNrbWFuYWdlci92MS90YXNrbWFuYWdlci5wcm90bxIOdGFza21hbmFnZXIudjEiqQEKClRhc2tTdGF0dXMSKAoFc3RhdGUYASABKA4yGS50YXNrbWFuYWdlci52MS5UYXNrU3RhdGUSEAoIcHJvZ3Jlc3MYAiABKA0SDwoHYXR0ZW1wdBgDIAEoDRINCgVlcnJvchgEIAEoCRIuCgp1cGRhdGVkX2F0GAUgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIPCgd2ZXJzaW9uGAYgASgEIs4ECgRUYXNrEg8KB3Rhc2tfaWQYASABKAkSDAoEdHlwZRgCIAEoCRIqCghwcmlvcml0eRgDIAEoDjIYLnRhc2ttYW5hZ2VyLnYxLlByaW9yaXR5EigKB3BheWxvYWQYBCABKAsyFy5nb29nbGUucHJvdG9idWYuU3RydWN0EioKBnN0YXR1cxgFIAEoCzIaLnRhc2ttYW5hZ2VyLnYxLlRhc2tTdGF0dXMSJwoGcmVzdWx0GAYgASgLMhcuZ29vZ2xlLnByb3RvYnVmLlN0cnVjdBIuCgpjcmVhdGVkX2F0GAcgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBI0CghtZXRhZGF0YRgIIAMoCzIiLnRhc2ttYW5hZ2VyLnYxLlRhc2suTWV0YWRhdGFFbnRyeRIQCgh0cmFjZV9pZBgJIAEoCRIqCgZydW5fYXQYCiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEioKB3RpbWVvdXQYCyABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb24SFAoMbWF4X2F0dGVtcHRzGAwgASgNEjMKDXJldHJ5X2JhY2tvZmYYDSABKAsyHC50YXNrbWFuYWdlci52MS5SZXRyeUJhY2tvZmYSMAoNZXhwaXJlc19hZnRlchgOIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbhovCg1NZXRhZGF0YUVudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoCToCOAEiigEKDFJldHJ5QmFja29mZhIoCgVkZWxheRgBIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbhISCgptdWx0aXBsaWVyGAIgASgBEiwKCW1heF9kZWxheRgDIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbhIOCgZqaXR0ZXIYBCABKAEiRgoSU3VibWl0VGFza3NSZXF1ZXN0EjAKBXRhc2tzGAEgAygLMiEudGFza21hbmFnZXIudjEuU3VibWl0VGFza1JlcXVlc3QiSgoTU3VibWl0VGFza3NSZXNwb25zZRIzCghvdXRjb21lcxgBIAMoCzIhLnRhc2ttYW5hZ2VyLnYxLlN1Ym1pdFRhc2tPdXRjb21lIogBChFTdWJtaXRUYXNrT3V0Y29tZRI2CghhY2NlcHRlZBgBIAEoCzIiLnRhc2ttYW5hZ2VyLnYxLlN1Ym1pdFRhc2tSZXNwb25zZUgAEjAKBWVycm9yGAIgASgLMh8udGFza21hbmFnZXIudjEuU3VibWl0VGFza0Vycm9ySABCCQoHb3V0Y29tZSIwCg9TdWJtaXRUYXNrRXJyb3ISDAoEY29kZRgBIAEoDRIPCgdtZXNzYWdlGAIgASgJIpMEChFTdWJtaXRUYXNrUmVxdWVzdBIMCgR0eXBlGAEgASgJEigKB3BheWxvYWQYAiABKAsyFy5nb29nbGUucHJvdG9idWYuU3RydWN0EioKCHByaW9yaXR5GAMgASgOMhgudGFza21hbmFnZXIudjEuUHJpb3JpdHkSFwoPaWRlbXBvdGVuY3lfa2V5GAQgASgJEkEKCG1ldGFkYXRhGAUgAygLMi8udGFza21hbmFnZXIudjEuU3VibWl0VGFza1JlcXVlc3QuTWV0YWRhdGFFbnRyeRIsCgZydW5fYXQYBiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wSAASKgoFZGVsYXkYByABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb25IABIqCgd0aW1lb3V0GAggASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uEhQKDG1heF9hdHRlbXB0cxgJIAEoDRIzCg1yZXRyeV9iYWNrb2ZmGAogASgLMhwudGFza21hbmFnZXIudjEuUmV0cnlCYWNrb2ZmEjAKDWV4cGlyZXNfYWZ0ZXIYCyABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb24aLwoNTWV0YWRhdGFFbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAk6AjgBQgoKCHNjaGVkdWxlIjsKElN1Ym1pdFRhc2tSZXNwb25zZRIPCgd0YXNrX2lkGAEgASgJEhQKDGRlZHVwbGljYXRlZBgCIAEoCCIhCg5HZXRUYXNrUmVxdWVzdBIPCgd0YXNrX2lkGAEgASgJIjUKD0dldFRhc2tSZXNwb25zZRIiCgR0YXNrGAEgASgLMhQudGFza21hbmFnZXIudjEuVGFzayIqChdTdHJlYW1UYXNrU3RhdHVzUmVxdWVzdBIPCgd0YXNrX2lkGAEgASgJIlcKGFN0cmVhbVRhc2tTdGF0dXNSZXNwb25zZRIPCgd0YXNrX2lkGAEgASgJEioKBnN0YXR1cxgCIAEoCzIaLnRhc2ttYW5hZ2VyLnYxLlRhc2tTdGF0dXMisQQKIFN1Ym1pdFRhc2tBbmRTdHJlYW1TdGF0dXNSZXF1ZXN0EgwKBHR5cGUYASABKAkSKAoHcGF5bG9hZBgCIAEoCzIXLmdvb2dsZS5wcm90b2J1Zi5TdHJ1Y3QSKgoIcHJpb3JpdHkYAyABKA4yGC50YXNrbWFuYWdlci52MS5Qcmlvcml0eRIXCg9pZGVtcG90ZW5jeV9rZXkYBCABKAkSUAoIbWV0YWRhdGEYBSADKAsyPi50YXNrbWFuYWdlci52MS5TdWJtaXRUYXNrQW5kU3RyZWFtU3RhdHVzUmVxdWVzdC5NZXRhZGF0YUVudHJ5EiwKBnJ1bl9hdBgGIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXBIABIqCgVkZWxheRgHIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbkgAEioKB3RpbWVvdXQYCCABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb24SFAoMbWF4X2F0dGVtcHRzGAkgASgNEjMKDXJldHJ5X2JhY2tvZmYYCiABKAsyHC50YXNrbWFuYWdlci52MS5SZXRyeUJhY2tvZmYSMAoNZXhwaXJlc19hZnRlchgLIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbhovCg1NZXRhZGF0YUVudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoCToCOAFCCgoIc2NoZWR1bGUidgohU3VibWl0VGFza0FuZFN0cmVhbVN0YXR1c1Jlc3BvbnNlEg8KB3Rhc2tfaWQYASABKAkSKgoGc3RhdHVzGAIgASgLMhoudGFza21hbmFnZXIudjEuVGFza1N0YXR1cxIUCgxkZWR1cGxpY2F0ZWQYAyABKAgiNAoRQ2FuY2VsVGFza1JlcXVlc3QSDwoHdGFza19pZBgBIAEoCRIOCgZyZWFzb24YAiABKAkiQAoSQ2FuY2VsVGFza1Jlc3BvbnNlEioKBnN0YXR1cxgBIAEoCzIaLnRhc2ttYW5hZ2VyLnYxLlRhc2tTdGF0dXMqXgoIUHJpb3JpdHkSGAoUUFJJT1JJVFlfVU5TUEVDSUZJRUQQABIQCgxQUklPUklUWV9MT1cQARITCg9QUklPUklUWV9NRURJVU0QAhIRCg1QUklPUklUWV9ISUdIEAMq1QEKCVRhc2tTdGF0ZRIaChZUQVNLX1NUQVRFX1VOU1BFQ0lGSUVEEAASFgoSVEFTS19TVEFURV9QRU5ESU5HEAESFwoTVEFTS19TVEFURV9JTkdFU1RFRBACEhgKFFRBU0tfU1RBVEVfU0NIRURVTEVEEAMSFgoSVEFTS19TVEFURV9SVU5OSU5HEAQSGAoUVEFTS19TVEFURV9TVUNDRUVERUQQBRIVChFUQVNLX1NUQVRFX0ZBSUxFRBAGEhgKFFRBU0tfU1RBVEVfQ0FOQ0VMTEVEEAcyyQQKC1Rhc2tTZXJ2aWNlElMKClN1Ym1pdFRhc2sSIS50YXNrbWFuYWdlci52MS5TdWJtaXRUYXNrUmVxdWVzdBoiLnRhc2ttYW5hZ2VyLnYxLlN1Ym1pdFRhc2tSZXNwb25zZRJKCgdHZXRUYXNrEh4udGFza21hbmFnZXIudjEuR2V0VGFza1JlcXVlc3QaHy50YXNrbWFuYWdlci52MS5HZXRUYXNrUmVzcG9uc2USZwoQU3RyZWFtVGFza1N0YXR1cxInLnRhc2ttYW5hZ2VyLnYxLlN0cmVhbVRhc2tTdGF0dXNSZXF1ZXN0GigudGFza21hbmFnZXIudjEuU3RyZWFtVGFza1N0YXR1c1Jlc3BvbnNlMAESUwoKQ2FuY2VsVGFzaxIhLnRhc2ttYW5hZ2VyLnYxLkNhbmNlbFRhc2tSZXF1ZXN0GiIudGFza21hbmFnZXIudjEuQ2FuY2VsVGFza1Jlc3BvbnNlEoIBChlTdWJtaXRUYXNrQW5kU3RyZWFtU3RhdHVzEjAudGFza21hbmFnZXIudjEuU3VibWl0VGFza0FuZFN0cmVhbVN0YXR1c1JlcXVlc3QaMS50YXNrbWFuYWdlci52MS5TdWJtaXRUYXNrQW5kU3RyZWFtU3RhdHVzUmVzcG9uc2UwARJWCgtTdWJtaXRUYXNrcxIiLnRhc2ttYW5hZ2VyLnYxLlN1Ym1pdFRhc2tzUmVxdWVzdBojLnRhc2ttYW5hZ2VyLnYxLlN1Ym1pdFRhc2tzUmVzcG9uc2ViBnByb3RvMw", [file_google_protobuf_duration, file_google_protobuf_struct, file_google_protobuf_timestamp]);
+  fileDesc("CiB0YXNrbWFuYWdlci92MS90YXNrbWFuYWdlci5wcm90bxIOdGFza21hbmFnZXIudjEiqQEKClRhc2tTdGF0dXMSKAoFc3RhdGUYASABKA4yGS50YXNrbWFuYWdlci52MS5UYXNrU3RhdGUSEAoIcHJvZ3Jlc3MYAiABKA0SDwoHYXR0ZW1wdBgDIAEoDRINCgVlcnJvchgEIAEoCRIuCgp1cGRhdGVkX2F0GAUgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIPCgd2ZXJzaW9uGAYgASgEIs4ECgRUYXNrEg8KB3Rhc2tfaWQYASABKAkSDAoEdHlwZRgCIAEoCRIqCghwcmlvcml0eRgDIAEoDjIYLnRhc2ttYW5hZ2VyLnYxLlByaW9yaXR5EigKB3BheWxvYWQYBCABKAsyFy5nb29nbGUucHJvdG9idWYuU3RydWN0EioKBnN0YXR1cxgFIAEoCzIaLnRhc2ttYW5hZ2VyLnYxLlRhc2tTdGF0dXMSJwoGcmVzdWx0GAYgASgLMhcuZ29vZ2xlLnByb3RvYnVmLlN0cnVjdBIuCgpjcmVhdGVkX2F0GAcgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBI0CghtZXRhZGF0YRgIIAMoCzIiLnRhc2ttYW5hZ2VyLnYxLlRhc2suTWV0YWRhdGFFbnRyeRIQCgh0cmFjZV9pZBgJIAEoCRIqCgZydW5fYXQYCiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEioKB3RpbWVvdXQYCyABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb24SFAoMbWF4X2F0dGVtcHRzGAwgASgNEjMKDXJldHJ5X2JhY2tvZmYYDSABKAsyHC50YXNrbWFuYWdlci52MS5SZXRyeUJhY2tvZmYSMAoNZXhwaXJlc19hZnRlchgOIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbhovCg1NZXRhZGF0YUVudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoCToCOAEiigEKDFJldHJ5QmFja29mZhIoCgVkZWxheRgBIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbhISCgptdWx0aXBsaWVyGAIgASgBEiwKCW1heF9kZWxheRgDIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbhIOCgZqaXR0ZXIYBCABKAEiJQoSUHJvbW90ZVRhc2tSZXF1ZXN0Eg8KB3Rhc2tfaWQYASABKAkidgoTUHJvbW90ZVRhc2tSZXNwb25zZRIzCg9wcmV2aW91c19ydW5fYXQYASABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEioKBnJ1bl9hdBgCIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAiRgoSU3VibWl0VGFza3NSZXF1ZXN0EjAKBXRhc2tzGAEgAygLMiEudGFza21hbmFnZXIudjEuU3VibWl0VGFza1JlcXVlc3QiSgoTU3VibWl0VGFza3NSZXNwb25zZRIzCghvdXRjb21lcxgBIAMoCzIhLnRhc2ttYW5hZ2VyLnYxLlN1Ym1pdFRhc2tPdXRjb21lIogBChFTdWJtaXRUYXNrT3V0Y29tZRI2CghhY2NlcHRlZBgBIAEoCzIiLnRhc2ttYW5hZ2VyLnYxLlN1Ym1pdFRhc2tSZXNwb25zZUgAEjAKBWVycm9yGAIgASgLMh8udGFza21hbmFnZXIudjEuU3VibWl0VGFza0Vycm9ySABCCQoHb3V0Y29tZSIwCg9TdWJtaXRUYXNrRXJyb3ISDAoEY29kZRgBIAEoDRIPCgdtZXNzYWdlGAIgASgJIpMEChFTdWJtaXRUYXNrUmVxdWVzdBIMCgR0eXBlGAEgASgJEigKB3BheWxvYWQYAiABKAsyFy5nb29nbGUucHJvdG9idWYuU3RydWN0EioKCHByaW9yaXR5GAMgASgOMhgudGFza21hbmFnZXIudjEuUHJpb3JpdHkSFwoPaWRlbXBvdGVuY3lfa2V5GAQgASgJEkEKCG1ldGFkYXRhGAUgAygLMi8udGFza21hbmFnZXIudjEuU3VibWl0VGFza1JlcXVlc3QuTWV0YWRhdGFFbnRyeRIsCgZydW5fYXQYBiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wSAASKgoFZGVsYXkYByABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb25IABIqCgd0aW1lb3V0GAggASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uEhQKDG1heF9hdHRlbXB0cxgJIAEoDRIzCg1yZXRyeV9iYWNrb2ZmGAogASgLMhwudGFza21hbmFnZXIudjEuUmV0cnlCYWNrb2ZmEjAKDWV4cGlyZXNfYWZ0ZXIYCyABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb24aLwoNTWV0YWRhdGFFbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAk6AjgBQgoKCHNjaGVkdWxlIjsKElN1Ym1pdFRhc2tSZXNwb25zZRIPCgd0YXNrX2lkGAEgASgJEhQKDGRlZHVwbGljYXRlZBgCIAEoCCIhCg5HZXRUYXNrUmVxdWVzdBIPCgd0YXNrX2lkGAEgASgJIjUKD0dldFRhc2tSZXNwb25zZRIiCgR0YXNrGAEgASgLMhQudGFza21hbmFnZXIudjEuVGFzayIqChdTdHJlYW1UYXNrU3RhdHVzUmVxdWVzdBIPCgd0YXNrX2lkGAEgASgJIlcKGFN0cmVhbVRhc2tTdGF0dXNSZXNwb25zZRIPCgd0YXNrX2lkGAEgASgJEioKBnN0YXR1cxgCIAEoCzIaLnRhc2ttYW5hZ2VyLnYxLlRhc2tTdGF0dXMisQQKIFN1Ym1pdFRhc2tBbmRTdHJlYW1TdGF0dXNSZXF1ZXN0EgwKBHR5cGUYASABKAkSKAoHcGF5bG9hZBgCIAEoCzIXLmdvb2dsZS5wcm90b2J1Zi5TdHJ1Y3QSKgoIcHJpb3JpdHkYAyABKA4yGC50YXNrbWFuYWdlci52MS5Qcmlvcml0eRIXCg9pZGVtcG90ZW5jeV9rZXkYBCABKAkSUAoIbWV0YWRhdGEYBSADKAsyPi50YXNrbWFuYWdlci52MS5TdWJtaXRUYXNrQW5kU3RyZWFtU3RhdHVzUmVxdWVzdC5NZXRhZGF0YUVudHJ5EiwKBnJ1bl9hdBgGIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXBIABIqCgVkZWxheRgHIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbkgAEioKB3RpbWVvdXQYCCABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb24SFAoMbWF4X2F0dGVtcHRzGAkgASgNEjMKDXJldHJ5X2JhY2tvZmYYCiABKAsyHC50YXNrbWFuYWdlci52MS5SZXRyeUJhY2tvZmYSMAoNZXhwaXJlc19hZnRlchgLIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbhovCg1NZXRhZGF0YUVudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoCToCOAFCCgoIc2NoZWR1bGUidgohU3VibWl0VGFza0FuZFN0cmVhbVN0YXR1c1Jlc3BvbnNlEg8KB3Rhc2tfaWQYASABKAkSKgoGc3RhdHVzGAIgASgLMhoudGFza21hbmFnZXIudjEuVGFza1N0YXR1cxIUCgxkZWR1cGxpY2F0ZWQYAyABKAgiNAoRQ2FuY2VsVGFza1JlcXVlc3QSDwoHdGFza19pZBgBIAEoCRIOCgZyZWFzb24YAiABKAkiQAoSQ2FuY2VsVGFza1Jlc3BvbnNlEioKBnN0YXR1cxgBIAEoCzIaLnRhc2ttYW5hZ2VyLnYxLlRhc2tTdGF0dXMqXgoIUHJpb3JpdHkSGAoUUFJJT1JJVFlfVU5TUEVDSUZJRUQQABIQCgxQUklPUklUWV9MT1cQARITCg9QUklPUklUWV9NRURJVU0QAhIRCg1QUklPUklUWV9ISUdIEAMq1QEKCVRhc2tTdGF0ZRIaChZUQVNLX1NUQVRFX1VOU1BFQ0lGSUVEEAASFgoSVEFTS19TVEFURV9QRU5ESU5HEAESFwoTVEFTS19TVEFURV9JTkdFU1RFRBACEhgKFFRBU0tfU1RBVEVfU0NIRURVTEVEEAMSFgoSVEFTS19TVEFURV9SVU5OSU5HEAQSGAoUVEFTS19TVEFURV9TVUNDRUVERUQQBRIVChFUQVNLX1NUQVRFX0ZBSUxFRBAGEhgKFFRBU0tfU1RBVEVfQ0FOQ0VMTEVEEAcyoQUKC1Rhc2tTZXJ2aWNlElMKClN1Ym1pdFRhc2sSIS50YXNrbWFuYWdlci52MS5TdWJtaXRUYXNrUmVxdWVzdBoiLnRhc2ttYW5hZ2VyLnYxLlN1Ym1pdFRhc2tSZXNwb25zZRJKCgdHZXRUYXNrEh4udGFza21hbmFnZXIudjEuR2V0VGFza1JlcXVlc3QaHy50YXNrbWFuYWdlci52MS5HZXRUYXNrUmVzcG9uc2USZwoQU3RyZWFtVGFza1N0YXR1cxInLnRhc2ttYW5hZ2VyLnYxLlN0cmVhbVRhc2tTdGF0dXNSZXF1ZXN0GigudGFza21hbmFnZXIudjEuU3RyZWFtVGFza1N0YXR1c1Jlc3BvbnNlMAESUwoKQ2FuY2VsVGFzaxIhLnRhc2ttYW5hZ2VyLnYxLkNhbmNlbFRhc2tSZXF1ZXN0GiIudGFza21hbmFnZXIudjEuQ2FuY2VsVGFza1Jlc3BvbnNlEoIBChlTdWJtaXRUYXNrQW5kU3RyZWFtU3RhdHVzEjAudGFza21hbmFnZXIudjEuU3VibWl0VGFza0FuZFN0cmVhbVN0YXR1c1JlcXVlc3QaMS50YXNrbWFuYWdlci52MS5TdWJtaXRUYXNrQW5kU3RyZWFtU3RhdHVzUmVzcG9uc2UwARJWCgtTdWJtaXRUYXNrcxIiLnRhc2ttYW5hZ2VyLnYxLlN1Ym1pdFRhc2tzUmVxdWVzdBojLnRhc2ttYW5hZ2VyLnYxLlN1Ym1pdFRhc2tzUmVzcG9uc2USVgoLUHJvbW90ZVRhc2sSIi50YXNrbWFuYWdlci52MS5Qcm9tb3RlVGFza1JlcXVlc3QaIy50YXNrbWFuYWdlci52MS5Qcm9tb3RlVGFza1Jlc3BvbnNlYgZwcm90bzM", [file_google_protobuf_duration, file_google_protobuf_struct, file_google_protobuf_timestamp]);
 
 /**
  * @generated from message taskmanager.v1.TaskStatus
@@ -200,6 +200,49 @@ export const RetryBackoffSchema: GenMessage<RetryBackoff> = /*@__PURE__*/
   messageDesc(file_taskmanager_v1_taskmanager, 2);
 
 /**
+ * @generated from message taskmanager.v1.PromoteTaskRequest
+ */
+export type PromoteTaskRequest = Message<"taskmanager.v1.PromoteTaskRequest"> & {
+  /**
+   * @generated from field: string task_id = 1;
+   */
+  taskId: string;
+};
+
+/**
+ * Describes the message taskmanager.v1.PromoteTaskRequest.
+ * Use `create(PromoteTaskRequestSchema)` to create a new message.
+ */
+export const PromoteTaskRequestSchema: GenMessage<PromoteTaskRequest> = /*@__PURE__*/
+  messageDesc(file_taskmanager_v1_taskmanager, 3);
+
+/**
+ * @generated from message taskmanager.v1.PromoteTaskResponse
+ */
+export type PromoteTaskResponse = Message<"taskmanager.v1.PromoteTaskResponse"> & {
+  /**
+   * When it was due before the promotion.
+   *
+   * @generated from field: google.protobuf.Timestamp previous_run_at = 1;
+   */
+  previousRunAt?: Timestamp | undefined;
+
+  /**
+   * When it is due now (the promotion's time).
+   *
+   * @generated from field: google.protobuf.Timestamp run_at = 2;
+   */
+  runAt?: Timestamp | undefined;
+};
+
+/**
+ * Describes the message taskmanager.v1.PromoteTaskResponse.
+ * Use `create(PromoteTaskResponseSchema)` to create a new message.
+ */
+export const PromoteTaskResponseSchema: GenMessage<PromoteTaskResponse> = /*@__PURE__*/
+  messageDesc(file_taskmanager_v1_taskmanager, 4);
+
+/**
  * @generated from message taskmanager.v1.SubmitTasksRequest
  */
 export type SubmitTasksRequest = Message<"taskmanager.v1.SubmitTasksRequest"> & {
@@ -214,7 +257,7 @@ export type SubmitTasksRequest = Message<"taskmanager.v1.SubmitTasksRequest"> & 
  * Use `create(SubmitTasksRequestSchema)` to create a new message.
  */
 export const SubmitTasksRequestSchema: GenMessage<SubmitTasksRequest> = /*@__PURE__*/
-  messageDesc(file_taskmanager_v1_taskmanager, 3);
+  messageDesc(file_taskmanager_v1_taskmanager, 5);
 
 /**
  * @generated from message taskmanager.v1.SubmitTasksResponse
@@ -233,7 +276,7 @@ export type SubmitTasksResponse = Message<"taskmanager.v1.SubmitTasksResponse"> 
  * Use `create(SubmitTasksResponseSchema)` to create a new message.
  */
 export const SubmitTasksResponseSchema: GenMessage<SubmitTasksResponse> = /*@__PURE__*/
-  messageDesc(file_taskmanager_v1_taskmanager, 4);
+  messageDesc(file_taskmanager_v1_taskmanager, 6);
 
 /**
  * @generated from message taskmanager.v1.SubmitTaskOutcome
@@ -266,7 +309,7 @@ export type SubmitTaskOutcome = Message<"taskmanager.v1.SubmitTaskOutcome"> & {
  * Use `create(SubmitTaskOutcomeSchema)` to create a new message.
  */
 export const SubmitTaskOutcomeSchema: GenMessage<SubmitTaskOutcome> = /*@__PURE__*/
-  messageDesc(file_taskmanager_v1_taskmanager, 5);
+  messageDesc(file_taskmanager_v1_taskmanager, 7);
 
 /**
  * @generated from message taskmanager.v1.SubmitTaskError
@@ -292,7 +335,7 @@ export type SubmitTaskError = Message<"taskmanager.v1.SubmitTaskError"> & {
  * Use `create(SubmitTaskErrorSchema)` to create a new message.
  */
 export const SubmitTaskErrorSchema: GenMessage<SubmitTaskError> = /*@__PURE__*/
-  messageDesc(file_taskmanager_v1_taskmanager, 6);
+  messageDesc(file_taskmanager_v1_taskmanager, 8);
 
 /**
  * @generated from message taskmanager.v1.SubmitTaskRequest
@@ -386,7 +429,7 @@ export type SubmitTaskRequest = Message<"taskmanager.v1.SubmitTaskRequest"> & {
  * Use `create(SubmitTaskRequestSchema)` to create a new message.
  */
 export const SubmitTaskRequestSchema: GenMessage<SubmitTaskRequest> = /*@__PURE__*/
-  messageDesc(file_taskmanager_v1_taskmanager, 7);
+  messageDesc(file_taskmanager_v1_taskmanager, 9);
 
 /**
  * @generated from message taskmanager.v1.SubmitTaskResponse
@@ -408,7 +451,7 @@ export type SubmitTaskResponse = Message<"taskmanager.v1.SubmitTaskResponse"> & 
  * Use `create(SubmitTaskResponseSchema)` to create a new message.
  */
 export const SubmitTaskResponseSchema: GenMessage<SubmitTaskResponse> = /*@__PURE__*/
-  messageDesc(file_taskmanager_v1_taskmanager, 8);
+  messageDesc(file_taskmanager_v1_taskmanager, 10);
 
 /**
  * @generated from message taskmanager.v1.GetTaskRequest
@@ -425,7 +468,7 @@ export type GetTaskRequest = Message<"taskmanager.v1.GetTaskRequest"> & {
  * Use `create(GetTaskRequestSchema)` to create a new message.
  */
 export const GetTaskRequestSchema: GenMessage<GetTaskRequest> = /*@__PURE__*/
-  messageDesc(file_taskmanager_v1_taskmanager, 9);
+  messageDesc(file_taskmanager_v1_taskmanager, 11);
 
 /**
  * @generated from message taskmanager.v1.GetTaskResponse
@@ -442,7 +485,7 @@ export type GetTaskResponse = Message<"taskmanager.v1.GetTaskResponse"> & {
  * Use `create(GetTaskResponseSchema)` to create a new message.
  */
 export const GetTaskResponseSchema: GenMessage<GetTaskResponse> = /*@__PURE__*/
-  messageDesc(file_taskmanager_v1_taskmanager, 10);
+  messageDesc(file_taskmanager_v1_taskmanager, 12);
 
 /**
  * @generated from message taskmanager.v1.StreamTaskStatusRequest
@@ -459,7 +502,7 @@ export type StreamTaskStatusRequest = Message<"taskmanager.v1.StreamTaskStatusRe
  * Use `create(StreamTaskStatusRequestSchema)` to create a new message.
  */
 export const StreamTaskStatusRequestSchema: GenMessage<StreamTaskStatusRequest> = /*@__PURE__*/
-  messageDesc(file_taskmanager_v1_taskmanager, 11);
+  messageDesc(file_taskmanager_v1_taskmanager, 13);
 
 /**
  * @generated from message taskmanager.v1.StreamTaskStatusResponse
@@ -481,7 +524,7 @@ export type StreamTaskStatusResponse = Message<"taskmanager.v1.StreamTaskStatusR
  * Use `create(StreamTaskStatusResponseSchema)` to create a new message.
  */
 export const StreamTaskStatusResponseSchema: GenMessage<StreamTaskStatusResponse> = /*@__PURE__*/
-  messageDesc(file_taskmanager_v1_taskmanager, 12);
+  messageDesc(file_taskmanager_v1_taskmanager, 14);
 
 /**
  * The fields of SubmitTaskRequest, with the same numbers and meaning.
@@ -577,7 +620,7 @@ export type SubmitTaskAndStreamStatusRequest = Message<"taskmanager.v1.SubmitTas
  * Use `create(SubmitTaskAndStreamStatusRequestSchema)` to create a new message.
  */
 export const SubmitTaskAndStreamStatusRequestSchema: GenMessage<SubmitTaskAndStreamStatusRequest> = /*@__PURE__*/
-  messageDesc(file_taskmanager_v1_taskmanager, 13);
+  messageDesc(file_taskmanager_v1_taskmanager, 15);
 
 /**
  * @generated from message taskmanager.v1.SubmitTaskAndStreamStatusResponse
@@ -607,7 +650,7 @@ export type SubmitTaskAndStreamStatusResponse = Message<"taskmanager.v1.SubmitTa
  * Use `create(SubmitTaskAndStreamStatusResponseSchema)` to create a new message.
  */
 export const SubmitTaskAndStreamStatusResponseSchema: GenMessage<SubmitTaskAndStreamStatusResponse> = /*@__PURE__*/
-  messageDesc(file_taskmanager_v1_taskmanager, 14);
+  messageDesc(file_taskmanager_v1_taskmanager, 16);
 
 /**
  * @generated from message taskmanager.v1.CancelTaskRequest
@@ -629,7 +672,7 @@ export type CancelTaskRequest = Message<"taskmanager.v1.CancelTaskRequest"> & {
  * Use `create(CancelTaskRequestSchema)` to create a new message.
  */
 export const CancelTaskRequestSchema: GenMessage<CancelTaskRequest> = /*@__PURE__*/
-  messageDesc(file_taskmanager_v1_taskmanager, 15);
+  messageDesc(file_taskmanager_v1_taskmanager, 17);
 
 /**
  * @generated from message taskmanager.v1.CancelTaskResponse
@@ -646,7 +689,7 @@ export type CancelTaskResponse = Message<"taskmanager.v1.CancelTaskResponse"> & 
  * Use `create(CancelTaskResponseSchema)` to create a new message.
  */
 export const CancelTaskResponseSchema: GenMessage<CancelTaskResponse> = /*@__PURE__*/
-  messageDesc(file_taskmanager_v1_taskmanager, 16);
+  messageDesc(file_taskmanager_v1_taskmanager, 18);
 
 /**
  * Priority decides which worker queue a task waits in. UNSPECIFIED means MEDIUM.
@@ -806,6 +849,20 @@ export const TaskService: GenService<{
     methodKind: "unary";
     input: typeof SubmitTasksRequestSchema;
     output: typeof SubmitTasksResponseSchema;
+  },
+  /**
+   * PromoteTask runs a delayed task (submitted with run_at or delay) now instead of at its time, as BullMQ's
+   * job.promote(): it becomes due at once (its run_at is now, from which expires_after then counts) and a gateway
+   * queues it within GATEWAY_DELAYED_POLL_MS. NOT_FOUND for an unknown task (or another caller's, when tasks are
+   * isolated); FAILED_PRECONDITION when it is not waiting for its time (it was not delayed, or was released already,
+   * or is finished or cancelled).
+   *
+   * @generated from rpc taskmanager.v1.TaskService.PromoteTask
+   */
+  promoteTask: {
+    methodKind: "unary";
+    input: typeof PromoteTaskRequestSchema;
+    output: typeof PromoteTaskResponseSchema;
   },
 }> = /*@__PURE__*/
   serviceDesc(file_taskmanager_v1_taskmanager, 0);
