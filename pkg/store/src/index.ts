@@ -9,6 +9,7 @@ export * from "./script.js";
 export * from "./status.js";
 export * from "./task-index.js";
 export * from "./tasks.js";
+export * from "./type-backoff.js";
 export * from "./type-limits.js";
 export * from "./type-rate.js";
 export * from "./type-slots.js";

@@ -35,6 +35,8 @@
  *                       removed on every take); TTL two leases after the last write
  *   type_limits         hash: task type → JSON {globalConcurrency?, rate?, at, by}, the fleet-wide limits operators
  *                       set at run time (taskctl limits set), read by every worker   at most one field per task type
+ *   type_backoff:<type> string: the worker that last heard a task type's downstream say "rate limited, wait"
+ *                       (RateLimitedError); every worker starts none of the type while it exists   TTL that wait
  */
 export const Keys = {
   task: (id: string) => `task:${id}`,
@@ -60,6 +62,7 @@ export const Keys = {
   typeRate: (type: string) => `type_rate:${type}`,
   typeSlots: (type: string) => `type_slots:${type}`,
   typeLimits: "type_limits",
+  typeBackoff: (type: string) => `type_backoff:${type}`,
 } as const;
 
 export const Bounds = {

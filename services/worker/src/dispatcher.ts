@@ -24,7 +24,8 @@
  *
  * A delivery whose handler was rate limited (RateLimitedError) is taken back from its DeliveryProcessor, unacked, and
  * put at the head of its queue, heartbeated like the rest, with its type paused on this worker for the wait it was
- * told (TypeLimits.pause); then it runs again in the same attempt. Its slot is free meanwhile. A delivery waits so at
+ * told (TypeLimits.pause; `onRateLimited` shares the wait with the fleet); then it runs again in the same attempt. Its
+ * slot is free meanwhile. A delivery waits so at
  * most `rateLimitHoldMs` in all; past that its next RateLimitedError is an ordinary retry (an attempt spent).
  */
 import {
@@ -55,6 +56,9 @@ export interface DispatcherOptions {
   limits?: TypeLimits;
   /** The longest a delivery may wait in all on RateLimitedErrors without spending an attempt (0: never deferred). */
   rateLimitHoldMs?: number;
+  /** Told when a type's handler was rate limited and its starts are paused here for `waitMs` (the fleet hears of it:
+   *  type_backoff). */
+  onRateLimited?: (type: string, waitMs: number) => void;
 }
 
 /** WORKER_RATE_LIMIT_HOLD_MS's default. */
@@ -95,6 +99,7 @@ export class PriorityDispatcher {
   #trackedVersion: number;
   readonly #deferrals = new Map<JsMsg, Deferral>();
   readonly #pauseLog = new LogThrottle(60_000);
+  readonly #onRateLimited: ((type: string, waitMs: number) => void) | undefined;
 
   constructor({
     rt,
@@ -104,8 +109,10 @@ export class PriorityDispatcher {
     hooks,
     limits,
     rateLimitHoldMs = DEFAULT_RATE_LIMIT_HOLD_MS,
+    onRateLimited,
   }: DispatcherOptions) {
     this.#rt = rt;
+    this.#onRateLimited = onRateLimited;
     this.#concurrency = concurrency;
     this.#limits =
       limits ??
@@ -325,6 +332,7 @@ export class PriorityDispatcher {
       }
     }
     this.#limits.pause(type, untilMs);
+    this.#onRateLimited?.(type, untilMs - Date.now());
     this.#limits.buffered(msg);
     lane.queue.unshift(msg);
     // Its queue now holds deliveries that wait (this one, and any of its type): its lane may pull for the free slot.

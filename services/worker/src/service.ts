@@ -3,6 +3,7 @@
  * and progress, SUCCEEDED, FAILED), events.audit. High, medium and low share WORKER_CONCURRENCY slots by
  * WORKER_PRIORITY_WEIGHTS; a running task is aborted by a cancel notice, by TASK_TIMEOUT_MS, or by shutdown.
  */
+import { hostname } from "node:os";
 import { PRIORITIES } from "@tm/flow";
 import { defineService } from "@tm/kit";
 import { releaseTypeSlot, renewTypeSlots, reserveTypeStart, takeTypeSlot } from "@tm/store";
@@ -14,6 +15,7 @@ import { TASK_TYPES } from "./handlers/index.js";
 import { followPausedQueues } from "./paused-queues.js";
 import { createTaskRunner } from "./run-task.js";
 import { followRuntimeLimits } from "./runtime-limits.js";
+import { followTypeBackoffs, recordBackoff } from "./type-backoffs.js";
 import { TypeLimits } from "./type-limits.js";
 
 export const worker = defineService({
@@ -24,6 +26,8 @@ export const worker = defineService({
     const running = new RunningTasks();
     const cancelSubscription = listenForCancellations(rt.nats.nc, running, rt.log);
     const runner = createTaskRunner({ rt, running, timeoutMs: rt.config.TASK_TIMEOUT_MS });
+    // Who recorded a fleet-wide back-off (type_backoff), for an operator reading it.
+    const backoffHolder = `${hostname()}:${process.pid}`;
     // A slot's lease is AckWait: a worker that dies holding slots loses them about when its deliveries go elsewhere.
     const leaseMs = rt.settings.ackWaitMs;
     // Always there, limits or not: an operator can set fleet-wide limits at run time (runtime-limits.ts).
@@ -55,6 +59,7 @@ export const worker = defineService({
       hooks: runner.hooks,
       limits,
       rateLimitHoldMs: rt.config.WORKER_RATE_LIMIT_HOLD_MS,
+      onRateLimited: (type, waitMs) => recordBackoff(rt.redis, type, waitMs, backoffHolder, rt.log),
     });
     if (limits.active) {
       rt.log.info(
@@ -125,16 +130,19 @@ export const worker = defineService({
       rt.config.WORKER_PAUSE_POLL_MS,
       rt.log,
     );
-    await Promise.all([pauses.ready, runtimeLimits.ready]);
+    // And the back-offs other workers' handlers were told (RateLimitedError), so this one does not ask again.
+    const backoffs = followTypeBackoffs(rt.redis, limits, TASK_TYPES, rt.config.WORKER_PAUSE_POLL_MS, rt.log);
+    await Promise.all([pauses.ready, runtimeLimits.ready, backoffs.ready]);
 
     // Registered before the consumers start so a failed start-up still closes whatever did start.
     rt.onStop("priority dispatcher", async () => {
       pauses.stop();
       runtimeLimits.stop();
+      backoffs.stop();
       await dispatcher.stop(rt.config.SHUTDOWN_TIMEOUT_MS);
       cancelSubscription.unsubscribe();
     });
     await dispatcher.start();
-    return { dispatcher };
+    return { dispatcher, limits };
   },
 });

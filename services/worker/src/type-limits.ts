@@ -10,9 +10,9 @@
  *   global concurrency): for a downstream that takes only so many connections. Each start takes a slot in Redis
  *   (FleetSlots) and gives it back when the task ends.
  *
- * - a pause (`pause`): a handler of the type was rate limited by its downstream (RateLimitedError), so this worker
- *   starts none of the type until the wait it was told has passed (BullMQ's `worker.rateLimit`). Local: every
- *   worker learns it from its own handler, at the cost of one refused call each.
+ * - a pause (`pause`): a handler of the type was rate limited by its downstream (RateLimitedError), here or on
+ *   another worker (type-backoffs.ts), so this worker starts none of the type until the wait it was told has passed
+ *   (BullMQ's `worker.rateLimit`).
  *
  * In that order, after any pause: a delivery first needs room under this worker's limit, then a fleet-wide slot, then
  * its turn.
@@ -108,8 +108,9 @@ export class TypeLimits {
    * already buffered are held too once the dispatcher has tracked them again (`version` changed).
    */
   pause(type: string, untilMs: number): void {
-    if (this.#stopped) return;
-    const until = Math.max(untilMs, this.#pausedUntil.get(type) ?? 0);
+    const current = this.#pausedUntil.get(type);
+    if (this.#stopped || (current !== undefined && untilMs <= current)) return; // only ever lengthened
+    const until = untilMs;
     this.#pausedUntil.set(type, until);
     this.#changed();
     this.#armPauseEnd(type, until);

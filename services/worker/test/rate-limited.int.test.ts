@@ -5,11 +5,11 @@
  * paused type waits" are both visible.
  */
 import { durableName, StatusEventSchema, Subjects, statusEvent } from "@tm/flow";
-import { applyStatus, markCancelled } from "@tm/store";
+import { applyStatus, extendTypeBackoff, Keys, markCancelled } from "@tm/store";
 import { useInfra, waitFor } from "@tm/testkit";
 import { Redis } from "ioredis";
 import { connect, type JetStreamManager, type NatsConnection } from "nats";
-import { afterAll, beforeAll, expect, test } from "vitest";
+import { afterAll, beforeAll, beforeEach, expect, test } from "vitest";
 import { enrichedTask, publishTask, StreamReader, startWorker } from "./support.js";
 
 const HOLD_MS = 4_000;
@@ -23,12 +23,21 @@ let service: Awaited<ReturnType<typeof startWorker>>;
 
 beforeAll(async () => {
   // AckWait is 2 s here (support.ts): a wait longer than that is only survived with the queue's heartbeats.
-  service = await startWorker(infra, { WORKER_CONCURRENCY: "1", WORKER_RATE_LIMIT_HOLD_MS: String(HOLD_MS) });
+  service = await startWorker(infra, {
+    WORKER_CONCURRENCY: "1",
+    WORKER_RATE_LIMIT_HOLD_MS: String(HOLD_MS),
+    WORKER_PAUSE_POLL_MS: "100",
+  });
   nc = await connect({ servers: infra.nats.url });
   jsm = await nc.jetstreamManager();
   redis = new Redis(infra.redis.url);
   events = new StreamReader(jsm, "EVENTS");
   tasks = new StreamReader(jsm, "TASKS");
+});
+// Each test starts with no back-off in force: none recorded, none applied.
+beforeEach(async () => {
+  await redis.del(Keys.typeBackoff("flaky"), Keys.typeBackoff("echo"));
+  await waitFor("no type paused", async () => !service.started.limits.paused("flaky"));
 });
 afterAll(async () => {
   await service?.stop();
@@ -55,6 +64,10 @@ test("rate limited twice: run again after each wait in the same attempt (max_att
   const task = { ...enrichedTask("flaky", { failures: 0, rateLimits: 2, retryAfterMs: 1_200 }), maxAttempts: 1 };
   await publishTask(nc, task);
   await waitForAudit(task.taskId, "rate_limited");
+  // The wait is shared with every worker (type_backoff:flaky, its TTL the wait), set by this one.
+  await waitFor("the back-off recorded", async () => (await redis.pttl(Keys.typeBackoff("flaky"))) > 0);
+  expect(await redis.pttl(Keys.typeBackoff("flaky"))).toBeLessThanOrEqual(1_200);
+  expect(await redis.get(Keys.typeBackoff("flaky"))).toMatch(/^.+:\d+$/);
   // What the notifier stores meanwhile: attempt 1 started. Resuming it is not a redelivery of an interrupted attempt.
   await applyStatus(
     redis,
@@ -136,4 +149,19 @@ test("a task whose expires_after passes while its started attempt waits is run a
   await waitForAudit(task.taskId, "succeeded");
   expect(events.audits(task.taskId).map((a) => a.action)).toEqual(["rate_limited", "succeeded"]);
   expect(tasks.results(task.taskId)).toEqual([expect.objectContaining({ attempts: 1 })]);
+});
+
+test("a back-off another worker recorded (type_backoff) holds this worker's starts of the type until it is over", async () => {
+  const setAt = Date.now();
+  await extendTypeBackoff(redis, "flaky", 2_000, "another-worker:1");
+  await waitFor("the worker to apply it", async () => service.started.limits.paused("flaky"));
+  const held = enrichedTask("flaky", { failures: 0 });
+  const other = enrichedTask("echo", { other: true });
+  await publishTask(nc, held);
+  await publishTask(nc, other);
+  for (const task of [held, other]) await waitForAudit(task.taskId, "succeeded");
+  // Its end as this worker computed it (poll time + the TTL left) may differ from setAt + 2 s by a poll's rounding.
+  expect(startedAt(held.taskId)).toBeGreaterThanOrEqual(setAt + 2_000 - 100);
+  expect(startedAt(other.taskId)).toBeLessThan(setAt + 2_000);
+  expect(events.audits(held.taskId).map((a) => a.action)).toEqual(["succeeded"]); // nothing spent, nothing deferred
 });
