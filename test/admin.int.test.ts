@@ -29,7 +29,8 @@ let pipeline: Pipeline;
 let admin: AdminClient;
 
 beforeAll(async () => {
-  pipeline = await startPipeline();
+  // A day's retention instead of the default week: every service writing a task's records applies it (checked below).
+  pipeline = await startPipeline({ env: { TASK_RETENTION_SECONDS: "86400" } });
   admin = createAdminClient({ baseUrl: pipeline.gatewayUrl });
 }, 90_000);
 afterAll(async () => {
@@ -663,6 +664,36 @@ describe("AdminService", () => {
     expect(await waits()).toEqual([300, 600]);
     const { tasks } = await admin.listTasks({ query: taskId });
     expect(tasks[0]?.retryBackoff).toMatchObject({ delay: { nanos: 300_000_000 }, multiplier: 2 });
+  });
+
+  test("TASK_RETENTION_SECONDS: every record of a task (and a cancel marker) lives that long, not the default week", async () => {
+    const { taskId } = await pipeline.client.submitTask({ type: "echo", payload: { kept: "a day" } });
+    await waitFor("its result and history", async () => {
+      const [result, history] = await Promise.all([
+        pipeline.redisClient.exists(Keys.result(taskId)),
+        pipeline.redisClient.llen(Keys.history(taskId)),
+      ]);
+      return result === 1 && history >= 4;
+    });
+    const { taskId: cancelledId } = await pipeline.client.submitTask({
+      type: "echo",
+      schedule: { case: "delay", value: { seconds: 3_600n } },
+    });
+    await pipeline.client.cancelTask({ taskId: cancelledId, reason: "retention check" });
+    const keys = [
+      Keys.task(taskId),
+      Keys.status(taskId), // the notifier's writes
+      Keys.result(taskId), // result-store
+      Keys.history(taskId), // audit
+      Keys.cancel(cancelledId), // the gateway's cancel
+      Keys.status(cancelledId), // the gateway's CANCELLED
+    ];
+    for (const key of keys) {
+      const ttl = await pipeline.redisClient.ttl(key);
+      expect({ key, ttl: ttl > 86_000 && ttl <= 86_400 }).toEqual({ key, ttl: true });
+    }
+    // A delayed task's record lives its delay longer.
+    expect(await pipeline.redisClient.ttl(Keys.task(cancelledId))).toBeGreaterThan(86_400 + 3_500);
   });
 
   test("taskctl promote: a task delayed an hour runs now, and a second promote says it is not waiting", async () => {

@@ -41,6 +41,9 @@ const msList = z
   .transform((value) => value.split(",").map((part) => Number(part.trim())));
 
 /** Variables every service reads. */
+/** TASK_RETENTION_SECONDS's default: a week (@tm/store's Bounds.taskTtlSeconds). */
+export const DEFAULT_TASK_RETENTION_SECONDS = 7 * 24 * 3600;
+
 export const baseConfigShape = {
   NATS_URL: url(["nats", "tls", "ws", "wss"]).default("nats://127.0.0.1:4222"),
   NATS_USER: z.string().optional(),
@@ -65,6 +68,16 @@ export const baseConfigShape = {
   FLOW_STREAM_MAX_AGE_MS: positiveInt.default(DEFAULT_FLOW_SETTINGS.maxAgeMs),
   FLOW_STREAM_MAX_MSGS: positiveInt.default(DEFAULT_FLOW_SETTINGS.maxMsgs),
   FLOW_STREAM_MAX_BYTES: positiveInt.default(DEFAULT_FLOW_SETTINGS.maxBytes),
+  /** How long a task's records are kept in Redis after their last write (task:<id>, task_status, task_result,
+   *  task_history, task_cancel, and its task_index entry): BullMQ's removeOnComplete age, Celery's result_expires,
+   *  Temporal's retention period. It bounds Redis's memory: tasks per day × this × a task's size. Read by the
+   *  services that write them (gateway, notifier, result-store, audit): set it alike on all (the shared config). */
+  TASK_RETENTION_SECONDS: z.coerce
+    .number({ message: "must be a number" })
+    .int({ message: "must be a whole number of seconds" })
+    .min(3_600, { message: "must be at least 3600 (1 hour): a task's records must outlive its queueing and retries" })
+    .max(7_776_000, { message: "must be at most 7776000 (90 days)" })
+    .default(DEFAULT_TASK_RETENTION_SECONDS),
   /** Port of /healthz, /readyz and /metrics (services with an HTTP API serve them there instead). */
   OPS_PORT: port.optional(),
 };

@@ -1,6 +1,12 @@
 import { DEFAULT_FLOW_SETTINGS, STREAMS, streamConfig } from "@tm/flow";
 import { describe, expect, test } from "vitest";
-import { ConfigError, flowSettingsOf, loadConfig, nonNegativeInt } from "../src/config.js";
+import {
+  ConfigError,
+  DEFAULT_TASK_RETENTION_SECONDS,
+  flowSettingsOf,
+  loadConfig,
+  nonNegativeInt,
+} from "../src/config.js";
 
 describe("loadConfig with nonNegativeInt", () => {
   const shape = { WINDOW_MS: nonNegativeInt.default(50) };
@@ -50,4 +56,24 @@ describe("the streams' limits", () => {
       expect(() => loadConfig({}, { [name]: "lots" })).toThrow(`${name}: must be a number`);
     },
   );
+});
+
+describe("TASK_RETENTION_SECONDS", () => {
+  test("defaults to a week (@tm/store's Bounds.taskTtlSeconds); an hour to 90 days is accepted", () => {
+    expect(loadConfig({}, {}).TASK_RETENTION_SECONDS).toBe(604_800);
+    expect(DEFAULT_TASK_RETENTION_SECONDS).toBe(604_800);
+    expect(loadConfig({}, { TASK_RETENTION_SECONDS: "3600" }).TASK_RETENTION_SECONDS).toBe(3_600);
+    expect(loadConfig({}, { TASK_RETENTION_SECONDS: "7776000" }).TASK_RETENTION_SECONDS).toBe(7_776_000);
+  });
+
+  test.each([
+    ["600", "must be at least 3600 (1 hour): a task's records must outlive its queueing and retries"],
+    ["7776001", "must be at most 7776000 (90 days)"],
+    ["86400.5", "must be a whole number of seconds"],
+    ["a week", "must be a number"],
+  ])("%s is refused naming the variable: %s", (value, message) => {
+    expect(() => loadConfig({}, { TASK_RETENTION_SECONDS: value })).toThrow(
+      `TASK_RETENTION_SECONDS: ${message} (got "${value}")`,
+    );
+  });
 });

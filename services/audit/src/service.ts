@@ -24,7 +24,10 @@ export const audit = defineService({
     const stream = streamOf(Subjects.audit);
     // The deliveries of one fetched batch are handled concurrently: their appends go to Redis as one script call.
     // Not while spans record: a call for many tasks would put their Redis span into one task's trace.
-    const appendAudit = auditAppender(rt.redis, { maxBatch: spansRecorded() ? 1 : AUDIT_BATCH_MAX });
+    const appendAudit = auditAppender(rt.redis, {
+      maxBatch: spansRecorded() ? 1 : AUDIT_BATCH_MAX,
+      ttlSeconds: rt.config.TASK_RETENTION_SECONDS,
+    });
     await rt.consume(
       Subjects.audit,
       async (event, ctx) => {

@@ -32,7 +32,9 @@ export async function cancelTask(
   const current = await redisCall("reading the task status", () => readStatus(rt.redis, taskId));
   if (current && isTerminal(current.state)) return { result: "already_finished", state: current.state };
   const why = reason.slice(0, MAX_CANCEL_REASON_CHARS);
-  await redisCall("marking the task cancelled", () => markCancelled(rt.redis, taskId, why));
+  await redisCall("marking the task cancelled", () =>
+    markCancelled(rt.redis, taskId, why, rt.config.TASK_RETENTION_SECONDS),
+  );
   const { applied, status } = await recordStatus(
     rt,
     { taskId, state: "CANCELLED", source: rt.name, generation: current?.generation ?? 0 },

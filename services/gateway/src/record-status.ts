@@ -16,7 +16,9 @@ export async function recordStatus(
   redisCall: RedisCall = (step, call) => dependency("Redis", step, call),
 ): Promise<{ applied: boolean; status: StoredStatus }> {
   const event = StatusEventSchema.parse(statusEvent(update));
-  const applied = await redisCall("writing the status", () => applyStatus(rt.redis, event));
+  const applied = await redisCall("writing the status", () =>
+    applyStatus(rt.redis, event, rt.config.TASK_RETENTION_SECONDS),
+  );
   if (applied) await dependency("NATS", "publishing the status", () => publishStatus(rt.publisher, update));
   return { applied, status: toStoredStatus(event) };
 }

@@ -147,7 +147,7 @@ export function startRequeueSweeper(rt: Runtime, options: RequeueSweeperOptions)
       const failed = await recordStatus(rt, { taskId, state: "FAILED", source: rt.name, error: reason, generation });
       if (!failed.applied) return;
     }
-    await markCancelled(rt.redis, taskId, reason);
+    await markCancelled(rt.redis, taskId, reason, rt.config.TASK_RETENTION_SECONDS);
     await publishAudit(rt.publisher, {
       taskId,
       service: rt.name,

@@ -84,6 +84,7 @@ export function taskServiceHandlers(
 
   /** Fails fast with UNAVAILABLE while the connection is lost, or when Redis does not answer in time (redis-call.ts). */
   const redisCall = redisCaller(rt.redis, options.redisTimeoutMs);
+  const retentionSeconds = rt.config.TASK_RETENTION_SECONDS;
   const requeueWithinMs = requeueWindowMs(rt.settings.duplicateWindowMs);
   /** Takes acknowledged tasks out of tasks_unqueued, one ZREM for the tasks acknowledged in the same turn. */
   const markQueuedBatched = perTurnBatcher(
@@ -129,9 +130,13 @@ export function taskServiceHandlers(
     const [, applied] = await redisCall("saving the task", () =>
       Promise.all([
         runAtMs === undefined
-          ? saveTask(rt.redis, record, { unqueued: true })
-          : saveTask(rt.redis, { ...record, runAt: new Date(runAtMs).toISOString() }, { delayedUntilMs: runAtMs }),
-        applyStatus(rt.redis, event),
+          ? saveTask(rt.redis, record, { unqueued: true, ttlSeconds: retentionSeconds })
+          : saveTask(
+              rt.redis,
+              { ...record, runAt: new Date(runAtMs).toISOString() },
+              { delayedUntilMs: runAtMs, ttlSeconds: retentionSeconds },
+            ),
+        applyStatus(rt.redis, event, retentionSeconds),
       ]),
     );
     const message: TaskMessage = {

@@ -24,7 +24,10 @@ export const notifier = defineService({
     });
     // The deliveries of one fetched batch are handled concurrently: their updates go to Redis as one script call.
     // Not while spans record: a call for many tasks would put their Redis span into one task's trace.
-    const applyStatus = statusApplier(rt.redis, { maxBatch: spansRecorded() ? 1 : STATUS_BATCH_MAX });
+    const applyStatus = statusApplier(rt.redis, {
+      maxBatch: spansRecorded() ? 1 : STATUS_BATCH_MAX,
+      ttlSeconds: rt.config.TASK_RETENTION_SECONDS,
+    });
     const warnNotStored = (taskId: string) =>
       rt.log.warn({ taskId }, "result not stored in time; applying SUCCEEDED anyway");
     await rt.consume(

@@ -22,7 +22,7 @@ export const resultStore = defineService({
       Subjects.results,
       async (result) => {
         // The cancel check, the first-write-wins check and the write in one Redis round trip.
-        const outcome = await storeResult(rt.redis, result);
+        const outcome = await storeResult(rt.redis, result, rt.config.TASK_RETENTION_SECONDS);
         if (outcome === "cancelled") {
           await publishAudit(rt.publisher, { taskId: result.taskId, service: rt.name, action: "skipped_cancelled" });
           results.add(1, { type: result.type, outcome: "skipped_cancelled" });
