@@ -5,7 +5,8 @@
  * for a key, refuses a wrong one and works with the right one; a task still moving is not requeued (the reason
  * shown); a task dead-lettered while the enricher was down is replayed with a click once it is back, and succeeds;
  * a task failed "not queued" is requeued with a click and followed to SUCCEEDED; selected dead letters are discarded
- * once the confirmation is accepted (not when it is dismissed); the overview marks a paused priority.
+ * once the confirmation is accepted (not when it is dismissed); the overview marks a paused priority; a delayed task is
+ * promoted with Run now.
  * Screenshots go to test-artifacts/.
  * Skipped (with a message) when Debian's chromium is not installed (scripts/setup.sh installs it); under CI=true a
  * missing chromium fails instead.
@@ -125,6 +126,31 @@ describe.skipIf(!existsSync(CHROMIUM))("web console", () => {
     if (process.env.CONSOLE_DOCS_SCREENSHOT === "1") {
       await page.screenshot({ path: join(REPO_ROOT, "docs", "console.png"), fullPage: true });
     }
+  });
+
+  it("offers Run now for a delayed task still waiting: a click promotes it, and it runs to SUCCEEDED", async () => {
+    const { taskId } = await pipeline.client.submitTask({
+      type: "echo",
+      payload: { promoted: "from the console" },
+      schedule: { case: "delay", value: create(DurationSchema, { seconds: 3_600n }) },
+    });
+    await page.goto(`${webUrl}/tasks/${taskId}`);
+    await page.waitForSelector("#task-state:text('PENDING')", { timeout: 15_000 });
+    await page.waitForSelector("button:text('Run now')", { state: "visible", timeout: 10_000 });
+    await page.click("button:text('Run now')");
+    await page.waitForSelector("#announcer:text('Task promoted: it runs now.')", {
+      state: "attached",
+      timeout: 10_000,
+    });
+    await page.waitForSelector("#task-state:text('SUCCEEDED')", { timeout: 30_000 });
+    expect(await page.isHidden("button:text('Run now')")).toBe(true);
+    const { events } = await createAdminClient({ baseUrl: pipeline.gatewayUrl }).getTaskHistory({ taskId });
+    expect(events.map((event) => event.action)).toContain("promoted");
+    // A task that never waited offers no such button.
+    const plain = await submitWithCli("echo", { plain: true });
+    await page.goto(`${webUrl}/tasks/${plain}`);
+    await page.waitForSelector("#task-state:text('SUCCEEDED')", { timeout: 30_000 });
+    expect(await page.isHidden("button:text('Run now')")).toBe(true);
   });
 
   it("refuses, with the gateway's reason, to requeue a task that is still moving; the button is off once it finished", async () => {

@@ -1,8 +1,8 @@
 /**
  * Task detail: the live status stream drawn as a stage-by-stage timeline (PENDING → INGESTED → SCHEDULED → RUNNING →
- * terminal) with times, a progress bar, attempts and errors; then the result, the audit history, Cancel, Requeue (an
- * unfinished task stalled for ten minutes, its message lost, or one failed "not queued"), and a link to the task's
- * trace in Grafana.
+ * terminal) with times, a progress bar, attempts and errors; then the result, the audit history, Cancel, Run now (a
+ * delayed task still waiting for its time: PromoteTask), Requeue (an unfinished task stalled for ten minutes, its
+ * message lost, or one failed "not queued"), and a link to the task's trace in Grafana.
  */
 import { durationMs } from "@bufbuild/protobuf/wkt";
 import type { Task, TaskStatus } from "@tm/proto/web";
@@ -42,7 +42,14 @@ export const taskDetailView: View = (main, { params, config }) => {
     { type: "button", title: "Send the task through the pipeline again if it has not moved for ten minutes" },
     "Requeue stalled task",
   ) as HTMLButtonElement;
-  const actions = h("div", { class: "actions" }, cancel, requeue);
+  const runNow = h(
+    "button",
+    { type: "button", title: "A delayed task: run it now instead of at its time", hidden: true },
+    "Run now",
+  ) as HTMLButtonElement;
+  const actions = h("div", { class: "actions" }, cancel, runNow, requeue);
+  /** When the task is due, for a delayed one (GetTask's run_at). */
+  let runAt: Date | undefined;
   const result = h("section", { "aria-label": "Result" });
   const history = h("section", { "aria-label": "History" });
   replace(main, heading, summary, actions, live, timeline, result, history);
@@ -56,6 +63,20 @@ export const taskDetailView: View = (main, { params, config }) => {
     } catch (error) {
       announce(`Could not cancel: ${errorText(error)}`);
       cancel.disabled = false;
+    }
+  });
+
+  runNow.addEventListener("click", async () => {
+    runNow.disabled = true;
+    try {
+      const response = await tasks.promoteTask({ taskId });
+      runAt = dateOf(response.runAt);
+      announce("Task promoted: it runs now.");
+      void loadDetails(); // its new run_at, and the promoted event in the history
+    } catch (error) {
+      announce(`Not promoted: ${errorText(error)}`);
+    } finally {
+      drawStatus();
     }
   });
 
@@ -98,6 +119,9 @@ export const taskDetailView: View = (main, { params, config }) => {
     const terminal = TERMINAL_STATES.has(status.state);
     cancel.disabled = terminal;
     requeue.disabled = !requeueable(status);
+    // Offered while a delayed task waits for its time; the gateway has the last word (it may be released meanwhile).
+    runNow.hidden = !(status.state === TaskState.PENDING && runAt !== undefined && runAt.getTime() > Date.now());
+    runNow.disabled = runNow.hidden;
     const progress = terminal && status.state === TaskState.SUCCEEDED ? 100 : status.progress;
     replace(
       live,
@@ -143,6 +167,7 @@ export const taskDetailView: View = (main, { params, config }) => {
     const link = task.traceId
       ? h("a", { href: traceUrl(config.grafanaUrl, task.traceId), target: "_blank", rel: "noopener" }, "View trace")
       : h("span", { class: "muted" }, "no trace recorded");
+    runAt = dateOf(task.runAt);
     const entries: [string, string | Node][] = [
       ["Type", task.type],
       ["Priority", priorityName(task.priority)],
