@@ -19,7 +19,7 @@ import {
   RequeueResult,
   TaskState,
 } from "@tm/proto";
-import { Keys, readResult } from "@tm/store";
+import { extendTypeBackoff, Keys, readResult } from "@tm/store";
 import { REPO_ROOT, waitFor } from "@tm/testkit";
 import { connect, type NatsConnection } from "nats";
 import { afterAll, beforeAll, describe, expect, test } from "vitest";
@@ -781,6 +781,18 @@ describe("AdminService", () => {
     expect((await taskctl("limits", "ls")).stdout).toBe(
       "no run-time limits (the workers' own WORKER_TYPE_* settings apply)\n",
     );
+    // A type whose downstream told a worker to wait (type_backoff, written by that worker) is listed with what is left.
+    // (No later test here runs "fail": the workers' own pauses of it outlast the key's removal below.)
+    await extendTypeBackoff(pipeline.redisClient, "fail", 20_000, "worker-host:42");
+    const backingOff = await taskctl("limits", "ls");
+    expect(backingOff.stdout).toMatch(
+      /^no run-time limits \(the workers' own WORKER_TYPE_\* settings apply\)\n\nfail: rate limited by its downstream, no worker starts one for 1\d\.\d s more \(told to worker-host:42\)\n$/,
+    );
+    const listedJson = JSON.parse((await taskctl("limits", "ls", "--json")).stdout);
+    expect(listedJson.backoffs).toEqual([
+      { type: "fail", remaining: expect.stringMatching(/^1\d(\.\d+)?s$/), setBy: "worker-host:42" },
+    ]);
+    await pipeline.redisClient.del(Keys.typeBackoff("fail"));
     await waitFor("both changes audited", async () => {
       const recent = (await pipeline.redisClient.lrange(Keys.auditEvents, 0, 200)).map(
         (line) => JSON.parse(line) as { action: string; detail?: { type?: string } },

@@ -36,3 +36,27 @@ export async function readTypeBackoffs(redis: Redis, types: readonly string[]): 
   }
   return left;
 }
+
+export interface TypeBackoffRecord {
+  type: string;
+  remainingMs: number;
+  /** The worker that set it last. */
+  by: string;
+}
+
+/** The back-offs in force among `types`, with who set them (operators' view: ListTypeLimits). One round trip. */
+export async function describeTypeBackoffs(redis: Redis, types: readonly string[]): Promise<TypeBackoffRecord[]> {
+  const pipeline = redis.pipeline();
+  for (const type of types) pipeline.pttl(Keys.typeBackoff(type)).get(Keys.typeBackoff(type));
+  const replies = (await pipeline.exec()) ?? [];
+  const records: TypeBackoffRecord[] = [];
+  for (const [i, type] of types.entries()) {
+    const [ttlError, ttl] = replies[2 * i] ?? [];
+    const [byError, by] = replies[2 * i + 1] ?? [];
+    if (ttlError) throw ttlError;
+    if (byError) throw byError;
+    if (typeof ttl === "number" && ttl > 0)
+      records.push({ type, remainingMs: ttl, by: typeof by === "string" ? by : "" });
+  }
+  return records;
+}

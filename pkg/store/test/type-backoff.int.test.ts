@@ -4,7 +4,7 @@
  */
 import { useClients, useInfra, waitFor } from "@tm/testkit";
 import { beforeEach, expect, test } from "vitest";
-import { extendTypeBackoff, Keys, readTypeBackoffs } from "../src/index.js";
+import { describeTypeBackoffs, extendTypeBackoff, Keys, readTypeBackoffs } from "../src/index.js";
 
 const clients = useClients(useInfra());
 beforeEach(async () => {
@@ -29,4 +29,16 @@ test("a wait that is over is gone: no key, nothing read", async () => {
   await waitFor("the back-off to expire", async () => (await clients.redis.exists(Keys.typeBackoff("echo"))) === 0);
   expect(await readTypeBackoffs(clients.redis, ["echo"])).toEqual(new Map());
   expect(await readTypeBackoffs(clients.redis, [])).toEqual(new Map());
+});
+
+test("describeTypeBackoffs lists the types backing off with what is left and who set it, in the order asked", async () => {
+  await extendTypeBackoff(clients.redis, "sleep", 30_000, "worker-b:7");
+  await extendTypeBackoff(clients.redis, "flaky", 10_000, "worker-a:3");
+  const records = await describeTypeBackoffs(clients.redis, ["echo", "flaky", "sleep"]);
+  expect(records.map(({ type, by }) => ({ type, by }))).toEqual([
+    { type: "flaky", by: "worker-a:3" },
+    { type: "sleep", by: "worker-b:7" },
+  ]);
+  expect(records[0]?.remainingMs).toBeGreaterThan(9_000);
+  expect(records[1]?.remainingMs).toBeLessThanOrEqual(30_000);
 });

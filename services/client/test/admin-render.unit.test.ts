@@ -1,5 +1,5 @@
 import { create } from "@bufbuild/protobuf";
-import { timestampFromMs } from "@bufbuild/protobuf/wkt";
+import { durationFromMs, timestampFromMs } from "@bufbuild/protobuf/wkt";
 import {
   DeadLetterEntrySchema,
   GetQueueStatsResponseSchema,
@@ -12,6 +12,8 @@ import {
   ScheduleSchema,
   TaskSchema,
   TaskState,
+  TypeBackoffSchema,
+  TypeLimitSchema,
 } from "@tm/proto";
 import { describe, expect, test } from "vitest";
 import {
@@ -27,6 +29,7 @@ import {
   truncate,
 } from "../src/admin-render.js";
 import { exitFor } from "../src/commands/admin.js";
+import { renderTypeLimits } from "../src/commands/limits.js";
 import { ExitCode } from "../src/exit-codes.js";
 
 const NOW = Date.parse("2026-03-01T12:00:00Z");
@@ -250,5 +253,25 @@ describe("operator tables", () => {
     expect(exit(REQUEUED, FAILED_PRECONDITION)).toBe(ExitCode.TaskFailed);
     expect(exit(FAILED_PRECONDITION, UNAVAILABLE)).toBe(ExitCode.Unavailable);
     expect(exit(REQUEUED, UNAVAILABLE)).toBe(ExitCode.Unavailable);
+  });
+});
+
+describe("limits ls", () => {
+  test("lists the types backing off below the table, with what is left and who was told", () => {
+    const limit = create(TypeLimitSchema, { type: "checksum", globalConcurrency: 2, running: 1 });
+    const backoffs = [
+      create(TypeBackoffSchema, { type: "flaky", remaining: durationFromMs(12_340), setBy: "worker-1:7" }),
+      create(TypeBackoffSchema, { type: "sleep", remaining: durationFromMs(500) }),
+    ];
+    expect(renderTypeLimits([limit], backoffs)).toBe(
+      [
+        "TYPE      RUNNING/GLOBAL  RATE  SET BY  SET AT",
+        "checksum  1/2             -     -       -",
+        "",
+        "flaky: rate limited by its downstream, no worker starts one for 12.3 s more (told to worker-1:7)",
+        "sleep: rate limited by its downstream, no worker starts one for 0.5 s more (told to a worker)",
+      ].join("\n"),
+    );
+    expect(renderTypeLimits([], [])).toBe("no run-time limits (the workers' own WORKER_TYPE_* settings apply)");
   });
 });

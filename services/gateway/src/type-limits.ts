@@ -5,11 +5,18 @@
  * is audited (`type_limit_set`, `type_limit_cleared`, no task id) and logged.
  */
 import type { MessageInitShape } from "@bufbuild/protobuf";
-import { timestampFromDate } from "@bufbuild/protobuf/wkt";
+import { durationFromMs, timestampFromDate } from "@bufbuild/protobuf/wkt";
 import { KNOWN_TASK_TYPES, publishAudit } from "@tm/flow";
 import type { Runtime } from "@tm/kit";
 import type { TypeLimit, TypeLimitSchema } from "@tm/proto";
-import { clearTypeLimit, countTypeSlots, readTypeLimits, setTypeLimit, type TypeLimitRecord } from "@tm/store";
+import {
+  clearTypeLimit,
+  countTypeSlots,
+  describeTypeBackoffs,
+  readTypeLimits,
+  setTypeLimit,
+  type TypeLimitRecord,
+} from "@tm/store";
 import type { RedisCall } from "./redis-call.js";
 import { invalid } from "./validation.js";
 
@@ -119,10 +126,20 @@ export function typeLimitHandlers(rt: Runtime, redis: RedisCall) {
 
     async listTypeLimits() {
       const records = await redis("reading the type limits", () => readTypeLimits(rt.redis));
-      const running = await redis("counting fleet-wide slots", () =>
-        Promise.all(records.map((record) => (record.globalConcurrency ? countTypeSlots(rt.redis, record.type) : 0))),
+      const [running, backoffs] = await redis("counting fleet-wide slots and back-offs", () =>
+        Promise.all([
+          Promise.all(records.map((record) => (record.globalConcurrency ? countTypeSlots(rt.redis, record.type) : 0))),
+          describeTypeBackoffs(rt.redis, KNOWN_TASK_TYPES),
+        ]),
       );
-      return { limits: records.map((record, i) => typeLimitToProto(record, running[i])) };
+      return {
+        limits: records.map((record, i) => typeLimitToProto(record, running[i])),
+        backoffs: backoffs.map(({ type, remainingMs, by }) => ({
+          type,
+          remaining: durationFromMs(remainingMs),
+          setBy: by,
+        })),
+      };
     },
   };
 }

@@ -94,8 +94,8 @@ export class TypeLimits {
 
   /**
    * The fleet-wide limits now in force (an operator changed them at run time: runtime-limits.ts); this worker's own
-   * WORKER_TYPE_CONCURRENCY does not change. They apply to every start from now on: a delivery buffered while its
-   * type had no limit is not tracked, and starts as before (at most one buffer's worth).
+   * WORKER_TYPE_CONCURRENCY does not change. They apply to every start from now on, buffered deliveries included:
+   * `version` changes, and the dispatcher tracks its buffer again before it starts another.
    */
   update(limits: { rates: ReadonlyMap<string, TypeRate>; globalConcurrency: ReadonlyMap<string, number> }): void {
     this.#rates = limits.rates;

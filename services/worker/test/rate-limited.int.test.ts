@@ -165,3 +165,19 @@ test("a back-off another worker recorded (type_backoff) holds this worker's star
   expect(startedAt(other.taskId)).toBeLessThan(setAt + 2_000);
   expect(events.audits(held.taskId).map((a) => a.action)).toEqual(["succeeded"]); // nothing spent, nothing deferred
 });
+
+test("a delivery buffered before its type was paused is held too: the dispatcher looks at its buffer again", async () => {
+  // One slot, taken by a sleep: the flaky task behind it is buffered (its type not even read: no limit yet).
+  const blocker = enrichedTask("sleep", { ms: 1_500 });
+  await publishTask(nc, blocker);
+  await waitFor("the sleep to run", async () => service.started.dispatcher.inFlight === 1);
+  const buffered = enrichedTask("flaky", { failures: 0 });
+  await publishTask(nc, buffered);
+  await waitFor("the flaky task buffered", async () => service.started.dispatcher.queued("medium") === 1);
+  const setAt = Date.now();
+  await extendTypeBackoff(redis, "flaky", 2_500, "another-worker:2");
+  await waitFor("the worker to apply it", async () => service.started.limits.paused("flaky"));
+  for (const task of [blocker, buffered]) await waitForAudit(task.taskId, "succeeded");
+  // Without the second look it would have started as soon as the sleep ended, about 1 s before the back-off's end.
+  expect(startedAt(buffered.taskId)).toBeGreaterThanOrEqual(setAt + 2_500 - 100);
+});

@@ -186,3 +186,16 @@ test("pause: a type rate limited downstream starts nothing until the wait is ove
   await vi.waitFor(() => expect(wake).toHaveBeenCalled(), { timeout: 5_000 });
   gate.stop();
 });
+
+test("an operator's change at run time changes the version: deliveries buffered before are tracked again", () => {
+  const { gate } = limits();
+  const before = buffer(gate, { type: "checksum" });
+  expect(gate.typeOf(before)).toBeUndefined(); // no limit: not even read
+  const version = gate.version;
+  gate.update({ rates: new Map([["checksum", { perSecond: 1, burst: 1 }]]), globalConcurrency: new Map() });
+  expect(gate.version).not.toBe(version);
+  gate.buffered(before); // what the dispatcher does on a new version
+  expect(gate.typeOf(before)).toBe("checksum");
+  expect(gate.admit(before)).toBe(false); // it waits for its turn like any other
+  gate.stop();
+});

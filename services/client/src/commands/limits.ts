@@ -1,11 +1,12 @@
 /** `taskctl limits ls|set|clear`: fleet-wide limits on a task type, changed at run time (AdminService *TypeLimit). */
 import { toJson } from "@bufbuild/protobuf";
-import { timestampDate } from "@bufbuild/protobuf/wkt";
+import { durationMs, timestampDate } from "@bufbuild/protobuf/wkt";
 import {
   type AdminClient,
   ClearTypeLimitResponseSchema,
   ListTypeLimitsResponseSchema,
   SetTypeLimitResponseSchema,
+  type TypeBackoff,
   type TypeLimit,
 } from "@tm/proto";
 import type { Invocation } from "../args.js";
@@ -33,7 +34,22 @@ export function describeLimit(limit: TypeLimit): string {
   return parts.join(", ") || "none";
 }
 
-export function renderTypeLimits(limits: TypeLimit[]): string {
+/** The types backing off now, one line each: "flaky: rate limited downstream, no worker starts one for 12.3 s (…)". */
+export function renderBackoffs(backoffs: TypeBackoff[]): string {
+  return backoffs
+    .map((backoff) => {
+      const seconds = backoff.remaining ? (durationMs(backoff.remaining) / 1_000).toFixed(1) : "0";
+      return `${backoff.type}: rate limited by its downstream, no worker starts one for ${seconds} s more (told to ${backoff.setBy || "a worker"})`;
+    })
+    .join("\n");
+}
+
+export function renderTypeLimits(limits: TypeLimit[], backoffs: TypeBackoff[] = []): string {
+  const table = renderLimitTable(limits);
+  return backoffs.length === 0 ? table : `${table}\n\n${renderBackoffs(backoffs)}`;
+}
+
+function renderLimitTable(limits: TypeLimit[]): string {
   if (limits.length === 0) return "no run-time limits (the workers' own WORKER_TYPE_* settings apply)";
   const rows = limits.map((limit) => [
     limit.type,
@@ -65,7 +81,9 @@ export async function limitsCommand(
       const response = await client.listTypeLimits({}, options);
       println(
         io.stdout,
-        json ? JSON.stringify(toJson(ListTypeLimitsResponseSchema, response)) : renderTypeLimits(response.limits),
+        json
+          ? JSON.stringify(toJson(ListTypeLimitsResponseSchema, response))
+          : renderTypeLimits(response.limits, response.backoffs),
       );
       return ExitCode.Ok;
     }
