@@ -758,7 +758,7 @@ describe("AdminService", () => {
     expect(await limitInForce("rate_per_second")).toBe("10");
     const listed = await taskctl("limits", "ls");
     expect(listed.stdout).toMatch(
-      /^TYPE +RUNNING\/GLOBAL +RATE +SET BY +SET AT\nchecksum +0\/2 +10\/s:5 +- +\d{4}-\d\d-\d\dT/,
+      /^TYPE +RUNNING\/GLOBAL +RATE +PAUSED +SET BY +SET AT\nchecksum +0\/2 +10\/s:5 +- +- +\d{4}-\d\d-\d\dT/,
     );
 
     // Limited, a task still runs (one of two slots, its turn at once).
@@ -793,6 +793,11 @@ describe("AdminService", () => {
       { type: "fail", remaining: expect.stringMatching(/^1\d(\.\d+)?s$/), setBy: "worker-host:42" },
     ]);
     await pipeline.redisClient.del(Keys.typeBackoff("fail"));
+    // A pause alone: listed as such, and cleared like any limit.
+    const pausedSet = await taskctl("limits", "set", "fail", "--paused");
+    expect(pausedSet.stdout).toBe("fail: paused (no worker starts one); the workers apply it within a second\n");
+    expect((await taskctl("limits", "ls")).stdout).toMatch(/^fail +- +- +yes +- +\d{4}-/m);
+    expect((await taskctl("limits", "clear", "fail")).code).toBe(0);
     await waitFor("both changes audited", async () => {
       const recent = (await pipeline.redisClient.lrange(Keys.auditEvents, 0, 200)).map(
         (line) => JSON.parse(line) as { action: string; detail?: { type?: string } },

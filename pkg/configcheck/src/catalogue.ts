@@ -159,7 +159,8 @@ export const METRIC_CATALOGUE: readonly MetricDefinition[] = [
     services: ["worker"],
     help:
       "The per-type limit in force in this worker, by kind: concurrency (this worker), global_concurrency and " +
-      "rate_per_second (fleet-wide, WORKER_TYPE_* or an operator's run-time limit); 0: none",
+      "rate_per_second (fleet-wide, WORKER_TYPE_* or an operator's run-time limit), paused (1 while an operator " +
+      "paused the type); 0: none",
   },
   {
     name: "tm_status_updates_total",

@@ -1,6 +1,7 @@
 /**
  * Fleet-wide limits on a task type set by operators at run time (AdminService SetTypeLimit, `taskctl limits set`):
- * hash `type_limits`, field = the task type, value = JSON {globalConcurrency?, rate?: {perSecond, burst}, at, by}.
+ * hash `type_limits`, field = the task type, value = JSON {globalConcurrency?, rate?: {perSecond, burst}, paused?, at,
+ * by}.
  * Every worker reads the hash every WORKER_PAUSE_POLL_MS; an entry replaces that worker's WORKER_TYPE_GLOBAL_CONCURRENCY
  * and WORKER_TYPE_RATES for its type (both: a kind the entry leaves out is no limit), and clearing it brings them back.
  * At most one field per task type (the gateway accepts known types only).
@@ -15,6 +16,8 @@ export interface TypeLimitRecord {
   globalConcurrency?: number;
   /** At most this many starts per second across every worker. */
   rate?: TypeRate;
+  /** No worker starts one while set. */
+  paused?: boolean;
   /** When it was set (ISO 8601), and by whom ("" when unauthenticated). */
   at: string;
   by: string;
@@ -54,6 +57,7 @@ function recordOf(type: string, text: string): TypeLimitRecord | undefined {
   const value = parsed as {
     globalConcurrency?: unknown;
     rate?: { perSecond?: unknown; burst?: unknown };
+    paused?: unknown;
     at?: unknown;
     by?: unknown;
   };
@@ -67,11 +71,13 @@ function recordOf(type: string, text: string): TypeLimitRecord | undefined {
       rate.perSecond > 0 &&
       Number.isInteger(rate.burst) &&
       (rate.burst as number) >= 1);
-  if (!concurrencyOk || !rateOk) return undefined;
+  const pausedOk = value.paused === undefined || typeof value.paused === "boolean";
+  if (!concurrencyOk || !rateOk || !pausedOk) return undefined;
   return {
     type,
     ...(globalConcurrency === undefined ? {} : { globalConcurrency: globalConcurrency as number }),
     ...(rate === undefined ? {} : { rate: { perSecond: rate.perSecond as number, burst: rate.burst as number } }),
+    ...(value.paused === true ? { paused: true } : {}),
     at: typeof value.at === "string" ? value.at : "",
     by: typeof value.by === "string" ? value.by : "",
   };

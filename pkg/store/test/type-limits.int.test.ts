@@ -24,6 +24,10 @@ test("a type's limits are set, replaced (answering the previous ones), read back
   expect(await clearTypeLimit(clients.redis, "sleep")).toBe(true);
   expect(await clearTypeLimit(clients.redis, "sleep")).toBe(false);
   expect((await readTypeLimits(clients.redis)).map((limit) => limit.type)).toEqual(["echo"]);
+  // A pause alone is a limit of its own.
+  const paused = { type: "flaky", paused: true, at: "2026-12-06T00:03:00.000Z", by: "ops" };
+  await setTypeLimit(clients.redis, paused);
+  expect((await readTypeLimits(clients.redis)).find((limit) => limit.type === "flaky")).toEqual(paused);
 });
 
 test("a field that is not a well-formed record (written by hand) is left out, not applied", async () => {
@@ -32,6 +36,7 @@ test("a field that is not a well-formed record (written by hand) is left out, no
     sleep: JSON.stringify({ globalConcurrency: 0 }),
     flaky: JSON.stringify({ rate: { perSecond: -1, burst: 1 } }),
     checksum: JSON.stringify({ globalConcurrency: 3 }),
+    fail: JSON.stringify({ paused: "yes" }),
   });
   expect(await readTypeLimits(clients.redis)).toEqual([{ type: "checksum", globalConcurrency: 3, at: "", by: "" }]);
 });

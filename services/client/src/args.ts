@@ -83,10 +83,16 @@ export type Invocation =
   | ({ command: "schedule"; globals: GlobalOptions } & ScheduleAction)
   | ({ command: "limits"; globals: GlobalOptions } & LimitsAction);
 
-/** `limits ls`, `limits set <type> [--global-concurrency N] [--rate R]`, `limits clear <type>`. */
+/** `limits ls`, `limits set <type> [--global-concurrency N] [--rate R] [--paused]`, `limits clear <type>`. */
 export type LimitsAction =
   | { action: "ls" }
-  | { action: "set"; type: string; globalConcurrency?: number; rate?: { perSecond: number; burst: number } }
+  | {
+      action: "set";
+      type: string;
+      globalConcurrency?: number;
+      rate?: { perSecond: number; burst: number };
+      paused?: boolean;
+    }
   | { action: "clear"; type: string };
 
 /** `schedule ls`, `schedule rm <id>`, `schedule add <id> <cron> <type> [task options]`. */
@@ -194,7 +200,7 @@ const COMMAND_OPTIONS: Record<CommandName, Options> = {
   },
   pause: {},
   resume: {},
-  limits: { "global-concurrency": { type: "string" }, rate: { type: "string" } },
+  limits: { "global-concurrency": { type: "string" }, rate: { type: "string" }, paused: { type: "boolean" } },
 };
 
 export const DEFAULT_ADDR = "http://127.0.0.1:50051";
@@ -392,9 +398,10 @@ function parseLimitsAction(positionals: string[], values: Record<string, unknown
   const globalConcurrency = parseGlobalConcurrency(str(values["global-concurrency"]));
   const rateText = str(values.rate);
   const rate = rateText === undefined ? undefined : parseStartRate(rateText);
-  if (globalConcurrency === undefined && rate === undefined) {
+  const paused = values.paused === true;
+  if (globalConcurrency === undefined && rate === undefined && !paused) {
     throw new UsageError(
-      "limits set: give --global-concurrency N, --rate N/UNIT, or both (to remove them: limits clear)",
+      "limits set: give --global-concurrency N, --rate N/UNIT, --paused, or several (to remove them: limits clear)",
     );
   }
   return {
@@ -402,6 +409,7 @@ function parseLimitsAction(positionals: string[], values: Record<string, unknown
     type: type!,
     ...(globalConcurrency === undefined ? {} : { globalConcurrency }),
     ...(rate ? { rate } : {}),
+    ...(paused ? { paused } : {}),
   };
 }
 

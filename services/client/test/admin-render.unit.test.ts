@@ -265,13 +265,19 @@ describe("limits ls", () => {
     ];
     expect(renderTypeLimits([limit], backoffs)).toBe(
       [
-        "TYPE      RUNNING/GLOBAL  RATE  SET BY  SET AT",
-        "checksum  1/2             -     -       -",
+        "TYPE      RUNNING/GLOBAL  RATE  PAUSED  SET BY  SET AT",
+        "checksum  1/2             -     -       -       -",
         "",
         "flaky: rate limited by its downstream, no worker starts one for 12.3 s more (told to worker-1:7)",
         "sleep: rate limited by its downstream, no worker starts one for 0.5 s more (told to a worker)",
       ].join("\n"),
     );
     expect(renderTypeLimits([], [])).toBe("no run-time limits (the workers' own WORKER_TYPE_* settings apply)");
+    const paused = create(TypeLimitSchema, { type: "sleep", paused: true, setBy: "ops" });
+    expect(renderTypeLimits([paused])).toBe(
+      ["TYPE   RUNNING/GLOBAL  RATE  PAUSED  SET BY  SET AT", "sleep  -               -     yes     ops     -"].join(
+        "\n",
+      ),
+    );
   });
 });

@@ -222,8 +222,11 @@ describe("parseCommandLine", () => {
     expect(parseCommandLine(["limits", "set", "echo", "--rate", "0.5/s"])).toMatchObject({
       rate: { perSecond: 0.5, burst: 1 },
     });
+    expect(parseCommandLine(["limits", "set", "sleep", "--paused"])).toEqual(
+      expect.objectContaining({ action: "set", type: "sleep", paused: true }),
+    );
     expect(usageErrorOf(["limits", "set", "sleep"])).toBe(
-      "limits set: give --global-concurrency N, --rate N/UNIT, or both (to remove them: limits clear)",
+      "limits set: give --global-concurrency N, --rate N/UNIT, --paused, or several (to remove them: limits clear)",
     );
     expect(usageErrorOf(["limits", "set", "sleep", "--global-concurrency", "0"])).toMatch(
       /^--global-concurrency must be a whole number from 1 to 10000/,

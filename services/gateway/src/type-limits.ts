@@ -38,7 +38,7 @@ function knownType(field: string, type: string): string {
 export function parseTypeLimit(limit: TypeLimit | undefined, at: Date, by: string): TypeLimitRecord {
   if (!limit) throw invalid("limit", "is required");
   const type = knownType("limit.type", limit.type);
-  const { globalConcurrency, ratePerSecond, rateBurst } = limit;
+  const { globalConcurrency, ratePerSecond, rateBurst, paused } = limit;
   if (globalConcurrency > MAX_CONCURRENCY) {
     throw invalid(
       "limit.global_concurrency",
@@ -55,16 +55,17 @@ export function parseTypeLimit(limit: TypeLimit | undefined, at: Date, by: strin
     throw invalid("limit.rate_burst", `must be from 1 to ${MAX_CONCURRENCY} (0: 1), not ${rateBurst}`);
   }
   if (rateBurst > 0 && ratePerSecond === 0) throw invalid("limit.rate_burst", "needs rate_per_second");
-  if (globalConcurrency === 0 && ratePerSecond === 0) {
+  if (globalConcurrency === 0 && ratePerSecond === 0 && !paused) {
     throw invalid(
       "limit",
-      "sets neither global_concurrency nor rate_per_second (to remove a type's limits: ClearTypeLimit)",
+      "sets none of global_concurrency, rate_per_second and paused (to remove a type's limits: ClearTypeLimit)",
     );
   }
   return {
     type,
     ...(globalConcurrency > 0 ? { globalConcurrency } : {}),
     ...(ratePerSecond > 0 ? { rate: { perSecond: ratePerSecond, burst: Math.max(1, rateBurst) } } : {}),
+    ...(paused ? { paused: true } : {}),
     at: at.toISOString(),
     by,
   };
@@ -79,6 +80,7 @@ export function typeLimitToProto(record: TypeLimitRecord, running = 0): MessageI
     ...(record.at ? { setAt: timestampFromDate(new Date(record.at)) } : {}),
     setBy: record.by,
     running,
+    paused: record.paused === true,
   };
 }
 
@@ -97,15 +99,16 @@ export function typeLimitHandlers(rt: Runtime, redis: RedisCall) {
     async setTypeLimit(limit: TypeLimit | undefined, caller: string | undefined) {
       const record = parseTypeLimit(limit, new Date(), caller ?? "");
       const previous = await redis("saving the type's limits", () => setTypeLimit(rt.redis, record));
-      const { type, globalConcurrency, rate } = record;
+      const { type, globalConcurrency, rate, paused } = record;
       rt.log.info(
-        { type, globalConcurrency, rate, by: record.by },
+        { type, globalConcurrency, rate, paused, by: record.by },
         "task type limits set: the workers apply them within a poll",
       );
       await audit("type_limit_set", {
         type,
         ...(globalConcurrency === undefined ? {} : { globalConcurrency }),
         ...(rate === undefined ? {} : { rate }),
+        ...(paused ? { paused } : {}),
         ...(caller === undefined ? {} : { setBy: caller }),
       });
       return {

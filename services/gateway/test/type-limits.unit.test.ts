@@ -28,7 +28,7 @@ test.each([
   ],
   [
     { type: "sleep" },
-    "limit: sets neither global_concurrency nor rate_per_second (to remove a type's limits: ClearTypeLimit)",
+    "limit: sets none of global_concurrency, rate_per_second and paused (to remove a type's limits: ClearTypeLimit)",
   ],
   [
     { type: "sleep", globalConcurrency: 10_001 },

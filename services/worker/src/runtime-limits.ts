@@ -14,6 +14,8 @@ import type { TypeLimits } from "./type-limits.js";
 export interface FleetLimits {
   globalConcurrency: ReadonlyMap<string, number>;
   rates: ReadonlyMap<string, TypeRate>;
+  /** Types an operator paused (only at run time: there is no variable for it). */
+  paused?: ReadonlySet<string>;
 }
 
 /**
@@ -28,20 +30,22 @@ export function effectiveLimits(
 ): FleetLimits {
   const globalConcurrency = new Map(own.globalConcurrency);
   const rates = new Map(own.rates);
+  const paused = new Set<string>();
   for (const entry of runtime) {
     if (!knownTypes.includes(entry.type)) continue;
+    if (entry.paused) paused.add(entry.type);
     if (entry.globalConcurrency === undefined) globalConcurrency.delete(entry.type);
     else globalConcurrency.set(entry.type, entry.globalConcurrency);
     if (entry.rate === undefined) rates.delete(entry.type);
     else rates.set(entry.type, entry.rate);
   }
-  return { globalConcurrency, rates };
+  return { globalConcurrency, rates, paused };
 }
 
 /** A stable text of the limits, to tell a change from a poll that found the same. */
 function fingerprint(limits: FleetLimits): string {
   const sorted = <V>(map: ReadonlyMap<string, V>) => [...map].sort(([a], [b]) => a.localeCompare(b));
-  return JSON.stringify([sorted(limits.globalConcurrency), sorted(limits.rates)]);
+  return JSON.stringify([sorted(limits.globalConcurrency), sorted(limits.rates), [...(limits.paused ?? [])].sort()]);
 }
 
 export function followRuntimeLimits(
@@ -71,6 +75,7 @@ export function followRuntimeLimits(
       {
         globalConcurrency: Object.fromEntries(next.globalConcurrency),
         rates: Object.fromEntries(next.rates),
+        paused: [...(next.paused ?? [])],
         runtime: runtime.map((entry) => entry.type),
       },
       "fleet-wide type limits changed (taskctl limits): applied to every start from now on",

@@ -102,7 +102,8 @@ export const worker = defineService({
       .createObservableGauge("tm_worker_type_limit", {
         description:
           "The per-type limit in force in this worker, by kind: concurrency (WORKER_TYPE_CONCURRENCY, this worker), " +
-          "global_concurrency and rate_per_second (fleet-wide: WORKER_TYPE_* or an operator's taskctl limits); 0: none",
+          "global_concurrency and rate_per_second (fleet-wide: WORKER_TYPE_* or an operator's taskctl limits), paused " +
+          "(1 while an operator paused the type); 0: none",
       })
       .addCallback((result) => {
         for (const type of TASK_TYPES) {
@@ -110,6 +111,7 @@ export const worker = defineService({
           result.observe(now.concurrency ?? 0, { type, kind: "concurrency" });
           result.observe(now.globalConcurrency ?? 0, { type, kind: "global_concurrency" });
           result.observe(now.ratePerSecond ?? 0, { type, kind: "rate_per_second" });
+          result.observe(now.paused ? 1 : 0, { type, kind: "paused" });
         }
       });
     rt.meter

@@ -76,6 +76,8 @@ export class TypeLimits {
   readonly #failureWarnings = new LogThrottle(60_000);
   /** Types paused after a rate-limited run: until when (the `now` clock). */
   readonly #pausedUntil = new Map<string, number>();
+  /** Types an operator paused (taskctl limits set --paused): until they resume it. */
+  #operatorPaused: ReadonlySet<string> = new Set();
   readonly #pauseWakes = new Set<string>();
   #version = 0;
 
@@ -97,10 +99,22 @@ export class TypeLimits {
    * WORKER_TYPE_CONCURRENCY does not change. They apply to every start from now on, buffered deliveries included:
    * `version` changes, and the dispatcher tracks its buffer again before it starts another.
    */
-  update(limits: { rates: ReadonlyMap<string, TypeRate>; globalConcurrency: ReadonlyMap<string, number> }): void {
+  update(limits: {
+    rates: ReadonlyMap<string, TypeRate>;
+    globalConcurrency: ReadonlyMap<string, number>;
+    paused?: ReadonlySet<string>;
+  }): void {
     this.#rates = limits.rates;
     this.#slots?.setLimits(limits.globalConcurrency);
+    this.#operatorPaused = limits.paused ?? new Set();
     this.#changed();
+    // A lifted limit (a type resumed, a rate removed) may let held deliveries start now.
+    if (!this.#stopped) this.#options.wake();
+  }
+
+  /** Whether an operator paused the type (a run-time limit `paused`). */
+  operatorPaused(type: string): boolean {
+    return this.#operatorPaused.has(type);
   }
 
   /**
@@ -145,7 +159,12 @@ export class TypeLimits {
   }
 
   /** The limits in force for a type (for metrics); absent: none of that kind. */
-  limitsOf(type: string): { concurrency?: number; globalConcurrency?: number; ratePerSecond?: number } {
+  limitsOf(type: string): {
+    concurrency?: number;
+    globalConcurrency?: number;
+    ratePerSecond?: number;
+    paused?: boolean;
+  } {
     const concurrency = this.#options.concurrency.get(type);
     const globalConcurrency = this.#slots?.limitOf(type);
     const ratePerSecond = this.#rates.get(type)?.perSecond;
@@ -153,13 +172,14 @@ export class TypeLimits {
       ...(concurrency === undefined ? {} : { concurrency }),
       ...(globalConcurrency === undefined ? {} : { globalConcurrency }),
       ...(ratePerSecond === undefined ? {} : { ratePerSecond }),
+      ...(this.#operatorPaused.has(type) ? { paused: true } : {}),
     };
   }
 
   /** The types with a limit (for metrics). */
   get limitedTypes(): string[] {
     const slots = [...(this.#slots?.types ?? [])];
-    const paused = this.#pausedUntil.keys();
+    const paused = [...this.#pausedUntil.keys(), ...this.#operatorPaused];
     return [...new Set([...this.#options.concurrency.keys(), ...this.#rates.keys(), ...slots, ...paused])].sort();
   }
 
@@ -168,7 +188,8 @@ export class TypeLimits {
       this.#options.concurrency.size > 0 ||
       this.#rates.size > 0 ||
       this.#slots?.anyLimit === true ||
-      this.#pausedUntil.size > 0
+      this.#pausedUntil.size > 0 ||
+      this.#operatorPaused.size > 0
     );
   }
 
@@ -206,6 +227,7 @@ export class TypeLimits {
     const entry = this.#held.get(msg);
     if (entry === undefined) return true;
     const type = entry.type;
+    if (this.#operatorPaused.has(type)) return false; // woken by the update that resumes it
     if (this.paused(type)) {
       this.#armPauseEnd(type, this.#pausedUntil.get(type) as number);
       return false;
@@ -243,7 +265,7 @@ export class TypeLimits {
   waiting(msg: JsMsg): boolean {
     const entry = this.#held.get(msg);
     if (entry === undefined) return false;
-    if (this.paused(entry.type)) return true;
+    if (this.#operatorPaused.has(entry.type) || this.paused(entry.type)) return true;
     if (!entry.claimed) return this.#localLimitReached(entry.type);
     if (this.#slots?.limited(entry.type) && entry.slot !== "held") return true;
     if (!this.#rates.has(entry.type)) return false;
@@ -290,6 +312,7 @@ export class TypeLimits {
       this.#options.concurrency.has(type) ||
       this.#rates.has(type) ||
       this.#slots?.limited(type) === true ||
+      this.#operatorPaused.has(type) ||
       this.paused(type)
     );
   }

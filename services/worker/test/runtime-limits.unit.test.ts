@@ -11,7 +11,10 @@ import { effectiveLimits } from "../src/runtime-limits.js";
 import { TypeLimits } from "../src/type-limits.js";
 
 const rate = (perSecond: number, burst = 1) => ({ perSecond, burst });
-const entry = (type: string, limits: { globalConcurrency?: number; rate?: { perSecond: number; burst: number } }) => ({
+const entry = (
+  type: string,
+  limits: { globalConcurrency?: number; rate?: { perSecond: number; burst: number }; paused?: boolean },
+) => ({
   type,
   ...limits,
   at: "",
@@ -42,7 +45,15 @@ test("a run-time entry replaces both of its type's own limits; other types keep 
   expect([...merged.rates]).toEqual([["echo", rate(0.5, 2)]]); // checksum's own rate replaced by "none"
   // The worker's own maps are not changed.
   expect(own.rates.get("checksum")).toEqual(rate(10));
-  expect(effectiveLimits(own, [], ["checksum"])).toEqual(own);
+  expect(effectiveLimits(own, [], ["checksum"])).toEqual({ ...own, paused: new Set() });
+  // An operator's pause: the type's entry may hold it alone (no other limit), and only known types count.
+  const paused = effectiveLimits(
+    own,
+    [entry("sleep", { paused: true }), entry("email", { paused: true })],
+    ["sleep", "checksum"],
+  );
+  expect([...(paused.paused ?? [])]).toEqual(["sleep"]);
+  expect(paused.globalConcurrency.has("sleep")).toBe(false); // its entry replaced its own limits, as any entry does
 });
 
 test("TypeLimits.update: a type gains a rate (tracked from then on, and held for its turn), then loses it", async () => {

@@ -162,6 +162,36 @@ test("a run-time limit (taskctl limits set) applies to running workers without a
   }
 });
 
+test("an operator's pause (taskctl limits set --paused): no worker starts the type until it is lifted; others run", async () => {
+  const worker = await startWorker(infra, { WORKER_CONCURRENCY: "2", WORKER_PAUSE_POLL_MS: "100" });
+  const pausedGauge = async () =>
+    (await typeGauges(worker.opsPort)).find(
+      (l) => l.startsWith("tm_worker_type_limit{") && l.includes('type="checksum"') && l.includes('kind="paused"'),
+    );
+  try {
+    await setTypeLimit(clients.redis, { type: "checksum", paused: true, at: new Date().toISOString(), by: "ops" });
+    await waitFor("the worker to apply the pause", async () => (await pausedGauge())?.endsWith(" 1") === true);
+    const held = enrichedTask("checksum", { data: "x", rounds: 1 });
+    const other = enrichedTask("echo", { other: true });
+    await publishTask(clients.nc, held);
+    await publishTask(clients.nc, other);
+    await resultsOf([other.taskId]); // echo runs meanwhile
+    await waitFor(
+      "the paused task buffered, not started",
+      async () => worker.started.dispatcher.queued("medium") === 1,
+    );
+    const liftedAt = Date.now();
+    expect(await clearTypeLimit(clients.redis, "checksum")).toBe(true);
+    const [result] = await resultsOf([held.taskId]);
+    expect(ms(result!.startedAt)).toBeGreaterThanOrEqual(liftedAt);
+    expect(result!.attempts).toBe(1); // held, not retried
+    expect((await pausedGauge())?.endsWith(" 0")).toBe(true);
+  } finally {
+    await clearTypeLimit(clients.redis, "checksum");
+    await worker.stop();
+  }
+});
+
 test("a slot held by a worker that died (no renewals) is taken back when its lease runs out: the task then runs", async () => {
   const worker = await startWorker(infra, { WORKER_CONCURRENCY: "2", WORKER_TYPE_GLOBAL_CONCURRENCY: "sleep=1" });
   try {

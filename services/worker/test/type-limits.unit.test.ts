@@ -199,3 +199,22 @@ test("an operator's change at run time changes the version: deliveries buffered 
   expect(gate.admit(before)).toBe(false); // it waits for its turn like any other
   gate.stop();
 });
+
+test("an operator's pause holds every delivery of the type until an update lifts it, which wakes the dispatcher", () => {
+  const { gate, wake } = limits();
+  const queued = buffer(gate, { type: "sleep" });
+  gate.update({ rates: new Map(), globalConcurrency: new Map(), paused: new Set(["sleep"]) });
+  gate.buffered(queued); // the dispatcher's second look
+  const other = buffer(gate, { type: "echo" });
+  expect(gate.admit(queued)).toBe(false);
+  expect(gate.waiting(queued)).toBe(true);
+  expect(gate.admit(other)).toBe(true);
+  expect(gate.limitsOf("sleep")).toEqual({ paused: true });
+  expect(gate.limitedTypes).toEqual(["sleep"]);
+  wake.mockClear();
+  gate.update({ rates: new Map(), globalConcurrency: new Map() });
+  expect(wake).toHaveBeenCalled();
+  expect(gate.admit(queued)).toBe(true);
+  expect(gate.limitsOf("sleep")).toEqual({});
+  gate.stop();
+});

@@ -31,6 +31,7 @@ export function describeLimit(limit: TypeLimit): string {
   if (limit.ratePerSecond) {
     parts.push(`rate ${formatRate(limit.ratePerSecond)}${limit.rateBurst > 1 ? ` (burst ${limit.rateBurst})` : ""}`);
   }
+  if (limit.paused) parts.push("paused (no worker starts one)");
   return parts.join(", ") || "none";
 }
 
@@ -55,10 +56,11 @@ function renderLimitTable(limits: TypeLimit[]): string {
     limit.type,
     limit.globalConcurrency ? `${limit.running}/${limit.globalConcurrency}` : "-",
     limit.ratePerSecond ? formatRate(limit.ratePerSecond) + (limit.rateBurst > 1 ? `:${limit.rateBurst}` : "") : "-",
+    limit.paused ? "yes" : "-",
     limit.setBy || "-",
     limit.setAt ? timestampDate(limit.setAt).toISOString() : "-",
   ]);
-  const header = ["TYPE", "RUNNING/GLOBAL", "RATE", "SET BY", "SET AT"];
+  const header = ["TYPE", "RUNNING/GLOBAL", "RATE", "PAUSED", "SET BY", "SET AT"];
   const widths = header.map((title, i) => Math.max(title.length, ...rows.map((row) => row[i]!.length)));
   return [header, ...rows]
     .map((row) =>
@@ -88,7 +90,7 @@ export async function limitsCommand(
       return ExitCode.Ok;
     }
     case "set": {
-      const { type, globalConcurrency, rate } = invocation;
+      const { type, globalConcurrency, rate, paused } = invocation;
       const response = await client.setTypeLimit(
         {
           limit: {
@@ -96,6 +98,7 @@ export async function limitsCommand(
             globalConcurrency: globalConcurrency ?? 0,
             ratePerSecond: rate?.perSecond ?? 0,
             rateBurst: rate?.burst ?? 0,
+            paused: paused === true,
           },
         },
         options,
