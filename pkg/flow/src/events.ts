@@ -92,3 +92,37 @@ export function publishSkippedSuperseded(
     discriminator,
   });
 }
+
+/**
+ * Ends a task that expired before it started (SubmitTaskRequest.expires_after) CANCELLED, its error saying why and
+ * counting the attempts that failed, and audits it `expired`. The first stage to see a message past its expiry does
+ * it (ingest, the scheduler, the worker), so a stale task is not enriched or queued first. Status first, then the
+ * audit event; both are deduplicated should the delivery be redelivered before its ack.
+ */
+export async function publishExpired(
+  publisher: Publisher,
+  service: string,
+  task: { taskId: string; generation: number; expiresAfterMs?: number },
+  expiresAt: number,
+  failedAttempts = 0,
+): Promise<void> {
+  const { taskId, generation } = task;
+  const error =
+    `expired: not started by ${new Date(expiresAt).toISOString()} (expires_after ${task.expiresAfterMs} ms)` +
+    (failedAttempts > 0 ? ` after ${failedAttempts} failed attempt${failedAttempts === 1 ? "" : "s"}` : "");
+  await publishStatus(publisher, {
+    taskId,
+    state: "CANCELLED",
+    source: service,
+    attempt: failedAttempts,
+    error,
+    generation,
+  });
+  await publishAudit(publisher, {
+    taskId,
+    service,
+    action: "expired",
+    detail: { expiresAt: new Date(expiresAt).toISOString(), lateMs: Date.now() - expiresAt, failedAttempts },
+    discriminator: generation,
+  });
+}

@@ -2,6 +2,7 @@
  * ingest: tasks.ingest → (enricher over HTTP) → tasks.schedule; status INGESTED, or FAILED once retries run out.
  *
  *   cancelled task                 → audit skipped_cancelled, ack
+ *   expired task (expires_after)   → CANCELLED "expired", audit expired, ack: not enriched
  *   an older generation's message  → audit skipped_superseded, ack (the task was requeued or replayed since: the
  *                                    newer generation's message does the work; this one would retry, fail and
  *                                    dead-letter a generation nobody follows)
@@ -12,10 +13,12 @@
 import {
   type EnrichedTaskMessage,
   errorMessage,
+  expiresAtMs,
   isKnownTaskType,
   KNOWN_TASK_TYPES,
   PermanentError,
   publishAudit,
+  publishExpired,
   publishSkippedSuperseded,
   publishStatus,
   Subjects,
@@ -56,7 +59,10 @@ export const ingest = defineService({
       // fewer per task); the check still decides first, so a cancelled or superseded task is skipped whatever the
       // enricher answers, and an enrichment made for it meanwhile is simply dropped (enriching has no side effects).
       const checking = whyNotRun(rt.redis, task.taskId, task.generation);
-      const enriching = isKnownTaskType(task.type) ? enricher.enrich(task, signal) : undefined;
+      // A task worthless this late (expires_after) is not enriched: it ends here, after the checks above.
+      const expiresAt = expiresAtMs(task);
+      const expired = expiresAt !== undefined && Date.now() > expiresAt;
+      const enriching = isKnownTaskType(task.type) && !expired ? enricher.enrich(task, signal) : undefined;
       enriching?.catch(() => undefined); // settled below unless the task is skipped
       const notRun = await checking;
       if (notRun === "cancelled") {
@@ -70,6 +76,11 @@ export const ingest = defineService({
       }
       if (notRun === "superseded") {
         await publishSkippedSuperseded(rt.publisher, rt.name, task);
+        return;
+      }
+      if (expired) {
+        await publishExpired(rt.publisher, rt.name, task, expiresAt);
+        rt.log.info({ taskId: task.taskId, expiresAt }, "task expired before it started: cancelled");
         return;
       }
       if (!enriching) {

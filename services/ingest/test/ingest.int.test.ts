@@ -183,6 +183,27 @@ test("a cancelled task is skipped at once even while the enricher is down (the c
   expect(statuses(task.taskId)).toEqual([]);
 });
 
+test("a task past its expires_after is not enriched: CANCELLED expired at once, even while the enricher is down", async () => {
+  await stopEnricher(); // an enricher call would be refused and retried: none is made
+  const dueAt = new Date(Date.now() - 10_000).toISOString();
+  const task = newTask({ createdAt: dueAt, expiresAfterMs: 5_000 });
+  await submit(task);
+  await waitFor("the expired audit", () => audits(task.taskId, "expired").length === 1);
+  expect(statuses(task.taskId)).toEqual([
+    expect.objectContaining({
+      state: "CANCELLED",
+      source: "ingest",
+      error: `expired: not started by ${new Date(Date.parse(dueAt) + 5_000).toISOString()} (expires_after 5000 ms)`,
+    }),
+  ]);
+  expect(audits(task.taskId, "enrich_retry")).toEqual([]);
+  expect(scheduled(task.taskId)).toEqual([]);
+  expect(deadLetters(task.taskId)).toEqual([]);
+  // A task due later than that is enriched as usual (here: retried while the enricher is down).
+  const fresh = await submit(newTask({ expiresAfterMs: 60_000 }));
+  await waitFor("the fresh task's enrich retry", () => audits(fresh, "enrich_retry").length > 0);
+});
+
 test("the enricher coming back before attempts run out lets the task through", async () => {
   await stopEnricher(); // independent of the test before: the enricher is down whatever ran first
   const taskId = await submit(newTask({ type: "echo", payload: { a: 1 } }));

@@ -1,9 +1,10 @@
 /**
  * scheduler: tasks.schedule → tasks.worker.{high,medium,low}; status SCHEDULED.
  * A task cancelled while it waited is acknowledged and dropped here instead of being queued for a worker, and so is
- * the message of an older generation (a task requeued or replayed since: the newer generation's message does the work).
+ * the message of an older generation (a task requeued or replayed since: the newer generation's message does the work),
+ * and a task past its expires_after (ended CANCELLED "expired" here, not queued).
  */
-import { publishAudit, publishSkippedSuperseded, publishStatus, Subjects } from "@tm/flow";
+import { expiresAtMs, publishAudit, publishExpired, publishSkippedSuperseded, publishStatus, Subjects } from "@tm/flow";
 import { defineService, positiveInt } from "@tm/kit";
 import { whyNotRun } from "@tm/store";
 import { routeFor } from "./route.js";
@@ -27,6 +28,12 @@ export const scheduler = defineService({
         }
         if (notRun === "superseded") {
           await publishSkippedSuperseded(rt.publisher, rt.name, task);
+          return;
+        }
+        const expiresAt = expiresAtMs(task);
+        if (expiresAt !== undefined && Date.now() > expiresAt) {
+          await publishExpired(rt.publisher, rt.name, task, expiresAt);
+          rt.log.info({ taskId: task.taskId, expiresAt }, "task expired before it started: cancelled");
           return;
         }
         const { subject, msgId } = routeFor(task);

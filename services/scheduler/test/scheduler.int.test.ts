@@ -48,7 +48,11 @@ test("routes each task to the queue of its priority, once, and reports SCHEDULED
 
 /** Publishes `task` to the scheduler and expects it dropped: only the audit event `action`, no status, no worker
  *  message, the delivery acknowledged. */
-async function expectDropped(task: EnrichedTaskMessage, action: string): Promise<Array<Record<string, unknown>>> {
+async function expectDropped(
+  task: EnrichedTaskMessage,
+  action: string,
+  subjects = ["events.audit"],
+): Promise<Array<Record<string, unknown>>> {
   const publisher = createPublisher(clients.nc);
   const seen: Array<{ subject: string; taskId?: string; action?: string }> = [];
   const sub = clients.nc.subscribe("events.>");
@@ -69,7 +73,7 @@ async function expectDropped(task: EnrichedTaskMessage, action: string): Promise
     });
     // The audit is the handler's last step on this path: nothing for the task was or will be published after it.
     const mine = seen.filter((m) => m.taskId === task.taskId);
-    expect(mine.map((m) => m.subject)).toEqual(["events.audit"]);
+    expect(mine.map((m) => m.subject)).toEqual(subjects);
     return mine;
   } finally {
     sub.unsubscribe();
@@ -96,4 +100,16 @@ test("an older generation's message (the task requeued since) is dropped: audit 
     const stored = await jsm.streams.getMessage("TASKS", { last_by_subj: "tasks.worker.high" }).catch(() => undefined);
     return stored !== undefined && decodeMessage(Subjects.workerHigh, stored.data).taskId === task.taskId;
   });
+});
+
+test("a task past its expires_after is ended here, CANCELLED expired, not queued for a worker", async () => {
+  const dueAt = new Date(Date.now() - 10_000).toISOString();
+  const task = { ...enrichedTask("low"), createdAt: dueAt, expiresAfterMs: 5_000 };
+  const [status, audit] = await expectDropped(task, "expired", ["events.status", "events.audit"]);
+  expect(status).toMatchObject({
+    state: "CANCELLED",
+    source: "scheduler",
+    error: `expired: not started by ${new Date(Date.parse(dueAt) + 5_000).toISOString()} (expires_after 5000 ms)`,
+  });
+  expect(audit).toMatchObject({ service: "scheduler", detail: { failedAttempts: 0 } });
 });

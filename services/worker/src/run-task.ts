@@ -14,6 +14,7 @@ import {
   expiresAtMs,
   PermanentError,
   publishAudit,
+  publishExpired,
   publishSkippedSuperseded,
   publishStatus,
   Subjects,
@@ -65,34 +66,16 @@ export function createTaskRunner({ rt, running, timeoutMs }: TaskRunnerOptions) 
     });
   const service = rt.name;
 
-  /**
-   * Ends an expired task CANCELLED without running it, its error saying why (a retry due after the expiry too: the
-   * error counts the attempts that failed). Status first, then the audit event: both are deduplicated should this
-   * delivery be redelivered before its ack.
-   */
+  /** Ends an expired task CANCELLED without running it (a retry due after the expiry too: the error counts the
+   *  attempts that failed). */
   async function expire(task: EnrichedTaskMessage, ctx: DeliveryContext, expiresAt: number): Promise<void> {
-    const { taskId, generation } = task;
     const failed = ctx.attempt - 1;
-    const error =
-      `expired: not started by ${new Date(expiresAt).toISOString()} (expires_after ${task.expiresAfterMs} ms)` +
-      (failed > 0 ? ` after ${failed} failed attempt${failed === 1 ? "" : "s"}` : "");
-    await publishStatus(rt.publisher, {
-      taskId,
-      state: "CANCELLED",
-      source: service,
-      attempt: failed,
-      error,
-      generation,
-    });
-    await publishAudit(rt.publisher, {
-      taskId,
-      service,
-      action: "expired",
-      detail: { expiresAt: new Date(expiresAt).toISOString(), lateMs: Date.now() - expiresAt, failedAttempts: failed },
-      discriminator: generation,
-    });
+    await publishExpired(rt.publisher, service, task, expiresAt, failed);
     count(task, "expired");
-    rt.log.info({ taskId, expiresAt, failedAttempts: failed }, "task expired before it started: cancelled");
+    rt.log.info(
+      { taskId: task.taskId, expiresAt, failedAttempts: failed },
+      "task expired before it started: cancelled",
+    );
   }
 
   async function run(task: EnrichedTaskMessage, ctx: DeliveryContext): Promise<void> {
