@@ -6,7 +6,7 @@
  * shown); a task dead-lettered while the enricher was down is replayed with a click once it is back, and succeeds;
  * a task failed "not queued" is requeued with a click and followed to SUCCEEDED; selected dead letters are discarded
  * once the confirmation is accepted (not when it is dismissed); the overview marks a paused priority; a delayed task is
- * promoted with Run now.
+ * promoted with Run now; the tasks a filter matches are cancelled with Cancel matching.
  * Screenshots go to test-artifacts/.
  * Skipped (with a message) when Debian's chromium is not installed (scripts/setup.sh installs it); under CI=true a
  * missing chromium fails instead.
@@ -19,7 +19,7 @@ import { promisify } from "node:util";
 import { create } from "@bufbuild/protobuf";
 import { DurationSchema } from "@bufbuild/protobuf/wkt";
 import { StatusEventSchema, statusEvent } from "@tm/flow";
-import { createAdminClient, Priority, RetryBackoffSchema } from "@tm/proto";
+import { createAdminClient, Priority, RetryBackoffSchema, TaskState } from "@tm/proto";
 import { appendDeadLetter, applyStatus, markCancelled, readResult, saveTask } from "@tm/store";
 import { freePort, REPO_ROOT, spawnService, waitFor } from "@tm/testkit";
 import { type BrowserContext, chromium, type Page } from "playwright-core";
@@ -396,6 +396,38 @@ describe.skipIf(!existsSync(CHROMIUM))("web console", () => {
     await row.getByRole("button", { name: "Delete console-nightly" }).click();
     await page.waitForSelector("text=Deleted schedule console-nightly.", { timeout: 15_000 });
     expect((await admin.listSchedules({})).schedules.map((s) => s.id)).not.toContain("console-nightly");
+  });
+
+  it("cancels every unfinished task the filters match after a confirmation (dismissed: none), not finished ones", async () => {
+    const batch = `bulk-${crypto.randomUUID().slice(0, 8)}`;
+    const delayed = [];
+    for (let n = 0; n < 3; n++) {
+      const { taskId } = await pipeline.client.submitTask({
+        type: "echo",
+        metadata: { batch },
+        schedule: { case: "delay", value: create(DurationSchema, { seconds: 3_600n }) },
+      });
+      delayed.push(taskId);
+    }
+    const done = await submitWithCli("echo", { batch });
+    await waitFor("the finished one", async () => (await readResult(pipeline.redisClient, done)) !== undefined);
+    await page.goto(`${webUrl}/tasks?q=${batch}`);
+    await page.waitForSelector("#task-list table", { timeout: 15_000 });
+    const stateOf = async (taskId: string) => (await pipeline.client.getTask({ taskId })).task?.status?.state;
+    page.once("dialog", (dialog) => void dialog.dismiss());
+    await page.click("button:text('Cancel matching')");
+    for (const taskId of delayed) expect(await stateOf(taskId)).toBe(TaskState.PENDING);
+    page.once("dialog", (dialog) => {
+      expect(dialog.message()).toBe("Cancel every unfinished task these filters match? Running handlers are aborted.");
+      void dialog.accept();
+    });
+    await page.click("button:text('Cancel matching')");
+    await page.waitForSelector("#announcer:text('Cancelled 3 tasks.')", { state: "attached", timeout: 15_000 });
+    for (const taskId of delayed) expect(await stateOf(taskId)).toBe(TaskState.CANCELLED);
+    expect(await stateOf(done)).toBe(TaskState.SUCCEEDED);
+    // Finished tasks cannot be cancelled: with such a state chosen the button is off.
+    await page.selectOption("select[name=state]", "SUCCEEDED");
+    expect(await page.isDisabled("button:text('Cancel matching')")).toBe(true);
   });
 
   it("discards selected dead letters after a confirmation; the tasks' histories record it", async () => {

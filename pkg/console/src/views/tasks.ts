@@ -1,10 +1,12 @@
 /**
  * Tasks: filters by state, type, priority and creation time, unfinished tasks by how long their status has not
  * changed (stalled ones are the candidates for a requeue), a debounced search box, and one page at a time
- * (the server pages with tokens; only the page shown is rendered, so 10,000 tasks cost no more than 50).
+ * (the server pages with tokens; only the page shown is rendered, so 10,000 tasks cost no more than 50). "Cancel
+ * matching" cancels every unfinished task the filters match (AdminService CancelTasks, 500 per call, after a
+ * confirmation), as `taskctl cancel --all` does.
  */
 import { timestampFromDate } from "@bufbuild/protobuf/wkt";
-import { Priority, TaskState } from "@tm/proto/web";
+import { CancelResult, Priority, TaskState } from "@tm/proto/web";
 import { admin, errorText } from "../api.js";
 import { announce, debounce, h, replace } from "../dom.js";
 import { ago, dateOf, priorityName, stateName } from "../format.js";
@@ -50,6 +52,11 @@ export const tasksView: View = (main, { query }) => {
   const results = h("div", { id: "task-list" });
   const previous = h("button", { type: "button", class: "secondary" }, "Previous page") as HTMLButtonElement;
   const next = h("button", { type: "button", class: "secondary" }, "Next page") as HTMLButtonElement;
+  const cancelMatching = h(
+    "button",
+    { type: "button", class: "danger", title: "Cancel every unfinished task these filters match" },
+    "Cancel matching",
+  ) as HTMLButtonElement;
 
   replace(
     main,
@@ -65,6 +72,7 @@ export const tasksView: View = (main, { query }) => {
       field("Created after", afterInput),
       field("Created before", beforeInput),
     ),
+    h("div", { class: "actions" }, cancelMatching),
     status,
     results,
     h("div", { class: "pager" }, previous, next),
@@ -76,7 +84,73 @@ export const tasksView: View = (main, { query }) => {
   let nextToken = "";
   let generation = 0;
 
-  async function load(pageToken: string) {
+  /** The filter CancelTasks takes, or why the current filters cannot be cancelled in bulk. */
+  function cancelFilter() {
+    const state = TaskState[stateSelect.value as keyof typeof TaskState] ?? TaskState.UNSPECIFIED;
+    if ([TaskState.SUCCEEDED, TaskState.FAILED, TaskState.CANCELLED].includes(state)) {
+      return { why: "finished tasks cannot be cancelled" };
+    }
+    if (stalledSelect.value !== "" && stalledSelect.value !== "0") {
+      return { why: "choose Unfinished: any or all unfinished (a stall is not a cancel filter)" };
+    }
+    const filter = {
+      state,
+      priority: Priority[prioritySelect.value as keyof typeof Priority] ?? Priority.UNSPECIFIED,
+      type: typeInput.value.trim(),
+      query: searchInput.value.trim(),
+      createdAfter: afterInput.value ? timestampFromDate(new Date(afterInput.value)) : undefined,
+      createdBefore: beforeInput.value ? timestampFromDate(new Date(beforeInput.value)) : undefined,
+    };
+    const any =
+      filter.state !== TaskState.UNSPECIFIED ||
+      filter.priority !== Priority.UNSPECIFIED ||
+      filter.type !== "" ||
+      filter.query !== "" ||
+      filter.createdAfter !== undefined ||
+      filter.createdBefore !== undefined;
+    return any ? { filter } : { why: "set a filter first (every task: Created before now)" };
+  }
+
+  function drawCancelMatching() {
+    const { why } = cancelFilter();
+    cancelMatching.disabled = why !== undefined;
+    cancelMatching.title = why ?? "Cancel every unfinished task these filters match";
+  }
+
+  cancelMatching.addEventListener("click", async () => {
+    const { filter } = cancelFilter();
+    if (!filter) return;
+    if (!window.confirm("Cancel every unfinished task these filters match? Running handlers are aborted.")) return;
+    cancelMatching.disabled = true;
+    let cancelled = 0;
+    let finished = 0;
+    let outcome = "";
+    try {
+      let pageToken = "";
+      do {
+        const response = await admin.cancelTasks({
+          all: true,
+          ...filter,
+          reason: "cancelled from the web console",
+          pageToken,
+        });
+        for (const outcome of response.outcomes) {
+          if (outcome.result === CancelResult.CANCELLED) cancelled++;
+          else if (outcome.result === CancelResult.ALREADY_FINISHED) finished++;
+        }
+        pageToken = response.nextPageToken;
+      } while (pageToken);
+      outcome = `Cancelled ${cancelled} task${cancelled === 1 ? "" : "s"}${finished > 0 ? ` (${finished} had finished meanwhile)` : ""}.`;
+    } catch (error) {
+      outcome = `Cancelled ${cancelled}, then stopped: ${errorText(error)}`;
+    } finally {
+      drawCancelMatching();
+      // The list again, its announcement led by what was done (one announcement: a second would replace the first).
+      void load("", outcome);
+    }
+  });
+
+  async function load(pageToken: string, note = "") {
     const mine = ++generation;
     status.textContent = "Loading…";
     try {
@@ -115,9 +189,11 @@ export const tasksView: View = (main, { query }) => {
       );
       const text = `${response.tasks.length} task${response.tasks.length === 1 ? "" : "s"} on page ${tokens.length + 1}${nextToken ? "; more on the next page" : ""}.`;
       status.textContent = text;
-      announce(text);
+      announce(note ? `${note} ${text}` : text);
     } catch (error) {
-      if (mine === generation) status.textContent = `Could not list tasks: ${errorText(error)}`;
+      if (mine !== generation) return;
+      status.textContent = `Could not list tasks: ${errorText(error)}`;
+      if (note) announce(note);
     }
   }
 
@@ -136,6 +212,7 @@ export const tasksView: View = (main, { query }) => {
       if (input.value) params.set(name, input.value);
     }
     history.replaceState(null, "", `/tasks${params.size > 0 ? `?${params}` : ""}`);
+    drawCancelMatching();
     void load("");
   }
 
@@ -149,6 +226,7 @@ export const tasksView: View = (main, { query }) => {
     void load(nextToken);
   });
   previous.addEventListener("click", () => void load(tokens.pop() ?? ""));
+  drawCancelMatching();
   void load("");
   return () => {
     generation++;
