@@ -25,8 +25,8 @@
  * A delivery whose handler was rate limited (RateLimitedError) is taken back from its DeliveryProcessor, unacked, and
  * put at the head of its queue, heartbeated like the rest, with its type paused on this worker for the wait it was
  * told (TypeLimits.pause; `onRateLimited` shares the wait with the fleet); then it runs again in the same attempt. Its
- * slot is free meanwhile. A delivery waits so at
- * most `rateLimitHoldMs` in all; past that its next RateLimitedError is an ordinary retry (an attempt spent).
+ * slot is free meanwhile. A delivery waits so at most `rateLimitHoldMs` in all; past that its next RateLimitedError is
+ * an ordinary retry (an attempt spent).
  */
 import {
   backoffDelayMs,
@@ -308,6 +308,8 @@ export class PriorityDispatcher {
             const deferral = this.#deferrals.get(msg) as Deferral;
             this.#deferrals.delete(msg);
             this.#requeue(lane, msg, deferral);
+          } else if (this.#deferrals.size > 0) {
+            this.#deferrals.delete(msg); // recorded, then the delivery failed unexpectedly after all: forget it
           }
           this.#dispatch();
         });

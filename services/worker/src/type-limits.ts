@@ -112,11 +112,6 @@ export class TypeLimits {
     if (!this.#stopped) this.#options.wake();
   }
 
-  /** Whether an operator paused the type (a run-time limit `paused`). */
-  operatorPaused(type: string): boolean {
-    return this.#operatorPaused.has(type);
-  }
-
   /**
    * Starts no delivery of `type` before `untilMs` (a handler of it was told to wait: RateLimitedError). Deliveries
    * already buffered are held too once the dispatcher has tracked them again (`version` changed).
@@ -124,10 +119,9 @@ export class TypeLimits {
   pause(type: string, untilMs: number): void {
     const current = this.#pausedUntil.get(type);
     if (this.#stopped || (current !== undefined && untilMs <= current)) return; // only ever lengthened
-    const until = untilMs;
-    this.#pausedUntil.set(type, until);
+    this.#pausedUntil.set(type, untilMs);
     this.#changed();
-    this.#armPauseEnd(type, until);
+    this.#armPauseEnd(type, untilMs);
   }
 
   /** One wake-up per paused type, at the end of its pause; one that fires early (a timer can, by a millisecond, or
