@@ -278,26 +278,27 @@ describe("consume", () => {
     expect(calls).toBe(1);
   });
 
-  test("a RetryAfterError is retried after the delay it asks for, not the configured one, and spends an attempt", async () => {
+  /** A consumer whose handler fails the message's first attempt with `firstError`; what each delivery saw, and the
+   *  retry delays its hooks were told. */
+  async function failFirstAttempt(service: string, firstError: () => Error) {
     const jsm = await nc.jetstreamManager();
     await provisionStreams(jsm, settings);
-    await provisionConsumer(jsm, "t4r", Subjects.ingest, settings);
+    await provisionConsumer(jsm, service, Subjects.ingest, settings);
     const publisher = createPublisher(nc);
     const message = task();
-    const attempts: Array<{ attempt: number; at: number }> = [];
+    const attempts: Array<{ attempt: number; deferrals: number; at: number }> = [];
     const retries: number[] = [];
     const succeeded = countdown(1);
     const consumer = new Consumer({
       js: nc.jetstream(),
       publisher,
-      service: "t4r",
+      service,
       subject: Subjects.ingest,
       settings,
       handler: async (m, ctx) => {
         if (m.taskId !== message.taskId) return;
-        attempts.push({ attempt: ctx.attempt, at: Date.now() });
-        // The configured delay after attempt 1 is 100 ms.
-        if (ctx.attempt === 1) throw new RetryAfterError("downstream said 429, Retry-After: 1.2 s", 1_200);
+        attempts.push({ attempt: ctx.attempt, deferrals: ctx.deferrals, at: Date.now() });
+        if (ctx.attempt === 1) throw firstError();
         succeeded.tick();
       },
       hooks: { onRetry: async (_m, _error, _ctx, delayMs) => void retries.push(delayMs) },
@@ -306,39 +307,23 @@ describe("consume", () => {
     await publisher.publish(Subjects.ingest, message, { msgId: `${message.taskId}:ingest` });
     await succeeded.done;
     await consumer.stop();
+    return { attempts, retries };
+  }
+
+  test("a RetryAfterError is retried after the delay it asks for, not the configured one, and spends an attempt", async () => {
+    // The configured delay after attempt 1 is 100 ms.
+    const { attempts, retries } = await failFirstAttempt(
+      "t4r",
+      () => new RetryAfterError("downstream said 429, Retry-After: 1.2 s", 1_200),
+    );
     expect(attempts.map((a) => a.attempt)).toEqual([1, 2]);
     expect(retries).toEqual([1_200]);
     expect((attempts[1]?.at ?? 0) - (attempts[0]?.at ?? 0)).toBeGreaterThanOrEqual(1_200 - 20);
   });
 
   test("a RateLimitedError where nothing takes the delivery back (a plain consume loop) is retried as a RetryAfterError", async () => {
-    const jsm = await nc.jetstreamManager();
-    await provisionStreams(jsm, settings);
-    await provisionConsumer(jsm, "t4l", Subjects.ingest, settings);
-    const publisher = createPublisher(nc);
-    const message = task();
-    const seen: Array<{ attempt: number; deferrals: number }> = [];
-    const retries: number[] = [];
-    const succeeded = countdown(1);
-    const consumer = new Consumer({
-      js: nc.jetstream(),
-      publisher,
-      service: "t4l",
-      subject: Subjects.ingest,
-      settings,
-      handler: async (m, ctx) => {
-        if (m.taskId !== message.taskId) return;
-        seen.push({ attempt: ctx.attempt, deferrals: ctx.deferrals });
-        if (ctx.attempt === 1) throw new RateLimitedError("429", 400);
-        succeeded.tick();
-      },
-      hooks: { onRetry: async (_m, _error, _ctx, delayMs) => void retries.push(delayMs) },
-    });
-    await consumer.start();
-    await publisher.publish(Subjects.ingest, message, { msgId: `${message.taskId}:ingest` });
-    await succeeded.done;
-    await consumer.stop();
-    expect(seen).toEqual([
+    const { attempts, retries } = await failFirstAttempt("t4l", () => new RateLimitedError("429", 400));
+    expect(attempts.map(({ attempt, deferrals }) => ({ attempt, deferrals }))).toEqual([
       { attempt: 1, deferrals: 0 },
       { attempt: 2, deferrals: 0 },
     ]);
