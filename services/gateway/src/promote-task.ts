@@ -33,7 +33,7 @@ export async function promoteTask(
   const nowMs = Date.now();
   const previousRunAtMs = await redisCall("promoting the task", () => promoteDelayed(rt.redis, taskId, nowMs));
   if (previousRunAtMs === undefined)
-    throw notWaiting(`it was released at its time already (it is ${status?.state ?? "PENDING"})`);
+    throw notWaiting(`it was released already (it is ${status?.state ?? "PENDING"})`);
   await publishAudit(rt.publisher, {
     taskId,
     service: rt.name,

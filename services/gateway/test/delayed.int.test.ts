@@ -130,7 +130,7 @@ describe("released by the gateways' pollers", () => {
     expect(again).toBeInstanceOf(ConnectError);
     expect(again).toMatchObject({
       code: Code.FailedPrecondition,
-      rawMessage: `task ${taskId} is not waiting for its time: it was released at its time already (it is PENDING)`,
+      rawMessage: `task ${taskId} is not waiting for its time: it was released already (it is PENDING)`,
     });
   });
 
