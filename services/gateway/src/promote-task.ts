@@ -32,8 +32,7 @@ export async function promoteTask(
   if (status && isTerminal(status.state)) throw notWaiting(`it is ${status.state}`);
   const nowMs = Date.now();
   const previousRunAtMs = await redisCall("promoting the task", () => promoteDelayed(rt.redis, taskId, nowMs));
-  if (previousRunAtMs === undefined)
-    throw notWaiting(`it was released already (it is ${status?.state ?? "PENDING"})`);
+  if (previousRunAtMs === undefined) throw notWaiting(`it was released already (it is ${status?.state ?? "PENDING"})`);
   await publishAudit(rt.publisher, {
     taskId,
     service: rt.name,
