@@ -610,10 +610,15 @@ describe("AdminService", () => {
       lastTaskId = schedules?.find((s) => s.id === "tick")?.lastTaskId ?? "";
       return lastTaskId !== "";
     });
+    // The status comes through the notifier, which may lag the result-store under load (seen in CI: the result
+    // stored while the status still said PENDING): wait for each.
     await waitFor("the run's result", async () => (await readResult(pipeline.redisClient, lastTaskId)) !== undefined);
+    await waitFor(
+      "the run's SUCCEEDED",
+      async () => (await pipeline.client.getTask({ taskId: lastTaskId })).task?.status?.state === TaskState.SUCCEEDED,
+    );
     const { task } = await pipeline.client.getTask({ taskId: lastTaskId });
     expect(task?.metadata).toMatchObject({ schedule_id: "tick" });
-    expect(task?.status?.state).toBe(TaskState.SUCCEEDED);
     expect(await readResult(pipeline.redisClient, lastTaskId)).toMatchObject({ output: { tick: true } });
     const table = await taskctl("schedule", "ls");
     // NEXT and LAST are relative times ("in 1s", "just now", or "1s ago" for a run a loaded gateway has yet to make).
@@ -816,9 +821,11 @@ describe("AdminService", () => {
       ),
     );
     const done = (await pipeline.client.submitTask({ type: "echo", metadata: { batch } })).taskId;
+    // SUCCEEDED itself, not only the result: the notifier can lag the result-store, and a task still RUNNING here
+    // would be unfinished, so cancelled below.
     await waitFor(
       "the undelayed task to succeed",
-      async () => (await readResult(pipeline.redisClient, done)) !== undefined,
+      async () => (await pipeline.client.getTask({ taskId: done })).task?.status?.state === TaskState.SUCCEEDED,
     );
 
     const cancelled = await taskctl("cancel", "--all", "--query", batch, "--reason", "bad batch");

@@ -410,7 +410,11 @@ describe.skipIf(!existsSync(CHROMIUM))("web console", () => {
       delayed.push(taskId);
     }
     const done = await submitWithCli("echo", { batch });
-    await waitFor("the finished one", async () => (await readResult(pipeline.redisClient, done)) !== undefined);
+    // Its SUCCEEDED status, not only its result (the notifier can lag): until then it would count as unfinished.
+    await waitFor(
+      "the finished one",
+      async () => (await pipeline.client.getTask({ taskId: done })).task?.status?.state === TaskState.SUCCEEDED,
+    );
     await page.goto(`${webUrl}/tasks?q=${batch}`);
     await page.waitForSelector("#task-list table", { timeout: 15_000 });
     const stateOf = async (taskId: string) => (await pipeline.client.getTask({ taskId })).task?.status?.state;
