@@ -12,7 +12,9 @@ import {
 } from "@tm/flow";
 import { startService } from "@tm/kit";
 import type { Infra } from "@tm/testkit";
-import type { JetStreamManager, NatsConnection } from "nats";
+import { Redis } from "ioredis";
+import { connect, type JetStreamManager, type NatsConnection } from "nats";
+import { afterAll, beforeAll } from "vitest";
 import { worker } from "../src/service.js";
 
 /** The worker in this process against the file's servers: quick retries and AckWait, the ops server on a free port;
@@ -27,6 +29,37 @@ export function startWorker(infra: Infra, env: Record<string, string> = {}) {
     FLOW_RETRY_DELAYS_MS: "100,200,300,400,500",
     ...env,
   });
+}
+
+/** A worker started for a test file, with the clients its tests watch it through. */
+export interface WatchedWorker {
+  service: Awaited<ReturnType<typeof startWorker>>;
+  nc: NatsConnection;
+  jsm: JetStreamManager;
+  redis: Redis;
+  /** What landed in the EVENTS and TASKS streams (refresh() before reading). */
+  events: StreamReader;
+  tasks: StreamReader;
+}
+
+/** Starts the worker (as startWorker) and its watchers before the file's tests, and stops them after; the returned
+ *  object is filled in by then. */
+export function useWatchedWorker(infra: Infra, env: Record<string, string> = {}): WatchedWorker {
+  const watched = {} as WatchedWorker;
+  beforeAll(async () => {
+    watched.service = await startWorker(infra, env);
+    watched.nc = await connect({ servers: infra.nats.url });
+    watched.jsm = await watched.nc.jetstreamManager();
+    watched.redis = new Redis(infra.redis.url);
+    watched.events = new StreamReader(watched.jsm, "EVENTS");
+    watched.tasks = new StreamReader(watched.jsm, "TASKS");
+  });
+  afterAll(async () => {
+    await watched.service?.stop();
+    await watched.nc?.drain();
+    watched.redis?.disconnect();
+  });
+  return watched;
 }
 
 export function enrichedTask(type: string, payload: Record<string, unknown>, priority: Priority = "medium") {

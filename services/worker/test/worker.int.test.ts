@@ -11,43 +11,22 @@ import {
 import type { Runtime } from "@tm/kit";
 import { applyStatus, Keys, markCancelled } from "@tm/store";
 import { useInfra, waitFor } from "@tm/testkit";
-import { Redis } from "ioredis";
-import { connect, type JetStreamManager, type NatsConnection } from "nats";
-import { afterAll, beforeAll, expect, test } from "vitest";
+import { expect, test } from "vitest";
 import { RunningTasks } from "../src/cancellation.js";
 import { createTaskRunner } from "../src/run-task.js";
-import { enrichedTask, publishTask, StreamReader, startWorker } from "./support.js";
+import { enrichedTask, publishTask, useWatchedWorker } from "./support.js";
 
 // Long enough that a cancel published after RUNNING is seen lands before the sleep below ends, even on a loaded machine.
 const TASK_TIMEOUT_MS = 3_000;
 const infra = useInfra();
-let nc: NatsConnection;
-let jsm: JetStreamManager;
-let redis: Redis;
-let events: StreamReader;
-let tasks: StreamReader;
-let service: Awaited<ReturnType<typeof startWorker>>;
-
-beforeAll(async () => {
-  service = await startWorker(infra, {
-    WORKER_CONCURRENCY: "4",
-    TASK_TIMEOUT_MS: String(TASK_TIMEOUT_MS),
-    SHUTDOWN_TIMEOUT_MS: "500",
-  });
-  nc = await connect({ servers: infra.nats.url });
-  jsm = await nc.jetstreamManager();
-  redis = new Redis(infra.redis.url);
-  events = new StreamReader(jsm, "EVENTS");
-  tasks = new StreamReader(jsm, "TASKS");
-});
-afterAll(async () => {
-  await service?.stop();
-  await nc?.drain();
-  redis?.disconnect();
+const w = useWatchedWorker(infra, {
+  WORKER_CONCURRENCY: "4",
+  TASK_TIMEOUT_MS: String(TASK_TIMEOUT_MS),
+  SHUTDOWN_TIMEOUT_MS: "500",
 });
 
 async function refresh() {
-  await Promise.all([events.refresh(), tasks.refresh()]);
+  await Promise.all([w.events.refresh(), w.tasks.refresh()]);
 }
 
 /** The worker publishes result, SUCCEEDED and then the "succeeded" audit: waiting for the last one means the
@@ -55,22 +34,22 @@ async function refresh() {
 async function waitForSucceededAudit(taskId: string) {
   await waitFor("succeeded audit", async () => {
     await refresh();
-    return events.audits(taskId).some((a) => a.action === "succeeded");
+    return w.events.audits(taskId).some((a) => a.action === "succeeded");
   });
 }
 
 async function waitForDeadLetter(taskId: string) {
   await waitFor("dead letter", async () => {
     await refresh();
-    return events.deadLetters(taskId).length > 0;
+    return w.events.deadLetters(taskId).length > 0;
   });
 }
 
 test("echo: publishes the payload as the result, then SUCCEEDED", async () => {
   const task = enrichedTask("echo", { hello: "world", n: [1, 2] });
-  await publishTask(nc, task);
+  await publishTask(w.nc, task);
   await waitForSucceededAudit(task.taskId);
-  const [result] = tasks.results(task.taskId);
+  const [result] = w.tasks.results(task.taskId);
   expect(result).toMatchObject({
     output: { hello: "world", n: [1, 2] },
     attempts: 1,
@@ -78,33 +57,36 @@ test("echo: publishes the payload as the result, then SUCCEEDED", async () => {
     priority: "medium",
   });
   expect(result?.durationMs).toBeGreaterThanOrEqual(0);
-  const states = events.statuses(task.taskId).map((s) => `${s.state}:${s.attempt}`);
+  const states = w.events.statuses(task.taskId).map((s) => `${s.state}:${s.attempt}`);
   expect(states).toEqual(["RUNNING:1", "SUCCEEDED:1"]);
-  expect(events.audits(task.taskId).map((a) => a.action)).toEqual(["succeeded"]);
+  expect(w.events.audits(task.taskId).map((a) => a.action)).toEqual(["succeeded"]);
 });
 
 test("a message of an older generation than the task's is acknowledged unrun: skipped_superseded, no status, no result", async () => {
   // The task was requeued (or replayed) as generation 1; its generation-0 message turns up afterwards.
   const stale = enrichedTask("echo", { stale: true }, "high");
-  await redis.hset(Keys.task(stale.taskId), "generation", "1");
-  await publishTask(nc, stale);
+  await w.redis.hset(Keys.task(stale.taskId), "generation", "1");
+  await publishTask(w.nc, stale);
   await waitFor("skipped_superseded audit", async () => {
     await refresh();
-    return events.audits(stale.taskId).some((a) => a.action === "skipped_superseded");
+    return w.events.audits(stale.taskId).some((a) => a.action === "skipped_superseded");
   });
   // The current generation's message runs as usual.
   const current = { ...stale, generation: 1 };
-  await publishTask(nc, current);
+  await publishTask(w.nc, current);
   await waitForSucceededAudit(stale.taskId);
-  expect(tasks.results(stale.taskId).map((r) => r.generation)).toEqual([1]);
-  expect(events.statuses(stale.taskId).map((s) => `${s.state}:${s.generation}`)).toEqual(["RUNNING:1", "SUCCEEDED:1"]);
-  expect(events.audits(stale.taskId).map((a) => a.action)).toEqual(["skipped_superseded", "succeeded"]);
+  expect(w.tasks.results(stale.taskId).map((r) => r.generation)).toEqual([1]);
+  expect(w.events.statuses(stale.taskId).map((s) => `${s.state}:${s.generation}`)).toEqual([
+    "RUNNING:1",
+    "SUCCEEDED:1",
+  ]);
+  expect(w.events.audits(stale.taskId).map((a) => a.action)).toEqual(["skipped_superseded", "succeeded"]);
 });
 
 test("the result goes out without waiting for RUNNING's PubAck; SUCCEEDED only once both are acknowledged", async () => {
   // The runner of this worker's runtime, with its publishes going to the real streams through a wrapper that holds
   // RUNNING's PubAck back until the test lets it through.
-  const real = createPublisher(nc);
+  const real = createPublisher(w.nc);
   let releaseRunning = () => {};
   const runningHeld = new Promise<void>((resolve) => {
     releaseRunning = resolve;
@@ -124,7 +106,7 @@ test("the result goes out without waiting for RUNNING's PubAck; SUCCEEDED only o
       });
     },
   };
-  const rt = { ...service.runtime, publisher } as Runtime;
+  const rt = { ...w.service.runtime, publisher } as Runtime;
   const { run } = createTaskRunner({ rt, running: new RunningTasks(), timeoutMs: 5_000 });
   const task = enrichedTask("echo", { n: 1 });
   const done = run(task, { attempt: 1, signal: new AbortController().signal } as DeliveryContext);
@@ -142,12 +124,12 @@ test("the result goes out without waiting for RUNNING's PubAck; SUCCEEDED only o
 
 test("sleep: several RUNNING progress updates with increasing versions, then SUCCEEDED", async () => {
   const task = enrichedTask("sleep", { ms: 900 }, "high");
-  await publishTask(nc, task);
+  await publishTask(w.nc, task);
   await waitFor("SUCCEEDED", async () => {
     await refresh();
-    return events.statuses(task.taskId).some((s) => s.state === "SUCCEEDED");
+    return w.events.statuses(task.taskId).some((s) => s.state === "SUCCEEDED");
   });
-  const statuses = events.statuses(task.taskId);
+  const statuses = w.events.statuses(task.taskId);
   const running = statuses.filter((s) => s.state === "RUNNING");
   expect(running.length).toBeGreaterThanOrEqual(3);
   expect(running.length).toBeLessThanOrEqual(6); // throttled to one per 250 ms
@@ -158,92 +140,93 @@ test("sleep: several RUNNING progress updates with increasing versions, then SUC
   expect(progress[0]).toBe(0);
   expect(progress).toEqual([...progress].sort((a, b) => a - b));
   expect(statuses.at(-1)).toMatchObject({ state: "SUCCEEDED", progress: 100 });
-  expect(tasks.results(task.taskId)[0]?.output).toEqual({ sleptMs: 900 });
+  expect(w.tasks.results(task.taskId)[0]?.output).toEqual({ sleptMs: 900 });
 });
 
 test("flaky {failures: 2}: attempts 1 and 2 fail (RUNNING with error), attempt 3 succeeds", async () => {
   const task = enrichedTask("flaky", { failures: 2 });
-  await publishTask(nc, task);
+  await publishTask(w.nc, task);
   await waitForSucceededAudit(task.taskId);
-  const failedAttempts = events.statuses(task.taskId).filter((s) => s.state === "RUNNING" && s.error);
+  const failedAttempts = w.events.statuses(task.taskId).filter((s) => s.state === "RUNNING" && s.error);
   expect(failedAttempts.map((s) => s.attempt)).toEqual([1, 2]);
   expect(failedAttempts[0]?.error).toMatch(/flaky: attempt 1 fails/);
-  expect(tasks.results(task.taskId)).toHaveLength(1);
-  expect(tasks.results(task.taskId)[0]).toMatchObject({ attempts: 3, output: { attempts: 3 } });
-  expect(events.audits(task.taskId).map((a) => a.action)).toEqual(["attempt_failed", "attempt_failed", "succeeded"]);
+  expect(w.tasks.results(task.taskId)).toHaveLength(1);
+  expect(w.tasks.results(task.taskId)[0]).toMatchObject({ attempts: 3, output: { attempts: 3 } });
+  expect(w.events.audits(task.taskId).map((a) => a.action)).toEqual(["attempt_failed", "attempt_failed", "succeeded"]);
 });
 
 test("flaky {failures: 1, retryAfterMs}: the retry waits the delay the handler asked for, reported in the audit", async () => {
   const task = enrichedTask("flaky", { failures: 1, retryAfterMs: 1_500 });
-  await publishTask(nc, task);
+  await publishTask(w.nc, task);
   await waitForSucceededAudit(task.taskId);
-  const audits = events.audits(task.taskId);
+  const audits = w.events.audits(task.taskId);
   expect(audits.map((a) => a.action)).toEqual(["attempt_failed", "succeeded"]);
   // The configured delay after a first attempt is 100 ms here (FLOW_RETRY_DELAYS_MS): the handler's 1.5 s won.
   expect(audits[0]?.detail).toMatchObject({ attempt: 1, retryInMs: 1_500 });
-  const starts = events.statuses(task.taskId).filter((s) => s.state === "RUNNING" && !s.error);
+  const starts = w.events.statuses(task.taskId).filter((s) => s.state === "RUNNING" && !s.error);
   expect(starts.map((s) => s.attempt)).toEqual([1, 2]);
   const [first, second] = starts.map((s) => Date.parse(s.updatedAt));
   expect(second! - first!).toBeGreaterThanOrEqual(1_500 - 20);
-  expect(tasks.results(task.taskId)[0]).toMatchObject({ attempts: 2, output: { attempts: 2 } });
+  expect(w.tasks.results(task.taskId)[0]).toMatchObject({ attempts: 2, output: { attempts: 2 } });
 });
 
 test("a task's own retry backoff sets its waits (×4, capped), and a RetryAfterError still comes first", async () => {
   const retryBackoff = { delayMs: 200, multiplier: 4, maxDelayMs: 600, jitter: 0 };
   const task = { ...enrichedTask("flaky", { failures: 2 }), retryBackoff };
-  await publishTask(nc, task);
+  await publishTask(w.nc, task);
   await waitForSucceededAudit(task.taskId);
-  const failed = events.audits(task.taskId).filter((a) => a.action === "attempt_failed");
+  const failed = w.events.audits(task.taskId).filter((a) => a.action === "attempt_failed");
   // Without it, the test settings' 100 ms and 200 ms (FLOW_RETRY_DELAYS_MS).
   expect(failed.map((a) => a.detail?.retryInMs)).toEqual([200, 600]);
-  const starts = events.statuses(task.taskId).filter((s) => s.state === "RUNNING" && !s.error);
+  const starts = w.events.statuses(task.taskId).filter((s) => s.state === "RUNNING" && !s.error);
   expect(starts.map((s) => s.attempt)).toEqual([1, 2, 3]);
   const at = starts.map((s) => Date.parse(s.updatedAt));
   expect(at[1]! - at[0]!).toBeGreaterThanOrEqual(200 - 20);
   expect(at[2]! - at[1]!).toBeGreaterThanOrEqual(600 - 20);
 
   const asked = { ...enrichedTask("flaky", { failures: 1, retryAfterMs: 700 }), retryBackoff };
-  await publishTask(nc, asked);
+  await publishTask(w.nc, asked);
   await waitForSucceededAudit(asked.taskId);
-  expect(events.audits(asked.taskId).find((a) => a.action === "attempt_failed")?.detail?.retryInMs).toBe(700);
+  expect(w.events.audits(asked.taskId).find((a) => a.action === "attempt_failed")?.detail?.retryInMs).toBe(700);
 });
 
 test("a task past its expires_after is not run: CANCELLED, expired, audited; a later generation runs", async () => {
   const dueAt = new Date(Date.now() - 10_000).toISOString();
   const task = { ...enrichedTask("sleep", { ms: 10 }), createdAt: dueAt, expiresAfterMs: 5_000 };
-  await publishTask(nc, task);
+  await publishTask(w.nc, task);
   await waitFor("the expired audit event", async () => {
     await refresh();
-    return events.audits(task.taskId).some((a) => a.action === "expired");
+    return w.events.audits(task.taskId).some((a) => a.action === "expired");
   });
-  const statuses = events.statuses(task.taskId);
+  const statuses = w.events.statuses(task.taskId);
   expect(statuses.map((s) => s.state)).toEqual(["CANCELLED"]); // never RUNNING: the handler did not start
   expect(statuses[0]?.error).toBe(
     `expired: not started by ${new Date(Date.parse(dueAt) + 5_000).toISOString()} (expires_after 5000 ms)`,
   );
-  expect(events.audits(task.taskId)[0]?.detail).toMatchObject({ failedAttempts: 0 });
-  expect(tasks.results(task.taskId)).toHaveLength(0);
+  expect(w.events.audits(task.taskId)[0]?.detail).toMatchObject({ failedAttempts: 0 });
+  expect(w.tasks.results(task.taskId)).toHaveLength(0);
   await waitFor(
     "the delivery acked",
-    async () => (await jsm.consumers.info("TASKS", durableName("worker", Subjects.workerMedium))).num_ack_pending === 0,
+    async () =>
+      (await w.jsm.consumers.info("TASKS", durableName("worker", Subjects.workerMedium))).num_ack_pending === 0,
   );
 
   // A replay's generation is an operator's decision to run it now: not expired.
   const replayed = { ...task, generation: 1 };
-  await createPublisher(nc).publish(Subjects.workerMedium, replayed, { msgId: `${task.taskId}:worker:1` });
+  await createPublisher(w.nc).publish(Subjects.workerMedium, replayed, { msgId: `${task.taskId}:worker:1` });
   await waitForSucceededAudit(task.taskId);
 });
 
 test("a retry due after the task's expiry is not started: CANCELLED, counting the failed attempt", async () => {
   // Attempt 1 starts at once (well within 1 s); the handler asks for its retry 1.5 s later, past the expiry.
   const task = { ...enrichedTask("flaky", { failures: 1, retryAfterMs: 1_500 }), expiresAfterMs: 1_000 };
-  await publishTask(nc, task);
+  await publishTask(w.nc, task);
   await waitFor("the expired audit event", async () => {
     await refresh();
-    return events.audits(task.taskId).some((a) => a.action === "expired");
+    return w.events.audits(task.taskId).some((a) => a.action === "expired");
   });
-  expect(events.audits(task.taskId).map((a) => a.action)).toEqual(["attempt_failed", "expired"]);
-  expect(events.statuses(task.taskId).at(-1)).toMatchObject({
+  expect(w.events.audits(task.taskId).map((a) => a.action)).toEqual(["attempt_failed", "expired"]);
+  expect(w.events.statuses(task.taskId).at(-1)).toMatchObject({
     state: "CANCELLED",
     attempt: 1,
     error: expect.stringMatching(/^expired: not started by .* \(expires_after 1000 ms\) after 1 failed attempt$/),
@@ -252,42 +235,42 @@ test("a retry due after the task's expiry is not started: CANCELLED, counting th
 
 test("fail: five attempts, then FAILED and a dead letter with reason exhausted", async () => {
   const task = enrichedTask("fail", {});
-  await publishTask(nc, task);
+  await publishTask(w.nc, task);
   await waitForDeadLetter(task.taskId);
-  expect(events.deadLetters(task.taskId)[0]).toMatchObject({
+  expect(w.events.deadLetters(task.taskId)[0]).toMatchObject({
     reason: "exhausted",
     attempts: 5,
     error: "task type fail always fails",
     consumer: durableName("worker", Subjects.workerMedium),
   });
-  const statuses = events.statuses(task.taskId);
+  const statuses = w.events.statuses(task.taskId);
   expect(statuses.filter((s) => s.state === "RUNNING" && s.error).map((s) => s.attempt)).toEqual([1, 2, 3, 4]);
   expect(statuses.at(-1)).toMatchObject({ state: "FAILED", attempt: 5, error: "task type fail always fails" });
-  expect(tasks.results(task.taskId)).toHaveLength(0);
+  expect(w.tasks.results(task.taskId)).toHaveLength(0);
 });
 
 test("an invalid payload for a known type is dead-lettered at once as rejected, naming the field", async () => {
   const task = enrichedTask("sleep", { ms: "x" });
-  await publishTask(nc, task);
+  await publishTask(w.nc, task);
   await waitForDeadLetter(task.taskId);
-  const [letter] = events.deadLetters(task.taskId);
+  const [letter] = w.events.deadLetters(task.taskId);
   expect(letter).toMatchObject({ reason: "rejected", attempts: 1 });
   expect(letter?.error).toMatch(/invalid sleep payload: ms: /);
-  expect(events.statuses(task.taskId).map((s) => s.state)).toEqual(["FAILED"]);
+  expect(w.events.statuses(task.taskId).map((s) => s.state)).toEqual(["FAILED"]);
 });
 
 test("a task running past TASK_TIMEOUT_MS is aborted and retried", async () => {
   const task = enrichedTask("sleep", { ms: 20_000 });
-  await publishTask(nc, task);
+  await publishTask(w.nc, task);
   await waitFor("second attempt", async () => {
     await refresh();
-    return events.statuses(task.taskId).some((s) => s.state === "RUNNING" && s.attempt === 2);
+    return w.events.statuses(task.taskId).some((s) => s.state === "RUNNING" && s.attempt === 2);
   });
-  const [firstFailure] = events.statuses(task.taskId).filter((s) => s.error);
+  const [firstFailure] = w.events.statuses(task.taskId).filter((s) => s.error);
   expect(firstFailure).toMatchObject({ attempt: 1, error: `timed out after ${TASK_TIMEOUT_MS} ms` });
   // Stop it for the rest of the file: the running attempt is aborted, a later one would see the marker and skip.
-  await markCancelled(redis, task.taskId, "test done");
-  nc.publish(
+  await markCancelled(w.redis, task.taskId, "test done");
+  w.nc.publish(
     CANCEL_SUBJECT,
     JSON.stringify({ taskId: task.taskId, reason: "test done", at: new Date().toISOString() }),
   );
@@ -295,25 +278,25 @@ test("a task running past TASK_TIMEOUT_MS is aborted and retried", async () => {
 
 test("a task's own timeout replaces TASK_TIMEOUT_MS; with max_attempts 1 its first failure is final", async () => {
   const task = { ...enrichedTask("sleep", { ms: 20_000 }), timeoutMs: 150, maxAttempts: 1 };
-  await publishTask(nc, task);
+  await publishTask(w.nc, task);
   await waitForDeadLetter(task.taskId);
-  expect(events.deadLetters(task.taskId)[0]).toMatchObject({
+  expect(w.events.deadLetters(task.taskId)[0]).toMatchObject({
     reason: "exhausted",
     attempts: 1,
     error: "timed out after 150 ms",
   });
-  const statuses = events.statuses(task.taskId);
+  const statuses = w.events.statuses(task.taskId);
   expect(statuses.filter((s) => s.state === "RUNNING" && s.error)).toEqual([]);
   expect(statuses.at(-1)).toMatchObject({ state: "FAILED", attempt: 1, error: "timed out after 150 ms" });
-  expect(events.audits(task.taskId).map((a) => a.action)).toEqual(["failed"]);
+  expect(w.events.audits(task.taskId).map((a) => a.action)).toEqual(["failed"]);
 });
 
 test("fail with max_attempts 2: two attempts, then FAILED and dead-lettered (not five)", async () => {
   const task = { ...enrichedTask("fail", {}), maxAttempts: 2 };
-  await publishTask(nc, task);
+  await publishTask(w.nc, task);
   await waitForDeadLetter(task.taskId);
-  expect(events.deadLetters(task.taskId)[0]).toMatchObject({ reason: "exhausted", attempts: 2 });
-  const statuses = events.statuses(task.taskId);
+  expect(w.events.deadLetters(task.taskId)[0]).toMatchObject({ reason: "exhausted", attempts: 2 });
+  const statuses = w.events.statuses(task.taskId);
   expect(statuses.filter((s) => s.state === "RUNNING" && s.error).map((s) => s.attempt)).toEqual([1]);
   expect(statuses.at(-1)).toMatchObject({ state: "FAILED", attempt: 2 });
 });
@@ -323,52 +306,52 @@ test("max_attempts 1: a redelivery of an interrupted attempt is not run, even wh
   // message delivered again with the same delivery count, 1.
   const task = { ...enrichedTask("sleep", { ms: 10 }), maxAttempts: 1 };
   await applyStatus(
-    redis,
+    w.redis,
     StatusEventSchema.parse(
       statusEvent({ taskId: task.taskId, state: "RUNNING", attempt: 1, source: "worker-killed" }),
     ),
   );
-  await publishTask(nc, task);
+  await publishTask(w.nc, task);
   await waitForDeadLetter(task.taskId);
-  expect(events.deadLetters(task.taskId)[0]).toMatchObject({
+  expect(w.events.deadLetters(task.taskId)[0]).toMatchObject({
     reason: "exhausted",
     attempts: 1,
     error:
       "attempt 2 is past the task's limit of 1 (max_attempts): attempt 1 was interrupted (its process stopped or " +
       "crashed), and the task is not run again",
   });
-  expect(events.statuses(task.taskId).map((s) => s.state)).toEqual(["FAILED"]);
-  expect(tasks.results(task.taskId)).toEqual([]);
+  expect(w.events.statuses(task.taskId).map((s) => s.state)).toEqual(["FAILED"]);
+  expect(w.tasks.results(task.taskId)).toEqual([]);
 });
 
 test("a cancel notice aborts a running sleep at once: no result, no status, message acked", async () => {
   // Shorter than the timeout, so only the cancel can stop it early.
   const task = enrichedTask("sleep", { ms: TASK_TIMEOUT_MS - 100 }, "low");
-  await publishTask(nc, task);
+  await publishTask(w.nc, task);
   await waitFor("RUNNING", async () => {
     await refresh();
-    return events.statuses(task.taskId).some((s) => s.state === "RUNNING");
+    return w.events.statuses(task.taskId).some((s) => s.state === "RUNNING");
   });
-  await markCancelled(redis, task.taskId, "user asked");
-  nc.publish(
+  await markCancelled(w.redis, task.taskId, "user asked");
+  w.nc.publish(
     CANCEL_SUBJECT,
     JSON.stringify({ taskId: task.taskId, reason: "user asked", at: new Date().toISOString() }),
   );
   await waitFor("cancelled_while_running audit", async () => {
     await refresh();
-    return events.audits(task.taskId).some((a) => a.action === "cancelled_while_running");
+    return w.events.audits(task.taskId).some((a) => a.action === "cancelled_while_running");
   });
   // "cancelled_while_running" is only written when the abort lands while the handler runs, so it proves the sleep
   // was cut short without timing it (a wall-clock bound would be flaky on a loaded CI machine).
   const consumer = durableName("worker", Subjects.workerLow);
   await waitFor("acked", async () => {
-    const info = await jsm.consumers.info("TASKS", consumer);
+    const info = await w.jsm.consumers.info("TASKS", consumer);
     return (
       info.num_ack_pending === 0 && info.num_pending === 0 && info.ack_floor.stream_seq >= info.delivered.stream_seq
     );
   });
   await refresh();
-  expect(tasks.results(task.taskId)).toHaveLength(0);
-  expect(events.statuses(task.taskId).every((s) => s.state === "RUNNING" && !s.error)).toBe(true);
-  expect((await jsm.consumers.info("TASKS", consumer)).num_redelivered).toBe(0);
+  expect(w.tasks.results(task.taskId)).toHaveLength(0);
+  expect(w.events.statuses(task.taskId).every((s) => s.state === "RUNNING" && !s.error)).toBe(true);
+  expect((await w.jsm.consumers.info("TASKS", consumer)).num_redelivered).toBe(0);
 });
