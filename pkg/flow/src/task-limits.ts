@@ -33,6 +33,12 @@ export function expiresAtMs(task: {
   return Date.parse(task.runAt ?? task.createdAt) + task.expiresAfterMs;
 }
 
+/** When the task expired, if it has by `now` (ms since epoch); undefined while it may still start (or never expires). */
+export function expiredAtMs(task: Parameters<typeof expiresAtMs>[0], now = Date.now()): number | undefined {
+  const expiresAt = expiresAtMs(task);
+  return expiresAt !== undefined && now > expiresAt ? expiresAt : undefined;
+}
+
 /** The limits `from` sets, and nothing else of it. */
 export function taskLimitsOf(from: TaskLimits): TaskLimits {
   return {

@@ -24,19 +24,6 @@ export async function extendTypeBackoff(redis: Redis, type: string, waitMs: numb
   return (await EXTEND.run(redis, [Keys.typeBackoff(type)], [Math.max(1, Math.ceil(waitMs)), by])) === 1;
 }
 
-/** The back-offs in force among `types`: type → milliseconds left (types without one are absent). One round trip. */
-export async function readTypeBackoffs(redis: Redis, types: readonly string[]): Promise<Map<string, number>> {
-  const pipeline = redis.pipeline();
-  for (const type of types) pipeline.pttl(Keys.typeBackoff(type));
-  const replies = (await pipeline.exec()) ?? [];
-  const left = new Map<string, number>();
-  for (const [i, [error, value]] of replies.entries()) {
-    if (error) throw error;
-    if (typeof value === "number" && value > 0) left.set(types[i] as string, value);
-  }
-  return left;
-}
-
 export interface TypeBackoffRecord {
   type: string;
   remainingMs: number;
@@ -59,4 +46,9 @@ export async function describeTypeBackoffs(redis: Redis, types: readonly string[
       records.push({ type, remainingMs: ttl, by: typeof by === "string" ? by : "" });
   }
   return records;
+}
+
+/** The back-offs in force among `types`: type → milliseconds left (types without one are absent). One round trip. */
+export async function readTypeBackoffs(redis: Redis, types: readonly string[]): Promise<Map<string, number>> {
+  return new Map((await describeTypeBackoffs(redis, types)).map(({ type, remainingMs }) => [type, remainingMs]));
 }

@@ -13,7 +13,7 @@
 import {
   type EnrichedTaskMessage,
   errorMessage,
-  expiresAtMs,
+  expiredAtMs,
   isKnownTaskType,
   KNOWN_TASK_TYPES,
   PermanentError,
@@ -60,9 +60,9 @@ export const ingest = defineService({
       // enricher answers, and an enrichment made for it meanwhile is simply dropped (enriching has no side effects).
       const checking = whyNotRun(rt.redis, task.taskId, task.generation);
       // A task worthless this late (expires_after) is not enriched: it ends here, after the checks above.
-      const expiresAt = expiresAtMs(task);
-      const expired = expiresAt !== undefined && Date.now() > expiresAt;
-      const enriching = isKnownTaskType(task.type) && !expired ? enricher.enrich(task, signal) : undefined;
+      const expiredAt = expiredAtMs(task);
+      const enriching =
+        isKnownTaskType(task.type) && expiredAt === undefined ? enricher.enrich(task, signal) : undefined;
       enriching?.catch(() => undefined); // settled below unless the task is skipped
       const notRun = await checking;
       if (notRun === "cancelled") {
@@ -78,9 +78,9 @@ export const ingest = defineService({
         await publishSkippedSuperseded(rt.publisher, rt.name, task);
         return;
       }
-      if (expired) {
-        await publishExpired(rt.publisher, rt.name, task, expiresAt);
-        rt.log.info({ taskId: task.taskId, expiresAt }, "task expired before it started: cancelled");
+      if (expiredAt !== undefined) {
+        await publishExpired(rt.publisher, rt.name, task, expiredAt);
+        rt.log.info({ taskId: task.taskId, expiresAt: expiredAt }, "task expired before it started: cancelled");
         return;
       }
       if (!enriching) {

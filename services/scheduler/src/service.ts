@@ -4,7 +4,7 @@
  * the message of an older generation (a task requeued or replayed since: the newer generation's message does the work),
  * and a task past its expires_after (ended CANCELLED "expired" here, not queued).
  */
-import { expiresAtMs, publishAudit, publishExpired, publishSkippedSuperseded, publishStatus, Subjects } from "@tm/flow";
+import { expiredAtMs, publishAudit, publishExpired, publishSkippedSuperseded, publishStatus, Subjects } from "@tm/flow";
 import { defineService, positiveInt } from "@tm/kit";
 import { whyNotRun } from "@tm/store";
 import { routeFor } from "./route.js";
@@ -30,10 +30,10 @@ export const scheduler = defineService({
           await publishSkippedSuperseded(rt.publisher, rt.name, task);
           return;
         }
-        const expiresAt = expiresAtMs(task);
-        if (expiresAt !== undefined && Date.now() > expiresAt) {
-          await publishExpired(rt.publisher, rt.name, task, expiresAt);
-          rt.log.info({ taskId: task.taskId, expiresAt }, "task expired before it started: cancelled");
+        const expiredAt = expiredAtMs(task);
+        if (expiredAt !== undefined) {
+          await publishExpired(rt.publisher, rt.name, task, expiredAt);
+          rt.log.info({ taskId: task.taskId, expiresAt: expiredAt }, "task expired before it started: cancelled");
           return;
         }
         const { subject, msgId } = routeFor(task);

@@ -11,7 +11,7 @@ import {
   describeIssues,
   type EnrichedTaskMessage,
   errorMessage,
-  expiresAtMs,
+  expiredAtMs,
   PermanentError,
   publishAudit,
   publishExpired,
@@ -99,9 +99,9 @@ export function createTaskRunner({ rt, running, timeoutMs }: TaskRunnerOptions) 
     }
     // Worthless this late (SubmitTaskRequest.expires_after): not started, and the task ends here. A deferred delivery
     // (rate limited) resumes an attempt that did start: it is not expired.
-    const expiresAt = expiresAtMs(task);
-    if (expiresAt !== undefined && ctx.deferrals === 0 && Date.now() > expiresAt) {
-      await expire(task, ctx, expiresAt);
+    const expiredAt = ctx.deferrals === 0 ? expiredAtMs(task) : undefined;
+    if (expiredAt !== undefined) {
+      await expire(task, ctx, expiredAt);
       return;
     }
     // An attempt that started and never finished (its worker was SIGKILLed) is usually redelivered with a higher

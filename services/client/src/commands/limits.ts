@@ -9,6 +9,7 @@ import {
   type TypeBackoff,
   type TypeLimit,
 } from "@tm/proto";
+import { table } from "../admin-render.js";
 import type { Invocation } from "../args.js";
 import { UNARY_TIMEOUT_MS } from "../connection.js";
 import { ExitCode } from "../exit-codes.js";
@@ -46,8 +47,8 @@ export function renderBackoffs(backoffs: TypeBackoff[]): string {
 }
 
 export function renderTypeLimits(limits: TypeLimit[], backoffs: TypeBackoff[] = []): string {
-  const table = renderLimitTable(limits);
-  return backoffs.length === 0 ? table : `${table}\n\n${renderBackoffs(backoffs)}`;
+  const limitTable = renderLimitTable(limits);
+  return backoffs.length === 0 ? limitTable : `${limitTable}\n\n${renderBackoffs(backoffs)}`;
 }
 
 function renderLimitTable(limits: TypeLimit[]): string {
@@ -60,16 +61,10 @@ function renderLimitTable(limits: TypeLimit[]): string {
     limit.setBy || "-",
     limit.setAt ? timestampDate(limit.setAt).toISOString() : "-",
   ]);
-  const header = ["TYPE", "RUNNING/GLOBAL", "RATE", "PAUSED", "SET BY", "SET AT"];
-  const widths = header.map((title, i) => Math.max(title.length, ...rows.map((row) => row[i]!.length)));
-  return [header, ...rows]
-    .map((row) =>
-      row
-        .map((cell, i) => cell.padEnd(widths[i]!))
-        .join("  ")
-        .trimEnd(),
-    )
-    .join("\n");
+  return table(
+    ["TYPE", "RUNNING/GLOBAL", "RATE", "PAUSED", "SET BY", "SET AT"].map((header) => ({ header })),
+    rows,
+  );
 }
 
 export async function limitsCommand(
