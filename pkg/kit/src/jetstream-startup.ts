@@ -12,8 +12,12 @@ import type { Logger } from "./logger.js";
 const TRANSIENT_CODES = new Set(["TIMEOUT", "503"]);
 /** JetStream API errors of a cluster that is not ready yet: 10008 JSClusterNotAvailErr "JetStream system temporarily
  *  unavailable" (503), 10005 JSClusterNoPeersErrF "no suitable peers for placement" (400: an R3 stream while peers
- *  are still joining; on a cluster that can never place it, the start fails at the deadline with that message). */
-const TRANSIENT_API_ERRORS = new Set([10008, 10005]);
+ *  are still joining; on a cluster that can never place it, the start fails at the deadline with that message), and
+ *  10059 JSStreamNotFoundErr "stream not found": every service provisions the streams before its consumers, so at
+ *  start-up this is a server whose view of the cluster's metadata has not caught up with a stream just created (seen
+ *  in nats-cluster.int.test.ts: a notifier's start failed on it); a stream that really is missing still fails the
+ *  start, at the deadline, with that message. */
+const TRANSIENT_API_ERRORS = new Set([10008, 10005, 10059]);
 
 export function isTransientJetStreamError(error: unknown): boolean {
   const e = error as { code?: unknown; api_error?: { err_code?: unknown } } | undefined;

@@ -33,6 +33,7 @@ describe("isTransientJetStreamError", () => {
       true,
     ],
     ["no suitable peers yet (10005)", apiError(400, 10005, "no suitable peers for placement"), true],
+    ["a stream a lagging server does not know yet (10059)", apiError(404, 10059, "stream not found"), true],
     ["permission denied", Object.assign(new Error("Permissions Violation"), { code: "PERMISSIONS_VIOLATION" }), false],
     ["a stream name in use with another config (10058)", apiError(400, 10058, "stream name already in use"), false],
     [
