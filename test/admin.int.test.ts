@@ -828,6 +828,22 @@ describe("AdminService", () => {
       async () => (await pipeline.client.getTask({ taskId: done })).task?.status?.state === TaskState.SUCCEEDED,
     );
 
+    // The preview first: the same rows, nothing cancelled.
+    const preview = await taskctl("cancel", "--all", "--query", batch, "--dry-run");
+    expect(preview.code, preview.stderr).toBe(0);
+    expect(
+      preview.stdout
+        .trim()
+        .split("\n")
+        .slice(1, 4)
+        .map((line) => line.split(/ +/).slice(0, 3))
+        .sort(),
+    ).toEqual([...waiting].sort().map((taskId) => [taskId, "pending", "would_cancel"]));
+    expect(preview.stdout.trim().split("\n").at(-1)).toBe("3 would be cancelled (dry run: nothing was cancelled)");
+    for (const taskId of waiting) {
+      expect((await pipeline.client.getTask({ taskId })).task?.status?.state).toBe(TaskState.PENDING);
+    }
+
     const cancelled = await taskctl("cancel", "--all", "--query", batch, "--reason", "bad batch");
     expect(cancelled.code, cancelled.stderr).toBe(0);
     const lines = cancelled.stdout.trim().split("\n");
@@ -850,6 +866,7 @@ describe("AdminService", () => {
     expect(unfiltered.code).toBe(2);
     expect(unfiltered.stderr).toMatch(/cancel --all needs a filter/);
     expect((await taskctl("cancel", "--type", "echo")).stderr).toMatch(/need --all/);
+    expect((await taskctl("cancel", done, "--dry-run")).stderr).toMatch(/--dry-run goes with --all/);
   });
 
   test("bad input is INVALID_ARGUMENT naming the field", async () => {

@@ -6,7 +6,7 @@
  * shown); a task dead-lettered while the enricher was down is replayed with a click once it is back, and succeeds;
  * a task failed "not queued" is requeued with a click and followed to SUCCEEDED; selected dead letters are discarded
  * once the confirmation is accepted (not when it is dismissed); the overview marks a paused priority; a delayed task is
- * promoted with Run now; the tasks a filter matches are cancelled with Cancel matching.
+ * promoted with Run now; the tasks a filter matches are counted, then cancelled, with Cancel matching.
  * Screenshots go to test-artifacts/.
  * Skipped (with a message) when Debian's chromium is not installed (scripts/setup.sh installs it); under CI=true a
  * missing chromium fails instead.
@@ -418,17 +418,39 @@ describe.skipIf(!existsSync(CHROMIUM))("web console", () => {
     await page.goto(`${webUrl}/tasks?q=${batch}`);
     await page.waitForSelector("#task-list table", { timeout: 15_000 });
     const stateOf = async (taskId: string) => (await pipeline.client.getTask({ taskId })).task?.status?.state;
-    page.once("dialog", (dialog) => void dialog.dismiss());
+    // The question counts what would be cancelled (a dry run); dismissed, nothing is.
+    const asked = page.waitForEvent("dialog");
     await page.click("button:text('Cancel matching')");
+    const question = await asked;
+    expect(question.message()).toBe("Cancel 3 unfinished tasks these filters match? Running handlers are aborted.");
+    await question.dismiss();
+    await page.waitForSelector("button:text('Cancel matching'):not([disabled])");
     for (const taskId of delayed) expect(await stateOf(taskId)).toBe(TaskState.PENDING);
-    page.once("dialog", (dialog) => {
-      expect(dialog.message()).toBe("Cancel every unfinished task these filters match? Running handlers are aborted.");
-      void dialog.accept();
+    // Accepted, exactly the tasks counted are cancelled: one submitted while the question is open is not.
+    let latecomer = "";
+    page.once("dialog", async (dialog) => {
+      latecomer = (
+        await pipeline.client.submitTask({
+          type: "echo",
+          metadata: { batch },
+          schedule: { case: "delay", value: create(DurationSchema, { seconds: 3_600n }) },
+        })
+      ).taskId;
+      await dialog.accept();
     });
     await page.click("button:text('Cancel matching')");
     await page.waitForSelector("#announcer:text('Cancelled 3 tasks.')", { state: "attached", timeout: 15_000 });
+    expect(await stateOf(latecomer)).toBe(TaskState.PENDING);
     for (const taskId of delayed) expect(await stateOf(taskId)).toBe(TaskState.CANCELLED);
     expect(await stateOf(done)).toBe(TaskState.SUCCEEDED);
+    // Nothing matching: said so, no question asked.
+    await page.goto(`${webUrl}/tasks?q=none-${batch}`);
+    await page.waitForSelector("#task-list", { timeout: 15_000 });
+    await page.click("button:text('Cancel matching')");
+    await page.waitForSelector("#announcer:text('No unfinished task matches these filters.')", {
+      state: "attached",
+      timeout: 15_000,
+    });
     // Finished tasks cannot be cancelled: with such a state chosen the button is off.
     await page.selectOption("select[name=state]", "SUCCEEDED");
     expect(await page.isDisabled("button:text('Cancel matching')")).toBe(true);

@@ -241,7 +241,7 @@ export function renderRequeue(outcomes: RequeueOutcome[]): string {
 }
 
 /** `taskctl cancel --all`: one row per task handled, then the count (and, cut short by an outage, that it was). */
-export function renderCancelled(outcomes: CancelTaskOutcome[], stopped: boolean): string {
+export function renderCancelled(outcomes: CancelTaskOutcome[], stopped: boolean, dryRun = false): string {
   if (outcomes.length === 0) return "no unfinished task matches";
   const rows = table(
     [{ header: "TASK", max: 36 }, { header: "WAS" }, { header: "RESULT" }, { header: "DETAIL", max: 100 }],
@@ -252,8 +252,11 @@ export function renderCancelled(outcomes: CancelTaskOutcome[], stopped: boolean)
       o.reason,
     ]),
   );
-  const done = outcomes.filter((o) => o.result === CancelResult.CANCELLED).length;
-  return `${rows}\n${done} cancelled${stopped ? "; stopped by an outage: run the command again for the rest" : ""}`;
+  const done = outcomes.filter(
+    (o) => o.result === (dryRun ? CancelResult.WOULD_CANCEL : CancelResult.CANCELLED),
+  ).length;
+  const summary = dryRun ? `${done} would be cancelled (dry run: nothing was cancelled)` : `${done} cancelled`;
+  return `${rows}\n${summary}${stopped ? "; stopped by an outage: run the command again for the rest" : ""}`;
 }
 
 /** A replayed or requeued item's detail: its generation, and whether the requeue sweeper still has to queue it. */

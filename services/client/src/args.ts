@@ -70,7 +70,7 @@ export type Invocation =
   | { command: "watch"; globals: GlobalOptions; taskIds: string[] }
   | { command: "cancel"; globals: GlobalOptions; taskId: string; reason?: string }
   | { command: "promote"; globals: GlobalOptions; taskId: string }
-  | { command: "cancel-all"; globals: GlobalOptions; filter: TaskListFilter; reason?: string }
+  | { command: "cancel-all"; globals: GlobalOptions; filter: TaskListFilter; reason?: string; dryRun: boolean }
   | { command: "result"; globals: GlobalOptions; taskId: string; resultStoreUrl: string }
   | { command: "demo"; globals: GlobalOptions; count: number; timeoutSeconds: number }
   | { command: "health"; globals: GlobalOptions }
@@ -164,7 +164,12 @@ const COMMAND_OPTIONS: Record<CommandName, Options> = {
   "submit-batch": { "batch-size": { type: "string" }, retries: { type: "string" } },
   get: {},
   watch: {},
-  cancel: { reason: { type: "string" }, all: { type: "boolean" }, ...TASK_FILTER_OPTIONS },
+  cancel: {
+    reason: { type: "string" },
+    all: { type: "boolean" },
+    "dry-run": { type: "boolean" },
+    ...TASK_FILTER_OPTIONS,
+  },
   promote: {},
   result: {},
   demo: { count: { type: "string" }, timeout: { type: "string" } },
@@ -304,10 +309,14 @@ export function parseCommandLine(argv: string[], env: NodeJS.ProcessEnv = {}, no
           globals,
           filter: parseTaskListFilter({ ...filterFlags, stalledFor: undefined }, now),
           ...(reason ? { reason } : {}),
+          dryRun: values["dry-run"] === true,
         };
       }
       if (filterGiven)
         throw new UsageError("cancel: --state, --type, --priority, --since, --until and --query need --all");
+      if (values["dry-run"] === true) {
+        throw new UsageError("cancel: --dry-run goes with --all (one task's state: taskctl get <id>)");
+      }
       return {
         command: "cancel",
         globals,

@@ -96,11 +96,12 @@ refused line (2 invalid, 4 unavailable, 5 other).`,
     "Follows tasks live, one progress bar per task (redrawn in place on a terminal, one line per update otherwise),\nuntil every task has finished.",
   ),
   cancel: page(
-    "Usage: taskctl cancel <id> [--reason R]\n       taskctl cancel --all [--state S] [--type T] [--priority P] [--since T] [--until T] [--query Q] [--reason R]",
-    "Cancels a task that has not finished; a running handler is aborted. With --all (operators): every unfinished task\nmatching the filter (as taskctl ls reads it), newest first, 500 per call until none is left; prints one row per\ntask (--json: one response per call). Exit code 1 when a task had finished meanwhile, 4 when Redis or NATS stopped\nanswering (the rows marked unavailable were not done: run it again).",
+    "Usage: taskctl cancel <id> [--reason R]\n       taskctl cancel --all [--state S] [--type T] [--priority P] [--since T] [--until T] [--query Q] [--reason R] [--dry-run]",
+    "Cancels a task that has not finished; a running handler is aborted. With --all (operators): every unfinished task\nmatching the filter (as taskctl ls reads it), newest first, 500 per call until none is left; prints one row per\ntask (--json: one response per call). Exit code 1 when a task had finished meanwhile, 4 when Redis or NATS stopped\nanswering (the rows marked unavailable were not done: run it again). With --dry-run, nothing is cancelled: the rows\nsay which tasks would be (would_cancel) and the count.",
     `Options:
   --reason R        recorded with the cancellation
   --all             every unfinished task matching the filter below (at least one of them; --until now: all)
+  --dry-run         with --all: list what would be cancelled, cancel nothing
   --state, --type, --priority, --since, --until, --query   as for taskctl ls`,
   ),
   promote: page(

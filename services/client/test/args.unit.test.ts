@@ -247,8 +247,14 @@ describe("parseCommandLine", () => {
         command: "cancel-all",
         filter: { type: "echo", state: TaskState.PENDING },
         reason: "x",
+        dryRun: false,
       }),
     );
+    expect(parseCommandLine(["cancel", "--all", "--type", "echo", "--dry-run"], {}, now)).toMatchObject({
+      command: "cancel-all",
+      dryRun: true,
+    });
+    expect(usageErrorOf(["cancel", "some-id", "--dry-run"])).toMatch(/^cancel: --dry-run goes with --all/);
     expect(parseCommandLine(["cancel", "--all", "--until", "now"], {}, now)).toMatchObject({
       filter: { until: new Date(now) },
     });

@@ -61,7 +61,7 @@ import {
 } from "./admin-validation.js";
 import { callerOf } from "./auth/caller.js";
 import { handleUntilUnavailable } from "./batch-outcomes.js";
-import { cancelTask } from "./cancel-task.js";
+import { cancelTask, previewCancel } from "./cancel-task.js";
 import { dependency } from "./dependencies.js";
 import { type DiscardOutcome, discardLetter } from "./discard.js";
 import { priorityToProto, stateToProto, statusToProto, timestampFromIso } from "./mapping.js";
@@ -343,22 +343,22 @@ export function adminServiceHandlers(
         async (taskId): Promise<Outcome> => {
           const exists = await redis("reading the task", () => rt.redis.exists(Keys.task(taskId)));
           if (exists === 0) return { taskId, result: "not_found", reason: `task ${taskId} not found (or expired)` };
-          const outcome = await cancelTask(
-            rt,
-            redis,
-            taskId,
-            request.reason,
-            (from) => cancelled.add(1, { from }),
-            caller,
-          );
-          return outcome.result === "cancelled"
-            ? { taskId, result: "cancelled", reason: "", previousState: outcome.previousState }
-            : {
+          const outcome = request.dryRun
+            ? await previewCancel(rt, redis, taskId)
+            : await cancelTask(rt, redis, taskId, request.reason, (from) => cancelled.add(1, { from }), caller);
+          switch (outcome.result) {
+            case "cancelled":
+              return { taskId, result: "cancelled", reason: "", previousState: outcome.previousState };
+            case "would_cancel":
+              return { taskId, result: "would_cancel", reason: "", previousState: outcome.state };
+            case "already_finished":
+              return {
                 taskId,
                 result: "already_finished",
                 reason: `it is already ${outcome.state ?? "finished"}`,
                 previousState: outcome.state,
               };
+          }
         },
         {
           unavailable: (taskId, reason): Outcome => ({ taskId, result: "unavailable", reason }),
@@ -423,6 +423,7 @@ const CANCEL_RESULTS = {
   not_found: CancelResult.NOT_FOUND,
   already_finished: CancelResult.ALREADY_FINISHED,
   unavailable: CancelResult.UNAVAILABLE,
+  would_cancel: CancelResult.WOULD_CANCEL,
 } as const;
 
 const REQUEUE_RESULTS = {

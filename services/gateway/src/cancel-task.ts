@@ -16,6 +16,12 @@ export type CancelOutcome =
   | { result: "cancelled"; status: StoredStatus; previousState: TaskState | undefined }
   | { result: "already_finished"; state: TaskState | undefined };
 
+/** A dry run's answer (CancelTasks' dry_run): whether cancelTask would cancel the task, and the state it is in. */
+export type CancelPreview = {
+  result: "would_cancel" | "already_finished";
+  state: TaskState | undefined;
+};
+
 /** The longest reason kept (the rest is cut). */
 export const MAX_CANCEL_REASON_CHARS = 1_024;
 
@@ -69,4 +75,10 @@ export async function cancelTask(
   }).catch((error: unknown) => rt.log.warn({ err: error, taskId }, "could not publish the cancelled audit event"));
   count(from);
   return { result: "cancelled", status, previousState: current?.state };
+}
+
+/** What cancelTask would do to a task, changing nothing: its first step alone. */
+export async function previewCancel(rt: Runtime, redisCall: RedisCall, taskId: string): Promise<CancelPreview> {
+  const current = await redisCall("reading the task status", () => readStatus(rt.redis, taskId));
+  return { result: current && isTerminal(current.state) ? "already_finished" : "would_cancel", state: current?.state };
 }

@@ -87,6 +87,30 @@ test("with all: every unfinished task matching the filter, 500 per call, `more` 
   for (const taskId of finished) expect((await readStatus(clients.redis, taskId))?.state).toBe("SUCCEEDED");
 });
 
+test("dry_run: each task is reported as the call would treat it, and nothing changes", async () => {
+  const batch = crypto.randomUUID();
+  const unfinished = await tasksIn("SCHEDULED", 3, batch);
+  const [done] = await tasksIn("SUCCEEDED", 1, batch);
+  const unknown = crypto.randomUUID();
+  const byId = await admin.cancelTasks({ taskIds: [unfinished[0]!, done!, unknown], dryRun: true });
+  expect(byId.outcomes.map((o) => [o.taskId, CancelResult[o.result], TaskState[o.previousState]])).toEqual([
+    [unfinished[0], "WOULD_CANCEL", "SCHEDULED"],
+    [done, "ALREADY_FINISHED", "SUCCEEDED"],
+    [unknown, "NOT_FOUND", "UNSPECIFIED"],
+  ]);
+  const all = await admin.cancelTasks({ all: true, query: batch, dryRun: true });
+  expect(new Set(all.outcomes.map((o) => o.taskId))).toEqual(new Set(unfinished));
+  expect(all.outcomes.every((o) => o.result === CancelResult.WOULD_CANCEL)).toBe(true);
+  expect(all.more).toBe(false);
+  for (const taskId of unfinished) {
+    expect((await readStatus(clients.redis, taskId))?.state).toBe("SCHEDULED");
+    expect(await isCancelled(clients.redis, taskId)).toBe(false);
+  }
+  // The real call then cancels exactly what the preview listed.
+  const real = await admin.cancelTasks({ all: true, query: batch });
+  expect(new Set(real.outcomes.map((o) => o.taskId))).toEqual(new Set(unfinished));
+});
+
 test("with all: a match older than one call's scan (10,000 index entries) is reached by following the token", async () => {
   const batch = crypto.randomUUID();
   const [old] = await tasksIn("SCHEDULED", 1, batch, Date.now() - 60_000);

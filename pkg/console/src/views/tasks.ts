@@ -2,8 +2,8 @@
  * Tasks: filters by state, type, priority and creation time, unfinished tasks by how long their status has not
  * changed (stalled ones are the candidates for a requeue), a debounced search box, and one page at a time
  * (the server pages with tokens; only the page shown is rendered, so 10,000 tasks cost no more than 50). "Cancel
- * matching" cancels every unfinished task the filters match (AdminService CancelTasks, 500 per call, after a
- * confirmation), as `taskctl cancel --all` does.
+ * matching" counts the unfinished tasks the filters match (AdminService CancelTasks' dry run), asks, and cancels those
+ * (by id, 500 per call), as `taskctl cancel --all --dry-run` then `taskctl cancel --all` would.
  */
 import { timestampFromDate } from "@bufbuild/protobuf/wkt";
 import { CancelResult, Priority, TaskState } from "@tm/proto/web";
@@ -15,6 +15,8 @@ import type { View } from "./view.js";
 
 const PAGE_SIZE = 50;
 const SEARCH_DEBOUNCE_MS = 300;
+/** CancelTasks takes at most 500 ids per call. */
+const CANCEL_BATCH = 500;
 
 export const tasksView: View = (main, { query }) => {
   const field = (label: string, control: HTMLElement) => h("label", {}, h("span", {}, label), control);
@@ -117,36 +119,55 @@ export const tasksView: View = (main, { query }) => {
     cancelMatching.title = why ?? "Cancel every unfinished task these filters match";
   }
 
+  /** The unfinished tasks the filter matches now: CancelTasks' dry run, page by page. */
+  async function matching(filter: NonNullable<ReturnType<typeof cancelFilter>["filter"]>): Promise<string[]> {
+    const taskIds: string[] = [];
+    let pageToken = "";
+    do {
+      const response = await admin.cancelTasks({ all: true, ...filter, pageToken, dryRun: true });
+      for (const outcome of response.outcomes) {
+        if (outcome.result === CancelResult.WOULD_CANCEL) taskIds.push(outcome.taskId);
+      }
+      pageToken = response.nextPageToken;
+    } while (pageToken);
+    return taskIds;
+  }
+
   cancelMatching.addEventListener("click", async () => {
     const { filter } = cancelFilter();
     if (!filter) return;
-    if (!window.confirm("Cancel every unfinished task these filters match? Running handlers are aborted.")) return;
     cancelMatching.disabled = true;
     let cancelled = 0;
     let finished = 0;
     let outcome = "";
     try {
-      let pageToken = "";
-      do {
+      // The count first, and then exactly the tasks counted, by id: a task submitted while the operator reads the
+      // question is not cancelled with the ones they agreed to.
+      const taskIds = await matching(filter);
+      if (taskIds.length === 0) {
+        outcome = "No unfinished task matches these filters.";
+        return;
+      }
+      const count = `${taskIds.length} unfinished task${taskIds.length === 1 ? "" : "s"}`;
+      if (!window.confirm(`Cancel ${count} these filters match? Running handlers are aborted.`)) return;
+      for (let start = 0; start < taskIds.length; start += CANCEL_BATCH) {
         const response = await admin.cancelTasks({
-          all: true,
-          ...filter,
+          taskIds: taskIds.slice(start, start + CANCEL_BATCH),
           reason: "cancelled from the web console",
-          pageToken,
         });
         for (const outcome of response.outcomes) {
           if (outcome.result === CancelResult.CANCELLED) cancelled++;
-          else if (outcome.result === CancelResult.ALREADY_FINISHED) finished++;
+          else if (outcome.result === CancelResult.ALREADY_FINISHED || outcome.result === CancelResult.NOT_FOUND)
+            finished++;
         }
-        pageToken = response.nextPageToken;
-      } while (pageToken);
+      }
       outcome = `Cancelled ${cancelled} task${cancelled === 1 ? "" : "s"}${finished > 0 ? ` (${finished} had finished meanwhile)` : ""}.`;
     } catch (error) {
       outcome = `Cancelled ${cancelled}, then stopped: ${errorText(error)}`;
     } finally {
       drawCancelMatching();
       // The list again, its announcement led by what was done (one announcement: a second would replace the first).
-      void load("", outcome);
+      if (outcome) void load("", outcome);
     }
   });
 

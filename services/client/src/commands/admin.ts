@@ -168,7 +168,13 @@ export async function cancelAllCommand(
   let stopped = false;
   for (;;) {
     const response = await client.cancelTasks(
-      { all: true, ...filterFields(invocation.filter), reason: invocation.reason ?? "", pageToken },
+      {
+        all: true,
+        ...filterFields(invocation.filter),
+        reason: invocation.reason ?? "",
+        pageToken,
+        dryRun: invocation.dryRun,
+      },
       { timeoutMs: REPLAY_TIMEOUT_MS },
     );
     if (invocation.globals.json) println(io.stdout, JSON.stringify(toJson(CancelTasksResponseSchema, response)));
@@ -177,8 +183,9 @@ export async function cancelAllCommand(
     if (stopped || !response.nextPageToken) break;
     pageToken = response.nextPageToken;
   }
-  if (!invocation.globals.json) println(io.stdout, renderCancelled(outcomes, stopped));
-  return exitFor(outcomes, CancelResult.CANCELLED, CancelResult.UNAVAILABLE);
+  if (!invocation.globals.json) println(io.stdout, renderCancelled(outcomes, stopped, invocation.dryRun));
+  const done = invocation.dryRun ? CancelResult.WOULD_CANCEL : CancelResult.CANCELLED;
+  return exitFor(outcomes, done, CancelResult.UNAVAILABLE);
 }
 
 /** 0 when every item was done, 4 when an outage stopped the call (call again), 1 when any was refused. */
