@@ -1,7 +1,8 @@
 /**
  * Cancellation of running tasks. The gateway broadcasts a CancelNotice on the core NATS subject CANCEL_SUBJECT;
  * each worker process subscribes once (not through a queue group: every replica must hear it, since only the one
- * running the task can abort it) and aborts the AbortController of that task if it is running here.
+ * running the task can abort it) and aborts the AbortController of that task if it is running here, or lets a
+ * delivery of it that waits in its buffers through to be skipped.
  */
 import { CANCEL_SUBJECT, CancelNoticeSchema, describeIssues } from "@tm/flow";
 import type { Logger } from "@tm/kit";
@@ -32,7 +33,16 @@ export class RunningTasks {
   }
 }
 
-export function listenForCancellations(nc: NatsConnection, running: RunningTasks, log: Logger): Subscription {
+/**
+ * Aborts a running task on its notice; a task not running here is offered to `notRunning` (the dispatcher lets a
+ * queued delivery of it through to be skipped).
+ */
+export function listenForCancellations(
+  nc: NatsConnection,
+  running: RunningTasks,
+  log: Logger,
+  notRunning: (taskId: string) => void = () => undefined,
+): Subscription {
   const decoder = new TextDecoder();
   return nc.subscribe(CANCEL_SUBJECT, {
     callback: (error, msg) => {
@@ -54,6 +64,7 @@ export function listenForCancellations(nc: NatsConnection, running: RunningTasks
       }
       const aborted = running.cancel(notice.data.taskId, notice.data.reason);
       log.debug({ taskId: notice.data.taskId, aborted }, "cancel notice");
+      if (!aborted) notRunning(notice.data.taskId);
     },
   });
 }

@@ -27,6 +27,9 @@
  * told (TypeLimits.pause; `onRateLimited` shares the wait with the fleet); then it runs again in the same attempt. Its
  * slot is free meanwhile. A delivery waits so at most `rateLimitHoldMs` in all; past that its next RateLimitedError is
  * an ordinary retry (an attempt spent).
+ *
+ * A task cancelled while its delivery waits in a queue (releaseCancelled, on the cancel notice) is let through at once
+ * to be skipped, rather than waiting for its limit, its pause or its rate-limit wait to end.
  */
 import {
   backoffDelayMs,
@@ -68,6 +71,18 @@ export const DEFAULT_RATE_LIMIT_HOLD_MS = 600_000;
 interface Deferral {
   type: string;
   untilMs: number;
+}
+
+const decoder = new TextDecoder();
+
+/** The task id of a buffered delivery (undefined: not a task message; its DeliveryProcessor dead-letters it). */
+function taskIdOf(msg: JsMsg): string | undefined {
+  try {
+    const taskId = (JSON.parse(decoder.decode(msg.data)) as { taskId?: unknown } | null)?.taskId;
+    return typeof taskId === "string" ? taskId : undefined;
+  } catch {
+    return undefined;
+  }
 }
 
 /** With per-type limits, how many deliveries a lane may buffer at most, in units of `concurrency`. */
@@ -290,31 +305,60 @@ export class PriorityDispatcher {
         if (!priority) return;
         msg = this.#lanes[priority].queue.shift() as JsMsg;
       }
-      const lane = this.#lanes[priority];
-      this.#limits.started(msg);
-      this.#queueShrank.dispatchEvent(new Event("shrank"));
-      const running: Promise<unknown> = lane.processor
-        .process(msg)
-        .catch((error: unknown): Outcome => {
-          this.#rt.log.error({ err: error, priority }, "delivery failed unexpectedly; handing it back");
-          msg.nak();
-          return "handed-back";
-        })
-        .then((outcome) => {
-          this.#limits.finished(msg);
-          this.#inFlight.delete(running);
-          if (outcome === "deferred") {
-            // Always recorded: "deferred" is the outcome only when deferRateLimited said yes.
-            const deferral = this.#deferrals.get(msg) as Deferral;
-            this.#deferrals.delete(msg);
-            this.#requeue(lane, msg, deferral);
-          } else if (this.#deferrals.size > 0) {
-            this.#deferrals.delete(msg); // recorded, then the delivery failed unexpectedly after all: forget it
-          }
-          this.#dispatch();
-        });
-      this.#inFlight.add(running);
+      this.#start(this.#lanes[priority], msg);
     }
+  }
+
+  /** Runs a delivery through its lane's DeliveryProcessor in a slot; a deferred one goes back to its queue after. */
+  #start(lane: Lane, msg: JsMsg): void {
+    this.#limits.started(msg);
+    this.#queueShrank.dispatchEvent(new Event("shrank"));
+    const running: Promise<unknown> = lane.processor
+      .process(msg)
+      .catch((error: unknown): Outcome => {
+        this.#rt.log.error({ err: error, priority: lane.priority }, "delivery failed unexpectedly; handing it back");
+        msg.nak();
+        return "handed-back";
+      })
+      .then((outcome) => {
+        this.#limits.finished(msg);
+        this.#inFlight.delete(running);
+        if (outcome === "deferred") {
+          // Always recorded: "deferred" is the outcome only when deferRateLimited said yes.
+          const deferral = this.#deferrals.get(msg) as Deferral;
+          this.#deferrals.delete(msg);
+          this.#requeue(lane, msg, deferral);
+        } else if (this.#deferrals.size > 0) {
+          this.#deferrals.delete(msg); // recorded, then the delivery failed unexpectedly after all: forget it
+        }
+        this.#dispatch();
+      });
+    this.#inFlight.add(running);
+  }
+
+  /**
+   * A task cancelled while its delivery waits in a queue here (held by a type limit, a paused type or priority, or a
+   * rate-limit wait) is let through at once, without waiting for a slot, so that it ends now (skipped as cancelled: acked,
+   * audited skipped_cancelled) rather than when its turn comes. Only once `isCancelled` confirms the cancel marker: a
+   * stray notice cannot start a held task past its limits. Resolves whether a delivery of the task was let through.
+   */
+  async releaseCancelled(taskId: string, isCancelled: (taskId: string) => Promise<boolean>): Promise<boolean> {
+    if (this.#stopping || this.#find(taskId) === undefined || !(await isCancelled(taskId))) return false;
+    const found = this.#find(taskId); // looked up again: the queue may have changed during the read
+    if (this.#stopping || found === undefined) return false;
+    const [msg] = found.lane.queue.splice(found.index, 1) as [JsMsg];
+    this.#limits.dropped(msg); // its type's counts and claims no longer include it
+    this.#start(found.lane, msg);
+    return true;
+  }
+
+  /** Where a queued delivery of the task is. (Cancel notices are rare: each looks through the buffers.) */
+  #find(taskId: string): { lane: Lane; index: number } | undefined {
+    for (const lane of Object.values(this.#lanes)) {
+      const index = lane.queue.findIndex((msg) => taskIdOf(msg) === taskId);
+      if (index >= 0) return { lane, index };
+    }
+    return undefined;
   }
 
   /** Puts a deferred delivery back at the head of its queue, its type paused until its wait is over. */

@@ -6,7 +6,7 @@
 import { hostname } from "node:os";
 import { PRIORITIES } from "@tm/flow";
 import { defineService } from "@tm/kit";
-import { releaseTypeSlot, renewTypeSlots, reserveTypeStart, takeTypeSlot } from "@tm/store";
+import { isCancelled, releaseTypeSlot, renewTypeSlots, reserveTypeStart, takeTypeSlot } from "@tm/store";
 import { listenForCancellations, RunningTasks } from "./cancellation.js";
 import { workerConfig } from "./config.js";
 import { PriorityDispatcher } from "./dispatcher.js";
@@ -24,7 +24,6 @@ export const worker = defineService({
   config: workerConfig,
   async start(rt) {
     const running = new RunningTasks();
-    const cancelSubscription = listenForCancellations(rt.nats.nc, running, rt.log);
     const runner = createTaskRunner({ rt, running, timeoutMs: rt.config.TASK_TIMEOUT_MS });
     // Who recorded a fleet-wide back-off (type_backoff), for an operator reading it.
     const backoffHolder = `${hostname()}:${process.pid}`;
@@ -60,6 +59,18 @@ export const worker = defineService({
       limits,
       rateLimitHoldMs: rt.config.WORKER_RATE_LIMIT_HOLD_MS,
       onRateLimited: (type, waitMs) => recordBackoff(rt.redis, type, waitMs, backoffHolder, rt.log),
+    });
+    // A running task is aborted; one whose delivery waits in the dispatcher's buffers is let through to be skipped.
+    const cancelSubscription = listenForCancellations(rt.nats.nc, running, rt.log, (taskId) => {
+      dispatcher
+        .releaseCancelled(taskId, (id) => isCancelled(rt.redis, id))
+        .then((released) => {
+          if (released) rt.log.info({ taskId }, "cancelled while waiting here: let through to be skipped");
+        })
+        .catch((error: unknown) =>
+          // Redis did not answer: the delivery is skipped when its turn comes, as before.
+          rt.log.debug({ err: error, taskId }, "could not check the cancel marker of a waiting task"),
+        );
     });
     if (limits.active) {
       rt.log.info(

@@ -4,7 +4,7 @@
  * it is an ordinary retry. One slot (WORKER_CONCURRENCY 1), so "the slot is free" and "a buffered delivery of the
  * paused type waits" are both visible.
  */
-import { durableName, StatusEventSchema, Subjects, statusEvent } from "@tm/flow";
+import { CANCEL_SUBJECT, durableName, StatusEventSchema, Subjects, statusEvent } from "@tm/flow";
 import { applyStatus, extendTypeBackoff, Keys, markCancelled } from "@tm/store";
 import { useInfra, waitFor } from "@tm/testkit";
 import { beforeEach, expect, test } from "vitest";
@@ -94,6 +94,27 @@ test("a task cancelled while its delivery waits is not run again", async () => {
   await markCancelled(w.redis, task.taskId, "user asked");
   await waitForAudit(task.taskId, "skipped_cancelled");
   expect(w.events.audits(task.taskId).map((a) => a.action)).toEqual(["rate_limited", "skipped_cancelled"]);
+  expect(w.tasks.results(task.taskId)).toHaveLength(0);
+  await waitFor(
+    "the delivery acked",
+    async () =>
+      (await w.jsm.consumers.info("TASKS", durableName("worker", Subjects.workerMedium))).num_ack_pending === 0,
+  );
+});
+
+test("a task cancelled during a long wait is skipped on its cancel notice, not when the wait ends", async () => {
+  const waitMs = 3_500;
+  const task = enrichedTask("flaky", { failures: 0, rateLimits: 1, retryAfterMs: waitMs });
+  await publishTask(w.nc, task);
+  const limited = await waitForAudit(task.taskId, "rate_limited");
+  // As the gateway cancels: the marker, then the notice.
+  await markCancelled(w.redis, task.taskId, "user asked");
+  w.nc.publish(
+    CANCEL_SUBJECT,
+    JSON.stringify({ taskId: task.taskId, reason: "user asked", at: new Date().toISOString() }),
+  );
+  const skipped = await waitForAudit(task.taskId, "skipped_cancelled");
+  expect(Date.parse(skipped.at)).toBeLessThan(Date.parse(limited.at) + waitMs);
   expect(w.tasks.results(task.taskId)).toHaveLength(0);
   await waitFor(
     "the delivery acked",

@@ -3,10 +3,11 @@
  * at a time while other types go past them; with WORKER_TYPE_RATES two worker replicas together start a type no
  * faster than its rate (the turns are reserved in Redis), and with WORKER_TYPE_GLOBAL_CONCURRENCY run one at a time
  * across both (slots in Redis, given back when done); the rate holds also after a Redis outage during which their turns could not
- * be reserved. Every task runs once, on its first delivery: a held task spends no attempt.
+ * be reserved. Every task runs once, on its first delivery: a held task spends no attempt. A held task that is
+ * cancelled is skipped at once.
  */
-import type { ResultMessage } from "@tm/flow";
-import { clearTypeLimit, Keys, setTypeLimit } from "@tm/store";
+import { CANCEL_SUBJECT, type ResultMessage } from "@tm/flow";
+import { clearTypeLimit, Keys, markCancelled, setTypeLimit } from "@tm/store";
 import { useClients, useInfra, waitFor } from "@tm/testkit";
 import { expect, test } from "vitest";
 import { enrichedTask, publishTask, StreamReader, startWorker } from "./support.js";
@@ -186,6 +187,43 @@ test("an operator's pause (taskctl limits set --paused): no worker starts the ty
     expect(ms(result!.startedAt)).toBeGreaterThanOrEqual(liftedAt);
     expect(result!.attempts).toBe(1); // held, not retried
     expect((await pausedGauge())?.endsWith(" 0")).toBe(true);
+  } finally {
+    await clearTypeLimit(clients.redis, "checksum");
+    await worker.stop();
+  }
+});
+
+test("a task cancelled while its paused type holds it is skipped at once; a stray notice (no marker) starts nothing", async () => {
+  const worker = await startWorker(infra, { WORKER_CONCURRENCY: "2", WORKER_PAUSE_POLL_MS: "100" });
+  const notice = (taskId: string) =>
+    clients.nc.publish(CANCEL_SUBJECT, JSON.stringify({ taskId, reason: "test", at: new Date().toISOString() }));
+  const events = new StreamReader(await clients.nc.jetstreamManager(), "EVENTS");
+  const auditActions = async (taskId: string) => {
+    await events.refresh();
+    return events.audits(taskId).map((a) => a.action);
+  };
+  try {
+    await setTypeLimit(clients.redis, { type: "checksum", paused: true, at: new Date().toISOString(), by: "ops" });
+    await waitFor(
+      "the worker to apply the pause",
+      async () => worker.started.limits.limitsOf("checksum").paused === true,
+    );
+    const stray = enrichedTask("checksum", { data: "x", rounds: 1 });
+    const cancelled = enrichedTask("checksum", { data: "y", rounds: 1 });
+    await publishTask(clients.nc, stray);
+    await publishTask(clients.nc, cancelled);
+    await waitFor("both held", async () => worker.started.dispatcher.queued("medium") === 2);
+    // A notice for a task that was not cancelled (no marker) first: its check answers before the next one's.
+    notice(stray.taskId);
+    await markCancelled(clients.redis, cancelled.taskId, "test");
+    notice(cancelled.taskId);
+    await waitFor("the cancelled one skipped while the type is still paused", async () =>
+      (await auditActions(cancelled.taskId)).includes("skipped_cancelled"),
+    );
+    expect(worker.started.dispatcher.queued("medium")).toBe(1); // the stray one still held
+    expect(await auditActions(stray.taskId)).toEqual([]);
+    expect(await clearTypeLimit(clients.redis, "checksum")).toBe(true);
+    expect((await resultsOf([stray.taskId]))[0]?.attempts).toBe(1);
   } finally {
     await clearTypeLimit(clients.redis, "checksum");
     await worker.stop();
