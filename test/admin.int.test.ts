@@ -773,6 +773,20 @@ describe("AdminService", () => {
       async () => (await readResult(pipeline.redisClient, taskId)) !== undefined,
     );
 
+    // limits pause / resume: the pause alone, the limits kept; the worker applies it.
+    const paused = await taskctl("limits", "pause", "checksum");
+    expect(paused.stdout).toBe(
+      "checksum: global concurrency 2, rate 10/s (burst 5), paused (no worker starts one); the workers apply it within a second\n",
+    );
+    await waitFor("the worker to pause it", async () => (await limitInForce("paused")) === "1");
+    expect(await limitInForce("global_concurrency")).toBe("2");
+    const resumed = await taskctl("limits", "resume", "checksum");
+    expect(resumed.stdout).toBe(
+      "checksum: resumed (its limits: global concurrency 2, rate 10/s (burst 5)); the workers apply it within a second\n",
+    );
+    await waitFor("the worker to resume it", async () => (await limitInForce("paused")) === "0");
+    expect((await taskctl("limits", "resume", "checksum")).stdout).toMatch(/^checksum: was not paused \(its limits: /);
+
     const typo = await taskctl("limits", "set", "checksumm", "--global-concurrency", "1");
     expect(typo.code).toBe(2);
     expect(typo.stderr).toMatch(
@@ -808,7 +822,7 @@ describe("AdminService", () => {
         (line) => JSON.parse(line) as { action: string; detail?: { type?: string } },
       );
       const actions = recent.filter((e) => e.detail?.type === "checksum").map((e) => e.action);
-      return actions.includes("type_limit_set") && actions.includes("type_limit_cleared");
+      return ["type_limit_set", "type_paused", "type_resumed", "type_limit_cleared"].every((a) => actions.includes(a));
     });
   });
 

@@ -8,6 +8,7 @@
  */
 import type { Redis } from "ioredis";
 import { Keys } from "./keys.js";
+import { luaScript } from "./script.js";
 import type { TypeRate } from "./type-rate.js";
 
 export interface TypeLimitRecord {
@@ -31,6 +32,48 @@ export async function setTypeLimit(redis: Redis, limit: TypeLimitRecord): Promis
     redis.hset(Keys.typeLimits, type, JSON.stringify(rest)),
   ]);
   return previous === null ? undefined : recordOf(type, previous);
+}
+
+/**
+ * Sets (paused true) or lifts (false) a type's pause, keeping its other limits, in one step: another operator's change
+ * in between cannot be lost. A change stamps the entry with `at` and `by`; lifting the pause of a type with no other
+ * limit removes its entry. Answers {was, now: the raw entry or false}. An entry that is not JSON is replaced.
+ */
+const SET_TYPE_PAUSED = luaScript(`
+local existing = redis.call('HGET', KEYS[1], ARGV[1])
+local entry = {}
+if existing then
+  local ok, decoded = pcall(cjson.decode, existing)
+  if ok and type(decoded) == 'table' then entry = decoded end
+end
+local was = entry.paused == true
+local want = ARGV[2] == '1'
+if was == want then return {was and 1 or 0, existing or false} end
+if want then entry.paused = true else entry.paused = nil end
+entry.at = ARGV[3]
+entry.by = ARGV[4]
+if entry.globalConcurrency == nil and entry.rate == nil and entry.paused == nil then
+  redis.call('HDEL', KEYS[1], ARGV[1])
+  return {was and 1 or 0, false}
+end
+local text = cjson.encode(entry)
+redis.call('HSET', KEYS[1], ARGV[1], text)
+return {was and 1 or 0, text}
+`);
+
+/** PauseType / ResumeType: whether the type was paused before, and its limits after (undefined: none left). */
+export async function setTypePaused(
+  redis: Redis,
+  type: string,
+  paused: boolean,
+  at: string,
+  by: string,
+): Promise<{ wasPaused: boolean; limit: TypeLimitRecord | undefined }> {
+  const [was, text] = (await SET_TYPE_PAUSED.run(redis, [Keys.typeLimits], [type, paused ? "1" : "0", at, by])) as [
+    number,
+    string | null,
+  ];
+  return { wasPaused: was === 1, limit: text === null ? undefined : recordOf(type, text) };
 }
 
 /** Clears a type's limits: whether it had any. */

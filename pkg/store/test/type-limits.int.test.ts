@@ -4,7 +4,15 @@
  */
 import { useClients, useInfra, waitFor } from "@tm/testkit";
 import { beforeEach, expect, test } from "vitest";
-import { clearTypeLimit, countTypeSlots, Keys, readTypeLimits, setTypeLimit, takeTypeSlot } from "../src/index.js";
+import {
+  clearTypeLimit,
+  countTypeSlots,
+  Keys,
+  readTypeLimits,
+  setTypeLimit,
+  setTypePaused,
+  takeTypeSlot,
+} from "../src/index.js";
 
 const clients = useClients(useInfra());
 beforeEach(async () => {
@@ -28,6 +36,45 @@ test("a type's limits are set, replaced (answering the previous ones), read back
   const paused = { type: "flaky", paused: true, at: "2026-12-06T00:03:00.000Z", by: "ops" };
   await setTypeLimit(clients.redis, paused);
   expect((await readTypeLimits(clients.redis)).find((limit) => limit.type === "flaky")).toEqual(paused);
+});
+
+test("a pause set and lifted on its own keeps the type's other limits; lifted with none left, the entry goes", async () => {
+  const limits = { type: "sleep", globalConcurrency: 2, rate: { perSecond: 0.1, burst: 3 }, at: "t0", by: "ops" };
+  await setTypeLimit(clients.redis, limits);
+  expect(await setTypePaused(clients.redis, "sleep", true, "t1", "alice")).toEqual({
+    wasPaused: false,
+    limit: { ...limits, paused: true, at: "t1", by: "alice" },
+  });
+  // Again: nothing changes, not even who set it.
+  expect(await setTypePaused(clients.redis, "sleep", true, "t2", "bob")).toEqual({
+    wasPaused: true,
+    limit: { ...limits, paused: true, at: "t1", by: "alice" },
+  });
+  expect(await setTypePaused(clients.redis, "sleep", false, "t3", "bob")).toEqual({
+    wasPaused: true,
+    limit: { ...limits, at: "t3", by: "bob" },
+  });
+  expect(await readTypeLimits(clients.redis)).toEqual([{ ...limits, at: "t3", by: "bob" }]);
+  expect(await setTypePaused(clients.redis, "sleep", false, "t4", "bob")).toEqual({
+    wasPaused: false,
+    limit: { ...limits, at: "t3", by: "bob" },
+  });
+  // A type with no other limit: the pause alone is its entry, and lifting it removes the entry.
+  expect(await setTypePaused(clients.redis, "echo", true, "t5", "")).toEqual({
+    wasPaused: false,
+    limit: { type: "echo", paused: true, at: "t5", by: "" },
+  });
+  expect(await setTypePaused(clients.redis, "echo", false, "t6", "")).toEqual({ wasPaused: true, limit: undefined });
+  expect(await clients.redis.hexists(Keys.typeLimits, "echo")).toBe(0);
+  expect(await setTypePaused(clients.redis, "echo", false, "t7", "")).toEqual({ wasPaused: false, limit: undefined });
+  // An entry that is not JSON (written by hand) is replaced by the pause.
+  await clients.redis.hset(Keys.typeLimits, "flaky", "not json");
+  expect((await setTypePaused(clients.redis, "flaky", true, "t8", "ops")).limit).toEqual({
+    type: "flaky",
+    paused: true,
+    at: "t8",
+    by: "ops",
+  });
 });
 
 test("a field that is not a well-formed record (written by hand) is left out, not applied", async () => {

@@ -83,7 +83,8 @@ export type Invocation =
   | ({ command: "schedule"; globals: GlobalOptions } & ScheduleAction)
   | ({ command: "limits"; globals: GlobalOptions } & LimitsAction);
 
-/** `limits ls`, `limits set <type> [--global-concurrency N] [--rate R] [--paused]`, `limits clear <type>`. */
+/** `limits ls`, `limits set <type> [--global-concurrency N] [--rate R] [--paused]`, `limits clear|pause|resume
+ *  <type>`. */
 export type LimitsAction =
   | { action: "ls" }
   | {
@@ -93,7 +94,7 @@ export type LimitsAction =
       rate?: { perSecond: number; burst: number };
       paused?: boolean;
     }
-  | { action: "clear"; type: string };
+  | { action: "clear" | "pause" | "resume"; type: string };
 
 /** `schedule ls`, `schedule rm <id>`, `schedule add <id> <cron> <type> [task options]`. */
 export type ScheduleAction =
@@ -397,10 +398,12 @@ function parseLimitsAction(positionals: string[], values: Record<string, unknown
     exactly("limits", rest, [], "limits ls");
     return { action: "ls" };
   }
-  if (action === "clear") return { action, type: exactly("limits", rest, ["<type>"], "limits clear")[0]! };
+  if (action === "clear" || action === "pause" || action === "resume") {
+    return { action, type: exactly("limits", rest, ["<type>"], `limits ${action}`)[0]! };
+  }
   if (action !== "set") {
     throw new UsageError(
-      `${action === undefined ? "limits: missing action (ls, set or clear)" : `limits: unknown action "${action}"`}\n\n${HELP.limits}`,
+      `${action === undefined ? "limits: missing action (ls, set, clear, pause or resume)" : `limits: unknown action "${action}"`}\n\n${HELP.limits}`,
     );
   }
   const [type] = exactly("limits", rest, ["<type>"], "limits set");

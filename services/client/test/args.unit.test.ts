@@ -211,6 +211,9 @@ describe("parseCommandLine", () => {
   test("limits ls|set|clear: --global-concurrency and --rate as the workers' settings read them; mistakes are named", () => {
     expect(parseCommandLine(["limits", "ls"])).toMatchObject({ command: "limits", action: "ls" });
     expect(parseCommandLine(["limits", "clear", "sleep"])).toMatchObject({ action: "clear", type: "sleep" });
+    expect(parseCommandLine(["limits", "pause", "sleep"])).toMatchObject({ action: "pause", type: "sleep" });
+    expect(parseCommandLine(["limits", "resume", "sleep"])).toMatchObject({ action: "resume", type: "sleep" });
+    expect(usageErrorOf(["limits", "pause"])).toMatch(/^limits pause: missing <type>/);
     expect(parseCommandLine(["limits", "set", "sleep", "--global-concurrency", "3", "--rate", "120/m:10"])).toEqual(
       expect.objectContaining({
         action: "set",

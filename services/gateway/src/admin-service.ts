@@ -383,6 +383,8 @@ export function adminServiceHandlers(
     setTypeLimit: (request, ctx) => typeLimits.setTypeLimit(request.limit, callerOf(ctx)),
     clearTypeLimit: (request, ctx) => typeLimits.clearTypeLimit(request.type, callerOf(ctx)),
     listTypeLimits: () => typeLimits.listTypeLimits(),
+    pauseType: (request, ctx) => typeLimits.setTypePaused(request.type, true, callerOf(ctx)),
+    resumeType: (request, ctx) => typeLimits.setTypePaused(request.type, false, callerOf(ctx)),
 
     async requeueTasks(request, ctx) {
       const { taskIds, stalledForMs } = parseRequeueRequest(request.taskIds, request.stalledForSeconds);

@@ -1,8 +1,9 @@
 /**
- * AdminService SetTypeLimit / ClearTypeLimit / ListTypeLimits (`taskctl limits`): fleet-wide limits on a task type
- * changed at run time, stored in `type_limits` (@tm/store) for every worker to read within WORKER_PAUSE_POLL_MS. The
- * gateway only checks and stores them; the workers enforce them (services/worker/src/runtime-limits.ts). Each change
- * is audited (`type_limit_set`, `type_limit_cleared`, no task id) and logged.
+ * AdminService SetTypeLimit / ClearTypeLimit / ListTypeLimits / PauseType / ResumeType (`taskctl limits`): fleet-wide
+ * limits on a task type changed at run time, stored in `type_limits` (@tm/store) for every worker to read within
+ * WORKER_PAUSE_POLL_MS. The gateway only checks and stores them; the workers enforce them
+ * (services/worker/src/runtime-limits.ts). Each change is audited (`type_limit_set`, `type_limit_cleared`,
+ * `type_paused`, `type_resumed`, no task id) and logged.
  */
 import type { MessageInitShape } from "@bufbuild/protobuf";
 import { durationFromMs, timestampFromDate } from "@bufbuild/protobuf/wkt";
@@ -15,6 +16,7 @@ import {
   describeTypeBackoffs,
   readTypeLimits,
   setTypeLimit,
+  setTypePaused,
   type TypeLimitRecord,
 } from "@tm/store";
 import type { RedisCall } from "./redis-call.js";
@@ -125,6 +127,25 @@ export function typeLimitHandlers(rt: Runtime, redis: RedisCall) {
         await audit("type_limit_cleared", { type, ...(caller === undefined ? {} : { clearedBy: caller }) });
       }
       return { cleared };
+    },
+
+    /** PauseType (true) / ResumeType (false): the pause alone, the type's other limits kept. */
+    async setTypePaused(type: string, paused: boolean, caller: string | undefined) {
+      knownType("type", type);
+      const { wasPaused, limit } = await redis(paused ? "pausing the type" : "resuming the type", () =>
+        setTypePaused(rt.redis, type, paused, new Date().toISOString(), caller ?? ""),
+      );
+      if (wasPaused !== paused) {
+        rt.log.info(
+          { type, by: caller ?? "" },
+          paused ? "task type paused: no worker starts one from its next poll" : "task type resumed",
+        );
+        await audit(paused ? "type_paused" : "type_resumed", {
+          type,
+          ...(caller === undefined ? {} : { [paused ? "pausedBy" : "resumedBy"]: caller }),
+        });
+      }
+      return { wasPaused, ...(limit ? { limit: typeLimitToProto(limit) } : {}) };
     },
 
     async listTypeLimits() {

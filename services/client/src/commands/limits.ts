@@ -1,10 +1,13 @@
-/** `taskctl limits ls|set|clear`: fleet-wide limits on a task type, changed at run time (AdminService *TypeLimit). */
+/** `taskctl limits ls|set|clear|pause|resume`: fleet-wide limits on a task type, changed at run time (AdminService
+ *  *TypeLimit, PauseType, ResumeType). */
 import { toJson } from "@bufbuild/protobuf";
 import { durationMs, timestampDate } from "@bufbuild/protobuf/wkt";
 import {
   type AdminClient,
   ClearTypeLimitResponseSchema,
   ListTypeLimitsResponseSchema,
+  PauseTypeResponseSchema,
+  ResumeTypeResponseSchema,
   SetTypeLimitResponseSchema,
   type TypeBackoff,
   type TypeLimit,
@@ -116,6 +119,31 @@ export async function limitsCommand(
           : response.cleared
             ? `${invocation.type}: cleared (the workers' own settings apply again)`
             : `${invocation.type}: had no run-time limits`,
+      );
+      return ExitCode.Ok;
+    }
+    case "pause": {
+      const response = await client.pauseType({ type: invocation.type }, options);
+      println(
+        io.stdout,
+        json
+          ? JSON.stringify(toJson(PauseTypeResponseSchema, response))
+          : response.wasPaused
+            ? `${invocation.type}: paused already (${describeLimit(response.limit!)})`
+            : `${invocation.type}: ${describeLimit(response.limit!)}; the workers apply it within a second`,
+      );
+      return ExitCode.Ok;
+    }
+    case "resume": {
+      const response = await client.resumeType({ type: invocation.type }, options);
+      const left = response.limit ? `its limits: ${describeLimit(response.limit)}` : "no run-time limits left";
+      println(
+        io.stdout,
+        json
+          ? JSON.stringify(toJson(ResumeTypeResponseSchema, response))
+          : response.wasPaused
+            ? `${invocation.type}: resumed (${left}); the workers apply it within a second`
+            : `${invocation.type}: was not paused (${left})`,
       );
       return ExitCode.Ok;
     }

@@ -1,0 +1,76 @@
+/**
+ * AdminService PauseType / ResumeType against a real nats-server and redis-server: the pause alone is set and lifted,
+ * the type's other run-time limits kept (SetTypeLimit would replace them); a repeated call changes nothing; each change
+ * is audited once; an unknown type is INVALID_ARGUMENT naming it.
+ */
+import { Code } from "@connectrpc/connect";
+import { decodeMessage, Subjects } from "@tm/flow";
+import { createAdminClient } from "@tm/proto";
+import { Keys } from "@tm/store";
+import { useClients, useInfra } from "@tm/testkit";
+import { afterAll, beforeAll, expect, test } from "vitest";
+import { type Gateway, rejection, startGateway, storedMessagesOf } from "./helpers.js";
+
+const infra = useInfra();
+const clients = useClients(infra);
+let gateway: Gateway;
+let admin: ReturnType<typeof createAdminClient>;
+
+beforeAll(async () => {
+  gateway = await startGateway(infra);
+  admin = createAdminClient({ baseUrl: gateway.baseUrl });
+});
+afterAll(async () => {
+  await gateway?.stop();
+});
+
+/** The type_paused / type_resumed audit events of a type, oldest first. */
+async function pauseAudits(type: string): Promise<string[]> {
+  const actions: string[] = [];
+  for await (const stored of storedMessagesOf(clients.nc, "EVENTS")) {
+    if (stored.subject !== Subjects.audit) continue;
+    const event = decodeMessage(Subjects.audit, stored.data);
+    if (event.detail?.type === type && event.action.startsWith("type_")) actions.push(event.action);
+  }
+  return actions;
+}
+
+test("a type's pause is set and lifted on its own: its other limits stay; repeated calls change nothing", async () => {
+  await admin.setTypeLimit({ limit: { type: "sleep", globalConcurrency: 3, ratePerSecond: 2, rateBurst: 4 } });
+  const paused = await admin.pauseType({ type: "sleep" });
+  expect(paused.wasPaused).toBe(false);
+  expect(paused.limit).toMatchObject({
+    type: "sleep",
+    globalConcurrency: 3,
+    ratePerSecond: 2,
+    rateBurst: 4,
+    paused: true,
+  });
+  expect((await admin.pauseType({ type: "sleep" })).wasPaused).toBe(true);
+  const listed = (await admin.listTypeLimits({})).limits.find((limit) => limit.type === "sleep");
+  expect(listed).toMatchObject({ globalConcurrency: 3, ratePerSecond: 2, paused: true });
+
+  const resumed = await admin.resumeType({ type: "sleep" });
+  expect(resumed.wasPaused).toBe(true);
+  expect(resumed.limit).toMatchObject({ type: "sleep", globalConcurrency: 3, ratePerSecond: 2, paused: false });
+  expect((await admin.resumeType({ type: "sleep" })).wasPaused).toBe(false);
+  // Each change audited once (the set, the pause, the resume), the repeats not.
+  expect((await pauseAudits("sleep")).filter((a) => a !== "type_limit_set")).toEqual(["type_paused", "type_resumed"]);
+});
+
+test("a type paused with no other limit: resuming it leaves no entry", async () => {
+  expect((await admin.pauseType({ type: "checksum" })).limit).toMatchObject({ type: "checksum", paused: true });
+  const resumed = await admin.resumeType({ type: "checksum" });
+  expect(resumed).toMatchObject({ wasPaused: true });
+  expect(resumed.limit).toBeUndefined();
+  expect(await clients.redis.hexists(Keys.typeLimits, "checksum")).toBe(0);
+});
+
+test("an unknown or missing type is INVALID_ARGUMENT naming it", async () => {
+  const unknown = await rejection(admin.pauseType({ type: "nope" }));
+  expect(unknown.code).toBe(Code.InvalidArgument);
+  expect(unknown.rawMessage).toMatch(/^type: unknown task type "nope" \(known: /);
+  const missing = await rejection(admin.resumeType({ type: "" }));
+  expect(missing.code).toBe(Code.InvalidArgument);
+  expect(missing.rawMessage).toMatch(/^type: is required/);
+});
