@@ -30,7 +30,8 @@ let admin: AdminClient;
 
 beforeAll(async () => {
   // A day's retention instead of the default week: every service writing a task's records applies it (checked below).
-  pipeline = await startPipeline({ env: { TASK_RETENTION_SECONDS: "86400" } });
+  // Workers report every 200 ms (not 5 s) for `taskctl workers`.
+  pipeline = await startPipeline({ env: { TASK_RETENTION_SECONDS: "86400", WORKER_REPORT_INTERVAL_MS: "200" } });
   admin = createAdminClient({ baseUrl: pipeline.gatewayUrl });
 }, 90_000);
 afterAll(async () => {
@@ -373,6 +374,33 @@ describe("AdminService", () => {
     expect(outcomes[0]).toMatchObject({ id, result: ReplayResult.FAILED_PRECONDITION });
     expect(outcomes[0]!.reason).toMatch(/not a task|failed validation/);
     expect(outcomes[1]).toMatchObject({ id: "TASKS:999999", result: ReplayResult.NOT_FOUND });
+  });
+
+  test("taskctl workers: the live worker and the task it runs, with its attempt and how long it has run", async () => {
+    const { taskId } = await pipeline.client.submitTask({ type: "sleep", payload: { ms: 60_000 } });
+    try {
+      let listed = { code: -1, stdout: "", stderr: "" };
+      await waitFor("the task listed as running", async () => {
+        listed = await taskctl("workers");
+        return listed.stdout.includes(taskId);
+      });
+      expect(listed.code, listed.stderr).toBe(0);
+      const lines = listed.stdout.trim().split("\n");
+      expect(lines[0]).toMatch(/^WORKER +STARTED +SEEN +RUNNING +QUEUED +PAUSED$/);
+      expect(lines[1]).toMatch(/^\S+:\d+ +(just now|\d+[smh] ago) +(just now|\d+s ago) +1\/8 +0 +-$/);
+      expect(lines.find((line) => line.startsWith(taskId))).toMatch(
+        new RegExp(`^${taskId} +sleep +medium +1 +(<1s|\\d+s) +\\S+:\\d+$`),
+      );
+      const json = JSON.parse((await taskctl("workers", "--json")).stdout);
+      expect(json.workers[0].running[0]).toMatchObject({
+        taskId,
+        type: "sleep",
+        priority: "PRIORITY_MEDIUM",
+        attempt: 1,
+      });
+    } finally {
+      await pipeline.client.cancelTask({ taskId, reason: "test done" });
+    }
   });
 
   test("taskctl stats, ls, history and dlq (ls, replay, discard) with --json", async () => {

@@ -5,7 +5,8 @@
  * for a key, refuses a wrong one and works with the right one; a task still moving is not requeued (the reason
  * shown); a task dead-lettered while the enricher was down is replayed with a click once it is back, and succeeds;
  * a task failed "not queued" is requeued with a click and followed to SUCCEEDED; selected dead letters are discarded
- * once the confirmation is accepted (not when it is dismissed); the overview marks a paused priority; a delayed task is
+ * once the confirmation is accepted (not when it is dismissed); the overview marks a paused priority and lists the live
+ * workers with the tasks they run; a delayed task is
  * promoted with Run now; the tasks a filter matches are counted, then cancelled, with Cancel matching.
  * Screenshots go to test-artifacts/.
  * Skipped (with a message) when Debian's chromium is not installed (scripts/setup.sh installs it); under CI=true a
@@ -49,7 +50,9 @@ describe.skipIf(!existsSync(CHROMIUM))("web console", () => {
 
   beforeAll(async () => {
     const webPort = await freePort();
-    pipeline = await startPipeline({ perService: { gateway: { GATEWAY_WEB_PORT: String(webPort) } } });
+    pipeline = await startPipeline({
+      perService: { gateway: { GATEWAY_WEB_PORT: String(webPort) }, worker: { WORKER_REPORT_INTERVAL_MS: "200" } },
+    });
     webUrl = `http://127.0.0.1:${webPort}`;
     profileDir = mkdtempSync(join(tmpdir(), "tm-console-chromium-"));
     mkdirSync(ARTIFACTS, { recursive: true });
@@ -298,6 +301,23 @@ describe.skipIf(!existsSync(CHROMIUM))("web console", () => {
       return requeued !== undefined;
     });
     expect(requeued?.detail).toMatchObject({ generation: 1, previousState: "FAILED" });
+  });
+
+  it("lists the live workers and the tasks they run on the overview, each task linked to its page", async () => {
+    const taskId = await submitWithCli("sleep", { ms: 60_000 });
+    try {
+      await page.goto(`${webUrl}/`);
+      await page.waitForSelector("h2:text('Workers (1)')", { timeout: 15_000 });
+      const link = page.getByRole("link", { name: taskId });
+      await link.waitFor({ timeout: 15_000 });
+      const row = page.getByRole("row").filter({ has: link });
+      expect(await row.getByRole("cell", { name: "sleep", exact: true }).count()).toBe(1);
+      await page.screenshot({ path: join(ARTIFACTS, "overview-workers.png"), fullPage: true });
+      await link.click();
+      await page.waitForSelector("#task-state:text('RUNNING')", { timeout: 15_000 });
+    } finally {
+      await pipeline.client.cancelTask({ taskId, reason: "test done" });
+    }
   });
 
   it("marks a paused priority in the overview's queue-depth table", async () => {

@@ -14,3 +14,4 @@ export * from "./type-limits.js";
 export * from "./type-rate.js";
 export * from "./type-slots.js";
 export * from "./unqueued.js";
+export * from "./workers.js";

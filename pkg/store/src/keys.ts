@@ -33,10 +33,15 @@
  *   type_slots:<type>   sorted set: holder → lease end (ms) for each running task of a type with a fleet-wide
  *                       concurrency limit (WORKER_TYPE_GLOBAL_CONCURRENCY)   at most the limit's members (expired ones
  *                       removed on every take); TTL two leases after the last write
- *   type_limits         hash: task type → JSON {globalConcurrency?, rate?, at, by}, the fleet-wide limits operators
- *                       set at run time (taskctl limits set), read by every worker   at most one field per task type
+ *   type_limits         hash: task type → JSON {globalConcurrency?, rate?, paused?, at, by}, the fleet-wide limits
+ *                       operators set at run time (taskctl limits set|pause), read by every worker   at most one field
+ *                       per task type
  *   type_backoff:<type> string: the worker that last heard a task type's downstream say "rate limited, wait"
  *                       (RateLimitedError); every worker starts none of the type while it exists   TTL that wait
+ *   workers             sorted set: worker id (host:pid) → when it last reported (ms)   ids not reported within
+ *                       three report intervals are trimmed on every report, so at most the live workers
+ *   worker:<id>         string: the worker's latest report (JSON: its tasks running, buffered, paused queues)
+ *                       TTL three report intervals (WORKER_REPORT_INTERVAL_MS)
  */
 export const Keys = {
   task: (id: string) => `task:${id}`,
@@ -63,6 +68,8 @@ export const Keys = {
   typeSlots: (type: string) => `type_slots:${type}`,
   typeLimits: "type_limits",
   typeBackoff: (type: string) => `type_backoff:${type}`,
+  workers: "workers",
+  worker: (id: string) => `worker:${id}`,
 } as const;
 
 export const Bounds = {

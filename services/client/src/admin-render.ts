@@ -1,5 +1,5 @@
 /**
- * Tables for the operator commands (stats, ls, history, dlq): aligned columns, long cells cut with "…", times
+ * Tables for the operator commands (stats, ls, history, dlq, workers): aligned columns, long cells cut with "…", times
  * relative to `now`. Pure, so the exact output is unit-tested.
  */
 import { type Timestamp, timestampMs } from "@bufbuild/protobuf/wkt";
@@ -21,6 +21,7 @@ import {
   ScheduleOverlap,
   type Task,
   TaskState,
+  type WorkerInfo,
 } from "@tm/proto";
 import { stateName } from "./render.js";
 
@@ -293,4 +294,58 @@ export function renderSchedules(schedules: Schedule[], now: number): string {
       schedule.createdBy || "-",
     ]),
   );
+}
+
+/** How long a task has run: "<1s", "42s", "5m", "3h". */
+function ranFor(ms: number): string {
+  return ms < 1_000 ? "<1s" : formatAge(ms);
+}
+
+/** `taskctl workers`: one row per live worker, then one per task running (longest running first). */
+export function renderWorkers(workers: WorkerInfo[], now: number): string {
+  if (workers.length === 0) return "no live workers (none reported within the last three report intervals)";
+  const workerTable = table(
+    [
+      { header: "WORKER", max: 60 },
+      { header: "STARTED" },
+      { header: "SEEN" },
+      { header: "RUNNING", align: "right" },
+      { header: "QUEUED", align: "right" },
+      { header: "PAUSED" },
+    ],
+    workers.map((worker) => [
+      worker.id,
+      when(worker.startedAt, now),
+      when(worker.seenAt, now),
+      `${worker.runningCount}/${worker.concurrency}`,
+      String(worker.queued),
+      worker.pausedQueues.map(priorityName).join(",") || "-",
+    ]),
+  );
+  const running = workers
+    .flatMap((worker) => worker.running.map((task) => ({ worker: worker.id, task })))
+    .sort((a, b) => timestampMs(a.task.startedAt!) - timestampMs(b.task.startedAt!));
+  if (running.length === 0) return `${workerTable}\n\nno task running`;
+  const taskTable = table(
+    [
+      { header: "TASK", max: 36 },
+      { header: "TYPE", max: 12 },
+      { header: "PRIORITY" },
+      { header: "ATTEMPT", align: "right" },
+      { header: "RUNNING FOR" },
+      { header: "WORKER", max: 60 },
+    ],
+    running.map(({ worker, task }) => [
+      task.taskId,
+      task.type,
+      priorityName(task.priority),
+      String(task.attempt),
+      task.startedAt ? ranFor(now - timestampMs(task.startedAt)) : "-",
+      worker,
+    ]),
+  );
+  const listed = running.length;
+  const total = workers.reduce((sum, worker) => sum + worker.runningCount, 0);
+  const more = total > listed ? `\n(${total - listed} more running: a worker lists its 100 longest running)` : "";
+  return `${workerTable}\n\n${taskTable}${more}`;
 }

@@ -75,6 +75,7 @@ export type Invocation =
   | { command: "demo"; globals: GlobalOptions; count: number; timeoutSeconds: number }
   | { command: "health"; globals: GlobalOptions }
   | { command: "stats"; globals: GlobalOptions }
+  | { command: "workers"; globals: GlobalOptions }
   | { command: "ls"; globals: GlobalOptions; filter: TaskListFilter; limit: number; pageToken?: string }
   | { command: "history"; globals: GlobalOptions; taskId: string }
   | ({ command: "dlq"; globals: GlobalOptions; limit: number; pageToken?: string } & DlqAction)
@@ -176,6 +177,7 @@ const COMMAND_OPTIONS: Record<CommandName, Options> = {
   demo: { count: { type: "string" }, timeout: { type: "string" } },
   health: {},
   stats: {},
+  workers: {},
   ls: {
     ...TASK_FILTER_OPTIONS,
     limit: { type: "string" },
@@ -348,6 +350,9 @@ export function parseCommandLine(argv: string[], env: NodeJS.ProcessEnv = {}, no
     case "stats":
       exactly(name, positionals, []);
       return { command: "stats", globals };
+    case "workers":
+      exactly(name, positionals, []);
+      return { command: "workers", globals };
     case "ls": {
       exactly(name, positionals, []);
       const filter = parseTaskListFilter({ ...taskFilterFlags(values), stalledFor: str(values["stalled-for"]) }, now);

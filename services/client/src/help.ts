@@ -13,6 +13,7 @@ Commands:
   demo              submit a mix of tasks and watch them flow through the pipeline
   health            check the gateway's gRPC health service
   stats             queue depths, rates, dead letters and tasks by state (operators)
+  workers           the live workers and the tasks each runs now (operators)
   ls                list and search tasks, newest first
   history <id>      a task's audit events, stage by stage
   dlq ls            list dead letters
@@ -122,6 +123,10 @@ refused line (2 invalid, 4 unavailable, 5 other).`,
   stats: page(
     "Usage: taskctl stats",
     "Shows each JetStream consumer's backlog (pending = waiting, in flight = delivered, not yet acked), the age of its\noldest unacked message and its rate, the dead-letter count, and tasks by state.",
+  ),
+  workers: page(
+    "Usage: taskctl workers",
+    "Lists the live worker processes (host:pid): when each started and last reported, its tasks running out of\nWORKER_CONCURRENCY, the deliveries it holds buffered and the priorities it keeps paused; then every task running,\nlongest first, with its attempt and how long it has run. A worker reports every WORKER_REPORT_INTERVAL_MS (5 s):\none that stopped leaves the list at once, one that died within three intervals.",
   ),
   ls: page(
     "Usage: taskctl ls [--state S] [--type T] [--priority P] [--since T] [--until T] [--query Q] [--stalled-for D] [--limit N] [--page-token TOKEN]",

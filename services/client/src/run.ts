@@ -11,6 +11,7 @@ import {
   queuePauseCommand,
   requeueCommand,
   statsCommand,
+  workersCommand,
 } from "./commands/admin.js";
 import { cancelCommand } from "./commands/cancel.js";
 import { demoCommand } from "./commands/demo.js";
@@ -63,6 +64,8 @@ export async function run(argv: string[], io: Io): Promise<ExitCode> {
         return await healthCommand(io, healthClientFor(globals), addr, globals.json);
       case "stats":
         return await statsCommand(io, adminClientFor(globals), globals.json);
+      case "workers":
+        return await workersCommand(io, adminClientFor(globals), globals.json);
       case "ls":
         return await lsCommand(io, adminClientFor(globals), { ...invocation, json: globals.json });
       case "history":

@@ -14,6 +14,7 @@ import {
   TaskState,
   TypeBackoffSchema,
   TypeLimitSchema,
+  WorkerInfoSchema,
 } from "@tm/proto";
 import { describe, expect, test } from "vitest";
 import {
@@ -25,6 +26,7 @@ import {
   renderSchedules,
   renderStats,
   renderTasks,
+  renderWorkers,
   table,
   truncate,
 } from "../src/admin-render.js";
@@ -279,5 +281,54 @@ describe("limits ls", () => {
         "\n",
       ),
     );
+  });
+
+  test("workers: one row per worker, then the running tasks longest first across workers", () => {
+    const task = (taskId: string, startedMs: number, attempt = 1) => ({
+      taskId,
+      type: "sleep",
+      priority: Priority.HIGH,
+      attempt,
+      startedAt: timestampFromMs(startedMs),
+    });
+    const workers = [
+      create(WorkerInfoSchema, {
+        id: "worker-a:1",
+        startedAt: timestampFromMs(NOW - 3 * 3_600_000),
+        seenAt: timestampFromMs(NOW - 2_000),
+        concurrency: 8,
+        queued: 3,
+        pausedQueues: [Priority.LOW],
+        runningCount: 1,
+        running: [task("t-2", NOW - 5_000)],
+      }),
+      create(WorkerInfoSchema, {
+        id: "worker-b:1",
+        startedAt: timestampFromMs(NOW - 60_000),
+        seenAt: timestampFromMs(NOW - 500),
+        concurrency: 2,
+        runningCount: 1,
+        running: [task("t-1", NOW - 90_000, 3)],
+      }),
+    ];
+    expect(renderWorkers(workers, NOW).split("\n")).toEqual([
+      "WORKER      STARTED  SEEN      RUNNING  QUEUED  PAUSED",
+      "worker-a:1  3h ago   2s ago        1/8       3  low",
+      "worker-b:1  1m ago   just now      1/2       0  -",
+      "",
+      "TASK  TYPE   PRIORITY  ATTEMPT  RUNNING FOR  WORKER",
+      "t-1   sleep  high            3  1m           worker-b:1",
+      "t-2   sleep  high            1  5s           worker-a:1",
+    ]);
+    const busy = create(WorkerInfoSchema, { id: "worker-b:1", runningCount: 150, running: [task("t-1", NOW - 1_000)] });
+    expect(renderWorkers([busy], NOW).split("\n").at(-1)).toBe(
+      "(149 more running: a worker lists its 100 longest running)",
+    );
+    expect(
+      renderWorkers([create(WorkerInfoSchema, { id: "idle:1", concurrency: 4 })], NOW)
+        .split("\n")
+        .at(-1),
+    ).toBe("no task running");
+    expect(renderWorkers([], NOW)).toBe("no live workers (none reported within the last three report intervals)");
   });
 });

@@ -72,6 +72,7 @@ import { type RequeueOutcome, requeueStalledTask } from "./requeue-stalled.js";
 import { scheduleHandlers } from "./schedules.js";
 import { typeLimitHandlers } from "./type-limits.js";
 import { parseTaskId } from "./validation.js";
+import { listWorkersResponse } from "./workers.js";
 
 type AdminServiceMethods = typeof AdminService extends { method: infer M } ? M : never;
 
@@ -385,6 +386,7 @@ export function adminServiceHandlers(
     listTypeLimits: () => typeLimits.listTypeLimits(),
     pauseType: (request, ctx) => typeLimits.setTypePaused(request.type, true, callerOf(ctx)),
     resumeType: (request, ctx) => typeLimits.setTypePaused(request.type, false, callerOf(ctx)),
+    listWorkers: () => redis("reading the workers' reports", () => listWorkersResponse(rt.redis)),
 
     async requeueTasks(request, ctx) {
       const { taskIds, stalledForMs } = parseRequeueRequest(request.taskIds, request.stalledForSeconds);

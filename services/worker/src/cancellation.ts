@@ -13,23 +13,44 @@ export class TaskCancelledError extends Error {
   override readonly name = "TaskCancelledError";
 }
 
+/** A running task: what aborts it, and what the worker reports about it (ListWorkers). */
+export interface RunningTask {
+  controller: AbortController;
+  type: string;
+  priority: string;
+  attempt: number;
+  startedAtMs: number;
+}
+
 export class RunningTasks {
-  readonly #controllers = new Map<string, AbortController>();
+  readonly #tasks = new Map<string, RunningTask>();
 
   /** Tracks a running task; the returned function forgets it. */
-  track(taskId: string, controller: AbortController): () => void {
-    this.#controllers.set(taskId, controller);
+  track(taskId: string, task: RunningTask): () => void {
+    this.#tasks.set(taskId, task);
     return () => {
-      if (this.#controllers.get(taskId) === controller) this.#controllers.delete(taskId);
+      if (this.#tasks.get(taskId) === task) this.#tasks.delete(taskId);
     };
   }
 
   /** Aborts the task if it runs here; returns whether it did. */
   cancel(taskId: string, reason: string): boolean {
-    const controller = this.#controllers.get(taskId);
-    if (!controller) return false;
-    controller.abort(new TaskCancelledError(`cancelled${reason ? `: ${reason}` : ""}`));
+    const task = this.#tasks.get(taskId);
+    if (!task) return false;
+    task.controller.abort(new TaskCancelledError(`cancelled${reason ? `: ${reason}` : ""}`));
     return true;
+  }
+
+  get size(): number {
+    return this.#tasks.size;
+  }
+
+  /** The running tasks, longest running first, at most `max`. */
+  list(max: number): Array<{ taskId: string } & Omit<RunningTask, "controller">> {
+    return [...this.#tasks]
+      .map(([taskId, { type, priority, attempt, startedAtMs }]) => ({ taskId, type, priority, attempt, startedAtMs }))
+      .sort((a, b) => a.startedAtMs - b.startedAtMs)
+      .slice(0, max);
   }
 }
 

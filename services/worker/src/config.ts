@@ -41,4 +41,10 @@ export const workerConfig = {
   /** How long, in all, one delivery may wait on its handler's RateLimitedErrors without spending an attempt; past it,
    *  one is an ordinary retry (0: every one is). */
   WORKER_RATE_LIMIT_HOLD_MS: nonNegativeInt.default(DEFAULT_RATE_LIMIT_HOLD_MS),
+  /** How often this worker reports what it runs to Redis (worker:<id>, for ListWorkers / taskctl workers); a worker
+   *  not heard of for three intervals drops out of the list. */
+  WORKER_REPORT_INTERVAL_MS: positiveInt
+    .min(100, { message: "must be at least 100" })
+    .max(60_000, { message: "must be at most 60000 (a minute)" })
+    .default(5_000),
 };

@@ -134,7 +134,14 @@ export function createTaskRunner({ rt, running, timeoutMs }: TaskRunnerOptions) 
     runningPublished.catch(() => undefined);
 
     const controller = new AbortController();
-    const forget = running.track(taskId, controller);
+    const startedAt = new Date();
+    const forget = running.track(taskId, {
+      controller,
+      type: task.type,
+      priority: task.priority,
+      attempt: ctx.attempt,
+      startedAtMs: startedAt.getTime(),
+    });
     const onShutdown = () => controller.abort(ctx.signal.reason);
     ctx.signal.addEventListener("abort", onShutdown, { once: true });
     // The task's own timeout (SubmitTaskRequest.timeout) when it set one, else the worker's TASK_TIMEOUT_MS.
@@ -154,7 +161,6 @@ export function createTaskRunner({ rt, running, timeoutMs }: TaskRunnerOptions) 
       }).catch((error: unknown) => rt.log.warn({ err: error, taskId }, "progress update not published"));
     });
 
-    const startedAt = new Date();
     let output: unknown;
     try {
       output = await handler.run(parsed.data, {

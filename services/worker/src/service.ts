@@ -3,7 +3,6 @@
  * and progress, SUCCEEDED, FAILED), events.audit. High, medium and low share WORKER_CONCURRENCY slots by
  * WORKER_PRIORITY_WEIGHTS; a running task is aborted by a cancel notice, by TASK_TIMEOUT_MS, or by shutdown.
  */
-import { hostname } from "node:os";
 import { PRIORITIES } from "@tm/flow";
 import { defineService } from "@tm/kit";
 import { isCancelled, releaseTypeSlot, renewTypeSlots, reserveTypeStart, takeTypeSlot } from "@tm/store";
@@ -13,6 +12,7 @@ import { PriorityDispatcher } from "./dispatcher.js";
 import { FleetSlots } from "./fleet-slots.js";
 import { TASK_TYPES } from "./handlers/index.js";
 import { followPausedQueues } from "./paused-queues.js";
+import { reportPresence, WORKER_ID } from "./presence.js";
 import { createTaskRunner } from "./run-task.js";
 import { followRuntimeLimits } from "./runtime-limits.js";
 import { followTypeBackoffs, recordBackoff } from "./type-backoffs.js";
@@ -25,8 +25,6 @@ export const worker = defineService({
   async start(rt) {
     const running = new RunningTasks();
     const runner = createTaskRunner({ rt, running, timeoutMs: rt.config.TASK_TIMEOUT_MS });
-    // Who recorded a fleet-wide back-off (type_backoff), for an operator reading it.
-    const backoffHolder = `${hostname()}:${process.pid}`;
     // A slot's lease is AckWait: a worker that dies holding slots loses them about when its deliveries go elsewhere.
     const leaseMs = rt.settings.ackWaitMs;
     // Always there, limits or not: an operator can set fleet-wide limits at run time (runtime-limits.ts).
@@ -58,7 +56,7 @@ export const worker = defineService({
       hooks: runner.hooks,
       limits,
       rateLimitHoldMs: rt.config.WORKER_RATE_LIMIT_HOLD_MS,
-      onRateLimited: (type, waitMs) => recordBackoff(rt.redis, type, waitMs, backoffHolder, rt.log),
+      onRateLimited: (type, waitMs) => recordBackoff(rt.redis, type, waitMs, WORKER_ID, rt.log),
     });
     // A running task is aborted; one whose delivery waits in the dispatcher's buffers is let through to be skipped.
     const cancelSubscription = listenForCancellations(rt.nats.nc, running, rt.log, (taskId) => {
@@ -145,7 +143,16 @@ export const worker = defineService({
     );
     // And the back-offs other workers' handlers were told (RateLimitedError), so this one does not ask again.
     const backoffs = followTypeBackoffs(rt.redis, limits, TASK_TYPES, rt.config.WORKER_PAUSE_POLL_MS, rt.log);
-    await Promise.all([pauses.ready, runtimeLimits.ready, backoffs.ready]);
+    // What it runs, for operators (ListWorkers): from before its consumers start until it stops.
+    const presence = reportPresence({
+      redis: rt.redis,
+      running,
+      dispatcher,
+      concurrency: rt.config.WORKER_CONCURRENCY,
+      intervalMs: rt.config.WORKER_REPORT_INTERVAL_MS,
+      log: rt.log,
+    });
+    await Promise.all([pauses.ready, runtimeLimits.ready, backoffs.ready, presence.ready]);
 
     // Registered before the consumers start so a failed start-up still closes whatever did start.
     rt.onStop("priority dispatcher", async () => {
@@ -154,6 +161,7 @@ export const worker = defineService({
       backoffs.stop();
       await dispatcher.stop(rt.config.SHUTDOWN_TIMEOUT_MS);
       cancelSubscription.unsubscribe();
+      await presence.stop();
     });
     await dispatcher.start();
     return { dispatcher, limits };

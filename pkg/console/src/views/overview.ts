@@ -1,9 +1,10 @@
-/** Overview: throughput, queue depths per priority and per consumer, failures, dead letters, tasks by state. */
-import type { GetQueueStatsResponse } from "@tm/proto/web";
+/** Overview: throughput, queue depths per priority and per consumer, failures, dead letters, tasks by state, and the
+ *  live workers with the tasks they run (ListWorkers). */
+import type { GetQueueStatsResponse, WorkerInfo } from "@tm/proto/web";
 import { TaskState } from "@tm/proto/web";
 import { admin, errorText } from "../api.js";
 import { h, replace } from "../dom.js";
-import { dateOf, duration, formatTime, priorityName, stateName } from "../format.js";
+import { ago, dateOf, duration, formatTime, priorityName, stateName } from "../format.js";
 import type { View } from "./view.js";
 
 const REFRESH_MS = 2000;
@@ -18,9 +19,9 @@ export const overviewView: View = (main) => {
 
   async function refresh() {
     try {
-      const stats = await admin.getQueueStats({});
+      const [stats, { workers }] = await Promise.all([admin.getQueueStats({}), admin.listWorkers({})]);
       if (stopped) return;
-      render(body, stats);
+      render(body, stats, workers);
       status.textContent = `Updated ${formatTime(dateOf(stats.sampledAt))}; refreshes every ${REFRESH_MS / 1000} s.`;
     } catch (error) {
       if (!stopped) status.textContent = `Could not load statistics: ${errorText(error)}`;
@@ -34,7 +35,7 @@ export const overviewView: View = (main) => {
   };
 };
 
-function render(body: HTMLElement, stats: GetQueueStatsResponse): void {
+function render(body: HTMLElement, stats: GetQueueStatsResponse, liveWorkers: WorkerInfo[]): void {
   const count = (state: TaskState) => Number(stats.tasksByState.find((entry) => entry.state === state)?.count ?? 0n);
   const workers = stats.consumers.filter((consumer) => consumer.subject.startsWith("tasks.worker."));
   const throughput = workers.reduce((sum, consumer) => sum + consumer.processedPerSecond, 0);
@@ -97,6 +98,7 @@ function render(body: HTMLElement, stats: GetQueueStatsResponse): void {
         String(entry.count),
       ]),
     ),
+    ...workerSections(liveWorkers),
     h("h2", {}, "Consumers"),
     table(
       [
@@ -124,6 +126,44 @@ function render(body: HTMLElement, stats: GetQueueStatsResponse): void {
       ]),
     ),
   );
+}
+
+/** The live workers, then every task running (longest first) with a link to it. */
+function workerSections(workers: WorkerInfo[]): HTMLElement[] {
+  const now = Date.now();
+  const running = workers
+    .flatMap((worker) => worker.running.map((task) => ({ worker: worker.id, task })))
+    .sort((a, b) => (dateOf(a.task.startedAt)?.getTime() ?? 0) - (dateOf(b.task.startedAt)?.getTime() ?? 0));
+  return [
+    h("h2", {}, `Workers (${workers.length})`),
+    workers.length === 0
+      ? h("p", { class: "muted" }, "No live worker: none reported in the last three report intervals.")
+      : table(
+          ["Worker", "Started", "Last report", "Running", "Buffered", "Paused"],
+          workers.map((worker) => [
+            worker.id,
+            ago(dateOf(worker.startedAt), now),
+            ago(dateOf(worker.seenAt), now),
+            `${worker.runningCount} of ${worker.concurrency}`,
+            String(worker.queued),
+            worker.pausedQueues.map(priorityName).join(", ") || "—",
+          ]),
+        ),
+    h("h2", {}, `Running tasks (${workers.reduce((sum, worker) => sum + worker.runningCount, 0)})`),
+    running.length === 0
+      ? h("p", { class: "muted" }, "No task running.")
+      : table(
+          ["Task", "Type", "Priority", "Attempt", "Running for", "Worker"],
+          running.map(({ worker, task }) => [
+            h("a", { href: `/tasks/${task.taskId}`, class: "mono" }, task.taskId),
+            task.type,
+            priorityName(task.priority),
+            String(task.attempt),
+            duration(now - (dateOf(task.startedAt)?.getTime() ?? now)),
+            worker,
+          ]),
+        ),
+  ];
 }
 
 export function table(headers: string[], rows: (string | Node)[][]): HTMLElement {

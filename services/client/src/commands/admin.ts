@@ -12,6 +12,7 @@ import {
   GetTaskHistoryResponseSchema,
   ListDeadLettersResponseSchema,
   ListTasksResponseSchema,
+  ListWorkersResponseSchema,
   type PausedQueue,
   PauseQueueResponseSchema,
   ReplayDeadLettersResponseSchema,
@@ -32,6 +33,7 @@ import {
   renderRequeue,
   renderStats,
   renderTasks,
+  renderWorkers,
 } from "../admin-render.js";
 import type { Invocation } from "../args.js";
 import { UNARY_TIMEOUT_MS } from "../connection.js";
@@ -61,6 +63,16 @@ function nextPageHint(token: string): string {
 export async function statsCommand(io: Io, client: AdminClient, json: boolean): Promise<ExitCode> {
   const stats = await client.getQueueStats({}, options);
   println(io.stdout, json ? JSON.stringify(toJson(GetQueueStatsResponseSchema, stats)) : renderStats(stats));
+  return ExitCode.Ok;
+}
+
+/** `taskctl workers`: the live workers and the tasks each runs now (AdminService ListWorkers). */
+export async function workersCommand(io: Io, client: AdminClient, json: boolean): Promise<ExitCode> {
+  const response = await client.listWorkers({}, options);
+  println(
+    io.stdout,
+    json ? JSON.stringify(toJson(ListWorkersResponseSchema, response)) : renderWorkers(response.workers, Date.now()),
+  );
   return ExitCode.Ok;
 }
 

@@ -1,0 +1,67 @@
+/**
+ * The worker's report of itself for operators (AdminService ListWorkers, `taskctl workers`): every
+ * WORKER_REPORT_INTERVAL_MS it writes what it runs, what it holds buffered and which queues it keeps paused to
+ * `worker:<id>` in Redis (TTL three intervals), and removes it when it stops. A missed report (Redis down) is logged
+ * at debug and skipped: the next one replaces it, and one whose worker died expires.
+ */
+import { hostname } from "node:os";
+import { PRIORITIES } from "@tm/flow";
+import type { Logger } from "@tm/kit";
+import { forgetWorker, MAX_REPORTED_TASKS, reportWorker, type WorkerReport } from "@tm/store";
+import type { Redis } from "ioredis";
+import type { RunningTasks } from "./cancellation.js";
+import type { PriorityDispatcher } from "./dispatcher.js";
+
+/** This process's id among the workers: host:pid (a pod's name in Kubernetes, where every pid is 1). */
+export const WORKER_ID = `${hostname()}:${process.pid}`;
+
+export interface PresenceOptions {
+  redis: Redis;
+  running: RunningTasks;
+  dispatcher: Pick<PriorityDispatcher, "queued" | "paused">;
+  concurrency: number;
+  intervalMs: number;
+  log: Logger;
+}
+
+export function reportPresence({ redis, running, dispatcher, concurrency, intervalMs, log }: PresenceOptions) {
+  const startedAtMs = Date.now();
+  const ttlMs = intervalMs * 3;
+  const report = (): WorkerReport => ({
+    id: WORKER_ID,
+    host: hostname(),
+    pid: process.pid,
+    startedAtMs,
+    concurrency,
+    queued: PRIORITIES.reduce((sum, priority) => sum + dispatcher.queued(priority), 0),
+    pausedQueues: PRIORITIES.filter((priority) => dispatcher.paused(priority)),
+    runningCount: running.size,
+    running: running.list(MAX_REPORTED_TASKS),
+    seenAtMs: Date.now(),
+  });
+  let stopped = false;
+  let writing: Promise<void> = Promise.resolve();
+  const write = () => {
+    writing = reportWorker(redis, report(), ttlMs).catch((error: unknown) =>
+      log.debug({ err: error }, "could not report this worker to Redis; the next report replaces it"),
+    );
+    return writing;
+  };
+  const timer = setInterval(() => {
+    if (!stopped) void write();
+  }, intervalMs);
+  timer.unref();
+  return {
+    /** The first report, written before the consumers start (a failure is logged, not thrown). */
+    ready: write(),
+    /** Stops reporting and removes the report: the worker leaves the list at once. */
+    async stop(): Promise<void> {
+      stopped = true;
+      clearInterval(timer);
+      await writing; // a report still being written would otherwise land after the removal
+      await forgetWorker(redis, WORKER_ID).catch((error: unknown) =>
+        log.debug({ err: error }, "could not remove this worker's report; it expires by itself"),
+      );
+    },
+  };
+}

@@ -1,0 +1,46 @@
+/**
+ * The worker's report of itself (worker:<id>, for ListWorkers) against a real nats-server and redis-server: written
+ * at start, listing the task it runs (type, priority, attempt, start) and its paused queues, and removed when it stops.
+ */
+import { CANCEL_SUBJECT } from "@tm/flow";
+import { listWorkers, markCancelled, pauseQueue, resumeQueue } from "@tm/store";
+import { useClients, useInfra, waitFor } from "@tm/testkit";
+import { expect, test } from "vitest";
+import { WORKER_ID } from "../src/presence.js";
+import { enrichedTask, publishTask, startWorker } from "./support.js";
+
+const infra = useInfra();
+const clients = useClients(infra);
+
+test("a worker reports what it runs and its paused queues while it runs, and leaves the list when it stops", async () => {
+  const worker = await startWorker(infra, {
+    WORKER_CONCURRENCY: "3",
+    WORKER_REPORT_INTERVAL_MS: "100",
+    WORKER_PAUSE_POLL_MS: "100",
+  });
+  const mine = async () => (await listWorkers(clients.redis)).find((w) => w.id === WORKER_ID);
+  try {
+    expect(await mine()).toMatchObject({ concurrency: 3, runningCount: 0, running: [], pausedQueues: [] });
+    const task = enrichedTask("sleep", { ms: 30_000 }, "high");
+    const before = Date.now();
+    await publishTask(clients.nc, task);
+    await waitFor("the task reported running", async () => (await mine())?.runningCount === 1);
+    const [running] = (await mine())!.running;
+    expect(running).toMatchObject({ taskId: task.taskId, type: "sleep", priority: "high", attempt: 1 });
+    expect(running!.startedAtMs).toBeGreaterThanOrEqual(before);
+
+    await pauseQueue(clients.redis, "low", "ops");
+    await waitFor("the paused queue reported", async () => (await mine())?.pausedQueues.join() === "low");
+    await resumeQueue(clients.redis, "low");
+
+    await markCancelled(clients.redis, task.taskId, "test done");
+    clients.nc.publish(
+      CANCEL_SUBJECT,
+      JSON.stringify({ taskId: task.taskId, reason: "", at: new Date().toISOString() }),
+    );
+    await waitFor("the task no longer reported", async () => (await mine())?.runningCount === 0);
+  } finally {
+    await worker.stop();
+  }
+  expect(await mine()).toBeUndefined();
+});
