@@ -23,6 +23,7 @@ import type { Runtime } from "@tm/kit";
 import { startedAttempt, whyNotRun } from "@tm/store";
 import { type RunningTasks, TaskCancelledError } from "./cancellation.js";
 import { handlerFor } from "./handlers/index.js";
+import { WORKER_ID } from "./presence.js";
 import { ProgressThrottle } from "./progress.js";
 
 export class TaskTimeoutError extends Error {
@@ -212,7 +213,7 @@ export function createTaskRunner({ rt, running, timeoutMs }: TaskRunnerOptions) 
         taskId,
         service,
         action: "succeeded",
-        detail: { attempts: ctx.attempt, durationMs: completedAt.getTime() - startedAt.getTime() },
+        detail: { attempts: ctx.attempt, durationMs: completedAt.getTime() - startedAt.getTime(), worker: WORKER_ID },
         discriminator: generation,
       }),
     ]);
@@ -225,7 +226,7 @@ export function createTaskRunner({ rt, running, timeoutMs }: TaskRunnerOptions) 
       taskId: task.taskId,
       service,
       action: "cancelled_while_running",
-      detail: { attempt: ctx.attempt },
+      detail: { attempt: ctx.attempt, worker: WORKER_ID },
       discriminator: ctx.attempt,
     });
     count(task, "cancelled");
@@ -247,7 +248,7 @@ export function createTaskRunner({ rt, running, timeoutMs }: TaskRunnerOptions) 
         taskId: task.taskId,
         service,
         action: "attempt_failed",
-        detail: { attempt: ctx.attempt, error: errorMessage(error), retryInMs: delayMs },
+        detail: { attempt: ctx.attempt, error: errorMessage(error), retryInMs: delayMs, worker: WORKER_ID },
         discriminator: ctx.attempt,
       });
     },
@@ -259,7 +260,13 @@ export function createTaskRunner({ rt, running, timeoutMs }: TaskRunnerOptions) 
         taskId: task.taskId,
         service,
         action: "rate_limited",
-        detail: { attempt: ctx.attempt, error: errorMessage(error), retryInMs: delayMs, deferrals: ctx.deferrals + 1 },
+        detail: {
+          attempt: ctx.attempt,
+          error: errorMessage(error),
+          retryInMs: delayMs,
+          deferrals: ctx.deferrals + 1,
+          worker: WORKER_ID,
+        },
         discriminator: `${ctx.attempt}:${ctx.deferrals}`,
       });
     },
@@ -278,7 +285,7 @@ export function createTaskRunner({ rt, running, timeoutMs }: TaskRunnerOptions) 
         taskId: task.taskId,
         service,
         action: "failed",
-        detail: { attempts: ctx.attempt, error: errorMessage(error) },
+        detail: { attempts: ctx.attempt, error: errorMessage(error), worker: WORKER_ID },
         discriminator: task.generation,
       });
     },

@@ -13,6 +13,7 @@ import { applyStatus, Keys, markCancelled } from "@tm/store";
 import { useInfra, waitFor } from "@tm/testkit";
 import { expect, test } from "vitest";
 import { RunningTasks } from "../src/cancellation.js";
+import { WORKER_ID } from "../src/presence.js";
 import { createTaskRunner } from "../src/run-task.js";
 import { enrichedTask, publishTask, useWatchedWorker } from "./support.js";
 
@@ -153,6 +154,8 @@ test("flaky {failures: 2}: attempts 1 and 2 fail (RUNNING with error), attempt 3
   expect(w.tasks.results(task.taskId)).toHaveLength(1);
   expect(w.tasks.results(task.taskId)[0]).toMatchObject({ attempts: 3, output: { attempts: 3 } });
   expect(w.events.audits(task.taskId).map((a) => a.action)).toEqual(["attempt_failed", "attempt_failed", "succeeded"]);
+  // Each attempt's record names the worker that ran it (host:pid, as taskctl workers lists it).
+  expect(w.events.audits(task.taskId).map((a) => a.detail?.worker)).toEqual([WORKER_ID, WORKER_ID, WORKER_ID]);
 });
 
 test("flaky {failures: 1, retryAfterMs}: the retry waits the delay the handler asked for, reported in the audit", async () => {
