@@ -20,15 +20,31 @@
 import { context, type Span, SpanKind, SpanStatusCode, trace } from "@opentelemetry/api";
 import type { ConsumerMessages, JetStreamClient, JsMsg } from "nats";
 import { errorMessage, PermanentError, RateLimitedError, RetryAfterError } from "./errors.js";
+import { jsonWithinBytes } from "./json-size.js";
 import { KeyedQueue } from "./keyed-queue.js";
 import type { Publisher } from "./publish.js";
-import { decodeMessage, type MessageFor, MessageValidationError } from "./schemas.js";
+import { decodeMessage, type MessageFor, MessageValidationError, SIZE_LIMITS } from "./schemas.js";
 import { DEFAULT_FLOW_SETTINGS, durableName, type FlowSettings, streamOf } from "./streams.js";
 import type { Subject } from "./subjects.js";
 import { extractTrace, traceIdOf } from "./trace.js";
 
 const tracer = trace.getTracer("@tm/flow");
 const RAW_LIMIT = 16 * 1024;
+
+/**
+ * What a dead letter keeps of the message that died, within SIZE_LIMITS.deadLetterMessageBytes. A task message can be
+ * larger (its payload alone may reach 256 KiB): it is kept without its payload (the task's record in Redis keeps that,
+ * and a replay reads it from there), or failing that as truncated text. A letter refused for its size could not be
+ * published, and the message would be redelivered instead of dead-lettered.
+ */
+export function letterMessage(message: unknown): { message: unknown } | { raw: string } {
+  if (jsonWithinBytes(message, SIZE_LIMITS.deadLetterMessageBytes)) return { message };
+  if (typeof message === "object" && message !== null && "payload" in message) {
+    const { payload: _left, ...rest } = message as Record<string, unknown>;
+    if (jsonWithinBytes(rest, SIZE_LIMITS.deadLetterMessageBytes)) return { message: rest };
+  }
+  return { raw: JSON.stringify(message).slice(0, RAW_LIMIT) };
+}
 
 export interface DeliveryContext {
   subject: Subject;
@@ -399,7 +415,7 @@ export class DeliveryProcessor<S extends Subject> {
         attempts: msg.info.deliveryCount,
         at: new Date().toISOString(),
         ...(fields.taskId ? { taskId: fields.taskId } : {}),
-        ...(fields.message !== undefined ? { message: fields.message } : {}),
+        ...(fields.message !== undefined ? letterMessage(fields.message) : {}),
         ...(fields.raw !== undefined ? { raw: fields.raw } : {}),
       },
       { msgId: `dlq:${id}` },

@@ -11,6 +11,18 @@ export function errorMessage(error: unknown): string {
   return String(error);
 }
 
+/**
+ * The most of an error's message that an audit record keeps. A handler's error can carry a whole HTTP response body;
+ * kept whole, it would push the audit event past its 16 KiB limit (SIZE_LIMITS.auditDetailBytes) and the event would
+ * be refused, and with it a failure's record. 2,048 characters fit even when JSON writes each one as \uXXXX.
+ */
+export const RECORDED_ERROR_CHARS = 2_048;
+
+/** errorMessage(), cut to RECORDED_ERROR_CHARS: for audit details. */
+export function recordedError(error: unknown): string {
+  return errorMessage(error).slice(0, RECORDED_ERROR_CHARS);
+}
+
 /** The longest wait a RetryAfterError asks for: a message waiting out a NAK delay holds one of its consumer's
  *  max_ack_pending slots (1,000), so a wait of hours belongs in a new task with `run_at`, not in a retry. */
 export const MAX_RETRY_AFTER_MS = 3_600_000;

@@ -1,5 +1,12 @@
 import { describe, expect, test } from "vitest";
-import { MAX_RETRY_AFTER_MS, RateLimitedError, RetryAfterError } from "../src/index.js";
+import {
+  AuditEventSchema,
+  MAX_RETRY_AFTER_MS,
+  RateLimitedError,
+  RECORDED_ERROR_CHARS,
+  RetryAfterError,
+  recordedError,
+} from "../src/index.js";
 
 describe("RetryAfterError", () => {
   test("refuses a delay that is not a number ≥ 0, naming it", () => {
@@ -30,5 +37,17 @@ describe("RateLimitedError", () => {
     expect(() => new RateLimitedError("busy", -5)).toThrow(
       /RateLimitedError: retryAfterMs must be a finite number ≥ 0, not -5/,
     );
+  });
+});
+
+describe("recordedError", () => {
+  test("cuts a long message so that an audit event holding it stays within its limit, even fully escaped", () => {
+    const error = new Error("\u0001".repeat(50_000));
+    expect(recordedError(error)).toHaveLength(RECORDED_ERROR_CHARS);
+    const detail = { attempt: 1, error: recordedError(error), worker: "host:1" };
+    expect(
+      AuditEventSchema.safeParse({ service: "worker", action: "failed", at: new Date().toISOString(), detail }).success,
+    ).toBe(true);
+    expect(recordedError("short")).toBe("short");
   });
 });

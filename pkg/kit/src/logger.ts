@@ -7,6 +7,23 @@ import { type Logger, pino } from "pino";
 
 export type { Logger };
 
+/** The most of an error's message and stack a log line keeps: a handler's error can carry a whole response body, and
+ *  Loki (and promtail) refuse lines past 256 KB by default. */
+export const LOGGED_ERROR_CHARS = 8_192;
+
+const cut = (text: unknown) =>
+  typeof text === "string" && text.length > LOGGED_ERROR_CHARS
+    ? `${text.slice(0, LOGGED_ERROR_CHARS)}… (${text.length - LOGGED_ERROR_CHARS} more characters)`
+    : text;
+
+/** pino's error serializer, with the message and the stack cut to LOGGED_ERROR_CHARS. */
+function boundedError(error: Error) {
+  const serialized = pino.stdSerializers.err(error);
+  serialized.message = cut(serialized.message) as string;
+  serialized.stack = cut(serialized.stack) as string;
+  return serialized;
+}
+
 export function createLogger(service: string, level = "info", destination?: pino.DestinationStream): Logger {
   return pino(
     {
@@ -14,6 +31,7 @@ export function createLogger(service: string, level = "info", destination?: pino
       base: { service },
       timestamp: pino.stdTimeFunctions.isoTime,
       formatters: { level: (label) => ({ level: label }) },
+      serializers: { err: boundedError },
       redact: {
         paths: ["authorization", "*.authorization", "headers.authorization", "req.headers.authorization"],
         censor: "[redacted]",

@@ -21,6 +21,7 @@ import {
   publishExpired,
   publishSkippedSuperseded,
   publishStatus,
+  recordedError,
   Subjects,
   type TaskMessage,
 } from "@tm/flow";
@@ -121,7 +122,7 @@ export const ingest = defineService({
             taskId: task.taskId,
             service: rt.name,
             action: "enrich_retry",
-            detail: { attempt: ctx.attempt, delayMs, error: errorMessage(error) },
+            detail: { attempt: ctx.attempt, delayMs, error: recordedError(error) },
             discriminator: `${task.generation}:${ctx.attempt}`,
           });
         },
@@ -139,7 +140,7 @@ export const ingest = defineService({
             taskId: task.taskId,
             service: rt.name,
             action: "failed",
-            detail: { attempt: ctx.attempt, error: errorMessage(error) },
+            detail: { attempt: ctx.attempt, error: recordedError(error) },
             discriminator: task.generation,
           });
         },

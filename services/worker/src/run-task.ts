@@ -17,6 +17,7 @@ import {
   publishExpired,
   publishSkippedSuperseded,
   publishStatus,
+  recordedError,
   Subjects,
 } from "@tm/flow";
 import type { Runtime } from "@tm/kit";
@@ -248,7 +249,7 @@ export function createTaskRunner({ rt, running, timeoutMs }: TaskRunnerOptions) 
         taskId: task.taskId,
         service,
         action: "attempt_failed",
-        detail: { attempt: ctx.attempt, error: errorMessage(error), retryInMs: delayMs, worker: WORKER_ID },
+        detail: { attempt: ctx.attempt, error: recordedError(error), retryInMs: delayMs, worker: WORKER_ID },
         discriminator: ctx.attempt,
       });
     },
@@ -262,7 +263,7 @@ export function createTaskRunner({ rt, running, timeoutMs }: TaskRunnerOptions) 
         action: "rate_limited",
         detail: {
           attempt: ctx.attempt,
-          error: errorMessage(error),
+          error: recordedError(error),
           retryInMs: delayMs,
           deferrals: ctx.deferrals + 1,
           worker: WORKER_ID,
@@ -285,7 +286,7 @@ export function createTaskRunner({ rt, running, timeoutMs }: TaskRunnerOptions) 
         taskId: task.taskId,
         service,
         action: "failed",
-        detail: { attempts: ctx.attempt, error: errorMessage(error), worker: WORKER_ID },
+        detail: { attempts: ctx.attempt, error: recordedError(error), worker: WORKER_ID },
         discriminator: task.generation,
       });
     },

@@ -4,6 +4,7 @@ import {
   type DeliveryContext,
   durableName,
   type Publisher,
+  RECORDED_ERROR_CHARS,
   StatusEventSchema,
   Subjects,
   statusEvent,
@@ -156,6 +157,29 @@ test("flaky {failures: 2}: attempts 1 and 2 fail (RUNNING with error), attempt 3
   expect(w.events.audits(task.taskId).map((a) => a.action)).toEqual(["attempt_failed", "attempt_failed", "succeeded"]);
   // Each attempt's record names the worker that ran it (host:pid, as taskctl workers lists it).
   expect(w.events.audits(task.taskId).map((a) => a.detail?.worker)).toEqual([WORKER_ID, WORKER_ID, WORKER_ID]);
+});
+
+test("a huge error message and payload: the records cut the error, the dead letter leaves the payload out, once", async () => {
+  // Control characters: JSON writes each as \u00XX, six bytes, the worst case for the audit event's 16 KiB limit;
+  // and the payload (~120 KB of JSON) is past a dead letter's 64 KiB for the message it keeps.
+  const task = { ...enrichedTask("flaky", { failures: 5, errorDetail: "\u0001".repeat(20_000) }), maxAttempts: 2 };
+  await publishTask(w.nc, task);
+  await waitFor("the dead letter", async () => {
+    await w.events.refresh();
+    return w.events.deadLetters(task.taskId).length === 1;
+  });
+  const audits = w.events.audits(task.taskId);
+  expect(audits.map((a) => a.action)).toEqual(["attempt_failed", "failed"]);
+  for (const audit of audits) {
+    const error = String(audit.detail?.error);
+    const head = /^flaky: attempt \d fails \(planned failures: 5\): /.exec(error)?.[0] ?? "";
+    expect(head).not.toBe("");
+    expect(error.slice(head.length)).toBe("\u0001".repeat(RECORDED_ERROR_CHARS - head.length));
+  }
+  expect(w.events.statuses(task.taskId).at(-1)).toMatchObject({ state: "FAILED", attempt: 2 });
+  const [letter] = w.events.deadLetters(task.taskId);
+  expect(letter).toMatchObject({ reason: "exhausted", attempts: 2, message: { taskId: task.taskId, generation: 0 } });
+  expect(letter?.message).not.toHaveProperty("payload");
 });
 
 test("flaky {failures: 1, retryAfterMs}: the retry waits the delay the handler asked for, reported in the audit", async () => {

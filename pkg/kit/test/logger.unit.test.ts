@@ -1,0 +1,29 @@
+/** The services' logger: an error's message and stack are cut so that a line stays within Loki's limits. */
+import { Writable } from "node:stream";
+import { expect, test } from "vitest";
+import { createLogger, LOGGED_ERROR_CHARS } from "../src/logger.js";
+
+function capture() {
+  const lines: Record<string, unknown>[] = [];
+  const stream = new Writable({
+    write(chunk, _encoding, done) {
+      lines.push(JSON.parse(String(chunk)));
+      done();
+    },
+  });
+  return { lines, log: createLogger("test", "info", stream) };
+}
+
+test("a huge error is logged cut, saying how much was left out; a small one whole", () => {
+  const { lines, log } = capture();
+  log.warn({ err: new Error("x".repeat(100_000)) }, "failed");
+  log.warn({ err: new Error("small") }, "failed");
+  const [huge, small] = lines as Array<{ err: { message: string; stack: string; type: string } }>;
+  expect(huge!.err.message).toBe(
+    `${"x".repeat(LOGGED_ERROR_CHARS)}… (${100_000 - LOGGED_ERROR_CHARS} more characters)`,
+  );
+  expect(huge!.err.stack.length).toBeLessThan(LOGGED_ERROR_CHARS + 100);
+  expect(huge!.err.type).toBe("Error");
+  expect(small!.err.message).toBe("small");
+  expect(small!.err.stack).toMatch(/^Error: small\n/);
+});
