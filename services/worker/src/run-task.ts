@@ -12,6 +12,7 @@ import {
   type EnrichedTaskMessage,
   errorMessage,
   expiredAtMs,
+  MessageValidationError,
   PermanentError,
   publishAudit,
   publishExpired,
@@ -24,6 +25,7 @@ import type { Runtime } from "@tm/kit";
 import { startedAttempt, whyNotRun } from "@tm/store";
 import { type RunningTasks, TaskCancelledError } from "./cancellation.js";
 import { handlerFor } from "./handlers/index.js";
+import type { TaskHandler } from "./handlers/types.js";
 import { WORKER_ID } from "./presence.js";
 import { ProgressThrottle } from "./progress.js";
 
@@ -35,11 +37,13 @@ export interface TaskRunnerOptions {
   rt: Runtime;
   running: RunningTasks;
   timeoutMs: number;
+  /** The handler of a task type (the registry in handlers/ by default; tests give their own). */
+  handlers?: (type: string) => TaskHandler | undefined;
 }
 
 export type WorkerSubject = typeof Subjects.workerHigh | typeof Subjects.workerMedium | typeof Subjects.workerLow;
 
-export function createTaskRunner({ rt, running, timeoutMs }: TaskRunnerOptions) {
+export function createTaskRunner({ rt, running, timeoutMs, handlers = handlerFor }: TaskRunnerOptions) {
   const processed = rt.meter.createCounter("tm_tasks_processed_total", {
     description:
       "Task attempts by outcome (succeeded, retried, failed, cancelled, skipped_cancelled, skipped_superseded, expired, handed_back, rate_limited)",
@@ -112,7 +116,7 @@ export function createTaskRunner({ rt, running, timeoutMs }: TaskRunnerOptions) 
     if (maxAttempts && started !== undefined && started >= ctx.attempt && started + 1 > maxAttempts) {
       throw new AttemptsExhaustedError(started + 1, maxAttempts);
     }
-    const handler = handlerFor(task.type);
+    const handler = handlers(task.type);
     if (!handler) throw new PermanentError(`unknown task type "${task.type}"`);
     const parsed = handler.payload.safeParse(task.payload);
     if (!parsed.success) {
@@ -205,7 +209,14 @@ export function createTaskRunner({ rt, running, timeoutMs }: TaskRunnerOptions) 
       },
       { msgId: `${taskId}:result:${generation}` },
     );
-    await Promise.all([runningPublished, resultPublished]);
+    // A result the contract cannot carry (an output past 256 KiB of JSON) would be refused again by every attempt:
+    // the task fails at once, saying why, instead of running its handler FLOW_MAX_DELIVER times.
+    const resultAccepted = resultPublished.catch((error: unknown) => {
+      throw error instanceof MessageValidationError
+        ? new PermanentError(`the handler's result cannot be stored: ${error.problems}`)
+        : error;
+    });
+    await Promise.all([runningPublished, resultAccepted]);
     // The result first: a SUCCEEDED status is then never visible before its result can be fetched. The audit event
     // goes out with the status (one write, one wait): nothing orders those two.
     await Promise.all([

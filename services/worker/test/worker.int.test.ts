@@ -3,6 +3,7 @@ import {
   createPublisher,
   type DeliveryContext,
   durableName,
+  PermanentError,
   type Publisher,
   RECORDED_ERROR_CHARS,
   StatusEventSchema,
@@ -13,7 +14,9 @@ import type { Runtime } from "@tm/kit";
 import { applyStatus, Keys, markCancelled } from "@tm/store";
 import { useInfra, waitFor } from "@tm/testkit";
 import { expect, test } from "vitest";
+import { z } from "zod";
 import { RunningTasks } from "../src/cancellation.js";
+import { defineHandler } from "../src/handlers/types.js";
 import { WORKER_ID } from "../src/presence.js";
 import { createTaskRunner } from "../src/run-task.js";
 import { enrichedTask, publishTask, useWatchedWorker } from "./support.js";
@@ -122,6 +125,24 @@ test("the result goes out without waiting for RUNNING's PubAck; SUCCEEDED only o
     `${Subjects.status} SUCCEEDED`,
     Subjects.audit,
   ]);
+});
+
+test("a result past the contract's 256 KiB fails the task at once (PermanentError), not once per attempt", async () => {
+  const huge = defineHandler({ type: "echo", payload: z.unknown(), run: () => ({ blob: "x".repeat(300_000) }) });
+  const { run } = createTaskRunner({
+    rt: w.service.runtime as Runtime,
+    running: new RunningTasks(),
+    timeoutMs: 5_000,
+    handlers: () => huge,
+  });
+  const task = enrichedTask("echo", { n: 1 });
+  const failed = await run(task, { attempt: 1, signal: new AbortController().signal } as DeliveryContext).catch(
+    (error: unknown) => error,
+  );
+  expect(failed).toBeInstanceOf(PermanentError);
+  expect((failed as Error).message).toMatch(
+    /^the handler's result cannot be stored: output: must be at most 262144 bytes of JSON \(got 300011\)/,
+  );
 });
 
 test("sleep: several RUNNING progress updates with increasing versions, then SUCCEEDED", async () => {
