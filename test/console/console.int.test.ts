@@ -4,10 +4,10 @@
  * list is keyboard-operable and lists unfinished (and stalled) tasks; behind a gateway with API keys the console asks
  * for a key, refuses a wrong one and works with the right one; a task still moving is not requeued (the reason
  * shown); a task dead-lettered while the enricher was down is replayed with a click once it is back, and succeeds;
- * a task failed "not queued" is requeued with a click and followed to SUCCEEDED; selected dead letters are discarded
- * once the confirmation is accepted (not when it is dismissed); the overview marks a paused priority and lists the live
- * workers with the tasks they run; a delayed task is
- * promoted with Run now; the tasks a filter matches are counted, then cancelled, with Cancel matching.
+ * a FAILED task is retried with a click (its dead letter replayed); a task failed "not queued" is requeued with a
+ * click and followed to SUCCEEDED; selected dead letters are discarded once the confirmation is accepted (not when it
+ * is dismissed); the overview marks a paused priority and lists the live workers with the tasks they run; a delayed
+ * task is promoted with Run now; the tasks a filter matches are counted, then cancelled, with Cancel matching.
  * Screenshots go to test-artifacts/.
  * Skipped (with a message) when Debian's chromium is not installed (scripts/setup.sh installs it); under CI=true a
  * missing chromium fails instead.
@@ -262,6 +262,37 @@ describe.skipIf(!existsSync(CHROMIUM))("web console", () => {
 
     await page.goto(`${webUrl}/tasks/${taskId}`);
     await page.waitForSelector("#task-state:text('SUCCEEDED')", { timeout: 30_000 });
+  });
+
+  it("retries a FAILED task with a click (its dead letter replayed) and follows the new run; none for a succeeded one", async () => {
+    const { taskId } = await pipeline.client.submitTask({ type: "fail", maxAttempts: 1 });
+    const admin = createAdminClient({ baseUrl: pipeline.gatewayUrl });
+    await waitFor(
+      "the task dead-lettered",
+      async () => (await admin.listDeadLetters({ filter: { taskId } })).deadLetters.length === 1,
+      { timeoutMs: 30_000 },
+    );
+    await page.goto(`${webUrl}/tasks/${taskId}`);
+    await page.waitForSelector("#task-state:text('FAILED')", { timeout: 15_000 });
+    const retry = page.getByRole("button", { name: "Retry failed task" });
+    await retry.click();
+    // The new generation runs (and fails again, being a fail task), followed live to its end, when the page reads the
+    // history again: "replayed" appears there only then. (The announcement of the retry is soon replaced by those of
+    // the new run's states, so it is not waited for.)
+    await page
+      .locator("section[aria-label=History] tbody tr")
+      .filter({ hasText: "replayed" })
+      .waitFor({ timeout: 30_000 });
+    expect(await page.textContent("#task-state")).toBe("FAILED");
+    await waitFor("the second run's failure audited", async () => {
+      const { events } = await admin.getTaskHistory({ taskId });
+      return events.filter((event) => event.action === "failed").length === 2;
+    });
+
+    const done = await submitWithCli("echo", { retry: false });
+    await page.goto(`${webUrl}/tasks/${done}`);
+    await page.waitForSelector("#task-state:text('SUCCEEDED')", { timeout: 30_000 });
+    expect(await page.getByRole("button", { name: "Retry failed task" }).isHidden()).toBe(true);
   });
 
   it("requeues, with a click, a task whose submission never reached the stream, and follows it to SUCCEEDED", async () => {

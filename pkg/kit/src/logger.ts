@@ -16,11 +16,16 @@ const cut = (text: unknown) =>
     ? `${text.slice(0, LOGGED_ERROR_CHARS)}… (${text.length - LOGGED_ERROR_CHARS} more characters)`
     : text;
 
-/** pino's error serializer, with the message and the stack cut to LOGGED_ERROR_CHARS. */
-function boundedError(error: Error) {
-  const serialized = pino.stdSerializers.err(error);
-  serialized.message = cut(serialized.message) as string;
-  serialized.stack = cut(serialized.stack) as string;
+/** pino's error serializer, with the message and the stack cut to LOGGED_ERROR_CHARS. `err` is whatever a caller
+ *  logged under that key (a string, a plain object): only an Error's fields are cut, anything else passes as pino would
+ *  write it, a string cut too. */
+function boundedError(error: unknown): unknown {
+  const serialized: unknown = pino.stdSerializers.err(error as Error);
+  if (typeof serialized === "string") return cut(serialized);
+  if (typeof serialized !== "object" || serialized === null || !(error instanceof Error)) return serialized;
+  const fields = serialized as { message?: unknown; stack?: unknown };
+  fields.message = cut(fields.message);
+  fields.stack = cut(fields.stack);
   return serialized;
 }
 

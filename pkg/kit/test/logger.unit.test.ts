@@ -27,3 +27,17 @@ test("a huge error is logged cut, saying how much was left out; a small one whol
   expect(small!.err.message).toBe("small");
   expect(small!.err.stack).toMatch(/^Error: small\n/);
 });
+
+test("whatever else is logged as err (a string, an object, null) is written, not thrown on", () => {
+  const { lines, log } = capture();
+  log.warn({ err: "connect ECONNREFUSED 127.0.0.1:1" }, "a string");
+  log.warn({ err: "y".repeat(20_000) }, "a long string");
+  log.warn({ err: { code: 42 } }, "an object");
+  log.warn({ err: null }, "null");
+  expect(lines.map((line) => line.err)).toEqual([
+    "connect ECONNREFUSED 127.0.0.1:1",
+    `${"y".repeat(LOGGED_ERROR_CHARS)}… (${20_000 - LOGGED_ERROR_CHARS} more characters)`,
+    { code: 42 },
+    null,
+  ]);
+});

@@ -1,12 +1,13 @@
 /**
  * Task detail: the live status stream drawn as a stage-by-stage timeline (PENDING → INGESTED → SCHEDULED → RUNNING →
  * terminal) with times, a progress bar, attempts and errors; then the result, the audit history, Cancel, Run now (a
- * delayed task still waiting for its time: PromoteTask), Requeue (an unfinished task stalled for ten minutes, its
- * message lost, or one failed "not queued"), and a link to the task's trace in Grafana.
+ * delayed task still waiting for its time: PromoteTask), Retry (a FAILED task: its dead letter replayed), Requeue (an
+ * unfinished task stalled for ten minutes, its message lost, or one failed "not queued"), and a link to the task's
+ * trace in Grafana.
  */
 import { durationMs } from "@bufbuild/protobuf/wkt";
 import type { Task, TaskStatus } from "@tm/proto/web";
-import { RequeueResult, retryBackoffText, TaskState } from "@tm/proto/web";
+import { ReplayResult, RequeueResult, retryBackoffText, TaskState } from "@tm/proto/web";
 import { admin, errorText, isAbort, tasks } from "../api.js";
 import { announce, h, replace } from "../dom.js";
 import { dateOf, duration, formatTime, json, priorityName, stateName, TERMINAL_STATES } from "../format.js";
@@ -16,6 +17,8 @@ import type { View } from "./view.js";
 
 const STAGES = [TaskState.PENDING, TaskState.INGESTED, TaskState.SCHEDULED, TaskState.RUNNING];
 const RETRY_MS = 2000;
+/** How long after a task ended its history is read again, for the audit events stored after its last status. */
+const HISTORY_SETTLE_MS = 1500;
 /** Audit actions that mark a stage, for the stages passed before the page opened the stream. */
 const STAGE_OF_ACTION: Record<string, TaskState> = {
   submitted: TaskState.PENDING,
@@ -47,7 +50,12 @@ export const taskDetailView: View = (main, { params, config }) => {
     { type: "button", title: "A delayed task: run it now instead of at its time", hidden: true },
     "Run now",
   ) as HTMLButtonElement;
-  const actions = h("div", { class: "actions" }, cancel, runNow, requeue);
+  const retry = h(
+    "button",
+    { type: "button", title: "A failed task: replay its dead letter, as a new generation", hidden: true },
+    "Retry failed task",
+  ) as HTMLButtonElement;
+  const actions = h("div", { class: "actions" }, cancel, runNow, retry, requeue);
   /** When the task is due, for a delayed one (GetTask's run_at). */
   let runAt: Date | undefined;
   const result = h("section", { "aria-label": "Result" });
@@ -77,6 +85,32 @@ export const taskDetailView: View = (main, { params, config }) => {
       announce(`Not promoted: ${errorText(error)}`);
     } finally {
       drawStatus();
+    }
+  });
+
+  // A failed task's dead letter replayed (ReplayDeadLetters by task id), as `taskctl dlq replay --all --task` does.
+  retry.addEventListener("click", async () => {
+    retry.disabled = true;
+    try {
+      const { outcomes } = await admin.replayDeadLetters({ all: true, filter: { taskId } });
+      const replayed = outcomes.find((outcome) => outcome.result === ReplayResult.REPLAYED);
+      if (replayed) {
+        announce(
+          replayed.queuePending
+            ? `Task retried as generation ${replayed.generation}; the requeue sweeper queues it once NATS answers.`
+            : `Task retried as generation ${replayed.generation}.`,
+        );
+        reachedAt.clear(); // the new generation's stages
+        void follow();
+      } else {
+        announce(
+          `Not retried: ${outcomes[0]?.reason || "no dead letter of this task (discarded, or trimmed from the list)"}`,
+        );
+        retry.disabled = false;
+      }
+    } catch (error) {
+      announce(`Could not retry: ${errorText(error)}`);
+      retry.disabled = false;
     }
   });
 
@@ -122,6 +156,9 @@ export const taskDetailView: View = (main, { params, config }) => {
     // Offered while a delayed task waits for its time; the gateway has the last word (it may be released meanwhile).
     runNow.hidden = !(status.state === TaskState.PENDING && runAt !== undefined && runAt.getTime() > Date.now());
     runNow.disabled = runNow.hidden;
+    // A failed task that ran (one failed "not queued" never did: Requeue takes it); the gateway has the last word.
+    retry.hidden = !(status.state === TaskState.FAILED && !requeueable(status));
+    if (retry.hidden) retry.disabled = false;
     const progress = terminal && status.state === TaskState.SUCCEEDED ? 100 : status.progress;
     replace(
       live,
@@ -233,8 +270,13 @@ export const taskDetailView: View = (main, { params, config }) => {
         for await (const update of tasks.streamTaskStatus({ taskId }, { signal: controller.signal })) {
           if (update.status) onStatus(update.status);
         }
-        // The stream ends after a terminal state: show the result and the full history.
+        // The stream ends after a terminal state: show the result and the full history, and read the history once
+        // more a little later: the audit service stores events a moment after the statuses (it gathers them), so
+        // the last ones (the failure, its dead letter) may not be there yet.
         await loadDetails();
+        setTimeout(() => {
+          if (!controller.signal.aborted) void loadDetails();
+        }, HISTORY_SETTLE_MS);
         return;
       } catch (error) {
         if (controller.signal.aborted || isAbort(error)) return;
