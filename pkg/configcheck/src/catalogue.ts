@@ -139,6 +139,13 @@ export const METRIC_CATALOGUE: readonly MetricDefinition[] = [
     help: "Tasks running in this worker process right now",
   },
   {
+    name: "tm_worker_handlers_abandoned",
+    kind: "gauge",
+    labels: ["type"],
+    services: ["worker"],
+    help: "Handlers still running after their attempt ended (timeout, cancel or shutdown): they ignored their AbortSignal",
+  },
+  {
     name: "tm_worker_type_running",
     kind: "gauge",
     labels: ["type"],

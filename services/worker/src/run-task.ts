@@ -23,11 +23,15 @@ import {
 } from "@tm/flow";
 import type { Runtime } from "@tm/kit";
 import { startedAttempt, whyNotRun } from "@tm/store";
+import { untilAborted } from "./abortable.js";
 import { type RunningTasks, TaskCancelledError } from "./cancellation.js";
-import { handlerFor } from "./handlers/index.js";
+import { handlerFor, TASK_TYPES } from "./handlers/index.js";
 import type { TaskHandler } from "./handlers/types.js";
 import { WORKER_ID } from "./presence.js";
 import { ProgressThrottle } from "./progress.js";
+
+/** How long after its attempt ended a handler still running is reported as ignoring its signal. */
+export const ABANDON_GRACE_MS = 1_000;
 
 export class TaskTimeoutError extends Error {
   override readonly name = "TaskTimeoutError";
@@ -48,6 +52,12 @@ export function createTaskRunner({ rt, running, timeoutMs, handlers = handlerFor
     description:
       "Task attempts by outcome (succeeded, retried, failed, cancelled, skipped_cancelled, skipped_superseded, expired, handed_back, rate_limited)",
   });
+  const abandoned = rt.meter.createUpDownCounter("tm_worker_handlers_abandoned", {
+    description:
+      "Handlers still running after their attempt ended (timeout, cancel or shutdown): they ignored their AbortSignal",
+  });
+  // Every type's series from the start, at 0: a dashboard and the alert then see a series, not an absence.
+  for (const type of TASK_TYPES) abandoned.add(0, { type });
   const duration = rt.meter.createHistogram("tm_task_duration_ms", {
     description: "Time one attempt of a task's handler ran",
     unit: "ms",
@@ -169,13 +179,33 @@ export function createTaskRunner({ rt, running, timeoutMs, handlers = handlerFor
 
     let output: unknown;
     try {
-      output = await handler.run(parsed.data, {
-        taskId,
-        attempt: ctx.attempt,
-        deferrals: ctx.deferrals,
-        signal: controller.signal,
-        reportProgress: (percent) => progress.report(percent),
-      });
+      // The attempt ends at its signal's abort even when the handler ignores it (abortable.ts).
+      output = await untilAborted(
+        () =>
+          handler.run(parsed.data, {
+            taskId,
+            attempt: ctx.attempt,
+            deferrals: ctx.deferrals,
+            signal: controller.signal,
+            // Nothing from an attempt that has ended (a handler that ignored its abort and goes on).
+            reportProgress: (percent) => {
+              if (!controller.signal.aborted) progress.report(percent);
+            },
+          }),
+        controller.signal,
+        {
+          graceMs: ABANDON_GRACE_MS,
+          onIgnored: () => {
+            abandoned.add(1, { type: task.type });
+            rt.log.warn(
+              { taskId, type: task.type, attempt: ctx.attempt, reason: errorMessage(controller.signal.reason) },
+              `a handler ignored its abort signal: still running ${ABANDON_GRACE_MS} ms after its attempt ended; it ` +
+                "goes on in the background, its outcome dropped (a handler must stop on ctx.signal)",
+            );
+          },
+          onFinishedLate: () => abandoned.add(-1, { type: task.type }),
+        },
+      );
     } catch (error) {
       if (controller.signal.reason instanceof TaskCancelledError) return cancelledWhileRunning(task, ctx);
       if (ctx.signal.aborted) count(task, "handed_back");

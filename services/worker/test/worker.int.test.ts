@@ -18,7 +18,7 @@ import { z } from "zod";
 import { RunningTasks } from "../src/cancellation.js";
 import { defineHandler } from "../src/handlers/types.js";
 import { WORKER_ID } from "../src/presence.js";
-import { createTaskRunner } from "../src/run-task.js";
+import { createTaskRunner, TaskTimeoutError } from "../src/run-task.js";
 import { enrichedTask, publishTask, useWatchedWorker } from "./support.js";
 
 // Long enough that a cancel published after RUNNING is seen lands before the sleep below ends, even on a loaded machine.
@@ -143,6 +143,33 @@ test("a result past the contract's 256 KiB fails the task at once (PermanentErro
   expect((failed as Error).message).toMatch(
     /^the handler's result cannot be stored: output: must be at most 262144 bytes of JSON \(got 300011\)/,
   );
+});
+
+test("a handler that ignores its signal: the attempt still times out, and the handler is reported abandoned", async () => {
+  let finish = () => {};
+  const stubborn = defineHandler({
+    type: "echo",
+    payload: z.unknown(),
+    run: () => new Promise<object>((resolve) => (finish = () => resolve({ late: true }))),
+  });
+  const { run } = createTaskRunner({
+    rt: w.service.runtime as Runtime,
+    running: new RunningTasks(),
+    timeoutMs: 200,
+    handlers: () => stubborn,
+  });
+  const task = enrichedTask("echo", { n: 1 });
+  const failed = await run(task, { attempt: 1, signal: new AbortController().signal } as DeliveryContext).catch(
+    (error: unknown) => error,
+  );
+  expect(failed).toBeInstanceOf(TaskTimeoutError);
+  const gauge = async () =>
+    (await (await fetch(`http://127.0.0.1:${w.service.opsPort}/metrics`)).text())
+      .split("\n")
+      .find((line) => line.startsWith("tm_worker_handlers_abandoned{") && line.includes('type="echo"'));
+  await waitFor("the abandoned handler reported", async () => (await gauge())?.endsWith(" 1") === true);
+  finish();
+  await waitFor("the late finish counted", async () => (await gauge())?.endsWith(" 0") === true);
 });
 
 test("sleep: several RUNNING progress updates with increasing versions, then SUCCEEDED", async () => {
