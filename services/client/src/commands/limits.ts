@@ -1,6 +1,6 @@
 /** `taskctl limits ls|set|clear|pause|resume`: fleet-wide limits on a task type, changed at run time (AdminService
  *  *TypeLimit, PauseType, ResumeType). */
-import { toJson } from "@bufbuild/protobuf";
+import { type DescMessage, type MessageShape, toJson } from "@bufbuild/protobuf";
 import { durationMs, timestampDate } from "@bufbuild/protobuf/wkt";
 import {
   type AdminClient,
@@ -75,17 +75,16 @@ export async function limitsCommand(
   client: AdminClient,
   invocation: Extract<Invocation, { command: "limits" }>,
 ): Promise<ExitCode> {
-  const { json } = invocation.globals;
+  /** Prints the response as JSON (--json) or as `text` says it, and succeeds. */
+  const answer = <Desc extends DescMessage>(schema: Desc, response: MessageShape<Desc>, text: () => string) => {
+    println(io.stdout, invocation.globals.json ? JSON.stringify(toJson(schema, response)) : text());
+    return ExitCode.Ok;
+  };
+  const applied = "the workers apply it within a second";
   switch (invocation.action) {
     case "ls": {
       const response = await client.listTypeLimits({}, options);
-      println(
-        io.stdout,
-        json
-          ? JSON.stringify(toJson(ListTypeLimitsResponseSchema, response))
-          : renderTypeLimits(response.limits, response.backoffs),
-      );
-      return ExitCode.Ok;
+      return answer(ListTypeLimitsResponseSchema, response, () => renderTypeLimits(response.limits, response.backoffs));
     }
     case "set": {
       const { type, globalConcurrency, rate, paused } = invocation;
@@ -102,50 +101,37 @@ export async function limitsCommand(
         options,
       );
       const replaced = response.previous ? ` (was: ${describeLimit(response.previous)})` : "";
-      println(
-        io.stdout,
-        json
-          ? JSON.stringify(toJson(SetTypeLimitResponseSchema, response))
-          : `${type}: ${describeLimit(response.limit!)}${replaced}; the workers apply it within a second`,
+      return answer(
+        SetTypeLimitResponseSchema,
+        response,
+        () => `${type}: ${describeLimit(response.limit!)}${replaced}; ${applied}`,
       );
-      return ExitCode.Ok;
     }
     case "clear": {
-      const response = await client.clearTypeLimit({ type: invocation.type }, options);
-      println(
-        io.stdout,
-        json
-          ? JSON.stringify(toJson(ClearTypeLimitResponseSchema, response))
-          : response.cleared
-            ? `${invocation.type}: cleared (the workers' own settings apply again)`
-            : `${invocation.type}: had no run-time limits`,
+      const { type } = invocation;
+      const response = await client.clearTypeLimit({ type }, options);
+      return answer(ClearTypeLimitResponseSchema, response, () =>
+        response.cleared
+          ? `${type}: cleared (the workers' own settings apply again)`
+          : `${type}: had no run-time limits`,
       );
-      return ExitCode.Ok;
     }
     case "pause": {
-      const response = await client.pauseType({ type: invocation.type }, options);
-      println(
-        io.stdout,
-        json
-          ? JSON.stringify(toJson(PauseTypeResponseSchema, response))
-          : response.wasPaused
-            ? `${invocation.type}: paused already (${describeLimit(response.limit!)})`
-            : `${invocation.type}: ${describeLimit(response.limit!)}; the workers apply it within a second`,
+      const { type } = invocation;
+      const response = await client.pauseType({ type }, options);
+      return answer(PauseTypeResponseSchema, response, () =>
+        response.wasPaused
+          ? `${type}: paused already (${describeLimit(response.limit!)})`
+          : `${type}: ${describeLimit(response.limit!)}; ${applied}`,
       );
-      return ExitCode.Ok;
     }
     case "resume": {
-      const response = await client.resumeType({ type: invocation.type }, options);
+      const { type } = invocation;
+      const response = await client.resumeType({ type }, options);
       const left = response.limit ? `its limits: ${describeLimit(response.limit)}` : "no run-time limits left";
-      println(
-        io.stdout,
-        json
-          ? JSON.stringify(toJson(ResumeTypeResponseSchema, response))
-          : response.wasPaused
-            ? `${invocation.type}: resumed (${left}); the workers apply it within a second`
-            : `${invocation.type}: was not paused (${left})`,
+      return answer(ResumeTypeResponseSchema, response, () =>
+        response.wasPaused ? `${type}: resumed (${left}); ${applied}` : `${type}: was not paused (${left})`,
       );
-      return ExitCode.Ok;
     }
   }
 }
