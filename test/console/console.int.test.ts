@@ -1,13 +1,14 @@
 /**
  * The web console in headless Chromium against the whole pipeline: a task submitted with the CLI is followed live
- * (RUNNING with partial progress, then SUCCEEDED, without a reload) in its detail view (timeline, result); the task
- * list is keyboard-operable and lists unfinished (and stalled) tasks; behind a gateway with API keys the console asks
- * for a key, refuses a wrong one and works with the right one; a task still moving is not requeued (the reason
- * shown); a task dead-lettered while the enricher was down is replayed with a click once it is back, and succeeds;
- * a FAILED task is retried with a click (its dead letter replayed); a task failed "not queued" is requeued with a
- * click and followed to SUCCEEDED; selected dead letters are discarded once the confirmation is accepted (not when it
- * is dismissed); the overview marks a paused priority and lists the live workers with the tasks they run; a delayed
- * task is promoted with Run now; the tasks a filter matches are counted, then cancelled, with Cancel matching.
+ * (RUNNING with partial progress, then SUCCEEDED, without a reload) in its detail view (timeline, result, the worker
+ * that ran it); the task list is keyboard-operable and lists unfinished (and stalled) tasks; behind a gateway with
+ * API keys the console asks for a key, refuses a wrong one and works with the right one; a task still moving is not
+ * requeued (the reason shown); a task dead-lettered while the enricher was down is replayed with a click once it is
+ * back, and succeeds; a FAILED task is retried with a click (its dead letter replayed); a task failed "not queued" is
+ * requeued with a click and followed to SUCCEEDED; selected dead letters are discarded once the confirmation is
+ * accepted (not when it is dismissed); the overview marks a paused priority and lists the live workers with the tasks
+ * they run; a delayed task is promoted with Run now; the tasks a filter matches are counted, then cancelled, with
+ * Cancel matching; a schedule is created from the form (a bad cron or payload refused, naming it).
  * Screenshots go to test-artifacts/.
  * Skipped (with a message) when Debian's chromium is not installed (scripts/setup.sh installs it); under CI=true a
  * missing chromium fails instead.
@@ -20,7 +21,7 @@ import { promisify } from "node:util";
 import { create } from "@bufbuild/protobuf";
 import { DurationSchema } from "@bufbuild/protobuf/wkt";
 import { StatusEventSchema, statusEvent } from "@tm/flow";
-import { createAdminClient, Priority, RetryBackoffSchema, TaskState } from "@tm/proto";
+import { createAdminClient, Priority, RetryBackoffSchema, ScheduleOverlap, TaskState } from "@tm/proto";
 import { appendDeadLetter, applyStatus, markCancelled, readResult, saveTask } from "@tm/store";
 import { freePort, REPO_ROOT, spawnService, waitFor } from "@tm/testkit";
 import { type BrowserContext, chromium, type Page } from "playwright-core";
@@ -125,6 +126,9 @@ describe.skipIf(!existsSync(CHROMIUM))("web console", () => {
     expect(stages.map((stage) => stage.name)).toEqual(["PENDING", "INGESTED", "SCHEDULED", "RUNNING", "SUCCEEDED"]);
     expect(stages.every((stage) => stage.reached)).toBe(true);
     expect(await page.getAttribute("a:text('View trace')", "href")).toMatch(/^http:\/\/localhost:3000\/explore\?/);
+    // The worker that ran it (host:pid), from its audit record (read again a moment after the task ended).
+    await page.locator("dt:text('Worker') + dd").waitFor({ timeout: 15_000 });
+    expect(await page.textContent("dt:text('Worker') + dd")).toMatch(/^\S+:\d+$/);
     await page.screenshot({ path: join(ARTIFACTS, "task-detail.png"), fullPage: true });
     if (process.env.CONSOLE_DOCS_SCREENSHOT === "1") {
       await page.screenshot({ path: join(REPO_ROOT, "docs", "console.png"), fullPage: true });
@@ -394,6 +398,42 @@ describe.skipIf(!existsSync(CHROMIUM))("web console", () => {
     } finally {
       await pipeline.client.cancelTask({ taskId });
     }
+  });
+
+  it("creates a schedule from the form; a bad cron or payload is refused, naming the problem, and creates nothing", async () => {
+    const admin = createAdminClient({ baseUrl: pipeline.gatewayUrl });
+    await page.goto(`${webUrl}/schedules`);
+    await page.click("summary:text('New schedule')");
+    const form = page.getByRole("form", { name: "New schedule" });
+    await form.getByLabel("Id").fill("console-made");
+    await form.getByLabel("Cron (UTC unless a time zone)").fill("not a cron");
+    await form.getByLabel("Task type").fill("echo");
+    await form.getByRole("button", { name: "Create schedule" }).click();
+    await page.waitForSelector("[role=status]:text-matches('^Create failed: .*cron')", { timeout: 15_000 });
+    await form.getByLabel("Cron (UTC unless a time zone)").fill("*/5 * * * *");
+    await form.getByLabel("Payload (JSON object)").fill("[1, 2]");
+    await form.getByRole("button", { name: "Create schedule" }).click();
+    await page.waitForSelector("[role=status]:text-matches('payload must be a JSON object')", { timeout: 15_000 });
+    expect((await admin.listSchedules({})).schedules.map((s) => s.id)).not.toContain("console-made");
+
+    await form.getByLabel("Payload (JSON object)").fill('{"from": "the console"}');
+    await form.getByLabel("Priority").selectOption("HIGH");
+    await form.getByLabel("Skip a run while the previous one's task is unfinished").check();
+    await form.getByRole("button", { name: "Create schedule" }).click();
+    await page.waitForSelector("[role=status]:text-matches('^Created schedule console-made: first run ')", {
+      timeout: 15_000,
+    });
+    const made = (await admin.listSchedules({})).schedules.find((s) => s.id === "console-made");
+    expect(made).toMatchObject({
+      cron: "*/5 * * * *",
+      overlap: ScheduleOverlap.SKIP,
+      task: { type: "echo", priority: Priority.HIGH, payload: { from: "the console" } },
+    });
+    await page
+      .getByRole("row")
+      .filter({ has: page.getByRole("cell", { name: "console-made" }) })
+      .waitFor();
+    await admin.deleteSchedule({ id: "console-made" });
   });
 
   it("lists the schedules with their next run, pauses and resumes one, and deletes one after a confirmation (dismissed: kept)", async () => {

@@ -1,7 +1,9 @@
 /** Recurring schedules: each with its cron, time zone, task, next and last run (its task linked), Run now, Pause or
- *  Resume, and Delete after a confirmation. Creating one stays with taskctl (`taskctl schedule add`), where the template is
- *  typed out. */
-import { type Schedule, ScheduleOverlap } from "@tm/proto/web";
+ *  Resume, and Delete after a confirmation; and a form for a new one (id, cron, time zone, task type, priority,
+ *  payload, overlap), as `taskctl schedule add` without the task's limits (which taskctl takes). The gateway checks
+ *  every field and names the one it refuses. */
+import type { JsonObject } from "@bufbuild/protobuf";
+import { Priority, type Schedule, ScheduleOverlap } from "@tm/proto/web";
 import { admin, errorText } from "../api.js";
 import { announce, h, replace } from "../dom.js";
 import { dateOf, formatTime, priorityName, relative } from "../format.js";
@@ -12,13 +14,83 @@ export const schedulesView: View = (main) => {
   const status = h("p", { class: "muted", role: "status" });
   const list = h("div");
   let stopped = false;
+  const input = (name: string, attributes: Record<string, string | boolean> = {}) =>
+    h("input", { name, autocomplete: "off", ...attributes }) as HTMLInputElement;
+  const field = (label: string, control: HTMLElement) => h("label", {}, h("span", {}, label), control);
+  const idInput = input("id", { required: true, placeholder: "nightly-report" });
+  const cronInput = input("cron", { required: true, placeholder: "0 2 * * *" });
+  const timezoneInput = input("timezone", { placeholder: "UTC" });
+  const typeInput = input("type", { required: true, placeholder: "echo" });
+  const prioritySelect = h(
+    "select",
+    { name: "priority" },
+    ...["MEDIUM", "HIGH", "LOW"].map((p) => h("option", { value: p }, p.toLowerCase())),
+  ) as HTMLSelectElement;
+  const payloadInput = h("textarea", { name: "payload", rows: 3, cols: 40, placeholder: "{}" }) as HTMLTextAreaElement;
+  const skipOverlap = input("skip-overlap", { type: "checkbox" });
+  const createButton = h("button", { type: "submit" }, "Create schedule") as HTMLButtonElement;
+  const form = h(
+    "form",
+    { class: "filters", "aria-label": "New schedule", onsubmit: (event: Event) => void create(event) },
+    field("Id", idInput),
+    field("Cron (UTC unless a time zone)", cronInput),
+    field("Time zone", timezoneInput),
+    field("Task type", typeInput),
+    field("Priority", prioritySelect),
+    field("Payload (JSON object)", payloadInput),
+    h("label", { class: "inline" }, skipOverlap, " Skip a run while the previous one's task is unfinished"),
+    createButton,
+  ) as HTMLFormElement;
   replace(
     main,
     h("h1", {}, "Schedules"),
-    h("p", { class: "muted" }, 'Recurring tasks. Add one with taskctl schedule add <id> "<cron>" <type>.'),
+    h(
+      "p",
+      { class: "muted" },
+      "Recurring tasks: a task of the type is submitted at every time the cron expression names.",
+    ),
+    h("details", {}, h("summary", {}, "New schedule"), form),
     status,
     list,
   );
+
+  async function create(event: Event) {
+    event.preventDefault();
+    let payload: JsonObject = {};
+    const text = payloadInput.value.trim();
+    if (text) {
+      try {
+        const parsed: unknown = JSON.parse(text);
+        if (typeof parsed !== "object" || parsed === null || Array.isArray(parsed)) throw new Error("not an object");
+        payload = parsed as JsonObject;
+      } catch {
+        status.textContent = 'Not created: the payload must be a JSON object, e.g. {"n": 1}.';
+        announce(status.textContent);
+        return;
+      }
+    }
+    const id = idInput.value.trim();
+    createButton.disabled = true;
+    await act("Create", async () => {
+      const { schedule } = await admin.createSchedule({
+        schedule: {
+          id,
+          cron: cronInput.value.trim(),
+          timezone: timezoneInput.value.trim(),
+          overlap: skipOverlap.checked ? ScheduleOverlap.SKIP : ScheduleOverlap.ALLOW,
+          task: {
+            type: typeInput.value.trim(),
+            priority: Priority[prioritySelect.value as keyof typeof Priority] ?? Priority.MEDIUM,
+            payload,
+          },
+        },
+      });
+      form.reset();
+      const next = dateOf(schedule?.nextRunAt);
+      return `Created schedule ${id}${next ? `: first run ${formatTime(next)}` : ""}.`;
+    });
+    createButton.disabled = false;
+  }
 
   async function load() {
     status.textContent = "Loading…";

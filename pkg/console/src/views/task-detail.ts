@@ -200,6 +200,9 @@ export const taskDetailView: View = (main, { params, config }) => {
     );
   }
 
+  /** The worker (host:pid) that ran the task's latest attempt, from its audit records; "" before one ran. */
+  let ranOn = "";
+
   function drawTask(task: Task) {
     const link = task.traceId
       ? h("a", { href: traceUrl(config.grafanaUrl, task.traceId), target: "_blank", rel: "noopener" }, "View trace")
@@ -211,6 +214,7 @@ export const taskDetailView: View = (main, { params, config }) => {
       ["Created", formatTime(dateOf(task.createdAt))],
       ...(task.runAt ? ([["Runs at", `${formatTime(dateOf(task.runAt))} (delayed)`]] as [string, string][]) : []),
       ...(limitsOf(task) ? ([["Limits", limitsOf(task)]] as [string, string][]) : []),
+      ...(ranOn ? ([["Worker", ranOn]] as [string, string][]) : []),
       ["Trace", link],
       [
         "Metadata",
@@ -240,6 +244,8 @@ export const taskDetailView: View = (main, { params, config }) => {
         const stage = STAGE_OF_ACTION[event.action];
         const at = dateOf(event.at);
         if (stage !== undefined && at && !reachedAt.has(stage)) reachedAt.set(stage, at);
+        const worker = event.detail?.worker;
+        if (typeof worker === "string") ranOn = worker;
       }
       if (task) drawTask(task);
       drawStatus();
