@@ -5,48 +5,42 @@
  * the task would never time out. Its attempt fails (or the task is cancelled, or handed back) at once; the handler
  * goes on in the background, its outcome dropped, and `onIgnored` is told if it has still not finished `graceMs` after
  * the abort, `onFinishedLate` when it finally does.
+ *
+ * On the path of every task: one promise and one abort listener per attempt; what tells an ignored abort is set up
+ * only once the signal aborts.
  */
-export interface AbandonHooks {
+export interface AbandonHooks<S> {
   graceMs: number;
-  onIgnored: () => void;
-  onFinishedLate: () => void;
+  onIgnored: (subject: S, reason: unknown) => void;
+  onFinishedLate: (subject: S) => void;
 }
 
-export function untilAborted<T>(run: () => T | Promise<T>, signal: AbortSignal, hooks: AbandonHooks): Promise<T> {
-  let handled: Promise<T>;
-  try {
-    handled = Promise.resolve(run());
-  } catch (error) {
-    return Promise.reject(error);
-  }
+/** `handled`: the handler's result (or promise of it), already started; `subject`: what the hooks are told about. */
+export function untilAborted<T, S>(
+  handled: T | PromiseLike<T>,
+  signal: AbortSignal,
+  hooks: AbandonHooks<S>,
+  subject: S,
+): Promise<T> {
+  const outcome = Promise.resolve(handled);
   return new Promise<T>((resolve, reject) => {
-    let settled = false;
-    let ignored = false;
+    outcome.then(resolve, reject);
     const onAbort = () => {
-      reject(signal.reason);
-      const timer = setTimeout(() => {
+      reject(signal.reason); // nothing, when the handler finished first
+      let settled = false;
+      let ignored = false;
+      const finished = () => {
+        settled = true;
+        if (ignored) hooks.onFinishedLate(subject);
+      };
+      outcome.then(finished, finished);
+      setTimeout(() => {
         if (settled) return;
         ignored = true;
-        hooks.onIgnored();
-      }, hooks.graceMs);
-      timer.unref();
+        hooks.onIgnored(subject, signal.reason);
+      }, hooks.graceMs).unref();
     };
     if (signal.aborted) onAbort();
     else signal.addEventListener("abort", onAbort, { once: true });
-    const settle = () => {
-      settled = true;
-      signal.removeEventListener("abort", onAbort);
-      if (ignored) hooks.onFinishedLate();
-    };
-    handled.then(
-      (value) => {
-        settle();
-        resolve(value);
-      },
-      (error: unknown) => {
-        settle();
-        reject(error);
-      },
-    );
   });
 }

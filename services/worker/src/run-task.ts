@@ -23,7 +23,7 @@ import {
 } from "@tm/flow";
 import type { Runtime } from "@tm/kit";
 import { startedAttempt, whyNotRun } from "@tm/store";
-import { untilAborted } from "./abortable.js";
+import { type AbandonHooks, untilAborted } from "./abortable.js";
 import { type RunningTasks, TaskCancelledError } from "./cancellation.js";
 import { handlerFor, TASK_TYPES } from "./handlers/index.js";
 import type { TaskHandler } from "./handlers/types.js";
@@ -58,6 +58,18 @@ export function createTaskRunner({ rt, running, timeoutMs, handlers = handlerFor
   });
   // Every type's series from the start, at 0: a dashboard and the alert then see a series, not an absence.
   for (const type of TASK_TYPES) abandoned.add(0, { type });
+  const abandonHooks: AbandonHooks<EnrichedTaskMessage> = {
+    graceMs: ABANDON_GRACE_MS,
+    onIgnored: (task, reason) => {
+      abandoned.add(1, { type: task.type });
+      rt.log.warn(
+        { taskId: task.taskId, type: task.type, reason: errorMessage(reason) },
+        `a handler ignored its abort signal: still running ${ABANDON_GRACE_MS} ms after its attempt ended; it goes ` +
+          "on in the background, its outcome dropped (a handler must stop on ctx.signal)",
+      );
+    },
+    onFinishedLate: (task) => abandoned.add(-1, { type: task.type }),
+  };
   const duration = rt.meter.createHistogram("tm_task_duration_ms", {
     description: "Time one attempt of a task's handler ran",
     unit: "ms",
@@ -181,30 +193,19 @@ export function createTaskRunner({ rt, running, timeoutMs, handlers = handlerFor
     try {
       // The attempt ends at its signal's abort even when the handler ignores it (abortable.ts).
       output = await untilAborted(
-        () =>
-          handler.run(parsed.data, {
-            taskId,
-            attempt: ctx.attempt,
-            deferrals: ctx.deferrals,
-            signal: controller.signal,
-            // Nothing from an attempt that has ended (a handler that ignored its abort and goes on).
-            reportProgress: (percent) => {
-              if (!controller.signal.aborted) progress.report(percent);
-            },
-          }),
-        controller.signal,
-        {
-          graceMs: ABANDON_GRACE_MS,
-          onIgnored: () => {
-            abandoned.add(1, { type: task.type });
-            rt.log.warn(
-              { taskId, type: task.type, attempt: ctx.attempt, reason: errorMessage(controller.signal.reason) },
-              `a handler ignored its abort signal: still running ${ABANDON_GRACE_MS} ms after its attempt ended; it ` +
-                "goes on in the background, its outcome dropped (a handler must stop on ctx.signal)",
-            );
+        handler.run(parsed.data, {
+          taskId,
+          attempt: ctx.attempt,
+          deferrals: ctx.deferrals,
+          signal: controller.signal,
+          // Nothing from an attempt that has ended (a handler that ignored its abort and goes on).
+          reportProgress: (percent) => {
+            if (!controller.signal.aborted) progress.report(percent);
           },
-          onFinishedLate: () => abandoned.add(-1, { type: task.type }),
-        },
+        }),
+        controller.signal,
+        abandonHooks,
+        task,
       );
     } catch (error) {
       if (controller.signal.reason instanceof TaskCancelledError) return cancelledWhileRunning(task, ctx);

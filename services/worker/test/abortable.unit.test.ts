@@ -5,23 +5,16 @@ import { untilAborted } from "../src/abortable.js";
 function hooks() {
   return { graceMs: 50, onIgnored: vi.fn(), onFinishedLate: vi.fn() };
 }
+const subject = { taskId: "t" };
 
 describe("untilAborted", () => {
   test("a handler that finishes first gives its value or its error; no hook is called", async () => {
     const h = hooks();
     const controller = new AbortController();
-    await expect(untilAborted(() => 42, controller.signal, h)).resolves.toBe(42);
-    await expect(untilAborted(() => Promise.reject(new Error("no")), controller.signal, h)).rejects.toThrow("no");
-    await expect(
-      untilAborted(
-        () => {
-          throw new Error("sync");
-        },
-        controller.signal,
-        h,
-      ),
-    ).rejects.toThrow("sync");
-    controller.abort(new Error("later")); // after the handlers settled: nothing happens
+    await expect(untilAborted(42, controller.signal, h, subject)).resolves.toBe(42);
+    await expect(untilAborted(Promise.reject(new Error("no")), controller.signal, h, subject)).rejects.toThrow("no");
+    controller.abort(new Error("later")); // after the handlers settled: nothing is reported
+    await new Promise((resolve) => setTimeout(resolve, 80));
     expect(h.onIgnored).not.toHaveBeenCalled();
   });
 
@@ -31,15 +24,15 @@ describe("untilAborted", () => {
       const h = hooks();
       const controller = new AbortController();
       let finish: (value: string) => void = () => {};
-      const attempt = untilAborted(() => new Promise<string>((resolve) => (finish = resolve)), controller.signal, h);
+      const attempt = untilAborted(new Promise<string>((resolve) => (finish = resolve)), controller.signal, h, subject);
       controller.abort(new Error("timed out after 10 ms"));
       await expect(attempt).rejects.toThrow("timed out after 10 ms");
       expect(h.onIgnored).not.toHaveBeenCalled();
       await vi.advanceTimersByTimeAsync(50);
-      expect(h.onIgnored).toHaveBeenCalledTimes(1);
+      expect(h.onIgnored).toHaveBeenCalledWith(subject, new Error("timed out after 10 ms"));
       finish("too late");
       await vi.advanceTimersByTimeAsync(0);
-      expect(h.onFinishedLate).toHaveBeenCalledTimes(1);
+      expect(h.onFinishedLate).toHaveBeenCalledWith(subject);
     } finally {
       vi.useRealTimers();
     }
@@ -51,12 +44,12 @@ describe("untilAborted", () => {
       const h = hooks();
       const controller = new AbortController();
       const attempt = untilAborted(
-        () =>
-          new Promise<void>((_, reject) =>
-            controller.signal.addEventListener("abort", () => setTimeout(() => reject(new Error("stopped")), 10)),
-          ),
+        new Promise<void>((_, reject) =>
+          controller.signal.addEventListener("abort", () => setTimeout(() => reject(new Error("stopped")), 10)),
+        ),
         controller.signal,
         h,
+        subject,
       );
       controller.abort(new Error("cancelled"));
       await expect(attempt).rejects.toThrow("cancelled");
