@@ -735,9 +735,7 @@ describe("AdminService", () => {
     const { taskId } = JSON.parse(submitted.stdout.split("\n")[0]!) as { taskId: string };
     const promoted = await taskctl("promote", taskId);
     expect(promoted.code, promoted.stderr).toBe(0);
-    expect(promoted.stdout).toMatch(
-      new RegExp(`^${taskId} promoted: due now \\(was due \\d{4}-.*Z\\); queued within a second\n$`),
-    );
+    expect(promoted.stdout).toMatch(new RegExp(`^${taskId} promoted: due now \\(was due \\d{4}-.*Z\\); queued now\n$`));
     const watched = await taskctl("watch", taskId);
     expect(watched.code, watched.stdout + watched.stderr).toBe(0);
     expect((await taskctl("get", taskId)).stdout).toMatch(/^state {5}SUCCEEDED$/m);

@@ -108,7 +108,7 @@ refused line (2 invalid, 4 unavailable, 5 other).`,
   ),
   promote: page(
     "Usage: taskctl promote <id>",
-    "Runs a delayed task (submitted with --delay or --at) now: it becomes due at once and the gateway queues it within a\nsecond. Prints when it was due before. Exit code 1 when the task is not waiting for its time (not delayed, released\nalready, finished or cancelled), 3 when there is no such task.",
+    "Runs a delayed task (submitted with --delay or --at) now: it becomes due at once and the gateway queues it at\nonce. Prints when it was due before. Exit code 1 when the task is not waiting for its time (not delayed, released\nalready, finished or cancelled), 3 when there is no such task.",
   ),
   result: page(
     "Usage: taskctl result <id>",

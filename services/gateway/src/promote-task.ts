@@ -1,8 +1,9 @@
 /**
  * PromoteTask: a delayed task runs now instead of at its time (BullMQ's job.promote()). Its tasks_delayed entry is
- * made due at once, and its record's runAt with it, in one script (promoteDelayed); the delayed-task releaser of any
- * replica then queues it as it queues every due task, within GATEWAY_DELAYED_POLL_MS, so promotion adds no second
- * path into the pipeline (and nothing to get wrong about dedup ids, traces or the requeue sweeper). A task that is
+ * made due at once, and its record's runAt with it, in one script (promoteDelayed); the delayed-task releaser then
+ * queues it as it queues every due task (the gateway runs a round at once, or any replica's next round does), so
+ * promotion adds no second path into the pipeline (and nothing to get wrong about dedup ids, traces or the requeue
+ * sweeper). A task that is
  * not waiting (never delayed, released already, finished, cancelled) is FAILED_PRECONDITION, saying which.
  */
 import { Code, ConnectError } from "@connectrpc/connect";

@@ -88,7 +88,11 @@ export const gateway = defineService({
     const server = createGrpcServer({ "grpc.keepalive_time_ms": 30_000, "grpc.keepalive_timeout_ms": 10_000 });
     const health = new HealthRegistry();
     const onError = (method: DescMethod, error: unknown) => logFailure(rt.log, method.name, error);
+    // Before anything listens: a bad GATEWAY_REQUEUE_AFTER_MS stops the start with its reason.
+    const sweeper = startRequeueSweeper(rt, { afterMs: rt.config.GATEWAY_REQUEUE_AFTER_MS });
+    const releaser = startDelayedReleaser(rt, { pollMs: rt.config.GATEWAY_DELAYED_POLL_MS });
     const taskService = taskServiceHandlers(rt, subscriptions, {
+      releaseDue: () => releaser.release(),
       maxPayloadBytes: rt.config.GATEWAY_MAX_PAYLOAD_BYTES,
       redisTimeoutMs: rt.config.GATEWAY_REDIS_TIMEOUT_MS,
       maxDelaySeconds: rt.config.GATEWAY_MAX_DELAY_SECONDS,
@@ -103,9 +107,6 @@ export const gateway = defineService({
       },
     });
     addService(server, TaskService, taskHandlers, onError);
-    // Before anything listens: a bad GATEWAY_REQUEUE_AFTER_MS stops the start with its reason.
-    const sweeper = startRequeueSweeper(rt, { afterMs: rt.config.GATEWAY_REQUEUE_AFTER_MS });
-    const releaser = startDelayedReleaser(rt, { pollMs: rt.config.GATEWAY_DELAYED_POLL_MS });
     const scheduleRunner = startScheduleRunner(rt, {
       pollMs: rt.config.GATEWAY_SCHEDULE_POLL_MS,
       submit: (schedule, dueMs) => submitRun(taskService.submitTask, schedule, dueMs),

@@ -61,6 +61,9 @@ export interface TaskServiceOptions {
   isolation: TaskIsolation;
   /** GATEWAY_MAX_BATCH_TASKS: the most tasks one SubmitTasks call may carry. */
   maxBatchTasks: number;
+  /** Runs a round of the delayed-task releaser now, so that a promoted task is queued at once rather than at the next
+   *  round (a round claims each due entry atomically, so one beside the timer's releases nothing twice). */
+  releaseDue?: () => Promise<unknown>;
 }
 
 const tracer = trace.getTracer("@tm/gateway");
@@ -414,6 +417,11 @@ export function taskServiceHandlers(
       const taskId = parseTaskId(request.taskId);
       const task = await requireTask(taskId, ctx);
       const { previousRunAtMs, runAtMs } = await promoteTask(rt, redisCall, task, callerOf(ctx));
+      options
+        .releaseDue?.()
+        .catch((error: unknown) =>
+          rt.log.debug({ err: error, taskId }, "the promoted task waits for the next release round"),
+        );
       return {
         previousRunAt: timestampFromDate(new Date(previousRunAtMs)),
         runAt: timestampFromDate(new Date(runAtMs)),

@@ -285,6 +285,13 @@ describe("one release round at a time", () => {
     }
   }
 
+  test("PromoteTask queues the task at once: the gateway runs a round then, not at its next (ten minutes away)", async () => {
+    const { taskId } = await submitDelayed(gateway, 50_000);
+    await client(gateway).promoteTask({ taskId });
+    const queued = await waitUntilIngested(taskId, 5_000);
+    expect(queued.map((q) => q.msgId)).toEqual([`${taskId}:ingest:0`]);
+  });
+
   test("a publish that fails puts the task back, due at once; the next round queues it", async () => {
     const { taskId, runAt } = await submitDelayed(gateway, 50);
     const lost = await connect({ servers: infra.nats.url });

@@ -21,7 +21,7 @@ export async function promoteCommand(io: Io, client: TaskClient, taskId: string,
     println(io.stdout, JSON.stringify({ taskId, ...(toJson(PromoteTaskResponseSchema, response) as object) }));
   } else {
     const was = response.previousRunAt ? timestampDate(response.previousRunAt).toISOString() : "?";
-    println(io.stdout, `${taskId} promoted: due now (was due ${was}); queued within a second`);
+    println(io.stdout, `${taskId} promoted: due now (was due ${was}); queued now`);
   }
   return ExitCode.Ok;
 }
