@@ -12,6 +12,9 @@ import type { Redis } from "ioredis";
 import type { RunningTasks } from "./cancellation.js";
 import type { PriorityDispatcher } from "./dispatcher.js";
 
+/** How long a stopping worker tries to remove its report. */
+const STOP_BUDGET_MS = 1_000;
+
 /** This process's id among the workers: host:pid (a pod's name in Kubernetes, where every pid is 1). */
 export const WORKER_ID = `${hostname()}:${process.pid}`;
 
@@ -54,14 +57,20 @@ export function reportPresence({ redis, running, dispatcher, concurrency, interv
   return {
     /** The first report, written before the consumers start (a failure is logged, not thrown). */
     ready: write(),
-    /** Stops reporting and removes the report: the worker leaves the list at once. */
+    /** Stops reporting and removes the report: the worker leaves the list at once. Bounded: with Redis down its
+     *  commands would wait out the whole reconnect budget, and the report expires by itself anyway. */
     async stop(): Promise<void> {
       stopped = true;
       clearInterval(timer);
-      await writing; // a report still being written would otherwise land after the removal
-      await forgetWorker(redis, WORKER_ID).catch((error: unknown) =>
+      const removed = (async () => {
+        await writing; // a report still being written would otherwise land after the removal
+        await forgetWorker(redis, WORKER_ID);
+      })().catch((error: unknown) =>
         log.debug({ err: error }, "could not remove this worker's report; it expires by itself"),
       );
+      let deadline: NodeJS.Timeout | undefined;
+      await Promise.race([removed, new Promise((resolve) => (deadline = setTimeout(resolve, STOP_BUDGET_MS)))]);
+      clearTimeout(deadline);
     },
   };
 }

@@ -1,6 +1,7 @@
 /**
  * The worker's report of itself (worker:<id>, for ListWorkers) against a real nats-server and redis-server: written
- * at start, listing the task it runs (type, priority, attempt, start) and its paused queues, and removed when it stops.
+ * at start, listing the task it runs (type, priority, attempt, start) and its paused queues, and removed when it stops;
+ * a worker stopping while Redis is down stops promptly, its report left to expire.
  */
 import { CANCEL_SUBJECT } from "@tm/flow";
 import { listWorkers, markCancelled, pauseQueue, resumeQueue } from "@tm/store";
@@ -43,4 +44,20 @@ test("a worker reports what it runs and its paused queues while it runs, and lea
     await worker.stop();
   }
   expect(await mine()).toBeUndefined();
+});
+
+test("a worker stopping while Redis is down stops promptly: its report expires by itself", async () => {
+  const worker = await startWorker(infra, { WORKER_REPORT_INTERVAL_MS: "100" });
+  await waitFor("the first report", async () => (await listWorkers(clients.redis)).some((w) => w.id === WORKER_ID));
+  await infra.redis.stop();
+  try {
+    const outcome = await Promise.race([
+      worker.stop().then(() => "stopped"),
+      new Promise((resolve) => setTimeout(() => resolve("still stopping after 10 s"), 10_000)),
+    ]);
+    expect(outcome).toBe("stopped");
+  } finally {
+    await infra.redis.start();
+  }
+  await waitFor("the report expired", async () => !(await listWorkers(clients.redis)).some((w) => w.id === WORKER_ID));
 });
