@@ -4,24 +4,15 @@
  * `more` telling the caller to call again; a finished task is never touched; bad requests name the field.
  */
 import { Code, ConnectError } from "@connectrpc/connect";
-import { CancelResult, createAdminClient, TaskState } from "@tm/proto";
+import { CancelResult, TaskState } from "@tm/proto";
 import { applyStatus, isCancelled, Keys, readStatus, saveTask, type TaskRecord } from "@tm/store";
 import { useClients, useInfra } from "@tm/testkit";
-import { afterAll, beforeAll, expect, test } from "vitest";
-import { event, type Gateway, startGateway } from "./helpers.js";
+import { expect, test } from "vitest";
+import { event, useGateway } from "./helpers.js";
 
 const infra = useInfra();
 const clients = useClients(infra);
-let gateway: Gateway;
-let admin: ReturnType<typeof createAdminClient>;
-
-beforeAll(async () => {
-  gateway = await startGateway(infra);
-  admin = createAdminClient({ baseUrl: gateway.baseUrl });
-});
-afterAll(async () => {
-  await gateway?.stop();
-});
+const g = useGateway(infra);
 
 /** `count` tasks tagged `batch` in their metadata, in `state`, saved as the gateway and the stages would leave them,
  *  created one millisecond apart up to `untilMs`. */
@@ -54,7 +45,7 @@ test("by id: each task gets its outcome, and only the unfinished one is cancelle
   const [waiting] = await tasksIn("SCHEDULED", 1, batch);
   const [done] = await tasksIn("SUCCEEDED", 1, batch);
   const unknown = crypto.randomUUID();
-  const { outcomes, more } = await admin.cancelTasks({ taskIds: [waiting!, done!, unknown], reason: "bad batch" });
+  const { outcomes, more } = await g.admin.cancelTasks({ taskIds: [waiting!, done!, unknown], reason: "bad batch" });
   expect(more).toBe(false);
   expect(outcomes.map((o) => [o.taskId, CancelResult[o.result], TaskState[o.previousState]])).toEqual([
     [waiting, "CANCELLED", "SCHEDULED"],
@@ -72,15 +63,15 @@ test("with all: every unfinished task matching the filter, 500 per call, `more` 
   const batch = crypto.randomUUID();
   const unfinished = await tasksIn("PENDING", 501, batch);
   const finished = await tasksIn("SUCCEEDED", 3, batch);
-  const first = await admin.cancelTasks({ all: true, query: batch, reason: "incident 42" });
+  const first = await g.admin.cancelTasks({ all: true, query: batch, reason: "incident 42" });
   expect(first.outcomes).toHaveLength(500);
   expect(first.outcomes.every((o) => o.result === CancelResult.CANCELLED)).toBe(true);
   expect(first.more).toBe(true);
   expect(first.nextPageToken).not.toBe("");
-  const second = await admin.cancelTasks({ all: true, query: batch, pageToken: first.nextPageToken });
+  const second = await g.admin.cancelTasks({ all: true, query: batch, pageToken: first.nextPageToken });
   expect(second.outcomes.map((o) => CancelResult[o.result])).toEqual(["CANCELLED"]);
   expect(second).toMatchObject({ more: false, nextPageToken: "" });
-  expect((await admin.cancelTasks({ all: true, query: batch })).outcomes).toEqual([]);
+  expect((await g.admin.cancelTasks({ all: true, query: batch })).outcomes).toEqual([]);
 
   const cancelledIds = new Set([...first.outcomes, ...second.outcomes].map((o) => o.taskId));
   expect(cancelledIds).toEqual(new Set(unfinished));
@@ -92,13 +83,13 @@ test("dry_run: each task is reported as the call would treat it, and nothing cha
   const unfinished = await tasksIn("SCHEDULED", 3, batch);
   const [done] = await tasksIn("SUCCEEDED", 1, batch);
   const unknown = crypto.randomUUID();
-  const byId = await admin.cancelTasks({ taskIds: [unfinished[0]!, done!, unknown], dryRun: true });
+  const byId = await g.admin.cancelTasks({ taskIds: [unfinished[0]!, done!, unknown], dryRun: true });
   expect(byId.outcomes.map((o) => [o.taskId, CancelResult[o.result], TaskState[o.previousState]])).toEqual([
     [unfinished[0], "WOULD_CANCEL", "SCHEDULED"],
     [done, "ALREADY_FINISHED", "SUCCEEDED"],
     [unknown, "NOT_FOUND", "UNSPECIFIED"],
   ]);
-  const all = await admin.cancelTasks({ all: true, query: batch, dryRun: true });
+  const all = await g.admin.cancelTasks({ all: true, query: batch, dryRun: true });
   expect(new Set(all.outcomes.map((o) => o.taskId))).toEqual(new Set(unfinished));
   expect(all.outcomes.every((o) => o.result === CancelResult.WOULD_CANCEL)).toBe(true);
   expect(all.more).toBe(false);
@@ -107,7 +98,7 @@ test("dry_run: each task is reported as the call would treat it, and nothing cha
     expect(await isCancelled(clients.redis, taskId)).toBe(false);
   }
   // The real call then cancels exactly what the preview listed.
-  const real = await admin.cancelTasks({ all: true, query: batch });
+  const real = await g.admin.cancelTasks({ all: true, query: batch });
   expect(new Set(real.outcomes.map((o) => o.taskId))).toEqual(new Set(unfinished));
 });
 
@@ -116,16 +107,16 @@ test("with all: a match older than one call's scan (10,000 index entries) is rea
   const [old] = await tasksIn("SCHEDULED", 1, batch, Date.now() - 60_000);
   // Newer than it, and not matching: more than one call examines.
   await tasksIn("SCHEDULED", 10_001, crypto.randomUUID());
-  const first = await admin.cancelTasks({ all: true, query: batch });
+  const first = await g.admin.cancelTasks({ all: true, query: batch });
   expect(first.outcomes).toEqual([]);
   expect(first.more).toBe(true);
-  const second = await admin.cancelTasks({ all: true, query: batch, pageToken: first.nextPageToken });
+  const second = await g.admin.cancelTasks({ all: true, query: batch, pageToken: first.nextPageToken });
   expect(second.outcomes.map((o) => [o.taskId, CancelResult[o.result]])).toEqual([[old, "CANCELLED"]]);
 });
 
 test("bad requests are INVALID_ARGUMENT naming the field", async () => {
-  const refused = async (request: Parameters<typeof admin.cancelTasks>[0]) => {
-    const error = await admin.cancelTasks(request).then(
+  const refused = async (request: Parameters<typeof g.admin.cancelTasks>[0]) => {
+    const error = await g.admin.cancelTasks(request).then(
       () => undefined,
       (e: unknown) => ConnectError.from(e),
     );

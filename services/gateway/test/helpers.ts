@@ -8,8 +8,10 @@ import {
   statusEvent,
 } from "@tm/flow";
 import { startService } from "@tm/kit";
+import { createAdminClient } from "@tm/proto";
 import type { Infra } from "@tm/testkit";
 import type { NatsConnection, StoredMsg } from "nats";
+import { afterAll, beforeAll } from "vitest";
 import { gateway } from "../src/service.js";
 
 export type Gateway = Awaited<ReturnType<typeof startGateway>>;
@@ -26,6 +28,25 @@ export async function startGateway(infra: Infra, env: Record<string, string> = {
     ...env,
   });
   return { ...service, baseUrl: `http://127.0.0.1:${service.started.grpcPort}` };
+}
+
+/** A gateway started for a test file, with an AdminService client on it (filled in before the file's tests). */
+export interface FileGateway {
+  gateway: Gateway;
+  admin: ReturnType<typeof createAdminClient>;
+}
+
+/** Starts a gateway (as startGateway) before the file's tests and stops it after. */
+export function useGateway(infra: Infra, env: Record<string, string> = {}): FileGateway {
+  const used = {} as FileGateway;
+  beforeAll(async () => {
+    used.gateway = await startGateway(infra, env);
+    used.admin = createAdminClient({ baseUrl: used.gateway.baseUrl });
+  });
+  afterAll(async () => {
+    await used.gateway?.stop();
+  });
+  return used;
 }
 
 /** A status event as the notifier would apply it. */

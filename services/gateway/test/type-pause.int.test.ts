@@ -5,24 +5,14 @@
  */
 import { Code } from "@connectrpc/connect";
 import { decodeMessage, Subjects } from "@tm/flow";
-import { createAdminClient } from "@tm/proto";
 import { Keys } from "@tm/store";
 import { useClients, useInfra } from "@tm/testkit";
-import { afterAll, beforeAll, expect, test } from "vitest";
-import { type Gateway, rejection, startGateway, storedMessagesOf } from "./helpers.js";
+import { expect, test } from "vitest";
+import { rejection, storedMessagesOf, useGateway } from "./helpers.js";
 
 const infra = useInfra();
 const clients = useClients(infra);
-let gateway: Gateway;
-let admin: ReturnType<typeof createAdminClient>;
-
-beforeAll(async () => {
-  gateway = await startGateway(infra);
-  admin = createAdminClient({ baseUrl: gateway.baseUrl });
-});
-afterAll(async () => {
-  await gateway?.stop();
-});
+const g = useGateway(infra);
 
 /** The type_paused / type_resumed audit events of a type, oldest first. */
 async function pauseAudits(type: string): Promise<string[]> {
@@ -36,8 +26,8 @@ async function pauseAudits(type: string): Promise<string[]> {
 }
 
 test("a type's pause is set and lifted on its own: its other limits stay; repeated calls change nothing", async () => {
-  await admin.setTypeLimit({ limit: { type: "sleep", globalConcurrency: 3, ratePerSecond: 2, rateBurst: 4 } });
-  const paused = await admin.pauseType({ type: "sleep" });
+  await g.admin.setTypeLimit({ limit: { type: "sleep", globalConcurrency: 3, ratePerSecond: 2, rateBurst: 4 } });
+  const paused = await g.admin.pauseType({ type: "sleep" });
   expect(paused.wasPaused).toBe(false);
   expect(paused.limit).toMatchObject({
     type: "sleep",
@@ -46,31 +36,31 @@ test("a type's pause is set and lifted on its own: its other limits stay; repeat
     rateBurst: 4,
     paused: true,
   });
-  expect((await admin.pauseType({ type: "sleep" })).wasPaused).toBe(true);
-  const listed = (await admin.listTypeLimits({})).limits.find((limit) => limit.type === "sleep");
+  expect((await g.admin.pauseType({ type: "sleep" })).wasPaused).toBe(true);
+  const listed = (await g.admin.listTypeLimits({})).limits.find((limit) => limit.type === "sleep");
   expect(listed).toMatchObject({ globalConcurrency: 3, ratePerSecond: 2, paused: true });
 
-  const resumed = await admin.resumeType({ type: "sleep" });
+  const resumed = await g.admin.resumeType({ type: "sleep" });
   expect(resumed.wasPaused).toBe(true);
   expect(resumed.limit).toMatchObject({ type: "sleep", globalConcurrency: 3, ratePerSecond: 2, paused: false });
-  expect((await admin.resumeType({ type: "sleep" })).wasPaused).toBe(false);
+  expect((await g.admin.resumeType({ type: "sleep" })).wasPaused).toBe(false);
   // Each change audited once (the set, the pause, the resume), the repeats not.
   expect((await pauseAudits("sleep")).filter((a) => a !== "type_limit_set")).toEqual(["type_paused", "type_resumed"]);
 });
 
 test("a type paused with no other limit: resuming it leaves no entry", async () => {
-  expect((await admin.pauseType({ type: "checksum" })).limit).toMatchObject({ type: "checksum", paused: true });
-  const resumed = await admin.resumeType({ type: "checksum" });
+  expect((await g.admin.pauseType({ type: "checksum" })).limit).toMatchObject({ type: "checksum", paused: true });
+  const resumed = await g.admin.resumeType({ type: "checksum" });
   expect(resumed).toMatchObject({ wasPaused: true });
   expect(resumed.limit).toBeUndefined();
   expect(await clients.redis.hexists(Keys.typeLimits, "checksum")).toBe(0);
 });
 
 test("an unknown or missing type is INVALID_ARGUMENT naming it", async () => {
-  const unknown = await rejection(admin.pauseType({ type: "nope" }));
+  const unknown = await rejection(g.admin.pauseType({ type: "nope" }));
   expect(unknown.code).toBe(Code.InvalidArgument);
   expect(unknown.rawMessage).toMatch(/^type: unknown task type "nope" \(known: /);
-  const missing = await rejection(admin.resumeType({ type: "" }));
+  const missing = await rejection(g.admin.resumeType({ type: "" }));
   expect(missing.code).toBe(Code.InvalidArgument);
   expect(missing.rawMessage).toMatch(/^type: is required/);
 });
