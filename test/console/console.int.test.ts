@@ -8,7 +8,8 @@
  * requeued with a click and followed to SUCCEEDED; selected dead letters are discarded once the confirmation is
  * accepted (not when it is dismissed); the overview marks a paused priority and lists the live workers with the tasks
  * they run; a delayed task is promoted with Run now; the tasks a filter matches are counted, then cancelled, with
- * Cancel matching; a schedule is created from the form (a bad cron or payload refused, naming it).
+ * Cancel matching; a schedule is created from the form (a bad cron or payload refused, naming it); a type is paused
+ * and resumed from the type limits page, its other limits kept.
  * Screenshots go to test-artifacts/.
  * Skipped (with a message) when Debian's chromium is not installed (scripts/setup.sh installs it); under CI=true a
  * missing chromium fails instead.
@@ -397,6 +398,37 @@ describe.skipIf(!existsSync(CHROMIUM))("web console", () => {
       expect(Number((await tile.locator("strong").textContent())?.split(" ")[0])).toBeGreaterThanOrEqual(1);
     } finally {
       await pipeline.client.cancelTask({ taskId });
+    }
+  });
+
+  it("lists each type's limits and pauses and resumes a type, keeping its other limits", async () => {
+    const admin = createAdminClient({ baseUrl: pipeline.gatewayUrl });
+    await admin.setTypeLimit({ limit: { type: "checksum", globalConcurrency: 3 } });
+    try {
+      await page.goto(`${webUrl}/limits`);
+      const row = page.getByRole("row").filter({ has: page.getByRole("cell", { name: "checksum", exact: true }) });
+      await row.getByRole("cell", { name: "0 / 3" }).waitFor({ timeout: 15_000 });
+      await row.getByRole("button", { name: "Pause checksum" }).click();
+      await page.waitForSelector("[role=status]:text('Paused checksum: no worker starts one until it is resumed.')");
+      expect((await admin.listTypeLimits({})).limits.find((l) => l.type === "checksum")).toMatchObject({
+        paused: true,
+        globalConcurrency: 3,
+      });
+      await row.getByRole("button", { name: "Resume checksum" }).click();
+      await page.waitForSelector("[role=status]:text('Resumed checksum.')");
+      expect((await admin.listTypeLimits({})).limits.find((l) => l.type === "checksum")).toMatchObject({
+        paused: false,
+        globalConcurrency: 3,
+      });
+      // A type with no limit at all can be paused too; resuming it leaves no entry.
+      const echo = page.getByRole("row").filter({ has: page.getByRole("cell", { name: "echo", exact: true }) });
+      await echo.getByRole("button", { name: "Pause echo" }).click();
+      await echo.getByRole("button", { name: "Resume echo" }).click();
+      await page.waitForSelector("[role=status]:text('Resumed echo.')");
+      expect((await admin.listTypeLimits({})).limits.map((l) => l.type)).not.toContain("echo");
+    } finally {
+      await admin.clearTypeLimit({ type: "checksum" });
+      await admin.clearTypeLimit({ type: "echo" });
     }
   });
 

@@ -3,6 +3,7 @@ import { type ConsoleConfig, loadConfig, storedApiKey, whenUnauthenticated } fro
 import { askForApiKey } from "./auth-prompt.js";
 import { h, replace } from "./dom.js";
 import { deadLettersView } from "./views/dead-letters.js";
+import { limitsView } from "./views/limits.js";
 import { overviewView } from "./views/overview.js";
 import { schedulesView } from "./views/schedules.js";
 import { taskDetailView } from "./views/task-detail.js";
@@ -15,6 +16,7 @@ const ROUTES: { pattern: RegExp; nav: string; view: View; title: string }[] = [
   { pattern: /^\/tasks\/(?<id>[^/]+)$/, nav: "tasks", view: taskDetailView, title: "Task" },
   { pattern: /^\/dead-letters\/?$/, nav: "dead-letters", view: deadLettersView, title: "Dead letters" },
   { pattern: /^\/schedules\/?$/, nav: "schedules", view: schedulesView, title: "Schedules" },
+  { pattern: /^\/limits\/?$/, nav: "limits", view: limitsView, title: "Type limits" },
 ];
 
 const main = document.getElementById("main") as HTMLElement;
