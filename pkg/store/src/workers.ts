@@ -33,6 +33,8 @@ export interface WorkerReport {
   /** How many tasks it runs now; `running` lists at most MAX_REPORTED_TASKS of them. */
   runningCount: number;
   running: RunningTaskReport[];
+  /** Handlers still running after their attempt ended (they ignored their AbortSignal); absent in older reports. */
+  abandoned?: number;
   /** When it wrote this report (ms). */
   seenAtMs: number;
 }

@@ -317,7 +317,7 @@ export function renderWorkers(workers: WorkerInfo[], now: number): string {
       worker.id,
       when(worker.startedAt, now),
       when(worker.seenAt, now),
-      `${worker.runningCount}/${worker.concurrency}`,
+      `${worker.runningCount}/${worker.concurrency}${worker.abandoned ? ` +${worker.abandoned} abandoned` : ""}`,
       String(worker.queued),
       worker.pausedQueues.map(priorityName).join(",") || "-",
     ]),

@@ -329,6 +329,8 @@ describe("limits ls", () => {
         .split("\n")
         .at(-1),
     ).toBe("no task running");
+    const stuck = create(WorkerInfoSchema, { id: "stuck:1", concurrency: 4, runningCount: 1, abandoned: 2 });
+    expect(renderWorkers([stuck], NOW).split("\n")[1]).toMatch(/^stuck:1 +- +- +1\/4 \+2 abandoned +0 +-$/);
     expect(renderWorkers([], NOW)).toBe("no live workers (none reported within the last three report intervals)");
   });
 });

@@ -23,6 +23,7 @@ export function workerToProto(report: WorkerReport) {
     queued: report.queued,
     pausedQueues: report.pausedQueues.filter(isPriority).map(priorityToProto),
     runningCount: report.runningCount,
+    abandoned: report.abandoned ?? 0,
     running: report.running.map((task) => ({
       taskId: task.taskId,
       type: task.type,

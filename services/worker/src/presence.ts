@@ -23,11 +23,21 @@ export interface PresenceOptions {
   running: RunningTasks;
   dispatcher: Pick<PriorityDispatcher, "queued" | "paused">;
   concurrency: number;
+  /** Handlers running on after their attempt ended (run-task.ts). */
+  abandoned: () => number;
   intervalMs: number;
   log: Logger;
 }
 
-export function reportPresence({ redis, running, dispatcher, concurrency, intervalMs, log }: PresenceOptions) {
+export function reportPresence({
+  redis,
+  running,
+  dispatcher,
+  concurrency,
+  abandoned,
+  intervalMs,
+  log,
+}: PresenceOptions) {
   const startedAtMs = Date.now();
   const ttlMs = intervalMs * 3;
   const report = (): WorkerReport => ({
@@ -40,6 +50,7 @@ export function reportPresence({ redis, running, dispatcher, concurrency, interv
     pausedQueues: PRIORITIES.filter((priority) => dispatcher.paused(priority)),
     runningCount: running.size,
     running: running.list(MAX_REPORTED_TASKS),
+    abandoned: abandoned(),
     seenAtMs: Date.now(),
   });
   let stopped = false;

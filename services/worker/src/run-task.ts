@@ -58,9 +58,12 @@ export function createTaskRunner({ rt, running, timeoutMs, handlers = handlerFor
   });
   // Every type's series from the start, at 0: a dashboard and the alert then see a series, not an absence.
   for (const type of TASK_TYPES) abandoned.add(0, { type });
+  /** Handlers running on after their attempt ended, in this process (the worker's report shows it). */
+  let abandonedNow = 0;
   const abandonHooks: AbandonHooks<EnrichedTaskMessage> = {
     graceMs: ABANDON_GRACE_MS,
     onIgnored: (task, reason) => {
+      abandonedNow++;
       abandoned.add(1, { type: task.type });
       rt.log.warn(
         { taskId: task.taskId, type: task.type, reason: errorMessage(reason) },
@@ -68,7 +71,10 @@ export function createTaskRunner({ rt, running, timeoutMs, handlers = handlerFor
           "on in the background, its outcome dropped (a handler must stop on ctx.signal)",
       );
     },
-    onFinishedLate: (task) => abandoned.add(-1, { type: task.type }),
+    onFinishedLate: (task) => {
+      abandonedNow--;
+      abandoned.add(-1, { type: task.type });
+    },
   };
   const duration = rt.meter.createHistogram("tm_task_duration_ms", {
     description: "Time one attempt of a task's handler ran",
@@ -334,5 +340,5 @@ export function createTaskRunner({ rt, running, timeoutMs, handlers = handlerFor
     },
   };
 
-  return { run, hooks };
+  return { run, hooks, abandoned: () => abandonedNow };
 }

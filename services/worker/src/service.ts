@@ -149,6 +149,7 @@ export const worker = defineService({
       running,
       dispatcher,
       concurrency: rt.config.WORKER_CONCURRENCY,
+      abandoned: runner.abandoned,
       intervalMs: rt.config.WORKER_REPORT_INTERVAL_MS,
       log: rt.log,
     });

@@ -21,7 +21,13 @@ test("a worker reports what it runs and its paused queues while it runs, and lea
   });
   const mine = async () => (await listWorkers(clients.redis)).find((w) => w.id === WORKER_ID);
   try {
-    expect(await mine()).toMatchObject({ concurrency: 3, runningCount: 0, running: [], pausedQueues: [] });
+    expect(await mine()).toMatchObject({
+      concurrency: 3,
+      runningCount: 0,
+      running: [],
+      pausedQueues: [],
+      abandoned: 0,
+    });
     const task = enrichedTask("sleep", { ms: 30_000 }, "high");
     const before = Date.now();
     await publishTask(clients.nc, task);

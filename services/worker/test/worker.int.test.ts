@@ -152,12 +152,13 @@ test("a handler that ignores its signal: the attempt still times out, and the ha
     payload: z.unknown(),
     run: () => new Promise<object>((resolve) => (finish = () => resolve({ late: true }))),
   });
-  const { run } = createTaskRunner({
+  const runner = createTaskRunner({
     rt: w.service.runtime as Runtime,
     running: new RunningTasks(),
     timeoutMs: 200,
     handlers: () => stubborn,
   });
+  const { run } = runner;
   const task = enrichedTask("echo", { n: 1 });
   const failed = await run(task, { attempt: 1, signal: new AbortController().signal } as DeliveryContext).catch(
     (error: unknown) => error,
@@ -168,8 +169,10 @@ test("a handler that ignores its signal: the attempt still times out, and the ha
       .split("\n")
       .find((line) => line.startsWith("tm_worker_handlers_abandoned{") && line.includes('type="echo"'));
   await waitFor("the abandoned handler reported", async () => (await gauge())?.endsWith(" 1") === true);
+  expect(runner.abandoned()).toBe(1); // what the worker's report (ListWorkers) shows
   finish();
   await waitFor("the late finish counted", async () => (await gauge())?.endsWith(" 0") === true);
+  expect(runner.abandoned()).toBe(0);
 });
 
 test("sleep: several RUNNING progress updates with increasing versions, then SUCCEEDED", async () => {

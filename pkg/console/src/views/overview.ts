@@ -144,7 +144,8 @@ function workerSections(workers: WorkerInfo[]): HTMLElement[] {
             worker.id,
             ago(dateOf(worker.startedAt), now),
             ago(dateOf(worker.seenAt), now),
-            `${worker.runningCount} of ${worker.concurrency}`,
+            `${worker.runningCount} of ${worker.concurrency}` +
+              (worker.abandoned ? `, and ${worker.abandoned} abandoned (ignoring their signal)` : ""),
             String(worker.queued),
             worker.pausedQueues.map(priorityName).join(", ") || "—",
           ]),
