@@ -4,13 +4,13 @@
  */
 import type { MessageInitShape } from "@bufbuild/protobuf";
 import { timestampFromDate } from "@bufbuild/protobuf/wkt";
-import { PRIORITIES, type Priority } from "@tm/flow";
+import { type Priority, PrioritySchema } from "@tm/flow";
 import type { ListWorkersResponseSchema } from "@tm/proto";
 import { listWorkers, type WorkerReport } from "@tm/store";
 import { priorityToProto } from "./mapping.js";
 
 const at = (ms: number) => timestampFromDate(new Date(ms));
-const isPriority = (value: string): value is Priority => (PRIORITIES as readonly string[]).includes(value);
+const isPriority = (value: string): value is Priority => PrioritySchema.safeParse(value).success;
 
 export function workerToProto(report: WorkerReport) {
   return {

@@ -16,7 +16,8 @@ import type { PriorityDispatcher } from "./dispatcher.js";
 const STOP_BUDGET_MS = 1_000;
 
 /** This process's id among the workers: host:pid (a pod's name in Kubernetes, where every pid is 1). */
-export const WORKER_ID = `${hostname()}:${process.pid}`;
+const HOST = hostname();
+export const WORKER_ID = `${HOST}:${process.pid}`;
 
 export interface PresenceOptions {
   redis: Redis;
@@ -42,7 +43,7 @@ export function reportPresence({
   const ttlMs = intervalMs * 3;
   const report = (): WorkerReport => ({
     id: WORKER_ID,
-    host: hostname(),
+    host: HOST,
     pid: process.pid,
     startedAtMs,
     concurrency,

@@ -3,12 +3,11 @@
  * at start, listing the task it runs (type, priority, attempt, start) and its paused queues, and removed when it stops;
  * a worker stopping while Redis is down stops promptly, its report left to expire.
  */
-import { CANCEL_SUBJECT } from "@tm/flow";
-import { listWorkers, markCancelled, pauseQueue, resumeQueue } from "@tm/store";
+import { listWorkers, pauseQueue, resumeQueue } from "@tm/store";
 import { useClients, useInfra, waitFor } from "@tm/testkit";
 import { expect, test } from "vitest";
 import { WORKER_ID } from "../src/presence.js";
-import { enrichedTask, publishTask, startWorker } from "./support.js";
+import { cancelAsGateway, enrichedTask, publishTask, startWorker } from "./support.js";
 
 const infra = useInfra();
 const clients = useClients(infra);
@@ -40,11 +39,7 @@ test("a worker reports what it runs and its paused queues while it runs, and lea
     await waitFor("the paused queue reported", async () => (await mine())?.pausedQueues.join() === "low");
     await resumeQueue(clients.redis, "low");
 
-    await markCancelled(clients.redis, task.taskId, "test done");
-    clients.nc.publish(
-      CANCEL_SUBJECT,
-      JSON.stringify({ taskId: task.taskId, reason: "", at: new Date().toISOString() }),
-    );
+    await cancelAsGateway(clients.redis, clients.nc, task.taskId, "test done");
     await waitFor("the task no longer reported", async () => (await mine())?.runningCount === 0);
   } finally {
     await worker.stop();

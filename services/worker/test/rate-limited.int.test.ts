@@ -4,11 +4,11 @@
  * it is an ordinary retry. One slot (WORKER_CONCURRENCY 1), so "the slot is free" and "a buffered delivery of the
  * paused type waits" are both visible.
  */
-import { CANCEL_SUBJECT, durableName, StatusEventSchema, Subjects, statusEvent } from "@tm/flow";
+import { durableName, StatusEventSchema, Subjects, statusEvent } from "@tm/flow";
 import { applyStatus, extendTypeBackoff, Keys, markCancelled } from "@tm/store";
 import { useInfra, waitFor } from "@tm/testkit";
 import { beforeEach, expect, test } from "vitest";
-import { enrichedTask, publishTask, useWatchedWorker } from "./support.js";
+import { cancelAsGateway, enrichedTask, publishTask, useWatchedWorker } from "./support.js";
 
 const HOLD_MS = 4_000;
 const infra = useInfra();
@@ -30,6 +30,15 @@ async function waitForAudit(taskId: string, action: string) {
     return w.events.audits(taskId).some((a) => a.action === action);
   });
   return w.events.audits(taskId).find((a) => a.action === action) as { at: string; detail?: Record<string, unknown> };
+}
+
+/** Until the worker's medium-priority consumer has nothing unacknowledged. */
+async function waitUntilAcked() {
+  await waitFor(
+    "the delivery acked",
+    async () =>
+      (await w.jsm.consumers.info("TASKS", durableName("worker", Subjects.workerMedium))).num_ack_pending === 0,
+  );
 }
 
 /** When the task's first RUNNING status (the handler's start) was published. */
@@ -95,11 +104,7 @@ test("a task cancelled while its delivery waits is not run again", async () => {
   await waitForAudit(task.taskId, "skipped_cancelled");
   expect(w.events.audits(task.taskId).map((a) => a.action)).toEqual(["rate_limited", "skipped_cancelled"]);
   expect(w.tasks.results(task.taskId)).toHaveLength(0);
-  await waitFor(
-    "the delivery acked",
-    async () =>
-      (await w.jsm.consumers.info("TASKS", durableName("worker", Subjects.workerMedium))).num_ack_pending === 0,
-  );
+  await waitUntilAcked();
 });
 
 test("a task cancelled during a long wait is skipped on its cancel notice, not when the wait ends", async () => {
@@ -108,19 +113,11 @@ test("a task cancelled during a long wait is skipped on its cancel notice, not w
   await publishTask(w.nc, task);
   const limited = await waitForAudit(task.taskId, "rate_limited");
   // As the gateway cancels: the marker, then the notice.
-  await markCancelled(w.redis, task.taskId, "user asked");
-  w.nc.publish(
-    CANCEL_SUBJECT,
-    JSON.stringify({ taskId: task.taskId, reason: "user asked", at: new Date().toISOString() }),
-  );
+  await cancelAsGateway(w.redis, w.nc, task.taskId, "user asked");
   const skipped = await waitForAudit(task.taskId, "skipped_cancelled");
   expect(Date.parse(skipped.at)).toBeLessThan(Date.parse(limited.at) + waitMs);
   expect(w.tasks.results(task.taskId)).toHaveLength(0);
-  await waitFor(
-    "the delivery acked",
-    async () =>
-      (await w.jsm.consumers.info("TASKS", durableName("worker", Subjects.workerMedium))).num_ack_pending === 0,
-  );
+  await waitUntilAcked();
 });
 
 test("past WORKER_RATE_LIMIT_HOLD_MS a RateLimitedError is an ordinary failed attempt (here the last: FAILED)", async () => {

@@ -1,5 +1,6 @@
 /** Helpers shared by the worker's integration tests: task messages and a reader of what landed in the streams. */
 import {
+  CANCEL_SUBJECT,
   createPublisher,
   type DeadLetter,
   decodeMessage,
@@ -11,6 +12,7 @@ import {
   workerSubject,
 } from "@tm/flow";
 import { startService } from "@tm/kit";
+import { markCancelled } from "@tm/store";
 import type { Infra } from "@tm/testkit";
 import { Redis } from "ioredis";
 import { connect, type JetStreamManager, type NatsConnection } from "nats";
@@ -80,6 +82,17 @@ export async function publishTask(nc: NatsConnection, task: EnrichedTaskMessage)
   await createPublisher(nc).publish(workerSubject(task.priority), task, {
     msgId: `${task.taskId}:worker:${task.generation}`,
   });
+}
+
+/** The gateway's cancel notice for a task on CANCEL_SUBJECT: the broadcast alone, no marker. */
+export function publishCancelNotice(nc: NatsConnection, taskId: string, reason = "test"): void {
+  nc.publish(CANCEL_SUBJECT, JSON.stringify({ taskId, reason, at: new Date().toISOString() }));
+}
+
+/** Cancels a task as the gateway does: its marker in Redis, then the notice. */
+export async function cancelAsGateway(redis: Redis, nc: NatsConnection, taskId: string, reason = "test") {
+  await markCancelled(redis, taskId, reason);
+  publishCancelNotice(nc, taskId, reason);
 }
 
 interface Stored {

@@ -6,11 +6,18 @@
  * be reserved. Every task runs once, on its first delivery: a held task spends no attempt. A held task that is
  * cancelled is skipped at once.
  */
-import { CANCEL_SUBJECT, type ResultMessage } from "@tm/flow";
-import { clearTypeLimit, Keys, markCancelled, setTypeLimit } from "@tm/store";
+import type { ResultMessage } from "@tm/flow";
+import { clearTypeLimit, Keys, setTypeLimit } from "@tm/store";
 import { useClients, useInfra, waitFor } from "@tm/testkit";
 import { expect, test } from "vitest";
-import { enrichedTask, publishTask, StreamReader, startWorker } from "./support.js";
+import {
+  cancelAsGateway,
+  enrichedTask,
+  publishCancelNotice,
+  publishTask,
+  StreamReader,
+  startWorker,
+} from "./support.js";
 
 const infra = useInfra();
 const clients = useClients(infra);
@@ -195,8 +202,6 @@ test("an operator's pause (taskctl limits set --paused): no worker starts the ty
 
 test("a task cancelled while its paused type holds it is skipped at once; a stray notice (no marker) starts nothing", async () => {
   const worker = await startWorker(infra, { WORKER_CONCURRENCY: "2", WORKER_PAUSE_POLL_MS: "100" });
-  const notice = (taskId: string) =>
-    clients.nc.publish(CANCEL_SUBJECT, JSON.stringify({ taskId, reason: "test", at: new Date().toISOString() }));
   const events = new StreamReader(await clients.nc.jetstreamManager(), "EVENTS");
   const auditActions = async (taskId: string) => {
     await events.refresh();
@@ -214,9 +219,8 @@ test("a task cancelled while its paused type holds it is skipped at once; a stra
     await publishTask(clients.nc, cancelled);
     await waitFor("both held", async () => worker.started.dispatcher.queued("medium") === 2);
     // A notice for a task that was not cancelled (no marker) first: its check answers before the next one's.
-    notice(stray.taskId);
-    await markCancelled(clients.redis, cancelled.taskId, "test");
-    notice(cancelled.taskId);
+    publishCancelNotice(clients.nc, stray.taskId);
+    await cancelAsGateway(clients.redis, clients.nc, cancelled.taskId);
     await waitFor("the cancelled one skipped while the type is still paused", async () =>
       (await auditActions(cancelled.taskId)).includes("skipped_cancelled"),
     );

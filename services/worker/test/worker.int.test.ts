@@ -1,5 +1,4 @@
 import {
-  CANCEL_SUBJECT,
   createPublisher,
   type DeliveryContext,
   durableName,
@@ -11,7 +10,7 @@ import {
   statusEvent,
 } from "@tm/flow";
 import type { Runtime } from "@tm/kit";
-import { applyStatus, Keys, markCancelled } from "@tm/store";
+import { applyStatus, Keys } from "@tm/store";
 import { useInfra, waitFor } from "@tm/testkit";
 import { expect, test } from "vitest";
 import { z } from "zod";
@@ -19,7 +18,7 @@ import { RunningTasks } from "../src/cancellation.js";
 import { defineHandler } from "../src/handlers/types.js";
 import { WORKER_ID } from "../src/presence.js";
 import { createTaskRunner, TaskTimeoutError } from "../src/run-task.js";
-import { enrichedTask, publishTask, useWatchedWorker } from "./support.js";
+import { cancelAsGateway, enrichedTask, publishTask, useWatchedWorker } from "./support.js";
 
 // Long enough that a cancel published after RUNNING is seen lands before the sleep below ends, even on a loaded machine.
 const TASK_TIMEOUT_MS = 3_000;
@@ -347,11 +346,7 @@ test("a task running past TASK_TIMEOUT_MS is aborted and retried", async () => {
   const [firstFailure] = w.events.statuses(task.taskId).filter((s) => s.error);
   expect(firstFailure).toMatchObject({ attempt: 1, error: `timed out after ${TASK_TIMEOUT_MS} ms` });
   // Stop it for the rest of the file: the running attempt is aborted, a later one would see the marker and skip.
-  await markCancelled(w.redis, task.taskId, "test done");
-  w.nc.publish(
-    CANCEL_SUBJECT,
-    JSON.stringify({ taskId: task.taskId, reason: "test done", at: new Date().toISOString() }),
-  );
+  await cancelAsGateway(w.redis, w.nc, task.taskId, "test done");
 });
 
 test("a task's own timeout replaces TASK_TIMEOUT_MS; with max_attempts 1 its first failure is final", async () => {
@@ -410,11 +405,7 @@ test("a cancel notice aborts a running sleep at once: no result, no status, mess
     await refresh();
     return w.events.statuses(task.taskId).some((s) => s.state === "RUNNING");
   });
-  await markCancelled(w.redis, task.taskId, "user asked");
-  w.nc.publish(
-    CANCEL_SUBJECT,
-    JSON.stringify({ taskId: task.taskId, reason: "user asked", at: new Date().toISOString() }),
-  );
+  await cancelAsGateway(w.redis, w.nc, task.taskId, "user asked");
   await waitFor("cancelled_while_running audit", async () => {
     await refresh();
     return w.events.audits(task.taskId).some((a) => a.action === "cancelled_while_running");
