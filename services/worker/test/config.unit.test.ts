@@ -21,6 +21,20 @@ test("rejects a non-positive WORKER_CONCURRENCY", () => {
   expect(() => loadConfig(workerConfig, { WORKER_CONCURRENCY: "0" })).toThrow(/WORKER_CONCURRENCY: must be > 0/);
 });
 
+test("WORKER_REPORT_INTERVAL_MS: 5 s by default, 100 to 60000, a value outside named", () => {
+  expect(loadConfig(workerConfig, {}).WORKER_REPORT_INTERVAL_MS).toBe(5_000);
+  expect(loadConfig(workerConfig, { WORKER_REPORT_INTERVAL_MS: "250" }).WORKER_REPORT_INTERVAL_MS).toBe(250);
+  expect(() => loadConfig(workerConfig, { WORKER_REPORT_INTERVAL_MS: "50" })).toThrow(
+    /WORKER_REPORT_INTERVAL_MS: must be at least 100/,
+  );
+  expect(() => loadConfig(workerConfig, { WORKER_REPORT_INTERVAL_MS: "90000" })).toThrow(
+    /WORKER_REPORT_INTERVAL_MS: must be at most 60000/,
+  );
+  expect(() => loadConfig(workerConfig, { WORKER_REPORT_INTERVAL_MS: "soon" })).toThrow(
+    /WORKER_REPORT_INTERVAL_MS: must be a number/,
+  );
+});
+
 test("per-type limits: none by default; concurrency and rates parsed per type", () => {
   const none = loadConfig(workerConfig, {});
   expect(none.WORKER_TYPE_CONCURRENCY.size).toBe(0);
