@@ -124,6 +124,12 @@ export interface ConsumerOptions<S extends Subject> {
    */
   attemptsOf?: (message: MessageFor<S>) => number | undefined;
   /**
+   * On a redelivery only: how many of the message's earlier deliveries were handed back without being started (a
+   * stopping or quiet worker NAKs what it held buffered). JetStream counts those; they are not attempts, so the
+   * attempt is the delivery count less them. A failed read counts them as attempts (never more runs than asked).
+   */
+  handBacksOf?: (message: MessageFor<S>) => Promise<number>;
+  /**
    * The wait before the redelivery that follows failed delivery `attempt` when the message sets its own (a task's
    * retry_backoff); undefined: settings.retryDelaysMs. A handler's RetryAfterError still comes first.
    */
@@ -183,7 +189,6 @@ export class DeliveryProcessor<S extends Subject> {
 
   async process(msg: JsMsg): Promise<Outcome> {
     const { subject, settings, hooks } = this.#options;
-    const attempt = msg.info.deliveryCount;
     let message: MessageFor<S>;
     try {
       message = decodeMessage(subject, msg.data);
@@ -199,6 +204,12 @@ export class DeliveryProcessor<S extends Subject> {
       }
     }
 
+    // Deliveries handed back unstarted are not attempts (read only on a redelivery: the first costs nothing more).
+    const handedBack =
+      msg.info.deliveryCount > 1 && this.#options.handBacksOf
+        ? await this.#options.handBacksOf(message).catch(() => 0)
+        : 0;
+    const attempt = Math.max(1, msg.info.deliveryCount - handedBack);
     const parent = extractTrace(message as { traceparent?: string }, msg.headers);
     const receivedAt = Date.now();
     const storedAt = msg.info.timestampNanos / 1e6;
@@ -228,7 +239,8 @@ export class DeliveryProcessor<S extends Subject> {
         subject,
         attempt,
         maxDeliver: maxAttempts,
-        lastAttempt: attempt >= maxAttempts,
+        // The server's own limit counts deliveries: its last one is the last whatever the attempt.
+        lastAttempt: attempt >= maxAttempts || msg.info.deliveryCount >= settings.maxDeliver,
         streamSequence: msg.info.streamSequence,
         taskId: taskId || undefined,
         deferrals: deferred?.count ?? 0,
@@ -348,6 +360,7 @@ export class DeliveryProcessor<S extends Subject> {
       await this.#deadLetter(msg, {
         reason: permanent ? "rejected" : "exhausted",
         error: errorMessage(error),
+        attempts: ctx.attempt,
         message,
         taskId: (message as { taskId?: string }).taskId,
         traceparent: (message as { traceparent?: string }).traceparent,
@@ -378,6 +391,7 @@ export class DeliveryProcessor<S extends Subject> {
       await this.#deadLetter(msg, {
         reason: "invalid",
         error: error.message,
+        attempts: msg.info.deliveryCount,
         ...(parsed !== undefined && text.length <= RAW_LIMIT ? { message: parsed } : { raw: text.slice(0, RAW_LIMIT) }),
         taskId,
         traceparent: msg.headers?.get("traceparent") || undefined,
@@ -396,6 +410,8 @@ export class DeliveryProcessor<S extends Subject> {
     fields: {
       reason: "invalid" | "exhausted" | "rejected";
       error: string;
+      /** The attempts the message had (deliveries, less those handed back unstarted). */
+      attempts: number;
       message?: unknown;
       raw?: string;
       taskId: string | undefined;
@@ -412,7 +428,7 @@ export class DeliveryProcessor<S extends Subject> {
         consumer: this.#consumerName,
         reason: fields.reason,
         error: fields.error.slice(0, 8192),
-        attempts: msg.info.deliveryCount,
+        attempts: fields.attempts,
         at: new Date().toISOString(),
         ...(fields.taskId ? { taskId: fields.taskId } : {}),
         ...(fields.message !== undefined ? letterMessage(fields.message) : {}),

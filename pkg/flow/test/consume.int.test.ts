@@ -388,6 +388,67 @@ describe("consume", () => {
     expect(info.num_ack_pending + info.num_pending).toBe(0);
   });
 
+  test("deliveries handed back unstarted are not attempts; the server's last delivery is still the last", async () => {
+    const flow: FlowSettings = { ...settings, maxDeliver: 3 };
+    const jsm = await freshIngestDurable("t9h", flow);
+    const publisher = createPublisher(nc);
+    const once = task({ maxAttempts: 1 });
+    const plain = task();
+    const raw = await nc.jetstream().consumers.get("TASKS", durableName("t9h", Subjects.ingest));
+    // `once` handed back unstarted once; `plain` twice, so its next delivery is the server's last (maxDeliver 3).
+    const handedBack = new Map<string, number>([
+      [once.taskId, 1],
+      [plain.taskId, 2],
+    ]);
+    for (const message of [once, plain]) {
+      await publisher.publish(Subjects.ingest, message, { msgId: `${message.taskId}:ingest` });
+    }
+    const left = new Map(handedBack);
+    while ([...left.values()].some((n) => n > 0)) {
+      const delivery = await raw.next({ expires: 5_000 });
+      const taskId = delivery?.json<{ taskId: string }>().taskId ?? "";
+      const remaining = (left.get(taskId) ?? 0) - 1;
+      expect(remaining).toBeGreaterThanOrEqual(0);
+      left.set(taskId, remaining);
+      // The last hand-back of each comes back after this loop, not into it.
+      delivery?.nak(remaining === 0 ? 1_000 : 0);
+    }
+
+    const seen = new Map<string, { attempt: number; lastAttempt: boolean }>();
+    const done = countdown(2);
+    const consumer = new Consumer({
+      js: nc.jetstream(),
+      publisher,
+      service: "t9h",
+      subject: Subjects.ingest,
+      settings: flow,
+      attemptsOf: (m) => m.maxAttempts,
+      handBacksOf: async (m) => handedBack.get(m.taskId) ?? 0,
+      handler: async (m, ctx) => {
+        seen.set(m.taskId, { attempt: ctx.attempt, lastAttempt: ctx.lastAttempt });
+        done.tick();
+        if (m.taskId === plain.taskId) throw new Error("fails on the server's last delivery");
+      },
+    });
+    await consumer.start();
+    await done.done;
+    await waitFor("the failed one dead-lettered", async () => {
+      const info = await jsm.consumers.info("TASKS", durableName("t9h", Subjects.ingest));
+      return info.num_ack_pending + info.num_pending === 0;
+    });
+    await consumer.stop();
+    // `once` runs: its one attempt, not "attempt 2 … interrupted".
+    expect(seen.get(once.taskId)).toEqual({ attempt: 1, lastAttempt: true });
+    // `plain` is on attempt 1 of 3 but delivery 3 of 3: a failure dead-letters it now, counting the one attempt.
+    expect(seen.get(plain.taskId)).toEqual({ attempt: 1, lastAttempt: true });
+    const letter = (await jsm.streams.getMessage("EVENTS", { last_by_subj: Subjects.deadletter })).json<{
+      taskId: string;
+      reason: string;
+      attempts: number;
+    }>();
+    expect(letter).toMatchObject({ taskId: plain.taskId, reason: "exhausted", attempts: 1 });
+  });
+
   test("a backlog longer than AckWait is not delivered twice: only what can start is pulled", async () => {
     const quick: FlowSettings = { ...settings, ackWaitMs: 1_000 };
     const jsm = await nc.jetstreamManager();

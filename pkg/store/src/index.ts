@@ -1,5 +1,6 @@
 export * from "./batch.js";
 export * from "./delayed.js";
+export * from "./hand-backs.js";
 export * from "./keys.js";
 export * from "./lists.js";
 export * from "./queues.js";

@@ -62,6 +62,16 @@ export interface DispatcherOptions {
   /** Told when a type's handler was rate limited and its starts are paused here for `waitMs` (the fleet hears of it:
    *  type_backoff). */
   onRateLimited?: (type: string, waitMs: number) => void;
+  /** Records deliveries handed back unstarted (NAKed from the buffers): they are not attempts (@tm/store hand-backs). */
+  recordHandBacks?: (deliveries: TaskRef[]) => Promise<void>;
+  /** How many deliveries of a task's generation were handed back unstarted (read on a redelivery). */
+  handBacksOf?: (task: TaskRef) => Promise<number>;
+}
+
+/** A task message's identity: its task and generation. */
+export interface TaskRef {
+  taskId: string;
+  generation: number;
 }
 
 /** WORKER_RATE_LIMIT_HOLD_MS's default. */
@@ -75,15 +85,22 @@ interface Deferral {
 
 const decoder = new TextDecoder();
 
-/** The task id of a buffered delivery (undefined: not a task message; its DeliveryProcessor dead-letters it). */
-function taskIdOf(msg: JsMsg): string | undefined {
+/** The task of a buffered delivery (undefined: not a task message; its DeliveryProcessor dead-letters it). */
+function taskRefOf(msg: JsMsg): TaskRef | undefined {
   try {
-    const taskId = (JSON.parse(decoder.decode(msg.data)) as { taskId?: unknown } | null)?.taskId;
-    return typeof taskId === "string" ? taskId : undefined;
+    const { taskId, generation } = (JSON.parse(decoder.decode(msg.data)) ?? {}) as {
+      taskId?: unknown;
+      generation?: unknown;
+    };
+    if (typeof taskId !== "string") return undefined;
+    return { taskId, generation: typeof generation === "number" ? generation : 0 };
   } catch {
     return undefined;
   }
 }
+
+/** The longest a hand-back waits for its record (Redis down must not hold a shutdown); a third of AckWait at most. */
+const HAND_BACK_RECORD_BUDGET_MS = 1_000;
 
 /** With per-type limits, how many deliveries a lane may buffer at most, in units of `concurrency`. */
 export const LIMITED_BUFFER_FACTOR = 4;
@@ -115,6 +132,7 @@ export class PriorityDispatcher {
   readonly #deferrals = new Map<JsMsg, Deferral>();
   readonly #pauseLog = new LogThrottle(60_000);
   readonly #onRateLimited: ((type: string, waitMs: number) => void) | undefined;
+  readonly #recordHandBacks: ((deliveries: TaskRef[]) => Promise<void>) | undefined;
 
   constructor({
     rt,
@@ -125,9 +143,12 @@ export class PriorityDispatcher {
     limits,
     rateLimitHoldMs = DEFAULT_RATE_LIMIT_HOLD_MS,
     onRateLimited,
+    recordHandBacks,
+    handBacksOf,
   }: DispatcherOptions) {
     this.#rt = rt;
     this.#onRateLimited = onRateLimited;
+    this.#recordHandBacks = recordHandBacks;
     this.#concurrency = concurrency;
     this.#limits =
       limits ??
@@ -155,6 +176,9 @@ export class PriorityDispatcher {
         // run again.
         attemptsOf: (task) => task.maxAttempts,
         retryDelayOf: (task, attempt) => (task.retryBackoff ? backoffDelayMs(task.retryBackoff, attempt) : undefined),
+        ...(handBacksOf
+          ? { handBacksOf: (task) => handBacksOf({ taskId: task.taskId, generation: task.generation }) }
+          : {}),
         deferRateLimited: (msg, task, error, ctx) => {
           if (this.#stopping || ctx.deferredMs + error.retryAfterMs > rateLimitHoldMs) return false;
           this.#deferrals.set(msg, { type: task.type, untilMs: Date.now() + error.retryAfterMs });
@@ -259,7 +283,7 @@ export class PriorityDispatcher {
         if (this.#stopping) lane.batch.stop();
         for await (const msg of lane.batch) {
           if (this.#stopping) {
-            msg.nak(); // hand it back at once rather than waiting out AckWait
+            await this.#handBack([msg]); // at once rather than waiting out AckWait
             continue;
           }
           this.#limits.buffered(msg);
@@ -355,17 +379,47 @@ export class PriorityDispatcher {
   /** Where a queued delivery of the task is. (Cancel notices are rare: each looks through the buffers.) */
   #find(taskId: string): { lane: Lane; index: number } | undefined {
     for (const lane of Object.values(this.#lanes)) {
-      const index = lane.queue.findIndex((msg) => taskIdOf(msg) === taskId);
+      const index = lane.queue.findIndex((msg) => taskRefOf(msg)?.taskId === taskId);
       if (index >= 0) return { lane, index };
     }
     return undefined;
   }
 
+  /**
+   * NAKs deliveries this worker holds but did not start (or whose rate-limit wait it cannot see out), so another
+   * worker takes them now, after recording them as hand-backs: JetStream counts each as a delivery, and the next
+   * worker would otherwise count it as an attempt (a task with max_attempts 1 failed as "interrupted", unrun). The
+   * record waits a second at most; one not made counts as an attempt, as before.
+   */
+  async #handBack(msgs: readonly JsMsg[], delayMs?: number): Promise<void> {
+    if (msgs.length === 0) return;
+    const refs = msgs.map(taskRefOf).filter((ref): ref is TaskRef => ref !== undefined);
+    if (this.#recordHandBacks && refs.length > 0) {
+      const budgetMs = Math.min(HAND_BACK_RECORD_BUDGET_MS, Math.floor(this.#rt.settings.ackWaitMs / 3));
+      let timer: NodeJS.Timeout | undefined;
+      const outcome = await Promise.race([
+        this.#recordHandBacks(refs).then(
+          () => undefined,
+          (error: unknown) => error,
+        ),
+        new Promise((resolve) => (timer = setTimeout(resolve, budgetMs, "not answered in time"))),
+      ]);
+      clearTimeout(timer);
+      if (outcome !== undefined) {
+        this.#rt.log.warn(
+          { err: outcome, count: refs.length },
+          "could not record deliveries handed back unstarted; the next worker counts each as an attempt",
+        );
+      }
+    }
+    for (const msg of msgs) msg.nak(delayMs);
+  }
+
   /** Puts a deferred delivery back at the head of its queue, its type paused until its wait is over. */
   #requeue(lane: Lane, msg: JsMsg, { type, untilMs }: Deferral): void {
     if (this.#stopping) {
-      // Stopped meanwhile: hand it back, to be delivered again elsewhere once the wait is over.
-      msg.nak(Math.max(0, untilMs - Date.now()));
+      // Stopped meanwhile: hand it back, to be delivered again elsewhere once the wait is over (its attempt resumes).
+      void this.#handBack([msg], Math.max(0, untilMs - Date.now()));
       return;
     }
     if (!this.#limits.paused(type)) {
@@ -404,12 +458,9 @@ export class PriorityDispatcher {
       const lanes = Object.values(this.#lanes);
       this.#queueShrank.dispatchEvent(new Event("shrank"));
       for (const lane of lanes) lane.batch?.stop();
-      for (const lane of lanes) {
-        for (const msg of lane.queue.splice(0)) {
-          this.#limits.dropped(msg);
-          msg.nak();
-        }
-      }
+      const queued = lanes.flatMap((lane) => lane.queue.splice(0));
+      for (const msg of queued) this.#limits.dropped(msg);
+      await this.#handBack(queued);
       const finished = Promise.allSettled([...this.#inFlight]);
       const timedOut = await Promise.race([
         finished.then(() => false),

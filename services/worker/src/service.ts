@@ -5,7 +5,15 @@
  */
 import { PRIORITIES } from "@tm/flow";
 import { defineService } from "@tm/kit";
-import { isCancelled, releaseTypeSlot, renewTypeSlots, reserveTypeStart, takeTypeSlot } from "@tm/store";
+import {
+  handBacksOf,
+  isCancelled,
+  recordHandBacks,
+  releaseTypeSlot,
+  renewTypeSlots,
+  reserveTypeStart,
+  takeTypeSlot,
+} from "@tm/store";
 import { listenForCancellations, RunningTasks } from "./cancellation.js";
 import { workerConfig } from "./config.js";
 import { PriorityDispatcher } from "./dispatcher.js";
@@ -57,6 +65,8 @@ export const worker = defineService({
       limits,
       rateLimitHoldMs: rt.config.WORKER_RATE_LIMIT_HOLD_MS,
       onRateLimited: (type, waitMs) => recordBackoff(rt.redis, type, waitMs, WORKER_ID, rt.log),
+      recordHandBacks: (deliveries) => recordHandBacks(rt.redis, deliveries),
+      handBacksOf: ({ taskId, generation }) => handBacksOf(rt.redis, taskId, generation),
     });
     // A running task is aborted; one whose delivery waits in the dispatcher's buffers is let through to be skipped.
     const cancelSubscription = listenForCancellations(rt.nats.nc, running, rt.log, (taskId) => {

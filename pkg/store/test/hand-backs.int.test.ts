@@ -1,0 +1,31 @@
+/**
+ * task_handbacks:<id> against a real redis-server: hand-backs are counted per task and generation, in one round trip
+ * for many, and the key expires with the task's records.
+ */
+import { useClients, useInfra } from "@tm/testkit";
+import { beforeEach, expect, test } from "vitest";
+import { Bounds, handBacksOf, Keys, recordHandBacks } from "../src/index.js";
+
+const clients = useClients(useInfra());
+beforeEach(async () => {
+  await clients.redis.flushdb();
+});
+
+test("hand-backs are counted per task and generation; none recorded reads 0", async () => {
+  const [a, b] = [crypto.randomUUID(), crypto.randomUUID()];
+  await recordHandBacks(clients.redis, [
+    { taskId: a, generation: 0 },
+    { taskId: b, generation: 0 },
+  ]);
+  await recordHandBacks(clients.redis, [{ taskId: a, generation: 0 }]);
+  await recordHandBacks(clients.redis, [{ taskId: a, generation: 1 }]);
+  await recordHandBacks(clients.redis, []);
+  expect(await handBacksOf(clients.redis, a, 0)).toBe(2);
+  expect(await handBacksOf(clients.redis, a, 1)).toBe(1);
+  expect(await handBacksOf(clients.redis, b, 0)).toBe(1);
+  expect(await handBacksOf(clients.redis, b, 1)).toBe(0);
+  expect(await handBacksOf(clients.redis, crypto.randomUUID(), 0)).toBe(0);
+  const ttl = await clients.redis.ttl(Keys.handBacks(a));
+  expect(ttl).toBeGreaterThan(Bounds.taskTtlSeconds - 60);
+  expect(ttl).toBeLessThanOrEqual(Bounds.taskTtlSeconds);
+});

@@ -1,0 +1,77 @@
+/**
+ * Deliveries a worker holds buffered but never started, handed back when it stops, against a real nats-server and
+ * redis-server: JetStream counts the hand-back as a delivery, but the task's attempts do not. The next worker runs
+ * it as attempt 1; a task with max_attempts 1 runs (it was never run), rather than being failed as "interrupted".
+ */
+import { handBacksOf } from "@tm/store";
+import { useInfra, waitFor } from "@tm/testkit";
+import { Redis } from "ioredis";
+import { connect, type JetStreamManager, type NatsConnection } from "nats";
+import { afterAll, beforeAll, expect, test } from "vitest";
+import { enrichedTask, publishTask, StreamReader, startWorker } from "./support.js";
+
+const infra = useInfra();
+let nc: NatsConnection;
+let jsm: JetStreamManager;
+let redis: Redis;
+let events: StreamReader;
+let tasks: StreamReader;
+
+beforeAll(async () => {
+  nc = await connect({ servers: infra.nats.url });
+  jsm = await nc.jetstreamManager();
+  redis = new Redis(infra.redis.url);
+  events = new StreamReader(jsm, "EVENTS");
+  tasks = new StreamReader(jsm, "TASKS");
+});
+afterAll(async () => {
+  await nc?.drain();
+  redis?.disconnect();
+});
+
+/** Two slots: two busy tasks fill them and the worker buffers two more behind them. */
+const TWO_SLOTS = { WORKER_CONCURRENCY: "2", SHUTDOWN_TIMEOUT_MS: "10000" };
+
+/** Until the task's run ends, well or not (the assertions then say which). */
+async function ended(taskId: string) {
+  await waitFor(`task ${taskId} to end`, async () => {
+    await events.refresh();
+    return events.audits(taskId).some((a) => a.action === "succeeded" || a.action === "failed");
+  });
+}
+
+test("a stopping worker hands back what it buffered: the next worker runs each as attempt 1, max_attempts 1 included", async () => {
+  const first = await startWorker(infra, TWO_SLOTS);
+  const busy = [enrichedTask("sleep", { ms: 800 }), enrichedTask("sleep", { ms: 800 })];
+  const once = { ...enrichedTask("echo", { once: true }), maxAttempts: 1 };
+  const plain = enrichedTask("echo", { plain: true });
+  for (const task of busy) await publishTask(nc, task);
+  await waitFor("the busy tasks running", async () => {
+    await events.refresh();
+    return busy.every((task) => events.statuses(task.taskId).some((s) => s.state === "RUNNING"));
+  });
+  await publishTask(nc, once);
+  await publishTask(nc, plain);
+  const { dispatcher } = first.started;
+  await waitFor("both tasks buffered behind it", () => dispatcher.queued("medium") === 2);
+
+  await first.stop(); // the busy tasks finish; the two buffered deliveries are handed back unstarted
+  for (const task of busy) await ended(task.taskId);
+  // Each recorded before its NAK, for its generation.
+  for (const task of [once, plain]) expect(await handBacksOf(redis, task.taskId, task.generation)).toBe(1);
+
+  const second = await startWorker(infra, TWO_SLOTS);
+  try {
+    await ended(once.taskId);
+    await ended(plain.taskId);
+  } finally {
+    await second.stop();
+  }
+  await tasks.refresh();
+  for (const task of [once, plain]) {
+    expect(events.statuses(task.taskId).map((s) => `${s.state}:${s.attempt}`)).toEqual(["RUNNING:1", "SUCCEEDED:1"]);
+    expect(tasks.results(task.taskId)).toHaveLength(1);
+    expect(tasks.results(task.taskId)[0]?.attempts).toBe(1);
+    expect(events.deadLetters(task.taskId)).toEqual([]);
+  }
+});
