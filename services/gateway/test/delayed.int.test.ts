@@ -16,7 +16,7 @@ import { Redis } from "ioredis";
 import { connect, type NatsConnection } from "nats";
 import { afterAll, beforeAll, describe, expect, test } from "vitest";
 import { startDelayedReleaser } from "../src/delayed-releaser.js";
-import { type Gateway, startGateway, streamMessagesOf } from "./helpers.js";
+import { type Gateway, startGateway, streamMessagesOf, useGateway } from "./helpers.js";
 
 const infra = useInfra();
 let nc: NatsConnection;
@@ -268,13 +268,7 @@ test("NATS down at its time: the task waits and is queued once JetStream is back
 
 describe("one release round at a time", () => {
   // The gateway's own releaser polls every ten minutes: the test runs the rounds. Its requeue sweeper is quick.
-  let gateway: Gateway;
-  beforeAll(async () => {
-    gateway = await startGateway(infra, { GATEWAY_DELAYED_POLL_MS: "600000", GATEWAY_REQUEUE_AFTER_MS: "300" });
-  });
-  afterAll(async () => {
-    await gateway?.stop();
-  });
+  const g = useGateway(infra, { GATEWAY_DELAYED_POLL_MS: "600000", GATEWAY_REQUEUE_AFTER_MS: "300" });
 
   async function round(rt: Runtime) {
     const releaser = startDelayedReleaser(rt, { pollMs: 600_000 });
@@ -286,32 +280,32 @@ describe("one release round at a time", () => {
   }
 
   test("PromoteTask queues the task at once: the gateway runs a round then, not at its next (ten minutes away)", async () => {
-    const { taskId } = await submitDelayed(gateway, 50_000);
-    await client(gateway).promoteTask({ taskId });
+    const { taskId } = await submitDelayed(g.gateway, 50_000);
+    await client(g.gateway).promoteTask({ taskId });
     const queued = await waitUntilIngested(taskId, 5_000);
     expect(queued.map((q) => q.msgId)).toEqual([`${taskId}:ingest:0`]);
   });
 
   test("a publish that fails puts the task back, due at once; the next round queues it", async () => {
-    const { taskId, runAt } = await submitDelayed(gateway, 50);
+    const { taskId, runAt } = await submitDelayed(g.gateway, 50);
     const lost = await connect({ servers: infra.nats.url });
     const publisher = createPublisher(lost);
     await lost.close();
     await waitFor("the task to be due", () => Date.now() >= runAt.getTime());
 
-    const failed = await round({ ...gateway.runtime, publisher } as Runtime);
+    const failed = await round({ ...g.gateway.runtime, publisher } as Runtime);
     expect(failed).toEqual({ released: 0, dropped: 0, returned: 1 });
     expect(await inSet(Keys.delayed, taskId)).toBe(true);
     expect(await inSet(Keys.unqueued, taskId)).toBe(false);
     expect(await ingested(taskId)).toEqual([]);
 
-    expect(await round(gateway.runtime)).toEqual({ released: 1, dropped: 0, returned: 0 });
+    expect(await round(g.gateway.runtime)).toEqual({ released: 1, dropped: 0, returned: 0 });
     expect((await ingested(taskId)).map((q) => q.msgId)).toEqual([`${taskId}:ingest:0`]);
     expect(await inSet(Keys.unqueued, taskId)).toBe(false);
   });
 
   test("a releaser that dies after taking the task leaves it to the requeue sweeper, which queues it once", async () => {
-    const { taskId, runAt } = await submitDelayed(gateway, 50);
+    const { taskId, runAt } = await submitDelayed(g.gateway, 50);
     await waitFor("the task to be due", () => Date.now() >= runAt.getTime());
     // Taken (moved to tasks_unqueued), then nothing: the releaser's process died before publishing.
     expect((await releaseDue(redis, Date.now(), 1_000)).map((e) => e.taskId)).toContain(taskId);
@@ -322,25 +316,25 @@ describe("one release round at a time", () => {
   });
 
   test("a task whose PENDING write was lost gets it, then is queued", async () => {
-    const { taskId, runAt } = await submitDelayed(gateway, 50);
+    const { taskId, runAt } = await submitDelayed(g.gateway, 50);
     await redis.del(Keys.status(taskId));
     await waitFor("the task to be due", () => Date.now() >= runAt.getTime());
-    expect(await round(gateway.runtime)).toEqual({ released: 1, dropped: 0, returned: 0 });
+    expect(await round(g.gateway.runtime)).toEqual({ released: 1, dropped: 0, returned: 0 });
     expect(await readStatus(redis, taskId)).toMatchObject({ state: "PENDING", generation: 0 });
     expect(await ingested(taskId)).toHaveLength(1);
   });
 
   test("a task cancelled, expired or requeued meanwhile is dropped, not queued", async () => {
-    const cancelled = await submitDelayed(gateway, 50);
-    await client(gateway).cancelTask({ taskId: cancelled.taskId });
-    const expired = await submitDelayed(gateway, 50);
-    const requeued = await submitDelayed(gateway, 50);
+    const cancelled = await submitDelayed(g.gateway, 50);
+    await client(g.gateway).cancelTask({ taskId: cancelled.taskId });
+    const expired = await submitDelayed(g.gateway, 50);
+    const requeued = await submitDelayed(g.gateway, 50);
     await redis.zadd(Keys.delayed, Date.now(), cancelled.taskId);
     await redis.del(Keys.task(expired.taskId), Keys.status(expired.taskId));
     await redis.hset(Keys.task(requeued.taskId), "generation", "1");
     await waitFor("every task to be due", () => Date.now() >= requeued.runAt.getTime());
 
-    expect(await round(gateway.runtime)).toEqual({ released: 0, dropped: 3, returned: 0 });
+    expect(await round(g.gateway.runtime)).toEqual({ released: 0, dropped: 3, returned: 0 });
     for (const { taskId } of [cancelled, expired, requeued]) {
       expect(await ingested(taskId)).toEqual([]);
       expect(await inSet(Keys.delayed, taskId)).toBe(false);

@@ -5,17 +5,15 @@
  */
 import { Code } from "@connectrpc/connect";
 import { type AuditEvent, Subjects } from "@tm/flow";
-import { type AdminClient, createAdminClient, DiscardResult, ReplayResult } from "@tm/proto";
+import { DiscardResult, ReplayResult } from "@tm/proto";
 import { appendDeadLetter, applyStatus, Keys, readStatus, type StoredDeadLetter, saveTask } from "@tm/store";
 import { useInfra, waitFor } from "@tm/testkit";
 import { Redis } from "ioredis";
 import { connect, type NatsConnection } from "nats";
 import { afterAll, beforeAll, expect, test } from "vitest";
-import { event, type Gateway, startGateway } from "./helpers.js";
+import { event, useGateway } from "./helpers.js";
 
 const infra = useInfra();
-let gateway: Gateway;
-let admin: AdminClient;
 let nc: NatsConnection;
 let redis: Redis;
 const audits: AuditEvent[] = [];
@@ -28,14 +26,13 @@ beforeAll(async () => {
   })();
   await nc.flush();
   redis = new Redis(infra.redis.url);
-  gateway = await startGateway(infra);
-  admin = createAdminClient({ baseUrl: gateway.baseUrl });
 });
 afterAll(async () => {
-  await gateway?.stop();
   await nc?.drain();
   redis?.disconnect();
 });
+
+const g = useGateway(infra);
 
 /** A FAILED task and its dead letter. */
 async function deadLettered(reason: "exhausted" | "rejected" = "exhausted"): Promise<StoredDeadLetter> {
@@ -69,7 +66,7 @@ const listedIds = async () => (await redis.lrange(Keys.deadLetter, 0, -1)).map((
 
 test("a letter discarded by id leaves the list, its task stays FAILED, and its history records who and what", async () => {
   const letter = await deadLettered();
-  const { outcomes, more } = await admin.discardDeadLetters({ ids: [letter.id] });
+  const { outcomes, more } = await g.admin.discardDeadLetters({ ids: [letter.id] });
   expect(more).toBe(false);
   expect(outcomes.map((o) => [o.id, DiscardResult[o.result], o.taskId, o.reason])).toEqual([
     [letter.id, "DISCARDED", letter.taskId, ""],
@@ -84,19 +81,19 @@ test("a letter discarded by id leaves the list, its task stays FAILED, and its h
     detail: { deadLetterId: letter.id, subject: Subjects.workerLow, reason: "exhausted" },
   });
   // Gone for a second discard and for a replay.
-  const again = await admin.discardDeadLetters({ ids: [letter.id, "TASKS:nope"] });
+  const again = await g.admin.discardDeadLetters({ ids: [letter.id, "TASKS:nope"] });
   expect(again.outcomes.map((o) => [DiscardResult[o.result], o.reason])).toEqual([
     ["NOT_FOUND", "no dead letter with this id"],
     ["NOT_FOUND", "no dead letter with this id"],
   ]);
-  const replay = await admin.replayDeadLetters({ ids: [letter.id] });
+  const replay = await g.admin.replayDeadLetters({ ids: [letter.id] });
   expect(ReplayResult[replay.outcomes[0]!.result]).toBe("NOT_FOUND");
 });
 
 test("all with a filter discards the matching letters only", async () => {
   await redis.del(Keys.deadLetter);
   const [rejected, exhausted] = [await deadLettered("rejected"), await deadLettered("exhausted")];
-  const { outcomes } = await admin.discardDeadLetters({ all: true, filter: { reason: "rejected" } });
+  const { outcomes } = await g.admin.discardDeadLetters({ all: true, filter: { reason: "rejected" } });
   expect(outcomes.map((o) => [o.id, DiscardResult[o.result]])).toEqual([[rejected.id, "DISCARDED"]]);
   expect(await listedIds()).toEqual([exhausted.id]);
 });
@@ -104,8 +101,8 @@ test("all with a filter discards the matching letters only", async () => {
 test("a replay and a discard of one letter at once: exactly one of them happens", async () => {
   const letter = await deadLettered();
   const [replay, discard] = await Promise.all([
-    admin.replayDeadLetters({ ids: [letter.id] }),
-    admin.discardDeadLetters({ ids: [letter.id] }),
+    g.admin.replayDeadLetters({ ids: [letter.id] }),
+    g.admin.discardDeadLetters({ ids: [letter.id] }),
   ]);
   const replayed = replay.outcomes[0]!.result === ReplayResult.REPLAYED;
   const discarded = discard.outcomes[0]!.result === DiscardResult.DISCARDED;
@@ -115,9 +112,9 @@ test("a replay and a discard of one letter at once: exactly one of them happens"
 });
 
 test("ids and all together, or neither, are INVALID_ARGUMENT naming ids", async () => {
-  const both = await admin.discardDeadLetters({ ids: ["TASKS:1"], all: true }).catch((error: unknown) => error);
+  const both = await g.admin.discardDeadLetters({ ids: ["TASKS:1"], all: true }).catch((error: unknown) => error);
   expect(both).toMatchObject({ code: Code.InvalidArgument, rawMessage: "ids: give either ids or all, not both" });
-  await expect(admin.discardDeadLetters({})).rejects.toMatchObject({
+  await expect(g.admin.discardDeadLetters({})).rejects.toMatchObject({
     code: Code.InvalidArgument,
     rawMessage: "ids: give the dead letter ids to discard, or all",
   });
@@ -125,7 +122,7 @@ test("ids and all together, or neither, are INVALID_ARGUMENT naming ids", async 
 
 test("Redis failing at the second letter: the first discarded, the second and third UNAVAILABLE and still listed", async () => {
   const letters = [await deadLettered(), await deadLettered(), await deadLettered()];
-  const rtRedis = gateway.runtime.redis;
+  const rtRedis = g.gateway.runtime.redis;
   const realLrem = rtRedis.lrem.bind(rtRedis);
   // The gateway's own connection, refusing the removal of the second letter as a Redis gone would.
   rtRedis.lrem = ((key: string, count: number, raw: string) =>
@@ -133,7 +130,7 @@ test("Redis failing at the second letter: the first discarded, the second and th
       ? Promise.reject(new Error("Connection is closed."))
       : realLrem(key, count, raw)) as typeof rtRedis.lrem;
   try {
-    const { outcomes } = await admin.discardDeadLetters({ ids: letters.map((l) => l.id) });
+    const { outcomes } = await g.admin.discardDeadLetters({ ids: letters.map((l) => l.id) });
     expect(outcomes.map((o) => [o.id, DiscardResult[o.result]])).toEqual([
       [letters[0]!.id, "DISCARDED"],
       [letters[1]!.id, "UNAVAILABLE"],

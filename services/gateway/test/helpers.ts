@@ -8,7 +8,7 @@ import {
   statusEvent,
 } from "@tm/flow";
 import { startService } from "@tm/kit";
-import { createAdminClient } from "@tm/proto";
+import { type AdminClient, createAdminClient, createTaskClient, type TaskClient } from "@tm/proto";
 import type { Infra } from "@tm/testkit";
 import type { NatsConnection, StoredMsg } from "nats";
 import { afterAll, beforeAll } from "vitest";
@@ -30,18 +30,30 @@ export async function startGateway(infra: Infra, env: Record<string, string> = {
   return { ...service, baseUrl: `http://127.0.0.1:${service.started.grpcPort}` };
 }
 
-/** A gateway started for a test file, with an AdminService client on it (filled in before the file's tests). */
+/** A gateway started for a test file, with clients on it (filled in before the file's tests). */
 export interface FileGateway {
   gateway: Gateway;
-  admin: ReturnType<typeof createAdminClient>;
+  /** An AdminService client. */
+  admin: AdminClient;
+  /** A TaskService client. */
+  client: TaskClient;
 }
 
-/** Starts a gateway (as startGateway) before the file's tests and stops it after. */
-export function useGateway(infra: Infra, env: Record<string, string> = {}): FileGateway {
+/**
+ * Starts a gateway (as startGateway) before the file's tests (or a describe block's) and stops it after; its clients
+ * send `apiKey` when given.
+ */
+export function useGateway(
+  infra: Infra,
+  env: Record<string, string> = {},
+  { apiKey }: { apiKey?: string } = {},
+): FileGateway {
   const used = {} as FileGateway;
   beforeAll(async () => {
     used.gateway = await startGateway(infra, env);
-    used.admin = createAdminClient({ baseUrl: used.gateway.baseUrl });
+    const options = { baseUrl: used.gateway.baseUrl, apiKey };
+    used.admin = createAdminClient(options);
+    used.client = createTaskClient(options);
   });
   afterAll(async () => {
     await used.gateway?.stop();

@@ -2,26 +2,19 @@ import { Code, ConnectError } from "@connectrpc/connect";
 import { createAdminClient, createTaskClient } from "@tm/proto";
 import { useInfra } from "@tm/testkit";
 import { SignJWT } from "jose";
-import { afterAll, beforeAll, expect, test } from "vitest";
-import { type Gateway, startGateway } from "./helpers.js";
+import { expect, test } from "vitest";
+import { useGateway } from "./helpers.js";
 
 const infra = useInfra();
 const SECRET = "a-test-secret-that-is-long-enough-32";
-let gateway: Gateway;
-
-beforeAll(async () => {
-  gateway = await startGateway(infra, {
-    GATEWAY_AUTH_MODE: "jwt",
-    GATEWAY_JWT_SECRET: SECRET,
-    GATEWAY_JWT_ISSUER: "tm-auth",
-    GATEWAY_ADMIN_CALLERS: "oncall@example.com",
-    GATEWAY_JWT_ADMIN_SCOPE: "tasks.admin",
-    GATEWAY_RATE_LIMIT_PER_SEC: "1",
-    GATEWAY_RATE_LIMIT_BURST: "2",
-  });
-});
-afterAll(async () => {
-  await gateway?.stop();
+const g = useGateway(infra, {
+  GATEWAY_AUTH_MODE: "jwt",
+  GATEWAY_JWT_SECRET: SECRET,
+  GATEWAY_JWT_ISSUER: "tm-auth",
+  GATEWAY_ADMIN_CALLERS: "oncall@example.com",
+  GATEWAY_JWT_ADMIN_SCOPE: "tasks.admin",
+  GATEWAY_RATE_LIMIT_PER_SEC: "1",
+  GATEWAY_RATE_LIMIT_BURST: "2",
 });
 
 const tokenFor = (sub: string, issuer = "tm-auth", claims: Record<string, unknown> = {}) =>
@@ -42,12 +35,12 @@ async function codeOf(call: Promise<unknown>): Promise<{ code: Code | 0; message
 }
 
 test("jwt mode: the token's sub is the caller; a token from another issuer is refused without saying why", async () => {
-  const client = createTaskClient({ baseUrl: gateway.baseUrl, apiKey: await tokenFor("svc-reports") });
+  const client = createTaskClient({ baseUrl: g.gateway.baseUrl, apiKey: await tokenFor("svc-reports") });
   const { taskId } = await client.submitTask({ type: "echo" });
   const { task } = await client.getTask({ taskId });
   expect(task?.metadata.submitted_by).toBe("svc-reports");
 
-  const foreign = createTaskClient({ baseUrl: gateway.baseUrl, apiKey: await tokenFor("svc-reports", "elsewhere") });
+  const foreign = createTaskClient({ baseUrl: g.gateway.baseUrl, apiKey: await tokenFor("svc-reports", "elsewhere") });
   expect(await codeOf(foreign.getTask({ taskId }))).toEqual({
     code: Code.Unauthenticated,
     message: "invalid credentials",
@@ -60,7 +53,7 @@ test("jwt mode: the token's sub is the caller; a token from another issuer is re
     limited = await codeOf(client.getTask({ taskId }));
   expect(limited.code).toBe(Code.ResourceExhausted);
   expect(limited.message).toMatch(/^rate limit exceeded for caller svc-reports: 1 requests\/s/);
-  const metrics = await (await fetch(`http://127.0.0.1:${gateway.opsPort}/metrics`)).text();
+  const metrics = await (await fetch(`http://127.0.0.1:${g.gateway.opsPort}/metrics`)).text();
   expect(metrics).toMatch(/tm_rate_limited_total\{[^}]*caller="jwt"[^}]*\} 1/);
   expect(metrics).not.toContain('caller="svc-reports"');
 });
@@ -68,7 +61,7 @@ test("jwt mode: the token's sub is the caller; a token from another issuer is re
 test("jwt mode: the AdminService admits a token with the admin scope or a listed subject, and refuses others", async () => {
   const admin = async (sub: string, claims: Record<string, unknown> = {}) =>
     codeOf(
-      createAdminClient({ baseUrl: gateway.baseUrl, apiKey: await tokenFor(sub, "tm-auth", claims) }).listDeadLetters(
+      createAdminClient({ baseUrl: g.gateway.baseUrl, apiKey: await tokenFor(sub, "tm-auth", claims) }).listDeadLetters(
         {},
       ),
     );

@@ -1,21 +1,13 @@
 import { once } from "node:events";
 import { createServer, type Socket } from "node:net";
 import { Code, ConnectError } from "@connectrpc/connect";
-import { createTaskClient } from "@tm/proto";
 import { useInfra, waitFor } from "@tm/testkit";
-import { afterAll, beforeAll, expect, test } from "vitest";
-import { type Gateway, startGateway } from "./helpers.js";
+import { expect, test } from "vitest";
+import { useGateway } from "./helpers.js";
 
 // Its own file: it kills this file's redis-server.
 const infra = useInfra();
-let gateway: Gateway;
-
-beforeAll(async () => {
-  gateway = await startGateway(infra);
-});
-afterAll(async () => {
-  await gateway?.stop();
-});
+const g = useGateway(infra);
 
 /**
  * A reconnect attempt is not only "reconnecting": it passes through "connecting" and "connect", and stays in
@@ -24,8 +16,7 @@ afterAll(async () => {
  * a window: DEADLINE_EXCEEDED instead of UNAVAILABLE).
  */
 test("while the lost Redis connection is being re-established, calls fail fast with UNAVAILABLE", async () => {
-  const client = createTaskClient({ baseUrl: gateway.baseUrl });
-  const { taskId } = await client.submitTask({ type: "echo" });
+  const { taskId } = await g.client.submitTask({ type: "echo" });
 
   await infra.redis.kill();
   const held: Socket[] = [];
@@ -33,17 +24,17 @@ test("while the lost Redis connection is being re-established, calls fail fast w
   silent.listen(infra.redis.port, "127.0.0.1");
   await once(silent, "listening");
   try {
-    const redis = gateway.runtime.redis;
+    const redis = g.gateway.runtime.redis;
     if (!redis) throw new Error("the gateway has no Redis client");
     await waitFor("the gateway's Redis client connected to the silent port", () => redis.status === "connect");
 
     const started = Date.now();
     const [submit, get] = await Promise.all([
-      client.submitTask({ type: "echo" }, { timeoutMs: 5_000 }).then(
+      g.client.submitTask({ type: "echo" }, { timeoutMs: 5_000 }).then(
         () => undefined,
         (e: unknown) => ConnectError.from(e),
       ),
-      client.getTask({ taskId }, { timeoutMs: 5_000 }).then(
+      g.client.getTask({ taskId }, { timeoutMs: 5_000 }).then(
         () => undefined,
         (e: unknown) => ConnectError.from(e),
       ),

@@ -1,26 +1,18 @@
 import { Code, ConnectError } from "@connectrpc/connect";
-import { createTaskClient, TaskState } from "@tm/proto";
+import { TaskState } from "@tm/proto";
 import { useInfra } from "@tm/testkit";
-import { afterAll, beforeAll, expect, test } from "vitest";
-import { type Gateway, startGateway } from "./helpers.js";
+import { expect, test } from "vitest";
+import { useGateway } from "./helpers.js";
 
 // Its own file: it kills this file's redis-server.
 const infra = useInfra();
-let gateway: Gateway;
-
-beforeAll(async () => {
-  gateway = await startGateway(infra);
-});
-afterAll(async () => {
-  await gateway?.stop();
-});
+const g = useGateway(infra);
 
 test("losing Redis ends an open stream with UNAVAILABLE instead of leaving it hanging", async () => {
-  const client = createTaskClient({ baseUrl: gateway.baseUrl });
-  const { taskId } = await client.submitTask({ type: "echo" });
-  const iterator = client.streamTaskStatus({ taskId }, { timeoutMs: 15_000 })[Symbol.asyncIterator]();
+  const { taskId } = await g.client.submitTask({ type: "echo" });
+  const iterator = g.client.streamTaskStatus({ taskId }, { timeoutMs: 15_000 })[Symbol.asyncIterator]();
   expect((await iterator.next()).value?.status?.state).toBe(TaskState.PENDING);
-  const combined = client.submitTaskAndStreamStatus({ type: "echo" }, { timeoutMs: 15_000 })[Symbol.asyncIterator]();
+  const combined = g.client.submitTaskAndStreamStatus({ type: "echo" }, { timeoutMs: 15_000 })[Symbol.asyncIterator]();
   expect((await combined.next()).value?.status?.state).toBe(TaskState.PENDING);
 
   await infra.redis.kill();
@@ -38,16 +30,16 @@ test("losing Redis ends an open stream with UNAVAILABLE instead of leaving it ha
   expect(Date.now() - started).toBeLessThan(5_000);
 
   // Submitting and streaming in one call is refused before anything is created: it could not stream.
-  const lateCombined = await drainError(client.submitTaskAndStreamStatus({ type: "echo" }, { timeoutMs: 5_000 }));
+  const lateCombined = await drainError(g.client.submitTaskAndStreamStatus({ type: "echo" }, { timeoutMs: 5_000 }));
   expect(lateCombined?.code).toBe(Code.Unavailable);
   expect(lateCombined?.rawMessage).toContain("not connected to Redis");
 
   // A stream opened while the subscriber is down is refused at once, not left waiting.
-  const late = await drainError(client.streamTaskStatus({ taskId }, { timeoutMs: 5_000 }));
+  const late = await drainError(g.client.streamTaskStatus({ taskId }, { timeoutMs: 5_000 }));
   expect(late?.code).toBe(Code.Unavailable);
 
   // Unary calls that need Redis say so at once rather than waiting out the reconnect budget.
-  const submit = await client.submitTask({ type: "echo" }, { timeoutMs: 5_000 }).then(
+  const submit = await g.client.submitTask({ type: "echo" }, { timeoutMs: 5_000 }).then(
     () => undefined,
     (e: unknown) => ConnectError.from(e),
   );

@@ -8,40 +8,30 @@ import { DurationSchema, timestampDate } from "@bufbuild/protobuf/wkt";
 import { Code, ConnectError } from "@connectrpc/connect";
 import { Subjects, type TaskMessage } from "@tm/flow";
 import type { Runtime } from "@tm/kit";
-import {
-  type AdminClient,
-  createAdminClient,
-  createTaskClient,
-  Priority,
-  type ScheduledTaskSchema,
-  ScheduleOverlap,
-} from "@tm/proto";
+import { Priority, type ScheduledTaskSchema, ScheduleOverlap } from "@tm/proto";
 import { Keys, readSchedule } from "@tm/store";
 import { useInfra, waitFor } from "@tm/testkit";
 import { Redis } from "ioredis";
 import { connect, type NatsConnection } from "nats";
 import { afterAll, beforeAll, describe, expect, test } from "vitest";
 import { FAILURE_LOG_INTERVAL_MS, startScheduleRunner, submitRun } from "../src/schedule-runner.js";
-import { type Gateway, startGateway, storedMessagesOf } from "./helpers.js";
+import { type Gateway, startGateway, storedMessagesOf, useGateway } from "./helpers.js";
 
 const infra = useInfra();
 let nc: NatsConnection;
 let redis: Redis;
-/** A replica whose own runner waits ten minutes between rounds: the API, and the tests that run rounds themselves. */
-let quiet: Gateway;
-let admin: AdminClient;
 
 beforeAll(async () => {
   nc = await connect({ servers: infra.nats.url });
   redis = new Redis(infra.redis.url);
-  quiet = await startGateway(infra, { GATEWAY_SCHEDULE_POLL_MS: "600000" });
-  admin = createAdminClient({ baseUrl: quiet.baseUrl });
 });
 afterAll(async () => {
-  await quiet?.stop();
   await nc?.drain();
   redis?.disconnect();
 });
+
+/** A replica whose own runner waits ten minutes between rounds: the API, and the tests that run rounds themselves. */
+const quiet = useGateway(infra, { GATEWAY_SCHEDULE_POLL_MS: "600000" });
 
 /** Every task a schedule submitted so far, from the tasks.ingest messages in the stream. */
 async function runsOf(scheduleId: string): Promise<TaskMessage[]> {
@@ -91,7 +81,7 @@ describe("a schedule run by two gateway replicas", () => {
   });
 
   test("submits one task per time, carrying the schedule in its metadata, until it is deleted", async () => {
-    const { schedule: created } = await admin.createSchedule({
+    const { schedule: created } = await quiet.admin.createSchedule({
       schedule: schedule({
         id: "every-second",
         task: {
@@ -130,12 +120,12 @@ describe("a schedule run by two gateway replicas", () => {
       expiresAfterMs: 30_000,
     });
 
-    const listed = (await admin.listSchedules({})).schedules.find((s) => s.id === "every-second");
+    const listed = (await quiet.admin.listSchedules({})).schedules.find((s) => s.id === "every-second");
     expect(listed?.lastTaskId).toBeTruthy();
     expect(timestampDate(listed!.nextRunAt!).getTime()).toBeGreaterThan(timestampDate(listed!.lastRunAt!).getTime());
 
-    expect(await admin.deleteSchedule({ id: "every-second" })).toMatchObject({ deleted: true });
-    expect(await admin.deleteSchedule({ id: "every-second" })).toMatchObject({ deleted: false });
+    expect(await quiet.admin.deleteSchedule({ id: "every-second" })).toMatchObject({ deleted: true });
+    expect(await quiet.admin.deleteSchedule({ id: "every-second" })).toMatchObject({ deleted: false });
     const after = (await runsOf("every-second")).length;
     // Rounds on both replicas for two more of its seconds: none submits anything.
     const until = Date.now() + 2_000;
@@ -146,9 +136,9 @@ describe("a schedule run by two gateway replicas", () => {
   });
 
   test("a paused schedule submits nothing, keeps its pause when replaced, and resumes from now", async () => {
-    await admin.createSchedule({ schedule: schedule({ id: "pausable" }) });
+    await quiet.admin.createSchedule({ schedule: schedule({ id: "pausable" }) });
     await waitFor("a first run", async () => (await runsOf("pausable")).length > 0, { timeoutMs: 10_000 });
-    const { schedule: paused } = await admin.pauseSchedule({ id: "pausable" });
+    const { schedule: paused } = await quiet.admin.pauseSchedule({ id: "pausable" });
     expect(paused).toMatchObject({ id: "pausable", paused: true, pausedBy: "" });
     expect(paused?.nextRunAt).toBeUndefined();
     const pausedAt = Date.now();
@@ -158,7 +148,7 @@ describe("a schedule run by two gateway replicas", () => {
     const during = (await runsOf("pausable")).filter((run) => Date.parse(run.metadata.scheduled_for!) > pausedAt);
     expect(during).toEqual([]);
 
-    const { schedule: replaced } = await admin.createSchedule({
+    const { schedule: replaced } = await quiet.admin.createSchedule({
       schedule: schedule({ id: "pausable", cron: "*/2 * * * * *" }),
       replace: true,
     });
@@ -166,7 +156,7 @@ describe("a schedule run by two gateway replicas", () => {
     expect(replaced?.nextRunAt).toBeUndefined();
 
     const resumedAt = Date.now();
-    const resumed = await admin.resumeSchedule({ id: "pausable" });
+    const resumed = await quiet.admin.resumeSchedule({ id: "pausable" });
     expect(resumed.wasPaused).toBe(true);
     expect(resumed.schedule?.paused).toBe(false);
     expect(timestampDate(resumed.schedule!.nextRunAt!).getTime()).toBeGreaterThan(resumedAt);
@@ -175,9 +165,9 @@ describe("a schedule run by two gateway replicas", () => {
       async () => (await runsOf("pausable")).some((run) => Date.parse(run.metadata.scheduled_for!) > resumedAt),
       { timeoutMs: 10_000 },
     );
-    expect((await admin.resumeSchedule({ id: "pausable" })).wasPaused).toBe(false);
-    await admin.deleteSchedule({ id: "pausable" });
-    expect(await rejection(admin.pauseSchedule({ id: "pausable" }))).toEqual({
+    expect((await quiet.admin.resumeSchedule({ id: "pausable" })).wasPaused).toBe(false);
+    await quiet.admin.deleteSchedule({ id: "pausable" });
+    expect(await rejection(quiet.admin.pauseSchedule({ id: "pausable" }))).toEqual({
       code: Code.NotFound,
       message: "schedule pausable not found",
     });
@@ -190,7 +180,7 @@ describe("one round at a time (no replica runs schedules meanwhile)", () => {
     // Every minute, and not looked at for an hour (as if every gateway was down): its next time an hour ago.
     await createAsIfIdle("hourly-missed", "* * * * *", Date.now() - 3_600_000);
     const submitted: number[] = [];
-    const runner = startScheduleRunner(quiet.runtime, {
+    const runner = startScheduleRunner(quiet.gateway.runtime, {
       pollMs: 600_000,
       submit: async (_schedule, dueMs) => {
         submitted.push(dueMs);
@@ -211,7 +201,7 @@ describe("one round at a time (no replica runs schedules meanwhile)", () => {
 
   test("a run that cannot be submitted is retried next round under the same key: one task", async () => {
     const dueMs = await createAsIfIdle("retried", "*/5 * * * *", Date.now() - 1_000);
-    const failing = startScheduleRunner(quiet.runtime, {
+    const failing = startScheduleRunner(quiet.gateway.runtime, {
       pollMs: 600_000,
       submit: async () => {
         throw new Error("NATS is down");
@@ -223,14 +213,14 @@ describe("one round at a time (no replica runs schedules meanwhile)", () => {
 
     // A replica that submitted it and died before moving the schedule on, then the next round's run: one task.
     const stored = (await readSchedule(redis, "retried"))!;
-    const first = await submitRun(submitTaskOf(quiet), stored, dueMs);
-    const runner = startScheduleRunner(quiet.runtime, {
+    const first = await submitRun(submitTaskOf(quiet.gateway), stored, dueMs);
+    const runner = startScheduleRunner(quiet.gateway.runtime, {
       pollMs: 600_000,
-      submit: (s, due) => submitRun(submitTaskOf(quiet), s, due),
+      submit: (s, due) => submitRun(submitTaskOf(quiet.gateway), s, due),
     });
     expect(await runner.run()).toBe(1);
     await runner.stop();
-    const listed = (await admin.listSchedules({})).schedules.find((s) => s.id === "retried");
+    const listed = (await quiet.admin.listSchedules({})).schedules.find((s) => s.id === "retried");
     expect(listed?.lastTaskId).toBe(first);
     expect((await runsOf("retried")).map((run) => run.taskId)).toEqual([first]);
   });
@@ -239,13 +229,13 @@ describe("one round at a time (no replica runs schedules meanwhile)", () => {
 test("a schedule whose runs keep failing is warned about once a minute, with the failures in between", async () => {
   await createAsIfIdle("failing-quietly", "*/5 * * * *", Date.now() - 1_000);
   const warnings: Array<Record<string, unknown>> = [];
-  const log = Object.create(quiet.runtime.log) as Runtime["log"];
+  const log = Object.create(quiet.gateway.runtime.log) as Runtime["log"];
   log.warn = ((fields: Record<string, unknown>) => {
     if (fields.scheduleId === "failing-quietly") warnings.push(fields);
   }) as Runtime["log"]["warn"];
   let clock = 1_000_000;
   const runner = startScheduleRunner(
-    { ...quiet.runtime, log },
+    { ...quiet.gateway.runtime, log },
     {
       pollMs: 600_000,
       now: () => clock,
@@ -264,7 +254,7 @@ test("a schedule whose runs keep failing is warned about once a minute, with the
     expect(warnings.map((w) => w.failuresSinceLastWarning)).toEqual([0, 2]);
   } finally {
     await runner.stop();
-    await admin.deleteSchedule({ id: "failing-quietly" });
+    await quiet.admin.deleteSchedule({ id: "failing-quietly" });
   }
 });
 
@@ -274,9 +264,9 @@ describe("a run SubmitTask refuses", () => {
     // A template that no longer passes (as after a task type was withdrawn from the workers).
     const stored = (await readSchedule(redis, "broken"))!;
     await redis.hset(Keys.schedules, "broken", JSON.stringify({ ...stored, task: { ...stored.task, type: "gone" } }));
-    const runner = startScheduleRunner(quiet.runtime, {
+    const runner = startScheduleRunner(quiet.gateway.runtime, {
       pollMs: 600_000,
-      submit: (s, due) => submitRun(submitTaskOf(quiet), s, due),
+      submit: (s, due) => submitRun(submitTaskOf(quiet.gateway), s, due),
     });
     try {
       expect(await runner.run()).toBe(0);
@@ -286,20 +276,20 @@ describe("a run SubmitTask refuses", () => {
     }
     expect(Number(await redis.zscore(Keys.scheduleNext, "broken"))).toBeGreaterThan(dueMs);
     expect(await runsOf("broken")).toEqual([]);
-    const listed = (await admin.listSchedules({})).schedules.find((s) => s.id === "broken");
+    const listed = (await quiet.admin.listSchedules({})).schedules.find((s) => s.id === "broken");
     expect(listed?.lastTaskId).toBe("");
-    const metrics = await (await fetch(`http://127.0.0.1:${quiet.opsPort}/metrics`)).text();
+    const metrics = await (await fetch(`http://127.0.0.1:${quiet.gateway.opsPort}/metrics`)).text();
     expect(metrics).toMatch(/^tm_schedule_runs_total\{[^}]*outcome="rejected"[^}]*\} 1$/m);
   });
 });
 
 test("RunSchedule submits the template once per call, now, a paused schedule's too; its times and last run stay", async () => {
-  await admin.createSchedule({ schedule: schedule({ id: "on-demand", cron: "0 3 * * *" }), replace: true });
-  await admin.pauseSchedule({ id: "on-demand" });
-  const before = (await admin.listSchedules({})).schedules.find((s) => s.id === "on-demand");
+  await quiet.admin.createSchedule({ schedule: schedule({ id: "on-demand", cron: "0 3 * * *" }), replace: true });
+  await quiet.admin.pauseSchedule({ id: "on-demand" });
+  const before = (await quiet.admin.listSchedules({})).schedules.find((s) => s.id === "on-demand");
   const calledAt = Date.now();
-  const first = await admin.runSchedule({ id: "on-demand" });
-  const second = await admin.runSchedule({ id: "on-demand" });
+  const first = await quiet.admin.runSchedule({ id: "on-demand" });
+  const second = await quiet.admin.runSchedule({ id: "on-demand" });
   expect(first.taskId).not.toBe(second.taskId);
   const runs = await runsOf("on-demand");
   expect(runs.map((run) => run.taskId).sort()).toEqual([first.taskId, second.taskId].sort());
@@ -307,29 +297,29 @@ test("RunSchedule submits the template once per call, now, a paused schedule's t
     expect(run).toMatchObject({ type: "echo", payload: { from: "schedule" }, metadata: { team: "ops" } });
     expect(Date.parse(run.metadata.scheduled_for!)).toBeGreaterThanOrEqual(calledAt - 1_000);
   }
-  const after = (await admin.listSchedules({})).schedules.find((s) => s.id === "on-demand");
+  const after = (await quiet.admin.listSchedules({})).schedules.find((s) => s.id === "on-demand");
   expect(after?.paused).toBe(true);
   expect(after?.nextRunAt).toEqual(before?.nextRunAt);
   expect(after?.lastTaskId).toBe(before?.lastTaskId);
-  expect(await rejection(admin.runSchedule({ id: "no-such-schedule" }))).toEqual({
+  expect(await rejection(quiet.admin.runSchedule({ id: "no-such-schedule" }))).toEqual({
     code: Code.NotFound,
     message: "schedule no-such-schedule not found",
   });
-  await admin.deleteSchedule({ id: "on-demand" });
+  await quiet.admin.deleteSchedule({ id: "on-demand" });
 });
 
 describe("overlap policy skip", () => {
   test("a time comes while the previous run's task has not finished: skipped, moved on; once it has, the next runs", async () => {
-    await admin.createSchedule({
+    await quiet.admin.createSchedule({
       schedule: { ...schedule({ id: "no-overlap", cron: "*/5 * * * *" }), overlap: ScheduleOverlap.SKIP },
       replace: true,
     });
-    expect((await admin.listSchedules({})).schedules.find((s) => s.id === "no-overlap")?.overlap).toBe(
+    expect((await quiet.admin.listSchedules({})).schedules.find((s) => s.id === "no-overlap")?.overlap).toBe(
       ScheduleOverlap.SKIP,
     );
-    const runner = startScheduleRunner(quiet.runtime, {
+    const runner = startScheduleRunner(quiet.gateway.runtime, {
       pollMs: 600_000,
-      submit: (s, due) => submitRun(submitTaskOf(quiet), s, due),
+      submit: (s, due) => submitRun(submitTaskOf(quiet.gateway), s, due),
     });
     const dueNow = async () => {
       const dueMs = Date.now() - 1_000;
@@ -347,13 +337,13 @@ describe("overlap policy skip", () => {
       expect(await runner.run()).toBe(0);
       expect(Number(await redis.zscore(Keys.scheduleNext, "no-overlap"))).toBeGreaterThan(skippedMs);
       expect((await runsOf("no-overlap")).map((run) => run.taskId)).toEqual([first!.taskId]);
-      expect((await admin.listSchedules({})).schedules.find((s) => s.id === "no-overlap")?.lastTaskId).toBe(
+      expect((await quiet.admin.listSchedules({})).schedules.find((s) => s.id === "no-overlap")?.lastTaskId).toBe(
         first!.taskId,
       );
-      const metrics = await (await fetch(`http://127.0.0.1:${quiet.opsPort}/metrics`)).text();
+      const metrics = await (await fetch(`http://127.0.0.1:${quiet.gateway.opsPort}/metrics`)).text();
       expect(metrics).toMatch(/^tm_schedule_runs_total\{[^}]*outcome="overlapped"[^}]*\} 1$/m);
       // The first task finishes (cancelled here): the next time runs again.
-      await createTaskClient({ baseUrl: quiet.baseUrl }).cancelTask({ taskId: first!.taskId });
+      await quiet.client.cancelTask({ taskId: first!.taskId });
       await dueNow();
       expect(await runner.run()).toBe(1);
       expect(await runsOf("no-overlap")).toHaveLength(2);
@@ -370,7 +360,7 @@ function submitTaskOf(gateway: Gateway) {
 
 /** Creates a schedule through the API, then sets its next time to `dueMs` as an idle period would leave it. */
 async function createAsIfIdle(id: string, cron: string, dueMs: number): Promise<number> {
-  await admin.createSchedule({
+  await quiet.admin.createSchedule({
     schedule: schedule({ id, cron }),
     replace: true,
   });
@@ -379,7 +369,7 @@ async function createAsIfIdle(id: string, cron: string, dueMs: number): Promise<
 }
 
 test("bad schedules are INVALID_ARGUMENT naming the field; an existing id is ALREADY_EXISTS unless replaced", async () => {
-  const invalid = async (init: ScheduleInit) => rejection(admin.createSchedule({ schedule: schedule(init) }));
+  const invalid = async (init: ScheduleInit) => rejection(quiet.admin.createSchedule({ schedule: schedule(init) }));
   expect(await invalid({ id: "Bad Id" })).toMatchObject({ code: Code.InvalidArgument, message: /^schedule\.id: / });
   expect(await invalid({ id: "x", cron: "61 * * * *" })).toMatchObject({
     code: Code.InvalidArgument,
@@ -401,23 +391,27 @@ test("bad schedules are INVALID_ARGUMENT naming the field; an existing id is ALR
   });
   expect(await invalid({ id: "x", task: undefined })).toMatchObject({ message: "schedule.task: is required" });
   expect(
-    await rejection(admin.createSchedule({ schedule: { ...schedule({ id: "x" }), overlap: 7 as ScheduleOverlap } })),
+    await rejection(
+      quiet.admin.createSchedule({ schedule: { ...schedule({ id: "x" }), overlap: 7 as ScheduleOverlap } }),
+    ),
   ).toMatchObject({
     code: Code.InvalidArgument,
     message: "schedule.overlap: must be SCHEDULE_OVERLAP_ALLOW or SCHEDULE_OVERLAP_SKIP (got 7)",
   });
 
-  await admin.createSchedule({ schedule: schedule({ id: "nightly", cron: "0 2 * * *", timezone: "Europe/Berlin" }) });
-  expect(await rejection(admin.createSchedule({ schedule: schedule({ id: "nightly" }) }))).toMatchObject({
+  await quiet.admin.createSchedule({
+    schedule: schedule({ id: "nightly", cron: "0 2 * * *", timezone: "Europe/Berlin" }),
+  });
+  expect(await rejection(quiet.admin.createSchedule({ schedule: schedule({ id: "nightly" }) }))).toMatchObject({
     code: Code.AlreadyExists,
     message: "schedule nightly exists (set replace to replace it, or delete it first)",
   });
-  const { schedule: replaced } = await admin.createSchedule({
+  const { schedule: replaced } = await quiet.admin.createSchedule({
     schedule: schedule({ id: "nightly", cron: "30 3 * * *", timezone: "Europe/Berlin" }),
     replace: true,
   });
   // 03:30 in Berlin is 02:30 UTC in winter.
   expect(timestampDate(replaced!.nextRunAt!).toISOString()).toMatch(/T02:30:00\.000Z$/);
-  expect(await rejection(admin.deleteSchedule({ id: "../x" }))).toMatchObject({ code: Code.InvalidArgument });
-  await admin.deleteSchedule({ id: "nightly" });
+  expect(await rejection(quiet.admin.deleteSchedule({ id: "../x" }))).toMatchObject({ code: Code.InvalidArgument });
+  await quiet.admin.deleteSchedule({ id: "nightly" });
 });

@@ -13,7 +13,7 @@ import { useInfra, waitFor } from "@tm/testkit";
 import { Redis } from "ioredis";
 import { connect, type NatsConnection } from "nats";
 import { afterAll, beforeAll, describe, expect, test } from "vitest";
-import { type Gateway, rejection, startGateway, storedMessagesOf } from "./helpers.js";
+import { rejection, startGateway, storedMessagesOf, useGateway } from "./helpers.js";
 
 const infra = useInfra();
 let nc: NatsConnection;
@@ -51,18 +51,11 @@ const refused = (outcome: SubmitTaskOutcome | undefined) =>
   outcome?.outcome.case === "error" ? outcome.outcome.value : undefined;
 
 describe("SubmitTasks", () => {
-  let gateway: Gateway;
-  const client = () => createTaskClient({ baseUrl: gateway.baseUrl });
-  beforeAll(async () => {
-    gateway = await startGateway(infra, { GATEWAY_MAX_BATCH_TASKS: "300" });
-  });
-  afterAll(async () => {
-    await gateway?.stop();
-  });
+  const g = useGateway(infra, { GATEWAY_MAX_BATCH_TASKS: "300" });
 
   test("a batch of 250: one outcome per task in order, each saved PENDING, queued once and audited", async () => {
     const batch = Array.from({ length: 250 }, (_, i) => ({ type: "echo", payload: { i }, metadata: { i: String(i) } }));
-    const { outcomes } = await client().submitTasks({ tasks: batch });
+    const { outcomes } = await g.client.submitTasks({ tasks: batch });
     expect(outcomes).toHaveLength(250);
     const ids = outcomes.map((outcome) => accepted(outcome)?.taskId ?? "");
     expect(ids.filter((id) => id === "")).toEqual([]);
@@ -70,7 +63,7 @@ describe("SubmitTasks", () => {
     expect(outcomes.every((outcome) => accepted(outcome)?.deduplicated === false)).toBe(true);
     // In order: the i-th outcome is the i-th task.
     for (const i of [0, 1, 127, 249]) {
-      const { task } = await client().getTask({ taskId: ids[i]! });
+      const { task } = await g.client.getTask({ taskId: ids[i]! });
       expect(task?.metadata.i).toBe(String(i));
       expect(task?.status?.state).toBe(TaskState.PENDING);
     }
@@ -91,7 +84,7 @@ describe("SubmitTasks", () => {
       { type: "echo", schedule: { case: "delay", value: { seconds: BigInt(400_000) } } },
       { type: "echo", payload: { ok: 2 } },
     ] as SubmitTaskRequest[];
-    const { outcomes } = await client().submitTasks({ tasks });
+    const { outcomes } = await g.client.submitTasks({ tasks });
     expect(outcomes.map((outcome) => outcome.outcome.case)).toEqual([
       "accepted",
       "error",
@@ -119,14 +112,14 @@ describe("SubmitTasks", () => {
   test("idempotency keys: a retried batch answers the same ids, deduplicated, and queues nothing new; a key twice in one batch is one task", async () => {
     const keys = Array.from({ length: 20 }, () => `batch-${crypto.randomUUID()}`);
     const tasks = keys.map((idempotencyKey, i) => ({ type: "echo", payload: { i }, idempotencyKey }));
-    const first = await client().submitTasks({ tasks });
-    const again = await client().submitTasks({ tasks });
+    const first = await g.client.submitTasks({ tasks });
+    const again = await g.client.submitTasks({ tasks });
     const firstIds = first.outcomes.map((outcome) => accepted(outcome)?.taskId);
     expect(again.outcomes.map((outcome) => accepted(outcome)?.taskId)).toEqual(firstIds);
     expect(again.outcomes.every((outcome) => accepted(outcome)?.deduplicated)).toBe(true);
 
     const twice = `twice-${crypto.randomUUID()}`;
-    const { outcomes } = await client().submitTasks({
+    const { outcomes } = await g.client.submitTasks({
       tasks: [
         { type: "echo", idempotencyKey: twice },
         { type: "echo", idempotencyKey: twice },
@@ -142,11 +135,11 @@ describe("SubmitTasks", () => {
 
   test("no tasks, or more than GATEWAY_MAX_BATCH_TASKS: INVALID_ARGUMENT naming the bound, nothing created", async () => {
     const before = await redis.zcard(Keys.taskIndex);
-    const empty = await rejection(client().submitTasks({ tasks: [] }));
+    const empty = await rejection(g.client.submitTasks({ tasks: [] }));
     expect(empty.code).toBe(Code.InvalidArgument);
     expect(empty.rawMessage).toBe("tasks: a batch needs at least one task");
     const tooMany = await rejection(
-      client().submitTasks({ tasks: Array.from({ length: 301 }, () => ({ type: "echo" })) }),
+      g.client.submitTasks({ tasks: Array.from({ length: 301 }, () => ({ type: "echo" })) }),
     );
     expect(tooMany.code).toBe(Code.InvalidArgument);
     expect(tooMany.rawMessage).toContain(
@@ -157,31 +150,28 @@ describe("SubmitTasks", () => {
 });
 
 describe("SubmitTasks and the rate limit (api-key callers, 1 task/s, a burst of 5)", () => {
-  let gateway: Gateway;
   const KEY = "batcher-key-0123456789abcdef";
-  const client = () => createTaskClient({ baseUrl: gateway.baseUrl, apiKey: KEY });
-  beforeAll(async () => {
-    gateway = await startGateway(infra, {
+  const g = useGateway(
+    infra,
+    {
       GATEWAY_AUTH_MODE: "api-key",
       GATEWAY_API_KEYS: `batcher:${KEY}`,
       GATEWAY_RATE_LIMIT_PER_SEC: "1",
       GATEWAY_RATE_LIMIT_BURST: "5",
-    });
-  });
-  afterAll(async () => {
-    await gateway?.stop();
-  });
+    },
+    { apiKey: KEY },
+  );
 
   test("a batch takes one token per task: five pass and empty the bucket; more than the burst can never pass", async () => {
     const tooBig = await rejection(
-      client().submitTasks({ tasks: Array.from({ length: 6 }, () => ({ type: "echo" })) }),
+      g.client.submitTasks({ tasks: Array.from({ length: 6 }, () => ({ type: "echo" })) }),
     );
     expect(tooBig.code).toBe(Code.InvalidArgument);
     expect(tooBig.rawMessage).toContain("a batch of 6 tasks is more than the rate limit allows at once (a burst of 5");
-    const { outcomes } = await client().submitTasks({ tasks: Array.from({ length: 5 }, () => ({ type: "echo" })) });
+    const { outcomes } = await g.client.submitTasks({ tasks: Array.from({ length: 5 }, () => ({ type: "echo" })) });
     expect(outcomes.filter((outcome) => accepted(outcome))).toHaveLength(5);
     // The batch took all five tokens: the next call, a single task, waits for one to come back.
-    const limited = await rejection(client().submitTask({ type: "echo" }));
+    const limited = await rejection(g.client.submitTask({ type: "echo" }));
     expect(limited.code).toBe(Code.ResourceExhausted);
     expect(limited.rawMessage).toMatch(/^rate limit exceeded for caller batcher/);
   });

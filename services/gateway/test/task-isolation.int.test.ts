@@ -6,8 +6,8 @@
 import { Code, ConnectError } from "@connectrpc/connect";
 import { createTaskClient, TaskState } from "@tm/proto";
 import { useInfra } from "@tm/testkit";
-import { afterAll, beforeAll, describe, expect, test } from "vitest";
-import { type Gateway, startGateway } from "./helpers.js";
+import { describe, expect, test } from "vitest";
+import { startGateway, useGateway } from "./helpers.js";
 
 const KEYS = {
   shop: "shop-key-0123456789abcdef",
@@ -42,14 +42,8 @@ async function firstStatus(stream: AsyncIterable<{ status?: { state: TaskState }
 }
 
 describe("GATEWAY_TASK_ISOLATION=caller", () => {
-  let gateway: Gateway;
-  const as = (caller: keyof typeof KEYS) => createTaskClient({ baseUrl: gateway.baseUrl, apiKey: KEYS[caller] });
-  beforeAll(async () => {
-    gateway = await startGateway(infra, env("caller"));
-  });
-  afterAll(async () => {
-    await gateway?.stop();
-  });
+  const g = useGateway(infra, env("caller"));
+  const as = (caller: keyof typeof KEYS) => createTaskClient({ baseUrl: g.gateway.baseUrl, apiKey: KEYS[caller] });
 
   test("another caller's task is NOT_FOUND on GetTask, StreamTaskStatus, CancelTask and PromoteTask, as an unknown id is", async () => {
     const { taskId } = await as("shop").submitTask({ type: "echo", payload: { order: 1 } });

@@ -6,10 +6,10 @@
  */
 import { Code, ConnectError, createClient } from "@connectrpc/connect";
 import { createConnectTransport, createGrpcWebTransport } from "@connectrpc/connect-node";
-import { createTaskClient, type StreamTaskStatusResponse, TaskService, TaskState } from "@tm/proto";
+import { type StreamTaskStatusResponse, TaskService, TaskState } from "@tm/proto";
 import { useInfra, waitFor } from "@tm/testkit";
-import { afterAll, beforeAll, expect, test } from "vitest";
-import { type Gateway, startGateway } from "./helpers.js";
+import { expect, test } from "vitest";
+import { useGateway } from "./helpers.js";
 
 const METRIC = "tm_rpc_server_duration_ms";
 const TASK_SERVICE = "taskmanager.v1.TaskService";
@@ -17,14 +17,7 @@ const TASK_SERVICE = "taskmanager.v1.TaskService";
 const HELD_MS = 300;
 
 const infra = useInfra();
-let gateway: Gateway;
-
-beforeAll(async () => {
-  gateway = await startGateway(infra);
-});
-afterAll(async () => {
-  await gateway?.stop();
-});
+const g = useGateway(infra);
 
 interface Sample {
   labels: Record<string, string>;
@@ -36,7 +29,7 @@ interface Sample {
  * but lies outside this package's rootDir; a label value here never contains a quote or a brace.)
  */
 async function scrape(name: string): Promise<Sample[]> {
-  const text = await (await fetch(`http://127.0.0.1:${gateway.opsPort}/metrics`)).text();
+  const text = await (await fetch(`http://127.0.0.1:${g.gateway.opsPort}/metrics`)).text();
   return [...text.matchAll(new RegExp(`^${name}\\{([^}]*)\\} (\\S+)$`, "gm"))].map(([, labels = "", value]) => ({
     labels: Object.fromEntries([...labels.matchAll(/([a-z_]+)="([^"]*)"/g)].map(([, k = "", v = ""]) => [k, v])),
     value: Number(value),
@@ -46,14 +39,14 @@ async function scrape(name: string): Promise<Sample[]> {
 const key = (labels: Record<string, string>) => `${labels.server} ${labels.method} ${labels.code}`;
 
 test("unary calls and server streams over the web port are timed by method, code and server", async () => {
-  const web = `http://127.0.0.1:${gateway.started.webPort}`;
+  const web = `http://127.0.0.1:${g.gateway.started.webPort}`;
   // What the web console uses (Connect protocol, JSON) and what a gRPC-Web browser client uses.
   const connect = createClient(
     TaskService,
     createConnectTransport({ baseUrl: web, httpVersion: "1.1", useBinaryFormat: false }),
   );
   const grpcWeb = createClient(TaskService, createGrpcWebTransport({ baseUrl: web, httpVersion: "1.1" }));
-  const grpc = createTaskClient({ baseUrl: gateway.baseUrl });
+  const grpc = g.client;
 
   // Unary over the web port: one accepted, one rejected.
   const { taskId } = await connect.submitTask({ type: "echo" });
