@@ -386,8 +386,8 @@ describe("AdminService", () => {
       });
       expect(listed.code, listed.stderr).toBe(0);
       const lines = listed.stdout.trim().split("\n");
-      expect(lines[0]).toMatch(/^WORKER +STARTED +SEEN +RUNNING +QUEUED +PAUSED$/);
-      expect(lines[1]).toMatch(/^\S+:\d+ +(just now|\d+[smh] ago) +(just now|\d+s ago) +1\/8 +0 +-$/);
+      expect(lines[0]).toMatch(/^WORKER +STARTED +SEEN +RUNNING +QUEUED +PAUSED +STATE$/);
+      expect(lines[1]).toMatch(/^\S+:\d+ +(just now|\d+[smh] ago) +(just now|\d+s ago) +1\/8 +0 +- +taking tasks$/);
       expect(lines.find((line) => line.startsWith(taskId))).toMatch(
         new RegExp(`^${taskId} +sleep +medium +1 +(<1s|\\d+s) +\\S+:\\d+$`),
       );
@@ -401,6 +401,41 @@ describe("AdminService", () => {
     } finally {
       await pipeline.client.cancelTask({ taskId, reason: "test done" });
     }
+  });
+
+  test("taskctl workers quiet|resume: the worker takes no task while quiet, and the waiting one once resumed", async () => {
+    const listedWorker = async () => JSON.parse((await taskctl("workers", "--json")).stdout).workers[0];
+    const id: string = (await listedWorker()).id;
+    const quiet = await taskctl("workers", "quiet", id);
+    expect(quiet.code, quiet.stderr).toBe(0);
+    expect(quiet.stdout).toBe(
+      `${id}: quiet (takes no new tasks from its next poll; what it holds buffered goes to the other workers)\n`,
+    );
+    try {
+      await waitFor("the worker listed quiet", async () => /\squiet$/m.test((await taskctl("workers")).stdout));
+      // The only worker is quiet: a task submitted now waits, queued for it.
+      const { taskId } = await pipeline.client.submitTask({ type: "echo", payload: { quiet: true } });
+      await waitFor("the task queued for a worker", async () => {
+        const { task } = await pipeline.client.getTask({ taskId });
+        return task?.status?.state === TaskState.SCHEDULED;
+      });
+      // Two more reports of the worker (its controls are read more often): it has still not taken the task.
+      const seen = new Set([(await listedWorker()).seenAt]);
+      await waitFor("two more reports", async () => seen.add((await listedWorker()).seenAt).size >= 3);
+      expect((await pipeline.client.getTask({ taskId })).task?.status?.state).toBe(TaskState.SCHEDULED);
+      expect((await taskctl("workers", "quiet", id)).stdout).toBe(`${id}: was quiet already\n`);
+      const resumed = await taskctl("workers", "resume", id);
+      expect(resumed.stdout).toBe(`${id}: resumed (takes tasks again)\n`);
+      await waitFor("the waiting task run", async () => {
+        const { task } = await pipeline.client.getTask({ taskId });
+        return task?.status?.state === TaskState.SUCCEEDED;
+      });
+    } finally {
+      await taskctl("workers", "resume", id);
+    }
+    const unknown = await taskctl("workers", "quiet", "nobody:1");
+    expect(unknown.code).not.toBe(0);
+    expect(unknown.stderr).toContain('no live worker "nobody:1" (taskctl workers lists them)');
   });
 
   test("taskctl stats, ls, history and dlq (ls, replay, discard) with --json", async () => {

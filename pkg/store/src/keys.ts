@@ -42,6 +42,8 @@
  *                       three report intervals are trimmed on every report, so at most the live workers
  *   worker:<id>         string: the worker's latest report (JSON: its tasks running, buffered, paused queues)
  *                       TTL three report intervals (WORKER_REPORT_INTERVAL_MS)
+ *   worker_quiet:<id>   string: JSON {at, by} while an operator keeps the worker from taking new tasks (QuietWorker)
+ *                       TTL its report's, renewed by every report; removed when the worker starts or stops
  *   task_handbacks:<id> hash: generation → deliveries of the task a worker handed back unstarted (stopping, quiet),
  *                       which are not attempts (hand-backs.ts)   TTL taskTtlSeconds from the last hand-back
  */
@@ -72,6 +74,7 @@ export const Keys = {
   typeBackoff: (type: string) => `type_backoff:${type}`,
   workers: "workers",
   worker: (id: string) => `worker:${id}`,
+  workerQuiet: (id: string) => `worker_quiet:${id}`,
   handBacks: (id: string) => `task_handbacks:${id}`,
 } as const;
 

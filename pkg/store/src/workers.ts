@@ -4,9 +4,16 @@
  * three reports) and its id to the sorted set `workers` (scored by the report's time). A worker that stops removes
  * both; one that dies drops out of the list when its key expires, and every report trims the set of ids not reported
  * for that long, so the set holds at most the workers alive within one TTL.
+ *
+ * An operator can make one worker quiet (QuietWorker, `taskctl workers quiet`; Sidekiq's and Asynq's quiet):
+ * `worker_quiet:<id>` ({at, by}), set only while the worker's report exists and with its report's TTL, which every
+ * report renews, so the mark lives as long as the worker and goes with it. The worker reads it with the paused
+ * queues (readWorkerControls), and removes it when it starts (a new process takes tasks) and when it stops.
  */
 import type { Redis } from "ioredis";
 import { Keys } from "./keys.js";
+import { type QueuePause, readPausedQueues } from "./queues.js";
+import { luaScript } from "./script.js";
 
 /** A task running in a worker, as it reports it. */
 export interface RunningTaskReport {
@@ -35,6 +42,8 @@ export interface WorkerReport {
   running: RunningTaskReport[];
   /** Handlers still running after their attempt ended (they ignored their AbortSignal); absent in older reports. */
   abandoned?: number;
+  /** Whether it takes no new tasks (an operator's QuietWorker), as it applies it; absent in older reports. */
+  quiet?: boolean;
   /** When it wrote this report (ms). */
   seenAtMs: number;
 }
@@ -42,19 +51,79 @@ export interface WorkerReport {
 /** The most running tasks one report lists (a worker with a larger WORKER_CONCURRENCY reports the count). */
 export const MAX_REPORTED_TASKS = 100;
 
-/** Writes a worker's report and trims the ids not reported within `ttlMs` (one round trip). */
-export async function reportWorker(redis: Redis, report: WorkerReport, ttlMs: number): Promise<void> {
-  await redis
-    .multi()
+/**
+ * Writes a worker's report and trims the ids not reported within `ttlMs` (one round trip); renews its quiet mark's
+ * TTL with the report's. `first`: the process's first report, which clears a quiet mark a former process of the same
+ * id left (a restarted pod keeps its name, and every pid there is 1).
+ */
+export async function reportWorker(
+  redis: Redis,
+  report: WorkerReport,
+  ttlMs: number,
+  { first = false }: { first?: boolean } = {},
+): Promise<void> {
+  const multi = redis.multi();
+  if (first) multi.del(Keys.workerQuiet(report.id));
+  await multi
     .set(Keys.worker(report.id), JSON.stringify(report), "PX", ttlMs)
+    .pexpire(Keys.workerQuiet(report.id), ttlMs)
     .zadd(Keys.workers, report.seenAtMs, report.id)
     .zremrangebyscore(Keys.workers, "-inf", `(${report.seenAtMs - ttlMs}`)
     .exec();
 }
 
-/** Removes a stopping worker's report. */
+/** Removes a stopping worker's report and its quiet mark. */
 export async function forgetWorker(redis: Redis, id: string): Promise<void> {
-  await redis.multi().del(Keys.worker(id)).zrem(Keys.workers, id).exec();
+  await redis.multi().del(Keys.worker(id)).del(Keys.workerQuiet(id)).zrem(Keys.workers, id).exec();
+}
+
+/** Who made a worker quiet, and when. */
+export interface WorkerQuiet {
+  at: string;
+  by: string;
+}
+
+// KEYS: worker:<id>, worker_quiet:<id>; ARGV: '1' to quiet / '0' to resume, the mark (JSON).
+// -1: no live worker has the id; otherwise 1 when it changed anything, 0 when it was so already.
+const SET_WORKER_QUIET = luaScript(`
+local ttl = redis.call('PTTL', KEYS[1])
+if ttl <= 0 then return -1 end
+local was = redis.call('EXISTS', KEYS[2]) == 1
+if ARGV[1] == '1' then
+  if was then return 0 end
+  redis.call('SET', KEYS[2], ARGV[2], 'PX', ttl)
+  return 1
+end
+if not was then return 0 end
+redis.call('DEL', KEYS[2])
+return 1
+`);
+
+/**
+ * QuietWorker (true) / ResumeWorker (false): whether it changed anything, or "not-found" when no live worker has the
+ * id (its report expired or was never written). The mark gets the report's TTL, so it cannot outlive the worker.
+ */
+export async function setWorkerQuiet(
+  redis: Redis,
+  id: string,
+  quiet: boolean,
+  mark: WorkerQuiet,
+): Promise<boolean | "not-found"> {
+  const reply = (await SET_WORKER_QUIET.run(
+    redis,
+    [Keys.worker(id), Keys.workerQuiet(id)],
+    [quiet ? "1" : "0", JSON.stringify(mark)],
+  )) as number;
+  return reply === -1 ? "not-found" : reply === 1;
+}
+
+/** What a worker follows each poll (one round trip): the paused queues (fleet-wide) and whether it is quiet. */
+export async function readWorkerControls(
+  redis: Redis,
+  id: string,
+): Promise<{ pausedQueues: QueuePause[]; quiet: boolean }> {
+  const [pausedQueues, quiet] = await Promise.all([readPausedQueues(redis), redis.exists(Keys.workerQuiet(id))]);
+  return { pausedQueues, quiet: quiet === 1 };
 }
 
 /** The live workers' latest reports, by id; an id whose report expired or is not JSON is left out. */

@@ -5,7 +5,15 @@
  */
 import { useClients, useInfra, waitFor } from "@tm/testkit";
 import { beforeEach, expect, test } from "vitest";
-import { forgetWorker, Keys, listWorkers, reportWorker, type WorkerReport } from "../src/index.js";
+import {
+  forgetWorker,
+  Keys,
+  listWorkers,
+  readWorkerControls,
+  reportWorker,
+  setWorkerQuiet,
+  type WorkerReport,
+} from "../src/index.js";
 
 const clients = useClients(useInfra());
 beforeEach(async () => {
@@ -68,4 +76,42 @@ test("a report that is not JSON (written by hand) is left out", async () => {
   await clients.redis.zadd(Keys.workers, Date.now(), "bad:2");
   await clients.redis.set(Keys.worker("bad:2"), "not json");
   expect((await listWorkers(clients.redis)).map((w) => w.id)).toEqual(["ok:1"]);
+});
+
+test("a quiet mark is set only on a live worker, with its report's TTL, renewed by reports, and goes with the worker", async () => {
+  const mark = { at: "2026-12-06T08:00:00.000Z", by: "ops" };
+  expect(await setWorkerQuiet(clients.redis, "host-a:1", true, mark)).toBe("not-found");
+  expect(await setWorkerQuiet(clients.redis, "host-a:1", false, mark)).toBe("not-found");
+  expect(await clients.redis.exists(Keys.workerQuiet("host-a:1"))).toBe(0);
+
+  await reportWorker(clients.redis, report("host-a:1", Date.now()), 60_000);
+  expect(await readWorkerControls(clients.redis, "host-a:1")).toEqual({ pausedQueues: [], quiet: false });
+  expect(await setWorkerQuiet(clients.redis, "host-a:1", true, mark)).toBe(true);
+  expect(await setWorkerQuiet(clients.redis, "host-a:1", true, mark)).toBe(false); // quiet already
+  expect(JSON.parse((await clients.redis.get(Keys.workerQuiet("host-a:1"))) ?? "")).toEqual(mark);
+  expect(await clients.redis.pttl(Keys.workerQuiet("host-a:1"))).toBeLessThanOrEqual(60_000);
+  expect(await readWorkerControls(clients.redis, "host-a:1")).toMatchObject({ quiet: true });
+  expect(await readWorkerControls(clients.redis, "host-b:1")).toMatchObject({ quiet: false });
+
+  // The next report renews it with the report's own TTL; the process's first report clears it.
+  await reportWorker(clients.redis, report("host-a:1", Date.now()), 120_000);
+  expect(await clients.redis.pttl(Keys.workerQuiet("host-a:1"))).toBeGreaterThan(60_000);
+  await reportWorker(clients.redis, report("host-a:1", Date.now()), 120_000, { first: true });
+  expect(await clients.redis.exists(Keys.workerQuiet("host-a:1"))).toBe(0);
+
+  expect(await setWorkerQuiet(clients.redis, "host-a:1", true, mark)).toBe(true);
+  expect(await setWorkerQuiet(clients.redis, "host-a:1", false, mark)).toBe(true);
+  expect(await setWorkerQuiet(clients.redis, "host-a:1", false, mark)).toBe(false); // not quiet
+  expect(await setWorkerQuiet(clients.redis, "host-a:1", true, mark)).toBe(true);
+  await forgetWorker(clients.redis, "host-a:1");
+  expect(await clients.redis.exists(Keys.workerQuiet("host-a:1"))).toBe(0);
+});
+
+test("a quiet mark expires with a dead worker's report", async () => {
+  await reportWorker(clients.redis, report("host-c:1", Date.now()), 200);
+  expect(await setWorkerQuiet(clients.redis, "host-c:1", true, { at: "", by: "" })).toBe(true);
+  await waitFor(
+    "both gone",
+    async () => (await clients.redis.exists(Keys.worker("host-c:1"), Keys.workerQuiet("host-c:1"))) === 0,
+  );
 });

@@ -312,6 +312,7 @@ export function renderWorkers(workers: WorkerInfo[], now: number): string {
       { header: "RUNNING", align: "right" },
       { header: "QUEUED", align: "right" },
       { header: "PAUSED" },
+      { header: "STATE" },
     ],
     workers.map((worker) => [
       worker.id,
@@ -320,6 +321,7 @@ export function renderWorkers(workers: WorkerInfo[], now: number): string {
       `${worker.runningCount}/${worker.concurrency}${worker.abandoned ? ` +${worker.abandoned} abandoned` : ""}`,
       String(worker.queued),
       worker.pausedQueues.map(priorityName).join(",") || "-",
+      worker.quiet ? "quiet" : "taking tasks",
     ]),
   );
   const running = workers

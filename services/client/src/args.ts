@@ -76,6 +76,7 @@ export type Invocation =
   | { command: "health"; globals: GlobalOptions }
   | { command: "stats"; globals: GlobalOptions }
   | { command: "workers"; globals: GlobalOptions }
+  | { command: "workers-quiet" | "workers-resume"; globals: GlobalOptions; workerId: string }
   | { command: "ls"; globals: GlobalOptions; filter: TaskListFilter; limit: number; pageToken?: string }
   | { command: "history"; globals: GlobalOptions; taskId: string }
   | ({ command: "dlq"; globals: GlobalOptions; limit: number; pageToken?: string } & DlqAction)
@@ -119,8 +120,8 @@ export type ScheduleAction =
       expiresAfterMs?: number;
     };
 
-/** `cancel-all` is `cancel --all`: parsed under `cancel`. */
-export type CommandName = Exclude<Invocation["command"], "help" | "cancel-all">;
+/** `cancel-all` is `cancel --all`, parsed under `cancel`; `workers-quiet|resume` are `workers quiet|resume`. */
+export type CommandName = Exclude<Invocation["command"], "help" | "cancel-all" | "workers-quiet" | "workers-resume">;
 
 type Options = NonNullable<ParseArgsConfig["options"]>;
 
@@ -350,9 +351,18 @@ export function parseCommandLine(argv: string[], env: NodeJS.ProcessEnv = {}, no
     case "stats":
       exactly(name, positionals, []);
       return { command: "stats", globals };
-    case "workers":
-      exactly(name, positionals, []);
-      return { command: "workers", globals };
+    case "workers": {
+      const [action, ...rest] = positionals;
+      if (action === undefined || action === "ls") {
+        exactly(name, rest, [], "workers");
+        return { command: "workers", globals };
+      }
+      if (action !== "quiet" && action !== "resume") {
+        throw new UsageError(`workers: unknown action "${action}" (ls, quiet or resume)\n\n${HELP.workers}`);
+      }
+      const [workerId] = exactly(name, rest, ["<worker id>"], `workers ${action}`);
+      return { command: `workers-${action}`, globals, workerId: workerId! };
+    }
     case "ls": {
       exactly(name, positionals, []);
       const filter = parseTaskListFilter({ ...taskFilterFlags(values), stalledFor: str(values["stalled-for"]) }, now);

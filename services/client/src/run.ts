@@ -11,6 +11,7 @@ import {
   queuePauseCommand,
   requeueCommand,
   statsCommand,
+  workerQuietCommand,
   workersCommand,
 } from "./commands/admin.js";
 import { cancelCommand } from "./commands/cancel.js";
@@ -66,6 +67,9 @@ export async function run(argv: string[], io: Io): Promise<ExitCode> {
         return await statsCommand(io, adminClientFor(globals), globals.json);
       case "workers":
         return await workersCommand(io, adminClientFor(globals), globals.json);
+      case "workers-quiet":
+      case "workers-resume":
+        return await workerQuietCommand(io, adminClientFor(globals), invocation);
       case "ls":
         return await lsCommand(io, adminClientFor(globals), { ...invocation, json: globals.json });
       case "history":

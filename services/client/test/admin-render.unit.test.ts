@@ -309,12 +309,13 @@ describe("limits ls", () => {
         concurrency: 2,
         runningCount: 1,
         running: [task("t-1", NOW - 90_000, 3)],
+        quiet: true,
       }),
     ];
     expect(renderWorkers(workers, NOW).split("\n")).toEqual([
-      "WORKER      STARTED  SEEN      RUNNING  QUEUED  PAUSED",
-      "worker-a:1  3h ago   2s ago        1/8       3  low",
-      "worker-b:1  1m ago   just now      1/2       0  -",
+      "WORKER      STARTED  SEEN      RUNNING  QUEUED  PAUSED  STATE",
+      "worker-a:1  3h ago   2s ago        1/8       3  low     taking tasks",
+      "worker-b:1  1m ago   just now      1/2       0  -       quiet",
       "",
       "TASK  TYPE   PRIORITY  ATTEMPT  RUNNING FOR  WORKER",
       "t-1   sleep  high            3  1m           worker-b:1",
@@ -330,7 +331,9 @@ describe("limits ls", () => {
         .at(-1),
     ).toBe("no task running");
     const stuck = create(WorkerInfoSchema, { id: "stuck:1", concurrency: 4, runningCount: 1, abandoned: 2 });
-    expect(renderWorkers([stuck], NOW).split("\n")[1]).toMatch(/^stuck:1 +- +- +1\/4 \+2 abandoned +0 +-$/);
+    expect(renderWorkers([stuck], NOW).split("\n")[1]).toMatch(
+      /^stuck:1 +- +- +1\/4 \+2 abandoned +0 +- +taking tasks$/,
+    );
     expect(renderWorkers([], NOW)).toBe("no live workers (none reported within the last three report intervals)");
   });
 });

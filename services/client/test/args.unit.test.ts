@@ -208,6 +208,25 @@ describe("parseCommandLine", () => {
     });
   });
 
+  test("workers [ls] lists; workers quiet|resume <id> name one worker; mistakes are named", () => {
+    expect(parseCommandLine(["workers"])).toMatchObject({ command: "workers" });
+    expect(parseCommandLine(["workers", "ls"])).toMatchObject({ command: "workers" });
+    expect(parseCommandLine(["workers", "quiet", "pod-0:1"])).toMatchObject({
+      command: "workers-quiet",
+      workerId: "pod-0:1",
+    });
+    expect(parseCommandLine(["workers", "resume", "pod-0:1", "--json"])).toMatchObject({
+      command: "workers-resume",
+      workerId: "pod-0:1",
+      globals: { json: true },
+    });
+    expect(usageErrorOf(["workers", "quiet"])).toMatch(/^workers quiet: missing <worker id>/);
+    expect(usageErrorOf(["workers", "stop", "pod-0:1"])).toMatch(
+      /^workers: unknown action "stop" \(ls, quiet or resume\)/,
+    );
+    expect(usageErrorOf(["workers", "ls", "extra"])).toMatch(/^workers/);
+  });
+
   test("limits ls|set|clear: --global-concurrency and --rate as the workers' settings read them; mistakes are named", () => {
     expect(parseCommandLine(["limits", "ls"])).toMatchObject({ command: "limits", action: "ls" });
     expect(parseCommandLine(["limits", "clear", "sleep"])).toMatchObject({ action: "clear", type: "sleep" });

@@ -72,7 +72,7 @@ import { type RequeueOutcome, requeueStalledTask } from "./requeue-stalled.js";
 import { scheduleHandlers } from "./schedules.js";
 import { typeLimitHandlers } from "./type-limits.js";
 import { parseTaskId } from "./validation.js";
-import { listWorkersResponse } from "./workers.js";
+import { listWorkersResponse, setQuiet } from "./workers.js";
 
 type AdminServiceMethods = typeof AdminService extends { method: infer M } ? M : never;
 
@@ -387,6 +387,8 @@ export function adminServiceHandlers(
     pauseType: (request, ctx) => typeLimits.setTypePaused(request.type, true, callerOf(ctx)),
     resumeType: (request, ctx) => typeLimits.setTypePaused(request.type, false, callerOf(ctx)),
     listWorkers: () => redis("reading the workers' reports", () => listWorkersResponse(rt.redis)),
+    quietWorker: (request, ctx) => setQuiet(rt, redis, request.workerId, true, callerOf(ctx)),
+    resumeWorker: (request, ctx) => setQuiet(rt, redis, request.workerId, false, callerOf(ctx)),
 
     async requeueTasks(request, ctx) {
       const { taskIds, stalledForMs } = parseRequeueRequest(request.taskIds, request.stalledForSeconds);

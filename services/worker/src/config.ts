@@ -3,6 +3,7 @@ import { nonNegativeInt, positiveInt } from "@tm/kit";
 import { z } from "zod";
 import { DEFAULT_RATE_LIMIT_HOLD_MS } from "./dispatcher.js";
 import { TASK_TYPES } from "./handlers/index.js";
+import { DEFAULT_WORKER_ID } from "./presence.js";
 import { parseTypeConcurrency, parseTypeRates } from "./type-limits-config.js";
 import { DEFAULT_PRIORITY_WEIGHTS, parsePriorityWeights } from "./weighted-picker.js";
 
@@ -41,6 +42,12 @@ export const workerConfig = {
   /** How long, in all, one delivery may wait on its handler's RateLimitedErrors without spending an attempt; past it,
    *  one is an ordinary retry (0: every one is). */
   WORKER_RATE_LIMIT_HOLD_MS: nonNegativeInt.default(DEFAULT_RATE_LIMIT_HOLD_MS),
+  /** This worker's id in its reports, audit records and QuietWorker: host:pid unless set (at most 200 characters,
+   *  no spaces; unique among the live workers). */
+  WORKER_ID: z
+    .string()
+    .regex(/^\S{1,200}$/, { message: "must be 1 to 200 characters without spaces" })
+    .default(DEFAULT_WORKER_ID),
   /** How often this worker reports what it runs to Redis (worker:<id>, for ListWorkers / taskctl workers); a worker
    *  not heard of for three intervals drops out of the list. */
   WORKER_REPORT_INTERVAL_MS: positiveInt

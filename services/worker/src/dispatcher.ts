@@ -30,6 +30,10 @@
  *
  * A task cancelled while its delivery waits in a queue (releaseCancelled, on the cancel notice) is let through at once
  * to be skipped, rather than waiting for its limit, its pause or its rate-limit wait to end.
+ *
+ * A quiet worker (setQuiet, an operator's QuietWorker for this process alone) issues no pull and hands back what it
+ * holds buffered and what a pull in progress still brings: unlike a paused priority, which every worker holds, the
+ * point is that the other workers take those now. Running tasks finish.
  */
 import {
   backoffDelayMs,
@@ -111,8 +115,13 @@ interface Lane {
   queue: JsMsg[];
   /** The pull in progress. */
   batch?: ConsumerMessages;
+  /** When the pull in progress expires on the server (0: none open). */
+  pullEndsAt: number;
   loop?: Promise<void>;
 }
+
+/** How long an idle pull waits before the next is issued (nats.js minimum 1 s). */
+const PULL_EXPIRES_MS = 5_000;
 
 export class PriorityDispatcher {
   readonly #rt: Runtime;
@@ -126,6 +135,7 @@ export class PriorityDispatcher {
   #stopping = false;
   #stopped: Promise<void> | undefined;
   readonly #paused = new Set<Priority>();
+  #quiet = false;
   readonly #limits: TypeLimits;
   /** The limits' version the queued deliveries were last tracked against. */
   #trackedVersion: number;
@@ -164,6 +174,7 @@ export class PriorityDispatcher {
     const lane = (priority: Priority): Lane => ({
       priority,
       queue: [],
+      pullEndsAt: 0,
       processor: new DeliveryProcessor({
         js: rt.nats.js,
         publisher: rt.publisher,
@@ -232,6 +243,30 @@ export class PriorityDispatcher {
     this.#dispatch();
   }
 
+  /** Whether it takes no new tasks (setQuiet). */
+  get quiet(): boolean {
+    return this.#quiet;
+  }
+
+  /** Stops (true) or resumes (false) taking tasks at all; quiet, what it holds buffered is handed back at once.
+   *  Resolves how many deliveries were handed back. */
+  async setQuiet(quiet: boolean): Promise<number> {
+    if (quiet === this.#quiet || this.#stopping) return 0;
+    this.#quiet = quiet;
+    if (!quiet) {
+      this.#queueShrank.dispatchEvent(new Event("shrank")); // wakes the pull loops
+      return 0;
+    }
+    let handedBack = 0;
+    for (const lane of Object.values(this.#lanes)) {
+      const queued = lane.queue.splice(0);
+      for (const msg of queued) this.#limits.dropped(msg);
+      await this.#handBack(queued, this.#pastOpenPull(lane));
+      handedBack += queued.length;
+    }
+    return handedBack;
+  }
+
   async start(): Promise<void> {
     const { nats, settings, name } = this.#rt;
     for (const lane of Object.values(this.#lanes)) {
@@ -273,17 +308,21 @@ export class PriorityDispatcher {
   /** Keeps a lane's queue topped up to `concurrency` startable deliveries, pulling no more than that. */
   async #pullLoop(lane: Lane, consumer: Consumer): Promise<void> {
     while (!this.#stopping) {
-      while (!this.#stopping && (this.#room(lane) <= 0 || this.#paused.has(lane.priority))) {
+      while (!this.#stopping && (this.#quiet || this.#room(lane) <= 0 || this.#paused.has(lane.priority))) {
         await new Promise((resolve) => this.#queueShrank.addEventListener("shrank", resolve, { once: true }));
       }
       if (this.#stopping) return;
       try {
-        // expires: how long an idle pull waits before the next is issued (nats.js minimum 1 s).
-        lane.batch = await consumer.fetch({ max_messages: this.#room(lane), expires: 5_000 });
+        lane.pullEndsAt = Date.now() + PULL_EXPIRES_MS;
+        lane.batch = await consumer.fetch({ max_messages: this.#room(lane), expires: PULL_EXPIRES_MS });
         if (this.#stopping) lane.batch.stop();
         for await (const msg of lane.batch) {
           if (this.#stopping) {
             await this.#handBack([msg]); // at once rather than waiting out AckWait
+            continue;
+          }
+          if (this.#quiet) {
+            await this.#handBack([msg], this.#pastOpenPull(lane));
             continue;
           }
           this.#limits.buffered(msg);
@@ -293,8 +332,19 @@ export class PriorityDispatcher {
       } catch {
         // NATS unavailable or reconnecting: try again shortly (the connection reconnects by itself).
         if (!this.#stopping) await new Promise((resolve) => setTimeout(resolve, 250));
+      } finally {
+        lane.pullEndsAt = 0;
       }
     }
+  }
+
+  /**
+   * The redelivery delay of a delivery a quiet worker hands back: past the end of its lane's pull still open on the
+   * server, which would otherwise take the message straight back (and each return spends one of its deliveries:
+   * five in a few milliseconds exhausted it). A few seconds at most, the pull's expiry; none without an open pull.
+   */
+  #pastOpenPull(lane: Lane): number {
+    return lane.pullEndsAt > 0 ? Math.max(0, lane.pullEndsAt - Date.now()) + 250 : 0;
   }
 
   /** Whether a priority has a delivery to start, without limits: any buffered one, unless it is paused. */
@@ -417,9 +467,10 @@ export class PriorityDispatcher {
 
   /** Puts a deferred delivery back at the head of its queue, its type paused until its wait is over. */
   #requeue(lane: Lane, msg: JsMsg, { type, untilMs }: Deferral): void {
-    if (this.#stopping) {
-      // Stopped meanwhile: hand it back, to be delivered again elsewhere once the wait is over (its attempt resumes).
-      void this.#handBack([msg], Math.max(0, untilMs - Date.now()));
+    if (this.#stopping || this.#quiet) {
+      // Stopped or quiet meanwhile: hand it back, to be delivered again elsewhere once the wait is over (its attempt
+      // resumes).
+      void this.#handBack([msg], Math.max(0, untilMs - Date.now(), this.#quiet ? this.#pastOpenPull(lane) : 0));
       return;
     }
     if (!this.#limits.paused(type)) {

@@ -15,14 +15,17 @@ import type { PriorityDispatcher } from "./dispatcher.js";
 /** How long a stopping worker tries to remove its report. */
 const STOP_BUDGET_MS = 1_000;
 
-/** This process's id among the workers: host:pid (a pod's name in Kubernetes, where every pid is 1). */
+/** This process's id among the workers unless WORKER_ID sets one: host:pid (a pod's name in Kubernetes, where
+ *  every pid is 1). */
 const HOST = hostname();
-export const WORKER_ID = `${HOST}:${process.pid}`;
+export const DEFAULT_WORKER_ID = `${HOST}:${process.pid}`;
 
 export interface PresenceOptions {
+  /** This worker's id (WORKER_ID). */
+  id: string;
   redis: Redis;
   running: RunningTasks;
-  dispatcher: Pick<PriorityDispatcher, "queued" | "paused">;
+  dispatcher: Pick<PriorityDispatcher, "queued" | "paused" | "quiet">;
   concurrency: number;
   /** Handlers running on after their attempt ended (run-task.ts). */
   abandoned: () => number;
@@ -31,6 +34,7 @@ export interface PresenceOptions {
 }
 
 export function reportPresence({
+  id,
   redis,
   running,
   dispatcher,
@@ -42,7 +46,7 @@ export function reportPresence({
   const startedAtMs = Date.now();
   const ttlMs = intervalMs * 3;
   const report = (): WorkerReport => ({
-    id: WORKER_ID,
+    id,
     host: HOST,
     pid: process.pid,
     startedAtMs,
@@ -52,12 +56,13 @@ export function reportPresence({
     runningCount: running.size,
     running: running.list(MAX_REPORTED_TASKS),
     abandoned: abandoned(),
+    quiet: dispatcher.quiet,
     seenAtMs: Date.now(),
   });
   let stopped = false;
   let writing: Promise<void> = Promise.resolve();
-  const write = () => {
-    writing = reportWorker(redis, report(), ttlMs).catch((error: unknown) =>
+  const write = (first = false) => {
+    writing = reportWorker(redis, report(), ttlMs, { first }).catch((error: unknown) =>
       log.debug({ err: error }, "could not report this worker to Redis; the next report replaces it"),
     );
     return writing;
@@ -67,8 +72,9 @@ export function reportPresence({
   }, intervalMs);
   timer.unref();
   return {
-    /** The first report, written before the consumers start (a failure is logged, not thrown). */
-    ready: write(),
+    /** The first report, written before the consumers start (a failure is logged, not thrown); it clears a quiet
+     *  mark a former process of the same id left. */
+    ready: write(true),
     /** Stops reporting and removes the report: the worker leaves the list at once. Bounded: with Redis down its
      *  commands would wait out the whole reconnect budget, and the report expires by itself anyway. */
     async stop(): Promise<void> {
@@ -76,7 +82,7 @@ export function reportPresence({
       clearInterval(timer);
       const removed = (async () => {
         await writing; // a report still being written would otherwise land after the removal
-        await forgetWorker(redis, WORKER_ID);
+        await forgetWorker(redis, id);
       })().catch((error: unknown) =>
         log.debug({ err: error }, "could not remove this worker's report; it expires by itself"),
       );

@@ -27,7 +27,7 @@ import { type AbandonHooks, untilAborted } from "./abortable.js";
 import { type RunningTasks, TaskCancelledError } from "./cancellation.js";
 import { handlerFor, TASK_TYPES } from "./handlers/index.js";
 import type { TaskHandler } from "./handlers/types.js";
-import { WORKER_ID } from "./presence.js";
+import { DEFAULT_WORKER_ID } from "./presence.js";
 import { ProgressThrottle } from "./progress.js";
 
 /** How long after its attempt ended a handler still running is reported as ignoring its signal. */
@@ -43,11 +43,19 @@ export interface TaskRunnerOptions {
   timeoutMs: number;
   /** The handler of a task type (the registry in handlers/ by default; tests give their own). */
   handlers?: (type: string) => TaskHandler | undefined;
+  /** This worker's id (WORKER_ID), named in the audit records of the runs. */
+  workerId?: string;
 }
 
 export type WorkerSubject = typeof Subjects.workerHigh | typeof Subjects.workerMedium | typeof Subjects.workerLow;
 
-export function createTaskRunner({ rt, running, timeoutMs, handlers = handlerFor }: TaskRunnerOptions) {
+export function createTaskRunner({
+  rt,
+  running,
+  timeoutMs,
+  handlers = handlerFor,
+  workerId = DEFAULT_WORKER_ID,
+}: TaskRunnerOptions) {
   const processed = rt.meter.createCounter("tm_tasks_processed_total", {
     description:
       "Task attempts by outcome (succeeded, retried, failed, cancelled, skipped_cancelled, skipped_superseded, expired, handed_back, rate_limited)",
@@ -262,7 +270,7 @@ export function createTaskRunner({ rt, running, timeoutMs, handlers = handlerFor
         taskId,
         service,
         action: "succeeded",
-        detail: { attempts: ctx.attempt, durationMs: completedAt.getTime() - startedAt.getTime(), worker: WORKER_ID },
+        detail: { attempts: ctx.attempt, durationMs: completedAt.getTime() - startedAt.getTime(), worker: workerId },
         discriminator: generation,
       }),
     ]);
@@ -275,7 +283,7 @@ export function createTaskRunner({ rt, running, timeoutMs, handlers = handlerFor
       taskId: task.taskId,
       service,
       action: "cancelled_while_running",
-      detail: { attempt: ctx.attempt, worker: WORKER_ID },
+      detail: { attempt: ctx.attempt, worker: workerId },
       discriminator: ctx.attempt,
     });
     count(task, "cancelled");
@@ -297,7 +305,7 @@ export function createTaskRunner({ rt, running, timeoutMs, handlers = handlerFor
         taskId: task.taskId,
         service,
         action: "attempt_failed",
-        detail: { attempt: ctx.attempt, error: recordedError(error), retryInMs: delayMs, worker: WORKER_ID },
+        detail: { attempt: ctx.attempt, error: recordedError(error), retryInMs: delayMs, worker: workerId },
         discriminator: ctx.attempt,
       });
     },
@@ -314,7 +322,7 @@ export function createTaskRunner({ rt, running, timeoutMs, handlers = handlerFor
           error: recordedError(error),
           retryInMs: delayMs,
           deferrals: ctx.deferrals + 1,
-          worker: WORKER_ID,
+          worker: workerId,
         },
         discriminator: `${ctx.attempt}:${ctx.deferrals}`,
       });
@@ -334,7 +342,7 @@ export function createTaskRunner({ rt, running, timeoutMs, handlers = handlerFor
         taskId: task.taskId,
         service,
         action: "failed",
-        detail: { attempts: ctx.attempt, error: recordedError(error), worker: WORKER_ID },
+        detail: { attempts: ctx.attempt, error: recordedError(error), worker: workerId },
         discriminator: task.generation,
       });
     },

@@ -16,11 +16,11 @@ import {
 } from "@tm/store";
 import { listenForCancellations, RunningTasks } from "./cancellation.js";
 import { workerConfig } from "./config.js";
+import { followControls } from "./controls.js";
 import { PriorityDispatcher } from "./dispatcher.js";
 import { FleetSlots } from "./fleet-slots.js";
 import { TASK_TYPES } from "./handlers/index.js";
-import { followPausedQueues } from "./paused-queues.js";
-import { reportPresence, WORKER_ID } from "./presence.js";
+import { reportPresence } from "./presence.js";
 import { createTaskRunner } from "./run-task.js";
 import { followRuntimeLimits } from "./runtime-limits.js";
 import { followTypeBackoffs, recordBackoff } from "./type-backoffs.js";
@@ -32,7 +32,8 @@ export const worker = defineService({
   config: workerConfig,
   async start(rt) {
     const running = new RunningTasks();
-    const runner = createTaskRunner({ rt, running, timeoutMs: rt.config.TASK_TIMEOUT_MS });
+    const workerId = rt.config.WORKER_ID;
+    const runner = createTaskRunner({ rt, running, timeoutMs: rt.config.TASK_TIMEOUT_MS, workerId });
     // A slot's lease is AckWait: a worker that dies holding slots loses them about when its deliveries go elsewhere.
     const leaseMs = rt.settings.ackWaitMs;
     // Always there, limits or not: an operator can set fleet-wide limits at run time (runtime-limits.ts).
@@ -64,7 +65,7 @@ export const worker = defineService({
       hooks: runner.hooks,
       limits,
       rateLimitHoldMs: rt.config.WORKER_RATE_LIMIT_HOLD_MS,
-      onRateLimited: (type, waitMs) => recordBackoff(rt.redis, type, waitMs, WORKER_ID, rt.log),
+      onRateLimited: (type, waitMs) => recordBackoff(rt.redis, type, waitMs, workerId, rt.log),
       recordHandBacks: (deliveries) => recordHandBacks(rt.redis, deliveries),
       handBacksOf: ({ taskId, generation }) => handBacksOf(rt.redis, taskId, generation),
     });
@@ -134,14 +135,31 @@ export const worker = defineService({
         }
       });
     rt.meter
+      .createObservableGauge("tm_worker_quiet", {
+        description: "1 while this worker takes no new tasks (an operator's QuietWorker), else 0",
+      })
+      .addCallback((result) => result.observe(dispatcher.quiet ? 1 : 0));
+    rt.meter
       .createObservableGauge("tm_worker_queue_paused", {
         description: "1 while this worker takes no new tasks of the priority (paused by an operator), else 0",
       })
       .addCallback((result) => {
         for (const priority of PRIORITIES) result.observe(dispatcher.paused(priority) ? 1 : 0, { priority });
       });
-    // Read before the consumers start, so a worker started while a queue is paused takes none of its tasks.
-    const pauses = followPausedQueues(rt.redis, dispatcher, rt.config.WORKER_PAUSE_POLL_MS, rt.log);
+    // Read before the consumers start, so a worker started while a queue is paused takes none of its tasks. (Its
+    // own quiet mark was cleared by its first report: a new process takes tasks.)
+    const presence = reportPresence({
+      id: workerId,
+      redis: rt.redis,
+      running,
+      dispatcher,
+      concurrency: rt.config.WORKER_CONCURRENCY,
+      abandoned: runner.abandoned,
+      intervalMs: rt.config.WORKER_REPORT_INTERVAL_MS,
+      log: rt.log,
+    });
+    await presence.ready;
+    const pauses = followControls(rt.redis, workerId, dispatcher, rt.config.WORKER_PAUSE_POLL_MS, rt.log);
     // Likewise the operators' run-time limits, so a worker started while one is set applies it from its first task.
     const runtimeLimits = followRuntimeLimits(
       rt.redis,
@@ -153,17 +171,7 @@ export const worker = defineService({
     );
     // And the back-offs other workers' handlers were told (RateLimitedError), so this one does not ask again.
     const backoffs = followTypeBackoffs(rt.redis, limits, TASK_TYPES, rt.config.WORKER_PAUSE_POLL_MS, rt.log);
-    // What it runs, for operators (ListWorkers): from before its consumers start until it stops.
-    const presence = reportPresence({
-      redis: rt.redis,
-      running,
-      dispatcher,
-      concurrency: rt.config.WORKER_CONCURRENCY,
-      abandoned: runner.abandoned,
-      intervalMs: rt.config.WORKER_REPORT_INTERVAL_MS,
-      log: rt.log,
-    });
-    await Promise.all([pauses.ready, runtimeLimits.ready, backoffs.ready, presence.ready]);
+    await Promise.all([pauses.ready, runtimeLimits.ready, backoffs.ready]);
 
     // Registered before the consumers start so a failed start-up still closes whatever did start.
     rt.onStop("priority dispatcher", async () => {
@@ -175,6 +183,6 @@ export const worker = defineService({
       await presence.stop();
     });
     await dispatcher.start();
-    return { dispatcher, limits };
+    return { dispatcher, limits, workerId };
   },
 });

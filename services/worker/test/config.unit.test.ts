@@ -35,6 +35,17 @@ test("WORKER_REPORT_INTERVAL_MS: 5 s by default, 100 to 60000, a value outside n
   );
 });
 
+test("WORKER_ID: host:pid by default (also when empty); one with a space or past 200 characters refused, named", () => {
+  expect(loadConfig(workerConfig, {}).WORKER_ID).toMatch(new RegExp(`:${process.pid}$`));
+  expect(loadConfig(workerConfig, { WORKER_ID: "" }).WORKER_ID).toMatch(new RegExp(`:${process.pid}$`));
+  expect(loadConfig(workerConfig, { WORKER_ID: "worker-0.eu" }).WORKER_ID).toBe("worker-0.eu");
+  for (const bad of ["two words", "x".repeat(201)]) {
+    expect(() => loadConfig(workerConfig, { WORKER_ID: bad })).toThrow(
+      /WORKER_ID: must be 1 to 200 characters without spaces/,
+    );
+  }
+});
+
 test("per-type limits: none by default; concurrency and rates parsed per type", () => {
   const none = loadConfig(workerConfig, {});
   expect(none.WORKER_TYPE_CONCURRENCY.size).toBe(0);

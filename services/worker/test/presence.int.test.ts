@@ -6,7 +6,7 @@
 import { listWorkers, pauseQueue, resumeQueue } from "@tm/store";
 import { useClients, useInfra, waitFor } from "@tm/testkit";
 import { expect, test } from "vitest";
-import { WORKER_ID } from "../src/presence.js";
+import { DEFAULT_WORKER_ID as WORKER_ID } from "../src/presence.js";
 import { cancelAsGateway, enrichedTask, publishTask, startWorker } from "./support.js";
 
 const infra = useInfra();

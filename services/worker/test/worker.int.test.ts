@@ -16,7 +16,7 @@ import { expect, test } from "vitest";
 import { z } from "zod";
 import { RunningTasks } from "../src/cancellation.js";
 import { defineHandler } from "../src/handlers/types.js";
-import { WORKER_ID } from "../src/presence.js";
+import { DEFAULT_WORKER_ID as WORKER_ID } from "../src/presence.js";
 import { createTaskRunner, TaskTimeoutError } from "../src/run-task.js";
 import { cancelAsGateway, enrichedTask, publishTask, useWatchedWorker } from "./support.js";
 

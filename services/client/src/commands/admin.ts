@@ -15,11 +15,13 @@ import {
   ListWorkersResponseSchema,
   type PausedQueue,
   PauseQueueResponseSchema,
+  QuietWorkerResponseSchema,
   ReplayDeadLettersResponseSchema,
   ReplayResult,
   RequeueResult,
   RequeueTasksResponseSchema,
   ResumeQueueResponseSchema,
+  ResumeWorkerResponseSchema,
 } from "@tm/proto";
 import type { TaskListFilter } from "../admin-args.js";
 import {
@@ -73,6 +75,30 @@ export async function workersCommand(io: Io, client: AdminClient, json: boolean)
     io.stdout,
     json ? JSON.stringify(toJson(ListWorkersResponseSchema, response)) : renderWorkers(response.workers, Date.now()),
   );
+  return ExitCode.Ok;
+}
+
+/** `taskctl workers quiet|resume <id>` (AdminService QuietWorker / ResumeWorker). */
+export async function workerQuietCommand(
+  io: Io,
+  client: AdminClient,
+  invocation: Extract<Invocation, { command: "workers-quiet" | "workers-resume" }>,
+): Promise<ExitCode> {
+  const { workerId } = invocation;
+  let json: string;
+  let done: string;
+  if (invocation.command === "workers-quiet") {
+    const response = await client.quietWorker({ workerId }, options);
+    json = JSON.stringify(toJson(QuietWorkerResponseSchema, response));
+    done = response.changed
+      ? `${workerId}: quiet (takes no new tasks from its next poll; what it holds buffered goes to the other workers)`
+      : `${workerId}: was quiet already`;
+  } else {
+    const response = await client.resumeWorker({ workerId }, options);
+    json = JSON.stringify(toJson(ResumeWorkerResponseSchema, response));
+    done = response.changed ? `${workerId}: resumed (takes tasks again)` : `${workerId}: was not quiet`;
+  }
+  println(io.stdout, invocation.globals.json ? json : done);
   return ExitCode.Ok;
 }
 

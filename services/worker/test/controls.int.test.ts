@@ -1,5 +1,5 @@
 /**
- * followPausedQueues against a real redis-server: a pause written to queue_paused reaches the dispatcher; while
+ * followControls against a real redis-server: a pause written to queue_paused reaches the dispatcher; while
  * Redis is down the last known state stays in force (an outage does not resume a paused queue); once Redis is back a
  * resume reaches it. The dispatcher is a record of what it was told (the real one is exercised in pause.int).
  */
@@ -10,7 +10,7 @@ import { pauseQueue, resumeQueue } from "@tm/store";
 import { useInfra, waitFor } from "@tm/testkit";
 import { Redis } from "ioredis";
 import { afterAll, beforeAll, expect, test } from "vitest";
-import { followPausedQueues } from "../src/paused-queues.js";
+import { followControls } from "../src/controls.js";
 
 const infra = useInfra();
 let redis: Redis;
@@ -27,6 +27,8 @@ test("the last known pause stays in force while Redis is down; a resume after it
   const dispatcher = {
     paused: (priority: Priority) => paused.has(priority),
     setPaused: (priority: Priority, on: boolean) => void (on ? paused.add(priority) : paused.delete(priority)),
+    quiet: false,
+    setQuiet: async () => 0,
   };
   const lines: string[] = [];
   const log = createLogger(
@@ -42,7 +44,7 @@ test("the last known pause stays in force while Redis is down; a resume after it
   const failedReads = () => lines.filter((line) => line.includes("could not read the paused queues")).length;
 
   await pauseQueue(redis, "medium", "ops");
-  const follower = followPausedQueues(redis, dispatcher, 20, log);
+  const follower = followControls(redis, "test:1", dispatcher, 20, log);
   try {
     await follower.ready;
     expect([...paused]).toEqual(["medium"]);
