@@ -79,7 +79,17 @@ export interface Runtime<C extends BaseConfig = BaseConfig> {
   onStop(name: string, stop: () => Promise<unknown> | unknown): void;
   /** True once shutdown began. */
   readonly stopping: boolean;
+  /**
+   * Asks for a fresh process: runs the service's ordered shutdown, then, when the service owns its process (runService,
+   * runServices), exits with EXIT_RESTART so that its supervisor (Kubernetes, compose's restart policy) starts a new
+   * one. In-process (tests) the service only stops. For a state only a new process clears (handlers that will not
+   * stop). Idempotent: later calls join the first.
+   */
+  restart(reason: string): void;
 }
+
+/** The exit code of a service that asked for a fresh process (Runtime.restart): EX_TEMPFAIL, "try again". */
+export const EXIT_RESTART = 75;
 
 export interface StartedService<Started> {
   runtime: Runtime;
@@ -87,6 +97,10 @@ export interface StartedService<Started> {
   /** The port the ops server listens on (undefined with opsPort "api"). */
   opsPort: number | undefined;
   stop(): Promise<void>;
+  /** Replaces what Runtime.restart does (by default: stop the service); runService makes it exit the process. */
+  onRestart(handler: (reason: string) => void): void;
+  /** Resolves with the reason once Runtime.restart was called (for tests and runners). */
+  readonly restartRequested: Promise<string>;
 }
 
 export async function startService<S extends z.ZodRawShape, Started>(
@@ -136,6 +150,10 @@ export async function startService<S extends z.ZodRawShape, Started>(
   }
 
   const consumerMetrics = new ConsumerMetrics(metrics.getMeter("tm.flow"));
+  let restartHandler: (reason: string) => void = (reason) => void shutdown.run(reason);
+  let askedRestart: ((reason: string) => void) | undefined;
+  const restartRequested = new Promise<string>((resolve) => (askedRestart = resolve));
+  let restarting = false;
   const runtime: Runtime = {
     name: definition.name,
     config,
@@ -198,6 +216,13 @@ export async function startService<S extends z.ZodRawShape, Started>(
     get stopping() {
       return shutdown.started;
     },
+    restart(reason) {
+      if (restarting) return;
+      restarting = true;
+      log.error({ reason }, "this process needs replacing: stopping, to be started afresh");
+      askedRestart?.(reason);
+      restartHandler(reason);
+    },
   };
 
   let ops: FastifyInstance | undefined;
@@ -232,7 +257,16 @@ export async function startService<S extends z.ZodRawShape, Started>(
     throw error;
   }
   log.info({ opsPort }, `${definition.name} started`);
-  return { runtime, started, opsPort, stop: () => shutdown.run("stop requested") };
+  return {
+    runtime,
+    started,
+    opsPort,
+    stop: () => shutdown.run("stop requested"),
+    onRestart(handler) {
+      restartHandler = handler;
+    },
+    restartRequested,
+  };
 }
 
 /** A service's main(): starts it, installs signal handlers, and exits with a clear message on a bad start. */
@@ -244,6 +278,7 @@ export function runService<S extends z.ZodRawShape, Started>(definition: Service
       // share one telemetry between services, so startService leaves it running.
       service.runtime.shutdown.add("telemetry", () => telemetry(definition.name).shutdown());
       service.runtime.shutdown.installSignalHandlers(service.runtime.config.SHUTDOWN_TIMEOUT_MS + 15_000);
+      service.onRestart((reason) => service.runtime.shutdown.exitAfterRun(reason, EXIT_RESTART));
       process.on("unhandledRejection", (error) => service.runtime.log.error({ err: error }, "unhandled rejection"));
     },
     (error: unknown) => {
@@ -293,6 +328,8 @@ export function runServices(
       whole.add("telemetry", () => telemetry(processName).shutdown());
       const longest = Math.max(...started.map((s) => s.runtime.config.SHUTDOWN_TIMEOUT_MS));
       whole.installSignalHandlers(longest + 15_000);
+      // One service asking for a fresh process stops them all, in order, and the process exits for its supervisor.
+      for (const service of started) service.onRestart((reason) => whole.exitAfterRun(reason, EXIT_RESTART));
       process.on("unhandledRejection", (error) => log.error({ err: error }, "unhandled rejection"));
       log.info(`${processName} started ${started.length} services`);
     },

@@ -41,15 +41,21 @@ export class Shutdown {
 
   /** SIGTERM / SIGINT run the shutdown, then exit; a hard deadline guards against a hung step. */
   installSignalHandlers(hardDeadlineMs: number): void {
-    const onSignal = (signal: NodeJS.Signals) => {
-      const timer = setTimeout(() => {
-        this.log.error({ hardDeadlineMs }, "shutdown took too long; exiting");
-        process.exit(1);
-      }, hardDeadlineMs);
-      timer.unref();
-      void this.run(signal).then(() => process.exit(0));
-    };
+    this.#hardDeadlineMs = hardDeadlineMs;
+    const onSignal = (signal: NodeJS.Signals) => this.exitAfterRun(signal, 0);
     process.once("SIGTERM", onSignal);
     process.once("SIGINT", onSignal);
+  }
+
+  #hardDeadlineMs = 30_000;
+
+  /** Runs the shutdown, then exits the process with `code` (1 if it takes longer than the hard deadline). */
+  exitAfterRun(reason: string, code: number): void {
+    const timer = setTimeout(() => {
+      this.log.error({ hardDeadlineMs: this.#hardDeadlineMs }, "shutdown took too long; exiting");
+      process.exit(1);
+    }, this.#hardDeadlineMs);
+    timer.unref();
+    void this.run(reason).then(() => process.exit(code));
   }
 }

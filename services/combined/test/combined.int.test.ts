@@ -107,6 +107,31 @@ test("a bad selection or a shared port stops the process with exit code 78 and n
   expect(badValue.stderr).toMatch(/combined: audit: .*AUDIT_CONCURRENCY/s);
 });
 
+test("a worker asking for a fresh process (WORKER_MAX_ABANDONED_HANDLERS) stops the whole process, which exits 75", async () => {
+  // The separate worker would take the task too: this process's worker alone runs it.
+  await separate.find((service) => service.name === "worker")?.process.stop();
+  const restarting = await spawnCombined(["worker", "audit"], {
+    NATS_URL: infra.nats.url,
+    REDIS_URL: infra.redis.url,
+    WORKER__WORKER_MAX_ABANDONED_HANDLERS: "1",
+  });
+  try {
+    const client = createTaskClient({ baseUrl: `http://127.0.0.1:${gateway.port}` });
+    // A sleep that ignores its signal, past its 1 s attempt timeout: abandoned.
+    await client.submitTask({
+      type: "sleep",
+      payload: { ms: 120_000, ignoreSignal: true },
+      timeout: { seconds: 1n, nanos: 0 },
+    });
+    expect(await restarting.process.exited()).toBe(75);
+    for (const [name, { opsPort }] of Object.entries(restarting.services)) {
+      await expect(fetch(`http://127.0.0.1:${opsPort}/healthz`), name).rejects.toThrow();
+    }
+  } finally {
+    await restarting.process.stop();
+  }
+});
+
 test("SIGTERM stops every service of the process and it exits 0", async () => {
   const { process: child } = combined;
   const exited = new Promise<number | null>((resolve) => child.child?.once("exit", (code) => resolve(code)));

@@ -42,6 +42,9 @@ export const workerConfig = {
   /** How long, in all, one delivery may wait on its handler's RateLimitedErrors without spending an attempt; past it,
    *  one is an ordinary retry (0: every one is). */
   WORKER_RATE_LIMIT_HOLD_MS: nonNegativeInt.default(DEFAULT_RATE_LIMIT_HOLD_MS),
+  /** At this many handlers abandoned at once (they ignored their AbortSignal and still run), the worker asks for a
+   *  fresh process: it stops gracefully and exits 75 for its supervisor to restart it (0: never). */
+  WORKER_MAX_ABANDONED_HANDLERS: nonNegativeInt.max(10_000, { message: "must be at most 10000" }).default(0),
   /** This worker's id in its reports, audit records and QuietWorker: host:pid unless set (at most 200 characters,
    *  no spaces; unique among the live workers). */
   WORKER_ID: z

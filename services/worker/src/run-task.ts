@@ -45,6 +45,8 @@ export interface TaskRunnerOptions {
   handlers?: (type: string) => TaskHandler | undefined;
   /** This worker's id (WORKER_ID), named in the audit records of the runs. */
   workerId?: string;
+  /** Told each time a handler is abandoned (it ignored its signal), with how many are now. */
+  onAbandoned?: (count: number) => void;
 }
 
 export type WorkerSubject = typeof Subjects.workerHigh | typeof Subjects.workerMedium | typeof Subjects.workerLow;
@@ -55,6 +57,7 @@ export function createTaskRunner({
   timeoutMs,
   handlers = handlerFor,
   workerId = DEFAULT_WORKER_ID,
+  onAbandoned,
 }: TaskRunnerOptions) {
   const processed = rt.meter.createCounter("tm_tasks_processed_total", {
     description:
@@ -78,6 +81,7 @@ export function createTaskRunner({
         `a handler ignored its abort signal: still running ${ABANDON_GRACE_MS} ms after its attempt ended; it goes ` +
           "on in the background, its outcome dropped (a handler must stop on ctx.signal)",
       );
+      onAbandoned?.(abandonedNow);
     },
     onFinishedLate: (task) => {
       abandonedNow--;

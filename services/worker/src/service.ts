@@ -33,7 +33,19 @@ export const worker = defineService({
   async start(rt) {
     const running = new RunningTasks();
     const workerId = rt.config.WORKER_ID;
-    const runner = createTaskRunner({ rt, running, timeoutMs: rt.config.TASK_TIMEOUT_MS, workerId });
+    const maxAbandoned = rt.config.WORKER_MAX_ABANDONED_HANDLERS;
+    const runner = createTaskRunner({
+      rt,
+      running,
+      timeoutMs: rt.config.TASK_TIMEOUT_MS,
+      workerId,
+      // JavaScript cannot stop a handler that ignores its signal; only a new process frees what those hold.
+      onAbandoned: (count) => {
+        if (maxAbandoned > 0 && count >= maxAbandoned) {
+          rt.restart(`${count} handlers ignored their abort signal and still run (WORKER_MAX_ABANDONED_HANDLERS)`);
+        }
+      },
+    });
     // A slot's lease is AckWait: a worker that dies holding slots loses them about when its deliveries go elsewhere.
     const leaseMs = rt.settings.ackWaitMs;
     // Always there, limits or not: an operator can set fleet-wide limits at run time (runtime-limits.ts).

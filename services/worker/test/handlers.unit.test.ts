@@ -60,6 +60,14 @@ describe("handler registry", () => {
     expect(Date.now() - started).toBeLessThan(1_000);
   });
 
+  test("sleep with ignoreSignal waits its time out, aborted or not (a handler that does not stop)", async () => {
+    const controller = new AbortController();
+    controller.abort(new Error("cancelled"));
+    const ctx = context({ signal: controller.signal });
+    expect(await handler("sleep").run({ ms: 30, ignoreSignal: true }, ctx)).toEqual({ sleptMs: 30 });
+    expect(ctx.progress).toHaveLength(10);
+  });
+
   test("flaky fails while attempt <= failures", async () => {
     await expect(async () => handler("flaky").run({ failures: 2 }, context({ attempt: 2 }))).rejects.toThrow(/flaky/);
     expect(await handler("flaky").run({ failures: 2 }, context({ attempt: 3 }))).toEqual({ attempts: 3 });

@@ -3,13 +3,18 @@ import { abortableDelay, defineHandler } from "./types.js";
 
 const PROGRESS_STEPS = 10;
 
-/** Waits `ms`, reporting progress about ten times; gives up as soon as its signal aborts. */
+/**
+ * Waits `ms`, reporting progress about ten times; gives up as soon as its signal aborts. With `ignoreSignal` it waits
+ * `ms` whatever its signal says: a handler that does not stop, to try out what the worker does with one (its attempt
+ * still ends at the abort; it is counted abandoned, HandlersAbandoned, WORKER_MAX_ABANDONED_HANDLERS).
+ */
 export const sleep = defineHandler({
   type: "sleep",
-  payload: z.object({ ms: z.number().int().min(0).max(600_000) }),
-  async run({ ms }, { signal, reportProgress }) {
+  payload: z.object({ ms: z.number().int().min(0).max(600_000), ignoreSignal: z.boolean().optional() }),
+  async run({ ms, ignoreSignal }, { signal, reportProgress }) {
+    const never = new AbortController().signal;
     for (let step = 1; step <= PROGRESS_STEPS; step++) {
-      await abortableDelay(ms / PROGRESS_STEPS, signal);
+      await abortableDelay(ms / PROGRESS_STEPS, ignoreSignal ? never : signal);
       reportProgress((step * 100) / PROGRESS_STEPS);
     }
     return { sleptMs: ms };
