@@ -7,9 +7,10 @@
  * back, and succeeds; a FAILED task is retried with a click (its dead letter replayed); a task failed "not queued" is
  * requeued with a click and followed to SUCCEEDED; selected dead letters are discarded once the confirmation is
  * accepted (not when it is dismissed); the overview marks a paused priority and lists the live workers with the tasks
- * they run; a delayed task is promoted with Run now; the tasks a filter matches are counted, then cancelled, with
- * Cancel matching; a schedule is created from the form (a bad cron or payload refused, naming it); a type is paused
- * and resumed from the type limits page, its other limits kept.
+ * they run, and quiets a worker after a confirmation (shown quiet once it applies it) and resumes it; a delayed task
+ * is promoted with Run now; the tasks a filter matches are counted, then cancelled, with Cancel matching; a schedule
+ * is created from the form (a bad cron or payload refused, naming it); a type is paused and resumed from the type
+ * limits page, its other limits kept.
  * Screenshots go to test-artifacts/.
  * Skipped (with a message) when Debian's chromium is not installed (scripts/setup.sh installs it); under CI=true a
  * missing chromium fails instead.
@@ -25,7 +26,7 @@ import { StatusEventSchema, statusEvent } from "@tm/flow";
 import { createAdminClient, Priority, RetryBackoffSchema, ScheduleOverlap, TaskState } from "@tm/proto";
 import { appendDeadLetter, applyStatus, markCancelled, readResult, saveTask } from "@tm/store";
 import { freePort, REPO_ROOT, spawnService, waitFor } from "@tm/testkit";
-import { type BrowserContext, chromium, type Page } from "playwright-core";
+import { type BrowserContext, chromium, type Locator, type Page } from "playwright-core";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { type Pipeline, startPipeline } from "../support/pipeline.js";
 
@@ -94,6 +95,19 @@ describe.skipIf(!existsSync(CHROMIUM))("web console", () => {
       "--json",
     ]);
     return (JSON.parse(stdout) as { taskId: string }).taskId;
+  }
+
+  /** Clicks a button that asks with window.confirm and answers; the question. (The click returns only once the
+   *  question is answered: the page's handler waits for it.) */
+  async function clickAndAnswer(button: Locator, accept: boolean): Promise<string> {
+    const [question] = await Promise.all([
+      page.waitForEvent("dialog").then(async (dialog) => {
+        await (accept ? dialog.accept() : dialog.dismiss());
+        return dialog.message();
+      }),
+      button.click(),
+    ]);
+    return question;
   }
 
   it("follows a task submitted with the CLI live to SUCCEEDED, with its timeline and result", async () => {
@@ -353,6 +367,55 @@ describe.skipIf(!existsSync(CHROMIUM))("web console", () => {
       await page.waitForSelector("#task-state:text('RUNNING')", { timeout: 15_000 });
     } finally {
       await pipeline.client.cancelTask({ taskId, reason: "test done" });
+    }
+  });
+
+  it("quiets the worker from the overview after a confirmation (dismissed: not), shows it quiet, and resumes it", async () => {
+    const admin = createAdminClient({ baseUrl: pipeline.gatewayUrl });
+    const [worker] = (await admin.listWorkers({})).workers;
+    if (!worker) throw new Error("no live worker");
+    const workerId = worker.id;
+    const quietNow = async () => (await admin.listWorkers({})).workers.find((w) => w.id === workerId)?.quiet;
+    try {
+      await page.goto(`${webUrl}/`);
+      // Its row in the workers table (the running tasks' rows name it too, without a button).
+      const row = page
+        .getByRole("row")
+        .filter({ has: page.getByRole("cell", { name: workerId, exact: true }) })
+        .filter({ has: page.getByRole("button") });
+      await row.getByRole("cell", { name: "taking tasks", exact: true }).waitFor({ timeout: 15_000 });
+      // Dismissed: no mark is set.
+      await clickAndAnswer(row.getByRole("button", { name: `Quiet ${workerId}` }), false);
+      expect(await pipeline.redisClient.exists(`worker_quiet:${workerId}`)).toBe(0);
+      // Accepted: the gateway's answer is shown, and the row says quiet once the worker reports it applies it.
+      const question = await clickAndAnswer(row.getByRole("button", { name: `Quiet ${workerId}` }), true);
+      expect(question).toBe(
+        `Quiet worker ${workerId}? It takes no new tasks and gives the ones it holds buffered to the other workers; ` +
+          "its running tasks finish. Resume undoes it.",
+      );
+      await page.waitForSelector(`[role=status]:text('Worker ${workerId}: quiet (takes no new tasks')`, {
+        timeout: 15_000,
+      });
+      await row.getByRole("cell", { name: "quiet", exact: true }).waitFor({ timeout: 15_000 });
+      expect(await quietNow()).toBe(true);
+      await page.screenshot({ path: join(ARTIFACTS, "overview-worker-quiet.png"), fullPage: true });
+      // Resume: no confirmation; the row says it takes tasks again, and it runs one.
+      await row.getByRole("button", { name: `Resume ${workerId}` }).click();
+      await page.waitForSelector(`[role=status]:text('Worker ${workerId}: resumed (takes tasks again).')`, {
+        timeout: 15_000,
+      });
+      await row.getByRole("cell", { name: "taking tasks", exact: true }).waitFor({ timeout: 15_000 });
+      expect(await quietNow()).toBe(false);
+      const taskId = await submitWithCli("echo", { afterResume: true });
+      await waitFor(
+        "a task run after the resume",
+        async () => (await pipeline.client.getTask({ taskId })).task?.status?.state === TaskState.SUCCEEDED,
+        { timeoutMs: 30_000 },
+      );
+    } finally {
+      // Later tests need the worker to take tasks.
+      await admin.resumeWorker({ workerId });
+      await waitFor("the worker taking tasks again", async () => (await quietNow()) === false);
     }
   });
 

@@ -1,9 +1,10 @@
 /** Overview: throughput, queue depths per priority and per consumer, failures, dead letters, tasks by state, and the
- *  live workers with the tasks they run (ListWorkers). */
+ *  live workers with the tasks they run (ListWorkers), each with Quiet (after a confirmation) or Resume, as
+ *  `taskctl workers quiet|resume <id>`. */
 import type { GetQueueStatsResponse, WorkerInfo } from "@tm/proto/web";
 import { TaskState } from "@tm/proto/web";
 import { admin, errorText } from "../api.js";
-import { h, replace } from "../dom.js";
+import { announce, h, replace } from "../dom.js";
 import { ago, dateOf, duration, formatTime, priorityName, stateName } from "../format.js";
 import type { View } from "./view.js";
 
@@ -12,21 +13,46 @@ const PRIORITY_SUBJECTS = ["tasks.worker.high", "tasks.worker.medium", "tasks.wo
 
 export const overviewView: View = (main) => {
   const status = h("p", { class: "muted" }, "Loading…");
+  // What the last Quiet / Resume did (or why it failed), kept above the workers across refreshes.
+  const outcome = h("p", { role: "status" });
   const body = h("div");
   replace(main, h("h1", {}, "Overview"), status, body);
   let timer: ReturnType<typeof setTimeout> | undefined;
   let stopped = false;
+  let generation = 0;
 
+  /** Loads and draws the page, then again every REFRESH_MS; a call in between (after an action) starts afresh. */
   async function refresh() {
+    const mine = ++generation;
+    clearTimeout(timer);
     try {
       const [stats, { workers }] = await Promise.all([admin.getQueueStats({}), admin.listWorkers({})]);
-      if (stopped) return;
-      render(body, stats, workers);
+      if (stopped || mine !== generation) return;
+      render(body, stats, workers, { outcome, toggle: (worker) => void toggleQuiet(worker) });
       status.textContent = `Updated ${formatTime(dateOf(stats.sampledAt))}; refreshes every ${REFRESH_MS / 1000} s.`;
     } catch (error) {
-      if (!stopped) status.textContent = `Could not load statistics: ${errorText(error)}`;
+      if (stopped || mine !== generation) return;
+      status.textContent = `Could not load statistics: ${errorText(error)}`;
     }
-    if (!stopped) timer = setTimeout(refresh, REFRESH_MS);
+    timer = setTimeout(refresh, REFRESH_MS);
+  }
+
+  /** Quiet (after a confirmation) or Resume one worker, say what happened, and show the workers again. */
+  async function toggleQuiet(worker: WorkerInfo) {
+    const quiet = !worker.quiet;
+    if (quiet && !window.confirm(quietQuestion(worker.id))) return;
+    let text: string;
+    try {
+      text = quiet
+        ? quietOutcome(worker.id, (await admin.quietWorker({ workerId: worker.id })).changed)
+        : resumeOutcome(worker.id, (await admin.resumeWorker({ workerId: worker.id })).changed);
+    } catch (error) {
+      text = `${quiet ? "Quiet" : "Resume"} ${worker.id} failed: ${errorText(error)}`;
+    }
+    if (stopped) return;
+    outcome.textContent = text;
+    announce(text);
+    void refresh();
   }
   void refresh();
   return () => {
@@ -35,7 +61,36 @@ export const overviewView: View = (main) => {
   };
 };
 
-function render(body: HTMLElement, stats: GetQueueStatsResponse, liveWorkers: WorkerInfo[]): void {
+/** The workers' part of the page that outlives a refresh: the last action's outcome, and what a row's button does. */
+interface WorkerActions {
+  outcome: HTMLElement;
+  toggle(worker: WorkerInfo): void;
+}
+
+function quietQuestion(id: string): string {
+  return (
+    `Quiet worker ${id}? It takes no new tasks and gives the ones it holds buffered to the other workers; ` +
+    "its running tasks finish. Resume undoes it."
+  );
+}
+
+// The worker applies the mark from its next poll (WORKER_PAUSE_POLL_MS) and shows it in its next report.
+function quietOutcome(id: string, changed: boolean): string {
+  return changed
+    ? `Worker ${id}: quiet (takes no new tasks from its next poll; what it holds buffered goes to the other workers).`
+    : `Worker ${id} was quiet already.`;
+}
+
+function resumeOutcome(id: string, changed: boolean): string {
+  return changed ? `Worker ${id}: resumed (takes tasks again).` : `Worker ${id} was not quiet.`;
+}
+
+function render(
+  body: HTMLElement,
+  stats: GetQueueStatsResponse,
+  liveWorkers: WorkerInfo[],
+  actions: WorkerActions,
+): void {
   const count = (state: TaskState) => Number(stats.tasksByState.find((entry) => entry.state === state)?.count ?? 0n);
   const workers = stats.consumers.filter((consumer) => consumer.subject.startsWith("tasks.worker."));
   const throughput = workers.reduce((sum, consumer) => sum + consumer.processedPerSecond, 0);
@@ -98,7 +153,7 @@ function render(body: HTMLElement, stats: GetQueueStatsResponse, liveWorkers: Wo
         String(entry.count),
       ]),
     ),
-    ...workerSections(liveWorkers),
+    ...workerSections(liveWorkers, actions),
     h("h2", {}, "Consumers"),
     table(
       [
@@ -128,18 +183,20 @@ function render(body: HTMLElement, stats: GetQueueStatsResponse, liveWorkers: Wo
   );
 }
 
-/** The live workers, then every task running (longest first) with a link to it. */
-function workerSections(workers: WorkerInfo[]): HTMLElement[] {
+/** The live workers (each with its state and Quiet or Resume), then every task running (longest first) with a link
+ *  to it. */
+function workerSections(workers: WorkerInfo[], actions: WorkerActions): HTMLElement[] {
   const now = Date.now();
   const running = workers
     .flatMap((worker) => worker.running.map((task) => ({ worker: worker.id, task })))
     .sort((a, b) => (dateOf(a.task.startedAt)?.getTime() ?? 0) - (dateOf(b.task.startedAt)?.getTime() ?? 0));
   return [
     h("h2", {}, `Workers (${workers.length})`),
+    actions.outcome,
     workers.length === 0
       ? h("p", { class: "muted" }, "No live worker: none reported in the last three report intervals.")
       : table(
-          ["Worker", "Started", "Last report", "Running", "Buffered", "Paused"],
+          ["Worker", "Started", "Last report", "Running", "Buffered", "Paused", "State", "Action"],
           workers.map((worker) => [
             worker.id,
             ago(dateOf(worker.startedAt), now),
@@ -148,6 +205,9 @@ function workerSections(workers: WorkerInfo[]): HTMLElement[] {
               (worker.abandoned ? `, and ${worker.abandoned} abandoned (ignoring their signal)` : ""),
             String(worker.queued),
             worker.pausedQueues.map(priorityName).join(", ") || "—",
+            // As the worker applies it (its next report after a Quiet), like `taskctl workers`' STATE.
+            worker.quiet ? h("strong", { class: "worker-quiet" }, "quiet") : "taking tasks",
+            quietButton(worker, actions),
           ]),
         ),
     h("h2", {}, `Running tasks (${workers.reduce((sum, worker) => sum + worker.runningCount, 0)})`),
@@ -165,6 +225,15 @@ function workerSections(workers: WorkerInfo[]): HTMLElement[] {
           ]),
         ),
   ];
+}
+
+function quietButton(worker: WorkerInfo, actions: WorkerActions): HTMLElement {
+  const [label, text] = worker.quiet ? [`Resume ${worker.id}`, "Resume"] : [`Quiet ${worker.id}`, "Quiet"];
+  return h(
+    "button",
+    { type: "button", class: "secondary", "aria-label": label, onclick: () => actions.toggle(worker) },
+    text,
+  );
 }
 
 export function table(headers: string[], rows: (string | Node)[][]): HTMLElement {
