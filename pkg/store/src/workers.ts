@@ -131,15 +131,23 @@ export async function listWorkers(redis: Redis): Promise<WorkerReport[]> {
   const ids = await redis.zrange(Keys.workers, 0, -1);
   if (ids.length === 0) return [];
   const texts = await redis.mget(ids.map((id) => Keys.worker(id)));
-  const reports: WorkerReport[] = [];
-  for (const text of texts) {
-    if (text === null) continue;
-    try {
-      const report = JSON.parse(text) as WorkerReport;
-      if (typeof report?.id === "string" && Array.isArray(report.running)) reports.push(report);
-    } catch {
-      // Not one of ours (written by hand): left out.
-    }
+  return texts
+    .map(reportOf)
+    .filter((report): report is WorkerReport => report !== undefined)
+    .sort((a, b) => a.id.localeCompare(b.id));
+}
+
+/** One worker's latest report (undefined: none, expired, or not one of ours). */
+export async function readWorkerReport(redis: Redis, id: string): Promise<WorkerReport | undefined> {
+  return reportOf(await redis.get(Keys.worker(id)));
+}
+
+function reportOf(text: string | null): WorkerReport | undefined {
+  if (text === null) return undefined;
+  try {
+    const report = JSON.parse(text) as WorkerReport;
+    return typeof report?.id === "string" && Array.isArray(report.running) ? report : undefined;
+  } catch {
+    return undefined; // Not one of ours (written by hand): left out.
   }
-  return reports.sort((a, b) => a.id.localeCompare(b.id));
 }

@@ -7,7 +7,7 @@
 import { hostname } from "node:os";
 import { PRIORITIES } from "@tm/flow";
 import type { Logger } from "@tm/kit";
-import { forgetWorker, MAX_REPORTED_TASKS, reportWorker, type WorkerReport } from "@tm/store";
+import { forgetWorker, MAX_REPORTED_TASKS, readWorkerReport, reportWorker, type WorkerReport } from "@tm/store";
 import type { Redis } from "ioredis";
 import type { RunningTasks } from "./cancellation.js";
 import type { PriorityDispatcher } from "./dispatcher.js";
@@ -71,10 +71,23 @@ export function reportPresence({
     if (!stopped) void write();
   }, intervalMs);
   timer.unref();
+  /** Two live workers under one id (WORKER_ID set alike on two machines) would overwrite each other's reports and
+   *  share a quiet mark: said at start, where it is easy to find. A former process of this id on this host (a
+   *  restarted pod keeps its name, and its pid is 1 again) is no clash. */
+  const warnOfClash = async () => {
+    const other = await readWorkerReport(redis, id).catch(() => undefined);
+    if (other && (other.host !== HOST || other.pid !== process.pid)) {
+      log.warn(
+        { id, otherHost: other.host, otherPid: other.pid, otherSeenAgoMs: Date.now() - other.seenAtMs },
+        "another live worker reports under this id (WORKER_ID): give each worker its own, or their reports and quiet " +
+          "marks mix",
+      );
+    }
+  };
   return {
     /** The first report, written before the consumers start (a failure is logged, not thrown); it clears a quiet
      *  mark a former process of the same id left. */
-    ready: write(true),
+    ready: warnOfClash().then(() => write(true)),
     /** Stops reporting and removes the report: the worker leaves the list at once. Bounded: with Redis down its
      *  commands would wait out the whole reconnect budget, and the report expires by itself anyway. */
     async stop(): Promise<void> {

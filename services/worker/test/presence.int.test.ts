@@ -3,10 +3,13 @@
  * at start, listing the task it runs (type, priority, attempt, start) and its paused queues, and removed when it stops;
  * a worker stopping while Redis is down stops promptly, its report left to expire.
  */
-import { listWorkers, pauseQueue, resumeQueue } from "@tm/store";
+import { Writable } from "node:stream";
+import { createLogger } from "@tm/kit";
+import { listWorkers, pauseQueue, reportWorker, resumeQueue } from "@tm/store";
 import { useClients, useInfra, waitFor } from "@tm/testkit";
 import { expect, test } from "vitest";
-import { DEFAULT_WORKER_ID as WORKER_ID } from "../src/presence.js";
+import { RunningTasks } from "../src/cancellation.js";
+import { reportPresence, DEFAULT_WORKER_ID as WORKER_ID } from "../src/presence.js";
 import { cancelAsGateway, enrichedTask, publishTask, startWorker } from "./support.js";
 
 const infra = useInfra();
@@ -61,4 +64,57 @@ test("a worker stopping while Redis is down stops promptly: its report expires b
     await infra.redis.start();
   }
   await waitFor("the report expired", async () => !(await listWorkers(clients.redis)).some((w) => w.id === WORKER_ID));
+});
+
+test("a worker starting under an id another live worker reports under (on another host) says so", async () => {
+  const lines: string[] = [];
+  const log = createLogger(
+    "worker",
+    "info",
+    new Writable({
+      write(chunk, _encoding, done) {
+        lines.push(String(chunk));
+        done();
+      },
+    }),
+  );
+  const start = (id: string) =>
+    reportPresence({
+      id,
+      redis: clients.redis,
+      running: new RunningTasks(),
+      dispatcher: { queued: () => 0, paused: () => false, quiet: false },
+      concurrency: 1,
+      abandoned: () => 0,
+      intervalMs: 1_000,
+      log,
+    });
+  const clash = (line: string) => line.includes("another live worker reports under this id");
+  const now = Date.now();
+  await reportWorker(
+    clients.redis,
+    {
+      id: "shared-id",
+      host: "elsewhere",
+      pid: 1,
+      startedAtMs: now,
+      concurrency: 1,
+      queued: 0,
+      pausedQueues: [],
+      runningCount: 0,
+      running: [],
+      seenAtMs: now,
+    },
+    60_000,
+  );
+  const shared = start("shared-id");
+  await shared.ready;
+  expect(lines.filter(clash)).toHaveLength(1);
+  expect(lines.find(clash)).toContain('"otherHost":"elsewhere"');
+  // Its own former report (same host and pid, as a restarted pod's) is no clash.
+  const again = start("shared-id");
+  await again.ready;
+  expect(lines.filter(clash)).toHaveLength(1);
+  await again.stop();
+  await shared.stop();
 });
