@@ -124,11 +124,11 @@ export interface ConsumerOptions<S extends Subject> {
    */
   attemptsOf?: (message: MessageFor<S>) => number | undefined;
   /**
-   * On a redelivery only: how many of the message's earlier deliveries were handed back without being started (a
-   * stopping or quiet worker NAKs what it held buffered). JetStream counts those; they are not attempts, so the
-   * attempt is the delivery count less them. A failed read counts them as attempts (never more runs than asked).
+   * On a redelivery only: the message's attempt when that is not its delivery count (the worker's: deliveries a
+   * stopping or quiet worker handed back without starting them are not attempts). At least 1; a failed call leaves the
+   * delivery count (never more runs than asked).
    */
-  handBacksOf?: (message: MessageFor<S>) => Promise<number>;
+  attemptOf?: (message: MessageFor<S>, deliveryCount: number) => Promise<number>;
   /**
    * The wait before the redelivery that follows failed delivery `attempt` when the message sets its own (a task's
    * retry_backoff); undefined: settings.retryDelaysMs. A handler's RetryAfterError still comes first.
@@ -204,12 +204,12 @@ export class DeliveryProcessor<S extends Subject> {
       }
     }
 
-    // Deliveries handed back unstarted are not attempts (read only on a redelivery: the first costs nothing more).
-    const handedBack =
-      msg.info.deliveryCount > 1 && this.#options.handBacksOf
-        ? await this.#options.handBacksOf(message).catch(() => 0)
-        : 0;
-    const attempt = Math.max(1, msg.info.deliveryCount - handedBack);
+    // Asked only on a redelivery: the first delivery is attempt 1 and costs nothing more.
+    const { deliveryCount } = msg.info;
+    const attempt =
+      deliveryCount > 1 && this.#options.attemptOf
+        ? Math.max(1, await this.#options.attemptOf(message, deliveryCount).catch(() => deliveryCount))
+        : deliveryCount;
     const parent = extractTrace(message as { traceparent?: string }, msg.headers);
     const receivedAt = Date.now();
     const storedAt = msg.info.timestampNanos / 1e6;

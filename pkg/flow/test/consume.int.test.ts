@@ -423,7 +423,7 @@ describe("consume", () => {
       subject: Subjects.ingest,
       settings: flow,
       attemptsOf: (m) => m.maxAttempts,
-      handBacksOf: async (m) => handedBack.get(m.taskId) ?? 0,
+      attemptOf: async (m, deliveryCount) => deliveryCount - (handedBack.get(m.taskId) ?? 0),
       handler: async (m, ctx) => {
         seen.set(m.taskId, { attempt: ctx.attempt, lastAttempt: ctx.lastAttempt });
         done.tick();

@@ -33,7 +33,7 @@
  *
  * A quiet worker (setQuiet, an operator's QuietWorker for this process alone) issues no pull and hands back what it
  * holds buffered and what a pull in progress still brings: unlike a paused priority, which every worker holds, the
- * point is that the other workers take those now. Running tasks finish.
+ * point is that the other workers take those now. Running tasks finish, deferred ones (a rate-limit wait) included.
  */
 import {
   backoffDelayMs,
@@ -68,8 +68,8 @@ export interface DispatcherOptions {
   onRateLimited?: (type: string, waitMs: number) => void;
   /** Records deliveries handed back unstarted (NAKed from the buffers): they are not attempts (@tm/store hand-backs). */
   recordHandBacks?: (deliveries: TaskRef[]) => Promise<void>;
-  /** How many deliveries of a task's generation were handed back unstarted (read on a redelivery). */
-  handBacksOf?: (task: TaskRef) => Promise<number>;
+  /** A redelivered task's attempt (deliveries handed back unstarted are not attempts; @tm/flow attemptOf). */
+  attemptOf?: (task: TaskRef, deliveryCount: number) => Promise<number>;
 }
 
 /** A task message's identity: its task and generation. */
@@ -140,6 +140,10 @@ export class PriorityDispatcher {
   /** The limits' version the queued deliveries were last tracked against. */
   #trackedVersion: number;
   readonly #deferrals = new Map<JsMsg, Deferral>();
+  /** Deliveries whose attempt started and waits out a RateLimitedError: a quiet worker keeps and resumes them (they
+   *  are running tasks), and one handed back (the worker stops) spends that attempt, so it is not recorded as a
+   *  hand-back. */
+  readonly #resumable = new WeakSet<JsMsg>();
   readonly #pauseLog = new LogThrottle(60_000);
   readonly #onRateLimited: ((type: string, waitMs: number) => void) | undefined;
   readonly #recordHandBacks: ((deliveries: TaskRef[]) => Promise<void>) | undefined;
@@ -154,7 +158,7 @@ export class PriorityDispatcher {
     rateLimitHoldMs = DEFAULT_RATE_LIMIT_HOLD_MS,
     onRateLimited,
     recordHandBacks,
-    handBacksOf,
+    attemptOf,
   }: DispatcherOptions) {
     this.#rt = rt;
     this.#onRateLimited = onRateLimited;
@@ -187,8 +191,8 @@ export class PriorityDispatcher {
         // run again.
         attemptsOf: (task) => task.maxAttempts,
         retryDelayOf: (task, attempt) => (task.retryBackoff ? backoffDelayMs(task.retryBackoff, attempt) : undefined),
-        ...(handBacksOf
-          ? { handBacksOf: (task) => handBacksOf({ taskId: task.taskId, generation: task.generation }) }
+        ...(attemptOf
+          ? { attemptOf: (task, count) => attemptOf({ taskId: task.taskId, generation: task.generation }, count) }
           : {}),
         deferRateLimited: (msg, task, error, ctx) => {
           if (this.#stopping || ctx.deferredMs + error.retryAfterMs > rateLimitHoldMs) return false;
@@ -259,10 +263,12 @@ export class PriorityDispatcher {
     }
     let handedBack = 0;
     for (const lane of Object.values(this.#lanes)) {
-      const queued = lane.queue.splice(0);
-      for (const msg of queued) this.#limits.dropped(msg);
-      await this.#handBack(queued, this.#pastOpenPull(lane));
-      handedBack += queued.length;
+      // A deferred delivery is a running task waiting out its rate limit: it stays, and resumes after its wait.
+      const unstarted = lane.queue.filter((msg) => !this.#resumable.has(msg));
+      lane.queue = lane.queue.filter((msg) => this.#resumable.has(msg));
+      for (const msg of unstarted) this.#limits.dropped(msg);
+      await this.#handBack(unstarted, this.#pastOpenPull(lane));
+      handedBack += unstarted.length;
     }
     return handedBack;
   }
@@ -437,13 +443,17 @@ export class PriorityDispatcher {
 
   /**
    * NAKs deliveries this worker holds but did not start (or whose rate-limit wait it cannot see out), so another
-   * worker takes them now, after recording them as hand-backs: JetStream counts each as a delivery, and the next
-   * worker would otherwise count it as an attempt (a task with max_attempts 1 failed as "interrupted", unrun). The
-   * record waits a second at most; one not made counts as an attempt, as before.
+   * worker takes them now, after recording the unstarted ones as hand-backs: JetStream counts each as a delivery,
+   * and the next worker would otherwise count it as an attempt (a task with max_attempts 1 failed as "interrupted",
+   * unrun). A resumable one (its attempt started) is not recorded: handing it back spends its attempt. The record
+   * waits a second at most; one not made counts as an attempt, as before.
    */
   async #handBack(msgs: readonly JsMsg[], delayMs?: number): Promise<void> {
     if (msgs.length === 0) return;
-    const refs = msgs.map(taskRefOf).filter((ref): ref is TaskRef => ref !== undefined);
+    const refs = msgs
+      .filter((msg) => !this.#resumable.has(msg))
+      .map(taskRefOf)
+      .filter((ref): ref is TaskRef => ref !== undefined);
     if (this.#recordHandBacks && refs.length > 0) {
       const budgetMs = Math.min(HAND_BACK_RECORD_BUDGET_MS, Math.floor(this.#rt.settings.ackWaitMs / 3));
       let timer: NodeJS.Timeout | undefined;
@@ -467,10 +477,10 @@ export class PriorityDispatcher {
 
   /** Puts a deferred delivery back at the head of its queue, its type paused until its wait is over. */
   #requeue(lane: Lane, msg: JsMsg, { type, untilMs }: Deferral): void {
-    if (this.#stopping || this.#quiet) {
-      // Stopped or quiet meanwhile: hand it back, to be delivered again elsewhere once the wait is over (its attempt
-      // resumes).
-      void this.#handBack([msg], Math.max(0, untilMs - Date.now(), this.#quiet ? this.#pastOpenPull(lane) : 0));
+    this.#resumable.add(msg);
+    if (this.#stopping) {
+      // Stopped meanwhile: hand it back, to be delivered again elsewhere once the wait is over (an attempt spent).
+      void this.#handBack([msg], Math.max(0, untilMs - Date.now()));
       return;
     }
     if (!this.#limits.paused(type)) {

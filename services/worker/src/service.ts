@@ -6,9 +6,9 @@
 import { PRIORITIES } from "@tm/flow";
 import { defineService } from "@tm/kit";
 import {
-  handBacksOf,
   isCancelled,
   recordHandBacks,
+  redeliveredAttempt,
   releaseTypeSlot,
   renewTypeSlots,
   reserveTypeStart,
@@ -79,7 +79,7 @@ export const worker = defineService({
       rateLimitHoldMs: rt.config.WORKER_RATE_LIMIT_HOLD_MS,
       onRateLimited: (type, waitMs) => recordBackoff(rt.redis, type, waitMs, workerId, rt.log),
       recordHandBacks: (deliveries) => recordHandBacks(rt.redis, deliveries),
-      handBacksOf: ({ taskId, generation }) => handBacksOf(rt.redis, taskId, generation),
+      attemptOf: ({ taskId, generation }, count) => redeliveredAttempt(rt.redis, taskId, generation, count),
     });
     // A running task is aborted; one whose delivery waits in the dispatcher's buffers is let through to be skipped.
     const cancelSubscription = listenForCancellations(rt.nats.nc, running, rt.log, (taskId) => {

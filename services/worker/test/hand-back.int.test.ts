@@ -75,3 +75,70 @@ test("a stopping worker hands back what it buffered: the next worker runs each a
     expect(events.deadLetters(task.taskId)).toEqual([]);
   }
 });
+
+test("with Redis down a stopping worker does not wait on the record: its hand-back then counts as an attempt", async () => {
+  const first = await startWorker(infra, TWO_SLOTS);
+  const busy = [enrichedTask("sleep", { ms: 600 }), enrichedTask("sleep", { ms: 600 })];
+  const once = { ...enrichedTask("echo", { once: true }), maxAttempts: 1 };
+  const plain = enrichedTask("echo", { plain: true });
+  for (const task of busy) await publishTask(nc, task);
+  await waitFor("the busy tasks running", async () => {
+    await events.refresh();
+    return busy.every((task) => events.statuses(task.taskId).some((s) => s.state === "RUNNING"));
+  });
+  // Two buffered: the worker's pull has ended (an open one would make the server give the delivery back, below).
+  for (const task of [once, plain]) await publishTask(nc, task);
+  await waitFor("buffered behind them", () => first.started.dispatcher.queued("medium") === 2);
+  await infra.redis.stop();
+  try {
+    const outcome = await Promise.race([
+      first.stop().then(() => "stopped"),
+      new Promise((resolve) => setTimeout(() => resolve("still stopping after 10 s"), 10_000)),
+    ]);
+    expect(outcome).toBe("stopped");
+  } finally {
+    await infra.redis.start();
+  }
+  expect(await handBacksOf(redis, once.taskId, once.generation)).toBe(0);
+  // Never more runs than asked: unrecorded, the hand-back counts as an attempt.
+  const second = await startWorker(infra, TWO_SLOTS);
+  try {
+    await waitFor("both ended", async () => {
+      await events.refresh();
+      return (
+        events.deadLetters(once.taskId).length > 0 && events.audits(plain.taskId).some((a) => a.action === "succeeded")
+      );
+    });
+  } finally {
+    await second.stop();
+  }
+  expect(events.deadLetters(once.taskId)[0]).toMatchObject({ reason: "exhausted" });
+  expect(events.statuses(once.taskId).map((s) => s.state)).toEqual(["FAILED"]);
+  expect(events.statuses(plain.taskId).map((s) => `${s.state}:${s.attempt}`)).toEqual(["RUNNING:2", "SUCCEEDED:2"]);
+});
+
+test("a hand-back while the worker's pull was open (nats-server may give that delivery back): attempts still 1, then 2", async () => {
+  const first = await startWorker(infra, TWO_SLOTS);
+  const busy = [enrichedTask("sleep", { ms: 600 }), enrichedTask("sleep", { ms: 600 })];
+  // Fails its first attempt: its second must be attempt 2, whatever the delivery count says.
+  const flaky = { ...enrichedTask("flaky", { failures: 1 }), maxAttempts: 2 };
+  for (const task of busy) await publishTask(nc, task);
+  await waitFor("the busy tasks running", async () => {
+    await events.refresh();
+    return busy.every((task) => events.statuses(task.taskId).some((s) => s.state === "RUNNING"));
+  });
+  // One buffered: the worker's pull for one more is still open when it stops.
+  await publishTask(nc, flaky);
+  await waitFor("buffered behind them", () => first.started.dispatcher.queued("medium") === 1);
+  await first.stop();
+  expect(await handBacksOf(redis, flaky.taskId, flaky.generation)).toBe(1);
+  const second = await startWorker(infra, TWO_SLOTS);
+  try {
+    await ended(flaky.taskId);
+  } finally {
+    await second.stop();
+  }
+  const attempts = events.statuses(flaky.taskId).map((s) => `${s.state}:${s.attempt}${s.error ? "!" : ""}`);
+  expect(attempts).toEqual(["RUNNING:1", "RUNNING:1!", "RUNNING:2", "SUCCEEDED:2"]);
+  expect(events.deadLetters(flaky.taskId)).toEqual([]);
+});

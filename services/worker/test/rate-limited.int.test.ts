@@ -5,7 +5,7 @@
  * paused type waits" are both visible.
  */
 import { durableName, StatusEventSchema, Subjects, statusEvent } from "@tm/flow";
-import { applyStatus, extendTypeBackoff, Keys, markCancelled } from "@tm/store";
+import { applyStatus, extendTypeBackoff, handBacksOf, Keys, markCancelled, setWorkerQuiet } from "@tm/store";
 import { useInfra, waitFor } from "@tm/testkit";
 import { beforeEach, expect, test } from "vitest";
 import { cancelAsGateway, enrichedTask, publishTask, useWatchedWorker } from "./support.js";
@@ -178,4 +178,24 @@ test("a delivery buffered before its type was paused is held too: the dispatcher
   for (const task of [blocker, buffered]) await waitForAudit(task.taskId, "succeeded");
   // Without the second look it would have started as soon as the sleep ended, about 1 s before the back-off's end.
   expect(startedAt(buffered.taskId)).toBeGreaterThanOrEqual(setAt + 2_500 - 100);
+});
+
+test("a worker made quiet while a delivery waits out its rate limit keeps it and resumes it: the same attempt", async () => {
+  const task = { ...enrichedTask("flaky", { failures: 0, rateLimits: 1, retryAfterMs: 1_200 }), maxAttempts: 1 };
+  await publishTask(w.nc, task);
+  await waitForAudit(task.taskId, "rate_limited");
+  const workerId = w.service.started.workerId;
+  const mark = { at: new Date().toISOString(), by: "test" };
+  expect(await setWorkerQuiet(w.redis, workerId, true, mark)).toBe(true);
+  try {
+    await waitFor("quiet", () => w.service.started.dispatcher.quiet);
+    await waitForAudit(task.taskId, "succeeded");
+  } finally {
+    await setWorkerQuiet(w.redis, workerId, false, mark);
+    await waitFor("taking tasks again", () => !w.service.started.dispatcher.quiet);
+  }
+  expect(w.events.statuses(task.taskId).every((s) => s.attempt === 1 && !s.error)).toBe(true);
+  expect(await handBacksOf(w.redis, task.taskId, task.generation)).toBe(0);
+  const consumer = await w.jsm.consumers.info("TASKS", durableName("worker", Subjects.workerMedium));
+  expect(consumer.num_redelivered).toBe(0);
 });
