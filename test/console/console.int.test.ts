@@ -9,8 +9,10 @@
  * accepted (not when it is dismissed); the overview marks a paused priority and lists the live workers with the tasks
  * they run, and quiets a worker after a confirmation (shown quiet once it applies it) and resumes it; a delayed task
  * is promoted with Run now; the tasks a filter matches are counted, then cancelled, with Cancel matching; a schedule
- * is created from the form (a bad cron or payload refused, naming it); a type is paused and resumed from the type
- * limits page, its other limits kept.
+ * is created from the form (a bad cron or payload refused, naming it), with the task's limits (a bad one refused,
+ * naming the field), and replaces one with the same id only when Replace is ticked; a type is paused and resumed from
+ * the type limits page, its other limits kept, and its concurrency and rate are set from its dialog (a bad value
+ * refused, naming the field; a pause kept) and cleared after a confirmation.
  * Screenshots go to test-artifacts/.
  * Skipped (with a message) when Debian's chromium is not installed (scripts/setup.sh installs it); under CI=true a
  * missing chromium fails instead.
@@ -495,12 +497,95 @@ describe.skipIf(!existsSync(CHROMIUM))("web console", () => {
     }
   });
 
+  it("sets a type's concurrency and rate from its dialog (a bad value refused, naming the field), keeps its pause, and clears them after a confirmation (dismissed: kept)", async () => {
+    const admin = createAdminClient({ baseUrl: pipeline.gatewayUrl });
+    const limitOf = async (type: string) => (await admin.listTypeLimits({})).limits.find((l) => l.type === type);
+    const status = (text: string) => page.getByRole("status").filter({ hasText: text }).waitFor({ timeout: 15_000 });
+    try {
+      await page.goto(`${webUrl}/limits`);
+      const row = page.getByRole("row").filter({ has: page.getByRole("cell", { name: "checksum", exact: true }) });
+      const dialog = page.getByRole("dialog", { name: "Limits for checksum" });
+      await row.getByRole("button", { name: "Set limits for checksum" }).click({ timeout: 15_000 });
+      // The gateway's bounds, not the browser's: its refusal is shown in the dialog, naming the field.
+      await dialog.getByLabel(/^Global concurrency/).fill("20000");
+      await dialog.getByRole("button", { name: "Save limits" }).click();
+      await dialog
+        .getByRole("alert")
+        .filter({
+          hasText: "Not saved: InvalidArgument: limit.global_concurrency: must be from 1 to 10000 (0: none), not 20000",
+        })
+        .waitFor({ timeout: 15_000 });
+      expect(await limitOf("checksum")).toBeUndefined();
+      await page.screenshot({ path: join(ARTIFACTS, "type-limits-dialog.png") });
+      // 120 a minute is stored as 2 a second.
+      await dialog.getByLabel(/^Global concurrency/).fill("4");
+      await dialog.getByLabel(/^Start rate/).fill("120");
+      await dialog.getByLabel("Rate unit").selectOption("m");
+      await dialog.getByLabel(/^Burst/).fill("5");
+      await dialog.getByRole("button", { name: "Save limits" }).click();
+      await status("Set checksum's limits: at most 4 running, 2/s (burst 5).");
+      expect(await dialog.count()).toBe(0);
+      expect(await limitOf("checksum")).toMatchObject({
+        globalConcurrency: 4,
+        ratePerSecond: 2,
+        rateBurst: 5,
+        paused: false,
+      });
+      await row.getByRole("cell", { name: "2/s (burst 5)" }).waitFor();
+
+      // Paused, the dialog opens with the pause ticked and the limits prefilled: saving a new concurrency keeps both.
+      await row.getByRole("button", { name: "Pause checksum" }).click();
+      await status("Paused checksum");
+      await row.getByRole("button", { name: "Set limits for checksum" }).click();
+      expect(await dialog.getByRole("checkbox", { name: /^Paused/ }).isChecked()).toBe(true);
+      expect(await dialog.getByLabel(/^Start rate/).inputValue()).toBe("2");
+      expect(await dialog.getByLabel("Rate unit").inputValue()).toBe("s");
+      expect(await dialog.getByLabel(/^Burst/).inputValue()).toBe("5");
+      await dialog.getByLabel(/^Global concurrency/).fill("6");
+      await dialog.getByRole("button", { name: "Save limits" }).click();
+      await status("Set checksum's limits: at most 6 running, 2/s (burst 5), paused.");
+      expect(await limitOf("checksum")).toMatchObject({ globalConcurrency: 6, ratePerSecond: 2, paused: true });
+
+      // Paused by someone else while the dialog is open (the box untouched): the save keeps that pause.
+      await row.getByRole("button", { name: "Resume checksum" }).click();
+      await status("Resumed checksum.");
+      await row.getByRole("button", { name: "Set limits for checksum" }).click();
+      expect(await dialog.getByRole("checkbox", { name: /^Paused/ }).isChecked()).toBe(false);
+      await admin.pauseType({ type: "checksum" });
+      await dialog.getByLabel(/^Global concurrency/).fill("7");
+      await dialog.getByRole("button", { name: "Save limits" }).click();
+      await status("Set checksum's limits: at most 7 running, 2/s (burst 5), paused.");
+      expect(await limitOf("checksum")).toMatchObject({ globalConcurrency: 7, paused: true });
+      // Unticked by the operator: resumed with the save.
+      await row.getByRole("button", { name: "Set limits for checksum" }).click();
+      await dialog.getByRole("checkbox", { name: /^Paused/ }).uncheck();
+      await dialog.getByRole("button", { name: "Save limits" }).click();
+      await status("Set checksum's limits: at most 7 running, 2/s (burst 5).");
+      expect(await limitOf("checksum")).toMatchObject({ globalConcurrency: 7, paused: false });
+
+      // Clear asks first; dismissed, the limits stay.
+      const clear = row.getByRole("button", { name: "Clear limits for checksum" });
+      expect(await clickAndAnswer(clear, false)).toBe(
+        "Clear checksum's limits (at most 7 running, 2/s (burst 5))? " +
+          "The workers' own WORKER_TYPE_* settings apply to it again.",
+      );
+      expect(await limitOf("checksum")).toMatchObject({ globalConcurrency: 7 });
+      await clickAndAnswer(clear, true);
+      await status("Cleared checksum's limits: the workers' own settings apply.");
+      expect(await limitOf("checksum")).toBeUndefined();
+      expect(await clear.count()).toBe(0);
+      await page.screenshot({ path: join(ARTIFACTS, "type-limits.png"), fullPage: true });
+    } finally {
+      await admin.clearTypeLimit({ type: "checksum" });
+    }
+  });
+
   it("creates a schedule from the form; a bad cron or payload is refused, naming the problem, and creates nothing", async () => {
     const admin = createAdminClient({ baseUrl: pipeline.gatewayUrl });
     await page.goto(`${webUrl}/schedules`);
     await page.click("summary:text('New schedule')");
     const form = page.getByRole("form", { name: "New schedule" });
-    await form.getByLabel("Id").fill("console-made");
+    await form.getByLabel("Id", { exact: true }).fill("console-made");
     await form.getByLabel("Cron (UTC unless a time zone)").fill("not a cron");
     await form.getByLabel("Task type").fill("echo");
     await form.getByRole("button", { name: "Create schedule" }).click();
@@ -529,6 +614,69 @@ describe.skipIf(!existsSync(CHROMIUM))("web console", () => {
       .filter({ has: page.getByRole("cell", { name: "console-made" }) })
       .waitFor();
     await admin.deleteSchedule({ id: "console-made" });
+  });
+
+  it("creates a schedule with the task's limits from the form; a bad value is refused, naming the field; a taken id only with Replace", async () => {
+    const admin = createAdminClient({ baseUrl: pipeline.gatewayUrl });
+    const id = "console-limited";
+    const stored = async () => (await admin.listSchedules({})).schedules.find((s) => s.id === id);
+    const status = (pattern: string) =>
+      page.waitForSelector(`[role=status]:text-matches('${pattern}')`, { timeout: 15_000 });
+    try {
+      await page.goto(`${webUrl}/schedules`);
+      await page.click("summary:text('New schedule')");
+      const form = page.getByRole("form", { name: "New schedule" });
+      const fill = async (cron: string, maxAttempts: string) => {
+        await form.getByLabel("Id", { exact: true }).fill(id);
+        await form.getByLabel("Cron (UTC unless a time zone)").fill(cron);
+        await form.getByLabel("Task type").fill("echo");
+        await form.getByLabel(/^Attempt timeout/).fill("30s");
+        await form.getByLabel("Max attempts").fill(maxAttempts);
+        await form.getByLabel(/^Retry delay/).fill("10s");
+        await form.getByLabel(/^Retry multiplier/).fill("2");
+        await form.getByLabel(/^Expires after/).fill("2h");
+      };
+      const create = () => form.getByRole("button", { name: "Create schedule" }).click();
+
+      // A malformed duration is caught here; a value out of the gateway's bounds is its refusal, naming the field.
+      await fill("0 3 * * *", "2");
+      await form.getByLabel(/^Expires after/).fill("soon");
+      await create();
+      await status("^Not created: the expiry must be a duration like");
+      await fill("0 3 * * *", "50");
+      await create();
+      await status("^Create failed: InvalidArgument: schedule.task.max_attempts: 50 exceeds");
+      expect(await stored()).toBeUndefined();
+
+      await fill("0 3 * * *", "2");
+      await create();
+      await status(`^Created schedule ${id}: first run `);
+      expect((await stored())?.task).toMatchObject({
+        type: "echo",
+        timeout: { seconds: 30n },
+        maxAttempts: 2,
+        retryBackoff: { delay: { seconds: 10n }, multiplier: 2 },
+        expiresAfter: { seconds: 7_200n },
+      });
+      const row = page.getByRole("row").filter({ has: page.getByRole("cell", { name: id }) });
+      await row
+        .getByRole("cell", { name: /^echo \(medium\); timeout 30\.0 s per attempt; at most 2 attempts;/ })
+        .waitFor();
+
+      // The same id again: refused without Replace (nothing changed), replaced with it.
+      await fill("0 4 * * *", "3");
+      await create();
+      await status(`^Create failed: AlreadyExists: schedule ${id} exists.* Tick "Replace an existing schedule`);
+      expect(await stored()).toMatchObject({ cron: "0 3 * * *", task: { maxAttempts: 2 } });
+      await page.screenshot({ path: join(ARTIFACTS, "schedule-form.png"), fullPage: true });
+      await form.getByLabel("Replace an existing schedule with this id").check();
+      await create();
+      await status(`^Replaced schedule ${id}: next run `);
+      expect(await stored()).toMatchObject({ cron: "0 4 * * *", task: { maxAttempts: 3 } });
+      expect(await form.getByLabel("Replace an existing schedule with this id").isChecked()).toBe(false);
+    } finally {
+      await admin.deleteSchedule({ id });
+    }
   });
 
   it("lists the schedules with their next run, pauses and resumes one, and deletes one after a confirmation (dismissed: kept)", async () => {
@@ -605,11 +753,14 @@ describe.skipIf(!existsSync(CHROMIUM))("web console", () => {
     await page.waitForSelector("#task-list table", { timeout: 15_000 });
     const stateOf = async (taskId: string) => (await pipeline.client.getTask({ taskId })).task?.status?.state;
     // The question counts what would be cancelled (a dry run); dismissed, nothing is.
+    // The click returns only once the question is answered when the dry run answered before playwright's click
+    // finished (the page then sits in window.confirm): it is awaited after the answer.
     const asked = page.waitForEvent("dialog");
-    await page.click("button:text('Cancel matching')");
+    const clicked = page.click("button:text('Cancel matching')");
     const question = await asked;
     expect(question.message()).toBe("Cancel 3 unfinished tasks these filters match? Running handlers are aborted.");
     await question.dismiss();
+    await clicked;
     await page.waitForSelector("button:text('Cancel matching'):not([disabled])");
     for (const taskId of delayed) expect(await stateOf(taskId)).toBe(TaskState.PENDING);
     // Accepted, exactly the tasks counted are cancelled: one submitted while the question is open is not.

@@ -1,19 +1,27 @@
-/** Recurring schedules: each with its cron, time zone, task, next and last run (its task linked), Run now, Pause or
- *  Resume, and Delete after a confirmation; and a form for a new one (id, cron, time zone, task type, priority,
- *  payload, overlap), as `taskctl schedule add` without the task's limits (which taskctl takes). The gateway checks
- *  every field and names the one it refuses. */
+/** Recurring schedules: each with its cron, time zone, task (and its limits), next and last run (its task linked),
+ *  Run now, Pause or Resume, and Delete after a confirmation; and a form for a new one (id, cron, time zone, task
+ *  type, priority, payload, overlap; the task's attempt timeout, max attempts, retry delay and multiplier, expiry;
+ *  replacing one with the same id), as `taskctl schedule add`. The gateway checks every field and names the one it
+ *  refuses. */
 import type { JsonObject } from "@bufbuild/protobuf";
+import { durationFromMs } from "@bufbuild/protobuf/wkt";
+import { Code, ConnectError } from "@connectrpc/connect";
 import { Priority, type Schedule, ScheduleOverlap } from "@tm/proto/web";
 import { admin, errorText } from "../api.js";
 import { announce, h, replace } from "../dom.js";
 import { dateOf, formatTime, priorityName, relative } from "../format.js";
 import { table } from "./overview.js";
+import { limitsOf } from "./task-detail.js";
 import type { View } from "./view.js";
+
+const REPLACE_LABEL = "Replace an existing schedule with this id";
 
 export const schedulesView: View = (main) => {
   const status = h("p", { class: "muted", role: "status" });
   const list = h("div");
   let stopped = false;
+  /** The ids listed last: whether a Replace replaced one, for the message. */
+  let listedIds = new Set<string>();
   const input = (name: string, attributes: Record<string, string | boolean> = {}) =>
     h("input", { name, autocomplete: "off", ...attributes }) as HTMLInputElement;
   const field = (label: string, control: HTMLElement) => h("label", {}, h("span", {}, label), control);
@@ -28,6 +36,14 @@ export const schedulesView: View = (main) => {
   ) as HTMLSelectElement;
   const payloadInput = h("textarea", { name: "payload", rows: 3, cols: 40, placeholder: "{}" }) as HTMLTextAreaElement;
   const skipOverlap = input("skip-overlap", { type: "checkbox" });
+  // The task's own limits, as `taskctl schedule add --attempt-timeout/--max-attempts/--retry-*/--expires-after`:
+  // empty is the pipeline's default. Only the format is checked here; the gateway checks the values.
+  const timeoutInput = input("timeout", { placeholder: "30s" });
+  const maxAttemptsInput = input("max-attempts", { type: "number", min: "1", step: "1", placeholder: "all" });
+  const retryDelayInput = input("retry-delay", { placeholder: "10s" });
+  const retryMultiplierInput = input("retry-multiplier", { type: "number", step: "any", placeholder: "1" });
+  const expiresInput = input("expires-after", { placeholder: "1h" });
+  const replaceBox = input("replace", { type: "checkbox" });
   const createButton = h("button", { type: "submit" }, "Create schedule") as HTMLButtonElement;
   const form = h(
     "form",
@@ -39,6 +55,17 @@ export const schedulesView: View = (main) => {
     field("Priority", prioritySelect),
     field("Payload (JSON object)", payloadInput),
     h("label", { class: "inline" }, skipOverlap, " Skip a run while the previous one's task is unfinished"),
+    h(
+      "fieldset",
+      { class: "filters" },
+      h("legend", {}, "Task limits (optional; empty: the pipeline's defaults)"),
+      field(`Attempt timeout (${DURATION_HINT})`, timeoutInput),
+      field("Max attempts", maxAttemptsInput),
+      field(`Retry delay (${DURATION_HINT})`, retryDelayInput),
+      field("Retry multiplier (with a delay)", retryMultiplierInput),
+      field(`Expires after (${DURATION_HINT}, 1d)`, expiresInput),
+    ),
+    h("label", { class: "inline" }, replaceBox, ` ${REPLACE_LABEL}`),
     createButton,
   ) as HTMLFormElement;
   replace(
@@ -69,27 +96,69 @@ export const schedulesView: View = (main) => {
         return;
       }
     }
+    const limits = taskLimits();
+    if (typeof limits === "string") {
+      status.textContent = `Not created: ${limits}`;
+      announce(status.textContent);
+      return;
+    }
     const id = idInput.value.trim();
+    const replacing = replaceBox.checked;
+    const existed = listedIds.has(id);
     createButton.disabled = true;
-    await act("Create", async () => {
-      const { schedule } = await admin.createSchedule({
-        schedule: {
-          id,
-          cron: cronInput.value.trim(),
-          timezone: timezoneInput.value.trim(),
-          overlap: skipOverlap.checked ? ScheduleOverlap.SKIP : ScheduleOverlap.ALLOW,
-          task: {
-            type: typeInput.value.trim(),
-            priority: Priority[prioritySelect.value as keyof typeof Priority] ?? Priority.MEDIUM,
-            payload,
+    await act(
+      "Create",
+      async () => {
+        const { schedule } = await admin.createSchedule({
+          replace: replacing,
+          schedule: {
+            id,
+            cron: cronInput.value.trim(),
+            timezone: timezoneInput.value.trim(),
+            overlap: skipOverlap.checked ? ScheduleOverlap.SKIP : ScheduleOverlap.ALLOW,
+            task: {
+              type: typeInput.value.trim(),
+              priority: Priority[prioritySelect.value as keyof typeof Priority] ?? Priority.MEDIUM,
+              payload,
+              ...limits,
+            },
           },
-        },
-      });
-      form.reset();
-      const next = dateOf(schedule?.nextRunAt);
-      return `Created schedule ${id}${next ? `: first run ${formatTime(next)}` : ""}.`;
-    });
+        });
+        form.reset();
+        const next = dateOf(schedule?.nextRunAt);
+        // A replaced schedule keeps its pause and its last run.
+        if (replacing && existed) {
+          return `Replaced schedule ${id}${next ? `: next run ${formatTime(next)}` : schedule?.paused ? " (still paused)" : ""}.`;
+        }
+        return `Created schedule ${id}${next ? `: first run ${formatTime(next)}` : ""}.`;
+      },
+      (error) =>
+        ConnectError.from(error).code === Code.AlreadyExists ? `. Tick "${REPLACE_LABEL}" to replace it.` : "",
+    );
     createButton.disabled = false;
+  }
+
+  /** The task limits the form sets (ScheduledTask's timeout, max_attempts, retry_backoff, expires_after), or what
+   *  is malformed. */
+  function taskLimits() {
+    const timeoutMs = durationField(timeoutInput.value);
+    const retryDelayMs = durationField(retryDelayInput.value);
+    const expiresMs = durationField(expiresInput.value);
+    const multiplier = retryMultiplierInput.value === "" ? undefined : retryMultiplierInput.valueAsNumber;
+    if (timeoutMs === null) return `the attempt timeout must be a duration like ${DURATION_HINT}.`;
+    if (retryDelayMs === null) return `the retry delay must be a duration like ${DURATION_HINT}.`;
+    if (expiresMs === null) return `the expiry must be a duration like ${DURATION_HINT}, 1d.`;
+    if (multiplier !== undefined && retryDelayMs === undefined) {
+      return "a retry multiplier needs a retry delay (the wait after the first failed attempt).";
+    }
+    return {
+      ...(timeoutMs === undefined ? {} : { timeout: durationFromMs(timeoutMs) }),
+      ...(maxAttemptsInput.value === "" ? {} : { maxAttempts: maxAttemptsInput.valueAsNumber }),
+      ...(retryDelayMs === undefined
+        ? {}
+        : { retryBackoff: { delay: durationFromMs(retryDelayMs), multiplier: multiplier ?? 0 } }),
+      ...(expiresMs === undefined ? {} : { expiresAfter: durationFromMs(expiresMs) }),
+    };
   }
 
   async function load() {
@@ -97,6 +166,7 @@ export const schedulesView: View = (main) => {
     try {
       const { schedules } = await admin.listSchedules({});
       if (stopped) return;
+      listedIds = new Set(schedules.map((schedule) => schedule.id));
       const now = Date.now();
       replace(
         list,
@@ -125,7 +195,8 @@ export const schedulesView: View = (main) => {
       h("code", {}, schedule.cron),
       schedule.timezone || "UTC",
       `${schedule.task?.type ?? "?"} (${priorityName(schedule.task?.priority ?? 0)})` +
-        (schedule.overlap === ScheduleOverlap.SKIP ? ", skips overlaps" : ""),
+        (schedule.overlap === ScheduleOverlap.SKIP ? ", skips overlaps" : "") +
+        (schedule.task && limitsOf(schedule.task) ? `; ${limitsOf(schedule.task)}` : ""),
       schedule.paused
         ? `paused${schedule.pausedBy ? ` by ${schedule.pausedBy}` : ""}`
         : when(schedule.nextRunAt, now, "never"),
@@ -148,16 +219,18 @@ export const schedulesView: View = (main) => {
     return h("button", { type: "button", class: "secondary", "aria-label": label, onclick: () => void act() }, text);
   }
 
-  /** Runs an action on a schedule, then shows the list again with what happened (or why it failed). */
-  async function act(what: string, call: () => Promise<string>) {
+  /** Runs an action on a schedule, then shows the list again with what happened (or why it failed, and what
+   *  `hint` adds to that). */
+  async function act(what: string, call: () => Promise<string>, hint: (error: unknown) => string = () => "") {
     try {
       const text = await call();
       announce(text);
       await load();
       status.textContent = text;
     } catch (error) {
-      announce(`${what} failed: ${errorText(error)}`);
-      status.textContent = `${what} failed: ${errorText(error)}`;
+      const text = `${what} failed: ${errorText(error)}${hint(error)}`;
+      announce(text);
+      status.textContent = text;
     }
   }
 
@@ -198,3 +271,15 @@ export const schedulesView: View = (main) => {
     stopped = true;
   };
 };
+
+const DURATION_HINT = "30s, 15m, 2h";
+const DURATION_UNIT_MS: Record<string, number> = { ms: 1, s: 1_000, m: 60_000, h: 3_600_000, d: 86_400_000 };
+
+/** A duration field's text ("30s", "15m", "2h", "1d", "500ms"; a bare number is seconds) in ms: undefined when
+ *  empty, null when malformed. */
+function durationField(text: string): number | undefined | null {
+  const trimmed = text.trim();
+  if (!trimmed) return undefined;
+  const match = /^(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?$/.exec(trimmed);
+  return match ? Math.round(Number(match[1]) * (DURATION_UNIT_MS[match[2] ?? "s"] ?? 1_000)) : null;
+}

@@ -310,8 +310,8 @@ function stageRank(state: TaskState): number {
 }
 
 /** The task's own execution limits (SubmitTaskRequest.timeout, max_attempts, retry_backoff, expires_after), or ""
- *  when it has the defaults. */
-function limitsOf(task: Task): string {
+ *  when it has the defaults; a schedule's task template (ScheduledTask) has the same fields. */
+export function limitsOf(task: Pick<Task, "timeout" | "maxAttempts" | "retryBackoff" | "expiresAfter">): string {
   const limits = [
     ...(task.timeout ? [`timeout ${duration(durationMs(task.timeout))} per attempt`] : []),
     ...(task.maxAttempts ? [`at most ${task.maxAttempts} attempt${task.maxAttempts === 1 ? "" : "s"}`] : []),
