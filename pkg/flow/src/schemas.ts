@@ -177,6 +177,20 @@ const SCHEMAS = {
   [Subjects.deadletter]: DeadLetterSchema,
 } as const;
 
+/**
+ * What a stage parses a task message with: its schema, keeping fields it does not know. A later version's gateway
+ * may add a field (as max_attempts and expires_after were); during a rolling upgrade this version's ingest and
+ * scheduler pass it on to the newer worker rather than drop it. (Known fields are checked as always; zod drops a
+ * `__proto__` key.) The types stay the known fields.
+ */
+const TASK_PARSERS: Partial<Record<Subject, z.ZodType>> = {
+  [Subjects.ingest]: TaskMessageSchema.catchall(z.unknown()),
+  [Subjects.schedule]: EnrichedTaskMessageSchema.catchall(z.unknown()),
+  [Subjects.workerHigh]: EnrichedTaskMessageSchema.catchall(z.unknown()),
+  [Subjects.workerMedium]: EnrichedTaskMessageSchema.catchall(z.unknown()),
+  [Subjects.workerLow]: EnrichedTaskMessageSchema.catchall(z.unknown()),
+};
+
 export type SchemaFor<S extends Subject> = (typeof SCHEMAS)[S];
 export type MessageFor<S extends Subject> = z.infer<SchemaFor<S>>;
 export type MessageInputFor<S extends Subject> = z.input<SchemaFor<S>>;
@@ -214,7 +228,7 @@ export function decodeMessage<S extends Subject>(subject: S, data: Uint8Array): 
 }
 
 export function validateMessage<S extends Subject>(subject: S, body: unknown): MessageFor<S> {
-  const result = schemaFor(subject).safeParse(body);
+  const result = (TASK_PARSERS[subject] ?? schemaFor(subject)).safeParse(body);
   if (!result.success) throw new MessageValidationError(subject, describeIssues(result.error));
   return result.data as MessageFor<S>;
 }

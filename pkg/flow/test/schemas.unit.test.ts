@@ -7,6 +7,7 @@ import {
   MessageValidationError,
   retryDelayFor,
   Subjects,
+  statusEvent,
   traceIdOf,
   validateMessage,
 } from "../src/index.js";
@@ -48,6 +49,35 @@ describe("message schemas", () => {
       expect(problems).toMatch(/payload: /);
       expect(problems).toMatch(/priority: /);
     }
+  });
+
+  test("a task message keeps fields this version does not know (a later version's), on every task subject", () => {
+    const later = task({ priorityBoost: 3, tenant: { id: "t-1" } });
+    const enrichment = {
+      payloadBytes: 7,
+      payloadSha256: "0".repeat(64),
+      fieldCount: 1,
+      receivedAt: "2026-01-01T00:00:00.000Z",
+      enrichedAt: "2026-01-01T00:00:00.000Z",
+    };
+    expect(decodeMessage(Subjects.ingest, encode(later))).toMatchObject({ priorityBoost: 3, tenant: { id: "t-1" } });
+    for (const subject of [Subjects.schedule, Subjects.workerHigh, Subjects.workerLow]) {
+      expect(validateMessage(subject, { ...later, enrichment })).toMatchObject({ priorityBoost: 3 });
+    }
+    // Known fields are checked as ever; a __proto__ key is dropped, not applied.
+    expect(() => validateMessage(Subjects.ingest, task({ maxAttempts: 0, extra: 1 }))).toThrowError(/maxAttempts/);
+    const hostile = decodeMessage(
+      Subjects.ingest,
+      encode(`{"__proto__":{"polluted":1},${JSON.stringify(task()).slice(1)}`),
+    );
+    expect(Object.getPrototypeOf(hostile)).toBe(Object.prototype);
+    expect((hostile as { polluted?: number }).polluted).toBeUndefined();
+    // Other subjects keep their exact shape.
+    const status = validateMessage(Subjects.status, {
+      ...statusEvent({ taskId: later.taskId, state: "RUNNING", source: "worker" }),
+      unknownField: 1,
+    });
+    expect(status).not.toHaveProperty("unknownField");
   });
 
   test("worker subjects require the enrichment", () => {

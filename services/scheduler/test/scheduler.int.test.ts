@@ -46,6 +46,19 @@ test("routes each task to the queue of its priority, once, and reports SCHEDULED
   expect(await readStatus(clients.redis, tasks[0]!.taskId)).toBeUndefined(); // the notifier, not the scheduler, writes status
 });
 
+test("a field this version does not know (a later gateway's) reaches the worker's queue: a rolling upgrade keeps it", async () => {
+  const task = { ...enrichedTask("low"), laterField: { tenant: "t-1" } };
+  await clients.nc.jetstream().publish(Subjects.schedule, JSON.stringify(task), { msgID: `${task.taskId}:schedule` });
+  const jsm = await clients.nc.jetstreamManager();
+  let forwarded: Record<string, unknown> | undefined;
+  await waitFor("the worker message", async () => {
+    const stored = await jsm.streams.getMessage("TASKS", { last_by_subj: "tasks.worker.low" }).catch(() => undefined);
+    forwarded = stored?.json<Record<string, unknown>>();
+    return forwarded?.taskId === task.taskId;
+  });
+  expect(forwarded).toMatchObject({ laterField: { tenant: "t-1" }, taskId: task.taskId, priority: "low" });
+});
+
 /** Publishes `task` to the scheduler and expects it dropped: only the audit event `action`, no status, no worker
  *  message, the delivery acknowledged. */
 async function expectDropped(
