@@ -139,6 +139,13 @@ export const METRIC_CATALOGUE: readonly MetricDefinition[] = [
     help: "Tasks running in this worker process right now",
   },
   {
+    name: "tm_worker_quiet",
+    kind: "gauge",
+    labels: [],
+    services: ["worker"],
+    help: "1 while this worker takes no new tasks (an operator's QuietWorker), else 0",
+  },
+  {
     name: "tm_worker_handlers_abandoned",
     kind: "gauge",
     labels: ["type"],
