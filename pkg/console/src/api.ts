@@ -13,6 +13,8 @@ const KEY_STORAGE = "tm-console-api-key";
 export interface ConsoleConfig {
   grafanaUrl: string;
   authRequired: boolean;
+  /** The task types the pipeline runs (@tm/flow KNOWN_TASK_TYPES, which this browser bundle does not import). */
+  taskTypes: string[];
 }
 
 export async function loadConfig(): Promise<ConsoleConfig> {

@@ -10,11 +10,7 @@ import { dateOf, duration, formatTime } from "../format.js";
 import { table } from "./overview.js";
 import type { View } from "./view.js";
 
-/** The types the workers run (@tm/flow's KNOWN_TASK_TYPES, which this browser bundle cannot import): each can be
- *  paused here before it has a limit; a type the gateway lists with limits is shown too. */
-const TASK_TYPES = ["echo", "sleep", "checksum", "flaky", "fail"];
-
-export const limitsView: View = (main) => {
+export const limitsView: View = (main, { config }) => {
   const status = h("p", { class: "muted", role: "status" });
   const list = h("div");
   const backoffs = h("div");
@@ -39,7 +35,9 @@ export const limitsView: View = (main) => {
       const response = await admin.listTypeLimits({});
       if (stopped) return;
       const byType = new Map(response.limits.map((limit) => [limit.type, limit]));
-      const types = [...new Set([...TASK_TYPES, ...byType.keys()])];
+      // Every type the pipeline runs (the gateway's list: each can be paused before it has a limit), and any other
+      // the gateway lists with limits.
+      const types = [...new Set([...config.taskTypes, ...byType.keys()])];
       replace(
         list,
         table(
