@@ -126,15 +126,33 @@ export async function readWorkerControls(
   return { pausedQueues, quiet: quiet === 1 };
 }
 
-/** The live workers' latest reports, by id; an id whose report expired or is not JSON is left out. */
-export async function listWorkers(redis: Redis): Promise<WorkerReport[]> {
+/** A listed worker: its latest report, and an operator's quiet request when there is one. */
+export type ListedWorker = WorkerReport & { quietRequest?: WorkerQuiet };
+
+/** The live workers' latest reports with their quiet marks, by id (one MGET); an id whose report expired or is not
+ *  JSON is left out. */
+export async function listWorkers(redis: Redis): Promise<ListedWorker[]> {
   const ids = await redis.zrange(Keys.workers, 0, -1);
   if (ids.length === 0) return [];
-  const texts = await redis.mget(ids.map((id) => Keys.worker(id)));
-  return texts
-    .map(reportOf)
-    .filter((report): report is WorkerReport => report !== undefined)
-    .sort((a, b) => a.id.localeCompare(b.id));
+  const texts = await redis.mget([...ids.map((id) => Keys.worker(id)), ...ids.map((id) => Keys.workerQuiet(id))]);
+  const listed: ListedWorker[] = [];
+  ids.forEach((_, i) => {
+    const report = reportOf(texts[i] ?? null);
+    if (!report) return;
+    const quietRequest = markOf(texts[ids.length + i] ?? null);
+    listed.push(quietRequest ? { ...report, quietRequest } : report);
+  });
+  return listed.sort((a, b) => a.id.localeCompare(b.id));
+}
+
+function markOf(text: string | null): WorkerQuiet | undefined {
+  if (text === null) return undefined;
+  try {
+    const { at, by } = JSON.parse(text) as Partial<WorkerQuiet>;
+    return { at: typeof at === "string" ? at : "", by: typeof by === "string" ? by : "" };
+  } catch {
+    return { at: "", by: "" }; // written by hand: still a request
+  }
 }
 
 /** One worker's latest report (undefined: none, expired, or not one of ours). */

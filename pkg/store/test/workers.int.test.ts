@@ -91,6 +91,7 @@ test("a quiet mark is set only on a live worker, with its report's TTL, renewed 
   expect(JSON.parse((await clients.redis.get(Keys.workerQuiet("host-a:1"))) ?? "")).toEqual(mark);
   expect(await clients.redis.pttl(Keys.workerQuiet("host-a:1"))).toBeLessThanOrEqual(60_000);
   expect(await readWorkerControls(clients.redis, "host-a:1")).toMatchObject({ quiet: true });
+  expect((await listWorkers(clients.redis)).find((w) => w.id === "host-a:1")?.quietRequest).toEqual(mark);
   expect(await readWorkerControls(clients.redis, "host-b:1")).toMatchObject({ quiet: false });
 
   // The next report renews it with the report's own TTL; the process's first report clears it.

@@ -302,6 +302,13 @@ function ranFor(ms: number): string {
 }
 
 /** `taskctl workers`: one row per live worker, then one per task running (longest running first). */
+/** "taking tasks", "quiet by ops", or on the way: "quieting" (asked, not applied yet) / "resuming". */
+export function workerState(worker: Pick<WorkerInfo, "quiet" | "quietRequested">): string {
+  const by = worker.quietRequested?.by ? ` by ${worker.quietRequested.by}` : "";
+  if (worker.quietRequested) return worker.quiet ? `quiet${by}` : `quieting${by}`;
+  return worker.quiet ? "resuming" : "taking tasks";
+}
+
 export function renderWorkers(workers: WorkerInfo[], now: number): string {
   if (workers.length === 0) return "no live workers (none reported within the last three report intervals)";
   const workerTable = table(
@@ -321,7 +328,7 @@ export function renderWorkers(workers: WorkerInfo[], now: number): string {
       `${worker.runningCount}/${worker.concurrency}${worker.abandoned ? ` +${worker.abandoned} abandoned` : ""}`,
       String(worker.queued),
       worker.pausedQueues.map(priorityName).join(",") || "-",
-      worker.quiet ? "quiet" : "taking tasks",
+      workerState(worker),
     ]),
   );
   const running = workers

@@ -5,6 +5,7 @@ import {
   GetQueueStatsResponseSchema,
   PausedQueueSchema,
   Priority,
+  QuietRequestSchema,
   ReplayOutcomeSchema,
   ReplayResult,
   RequeueOutcomeSchema,
@@ -29,6 +30,7 @@ import {
   renderWorkers,
   table,
   truncate,
+  workerState,
 } from "../src/admin-render.js";
 import { exitFor } from "../src/commands/admin.js";
 import { renderTypeLimits } from "../src/commands/limits.js";
@@ -310,12 +312,13 @@ describe("limits ls", () => {
         runningCount: 1,
         running: [task("t-1", NOW - 90_000, 3)],
         quiet: true,
+        quietRequested: { by: "ops", at: timestampFromMs(NOW - 60_000) },
       }),
     ];
     expect(renderWorkers(workers, NOW).split("\n")).toEqual([
       "WORKER      STARTED  SEEN      RUNNING  QUEUED  PAUSED  STATE",
       "worker-a:1  3h ago   2s ago        1/8       3  low     taking tasks",
-      "worker-b:1  1m ago   just now      1/2       0  -       quiet",
+      "worker-b:1  1m ago   just now      1/2       0  -       quiet by ops",
       "",
       "TASK  TYPE   PRIORITY  ATTEMPT  RUNNING FOR  WORKER",
       "t-1   sleep  high            3  1m           worker-b:1",
@@ -335,5 +338,11 @@ describe("limits ls", () => {
       /^stuck:1 +- +- +1\/4 \+2 abandoned +0 +- +taking tasks$/,
     );
     expect(renderWorkers([], NOW)).toBe("no live workers (none reported within the last three report intervals)");
+    // On the way: asked but not applied yet, and the other way round.
+    expect(workerState({ quiet: false, quietRequested: create(QuietRequestSchema, { by: "ops" }) })).toBe(
+      "quieting by ops",
+    );
+    expect(workerState({ quiet: false, quietRequested: create(QuietRequestSchema, {}) })).toBe("quieting");
+    expect(workerState({ quiet: true })).toBe("resuming");
   });
 });

@@ -10,7 +10,7 @@ import { Code, ConnectError } from "@connectrpc/connect";
 import { type Priority, PrioritySchema, publishAudit } from "@tm/flow";
 import type { Runtime } from "@tm/kit";
 import type { ListWorkersResponseSchema } from "@tm/proto";
-import { listWorkers, setWorkerQuiet, type WorkerReport } from "@tm/store";
+import { type ListedWorker, listWorkers, setWorkerQuiet } from "@tm/store";
 import { priorityToProto } from "./mapping.js";
 import type { RedisCall } from "./redis-call.js";
 import { invalid } from "./validation.js";
@@ -21,7 +21,7 @@ const MAX_WORKER_ID_LENGTH = 300;
 const at = (ms: number) => timestampFromDate(new Date(ms));
 const isPriority = (value: string): value is Priority => PrioritySchema.safeParse(value).success;
 
-export function workerToProto(report: WorkerReport) {
+export function workerToProto(report: ListedWorker) {
   return {
     id: report.id,
     host: report.host,
@@ -34,6 +34,16 @@ export function workerToProto(report: WorkerReport) {
     runningCount: report.runningCount,
     abandoned: report.abandoned ?? 0,
     quiet: report.quiet === true,
+    ...(report.quietRequest
+      ? {
+          quietRequested: {
+            by: report.quietRequest.by,
+            ...(Number.isNaN(Date.parse(report.quietRequest.at))
+              ? {}
+              : { at: timestampFromDate(new Date(report.quietRequest.at)) }),
+          },
+        }
+      : {}),
     running: report.running.map((task) => ({
       taskId: task.taskId,
       type: task.type,

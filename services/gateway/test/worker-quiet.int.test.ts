@@ -47,9 +47,16 @@ test("a live worker is quieted and resumed; repeats change nothing; each change 
   await reportWorker(clients.redis, report("box:7"), 60_000);
   expect(await g.admin.quietWorker({ workerId: "box:7" })).toMatchObject({ changed: true });
   expect(await clients.redis.exists(Keys.workerQuiet("box:7"))).toBe(1);
+  // Listed as asked (when, by whom: no caller without authentication), before the worker applies it.
+  const asked = (await g.admin.listWorkers({})).workers.find((worker) => worker.id === "box:7");
+  expect(asked).toMatchObject({ quiet: false, quietRequested: { by: "" } });
+  expect(asked?.quietRequested?.at).toBeDefined();
   expect(await g.admin.quietWorker({ workerId: "box:7" })).toMatchObject({ changed: false });
   expect(await g.admin.resumeWorker({ workerId: "box:7" })).toMatchObject({ changed: true });
   expect(await clients.redis.exists(Keys.workerQuiet("box:7"))).toBe(0);
+  expect(
+    (await g.admin.listWorkers({})).workers.find((worker) => worker.id === "box:7")?.quietRequested,
+  ).toBeUndefined();
   expect(await g.admin.resumeWorker({ workerId: "box:7" })).toMatchObject({ changed: false });
   expect(await quietAudits("box:7")).toEqual(["worker_quieted", "worker_resumed"]);
 });

@@ -39,7 +39,7 @@ export const overviewView: View = (main) => {
 
   /** Quiet (after a confirmation) or Resume one worker, say what happened, and show the workers again. */
   async function toggleQuiet(worker: WorkerInfo) {
-    const quiet = !worker.quiet;
+    const quiet = worker.quietRequested === undefined;
     if (quiet && !window.confirm(quietQuestion(worker.id))) return;
     let text: string;
     try {
@@ -205,8 +205,8 @@ function workerSections(workers: WorkerInfo[], actions: WorkerActions): HTMLElem
               (worker.abandoned ? `, and ${worker.abandoned} abandoned (ignoring their signal)` : ""),
             String(worker.queued),
             worker.pausedQueues.map(priorityName).join(", ") || "—",
-            // As the worker applies it (its next report after a Quiet), like `taskctl workers`' STATE.
-            worker.quiet ? h("strong", { class: "worker-quiet" }, "quiet") : "taking tasks",
+            // As the worker applies it, and on the way once asked (`taskctl workers`' STATE).
+            workerState(worker),
             quietButton(worker, actions),
           ]),
         ),
@@ -227,8 +227,19 @@ function workerSections(workers: WorkerInfo[], actions: WorkerActions): HTMLElem
   ];
 }
 
+/** "taking tasks", "quiet" (by whom), or on the way: "quieting" (asked, not applied yet) / "resuming". */
+function workerState(worker: WorkerInfo): string | HTMLElement {
+  const by = worker.quietRequested?.by ? ` by ${worker.quietRequested.by}` : "";
+  if (worker.quietRequested) {
+    return worker.quiet ? h("strong", { class: "worker-quiet" }, `quiet${by}`) : `quieting${by}`;
+  }
+  return worker.quiet ? "resuming" : "taking tasks";
+}
+
 function quietButton(worker: WorkerInfo, actions: WorkerActions): HTMLElement {
-  const [label, text] = worker.quiet ? [`Resume ${worker.id}`, "Resume"] : [`Quiet ${worker.id}`, "Quiet"];
+  // By the request, not by what the worker applied yet: a second Quiet while it is quieting would change nothing.
+  const asked = worker.quietRequested !== undefined;
+  const [label, text] = asked ? [`Resume ${worker.id}`, "Resume"] : [`Quiet ${worker.id}`, "Quiet"];
   return h(
     "button",
     { type: "button", class: "secondary", "aria-label": label, onclick: () => actions.toggle(worker) },
