@@ -32,6 +32,18 @@ afterAll(async () => {
 /** Two slots: two busy tasks fill them and the worker buffers two more behind them. */
 const TWO_SLOTS = { WORKER_CONCURRENCY: "2", SHUTDOWN_TIMEOUT_MS: "10000" };
 
+/** A worker with both of its slots busy (two sleeps running), so that what is published next waits buffered. */
+async function busyWorker(sleepMs: number) {
+  const worker = await startWorker(infra, TWO_SLOTS);
+  const busy = [enrichedTask("sleep", { ms: sleepMs }), enrichedTask("sleep", { ms: sleepMs })];
+  for (const task of busy) await publishTask(nc, task);
+  await waitFor("the busy tasks running", async () => {
+    await events.refresh();
+    return busy.every((task) => events.statuses(task.taskId).some((s) => s.state === "RUNNING"));
+  });
+  return { worker, busy };
+}
+
 /** Until the task's run ends, well or not (the assertions then say which). */
 async function ended(taskId: string) {
   await waitFor(`task ${taskId} to end`, async () => {
@@ -41,15 +53,9 @@ async function ended(taskId: string) {
 }
 
 test("a stopping worker hands back what it buffered: the next worker runs each as attempt 1, max_attempts 1 included", async () => {
-  const first = await startWorker(infra, TWO_SLOTS);
-  const busy = [enrichedTask("sleep", { ms: 800 }), enrichedTask("sleep", { ms: 800 })];
+  const { worker: first, busy } = await busyWorker(800);
   const once = { ...enrichedTask("echo", { once: true }), maxAttempts: 1 };
   const plain = enrichedTask("echo", { plain: true });
-  for (const task of busy) await publishTask(nc, task);
-  await waitFor("the busy tasks running", async () => {
-    await events.refresh();
-    return busy.every((task) => events.statuses(task.taskId).some((s) => s.state === "RUNNING"));
-  });
   await publishTask(nc, once);
   await publishTask(nc, plain);
   const { dispatcher } = first.started;
@@ -77,15 +83,9 @@ test("a stopping worker hands back what it buffered: the next worker runs each a
 });
 
 test("with Redis down a stopping worker does not wait on the record: its hand-back then counts as an attempt", async () => {
-  const first = await startWorker(infra, TWO_SLOTS);
-  const busy = [enrichedTask("sleep", { ms: 600 }), enrichedTask("sleep", { ms: 600 })];
+  const { worker: first } = await busyWorker(600);
   const once = { ...enrichedTask("echo", { once: true }), maxAttempts: 1 };
   const plain = enrichedTask("echo", { plain: true });
-  for (const task of busy) await publishTask(nc, task);
-  await waitFor("the busy tasks running", async () => {
-    await events.refresh();
-    return busy.every((task) => events.statuses(task.taskId).some((s) => s.state === "RUNNING"));
-  });
   // Two buffered: the worker's pull has ended (an open one would make the server give the delivery back, below).
   for (const task of [once, plain]) await publishTask(nc, task);
   await waitFor("buffered behind them", () => first.started.dispatcher.queued("medium") === 2);
@@ -118,15 +118,9 @@ test("with Redis down a stopping worker does not wait on the record: its hand-ba
 });
 
 test("a hand-back while the worker's pull was open (nats-server may give that delivery back): attempts still 1, then 2", async () => {
-  const first = await startWorker(infra, TWO_SLOTS);
-  const busy = [enrichedTask("sleep", { ms: 600 }), enrichedTask("sleep", { ms: 600 })];
+  const { worker: first } = await busyWorker(600);
   // Fails its first attempt: its second must be attempt 2, whatever the delivery count says.
   const flaky = { ...enrichedTask("flaky", { failures: 1 }), maxAttempts: 2 };
-  for (const task of busy) await publishTask(nc, task);
-  await waitFor("the busy tasks running", async () => {
-    await events.refresh();
-    return busy.every((task) => events.statuses(task.taskId).some((s) => s.state === "RUNNING"));
-  });
   // One buffered: the worker's pull for one more is still open when it stops.
   await publishTask(nc, flaky);
   await waitFor("buffered behind them", () => first.started.dispatcher.queued("medium") === 1);

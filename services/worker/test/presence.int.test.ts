@@ -3,14 +3,12 @@
  * at start, listing the task it runs (type, priority, attempt, start) and its paused queues, and removed when it stops;
  * a worker stopping while Redis is down stops promptly, its report left to expire.
  */
-import { Writable } from "node:stream";
-import { createLogger } from "@tm/kit";
 import { listWorkers, pauseQueue, reportWorker, resumeQueue } from "@tm/store";
 import { useClients, useInfra, waitFor } from "@tm/testkit";
 import { expect, test } from "vitest";
 import { RunningTasks } from "../src/cancellation.js";
 import { reportPresence, DEFAULT_WORKER_ID as WORKER_ID } from "../src/presence.js";
-import { cancelAsGateway, enrichedTask, publishTask, startWorker } from "./support.js";
+import { cancelAsGateway, capturedLog, enrichedTask, publishTask, startWorker } from "./support.js";
 
 const infra = useInfra();
 const clients = useClients(infra);
@@ -67,17 +65,7 @@ test("a worker stopping while Redis is down stops promptly: its report expires b
 });
 
 test("a worker starting under an id another live worker reports under (on another host) says so", async () => {
-  const lines: string[] = [];
-  const log = createLogger(
-    "worker",
-    "info",
-    new Writable({
-      write(chunk, _encoding, done) {
-        lines.push(String(chunk));
-        done();
-      },
-    }),
-  );
+  const { log, lines } = capturedLog("info");
   const start = (id: string) =>
     reportPresence({
       id,

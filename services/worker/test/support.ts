@@ -1,4 +1,6 @@
 /** Helpers shared by the worker's integration tests: task messages and a reader of what landed in the streams. */
+
+import { Writable } from "node:stream";
 import {
   CANCEL_SUBJECT,
   createPublisher,
@@ -11,7 +13,7 @@ import {
   Subjects,
   workerSubject,
 } from "@tm/flow";
-import { startService } from "@tm/kit";
+import { createLogger, startService } from "@tm/kit";
 import { markCancelled } from "@tm/store";
 import type { Infra } from "@tm/testkit";
 import { Redis } from "ioredis";
@@ -145,4 +147,20 @@ export class StreamReader {
       .map((m) => decodeMessage(Subjects.audit, m.data))
       .filter((a) => a.taskId === taskId);
   }
+}
+
+/** A worker logger whose lines (JSON, one per entry) are kept in `lines` for a test to read. */
+export function capturedLog(level: "debug" | "info" = "debug") {
+  const lines: string[] = [];
+  const log = createLogger(
+    "worker",
+    level,
+    new Writable({
+      write(chunk, _encoding, done) {
+        lines.push(String(chunk));
+        done();
+      },
+    }),
+  );
+  return { log, lines };
 }
