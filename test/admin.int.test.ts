@@ -841,6 +841,11 @@ describe("AdminService", () => {
     );
     await waitFor("the worker to pause it", async () => (await limitInForce("paused")) === "1");
     expect(await limitInForce("global_concurrency")).toBe("2");
+    // limits set during the pause changes the limits and leaves the pause alone.
+    const duringPause = await taskctl("limits", "set", "checksum", "--global-concurrency", "2", "--rate", "600/m:5");
+    expect(duringPause.stdout).toMatch(
+      /^checksum: global concurrency 2, rate 10\/s \(burst 5\), paused \(no worker starts one\) \(was: .*\); the workers apply it within a second\n$/,
+    );
     const resumed = await taskctl("limits", "resume", "checksum");
     expect(resumed.stdout).toBe(
       "checksum: resumed (its limits: global concurrency 2, rate 10/s (burst 5)); the workers apply it within a second\n",

@@ -24,14 +24,45 @@ export interface TypeLimitRecord {
   by: string;
 }
 
-/** Sets (or replaces) a type's limits; answers the ones it replaced, if any (one round trip). */
-export async function setTypeLimit(redis: Redis, limit: TypeLimitRecord): Promise<TypeLimitRecord | undefined> {
+// KEYS: type_limits; ARGV: type, the new entry (JSON), '1' to keep the entry's pause. Answers {previous or false, the
+// entry written}.
+const SET_TYPE_LIMIT = luaScript(`
+local previous = redis.call('HGET', KEYS[1], ARGV[1])
+local text = ARGV[2]
+if ARGV[3] == '1' then
+  local entry = cjson.decode(text)
+  local was = false
+  if previous then
+    local ok, decoded = pcall(cjson.decode, previous)
+    was = ok and type(decoded) == 'table' and decoded.paused == true
+  end
+  if was then entry.paused = true else entry.paused = nil end
+  text = cjson.encode(entry)
+end
+redis.call('HSET', KEYS[1], ARGV[1], text)
+return {previous or false, text}
+`);
+
+/**
+ * Sets (or replaces) a type's limits in one script; with `keepPause` the type's pause stays as it was (the record's
+ * own `paused` is ignored), so that changing a concurrency or rate during a pause does not lift it. Answers the
+ * limits it replaced (undefined: none) and those it wrote.
+ */
+export async function setTypeLimit(
+  redis: Redis,
+  limit: TypeLimitRecord,
+  { keepPause = false }: { keepPause?: boolean } = {},
+): Promise<{ previous: TypeLimitRecord | undefined; limit: TypeLimitRecord }> {
   const { type, ...rest } = limit;
-  const [previous] = await Promise.all([
-    redis.hget(Keys.typeLimits, type),
-    redis.hset(Keys.typeLimits, type, JSON.stringify(rest)),
-  ]);
-  return previous === null ? undefined : recordOf(type, previous);
+  const [previous, written] = (await SET_TYPE_LIMIT.run(
+    redis,
+    [Keys.typeLimits],
+    [type, JSON.stringify(rest), keepPause ? "1" : "0"],
+  )) as [string | null, string];
+  return {
+    previous: previous === null ? undefined : recordOf(type, previous),
+    limit: recordOf(type, written) ?? limit,
+  };
 }
 
 /**

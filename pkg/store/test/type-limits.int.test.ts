@@ -21,9 +21,9 @@ beforeEach(async () => {
 
 test("a type's limits are set, replaced (answering the previous ones), read back sorted, and cleared", async () => {
   const first = { type: "sleep", globalConcurrency: 2, at: "2026-12-06T00:00:00.000Z", by: "ops" };
-  expect(await setTypeLimit(clients.redis, first)).toBeUndefined();
+  expect(await setTypeLimit(clients.redis, first)).toEqual({ previous: undefined, limit: first });
   const replaced = { type: "sleep", rate: { perSecond: 0.5, burst: 3 }, at: "2026-12-06T00:01:00.000Z", by: "ops" };
-  expect(await setTypeLimit(clients.redis, replaced)).toEqual(first);
+  expect(await setTypeLimit(clients.redis, replaced)).toEqual({ previous: first, limit: replaced });
   await setTypeLimit(clients.redis, { type: "echo", globalConcurrency: 10, at: "2026-12-06T00:02:00.000Z", by: "" });
   expect(await readTypeLimits(clients.redis)).toEqual([
     { type: "echo", globalConcurrency: 10, at: "2026-12-06T00:02:00.000Z", by: "" },
@@ -36,6 +36,29 @@ test("a type's limits are set, replaced (answering the previous ones), read back
   const paused = { type: "flaky", paused: true, at: "2026-12-06T00:03:00.000Z", by: "ops" };
   await setTypeLimit(clients.redis, paused);
   expect((await readTypeLimits(clients.redis)).find((limit) => limit.type === "flaky")).toEqual(paused);
+});
+
+test("with keepPause a type's limits are replaced and its pause stays as it was, paused or not", async () => {
+  const at = "2026-12-06T00:00:00.000Z";
+  await setTypeLimit(clients.redis, { type: "sleep", globalConcurrency: 2, paused: true, at, by: "ops" });
+  // A concurrency changed during the pause, the request saying nothing of it (or the opposite): still paused.
+  const changed = { type: "sleep", globalConcurrency: 5, rate: { perSecond: 0.1, burst: 2 }, at, by: "bob" };
+  expect((await setTypeLimit(clients.redis, changed, { keepPause: true })).limit).toEqual({ ...changed, paused: true });
+  expect(await readTypeLimits(clients.redis)).toEqual([{ ...changed, paused: true }]);
+  // Not paused before: not paused after, whatever the record says.
+  await setTypePaused(clients.redis, "sleep", false, at, "bob");
+  const asked = { type: "sleep", globalConcurrency: 3, paused: true, at, by: "bob" };
+  expect((await setTypeLimit(clients.redis, asked, { keepPause: true })).limit).toEqual({
+    type: "sleep",
+    globalConcurrency: 3,
+    at,
+    by: "bob",
+  });
+  // A new type keeps no pause either; without keepPause the record's pause is written.
+  expect(
+    (await setTypeLimit(clients.redis, { ...asked, type: "echo" }, { keepPause: true })).limit.paused,
+  ).toBeUndefined();
+  expect((await setTypeLimit(clients.redis, { ...asked, type: "flaky" })).limit.paused).toBe(true);
 });
 
 test("a pause set and lifted on its own keeps the type's other limits; lifted with none left, the entry goes", async () => {

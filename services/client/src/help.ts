@@ -167,13 +167,12 @@ refused line (2 invalid, 4 unavailable, 5 other).`,
   ),
   limits: page(
     "Usage: taskctl limits ls\n       taskctl limits set <type> [--global-concurrency N] [--rate N/s|N/m|N/h[:BURST]] [--paused]\n       taskctl limits clear|pause|resume <type>",
-    "Fleet-wide limits on a task type, set at run time (operators). set: at most N tasks of <type> running at once\nacross every worker, and/or at most N starts per second, minute or hour (after a burst of BURST at once, default\n1); every worker applies them within a second (WORKER_PAUSE_POLL_MS) in place of its own WORKER_TYPE_GLOBAL_CONCURRENCY\nand WORKER_TYPE_RATES for that type (a kind not given is no limit). Tasks already running are not stopped; held\ntasks wait SCHEDULED and spend no attempt. clear: the workers' own settings apply again. pause: no worker starts one (its tasks wait, queued)\nuntil resume, the type's other limits kept (set replaces them all). ls: the run-time limits, with the tasks of each\ntype holding a fleet-wide slot now.",
+    "Fleet-wide limits on a task type, set at run time (operators). set: at most N tasks of <type> running at once\nacross every worker, and/or at most N starts per second, minute or hour (after a burst of BURST at once, default\n1); every worker applies them within a second (WORKER_PAUSE_POLL_MS) in place of its own WORKER_TYPE_GLOBAL_CONCURRENCY\nand WORKER_TYPE_RATES for that type (a kind not given is no limit). Tasks already running are not stopped; held\ntasks wait SCHEDULED and spend no attempt; set replaces the type's concurrency and rate and keeps its pause as it is. clear: the workers' own\nsettings apply again. pause: no worker starts one (its tasks wait, queued) until resume, the type's other limits kept. ls: the run-time limits, with the tasks of each\ntype holding a fleet-wide slot now.",
     `Options (set):
   --global-concurrency N  at most N running at once across every worker (1 to 10000)
   --rate N/UNIT[:BURST]   at most N starts per s, m or h across every worker, e.g. 10/s, 100/m:10, 0.5/s
-  --paused                no worker starts one (its tasks wait, queued) until the type's limits are set without
-                          it or cleared: a downstream outage that only this type depends on (limits pause <type>
-                          does the same and keeps the type's other limits)`,
+  --paused                also pause the type: no worker starts one (its tasks wait, queued) until limits resume
+                          or clear (without it set leaves the pause as it is; limits pause <type> pauses alone)`,
   ),
   pause: page(
     "Usage: taskctl pause <high|medium|low>",

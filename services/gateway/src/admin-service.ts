@@ -381,7 +381,7 @@ export function adminServiceHandlers(
       };
     },
 
-    setTypeLimit: (request, ctx) => typeLimits.setTypeLimit(request.limit, callerOf(ctx)),
+    setTypeLimit: (request, ctx) => typeLimits.setTypeLimit(request.limit, callerOf(ctx), request.keepPause),
     clearTypeLimit: (request, ctx) => typeLimits.clearTypeLimit(request.type, callerOf(ctx)),
     listTypeLimits: () => typeLimits.listTypeLimits(),
     pauseType: (request, ctx) => typeLimits.setTypePaused(request.type, true, callerOf(ctx)),

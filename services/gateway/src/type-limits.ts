@@ -36,11 +36,18 @@ function knownType(field: string, type: string): string {
   return type;
 }
 
-/** The limits to store, each field checked and named; `set_at`, `set_by` and `running` are the gateway's. */
-export function parseTypeLimit(limit: TypeLimit | undefined, at: Date, by: string): TypeLimitRecord {
+/** The limits to store, each field checked and named; `set_at`, `set_by` and `running` are the gateway's. With
+ *  `keepPause` the request's `paused` is ignored (the store keeps the type's own). */
+export function parseTypeLimit(
+  limit: TypeLimit | undefined,
+  at: Date,
+  by: string,
+  { keepPause = false }: { keepPause?: boolean } = {},
+): TypeLimitRecord {
   if (!limit) throw invalid("limit", "is required");
   const type = knownType("limit.type", limit.type);
-  const { globalConcurrency, ratePerSecond, rateBurst, paused } = limit;
+  const { globalConcurrency, ratePerSecond, rateBurst } = limit;
+  const paused = limit.paused && !keepPause;
   if (globalConcurrency > MAX_CONCURRENCY) {
     throw invalid(
       "limit.global_concurrency",
@@ -60,7 +67,9 @@ export function parseTypeLimit(limit: TypeLimit | undefined, at: Date, by: strin
   if (globalConcurrency === 0 && ratePerSecond === 0 && !paused) {
     throw invalid(
       "limit",
-      "sets none of global_concurrency, rate_per_second and paused (to remove a type's limits: ClearTypeLimit)",
+      keepPause
+        ? "sets neither global_concurrency nor rate_per_second, and keep_pause leaves the pause as it is (to pause: PauseType; to remove a type's limits: ClearTypeLimit)"
+        : "sets none of global_concurrency, rate_per_second and paused (to remove a type's limits: ClearTypeLimit)",
     );
   }
   return {
@@ -98,9 +107,11 @@ export function typeLimitHandlers(rt: Runtime, redis: RedisCall) {
   }
 
   return {
-    async setTypeLimit(limit: TypeLimit | undefined, caller: string | undefined) {
-      const record = parseTypeLimit(limit, new Date(), caller ?? "");
-      const previous = await redis("saving the type's limits", () => setTypeLimit(rt.redis, record));
+    async setTypeLimit(limit: TypeLimit | undefined, caller: string | undefined, keepPause = false) {
+      const parsed = parseTypeLimit(limit, new Date(), caller ?? "", { keepPause });
+      const { previous, limit: record } = await redis("saving the type's limits", () =>
+        setTypeLimit(rt.redis, parsed, { keepPause }),
+      );
       const { type, globalConcurrency, rate, paused } = record;
       rt.log.info(
         { type, globalConcurrency, rate, paused, by: record.by },

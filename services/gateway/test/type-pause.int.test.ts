@@ -64,3 +64,21 @@ test("an unknown or missing type is INVALID_ARGUMENT naming it", async () => {
   expect(missing.code).toBe(Code.InvalidArgument);
   expect(missing.rawMessage).toMatch(/^type: is required/);
 });
+
+test("SetTypeLimit with keep_pause changes a paused type's limits and keeps it paused; with nothing else to set it is refused", async () => {
+  await g.admin.pauseType({ type: "fail" });
+  const set = await g.admin.setTypeLimit({
+    limit: { type: "fail", globalConcurrency: 3, paused: false },
+    keepPause: true,
+  });
+  expect(set.limit).toMatchObject({ type: "fail", globalConcurrency: 3, paused: true });
+  expect(set.previous).toMatchObject({ type: "fail", paused: true });
+  const listed = (await g.admin.listTypeLimits({})).limits.find((limit) => limit.type === "fail");
+  expect(listed).toMatchObject({ globalConcurrency: 3, paused: true });
+  // Without it, the request's own pause is written (SetTypeLimit replaces everything).
+  expect((await g.admin.setTypeLimit({ limit: { type: "fail", globalConcurrency: 4 } })).limit?.paused).toBe(false);
+  const nothing = await rejection(g.admin.setTypeLimit({ limit: { type: "fail", paused: true }, keepPause: true }));
+  expect(nothing.code).toBe(Code.InvalidArgument);
+  expect(nothing.rawMessage).toMatch(/^limit: sets neither global_concurrency nor rate_per_second, and keep_pause/);
+  await g.admin.clearTypeLimit({ type: "fail" });
+});

@@ -194,10 +194,11 @@ export const limitsView: View = (main, { config }) => {
             globalConcurrency: concurrencyInput.value === "" ? 0 : concurrencyInput.valueAsNumber,
             ratePerSecond: perUnit / (RATE_UNITS[unitSelect.value]?.seconds ?? 1),
             rateBurst: burstInput.value === "" ? 0 : burstInput.valueAsNumber,
-            // SetTypeLimit replaces the pause too: unless the box was changed, keep it as the type has it now (it
-            // may have been paused or resumed since the dialog opened).
-            paused: pausedChanged ? pausedBox.checked : await pausedNow(type),
+            paused: pausedChanged && pausedBox.checked,
           },
+          // Unless the box was changed, the pause stays as the type has it when saved (it may have been paused or
+          // resumed since the dialog opened): the gateway keeps it in the same script.
+          keepPause: !pausedChanged,
         });
         closeDialog();
         const text = `Set ${type}'s limits: ${describe(response.limit)}. Every worker applies them within a second.`;
@@ -244,12 +245,6 @@ export const limitsView: View = (main, { config }) => {
     closeDialog();
   };
 };
-
-/** Whether the type is paused now, as the gateway lists it. */
-async function pausedNow(type: string): Promise<boolean> {
-  const { limits } = await admin.listTypeLimits({});
-  return limits.some((limit) => limit.type === type && limit.paused);
-}
 
 /** The units a start rate is given in (`taskctl limits set --rate N/s|N/m|N/h`); the gateway stores per second. */
 const RATE_UNITS: Record<string, { seconds: number; label: string; short: string }> = {

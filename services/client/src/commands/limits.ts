@@ -97,6 +97,8 @@ export async function limitsCommand(
             rateBurst: rate?.burst ?? 0,
             paused: paused === true,
           },
+          // Without --paused the type's pause stays as it is: changing a rate during a pause does not lift it.
+          keepPause: paused !== true,
         },
         options,
       );
