@@ -42,6 +42,8 @@ export interface WorkerReport {
   running: RunningTaskReport[];
   /** Handlers still running after their attempt ended (they ignored their AbortSignal); absent in older reports. */
   abandoned?: number;
+  /** The first MAX_REPORTED_ABANDONED of them, longest abandoned first: task, type, since (ms). */
+  abandonedHandlers?: Array<{ taskId: string; type: string; sinceMs: number }>;
   /** Whether it takes no new tasks (an operator's QuietWorker), as it applies it; absent in older reports. */
   quiet?: boolean;
   /** When it wrote this report (ms). */
@@ -50,6 +52,9 @@ export interface WorkerReport {
 
 /** The most running tasks one report lists (a worker with a larger WORKER_CONCURRENCY reports the count). */
 export const MAX_REPORTED_TASKS = 100;
+
+/** The most abandoned handlers one report lists (it counts them all in `abandoned`). */
+export const MAX_REPORTED_ABANDONED = 20;
 
 /**
  * Writes a worker's report and trims the ids not reported within `ttlMs` (one round trip); renews its quiet mark's

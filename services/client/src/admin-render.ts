@@ -334,7 +334,8 @@ export function renderWorkers(workers: WorkerInfo[], now: number): string {
   const running = workers
     .flatMap((worker) => worker.running.map((task) => ({ worker: worker.id, task })))
     .sort((a, b) => timestampMs(a.task.startedAt!) - timestampMs(b.task.startedAt!));
-  if (running.length === 0) return `${workerTable}\n\nno task running`;
+  const abandoned = renderAbandoned(workers, now);
+  if (running.length === 0) return `${workerTable}\n\nno task running${abandoned}`;
   const taskTable = table(
     [
       { header: "TASK", max: 36 },
@@ -356,5 +357,31 @@ export function renderWorkers(workers: WorkerInfo[], now: number): string {
   const listed = running.length;
   const total = workers.reduce((sum, worker) => sum + worker.runningCount, 0);
   const more = total > listed ? `\n(${total - listed} more running: a worker lists its 100 longest running)` : "";
-  return `${workerTable}\n\n${taskTable}${more}`;
+  return `${workerTable}\n\n${taskTable}${more}${abandoned}`;
+}
+
+/** The handlers running on after their attempt ended, longest first (empty when there are none). */
+function renderAbandoned(workers: WorkerInfo[], now: number): string {
+  const handlers = workers
+    .flatMap((worker) => worker.abandonedHandlers.map((handler) => ({ worker: worker.id, handler })))
+    .sort((a, b) => timestampMs(a.handler.since!) - timestampMs(b.handler.since!));
+  if (handlers.length === 0) return "";
+  const abandonedTable = table(
+    [
+      { header: "TASK", max: 36 },
+      { header: "TYPE", max: 12 },
+      { header: "ABANDONED FOR" },
+      { header: "WORKER", max: 60 },
+    ],
+    handlers.map(({ worker, handler }) => [
+      handler.taskId,
+      handler.type,
+      handler.since ? ranFor(now - timestampMs(handler.since)) : "-",
+      worker,
+    ]),
+  );
+  const listed = handlers.length;
+  const total = workers.reduce((sum, worker) => sum + worker.abandoned, 0);
+  const more = total > listed ? `\n(${total - listed} more: a worker lists its 20 longest abandoned)` : "";
+  return `\n\nabandoned handlers (they ignore their abort signal; a worker restart frees them):\n${abandonedTable}${more}`;
 }

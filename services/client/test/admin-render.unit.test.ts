@@ -333,10 +333,25 @@ describe("limits ls", () => {
         .split("\n")
         .at(-1),
     ).toBe("no task running");
-    const stuck = create(WorkerInfoSchema, { id: "stuck:1", concurrency: 4, runningCount: 1, abandoned: 2 });
-    expect(renderWorkers([stuck], NOW).split("\n")[1]).toMatch(
-      /^stuck:1 +- +- +1\/4 \+2 abandoned +0 +- +taking tasks$/,
-    );
+    const stuck = create(WorkerInfoSchema, {
+      id: "stuck:1",
+      concurrency: 4,
+      runningCount: 1,
+      abandoned: 3,
+      abandonedHandlers: [
+        { taskId: "t-9", type: "sleep", since: timestampFromMs(NOW - 30_000) },
+        { taskId: "t-8", type: "echo", since: timestampFromMs(NOW - 600_000) },
+      ],
+    });
+    const lines = renderWorkers([stuck], NOW).split("\n");
+    expect(lines[1]).toMatch(/^stuck:1 +- +- +1\/4 \+3 abandoned +0 +- +taking tasks$/);
+    expect(lines.slice(-5)).toEqual([
+      "abandoned handlers (they ignore their abort signal; a worker restart frees them):",
+      "TASK  TYPE   ABANDONED FOR  WORKER",
+      "t-8   echo   10m            stuck:1",
+      "t-9   sleep  30s            stuck:1",
+      "(1 more: a worker lists its 20 longest abandoned)",
+    ]);
     expect(renderWorkers([], NOW)).toBe("no live workers (none reported within the last three report intervals)");
     // On the way: asked but not applied yet, and the other way round.
     expect(workerState({ quiet: false, quietRequested: create(QuietRequestSchema, { by: "ops" }) })).toBe(

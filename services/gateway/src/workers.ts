@@ -34,6 +34,11 @@ export function workerToProto(report: ListedWorker) {
     runningCount: report.runningCount,
     abandoned: report.abandoned ?? 0,
     quiet: report.quiet === true,
+    abandonedHandlers: (report.abandonedHandlers ?? []).map((handler) => ({
+      taskId: handler.taskId,
+      type: handler.type,
+      since: at(handler.sinceMs),
+    })),
     ...(report.quietRequest
       ? {
           quietRequested: {

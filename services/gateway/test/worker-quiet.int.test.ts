@@ -61,10 +61,18 @@ test("a live worker is quieted and resumed; repeats change nothing; each change 
   expect(await quietAudits("box:7")).toEqual(["worker_quieted", "worker_resumed"]);
 });
 
-test("ListWorkers shows a worker quiet as it reports itself", async () => {
-  await reportWorker(clients.redis, report("box:8", true), 60_000);
+test("ListWorkers shows a worker quiet as it reports itself, with its abandoned handlers", async () => {
+  const since = Date.now() - 5_000;
+  await reportWorker(
+    clients.redis,
+    { ...report("box:8", true), abandoned: 1, abandonedHandlers: [{ taskId: "t-1", type: "sleep", sinceMs: since }] },
+    60_000,
+  );
   const listed = (await g.admin.listWorkers({})).workers.find((worker) => worker.id === "box:8");
-  expect(listed).toMatchObject({ id: "box:8", quiet: true, concurrency: 4 });
+  expect(listed).toMatchObject({ id: "box:8", quiet: true, concurrency: 4, abandoned: 1 });
+  expect(listed?.abandonedHandlers).toHaveLength(1);
+  expect(listed?.abandonedHandlers[0]).toMatchObject({ taskId: "t-1", type: "sleep" });
+  expect(Number(listed?.abandonedHandlers[0]?.since?.seconds)).toBe(Math.floor(since / 1000));
 });
 
 test("an unknown, missing or too long worker id is refused, naming it", async () => {

@@ -7,7 +7,14 @@
 import { hostname } from "node:os";
 import { PRIORITIES } from "@tm/flow";
 import type { Logger } from "@tm/kit";
-import { forgetWorker, MAX_REPORTED_TASKS, readWorkerReport, reportWorker, type WorkerReport } from "@tm/store";
+import {
+  forgetWorker,
+  MAX_REPORTED_ABANDONED,
+  MAX_REPORTED_TASKS,
+  readWorkerReport,
+  reportWorker,
+  type WorkerReport,
+} from "@tm/store";
 import type { Redis } from "ioredis";
 import type { RunningTasks } from "./cancellation.js";
 import type { PriorityDispatcher } from "./dispatcher.js";
@@ -27,8 +34,9 @@ export interface PresenceOptions {
   running: RunningTasks;
   dispatcher: Pick<PriorityDispatcher, "queued" | "paused" | "quiet">;
   concurrency: number;
-  /** Handlers running on after their attempt ended (run-task.ts). */
+  /** Handlers running on after their attempt ended (run-task.ts): how many, and the first `limit` of them. */
   abandoned: () => number;
+  abandonedHandlers?: (limit: number) => Array<{ taskId: string; type: string; sinceMs: number }>;
   intervalMs: number;
   log: Logger;
 }
@@ -40,6 +48,7 @@ export function reportPresence({
   dispatcher,
   concurrency,
   abandoned,
+  abandonedHandlers,
   intervalMs,
   log,
 }: PresenceOptions) {
@@ -56,6 +65,7 @@ export function reportPresence({
     runningCount: running.size,
     running: running.list(MAX_REPORTED_TASKS),
     abandoned: abandoned(),
+    ...(abandonedHandlers ? { abandonedHandlers: abandonedHandlers(MAX_REPORTED_ABANDONED) } : {}),
     quiet: dispatcher.quiet,
     seenAtMs: Date.now(),
   });

@@ -49,6 +49,14 @@ export interface TaskRunnerOptions {
   onAbandoned?: (count: number) => void;
 }
 
+/** A handler running on after its attempt ended (it ignored its AbortSignal). */
+export interface AbandonedHandler {
+  taskId: string;
+  type: string;
+  /** When its attempt ended (ms). */
+  sinceMs: number;
+}
+
 export type WorkerSubject = typeof Subjects.workerHigh | typeof Subjects.workerMedium | typeof Subjects.workerLow;
 
 export function createTaskRunner({
@@ -69,22 +77,22 @@ export function createTaskRunner({
   });
   // Every type's series from the start, at 0: a dashboard and the alert then see a series, not an absence.
   for (const type of TASK_TYPES) abandoned.add(0, { type });
-  /** Handlers running on after their attempt ended, in this process (the worker's report shows it). */
-  let abandonedNow = 0;
+  /** Handlers running on after their attempt ended, in this process, with when (the worker's report lists them). */
+  const abandonedNow = new Map<EnrichedTaskMessage, AbandonedHandler>();
   const abandonHooks: AbandonHooks<EnrichedTaskMessage> = {
     graceMs: ABANDON_GRACE_MS,
     onIgnored: (task, reason) => {
-      abandonedNow++;
+      abandonedNow.set(task, { taskId: task.taskId, type: task.type, sinceMs: Date.now() - ABANDON_GRACE_MS });
       abandoned.add(1, { type: task.type });
       rt.log.warn(
         { taskId: task.taskId, type: task.type, reason: errorMessage(reason) },
         `a handler ignored its abort signal: still running ${ABANDON_GRACE_MS} ms after its attempt ended; it goes ` +
           "on in the background, its outcome dropped (a handler must stop on ctx.signal)",
       );
-      onAbandoned?.(abandonedNow);
+      onAbandoned?.(abandonedNow.size);
     },
     onFinishedLate: (task) => {
-      abandonedNow--;
+      abandonedNow.delete(task);
       abandoned.add(-1, { type: task.type });
     },
   };
@@ -352,5 +360,12 @@ export function createTaskRunner({
     },
   };
 
-  return { run, hooks, abandoned: () => abandonedNow };
+  return {
+    run,
+    hooks,
+    abandoned: () => abandonedNow.size,
+    /** The abandoned handlers, longest abandoned first, at most `limit`. */
+    abandonedHandlers: (limit: number): AbandonedHandler[] =>
+      [...abandonedNow.values()].sort((a, b) => a.sinceMs - b.sinceMs).slice(0, limit),
+  };
 }

@@ -167,6 +167,7 @@ export const worker = defineService({
       dispatcher,
       concurrency: rt.config.WORKER_CONCURRENCY,
       abandoned: runner.abandoned,
+      abandonedHandlers: runner.abandonedHandlers,
       intervalMs: rt.config.WORKER_REPORT_INTERVAL_MS,
       log: rt.log,
     });

@@ -27,6 +27,7 @@ test("a worker reports what it runs and its paused queues while it runs, and lea
       running: [],
       pausedQueues: [],
       abandoned: 0,
+      abandonedHandlers: [],
     });
     const task = enrichedTask("sleep", { ms: 30_000 }, "high");
     const before = Date.now();

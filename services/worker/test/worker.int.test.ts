@@ -169,9 +169,13 @@ test("a handler that ignores its signal: the attempt still times out, and the ha
       .find((line) => line.startsWith("tm_worker_handlers_abandoned{") && line.includes('type="echo"'));
   await waitFor("the abandoned handler reported", async () => (await gauge())?.endsWith(" 1") === true);
   expect(runner.abandoned()).toBe(1); // what the worker's report (ListWorkers) shows
+  const [listed] = runner.abandonedHandlers(20);
+  expect(listed).toMatchObject({ taskId: task.taskId, type: "echo" });
+  expect(Date.now() - listed!.sinceMs).toBeGreaterThanOrEqual(1_000); // abandoned a second after its attempt ended
   finish();
   await waitFor("the late finish counted", async () => (await gauge())?.endsWith(" 0") === true);
   expect(runner.abandoned()).toBe(0);
+  expect(runner.abandonedHandlers(20)).toEqual([]);
 });
 
 test("sleep: several RUNNING progress updates with increasing versions, then SUCCEEDED", async () => {
