@@ -424,7 +424,8 @@ describe("AdminService", () => {
       await waitFor("two more reports", async () => seen.add((await listedWorker()).seenAt).size >= 3);
       expect((await pipeline.client.getTask({ taskId })).task?.status?.state).toBe(TaskState.SCHEDULED);
       expect((await taskctl("workers", "quiet", id)).stdout).toBe(`${id}: was quiet already\n`);
-      const resumed = await taskctl("workers", "resume", id);
+      // Named by its host alone (a pod's name): the one live worker there.
+      const resumed = await taskctl("workers", "resume", id.slice(0, id.lastIndexOf(":")));
       expect(resumed.stdout).toBe(`${id}: resumed (takes tasks again)\n`);
       await waitFor("the waiting task run", async () => {
         const { task } = await pipeline.client.getTask({ taskId });

@@ -125,7 +125,7 @@ refused line (2 invalid, 4 unavailable, 5 other).`,
     "Shows each JetStream consumer's backlog (pending = waiting, in flight = delivered, not yet acked), the age of its\noldest unacked message and its rate, the dead-letter count, and tasks by state.",
   ),
   workers: page(
-    "Usage: taskctl workers [ls]\n       taskctl workers quiet|resume <worker id>",
+    "Usage: taskctl workers [ls]\n       taskctl workers quiet|resume <worker id | host>",
     "ls (the default) lists the live worker processes (WORKER_ID, host:pid by default): when each started and last\nreported, its tasks running out of WORKER_CONCURRENCY, the deliveries it holds buffered, the priorities it keeps\npaused and whether it is quiet; then every task running, longest first, with its attempt and how long it has run.\nA worker reports every WORKER_REPORT_INTERVAL_MS (5 s): one that stopped leaves the list at once, one that died\nwithin three intervals. quiet: that worker takes no new tasks from its next poll (WORKER_PAUSE_POLL_MS) and hands\nback what it holds buffered, which the other workers take at once (not counted as attempts); its running tasks\nfinish. Before maintenance of its machine, or to stop it taking work without killing what it runs. It stays quiet\nuntil resume or until it restarts.",
   ),
   ls: page(

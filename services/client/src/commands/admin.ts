@@ -84,7 +84,7 @@ export async function workerQuietCommand(
   client: AdminClient,
   invocation: Extract<Invocation, { command: "workers-quiet" | "workers-resume" }>,
 ): Promise<ExitCode> {
-  const { workerId } = invocation;
+  const workerId = await resolveWorkerId(client, invocation.workerId);
   let json: string;
   let done: string;
   if (invocation.command === "workers-quiet") {
@@ -100,6 +100,15 @@ export async function workerQuietCommand(
   }
   println(io.stdout, invocation.globals.json ? json : done);
   return ExitCode.Ok;
+}
+
+/** A worker named by its id, or by its host alone when one live worker runs there (a pod's name, `pod-0` for
+ *  `pod-0:1`). Anything else goes to the gateway as given, which says what it does not know. */
+async function resolveWorkerId(client: AdminClient, named: string): Promise<string> {
+  const { workers } = await client.listWorkers({}, options);
+  if (workers.some((worker) => worker.id === named)) return named;
+  const onHost = workers.filter((worker) => worker.id.startsWith(`${named}:`));
+  return onHost.length === 1 ? (onHost[0]?.id ?? named) : named;
 }
 
 export async function lsCommand(
