@@ -372,6 +372,36 @@ describe.skipIf(!existsSync(CHROMIUM))("web console", () => {
     }
   });
 
+  it("lists a handler that ignores its signal under Abandoned handlers, linked to its task", async () => {
+    // One attempt of 1 s: the sleep goes on for 20 s in the background, abandoned a second after its attempt ended.
+    const { stdout } = await run(process.execPath, [
+      CLI,
+      "submit",
+      "sleep",
+      "--payload",
+      JSON.stringify({ ms: 20_000, ignoreSignal: true }),
+      "--attempt-timeout",
+      "1s",
+      "--max-attempts",
+      "1",
+      "--addr",
+      pipeline.gatewayUrl,
+      "--json",
+    ]);
+    const { taskId } = JSON.parse(stdout) as { taskId: string };
+    await page.goto(`${webUrl}/`);
+    await page.waitForSelector("h2:text('Abandoned handlers (1)')", { timeout: 20_000 });
+    const link = page.getByRole("link", { name: taskId });
+    const row = page.getByRole("row").filter({ has: link });
+    expect(await row.getByRole("cell", { name: "sleep", exact: true }).count()).toBe(1);
+    await page.screenshot({ path: join(ARTIFACTS, "overview-abandoned.png"), fullPage: true });
+    // Its one attempt failed (timed out) when it was abandoned: the task is FAILED, whatever the handler still does.
+    await waitFor(
+      "the task FAILED",
+      async () => (await pipeline.client.getTask({ taskId })).task?.status?.state === TaskState.FAILED,
+    );
+  });
+
   it("quiets the worker from the overview after a confirmation (dismissed: not), shows it quiet, and resumes it", async () => {
     const admin = createAdminClient({ baseUrl: pipeline.gatewayUrl });
     const [worker] = (await admin.listWorkers({})).workers;

@@ -224,6 +224,33 @@ function workerSections(workers: WorkerInfo[], actions: WorkerActions): HTMLElem
             worker,
           ]),
         ),
+    ...abandonedSection(workers, now),
+  ];
+}
+
+/** Handlers running on after their attempt ended (they ignore their abort signal), longest first; nothing when none. */
+function abandonedSection(workers: WorkerInfo[], now: number): HTMLElement[] {
+  const handlers = workers
+    .flatMap((worker) => worker.abandonedHandlers.map((handler) => ({ worker: worker.id, handler })))
+    .sort((a, b) => (dateOf(a.handler.since)?.getTime() ?? 0) - (dateOf(b.handler.since)?.getTime() ?? 0));
+  if (handlers.length === 0) return [];
+  return [
+    h("h2", {}, `Abandoned handlers (${workers.reduce((sum, worker) => sum + worker.abandoned, 0)})`),
+    h(
+      "p",
+      { class: "muted" },
+      "Still running after their attempt ended: they ignore their abort signal. Their tasks moved on; a worker " +
+        "restart frees them (WORKER_MAX_ABANDONED_HANDLERS makes it restart itself).",
+    ),
+    table(
+      ["Task", "Type", "Abandoned for", "Worker"],
+      handlers.map(({ worker, handler }) => [
+        h("a", { href: `/tasks/${handler.taskId}`, class: "mono" }, handler.taskId),
+        handler.type,
+        duration(now - (dateOf(handler.since)?.getTime() ?? now)),
+        worker,
+      ]),
+    ),
   ];
 }
 
