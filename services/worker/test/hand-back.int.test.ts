@@ -8,7 +8,7 @@ import { useInfra, waitFor } from "@tm/testkit";
 import { Redis } from "ioredis";
 import { connect, type JetStreamManager, type NatsConnection } from "nats";
 import { afterAll, beforeAll, expect, test } from "vitest";
-import { enrichedTask, publishTask, StreamReader, startWorker } from "./support.js";
+import { enrichedTask, publishTask, StreamReader, startWorker, stopWithRedisDown } from "./support.js";
 
 const infra = useInfra();
 let nc: NatsConnection;
@@ -89,16 +89,7 @@ test("with Redis down a stopping worker does not wait on the record: its hand-ba
   // Two buffered: the worker's pull has ended (an open one would make the server give the delivery back, below).
   for (const task of [once, plain]) await publishTask(nc, task);
   await waitFor("buffered behind them", () => first.started.dispatcher.queued("medium") === 2);
-  await infra.redis.stop();
-  try {
-    const outcome = await Promise.race([
-      first.stop().then(() => "stopped"),
-      new Promise((resolve) => setTimeout(() => resolve("still stopping after 10 s"), 10_000)),
-    ]);
-    expect(outcome).toBe("stopped");
-  } finally {
-    await infra.redis.start();
-  }
+  expect(await stopWithRedisDown(infra, first)).toBe("stopped");
   expect(await handBacksOf(redis, once.taskId, once.generation)).toBe(0);
   // Never more runs than asked: unrecorded, the hand-back counts as an attempt.
   const second = await startWorker(infra, TWO_SLOTS);

@@ -8,7 +8,7 @@ import { useClients, useInfra, waitFor } from "@tm/testkit";
 import { expect, test } from "vitest";
 import { RunningTasks } from "../src/cancellation.js";
 import { reportPresence, DEFAULT_WORKER_ID as WORKER_ID } from "../src/presence.js";
-import { cancelAsGateway, capturedLog, enrichedTask, publishTask, startWorker } from "./support.js";
+import { cancelAsGateway, capturedLog, enrichedTask, publishTask, startWorker, stopWithRedisDown } from "./support.js";
 
 const infra = useInfra();
 const clients = useClients(infra);
@@ -52,16 +52,7 @@ test("a worker reports what it runs and its paused queues while it runs, and lea
 test("a worker stopping while Redis is down stops promptly: its report expires by itself", async () => {
   const worker = await startWorker(infra, { WORKER_REPORT_INTERVAL_MS: "100" });
   await waitFor("the first report", async () => (await listWorkers(clients.redis)).some((w) => w.id === WORKER_ID));
-  await infra.redis.stop();
-  try {
-    const outcome = await Promise.race([
-      worker.stop().then(() => "stopped"),
-      new Promise((resolve) => setTimeout(() => resolve("still stopping after 10 s"), 10_000)),
-    ]);
-    expect(outcome).toBe("stopped");
-  } finally {
-    await infra.redis.start();
-  }
+  expect(await stopWithRedisDown(infra, worker)).toBe("stopped");
   await waitFor("the report expired", async () => !(await listWorkers(clients.redis)).some((w) => w.id === WORKER_ID));
 });
 

@@ -164,3 +164,17 @@ export function capturedLog(level: "debug" | "info" = "debug") {
   );
   return { log, lines };
 }
+
+/** Stops `service` while the file's redis-server is down (started again after): how the stop ended, "stopped" or
+ *  "still stopping after 10 s" (a stop that waits out Redis's reconnect budget). */
+export async function stopWithRedisDown(infra: Infra, service: { stop(): Promise<void> }): Promise<string> {
+  await infra.redis.stop();
+  try {
+    return await Promise.race([
+      service.stop().then(() => "stopped"),
+      new Promise<string>((resolve) => setTimeout(() => resolve("still stopping after 10 s"), 10_000)),
+    ]);
+  } finally {
+    await infra.redis.start();
+  }
+}

@@ -104,12 +104,16 @@ export const limitsView: View = (main, { config }) => {
           ? `Resumed ${type}.`
           : `${type} was not paused.`;
       await load();
-      status.textContent = text;
-      announce(text);
+      say(text);
     } catch (error) {
-      status.textContent = `${pause ? "Pause" : "Resume"} failed: ${errorText(error)}`;
-      announce(status.textContent);
+      say(`${pause ? "Pause" : "Resume"} failed: ${errorText(error)}`);
     }
+  }
+
+  /** Shows an action's outcome in the status line and tells a screen reader. */
+  function say(text: string) {
+    status.textContent = text;
+    announce(text);
   }
 
   /** The "Set limits" dialog: the type's limits now, prefilled; SetTypeLimit replaces them all on Save. */
@@ -203,8 +207,7 @@ export const limitsView: View = (main, { config }) => {
         closeDialog();
         const text = `Set ${type}'s limits: ${describe(response.limit)}. Every worker applies them within a second.`;
         await load();
-        status.textContent = text;
-        announce(text);
+        say(text);
       } catch (error) {
         problem.textContent = `Not saved: ${errorText(error)}`;
         announce(problem.textContent);
@@ -228,11 +231,9 @@ export const limitsView: View = (main, { config }) => {
       const { cleared } = await admin.clearTypeLimit({ type });
       const text = cleared ? `Cleared ${type}'s limits: the workers' own settings apply.` : `${type} had no limits.`;
       await load();
-      status.textContent = text;
-      announce(text);
+      say(text);
     } catch (error) {
-      status.textContent = `Clear failed: ${errorText(error)}`;
-      announce(status.textContent);
+      say(`Clear failed: ${errorText(error)}`);
     }
   }
 
