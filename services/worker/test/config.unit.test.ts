@@ -46,6 +46,16 @@ test("WORKER_ID: host:pid by default (also when empty); one with a space or past
   }
 });
 
+test("WORKER_MAX_ABANDONED_HANDLERS: 0 (never) by default, 0 to 10000, a bad value named", () => {
+  expect(loadConfig(workerConfig, {}).WORKER_MAX_ABANDONED_HANDLERS).toBe(0);
+  expect(loadConfig(workerConfig, { WORKER_MAX_ABANDONED_HANDLERS: "10" }).WORKER_MAX_ABANDONED_HANDLERS).toBe(10);
+  for (const bad of ["-1", "10001", "many", "2.5"]) {
+    expect(() => loadConfig(workerConfig, { WORKER_MAX_ABANDONED_HANDLERS: bad })).toThrow(
+      /WORKER_MAX_ABANDONED_HANDLERS: /,
+    );
+  }
+});
+
 test("per-type limits: none by default; concurrency and rates parsed per type", () => {
   const none = loadConfig(workerConfig, {});
   expect(none.WORKER_TYPE_CONCURRENCY.size).toBe(0);
