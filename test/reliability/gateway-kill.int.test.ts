@@ -86,11 +86,12 @@ test("SIGKILL to a gateway mid-submission: no task left PENDING, every task Redi
   const states = await Promise.all(created.map(async (id) => (await readStatus(redis, id))?.state));
   expect(states.filter((state) => state !== "SUCCEEDED")).toEqual([]);
   await waitDrained(nc, "result-store", Subjects.results);
+  // The result-store's result_stored audits are in the stream by now; in Redis once the audit service has drained.
+  await waitDrained(nc, "audit", Subjects.audit);
   const accounting = await resultAccounting(nc, redis, created);
   expect(accounting.filter((a) => a.resultMessages !== 1 || !a.resultKey || a.resultStored !== 1)).toEqual([]);
   await waitFor("tasks_unqueued to empty", async () => (await redis.zcard(Keys.unqueued)) === 0);
   // Requeued (audited) are the ones whose message had been lost with the process; the others had landed.
-  await waitDrained(nc, "audit", Subjects.audit);
   const requeued = (await Promise.all(unanswered.map((id) => actionsOf(redis, id, "requeued")))).flat().length;
   console.log(`[reliability] of the ${leftUnqueued} left unqueued, ${requeued} were requeued, the rest had landed`);
 }, 120_000);

@@ -201,11 +201,9 @@ test("SIGTERM to the enricher while ingest calls it: exit 0, calls retried, ever
   const taskIds = await load.accepted;
   const stop = await restart!;
   expect(await waitAllTerminal(pipeline.redisClient, taskIds, 40_000)).toEqual([]);
-  await Promise.all([
-    waitDrained(nc, "result-store", Subjects.results),
-    waitDrained(nc, "audit", Subjects.audit),
-    waitDrained(nc, "deadletter", Subjects.deadletter),
-  ]);
+  // The result-store first: its result_stored audits reach the audit service only once it has handled its results.
+  await waitDrained(nc, "result-store", Subjects.results);
+  await Promise.all([waitDrained(nc, "audit", Subjects.audit), waitDrained(nc, "deadletter", Subjects.deadletter)]);
   const ids = new Set(taskIds);
   const retries = (await pipeline.redisClient.lrange(Keys.auditEvents, 0, -1))
     .map((line) => JSON.parse(line) as { taskId?: string; action: string })
