@@ -12,6 +12,7 @@ import {
   spawnService,
   startNats,
   startRedis,
+  TcpProxy,
 } from "@tm/testkit";
 import { Redis } from "ioredis";
 
@@ -42,6 +43,8 @@ export interface Pipeline {
   env: NodeJS.ProcessEnv;
   client: TaskClient;
   redisClient: Redis;
+  /** With `redisProxy`: the address the services use for Redis, which a test can point at another server. */
+  redisProxy?: TcpProxy;
   gatewayUrl: string;
   resultStoreUrl: string;
   enricherUrl: string;
@@ -54,10 +57,14 @@ export async function startPipeline(
     env?: NodeJS.ProcessEnv;
     perService?: Partial<Record<ServiceName, NodeJS.ProcessEnv>>;
     redisAof?: boolean;
+    /** Services reach Redis through a TCP proxy (a failover's DNS name), not directly. */
+    redisProxy?: boolean;
   } = {},
 ): Promise<Pipeline> {
   const [nats, redis] = await Promise.all([startNats(), startRedis({ appendonly: options.redisAof ?? false })]);
-  const env: NodeJS.ProcessEnv = { NATS_URL: nats.url, REDIS_URL: redis.url, ...FAST_FLOW, ...options.env };
+  const redisProxy = options.redisProxy ? await TcpProxy.start(redis.port) : undefined;
+  const redisUrl = redisProxy ? `redis://127.0.0.1:${redisProxy.port}` : redis.url;
+  const env: NodeJS.ProcessEnv = { NATS_URL: nats.url, REDIS_URL: redisUrl, ...FAST_FLOW, ...options.env };
   const services = new Map<string, SpawnedService>();
   // Starts a service's process without waiting for it: its ports are chosen before it starts, so they are known at
   // once (the enricher's is ingest's ENRICHER_URL).
@@ -92,6 +99,7 @@ export async function startPipeline(
     ]);
   } catch (error) {
     await Promise.all([...services.values()].map((s) => s.process.kill()));
+    await redisProxy?.close();
     await Promise.all([nats.dispose(), redis.dispose()]);
     throw error;
   }
@@ -106,6 +114,7 @@ export async function startPipeline(
     env,
     client: createTaskClient({ baseUrl: gatewayUrl }),
     redisClient,
+    redisProxy,
     gatewayUrl,
     resultStoreUrl: `http://127.0.0.1:${services.get("result-store")!.port}`,
     enricherUrl: env.ENRICHER_URL,
@@ -113,6 +122,7 @@ export async function startPipeline(
     async dispose() {
       redisClient.disconnect();
       await Promise.all([...services.values()].map((s) => s.process.kill()));
+      await redisProxy?.close();
       await Promise.all([nats.dispose(), redis.dispose()]);
     },
   };

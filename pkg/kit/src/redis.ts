@@ -15,11 +15,19 @@ export function connectRedis(url: string, name: string, log: Logger, extra: Redi
   if (spansRecorded()) keepRedisCommandContext();
   // Reconnect loops emit an error per attempt; one warning a few seconds is enough.
   const warnings = new LogThrottle(5_000);
+  const demotions = new LogThrottle(5_000);
   const redis = new Redis(url, {
     connectionName: name,
     maxRetriesPerRequest: 20,
     enableAutoPipelining: true,
     retryStrategy: (times) => Math.min(50 * 2 ** Math.min(times, 6), 2_000),
+    reconnectOnError: (error) => {
+      if (!answeredReadOnly(error)) return false;
+      const heldBack = demotions.pass();
+      if (heldBack !== undefined)
+        log.warn({ err: error.message, heldBack }, "Redis answered READONLY: reconnecting to reach the primary");
+      return RECONNECT_AND_RESEND;
+    },
     ...extra,
   });
   redis.on("error", (error) => {
@@ -32,6 +40,21 @@ export function connectRedis(url: string, name: string, log: Logger, extra: Redi
   });
   return redis;
 }
+
+/**
+ * A managed failover (ElastiCache, Memorystore, Sentinel or an operator behind a DNS name or a Kubernetes Service)
+ * demotes the old primary without closing its connections: it goes on answering every write with READONLY for as
+ * long as the connection lives, so a service would hold its deliveries (READONLY is an outage, outage.ts) until it was
+ * restarted. A new connection to the same address reaches the new primary; the command that met READONLY did not run
+ * (nor did a transaction or script that held it: EXECABORT, no write done), so it is sent again once reconnected. A
+ * REDIS_URL that names a replica for good therefore retries its writes until a primary answers there, logging this
+ * warning every few seconds.
+ */
+function answeredReadOnly(error: Error): boolean {
+  return error.message.startsWith("READONLY");
+}
+/** ioredis's reconnectOnError answer for "reconnect, then send the failed command again". */
+const RECONNECT_AND_RESEND = 2;
 
 /** Clients that have been ready once: after that, not being ready means the connection was lost. */
 const everReady = new WeakSet<Redis>();

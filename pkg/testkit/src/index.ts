@@ -7,3 +7,4 @@ export * from "./ports.js";
 export * from "./process.js";
 export * from "./redis.js";
 export * from "./services.js";
+export * from "./tcp-proxy.js";
