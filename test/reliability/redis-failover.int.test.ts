@@ -24,8 +24,6 @@ beforeAll(async () => {
   [pipeline, replica] = await Promise.all([startPipeline({ redisProxy: true }), startRedis()]);
   oldPrimary = new Redis(pipeline.redis.url);
   newPrimary = new Redis(replica.url, { maxRetriesPerRequest: 50 });
-  // Redis waits 5 s for more replicas before a diskless full sync by default.
-  await oldPrimary.config("SET", "repl-diskless-sync-delay", "0");
   await newPrimary.replicaof("127.0.0.1", pipeline.redis.port);
   await waitFor("the replica to sync", async () =>
     (await newPrimary.info("replication")).includes("master_link_status:up"),

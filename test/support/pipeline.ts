@@ -2,16 +2,18 @@
  * The whole pipeline for end-to-end tests: real nats-server and redis-server, and every service as its own process
  * (built dist, telemetry preloaded), as deployed. Returns clients and helpers to drive and observe it.
  */
-import type { ConnectError } from "@connectrpc/connect";
+import { Code, ConnectError } from "@connectrpc/connect";
 import { createTaskClient, type StreamTaskStatusResponse, type TaskClient, TaskState } from "@tm/proto";
 import {
   type NatsServer,
+  type RedisSentinel,
   type RedisServer,
   readyOrRespawn,
   type SpawnedService,
   spawnService,
   startNats,
   startRedis,
+  startRedisSentinel,
   TcpProxy,
 } from "@tm/testkit";
 import { Redis } from "ioredis";
@@ -45,6 +47,8 @@ export interface Pipeline {
   redisClient: Redis;
   /** With `redisProxy`: the address the services use for Redis, which a test can point at another server. */
   redisProxy?: TcpProxy;
+  /** With `redisSentinel`: the replica of `redis` and the Sentinel the services ask for the primary. */
+  redisHa?: { replica: RedisServer; sentinel: RedisSentinel };
   gatewayUrl: string;
   resultStoreUrl: string;
   enricherUrl: string;
@@ -59,12 +63,24 @@ export async function startPipeline(
     redisAof?: boolean;
     /** Services reach Redis through a TCP proxy (a failover's DNS name), not directly. */
     redisProxy?: boolean;
+    /** A replica and a Sentinel beside `redis`; the services find the primary through the Sentinel. */
+    redisSentinel?: boolean;
   } = {},
 ): Promise<Pipeline> {
   const [nats, redis] = await Promise.all([startNats(), startRedis({ appendonly: options.redisAof ?? false })]);
   const redisProxy = options.redisProxy ? await TcpProxy.start(redis.port) : undefined;
   const redisUrl = redisProxy ? `redis://127.0.0.1:${redisProxy.port}` : redis.url;
-  const env: NodeJS.ProcessEnv = { NATS_URL: nats.url, REDIS_URL: redisUrl, ...FAST_FLOW, ...options.env };
+  const redisHa = options.redisSentinel ? await startRedisHa(redis) : undefined;
+  const env: NodeJS.ProcessEnv = {
+    NATS_URL: nats.url,
+    REDIS_URL: redisUrl,
+    ...(redisHa && {
+      REDIS_SENTINELS: `127.0.0.1:${redisHa.sentinel.port}`,
+      REDIS_SENTINEL_MASTER: redisHa.sentinel.master,
+    }),
+    ...FAST_FLOW,
+    ...options.env,
+  };
   const services = new Map<string, SpawnedService>();
   // Starts a service's process without waiting for it: its ports are chosen before it starts, so they are known at
   // once (the enricher's is ingest's ENRICHER_URL).
@@ -100,6 +116,7 @@ export async function startPipeline(
   } catch (error) {
     await Promise.all([...services.values()].map((s) => s.process.kill()));
     await redisProxy?.close();
+    await disposeRedisHa(redisHa);
     await Promise.all([nats.dispose(), redis.dispose()]);
     throw error;
   }
@@ -115,6 +132,7 @@ export async function startPipeline(
     client: createTaskClient({ baseUrl: gatewayUrl }),
     redisClient,
     redisProxy,
+    redisHa,
     gatewayUrl,
     resultStoreUrl: `http://127.0.0.1:${services.get("result-store")!.port}`,
     enricherUrl: env.ENRICHER_URL,
@@ -123,9 +141,20 @@ export async function startPipeline(
       redisClient.disconnect();
       await Promise.all([...services.values()].map((s) => s.process.kill()));
       await redisProxy?.close();
+      await disposeRedisHa(redisHa);
       await Promise.all([nats.dispose(), redis.dispose()]);
     },
   };
+}
+
+async function startRedisHa(primary: RedisServer): Promise<{ replica: RedisServer; sentinel: RedisSentinel }> {
+  const replica = await startRedis({ replicaOf: primary.port });
+  return { replica, sentinel: await startRedisSentinel(primary) };
+}
+
+async function disposeRedisHa(ha: { replica: RedisServer; sentinel: RedisSentinel } | undefined): Promise<void> {
+  await ha?.sentinel.dispose();
+  await ha?.replica.dispose();
 }
 
 export const TERMINAL = new Set([TaskState.SUCCEEDED, TaskState.FAILED, TaskState.CANCELLED]);
@@ -145,6 +174,33 @@ export async function collectStream(
     throw new Error(`stream of ${taskId} failed after [${states}]: ${(error as ConnectError).message ?? error}`);
   }
   return updates;
+}
+
+/**
+ * Follows a task's status until its stream ends, re-opening it while it fails UNAVAILABLE (what the gateway answers
+ * when its Redis subscriber connection drops: a client re-opens and gets the current status first). Returns the
+ * states of the last opening and how many times it was re-opened.
+ */
+export async function followToEnd(
+  client: TaskClient,
+  taskId: string,
+  timeoutMs = 60_000,
+): Promise<{ states: string[]; reopened: number }> {
+  const signal = AbortSignal.timeout(timeoutMs);
+  for (let reopened = 0; ; reopened++) {
+    const states: string[] = [];
+    try {
+      for await (const update of client.streamTaskStatus({ taskId }, { signal })) states.push(stateNames([update])[0]!);
+      return { states, reopened };
+    } catch (error) {
+      if (ConnectError.from(error).code !== Code.Unavailable || signal.aborted) {
+        throw new Error(
+          `stream of ${taskId} failed after [${states.join(" → ")}]: ${ConnectError.from(error).message}`,
+        );
+      }
+      await new Promise((resolve) => setTimeout(resolve, 100)); // the gateway resubscribes meanwhile
+    }
+  }
 }
 
 export function stateNames(updates: StreamTaskStatusResponse[]): string[] {

@@ -108,6 +108,11 @@ export interface ConsumerOptions<S extends Subject> {
    */
   isOutage?: (error: unknown) => boolean;
   /**
+   * Runs after the handler succeeded, before the ack: e.g. waits until Redis replicas hold the handler's writes. An
+   * outage error from it is held like the handler's own (the handler runs again, so its writes must be idempotent).
+   */
+  confirmWrites?: () => Promise<void>;
+  /**
    * For a consumer whose latency does not matter (audit): deliveries that arrive within this many milliseconds of
    * the first are started together when the window closes (or as soon as half the slots are gathered), instead of
    * each as it arrives. At a paced rate each delivery would otherwise wake the process on its own; gathered, they are
@@ -265,7 +270,14 @@ export class DeliveryProcessor<S extends Subject> {
       heartbeat.unref();
       try {
         const key = this.#options.orderKey?.(message);
-        const handle = () => this.#holdingThroughOutages(() => this.#options.handler(message, ctx), ctx);
+        const { handler, confirmWrites } = this.#options;
+        const run = confirmWrites
+          ? async () => {
+              await handler(message, ctx);
+              await confirmWrites();
+            }
+          : () => handler(message, ctx);
+        const handle = () => this.#holdingThroughOutages(run, ctx);
         if (key === undefined) await handle();
         else await this.#ordered.run(key, handle);
         msg.ack();

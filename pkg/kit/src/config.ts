@@ -22,6 +22,22 @@ const url = (schemes: string[]) =>
     { message: `must be a ${schemes.join("/")} URL (comma-separated for several)` },
   );
 
+/** "host:port,host:port" (Redis Sentinel's addresses), each port 1-65535. */
+const hostPortList = z.string().transform((value, ctx) => {
+  const addresses = value.split(",").map((part) => part.trim());
+  const parsed = addresses.map((address) => {
+    const match = /^(\[[^\]]+\]|[^\s:,]+):(\d{1,5})$/.exec(address);
+    const port = Number(match?.[2]);
+    return match && port >= 1 && port <= 65535 ? { host: match[1]!.replace(/^\[|\]$/g, ""), port } : undefined;
+  });
+  if (parsed.every((address) => address !== undefined)) return parsed as Array<{ host: string; port: number }>;
+  ctx.addIssue({
+    code: "custom",
+    message: `must be comma-separated host:port pairs, e.g. redis-sentinel-0:26379,redis-sentinel-1:26379 (bad: "${addresses[parsed.indexOf(undefined)]}")`,
+  });
+  return z.NEVER;
+});
+
 export const port = z.coerce
   .number({ message: "must be a number" })
   .int({ message: "must be an integer" })
@@ -49,6 +65,19 @@ export const baseConfigShape = {
   NATS_USER: z.string().optional(),
   NATS_PASSWORD: z.string().optional(),
   REDIS_URL: url(["redis", "rediss"]).default("redis://127.0.0.1:6379"),
+  /** Redis Sentinel: its addresses. Set, the services ask them for the primary of REDIS_SENTINEL_MASTER (and again
+   *  after a failover); REDIS_URL then gives only the data nodes' credentials, database and TLS, not their address. */
+  REDIS_SENTINELS: hostPortList.optional(),
+  REDIS_SENTINEL_MASTER: z.string().default("mymaster"),
+  REDIS_SENTINEL_PASSWORD: z.string().optional(),
+  /** Replicas that must hold a stage's Redis writes before its message is acked (Redis's WAIT; 0 = do not wait). */
+  REDIS_WAIT_REPLICAS: z.coerce
+    .number({ message: "must be a number" })
+    .int({ message: "must be a whole number of replicas" })
+    .min(0, { message: "must be >= 0" })
+    .max(10, { message: "must be at most 10" })
+    .default(0),
+  REDIS_WAIT_TIMEOUT_MS: positiveInt.default(1_000),
   LOG_LEVEL: z.enum(["fatal", "error", "warn", "info", "debug", "trace", "silent"]).default("info"),
   OTEL_EXPORTER_OTLP_ENDPOINT: url(["http", "https"]).optional(),
   OTEL_SERVICE_NAME: z.string().optional(),

@@ -22,6 +22,8 @@ export function isRedisOutage(error: unknown): boolean {
   const name = String(e?.name ?? "");
   const message = String(e?.message ?? "");
   if (name === "MaxRetriesPerRequestError") return true;
+  // Written, but not yet held by the replicas asked for (replica-acks.ts): run again once they (or a new primary) can.
+  if (name === "ReplicaAckError") return true;
   if (REDIS_CONNECTION_MESSAGES.some((m) => message.startsWith(m))) return true;
   return name === "ReplyError" && REDIS_NOT_READY_REPLIES.test(message);
 }

@@ -3,13 +3,50 @@
  * retry limit) rather than fail at once, so a Redis restart costs latency, not tasks.
  */
 import type { RedisOptions } from "ioredis";
+import type { BaseConfig } from "./config.js";
 import { Redis } from "./ioredis-module.js";
 import { LogThrottle } from "./log-throttle.js";
 import type { Logger } from "./logger.js";
 import { keepRedisCommandContext } from "./redis-context.js";
 import { spansRecorded } from "./telemetry.js";
 
-export function connectRedis(url: string, name: string, log: Logger, extra: RedisOptions = {}): Redis {
+/** Where a service's Redis is: a URL, or Sentinels to ask for the primary (with the URL's credentials, db and TLS). */
+export interface RedisTarget {
+  url: string;
+  sentinels?: Array<{ host: string; port: number }>;
+  sentinelMaster?: string;
+  sentinelPassword?: string;
+}
+
+/** The Redis target of a service's configuration (REDIS_URL, REDIS_SENTINELS, ...). */
+export function redisTargetOf(config: BaseConfig): RedisTarget {
+  return {
+    url: config.REDIS_URL,
+    sentinels: config.REDIS_SENTINELS,
+    sentinelMaster: config.REDIS_SENTINEL_MASTER,
+    sentinelPassword: config.REDIS_SENTINEL_PASSWORD,
+  };
+}
+
+/** ioredis's options for Sentinel: it asks the Sentinels for the primary on every (re)connect and checks the role of
+ *  the server it reaches, so a failover costs a reconnect. */
+function sentinelOptions(target: RedisTarget): RedisOptions {
+  if (!target.sentinels?.length) return {};
+  return {
+    sentinels: target.sentinels,
+    name: target.sentinelMaster ?? "mymaster",
+    sentinelPassword: target.sentinelPassword,
+    // Listens to the Sentinels' +switch-master and reconnects at once. Without it the client learns of a failover only
+    // when its server closes the connection or answers READONLY: an old primary cut off from the Sentinels but not
+    // from this client would take its writes until the partition heals, and lose them when it rejoins as a replica.
+    failoverDetector: true,
+    // A rediss:// URL asks for TLS to the data nodes; ioredis applies it in Sentinel mode only with this flag.
+    enableTLSForSentinelMode: target.url.startsWith("rediss:"),
+  };
+}
+
+export function connectRedis(target: RedisTarget | string, name: string, log: Logger, extra: RedisOptions = {}): Redis {
+  const { url, ...where } = typeof target === "string" ? { url: target } : target;
   // Auto-pipelining (below) would otherwise send a command in the context of another caller: redis-context.ts.
   // Only Redis spans read that context, and they exist only when spans record (telemetry-start.ts).
   if (spansRecorded()) keepRedisCommandContext();
@@ -21,6 +58,7 @@ export function connectRedis(url: string, name: string, log: Logger, extra: Redi
     maxRetriesPerRequest: 20,
     enableAutoPipelining: true,
     retryStrategy: (times) => Math.min(50 * 2 ** Math.min(times, 6), 2_000),
+    ...sentinelOptions({ url, ...where }),
     reconnectOnError: (error) => {
       if (!answeredReadOnly(error)) return false;
       const heldBack = demotions.pass();
@@ -38,8 +76,38 @@ export function connectRedis(url: string, name: string, log: Logger, extra: Redi
     everReady.add(redis);
     log.info("connected to Redis");
   });
+  reviveWhenGivenUp(redis, log);
   return redis;
 }
+
+/**
+ * ioredis ends a client for good ("end": every command fails "Connection is closed." from then on) when a connect
+ * attempt fails inside its connector rather than on the socket: a reconnect asked for while one is under way (a
+ * READONLY reply or Sentinel's +switch-master during a failover, seen in redis-sentinel.int.test.ts under load), or
+ * Sentinels that cannot be asked. Its retry strategy is not consulted then, and the process would go on without
+ * Redis until restarted (ioredis issue 1683). A client that ends without having been closed is connected again.
+ */
+function reviveWhenGivenUp(redis: Redis, log: Logger): void {
+  let closedOnPurpose = false;
+  const disconnect = redis.disconnect.bind(redis);
+  redis.disconnect = (reconnect = false) => {
+    if (!reconnect) closedOnPurpose = true;
+    disconnect(reconnect);
+  };
+  const quit = redis.quit.bind(redis);
+  redis.quit = ((...args: Parameters<Redis["quit"]>) => {
+    closedOnPurpose = true;
+    return quit(...args);
+  }) as Redis["quit"];
+  redis.on("end", () => {
+    if (closedOnPurpose) return;
+    log.warn("the Redis client gave up on its connection; connecting again");
+    setTimeout(() => {
+      if (!closedOnPurpose && redis.status === "end") redis.connect().catch(() => undefined);
+    }, REVIVE_AFTER_MS).unref();
+  });
+}
+const REVIVE_AFTER_MS = 500;
 
 /**
  * A managed failover (ElastiCache, Memorystore, Sentinel or an operator behind a DNS name or a Kubernetes Service)

@@ -28,7 +28,8 @@ import { createLogger, type Logger } from "./logger.js";
 import { connectNats, type NatsHandle } from "./nats.js";
 import { createOpsServer, listen, type ReadinessCheck, registerOpsRoutes } from "./ops-server.js";
 import { isOutage } from "./outage.js";
-import { connectRedis } from "./redis.js";
+import { connectRedis, redisTargetOf } from "./redis.js";
+import { NO_REPLICA_ACKS, replicaAcks } from "./replica-acks.js";
 import { Shutdown } from "./shutdown.js";
 import { ConsumerMetrics, withStageMetrics } from "./stage-metrics.js";
 import { telemetry } from "./telemetry.js";
@@ -66,6 +67,10 @@ export interface Runtime<C extends BaseConfig = BaseConfig> {
   publisher: Publisher;
   /** Present unless the service declared needs.redis = false. */
   redis: Redis;
+  /** Resolves once REDIS_WAIT_REPLICAS replicas hold every write sent on `redis` before the call (at once when 0);
+   *  fails as a Redis outage otherwise. rt.consume runs it before each ack; a service answering a caller runs it
+   *  before it answers (or before it publishes what the writes are for). */
+  confirmRedisWrites(): Promise<void>;
   /** Provisions the durable consumer for (service, subject), starts it, and stops it on shutdown. */
   consume<S extends Subject>(subject: S, handler: MessageHandler<S>, options?: ConsumeOptions<S>): Promise<Consumer<S>>;
   /** Stage metrics, consumer lag gauges and outcome logs for a consumer the service runs itself (rt.consume
@@ -139,7 +144,7 @@ export async function startService<S extends z.ZodRawShape, Started>(
       };
     }
     if (needsRedis) {
-      redis = connectRedis(config.REDIS_URL, definition.name, log);
+      redis = connectRedis(redisTargetOf(config), definition.name, log);
       const r = redis;
       checks.redis = async () => (await r.ping()) === "PONG";
     }
@@ -149,6 +154,9 @@ export async function startService<S extends z.ZodRawShape, Started>(
     throw error;
   }
 
+  const redisWrites = redis
+    ? replicaAcks(redis, config.REDIS_WAIT_REPLICAS, config.REDIS_WAIT_TIMEOUT_MS)
+    : NO_REPLICA_ACKS;
   const consumerMetrics = new ConsumerMetrics(metrics.getMeter("tm.flow"));
   let restartHandler: (reason: string) => void = (reason) => void shutdown.run(reason);
   let askedRestart: ((reason: string) => void) | undefined;
@@ -191,6 +199,7 @@ export async function startService<S extends z.ZodRawShape, Started>(
         ...(options.orderKey ? { orderKey: options.orderKey } : {}),
         ...(options.gatherMs ? { gatherMs: options.gatherMs } : {}),
         isOutage,
+        ...(redis && config.REDIS_WAIT_REPLICAS > 0 && { confirmWrites: () => redisWrites.confirm() }),
         hooks: withStageMetrics(consumerMetrics, definition.name, subject, options.hooks, log),
       });
       consumerMetrics.watch(nats.jsm, subject, consumer.durable);
@@ -204,6 +213,7 @@ export async function startService<S extends z.ZodRawShape, Started>(
       consumerMetrics.watch(nats.jsm, subject, durableName(definition.name, subject));
       return withStageMetrics(consumerMetrics, definition.name, subject, hooks, log);
     },
+    confirmRedisWrites: () => redisWrites.confirm(),
     addCheck(name, check) {
       checks[name] = check;
     },

@@ -7,6 +7,7 @@ import {
   loadConfig,
   nonNegativeInt,
 } from "../src/config.js";
+import { redisTargetOf } from "../src/redis.js";
 
 describe("loadConfig with nonNegativeInt", () => {
   const shape = { WINDOW_MS: nonNegativeInt.default(50) };
@@ -76,4 +77,30 @@ describe("TASK_RETENTION_SECONDS", () => {
       `TASK_RETENTION_SECONDS: ${message} (got "${value}")`,
     );
   });
+});
+
+describe("Redis Sentinel", () => {
+  test("REDIS_SENTINELS is a host:port list (IPv6 in brackets); the master name defaults to Bitnami's mymaster", () => {
+    const config = loadConfig({}, { REDIS_SENTINELS: "sentinel-0:26379, sentinel-1:26380,[::1]:26381" });
+    expect(redisTargetOf(config)).toEqual({
+      url: "redis://127.0.0.1:6379",
+      sentinels: [
+        { host: "sentinel-0", port: 26379 },
+        { host: "sentinel-1", port: 26380 },
+        { host: "::1", port: 26381 },
+      ],
+      sentinelMaster: "mymaster",
+      sentinelPassword: undefined,
+    });
+    expect(redisTargetOf(loadConfig({}, {})).sentinels).toBeUndefined();
+  });
+
+  test.each(["sentinel-0", "sentinel-0:0", "sentinel-0:70000", "a:1,,b:2", "http://sentinel:26379"])(
+    "%s is refused naming the variable and the bad address",
+    (value) => {
+      expect(() => loadConfig({}, { REDIS_SENTINELS: value })).toThrow(
+        /REDIS_SENTINELS: must be comma-separated host:port pairs, e\.g\. .*\(bad: "/,
+      );
+    },
+  );
 });

@@ -44,8 +44,6 @@ async function role(client: Redis): Promise<string> {
 test("after a failover behind the same address, writes reach the new primary", async () => {
   const oldPrimary = admin(primary);
   const newPrimary = admin(replica);
-  // Redis waits 5 s for more replicas before a diskless full sync by default.
-  await oldPrimary.config("SET", "repl-diskless-sync-delay", "0");
   await newPrimary.replicaof("127.0.0.1", primary.port);
   await waitFor("the replica to sync", async () =>
     (await newPrimary.info("replication")).includes("master_link_status:up"),
@@ -78,5 +76,23 @@ test("after a failover behind the same address, writes reach the new primary", a
     expect(await role(redis)).toBe("master");
   } finally {
     redis.disconnect();
+  }
+});
+
+test("a client that ioredis ends without being closed connects again", async () => {
+  const server = await startRedis();
+  const redis = connectRedis(server.url, "revive-test", createLogger("revive-test", "silent"));
+  try {
+    await redis.set("revive", "1");
+    // A reconnect asked for while one is under way fails inside ioredis's connector, which then ends the client.
+    redis.once("connecting", () => redis.disconnect(true));
+    const ended = new Promise<void>((resolve) => redis.once("end", () => resolve()));
+    redis.disconnect(true);
+    await ended;
+    await waitFor("the client to be ready again", () => redis.status === "ready", { timeoutMs: 5_000 });
+    expect(await redis.get("revive")).toBe("1");
+  } finally {
+    redis.disconnect();
+    await server.dispose();
   }
 });

@@ -2,7 +2,7 @@
  * A real redis-server on a free loopback port with a temporary directory; AOF optional (what production runs, and
  * what makes a restart keep the data).
  */
-import { mkdtempSync, rmSync } from "node:fs";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { Redis } from "ioredis";
@@ -13,6 +13,8 @@ import { ManagedProcess } from "./process.js";
 export interface RedisServerOptions {
   appendonly?: boolean;
   echo?: boolean;
+  /** Start as a replica of the redis-server on this loopback port. */
+  replicaOf?: number;
 }
 
 export class RedisServer {
@@ -22,6 +24,7 @@ export class RedisServer {
     readonly dir: string,
     appendonly: boolean,
     echo: boolean,
+    replicaOf?: number,
   ) {
     this.process = new ManagedProcess({
       name: `redis:${port}`,
@@ -43,6 +46,10 @@ export class RedisServer {
         "no",
         "--protected-mode",
         "yes",
+        // A replica's first full sync would otherwise wait 5 s for more replicas to share it.
+        "--repl-diskless-sync-delay",
+        "0",
+        ...(replicaOf === undefined ? [] : ["--replicaof", "127.0.0.1", String(replicaOf)]),
       ],
       echo,
     });
@@ -100,5 +107,95 @@ export class RedisServer {
 export async function startRedis(options: RedisServerOptions = {}): Promise<RedisServer> {
   const dir = mkdtempSync(join(tmpdir(), "tm-redis-"));
   const port = await freePort();
-  return new RedisServer(port, dir, options.appendonly ?? false, !!options.echo).start();
+  return new RedisServer(port, dir, options.appendonly ?? false, !!options.echo, options.replicaOf).start();
+}
+
+/**
+ * A Redis Sentinel (redis-server --sentinel) on a free loopback port watching one primary, with a short down-after
+ * so that a failover happens within a test's patience. One Sentinel is a quorum of one: enough to test a client's
+ * failover, not a production layout (three Sentinels on three machines).
+ */
+export class RedisSentinel {
+  readonly process: ManagedProcess;
+  constructor(
+    readonly port: number,
+    readonly dir: string,
+    readonly master: string,
+    primaryPort: number,
+    echo: boolean,
+  ) {
+    const config = join(dir, "sentinel.conf"); // Sentinel rewrites its file as it learns the topology.
+    writeFileSync(
+      config,
+      [
+        `port ${port}`,
+        "bind 127.0.0.1",
+        `dir ${dir}`,
+        `sentinel monitor ${master} 127.0.0.1 ${primaryPort} 1`,
+        `sentinel down-after-milliseconds ${master} 1000`,
+        // Also the wait before a second failover of the same primary (twice this): a test may make two.
+        `sentinel failover-timeout ${master} 2000`,
+        "",
+      ].join("\n"),
+    );
+    this.process = new ManagedProcess({
+      name: `redis-sentinel:${port}`,
+      command: findBinary("redis-server"),
+      args: [config, "--sentinel"],
+      echo,
+    });
+  }
+
+  get address(): { host: string; port: number } {
+    return { host: "127.0.0.1", port: this.port };
+  }
+
+  /** The port of the primary this Sentinel names now. */
+  async primaryPort(): Promise<number> {
+    const client = new Redis(this.port, "127.0.0.1", { lazyConnect: true, maxRetriesPerRequest: 0 });
+    client.on("error", () => undefined);
+    try {
+      await client.connect();
+      const reply = (await client.call("SENTINEL", "GET-MASTER-ADDR-BY-NAME", this.master)) as string[] | null;
+      return Number(reply?.[1]);
+    } finally {
+      client.disconnect();
+    }
+  }
+
+  /** Sentinel's forced failover (no agreement asked): promotes a replica, then demotes the old primary. */
+  async failover(): Promise<void> {
+    const client = new Redis(this.port, "127.0.0.1", { maxRetriesPerRequest: 0 });
+    try {
+      await client.call("SENTINEL", "FAILOVER", this.master);
+    } finally {
+      client.disconnect();
+    }
+  }
+
+  async start(timeoutMs = 15_000): Promise<this> {
+    this.process.start();
+    await waitFor(
+      `redis-sentinel on ${this.port}`,
+      async () => {
+        if (!this.process.running) throw new Error(`redis-sentinel exited:\n${this.process.tail()}`);
+        return (await this.primaryPort().catch(() => 0)) > 0;
+      },
+      { timeoutMs },
+    );
+    return this;
+  }
+
+  async dispose(): Promise<void> {
+    await this.process.kill();
+    rmSync(this.dir, { recursive: true, force: true });
+  }
+}
+
+export async function startRedisSentinel(
+  primary: RedisServer,
+  options: { master?: string; echo?: boolean } = {},
+): Promise<RedisSentinel> {
+  const dir = mkdtempSync(join(tmpdir(), "tm-sentinel-"));
+  return new RedisSentinel(await freePort(), dir, options.master ?? "mymaster", primary.port, !!options.echo).start();
 }

@@ -7,7 +7,7 @@ import type { DescMethod } from "@bufbuild/protobuf";
 import { Code, ConnectError } from "@connectrpc/connect";
 import { consoleAssetsDir } from "@tm/console";
 import { ADVISORY_STREAM, KNOWN_TASK_TYPES, STREAMS } from "@tm/flow";
-import { connectRedis, defineService, type Logger, port, positiveInt } from "@tm/kit";
+import { connectRedis, defineService, type Logger, port, positiveInt, redisTargetOf } from "@tm/kit";
 import {
   AdminService,
   addService,
@@ -71,7 +71,7 @@ export const gateway = defineService({
     const guard = await createGuard(rt, redisCaller(rt.redis, rt.config.GATEWAY_REDIS_TIMEOUT_MS));
     // A connection in subscriber mode can run nothing but (UN)SUBSCRIBE, hence its own. No offline queue and no
     // auto-resubscribe: while it is down, streams fail fast with UNAVAILABLE instead of waiting on a dead channel.
-    const subscriber = connectRedis(rt.config.REDIS_URL, `${rt.name}-subscriber`, rt.log, {
+    const subscriber = connectRedis(redisTargetOf(rt.config), `${rt.name}-subscriber`, rt.log, {
       autoResubscribe: false,
       enableOfflineQueue: false,
       maxRetriesPerRequest: 1,

@@ -140,7 +140,11 @@ export function taskServiceHandlers(
               { delayedUntilMs: runAtMs, ttlSeconds: retentionSeconds },
             ),
         applyStatus(rt.redis, event, retentionSeconds),
-      ]),
+      ]).then(async (saved) => {
+        // Before the task is queued: a record a failover loses must not be in the stream (nor answered for).
+        await rt.confirmRedisWrites();
+        return saved;
+      }),
     );
     const message: TaskMessage = {
       taskId,
