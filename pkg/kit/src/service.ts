@@ -53,6 +53,9 @@ export interface ConsumeOptions<S extends Subject> {
   /** Start deliveries in batches gathered over this many ms (ConsumerOptions.gatherMs): for latency-insensitive
    *  consumers only. */
   gatherMs?: number;
+  /** False for a handler that only reads Redis: its deliveries are acked without waiting for replicas
+   *  (REDIS_WAIT_REPLICAS), which would cost a round trip to them for nothing. Default true. */
+  writesRedis?: boolean;
 }
 
 export interface Runtime<C extends BaseConfig = BaseConfig> {
@@ -199,7 +202,9 @@ export async function startService<S extends z.ZodRawShape, Started>(
         ...(options.orderKey ? { orderKey: options.orderKey } : {}),
         ...(options.gatherMs ? { gatherMs: options.gatherMs } : {}),
         isOutage,
-        ...(redis && config.REDIS_WAIT_REPLICAS > 0 && { confirmWrites: () => redisWrites.confirm() }),
+        ...(redis &&
+          config.REDIS_WAIT_REPLICAS > 0 &&
+          options.writesRedis !== false && { confirmWrites: () => redisWrites.confirm() }),
         hooks: withStageMetrics(consumerMetrics, definition.name, subject, options.hooks, log),
       });
       consumerMetrics.watch(nats.jsm, subject, consumer.durable);

@@ -115,6 +115,8 @@ export const ingest = defineService({
 
     await rt.consume(Subjects.ingest, (task, ctx) => handle(task, ctx.signal), {
       concurrency: rt.config.INGEST_CONCURRENCY,
+      // The cancel and generation check only reads.
+      writesRedis: false,
       hooks: {
         async onRetry(task, error, ctx, delayMs) {
           rt.log.warn({ taskId: task.taskId, attempt: ctx.attempt, delayMs, err: errorMessage(error) }, "retrying");

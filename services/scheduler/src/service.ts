@@ -60,7 +60,8 @@ export const scheduler = defineService({
         ]);
         scheduled.add(1, { type: task.type, priority: task.priority });
       },
-      { concurrency: rt.config.SCHEDULER_CONCURRENCY },
+      // The cancel and generation check only reads.
+      { concurrency: rt.config.SCHEDULER_CONCURRENCY, writesRedis: false },
     );
   },
 });
