@@ -174,3 +174,17 @@ describe("--drain", () => {
     expect(perMessage({ reads: 7, writes: 9 }, { reads: 8, writes: 13 }, 4)).toEqual({ reads: 0.25, writes: 1 });
   });
 });
+
+describe("--redis-replicas", () => {
+  test("defaults to 0 and takes a whole number up to 5", () => {
+    expect(parseArgs([], "out").redisReplicas).toBe(0);
+    expect(parseArgs(["--redis-replicas", "1"], "out").redisReplicas).toBe(1);
+    expect(parseArgs(["--redis-replicas=2"], "out").redisReplicas).toBe(2);
+  });
+
+  test.each([["-1"], ["6"], ["1.5"], ["one"]])("%s is refused naming the flag", (value) => {
+    expect(() => parseArgs(["--redis-replicas", value], "out")).toThrow(
+      `--redis-replicas needs a whole number from 0 to 5, got "${value}"`,
+    );
+  });
+});

@@ -30,6 +30,8 @@ export interface CliOptions {
   referenceRate?: number;
   /** --client-flow two-calls|one-call: how the driver submits and follows a pipeline task (ClientFlow). */
   clientFlow: ClientFlow;
+  /** --redis-replicas N: Redis replicas beside the pipeline's Redis, writes waited for (REDIS_WAIT_REPLICAS). */
+  redisReplicas: number;
   /** --breakdown: where a task's latency goes, from its exported spans, instead of the comparison. */
   breakdown: boolean;
   /** --breakdown-rate N: the breakdown's tasks paced at N/s instead of one at a time. */
@@ -70,6 +72,8 @@ export const USAGE = `Usage: pnpm bench [-- flags]
   --client-flow two-calls|one-call
                               how the driver runs a pipeline task: two-calls = SubmitTask, then StreamTaskStatus
                               (default; what the headline figures use); one-call = SubmitTaskAndStreamStatus
+  --redis-replicas N          start N Redis replicas beside the pipeline's Redis, every service waiting for them
+                              to hold its writes before it acks (REDIS_WAIT_REPLICAS=N): what that durability costs
   --breakdown                 instead: where a task's latency goes, hop by hop (the pipeline only, every span
                               exported to this process): tasks one at a time after a warm-up
   --breakdown-rate N          with --breakdown: the tasks paced at N tasks/s instead of one at a time
@@ -122,6 +126,7 @@ export function parseArgs(argv: readonly string[], defaultOut: string): CliOptio
     help: false,
     telemetry: "on",
     clientFlow: "two-calls",
+    redisReplicas: 0,
     breakdown: false,
     telemetryGiven: false,
     profile: false,
@@ -187,6 +192,14 @@ export function parseArgs(argv: readonly string[], defaultOut: string): CliOptio
         if (!CLIENT_FLOWS.includes(flow as ClientFlow))
           throw new Error(`--client-flow must be one of ${CLIENT_FLOWS.join(", ")}, got ${JSON.stringify(flow)}`);
         options.clientFlow = flow as ClientFlow;
+        break;
+      }
+      case "--redis-replicas": {
+        const raw = value();
+        const n = Number(raw);
+        if (!Number.isInteger(n) || n < 0 || n > 5)
+          throw new Error(`--redis-replicas needs a whole number from 0 to 5, got ${JSON.stringify(raw)}`);
+        options.redisReplicas = n;
         break;
       }
       case "--breakdown":

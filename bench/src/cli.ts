@@ -71,6 +71,7 @@ async function runSelected(options: CliOptions, log: (line: string) => void): Pr
     gateways: options.gateways,
     combine: options.combine,
     clientFlow: options.clientFlow,
+    redisReplicas: options.redisReplicas,
     taskTimeoutMs: 30_000,
     log,
   };

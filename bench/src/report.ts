@@ -24,9 +24,14 @@ export function renderReport(result: BenchResult): string {
   out.push(
     `Benchmark (${result.size}) on ${result.machine.cpus} cores, ${result.machine.cpuModel}, Node ${result.machine.node}`,
   );
-  const { workers, gateways, combine = [], telemetry = "on", clientFlow } = result.options;
+  const { workers, gateways, combine = [], telemetry = "on", clientFlow, redisReplicas = 0 } = result.options;
   if (result.options.only.includes("pipeline"))
-    out.push(`Pipeline layout: ${layoutOf(workers, gateways, combine, clientFlow)}; ${telemetryNote(telemetry)}`);
+    out.push(
+      `Pipeline layout: ${layoutOf(workers, gateways, combine, clientFlow)}; ${telemetryNote(telemetry)}` +
+        (redisReplicas > 0
+          ? `; ${redisReplicas} Redis replica${redisReplicas === 1 ? "" : "s"}, every write waited for (REDIS_WAIT_REPLICAS)`
+          : ""),
+    );
   out.push(
     result.reference
       ? `Open-loop rates are fractions of the ${result.reference.source}: ${fixed(result.reference.tasksPerSec, 0)} tasks/s`

@@ -40,6 +40,8 @@ export interface BenchOptions {
   telemetry?: TelemetryMode;
   /** How the driver submits and follows a pipeline task (--client-flow; default "two-calls"). */
   clientFlow?: ClientFlow;
+  /** Redis replicas whose acknowledgement every write waits for (--redis-replicas; default 0). */
+  redisReplicas?: number;
   /** The open loops' rates are fractions of this many tasks/s instead of the first measured peak (--reference-rate). */
   referenceRate?: number;
   scaling: boolean;

@@ -18,7 +18,10 @@ import {
   serviceEntryOf,
   spawnCombined,
   spawnService,
+  startRedis,
+  waitFor,
 } from "@tm/testkit";
+import { Redis } from "ioredis";
 import { createDriverClient, type DriverClient } from "../grpc-driver.js";
 import { within } from "../load.js";
 import { startOtlpSink } from "../otlp-sink.js";
@@ -57,6 +60,9 @@ export interface PipelineConfig {
   telemetry?: TelemetryMode;
   /** How the driver runs a task (default "two-calls"): see CLIENT_FLOWS. */
   clientFlow?: ClientFlow;
+  /** Redis replicas started beside the pipeline's Redis, each stage waiting for them to hold its writes before it
+   *  acks (REDIS_WAIT_REPLICAS = this; default 0: no replica, no wait). */
+  redisReplicas?: number;
 }
 
 /**
@@ -83,6 +89,7 @@ export function pipelineConfigOf(options: PipelineConfig): Required<PipelineConf
     combine: options.combine ?? [],
     telemetry: options.telemetry ?? "on",
     clientFlow: options.clientFlow ?? "two-calls",
+    redisReplicas: options.redisReplicas ?? 0,
   };
 }
 
@@ -106,6 +113,20 @@ export function combineProblem(config: PipelineConfig): string | undefined {
   return undefined;
 }
 
+/** `count` replicas of `primary`, each synchronised before the services start. */
+async function startReplicas(primary: RedisServer, count: number): Promise<RedisServer[]> {
+  const replicas = await Promise.all(Array.from({ length: count }, () => startRedis({ replicaOf: primary.port })));
+  const client = new Redis(primary.url);
+  try {
+    await waitFor(`${count} Redis replicas in sync`, async () =>
+      (await client.info("replication")).includes(`connected_slaves:${count}`),
+    );
+  } finally {
+    client.disconnect();
+  }
+  return replicas;
+}
+
 const ECHO_PAYLOAD = { text: "benchmark payload ".repeat(6).trim() };
 
 export async function startPipeline(
@@ -115,9 +136,11 @@ export async function startPipeline(
 ): Promise<SystemUnderTest> {
   const sink =
     options.telemetry === "export" ? await startOtlpSink({ keepSpans: options.keepSpans === true }) : undefined;
+  const replicas = await startReplicas(redis, options.redisReplicas ?? 0);
   const base = {
     NATS_URL: nats.url,
     REDIS_URL: redis.url,
+    ...(replicas.length > 0 ? { REDIS_WAIT_REPLICAS: String(replicas.length) } : {}),
     ...(options.telemetry === "off" ? { OTEL_SDK_DISABLED: "true" } : {}),
     ...(sink ? { OTEL_EXPORTER_OTLP_ENDPOINT: sink.url } : {}),
   };
@@ -219,6 +242,11 @@ export async function startPipeline(
             : []),
           { role: "nats-server", kind: "infra", pid: nats.process.pid ?? 0 },
           { role: "redis-server", kind: "infra", pid: redis.process.pid ?? 0 },
+          ...replicas.map((r, i) => ({
+            role: `redis-replica#${i + 1}`,
+            kind: "infra" as const,
+            pid: r.process.pid ?? 0,
+          })),
         ];
       },
       async stop() {
@@ -226,11 +254,13 @@ export async function startPipeline(
         for (const client of clients) client.close();
         await Promise.all([...services.map((s) => s.process.stop(20_000)), combined?.process.stop(20_000)]);
         await sink?.close();
+        await Promise.all(replicas.map((r) => r.dispose()));
       },
     };
   } catch (error) {
     await Promise.all([...services.map((s) => s.process.kill()), combined?.process.kill()]);
     await sink?.close();
+    await Promise.all(replicas.map((r) => r.dispose()));
     throw error;
   }
 }
