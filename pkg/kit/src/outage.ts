@@ -14,8 +14,13 @@ const REDIS_CONNECTION_MESSAGES = [
   "Stream isn't writeable and enableOfflineQueue options is false",
   "Reached the max retries per request limit",
 ];
-/** Redis replies that mean "not serving yet", e.g. LOADING while the AOF is replayed after a restart. */
-const REDIS_NOT_READY_REPLIES = /^(LOADING|BUSY|MASTERDOWN|TRYAGAIN|CLUSTERDOWN|READONLY)\b/;
+/**
+ * Redis replies that mean "not serving (writes) now", not "this command is wrong": LOADING while the AOF is replayed
+ * after a restart, READONLY from a demoted primary, OOM when `maxmemory` is reached under `noeviction` (what a task
+ * store must run: evicting would drop tasks), NOREPLICAS when fewer replicas than `min-replicas-to-write` are in
+ * sync. Held rather than retried as the message's failure, they cost no attempt and dead-letter nothing.
+ */
+const REDIS_NOT_READY_REPLIES = /^(LOADING|BUSY|MASTERDOWN|TRYAGAIN|CLUSTERDOWN|READONLY|OOM|NOREPLICAS)\b/;
 
 export function isRedisOutage(error: unknown): boolean {
   const e = error as { name?: unknown; message?: unknown } | undefined;

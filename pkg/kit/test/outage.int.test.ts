@@ -65,6 +65,26 @@ test("the clients' own outage errors are outages; a message's own failures are n
   expect(isOutage(natsDown), String(natsDown)).toBe(true);
 
   expect(isOutage(new Error("connect ECONNREFUSED 127.0.0.1:8081"))).toBe(false);
+});
+
+test("Redis refusing writes for now (memory full, too few replicas for min-replicas-to-write) is an outage", async () => {
+  const redis = impatientRedis();
+  try {
+    await redis.config("SET", "maxmemory", "1");
+    const full = await redis.set("k", "v").catch((error: unknown) => error);
+    expect(String(full)).toMatch(/^ReplyError: OOM command not allowed/);
+    expect(isOutage(full)).toBe(true);
+    await redis.config("SET", "maxmemory", "0");
+
+    await redis.config("SET", "min-replicas-to-write", "1");
+    const alone = await redis.set("k", "v").catch((error: unknown) => error);
+    expect(String(alone)).toMatch(/^ReplyError: NOREPLICAS/);
+    expect(isOutage(alone)).toBe(true);
+  } finally {
+    await redis.config("SET", "maxmemory", "0");
+    await redis.config("SET", "min-replicas-to-write", "0");
+    redis.disconnect();
+  }
   expect(isOutage(new Error("flaky: attempt 1 fails"))).toBe(false);
   expect(isOutage(undefined)).toBe(false);
 });
