@@ -15,6 +15,7 @@ import {
   startRedis,
   startRedisSentinel,
   TcpProxy,
+  waitForReplicas,
 } from "@tm/testkit";
 import { Redis } from "ioredis";
 
@@ -149,6 +150,7 @@ export async function startPipeline(
 
 async function startRedisHa(primary: RedisServer): Promise<{ replica: RedisServer; sentinel: RedisSentinel }> {
   const replica = await startRedis({ replicaOf: primary.port });
+  await waitForReplicas(primary, 1);
   return { replica, sentinel: await startRedisSentinel(primary) };
 }
 

@@ -19,9 +19,8 @@ import {
   spawnCombined,
   spawnService,
   startRedis,
-  waitFor,
+  waitForReplicas,
 } from "@tm/testkit";
-import { Redis } from "ioredis";
 import { createDriverClient, type DriverClient } from "../grpc-driver.js";
 import { within } from "../load.js";
 import { startOtlpSink } from "../otlp-sink.js";
@@ -113,17 +112,10 @@ export function combineProblem(config: PipelineConfig): string | undefined {
   return undefined;
 }
 
-/** `count` replicas of `primary`, each synchronised before the services start. */
+/** `count` replicas of `primary`, each past its first sync before the services start. */
 async function startReplicas(primary: RedisServer, count: number): Promise<RedisServer[]> {
   const replicas = await Promise.all(Array.from({ length: count }, () => startRedis({ replicaOf: primary.port })));
-  const client = new Redis(primary.url);
-  try {
-    await waitFor(`${count} Redis replicas in sync`, async () =>
-      (await client.info("replication")).includes(`connected_slaves:${count}`),
-    );
-  } finally {
-    client.disconnect();
-  }
+  await waitForReplicas(primary, count);
   return replicas;
 }
 

@@ -4,7 +4,7 @@
  * handler declared read-only (`writesRedis: false`) is acked without asking the replicas.
  */
 import { type Outcome, Subjects, type TaskMessage } from "@tm/flow";
-import { type RedisServer, serviceEnv, startRedis, useInfra, waitFor } from "@tm/testkit";
+import { type RedisServer, serviceEnv, startRedis, useInfra, waitFor, waitForReplicas } from "@tm/testkit";
 import { Redis } from "ioredis";
 import { afterAll, beforeAll, expect, test } from "vitest";
 import { defineService, type StartedService, startService } from "../src/service.js";
@@ -20,7 +20,7 @@ beforeAll(async () => {
   primary = new Redis(infra.redis.url);
   onReplica = new Redis(replica.url);
   onReplica.on("error", () => undefined); // the second test stops the replica
-  await waitFor("the replica to sync", async () => (await primary.info("replication")).includes("connected_slaves:1"));
+  await waitForReplicas(infra.redis, 1);
 });
 afterAll(async () => {
   for (const service of started) await service.stop();
@@ -64,7 +64,7 @@ async function stage(name: string, writesRedis: boolean) {
   started.push(
     await startService(
       definition,
-      serviceEnv(infra, { REDIS_WAIT_REPLICAS: "1", REDIS_WAIT_TIMEOUT_MS: "200", LOG_LEVEL: "silent" }),
+      serviceEnv(infra, { REDIS_WAIT_REPLICAS: "1", REDIS_WAIT_TIMEOUT_MS: "1000", LOG_LEVEL: "silent" }),
     ),
   );
   const submit = async () => {

@@ -2,7 +2,7 @@
  * REDIS_WAIT_REPLICAS: a write is confirmed once a replica holds it, fails as a Redis outage when none does in time,
  * and many callers at once share a few WAITs rather than one each.
  */
-import { type RedisServer, startRedis, waitFor } from "@tm/testkit";
+import { type RedisServer, startRedis, waitFor, waitForReplicas } from "@tm/testkit";
 import { Redis } from "ioredis";
 import { afterAll, beforeAll, expect, test } from "vitest";
 import { isOutage } from "../src/outage.js";
@@ -19,7 +19,7 @@ beforeAll(async () => {
   redis = new Redis(primary.url);
   onReplica = new Redis(replica.url);
   onReplica.on("error", () => undefined); // the second test stops the replica
-  await waitFor("the replica to sync", async () => (await redis.info("replication")).includes("connected_slaves:1"));
+  await waitForReplicas(primary, 1);
 });
 afterAll(async () => {
   redis?.disconnect();

@@ -111,6 +111,24 @@ export async function startRedis(options: RedisServerOptions = {}): Promise<Redi
 }
 
 /**
+ * Waits until `count` replicas of `primary` are online: past their first full sync, acknowledging its writes (a
+ * replica merely connected is counted by `connected_slaves` but cannot answer WAIT yet).
+ */
+export async function waitForReplicas(primary: RedisServer, count: number, timeoutMs = 15_000): Promise<void> {
+  const client = new Redis(primary.url, { maxRetriesPerRequest: 1 });
+  client.on("error", () => undefined);
+  try {
+    await waitFor(
+      `${count} replica(s) of redis:${primary.port} online`,
+      async () => ((await client.info("replication")).match(/^slave\d+:.*state=online/gm) ?? []).length >= count,
+      { timeoutMs },
+    );
+  } finally {
+    client.disconnect();
+  }
+}
+
+/**
  * A Redis Sentinel (redis-server --sentinel) on a free loopback port watching one primary, with a short down-after
  * so that a failover happens within a test's patience. One Sentinel is a quorum of one: enough to test a client's
  * failover, not a production layout (three Sentinels on three machines).

@@ -21,6 +21,7 @@ import { z } from "zod";
 import { adminServiceHandlers } from "./admin-service.js";
 import { authConfigShape } from "./auth/config.js";
 import { createGuard } from "./auth/guard.js";
+import { confirmingWrites } from "./confirm-writes.js";
 import { startDelayedReleaser } from "./delayed-releaser.js";
 import { bindGrpc, createGrpcServer, stopGrpc } from "./grpc-server.js";
 import { QueueStats } from "./queue-stats.js";
@@ -99,7 +100,9 @@ export const gateway = defineService({
       isolation: taskIsolation(rt.config.GATEWAY_TASK_ISOLATION, rt.config.GATEWAY_AUTH_MODE),
       maxBatchTasks: rt.config.GATEWAY_MAX_BATCH_TASKS,
     });
-    const taskHandlers = guard.protect(TaskService, taskService, {
+    // With REDIS_WAIT_REPLICAS, calls that change something answer once replicas hold their writes.
+    const confirm = rt.config.REDIS_WAIT_REPLICAS > 0 ? () => rt.confirmRedisWrites() : undefined;
+    const taskHandlers = guard.protect(TaskService, confirmingWrites(TaskService, taskService, confirm), {
       // A batch costs one rate-limit token per task (a batch over the maximum is refused unread: one call's token).
       costs: {
         submitTasks: (request: SubmitTasksRequest) =>
@@ -116,11 +119,15 @@ export const gateway = defineService({
     queueStats.startSampling((error) => rt.log.debug({ err: error }, "could not sample consumer info"));
     const adminHandlers = guard.protect(
       AdminService,
-      adminServiceHandlers(rt, queueStats, {
-        requeueAfterMs: rt.config.GATEWAY_REQUEUE_AFTER_MS,
-        maxPayloadBytes: rt.config.GATEWAY_MAX_PAYLOAD_BYTES,
-        runScheduleNow: (schedule, ctx) => submitRun(taskService.submitTask, schedule, Date.now(), { ctx }),
-      }),
+      confirmingWrites(
+        AdminService,
+        adminServiceHandlers(rt, queueStats, {
+          requeueAfterMs: rt.config.GATEWAY_REQUEUE_AFTER_MS,
+          maxPayloadBytes: rt.config.GATEWAY_MAX_PAYLOAD_BYTES,
+          runScheduleNow: (schedule, ctx) => submitRun(taskService.submitTask, schedule, Date.now(), { ctx }),
+        }),
+        confirm,
+      ),
       { admin: true },
     );
     addService(server, AdminService, adminHandlers, onError);

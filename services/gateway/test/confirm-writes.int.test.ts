@@ -1,0 +1,91 @@
+/**
+ * REDIS_WAIT_REPLICAS in the gateway: a call that changes something (CancelTask here) answers once the replica holds
+ * its writes, and UNAVAILABLE naming the setting when no replica does; reads ask nothing of the replicas; a
+ * submission waits before its task is queued. The names deciding which calls confirm are checked against both
+ * services, so a new read method is not confirmed by mistake (or a new write left out).
+ */
+import { Code } from "@connectrpc/connect";
+import { AdminService, Priority, TaskService } from "@tm/proto";
+import { Keys } from "@tm/store";
+import { type RedisServer, startRedis, useInfra, waitFor, waitForReplicas } from "@tm/testkit";
+import { Redis } from "ioredis";
+import { afterAll, beforeAll, expect, test } from "vitest";
+import { writesState } from "../src/confirm-writes.js";
+import { rejection, useGateway } from "./helpers.js";
+
+const infra = useInfra();
+const g = useGateway(infra, { REDIS_WAIT_REPLICAS: "1", REDIS_WAIT_TIMEOUT_MS: "1000" });
+let replica: RedisServer;
+let primary: Redis;
+let onReplica: Redis;
+
+beforeAll(async () => {
+  replica = await startRedis({ replicaOf: infra.redis.port });
+  primary = new Redis(infra.redis.url);
+  onReplica = new Redis(replica.url);
+  onReplica.on("error", () => undefined); // the test stops the replica
+  await waitForReplicas(infra.redis, 1);
+});
+afterAll(async () => {
+  primary?.disconnect();
+  onReplica?.disconnect();
+  await replica?.dispose();
+});
+
+async function waitCalls(): Promise<number> {
+  return Number(/cmdstat_wait:calls=(\d+)/.exec(await primary.info("commandstats"))?.[1] ?? 0);
+}
+
+test("the calls that confirm their writes are exactly the unary ones that change something", () => {
+  const confirmed = [...TaskService.methods, ...AdminService.methods]
+    .filter((m) => m.methodKind === "unary" && writesState(m.localName))
+    .map((m) => m.name)
+    .sort();
+  expect(confirmed).toEqual(
+    [
+      "CancelTask",
+      "PromoteTask",
+      "ReplayDeadLetters",
+      "RequeueTasks",
+      "DiscardDeadLetters",
+      "CancelTasks",
+      "PauseQueue",
+      "ResumeQueue",
+      "CreateSchedule",
+      "DeleteSchedule",
+      "PauseSchedule",
+      "ResumeSchedule",
+      "RunSchedule",
+      "SetTypeLimit",
+      "ClearTypeLimit",
+      "PauseType",
+      "ResumeType",
+      "QuietWorker",
+      "ResumeWorker",
+    ].sort(),
+  );
+});
+
+test("a cancel answers once the replica holds it; a read asks nothing; no replica: UNAVAILABLE naming the setting", async () => {
+  const { taskId } = await g.client.submitTask({ type: "sleep", payload: { ms: 60_000 } });
+  const before = await waitCalls();
+  await g.client.getTask({ taskId });
+  expect(await waitCalls()).toBe(before);
+  await g.client.cancelTask({ taskId });
+  expect(await waitCalls()).toBeGreaterThan(before);
+  expect(await onReplica.exists(Keys.cancel(taskId))).toBe(1);
+
+  await replica.stop();
+  try {
+    await waitFor("the primary to see the replica gone", async () =>
+      (await primary.info("replication")).includes("connected_slaves:0"),
+    );
+    const second = await g.client.submitTask({ type: "sleep", payload: { ms: 60_000 } }).catch((e: unknown) => e);
+    expect(String(second)).toContain("REDIS_WAIT_REPLICAS");
+    const refused = await rejection(g.admin.pauseQueue({ priority: Priority.LOW }));
+    expect(refused.code).toBe(Code.Unavailable);
+    expect(refused.message).toContain("0 of the 1 asked for (REDIS_WAIT_REPLICAS) after 1000 ms");
+  } finally {
+    await replica.start();
+  }
+});
