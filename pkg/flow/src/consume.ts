@@ -24,7 +24,7 @@ import { jsonWithinBytes } from "./json-size.js";
 import { KeyedQueue } from "./keyed-queue.js";
 import type { Publisher } from "./publish.js";
 import { decodeMessage, type MessageFor, MessageValidationError, SIZE_LIMITS } from "./schemas.js";
-import { DEFAULT_FLOW_SETTINGS, durableName, type FlowSettings, streamOf } from "./streams.js";
+import { DEFAULT_FLOW_SETTINGS, durableName, type FlowSettings, serverMaxDeliver, streamOf } from "./streams.js";
 import type { Subject } from "./subjects.js";
 import { extractTrace, traceIdOf } from "./trace.js";
 
@@ -245,7 +245,7 @@ export class DeliveryProcessor<S extends Subject> {
         attempt,
         maxDeliver: maxAttempts,
         // The server's own limit counts deliveries: its last one is the last whatever the attempt.
-        lastAttempt: attempt >= maxAttempts || msg.info.deliveryCount >= settings.maxDeliver,
+        lastAttempt: attempt >= maxAttempts || msg.info.deliveryCount >= serverMaxDeliver(settings),
         streamSequence: msg.info.streamSequence,
         taskId: taskId || undefined,
         deferrals: deferred?.count ?? 0,
@@ -455,7 +455,7 @@ export class DeliveryProcessor<S extends Subject> {
       subject: this.#options.subject,
       attempt: msg.info.deliveryCount,
       maxDeliver: this.#options.settings.maxDeliver,
-      lastAttempt: msg.info.deliveryCount >= this.#options.settings.maxDeliver,
+      lastAttempt: msg.info.deliveryCount >= serverMaxDeliver(this.#options.settings),
       streamSequence: msg.info.streamSequence,
       taskId: undefined,
       deferrals: 0,

@@ -53,6 +53,15 @@ export interface FlowSettings {
   /** How long a delivery whose handler failed because a dependency is down (Redis or NATS unreachable) is held and
    *  retried in place, without spending one of its maxDeliver attempts (0 = never hold). */
   outageHoldMs: number;
+  /** Deliveries a consumer allows beyond maxDeliver for messages handed back unstarted, which are not attempts (the
+   *  worker's: a stopping or quiet worker NAKs its buffer, and the server counts each NAK as a delivery). Attempts
+   *  stay bounded by maxDeliver, counted by the consumer (ConsumerOptions.attemptOf). Unset: 0. */
+  handBackDeliveries?: number;
+}
+
+/** The consumer's MaxDeliver on the server: the attempts and the hand-backs allowed beside them. */
+export function serverMaxDeliver(settings: FlowSettings): number {
+  return settings.maxDeliver + (settings.handBackDeliveries ?? 0);
 }
 
 export const DEFAULT_FLOW_SETTINGS: Readonly<FlowSettings> = Object.freeze({
@@ -132,7 +141,7 @@ export function consumerConfig(
     filter_subject: subject,
     ack_policy: AckPolicy.Explicit,
     ack_wait: nanos(settings.ackWaitMs),
-    max_deliver: settings.maxDeliver,
+    max_deliver: serverMaxDeliver(settings),
     max_ack_pending: settings.maxAckPending,
     deliver_policy: DeliverPolicy.All,
     replay_policy: ReplayPolicy.Instant,

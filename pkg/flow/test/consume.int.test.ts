@@ -449,6 +449,53 @@ describe("consume", () => {
     expect(letter).toMatchObject({ taskId: plain.taskId, reason: "exhausted", attempts: 1 });
   });
 
+  test("with a hand-back allowance, a task handed back more often than it has attempts still runs them all", async () => {
+    // Three attempts, three deliveries for hand-backs: the server's MaxDeliver is 6.
+    const flow: FlowSettings = { ...settings, maxDeliver: 3, handBackDeliveries: 3 };
+    const jsm = await freshIngestDurable("t9a", flow);
+    expect((await jsm.consumers.info("TASKS", durableName("t9a", Subjects.ingest))).config.max_deliver).toBe(6);
+    const publisher = createPublisher(nc);
+    const message = task();
+    await publisher.publish(Subjects.ingest, message, { msgId: `${message.taskId}:ingest` });
+    // Handed back three times: as many as its attempts, which without the allowance would have been the server's
+    // last delivery (a failure then dead-letters it, a fourth hand-back loses it to MaxDeliver).
+    const raw = await nc.jetstream().consumers.get("TASKS", durableName("t9a", Subjects.ingest));
+    for (let handBack = 1; handBack <= 3; handBack++) {
+      const delivery = await raw.next({ expires: 5_000 });
+      expect(delivery?.json<{ taskId: string }>().taskId).toBe(message.taskId);
+      delivery?.nak(handBack === 3 ? 1_000 : 0); // the last comes back after this loop
+    }
+
+    const runs: Array<{ attempt: number; lastAttempt: boolean }> = [];
+    const done = countdown(3);
+    const consumer = new Consumer({
+      js: nc.jetstream(),
+      publisher,
+      service: "t9a",
+      subject: Subjects.ingest,
+      settings: flow,
+      attemptOf: async (_m, deliveryCount) => deliveryCount - 3,
+      handler: async (_m, ctx) => {
+        runs.push({ attempt: ctx.attempt, lastAttempt: ctx.lastAttempt });
+        done.tick();
+        if (runs.length < 3) throw new Error(`attempt ${ctx.attempt} fails`);
+      },
+    });
+    await consumer.start();
+    await done.done;
+    await waitFor("the third attempt acked", async () => {
+      const info = await jsm.consumers.info("TASKS", durableName("t9a", Subjects.ingest));
+      return info.num_ack_pending + info.num_pending === 0;
+    });
+    await consumer.stop();
+    // Deliveries 4, 5 and 6 are attempts 1, 2 and 3; only the third is the last.
+    expect(runs).toEqual([
+      { attempt: 1, lastAttempt: false },
+      { attempt: 2, lastAttempt: false },
+      { attempt: 3, lastAttempt: true },
+    ]);
+  });
+
   test("a backlog longer than AckWait is not delivered twice: only what can start is pulled", async () => {
     const quick: FlowSettings = { ...settings, ackWaitMs: 1_000 };
     const jsm = await nc.jetstreamManager();

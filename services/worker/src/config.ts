@@ -45,6 +45,9 @@ export const workerConfig = {
   /** At this many handlers abandoned at once (they ignored their AbortSignal and still run), the worker asks for a
    *  fresh process: it stops gracefully and exits 75 for its supervisor to restart it (0: never). */
   WORKER_MAX_ABANDONED_HANDLERS: nonNegativeInt.max(10_000, { message: "must be at most 10000" }).default(0),
+  /** Deliveries each worker consumer allows beyond FLOW_MAX_DELIVER for tasks handed back unstarted (a stopping or
+   *  quiet worker's buffer), which are not attempts: its MaxDeliver on the server is the sum. */
+  WORKER_HANDBACK_DELIVERIES: nonNegativeInt.max(100, { message: "must be at most 100" }).default(10),
   /** This worker's id in its reports, audit records and QuietWorker: host:pid unless set (at most 200 characters,
    *  no spaces; unique among the live workers). */
   WORKER_ID: z

@@ -40,6 +40,7 @@ import {
   type ConsumerHooks,
   DeliveryProcessor,
   durableName,
+  type FlowSettings,
   type MessageHandler,
   type Outcome,
   type Priority,
@@ -70,6 +71,10 @@ export interface DispatcherOptions {
   recordHandBacks?: (deliveries: TaskRef[]) => Promise<void>;
   /** A redelivered task's attempt (deliveries handed back unstarted are not attempts; @tm/flow attemptOf). */
   attemptOf?: (task: TaskRef, deliveryCount: number) => Promise<number>;
+  /** Deliveries the worker consumers allow beyond the attempts, for hand-backs (WORKER_HANDBACK_DELIVERIES; 0 unset):
+   *  without them the server's MaxDeliver counts every hand-back, and a task handed back by as many stopping
+   *  workers as it has attempts would be given up on without having run. */
+  handBackDeliveries?: number;
 }
 
 /** A task message's identity: its task and generation. */
@@ -125,6 +130,8 @@ const PULL_EXPIRES_MS = 5_000;
 
 export class PriorityDispatcher {
   readonly #rt: Runtime;
+  /** The runtime's flow settings with the hand-back allowance: the worker consumers' own. */
+  readonly #settings: FlowSettings;
   readonly #concurrency: number;
   readonly #picker: WeightedPicker;
   readonly #lanes: Record<Priority, Lane>;
@@ -159,8 +166,10 @@ export class PriorityDispatcher {
     onRateLimited,
     recordHandBacks,
     attemptOf,
+    handBackDeliveries = 0,
   }: DispatcherOptions) {
     this.#rt = rt;
+    this.#settings = { ...rt.settings, handBackDeliveries };
     this.#onRateLimited = onRateLimited;
     this.#recordHandBacks = recordHandBacks;
     this.#concurrency = concurrency;
@@ -185,7 +194,7 @@ export class PriorityDispatcher {
         service: rt.name,
         subject: workerSubject(priority) as WorkerSubject,
         handler,
-        settings: rt.settings,
+        settings: this.#settings,
         isOutage,
         // A task's max_attempts: its last attempt's failure dead-letters it, and an interrupted last attempt is not
         // run again.
@@ -280,7 +289,7 @@ export class PriorityDispatcher {
       const consumer = await retryWhileJetStreamStarts(
         `starting the ${subject} consumer`,
         async () => {
-          await provisionConsumer(nats.jsm, name, subject, settings);
+          await provisionConsumer(nats.jsm, name, subject, this.#settings);
           return nats.js.consumers.get(streamOf(subject), durableName(name, subject));
         },
         { log: this.#rt.log },

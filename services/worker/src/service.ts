@@ -80,6 +80,7 @@ export const worker = defineService({
       onRateLimited: (type, waitMs) => recordBackoff(rt.redis, type, waitMs, workerId, rt.log),
       recordHandBacks: (deliveries) => recordHandBacks(rt.redis, deliveries),
       attemptOf: ({ taskId, generation }, count) => redeliveredAttempt(rt.redis, taskId, generation, count),
+      handBackDeliveries: rt.config.WORKER_HANDBACK_DELIVERIES,
     });
     // A running task is aborted; one whose delivery waits in the dispatcher's buffers is let through to be skipped.
     const cancelSubscription = listenForCancellations(rt.nats.nc, running, rt.log, (taskId) => {

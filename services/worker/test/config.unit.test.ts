@@ -56,6 +56,20 @@ test("WORKER_MAX_ABANDONED_HANDLERS: 0 (never) by default, 0 to 10000, a bad val
   }
 });
 
+test("WORKER_HANDBACK_DELIVERIES: 10 by default, 0 to 100, a bad value named", () => {
+  expect(loadConfig(workerConfig, {}).WORKER_HANDBACK_DELIVERIES).toBe(10);
+  expect(loadConfig(workerConfig, { WORKER_HANDBACK_DELIVERIES: "0" }).WORKER_HANDBACK_DELIVERIES).toBe(0);
+  for (const [bad, why] of [
+    ["-1", "must be >= 0"],
+    ["101", "must be at most 100"],
+    ["lots", "must be a number"],
+  ]) {
+    expect(() => loadConfig(workerConfig, { WORKER_HANDBACK_DELIVERIES: bad })).toThrow(
+      `WORKER_HANDBACK_DELIVERIES: ${why}`,
+    );
+  }
+});
+
 test("per-type limits: none by default; concurrency and rates parsed per type", () => {
   const none = loadConfig(workerConfig, {});
   expect(none.WORKER_TYPE_CONCURRENCY.size).toBe(0);

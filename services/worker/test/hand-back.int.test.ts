@@ -3,7 +3,8 @@
  * redis-server: JetStream counts the hand-back as a delivery, but the task's attempts do not. The next worker runs
  * it as attempt 1; a task with max_attempts 1 runs (it was never run), rather than being failed as "interrupted".
  */
-import { handBacksOf } from "@tm/store";
+import { durableName, Subjects } from "@tm/flow";
+import { handBacksOf, recordHandBacks } from "@tm/store";
 import { useInfra, waitFor } from "@tm/testkit";
 import { Redis } from "ioredis";
 import { connect, type JetStreamManager, type NatsConnection } from "nats";
@@ -126,4 +127,34 @@ test("a hand-back while the worker's pull was open (nats-server may give that de
   const attempts = events.statuses(flaky.taskId).map((s) => `${s.state}:${s.attempt}${s.error ? "!" : ""}`);
   expect(attempts).toEqual(["RUNNING:1", "RUNNING:1!", "RUNNING:2", "SUCCEEDED:2"]);
   expect(events.deadLetters(flaky.taskId)).toEqual([]);
+});
+
+test("a task handed back more times than it has attempts (a long rolling deploy) still runs, as attempt 1", async () => {
+  // The worker provisions its consumers with MaxDeliver = FLOW_MAX_DELIVER (5) + WORKER_HANDBACK_DELIVERIES (10).
+  const provisioner = await startWorker(infra, TWO_SLOTS);
+  await provisioner.stop();
+  const durable = durableName("worker", Subjects.workerMedium);
+  expect((await jsm.consumers.info("TASKS", durable)).config.max_deliver).toBe(15);
+
+  // Six stopping workers in turn, each handing the task back unstarted (recorded, then NAKed): more hand-backs than
+  // its five attempts. With MaxDeliver 5 the server would stop delivering it after the fifth and it would never run.
+  const task = enrichedTask("echo", { rolled: true });
+  await publishTask(nc, task);
+  const raw = await nc.jetstream().consumers.get("TASKS", durable);
+  for (let handBack = 1; handBack <= 6; handBack++) {
+    const delivery = await raw.next({ expires: 5_000 });
+    expect(delivery?.json<{ taskId: string }>().taskId, `delivery ${handBack}`).toBe(task.taskId);
+    await recordHandBacks(redis, [task]);
+    delivery?.nak();
+  }
+
+  const next = await startWorker(infra, TWO_SLOTS);
+  try {
+    await ended(task.taskId);
+  } finally {
+    await next.stop();
+  }
+  await tasks.refresh();
+  expect(events.statuses(task.taskId).map((s) => `${s.state}:${s.attempt}`)).toEqual(["RUNNING:1", "SUCCEEDED:1"]);
+  expect(tasks.results(task.taskId)).toHaveLength(1);
 });
