@@ -224,3 +224,21 @@ export async function resultAccounting(nc: NatsConnection, redis: Redis, taskIds
     resultStored: storedCount.get(taskId) ?? 0,
   }));
 }
+
+/**
+ * After a fault, once result-store and audit have drained: the tasks that do not have exactly one tasks.results
+ * message, their result key and one result_stored audit entry ([] when every task does).
+ */
+export async function tasksWithoutOneResult(nc: NatsConnection, redis: Redis, taskIds: string[]) {
+  await waitDrained(nc, "result-store", Subjects.results);
+  await waitDrained(nc, "audit", Subjects.audit);
+  const accounting = await resultAccounting(nc, redis, taskIds);
+  return accounting.filter((a) => a.resultMessages !== 1 || !a.resultKey || a.resultStored !== 1);
+}
+
+/** The services that exited, each with its last log lines ([] when every one still runs). */
+export function exitedServices(services: Map<string, SpawnedService>): string[] {
+  return [...services]
+    .filter(([, service]) => !service.process.running)
+    .map(([name, service]) => `${name}:\n${service.process.tail(10)}`);
+}
