@@ -7,6 +7,7 @@ export * from "./queues.js";
 export * from "./requeue.js";
 export * from "./schedules.js";
 export * from "./script.js";
+export * from "./server-info.js";
 export * from "./status.js";
 export * from "./task-index.js";
 export * from "./tasks.js";

@@ -13,6 +13,7 @@ import {
   type GetQueueStatsResponse,
   type PausedQueue,
   Priority,
+  type RedisStats,
   type ReplayOutcome,
   ReplayResult,
   type RequeueOutcome,
@@ -118,7 +119,28 @@ export function renderStats(stats: GetQueueStatsResponse): string {
     `delayed tasks  ${stats.delayedTasks}${delayedOverdue}`,
     `tasks${counted}  ${states}`,
     ...(stats.pausedQueues.length > 0 ? [`paused queues  ${renderPausedQueues(stats.pausedQueues, Date.now())}`] : []),
+    ...(stats.redis ? [`redis  ${renderRedisStats(stats.redis)}`] : []),
   ].join("\n");
+}
+
+/** "512 MB of 700 MB (73 %), noeviction, 1 replica online", with a warning where writes or records are at risk. */
+export function renderRedisStats(redis: RedisStats): string {
+  const mb = (bytes: bigint) => `${Math.round(Number(bytes) / 1_048_576)} MB`;
+  const share = redis.maxMemoryBytes > 0n ? Number(redis.usedMemoryBytes) / Number(redis.maxMemoryBytes) : 0;
+  const memory =
+    redis.maxMemoryBytes > 0n
+      ? `${mb(redis.usedMemoryBytes)} of ${mb(redis.maxMemoryBytes)} (${Math.round(share * 100)} %)`
+      : `${mb(redis.usedMemoryBytes)}, no maxmemory`;
+  const replicas = `${redis.replicasOnline} replica${redis.replicasOnline === 1 ? "" : "s"} online`;
+  const warnings = [
+    ...(share >= 0.8 ? ["near maxmemory: writes are refused at it"] : []),
+    ...(redis.maxMemoryPolicy && redis.maxMemoryPolicy !== "noeviction"
+      ? [`${redis.maxMemoryPolicy} may delete task records: use noeviction`]
+      : []),
+  ];
+  return [memory, redis.maxMemoryPolicy || "policy unknown", replicas, ...warnings.map((w) => `WARNING ${w}`)].join(
+    ", ",
+  );
 }
 
 /** "high (since 2m ago, by ops), low (since 1h ago)", or "none". */

@@ -6,6 +6,7 @@ import {
   PausedQueueSchema,
   Priority,
   QuietRequestSchema,
+  RedisStatsSchema,
   ReplayOutcomeSchema,
   ReplayResult,
   RequeueOutcomeSchema,
@@ -22,6 +23,7 @@ import {
   relativeTime,
   renderDeadLetters,
   renderPausedQueues,
+  renderRedisStats,
   renderReplay,
   renderRequeue,
   renderSchedules,
@@ -62,6 +64,24 @@ describe("operator tables", () => {
     expect(relativeTime(NOW - 3 * 3_600_000, NOW)).toBe("3h ago");
     expect(relativeTime(NOW - 2 * 86_400_000, NOW)).toBe("2d ago");
     expect(relativeTime(NOW + 5 * 60_000, NOW)).toBe("in 5m");
+  });
+
+  test("the Redis line: memory against maxmemory, the policy, the replicas, warnings where writes or records are at risk", () => {
+    const base = { usedMemoryBytes: 512n * 1_048_576n, maxMemoryPolicy: "noeviction", replicasOnline: 1 };
+    expect(renderRedisStats(create(RedisStatsSchema, { ...base, maxMemoryBytes: 700n * 1_048_576n }))).toBe(
+      "512 MB of 700 MB (73 %), noeviction, 1 replica online",
+    );
+    expect(renderRedisStats(create(RedisStatsSchema, { ...base, maxMemoryBytes: 0n, replicasOnline: 0 }))).toBe(
+      "512 MB, no maxmemory, noeviction, 0 replicas online",
+    );
+    expect(
+      renderRedisStats(
+        create(RedisStatsSchema, { ...base, maxMemoryBytes: 600n * 1_048_576n, maxMemoryPolicy: "allkeys-lru" }),
+      ),
+    ).toBe(
+      "512 MB of 600 MB (85 %), allkeys-lru, 1 replica online, WARNING near maxmemory: writes are refused at it, " +
+        "WARNING allkeys-lru may delete task records: use noeviction",
+    );
   });
 
   test("tasks", () => {

@@ -41,6 +41,7 @@ import {
   readDeadLetterLines,
   readHistory,
   readPausedQueues,
+  readRedisServerInfo,
   readTask,
   resumeQueue,
   type StoredSchedule,
@@ -175,13 +176,15 @@ export function adminServiceHandlers(
 
   return {
     async getQueueStats() {
-      const [consumers, deadLetters, states, unqueued, paused, delayed] = await Promise.all([
+      const [consumers, deadLetters, states, unqueued, paused, delayed, server] = await Promise.all([
         dependency("NATS", "reading consumer info", () => queueStats.read()),
         redis("counting dead letters", () => rt.redis.llen(Keys.deadLetter)),
         redis("counting tasks by state", () => countTaskStates(rt.redis, SCAN_LIMIT)),
         redis("counting unqueued submissions", () => countUnqueued(rt.redis, Date.now() - options.requeueAfterMs)),
         redis("reading the paused queues", () => readPausedQueues(rt.redis)),
         redis("counting delayed tasks", () => countDelayed(rt.redis, Date.now() - DELAYED_OVERDUE_MS)),
+        // Left out, not failed, where INFO is refused (some managed Redis services restrict it).
+        readRedisServerInfo(rt.redis).catch(() => undefined),
       ]);
       return {
         consumers: consumers.map((c) => ({
@@ -209,6 +212,14 @@ export function adminServiceHandlers(
         pausedQueues: paused.map(pausedQueueToProto),
         delayedTasks: BigInt(delayed.total),
         delayedOverdue: BigInt(delayed.overdue),
+        ...(server && {
+          redis: {
+            usedMemoryBytes: BigInt(server.usedMemoryBytes),
+            maxMemoryBytes: BigInt(server.maxMemoryBytes),
+            maxMemoryPolicy: server.maxMemoryPolicy,
+            replicasOnline: server.replicasOnline,
+          },
+        }),
       };
     },
 

@@ -26,6 +26,7 @@ import { startDelayedReleaser } from "./delayed-releaser.js";
 import { bindGrpc, createGrpcServer, stopGrpc } from "./grpc-server.js";
 import { QueueStats } from "./queue-stats.js";
 import { redisCaller } from "./redis-call.js";
+import { startRedisGauges } from "./redis-gauges.js";
 import { startRequeueSweeper } from "./requeue-sweeper.js";
 import { startScheduleRunner, submitRun } from "./schedule-runner.js";
 import { StatusSubscriptions } from "./status-subscriptions.js";
@@ -115,6 +116,8 @@ export const gateway = defineService({
       submit: (schedule, dueMs) => submitRun(taskService.submitTask, schedule, dueMs),
     });
     // ADVISORIES too: its one durable (the deadletter service's) shows whether crash advisories wait to be handled.
+    const redisGauges = startRedisGauges(rt);
+    rt.onStop("Redis gauges", () => redisGauges.stop());
     const queueStats = new QueueStats(rt.nats.jsm, [...Object.values(STREAMS), ADVISORY_STREAM]);
     queueStats.startSampling((error) => rt.log.debug({ err: error }, "could not sample consumer info"));
     const adminHandlers = guard.protect(
