@@ -491,6 +491,9 @@ describe.skipIf(!existsSync(CHROMIUM))("web console", () => {
       const tile = page.locator(".tile").filter({ has: page.locator(".tile-label:text-is('Delayed tasks')") });
       await tile.waitFor({ timeout: 15_000 });
       expect(Number((await tile.locator("strong").textContent())?.split(" ")[0])).toBeGreaterThanOrEqual(1);
+      // The Redis server's memory beside it (the test's redis-server has no maxmemory).
+      const redis = page.locator(".tile").filter({ has: page.locator(".tile-label:text-is('Redis memory')") });
+      expect(await redis.locator("strong").textContent()).toMatch(/^\d+ MB, no maxmemory$/);
     } finally {
       await pipeline.client.cancelTask({ taskId });
     }

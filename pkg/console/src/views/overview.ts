@@ -1,7 +1,7 @@
 /** Overview: throughput, queue depths per priority and per consumer, failures, dead letters, tasks by state, and the
  *  live workers with the tasks they run (ListWorkers), each with Quiet (after a confirmation) or Resume, as
  *  `taskctl workers quiet|resume <id>`. */
-import type { GetQueueStatsResponse, WorkerInfo } from "@tm/proto/web";
+import type { GetQueueStatsResponse, RedisStats, WorkerInfo } from "@tm/proto/web";
 import { TaskState } from "@tm/proto/web";
 import { admin, errorText } from "../api.js";
 import { announce, h, replace } from "../dom.js";
@@ -124,6 +124,8 @@ function render(
           ? `${stats.delayedTasks} (${stats.delayedOverdue} overdue)`
           : String(stats.delayedTasks),
       ),
+      // At maxmemory, under noeviction, Redis refuses every write (taskctl stats, alert RedisMemoryHigh).
+      ...(stats.redis ? [tile("Redis memory", redisMemory(stats.redis))] : []),
     ),
     h("h2", {}, "Queue depth per priority"),
     table(
@@ -281,4 +283,12 @@ export function table(headers: string[], rows: (string | Node)[][]): HTMLElement
     h("thead", {}, h("tr", {}, ...headers.map((header) => h("th", { scope: "col" }, header)))),
     h("tbody", {}, ...rows.map((row) => h("tr", {}, ...row.map((cell) => h("td", {}, cell))))),
   );
+}
+
+/** "412 MB of 700 MB (59 %)", or "412 MB, no maxmemory". */
+function redisMemory(redis: RedisStats): string {
+  const mb = (bytes: bigint) => `${Math.round(Number(bytes) / 1_048_576)} MB`;
+  if (redis.maxMemoryBytes === 0n) return `${mb(redis.usedMemoryBytes)}, no maxmemory`;
+  const share = Math.round((Number(redis.usedMemoryBytes) / Number(redis.maxMemoryBytes)) * 100);
+  return `${mb(redis.usedMemoryBytes)} of ${mb(redis.maxMemoryBytes)} (${share} %)`;
 }
