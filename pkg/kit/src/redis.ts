@@ -1,6 +1,8 @@
 /**
  * ioredis with reconnect-forever and bounded command queueing: while Redis is down commands wait (up to the
- * retry limit) rather than fail at once, so a Redis restart costs latency, not tasks.
+ * retry limit) rather than fail at once, so a Redis restart costs latency, not tasks. It follows a failover too: a
+ * demoted primary's READONLY makes it reconnect (to whatever the address now leads to), Sentinel mode finds the new
+ * primary itself, and a client ioredis gave up on is connected again.
  */
 import type { RedisOptions } from "ioredis";
 import type { BaseConfig } from "./config.js";
