@@ -6,24 +6,14 @@
  */
 import { type RedisServer, startRedis, waitFor } from "@tm/testkit";
 import { Redis } from "ioredis";
-import type { NatsConnection } from "nats";
-import { afterAll, beforeAll, expect, test } from "vitest";
-import { collectStream, type Pipeline, startPipeline, stateNames } from "../support/pipeline.js";
-import {
-  connectTo,
-  exitedServices,
-  steadyLoad,
-  tasksWithoutOneResult,
-  waitAllTerminal,
-} from "../support/reliability.js";
+import { afterAll, beforeAll, test } from "vitest";
+import { failoverUnderLoad } from "../support/failover.js";
+import { type Pipeline, startPipeline } from "../support/pipeline.js";
 
-const TASKS = 120;
-const FOLLOWED = 10;
 let pipeline: Pipeline;
 let replica: RedisServer;
 let newPrimary: Redis;
 let oldPrimary: Redis;
-let nc: NatsConnection;
 
 beforeAll(async () => {
   [pipeline, replica] = await Promise.all([startPipeline({ redisProxy: true }), startRedis()]);
@@ -35,49 +25,22 @@ beforeAll(async () => {
   );
 }, 90_000);
 afterAll(async () => {
-  await nc?.close();
   oldPrimary?.disconnect();
   newPrimary?.disconnect();
   await Promise.all([pipeline?.dispose(), replica?.dispose()]);
 });
 
 test("a Redis failover under load loses no task and duplicates no result", async () => {
-  // Status streams opened on the old primary's subscriber connection, for tasks that finish after the failover.
-  const followedIds = await Promise.all(
-    Array.from({ length: FOLLOWED }, async () => {
-      const { taskId } = await pipeline.client.submitTask({ type: "sleep", payload: { ms: 1_500 } });
-      return taskId;
-    }),
+  await failoverUnderLoad(
+    pipeline,
+    "Redis failover",
+    async () => {
+      // Writes paused until the replica has caught up, then the roles swapped (Redis's FAILOVER, 6.2+); then the
+      // address moves to the new primary.
+      await oldPrimary.call("FAILOVER", "TO", "127.0.0.1", String(replica.port));
+      await waitFor("the old primary to be demoted", async () => (await oldPrimary.role())[0] === "slave");
+      pipeline.redisProxy!.retarget(replica.port);
+    },
+    newPrimary,
   );
-  const streams = followedIds.map((taskId) => collectStream(pipeline.client, taskId, 60_000));
-
-  let failover: Promise<number> | undefined;
-  const load = steadyLoad(pipeline.client, TASKS, 25, (i) => {
-    if (i === 40) {
-      failover = (async () => {
-        const startedAt = Date.now();
-        // Writes paused until the replica has caught up, then the roles swapped (Redis's FAILOVER, 6.2+); then the
-        // address moves to the new primary.
-        await oldPrimary.call("FAILOVER", "TO", "127.0.0.1", String(replica.port));
-        await waitFor("the old primary to be demoted", async () => (await oldPrimary.role())[0] === "slave");
-        pipeline.redisProxy!.retarget(replica.port);
-        return Date.now() - startedAt;
-      })();
-    }
-  });
-  const taskIds = [...followedIds, ...(await load.accepted)];
-  console.log(
-    `[reliability] Redis failover in ${await failover} ms; ${taskIds.length} tasks, ` +
-      `${load.retriedSubmissions()} submissions retried (${JSON.stringify(load.retryReasons())})`,
-  );
-  expect((await newPrimary.role())[0]).toBe("master");
-
-  expect(await waitAllTerminal(newPrimary, taskIds, 60_000)).toEqual([]);
-  for (const [i, updates] of (await Promise.all(streams)).entries()) {
-    expect(stateNames(updates).at(-1), `${followedIds[i]}: ${stateNames(updates).join(" → ")}`).toBe("SUCCEEDED");
-  }
-
-  nc = await connectTo(pipeline.nats.url);
-  expect(await tasksWithoutOneResult(nc, newPrimary, taskIds)).toEqual([]);
-  expect(exitedServices(pipeline.services)).toEqual([]);
 }, 150_000);
