@@ -19,12 +19,20 @@
  */
 import { context, type Span, SpanKind, SpanStatusCode, trace } from "@opentelemetry/api";
 import type { ConsumerMessages, JetStreamClient, JsMsg } from "nats";
+import { DurableWatch } from "./durable-watch.js";
 import { errorMessage, PermanentError, RateLimitedError, RetryAfterError } from "./errors.js";
 import { jsonWithinBytes } from "./json-size.js";
 import { KeyedQueue } from "./keyed-queue.js";
 import type { Publisher } from "./publish.js";
 import { decodeMessage, type MessageFor, MessageValidationError, SIZE_LIMITS } from "./schemas.js";
-import { DEFAULT_FLOW_SETTINGS, durableName, type FlowSettings, serverMaxDeliver, streamOf } from "./streams.js";
+import {
+  DEFAULT_FLOW_SETTINGS,
+  durableName,
+  type FlowSettings,
+  isMissingStreamOrConsumer,
+  serverMaxDeliver,
+  streamOf,
+} from "./streams.js";
 import type { Subject } from "./subjects.js";
 import { extractTrace, traceIdOf } from "./trace.js";
 
@@ -112,6 +120,12 @@ export interface ConsumerOptions<S extends Subject> {
    * outage error from it is held like the handler's own (the handler runs again, so its writes must be idempotent).
    */
   confirmWrites?: () => Promise<void>;
+  /**
+   * Called when a pull finds this durable or its stream gone (deleted by an operator, or a nats-server restarted
+   * without its store): it should create them again (provisionStreams, provisionConsumer), and consumption resumes.
+   * Without it such a consumer retries its pull forever, receiving nothing.
+   */
+  recreate?: () => Promise<void>;
   /**
    * For a consumer whose latency does not matter (audit): deliveries that arrive within this many milliseconds of
    * the first are started together when the window closes (or as soon as half the slots are gathered), instead of
@@ -542,6 +556,8 @@ export class Consumer<S extends Subject> {
     const ackWaitMs = (this.#options.settings ?? DEFAULT_FLOW_SETTINGS).ackWaitMs;
     const gatherMs = Math.min(this.#options.gatherMs ?? 0, Math.floor(ackWaitMs / 3));
     const consumer = await js.consumers.get(streamOf(subject), this.durable);
+    const { recreate } = this.#options;
+    const watch = new DurableWatch(consumer);
     this.#loop = (async () => {
       while (!this.#stopping) {
         await this.#freeSlot();
@@ -551,7 +567,9 @@ export class Consumer<S extends Subject> {
           this.#batch = await consumer.fetch({ max_messages: this.#slots.limit - this.#slots.inUse, expires: 5_000 });
           // stop() may have run while this pull was being issued: end it now rather than wait out its expiry.
           if (this.#stopping) this.#batch.stop();
+          let received = 0;
           for await (const msg of this.#batch) {
+            received++;
             if (this.#stopping) {
               msg.nak(); // hand it back at once rather than waiting out AckWait
               continue;
@@ -560,9 +578,14 @@ export class Consumer<S extends Subject> {
             if (gatherMs > 0) this.#gather(msg, gatherMs);
             else this.#dispatch(msg);
           }
-        } catch {
-          // NATS unavailable or reconnecting: try again shortly (the connection reconnects by itself).
-          if (!this.#stopping) await new Promise((resolve) => setTimeout(resolve, 250));
+          // An empty pull may be a durable deleted under it (DurableWatch): then create it again.
+          if (received === 0 && recreate && !this.#stopping && (await watch.gone())) await recreate().catch(() => {});
+        } catch (error) {
+          if (this.#stopping) break;
+          // The durable or its stream is gone: create them again. Otherwise NATS is unavailable or reconnecting: try
+          // again shortly (the connection reconnects by itself).
+          if (recreate && isMissingStreamOrConsumer(error)) await recreate().catch(() => {});
+          await new Promise((resolve) => setTimeout(resolve, 250));
         }
       }
     })();

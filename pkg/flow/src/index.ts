@@ -1,4 +1,5 @@
 export * from "./consume.js";
+export * from "./durable-watch.js";
 export * from "./errors.js";
 export * from "./events.js";
 export * from "./jetstream-publisher.js";

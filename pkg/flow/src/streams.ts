@@ -253,6 +253,16 @@ function isConsumerExists(error: unknown): boolean {
   );
 }
 
+/**
+ * A JetStream call refused because the stream or the durable it names does not exist: deleted by an operator, or a
+ * nats-server that came back without its store (a lost volume). Not an outage to wait out: nothing re-creates them
+ * but provisioning (Consumer's `recreate`).
+ */
+export function isMissingStreamOrConsumer(error: unknown): boolean {
+  const code = (error as { api_error?: { err_code?: number } } | undefined)?.api_error?.err_code;
+  return code === 10059 || code === 10014;
+}
+
 function isNotFound(error: unknown): boolean {
   const e = error as { code?: string; api_error?: { err_code?: number }; message?: string };
   return (

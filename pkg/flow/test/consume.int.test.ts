@@ -496,6 +496,45 @@ describe("consume", () => {
     ]);
   });
 
+  test("a durable deleted under a running consumer, then its stream: recreate is called and consumption resumes", async () => {
+    const jsm = await freshIngestDurable("t9r");
+    const publisher = createPublisher(nc);
+    const handled: string[] = [];
+    let recreated = 0;
+    const consumer = new Consumer({
+      js: nc.jetstream(),
+      publisher,
+      service: "t9r",
+      subject: Subjects.ingest,
+      settings,
+      recreate: async () => {
+        recreated++;
+        await provisionStreams(jsm, settings);
+        await provisionConsumer(jsm, "t9r", Subjects.ingest, settings);
+      },
+      handler: async (m) => {
+        handled.push(m.taskId);
+      },
+    });
+    await consumer.start();
+    try {
+      // An operator deletes the durable: the next pull is refused ("consumer not found") and it is created again.
+      await jsm.consumers.delete("TASKS", durableName("t9r", Subjects.ingest));
+      await waitFor("the durable created again", () => recreated >= 1, { timeoutMs: 25_000 });
+      const [first] = await publishIngest(publisher, 1);
+      await waitFor("a message after the durable came back", () => handled.includes(first!), { timeoutMs: 25_000 });
+
+      // The whole stream goes (a nats-server back without its store looks the same): both are created again.
+      const before = recreated;
+      await jsm.streams.delete("TASKS");
+      await waitFor("the stream and durable created again", () => recreated > before, { timeoutMs: 25_000 });
+      const [second] = await publishIngest(publisher, 1);
+      await waitFor("a message after the stream came back", () => handled.includes(second!), { timeoutMs: 25_000 });
+    } finally {
+      await consumer.stop();
+    }
+  });
+
   test("a backlog longer than AckWait is not delivered twice: only what can start is pulled", async () => {
     const quick: FlowSettings = { ...settings, ackWaitMs: 1_000 };
     const jsm = await nc.jetstreamManager();

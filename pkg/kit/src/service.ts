@@ -17,6 +17,7 @@ import {
   type MessageHandler,
   type Publisher,
   provisionConsumer,
+  provisionStreams,
   type Subject,
 } from "@tm/flow";
 import type { FastifyInstance } from "fastify";
@@ -24,6 +25,7 @@ import type { Redis } from "ioredis";
 import type { z } from "zod";
 import { type BaseConfig, ConfigError, flowSettingsOf, loadConfig } from "./config.js";
 import { retryWhileJetStreamStarts } from "./jetstream-startup.js";
+import { LogThrottle } from "./log-throttle.js";
 import { createLogger, type Logger } from "./logger.js";
 import { connectNats, type NatsHandle } from "./nats.js";
 import { createOpsServer, listen, type ReadinessCheck, registerOpsRoutes } from "./ops-server.js";
@@ -111,6 +113,30 @@ export interface StartedService<Started> {
   readonly restartRequested: Promise<string>;
 }
 
+/**
+ * Creates a consumer's stream and durable again after a pull found them gone: an operator deleted one, or a
+ * nats-server came back without its store (a lost volume), which leaves every service connected to a JetStream that
+ * knows none of them. Messages that were in the lost store are gone with it (taskctl ls --stalled-for and
+ * taskctl requeue bring their tasks back: docs/OPERATIONS.md); new ones flow again at once.
+ */
+export async function recreateConsumer(
+  nats: NatsHandle,
+  service: string,
+  subject: Subject,
+  settings: FlowSettings,
+  { log, warnings }: { log: Logger; warnings: LogThrottle },
+): Promise<void> {
+  const heldBack = warnings.pass();
+  if (heldBack !== undefined) {
+    log.warn(
+      { subject, consumer: durableName(service, subject), heldBack },
+      "the durable consumer or its stream is gone (deleted, or NATS lost its store): creating them again",
+    );
+  }
+  await provisionStreams(nats.jsm, settings);
+  await provisionConsumer(nats.jsm, service, subject, settings);
+}
+
 export async function startService<S extends z.ZodRawShape, Started>(
   definition: ServiceDefinition<S, Started>,
   env: NodeJS.ProcessEnv = process.env,
@@ -161,6 +187,7 @@ export async function startService<S extends z.ZodRawShape, Started>(
     ? replicaAcks(redis, config.REDIS_WAIT_REPLICAS, config.REDIS_WAIT_TIMEOUT_MS)
     : NO_REPLICA_ACKS;
   const consumerMetrics = new ConsumerMetrics(metrics.getMeter("tm.flow"));
+  const recreations = { log, warnings: new LogThrottle(10_000) };
   let restartHandler: (reason: string) => void = (reason) => void shutdown.run(reason);
   let askedRestart: ((reason: string) => void) | undefined;
   const restartRequested = new Promise<string>((resolve) => (askedRestart = resolve));
@@ -202,6 +229,7 @@ export async function startService<S extends z.ZodRawShape, Started>(
         ...(options.orderKey ? { orderKey: options.orderKey } : {}),
         ...(options.gatherMs ? { gatherMs: options.gatherMs } : {}),
         isOutage,
+        recreate: () => recreateConsumer(nats, definition.name, subject, settings, recreations),
         ...(redis &&
           config.REDIS_WAIT_REPLICAS > 0 &&
           options.writesRedis !== false && { confirmWrites: () => redisWrites.confirm() }),

@@ -39,8 +39,10 @@ import {
   backoffDelayMs,
   type ConsumerHooks,
   DeliveryProcessor,
+  DurableWatch,
   durableName,
   type FlowSettings,
+  isMissingStreamOrConsumer,
   type MessageHandler,
   type Outcome,
   type Priority,
@@ -48,7 +50,7 @@ import {
   streamOf,
   workerSubject,
 } from "@tm/flow";
-import { isOutage, LogThrottle, type Runtime, retryWhileJetStreamStarts } from "@tm/kit";
+import { isOutage, LogThrottle, type Runtime, recreateConsumer, retryWhileJetStreamStarts } from "@tm/kit";
 import type { Consumer, ConsumerMessages, JsMsg } from "nats";
 import type { WorkerSubject } from "./run-task.js";
 import { TypeLimits } from "./type-limits.js";
@@ -132,6 +134,7 @@ export class PriorityDispatcher {
   readonly #rt: Runtime;
   /** The runtime's flow settings with the hand-back allowance: the worker consumers' own. */
   readonly #settings: FlowSettings;
+  readonly #recreateWarnings = new LogThrottle(10_000);
   readonly #concurrency: number;
   readonly #picker: WeightedPicker;
   readonly #lanes: Record<Priority, Lane>;
@@ -320,8 +323,16 @@ export class PriorityDispatcher {
     return Math.min(this.#concurrency - (buffered - held), bufferCap - buffered);
   }
 
+  /** Creates a lane's stream and durable again (deleted, or lost with NATS's store); a failure is retried later. */
+  async #recreate(lane: Lane): Promise<void> {
+    const { nats, name, log } = this.#rt;
+    const warnings = this.#recreateWarnings;
+    await recreateConsumer(nats, name, workerSubject(lane.priority), this.#settings, { log, warnings }).catch(() => {});
+  }
+
   /** Keeps a lane's queue topped up to `concurrency` startable deliveries, pulling no more than that. */
   async #pullLoop(lane: Lane, consumer: Consumer): Promise<void> {
+    const watch = new DurableWatch(consumer);
     while (!this.#stopping) {
       while (!this.#stopping && (this.#quiet || this.#room(lane) <= 0 || this.#paused.has(lane.priority))) {
         await new Promise((resolve) => this.#queueShrank.addEventListener("shrank", resolve, { once: true }));
@@ -331,7 +342,9 @@ export class PriorityDispatcher {
         lane.pullEndsAt = Date.now() + PULL_EXPIRES_MS;
         lane.batch = await consumer.fetch({ max_messages: this.#room(lane), expires: PULL_EXPIRES_MS });
         if (this.#stopping) lane.batch.stop();
+        let received = 0;
         for await (const msg of lane.batch) {
+          received++;
           if (this.#stopping) {
             await this.#handBack([msg]); // at once rather than waiting out AckWait
             continue;
@@ -344,9 +357,14 @@ export class PriorityDispatcher {
           lane.queue.push(msg);
           this.#dispatch();
         }
-      } catch {
-        // NATS unavailable or reconnecting: try again shortly (the connection reconnects by itself).
-        if (!this.#stopping) await new Promise((resolve) => setTimeout(resolve, 250));
+        // An empty pull may be a durable deleted under it (DurableWatch): then create it again.
+        if (received === 0 && !this.#stopping && (await watch.gone())) await this.#recreate(lane);
+      } catch (error) {
+        if (this.#stopping) return;
+        // The lane's durable or its stream is gone (deleted, or NATS lost its store): create them again. Otherwise
+        // NATS is unavailable or reconnecting: try again shortly (the connection reconnects by itself).
+        if (isMissingStreamOrConsumer(error)) await this.#recreate(lane);
+        await new Promise((resolve) => setTimeout(resolve, 250));
       } finally {
         lane.pullEndsAt = 0;
       }
