@@ -12,7 +12,16 @@
  * harmless.
  */
 import { context } from "@opentelemetry/api";
-import { ADVISORY_DURABLE, ADVISORY_STREAM, extractTrace, publishAudit, publishStatus, Subjects } from "@tm/flow";
+import {
+  ADVISORY_DURABLE,
+  ADVISORY_STREAM,
+  DurableWatch,
+  extractTrace,
+  provisionStreams,
+  publishAudit,
+  publishStatus,
+  Subjects,
+} from "@tm/flow";
 import type { Runtime } from "@tm/kit";
 import { AckPolicy, DeliverPolicy, type JetStreamManager, nanos } from "nats";
 import {
@@ -23,6 +32,9 @@ import {
   parseAdvisory,
   taskToFail,
 } from "./advisory.js";
+
+/** How often the listener checks that its durable still exists (a consume loop does not notice its deletion). */
+const ADVISORY_WATCH_MS = 5_000;
 
 export interface AdvisoryListenerOptions {
   /** How long an advisory whose handling failed waits before it is delivered again (ms). */
@@ -35,7 +47,7 @@ export interface AdvisoryListener {
 }
 
 export async function listenForMaxDeliveries(
-  rt: Pick<Runtime, "nats" | "publisher" | "log" | "meter" | "name">,
+  rt: Pick<Runtime, "nats" | "publisher" | "log" | "meter" | "name"> & Partial<Pick<Runtime, "settings">>,
   { retryDelayMs = 5_000 }: AdvisoryListenerOptions = {},
 ): Promise<AdvisoryListener> {
   const handled = rt.meter.createCounter("tm_deadletter_advisories_total", {
@@ -45,7 +57,23 @@ export async function listenForMaxDeliveries(
   for (const outcome of ["dead_lettered", "invalid", "error"]) handled.add(0, { outcome });
   await provisionAdvisoryConsumer(rt.nats.jsm);
   const consumer = await rt.nats.js.consumers.get(ADVISORY_STREAM, ADVISORY_DURABLE);
-  const messages = await consumer.consume({ max_messages: 16 });
+  let messages = await consumer.consume({ max_messages: 16 });
+  let stopping = false;
+  // The durable (or the stream) deleted, or lost with NATS's store: a consume loop does not notice, it just receives
+  // nothing. Checked every few seconds: created again, and the loop below starts a new consume on it.
+  const watch = new DurableWatch(consumer);
+  const watching = setInterval(() => {
+    void (async () => {
+      if (!(await watch.gone())) return;
+      rt.log.warn(
+        "the ADVISORIES durable or its stream is gone (deleted, or NATS lost its store): creating them again",
+      );
+      await provisionStreams(rt.nats.jsm, rt.settings);
+      await provisionAdvisoryConsumer(rt.nats.jsm);
+      await messages.close();
+    })().catch((error: unknown) => rt.log.debug({ err: error }, "could not create the ADVISORIES durable again"));
+  }, ADVISORY_WATCH_MS);
+  watching.unref();
 
   async function handle(data: Uint8Array): Promise<void> {
     const advisory = parseAdvisory(data);
@@ -91,7 +119,7 @@ export async function listenForMaxDeliveries(
     }
   }
 
-  const loop = (async () => {
+  async function consumeUntilClosed(): Promise<void> {
     for await (const msg of messages) {
       try {
         await handle(msg.data);
@@ -110,10 +138,22 @@ export async function listenForMaxDeliveries(
         }
       }
     }
+  }
+
+  const loop = (async () => {
+    for (;;) {
+      await consumeUntilClosed().catch((error: unknown) => rt.log.warn({ err: error }, "advisory consume ended"));
+      if (stopping) return;
+      // Closed by the watch after the durable was created again (or ended otherwise): consume it anew, shortly.
+      await new Promise((resolve) => setTimeout(resolve, 250));
+      messages = await consumer.consume({ max_messages: 16 }).catch(() => messages);
+    }
   })();
 
   return {
     async stop() {
+      stopping = true;
+      clearInterval(watching);
       await messages.close().catch(() => undefined);
       await loop;
     },
