@@ -496,7 +496,7 @@ describe("consume", () => {
     ]);
   });
 
-  test("a durable deleted under a running consumer, then its stream: recreate is called and consumption resumes", async () => {
+  test("a stream deleted under a running consumer (its durable with it): recreate is called and consumption resumes", async () => {
     const jsm = await freshIngestDurable("t9r");
     const publisher = createPublisher(nc);
     const handled: string[] = [];
@@ -518,18 +518,13 @@ describe("consume", () => {
     });
     await consumer.start();
     try {
-      // An operator deletes the durable: the next pull is refused ("consumer not found") and it is created again.
-      await jsm.consumers.delete("TASKS", durableName("t9r", Subjects.ingest));
-      await waitFor("the durable created again", () => recreated >= 1, { timeoutMs: 25_000 });
-      const [first] = await publishIngest(publisher, 1);
-      await waitFor("a message after the durable came back", () => handled.includes(first!), { timeoutMs: 25_000 });
-
-      // The whole stream goes (a nats-server back without its store looks the same): both are created again.
-      const before = recreated;
+      // What a nats-server back without its store looks like, or an operator's delete. The pull open at that moment
+      // comes back empty (nats.js raises nothing), so the consumer checks the durable and finds it gone; a pull
+      // issued after it fails "stream not found" instead. Either way both are created again.
       await jsm.streams.delete("TASKS");
-      await waitFor("the stream and durable created again", () => recreated > before, { timeoutMs: 25_000 });
-      const [second] = await publishIngest(publisher, 1);
-      await waitFor("a message after the stream came back", () => handled.includes(second!), { timeoutMs: 25_000 });
+      await waitFor("the stream and durable created again", () => recreated >= 1, { timeoutMs: 25_000 });
+      const [message] = await publishIngest(publisher, 1);
+      await waitFor("a message after they came back", () => handled.includes(message!), { timeoutMs: 25_000 });
     } finally {
       await consumer.stop();
     }
