@@ -46,6 +46,44 @@ async function freshServerAndClients(n: number): Promise<JetStreamManager[]> {
   return Promise.all(connections.map((nc) => nc.jetstreamManager()));
 }
 
+/**
+ * Holds each manager's first look-up of each stream until every manager has its answer for that stream, so that all
+ * of them find no stream and go on to create it: the race, every round, without relying on timing (left to timing,
+ * a round now and then had every client but the first find the stream already there).
+ */
+function lookUpStreamsTogether(managers: JetStreamManager[]) {
+  const barriers = new Map<string, { answered: number; all: Promise<void>; release: () => void }>();
+  const barrierOf = (name: string) => {
+    let barrier = barriers.get(name);
+    if (!barrier) {
+      let release!: () => void;
+      const all = new Promise<void>((resolve) => {
+        release = resolve;
+      });
+      barrier = { answered: 0, all, release };
+      barriers.set(name, barrier);
+    }
+    return barrier;
+  };
+  for (const jsm of managers) {
+    const info = jsm.streams.info.bind(jsm.streams);
+    const seen = new Set<string>();
+    jsm.streams.info = async (name, options) => {
+      if (seen.has(name)) return info(name, options);
+      seen.add(name);
+      const answer = await info(name, options).then(
+        (value) => ({ value }),
+        (error: unknown) => ({ error }),
+      );
+      const barrier = barrierOf(name);
+      if (++barrier.answered === managers.length) barrier.release();
+      await barrier.all;
+      if ("error" in answer) throw answer.error;
+      return answer.value;
+    };
+  }
+}
+
 /** Counts the stream creations each manager attempted and the ones the server refused. */
 function countAdds(jsm: JetStreamManager, counts: { adds: number; refused: number }) {
   const add = jsm.streams.add.bind(jsm.streams);
@@ -66,6 +104,7 @@ describe("provisionStreams from many services at once", () => {
     for (let round = 0; round < ROUNDS; round++) {
       const managers = await freshServerAndClients(CLIENTS);
       for (const jsm of managers) countAdds(jsm, counts);
+      lookUpStreamsTogether(managers);
       const results = await Promise.allSettled(managers.map((jsm) => provisionStreams(jsm)));
       expect(results.filter((r) => r.status === "rejected")).toEqual([]);
       for (const wanted of allStreamConfigs()) {
@@ -90,6 +129,7 @@ describe("provisionStreams from many services at once", () => {
     for (let round = 0; round < ROUNDS; round++) {
       const managers = await freshServerAndClients(CLIENTS);
       for (const jsm of managers) countAdds(jsm, counts);
+      lookUpStreamsTogether(managers);
       const results = await Promise.allSettled(
         managers.map((jsm, i) => provisionStreams(jsm, i % 2 ? other : DEFAULT_FLOW_SETTINGS)),
       );
