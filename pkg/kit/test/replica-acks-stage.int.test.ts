@@ -4,7 +4,15 @@
  * handler declared read-only (`writesRedis: false`) is acked without asking the replicas.
  */
 import { type Outcome, Subjects, type TaskMessage } from "@tm/flow";
-import { type RedisServer, serviceEnv, startRedis, useInfra, waitFor, waitForReplicas } from "@tm/testkit";
+import {
+  type RedisServer,
+  serviceEnv,
+  startRedis,
+  useInfra,
+  waitCommandCalls,
+  waitFor,
+  waitForReplicas,
+} from "@tm/testkit";
 import { Redis } from "ioredis";
 import { afterAll, beforeAll, expect, test } from "vitest";
 import { defineService, type StartedService, startService } from "../src/service.js";
@@ -84,21 +92,17 @@ async function stage(name: string, writesRedis: boolean) {
   return { runs, outcomesOf: (taskId: string) => outcomes.get(taskId) ?? [], submit };
 }
 
-async function waitCalls(): Promise<number> {
-  return Number(/cmdstat_wait:calls=(\d+)/.exec(await primary.info("commandstats"))?.[1] ?? 0);
-}
-
 test("a writing stage waits for the replica before it acks; a read-only one does not ask", async () => {
   const reader = await stage("replica-acks-reader", false);
-  const before = await waitCalls();
+  const before = await waitCommandCalls(primary);
   const read = await reader.submit();
   await waitFor("the reader's ack", () => reader.outcomesOf(read).includes("acked"));
-  expect(await waitCalls()).toBe(before);
+  expect(await waitCommandCalls(primary)).toBe(before);
 
   const writer = await stage("replica-acks-writer", true);
   const taskId = await writer.submit();
   await waitFor("the writer's ack", () => writer.outcomesOf(taskId).includes("acked"));
-  expect(await waitCalls()).toBeGreaterThan(before);
+  expect(await waitCommandCalls(primary)).toBeGreaterThan(before);
   expect(await onReplica.get(`${taskId}:seen-by:replica-acks-writer`)).toBe("1");
 });
 

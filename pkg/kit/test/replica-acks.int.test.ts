@@ -2,7 +2,7 @@
  * REDIS_WAIT_REPLICAS: a write is confirmed once a replica holds it, fails as a Redis outage when none does in time,
  * and many callers at once share a few WAITs rather than one each.
  */
-import { type RedisServer, startRedis, waitFor, waitForReplicas } from "@tm/testkit";
+import { type RedisServer, startRedis, waitCommandCalls, waitFor, waitForReplicas } from "@tm/testkit";
 import { Redis } from "ioredis";
 import { afterAll, beforeAll, expect, test } from "vitest";
 import { isOutage } from "../src/outage.js";
@@ -27,24 +27,20 @@ afterAll(async () => {
   await Promise.all([primary?.dispose(), replica?.dispose()]);
 });
 
-async function waitCalls(): Promise<number> {
-  return Number(/cmdstat_wait:calls=(\d+)/.exec(await redis.info("commandstats"))?.[1] ?? 0);
-}
-
 test("confirmed once the replica holds the write; 50 callers at once share at most a few WAITs", async () => {
   const acks = replicaAcks(redis, 1, 2_000);
   await redis.set("one", "1");
   await acks.confirm();
   expect(await onReplica.get("one")).toBe("1");
 
-  const before = await waitCalls();
+  const before = await waitCommandCalls(redis);
   await Promise.all(
     Array.from({ length: 50 }, async (_, i) => {
       await redis.set(`many:${i}`, String(i));
       await acks.confirm();
     }),
   );
-  const waits = (await waitCalls()) - before;
+  const waits = (await waitCommandCalls(redis)) - before;
   expect(waits).toBeGreaterThanOrEqual(1);
   expect(waits).toBeLessThanOrEqual(3);
   expect(await onReplica.mget(Array.from({ length: 50 }, (_, i) => `many:${i}`))).toEqual(
@@ -66,10 +62,10 @@ test("with the replica gone, a write fails as an outage naming the setting; none
     expect(String(failure)).toContain("0 of the 1 asked for (REDIS_WAIT_REPLICAS)");
     expect(isOutage(failure)).toBe(true);
 
-    const before = await waitCalls();
+    const before = await waitCommandCalls(redis);
     await replicaAcks(redis, 0, 200).confirm();
     await NO_REPLICA_ACKS.confirm();
-    expect(await waitCalls()).toBe(before);
+    expect(await waitCommandCalls(redis)).toBe(before);
   } finally {
     await replica.start();
   }

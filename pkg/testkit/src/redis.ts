@@ -110,6 +110,11 @@ export async function startRedis(options: RedisServerOptions = {}): Promise<Redi
   return new RedisServer(port, dir, options.appendonly ?? false, !!options.echo, options.replicaOf).start();
 }
 
+/** How many WAIT commands the server has run (INFO commandstats): whether a code path asked its replicas. */
+export async function waitCommandCalls(client: Redis): Promise<number> {
+  return Number(/cmdstat_wait:calls=(\d+)/.exec(await client.info("commandstats"))?.[1] ?? 0);
+}
+
 /**
  * Waits until `count` replicas of `primary` are online: past their first full sync, acknowledging its writes (a
  * replica merely connected is counted by `connected_slaves` but cannot answer WAIT yet).

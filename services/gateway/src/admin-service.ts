@@ -38,6 +38,7 @@ import {
   listIndexedTasks,
   pauseQueue,
   type QueuePause,
+  type RedisServerInfo,
   readDeadLetterLines,
   readHistory,
   readPausedQueues,
@@ -93,6 +94,9 @@ export interface AdminServiceOptions {
   maxPayloadBytes: number;
   /** Submits a schedule's manual run (RunSchedule) in the operator's call context. */
   runScheduleNow: (schedule: StoredSchedule, ctx: CallContext) => Promise<string>;
+  /** The Redis server's INFO as last sampled by the gateway's gauges (redis-gauges.ts): GetQueueStats reads INFO
+   *  itself only while there is none (the console asks for stats every 2 s). */
+  redisInfo?: () => RedisServerInfo | undefined;
 }
 
 export function adminServiceHandlers(
@@ -184,7 +188,7 @@ export function adminServiceHandlers(
         redis("reading the paused queues", () => readPausedQueues(rt.redis)),
         redis("counting delayed tasks", () => countDelayed(rt.redis, Date.now() - DELAYED_OVERDUE_MS)),
         // Left out, not failed, where INFO is refused (some managed Redis services restrict it).
-        readRedisServerInfo(rt.redis).catch(() => undefined),
+        options.redisInfo?.() ?? readRedisServerInfo(rt.redis).catch(() => undefined),
       ]);
       return {
         consumers: consumers.map((c) => ({

@@ -128,6 +128,7 @@ export const gateway = defineService({
           requeueAfterMs: rt.config.GATEWAY_REQUEUE_AFTER_MS,
           maxPayloadBytes: rt.config.GATEWAY_MAX_PAYLOAD_BYTES,
           runScheduleNow: (schedule, ctx) => submitRun(taskService.submitTask, schedule, Date.now(), { ctx }),
+          redisInfo: () => redisGauges.latest(),
         }),
         confirm,
       ),

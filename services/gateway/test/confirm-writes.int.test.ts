@@ -7,7 +7,7 @@
 import { Code } from "@connectrpc/connect";
 import { AdminService, Priority, TaskService } from "@tm/proto";
 import { Keys } from "@tm/store";
-import { type RedisServer, startRedis, useInfra, waitFor, waitForReplicas } from "@tm/testkit";
+import { type RedisServer, startRedis, useInfra, waitCommandCalls, waitFor, waitForReplicas } from "@tm/testkit";
 import { Redis } from "ioredis";
 import { afterAll, beforeAll, expect, test } from "vitest";
 import { writesState } from "../src/confirm-writes.js";
@@ -31,10 +31,6 @@ afterAll(async () => {
   onReplica?.disconnect();
   await replica?.dispose();
 });
-
-async function waitCalls(): Promise<number> {
-  return Number(/cmdstat_wait:calls=(\d+)/.exec(await primary.info("commandstats"))?.[1] ?? 0);
-}
 
 test("the calls that confirm their writes are exactly the unary ones that change something", () => {
   const confirmed = [...TaskService.methods, ...AdminService.methods]
@@ -68,11 +64,11 @@ test("the calls that confirm their writes are exactly the unary ones that change
 
 test("a cancel answers once the replica holds it; a read asks nothing; no replica: UNAVAILABLE naming the setting", async () => {
   const { taskId } = await g.client.submitTask({ type: "sleep", payload: { ms: 60_000 } });
-  const before = await waitCalls();
+  const before = await waitCommandCalls(primary);
   await g.client.getTask({ taskId });
-  expect(await waitCalls()).toBe(before);
+  expect(await waitCommandCalls(primary)).toBe(before);
   await g.client.cancelTask({ taskId });
-  expect(await waitCalls()).toBeGreaterThan(before);
+  expect(await waitCommandCalls(primary)).toBeGreaterThan(before);
   expect(await onReplica.exists(Keys.cancel(taskId))).toBe(1);
 
   await replica.stop();
