@@ -87,6 +87,7 @@ export function startDelayedReleaser(rt: Runtime, options: DelayedReleaserOption
       // retry with its idempotency key leaves the task to this releaser): write it now.
       if (!status) {
         await recordStatus(rt, { taskId, state: "PENDING", source: rt.name, generation });
+        await rt.confirmRedisWrites(); // with REDIS_WAIT_REPLICAS, held by the replicas before the task is queued
       }
       // In the submission's trace: one trace follows the task from SubmitTask, across the wait, to its result.
       await rt.publisher.publish(Subjects.ingest, ingestMessageOf(task, generation), {

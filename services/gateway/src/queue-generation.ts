@@ -8,6 +8,7 @@
  * connection: nats-server reads one client's messages in order, so it is in EVENTS before the new generation is in
  * TASKS, and the task's history shows it before ingest's "ingested" (sent after the PubAck, ingest could audit first).
  * It is true even if the queueing then fails: the generation has started, and the sweeper queues it.
+ * With REDIS_WAIT_REPLICAS, nothing goes out before the replicas hold the generation (claim and PENDING).
  */
 import { Code, ConnectError } from "@connectrpc/connect";
 import { type AuditRecord, publishAudit, Subjects } from "@tm/flow";
@@ -48,6 +49,9 @@ export async function queueGeneration(
   let audited: Promise<void> | undefined;
   try {
     await recordStatus(rt, { taskId, state: "PENDING", source: rt.name, generation });
+    // With REDIS_WAIT_REPLICAS, before anything goes out: a generation queued (or audited) whose claim a failover then
+    // lost would run under a record that no longer knows it. Not held in time: not queued, and the sweeper queues it.
+    await rt.confirmRedisWrites();
     audited = publishAudit(rt.publisher, audit).catch((error: unknown) =>
       rt.log.warn({ err: error, taskId }, `could not publish the ${audit.action} audit event`),
     );

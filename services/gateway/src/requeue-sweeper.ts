@@ -114,6 +114,9 @@ export function startRequeueSweeper(rt: Runtime, options: RequeueSweeperOptions)
     if (!status || status.generation < generation) {
       await recordStatus(rt, { taskId, state: "PENDING", source: rt.name, generation });
     }
+    // With REDIS_WAIT_REPLICAS: the record and status this publish relies on are on the replicas first (a replay or
+    // requeue that could not confirm its claim left it to this round). Not held: the entry stays for the next round.
+    await rt.confirmRedisWrites();
     const ack = await rt.publisher.publish(Subjects.ingest, ingestMessageOf(task, generation), {
       msgId: ingestMsgId(taskId, generation),
     });
