@@ -23,11 +23,31 @@ export default defineConfig({
         test: {
           name: "integration",
           sequence: { groupOrder: 1 },
-          include: ["{pkg,services}/*/test/**/*.int.test.ts", "test/**/*.int.test.ts"],
+          include: ["{pkg,services}/*/test/**/*.int.test.ts"],
           testTimeout: 60_000,
           hookTimeout: 60_000,
-          // Each file starts its own nats-server and redis-server; two cores limit useful parallelism.
+          // Each file starts its own nats-server and redis-server; two cores limit useful parallelism (the two
+          // projects of this group share the two workers).
           maxWorkers: 2,
+          // The packages' files run their services in the test process: a worker keeps its module cache from file to
+          // file instead of importing the services again for each (1-1.5 s a file, ~90 s of the suite). What a
+          // process holds for good (the telemetry handle, its meter provider) is then shared by the files of a worker:
+          // a test reads what its own calls added (web-metrics.int.test.ts).
+          isolate: false,
+        },
+      },
+      {
+        extends: true,
+        test: {
+          name: "system",
+          sequence: { groupOrder: 1 },
+          include: ["test/**/*.int.test.ts"],
+          testTimeout: 60_000,
+          hookTimeout: 60_000,
+          maxWorkers: 2,
+          // Whole pipelines as processes, and tests that install the process's telemetry (tracing): a fresh worker
+          // for each file.
+          isolate: true,
         },
       },
     ],

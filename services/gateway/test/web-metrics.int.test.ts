@@ -38,6 +38,27 @@ async function scrape(name: string): Promise<Sample[]> {
 
 const key = (labels: Record<string, string>) => `${labels.server} ${labels.method} ${labels.code}`;
 
+/** A metric's series by key (a histogram's buckets also by `le`). */
+async function snapshot(name: string): Promise<Record<string, number>> {
+  const now: Record<string, number> = {};
+  for (const { labels, value } of await scrape(name)) {
+    now[labels.le === undefined ? key(labels) : `${key(labels)} le=${labels.le}`] = value;
+  }
+  return now;
+}
+
+/**
+ * What a metric's series gained since `before`: the process's meter provider is shared by every service started in
+ * it (and, in a test worker that runs several files, by their gateways too), so the test counts its own calls.
+ */
+async function seriesSince(name: string, before: Record<string, number>): Promise<Record<string, number>> {
+  const gained: Record<string, number> = {};
+  for (const [k, value] of Object.entries(await snapshot(name))) {
+    if (value !== (before[k] ?? 0)) gained[k] = value - (before[k] ?? 0);
+  }
+  return gained;
+}
+
 test("unary calls and server streams over the web port are timed by method, code and server", async () => {
   const web = `http://127.0.0.1:${g.gateway.started.webPort}`;
   // What the web console uses (Connect protocol, JSON) and what a gRPC-Web browser client uses.
@@ -47,6 +68,9 @@ test("unary calls and server streams over the web port are timed by method, code
   );
   const grpcWeb = createClient(TaskService, createGrpcWebTransport({ baseUrl: web, httpVersion: "1.1" }));
   const grpc = g.client;
+  const countsBefore = await snapshot(`${METRIC}_count`);
+  const bucketsBefore = await snapshot(`${METRIC}_bucket`);
+  const sumsBefore = await snapshot(`${METRIC}_sum`);
 
   // Unary over the web port: one accepted, one rejected.
   const { taskId } = await connect.submitTask({ type: "echo" });
@@ -93,7 +117,7 @@ test("unary calls and server streams over the web port are timed by method, code
   await waitFor(
     "every call recorded",
     async () => {
-      counts = Object.fromEntries((await scrape(`${METRIC}_count`)).map((s) => [key(s.labels), s.value]));
+      counts = await seriesSince(`${METRIC}_count`, countsBefore);
       return Object.keys(counts).length >= Object.keys(expected).length;
     },
     { timeoutMs: 5_000 },
@@ -105,12 +129,11 @@ test("unary calls and server streams over the web port are timed by method, code
     const labels = Object.keys(series.labels).filter((l) => !l.startsWith("otel_scope_"));
     expect(labels.sort(), key(series.labels)).toEqual(["code", "method", "server"]);
   }
-  const buckets = await scrape(`${METRIC}_bucket`);
-  const infBucket = (k: string) => buckets.find((s) => s.labels.le === "+Inf" && key(s.labels) === k)?.value;
-  for (const [k, count] of Object.entries(expected)) expect(infBucket(k), k).toBe(count);
+  const buckets = await seriesSince(`${METRIC}_bucket`, bucketsBefore);
+  for (const [k, count] of Object.entries(expected)) expect(buckets[`${k} le=+Inf`], k).toBe(count);
 
   // Streams are timed to their end, not to their first message.
-  const sums = Object.fromEntries((await scrape(`${METRIC}_sum`)).map((s) => [key(s.labels), s.value]));
+  const sums = await seriesSince(`${METRIC}_sum`, sumsBefore);
   expect(sums[`web ${TASK_SERVICE}/StreamTaskStatus OK`]).toBeGreaterThanOrEqual(HELD_MS);
   expect(sums[`web ${TASK_SERVICE}/StreamTaskStatus CANCELLED`]).toBeGreaterThanOrEqual(HELD_MS);
 });
