@@ -160,6 +160,15 @@ export const METRIC_CATALOGUE: readonly MetricDefinition[] = [
     help: "1 when Redis's maxmemory-policy deletes keys to make room (task records among them), else 0",
   },
   {
+    name: "tm_tasks_stalled",
+    kind: "gauge",
+    labels: [],
+    services: ["gateway"],
+    help:
+      "Unfinished tasks whose status has not changed for GATEWAY_STALLED_AFTER_SECONDS while their stage's queue " +
+      "holds nothing older: their message is lost, and only a requeue moves them on",
+  },
+  {
     name: "tm_redis_replicas_online",
     kind: "gauge",
     labels: [],

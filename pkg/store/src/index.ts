@@ -15,5 +15,6 @@ export * from "./type-backoff.js";
 export * from "./type-limits.js";
 export * from "./type-rate.js";
 export * from "./type-slots.js";
+export * from "./unfinished.js";
 export * from "./unqueued.js";
 export * from "./workers.js";

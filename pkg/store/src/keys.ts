@@ -17,6 +17,11 @@
  *                       or by the time of the replay for a replayed generation
  *                       an entry is removed once its message is acknowledged, or by the gateway's requeue sweeper
  *                       (which queues or fails it), and entries older than taskTtlSeconds are trimmed on every save
+ *   tasks_unfinished    sorted set: ids of unfinished tasks, scored by when their stall clock started (ms): their
+ *                       status's last change, or a delayed task's release time (the gateway's stalled-task count)
+ *                       the status script adds an entry on each non-terminal status it applies and removes it on a
+ *                       terminal one, in the same call; entries of tasks that expired unfinished (older than
+ *                       taskTtlSeconds) are trimmed by the gateway's count
  *   tasks_delayed       sorted set: ids of delayed tasks not yet released, scored by the time they are due (ms)
  *                       an entry is moved to tasks_unqueued when due (the gateway's releaser), or removed by a cancel;
  *                       bounded by the gateway's maximum delay (entries due more than taskTtlSeconds ago are trimmed)
@@ -61,6 +66,7 @@ export const Keys = {
   taskIndex: "task_index",
   unqueued: "tasks_unqueued",
   delayed: "tasks_delayed",
+  unfinished: "tasks_unfinished",
   schedules: "schedules",
   scheduleNext: "schedule_next",
   scheduleLastRun: "schedule_last_run",

@@ -23,13 +23,16 @@ export interface StoredStatus {
 }
 
 // Applies updates in order. KEYS: the tasks' status hashes, one per update, then the result keys of the updates that
-// require a stored result. ARGV[1] is the TTL, ARGV[2] the number of updates, then 11 values per update: the 10
-// fields below and the KEYS index of its result key (0: no requirement). Returns per update 1 (applied and
-// published), 0 (stale, ignored) or 2 (held: newer, but its result is not stored yet; nothing written).
+// require a stored result, then tasks_unfinished. ARGV[1] is the TTL, ARGV[2] the number of updates, then 12 values
+// per update: the 10 fields below, the KEYS index of its result key (0: no requirement) and when its stall clock
+// starts (ms). Returns per update 1 (applied and published), 0 (stale, ignored) or 2 (held: newer, but its result is
+// not stored yet; nothing written). An applied update enters its task in tasks_unfinished (non-terminal) or takes it
+// out (terminal), so the index never disagrees with the hashes.
 // Mirrors lifecycle.shouldApply: newer version, and either a non-terminal current state or a newer generation.
 // GENERATION_SPAN (1e8) must match pkg/flow/src/lifecycle.ts; a unit test checks the two agree.
 const APPLY_STATUS = `
 local ttl = tonumber(ARGV[1])
+local unfinished = KEYS[#KEYS]
 local function apply(key, a)
   local cur = redis.call('HMGET', key, 'version', 'state')
   local newVersion = tonumber(ARGV[a])
@@ -46,17 +49,23 @@ local function apply(key, a)
     'generation', ARGV[a + 7], 'source', ARGV[a + 8])
   redis.call('EXPIRE', key, ttl)
   redis.call('PUBLISH', key, ARGV[a + 9])
+  local state = ARGV[a + 2]
+  if state == 'SUCCEEDED' or state == 'FAILED' or state == 'CANCELLED' then
+    redis.call('ZREM', unfinished, ARGV[a + 1])
+  else
+    redis.call('ZADD', unfinished, ARGV[a + 11], ARGV[a + 1])
+  end
   return 1
 end
 local applied = {}
 for i = 1, tonumber(ARGV[2]) do
-  applied[i] = apply(KEYS[i], 3 + (i - 1) * 11)
+  applied[i] = apply(KEYS[i], 3 + (i - 1) * 12)
 end
 return applied
 `;
 const applyStatusScript = luaScript(APPLY_STATUS);
 
-/** Most updates one script call applies: a script blocks Redis while it runs (4–5 commands per update). */
+/** Most updates one script call applies: a script blocks Redis while it runs (5–6 commands per update). */
 export const STATUS_BATCH_MAX = 128;
 
 /** What applying an update did: stored and published, ignored as stale, or held because its result is not stored. */
@@ -67,6 +76,9 @@ export interface StatusUpdate {
   /** Apply only if a result of the task is stored (`task_result:<id>` exists), else answer "held" and write nothing:
    *  the notifier's check for a first-generation SUCCEEDED, made in the same script call instead of one before it. */
   requireStoredResult?: boolean;
+  /** When the task's stall clock starts (ms) if not at the update's time: a delayed task waits PENDING by design until
+   *  its release time (tasks_unfinished, the gateway's stalled-task count). */
+  stallClockFromMs?: number;
 }
 
 export function toStoredStatus(event: StatusEvent): StoredStatus {
@@ -88,9 +100,10 @@ export async function applyStatus(
   redis: Redis,
   event: StatusEvent,
   ttlSeconds: number = Bounds.taskTtlSeconds,
+  { stallClockFromMs }: Pick<StatusUpdate, "stallClockFromMs"> = {},
 ): Promise<boolean> {
-  const [applied] = await applyStatusBatch(redis, [event], ttlSeconds);
-  return applied === true;
+  const [applied] = await applyStatusUpdates(redis, [{ event, stallClockFromMs }], ttlSeconds);
+  return applied === "applied";
 }
 
 /** Applies updates in order in one script call, each only if newer than what Redis holds (then, when it applies
@@ -118,7 +131,7 @@ export async function applyStatusUpdates(
   const keys: string[] = [];
   const resultKeys: string[] = [];
   const args: string[] = [String(ttlSeconds), String(updates.length)];
-  for (const { event, requireStoredResult } of updates) {
+  for (const { event, requireStoredResult, stallClockFromMs } of updates) {
     const status = toStoredStatus(event);
     keys.push(Keys.status(event.taskId));
     if (requireStoredResult) resultKeys.push(Keys.result(event.taskId));
@@ -135,10 +148,17 @@ export async function applyStatusUpdates(
       JSON.stringify(status),
       // KEYS index (1-based) of this update's result key: after the status keys, in order.
       requireStoredResult ? String(updates.length + resultKeys.length) : "0",
+      String(stallClockFromMs ?? stallClockOf(status.updatedAt)),
     );
   }
-  const codes = (await applyStatusScript.run(redis, [...keys, ...resultKeys], args)) as number[];
+  const codes = (await applyStatusScript.run(redis, [...keys, ...resultKeys, Keys.unfinished], args)) as number[];
   return codes.map((code) => (code === 1 ? "applied" : code === 2 ? "held" : "stale"));
+}
+
+/** An update's time in ms (what tasks_unfinished scores it by); an unreadable one counts as now, not as never. */
+function stallClockOf(updatedAt: string): number {
+  const ms = Date.parse(updatedAt);
+  return Number.isFinite(ms) ? ms : Date.now();
 }
 
 /**

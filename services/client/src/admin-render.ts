@@ -117,10 +117,27 @@ export function renderStats(stats: GetQueueStatsResponse): string {
     `dead letters  ${stats.deadLetters}`,
     `unqueued submissions  ${stats.unqueuedSubmissions}${overdue}`,
     `delayed tasks  ${stats.delayedTasks}${delayedOverdue}`,
+    `stalled tasks  ${renderStalled(stats)}`,
     `tasks${counted}  ${states}`,
     ...(stats.pausedQueues.length > 0 ? [`paused queues  ${renderPausedQueues(stats.pausedQueues, Date.now())}`] : []),
     ...(stats.redis ? [`redis  ${renderRedisStats(stats.redis)}`] : []),
   ].join("\n");
+}
+
+/**
+ * "0", or "3 (unchanged for 10m with nothing older queued: their messages are lost; ...)": tasks only a requeue
+ * moves on (the gateway's GATEWAY_STALLED_AFTER_SECONDS).
+ */
+export function renderStalled(
+  stats: Pick<GetQueueStatsResponse, "stalledTasks" | "stalledTasksExaminedAll" | "stalledAfterSeconds">,
+): string {
+  if (stats.stalledTasks === 0n) return "0";
+  const after = formatAge(stats.stalledAfterSeconds * 1000);
+  const count = `${stats.stalledTasks}${stats.stalledTasksExaminedAll ? "" : "+"}`;
+  return (
+    `${count} (unchanged for ${after} with nothing older in their queues: their messages are lost; ` +
+    `taskctl ls --stalled-for ${after}, then taskctl requeue)`
+  );
 }
 
 /** "512 MB of 700 MB (73 %), noeviction, 1 replica online", with a warning where writes or records are at risk. */

@@ -125,8 +125,16 @@ describe("operator tables", () => {
       "dead letters  4",
       "unqueued submissions  0",
       "delayed tasks  0",
+      "stalled tasks  0",
       "tasks  succeeded 10",
     ]);
+    const lost = create(GetQueueStatsResponseSchema, { ...stats, stalledTasks: 3n, stalledAfterSeconds: 600 });
+    expect(renderStats(lost).split("\n")).toContain(
+      "stalled tasks  3+ (unchanged for 10m with nothing older in their queues: their messages are lost; " +
+        "taskctl ls --stalled-for 10m, then taskctl requeue)",
+    );
+    const counted = create(GetQueueStatsResponseSchema, { ...lost, stalledTasksExaminedAll: true });
+    expect(renderStats(counted)).toContain("stalled tasks  3 (unchanged for 10m");
     const late = create(GetQueueStatsResponseSchema, { ...stats, delayedTasks: 7n, delayedOverdue: 3n });
     expect(renderStats(late).split("\n")).toContain(
       "delayed tasks  7 (3 overdue by over a minute: is any gateway running?)",

@@ -72,6 +72,7 @@ import { redisCaller } from "./redis-call.js";
 import { type ReplayOutcome, replayDeadLetter } from "./replay.js";
 import { type RequeueOutcome, requeueStalledTask } from "./requeue-stalled.js";
 import { scheduleHandlers } from "./schedules.js";
+import { countStalledTasks } from "./stalled-tasks.js";
 import { typeLimitHandlers } from "./type-limits.js";
 import { parseTaskId } from "./validation.js";
 import { listWorkersResponse, setQuiet } from "./workers.js";
@@ -86,6 +87,8 @@ const SCAN_LIMIT = 10_000;
 const ADMIN_REDIS_TIMEOUT_MS = 30_000;
 /** A delayed task still waiting this long after its time is overdue: no gateway is releasing it. */
 const DELAYED_OVERDUE_MS = 60_000;
+/** GATEWAY_STALLED_AFTER_SECONDS's default, for handlers built without the option (tests). */
+const DEFAULT_STALLED_AFTER_MS = 600_000;
 
 export interface AdminServiceOptions {
   /** GATEWAY_REQUEUE_AFTER_MS: an unqueued submission older than this is overdue (the sweeper's). */
@@ -97,6 +100,8 @@ export interface AdminServiceOptions {
   /** The Redis server's INFO as last sampled by the gateway's gauges (redis-gauges.ts): GetQueueStats reads INFO
    *  itself only while there is none (the console asks for stats every 2 s). */
   redisInfo?: () => RedisServerInfo | undefined;
+  /** GATEWAY_STALLED_AFTER_SECONDS and the retention (ms), for GetQueueStats's stalled tasks (stalled-tasks.ts). */
+  stalled?: { afterMs: number; retentionMs: number };
 }
 
 export function adminServiceHandlers(
@@ -190,6 +195,14 @@ export function adminServiceHandlers(
         // Left out, not failed, where INFO is refused (some managed Redis services restrict it).
         options.redisInfo?.() ?? readRedisServerInfo(rt.redis).catch(() => undefined),
       ]);
+      // Against the consumers just read: a task is stalled only if its stage's queue holds nothing older.
+      const stalledAfterMs = options.stalled?.afterMs ?? DEFAULT_STALLED_AFTER_MS;
+      const stalled = await redis("counting stalled tasks", () =>
+        countStalledTasks(rt, consumers, {
+          afterMs: stalledAfterMs,
+          retentionMs: options.stalled?.retentionMs ?? rt.config.TASK_RETENTION_SECONDS * 1000,
+        }),
+      );
       return {
         consumers: consumers.map((c) => ({
           stream: c.stream,
@@ -216,6 +229,9 @@ export function adminServiceHandlers(
         pausedQueues: paused.map(pausedQueueToProto),
         delayedTasks: BigInt(delayed.total),
         delayedOverdue: BigInt(delayed.overdue),
+        stalledTasks: BigInt(stalled.stalled),
+        stalledTasksExaminedAll: stalled.examinedAll,
+        stalledAfterSeconds: Math.round(stalledAfterMs / 1000),
         ...(server && {
           redis: {
             usedMemoryBytes: BigInt(server.usedMemoryBytes),

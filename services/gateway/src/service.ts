@@ -29,6 +29,7 @@ import { redisCaller } from "./redis-call.js";
 import { startRedisGauges } from "./redis-gauges.js";
 import { startRequeueSweeper } from "./requeue-sweeper.js";
 import { startScheduleRunner, submitRun } from "./schedule-runner.js";
+import { startStalledGauge } from "./stalled-tasks.js";
 import { StatusSubscriptions } from "./status-subscriptions.js";
 import { taskIsolation } from "./task-isolation.js";
 import { taskServiceHandlers } from "./task-service.js";
@@ -52,10 +53,13 @@ export const gateway = defineService({
     GATEWAY_REQUEUE_AFTER_MS: positiveInt.default(30_000),
     /** How often each replica looks for delayed tasks that are due (src/delayed-releaser.ts): their lateness at most. */
     GATEWAY_DELAYED_POLL_MS: positiveInt.default(1_000),
-    /** How far ahead a task may be delayed (SubmitTaskRequest.run_at / delay). At most three days, so that a delayed
-     *  task is still listed (the task index keeps seven days from submission) for days after it ran. */
     /** How often each replica runs the recurring schedules that are due (src/schedule-runner.ts). */
     GATEWAY_SCHEDULE_POLL_MS: positiveInt.default(1_000),
+    /** How long an unfinished task's status may stay unchanged, with nothing older waiting in its stage's queue,
+     *  before it counts as stalled (src/stalled-tasks.ts: tm_tasks_stalled, GetQueueStats). */
+    GATEWAY_STALLED_AFTER_SECONDS: positiveInt.default(600),
+    /** How far ahead a task may be delayed (SubmitTaskRequest.run_at / delay). At most three days, so that a delayed
+     *  task is still listed (the task index keeps seven days from submission) for days after it ran. */
     GATEWAY_MAX_DELAY_SECONDS: positiveInt
       .max(MAX_DELAY_LIMIT_SECONDS, { message: "must be at most 259200 (3 days)" })
       .default(86_400),
@@ -120,6 +124,12 @@ export const gateway = defineService({
     rt.onStop("Redis gauges", () => redisGauges.stop());
     const queueStats = new QueueStats(rt.nats.jsm, [...Object.values(STREAMS), ADVISORY_STREAM]);
     queueStats.startSampling((error) => rt.log.debug({ err: error }, "could not sample consumer info"));
+    const stalled = {
+      afterMs: rt.config.GATEWAY_STALLED_AFTER_SECONDS * 1000,
+      retentionMs: rt.config.TASK_RETENTION_SECONDS * 1000,
+    };
+    const stalledGauge = startStalledGauge(rt, queueStats, stalled);
+    rt.onStop("stalled-task gauge", () => stalledGauge.stop());
     const adminHandlers = guard.protect(
       AdminService,
       confirmingWrites(
@@ -129,6 +139,7 @@ export const gateway = defineService({
           maxPayloadBytes: rt.config.GATEWAY_MAX_PAYLOAD_BYTES,
           runScheduleNow: (schedule, ctx) => submitRun(taskService.submitTask, schedule, Date.now(), { ctx }),
           redisInfo: () => redisGauges.latest(),
+          stalled,
         }),
         confirm,
       ),

@@ -139,7 +139,8 @@ export function taskServiceHandlers(
               { ...record, runAt: new Date(runAtMs).toISOString() },
               { delayedUntilMs: runAtMs, ttlSeconds: retentionSeconds },
             ),
-        applyStatus(rt.redis, event, retentionSeconds),
+        // A delayed task's stall clock starts at its release time: it waits PENDING by design until then.
+        applyStatus(rt.redis, event, retentionSeconds, { stallClockFromMs: runAtMs }),
       ]).then(async (saved) => {
         // Before the task is queued: a record a failover loses must not be in the stream (nor answered for).
         await rt.confirmRedisWrites();
