@@ -34,13 +34,15 @@ export async function releaseDue(redis: Redis, nowMs: number, limit: number): Pr
   return scoredMembers(reply).map(({ member, score }) => ({ taskId: member, dueMs: score }));
 }
 
-// KEYS: tasks_delayed, task:<id>. ARGV: id, now (ms), now (ISO). A task still waiting (and still recorded) becomes due
-// now, its record's runAt with it (expires_after and the end-to-end latency count from it); answers its old time.
+// KEYS: tasks_delayed, task:<id>, tasks_unfinished. ARGV: id, now (ms), now (ISO). A task still waiting (and still
+// recorded) becomes due now, its record's runAt with it (expires_after and the end-to-end latency count from it), and
+// its stall clock with it (it was its old time); answers its old time.
 const PROMOTE = luaScript(`
 local due = redis.call('ZSCORE', KEYS[1], ARGV[1])
 if not due or redis.call('EXISTS', KEYS[2]) == 0 then return false end
 redis.call('ZADD', KEYS[1], ARGV[2], ARGV[1])
 redis.call('HSET', KEYS[2], 'runAt', ARGV[3])
+redis.call('ZADD', KEYS[3], 'XX', ARGV[2], ARGV[1])
 return due
 `);
 
@@ -49,7 +51,7 @@ return due
 export async function promoteDelayed(redis: Redis, taskId: string, nowMs: number): Promise<number | undefined> {
   const due = (await PROMOTE.run(
     redis,
-    [Keys.delayed, Keys.task(taskId)],
+    [Keys.delayed, Keys.task(taskId), Keys.unfinished],
     [taskId, nowMs, new Date(nowMs).toISOString()],
   )) as string | null;
   return due === null ? undefined : Number(due);

@@ -110,10 +110,12 @@ test("a failed release goes back to tasks_delayed unless it was settled meanwhil
   expect(await countDelayed(clients.redis, NOW)).toEqual({ total: 0, overdue: 0 });
 });
 
-test("promoteDelayed makes a waiting task due now, its runAt too, and answers its old time; otherwise undefined", async () => {
+test("promoteDelayed makes a waiting task due now, its runAt and stall clock too, and answers its old time; otherwise undefined", async () => {
   await saveDelayed("later", NOW + 3_600_000);
+  await clients.redis.zadd(Keys.unfinished, NOW + 3_600_000, "later"); // as its PENDING status entered it
   expect(await promoteDelayed(clients.redis, "later", NOW)).toBe(NOW + 3_600_000);
   expect(await clients.redis.zscore(Keys.delayed, "later")).toBe(String(NOW));
+  expect(await clients.redis.zscore(Keys.unfinished, "later")).toBe(String(NOW));
   expect((await readTask(clients.redis, "later"))?.runAt).toBe(new Date(NOW).toISOString());
   expect(await releaseDue(clients.redis, NOW, 10)).toEqual([{ taskId: "later", dueMs: NOW }]);
   // Released already: no longer waiting.
@@ -123,4 +125,5 @@ test("promoteDelayed makes a waiting task due now, its runAt too, and answers it
   await clients.redis.zadd(Keys.delayed, NOW + 1_000, "orphan");
   expect(await promoteDelayed(clients.redis, "orphan", NOW)).toBeUndefined();
   expect(await clients.redis.exists(Keys.task("orphan"))).toBe(0);
+  expect(await clients.redis.zscore(Keys.unfinished, "orphan")).toBeNull(); // XX: never entered by a promote
 });
