@@ -31,6 +31,7 @@ import {
   type FlowSettings,
   isMissingStreamOrConsumer,
   serverMaxDeliver,
+  storedMessageId,
   streamOf,
 } from "./streams.js";
 import type { Subject } from "./subjects.js";
@@ -63,6 +64,8 @@ export interface DeliveryContext {
   /** True when this is the last delivery the message may use: a failure dead-letters it. */
   lastAttempt: boolean;
   streamSequence: number;
+  /** The message's id across stream incarnations (storedMessageId): what dead letters and redelivery markers use. */
+  messageId: string;
   /** The task the message is about, when it names one (for logs). */
   taskId: string | undefined;
   /** How many times this delivery was deferred (a RateLimitedError) and taken up again: > 0 means its attempt had
@@ -181,6 +184,26 @@ const OUTAGE_FIRST_PAUSE_MS = 100;
 const OUTAGE_MAX_PAUSE_MS = 2_000;
 
 /** Delay before the redelivery that follows failed delivery number `attempt` (1-based). */
+/**
+ * The delivered message's storedMessageId. Its stored time is read to the ms from the ack subject's nanoseconds as
+ * text: nats.js's `timestampNanos` is a float that can round up into the next ms, and the deadletter service derives
+ * the same id from the stored message's RFC 3339 time (truncated), so the two must agree exactly.
+ */
+export function messageIdOf(msg: DeliveredMessage, subject: Subject): string {
+  return storedMessageId(streamOf(subject), msg.info.streamSequence, storedAtMsOf(msg));
+}
+
+/** A delivered JsMsg: its implementation also has the ack subject (`reply`), which the JsMsg type leaves out. */
+type DeliveredMessage = Pick<JsMsg, "info"> & { reply?: string };
+
+function storedAtMsOf(msg: DeliveredMessage): number {
+  // $JS.ACK[.<domain>.<account hash>].<stream>.<consumer>.<deliveries>.<stream seq>.<consumer seq>.<ns>.<pending>...
+  const tokens = (msg.reply ?? "").split(".");
+  const nanos = tokens[tokens.length === 9 ? 7 : 9];
+  if (nanos && /^\d+$/.test(nanos)) return Number(BigInt(nanos) / 1_000_000n);
+  return Math.floor(msg.info.timestampNanos / 1e6);
+}
+
 export function retryDelayFor(attempt: number, delays: readonly number[]): number {
   if (delays.length === 0) return 0;
   return delays[Math.min(Math.max(attempt, 1), delays.length) - 1] as number;
@@ -261,6 +284,7 @@ export class DeliveryProcessor<S extends Subject> {
         // The server's own limit counts deliveries: its last one is the last whatever the attempt.
         lastAttempt: attempt >= maxAttempts || msg.info.deliveryCount >= serverMaxDeliver(settings),
         streamSequence: msg.info.streamSequence,
+        messageId: messageIdOf(msg, subject),
         taskId: taskId || undefined,
         deferrals: deferred?.count ?? 0,
         deferredMs: deferred ? receivedAt - deferred.since : 0,
@@ -445,7 +469,7 @@ export class DeliveryProcessor<S extends Subject> {
     },
   ): Promise<void> {
     const { subject } = this.#options;
-    const id = `${streamOf(subject)}:${msg.info.streamSequence}`;
+    const id = messageIdOf(msg, subject);
     await this.#options.publisher.publish(
       "events.deadletter",
       {
@@ -471,6 +495,7 @@ export class DeliveryProcessor<S extends Subject> {
       maxDeliver: this.#options.settings.maxDeliver,
       lastAttempt: msg.info.deliveryCount >= serverMaxDeliver(this.#options.settings),
       streamSequence: msg.info.streamSequence,
+      messageId: messageIdOf(msg, this.#options.subject),
       taskId: undefined,
       deferrals: 0,
       deferredMs: 0,

@@ -81,6 +81,20 @@ export function streamOf(subject: Subject): StreamName {
   return subject.startsWith("events.") ? STREAMS.events : STREAMS.tasks;
 }
 
+/**
+ * The id of a stored message, as the dead letters and the audit's redelivery markers name it:
+ * `<stream>:<sequence>:<stored at, ms>`. The sequence alone is not enough: a stream created again (nats-server lost
+ * its store, an operator deleted it) numbers its messages from 1 again, and a new message would then take the id of
+ * an old one (its dead letter or audit event dropped as a duplicate of the old one's for a day). The time the stream
+ * stored it tells the two apart and is the same on every redelivery. `<stream>:<sequence>` when the time is unknown
+ * (a crash advisory whose message is gone).
+ */
+export function storedMessageId(stream: string, sequence: number, storedAtMs: number | undefined): string {
+  return storedAtMs === undefined || !Number.isFinite(storedAtMs)
+    ? `${stream}:${sequence}`
+    : `${stream}:${sequence}:${Math.floor(storedAtMs)}`;
+}
+
 export function streamConfig(name: StreamName, settings: FlowSettings = DEFAULT_FLOW_SETTINGS): StreamConfig {
   return {
     name,

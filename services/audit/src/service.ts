@@ -1,9 +1,10 @@
 /**
  * audit: events.audit → Redis list audit_events (newest first, at most 100,000) and the task's task_history:<id>
  * (oldest first, at most 200, with the task's TTL). The append is idempotent per delivery: the id is the message's
- * stream sequence, so a redelivery after a crash between write and ack is not stored twice.
+ * (its stream sequence and stored time: storedMessageId in @tm/flow), so a redelivery after a crash between write and
+ * ack is not stored twice, and an event of a stream created again is not taken for an old one.
  */
-import { Subjects, streamOf } from "@tm/flow";
+import { Subjects } from "@tm/flow";
 import { defineService, nonNegativeInt, positiveInt, spansRecorded } from "@tm/kit";
 import { AUDIT_BATCH_MAX, auditAppender } from "@tm/store";
 
@@ -21,7 +22,6 @@ export const audit = defineService({
     const appended = rt.meter.createCounter("tm_audit_events_total", {
       description: "Audit events consumed, by outcome: stored, or duplicate (a redelivery already stored)",
     });
-    const stream = streamOf(Subjects.audit);
     // The deliveries of one fetched batch are handled concurrently: their appends go to Redis as one script call.
     // Not while spans record: a call for many tasks would put their Redis span into one task's trace.
     const appendAudit = auditAppender(rt.redis, {
@@ -31,7 +31,7 @@ export const audit = defineService({
     await rt.consume(
       Subjects.audit,
       async (event, ctx) => {
-        const stored = await appendAudit(event, `${stream}:${ctx.streamSequence}`);
+        const stored = await appendAudit(event, ctx.messageId);
         appended.add(1, { service: event.service, action: event.action, outcome: stored ? "stored" : "duplicate" });
       },
       // One task's events are appended in stream order (its history reads in order); tasks run concurrently.

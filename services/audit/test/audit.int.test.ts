@@ -1,4 +1,4 @@
-import { type AuditEvent, createPublisher, STREAMS, Subjects } from "@tm/flow";
+import { type AuditEvent, createPublisher, STREAMS, Subjects, storedMessageId } from "@tm/flow";
 import { loadConfig, startService } from "@tm/kit";
 import { appendAudit, Keys, readHistory } from "@tm/store";
 import { serviceEnv, useClients, useInfra, useStarted, waitFor } from "@tm/testkit";
@@ -43,7 +43,7 @@ test("audit events land in audit_events and, in order, in the task's history wit
   );
 });
 
-test("a redelivery of the same stream sequence is not stored twice", async () => {
+test("a redelivery of the same message is not stored twice; the same sequence stored at another time is stored", async () => {
   const publisher = createPublisher(clients.nc);
   const taskId = crypto.randomUUID();
   const ack = await publisher.publish(
@@ -54,11 +54,16 @@ test("a redelivery of the same stream sequence is not stored twice", async () =>
   await waitFor("the event in the task history", async () => (await clients.redis.llen(Keys.history(taskId))) === 1);
   const before = await clients.redis.llen(Keys.auditEvents);
 
-  // What the service does when the same delivery comes back (a crash between the write and the ack).
+  // What the service does when the same delivery comes back (a crash between the write and the ack): the same id,
+  // from the message's sequence and the time the stream stored it.
+  const stored = await (await clients.nc.jetstreamManager()).streams.getMessage(STREAMS.events, { seq: ack.seq });
+  const id = storedMessageId(STREAMS.events, ack.seq, Date.parse(stored.timestamp));
   const event: AuditEvent = { taskId, service: "test", action: "once", at: new Date().toISOString() };
-  expect(await appendAudit(clients.redis, event, `${STREAMS.events}:${ack.seq}`)).toBe(false);
-  expect(await clients.redis.llen(Keys.history(taskId))).toBe(1);
-  expect(await clients.redis.llen(Keys.auditEvents)).toBe(before);
+  expect(await appendAudit(clients.redis, event, id)).toBe(false);
+  // The same sequence stored at another time is another message (a stream created again numbers from 1 again).
+  expect(await appendAudit(clients.redis, event, storedMessageId(STREAMS.events, ack.seq, Date.now() + 1))).toBe(true);
+  expect(await clients.redis.llen(Keys.history(taskId))).toBe(2);
+  expect(await clients.redis.llen(Keys.auditEvents)).toBe(before + 1);
 });
 
 /** Script calls (EVALSHA, or EVAL before the script is cached) Redis has served so far. */

@@ -111,7 +111,7 @@ export async function listenForMaxDeliveries(
   async function readOriginal(stream: string, seq: number): Promise<OriginalMessage | undefined> {
     try {
       const stored = await rt.nats.jsm.streams.getMessage(stream, { seq });
-      return { subject: stored.subject, data: stored.data };
+      return { subject: stored.subject, data: stored.data, storedAtMs: Date.parse(stored.timestamp) };
     } catch (error) {
       // Gone (aged out, purged): the letter still records which message died, without its body.
       if (/not found/i.test(String((error as Error).message))) return undefined;

@@ -2,7 +2,7 @@
  * The pure half of the crash-on-last-delivery path: reading nats-server's MAX_DELIVERIES advisory and turning it,
  * with the original message, into the dead letter a stage would have written had it lived to write it.
  */
-import { type DeadLetter, Subjects, TaskId, TRACEPARENT_PATTERN } from "@tm/flow";
+import { type DeadLetter, Subjects, storedMessageId, TaskId, TRACEPARENT_PATTERN } from "@tm/flow";
 
 export const EXHAUSTED_ERROR = "no acknowledgement after the last delivery (consumer crashed or timed out)";
 /** Same bound as pkg/flow's consume.ts puts on a raw body copied into a dead letter. */
@@ -46,6 +46,8 @@ export function parseAdvisory(data: Uint8Array | string): MaxDeliveriesAdvisory 
 export interface OriginalMessage {
   subject: string;
   data: Uint8Array;
+  /** When the stream stored it (ms, truncated): part of its id (storedMessageId in @tm/flow). */
+  storedAtMs?: number;
 }
 
 export interface ReconstructedLetter {
@@ -55,9 +57,10 @@ export interface ReconstructedLetter {
 }
 
 /**
- * The dead letter for an exhausted message. Its id is `<stream>:<sequence>`, the scheme of pkg/flow's consume.ts,
- * so a letter the stage itself managed to write and this one deduplicate (by message id in the stream window, and
- * by letter id in Redis after it).
+ * The dead letter for an exhausted message. Its id is the message's storedMessageId (`<stream>:<sequence>:<stored
+ * ms>`), as pkg/flow's consume.ts names it, so a letter the stage itself managed to write and this one deduplicate (by
+ * message id in the stream window, and by letter id in Redis after it); `<stream>:<sequence>` when the message is
+ * gone from its stream.
  */
 export function letterFromAdvisory(
   advisory: MaxDeliveriesAdvisory,
@@ -68,7 +71,7 @@ export function letterFromAdvisory(
   const body = text === undefined ? undefined : parseObject(text);
   const taskId = typeof body?.taskId === "string" && TaskId.safeParse(body.taskId).success ? body.taskId : undefined;
   const letter: DeadLetter = {
-    id: `${advisory.stream}:${advisory.streamSeq}`,
+    id: storedMessageId(advisory.stream, advisory.streamSeq, original?.storedAtMs),
     subject: original?.subject ?? `(unknown: ${advisory.stream} no longer holds sequence ${advisory.streamSeq})`,
     consumer: advisory.consumer,
     reason: "exhausted",

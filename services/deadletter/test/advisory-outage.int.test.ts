@@ -19,7 +19,7 @@ test("an advisory emitted while the deadletter service is down is handled once i
   const jsm = await clients.nc.jetstreamManager();
   // What any other service's start-up has done by then: the streams, ADVISORIES included.
   await provisionStreams(jsm);
-  const { task, ack, replicaPull } = await crashOnLastDelivery(clients.nc);
+  const { task, replicaPull, letterId } = await crashOnLastDelivery(clients.nc);
   expect(await replicaPull).toBeNull();
   await waitFor("the advisory kept in ADVISORIES", async () => {
     return (await jsm.streams.info(ADVISORY_STREAM)).state.messages === 1;
@@ -33,7 +33,7 @@ test("an advisory emitted while the deadletter service is down is handled once i
     );
     const [stored] = await readDeadLetters(clients.redis, 0, 10);
     expect(stored).toMatchObject({
-      id: `${STREAMS.tasks}:${ack.seq}`,
+      id: letterId,
       consumer: CRASHING_DURABLE,
       error: EXHAUSTED_ERROR,
       reason: "exhausted",

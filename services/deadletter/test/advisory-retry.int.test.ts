@@ -57,7 +57,7 @@ test("an advisory whose handling fails is delivered again after the retry delay 
     { retryDelayMs: RETRY_DELAY_MS },
   );
   try {
-    const { task, ack, replicaPull } = await crashOnLastDelivery(nc);
+    const { task, replicaPull, letterId: id } = await crashOnLastDelivery(nc);
     expect(await replicaPull).toBeNull();
 
     await waitFor("the FAILED status event", async () => {
@@ -66,7 +66,7 @@ test("an advisory whose handling fails is delivered again after the retry delay 
       return event?.taskId === task.taskId && event.state === "FAILED" && event.error === EXHAUSTED_ERROR;
     });
     // The first attempt failed and the advisory came back: two attempts at the same letter, one of them stored.
-    const letterId = `dlq:${STREAMS.tasks}:${ack.seq}`;
+    const letterId = `dlq:${id}`;
     expect(attempts.map((attempt) => attempt.msgId)).toEqual([letterId, letterId]);
     // Redelivered after the NAK's delay, not at once (nor after the 30 s ack wait).
     const [first, second] = attempts.map((attempt) => attempt.at);

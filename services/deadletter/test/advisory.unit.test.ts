@@ -29,9 +29,11 @@ test("the letter copies the original body, its task id and trace, under the stag
   const traceparent = `00-${"a".repeat(32)}-${"b".repeat(16)}-01`;
   const body = { taskId, type: "echo", generation: 2, traceparent };
   const now = new Date("2026-01-01T00:00:00.000Z");
-  const reconstructed = letterFromAdvisory(advisory, { subject: "tasks.worker.high", data: encode(body) }, now);
+  const storedAtMs = Date.parse("2025-12-31T23:59:58.123Z");
+  const original = { subject: "tasks.worker.high", data: encode(body), storedAtMs };
+  const reconstructed = letterFromAdvisory(advisory, original, now);
   expect(reconstructed.letter).toEqual({
-    id: "TASKS:42",
+    id: `TASKS:42:${storedAtMs}`,
     subject: "tasks.worker.high",
     consumer: "worker-tasks-worker-high",
     reason: "exhausted",
@@ -53,7 +55,7 @@ test("a body that is not JSON is kept as raw text, without a task to fail", () =
   expect(taskToFail(reconstructed)).toBeUndefined();
 });
 
-test("a message no longer in the stream still yields a letter naming it", () => {
+test("a message no longer in the stream still yields a letter naming it (its id without the stored time)", () => {
   const { letter } = letterFromAdvisory(advisory, undefined);
   expect(letter.id).toBe("TASKS:42");
   expect(letter.subject).toContain("sequence 42");

@@ -74,7 +74,7 @@ test("a dead letter is stored with the task's history attached, once", async () 
 
 test("a crash on the last delivery: the advisory becomes a dead letter and the task FAILED", async () => {
   const jsm = await clients.nc.jetstreamManager();
-  const { task, ack, replicaPull } = await crashOnLastDelivery(clients.nc, { hello: "world" });
+  const { task, replicaPull, letterId } = await crashOnLastDelivery(clients.nc, { hello: "world" });
 
   await waitFor(
     "the exhausted letter in dead_letter",
@@ -84,7 +84,7 @@ test("a crash on the last delivery: the advisory becomes a dead letter and the t
   expect(await replicaPull).toBeNull(); // max_deliver 1: the message is never delivered again
   const [stored] = await lettersFor(task.taskId);
   expect(stored).toMatchObject({
-    id: `${STREAMS.tasks}:${ack.seq}`,
+    id: letterId,
     subject: Subjects.ingest,
     consumer: CRASHING_DURABLE,
     error: EXHAUSTED_ERROR,
