@@ -494,6 +494,10 @@ describe.skipIf(!existsSync(CHROMIUM))("web console", () => {
       // The Redis server's memory beside it (the test's redis-server has no maxmemory).
       const redis = page.locator(".tile").filter({ has: page.locator(".tile-label:text-is('Redis memory')") });
       expect(await redis.locator("strong").textContent()).toMatch(/^\d+ MB, no maxmemory$/);
+      // No task's message is lost here: none stalled, linked to the tasks unchanged for the gateway's threshold.
+      const stalled = page.locator(".tile").filter({ has: page.locator(".tile-label:text-is('Stalled tasks')") });
+      expect(await stalled.locator("a").textContent()).toBe("0");
+      expect(await stalled.locator("a").getAttribute("href")).toBe("/tasks?stalled=600");
     } finally {
       await pipeline.client.cancelTask({ taskId });
     }

@@ -11,6 +11,9 @@ import type { View } from "./view.js";
 const REFRESH_MS = 2000;
 const PRIORITY_SUBJECTS = ["tasks.worker.high", "tasks.worker.medium", "tasks.worker.low"];
 
+/** The task list's "Unfinished" thresholds (views/tasks.ts), which the stalled tile can link to. */
+const STALLED_LIST_SECONDS = new Set([600, 3600, 86400]);
+
 export const overviewView: View = (main) => {
   const status = h("p", { class: "muted" }, "Loading…");
   // What the last Quiet / Resume did (or why it failed), kept above the workers across refreshes.
@@ -123,6 +126,13 @@ function render(
         stats.delayedOverdue > 0n
           ? `${stats.delayedTasks} (${stats.delayedOverdue} overdue)`
           : String(stats.delayedTasks),
+      ),
+      // Unfinished, unchanged for the gateway's threshold with nothing older queued: their messages are lost, only a
+      // requeue moves them (taskctl stats, alert TasksStalled). Linked to the list of those unchanged that long.
+      tile(
+        "Stalled tasks",
+        `${stats.stalledTasks}${stats.stalledTasksExaminedAll ? "" : "+"}`,
+        STALLED_LIST_SECONDS.has(stats.stalledAfterSeconds) ? `/tasks?stalled=${stats.stalledAfterSeconds}` : undefined,
       ),
       // At maxmemory, under noeviction, Redis refuses every write (taskctl stats, alert RedisMemoryHigh).
       ...(stats.redis ? [tile("Redis memory", redisMemory(stats.redis))] : []),
