@@ -7,7 +7,7 @@
  * processes valid tasks.
  */
 import { randomUUID } from "node:crypto";
-import { ALL_SUBJECTS, type Subject } from "@tm/flow";
+import { ALL_SUBJECTS, type Subject, storedMessageId } from "@tm/flow";
 import { readDeadLetters, type StoredDeadLetter } from "@tm/store";
 import { waitFor } from "@tm/testkit";
 import { connect, type NatsConnection } from "nats";
@@ -111,7 +111,10 @@ describe("poison and bad input on every subject", () => {
       ];
       for (const [kind, body, expectInError] of bodies) {
         const ack = await js.publish(subject, new TextEncoder().encode(body));
-        injected.push({ subject, kind, letterId: `${ack.stream}:${ack.seq}`, expectInError });
+        // Its dead letter's id: the message's sequence and the time the stream stored it.
+        const stored = await jsm.streams.getMessage(ack.stream, { seq: ack.seq });
+        const letterId = storedMessageId(ack.stream, ack.seq, Date.parse(stored.timestamp));
+        injected.push({ subject, kind, letterId, expectInError });
       }
     }
     expect(injected).toHaveLength(27);

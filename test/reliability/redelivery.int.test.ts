@@ -11,6 +11,7 @@ import {
   createPublisher,
   type DeadLetter,
   durableName,
+  messageIdOf,
   publishAudit,
   publishStatus,
   type ResultMessage,
@@ -136,7 +137,7 @@ describe("a redelivered message has one effect", () => {
       applyStatus(pipeline.redisClient, StatusEventSchema.parse(msg.json())),
     );
     await pull("audit", Subjects.audit, (msg) =>
-      appendAudit(pipeline.redisClient, msg.json(), `${streamOf(Subjects.audit)}:${msg.seq}`),
+      appendAudit(pipeline.redisClient, msg.json(), messageIdOf(msg, Subjects.audit)),
     );
     await pull("deadletter", Subjects.deadletter, (msg) => appendDeadLetter(pipeline.redisClient, msg.json()));
     expect(pulled).toHaveLength(4);
