@@ -8,16 +8,24 @@
 import type { DescMethod } from "@bufbuild/protobuf";
 import { ConnectError, type Interceptor } from "@connectrpc/connect";
 import * as grpc from "@grpc/grpc-js";
-import { type Histogram, metrics } from "@opentelemetry/api";
+import { type Histogram, type MeterProvider, metrics } from "@opentelemetry/api";
 
 /** Which server answered the call. */
 export type RpcServer = "grpc" | "web";
 
 let histogram: Histogram | undefined;
+let boundTo: MeterProvider | undefined;
 
-/** Created on first use, so it binds to the meter provider the service registered at start-up. */
+/**
+ * Created on first use, and again whenever the global meter provider changed since: a meter taken from the API before
+ * a provider is registered is a no-op for good (the metrics API has no proxy provider), so a call recorded before
+ * the service's telemetry started (a process that serves gRPC before starting a service, as tests do) must not pin it.
+ */
 function durations(): Histogram {
-  histogram ??= metrics.getMeter("tm.rpc").createHistogram("tm_rpc_server_duration_ms", {
+  const provider = metrics.getMeterProvider();
+  if (histogram && boundTo === provider) return histogram;
+  boundTo = provider;
+  histogram = provider.getMeter("tm.rpc").createHistogram("tm_rpc_server_duration_ms", {
     description: "RPC server calls by method, status code and server, from the request to the last response (ms)",
     unit: "ms",
     advice: { explicitBucketBoundaries: [1, 2, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000, 60000] },
