@@ -4,9 +4,8 @@
  * nothing. unfinishedBefore reads the longest unmoved first; trimUnfinished drops entries past the retention.
  */
 import { StatusEventSchema, statusEvent, type TaskState } from "@tm/flow";
-import { useInfra } from "@tm/testkit";
-import { Redis } from "ioredis";
-import { afterAll, beforeAll, expect, test } from "vitest";
+import { useClients, useInfra } from "@tm/testkit";
+import { expect, test } from "vitest";
 import {
   applyStatus,
   applyStatusBatch,
@@ -16,46 +15,41 @@ import {
   unfinishedBefore,
 } from "../src/index.js";
 
-const infra = useInfra();
-let redis: Redis;
-beforeAll(() => {
-  redis = new Redis(infra.redis.url);
-});
-afterAll(() => redis?.disconnect());
+const clients = useClients(useInfra());
 
 const event = (taskId: string, state: TaskState, updatedAt: string, generation = 0) =>
   StatusEventSchema.parse({ ...statusEvent({ taskId, state, source: "test", generation }), updatedAt });
 const scoreOf = async (taskId: string) => {
-  const score = await redis.zscore(Keys.unfinished, taskId);
+  const score = await clients.redis.zscore(Keys.unfinished, taskId);
   return score === null ? undefined : Number(score);
 };
 
 test("each non-terminal status applied moves the task's clock; its terminal one takes it out; a stale one does nothing", async () => {
   const id = crypto.randomUUID();
-  expect(await applyStatus(redis, event(id, "PENDING", "2026-12-06T10:00:00.000Z"))).toBe(true);
+  expect(await applyStatus(clients.redis, event(id, "PENDING", "2026-12-06T10:00:00.000Z"))).toBe(true);
   expect(await scoreOf(id)).toBe(Date.parse("2026-12-06T10:00:00.000Z"));
-  const [ingested, scheduled] = await applyStatusBatch(redis, [
+  const [ingested, scheduled] = await applyStatusBatch(clients.redis, [
     event(id, "INGESTED", "2026-12-06T10:00:01.000Z"),
     event(id, "SCHEDULED", "2026-12-06T10:00:02.000Z"),
   ]);
   expect([ingested, scheduled]).toEqual([true, true]);
   expect(await scoreOf(id)).toBe(Date.parse("2026-12-06T10:00:02.000Z"));
-  expect(await applyStatus(redis, event(id, "INGESTED", "2026-12-06T10:00:09.000Z"))).toBe(false); // stale
+  expect(await applyStatus(clients.redis, event(id, "INGESTED", "2026-12-06T10:00:09.000Z"))).toBe(false); // stale
   expect(await scoreOf(id)).toBe(Date.parse("2026-12-06T10:00:02.000Z"));
 
-  expect(await applyStatus(redis, event(id, "SUCCEEDED", "2026-12-06T10:00:03.000Z"))).toBe(true);
+  expect(await applyStatus(clients.redis, event(id, "SUCCEEDED", "2026-12-06T10:00:03.000Z"))).toBe(true);
   expect(await scoreOf(id)).toBeUndefined();
   // A new generation (a replay) is unfinished again.
-  expect(await applyStatus(redis, event(id, "PENDING", "2026-12-06T11:00:00.000Z", 1))).toBe(true);
+  expect(await applyStatus(clients.redis, event(id, "PENDING", "2026-12-06T11:00:00.000Z", 1))).toBe(true);
   expect(await scoreOf(id)).toBe(Date.parse("2026-12-06T11:00:00.000Z"));
-  await forgetUnfinished(redis, [id]);
+  await forgetUnfinished(clients.redis, [id]);
   expect(await scoreOf(id)).toBeUndefined();
 });
 
 test("a delayed task's clock starts at its release time when the caller gives it", async () => {
   const id = crypto.randomUUID();
   const releaseMs = Date.parse("2026-12-07T00:00:00.000Z");
-  await applyStatus(redis, event(id, "PENDING", "2026-12-06T10:00:00.000Z"), undefined, {
+  await applyStatus(clients.redis, event(id, "PENDING", "2026-12-06T10:00:00.000Z"), undefined, {
     stallClockFromMs: releaseMs,
   });
   expect(await scoreOf(id)).toBe(releaseMs);
@@ -65,10 +59,10 @@ test("unfinishedBefore: the count and the longest unmoved first; trimUnfinished 
   const base = Date.parse("2000-01-01T00:00:00.000Z"); // before every other test's entries
   const ids = [0, 1, 2, 3].map(() => crypto.randomUUID());
   for (const [i, id] of ids.entries()) {
-    await applyStatus(redis, event(id, "SCHEDULED", new Date(base + (3 - i) * 1000).toISOString()));
+    await applyStatus(clients.redis, event(id, "SCHEDULED", new Date(base + (3 - i) * 1000).toISOString()));
   }
-  expect(await unfinishedBefore(redis, base + 2000, 2)).toEqual({ total: 3, taskIds: [ids[3], ids[2]] });
-  expect(await trimUnfinished(redis, base + 2000)).toBe(2);
-  expect(await unfinishedBefore(redis, base + 3000, 10)).toEqual({ total: 2, taskIds: [ids[1], ids[0]] });
-  await forgetUnfinished(redis, ids);
+  expect(await unfinishedBefore(clients.redis, base + 2000, 2)).toEqual({ total: 3, taskIds: [ids[3], ids[2]] });
+  expect(await trimUnfinished(clients.redis, base + 2000)).toBe(2);
+  expect(await unfinishedBefore(clients.redis, base + 3000, 10)).toEqual({ total: 2, taskIds: [ids[1], ids[0]] });
+  await forgetUnfinished(clients.redis, ids);
 });
