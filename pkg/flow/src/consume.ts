@@ -183,7 +183,6 @@ export class AttemptsExhaustedError extends Error {
 const OUTAGE_FIRST_PAUSE_MS = 100;
 const OUTAGE_MAX_PAUSE_MS = 2_000;
 
-/** Delay before the redelivery that follows failed delivery number `attempt` (1-based). */
 /**
  * The delivered message's storedMessageId. Its stored time is read to the ms from the ack subject's nanoseconds as
  * text: nats.js's `timestampNanos` is a float that can round up into the next ms, and the deadletter service derives
@@ -204,6 +203,7 @@ function storedAtMsOf(msg: DeliveredMessage): number {
   return Math.floor(msg.info.timestampNanos / 1e6);
 }
 
+/** Delay before the redelivery that follows failed delivery number `attempt` (1-based). */
 export function retryDelayFor(attempt: number, delays: readonly number[]): number {
   if (delays.length === 0) return 0;
   return delays[Math.min(Math.max(attempt, 1), delays.length) - 1] as number;
