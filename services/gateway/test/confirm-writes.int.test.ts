@@ -13,14 +13,11 @@ import { Redis } from "ioredis";
 import { connect, type NatsConnection } from "nats";
 import { afterAll, beforeAll, expect, test } from "vitest";
 import { writesState } from "../src/confirm-writes.js";
-import { rejection, streamMessagesOf, useGateway } from "./helpers.js";
+import { rejection, startGateway, streamMessagesOf, useGateway } from "./helpers.js";
 
 const infra = useInfra();
-const g = useGateway(infra, {
-  REDIS_WAIT_REPLICAS: "1",
-  REDIS_WAIT_TIMEOUT_MS: "1000",
-  GATEWAY_REQUEUE_AFTER_MS: "500",
-});
+const WAITING = { REDIS_WAIT_REPLICAS: "1", REDIS_WAIT_TIMEOUT_MS: "1000" };
+const g = useGateway(infra, WAITING);
 let replica: RedisServer;
 let primary: Redis;
 let onReplica: Redis;
@@ -117,6 +114,13 @@ test("a requeue not held by the replica queues nothing; the sweeper queues the g
   } finally {
     await replica.start();
   }
-  await waitFor("the sweeper to queue generation 1", async () => (await queuedIds()).length === 2);
-  expect(await queuedIds()).toEqual([`${taskId}:ingest:0`, `${taskId}:ingest:1`]);
+  // A replica whose sweeper runs every 1/6 s (not the file's gateway: its sweeps would send WAITs of their own into
+  // the other tests' counts).
+  const sweeping = await startGateway(infra, { ...WAITING, GATEWAY_REQUEUE_AFTER_MS: "500" });
+  try {
+    await waitFor("the sweeper to queue generation 1", async () => (await queuedIds()).length === 2);
+    expect(await queuedIds()).toEqual([`${taskId}:ingest:0`, `${taskId}:ingest:1`]);
+  } finally {
+    await sweeping.stop();
+  }
 });
