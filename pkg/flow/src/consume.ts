@@ -65,7 +65,7 @@ export interface DeliveryContext {
   lastAttempt: boolean;
   streamSequence: number;
   /** The message's id across stream incarnations (storedMessageId): what dead letters and redelivery markers use. */
-  messageId: string;
+  readonly messageId: string;
   /** The task the message is about, when it names one (for logs). */
   taskId: string | undefined;
   /** How many times this delivery was deferred (a RateLimitedError) and taken up again: > 0 means its attempt had
@@ -284,7 +284,10 @@ export class DeliveryProcessor<S extends Subject> {
         // The server's own limit counts deliveries: its last one is the last whatever the attempt.
         lastAttempt: attempt >= maxAttempts || msg.info.deliveryCount >= serverMaxDeliver(settings),
         streamSequence: msg.info.streamSequence,
-        messageId: messageIdOf(msg, subject),
+        // Parsed from the ack subject only when read: the audit service and dead letters need it, most stages not.
+        get messageId() {
+          return messageIdOf(msg, subject);
+        },
         taskId: taskId || undefined,
         deferrals: deferred?.count ?? 0,
         deferredMs: deferred ? receivedAt - deferred.since : 0,
@@ -489,13 +492,16 @@ export class DeliveryProcessor<S extends Subject> {
   }
 
   #bareContext(msg: JsMsg): DeliveryContext {
+    const { subject } = this.#options;
     return {
-      subject: this.#options.subject,
+      subject,
       attempt: msg.info.deliveryCount,
       maxDeliver: this.#options.settings.maxDeliver,
       lastAttempt: msg.info.deliveryCount >= serverMaxDeliver(this.#options.settings),
       streamSequence: msg.info.streamSequence,
-      messageId: messageIdOf(msg, this.#options.subject),
+      get messageId() {
+        return messageIdOf(msg, subject);
+      },
       taskId: undefined,
       deferrals: 0,
       deferredMs: 0,

@@ -51,9 +51,14 @@ export const DEFAULT_SCAN_LIMIT = 10_000;
  * release time when that is later (it waits by design until then). NaN when the status has no valid time.
  */
 export function stalledSinceMs(task: TaskRecord, status: StoredStatus): number {
-  const changedMs = Date.parse(status.updatedAt);
-  if (status.state !== "PENDING" || !task.runAt) return changedMs;
-  return Math.max(Date.parse(task.runAt) || changedMs, changedMs);
+  return stallClockMs(status.state, status.updatedAt, task.runAt);
+}
+
+/** stalledSinceMs from the fields it reads: the status's state and time of change, and the task's runAt if any. */
+export function stallClockMs(state: string, updatedAt: string, runAt: string | undefined): number {
+  const changedMs = Date.parse(updatedAt);
+  if (state !== "PENDING" || !runAt) return changedMs;
+  return Math.max(Date.parse(runAt) || changedMs, changedMs);
 }
 
 export function matchesFilter(entry: IndexedTask, filter: TaskFilter): boolean {

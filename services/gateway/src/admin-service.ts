@@ -72,7 +72,7 @@ import { redisCaller } from "./redis-call.js";
 import { type ReplayOutcome, replayDeadLetter } from "./replay.js";
 import { type RequeueOutcome, requeueStalledTask } from "./requeue-stalled.js";
 import { scheduleHandlers } from "./schedules.js";
-import { countStalledTasks } from "./stalled-tasks.js";
+import { countStalledTasks, type StalledOptions } from "./stalled-tasks.js";
 import { typeLimitHandlers } from "./type-limits.js";
 import { parseTaskId } from "./validation.js";
 import { listWorkersResponse, setQuiet } from "./workers.js";
@@ -87,8 +87,6 @@ const SCAN_LIMIT = 10_000;
 const ADMIN_REDIS_TIMEOUT_MS = 30_000;
 /** A delayed task still waiting this long after its time is overdue: no gateway is releasing it. */
 const DELAYED_OVERDUE_MS = 60_000;
-/** GATEWAY_STALLED_AFTER_SECONDS's default, for handlers built without the option (tests). */
-const DEFAULT_STALLED_AFTER_MS = 600_000;
 
 export interface AdminServiceOptions {
   /** GATEWAY_REQUEUE_AFTER_MS: an unqueued submission older than this is overdue (the sweeper's). */
@@ -101,7 +99,7 @@ export interface AdminServiceOptions {
    *  itself only while there is none (the console asks for stats every 2 s). */
   redisInfo?: () => RedisServerInfo | undefined;
   /** GATEWAY_STALLED_AFTER_SECONDS and the retention (ms), for GetQueueStats's stalled tasks (stalled-tasks.ts). */
-  stalled?: { afterMs: number; retentionMs: number };
+  stalled: StalledOptions;
 }
 
 export function adminServiceHandlers(
@@ -196,12 +194,8 @@ export function adminServiceHandlers(
         options.redisInfo?.() ?? readRedisServerInfo(rt.redis).catch(() => undefined),
       ]);
       // Against the consumers just read: a task is stalled only if its stage's queue holds nothing older.
-      const stalledAfterMs = options.stalled?.afterMs ?? DEFAULT_STALLED_AFTER_MS;
       const stalled = await redis("counting stalled tasks", () =>
-        countStalledTasks(rt, consumers, {
-          afterMs: stalledAfterMs,
-          retentionMs: options.stalled?.retentionMs ?? rt.config.TASK_RETENTION_SECONDS * 1000,
-        }),
+        countStalledTasks(rt, () => Promise.resolve(consumers), options.stalled),
       );
       return {
         consumers: consumers.map((c) => ({
@@ -231,7 +225,7 @@ export function adminServiceHandlers(
         delayedOverdue: BigInt(delayed.overdue),
         stalledTasks: BigInt(stalled.stalled),
         stalledTasksExaminedAll: stalled.examinedAll,
-        stalledAfterSeconds: Math.round(stalledAfterMs / 1000),
+        stalledAfterSeconds: Math.round(options.stalled.afterMs / 1000),
         ...(server && {
           redis: {
             usedMemoryBytes: BigInt(server.usedMemoryBytes),

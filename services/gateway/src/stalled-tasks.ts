@@ -16,7 +16,7 @@
  */
 import { type Priority, Subjects, type TaskState, workerSubject } from "@tm/flow";
 import type { Runtime } from "@tm/kit";
-import { forgetUnfinished, Keys, trimUnfinished, unfinishedBefore } from "@tm/store";
+import { forgetUnfinished, Keys, stallClockMs, trimUnfinished, unfinishedBefore } from "@tm/store";
 import type { Redis } from "ioredis";
 import type { ConsumerSnapshot, QueueStats } from "./queue-stats.js";
 import { everyInterval } from "./rounds.js";
@@ -97,19 +97,27 @@ async function readCandidates(redis: Redis, taskIds: readonly string[]): Promise
   });
 }
 
+/** GATEWAY_STALLED_AFTER_SECONDS and the task retention, in ms. */
+export interface StalledOptions {
+  afterMs: number;
+  retentionMs: number;
+}
+
 /**
- * Counts the stalled tasks now, against the consumers' state in `consumers` (QueueStats.read). Also tidies the index:
- * entries of tasks that expired unfinished (past the retention) or whose records are gone are removed.
+ * Counts the stalled tasks now, against the consumers' state (QueueStats.read), which is asked for only when some task
+ * is a candidate: usually none is, and a count is then two Redis commands. Also tidies the index: entries of tasks
+ * that expired unfinished (past the retention) or whose records are gone are removed.
  */
 export async function countStalledTasks(
   rt: Pick<Runtime, "redis">,
-  consumers: readonly ConsumerSnapshot[],
-  { afterMs, retentionMs, nowMs = Date.now() }: { afterMs: number; retentionMs: number; nowMs?: number },
+  consumers: () => Promise<readonly ConsumerSnapshot[]>,
+  { afterMs, retentionMs }: StalledOptions,
+  nowMs = Date.now(),
 ): Promise<StalledCount> {
   await trimUnfinished(rt.redis, nowMs - retentionMs);
   const { total, taskIds } = await unfinishedBefore(rt.redis, nowMs - afterMs, EXAMINED_MAX);
   if (total === 0) return { stalled: 0, examinedAll: true };
-  const oldestWaiting = oldestWaitingBySubject(consumers);
+  const oldestWaiting = oldestWaitingBySubject(await consumers());
   const gone: string[] = [];
   let stalled = 0;
   for (const candidate of await readCandidates(rt.redis, taskIds)) {
@@ -123,10 +131,8 @@ export async function countStalledTasks(
       gone.push(candidate.taskId);
       continue;
     }
-    // A delayed task still PENDING waits by design until its release time (as stalledSinceMs in @tm/store).
-    const changedMs = Date.parse(updatedAt);
-    const releaseMs = state === "PENDING" && candidate.runAt ? Date.parse(candidate.runAt) : Number.NaN;
-    const clockMs = Number.isFinite(releaseMs) ? Math.max(releaseMs, changedMs) : changedMs;
+    // A delayed task still PENDING waits by design until its release time.
+    const clockMs = stallClockMs(state, updatedAt, candidate.runAt);
     if (!Number.isFinite(clockMs)) continue;
     if (isStalled(nowMs - clockMs, afterMs, oldestWaiting.get(subject) ?? 0)) stalled += 1;
   }
@@ -147,13 +153,13 @@ export interface StalledGauge {
 export function startStalledGauge(
   rt: Runtime,
   queueStats: QueueStats,
-  options: { afterMs: number; retentionMs: number },
+  options: StalledOptions,
   intervalMs = STALLED_SAMPLE_INTERVAL_MS,
 ): StalledGauge {
   let latest: StalledCount | undefined;
   const count = async () => {
     try {
-      latest = await countStalledTasks(rt, await queueStats.read(), options);
+      latest = await countStalledTasks(rt, () => queueStats.read(), options);
     } catch (error) {
       latest = undefined;
       throw error;
