@@ -8,12 +8,14 @@
 import { create } from "@bufbuild/protobuf";
 import { DurationSchema, timestampDate } from "@bufbuild/protobuf/wkt";
 import { provisionConsumer, Subjects } from "@tm/flow";
+import { loadConfig } from "@tm/kit";
 import { TaskState } from "@tm/proto";
 import { Keys } from "@tm/store";
 import { useInfra, waitFor } from "@tm/testkit";
 import { Redis } from "ioredis";
 import { connect, type NatsConnection } from "nats";
 import { afterAll, beforeAll, expect, test } from "vitest";
+import { gateway } from "../src/service.js";
 import { storedMessagesOf, useGateway } from "./helpers.js";
 
 const infra = useInfra();
@@ -78,4 +80,11 @@ test("waiting in the queue is not stalled; lost messages are, until a requeue or
   const { outcomes } = await g.admin.requeueTasks({ taskIds: [a.taskId], stalledForSeconds: 1 });
   expect(outcomes[0]?.generation).toBe(1);
   expect((await stalled()).count).toBe(0);
+});
+
+test("GATEWAY_STALLED_AFTER_SECONDS defaults to 600 s, and a bad value names the variable", () => {
+  const shape = gateway.config ?? {};
+  expect(loadConfig(shape, {}).GATEWAY_STALLED_AFTER_SECONDS).toBe(600);
+  expect(() => loadConfig(shape, { GATEWAY_STALLED_AFTER_SECONDS: "0" })).toThrow("GATEWAY_STALLED_AFTER_SECONDS");
+  expect(() => loadConfig(shape, { GATEWAY_STALLED_AFTER_SECONDS: "ten" })).toThrow("GATEWAY_STALLED_AFTER_SECONDS");
 });
