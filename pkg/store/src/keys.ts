@@ -2,6 +2,8 @@
  * The Redis keys of the contract, and the bounds that keep each one from growing without limit.
  *
  *   task:<id>           hash: the task as submitted            TTL taskTtlSeconds
+ *                       (plus `generation`, bumped by each replay or requeue, and `autoRequeues`, the gateway's own
+ *                       requeues of it as stalled)
  *   task_status:<id>    hash: the latest status; also the pub/sub channel of its updates   TTL taskTtlSeconds
  *   task_result:<id>    string: the stored result (JSON)        TTL taskTtlSeconds
  *   task_history:<id>   list: the task's audit events           TTL taskTtlSeconds, at most HISTORY_MAX

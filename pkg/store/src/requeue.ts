@@ -7,15 +7,24 @@ import { Keys } from "./keys.js";
 import { luaScript } from "./script.js";
 
 // KEYS: task:<id>, task_status:<id>, task_cancel:<id>, tasks_unqueued; ARGV: the requeue's time (ms), the task id,
-// the generation and the status version the decision was made on, and "1" to clear the cancel marker instead of
-// refusing for it. Returns the new generation, -1 when the task record has expired, -2 when its generation or status
-// changed meanwhile (the task moved, or another requeue or a replay came first), -3 when a cancellation has been
-// requested.
+// the generation and the status version the decision was made on, "1" to clear the cancel marker instead of
+// refusing for it, and the limit of automatic requeues ("0": an operator's requeue, not counted). Returns the new
+// generation, -1 when the task record has expired, -2 when its generation or status changed meanwhile (the task
+// moved, or another requeue or a replay came first) or a generation of it is still being queued (it is in
+// tasks_unqueued: the status of a generation just claimed is written after the claim, so without this a second
+// requeue reading in between would pass both checks), -3 when a cancellation has been requested, -4 when an
+// automatic requeue finds the task requeued automatically `limit` times already.
 const CLAIM_REQUEUE = luaScript(`
 if redis.call('EXISTS', KEYS[1]) == 0 then return -1 end
 if tonumber(redis.call('HGET', KEYS[1], 'generation') or '0') ~= tonumber(ARGV[3]) then return -2 end
 if tonumber(redis.call('HGET', KEYS[2], 'version') or '0') ~= tonumber(ARGV[4]) then return -2 end
+if redis.call('ZSCORE', KEYS[4], ARGV[2]) then return -2 end
 if ARGV[5] == '1' then redis.call('DEL', KEYS[3]) elseif redis.call('EXISTS', KEYS[3]) == 1 then return -3 end
+local limit = tonumber(ARGV[6])
+if limit > 0 then
+  if tonumber(redis.call('HGET', KEYS[1], 'autoRequeues') or '0') >= limit then return -4 end
+  redis.call('HINCRBY', KEYS[1], 'autoRequeues', 1)
+end
 local generation = redis.call('HINCRBY', KEYS[1], 'generation', 1)
 redis.call('ZADD', KEYS[4], ARGV[1], ARGV[2])
 return generation
@@ -23,7 +32,22 @@ return generation
 
 export type RequeueClaim =
   | { claimed: true; generation: number }
-  | { claimed: false; reason: "expired" | "moved_on" | "cancelling" };
+  | { claimed: false; reason: "expired" | "moved_on" | "cancelling" | "auto_limit" };
+
+const REFUSALS: Record<number, Exclude<RequeueClaim, { claimed: true }>["reason"]> = {
+  [-1]: "expired",
+  [-2]: "moved_on",
+  [-3]: "cancelling",
+  [-4]: "auto_limit",
+};
+
+export interface RequeueClaimOptions {
+  /** Clear the cancel marker instead of refusing for it (a task the requeue sweeper failed "not queued"). */
+  clearCancelMarker?: boolean;
+  /** An automatic requeue (the gateway's stalled-task round): refused once the task has had this many, counted in
+   *  the task's `autoRequeues`. Unset: an operator's requeue, neither limited nor counted. */
+  autoLimit?: number;
+}
 
 /**
  * Starts the next generation of a task whose status was `expectedVersion` and whose record's generation was
@@ -41,15 +65,18 @@ export async function claimRequeue(
   expectedGeneration: number,
   expectedVersion: number,
   atMs: number,
-  { clearCancelMarker = false }: { clearCancelMarker?: boolean } = {},
+  { clearCancelMarker = false, autoLimit }: RequeueClaimOptions = {},
 ): Promise<RequeueClaim> {
+  if (autoLimit !== undefined && !(Number.isInteger(autoLimit) && autoLimit > 0)) {
+    throw new RangeError(`autoLimit must be a positive integer (got ${autoLimit})`);
+  }
   const reply = Number(
     await CLAIM_REQUEUE.run(
       redis,
       [Keys.task(taskId), Keys.status(taskId), Keys.cancel(taskId), Keys.unqueued],
-      [atMs, taskId, expectedGeneration, expectedVersion, clearCancelMarker ? "1" : "0"],
+      [atMs, taskId, expectedGeneration, expectedVersion, clearCancelMarker ? "1" : "0", autoLimit ?? 0],
     ),
   );
   if (reply > 0) return { claimed: true, generation: reply };
-  return { claimed: false, reason: reply === -1 ? "expired" : reply === -3 ? "cancelling" : "moved_on" };
+  return { claimed: false, reason: REFUSALS[reply] ?? "moved_on" };
 }

@@ -25,6 +25,8 @@ export interface TaskRecord {
   retryBackoff?: RetryBackoff;
   /** Not run if no attempt has started this long after it was due (ms), when the submission set it. */
   expiresAfterMs?: number;
+  /** How many times the gateway requeued it on its own as stalled (claimRequeue's `autoLimit`), when it did. */
+  autoRequeues?: number;
 }
 
 // The task record with its TTL, and its entry in the listing index, which is trimmed of tasks whose records have
@@ -120,6 +122,7 @@ export function parseTaskHash(hash: Record<string, string>): TaskRecord | undefi
     ...(positive(hash.maxAttempts) ? { maxAttempts: Number(hash.maxAttempts) } : {}),
     ...retryBackoffField(hash.retryBackoff),
     ...(positive(hash.expiresAfterMs) ? { expiresAfterMs: Number(hash.expiresAfterMs) } : {}),
+    ...(positive(hash.autoRequeues) ? { autoRequeues: Number(hash.autoRequeues) } : {}),
   };
 }
 

@@ -100,3 +100,36 @@ test("a task whose record expired is not requeued and no record is made up", asy
   expect(await clients.redis.exists(Keys.task(TASK_ID))).toBe(0);
   expect(await clients.redis.zscore(Keys.unqueued, TASK_ID)).toBeNull();
 });
+
+test("a task with a generation still being queued (in tasks_unqueued) is left alone: a second requeue reading between another's claim and its PENDING cannot start one more", async () => {
+  await setUp();
+  // The first requeue's claim: generation 1, entered in tasks_unqueued; its PENDING (a new status version) not yet written.
+  expect(await claimRequeue(clients.redis, TASK_ID, 0, VERSION, Date.now())).toEqual({ claimed: true, generation: 1 });
+  // A second requeue that read the task after that claim sees generation 1 and the old status version.
+  expect(await claimRequeue(clients.redis, TASK_ID, 1, VERSION, Date.now())).toEqual({
+    claimed: false,
+    reason: "moved_on",
+  });
+  expect((await readTask(clients.redis, TASK_ID))?.generation).toBe(1);
+});
+
+test("automatic requeues are counted on the task and refused past their limit; an operator's are neither", async () => {
+  await setUp();
+  const requeueAt = async (generation: number, autoLimit?: number) => {
+    const claim = await claimRequeue(clients.redis, TASK_ID, generation, VERSION, Date.now(), {
+      ...(autoLimit === undefined ? {} : { autoLimit }),
+    });
+    await clients.redis.zrem(Keys.unqueued, TASK_ID); // queued: its PubAck seen
+    return claim;
+  };
+  expect(await requeueAt(0, 2)).toEqual({ claimed: true, generation: 1 });
+  expect(await requeueAt(1, 2)).toEqual({ claimed: true, generation: 2 });
+  expect(await requeueAt(2, 2)).toEqual({ claimed: false, reason: "auto_limit" });
+  expect(await readTask(clients.redis, TASK_ID)).toMatchObject({ generation: 2, autoRequeues: 2 });
+  // An operator may still requeue it, and that is not counted against the limit.
+  expect(await requeueAt(2)).toEqual({ claimed: true, generation: 3 });
+  expect(await readTask(clients.redis, TASK_ID)).toMatchObject({ generation: 3, autoRequeues: 2 });
+  await expect(claimRequeue(clients.redis, TASK_ID, 3, VERSION, Date.now(), { autoLimit: 0 })).rejects.toThrow(
+    "autoLimit must be a positive integer",
+  );
+});
