@@ -2,12 +2,14 @@
  * Fault: nats-server comes back without its store (a lost volume, a node replaced with empty storage): every stream
  * and durable consumer is gone while the services stay connected. Each stage notices at its next empty pull that its
  * durable or stream is missing and creates them again, so tasks submitted afterwards flow end to end without
- * restarting anything. Messages that were in the lost store are gone with it: tasks waiting in a paused queue then
- * (not stalled while their messages waited) are counted as stalled afterwards (GetQueueStats, GATEWAY_STALLED_AFTER_
- * SECONDS=1 here), and a requeue sends them through to SUCCEEDED, as docs/OPERATIONS.md tells operators to.
+ * restarting anything. Messages that were in the lost store are gone with it: tasks waiting in tasks.schedule then
+ * (the scheduler stopped; not stalled while their messages waited) are found stalled afterwards
+ * (GATEWAY_STALLED_AFTER_SECONDS=8 here, above the notifier's lag while it creates its durable again), and the
+ * gateway requeues them on its own: they run through to SUCCEEDED, once each, with no operator.
  */
 import { rmSync } from "node:fs";
-import { type AdminClient, createAdminClient, Priority, RequeueResult, TaskState } from "@tm/proto";
+import { type AdminClient, createAdminClient, TaskState } from "@tm/proto";
+import { Keys } from "@tm/store";
 import { waitFor } from "@tm/testkit";
 import { afterAll, beforeAll, expect, test } from "vitest";
 import { type Pipeline, startPipeline } from "../support/pipeline.js";
@@ -21,9 +23,12 @@ import {
 
 let pipeline: Pipeline;
 let admin: AdminClient;
+const STALLED_AFTER_S = 8;
 
 beforeAll(async () => {
-  pipeline = await startPipeline({ perService: { gateway: { GATEWAY_STALLED_AFTER_SECONDS: "1" } } });
+  pipeline = await startPipeline({
+    perService: { gateway: { GATEWAY_STALLED_AFTER_SECONDS: String(STALLED_AFTER_S) } },
+  });
   admin = createAdminClient({ baseUrl: pipeline.gatewayUrl });
 }, 90_000);
 
@@ -39,31 +44,29 @@ test("after nats-server lost its store, the services create their streams and co
     async () => (await pipeline.client.getTask({ taskId: before.taskId })).task?.status?.state === TaskState.SUCCEEDED,
   );
 
-  // Tasks waiting in a paused queue: SCHEDULED, their messages in the store. Not stalled while they wait there.
-  await admin.pauseQueue({ priority: Priority.LOW });
-  const worker = pipeline.services.get("worker")!;
-  await waitFor("the worker to apply the pause", async () => {
-    const text = await (await fetch(`http://127.0.0.1:${worker.opsPort}/metrics`)).text();
-    return /^tm_worker_queue_paused\{[^}]*priority="low"[^}]*\} 1/m.test(text);
-  });
+  // Tasks waiting in tasks.schedule, INGESTED: with the scheduler stopped, their messages are only in the store (a
+  // paused worker queue would not do: the worker's pull in progress may already hold them). Not stalled while they
+  // wait there.
+  await pipeline.services.get("scheduler")!.process.stop();
   const waiting = await Promise.all(
-    [1, 2, 3, 4, 5].map(
-      async (n) => (await pipeline.client.submitTask({ type: "echo", priority: Priority.LOW, payload: { n } })).taskId,
-    ),
+    [1, 2, 3, 4, 5].map(async (n) => (await pipeline.client.submitTask({ type: "echo", payload: { n } })).taskId),
   );
   const states = async (ids: string[]) =>
     Promise.all(ids.map(async (taskId) => (await pipeline.client.getTask({ taskId })).task?.status?.state));
-  await waitFor("the paused tasks SCHEDULED", async () =>
-    (await states(waiting)).every((state) => state === TaskState.SCHEDULED),
+  await waitFor("the waiting tasks INGESTED", async () =>
+    (await states(waiting)).every((state) => state === TaskState.INGESTED),
   );
-  const scheduledAt = Date.now();
-  await waitFor("the stall threshold to pass", () => Date.now() - scheduledAt > 1_500);
+  const ingestedAt = Date.now();
+  await waitFor("the stall threshold to pass", () => Date.now() - ingestedAt > STALLED_AFTER_S * 1_000 + 500, {
+    timeoutMs: STALLED_AFTER_S * 1_000 + 5_000,
+  });
   expect(await stalledCount()).toBe(0);
 
   await pipeline.nats.stop();
   rmSync(pipeline.nats.storeDir, { recursive: true, force: true });
   const restartedAt = Date.now();
   await pipeline.nats.start();
+  await pipeline.spawn("scheduler");
 
   // Submissions retried (same idempotency key) while the gateway answers UNAVAILABLE: no stream takes them yet.
   const load = steadyLoad(pipeline.client, 30, 50);
@@ -80,13 +83,19 @@ test("after nats-server lost its store, the services create their streams and co
     await nc.close();
   }
 
-  // The paused tasks' messages went with the store: counted as stalled, requeued, and run to SUCCEEDED, once each.
-  await admin.resumeQueue({ priority: Priority.LOW });
-  await waitFor("the lost tasks counted as stalled", async () => (await stalledCount()) === waiting.length);
-  const { outcomes } = await admin.requeueTasks({ taskIds: waiting, stalledForSeconds: 1 });
-  expect(outcomes.map((o) => o.result)).toEqual(waiting.map(() => RequeueResult.REQUEUED));
+  // The waiting tasks' messages went with the store: found stalled by the gateway (every 15 s), requeued by it as
+  // generation 1, and run to SUCCEEDED, once each.
   expect(await waitAllTerminal(pipeline.redisClient, waiting, 60_000)).toEqual([]);
   expect(new Set(await states(waiting))).toEqual(new Set([TaskState.SUCCEEDED]));
+  for (const taskId of waiting) {
+    expect(await pipeline.redisClient.hmget(Keys.task(taskId), "generation", "autoRequeues")).toEqual(["1", "1"]);
+  }
+  await waitFor("the automatic requeues audited", async () => {
+    const histories = await Promise.all(waiting.map((taskId) => admin.getTaskHistory({ taskId })));
+    return histories.every(({ events }) =>
+      events.some((e) => e.action === "requeued_stalled" && e.detail?.automatic === true),
+    );
+  });
   expect(await stalledCount()).toBe(0);
   const check = await connectTo(pipeline.nats.url);
   try {

@@ -166,7 +166,16 @@ export const METRIC_CATALOGUE: readonly MetricDefinition[] = [
     services: ["gateway"],
     help:
       "Unfinished tasks whose status has not changed for GATEWAY_STALLED_AFTER_SECONDS while their stage's queue " +
-      "holds nothing older: their message is lost, and only a requeue moves them on",
+      "holds nothing older (their message is lost), left after the gateway's own requeues: an operator's to look at",
+  },
+  {
+    name: "tm_tasks_stalled_requeued_total",
+    kind: "counter",
+    labels: ["state"],
+    services: ["gateway"],
+    help:
+      "Stalled tasks the gateway requeued on its own (GATEWAY_STALLED_REQUEUE_LIMIT), by the state they were stalled " +
+      "in: each is a task whose queued message was lost",
   },
   {
     name: "tm_redis_replicas_online",

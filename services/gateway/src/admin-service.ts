@@ -419,7 +419,7 @@ export function adminServiceHandlers(
       const { taskIds, stalledForMs } = parseRequeueRequest(request.taskIds, request.stalledForSeconds);
       const outcomes = await handleUntilUnavailable(
         taskIds,
-        (taskId) => requeueStalledTask(rt, taskId, stalledForMs, callerOf(ctx)),
+        (taskId) => requeueStalledTask(rt, taskId, stalledForMs, { caller: callerOf(ctx) }),
         {
           unavailable: (taskId, reason): RequeueOutcome => ({ taskId, result: "unavailable", reason }),
           nameOf: (taskId) => `task ${taskId}`,

@@ -30,12 +30,19 @@ export type RequeueOutcome =
   /** Redis or NATS did not answer before the generation started (given by the admin call, batch-outcomes.ts). */
   | { taskId: string; result: "unavailable"; reason: string };
 
-/** `caller` is the authenticated operator (undefined with GATEWAY_AUTH_MODE=none); the audit event names them. */
+export interface RequeueBy {
+  /** The authenticated operator (undefined with GATEWAY_AUTH_MODE=none); the audit event names them. */
+  caller?: string;
+  /** The gateway's own requeue of a task it counted stalled (stalled-tasks.ts), at most this many times per task:
+   *  audited with `automatic: true`. */
+  autoLimit?: number;
+}
+
 export async function requeueStalledTask(
   rt: Runtime,
   taskId: string,
   stalledForMs: number,
-  caller?: string,
+  { caller, autoLimit }: RequeueBy = {},
 ): Promise<RequeueOutcome> {
   const [task, status] = await dependency("Redis", "reading the task", () =>
     Promise.all([readTask(rt.redis, taskId), readStatus(rt.redis, taskId)]),
@@ -76,15 +83,14 @@ export async function requeueStalledTask(
   }
 
   const claim = await dependency("Redis", "starting the task's new generation", () =>
-    claimRequeue(rt.redis, taskId, task.generation, status.version, now, { clearCancelMarker: neverQueued }),
+    claimRequeue(rt.redis, taskId, task.generation, status.version, now, {
+      clearCancelMarker: neverQueued,
+      ...(autoLimit === undefined ? {} : { autoLimit }),
+    }),
   );
   if (!claim.claimed) {
     if (claim.reason === "expired") return { taskId, result: "not_found", reason: "the task expired meanwhile" };
-    return refuse(
-      claim.reason === "cancelling"
-        ? "a cancellation of the task has been requested"
-        : "the task moved meanwhile (its status or generation changed)",
-    );
+    return refuse(CLAIM_REFUSALS[claim.reason]);
   }
   const { generation } = claim;
   const audit = {
@@ -96,6 +102,7 @@ export async function requeueStalledTask(
       previousState,
       unchangedMs,
       ...(caller === undefined ? {} : { requeuedBy: caller }),
+      ...(autoLimit === undefined ? {} : { automatic: true }),
     },
     discriminator: generation,
   };
@@ -106,9 +113,18 @@ export async function requeueStalledTask(
     if (!isGenerationNotQueued(error)) throw error;
     return { taskId, result: "requeued", generation, previousState, queuePending: error.rawMessage };
   }
-  rt.log.info({ taskId, generation, previousState, unchangedMs }, "stalled task requeued");
+  rt.log.info(
+    { taskId, generation, previousState, unchangedMs, automatic: autoLimit !== undefined },
+    "stalled task requeued",
+  );
   return { taskId, result: "requeued", generation, previousState };
 }
+
+const CLAIM_REFUSALS = {
+  cancelling: "a cancellation of the task has been requested",
+  moved_on: "the task moved meanwhile (its status or generation changed, or a generation of it is being queued)",
+  auto_limit: "the gateway has requeued it automatically as often as GATEWAY_STALLED_REQUEUE_LIMIT allows",
+} as const;
 
 function formatSeconds(ms: number): string {
   return `${Math.max(0, Math.floor(ms / 1_000))} s`;

@@ -7,7 +7,7 @@ import type { DescMethod } from "@bufbuild/protobuf";
 import { Code, ConnectError } from "@connectrpc/connect";
 import { consoleAssetsDir } from "@tm/console";
 import { ADVISORY_STREAM, KNOWN_TASK_TYPES, STREAMS } from "@tm/flow";
-import { connectRedis, defineService, type Logger, port, positiveInt, redisTargetOf } from "@tm/kit";
+import { connectRedis, defineService, type Logger, nonNegativeInt, port, positiveInt, redisTargetOf } from "@tm/kit";
 import {
   AdminService,
   addService,
@@ -58,6 +58,9 @@ export const gateway = defineService({
     /** How long an unfinished task's status may stay unchanged, with nothing older waiting in its stage's queue,
      *  before it counts as stalled (src/stalled-tasks.ts: tm_tasks_stalled, GetQueueStats). */
     GATEWAY_STALLED_AFTER_SECONDS: positiveInt.default(600),
+    /** How many times the gateway requeues one stalled task on its own (src/stalled-tasks.ts); past that the task
+     *  stays counted (alert TasksStalled) for an operator. 0: never, only count. */
+    GATEWAY_STALLED_REQUEUE_LIMIT: nonNegativeInt.max(100, { message: "must be at most 100" }).default(3),
     /** How far ahead a task may be delayed (SubmitTaskRequest.run_at / delay). At most three days, so that a delayed
      *  task is still listed (the task index keeps seven days from submission) for days after it ran. */
     GATEWAY_MAX_DELAY_SECONDS: positiveInt
@@ -128,7 +131,10 @@ export const gateway = defineService({
       afterMs: rt.config.GATEWAY_STALLED_AFTER_SECONDS * 1000,
       retentionMs: rt.config.TASK_RETENTION_SECONDS * 1000,
     };
-    const stalledGauge = startStalledGauge(rt, queueStats, stalled);
+    const stalledGauge = startStalledGauge(rt, queueStats, {
+      ...stalled,
+      requeueLimit: rt.config.GATEWAY_STALLED_REQUEUE_LIMIT,
+    });
     rt.onStop("stalled-task gauge", () => stalledGauge.stop());
     const adminHandlers = guard.protect(
       AdminService,

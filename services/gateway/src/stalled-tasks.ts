@@ -1,15 +1,22 @@
 /**
  * Stalled tasks: unfinished tasks that nothing will move on. A task's message can be lost with the stream that held
  * it (a full stream discards its oldest messages, nats-server came back without its store, a stream restored from
- * an older backup); its status then stays where it was, and only an operator's requeue (requeue-stalled.ts) moves
- * it again. This finds them, for the `tm_tasks_stalled` gauge (alert TasksStalled) and GetQueueStats.
+ * an older backup); its status then stays where it was, and only a requeue (requeue-stalled.ts) moves it again. This
+ * finds them, for the `tm_tasks_stalled` gauge (alert TasksStalled) and GetQueueStats, and requeues them: each gateway
+ * replica counts every STALLED_SAMPLE_INTERVAL_MS and requeues what it found, at most GATEWAY_STALLED_REQUEUE_LIMIT
+ * times per task (then the task stays counted, for an operator: a message lost again and again is a fault to look at,
+ * not to loop on). Of replicas that find one task at once, one requeues it (claimRequeue).
  *
  * A task counts when its status has not changed for GATEWAY_STALLED_AFTER_SECONDS (a delayed task's clock starts at
- * its release time) and its message cannot still be waiting: the queue of its stage (tasks.ingest for PENDING,
+ * its release time; a RUNNING task with its own timeout also waits that timeout and a minute, as its handler may still
+ * be running) and its message cannot still be waiting: the queue of its stage (tasks.ingest for PENDING,
  * tasks.schedule for INGESTED, its priority's worker queue for SCHEDULED and RUNNING) holds nothing older than its
  * last change. A backlog, a paused queue or type, a retry's back-off and a running handler all keep the task's
  * message unacknowledged in that queue, so none of them counts, however long it lasts; a message of the queue
- * stored within QUEUE_CLOCK_MARGIN_MS after the change counts as the task's own (clocks of hosts differ).
+ * stored within QUEUE_CLOCK_MARGIN_MS after the change counts as the task's own (clocks of hosts differ). The
+ * status events' queue (events.status, the notifier's) counts as every task's: while it holds events older than a
+ * task's last change, that task's status may only lag (the notifier down, say, while the stages went on), so it is
+ * not counted, let alone requeued; nor is a task whose result is stored (it finished; its status lags).
  *
  * The candidates come from tasks_unfinished, longest unmoved first (a range read, not a walk over every task), and
  * at most EXAMINED_MAX of them are read per count: past that, the count is a lower bound (`examinedAll` false).
@@ -19,6 +26,7 @@ import type { Runtime } from "@tm/kit";
 import { forgetUnfinished, Keys, stallClockMs, trimUnfinished, unfinishedBefore } from "@tm/store";
 import type { Redis } from "ioredis";
 import type { ConsumerSnapshot, QueueStats } from "./queue-stats.js";
+import { requeueStalledTask } from "./requeue-stalled.js";
 import { everyInterval } from "./rounds.js";
 
 export const EXAMINED_MAX = 1_000;
@@ -30,7 +38,18 @@ export interface StalledCount {
   stalled: number;
   /** Whether every candidate was examined (else `stalled` is a lower bound). */
   examinedAll: boolean;
+  /** The stalled tasks found, longest unmoved first, with how often the gateway requeued each on its own. */
+  tasks: StalledTask[];
 }
+
+export interface StalledTask {
+  taskId: string;
+  state: TaskState;
+  autoRequeues: number;
+}
+
+/** The states a task can stall in: those stageSubjectOf has a queue for. */
+export const STALLABLE_STATES = ["PENDING", "INGESTED", "SCHEDULED", "RUNNING"] as const satisfies readonly TaskState[];
 
 /** The subject whose queue holds the message that moves a task on from `state`; undefined for a finished task. */
 export function stageSubjectOf(state: TaskState, priority: Priority): string | undefined {
@@ -56,6 +75,17 @@ export function isStalled(unchangedMs: number, afterMs: number, oldestWaitingAge
   return oldestWaitingAgeMs === 0 || unchangedMs > oldestWaitingAgeMs + QUEUE_CLOCK_MARGIN_MS;
 }
 
+/**
+ * How long a task in `state` must stay unchanged to count: GATEWAY_STALLED_AFTER_SECONDS, or for a RUNNING task with
+ * its own timeout longer than that, the timeout and a minute. Its handler may be running still though its message is
+ * gone (the stream lost under it), and ends, with a status, within its timeout: requeued before, it would run twice.
+ * (The workers' TASK_TIMEOUT_MS is not known here: GATEWAY_STALLED_AFTER_SECONDS must exceed it, docs/OPERATIONS.md.)
+ */
+export function stallThresholdMs(state: TaskState, afterMs: number, taskTimeoutMs: number | undefined): number {
+  if (state !== "RUNNING" || taskTimeoutMs === undefined) return afterMs;
+  return Math.max(afterMs, taskTimeoutMs + QUEUE_CLOCK_MARGIN_MS);
+}
+
 /** The oldest unacknowledged message's age per subject, over the consumers reading it (a subject may have several). */
 export function oldestWaitingBySubject(consumers: readonly ConsumerSnapshot[]): Map<string, number> {
   const oldest = new Map<string, number>();
@@ -71,28 +101,37 @@ interface Candidate {
   updatedAt?: string;
   priority?: string;
   runAt?: string;
+  timeoutMs?: string;
+  autoRequeues?: string;
+  hasResult: boolean;
 }
 
 async function readCandidates(redis: Redis, taskIds: readonly string[]): Promise<Candidate[]> {
   const pipeline = redis.pipeline();
   for (const taskId of taskIds) {
     pipeline.hmget(Keys.status(taskId), "state", "updatedAt");
-    pipeline.hmget(Keys.task(taskId), "priority", "runAt");
+    pipeline.hmget(Keys.task(taskId), "priority", "runAt", "timeoutMs", "autoRequeues");
+    pipeline.exists(Keys.result(taskId));
   }
   const replies = (await pipeline.exec()) ?? [];
   return taskIds.map((taskId, i) => {
-    const [statusError, status] = replies[2 * i] ?? [];
-    const [taskError, task] = replies[2 * i + 1] ?? [];
+    const [statusError, status] = replies[3 * i] ?? [];
+    const [taskError, task] = replies[3 * i + 1] ?? [];
+    const [resultError, hasResult] = replies[3 * i + 2] ?? [];
     if (statusError) throw statusError;
     if (taskError) throw taskError;
+    if (resultError) throw resultError;
     const [state, updatedAt] = (status as (string | null)[]) ?? [];
-    const [priority, runAt] = (task as (string | null)[]) ?? [];
+    const [priority, runAt, timeoutMs, autoRequeues] = (task as (string | null)[]) ?? [];
     return {
       taskId,
       state: state ?? undefined,
       updatedAt: updatedAt ?? undefined,
       priority: priority ?? undefined,
       runAt: runAt ?? undefined,
+      timeoutMs: timeoutMs ?? undefined,
+      autoRequeues: autoRequeues ?? undefined,
+      hasResult: hasResult === 1,
     };
   });
 }
@@ -101,6 +140,12 @@ async function readCandidates(redis: Redis, taskIds: readonly string[]): Promise
 export interface StalledOptions {
   afterMs: number;
   retentionMs: number;
+}
+
+/** Whole milliseconds from a stored number field, or undefined (absent, zero or garbled). */
+function storedMs(text: string | undefined): number | undefined {
+  const value = Number(text);
+  return Number.isInteger(value) && value > 0 ? value : undefined;
 }
 
 /**
@@ -116,10 +161,12 @@ export async function countStalledTasks(
 ): Promise<StalledCount> {
   await trimUnfinished(rt.redis, nowMs - retentionMs);
   const { total, taskIds } = await unfinishedBefore(rt.redis, nowMs - afterMs, EXAMINED_MAX);
-  if (total === 0) return { stalled: 0, examinedAll: true };
+  if (total === 0) return { stalled: 0, examinedAll: true, tasks: [] };
   const oldestWaiting = oldestWaitingBySubject(await consumers());
+  // Status events not applied yet (the notifier behind or down) may be any task's: a status can be that stale.
+  const statusLagMs = oldestWaiting.get(Subjects.status) ?? 0;
   const gone: string[] = [];
-  let stalled = 0;
+  const tasks: StalledTask[] = [];
   for (const candidate of await readCandidates(rt.redis, taskIds)) {
     const { state, updatedAt, priority } = candidate;
     if (!state || !updatedAt || !priority) {
@@ -132,34 +179,109 @@ export async function countStalledTasks(
       continue;
     }
     // A delayed task still PENDING waits by design until its release time.
+    // Its result is stored: it finished, and its status lags (its last events not applied yet, or lost).
+    if (candidate.hasResult) continue;
     const clockMs = stallClockMs(state, updatedAt, candidate.runAt);
     if (!Number.isFinite(clockMs)) continue;
-    if (isStalled(nowMs - clockMs, afterMs, oldestWaiting.get(subject) ?? 0)) stalled += 1;
+    const thresholdMs = stallThresholdMs(state as TaskState, afterMs, storedMs(candidate.timeoutMs));
+    const waitingMs = Math.max(oldestWaiting.get(subject) ?? 0, statusLagMs);
+    if (isStalled(nowMs - clockMs, thresholdMs, waitingMs)) {
+      tasks.push({
+        taskId: candidate.taskId,
+        state: state as TaskState,
+        autoRequeues: storedMs(candidate.autoRequeues) ?? 0,
+      });
+    }
   }
   await forgetUnfinished(rt.redis, gone);
-  return { stalled, examinedAll: total <= taskIds.length };
+  return { stalled: tasks.length, examinedAll: total <= taskIds.length, tasks };
+}
+
+export interface AutoRequeueRound {
+  /** Tasks requeued. */
+  requeued: number;
+  /** Stalled tasks left alone: requeued GATEWAY_STALLED_REQUEUE_LIMIT times already, or moved meanwhile. */
+  skipped: number;
+}
+
+/**
+ * Requeues the stalled tasks a count found (longest unmoved first, one at a time), each unless the gateway has
+ * requeued it `limit` times already. Each is checked again as requeue-stalled.ts checks an operator's (unchanged for
+ * `afterMs`, not moved since): a task that moved since the count is left alone. An outage ends the round; the next
+ * count finds what is left. `onRequeued` is told each requeue's previous state.
+ */
+export async function requeueStalledTasks(
+  rt: Runtime,
+  stalled: readonly StalledTask[],
+  { afterMs, limit }: { afterMs: number; limit: number },
+  onRequeued: (previousState: TaskState) => void = () => undefined,
+): Promise<AutoRequeueRound> {
+  const round: AutoRequeueRound = { requeued: 0, skipped: 0 };
+  for (const task of stalled) {
+    if (task.autoRequeues >= limit) {
+      round.skipped += 1;
+      continue;
+    }
+    const outcome = await requeueStalledTask(rt, task.taskId, afterMs, { autoLimit: limit });
+    if (outcome.result === "requeued") {
+      round.requeued += 1;
+      onRequeued(outcome.previousState);
+      rt.log.warn(
+        { taskId: task.taskId, generation: outcome.generation, previousState: outcome.previousState, automatic: true },
+        "requeued a stalled task: its message was lost",
+      );
+    } else {
+      round.skipped += 1;
+      rt.log.debug({ taskId: task.taskId, outcome }, "stalled task not requeued");
+    }
+  }
+  return round;
 }
 
 export interface StalledGauge {
-  /** The latest count, or undefined while none succeeded lately. */
+  /** The latest count (less what its round requeued), or undefined while none succeeded lately. */
   latest(): StalledCount | undefined;
   stop(): Promise<void>;
 }
 
+/** StalledOptions, and how often the gateway requeues one task on its own (GATEWAY_STALLED_REQUEUE_LIMIT, 0: never). */
+export interface StalledWatchOptions extends StalledOptions {
+  requeueLimit: number;
+}
+
 /**
- * Counts every STALLED_SAMPLE_INTERVAL_MS (one count at a time) and exports `tm_tasks_stalled`, left out while a count
- * fails rather than showing a stale value. Every gateway replica exports the same value: the alert takes the max.
+ * Counts every STALLED_SAMPLE_INTERVAL_MS (one count at a time), requeues what it found (unless `requeueLimit` is 0),
+ * and exports `tm_tasks_stalled`: the tasks left stalled after the round, left out while a count fails rather than
+ * showing a stale value (every replica exports the same: the alert takes the max); and
+ * `tm_tasks_stalled_requeued_total{state}`, the gateway's own requeues by the state each task was stalled in.
  */
 export function startStalledGauge(
   rt: Runtime,
   queueStats: QueueStats,
-  options: StalledOptions,
+  options: StalledWatchOptions,
   intervalMs = STALLED_SAMPLE_INTERVAL_MS,
 ): StalledGauge {
   let latest: StalledCount | undefined;
+  const requeued = rt.meter.createCounter("tm_tasks_stalled_requeued_total", {
+    description:
+      "Stalled tasks the gateway requeued on its own (GATEWAY_STALLED_REQUEUE_LIMIT), by the state they were stalled " +
+      "in: each is a task whose queued message was lost",
+  });
+  // Every series from the start at 0, so that increase() sees the first requeue.
+  for (const state of STALLABLE_STATES) requeued.add(0, { state });
   const count = async () => {
     try {
-      latest = await countStalledTasks(rt, () => queueStats.read(), options);
+      const found = await countStalledTasks(rt, () => queueStats.read(), options);
+      latest = found;
+      if (options.requeueLimit > 0 && found.tasks.length > 0) {
+        const round = await requeueStalledTasks(
+          rt,
+          found.tasks,
+          { afterMs: options.afterMs, limit: options.requeueLimit },
+          (state) => requeued.add(1, { state }),
+        );
+        latest = { ...found, stalled: found.stalled - round.requeued };
+      }
     } catch (error) {
       latest = undefined;
       throw error;
@@ -167,13 +289,13 @@ export function startStalledGauge(
   };
   void count().catch(() => undefined); // the first count at once: the gauge has a value from the first scrape on
   const rounds = everyInterval(intervalMs, count, (error) =>
-    rt.log.debug({ err: error }, "could not count the stalled tasks"),
+    rt.log.debug({ err: error }, "could not count (or requeue) the stalled tasks"),
   );
   rt.meter
     .createObservableGauge("tm_tasks_stalled", {
       description:
         "Unfinished tasks whose status has not changed for GATEWAY_STALLED_AFTER_SECONDS while their stage's queue " +
-        "holds nothing older: their message is lost, and only a requeue moves them on",
+        "holds nothing older (their message is lost), left after the gateway's own requeues: an operator's to look at",
     })
     .addCallback((result) => {
       if (latest) result.observe(latest.stalled);

@@ -1,6 +1,13 @@
 import { expect, test } from "vitest";
 import type { ConsumerSnapshot } from "../src/queue-stats.js";
-import { isStalled, oldestWaitingBySubject, QUEUE_CLOCK_MARGIN_MS, stageSubjectOf } from "../src/stalled-tasks.js";
+import {
+  isStalled,
+  oldestWaitingBySubject,
+  QUEUE_CLOCK_MARGIN_MS,
+  STALLABLE_STATES,
+  stageSubjectOf,
+  stallThresholdMs,
+} from "../src/stalled-tasks.js";
 
 const MIN = 60_000;
 
@@ -11,6 +18,7 @@ test("a task's message waits in its stage's queue: ingest, scheduler, its priori
   expect(stageSubjectOf("RUNNING", "medium")).toBe("tasks.worker.medium");
   for (const state of ["SUCCEEDED", "FAILED", "CANCELLED"] as const)
     expect(stageSubjectOf(state, "high")).toBeUndefined();
+  for (const state of STALLABLE_STATES) expect(stageSubjectOf(state, "high")).toBeDefined();
 });
 
 test("stalled: unchanged past the threshold, and nothing in its queue as old (the margin covers the hosts' clocks)", () => {
@@ -32,4 +40,14 @@ test("the oldest waiting message per subject is the oldest over the consumers th
     consumer("tasks.ingest", 0),
   ]);
   expect(Object.fromEntries(oldest)).toEqual({ "tasks.worker.high": 9_000, "tasks.ingest": 0 });
+});
+
+test("a RUNNING task with its own timeout longer than the threshold counts only after that timeout and a minute", () => {
+  // Its handler may still be running though its message is gone: it ends, with a status, within its timeout.
+  expect(stallThresholdMs("RUNNING", 10 * MIN, 60 * MIN)).toBe(60 * MIN + QUEUE_CLOCK_MARGIN_MS);
+  expect(stallThresholdMs("RUNNING", 10 * MIN, 1 * MIN)).toBe(10 * MIN);
+  expect(stallThresholdMs("RUNNING", 10 * MIN, undefined)).toBe(10 * MIN);
+  // No handler runs in the other states: the task's timeout does not matter there.
+  expect(stallThresholdMs("SCHEDULED", 10 * MIN, 60 * MIN)).toBe(10 * MIN);
+  expect(stallThresholdMs("PENDING", 10 * MIN, 60 * MIN)).toBe(10 * MIN);
 });

@@ -3,23 +3,26 @@
  * with the gateway in this process and ingest's durable created but not consuming: tasks whose messages wait in the
  * queue are not stalled however long they wait; once their messages are lost (deleted from the stream, as a full
  * stream discards them) they are, after GATEWAY_STALLED_AFTER_SECONDS; a requeue or a cancel takes each out again,
- * and a delayed task is not stalled before its time.
+ * and a delayed task is not stalled before its time. The gateway's own requeue of what a count found (its round, with
+ * GATEWAY_STALLED_REQUEUE_LIMIT) is run here by the test, on the file's gateway (which itself only counts: limit 0).
  */
 import { create } from "@bufbuild/protobuf";
 import { DurationSchema, timestampDate } from "@bufbuild/protobuf/wkt";
 import { provisionConsumer, Subjects } from "@tm/flow";
 import { loadConfig } from "@tm/kit";
 import { TaskState } from "@tm/proto";
-import { Keys } from "@tm/store";
+import { applyStatus, Keys } from "@tm/store";
 import { useInfra, waitFor } from "@tm/testkit";
 import { Redis } from "ioredis";
 import { connect, type NatsConnection } from "nats";
 import { afterAll, beforeAll, expect, test } from "vitest";
+import { QueueStats } from "../src/queue-stats.js";
 import { gateway } from "../src/service.js";
-import { storedMessagesOf, useGateway } from "./helpers.js";
+import { countStalledTasks, requeueStalledTasks } from "../src/stalled-tasks.js";
+import { event, storedMessagesOf, streamMessagesOf, useGateway } from "./helpers.js";
 
 const infra = useInfra();
-const g = useGateway(infra, { GATEWAY_STALLED_AFTER_SECONDS: "1" });
+const g = useGateway(infra, { GATEWAY_STALLED_AFTER_SECONDS: "1", GATEWAY_STALLED_REQUEUE_LIMIT: "0" });
 let nc: NatsConnection;
 let redis: Redis;
 
@@ -33,6 +36,9 @@ afterAll(async () => {
   await nc?.close();
   redis?.disconnect();
 });
+
+const auditedOf = async (taskId: string) =>
+  (await streamMessagesOf(nc, "EVENTS", Subjects.audit, taskId)).map((stored) => stored.message);
 
 const stalled = async () => {
   const stats = await g.admin.getQueueStats({});
@@ -82,9 +88,73 @@ test("waiting in the queue is not stalled; lost messages are, until a requeue or
   expect((await stalled()).count).toBe(0);
 });
 
-test("GATEWAY_STALLED_AFTER_SECONDS defaults to 600 s, and a bad value names the variable", () => {
+test("the gateway requeues a stalled task on its own, at most GATEWAY_STALLED_REQUEUE_LIMIT times; a RUNNING one only after its own timeout", async () => {
+  const rt = g.gateway.runtime;
+  const queueStats = new QueueStats(rt.nats.jsm, ["TASKS", "EVENTS"]);
+  const options = { afterMs: 1_000, retentionMs: 86_400_000 };
+  const stalledNow = async () => {
+    const found = await countStalledTasks(rt, () => queueStats.read(), options);
+    const ours = [lost.taskId, running.taskId, finished.taskId];
+    return found.tasks.filter((task) => ours.includes(task.taskId));
+  };
+  // An older message in ingest's queue (the last test's requeue) would, rightly, hide these tasks' stalls.
+  const jsm = await nc.jetstreamManager();
+  await jsm.streams.purge("TASKS", { filter: Subjects.ingest });
+  const lost = await g.client.submitTask({ type: "echo", payload: { lost: true } });
+  // Its result stored: it finished, only its status lags.
+  const finished = await g.client.submitTask({ type: "echo", payload: { finished: true } });
+  await redis.set(Keys.result(finished.taskId), JSON.stringify({ taskId: finished.taskId, result: {} }));
+  // RUNNING with its own timeout of an hour: its handler may run that long though its message is gone.
+  const running = await g.client.submitTask({
+    type: "echo",
+    timeout: create(DurationSchema, { seconds: 3600n }),
+  });
+  await applyStatus(redis, event({ taskId: running.taskId, state: "RUNNING", generation: 0 }));
+  const since = Date.now();
+  await waitFor("the threshold to pass", () => Date.now() - since > 1_500);
+  await loseMessagesOf([lost.taskId, running.taskId, finished.taskId]);
+  expect(await stalledNow()).toEqual([{ taskId: lost.taskId, state: "PENDING", autoRequeues: 0 }]);
+
+  // Status events waiting for the notifier (here: a notifier durable that has read none of the stream's) may be any
+  // task's: while the oldest is older than the task's last change, the task's status may only lag, and nothing counts.
+  const notifierDurable = await provisionConsumer(jsm, "notifier", Subjects.status);
+  expect(await stalledNow()).toEqual([]);
+  expect(await requeueStalledTasks(rt, [], { afterMs: 1_000, limit: 1 })).toEqual({ requeued: 0, skipped: 0 });
+  await jsm.consumers.delete("EVENTS", notifierDurable);
+
+  const requeuedFrom: string[] = [];
+  const round = await requeueStalledTasks(rt, await stalledNow(), { afterMs: 1_000, limit: 1 }, (state) =>
+    requeuedFrom.push(state),
+  );
+  expect(round).toEqual({ requeued: 1, skipped: 0 });
+  expect(requeuedFrom).toEqual(["PENDING"]);
+  expect(await redis.hmget(Keys.task(lost.taskId), "generation", "autoRequeues")).toEqual(["1", "1"]);
+  const audit = (await auditedOf(lost.taskId)).find((e) => e.action === "requeued_stalled");
+  expect(audit?.detail).toMatchObject({ generation: 1, previousState: "PENDING", automatic: true });
+  // Its new generation's message waits in the queue again: not stalled.
+  expect(await stalledNow()).toEqual([]);
+
+  // Lost again: counted, but past its limit it is left for an operator (and stays counted).
+  const requeuedAt = Date.now();
+  await waitFor("the threshold to pass again", () => Date.now() - requeuedAt > 1_500);
+  await loseMessagesOf([lost.taskId]);
+  const again = await stalledNow();
+  expect(again).toEqual([{ taskId: lost.taskId, state: "PENDING", autoRequeues: 1 }]);
+  expect(await requeueStalledTasks(rt, again, { afterMs: 1_000, limit: 1 })).toEqual({ requeued: 0, skipped: 1 });
+  expect(await redis.hget(Keys.task(lost.taskId), "generation")).toBe("1");
+  // An operator's requeue is not limited (nor counted).
+  const { outcomes } = await g.admin.requeueTasks({ taskIds: [lost.taskId], stalledForSeconds: 1 });
+  expect(outcomes[0]?.generation).toBe(2);
+  expect(await redis.hget(Keys.task(lost.taskId), "autoRequeues")).toBe("1");
+});
+
+test("GATEWAY_STALLED_AFTER_SECONDS defaults to 600 s, GATEWAY_STALLED_REQUEUE_LIMIT to 3, and a bad value names the variable", () => {
   const shape = gateway.config ?? {};
   expect(loadConfig(shape, {}).GATEWAY_STALLED_AFTER_SECONDS).toBe(600);
   expect(() => loadConfig(shape, { GATEWAY_STALLED_AFTER_SECONDS: "0" })).toThrow("GATEWAY_STALLED_AFTER_SECONDS");
   expect(() => loadConfig(shape, { GATEWAY_STALLED_AFTER_SECONDS: "ten" })).toThrow("GATEWAY_STALLED_AFTER_SECONDS");
+  expect(loadConfig(shape, {}).GATEWAY_STALLED_REQUEUE_LIMIT).toBe(3);
+  expect(loadConfig(shape, { GATEWAY_STALLED_REQUEUE_LIMIT: "0" }).GATEWAY_STALLED_REQUEUE_LIMIT).toBe(0);
+  expect(() => loadConfig(shape, { GATEWAY_STALLED_REQUEUE_LIMIT: "-1" })).toThrow("GATEWAY_STALLED_REQUEUE_LIMIT");
+  expect(() => loadConfig(shape, { GATEWAY_STALLED_REQUEUE_LIMIT: "101" })).toThrow("GATEWAY_STALLED_REQUEUE_LIMIT");
 });

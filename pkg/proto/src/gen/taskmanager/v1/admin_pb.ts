@@ -120,7 +120,9 @@ export type GetQueueStatsResponse = Message<"taskmanager.v1.GetQueueStatsRespons
   /**
    * Unfinished tasks whose status has not changed for `stalled_after_seconds` (GATEWAY_STALLED_AFTER_SECONDS) while
    * their stage's queue holds nothing older: their message is lost (a full stream discarded it, NATS lost its
-   * store), and only RequeueTasks moves them on. A backlog, a pause or a running handler does not count.
+   * store), and only a requeue moves them on. A backlog, a pause or a running handler does not count. The gateway
+   * requeues such tasks on its own, GATEWAY_STALLED_REQUEUE_LIMIT times per task at most; this counts the tasks found
+   * stalled now (including those about to be requeued by it), the gauge tm_tasks_stalled those left after its round.
    *
    * @generated from field: uint64 stalled_tasks = 13;
    */
