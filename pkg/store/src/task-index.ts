@@ -120,7 +120,7 @@ export async function listIndexedTasks(
       offset += BATCH;
       continue;
     }
-    const records = await readEntries(
+    const records = await readIndexedTasks(
       redis,
       entries.map((entry) => entry.taskId),
     );
@@ -143,7 +143,7 @@ export async function listIndexedTasks(
 }
 
 /** Reads task and status hashes for the ids in one pipeline; undefined where the task record has expired. */
-async function readEntries(redis: Redis, taskIds: string[]): Promise<(IndexedTask | undefined)[]> {
+export async function readIndexedTasks(redis: Redis, taskIds: string[]): Promise<(IndexedTask | undefined)[]> {
   const pipeline = redis.pipeline();
   for (const taskId of taskIds) pipeline.hgetall(Keys.task(taskId)).hgetall(Keys.status(taskId));
   const replies = (await pipeline.exec()) ?? [];

@@ -5,6 +5,7 @@
  */
 import type { Redis } from "ioredis";
 import { Keys } from "./keys.js";
+import type { IndexCursor } from "./task-index.js";
 
 export interface UnfinishedBefore {
   /** How many unfinished tasks have not moved since before the time asked. */
@@ -30,4 +31,39 @@ export async function trimUnfinished(redis: Redis, beforeMs: number): Promise<nu
 /** Removes tasks from the index (their records are gone, or they finished without the status script). */
 export async function forgetUnfinished(redis: Redis, taskIds: readonly string[]): Promise<void> {
   if (taskIds.length > 0) await redis.zrem(Keys.unfinished, ...taskIds);
+}
+
+/**
+ * The next `limit` entries whose stall clock started at or before `beforeMs`, longest unmoved first, after `cursor`
+ * (exclusive) when given: entries at the cursor's score with an id up to the cursor's were read already (equal scores
+ * come in ascending id order). Fewer than `limit` means the end was reached.
+ */
+export async function unfinishedAfter(
+  redis: Redis,
+  beforeMs: number,
+  cursor: IndexCursor | undefined,
+  limit: number,
+): Promise<IndexCursor[]> {
+  const entries: IndexCursor[] = [];
+  let offset = 0;
+  while (entries.length < limit) {
+    const batch = limit - entries.length;
+    const reply = await redis.zrangebyscore(
+      Keys.unfinished,
+      cursor ? cursor.scoreMs : "-inf",
+      beforeMs,
+      "WITHSCORES",
+      "LIMIT",
+      offset,
+      batch,
+    );
+    for (let i = 0; i < reply.length; i += 2) {
+      const entry = { taskId: reply[i]!, scoreMs: Number(reply[i + 1]) };
+      if (cursor && entry.scoreMs === cursor.scoreMs && entry.taskId <= cursor.taskId) continue;
+      entries.push(entry);
+    }
+    if (reply.length < batch * 2) break;
+    offset += batch;
+  }
+  return entries;
 }

@@ -1,7 +1,8 @@
 /**
  * tasks_unfinished, kept by the status script: a task is entered with each non-terminal status applied (scored by the
  * update's time, or the stall clock the caller gives) and leaves with its terminal one; a stale update changes
- * nothing. unfinishedBefore reads the longest unmoved first; trimUnfinished drops entries past the retention.
+ * nothing. unfinishedBefore reads the longest unmoved first, unfinishedAfter pages through them from a cursor;
+ * trimUnfinished drops entries past the retention.
  */
 import { StatusEventSchema, statusEvent, type TaskState } from "@tm/flow";
 import { useClients, useInfra } from "@tm/testkit";
@@ -12,6 +13,7 @@ import {
   forgetUnfinished,
   Keys,
   trimUnfinished,
+  unfinishedAfter,
   unfinishedBefore,
 } from "../src/index.js";
 
@@ -65,4 +67,26 @@ test("unfinishedBefore: the count and the longest unmoved first; trimUnfinished 
   expect(await trimUnfinished(clients.redis, base + 2000)).toBe(2);
   expect(await unfinishedBefore(clients.redis, base + 3000, 10)).toEqual({ total: 2, taskIds: [ids[1], ids[0]] });
   await forgetUnfinished(clients.redis, ids);
+});
+
+test("unfinishedAfter pages through the entries up to a time, longest unmoved first, ties by id, none twice", async () => {
+  await clients.redis.del(Keys.unfinished);
+  // Five at one time (a batch's PENDING), one before and one after them, and one past the time asked.
+  const tied = ["t-c", "t-a", "t-e", "t-b", "t-d"];
+  await clients.redis.zadd(Keys.unfinished, 100, "early", 200, "t-c", 200, "t-a", 200, "t-e", 200, "t-b", 200, "t-d");
+  await clients.redis.zadd(Keys.unfinished, 300, "late", 900, "too-late");
+  const pages: string[][] = [];
+  let cursor: Awaited<ReturnType<typeof unfinishedAfter>>[number] | undefined;
+  for (;;) {
+    const page = await unfinishedAfter(clients.redis, 500, cursor, 2);
+    pages.push(page.map((entry) => entry.taskId));
+    if (page.length < 2) break;
+    cursor = page.at(-1);
+  }
+  expect(pages.flat()).toEqual(["early", ...[...tied].sort(), "late"]);
+  expect(pages[1]).toEqual(["t-b", "t-c"]); // from a cursor among the ties
+  // From a cursor inside the ties, in one read: what follows it only.
+  expect((await unfinishedAfter(clients.redis, 500, { scoreMs: 200, taskId: "t-c" }, 10)).map((e) => e.taskId)).toEqual(
+    ["t-d", "t-e", "late"],
+  );
 });

@@ -15,12 +15,15 @@ export interface TaskListFilter {
   query?: string;
   /** Only unfinished tasks unchanged for this long (seconds). */
   stalledForSeconds?: number;
+  /** Only the tasks the gateway counts as stalled (their message lost), longest unmoved first. */
+  stalled?: boolean;
 }
 
 export const DEFAULT_LIST_LIMIT = 50;
 export const MAX_LIST_LIMIT = 500;
 
 const STATE_NAMES = ["pending", "ingested", "scheduled", "running", "succeeded", "failed", "cancelled"];
+const FINISHED = new Set([TaskState.SUCCEEDED, TaskState.FAILED, TaskState.CANCELLED]);
 const PRIORITIES: Record<string, Priority> = { high: Priority.HIGH, medium: Priority.MEDIUM, low: Priority.LOW };
 const UNIT_MS: Record<string, number> = { s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000, w: 604_800_000 };
 
@@ -69,6 +72,7 @@ export interface ListFlags {
   until?: string | undefined;
   query?: string | undefined;
   stalledFor?: string | undefined;
+  stalled?: boolean | undefined;
 }
 
 export function parseTaskListFilter(flags: ListFlags, now: number): TaskListFilter {
@@ -84,6 +88,12 @@ export function parseTaskListFilter(flags: ListFlags, now: number): TaskListFilt
   if (flags.query !== undefined && flags.query.trim() !== "") filter.query = flags.query;
   const stalledForSeconds = parseStalledFor(flags.stalledFor);
   if (stalledForSeconds !== undefined) filter.stalledForSeconds = stalledForSeconds;
+  if (flags.stalled) {
+    if (filter.state && FINISHED.has(filter.state)) {
+      throw new UsageError("--stalled lists unfinished tasks: drop --state or name an unfinished state");
+    }
+    filter.stalled = true;
+  }
   return filter;
 }
 

@@ -126,7 +126,7 @@ export function renderStats(stats: GetQueueStatsResponse): string {
 
 /**
  * "0", or "3 (unchanged for 10m with nothing older queued: their messages are lost; ...)": tasks only a requeue
- * moves on (the gateway's GATEWAY_STALLED_AFTER_SECONDS).
+ * moves on (the gateway's GATEWAY_STALLED_AFTER_SECONDS), which `ls --stalled` lists.
  */
 export function renderStalled(
   stats: Pick<GetQueueStatsResponse, "stalledTasks" | "stalledTasksExaminedAll" | "stalledAfterSeconds">,
@@ -136,7 +136,7 @@ export function renderStalled(
   const count = `${stats.stalledTasks}${stats.stalledTasksExaminedAll ? "" : "+"}`;
   return (
     `${count} (unchanged for ${after} with nothing older in their queues: their messages are lost; ` +
-    `taskctl ls --stalled-for ${after}, then taskctl requeue)`
+    "taskctl ls --stalled, then taskctl requeue)"
   );
 }
 

@@ -184,6 +184,7 @@ const COMMAND_OPTIONS: Record<CommandName, Options> = {
     limit: { type: "string" },
     "page-token": { type: "string" },
     "stalled-for": { type: "string" },
+    stalled: { type: "boolean" },
   },
   history: {},
   dlq: {
@@ -365,7 +366,10 @@ export function parseCommandLine(argv: string[], env: NodeJS.ProcessEnv = {}, no
     }
     case "ls": {
       exactly(name, positionals, []);
-      const filter = parseTaskListFilter({ ...taskFilterFlags(values), stalledFor: str(values["stalled-for"]) }, now);
+      const filter = parseTaskListFilter(
+        { ...taskFilterFlags(values), stalledFor: str(values["stalled-for"]), stalled: values.stalled === true },
+        now,
+      );
       return { command: "ls", globals, filter, limit: parseLimit(str(values.limit)), ...pageToken(values) };
     }
     case "history":

@@ -129,8 +129,8 @@ refused line (2 invalid, 4 unavailable, 5 other).`,
     "ls (the default) lists the live worker processes (WORKER_ID, host:pid by default): when each started and last\nreported, its tasks running out of WORKER_CONCURRENCY, the deliveries it holds buffered, the priorities it keeps\npaused and whether it is quiet; then every task running, longest first, with its attempt and how long it has run.\nA worker reports every WORKER_REPORT_INTERVAL_MS (5 s): one that stopped leaves the list at once, one that died\nwithin three intervals. quiet: that worker takes no new tasks from its next poll (WORKER_PAUSE_POLL_MS) and hands\nback what it holds buffered, which the other workers take at once (not counted as attempts); its running tasks\nfinish. Before maintenance of its machine, or to stop it taking work without killing what it runs. It stays quiet\nuntil resume or until it restarts.",
   ),
   ls: page(
-    "Usage: taskctl ls [--state S] [--type T] [--priority P] [--since T] [--until T] [--query Q] [--stalled-for D] [--limit N] [--page-token TOKEN]",
-    "Lists tasks newest first. When more match, the last line gives the --page-token for the next page.",
+    "Usage: taskctl ls [--state S] [--type T] [--priority P] [--since T] [--until T] [--query Q] [--stalled-for D] [--stalled] [--limit N] [--page-token TOKEN]",
+    "Lists tasks newest first (with --stalled, longest unmoved first). When more match, the last line gives the\n--page-token for the next page.",
     `Options:
   --state S         pending, ingested, scheduled, running, succeeded, failed, cancelled
   --type T          echo, sleep, checksum, flaky, fail
@@ -139,7 +139,10 @@ refused line (2 invalid, 4 unavailable, 5 other).`,
   --until T         created before T (same forms)
   --query Q         a task id prefix, or text in a metadata key or value (case-insensitive)
   --stalled-for D   only unfinished tasks whose status has not changed for D (0, seconds, 90s, 15m, 2h, 1d):
-                    candidates for taskctl requeue
+                    candidates for taskctl requeue (a backlog too)
+  --stalled         only the tasks taskctl stats counts as stalled: unchanged for the gateway's threshold with
+                    nothing older in their stage's queue (their message is lost; a backlog is not listed), those
+                    the gateway did not requeue on its own (GATEWAY_STALLED_REQUEUE_LIMIT) or is about to
   --limit N         tasks per page, 1-500 (default 50)
   --page-token TOK  continue a previous listing`,
   ),

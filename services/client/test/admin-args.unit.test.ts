@@ -159,6 +159,16 @@ describe("operator commands", () => {
     expect(usageErrorOf(["ls", "--stalled-for", "soon"])).toMatch(/^--stalled-for must be 0, seconds, or a duration/);
   });
 
+  test("ls --stalled: the tasks counted as stalled, with the other filters; not with a finished state", () => {
+    expect(parseCommandLine(["ls", "--stalled", "--priority", "high"], {}, NOW)).toMatchObject({
+      filter: { stalled: true, priority: Priority.HIGH },
+    });
+    expect(parseCommandLine(["ls"], {}, NOW)).not.toHaveProperty("filter.stalled");
+    expect(usageErrorOf(["ls", "--stalled", "--state", "failed"])).toBe(
+      "--stalled lists unfinished tasks: drop --state or name an unfinished state",
+    );
+  });
+
   test("requeue: ids once each, --stalled-for as seconds or a duration", () => {
     expect(parseCommandLine(["requeue", "a", "b", "a"], {}, NOW)).toEqual({
       command: "requeue",

@@ -131,7 +131,7 @@ describe("operator tables", () => {
     const lost = create(GetQueueStatsResponseSchema, { ...stats, stalledTasks: 3n, stalledAfterSeconds: 600 });
     expect(renderStats(lost).split("\n")).toContain(
       "stalled tasks  3+ (unchanged for 10m with nothing older in their queues: their messages are lost; " +
-        "taskctl ls --stalled-for 10m, then taskctl requeue)",
+        "taskctl ls --stalled, then taskctl requeue)",
     );
     const counted = create(GetQueueStatsResponseSchema, { ...lost, stalledTasksExaminedAll: true });
     expect(renderStats(counted)).toContain("stalled tasks  3 (unchanged for 10m");

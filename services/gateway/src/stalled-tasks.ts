@@ -23,7 +23,20 @@
  */
 import { type Priority, Subjects, type TaskState, workerSubject } from "@tm/flow";
 import type { Runtime } from "@tm/kit";
-import { forgetUnfinished, Keys, stallClockMs, trimUnfinished, unfinishedBefore } from "@tm/store";
+import {
+  forgetUnfinished,
+  type IndexCursor,
+  type IndexedTask,
+  Keys,
+  matchesFilter,
+  readIndexedTasks,
+  stallClockMs,
+  type TaskFilter,
+  type TaskPage,
+  trimUnfinished,
+  unfinishedAfter,
+  unfinishedBefore,
+} from "@tm/store";
 import type { Redis } from "ioredis";
 import type { ConsumerSnapshot, QueueStats } from "./queue-stats.js";
 import { requeueStalledTask } from "./requeue-stalled.js";
@@ -148,6 +161,34 @@ function storedMs(text: string | undefined): number | undefined {
   return Number.isInteger(value) && value > 0 ? value : undefined;
 }
 
+/** What the rule needs besides a candidate's own fields: the queues' state and the times. */
+interface Judging {
+  oldestWaiting: Map<string, number>;
+  afterMs: number;
+  nowMs: number;
+}
+
+function judging(consumers: readonly ConsumerSnapshot[], afterMs: number, nowMs: number): Judging {
+  return { oldestWaiting: oldestWaitingBySubject(consumers), afterMs, nowMs };
+}
+
+/** Whether a candidate is stalled by the rule above, or `gone` (expired, or finished without the status script). */
+function judge(candidate: Candidate, { oldestWaiting, afterMs, nowMs }: Judging): "stalled" | "gone" | "moving" {
+  const { state, updatedAt, priority } = candidate;
+  if (!state || !updatedAt || !priority) return "gone"; // expired between the index and its records
+  const subject = stageSubjectOf(state as TaskState, priority as Priority);
+  if (!subject) return "gone";
+  // Its result is stored: it finished, and its status lags (its last events not applied yet, or lost).
+  if (candidate.hasResult) return "moving";
+  // A delayed task still PENDING waits by design until its release time.
+  const clockMs = stallClockMs(state, updatedAt, candidate.runAt);
+  if (!Number.isFinite(clockMs)) return "moving";
+  const thresholdMs = stallThresholdMs(state as TaskState, afterMs, storedMs(candidate.timeoutMs));
+  // Status events not applied yet (the notifier behind or down) may be any task's: a status can be that stale.
+  const waitingMs = Math.max(oldestWaiting.get(subject) ?? 0, oldestWaiting.get(Subjects.status) ?? 0);
+  return isStalled(nowMs - clockMs, thresholdMs, waitingMs) ? "stalled" : "moving";
+}
+
 /**
  * Counts the stalled tasks now, against the consumers' state (QueueStats.read), which is asked for only when some task
  * is a candidate: usually none is, and a count is then two Redis commands. Also tidies the index: entries of tasks
@@ -162,39 +203,70 @@ export async function countStalledTasks(
   await trimUnfinished(rt.redis, nowMs - retentionMs);
   const { total, taskIds } = await unfinishedBefore(rt.redis, nowMs - afterMs, EXAMINED_MAX);
   if (total === 0) return { stalled: 0, examinedAll: true, tasks: [] };
-  const oldestWaiting = oldestWaitingBySubject(await consumers());
-  // Status events not applied yet (the notifier behind or down) may be any task's: a status can be that stale.
-  const statusLagMs = oldestWaiting.get(Subjects.status) ?? 0;
+  const rule = judging(await consumers(), afterMs, nowMs);
   const gone: string[] = [];
   const tasks: StalledTask[] = [];
   for (const candidate of await readCandidates(rt.redis, taskIds)) {
-    const { state, updatedAt, priority } = candidate;
-    if (!state || !updatedAt || !priority) {
-      gone.push(candidate.taskId); // expired between the index and its records
-      continue;
-    }
-    const subject = stageSubjectOf(state as TaskState, priority as Priority);
-    if (!subject) {
-      gone.push(candidate.taskId);
-      continue;
-    }
-    // A delayed task still PENDING waits by design until its release time.
-    // Its result is stored: it finished, and its status lags (its last events not applied yet, or lost).
-    if (candidate.hasResult) continue;
-    const clockMs = stallClockMs(state, updatedAt, candidate.runAt);
-    if (!Number.isFinite(clockMs)) continue;
-    const thresholdMs = stallThresholdMs(state as TaskState, afterMs, storedMs(candidate.timeoutMs));
-    const waitingMs = Math.max(oldestWaiting.get(subject) ?? 0, statusLagMs);
-    if (isStalled(nowMs - clockMs, thresholdMs, waitingMs)) {
-      tasks.push({
-        taskId: candidate.taskId,
-        state: state as TaskState,
-        autoRequeues: storedMs(candidate.autoRequeues) ?? 0,
-      });
-    }
+    const verdict = judge(candidate, rule);
+    if (verdict === "gone") gone.push(candidate.taskId);
+    if (verdict !== "stalled") continue;
+    tasks.push({
+      taskId: candidate.taskId,
+      state: candidate.state as TaskState,
+      autoRequeues: storedMs(candidate.autoRequeues) ?? 0,
+    });
   }
   await forgetUnfinished(rt.redis, gone);
   return { stalled: tasks.length, examinedAll: total <= taskIds.length, tasks };
+}
+
+/** Candidates read per round trip while listing. */
+const LIST_BATCH = 200;
+
+/**
+ * ListTasks with `stalled`: the tasks countStalledTasks counts, longest unmoved first, that also match `filter`, from
+ * `cursor` (exclusive; a clock and task id of tasks_unfinished) on. One call examines at most EXAMINED_MAX candidates;
+ * `next` is set when more may follow. Read only (the count tidies the index).
+ */
+export async function listStalledTasks(
+  rt: Pick<Runtime, "redis">,
+  consumers: () => Promise<readonly ConsumerSnapshot[]>,
+  { afterMs }: Pick<StalledOptions, "afterMs">,
+  page: { filter: TaskFilter; pageSize: number; cursor?: IndexCursor | undefined },
+  nowMs = Date.now(),
+): Promise<TaskPage> {
+  const tasks: IndexedTask[] = [];
+  let rule: Judging | undefined;
+  let cursor = page.cursor;
+  let examined = 0;
+  while (examined < EXAMINED_MAX) {
+    const limit = Math.min(LIST_BATCH, EXAMINED_MAX - examined);
+    const entries = await unfinishedAfter(rt.redis, nowMs - afterMs, cursor, limit);
+    if (entries.length === 0) return { tasks };
+    rule ??= judging(await consumers(), afterMs, nowMs);
+    const verdicts = (
+      await readCandidates(
+        rt.redis,
+        entries.map((entry) => entry.taskId),
+      )
+    ).map((candidate) => judge(candidate, rule!) === "stalled");
+    const stalledIds = entries.filter((_, i) => verdicts[i]).map((entry) => entry.taskId);
+    const records = new Map<string, IndexedTask | undefined>(
+      (await readIndexedTasks(rt.redis, stalledIds)).map((record, i) => [stalledIds[i]!, record]),
+    );
+    for (const [i, entry] of entries.entries()) {
+      examined++;
+      cursor = entry;
+      const record = records.get(entry.taskId);
+      if (record && matchesFilter(record, page.filter)) tasks.push(record);
+      if (tasks.length === page.pageSize) {
+        const exhausted = entries.length < limit && i === entries.length - 1;
+        return exhausted ? { tasks } : { tasks, next: entry };
+      }
+    }
+    if (entries.length < limit) return { tasks };
+  }
+  return cursor ? { tasks, next: cursor } : { tasks };
 }
 
 export interface AutoRequeueRound {

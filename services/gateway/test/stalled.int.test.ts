@@ -6,11 +6,11 @@
  * and a delayed task is not stalled before its time. The gateway's own requeue of what a count found (its round, with
  * GATEWAY_STALLED_REQUEUE_LIMIT) is run here by the test, on the file's gateway (which itself only counts: limit 0).
  */
-import { create } from "@bufbuild/protobuf";
+import { create, type MessageInitShape } from "@bufbuild/protobuf";
 import { DurationSchema, timestampDate } from "@bufbuild/protobuf/wkt";
 import { provisionConsumer, Subjects } from "@tm/flow";
 import { loadConfig } from "@tm/kit";
-import { TaskState } from "@tm/proto";
+import { type ListTasksRequestSchema, TaskState } from "@tm/proto";
 import { applyStatus, Keys } from "@tm/store";
 import { useInfra, waitFor } from "@tm/testkit";
 import { Redis } from "ioredis";
@@ -36,6 +36,15 @@ afterAll(async () => {
   await nc?.close();
   redis?.disconnect();
 });
+
+const listed = async (request: MessageInitShape<typeof ListTasksRequestSchema>) =>
+  (await g.admin.listTasks(request)).tasks.map((task) => task.taskId);
+
+/** Each task's stall clock (its tasks_unfinished score). */
+const clocks = async (taskIds: string[]) =>
+  new Map(await Promise.all(taskIds.map(async (id) => [id, Number(await redis.zscore(Keys.unfinished, id))] as const)));
+const byStallClock = (clock: Map<string, number>) => (x: string, y: string) =>
+  clock.get(x)! - clock.get(y)! || (x < y ? -1 : 1);
 
 const auditedOf = async (taskId: string) =>
   (await streamMessagesOf(nc, "EVENTS", Subjects.audit, taskId)).map((stored) => stored.message);
@@ -68,11 +77,26 @@ test("waiting in the queue is not stalled; lost messages are, until a requeue or
   const { task } = await g.client.getTask({ taskId: delayed.taskId });
   expect(await redis.zscore(Keys.unfinished, delayed.taskId)).toBe(String(timestampDate(task!.runAt!).getTime()));
   await waitFor("the threshold to pass", () => Date.now() - submitted > 1_500);
-  // Both unchanged past the threshold, but their messages wait in ingest's queue: a backlog, not a stall.
+  // Both unchanged past the threshold, but their messages wait in ingest's queue: a backlog, not a stall. Listed by
+  // stalled_for_seconds (unchanged that long), not by `stalled` (what the count counts).
   expect(await stalled()).toEqual({ count: 0, all: true, after: 1 });
+  expect(await listed({ stalledForSeconds: 1 })).toEqual(expect.arrayContaining([a.taskId, b.taskId]));
+  expect(await listed({ stalled: true })).toEqual([]);
 
   await loseMessagesOf([a.taskId, b.taskId]);
   expect(await stalled()).toEqual({ count: 2, all: true, after: 1 });
+  // Listed longest unmoved first (ties by id), a page at a time, with the other filters applied.
+  const [first, second] = [a.taskId, b.taskId].sort(byStallClock(await clocks([a.taskId, b.taskId])));
+  expect(await listed({ stalled: true })).toEqual([first, second]);
+  const page1 = await g.admin.listTasks({ stalled: true, pageSize: 1 });
+  expect(page1.tasks.map((t) => t.taskId)).toEqual([first]);
+  const page2 = await g.admin.listTasks({ stalled: true, pageSize: 1, pageToken: page1.nextPageToken });
+  expect(page2.tasks.map((t) => t.taskId)).toEqual([second]);
+  expect(page2.nextPageToken).toBe(""); // nothing after it
+  expect(await listed({ stalled: true, query: b.taskId.slice(0, 8) })).toEqual([b.taskId]);
+  await expect(g.admin.listTasks({ stalled: true, state: TaskState.FAILED })).rejects.toThrow(
+    /stalled: only unfinished tasks stall/,
+  );
 
   // A cancel finishes b (no stage runs to see it: the gateway itself writes CANCELLED of a PENDING task).
   await g.client.cancelTask({ taskId: b.taskId });

@@ -6,13 +6,11 @@ import { TaskState } from "@tm/proto/web";
 import { admin, errorText } from "../api.js";
 import { announce, h, replace } from "../dom.js";
 import { ago, dateOf, duration, formatTime, priorityName, stateName } from "../format.js";
+import { STALLED_COUNTED } from "./tasks.js";
 import type { View } from "./view.js";
 
 const REFRESH_MS = 2000;
 const PRIORITY_SUBJECTS = ["tasks.worker.high", "tasks.worker.medium", "tasks.worker.low"];
-
-/** The task list's "Unfinished" thresholds (views/tasks.ts), which the stalled tile can link to. */
-const STALLED_LIST_SECONDS = new Set([600, 3600, 86400]);
 
 export const overviewView: View = (main) => {
   const status = h("p", { class: "muted" }, "Loading…");
@@ -128,11 +126,11 @@ function render(
           : String(stats.delayedTasks),
       ),
       // Unfinished, unchanged for the gateway's threshold with nothing older queued: their messages are lost, only a
-      // requeue moves them (taskctl stats, alert TasksStalled). Linked to the list of those unchanged that long.
+      // requeue moves them (taskctl stats, alert TasksStalled). Linked to the list of exactly those.
       tile(
         "Stalled tasks",
         `${stats.stalledTasks}${stats.stalledTasksExaminedAll ? "" : "+"}`,
-        STALLED_LIST_SECONDS.has(stats.stalledAfterSeconds) ? `/tasks?stalled=${stats.stalledAfterSeconds}` : undefined,
+        `/tasks?stalled=${STALLED_COUNTED}`,
       ),
       // At maxmemory, under noeviction, Redis refuses every write (taskctl stats, alert RedisMemoryHigh).
       ...(stats.redis ? [tile("Redis memory", redisMemory(stats.redis))] : []),

@@ -182,7 +182,12 @@ export const tasksView: View = (main, { query }) => {
         query: searchInput.value.trim(),
         createdAfter: afterInput.value ? timestampFromDate(new Date(afterInput.value)) : undefined,
         createdBefore: beforeInput.value ? timestampFromDate(new Date(beforeInput.value)) : undefined,
-        stalledForSeconds: stalledSelect.value === "" ? undefined : Number(stalledSelect.value),
+        // "counted": the tasks the overview's "Stalled tasks" tile counts (ListTasks `stalled`), else a threshold.
+        stalled: stalledSelect.value === STALLED_COUNTED,
+        stalledForSeconds:
+          stalledSelect.value === "" || stalledSelect.value === STALLED_COUNTED
+            ? undefined
+            : Number(stalledSelect.value),
         pageSize: PAGE_SIZE,
         pageToken,
       });
@@ -258,13 +263,18 @@ function enumNames(enumObject: Record<string, string | number>): string[] {
   return Object.keys(enumObject).filter((key) => Number.isNaN(Number(key)) && key !== "UNSPECIFIED");
 }
 
-/** ListTasks' stalled_for_seconds as option values, in order: every unfinished task, or those unchanged a while. */
+/** The "Unfinished" option for the tasks counted as stalled (their messages lost): the overview's tile links to it. */
+export const STALLED_COUNTED = "counted";
+
+/** ListTasks' stalled_for_seconds as option values, in order: every unfinished task, or those unchanged a while; and
+ *  `stalled`, the tasks the gateway counts as stalled (unchanged with nothing older queued: not a backlog). */
 const STALLED_OPTIONS: [string, string][] = [
   ["", "any"],
   ["0", "all unfinished"],
   ["600", "unchanged 10 min"],
   ["3600", "unchanged 1 h"],
   ["86400", "unchanged 1 day"],
+  [STALLED_COUNTED, "stalled: messages lost"],
 ];
 
 function select(

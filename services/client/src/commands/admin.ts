@@ -121,6 +121,7 @@ export async function lsCommand(
     {
       ...filterFields(filter),
       ...(filter.stalledForSeconds === undefined ? {} : { stalledForSeconds: filter.stalledForSeconds }),
+      stalled: filter.stalled === true,
       pageSize: request.limit,
       pageToken: request.pageToken ?? "",
     },
