@@ -16,7 +16,8 @@
  * stored within QUEUE_CLOCK_MARGIN_MS after the change counts as the task's own (clocks of hosts differ). The
  * status events' queue (events.status, the notifier's) counts as every task's: while it holds events older than a
  * task's last change, that task's status may only lag (the notifier down, say, while the stages went on), so it is
- * not counted, let alone requeued; nor is a task whose result is stored (it finished; its status lags).
+ * not counted, let alone requeued; nor is a task whose result is stored (it finished; its status lags), nor one a
+ * live worker reports running (workers list at most 100 running tasks each).
  *
  * The candidates come from tasks_unfinished, longest unmoved first (a range read, not a walk over every task), and
  * at most EXAMINED_MAX of them are read per count: past that, the count is a lower bound (`examinedAll` false).
@@ -28,6 +29,7 @@ import {
   type IndexCursor,
   type IndexedTask,
   Keys,
+  listWorkers,
   matchesFilter,
   readIndexedTasks,
   stallClockMs,
@@ -161,25 +163,38 @@ function storedMs(text: string | undefined): number | undefined {
   return Number.isInteger(value) && value > 0 ? value : undefined;
 }
 
-/** What the rule needs besides a candidate's own fields: the queues' state and the times. */
+/** What the rule needs besides a candidate's own fields: the queues' state, the tasks live workers run, the times. */
 interface Judging {
   oldestWaiting: Map<string, number>;
+  runningInWorkers: Set<string>;
   afterMs: number;
   nowMs: number;
 }
 
-function judging(consumers: readonly ConsumerSnapshot[], afterMs: number, nowMs: number): Judging {
-  return { oldestWaiting: oldestWaitingBySubject(consumers), afterMs, nowMs };
+/** Reads what the rule needs (the consumers, and the live workers' reports: a ZRANGE and an MGET). */
+async function judging(
+  redis: Redis,
+  consumers: () => Promise<readonly ConsumerSnapshot[]>,
+  afterMs: number,
+  nowMs: number,
+): Promise<Judging> {
+  const [snapshots, workers] = await Promise.all([consumers(), listWorkers(redis)]);
+  const runningInWorkers = new Set(workers.flatMap((worker) => worker.running.map((task) => task.taskId)));
+  return { oldestWaiting: oldestWaitingBySubject(snapshots), runningInWorkers, afterMs, nowMs };
 }
 
 /** Whether a candidate is stalled by the rule above, or `gone` (expired, or finished without the status script). */
-function judge(candidate: Candidate, { oldestWaiting, afterMs, nowMs }: Judging): "stalled" | "gone" | "moving" {
+function judge(candidate: Candidate, rule: Judging): "stalled" | "gone" | "moving" {
+  const { oldestWaiting, afterMs, nowMs } = rule;
   const { state, updatedAt, priority } = candidate;
   if (!state || !updatedAt || !priority) return "gone"; // expired between the index and its records
   const subject = stageSubjectOf(state as TaskState, priority as Priority);
   if (!subject) return "gone";
   // Its result is stored: it finished, and its status lags (its last events not applied yet, or lost).
   if (candidate.hasResult) return "moving";
+  // A live worker says it runs it (its report, every 5 s): whatever the clocks say, it is not lost. This, not the
+  // times, is what keeps a running handler from being requeued when a host's clock is off by more than the margin.
+  if (rule.runningInWorkers.has(candidate.taskId)) return "moving";
   // A delayed task still PENDING waits by design until its release time.
   const clockMs = stallClockMs(state, updatedAt, candidate.runAt);
   if (!Number.isFinite(clockMs)) return "moving";
@@ -203,7 +218,7 @@ export async function countStalledTasks(
   await trimUnfinished(rt.redis, nowMs - retentionMs);
   const { total, taskIds } = await unfinishedBefore(rt.redis, nowMs - afterMs, EXAMINED_MAX);
   if (total === 0) return { stalled: 0, examinedAll: true, tasks: [] };
-  const rule = judging(await consumers(), afterMs, nowMs);
+  const rule = await judging(rt.redis, consumers, afterMs, nowMs);
   const gone: string[] = [];
   const tasks: StalledTask[] = [];
   for (const candidate of await readCandidates(rt.redis, taskIds)) {
@@ -243,7 +258,7 @@ export async function listStalledTasks(
     const limit = Math.min(LIST_BATCH, EXAMINED_MAX - examined);
     const entries = await unfinishedAfter(rt.redis, nowMs - afterMs, cursor, limit);
     if (entries.length === 0) return { tasks };
-    rule ??= judging(await consumers(), afterMs, nowMs);
+    rule ??= await judging(rt.redis, consumers, afterMs, nowMs);
     const verdicts = (
       await readCandidates(
         rt.redis,

@@ -11,7 +11,7 @@ import { DurationSchema, timestampDate } from "@bufbuild/protobuf/wkt";
 import { provisionConsumer, Subjects } from "@tm/flow";
 import { loadConfig } from "@tm/kit";
 import { type ListTasksRequestSchema, TaskState } from "@tm/proto";
-import { applyStatus, Keys } from "@tm/store";
+import { applyStatus, forgetUnfinished, forgetWorker, Keys, reportWorker, type WorkerReport } from "@tm/store";
 import { useInfra, waitFor } from "@tm/testkit";
 import { Redis } from "ioredis";
 import { connect, type NatsConnection } from "nats";
@@ -45,6 +45,20 @@ const clocks = async (taskIds: string[]) =>
   new Map(await Promise.all(taskIds.map(async (id) => [id, Number(await redis.zscore(Keys.unfinished, id))] as const)));
 const byStallClock = (clock: Map<string, number>) => (x: string, y: string) =>
   clock.get(x)! - clock.get(y)! || (x < y ? -1 : 1);
+
+/** A live worker's report, running `taskId`. */
+const workerRunning = (id: string, taskId: string): WorkerReport => ({
+  id,
+  host: id.split(":")[0]!,
+  pid: 1,
+  startedAtMs: Date.now(),
+  concurrency: 4,
+  queued: 0,
+  pausedQueues: [],
+  runningCount: 1,
+  running: [{ taskId, type: "echo", priority: "medium", attempt: 1, startedAtMs: Date.now() }],
+  seenAtMs: Date.now(),
+});
 
 const auditedOf = async (taskId: string) =>
   (await streamMessagesOf(nc, "EVENTS", Subjects.audit, taskId)).map((stored) => stored.message);
@@ -118,7 +132,7 @@ test("the gateway requeues a stalled task on its own, at most GATEWAY_STALLED_RE
   const options = { afterMs: 1_000, retentionMs: 86_400_000 };
   const stalledNow = async () => {
     const found = await countStalledTasks(rt, () => queueStats.read(), options);
-    const ours = [lost.taskId, running.taskId, finished.taskId];
+    const ours = [lost.taskId, running.taskId, finished.taskId, working.taskId];
     return found.tasks.filter((task) => ours.includes(task.taskId));
   };
   // An older message in ingest's queue (the last test's requeue) would, rightly, hide these tasks' stalls.
@@ -134,10 +148,18 @@ test("the gateway requeues a stalled task on its own, at most GATEWAY_STALLED_RE
     timeout: create(DurationSchema, { seconds: 3600n }),
   });
   await applyStatus(redis, event({ taskId: running.taskId, state: "RUNNING", generation: 0 }));
+  // RUNNING, and a live worker reports running it: whatever the times (a host's clock off), it is not lost.
+  const working = await g.client.submitTask({ type: "echo", payload: { working: true } });
+  await applyStatus(redis, event({ taskId: working.taskId, state: "RUNNING", generation: 0 }));
+  await reportWorker(redis, workerRunning("host-a:1", working.taskId), 60_000);
   const since = Date.now();
   await waitFor("the threshold to pass", () => Date.now() - since > 1_500);
-  await loseMessagesOf([lost.taskId, running.taskId, finished.taskId]);
+  await loseMessagesOf([lost.taskId, running.taskId, finished.taskId, working.taskId]);
   expect(await stalledNow()).toEqual([{ taskId: lost.taskId, state: "PENDING", autoRequeues: 0 }]);
+  // Once no worker reports it, it counts (then it is left out of this test: forgotten by the index).
+  await forgetWorker(redis, "host-a:1");
+  expect(await stalledNow()).toContainEqual({ taskId: working.taskId, state: "RUNNING", autoRequeues: 0 });
+  await forgetUnfinished(redis, [working.taskId]);
 
   // Status events waiting for the notifier (here: a notifier durable that has read none of the stream's) may be any
   // task's: while the oldest is older than the task's last change, the task's status may only lag, and nothing counts.
