@@ -32,6 +32,7 @@ import {
   listWorkers,
   matchesFilter,
   readIndexedTasks,
+  resultStored,
   stallClockMs,
   type TaskFilter,
   type TaskPage,
@@ -118,6 +119,8 @@ interface Candidate {
   runAt?: string;
   timeoutMs?: string;
   autoRequeues?: string;
+  generation: number;
+  /** A result of its current generation (or a later one) is stored. */
   hasResult: boolean;
 }
 
@@ -125,11 +128,11 @@ async function readCandidates(redis: Redis, taskIds: readonly string[]): Promise
   const pipeline = redis.pipeline();
   for (const taskId of taskIds) {
     pipeline.hmget(Keys.status(taskId), "state", "updatedAt");
-    pipeline.hmget(Keys.task(taskId), "priority", "runAt", "timeoutMs", "autoRequeues");
+    pipeline.hmget(Keys.task(taskId), "priority", "runAt", "timeoutMs", "autoRequeues", "generation");
     pipeline.exists(Keys.result(taskId));
   }
   const replies = (await pipeline.exec()) ?? [];
-  return taskIds.map((taskId, i) => {
+  const candidates = taskIds.map((taskId, i) => {
     const [statusError, status] = replies[3 * i] ?? [];
     const [taskError, task] = replies[3 * i + 1] ?? [];
     const [resultError, hasResult] = replies[3 * i + 2] ?? [];
@@ -137,7 +140,7 @@ async function readCandidates(redis: Redis, taskIds: readonly string[]): Promise
     if (taskError) throw taskError;
     if (resultError) throw resultError;
     const [state, updatedAt] = (status as (string | null)[]) ?? [];
-    const [priority, runAt, timeoutMs, autoRequeues] = (task as (string | null)[]) ?? [];
+    const [priority, runAt, timeoutMs, autoRequeues, generation] = (task as (string | null)[]) ?? [];
     return {
       taskId,
       state: state ?? undefined,
@@ -146,9 +149,18 @@ async function readCandidates(redis: Redis, taskIds: readonly string[]): Promise
       runAt: runAt ?? undefined,
       timeoutMs: timeoutMs ?? undefined,
       autoRequeues: autoRequeues ?? undefined,
+      generation: Number(generation ?? 0) || 0,
       hasResult: hasResult === 1,
     };
   });
+  // A result of an earlier generation (the task requeued or replayed since) does not say this one finished. Rare: read
+  // only for a task that has both a result and a later generation (resultStored then reads the result's generation).
+  for (const candidate of candidates) {
+    if (candidate.hasResult && candidate.generation > 0) {
+      candidate.hasResult = await resultStored(redis, candidate.taskId, candidate.generation);
+    }
+  }
+  return candidates;
 }
 
 /** GATEWAY_STALLED_AFTER_SECONDS and the task retention, in ms. */

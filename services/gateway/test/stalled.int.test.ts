@@ -141,7 +141,7 @@ test("the gateway requeues a stalled task on its own, at most GATEWAY_STALLED_RE
   const lost = await g.client.submitTask({ type: "echo", payload: { lost: true } });
   // Its result stored: it finished, only its status lags.
   const finished = await g.client.submitTask({ type: "echo", payload: { finished: true } });
-  await redis.set(Keys.result(finished.taskId), JSON.stringify({ taskId: finished.taskId, result: {} }));
+  await redis.set(Keys.result(finished.taskId), JSON.stringify({ taskId: finished.taskId, output: {}, generation: 0 }));
   // RUNNING with its own timeout of an hour: its handler may run that long though its message is gone.
   const running = await g.client.submitTask({
     type: "echo",
@@ -192,6 +192,11 @@ test("the gateway requeues a stalled task on its own, at most GATEWAY_STALLED_RE
   const { outcomes } = await g.admin.requeueTasks({ taskIds: [lost.taskId], stalledForSeconds: 1 });
   expect(outcomes[0]?.generation).toBe(2);
   expect(await redis.hget(Keys.task(lost.taskId), "autoRequeues")).toBe("1");
+
+  // A result of an earlier generation does not say the current one finished (here: as if it had been requeued since).
+  await redis.hset(Keys.task(finished.taskId), "generation", 1);
+  await loseMessagesOf([lost.taskId]); // its requeued message, newer than the finished task's change, would hide it
+  expect(await stalledNow()).toContainEqual({ taskId: finished.taskId, state: "PENDING", autoRequeues: 0 });
 });
 
 test("GATEWAY_STALLED_AFTER_SECONDS defaults to 600 s, GATEWAY_STALLED_REQUEUE_LIMIT to 3, and a bad value names the variable", () => {
