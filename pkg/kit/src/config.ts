@@ -70,6 +70,11 @@ export const baseConfigShape = {
   REDIS_SENTINELS: hostPortList.optional(),
   REDIS_SENTINEL_MASTER: z.string().default("mymaster"),
   REDIS_SENTINEL_PASSWORD: z.string().optional(),
+  /** The Sentinels' ACL user (Redis 6.2+), with REDIS_SENTINEL_PASSWORD; unset: the password alone (user default). */
+  REDIS_SENTINEL_USERNAME: z
+    .string()
+    .min(1, { message: "must not be empty (leave it unset for user default)" })
+    .optional(),
   /** Replicas that must hold a stage's Redis writes before its message is acked (Redis's WAIT; 0 = do not wait). */
   REDIS_WAIT_REPLICAS: z.coerce
     .number({ message: "must be a number" })

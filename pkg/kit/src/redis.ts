@@ -18,6 +18,7 @@ export interface RedisTarget {
   sentinels?: Array<{ host: string; port: number }>;
   sentinelMaster?: string;
   sentinelPassword?: string;
+  sentinelUsername?: string;
 }
 
 /** The Redis target of a service's configuration (REDIS_URL, REDIS_SENTINELS, ...). */
@@ -27,6 +28,7 @@ export function redisTargetOf(config: BaseConfig): RedisTarget {
     sentinels: config.REDIS_SENTINELS,
     sentinelMaster: config.REDIS_SENTINEL_MASTER,
     sentinelPassword: config.REDIS_SENTINEL_PASSWORD,
+    sentinelUsername: config.REDIS_SENTINEL_USERNAME,
   };
 }
 
@@ -38,6 +40,7 @@ function sentinelOptions(target: RedisTarget): RedisOptions {
     sentinels: target.sentinels,
     name: target.sentinelMaster ?? "mymaster",
     sentinelPassword: target.sentinelPassword,
+    sentinelUsername: target.sentinelUsername,
     // Listens to the Sentinels' +switch-master and reconnects at once. Without it the client learns of a failover only
     // when its server closes the connection or answers READONLY: an old primary cut off from the Sentinels but not
     // from this client would take its writes until the partition heals, and lose them when it rejoins as a replica.

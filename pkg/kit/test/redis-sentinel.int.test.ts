@@ -1,14 +1,16 @@
 /**
  * Redis Sentinel (REDIS_SENTINELS): a service's client asks the Sentinel for the primary, and after a failover (one
  * forced by an operator, and one after the primary died) it reaches the new primary by itself: writes, scripts and
- * transactions go on. Each test has its own primary, replica and Sentinel.
+ * transactions go on; a Sentinel that requires an ACL user is reached with REDIS_SENTINEL_USERNAME and
+ * REDIS_SENTINEL_PASSWORD. Each test has its own primary, replica and Sentinel.
  */
 import { type RedisSentinel, type RedisServer, startRedis, startRedisSentinel, waitFor } from "@tm/testkit";
 import { Redis } from "ioredis";
 import { expect, test } from "vitest";
+import { baseConfigShape, loadConfig } from "../src/config.js";
 import { createLogger } from "../src/logger.js";
 import { isOutage } from "../src/outage.js";
-import { connectRedis, type Redis as ServiceRedis } from "../src/redis.js";
+import { connectRedis, redisTargetOf, type Redis as ServiceRedis } from "../src/redis.js";
 
 interface Topology {
   primary: RedisServer;
@@ -128,4 +130,35 @@ test("when the primary dies, the client reaches the replica the Sentinel promote
     });
     await during;
   });
+}, 60_000);
+
+test("a Sentinel that requires an ACL user is reached with REDIS_SENTINEL_USERNAME and _PASSWORD; the password alone is refused", async () => {
+  const primary = await startRedis();
+  const auth = { username: "tm-services", password: "sentinel-secret" };
+  const sentinel = await startRedisSentinel(primary, { auth });
+  const env = {
+    REDIS_URL: "redis://not-used.invalid:6379/0",
+    REDIS_SENTINELS: `127.0.0.1:${sentinel.port}`,
+    REDIS_SENTINEL_PASSWORD: auth.password,
+  };
+  const log = createLogger("sentinel-acl-test", "silent");
+  const redis = connectRedis(
+    redisTargetOf(loadConfig(baseConfigShape, { ...env, REDIS_SENTINEL_USERNAME: auth.username })),
+    "sentinel-acl-test",
+    log,
+  );
+  // Without the user, the password is tried for user default, which this Sentinel turned off.
+  const refused = connectRedis(redisTargetOf(loadConfig(baseConfigShape, env)), "sentinel-acl-refused", log);
+  const refusals: string[] = [];
+  refused.on("error", (error: Error) => refusals.push(error.message));
+  try {
+    await writeAndCheck(redis, primary, "acl");
+    await waitFor("the client without the user refused", () => refusals.some((m) => m.includes("WRONGPASS")));
+    expect(refused.status).not.toBe("ready");
+  } finally {
+    redis.disconnect();
+    refused.disconnect();
+    await sentinel.dispose();
+    await primary.dispose();
+  }
 }, 60_000);

@@ -138,6 +138,12 @@ export async function waitForReplicas(primary: RedisServer, count: number, timeo
  * so that a failover happens within a test's patience. One Sentinel is a quorum of one: enough to test a client's
  * failover, not a production layout (three Sentinels on three machines).
  */
+/** An ACL user a Sentinel requires of its clients (its user default turned off). */
+export interface SentinelAuth {
+  username: string;
+  password: string;
+}
+
 export class RedisSentinel {
   readonly process: ManagedProcess;
   constructor(
@@ -146,6 +152,7 @@ export class RedisSentinel {
     readonly master: string,
     primaryPort: number,
     echo: boolean,
+    readonly auth?: SentinelAuth,
   ) {
     const config = join(dir, "sentinel.conf"); // Sentinel rewrites its file as it learns the topology.
     writeFileSync(
@@ -158,6 +165,7 @@ export class RedisSentinel {
         `sentinel down-after-milliseconds ${master} 1000`,
         // Also the wait before a second failover of the same primary (twice this): a test may make two.
         `sentinel failover-timeout ${master} 2000`,
+        ...(auth ? ["user default off", `user ${auth.username} on >${auth.password} ~* &* +@all`] : []),
         "",
       ].join("\n"),
     );
@@ -173,9 +181,18 @@ export class RedisSentinel {
     return { host: "127.0.0.1", port: this.port };
   }
 
+  /** A client's options for this Sentinel: its user, when it requires one. */
+  #clientOptions() {
+    return this.auth ? { username: this.auth.username, password: this.auth.password } : {};
+  }
+
   /** The port of the primary this Sentinel names now. */
   async primaryPort(): Promise<number> {
-    const client = new Redis(this.port, "127.0.0.1", { lazyConnect: true, maxRetriesPerRequest: 0 });
+    const client = new Redis(this.port, "127.0.0.1", {
+      lazyConnect: true,
+      maxRetriesPerRequest: 0,
+      ...this.#clientOptions(),
+    });
     client.on("error", () => undefined);
     try {
       await client.connect();
@@ -188,7 +205,7 @@ export class RedisSentinel {
 
   /** Sentinel's forced failover (no agreement asked): promotes a replica, then demotes the old primary. */
   async failover(): Promise<void> {
-    const client = new Redis(this.port, "127.0.0.1", { maxRetriesPerRequest: 0 });
+    const client = new Redis(this.port, "127.0.0.1", { maxRetriesPerRequest: 0, ...this.#clientOptions() });
     try {
       await client.call("SENTINEL", "FAILOVER", this.master);
     } finally {
@@ -217,8 +234,9 @@ export class RedisSentinel {
 
 export async function startRedisSentinel(
   primary: RedisServer,
-  options: { master?: string; echo?: boolean } = {},
+  options: { master?: string; echo?: boolean; auth?: SentinelAuth } = {},
 ): Promise<RedisSentinel> {
   const dir = mkdtempSync(join(tmpdir(), "tm-sentinel-"));
-  return new RedisSentinel(await freePort(), dir, options.master ?? "mymaster", primary.port, !!options.echo).start();
+  const { master = "mymaster", echo = false, auth } = options;
+  return new RedisSentinel(await freePort(), dir, master, primary.port, echo, auth).start();
 }
