@@ -45,6 +45,12 @@ if [ "${1:-}" = "test" ]; then
     apt_install chromium || log "could not install chromium: the web console tests will be skipped"
   fi
 
+  # openssl: the Redis TLS tests make a throwaway CA and server certificate with it (pkg/testkit/src/tls.ts).
+  if ! command -v openssl >/dev/null 2>&1; then
+    log "installing Debian package: openssl (for the Redis TLS tests)"
+    apt_install openssl
+  fi
+
   # valgrind: the test of the benchmark's `--drain --instructions` (callgrind) runs a process under it.
   if ! command -v valgrind >/dev/null 2>&1; then
     log "installing Debian package: valgrind (for the benchmark's instruction counting test)"

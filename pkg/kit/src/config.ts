@@ -50,6 +50,15 @@ export const nonNegativeInt = z.coerce
   .int({ message: "must be an integer" })
   .min(0, { message: "must be >= 0" });
 
+/** true/false (also 1/0, yes/no), case-insensitive. */
+export const booleanFlag = z
+  .string()
+  .transform((value) => value.trim().toLowerCase())
+  .refine((value) => ["true", "false", "1", "0", "yes", "no"].includes(value), {
+    message: "must be true or false",
+  })
+  .transform((value) => value === "true" || value === "1" || value === "yes");
+
 const msList = z
   .string()
   .regex(/^\s*\d+(\s*,\s*\d+)*\s*$/, { message: "must be comma-separated milliseconds, e.g. 1000,5000,15000" })
@@ -71,10 +80,12 @@ export const baseConfigShape = {
   REDIS_SENTINEL_MASTER: z.string().default("mymaster"),
   REDIS_SENTINEL_PASSWORD: z.string().optional(),
   /** The Sentinels' ACL user (Redis 6.2+), with REDIS_SENTINEL_PASSWORD; unset: the password alone (user default). */
-  REDIS_SENTINEL_USERNAME: z
-    .string()
-    .min(1, { message: "must not be empty (leave it unset for user default)" })
-    .optional(),
+  REDIS_SENTINEL_USERNAME: z.string().optional(),
+  /** Reach the Sentinels over TLS (their tls-port), trusting REDIS_TLS_CA_FILE's CA if set, else the system's. */
+  REDIS_SENTINEL_TLS: booleanFlag.default(false),
+  /** A PEM file of the CA(s) to trust for Redis TLS (a rediss:// REDIS_URL, REDIS_SENTINEL_TLS) instead of the
+   *  system's: a private CA. Read at start; a file that cannot be read stops the start, naming this variable. */
+  REDIS_TLS_CA_FILE: z.string().optional(),
   /** Replicas that must hold a stage's Redis writes before its message is acked (Redis's WAIT; 0 = do not wait). */
   REDIS_WAIT_REPLICAS: z.coerce
     .number({ message: "must be a number" })

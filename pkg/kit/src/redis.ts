@@ -4,6 +4,7 @@
  * demoted primary's READONLY makes it reconnect (to whatever the address now leads to), Sentinel mode finds the new
  * primary itself, and a client ioredis gave up on is connected again.
  */
+import { readFileSync } from "node:fs";
 import type { RedisOptions } from "ioredis";
 import type { BaseConfig } from "./config.js";
 import { Redis } from "./ioredis-module.js";
@@ -19,6 +20,10 @@ export interface RedisTarget {
   sentinelMaster?: string;
   sentinelPassword?: string;
   sentinelUsername?: string;
+  /** Reach the Sentinels over TLS. */
+  sentinelTls?: boolean;
+  /** The CA(s) to trust for TLS (PEM), instead of the system's. */
+  tlsCa?: string;
 }
 
 /** The Redis target of a service's configuration (REDIS_URL, REDIS_SENTINELS, ...). */
@@ -29,7 +34,27 @@ export function redisTargetOf(config: BaseConfig): RedisTarget {
     sentinelMaster: config.REDIS_SENTINEL_MASTER,
     sentinelPassword: config.REDIS_SENTINEL_PASSWORD,
     sentinelUsername: config.REDIS_SENTINEL_USERNAME,
+    sentinelTls: config.REDIS_SENTINEL_TLS,
+    ...(config.REDIS_TLS_CA_FILE === undefined ? {} : { tlsCa: readCaFile(config.REDIS_TLS_CA_FILE) }),
   };
+}
+
+function readCaFile(path: string): string {
+  let text: string;
+  try {
+    text = readFileSync(path, "utf8");
+  } catch (error) {
+    throw new Error(`REDIS_TLS_CA_FILE: cannot read ${path}: ${(error as Error).message}`);
+  }
+  if (!text.includes("-----BEGIN CERTIFICATE-----")) {
+    throw new Error(`REDIS_TLS_CA_FILE: ${path} holds no PEM certificate (-----BEGIN CERTIFICATE-----)`);
+  }
+  return text;
+}
+
+/** TLS options for a connection: the CA to trust when one is given, else Node's defaults (the system's CAs). */
+function tlsOptions(target: RedisTarget): { ca?: string } {
+  return target.tlsCa === undefined ? {} : { ca: target.tlsCa };
 }
 
 /** ioredis's options for Sentinel: it asks the Sentinels for the primary on every (re)connect and checks the role of
@@ -47,6 +72,7 @@ function sentinelOptions(target: RedisTarget): RedisOptions {
     failoverDetector: true,
     // A rediss:// URL asks for TLS to the data nodes; ioredis applies it in Sentinel mode only with this flag.
     enableTLSForSentinelMode: target.url.startsWith("rediss:"),
+    ...(target.sentinelTls ? { sentinelTLS: tlsOptions(target) } : {}),
   };
 }
 
@@ -64,6 +90,9 @@ export function connectRedis(target: RedisTarget | string, name: string, log: Lo
     enableAutoPipelining: true,
     retryStrategy: (times) => Math.min(50 * 2 ** Math.min(times, 6), 2_000),
     ...sentinelOptions({ url, ...where }),
+    // rediss://: TLS to the data nodes, trusting the given CA rather than only the system's (ioredis takes the rest of
+    // the TLS options from the URL). In Sentinel mode the same options reach the node the Sentinels name.
+    ...(url.startsWith("rediss:") && where.tlsCa !== undefined ? { tls: tlsOptions({ url, ...where }) } : {}),
     reconnectOnError: (error) => {
       if (!answeredReadOnly(error)) return false;
       const heldBack = demotions.pass();

@@ -91,6 +91,8 @@ describe("Redis Sentinel", () => {
       ],
       sentinelMaster: "mymaster",
       sentinelPassword: undefined,
+      sentinelUsername: undefined,
+      sentinelTls: false,
     });
     expect(redisTargetOf(loadConfig({}, {})).sentinels).toBeUndefined();
   });

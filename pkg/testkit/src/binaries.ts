@@ -5,6 +5,7 @@ const INSTALL_HINTS: Record<string, string> = {
   "nats-server":
     "apt-get install -y nats-server   (Debian/Ubuntu; or see https://docs.nats.io/running-a-nats-service/introduction/installation)",
   "redis-server": "apt-get install -y redis-server   (Debian/Ubuntu)",
+  openssl: "apt-get install -y openssl   (Debian/Ubuntu; for the TLS tests)",
 };
 
 /** Finds an executable on PATH (and the sbin directories Debian installs servers into). */

@@ -8,3 +8,4 @@ export * from "./process.js";
 export * from "./redis.js";
 export * from "./services.js";
 export * from "./tcp-proxy.js";
+export * from "./tls.js";

@@ -9,12 +9,34 @@ import { Redis } from "ioredis";
 import { findBinary } from "./binaries.js";
 import { freePort, waitFor } from "./ports.js";
 import { ManagedProcess } from "./process.js";
+import type { TlsFiles } from "./tls.js";
 
 export interface RedisServerOptions {
   appendonly?: boolean;
   echo?: boolean;
   /** Start as a replica of the redis-server on this loopback port. */
   replicaOf?: number;
+  /** Also listen for TLS (on `tlsPort`) with this server certificate; clients need not present one. */
+  tls?: TlsFiles;
+}
+
+/** redis-server's (and Sentinel's) TLS arguments: a TLS port beside the plain one, clients not asked for a certificate,
+ *  and TLS for its own connections to other servers (a Sentinel's to the primary it watches). */
+function tlsArgs(tls: TlsFiles, tlsPort: number): string[] {
+  return [
+    "--tls-port",
+    String(tlsPort),
+    "--tls-cert-file",
+    tls.certFile,
+    "--tls-key-file",
+    tls.keyFile,
+    "--tls-ca-cert-file",
+    tls.caFile,
+    "--tls-auth-clients",
+    "no",
+    "--tls-replication",
+    "yes",
+  ];
 }
 
 export class RedisServer {
@@ -25,6 +47,9 @@ export class RedisServer {
     appendonly: boolean,
     echo: boolean,
     replicaOf?: number,
+    /** With TLS: the port it listens on for TLS (the plain `port` stays open, for the kit's own checks). */
+    readonly tlsPort?: number,
+    tls?: TlsFiles,
   ) {
     this.process = new ManagedProcess({
       name: `redis:${port}`,
@@ -50,6 +75,7 @@ export class RedisServer {
         "--repl-diskless-sync-delay",
         "0",
         ...(replicaOf === undefined ? [] : ["--replicaof", "127.0.0.1", String(replicaOf)]),
+        ...(tls && tlsPort !== undefined ? tlsArgs(tls, tlsPort) : []),
       ],
       echo,
     });
@@ -57,6 +83,12 @@ export class RedisServer {
 
   get url(): string {
     return `redis://127.0.0.1:${this.port}`;
+  }
+
+  /** The TLS address (`rediss://`), when started with `tls`. */
+  get tlsUrl(): string {
+    if (this.tlsPort === undefined) throw new Error(`redis:${this.port} was started without tls`);
+    return `rediss://127.0.0.1:${this.tlsPort}`;
   }
 
   async start(timeoutMs = 15_000): Promise<this> {
@@ -107,7 +139,16 @@ export class RedisServer {
 export async function startRedis(options: RedisServerOptions = {}): Promise<RedisServer> {
   const dir = mkdtempSync(join(tmpdir(), "tm-redis-"));
   const port = await freePort();
-  return new RedisServer(port, dir, options.appendonly ?? false, !!options.echo, options.replicaOf).start();
+  const tlsPort = options.tls ? await freePort() : undefined;
+  return new RedisServer(
+    port,
+    dir,
+    options.appendonly ?? false,
+    !!options.echo,
+    options.replicaOf,
+    tlsPort,
+    options.tls,
+  ).start();
 }
 
 /** How many WAIT commands the server has run (INFO commandstats): whether a code path asked its replicas. */
@@ -153,6 +194,8 @@ export class RedisSentinel {
     primaryPort: number,
     echo: boolean,
     readonly auth?: SentinelAuth,
+    /** With TLS: the port it listens on for TLS, and it reaches the primary over TLS (`primaryPort` is its TLS one). */
+    readonly tls?: { files: TlsFiles; port: number },
   ) {
     const config = join(dir, "sentinel.conf"); // Sentinel rewrites its file as it learns the topology.
     writeFileSync(
@@ -166,6 +209,8 @@ export class RedisSentinel {
         // Also the wait before a second failover of the same primary (twice this): a test may make two.
         `sentinel failover-timeout ${master} 2000`,
         ...(auth ? ["user default off", `user ${auth.username} on >${auth.password} ~* &* +@all`] : []),
+        // Sentinel reads its TLS settings from its file: the same words as redis-server's arguments, without "--".
+        ...(tls ? pairs(tlsArgs(tls.files, tls.port)) : []),
         "",
       ].join("\n"),
     );
@@ -179,6 +224,12 @@ export class RedisSentinel {
 
   get address(): { host: string; port: number } {
     return { host: "127.0.0.1", port: this.port };
+  }
+
+  /** Its TLS address, when started with `tls`. */
+  get tlsAddress(): { host: string; port: number } {
+    if (!this.tls) throw new Error(`redis-sentinel:${this.port} was started without tls`);
+    return { host: "127.0.0.1", port: this.tls.port };
   }
 
   /** A client's options for this Sentinel: its user, when it requires one. */
@@ -232,11 +283,24 @@ export class RedisSentinel {
   }
 }
 
+/**
+ * Starts a Sentinel watching `primary`. With `tls`, the Sentinel also listens for TLS and watches the primary's TLS
+ * port over TLS (the primary must have been started with the same files), so the primary it names is a TLS address.
+ */
 export async function startRedisSentinel(
   primary: RedisServer,
-  options: { master?: string; echo?: boolean; auth?: SentinelAuth } = {},
+  options: { master?: string; echo?: boolean; auth?: SentinelAuth; tls?: TlsFiles } = {},
 ): Promise<RedisSentinel> {
   const dir = mkdtempSync(join(tmpdir(), "tm-sentinel-"));
   const { master = "mymaster", echo = false, auth } = options;
-  return new RedisSentinel(await freePort(), dir, master, primary.port, echo, auth).start();
+  const tls = options.tls ? { files: options.tls, port: await freePort() } : undefined;
+  const watched = tls ? primary.tlsPort! : primary.port;
+  return new RedisSentinel(await freePort(), dir, master, watched, echo, auth, tls).start();
+}
+
+/** ["--a", "1", "--b", "2"] as config lines "a 1", "b 2". */
+function pairs(args: string[]): string[] {
+  const lines: string[] = [];
+  for (let i = 0; i < args.length; i += 2) lines.push(`${args[i]!.replace(/^--/, "")} ${args[i + 1]}`);
+  return lines;
 }
