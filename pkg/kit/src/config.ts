@@ -73,6 +73,12 @@ export const baseConfigShape = {
   NATS_URL: url(["nats", "tls", "ws", "wss"]).default("nats://127.0.0.1:4222"),
   NATS_USER: z.string().optional(),
   NATS_PASSWORD: z.string().optional(),
+  /** A PEM file of the CA(s) to trust for NATS TLS instead of the system's (a private CA); with it, or with a client
+   *  certificate, the connection uses TLS whatever the URL's scheme (nats-server decides: its tls block). */
+  NATS_TLS_CA_FILE: z.string().optional(),
+  /** A client certificate and its key (PEM), for a nats-server that verifies clients (tls { verify: true }). */
+  NATS_TLS_CERT_FILE: z.string().optional(),
+  NATS_TLS_KEY_FILE: z.string().optional(),
   REDIS_URL: url(["redis", "rediss"]).default("redis://127.0.0.1:6379"),
   /** Redis Sentinel: its addresses. Set, the services ask them for the primary of REDIS_SENTINEL_MASTER (and again
    *  after a failover); REDIS_URL then gives only the data nodes' credentials, database and TLS, not their address. */

@@ -3,8 +3,10 @@
  * (about a third of publish CPU, see FACTS.md), and the JetStream streams provisioned on connect (retried while
  * JetStream is still coming up: jetstream-startup.ts).
  */
+import { accessSync, constants } from "node:fs";
 import { createPublisher, type FlowSettings, type Publisher, provisionStreams } from "@tm/flow";
 import { connect, type JetStreamClient, type JetStreamManager, type NatsConnection } from "nats";
+import type { BaseConfig } from "./config.js";
 import { retryWhileJetStreamStarts } from "./jetstream-startup.js";
 import type { Logger } from "./logger.js";
 
@@ -22,10 +24,43 @@ export interface NatsConnectOptions {
   name: string;
   user?: string | undefined;
   password?: string | undefined;
+  /** TLS files: the CA to trust, and a client certificate with its key (natsTlsOf). */
+  tls?: NatsTlsFiles | undefined;
   settings: FlowSettings;
   log: Logger;
   /** Called when the connection closes for good without us closing it (the process should exit). */
   onLost?: (error?: Error) => void;
+}
+
+export interface NatsTlsFiles {
+  caFile?: string;
+  certFile?: string;
+  keyFile?: string;
+}
+
+/**
+ * The TLS files of a service's configuration (NATS_TLS_CA_FILE, NATS_TLS_CERT_FILE, NATS_TLS_KEY_FILE), each checked
+ * readable now so that a wrong path stops the start naming its variable (nats.js would only report it when
+ * connecting); undefined when none is set. A certificate needs its key and the key its certificate.
+ */
+export function natsTlsOf(config: Pick<BaseConfig, "NATS_TLS_CA_FILE" | "NATS_TLS_CERT_FILE" | "NATS_TLS_KEY_FILE">) {
+  const files: NatsTlsFiles = {};
+  const check = (variable: string, path: string | undefined, key: keyof NatsTlsFiles) => {
+    if (path === undefined) return;
+    try {
+      accessSync(path, constants.R_OK);
+    } catch (error) {
+      throw new Error(`${variable}: cannot read ${path}: ${(error as Error).message}`);
+    }
+    files[key] = path;
+  };
+  check("NATS_TLS_CA_FILE", config.NATS_TLS_CA_FILE, "caFile");
+  check("NATS_TLS_CERT_FILE", config.NATS_TLS_CERT_FILE, "certFile");
+  check("NATS_TLS_KEY_FILE", config.NATS_TLS_KEY_FILE, "keyFile");
+  if ((files.certFile === undefined) !== (files.keyFile === undefined)) {
+    throw new Error("NATS_TLS_CERT_FILE and NATS_TLS_KEY_FILE go together: a client certificate needs its key");
+  }
+  return Object.keys(files).length > 0 ? files : undefined;
 }
 
 export async function connectNats(options: NatsConnectOptions): Promise<NatsHandle> {
@@ -39,6 +74,7 @@ export async function connectNats(options: NatsConnectOptions): Promise<NatsHand
     waitOnFirstConnect: true,
     noAsyncTraces: true,
     ...(options.user ? { user: options.user, pass: options.password } : {}),
+    ...(options.tls ? { tls: options.tls } : {}),
   });
   log.info({ server: nc.getServer() }, "connected to NATS");
   const reconnectListeners: Array<() => void> = [];

@@ -14,8 +14,8 @@ import { ManagedProcess } from "./process.js";
 export interface NatsServerOptions {
   /** Extra configuration text (e.g. an authorization block) appended to the generated config. */
   extraConfig?: string;
-  /** Credentials the readiness check connects with (when extraConfig enables authorization). */
-  readyAuth?: Pick<ConnectionOptions, "user" | "pass" | "token">;
+  /** Credentials the readiness check connects with (when extraConfig enables authorization or TLS). */
+  readyAuth?: Pick<ConnectionOptions, "user" | "pass" | "token" | "tls">;
   echo?: boolean;
 }
 

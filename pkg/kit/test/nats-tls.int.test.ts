@@ -1,0 +1,80 @@
+/**
+ * NATS over TLS with a private CA and client certificates (NATS_TLS_CA_FILE, NATS_TLS_CERT_FILE, NATS_TLS_KEY_FILE)
+ * against a real nats-server whose tls block verifies clients: a service connects, provisions its streams and
+ * publishes; without the CA, or without a client certificate, it is refused; a wrong path stops the configuration
+ * naming its variable.
+ */
+import { join } from "node:path";
+import { DEFAULT_FLOW_SETTINGS, Subjects } from "@tm/flow";
+import { createTlsFiles, type NatsServer, startNats, type TlsFiles } from "@tm/testkit";
+import { connect } from "nats";
+import { afterAll, beforeAll, expect, test } from "vitest";
+import { baseConfigShape, loadConfig } from "../src/config.js";
+import { createLogger } from "../src/logger.js";
+import { connectNats, natsTlsOf } from "../src/nats.js";
+
+const log = createLogger("nats-tls-test", "silent");
+let tls: TlsFiles;
+let nats: NatsServer;
+
+beforeAll(async () => {
+  tls = createTlsFiles();
+  // The test's certificate is both the server's and the client's (one CA signs both; nothing restricts its use).
+  const files = { caFile: tls.caFile, certFile: tls.certFile, keyFile: tls.keyFile };
+  nats = await startNats({
+    extraConfig: `tls { cert_file: "${tls.certFile}", key_file: "${tls.keyFile}", ca_file: "${tls.caFile}", verify: true }`,
+    readyAuth: { tls: files },
+  });
+}, 30_000);
+afterAll(async () => {
+  await nats?.dispose();
+  tls?.dispose();
+});
+
+const configWith = (env: Record<string, string>) => loadConfig(baseConfigShape, { NATS_URL: nats.url, ...env });
+
+test("with the CA and a client certificate, a service's connection provisions the streams and publishes", async () => {
+  const config = configWith({
+    NATS_TLS_CA_FILE: tls.caFile,
+    NATS_TLS_CERT_FILE: tls.certFile,
+    NATS_TLS_KEY_FILE: tls.keyFile,
+  });
+  const handle = await connectNats({
+    url: config.NATS_URL,
+    name: "tls-test",
+    tls: natsTlsOf(config),
+    settings: DEFAULT_FLOW_SETTINGS,
+    log,
+  });
+  try {
+    expect(handle.nc.info?.tls_required).toBe(true);
+    const ack = await handle.js.publish(Subjects.audit, new TextEncoder().encode("{}"));
+    expect(ack.stream).toBe("EVENTS");
+  } finally {
+    await handle.nc.close();
+  }
+});
+
+test("without the CA the server's certificate is refused; without a client certificate the server refuses us", async () => {
+  const attempt = (tlsOptions: Record<string, string>) =>
+    connect({ servers: nats.url, reconnect: false, timeout: 3_000, tls: tlsOptions });
+  await expect(attempt({ certFile: tls.certFile, keyFile: tls.keyFile })).rejects.toThrow(
+    /certificate|self[- ]signed/i,
+  );
+  // The server's TLS alert: it asked for a certificate and got none.
+  await expect(attempt({ caFile: tls.caFile })).rejects.toThrow(/alert|certificate/i);
+  // And what the services' variables give, for that second case: the CA alone.
+  expect(natsTlsOf(configWith({ NATS_TLS_CA_FILE: tls.caFile }))).toEqual({ caFile: tls.caFile });
+});
+
+test("a TLS file that cannot be read names its variable; a certificate without its key is refused", () => {
+  const missing = join(tls.dir, "missing.pem");
+  expect(() => natsTlsOf(configWith({ NATS_TLS_CA_FILE: missing }))).toThrow(
+    /^NATS_TLS_CA_FILE: cannot read .*missing/,
+  );
+  expect(() => natsTlsOf(configWith({ NATS_TLS_KEY_FILE: missing }))).toThrow(/^NATS_TLS_KEY_FILE: cannot read/);
+  expect(() => natsTlsOf(configWith({ NATS_TLS_CERT_FILE: tls.certFile }))).toThrow(
+    "NATS_TLS_CERT_FILE and NATS_TLS_KEY_FILE go together",
+  );
+  expect(natsTlsOf(configWith({}))).toBeUndefined();
+});
