@@ -92,6 +92,9 @@ export const baseConfigShape = {
   /** A PEM file of the CA(s) to trust for Redis TLS (a rediss:// REDIS_URL, REDIS_SENTINEL_TLS) instead of the
    *  system's: a private CA. Read at start; a file that cannot be read stops the start, naming this variable. */
   REDIS_TLS_CA_FILE: z.string().optional(),
+  /** A client certificate and its key (PEM) for Redis TLS, for servers that verify clients (tls-auth-clients yes). */
+  REDIS_TLS_CERT_FILE: z.string().optional(),
+  REDIS_TLS_KEY_FILE: z.string().optional(),
   /** Replicas that must hold a stage's Redis writes before its message is acked (Redis's WAIT; 0 = do not wait). */
   REDIS_WAIT_REPLICAS: z.coerce
     .number({ message: "must be a number" })

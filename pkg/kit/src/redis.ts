@@ -22,8 +22,14 @@ export interface RedisTarget {
   sentinelUsername?: string;
   /** Reach the Sentinels over TLS. */
   sentinelTls?: boolean;
-  /** The CA(s) to trust for TLS (PEM), instead of the system's. */
-  tlsCa?: string;
+  /** TLS material (PEM): the CA(s) to trust instead of the system's, and a client certificate with its key. */
+  tls?: RedisTls;
+}
+
+export interface RedisTls {
+  ca?: string;
+  cert?: string;
+  key?: string;
 }
 
 /** The Redis target of a service's configuration (REDIS_URL, REDIS_SENTINELS, ...). */
@@ -35,26 +41,42 @@ export function redisTargetOf(config: BaseConfig): RedisTarget {
     sentinelPassword: config.REDIS_SENTINEL_PASSWORD,
     sentinelUsername: config.REDIS_SENTINEL_USERNAME,
     sentinelTls: config.REDIS_SENTINEL_TLS,
-    ...(config.REDIS_TLS_CA_FILE === undefined ? {} : { tlsCa: readCaFile(config.REDIS_TLS_CA_FILE) }),
+    ...redisTlsOf(config),
   };
 }
 
-function readCaFile(path: string): string {
+/**
+ * REDIS_TLS_CA_FILE, REDIS_TLS_CERT_FILE and REDIS_TLS_KEY_FILE, read now: a file that cannot be read, or does not
+ * hold what it should, stops the start naming its variable. A client certificate needs its key, and the key its
+ * certificate.
+ */
+function redisTlsOf(config: BaseConfig): { tls?: RedisTls } {
+  const tls: RedisTls = {};
+  if (config.REDIS_TLS_CA_FILE !== undefined)
+    tls.ca = readPem("REDIS_TLS_CA_FILE", config.REDIS_TLS_CA_FILE, "CERTIFICATE");
+  if (config.REDIS_TLS_CERT_FILE !== undefined) {
+    tls.cert = readPem("REDIS_TLS_CERT_FILE", config.REDIS_TLS_CERT_FILE, "CERTIFICATE");
+  }
+  if (config.REDIS_TLS_KEY_FILE !== undefined)
+    tls.key = readPem("REDIS_TLS_KEY_FILE", config.REDIS_TLS_KEY_FILE, "PRIVATE KEY");
+  if ((tls.cert === undefined) !== (tls.key === undefined)) {
+    throw new Error("REDIS_TLS_CERT_FILE and REDIS_TLS_KEY_FILE go together: a client certificate needs its key");
+  }
+  return Object.keys(tls).length > 0 ? { tls } : {};
+}
+
+/** A PEM file's text, checked to hold a block whose label ends with `label` (CERTIFICATE; PRIVATE KEY, EC PRIVATE KEY). */
+function readPem(variable: string, path: string, label: string): string {
   let text: string;
   try {
     text = readFileSync(path, "utf8");
   } catch (error) {
-    throw new Error(`REDIS_TLS_CA_FILE: cannot read ${path}: ${(error as Error).message}`);
+    throw new Error(`${variable}: cannot read ${path}: ${(error as Error).message}`);
   }
-  if (!text.includes("-----BEGIN CERTIFICATE-----")) {
-    throw new Error(`REDIS_TLS_CA_FILE: ${path} holds no PEM certificate (-----BEGIN CERTIFICATE-----)`);
+  if (!new RegExp(`-----BEGIN [A-Z ]*${label}-----`).test(text)) {
+    throw new Error(`${variable}: ${path} holds no PEM ${label.toLowerCase()} (-----BEGIN ${label}-----)`);
   }
   return text;
-}
-
-/** TLS options for a connection: the CA to trust when one is given, else Node's defaults (the system's CAs). */
-function tlsOptions(target: RedisTarget): { ca?: string } {
-  return target.tlsCa === undefined ? {} : { ca: target.tlsCa };
 }
 
 /** ioredis's options for Sentinel: it asks the Sentinels for the primary on every (re)connect and checks the role of
@@ -72,7 +94,7 @@ function sentinelOptions(target: RedisTarget): RedisOptions {
     failoverDetector: true,
     // A rediss:// URL asks for TLS to the data nodes; ioredis applies it in Sentinel mode only with this flag.
     enableTLSForSentinelMode: target.url.startsWith("rediss:"),
-    ...(target.sentinelTls ? { sentinelTLS: tlsOptions(target) } : {}),
+    ...(target.sentinelTls ? { sentinelTLS: { ...target.tls } } : {}),
   };
 }
 
@@ -90,9 +112,9 @@ export function connectRedis(target: RedisTarget | string, name: string, log: Lo
     enableAutoPipelining: true,
     retryStrategy: (times) => Math.min(50 * 2 ** Math.min(times, 6), 2_000),
     ...sentinelOptions({ url, ...where }),
-    // rediss://: TLS to the data nodes, trusting the given CA rather than only the system's (ioredis takes the rest of
-    // the TLS options from the URL). In Sentinel mode the same options reach the node the Sentinels name.
-    ...(url.startsWith("rediss:") && where.tlsCa !== undefined ? { tls: tlsOptions({ url, ...where }) } : {}),
+    // rediss://: TLS to the data nodes, trusting the given CA rather than only the system's, with the client
+    // certificate if one is given. In Sentinel mode the same options reach the node the Sentinels name.
+    ...(url.startsWith("rediss:") && where.tls !== undefined ? { tls: { ...where.tls } } : {}),
     reconnectOnError: (error) => {
       if (!answeredReadOnly(error)) return false;
       const heldBack = demotions.pass();

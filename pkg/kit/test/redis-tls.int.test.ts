@@ -1,6 +1,7 @@
 /**
  * Redis over TLS with a private CA (REDIS_TLS_CA_FILE): a rediss:// REDIS_URL reaches a TLS-only redis-server port,
- * verifying its certificate against that CA (and refusing it without); Sentinels over TLS (REDIS_SENTINEL_TLS) name a
+ * verifying its certificate against that CA (and refusing it without); a server that verifies clients gets the
+ * client certificate (REDIS_TLS_CERT_FILE, REDIS_TLS_KEY_FILE); Sentinels over TLS (REDIS_SENTINEL_TLS) name a
  * primary reached over TLS too. Certificates are made per file with openssl (createTlsFiles); a bad CA file stops the
  * configuration with the variable's name.
  */
@@ -51,6 +52,32 @@ test("without REDIS_TLS_CA_FILE a certificate from a private CA is refused: no c
   }
 });
 
+test("a server that verifies clients (tls-auth-clients yes): REDIS_TLS_CERT_FILE and _KEY_FILE are presented; without them it refuses", async () => {
+  const verifying = await startRedis({ tls, tlsAuthClients: true });
+  const env = { REDIS_URL: verifying.tlsUrl, REDIS_TLS_CA_FILE: tls.caFile };
+  // The test's certificate is both the server's and the client's (one CA signs both; nothing restricts its use).
+  const redis = connectRedis(
+    redisTargetOf(
+      loadConfig(baseConfigShape, { ...env, REDIS_TLS_CERT_FILE: tls.certFile, REDIS_TLS_KEY_FILE: tls.keyFile }),
+    ),
+    "mtls-test",
+    log,
+  );
+  const anonymous = connectRedis(redisTargetOf(loadConfig(baseConfigShape, env)), "mtls-anonymous", log);
+  const refusals: string[] = [];
+  anonymous.on("error", (error: Error) => refusals.push(error.message));
+  try {
+    await redis.set("with-client-certificate", "yes");
+    expect(await redis.get("with-client-certificate")).toBe("yes");
+    await waitFor("the client without a certificate refused", () => refusals.length > 0);
+    expect(anonymous.status).not.toBe("ready");
+  } finally {
+    redis.disconnect();
+    anonymous.disconnect();
+    await verifying.dispose();
+  }
+});
+
 test("Sentinels over TLS (REDIS_SENTINEL_TLS): the client asks them over TLS and reaches the primary over TLS", async () => {
   const sentinel = await startRedisSentinel(server, { tls });
   const config = loadConfig(baseConfigShape, {
@@ -78,6 +105,12 @@ test("a CA file that cannot be read, or holds no certificate, names REDIS_TLS_CA
   const notPem = join(tls.dir, "not.pem");
   writeFileSync(notPem, "hello");
   expect(() => target({ REDIS_TLS_CA_FILE: notPem })).toThrow("REDIS_TLS_CA_FILE: " + notPem + " holds no PEM");
+  expect(() => target({ REDIS_TLS_CERT_FILE: tls.certFile })).toThrow(
+    "REDIS_TLS_CERT_FILE and REDIS_TLS_KEY_FILE go together",
+  );
+  expect(() => target({ REDIS_TLS_CERT_FILE: tls.certFile, REDIS_TLS_KEY_FILE: tls.certFile })).toThrow(
+    /^REDIS_TLS_KEY_FILE: .* holds no PEM private key/,
+  );
   expect(target({ REDIS_SENTINEL_TLS: "yes" }).sentinelTls).toBe(true);
   expect(target({}).sentinelTls).toBe(false);
   expect(() => target({ REDIS_SENTINEL_TLS: "maybe" })).toThrow("REDIS_SENTINEL_TLS");

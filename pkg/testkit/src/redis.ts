@@ -16,13 +16,15 @@ export interface RedisServerOptions {
   echo?: boolean;
   /** Start as a replica of the redis-server on this loopback port. */
   replicaOf?: number;
-  /** Also listen for TLS (on `tlsPort`) with this server certificate; clients need not present one. */
+  /** Also listen for TLS (on `tlsPort`) with this server certificate; clients need not present one, unless
+   *  `tlsAuthClients` (then one signed by the same CA). */
   tls?: TlsFiles;
+  tlsAuthClients?: boolean;
 }
 
 /** redis-server's (and Sentinel's) TLS arguments: a TLS port beside the plain one, clients not asked for a certificate,
  *  and TLS for its own connections to other servers (a Sentinel's to the primary it watches). */
-function tlsArgs(tls: TlsFiles, tlsPort: number): string[] {
+function tlsArgs(tls: TlsFiles, tlsPort: number, authClients = false): string[] {
   return [
     "--tls-port",
     String(tlsPort),
@@ -33,7 +35,7 @@ function tlsArgs(tls: TlsFiles, tlsPort: number): string[] {
     "--tls-ca-cert-file",
     tls.caFile,
     "--tls-auth-clients",
-    "no",
+    authClients ? "yes" : "no",
     "--tls-replication",
     "yes",
   ];
@@ -50,6 +52,7 @@ export class RedisServer {
     /** With TLS: the port it listens on for TLS (the plain `port` stays open, for the kit's own checks). */
     readonly tlsPort?: number,
     tls?: TlsFiles,
+    tlsAuthClients = false,
   ) {
     this.process = new ManagedProcess({
       name: `redis:${port}`,
@@ -75,7 +78,7 @@ export class RedisServer {
         "--repl-diskless-sync-delay",
         "0",
         ...(replicaOf === undefined ? [] : ["--replicaof", "127.0.0.1", String(replicaOf)]),
-        ...(tls && tlsPort !== undefined ? tlsArgs(tls, tlsPort) : []),
+        ...(tls && tlsPort !== undefined ? tlsArgs(tls, tlsPort, tlsAuthClients) : []),
       ],
       echo,
     });
@@ -148,6 +151,7 @@ export async function startRedis(options: RedisServerOptions = {}): Promise<Redi
     options.replicaOf,
     tlsPort,
     options.tls,
+    options.tlsAuthClients,
   ).start();
 }
 
