@@ -1,5 +1,6 @@
 /**
- * Requeue of a stalled task (AdminService.RequeueTasks, `taskctl requeue`): an unfinished task whose status has not
+ * Requeue of a stalled task (AdminService.RequeueTasks, `taskctl requeue`, and the gateway's own round over the tasks
+ * it counts stalled, stalled-tasks.ts, with `autoLimit`): an unfinished task whose status has not
  * changed for a while (its message lost: discarded by a full stream, a stream restored from an older backup) goes
  * through the pipeline again under its own id, as a new generation, so whoever follows the task sees it finish.
  *
@@ -7,13 +8,15 @@
  *      has not changed for `stalledForMs`; or it was failed "not queued" by the requeue sweeper (its submission never
  *      reached the stream: it never ran, has no dead letter, and its cancel marker is the sweeper's, cleared here);
  *   2. starts the new generation in one Redis script (claimRequeue), only if the task's generation and status
- *      version are still the ones checked (of two operators requeuing one task only one does; a task that moved in
- *      between is left alone) and no cancel was requested; the task is entered in tasks_unqueued;
+ *      version are still the ones checked and no generation of it is being queued (of two operators or replicas
+ *      requeuing one task only one does; a task that moved in between is left alone), no cancel was requested, and,
+ *      for an automatic requeue, the task's `autoRequeues` is below the limit; the task is entered in tasks_unqueued;
  *   3. audits "requeued_stalled" and queues the generation as a replay does (queue-generation.ts).
  * A task judged stalled that was only slow still runs once if its old message reaches a worker afterwards (the worker
  * skips a message older than the task's generation: whyNotRun); one whose handler was already running runs twice:
  * its older generation's statuses are ignored (versions carry the generation), and its result is replaced by the
- * newer generation's (result-store keeps the latest generation's): the threshold is the operator's guard.
+ * newer generation's (result-store keeps the latest generation's): the threshold is the operator's guard (the
+ * automatic round's is its stricter rule: no message of the stage waiting, no live worker running it).
  */
 import { isTerminal, type TaskState } from "@tm/flow";
 import type { Runtime } from "@tm/kit";
