@@ -24,14 +24,17 @@ import { build } from "esbuild";
  *  bundle names one has it as a production dependency, so that the image has it. */
 export const EXTERNAL = ["@grpc/grpc-js", "ioredis", "pino", "@tm/console"];
 
-/** Bundles `entry` (relative to the current directory, a package's) into dist/bundle/<entry's name>.js. */
-export async function bundle(entry) {
+/**
+ * Bundles `entry` (relative to the current directory, a package's) into dist/bundle/<entry's name>.js. `external`:
+ * what stays outside (EXTERNAL for a service; a command-line tool, which loads no telemetry, can take everything in).
+ */
+export async function bundle(entry, external = EXTERNAL) {
   const outdir = join("dist", "bundle");
   mkdirSync(outdir, { recursive: true });
-  await build(options(entry, join(outdir, `${basename(entry, extname(entry))}.js`)));
+  await build(options(entry, join(outdir, `${basename(entry, extname(entry))}.js`), external));
 }
 
-function options(entry, outfile) {
+function options(entry, outfile, external) {
   return {
     entryPoints: [entry],
     outfile,
@@ -42,7 +45,7 @@ function options(entry, outfile) {
     // Workspace packages from their TypeScript sources (as the tests run them): no dependency on tsc's output, and the
     // source map points at .ts files.
     conditions: ["source"],
-    external: EXTERNAL,
+    external,
     // CommonJS packages in the bundle (fastify, pino's helpers, …) call require() for built-ins and for the external
     // packages above; an ES module has no require, so the bundle makes one. Going through require() is also what lets
     // the instrumentations patch those packages.
@@ -68,10 +71,13 @@ function options(entry, outfile) {
 }
 
 if (process.argv[1] && resolve(process.argv[1]) === fileURLToPath(import.meta.url)) {
-  const [entry] = process.argv.slice(2);
-  if (!entry) {
-    console.error("usage: node scripts/bundle.mjs <entry, e.g. src/index.ts>  (run from the package's directory)");
+  const [entry, flag] = process.argv.slice(2);
+  if (!entry || (flag !== undefined && flag !== "--self-contained")) {
+    console.error(
+      "usage: node scripts/bundle.mjs <entry, e.g. src/index.ts> [--self-contained]  (run from the package's directory;\n" +
+        "--self-contained: nothing left outside the bundle, for a command-line tool)",
+    );
     process.exit(64);
   }
-  await bundle(entry);
+  await bundle(entry, flag === "--self-contained" ? [] : EXTERNAL);
 }

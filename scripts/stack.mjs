@@ -292,7 +292,7 @@ function checkBuilt() {
     ...SERVICES.map((service) =>
       join("services", service.name, startArgsOf(join(root, "services", service.name)).at(-1)),
     ),
-    join("services", "client", "dist", "cli.js"),
+    join("services", "client", "dist", "bundle", "cli.js"),
   ].filter((path) => !existsSync(join(root, path)));
   if (missing.length > 0) {
     throw new StackError(`not built: ${missing.join(", ")}\nRun \`pnpm build\` first (then \`pnpm start\`).`);
@@ -316,7 +316,7 @@ function serviceEnvironment(name, natsUrl, redisUrl) {
 function runDemo() {
   return new Promise((resolve) => {
     holdLogs = true;
-    const child = spawn(process.execPath, [join(root, "services", "client", "dist", "cli.js"), "demo"], {
+    const child = spawn(process.execPath, [join(root, "services", "client", "dist", "bundle", "cli.js"), "demo"], {
       stdio: "inherit",
       env: { ...env, TASKCTL_ADDR: GATEWAY_ADDR },
     });
@@ -343,9 +343,9 @@ function printPanel() {
     "  ops (/readyz, /metrics)  gateway 8080, ingest 8083, scheduler 8084, worker 8085,",
     "                           notifier 8086, audit 8087, deadletter 8088",
     "",
-    "  try:  node services/client/dist/cli.js submit sleep --payload '{\"ms\":2000}' --watch",
-    "        node services/client/dist/cli.js demo --count 30",
-    "        node services/client/dist/cli.js --help",
+    "  try:  node services/client/dist/bundle/cli.js submit sleep --payload '{\"ms\":2000}' --watch",
+    "        node services/client/dist/bundle/cli.js demo --count 30",
+    "        node services/client/dist/bundle/cli.js --help",
     "",
     "  Ctrl-C to stop",
     "",

@@ -31,7 +31,10 @@ let admin: AdminClient;
 beforeAll(async () => {
   // A day's retention instead of the default week: every service writing a task's records applies it (checked below).
   // Workers report every 200 ms (not 5 s) for `taskctl workers`.
-  pipeline = await startPipeline({ env: { TASK_RETENTION_SECONDS: "86400", WORKER_REPORT_INTERVAL_MS: "200" } });
+  // Workers read pauses, quiet marks and run-time limits every 200 ms here (1 s by default): the tests wait on them.
+  pipeline = await startPipeline({
+    env: { TASK_RETENTION_SECONDS: "86400", WORKER_REPORT_INTERVAL_MS: "200", WORKER_PAUSE_POLL_MS: "200" },
+  });
   admin = createAdminClient({ baseUrl: pipeline.gatewayUrl });
 }, 90_000);
 afterAll(async () => {
@@ -47,7 +50,7 @@ async function consumer(name: string): Promise<ConsumerStats> {
 
 /** Runs the built taskctl against the pipeline's gateway. */
 function taskctl(...args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-  const cli = join(REPO_ROOT, "services", "client", "dist", "cli.js");
+  const cli = join(REPO_ROOT, "services", "client", "dist", "bundle", "cli.js");
   return new Promise((resolve) => {
     execFile(process.execPath, [cli, ...args, "--addr", pipeline.gatewayUrl], (error, stdout, stderr) => {
       resolve({ code: error ? Number(error.code) : 0, stdout, stderr });

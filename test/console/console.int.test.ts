@@ -34,7 +34,7 @@ import { type Pipeline, startPipeline } from "../support/pipeline.js";
 
 const CHROMIUM = "/usr/bin/chromium";
 const ARTIFACTS = join(REPO_ROOT, "test-artifacts", "console");
-const CLI = join(REPO_ROOT, "services", "client", "dist", "cli.js");
+const CLI = join(REPO_ROOT, "services", "client", "dist", "bundle", "cli.js");
 const run = promisify(execFile);
 
 if (!existsSync(CHROMIUM)) {
@@ -56,7 +56,11 @@ describe.skipIf(!existsSync(CHROMIUM))("web console", () => {
   beforeAll(async () => {
     const webPort = await freePort();
     pipeline = await startPipeline({
-      perService: { gateway: { GATEWAY_WEB_PORT: String(webPort) }, worker: { WORKER_REPORT_INTERVAL_MS: "200" } },
+      perService: {
+        gateway: { GATEWAY_WEB_PORT: String(webPort) },
+        // Reports, and pauses, quiet marks and limits read, every 200 ms (1-5 s by default): the tests wait on them.
+        worker: { WORKER_REPORT_INTERVAL_MS: "200", WORKER_PAUSE_POLL_MS: "200" },
+      },
     });
     webUrl = `http://127.0.0.1:${webPort}`;
     profileDir = mkdtempSync(join(tmpdir(), "tm-console-chromium-"));

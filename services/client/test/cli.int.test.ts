@@ -590,8 +590,8 @@ describe("submitAndStream's first-message deadline", () => {
   });
 });
 
-describe("the built bin (dist/cli.js)", () => {
-  const cli = fileURLToPath(new URL("../dist/cli.js", import.meta.url));
+describe("the built bin (dist/bundle/cli.js, one self-contained file)", () => {
+  const cli = fileURLToPath(new URL("../dist/bundle/cli.js", import.meta.url));
   function spawnCli(args: string[], env: NodeJS.ProcessEnv = {}) {
     return new Promise<{ code: number | null; stdout: string; stderr: string }>((resolve, reject) => {
       const child = spawn(process.execPath, [cli, ...args], { env: { ...process.env, ...env } });
