@@ -6,19 +6,20 @@ import type { Redis } from "ioredis";
 import { Keys } from "./keys.js";
 import { luaScript } from "./script.js";
 
-// KEYS: task:<id>, task_status:<id>, task_cancel:<id>, tasks_unqueued; ARGV: the requeue's time (ms), the task id,
+// KEYS: task:<id>, task_status:<id>, task_cancel:<id>, tasks_unqueued, tasks_delayed; ARGV: the requeue's time (ms), the task id,
 // the generation and the status version the decision was made on, "1" to clear the cancel marker instead of
 // refusing for it, and the limit of automatic requeues ("0": an operator's requeue, not counted). Returns the new
 // generation, -1 when the task record has expired, -2 when its generation or status changed meanwhile (the task
 // moved, or another requeue or a replay came first) or a generation of it is still being queued (it is in
 // tasks_unqueued: the status of a generation just claimed is written after the claim, so without this a second
-// requeue reading in between would pass both checks), -3 when a cancellation has been requested, -4 when an
+// requeue reading in between would pass both checks) or still waits for its release (in tasks_delayed, even
+// overdue: the gateway's releaser queues it), -3 when a cancellation has been requested, -4 when an
 // automatic requeue finds the task requeued automatically `limit` times already.
 const CLAIM_REQUEUE = luaScript(`
 if redis.call('EXISTS', KEYS[1]) == 0 then return -1 end
 if tonumber(redis.call('HGET', KEYS[1], 'generation') or '0') ~= tonumber(ARGV[3]) then return -2 end
 if tonumber(redis.call('HGET', KEYS[2], 'version') or '0') ~= tonumber(ARGV[4]) then return -2 end
-if redis.call('ZSCORE', KEYS[4], ARGV[2]) then return -2 end
+if redis.call('ZSCORE', KEYS[4], ARGV[2]) or redis.call('ZSCORE', KEYS[5], ARGV[2]) then return -2 end
 if ARGV[5] == '1' then redis.call('DEL', KEYS[3]) elseif redis.call('EXISTS', KEYS[3]) == 1 then return -3 end
 local limit = tonumber(ARGV[6])
 if limit > 0 then
@@ -73,7 +74,7 @@ export async function claimRequeue(
   const reply = Number(
     await CLAIM_REQUEUE.run(
       redis,
-      [Keys.task(taskId), Keys.status(taskId), Keys.cancel(taskId), Keys.unqueued],
+      [Keys.task(taskId), Keys.status(taskId), Keys.cancel(taskId), Keys.unqueued, Keys.delayed],
       [atMs, taskId, expectedGeneration, expectedVersion, clearCancelMarker ? "1" : "0", autoLimit ?? 0],
     ),
   );

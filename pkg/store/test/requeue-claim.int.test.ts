@@ -113,6 +113,18 @@ test("a task with a generation still being queued (in tasks_unqueued) is left al
   expect((await readTask(clients.redis, TASK_ID))?.generation).toBe(1);
 });
 
+test("a delayed task still waiting for its release (in tasks_delayed, even overdue) is left to the releaser", async () => {
+  await setUp();
+  await clients.redis.zadd(Keys.delayed, Date.now() - 3_600_000, TASK_ID);
+  expect(await claimRequeue(clients.redis, TASK_ID, 0, VERSION, Date.now())).toEqual({
+    claimed: false,
+    reason: "moved_on",
+  });
+  expect((await readTask(clients.redis, TASK_ID))?.generation).toBe(0);
+  await clients.redis.zrem(Keys.delayed, TASK_ID);
+  expect(await claimRequeue(clients.redis, TASK_ID, 0, VERSION, Date.now())).toEqual({ claimed: true, generation: 1 });
+});
+
 test("automatic requeues are counted on the task and refused past their limit; an operator's are neither", async () => {
   await setUp();
   const requeueAt = async (generation: number, autoLimit?: number) => {

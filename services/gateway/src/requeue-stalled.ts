@@ -125,7 +125,9 @@ export async function requeueStalledTask(
 
 const CLAIM_REFUSALS = {
   cancelling: "a cancellation of the task has been requested",
-  moved_on: "the task moved meanwhile (its status or generation changed, or a generation of it is being queued)",
+  moved_on:
+    "the task moved meanwhile (its status or generation changed, or a generation of it is being queued, or it waits " +
+    "for its release as a delayed task)",
   auto_limit: "the gateway has requeued it automatically as often as GATEWAY_STALLED_REQUEUE_LIMIT allows",
 } as const;
 
