@@ -73,6 +73,10 @@ export const baseConfigShape = {
   NATS_URL: url(["nats", "tls", "ws", "wss"]).default("nats://127.0.0.1:4222"),
   NATS_USER: z.string().optional(),
   NATS_PASSWORD: z.string().optional(),
+  /** Instead of a user and password: a token (authorization { token }), or an NKEY seed file (users [{ nkey }]).
+   *  At most one of NATS_USER, NATS_TOKEN and NATS_NKEY_SEED_FILE. */
+  NATS_TOKEN: z.string().optional(),
+  NATS_NKEY_SEED_FILE: z.string().optional(),
   /** A PEM file of the CA(s) to trust for NATS TLS instead of the system's (a private CA); with it, or with a client
    *  certificate, the connection uses TLS whatever the URL's scheme (nats-server decides: its tls block). */
   NATS_TLS_CA_FILE: z.string().optional(),

@@ -3,9 +3,9 @@
  * (about a third of publish CPU, see FACTS.md), and the JetStream streams provisioned on connect (retried while
  * JetStream is still coming up: jetstream-startup.ts).
  */
-import { accessSync, constants } from "node:fs";
+import { accessSync, constants, readFileSync } from "node:fs";
 import { createPublisher, type FlowSettings, type Publisher, provisionStreams } from "@tm/flow";
-import { connect, type JetStreamClient, type JetStreamManager, type NatsConnection } from "nats";
+import { connect, type JetStreamClient, type JetStreamManager, type NatsConnection, nkeyAuthenticator } from "nats";
 import type { BaseConfig } from "./config.js";
 import { retryWhileJetStreamStarts } from "./jetstream-startup.js";
 import type { Logger } from "./logger.js";
@@ -26,6 +26,9 @@ export interface NatsConnectOptions {
   password?: string | undefined;
   /** TLS files: the CA to trust, and a client certificate with its key (natsTlsOf). */
   tls?: NatsTlsFiles | undefined;
+  /** Instead of user and password: a token or an NKEY seed (natsAuthOf). */
+  token?: string | undefined;
+  nkeySeed?: string | undefined;
   settings: FlowSettings;
   log: Logger;
   /** Called when the connection closes for good without us closing it (the process should exit). */
@@ -63,6 +66,35 @@ export function natsTlsOf(config: Pick<BaseConfig, "NATS_TLS_CA_FILE" | "NATS_TL
   return Object.keys(files).length > 0 ? files : undefined;
 }
 
+/** How a service proves who it is to NATS: NATS_USER and NATS_PASSWORD, NATS_TOKEN, or NATS_NKEY_SEED_FILE (read and
+ *  checked now, naming the variable), at most one of them. */
+export function natsAuthOf(
+  config: Pick<BaseConfig, "NATS_USER" | "NATS_PASSWORD" | "NATS_TOKEN" | "NATS_NKEY_SEED_FILE">,
+): Pick<NatsConnectOptions, "user" | "password" | "token" | "nkeySeed"> {
+  const given = (["NATS_USER", "NATS_TOKEN", "NATS_NKEY_SEED_FILE"] as const).filter((name) => config[name]);
+  if (given.length > 1)
+    throw new Error(`${given.join(" and ")}: set one way to authenticate to NATS, not ${given.length}`);
+  if (config.NATS_TOKEN) return { token: config.NATS_TOKEN };
+  if (config.NATS_NKEY_SEED_FILE) return { nkeySeed: readNkeySeed(config.NATS_NKEY_SEED_FILE) };
+  return { user: config.NATS_USER, password: config.NATS_PASSWORD };
+}
+
+/** A user's NKEY seed (SU…) from its file: the first line that is one (nsc writes comments around it). */
+function readNkeySeed(path: string): string {
+  let text: string;
+  try {
+    text = readFileSync(path, "utf8");
+  } catch (error) {
+    throw new Error(`NATS_NKEY_SEED_FILE: cannot read ${path}: ${(error as Error).message}`);
+  }
+  const seed = text
+    .split(/\r?\n/)
+    .map((line) => line.trim())
+    .find((line) => /^SU[A-Z2-7]{50,}$/.test(line));
+  if (!seed) throw new Error(`NATS_NKEY_SEED_FILE: ${path} holds no user seed (a line starting SU)`);
+  return seed;
+}
+
 export async function connectNats(options: NatsConnectOptions): Promise<NatsHandle> {
   const { log } = options;
   const nc = await connect({
@@ -74,6 +106,8 @@ export async function connectNats(options: NatsConnectOptions): Promise<NatsHand
     waitOnFirstConnect: true,
     noAsyncTraces: true,
     ...(options.user ? { user: options.user, pass: options.password } : {}),
+    ...(options.token ? { token: options.token } : {}),
+    ...(options.nkeySeed ? { authenticator: nkeyAuthenticator(new TextEncoder().encode(options.nkeySeed)) } : {}),
     ...(options.tls ? { tls: options.tls } : {}),
   });
   log.info({ server: nc.getServer() }, "connected to NATS");

@@ -27,7 +27,7 @@ import { type BaseConfig, ConfigError, flowSettingsOf, loadConfig } from "./conf
 import { retryWhileJetStreamStarts } from "./jetstream-startup.js";
 import { LogThrottle } from "./log-throttle.js";
 import { createLogger, type Logger } from "./logger.js";
-import { connectNats, type NatsHandle, natsTlsOf } from "./nats.js";
+import { connectNats, type NatsHandle, natsAuthOf, natsTlsOf } from "./nats.js";
 import { createOpsServer, listen, type ReadinessCheck, registerOpsRoutes } from "./ops-server.js";
 import { isOutage } from "./outage.js";
 import { connectRedis, redisTargetOf } from "./redis.js";
@@ -159,8 +159,7 @@ export async function startService<S extends z.ZodRawShape, Started>(
       nats = await connectNats({
         url: config.NATS_URL,
         name: definition.name,
-        user: config.NATS_USER,
-        password: config.NATS_PASSWORD,
+        ...natsAuthOf(config),
         tls: natsTlsOf(config),
         settings,
         log,
