@@ -61,7 +61,7 @@ async function as(user: string): Promise<NatsConnection> {
 beforeAll(async () => {
   nats = await startNats({
     extraConfig: renderAuthorization(permissions, (user: string) => JSON.stringify(passwordOf(user))),
-    readyAuth: { user: "scheduler", pass: passwordOf("scheduler") },
+    readyAuth: { user: "scheduler", pass: passwordOf("scheduler"), inboxPrefix: "_INBOX_scheduler" },
   });
 });
 afterAll(async () => {
@@ -218,6 +218,17 @@ describe("the scheduler's user", () => {
 });
 
 describe("other users", () => {
+  test.each([
+    ["_INBOX.>", "every connection's default inbox"],
+    ["_INBOX_gateway.>", "the gateway's inbox"],
+  ])("the worker is refused a subscription on %s (%s): it reads only its own replies", async (subject) => {
+    const nc = await as("worker");
+    const refused = new Promise<string>((resolve) => {
+      nc.subscribe(subject, { callback: (error) => error && resolve(String(error.message)) });
+    });
+    expect(await refused).toMatch(/permissions violation/i);
+  });
+
   test("audit is refused a subscription on tasks.ingest", async () => {
     const nc = await as("audit");
     const refused = new Promise<string>((resolve) => {

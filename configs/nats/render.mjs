@@ -35,6 +35,13 @@ const ADVISORY_CONSUMER_API = [
 export const streamOf = (subject) => (subject.startsWith("events.") ? "EVENTS" : "TASKS");
 export const durableName = (service, subject) => `${service}-${subject.replaceAll(".", "-")}`;
 
+/**
+ * The inbox prefix a user's connection uses (pkg/kit's connection: NATS_INBOX_PREFIX's default), the only inbox it may
+ * subscribe to: a user allowed `_INBOX.>` could read every other service's replies (JetStream API answers, publish
+ * acks, pulled messages).
+ */
+export const inboxPrefixOf = (user) => `_INBOX_${user}`;
+
 /** The environment variable nats-server reads a user's password from. */
 export const passwordVariable = (user) => `TM_${user.toUpperCase().replaceAll("-", "_")}_NATS_PASSWORD`;
 
@@ -62,8 +69,8 @@ export function permissionsOf(user, spec) {
     ...(spec.listConsumers ?? []).map((stream) => `$JS.API.CONSUMER.LIST.${stream}`),
     ...(spec.consumeAdvisories ? ADVISORY_CONSUMER_API : []),
   ];
-  // Replies to JetStream API calls, publish acks and pull requests all arrive on the connection's inbox.
-  const subscribe = ["_INBOX.>", ...spec.subscribe];
+  // Replies to JetStream API calls, publish acks and pull requests all arrive on the connection's inbox: its own.
+  const subscribe = [`${inboxPrefixOf(user)}.>`, ...spec.subscribe];
   return { publish, subscribe };
 }
 

@@ -76,6 +76,12 @@ export const baseConfigShape = {
   /** Instead of a user and password: a token (authorization { token }), or an NKEY seed file (users [{ nkey }]).
    *  At most one of NATS_USER, NATS_TOKEN and NATS_NKEY_SEED_FILE. */
   NATS_TOKEN: z.string().optional(),
+  /** The prefix of the connection's reply subjects; default `_INBOX_<NATS_USER>` with a user (what the rendered
+   *  permissions allow it, configs/nats/render.mjs), else `_INBOX`. */
+  NATS_INBOX_PREFIX: z
+    .string()
+    .regex(/^[A-Za-z0-9_-]+$/, { message: "must be one subject token: letters, digits, _ and -" })
+    .optional(),
   NATS_NKEY_SEED_FILE: z.string().optional(),
   /** A PEM file of the CA(s) to trust for NATS TLS instead of the system's (a private CA); with it, or with a client
    *  certificate, the connection uses TLS whatever the URL's scheme (nats-server decides: its tls block). */

@@ -29,6 +29,8 @@ export interface NatsConnectOptions {
   /** Instead of user and password: a token or an NKEY seed (natsAuthOf). */
   token?: string | undefined;
   nkeySeed?: string | undefined;
+  /** The prefix of its reply subjects (natsInboxPrefixOf); unset: nats.js's `_INBOX`. */
+  inboxPrefix?: string | undefined;
   settings: FlowSettings;
   log: Logger;
   /** Called when the connection closes for good without us closing it (the process should exit). */
@@ -79,6 +81,13 @@ export function natsAuthOf(
   return { user: config.NATS_USER, password: config.NATS_PASSWORD };
 }
 
+/** NATS_INBOX_PREFIX, else `_INBOX_<NATS_USER>` with a user (the only inbox the rendered permissions let it read),
+ *  else nats.js's default. */
+export function natsInboxPrefixOf(config: Pick<BaseConfig, "NATS_USER" | "NATS_INBOX_PREFIX">): string | undefined {
+  if (config.NATS_INBOX_PREFIX) return config.NATS_INBOX_PREFIX;
+  return config.NATS_USER ? `_INBOX_${config.NATS_USER}` : undefined;
+}
+
 /** A user's NKEY seed (SU…) from its file: the first line that is one (nsc writes comments around it). */
 function readNkeySeed(path: string): string {
   let text: string;
@@ -109,6 +118,7 @@ export async function connectNats(options: NatsConnectOptions): Promise<NatsHand
     ...(options.token ? { token: options.token } : {}),
     ...(options.nkeySeed ? { authenticator: nkeyAuthenticator(new TextEncoder().encode(options.nkeySeed)) } : {}),
     ...(options.tls ? { tls: options.tls } : {}),
+    ...(options.inboxPrefix ? { inboxPrefix: options.inboxPrefix } : {}),
   });
   log.info({ server: nc.getServer() }, "connected to NATS");
   const reconnectListeners: Array<() => void> = [];

@@ -27,7 +27,7 @@ import { type BaseConfig, ConfigError, flowSettingsOf, loadConfig } from "./conf
 import { retryWhileJetStreamStarts } from "./jetstream-startup.js";
 import { LogThrottle } from "./log-throttle.js";
 import { createLogger, type Logger } from "./logger.js";
-import { connectNats, type NatsHandle, natsAuthOf, natsTlsOf } from "./nats.js";
+import { connectNats, type NatsHandle, natsAuthOf, natsInboxPrefixOf, natsTlsOf } from "./nats.js";
 import { createOpsServer, listen, type ReadinessCheck, registerOpsRoutes } from "./ops-server.js";
 import { isOutage } from "./outage.js";
 import { connectRedis, redisTargetOf } from "./redis.js";
@@ -161,6 +161,7 @@ export async function startService<S extends z.ZodRawShape, Started>(
         name: definition.name,
         ...natsAuthOf(config),
         tls: natsTlsOf(config),
+        inboxPrefix: natsInboxPrefixOf(config),
         settings,
         log,
         onLost: () => void shutdown.run("NATS connection lost").then(() => process.exit(1)),

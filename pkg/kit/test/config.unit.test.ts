@@ -7,6 +7,7 @@ import {
   loadConfig,
   nonNegativeInt,
 } from "../src/config.js";
+import { natsInboxPrefixOf } from "../src/nats.js";
 import { redisTargetOf } from "../src/redis.js";
 
 describe("loadConfig with nonNegativeInt", () => {
@@ -77,6 +78,13 @@ describe("TASK_RETENTION_SECONDS", () => {
       `TASK_RETENTION_SECONDS: ${message} (got "${value}")`,
     );
   });
+});
+
+test("NATS_INBOX_PREFIX: _INBOX_<NATS_USER> with a user (its permissions' only inbox), else nats.js's; a bad one is named", () => {
+  expect(natsInboxPrefixOf(loadConfig({}, { NATS_USER: "worker", NATS_PASSWORD: "p" }))).toBe("_INBOX_worker");
+  expect(natsInboxPrefixOf(loadConfig({}, {}))).toBeUndefined();
+  expect(natsInboxPrefixOf(loadConfig({}, { NATS_USER: "worker", NATS_INBOX_PREFIX: "_R_worker" }))).toBe("_R_worker");
+  expect(() => loadConfig({}, { NATS_INBOX_PREFIX: "_INBOX.worker" })).toThrow("NATS_INBOX_PREFIX");
 });
 
 describe("Redis Sentinel", () => {

@@ -15,7 +15,7 @@ export interface NatsServerOptions {
   /** Extra configuration text (e.g. an authorization block) appended to the generated config. */
   extraConfig?: string;
   /** Credentials the readiness check connects with (when extraConfig enables authorization or TLS). */
-  readyAuth?: Pick<ConnectionOptions, "user" | "pass" | "token" | "tls" | "authenticator">;
+  readyAuth?: Pick<ConnectionOptions, "user" | "pass" | "token" | "tls" | "authenticator" | "inboxPrefix">;
   echo?: boolean;
 }
 
