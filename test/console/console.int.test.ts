@@ -764,7 +764,10 @@ describe.skipIf(!existsSync(CHROMIUM))("web console", () => {
       timeout: 15_000,
     });
     expect((await admin.listSchedules({})).schedules.find((s) => s.id === "console-nightly")?.paused).toBe(true);
-    expect((await row.getByRole("cell").allTextContents())[4]).toMatch(/^paused/);
+    // The message is announced before the list is read again: wait for the row to show it.
+    await waitFor("the row to say paused", async () =>
+      /^paused/.test((await row.getByRole("cell").allTextContents())[4] ?? ""),
+    );
     await row.getByRole("button", { name: "Resume console-nightly" }).click();
     await page.waitForSelector("text=/^Resumed schedule console-nightly: next run /", { timeout: 15_000 });
     const resumed = (await admin.listSchedules({})).schedules.find((s) => s.id === "console-nightly");
