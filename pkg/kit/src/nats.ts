@@ -3,12 +3,12 @@
  * (about a third of publish CPU, see FACTS.md), and the JetStream streams provisioned on connect (retried while
  * JetStream is still coming up: jetstream-startup.ts).
  */
-import { accessSync, constants, readFileSync } from "node:fs";
 import { createPublisher, type FlowSettings, type Publisher, provisionStreams } from "@tm/flow";
 import { connect, type JetStreamClient, type JetStreamManager, type NatsConnection, nkeyAuthenticator } from "nats";
 import type { BaseConfig } from "./config.js";
 import { retryWhileJetStreamStarts } from "./jetstream-startup.js";
 import type { Logger } from "./logger.js";
+import { readConfigFile, readTlsFiles } from "./tls-files.js";
 
 export interface NatsHandle {
   nc: NatsConnection;
@@ -44,28 +44,20 @@ export interface NatsTlsFiles {
 }
 
 /**
- * The TLS files of a service's configuration (NATS_TLS_CA_FILE, NATS_TLS_CERT_FILE, NATS_TLS_KEY_FILE), each checked
- * readable now so that a wrong path stops the start naming its variable (nats.js would only report it when
- * connecting); undefined when none is set. A certificate needs its key and the key its certificate.
+ * The TLS files of a service's configuration (NATS_TLS_CA_FILE, NATS_TLS_CERT_FILE, NATS_TLS_KEY_FILE), checked now
+ * (readTlsFiles: readable, PEM, a certificate with its key) so that a wrong file stops the start naming its variable
+ * (nats.js would only report it when connecting, and reads the files itself); undefined when none is set.
  */
-export function natsTlsOf(config: Pick<BaseConfig, "NATS_TLS_CA_FILE" | "NATS_TLS_CERT_FILE" | "NATS_TLS_KEY_FILE">) {
-  const files: NatsTlsFiles = {};
-  const check = (variable: string, path: string | undefined, key: keyof NatsTlsFiles) => {
-    if (path === undefined) return;
-    try {
-      accessSync(path, constants.R_OK);
-    } catch (error) {
-      throw new Error(`${variable}: cannot read ${path}: ${(error as Error).message}`);
-    }
-    files[key] = path;
+export function natsTlsOf(
+  config: Pick<BaseConfig, "NATS_TLS_CA_FILE" | "NATS_TLS_CERT_FILE" | "NATS_TLS_KEY_FILE">,
+): NatsTlsFiles | undefined {
+  const paths = { ca: config.NATS_TLS_CA_FILE, cert: config.NATS_TLS_CERT_FILE, key: config.NATS_TLS_KEY_FILE };
+  if (!readTlsFiles("NATS", paths)) return undefined;
+  return {
+    ...(paths.ca === undefined ? {} : { caFile: paths.ca }),
+    ...(paths.cert === undefined ? {} : { certFile: paths.cert }),
+    ...(paths.key === undefined ? {} : { keyFile: paths.key }),
   };
-  check("NATS_TLS_CA_FILE", config.NATS_TLS_CA_FILE, "caFile");
-  check("NATS_TLS_CERT_FILE", config.NATS_TLS_CERT_FILE, "certFile");
-  check("NATS_TLS_KEY_FILE", config.NATS_TLS_KEY_FILE, "keyFile");
-  if ((files.certFile === undefined) !== (files.keyFile === undefined)) {
-    throw new Error("NATS_TLS_CERT_FILE and NATS_TLS_KEY_FILE go together: a client certificate needs its key");
-  }
-  return Object.keys(files).length > 0 ? files : undefined;
 }
 
 /** How a service proves who it is to NATS: NATS_USER and NATS_PASSWORD, NATS_TOKEN, or NATS_NKEY_SEED_FILE (read and
@@ -90,13 +82,7 @@ export function natsInboxPrefixOf(config: Pick<BaseConfig, "NATS_USER" | "NATS_I
 
 /** A user's NKEY seed (SU…) from its file: the first line that is one (nsc writes comments around it). */
 function readNkeySeed(path: string): string {
-  let text: string;
-  try {
-    text = readFileSync(path, "utf8");
-  } catch (error) {
-    throw new Error(`NATS_NKEY_SEED_FILE: cannot read ${path}: ${(error as Error).message}`);
-  }
-  const seed = text
+  const seed = readConfigFile("NATS_NKEY_SEED_FILE", path)
     .split(/\r?\n/)
     .map((line) => line.trim())
     .find((line) => /^SU[A-Z2-7]{50,}$/.test(line));

@@ -4,7 +4,6 @@
  * demoted primary's READONLY makes it reconnect (to whatever the address now leads to), Sentinel mode finds the new
  * primary itself, and a client ioredis gave up on is connected again.
  */
-import { readFileSync } from "node:fs";
 import type { RedisOptions } from "ioredis";
 import type { BaseConfig } from "./config.js";
 import { Redis } from "./ioredis-module.js";
@@ -12,6 +11,7 @@ import { LogThrottle } from "./log-throttle.js";
 import type { Logger } from "./logger.js";
 import { keepRedisCommandContext } from "./redis-context.js";
 import { spansRecorded } from "./telemetry.js";
+import { readTlsFiles, type TlsMaterial } from "./tls-files.js";
 
 /** Where a service's Redis is: a URL, or Sentinels to ask for the primary (with the URL's credentials, db and TLS). */
 export interface RedisTarget {
@@ -26,11 +26,9 @@ export interface RedisTarget {
   tls?: RedisTls;
 }
 
-export interface RedisTls {
-  ca?: string;
-  cert?: string;
-  key?: string;
-}
+export type RedisTls = TlsMaterial;
+
+const withTls = (tls: TlsMaterial | undefined): { tls?: TlsMaterial } => (tls ? { tls } : {});
 
 /** The Redis target of a service's configuration (REDIS_URL, REDIS_SENTINELS, ...). */
 export function redisTargetOf(config: BaseConfig): RedisTarget {
@@ -41,42 +39,14 @@ export function redisTargetOf(config: BaseConfig): RedisTarget {
     sentinelPassword: config.REDIS_SENTINEL_PASSWORD,
     sentinelUsername: config.REDIS_SENTINEL_USERNAME,
     sentinelTls: config.REDIS_SENTINEL_TLS,
-    ...redisTlsOf(config),
+    ...withTls(
+      readTlsFiles("REDIS", {
+        ca: config.REDIS_TLS_CA_FILE,
+        cert: config.REDIS_TLS_CERT_FILE,
+        key: config.REDIS_TLS_KEY_FILE,
+      }),
+    ),
   };
-}
-
-/**
- * REDIS_TLS_CA_FILE, REDIS_TLS_CERT_FILE and REDIS_TLS_KEY_FILE, read now: a file that cannot be read, or does not
- * hold what it should, stops the start naming its variable. A client certificate needs its key, and the key its
- * certificate.
- */
-function redisTlsOf(config: BaseConfig): { tls?: RedisTls } {
-  const tls: RedisTls = {};
-  if (config.REDIS_TLS_CA_FILE !== undefined)
-    tls.ca = readPem("REDIS_TLS_CA_FILE", config.REDIS_TLS_CA_FILE, "CERTIFICATE");
-  if (config.REDIS_TLS_CERT_FILE !== undefined) {
-    tls.cert = readPem("REDIS_TLS_CERT_FILE", config.REDIS_TLS_CERT_FILE, "CERTIFICATE");
-  }
-  if (config.REDIS_TLS_KEY_FILE !== undefined)
-    tls.key = readPem("REDIS_TLS_KEY_FILE", config.REDIS_TLS_KEY_FILE, "PRIVATE KEY");
-  if ((tls.cert === undefined) !== (tls.key === undefined)) {
-    throw new Error("REDIS_TLS_CERT_FILE and REDIS_TLS_KEY_FILE go together: a client certificate needs its key");
-  }
-  return Object.keys(tls).length > 0 ? { tls } : {};
-}
-
-/** A PEM file's text, checked to hold a block whose label ends with `label` (CERTIFICATE; PRIVATE KEY, EC PRIVATE KEY). */
-function readPem(variable: string, path: string, label: string): string {
-  let text: string;
-  try {
-    text = readFileSync(path, "utf8");
-  } catch (error) {
-    throw new Error(`${variable}: cannot read ${path}: ${(error as Error).message}`);
-  }
-  if (!new RegExp(`-----BEGIN [A-Z ]*${label}-----`).test(text)) {
-    throw new Error(`${variable}: ${path} holds no PEM ${label.toLowerCase()} (-----BEGIN ${label}-----)`);
-  }
-  return text;
 }
 
 /** ioredis's options for Sentinel: it asks the Sentinels for the primary on every (re)connect and checks the role of

@@ -11,7 +11,7 @@
 import type { JsonObject, MessageInitShape } from "@bufbuild/protobuf";
 import { timestampFromDate } from "@bufbuild/protobuf/wkt";
 import { Code, ConnectError } from "@connectrpc/connect";
-import { type AuditEvent, type TaskState as FlowTaskState, isTerminal } from "@tm/flow";
+import type { AuditEvent, TaskState as FlowTaskState } from "@tm/flow";
 import type { Runtime } from "@tm/kit";
 import {
   type AdminService,
@@ -74,7 +74,7 @@ import { type RequeueOutcome, requeueStalledTask } from "./requeue-stalled.js";
 import { scheduleHandlers } from "./schedules.js";
 import { countStalledTasks, listStalledTasks, type StalledOptions } from "./stalled-tasks.js";
 import { typeLimitHandlers } from "./type-limits.js";
-import { invalid, parseTaskId } from "./validation.js";
+import { parseTaskId } from "./validation.js";
 import { listWorkersResponse, setQuiet } from "./workers.js";
 
 type AdminServiceMethods = typeof AdminService extends { method: infer M } ? M : never;
@@ -241,9 +241,6 @@ export function adminServiceHandlers(
       const filter = parseTaskFilter(request);
       const pageSize = parsePageSize(request.pageSize);
       const cursor = parseTaskPageToken(request.pageToken);
-      if (request.stalled && filter.state && isTerminal(filter.state)) {
-        throw invalid("stalled", `only unfinished tasks stall (state ${filter.state} is finished)`);
-      }
       const page = request.stalled
         ? // The consumers are read only if some task is a candidate (their state decides which are stalled).
           await redis("listing stalled tasks", () =>

@@ -18,7 +18,7 @@ export function parsePageSize(value: number): number {
 
 /** ListTasks' filter fields, which CancelTasks repeats. */
 type FilterFields = Pick<ListTasksRequest, "state" | "type" | "priority" | "createdAfter" | "createdBefore" | "query"> &
-  Partial<Pick<ListTasksRequest, "stalledForSeconds">>;
+  Partial<Pick<ListTasksRequest, "stalledForSeconds" | "stalled">>;
 
 export function parseTaskFilter(request: FilterFields, now = Date.now()): TaskFilter {
   const filter: TaskFilter = {};
@@ -52,6 +52,9 @@ export function parseTaskFilter(request: FilterFields, now = Date.now()): TaskFi
       throw invalid("stalled_for_seconds", `only unfinished tasks stall (state ${filter.state} is finished)`);
     }
     filter.changedBeforeMs = now - request.stalledForSeconds * 1_000;
+  }
+  if (request.stalled && filter.state && isTerminal(filter.state)) {
+    throw invalid("stalled", `only unfinished tasks stall (state ${filter.state} is finished)`);
   }
   return filter;
 }
