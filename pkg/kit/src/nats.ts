@@ -35,6 +35,35 @@ export interface NatsConnectOptions {
   log: Logger;
   /** Called when the connection closes for good without us closing it (the process should exit). */
   onLost?: (error?: Error) => void;
+  /** How often a first connection still being tried is reported (FIRST_CONNECT_WARN_MS). */
+  firstConnectWarnMs?: number;
+}
+
+/** nats.js retries a first connection silently (waitOnFirstConnect): without a word, a service whose NATS_URL, TLS
+ *  files or credentials do not match its server would only look hung at start. */
+export const FIRST_CONNECT_WARN_MS = 5_000;
+
+/** Resolves as `connecting` does, warning every `everyMs` until then that NATS is not reached yet. */
+export async function warnWhilePending<T>(
+  connecting: Promise<T>,
+  log: Logger,
+  context: { url: string; tls: boolean },
+  everyMs = FIRST_CONNECT_WARN_MS,
+): Promise<T> {
+  const startedAt = Date.now();
+  const stillTrying = setInterval(
+    () =>
+      log.warn(
+        { ...context, waitedMs: Date.now() - startedAt },
+        "not connected to NATS yet: is it up, and do NATS_URL, its credentials and NATS_TLS_* match its configuration?",
+      ),
+    everyMs,
+  );
+  try {
+    return await connecting;
+  } finally {
+    clearInterval(stillTrying);
+  }
 }
 
 export interface NatsTlsFiles {
@@ -92,20 +121,25 @@ function readNkeySeed(path: string): string {
 
 export async function connectNats(options: NatsConnectOptions): Promise<NatsHandle> {
   const { log } = options;
-  const nc = await connect({
-    servers: options.url.split(",").map((s) => s.trim()),
-    name: options.name,
-    maxReconnectAttempts: -1,
-    reconnectTimeWait: 250,
-    reconnectJitter: 100,
-    waitOnFirstConnect: true,
-    noAsyncTraces: true,
-    ...(options.user ? { user: options.user, pass: options.password } : {}),
-    ...(options.token ? { token: options.token } : {}),
-    ...(options.nkeySeed ? { authenticator: nkeyAuthenticator(new TextEncoder().encode(options.nkeySeed)) } : {}),
-    ...(options.tls ? { tls: options.tls } : {}),
-    ...(options.inboxPrefix ? { inboxPrefix: options.inboxPrefix } : {}),
-  });
+  const nc = await warnWhilePending(
+    connect({
+      servers: options.url.split(",").map((s) => s.trim()),
+      name: options.name,
+      maxReconnectAttempts: -1,
+      reconnectTimeWait: 250,
+      reconnectJitter: 100,
+      waitOnFirstConnect: true,
+      noAsyncTraces: true,
+      ...(options.user ? { user: options.user, pass: options.password } : {}),
+      ...(options.token ? { token: options.token } : {}),
+      ...(options.nkeySeed ? { authenticator: nkeyAuthenticator(new TextEncoder().encode(options.nkeySeed)) } : {}),
+      ...(options.tls ? { tls: options.tls } : {}),
+      ...(options.inboxPrefix ? { inboxPrefix: options.inboxPrefix } : {}),
+    }),
+    log,
+    { url: options.url, tls: options.tls !== undefined },
+    options.firstConnectWarnMs,
+  );
   log.info({ server: nc.getServer() }, "connected to NATS");
   const reconnectListeners: Array<() => void> = [];
   void (async () => {
