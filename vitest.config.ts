@@ -2,6 +2,9 @@ import { defineConfig } from "vitest/config";
 
 // Tests import workspace packages from their TypeScript sources (the "source" export condition), so no build is
 // needed for in-process tests. Tests that spawn services as processes run their built dist/ (pnpm build first).
+/** System tests that install something process-wide for good, so each runs in a fresh worker. */
+const ISOLATED_SYSTEM_FILES = ["test/observability/tracing.int.test.ts"];
+
 export default defineConfig({
   resolve: { conditions: ["source"] },
   ssr: { resolve: { conditions: ["source"], externalConditions: ["source"] } },
@@ -42,11 +45,27 @@ export default defineConfig({
           name: "system",
           sequence: { groupOrder: 1 },
           include: ["test/**/*.int.test.ts"],
+          exclude: [...ISOLATED_SYSTEM_FILES],
           testTimeout: 60_000,
           hookTimeout: 60_000,
           maxWorkers: 2,
-          // Whole pipelines as processes, and tests that install the process's telemetry (tracing): a fresh worker
-          // for each file.
+          // Whole pipelines as processes: what a file runs lives in its child processes, so the files of a worker
+          // can share its module cache (importing the test kit, the clients and, for a few, the services' sources
+          // again for each file took ~50 s of the suite's worker time, 9 s for test/deployment.int.test.ts alone).
+          // A file that changes process.env puts it back.
+          isolate: false,
+        },
+      },
+      {
+        extends: true,
+        test: {
+          name: "system-isolated",
+          sequence: { groupOrder: 1 },
+          include: [...ISOLATED_SYSTEM_FILES],
+          testTimeout: 60_000,
+          hookTimeout: 60_000,
+          maxWorkers: 2,
+          // Installs the process's telemetry (its tracer provider, global for good): a fresh worker of its own.
           isolate: true,
         },
       },
