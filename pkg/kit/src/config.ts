@@ -73,8 +73,8 @@ export const baseConfigShape = {
   NATS_URL: url(["nats", "tls", "ws", "wss"]).default("nats://127.0.0.1:4222"),
   NATS_USER: z.string().optional(),
   NATS_PASSWORD: z.string().optional(),
-  /** Instead of a user and password: a token (authorization { token }), or an NKEY seed file (users [{ nkey }]).
-   *  At most one of NATS_USER, NATS_TOKEN and NATS_NKEY_SEED_FILE. */
+  /** Instead of a user and password: a token (authorization { token }), an NKEY seed file (users [{ nkey }]), or a
+   *  creds file (NATS_CREDS_FILE). At most one of NATS_USER, NATS_TOKEN, NATS_NKEY_SEED_FILE and NATS_CREDS_FILE. */
   NATS_TOKEN: z.string().optional(),
   /** The prefix of the connection's reply subjects; default `_INBOX_<NATS_USER>` with a user (what the rendered
    *  permissions allow it, configs/nats/render.mjs), else `_INBOX`. */
@@ -83,6 +83,9 @@ export const baseConfigShape = {
     .regex(/^[A-Za-z0-9_-]+$/, { message: "must be one subject token: letters, digits, _ and -" })
     .optional(),
   NATS_NKEY_SEED_FILE: z.string().optional(),
+  /** A user's credentials file (.creds: its JWT and NKEY seed, `nsc generate creds`) for a server in operator mode;
+   *  read again at each (re)connection, so a renewed file needs no restart. */
+  NATS_CREDS_FILE: z.string().optional(),
   /** A PEM file of the CA(s) to trust for NATS TLS instead of the system's (a private CA); with it, or with a client
    *  certificate, the connection uses TLS whatever the URL's scheme (nats-server decides: its tls block). */
   NATS_TLS_CA_FILE: z.string().optional(),

@@ -4,10 +4,18 @@
  * JetStream is still coming up: jetstream-startup.ts).
  */
 import { createPublisher, type FlowSettings, type Publisher, provisionStreams } from "@tm/flow";
-import { connect, type JetStreamClient, type JetStreamManager, type NatsConnection, nkeyAuthenticator } from "nats";
+import {
+  connect,
+  credsAuthenticator,
+  type JetStreamClient,
+  type JetStreamManager,
+  type NatsConnection,
+  nkeyAuthenticator,
+} from "nats";
 import type { BaseConfig } from "./config.js";
 import { retryWhileJetStreamStarts } from "./jetstream-startup.js";
 import type { Logger } from "./logger.js";
+import { natsCredsSource, readNatsCreds } from "./nats-creds.js";
 import { readConfigFile, readTlsFiles } from "./tls-files.js";
 
 export interface NatsHandle {
@@ -26,9 +34,10 @@ export interface NatsConnectOptions {
   password?: string | undefined;
   /** TLS files: the CA to trust, and a client certificate with its key (natsTlsOf). */
   tls?: NatsTlsFiles | undefined;
-  /** Instead of user and password: a token or an NKEY seed (natsAuthOf). */
+  /** Instead of user and password: a token, an NKEY seed, or a creds file read at each connection (natsAuthOf). */
   token?: string | undefined;
   nkeySeed?: string | undefined;
+  credsFile?: string | undefined;
   /** The prefix of its reply subjects (natsInboxPrefixOf); unset: nats.js's `_INBOX`. */
   inboxPrefix?: string | undefined;
   settings: FlowSettings;
@@ -89,16 +98,22 @@ export function natsTlsOf(
   };
 }
 
-/** How a service proves who it is to NATS: NATS_USER and NATS_PASSWORD, NATS_TOKEN, or NATS_NKEY_SEED_FILE (read and
- *  checked now, naming the variable), at most one of them. */
+/** How a service proves who it is to NATS: NATS_USER and NATS_PASSWORD, NATS_TOKEN, NATS_NKEY_SEED_FILE or
+ *  NATS_CREDS_FILE (files read and checked now, naming the variable), at most one of them. */
 export function natsAuthOf(
-  config: Pick<BaseConfig, "NATS_USER" | "NATS_PASSWORD" | "NATS_TOKEN" | "NATS_NKEY_SEED_FILE">,
-): Pick<NatsConnectOptions, "user" | "password" | "token" | "nkeySeed"> {
-  const given = (["NATS_USER", "NATS_TOKEN", "NATS_NKEY_SEED_FILE"] as const).filter((name) => config[name]);
+  config: Pick<BaseConfig, "NATS_USER" | "NATS_PASSWORD" | "NATS_TOKEN" | "NATS_NKEY_SEED_FILE" | "NATS_CREDS_FILE">,
+): Pick<NatsConnectOptions, "user" | "password" | "token" | "nkeySeed" | "credsFile"> {
+  const given = (["NATS_USER", "NATS_TOKEN", "NATS_NKEY_SEED_FILE", "NATS_CREDS_FILE"] as const).filter(
+    (name) => config[name],
+  );
   if (given.length > 1)
     throw new Error(`${given.join(" and ")}: set one way to authenticate to NATS, not ${given.length}`);
   if (config.NATS_TOKEN) return { token: config.NATS_TOKEN };
   if (config.NATS_NKEY_SEED_FILE) return { nkeySeed: readNkeySeed(config.NATS_NKEY_SEED_FILE) };
+  if (config.NATS_CREDS_FILE) {
+    readNatsCreds(config.NATS_CREDS_FILE);
+    return { credsFile: config.NATS_CREDS_FILE };
+  }
   return { user: config.NATS_USER, password: config.NATS_PASSWORD };
 }
 
@@ -133,6 +148,7 @@ export async function connectNats(options: NatsConnectOptions): Promise<NatsHand
       ...(options.user ? { user: options.user, pass: options.password } : {}),
       ...(options.token ? { token: options.token } : {}),
       ...(options.nkeySeed ? { authenticator: nkeyAuthenticator(new TextEncoder().encode(options.nkeySeed)) } : {}),
+      ...(options.credsFile ? { authenticator: credsAuthenticator(natsCredsSource(options.credsFile, log)) } : {}),
       ...(options.tls ? { tls: options.tls } : {}),
       ...(options.inboxPrefix ? { inboxPrefix: options.inboxPrefix } : {}),
     }),

@@ -2,6 +2,7 @@ export * from "./binaries.js";
 export * from "./clients.js";
 export * from "./infra.js";
 export * from "./nats.js";
+export * from "./nats-operator.js";
 export * from "./otlp-traces.js";
 export * from "./ports.js";
 export * from "./process.js";

@@ -1,0 +1,113 @@
+/**
+ * NATS_CREDS_FILE: a user's credentials for a nats-server in operator mode (decentralised JWT auth), as `nsc generate
+ * creds` writes them: the user's JWT, then its NKEY seed, each between marker lines. Checked at start, naming the
+ * variable (the server would only answer "Authorization Violation"); read again at every (re)connection, so that a
+ * renewed file (a short-lived JWT that whoever issues it replaces) is taken up without a restart.
+ */
+import { readFileSync } from "node:fs";
+import { nkeys } from "nats";
+import type { Logger } from "./logger.js";
+import { readConfigFile } from "./tls-files.js";
+
+/** Who a creds file names: its user's public key and name, and when its JWT expires (never: undefined). */
+export interface NatsCredsUser {
+  publicKey: string;
+  name: string;
+  expiresAt?: Date;
+}
+
+/** A block between marker lines (-----BEGIN NATS USER JWT----- … ------END NATS USER JWT------), as nats.js reads them. */
+const BLOCK = /-{3,}[^\n]*-{3,}\r?\n\s*(\S+)\s*\r?\n\s*-{3,}[^\n]*-{3,}/g;
+
+interface UserClaims {
+  sub?: unknown;
+  name?: unknown;
+  exp?: unknown;
+  nats?: { type?: unknown };
+}
+
+function claimsOf(jwt: string): UserClaims | undefined {
+  const parts = jwt.split(".");
+  if (parts.length !== 3 || !parts[1]) return undefined;
+  try {
+    const claims: unknown = JSON.parse(Buffer.from(parts[1], "base64url").toString("utf8"));
+    return typeof claims === "object" && claims !== null ? (claims as UserClaims) : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/** The user a creds file's text names, checked: a user JWT, not expired at `now`, with the seed of that user. */
+export function checkNatsCreds(path: string, text: string, now = Date.now()): NatsCredsUser {
+  const where = `NATS_CREDS_FILE: ${path}`;
+  const [jwt, seed] = [...text.matchAll(BLOCK)].map((match) => match[1]);
+  if (!jwt || !seed) throw new Error(`${where} holds no user JWT and seed (the blocks nsc generate creds writes)`);
+  const claims = claimsOf(jwt);
+  if (!claims) throw new Error(`${where}: its first block is not a JWT`);
+  const type = claims.nats?.type;
+  if (type !== "user") throw new Error(`${where}: its JWT is not a user's but ${JSON.stringify(type ?? "untyped")}`);
+  let seedOwner: string;
+  try {
+    seedOwner = nkeys.fromSeed(new TextEncoder().encode(seed)).getPublicKey();
+  } catch {
+    throw new Error(`${where}: its second block is not an NKEY seed`);
+  }
+  if (seedOwner !== claims.sub) {
+    throw new Error(
+      `${where}: its seed is not the JWT's user's (${String(claims.sub)}), so the server would refuse it`,
+    );
+  }
+  const expiresAt = typeof claims.exp === "number" ? new Date(claims.exp * 1000) : undefined;
+  if (expiresAt && expiresAt.getTime() <= now) {
+    throw new Error(`${where}: its JWT expired at ${expiresAt.toISOString()}`);
+  }
+  return {
+    publicKey: seedOwner,
+    name: typeof claims.name === "string" ? claims.name : "",
+    ...(expiresAt ? { expiresAt } : {}),
+  };
+}
+
+/** Reads NATS_CREDS_FILE now and checks it (checkNatsCreds), so that a wrong file stops the start. */
+export function readNatsCreds(path: string): NatsCredsUser {
+  return checkNatsCreds(path, readConfigFile("NATS_CREDS_FILE", path));
+}
+
+/**
+ * What nats.js's credsAuthenticator calls at each connection: the file as it is now, or, if it cannot be read or no
+ * longer checks out (being rewritten, a JWT already expired), the last good content, with a warning (the server
+ * decides; an expired JWT is refused and the client tries again).
+ */
+export function natsCredsSource(path: string, log: Logger): () => Uint8Array {
+  let lastGood = readConfigFile("NATS_CREDS_FILE", path);
+  let lastUser = checkNatsCreds(path, lastGood);
+  // Warned about once, not at every attempt of a reconnecting client (4 a second).
+  let lastRefused: string | undefined;
+  return () => {
+    let text: string | undefined;
+    try {
+      text = readFileSync(path, "utf8");
+      if (text !== lastGood) {
+        const user = checkNatsCreds(path, text);
+        if (user.publicKey !== lastUser.publicKey || user.expiresAt?.getTime() !== lastUser.expiresAt?.getTime()) {
+          log.info(
+            { natsUser: user.name, expiresAt: user.expiresAt?.toISOString() },
+            "NATS credentials renewed: NATS_CREDS_FILE changed",
+          );
+        }
+        lastGood = text;
+        lastUser = user;
+      }
+    } catch (error) {
+      const refused = text ?? (error as Error).message;
+      if (refused !== lastRefused) {
+        log.warn(
+          { err: error },
+          "NATS_CREDS_FILE cannot be used as it is now: connecting with the credentials read before",
+        );
+      }
+      lastRefused = refused;
+    }
+    return new TextEncoder().encode(lastGood);
+  };
+}
