@@ -27,7 +27,10 @@ const STALLED_AFTER_S = 8;
 
 beforeAll(async () => {
   pipeline = await startPipeline({
-    perService: { gateway: { GATEWAY_STALLED_AFTER_SECONDS: String(STALLED_AFTER_S) } },
+    // Counted every 2 s, not 15: the recovery is the same, the wait for it shorter.
+    perService: {
+      gateway: { GATEWAY_STALLED_AFTER_SECONDS: String(STALLED_AFTER_S), GATEWAY_STALLED_CHECK_SECONDS: "2" },
+    },
   });
   admin = createAdminClient({ baseUrl: pipeline.gatewayUrl });
 }, 90_000);
@@ -83,7 +86,7 @@ test("after nats-server lost its store, the services create their streams and co
     await nc.close();
   }
 
-  // The waiting tasks' messages went with the store: found stalled by the gateway (every 15 s), requeued by it as
+  // The waiting tasks' messages went with the store: found stalled by the gateway (every 2 s here), requeued by it as
   // generation 1, and run to SUCCEEDED, once each.
   expect(await waitAllTerminal(pipeline.redisClient, waiting, 60_000)).toEqual([]);
   expect(new Set(await states(waiting))).toEqual(new Set([TaskState.SUCCEEDED]));

@@ -61,6 +61,9 @@ export const gateway = defineService({
     /** How many times the gateway requeues one stalled task on its own (src/stalled-tasks.ts); past that the task
      *  stays counted (alert TasksStalled) for an operator. 0: never, only count. */
     GATEWAY_STALLED_REQUEUE_LIMIT: nonNegativeInt.max(100, { message: "must be at most 100" }).default(3),
+    /** How often each replica counts the stalled tasks and requeues them (src/stalled-tasks.ts). A count examines up
+     *  to 1,000 candidates in Redis; less often for many replicas, more often for a quicker recovery. */
+    GATEWAY_STALLED_CHECK_SECONDS: positiveInt.max(3600, { message: "must be at most 3600 (an hour)" }).default(15),
     /** How far ahead a task may be delayed (SubmitTaskRequest.run_at / delay). At most three days, so that a delayed
      *  task is still listed (the task index keeps seven days from submission) for days after it ran. */
     GATEWAY_MAX_DELAY_SECONDS: positiveInt
@@ -131,10 +134,12 @@ export const gateway = defineService({
       afterMs: rt.config.GATEWAY_STALLED_AFTER_SECONDS * 1000,
       retentionMs: rt.config.TASK_RETENTION_SECONDS * 1000,
     };
-    const stalledGauge = startStalledGauge(rt, queueStats, {
-      ...stalled,
-      requeueLimit: rt.config.GATEWAY_STALLED_REQUEUE_LIMIT,
-    });
+    const stalledGauge = startStalledGauge(
+      rt,
+      queueStats,
+      { ...stalled, requeueLimit: rt.config.GATEWAY_STALLED_REQUEUE_LIMIT },
+      rt.config.GATEWAY_STALLED_CHECK_SECONDS * 1000,
+    );
     rt.onStop("stalled-task gauge", () => stalledGauge.stop());
     const adminHandlers = guard.protect(
       AdminService,

@@ -3,7 +3,7 @@
  * it (a full stream discards its oldest messages, nats-server came back without its store, a stream restored from
  * an older backup); its status then stays where it was, and only a requeue (requeue-stalled.ts) moves it again. This
  * finds them, for the `tm_tasks_stalled` gauge (alert TasksStalled) and GetQueueStats, and requeues them: each gateway
- * replica counts every STALLED_SAMPLE_INTERVAL_MS and requeues what it found, at most GATEWAY_STALLED_REQUEUE_LIMIT
+ * replica counts every GATEWAY_STALLED_CHECK_SECONDS (STALLED_SAMPLE_INTERVAL_MS by default) and requeues what it found, at most GATEWAY_STALLED_REQUEUE_LIMIT
  * times per task (then the task stays counted, for an operator: a message lost again and again is a fault to look at,
  * not to loop on). Of replicas that find one task at once, one requeues it (claimRequeue).
  *
@@ -349,7 +349,7 @@ export interface StalledWatchOptions extends StalledOptions {
 }
 
 /**
- * Counts every STALLED_SAMPLE_INTERVAL_MS (one count at a time), requeues what it found (unless `requeueLimit` is 0),
+ * Counts every `intervalMs` (GATEWAY_STALLED_CHECK_SECONDS; one count at a time), requeues what it found (unless `requeueLimit` is 0),
  * and exports `tm_tasks_stalled`: the tasks left stalled after the round, left out while a count fails rather than
  * showing a stale value (every replica exports the same: the alert takes the max); and
  * `tm_tasks_stalled_requeued_total{state}`, the gateway's own requeues by the state each task was stalled in.
