@@ -199,7 +199,7 @@ test("the gateway requeues a stalled task on its own, at most GATEWAY_STALLED_RE
   expect(await stalledNow()).toContainEqual({ taskId: finished.taskId, state: "PENDING", autoRequeues: 0 });
 });
 
-test("GATEWAY_STALLED_AFTER_SECONDS defaults to 600 s, GATEWAY_STALLED_REQUEUE_LIMIT to 3, and a bad value names the variable", () => {
+test("GATEWAY_STALLED_AFTER_SECONDS defaults to 600 s, GATEWAY_STALLED_REQUEUE_LIMIT to 3, GATEWAY_STALLED_CHECK_SECONDS to 15, and a bad value names the variable", () => {
   const shape = gateway.config ?? {};
   expect(loadConfig(shape, {}).GATEWAY_STALLED_AFTER_SECONDS).toBe(600);
   expect(() => loadConfig(shape, { GATEWAY_STALLED_AFTER_SECONDS: "0" })).toThrow("GATEWAY_STALLED_AFTER_SECONDS");
@@ -208,4 +208,9 @@ test("GATEWAY_STALLED_AFTER_SECONDS defaults to 600 s, GATEWAY_STALLED_REQUEUE_L
   expect(loadConfig(shape, { GATEWAY_STALLED_REQUEUE_LIMIT: "0" }).GATEWAY_STALLED_REQUEUE_LIMIT).toBe(0);
   expect(() => loadConfig(shape, { GATEWAY_STALLED_REQUEUE_LIMIT: "-1" })).toThrow("GATEWAY_STALLED_REQUEUE_LIMIT");
   expect(() => loadConfig(shape, { GATEWAY_STALLED_REQUEUE_LIMIT: "101" })).toThrow("GATEWAY_STALLED_REQUEUE_LIMIT");
+  expect(loadConfig(shape, {}).GATEWAY_STALLED_CHECK_SECONDS).toBe(15);
+  expect(() => loadConfig(shape, { GATEWAY_STALLED_CHECK_SECONDS: "0" })).toThrow("GATEWAY_STALLED_CHECK_SECONDS");
+  expect(() => loadConfig(shape, { GATEWAY_STALLED_CHECK_SECONDS: "3601" })).toThrow(
+    "GATEWAY_STALLED_CHECK_SECONDS: must be at most 3600 (an hour)",
+  );
 });
