@@ -136,7 +136,7 @@ export function renderStalled(
   const count = `${stats.stalledTasks}${stats.stalledTasksExaminedAll ? "" : "+"}`;
   return (
     `${count} (unchanged for ${after} with nothing older in their queues: their messages are lost; ` +
-    "taskctl ls --stalled, then taskctl requeue)"
+    "taskctl ls --stalled lists them, taskctl requeue --all-stalled sends them through)"
   );
 }
 
@@ -278,6 +278,13 @@ export function renderRequeue(outcomes: RequeueOutcome[]): string {
       o.result === RequeueResult.REQUEUED ? generationDetail(o) : o.reason,
     ]),
   );
+}
+
+/** `taskctl requeue --all-stalled`: one row per task handled, then the count (and, cut short by an outage, that it was). */
+export function renderRequeuedStalled(outcomes: RequeueOutcome[], stopped: boolean): string {
+  if (outcomes.length === 0) return "no stalled task (none whose message is lost: taskctl stats counts them)";
+  const done = outcomes.filter((o) => o.result === RequeueResult.REQUEUED).length;
+  return `${renderRequeue(outcomes)}\n${done} requeued${stopped ? "; stopped by an outage: run the command again for the rest" : ""}`;
 }
 
 /** `taskctl cancel --all`: one row per task handled, then the count (and, cut short by an outage, that it was). */

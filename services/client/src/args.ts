@@ -81,6 +81,7 @@ export type Invocation =
   | { command: "history"; globals: GlobalOptions; taskId: string }
   | ({ command: "dlq"; globals: GlobalOptions; limit: number; pageToken?: string } & DlqAction)
   | { command: "requeue"; globals: GlobalOptions; taskIds: string[]; stalledForSeconds?: number }
+  | { command: "requeue-stalled"; globals: GlobalOptions; filter: TaskListFilter; stalledForSeconds?: number }
   | { command: "pause" | "resume"; globals: GlobalOptions; priority: Priority }
   | ({ command: "schedule"; globals: GlobalOptions } & ScheduleAction)
   | ({ command: "limits"; globals: GlobalOptions } & LimitsAction);
@@ -120,8 +121,12 @@ export type ScheduleAction =
       expiresAfterMs?: number;
     };
 
-/** `cancel-all` is `cancel --all`, parsed under `cancel`; `workers-quiet|resume` are `workers quiet|resume`. */
-export type CommandName = Exclude<Invocation["command"], "help" | "cancel-all" | "workers-quiet" | "workers-resume">;
+/** `cancel-all` is `cancel --all`, parsed under `cancel`; `requeue-stalled` is `requeue --all-stalled`;
+ *  `workers-quiet|resume` are `workers quiet|resume`. */
+export type CommandName = Exclude<
+  Invocation["command"],
+  "help" | "cancel-all" | "requeue-stalled" | "workers-quiet" | "workers-resume"
+>;
 
 type Options = NonNullable<ParseArgsConfig["options"]>;
 
@@ -195,7 +200,7 @@ const COMMAND_OPTIONS: Record<CommandName, Options> = {
     subject: { type: "string" },
     task: { type: "string" },
   },
-  requeue: { "stalled-for": { type: "string" } },
+  requeue: { "stalled-for": { type: "string" }, "all-stalled": { type: "boolean" }, ...TASK_FILTER_OPTIONS },
   schedule: {
     timezone: { type: "string" },
     replace: { type: "boolean" },
@@ -388,8 +393,20 @@ export function parseCommandLine(argv: string[], env: NodeJS.ProcessEnv = {}, no
         ...pageToken(values),
       };
     case "requeue": {
-      if (positionals.length === 0) throw new UsageError(`requeue needs at least one task id\n\n${HELP.requeue}`);
       const stalledForSeconds = parseStalledFor(str(values["stalled-for"]));
+      const filterFlags = taskFilterFlags(values);
+      if (values["all-stalled"] === true) {
+        exactly("requeue", positionals, [], "requeue --all-stalled");
+        return {
+          command: "requeue-stalled",
+          globals,
+          filter: parseTaskListFilter({ ...filterFlags, stalledFor: undefined, stalled: true }, now),
+          ...(stalledForSeconds === undefined ? {} : { stalledForSeconds }),
+        };
+      }
+      if (Object.values(filterFlags).some((value) => value !== undefined))
+        throw new UsageError("requeue: --state, --type, --priority, --since, --until and --query need --all-stalled");
+      if (positionals.length === 0) throw new UsageError(`requeue needs at least one task id\n\n${HELP.requeue}`);
       return {
         command: "requeue",
         globals,

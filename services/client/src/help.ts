@@ -19,7 +19,7 @@ Commands:
   dlq ls            list dead letters
   dlq replay <id...>|--all   send dead-lettered tasks through the pipeline again
   dlq discard <id...>|--all  remove dead letters that will not be replayed
-  requeue <id...>   send stalled tasks (unfinished, their message lost) through the pipeline again
+  requeue <id...>|--all-stalled   send stalled tasks (unfinished, their message lost) through the pipeline again
   pause <priority>  stop the workers from starting tasks of a priority (high, medium, low)
   resume <priority> let the workers take tasks of that priority again
   schedule add|ls|rm|pause|resume|run  recurring tasks: submit a task at every time a cron expression names
@@ -162,11 +162,14 @@ refused line (2 invalid, 4 unavailable, 5 other).`,
   --page-token TOK  continue a previous listing`,
   ),
   requeue: page(
-    "Usage: taskctl requeue <id...> [--stalled-for DURATION]",
-    'Sends unfinished tasks whose status has not changed for a while through the pipeline again, under the same id,\nas a new generation: for tasks whose queued message was lost (a stream that outgrew its limits discards its\noldest messages), and for tasks FAILED "not queued" (their submission never reached the stream). Whoever follows\nsuch a task sees it finish. A task that is finished, being cancelled or not stalled long enough is reported, not\nrequeued (exit 1). A task whose old message turns up after all is skipped by the worker; keep --stalled-for above\nthe workers\' TASK_TIMEOUT_MS so that no handler of it can still be running. The gateway requeues stalled tasks\non its own (GATEWAY_STALLED_REQUEUE_LIMIT times each); taskctl ls --stalled lists those left, taskctl stats counts\nthem.',
+    "Usage: taskctl requeue <id...> [--stalled-for DURATION]\n       taskctl requeue --all-stalled [--state S] [--type T] [--priority P] [--since T] [--until T] [--query Q] [--stalled-for DURATION]",
+    'Sends unfinished tasks whose status has not changed for a while through the pipeline again, under the same id,\nas a new generation: for tasks whose queued message was lost (a stream that outgrew its limits discards its\noldest messages), and for tasks FAILED "not queued" (their submission never reached the stream). Whoever follows\nsuch a task sees it finish. A task that is finished, being cancelled or not stalled long enough is reported, not\nrequeued (exit 1). A task whose old message turns up after all is skipped by the worker; keep --stalled-for above\nthe workers\' TASK_TIMEOUT_MS so that no handler of it can still be running. The gateway requeues stalled tasks\non its own (GATEWAY_STALLED_REQUEUE_LIMIT times each); taskctl ls --stalled lists those left, taskctl stats counts\nthem, and --all-stalled requeues every one of them (500 per call until none is left; exit code 4 when an outage\nstopped it: run it again).',
     `Options:
   --stalled-for D   only tasks whose status has not changed for D: 0, seconds, or 90s, 15m, 2h, 1d
-                    (default 10m; 0 requeues any unfinished task)`,
+                    (default 10m; with --all-stalled the gateway's GATEWAY_STALLED_AFTER_SECONDS; 0 requeues any
+                    unfinished task)
+  --all-stalled     every task taskctl ls --stalled lists (the gateway's count), instead of ids
+  --state, --type, --priority, --since, --until, --query   with --all-stalled: only those, as for taskctl ls`,
   ),
   limits: page(
     "Usage: taskctl limits ls\n       taskctl limits set <type> [--global-concurrency N] [--rate N/s|N/m|N/h[:BURST]] [--paused]\n       taskctl limits clear|pause|resume <type>",

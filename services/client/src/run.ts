@@ -10,6 +10,7 @@ import {
   lsCommand,
   queuePauseCommand,
   requeueCommand,
+  requeueStalledCommand,
   statsCommand,
   workerQuietCommand,
   workersCommand,
@@ -57,6 +58,8 @@ export async function run(argv: string[], io: Io): Promise<ExitCode> {
         return await promoteCommand(io, taskClientFor(globals), invocation.taskId, globals.json);
       case "cancel-all":
         return await cancelAllCommand(io, adminClientFor(globals), invocation);
+      case "requeue-stalled":
+        return await requeueStalledCommand(io, adminClientFor(globals), invocation);
       case "result":
         return await resultCommand(io, invocation.resultStoreUrl, invocation.taskId, globals.json);
       case "demo":

@@ -194,4 +194,31 @@ describe("operator commands", () => {
       );
     }
   });
+
+  test("requeue --all-stalled: no ids, the list's filters, the gateway's threshold unless --stalled-for", () => {
+    expect(parseCommandLine(["requeue", "--all-stalled"], {}, NOW)).toEqual({
+      command: "requeue-stalled",
+      globals: expect.anything(),
+      filter: { stalled: true },
+    });
+    expect(
+      parseCommandLine(
+        ["requeue", "--all-stalled", "--type", "resize", "--priority", "high", "--stalled-for", "1h"],
+        {},
+        NOW,
+      ),
+    ).toEqual({
+      command: "requeue-stalled",
+      globals: expect.anything(),
+      filter: { stalled: true, type: "resize", priority: Priority.HIGH },
+      stalledForSeconds: 3_600,
+    });
+    expect(usageErrorOf(["requeue", "a", "--all-stalled"])).toMatch(/^requeue --all-stalled: unexpected argument "a"/);
+    expect(usageErrorOf(["requeue", "a", "--type", "resize"])).toBe(
+      "requeue: --state, --type, --priority, --since, --until and --query need --all-stalled",
+    );
+    expect(usageErrorOf(["requeue", "--all-stalled", "--state", "failed"])).toBe(
+      "--stalled lists unfinished tasks: drop --state or name an unfinished state",
+    );
+  });
 });

@@ -26,6 +26,7 @@ import {
   renderRedisStats,
   renderReplay,
   renderRequeue,
+  renderRequeuedStalled,
   renderSchedules,
   renderStats,
   renderTasks,
@@ -131,7 +132,7 @@ describe("operator tables", () => {
     const lost = create(GetQueueStatsResponseSchema, { ...stats, stalledTasks: 3n, stalledAfterSeconds: 600 });
     expect(renderStats(lost).split("\n")).toContain(
       "stalled tasks  3+ (unchanged for 10m with nothing older in their queues: their messages are lost; " +
-        "taskctl ls --stalled, then taskctl requeue)",
+        "taskctl ls --stalled lists them, taskctl requeue --all-stalled sends them through)",
     );
     const counted = create(GetQueueStatsResponseSchema, { ...lost, stalledTasksExaminedAll: true });
     expect(renderStats(counted)).toContain("stalled tasks  3 (unchanged for 10m");
@@ -226,6 +227,13 @@ describe("operator tables", () => {
       "t2    succeeded  failed_precondition  it is SUCCEEDED",
       "t3    -          not_found            no task with this id",
     ]);
+    expect(renderRequeuedStalled(outcomes, false).split("\n").slice(-1)).toEqual(["1 requeued"]);
+    expect(renderRequeuedStalled(outcomes.slice(0, 1), true).split("\n").slice(-1)).toEqual([
+      "1 requeued; stopped by an outage: run the command again for the rest",
+    ]);
+    expect(renderRequeuedStalled([], false)).toBe(
+      "no stalled task (none whose message is lost: taskctl stats counts them)",
+    );
   });
 
   test("an outage mid-call: the task left to the sweeper says so, the tasks not attempted say why", () => {

@@ -8,6 +8,7 @@
  */
 import { create, type MessageInitShape } from "@bufbuild/protobuf";
 import { DurationSchema, timestampDate } from "@bufbuild/protobuf/wkt";
+import { type Io, run } from "@tm/client";
 import { provisionConsumer, Subjects } from "@tm/flow";
 import { loadConfig } from "@tm/kit";
 import { type ListTasksRequestSchema, TaskState } from "@tm/proto";
@@ -197,6 +198,42 @@ test("the gateway requeues a stalled task on its own, at most GATEWAY_STALLED_RE
   await redis.hset(Keys.task(finished.taskId), "generation", 1);
   await loseMessagesOf([lost.taskId]); // its requeued message, newer than the finished task's change, would hide it
   expect(await stalledNow()).toContainEqual({ taskId: finished.taskId, state: "PENDING", autoRequeues: 0 });
+});
+
+test("taskctl requeue --all-stalled requeues every stalled task its filter matches, and only those; again, none", async () => {
+  // Older messages in ingest's queue (the earlier tests' requeues) would, rightly, hide these tasks' stalls.
+  const jsm = await nc.jetstreamManager();
+  await jsm.streams.purge("TASKS", { filter: Subjects.ingest });
+  const submit = (type: string) => g.client.submitTask({ type, payload: { ms: 1 } });
+  const lost = (await Promise.all([submit("sleep"), submit("sleep"), submit("sleep")])).map((r) => r.taskId);
+  const otherType = (await submit("echo")).taskId;
+  const submitted = Date.now();
+  await loseMessagesOf([...lost, otherType]);
+  await waitFor("the threshold to pass", () => Date.now() - submitted > 1_500);
+  expect(new Set(await listed({ stalled: true, type: "sleep" }))).toEqual(new Set(lost));
+  expect(await listed({ stalled: true, type: "echo" })).toContain(otherType);
+
+  const taskctl = async (...args: string[]) => {
+    let stdout = "";
+    const io: Io = { stdout: { write: (text: string) => (stdout += text) }, stderr: { write: () => true }, env: {} };
+    const code = await run([...args, "--addr", g.gateway.baseUrl], io);
+    return { code, stdout };
+  };
+  const first = await taskctl("requeue", "--all-stalled", "--type", "sleep");
+  expect(first.code).toBe(0);
+  const rows = first.stdout.trim().split("\n");
+  expect(rows.at(-1)).toBe("3 requeued");
+  for (const id of lost) {
+    expect(rows).toContainEqual(expect.stringMatching(new RegExp(`^${id}\\s+pending\\s+requeued\\s+generation 1`)));
+    expect(await redis.hget(Keys.task(id), "generation")).toBe("1");
+  }
+  // Not of the type asked for: left as it was, still stalled.
+  expect(first.stdout).not.toContain(otherType);
+  expect(await redis.hget(Keys.task(otherType), "generation")).toBe("0");
+
+  // The requeued tasks' messages now wait in the queue: nothing is stalled any more, nothing is requeued.
+  expect(await taskctl("requeue", "--all-stalled", "--type", "sleep", "--json")).toEqual({ code: 0, stdout: "" });
+  await jsm.streams.purge("TASKS", { filter: Subjects.ingest });
 });
 
 test("GATEWAY_STALLED_AFTER_SECONDS defaults to 600 s, GATEWAY_STALLED_REQUEUE_LIMIT to 3, GATEWAY_STALLED_CHECK_SECONDS to 15, and a bad value names the variable", () => {

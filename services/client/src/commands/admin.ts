@@ -1,4 +1,4 @@
-/** The operator commands over AdminService: stats, ls, history, dlq ls, dlq replay, requeue. */
+/** The operator commands over AdminService: stats, ls, history, dlq ls, dlq replay, requeue (and --all-stalled). */
 import { toJson } from "@bufbuild/protobuf";
 import { timestampFromDate } from "@bufbuild/protobuf/wkt";
 import {
@@ -18,12 +18,13 @@ import {
   QuietWorkerResponseSchema,
   ReplayDeadLettersResponseSchema,
   ReplayResult,
+  type RequeueOutcome,
   RequeueResult,
   RequeueTasksResponseSchema,
   ResumeQueueResponseSchema,
   ResumeWorkerResponseSchema,
 } from "@tm/proto";
-import type { TaskListFilter } from "../admin-args.js";
+import { MAX_LIST_LIMIT, type TaskListFilter } from "../admin-args.js";
 import {
   priorityName,
   renderCancelled,
@@ -33,6 +34,7 @@ import {
   renderPausedQueues,
   renderReplay,
   renderRequeue,
+  renderRequeuedStalled,
   renderStats,
   renderTasks,
   renderWorkers,
@@ -200,6 +202,44 @@ export async function requeueCommand(
       : renderRequeue(response.outcomes),
   );
   return exitFor(response.outcomes, RequeueResult.REQUEUED, RequeueResult.UNAVAILABLE);
+}
+
+/**
+ * `taskctl requeue --all-stalled [filter]`: every task `ls --stalled` lists (what the gateway counts as stalled and
+ * did not requeue on its own: past GATEWAY_STALLED_REQUEUE_LIMIT, or with the limit 0), 500 per RequeueTasks call,
+ * page after page until none is left or an outage stops it (--json: one response per line). The requeue asks for the
+ * gateway's own stall threshold (GetQueueStats' stalled_after_seconds) unless --stalled-for is given, so that a task
+ * that moved after it was listed is refused rather than requeued while it runs.
+ */
+export async function requeueStalledCommand(
+  io: Io,
+  client: AdminClient,
+  invocation: Extract<Invocation, { command: "requeue-stalled" }>,
+): Promise<ExitCode> {
+  const stalledForSeconds =
+    invocation.stalledForSeconds ?? (await client.getQueueStats({}, options)).stalledAfterSeconds;
+  const outcomes: RequeueOutcome[] = [];
+  let pageToken = "";
+  let stopped = false;
+  for (;;) {
+    const page = await client.listTasks(
+      { ...filterFields(invocation.filter), stalled: true, pageSize: MAX_LIST_LIMIT, pageToken },
+      options,
+    );
+    if (page.tasks.length > 0) {
+      const response = await client.requeueTasks(
+        { taskIds: page.tasks.map((task) => task.taskId), stalledForSeconds },
+        { timeoutMs: REPLAY_TIMEOUT_MS },
+      );
+      if (invocation.globals.json) println(io.stdout, JSON.stringify(toJson(RequeueTasksResponseSchema, response)));
+      outcomes.push(...response.outcomes);
+      stopped = response.outcomes.some((o) => o.result === RequeueResult.UNAVAILABLE);
+    }
+    if (stopped || !page.nextPageToken) break;
+    pageToken = page.nextPageToken;
+  }
+  if (!invocation.globals.json) println(io.stdout, renderRequeuedStalled(outcomes, stopped));
+  return exitFor(outcomes, RequeueResult.REQUEUED, RequeueResult.UNAVAILABLE);
 }
 
 /**
