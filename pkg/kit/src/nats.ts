@@ -84,7 +84,8 @@ export interface NatsTlsFiles {
 /**
  * The TLS files of a service's configuration (NATS_TLS_CA_FILE, NATS_TLS_CERT_FILE, NATS_TLS_KEY_FILE), checked now
  * (readTlsFiles: readable, PEM, a certificate with its key) so that a wrong file stops the start naming its variable
- * (nats.js would only report it when connecting, and reads the files itself); undefined when none is set.
+ * (nats.js would only report it when connecting); undefined when none is set. Paths, not contents, go to nats.js: it
+ * reads the files at every (re)connection, so renewed certificates are used without a restart.
  */
 export function natsTlsOf(
   config: Pick<BaseConfig, "NATS_TLS_CA_FILE" | "NATS_TLS_CERT_FILE" | "NATS_TLS_KEY_FILE">,

@@ -2,11 +2,13 @@
  * NATS over TLS with a private CA and client certificates (NATS_TLS_CA_FILE, NATS_TLS_CERT_FILE, NATS_TLS_KEY_FILE)
  * against a real nats-server whose tls block verifies clients: a service connects, provisions its streams and
  * publishes; without the CA, or without a client certificate, it is refused; a wrong path stops the configuration
- * naming its variable.
+ * naming its variable; certificates rotated in their files (a new CA) are used at the next reconnection, no restart.
  */
+import { copyFileSync, mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { DEFAULT_FLOW_SETTINGS, Subjects } from "@tm/flow";
-import { createTlsFiles, type NatsServer, startNats, type TlsFiles } from "@tm/testkit";
+import { createTlsFiles, type NatsServer, startNats, type TlsFiles, waitFor } from "@tm/testkit";
 import { connect } from "nats";
 import { afterAll, beforeAll, expect, test } from "vitest";
 import { baseConfigShape, loadConfig } from "../src/config.js";
@@ -97,4 +99,60 @@ test("a TLS file that cannot be read names its variable; a certificate without i
     "NATS_TLS_CERT_FILE and NATS_TLS_KEY_FILE go together",
   );
   expect(natsTlsOf(configWith({}))).toBeUndefined();
+});
+
+test("certificates rotated in their files (another CA on both sides) are used at the next reconnection", {
+  timeout: 60_000,
+}, async () => {
+  // Where the server's and the service's files are mounted: copies, replaced in place as a rotation would.
+  const [before, after] = [createTlsFiles(), createTlsFiles()];
+  const mounted = mkdtempSync(join(tmpdir(), "tm-tls-rotate-"));
+  const files = {
+    caFile: join(mounted, "ca.crt"),
+    certFile: join(mounted, "tls.crt"),
+    keyFile: join(mounted, "tls.key"),
+  };
+  const mount = (from: TlsFiles) => {
+    copyFileSync(from.caFile, files.caFile);
+    copyFileSync(from.certFile, files.certFile);
+    copyFileSync(from.keyFile, files.keyFile);
+  };
+  mount(before);
+  const server = await startNats({
+    extraConfig: `tls { cert_file: "${files.certFile}", key_file: "${files.keyFile}", ca_file: "${files.caFile}", verify: true }`,
+    readyAuth: { tls: files },
+  });
+  try {
+    const config = configWith({
+      NATS_URL: server.url,
+      NATS_TLS_CA_FILE: files.caFile,
+      NATS_TLS_CERT_FILE: files.certFile,
+      NATS_TLS_KEY_FILE: files.keyFile,
+    });
+    const handle = await connectNats({
+      url: server.url,
+      name: "tls-rotate",
+      tls: natsTlsOf(config),
+      settings: DEFAULT_FLOW_SETTINGS,
+      log,
+    });
+    try {
+      let reconnects = 0;
+      handle.onReconnect(() => reconnects++);
+      // The new CA's files replace the old ones; the server reads its own at its restart. A client that kept the old
+      // CA would refuse the new server certificate (and present a certificate the server no longer trusts).
+      await server.stop();
+      mount(after);
+      await server.start();
+      await waitFor("the service reconnected with the rotated files", () => reconnects > 0, { timeoutMs: 20_000 });
+      expect((await handle.js.publish(Subjects.audit, new TextEncoder().encode("{}"))).stream).toBe("EVENTS");
+    } finally {
+      await handle.nc.close();
+    }
+  } finally {
+    await server.dispose();
+    rmSync(mounted, { recursive: true, force: true });
+    before.dispose();
+    after.dispose();
+  }
 });
