@@ -11,7 +11,7 @@ import { LogThrottle } from "./log-throttle.js";
 import type { Logger } from "./logger.js";
 import { keepRedisCommandContext } from "./redis-context.js";
 import { spansRecorded } from "./telemetry.js";
-import { readTlsFiles, type TlsMaterial } from "./tls-files.js";
+import { readTlsFiles, renewedTlsMaterial, type TlsMaterial } from "./tls-files.js";
 
 /** Where a service's Redis is: a URL, or Sentinels to ask for the primary (with the URL's credentials, db and TLS). */
 export interface RedisTarget {
@@ -24,14 +24,16 @@ export interface RedisTarget {
   sentinelTls?: boolean;
   /** TLS material (PEM): the CA(s) to trust instead of the system's, and a client certificate with its key. */
   tls?: RedisTls;
+  /** The files `tls` was read from, read again at each connection (renewedTlsMaterial). */
+  tlsFiles?: { ca?: string | undefined; cert?: string | undefined; key?: string | undefined };
 }
 
 export type RedisTls = TlsMaterial;
 
-const withTls = (tls: TlsMaterial | undefined): { tls?: TlsMaterial } => (tls ? { tls } : {});
-
-/** The Redis target of a service's configuration (REDIS_URL, REDIS_SENTINELS, ...). */
+/** The Redis target of a service's configuration (REDIS_URL, REDIS_SENTINELS, ...); the TLS files checked now. */
 export function redisTargetOf(config: BaseConfig): RedisTarget {
+  const tlsFiles = { ca: config.REDIS_TLS_CA_FILE, cert: config.REDIS_TLS_CERT_FILE, key: config.REDIS_TLS_KEY_FILE };
+  const tls = readTlsFiles("REDIS", tlsFiles);
   return {
     url: config.REDIS_URL,
     sentinels: config.REDIS_SENTINELS,
@@ -39,13 +41,7 @@ export function redisTargetOf(config: BaseConfig): RedisTarget {
     sentinelPassword: config.REDIS_SENTINEL_PASSWORD,
     sentinelUsername: config.REDIS_SENTINEL_USERNAME,
     sentinelTls: config.REDIS_SENTINEL_TLS,
-    ...withTls(
-      readTlsFiles("REDIS", {
-        ca: config.REDIS_TLS_CA_FILE,
-        cert: config.REDIS_TLS_CERT_FILE,
-        key: config.REDIS_TLS_KEY_FILE,
-      }),
-    ),
+    ...(tls ? { tls, tlsFiles } : {}),
   };
 }
 
@@ -64,12 +60,16 @@ function sentinelOptions(target: RedisTarget): RedisOptions {
     failoverDetector: true,
     // A rediss:// URL asks for TLS to the data nodes; ioredis applies it in Sentinel mode only with this flag.
     enableTLSForSentinelMode: target.url.startsWith("rediss:"),
-    ...(target.sentinelTls ? { sentinelTLS: { ...target.tls } } : {}),
+    // Not copied: its getters must be read at each connection (renewedTlsMaterial).
+    ...(target.sentinelTls ? { sentinelTLS: target.tls ?? {} } : {}),
   };
 }
 
 export function connectRedis(target: RedisTarget | string, name: string, log: Logger, extra: RedisOptions = {}): Redis {
-  const { url, ...where } = typeof target === "string" ? { url: target } : target;
+  const { url, tlsFiles, ...given } = typeof target === "string" ? { url: target } : target;
+  // Certificates renewed in their files are used from the next connection on, without a restart.
+  const where =
+    given.tls && tlsFiles ? { ...given, tls: renewedTlsMaterial("REDIS", tlsFiles, given.tls, log) } : given;
   // Auto-pipelining (below) would otherwise send a command in the context of another caller: redis-context.ts.
   // Only Redis spans read that context, and they exist only when spans record (telemetry-start.ts).
   if (spansRecorded()) keepRedisCommandContext();
@@ -84,7 +84,7 @@ export function connectRedis(target: RedisTarget | string, name: string, log: Lo
     ...sentinelOptions({ url, ...where }),
     // rediss://: TLS to the data nodes, trusting the given CA rather than only the system's, with the client
     // certificate if one is given. In Sentinel mode the same options reach the node the Sentinels name.
-    ...(url.startsWith("rediss:") && where.tls !== undefined ? { tls: { ...where.tls } } : {}),
+    ...(url.startsWith("rediss:") && where.tls !== undefined ? { tls: where.tls } : {}),
     reconnectOnError: (error) => {
       if (!answeredReadOnly(error)) return false;
       const heldBack = demotions.pass();

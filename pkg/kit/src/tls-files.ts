@@ -3,6 +3,7 @@
  * or a wrong file stops the start naming its variable, instead of failing later at a connection's handshake.
  */
 import { readFileSync } from "node:fs";
+import type { Logger } from "./logger.js";
 
 /** A file's text; one that cannot be read throws naming `variable`. */
 export function readConfigFile(variable: string, path: string): string {
@@ -47,4 +48,40 @@ export function readTlsFiles(
     );
   }
   return Object.keys(tls).length > 0 ? tls : undefined;
+}
+
+/**
+ * `material` whose PEM texts are read again from their files each time one is asked for, so that certificates renewed
+ * in place (a mounted Secret updated by cert-manager) are used from the next connection on without a restart: ioredis
+ * copies its `tls` options into Node's tls.connect options at every connection, which reads these getters. A file that
+ * cannot be read, or holds no PEM block of its kind (being rewritten), keeps its last good text, with a warning once.
+ */
+export function renewedTlsMaterial(
+  prefix: "REDIS",
+  paths: { ca?: string | undefined; cert?: string | undefined; key?: string | undefined },
+  material: TlsMaterial,
+  log: Logger,
+): TlsMaterial {
+  const live: TlsMaterial = {};
+  const labels = { ca: "CERTIFICATE", cert: "CERTIFICATE", key: "PRIVATE KEY" } as const;
+  for (const part of ["ca", "cert", "key"] as const) {
+    const path = paths[part];
+    let lastGood = material[part];
+    if (path === undefined || lastGood === undefined) continue;
+    let warned = false;
+    Object.defineProperty(live, part, {
+      enumerable: true,
+      get(): string | undefined {
+        try {
+          lastGood = readPem(`${prefix}_TLS_${part.toUpperCase()}_FILE`, path, labels[part]);
+          warned = false;
+        } catch (error) {
+          if (!warned) log.warn({ err: error }, "a TLS file cannot be used as it is now: keeping what it held before");
+          warned = true;
+        }
+        return lastGood;
+      },
+    });
+  }
+  return live;
 }

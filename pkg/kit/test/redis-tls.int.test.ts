@@ -3,15 +3,18 @@
  * verifying its certificate against that CA (and refusing it without); a server that verifies clients gets the
  * client certificate (REDIS_TLS_CERT_FILE, REDIS_TLS_KEY_FILE); Sentinels over TLS (REDIS_SENTINEL_TLS) name a
  * primary reached over TLS too. Certificates are made per file with openssl (createTlsFiles); a bad CA file stops the
- * configuration with the variable's name.
+ * configuration with the variable's name; certificates renewed in their files (another CA) are used at the next
+ * connection, without a restart.
  */
-import { writeFileSync } from "node:fs";
+import { copyFileSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { createTlsFiles, type RedisServer, startRedis, startRedisSentinel, type TlsFiles, waitFor } from "@tm/testkit";
 import { afterAll, beforeAll, expect, test } from "vitest";
 import { baseConfigShape, loadConfig } from "../src/config.js";
 import { createLogger } from "../src/logger.js";
 import { connectRedis, redisTargetOf } from "../src/redis.js";
+import { renewedTlsMaterial } from "../src/tls-files.js";
 
 const log = createLogger("redis-tls-test", "silent");
 let tls: TlsFiles;
@@ -114,4 +117,72 @@ test("a CA file that cannot be read, or holds no certificate, names REDIS_TLS_CA
   expect(target({ REDIS_SENTINEL_TLS: "yes" }).sentinelTls).toBe(true);
   expect(target({}).sentinelTls).toBe(false);
   expect(() => target({ REDIS_SENTINEL_TLS: "maybe" })).toThrow("REDIS_SENTINEL_TLS");
+});
+
+test("certificates renewed in their files (another CA on both sides) are used at the next connection", {
+  timeout: 60_000,
+}, async () => {
+  // Where the server's and the service's files are mounted: copies, replaced in place as a renewal would.
+  const [before, after] = [createTlsFiles(), createTlsFiles()];
+  const dir = mkdtempSync(join(tmpdir(), "tm-redis-tls-renew-"));
+  const mounted: TlsFiles = {
+    dir,
+    caFile: join(dir, "ca.crt"),
+    certFile: join(dir, "tls.crt"),
+    keyFile: join(dir, "tls.key"),
+    dispose: () => rmSync(dir, { recursive: true, force: true }),
+  };
+  const mount = (from: TlsFiles) => {
+    copyFileSync(from.caFile, mounted.caFile);
+    copyFileSync(from.certFile, mounted.certFile);
+    copyFileSync(from.keyFile, mounted.keyFile);
+  };
+  mount(before);
+  const renewing = await startRedis({ tls: mounted, tlsAuthClients: true });
+  const config = loadConfig(baseConfigShape, {
+    REDIS_URL: renewing.tlsUrl,
+    REDIS_TLS_CA_FILE: mounted.caFile,
+    REDIS_TLS_CERT_FILE: mounted.certFile,
+    REDIS_TLS_KEY_FILE: mounted.keyFile,
+  });
+  const redis = connectRedis(redisTargetOf(config), "tls-renew", log);
+  try {
+    await redis.set("before-renewal", "yes");
+    // The server reads its own files at its restart. A client that kept the first CA would refuse the new server
+    // certificate (and present a certificate the server no longer trusts).
+    await renewing.stop();
+    mount(after);
+    await renewing.start();
+    await redis.set("after-renewal", "yes");
+    expect(await redis.get("after-renewal")).toBe("yes");
+  } finally {
+    redis.disconnect();
+    await renewing.dispose();
+    mounted.dispose();
+    before.dispose();
+    after.dispose();
+  }
+});
+
+test("a renewed file read mid-rewrite (no PEM yet) keeps its last good text, with one warning", () => {
+  const dir = mkdtempSync(join(tmpdir(), "tm-tls-live-"));
+  try {
+    const caFile = join(dir, "ca.crt");
+    copyFileSync(tls.caFile, caFile);
+    const warnings: string[] = [];
+    const captured = createLogger("tls-live", "warn", { write: (line: string) => warnings.push(JSON.parse(line).msg) });
+    const first = readFileSync(tls.caFile, "utf8");
+    const live = renewedTlsMaterial("REDIS", { ca: caFile }, { ca: first }, captured);
+    expect(Object.keys(live)).toEqual(["ca"]); // enumerable: ioredis copies it into each connection's options
+    writeFileSync(caFile, "");
+    expect([live.ca, live.ca]).toEqual([first, first]);
+    expect(warnings).toEqual(["a TLS file cannot be used as it is now: keeping what it held before"]);
+    const renewed = createTlsFiles();
+    copyFileSync(renewed.caFile, caFile);
+    expect(live.ca).toBe(readFileSync(renewed.caFile, "utf8"));
+    expect(live.ca).not.toBe(first);
+    renewed.dispose();
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
 });
