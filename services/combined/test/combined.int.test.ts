@@ -136,7 +136,8 @@ test("SIGTERM stops every service of the process and it exits 0", async () => {
   const { process: child } = combined;
   const exited = new Promise<number | null>((resolve) => child.child?.once("exit", (code) => resolve(code)));
   child.child?.kill("SIGTERM");
-  expect(await exited).toBe(0);
+  // Its last output says why, if it did not stop cleanly (seen once in a full local run: exit 1, not reproduced).
+  expect(await exited, child.tail()).toBe(0);
   for (const [name, { opsPort }] of Object.entries(combined.services)) {
     await expect(fetch(`http://127.0.0.1:${opsPort}/healthz`), name).rejects.toThrow();
   }
