@@ -1,19 +1,25 @@
 /**
  * The NATS permission model (configs/nats/permissions.json → auth.conf) against a real nats-server: every service's
- * user can do its whole start-up and its own work, and is refused what belongs to another service.
+ * user can do its whole start-up and its own work, and is refused what belongs to another service. The same
+ * permissions as user JWTs (operator mode, `render.mjs --nsc`) work the same way through NATS_CREDS_FILE.
  */
-import { readFileSync } from "node:fs";
-import { startNats, startRedis, waitFor } from "@tm/testkit";
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { createNatsOperator, startNats, startRedis, waitFor } from "@tm/testkit";
+import { credsAuthenticator } from "nats";
 import { afterAll, beforeAll, describe, expect, test } from "vitest";
 import {
   AUTH_FILE,
   K8S_AUTH_FILE,
   loadPermissions,
+  permissionsOf,
   ADVISORY_DURABLE as RENDERED_ADVISORY_DURABLE,
   STREAM_NAMES as RENDERED_STREAM_NAMES,
   renderAuthorization,
   durableName as renderedDurableName,
   streamOf as renderedStreamOf,
+  renderNscCommands,
 } from "../configs/nats/render.mjs";
 import { connectAs, type NatsConnection } from "../pkg/deploycheck/src/index.js";
 import {
@@ -28,7 +34,14 @@ import {
   type Subject,
   streamOf,
 } from "../pkg/flow/src/index.js";
-import { startService } from "../pkg/kit/src/index.js";
+import {
+  baseConfigShape,
+  connectNats,
+  createLogger,
+  loadConfig,
+  natsAuthOf,
+  startService,
+} from "../pkg/kit/src/index.js";
 import { readStatus } from "../pkg/store/src/index.js";
 import { audit } from "../services/audit/src/service.js";
 import { deadletter } from "../services/deadletter/src/service.js";
@@ -330,6 +343,78 @@ describe("the pipeline", () => {
     } finally {
       for (const service of started.reverse()) await service.stop();
       await redis.dispose();
+    }
+  });
+});
+
+describe("as user JWTs in operator mode (render.mjs --nsc, NATS_CREDS_FILE)", () => {
+  let server: Awaited<ReturnType<typeof startNats>>;
+  let dir: string;
+  const credsFiles = new Map<string, string>();
+  beforeAll(async () => {
+    const operator = await createNatsOperator();
+    dir = mkdtempSync(join(tmpdir(), "tm-nats-jwt-users-"));
+    for (const [user, spec] of Object.entries(permissions.users)) {
+      const file = join(dir, `${user}.creds`);
+      writeFileSync(file, await operator.userCreds(user, { permissions: permissionsOf(user, spec) }));
+      credsFiles.set(user, file);
+    }
+    server = await startNats({
+      extraConfig: operator.serverConfig,
+      readyAuth: { authenticator: credsAuthenticator(await operator.userCreds("readiness")) },
+    });
+  }, 60_000);
+  afterAll(async () => {
+    await server?.dispose();
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  test.each(users)(
+    "%s connects with its .creds file and its own inbox, provisions, consumes and publishes; _INBOX.> is refused",
+    async (user) => {
+      const spec = permissions.users[user]!;
+      const config = loadConfig(baseConfigShape, {
+        NATS_URL: server.url,
+        NATS_CREDS_FILE: credsFiles.get(user)!,
+        NATS_INBOX_PREFIX: `_INBOX_${user}`,
+      });
+      // As a service starts: the streams provisioned on connect, through its own inbox.
+      const handle = await connectNats({
+        url: config.NATS_URL,
+        name: user,
+        ...natsAuthOf(config),
+        inboxPrefix: config.NATS_INBOX_PREFIX,
+        settings: DEFAULT_FLOW_SETTINGS,
+        log: createLogger(`jwt-${user}`, "silent"),
+      });
+      const nc = handle.nc as unknown as NatsConnection;
+      try {
+        const errors = permissionErrors(nc);
+        for (const subject of spec.consume) await provisionConsumer(handle.jsm, user, subject);
+        for (const subject of spec.publish) {
+          if ((ALL_SUBJECTS as readonly string[]).includes(subject)) await handle.js.publish(subject, "{}");
+          else handle.nc.publish(subject, "{}");
+        }
+        await handle.nc.flush();
+        expect(errors).toEqual([]);
+        const refused = new Promise<string>((resolve) => {
+          handle.nc.subscribe("_INBOX.>", { callback: (error) => error && resolve(String(error.message)) });
+        });
+        expect(await refused).toMatch(/permissions violation/i);
+      } finally {
+        await handle.nc.close();
+      }
+    },
+  );
+
+  test("the nsc commands give each user exactly the rendered permissions, and its .creds file", () => {
+    const commands = renderNscCommands(permissions, "TM");
+    for (const [user, spec] of Object.entries(permissions.users)) {
+      const block = commands.split("\n\n").find((b) => b.startsWith(`nsc add user --account 'TM' --name '${user}'`));
+      expect(block, user).toBeDefined();
+      const flags = (flag: string) => [...block!.matchAll(new RegExp(`--${flag} '([^']*)'`, "g"))].map((m) => m[1]);
+      expect({ publish: flags("allow-pub"), subscribe: flags("allow-sub") }).toEqual(permissionsOf(user, spec));
+      expect(block).toContain(`nsc generate creds --account 'TM' --name '${user}' --output-file '${user}.creds'`);
     }
   });
 });

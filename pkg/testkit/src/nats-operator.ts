@@ -9,12 +9,18 @@ import { createAccount, createOperator, createUser, type KeyPair } from "@nats-i
 export interface NatsOperator {
   /** Configuration text for startNats({ extraConfig }): the operator, the system account, the accounts. */
   serverConfig: string;
-  /** A .creds file's content for a new user of the application account; `expiresInSeconds`: its JWT's expiry. */
-  userCreds(name: string, options?: { expiresInSeconds?: number }): Promise<Uint8Array>;
+  /** A .creds file's content for a new user of the application account; `expiresInSeconds`: its JWT's expiry;
+   *  `permissions`: the subjects it may publish and subscribe to (unset: any). */
+  userCreds(name: string, options?: UserCredsOptions): Promise<Uint8Array>;
   /** A .creds file's content for a user of an account another operator signed: the server does not know it. */
   strangerCreds(name: string): Promise<Uint8Array>;
   /** A .creds-like file holding the application account's JWT instead of a user's (a wrong file). */
   accountJwt: string;
+}
+
+export interface UserCredsOptions {
+  expiresInSeconds?: number;
+  permissions?: { publish: string[]; subscribe: string[] };
 }
 
 /** An account's limits written out: a claim without them is read as 0 (no connections, no JetStream). */
@@ -43,10 +49,11 @@ export async function createNatsOperator(): Promise<NatsOperator> {
   const systemJwt = await encodeAccount("SYS", system, {}, { signer: operator });
   const appJwt = await encodeAccount("TM", app, UNLIMITED_ACCOUNT, { signer: operator });
 
-  const credsOf = async (account: KeyPair, name: string, expiresInSeconds?: number) => {
+  const credsOf = async (account: KeyPair, name: string, { expiresInSeconds, permissions }: UserCredsOptions = {}) => {
     const user = createUser();
     const exp = expiresInSeconds === undefined ? undefined : Math.floor(Date.now() / 1000) + expiresInSeconds;
-    const jwt = await encodeUser(name, user, account, {}, exp === undefined ? {} : { exp });
+    const allowed = permissions ? { pub: { allow: permissions.publish }, sub: { allow: permissions.subscribe } } : {};
+    const jwt = await encodeUser(name, user, account, allowed, exp === undefined ? {} : { exp });
     return fmtCreds(jwt, user);
   };
   // Signed by an operator of its own: the server has neither that operator nor the account.
@@ -61,7 +68,7 @@ export async function createNatsOperator(): Promise<NatsOperator> {
       `  "${app.getPublicKey()}": "${appJwt}"`,
       "}",
     ].join("\n"),
-    userCreds: (name, options = {}) => credsOf(app, name, options.expiresInSeconds),
+    userCreds: (name, options = {}) => credsOf(app, name, options),
     strangerCreds: (name) => credsOf(stranger, name),
     accountJwt: appJwt,
   };
