@@ -1,10 +1,20 @@
 import { defineConfig } from "vitest/config";
 
-// Tests import workspace packages from their TypeScript sources (the "source" export condition), so no build is
-// needed for in-process tests. Tests that spawn services as processes run their built dist/ (pnpm build first).
 /** System tests that install something process-wide for good, so each runs in a fresh worker. */
 const ISOLATED_SYSTEM_FILES = ["test/observability/tracing.int.test.ts"];
 
+/** The tests that start servers (integration and system): one group, sharing the two workers. */
+const WITH_SERVERS = {
+  sequence: { groupOrder: 1 },
+  testTimeout: 60_000,
+  hookTimeout: 60_000,
+  // Each file starts its own nats-server and redis-server; two cores limit useful parallelism (the projects of this
+  // group share the two workers).
+  maxWorkers: 2,
+};
+
+// Tests import workspace packages from their TypeScript sources (the "source" export condition), so no build is
+// needed for in-process tests. Tests that spawn services as processes run their built dist/ (pnpm build first).
 export default defineConfig({
   resolve: { conditions: ["source"] },
   ssr: { resolve: { conditions: ["source"], externalConditions: ["source"] } },
@@ -25,13 +35,8 @@ export default defineConfig({
         extends: true,
         test: {
           name: "integration",
-          sequence: { groupOrder: 1 },
+          ...WITH_SERVERS,
           include: ["{pkg,services}/*/test/**/*.int.test.ts"],
-          testTimeout: 60_000,
-          hookTimeout: 60_000,
-          // Each file starts its own nats-server and redis-server; two cores limit useful parallelism (the two
-          // projects of this group share the two workers).
-          maxWorkers: 2,
           // The packages' files run their services in the test process: a worker keeps its module cache from file to
           // file instead of importing the services again for each (1-1.5 s a file, ~90 s of the suite). What a
           // process holds for good (the telemetry handle, its meter provider) is then shared by the files of a worker:
@@ -43,12 +48,9 @@ export default defineConfig({
         extends: true,
         test: {
           name: "system",
-          sequence: { groupOrder: 1 },
+          ...WITH_SERVERS,
           include: ["test/**/*.int.test.ts"],
           exclude: [...ISOLATED_SYSTEM_FILES],
-          testTimeout: 60_000,
-          hookTimeout: 60_000,
-          maxWorkers: 2,
           // Whole pipelines as processes: what a file runs lives in its child processes, so the files of a worker
           // can share its module cache (importing the test kit, the clients and, for a few, the services' sources
           // again for each file took ~50 s of the suite's worker time, 9 s for test/deployment.int.test.ts alone).
@@ -60,11 +62,8 @@ export default defineConfig({
         extends: true,
         test: {
           name: "system-isolated",
-          sequence: { groupOrder: 1 },
+          ...WITH_SERVERS,
           include: [...ISOLATED_SYSTEM_FILES],
-          testTimeout: 60_000,
-          hookTimeout: 60_000,
-          maxWorkers: 2,
           // Installs the process's telemetry (its tracer provider, global for good): a fresh worker of its own.
           isolate: true,
         },
