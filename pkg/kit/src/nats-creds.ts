@@ -9,10 +9,11 @@ import { nkeys } from "nats";
 import type { Logger } from "./logger.js";
 import { readConfigFile } from "./tls-files.js";
 
-/** Who a creds file names: its user's public key and name, and when its JWT expires (never: undefined). */
+/** Who a creds file names: its user's public key and name, and when its JWT was issued and expires (never: undefined). */
 export interface NatsCredsUser {
   publicKey: string;
   name: string;
+  issuedAt?: Date;
   expiresAt?: Date;
 }
 
@@ -22,6 +23,7 @@ const BLOCK = /-{3,}[^\n]*-{3,}\r?\n\s*(\S+)\s*\r?\n\s*-{3,}[^\n]*-{3,}/g;
 interface UserClaims {
   sub?: unknown;
   name?: unknown;
+  iat?: unknown;
   exp?: unknown;
   nats?: { type?: unknown };
 }
@@ -39,6 +41,15 @@ function claimsOf(jwt: string): UserClaims | undefined {
 
 /** The user a creds file's text names, checked: a user JWT, not expired at `now`, with the seed of that user. */
 export function checkNatsCreds(path: string, text: string, now = Date.now()): NatsCredsUser {
+  const user = inspectNatsCreds(path, text);
+  if (user.expiresAt && user.expiresAt.getTime() <= now) {
+    throw new Error(`NATS_CREDS_FILE: ${path}: its JWT expired at ${user.expiresAt.toISOString()}`);
+  }
+  return user;
+}
+
+/** The user a creds file's text names: a user JWT with the seed of that user, expired or not. */
+function inspectNatsCreds(path: string, text: string): NatsCredsUser {
   const where = `NATS_CREDS_FILE: ${path}`;
   const [jwt, seed] = [...text.matchAll(BLOCK)].map((match) => match[1]);
   if (!jwt || !seed) throw new Error(`${where} holds no user JWT and seed (the blocks nsc generate creds writes)`);
@@ -57,15 +68,51 @@ export function checkNatsCreds(path: string, text: string, now = Date.now()): Na
       `${where}: its seed is not the JWT's user's (${String(claims.sub)}), so the server would refuse it`,
     );
   }
-  const expiresAt = typeof claims.exp === "number" ? new Date(claims.exp * 1000) : undefined;
-  if (expiresAt && expiresAt.getTime() <= now) {
-    throw new Error(`${where}: its JWT expired at ${expiresAt.toISOString()}`);
-  }
+  const dateOf = (seconds: unknown) => (typeof seconds === "number" ? new Date(seconds * 1000) : undefined);
+  const issuedAt = dateOf(claims.iat);
+  const expiresAt = dateOf(claims.exp);
   return {
     publicKey: seedOwner,
     name: typeof claims.name === "string" ? claims.name : "",
+    ...(issuedAt ? { issuedAt } : {}),
     ...(expiresAt ? { expiresAt } : {}),
   };
+}
+
+/** Left of a JWT's lifetime when it is warned about, unless renewed: a tenth of its lifetime, at least 5 minutes. */
+export const RENEWAL_WARNING_MIN_MS = 5 * 60_000;
+
+/** Whether `user`'s JWT is so close to its expiry at `now` that a renewal should have come: a tenth of its lifetime
+ *  left, or RENEWAL_WARNING_MIN_MS if that is more. */
+export function renewalOverdue(user: NatsCredsUser, now: number): boolean {
+  if (!user.expiresAt) return false;
+  const lifetimeMs = user.issuedAt ? user.expiresAt.getTime() - user.issuedAt.getTime() : 0;
+  return user.expiresAt.getTime() - now <= Math.max(RENEWAL_WARNING_MIN_MS, lifetimeMs / 10);
+}
+
+/**
+ * Looks at NATS_CREDS_FILE every `everyMs` and warns while its JWT is close to its expiry (renewalOverdue), or says
+ * it has expired: whoever renews the file has stopped, and after the expiry the server closes the connection and
+ * refuses the next one. A log to alert on before that outage, not after. Returns the function that stops it.
+ */
+export function watchNatsCredsExpiry(path: string, log: Logger, everyMs = 60_000, now = Date.now): () => void {
+  const look = () => {
+    let user: NatsCredsUser;
+    try {
+      user = inspectNatsCreds(path, readFileSync(path, "utf8"));
+    } catch {
+      return; // unreadable or being rewritten: natsCredsSource warns when it matters, at a connection
+    }
+    if (!user.expiresAt || !renewalOverdue(user, now())) return;
+    const remainingS = Math.round((user.expiresAt.getTime() - now()) / 1000);
+    const context = { natsUser: user.name, expiresAt: user.expiresAt.toISOString(), remainingS };
+    if (remainingS <= 0) log.error(context, "the NATS credentials in NATS_CREDS_FILE have expired: renew the file");
+    else log.warn(context, "the NATS credentials in NATS_CREDS_FILE expire soon and have not been renewed");
+  };
+  look();
+  const timer = setInterval(look, everyMs);
+  timer.unref();
+  return () => clearInterval(timer);
 }
 
 /** Reads NATS_CREDS_FILE now and checks it (checkNatsCreds), so that a wrong file stops the start. */

@@ -15,7 +15,7 @@ import {
 import type { BaseConfig } from "./config.js";
 import { retryWhileJetStreamStarts } from "./jetstream-startup.js";
 import type { Logger } from "./logger.js";
-import { natsCredsSource, readNatsCreds } from "./nats-creds.js";
+import { natsCredsSource, readNatsCreds, watchNatsCredsExpiry } from "./nats-creds.js";
 import { readConfigFile, readTlsFiles } from "./tls-files.js";
 
 export interface NatsHandle {
@@ -158,6 +158,10 @@ export async function connectNats(options: NatsConnectOptions): Promise<NatsHand
     options.firstConnectWarnMs,
   );
   log.info({ server: nc.getServer() }, "connected to NATS");
+  if (options.credsFile) {
+    const stopWatching = watchNatsCredsExpiry(options.credsFile, log);
+    void nc.closed().then(stopWatching);
+  }
   const reconnectListeners: Array<() => void> = [];
   void (async () => {
     for await (const status of nc.status()) {

@@ -14,7 +14,7 @@ import { afterAll, beforeAll, expect, test } from "vitest";
 import { baseConfigShape, loadConfig } from "../src/config.js";
 import { createLogger } from "../src/logger.js";
 import { connectNats, natsAuthOf } from "../src/nats.js";
-import { checkNatsCreds, natsCredsSource } from "../src/nats-creds.js";
+import { checkNatsCreds, natsCredsSource, watchNatsCredsExpiry } from "../src/nats-creds.js";
 
 const log = createLogger("nats-creds-test", "silent");
 let dir: string;
@@ -140,6 +140,37 @@ test("a renewed file that does not check out is not used: the last good one is, 
   writeFileSync(path, second);
   expect(read()).toBe(second);
   expect(lines.find((l) => l.msg.startsWith("NATS credentials renewed"))?.natsUser).toBe("second");
+});
+
+test("a JWT near its expiry and not renewed is warned about, an expired one is an error; a renewed one is not", async () => {
+  const lines: { level: string; msg: string; remainingS?: number }[] = [];
+  const captured = createLogger("creds-expiry", "info", { write: (line: string) => lines.push(JSON.parse(line)) });
+  const path = credsFile("expiring", await operator.userCreds("expiring", { expiresInSeconds: 3600 }));
+  // Each watcher looks once as it starts; the clock is moved instead of waited for.
+  const lookAt = (offsetMs: number) => {
+    lines.length = 0;
+    watchNatsCredsExpiry(path, captured, 60_000, () => Date.now() + offsetMs)();
+    return lines.map((l) => ({ level: l.level, msg: l.msg, remainingS: l.remainingS }));
+  };
+  expect(lookAt(0)).toEqual([]); // an hour left: fine
+  expect(lookAt(50 * 60_000)).toEqual([]); // 10 minutes left of an hour: more than a tenth
+  const soon = lookAt(55 * 60_000); // 5 minutes left
+  expect(soon).toEqual([
+    {
+      level: "warn",
+      msg: "the NATS credentials in NATS_CREDS_FILE expire soon and have not been renewed",
+      remainingS: expect.any(Number),
+    },
+  ]);
+  expect(soon[0]!.remainingS).toBeGreaterThan(240);
+  expect(soon[0]!.remainingS).toBeLessThanOrEqual(300);
+  expect(lookAt(2 * 3600_000).map((l) => [l.level, l.msg])).toEqual([
+    ["error", "the NATS credentials in NATS_CREDS_FILE have expired: renew the file"],
+  ]);
+  writeFileSync(path, await operator.userCreds("renewed", { expiresInSeconds: 3 * 3600 }));
+  expect(lookAt(55 * 60_000)).toEqual([]); // renewed: two hours left
+  writeFileSync(path, await operator.userCreds("forever"));
+  expect(lookAt(365 * 24 * 3600_000)).toEqual([]); // no expiry at all
 });
 
 const blocks = (creds: Uint8Array | string) =>

@@ -14,7 +14,7 @@ export interface NatsOperator {
   userCreds(name: string, options?: UserCredsOptions): Promise<Uint8Array>;
   /** A .creds file's content for a user of an account another operator signed: the server does not know it. */
   strangerCreds(name: string): Promise<Uint8Array>;
-  /** A .creds-like file holding the application account's JWT instead of a user's (a wrong file). */
+  /** The application account's JWT: what a wrong creds file may hold where a user's JWT belongs. */
   accountJwt: string;
 }
 
