@@ -23,7 +23,12 @@ export const DEFAULT_LIST_LIMIT = 50;
 export const MAX_LIST_LIMIT = 500;
 
 const STATE_NAMES = ["pending", "ingested", "scheduled", "running", "succeeded", "failed", "cancelled"];
-const FINISHED = new Set([TaskState.SUCCEEDED, TaskState.FAILED, TaskState.CANCELLED]);
+/** The states a task ends in: never stalled, never cancelled. */
+export const FINISHED_STATES: ReadonlySet<TaskState> = new Set([
+  TaskState.SUCCEEDED,
+  TaskState.FAILED,
+  TaskState.CANCELLED,
+]);
 const PRIORITIES: Record<string, Priority> = { high: Priority.HIGH, medium: Priority.MEDIUM, low: Priority.LOW };
 const UNIT_MS: Record<string, number> = { s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000, w: 604_800_000 };
 
@@ -89,7 +94,7 @@ export function parseTaskListFilter(flags: ListFlags, now: number): TaskListFilt
   const stalledForSeconds = parseStalledFor(flags.stalledFor);
   if (stalledForSeconds !== undefined) filter.stalledForSeconds = stalledForSeconds;
   if (flags.stalled) {
-    if (filter.state && FINISHED.has(filter.state)) {
+    if (filter.state && FINISHED_STATES.has(filter.state)) {
       throw new UsageError("--stalled lists unfinished tasks: drop --state or name an unfinished state");
     }
     filter.stalled = true;

@@ -7,6 +7,7 @@ import type { JsonObject } from "@bufbuild/protobuf";
 import { Priority } from "@tm/proto";
 import {
   type DlqAction,
+  FINISHED_STATES,
   parseAttemptTimeout,
   parseDlqAction,
   parseExpiresAfter,
@@ -397,10 +398,16 @@ export function parseCommandLine(argv: string[], env: NodeJS.ProcessEnv = {}, no
       const filterFlags = taskFilterFlags(values);
       if (values["all-stalled"] === true) {
         exactly("requeue", positionals, [], "requeue --all-stalled");
+        const filter = parseTaskListFilter({ ...filterFlags, stalledFor: undefined }, now);
+        if (filter.state !== undefined && FINISHED_STATES.has(filter.state)) {
+          throw new UsageError(
+            "requeue --all-stalled: stalled tasks are unfinished: drop --state or name an unfinished state",
+          );
+        }
         return {
           command: "requeue-stalled",
           globals,
-          filter: parseTaskListFilter({ ...filterFlags, stalledFor: undefined, stalled: true }, now),
+          filter: { ...filter, stalled: true },
           ...(stalledForSeconds === undefined ? {} : { stalledForSeconds }),
         };
       }

@@ -218,7 +218,7 @@ describe("operator commands", () => {
       "requeue: --state, --type, --priority, --since, --until and --query need --all-stalled",
     );
     expect(usageErrorOf(["requeue", "--all-stalled", "--state", "failed"])).toBe(
-      "--stalled lists unfinished tasks: drop --state or name an unfinished state",
+      "requeue --all-stalled: stalled tasks are unfinished: drop --state or name an unfinished state",
     );
   });
 });
