@@ -7,7 +7,7 @@
 import { readFileSync } from "node:fs";
 import { nkeys } from "nats";
 import type { Logger } from "./logger.js";
-import { readConfigFile } from "./tls-files.js";
+import { lastGoodOf, readConfigFile } from "./tls-files.js";
 
 /** Who a creds file names: its user's public key and name, and when its JWT was issued and expires (never: undefined). */
 export interface NatsCredsUser {
@@ -122,39 +122,29 @@ export function readNatsCreds(path: string): NatsCredsUser {
 
 /**
  * What nats.js's credsAuthenticator calls at each connection: the file as it is now, or, if it cannot be read or no
- * longer checks out (being rewritten, a JWT already expired), the last good content, with a warning (the server
- * decides; an expired JWT is refused and the client tries again).
+ * longer checks out (being rewritten, a JWT already expired), the last good content, with a warning (lastGoodOf; the
+ * server decides: an expired JWT is refused and the client tries again). A renewal is logged.
  */
 export function natsCredsSource(path: string, log: Logger): () => Uint8Array {
-  let lastGood = readConfigFile("NATS_CREDS_FILE", path);
-  let lastUser = checkNatsCreds(path, lastGood);
-  // Warned about once, not at every attempt of a reconnecting client (4 a second).
-  let lastRefused: string | undefined;
-  return () => {
-    let text: string | undefined;
-    try {
-      text = readFileSync(path, "utf8");
-      if (text !== lastGood) {
-        const user = checkNatsCreds(path, text);
-        if (user.publicKey !== lastUser.publicKey || user.expiresAt?.getTime() !== lastUser.expiresAt?.getTime()) {
-          log.info(
-            { natsUser: user.name, expiresAt: user.expiresAt?.toISOString() },
-            "NATS credentials renewed: NATS_CREDS_FILE changed",
-          );
-        }
-        lastGood = text;
-        lastUser = user;
-      }
-    } catch (error) {
-      const refused = text ?? (error as Error).message;
-      if (refused !== lastRefused) {
-        log.warn(
-          { err: error },
-          "NATS_CREDS_FILE cannot be used as it is now: connecting with the credentials read before",
+  let lastUser: NatsCredsUser | undefined;
+  const current = lastGoodOf(
+    () => {
+      const text = readFileSync(path, "utf8");
+      const user = checkNatsCreds(path, text);
+      if (
+        lastUser &&
+        (user.publicKey !== lastUser.publicKey || user.expiresAt?.getTime() !== lastUser.expiresAt?.getTime())
+      ) {
+        log.info(
+          { natsUser: user.name, expiresAt: user.expiresAt?.toISOString() },
+          "NATS credentials renewed: NATS_CREDS_FILE changed",
         );
       }
-      lastRefused = refused;
-    }
-    return new TextEncoder().encode(lastGood);
-  };
+      lastUser = user;
+      return text;
+    },
+    log,
+    "NATS_CREDS_FILE cannot be used as it is now: connecting with the credentials read before",
+  );
+  return () => new TextEncoder().encode(current());
 }

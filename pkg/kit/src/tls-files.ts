@@ -66,22 +66,36 @@ export function renewedTlsMaterial(
   const labels = { ca: "CERTIFICATE", cert: "CERTIFICATE", key: "PRIVATE KEY" } as const;
   for (const part of ["ca", "cert", "key"] as const) {
     const path = paths[part];
-    let lastGood = material[part];
-    if (path === undefined || lastGood === undefined) continue;
-    let warned = false;
-    Object.defineProperty(live, part, {
-      enumerable: true,
-      get(): string | undefined {
-        try {
-          lastGood = readPem(`${prefix}_TLS_${part.toUpperCase()}_FILE`, path, labels[part]);
-          warned = false;
-        } catch (error) {
-          if (!warned) log.warn({ err: error }, "a TLS file cannot be used as it is now: keeping what it held before");
-          warned = true;
-        }
-        return lastGood;
-      },
-    });
+    const initial = material[part];
+    if (path === undefined || initial === undefined) continue;
+    const current = lastGoodOf(
+      () => readPem(`${prefix}_TLS_${part.toUpperCase()}_FILE`, path, labels[part]),
+      log,
+      "a TLS file cannot be used as it is now: keeping what it held before",
+      initial,
+    );
+    Object.defineProperty(live, part, { enumerable: true, get: current });
   }
   return live;
+}
+
+/**
+ * A file the service reads again while it runs (renewed credentials): `read()` now, or, when that throws (the file
+ * being rewritten, or no longer checking out), what it last returned, with `warning` logged once per such spell.
+ * Without an `initial` value, a first read that throws throws.
+ */
+export function lastGoodOf<T>(read: () => T, log: Logger, warning: string, initial?: T): () => T {
+  let lastGood = initial;
+  let warned = false;
+  return () => {
+    try {
+      lastGood = read();
+      warned = false;
+    } catch (error) {
+      if (lastGood === undefined) throw error;
+      if (!warned) log.warn({ err: error }, warning);
+      warned = true;
+    }
+    return lastGood;
+  };
 }
