@@ -2,13 +2,15 @@
  * End to end over real gRPC, NATS and Redis, every service its own process: tasks of every type and priority go
  * from SubmitTask to a stored result, streamed in order; a failing task ends FAILED after 5 attempts and is
  * dead-lettered; a second gateway streams work submitted to the first; cancellation of queued and running tasks;
- * bad input at the HTTP boundaries.
+ * bad input at the HTTP boundaries; the deployment's own task types (TASK_TYPES, WORKER_HANDLER_MODULES: the example
+ * module the docs give), run by the built worker.
  */
+import { join } from "node:path";
 import type { JsonObject } from "@bufbuild/protobuf";
 import { Code, ConnectError } from "@connectrpc/connect";
 import { Priority, type SubmitTaskAndStreamStatusResponse, TaskState } from "@tm/proto";
 import { readDeadLetters, readHistory } from "@tm/store";
-import { waitFor } from "@tm/testkit";
+import { REPO_ROOT, waitFor } from "@tm/testkit";
 import { afterAll, beforeAll, describe, expect, test } from "vitest";
 import { FLOW_MESSAGES_PER_TASK } from "../bench/src/systems/raw-flow.js";
 import { type Io, run } from "../services/client/src/run.js";
@@ -16,9 +18,16 @@ import { collectStream, type Pipeline, startPipeline, stateNames } from "./suppo
 import { connectTo, countByTask } from "./support/reliability.js";
 
 let pipeline: Pipeline;
+/** The deployment's own task types, from the example module the docs give. */
+const OWN_TYPES = "slugify,word-count";
+const OWN_HANDLERS = join(REPO_ROOT, "docs", "examples", "handlers.mjs");
 
 beforeAll(async () => {
-  pipeline = await startPipeline({ perService: { worker: { WORKER_CONCURRENCY: "2" } } });
+  pipeline = await startPipeline({
+    // Every service reads TASK_TYPES (the gateway and ingest accept the types, the stages label metrics with them).
+    env: { TASK_TYPES: OWN_TYPES },
+    perService: { worker: { WORKER_CONCURRENCY: "2", WORKER_HANDLER_MODULES: OWN_HANDLERS } },
+  });
 }, 90_000);
 afterAll(async () => {
   await pipeline?.dispose();
@@ -161,6 +170,45 @@ describe("the pipeline", () => {
       "failed",
     ]);
     expect((await fetch(`${pipeline.resultStoreUrl}/results/${taskId}`)).status).toBe(404);
+  });
+
+  test("the deployment's own task types run from WORKER_HANDLER_MODULES: a result, a refused payload, a permanent error, a wait asked for", async () => {
+    const submitAndFollow = async (type: string, payload: JsonObject) => {
+      const { taskId } = await pipeline.client.submitTask({ type, payload });
+      return { taskId, last: (await collectStream(pipeline.client, taskId)).at(-1)?.status };
+    };
+    const slug = await submitAndFollow("slugify", { text: "Crème brûlée, twice!" });
+    expect(slug.last?.state).toBe(TaskState.SUCCEEDED);
+    const stored = await (await fetch(`${pipeline.resultStoreUrl}/results/${slug.taskId}`)).json();
+    expect(stored).toMatchObject({ type: "slugify", output: { slug: "creme-brulee-twice" }, attempts: 1 });
+
+    // Its handler's own schema refuses the payload, naming the field: FAILED at once, dead-lettered "rejected".
+    const badPayload = await submitAndFollow("slugify", { text: 7 });
+    expect(badPayload.last).toMatchObject({ state: TaskState.FAILED, attempt: 1 });
+    expect(badPayload.last?.error).toContain("invalid slugify payload: text: must be a string");
+    // An error the module names PermanentError: not retried.
+    const permanent = await submitAndFollow("word-count", { words: 3 });
+    expect(permanent.last).toMatchObject({ state: TaskState.FAILED, attempt: 1 });
+    expect(permanent.last?.error).toContain("word-count needs a text");
+    // One named RetryAfterError: retried after its wait, then SUCCEEDED on the second attempt.
+    const busy = await submitAndFollow("word-count", { text: "three small words", busyFirst: true });
+    expect(busy.last).toMatchObject({ state: TaskState.SUCCEEDED, attempt: 2 });
+    const retried = (await readHistory(pipeline.redisClient, busy.taskId)).find((e) => e.action === "attempt_failed");
+    expect(retried?.detail).toMatchObject({ retryInMs: 200, error: expect.stringContaining("the counter is busy") });
+    await waitFor("both dead letters", async () => {
+      const letters = await readDeadLetters(pipeline.redisClient, 0, 1000);
+      return [badPayload, permanent].every(({ taskId }) =>
+        letters.some((letter) => letter.taskId === taskId && letter.reason === "rejected"),
+      );
+    });
+
+    // A type nobody listed is still refused at the gateway, which names the ones it runs.
+    const refused = await pipeline.client.submitTask({ type: "resize", payload: {} }).catch((e) => e as ConnectError);
+    expect(refused).toBeInstanceOf(ConnectError);
+    expect((refused as ConnectError).code).toBe(Code.InvalidArgument);
+    expect((refused as ConnectError).rawMessage).toBe(
+      'type: unknown task type "resize" (known: echo, sleep, checksum, flaky, fail, slugify, word-count)',
+    );
   });
 
   test("a task submitted to one gateway is streamed to completion from another", async () => {

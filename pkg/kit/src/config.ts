@@ -2,7 +2,7 @@
  * Configuration from the environment, validated with zod at start-up. A bad value stops the service with a message
  * naming the variable, the problem and the value it got.
  */
-import { DEFAULT_FLOW_SETTINGS, type FlowSettings } from "@tm/flow";
+import { DEFAULT_FLOW_SETTINGS, type FlowSettings, parseTaskTypes } from "@tm/flow";
 import { z } from "zod";
 
 export class ConfigError extends Error {
@@ -116,6 +116,20 @@ export const baseConfigShape = {
     .max(10, { message: "must be at most 10" })
     .default(0),
   REDIS_WAIT_TIMEOUT_MS: positiveInt.default(1_000),
+  /** The deployment's own task types beside the built-in ones ("send-email,resize-image"), whose handlers the workers
+   *  load from WORKER_HANDLER_MODULES: the same value on every service (the gateway and ingest accept them, the stages
+   *  label their metrics with them). */
+  TASK_TYPES: z
+    .string()
+    .default("")
+    .transform((text, ctx) => {
+      try {
+        return parseTaskTypes(text);
+      } catch (error) {
+        ctx.addIssue({ code: "custom", message: (error as Error).message });
+        return z.NEVER;
+      }
+    }),
   LOG_LEVEL: z.enum(["fatal", "error", "warn", "info", "debug", "trace", "silent"]).default("info"),
   OTEL_EXPORTER_OTLP_ENDPOINT: url(["http", "https"]).optional(),
   OTEL_SERVICE_NAME: z.string().optional(),

@@ -234,7 +234,7 @@ export async function startService<S extends z.ZodRawShape, Started>(
         ...(redis &&
           config.REDIS_WAIT_REPLICAS > 0 &&
           options.writesRedis !== false && { confirmWrites: () => redisWrites.confirm() }),
-        hooks: withStageMetrics(consumerMetrics, definition.name, subject, options.hooks, log),
+        hooks: withStageMetrics(consumerMetrics, definition.name, subject, options.hooks, log, config.TASK_TYPES),
       });
       consumerMetrics.watch(nats.jsm, subject, consumer.durable);
       await retryWhileJetStreamStarts(`starting the ${subject} consumer`, () => consumer.start(), { log });
@@ -245,7 +245,7 @@ export async function startService<S extends z.ZodRawShape, Started>(
     stageHooks(subject, hooks) {
       if (!nats) throw new Error(`${definition.name} declared it does not use NATS`);
       consumerMetrics.watch(nats.jsm, subject, durableName(definition.name, subject));
-      return withStageMetrics(consumerMetrics, definition.name, subject, hooks, log);
+      return withStageMetrics(consumerMetrics, definition.name, subject, hooks, log, config.TASK_TYPES);
     },
     confirmRedisWrites: () => redisWrites.confirm(),
     addCheck(name, check) {

@@ -10,7 +10,7 @@
  *                                                   by the stream's limits (1 = next to go; stream-limits.ts)
  */
 import type { Meter, ObservableResult } from "@opentelemetry/api";
-import type { ConsumerHooks, DeliveryContext, Outcome, Subject } from "@tm/flow";
+import type { ConsumerHooks, DeliveryContext, Outcome, Subject, TaskTypes } from "@tm/flow";
 import { PermanentError, streamOf } from "@tm/flow";
 import type { JetStreamManager, StreamInfo } from "nats";
 import type { Logger } from "./logger.js";
@@ -140,20 +140,21 @@ export function withStageMetrics<S extends Subject>(
   subject: S,
   hooks: ConsumerHooks<S> = {},
   log?: Logger,
+  types?: TaskTypes,
 ): ConsumerHooks<S> {
   // Counters start at zero for this consumer, so the series exist before the first retry or outage: rate() and
   // alerts then see a rise from 0 instead of a series appearing out of nowhere (or never, in a healthy run).
-  for (const labels of expectedTaskLabels(subject)) metrics.retried.add(0, { stage, subject, ...labels });
+  for (const labels of expectedTaskLabels(subject, types)) metrics.retried.add(0, { stage, subject, ...labels });
   metrics.held.add(0, { stage, subject });
   const labelsOf = new WeakMap<DeliveryContext, TaskLabels>();
   return {
     ...hooks,
     async onRetry(message, error, ctx, delayMs) {
-      labelsOf.set(ctx, taskLabels(message));
+      labelsOf.set(ctx, taskLabels(message, types));
       await hooks.onRetry?.(message, error, ctx, delayMs);
     },
     async onExhausted(message, error, ctx) {
-      labelsOf.set(ctx, taskLabels(message));
+      labelsOf.set(ctx, taskLabels(message, types));
       await hooks.onExhausted?.(message, error, ctx);
     },
     onOutcome(outcome: Outcome, ctx, error) {

@@ -1,15 +1,15 @@
 /**
  * The `type` and `priority` metric labels of a message. The message may be anything (a dead letter's body is whatever
  * was published, possibly garbage; an event is no task at all): only the contract's values become label values,
- * anything else is "other", so neither a flood of poison messages nor a stray publisher can create unbounded series.
+ * anything else is "other" (a type is a value when the deployment runs it: built in or in TASK_TYPES), so neither a flood of poison messages nor a stray publisher can create unbounded series.
  */
 import {
-  isKnownTaskType,
-  KNOWN_TASK_TYPES,
+  BUILT_IN_ONLY,
   PRIORITIES,
   PrioritySchema,
   type Subject,
   TASK_SUBJECTS,
+  type TaskTypes,
   workerSubject,
 } from "@tm/flow";
 
@@ -20,12 +20,12 @@ export interface TaskLabels {
   priority: string;
 }
 
-export function taskLabels(message: unknown): TaskLabels {
+export function taskLabels(message: unknown, types: TaskTypes = BUILT_IN_ONLY): TaskLabels {
   const body = (typeof message === "object" && message !== null ? message : {}) as {
     type?: unknown;
     priority?: unknown;
   };
-  const type = typeof body.type === "string" && isKnownTaskType(body.type) ? body.type : OTHER_LABEL;
+  const type = typeof body.type === "string" && types.has(body.type) ? body.type : OTHER_LABEL;
   const priority = PrioritySchema.safeParse(body.priority).data ?? OTHER_LABEL;
   return { type, priority };
 }
@@ -36,8 +36,8 @@ export function taskLabels(message: unknown): TaskLabels {
  * "other" on an event subject (its messages carry no type or priority). Series for anything else (an unknown type
  * on tasks.ingest) appear when first counted.
  */
-export function expectedTaskLabels(subject: Subject): TaskLabels[] {
+export function expectedTaskLabels(subject: Subject, types: TaskTypes = BUILT_IN_ONLY): TaskLabels[] {
   if (!TASK_SUBJECTS.includes(subject)) return [{ type: OTHER_LABEL, priority: OTHER_LABEL }];
   const own = PRIORITIES.find((priority) => workerSubject(priority) === subject);
-  return KNOWN_TASK_TYPES.flatMap((type) => (own ? [own] : PRIORITIES).map((priority) => ({ type, priority })));
+  return types.names.flatMap((type) => (own ? [own] : PRIORITIES).map((priority) => ({ type, priority })));
 }

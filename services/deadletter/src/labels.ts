@@ -4,7 +4,7 @@
  * "other" (the same rule as tm_tasks_retried_total's labels), so a flood of poison messages cannot create unbounded
  * series.
  */
-import type { DeadLetter } from "@tm/flow";
+import { BUILT_IN_ONLY, type DeadLetter, type TaskTypes } from "@tm/flow";
 import { taskLabels } from "@tm/kit";
 
 export interface DeadLetterLabels {
@@ -13,6 +13,6 @@ export interface DeadLetterLabels {
   priority: string;
 }
 
-export function deadLetterLabels(letter: DeadLetter): DeadLetterLabels {
-  return { reason: letter.reason, ...taskLabels(letter.message) };
+export function deadLetterLabels(letter: DeadLetter, types: TaskTypes = BUILT_IN_ONLY): DeadLetterLabels {
+  return { reason: letter.reason, ...taskLabels(letter.message, types) };
 }

@@ -40,7 +40,10 @@ export const deadletter = defineService({
             discriminator: letter.id,
           });
         }
-        stored.add(1, { ...deadLetterLabels(letter), outcome: appended ? "stored" : "duplicate" });
+        stored.add(1, {
+          ...deadLetterLabels(letter, rt.config.TASK_TYPES),
+          outcome: appended ? "stored" : "duplicate",
+        });
       },
       { concurrency: rt.config.DEADLETTER_CONCURRENCY },
     );

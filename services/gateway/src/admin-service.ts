@@ -112,7 +112,7 @@ export function adminServiceHandlers(
   const schedules = scheduleHandlers(
     rt,
     redis,
-    { maxPayloadBytes: options.maxPayloadBytes, maxDeliver: rt.settings.maxDeliver },
+    { maxPayloadBytes: options.maxPayloadBytes, maxDeliver: rt.settings.maxDeliver, taskTypes: rt.config.TASK_TYPES },
     options.runScheduleNow,
   );
   const typeLimits = typeLimitHandlers(rt, redis);
@@ -238,7 +238,7 @@ export function adminServiceHandlers(
     },
 
     async listTasks(request) {
-      const filter = parseTaskFilter(request);
+      const filter = parseTaskFilter(request, rt.config.TASK_TYPES);
       const pageSize = parsePageSize(request.pageSize);
       const cursor = parseTaskPageToken(request.pageToken);
       const page = request.stalled
@@ -353,7 +353,7 @@ export function adminServiceHandlers(
     runSchedule: (request, ctx) => schedules.runSchedule(request.id, ctx),
 
     async cancelTasks(request, ctx) {
-      const target = parseCancelRequest(request);
+      const target = parseCancelRequest(request, rt.config.TASK_TYPES);
       const caller = callerOf(ctx);
       let taskIds: string[];
       let next: IndexCursor | undefined;

@@ -1,10 +1,10 @@
 /** Checks of AdminService requests: INVALID_ARGUMENT naming the field, like TaskService's. */
 import { timestampMs } from "@bufbuild/protobuf/wkt";
-import { type Priority as FlowPriority, isTerminal, TaskId } from "@tm/flow";
+import { type Priority as FlowPriority, isTerminal, TaskId, type TaskTypes } from "@tm/flow";
 import { type DeadLetterFilter, type ListTasksRequest, Priority } from "@tm/proto";
 import type { IndexCursor, TaskFilter } from "@tm/store";
 import { priorityFromProto, stateFromProto } from "./mapping.js";
-import { invalid, KNOWN_TASK_TYPES } from "./validation.js";
+import { checkTaskType, invalid } from "./validation.js";
 
 export const MAX_PAGE_SIZE = 500;
 export const DEFAULT_PAGE_SIZE = 50;
@@ -20,17 +20,12 @@ export function parsePageSize(value: number): number {
 type FilterFields = Pick<ListTasksRequest, "state" | "type" | "priority" | "createdAfter" | "createdBefore" | "query"> &
   Partial<Pick<ListTasksRequest, "stalledForSeconds" | "stalled">>;
 
-export function parseTaskFilter(request: FilterFields, now = Date.now()): TaskFilter {
+export function parseTaskFilter(request: FilterFields, taskTypes: TaskTypes, now = Date.now()): TaskFilter {
   const filter: TaskFilter = {};
   const state = stateFromProto(request.state);
   if (state === null) throw invalid("state", `unknown value ${request.state}`);
   if (state) filter.state = state;
-  if (request.type) {
-    if (!(KNOWN_TASK_TYPES as readonly string[]).includes(request.type)) {
-      throw invalid("type", `unknown task type ${JSON.stringify(request.type.slice(0, 100))}`);
-    }
-    filter.type = request.type;
-  }
+  if (request.type) filter.type = checkTaskType("type", request.type, taskTypes);
   if (request.priority !== 0) {
     const priority = priorityFromProto(request.priority);
     if (!priority) throw invalid("priority", `unknown value ${request.priority}`);
@@ -128,6 +123,7 @@ export function parseRequeueRequest(taskIds: string[], stalledForSeconds: number
  */
 export function parseCancelRequest(
   request: FilterFields & { taskIds: string[]; all: boolean; pageToken: string },
+  taskTypes: TaskTypes,
 ): { taskIds: string[] } | { filter: TaskFilter; cursor: IndexCursor | undefined } {
   const filterGiven =
     request.state !== 0 ||
@@ -157,7 +153,7 @@ export function parseCancelRequest(
         "unfinished task, give created_before: now",
     );
   }
-  const filter = parseTaskFilter(request);
+  const filter = parseTaskFilter(request, taskTypes);
   if (filter.state && isTerminal(filter.state)) {
     throw invalid("state", `only unfinished tasks can be cancelled (state ${filter.state} is finished)`);
   }

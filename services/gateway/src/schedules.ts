@@ -7,7 +7,7 @@
 import type { JsonObject, MessageInitShape } from "@bufbuild/protobuf";
 import { timestampFromMs } from "@bufbuild/protobuf/wkt";
 import { Code, ConnectError } from "@connectrpc/connect";
-import { publishAudit, taskLimitsOf } from "@tm/flow";
+import { publishAudit, type TaskTypes, taskLimitsOf } from "@tm/flow";
 import type { Runtime } from "@tm/kit";
 import {
   type CallContext,
@@ -56,6 +56,8 @@ export function nextRunAfter(schedule: Pick<StoredSchedule, "cron" | "timezone">
 export interface ScheduleLimits {
   maxPayloadBytes: number;
   maxDeliver: number;
+  /** The task types the deployment runs (TASK_TYPES): a schedule's task must be one. */
+  taskTypes: TaskTypes;
 }
 
 /** The schedule to store, and when it first runs; INVALID_ARGUMENT naming the field for anything wrong. */
@@ -135,6 +137,7 @@ function parseTemplate(task: ScheduledTask | undefined, limits: ScheduleLimits):
       },
       limits.maxPayloadBytes,
       limits.maxDeliver,
+      limits.taskTypes,
     );
   } catch (error) {
     // Its field names are SubmitTaskRequest's: say where they sit here.

@@ -6,7 +6,7 @@
 import type { DescMethod } from "@bufbuild/protobuf";
 import { Code, ConnectError } from "@connectrpc/connect";
 import { consoleAssetsDir } from "@tm/console";
-import { ADVISORY_STREAM, KNOWN_TASK_TYPES, STREAMS } from "@tm/flow";
+import { ADVISORY_STREAM, STREAMS } from "@tm/flow";
 import { connectRedis, defineService, type Logger, nonNegativeInt, port, positiveInt, redisTargetOf } from "@tm/kit";
 import {
   AdminService,
@@ -172,7 +172,7 @@ export const gateway = defineService({
       consoleConfig: {
         grafanaUrl: rt.config.GATEWAY_CONSOLE_GRAFANA_URL,
         authRequired: rt.config.GATEWAY_AUTH_MODE !== "none",
-        taskTypes: KNOWN_TASK_TYPES,
+        taskTypes: rt.config.TASK_TYPES.names,
       },
     });
 

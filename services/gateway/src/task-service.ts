@@ -227,7 +227,7 @@ export function taskServiceHandlers(
     beforeQueueing?: (taskId: string) => void,
   ): Promise<{ taskId: string; deduplicated: boolean; pending?: StoredStatus | undefined }> {
     const submission = stampSubmitter(
-      validateSubmission(request, options.maxPayloadBytes, rt.settings.maxDeliver),
+      validateSubmission(request, options.maxPayloadBytes, rt.settings.maxDeliver, rt.config.TASK_TYPES),
       callerOf(ctx),
     );
     const runAtMs = releaseTimeOf(request.schedule, Date.now(), options.maxDelaySeconds);

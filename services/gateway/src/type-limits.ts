@@ -7,7 +7,7 @@
  */
 import type { MessageInitShape } from "@bufbuild/protobuf";
 import { durationFromMs, timestampFromDate } from "@bufbuild/protobuf/wkt";
-import { KNOWN_TASK_TYPES, publishAudit } from "@tm/flow";
+import { BUILT_IN_ONLY, publishAudit, type TaskTypes } from "@tm/flow";
 import type { Runtime } from "@tm/kit";
 import type { TypeLimit, TypeLimitSchema } from "@tm/proto";
 import {
@@ -20,21 +20,11 @@ import {
   type TypeLimitRecord,
 } from "@tm/store";
 import type { RedisCall } from "./redis-call.js";
-import { invalid } from "./validation.js";
+import { checkTaskType, invalid } from "./validation.js";
 
 /** The workers' own bounds for the same settings (WORKER_TYPE_GLOBAL_CONCURRENCY, WORKER_TYPE_RATES). */
 const MAX_CONCURRENCY = 10_000;
 const MAX_PER_SECOND = 100_000;
-
-/** A type named by a request: one the workers run, or INVALID_ARGUMENT naming `field`. */
-function knownType(field: string, type: string): string {
-  const known = KNOWN_TASK_TYPES.join(", ");
-  if (!type) throw invalid(field, `is required (known: ${known})`);
-  if (!(KNOWN_TASK_TYPES as readonly string[]).includes(type)) {
-    throw invalid(field, `unknown task type ${JSON.stringify(type.slice(0, 100))} (known: ${known})`);
-  }
-  return type;
-}
 
 /** The limits to store, each field checked and named; `set_at`, `set_by` and `running` are the gateway's. With
  *  `keepPause` the request's `paused` is ignored (the store keeps the type's own). */
@@ -42,10 +32,10 @@ export function parseTypeLimit(
   limit: TypeLimit | undefined,
   at: Date,
   by: string,
-  { keepPause = false }: { keepPause?: boolean } = {},
+  { keepPause = false, taskTypes = BUILT_IN_ONLY }: { keepPause?: boolean; taskTypes?: TaskTypes } = {},
 ): TypeLimitRecord {
   if (!limit) throw invalid("limit", "is required");
-  const type = knownType("limit.type", limit.type);
+  const type = checkTaskType("limit.type", limit.type, taskTypes);
   const { globalConcurrency, ratePerSecond, rateBurst } = limit;
   const paused = limit.paused && !keepPause;
   if (globalConcurrency > MAX_CONCURRENCY) {
@@ -108,7 +98,7 @@ export function typeLimitHandlers(rt: Runtime, redis: RedisCall) {
 
   return {
     async setTypeLimit(limit: TypeLimit | undefined, caller: string | undefined, keepPause = false) {
-      const parsed = parseTypeLimit(limit, new Date(), caller ?? "", { keepPause });
+      const parsed = parseTypeLimit(limit, new Date(), caller ?? "", { keepPause, taskTypes: rt.config.TASK_TYPES });
       const { previous, limit: record } = await redis("saving the type's limits", () =>
         setTypeLimit(rt.redis, parsed, { keepPause }),
       );
@@ -131,7 +121,7 @@ export function typeLimitHandlers(rt: Runtime, redis: RedisCall) {
     },
 
     async clearTypeLimit(type: string, caller: string | undefined) {
-      knownType("type", type);
+      checkTaskType("type", type, rt.config.TASK_TYPES);
       const cleared = await redis("clearing the type's limits", () => clearTypeLimit(rt.redis, type));
       if (cleared) {
         rt.log.info({ type, by: caller ?? "" }, "task type limits cleared: the workers' own settings apply again");
@@ -142,7 +132,7 @@ export function typeLimitHandlers(rt: Runtime, redis: RedisCall) {
 
     /** PauseType (true) / ResumeType (false): the pause alone, the type's other limits kept. */
     async setTypePaused(type: string, paused: boolean, caller: string | undefined) {
-      knownType("type", type);
+      checkTaskType("type", type, rt.config.TASK_TYPES);
       const { wasPaused, limit } = await redis(paused ? "pausing the type" : "resuming the type", () =>
         setTypePaused(rt.redis, type, paused, new Date().toISOString(), caller ?? ""),
       );
@@ -164,7 +154,7 @@ export function typeLimitHandlers(rt: Runtime, redis: RedisCall) {
       const [running, backoffs] = await redis("counting fleet-wide slots and back-offs", () =>
         Promise.all([
           Promise.all(records.map((record) => (record.globalConcurrency ? countTypeSlots(rt.redis, record.type) : 0))),
-          describeTypeBackoffs(rt.redis, KNOWN_TASK_TYPES),
+          describeTypeBackoffs(rt.redis, rt.config.TASK_TYPES.names),
         ]),
       );
       return {

@@ -7,20 +7,18 @@ import type { JsonObject } from "@bufbuild/protobuf";
 import type { Duration } from "@bufbuild/protobuf/wkt";
 import { Code, ConnectError } from "@connectrpc/connect";
 import {
+  BUILT_IN_ONLY,
   DEFAULT_FLOW_SETTINGS,
-  KNOWN_TASK_TYPES,
   MAX_EXPIRES_AFTER_MS,
   MAX_RETRY_BACKOFF_MS,
   MAX_TASK_TIMEOUT_MS,
   type Priority,
   type RetryBackoff,
   TaskId,
+  type TaskTypes,
 } from "@tm/flow";
 import type { RetryBackoff as RetryBackoffMessage, SubmitTaskRequest } from "@tm/proto";
 import { priorityFromProto } from "./mapping.js";
-
-/** The worker's handler registry (the contract's task types). */
-export { KNOWN_TASK_TYPES };
 
 export const LIMITS = {
   metadataEntries: 32,
@@ -45,6 +43,16 @@ export interface ValidSubmission {
   expiresAfterMs?: number;
 }
 
+/** A task type a request names: one the deployment runs (built in or in TASK_TYPES), or INVALID_ARGUMENT naming
+ *  `field` and listing them. */
+export function checkTaskType(field: string, type: string, taskTypes: TaskTypes): string {
+  if (!type) throw invalid(field, `is required (known: ${taskTypes})`);
+  if (!taskTypes.has(type)) {
+    throw invalid(field, `unknown task type ${JSON.stringify(type.slice(0, 100))} (known: ${taskTypes})`);
+  }
+  return type;
+}
+
 export function invalid(field: string, problem: string): ConnectError {
   return new ConnectError(`${field}: ${problem}`, Code.InvalidArgument);
 }
@@ -65,12 +73,9 @@ export function validateSubmission(
   request: SubmissionRequest,
   maxPayloadBytes: number,
   maxDeliver: number = DEFAULT_FLOW_SETTINGS.maxDeliver,
+  taskTypes: TaskTypes = BUILT_IN_ONLY,
 ): ValidSubmission {
-  const known = KNOWN_TASK_TYPES.join(", ");
-  if (!request.type) throw invalid("type", `is required (known: ${known})`);
-  if (!(KNOWN_TASK_TYPES as readonly string[]).includes(request.type)) {
-    throw invalid("type", `unknown task type ${JSON.stringify(request.type.slice(0, 100))} (known: ${known})`);
-  }
+  checkTaskType("type", request.type, taskTypes);
 
   // A Struct is always a JSON object; an absent one means "no parameters".
   const payload = request.payload ?? {};

@@ -1,5 +1,6 @@
 import { create } from "@bufbuild/protobuf";
 import { Code } from "@connectrpc/connect";
+import { BUILT_IN_ONLY } from "@tm/flow";
 import { ListTasksRequestSchema, TaskState } from "@tm/proto";
 import { expect, test } from "vitest";
 import { DEFAULT_STALLED_FOR_SECONDS, parseRequeueRequest, parseTaskFilter } from "../src/admin-validation.js";
@@ -30,14 +31,18 @@ test("ListTasks' stalled_for_seconds lists unfinished tasks unchanged since now 
   const now = Date.parse("2026-03-01T12:00:00Z");
   const request = (init: Parameters<typeof create<typeof ListTasksRequestSchema>>[1]) =>
     create(ListTasksRequestSchema, init);
-  expect(parseTaskFilter(request({ stalledForSeconds: 600 }), now)).toEqual({ changedBeforeMs: now - 600_000 });
-  expect(parseTaskFilter(request({ stalledForSeconds: 0 }), now)).toEqual({ changedBeforeMs: now });
-  expect(parseTaskFilter(request({}), now)).toEqual({});
-  expect(parseTaskFilter(request({ state: TaskState.SCHEDULED, stalledForSeconds: 60 }), now)).toEqual({
+  expect(parseTaskFilter(request({ stalledForSeconds: 600 }), BUILT_IN_ONLY, now)).toEqual({
+    changedBeforeMs: now - 600_000,
+  });
+  expect(parseTaskFilter(request({ stalledForSeconds: 0 }), BUILT_IN_ONLY, now)).toEqual({ changedBeforeMs: now });
+  expect(parseTaskFilter(request({}), BUILT_IN_ONLY, now)).toEqual({});
+  expect(parseTaskFilter(request({ state: TaskState.SCHEDULED, stalledForSeconds: 60 }), BUILT_IN_ONLY, now)).toEqual({
     state: "SCHEDULED",
     changedBeforeMs: now - 60_000,
   });
-  const error = rejection(() => parseTaskFilter(request({ state: TaskState.SUCCEEDED, stalledForSeconds: 60 }), now));
+  const error = rejection(() =>
+    parseTaskFilter(request({ state: TaskState.SUCCEEDED, stalledForSeconds: 60 }), BUILT_IN_ONLY, now),
+  );
   expect(error.code).toBe(Code.InvalidArgument);
   expect(error.rawMessage).toBe("stalled_for_seconds: only unfinished tasks stall (state SUCCEEDED is finished)");
 });

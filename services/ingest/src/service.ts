@@ -14,8 +14,6 @@ import {
   type EnrichedTaskMessage,
   errorMessage,
   expiredAtMs,
-  isKnownTaskType,
-  KNOWN_TASK_TYPES,
   PermanentError,
   publishAudit,
   publishExpired,
@@ -63,7 +61,7 @@ export const ingest = defineService({
       // A task worthless this late (expires_after) is not enriched: it ends here, after the checks above.
       const expiredAt = expiredAtMs(task);
       const enriching =
-        isKnownTaskType(task.type) && expiredAt === undefined ? enricher.enrich(task, signal) : undefined;
+        rt.config.TASK_TYPES.has(task.type) && expiredAt === undefined ? enricher.enrich(task, signal) : undefined;
       enriching?.catch(() => undefined); // settled below unless the task is skipped
       const notRun = await checking;
       if (notRun === "cancelled") {
@@ -85,7 +83,7 @@ export const ingest = defineService({
         return;
       }
       if (!enriching) {
-        throw new PermanentError(`unknown task type "${task.type}" (known: ${KNOWN_TASK_TYPES.join(", ")})`);
+        throw new PermanentError(`unknown task type "${task.type}" (known: ${rt.config.TASK_TYPES})`);
       }
       const enrichment = await enriching;
       const enriched: EnrichedTaskMessage = { ...task, enrichment };

@@ -1,4 +1,3 @@
-import { isKnownTaskType } from "@tm/flow";
 import { ConfigError, loadConfig } from "@tm/kit";
 import { expect, test } from "vitest";
 import { ingest } from "../src/service.js";
@@ -21,7 +20,11 @@ test("a bad ENRICHER_URL, ENRICHER_TIMEOUT_MS or INGEST_CONCURRENCY is named", (
   expect(() => loadConfig(shape, { INGEST_CONCURRENCY: "many" })).toThrow(/INGEST_CONCURRENCY/);
 });
 
-test("only the contract's task types are known", () => {
-  for (const type of ["echo", "sleep", "checksum", "flaky", "fail"]) expect(isKnownTaskType(type)).toBe(true);
-  expect(isKnownTaskType("teleport")).toBe(false);
+test("the contract's task types are known, and with TASK_TYPES the deployment's own too", () => {
+  const builtIn = loadConfig(shape, {}).TASK_TYPES;
+  for (const type of ["echo", "sleep", "checksum", "flaky", "fail"]) expect(builtIn.has(type)).toBe(true);
+  expect(builtIn.has("teleport")).toBe(false);
+  const own = loadConfig(shape, { TASK_TYPES: "teleport, send-email" }).TASK_TYPES;
+  expect(own.has("teleport") && own.has("send-email") && own.has("echo")).toBe(true);
+  expect(() => loadConfig(shape, { TASK_TYPES: "a=b" })).toThrow(/TASK_TYPES: "a=b" is not a task type name/);
 });

@@ -1,8 +1,9 @@
 /** The worker's own environment variables (the base ones come from @tm/kit). */
+import type { TaskTypes } from "@tm/flow";
 import { nonNegativeInt, positiveInt } from "@tm/kit";
 import { z } from "zod";
 import { DEFAULT_RATE_LIMIT_HOLD_MS } from "./dispatcher.js";
-import { TASK_TYPES } from "./handlers/index.js";
+import { parseModuleList } from "./handler-modules.js";
 import { DEFAULT_WORKER_ID } from "./presence.js";
 import { parseTypeConcurrency, parseTypeRates } from "./type-limits-config.js";
 import { DEFAULT_PRIORITY_WEIGHTS, parsePriorityWeights } from "./weighted-picker.js";
@@ -32,13 +33,16 @@ export const workerConfig = {
   /** How often the paused queues (queue_paused, set by PauseQueue / ResumeQueue) are read: a pause takes effect within it. */
   WORKER_PAUSE_POLL_MS: positiveInt.default(1_000),
   /** "checksum=2,sleep=4": at most that many tasks of a type run at once in this process (none by default). */
-  WORKER_TYPE_CONCURRENCY: parsed((text) => parseTypeConcurrency(text, TASK_TYPES)),
+  WORKER_TYPE_CONCURRENCY: parsed(parseTypeConcurrency),
   /** "checksum=10/s,email=100/m:10": at most that many starts of a type per second / minute / hour across every
    *  worker, after a burst of `:B` (default 1); the same value on every replica (none by default). */
-  WORKER_TYPE_RATES: parsed((text) => parseTypeRates(text, TASK_TYPES)),
+  WORKER_TYPE_RATES: parsed(parseTypeRates),
   /** "checksum=10": at most that many tasks of a type run at once across every worker (slots in Redis); the same
    *  value on every replica (none by default). */
-  WORKER_TYPE_GLOBAL_CONCURRENCY: parsed((text) => parseTypeConcurrency(text, TASK_TYPES)),
+  WORKER_TYPE_GLOBAL_CONCURRENCY: parsed(parseTypeConcurrency),
+  /** ES modules whose handlers run the deployment's own task types (TASK_TYPES), loaded at start: paths (from the
+   *  working directory) or package names, comma-separated (none by default). handler-modules.ts. */
+  WORKER_HANDLER_MODULES: parsed(parseModuleList),
   /** How long, in all, one delivery may wait on its handler's RateLimitedErrors without spending an attempt; past it,
    *  one is an ordinary retry (0: every one is). */
   WORKER_RATE_LIMIT_HOLD_MS: nonNegativeInt.default(DEFAULT_RATE_LIMIT_HOLD_MS),
@@ -61,3 +65,24 @@ export const workerConfig = {
     .max(60_000, { message: "must be at most 60000 (a minute)" })
     .default(5_000),
 };
+
+type TypeLimitSettings = Record<
+  "WORKER_TYPE_CONCURRENCY" | "WORKER_TYPE_RATES" | "WORKER_TYPE_GLOBAL_CONCURRENCY",
+  ReadonlyMap<string, unknown>
+>;
+
+/**
+ * The per-type settings name only types this worker runs (built in or in TASK_TYPES): a typo would otherwise limit
+ * nothing. Checked at start rather than in the schema, which parses each variable on its own. The problem, naming
+ * the variable, or undefined.
+ */
+export function typeNamesProblem(config: TypeLimitSettings, taskTypes: TaskTypes): string | undefined {
+  for (const variable of ["WORKER_TYPE_CONCURRENCY", "WORKER_TYPE_RATES", "WORKER_TYPE_GLOBAL_CONCURRENCY"] as const) {
+    for (const type of config[variable].keys()) {
+      if (!taskTypes.has(type)) {
+        return `${variable}: "${type}" is not a task type this worker runs (known: ${taskTypes})`;
+      }
+    }
+  }
+  return undefined;
+}

@@ -8,7 +8,6 @@ import {
   AttemptsExhaustedError,
   type ConsumerHooks,
   type DeliveryContext,
-  describeIssues,
   type EnrichedTaskMessage,
   errorMessage,
   expiredAtMs,
@@ -25,8 +24,9 @@ import type { Runtime } from "@tm/kit";
 import { startedAttempt, whyNotRun } from "@tm/store";
 import { type AbandonHooks, untilAborted } from "./abortable.js";
 import { type RunningTasks, TaskCancelledError } from "./cancellation.js";
-import { handlerFor, TASK_TYPES } from "./handlers/index.js";
-import type { TaskHandler } from "./handlers/types.js";
+import { recognisedError } from "./handler-modules.js";
+import { handlerFor } from "./handlers/index.js";
+import { type TaskHandler, validatePayload } from "./handlers/types.js";
 import { DEFAULT_WORKER_ID } from "./presence.js";
 import { ProgressThrottle } from "./progress.js";
 
@@ -41,7 +41,8 @@ export interface TaskRunnerOptions {
   rt: Runtime;
   running: RunningTasks;
   timeoutMs: number;
-  /** The handler of a task type (the registry in handlers/ by default; tests give their own). */
+  /** The handler of a task type (the built-in ones by default; the service adds the deployment's own, tests give
+   *  their own). */
   handlers?: (type: string) => TaskHandler | undefined;
   /** This worker's id (WORKER_ID), named in the audit records of the runs. */
   workerId?: string;
@@ -76,7 +77,7 @@ export function createTaskRunner({
       "Handlers still running after their attempt ended (timeout, cancel or shutdown): they ignored their AbortSignal",
   });
   // Every type's series from the start, at 0: a dashboard and the alert then see a series, not an absence.
-  for (const type of TASK_TYPES) abandoned.add(0, { type });
+  for (const type of rt.config.TASK_TYPES.names) abandoned.add(0, { type });
   /** Handlers running on after their attempt ended, in this process, with when (the worker's report lists them). */
   const abandonedNow = new Map<EnrichedTaskMessage, AbandonedHandler>();
   const abandonHooks: AbandonHooks<EnrichedTaskMessage> = {
@@ -166,10 +167,8 @@ export function createTaskRunner({
     }
     const handler = handlers(task.type);
     if (!handler) throw new PermanentError(`unknown task type "${task.type}"`);
-    const parsed = handler.payload.safeParse(task.payload);
-    if (!parsed.success) {
-      throw new PermanentError(`invalid ${task.type} payload: ${describeIssues(parsed.error)}`);
-    }
+    const parsed = await validatePayload(handler.payload, task.payload);
+    if ("problems" in parsed) throw new PermanentError(`invalid ${task.type} payload: ${parsed.problems}`);
 
     // RUNNING goes out while the handler starts, and its PubAck is awaited together with the result's, before
     // SUCCEEDED: a RUNNING that could not be stored still fails the attempt, and a short task waits neither a round
@@ -219,7 +218,7 @@ export function createTaskRunner({
     try {
       // The attempt ends at its signal's abort even when the handler ignores it (abortable.ts).
       output = await untilAborted(
-        handler.run(parsed.data, {
+        handler.run(parsed.value, {
           taskId,
           attempt: ctx.attempt,
           deferrals: ctx.deferrals,
@@ -237,7 +236,8 @@ export function createTaskRunner({
       if (controller.signal.reason instanceof TaskCancelledError) return cancelledWhileRunning(task, ctx);
       if (ctx.signal.aborted) count(task, "handed_back");
       // A handler that rejects with something else once aborted still failed because of the abort: say why.
-      throw controller.signal.aborted ? controller.signal.reason : error;
+      // A handler module's errors named PermanentError, RetryAfterError or RateLimitedError become the pipeline's own.
+      throw controller.signal.aborted ? controller.signal.reason : recognisedError(error);
     } finally {
       duration.record(Date.now() - startedAt.getTime(), { type: task.type });
       clearTimeout(timer);

@@ -4,7 +4,7 @@
  * WORKER_PRIORITY_WEIGHTS; a running task is aborted by a cancel notice, by TASK_TIMEOUT_MS, or by shutdown.
  */
 import { PRIORITIES } from "@tm/flow";
-import { defineService } from "@tm/kit";
+import { ConfigError, defineService } from "@tm/kit";
 import {
   isCancelled,
   recordHandBacks,
@@ -15,11 +15,12 @@ import {
   takeTypeSlot,
 } from "@tm/store";
 import { listenForCancellations, RunningTasks } from "./cancellation.js";
-import { workerConfig } from "./config.js";
+import { typeNamesProblem, workerConfig } from "./config.js";
 import { followControls } from "./controls.js";
 import { PriorityDispatcher } from "./dispatcher.js";
 import { FleetSlots } from "./fleet-slots.js";
-import { TASK_TYPES } from "./handlers/index.js";
+import { loadHandlerModules } from "./handler-modules.js";
+import { handlerRegistry } from "./handlers/index.js";
 import { reportPresence } from "./presence.js";
 import { createTaskRunner } from "./run-task.js";
 import { followRuntimeLimits } from "./runtime-limits.js";
@@ -31,6 +32,14 @@ export const worker = defineService({
   opsPort: 8085,
   config: workerConfig,
   async start(rt) {
+    const taskTypes = rt.config.TASK_TYPES;
+    const typeProblem = typeNamesProblem(rt.config, taskTypes);
+    if (typeProblem) throw new ConfigError(typeProblem);
+    // The deployment's own types, before anything is consumed: a module that does not check out stops the start.
+    const own = await loadHandlerModules(rt.config.WORKER_HANDLER_MODULES, taskTypes);
+    if (own.length > 0) {
+      rt.log.info({ types: own.map((handler) => handler.type) }, "handlers loaded from WORKER_HANDLER_MODULES");
+    }
     const running = new RunningTasks();
     const workerId = rt.config.WORKER_ID;
     const maxAbandoned = rt.config.WORKER_MAX_ABANDONED_HANDLERS;
@@ -38,6 +47,7 @@ export const worker = defineService({
       rt,
       running,
       timeoutMs: rt.config.TASK_TIMEOUT_MS,
+      handlers: handlerRegistry(own),
       workerId,
       // JavaScript cannot stop a handler that ignores its signal; only a new process frees what those hold.
       onAbandoned: (count) => {
@@ -139,7 +149,7 @@ export const worker = defineService({
           "(1 while an operator paused the type); 0: none",
       })
       .addCallback((result) => {
-        for (const type of TASK_TYPES) {
+        for (const type of taskTypes.names) {
           const now = limits.limitsOf(type);
           result.observe(now.concurrency ?? 0, { type, kind: "concurrency" });
           result.observe(now.globalConcurrency ?? 0, { type, kind: "global_concurrency" });
@@ -179,12 +189,12 @@ export const worker = defineService({
       rt.redis,
       limits,
       { globalConcurrency: rt.config.WORKER_TYPE_GLOBAL_CONCURRENCY, rates: rt.config.WORKER_TYPE_RATES },
-      TASK_TYPES,
+      taskTypes.names,
       rt.config.WORKER_PAUSE_POLL_MS,
       rt.log,
     );
     // And the back-offs other workers' handlers were told (RateLimitedError), so this one does not ask again.
-    const backoffs = followTypeBackoffs(rt.redis, limits, TASK_TYPES, rt.config.WORKER_PAUSE_POLL_MS, rt.log);
+    const backoffs = followTypeBackoffs(rt.redis, limits, taskTypes.names, rt.config.WORKER_PAUSE_POLL_MS, rt.log);
     await Promise.all([pauses.ready, runtimeLimits.ready, backoffs.ready]);
 
     // Registered before the consumers start so a failed start-up still closes whatever did start.

@@ -1,7 +1,8 @@
 /**
  * Parsing of the per-type limits (WORKER_TYPE_CONCURRENCY, WORKER_TYPE_GLOBAL_CONCURRENCY, WORKER_TYPE_RATES). Each
  * names task types the worker has a handler for, so a typo stops the worker at start with the list of known types
- * instead of limiting nothing.
+ * instead of limiting nothing: checked here when `knownTypes` is given, else at start against TASK_TYPES
+ * (config.ts typeNamesProblem).
  */
 import type { TypeRate } from "@tm/store";
 
@@ -10,14 +11,14 @@ const MAX_CONCURRENCY = 10_000;
 const MAX_PER_SECOND = 100_000;
 
 /** Splits "a=1, b=2" into [type, value] pairs, checking each type is known and named once. */
-function entries(text: string, knownTypes: readonly string[], shape: string): [string, string][] {
+function entries(text: string, knownTypes: readonly string[] | undefined, shape: string): [string, string][] {
   const pairs: [string, string][] = [];
   for (const part of text.split(",").map((p) => p.trim())) {
     if (part === "") continue;
     const match = /^([^=\s]+)\s*=\s*(\S+)$/.exec(part);
     if (!match) throw new Error(`"${part}" must be ${shape}`);
     const [, type, value] = match as unknown as [string, string, string];
-    if (!knownTypes.includes(type)) {
+    if (knownTypes && !knownTypes.includes(type)) {
       throw new Error(`"${type}" is not a task type this worker runs (known: ${knownTypes.join(", ")})`);
     }
     if (pairs.some(([seen]) => seen === type)) throw new Error(`"${type}" is named twice`);
@@ -27,7 +28,7 @@ function entries(text: string, knownTypes: readonly string[], shape: string): [s
 }
 
 /** "checksum=2,sleep=4": at most that many tasks of the type run at once in this worker. Throws, saying why. */
-export function parseTypeConcurrency(text: string, knownTypes: readonly string[]): Map<string, number> {
+export function parseTypeConcurrency(text: string, knownTypes?: readonly string[]): Map<string, number> {
   const limits = new Map<string, number>();
   for (const [type, value] of entries(text, knownTypes, 'TYPE=N, e.g. "checksum=2"')) {
     const n = /^\d+$/.test(value) ? Number(value) : Number.NaN;
@@ -41,7 +42,7 @@ export function parseTypeConcurrency(text: string, knownTypes: readonly string[]
 
 /** "checksum=10/s,email=100/m:10": at most that many starts of the type per second / minute / hour across every
  *  worker, after a burst of `:B` starts at once (default 1). Throws, saying why. */
-export function parseTypeRates(text: string, knownTypes: readonly string[]): Map<string, TypeRate> {
+export function parseTypeRates(text: string, knownTypes?: readonly string[]): Map<string, TypeRate> {
   const rates = new Map<string, TypeRate>();
   const shape = 'TYPE=N/UNIT[:BURST] with UNIT s, m or h, e.g. "checksum=10/s" or "email=100/m:10"';
   for (const [type, value] of entries(text, knownTypes, shape)) {

@@ -1,6 +1,6 @@
 import { ConfigError, loadConfig } from "@tm/kit";
 import { expect, test } from "vitest";
-import { workerConfig } from "../src/config.js";
+import { typeNamesProblem, workerConfig } from "../src/config.js";
 
 test("defaults: concurrency 8, weights 6,3,1, timeout 60 s", () => {
   const config = loadConfig(workerConfig, {});
@@ -95,13 +95,11 @@ test.each([
   ["WORKER_TYPE_CONCURRENCY", "checksum", /WORKER_TYPE_CONCURRENCY: "checksum" must be TYPE=N/],
   ["WORKER_TYPE_CONCURRENCY", "checksum=0", /"checksum=0": the limit must be a whole number from 1 to 10000/],
   ["WORKER_TYPE_CONCURRENCY", "checksum=1.5", /the limit must be a whole number/],
-  ["WORKER_TYPE_CONCURRENCY", "emial=2", /"emial" is not a task type this worker runs \(known: echo, sleep, checksum/],
   ["WORKER_TYPE_CONCURRENCY", "echo=1,echo=2", /"echo" is named twice/],
   ["WORKER_TYPE_RATES", "echo=10", /"echo=10" must be TYPE=N\/UNIT\[:BURST\] with UNIT s, m or h/],
   ["WORKER_TYPE_RATES", "echo=10/d", /must be TYPE=N\/UNIT/],
   ["WORKER_TYPE_RATES", "echo=0/s", /the rate must be above 0/],
   ["WORKER_TYPE_RATES", "echo=10/s:0", /the burst must be a whole number from 1/],
-  ["WORKER_TYPE_RATES", "nope=1/s", /"nope" is not a task type this worker runs/],
   [
     "WORKER_TYPE_GLOBAL_CONCURRENCY",
     "sleep=0",
@@ -110,4 +108,37 @@ test.each([
 ])("rejects %s=%j at start-up, naming the variable and the problem", (name, value, message) => {
   expect(() => loadConfig(workerConfig, { [name]: value })).toThrow(ConfigError);
   expect(() => loadConfig(workerConfig, { [name]: value })).toThrow(message);
+});
+
+test.each([
+  [
+    "WORKER_TYPE_CONCURRENCY",
+    "emial=2",
+    /^WORKER_TYPE_CONCURRENCY: "emial" is not a task type this worker runs \(known: echo, sleep, checksum/,
+  ],
+  ["WORKER_TYPE_RATES", "nope=1/s", /^WORKER_TYPE_RATES: "nope" is not a task type this worker runs/],
+  [
+    "WORKER_TYPE_GLOBAL_CONCURRENCY",
+    "resize=2",
+    /^WORKER_TYPE_GLOBAL_CONCURRENCY: "resize" is not a task type .*fail\)$/,
+  ],
+])("%s=%j naming a type the worker does not run is a problem at start, named", (name, value, message) => {
+  const config = loadConfig(workerConfig, { [name]: value });
+  expect(typeNamesProblem(config, config.TASK_TYPES)).toMatch(message);
+});
+
+test("the per-type settings may name the deployment's own types (TASK_TYPES)", () => {
+  const config = loadConfig(workerConfig, { TASK_TYPES: "resize", WORKER_TYPE_CONCURRENCY: "resize=2,echo=1" });
+  expect(typeNamesProblem(config, config.TASK_TYPES)).toBeUndefined();
+  expect(config.WORKER_TYPE_CONCURRENCY.get("resize")).toBe(2);
+});
+
+test("WORKER_HANDLER_MODULES is a list of modules, each once", () => {
+  expect(loadConfig(workerConfig, {}).WORKER_HANDLER_MODULES).toEqual([]);
+  expect(
+    loadConfig(workerConfig, { WORKER_HANDLER_MODULES: " ./a.mjs, @acme/handlers ," }).WORKER_HANDLER_MODULES,
+  ).toEqual(["./a.mjs", "@acme/handlers"]);
+  expect(() => loadConfig(workerConfig, { WORKER_HANDLER_MODULES: "./a.mjs,./a.mjs" })).toThrow(
+    /WORKER_HANDLER_MODULES: "\.\/a\.mjs" is listed twice/,
+  );
 });

@@ -18,7 +18,7 @@ import { RunningTasks } from "../src/cancellation.js";
 import { defineHandler } from "../src/handlers/types.js";
 import { DEFAULT_WORKER_ID as WORKER_ID } from "../src/presence.js";
 import { createTaskRunner, TaskTimeoutError } from "../src/run-task.js";
-import { cancelAsGateway, enrichedTask, publishTask, useWatchedWorker } from "./support.js";
+import { cancelAsGateway, enrichedTask, publishTask, startWorker, useWatchedWorker } from "./support.js";
 
 // Long enough that a cancel published after RUNNING is seen lands before the sleep below ends, even on a loaded machine.
 const TASK_TIMEOUT_MS = 3_000;
@@ -427,4 +427,17 @@ test("a cancel notice aborts a running sleep at once: no result, no status, mess
   expect(w.tasks.results(task.taskId)).toHaveLength(0);
   expect(w.events.statuses(task.taskId).every((s) => s.state === "RUNNING" && !s.error)).toBe(true);
   expect((await w.jsm.consumers.info("TASKS", consumer)).num_redelivered).toBe(0);
+});
+
+test("a worker does not start when TASK_TYPES lists a type no handler module runs, or its settings name an unknown type", async () => {
+  // Each stops its start with the variable and the problem (runService then exits 78), having taken no task.
+  await expect(startWorker(infra, { TASK_TYPES: "resize" })).rejects.toThrow(
+    'TASK_TYPES: no module in WORKER_HANDLER_MODULES (empty) has a handler for "resize"',
+  );
+  await expect(startWorker(infra, { WORKER_TYPE_RATES: "resize=1/s" })).rejects.toThrow(
+    'WORKER_TYPE_RATES: "resize" is not a task type this worker runs (known: echo, sleep, checksum, flaky, fail)',
+  );
+  await expect(
+    startWorker(infra, { TASK_TYPES: "resize", WORKER_HANDLER_MODULES: "./no/such/handlers.mjs" }),
+  ).rejects.toThrow(/^WORKER_HANDLER_MODULES: \.\/no\/such\/handlers\.mjs: cannot be loaded: Cannot find module/);
 });

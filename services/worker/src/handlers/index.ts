@@ -1,4 +1,8 @@
-/** The handler registry. Adding a task type: one file in this directory and one line in HANDLERS, plus its name in KNOWN_TASK_TYPES (pkg/flow). */
+/**
+ * The handler registry: the built-in task types (one file each in this directory, one line in BUILT_IN_HANDLERS,
+ * its name in BUILT_IN_TASK_TYPES in pkg/flow), and the deployment's own, loaded at start from WORKER_HANDLER_MODULES
+ * (../handler-modules.ts).
+ */
 import { checksum } from "./checksum.js";
 import { echo } from "./echo.js";
 import { fail } from "./fail.js";
@@ -8,12 +12,15 @@ import type { TaskHandler } from "./types.js";
 
 export type { TaskContext, TaskHandler } from "./types.js";
 
-const HANDLERS: readonly TaskHandler[] = [echo, sleep, checksum, flaky, fail];
+export const BUILT_IN_HANDLERS: readonly TaskHandler[] = [echo, sleep, checksum, flaky, fail];
 
-const byType = new Map(HANDLERS.map((handler) => [handler.type, handler]));
-
-export function handlerFor(type: string): TaskHandler | undefined {
-  return byType.get(type);
+/** The handler of each type: the built-in ones and `own` (loaded from WORKER_HANDLER_MODULES, checked there). */
+export function handlerRegistry(own: readonly TaskHandler[] = []): (type: string) => TaskHandler | undefined {
+  const byType = new Map([...BUILT_IN_HANDLERS, ...own].map((handler) => [handler.type, handler]));
+  return (type) => byType.get(type);
 }
 
-export const TASK_TYPES: readonly string[] = HANDLERS.map((handler) => handler.type);
+/** The built-in handlers alone. */
+export const handlerFor = handlerRegistry();
+
+export const TASK_TYPES: readonly string[] = BUILT_IN_HANDLERS.map((handler) => handler.type);

@@ -1,4 +1,4 @@
-import type { z } from "zod";
+import type { StandardSchemaV1 } from "@standard-schema/spec";
 
 /** What a handler gets besides its payload. */
 export interface TaskContext {
@@ -13,16 +13,36 @@ export interface TaskContext {
   reportProgress(percent: number): void;
 }
 
+/**
+ * A payload's schema: any Standard Schema (https://standardschema.dev), as zod (3.24+ and 4), valibot and arktype
+ * schemas are; so a handler module loaded from WORKER_HANDLER_MODULES brings the validation library of its choice.
+ */
+export type PayloadSchema = StandardSchemaV1;
+
 /** One task type: its name, the schema of its payload, and the work. */
-export interface TaskHandler<P extends z.ZodType = z.ZodType> {
+export interface TaskHandler<P extends PayloadSchema = PayloadSchema> {
   type: string;
   payload: P;
-  run(payload: z.infer<P>, ctx: TaskContext): Promise<unknown> | unknown;
+  run(payload: StandardSchemaV1.InferOutput<P>, ctx: TaskContext): Promise<unknown> | unknown;
 }
 
 /** Declares a handler with its payload type inferred from its schema. */
-export function defineHandler<P extends z.ZodType>(handler: TaskHandler<P>): TaskHandler<P> {
+export function defineHandler<P extends PayloadSchema>(handler: TaskHandler<P>): TaskHandler<P> {
   return handler;
+}
+
+/** The payload as its handler's schema makes it, or the problems, each with its field: "ms: Invalid input: …". */
+export async function validatePayload(
+  schema: PayloadSchema,
+  payload: unknown,
+): Promise<{ value: unknown } | { problems: string }> {
+  const result = await schema["~standard"].validate(payload);
+  if (!result.issues) return { value: result.value };
+  const problems = result.issues.map((issue) => {
+    const path = (issue.path ?? []).map((part) => String(typeof part === "object" ? part.key : part));
+    return `${path.length > 0 ? path.join(".") : "(body)"}: ${issue.message}`;
+  });
+  return { problems: problems.join("; ") };
 }
 
 /** Resolves after `ms`, or rejects with the signal's reason as soon as it aborts. */

@@ -1,0 +1,76 @@
+/**
+ * Your own task types, loaded by the worker at start (services/worker/README.md, "Your own task types"):
+ *
+ *   TASK_TYPES=slugify,word-count                        # on every service: the gateway and ingest accept them
+ *   WORKER_HANDLER_MODULES=/app/handlers/handlers.mjs    # on the workers: where their handlers are
+ *
+ * A handler is a plain object { type, payload?, run(payload, ctx) }; the module imports nothing from Task Manager.
+ * `payload` is any Standard Schema (a zod 3.24+/4, valibot or arktype schema: `payload: z.object({ text: z.string() })`);
+ * the one below is written out by hand so that this file runs without dependencies. `ctx` is { taskId, attempt,
+ * deferrals, signal, reportProgress(percent) }. What `run` returns is the task's result.
+ *
+ * Errors: anything thrown is a failed attempt, retried with the task's back-off until its attempts are spent. An
+ * error named "PermanentError" is not retried (FAILED and dead-lettered at once); one named "RetryAfterError" or
+ * "RateLimitedError" with a `retryAfterMs` number is retried after that wait (a rate limit spends no attempt).
+ * The tests run this very file (test/pipeline.int.test.ts, services/worker/test/handler-modules.unit.test.ts).
+ */
+
+/** Not retried: the input can never work. Recognised by its name. */
+class PermanentError extends Error {
+  name = "PermanentError";
+}
+
+/** The downstream asked us to wait: retried after `retryAfterMs`. Recognised by its name. */
+class RetryAfterError extends Error {
+  name = "RetryAfterError";
+  constructor(message, retryAfterMs) {
+    super(message);
+    this.retryAfterMs = retryAfterMs;
+  }
+}
+
+/** { text: string of 1 to 10,000 characters } as a Standard Schema (https://standardschema.dev). */
+const textPayload = {
+  "~standard": {
+    version: 1,
+    vendor: "example",
+    validate(value) {
+      const text = value?.text;
+      if (typeof text !== "string") return { issues: [{ message: "must be a string", path: ["text"] }] };
+      if (text.length === 0 || text.length > 10_000) {
+        return { issues: [{ message: "must be 1 to 10,000 characters", path: ["text"] }] };
+      }
+      return { value: { text } };
+    },
+  },
+};
+
+export const handlers = [
+  {
+    type: "slugify",
+    payload: textPayload,
+    run({ text }) {
+      const slug = text
+        .normalize("NFKD")
+        .replace(/[\u0300-\u036f]/g, "")
+        .toLowerCase()
+        .replace(/[^a-z0-9]+/g, "-")
+        .replace(/^-|-$/g, "");
+      if (slug === "") throw new PermanentError(`"${text.slice(0, 40)}" has no letters or digits to make a slug of`);
+      return { slug };
+    },
+  },
+  {
+    type: "word-count",
+    // No schema: any payload; the handler checks what it needs itself.
+    async run(payload, { attempt, signal, reportProgress }) {
+      if (typeof payload.text !== "string") throw new PermanentError("word-count needs a text (a string)");
+      // A stand-in for a busy downstream: the first attempt is asked to come back a little later.
+      if (payload.busyFirst && attempt === 1) throw new RetryAfterError("the counter is busy", 200);
+      signal.throwIfAborted();
+      reportProgress(50);
+      const words = payload.text.split(/\s+/).filter(Boolean).length;
+      return { words, attempt };
+    },
+  },
+];

@@ -1,0 +1,145 @@
+/**
+ * The deployment's own task types: handlers loaded at start from the ES modules WORKER_HANDLER_MODULES names, so a
+ * deployment runs its own work with this worker's image unchanged (BullMQ's processor file, Celery's `imports`).
+ *
+ * A module exports `handlers` (an array) or a default export (a handler or an array). A handler is a plain object,
+ * `{ type, payload?, run(payload, ctx) }`: `payload` is any Standard Schema (zod, valibot, arktype; none: any object),
+ * and nothing needs importing from this code base. Everything is checked before the worker takes a task, each
+ * problem named with its module: a type must be listed in TASK_TYPES (which the gateway and ingest read too, so a
+ * type the workers cannot run is refused at submission, not failed here), and every type TASK_TYPES lists needs a
+ * handler, so no worker takes a task it cannot run.
+ */
+import { isAbsolute, resolve } from "node:path";
+import { pathToFileURL } from "node:url";
+import {
+  BUILT_IN_TASK_TYPES,
+  errorMessage,
+  PermanentError,
+  RateLimitedError,
+  RetryAfterError,
+  type TaskTypes,
+} from "@tm/flow";
+import { ConfigError } from "@tm/kit";
+import type { PayloadSchema, TaskHandler } from "./handlers/types.js";
+
+const VARIABLE = "WORKER_HANDLER_MODULES";
+
+/** A handler declared without a schema takes any payload (the gateway has already checked it is a JSON object). */
+const ANY_PAYLOAD: PayloadSchema = {
+  "~standard": { version: 1, vendor: "task-manager", validate: (value) => ({ value }) },
+};
+
+/** WORKER_HANDLER_MODULES: "./handlers/email.mjs,@acme/task-handlers", in order; empty: none. */
+export function parseModuleList(text: string): string[] {
+  const modules: string[] = [];
+  for (const entry of text.split(",")) {
+    const specifier = entry.trim();
+    if (specifier === "") continue;
+    if (modules.includes(specifier)) throw new Error(`"${specifier}" is listed twice`);
+    modules.push(specifier);
+  }
+  return modules;
+}
+
+/**
+ * Imports each module and returns its handlers, checked. A path ("./x.mjs", "/app/x.mjs", "file:…") is taken from
+ * `cwd`; anything else is a package name, resolved as an import from the worker's own module (its node_modules).
+ * Throws a ConfigError naming the variable, the module and the problem.
+ */
+export async function loadHandlerModules(
+  specifiers: readonly string[],
+  taskTypes: TaskTypes,
+  cwd: string = process.cwd(),
+): Promise<TaskHandler[]> {
+  const handlers: TaskHandler[] = [];
+  const moduleOf = new Map<string, string>();
+  for (const specifier of specifiers) {
+    const fail = (problem: string) => new ConfigError(`${VARIABLE}: ${specifier}: ${problem}`);
+    const exported = await importModule(specifier, cwd).catch((error: unknown) => {
+      throw fail(`cannot be loaded: ${errorMessage(error)}`);
+    });
+    for (const [index, candidate] of handlersIn(exported, fail).entries()) {
+      const handler = checkedHandler(candidate, (problem) => fail(`handler ${index + 1}: ${problem}`));
+      const { type } = handler;
+      if ((BUILT_IN_TASK_TYPES as readonly string[]).includes(type)) {
+        throw fail(`"${type}" is a built-in task type: give yours another name`);
+      }
+      if (!taskTypes.own.includes(type)) {
+        throw fail(
+          `its task type "${type}" is not in TASK_TYPES (${taskTypes.own.join(",") || "empty"}): add it there, on ` +
+            "every service, so that the gateway accepts its tasks",
+        );
+      }
+      const other = moduleOf.get(type);
+      if (other !== undefined) throw fail(`"${type}" has a handler in ${other} already`);
+      moduleOf.set(type, specifier);
+      handlers.push(handler);
+    }
+  }
+  const missing = taskTypes.own.filter((type) => !moduleOf.has(type));
+  if (missing.length > 0) {
+    throw new ConfigError(
+      `TASK_TYPES: no module in ${VARIABLE} (${specifiers.join(",") || "empty"}) has a handler for ` +
+        `${missing.map((type) => `"${type}"`).join(", ")}: the gateway would accept tasks no worker can run`,
+    );
+  }
+  return handlers;
+}
+
+async function importModule(specifier: string, cwd: string): Promise<Record<string, unknown>> {
+  const isPath = specifier.startsWith(".") || isAbsolute(specifier);
+  const url = isPath ? pathToFileURL(resolve(cwd, specifier)).href : specifier;
+  return (await import(url)) as Record<string, unknown>;
+}
+
+function handlersIn(exported: Record<string, unknown>, fail: (problem: string) => Error): unknown[] {
+  const given = exported.handlers ?? exported.default;
+  if (given === undefined) {
+    throw fail("exports no handlers: export `handlers` (an array of { type, payload?, run }) or a default export");
+  }
+  const list = Array.isArray(given) ? given : [given];
+  if (list.length === 0) throw fail("exports an empty list of handlers");
+  return list;
+}
+
+function checkedHandler(candidate: unknown, fail: (problem: string) => Error): TaskHandler {
+  if (typeof candidate !== "object" || candidate === null) throw fail("is not an object { type, payload?, run }");
+  const { type, payload, run } = candidate as Record<string, unknown>;
+  if (typeof type !== "string" || type === "") throw fail("has no `type` (a string)");
+  if (typeof run !== "function") throw fail(`"${type}" has no \`run\` function`);
+  if (payload !== undefined && !isStandardSchema(payload)) {
+    throw fail(`"${type}": \`payload\` is not a Standard Schema (a zod 3.24+, valibot or arktype schema)`);
+  }
+  return {
+    type,
+    payload: (payload as PayloadSchema | undefined) ?? ANY_PAYLOAD,
+    run: run.bind(candidate) as TaskHandler["run"],
+  };
+}
+
+function isStandardSchema(value: unknown): value is PayloadSchema {
+  const props = (value as { "~standard"?: { validate?: unknown } } | null)?.["~standard"];
+  return typeof props?.validate === "function";
+}
+
+/**
+ * A handler's error as the pipeline's own class when it says it is one by its name: a handler module has no access
+ * to this worker's classes (it imports nothing from here, and a copy of @tm/flow would be another class), so
+ * `PermanentError` (not retried), `RetryAfterError` and `RateLimitedError` (with a numeric `retryAfterMs`) are
+ * recognised by `name`. Anything else is returned as it is: an ordinary failed attempt.
+ */
+export function recognisedError(error: unknown): unknown {
+  if (error instanceof PermanentError || error instanceof RetryAfterError || !(error instanceof Error)) return error;
+  const { retryAfterMs } = error as { retryAfterMs?: unknown };
+  const waits = typeof retryAfterMs === "number" && Number.isFinite(retryAfterMs) && retryAfterMs >= 0;
+  switch (error.name) {
+    case "PermanentError":
+      return new PermanentError(error.message, { cause: error });
+    case "RetryAfterError":
+      return waits ? new RetryAfterError(error.message, retryAfterMs, { cause: error }) : error;
+    case "RateLimitedError":
+      return waits ? new RateLimitedError(error.message, retryAfterMs, { cause: error }) : error;
+    default:
+      return error;
+  }
+}

@@ -1,0 +1,149 @@
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { fileURLToPath } from "node:url";
+import { PermanentError, parseTaskTypes, RateLimitedError, RetryAfterError } from "@tm/flow";
+import { ConfigError } from "@tm/kit";
+import { afterAll, describe, expect, test } from "vitest";
+import { loadHandlerModules, recognisedError } from "../src/handler-modules.js";
+import { handlerRegistry } from "../src/handlers/index.js";
+import type { TaskContext } from "../src/handlers/types.js";
+import { validatePayload } from "../src/handlers/types.js";
+
+/** The example the docs give (docs/examples/handlers.mjs): what a deployment would write. */
+const EXAMPLE = fileURLToPath(new URL("../../../docs/examples/handlers.mjs", import.meta.url));
+const dir = mkdtempSync(join(tmpdir(), "tm-handlers-"));
+afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+/** Writes a module into the test's directory and returns its path. */
+function moduleFile(name: string, source: string): string {
+  const path = join(dir, name);
+  writeFileSync(path, source);
+  return path;
+}
+
+function context(attempt = 1): TaskContext & { progress: number[] } {
+  const progress: number[] = [];
+  return {
+    taskId: "t",
+    attempt,
+    deferrals: 0,
+    signal: new AbortController().signal,
+    reportProgress: (percent) => progress.push(percent),
+    progress,
+  };
+}
+
+describe("handlers loaded from WORKER_HANDLER_MODULES", () => {
+  test("the documented example loads, validates its payloads and runs", async () => {
+    const own = await loadHandlerModules([EXAMPLE], parseTaskTypes("slugify,word-count"));
+    expect(own.map((handler) => handler.type)).toEqual(["slugify", "word-count"]);
+    const handlerFor = handlerRegistry(own);
+    expect(handlerFor("echo")?.type).toBe("echo"); // the built-in ones stay
+    const slugify = handlerFor("slugify")!;
+    expect(await validatePayload(slugify.payload, { text: 5 })).toEqual({ problems: "text: must be a string" });
+    const valid = await validatePayload(slugify.payload, { text: "Crème brûlée, twice!" });
+    expect(valid).toEqual({ value: { text: "Crème brûlée, twice!" } });
+    expect(await slugify.run((valid as { value: unknown }).value, context())).toEqual({ slug: "creme-brulee-twice" });
+    // No schema: any payload reaches the handler, which checks it itself.
+    const wordCount = handlerFor("word-count")!;
+    expect(await validatePayload(wordCount.payload, { anything: 1 })).toEqual({ value: { anything: 1 } });
+    const ctx = context(2);
+    expect(await wordCount.run({ text: "one two  three", busyFirst: true }, ctx)).toEqual({ words: 3, attempt: 2 });
+    expect(ctx.progress).toEqual([50]);
+  });
+
+  test("their errors named PermanentError, RetryAfterError and RateLimitedError are the pipeline's own", async () => {
+    const own = await loadHandlerModules([EXAMPLE], parseTaskTypes("slugify,word-count"));
+    const failure = async (type: string, payload: Record<string, unknown>) => {
+      const handler = own.find((h) => h.type === type)!;
+      const outcome = (async () => handler.run(payload, context()))(); // run may throw at once: the example's do
+      return recognisedError(await outcome.catch((error: unknown) => error));
+    };
+    const permanent = await failure("slugify", { text: "!!!" });
+    expect(permanent).toBeInstanceOf(PermanentError);
+    expect(permanent).toMatchObject({ message: expect.stringMatching(/has no letters or digits/) });
+    const busy = await failure("word-count", { text: "a", busyFirst: true });
+    expect(busy).toBeInstanceOf(RetryAfterError);
+    expect(busy).toMatchObject({ retryAfterMs: 200, message: "the counter is busy" });
+
+    const named = (name: string, fields: Record<string, unknown> = {}) =>
+      recognisedError(Object.assign(new Error("downstream says no"), { name }, fields));
+    expect(named("RateLimitedError", { retryAfterMs: 1500 })).toBeInstanceOf(RateLimitedError);
+    expect(named("RateLimitedError", { retryAfterMs: 1500 })).toMatchObject({ retryAfterMs: 1500 });
+    // Without a usable wait, or by another name: an ordinary failure, as thrown.
+    for (const odd of [named("RetryAfterError"), named("RateLimitedError", { retryAfterMs: -1 }), named("TypeError")]) {
+      expect(odd).not.toBeInstanceOf(RetryAfterError);
+      expect(odd).not.toBeInstanceOf(PermanentError);
+    }
+    const plain = new Error("x");
+    expect(recognisedError(plain)).toBe(plain);
+    expect(recognisedError("a string")).toBe("a string");
+  });
+
+  test("a default export, one handler or a list, and a handler without a payload schema", async () => {
+    const single = moduleFile("single.mjs", 'export default { type: "one", run: () => 1 };');
+    const list = moduleFile("list.mjs", 'export default [{ type: "two", run() { return this.type; } }];');
+    const own = await loadHandlerModules([single, list], parseTaskTypes("one,two"));
+    expect(await Promise.all(own.map((handler) => handler.run({}, context())))).toEqual([1, "two"]);
+  });
+
+  test("a path is taken from the working directory", async () => {
+    moduleFile("relative.mjs", 'export const handlers = [{ type: "rel", run: () => "ok" }];');
+    const [handler] = await loadHandlerModules(["./relative.mjs"], parseTaskTypes("rel"), dir);
+    expect(handler?.type).toBe("rel");
+  });
+
+  test.each([
+    ["missing.mjs", null, "one", /WORKER_HANDLER_MODULES: .*missing\.mjs: cannot be loaded: Cannot find module/],
+    ["syntax.mjs", "export const handlers = [", "one", /syntax\.mjs: cannot be loaded: /],
+    ["throws.mjs", 'throw new Error("no API key")', "one", /throws\.mjs: cannot be loaded: no API key/],
+    ["none.mjs", "export const other = 1;", "one", /none\.mjs: exports no handlers: export `handlers`/],
+    ["empty.mjs", "export const handlers = [];", "one", /empty\.mjs: exports an empty list of handlers/],
+    ["notobj.mjs", "export const handlers = [42];", "one", /notobj\.mjs: handler 1: is not an object/],
+    ["notype.mjs", "export const handlers = [{ run() {} }];", "one", /handler 1: has no `type`/],
+    ["norun.mjs", 'export const handlers = [{ type: "one" }];', "one", /handler 1: "one" has no `run` function/],
+    [
+      "badschema.mjs",
+      'export const handlers = [{ type: "one", payload: { parse() {} }, run() {} }];',
+      "one",
+      /handler 1: "one": `payload` is not a Standard Schema/,
+    ],
+    [
+      "builtin.mjs",
+      'export const handlers = [{ type: "echo", run() {} }];',
+      "one",
+      /builtin\.mjs: "echo" is a built-in task type: give yours another name/,
+    ],
+    [
+      "unlisted.mjs",
+      'export const handlers = [{ type: "resize", run() {} }];',
+      "one",
+      /unlisted\.mjs: its task type "resize" is not in TASK_TYPES \(one\): add it there, on every service/,
+    ],
+    [
+      "twice.mjs",
+      'export const handlers = [{ type: "one", run() {} }, { type: "one", run() {} }];',
+      "one",
+      /twice\.mjs: "one" has a handler in .*twice\.mjs already/,
+    ],
+    [
+      "partial.mjs",
+      'export const handlers = [{ type: "one", run() {} }];',
+      "one,two",
+      /^TASK_TYPES: no module in WORKER_HANDLER_MODULES \(.*partial\.mjs\) has a handler for "two": the gateway would accept/,
+    ],
+  ])("%s is refused at start, naming the module and the problem", async (name, source, types, message) => {
+    const path = source === null ? join(dir, name) : moduleFile(name, source);
+    const loading = loadHandlerModules([path], parseTaskTypes(types));
+    await expect(loading).rejects.toBeInstanceOf(ConfigError);
+    await expect(loading).rejects.toThrow(message);
+  });
+
+  test("TASK_TYPES without any module is refused too", async () => {
+    await expect(loadHandlerModules([], parseTaskTypes("slugify"))).rejects.toThrow(
+      'TASK_TYPES: no module in WORKER_HANDLER_MODULES (empty) has a handler for "slugify"',
+    );
+    expect(await loadHandlerModules([], parseTaskTypes(""))).toEqual([]);
+  });
+});
