@@ -26,7 +26,8 @@ beforeAll(async () => {
   pipeline = await startPipeline({
     // Every service reads TASK_TYPES (the gateway and ingest accept the types, the stages label metrics with them).
     env: { TASK_TYPES: OWN_TYPES },
-    perService: { worker: { WORKER_CONCURRENCY: "2", WORKER_HANDLER_MODULES: OWN_HANDLERS } },
+    // LOG_LEVEL info: the example's handler logs at info through ctx.log (checked below).
+    perService: { worker: { WORKER_CONCURRENCY: "2", WORKER_HANDLER_MODULES: OWN_HANDLERS, LOG_LEVEL: "info" } },
   });
 }, 90_000);
 afterAll(async () => {
@@ -193,6 +194,9 @@ describe("the pipeline", () => {
     // One named RetryAfterError: retried after its wait, then SUCCEEDED on the second attempt.
     const busy = await submitAndFollow("word-count", { text: "three small words", busyFirst: true });
     expect(busy.last).toMatchObject({ state: TaskState.SUCCEEDED, attempt: 2 });
+    // Its handler's line through ctx.log carries the task.
+    const logged = await pipeline.services.get("worker")!.process.waitForLine(/counted the words/);
+    expect(JSON.parse(logged)).toMatchObject({ taskId: busy.taskId, type: "word-count", attempt: 2, words: 3 });
     const retried = (await readHistory(pipeline.redisClient, busy.taskId)).find((e) => e.action === "attempt_failed");
     expect(retried?.detail).toMatchObject({ retryInMs: 200, error: expect.stringContaining("the counter is busy") });
     await waitFor("both dead letters", async () => {

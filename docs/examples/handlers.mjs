@@ -7,7 +7,8 @@
  * A handler is a plain object { type, payload?, run(payload, ctx) }; the module imports nothing from Task Manager.
  * `payload` is any Standard Schema (a zod 3.24+/4, valibot or arktype schema: `payload: z.object({ text: z.string() })`);
  * the one below is written out by hand so that this file runs without dependencies. `ctx` is { taskId, attempt,
- * deferrals, signal, reportProgress(percent) }. What `run` returns is the task's result.
+ * deferrals, signal, reportProgress(percent), log } (`log`: the worker's pino logger with the task's id, type and
+ * attempt). What `run` returns is the task's result.
  *
  * Errors: anything thrown is a failed attempt, retried with the task's back-off until its attempts are spent. An
  * error named "PermanentError" is not retried (FAILED and dead-lettered at once); one named "RetryAfterError" or
@@ -63,13 +64,14 @@ export const handlers = [
   {
     type: "word-count",
     // No schema: any payload; the handler checks what it needs itself.
-    async run(payload, { attempt, signal, reportProgress }) {
+    async run(payload, { attempt, signal, reportProgress, log }) {
       if (typeof payload.text !== "string") throw new PermanentError("word-count needs a text (a string)");
       // A stand-in for a busy downstream: the first attempt is asked to come back a little later.
       if (payload.busyFirst && attempt === 1) throw new RetryAfterError("the counter is busy", 200);
       signal.throwIfAborted();
       reportProgress(50);
       const words = payload.text.split(/\s+/).filter(Boolean).length;
+      log.info({ words }, "counted the words");
       return { words, attempt };
     },
   },

@@ -126,20 +126,18 @@ function isStandardSchema(value: unknown): value is PayloadSchema {
  * A handler's error as the pipeline's own class when it says it is one by its name: a handler module has no access
  * to this worker's classes (it imports nothing from here, and a copy of @tm/flow would be another class), so
  * `PermanentError` (not retried), `RetryAfterError` and `RateLimitedError` (with a numeric `retryAfterMs`) are
- * recognised by `name`. Anything else is returned as it is: an ordinary failed attempt.
+ * recognised by `name`. Anything else is returned as it is: an ordinary failed attempt. The stack stays the one
+ * thrown (where in the module it was thrown); not a `cause`, which the logs would print as a second message.
  */
 export function recognisedError(error: unknown): unknown {
   if (error instanceof PermanentError || error instanceof RetryAfterError || !(error instanceof Error)) return error;
   const { retryAfterMs } = error as { retryAfterMs?: unknown };
   const waits = typeof retryAfterMs === "number" && Number.isFinite(retryAfterMs) && retryAfterMs >= 0;
-  switch (error.name) {
-    case "PermanentError":
-      return new PermanentError(error.message, { cause: error });
-    case "RetryAfterError":
-      return waits ? new RetryAfterError(error.message, retryAfterMs, { cause: error }) : error;
-    case "RateLimitedError":
-      return waits ? new RateLimitedError(error.message, retryAfterMs, { cause: error }) : error;
-    default:
-      return error;
-  }
+  let recognised: Error;
+  if (error.name === "PermanentError") recognised = new PermanentError(error.message);
+  else if (error.name === "RetryAfterError" && waits) recognised = new RetryAfterError(error.message, retryAfterMs);
+  else if (error.name === "RateLimitedError" && waits) recognised = new RateLimitedError(error.message, retryAfterMs);
+  else return error;
+  recognised.stack = error.stack;
+  return recognised;
 }

@@ -227,6 +227,12 @@ export function createTaskRunner({
           reportProgress: (percent) => {
             if (!controller.signal.aborted) progress.report(percent);
           },
+          // Made when first used: most handlers log nothing, and a child logger per task is an allocation each.
+          get log() {
+            const log = rt.log.child({ taskId, type: task.type, attempt: ctx.attempt });
+            Object.defineProperty(this, "log", { value: log });
+            return log;
+          },
         }),
         controller.signal,
         abandonHooks,

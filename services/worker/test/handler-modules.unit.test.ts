@@ -3,7 +3,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { PermanentError, parseTaskTypes, RateLimitedError, RetryAfterError } from "@tm/flow";
-import { ConfigError } from "@tm/kit";
+import { ConfigError, createLogger } from "@tm/kit";
 import { afterAll, describe, expect, test } from "vitest";
 import { loadHandlerModules, recognisedError } from "../src/handler-modules.js";
 import { handlerRegistry } from "../src/handlers/index.js";
@@ -30,6 +30,7 @@ function context(attempt = 1): TaskContext & { progress: number[] } {
     deferrals: 0,
     signal: new AbortController().signal,
     reportProgress: (percent) => progress.push(percent),
+    log: createLogger("worker", "silent"),
     progress,
   };
 }
@@ -71,6 +72,10 @@ describe("handlers loaded from WORKER_HANDLER_MODULES", () => {
       recognisedError(Object.assign(new Error("downstream says no"), { name }, fields));
     expect(named("RateLimitedError", { retryAfterMs: 1500 })).toBeInstanceOf(RateLimitedError);
     expect(named("RateLimitedError", { retryAfterMs: 1500 })).toMatchObject({ retryAfterMs: 1500 });
+    // The stack is the one thrown, pointing into the module; the message is not repeated as a cause.
+    const thrown = Object.assign(new Error("gone"), { name: "PermanentError" });
+    expect(recognisedError(thrown)).toMatchObject({ message: "gone", stack: thrown.stack });
+    expect(recognisedError(thrown)).not.toHaveProperty("cause");
     // Without a usable wait, or by another name: an ordinary failure, as thrown.
     for (const odd of [named("RetryAfterError"), named("RateLimitedError", { retryAfterMs: -1 }), named("TypeError")]) {
       expect(odd).not.toBeInstanceOf(RetryAfterError);

@@ -1,5 +1,6 @@
 import { createHash } from "node:crypto";
 import { BUILT_IN_TASK_TYPES, RateLimitedError, RetryAfterError } from "@tm/flow";
+import { createLogger } from "@tm/kit";
 import { describe, expect, test } from "vitest";
 import { handlerFor, TASK_TYPES, type TaskContext } from "../src/handlers/index.js";
 import { validatePayload } from "../src/handlers/types.js";
@@ -12,6 +13,7 @@ function context(overrides: Partial<TaskContext> = {}): TaskContext & { progress
     deferrals: 0,
     signal: new AbortController().signal,
     reportProgress: (p) => progress.push(p),
+    log: createLogger("worker", "silent"),
     progress,
     ...overrides,
   };

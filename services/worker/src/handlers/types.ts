@@ -1,4 +1,5 @@
 import type { StandardSchemaV1 } from "@standard-schema/spec";
+import type { Logger } from "@tm/kit";
 
 /** What a handler gets besides its payload. */
 export interface TaskContext {
@@ -11,6 +12,9 @@ export interface TaskContext {
   signal: AbortSignal;
   /** 0-100; the worker throttles what it publishes. */
   reportProgress(percent: number): void;
+  /** The worker's logger with the task's id, type and attempt (pino: `ctx.log.info({ rows }, "imported")`); its
+   *  lines carry the attempt's trace id like the worker's own. */
+  readonly log: Logger;
 }
 
 /**
