@@ -24,6 +24,13 @@ import type { PayloadSchema, TaskHandler } from "./handlers/types.js";
 
 const VARIABLE = "WORKER_HANDLER_MODULES";
 
+/**
+ * How long one module may take to load. A module whose top level waits on something that never comes (a top-level
+ * await on a database that is down) would otherwise hold the start for good, with no ops server and no message:
+ * an orchestrator's liveness probe would restart it without saying why.
+ */
+export const MODULE_LOAD_TIMEOUT_MS = 30_000;
+
 /** A handler declared without a schema takes any payload (the gateway has already checked it is a JSON object). */
 const ANY_PAYLOAD: PayloadSchema = {
   "~standard": { version: 1, vendor: "task-manager", validate: (value) => ({ value }) },
@@ -50,12 +57,13 @@ export async function loadHandlerModules(
   specifiers: readonly string[],
   taskTypes: TaskTypes,
   cwd: string = process.cwd(),
+  loadTimeoutMs: number = MODULE_LOAD_TIMEOUT_MS,
 ): Promise<TaskHandler[]> {
   const handlers: TaskHandler[] = [];
   const moduleOf = new Map<string, string>();
   for (const specifier of specifiers) {
     const fail = (problem: string) => new ConfigError(`${VARIABLE}: ${specifier}: ${problem}`);
-    const exported = await importModule(specifier, cwd).catch((error: unknown) => {
+    const exported = await withDeadline(importModule(specifier, cwd), loadTimeoutMs).catch((error: unknown) => {
       throw fail(`cannot be loaded: ${errorMessage(error)}`);
     });
     for (const [index, candidate] of handlersIn(exported, fail).entries()) {
@@ -90,6 +98,15 @@ async function importModule(specifier: string, cwd: string): Promise<Record<stri
   const isPath = specifier.startsWith(".") || isAbsolute(specifier);
   const url = isPath ? pathToFileURL(resolve(cwd, specifier)).href : specifier;
   return (await import(url)) as Record<string, unknown>;
+}
+
+/** `loading`, or a rejection once `ms` have passed (the import itself cannot be stopped: the process exits). */
+function withDeadline<T>(loading: Promise<T>, ms: number): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const late = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`it did not finish loading within ${ms} ms (a top-level await?)`)), ms);
+  });
+  return Promise.race([loading, late]).finally(() => clearTimeout(timer));
 }
 
 function handlersIn(exported: Record<string, unknown>, fail: (problem: string) => Error): unknown[] {

@@ -145,6 +145,13 @@ describe("handlers loaded from WORKER_HANDLER_MODULES", () => {
     await expect(loading).rejects.toThrow(message);
   });
 
+  test("a module that never finishes loading is refused after the deadline, naming it", async () => {
+    const hanging = moduleFile("hanging.mjs", "await new Promise(() => {});\nexport const handlers = [];");
+    await expect(loadHandlerModules([hanging], parseTaskTypes("one"), dir, 200)).rejects.toThrow(
+      /hanging\.mjs: cannot be loaded: it did not finish loading within 200 ms \(a top-level await\?\)/,
+    );
+  });
+
   test("TASK_TYPES without any module is refused too", async () => {
     await expect(loadHandlerModules([], parseTaskTypes("slugify"))).rejects.toThrow(
       'TASK_TYPES: no module in WORKER_HANDLER_MODULES (empty) has a handler for "slugify"',
