@@ -12,6 +12,9 @@ export interface MetricDefinition {
   labels: readonly string[];
   services: readonly string[];
   help: string;
+  /** Exported only in this case (the known run of test/observability/metrics.int.test.ts does not have it; the
+   *  test named here checks the series instead). */
+  onlyWhen?: { condition: string; checkedBy: string };
 }
 
 const STAGES = ["ingest", "scheduler", "worker", "result-store", "notifier", "audit", "deadletter"] as const;
@@ -245,6 +248,23 @@ export const METRIC_CATALOGUE: readonly MetricDefinition[] = [
     services: ["enricher", "result-store", "gateway"],
     help: "@opentelemetry/instrumentation-http 0.223 (stable semconv): HTTP server request duration, in SECONDS",
   },
+  ...(["not_after", "not_before"] as const).map(
+    (bound): MetricDefinition => ({
+      name: `tm_credential_${bound}_timestamp_seconds`,
+      kind: "gauge",
+      labels: ["credential"],
+      services: ["gateway", ...STAGES],
+      help:
+        bound === "not_after"
+          ? "When a credential file the service connects with stops being valid (credential: nats_creds, nats_tls_ca, " +
+            "nats_tls_cert, redis_tls_ca, redis_tls_cert; a certificate's notAfter, a JWT's exp), Unix seconds"
+          : "When that credential became valid (notBefore, a JWT's iat), Unix seconds: with not-after, its lifetime",
+      onlyWhen: {
+        condition: "the service uses TLS files or NATS_CREDS_FILE",
+        checkedBy: "pkg/kit/test/nats-tls.int.test.ts, pkg/kit/test/nats-creds.int.test.ts",
+      },
+    }),
+  ),
   {
     name: "up",
     kind: "gauge",

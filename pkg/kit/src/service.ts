@@ -24,6 +24,7 @@ import type { FastifyInstance } from "fastify";
 import type { Redis } from "ioredis";
 import type { z } from "zod";
 import { type BaseConfig, ConfigError, flowSettingsOf, loadConfig } from "./config.js";
+import { credentialFilesOf, exportCredentialExpiry } from "./credential-expiry.js";
 import { retryWhileJetStreamStarts } from "./jetstream-startup.js";
 import { LogThrottle } from "./log-throttle.js";
 import { createLogger, type Logger } from "./logger.js";
@@ -184,6 +185,12 @@ export async function startService<S extends z.ZodRawShape, Started>(
     throw error;
   }
 
+  // When the credential files it connects with stop being valid, as gauges to alert on before a reconnection is
+  // refused (credential-expiry.ts): only the files of the connections this service makes.
+  const stopCredentialExpiry = exportCredentialExpiry(
+    metrics.getMeter(`tm.${definition.name}`),
+    credentialFilesOf(config).filter(({ credential }) => (credential.startsWith("nats") ? needsNats : needsRedis)),
+  );
   const redisWrites = redis
     ? replicaAcks(redis, config.REDIS_WAIT_REPLICAS, config.REDIS_WAIT_TIMEOUT_MS)
     : NO_REPLICA_ACKS;
@@ -281,7 +288,10 @@ export async function startService<S extends z.ZodRawShape, Started>(
     }
   });
   shutdown.add("consumers", () => Promise.all(consumers.map((c) => c.stop(config.SHUTDOWN_TIMEOUT_MS))));
-  shutdown.add("metrics", () => consumerMetrics.stop());
+  shutdown.add("metrics", () => {
+    stopCredentialExpiry();
+    return consumerMetrics.stop();
+  });
   shutdown.add("nats", () => nats?.nc.drain());
   shutdown.add("redis", async () => {
     if (redis && redis.status === "ready") await redis.quit();

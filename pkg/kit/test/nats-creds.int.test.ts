@@ -2,7 +2,8 @@
  * NATS_CREDS_FILE against a real nats-server in operator mode (decentralised JWT auth; the accounts are in its
  * configuration): a service connects with a user's .creds file and uses JetStream; a user of an account the server
  * does not know is refused; a renewed file is read at the next connection, so a short-lived JWT replaced before it
- * expires keeps the service connected; wrong files stop the configuration naming the variable.
+ * expires keeps the service connected; wrong files stop the configuration naming the variable; the service exports
+ * when its JWT expires (tm_credential_not_after_timestamp_seconds).
  */
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -15,6 +16,7 @@ import { baseConfigShape, loadConfig } from "../src/config.js";
 import { createLogger } from "../src/logger.js";
 import { connectNats, natsAuthOf } from "../src/nats.js";
 import { checkNatsCreds, natsCredsSource, watchNatsCredsExpiry } from "../src/nats-creds.js";
+import { defineService, startService } from "../src/service.js";
 
 const log = createLogger("nats-creds-test", "silent");
 let dir: string;
@@ -60,6 +62,33 @@ test("NATS_CREDS_FILE: the service connects as the file's user, provisions the s
     expect(await publishAudit(handle)).toBe("EVENTS");
   } finally {
     await handle.nc.close();
+  }
+});
+
+test("a service started with NATS_CREDS_FILE exports when its JWT was issued and expires", async () => {
+  const path = credsFile("exporting", await operator.userCreds("exporting", { expiresInSeconds: 3600 }));
+  const { issuedAt, expiresAt } = checkNatsCreds(path, readFileSync(path, "utf8"));
+  const probe = defineService({ name: "creds-probe", opsPort: 0, needs: { redis: false }, async start() {} });
+  const service = await startService(probe, {
+    NATS_URL: server.url,
+    NATS_CREDS_FILE: path,
+    OPS_PORT: "0",
+    LOG_LEVEL: "silent",
+  });
+  try {
+    const metrics = await (await fetch(`http://127.0.0.1:${service.opsPort}/metrics`)).text();
+    const value = (name: string) =>
+      Number(
+        metrics
+          .split("\n")
+          .find((line) => line.startsWith(`${name}{`) && line.includes('credential="nats_creds"'))
+          ?.split(" ")
+          .at(-1),
+      );
+    expect(value("tm_credential_not_after_timestamp_seconds")).toBe(expiresAt!.getTime() / 1000);
+    expect(value("tm_credential_not_before_timestamp_seconds")).toBe(issuedAt!.getTime() / 1000);
+  } finally {
+    await service.stop();
   }
 });
 

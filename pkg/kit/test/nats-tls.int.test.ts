@@ -2,9 +2,11 @@
  * NATS over TLS with a private CA and client certificates (NATS_TLS_CA_FILE, NATS_TLS_CERT_FILE, NATS_TLS_KEY_FILE)
  * against a real nats-server whose tls block verifies clients: a service connects, provisions its streams and
  * publishes; without the CA, or without a client certificate, it is refused; a wrong path stops the configuration
- * naming its variable; certificates rotated in their files (a new CA) are used at the next reconnection, no restart.
+ * naming its variable; certificates rotated in their files (a new CA) are used at the next reconnection, no restart;
+ * the service exports when its certificate and CA expire (tm_credential_not_after_timestamp_seconds).
  */
-import { copyFileSync, mkdtempSync, rmSync } from "node:fs";
+import { X509Certificate } from "node:crypto";
+import { copyFileSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { DEFAULT_FLOW_SETTINGS, Subjects } from "@tm/flow";
@@ -12,6 +14,7 @@ import { createTlsFiles, type NatsServer, startNats, type TlsFiles, waitFor } fr
 import { connect } from "nats";
 import { afterAll, beforeAll, expect, test } from "vitest";
 import { baseConfigShape, loadConfig } from "../src/config.js";
+import { validityOf } from "../src/credential-expiry.js";
 import { createLogger } from "../src/logger.js";
 import { connectNats, natsTlsOf } from "../src/nats.js";
 import { defineService, startService } from "../src/service.js";
@@ -71,8 +74,44 @@ test("a service started with the variables connects over TLS (startService reads
   try {
     expect(service.runtime.nats.nc.info?.tls_required).toBe(true);
     await service.runtime.nats.nc.flush();
+    // When its certificate and CA stop (and started) being valid, as gauges; no Redis here, so no Redis series.
+    const metrics = await (await fetch(`http://127.0.0.1:${service.opsPort}/metrics`)).text();
+    for (const [credential, file] of [
+      ["nats_tls_cert", tls.certFile],
+      ["nats_tls_ca", tls.caFile],
+    ] as const) {
+      const certificate = new X509Certificate(readFileSync(file));
+      expect(gauge(metrics, "tm_credential_not_after_timestamp_seconds", credential)).toBe(
+        Date.parse(certificate.validTo) / 1000,
+      );
+      expect(gauge(metrics, "tm_credential_not_before_timestamp_seconds", credential)).toBe(
+        Date.parse(certificate.validFrom) / 1000,
+      );
+    }
+    expect(metrics).not.toMatch(/credential="redis_tls/);
   } finally {
     await service.stop();
+  }
+});
+
+/** A gauge's value for one credential in a /metrics text (NaN when there is no such series). */
+function gauge(metrics: string, name: string, credential: string): number {
+  const line = metrics.split("\n").find((l) => l.startsWith(`${name}{`) && l.includes(`credential="${credential}"`));
+  return Number(line?.split(" ").at(-1));
+}
+
+test("a CA file of several certificates reports the one that expires first", async () => {
+  const [longLived, shortLived] = [createTlsFiles({ days: 30 }), createTlsFiles({ days: 3 })];
+  const bundle = join(longLived.dir, "bundle.pem");
+  writeFileSync(bundle, readFileSync(longLived.caFile, "utf8") + readFileSync(shortLived.caFile, "utf8"));
+  try {
+    const validity = validityOf("nats_tls_ca", readFileSync(bundle, "utf8"));
+    const first = new X509Certificate(readFileSync(shortLived.caFile));
+    expect(validity).toEqual({ notBefore: new Date(first.validFrom), notAfter: new Date(first.validTo) });
+    expect(validityOf("nats_tls_ca", "no certificate here")).toBeUndefined();
+  } finally {
+    longLived.dispose();
+    shortLived.dispose();
   }
 });
 

@@ -18,13 +18,14 @@ export interface TlsFiles {
   dispose(): void;
 }
 
-export function createTlsFiles(): TlsFiles {
+/** `days`: how long the CA and the server certificate are valid (2 by default). */
+export function createTlsFiles({ days = 2 }: { days?: number } = {}): TlsFiles {
   const openssl = findBinary("openssl");
   const dir = mkdtempSync(join(tmpdir(), "tm-tls-"));
   const path = (name: string) => join(dir, name);
   const run = (...args: string[]) => execFileSync(openssl, args, { cwd: dir, stdio: "pipe" });
   const ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"];
-  run("req", "-x509", ...ec, "-keyout", "ca.key", "-out", "ca.crt", "-days", "2", "-subj", "/CN=tm test CA");
+  run("req", "-x509", ...ec, "-keyout", "ca.key", "-out", "ca.crt", "-days", String(days), "-subj", "/CN=tm test CA");
   run("req", ...ec, "-keyout", "server.key", "-out", "server.csr", "-subj", "/CN=127.0.0.1");
   run(
     "x509",
@@ -39,7 +40,7 @@ export function createTlsFiles(): TlsFiles {
     "-out",
     "server.crt",
     "-days",
-    "2",
+    String(days),
     "-extfile",
     writeExtensions(dir),
   );
