@@ -4,7 +4,9 @@
  *   TASK_TYPES=slugify,word-count                        # on every service: the gateway and ingest accept them
  *   WORKER_HANDLER_MODULES=/app/handlers/handlers.mjs    # on the workers: where their handlers are
  *
- * A handler is a plain object { type, payload?, run(payload, ctx) }; the module imports nothing from Task Manager.
+ * A handler is a plain object { type, payload?, timeoutMs?, run(payload, ctx) }; the module imports nothing from
+ * Task Manager. `timeoutMs` limits one attempt of the type (instead of the worker's TASK_TIMEOUT_MS; a task's own
+ * `timeout` still comes first).
  * `payload` is any Standard Schema (a zod 3.24+/4, valibot or arktype schema: `payload: z.object({ text: z.string() })`);
  * the one below is written out by hand so that this file runs without dependencies. `ctx` is { taskId, attempt,
  * deferrals, signal, reportProgress(percent), log } (`log`: the worker's pino logger with the task's id, type and
@@ -63,6 +65,7 @@ export const handlers = [
   },
   {
     type: "word-count",
+    timeoutMs: 10_000,
     // No schema: any payload; the handler checks what it needs itself.
     async run(payload, { attempt, signal, reportProgress, log }) {
       if (typeof payload.text !== "string") throw new PermanentError("word-count needs a text (a string)");

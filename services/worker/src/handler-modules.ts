@@ -3,7 +3,7 @@
  * deployment runs its own work with this worker's image unchanged (BullMQ's processor file, Celery's `imports`).
  *
  * A module exports `handlers` (an array) or a default export (a handler or an array). A handler is a plain object,
- * `{ type, payload?, run(payload, ctx) }`: `payload` is any Standard Schema (zod, valibot, arktype; none: any object),
+ * `{ type, payload?, timeoutMs?, run(payload, ctx) }`: `payload` is any Standard Schema (zod, valibot, arktype; none: any object),
  * and nothing needs importing from this code base. Everything is checked before the worker takes a task, each
  * problem named with its module: a type must be listed in TASK_TYPES (which the gateway and ingest read too, so a
  * type the workers cannot run is refused at submission, not failed here), and every type TASK_TYPES lists needs a
@@ -14,6 +14,7 @@ import { pathToFileURL } from "node:url";
 import {
   BUILT_IN_TASK_TYPES,
   errorMessage,
+  MAX_TASK_TIMEOUT_MS,
   PermanentError,
   RateLimitedError,
   RetryAfterError,
@@ -121,16 +122,30 @@ function handlersIn(exported: Record<string, unknown>, fail: (problem: string) =
 
 function checkedHandler(candidate: unknown, fail: (problem: string) => Error): TaskHandler {
   if (typeof candidate !== "object" || candidate === null) throw fail("is not an object { type, payload?, run }");
-  const { type, payload, run } = candidate as Record<string, unknown>;
+  const { type, payload, run, timeoutMs } = candidate as Record<string, unknown>;
   if (typeof type !== "string" || type === "") throw fail("has no `type` (a string)");
   if (typeof run !== "function") throw fail(`"${type}" has no \`run\` function`);
   if (payload !== undefined && !isStandardSchema(payload)) {
     throw fail(`"${type}": \`payload\` is not a Standard Schema (a zod 3.24+, valibot or arktype schema)`);
   }
+  if (
+    timeoutMs !== undefined &&
+    !(
+      typeof timeoutMs === "number" &&
+      Number.isInteger(timeoutMs) &&
+      timeoutMs >= 1 &&
+      timeoutMs <= MAX_TASK_TIMEOUT_MS
+    )
+  ) {
+    throw fail(
+      `"${type}": \`timeoutMs\` must be a whole number of milliseconds from 1 to ${MAX_TASK_TIMEOUT_MS} (24 h)`,
+    );
+  }
   return {
     type,
     payload: (payload as PayloadSchema | undefined) ?? ANY_PAYLOAD,
     run: run.bind(candidate) as TaskHandler["run"],
+    ...(timeoutMs === undefined ? {} : { timeoutMs: timeoutMs as number }),
   };
 }
 

@@ -197,8 +197,8 @@ export function createTaskRunner({
     });
     const onShutdown = () => controller.abort(ctx.signal.reason);
     ctx.signal.addEventListener("abort", onShutdown, { once: true });
-    // The task's own timeout (SubmitTaskRequest.timeout) when it set one, else the worker's TASK_TIMEOUT_MS.
-    const attemptTimeoutMs = task.timeoutMs ?? timeoutMs;
+    // The task's own timeout (SubmitTaskRequest.timeout) when it set one, else its type's, else TASK_TIMEOUT_MS.
+    const attemptTimeoutMs = task.timeoutMs ?? handler.timeoutMs ?? timeoutMs;
     const timer = setTimeout(
       () => controller.abort(new TaskTimeoutError(`timed out after ${attemptTimeoutMs} ms`)),
       attemptTimeoutMs,

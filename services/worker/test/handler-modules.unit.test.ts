@@ -93,6 +93,12 @@ describe("handlers loaded from WORKER_HANDLER_MODULES", () => {
     expect(await Promise.all(own.map((handler) => handler.run({}, context())))).toEqual([1, "two"]);
   });
 
+  test("a handler's own timeoutMs is kept", async () => {
+    const path = moduleFile("timed.mjs", 'export const handlers = [{ type: "timed", timeoutMs: 2500, run() {} }];');
+    const [handler] = await loadHandlerModules([path], parseTaskTypes("timed"));
+    expect(handler?.timeoutMs).toBe(2500);
+  });
+
   test("a path is taken from the working directory", async () => {
     moduleFile("relative.mjs", 'export const handlers = [{ type: "rel", run: () => "ok" }];');
     const [handler] = await loadHandlerModules(["./relative.mjs"], parseTaskTypes("rel"), dir);
@@ -113,6 +119,18 @@ describe("handlers loaded from WORKER_HANDLER_MODULES", () => {
       'export const handlers = [{ type: "one", payload: { parse() {} }, run() {} }];',
       "one",
       /handler 1: "one": `payload` is not a Standard Schema/,
+    ],
+    [
+      "timeout.mjs",
+      'export const handlers = [{ type: "one", timeoutMs: "10s", run() {} }];',
+      "one",
+      /handler 1: "one": `timeoutMs` must be a whole number of milliseconds from 1 to 86400000 \(24 h\)/,
+    ],
+    [
+      "timeout0.mjs",
+      'export const handlers = [{ type: "one", timeoutMs: 0, run() {} }];',
+      "one",
+      /handler 1: "one": `timeoutMs` must be a whole number/,
     ],
     [
       "builtin.mjs",

@@ -15,7 +15,7 @@ import { useInfra, waitFor } from "@tm/testkit";
 import { expect, test } from "vitest";
 import { z } from "zod";
 import { RunningTasks } from "../src/cancellation.js";
-import { defineHandler } from "../src/handlers/types.js";
+import { abortableDelay, defineHandler } from "../src/handlers/types.js";
 import { DEFAULT_WORKER_ID as WORKER_ID } from "../src/presence.js";
 import { createTaskRunner, TaskTimeoutError } from "../src/run-task.js";
 import { cancelAsGateway, enrichedTask, publishTask, startWorker, useWatchedWorker } from "./support.js";
@@ -366,6 +366,30 @@ test("a task's own timeout replaces TASK_TIMEOUT_MS; with max_attempts 1 its fir
   expect(statuses.filter((s) => s.state === "RUNNING" && s.error)).toEqual([]);
   expect(statuses.at(-1)).toMatchObject({ state: "FAILED", attempt: 1, error: "timed out after 150 ms" });
   expect(w.events.audits(task.taskId).map((a) => a.action)).toEqual(["failed"]);
+});
+
+test("a type's own timeoutMs replaces TASK_TIMEOUT_MS; a task's own timeout still comes first", async () => {
+  const slow = defineHandler({
+    type: "echo",
+    payload: z.unknown(),
+    timeoutMs: 150,
+    run: (_payload, { signal }) => abortableDelay(20_000, signal),
+  });
+  const { run } = createTaskRunner({
+    rt: w.service.runtime as Runtime,
+    running: new RunningTasks(),
+    timeoutMs: 60_000,
+    handlers: () => slow,
+  });
+  const attempt = (task: ReturnType<typeof enrichedTask> & { timeoutMs?: number }) =>
+    run(task, { attempt: 1, signal: new AbortController().signal } as DeliveryContext).catch((error: unknown) => error);
+  expect(await attempt(enrichedTask("echo", {}))).toMatchObject({
+    name: "TaskTimeoutError",
+    message: "timed out after 150 ms",
+  });
+  expect(await attempt({ ...enrichedTask("echo", {}), timeoutMs: 80 })).toMatchObject({
+    message: "timed out after 80 ms",
+  });
 });
 
 test("fail with max_attempts 2: two attempts, then FAILED and dead-lettered (not five)", async () => {

@@ -27,6 +27,9 @@ export type PayloadSchema = StandardSchemaV1;
 export interface TaskHandler<P extends PayloadSchema = PayloadSchema> {
   type: string;
   payload: P;
+  /** How long one attempt of this type may run, when the task was not submitted with its own `timeout`: in place of
+   *  the worker's TASK_TIMEOUT_MS (Celery's per-task time_limit, Temporal's per-activity start-to-close). */
+  timeoutMs?: number;
   run(payload: StandardSchemaV1.InferOutput<P>, ctx: TaskContext): Promise<unknown> | unknown;
 }
 
