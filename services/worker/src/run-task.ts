@@ -17,6 +17,7 @@ import {
   publishExpired,
   publishSkippedSuperseded,
   publishStatus,
+  RetryAfterError,
   recordedError,
   Subjects,
 } from "@tm/flow";
@@ -29,6 +30,9 @@ import { handlerFor } from "./handlers/index.js";
 import { type TaskHandler, validatePayload } from "./handlers/types.js";
 import { DEFAULT_WORKER_ID } from "./presence.js";
 import { ProgressThrottle } from "./progress.js";
+
+/** When a task whose type this worker has no handler for is tried again (by any worker). */
+export const NO_HANDLER_RETRY_MS = 30_000;
 
 /** How long after its attempt ended a handler still running is reported as ignoring its signal. */
 export const ABANDON_GRACE_MS = 1_000;
@@ -166,7 +170,15 @@ export function createTaskRunner({
       throw new AttemptsExhaustedError(started + 1, maxAttempts);
     }
     const handler = handlers(task.type);
-    if (!handler) throw new PermanentError(`unknown task type "${task.type}"`);
+    // The gateway and ingest accepted the type (their TASK_TYPES), so a worker that runs it exists or is coming: a
+    // rollout that has not reached this one yet. Retried later, likely elsewhere, like Temporal's unregistered
+    // activity; if no worker ever runs it, its attempts run out and it is dead-lettered, to replay once one does.
+    if (!handler) {
+      throw new RetryAfterError(
+        `no handler for task type "${task.type}" in this worker (a worker without its WORKER_HANDLER_MODULES or TASK_TYPES?)`,
+        NO_HANDLER_RETRY_MS,
+      );
+    }
     const parsed = await validatePayload(handler.payload, task.payload);
     if ("problems" in parsed) throw new PermanentError(`invalid ${task.type} payload: ${parsed.problems}`);
 

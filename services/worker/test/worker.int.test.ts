@@ -5,6 +5,7 @@ import {
   PermanentError,
   type Publisher,
   RECORDED_ERROR_CHARS,
+  RetryAfterError,
   StatusEventSchema,
   Subjects,
   statusEvent,
@@ -17,7 +18,7 @@ import { z } from "zod";
 import { RunningTasks } from "../src/cancellation.js";
 import { abortableDelay, defineHandler } from "../src/handlers/types.js";
 import { DEFAULT_WORKER_ID as WORKER_ID } from "../src/presence.js";
-import { createTaskRunner, TaskTimeoutError } from "../src/run-task.js";
+import { createTaskRunner, NO_HANDLER_RETRY_MS, TaskTimeoutError } from "../src/run-task.js";
 import { cancelAsGateway, enrichedTask, publishTask, startWorker, useWatchedWorker } from "./support.js";
 
 // Long enough that a cancel published after RUNNING is seen lands before the sleep below ends, even on a loaded machine.
@@ -389,6 +390,24 @@ test("a type's own timeoutMs replaces TASK_TIMEOUT_MS; a task's own timeout stil
   });
   expect(await attempt({ ...enrichedTask("echo", {}), timeoutMs: 80 })).toMatchObject({
     message: "timed out after 80 ms",
+  });
+});
+
+test("a type this worker has no handler for is retried later (a rollout not here yet), not failed at once", async () => {
+  const { run } = createTaskRunner({
+    rt: w.service.runtime as Runtime,
+    running: new RunningTasks(),
+    timeoutMs: 60_000,
+    handlers: () => undefined,
+  });
+  const failure = await run(enrichedTask("resize", {}), {
+    attempt: 1,
+    signal: new AbortController().signal,
+  } as DeliveryContext).catch((error: unknown) => error);
+  expect(failure).toBeInstanceOf(RetryAfterError);
+  expect(failure).toMatchObject({
+    retryAfterMs: NO_HANDLER_RETRY_MS,
+    message: expect.stringContaining('no handler for task type "resize" in this worker'),
   });
 });
 
