@@ -4,9 +4,11 @@
  *   TASK_TYPES=slugify,word-count                        # on every service: the gateway and ingest accept them
  *   WORKER_HANDLER_MODULES=/app/handlers/handlers.mjs    # on the workers: where their handlers are
  *
- * A handler is a plain object { type, payload?, timeoutMs?, run(payload, ctx) }; the module imports nothing from
- * Task Manager. `timeoutMs` limits one attempt of the type (instead of the worker's TASK_TIMEOUT_MS; a task's own
- * `timeout` still comes first).
+ * A handler is a plain object { type, payload?, timeoutMs?, maxAttempts?, retryBackoff?, run(payload, ctx) }; the
+ * module imports nothing from Task Manager. `timeoutMs` limits one attempt of the type (instead of the worker's
+ * TASK_TIMEOUT_MS), `maxAttempts` and `retryBackoff` ({ delayMs, multiplier?, maxDelayMs?, jitter? }) are its retry
+ * policy (instead of FLOW_MAX_DELIVER and FLOW_RETRY_DELAYS_MS); a task's own timeout, max_attempts and
+ * retry_backoff still come first.
  * `payload` is any Standard Schema (a zod 3.24+/4, valibot or arktype schema: `payload: z.object({ text: z.string() })`);
  * the one below is written out by hand so that this file runs without dependencies. `ctx` is { taskId, attempt,
  * deferrals, signal, reportProgress(percent), log } (`log`: the worker's pino logger with the task's id, type and

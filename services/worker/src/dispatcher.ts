@@ -47,6 +47,7 @@ import {
   type Outcome,
   type Priority,
   provisionConsumer,
+  type RetryBackoff,
   streamOf,
   workerSubject,
 } from "@tm/flow";
@@ -77,6 +78,14 @@ export interface DispatcherOptions {
    *  without them the server's MaxDeliver counts every hand-back, and a task handed back by as many stopping
    *  workers as it has attempts would be given up on without having run. */
   handBackDeliveries?: number;
+  /** A task type's own retry policy (its handler's maxAttempts and retryBackoff), used where the task has none. */
+  typeRetryPolicy?: (type: string) => TypeRetryPolicy | undefined;
+}
+
+/** What a handler may declare for its type's retries (a task's own max_attempts and retry_backoff come first). */
+export interface TypeRetryPolicy {
+  maxAttempts?: number;
+  retryBackoff?: RetryBackoff;
 }
 
 /** A task message's identity: its task and generation. */
@@ -170,6 +179,7 @@ export class PriorityDispatcher {
     recordHandBacks,
     attemptOf,
     handBackDeliveries = 0,
+    typeRetryPolicy = () => undefined,
   }: DispatcherOptions) {
     this.#rt = rt;
     this.#settings = { ...rt.settings, handBackDeliveries };
@@ -199,10 +209,13 @@ export class PriorityDispatcher {
         handler,
         settings: this.#settings,
         isOutage,
-        // A task's max_attempts: its last attempt's failure dead-letters it, and an interrupted last attempt is not
-        // run again.
-        attemptsOf: (task) => task.maxAttempts,
-        retryDelayOf: (task, attempt) => (task.retryBackoff ? backoffDelayMs(task.retryBackoff, attempt) : undefined),
+        // A task's max_attempts (else its type's): its last attempt's failure dead-letters it, and an interrupted last
+        // attempt is not run again. Its retry_backoff likewise, else the pipeline's delays.
+        attemptsOf: (task) => task.maxAttempts ?? typeRetryPolicy(task.type)?.maxAttempts,
+        retryDelayOf: (task, attempt) => {
+          const backoff = task.retryBackoff ?? typeRetryPolicy(task.type)?.retryBackoff;
+          return backoff ? backoffDelayMs(backoff, attempt) : undefined;
+        },
         ...(attemptOf
           ? { attemptOf: (task, count) => attemptOf({ taskId: task.taskId, generation: task.generation }, count) }
           : {}),

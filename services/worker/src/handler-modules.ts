@@ -3,7 +3,7 @@
  * deployment runs its own work with this worker's image unchanged (BullMQ's processor file, Celery's `imports`).
  *
  * A module exports `handlers` (an array) or a default export (a handler or an array). A handler is a plain object,
- * `{ type, payload?, timeoutMs?, run(payload, ctx) }`: `payload` is any Standard Schema (zod, valibot, arktype; none: any object),
+ * `{ type, payload?, timeoutMs?, maxAttempts?, retryBackoff?, run(payload, ctx) }`: `payload` is any Standard Schema (zod, valibot, arktype; none: any object),
  * and nothing needs importing from this code base. Everything is checked before the worker takes a task, each
  * problem named with its module: a type must be listed in TASK_TYPES (which the gateway and ingest read too, so a
  * type the workers cannot run is refused at submission, not failed here), and every type TASK_TYPES lists needs a
@@ -13,11 +13,16 @@ import { isAbsolute, resolve } from "node:path";
 import { pathToFileURL } from "node:url";
 import {
   BUILT_IN_TASK_TYPES,
+  DEFAULT_FLOW_SETTINGS,
+  describeIssues,
   errorMessage,
+  MAX_RETRY_BACKOFF_MS,
   MAX_TASK_TIMEOUT_MS,
   PermanentError,
   RateLimitedError,
   RetryAfterError,
+  type RetryBackoff,
+  RetryBackoffSchema,
   type TaskTypes,
 } from "@tm/flow";
 import { ConfigError } from "@tm/kit";
@@ -57,8 +62,17 @@ export function parseModuleList(text: string): string[] {
 export async function loadHandlerModules(
   specifiers: readonly string[],
   taskTypes: TaskTypes,
-  cwd: string = process.cwd(),
-  loadTimeoutMs: number = MODULE_LOAD_TIMEOUT_MS,
+  {
+    cwd = process.cwd(),
+    loadTimeoutMs = MODULE_LOAD_TIMEOUT_MS,
+    maxDeliver = DEFAULT_FLOW_SETTINGS.maxDeliver,
+  }: {
+    /** Where a path is taken from. */
+    cwd?: string;
+    loadTimeoutMs?: number;
+    /** FLOW_MAX_DELIVER: a type may ask for fewer attempts, not more. */
+    maxDeliver?: number;
+  } = {},
 ): Promise<TaskHandler[]> {
   const handlers: TaskHandler[] = [];
   const moduleOf = new Map<string, string>();
@@ -68,7 +82,7 @@ export async function loadHandlerModules(
       throw fail(`cannot be loaded: ${errorMessage(error)}`);
     });
     for (const [index, candidate] of handlersIn(exported, fail).entries()) {
-      const handler = checkedHandler(candidate, (problem) => fail(`handler ${index + 1}: ${problem}`));
+      const handler = checkedHandler(candidate, maxDeliver, (problem) => fail(`handler ${index + 1}: ${problem}`));
       const { type } = handler;
       if ((BUILT_IN_TASK_TYPES as readonly string[]).includes(type)) {
         throw fail(`"${type}" is a built-in task type: give yours another name`);
@@ -120,9 +134,9 @@ function handlersIn(exported: Record<string, unknown>, fail: (problem: string) =
   return list;
 }
 
-function checkedHandler(candidate: unknown, fail: (problem: string) => Error): TaskHandler {
+function checkedHandler(candidate: unknown, maxDeliver: number, fail: (problem: string) => Error): TaskHandler {
   if (typeof candidate !== "object" || candidate === null) throw fail("is not an object { type, payload?, run }");
-  const { type, payload, run, timeoutMs } = candidate as Record<string, unknown>;
+  const { type, payload, run, timeoutMs, maxAttempts, retryBackoff } = candidate as Record<string, unknown>;
   if (typeof type !== "string" || type === "") throw fail("has no `type` (a string)");
   if (typeof run !== "function") throw fail(`"${type}" has no \`run\` function`);
   if (payload !== undefined && !isStandardSchema(payload)) {
@@ -141,12 +155,38 @@ function checkedHandler(candidate: unknown, fail: (problem: string) => Error): T
       `"${type}": \`timeoutMs\` must be a whole number of milliseconds from 1 to ${MAX_TASK_TIMEOUT_MS} (24 h)`,
     );
   }
+  if (
+    maxAttempts !== undefined &&
+    !(typeof maxAttempts === "number" && Number.isInteger(maxAttempts) && maxAttempts >= 1 && maxAttempts <= maxDeliver)
+  ) {
+    throw fail(
+      `"${type}": \`maxAttempts\` must be a whole number from 1 to ${maxDeliver} (FLOW_MAX_DELIVER: a type may ask ` +
+        "for fewer attempts, not more)",
+    );
+  }
   return {
     type,
     payload: (payload as PayloadSchema | undefined) ?? ANY_PAYLOAD,
     run: run.bind(candidate) as TaskHandler["run"],
     ...(timeoutMs === undefined ? {} : { timeoutMs: timeoutMs as number }),
+    ...(maxAttempts === undefined ? {} : { maxAttempts: maxAttempts as number }),
+    ...(retryBackoff === undefined ? {} : { retryBackoff: checkedBackoff(type, retryBackoff, fail) }),
   };
+}
+
+/** `{ delayMs, multiplier?, maxDelayMs?, jitter? }`, with SubmitTaskRequest.retry_backoff's defaults and bounds. */
+function checkedBackoff(type: string, given: unknown, fail: (problem: string) => Error): RetryBackoff {
+  const parsed = RetryBackoffSchema.safeParse(
+    typeof given === "object" && given !== null
+      ? { multiplier: 1, maxDelayMs: MAX_RETRY_BACKOFF_MS, jitter: 0, ...given }
+      : given,
+  );
+  if (!parsed.success) {
+    throw fail(
+      `"${type}": \`retryBackoff\` must be { delayMs, multiplier?, maxDelayMs?, jitter? } (${describeIssues(parsed.error)})`,
+    );
+  }
+  return parsed.data;
 }
 
 function isStandardSchema(value: unknown): value is PayloadSchema {

@@ -138,7 +138,10 @@ export function createTaskRunner({
   }
 
   async function run(task: EnrichedTaskMessage, ctx: DeliveryContext): Promise<void> {
-    const { taskId, generation, maxAttempts } = task;
+    const { taskId, generation } = task;
+    const handler = handlers(task.type);
+    // The task's own max_attempts, else its type's (the DeliveryProcessor holds deliveries to the same).
+    const maxAttempts = task.maxAttempts ?? handler?.maxAttempts;
     // With max_attempts, also the attempt its status says was last started (one round trip with the other reads);
     // not for a deferred delivery resuming, whose attempt that is.
     const [notRun, started] = await Promise.all([
@@ -169,7 +172,6 @@ export function createTaskRunner({
     if (maxAttempts && started !== undefined && started >= ctx.attempt && started + 1 > maxAttempts) {
       throw new AttemptsExhaustedError(started + 1, maxAttempts);
     }
-    const handler = handlers(task.type);
     // The gateway and ingest accepted the type (their TASK_TYPES), so a worker that runs it exists or is coming: a
     // rollout that has not reached this one yet. Retried later, likely elsewhere, like Temporal's unregistered
     // activity; if no worker ever runs it, its attempts run out and it is dead-lettered, to replay once one does.

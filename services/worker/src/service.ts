@@ -36,7 +36,10 @@ export const worker = defineService({
     const typeProblem = typeNamesProblem(rt.config, taskTypes);
     if (typeProblem) throw new ConfigError(typeProblem);
     // The deployment's own types, before anything is consumed: a module that does not check out stops the start.
-    const own = await loadHandlerModules(rt.config.WORKER_HANDLER_MODULES, taskTypes);
+    const own = await loadHandlerModules(rt.config.WORKER_HANDLER_MODULES, taskTypes, {
+      maxDeliver: rt.settings.maxDeliver,
+    });
+    const handlers = handlerRegistry(own);
     if (own.length > 0) {
       rt.log.info({ types: own.map((handler) => handler.type) }, "handlers loaded from WORKER_HANDLER_MODULES");
     }
@@ -47,7 +50,7 @@ export const worker = defineService({
       rt,
       running,
       timeoutMs: rt.config.TASK_TIMEOUT_MS,
-      handlers: handlerRegistry(own),
+      handlers,
       workerId,
       // JavaScript cannot stop a handler that ignores its signal; only a new process frees what those hold.
       onAbandoned: (count) => {
@@ -91,6 +94,7 @@ export const worker = defineService({
       recordHandBacks: (deliveries) => recordHandBacks(rt.redis, deliveries),
       attemptOf: ({ taskId, generation }, count) => redeliveredAttempt(rt.redis, taskId, generation, count),
       handBackDeliveries: rt.config.WORKER_HANDBACK_DELIVERIES,
+      typeRetryPolicy: handlers,
     });
     // A running task is aborted; one whose delivery waits in the dispatcher's buffers is let through to be skipped.
     const cancelSubscription = listenForCancellations(rt.nats.nc, running, rt.log, (taskId) => {

@@ -93,15 +93,26 @@ describe("handlers loaded from WORKER_HANDLER_MODULES", () => {
     expect(await Promise.all(own.map((handler) => handler.run({}, context())))).toEqual([1, "two"]);
   });
 
-  test("a handler's own timeoutMs is kept", async () => {
-    const path = moduleFile("timed.mjs", 'export const handlers = [{ type: "timed", timeoutMs: 2500, run() {} }];');
+  test("a handler's own timeoutMs, maxAttempts and retryBackoff are kept, the backoff's unset fields defaulted", async () => {
+    const path = moduleFile(
+      "timed.mjs",
+      'export const handlers = [{ type: "timed", timeoutMs: 2500, maxAttempts: 2, retryBackoff: { delayMs: 100 }, run() {} }];',
+    );
     const [handler] = await loadHandlerModules([path], parseTaskTypes("timed"));
-    expect(handler?.timeoutMs).toBe(2500);
+    expect(handler).toMatchObject({
+      timeoutMs: 2500,
+      maxAttempts: 2,
+      retryBackoff: { delayMs: 100, multiplier: 1, maxDelayMs: 3_600_000, jitter: 0 },
+    });
+    // FLOW_MAX_DELIVER raised: more attempts may be asked for.
+    const more = moduleFile("more.mjs", 'export const handlers = [{ type: "more", maxAttempts: 8, run() {} }];');
+    const [many] = await loadHandlerModules([more], parseTaskTypes("more"), { maxDeliver: 10 });
+    expect(many?.maxAttempts).toBe(8);
   });
 
   test("a path is taken from the working directory", async () => {
     moduleFile("relative.mjs", 'export const handlers = [{ type: "rel", run: () => "ok" }];');
-    const [handler] = await loadHandlerModules(["./relative.mjs"], parseTaskTypes("rel"), dir);
+    const [handler] = await loadHandlerModules(["./relative.mjs"], parseTaskTypes("rel"), { cwd: dir });
     expect(handler?.type).toBe("rel");
   });
 
@@ -131,6 +142,24 @@ describe("handlers loaded from WORKER_HANDLER_MODULES", () => {
       'export const handlers = [{ type: "one", timeoutMs: 0, run() {} }];',
       "one",
       /handler 1: "one": `timeoutMs` must be a whole number/,
+    ],
+    [
+      "attempts.mjs",
+      'export const handlers = [{ type: "one", maxAttempts: 6, run() {} }];',
+      "one",
+      /handler 1: "one": `maxAttempts` must be a whole number from 1 to 5 \(FLOW_MAX_DELIVER: a type may ask for fewer/,
+    ],
+    [
+      "backoff.mjs",
+      'export const handlers = [{ type: "one", retryBackoff: { delayMs: 100, multiplier: 0.5 }, run() {} }];',
+      "one",
+      /handler 1: "one": `retryBackoff` must be \{ delayMs, multiplier\?, maxDelayMs\?, jitter\? \} \(multiplier: /,
+    ],
+    [
+      "backoff-text.mjs",
+      'export const handlers = [{ type: "one", retryBackoff: "1s", run() {} }];',
+      "one",
+      /handler 1: "one": `retryBackoff` must be \{ delayMs/,
     ],
     [
       "builtin.mjs",
@@ -165,7 +194,7 @@ describe("handlers loaded from WORKER_HANDLER_MODULES", () => {
 
   test("a module that never finishes loading is refused after the deadline, naming it", async () => {
     const hanging = moduleFile("hanging.mjs", "await new Promise(() => {});\nexport const handlers = [];");
-    await expect(loadHandlerModules([hanging], parseTaskTypes("one"), dir, 200)).rejects.toThrow(
+    await expect(loadHandlerModules([hanging], parseTaskTypes("one"), { loadTimeoutMs: 200 })).rejects.toThrow(
       /hanging\.mjs: cannot be loaded: it did not finish loading within 200 ms \(a top-level await\?\)/,
     );
   });

@@ -1,4 +1,5 @@
 import type { StandardSchemaV1 } from "@standard-schema/spec";
+import type { RetryBackoff } from "@tm/flow";
 import type { Logger } from "@tm/kit";
 
 /** What a handler gets besides its payload. */
@@ -30,6 +31,12 @@ export interface TaskHandler<P extends PayloadSchema = PayloadSchema> {
   /** How long one attempt of this type may run, when the task was not submitted with its own `timeout`: in place of
    *  the worker's TASK_TIMEOUT_MS (Celery's per-task time_limit, Temporal's per-activity start-to-close). */
   timeoutMs?: number;
+  /** The most attempts of a task of this type that was not submitted with its own max_attempts (1 to
+   *  FLOW_MAX_DELIVER; Celery's max_retries + 1, Temporal's maximum attempts). */
+  maxAttempts?: number;
+  /** The wait after each failed attempt of a task of this type that was not submitted with its own retry_backoff,
+   *  in place of FLOW_RETRY_DELAYS_MS (a handler's RetryAfterError still comes first). */
+  retryBackoff?: RetryBackoff;
   run(payload: StandardSchemaV1.InferOutput<P>, ctx: TaskContext): Promise<unknown> | unknown;
 }
 
