@@ -3,7 +3,7 @@
 export const USAGE = `Usage: taskctl <command> [options]
 
 Commands:
-  submit <type>     submit a task (echo, sleep, checksum, flaky, fail)
+  submit <type>     submit a task (echo, sleep, checksum, flaky, fail, or one of the deployment's TASK_TYPES)
   submit-batch <file>  submit the tasks of a JSON Lines file (- for standard input), many per call
   get <id>          show a task
   watch <id...>     follow tasks live until they finish
@@ -133,7 +133,7 @@ refused line (2 invalid, 4 unavailable, 5 other).`,
     "Lists tasks newest first (with --stalled, longest unmoved first). When more match, the last line gives the\n--page-token for the next page.",
     `Options:
   --state S         pending, ingested, scheduled, running, succeeded, failed, cancelled
-  --type T          echo, sleep, checksum, flaky, fail
+  --type T          echo, sleep, checksum, flaky, fail, or one of the deployment's TASK_TYPES
   --priority P      high, medium, low
   --since T         created at or after T: ISO time (2026-01-31T12:00:00Z), a duration ago (30s, 15m, 1h, 2d) or now
   --until T         created before T (same forms)
