@@ -8,7 +8,7 @@
 import { join } from "node:path";
 import type { JsonObject } from "@bufbuild/protobuf";
 import { Code, ConnectError } from "@connectrpc/connect";
-import { Priority, type SubmitTaskAndStreamStatusResponse, TaskState } from "@tm/proto";
+import { createAdminClient, Priority, type SubmitTaskAndStreamStatusResponse, TaskState } from "@tm/proto";
 import { readDeadLetters, readHistory } from "@tm/store";
 import { REPO_ROOT, waitFor } from "@tm/testkit";
 import { afterAll, beforeAll, describe, expect, test } from "vitest";
@@ -205,6 +205,10 @@ describe("the pipeline", () => {
         letters.some((letter) => letter.taskId === taskId && letter.reason === "rejected"),
       );
     });
+
+    // The worker's report names the types it loaded (ListWorkers, taskctl workers).
+    const { workers } = await createAdminClient({ baseUrl: pipeline.gatewayUrl }).listWorkers({});
+    expect(workers.map((worker) => worker.ownTaskTypes)).toEqual([["slugify", "word-count"]]);
 
     // A type nobody listed is still refused at the gateway, which names the ones it runs.
     const refused = await pipeline.client.submitTask({ type: "resize", payload: {} }).catch((e) => e as ConnectError);

@@ -44,6 +44,8 @@ export interface WorkerReport {
   abandoned?: number;
   /** The first MAX_REPORTED_ABANDONED of them, longest abandoned first: task, type, since (ms). */
   abandonedHandlers?: Array<{ taskId: string; type: string; sinceMs: number }>;
+  /** The deployment's own task types it runs (loaded from WORKER_HANDLER_MODULES); absent when none. */
+  ownTaskTypes?: string[];
   /** Whether it takes no new tasks (an operator's QuietWorker), as it applies it; absent in older reports. */
   quiet?: boolean;
   /** When it wrote this report (ms). */

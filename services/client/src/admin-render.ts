@@ -357,6 +357,8 @@ export function workerState(worker: Pick<WorkerInfo, "quiet" | "quietRequested">
 
 export function renderWorkers(workers: WorkerInfo[], now: number): string {
   if (workers.length === 0) return "no live workers (none reported within the last three report intervals)";
+  // The deployment's own task types, only where some worker runs any (a rollout shows which have a new one yet).
+  const ownTypes = workers.some((worker) => worker.ownTaskTypes.length > 0);
   const workerTable = table(
     [
       { header: "WORKER", max: 60 },
@@ -366,6 +368,7 @@ export function renderWorkers(workers: WorkerInfo[], now: number): string {
       { header: "QUEUED", align: "right" },
       { header: "PAUSED" },
       { header: "STATE" },
+      ...(ownTypes ? [{ header: "OWN TYPES", max: 60 }] : []),
     ],
     workers.map((worker) => [
       worker.id,
@@ -375,6 +378,7 @@ export function renderWorkers(workers: WorkerInfo[], now: number): string {
       String(worker.queued),
       worker.pausedQueues.map(priorityName).join(",") || "-",
       workerState(worker),
+      ...(ownTypes ? [worker.ownTaskTypes.join(",") || "-"] : []),
     ]),
   );
   const running = workers

@@ -360,6 +360,16 @@ describe("limits ls", () => {
       "t-1   sleep  high            3  1m           worker-b:1",
       "t-2   sleep  high            1  5s           worker-a:1",
     ]);
+    // The deployment's own types, in a column only where some worker runs any.
+    const withOwn = [
+      create(WorkerInfoSchema, { id: "new:1", concurrency: 2, ownTaskTypes: ["slugify", "word-count"] }),
+      create(WorkerInfoSchema, { id: "old:1", concurrency: 2 }),
+    ];
+    expect(renderWorkers(withOwn, NOW).split("\n").slice(0, 3)).toEqual([
+      "WORKER  STARTED  SEEN  RUNNING  QUEUED  PAUSED  STATE         OWN TYPES",
+      "new:1   -        -         0/2       0  -       taking tasks  slugify,word-count",
+      "old:1   -        -         0/2       0  -       taking tasks  -",
+    ]);
     const busy = create(WorkerInfoSchema, { id: "worker-b:1", runningCount: 150, running: [task("t-1", NOW - 1_000)] });
     expect(renderWorkers([busy], NOW).split("\n").at(-1)).toBe(
       "(149 more running: a worker lists its 100 longest running)",

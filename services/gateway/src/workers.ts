@@ -34,6 +34,7 @@ export function workerToProto(report: ListedWorker) {
     runningCount: report.runningCount,
     abandoned: report.abandoned ?? 0,
     quiet: report.quiet === true,
+    ownTaskTypes: report.ownTaskTypes ?? [],
     abandonedHandlers: (report.abandonedHandlers ?? []).map((handler) => ({
       taskId: handler.taskId,
       type: handler.type,

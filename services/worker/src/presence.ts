@@ -37,6 +37,8 @@ export interface PresenceOptions {
   /** Handlers running on after their attempt ended (run-task.ts): how many, and the first `limit` of them. */
   abandoned: () => number;
   abandonedHandlers?: (limit: number) => Array<{ taskId: string; type: string; sinceMs: number }>;
+  /** The deployment's own task types this worker loaded handlers for (WORKER_HANDLER_MODULES). */
+  ownTaskTypes?: readonly string[];
   intervalMs: number;
   log: Logger;
 }
@@ -49,6 +51,7 @@ export function reportPresence({
   concurrency,
   abandoned,
   abandonedHandlers,
+  ownTaskTypes = [],
   intervalMs,
   log,
 }: PresenceOptions) {
@@ -66,6 +69,7 @@ export function reportPresence({
     running: running.list(MAX_REPORTED_TASKS),
     abandoned: abandoned(),
     ...(abandonedHandlers ? { abandonedHandlers: abandonedHandlers(MAX_REPORTED_ABANDONED) } : {}),
+    ...(ownTaskTypes.length > 0 ? { ownTaskTypes: [...ownTaskTypes] } : {}),
     quiet: dispatcher.quiet,
     seenAtMs: Date.now(),
   });

@@ -183,6 +183,7 @@ export const worker = defineService({
       concurrency: rt.config.WORKER_CONCURRENCY,
       abandoned: runner.abandoned,
       abandonedHandlers: runner.abandonedHandlers,
+      ownTaskTypes: own.map((handler) => handler.type),
       intervalMs: rt.config.WORKER_REPORT_INTERVAL_MS,
       log: rt.log,
     });

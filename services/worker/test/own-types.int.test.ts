@@ -1,13 +1,16 @@
 /**
  * The deployment's own task types in a running worker (TASK_TYPES, WORKER_HANDLER_MODULES) against real nats-server
  * and redis-server: a handler module loaded at start runs its tasks, and its type's retry policy (maxAttempts,
- * retryBackoff) applies to tasks submitted without their own, while a task's own max_attempts still comes first.
+ * retryBackoff) applies to tasks submitted without their own, while a task's own max_attempts still comes first; its
+ * report for operators names the types it loaded.
  */
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { readWorkerReport } from "@tm/store";
 import { useInfra, waitFor } from "@tm/testkit";
 import { afterAll, expect, test } from "vitest";
+import { DEFAULT_WORKER_ID } from "../src/presence.js";
 import { enrichedTask, publishTask, useWatchedWorker } from "./support.js";
 
 const dir = mkdtempSync(join(tmpdir(), "tm-own-types-"));
@@ -61,4 +64,9 @@ test("the type's maxAttempts and retryBackoff apply to a task without its own; i
       .map((a) => a.detail?.retryInMs);
   expect(waits(byType.taskId)).toEqual([40]);
   expect(waits(ownLimit.taskId)).toEqual([40, 120]);
+});
+
+test("its report for operators names the types it loaded (ListWorkers, taskctl workers: which workers have them)", async () => {
+  const report = await readWorkerReport(w.redis, DEFAULT_WORKER_ID);
+  expect(report?.ownTaskTypes).toEqual(["shout", "flaky-api"]);
 });

@@ -208,7 +208,8 @@ function workerSections(workers: WorkerInfo[], actions: WorkerActions): HTMLElem
       : table(
           ["Worker", "Started", "Last report", "Running", "Buffered", "Paused", "State", "Action"],
           workers.map((worker) => [
-            worker.id,
+            // With the deployment's own task types it runs: during a rollout, which workers have a new one yet.
+            worker.ownTaskTypes.length > 0 ? `${worker.id} (own types: ${worker.ownTaskTypes.join(", ")})` : worker.id,
             ago(dateOf(worker.startedAt), now),
             ago(dateOf(worker.seenAt), now),
             `${worker.runningCount} of ${worker.concurrency}` +
