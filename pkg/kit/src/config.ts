@@ -65,6 +65,21 @@ const msList = z
   .default(DEFAULT_FLOW_SETTINGS.retryDelaysMs.join(","))
   .transform((value) => value.split(",").map((part) => Number(part.trim())));
 
+/** A variable parsed by a function that throws an Error saying what is wrong (reported as the variable's problem). */
+export function parsedText<T>(parse: (text: string) => T, defaultText = "") {
+  return z
+    .string()
+    .default(defaultText)
+    .transform((text, ctx) => {
+      try {
+        return parse(text);
+      } catch (error) {
+        ctx.addIssue({ code: "custom", message: (error as Error).message });
+        return z.NEVER;
+      }
+    });
+}
+
 /** Variables every service reads. */
 /** TASK_RETENTION_SECONDS's default: a week (@tm/store's Bounds.taskTtlSeconds). */
 export const DEFAULT_TASK_RETENTION_SECONDS = 7 * 24 * 3600;
@@ -119,17 +134,7 @@ export const baseConfigShape = {
   /** The deployment's own task types beside the built-in ones ("send-email,resize-image"), whose handlers the workers
    *  load from WORKER_HANDLER_MODULES: the same value on every service (the gateway and ingest accept them, the stages
    *  label their metrics with them). */
-  TASK_TYPES: z
-    .string()
-    .default("")
-    .transform((text, ctx) => {
-      try {
-        return parseTaskTypes(text);
-      } catch (error) {
-        ctx.addIssue({ code: "custom", message: (error as Error).message });
-        return z.NEVER;
-      }
-    }),
+  TASK_TYPES: parsedText(parseTaskTypes),
   LOG_LEVEL: z.enum(["fatal", "error", "warn", "info", "debug", "trace", "silent"]).default("info"),
   OTEL_EXPORTER_OTLP_ENDPOINT: url(["http", "https"]).optional(),
   OTEL_SERVICE_NAME: z.string().optional(),

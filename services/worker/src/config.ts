@@ -1,27 +1,12 @@
 /** The worker's own environment variables (the base ones come from @tm/kit). */
 import type { TaskTypes } from "@tm/flow";
-import { nonNegativeInt, positiveInt } from "@tm/kit";
+import { nonNegativeInt, parsedText as parsed, positiveInt } from "@tm/kit";
 import { z } from "zod";
 import { DEFAULT_RATE_LIMIT_HOLD_MS } from "./dispatcher.js";
 import { parseModuleList } from "./handler-modules.js";
 import { DEFAULT_WORKER_ID } from "./presence.js";
 import { parseTypeConcurrency, parseTypeRates } from "./type-limits-config.js";
 import { DEFAULT_PRIORITY_WEIGHTS, parsePriorityWeights } from "./weighted-picker.js";
-
-/** A variable parsed by a function that throws an Error saying what is wrong (reported as the variable's problem). */
-function parsed<T>(parse: (text: string) => T, defaultText = "") {
-  return z
-    .string()
-    .default(defaultText)
-    .transform((text, ctx) => {
-      try {
-        return parse(text);
-      } catch (error) {
-        ctx.addIssue({ code: "custom", message: (error as Error).message });
-        return z.NEVER;
-      }
-    });
-}
 
 export const workerConfig = {
   /** Tasks run at once by this process. */
