@@ -3,8 +3,9 @@
  * deployment runs its own work with this worker's image unchanged (BullMQ's processor file, Celery's `imports`).
  *
  * A module exports `handlers` (an array) or a default export (a handler or an array). A handler is a plain object,
- * `{ type, payload?, timeoutMs?, maxAttempts?, retryBackoff?, run(payload, ctx) }`: `payload` is any Standard Schema (zod, valibot, arktype; none: any object),
- * and nothing needs importing from this code base. Everything is checked before the worker takes a task, each
+ * `{ type, payload?, timeoutMs?, maxAttempts?, retryBackoff?, run(payload, ctx) }`: `payload` is any Standard Schema
+ * (zod, valibot, arktype; none: any object), and nothing needs importing from this code base (its errors are
+ * recognised by name: handler-errors.ts). Everything is checked before the worker takes a task, each
  * problem named with its module: a type must be listed in TASK_TYPES (which the gateway and ingest read too, so a
  * type the workers cannot run is refused at submission, not failed here), and every type TASK_TYPES lists needs a
  * handler, so no worker takes a task it cannot run.
@@ -18,9 +19,6 @@ import {
   errorMessage,
   MAX_RETRY_BACKOFF_MS,
   MAX_TASK_TIMEOUT_MS,
-  PermanentError,
-  RateLimitedError,
-  RetryAfterError,
   type RetryBackoff,
   RetryBackoffSchema,
   type TaskTypes,
@@ -55,8 +53,9 @@ export function parseModuleList(text: string): string[] {
 }
 
 /**
- * Imports each module and returns its handlers, checked. A path ("./x.mjs", "/app/x.mjs", "file:…") is taken from
- * `cwd`; anything else is a package name, resolved as an import from the worker's own module (its node_modules).
+ * Imports each module and returns its handlers, checked. A path ("./x.mjs", "/app/x.mjs") is taken from `cwd`;
+ * anything else (a package name, a file: URL) is imported as it is: a package resolved from the worker's own module
+ * (its node_modules).
  * Throws a ConfigError naming the variable, the module and the problem.
  */
 export async function loadHandlerModules(
@@ -192,24 +191,4 @@ function checkedBackoff(type: string, given: unknown, fail: (problem: string) =>
 function isStandardSchema(value: unknown): value is PayloadSchema {
   const props = (value as { "~standard"?: { validate?: unknown } } | null)?.["~standard"];
   return typeof props?.validate === "function";
-}
-
-/**
- * A handler's error as the pipeline's own class when it says it is one by its name: a handler module has no access
- * to this worker's classes (it imports nothing from here, and a copy of @tm/flow would be another class), so
- * `PermanentError` (not retried), `RetryAfterError` and `RateLimitedError` (with a numeric `retryAfterMs`) are
- * recognised by `name`. Anything else is returned as it is: an ordinary failed attempt. The stack stays the one
- * thrown (where in the module it was thrown); not a `cause`, which the logs would print as a second message.
- */
-export function recognisedError(error: unknown): unknown {
-  if (error instanceof PermanentError || error instanceof RetryAfterError || !(error instanceof Error)) return error;
-  const { retryAfterMs } = error as { retryAfterMs?: unknown };
-  const waits = typeof retryAfterMs === "number" && Number.isFinite(retryAfterMs) && retryAfterMs >= 0;
-  let recognised: Error;
-  if (error.name === "PermanentError") recognised = new PermanentError(error.message);
-  else if (error.name === "RetryAfterError" && waits) recognised = new RetryAfterError(error.message, retryAfterMs);
-  else if (error.name === "RateLimitedError" && waits) recognised = new RateLimitedError(error.message, retryAfterMs);
-  else return error;
-  recognised.stack = error.stack;
-  return recognised;
 }

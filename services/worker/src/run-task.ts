@@ -25,7 +25,7 @@ import type { Runtime } from "@tm/kit";
 import { startedAttempt, whyNotRun } from "@tm/store";
 import { type AbandonHooks, untilAborted } from "./abortable.js";
 import { type RunningTasks, TaskCancelledError } from "./cancellation.js";
-import { recognisedError } from "./handler-modules.js";
+import { recognisedError } from "./handler-errors.js";
 import { handlerFor } from "./handlers/index.js";
 import { type TaskHandler, validatePayload } from "./handlers/types.js";
 import { DEFAULT_WORKER_ID } from "./presence.js";
