@@ -1,7 +1,8 @@
 /**
  * The `type` and `priority` metric labels of a message. The message may be anything (a dead letter's body is whatever
- * was published, possibly garbage; an event is no task at all): only the contract's values become label values,
- * anything else is "other" (a type is a value when the deployment runs it: built in or in TASK_TYPES), so neither a flood of poison messages nor a stray publisher can create unbounded series.
+ * was published, possibly garbage; an event is no task at all): only the priorities and the task types the
+ * deployment runs (built in, or in TASK_TYPES: at most 100) become label values, anything else is "other", so neither
+ * a flood of poison messages nor a stray publisher can create unbounded series.
  */
 import {
   BUILT_IN_ONLY,
