@@ -8,7 +8,9 @@
  * module imports nothing from Task Manager. `timeoutMs` limits one attempt of the type (instead of the worker's
  * TASK_TIMEOUT_MS), `maxAttempts` and `retryBackoff` ({ delayMs, multiplier?, maxDelayMs?, jitter? }) are its retry
  * policy (instead of FLOW_MAX_DELIVER and FLOW_RETRY_DELAYS_MS); a task's own timeout, max_attempts and
- * retry_backoff still come first.
+ * retry_backoff still come first. `concurrency` (per worker), `globalConcurrency` (across every worker) and `rate`
+ * ("N/UNIT[:BURST]", e.g. "100/m:10", fleet-wide) are its limits; the WORKER_TYPE_* settings' entry for the type
+ * replaces them.
  * `payload` is any Standard Schema (a zod 3.24+/4, valibot or arktype schema: `payload: z.object({ text: z.string() })`);
  * the one below is written out by hand so that this file runs without dependencies. `ctx` is { taskId, attempt,
  * deferrals, signal, reportProgress(percent), log } (`log`: the worker's pino logger with the task's id, type and

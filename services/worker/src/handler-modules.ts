@@ -3,7 +3,7 @@
  * deployment runs its own work with this worker's image unchanged (BullMQ's processor file, Celery's `imports`).
  *
  * A module exports `handlers` (an array) or a default export (a handler or an array). A handler is a plain object,
- * `{ type, payload?, timeoutMs?, maxAttempts?, retryBackoff?, run(payload, ctx) }`: `payload` is any Standard Schema
+ * `{ type, payload?, run(payload, ctx), …its type's settings }`: `payload` is any Standard Schema
  * (zod, valibot, arktype; none: any object), and nothing needs importing from this code base (its errors are
  * recognised by name: handler-errors.ts). Everything is checked before the worker takes a task, each
  * problem named with its module: a type must be listed in TASK_TYPES (which the gateway and ingest read too, so a
@@ -24,7 +24,9 @@ import {
   type TaskTypes,
 } from "@tm/flow";
 import { ConfigError } from "@tm/kit";
+import type { TypeRate } from "@tm/store";
 import type { PayloadSchema, TaskHandler } from "./handlers/types.js";
+import { isConcurrency, parseRate, RATE_SHAPE } from "./type-limits-config.js";
 
 const VARIABLE = "WORKER_HANDLER_MODULES";
 
@@ -135,7 +137,8 @@ function handlersIn(exported: Record<string, unknown>, fail: (problem: string) =
 
 function checkedHandler(candidate: unknown, maxDeliver: number, fail: (problem: string) => Error): TaskHandler {
   if (typeof candidate !== "object" || candidate === null) throw fail("is not an object { type, payload?, run }");
-  const { type, payload, run, timeoutMs, maxAttempts, retryBackoff } = candidate as Record<string, unknown>;
+  const { type, payload, run, timeoutMs, maxAttempts, retryBackoff, concurrency, globalConcurrency, rate } =
+    candidate as Record<string, unknown>;
   if (typeof type !== "string" || type === "") throw fail("has no `type` (a string)");
   if (typeof run !== "function") throw fail(`"${type}" has no \`run\` function`);
   if (payload !== undefined && !isStandardSchema(payload)) {
@@ -163,6 +166,11 @@ function checkedHandler(candidate: unknown, maxDeliver: number, fail: (problem: 
         "for fewer attempts, not more)",
     );
   }
+  for (const [name, value] of Object.entries({ concurrency, globalConcurrency })) {
+    if (value !== undefined && !isConcurrency(value)) {
+      throw fail(`"${type}": \`${name}\` must be a whole number from 1 to 10000`);
+    }
+  }
   return {
     type,
     payload: (payload as PayloadSchema | undefined) ?? ANY_PAYLOAD,
@@ -170,7 +178,22 @@ function checkedHandler(candidate: unknown, maxDeliver: number, fail: (problem: 
     ...(timeoutMs === undefined ? {} : { timeoutMs: timeoutMs as number }),
     ...(maxAttempts === undefined ? {} : { maxAttempts: maxAttempts as number }),
     ...(retryBackoff === undefined ? {} : { retryBackoff: checkedBackoff(type, retryBackoff, fail) }),
+    ...(concurrency === undefined ? {} : { concurrency: concurrency as number }),
+    ...(globalConcurrency === undefined ? {} : { globalConcurrency: globalConcurrency as number }),
+    ...(rate === undefined ? {} : { rate: checkedRate(type, rate, fail) }),
   };
+}
+
+/** "N/UNIT[:BURST]", as an entry of WORKER_TYPE_RATES. */
+function checkedRate(type: string, given: unknown, fail: (problem: string) => Error): TypeRate {
+  let rate: TypeRate | undefined;
+  try {
+    rate = typeof given === "string" ? parseRate(given) : undefined;
+  } catch (error) {
+    throw fail(`"${type}": \`rate\` ${JSON.stringify(given)}: ${errorMessage(error)}`);
+  }
+  if (!rate) throw fail(`"${type}": \`rate\` must be ${RATE_SHAPE}`);
+  return rate;
 }
 
 /** `{ delayMs, multiplier?, maxDelayMs?, jitter? }`, with SubmitTaskRequest.retry_backoff's defaults and bounds. */

@@ -26,6 +26,7 @@ import { createTaskRunner } from "./run-task.js";
 import { followRuntimeLimits } from "./runtime-limits.js";
 import { followTypeBackoffs, recordBackoff } from "./type-backoffs.js";
 import { TypeLimits } from "./type-limits.js";
+import { typeLimitSettings } from "./type-limits-config.js";
 
 export const worker = defineService({
   name: "worker",
@@ -40,6 +41,8 @@ export const worker = defineService({
       maxDeliver: rt.settings.maxDeliver,
     });
     const handlers = handlerRegistry(own);
+    // The types' own limits (their handlers'), each replaced by a WORKER_TYPE_* entry for the type where there is one.
+    const typeSettings = typeLimitSettings(own, rt.config);
     if (own.length > 0) {
       rt.log.info({ types: own.map((handler) => handler.type) }, "handlers loaded from WORKER_HANDLER_MODULES");
     }
@@ -63,7 +66,7 @@ export const worker = defineService({
     const leaseMs = rt.settings.ackWaitMs;
     // Always there, limits or not: an operator can set fleet-wide limits at run time (runtime-limits.ts).
     const slots = new FleetSlots({
-      limits: rt.config.WORKER_TYPE_GLOBAL_CONCURRENCY,
+      limits: typeSettings.globalConcurrency,
       store: {
         take: (type, holder, limit) => takeTypeSlot(rt.redis, type, holder, limit, leaseMs),
         renew: (type, holders) => renewTypeSlots(rt.redis, type, holders, leaseMs),
@@ -75,8 +78,8 @@ export const worker = defineService({
     });
     slots.start();
     const limits = new TypeLimits({
-      concurrency: rt.config.WORKER_TYPE_CONCURRENCY,
-      rates: rt.config.WORKER_TYPE_RATES,
+      concurrency: typeSettings.concurrency,
+      rates: typeSettings.rates,
       slots,
       reserve: (type, rate) => reserveTypeStart(rt.redis, type, rate),
       wake: () => dispatcher.wake(),
@@ -111,9 +114,9 @@ export const worker = defineService({
     if (limits.active) {
       rt.log.info(
         {
-          concurrency: Object.fromEntries(rt.config.WORKER_TYPE_CONCURRENCY),
-          rates: Object.fromEntries(rt.config.WORKER_TYPE_RATES),
-          globalConcurrency: Object.fromEntries(rt.config.WORKER_TYPE_GLOBAL_CONCURRENCY),
+          concurrency: Object.fromEntries(typeSettings.concurrency),
+          rates: Object.fromEntries(typeSettings.rates),
+          globalConcurrency: Object.fromEntries(typeSettings.globalConcurrency),
         },
         "per-type limits in force",
       );
@@ -193,7 +196,7 @@ export const worker = defineService({
     const runtimeLimits = followRuntimeLimits(
       rt.redis,
       limits,
-      { globalConcurrency: rt.config.WORKER_TYPE_GLOBAL_CONCURRENCY, rates: rt.config.WORKER_TYPE_RATES },
+      { globalConcurrency: typeSettings.globalConcurrency, rates: typeSettings.rates },
       taskTypes.names,
       rt.config.WORKER_PAUSE_POLL_MS,
       rt.log,

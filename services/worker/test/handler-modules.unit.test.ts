@@ -10,6 +10,7 @@ import { loadHandlerModules } from "../src/handler-modules.js";
 import { handlerRegistry } from "../src/handlers/index.js";
 import type { TaskContext } from "../src/handlers/types.js";
 import { validatePayload } from "../src/handlers/types.js";
+import { typeLimitSettings } from "../src/type-limits-config.js";
 
 /** The example the docs give (docs/examples/handlers.mjs): what a deployment would write. */
 const EXAMPLE = fileURLToPath(new URL("../../../docs/examples/handlers.mjs", import.meta.url));
@@ -111,6 +112,41 @@ describe("handlers loaded from WORKER_HANDLER_MODULES", () => {
     expect(many?.maxAttempts).toBe(8);
   });
 
+  test("a type's own limits, each replaced by a WORKER_TYPE_* entry for the type where there is one", async () => {
+    const path = moduleFile(
+      "limited.mjs",
+      'export const handlers = [{ type: "mail", concurrency: 2, globalConcurrency: 5, rate: "100/m:10", run() {} }];',
+    );
+    const own = await loadHandlerModules([path], parseTaskTypes("mail"));
+    expect(own[0]).toMatchObject({ concurrency: 2, globalConcurrency: 5, rate: { perSecond: 100 / 60, burst: 10 } });
+    const none = {
+      WORKER_TYPE_CONCURRENCY: new Map(),
+      WORKER_TYPE_GLOBAL_CONCURRENCY: new Map(),
+      WORKER_TYPE_RATES: new Map(),
+    };
+    expect(typeLimitSettings(own, none)).toEqual({
+      concurrency: new Map([["mail", 2]]),
+      globalConcurrency: new Map([["mail", 5]]),
+      rates: new Map([["mail", { perSecond: 100 / 60, burst: 10 }]]),
+    });
+    const operator = {
+      ...none,
+      WORKER_TYPE_CONCURRENCY: new Map([
+        ["mail", 1],
+        ["echo", 3],
+      ]),
+      WORKER_TYPE_RATES: new Map([["mail", { perSecond: 1, burst: 1 }]]),
+    };
+    expect(typeLimitSettings(own, operator)).toEqual({
+      concurrency: new Map([
+        ["mail", 1],
+        ["echo", 3],
+      ]),
+      globalConcurrency: new Map([["mail", 5]]),
+      rates: new Map([["mail", { perSecond: 1, burst: 1 }]]),
+    });
+  });
+
   test("a path is taken from the working directory", async () => {
     moduleFile("relative.mjs", 'export const handlers = [{ type: "rel", run: () => "ok" }];');
     const [handler] = await loadHandlerModules(["./relative.mjs"], parseTaskTypes("rel"), { cwd: dir });
@@ -161,6 +197,24 @@ describe("handlers loaded from WORKER_HANDLER_MODULES", () => {
       'export const handlers = [{ type: "one", retryBackoff: "1s", run() {} }];',
       "one",
       /handler 1: "one": `retryBackoff` must be \{ delayMs/,
+    ],
+    [
+      "concurrency.mjs",
+      'export const handlers = [{ type: "one", globalConcurrency: 0, run() {} }];',
+      "one",
+      /handler 1: "one": `globalConcurrency` must be a whole number from 1 to 10000/,
+    ],
+    [
+      "rate.mjs",
+      'export const handlers = [{ type: "one", rate: "fast", run() {} }];',
+      "one",
+      /handler 1: "one": `rate` must be N\/UNIT\[:BURST\] with UNIT s, m or h/,
+    ],
+    [
+      "rate-high.mjs",
+      'export const handlers = [{ type: "one", rate: "1000000/s", run() {} }];',
+      "one",
+      /handler 1: "one": `rate` "1000000\/s": the rate must be above 0 and at most 100000\/s/,
     ],
     [
       "builtin.mjs",

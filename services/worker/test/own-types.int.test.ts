@@ -2,7 +2,8 @@
  * The deployment's own task types in a running worker (TASK_TYPES, WORKER_HANDLER_MODULES) against real nats-server
  * and redis-server: a handler module loaded at start runs its tasks, and its type's retry policy (maxAttempts,
  * retryBackoff) applies to tasks submitted without their own, while a task's own max_attempts still comes first; its
- * report for operators names the types it loaded.
+ * own concurrency limit holds its tasks to one at a time in a worker of 8 slots; the worker's report for operators
+ * names the types it loaded.
  */
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -26,11 +27,25 @@ writeFileSync(
       retryBackoff: { delayMs: 40, multiplier: 3 },
       run: (_payload, { attempt }) => { throw new Error("the API is down (attempt " + attempt + ")"); },
     },
+    {
+      type: "one-at-a-time",
+      concurrency: 1,
+      async run() {
+        const seen = (globalThis.__tmOneAtATime ??= { now: 0, max: 0 });
+        seen.max = Math.max(seen.max, ++seen.now);
+        await new Promise((resolve) => setTimeout(resolve, 150));
+        seen.now--;
+        return {};
+      },
+    },
   ];`,
 );
 
 const infra = useInfra();
-const w = useWatchedWorker(infra, { TASK_TYPES: "shout,flaky-api", WORKER_HANDLER_MODULES: modulePath });
+const w = useWatchedWorker(infra, {
+  TASK_TYPES: "shout,flaky-api,one-at-a-time",
+  WORKER_HANDLER_MODULES: modulePath,
+});
 
 async function refreshed<T>(read: () => T): Promise<T> {
   await Promise.all([w.events.refresh(), w.tasks.refresh()]);
@@ -68,5 +83,16 @@ test("the type's maxAttempts and retryBackoff apply to a task without its own; i
 
 test("its report for operators names the types it loaded (ListWorkers, taskctl workers: which workers have them)", async () => {
   const report = await readWorkerReport(w.redis, DEFAULT_WORKER_ID);
-  expect(report?.ownTaskTypes).toEqual(["shout", "flaky-api"]);
+  expect(report?.ownTaskTypes).toEqual(["shout", "flaky-api", "one-at-a-time"]);
+});
+
+test("the type's own concurrency holds its tasks to one at a time in a worker with eight slots", async () => {
+  const tasks = [1, 2, 3].map(() => enrichedTask("one-at-a-time", {}));
+  await Promise.all(tasks.map((task) => publishTask(w.nc, task)));
+  await waitFor(
+    "all three SUCCEEDED",
+    async () =>
+      await refreshed(() => tasks.every((t) => w.events.statuses(t.taskId).some((s) => s.state === "SUCCEEDED"))),
+  );
+  expect((globalThis as { __tmOneAtATime?: { max: number } }).__tmOneAtATime?.max).toBe(1);
 });

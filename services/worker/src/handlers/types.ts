@@ -1,6 +1,7 @@
 import type { StandardSchemaV1 } from "@standard-schema/spec";
 import type { RetryBackoff } from "@tm/flow";
 import type { Logger } from "@tm/kit";
+import type { TypeRate } from "@tm/store";
 
 /** What a handler gets besides its payload. */
 export interface TaskContext {
@@ -37,6 +38,13 @@ export interface TaskHandler<P extends PayloadSchema = PayloadSchema> {
   /** The wait after each failed attempt of a task of this type that was not submitted with its own retry_backoff,
    *  in place of FLOW_RETRY_DELAYS_MS (a handler's RetryAfterError still comes first). */
   retryBackoff?: RetryBackoff;
+  /** At most this many tasks of the type run at once in one worker (WORKER_TYPE_CONCURRENCY's entry replaces it). */
+  concurrency?: number;
+  /** At most this many run at once across every worker (WORKER_TYPE_GLOBAL_CONCURRENCY's entry replaces it). */
+  globalConcurrency?: number;
+  /** At most this many starts per second across every worker, after a burst (WORKER_TYPE_RATES' entry replaces it;
+   *  a module gives it as "N/UNIT[:BURST]", e.g. "10/s" or "100/m:10"). */
+  rate?: TypeRate;
   run(payload: StandardSchemaV1.InferOutput<P>, ctx: TaskContext): Promise<unknown> | unknown;
 }
 
