@@ -1,3 +1,4 @@
+// @ts-check
 /**
  * Your own task types, loaded by the worker at start (services/worker/README.md, "Your own task types"):
  *
@@ -19,30 +20,37 @@
  * Errors: anything thrown is a failed attempt, retried with the task's back-off until its attempts are spent. An
  * error named "PermanentError" is not retried (FAILED and dead-lettered at once); one named "RetryAfterError" or
  * "RateLimitedError" with a `retryAfterMs` number is retried after that wait (a rate limit spends no attempt).
- * The tests run this very file (test/pipeline.int.test.ts, services/worker/test/handler-modules.unit.test.ts).
+ * The tests run this very file (test/pipeline.int.test.ts, services/worker/test/handler-modules.unit.test.ts), and
+ * `pnpm typecheck` checks it against task-handler.d.ts (the types a handler module may use, from TypeScript or JSDoc).
  */
 
 /** Not retried: the input can never work. Recognised by its name. */
 class PermanentError extends Error {
+  /** @override */
   name = "PermanentError";
 }
 
 /** The downstream asked us to wait: retried after `retryAfterMs`. Recognised by its name. */
 class RetryAfterError extends Error {
+  /** @override */
   name = "RetryAfterError";
+  /** @param {string} message @param {number} retryAfterMs */
   constructor(message, retryAfterMs) {
     super(message);
     this.retryAfterMs = retryAfterMs;
   }
 }
 
-/** { text: string of 1 to 10,000 characters } as a Standard Schema (https://standardschema.dev). */
+/**
+ * { text: string of 1 to 10,000 characters } as a Standard Schema (https://standardschema.dev).
+ * @type {import("./task-handler.js").PayloadSchema<{ text: string }>}
+ */
 const textPayload = {
   "~standard": {
     version: 1,
     vendor: "example",
     validate(value) {
-      const text = value?.text;
+      const text = /** @type {{ text?: unknown } | null | undefined} */ (value)?.text;
       if (typeof text !== "string") return { issues: [{ message: "must be a string", path: ["text"] }] };
       if (text.length === 0 || text.length > 10_000) {
         return { issues: [{ message: "must be 1 to 10,000 characters", path: ["text"] }] };
@@ -52,6 +60,7 @@ const textPayload = {
   },
 };
 
+/** @type {import("./task-handler.js").TaskHandler[]} */
 export const handlers = [
   {
     type: "slugify",

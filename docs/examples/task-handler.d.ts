@@ -1,0 +1,76 @@
+/**
+ * Types for a handler module (WORKER_HANDLER_MODULES; services/worker/README.md, "Your own task types"). Copy this
+ * file next to your module, or reference it: a TypeScript module can `import type { TaskHandler } from
+ * "./task-handler.js"`, a JavaScript one can say `/** @type {import("./task-handler.js").TaskHandler[]} *\/` (as
+ * handlers.mjs beside it does, checked by `pnpm typecheck`). The worker's own types are checked against these
+ * (services/worker/test/handler-types.unit.test.ts), so what they promise is what the worker gives.
+ */
+
+/** The result of a payload schema's check: the payload as the handler gets it, or the problems. */
+export type PayloadCheck<Payload> =
+  | { readonly value: Payload; readonly issues?: undefined }
+  | {
+      readonly issues: ReadonlyArray<{
+        readonly message: string;
+        readonly path?: ReadonlyArray<PropertyKey | { readonly key: PropertyKey }>;
+      }>;
+    };
+
+/** A Standard Schema (https://standardschema.dev): what zod (3.24+, 4), valibot and arktype schemas are. */
+export interface PayloadSchema<Payload = unknown> {
+  readonly "~standard": {
+    readonly version: 1;
+    readonly vendor: string;
+    validate(value: unknown): PayloadCheck<Payload> | Promise<PayloadCheck<Payload>>;
+  };
+}
+
+/** The part of the worker's pino logger a handler gets: `log.info({ rows }, "imported")`. */
+export interface TaskLogger {
+  error(context: object, message?: string): void;
+  warn(context: object, message?: string): void;
+  info(context: object, message?: string): void;
+  debug(context: object, message?: string): void;
+}
+
+/** What a handler gets besides its payload. */
+export interface TaskContext {
+  readonly taskId: string;
+  /** 1 on the first attempt. */
+  readonly attempt: number;
+  /** How many times this attempt was put off by a RateLimitedError and resumed (0 on its first run). */
+  readonly deferrals: number;
+  /** Aborts on cancellation, on the attempt's timeout and on shutdown: stop then. */
+  readonly signal: AbortSignal;
+  /** 0-100; the worker throttles what it publishes. */
+  reportProgress(percent: number): void;
+  /** The worker's logger with the task's id, type and attempt. */
+  readonly log: TaskLogger;
+}
+
+/**
+ * One task type. Errors: anything thrown is a failed attempt; an Error named "PermanentError" is not retried; one named
+ * "RetryAfterError" or "RateLimitedError" with a numeric `retryAfterMs` is retried after that wait.
+ */
+// biome-ignore lint/suspicious/noExplicitAny: a list of handlers (TaskHandler[]) holds payloads of different types
+export interface TaskHandler<Payload = any> {
+  /** Listed in TASK_TYPES on every service: 1 to 64 letters, digits, ".", "_" or "-". */
+  type: string;
+  /** Its payload's schema; none: any JSON object. */
+  payload?: PayloadSchema<Payload>;
+  /** What it returns is the task's result (JSON, at most 256 KiB). */
+  run(payload: Payload, ctx: TaskContext): unknown;
+  /** One attempt's limit, in place of TASK_TIMEOUT_MS (1 ms to 24 h). */
+  timeoutMs?: number;
+  /** The most attempts (1 to FLOW_MAX_DELIVER) for a task submitted without its own max_attempts. */
+  maxAttempts?: number;
+  /** The waits between attempts for a task submitted without its own retry_backoff. */
+  retryBackoff?: { delayMs: number; multiplier?: number; maxDelayMs?: number; jitter?: number };
+  /** At most this many run at once in one worker (WORKER_TYPE_CONCURRENCY's entry for the type replaces it). */
+  concurrency?: number;
+  /** At most this many run at once across every worker (WORKER_TYPE_GLOBAL_CONCURRENCY's entry replaces it). */
+  globalConcurrency?: number;
+  /** "N/UNIT[:BURST]" with UNIT s, m or h, e.g. "100/m:10": starts across every worker (WORKER_TYPE_RATES' entry
+   *  replaces it). */
+  rate?: string;
+}
