@@ -7,7 +7,7 @@
  * back, and succeeds; a FAILED task is retried with a click (its dead letter replayed); a task failed "not queued" is
  * requeued with a click and followed to SUCCEEDED; selected dead letters are discarded once the confirmation is
  * accepted (not when it is dismissed); the overview marks a paused priority and lists the live workers with the tasks
- * they run, and quiets a worker after a confirmation (shown quiet once it applies it) and resumes it; a delayed task
+ * they run (and the worker's own task types, from the docs' example module), and quiets a worker after a confirmation (shown quiet once it applies it) and resumes it; a delayed task
  * is promoted with Run now; the tasks a filter matches are counted, then cancelled, with Cancel matching; a schedule
  * is created from the form (a bad cron or payload refused, naming it), with the task's limits (a bad one refused,
  * naming the field), and replaces one with the same id only when Replace is ticked; a type is paused and resumed from
@@ -59,8 +59,14 @@ describe.skipIf(!existsSync(CHROMIUM))("web console", () => {
       perService: {
         gateway: { GATEWAY_WEB_PORT: String(webPort) },
         // Reports, and pauses, quiet marks and limits read, every 200 ms (1-5 s by default): the tests wait on them.
-        worker: { WORKER_REPORT_INTERVAL_MS: "200", WORKER_PAUSE_POLL_MS: "200" },
+        // The docs' example module: the overview names the worker's own task types.
+        worker: {
+          WORKER_REPORT_INTERVAL_MS: "200",
+          WORKER_PAUSE_POLL_MS: "200",
+          WORKER_HANDLER_MODULES: join(REPO_ROOT, "docs", "examples", "handlers.mjs"),
+        },
       },
+      env: { TASK_TYPES: "slugify,word-count" },
     });
     webUrl = `http://127.0.0.1:${webPort}`;
     profileDir = mkdtempSync(join(tmpdir(), "tm-console-chromium-"));
@@ -374,6 +380,12 @@ describe.skipIf(!existsSync(CHROMIUM))("web console", () => {
       await link.waitFor({ timeout: 15_000 });
       const row = page.getByRole("row").filter({ has: link });
       expect(await row.getByRole("cell", { name: "sleep", exact: true }).count()).toBe(1);
+      // The worker's own task types (the example module), in their column.
+      const [worker] = (await createAdminClient({ baseUrl: pipeline.gatewayUrl }).listWorkers({})).workers;
+      const workerRow = page
+        .getByRole("row")
+        .filter({ has: page.getByRole("cell", { name: worker?.id, exact: true }) });
+      expect(await workerRow.getByRole("cell", { name: "slugify, word-count", exact: true }).count()).toBe(1);
       await page.screenshot({ path: join(ARTIFACTS, "overview-workers.png"), fullPage: true });
       await link.click();
       await page.waitForSelector("#task-state:text('RUNNING')", { timeout: 15_000 });

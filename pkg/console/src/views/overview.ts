@@ -200,16 +200,27 @@ function workerSections(workers: WorkerInfo[], actions: WorkerActions): HTMLElem
   const running = workers
     .flatMap((worker) => worker.running.map((task) => ({ worker: worker.id, task })))
     .sort((a, b) => (dateOf(a.task.startedAt)?.getTime() ?? 0) - (dateOf(b.task.startedAt)?.getTime() ?? 0));
+  const ownTypes = workers.some((worker) => worker.ownTaskTypes.length > 0);
   return [
     h("h2", {}, `Workers (${workers.length})`),
     actions.outcome,
     workers.length === 0
       ? h("p", { class: "muted" }, "No live worker: none reported in the last three report intervals.")
       : table(
-          ["Worker", "Started", "Last report", "Running", "Buffered", "Paused", "State", "Action"],
+          [
+            "Worker",
+            "Started",
+            "Last report",
+            "Running",
+            "Buffered",
+            "Paused",
+            "State",
+            // The deployment's own task types each runs, where any does: during a rollout, which have a new one yet.
+            ...(ownTypes ? ["Own types"] : []),
+            "Action",
+          ],
           workers.map((worker) => [
-            // With the deployment's own task types it runs: during a rollout, which workers have a new one yet.
-            worker.ownTaskTypes.length > 0 ? `${worker.id} (own types: ${worker.ownTaskTypes.join(", ")})` : worker.id,
+            worker.id,
             ago(dateOf(worker.startedAt), now),
             ago(dateOf(worker.seenAt), now),
             `${worker.runningCount} of ${worker.concurrency}` +
@@ -218,6 +229,7 @@ function workerSections(workers: WorkerInfo[], actions: WorkerActions): HTMLElem
             worker.pausedQueues.map(priorityName).join(", ") || "—",
             // As the worker applies it, and on the way once asked (`taskctl workers`' STATE).
             workerState(worker),
+            ...(ownTypes ? [worker.ownTaskTypes.join(", ") || "—"] : []),
             quietButton(worker, actions),
           ]),
         ),
