@@ -28,6 +28,23 @@ export function jsonWithinBytes(value: unknown, maxBytes: number): boolean {
 }
 
 /**
+ * What is wrong with `value` as a part of at most `maxBytes` bytes of JSON, or undefined when nothing is. A value
+ * JSON cannot write (a BigInt, a cycle: a handler's result may be anything) is named as such instead of throwing
+ * JSON.stringify's TypeError, which would make it an ordinary failure, retried as if it could go better next time.
+ */
+export function jsonSizeProblem(value: unknown, maxBytes: number): string | undefined {
+  const bound = upperBound(value, maxBytes, 0);
+  if (bound !== undefined && bound <= maxBytes) return undefined;
+  let bytes: number;
+  try {
+    bytes = jsonByteLength(value);
+  } catch (error) {
+    return `must be JSON (${(error as Error).message})`;
+  }
+  return bytes <= maxBytes ? undefined : `must be at most ${maxBytes} bytes of JSON (got ${bytes})`;
+}
+
+/**
  * An upper bound of the JSON's byte length, or undefined when it cannot be bounded cheaply (over `budget`, too deep,
  * or anything but plain objects, arrays, strings, finite numbers, booleans and null: toJSON, BigInt, Map...).
  */

@@ -3,7 +3,7 @@
  * it is terminated and reported on events.deadletter with the reason these schemas give.
  */
 import { z } from "zod";
-import { jsonByteLength, jsonWithinBytes } from "./json-size.js";
+import { jsonSizeProblem } from "./json-size.js";
 import { TASK_STATES } from "./lifecycle.js";
 import { RetryBackoffSchema } from "./retry-backoff.js";
 import { PRIORITIES, type Subject, Subjects } from "./subjects.js";
@@ -38,8 +38,9 @@ export const SIZE_LIMITS = {
 
 /** The value must serialise to at most `maxBytes` bytes of JSON (written out only when it may not: json-size.ts). */
 function jsonWithin<T extends z.ZodType>(schema: T, maxBytes: number) {
-  return schema.refine((value) => jsonWithinBytes(value, maxBytes), {
-    error: (issue) => `must be at most ${maxBytes} bytes of JSON (got ${jsonByteLength(issue.input)})`,
+  return schema.superRefine((value, ctx) => {
+    const problem = jsonSizeProblem(value, maxBytes);
+    if (problem) ctx.addIssue({ code: "custom", message: problem });
   });
 }
 

@@ -1,5 +1,5 @@
 import { describe, expect, test } from "vitest";
-import { jsonByteLength, jsonWithinBytes } from "../src/json-size.js";
+import { jsonByteLength, jsonSizeProblem, jsonWithinBytes } from "../src/json-size.js";
 import { TaskMessageSchema } from "../src/schemas.js";
 
 const exact = (value: unknown, max: number) => jsonByteLength(value) <= max;
@@ -32,6 +32,17 @@ describe("jsonWithinBytes", () => {
     const cyclic: Record<string, unknown> = { a: 1 };
     cyclic.self = cyclic;
     expect(() => jsonWithinBytes(cyclic, 1_000_000)).toThrow(TypeError);
+  });
+});
+
+describe("jsonSizeProblem", () => {
+  test("within: nothing; over: the limit and the size; not JSON: why, without throwing", () => {
+    expect(jsonSizeProblem({ a: "x" }, 100)).toBeUndefined();
+    expect(jsonSizeProblem({ a: "x".repeat(200) }, 100)).toBe("must be at most 100 bytes of JSON (got 208)");
+    const cyclic: Record<string, unknown> = { a: 1 };
+    cyclic.self = cyclic;
+    expect(jsonSizeProblem(cyclic, 1_000_000)).toMatch(/^must be JSON \(Converting circular structure to JSON/);
+    expect(jsonSizeProblem({ n: 1n }, 1_000_000)).toBe("must be JSON (Do not know how to serialize a BigInt)");
   });
 });
 

@@ -145,6 +145,38 @@ test("a result past the contract's 256 KiB fails the task at once (PermanentErro
   );
 });
 
+test.each([
+  ["a BigInt", () => ({ count: 1n }), "Do not know how to serialize a BigInt"],
+  [
+    "a cycle",
+    () => {
+      const node: Record<string, unknown> = {};
+      node.self = node;
+      return node;
+    },
+    "Converting circular structure to JSON",
+  ],
+])(
+  "a result JSON cannot write (%s) fails the task at once, naming why, instead of running its handler again",
+  async (_what, output, reason) => {
+    const odd = defineHandler({ type: "echo", payload: z.unknown(), run: output });
+    const { run } = createTaskRunner({
+      rt: w.service.runtime as Runtime,
+      running: new RunningTasks(),
+      timeoutMs: 5_000,
+      handlers: () => odd,
+    });
+    const failed = await run(enrichedTask("echo", {}), {
+      attempt: 1,
+      signal: new AbortController().signal,
+    } as DeliveryContext).catch((error: unknown) => error);
+    expect(failed).toBeInstanceOf(PermanentError);
+    expect((failed as Error).message).toContain(
+      `the handler's result cannot be stored: output: must be JSON (${reason}`,
+    );
+  },
+);
+
 test("a handler that ignores its signal: the attempt still times out, and the handler is reported abandoned", async () => {
   let finish = () => {};
   const stubborn = defineHandler({
