@@ -14,6 +14,7 @@ import { X509Certificate } from "node:crypto";
 import { readFileSync } from "node:fs";
 import type { Meter, ObservableResult } from "@opentelemetry/api";
 import type { BaseConfig } from "./config.js";
+import { credsJwtClaims } from "./nats-creds.js";
 
 export type CredentialKind = "nats_creds" | "nats_tls_ca" | "nats_tls_cert" | "redis_tls_ca" | "redis_tls_cert";
 
@@ -41,20 +42,12 @@ export function credentialFilesOf(config: BaseConfig): CredentialFile[] {
 }
 
 const CERTIFICATE = /-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----/g;
-/** The JWT block of a .creds file (-----BEGIN NATS USER JWT----- … ------END NATS USER JWT------). */
-const CREDS_JWT = /-{3,}BEGIN NATS USER JWT-{3,}\r?\n\s*(\S+)\s*\r?\n/;
 
 /** A file's validity: a .creds file's JWT (iat, exp), or a PEM file's earliest-expiring certificate. */
 export function validityOf(credential: CredentialKind, text: string): Validity | undefined {
   if (credential === "nats_creds") {
-    const payload = CREDS_JWT.exec(text)?.[1]?.split(".")[1];
-    if (!payload) return undefined;
-    let claims: { iat?: unknown; exp?: unknown };
-    try {
-      claims = JSON.parse(Buffer.from(payload, "base64url").toString("utf8"));
-    } catch {
-      return undefined;
-    }
+    const claims = credsJwtClaims(text);
+    if (!claims) return undefined;
     const at = (seconds: unknown) =>
       typeof seconds === "number" && seconds > 0 ? new Date(seconds * 1000) : undefined;
     return { notBefore: at(claims.iat), notAfter: at(claims.exp) };

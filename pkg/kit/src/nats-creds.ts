@@ -48,6 +48,12 @@ export function checkNatsCreds(path: string, text: string, now = Date.now()): Na
   return user;
 }
 
+/** The claims of a creds file's JWT (its first block), unchecked; undefined without one (credential-expiry.ts). */
+export function credsJwtClaims(text: string): { iat?: unknown; exp?: unknown } | undefined {
+  const jwt = [...text.matchAll(BLOCK)][0]?.[1];
+  return jwt ? claimsOf(jwt) : undefined;
+}
+
 /** The user a creds file's text names: a user JWT with the seed of that user, expired or not. */
 function inspectNatsCreds(path: string, text: string): NatsCredsUser {
   const where = `NATS_CREDS_FILE: ${path}`;

@@ -26,7 +26,7 @@ import {
 import { ConfigError } from "@tm/kit";
 import type { TypeRate } from "@tm/store";
 import type { PayloadSchema, TaskHandler } from "./handlers/types.js";
-import { isConcurrency, parseRate, RATE_SHAPE } from "./type-limits-config.js";
+import { isConcurrency, MAX_CONCURRENCY, parseRate, RATE_SHAPE } from "./type-limits-config.js";
 
 const VARIABLE = "WORKER_HANDLER_MODULES";
 
@@ -168,7 +168,7 @@ function checkedHandler(candidate: unknown, maxDeliver: number, fail: (problem: 
   }
   for (const [name, value] of Object.entries({ concurrency, globalConcurrency })) {
     if (value !== undefined && !isConcurrency(value)) {
-      throw fail(`"${type}": \`${name}\` must be a whole number from 1 to 10000`);
+      throw fail(`"${type}": \`${name}\` must be a whole number from 1 to ${MAX_CONCURRENCY}`);
     }
   }
   return {

@@ -1,26 +1,23 @@
 /**
  * Parsing of the per-type limits (WORKER_TYPE_CONCURRENCY, WORKER_TYPE_GLOBAL_CONCURRENCY, WORKER_TYPE_RATES). Each
  * names task types the worker has a handler for, so a typo stops the worker at start with the list of known types
- * instead of limiting nothing: checked here when `knownTypes` is given, else at start against TASK_TYPES
- * (config.ts typeNamesProblem).
+ * instead of limiting nothing: checked at start against TASK_TYPES (config.ts typeNamesProblem), which the schema
+ * parsing one variable at a time cannot see.
  */
 import type { TypeRate } from "@tm/store";
 
 const RATE_UNITS: Readonly<Record<string, number>> = { s: 1, m: 60, h: 3600 };
-const MAX_CONCURRENCY = 10_000;
+export const MAX_CONCURRENCY = 10_000;
 const MAX_PER_SECOND = 100_000;
 
-/** Splits "a=1, b=2" into [type, value] pairs, checking each type is known and named once. */
-function entries(text: string, knownTypes: readonly string[] | undefined, shape: string): [string, string][] {
+/** Splits "a=1, b=2" into [type, value] pairs, checking each type is named once. */
+function entries(text: string, shape: string): [string, string][] {
   const pairs: [string, string][] = [];
   for (const part of text.split(",").map((p) => p.trim())) {
     if (part === "") continue;
     const match = /^([^=\s]+)\s*=\s*(\S+)$/.exec(part);
     if (!match) throw new Error(`"${part}" must be ${shape}`);
     const [, type, value] = match as unknown as [string, string, string];
-    if (knownTypes && !knownTypes.includes(type)) {
-      throw new Error(`"${type}" is not a task type this worker runs (known: ${knownTypes.join(", ")})`);
-    }
     if (pairs.some(([seen]) => seen === type)) throw new Error(`"${type}" is named twice`);
     pairs.push([type, value]);
   }
@@ -28,9 +25,9 @@ function entries(text: string, knownTypes: readonly string[] | undefined, shape:
 }
 
 /** "checksum=2,sleep=4": at most that many tasks of the type run at once in this worker. Throws, saying why. */
-export function parseTypeConcurrency(text: string, knownTypes?: readonly string[]): Map<string, number> {
+export function parseTypeConcurrency(text: string): Map<string, number> {
   const limits = new Map<string, number>();
-  for (const [type, value] of entries(text, knownTypes, 'TYPE=N, e.g. "checksum=2"')) {
+  for (const [type, value] of entries(text, 'TYPE=N, e.g. "checksum=2"')) {
     const n = /^\d+$/.test(value) ? Number(value) : Number.NaN;
     if (!isConcurrency(n)) {
       throw new Error(`"${type}=${value}": the limit must be a whole number from 1 to ${MAX_CONCURRENCY}`);
@@ -66,10 +63,10 @@ export function parseRate(value: string): TypeRate | undefined {
 
 /** "checksum=10/s,email=100/m:10": at most that many starts of the type per second / minute / hour across every
  *  worker, after a burst of `:B` starts at once (default 1). Throws, saying why. */
-export function parseTypeRates(text: string, knownTypes?: readonly string[]): Map<string, TypeRate> {
+export function parseTypeRates(text: string): Map<string, TypeRate> {
   const rates = new Map<string, TypeRate>();
   const shape = 'TYPE=N/UNIT[:BURST] with UNIT s, m or h, e.g. "checksum=10/s" or "email=100/m:10"';
-  for (const [type, value] of entries(text, knownTypes, shape)) {
+  for (const [type, value] of entries(text, shape)) {
     let rate: TypeRate | undefined;
     try {
       rate = parseRate(value);

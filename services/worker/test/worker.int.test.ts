@@ -2,6 +2,7 @@ import {
   createPublisher,
   type DeliveryContext,
   durableName,
+  type EnrichedTaskMessage,
   PermanentError,
   type Publisher,
   RECORDED_ERROR_CHARS,
@@ -16,7 +17,7 @@ import { useInfra, waitFor } from "@tm/testkit";
 import { expect, test } from "vitest";
 import { z } from "zod";
 import { RunningTasks } from "../src/cancellation.js";
-import { abortableDelay, defineHandler } from "../src/handlers/types.js";
+import { abortableDelay, defineHandler, type TaskHandler } from "../src/handlers/types.js";
 import { DEFAULT_WORKER_ID as WORKER_ID } from "../src/presence.js";
 import { createTaskRunner, NO_HANDLER_RETRY_MS, TaskTimeoutError } from "../src/run-task.js";
 import { cancelAsGateway, enrichedTask, publishTask, startWorker, useWatchedWorker } from "./support.js";
@@ -127,18 +128,25 @@ test("the result goes out without waiting for RUNNING's PubAck; SUCCEEDED only o
   ]);
 });
 
-test("a result past the contract's 256 KiB fails the task at once (PermanentError), not once per attempt", async () => {
-  const huge = defineHandler({ type: "echo", payload: z.unknown(), run: () => ({ blob: "x".repeat(300_000) }) });
-  const { run } = createTaskRunner({
+/** A task runner on the file's worker whose handler for every type is `handler`, and one first attempt of a task
+ *  with it: what that threw (undefined when it succeeded). */
+function runnerWith(handler: TaskHandler | undefined, timeoutMs: number) {
+  const runner = createTaskRunner({
     rt: w.service.runtime as Runtime,
     running: new RunningTasks(),
-    timeoutMs: 5_000,
-    handlers: () => huge,
+    timeoutMs,
+    handlers: () => handler,
   });
-  const task = enrichedTask("echo", { n: 1 });
-  const failed = await run(task, { attempt: 1, signal: new AbortController().signal } as DeliveryContext).catch(
-    (error: unknown) => error,
-  );
+  const attempt = (task: EnrichedTaskMessage) =>
+    runner
+      .run(task, { attempt: 1, signal: new AbortController().signal } as DeliveryContext)
+      .catch((error: unknown) => error);
+  return { ...runner, attempt };
+}
+
+test("a result past the contract's 256 KiB fails the task at once (PermanentError), not once per attempt", async () => {
+  const huge = defineHandler({ type: "echo", payload: z.unknown(), run: () => ({ blob: "x".repeat(300_000) }) });
+  const failed = await runnerWith(huge, 5_000).attempt(enrichedTask("echo", { n: 1 }));
   expect(failed).toBeInstanceOf(PermanentError);
   expect((failed as Error).message).toMatch(
     /^the handler's result cannot be stored: output: must be at most 262144 bytes of JSON \(got 300011\)/,
@@ -160,16 +168,7 @@ test.each([
   "a result JSON cannot write (%s) fails the task at once, naming why, instead of running its handler again",
   async (_what, output, reason) => {
     const odd = defineHandler({ type: "echo", payload: z.unknown(), run: output });
-    const { run } = createTaskRunner({
-      rt: w.service.runtime as Runtime,
-      running: new RunningTasks(),
-      timeoutMs: 5_000,
-      handlers: () => odd,
-    });
-    const failed = await run(enrichedTask("echo", {}), {
-      attempt: 1,
-      signal: new AbortController().signal,
-    } as DeliveryContext).catch((error: unknown) => error);
+    const failed = await runnerWith(odd, 5_000).attempt(enrichedTask("echo", {}));
     expect(failed).toBeInstanceOf(PermanentError);
     expect((failed as Error).message).toContain(
       `the handler's result cannot be stored: output: must be JSON (${reason}`,
@@ -184,17 +183,9 @@ test("a handler that ignores its signal: the attempt still times out, and the ha
     payload: z.unknown(),
     run: () => new Promise<object>((resolve) => (finish = () => resolve({ late: true }))),
   });
-  const runner = createTaskRunner({
-    rt: w.service.runtime as Runtime,
-    running: new RunningTasks(),
-    timeoutMs: 200,
-    handlers: () => stubborn,
-  });
-  const { run } = runner;
+  const runner = runnerWith(stubborn, 200);
   const task = enrichedTask("echo", { n: 1 });
-  const failed = await run(task, { attempt: 1, signal: new AbortController().signal } as DeliveryContext).catch(
-    (error: unknown) => error,
-  );
+  const failed = await runner.attempt(task);
   expect(failed).toBeInstanceOf(TaskTimeoutError);
   const gauge = async () =>
     (await (await fetch(`http://127.0.0.1:${w.service.opsPort}/metrics`)).text())
@@ -408,14 +399,7 @@ test("a type's own timeoutMs replaces TASK_TIMEOUT_MS; a task's own timeout stil
     timeoutMs: 150,
     run: (_payload, { signal }) => abortableDelay(20_000, signal),
   });
-  const { run } = createTaskRunner({
-    rt: w.service.runtime as Runtime,
-    running: new RunningTasks(),
-    timeoutMs: 60_000,
-    handlers: () => slow,
-  });
-  const attempt = (task: ReturnType<typeof enrichedTask> & { timeoutMs?: number }) =>
-    run(task, { attempt: 1, signal: new AbortController().signal } as DeliveryContext).catch((error: unknown) => error);
+  const { attempt } = runnerWith(slow, 60_000);
   expect(await attempt(enrichedTask("echo", {}))).toMatchObject({
     name: "TaskTimeoutError",
     message: "timed out after 150 ms",
@@ -426,16 +410,7 @@ test("a type's own timeoutMs replaces TASK_TIMEOUT_MS; a task's own timeout stil
 });
 
 test("a type this worker has no handler for is retried later (a rollout not here yet), not failed at once", async () => {
-  const { run } = createTaskRunner({
-    rt: w.service.runtime as Runtime,
-    running: new RunningTasks(),
-    timeoutMs: 60_000,
-    handlers: () => undefined,
-  });
-  const failure = await run(enrichedTask("resize", {}), {
-    attempt: 1,
-    signal: new AbortController().signal,
-  } as DeliveryContext).catch((error: unknown) => error);
+  const failure = await runnerWith(undefined, 60_000).attempt(enrichedTask("resize", {}));
   expect(failure).toBeInstanceOf(RetryAfterError);
   expect(failure).toMatchObject({
     retryAfterMs: NO_HANDLER_RETRY_MS,

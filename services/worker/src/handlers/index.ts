@@ -22,5 +22,3 @@ export function handlerRegistry(own: readonly TaskHandler[] = []): (type: string
 
 /** The built-in handlers alone. */
 export const handlerFor = handlerRegistry();
-
-export const TASK_TYPES: readonly string[] = BUILT_IN_HANDLERS.map((handler) => handler.type);
