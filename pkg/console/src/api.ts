@@ -13,7 +13,7 @@ const KEY_STORAGE = "tm-console-api-key";
 export interface ConsoleConfig {
   grafanaUrl: string;
   authRequired: boolean;
-  /** The task types the pipeline runs (@tm/flow KNOWN_TASK_TYPES, which this browser bundle does not import). */
+  /** The task types the pipeline runs (built in and TASK_TYPES, from the gateway: no @tm/flow here). */
   taskTypes: string[];
 }
 
