@@ -171,9 +171,18 @@ describe.skipIf(!existsSync(CHROMIUM))("web console", () => {
     await page.goto(`${webUrl}/tasks/${taskId}`);
     await page.waitForSelector("#task-state:text('PENDING')", { timeout: 15_000 });
     await page.waitForSelector("button:text('Run now')", { state: "visible", timeout: 10_000 });
+    // Every announcement from here on: the task's status changes ("Task is INGESTED." …) follow the promotion's own
+    // within milliseconds and replace it in the live region, faster than a poll of its text may see it.
+    await page.evaluate(`(() => {
+      const region = document.getElementById("announcer");
+      window.announced = [];
+      // Each record's added text, not the region's text when the observer runs: two announcements may share a run.
+      new MutationObserver((records) => {
+        for (const record of records) for (const node of record.addedNodes) window.announced.push(node.textContent);
+      }).observe(region, { childList: true });
+    })()`);
     await page.click("button:text('Run now')");
-    await page.waitForSelector("#announcer:text('Task promoted: it runs now.')", {
-      state: "attached",
+    await page.waitForFunction("window.announced.includes('Task promoted: it runs now.')", undefined, {
       timeout: 10_000,
     });
     await page.waitForSelector("#task-state:text('SUCCEEDED')", { timeout: 30_000 });
