@@ -9,6 +9,9 @@ export interface ShutdownStep {
   run: () => Promise<unknown> | unknown;
 }
 
+/** When a shutdown step still running is logged. */
+const SLOW_STEP_MS = 5_000;
+
 export class Shutdown {
   readonly #steps: ShutdownStep[] = [];
   #closing: Promise<void> | undefined;
@@ -28,10 +31,19 @@ export class Shutdown {
     this.#closing ??= (async () => {
       this.log.info({ reason }, "shutting down");
       for (const step of this.#steps) {
+        // A step still running after a while is named, so a shutdown that hits its hard deadline says where it hung
+        // (the services log at warn in production and in the tests; the steps themselves are quiet).
+        const slow = setTimeout(
+          () => this.log.warn({ step: step.name, afterMs: SLOW_STEP_MS }, "shutdown step still running"),
+          SLOW_STEP_MS,
+        );
+        slow.unref();
         try {
           await step.run();
         } catch (error) {
           this.log.warn({ err: error, step: step.name }, "shutdown step failed; continuing");
+        } finally {
+          clearTimeout(slow);
         }
       }
       this.log.info("shut down");
