@@ -29,7 +29,14 @@ import { retryWhileJetStreamStarts } from "./jetstream-startup.js";
 import { LogThrottle } from "./log-throttle.js";
 import { createLogger, type Logger } from "./logger.js";
 import { connectNats, type NatsHandle, natsAuthOf, natsInboxPrefixOf, natsTlsOf } from "./nats.js";
-import { createOpsServer, listen, type ReadinessCheck, registerOpsRoutes } from "./ops-server.js";
+import {
+  closeApp,
+  createOpsServer,
+  HTTP_CLOSE_GRACE_MS,
+  listen,
+  type ReadinessCheck,
+  registerOpsRoutes,
+} from "./ops-server.js";
 import { isOutage } from "./outage.js";
 import { connectRedis, redisTargetOf } from "./redis.js";
 import { NO_REPLICA_ACKS, replicaAcks } from "./replica-acks.js";
@@ -297,7 +304,7 @@ export async function startService<S extends z.ZodRawShape, Started>(
     if (redis && redis.status === "ready") await redis.quit();
     else redis?.disconnect();
   });
-  shutdown.add("ops server", () => ops?.close());
+  shutdown.add("ops server", () => (ops ? closeApp(ops, HTTP_CLOSE_GRACE_MS, log) : undefined));
 
   let started: Started;
   try {

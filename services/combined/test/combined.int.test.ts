@@ -79,6 +79,7 @@ test("a task goes through with five of the stages sharing one process", async ()
   for (const [name, { opsPort }] of Object.entries(combined.services)) {
     const metrics = await fetch(`http://127.0.0.1:${opsPort}/metrics`);
     expect(metrics.status, name).toBe(200);
+    expect(await metrics.text(), name).toContain("tm_");
   }
 });
 
@@ -136,7 +137,8 @@ test("SIGTERM stops every service of the process and it exits 0", async () => {
   const { process: child } = combined;
   const exited = new Promise<number | null>((resolve) => child.child?.once("exit", (code) => resolve(code)));
   child.child?.kill("SIGTERM");
-  // Its last output says why, if it did not stop cleanly (seen once in a full local run: exit 1, not reproduced).
+  // Its last output says why, if it did not stop cleanly. (It ran into its hard deadline about once in 20 runs, every
+  // ops server's close waiting on a connection: kit closeApp now closes those after a grace.)
   expect(await exited, child.tail()).toBe(0);
   for (const [name, { opsPort }] of Object.entries(combined.services)) {
     await expect(fetch(`http://127.0.0.1:${opsPort}/healthz`), name).rejects.toThrow();

@@ -2,7 +2,7 @@
  * enricher: POST /enrich (task in, enrichment out) with /healthz, /readyz and /metrics on the same port.
  * Stateless: it needs neither NATS nor Redis, so it scales by replicas behind a plain HTTP load balancer.
  */
-import { defineService, listen, port } from "@tm/kit";
+import { closeApp, defineService, HTTP_CLOSE_GRACE_MS, listen, port } from "@tm/kit";
 import { z } from "zod";
 import { buildApp } from "./app.js";
 
@@ -31,7 +31,7 @@ export const enricher = defineService({
       meter: rt.meter,
     });
     rt.registerOps(app);
-    rt.onStop("http server", () => app.close());
+    rt.onStop("http server", () => closeApp(app, HTTP_CLOSE_GRACE_MS, rt.log));
     const boundPort = await listen(app, rt.config.PORT, "0.0.0.0", "enricher API");
     rt.log.info({ port: boundPort }, "enricher listening");
     return { app, port: boundPort };

@@ -3,7 +3,7 @@
  * never stored twice), and the HTTP API GET /results/:id with /healthz, /readyz and /metrics on the same port.
  */
 import { publishAudit, Subjects } from "@tm/flow";
-import { defineService, listen, port, positiveInt } from "@tm/kit";
+import { closeApp, defineService, HTTP_CLOSE_GRACE_MS, listen, port, positiveInt } from "@tm/kit";
 import { storeResult } from "@tm/store";
 import { buildApp } from "./app.js";
 
@@ -44,7 +44,7 @@ export const resultStore = defineService({
 
     const app = buildApp({ redis: rt.redis, log: rt.log });
     rt.registerOps(app);
-    rt.onStop("http server", () => app.close());
+    rt.onStop("http server", () => closeApp(app, HTTP_CLOSE_GRACE_MS, rt.log));
     const httpPort = await listen(app, rt.config.PORT, "0.0.0.0", "result-store HTTP server");
     return { port: httpPort };
   },
