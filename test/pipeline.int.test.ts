@@ -3,7 +3,8 @@
  * from SubmitTask to a stored result, streamed in order; a failing task ends FAILED after 5 attempts and is
  * dead-lettered; a second gateway streams work submitted to the first; cancellation of queued and running tasks;
  * bad input at the HTTP boundaries; the deployment's own task types (TASK_TYPES, WORKER_HANDLER_MODULES: the example
- * module the docs give), run by the built worker.
+ * module the docs give), run by the built worker, one of them routed to a worker pool (TASK_ROUTES, WORKER_POOL) that a
+ * second worker serves.
  */
 import { join } from "node:path";
 import type { JsonObject } from "@bufbuild/protobuf";
@@ -21,14 +22,29 @@ let pipeline: Pipeline;
 /** The deployment's own task types, from the example module the docs give. */
 const OWN_TYPES = "slugify,word-count";
 const OWN_HANDLERS = join(REPO_ROOT, "docs", "examples", "handlers.mjs");
+/** word-count runs only on the workers of pool "text"; slugify and the built-in types on the default pool's. */
+const ROUTES = "word-count=text";
 
 beforeAll(async () => {
   pipeline = await startPipeline({
     // Every service reads TASK_TYPES (the gateway and ingest accept the types, the stages label metrics with them).
-    env: { TASK_TYPES: OWN_TYPES },
+    env: { TASK_TYPES: OWN_TYPES, TASK_ROUTES: ROUTES },
     // LOG_LEVEL info: the example's handler logs at info through ctx.log (checked below).
-    perService: { worker: { WORKER_CONCURRENCY: "2", WORKER_HANDLER_MODULES: OWN_HANDLERS, LOG_LEVEL: "info" } },
+    perService: {
+      worker: {
+        WORKER_CONCURRENCY: "2",
+        WORKER_HANDLER_MODULES: OWN_HANDLERS,
+        LOG_LEVEL: "info",
+        WORKER_ID: "worker-default",
+      },
+    },
   });
+  // The pool's worker, with the same module: it takes only word-count, the default pool's worker never does.
+  await pipeline.spawn(
+    "worker",
+    { WORKER_POOL: "text", WORKER_ID: "worker-text", WORKER_HANDLER_MODULES: OWN_HANDLERS, LOG_LEVEL: "info" },
+    "worker-text",
+  );
 }, 90_000);
 afterAll(async () => {
   await pipeline?.dispose();
@@ -194,8 +210,8 @@ describe("the pipeline", () => {
     // One named RetryAfterError: retried after its wait, then SUCCEEDED on the second attempt.
     const busy = await submitAndFollow("word-count", { text: "three small words", busyFirst: true });
     expect(busy.last).toMatchObject({ state: TaskState.SUCCEEDED, attempt: 2 });
-    // Its handler's line through ctx.log carries the task.
-    const logged = await pipeline.services.get("worker")!.process.waitForLine(/counted the words/);
+    // Its handler's line through ctx.log carries the task, in the log of the pool's worker.
+    const logged = await pipeline.services.get("worker-text")!.process.waitForLine(/counted the words/);
     expect(JSON.parse(logged)).toMatchObject({ taskId: busy.taskId, type: "word-count", attempt: 2, words: 3 });
     const retried = (await readHistory(pipeline.redisClient, busy.taskId)).find((e) => e.action === "attempt_failed");
     expect(retried?.detail).toMatchObject({ retryInMs: 200, error: expect.stringContaining("the counter is busy") });
@@ -206,9 +222,29 @@ describe("the pipeline", () => {
       );
     });
 
-    // The worker's report names the types it loaded (ListWorkers, taskctl workers).
+    // word-count went to pool "text" (TASK_ROUTES) and ran on its worker; slugify on the default pool's.
+    const ranOn = async (taskId: string) => {
+      const history = await readHistory(pipeline.redisClient, taskId);
+      return {
+        queue: history.find((entry) => entry.action === "scheduled")?.detail?.subject,
+        worker: history.find((entry) => entry.action === "succeeded" || entry.action === "failed")?.detail?.worker,
+      };
+    };
+    await waitFor("the tasks' last audit events", async () =>
+      (await Promise.all([slug, busy, permanent].map((task) => ranOn(task.taskId)))).every((where) => where.worker),
+    );
+    expect(await ranOn(slug.taskId)).toEqual({ queue: "tasks.worker.medium", worker: "worker-default" });
+    expect(await ranOn(busy.taskId)).toEqual({ queue: "tasks.worker.medium.text", worker: "worker-text" });
+    expect(await ranOn(permanent.taskId)).toEqual({ queue: "tasks.worker.medium.text", worker: "worker-text" });
+
+    // The workers' reports name the types they loaded and their pool (ListWorkers, taskctl workers).
     const { workers } = await createAdminClient({ baseUrl: pipeline.gatewayUrl }).listWorkers({});
-    expect(workers.map((worker) => worker.ownTaskTypes)).toEqual([["slugify", "word-count"]]);
+    expect(
+      workers.map(({ id, pool, ownTaskTypes }) => ({ id, pool, ownTaskTypes })).sort((a, b) => (a.id < b.id ? -1 : 1)),
+    ).toEqual([
+      { id: "worker-default", pool: "", ownTaskTypes: ["slugify", "word-count"] },
+      { id: "worker-text", pool: "text", ownTaskTypes: ["slugify", "word-count"] },
+    ]);
 
     // A type nobody listed is still refused at the gateway, which names the ones it runs.
     const refused = await pipeline.client.submitTask({ type: "resize", payload: {} }).catch((e) => e as ConnectError);

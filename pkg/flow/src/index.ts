@@ -11,5 +11,6 @@ export * from "./schemas.js";
 export * from "./streams.js";
 export * from "./subjects.js";
 export * from "./task-limits.js";
+export * from "./task-routes.js";
 export * from "./task-types.js";
 export * from "./trace.js";

@@ -6,7 +6,7 @@ import { z } from "zod";
 import { jsonSizeProblem } from "./json-size.js";
 import { TASK_STATES } from "./lifecycle.js";
 import { RetryBackoffSchema } from "./retry-backoff.js";
-import { PRIORITIES, type Subject, Subjects } from "./subjects.js";
+import { type ContractSubject, contractSubjectOf, PRIORITIES, type Subject, Subjects } from "./subjects.js";
 import { MAX_EXPIRES_AFTER_MS } from "./task-limits.js";
 
 export const TRACEPARENT_PATTERN = /^[0-9a-f]{2}-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}$/;
@@ -184,7 +184,7 @@ const SCHEMAS = {
  * scheduler pass it on to the newer worker rather than drop it. (Known fields are checked as always; zod drops a
  * `__proto__` key.) The types stay the known fields.
  */
-const TASK_PARSERS: Partial<Record<Subject, z.ZodType>> = {
+const TASK_PARSERS: Partial<Record<ContractSubject, z.ZodType>> = {
   [Subjects.ingest]: TaskMessageSchema.catchall(z.unknown()),
   [Subjects.schedule]: EnrichedTaskMessageSchema.catchall(z.unknown()),
   [Subjects.workerHigh]: EnrichedTaskMessageSchema.catchall(z.unknown()),
@@ -192,12 +192,15 @@ const TASK_PARSERS: Partial<Record<Subject, z.ZodType>> = {
   [Subjects.workerLow]: EnrichedTaskMessageSchema.catchall(z.unknown()),
 };
 
-export type SchemaFor<S extends Subject> = (typeof SCHEMAS)[S];
+/** A pool's worker subject (tasks.worker.<priority>.<pool>) carries what its priority's contract subject does. */
+export type SchemaFor<S extends Subject> = S extends ContractSubject
+  ? (typeof SCHEMAS)[S]
+  : typeof EnrichedTaskMessageSchema;
 export type MessageFor<S extends Subject> = z.infer<SchemaFor<S>>;
 export type MessageInputFor<S extends Subject> = z.input<SchemaFor<S>>;
 
 export function schemaFor<S extends Subject>(subject: S): SchemaFor<S> {
-  return SCHEMAS[subject];
+  return SCHEMAS[contractSubjectOf(subject)] as SchemaFor<S>;
 }
 
 /** One line naming every problem: `payload: expected record, received string; taskId: must be a UUID`. */
@@ -229,7 +232,7 @@ export function decodeMessage<S extends Subject>(subject: S, data: Uint8Array): 
 }
 
 export function validateMessage<S extends Subject>(subject: S, body: unknown): MessageFor<S> {
-  const result = (TASK_PARSERS[subject] ?? schemaFor(subject)).safeParse(body);
+  const result = (TASK_PARSERS[contractSubjectOf(subject)] ?? schemaFor(subject)).safeParse(body);
   if (!result.success) throw new MessageValidationError(subject, describeIssues(result.error));
   return result.data as MessageFor<S>;
 }

@@ -16,7 +16,7 @@ import {
   type StreamConfig,
   type StreamInfo,
 } from "nats";
-import { EVENT_SUBJECTS, type Subject, TASK_SUBJECTS } from "./subjects.js";
+import { EVENT_SUBJECTS, type Subject, TASK_STREAM_SUBJECTS } from "./subjects.js";
 
 export const STREAMS = { tasks: "TASKS", events: "EVENTS" } as const;
 export type StreamName = (typeof STREAMS)[keyof typeof STREAMS];
@@ -98,7 +98,7 @@ export function storedMessageId(stream: string, sequence: number, storedAtMs: nu
 export function streamConfig(name: StreamName, settings: FlowSettings = DEFAULT_FLOW_SETTINGS): StreamConfig {
   return {
     name,
-    subjects: [...(name === STREAMS.tasks ? TASK_SUBJECTS : EVENT_SUBJECTS)],
+    subjects: [...(name === STREAMS.tasks ? TASK_STREAM_SUBJECTS : EVENT_SUBJECTS)],
     retention: RetentionPolicy.Limits,
     storage: StorageType.File,
     discard: DiscardPolicy.Old,

@@ -2,7 +2,7 @@
  * Configuration from the environment, validated with zod at start-up. A bad value stops the service with a message
  * naming the variable, the problem and the value it got.
  */
-import { DEFAULT_FLOW_SETTINGS, type FlowSettings, parseTaskTypes } from "@tm/flow";
+import { DEFAULT_FLOW_SETTINGS, type FlowSettings, parseTaskRoutes, parseTaskTypes } from "@tm/flow";
 import { z } from "zod";
 
 export class ConfigError extends Error {
@@ -135,6 +135,10 @@ export const baseConfigShape = {
    *  load from WORKER_HANDLER_MODULES: the same value on every service (the gateway and ingest accept them, the stages
    *  label their metrics with them). */
   TASK_TYPES: parsedText(parseTaskTypes),
+  /** Worker pools: "transcode=gpu,render=gpu" sends those types to the workers started with WORKER_POOL=gpu (the
+   *  scheduler routes by it, the gateway finds their queues by it); other types go to the default pool. The same
+   *  value on every service; each type must be built in or in TASK_TYPES. */
+  TASK_ROUTES: parsedText(parseTaskRoutes),
   LOG_LEVEL: z.enum(["fatal", "error", "warn", "info", "debug", "trace", "silent"]).default("info"),
   OTEL_EXPORTER_OTLP_ENDPOINT: url(["http", "https"]).optional(),
   OTEL_SERVICE_NAME: z.string().optional(),
@@ -175,7 +179,18 @@ export function loadConfig<S extends z.ZodRawShape>(
   shape: S,
   env: NodeJS.ProcessEnv = process.env,
 ): BaseConfig & z.infer<z.ZodObject<S>> {
-  const schema = z.object({ ...baseConfigShape, ...shape });
+  const schema = z.object({ ...baseConfigShape, ...shape }).superRefine((parsed, ctx) => {
+    // A sibling's value: the schema of one variable cannot see another.
+    const config = parsed as unknown as BaseConfig;
+    const unknown = config.TASK_ROUTES.unknownTypes(config.TASK_TYPES);
+    if (unknown.length > 0) {
+      ctx.addIssue({
+        code: z.ZodIssueCode.custom,
+        path: ["TASK_ROUTES"],
+        message: `routes ${unknown.map((type) => `"${type}"`).join(", ")}, not a task type of this deployment (${config.TASK_TYPES}): add it to TASK_TYPES, or remove its route`,
+      });
+    }
+  });
   // Empty strings mean "unset": compose files often pass VAR= for optional variables.
   const cleaned = Object.fromEntries(Object.entries(env).filter(([, value]) => value !== undefined && value !== ""));
   const result = schema.safeParse(cleaned);

@@ -6,12 +6,12 @@
  */
 import {
   BUILT_IN_ONLY,
+  isTaskSubject,
   PRIORITIES,
   PrioritySchema,
+  parseWorkerSubject,
   type Subject,
-  TASK_SUBJECTS,
   type TaskTypes,
-  workerSubject,
 } from "@tm/flow";
 
 export const OTHER_LABEL = "other";
@@ -33,12 +33,12 @@ export function taskLabels(message: unknown, types: TaskTypes = BUILT_IN_ONLY): 
 
 /**
  * The labels a consumer of `subject` will normally count, for metrics that start every series at zero: every known
- * type at every priority on a task subject (only the subject's own priority on a tasks.worker.<priority> subject),
+ * type at every priority on a task subject (only the subject's own priority on a tasks.worker.<priority>[.<pool>] subject),
  * "other" on an event subject (its messages carry no type or priority). Series for anything else (an unknown type
  * on tasks.ingest) appear when first counted.
  */
 export function expectedTaskLabels(subject: Subject, types: TaskTypes = BUILT_IN_ONLY): TaskLabels[] {
-  if (!TASK_SUBJECTS.includes(subject)) return [{ type: OTHER_LABEL, priority: OTHER_LABEL }];
-  const own = PRIORITIES.find((priority) => workerSubject(priority) === subject);
+  if (!isTaskSubject(subject)) return [{ type: OTHER_LABEL, priority: OTHER_LABEL }];
+  const own = parseWorkerSubject(subject)?.priority;
   return types.names.flatMap((type) => (own ? [own] : PRIORITIES).map((priority) => ({ type, priority })));
 }

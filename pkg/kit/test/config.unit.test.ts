@@ -35,6 +35,19 @@ describe("loadConfig with nonNegativeInt", () => {
   });
 });
 
+describe("TASK_ROUTES", () => {
+  test("parsed into routes; every routed type must be built in or in TASK_TYPES, checked against that variable", () => {
+    const config = loadConfig({}, { TASK_TYPES: "transcode", TASK_ROUTES: "transcode=gpu,checksum=gpu" });
+    expect(config.TASK_ROUTES.poolOf("transcode")).toBe("gpu");
+    expect(loadConfig({}, {}).TASK_ROUTES.pools).toEqual([]);
+    expect(() => loadConfig({}, { TASK_ROUTES: "transcode=gpu,resize=io" })).toThrow(ConfigError);
+    expect(() => loadConfig({}, { TASK_ROUTES: "transcode=gpu,resize=io" })).toThrow(
+      'TASK_ROUTES: routes "transcode", "resize", not a task type of this deployment (echo, sleep, checksum, flaky, fail): add it to TASK_TYPES, or remove its route (got "transcode=gpu,resize=io")',
+    );
+    expect(() => loadConfig({}, { TASK_ROUTES: "echo=GPU" })).toThrow('TASK_ROUTES: "GPU" is not a pool name');
+  });
+});
+
 describe("the streams' limits", () => {
   test("default to the contract's numbers and reach the flow settings the streams are provisioned with", () => {
     expect(flowSettingsOf(loadConfig({}, {}))).toMatchObject({

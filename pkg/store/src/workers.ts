@@ -46,6 +46,8 @@ export interface WorkerReport {
   abandonedHandlers?: Array<{ taskId: string; type: string; sinceMs: number }>;
   /** The deployment's own task types it runs (loaded from WORKER_HANDLER_MODULES); absent when none. */
   ownTaskTypes?: string[];
+  /** The worker pool it serves (WORKER_POOL); absent: the default pool. */
+  pool?: string;
   /** Whether it takes no new tasks (an operator's QuietWorker), as it applies it; absent in older reports. */
   quiet?: boolean;
   /** When it wrote this report (ms). */

@@ -359,6 +359,8 @@ export function renderWorkers(workers: WorkerInfo[], now: number): string {
   if (workers.length === 0) return "no live workers (none reported within the last three report intervals)";
   // The deployment's own task types, only where some worker runs any (a rollout shows which have a new one yet).
   const ownTypes = workers.some((worker) => worker.ownTaskTypes.length > 0);
+  // The pool each serves (WORKER_POOL), only where some worker serves one.
+  const pools = workers.some((worker) => worker.pool !== "");
   const workerTable = table(
     [
       { header: "WORKER", max: 60 },
@@ -368,6 +370,7 @@ export function renderWorkers(workers: WorkerInfo[], now: number): string {
       { header: "QUEUED", align: "right" },
       { header: "PAUSED" },
       { header: "STATE" },
+      ...(pools ? [{ header: "POOL", max: 32 }] : []),
       ...(ownTypes ? [{ header: "OWN TYPES", max: 60 }] : []),
     ],
     workers.map((worker) => [
@@ -378,6 +381,7 @@ export function renderWorkers(workers: WorkerInfo[], now: number): string {
       String(worker.queued),
       worker.pausedQueues.map(priorityName).join(",") || "-",
       workerState(worker),
+      ...(pools ? [worker.pool || "default"] : []),
       ...(ownTypes ? [worker.ownTaskTypes.join(",") || "-"] : []),
     ]),
   );

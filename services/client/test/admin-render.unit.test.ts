@@ -370,6 +370,16 @@ describe("limits ls", () => {
       "new:1   -        -         0/2       0  -       taking tasks  slugify,word-count",
       "old:1   -        -         0/2       0  -       taking tasks  -",
     ]);
+    // The pool each serves (WORKER_POOL), in a column only where some worker serves one.
+    const pooled = [
+      create(WorkerInfoSchema, { id: "gpu:1", concurrency: 2, pool: "gpu" }),
+      create(WorkerInfoSchema, { id: "cpu:1", concurrency: 2 }),
+    ];
+    expect(renderWorkers(pooled, NOW).split("\n").slice(0, 3)).toEqual([
+      "WORKER  STARTED  SEEN  RUNNING  QUEUED  PAUSED  STATE         POOL",
+      "gpu:1   -        -         0/2       0  -       taking tasks  gpu",
+      "cpu:1   -        -         0/2       0  -       taking tasks  default",
+    ]);
     const busy = create(WorkerInfoSchema, { id: "worker-b:1", runningCount: 150, running: [task("t-1", NOW - 1_000)] });
     expect(renderWorkers([busy], NOW).split("\n").at(-1)).toBe(
       "(149 more running: a worker lists its 100 longest running)",

@@ -1,7 +1,7 @@
 /**
  * Dead-letter replay: a dead-lettered task goes through the pipeline again as a new generation.
  *
- *   1. checks: the letter is a task message (tasks.ingest / tasks.schedule / tasks.worker.*) that was not invalid,
+ *   1. checks: the letter is a task message (tasks.ingest / tasks.schedule / tasks.worker.*[.<pool>]) that was not invalid,
  *      its task record still exists, the task has not succeeded or been cancelled, and no newer generation is in
  *      flight;
  *   2. claims the letter and starts the new generation in one Redis script (claimReplay): the letter is removed
@@ -18,19 +18,14 @@
  * letter back instead would leave a task whose PENDING of the new generation was written but never queued, and a
  * second replay of the letter would be refused for that very PENDING.
  */
-import { isTerminal, Subjects } from "@tm/flow";
+import { isTaskSubject, isTerminal, Subjects } from "@tm/flow";
 import type { Runtime } from "@tm/kit";
 import { claimReplay, type DeadLetterLine, readStatus, readTask } from "@tm/store";
 import { dependency } from "./dependencies.js";
 import { isGenerationNotQueued, queueGeneration } from "./queue-generation.js";
 
-const TASK_SUBJECTS: ReadonlySet<string> = new Set([
-  Subjects.ingest,
-  Subjects.schedule,
-  Subjects.workerHigh,
-  Subjects.workerMedium,
-  Subjects.workerLow,
-]);
+/** The task stages' subjects, the worker pools' included; tasks.results' letters are results, not tasks. */
+const isReplayable = (subject: string) => isTaskSubject(subject) && subject !== Subjects.results;
 
 export type ReplayOutcome =
   /** `queuePending`: the generation started but NATS or Redis failed while queueing it (why); the sweeper queues it. */
@@ -58,7 +53,7 @@ export async function replayDeadLetter(
     reason,
   });
 
-  if (!TASK_SUBJECTS.has(letter.subject) || !taskId) {
+  if (!isReplayable(letter.subject) || !taskId) {
     return refuse(`not a task message (subject ${letter.subject}); only task stages can be replayed`);
   }
   if (letter.reason === "invalid") {

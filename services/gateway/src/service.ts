@@ -133,6 +133,7 @@ export const gateway = defineService({
     const stalled = {
       afterMs: rt.config.GATEWAY_STALLED_AFTER_SECONDS * 1000,
       retentionMs: rt.config.TASK_RETENTION_SECONDS * 1000,
+      routes: rt.config.TASK_ROUTES,
     };
     const stalledGauge = startStalledGauge(
       rt,

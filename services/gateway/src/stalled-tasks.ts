@@ -10,7 +10,7 @@
  * A task counts when its status has not changed for GATEWAY_STALLED_AFTER_SECONDS (a delayed task's clock starts at
  * its release time; a RUNNING task with its own timeout also waits that timeout and a minute, as its handler may still
  * be running) and its message cannot still be waiting: the queue of its stage (tasks.ingest for PENDING,
- * tasks.schedule for INGESTED, its priority's worker queue for SCHEDULED and RUNNING) holds nothing older than its
+ * tasks.schedule for INGESTED, its priority's worker queue, of its type's pool, for SCHEDULED and RUNNING) holds nothing older than its
  * last change. A backlog, a paused queue or type, a retry's back-off and a running handler all keep the task's
  * message unacknowledged in that queue, so none of them counts, however long it lasts; a message of the queue
  * stored within QUEUE_CLOCK_MARGIN_MS after the change counts as the task's own (clocks of hosts differ). The
@@ -22,7 +22,7 @@
  * The candidates come from tasks_unfinished, longest unmoved first (a range read, not a walk over every task), and
  * at most EXAMINED_MAX of them are read per count: past that, the count is a lower bound (`examinedAll` false).
  */
-import { type Priority, Subjects, type TaskState, workerSubject } from "@tm/flow";
+import { NO_ROUTES, type Priority, Subjects, type TaskRoutes, type TaskState, workerSubject } from "@tm/flow";
 import type { Runtime } from "@tm/kit";
 import {
   forgetUnfinished,
@@ -67,8 +67,11 @@ export interface StalledTask {
 /** The states a task can stall in: those stageSubjectOf has a queue for. */
 export const STALLABLE_STATES = ["PENDING", "INGESTED", "SCHEDULED", "RUNNING"] as const satisfies readonly TaskState[];
 
-/** The subject whose queue holds the message that moves a task on from `state`; undefined for a finished task. */
-export function stageSubjectOf(state: TaskState, priority: Priority): string | undefined {
+/**
+ * The subject whose queue holds the message that moves a task on from `state`; undefined for a finished task. `pool`:
+ * the worker pool its type is routed to (TASK_ROUTES), if any.
+ */
+export function stageSubjectOf(state: TaskState, priority: Priority, pool?: string): string | undefined {
   switch (state) {
     case "PENDING":
       return Subjects.ingest;
@@ -76,7 +79,7 @@ export function stageSubjectOf(state: TaskState, priority: Priority): string | u
       return Subjects.schedule;
     case "SCHEDULED":
     case "RUNNING":
-      return workerSubject(priority);
+      return workerSubject(priority, pool);
     default:
       return undefined;
   }
@@ -115,6 +118,7 @@ interface Candidate {
   taskId: string;
   state?: string;
   updatedAt?: string;
+  type?: string;
   priority?: string;
   runAt?: string;
   timeoutMs?: string;
@@ -128,7 +132,7 @@ async function readCandidates(redis: Redis, taskIds: readonly string[]): Promise
   const pipeline = redis.pipeline();
   for (const taskId of taskIds) {
     pipeline.hmget(Keys.status(taskId), "state", "updatedAt");
-    pipeline.hmget(Keys.task(taskId), "priority", "runAt", "timeoutMs", "autoRequeues", "generation");
+    pipeline.hmget(Keys.task(taskId), "priority", "runAt", "timeoutMs", "autoRequeues", "generation", "type");
     pipeline.exists(Keys.result(taskId));
   }
   const replies = (await pipeline.exec()) ?? [];
@@ -140,11 +144,12 @@ async function readCandidates(redis: Redis, taskIds: readonly string[]): Promise
     if (taskError) throw taskError;
     if (resultError) throw resultError;
     const [state, updatedAt] = (status as (string | null)[]) ?? [];
-    const [priority, runAt, timeoutMs, autoRequeues, generation] = (task as (string | null)[]) ?? [];
+    const [priority, runAt, timeoutMs, autoRequeues, generation, type] = (task as (string | null)[]) ?? [];
     return {
       taskId,
       state: state ?? undefined,
       updatedAt: updatedAt ?? undefined,
+      type: type ?? undefined,
       priority: priority ?? undefined,
       runAt: runAt ?? undefined,
       timeoutMs: timeoutMs ?? undefined,
@@ -167,6 +172,8 @@ async function readCandidates(redis: Redis, taskIds: readonly string[]): Promise
 export interface StalledOptions {
   afterMs: number;
   retentionMs: number;
+  /** TASK_ROUTES: which worker queue a task of a routed type waits on. */
+  routes?: TaskRoutes;
 }
 
 /** Whole milliseconds from a stored number field, or undefined (absent, zero or garbled). */
@@ -178,6 +185,7 @@ function storedMs(text: string | undefined): number | undefined {
 /** What the rule needs besides a candidate's own fields: the queues' state, the tasks live workers run, the times. */
 interface Judging {
   oldestWaiting: Map<string, number>;
+  routes: TaskRoutes;
   runningInWorkers: Set<string>;
   afterMs: number;
   nowMs: number;
@@ -189,10 +197,11 @@ async function judging(
   consumers: () => Promise<readonly ConsumerSnapshot[]>,
   afterMs: number,
   nowMs: number,
+  routes: TaskRoutes = NO_ROUTES,
 ): Promise<Judging> {
   const [snapshots, workers] = await Promise.all([consumers(), listWorkers(redis)]);
   const runningInWorkers = new Set(workers.flatMap((worker) => worker.running.map((task) => task.taskId)));
-  return { oldestWaiting: oldestWaitingBySubject(snapshots), runningInWorkers, afterMs, nowMs };
+  return { oldestWaiting: oldestWaitingBySubject(snapshots), runningInWorkers, afterMs, nowMs, routes };
 }
 
 /** Whether a candidate is stalled by the rule above, or `gone` (expired, or finished without the status script). */
@@ -200,7 +209,8 @@ function judge(candidate: Candidate, rule: Judging): "stalled" | "gone" | "movin
   const { oldestWaiting, afterMs, nowMs } = rule;
   const { state, updatedAt, priority } = candidate;
   if (!state || !updatedAt || !priority) return "gone"; // expired between the index and its records
-  const subject = stageSubjectOf(state as TaskState, priority as Priority);
+  const pool = candidate.type === undefined ? undefined : rule.routes.poolOf(candidate.type);
+  const subject = stageSubjectOf(state as TaskState, priority as Priority, pool);
   if (!subject) return "gone";
   // Its result is stored: it finished, and its status lags (its last events not applied yet, or lost).
   if (candidate.hasResult) return "moving";
@@ -224,13 +234,13 @@ function judge(candidate: Candidate, rule: Judging): "stalled" | "gone" | "movin
 export async function countStalledTasks(
   rt: Pick<Runtime, "redis">,
   consumers: () => Promise<readonly ConsumerSnapshot[]>,
-  { afterMs, retentionMs }: StalledOptions,
+  { afterMs, retentionMs, routes }: StalledOptions,
   nowMs = Date.now(),
 ): Promise<StalledCount> {
   await trimUnfinished(rt.redis, nowMs - retentionMs);
   const { total, taskIds } = await unfinishedBefore(rt.redis, nowMs - afterMs, EXAMINED_MAX);
   if (total === 0) return { stalled: 0, examinedAll: true, tasks: [] };
-  const rule = await judging(rt.redis, consumers, afterMs, nowMs);
+  const rule = await judging(rt.redis, consumers, afterMs, nowMs, routes);
   const gone: string[] = [];
   const tasks: StalledTask[] = [];
   for (const candidate of await readCandidates(rt.redis, taskIds)) {
@@ -258,7 +268,7 @@ const LIST_BATCH = 200;
 export async function listStalledTasks(
   rt: Pick<Runtime, "redis">,
   consumers: () => Promise<readonly ConsumerSnapshot[]>,
-  { afterMs }: Pick<StalledOptions, "afterMs">,
+  { afterMs, routes }: Pick<StalledOptions, "afterMs" | "routes">,
   page: { filter: TaskFilter; pageSize: number; cursor?: IndexCursor | undefined },
   nowMs = Date.now(),
 ): Promise<TaskPage> {
@@ -270,7 +280,7 @@ export async function listStalledTasks(
     const limit = Math.min(LIST_BATCH, EXAMINED_MAX - examined);
     const entries = await unfinishedAfter(rt.redis, nowMs - afterMs, cursor, limit);
     if (entries.length === 0) return { tasks };
-    rule ??= await judging(rt.redis, consumers, afterMs, nowMs);
+    rule ??= await judging(rt.redis, consumers, afterMs, nowMs, routes);
     const verdicts = (
       await readCandidates(
         rt.redis,

@@ -35,6 +35,7 @@ export function workerToProto(report: ListedWorker) {
     abandoned: report.abandoned ?? 0,
     quiet: report.quiet === true,
     ownTaskTypes: report.ownTaskTypes ?? [],
+    pool: report.pool ?? "",
     abandonedHandlers: (report.abandonedHandlers ?? []).map((handler) => ({
       taskId: handler.taskId,
       type: handler.type,

@@ -16,6 +16,9 @@ test("a task's message waits in its stage's queue: ingest, scheduler, its priori
   expect(stageSubjectOf("INGESTED", "low")).toBe("tasks.schedule");
   expect(stageSubjectOf("SCHEDULED", "low")).toBe("tasks.worker.low");
   expect(stageSubjectOf("RUNNING", "medium")).toBe("tasks.worker.medium");
+  // A type routed to a worker pool waits on the pool's queue of its priority.
+  expect(stageSubjectOf("SCHEDULED", "low", "gpu")).toBe("tasks.worker.low.gpu");
+  expect(stageSubjectOf("INGESTED", "low", "gpu")).toBe("tasks.schedule");
   for (const state of ["SUCCEEDED", "FAILED", "CANCELLED"] as const)
     expect(stageSubjectOf(state, "high")).toBeUndefined();
   for (const state of STALLABLE_STATES) expect(stageSubjectOf(state, "high")).toBeDefined();

@@ -9,7 +9,7 @@
 import { create, type MessageInitShape } from "@bufbuild/protobuf";
 import { DurationSchema, timestampDate } from "@bufbuild/protobuf/wkt";
 import { type Io, run } from "@tm/client";
-import { provisionConsumer, Subjects } from "@tm/flow";
+import { parseTaskRoutes, provisionConsumer, Subjects } from "@tm/flow";
 import { loadConfig } from "@tm/kit";
 import { type ListTasksRequestSchema, TaskState } from "@tm/proto";
 import { applyStatus, forgetUnfinished, forgetWorker, Keys, reportWorker, type WorkerReport } from "@tm/store";
@@ -250,4 +250,35 @@ test("GATEWAY_STALLED_AFTER_SECONDS defaults to 600 s, GATEWAY_STALLED_REQUEUE_L
   expect(() => loadConfig(shape, { GATEWAY_STALLED_CHECK_SECONDS: "3601" })).toThrow(
     "GATEWAY_STALLED_CHECK_SECONDS: must be at most 3600 (an hour)",
   );
+});
+
+test("a task of a type routed to a worker pool (TASK_ROUTES) waits on that pool's queue: not stalled while its message waits there", async () => {
+  const rt = g.gateway.runtime;
+  const queueStats = new QueueStats(rt.nats.jsm, ["TASKS", "EVENTS"]);
+  const routes = parseTaskRoutes("echo=gpu");
+  const poolSubject = routes.subjectFor("echo", "medium");
+  const jsm = await nc.jetstreamManager();
+  // As a worker of the pool would at its start (WORKER_POOL=gpu); it takes nothing here.
+  const durable = await provisionConsumer(jsm, "worker", poolSubject);
+  const { taskId } = await g.client.submitTask({ type: "echo", payload: { pooled: true } });
+  await applyStatus(redis, event({ taskId, state: "SCHEDULED", generation: 0 }));
+  // The scheduler's message for it, on the pool's queue.
+  await (await nc.jetstream()).publish(poolSubject, new TextEncoder().encode(JSON.stringify({ taskId })));
+  const scheduledAt = Date.now();
+  await waitFor("the threshold to pass", () => Date.now() - scheduledAt > 1_500);
+  const stalledIds = async (withRoutes: boolean) => {
+    const options = { afterMs: 1_000, retentionMs: 86_400_000, ...(withRoutes ? { routes } : {}) };
+    return (await countStalledTasks(rt, () => queueStats.read(), options)).tasks.map((task) => task.taskId);
+  };
+  try {
+    expect(await stalledIds(true)).not.toContain(taskId);
+    // Judged by the default pool's queue instead (which holds nothing of it), it would count as lost.
+    expect(await stalledIds(false)).toContain(taskId);
+    // Its message lost from the pool's queue: stalled.
+    await jsm.streams.purge("TASKS", { filter: poolSubject });
+    expect(await stalledIds(true)).toContain(taskId);
+  } finally {
+    await forgetUnfinished(redis, [taskId]);
+    await jsm.consumers.delete("TASKS", durable);
+  }
 });

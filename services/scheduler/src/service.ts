@@ -1,10 +1,19 @@
 /**
- * scheduler: tasks.schedule → tasks.worker.{high,medium,low}; status SCHEDULED.
+ * scheduler: tasks.schedule → tasks.worker.{high,medium,low}, or a worker pool's tasks.worker.<priority>.<pool> for a
+ * type routed to one (TASK_ROUTES); status SCHEDULED.
  * A task cancelled while it waited is acknowledged and dropped here instead of being queued for a worker, and so is
  * the message of an older generation (a task requeued or replayed since: the newer generation's message does the work),
  * and a task past its expires_after (ended CANCELLED "expired" here, not queued).
  */
-import { expiredAtMs, publishAudit, publishExpired, publishSkippedSuperseded, publishStatus, Subjects } from "@tm/flow";
+import {
+  DEFAULT_POOL_LABEL,
+  expiredAtMs,
+  publishAudit,
+  publishExpired,
+  publishSkippedSuperseded,
+  publishStatus,
+  Subjects,
+} from "@tm/flow";
 import { defineService, positiveInt } from "@tm/kit";
 import { whyNotRun } from "@tm/store";
 import { routeFor } from "./route.js";
@@ -36,7 +45,7 @@ export const scheduler = defineService({
           rt.log.info({ taskId: task.taskId, expiresAt: expiredAt }, "task expired before it started: cancelled");
           return;
         }
-        const { subject, msgId } = routeFor(task);
+        const { subject, msgId } = routeFor(task, rt.config.TASK_ROUTES);
         // All three go out in one write and are awaited together; a failure of any fails the delivery, and its
         // redelivery republishes them under the same message ids. SCHEDULED is written first: nats-server stores a
         // client's messages to a single-replica stream in the order it reads them, so a worker's RUNNING can only
@@ -58,7 +67,11 @@ export const scheduler = defineService({
             discriminator: task.generation,
           }),
         ]);
-        scheduled.add(1, { type: task.type, priority: task.priority });
+        scheduled.add(1, {
+          type: task.type,
+          priority: task.priority,
+          pool: rt.config.TASK_ROUTES.poolOf(task.type) ?? DEFAULT_POOL_LABEL,
+        });
       },
       // The cancel and generation check only reads.
       { concurrency: rt.config.SCHEDULER_CONCURRENCY, writesRedis: false },

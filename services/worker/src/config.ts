@@ -1,5 +1,5 @@
 /** The worker's own environment variables (the base ones come from @tm/kit). */
-import type { TaskTypes } from "@tm/flow";
+import { poolNameProblem, type TaskRoutes, type TaskTypes } from "@tm/flow";
 import { nonNegativeInt, parsedText as parsed, positiveInt } from "@tm/kit";
 import { z } from "zod";
 import { DEFAULT_RATE_LIMIT_HOLD_MS } from "./dispatcher.js";
@@ -9,6 +9,15 @@ import { parseTypeConcurrency, parseTypeRates } from "./type-limits-config.js";
 import { DEFAULT_PRIORITY_WEIGHTS, parsePriorityWeights } from "./weighted-picker.js";
 
 export const workerConfig = {
+  /** The worker pool this worker serves (TASK_ROUTES sends types to pools): it takes the tasks of the types routed
+   *  there, and only those. Unset: the default pool, the types TASK_ROUTES does not route. */
+  WORKER_POOL: z
+    .string()
+    .superRefine((value, ctx) => {
+      const problem = poolNameProblem(value);
+      if (problem) ctx.addIssue({ code: z.ZodIssueCode.custom, message: problem });
+    })
+    .optional(),
   /** Tasks run at once by this process. */
   WORKER_CONCURRENCY: positiveInt.default(8),
   /** Share of free slots given to the high, medium and low queues when all have work. */
@@ -61,6 +70,18 @@ type TypeLimitSettings = Record<
  * nothing. Checked at start rather than in the schema, which parses each variable on its own. The problem, naming
  * the variable, or undefined.
  */
+/**
+ * A pool worker with no type routed to its pool would wait for ever (a typo in WORKER_POOL or TASK_ROUTES): the
+ * problem, naming the variables, or undefined.
+ */
+export function poolProblem(pool: string | undefined, routes: TaskRoutes): string | undefined {
+  if (pool === undefined || routes.pools.includes(pool)) return undefined;
+  return (
+    `WORKER_POOL: no task type is routed to pool "${pool}" (TASK_ROUTES: ${routes.toString() || "empty"}): ` +
+    "this worker would take no task"
+  );
+}
+
 export function typeNamesProblem(config: TypeLimitSettings, taskTypes: TaskTypes): string | undefined {
   for (const variable of ["WORKER_TYPE_CONCURRENCY", "WORKER_TYPE_RATES", "WORKER_TYPE_GLOBAL_CONCURRENCY"] as const) {
     for (const type of config[variable].keys()) {

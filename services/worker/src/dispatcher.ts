@@ -80,6 +80,9 @@ export interface DispatcherOptions {
   handBackDeliveries?: number;
   /** A task type's own retry policy (its handler's maxAttempts and retryBackoff), used where the task has none. */
   typeRetryPolicy?: (type: string) => TypeRetryPolicy | undefined;
+  /** The worker pool whose queues it takes (WORKER_POOL: tasks.worker.<priority>.<pool>); undefined: the default
+   *  pool's tasks.worker.<priority>. */
+  pool?: string;
 }
 
 /** What a handler may declare for its type's retries (a task's own max_attempts and retry_backoff come first). */
@@ -127,6 +130,8 @@ export const LIMITED_BUFFER_FACTOR = 4;
 
 interface Lane {
   priority: Priority;
+  /** The queue it takes: its priority's, of this worker's pool. */
+  subject: WorkerSubject;
   processor: DeliveryProcessor<WorkerSubject>;
   queue: JsMsg[];
   /** The pull in progress. */
@@ -180,6 +185,7 @@ export class PriorityDispatcher {
     attemptOf,
     handBackDeliveries = 0,
     typeRetryPolicy = () => undefined,
+    pool,
   }: DispatcherOptions) {
     this.#rt = rt;
     this.#settings = { ...rt.settings, handBackDeliveries };
@@ -197,15 +203,16 @@ export class PriorityDispatcher {
       });
     this.#trackedVersion = this.#limits.version;
     this.#picker = new WeightedPicker(weights);
-    const lane = (priority: Priority): Lane => ({
+    const lane = (priority: Priority, subject = workerSubject(priority, pool) as WorkerSubject): Lane => ({
       priority,
+      subject,
       queue: [],
       pullEndsAt: 0,
       processor: new DeliveryProcessor({
         js: rt.nats.js,
         publisher: rt.publisher,
         service: rt.name,
-        subject: workerSubject(priority) as WorkerSubject,
+        subject,
         handler,
         settings: this.#settings,
         isOutage,
@@ -224,7 +231,7 @@ export class PriorityDispatcher {
           this.#deferrals.set(msg, { type: task.type, untilMs: Date.now() + error.retryAfterMs });
           return true;
         },
-        hooks: rt.stageHooks(workerSubject(priority) as WorkerSubject, hooks),
+        hooks: rt.stageHooks(subject, hooks),
       }),
     });
     this.#lanes = { high: lane("high"), medium: lane("medium"), low: lane("low") };
@@ -301,7 +308,7 @@ export class PriorityDispatcher {
   async start(): Promise<void> {
     const { nats, settings, name } = this.#rt;
     for (const lane of Object.values(this.#lanes)) {
-      const subject = workerSubject(lane.priority);
+      const { subject } = lane;
       const consumer = await retryWhileJetStreamStarts(
         `starting the ${subject} consumer`,
         async () => {
@@ -340,7 +347,7 @@ export class PriorityDispatcher {
   async #recreate(lane: Lane): Promise<void> {
     const { nats, name, log } = this.#rt;
     const warnings = this.#recreateWarnings;
-    await recreateConsumer(nats, name, workerSubject(lane.priority), this.#settings, { log, warnings }).catch(() => {});
+    await recreateConsumer(nats, name, lane.subject, this.#settings, { log, warnings }).catch(() => {});
   }
 
   /** Keeps a lane's queue topped up to `concurrency` startable deliveries, pulling no more than that. */

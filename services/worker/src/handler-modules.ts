@@ -19,8 +19,10 @@ import {
   errorMessage,
   MAX_RETRY_BACKOFF_MS,
   MAX_TASK_TIMEOUT_MS,
+  NO_ROUTES,
   type RetryBackoff,
   RetryBackoffSchema,
+  type TaskRoutes,
   type TaskTypes,
 } from "@tm/flow";
 import { ConfigError } from "@tm/kit";
@@ -67,12 +69,18 @@ export async function loadHandlerModules(
     cwd = process.cwd(),
     loadTimeoutMs = MODULE_LOAD_TIMEOUT_MS,
     maxDeliver = DEFAULT_FLOW_SETTINGS.maxDeliver,
+    pool,
+    routes = NO_ROUTES,
   }: {
     /** Where a path is taken from. */
     cwd?: string;
     loadTimeoutMs?: number;
     /** FLOW_MAX_DELIVER: a type may ask for fewer attempts, not more. */
     maxDeliver?: number;
+    /** WORKER_POOL and TASK_ROUTES: this worker must run the own types routed to its pool (the default pool: the
+     *  unrouted ones); types routed to other pools may have a handler here or not. */
+    pool?: string;
+    routes?: TaskRoutes;
   } = {},
 ): Promise<TaskHandler[]> {
   const handlers: TaskHandler[] = [];
@@ -100,11 +108,14 @@ export async function loadHandlerModules(
       handlers.push(handler);
     }
   }
-  const missing = taskTypes.own.filter((type) => !moduleOf.has(type));
+  const missing = taskTypes.own.filter((type) => routes.poolOf(type) === pool && !moduleOf.has(type));
   if (missing.length > 0) {
+    const names = missing.map((type) => `"${type}"`).join(", ");
+    const modules = `${VARIABLE} (${specifiers.join(",") || "empty"})`;
     throw new ConfigError(
-      `TASK_TYPES: no module in ${VARIABLE} (${specifiers.join(",") || "empty"}) has a handler for ` +
-        `${missing.map((type) => `"${type}"`).join(", ")}: the gateway would accept tasks no worker can run`,
+      pool === undefined
+        ? `TASK_TYPES: no module in ${modules} has a handler for ${names}: the gateway would accept tasks no worker can run`
+        : `WORKER_POOL: no module in ${modules} has a handler for ${names}, which TASK_ROUTES sends to pool "${pool}"`,
     );
   }
   return handlers;

@@ -39,6 +39,8 @@ export interface PresenceOptions {
   abandonedHandlers?: (limit: number) => Array<{ taskId: string; type: string; sinceMs: number }>;
   /** The deployment's own task types this worker loaded handlers for (WORKER_HANDLER_MODULES). */
   ownTaskTypes?: readonly string[];
+  /** WORKER_POOL; undefined: the default pool. */
+  pool?: string;
   intervalMs: number;
   log: Logger;
 }
@@ -52,6 +54,7 @@ export function reportPresence({
   abandoned,
   abandonedHandlers,
   ownTaskTypes = [],
+  pool,
   intervalMs,
   log,
 }: PresenceOptions) {
@@ -70,6 +73,7 @@ export function reportPresence({
     abandoned: abandoned(),
     ...(abandonedHandlers ? { abandonedHandlers: abandonedHandlers(MAX_REPORTED_ABANDONED) } : {}),
     ...(ownTaskTypes.length > 0 ? { ownTaskTypes: [...ownTaskTypes] } : {}),
+    ...(pool === undefined ? {} : { pool }),
     quiet: dispatcher.quiet,
     seenAtMs: Date.now(),
   });

@@ -13,6 +13,7 @@ import {
   expiredAtMs,
   MessageValidationError,
   PermanentError,
+  type PoolWorkerSubject,
   publishAudit,
   publishExpired,
   publishSkippedSuperseded,
@@ -62,7 +63,12 @@ export interface AbandonedHandler {
   sinceMs: number;
 }
 
-export type WorkerSubject = typeof Subjects.workerHigh | typeof Subjects.workerMedium | typeof Subjects.workerLow;
+/** The contract's worker subjects, and the worker pools' (tasks.worker.<priority>.<pool>). */
+export type WorkerSubject =
+  | typeof Subjects.workerHigh
+  | typeof Subjects.workerMedium
+  | typeof Subjects.workerLow
+  | PoolWorkerSubject;
 
 export function createTaskRunner({
   rt,

@@ -1,5 +1,5 @@
 /**
- * worker: tasks.worker.{high,medium,low} → handler registry → tasks.results, events.status (RUNNING with attempt
+ * worker: tasks.worker.{high,medium,low} (or its pool's tasks.worker.<priority>.<pool>, WORKER_POOL) → handler registry → tasks.results, events.status (RUNNING with attempt
  * and progress, SUCCEEDED, FAILED), events.audit. High, medium and low share WORKER_CONCURRENCY slots by
  * WORKER_PRIORITY_WEIGHTS; a running task is aborted by a cancel notice, by TASK_TIMEOUT_MS, or by shutdown.
  */
@@ -15,7 +15,7 @@ import {
   takeTypeSlot,
 } from "@tm/store";
 import { listenForCancellations, RunningTasks } from "./cancellation.js";
-import { typeNamesProblem, workerConfig } from "./config.js";
+import { poolProblem, typeNamesProblem, workerConfig } from "./config.js";
 import { followControls } from "./controls.js";
 import { PriorityDispatcher } from "./dispatcher.js";
 import { FleetSlots } from "./fleet-slots.js";
@@ -36,9 +36,15 @@ export const worker = defineService({
     const taskTypes = rt.config.TASK_TYPES;
     const typeProblem = typeNamesProblem(rt.config, taskTypes);
     if (typeProblem) throw new ConfigError(typeProblem);
+    const pool = rt.config.WORKER_POOL;
+    const routes = rt.config.TASK_ROUTES;
+    const unroutedPool = poolProblem(pool, routes);
+    if (unroutedPool) throw new ConfigError(unroutedPool);
     // The deployment's own types, before anything is consumed: a module that does not check out stops the start.
     const own = await loadHandlerModules(rt.config.WORKER_HANDLER_MODULES, taskTypes, {
       maxDeliver: rt.settings.maxDeliver,
+      pool,
+      routes,
     });
     const handlers = handlerRegistry(own);
     // The types' own limits (their handlers'), each replaced by a WORKER_TYPE_* entry for the type where there is one.
@@ -98,6 +104,7 @@ export const worker = defineService({
       attemptOf: ({ taskId, generation }, count) => redeliveredAttempt(rt.redis, taskId, generation, count),
       handBackDeliveries: rt.config.WORKER_HANDBACK_DELIVERIES,
       typeRetryPolicy: handlers,
+      pool,
     });
     // A running task is aborted; one whose delivery waits in the dispatcher's buffers is let through to be skipped.
     const cancelSubscription = listenForCancellations(rt.nats.nc, running, rt.log, (taskId) => {
@@ -187,6 +194,7 @@ export const worker = defineService({
       abandoned: runner.abandoned,
       abandonedHandlers: runner.abandonedHandlers,
       ownTaskTypes: own.map((handler) => handler.type),
+      ...(pool === undefined ? {} : { pool }),
       intervalMs: rt.config.WORKER_REPORT_INTERVAL_MS,
       log: rt.log,
     });

@@ -1,6 +1,6 @@
 import { ConfigError, loadConfig } from "@tm/kit";
 import { expect, test } from "vitest";
-import { typeNamesProblem, workerConfig } from "../src/config.js";
+import { poolProblem, typeNamesProblem, workerConfig } from "../src/config.js";
 
 test("defaults: concurrency 8, weights 6,3,1, timeout 60 s", () => {
   const config = loadConfig(workerConfig, {});
@@ -44,6 +44,18 @@ test("WORKER_ID: host:pid by default (also when empty); one with a space or past
       /WORKER_ID: must be 1 to 200 characters without spaces/,
     );
   }
+});
+
+test("WORKER_POOL: unset is the default pool; a bad name, or a pool no type is routed to, is refused, named", () => {
+  expect(loadConfig(workerConfig, {}).WORKER_POOL).toBeUndefined();
+  const config = loadConfig(workerConfig, { WORKER_POOL: "gpu", TASK_ROUTES: "checksum=gpu" });
+  expect(config.WORKER_POOL).toBe("gpu");
+  expect(poolProblem(config.WORKER_POOL, config.TASK_ROUTES)).toBeUndefined();
+  expect(poolProblem(undefined, config.TASK_ROUTES)).toBeUndefined();
+  expect(poolProblem("gpus", config.TASK_ROUTES)).toBe(
+    'WORKER_POOL: no task type is routed to pool "gpus" (TASK_ROUTES: checksum=gpu): this worker would take no task',
+  );
+  expect(() => loadConfig(workerConfig, { WORKER_POOL: "GPU" })).toThrow(/WORKER_POOL: "GPU" is not a pool name/);
 });
 
 test("WORKER_MAX_ABANDONED_HANDLERS: 0 (never) by default, 0 to 10000, a bad value named", () => {

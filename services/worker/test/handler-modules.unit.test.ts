@@ -2,7 +2,7 @@ import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
-import { PermanentError, parseTaskTypes, RateLimitedError, RetryAfterError } from "@tm/flow";
+import { PermanentError, parseTaskRoutes, parseTaskTypes, RateLimitedError, RetryAfterError } from "@tm/flow";
 import { ConfigError, createLogger } from "@tm/kit";
 import { afterAll, describe, expect, test } from "vitest";
 import { recognisedError } from "../src/handler-errors.js";
@@ -251,6 +251,25 @@ describe("handlers loaded from WORKER_HANDLER_MODULES", () => {
     const hanging = moduleFile("hanging.mjs", "await new Promise(() => {});\nexport const handlers = [];");
     await expect(loadHandlerModules([hanging], parseTaskTypes("one"), { loadTimeoutMs: 200 })).rejects.toThrow(
       /hanging\.mjs: cannot be loaded: it did not finish loading within 200 ms \(a top-level await\?\)/,
+    );
+  });
+
+  test("with worker pools, a worker must run the own types routed to its pool, and only those", async () => {
+    const one = moduleFile("pool-one.mjs", 'export const handlers = [{ type: "one", run() {} }];');
+    const routes = parseTaskRoutes("two=gpu,three=gpu");
+    const types = parseTaskTypes("one,two,three");
+    // The default pool's worker needs "one" (unrouted) only; the pool's worker, "two" and "three".
+    expect((await loadHandlerModules([one], types, { routes })).map((handler) => handler.type)).toEqual(["one"]);
+    await expect(loadHandlerModules([one], types, { routes, pool: "gpu" })).rejects.toThrow(
+      /^WORKER_POOL: no module in WORKER_HANDLER_MODULES \(.*pool-one\.mjs\) has a handler for "two", "three", which TASK_ROUTES sends to pool "gpu"$/,
+    );
+    const gpu = moduleFile(
+      "pool-gpu.mjs",
+      'export const handlers = [{ type: "two", run() {} }, { type: "three", run() {} }];',
+    );
+    expect(await loadHandlerModules([gpu], types, { routes, pool: "gpu" })).toHaveLength(2);
+    await expect(loadHandlerModules([gpu], types, { routes })).rejects.toThrow(
+      "TASK_TYPES: no module in WORKER_HANDLER_MODULES",
     );
   });
 

@@ -142,7 +142,10 @@ function render(
         const name = subject.split(".").pop() ?? subject;
         // An operator's pause (taskctl pause): the workers start none of this priority's tasks.
         const pause = stats.pausedQueues.find((queue) => priorityName(queue.priority) === name);
-        const consumers = stats.consumers.filter((consumer) => consumer.subject === subject);
+        // The worker pools' queues of the priority too (tasks.worker.<priority>.<pool>, TASK_ROUTES).
+        const consumers = stats.consumers.filter(
+          (consumer) => consumer.subject === subject || consumer.subject.startsWith(`${subject}.`),
+        );
         const sum = (pick: (c: (typeof consumers)[number]) => bigint) => consumers.reduce((s, c) => s + pick(c), 0n);
         const oldest = Math.max(0, ...consumers.map((c) => Number(c.oldestUnackedAgeMs)));
         return [
@@ -201,6 +204,7 @@ function workerSections(workers: WorkerInfo[], actions: WorkerActions): HTMLElem
     .flatMap((worker) => worker.running.map((task) => ({ worker: worker.id, task })))
     .sort((a, b) => (dateOf(a.task.startedAt)?.getTime() ?? 0) - (dateOf(b.task.startedAt)?.getTime() ?? 0));
   const ownTypes = workers.some((worker) => worker.ownTaskTypes.length > 0);
+  const pools = workers.some((worker) => worker.pool !== "");
   return [
     h("h2", {}, `Workers (${workers.length})`),
     actions.outcome,
@@ -215,6 +219,8 @@ function workerSections(workers: WorkerInfo[], actions: WorkerActions): HTMLElem
             "Buffered",
             "Paused",
             "State",
+            // Where any worker serves a pool (WORKER_POOL): which tasks each takes.
+            ...(pools ? ["Pool"] : []),
             // The deployment's own task types each runs, where any does: during a rollout, which have a new one yet.
             ...(ownTypes ? ["Own types"] : []),
             "Action",
@@ -229,6 +235,7 @@ function workerSections(workers: WorkerInfo[], actions: WorkerActions): HTMLElem
             worker.pausedQueues.map(priorityName).join(", ") || "—",
             // As the worker applies it, and on the way once asked (`taskctl workers`' STATE).
             workerState(worker),
+            ...(pools ? [worker.pool || "default"] : []),
             ...(ownTypes ? [worker.ownTaskTypes.join(", ") || "—"] : []),
             quietButton(worker, actions),
           ]),
