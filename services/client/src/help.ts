@@ -81,7 +81,7 @@ refused line (2 invalid, 4 unavailable, 5 other).`,
   --delay D               a delayed task: it waits PENDING (cancellable) and runs D later: 30s, 15m, 2h, 1d
   --at T                  a delayed task that runs at T, an ISO time such as 2026-01-31T12:00:00Z
   --attempt-timeout D     the handler's time limit per attempt (500ms, 30s, 15m, 2h; default the worker's, 60 s)
-  --max-attempts N        attempts at most (default and most: 5); 1 runs it at most once, never retried
+  --max-attempts N        attempts at most (most: 5; default: its type's, else 5); 1 runs it at most once, never retried
   --retry-delay D         the task's own wait after a failed attempt (0s, 500ms, 30s, 15m, up to 1h); default the
                           pipeline's 1 s, 5 s, 15 s, 30 s
   --retry-multiplier X    each further wait is the previous one times X (1 to 100; default 1, the same wait; 2 doubles)

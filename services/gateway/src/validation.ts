@@ -113,7 +113,7 @@ export function validateSubmission(
       `${request.maxAttempts} exceeds the pipeline's ${maxDeliver} deliveries per message (FLOW_MAX_DELIVER); ` +
         "use 1 to " +
         maxDeliver +
-        ", or 0 for all of them",
+        ", or 0 for the default (its type's, else all of them)",
     );
   }
   const retryBackoff = request.retryBackoff ? retryBackoffOf(request.retryBackoff) : undefined;
@@ -126,8 +126,9 @@ export function validateSubmission(
     metadata: { ...request.metadata },
     idempotencyKey: request.idempotencyKey || undefined,
     ...(timeoutMs === undefined ? {} : { timeoutMs }),
-    // The pipeline's own limit is the default: storing it would only hide that the client left it unset.
-    ...(request.maxAttempts > 0 && request.maxAttempts < maxDeliver ? { maxAttempts: request.maxAttempts } : {}),
+    // Stored as asked, FLOW_MAX_DELIVER too: unset (0) is not the same, since a type's own maxAttempts (its handler's)
+    // applies only to a task that did not ask.
+    ...(request.maxAttempts > 0 ? { maxAttempts: request.maxAttempts } : {}),
     ...(retryBackoff ? { retryBackoff } : {}),
     ...(expiresAfterMs === undefined ? {} : { expiresAfterMs }),
   };

@@ -61,7 +61,7 @@ test("a payload over the size limit is RESOURCE_EXHAUSTED (the contract's code f
   expect(error.rawMessage).toMatch(/^payload: \d+ bytes of JSON exceeds the limit of 100 bytes$/);
 });
 
-test("timeout and max_attempts: kept when set, the pipeline's own limit not stored, bad values named", () => {
+test("timeout and max_attempts: kept when set (all of the pipeline's attempts too: unset would take the type's), bad values named", () => {
   const limits = (init: Parameters<typeof request>[0]) => {
     const { timeoutMs, maxAttempts } = validateSubmission(request({ type: "echo", ...init }), 100, 5);
     return { timeoutMs, maxAttempts };
@@ -69,17 +69,14 @@ test("timeout and max_attempts: kept when set, the pipeline's own limit not stor
   expect(limits({})).toEqual({ timeoutMs: undefined, maxAttempts: undefined });
   expect(limits({ timeout: { seconds: 30n }, maxAttempts: 1 })).toEqual({ timeoutMs: 30_000, maxAttempts: 1 });
   expect(limits({ timeout: { seconds: 0n, nanos: 1 } })).toEqual({ timeoutMs: 1, maxAttempts: undefined });
-  expect(limits({ timeout: { seconds: 86_400n }, maxAttempts: 5 })).toEqual({
-    timeoutMs: 86_400_000,
-    maxAttempts: undefined,
-  });
+  expect(limits({ timeout: { seconds: 86_400n }, maxAttempts: 5 })).toEqual({ timeoutMs: 86_400_000, maxAttempts: 5 });
 
   const message = (init: Parameters<typeof request>[0]) =>
     rejection(() => validateSubmission(request({ type: "echo", ...init }), 100, 5));
   expect(message({ maxAttempts: 6 })).toMatchObject({
     code: Code.InvalidArgument,
     rawMessage:
-      "max_attempts: 6 exceeds the pipeline's 5 deliveries per message (FLOW_MAX_DELIVER); use 1 to 5, or 0 for all of them",
+      "max_attempts: 6 exceeds the pipeline's 5 deliveries per message (FLOW_MAX_DELIVER); use 1 to 5, or 0 for the default (its type's, else all of them)",
   });
   expect(message({ timeout: { seconds: 0n } }).rawMessage).toBe(
     "timeout: must be at least 1 ms (leave it unset for the worker's default)",

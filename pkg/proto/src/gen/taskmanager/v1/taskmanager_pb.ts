@@ -397,8 +397,8 @@ export type SubmitTaskRequest = Message<"taskmanager.v1.SubmitTaskRequest"> & {
 
   /**
    * How many attempts the task gets at most (each delivery to a worker counts, one interrupted by a crash or a
-   * shutdown included); 0: the pipeline's FLOW_MAX_DELIVER (5), which is also the most it may be. 1 runs the task at
-   * most once: a failed or interrupted attempt is not retried.
+   * shutdown included); 0: its type's (a handler's maxAttempts), else the pipeline's FLOW_MAX_DELIVER (5), which is
+   * also the most it may be. 1 runs the task at most once: a failed or interrupted attempt is not retried.
    *
    * @generated from field: uint32 max_attempts = 9;
    */
