@@ -403,6 +403,45 @@ describe.skipIf(!existsSync(CHROMIUM))("web console", () => {
     }
   });
 
+  it("shows the pool each worker serves (WORKER_POOL), in a column only where some worker serves one", async () => {
+    const admin = createAdminClient({ baseUrl: pipeline.gatewayUrl });
+    // A worker of pool "text": its own TASK_ROUTES names the pool (the rest of this pipeline routes nothing to it).
+    const pooled = await pipeline.spawn(
+      "worker",
+      { WORKER_POOL: "text", TASK_ROUTES: "word-count=text", WORKER_ID: "console-pool-worker" },
+      "worker-text",
+    );
+    try {
+      await page.goto(`${webUrl}/`);
+      await page.waitForSelector("h2:text('Workers (2)')", { timeout: 15_000 });
+      const rowOf = (id: string) =>
+        page
+          .getByRole("row")
+          .filter({ has: page.getByRole("cell", { name: id, exact: true }) })
+          .filter({ has: page.getByRole("button") });
+      expect(await page.getByRole("columnheader", { name: "Pool", exact: true }).count()).toBe(1);
+      expect(await rowOf("console-pool-worker").getByRole("cell", { name: "text", exact: true }).count()).toBe(1);
+      const other = (await admin.listWorkers({})).workers.find((worker) => worker.id !== "console-pool-worker");
+      expect(
+        await rowOf(other?.id ?? "?")
+          .getByRole("cell", { name: "default", exact: true })
+          .count(),
+      ).toBe(1);
+      await page.screenshot({ path: join(ARTIFACTS, "overview-worker-pools.png"), fullPage: true });
+    } finally {
+      await pooled.process.stop();
+      pipeline.services.delete("worker-text");
+      await waitFor(
+        "the pool's worker gone from the list",
+        async () => (await admin.listWorkers({})).workers.length === 1,
+      );
+    }
+    // One pool no more: no column.
+    await page.goto(`${webUrl}/`);
+    await page.waitForSelector("h2:text('Workers (1)')", { timeout: 15_000 });
+    expect(await page.getByRole("columnheader", { name: "Pool", exact: true }).count()).toBe(0);
+  });
+
   it("lists a handler that ignores its signal under Abandoned handlers, linked to its task", async () => {
     // One attempt of 1 s: the sleep goes on for 20 s in the background, abandoned a second after its attempt ended.
     const { stdout } = await run(process.execPath, [
