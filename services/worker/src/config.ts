@@ -66,11 +66,6 @@ type TypeLimitSettings = Record<
 >;
 
 /**
- * The per-type settings name only types this worker runs (built in or in TASK_TYPES): a typo would otherwise limit
- * nothing. Checked at start rather than in the schema, which parses each variable on its own. The problem, naming
- * the variable, or undefined.
- */
-/**
  * A pool worker with no type routed to its pool would wait for ever (a typo in WORKER_POOL or TASK_ROUTES): the
  * problem, naming the variables, or undefined.
  */
@@ -82,6 +77,11 @@ export function poolProblem(pool: string | undefined, routes: TaskRoutes): strin
   );
 }
 
+/**
+ * The per-type settings name only types this worker runs (built in or in TASK_TYPES): a typo would otherwise limit
+ * nothing. Checked at start rather than in the schema, which parses each variable on its own. The problem, naming
+ * the variable, or undefined.
+ */
 export function typeNamesProblem(config: TypeLimitSettings, taskTypes: TaskTypes): string | undefined {
   for (const variable of ["WORKER_TYPE_CONCURRENCY", "WORKER_TYPE_RATES", "WORKER_TYPE_GLOBAL_CONCURRENCY"] as const) {
     for (const type of config[variable].keys()) {

@@ -203,37 +203,40 @@ export class PriorityDispatcher {
       });
     this.#trackedVersion = this.#limits.version;
     this.#picker = new WeightedPicker(weights);
-    const lane = (priority: Priority, subject = workerSubject(priority, pool) as WorkerSubject): Lane => ({
-      priority,
-      subject,
-      queue: [],
-      pullEndsAt: 0,
-      processor: new DeliveryProcessor({
-        js: rt.nats.js,
-        publisher: rt.publisher,
-        service: rt.name,
+    const lane = (priority: Priority): Lane => {
+      const subject = workerSubject(priority, pool) as WorkerSubject;
+      return {
+        priority,
         subject,
-        handler,
-        settings: this.#settings,
-        isOutage,
-        // A task's max_attempts (else its type's): its last attempt's failure dead-letters it, and an interrupted last
-        // attempt is not run again. Its retry_backoff likewise, else the pipeline's delays.
-        attemptsOf: (task) => task.maxAttempts ?? typeRetryPolicy(task.type)?.maxAttempts,
-        retryDelayOf: (task, attempt) => {
-          const backoff = task.retryBackoff ?? typeRetryPolicy(task.type)?.retryBackoff;
-          return backoff ? backoffDelayMs(backoff, attempt) : undefined;
-        },
-        ...(attemptOf
-          ? { attemptOf: (task, count) => attemptOf({ taskId: task.taskId, generation: task.generation }, count) }
-          : {}),
-        deferRateLimited: (msg, task, error, ctx) => {
-          if (this.#stopping || ctx.deferredMs + error.retryAfterMs > rateLimitHoldMs) return false;
-          this.#deferrals.set(msg, { type: task.type, untilMs: Date.now() + error.retryAfterMs });
-          return true;
-        },
-        hooks: rt.stageHooks(subject, hooks),
-      }),
-    });
+        queue: [],
+        pullEndsAt: 0,
+        processor: new DeliveryProcessor({
+          js: rt.nats.js,
+          publisher: rt.publisher,
+          service: rt.name,
+          subject,
+          handler,
+          settings: this.#settings,
+          isOutage,
+          // A task's max_attempts (else its type's): its last attempt's failure dead-letters it, and an interrupted last
+          // attempt is not run again. Its retry_backoff likewise, else the pipeline's delays.
+          attemptsOf: (task) => task.maxAttempts ?? typeRetryPolicy(task.type)?.maxAttempts,
+          retryDelayOf: (task, attempt) => {
+            const backoff = task.retryBackoff ?? typeRetryPolicy(task.type)?.retryBackoff;
+            return backoff ? backoffDelayMs(backoff, attempt) : undefined;
+          },
+          ...(attemptOf
+            ? { attemptOf: (task, count) => attemptOf({ taskId: task.taskId, generation: task.generation }, count) }
+            : {}),
+          deferRateLimited: (msg, task, error, ctx) => {
+            if (this.#stopping || ctx.deferredMs + error.retryAfterMs > rateLimitHoldMs) return false;
+            this.#deferrals.set(msg, { type: task.type, untilMs: Date.now() + error.retryAfterMs });
+            return true;
+          },
+          hooks: rt.stageHooks(subject, hooks),
+        }),
+      };
+    };
     this.#lanes = { high: lane("high"), medium: lane("medium"), low: lane("low") };
   }
 
