@@ -63,6 +63,13 @@ export const METRIC_CATALOGUE: readonly MetricDefinition[] = [
     help: "Task attempts by outcome: succeeded, retried, failed, cancelled, skipped_cancelled, skipped_superseded, expired, handed_back, rate_limited",
   },
   {
+    name: "tm_tasks_scheduled_total",
+    kind: "counter",
+    labels: ["type", "priority", "pool"],
+    services: ["scheduler"],
+    help: "Tasks routed to a worker queue",
+  },
+  {
     name: "tm_tasks_retried_total",
     kind: "counter",
     labels: ["stage", "subject", "type", "priority"],
