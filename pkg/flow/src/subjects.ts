@@ -57,9 +57,13 @@ export function parseWorkerSubject(subject: string): { priority: Priority; pool:
 
 /** The contract subject whose messages a subject carries: a pool's worker subject carries its priority's. */
 export function contractSubjectOf(subject: Subject): ContractSubject {
+  // Every message decoded by every stage asks: the contract's own subjects answer without the pattern.
+  if (CONTRACT_SUBJECTS.has(subject)) return subject as ContractSubject;
   const worker = parseWorkerSubject(subject);
   return worker ? defaultWorkerSubject(worker.priority) : (subject as ContractSubject);
 }
+
+const CONTRACT_SUBJECTS: ReadonlySet<string> = new Set(Object.values(Subjects));
 
 /** Whether a subject carries tasks: the contract's task subjects and every pool's worker subjects. */
 export function isTaskSubject(subject: string): boolean {
