@@ -479,7 +479,7 @@ test("a cancel notice aborts a running sleep at once: no result, no status, mess
   expect((await w.jsm.consumers.info("TASKS", consumer)).num_redelivered).toBe(0);
 });
 
-test("a worker does not start when TASK_TYPES lists a type no handler module runs, or its settings name an unknown type", async () => {
+test("a worker does not start when TASK_TYPES lists a type no handler module runs, its settings name an unknown type, or its pool gets no type", async () => {
   // Each stops its start with the variable and the problem (runService then exits 78), having taken no task.
   await expect(startWorker(infra, { TASK_TYPES: "resize" })).rejects.toThrow(
     'TASK_TYPES: no module in WORKER_HANDLER_MODULES (empty) has a handler for "resize"',
@@ -490,4 +490,11 @@ test("a worker does not start when TASK_TYPES lists a type no handler module run
   await expect(
     startWorker(infra, { TASK_TYPES: "resize", WORKER_HANDLER_MODULES: "./no/such/handlers.mjs" }),
   ).rejects.toThrow(/^WORKER_HANDLER_MODULES: \.\/no\/such\/handlers\.mjs: cannot be loaded: Cannot find module/);
+  // A worker pool no route names (it would take nothing), and a pool worker without a handler for its pool's type.
+  await expect(startWorker(infra, { WORKER_POOL: "gpu", TASK_ROUTES: "checksum=gpus" })).rejects.toThrow(
+    'WORKER_POOL: no task type is routed to pool "gpu" (TASK_ROUTES: checksum=gpus): this worker would take no task',
+  );
+  await expect(
+    startWorker(infra, { WORKER_POOL: "gpu", TASK_TYPES: "resize", TASK_ROUTES: "resize=gpu" }),
+  ).rejects.toThrow('WORKER_POOL: no module in WORKER_HANDLER_MODULES (empty) has a handler for "resize"');
 });
