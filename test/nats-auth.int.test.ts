@@ -230,6 +230,48 @@ describe("the scheduler's user", () => {
   });
 });
 
+describe("worker pools (TASK_ROUTES) under these permissions", () => {
+  test("the docs' recipe (a pool's subjects in the scheduler's publish and the worker's consume) lets the scheduler queue on the pool and the worker pull it; without it the worker is refused", async () => {
+    const pool = ["high", "medium", "low"].map((priority) => `tasks.worker.${priority}.gpu`);
+    // Without the recipe (the shipped permissions): the worker may not create the pool's durable.
+    const plain = await (await as("worker")).jetstreamManager({ timeout: 1_000 });
+    await expect(provisionConsumer(plain, "worker", "tasks.worker.high.gpu")).rejects.toThrow();
+
+    const withPool = structuredClone(permissions);
+    withPool.users.scheduler!.publish.push(...pool);
+    withPool.users.worker!.consume.push(...(pool as Subject[]));
+    const server = await startNats({
+      extraConfig: renderAuthorization(withPool, (user: string) => JSON.stringify(passwordOf(user))),
+      readyAuth: { user: "scheduler", pass: passwordOf("scheduler"), inboxPrefix: "_INBOX_scheduler" },
+    });
+    const opened: NatsConnection[] = [];
+    const connect = async (user: string) => {
+      const nc = await connectAs(server.url, user, passwordOf(user));
+      opened.push(nc);
+      return nc;
+    };
+    try {
+      const scheduler = await connect("scheduler");
+      const errors = permissionErrors(scheduler);
+      await provisionStreams(await scheduler.jetstreamManager());
+      const ack = await scheduler.jetstream().publish("tasks.worker.high.gpu", '{"pool":"gpu"}', { msgID: "pool:1" });
+      expect(ack.stream).toBe("TASKS");
+      const workerNc = await connect("worker");
+      const jsm = await workerNc.jetstreamManager();
+      const durable = await provisionConsumer(jsm, "worker", "tasks.worker.high.gpu");
+      expect(durable).toBe("worker-tasks-worker-high-gpu");
+      const msg = await (await workerNc.jetstream().consumers.get("TASKS", durable)).next({ expires: 5_000 });
+      expect(msg?.string()).toBe('{"pool":"gpu"}');
+      await msg?.ackAck();
+      await scheduler.flush();
+      expect(errors).toEqual([]);
+    } finally {
+      await Promise.all(opened.map((nc) => nc.close().catch(() => undefined)));
+      await server.dispose();
+    }
+  });
+});
+
 describe("other users", () => {
   test.each([
     ["_INBOX.>", "every connection's default inbox"],
