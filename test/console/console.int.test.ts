@@ -8,7 +8,8 @@
  * requeued with a click and followed to SUCCEEDED; selected dead letters are discarded once the confirmation is
  * accepted (not when it is dismissed); the overview marks a paused priority and lists the live workers with the tasks
  * they run (and the worker's own task types, from the docs' example module), and quiets a worker after a confirmation (shown quiet once it applies it) and resumes it; a delayed task
- * is promoted with Run now; the tasks a filter matches are counted, then cancelled, with Cancel matching; a schedule
+ * is promoted with Run now; the tasks a filter matches are counted, then cancelled, with Cancel matching, and the
+ * stalled ones among them requeued with Requeue stalled; a schedule
  * is created from the form (a bad cron or payload refused, naming it), with the task's limits (a bad one refused,
  * naming the field), and replaces one with the same id only when Replace is ticked; a type is paused and resumed from
  * the type limits page, its other limits kept, and its concurrency and rate are set from its dialog (a bad value
@@ -26,7 +27,7 @@ import { create } from "@bufbuild/protobuf";
 import { DurationSchema } from "@bufbuild/protobuf/wkt";
 import { StatusEventSchema, statusEvent } from "@tm/flow";
 import { createAdminClient, Priority, RetryBackoffSchema, ScheduleOverlap, TaskState } from "@tm/proto";
-import { appendDeadLetter, applyStatus, markCancelled, readResult, saveTask } from "@tm/store";
+import { appendDeadLetter, applyStatus, Keys, markCancelled, readResult, saveTask } from "@tm/store";
 import { freePort, REPO_ROOT, spawnService, waitFor } from "@tm/testkit";
 import { type BrowserContext, chromium, type Locator, type Page } from "playwright-core";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -57,7 +58,8 @@ describe.skipIf(!existsSync(CHROMIUM))("web console", () => {
     const webPort = await freePort();
     pipeline = await startPipeline({
       perService: {
-        gateway: { GATEWAY_WEB_PORT: String(webPort) },
+        // The gateway requeues no stalled task on its own: the tasks page's "Requeue stalled" does (tested below).
+        gateway: { GATEWAY_WEB_PORT: String(webPort), GATEWAY_STALLED_REQUEUE_LIMIT: "0" },
         // Reports, and pauses, quiet marks and limits read, every 200 ms (1-5 s by default): the tests wait on them.
         // The docs' example module: the overview names the worker's own task types.
         worker: {
@@ -901,6 +903,70 @@ describe.skipIf(!existsSync(CHROMIUM))("web console", () => {
     // Finished tasks cannot be cancelled: with such a state chosen the button is off.
     await page.selectOption("select[name=state]", "SUCCEEDED");
     expect(await page.isDisabled("button:text('Cancel matching')")).toBe(true);
+  });
+
+  it("requeues the stalled tasks the filters match after a confirmation (dismissed: none), and they run", async () => {
+    // Two tasks whose messages were lost 20 minutes ago: their records and PENDING statuses, no message anywhere. The
+    // gateway counts them as stalled (and requeues none itself here: GATEWAY_STALLED_REQUEUE_LIMIT 0).
+    const batch = `lost-${crypto.randomUUID().slice(0, 8)}`;
+    const redis = pipeline.redisClient;
+    const lostAt = new Date(Date.now() - 20 * 60_000).toISOString();
+    const lost = [crypto.randomUUID(), crypto.randomUUID()];
+    for (const taskId of lost) {
+      await saveTask(redis, {
+        taskId,
+        type: "echo",
+        priority: "low",
+        payload: { lost: true },
+        metadata: { batch },
+        createdAt: lostAt,
+        generation: 0,
+      });
+      const pending = {
+        ...statusEvent({ taskId, state: "PENDING", source: "gateway", generation: 0 }),
+        updatedAt: lostAt,
+      };
+      await applyStatus(redis, StatusEventSchema.parse(pending));
+    }
+    const stateOf = async (taskId: string) => (await pipeline.client.getTask({ taskId })).task?.status;
+    // Off until the list is narrowed to the stalled tasks.
+    await page.goto(`${webUrl}/tasks?q=${batch}`);
+    await page.waitForSelector("#task-list table", { timeout: 15_000 });
+    expect(await page.isDisabled("button:text('Requeue stalled')")).toBe(true);
+    await page.goto(`${webUrl}/tasks?q=${batch}&stalled=counted`);
+    await page.waitForSelector("#task-list table", { timeout: 15_000 });
+    expect(await page.getByRole("link", { name: lost[0] }).count()).toBe(1);
+    // Dismissed: nothing is requeued.
+    const asked = page.waitForEvent("dialog");
+    const clicked = page.click("button:text('Requeue stalled')");
+    const question = await asked;
+    expect(question.message()).toBe(
+      "Requeue 2 stalled tasks these filters match? Each goes through the pipeline again.",
+    );
+    await question.dismiss();
+    await clicked;
+    await page.waitForSelector("button:text('Requeue stalled'):not([disabled])");
+    for (const taskId of lost) expect(await redis.hget(Keys.task(taskId), "generation")).toBe("0");
+    // Accepted: both are requeued as generation 1, and run to SUCCEEDED.
+    page.once("dialog", (dialog) => void dialog.accept());
+    await page.click("button:text('Requeue stalled')");
+    await page.waitForSelector("#announcer:text('Requeued 2 tasks.')", { state: "attached", timeout: 15_000 });
+    for (const taskId of lost) {
+      await waitFor(
+        `${taskId} SUCCEEDED as generation 1`,
+        async () => {
+          const [status, result] = await Promise.all([stateOf(taskId), readResult(redis, taskId)]);
+          return status?.state === TaskState.SUCCEEDED && result?.generation === 1;
+        },
+        { timeoutMs: 30_000 },
+      );
+    }
+    // None stalled any more: said so, no question asked.
+    await page.click("button:text('Requeue stalled')");
+    await page.waitForSelector("#announcer:text('No stalled task matches these filters.')", {
+      state: "attached",
+      timeout: 15_000,
+    });
   });
 
   it("discards selected dead letters after a confirmation; the tasks' histories record it", async () => {

@@ -3,10 +3,13 @@
  * changed (stalled ones are the candidates for a requeue), a debounced search box, and one page at a time
  * (the server pages with tokens; only the page shown is rendered, so 10,000 tasks cost no more than 50). "Cancel
  * matching" counts the unfinished tasks the filters match (AdminService CancelTasks' dry run), asks, and cancels those
- * (by id, 500 per call), as `taskctl cancel --all --dry-run` then `taskctl cancel --all` would.
+ * (by id, 500 per call), as `taskctl cancel --all --dry-run` then `taskctl cancel --all` would. "Requeue stalled" does
+ * the same for the tasks counted as stalled (their messages lost) that the filters match, as `taskctl requeue
+ * --all-stalled` would: listed, counted, asked, then requeued by id, each only if still unchanged for the gateway's
+ * stall threshold (a task that moved meanwhile is left alone).
  */
 import { timestampFromDate } from "@bufbuild/protobuf/wkt";
-import { CancelResult, Priority, TaskState } from "@tm/proto/web";
+import { CancelResult, Priority, RequeueResult, TaskState } from "@tm/proto/web";
 import { admin, errorText } from "../api.js";
 import { announce, debounce, h, replace } from "../dom.js";
 import { ago, dateOf, priorityName, stateName } from "../format.js";
@@ -15,8 +18,10 @@ import type { View } from "./view.js";
 
 const PAGE_SIZE = 50;
 const SEARCH_DEBOUNCE_MS = 300;
-/** CancelTasks takes at most 500 ids per call. */
+/** CancelTasks and RequeueTasks take at most 500 ids per call, and ListTasks pages of at most 500. */
 const CANCEL_BATCH = 500;
+const REQUEUE_BATCH = 500;
+const LIST_MAX = 500;
 
 export const tasksView: View = (main, { query }) => {
   const field = (label: string, control: HTMLElement) => h("label", {}, h("span", {}, label), control);
@@ -59,6 +64,7 @@ export const tasksView: View = (main, { query }) => {
     { type: "button", class: "danger", title: "Cancel every unfinished task these filters match" },
     "Cancel matching",
   ) as HTMLButtonElement;
+  const requeueStalled = h("button", { type: "button", class: "secondary" }, "Requeue stalled") as HTMLButtonElement;
 
   replace(
     main,
@@ -74,7 +80,7 @@ export const tasksView: View = (main, { query }) => {
       field("Created after", afterInput),
       field("Created before", beforeInput),
     ),
-    h("div", { class: "actions" }, cancelMatching),
+    h("div", { class: "actions" }, cancelMatching, requeueStalled),
     status,
     results,
     h("div", { class: "pager" }, previous, next),
@@ -86,23 +92,27 @@ export const tasksView: View = (main, { query }) => {
   let nextToken = "";
   let generation = 0;
 
-  /** The filter CancelTasks takes, or why the current filters cannot be cancelled in bulk. */
-  function cancelFilter() {
-    const state = TaskState[stateSelect.value as keyof typeof TaskState] ?? TaskState.UNSPECIFIED;
-    if ([TaskState.SUCCEEDED, TaskState.FAILED, TaskState.CANCELLED].includes(state)) {
-      return { why: "finished tasks cannot be cancelled" };
-    }
-    if (stalledSelect.value !== "" && stalledSelect.value !== "0") {
-      return { why: "choose Unfinished: any or all unfinished (a stall is not a cancel filter)" };
-    }
-    const filter = {
-      state,
+  /** The filters shown, as ListTasks and CancelTasks take them. */
+  function taskFilter() {
+    return {
+      state: TaskState[stateSelect.value as keyof typeof TaskState] ?? TaskState.UNSPECIFIED,
       priority: Priority[prioritySelect.value as keyof typeof Priority] ?? Priority.UNSPECIFIED,
       type: typeInput.value.trim(),
       query: searchInput.value.trim(),
       createdAfter: afterInput.value ? timestampFromDate(new Date(afterInput.value)) : undefined,
       createdBefore: beforeInput.value ? timestampFromDate(new Date(beforeInput.value)) : undefined,
     };
+  }
+
+  /** The filter CancelTasks takes, or why the current filters cannot be cancelled in bulk. */
+  function cancelFilter() {
+    const filter = taskFilter();
+    if ([TaskState.SUCCEEDED, TaskState.FAILED, TaskState.CANCELLED].includes(filter.state)) {
+      return { why: "finished tasks cannot be cancelled" };
+    }
+    if (stalledSelect.value !== "" && stalledSelect.value !== "0") {
+      return { why: "choose Unfinished: any or all unfinished (a stall is not a cancel filter)" };
+    }
     const any =
       filter.state !== TaskState.UNSPECIFIED ||
       filter.priority !== Priority.UNSPECIFIED ||
@@ -117,7 +127,63 @@ export const tasksView: View = (main, { query }) => {
     const { why } = cancelFilter();
     cancelMatching.disabled = why !== undefined;
     cancelMatching.title = why ?? "Cancel every unfinished task these filters match";
+    // Only the tasks counted as stalled can be requeued in bulk: a backlog's are still on their way.
+    const stalledOnly = stalledSelect.value === STALLED_COUNTED;
+    requeueStalled.disabled = !stalledOnly;
+    requeueStalled.title = stalledOnly
+      ? "Requeue every stalled task these filters match: each goes through the pipeline again as a new generation"
+      : 'choose Unfinished: "stalled: messages lost" first';
   }
+
+  /** The tasks counted as stalled that the filters match now (ListTasks `stalled`, page by page). */
+  async function stalledMatching(): Promise<string[]> {
+    const taskIds: string[] = [];
+    let pageToken = "";
+    do {
+      const response = await admin.listTasks({ ...taskFilter(), stalled: true, pageSize: LIST_MAX, pageToken });
+      taskIds.push(...response.tasks.map((task) => task.taskId));
+      pageToken = response.nextPageToken;
+    } while (pageToken);
+    return taskIds;
+  }
+
+  requeueStalled.addEventListener("click", async () => {
+    requeueStalled.disabled = true;
+    let requeued = 0;
+    let notRequeued = 0;
+    let outcome = "";
+    try {
+      const taskIds = await stalledMatching();
+      if (taskIds.length === 0) {
+        outcome = "No stalled task matches these filters.";
+        return;
+      }
+      const count = `${taskIds.length} stalled task${taskIds.length === 1 ? "" : "s"}`;
+      if (!window.confirm(`Requeue ${count} these filters match? Each goes through the pipeline again.`)) return;
+      // The gateway's own threshold: a task that changed since it was counted is not requeued.
+      const { stalledAfterSeconds } = await admin.getQueueStats({});
+      for (let start = 0; start < taskIds.length; start += REQUEUE_BATCH) {
+        const response = await admin.requeueTasks({
+          taskIds: taskIds.slice(start, start + REQUEUE_BATCH),
+          stalledForSeconds: stalledAfterSeconds,
+        });
+        for (const each of response.outcomes) {
+          if (each.result === RequeueResult.REQUEUED) requeued++;
+          else if (each.result === RequeueResult.UNAVAILABLE)
+            throw new Error(each.reason || "Redis or NATS did not answer");
+          else notRequeued++;
+        }
+      }
+      outcome =
+        `Requeued ${requeued} task${requeued === 1 ? "" : "s"}` +
+        `${notRequeued > 0 ? ` (${notRequeued} not: moved, finished or cancelled meanwhile)` : ""}.`;
+    } catch (error) {
+      outcome = `Requeued ${requeued}, then stopped: ${errorText(error)}`;
+    } finally {
+      drawCancelMatching();
+      if (outcome) void load("", outcome);
+    }
+  });
 
   /** The unfinished tasks the filter matches now: CancelTasks' dry run, page by page. */
   async function matching(filter: NonNullable<ReturnType<typeof cancelFilter>["filter"]>): Promise<string[]> {
@@ -176,12 +242,7 @@ export const tasksView: View = (main, { query }) => {
     status.textContent = "Loading…";
     try {
       const response = await admin.listTasks({
-        state: TaskState[stateSelect.value as keyof typeof TaskState] ?? TaskState.UNSPECIFIED,
-        priority: Priority[prioritySelect.value as keyof typeof Priority] ?? Priority.UNSPECIFIED,
-        type: typeInput.value.trim(),
-        query: searchInput.value.trim(),
-        createdAfter: afterInput.value ? timestampFromDate(new Date(afterInput.value)) : undefined,
-        createdBefore: beforeInput.value ? timestampFromDate(new Date(beforeInput.value)) : undefined,
+        ...taskFilter(),
         // "counted": the tasks the overview's "Stalled tasks" tile counts (ListTasks `stalled`), else a threshold.
         stalled: stalledSelect.value === STALLED_COUNTED,
         stalledForSeconds:
