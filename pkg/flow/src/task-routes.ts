@@ -49,11 +49,6 @@ export class TaskRoutes {
     return workerSubject(priority, this.poolOf(type));
   }
 
-  /** The types routed to `pool` (undefined: the default pool, whose types are those of `types` routed nowhere). */
-  typesOf(pool: string | undefined, types: TaskTypes): string[] {
-    return types.names.filter((type) => this.poolOf(type) === pool);
-  }
-
   /** The types named that `types` does not run: TASK_ROUTES must name only types the deployment has. */
   unknownTypes(types: TaskTypes): string[] {
     return [...this.byType.keys()].filter((type) => !types.has(type));

@@ -27,9 +27,6 @@ describe("TASK_ROUTES", () => {
     expect(routes.subjectFor("render", "low")).toBe("tasks.worker.low.gpu");
     expect(routes.subjectFor("echo", "high")).toBe("tasks.worker.high");
     expect(routes.toString()).toBe("transcode=gpu,render=gpu,send-email=io");
-    const types = parseTaskTypes("transcode,render,send-email,resize");
-    expect(routes.typesOf("gpu", types)).toEqual(["transcode", "render"]);
-    expect(routes.typesOf(undefined, types)).toEqual(["echo", "sleep", "checksum", "flaky", "fail", "resize"]);
     expect(routes.unknownTypes(parseTaskTypes("transcode"))).toEqual(["render", "send-email"]);
     expect(parseTaskRoutes("").pools).toEqual([]);
     expect(NO_ROUTES.subjectFor("echo", "medium")).toBe("tasks.worker.medium");
