@@ -246,6 +246,12 @@ describe("the pipeline", () => {
       { id: "worker-text", pool: "text", ownTaskTypes: ["slugify", "word-count"] },
     ]);
 
+    // Its metrics name the pool, so that a dashboard sums each pool's workers.
+    const metricsOf = async (key: string) =>
+      (await fetch(`http://127.0.0.1:${pipeline.services.get(key)!.opsPort}/metrics`)).text();
+    expect(await metricsOf("worker-text")).toMatch(/^tm_worker_in_flight\{[^}]*pool="text"[^}]*\} /m);
+    expect(await metricsOf("worker")).toMatch(/^tm_worker_in_flight\{[^}]*pool="default"[^}]*\} /m);
+
     // A type nobody listed is still refused at the gateway, which names the ones it runs.
     const refused = await pipeline.client.submitTask({ type: "resize", payload: {} }).catch((e) => e as ConnectError);
     expect(refused).toBeInstanceOf(ConnectError);

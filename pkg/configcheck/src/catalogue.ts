@@ -144,7 +144,7 @@ export const METRIC_CATALOGUE: readonly MetricDefinition[] = [
   {
     name: "tm_worker_in_flight",
     kind: "gauge",
-    labels: [],
+    labels: ["pool"],
     services: ["worker"],
     help: "Tasks running in this worker process right now",
   },

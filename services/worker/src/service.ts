@@ -3,7 +3,7 @@
  * and progress, SUCCEEDED, FAILED), events.audit. High, medium and low share WORKER_CONCURRENCY slots by
  * WORKER_PRIORITY_WEIGHTS; a running task is aborted by a cancel notice, by TASK_TIMEOUT_MS, or by shutdown.
  */
-import { PRIORITIES } from "@tm/flow";
+import { DEFAULT_POOL_LABEL, PRIORITIES } from "@tm/flow";
 import { ConfigError, defineService } from "@tm/kit";
 import {
   isCancelled,
@@ -37,6 +37,8 @@ export const worker = defineService({
     const typeProblem = typeNamesProblem(rt.config, taskTypes);
     if (typeProblem) throw new ConfigError(typeProblem);
     const pool = rt.config.WORKER_POOL;
+    // The metrics say which pool a worker serves, so that a dashboard sums each pool's workers.
+    const poolLabel = pool ?? DEFAULT_POOL_LABEL;
     const routes = rt.config.TASK_ROUTES;
     const unroutedPool = poolProblem(pool, routes);
     if (unroutedPool) throw new ConfigError(unroutedPool);
@@ -131,11 +133,11 @@ export const worker = defineService({
 
     rt.meter
       .createObservableGauge("tm_worker_in_flight", { description: "Tasks running in this worker process" })
-      .addCallback((result) => result.observe(dispatcher.inFlight));
+      .addCallback((result) => result.observe(dispatcher.inFlight, { pool: poolLabel }));
     rt.meter
       .createObservableGauge("tm_worker_queued", { description: "Deliveries buffered locally, waiting for a slot" })
       .addCallback((result) => {
-        for (const priority of PRIORITIES) result.observe(dispatcher.queued(priority), { priority });
+        for (const priority of PRIORITIES) result.observe(dispatcher.queued(priority), { priority, pool: poolLabel });
       });
     rt.meter
       .createObservableGauge("tm_worker_type_running", {
