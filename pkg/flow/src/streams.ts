@@ -163,7 +163,12 @@ export function consumerConfig(
   };
 }
 
-/** Creates every stream, or brings it to the configured settings. Safe to run from every service at once. */
+/**
+ * Creates every stream, or brings it to the configured settings. Safe to run from every service at once. An existing
+ * stream keeps subjects this version does not know: during a rolling upgrade a service of the previous version,
+ * starting while newer ones already publish on a subject it lacks (the worker pools' tasks.worker.*.* was one), must
+ * not take that subject out of the stream under them.
+ */
 export async function provisionStreams(jsm: JetStreamManager, settings: FlowSettings = DEFAULT_FLOW_SETTINGS) {
   for (const wanted of allStreamConfigs(settings)) {
     const name = wanted.name;
@@ -172,12 +177,20 @@ export async function provisionStreams(jsm: JetStreamManager, settings: FlowSett
       await jsm.streams.add(wanted).catch(async (error: unknown) => {
         // Another service won the race: fall through to the update path.
         if (!(await lostCreateRace(error, async () => (await findStream(jsm, name)) !== undefined))) throw error;
-        await jsm.streams.update(name, wanted);
+        const created = await findStream(jsm, name);
+        await jsm.streams.update(name, keepingSubjects(wanted, created?.config));
       });
-    } else if (streamDiffers(existing.config, wanted)) {
-      await jsm.streams.update(name, wanted);
+    } else {
+      const target = keepingSubjects(wanted, existing.config);
+      if (streamDiffers(existing.config, target)) await jsm.streams.update(name, target);
     }
   }
+}
+
+/** `wanted`, with the subjects `current` has beside its own. */
+export function keepingSubjects(wanted: StreamConfig, current: StreamConfig | undefined): StreamConfig {
+  const extra = (current?.subjects ?? []).filter((subject) => !wanted.subjects.includes(subject));
+  return extra.length === 0 ? wanted : { ...wanted, subjects: [...wanted.subjects, ...extra] };
 }
 
 /**
