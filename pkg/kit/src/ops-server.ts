@@ -2,6 +2,7 @@
  * The ops endpoints every service has: /healthz (the process is alive), /readyz (its dependencies actually answer)
  * and /metrics (Prometheus). Services with an HTTP API register these routes on their API app instead.
  */
+import type { Server } from "node:http";
 import Fastify, { type FastifyInstance } from "fastify";
 import { withDeadline } from "./deadline.js";
 import type { Logger } from "./logger.js";
@@ -61,15 +62,29 @@ export const HTTP_CLOSE_GRACE_MS = 3_000;
  * it for ever, and the shutdown runs into its hard deadline (exit 1): the combined process's SIGTERM test did, now
  * and then, with every ops server of the process.
  */
-export async function closeApp(app: FastifyInstance, graceMs = HTTP_CLOSE_GRACE_MS, log?: Logger): Promise<void> {
+export function closeApp(app: FastifyInstance, graceMs = HTTP_CLOSE_GRACE_MS, log?: Logger): Promise<void> {
+  return closeWithGrace(app.server, () => app.close(), graceMs, log);
+}
+
+/**
+ * Runs `close` (which stops `server` taking connections and waits for the open ones to end); connections still open
+ * after `graceMs` are destroyed, and counted in a warning with `log`. For any node:http server: closeApp's Fastify
+ * apps, the gateway's web console.
+ */
+export async function closeWithGrace(
+  server: Server,
+  close: () => Promise<unknown>,
+  graceMs: number,
+  log?: Logger,
+): Promise<void> {
   const force = setTimeout(() => {
-    app.server.getConnections((_error, count) => {
+    server.getConnections((_error, count) => {
       log?.warn({ connections: count, graceMs }, "HTTP connections still busy after the close's grace: closed");
     });
-    app.server.closeAllConnections();
+    server.closeAllConnections();
   }, graceMs);
   try {
-    await app.close();
+    await close();
   } finally {
     clearTimeout(force);
   }

@@ -11,6 +11,7 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import { extname, join, normalize, sep } from "node:path";
 import type { ConnectRouter } from "@connectrpc/connect";
 import { connectNodeAdapter } from "@connectrpc/connect-node";
+import { closeWithGrace } from "@tm/kit";
 import { peerContextValues, rpcMetricsInterceptor } from "@tm/proto";
 
 const CONTENT_TYPES: Record<string, string> = {
@@ -69,12 +70,16 @@ export function listenWeb(server: Server, port: number): Promise<number> {
 }
 
 /** Stops accepting, lets requests finish for up to `deadlineMs`, then closes every connection. */
-export async function stopWeb(server: Server, deadlineMs: number): Promise<void> {
-  const closed = new Promise<void>((resolve) => server.close(() => resolve()));
-  server.closeIdleConnections();
-  const timer = setTimeout(() => server.closeAllConnections(), deadlineMs);
-  await closed;
-  clearTimeout(timer);
+export function stopWeb(server: Server, deadlineMs: number): Promise<void> {
+  return closeWithGrace(
+    server,
+    () => {
+      const closed = new Promise<void>((resolve) => server.close(() => resolve()));
+      server.closeIdleConnections();
+      return closed;
+    },
+    deadlineMs,
+  );
 }
 
 function staticFiles(root: string, configJson: string) {
