@@ -29,6 +29,7 @@ import { StatusEventSchema, statusEvent } from "@tm/flow";
 import { createAdminClient, Priority, RetryBackoffSchema, ScheduleOverlap, TaskState } from "@tm/proto";
 import { appendDeadLetter, applyStatus, Keys, markCancelled, readResult, saveTask } from "@tm/store";
 import { freePort, REPO_ROOT, spawnService, waitFor } from "@tm/testkit";
+import { connect } from "nats";
 import { type BrowserContext, chromium, type Locator, type Page } from "playwright-core";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { type Pipeline, startPipeline } from "../support/pipeline.js";
@@ -442,6 +443,33 @@ describe.skipIf(!existsSync(CHROMIUM))("web console", () => {
     await page.goto(`${webUrl}/`);
     await page.waitForSelector("h2:text('Workers (1)')", { timeout: 15_000 });
     expect(await page.getByRole("columnheader", { name: "Pool", exact: true }).count()).toBe(0);
+  });
+
+  it("warns of a queue no consumer reads (a pool none of whose workers started) and counts its messages as waiting", async () => {
+    // A task message on a pool's queue with no worker of that pool, as the scheduler would route it.
+    const subject = "tasks.worker.low.unstarted";
+    const nc = await connect({ servers: pipeline.nats.url });
+    const jsm = await nc.jetstreamManager();
+    try {
+      await nc.jetstream().publish(subject, new TextEncoder().encode("{}"));
+      await page.goto(`${webUrl}/`);
+      const warning = page.getByRole("alert").filter({ hasText: subject });
+      await warning.waitFor({ timeout: 15_000 });
+      expect(await warning.textContent()).toMatch(
+        new RegExp(`^${subject.replaceAll(".", "\\.")} holds 1 message \\(oldest [^)]+\\) that no consumer reads`),
+      );
+      const low = page.getByRole("row").filter({ has: page.getByRole("cell", { name: "low", exact: true }) });
+      expect(await low.getByRole("cell").nth(1).textContent()).toBe("1");
+      const consumerRow = page.getByRole("row").filter({ has: page.getByRole("cell", { name: subject, exact: true }) });
+      expect(await consumerRow.getByRole("cell", { name: "none reads it", exact: true }).count()).toBe(1);
+      await page.screenshot({ path: join(ARTIFACTS, "overview-unconsumed-queue.png"), fullPage: true });
+    } finally {
+      await jsm.streams.purge("TASKS", { filter: subject });
+      await nc.close();
+    }
+    await page.goto(`${webUrl}/`);
+    await page.waitForSelector("h2:text('Queue depth per priority')", { timeout: 15_000 });
+    expect(await page.getByRole("alert").filter({ hasText: subject }).count()).toBe(0);
   });
 
   it("lists a handler that ignores its signal under Abandoned handlers, linked to its task", async () => {

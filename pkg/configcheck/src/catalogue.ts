@@ -179,6 +179,19 @@ export const METRIC_CATALOGUE: readonly MetricDefinition[] = [
       "holds nothing older (their message is lost), left after the gateway's own requeues: an operator's to look at",
   },
   {
+    name: "tm_queue_unconsumed_messages",
+    kind: "gauge",
+    labels: ["subject"],
+    services: ["gateway"],
+    help:
+      "Messages on a task queue (a subject of TASKS) that no consumer reads: a worker pool (TASK_ROUTES) none of " +
+      "whose workers has started, or a stage not deployed; they wait for its first consumer",
+    onlyWhen: {
+      condition: "a task queue holds messages no consumer reads",
+      checkedBy: "services/gateway/test/stalled.int.test.ts",
+    },
+  },
+  {
     name: "tm_tasks_stalled_requeued_total",
     kind: "counter",
     labels: ["state"],

@@ -52,12 +52,24 @@ export function backlogLimitRatio(input: BacklogLimitInput): number {
  */
 export async function oldestUnackedAgeMs(jsm: JetStreamManager, info: ConsumerInfo, now = Date.now()): Promise<number> {
   if (info.num_pending + info.num_ack_pending === 0) return 0;
-  const subject = info.config.filter_subject;
-  const seq = info.ack_floor.stream_seq + 1;
+  return oldestMessageAgeMs(jsm, info.stream_name, info.config.filter_subject, now, info.ack_floor.stream_seq + 1);
+}
+
+/**
+ * The age of the stream's first message on `subject` (any subject when undefined) from sequence `fromSeq` on, by its
+ * stored timestamp; 0 when there is none (or it went in between).
+ */
+export async function oldestMessageAgeMs(
+  jsm: JetStreamManager,
+  stream: string,
+  subject: string | undefined,
+  now = Date.now(),
+  fromSeq = 1,
+): Promise<number> {
   // nats.js types MSG.GET as {seq} | {last_by_subj}; nats-server 2.9 also accepts next_by_subj with seq.
-  const query = (subject ? { seq, next_by_subj: subject } : { seq }) as unknown as MsgRequest;
+  const query = (subject ? { seq: fromSeq, next_by_subj: subject } : { seq: fromSeq }) as unknown as MsgRequest;
   try {
-    const message = await jsm.streams.getMessage(info.stream_name, query);
+    const message = await jsm.streams.getMessage(stream, query);
     return Math.max(0, now - message.time.getTime());
   } catch {
     return 0;

@@ -118,10 +118,20 @@ export function renderStats(stats: GetQueueStatsResponse): string {
     `unqueued submissions  ${stats.unqueuedSubmissions}${overdue}`,
     `delayed tasks  ${stats.delayedTasks}${delayedOverdue}`,
     `stalled tasks  ${renderStalled(stats)}`,
+    ...stats.unconsumedQueues.map(renderUnconsumed),
     `tasks${counted}  ${states}`,
     ...(stats.pausedQueues.length > 0 ? [`paused queues  ${renderPausedQueues(stats.pausedQueues, Date.now())}`] : []),
     ...(stats.redis ? [`redis  ${renderRedisStats(stats.redis)}`] : []),
   ].join("\n");
+}
+
+/** A queue no consumer reads: its tasks wait for the first consumer (a worker pool's first worker, say). */
+export function renderUnconsumed(queue: GetQueueStatsResponse["unconsumedQueues"][number]): string {
+  const oldest = queue.oldestAgeMs > 0n ? `, oldest ${formatAge(Number(queue.oldestAgeMs))}` : "";
+  return (
+    `unconsumed queue  ${queue.subject}: ${queue.messages} messages${oldest}, no consumer reads it ` +
+    "(no worker of its pool or no stage for it has started; they wait for the first)"
+  );
 }
 
 /**

@@ -16,6 +16,7 @@ import {
   TaskState,
   TypeBackoffSchema,
   TypeLimitSchema,
+  UnconsumedQueueSchema,
   WorkerInfoSchema,
 } from "@tm/proto";
 import { describe, expect, test } from "vitest";
@@ -139,6 +140,23 @@ describe("operator tables", () => {
     const late = create(GetQueueStatsResponseSchema, { ...stats, delayedTasks: 7n, delayedOverdue: 3n });
     expect(renderStats(late).split("\n")).toContain(
       "delayed tasks  7 (3 overdue by over a minute: is any gateway running?)",
+    );
+    // A queue no consumer reads (a pool none of whose workers started) gets a line after the stalled tasks.
+    const unread = create(GetQueueStatsResponseSchema, {
+      ...stats,
+      unconsumedQueues: [
+        create(UnconsumedQueueSchema, {
+          stream: "TASKS",
+          subject: "tasks.worker.medium.gpu",
+          messages: 12n,
+          oldestAgeMs: 420_000n,
+        }),
+      ],
+    });
+    const unreadLines = renderStats(unread).split("\n");
+    expect(unreadLines[unreadLines.indexOf("stalled tasks  0") + 1]).toBe(
+      "unconsumed queue  tasks.worker.medium.gpu: 12 messages, oldest 7m, no consumer reads it " +
+        "(no worker of its pool or no stage for it has started; they wait for the first)",
     );
     const stuck = create(GetQueueStatsResponseSchema, { ...stats, unqueuedSubmissions: 5n, unqueuedOverdue: 2n });
     expect(renderStats(stuck).split("\n")).toContain("unqueued submissions  5 (2 overdue: the requeue sweeper's)");

@@ -183,7 +183,7 @@ export function adminServiceHandlers(
 
   return {
     async getQueueStats() {
-      const [consumers, deadLetters, states, unqueued, paused, delayed, server] = await Promise.all([
+      const [queues, deadLetters, states, unqueued, paused, delayed, server] = await Promise.all([
         dependency("NATS", "reading consumer info", () => queueStats.read()),
         redis("counting dead letters", () => rt.redis.llen(Keys.deadLetter)),
         redis("counting tasks by state", () => countTaskStates(rt.redis, SCAN_LIMIT)),
@@ -195,10 +195,10 @@ export function adminServiceHandlers(
       ]);
       // Against the consumers just read: a task is stalled only if its stage's queue holds nothing older.
       const stalled = await redis("counting stalled tasks", () =>
-        countStalledTasks(rt, () => Promise.resolve(consumers), options.stalled),
+        countStalledTasks(rt, () => Promise.resolve(queues), options.stalled),
       );
       return {
-        consumers: consumers.map((c) => ({
+        consumers: queues.consumers.map((c) => ({
           stream: c.stream,
           subject: c.subject,
           name: c.name,
@@ -226,6 +226,12 @@ export function adminServiceHandlers(
         stalledTasks: BigInt(stalled.stalled),
         stalledTasksExaminedAll: stalled.examinedAll,
         stalledAfterSeconds: Math.round(options.stalled.afterMs / 1000),
+        unconsumedQueues: queues.unconsumed.map((q) => ({
+          stream: q.stream,
+          subject: q.subject,
+          messages: BigInt(q.messages),
+          oldestAgeMs: BigInt(Math.round(q.oldestAgeMs)),
+        })),
         ...(server && {
           redis: {
             usedMemoryBytes: BigInt(server.usedMemoryBytes),

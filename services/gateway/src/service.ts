@@ -24,7 +24,7 @@ import { createGuard } from "./auth/guard.js";
 import { confirmingWrites } from "./confirm-writes.js";
 import { startDelayedReleaser } from "./delayed-releaser.js";
 import { bindGrpc, createGrpcServer, stopGrpc } from "./grpc-server.js";
-import { QueueStats } from "./queue-stats.js";
+import { exportUnconsumedGauge, QueueStats } from "./queue-stats.js";
 import { redisCaller } from "./redis-call.js";
 import { startRedisGauges } from "./redis-gauges.js";
 import { startRequeueSweeper } from "./requeue-sweeper.js";
@@ -128,8 +128,10 @@ export const gateway = defineService({
     // ADVISORIES too: its one durable (the deadletter service's) shows whether crash advisories wait to be handled.
     const redisGauges = startRedisGauges(rt);
     rt.onStop("Redis gauges", () => redisGauges.stop());
-    const queueStats = new QueueStats(rt.nats.jsm, [...Object.values(STREAMS), ADVISORY_STREAM]);
+    // TASKS's subjects are queues: one holding messages that no consumer reads is a pool or stage not running.
+    const queueStats = new QueueStats(rt.nats.jsm, [...Object.values(STREAMS), ADVISORY_STREAM], [STREAMS.tasks]);
     queueStats.startSampling((error) => rt.log.debug({ err: error }, "could not sample consumer info"));
+    exportUnconsumedGauge(rt.meter, queueStats);
     const stalled = {
       afterMs: rt.config.GATEWAY_STALLED_AFTER_SECONDS * 1000,
       retentionMs: rt.config.TASK_RETENTION_SECONDS * 1000,

@@ -11,7 +11,8 @@
  * its release time; a RUNNING task with its own timeout also waits that timeout and a minute, as its handler may still
  * be running) and its message cannot still be waiting: the queue of its stage (tasks.ingest for PENDING,
  * tasks.schedule for INGESTED, its priority's worker queue, of its type's pool, for SCHEDULED and RUNNING) holds nothing older than its
- * last change. A backlog, a paused queue or type, a retry's back-off and a running handler all keep the task's
+ * last change. A queue no consumer reads (a worker pool none of whose workers has started yet) keeps its messages for
+ * the first consumer: its oldest message counts as waiting, so such a task waits, uncounted and not requeued. A backlog, a paused queue or type, a retry's back-off and a running handler all keep the task's
  * message unacknowledged in that queue, so none of them counts, however long it lasts; a message of the queue
  * stored within QUEUE_CLOCK_MARGIN_MS after the change counts as the task's own (clocks of hosts differ). The
  * status events' queue (events.status, the notifier's) counts as every task's: while it holds events older than a
@@ -41,7 +42,7 @@ import {
   unfinishedBefore,
 } from "@tm/store";
 import type { Redis } from "ioredis";
-import type { ConsumerSnapshot, QueueStats } from "./queue-stats.js";
+import type { QueueSnapshot, QueueStats } from "./queue-stats.js";
 import { requeueStalledTask } from "./requeue-stalled.js";
 import { everyInterval } from "./rounds.js";
 
@@ -105,12 +106,21 @@ export function stallThresholdMs(state: TaskState, afterMs: number, taskTimeoutM
   return Math.max(afterMs, taskTimeoutMs + QUEUE_CLOCK_MARGIN_MS);
 }
 
-/** The oldest unacknowledged message's age per subject, over the consumers reading it (a subject may have several). */
-export function oldestWaitingBySubject(consumers: readonly ConsumerSnapshot[]): Map<string, number> {
+/**
+ * The oldest waiting message's age per subject: the oldest unacknowledged over the consumers reading it (a subject may
+ * have several), or, on a subject no consumer reads (a worker pool none of whose workers started yet), its oldest
+ * message: it waits for the first consumer, which starts there.
+ */
+export function oldestWaitingBySubject({
+  consumers,
+  unconsumed,
+}: Pick<QueueSnapshot, "consumers" | "unconsumed">): Map<string, number> {
   const oldest = new Map<string, number>();
   for (const consumer of consumers) {
     oldest.set(consumer.subject, Math.max(oldest.get(consumer.subject) ?? 0, consumer.oldestUnackedAgeMs));
   }
+  for (const queue of unconsumed)
+    oldest.set(queue.subject, Math.max(oldest.get(queue.subject) ?? 0, queue.oldestAgeMs));
   return oldest;
 }
 
@@ -194,14 +204,14 @@ interface Judging {
 /** Reads what the rule needs (the consumers, and the live workers' reports: a ZRANGE and an MGET). */
 async function judging(
   redis: Redis,
-  consumers: () => Promise<readonly ConsumerSnapshot[]>,
+  queues: () => Promise<QueueSnapshot>,
   afterMs: number,
   nowMs: number,
   routes: TaskRoutes = NO_ROUTES,
 ): Promise<Judging> {
-  const [snapshots, workers] = await Promise.all([consumers(), listWorkers(redis)]);
+  const [snapshot, workers] = await Promise.all([queues(), listWorkers(redis)]);
   const runningInWorkers = new Set(workers.flatMap((worker) => worker.running.map((task) => task.taskId)));
-  return { oldestWaiting: oldestWaitingBySubject(snapshots), runningInWorkers, afterMs, nowMs, routes };
+  return { oldestWaiting: oldestWaitingBySubject(snapshot), runningInWorkers, afterMs, nowMs, routes };
 }
 
 /** Whether a candidate is stalled by the rule above, or `gone` (expired, or finished without the status script). */
@@ -233,14 +243,14 @@ function judge(candidate: Candidate, rule: Judging): "stalled" | "gone" | "movin
  */
 export async function countStalledTasks(
   rt: Pick<Runtime, "redis">,
-  consumers: () => Promise<readonly ConsumerSnapshot[]>,
+  queues: () => Promise<QueueSnapshot>,
   { afterMs, retentionMs, routes }: StalledOptions,
   nowMs = Date.now(),
 ): Promise<StalledCount> {
   await trimUnfinished(rt.redis, nowMs - retentionMs);
   const { total, taskIds } = await unfinishedBefore(rt.redis, nowMs - afterMs, EXAMINED_MAX);
   if (total === 0) return { stalled: 0, examinedAll: true, tasks: [] };
-  const rule = await judging(rt.redis, consumers, afterMs, nowMs, routes);
+  const rule = await judging(rt.redis, queues, afterMs, nowMs, routes);
   const gone: string[] = [];
   const tasks: StalledTask[] = [];
   for (const candidate of await readCandidates(rt.redis, taskIds)) {
@@ -267,7 +277,7 @@ const LIST_BATCH = 200;
  */
 export async function listStalledTasks(
   rt: Pick<Runtime, "redis">,
-  consumers: () => Promise<readonly ConsumerSnapshot[]>,
+  queues: () => Promise<QueueSnapshot>,
   { afterMs, routes }: Pick<StalledOptions, "afterMs" | "routes">,
   page: { filter: TaskFilter; pageSize: number; cursor?: IndexCursor | undefined },
   nowMs = Date.now(),
@@ -280,7 +290,7 @@ export async function listStalledTasks(
     const limit = Math.min(LIST_BATCH, EXAMINED_MAX - examined);
     const entries = await unfinishedAfter(rt.redis, nowMs - afterMs, cursor, limit);
     if (entries.length === 0) return { tasks };
-    rule ??= await judging(rt.redis, consumers, afterMs, nowMs, routes);
+    rule ??= await judging(rt.redis, queues, afterMs, nowMs, routes);
     const verdicts = (
       await readCandidates(
         rt.redis,

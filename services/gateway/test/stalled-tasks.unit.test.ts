@@ -34,15 +34,23 @@ test("stalled: unchanged past the threshold, and nothing in its queue as old (th
   expect(isStalled(30 * MIN, 10 * MIN, 30 * MIN - QUEUE_CLOCK_MARGIN_MS - 1)).toBe(true);
 });
 
-test("the oldest waiting message per subject is the oldest over the consumers that read it", () => {
+test("the oldest waiting message per subject is the oldest over the consumers that read it, or of a queue none reads", () => {
   const consumer = (subject: string, oldestUnackedAgeMs: number) =>
     ({ subject, oldestUnackedAgeMs }) as ConsumerSnapshot;
-  const oldest = oldestWaitingBySubject([
-    consumer("tasks.worker.high", 5_000),
-    consumer("tasks.worker.high", 9_000),
-    consumer("tasks.ingest", 0),
-  ]);
-  expect(Object.fromEntries(oldest)).toEqual({ "tasks.worker.high": 9_000, "tasks.ingest": 0 });
+  const oldest = oldestWaitingBySubject({
+    consumers: [
+      consumer("tasks.worker.high", 5_000),
+      consumer("tasks.worker.high", 9_000),
+      consumer("tasks.ingest", 0),
+    ],
+    // A pool's queue none of whose workers has started: its oldest message waits for the first.
+    unconsumed: [{ stream: "TASKS", subject: "tasks.worker.high.gpu", messages: 2, oldestAgeMs: 7_000 }],
+  });
+  expect(Object.fromEntries(oldest)).toEqual({
+    "tasks.worker.high": 9_000,
+    "tasks.ingest": 0,
+    "tasks.worker.high.gpu": 7_000,
+  });
 });
 
 test("a RUNNING task with its own timeout longer than the threshold counts only after that timeout and a minute", () => {

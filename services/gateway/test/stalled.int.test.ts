@@ -38,6 +38,9 @@ afterAll(async () => {
   redis?.disconnect();
 });
 
+/** The file's gateway's Prometheus exposition. */
+const gatewayMetrics = async () => (await fetch(`http://127.0.0.1:${g.gateway.opsPort}/metrics`)).text();
+
 const listed = async (request: MessageInitShape<typeof ListTasksRequestSchema>) =>
   (await g.admin.listTasks(request)).tasks.map((task) => task.taskId);
 
@@ -250,6 +253,49 @@ test("GATEWAY_STALLED_AFTER_SECONDS defaults to 600 s, GATEWAY_STALLED_REQUEUE_L
   expect(() => loadConfig(shape, { GATEWAY_STALLED_CHECK_SECONDS: "3601" })).toThrow(
     "GATEWAY_STALLED_CHECK_SECONDS: must be at most 3600 (an hour)",
   );
+});
+
+test("a pool's queue none of whose workers has started yet holds its tasks: reported unconsumed, its tasks not stalled until their message is lost", async () => {
+  const rt = g.gateway.runtime;
+  const queueStats = new QueueStats(rt.nats.jsm, ["TASKS", "EVENTS"], ["TASKS"]);
+  const routes = parseTaskRoutes("echo=batch");
+  const poolSubject = routes.subjectFor("echo", "low");
+  const jsm = await nc.jetstreamManager();
+  const { taskId } = await g.client.submitTask({ type: "echo", payload: { unserved: true } });
+  await applyStatus(redis, event({ taskId, state: "SCHEDULED", generation: 0 }));
+  await redis.hset(Keys.task(taskId), "priority", "low");
+  // The scheduler's message for it, on the pool's queue, which no consumer reads (no worker of the pool started).
+  await (await nc.jetstream()).publish(poolSubject, new TextEncoder().encode(JSON.stringify({ taskId })));
+  const scheduledAt = Date.now();
+  await waitFor("the threshold to pass", () => Date.now() - scheduledAt > 1_500);
+  const options = { afterMs: 1_000, retentionMs: 86_400_000, routes };
+  const stalledIds = async () =>
+    (await countStalledTasks(rt, () => queueStats.read(), options)).tasks.map((task) => task.taskId);
+  try {
+    const { unconsumed } = await queueStats.read();
+    expect(unconsumed).toEqual([
+      { stream: "TASKS", subject: poolSubject, messages: 1, oldestAgeMs: expect.any(Number) },
+    ]);
+    expect(unconsumed[0]!.oldestAgeMs).toBeGreaterThanOrEqual(1_400);
+    expect(await stalledIds()).not.toContain(taskId);
+    // GetQueueStats and taskctl stats say so (the file's gateway samples TASKS's subjects as the service does).
+    const stats = await g.admin.getQueueStats({});
+    expect(stats.unconsumedQueues.map((q) => [q.stream, q.subject, q.messages])).toEqual([["TASKS", poolSubject, 1n]]);
+    expect(stats.consumers.map((c) => c.subject)).not.toContain(poolSubject);
+    // The gauge (alert QueueWithoutConsumer), from the gateway's latest read.
+    const series = new RegExp(`^tm_queue_unconsumed_messages\\{subject="${poolSubject}"[^}]*\\} (\\d+)$`, "m");
+    expect((await gatewayMetrics()).match(series)?.[1]).toBe("1");
+    // Its message lost from the queue: nothing waits there any more, and the task is stalled.
+    await jsm.streams.purge("TASKS", { filter: poolSubject });
+    expect((await queueStats.read()).unconsumed).toEqual([]);
+    expect(await stalledIds()).toContain(taskId);
+    expect((await g.admin.getQueueStats({})).unconsumedQueues).toEqual([]);
+    // Read again: 0 (the alert resolves).
+    expect((await gatewayMetrics()).match(series)?.[1]).toBe("0");
+  } finally {
+    await forgetUnfinished(redis, [taskId]);
+    await jsm.streams.purge("TASKS", { filter: poolSubject });
+  }
 });
 
 test("a task of a type routed to a worker pool (TASK_ROUTES) waits on that pool's queue: not stalled while its message waits there", async () => {

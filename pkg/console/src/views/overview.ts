@@ -135,6 +135,17 @@ function render(
       // At maxmemory, under noeviction, Redis refuses every write (taskctl stats, alert RedisMemoryHigh).
       ...(stats.redis ? [tile("Redis memory", redisMemory(stats.redis))] : []),
     ),
+    // A routed pool none of whose workers started (or a stage not deployed): its tasks wait unseen by any consumer's
+    // figures (taskctl stats, alert QueueWithoutConsumer).
+    ...stats.unconsumedQueues.map((queue) =>
+      h(
+        "p",
+        { class: "error", role: "alert" },
+        `${queue.subject} holds ${queue.messages} message${queue.messages === 1n ? "" : "s"}` +
+          `${queue.oldestAgeMs > 0n ? ` (oldest ${duration(Number(queue.oldestAgeMs))})` : ""} that no consumer reads: ` +
+          "no worker of its pool (or no stage for it) has started. They run once one starts.",
+      ),
+    ),
     h("h2", {}, "Queue depth per priority"),
     table(
       ["Priority", "Waiting", "In flight", "Redelivered", "Oldest unacked", "Paused"],
@@ -147,10 +158,16 @@ function render(
           (consumer) => consumer.subject === subject || consumer.subject.startsWith(`${subject}.`),
         );
         const sum = (pick: (c: (typeof consumers)[number]) => bigint) => consumers.reduce((s, c) => s + pick(c), 0n);
-        const oldest = Math.max(0, ...consumers.map((c) => Number(c.oldestUnackedAgeMs)));
+        // A pool's queue no worker reads yet: its messages wait too.
+        const unread = stats.unconsumedQueues.filter((queue) => queue.subject.startsWith(`${subject}.`));
+        const oldest = Math.max(
+          0,
+          ...consumers.map((c) => Number(c.oldestUnackedAgeMs)),
+          ...unread.map((queue) => Number(queue.oldestAgeMs)),
+        );
         return [
           name,
-          String(sum((c) => c.pending)),
+          String(sum((c) => c.pending) + unread.reduce((s, queue) => s + queue.messages, 0n)),
           String(sum((c) => c.ackPending)),
           String(sum((c) => c.redelivered)),
           oldest > 0 ? duration(oldest) : "—",
@@ -180,18 +197,33 @@ function render(
         "Of stream limits",
         "Processed/s",
       ],
-      stats.consumers.map((consumer) => [
-        consumer.stream,
-        consumer.subject || "—",
-        consumer.name,
-        String(consumer.pending),
-        String(consumer.ackPending),
-        String(consumer.redelivered),
-        consumer.oldestUnackedAgeMs > 0n ? duration(Number(consumer.oldestUnackedAgeMs)) : "—",
-        // At 100 % the stream discards the backlog's oldest messages (full streams drop their oldest, handled or not).
-        `${Math.round(consumer.backlogLimitRatio * 100)} %`,
-        consumer.processedPerSecond.toFixed(1),
-      ]),
+      stats.consumers
+        .map((consumer) => [
+          consumer.stream,
+          consumer.subject || "—",
+          consumer.name,
+          String(consumer.pending),
+          String(consumer.ackPending),
+          String(consumer.redelivered),
+          consumer.oldestUnackedAgeMs > 0n ? duration(Number(consumer.oldestUnackedAgeMs)) : "—",
+          // At 100 % the stream discards the backlog's oldest messages (full streams drop their oldest, handled or not).
+          `${Math.round(consumer.backlogLimitRatio * 100)} %`,
+          consumer.processedPerSecond.toFixed(1),
+        ])
+        .concat(
+          // A queue no consumer reads (a pool none of whose workers started): what waits there, and no consumer.
+          stats.unconsumedQueues.map((queue) => [
+            queue.stream,
+            queue.subject,
+            "none reads it",
+            String(queue.messages),
+            "0",
+            "0",
+            queue.oldestAgeMs > 0n ? duration(Number(queue.oldestAgeMs)) : "—",
+            "—",
+            "0.0",
+          ]),
+        ),
     ),
   );
 }
