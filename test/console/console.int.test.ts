@@ -786,8 +786,14 @@ describe.skipIf(!existsSync(CHROMIUM))("web console", () => {
       expect(await stored()).toBeUndefined();
 
       await fill("0 3 * * *", "2");
+      await form.getByLabel(/^Starting deadline/).fill("later");
+      await create();
+      await status("^Not created: the starting deadline must be a duration like");
+      await fill("0 3 * * *", "2");
+      await form.getByLabel(/^Starting deadline/).fill("10m");
       await create();
       await status(`^Created schedule ${id}: first run `);
+      expect((await stored())?.startingDeadline).toMatchObject({ seconds: 600n });
       expect((await stored())?.task).toMatchObject({
         type: "echo",
         timeout: { seconds: 30n },
@@ -797,7 +803,9 @@ describe.skipIf(!existsSync(CHROMIUM))("web console", () => {
       });
       const row = page.getByRole("row").filter({ has: page.getByRole("cell", { name: id }) });
       await row
-        .getByRole("cell", { name: /^echo \(medium\); timeout 30\.0 s per attempt; at most 2 attempts;/ })
+        .getByRole("cell", {
+          name: /^echo \(medium\), skips runs later than 10 min 0 s; timeout 30\.0 s per attempt; at most 2 attempts;/,
+        })
         .waitFor();
 
       // The same id again: refused without Replace (nothing changed), replaced with it.

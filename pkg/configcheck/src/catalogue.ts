@@ -39,7 +39,7 @@ export const METRIC_CATALOGUE: readonly MetricDefinition[] = [
     kind: "counter",
     labels: ["outcome"],
     services: ["gateway"],
-    help: "Runs of recurring schedules by a gateway replica; outcome submitted | failed (retried next round) | rejected (refused by SubmitTask's checks: that time skipped)",
+    help: "Runs of recurring schedules by a gateway replica; outcome submitted | failed (retried next round) | rejected (refused by SubmitTask's checks: that time skipped) | overlapped | missed (later than its starting deadline: skipped)",
   },
   {
     name: "tm_tasks_delayed_released_total",

@@ -32,6 +32,8 @@ export interface StoredSchedule {
   createdBy: string;
   /** "skip": a run is skipped while the previous run's task has not finished; absent: it runs anyway. */
   overlap?: "skip";
+  /** How late (ms) a run may still be submitted; a time missed by more is skipped. Absent: however late. */
+  startingDeadlineMs?: number;
 }
 
 export interface ScheduleState {

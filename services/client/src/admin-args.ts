@@ -222,11 +222,21 @@ function retryDurationMs(flag: string, text: string): number {
 
 /** `submit --expires-after 30s|15m|2h|1d`: not run if not started that long after it was due (the gateway checks ≤ 7 d). */
 export function parseExpiresAfter(text: string | undefined): number | undefined {
+  return positiveDurationMs("--expires-after", text);
+}
+
+/** A positive duration option like 30s, 15m, 2h or 1d, in ms; undefined when not given. */
+function positiveDurationMs(option: string, text: string | undefined): number | undefined {
   if (text === undefined) return undefined;
   const match = /^(\d+)(ms|s|m|h|d)$/.exec(text.trim());
   const ms = match ? Number(match[1]) * (match[2] === "d" ? 86_400_000 : TIMEOUT_UNIT_MS[match[2]!]!) : 0;
-  if (!(ms > 0)) throw new UsageError(`--expires-after must be a duration like 30s, 15m, 2h, 1d (got "${text}")`);
+  if (!(ms > 0)) throw new UsageError(`${option} must be a duration like 30s, 15m, 2h, 1d (got "${text}")`);
   return ms;
+}
+
+/** `schedule add --starting-deadline D`: how late a run may still be submitted (the gateway checks 1 s to 31 days). */
+export function parseStartingDeadline(text: string | undefined): number | undefined {
+  return positiveDurationMs("--starting-deadline", text);
 }
 
 /** `limits set --global-concurrency N`: 1 to 10,000 (the gateway has the final word). */

@@ -2,7 +2,7 @@
  * Tables for the operator commands (stats, ls, history, dlq, workers): aligned columns, long cells cut with "…", times
  * relative to `now`. Pure, so the exact output is unit-tested.
  */
-import { type Timestamp, timestampMs } from "@bufbuild/protobuf/wkt";
+import { durationMs, type Timestamp, timestampMs } from "@bufbuild/protobuf/wkt";
 import {
   type AuditEntry,
   CancelResult,
@@ -331,7 +331,7 @@ export function renderSchedules(schedules: Schedule[], now: number): string {
       { header: "ID", max: 64 },
       { header: "CRON" },
       { header: "TZ" },
-      { header: "TASK", max: 40 },
+      { header: "TASK", max: 64 },
       { header: "NEXT" },
       { header: "LAST" },
       { header: "LAST TASK", max: 36 },
@@ -341,15 +341,24 @@ export function renderSchedules(schedules: Schedule[], now: number): string {
       schedule.id,
       schedule.cron,
       schedule.timezone || "UTC",
-      // A schedule that skips runs while its previous task runs says so next to its task.
+      // A schedule that skips runs while its previous task runs, or runs later than its deadline, says so.
       `${schedule.task?.type ?? "?"} ${priorityName(schedule.task?.priority ?? Priority.MEDIUM)}` +
-        (schedule.overlap === ScheduleOverlap.SKIP ? " (skips overlaps)" : ""),
+        scheduleNotes(schedule),
       schedule.paused ? "paused" : schedule.nextRunAt ? relativeTime(timestampMs(schedule.nextRunAt), now) : "never",
       schedule.lastRunAt ? relativeTime(timestampMs(schedule.lastRunAt), now) : "-",
       schedule.lastTaskId || "-",
       schedule.createdBy || "-",
     ]),
   );
+}
+
+/** " (skips overlaps, deadline 10m)": what a schedule skips, if anything. */
+function scheduleNotes(schedule: Schedule): string {
+  const notes = [
+    ...(schedule.overlap === ScheduleOverlap.SKIP ? ["skips overlaps"] : []),
+    ...(schedule.startingDeadline ? [`deadline ${formatAge(durationMs(schedule.startingDeadline))}`] : []),
+  ];
+  return notes.length > 0 ? ` (${notes.join(", ")})` : "";
 }
 
 /** How long a task has run: "<1s", "42s", "5m", "3h". */

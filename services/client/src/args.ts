@@ -17,6 +17,7 @@ import {
   parseRetryBackoff,
   parseSchedule,
   parseStalledFor,
+  parseStartingDeadline,
   parseStartRate,
   parseTaskListFilter,
   type SubmitSchedule,
@@ -112,6 +113,8 @@ export type ScheduleAction =
       replace: boolean;
       /** --overlap: what a run does while the previous run's task has not finished. */
       overlap: "allow" | "skip";
+      /** --starting-deadline, ms: how late a run may still be submitted. */
+      startingDeadlineMs?: number;
       type: string;
       payload?: JsonObject;
       priority: Priority;
@@ -206,6 +209,7 @@ const COMMAND_OPTIONS: Record<CommandName, Options> = {
     timezone: { type: "string" },
     replace: { type: "boolean" },
     overlap: { type: "string" },
+    "starting-deadline": { type: "string" },
     payload: { type: "string" },
     priority: { type: "string" },
     meta: { type: "string", multiple: true },
@@ -613,6 +617,7 @@ function parseScheduleAction(
   if (overlap !== "allow" && overlap !== "skip") {
     throw new UsageError(`schedule add: --overlap is allow or skip (got "${overlap}")`);
   }
+  const startingDeadlineMs = parseStartingDeadline(str(values["starting-deadline"]));
   return {
     action: "add",
     id: id!,
@@ -620,6 +625,7 @@ function parseScheduleAction(
     type: type!,
     replace: values.replace === true,
     overlap,
+    ...(startingDeadlineMs === undefined ? {} : { startingDeadlineMs }),
     ...(timezone ? { timezone } : {}),
     ...(payloadText === undefined ? {} : { payload: parsePayload(payloadText) }),
     priority: parsePriority(str(values.priority)),

@@ -11,6 +11,7 @@ import {
   ReplayResult,
   RequeueOutcomeSchema,
   RequeueResult,
+  ScheduleOverlap,
   ScheduleSchema,
   TaskSchema,
   TaskState,
@@ -196,6 +197,15 @@ describe("operator tables", () => {
     const paused = create(ScheduleSchema, { ...fresh, paused: true });
     expect(renderSchedules([paused], NOW).split("\n")[1]).toBe(
       "tick  * * * * *  UTC  echo unspecified  paused  -     -          -",
+    );
+    // What it skips, next to its task.
+    const strict = create(ScheduleSchema, {
+      ...fresh,
+      overlap: ScheduleOverlap.SKIP,
+      startingDeadline: durationFromMs(600_000),
+    });
+    expect(renderSchedules([strict], NOW).split("\n")[1]).toMatch(
+      /^tick {2}\* \* \* \* \* {2}UTC {2}echo unspecified \(skips overlaps, deadline 10m\) {2}never/,
     );
   });
 

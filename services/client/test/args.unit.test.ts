@@ -298,6 +298,12 @@ describe("parseCommandLine", () => {
     expect(parseCommandLine(["schedule", "add", "n", "* * * * *", "echo", "--overlap", "skip"])).toMatchObject({
       overlap: "skip",
     });
+    expect(parseCommandLine(["schedule", "add", "n", "* * * * *", "echo", "--starting-deadline", "10m"])).toMatchObject(
+      { startingDeadlineMs: 600_000 },
+    );
+    expect(usageErrorOf(["schedule", "add", "n", "* * * * *", "echo", "--starting-deadline", "soon"])).toBe(
+      '--starting-deadline must be a duration like 30s, 15m, 2h, 1d (got "soon")',
+    );
     expect(usageErrorOf(["schedule", "add", "n", "* * * * *", "echo", "--overlap", "never"])).toBe(
       'schedule add: --overlap is allow or skip (got "never")',
     );

@@ -9,8 +9,10 @@
  *      the first replica's call applies.
  *
  * Times missed while no gateway ran (or Redis was down) are not made up one by one: the schedule runs once for the
- * latest of them, and its next time is the first one after now (Kubernetes CronJob and Asynq's scheduler do the same).
- * A run that fails (NATS or Redis down) is retried next round under the same key. A schedule whose overlap policy is
+ * latest of them (its `scheduled_for`; the key stays the stored time's, which every replica reads alike), and its
+ * next time is the first one after now (Kubernetes CronJob and Asynq's scheduler do the same). With a starting
+ * deadline, a run later than that after its time is skipped instead ("missed"), as Kubernetes CronJob's
+ * startingDeadlineSeconds does. A run that fails (NATS or Redis down) is retried next round under the same key. A schedule whose overlap policy is
  * "skip" does not run while its previous run's task has not finished: that time is skipped (moved on by the same
  * compare-and-set, so one replica counts it).
  */
@@ -30,7 +32,7 @@ import {
 import { attachCaller } from "./auth/caller.js";
 import { priorityToProto } from "./mapping.js";
 import { everyInterval } from "./rounds.js";
-import { nextRunAfter, SCHEDULE_METADATA } from "./schedules.js";
+import { latestDueTime, nextRunAfter, SCHEDULE_METADATA } from "./schedules.js";
 import type { TaskServiceHandlers } from "./task-service.js";
 
 /** SubmitTask refused the run's request itself (invalid, over a limit): the same request would be refused again. */
@@ -50,8 +52,9 @@ export const FAILURE_LOG_INTERVAL_MS = 60_000;
 export interface ScheduleRunnerOptions {
   /** GATEWAY_SCHEDULE_POLL_MS: how often due schedules are looked for (how late a run can be). */
   pollMs: number;
-  /** Submits one run's task; resolves with its id (the same id when the run was submitted before). */
-  submit(schedule: StoredSchedule, dueMs: number): Promise<string>;
+  /** Submits one run's task, for the stored time `dueMs` (its key) standing for `forMs` (the latest time missed, or
+   *  `dueMs`); resolves with its id (the same id when the run was submitted before). */
+  submit(schedule: StoredSchedule, dueMs: number, forMs: number): Promise<string>;
   /** The clock the failure warnings are spaced by (tests set it; default Date.now). */
   now?: () => number;
 }
@@ -66,10 +69,11 @@ export function startScheduleRunner(rt: Runtime, options: ScheduleRunnerOptions)
   const runs = rt.meter.createCounter("tm_schedule_runs_total", {
     description:
       "Runs of recurring schedules by this replica: outcome submitted, failed (retried next round), rejected (the " +
-      "template no longer passes SubmitTask's checks: that time skipped) or overlapped (overlap policy skip: the " +
-      "previous run's task had not finished, that time skipped)",
+      "template no longer passes SubmitTask's checks: that time skipped), overlapped (overlap policy skip: the " +
+      "previous run's task had not finished, that time skipped) or missed (later than the schedule's starting " +
+      "deadline: that time skipped)",
   });
-  for (const outcome of ["submitted", "failed", "rejected", "overlapped"]) runs.add(0, { outcome });
+  for (const outcome of ["submitted", "failed", "rejected", "overlapped", "missed"]) runs.add(0, { outcome });
   /** Per schedule whose runs are failing. A key goes once a run of its schedule goes through (a deleted schedule's
    *  stays: a few bytes, at most one per id). */
   const failing = new LogThrottle(FAILURE_LOG_INTERVAL_MS, options.now ?? Date.now);
@@ -91,6 +95,21 @@ export function startScheduleRunner(rt: Runtime, options: ScheduleRunnerOptions)
       return false;
     }
     const { schedule, lastRun } = state;
+    const nowMs = Date.now();
+    const forMs = latestDueTime(schedule, dueMs, nowMs);
+    const { startingDeadlineMs } = schedule;
+    if (startingDeadlineMs !== undefined && nowMs - forMs > startingDeadlineMs) {
+      // Too late to run (no gateway could submit it in time): skipped, as the schedule asks.
+      const nextMs = nextRunAfter(schedule, Math.max(nowMs, dueMs));
+      if (await advanceSchedule(rt.redis, id, dueMs, nextMs, undefined)) {
+        runs.add(1, { outcome: "missed" });
+        rt.log.warn(
+          { scheduleId: id, dueMs, forMs, lateMs: nowMs - forMs, startingDeadlineMs, nextMs },
+          "scheduled run skipped: later than the schedule's starting deadline",
+        );
+      }
+      return false;
+    }
     if (schedule.overlap === "skip" && lastRun && (await stillRunning(lastRun.taskId))) {
       const nextMs = nextRunAfter(schedule, Math.max(Date.now(), dueMs));
       if (await advanceSchedule(rt.redis, id, dueMs, nextMs, undefined)) {
@@ -104,7 +123,7 @@ export function startScheduleRunner(rt: Runtime, options: ScheduleRunnerOptions)
     }
     let taskId: string;
     try {
-      taskId = await options.submit(schedule, dueMs);
+      taskId = await options.submit(schedule, dueMs, forMs);
     } catch (error) {
       if (!isRejection(error)) {
         runs.add(1, { outcome: "failed" });
@@ -126,7 +145,7 @@ export function startScheduleRunner(rt: Runtime, options: ScheduleRunnerOptions)
     failing.reset(id);
     const nextMs = nextRunAfter(schedule, Math.max(Date.now(), dueMs));
     const advanced = await advanceSchedule(rt.redis, id, dueMs, nextMs, {
-      at: new Date(dueMs).toISOString(),
+      at: new Date(forMs).toISOString(),
       taskId,
     });
     if (advanced) {
@@ -161,14 +180,16 @@ export function startScheduleRunner(rt: Runtime, options: ScheduleRunnerOptions)
 /**
  * Submits one run of a schedule through the TaskService's own (unguarded) SubmitTask handler, as the operator who
  * created the schedule: the same validation, idempotency, audit ("submitted", by them) and metadata stamping as any
- * submission. The run's task carries `schedule_id` and `scheduled_for` in its metadata. A `manual` run (RunSchedule)
- * is submitted in the calling operator's own call context, as theirs, under a key of its own.
+ * submission. The run's task carries `schedule_id` and `scheduled_for` (`forMs`: the time it stands for) in its
+ * metadata; its idempotency key is the stored time's (`dueMs`). A `manual` run (RunSchedule) is submitted in the
+ * calling operator's own call context, as theirs, under a key of its own.
  */
 export async function submitRun(
   submitTask: TaskServiceHandlers["submitTask"],
   schedule: StoredSchedule,
   dueMs: number,
   manual?: { ctx: CallContext },
+  forMs = dueMs,
 ): Promise<string> {
   const ctx: CallContext = manual?.ctx ?? {
     signal: AbortSignal.timeout(60_000),
@@ -185,7 +206,7 @@ export async function submitRun(
       metadata: {
         ...task.metadata,
         [SCHEDULE_METADATA.id]: schedule.id,
-        [SCHEDULE_METADATA.time]: new Date(dueMs).toISOString(),
+        [SCHEDULE_METADATA.time]: new Date(forMs).toISOString(),
       },
       // A scheduled time's run is one task however many replicas (or retries) submit it; a manual run is its own.
       idempotencyKey: manual

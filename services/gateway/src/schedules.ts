@@ -5,7 +5,7 @@
  * checked here as SubmitTask would check it, so a schedule never fires a task the gateway would refuse.
  */
 import type { JsonObject, MessageInitShape } from "@bufbuild/protobuf";
-import { timestampFromMs } from "@bufbuild/protobuf/wkt";
+import { type Duration, durationFromMs, timestampFromMs } from "@bufbuild/protobuf/wkt";
 import { Code, ConnectError } from "@connectrpc/connect";
 import { publishAudit, type TaskTypes, taskLimitsOf } from "@tm/flow";
 import type { Runtime } from "@tm/kit";
@@ -33,7 +33,7 @@ import { Cron } from "croner";
 import { callerOf } from "./auth/caller.js";
 import { priorityToProto, timestampFromIso } from "./mapping.js";
 import type { RedisCall } from "./redis-call.js";
-import { invalid, validateSubmission } from "./validation.js";
+import { durationMsOf, invalid, validateSubmission } from "./validation.js";
 
 /** The most schedules there may be: each is a Redis hash field and a run per tick at most. */
 export const MAX_SCHEDULES = 1_000;
@@ -87,6 +87,7 @@ export function parseSchedule(
   if (nextMs === undefined) throw invalid("schedule.cron", `"${cron}" names no time from now on`);
   const task = parseTemplate(given.task, limits);
   const overlap = parseOverlap(given.overlap);
+  const startingDeadlineMs = given.startingDeadline ? parseStartingDeadline(given.startingDeadline) : undefined;
   return {
     schedule: {
       id: given.id,
@@ -96,9 +97,38 @@ export function parseSchedule(
       createdAt: new Date(nowMs).toISOString(),
       createdBy,
       ...(overlap ? { overlap } : {}),
+      ...(startingDeadlineMs ? { startingDeadlineMs } : {}),
     },
     nextMs,
   };
+}
+
+/** The longest starting deadline: a month (a schedule's runs later than that are better made up by hand). */
+export const MAX_STARTING_DEADLINE_MS = 31 * 24 * 3_600_000;
+
+/** A starting deadline of 1 s to MAX_STARTING_DEADLINE_MS, in ms; INVALID_ARGUMENT naming `schedule.starting_deadline`. */
+function parseStartingDeadline(deadline: Duration): number {
+  const ms = durationMsOf("schedule.starting_deadline", deadline);
+  if (ms < 1_000) {
+    throw invalid("schedule.starting_deadline", "must be at least 1 s (leave it unset to run however late)");
+  }
+  if (ms > MAX_STARTING_DEADLINE_MS) throw invalid("schedule.starting_deadline", "must be at most 31 days");
+  return ms;
+}
+
+/**
+ * The latest of the schedule's times from `dueMs` (its stored next time, due) up to `nowMs`: the time a run made now
+ * stands for. Several times missed (no gateway ran) make one run, for the latest of them.
+ */
+export function latestDueTime(
+  schedule: Pick<StoredSchedule, "cron" | "timezone">,
+  dueMs: number,
+  nowMs: number,
+): number {
+  const cron = new Cron(schedule.cron, { paused: true, ...(schedule.timezone ? { timezone: schedule.timezone } : {}) });
+  // previousRuns gives times strictly before its reference (whole seconds): a second past now includes now's.
+  const latest = cron.previousRuns(1, new Date(nowMs + 1_000))[0]?.getTime();
+  return latest !== undefined && latest > dueMs && latest <= nowMs ? latest : dueMs;
 }
 
 /** The stored overlap policy ("skip", or undefined for allow), or INVALID_ARGUMENT naming `schedule.overlap`. */
@@ -177,6 +207,7 @@ export function scheduleToProto({
     ...(lastRun ? { lastRunAt: timestampFromIso(lastRun.at), lastTaskId: lastRun.taskId } : {}),
     ...(paused ? { paused: true, pausedAt: timestampFromIso(paused.at), pausedBy: paused.by } : {}),
     overlap: schedule.overlap === "skip" ? ScheduleOverlap.SKIP : ScheduleOverlap.ALLOW,
+    ...(schedule.startingDeadlineMs ? { startingDeadline: durationFromMs(schedule.startingDeadlineMs) } : {}),
   };
 }
 

@@ -123,7 +123,7 @@ export const gateway = defineService({
     addService(server, TaskService, taskHandlers, onError);
     const scheduleRunner = startScheduleRunner(rt, {
       pollMs: rt.config.GATEWAY_SCHEDULE_POLL_MS,
-      submit: (schedule, dueMs) => submitRun(taskService.submitTask, schedule, dueMs),
+      submit: (schedule, dueMs, forMs) => submitRun(taskService.submitTask, schedule, dueMs, undefined, forMs),
     });
     // ADVISORIES too: its one durable (the deadletter service's) shows whether crash advisories wait to be handled.
     const redisGauges = startRedisGauges(rt);

@@ -178,25 +178,83 @@ describe("a schedule run by two gateway replicas", () => {
 describe("one round at a time (no replica runs schedules meanwhile)", () => {
   test("times missed while no gateway ran make one run, for the latest; the next time is after now", async () => {
     // Every minute, and not looked at for an hour (as if every gateway was down): its next time an hour ago.
-    await createAsIfIdle("hourly-missed", "* * * * *", Date.now() - 3_600_000);
-    const submitted: number[] = [];
+    const dueMs = await createAsIfIdle("hourly-missed", "* * * * *", Date.now() - 3_600_000);
+    const submitted: Array<{ dueMs: number; forMs: number }> = [];
     const runner = startScheduleRunner(quiet.gateway.runtime, {
       pollMs: 600_000,
-      submit: async (_schedule, dueMs) => {
-        submitted.push(dueMs);
+      submit: async (_schedule, dueMs, forMs) => {
+        submitted.push({ dueMs, forMs });
         return crypto.randomUUID();
       },
     });
+    const ranAt = Date.now();
     try {
       expect(await runner.run()).toBe(1);
       expect(await runner.run()).toBe(0);
     } finally {
       await runner.stop();
     }
-    expect(submitted).toHaveLength(1);
+    // Keyed by the stored time (every replica reads the same), standing for the latest minute missed.
+    expect(submitted).toEqual([{ dueMs, forMs: Math.floor(ranAt / 60_000) * 60_000 }]);
     const next = Number(await redis.zscore(Keys.scheduleNext, "hourly-missed"));
     expect(next).toBeGreaterThan(Date.now());
     expect(next - Date.now()).toBeLessThanOrEqual(60_000);
+    expect(JSON.parse((await redis.hget(Keys.scheduleLastRun, "hourly-missed"))!).at).toBe(
+      new Date(submitted[0]!.forMs).toISOString(),
+    );
+  });
+
+  test("a run later than the schedule's starting deadline is skipped (missed); one within it runs", async () => {
+    // Daily at the minute ten minutes ago (UTC), with a 30 s deadline, due then: that run is 10 minutes late.
+    const tenMinutesAgo = new Date(Math.floor((Date.now() - 600_000) / 60_000) * 60_000);
+    const cron = `${tenMinutesAgo.getUTCMinutes()} ${tenMinutesAgo.getUTCHours()} * * *`;
+    await quiet.admin.createSchedule({
+      schedule: { ...schedule({ id: "deadline", cron }), startingDeadline: create(DurationSchema, { seconds: 30n }) },
+      replace: true,
+    });
+    await redis.zadd(Keys.scheduleNext, tenMinutesAgo.getTime(), "deadline");
+    const submitted: number[] = [];
+    const runner = startScheduleRunner(quiet.gateway.runtime, {
+      pollMs: 600_000,
+      submit: async (_schedule, _dueMs, forMs) => {
+        submitted.push(forMs);
+        return crypto.randomUUID();
+      },
+    });
+    try {
+      expect(await runner.run()).toBe(0);
+    } finally {
+      await runner.stop();
+    }
+    expect(submitted).toEqual([]);
+    expect(await redis.hexists(Keys.scheduleLastRun, "deadline")).toBe(0);
+    // Moved on to the same minute tomorrow.
+    expect(Number(await redis.zscore(Keys.scheduleNext, "deadline"))).toBe(tenMinutesAgo.getTime() + 86_400_000);
+
+    // Within its deadline: every second, due 2 s ago, deadline 30 s: runs, for the latest second.
+    await quiet.admin.createSchedule({
+      schedule: { ...schedule({ id: "deadline" }), startingDeadline: create(DurationSchema, { seconds: 30n }) },
+      replace: true,
+    });
+    await redis.zadd(Keys.scheduleNext, Date.now() - 2_000, "deadline");
+    const within = startScheduleRunner(quiet.gateway.runtime, {
+      pollMs: 600_000,
+      submit: async (_schedule, _dueMs, forMs) => {
+        submitted.push(forMs);
+        return crypto.randomUUID();
+      },
+    });
+    try {
+      expect(await within.run()).toBe(1);
+    } finally {
+      await within.stop();
+    }
+    expect(submitted).toHaveLength(1);
+    expect(Date.now() - submitted[0]!).toBeLessThan(30_000);
+    // Listed with its deadline.
+    const listed = (await quiet.admin.listSchedules({})).schedules.find((s) => s.id === "deadline");
+    expect(listed?.startingDeadline?.seconds).toBe(30n);
+    await quiet.admin.deleteSchedule({ id: "deadline" });
   });
 
   test("a run that cannot be submitted is retried next round under the same key: one task", async () => {
@@ -398,6 +456,21 @@ test("bad schedules are INVALID_ARGUMENT naming the field; an existing id is ALR
     code: Code.InvalidArgument,
     message: "schedule.overlap: must be SCHEDULE_OVERLAP_ALLOW or SCHEDULE_OVERLAP_SKIP (got 7)",
   });
+
+  const deadline = (seconds: bigint, nanos = 0) =>
+    rejection(
+      quiet.admin.createSchedule({
+        schedule: { ...schedule({ id: "x" }), startingDeadline: create(DurationSchema, { seconds, nanos }) },
+      }),
+    );
+  expect(await deadline(0n, 500_000_000)).toMatchObject({
+    code: Code.InvalidArgument,
+    message: "schedule.starting_deadline: must be at least 1 s (leave it unset to run however late)",
+  });
+  expect(await deadline(32n * 86_400n)).toMatchObject({
+    message: "schedule.starting_deadline: must be at most 31 days",
+  });
+  expect(await deadline(-5n)).toMatchObject({ message: "schedule.starting_deadline: must not be negative" });
 
   await quiet.admin.createSchedule({
     schedule: schedule({ id: "nightly", cron: "0 2 * * *", timezone: "Europe/Berlin" }),

@@ -1,15 +1,15 @@
 /** Recurring schedules: each with its cron, time zone, task (and its limits), next and last run (its task linked),
  *  Run now, Pause or Resume, and Delete after a confirmation; and a form for a new one (id, cron, time zone, task
- *  type, priority, payload, overlap; the task's attempt timeout, max attempts, retry delay and multiplier, expiry;
+ *  type, priority, payload, overlap, starting deadline; the task's attempt timeout, max attempts, retry delay and multiplier, expiry;
  *  replacing one with the same id), as `taskctl schedule add`. The gateway checks every field and names the one it
  *  refuses. */
 import type { JsonObject } from "@bufbuild/protobuf";
-import { durationFromMs } from "@bufbuild/protobuf/wkt";
+import { durationFromMs, durationMs } from "@bufbuild/protobuf/wkt";
 import { Code, ConnectError } from "@connectrpc/connect";
 import { Priority, type Schedule, ScheduleOverlap } from "@tm/proto/web";
 import { admin, errorText } from "../api.js";
 import { announce, h, replace } from "../dom.js";
-import { dateOf, formatTime, priorityName, relative } from "../format.js";
+import { dateOf, duration, formatTime, priorityName, relative } from "../format.js";
 import { table } from "./overview.js";
 import { limitsOf } from "./task-detail.js";
 import type { View } from "./view.js";
@@ -36,6 +36,8 @@ export const schedulesView: View = (main) => {
   ) as HTMLSelectElement;
   const payloadInput = h("textarea", { name: "payload", rows: 3, cols: 40, placeholder: "{}" }) as HTMLTextAreaElement;
   const skipOverlap = input("skip-overlap", { type: "checkbox" });
+  // How late a run may still be submitted (`--starting-deadline`); empty: however late.
+  const deadlineInput = input("starting-deadline", { placeholder: "10m" });
   // The task's own limits, as `taskctl schedule add --attempt-timeout/--max-attempts/--retry-*/--expires-after`:
   // empty is the pipeline's default. Only the format is checked here; the gateway checks the values.
   const timeoutInput = input("timeout", { placeholder: "30s" });
@@ -55,6 +57,7 @@ export const schedulesView: View = (main) => {
     field("Priority", prioritySelect),
     field("Payload (JSON object)", payloadInput),
     h("label", { class: "inline" }, skipOverlap, " Skip a run while the previous one's task is unfinished"),
+    field(`Starting deadline (${DURATION_HINT}, 1d; empty: run however late)`, deadlineInput),
     h(
       "fieldset",
       { class: "filters" },
@@ -83,6 +86,10 @@ export const schedulesView: View = (main) => {
 
   async function create(event: Event) {
     event.preventDefault();
+    const refuse = (problem: string) => {
+      status.textContent = `Not created: ${problem}`;
+      announce(status.textContent);
+    };
     let payload: JsonObject = {};
     const text = payloadInput.value.trim();
     if (text) {
@@ -91,17 +98,13 @@ export const schedulesView: View = (main) => {
         if (typeof parsed !== "object" || parsed === null || Array.isArray(parsed)) throw new Error("not an object");
         payload = parsed as JsonObject;
       } catch {
-        status.textContent = 'Not created: the payload must be a JSON object, e.g. {"n": 1}.';
-        announce(status.textContent);
-        return;
+        return refuse('the payload must be a JSON object, e.g. {"n": 1}.');
       }
     }
     const limits = taskLimits();
-    if (typeof limits === "string") {
-      status.textContent = `Not created: ${limits}`;
-      announce(status.textContent);
-      return;
-    }
+    if (typeof limits === "string") return refuse(limits);
+    const deadlineMs = durationField(deadlineInput.value);
+    if (deadlineMs === null) return refuse(`the starting deadline must be a duration like ${DURATION_HINT}, 1d.`);
     const id = idInput.value.trim();
     const replacing = replaceBox.checked;
     const existed = listedIds.has(id);
@@ -116,6 +119,7 @@ export const schedulesView: View = (main) => {
             cron: cronInput.value.trim(),
             timezone: timezoneInput.value.trim(),
             overlap: skipOverlap.checked ? ScheduleOverlap.SKIP : ScheduleOverlap.ALLOW,
+            ...(deadlineMs === undefined ? {} : { startingDeadline: durationFromMs(deadlineMs) }),
             task: {
               type: typeInput.value.trim(),
               priority: Priority[prioritySelect.value as keyof typeof Priority] ?? Priority.MEDIUM,
@@ -196,6 +200,9 @@ export const schedulesView: View = (main) => {
       schedule.timezone || "UTC",
       `${schedule.task?.type ?? "?"} (${priorityName(schedule.task?.priority ?? 0)})` +
         (schedule.overlap === ScheduleOverlap.SKIP ? ", skips overlaps" : "") +
+        (schedule.startingDeadline
+          ? `, skips runs later than ${duration(durationMs(schedule.startingDeadline))}`
+          : "") +
         (schedule.task && limitsOf(schedule.task) ? `; ${limitsOf(schedule.task)}` : ""),
       schedule.paused
         ? `paused${schedule.pausedBy ? ` by ${schedule.pausedBy}` : ""}`

@@ -1,6 +1,7 @@
 /** `taskctl schedule add|ls|rm|pause|resume|run`: recurring tasks (AdminService CreateSchedule, ListSchedules,
  *  DeleteSchedule, PauseSchedule, ResumeSchedule, RunSchedule). */
 import { type DescMessage, type MessageShape, toJson } from "@bufbuild/protobuf";
+import { durationFromMs } from "@bufbuild/protobuf/wkt";
 import {
   type AdminClient,
   CreateScheduleResponseSchema,
@@ -69,6 +70,9 @@ export async function scheduleCommand(io: Io, client: AdminClient, invocation: S
             cron: invocation.cron,
             timezone: invocation.timezone ?? "",
             overlap: invocation.overlap === "skip" ? ScheduleOverlap.SKIP : ScheduleOverlap.ALLOW,
+            ...(invocation.startingDeadlineMs === undefined
+              ? {}
+              : { startingDeadline: durationFromMs(invocation.startingDeadlineMs) }),
             task: {
               type: invocation.type,
               ...(invocation.payload ? { payload: invocation.payload } : {}),
