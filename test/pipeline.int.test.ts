@@ -261,6 +261,43 @@ describe("the pipeline", () => {
     );
   });
 
+  test("a task that depends on others runs once they SUCCEEDED; one whose dependency FAILED is CANCELLED, naming it", async () => {
+    const { taskId: first } = await pipeline.client.submitTask({ type: "sleep", payload: { ms: 400 } });
+    // With taskctl, as an operator would chain it.
+    let stdout = "";
+    const io: Io = { stdout: { write: (text: string) => (stdout += text) }, stderr: { write: () => true }, env: {} };
+    const args = ["submit", "echo", "--payload", '{"after":"sleep"}', "--depends-on", first, "--json"];
+    expect(await run([...args, "--addr", pipeline.gatewayUrl], io)).toBe(0);
+    const { taskId: second } = JSON.parse(stdout) as { taskId: string };
+    const updates = await collectStream(pipeline.client, second);
+    expect(updates.at(-1)?.status?.state).toBe(TaskState.SUCCEEDED);
+    // It was released into the pipeline only after its dependency had succeeded (their histories say when).
+    await waitFor("both histories complete", async () =>
+      (await readHistory(pipeline.redisClient, second)).some((e) => e.action === "succeeded"),
+    );
+    const when = async (id: string, action: string) =>
+      Date.parse((await readHistory(pipeline.redisClient, id)).find((e) => e.action === action)?.at ?? "");
+    expect(await when(second, "released")).toBeGreaterThanOrEqual(await when(first, "succeeded"));
+    expect((await readHistory(pipeline.redisClient, second)).map((e) => e.action).slice(0, 3)).toEqual([
+      "submitted",
+      "released",
+      "ingested",
+    ]);
+
+    // A dependency that fails (one attempt) cancels the task waiting for it, which never runs.
+    const { taskId: failing } = await pipeline.client.submitTask({ type: "fail", payload: {}, maxAttempts: 1 });
+    const { taskId: waiting } = await pipeline.client.submitTask({ type: "echo", payload: {}, dependsOn: [failing] });
+    const last = (await collectStream(pipeline.client, waiting)).at(-1)?.status;
+    expect(last?.state).toBe(TaskState.CANCELLED);
+    expect((await pipeline.client.getTask({ taskId: failing })).task?.status?.state).toBe(TaskState.FAILED);
+    await waitFor("the cancel in the history", async () =>
+      (await readHistory(pipeline.redisClient, waiting)).some((e) => e.action === "cancelled"),
+    );
+    const cancelled = (await readHistory(pipeline.redisClient, waiting)).find((e) => e.action === "cancelled");
+    expect(cancelled?.detail).toMatchObject({ reason: `dependency ${failing} ended FAILED` });
+    expect((await readHistory(pipeline.redisClient, waiting)).map((e) => e.action)).not.toContain("ingested");
+  });
+
   test("a task submitted to one gateway is streamed to completion from another", async () => {
     const second = await pipeline.spawn("gateway", {}, "gateway-2");
     const { createTaskClient } = await import("@tm/proto");

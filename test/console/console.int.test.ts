@@ -603,6 +603,31 @@ describe.skipIf(!existsSync(CHROMIUM))("web console", () => {
     }
   });
 
+  it("shows the tasks a task waits for (depends_on), each linked, and how many it still waits for", async () => {
+    // Its dependency delayed an hour: it stays waiting while the page is read.
+    const { taskId: first } = await pipeline.client.submitTask({
+      type: "echo",
+      schedule: { case: "delay", value: create(DurationSchema, { seconds: 3_600n }) },
+    });
+    const { taskId } = await pipeline.client.submitTask({ type: "echo", dependsOn: [first] });
+    try {
+      await page.goto(`${webUrl}/tasks/${taskId}`);
+      await page.waitForSelector("#task-state:text('PENDING')", { timeout: 15_000 });
+      const after = page.locator("dt:text-is('After') + dd");
+      await after.waitFor({ timeout: 15_000 });
+      expect(await after.textContent()).toBe(`${first} (waiting for 1)`);
+      await after.getByRole("link", { name: first }).click();
+      await page.waitForURL(`${webUrl}/tasks/${first}`);
+    } finally {
+      // Cancelling the dependency cancels the task waiting for it.
+      await pipeline.client.cancelTask({ taskId: first });
+      await waitFor(
+        "the dependent cancelled",
+        async () => (await pipeline.client.getTask({ taskId })).task?.status?.state === TaskState.CANCELLED,
+      );
+    }
+  });
+
   it("lists each type's limits and pauses and resumes a type, keeping its other limits", async () => {
     const admin = createAdminClient({ baseUrl: pipeline.gatewayUrl });
     await admin.setTypeLimit({ limit: { type: "checksum", globalConcurrency: 3 } });

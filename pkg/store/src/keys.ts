@@ -84,6 +84,12 @@ export const Keys = {
   worker: (id: string) => `worker:${id}`,
   workerQuiet: (id: string) => `worker_quiet:${id}`,
   handBacks: (id: string) => `task_handbacks:${id}`,
+  /** Tasks waiting for this one (SubmitTaskRequest.depends_on): task id → its release time (ms, 0 for none). */
+  dependents: (id: string) => `task_dependents:${id}`,
+  /** Tasks waiting for dependencies: task id → how many have not SUCCEEDED yet. */
+  waiting: "tasks_waiting",
+  /** Tasks whose dependency ended FAILED or CANCELLED, for the gateway to cancel: "<task> <dependency> <state>" → when (ms). */
+  dependencyFailed: "tasks_dependency_failed",
 } as const;
 
 export const Bounds = {

@@ -23,17 +23,52 @@ export interface StoredStatus {
 }
 
 // Applies updates in order. KEYS: the tasks' status hashes, one per update, then the result keys of the updates that
-// require a stored result, then tasks_unfinished. ARGV[1] is the TTL, ARGV[2] the number of updates, then 12 values
-// per update: the 10 fields below, the KEYS index of its result key (0: no requirement) and when its stall clock
-// starts (ms). Returns per update 1 (applied and published), 0 (stale, ignored) or 2 (held: newer, but its result is
-// not stored yet; nothing written). An applied update enters its task in tasks_unfinished (non-terminal) or takes it
-// out (terminal), so the index never disagrees with the hashes.
+// require a stored result, then the tasks' task_dependents hashes, one per update, then tasks_unfinished,
+// tasks_delayed, tasks_waiting and tasks_dependency_failed. ARGV[1] is the TTL, ARGV[2] the number of updates,
+// ARGV[3] now (ms), then 12 values per update: the 10 fields below, the KEYS index of its result key (0: no
+// requirement) and when its stall clock starts (ms). Returns per update 1 (applied and published), 0 (stale, ignored)
+// or 2 (held: newer, but its result is not stored yet; nothing written). An applied update enters its task in
+// tasks_unfinished (non-terminal) or takes it out (terminal), so the index never disagrees with the hashes.
+// An applied terminal state settles the tasks waiting for the task (SubmitTaskRequest.depends_on), in the same script
+// so that a task saved meanwhile either saw this state or is found here: SUCCEEDED counts down each one's unfinished
+// dependencies in tasks_waiting and, at 0, makes it due in tasks_delayed (at its release time if later; the gateway's
+// releaser queues it) with its stall clock from then; FAILED or CANCELLED takes it out of tasks_waiting into
+// tasks_dependency_failed, where the gateway cancels it. Either way task_dependents:<id> goes.
 // Mirrors lifecycle.shouldApply: newer version, and either a non-terminal current state or a newer generation.
 // GENERATION_SPAN (1e8) must match pkg/flow/src/lifecycle.ts; a unit test checks the two agree.
 const APPLY_STATUS = `
 local ttl = tonumber(ARGV[1])
-local unfinished = KEYS[#KEYS]
-local function apply(key, a)
+local count = tonumber(ARGV[2])
+local now = tonumber(ARGV[3])
+local unfinished = KEYS[#KEYS - 3]
+local delayed = KEYS[#KEYS - 2]
+local waiting = KEYS[#KEYS - 1]
+local dependencyFailed = KEYS[#KEYS]
+local firstDependents = #KEYS - 4 - count
+local function settleDependents(key, taskId, state)
+  local dependents = redis.call('HGETALL', key)
+  for j = 1, #dependents, 2 do
+    local dependent = dependents[j]
+    local left = tonumber(redis.call('HGET', waiting, dependent))
+    if left then
+      if state == 'SUCCEEDED' then
+        if left > 1 then
+          redis.call('HSET', waiting, dependent, left - 1)
+        else
+          redis.call('HDEL', waiting, dependent)
+          local due = math.max(now, tonumber(dependents[j + 1]) or 0)
+          redis.call('ZADD', delayed, due, dependent)
+          redis.call('ZADD', unfinished, 'XX', due, dependent)
+        end
+      else
+        redis.call('HDEL', waiting, dependent)
+        redis.call('ZADD', dependencyFailed, now, dependent .. ' ' .. taskId .. ' ' .. state)
+      end
+    end
+  end
+  redis.call('DEL', key)
+end
+local function apply(i, key, a)
   local cur = redis.call('HMGET', key, 'version', 'state')
   local newVersion = tonumber(ARGV[a])
   if cur[1] then
@@ -52,14 +87,16 @@ local function apply(key, a)
   local state = ARGV[a + 2]
   if state == 'SUCCEEDED' or state == 'FAILED' or state == 'CANCELLED' then
     redis.call('ZREM', unfinished, ARGV[a + 1])
+    local dependents = KEYS[firstDependents + i]
+    if redis.call('EXISTS', dependents) == 1 then settleDependents(dependents, ARGV[a + 1], state) end
   else
     redis.call('ZADD', unfinished, ARGV[a + 11], ARGV[a + 1])
   end
   return 1
 end
 local applied = {}
-for i = 1, tonumber(ARGV[2]) do
-  applied[i] = apply(KEYS[i], 3 + (i - 1) * 12)
+for i = 1, count do
+  applied[i] = apply(i, KEYS[i], 4 + (i - 1) * 12)
 end
 return applied
 `;
@@ -130,7 +167,7 @@ export async function applyStatusUpdates(
   if (updates.length === 0) return [];
   const keys: string[] = [];
   const resultKeys: string[] = [];
-  const args: string[] = [String(ttlSeconds), String(updates.length)];
+  const args: string[] = [String(ttlSeconds), String(updates.length), String(Date.now())];
   for (const { event, requireStoredResult, stallClockFromMs } of updates) {
     const status = toStoredStatus(event);
     keys.push(Keys.status(event.taskId));
@@ -151,7 +188,12 @@ export async function applyStatusUpdates(
       String(stallClockFromMs ?? stallClockOf(status.updatedAt)),
     );
   }
-  const codes = (await applyStatusScript.run(redis, [...keys, ...resultKeys, Keys.unfinished], args)) as number[];
+  const dependentsKeys = updates.map(({ event }) => Keys.dependents(event.taskId));
+  const codes = (await applyStatusScript.run(
+    redis,
+    [...keys, ...resultKeys, ...dependentsKeys, Keys.unfinished, Keys.delayed, Keys.waiting, Keys.dependencyFailed],
+    args,
+  )) as number[];
   return codes.map((code) => (code === 1 ? "applied" : code === 2 ? "held" : "stale"));
 }
 

@@ -27,6 +27,8 @@ export interface TaskRecord {
   expiresAfterMs?: number;
   /** How many times the gateway requeued it on its own as stalled (claimRequeue's `autoLimit`), when it did. */
   autoRequeues?: number;
+  /** The tasks it waits for (SubmitTaskRequest.depends_on), when it named any. */
+  dependsOn?: string[];
 }
 
 // The task record with its TTL, and its entry in the listing index, which is trimmed of tasks whose records have
@@ -35,21 +37,51 @@ export interface TaskRecord {
 // until its tasks.ingest PubAck is seen: a submission interrupted between this write and that publish is then
 // found by the requeue sweeper instead of staying PENDING for good. With `delayedUntilMs`, it is entered in
 // tasks_delayed instead, scored by the time it is due (the gateway's delayed-task releaser takes it from there).
+// With dependencies (entry "3"), the dependencies' states are read first, in the same script as the writes: one
+// FAILED or CANCELLED refuses the task (nothing written; answers its index, negative, and state); the task is entered
+// in task_dependents:<dep> of each unfinished one (field: the task id, value: its release time, 0 for none) and in
+// tasks_waiting with their count, or, with none unfinished, as entry "2" (a release time) or "1" would. The status
+// script releases it when the last one SUCCEEDED (task-dependencies.ts). Answers the count of unfinished ones.
+// KEYS: task:<id>, task_index, tasks_unqueued, tasks_delayed, then with dependencies tasks_waiting and, per
+// dependency, its task_status and task_dependents keys.
 // ARGV: ttl seconds, index score (createdAt ms), trim cutoff, index member (the task id), entry ("0" none,
-// "1" unqueued, "2" delayed), the delayed entry's score, then the record's fields and values.
+// "1" unqueued, "2" delayed, "3" waiting for dependencies), the delayed entry's score (with dependencies: the release
+// time, 0 for none), then the record's fields and values.
 const SAVE_TASK = luaScript(`
+local waiting = 0
+if ARGV[5] == '3' then
+  for i = 6, #KEYS, 2 do
+    local state = redis.call('HGET', KEYS[i], 'state')
+    if state == 'FAILED' or state == 'CANCELLED' then return {-(i - 4) / 2, state} end
+  end
+end
 redis.call('HSET', KEYS[1], unpack(ARGV, 7))
 redis.call('EXPIRE', KEYS[1], ARGV[1])
 redis.call('ZADD', KEYS[2], ARGV[2], ARGV[4])
 redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', ARGV[3])
-if ARGV[5] == '1' then
+local entry = ARGV[5]
+if entry == '3' then
+  for i = 6, #KEYS, 2 do
+    if redis.call('HGET', KEYS[i], 'state') ~= 'SUCCEEDED' then
+      redis.call('HSET', KEYS[i + 1], ARGV[4], ARGV[6])
+      redis.call('EXPIRE', KEYS[i + 1], ARGV[1])
+      waiting = waiting + 1
+    end
+  end
+  if waiting > 0 then
+    redis.call('HSET', KEYS[5], ARGV[4], waiting)
+    return waiting
+  end
+  entry = ARGV[6] == '0' and '1' or '2'
+end
+if entry == '1' then
   redis.call('ZADD', KEYS[3], ARGV[2], ARGV[4])
   redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', ARGV[3])
-elseif ARGV[5] == '2' then
+elseif entry == '2' then
   redis.call('ZADD', KEYS[4], ARGV[6], ARGV[4])
   redis.call('ZREMRANGEBYSCORE', KEYS[4], '-inf', ARGV[3])
 end
-return 1
+return waiting
 `);
 
 export interface SaveTaskOptions {
@@ -61,7 +93,14 @@ export interface SaveTaskOptions {
   delayedUntilMs?: number;
 }
 
-export async function saveTask(redis: Redis, task: TaskRecord, options: SaveTaskOptions = {}) {
+/**
+ * What saving a task with dependencies (`task.dependsOn`) did: it waits for `waitingFor` of them (0: none is
+ * unfinished, and it was entered as `unqueued` or `delayedUntilMs` say), or it was refused, nothing written, because
+ * `dependency` ended in `state` (FAILED or CANCELLED).
+ */
+export type SavedTask = { waitingFor: number } | { refusedBy: { dependency: string; state: string } };
+
+export async function saveTask(redis: Redis, task: TaskRecord, options: SaveTaskOptions = {}): Promise<SavedTask> {
   const parsed = Date.parse(task.createdAt);
   const createdMs = Number.isNaN(parsed) ? Date.now() : parsed;
   const { delayedUntilMs } = options;
@@ -82,11 +121,20 @@ export async function saveTask(redis: Redis, task: TaskRecord, options: SaveTask
     ...(task.maxAttempts ? { maxAttempts: String(task.maxAttempts) } : {}),
     ...(task.retryBackoff ? { retryBackoff: JSON.stringify(task.retryBackoff) } : {}),
     ...(task.expiresAfterMs ? { expiresAfterMs: String(task.expiresAfterMs) } : {}),
+    ...(task.dependsOn?.length ? { dependsOn: task.dependsOn.join(",") } : {}),
   };
-  const entry = delayedUntilMs !== undefined ? "2" : options.unqueued ? "1" : "0";
-  await SAVE_TASK.run(
+  const dependencies = task.dependsOn ?? [];
+  const entry = dependencies.length > 0 ? "3" : delayedUntilMs !== undefined ? "2" : options.unqueued ? "1" : "0";
+  const reply = (await SAVE_TASK.run(
     redis,
-    [Keys.task(task.taskId), Keys.taskIndex, Keys.unqueued, Keys.delayed],
+    [
+      Keys.task(task.taskId),
+      Keys.taskIndex,
+      Keys.unqueued,
+      Keys.delayed,
+      ...(dependencies.length > 0 ? [Keys.waiting] : []),
+      ...dependencies.flatMap((id) => [Keys.status(id), Keys.dependents(id)]),
+    ],
     [
       ttlSeconds,
       createdMs,
@@ -96,7 +144,11 @@ export async function saveTask(redis: Redis, task: TaskRecord, options: SaveTask
       delayedUntilMs ?? 0,
       ...Object.entries(fields).flat(),
     ],
-  );
+  )) as number | [number, string];
+  if (Array.isArray(reply)) {
+    return { refusedBy: { dependency: dependencies[-reply[0] - 1] ?? "?", state: reply[1] } };
+  }
+  return { waitingFor: reply };
 }
 
 /** Starts a new generation of a task (a replay): returns the new generation. */
@@ -122,6 +174,7 @@ export function parseTaskHash(hash: Record<string, string>): TaskRecord | undefi
     ...(positive(hash.maxAttempts) ? { maxAttempts: Number(hash.maxAttempts) } : {}),
     ...retryBackoffField(hash.retryBackoff),
     ...(positive(hash.expiresAfterMs) ? { expiresAfterMs: Number(hash.expiresAfterMs) } : {}),
+    ...(hash.dependsOn ? { dependsOn: hash.dependsOn.split(",") } : {}),
     ...(positive(hash.autoRequeues) ? { autoRequeues: Number(hash.autoRequeues) } : {}),
   };
 }

@@ -183,8 +183,9 @@ describe("applyStatus", () => {
       const ids = Array.from({ length: STATUS_BATCH_MAX + 3 }, () => crypto.randomUUID());
       const results = await Promise.all(ids.map((id) => apply({ event: event(id, "PENDING") })));
       expect(results.every((outcome) => outcome === "applied")).toBe(true);
-      // Two calls, by their key counts: a status hash per update, then tasks_unfinished.
-      expect(calls).toEqual([STATUS_BATCH_MAX + 1, 3 + 1]);
+      // Two calls, by their key counts: a status hash and a task_dependents hash per update, then tasks_unfinished,
+      // tasks_delayed, tasks_waiting and tasks_dependency_failed.
+      expect(calls).toEqual([2 * STATUS_BATCH_MAX + 4, 2 * 3 + 4]);
       expect((await readStatus(redis, ids.at(-1) ?? ""))?.state).toBe("PENDING");
       expect(await apply({ event: event(ids[0] ?? "", "PENDING") })).toBe("stale");
     } finally {

@@ -57,6 +57,8 @@ export type Invocation =
       retryBackoff?: RetryBackoffOption;
       /** --expires-after, ms. */
       expiresAfterMs?: number;
+      /** --depends-on: the tasks it waits for. */
+      dependsOn: string[];
     }
   | {
       command: "submit-batch";
@@ -172,6 +174,7 @@ const COMMAND_OPTIONS: Record<CommandName, Options> = {
     "max-attempts": { type: "string" },
     ...RETRY_BACKOFF_OPTIONS,
     "expires-after": { type: "string" },
+    "depends-on": { type: "string", multiple: true },
   },
   "submit-batch": { "batch-size": { type: "string" }, retries: { type: "string" } },
   get: {},
@@ -292,6 +295,13 @@ export function parseCommandLine(argv: string[], env: NodeJS.ProcessEnv = {}, no
         ...(maxAttempts === undefined ? {} : { maxAttempts }),
         ...(retryBackoff ? { retryBackoff } : {}),
         ...(expiresAfterMs === undefined ? {} : { expiresAfterMs }),
+        // Repeatable, and each may list several ids separated by commas; the gateway checks them.
+        dependsOn: ((values["depends-on"] as string[] | undefined) ?? []).flatMap((ids) =>
+          ids
+            .split(",")
+            .map((id) => id.trim())
+            .filter((id) => id !== ""),
+        ),
       };
     }
     case "submit-batch":

@@ -12,7 +12,14 @@ export type SubmissionFields = Pick<SubmitTaskRequest, "type" | "priority" | "me
   Partial<
     Pick<
       SubmitTaskRequest,
-      "payload" | "idempotencyKey" | "schedule" | "timeout" | "maxAttempts" | "retryBackoff" | "expiresAfter"
+      | "payload"
+      | "idempotencyKey"
+      | "schedule"
+      | "timeout"
+      | "maxAttempts"
+      | "retryBackoff"
+      | "expiresAfter"
+      | "dependsOn"
     >
   >;
 

@@ -208,6 +208,17 @@ describe("parseCommandLine", () => {
     });
   });
 
+  test("--depends-on reaches the request as depends_on, repeated or comma-separated", () => {
+    const [a, b, c] = [crypto.randomUUID(), crypto.randomUUID(), crypto.randomUUID()];
+    const invocation = parseCommandLine(["submit", "echo", "--depends-on", `${a}, ${b}`, "--depends-on", c]);
+    expect(invocation).toMatchObject({ dependsOn: [a, b, c] });
+    expect(submitRequestOf(invocation as Extract<Invocation, { command: "submit" }>).dependsOn).toEqual([a, b, c]);
+    // None: the field is left out.
+    const plain = parseCommandLine(["submit", "echo"]) as Extract<Invocation, { command: "submit" }>;
+    expect(plain.dependsOn).toEqual([]);
+    expect(submitRequestOf(plain)).not.toHaveProperty("dependsOn");
+  });
+
   test("workers [ls] lists; workers quiet|resume <id> name one worker; mistakes are named", () => {
     expect(parseCommandLine(["workers"])).toMatchObject({ command: "workers" });
     expect(parseCommandLine(["workers", "ls"])).toMatchObject({ command: "workers" });

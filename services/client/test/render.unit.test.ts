@@ -1,5 +1,7 @@
-import { TaskState } from "@tm/proto";
+import { create } from "@bufbuild/protobuf";
+import { TaskSchema, TaskState } from "@tm/proto";
 import { describe, expect, test } from "vitest";
+import { describeTask } from "../src/commands/get.js";
 import { viewModeFor } from "../src/live-view.js";
 import { percentile, progressBar, renderSummary, renderTaskLine, summarise, type TaskView } from "../src/render.js";
 
@@ -89,5 +91,16 @@ describe("summary", () => {
     expect(summary).toEqual({ counts: { SUCCEEDED: 2, FAILED: 1 }, p50Ms: 1_000, maxMs: 2_000 });
     expect(renderSummary(summary)).toContain("time to terminal: p50 1.00 s, max 2.00 s");
     expect(renderSummary(summary)).toMatch(/SUCCEEDED +2\n/);
+  });
+});
+
+describe("taskctl get", () => {
+  test("a task with dependencies says which, and how many it still waits for", () => {
+    const base = { taskId: "t", type: "echo", dependsOn: ["a", "b"] };
+    expect(describeTask(create(TaskSchema, { ...base, dependenciesUnfinished: 1 })).split("\n")).toContain(
+      "after     a, b (waiting for 1)",
+    );
+    expect(describeTask(create(TaskSchema, base)).split("\n")).toContain("after     a, b");
+    expect(describeTask(create(TaskSchema, { taskId: "t", type: "echo" }))).not.toContain("after");
   });
 });

@@ -268,6 +268,7 @@ export function adminServiceHandlers(
           metadata: task.metadata,
           runAt: timestampFromIso(task.runAt),
           ...taskLimitFields(task),
+          dependsOn: task.dependsOn ?? [],
         })),
         nextPageToken: page.next ? taskPageToken(page.next) : "",
       };

@@ -8,7 +8,7 @@
  */
 import { CANCEL_SUBJECT, type CancelNotice, isTerminal, publishAudit, type TaskState } from "@tm/flow";
 import type { Runtime } from "@tm/kit";
-import { forgetDelayed, markCancelled, readStatus, type StoredStatus } from "@tm/store";
+import { forgetDelayed, forgetWaiting, markCancelled, readStatus, type StoredStatus } from "@tm/store";
 import { recordStatus } from "./record-status.js";
 import type { RedisCall } from "./redis-call.js";
 
@@ -56,6 +56,10 @@ export async function cancelTask(
   if (current?.state === "PENDING") {
     forgetDelayed(rt.redis, taskId).catch((error: unknown) =>
       rt.log.debug({ err: error, taskId }, "could not take the cancelled task out of tasks_delayed"),
+    );
+    // Likewise one waiting for its dependencies (else it would leave tasks_waiting when they finish).
+    forgetWaiting(rt.redis, taskId).catch((error: unknown) =>
+      rt.log.debug({ err: error, taskId }, "could not take the cancelled task out of tasks_waiting"),
     );
   }
   const notice: CancelNotice = { taskId, reason: why, at: new Date().toISOString() };

@@ -11,6 +11,10 @@
  *     for any interrupted submission.
  * A round starts only when JetStream answers, so an outage delays due tasks (GetQueueStats counts them as overdue)
  * rather than failing their publishes one after another.
+ *
+ * Tasks that waited for dependencies (SubmitTaskRequest.depends_on) come through here too: the status script makes
+ * one due when its last dependency SUCCEEDED. Each round first cancels those whose dependency failed
+ * (task-dependencies.ts).
  */
 import { extractTrace, publishAudit, Subjects } from "@tm/flow";
 import type { Runtime } from "@tm/kit";
@@ -25,7 +29,9 @@ import {
 } from "@tm/store";
 import { ingestMessageOf, ingestMsgId } from "./ingest-message-id.js";
 import { recordStatus } from "./record-status.js";
+import { redisCaller } from "./redis-call.js";
 import { everyInterval } from "./rounds.js";
+import { cancelFailedDependents } from "./task-dependencies.js";
 
 /** Tasks taken per script call; a round repeats while it finds full batches. */
 const BATCH = 200;
@@ -37,7 +43,11 @@ export type ReleaseAction = "released" | "dropped" | "returned";
 export interface DelayedReleaserOptions {
   /** How often due tasks are looked for (GATEWAY_DELAYED_POLL_MS): a task is released up to this late. */
   pollMs: number;
+  /** GATEWAY_REDIS_TIMEOUT_MS, for the cancels of tasks whose dependency failed. */
+  redisTimeoutMs?: number;
 }
+
+const DEFAULT_REDIS_TIMEOUT_MS = 3_000;
 
 export interface DelayedReleaser {
   /** Runs one round (what the timer does every `pollMs`). Resolves with what it did. */
@@ -58,6 +68,8 @@ export function startDelayedReleaser(rt: Runtime, options: DelayedReleaserOption
     advice: { explicitBucketBoundaries: [50, 100, 250, 500, 1000, 2500, 5000, 10000, 30000, 60000, 300000] },
   });
   for (const outcome of ["released", "dropped", "returned"]) released.add(0, { outcome });
+  const cancelled = rt.meter.createCounter("tm_tasks_cancelled_total", { description: "Tasks cancelled" });
+  const redisCall = redisCaller(rt.redis, options.redisTimeoutMs ?? DEFAULT_REDIS_TIMEOUT_MS);
 
   async function releaseOne(entry: DelayedEntry, nowMs: number): Promise<ReleaseAction> {
     const { taskId } = entry;
@@ -79,7 +91,12 @@ export function startDelayedReleaser(rt: Runtime, options: DelayedReleaserOption
       taskId,
       service: rt.name,
       action: "released",
-      detail: { runAt: task.runAt ?? new Date(entry.dueMs).toISOString(), lateMs, generation },
+      detail: {
+        runAt: task.runAt ?? new Date(entry.dueMs).toISOString(),
+        lateMs,
+        generation,
+        ...(task.dependsOn ? { dependsOn: task.dependsOn } : {}),
+      },
       discriminator: generation,
     }).catch((error: unknown) => rt.log.warn({ err: error, taskId }, "could not publish the released audit event"));
     try {
@@ -123,6 +140,10 @@ export function startDelayedReleaser(rt: Runtime, options: DelayedReleaserOption
 
   async function release(): Promise<Record<ReleaseAction, number>> {
     const counts: Record<ReleaseAction, number> = { released: 0, dropped: 0, returned: 0 };
+    // Tasks whose dependency did not succeed are cancelled first (they would never be due).
+    await cancelFailedDependents(rt, redisCall, (from) => cancelled.add(1, { from })).catch((error: unknown) =>
+      rt.log.warn({ err: error }, "could not cancel the tasks whose dependency failed; tried again next round"),
+    );
     if (!(await anyDelayedDue(rt.redis, Date.now()))) return counts;
     if (!(await jetStreamAnswers())) {
       rt.log.debug("delayed tasks are due but JetStream does not answer: released once it does");

@@ -164,6 +164,7 @@ function parseTemplate(task: ScheduledTask | undefined, limits: ScheduleLimits):
         maxAttempts: task.maxAttempts,
         retryBackoff: task.retryBackoff,
         expiresAfter: task.expiresAfter,
+        dependsOn: [],
       },
       limits.maxPayloadBytes,
       limits.maxDeliver,

@@ -102,7 +102,10 @@ export const gateway = defineService({
     const onError = (method: DescMethod, error: unknown) => logFailure(rt.log, method.name, error);
     // Before anything listens: a bad GATEWAY_REQUEUE_AFTER_MS stops the start with its reason.
     const sweeper = startRequeueSweeper(rt, { afterMs: rt.config.GATEWAY_REQUEUE_AFTER_MS });
-    const releaser = startDelayedReleaser(rt, { pollMs: rt.config.GATEWAY_DELAYED_POLL_MS });
+    const releaser = startDelayedReleaser(rt, {
+      pollMs: rt.config.GATEWAY_DELAYED_POLL_MS,
+      redisTimeoutMs: rt.config.GATEWAY_REDIS_TIMEOUT_MS,
+    });
     const taskService = taskServiceHandlers(rt, subscriptions, {
       releaseDue: () => releaser.release(),
       maxPayloadBytes: rt.config.GATEWAY_MAX_PAYLOAD_BYTES,

@@ -31,6 +31,7 @@ import {
   type StoredStatus,
   saveTask,
   toStoredStatus,
+  unfinishedDependencies,
 } from "@tm/store";
 import { callerOf } from "./auth/caller.js";
 import { cancelTask } from "./cancel-task.js";
@@ -48,6 +49,7 @@ import {
   unavailable,
 } from "./status-subscriptions.js";
 import { checkBatchSize, submitEach } from "./submit-batch.js";
+import { checkDependencies, dependencyFailed } from "./task-dependencies.js";
 import type { TaskIsolation } from "./task-isolation.js";
 import { parseTaskId, type SubmissionRequest, validateSubmission } from "./validation.js";
 
@@ -117,7 +119,10 @@ export function taskServiceHandlers(
    * call waits for one round of PubAcks instead of two. Its failure is the caller's to handle (it is not awaited
    * here).
    * A delayed task (`runAtMs`) is entered in tasks_delayed instead and not published: the delayed-task releaser
-   * (delayed-releaser.ts) publishes it when it is due, in the trace it was submitted in.
+   * (delayed-releaser.ts) publishes it when it is due, in the trace it was submitted in. A task with dependencies
+   * (`depends_on`) is saved first, registered with them in the same script (task-dependencies.ts), and its status
+   * written after: if it waits, its stall clock starts when its records expire (it waits by design until the status
+   * script makes it due) and it is not published either; if none is unfinished, it goes on as any other.
    */
   async function queueTask(
     taskId: string,
@@ -130,23 +135,36 @@ export function taskServiceHandlers(
     const pending: StatusUpdate = { taskId, state: "PENDING", source: rt.name };
     const event = StatusEventSchema.parse(statusEvent(pending));
     const record = { ...submission, taskId, createdAt, traceparent, generation: 0 };
-    const [, applied] = await redisCall("saving the task", () =>
-      Promise.all([
-        runAtMs === undefined
-          ? saveTask(rt.redis, record, { unqueued: true, ttlSeconds: retentionSeconds })
-          : saveTask(
-              rt.redis,
-              { ...record, runAt: new Date(runAtMs).toISOString() },
-              { delayedUntilMs: runAtMs, ttlSeconds: retentionSeconds },
-            ),
+    const save = () =>
+      runAtMs === undefined
+        ? saveTask(rt.redis, record, { unqueued: true, ttlSeconds: retentionSeconds })
+        : saveTask(
+            rt.redis,
+            { ...record, runAt: new Date(runAtMs).toISOString() },
+            { delayedUntilMs: runAtMs, ttlSeconds: retentionSeconds },
+          );
+    let waiting = false;
+    const applied = await redisCall("saving the task", async () => {
+      let written: boolean;
+      if (submission.dependsOn) {
+        const saved = await save();
+        if ("refusedBy" in saved) throw dependencyFailed(saved.refusedBy.dependency, saved.refusedBy.state);
+        waiting = saved.waitingFor > 0;
+        const waitsUntilMs = Date.parse(createdAt) + retentionSeconds * 1000;
+        written = await applyStatus(rt.redis, event, retentionSeconds, {
+          stallClockFromMs: waiting ? waitsUntilMs : runAtMs,
+        });
+      } else {
         // A delayed task's stall clock starts at its release time: it waits PENDING by design until then.
-        applyStatus(rt.redis, event, retentionSeconds, { stallClockFromMs: runAtMs }),
-      ]).then(async (saved) => {
-        // Before the task is queued: a record a failover loses must not be in the stream (nor answered for).
-        await rt.confirmRedisWrites();
-        return saved;
-      }),
-    );
+        [, written] = await Promise.all([
+          save(),
+          applyStatus(rt.redis, event, retentionSeconds, { stallClockFromMs: runAtMs }),
+        ]);
+      }
+      // Before the task is queued: a record a failover loses must not be in the stream (nor answered for).
+      await rt.confirmRedisWrites();
+      return written;
+    });
     const message: TaskMessage = {
       taskId,
       type: submission.type,
@@ -165,7 +183,7 @@ export function taskServiceHandlers(
         )
       : undefined;
     alsoPublish?.();
-    if (runAtMs !== undefined) {
+    if (runAtMs !== undefined || waiting) {
       await status;
       return applied ? toStoredStatus(event) : undefined;
     }
@@ -195,7 +213,7 @@ export function taskServiceHandlers(
       await queueTask(taskId, submission, new Date().toISOString(), undefined, runAtMs);
       return;
     }
-    if (task.runAt) return;
+    if (task.runAt || task.dependsOn) return; // the releaser's to queue
     if (task.generation !== 0 || Date.now() - Date.parse(task.createdAt) > requeueWithinMs) return;
     const status = await redisCall("reading the task status", () => readStatus(rt.redis, taskId));
     if (status && status.state !== "PENDING") return;
@@ -231,6 +249,9 @@ export function taskServiceHandlers(
       callerOf(ctx),
     );
     const runAtMs = releaseTimeOf(request.schedule, Date.now(), options.maxDelaySeconds);
+    if (submission.dependsOn) {
+      await checkDependencies(redisCall, rt, submission.dependsOn, (task) => options.isolation.maySee(ctx, task));
+    }
     const { idempotencyKey } = submission;
     let taskId: string = crypto.randomUUID();
     if (idempotencyKey) {
@@ -354,8 +375,12 @@ export function taskServiceHandlers(
     async getTask(request, ctx) {
       const taskId = parseTaskId(request.taskId);
       const task = await requireTask(taskId, ctx);
-      const [status, result] = await redisCall("reading the task status", () =>
-        Promise.all([readStatus(rt.redis, taskId), readResult(rt.redis, taskId)]),
+      const [status, result, dependenciesUnfinished] = await redisCall("reading the task status", () =>
+        Promise.all([
+          readStatus(rt.redis, taskId),
+          readResult(rt.redis, taskId),
+          task.dependsOn ? unfinishedDependencies(rt.redis, taskId) : 0,
+        ]),
       );
       return {
         task: {
@@ -370,6 +395,8 @@ export function taskServiceHandlers(
           traceId: traceIdOf(task.traceparent),
           runAt: timestampFromIso(task.runAt),
           ...taskLimitFields(task),
+          dependsOn: task.dependsOn ?? [],
+          dependenciesUnfinished,
         },
       };
     },

@@ -41,7 +41,12 @@ export interface ValidSubmission {
   retryBackoff?: RetryBackoff;
   /** Not run if not started this long after it was due, when the request set it (`expires_after`). */
   expiresAfterMs?: number;
+  /** The tasks it waits for (`depends_on`), when the request named any: distinct task ids. */
+  dependsOn?: string[];
 }
+
+/** The most tasks one task may wait for (`depends_on`). */
+export const MAX_DEPENDENCIES = 20;
 
 /** A task type a request names: one the deployment runs (built in or in TASK_TYPES), or INVALID_ARGUMENT naming
  *  `field` and listing them. */
@@ -118,6 +123,7 @@ export function validateSubmission(
   }
   const retryBackoff = request.retryBackoff ? retryBackoffOf(request.retryBackoff) : undefined;
   const expiresAfterMs = request.expiresAfter ? expiresAfterMsOf(request.expiresAfter) : undefined;
+  const dependsOn = dependenciesOf(request.dependsOn);
 
   return {
     type: request.type,
@@ -131,7 +137,21 @@ export function validateSubmission(
     ...(request.maxAttempts > 0 ? { maxAttempts: request.maxAttempts } : {}),
     ...(retryBackoff ? { retryBackoff } : {}),
     ...(expiresAfterMs === undefined ? {} : { expiresAfterMs }),
+    ...(dependsOn.length > 0 ? { dependsOn } : {}),
   };
+}
+
+/** `depends_on`: up to MAX_DEPENDENCIES distinct task ids (whether they exist is the caller's to check). */
+function dependenciesOf(ids: readonly string[]): string[] {
+  if (ids.length > MAX_DEPENDENCIES) {
+    throw invalid("depends_on", `${ids.length} tasks exceeds the limit of ${MAX_DEPENDENCIES}`);
+  }
+  for (const [i, id] of ids.entries()) {
+    if (!TaskId.safeParse(id).success)
+      throw invalid(`depends_on[${i}]`, `must be a task id (a UUID), got "${id.slice(0, 64)}"`);
+    if (ids.indexOf(id) !== i) throw invalid(`depends_on[${i}]`, `${id} is named twice`);
+  }
+  return [...ids];
 }
 
 /** An expiry from 1 ms to MAX_EXPIRES_AFTER_MS (7 days, the task record's lifetime), in whole milliseconds. */

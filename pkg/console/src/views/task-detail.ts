@@ -203,6 +203,16 @@ export const taskDetailView: View = (main, { params, config }) => {
   /** The worker (host:pid) that ran the task's latest attempt, from its audit records; "" before one ran. */
   let ranOn = "";
 
+  /** The tasks it waits for (depends_on), each linked, and how many it still waits for. */
+  function dependencies(task: Task): Node {
+    const links = task.dependsOn.flatMap((id, i) => [
+      ...(i > 0 ? [", "] : []),
+      h("a", { href: `/tasks/${id}`, class: "mono" }, id),
+    ]);
+    const waiting = task.dependenciesUnfinished > 0 ? ` (waiting for ${task.dependenciesUnfinished})` : "";
+    return h("span", {}, ...links, waiting);
+  }
+
   function drawTask(task: Task) {
     const link = task.traceId
       ? h("a", { href: traceUrl(config.grafanaUrl, task.traceId), target: "_blank", rel: "noopener" }, "View trace")
@@ -214,6 +224,7 @@ export const taskDetailView: View = (main, { params, config }) => {
       ["Created", formatTime(dateOf(task.createdAt))],
       ...(task.runAt ? ([["Runs at", `${formatTime(dateOf(task.runAt))} (delayed)`]] as [string, string][]) : []),
       ...(limitsOf(task) ? ([["Limits", limitsOf(task)]] as [string, string][]) : []),
+      ...(task.dependsOn.length > 0 ? ([["After", dependencies(task)]] as [string, Node][]) : []),
       ...(ranOn ? ([["Worker", ranOn]] as [string, string][]) : []),
       ["Trace", link],
       [

@@ -1,0 +1,49 @@
+/**
+ * Task dependencies (SubmitTaskRequest.depends_on): a task that waits for others is saved with its dependencies
+ * registered (saveTask, one script that also refuses it if one of them already FAILED or was CANCELLED), and the
+ * status script settles the waiting tasks when a dependency reaches a terminal state (status.ts):
+ *
+ *   - `task_dependents:<dep>` (hash): the tasks waiting for <dep> → each one's release time (ms; 0 for none);
+ *   - `tasks_waiting` (hash): each waiting task → how many of its dependencies have not SUCCEEDED yet; at 0 it goes
+ *     to tasks_delayed, due at once (or at its release time), and the gateway's releaser queues it;
+ *   - `tasks_dependency_failed` (sorted set, by when; members "<task> <dependency> <state>"): tasks one of whose
+ *     dependencies ended FAILED or CANCELLED, which the gateway cancels (and the cancel settles the tasks waiting for them in turn).
+ */
+import type { Redis } from "ioredis";
+import { Keys } from "./keys.js";
+import { scoredMembers } from "./scored.js";
+
+/** How many of a waiting task's dependencies have not SUCCEEDED yet (0: none, or it does not wait). */
+export async function unfinishedDependencies(redis: Redis, taskId: string): Promise<number> {
+  return Number((await redis.hget(Keys.waiting, taskId)) ?? 0);
+}
+
+/** Takes a task out of tasks_waiting (it was cancelled while waiting): true when it was there. */
+export async function forgetWaiting(redis: Redis, taskId: string): Promise<boolean> {
+  return (await redis.hdel(Keys.waiting, taskId)) === 1;
+}
+
+/** A task one of whose dependencies ended FAILED or CANCELLED. */
+export interface DependencyFailure {
+  taskId: string;
+  dependency: string;
+  state: string;
+  /** When the status script found it (ms). */
+  atMs: number;
+  /** Its tasks_dependency_failed member ("<task> <dependency> <state>"). */
+  member: string;
+}
+
+/** Up to `limit` tasks whose dependency failed, oldest first. */
+export async function dependencyFailures(redis: Redis, limit: number): Promise<DependencyFailure[]> {
+  const reply = await redis.zrange(Keys.dependencyFailed, 0, limit - 1, "WITHSCORES");
+  return scoredMembers(reply).map(({ member, score }) => {
+    const [taskId = "", dependency = "", state = ""] = member.split(" ");
+    return { taskId, dependency, state, atMs: score, member };
+  });
+}
+
+/** Takes a failure out of tasks_dependency_failed once its task was cancelled (or had finished). */
+export async function forgetDependencyFailure(redis: Redis, failure: Pick<DependencyFailure, "member">): Promise<void> {
+  await redis.zrem(Keys.dependencyFailed, failure.member);
+}

@@ -1,0 +1,165 @@
+/**
+ * Task dependencies (SubmitTaskRequest.depends_on) against real nats-server and redis-server, with the gateway in this
+ * process (no ingest: a task "enters the pipeline" when its tasks.ingest message is in the stream) and the
+ * dependencies' terminal statuses applied as the notifier would: a task waits PENDING, unpublished and not stalled,
+ * until every dependency SUCCEEDED, then is queued once; one FAILED or CANCELLED dependency cancels it, naming that
+ * dependency, and the cancel reaches the tasks waiting for it in turn; a cancelled waiting task is never queued; a
+ * submission naming a failed, unknown, repeated or malformed dependency, or too many, is refused naming the field.
+ */
+import { create } from "@bufbuild/protobuf";
+import { DurationSchema } from "@bufbuild/protobuf/wkt";
+import { Code } from "@connectrpc/connect";
+import { type AuditEvent, Subjects, type TaskState } from "@tm/flow";
+import { Priority, TaskState as ProtoTaskState } from "@tm/proto";
+import { applyStatus, Keys } from "@tm/store";
+import { useInfra, waitFor } from "@tm/testkit";
+import { Redis } from "ioredis";
+import { connect, type NatsConnection } from "nats";
+import { afterAll, beforeAll, expect, test } from "vitest";
+import { QueueStats } from "../src/queue-stats.js";
+import { countStalledTasks } from "../src/stalled-tasks.js";
+import { event, rejection, streamMessagesOf, useGateway } from "./helpers.js";
+
+const infra = useInfra();
+const g = useGateway(infra, { GATEWAY_DELAYED_POLL_MS: "100" });
+let nc: NatsConnection;
+let redis: Redis;
+
+beforeAll(async () => {
+  nc = await connect({ servers: infra.nats.url });
+  redis = new Redis(infra.redis.url);
+});
+afterAll(async () => {
+  await nc?.drain();
+  redis?.disconnect();
+});
+
+const ingested = async (taskId: string) => (await streamMessagesOf(nc, "TASKS", Subjects.ingest, taskId)).length;
+const audited = async (taskId: string): Promise<AuditEvent[]> =>
+  (await streamMessagesOf(nc, "EVENTS", Subjects.audit, taskId)).map((stored) => stored.message);
+const submit = async (dependsOn: string[] = [], extra: { delaySeconds?: number } = {}) =>
+  (
+    await g.client.submitTask({
+      type: "echo",
+      priority: Priority.MEDIUM,
+      payload: { dependsOn },
+      dependsOn,
+      ...(extra.delaySeconds
+        ? { schedule: { case: "delay", value: create(DurationSchema, { seconds: BigInt(extra.delaySeconds) }) } }
+        : {}),
+    })
+  ).taskId;
+/** A task's terminal state, as the notifier applies a worker's (or a cancel's) status event. */
+const finish = (taskId: string, state: TaskState) => applyStatus(redis, event({ taskId, state, generation: 0 }));
+const stateOf = async (taskId: string) => (await g.client.getTask({ taskId })).task?.status?.state;
+
+test("a task waits PENDING, unqueued, until every dependency SUCCEEDED, then is queued once", async () => {
+  const [first, second] = [await submit(), await submit()];
+  const waiter = await submit([first, second]);
+  const { task } = await g.client.getTask({ taskId: waiter });
+  expect(task?.status?.state).toBe(ProtoTaskState.PENDING);
+  expect(task?.dependsOn).toEqual([first, second]);
+  expect(task?.dependenciesUnfinished).toBe(2);
+  expect(await ingested(waiter)).toBe(0);
+  // Waiting by design is not stalled, however short the threshold.
+  const queueStats = new QueueStats(g.gateway.runtime.nats.jsm, ["TASKS", "EVENTS"], ["TASKS"]);
+  const stalled = await countStalledTasks(g.gateway.runtime, () => queueStats.read(), {
+    afterMs: 1,
+    retentionMs: 86_400_000,
+  });
+  expect(stalled.tasks.map((t) => t.taskId)).not.toContain(waiter);
+
+  await finish(first, "SUCCEEDED");
+  expect((await g.client.getTask({ taskId: waiter })).task?.dependenciesUnfinished).toBe(1);
+  // One of two done: still waiting (a poll round or two of the releaser would have queued it).
+  const halfDoneAt = Date.now();
+  await waitFor("two releaser rounds", () => Date.now() - halfDoneAt > 300);
+  expect(await ingested(waiter)).toBe(0);
+
+  await finish(second, "SUCCEEDED");
+  await waitFor("the waiting task queued", async () => (await ingested(waiter)) > 0);
+  expect(await ingested(waiter)).toBe(1);
+  expect((await g.client.getTask({ taskId: waiter })).task?.dependenciesUnfinished).toBe(0);
+  const released = (await audited(waiter)).find((e) => e.action === "released");
+  expect(released?.detail).toMatchObject({ dependsOn: [first, second], generation: 0 });
+  expect(await redis.hexists(Keys.waiting, waiter)).toBe(0);
+  expect(await redis.exists(Keys.dependents(first), Keys.dependents(second))).toBe(0);
+});
+
+test("a dependency that FAILED cancels the task waiting for it, naming it, and the cancel reaches the next in turn", async () => {
+  const [ok, bad] = [await submit(), await submit()];
+  const child = await submit([ok, bad]);
+  const grandchild = await submit([child]);
+  await finish(bad, "FAILED");
+  await waitFor(
+    "both cancelled",
+    async () =>
+      (await stateOf(child)) === ProtoTaskState.CANCELLED && (await stateOf(grandchild)) === ProtoTaskState.CANCELLED,
+  );
+  const cancelled = (await audited(child)).find((e) => e.action === "cancelled");
+  expect(cancelled?.detail).toMatchObject({ reason: `dependency ${bad} ended FAILED`, from: "PENDING" });
+  expect((await audited(grandchild)).find((e) => e.action === "cancelled")?.detail).toMatchObject({
+    reason: `dependency ${child} ended CANCELLED`,
+  });
+  // Neither was ever queued, and the other dependency's success later changes nothing.
+  await finish(ok, "SUCCEEDED");
+  const doneAt = Date.now();
+  await waitFor("two releaser rounds", () => Date.now() - doneAt > 300);
+  expect(await ingested(child)).toBe(0);
+  expect(await ingested(grandchild)).toBe(0);
+  expect(await redis.zcard(Keys.dependencyFailed)).toBe(0);
+});
+
+test("a waiting task cancelled by its caller is never queued; a dependency done already counts as done", async () => {
+  const dependency = await submit();
+  const waiter = await submit([dependency]);
+  await g.client.cancelTask({ taskId: waiter, reason: "not needed" });
+  expect(await redis.hexists(Keys.waiting, waiter)).toBe(0);
+  await finish(dependency, "SUCCEEDED");
+  const doneAt = Date.now();
+  await waitFor("two releaser rounds", () => Date.now() - doneAt > 300);
+  expect(await ingested(waiter)).toBe(0);
+  expect(await stateOf(waiter)).toBe(ProtoTaskState.CANCELLED);
+
+  // All its dependencies SUCCEEDED before it was submitted: queued at once, as a task without any.
+  const after = await submit([dependency]);
+  expect(await ingested(after)).toBe(1);
+  expect((await g.client.getTask({ taskId: after })).task?.dependenciesUnfinished).toBe(0);
+});
+
+test("a task with a delay and dependencies is queued at the later of the two", async () => {
+  const dependency = await submit();
+  const waiter = await submit([dependency], { delaySeconds: 2 });
+  const submittedAt = Date.now();
+  await finish(dependency, "SUCCEEDED");
+  await waitFor("the waiting task queued", async () => (await ingested(waiter)) > 0, { timeoutMs: 10_000 });
+  expect(Date.now() - submittedAt).toBeGreaterThanOrEqual(1_500);
+});
+
+test("bad dependencies are refused naming the field: failed, unknown, repeated, malformed, too many", async () => {
+  const failed = await submit();
+  await finish(failed, "CANCELLED");
+  expect(await rejection(submit([failed]))).toMatchObject({
+    code: Code.FailedPrecondition,
+    rawMessage: `depends_on: task ${failed} is CANCELLED, so this task could never run (replay or resubmit that one first)`,
+  });
+  const unknown = crypto.randomUUID();
+  expect(await rejection(submit([unknown]))).toMatchObject({
+    code: Code.InvalidArgument,
+    rawMessage: `depends_on[0]: no task ${unknown} (never submitted, expired, or not yours)`,
+  });
+  const known = await submit();
+  expect(await rejection(submit([known, known]))).toMatchObject({
+    code: Code.InvalidArgument,
+    rawMessage: `depends_on[1]: ${known} is named twice`,
+  });
+  expect(await rejection(submit(["not-an-id"]))).toMatchObject({
+    code: Code.InvalidArgument,
+    rawMessage: 'depends_on[0]: must be a task id (a UUID), got "not-an-id"',
+  });
+  const many = Array.from({ length: 21 }, () => crypto.randomUUID());
+  expect(await rejection(submit(many))).toMatchObject({
+    code: Code.InvalidArgument,
+    rawMessage: "depends_on: 21 tasks exceeds the limit of 20",
+  });
+});
