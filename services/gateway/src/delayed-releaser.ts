@@ -107,7 +107,12 @@ export function startDelayedReleaser(rt: Runtime, options: DelayedReleaserOption
         await rt.confirmRedisWrites(); // with REDIS_WAIT_REPLICAS, held by the replicas before the task is queued
       }
       // In the submission's trace: one trace follows the task from SubmitTask, across the wait, to its result.
-      await rt.publisher.publish(Subjects.ingest, ingestMessageOf(task, generation), {
+      // A task that waited for dependencies was due when the last one SUCCEEDED: its expiry and end-to-end latency
+      // count from then, as a delayed task's from its time.
+      const message = ingestMessageOf(task, generation);
+      if (task.dependsOn)
+        message.runAt = new Date(Math.max(entry.dueMs, Date.parse(task.runAt ?? "") || 0)).toISOString();
+      await rt.publisher.publish(Subjects.ingest, message, {
         msgId: ingestMsgId(taskId, generation),
         parent: extractTrace({ traceparent: task.traceparent }),
       });

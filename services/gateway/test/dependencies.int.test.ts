@@ -127,6 +127,22 @@ test("a waiting task cancelled by its caller is never queued; a dependency done 
   expect((await g.client.getTask({ taskId: after })).task?.dependenciesUnfinished).toBe(0);
 });
 
+test("a waiting task's expiry counts from its release: its message says when that was", async () => {
+  const dependency = await submit();
+  const { taskId: waiter } = await g.client.submitTask({
+    type: "echo",
+    dependsOn: [dependency],
+    expiresAfter: create(DurationSchema, { seconds: 1n }),
+  });
+  const waitedFrom = Date.now();
+  await waitFor("longer than its expiry", () => Date.now() - waitedFrom > 1_200);
+  const releasedAfter = Date.now();
+  await finish(dependency, "SUCCEEDED");
+  await waitFor("the waiting task queued", async () => (await ingested(waiter)) > 0);
+  const [queued] = await streamMessagesOf(nc, "TASKS", Subjects.ingest, waiter);
+  expect(Date.parse(queued!.message.runAt ?? "")).toBeGreaterThanOrEqual(releasedAfter - 5);
+});
+
 test("a task with a delay and dependencies is queued at the later of the two", async () => {
   const dependency = await submit();
   const waiter = await submit([dependency], { delaySeconds: 2 });

@@ -438,10 +438,11 @@ export type SubmitTaskRequest = Message<"taskmanager.v1.SubmitTaskRequest"> & {
 
   /**
    * Tasks this one waits for (Celery's chains, BullMQ's flows): it stays PENDING, cancellable, until every one of
-   * them has SUCCEEDED, then enters the pipeline (at its run_at, if later). If one ends FAILED or CANCELLED instead,
-   * this task is CANCELLED, its reason naming that dependency, and so are the tasks waiting for it in turn. Up to 20
-   * distinct ids of tasks that exist (and that the caller may see); one already FAILED or CANCELLED refuses the
-   * submission (FAILED_PRECONDITION). It waits at most TASK_RETENTION_SECONDS (its records expire then).
+   * them has SUCCEEDED, then enters the pipeline (at its run_at, if later; its expires_after counts from then). If
+   * one ends FAILED or CANCELLED instead, this task is CANCELLED, its reason naming that dependency, and so are the
+   * tasks waiting for it in turn. Up to 20 distinct ids of tasks that exist (and that the caller may see); one
+   * already FAILED or CANCELLED refuses the submission (FAILED_PRECONDITION). It waits at most
+   * TASK_RETENTION_SECONDS (its records expire then).
    *
    * @generated from field: repeated string depends_on = 12;
    */
@@ -640,10 +641,11 @@ export type SubmitTaskAndStreamStatusRequest = Message<"taskmanager.v1.SubmitTas
 
   /**
    * Tasks this one waits for (Celery's chains, BullMQ's flows): it stays PENDING, cancellable, until every one of
-   * them has SUCCEEDED, then enters the pipeline (at its run_at, if later). If one ends FAILED or CANCELLED instead,
-   * this task is CANCELLED, its reason naming that dependency, and so are the tasks waiting for it in turn. Up to 20
-   * distinct ids of tasks that exist (and that the caller may see); one already FAILED or CANCELLED refuses the
-   * submission (FAILED_PRECONDITION). It waits at most TASK_RETENTION_SECONDS (its records expire then).
+   * them has SUCCEEDED, then enters the pipeline (at its run_at, if later; its expires_after counts from then). If
+   * one ends FAILED or CANCELLED instead, this task is CANCELLED, its reason naming that dependency, and so are the
+   * tasks waiting for it in turn. Up to 20 distinct ids of tasks that exist (and that the caller may see); one
+   * already FAILED or CANCELLED refuses the submission (FAILED_PRECONDITION). It waits at most
+   * TASK_RETENTION_SECONDS (its records expire then).
    *
    * @generated from field: repeated string depends_on = 12;
    */
