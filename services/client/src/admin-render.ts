@@ -117,6 +117,7 @@ export function renderStats(stats: GetQueueStatsResponse): string {
     `dead letters  ${stats.deadLetters}`,
     `unqueued submissions  ${stats.unqueuedSubmissions}${overdue}`,
     `delayed tasks  ${stats.delayedTasks}${delayedOverdue}`,
+    ...(stats.waitingTasks > 0n ? [`waiting tasks  ${stats.waitingTasks} (for their dependencies)`] : []),
     `stalled tasks  ${renderStalled(stats)}`,
     ...stats.unconsumedQueues.map(renderUnconsumed),
     `tasks${counted}  ${states}`,

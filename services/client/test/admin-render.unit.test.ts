@@ -159,6 +159,11 @@ describe("operator tables", () => {
       "unconsumed queue  tasks.worker.medium.gpu: 12 messages, oldest 7m, no consumer reads it " +
         "(no worker of its pool or no stage for it has started; they wait for the first)",
     );
+    // Tasks waiting for dependencies: a line only when there are some.
+    expect(renderStats(stats)).not.toContain("waiting tasks");
+    expect(renderStats(create(GetQueueStatsResponseSchema, { ...stats, waitingTasks: 4n })).split("\n")).toContain(
+      "waiting tasks  4 (for their dependencies)",
+    );
     const stuck = create(GetQueueStatsResponseSchema, { ...stats, unqueuedSubmissions: 5n, unqueuedOverdue: 2n });
     expect(renderStats(stuck).split("\n")).toContain("unqueued submissions  5 (2 overdue: the requeue sweeper's)");
     // A paused queue gets its line; none, no line.

@@ -183,7 +183,7 @@ export function adminServiceHandlers(
 
   return {
     async getQueueStats() {
-      const [queues, deadLetters, states, unqueued, paused, delayed, server] = await Promise.all([
+      const [queues, deadLetters, states, unqueued, paused, delayed, server, waiting] = await Promise.all([
         dependency("NATS", "reading consumer info", () => queueStats.read()),
         redis("counting dead letters", () => rt.redis.llen(Keys.deadLetter)),
         redis("counting tasks by state", () => countTaskStates(rt.redis, SCAN_LIMIT)),
@@ -192,6 +192,7 @@ export function adminServiceHandlers(
         redis("counting delayed tasks", () => countDelayed(rt.redis, Date.now() - DELAYED_OVERDUE_MS)),
         // Left out, not failed, where INFO is refused (some managed Redis services restrict it).
         options.redisInfo?.() ?? readRedisServerInfo(rt.redis).catch(() => undefined),
+        redis("counting the tasks waiting for dependencies", () => rt.redis.hlen(Keys.waiting)),
       ]);
       // Against the consumers just read: a task is stalled only if its stage's queue holds nothing older.
       const stalled = await redis("counting stalled tasks", () =>
@@ -223,6 +224,7 @@ export function adminServiceHandlers(
         pausedQueues: paused.map(pausedQueueToProto),
         delayedTasks: BigInt(delayed.total),
         delayedOverdue: BigInt(delayed.overdue),
+        waitingTasks: BigInt(waiting),
         stalledTasks: BigInt(stalled.stalled),
         stalledTasksExaminedAll: stalled.examinedAll,
         stalledAfterSeconds: Math.round(options.stalled.afterMs / 1000),

@@ -61,6 +61,7 @@ test("a task waits PENDING, unqueued, until every dependency SUCCEEDED, then is 
   expect(task?.dependsOn).toEqual([first, second]);
   expect(task?.dependenciesUnfinished).toBe(2);
   expect(await ingested(waiter)).toBe(0);
+  expect((await g.admin.getQueueStats({})).waitingTasks).toBeGreaterThanOrEqual(1n);
   // Waiting by design is not stalled, however short the threshold.
   const queueStats = new QueueStats(g.gateway.runtime.nats.jsm, ["TASKS", "EVENTS"], ["TASKS"]);
   const stalled = await countStalledTasks(g.gateway.runtime, () => queueStats.read(), {
