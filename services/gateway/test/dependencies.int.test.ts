@@ -13,30 +13,19 @@ import { type AuditEvent, Subjects, type TaskState } from "@tm/flow";
 import { Priority, TaskState as ProtoTaskState } from "@tm/proto";
 import { applyStatus, Keys } from "@tm/store";
 import { useInfra, waitFor } from "@tm/testkit";
-import { Redis } from "ioredis";
-import { connect, type NatsConnection } from "nats";
-import { afterAll, beforeAll, expect, test } from "vitest";
+import { expect, test } from "vitest";
 import { QueueStats } from "../src/queue-stats.js";
 import { countStalledTasks } from "../src/stalled-tasks.js";
-import { event, rejection, streamMessagesOf, useGateway } from "./helpers.js";
+import { event, rejection, streamMessagesOf, useClients, useGateway } from "./helpers.js";
 
 const infra = useInfra();
 const g = useGateway(infra, { GATEWAY_DELAYED_POLL_MS: "100" });
-let nc: NatsConnection;
-let redis: Redis;
+const clients = useClients(infra);
 
-beforeAll(async () => {
-  nc = await connect({ servers: infra.nats.url });
-  redis = new Redis(infra.redis.url);
-});
-afterAll(async () => {
-  await nc?.drain();
-  redis?.disconnect();
-});
-
-const ingested = async (taskId: string) => (await streamMessagesOf(nc, "TASKS", Subjects.ingest, taskId)).length;
+const ingested = async (taskId: string) =>
+  (await streamMessagesOf(clients.nc, "TASKS", Subjects.ingest, taskId)).length;
 const audited = async (taskId: string): Promise<AuditEvent[]> =>
-  (await streamMessagesOf(nc, "EVENTS", Subjects.audit, taskId)).map((stored) => stored.message);
+  (await streamMessagesOf(clients.nc, "EVENTS", Subjects.audit, taskId)).map((stored) => stored.message);
 const submit = async (dependsOn: string[] = [], extra: { delaySeconds?: number } = {}) =>
   (
     await g.client.submitTask({
@@ -50,7 +39,8 @@ const submit = async (dependsOn: string[] = [], extra: { delaySeconds?: number }
     })
   ).taskId;
 /** A task's terminal state, as the notifier applies a worker's (or a cancel's) status event. */
-const finish = (taskId: string, state: TaskState) => applyStatus(redis, event({ taskId, state, generation: 0 }));
+const finish = (taskId: string, state: TaskState) =>
+  applyStatus(clients.redis, event({ taskId, state, generation: 0 }));
 const stateOf = async (taskId: string) => (await g.client.getTask({ taskId })).task?.status?.state;
 
 test("a task waits PENDING, unqueued, until every dependency SUCCEEDED, then is queued once", async () => {
@@ -83,8 +73,8 @@ test("a task waits PENDING, unqueued, until every dependency SUCCEEDED, then is 
   expect((await g.client.getTask({ taskId: waiter })).task?.dependenciesUnfinished).toBe(0);
   const released = (await audited(waiter)).find((e) => e.action === "released");
   expect(released?.detail).toMatchObject({ dependsOn: [first, second], generation: 0 });
-  expect(await redis.hexists(Keys.waiting, waiter)).toBe(0);
-  expect(await redis.exists(Keys.dependents(first), Keys.dependents(second))).toBe(0);
+  expect(await clients.redis.hexists(Keys.waiting, waiter)).toBe(0);
+  expect(await clients.redis.exists(Keys.dependents(first), Keys.dependents(second))).toBe(0);
 });
 
 test("a dependency that FAILED cancels the task waiting for it, naming it, and the cancel reaches the next in turn", async () => {
@@ -108,14 +98,14 @@ test("a dependency that FAILED cancels the task waiting for it, naming it, and t
   await waitFor("two releaser rounds", () => Date.now() - doneAt > 300);
   expect(await ingested(child)).toBe(0);
   expect(await ingested(grandchild)).toBe(0);
-  expect(await redis.zcard(Keys.dependencyFailed)).toBe(0);
+  expect(await clients.redis.zcard(Keys.dependencyFailed)).toBe(0);
 });
 
 test("a waiting task cancelled by its caller is never queued; a dependency done already counts as done", async () => {
   const dependency = await submit();
   const waiter = await submit([dependency]);
   await g.client.cancelTask({ taskId: waiter, reason: "not needed" });
-  expect(await redis.hexists(Keys.waiting, waiter)).toBe(0);
+  expect(await clients.redis.hexists(Keys.waiting, waiter)).toBe(0);
   await finish(dependency, "SUCCEEDED");
   const doneAt = Date.now();
   await waitFor("two releaser rounds", () => Date.now() - doneAt > 300);
@@ -140,7 +130,7 @@ test("a waiting task's expiry counts from its release: its message says when tha
   const releasedAfter = Date.now();
   await finish(dependency, "SUCCEEDED");
   await waitFor("the waiting task queued", async () => (await ingested(waiter)) > 0);
-  const [queued] = await streamMessagesOf(nc, "TASKS", Subjects.ingest, waiter);
+  const [queued] = await streamMessagesOf(clients.nc, "TASKS", Subjects.ingest, waiter);
   expect(Date.parse(queued!.message.runAt ?? "")).toBeGreaterThanOrEqual(releasedAfter - 5);
 });
 

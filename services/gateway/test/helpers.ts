@@ -10,7 +10,8 @@ import {
 import { startService } from "@tm/kit";
 import { type AdminClient, createAdminClient, createTaskClient, type TaskClient } from "@tm/proto";
 import type { Infra } from "@tm/testkit";
-import type { NatsConnection, StoredMsg } from "nats";
+import { Redis } from "ioredis";
+import { connect, type NatsConnection, type StoredMsg } from "nats";
 import { afterAll, beforeAll } from "vitest";
 import { gateway } from "../src/service.js";
 
@@ -59,6 +60,20 @@ export function useGateway(
     await used.gateway?.stop();
   });
   return used;
+}
+
+/** A NATS connection and a Redis client on the file's servers, opened before its tests and closed after them. */
+export function useClients(infra: Infra): { nc: NatsConnection; redis: Redis } {
+  const clients = {} as { nc: NatsConnection; redis: Redis };
+  beforeAll(async () => {
+    clients.nc = await connect({ servers: infra.nats.url });
+    clients.redis = new Redis(infra.redis.url);
+  });
+  afterAll(async () => {
+    await clients.nc?.drain();
+    clients.redis?.disconnect();
+  });
+  return clients;
 }
 
 /** A status event as the notifier would apply it. */
