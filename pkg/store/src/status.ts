@@ -33,7 +33,9 @@ export interface StoredStatus {
 // so that a task saved meanwhile either saw this state or is found here: SUCCEEDED counts down each one's unfinished
 // dependencies in tasks_waiting and, at 0, makes it due in tasks_delayed (at its release time if later; the gateway's
 // releaser queues it) with its stall clock from then; FAILED or CANCELLED takes it out of tasks_waiting into
-// tasks_dependency_failed, where the gateway cancels it. Either way task_dependents:<id> goes.
+// tasks_dependency_failed, where the gateway cancels it, unless it runs once its dependencies finished whatever the
+// outcome (a task_dependents value "<release time> finished"): then any terminal state counts it down. Either way
+// task_dependents:<id> goes.
 // Mirrors lifecycle.shouldApply: newer version, and either a non-terminal current state or a newer generation.
 // GENERATION_SPAN (1e8) must match pkg/flow/src/lifecycle.ts; a unit test checks the two agree.
 const APPLY_STATUS = `
@@ -49,14 +51,15 @@ local function settleDependents(key, taskId, state)
   local dependents = redis.call('HGETALL', key)
   for j = 1, #dependents, 2 do
     local dependent = dependents[j]
+    local releaseMs, policy = string.match(dependents[j + 1], '^(%d+) ?(%a*)$')
     local left = tonumber(redis.call('HGET', waiting, dependent))
     if left then
-      if state == 'SUCCEEDED' then
+      if state == 'SUCCEEDED' or policy == 'finished' then
         if left > 1 then
           redis.call('HSET', waiting, dependent, left - 1)
         else
           redis.call('HDEL', waiting, dependent)
-          local due = math.max(now, tonumber(dependents[j + 1]) or 0)
+          local due = math.max(now, tonumber(releaseMs) or 0)
           redis.call('ZADD', delayed, due, dependent)
           redis.call('ZADD', unfinished, 'XX', due, dependent)
         end

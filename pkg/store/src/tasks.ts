@@ -29,6 +29,8 @@ export interface TaskRecord {
   autoRequeues?: number;
   /** The tasks it waits for (SubmitTaskRequest.depends_on), when it named any. */
   dependsOn?: string[];
+  /** "all-finished": it runs once they all finished, whatever the outcome; absent: all must succeed. */
+  dependencyPolicy?: "all-finished";
 }
 
 // The task record with its TTL, and its entry in the listing index, which is trimmed of tasks whose records have
@@ -42,13 +44,16 @@ export interface TaskRecord {
 // in task_dependents:<dep> of each unfinished one (field: the task id, value: its release time, 0 for none) and in
 // tasks_waiting with their count, or, with none unfinished, as entry "2" (a release time) or "1" would. The status
 // script releases it when the last one SUCCEEDED (task-dependencies.ts). Answers the count of unfinished ones.
+// Entry "4" is "3" for a task that runs once its dependencies finished, whatever the outcome: none refuses it, a
+// finished one counts as done, and its task_dependents value is "<release time> finished".
 // KEYS: task:<id>, task_index, tasks_unqueued, tasks_delayed, then with dependencies tasks_waiting and, per
 // dependency, its task_status and task_dependents keys.
 // ARGV: ttl seconds, index score (createdAt ms), trim cutoff, index member (the task id), entry ("0" none,
-// "1" unqueued, "2" delayed, "3" waiting for dependencies), the delayed entry's score (with dependencies: the release
+// "1" unqueued, "2" delayed, "3" / "4" waiting for dependencies), the delayed entry's score (with dependencies: the release
 // time, 0 for none), then the record's fields and values.
 const SAVE_TASK = luaScript(`
 local waiting = 0
+local finishing = ARGV[5] == '4'
 if ARGV[5] == '3' then
   for i = 6, #KEYS, 2 do
     local state = redis.call('HGET', KEYS[i], 'state')
@@ -60,10 +65,12 @@ redis.call('EXPIRE', KEYS[1], ARGV[1])
 redis.call('ZADD', KEYS[2], ARGV[2], ARGV[4])
 redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', ARGV[3])
 local entry = ARGV[5]
-if entry == '3' then
+if entry == '3' or finishing then
   for i = 6, #KEYS, 2 do
-    if redis.call('HGET', KEYS[i], 'state') ~= 'SUCCEEDED' then
-      redis.call('HSET', KEYS[i + 1], ARGV[4], ARGV[6])
+    local state = redis.call('HGET', KEYS[i], 'state')
+    local done = state == 'SUCCEEDED' or (finishing and (state == 'FAILED' or state == 'CANCELLED'))
+    if not done then
+      redis.call('HSET', KEYS[i + 1], ARGV[4], finishing and (ARGV[6] .. ' finished') or ARGV[6])
       redis.call('EXPIRE', KEYS[i + 1], ARGV[1])
       waiting = waiting + 1
     end
@@ -122,9 +129,19 @@ export async function saveTask(redis: Redis, task: TaskRecord, options: SaveTask
     ...(task.retryBackoff ? { retryBackoff: JSON.stringify(task.retryBackoff) } : {}),
     ...(task.expiresAfterMs ? { expiresAfterMs: String(task.expiresAfterMs) } : {}),
     ...(task.dependsOn?.length ? { dependsOn: task.dependsOn.join(",") } : {}),
+    ...(task.dependencyPolicy ? { dependencyPolicy: task.dependencyPolicy } : {}),
   };
   const dependencies = task.dependsOn ?? [];
-  const entry = dependencies.length > 0 ? "3" : delayedUntilMs !== undefined ? "2" : options.unqueued ? "1" : "0";
+  const entry =
+    dependencies.length > 0
+      ? task.dependencyPolicy === "all-finished"
+        ? "4"
+        : "3"
+      : delayedUntilMs !== undefined
+        ? "2"
+        : options.unqueued
+          ? "1"
+          : "0";
   const reply = (await SAVE_TASK.run(
     redis,
     [
@@ -175,6 +192,7 @@ export function parseTaskHash(hash: Record<string, string>): TaskRecord | undefi
     ...retryBackoffField(hash.retryBackoff),
     ...(positive(hash.expiresAfterMs) ? { expiresAfterMs: Number(hash.expiresAfterMs) } : {}),
     ...(hash.dependsOn ? { dependsOn: hash.dependsOn.split(",") } : {}),
+    ...(hash.dependencyPolicy === "all-finished" ? { dependencyPolicy: "all-finished" as const } : {}),
     ...(positive(hash.autoRequeues) ? { autoRequeues: Number(hash.autoRequeues) } : {}),
   };
 }

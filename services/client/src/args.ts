@@ -59,6 +59,8 @@ export type Invocation =
       expiresAfterMs?: number;
       /** --depends-on: the tasks it waits for. */
       dependsOn: string[];
+      /** --run-when finished: it runs once they finished, whatever the outcome (default: all SUCCEEDED). */
+      runWhenFinished: boolean;
     }
   | {
       command: "submit-batch";
@@ -175,6 +177,7 @@ const COMMAND_OPTIONS: Record<CommandName, Options> = {
     ...RETRY_BACKOFF_OPTIONS,
     "expires-after": { type: "string" },
     "depends-on": { type: "string", multiple: true },
+    "run-when": { type: "string" },
   },
   "submit-batch": { "batch-size": { type: "string" }, retries: { type: "string" } },
   get: {},
@@ -302,6 +305,7 @@ export function parseCommandLine(argv: string[], env: NodeJS.ProcessEnv = {}, no
             .map((id) => id.trim())
             .filter((id) => id !== ""),
         ),
+        runWhenFinished: parseRunWhen(str(values["run-when"])),
       };
     }
     case "submit-batch":
@@ -514,6 +518,13 @@ function taskFilterFlags(values: Record<string, unknown>) {
     until: str(values.until),
     query: str(values.query),
   };
+}
+
+/** `submit --run-when succeeded|finished`: whether the task runs once its dependencies finished whatever the outcome. */
+function parseRunWhen(text: string | undefined): boolean {
+  if (text === undefined || text === "succeeded") return false;
+  if (text === "finished") return true;
+  throw new UsageError(`submit: --run-when is succeeded or finished (got "${text}")`);
 }
 
 /** The --retry-* options of submit and schedule add. */

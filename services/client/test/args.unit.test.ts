@@ -1,4 +1,4 @@
-import { Priority, TaskState } from "@tm/proto";
+import { DependencyPolicy, Priority, TaskState } from "@tm/proto";
 import { describe, expect, test } from "vitest";
 import { DEFAULT_ADDR, type Invocation, normaliseAddr, parseCommandLine } from "../src/args.js";
 import { submitRequestOf } from "../src/commands/submit.js";
@@ -217,6 +217,15 @@ describe("parseCommandLine", () => {
     const plain = parseCommandLine(["submit", "echo"]) as Extract<Invocation, { command: "submit" }>;
     expect(plain.dependsOn).toEqual([]);
     expect(submitRequestOf(plain)).not.toHaveProperty("dependsOn");
+    // --run-when finished: whatever the outcome.
+    const finished = parseCommandLine(["submit", "echo", "--depends-on", a, "--run-when", "finished"]);
+    expect(submitRequestOf(finished as Extract<Invocation, { command: "submit" }>).dependencyPolicy).toBe(
+      DependencyPolicy.ALL_FINISHED,
+    );
+    expect(submitRequestOf(plain)).not.toHaveProperty("dependencyPolicy");
+    expect(usageErrorOf(["submit", "echo", "--run-when", "always"])).toBe(
+      'submit: --run-when is succeeded or finished (got "always")',
+    );
   });
 
   test("workers [ls] lists; workers quiet|resume <id> name one worker; mistakes are named", () => {

@@ -1,5 +1,5 @@
 import { create } from "@bufbuild/protobuf";
-import { TaskSchema, TaskState } from "@tm/proto";
+import { DependencyPolicy, TaskSchema, TaskState } from "@tm/proto";
 import { describe, expect, test } from "vitest";
 import { describeTask } from "../src/commands/get.js";
 import { viewModeFor } from "../src/live-view.js";
@@ -101,6 +101,9 @@ describe("taskctl get", () => {
       "after     a, b (waiting for 1)",
     );
     expect(describeTask(create(TaskSchema, base)).split("\n")).toContain("after     a, b");
+    expect(
+      describeTask(create(TaskSchema, { ...base, dependencyPolicy: DependencyPolicy.ALL_FINISHED })).split("\n"),
+    ).toContain("after     a, b finished, whatever the outcome");
     expect(describeTask(create(TaskSchema, { taskId: "t", type: "echo" }))).not.toContain("after");
   });
 });

@@ -66,7 +66,7 @@ import { handleUntilUnavailable } from "./batch-outcomes.js";
 import { cancelTask, previewCancel } from "./cancel-task.js";
 import { dependency } from "./dependencies.js";
 import { type DiscardOutcome, discardLetter } from "./discard.js";
-import { priorityToProto, stateToProto, statusToProto, timestampFromIso } from "./mapping.js";
+import { dependencyPolicyToProto, priorityToProto, stateToProto, statusToProto, timestampFromIso } from "./mapping.js";
 import type { QueueStats } from "./queue-stats.js";
 import { redisCaller } from "./redis-call.js";
 import { type ReplayOutcome, replayDeadLetter } from "./replay.js";
@@ -271,6 +271,7 @@ export function adminServiceHandlers(
           runAt: timestampFromIso(task.runAt),
           ...taskLimitFields(task),
           dependsOn: task.dependsOn ?? [],
+          dependencyPolicy: dependencyPolicyToProto(task),
         })),
         nextPageToken: page.next ? taskPageToken(page.next) : "",
       };

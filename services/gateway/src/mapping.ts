@@ -5,8 +5,8 @@
 import type { JsonObject, JsonValue, MessageInitShape } from "@bufbuild/protobuf";
 import { timestampFromDate } from "@bufbuild/protobuf/wkt";
 import type { Priority as FlowPriority, TaskState as FlowTaskState } from "@tm/flow";
-import { Priority, TaskState, type TaskStatusSchema } from "@tm/proto";
-import type { StoredStatus } from "@tm/store";
+import { DependencyPolicy, Priority, TaskState, type TaskStatusSchema } from "@tm/proto";
+import type { StoredStatus, TaskRecord } from "@tm/store";
 
 const STATE_TO_PROTO: Record<FlowTaskState, TaskState> = {
   PENDING: TaskState.PENDING,
@@ -85,4 +85,10 @@ export function stateFromProto(state: TaskState): FlowTaskState | undefined | nu
 export function traceIdOf(traceparent: string | undefined): string {
   const match = /^[\da-f]{2}-([\da-f]{32})-[\da-f]{16}-[\da-f]{2}$/.exec(traceparent ?? "");
   return match?.[1] ?? "";
+}
+
+/** A task's dependency policy as the API says it: UNSPECIFIED without dependencies, else ALL_SUCCEEDED or ALL_FINISHED. */
+export function dependencyPolicyToProto(task: Pick<TaskRecord, "dependsOn" | "dependencyPolicy">): DependencyPolicy {
+  if (!task.dependsOn) return DependencyPolicy.UNSPECIFIED;
+  return task.dependencyPolicy === "all-finished" ? DependencyPolicy.ALL_FINISHED : DependencyPolicy.ALL_SUCCEEDED;
 }

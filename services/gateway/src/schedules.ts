@@ -12,6 +12,7 @@ import type { Runtime } from "@tm/kit";
 import {
   type CallContext,
   type CreateScheduleRequest,
+  DependencyPolicy,
   type ScheduledTask,
   ScheduleOverlap,
   type ScheduleSchema,
@@ -165,6 +166,7 @@ function parseTemplate(task: ScheduledTask | undefined, limits: ScheduleLimits):
         retryBackoff: task.retryBackoff,
         expiresAfter: task.expiresAfter,
         dependsOn: [],
+        dependencyPolicy: DependencyPolicy.UNSPECIFIED,
       },
       limits.maxPayloadBytes,
       limits.maxDeliver,

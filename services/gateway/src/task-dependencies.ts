@@ -15,13 +15,14 @@ import { invalid } from "./validation.js";
 
 /**
  * Refuses a submission whose dependencies cannot be waited for: one that does not exist (or that the caller may not
- * see) is INVALID_ARGUMENT naming `depends_on[i]`, one already FAILED or CANCELLED is FAILED_PRECONDITION. (saveTask
+ * see) is INVALID_ARGUMENT naming `depends_on[i]`, one already FAILED or CANCELLED is FAILED_PRECONDITION (unless the
+ * task runs once they finished, whatever the outcome). (saveTask
  * checks the states again in the script that registers the task, against a dependency failing meanwhile.)
  */
 export async function checkDependencies(
   redisCall: RedisCall,
   rt: Pick<Runtime, "redis">,
-  ids: readonly string[],
+  { dependsOn: ids, dependencyPolicy }: { dependsOn: readonly string[]; dependencyPolicy?: "all-finished" },
   maySee: (task: TaskRecord) => boolean,
 ): Promise<void> {
   const found = await redisCall("reading the dependencies", () =>
@@ -31,8 +32,9 @@ export async function checkDependencies(
     if (!task || !maySee(task)) {
       throw invalid(`depends_on[${i}]`, `no task ${ids[i]} (never submitted, expired, or not yours)`);
     }
-    if (status && isTerminal(status.state) && status.state !== "SUCCEEDED")
-      throw dependencyFailed(ids[i]!, status.state);
+    // A task that runs once they finished, whatever the outcome, takes a failed one as finished.
+    const failed = status !== undefined && isTerminal(status.state) && status.state !== "SUCCEEDED";
+    if (failed && dependencyPolicy !== "all-finished") throw dependencyFailed(ids[i]!, status.state);
   }
 }
 

@@ -37,7 +37,14 @@ import { callerOf } from "./auth/caller.js";
 import { cancelTask } from "./cancel-task.js";
 import { dependency } from "./dependencies.js";
 import { ingestMsgId } from "./ingest-message-id.js";
-import { priorityToProto, resultToStruct, statusToProto, timestampFromIso, traceIdOf } from "./mapping.js";
+import {
+  dependencyPolicyToProto,
+  priorityToProto,
+  resultToStruct,
+  statusToProto,
+  timestampFromIso,
+  traceIdOf,
+} from "./mapping.js";
 import { promoteTask } from "./promote-task.js";
 import { redisCaller } from "./redis-call.js";
 import { releaseTimeOf } from "./release-time.js";
@@ -250,7 +257,10 @@ export function taskServiceHandlers(
     );
     const runAtMs = releaseTimeOf(request.schedule, Date.now(), options.maxDelaySeconds);
     if (submission.dependsOn) {
-      await checkDependencies(redisCall, rt, submission.dependsOn, (task) => options.isolation.maySee(ctx, task));
+      const { dependsOn, dependencyPolicy } = submission;
+      await checkDependencies(redisCall, rt, { dependsOn, ...(dependencyPolicy ? { dependencyPolicy } : {}) }, (task) =>
+        options.isolation.maySee(ctx, task),
+      );
     }
     const { idempotencyKey } = submission;
     let taskId: string = crypto.randomUUID();
@@ -397,6 +407,7 @@ export function taskServiceHandlers(
           ...taskLimitFields(task),
           dependsOn: task.dependsOn ?? [],
           dependenciesUnfinished,
+          dependencyPolicy: dependencyPolicyToProto(task),
         },
       };
     },

@@ -17,7 +17,7 @@ import {
   TaskId,
   type TaskTypes,
 } from "@tm/flow";
-import type { RetryBackoff as RetryBackoffMessage, SubmitTaskRequest } from "@tm/proto";
+import { DependencyPolicy, type RetryBackoff as RetryBackoffMessage, type SubmitTaskRequest } from "@tm/proto";
 import { priorityFromProto } from "./mapping.js";
 
 export const LIMITS = {
@@ -43,6 +43,9 @@ export interface ValidSubmission {
   expiresAfterMs?: number;
   /** The tasks it waits for (`depends_on`), when the request named any: distinct task ids. */
   dependsOn?: string[];
+  /** "all-finished": it runs once every dependency finished, whatever the outcome (`dependency_policy`); absent: all
+   *  must succeed. */
+  dependencyPolicy?: "all-finished";
 }
 
 /** The most tasks one task may wait for (`depends_on`). */
@@ -124,6 +127,7 @@ export function validateSubmission(
   const retryBackoff = request.retryBackoff ? retryBackoffOf(request.retryBackoff) : undefined;
   const expiresAfterMs = request.expiresAfter ? expiresAfterMsOf(request.expiresAfter) : undefined;
   const dependsOn = dependenciesOf(request.dependsOn);
+  const dependencyPolicy = dependencyPolicyOf(request.dependencyPolicy, dependsOn.length > 0);
 
   return {
     type: request.type,
@@ -138,7 +142,25 @@ export function validateSubmission(
     ...(retryBackoff ? { retryBackoff } : {}),
     ...(expiresAfterMs === undefined ? {} : { expiresAfterMs }),
     ...(dependsOn.length > 0 ? { dependsOn } : {}),
+    ...(dependencyPolicy ? { dependencyPolicy } : {}),
   };
+}
+
+/** `dependency_policy`: "all-finished", or undefined for all-succeeded (the default); only with `depends_on`. */
+function dependencyPolicyOf(policy: DependencyPolicy, hasDependencies: boolean): "all-finished" | undefined {
+  switch (policy) {
+    case DependencyPolicy.UNSPECIFIED:
+    case DependencyPolicy.ALL_SUCCEEDED:
+      return undefined;
+    case DependencyPolicy.ALL_FINISHED:
+      if (!hasDependencies) throw invalid("dependency_policy", "applies only with depends_on");
+      return "all-finished";
+    default:
+      throw invalid(
+        "dependency_policy",
+        `must be DEPENDENCY_POLICY_ALL_SUCCEEDED or DEPENDENCY_POLICY_ALL_FINISHED (got ${policy})`,
+      );
+  }
 }
 
 /** `depends_on`: up to MAX_DEPENDENCIES distinct task ids (whether they exist is the caller's to check). */

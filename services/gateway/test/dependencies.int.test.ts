@@ -4,13 +4,14 @@
  * dependencies' terminal statuses applied as the notifier would: a task waits PENDING, unpublished and not stalled,
  * until every dependency SUCCEEDED, then is queued once; one FAILED or CANCELLED dependency cancels it, naming that
  * dependency, and the cancel reaches the tasks waiting for it in turn; a cancelled waiting task is never queued; a
- * submission naming a failed, unknown, repeated or malformed dependency, or too many, is refused naming the field.
+ * submission naming a failed, unknown, repeated or malformed dependency, or too many, is refused naming the field. With
+ * DEPENDENCY_POLICY_ALL_FINISHED a task runs once they all finished, whatever the outcome.
  */
 import { create } from "@bufbuild/protobuf";
 import { DurationSchema } from "@bufbuild/protobuf/wkt";
 import { Code } from "@connectrpc/connect";
 import { type AuditEvent, Subjects, type TaskState } from "@tm/flow";
-import { Priority, TaskState as ProtoTaskState } from "@tm/proto";
+import { DependencyPolicy, Priority, TaskState as ProtoTaskState } from "@tm/proto";
 import { applyStatus, Keys } from "@tm/store";
 import { useInfra, waitFor } from "@tm/testkit";
 import { expect, test } from "vitest";
@@ -26,13 +27,14 @@ const ingested = async (taskId: string) =>
   (await streamMessagesOf(clients.nc, "TASKS", Subjects.ingest, taskId)).length;
 const audited = async (taskId: string): Promise<AuditEvent[]> =>
   (await streamMessagesOf(clients.nc, "EVENTS", Subjects.audit, taskId)).map((stored) => stored.message);
-const submit = async (dependsOn: string[] = [], extra: { delaySeconds?: number } = {}) =>
+const submit = async (dependsOn: string[] = [], extra: { delaySeconds?: number; policy?: DependencyPolicy } = {}) =>
   (
     await g.client.submitTask({
       type: "echo",
       priority: Priority.MEDIUM,
       payload: { dependsOn },
       dependsOn,
+      ...(extra.policy ? { dependencyPolicy: extra.policy } : {}),
       ...(extra.delaySeconds
         ? { schedule: { case: "delay", value: create(DurationSchema, { seconds: BigInt(extra.delaySeconds) }) } }
         : {}),
@@ -101,6 +103,25 @@ test("a dependency that FAILED cancels the task waiting for it, naming it, and t
   expect(await clients.redis.zcard(Keys.dependencyFailed)).toBe(0);
 });
 
+test("with DEPENDENCY_POLICY_ALL_FINISHED a task runs once every dependency finished, failed or cancelled ones too", async () => {
+  const [ok, bad, dropped] = [await submit(), await submit(), await submit()];
+  const after = await submit([ok, bad, dropped], { policy: DependencyPolicy.ALL_FINISHED });
+  expect((await g.client.getTask({ taskId: after })).task?.dependencyPolicy).toBe(DependencyPolicy.ALL_FINISHED);
+  await finish(bad, "FAILED");
+  await finish(dropped, "CANCELLED");
+  expect((await g.client.getTask({ taskId: after })).task?.dependenciesUnfinished).toBe(1);
+  expect(await stateOf(after)).toBe(ProtoTaskState.PENDING);
+  await finish(ok, "SUCCEEDED");
+  await waitFor("the task queued", async () => (await ingested(after)) > 0);
+  expect(await stateOf(after)).toBe(ProtoTaskState.PENDING); // released, not cancelled (no ingest here to move it on)
+  // A failed dependency at submission is finished already: queued at once.
+  const late = await submit([bad], { policy: DependencyPolicy.ALL_FINISHED });
+  expect(await ingested(late)).toBe(1);
+  // The default waits for success: its own GetTask says so.
+  const strict = await submit([await submit()]);
+  expect((await g.client.getTask({ taskId: strict })).task?.dependencyPolicy).toBe(DependencyPolicy.ALL_SUCCEEDED);
+});
+
 test("a waiting task cancelled by its caller is never queued; a dependency done already counts as done", async () => {
   const dependency = await submit();
   const waiter = await submit([dependency]);
@@ -163,6 +184,13 @@ test("bad dependencies are refused naming the field: failed, unknown, repeated, 
   expect(await rejection(submit(["not-an-id"]))).toMatchObject({
     code: Code.InvalidArgument,
     rawMessage: 'depends_on[0]: must be a task id (a UUID), got "not-an-id"',
+  });
+  expect(
+    await rejection(g.client.submitTask({ type: "echo", dependencyPolicy: DependencyPolicy.ALL_FINISHED })),
+  ).toMatchObject({ code: Code.InvalidArgument, rawMessage: "dependency_policy: applies only with depends_on" });
+  expect(await rejection(submit([known], { policy: 9 as DependencyPolicy }))).toMatchObject({
+    code: Code.InvalidArgument,
+    rawMessage: "dependency_policy: must be DEPENDENCY_POLICY_ALL_SUCCEEDED or DEPENDENCY_POLICY_ALL_FINISHED (got 9)",
   });
   const many = Array.from({ length: 21 }, () => crypto.randomUUID());
   expect(await rejection(submit(many))).toMatchObject({

@@ -1,6 +1,6 @@
 import { toJson } from "@bufbuild/protobuf";
 import { durationMs, timestampDate } from "@bufbuild/protobuf/wkt";
-import { Priority, retryBackoffText, type Task, type TaskClient, TaskSchema } from "@tm/proto";
+import { DependencyPolicy, Priority, retryBackoffText, type Task, type TaskClient, TaskSchema } from "@tm/proto";
 import { UNARY_TIMEOUT_MS } from "../connection.js";
 import { CliError, ExitCode } from "../exit-codes.js";
 import { type Io, println } from "../io.js";
@@ -30,7 +30,8 @@ export function describeTask(task: Task): string {
   if (task.runAt) lines.push(`runs at   ${timestampDate(task.runAt).toISOString()} (delayed)`);
   if (task.dependsOn.length > 0) {
     const waiting = task.dependenciesUnfinished > 0 ? ` (waiting for ${task.dependenciesUnfinished})` : "";
-    lines.push(`after     ${task.dependsOn.join(", ")}${waiting}`);
+    const policy = task.dependencyPolicy === DependencyPolicy.ALL_FINISHED ? " finished, whatever the outcome" : "";
+    lines.push(`after     ${task.dependsOn.join(", ")}${policy}${waiting}`);
   }
   if (task.timeout) lines.push(`timeout   ${formatDuration(durationMs(task.timeout))} per attempt`);
   if (task.maxAttempts) lines.push(`attempts  at most ${task.maxAttempts}`);

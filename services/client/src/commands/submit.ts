@@ -1,5 +1,5 @@
 import { durationFromMs, timestampFromDate } from "@bufbuild/protobuf/wkt";
-import type { TaskClient } from "@tm/proto";
+import { DependencyPolicy, type TaskClient } from "@tm/proto";
 import type { SubmitSchedule } from "../admin-args.js";
 import type { Invocation } from "../args.js";
 import { UNARY_TIMEOUT_MS } from "../connection.js";
@@ -22,6 +22,7 @@ export function submitRequestOf(invocation: SubmitInvocation): SubmissionFields 
     ...(invocation.schedule ? { schedule: scheduleOf(invocation.schedule) } : {}),
     ...taskLimitFields(invocation),
     ...(invocation.dependsOn.length > 0 ? { dependsOn: invocation.dependsOn } : {}),
+    ...(invocation.runWhenFinished ? { dependencyPolicy: DependencyPolicy.ALL_FINISHED } : {}),
   };
 }
 
