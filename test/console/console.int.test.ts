@@ -616,6 +616,15 @@ describe.skipIf(!existsSync(CHROMIUM))("web console", () => {
       const after = page.locator("dt:text-is('After') + dd");
       await after.waitFor({ timeout: 15_000 });
       expect(await after.textContent()).toBe(`${first} (waiting for 1)`);
+      // Counted on the overview.
+      await page.goto(`${webUrl}/`);
+      const tile = page
+        .locator(".tile")
+        .filter({ has: page.locator(".tile-label:text-is('Waiting for dependencies')") });
+      await tile.waitFor({ timeout: 15_000 });
+      expect(Number(await tile.locator("strong").textContent())).toBeGreaterThanOrEqual(1);
+      await page.goto(`${webUrl}/tasks/${taskId}`);
+      await after.waitFor({ timeout: 15_000 });
       await after.getByRole("link", { name: first }).click();
       await page.waitForURL(`${webUrl}/tasks/${first}`);
     } finally {

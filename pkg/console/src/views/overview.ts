@@ -125,6 +125,8 @@ function render(
           ? `${stats.delayedTasks} (${stats.delayedOverdue} overdue)`
           : String(stats.delayedTasks),
       ),
+      // Waiting for the tasks they depend on (depends_on): released once those SUCCEEDED.
+      tile("Waiting for dependencies", String(stats.waitingTasks)),
       // Unfinished, unchanged for the gateway's threshold with nothing older queued: their messages are lost, only a
       // requeue moves them (taskctl stats, alert TasksStalled). Linked to the list of exactly those.
       tile(
