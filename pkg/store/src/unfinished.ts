@@ -28,9 +28,19 @@ export async function trimUnfinished(redis: Redis, beforeMs: number): Promise<nu
   return redis.zremrangebyscore(Keys.unfinished, "-inf", `(${beforeMs}`);
 }
 
-/** Removes tasks from the index (their records are gone, or they finished without the status script). */
+/**
+ * Removes tasks from the index (their records are gone, or they finished without the status script), and from
+ * tasks_waiting: a task that waited for a dependency which never finished leaves it with its records.
+ */
 export async function forgetUnfinished(redis: Redis, taskIds: readonly string[]): Promise<void> {
-  if (taskIds.length > 0) await redis.zrem(Keys.unfinished, ...taskIds);
+  if (taskIds.length === 0) return;
+  const replies = await redis
+    .pipeline()
+    .zrem(Keys.unfinished, ...taskIds)
+    .hdel(Keys.waiting, ...taskIds)
+    .exec();
+  const failed = replies?.find(([error]) => error)?.[0];
+  if (failed) throw failed;
 }
 
 /**

@@ -44,8 +44,11 @@ test("each non-terminal status applied moves the task's clock; its terminal one 
   // A new generation (a replay) is unfinished again.
   expect(await applyStatus(clients.redis, event(id, "PENDING", "2026-12-06T11:00:00.000Z", 1))).toBe(true);
   expect(await scoreOf(id)).toBe(Date.parse("2026-12-06T11:00:00.000Z"));
+  // A task whose records expired while it waited for a dependency that never finished leaves tasks_waiting too.
+  await clients.redis.hset(Keys.waiting, id, 1);
   await forgetUnfinished(clients.redis, [id]);
   expect(await scoreOf(id)).toBeUndefined();
+  expect(await clients.redis.hexists(Keys.waiting, id)).toBe(0);
 });
 
 test("a delayed task's clock starts at its release time when the caller gives it", async () => {
