@@ -12,9 +12,9 @@
  * latest of them (its `scheduled_for`; the key stays the stored time's, which every replica reads alike), and its
  * next time is the first one after now (Kubernetes CronJob and Asynq's scheduler do the same). With a starting
  * deadline, a run later than that after its time is skipped instead ("missed"), as Kubernetes CronJob's
- * startingDeadlineSeconds does. A run that fails (NATS or Redis down) is retried next round under the same key. A schedule whose overlap policy is
- * "skip" does not run while its previous run's task has not finished: that time is skipped (moved on by the same
- * compare-and-set, so one replica counts it).
+ * startingDeadlineSeconds does. A run that fails (NATS or Redis down) is retried next round under the same key. A
+ * schedule whose overlap policy is "skip" does not run while its previous run's task has not finished: that time is
+ * skipped (moved on by the same compare-and-set, so one replica counts it).
  */
 import { create, type JsonObject } from "@bufbuild/protobuf";
 import { Code, ConnectError } from "@connectrpc/connect";
@@ -95,31 +95,32 @@ export function startScheduleRunner(rt: Runtime, options: ScheduleRunnerOptions)
       return false;
     }
     const { schedule, lastRun } = state;
+    /** Moves the schedule past this time without a run; counts and logs it once (the replica whose move applied). */
+    const skip = async (outcome: string, log: (nextMs: number | undefined) => void): Promise<false> => {
+      const nextMs = nextRunAfter(schedule, Math.max(Date.now(), dueMs));
+      if (await advanceSchedule(rt.redis, id, dueMs, nextMs, undefined)) {
+        runs.add(1, { outcome });
+        log(nextMs);
+      }
+      return false;
+    };
     const nowMs = Date.now();
     const forMs = latestDueTime(schedule, dueMs, nowMs);
     const { startingDeadlineMs } = schedule;
     if (startingDeadlineMs !== undefined && nowMs - forMs > startingDeadlineMs) {
       // Too late to run (no gateway could submit it in time): skipped, as the schedule asks.
-      const nextMs = nextRunAfter(schedule, Math.max(nowMs, dueMs));
-      if (await advanceSchedule(rt.redis, id, dueMs, nextMs, undefined)) {
-        runs.add(1, { outcome: "missed" });
+      return skip("missed", (nextMs) =>
         rt.log.warn(
           { scheduleId: id, dueMs, forMs, lateMs: nowMs - forMs, startingDeadlineMs, nextMs },
           "scheduled run skipped: later than the schedule's starting deadline",
-        );
-      }
-      return false;
+        ));
     }
     if (schedule.overlap === "skip" && lastRun && (await stillRunning(lastRun.taskId))) {
-      const nextMs = nextRunAfter(schedule, Math.max(Date.now(), dueMs));
-      if (await advanceSchedule(rt.redis, id, dueMs, nextMs, undefined)) {
-        runs.add(1, { outcome: "overlapped" });
+      return skip("overlapped", (nextMs) =>
         rt.log.info(
           { scheduleId: id, dueMs, runningTaskId: lastRun.taskId, nextMs },
           "scheduled run skipped: the previous run's task has not finished (overlap policy skip)",
-        );
-      }
-      return false;
+        ));
     }
     let taskId: string;
     try {
@@ -132,15 +133,11 @@ export function startScheduleRunner(rt: Runtime, options: ScheduleRunnerOptions)
       }
       // The gateway refuses the run itself (a task type or a limit changed since the schedule was made): retrying
       // cannot help, so this time is skipped, as an error for the operator (alert ScheduleRunsRejected).
-      const nextMs = nextRunAfter(schedule, Math.max(Date.now(), dueMs));
-      if (await advanceSchedule(rt.redis, id, dueMs, nextMs, undefined)) {
-        runs.add(1, { outcome: "rejected" });
+      return skip("rejected", () =>
         rt.log.error(
           { err: error, scheduleId: id, dueMs },
           "a scheduled run was refused by SubmitTask's checks: this time is skipped; fix the schedule (replace it)",
-        );
-      }
-      return false;
+        ));
     }
     failing.reset(id);
     const nextMs = nextRunAfter(schedule, Math.max(Date.now(), dueMs));

@@ -6,7 +6,7 @@
  * script makes it due once the last one SUCCEEDED, and the delayed-task releaser queues it from there.
  */
 import { Code, ConnectError } from "@connectrpc/connect";
-import { isTerminal, type TaskState } from "@tm/flow";
+import { isTerminal } from "@tm/flow";
 import type { Runtime } from "@tm/kit";
 import { dependencyFailures, forgetDependencyFailure, readStatus, readTask, type TaskRecord } from "@tm/store";
 import { cancelTask } from "./cancel-task.js";
@@ -16,8 +16,8 @@ import { invalid } from "./validation.js";
 /**
  * Refuses a submission whose dependencies cannot be waited for: one that does not exist (or that the caller may not
  * see) is INVALID_ARGUMENT naming `depends_on[i]`, one already FAILED or CANCELLED is FAILED_PRECONDITION (unless the
- * task runs once they finished, whatever the outcome). (saveTask
- * checks the states again in the script that registers the task, against a dependency failing meanwhile.)
+ * task runs once they finished, whatever the outcome). saveTask checks the states again in the script that registers
+ * the task, against a dependency failing meanwhile.
  */
 export async function checkDependencies(
   redisCall: RedisCall,
@@ -61,7 +61,7 @@ export async function cancelFailedDependents(
 ): Promise<number> {
   let cancelled = 0;
   for (const failure of await dependencyFailures(rt.redis, ROUND_LIMIT)) {
-    const reason = `dependency ${failure.dependency} ended ${failure.state as TaskState}`;
+    const reason = `dependency ${failure.dependency} ended ${failure.state}`;
     const outcome = await cancelTask(rt, redisCall, failure.taskId, reason, count);
     if (outcome.result === "cancelled") {
       cancelled += 1;
