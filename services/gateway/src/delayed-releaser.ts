@@ -17,7 +17,7 @@
  * (task-dependencies.ts).
  */
 import { extractTrace, publishAudit, Subjects } from "@tm/flow";
-import type { Runtime } from "@tm/kit";
+import { LogThrottle, type Runtime } from "@tm/kit";
 import {
   anyDelayedDue,
   type DelayedEntry,
@@ -70,6 +70,7 @@ export function startDelayedReleaser(rt: Runtime, options: DelayedReleaserOption
   for (const outcome of ["released", "dropped", "returned"]) released.add(0, { outcome });
   const cancelled = rt.meter.createCounter("tm_tasks_cancelled_total", { description: "Tasks cancelled" });
   const redisCall = redisCaller(rt.redis, options.redisTimeoutMs ?? DEFAULT_REDIS_TIMEOUT_MS);
+  const cancelWarnings = new LogThrottle(60_000);
 
   async function releaseOne(entry: DelayedEntry, nowMs: number): Promise<ReleaseAction> {
     const { taskId } = entry;
@@ -146,9 +147,15 @@ export function startDelayedReleaser(rt: Runtime, options: DelayedReleaserOption
   async function release(): Promise<Record<ReleaseAction, number>> {
     const counts: Record<ReleaseAction, number> = { released: 0, dropped: 0, returned: 0 };
     // Tasks whose dependency did not succeed are cancelled first (they would never be due).
-    await cancelFailedDependents(rt, redisCall, (from) => cancelled.add(1, { from })).catch((error: unknown) =>
-      rt.log.warn({ err: error }, "could not cancel the tasks whose dependency failed; tried again next round"),
-    );
+    await cancelFailedDependents(rt, redisCall, (from) => cancelled.add(1, { from })).catch((error: unknown) => {
+      // Every round while Redis or NATS is out: a warning a minute, with the failures in between.
+      const heldBack = cancelWarnings.pass("cancel");
+      if (heldBack === undefined) return;
+      rt.log.warn(
+        { err: error, failuresSinceLastWarning: heldBack },
+        "could not cancel the tasks whose dependency failed; tried again every round (this warning at most once a minute)",
+      );
+    });
     if (!(await anyDelayedDue(rt.redis, Date.now()))) return counts;
     if (!(await jetStreamAnswers())) {
       rt.log.debug("delayed tasks are due but JetStream does not answer: released once it does");
