@@ -12,29 +12,18 @@ import type { Runtime } from "@tm/kit";
 import { createAdminClient, createTaskClient, Priority, RequeueResult, TaskState } from "@tm/proto";
 import { Keys, readStatus, releaseDue } from "@tm/store";
 import { useInfra, waitFor } from "@tm/testkit";
-import { Redis } from "ioredis";
-import { connect, type NatsConnection } from "nats";
+import { connect } from "nats";
 import { afterAll, beforeAll, describe, expect, test } from "vitest";
 import { startDelayedReleaser } from "../src/delayed-releaser.js";
-import { type Gateway, startGateway, streamMessagesOf, useGateway } from "./helpers.js";
+import { type Gateway, startGateway, streamMessagesOf, useClients, useGateway } from "./helpers.js";
 
 const infra = useInfra();
-let nc: NatsConnection;
-let redis: Redis;
+const clients = useClients(infra);
 
-beforeAll(async () => {
-  nc = await connect({ servers: infra.nats.url });
-  redis = new Redis(infra.redis.url);
-});
-afterAll(async () => {
-  await nc?.drain();
-  redis?.disconnect();
-});
-
-const ingested = (taskId: string) => streamMessagesOf(nc, "TASKS", Subjects.ingest, taskId);
+const ingested = (taskId: string) => streamMessagesOf(clients.nc, "TASKS", Subjects.ingest, taskId);
 const audited = async (taskId: string): Promise<AuditEvent[]> =>
-  (await streamMessagesOf(nc, "EVENTS", Subjects.audit, taskId)).map((stored) => stored.message);
-const inSet = async (key: string, taskId: string) => (await redis.zscore(key, taskId)) !== null;
+  (await streamMessagesOf(clients.nc, "EVENTS", Subjects.audit, taskId)).map((stored) => stored.message);
+const inSet = async (key: string, taskId: string) => (await clients.redis.zscore(key, taskId)) !== null;
 const delayMs = (ms: number) =>
   ({
     case: "delay",
@@ -179,13 +168,13 @@ describe("released by the gateways' pollers", () => {
       async () => !(await inSet(Keys.delayed, cancelledTask.taskId)),
     );
     // As if that removal had failed (or raced the releaser): the releaser finds it CANCELLED and drops it.
-    await redis.zadd(Keys.delayed, Date.now(), cancelledTask.taskId);
+    await clients.redis.zadd(Keys.delayed, Date.now(), cancelledTask.taskId);
     const later = await submitDelayed(gateways[1]!, 500);
     await waitUntilIngested(later.taskId);
     await waitFor("the cancelled task to be dropped", async () => !(await inSet(Keys.delayed, cancelledTask.taskId)));
     expect(await ingested(cancelledTask.taskId)).toEqual([]);
     expect(await inSet(Keys.unqueued, cancelledTask.taskId)).toBe(false);
-    expect((await readStatus(redis, cancelledTask.taskId))?.state).toBe("CANCELLED");
+    expect((await readStatus(clients.redis, cancelledTask.taskId))?.state).toBe("CANCELLED");
   });
 
   test("a retry with its idempotency key answers the same task and does not queue it early", async () => {
@@ -217,7 +206,7 @@ describe("released by the gateways' pollers", () => {
   });
 
   test("a delay past GATEWAY_MAX_DELAY_SECONDS is INVALID_ARGUMENT naming the field, and nothing is stored", async () => {
-    const before = await redis.zcard(Keys.taskIndex);
+    const before = await clients.redis.zcard(Keys.taskIndex);
     const error = await client(gateways[0]!)
       .submitTask({ type: "echo", schedule: delayMs(61_000) })
       .catch((e: unknown) => e);
@@ -226,7 +215,7 @@ describe("released by the gateways' pollers", () => {
     expect((error as ConnectError).rawMessage).toBe(
       "delay: 61 s exceeds the maximum of 60 s (GATEWAY_MAX_DELAY_SECONDS)",
     );
-    expect(await redis.zcard(Keys.taskIndex)).toBe(before);
+    expect(await clients.redis.zcard(Keys.taskIndex)).toBe(before);
   });
 });
 
@@ -257,7 +246,7 @@ test("NATS down at its time: the task waits and is queued once JetStream is back
 
     const queued = await waitUntilIngested(taskId, 30_000);
     expect(queued.map((q) => q.msgId)).toEqual([`${taskId}:ingest:0`]);
-    expect((await readStatus(redis, taskId))?.state).toBe("PENDING");
+    expect((await readStatus(clients.redis, taskId))?.state).toBe("PENDING");
     await waitFor("the released audit event", async () => (await audited(taskId)).some((e) => e.action === "released"));
     const released = (await audited(taskId)).find((e) => e.action === "released");
     expect(released?.detail?.lateMs).toBeGreaterThanOrEqual(500);
@@ -308,7 +297,7 @@ describe("one release round at a time", () => {
     const { taskId, runAt } = await submitDelayed(g.gateway, 50);
     await waitFor("the task to be due", () => Date.now() >= runAt.getTime());
     // Taken (moved to tasks_unqueued), then nothing: the releaser's process died before publishing.
-    expect((await releaseDue(redis, Date.now(), 1_000)).map((e) => e.taskId)).toContain(taskId);
+    expect((await releaseDue(clients.redis, Date.now(), 1_000)).map((e) => e.taskId)).toContain(taskId);
     const queued = await waitUntilIngested(taskId);
     expect(queued.map((q) => q.msgId)).toEqual([`${taskId}:ingest:0`]);
     await waitFor("the task to leave tasks_unqueued", async () => !(await inSet(Keys.unqueued, taskId)));
@@ -317,10 +306,10 @@ describe("one release round at a time", () => {
 
   test("a task whose PENDING write was lost gets it, then is queued", async () => {
     const { taskId, runAt } = await submitDelayed(g.gateway, 50);
-    await redis.del(Keys.status(taskId));
+    await clients.redis.del(Keys.status(taskId));
     await waitFor("the task to be due", () => Date.now() >= runAt.getTime());
     expect(await round(g.gateway.runtime)).toEqual({ released: 1, dropped: 0, returned: 0 });
-    expect(await readStatus(redis, taskId)).toMatchObject({ state: "PENDING", generation: 0 });
+    expect(await readStatus(clients.redis, taskId)).toMatchObject({ state: "PENDING", generation: 0 });
     expect(await ingested(taskId)).toHaveLength(1);
   });
 
@@ -329,9 +318,9 @@ describe("one release round at a time", () => {
     await client(g.gateway).cancelTask({ taskId: cancelled.taskId });
     const expired = await submitDelayed(g.gateway, 50);
     const requeued = await submitDelayed(g.gateway, 50);
-    await redis.zadd(Keys.delayed, Date.now(), cancelled.taskId);
-    await redis.del(Keys.task(expired.taskId), Keys.status(expired.taskId));
-    await redis.hset(Keys.task(requeued.taskId), "generation", "1");
+    await clients.redis.zadd(Keys.delayed, Date.now(), cancelled.taskId);
+    await clients.redis.del(Keys.task(expired.taskId), Keys.status(expired.taskId));
+    await clients.redis.hset(Keys.task(requeued.taskId), "generation", "1");
     await waitFor("every task to be due", () => Date.now() >= requeued.runAt.getTime());
 
     expect(await round(g.gateway.runtime)).toEqual({ released: 0, dropped: 3, returned: 0 });

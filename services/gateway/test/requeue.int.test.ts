@@ -20,34 +20,23 @@ import {
   type TaskRecord,
 } from "@tm/store";
 import { useInfra, waitFor } from "@tm/testkit";
-import { Redis } from "ioredis";
-import { connect, headers, type NatsConnection } from "nats";
+import { connect, headers } from "nats";
 import { afterAll, beforeAll, describe, expect, test } from "vitest";
 import { replayDeadLetter } from "../src/replay.js";
 import { requeueStalledTask } from "../src/requeue-stalled.js";
-import { event, type Gateway, startGateway, streamMessagesOf } from "./helpers.js";
+import { event, type Gateway, startGateway, streamMessagesOf, useClients } from "./helpers.js";
 
 const infra = useInfra();
 let gateways: Gateway[];
-let nc: NatsConnection;
-let redis: Redis;
-
-beforeAll(async () => {
-  nc = await connect({ servers: infra.nats.url });
-  redis = new Redis(infra.redis.url);
-});
-afterAll(async () => {
-  await nc?.drain();
-  redis?.disconnect();
-});
+const clients = useClients(infra);
 
 const storedFor = <S extends Subject>(stream: string, subject: S, taskId: string) =>
-  streamMessagesOf(nc, stream, subject, taskId);
+  streamMessagesOf(clients.nc, stream, subject, taskId);
 
 const ingested = (taskId: string) => storedFor("TASKS", Subjects.ingest, taskId);
 const audited = async (taskId: string): Promise<AuditEvent[]> =>
   (await storedFor("EVENTS", Subjects.audit, taskId)).map((stored) => stored.message);
-const unqueued = async (taskId: string) => (await redis.zscore(Keys.unqueued, taskId)) !== null;
+const unqueued = async (taskId: string) => (await clients.redis.zscore(Keys.unqueued, taskId)) !== null;
 
 function newTask(ageMs: number): TaskRecord {
   return {
@@ -64,8 +53,8 @@ function newTask(ageMs: number): TaskRecord {
 
 /** What a gateway leaves behind when it stops between saving a new task and queueing it. */
 async function saveInterrupted(task: TaskRecord, { withStatus = true } = {}): Promise<TaskRecord> {
-  await saveTask(redis, task, { unqueued: true });
-  if (withStatus) await applyStatus(redis, event({ taskId: task.taskId, state: "PENDING" }));
+  await saveTask(clients.redis, task, { unqueued: true });
+  if (withStatus) await applyStatus(clients.redis, event({ taskId: task.taskId, state: "PENDING" }));
   return task;
 }
 
@@ -82,7 +71,7 @@ async function expectRequeuedAsGeneration(taskId: string, generation: number, au
   expect(queued.map((q) => [q.msgId, q.message.generation])).toEqual([[`${taskId}:ingest:${generation}`, generation]]);
   // The task's own limits go with every generation.
   expect(queued[0]?.message.retryBackoff).toEqual({ delayMs: 500, multiplier: 2, maxDelayMs: 8_000, jitter: 0 });
-  expect(await readStatus(redis, taskId)).toMatchObject({ state: "PENDING", generation });
+  expect(await readStatus(clients.redis, taskId)).toMatchObject({ state: "PENDING", generation });
   await waitFor("the requeued audit event", async () => (await audited(taskId)).length > auditedBefore.length);
   expect((await audited(taskId)).map((e) => [e.action, e.detail?.generation])).toEqual([
     ...auditedBefore.map((action) => [action, generation]),
@@ -101,10 +90,10 @@ async function sentInOrder(taskId: string, act: () => Promise<unknown>): Promise
     if (message.taskId === taskId) seen.push(kind(message));
   };
   const subs = [
-    nc.subscribe(Subjects.ingest, { callback: record(() => "queued") }),
-    nc.subscribe(Subjects.audit, { callback: record((message) => `audit ${message.action}`) }),
+    clients.nc.subscribe(Subjects.ingest, { callback: record(() => "queued") }),
+    clients.nc.subscribe(Subjects.audit, { callback: record((message) => `audit ${message.action}`) }),
   ];
-  await nc.flush();
+  await clients.nc.flush();
   try {
     await act();
     await waitFor("the audit event and the queued task", async () => seen.length >= 2);
@@ -124,11 +113,14 @@ async function lostPublisher() {
 
 /** A task whose generation 0 failed for good: its record, its FAILED status and its dead letter (alone in the list). */
 async function deadLettered(): Promise<{ task: TaskRecord; line: DeadLetterLine }> {
-  await redis.del(Keys.deadLetter);
+  await clients.redis.del(Keys.deadLetter);
   const task = newTask(3_600_000);
-  await saveTask(redis, task);
-  await applyStatus(redis, event({ taskId: task.taskId, state: "FAILED", generation: 0, error: "always fails" }));
-  await appendDeadLetter(redis, {
+  await saveTask(clients.redis, task);
+  await applyStatus(
+    clients.redis,
+    event({ taskId: task.taskId, state: "FAILED", generation: 0, error: "always fails" }),
+  );
+  await appendDeadLetter(clients.redis, {
     id: `TASKS:${crypto.randomUUID()}`,
     taskId: task.taskId,
     subject: Subjects.workerHigh,
@@ -139,15 +131,15 @@ async function deadLettered(): Promise<{ task: TaskRecord; line: DeadLetterLine 
     at: new Date().toISOString(),
     message: { taskId: task.taskId, generation: 0 },
   });
-  const [line] = await readDeadLetterLines(redis, 0, 1);
+  const [line] = await readDeadLetterLines(clients.redis, 0, 1);
   return { task, line: line! };
 }
 
 /** A task whose generation 0 has sat in a worker queue for an hour (its message since discarded, say). */
 async function stalledScheduled(): Promise<TaskRecord> {
   const task = newTask(3_600_000);
-  await saveTask(redis, task);
-  await applyStatus(redis, event({ taskId: task.taskId, state: "SCHEDULED", generation: 0 }));
+  await saveTask(clients.redis, task);
+  await applyStatus(clients.redis, event({ taskId: task.taskId, state: "SCHEDULED", generation: 0 }));
   return task;
 }
 
@@ -178,7 +170,7 @@ describe("an interrupted submission", () => {
       generation: 0,
       retryBackoff: { delayMs: 500, multiplier: 2, maxDelayMs: 8_000, jitter: 0 },
     } satisfies Partial<TaskMessage>);
-    expect((await readStatus(redis, task.taskId))?.state).toBe("PENDING");
+    expect((await readStatus(clients.redis, task.taskId))?.state).toBe("PENDING");
     await waitFor("the requeued audit event", async () => (await audited(task.taskId)).length > 0);
     const events = await audited(task.taskId);
     expect(events.map((e) => e.action)).toEqual(["requeued"]);
@@ -188,7 +180,7 @@ describe("an interrupted submission", () => {
   test("interrupted before its status was written, it gets its PENDING status and is queued", async () => {
     const task = await interruptedSubmission(0, { withStatus: false });
     await waitFor("the task to leave tasks_unqueued", async () => !(await unqueued(task.taskId)));
-    expect((await readStatus(redis, task.taskId))?.state).toBe("PENDING");
+    expect((await readStatus(clients.redis, task.taskId))?.state).toBe("PENDING");
     expect(await ingested(task.taskId)).toHaveLength(1);
   });
 
@@ -198,7 +190,7 @@ describe("an interrupted submission", () => {
     const message: TaskMessage = { ...task, generation: 0 };
     const hdrs = headers();
     hdrs.set("Nats-Msg-Id", `${task.taskId}:ingest:0`);
-    await nc.jetstream().publish(Subjects.ingest, JSON.stringify(message), { headers: hdrs });
+    await clients.nc.jetstream().publish(Subjects.ingest, JSON.stringify(message), { headers: hdrs });
     await saveInterrupted(task);
     await waitFor("the task to leave tasks_unqueued", async () => !(await unqueued(task.taskId)));
     expect(await ingested(task.taskId)).toHaveLength(1);
@@ -210,10 +202,10 @@ describe("an interrupted submission", () => {
     // The stream remembers message ids for 120 s; the sweeper requeues up to 90 s.
     const task = await interruptedSubmission(100_000);
     await waitFor("the task to leave tasks_unqueued", async () => !(await unqueued(task.taskId)));
-    const status = await readStatus(redis, task.taskId);
+    const status = await readStatus(clients.redis, task.taskId);
     expect(status?.state).toBe("FAILED");
     expect(status?.error).toMatch(/^not queued: the submission was interrupted and 10\d s later is too old/);
-    expect(await isCancelled(redis, task.taskId)).toBe(true);
+    expect(await isCancelled(clients.redis, task.taskId)).toBe(true);
     expect(await ingested(task.taskId)).toEqual([]);
     await waitFor("the not_queued audit event", async () => (await audited(task.taskId)).length > 0);
     expect((await audited(task.taskId)).map((e) => e.action)).toEqual(["not_queued"]);
@@ -223,15 +215,15 @@ describe("an interrupted submission", () => {
     // What a round leaves when Redis or NATS fails (or the gateway dies) between its FAILED and the marker: the entry
     // is still in the set. Without the marker, a message that landed after all would run a FAILED task.
     const task = newTask(100_000);
-    await saveTask(redis, task);
+    await saveTask(clients.redis, task);
     const reason =
       "not queued: the submission was interrupted and 100 s later is too old to queue safely; submit it again";
-    await applyStatus(redis, event({ taskId: task.taskId, state: "FAILED", error: reason }));
-    await redis.zadd(Keys.unqueued, Date.parse(task.createdAt), task.taskId);
+    await applyStatus(clients.redis, event({ taskId: task.taskId, state: "FAILED", error: reason }));
+    await clients.redis.zadd(Keys.unqueued, Date.parse(task.createdAt), task.taskId);
     await waitFor("the task to leave tasks_unqueued", async () => !(await unqueued(task.taskId)));
-    expect(await isCancelled(redis, task.taskId)).toBe(true);
-    expect(await redis.get(Keys.cancel(task.taskId))).toBe(reason);
-    expect(await readStatus(redis, task.taskId)).toMatchObject({ state: "FAILED", error: reason });
+    expect(await isCancelled(clients.redis, task.taskId)).toBe(true);
+    expect(await clients.redis.get(Keys.cancel(task.taskId))).toBe(reason);
+    expect(await readStatus(clients.redis, task.taskId)).toMatchObject({ state: "FAILED", error: reason });
     expect(await ingested(task.taskId)).toEqual([]);
     await waitFor("the not_queued audit event", async () => (await audited(task.taskId)).length > 0);
     expect((await audited(task.taskId)).map((e) => e.action)).toEqual(["not_queued"]);
@@ -239,9 +231,9 @@ describe("an interrupted submission", () => {
 
   test("that moved on since (a later status) is only taken out of the set", async () => {
     const task = await interruptedSubmission(100_000);
-    await applyStatus(redis, event({ taskId: task.taskId, state: "INGESTED" }));
+    await applyStatus(clients.redis, event({ taskId: task.taskId, state: "INGESTED" }));
     await waitFor("the task to leave tasks_unqueued", async () => !(await unqueued(task.taskId)));
-    expect((await readStatus(redis, task.taskId))?.state).toBe("INGESTED");
+    expect((await readStatus(clients.redis, task.taskId))?.state).toBe("INGESTED");
     expect(await ingested(task.taskId)).toEqual([]);
     expect(await audited(task.taskId)).toEqual([]);
   });
@@ -250,7 +242,10 @@ describe("an interrupted submission", () => {
     // What replay.ts leaves when the gateway dies right after claiming the letter: the claim script has removed the
     // letter, started generation 1 and entered it in tasks_unqueued; the dead-lettered generation's FAILED remains.
     const { task, line } = await deadLettered();
-    expect(await claimReplay(redis, line.raw, task.taskId, 0, Date.now())).toEqual({ claimed: true, generation: 1 });
+    expect(await claimReplay(clients.redis, line.raw, task.taskId, 0, Date.now())).toEqual({
+      claimed: true,
+      generation: 1,
+    });
     await expectRequeuedAsGeneration(task.taskId, 1);
   });
 
@@ -264,7 +259,7 @@ describe("an interrupted submission", () => {
       new RegExp(`replay of task ${task.taskId} started generation 1 but could not queue it .*requeue sweeper`),
     );
     // The letter stays claimed (put back, it could not be replayed again: its task is PENDING of generation 1).
-    expect(await redis.llen(Keys.deadLetter)).toBe(0);
+    expect(await clients.redis.llen(Keys.deadLetter)).toBe(0);
     await expectRequeuedAsGeneration(task.taskId, 1);
   });
 
@@ -282,8 +277,12 @@ describe("an interrupted submission", () => {
 
   test("two dead letters of one task replayed at once start one generation, not two", async () => {
     const { task, line } = await deadLettered();
-    await appendDeadLetter(redis, { ...line.letter!, id: `TASKS:${crypto.randomUUID()}`, subject: Subjects.ingest });
-    const lines = await readDeadLetterLines(redis, 0, 2);
+    await appendDeadLetter(clients.redis, {
+      ...line.letter!,
+      id: `TASKS:${crypto.randomUUID()}`,
+      subject: Subjects.ingest,
+    });
+    const lines = await readDeadLetterLines(clients.redis, 0, 2);
     expect(lines).toHaveLength(2);
 
     const rt = gateways[0]!.runtime;
@@ -292,10 +291,10 @@ describe("an interrupted submission", () => {
     expect(outcomes.find((o) => o.result === "failed_precondition")).toMatchObject({
       reason: expect.stringMatching(/replayed meanwhile|already running again as generation 1/),
     });
-    expect((await readStatus(redis, task.taskId))?.generation).toBe(1);
-    expect(await redis.hget(Keys.task(task.taskId), "generation")).toBe("1");
+    expect((await readStatus(clients.redis, task.taskId))?.generation).toBe(1);
+    expect(await clients.redis.hget(Keys.task(task.taskId), "generation")).toBe("1");
     // The refused letter stays, for a later replay should this generation fail too.
-    expect(await redis.llen(Keys.deadLetter)).toBe(1);
+    expect(await clients.redis.llen(Keys.deadLetter)).toBe(1);
     await waitFor("the replayed generation's message", async () => (await ingested(task.taskId)).length > 0);
     expect((await ingested(task.taskId)).map((q) => q.msgId)).toEqual([`${task.taskId}:ingest:1`]);
   });
@@ -352,15 +351,15 @@ describe("an interrupted submission", () => {
     expect((await ingested(first.taskId)).map((q) => q.msgId)).toEqual([`${first.taskId}:ingest:1`]);
     // Its requeue was audited before the queueing failed; the sweeper's "requeued" follows.
     await expectRequeuedAsGeneration(second.taskId, 1, ["requeued_stalled"]);
-    expect(await redis.hget(Keys.task(third.taskId), "generation")).toBe("0");
-    expect(await readStatus(redis, third.taskId)).toMatchObject({ state: "SCHEDULED", generation: 0 });
+    expect(await clients.redis.hget(Keys.task(third.taskId), "generation")).toBe("0");
+    expect(await readStatus(clients.redis, third.taskId)).toMatchObject({ state: "SCHEDULED", generation: 0 });
     expect(await ingested(third.taskId)).toEqual([]);
   });
 
   test("ReplayDeadLetters whose Redis fails at the first letter answers UNAVAILABLE outcomes, nothing replayed", async () => {
     const { task, line } = await deadLettered();
     const other = { ...line.letter!, id: `TASKS:${crypto.randomUUID()}` };
-    await appendDeadLetter(redis, other);
+    await appendDeadLetter(clients.redis, other);
     // The gateway's Redis connection, its reads of the first task refused as a Redis gone would.
     const rtRedis = gateways[0]!.runtime.redis;
     const realHgetall = rtRedis.hgetall.bind(rtRedis);
@@ -383,30 +382,36 @@ describe("an interrupted submission", () => {
       rtRedis.hgetall = realHgetall as typeof rtRedis.hgetall;
     }
     // Both letters are still listed; the task is where it was.
-    expect(await redis.llen(Keys.deadLetter)).toBe(2);
-    expect(await redis.hget(Keys.task(task.taskId), "generation")).toBe("0");
+    expect(await clients.redis.llen(Keys.deadLetter)).toBe(2);
+    expect(await clients.redis.hget(Keys.task(task.taskId), "generation")).toBe("0");
   });
 
   test("a task failed as never queued is requeued under its id: marker cleared, queued as generation 1", async () => {
     const task = await interruptedSubmission(100_000);
-    await waitFor("the sweeper's FAILED and marker", async () => (await isCancelled(redis, task.taskId)) === true);
+    await waitFor(
+      "the sweeper's FAILED and marker",
+      async () => (await isCancelled(clients.redis, task.taskId)) === true,
+    );
     await waitFor("the task to leave tasks_unqueued", async () => !(await unqueued(task.taskId)));
     // No threshold applies (the default ten minutes here): the task never ran.
     const outcome = await requeueStalledTask(gateways[0]!.runtime, task.taskId, 600_000);
     expect(outcome).toEqual({ taskId: task.taskId, result: "requeued", generation: 1, previousState: "FAILED" });
-    expect(await isCancelled(redis, task.taskId)).toBe(false);
+    expect(await isCancelled(clients.redis, task.taskId)).toBe(false);
     await waitFor("the new generation's message", async () => (await ingested(task.taskId)).length > 0);
     expect((await ingested(task.taskId)).map((q) => [q.msgId, q.message.generation])).toEqual([
       [`${task.taskId}:ingest:1`, 1],
     ]);
-    expect(await readStatus(redis, task.taskId)).toMatchObject({ state: "PENDING", generation: 1 });
+    expect(await readStatus(clients.redis, task.taskId)).toMatchObject({ state: "PENDING", generation: 1 });
     await waitFor("taken out of tasks_unqueued once queued", async () => !(await unqueued(task.taskId)));
   });
 
   test("a task FAILED for any other reason is not requeued: its dead letter is replayed instead", async () => {
     const task = newTask(3_600_000);
-    await saveTask(redis, task);
-    await applyStatus(redis, event({ taskId: task.taskId, state: "FAILED", generation: 0, error: "always fails" }));
+    await saveTask(clients.redis, task);
+    await applyStatus(
+      clients.redis,
+      event({ taskId: task.taskId, state: "FAILED", generation: 0, error: "always fails" }),
+    );
     expect(await requeueStalledTask(gateways[0]!.runtime, task.taskId, 0)).toEqual({
       taskId: task.taskId,
       result: "failed_precondition",
@@ -427,14 +432,14 @@ describe("an interrupted submission", () => {
     expect(outcomes.find((o) => o.result === "failed_precondition")).toMatchObject({
       reason: expect.stringMatching(/moved meanwhile|it is PENDING and its status changed/),
     });
-    expect(await redis.hget(Keys.task(task.taskId), "generation")).toBe("1");
+    expect(await clients.redis.hget(Keys.task(task.taskId), "generation")).toBe("1");
     await waitFor("the requeued generation's message", async () => (await ingested(task.taskId)).length > 0);
     expect((await ingested(task.taskId)).map((q) => q.msgId)).toEqual([`${task.taskId}:ingest:1`]);
   });
 
   test("whose record expired is taken out of the set", async () => {
     const task = await interruptedSubmission(0);
-    await redis.del(Keys.task(task.taskId), Keys.status(task.taskId));
+    await clients.redis.del(Keys.task(task.taskId), Keys.status(task.taskId));
     await waitFor("the task to leave tasks_unqueued", async () => !(await unqueued(task.taskId)));
     expect(await ingested(task.taskId)).toEqual([]);
   });
@@ -463,14 +468,14 @@ test("GetQueueStats counts the unqueued submissions, and those overdue for the s
   // A replica whose first sweep is 20 s away: the entries stay while the stats are read.
   const gateway = await startGateway(infra, { GATEWAY_REQUEUE_AFTER_MS: "60000" });
   try {
-    const before = await redis.zcard(Keys.unqueued);
+    const before = await clients.redis.zcard(Keys.unqueued);
     await interruptedSubmission(0);
     await interruptedSubmission(0);
     const overdue = await interruptedSubmission(70_000);
     const stats = await createAdminClient({ baseUrl: gateway.baseUrl }).getQueueStats({});
     expect(stats.unqueuedSubmissions).toBe(BigInt(before + 3));
     expect(stats.unqueuedOverdue).toBeGreaterThanOrEqual(1n);
-    expect(await redis.zscore(Keys.unqueued, overdue.taskId)).not.toBeNull();
+    expect(await clients.redis.zscore(Keys.unqueued, overdue.taskId)).not.toBeNull();
   } finally {
     await gateway.stop();
   }

@@ -11,24 +11,12 @@ import type { Runtime } from "@tm/kit";
 import { Priority, type ScheduledTaskSchema, ScheduleOverlap } from "@tm/proto";
 import { Keys, readSchedule } from "@tm/store";
 import { useInfra, waitFor } from "@tm/testkit";
-import { Redis } from "ioredis";
-import { connect, type NatsConnection } from "nats";
 import { afterAll, beforeAll, describe, expect, test } from "vitest";
 import { FAILURE_LOG_INTERVAL_MS, startScheduleRunner, submitRun } from "../src/schedule-runner.js";
-import { type Gateway, startGateway, storedMessagesOf, useGateway } from "./helpers.js";
+import { type Gateway, startGateway, storedMessagesOf, useClients, useGateway } from "./helpers.js";
 
 const infra = useInfra();
-let nc: NatsConnection;
-let redis: Redis;
-
-beforeAll(async () => {
-  nc = await connect({ servers: infra.nats.url });
-  redis = new Redis(infra.redis.url);
-});
-afterAll(async () => {
-  await nc?.drain();
-  redis?.disconnect();
-});
+const clients = useClients(infra);
 
 /** A replica whose own runner waits ten minutes between rounds: the API, and the tests that run rounds themselves. */
 const quiet = useGateway(infra, { GATEWAY_SCHEDULE_POLL_MS: "600000" });
@@ -36,7 +24,7 @@ const quiet = useGateway(infra, { GATEWAY_SCHEDULE_POLL_MS: "600000" });
 /** Every task a schedule submitted so far, from the tasks.ingest messages in the stream. */
 async function runsOf(scheduleId: string): Promise<TaskMessage[]> {
   const runs = new Map<string, TaskMessage>();
-  for await (const stored of storedMessagesOf(nc, "TASKS")) {
+  for await (const stored of storedMessagesOf(clients.nc, "TASKS")) {
     if (stored.subject !== Subjects.ingest) continue;
     const message = stored.json<TaskMessage>();
     if (message.metadata?.schedule_id === scheduleId) runs.set(message.taskId, message);
@@ -132,7 +120,7 @@ describe("a schedule run by two gateway replicas", () => {
     await waitFor("two more of its seconds to pass", () => Date.now() > until, { timeoutMs: 5_000 });
     // A run already under way when it was deleted may still land (at most one per replica).
     expect((await runsOf("every-second")).length).toBeLessThanOrEqual(after + 1);
-    expect(await redis.zscore(Keys.scheduleNext, "every-second")).toBeNull();
+    expect(await clients.redis.zscore(Keys.scheduleNext, "every-second")).toBeNull();
   });
 
   test("a paused schedule submits nothing, keeps its pause when replaced, and resumes from now", async () => {
@@ -171,7 +159,7 @@ describe("a schedule run by two gateway replicas", () => {
       code: Code.NotFound,
       message: "schedule pausable not found",
     });
-    expect(await redis.hexists(Keys.schedulePaused, "pausable")).toBe(0);
+    expect(await clients.redis.hexists(Keys.schedulePaused, "pausable")).toBe(0);
   });
 });
 
@@ -196,10 +184,10 @@ describe("one round at a time (no replica runs schedules meanwhile)", () => {
     }
     // Keyed by the stored time (every replica reads the same), standing for the latest minute missed.
     expect(submitted).toEqual([{ dueMs, forMs: Math.floor(ranAt / 60_000) * 60_000 }]);
-    const next = Number(await redis.zscore(Keys.scheduleNext, "hourly-missed"));
+    const next = Number(await clients.redis.zscore(Keys.scheduleNext, "hourly-missed"));
     expect(next).toBeGreaterThan(Date.now());
     expect(next - Date.now()).toBeLessThanOrEqual(60_000);
-    expect(JSON.parse((await redis.hget(Keys.scheduleLastRun, "hourly-missed"))!).at).toBe(
+    expect(JSON.parse((await clients.redis.hget(Keys.scheduleLastRun, "hourly-missed"))!).at).toBe(
       new Date(submitted[0]!.forMs).toISOString(),
     );
   });
@@ -212,7 +200,7 @@ describe("one round at a time (no replica runs schedules meanwhile)", () => {
       schedule: { ...schedule({ id: "deadline", cron }), startingDeadline: create(DurationSchema, { seconds: 30n }) },
       replace: true,
     });
-    await redis.zadd(Keys.scheduleNext, tenMinutesAgo.getTime(), "deadline");
+    await clients.redis.zadd(Keys.scheduleNext, tenMinutesAgo.getTime(), "deadline");
     // One round of a runner that records the time each run stands for; resolves the schedules it moved on.
     const submitted: number[] = [];
     const oneRound = async () => {
@@ -231,16 +219,18 @@ describe("one round at a time (no replica runs schedules meanwhile)", () => {
     };
     expect(await oneRound()).toBe(0);
     expect(submitted).toEqual([]);
-    expect(await redis.hexists(Keys.scheduleLastRun, "deadline")).toBe(0);
+    expect(await clients.redis.hexists(Keys.scheduleLastRun, "deadline")).toBe(0);
     // Moved on to the same minute tomorrow.
-    expect(Number(await redis.zscore(Keys.scheduleNext, "deadline"))).toBe(tenMinutesAgo.getTime() + 86_400_000);
+    expect(Number(await clients.redis.zscore(Keys.scheduleNext, "deadline"))).toBe(
+      tenMinutesAgo.getTime() + 86_400_000,
+    );
 
     // Within its deadline: every second, due 2 s ago, deadline 30 s: runs, for the latest second.
     await quiet.admin.createSchedule({
       schedule: { ...schedule({ id: "deadline" }), startingDeadline: create(DurationSchema, { seconds: 30n }) },
       replace: true,
     });
-    await redis.zadd(Keys.scheduleNext, Date.now() - 2_000, "deadline");
+    await clients.redis.zadd(Keys.scheduleNext, Date.now() - 2_000, "deadline");
     expect(await oneRound()).toBe(1);
     expect(submitted).toHaveLength(1);
     expect(Date.now() - submitted[0]!).toBeLessThan(30_000);
@@ -260,10 +250,10 @@ describe("one round at a time (no replica runs schedules meanwhile)", () => {
     });
     expect(await failing.run()).toBe(0);
     await failing.stop();
-    expect(Number(await redis.zscore(Keys.scheduleNext, "retried"))).toBe(dueMs);
+    expect(Number(await clients.redis.zscore(Keys.scheduleNext, "retried"))).toBe(dueMs);
 
     // A replica that submitted it and died before moving the schedule on, then the next round's run: one task.
-    const stored = (await readSchedule(redis, "retried"))!;
+    const stored = (await readSchedule(clients.redis, "retried"))!;
     const first = await submitRun(submitTaskOf(quiet.gateway), stored, dueMs);
     const runner = startScheduleRunner(quiet.gateway.runtime, {
       pollMs: 600_000,
@@ -313,8 +303,12 @@ describe("a run SubmitTask refuses", () => {
   test("is skipped, not retried: the schedule moves on, no task, no last run", async () => {
     const dueMs = await createAsIfIdle("broken", "*/5 * * * *", Date.now() - 1_000);
     // A template that no longer passes (as after a task type was withdrawn from the workers).
-    const stored = (await readSchedule(redis, "broken"))!;
-    await redis.hset(Keys.schedules, "broken", JSON.stringify({ ...stored, task: { ...stored.task, type: "gone" } }));
+    const stored = (await readSchedule(clients.redis, "broken"))!;
+    await clients.redis.hset(
+      Keys.schedules,
+      "broken",
+      JSON.stringify({ ...stored, task: { ...stored.task, type: "gone" } }),
+    );
     const runner = startScheduleRunner(quiet.gateway.runtime, {
       pollMs: 600_000,
       submit: (s, due) => submitRun(submitTaskOf(quiet.gateway), s, due),
@@ -325,7 +319,7 @@ describe("a run SubmitTask refuses", () => {
     } finally {
       await runner.stop();
     }
-    expect(Number(await redis.zscore(Keys.scheduleNext, "broken"))).toBeGreaterThan(dueMs);
+    expect(Number(await clients.redis.zscore(Keys.scheduleNext, "broken"))).toBeGreaterThan(dueMs);
     expect(await runsOf("broken")).toEqual([]);
     const listed = (await quiet.admin.listSchedules({})).schedules.find((s) => s.id === "broken");
     expect(listed?.lastTaskId).toBe("");
@@ -374,7 +368,7 @@ describe("overlap policy skip", () => {
     });
     const dueNow = async () => {
       const dueMs = Date.now() - 1_000;
-      await redis.zadd(Keys.scheduleNext, dueMs, "no-overlap");
+      await clients.redis.zadd(Keys.scheduleNext, dueMs, "no-overlap");
       return dueMs;
     };
     try {
@@ -386,7 +380,7 @@ describe("overlap policy skip", () => {
       // Second time, the first task still PENDING: skipped, the schedule moved on, no task, the last run unchanged.
       const skippedMs = await dueNow();
       expect(await runner.run()).toBe(0);
-      expect(Number(await redis.zscore(Keys.scheduleNext, "no-overlap"))).toBeGreaterThan(skippedMs);
+      expect(Number(await clients.redis.zscore(Keys.scheduleNext, "no-overlap"))).toBeGreaterThan(skippedMs);
       expect((await runsOf("no-overlap")).map((run) => run.taskId)).toEqual([first!.taskId]);
       expect((await quiet.admin.listSchedules({})).schedules.find((s) => s.id === "no-overlap")?.lastTaskId).toBe(
         first!.taskId,
@@ -415,7 +409,7 @@ async function createAsIfIdle(id: string, cron: string, dueMs: number): Promise<
     schedule: schedule({ id, cron }),
     replace: true,
   });
-  await redis.zadd(Keys.scheduleNext, dueMs, id);
+  await clients.redis.zadd(Keys.scheduleNext, dueMs, id);
   return dueMs;
 }
 
