@@ -48,9 +48,14 @@ function checkId(id: string): void {
   if (!ID_PATTERN.test(id)) throw invalid("id", "must be a schedule id (1-64 characters of a-z, 0-9, '.', '_', '-')");
 }
 
+/** The schedule's cron expression read in its time zone (a paused Cron: only asked for times, never run). */
+function cronOf(schedule: Pick<StoredSchedule, "cron" | "timezone">): Cron {
+  return new Cron(schedule.cron, { paused: true, ...(schedule.timezone ? { timezone: schedule.timezone } : {}) });
+}
+
 /** The schedule's next time after `afterMs`, its cron read in its time zone; undefined when there is none. */
 export function nextRunAfter(schedule: Pick<StoredSchedule, "cron" | "timezone">, afterMs: number): number | undefined {
-  const cron = new Cron(schedule.cron, { paused: true, ...(schedule.timezone ? { timezone: schedule.timezone } : {}) });
+  const cron = cronOf(schedule);
   return cron.nextRun(new Date(afterMs))?.getTime();
 }
 
@@ -126,7 +131,7 @@ export function latestDueTime(
   dueMs: number,
   nowMs: number,
 ): number {
-  const cron = new Cron(schedule.cron, { paused: true, ...(schedule.timezone ? { timezone: schedule.timezone } : {}) });
+  const cron = cronOf(schedule);
   // previousRuns gives times strictly before its reference (whole seconds): a second past now includes now's.
   const latest = cron.previousRuns(1, new Date(nowMs + 1_000))[0]?.getTime();
   return latest !== undefined && latest > dueMs && latest <= nowMs ? latest : dueMs;
