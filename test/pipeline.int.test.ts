@@ -6,6 +6,8 @@
  * module the docs give), run by the built worker, one of them routed to a worker pool (TASK_ROUTES, WORKER_POOL) that a
  * second worker serves.
  */
+import { mkdtempSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { JsonObject } from "@bufbuild/protobuf";
 import { Code, ConnectError } from "@connectrpc/connect";
@@ -296,6 +298,39 @@ describe("the pipeline", () => {
     const cancelled = (await readHistory(pipeline.redisClient, waiting)).find((e) => e.action === "cancelled");
     expect(cancelled?.detail).toMatchObject({ reason: `dependency ${failing} ended FAILED` });
     expect((await readHistory(pipeline.redisClient, waiting)).map((e) => e.action)).not.toContain("ingested");
+  });
+
+  test("taskctl submit-batch sends a graph across calls: each task runs after the tasks it names", async () => {
+    // Four tasks, two per call: the second call names the first call's root by its id, and its own first task by
+    // its place in the call.
+    const file = join(mkdtempSync(join(tmpdir(), "tm-graph-")), "graph.jsonl");
+    writeFileSync(
+      file,
+      [
+        { type: "sleep", payload: { ms: 300 } },
+        { type: "echo", payload: { branch: "left" }, dependsOnBatchItems: [0] },
+        { type: "echo", payload: { branch: "right" }, dependsOnBatchItems: [0] },
+        { type: "echo", payload: { join: true }, dependsOnBatchItems: [1, 2] },
+      ]
+        .map((task) => JSON.stringify(task))
+        .join("\n"),
+    );
+    let stdout = "";
+    const io: Io = { stdout: { write: (text: string) => (stdout += text) }, stderr: { write: () => true }, env: {} };
+    expect(await run(["submit-batch", file, "--batch-size", "2", "--addr", pipeline.gatewayUrl], io)).toBe(0);
+    const [root, left, right, joined] = stdout.trim().split("\n") as [string, string, string, string];
+    expect((await pipeline.client.getTask({ taskId: joined })).task?.dependsOn).toEqual([left, right]);
+    expect((await collectStream(pipeline.client, joined)).at(-1)?.status?.state).toBe(TaskState.SUCCEEDED);
+    const at = async (id: string, action: string) => {
+      await waitFor(`${action} in the history`, async () =>
+        (await readHistory(pipeline.redisClient, id)).some((e) => e.action === action),
+      );
+      return Date.parse((await readHistory(pipeline.redisClient, id)).find((e) => e.action === action)?.at ?? "");
+    };
+    for (const branch of [left, right]) {
+      expect(await at(branch, "released")).toBeGreaterThanOrEqual(await at(root, "succeeded"));
+      expect(await at(joined, "released")).toBeGreaterThanOrEqual(await at(branch, "succeeded"));
+    }
   });
 
   test("a task submitted to one gateway is streamed to completion from another", async () => {

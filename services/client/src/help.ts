@@ -57,8 +57,12 @@ export const HELP = {
 call each. A line is a SubmitTaskRequest in protobuf's JSON form, e.g.
   {"type":"sleep","payload":{"ms":200},"priority":"PRIORITY_HIGH","idempotencyKey":"order-17","delay":"30s"}
 (fields: type, payload, priority, idempotencyKey, metadata, runAt or delay, timeout, maxAttempts, retryBackoff
-{delay, multiplier, maxDelay, jitter}, expiresAfter). Every line is
-read and checked before anything is sent: a malformed one stops the command, naming its line.
+{delay, multiplier, maxDelay, jitter}, expiresAfter, dependsOn, dependencyPolicy, dependsOnBatchItems). A line's
+dependsOnBatchItems are earlier tasks of the file it waits for, by their place (from 0, blank lines aside), e.g.
+  {"type":"load","dependsOnBatchItems":[0,1]}
+sent as places in the call or, once an earlier call accepted them, as ids; a task naming a refused one is refused
+and not sent. Every line is read and checked before anything is sent: a malformed one stops the command, naming
+its line.
 Prints one line per task, in the file's order: its id, or "error CODE: message" for a task the gateway refused
 (--json: {line, taskId, deduplicated} or {line, error: {code, message}}), then a count on stderr. A task the gateway
 answered UNAVAILABLE is sent again after 0.25, 0.5, 1, 2 s with the same idempotency key (one is made for a line

@@ -1,8 +1,9 @@
+import { Code } from "@connectrpc/connect";
 import { DependencyPolicy, Priority, TaskState } from "@tm/proto";
 import { describe, expect, test } from "vitest";
 import { DEFAULT_ADDR, type Invocation, normaliseAddr, parseCommandLine } from "../src/args.js";
 import { submitRequestOf } from "../src/commands/submit.js";
-import { parseBatchLines } from "../src/commands/submit-batch.js";
+import { type LineOutcome, parseBatchLines, prepareCall } from "../src/commands/submit-batch.js";
 import { ExitCode, UsageError } from "../src/exit-codes.js";
 import { run } from "../src/run.js";
 
@@ -403,6 +404,64 @@ describe("parseCommandLine", () => {
     );
     expect(() => parseBatchLines("not json")).toThrow(/^line 1: not a task/);
     expect(() => parseBatchLines("\n  \n")).toThrow("the file holds no tasks");
+  });
+
+  test("submit-batch lines: dependsOnBatchItems name earlier tasks of the file, a later or own place is refused", () => {
+    const lines = parseBatchLines('{"type":"echo"}\n\n{"type":"echo","dependsOnBatchItems":[0]}\n');
+    expect(lines[1]?.after).toEqual([0]);
+    expect(lines[1]?.request.dependsOnBatchItems).toEqual([]);
+    expect(() => parseBatchLines('{"type":"echo"}\n{"type":"echo","dependsOnBatchItems":[0,1]}')).toThrow(
+      "line 2: dependsOnBatchItems[1]: 1 is not an earlier task of the file (this one is 1; tasks count from 0, blank lines aside)",
+    );
+  });
+
+  test("submit-batch calls: earlier tasks become places in the call, or ids once accepted; a refused one refuses", () => {
+    const lines = parseBatchLines(
+      [
+        '{"type":"echo"}',
+        '{"type":"echo","dependsOnBatchItems":[0]}',
+        '{"type":"nope"}',
+        '{"type":"echo","dependsOn":["00000000-0000-4000-8000-000000000001"],"dependsOnBatchItems":[1,0]}',
+        '{"type":"echo","dependsOnBatchItems":[2]}',
+        '{"type":"echo","dependsOnBatchItems":[4]}',
+      ].join("\n"),
+    );
+    const outcomes = new Map<number, LineOutcome>([
+      [1, { line: 1, taskId: "t1", deduplicated: false }],
+      [3, { line: 3, error: { code: Code.InvalidArgument, message: "type: unknown task type" } }],
+    ]);
+    // Line 1 and 3 were answered by an earlier call; lines 2, 4, 5 and 6 go now.
+    const call = prepareCall(lines.slice(1, 2).concat(lines.slice(3)), lines, outcomes);
+    expect(call.send.map((l) => l.line)).toEqual([2, 4]);
+    expect(call.requests.map((r) => [r.dependsOn, r.dependsOnBatchItems])).toEqual([
+      [["t1"], []],
+      [["00000000-0000-4000-8000-000000000001", "t1"], [0]],
+    ]);
+    expect(call.refused).toEqual([
+      {
+        line: 5,
+        error: {
+          code: Code.FailedPrecondition,
+          message:
+            "dependsOnBatchItems[0]: the task on line 3 was refused (type: unknown task type), so this one could never run",
+        },
+      },
+      {
+        line: 6,
+        error: { code: Code.FailedPrecondition, message: "dependsOnBatchItems[0]: the task on line 5 was not sent" },
+      },
+    ]);
+    // A dependency not attempted (UNAVAILABLE after its retries) leaves its dependents not attempted.
+    outcomes.set(1, { line: 1, error: { code: Code.Unavailable, message: "Redis did not answer" } });
+    expect(prepareCall(lines.slice(1, 2), lines, outcomes).refused).toEqual([
+      {
+        line: 2,
+        error: {
+          code: Code.Unavailable,
+          message: "not attempted: dependsOnBatchItems[0]: the task on line 1 was not accepted (Redis did not answer)",
+        },
+      },
+    ]);
   });
 
   test("a bad priority names the flag and the allowed values", () => {

@@ -33,6 +33,8 @@ export function checkBatchSize(count: number, maxTasks: number): void {
 
 /**
  * Submits each item with `submit`, at most `concurrency` at a time, and returns their outcomes in the items' order.
+ * Items are started in their order, so an item may wait for an earlier one's outcome (`outcomeOf`, for a task that
+ * waits for an earlier task of its batch): that one is in flight or done, and cannot be waiting for a later one.
  * Once `signal` aborts (the call's: the client cancelled or its deadline passed) no further item is started either.
  * What `submit` throws becomes the item's error outcome: a ConnectError's code and message, prefixed with the item's
  * place; anything else (a bug: `submit` reports it) as Connect would answer it for SubmitTask, UNKNOWN with its
@@ -40,37 +42,48 @@ export function checkBatchSize(count: number, maxTasks: number): void {
  */
 export async function submitEach<I>(
   items: readonly I[],
-  submit: (item: I, index: number) => Promise<{ taskId: string; deduplicated: boolean }>,
+  submit: (
+    item: I,
+    index: number,
+    outcomeOf: (earlier: number) => Promise<BatchOutcome>,
+  ) => Promise<{ taskId: string; deduplicated: boolean }>,
   { concurrency = BATCH_CONCURRENCY, signal }: { concurrency?: number; signal?: AbortSignal } = {},
 ): Promise<BatchOutcome[]> {
-  const outcomes: BatchOutcome[] = new Array(items.length);
+  const outcomes: Promise<BatchOutcome>[] = new Array(items.length);
   let next = 0;
   let outage: string | undefined;
   const refused = (index: number, code: Code, message: string): BatchOutcome => ({
     case: "error",
     value: { code, message: `tasks[${index}]: ${message}` },
   });
+  const outcomeOf = (earlier: number): Promise<BatchOutcome> => {
+    const outcome = outcomes[earlier];
+    if (!outcome)
+      throw new Error(`tasks[${earlier}] has not been started: only an earlier task's outcome can be awaited`);
+    return outcome;
+  };
+  async function settle(index: number): Promise<BatchOutcome> {
+    // The client is gone (cancelled, or past its deadline): it will never read an outcome, so start nothing more.
+    if (signal?.aborted) {
+      return refused(index, Code.Canceled, "not attempted: the call ended before this task was started");
+    }
+    if (outage !== undefined) return refused(index, Code.Unavailable, `not attempted: ${outage}; submit it again`);
+    try {
+      return { case: "accepted", value: await submit(items[index] as I, index, outcomeOf) };
+    } catch (error) {
+      const failure = ConnectError.from(error);
+      if (failure.code === Code.Unavailable) outage ??= `tasks[${index}] met an outage (${failure.rawMessage})`;
+      return refused(index, failure.code, failure.rawMessage);
+    }
+  }
   async function lane(): Promise<void> {
     while (next < items.length) {
       const index = next++;
-      // The client is gone (cancelled, or past its deadline): it will never read an outcome, so start nothing more.
-      if (signal?.aborted) {
-        outcomes[index] = refused(index, Code.Canceled, "not attempted: the call ended before this task was started");
-        continue;
-      }
-      if (outage !== undefined) {
-        outcomes[index] = refused(index, Code.Unavailable, `not attempted: ${outage}; submit it again`);
-        continue;
-      }
-      try {
-        outcomes[index] = { case: "accepted", value: await submit(items[index] as I, index) };
-      } catch (error) {
-        const failure = ConnectError.from(error);
-        if (failure.code === Code.Unavailable) outage ??= `tasks[${index}] met an outage (${failure.rawMessage})`;
-        outcomes[index] = refused(index, failure.code, failure.rawMessage);
-      }
+      // Stored before anything is awaited: a later item may ask for it from then on.
+      outcomes[index] = settle(index);
+      await outcomes[index];
     }
   }
   await Promise.all(Array.from({ length: Math.min(concurrency, items.length) }, lane));
-  return outcomes;
+  return Promise.all(outcomes);
 }

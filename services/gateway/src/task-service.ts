@@ -34,6 +34,7 @@ import {
   unfinishedDependencies,
 } from "@tm/store";
 import { callerOf } from "./auth/caller.js";
+import { withBatchDependencies } from "./batch-dependencies.js";
 import { cancelTask } from "./cancel-task.js";
 import { dependency } from "./dependencies.js";
 import { ingestMsgId } from "./ingest-message-id.js";
@@ -357,13 +358,13 @@ export function taskServiceHandlers(
       const links = batchSpan && isSpanContextValid(batchSpan) ? [{ context: batchSpan }] : [];
       const outcomes = await submitEach(
         request.tasks,
-        (task, index) =>
+        (task, index, outcomeOf) =>
           tracer.startActiveSpan(
             "SubmitTasks task",
             { root: true, kind: SpanKind.SERVER, links, attributes: { "tm.batch.index": index } },
             async (span) => {
               try {
-                const { taskId, deduplicated } = await submit(task, ctx);
+                const { taskId, deduplicated } = await submit(await withBatchDependencies(task, index, outcomeOf), ctx);
                 span.setAttribute("task.id", taskId);
                 return { taskId, deduplicated };
               } catch (error) {

@@ -70,8 +70,10 @@ export function overLimit(field: string, problem: string): ConnectError {
   return new ConnectError(`${field}: ${problem}`, Code.ResourceExhausted);
 }
 
-/** What a submission carries: SubmitTaskRequest's fields, which SubmitTaskAndStreamStatusRequest repeats. */
-export type SubmissionRequest = Omit<SubmitTaskRequest, "$typeName" | "$unknown">;
+/** What a submission carries: SubmitTaskRequest's fields, which SubmitTaskAndStreamStatusRequest repeats (all but
+ *  depends_on_batch_items, a SubmitTasks call's). */
+export type SubmissionRequest = Omit<SubmitTaskRequest, "$typeName" | "$unknown" | "dependsOnBatchItems"> &
+  Partial<Pick<SubmitTaskRequest, "dependsOnBatchItems">>;
 
 /**
  * `maxDeliver` is the pipeline's delivery limit (FLOW_MAX_DELIVER): a task may ask for fewer attempts, not more (its
@@ -126,6 +128,10 @@ export function validateSubmission(
   }
   const retryBackoff = request.retryBackoff ? retryBackoffOf(request.retryBackoff) : undefined;
   const expiresAfterMs = request.expiresAfter ? expiresAfterMsOf(request.expiresAfter) : undefined;
+  if (request.dependsOnBatchItems?.length) {
+    // SubmitTasks resolves them into depends_on before validating (batch-dependencies.ts).
+    throw invalid("depends_on_batch_items", "names tasks of the same SubmitTasks call: SubmitTask takes depends_on");
+  }
   const dependsOn = dependenciesOf(request.dependsOn);
   const dependencyPolicy = dependencyPolicyOf(request.dependencyPolicy, dependsOn.length > 0);
 

@@ -11,10 +11,10 @@ import { create } from "@bufbuild/protobuf";
 import { DurationSchema } from "@bufbuild/protobuf/wkt";
 import { Code } from "@connectrpc/connect";
 import { type AuditEvent, Subjects, type TaskState } from "@tm/flow";
-import { DependencyPolicy, Priority, TaskState as ProtoTaskState } from "@tm/proto";
+import { DependencyPolicy, Priority, TaskState as ProtoTaskState, type SubmitTaskOutcome } from "@tm/proto";
 import { applyStatus, Keys } from "@tm/store";
 import { useInfra, waitFor } from "@tm/testkit";
-import { expect, test } from "vitest";
+import { describe, expect, test } from "vitest";
 import { QueueStats } from "../src/queue-stats.js";
 import { countStalledTasks } from "../src/stalled-tasks.js";
 import { event, rejection, streamMessagesOf, useClients, useGateway } from "./helpers.js";
@@ -196,5 +196,85 @@ test("bad dependencies are refused naming the field: failed, unknown, repeated, 
   expect(await rejection(submit(many))).toMatchObject({
     code: Code.InvalidArgument,
     rawMessage: "depends_on: 21 tasks exceeds the limit of 20",
+  });
+});
+
+describe("a graph of tasks in one SubmitTasks call (depends_on_batch_items)", () => {
+  const outcomeIds = (outcomes: SubmitTaskOutcome[]) =>
+    outcomes.map((o) => (o.outcome.case === "accepted" ? o.outcome.value.taskId : ""));
+
+  test("a diamond waits as one submitted task by task would: each runs once the tasks it names succeeded", async () => {
+    const outside = await submit();
+    const { outcomes } = await g.client.submitTasks({
+      tasks: [
+        { type: "echo", priority: Priority.MEDIUM },
+        { type: "echo", priority: Priority.MEDIUM, dependsOnBatchItems: [0] },
+        { type: "echo", priority: Priority.MEDIUM, dependsOnBatchItems: [0] },
+        { type: "echo", priority: Priority.MEDIUM, dependsOn: [outside], dependsOnBatchItems: [2, 1] },
+      ],
+    });
+    const [root, left, right, join] = outcomeIds(outcomes) as [string, string, string, string];
+    expect(outcomes.map((o) => o.outcome.case)).toEqual(["accepted", "accepted", "accepted", "accepted"]);
+    expect(await ingested(root)).toBe(1);
+    expect((await g.client.getTask({ taskId: left })).task?.dependsOn).toEqual([root]);
+    const { task } = await g.client.getTask({ taskId: join });
+    expect(task?.dependsOn).toEqual([outside, right, left]);
+    expect(task?.dependenciesUnfinished).toBe(3);
+
+    await finish(root, "SUCCEEDED");
+    await waitFor("both branches queued", async () => (await ingested(left)) + (await ingested(right)) === 2);
+    expect(await ingested(join)).toBe(0);
+    await Promise.all([finish(left, "SUCCEEDED"), finish(right, "SUCCEEDED"), finish(outside, "SUCCEEDED")]);
+    await waitFor("the join queued", async () => (await ingested(join)) > 0);
+    expect(await ingested(join)).toBe(1);
+  });
+
+  test("a chain longer than a batch's lanes is accepted in order, each task waiting for the one before it", async () => {
+    const tasks = Array.from({ length: 100 }, (_, i) => ({
+      type: "echo",
+      priority: Priority.MEDIUM,
+      dependsOnBatchItems: i === 0 ? [] : [i - 1],
+    }));
+    const ids = outcomeIds((await g.client.submitTasks({ tasks })).outcomes);
+    expect(ids.every((id) => id !== "")).toBe(true);
+    const last = (await g.client.getTask({ taskId: ids[99] as string })).task;
+    expect(last?.dependsOn).toEqual([ids[98]]);
+    expect(last?.dependenciesUnfinished).toBe(1);
+  });
+
+  test("a task naming a refused one is refused with it; a retry with the same keys completes the graph", async () => {
+    const first = await g.client.submitTasks({
+      tasks: [
+        { type: "echo", idempotencyKey: "graph-root" },
+        { type: "no-such-type", idempotencyKey: "graph-bad" },
+        { type: "echo", idempotencyKey: "graph-child", dependsOnBatchItems: [0, 1] },
+      ],
+    });
+    expect(first.outcomes[2]?.outcome).toEqual({
+      case: "error",
+      value: expect.objectContaining({
+        code: Code.FailedPrecondition,
+        message: expect.stringMatching(
+          /^tasks\[2\]: depends_on_batch_items\[1\]: tasks\[1\] was refused \(type: unknown task type "no-such-type".*\), so this task could never run$/,
+        ),
+      }),
+    });
+    const root = outcomeIds(first.outcomes)[0] as string;
+    // The client fixes the bad one and sends the batch again: the root is deduplicated, the child waits for it.
+    const retry = await g.client.submitTasks({
+      tasks: [
+        { type: "echo", idempotencyKey: "graph-root" },
+        { type: "echo", idempotencyKey: "graph-bad" },
+        { type: "echo", idempotencyKey: "graph-child", dependsOnBatchItems: [0, 1] },
+      ],
+    });
+    const [again, fixed, child] = outcomeIds(retry.outcomes);
+    expect(again).toBe(root);
+    expect((await g.client.getTask({ taskId: child as string })).task?.dependsOn).toEqual([root, fixed]);
+    // SubmitTask has no batch to name.
+    expect(await rejection(g.client.submitTask({ type: "echo", dependsOnBatchItems: [0] }))).toMatchObject({
+      code: Code.InvalidArgument,
+      rawMessage: "depends_on_batch_items: names tasks of the same SubmitTasks call: SubmitTask takes depends_on",
+    });
   });
 });

@@ -108,6 +108,42 @@ describe("SubmitTasks: submitEach", () => {
   });
 });
 
+describe("SubmitTasks: an item waiting for an earlier item's outcome", () => {
+  it("a chain longer than the lanes, each item awaiting the one before it, completes in order", async () => {
+    const finished: number[] = [];
+    const outcomes = await submitEach(
+      Array.from({ length: 40 }, (_, i) => i),
+      async (i, _index, outcomeOf) => {
+        if (i > 0) {
+          const before = await outcomeOf(i - 1);
+          if (before.case !== "accepted" || before.value.taskId !== `t${i - 1}`) throw new Error("wrong outcome");
+        }
+        // Later items would finish first if they did not wait.
+        for (let n = 0; n < 40 - i; n++) await tick();
+        finished.push(i);
+        return ok(`t${i}`);
+      },
+      { concurrency: 4 },
+    );
+    expect(finished).toEqual(Array.from({ length: 40 }, (_, i) => i));
+    expect(outcomes.every((o) => o.case === "accepted")).toBe(true);
+  });
+
+  it("an item's own place or a later one is not awaitable (it would wait for itself or for nothing)", async () => {
+    const outcomes = await submitEach([0, 1], async (item, index, outcomeOf) => {
+      if (item === 0) await outcomeOf(index + 1);
+      return ok(String(item));
+    });
+    expect(outcomes[0]).toEqual({
+      case: "error",
+      value: {
+        code: Code.Unknown,
+        message: "tasks[0]: tasks[1] has not been started: only an earlier task's outcome can be awaited",
+      },
+    });
+  });
+});
+
 describe("SubmitTasks: checkBatchSize", () => {
   it("refuses no tasks and more than the maximum, naming the bound", () => {
     expect(() => checkBatchSize(0, 10)).toThrow("tasks: a batch needs at least one task");
