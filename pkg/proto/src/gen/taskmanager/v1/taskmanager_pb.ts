@@ -944,7 +944,8 @@ export const TaskService: GenService<{
    * does not refuse the others, so a client retries only the refused ones (with their idempotency keys, a retry of an
    * accepted one changes nothing). The call itself fails only as a whole: no tasks or too many (INVALID_ARGUMENT),
    * credentials (UNAUTHENTICATED), or the caller's rate limit, which counts every task of the batch
-   * (RESOURCE_EXHAUSTED). The tasks are queued independently: no order among them is promised.
+   * (RESOURCE_EXHAUSTED). The tasks are queued independently, no order among them promised, unless a task waits for
+   * earlier tasks of the call (SubmitTaskRequest.depends_on_batch_items): a whole graph in one call.
    *
    * @generated from rpc taskmanager.v1.TaskService.SubmitTasks
    */
