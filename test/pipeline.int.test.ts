@@ -22,7 +22,7 @@ import { connectTo, countByTask } from "./support/reliability.js";
 
 let pipeline: Pipeline;
 /** The deployment's own task types, from the example module the docs give. */
-const OWN_TYPES = "slugify,word-count";
+const OWN_TYPES = "slugify,word-count,word-total";
 const OWN_HANDLERS = join(REPO_ROOT, "docs", "examples", "handlers.mjs");
 /** word-count runs only on the workers of pool "text"; slugify and the built-in types on the default pool's. */
 const ROUTES = "word-count=text";
@@ -244,8 +244,8 @@ describe("the pipeline", () => {
     expect(
       workers.map(({ id, pool, ownTaskTypes }) => ({ id, pool, ownTaskTypes })).sort((a, b) => (a.id < b.id ? -1 : 1)),
     ).toEqual([
-      { id: "worker-default", pool: "", ownTaskTypes: ["slugify", "word-count"] },
-      { id: "worker-text", pool: "text", ownTaskTypes: ["slugify", "word-count"] },
+      { id: "worker-default", pool: "", ownTaskTypes: ["slugify", "word-count", "word-total"] },
+      { id: "worker-text", pool: "text", ownTaskTypes: ["slugify", "word-count", "word-total"] },
     ]);
 
     // Its metrics name the pool, so that a dashboard sums each pool's workers.
@@ -259,7 +259,7 @@ describe("the pipeline", () => {
     expect(refused).toBeInstanceOf(ConnectError);
     expect((refused as ConnectError).code).toBe(Code.InvalidArgument);
     expect((refused as ConnectError).rawMessage).toBe(
-      'type: unknown task type "resize" (known: echo, sleep, checksum, flaky, fail, slugify, word-count)',
+      'type: unknown task type "resize" (known: echo, sleep, checksum, flaky, fail, slugify, word-count, word-total)',
     );
   });
 
@@ -331,6 +331,23 @@ describe("the pipeline", () => {
       expect(await at(branch, "released")).toBeGreaterThanOrEqual(await at(root, "succeeded"));
       expect(await at(joined, "released")).toBeGreaterThanOrEqual(await at(branch, "succeeded"));
     }
+  });
+
+  test("a graph in one SubmitTasks call: word-total adds up the word counts of the tasks it waited for", async () => {
+    // Two word-counts (pool "text") and the total (the default pool) that reads their results (ctx.dependencies()).
+    const { outcomes } = await pipeline.client.submitTasks({
+      tasks: [
+        { type: "word-count", payload: { text: "one two three" } },
+        { type: "word-count", payload: { text: "four five" } },
+        { type: "word-total", dependsOnBatchItems: [0, 1] },
+      ],
+    });
+    const ids = outcomes.map((o) => (o.outcome.case === "accepted" ? o.outcome.value.taskId : ""));
+    expect(ids.every((id) => id !== "")).toBe(true);
+    const total = ids[2] as string;
+    expect((await collectStream(pipeline.client, total)).at(-1)?.status?.state).toBe(TaskState.SUCCEEDED);
+    const stored = await (await fetch(`${pipeline.resultStoreUrl}/results/${total}`)).json();
+    expect(stored).toMatchObject({ type: "word-total", output: { words: 5, parts: 2 } });
   });
 
   test("a task submitted to one gateway is streamed to completion from another", async () => {

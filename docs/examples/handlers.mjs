@@ -2,7 +2,7 @@
 /**
  * Your own task types, loaded by the worker at start (services/worker/README.md, "Your own task types"):
  *
- *   TASK_TYPES=slugify,word-count                        # on every service: the gateway and ingest accept them
+ *   TASK_TYPES=slugify,word-count,word-total                        # on every service: the gateway and ingest accept them
  *   WORKER_HANDLER_MODULES=/app/handlers/handlers.mjs    # on the workers: where their handlers are
  *
  * A handler is a plain object { type, payload?, timeoutMs?, maxAttempts?, retryBackoff?, run(payload, ctx) }; the
@@ -14,8 +14,9 @@
  * replaces them.
  * `payload` is any Standard Schema (a zod 3.24+/4, valibot or arktype schema: `payload: z.object({ text: z.string() })`);
  * the one below is written out by hand so that this file runs without dependencies. `ctx` is { taskId, attempt,
- * deferrals, signal, reportProgress(percent), log } (`log`: the worker's pino logger with the task's id, type and
- * attempt). What `run` returns is the task's result.
+ * deferrals, signal, reportProgress(percent), log, dependencies() } (`log`: the worker's pino logger with the task's
+ * id, type and attempt; `dependencies()`: the outcomes of the tasks it waited for, `depends_on`, each { taskId, state,
+ * result, error }). What `run` returns is the task's result.
  *
  * Errors: anything thrown is a failed attempt, retried with the task's back-off until its attempts are spent. An
  * error named "PermanentError" is not retried (FAILED and dead-lettered at once); one named "RetryAfterError" or
@@ -89,6 +90,23 @@ export const handlers = [
       const words = payload.text.split(/\s+/).filter(Boolean).length;
       log.info({ words }, "counted the words");
       return { words, attempt };
+    },
+  },
+  {
+    type: "word-total",
+    // Submitted after word-count tasks (depends_on, or depends_on_batch_items in one SubmitTasks call): adds up the
+    // words they counted, as a chord's callback would.
+    async run(_payload, { dependencies }) {
+      const counted = await dependencies();
+      if (counted.length === 0)
+        throw new PermanentError("word-total needs the word-count tasks it adds up (depends_on)");
+      let words = 0;
+      for (const { taskId, result } of counted) {
+        const n = /** @type {{ words?: unknown } | undefined} */ (result)?.words;
+        if (typeof n !== "number") throw new PermanentError(`task ${taskId} has no word count to add`);
+        words += n;
+      }
+      return { words, parts: counted.length };
     },
   },
 ];

@@ -46,6 +46,20 @@ export interface TaskContext {
   reportProgress(percent: number): void;
   /** The worker's logger with the task's id, type and attempt. */
   readonly log: TaskLogger;
+  /** The outcomes of the tasks this one waited for (its depends_on), in their order; [] without dependencies. */
+  dependencies(): Promise<DependencyOutcome[]>;
+}
+
+/** One of the tasks a task waited for, as its handler reads it (ctx.dependencies()). */
+export interface DependencyOutcome {
+  readonly taskId: string;
+  /** SUCCEEDED; FAILED or CANCELLED when the task runs once they all finished, whatever the outcome (dependency_policy
+   *  ALL_FINISHED); undefined when its records expired. */
+  readonly state: string | undefined;
+  /** What its handler returned, when it SUCCEEDED (and its result is still stored). */
+  readonly result?: unknown;
+  /** Why it FAILED, or was CANCELLED. */
+  readonly error?: string;
 }
 
 /**

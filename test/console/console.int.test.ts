@@ -69,7 +69,7 @@ describe.skipIf(!existsSync(CHROMIUM))("web console", () => {
           WORKER_HANDLER_MODULES: join(REPO_ROOT, "docs", "examples", "handlers.mjs"),
         },
       },
-      env: { TASK_TYPES: "slugify,word-count" },
+      env: { TASK_TYPES: "slugify,word-count,word-total" },
     });
     webUrl = `http://127.0.0.1:${webPort}`;
     profileDir = mkdtempSync(join(tmpdir(), "tm-console-chromium-"));
@@ -397,7 +397,9 @@ describe.skipIf(!existsSync(CHROMIUM))("web console", () => {
       const workerRow = page
         .getByRole("row")
         .filter({ has: page.getByRole("cell", { name: worker?.id, exact: true }) });
-      expect(await workerRow.getByRole("cell", { name: "slugify, word-count", exact: true }).count()).toBe(1);
+      expect(await workerRow.getByRole("cell", { name: "slugify, word-count, word-total", exact: true }).count()).toBe(
+        1,
+      );
       await page.screenshot({ path: join(ARTIFACTS, "overview-workers.png"), fullPage: true });
       await link.click();
       await page.waitForSelector("#task-state:text('RUNNING')", { timeout: 15_000 });

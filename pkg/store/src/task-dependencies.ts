@@ -9,9 +9,44 @@
  *   - `tasks_dependency_failed` (sorted set, by when; members "<task> <dependency> <state>"): tasks one of whose
  *     dependencies ended FAILED or CANCELLED, which the gateway cancels (and the cancel settles the tasks waiting for them in turn).
  */
+import type { TaskState } from "@tm/flow";
 import type { Redis } from "ioredis";
 import { Keys } from "./keys.js";
 import { scoredMembers } from "./scored.js";
+import { readStatus } from "./status.js";
+import { readResult, readTask } from "./tasks.js";
+
+/** What one of a task's dependencies came to, as the task's handler reads it (the worker's ctx.dependencies()). */
+export interface DependencyOutcome {
+  taskId: string;
+  /** SUCCEEDED; FAILED or CANCELLED for a task run once they all finished whatever the outcome; undefined when its
+   *  records expired (TASK_RETENTION_SECONDS). */
+  state: TaskState | undefined;
+  /** What its handler returned, when it SUCCEEDED and the result is still stored. */
+  result?: unknown;
+  /** Why it FAILED, or was CANCELLED. */
+  error?: string;
+}
+
+/**
+ * The outcomes of the tasks `taskId` waited for (its depends_on), in their order: a handler's way to the results of
+ * the tasks before it (Celery's chain hands the previous result on). Two round trips: the task's record, then each
+ * dependency's status and result together. [] for a task without dependencies.
+ */
+export async function dependencyOutcomesOf(redis: Redis, taskId: string): Promise<DependencyOutcome[]> {
+  const dependsOn = (await readTask(redis, taskId))?.dependsOn ?? [];
+  return Promise.all(
+    dependsOn.map(async (id): Promise<DependencyOutcome> => {
+      const [status, stored] = await Promise.all([readStatus(redis, id), readResult(redis, id)]);
+      return {
+        taskId: id,
+        state: status?.state,
+        ...(status?.state === "SUCCEEDED" && stored ? { result: stored.output } : {}),
+        ...(status?.error && status.state !== "SUCCEEDED" ? { error: status.error } : {}),
+      };
+    }),
+  );
+}
 
 /** How many of a waiting task's dependencies have not SUCCEEDED yet (0: none, or it does not wait). */
 export async function unfinishedDependencies(redis: Redis, taskId: string): Promise<number> {

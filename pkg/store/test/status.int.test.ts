@@ -11,6 +11,7 @@ import {
   applyStatusBatch,
   applyStatusUpdates,
   auditAppender,
+  dependencyOutcomesOf,
   Keys,
   markCancelled,
   readDeadLetters,
@@ -19,6 +20,7 @@ import {
   readStatus,
   STATUS_BATCH_MAX,
   saveResult,
+  saveTask,
   statusApplier,
   storeResult,
 } from "../src/index.js";
@@ -210,6 +212,30 @@ function resultOf(taskId: string) {
 }
 
 describe("results and lists", () => {
+  test("dependencyOutcomesOf: each dependency's state, with its result or its error, in the order named", async () => {
+    const [ok, bad, gone, child] = [1, 2, 3, 4].map(() => crypto.randomUUID()) as [string, string, string, string];
+    await saveResult(redis, { ...resultOf(ok), output: { words: 3 } });
+    await applyStatus(redis, event(ok, "SUCCEEDED"));
+    await applyStatus(
+      redis,
+      StatusEventSchema.parse(statusEvent({ taskId: bad, state: "FAILED", source: "test", error: "boom" })),
+    );
+    const record = { type: "echo", priority: "low" as const, payload: {}, metadata: {}, generation: 0 };
+    const createdAt = new Date().toISOString();
+    await saveTask(
+      redis,
+      { ...record, taskId: child, createdAt, dependsOn: [ok, bad, gone], dependencyPolicy: "all-finished" },
+      { ttlSeconds: 60 },
+    );
+    expect(await dependencyOutcomesOf(redis, child)).toEqual([
+      { taskId: ok, state: "SUCCEEDED", result: { words: 3 } },
+      { taskId: bad, state: "FAILED", error: "boom" },
+      { taskId: gone, state: undefined },
+    ]);
+    // A task without dependencies (or unknown): none.
+    expect(await dependencyOutcomesOf(redis, ok)).toEqual([]);
+  });
+
   test("the first result of a generation wins; a replay's result replaces it", async () => {
     const id = crypto.randomUUID();
     const base = resultOf(id);

@@ -23,7 +23,7 @@ import {
   Subjects,
 } from "@tm/flow";
 import type { Runtime } from "@tm/kit";
-import { startedAttempt, whyNotRun } from "@tm/store";
+import { type DependencyOutcome, dependencyOutcomesOf, startedAttempt, whyNotRun } from "@tm/store";
 import { type AbandonHooks, untilAborted } from "./abortable.js";
 import { type RunningTasks, TaskCancelledError } from "./cancellation.js";
 import { recognisedError } from "./handler-errors.js";
@@ -234,6 +234,7 @@ export function createTaskRunner({
       }).catch((error: unknown) => rt.log.warn({ err: error, taskId }, "progress update not published"));
     });
 
+    let dependencies: Promise<DependencyOutcome[]> | undefined;
     let output: unknown;
     try {
       // The attempt ends at its signal's abort even when the handler ignores it (abortable.ts).
@@ -253,6 +254,12 @@ export function createTaskRunner({
             Object.defineProperty(this, "log", { value: log });
             return log;
           },
+          // Read once per attempt; a failed read is not kept, so the handler may ask again.
+          dependencies: () =>
+            (dependencies ??= dependencyOutcomesOf(rt.redis, taskId).catch((error: unknown) => {
+              dependencies = undefined;
+              throw error;
+            })),
         }),
         controller.signal,
         abandonHooks,

@@ -33,14 +33,15 @@ function context(attempt = 1): TaskContext & { progress: number[] } {
     signal: new AbortController().signal,
     reportProgress: (percent) => progress.push(percent),
     log: createLogger("worker", "silent"),
+    dependencies: async () => [],
     progress,
   };
 }
 
 describe("handlers loaded from WORKER_HANDLER_MODULES", () => {
   test("the documented example loads, validates its payloads and runs", async () => {
-    const own = await loadHandlerModules([EXAMPLE], parseTaskTypes("slugify,word-count"));
-    expect(own.map((handler) => handler.type)).toEqual(["slugify", "word-count"]);
+    const own = await loadHandlerModules([EXAMPLE], parseTaskTypes("slugify,word-count,word-total"));
+    expect(own.map((handler) => handler.type)).toEqual(["slugify", "word-count", "word-total"]);
     const handlerFor = handlerRegistry(own);
     expect(handlerFor("echo")?.type).toBe("echo"); // the built-in ones stay
     const slugify = handlerFor("slugify")!;
@@ -54,10 +55,23 @@ describe("handlers loaded from WORKER_HANDLER_MODULES", () => {
     const ctx = context(2);
     expect(await wordCount.run({ text: "one two  three", busyFirst: true }, ctx)).toEqual({ words: 3, attempt: 2 });
     expect(ctx.progress).toEqual([50]);
+    // word-total adds up what the tasks it waited for counted (ctx.dependencies()).
+    const wordTotal = handlerFor("word-total")!;
+    const counted = [
+      { taskId: "a", state: "SUCCEEDED" as const, result: { words: 3 } },
+      { taskId: "b", state: "SUCCEEDED" as const, result: { words: 4 } },
+    ];
+    expect(await wordTotal.run({}, { ...context(), dependencies: async () => counted })).toEqual({
+      words: 7,
+      parts: 2,
+    });
+    await expect((async () => wordTotal.run({}, context()))()).rejects.toThrow(
+      "word-total needs the word-count tasks it adds up (depends_on)",
+    );
   });
 
   test("their errors named PermanentError, RetryAfterError and RateLimitedError are the pipeline's own", async () => {
-    const own = await loadHandlerModules([EXAMPLE], parseTaskTypes("slugify,word-count"));
+    const own = await loadHandlerModules([EXAMPLE], parseTaskTypes("slugify,word-count,word-total"));
     const failure = async (type: string, payload: Record<string, unknown>) => {
       const handler = own.find((h) => h.type === type)!;
       const outcome = (async () => handler.run(payload, context()))(); // run may throw at once: the example's do

@@ -14,6 +14,7 @@ function context(overrides: Partial<TaskContext> = {}): TaskContext & { progress
     signal: new AbortController().signal,
     reportProgress: (p) => progress.push(p),
     log: createLogger("worker", "silent"),
+    dependencies: async () => [],
     progress,
     ...overrides,
   };

@@ -1,7 +1,7 @@
 import type { StandardSchemaV1 } from "@standard-schema/spec";
 import type { RetryBackoff } from "@tm/flow";
 import type { Logger } from "@tm/kit";
-import type { TypeRate } from "@tm/store";
+import type { DependencyOutcome, TypeRate } from "@tm/store";
 
 /** What a handler gets besides its payload. */
 export interface TaskContext {
@@ -17,6 +17,10 @@ export interface TaskContext {
   /** The worker's logger with the task's id, type and attempt (pino: `ctx.log.info({ rows }, "imported")`); its
    *  lines carry the attempt's trace id like the worker's own. */
   readonly log: Logger;
+  /** The outcomes of the tasks this one waited for (SubmitTaskRequest.depends_on), in their order: each one's id,
+   *  state, and result (what its handler returned) or error; [] for a task without dependencies. Read from Redis on
+   *  the first call of an attempt (Celery's chain hands the previous result on; here the handler asks). */
+  dependencies(): Promise<DependencyOutcome[]>;
 }
 
 /**
