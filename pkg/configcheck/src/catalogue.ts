@@ -179,6 +179,15 @@ export const METRIC_CATALOGUE: readonly MetricDefinition[] = [
       "holds nothing older (their message is lost), left after the gateway's own requeues: an operator's to look at",
   },
   {
+    name: "tm_tasks_waiting",
+    kind: "gauge",
+    labels: ["reason"],
+    services: ["gateway"],
+    help:
+      "Tasks held PENDING before they are queued: reason = delayed (their run_at not reached yet) or dependencies " +
+      "(their depends_on not all finished)",
+  },
+  {
     name: "tm_queue_unconsumed_messages",
     kind: "gauge",
     labels: ["subject"],

@@ -33,6 +33,7 @@ import { startStalledGauge } from "./stalled-tasks.js";
 import { StatusSubscriptions } from "./status-subscriptions.js";
 import { taskIsolation } from "./task-isolation.js";
 import { taskServiceHandlers } from "./task-service.js";
+import { exportWaitingGauge } from "./waiting-gauge.js";
 import { createWebServer, listenWeb, stopWeb } from "./web-server.js";
 
 const MAX_DELAY_LIMIT_SECONDS = 3 * 24 * 3600;
@@ -135,6 +136,9 @@ export const gateway = defineService({
     const queueStats = new QueueStats(rt.nats.jsm, [...Object.values(STREAMS), ADVISORY_STREAM], [STREAMS.tasks]);
     queueStats.startSampling((error) => rt.log.debug({ err: error }, "could not sample consumer info"));
     exportUnconsumedGauge(rt.meter, queueStats);
+    exportWaitingGauge(rt.meter, rt.redis, (error) =>
+      rt.log.debug({ err: error }, "could not count the waiting tasks for tm_tasks_waiting"),
+    );
     const stalled = {
       afterMs: rt.config.GATEWAY_STALLED_AFTER_SECONDS * 1000,
       retentionMs: rt.config.TASK_RETENTION_SECONDS * 1000,

@@ -164,6 +164,27 @@ test("a task with a delay and dependencies is queued at the later of the two", a
   expect(Date.now() - submittedAt).toBeGreaterThanOrEqual(1_500);
 });
 
+/** tm_tasks_waiting{reason} on the gateway's /metrics (undefined while it has none). */
+async function waitingGauge(reason: "delayed" | "dependencies"): Promise<number | undefined> {
+  const text = await (await fetch(`http://127.0.0.1:${g.gateway.opsPort}/metrics`)).text();
+  const line = text.split("\n").find((l) => l.startsWith("tm_tasks_waiting{") && l.includes(`reason="${reason}"`));
+  return line === undefined ? undefined : Number(line.slice(line.lastIndexOf(" ") + 1));
+}
+
+test("tm_tasks_waiting counts the delayed tasks and those waiting for dependencies, read at each scrape", async () => {
+  const delayed = (await waitingGauge("delayed")) as number;
+  const waiting = (await waitingGauge("dependencies")) as number;
+  expect([delayed, waiting].every(Number.isInteger)).toBe(true);
+  const [later, alsoLater] = [await submit([], { delaySeconds: 3600 }), await submit([], { delaySeconds: 3600 })];
+  const after = await submit([later]);
+  expect(await waitingGauge("delayed")).toBe(delayed + 2);
+  expect(await waitingGauge("dependencies")).toBe(waiting + 1);
+  await Promise.all([g.client.cancelTask({ taskId: later }), g.client.cancelTask({ taskId: alsoLater })]);
+  await waitFor("the dependent cancelled", async () => (await stateOf(after)) === ProtoTaskState.CANCELLED);
+  expect(await waitingGauge("delayed")).toBe(delayed);
+  expect(await waitingGauge("dependencies")).toBe(waiting);
+});
+
 test("bad dependencies are refused naming the field: failed, unknown, repeated, malformed, too many", async () => {
   const failed = await submit();
   await finish(failed, "CANCELLED");

@@ -1,0 +1,42 @@
+/**
+ * tm_tasks_waiting{reason}: the tasks the gateways hold PENDING before queueing them, as BullMQ counts its delayed and
+ * waiting-children jobs: `delayed` (tasks_delayed: a run_at not reached yet, or just due and about to be queued by a
+ * releaser) and `dependencies` (tasks_waiting: tasks whose depends_on have not all finished). Read from Redis when
+ * scraped (two O(1) commands), so it is never older than the scrape; a read that fails or takes over a second leaves
+ * the gauge out of that scrape. Every replica reads the same keys: dashboards take the max.
+ */
+import type { Meter } from "@opentelemetry/api";
+import { Keys } from "@tm/store";
+import type { Redis } from "ioredis";
+
+/** The longest a scrape waits for the counts (Redis down: its commands queue until they fail). */
+const READ_TIMEOUT_MS = 1_000;
+
+export function exportWaitingGauge(meter: Meter, redis: Redis, onError: (error: unknown) => void): void {
+  meter
+    .createObservableGauge("tm_tasks_waiting", {
+      description:
+        "Tasks held PENDING before they are queued: reason = delayed (their run_at not reached yet) or dependencies " +
+        "(their depends_on not all finished)",
+    })
+    .addCallback(async (result) => {
+      let timer: NodeJS.Timeout | undefined;
+      try {
+        const [delayed, dependencies] = await Promise.race([
+          Promise.all([redis.zcard(Keys.delayed), redis.hlen(Keys.waiting)]),
+          new Promise<never>((_, reject) => {
+            timer = setTimeout(
+              () => reject(new Error(`no answer from Redis in ${READ_TIMEOUT_MS} ms`)),
+              READ_TIMEOUT_MS,
+            );
+          }),
+        ]);
+        result.observe(delayed, { reason: "delayed" });
+        result.observe(dependencies, { reason: "dependencies" });
+      } catch (error) {
+        onError(error);
+      } finally {
+        clearTimeout(timer);
+      }
+    });
+}
