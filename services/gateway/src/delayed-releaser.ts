@@ -27,7 +27,7 @@ import {
   releaseDue,
   returnToDelayed,
 } from "@tm/store";
-import { ingestMessageOf, ingestMsgId } from "./ingest-message-id.js";
+import { ingestMsgId, releasedMessageOf } from "./ingest-message-id.js";
 import { recordStatus } from "./record-status.js";
 import { redisCaller } from "./redis-call.js";
 import { everyInterval } from "./rounds.js";
@@ -110,9 +110,7 @@ export function startDelayedReleaser(rt: Runtime, options: DelayedReleaserOption
       // In the submission's trace: one trace follows the task from SubmitTask, across the wait, to its result.
       // A task that waited for dependencies was due when the last one SUCCEEDED: its expiry and end-to-end latency
       // count from then, as a delayed task's from its time.
-      const message = ingestMessageOf(task, generation);
-      if (task.dependsOn)
-        message.runAt = new Date(Math.max(entry.dueMs, Date.parse(task.runAt ?? "") || 0)).toISOString();
+      const message = releasedMessageOf(task, generation, entry.dueMs);
       await rt.publisher.publish(Subjects.ingest, message, {
         msgId: ingestMsgId(taskId, generation),
         parent: extractTrace({ traceparent: task.traceparent }),

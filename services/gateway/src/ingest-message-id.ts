@@ -24,3 +24,17 @@ export function ingestMessageOf(task: TaskRecord, generation: number): TaskMessa
     generation,
   };
 }
+
+/**
+ * The message of a task taken from tasks_delayed at `dueMs`: for a task that waited for dependencies, `runAt` is when it
+ * became due (its run_at, if later), so that its expiry and end-to-end latency count from then, as a delayed task's
+ * from its time. The releaser passes the entry's time; the requeue sweeper, settling a release cut short, the time its
+ * tasks_unqueued entry was made (the release round's, within GATEWAY_DELAYED_POLL_MS of due).
+ */
+export function releasedMessageOf(task: TaskRecord, generation: number, dueMs: number): TaskMessage {
+  const message = ingestMessageOf(task, generation);
+  if (task.dependsOn && generation === 0) {
+    message.runAt = new Date(Math.max(dueMs, Date.parse(task.runAt ?? "") || 0)).toISOString();
+  }
+  return message;
+}

@@ -29,7 +29,7 @@ import {
   type UnqueuedEntry,
   unqueuedBefore,
 } from "@tm/store";
-import { ingestMessageOf, ingestMsgId } from "./ingest-message-id.js";
+import { ingestMsgId, releasedMessageOf } from "./ingest-message-id.js";
 import { recordStatus } from "./record-status.js";
 import { everyInterval } from "./rounds.js";
 
@@ -107,7 +107,11 @@ export function startRequeueSweeper(rt: Runtime, options: RequeueSweeperOptions)
   settled.add(0, { outcome: "requeued" });
   settled.add(0, { outcome: "not_queued" });
 
-  async function requeue(task: TaskRecord, status: StoredStatus | undefined, ageMs: number): Promise<void> {
+  async function requeue(
+    task: TaskRecord,
+    status: StoredStatus | undefined,
+    { ageMs, enteredMs }: { ageMs: number; enteredMs: number },
+  ): Promise<void> {
     const { taskId, generation } = task;
     // A crash between the task record and its status (one pipeline, two commands), or between a replay's new
     // generation and its PENDING, leaves no status of this generation: write PENDING (it outranks an older FAILED).
@@ -117,7 +121,9 @@ export function startRequeueSweeper(rt: Runtime, options: RequeueSweeperOptions)
     // With REDIS_WAIT_REPLICAS: the record and status this publish relies on are on the replicas first (a replay or
     // requeue that could not confirm its claim left it to this round). Not held: the entry stays for the next round.
     await rt.confirmRedisWrites();
-    const ack = await rt.publisher.publish(Subjects.ingest, ingestMessageOf(task, generation), {
+    // A release cut short (the entry was made when the task was taken from tasks_delayed): a task that waited for
+    // dependencies keeps the time it became due, as the releaser would have sent it.
+    const ack = await rt.publisher.publish(Subjects.ingest, releasedMessageOf(task, generation, enteredMs), {
       msgId: ingestMsgId(taskId, generation),
     });
     // A duplicate means the first publish had landed after all: nothing was queued twice, nothing to audit.
@@ -166,7 +172,7 @@ export function startRequeueSweeper(rt: Runtime, options: RequeueSweeperOptions)
     const [task, status] = await Promise.all([readTask(rt.redis, entry.taskId), readStatus(rt.redis, entry.taskId)]);
     const action = sweepAction(entry, task, status, nowMs, requeueWithinMs);
     const ageMs = nowMs - entry.createdMs;
-    if (action === "requeue" && task) await requeue(task, status, ageMs);
+    if (action === "requeue" && task) await requeue(task, status, { ageMs, enteredMs: entry.createdMs });
     if (action === "fail" && task) await fail(task, status, ageMs);
     // Only once settled: a failure above leaves the entry for the next round.
     await markQueued(rt.redis, [entry.taskId]);

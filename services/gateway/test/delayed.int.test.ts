@@ -10,12 +10,12 @@ import { Code, ConnectError } from "@connectrpc/connect";
 import { type AuditEvent, createPublisher, Subjects } from "@tm/flow";
 import type { Runtime } from "@tm/kit";
 import { createAdminClient, createTaskClient, Priority, RequeueResult, TaskState } from "@tm/proto";
-import { Keys, readStatus, releaseDue } from "@tm/store";
+import { applyStatus, Keys, readStatus, releaseDue } from "@tm/store";
 import { useInfra, waitFor } from "@tm/testkit";
 import { connect } from "nats";
 import { afterAll, beforeAll, describe, expect, test } from "vitest";
 import { startDelayedReleaser } from "../src/delayed-releaser.js";
-import { type Gateway, startGateway, streamMessagesOf, useClients, useGateway } from "./helpers.js";
+import { event, type Gateway, startGateway, streamMessagesOf, useClients, useGateway } from "./helpers.js";
 
 const infra = useInfra();
 const clients = useClients(infra);
@@ -301,6 +301,29 @@ describe("one release round at a time", () => {
     const queued = await waitUntilIngested(taskId);
     expect(queued.map((q) => q.msgId)).toEqual([`${taskId}:ingest:0`]);
     await waitFor("the task to leave tasks_unqueued", async () => !(await inSet(Keys.unqueued, taskId)));
+    await waitFor("the requeued audit event", async () => (await audited(taskId)).some((e) => e.action === "requeued"));
+  });
+
+  test("a task that waited for dependencies, its release cut short: the sweeper's message keeps its release time", async () => {
+    const { taskId: dependency } = await client(g.gateway).submitTask({ type: "echo", priority: Priority.HIGH });
+    const { taskId } = await client(g.gateway).submitTask({
+      type: "echo",
+      priority: Priority.HIGH,
+      dependsOn: [dependency],
+      expiresAfter: create(DurationSchema, { seconds: 600n }),
+    });
+    // Submitted a while before its dependency finished: its expiry must count from its release, not from then.
+    const { task } = await client(g.gateway).getTask({ taskId });
+    const submittedMs = timestampDate(task!.createdAt!).getTime();
+    await waitFor("a moment after the submission", () => Date.now() > submittedMs + 200);
+    await applyStatus(clients.redis, event({ taskId: dependency, state: "SUCCEEDED", generation: 0 }));
+    const releasedAt = Date.now();
+    expect((await releaseDue(clients.redis, releasedAt, 1_000)).map((e) => e.taskId)).toContain(taskId);
+    // Nothing published: the releaser died. The sweeper queues it from its record.
+    const [queued] = await waitUntilIngested(taskId);
+    expect(queued?.message.runAt).toBeDefined();
+    expect(Date.parse(queued?.message.runAt ?? "")).toBeGreaterThanOrEqual(releasedAt - 1_000);
+    expect(Date.parse(queued?.message.runAt ?? "")).toBeGreaterThan(submittedMs + 200);
     await waitFor("the requeued audit event", async () => (await audited(taskId)).some((e) => e.action === "requeued"));
   });
 
