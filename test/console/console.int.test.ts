@@ -605,7 +605,7 @@ describe.skipIf(!existsSync(CHROMIUM))("web console", () => {
     }
   });
 
-  it("shows the tasks a task waits for (depends_on), each linked, and how many it still waits for", async () => {
+  it("shows the tasks a task waits for (depends_on) and the tasks waiting for it, each linked, and how many it still waits for", async () => {
     // Its dependency delayed an hour: it stays waiting while the page is read.
     const { taskId: first } = await pipeline.client.submitTask({
       type: "echo",
@@ -629,6 +629,12 @@ describe.skipIf(!existsSync(CHROMIUM))("web console", () => {
       await after.waitFor({ timeout: 15_000 });
       await after.getByRole("link", { name: first }).click();
       await page.waitForURL(`${webUrl}/tasks/${first}`);
+      // The dependency's page lists what comes after it, linked back.
+      const before = page.locator("dt:text-is('Before') + dd");
+      await before.waitFor({ timeout: 15_000 });
+      expect(await before.textContent()).toBe(taskId);
+      await before.getByRole("link", { name: taskId }).click();
+      await page.waitForURL(`${webUrl}/tasks/${taskId}`);
     } finally {
       // Cancelling the dependency cancels the task waiting for it.
       await pipeline.client.cancelTask({ taskId: first });

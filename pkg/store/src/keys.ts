@@ -86,6 +86,7 @@ export const Keys = {
   handBacks: (id: string) => `task_handbacks:${id}`,
   /** Tasks waiting for this one (SubmitTaskRequest.depends_on): task id → its release time (ms, 0 for none). */
   dependents: (id: string) => `task_dependents:${id}`,
+  dependentIds: (id: string) => `task_dependent_ids:${id}`,
   /** Tasks waiting for dependencies: task id → how many have not SUCCEEDED yet. */
   waiting: "tasks_waiting",
   /** Tasks whose dependency ended FAILED or CANCELLED, for the gateway to cancel: "<task> <dependency> <state>" → when (ms). */

@@ -7,7 +7,9 @@
  *   - `tasks_waiting` (hash): each waiting task → how many of its dependencies have not SUCCEEDED yet; at 0 it goes
  *     to tasks_delayed, due at once (or at its release time), and the gateway's releaser queues it;
  *   - `tasks_dependency_failed` (sorted set, by when; members "<task> <dependency> <state>"): tasks one of whose
- *     dependencies ended FAILED or CANCELLED, which the gateway cancels (and the cancel settles the tasks waiting for them in turn).
+ *     dependencies ended FAILED or CANCELLED, which the gateway cancels (and the cancel settles the tasks waiting for them in turn);
+ *   - `task_dependent_ids:<dep>` (sorted set, by submission time; TTL the dependents' records'): every task that named
+ *     <dep> in its depends_on, waiting or not, so that a task lists what comes after it (GetTask's `dependents`).
  */
 import type { TaskState } from "@tm/flow";
 import type { Redis } from "ioredis";
@@ -51,6 +53,19 @@ export async function dependencyOutcomesOf(redis: Redis, taskId: string): Promis
 /** How many of a waiting task's dependencies have not SUCCEEDED yet (0: none, or it does not wait). */
 export async function unfinishedDependencies(redis: Redis, taskId: string): Promise<number> {
   return Number((await redis.hget(Keys.waiting, taskId)) ?? 0);
+}
+
+/** The tasks that named `taskId` in their depends_on: the first `limit`, oldest first, and how many in all. */
+export async function dependentsOf(
+  redis: Redis,
+  taskId: string,
+  limit: number,
+): Promise<{ ids: string[]; total: number }> {
+  const [ids, total] = await Promise.all([
+    redis.zrange(Keys.dependentIds(taskId), 0, limit - 1),
+    redis.zcard(Keys.dependentIds(taskId)),
+  ]);
+  return { ids, total };
 }
 
 /** Takes a task out of tasks_waiting (it was cancelled while waiting): true when it was there. */

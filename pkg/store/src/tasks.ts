@@ -45,9 +45,11 @@ export interface TaskRecord {
 // tasks_waiting with their count, or, with none unfinished, as entry "2" (a release time) or "1" would. The status
 // script releases it when the last one SUCCEEDED (task-dependencies.ts). Answers the count of unfinished ones.
 // Entry "4" is "3" for a task that runs once its dependencies finished, whatever the outcome: none refuses it, a
-// finished one counts as done, and its task_dependents value is "<release time> finished".
+// finished one counts as done, and its task_dependents value is "<release time> finished". Either way the task is
+// entered in each dependency's task_dependent_ids (scored by createdAt; kept as long as the task's record), which
+// lists a task's dependents for as long as they exist, waiting or not (GetTask's `dependents`).
 // KEYS: task:<id>, task_index, tasks_unqueued, tasks_delayed, then with dependencies tasks_waiting and, per
-// dependency, its task_status and task_dependents keys.
+// dependency, its task_status, task_dependents and task_dependent_ids keys.
 // ARGV: ttl seconds, index score (createdAt ms), trim cutoff, index member (the task id), entry ("0" none,
 // "1" unqueued, "2" delayed, "3" / "4" waiting for dependencies), the delayed entry's score (with dependencies: the release
 // time, 0 for none), then the record's fields and values.
@@ -55,9 +57,9 @@ const SAVE_TASK = luaScript(`
 local waiting = 0
 local finishing = ARGV[5] == '4'
 if ARGV[5] == '3' then
-  for i = 6, #KEYS, 2 do
+  for i = 6, #KEYS, 3 do
     local state = redis.call('HGET', KEYS[i], 'state')
-    if state == 'FAILED' or state == 'CANCELLED' then return {-(i - 4) / 2, state} end
+    if state == 'FAILED' or state == 'CANCELLED' then return {-(i - 3) / 3, state} end
   end
 end
 redis.call('HSET', KEYS[1], unpack(ARGV, 7))
@@ -66,7 +68,9 @@ redis.call('ZADD', KEYS[2], ARGV[2], ARGV[4])
 redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', ARGV[3])
 local entry = ARGV[5]
 if entry == '3' or finishing then
-  for i = 6, #KEYS, 2 do
+  for i = 6, #KEYS, 3 do
+    redis.call('ZADD', KEYS[i + 2], ARGV[2], ARGV[4])
+    if redis.call('TTL', KEYS[i + 2]) < tonumber(ARGV[1]) then redis.call('EXPIRE', KEYS[i + 2], ARGV[1]) end
     local state = redis.call('HGET', KEYS[i], 'state')
     local done = state == 'SUCCEEDED' or (finishing and (state == 'FAILED' or state == 'CANCELLED'))
     if not done then
@@ -150,7 +154,7 @@ export async function saveTask(redis: Redis, task: TaskRecord, options: SaveTask
       Keys.unqueued,
       Keys.delayed,
       ...(dependencies.length > 0 ? [Keys.waiting] : []),
-      ...dependencies.flatMap((id) => [Keys.status(id), Keys.dependents(id)]),
+      ...dependencies.flatMap((id) => [Keys.status(id), Keys.dependents(id), Keys.dependentIds(id)]),
     ],
     [
       ttlSeconds,

@@ -105,5 +105,12 @@ describe("taskctl get", () => {
       describeTask(create(TaskSchema, { ...base, dependencyPolicy: DependencyPolicy.ALL_FINISHED })).split("\n"),
     ).toContain("after     a, b finished, whatever the outcome");
     expect(describeTask(create(TaskSchema, { taskId: "t", type: "echo" }))).not.toContain("after");
+    // What comes after it: the ids listed, and how many more there are.
+    expect(
+      describeTask(create(TaskSchema, { taskId: "t", type: "echo", dependents: ["c", "d"], dependentsTotal: 5 })).split(
+        "\n",
+      ),
+    ).toContain("before    c, d and 3 more");
+    expect(describeTask(create(TaskSchema, { taskId: "t", type: "echo" }))).not.toContain("before");
   });
 });

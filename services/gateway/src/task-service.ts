@@ -23,6 +23,7 @@ import { type CallContext, type ServiceHandlers, type TaskService, taskLimitFiel
 import {
   applyStatus,
   claimIdempotencyKey,
+  dependentsOf,
   markQueued,
   perTurnBatcher,
   readResult,
@@ -77,6 +78,8 @@ export interface TaskServiceOptions {
 }
 
 const tracer = trace.getTracer("@tm/gateway");
+/** GetTask lists at most this many of a task's dependents (Task.dependents; dependents_total counts them all). */
+const DEPENDENTS_LISTED = 100;
 
 type TaskServiceMethods = typeof TaskService extends { method: infer M } ? M : never;
 export type TaskServiceHandlers = ServiceHandlers<TaskServiceMethods>;
@@ -386,11 +389,12 @@ export function taskServiceHandlers(
     async getTask(request, ctx) {
       const taskId = parseTaskId(request.taskId);
       const task = await requireTask(taskId, ctx);
-      const [status, result, dependenciesUnfinished] = await redisCall("reading the task status", () =>
+      const [status, result, dependenciesUnfinished, dependents] = await redisCall("reading the task status", () =>
         Promise.all([
           readStatus(rt.redis, taskId),
           readResult(rt.redis, taskId),
           task.dependsOn ? unfinishedDependencies(rt.redis, taskId) : 0,
+          dependentsOf(rt.redis, taskId, DEPENDENTS_LISTED),
         ]),
       );
       return {
@@ -409,6 +413,8 @@ export function taskServiceHandlers(
           dependsOn: task.dependsOn ?? [],
           dependenciesUnfinished,
           dependencyPolicy: dependencyPolicyToProto(task),
+          dependents: dependents.ids,
+          dependentsTotal: dependents.total,
         },
       };
     },

@@ -192,6 +192,8 @@ test("bad dependencies are refused naming the field: failed, unknown, repeated, 
     code: Code.FailedPrecondition,
     rawMessage: `depends_on: task ${failed} is CANCELLED, so this task could never run (replay or resubmit that one first)`,
   });
+  // A refused task is not listed after it.
+  expect((await g.client.getTask({ taskId: failed })).task?.dependentsTotal).toBe(0);
   const unknown = crypto.randomUUID();
   expect(await rejection(submit([unknown]))).toMatchObject({
     code: Code.InvalidArgument,
@@ -241,6 +243,12 @@ describe("a graph of tasks in one SubmitTasks call (depends_on_batch_items)", ()
     const { task } = await g.client.getTask({ taskId: join });
     expect(task?.dependsOn).toEqual([outside, right, left]);
     expect(task?.dependenciesUnfinished).toBe(3);
+    // Each lists what comes after it.
+    const rootTask = (await g.client.getTask({ taskId: root })).task;
+    expect([...(rootTask?.dependents ?? [])].sort()).toEqual([left, right].sort());
+    expect(rootTask?.dependentsTotal).toBe(2);
+    expect((await g.client.getTask({ taskId: outside })).task?.dependents).toEqual([join]);
+    expect((await g.client.getTask({ taskId: join })).task?.dependentsTotal).toBe(0);
 
     await finish(root, "SUCCEEDED");
     await waitFor("both branches queued", async () => (await ingested(left)) + (await ingested(right)) === 2);
@@ -248,6 +256,8 @@ describe("a graph of tasks in one SubmitTasks call (depends_on_batch_items)", ()
     await Promise.all([finish(left, "SUCCEEDED"), finish(right, "SUCCEEDED"), finish(outside, "SUCCEEDED")]);
     await waitFor("the join queued", async () => (await ingested(join)) > 0);
     expect(await ingested(join)).toBe(1);
+    // Still listed once released: the list is of what came after it, not of what waits.
+    expect((await g.client.getTask({ taskId: root })).task?.dependentsTotal).toBe(2);
   });
 
   test("a chain longer than a batch's lanes is accepted in order, each task waiting for the one before it", async () => {

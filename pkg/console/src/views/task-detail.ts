@@ -203,14 +203,20 @@ export const taskDetailView: View = (main, { params, config }) => {
   /** The worker (host:pid) that ran the task's latest attempt, from its audit records; "" before one ran. */
   let ranOn = "";
 
+  /** Task ids, each linked to its page. */
+  const taskLinks = (ids: readonly string[]) =>
+    ids.flatMap((id, i) => [...(i > 0 ? [", "] : []), h("a", { href: `/tasks/${id}`, class: "mono" }, id)]);
+
   /** The tasks it waits for (depends_on), each linked, and how many it still waits for. */
   function dependencies(task: Task): Node {
-    const links = task.dependsOn.flatMap((id, i) => [
-      ...(i > 0 ? [", "] : []),
-      h("a", { href: `/tasks/${id}`, class: "mono" }, id),
-    ]);
     const waiting = task.dependenciesUnfinished > 0 ? ` (waiting for ${task.dependenciesUnfinished})` : "";
-    return h("span", {}, ...links, waiting);
+    return h("span", {}, ...taskLinks(task.dependsOn), waiting);
+  }
+
+  /** The tasks that wait (or waited) for it, each linked, and how many more the gateway did not list. */
+  function dependents(task: Task): Node {
+    const more = task.dependentsTotal - task.dependents.length;
+    return h("span", {}, ...taskLinks(task.dependents), more > 0 ? ` and ${more} more` : "");
   }
 
   function drawTask(task: Task) {
@@ -225,6 +231,7 @@ export const taskDetailView: View = (main, { params, config }) => {
       ...(task.runAt ? ([["Runs at", `${formatTime(dateOf(task.runAt))} (delayed)`]] as [string, string][]) : []),
       ...(limitsOf(task) ? ([["Limits", limitsOf(task)]] as [string, string][]) : []),
       ...(task.dependsOn.length > 0 ? ([["After", dependencies(task)]] as [string, Node][]) : []),
+      ...(task.dependentsTotal > 0 ? ([["Before", dependents(task)]] as [string, Node][]) : []),
       ...(ranOn ? ([["Worker", ranOn]] as [string, string][]) : []),
       ["Trace", link],
       [

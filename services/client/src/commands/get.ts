@@ -33,6 +33,10 @@ export function describeTask(task: Task): string {
     const policy = task.dependencyPolicy === DependencyPolicy.ALL_FINISHED ? " finished, whatever the outcome" : "";
     lines.push(`after     ${task.dependsOn.join(", ")}${policy}${waiting}`);
   }
+  if (task.dependentsTotal > 0) {
+    const more = task.dependentsTotal - task.dependents.length;
+    lines.push(`before    ${task.dependents.join(", ")}${more > 0 ? ` and ${more} more` : ""}`);
+  }
   if (task.timeout) lines.push(`timeout   ${formatDuration(durationMs(task.timeout))} per attempt`);
   if (task.maxAttempts) lines.push(`attempts  at most ${task.maxAttempts}`);
   if (task.retryBackoff) lines.push(`retries   ${retryBackoffText(task.retryBackoff, formatDuration)}`);
