@@ -12,6 +12,7 @@ import {
   applyStatusUpdates,
   auditAppender,
   dependencyOutcomesOf,
+  dependentsOf,
   Keys,
   markCancelled,
   readDeadLetters,
@@ -234,6 +235,23 @@ describe("results and lists", () => {
     ]);
     // A task without dependencies (or unknown): none.
     expect(await dependencyOutcomesOf(redis, ok)).toEqual([]);
+    // Each dependency lists the task among its dependents.
+    expect(await dependentsOf(redis, ok, 10)).toEqual({ ids: [child], total: 1 });
+  });
+
+  test("saveTask refuses a task one of whose dependencies FAILED, naming it, and writes nothing", async () => {
+    const [running, bad, child] = [1, 2, 3].map(() => crypto.randomUUID()) as [string, string, string];
+    await applyStatus(redis, event(running, "RUNNING"));
+    await applyStatus(redis, event(bad, "FAILED"));
+    const record = { type: "echo", priority: "low" as const, payload: {}, metadata: {}, generation: 0 };
+    const saved = await saveTask(
+      redis,
+      { ...record, taskId: child, createdAt: new Date().toISOString(), dependsOn: [running, bad] },
+      { ttlSeconds: 60 },
+    );
+    expect(saved).toEqual({ refusedBy: { dependency: bad, state: "FAILED" } });
+    expect(await redis.exists(Keys.task(child), Keys.dependents(running), Keys.dependentIds(running))).toBe(0);
+    expect(await redis.hexists(Keys.waiting, child)).toBe(0);
   });
 
   test("the first result of a generation wins; a replay's result replaces it", async () => {
