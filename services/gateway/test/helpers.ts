@@ -1,10 +1,12 @@
 import { ConnectError } from "@connectrpc/connect";
 import {
+  type AuditEvent,
   decodeMessage,
   type StatusEvent,
   StatusEventSchema,
   type StatusUpdate,
   type Subject,
+  Subjects,
   statusEvent,
 } from "@tm/flow";
 import { startService } from "@tm/kit";
@@ -114,6 +116,17 @@ export async function streamMessagesOf<S extends Subject>(
     }
   }
   return found;
+}
+
+/** The actions of the audit events in EVENTS that `matches` takes (admin changes have no task), oldest first. */
+export async function auditActionsOf(nc: NatsConnection, matches: (event: AuditEvent) => boolean): Promise<string[]> {
+  const actions: string[] = [];
+  for await (const stored of storedMessagesOf(nc, "EVENTS")) {
+    if (stored.subject !== Subjects.audit) continue;
+    const event = decodeMessage(Subjects.audit, stored.data);
+    if (matches(event)) actions.push(event.action);
+  }
+  return actions;
 }
 
 /** The error a call failed with, as a ConnectError; throws when the call succeeded. */

@@ -4,26 +4,18 @@
  * is audited once; an unknown type is INVALID_ARGUMENT naming it.
  */
 import { Code } from "@connectrpc/connect";
-import { decodeMessage, Subjects } from "@tm/flow";
 import { Keys } from "@tm/store";
 import { useClients, useInfra } from "@tm/testkit";
 import { expect, test } from "vitest";
-import { rejection, storedMessagesOf, useGateway } from "./helpers.js";
+import { auditActionsOf, rejection, useGateway } from "./helpers.js";
 
 const infra = useInfra();
 const clients = useClients(infra);
 const g = useGateway(infra);
 
 /** The type_paused / type_resumed audit events of a type, oldest first. */
-async function pauseAudits(type: string): Promise<string[]> {
-  const actions: string[] = [];
-  for await (const stored of storedMessagesOf(clients.nc, "EVENTS")) {
-    if (stored.subject !== Subjects.audit) continue;
-    const event = decodeMessage(Subjects.audit, stored.data);
-    if (event.detail?.type === type && event.action.startsWith("type_")) actions.push(event.action);
-  }
-  return actions;
-}
+const pauseAudits = (type: string) =>
+  auditActionsOf(clients.nc, (event) => event.detail?.type === type && event.action.startsWith("type_"));
 
 test("a type's pause is set and lifted on its own: its other limits stay; repeated calls change nothing", async () => {
   await g.admin.setTypeLimit({ limit: { type: "sleep", globalConcurrency: 3, ratePerSecond: 2, rateBurst: 4 } });

@@ -4,11 +4,10 @@
  * it, and ListWorkers shows a worker quiet as the worker reports it. (What the worker does: services/worker quiet.)
  */
 import { Code } from "@connectrpc/connect";
-import { decodeMessage, Subjects } from "@tm/flow";
 import { Keys, reportWorker, type WorkerReport } from "@tm/store";
 import { useClients, useInfra } from "@tm/testkit";
 import { expect, test } from "vitest";
-import { rejection, storedMessagesOf, useGateway } from "./helpers.js";
+import { auditActionsOf, rejection, useGateway } from "./helpers.js";
 
 const infra = useInfra();
 const clients = useClients(infra);
@@ -33,15 +32,8 @@ function report(id: string, quiet = false): WorkerReport {
 }
 
 /** The worker_quieted / worker_resumed audit events of a worker, oldest first, with who made the change. */
-async function quietAudits(worker: string): Promise<string[]> {
-  const actions: string[] = [];
-  for await (const stored of storedMessagesOf(clients.nc, "EVENTS")) {
-    if (stored.subject !== Subjects.audit) continue;
-    const event = decodeMessage(Subjects.audit, stored.data);
-    if (event.detail?.worker === worker && event.action.startsWith("worker_")) actions.push(event.action);
-  }
-  return actions;
-}
+const quietAudits = (worker: string) =>
+  auditActionsOf(clients.nc, (event) => event.detail?.worker === worker && event.action.startsWith("worker_"));
 
 test("a live worker is quieted and resumed; repeats change nothing; each change audited once", async () => {
   await reportWorker(clients.redis, report("box:7"), 60_000);
