@@ -183,7 +183,10 @@ describe("AdminService", () => {
     const enricher = pipeline.services.get("enricher")!;
     await enricher.process.stop();
     const { taskId } = await pipeline.client.submitTask({ type: "echo", payload: { replay: true } });
+    // A task waiting for it: cancelled by its failure, revived by its replay.
+    const { taskId: after } = await pipeline.client.submitTask({ type: "echo", dependsOn: [taskId] });
     expect(stateNames(await collectStream(pipeline.client, taskId)).at(-1)).toBe("FAILED");
+    expect(stateNames(await collectStream(pipeline.client, after)).at(-1)).toBe("CANCELLED");
 
     let listed = await admin.listDeadLetters({ filter: { taskId } });
     await waitFor("the dead letter", async () => {
@@ -203,7 +206,13 @@ describe("AdminService", () => {
     const stream = collectStream(pipeline.client, taskId);
     const replay = await admin.replayDeadLetters({ ids: [letter!.id] });
     expect(replay.outcomes).toEqual([
-      expect.objectContaining({ id: letter!.id, result: ReplayResult.REPLAYED, taskId, generation: 1 }),
+      expect.objectContaining({
+        id: letter!.id,
+        result: ReplayResult.REPLAYED,
+        taskId,
+        generation: 1,
+        revivedDependents: [after],
+      }),
     ]);
     // The stream opened before the replay ends at the old FAILED; a new one follows the new generation.
     await stream;
@@ -218,6 +227,20 @@ describe("AdminService", () => {
       { timeoutMs: 45_000 },
     );
     expect(await readResult(pipeline.redisClient, taskId)).toMatchObject({ generation: 1, output: { replay: true } });
+    // The revived task ran after it, as generation 1, once.
+    expect(stateNames(await collectStream(pipeline.client, after)).at(-1)).toBe("SUCCEEDED");
+    await waitFor(
+      "the revived task's result",
+      async () => (await readResult(pipeline.redisClient, after)) !== undefined,
+    );
+    expect(await readResult(pipeline.redisClient, after)).toMatchObject({ generation: 1 });
+    const historyOf = async (id: string) => (await admin.getTaskHistory({ taskId: id })).events.map((e) => e.action);
+    await waitFor("the revived task's succeeded audit event", async () =>
+      (await historyOf(after)).includes("succeeded"),
+    );
+    const afterHistory = await historyOf(after);
+    expect(afterHistory.filter((action) => action === "revived")).toHaveLength(1);
+    expect(afterHistory.filter((action) => action === "succeeded")).toHaveLength(1);
 
     let replayed: { detail?: unknown } | undefined;
     await waitFor("the replayed audit event", async () => {

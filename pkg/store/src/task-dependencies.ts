@@ -15,8 +15,9 @@ import type { TaskState } from "@tm/flow";
 import type { Redis } from "ioredis";
 import { Keys } from "./keys.js";
 import { scoredMembers } from "./scored.js";
+import { luaScript } from "./script.js";
 import { readStatus } from "./status.js";
-import { readResult, readTask } from "./tasks.js";
+import { readResult, readTask, type TaskRecord } from "./tasks.js";
 
 /** What one of a task's dependencies came to, as the task's handler reads it (the worker's ctx.dependencies()). */
 export interface DependencyOutcome {
@@ -96,4 +97,80 @@ export async function dependencyFailures(redis: Redis, limit: number): Promise<D
 /** Takes a failure out of tasks_dependency_failed once its task was cancelled (or had finished). */
 export async function forgetDependencyFailure(redis: Redis, failure: Pick<DependencyFailure, "member">): Promise<void> {
   await redis.zrem(Keys.dependencyFailed, failure.member);
+}
+
+/** The cancel reason the gateway gives a task whose dependency ended FAILED or CANCELLED (tasks_dependency_failed). */
+export function dependencyCancelReason(dependency: string, state: string): string {
+  return `dependency ${dependency} ended ${state}`;
+}
+
+// Revives a task that was CANCELLED because a dependency failed (its cancel marker says "dependency <cause> ended …"),
+// once that dependency was replayed: a new generation of it (revivedGeneration), its cancel marker cleared, waiting
+// again for its dependencies as saveTask would register it (task_dependents of each unfinished one, tasks_waiting
+// with their count; none unfinished: due at once in tasks_delayed). Nothing is written when it is not so cancelled, or
+// when another dependency FAILED or was CANCELLED (it could never run; unless it runs once they all finished).
+// KEYS: task:<id>, task_status:<id>, task_cancel:<id>, tasks_waiting, tasks_delayed, then per dependency its
+// task_status and task_dependents. ARGV: the task id, the expected reason's prefix, now (ms), the TTL (s).
+// Answers {generation, waiting}, or {0, why}.
+const REVIVE = luaScript(`
+if redis.call('HGET', KEYS[2], 'state') ~= 'CANCELLED' then return {0, 'not cancelled'} end
+local reason = redis.call('GET', KEYS[3])
+if not reason or string.sub(reason, 1, #ARGV[2]) ~= ARGV[2] then return {0, 'cancelled for another reason'} end
+local finishing = redis.call('HGET', KEYS[1], 'dependencyPolicy') == 'all-finished'
+if not finishing then
+  for i = 6, #KEYS, 2 do
+    local state = redis.call('HGET', KEYS[i], 'state')
+    if state == 'FAILED' or state == 'CANCELLED' then return {0, 'another dependency is ' .. state} end
+  end
+end
+local generation = redis.call('HINCRBY', KEYS[1], 'generation', 1)
+redis.call('HSET', KEYS[1], 'revivedGeneration', generation)
+redis.call('DEL', KEYS[3])
+local waiting = 0
+for i = 6, #KEYS, 2 do
+  local state = redis.call('HGET', KEYS[i], 'state')
+  local done = state == 'SUCCEEDED' or (finishing and (state == 'FAILED' or state == 'CANCELLED'))
+  if not done then
+    redis.call('HSET', KEYS[i + 1], ARGV[1], finishing and '0 finished' or '0')
+    redis.call('EXPIRE', KEYS[i + 1], ARGV[4])
+    waiting = waiting + 1
+  end
+end
+if waiting > 0 then
+  redis.call('HSET', KEYS[4], ARGV[1], waiting)
+else
+  redis.call('ZADD', KEYS[5], ARGV[3], ARGV[1])
+end
+return {generation, waiting}
+`);
+
+export type Revival = { revived: true; generation: number; waitingFor: number } | { revived: false; why: string };
+
+/**
+ * Revives `task` (its record as read), CANCELLED because `cause` failed, now that `cause` was replayed (see REVIVE):
+ * the caller then writes the new generation's PENDING status.
+ */
+export async function reviveDependent(
+  redis: Redis,
+  task: Pick<TaskRecord, "taskId" | "dependsOn">,
+  cause: string,
+  ttlSeconds: number,
+): Promise<Revival> {
+  const dependencies = task.dependsOn ?? [];
+  const reply = (await REVIVE.run(
+    redis,
+    [
+      Keys.task(task.taskId),
+      Keys.status(task.taskId),
+      Keys.cancel(task.taskId),
+      Keys.waiting,
+      Keys.delayed,
+      ...dependencies.flatMap((id) => [Keys.status(id), Keys.dependents(id)]),
+    ],
+    [task.taskId, `${dependencyCancelReason(cause, "")}`, Date.now(), ttlSeconds],
+  )) as [number, number | string];
+  const [generation, detail] = reply;
+  return generation > 0
+    ? { revived: true, generation, waitingFor: Number(detail) }
+    : { revived: false, why: String(detail) };
 }

@@ -31,6 +31,9 @@ export interface TaskRecord {
   dependsOn?: string[];
   /** "all-finished": it runs once they all finished, whatever the outcome; absent: all must succeed. */
   dependencyPolicy?: "all-finished";
+  /** The generation a replay of a dependency revived it as (reviveDependent): it waits for its dependencies again,
+   *  and the delayed-task releaser queues that generation. */
+  revivedGeneration?: number;
 }
 
 // The task record with its TTL, and its entry in the listing index, which is trimmed of tasks whose records have
@@ -198,6 +201,7 @@ export function parseTaskHash(hash: Record<string, string>): TaskRecord | undefi
     ...(hash.dependsOn ? { dependsOn: hash.dependsOn.split(",") } : {}),
     ...(hash.dependencyPolicy === "all-finished" ? { dependencyPolicy: "all-finished" as const } : {}),
     ...(positive(hash.autoRequeues) ? { autoRequeues: Number(hash.autoRequeues) } : {}),
+    ...(positive(hash.revivedGeneration) ? { revivedGeneration: Number(hash.revivedGeneration) } : {}),
   };
 }
 

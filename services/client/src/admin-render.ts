@@ -264,10 +264,16 @@ export function renderReplay(outcomes: ReplayOutcome[], more: boolean): string {
       o.id,
       o.taskId || "-",
       replayResultName(o.result),
-      o.result === ReplayResult.REPLAYED ? generationDetail(o) : o.reason,
+      o.result === ReplayResult.REPLAYED ? `${generationDetail(o)}${revivedDetail(o.revivedDependents)}` : o.reason,
     ]),
   );
   return more ? `${rows}\nmore dead letters match: run the command again` : rows;
+}
+
+/** The tasks a replay revived (those its failure had cancelled), when it revived any. */
+function revivedDetail(revived: readonly string[]): string {
+  if (revived.length === 0) return "";
+  return `; revived ${revived.length} task${revived.length === 1 ? "" : "s"} it had cancelled: ${revived.join(", ")}`;
 }
 
 export function renderDiscard(outcomes: DiscardOutcome[], more: boolean): string {

@@ -159,7 +159,7 @@ refused line (2 invalid, 4 unavailable, 5 other).`,
   ),
   dlq: page(
     "Usage: taskctl dlq ls [--reason R] [--subject S] [--task ID] [--limit N] [--page-token TOKEN]\n       taskctl dlq replay <id...> | --all [--reason R] [--subject S] [--task ID]\n       taskctl dlq discard <id...> | --all [--reason R] [--subject S] [--task ID]",
-    "ls lists dead letters newest first (id, task, subject, reason, attempts, error).\nreplay sends dead-lettered tasks through the pipeline again as a new generation and removes the letters;\na letter that is not a task (or whose task succeeded, was cancelled or expired) is reported, not replayed (exit 1).\ndiscard removes letters that will not be replayed (the task stays FAILED; its history records the discard),\nso that the list keeps what still needs a decision.",
+    "ls lists dead letters newest first (id, task, subject, reason, attempts, error).\nreplay sends dead-lettered tasks through the pipeline again as a new generation and removes the letters; the tasks\nwaiting for one (depends_on) that its failure cancelled wait for it again (listed as revived);\na letter that is not a task (or whose task succeeded, was cancelled or expired) is reported, not replayed (exit 1).\ndiscard removes letters that will not be replayed (the task stays FAILED; its history records the discard),\nso that the list keeps what still needs a decision.",
     `Options:
   --all             replay or discard every dead letter (up to 500 per call; run again while more remain)
   --reason R        only letters of this reason: invalid, exhausted or rejected (ls, --all)

@@ -236,6 +236,17 @@ describe("operator tables", () => {
       "TASKS:9  t     replayed             generation 2",
       "more dead letters match: run the command again",
     ]);
+    // A replay that revived the tasks its failure had cancelled names them.
+    const revived = create(ReplayOutcomeSchema, {
+      id: "TASKS:9",
+      taskId: "t",
+      result: ReplayResult.REPLAYED,
+      generation: 1,
+      revivedDependents: ["c1", "c2"],
+    });
+    expect(renderReplay([revived], false).split("\n")[1]).toBe(
+      "TASKS:9  t     replayed  generation 1; revived 2 tasks it had cancelled: c1, c2",
+    );
   });
 
   test("requeue outcomes: the state each task was stalled in, and the new generation or the reason", () => {

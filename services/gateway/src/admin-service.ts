@@ -319,6 +319,7 @@ export function adminServiceHandlers(
           generation: outcome.result === "replayed" ? outcome.generation : 0,
           reason: outcome.result === "replayed" ? (outcome.queuePending ?? "") : outcome.reason,
           queuePending: outcome.result === "replayed" && outcome.queuePending !== undefined,
+          revivedDependents: outcome.result === "replayed" ? outcome.revivedDependents : [],
         })),
         more: letters.more,
       };

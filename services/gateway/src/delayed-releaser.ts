@@ -75,9 +75,12 @@ export function startDelayedReleaser(rt: Runtime, options: DelayedReleaserOption
   async function releaseOne(entry: DelayedEntry, nowMs: number): Promise<ReleaseAction> {
     const { taskId } = entry;
     const [task, status] = await Promise.all([readTask(rt.redis, taskId), readStatus(rt.redis, taskId)]);
-    // Only the submission (generation 0) is ever delayed: a later generation was queued by a requeue meanwhile.
-    const movedOn = (status !== undefined && status.state !== "PENDING") || task?.generation !== 0;
-    if (task === undefined || movedOn) {
+    // Only the submission (generation 0) is delayed, and a task revived to wait for its dependencies again (its
+    // revivedGeneration): another generation was queued by a requeue meanwhile. The status of an older generation is
+    // one a revival has not replaced yet (its PENDING is written after the revival's script): written below.
+    const waitingGeneration = task && (task.generation === 0 || task.revivedGeneration === task.generation);
+    const current = status && task && status.generation >= task.generation ? status : undefined;
+    if (task === undefined || !waitingGeneration || (current !== undefined && current.state !== "PENDING")) {
       await markQueued(rt.redis, [taskId]);
       return "dropped";
     }
@@ -103,7 +106,7 @@ export function startDelayedReleaser(rt: Runtime, options: DelayedReleaserOption
     try {
       // The submission's PENDING write may have failed after its record was saved (the client was told so, and a
       // retry with its idempotency key leaves the task to this releaser): write it now.
-      if (!status) {
+      if (!current) {
         await recordStatus(rt, { taskId, state: "PENDING", source: rt.name, generation });
         await rt.confirmRedisWrites(); // with REDIS_WAIT_REPLICAS, held by the replicas before the task is queued
       }

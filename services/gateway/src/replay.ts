@@ -23,13 +23,22 @@ import type { Runtime } from "@tm/kit";
 import { claimReplay, type DeadLetterLine, readStatus, readTask } from "@tm/store";
 import { dependency } from "./dependencies.js";
 import { isGenerationNotQueued, queueGeneration } from "./queue-generation.js";
+import { reviveDependents } from "./revive-dependents.js";
 
 /** The task stages' subjects, the worker pools' included; tasks.results' letters are results, not tasks. */
 const isReplayable = (subject: string) => isTaskSubject(subject) && subject !== Subjects.results;
 
 export type ReplayOutcome =
-  /** `queuePending`: the generation started but NATS or Redis failed while queueing it (why); the sweeper queues it. */
-  | { id: string; result: "replayed"; taskId: string; generation: number; queuePending?: string }
+  /** `queuePending`: the generation started but NATS or Redis failed while queueing it (why); the sweeper queues it.
+   *  `revivedDependents`: the tasks its failure had cancelled, waiting for it again (revive-dependents.ts). */
+  | {
+      id: string;
+      result: "replayed";
+      taskId: string;
+      generation: number;
+      queuePending?: string;
+      revivedDependents: string[];
+    }
   | { id: string; result: "not_found"; taskId?: string; reason: string }
   | { id: string; result: "failed_precondition"; taskId?: string; reason: string }
   /** Redis or NATS did not answer before the letter was claimed (given by the admin call, batch-outcomes.ts). */
@@ -96,6 +105,7 @@ export async function replayDeadLetter(
     },
     discriminator: generation,
   };
+  let queuePending: string | undefined;
   try {
     await queueGeneration(
       rt,
@@ -108,7 +118,19 @@ export async function replayDeadLetter(
   } catch (error) {
     // Committed: the sweeper queues it (and audits "requeued").
     if (!isGenerationNotQueued(error)) throw error;
-    return { id, result: "replayed", taskId, generation, queuePending: error.rawMessage };
+    queuePending = error.rawMessage;
   }
-  return { id, result: "replayed", taskId, generation };
+  // The replay stands whatever happens here: a failure leaves the rest of its dependents cancelled (logged).
+  const revivedDependents = await reviveDependents(rt, taskId).catch((error: unknown) => {
+    rt.log.warn({ err: error, taskId }, "could not revive the tasks the replayed task's failure cancelled");
+    return [];
+  });
+  return {
+    id,
+    result: "replayed",
+    taskId,
+    generation,
+    ...(queuePending === undefined ? {} : { queuePending }),
+    revivedDependents,
+  };
 }

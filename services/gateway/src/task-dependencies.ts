@@ -8,7 +8,14 @@
 import { Code, ConnectError } from "@connectrpc/connect";
 import { isTerminal } from "@tm/flow";
 import type { Runtime } from "@tm/kit";
-import { dependencyFailures, forgetDependencyFailure, readStatus, readTask, type TaskRecord } from "@tm/store";
+import {
+  dependencyCancelReason,
+  dependencyFailures,
+  forgetDependencyFailure,
+  readStatus,
+  readTask,
+  type TaskRecord,
+} from "@tm/store";
 import { cancelTask } from "./cancel-task.js";
 import type { RedisCall } from "./redis-call.js";
 import { invalid } from "./validation.js";
@@ -61,7 +68,7 @@ export async function cancelFailedDependents(
 ): Promise<number> {
   let cancelled = 0;
   for (const failure of await dependencyFailures(rt.redis, ROUND_LIMIT)) {
-    const reason = `dependency ${failure.dependency} ended ${failure.state}`;
+    const reason = dependencyCancelReason(failure.dependency, failure.state);
     const outcome = await cancelTask(rt, redisCall, failure.taskId, reason, count);
     if (outcome.result === "cancelled") {
       cancelled += 1;

@@ -11,8 +11,14 @@ import { create } from "@bufbuild/protobuf";
 import { DurationSchema } from "@bufbuild/protobuf/wkt";
 import { Code } from "@connectrpc/connect";
 import { type AuditEvent, Subjects, type TaskState } from "@tm/flow";
-import { DependencyPolicy, Priority, TaskState as ProtoTaskState, type SubmitTaskOutcome } from "@tm/proto";
-import { applyStatus, Keys } from "@tm/store";
+import {
+  DependencyPolicy,
+  Priority,
+  TaskState as ProtoTaskState,
+  ReplayResult,
+  type SubmitTaskOutcome,
+} from "@tm/proto";
+import { appendDeadLetter, applyStatus, Keys } from "@tm/store";
 import { useInfra, waitFor } from "@tm/testkit";
 import { describe, expect, test } from "vitest";
 import { QueueStats } from "../src/queue-stats.js";
@@ -162,6 +168,59 @@ test("a task with a delay and dependencies is queued at the later of the two", a
   await finish(dependency, "SUCCEEDED");
   await waitFor("the waiting task queued", async () => (await ingested(waiter)) > 0, { timeoutMs: 10_000 });
   expect(Date.now() - submittedAt).toBeGreaterThanOrEqual(1_500);
+});
+
+test("replaying a failed dependency revives the tasks its failure cancelled, which wait for it again and then run", async () => {
+  const [ok, bad] = [await submit(), await submit()];
+  const child = await submit([ok, bad]);
+  const grandchild = await submit([child]);
+  const unrelated = await submit([bad]);
+  await finish(bad, "FAILED");
+  await waitFor("the three cancelled", async () =>
+    (await Promise.all([child, grandchild, unrelated].map(stateOf))).every((s) => s === ProtoTaskState.CANCELLED),
+  );
+  // An operator's own cancel is not the failure's: that task stays cancelled. (Cancelled again after the failure's.)
+  await clients.redis.set(Keys.cancel(unrelated), "no longer needed");
+  await finish(ok, "SUCCEEDED");
+
+  // The failed task's dead letter, as the deadletter service writes it, replayed.
+  const letterId = `TASKS:${Date.now()}`;
+  await appendDeadLetter(clients.redis, {
+    id: letterId,
+    taskId: bad,
+    subject: Subjects.ingest,
+    consumer: "ingest",
+    reason: "exhausted",
+    error: "enricher unavailable",
+    attempts: 5,
+    at: new Date().toISOString(),
+    message: { taskId: bad, type: "echo", priority: "medium", payload: {}, generation: 0 },
+  });
+  const [outcome] = (await g.admin.replayDeadLetters({ ids: [letterId] })).outcomes;
+  expect(outcome).toMatchObject({
+    result: ReplayResult.REPLAYED,
+    generation: 1,
+    revivedDependents: [child, grandchild],
+  });
+
+  // Both PENDING again as generation 1, waiting (the child for the replayed task, the grandchild for the child).
+  for (const id of [child, grandchild]) {
+    const { task } = await g.client.getTask({ taskId: id });
+    expect(task?.status?.state).toBe(ProtoTaskState.PENDING);
+    expect(task?.dependenciesUnfinished).toBe(1);
+    expect((await audited(id)).find((e) => e.action === "revived")?.detail).toMatchObject({ generation: 1 });
+  }
+  expect(await clients.redis.exists(Keys.cancel(child))).toBe(0);
+  expect(await stateOf(unrelated)).toBe(ProtoTaskState.CANCELLED);
+
+  // The replay succeeds: the child is queued as generation 1, then the grandchild after the child.
+  await applyStatus(clients.redis, event({ taskId: bad, state: "SUCCEEDED", generation: 1 }));
+  await waitFor("the child queued", async () => (await ingested(child)) > 0);
+  const [queued] = await streamMessagesOf(clients.nc, "TASKS", Subjects.ingest, child);
+  expect(queued).toMatchObject({ msgId: `${child}:ingest:1`, message: { generation: 1 } });
+  expect(await ingested(grandchild)).toBe(0);
+  await applyStatus(clients.redis, event({ taskId: child, state: "SUCCEEDED", generation: 1 }));
+  await waitFor("the grandchild queued", async () => (await ingested(grandchild)) > 0);
 });
 
 /** tm_tasks_waiting{reason} on the gateway's /metrics (undefined while it has none). */

@@ -114,7 +114,11 @@ export const deadLettersView: View = (main) => {
         .filter((outcome) => outcome.result !== ReplayResult.REPLAYED)
         .map((outcome) => `${outcome.taskId || outcome.id}: ${outcome.reason || ReplayResult[outcome.result]}`);
       const queuedLater = pending > 0 ? ` ${pending} of them queued by the requeue sweeper once NATS answers.` : "";
-      const text = `Replayed ${replayed} of ${outcomes.length}.${queuedLater}${refused.length > 0 ? ` Not replayed: ${refused.join("; ")}` : ""}`;
+      // The tasks their failures had cancelled (depends_on), waiting for them again.
+      const revived = outcomes.reduce((sum, outcome) => sum + outcome.revivedDependents.length, 0);
+      const revivedText =
+        revived > 0 ? ` Revived ${revived} task${revived === 1 ? "" : "s"} their failures had cancelled.` : "";
+      const text = `Replayed ${replayed} of ${outcomes.length}.${queuedLater}${revivedText}${refused.length > 0 ? ` Not replayed: ${refused.join("; ")}` : ""}`;
       announce(text);
       await load("");
       status.textContent = text;

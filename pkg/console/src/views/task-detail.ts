@@ -95,10 +95,14 @@ export const taskDetailView: View = (main, { params, config }) => {
       const { outcomes } = await admin.replayDeadLetters({ all: true, filter: { taskId } });
       const replayed = outcomes.find((outcome) => outcome.result === ReplayResult.REPLAYED);
       if (replayed) {
+        const revived = replayed.revivedDependents.length;
         announce(
-          replayed.queuePending
+          (replayed.queuePending
             ? `Task retried as generation ${replayed.generation}; the requeue sweeper queues it once NATS answers.`
-            : `Task retried as generation ${replayed.generation}.`,
+            : `Task retried as generation ${replayed.generation}.`) +
+            (revived > 0
+              ? ` ${revived} task${revived === 1 ? "" : "s"} its failure had cancelled wait for it again.`
+              : ""),
         );
         reachedAt.clear(); // the new generation's stages
         void follow();
