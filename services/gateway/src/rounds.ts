@@ -1,16 +1,24 @@
 /**
- * A gateway's periodic work (the requeue sweeper, the delayed-task releaser, the schedule runner): a round every
- * `intervalMs`, one at a time, so a round waiting out an outage is not joined by the next ones; `stop` waits for the
- * round under way. The timer does not keep the process alive.
+ * A gateway's periodic work (the requeue sweeper, the delayed-task releaser, the schedule runner, the stalled-task
+ * count): a round every `intervalMs`, one at a time, so a round waiting out an outage is not joined by the next ones.
+ * `stop` waits for the round under way, but at most `stopGraceMs`: a round held by a dependency that is down (Redis
+ * commands queue until it is back) must not hold the shutdown until the process's hard deadline. Left running, it
+ * fails once the connections close, as a crash would leave it: every round's work is safe to cut short (the
+ * sweeper, the releaser's return to tasks_delayed, the schedules' compare-and-set). The timer does not keep the
+ * process alive.
  */
 export interface Rounds {
   stop(): Promise<void>;
 }
 
+/** How long `stop` waits for the round under way by default. */
+export const STOP_GRACE_MS = 3_000;
+
 export function everyInterval(
   intervalMs: number,
   round: () => Promise<unknown>,
   onError: (error: unknown) => void,
+  { stopGraceMs = STOP_GRACE_MS }: { stopGraceMs?: number } = {},
 ): Rounds {
   let running: Promise<unknown> | undefined;
   let stopped = false;
@@ -27,7 +35,15 @@ export function everyInterval(
     async stop() {
       stopped = true;
       clearInterval(timer);
-      await running;
+      if (!running) return;
+      let grace: NodeJS.Timeout | undefined;
+      await Promise.race([
+        running,
+        new Promise<void>((resolve) => {
+          grace = setTimeout(resolve, stopGraceMs);
+        }),
+      ]);
+      clearTimeout(grace);
     },
   };
 }

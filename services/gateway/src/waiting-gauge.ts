@@ -2,8 +2,8 @@
  * tm_tasks_waiting{reason}: the tasks the gateways hold PENDING before queueing them, as BullMQ counts its delayed and
  * waiting-children jobs: `delayed` (tasks_delayed: a run_at not reached yet, or just due and about to be queued by a
  * releaser) and `dependencies` (tasks_waiting: tasks whose depends_on have not all finished). Read from Redis when
- * scraped (two O(1) commands), so it is never older than the scrape; a read that fails or takes over a second leaves
- * the gauge out of that scrape. Every replica reads the same keys: dashboards take the max.
+ * scraped (two O(1) commands), so it is never older than the scrape; while Redis is disconnected, or when a read fails
+ * or takes over a second, the gauge is left out of that scrape. Every replica reads the same keys: dashboards take the max.
  */
 import type { Meter } from "@opentelemetry/api";
 import { Keys } from "@tm/store";
@@ -20,6 +20,8 @@ export function exportWaitingGauge(meter: Meter, redis: Redis, onError: (error: 
         "(their depends_on not all finished)",
     })
     .addCallback(async (result) => {
+      // Disconnected: left out at once, rather than queueing commands (and holding the scrape) until Redis is back.
+      if (redis.status !== "ready") return;
       let timer: NodeJS.Timeout | undefined;
       try {
         const [delayed, dependencies] = await Promise.race([
