@@ -18,6 +18,7 @@ import { scoredMembers } from "./scored.js";
 import { luaScript } from "./script.js";
 import { readStatus } from "./status.js";
 import { readResult, readTask, type TaskRecord } from "./tasks.js";
+import { REGISTER_WAITING } from "./waiting-lua.js";
 
 /** What one of a task's dependencies came to, as the task's handler reads it (the worker's ctx.dependencies()). */
 export interface DependencyOutcome {
@@ -112,7 +113,7 @@ export function dependencyCancelReason(dependency: string, state: string): strin
 // KEYS: task:<id>, task_status:<id>, task_cancel:<id>, tasks_waiting, tasks_delayed, then per dependency its
 // task_status and task_dependents. ARGV: the task id, the expected reason's prefix, now (ms), the TTL (s).
 // Answers {generation, waiting}, or {0, why}.
-const REVIVE = luaScript(`
+const REVIVE = luaScript(`${REGISTER_WAITING}
 if redis.call('HGET', KEYS[2], 'state') ~= 'CANCELLED' then return {0, 'not cancelled'} end
 local reason = redis.call('GET', KEYS[3])
 if not reason or string.sub(reason, 1, #ARGV[2]) ~= ARGV[2] then return {0, 'cancelled for another reason'} end
@@ -126,16 +127,7 @@ end
 local generation = redis.call('HINCRBY', KEYS[1], 'generation', 1)
 redis.call('HSET', KEYS[1], 'revivedGeneration', generation)
 redis.call('DEL', KEYS[3])
-local waiting = 0
-for i = 6, #KEYS, 2 do
-  local state = redis.call('HGET', KEYS[i], 'state')
-  local done = state == 'SUCCEEDED' or (finishing and (state == 'FAILED' or state == 'CANCELLED'))
-  if not done then
-    redis.call('HSET', KEYS[i + 1], ARGV[1], finishing and '0 finished' or '0')
-    redis.call('EXPIRE', KEYS[i + 1], ARGV[4])
-    waiting = waiting + 1
-  end
-end
+local waiting = registerWaiting(ARGV[1], '0', ARGV[4], finishing, 6, 2)
 if waiting > 0 then
   redis.call('HSET', KEYS[4], ARGV[1], waiting)
 else

@@ -3,6 +3,7 @@ import { type Priority, type ResultMessage, type RetryBackoff, RetryBackoffSchem
 import type { Redis } from "ioredis";
 import { Bounds, Keys } from "./keys.js";
 import { luaScript } from "./script.js";
+import { REGISTER_WAITING } from "./waiting-lua.js";
 
 export interface TaskRecord {
   taskId: string;
@@ -56,7 +57,7 @@ export interface TaskRecord {
 // ARGV: ttl seconds, index score (createdAt ms), trim cutoff, index member (the task id), entry ("0" none,
 // "1" unqueued, "2" delayed, "3" / "4" waiting for dependencies), the delayed entry's score (with dependencies: the release
 // time, 0 for none), then the record's fields and values.
-const SAVE_TASK = luaScript(`
+const SAVE_TASK = luaScript(`${REGISTER_WAITING}
 local waiting = 0
 local finishing = ARGV[5] == '4'
 if ARGV[5] == '3' then
@@ -74,14 +75,8 @@ if entry == '3' or finishing then
   for i = 6, #KEYS, 3 do
     redis.call('ZADD', KEYS[i + 2], ARGV[2], ARGV[4])
     if redis.call('TTL', KEYS[i + 2]) < tonumber(ARGV[1]) then redis.call('EXPIRE', KEYS[i + 2], ARGV[1]) end
-    local state = redis.call('HGET', KEYS[i], 'state')
-    local done = state == 'SUCCEEDED' or (finishing and (state == 'FAILED' or state == 'CANCELLED'))
-    if not done then
-      redis.call('HSET', KEYS[i + 1], ARGV[4], finishing and (ARGV[6] .. ' finished') or ARGV[6])
-      redis.call('EXPIRE', KEYS[i + 1], ARGV[1])
-      waiting = waiting + 1
-    end
   end
+  waiting = registerWaiting(ARGV[4], ARGV[6], ARGV[1], finishing, 6, 3)
   if waiting > 0 then
     redis.call('HSET', KEYS[5], ARGV[4], waiting)
     return waiting

@@ -20,6 +20,7 @@ import {
 import { appendDeadLetter } from "@tm/store";
 import { REPO_ROOT, type SpawnedService, spawnService, useClients, useInfra, waitFor } from "@tm/testkit";
 import { afterAll, beforeAll, describe, expect, test } from "vitest";
+import { ingestDeadLetter } from "./helpers.js";
 
 const KEYS = {
   alice: "alice-key-0123456789abcdef",
@@ -182,17 +183,7 @@ describe("AdminService", () => {
     // would have written it.
     const { taskId } = await clientOf(gateways[0], KEYS.alice).submitTask({ type: "echo" });
     const letterId = `TASKS:${Date.now()}`;
-    await appendDeadLetter(clients.redis, {
-      id: letterId,
-      taskId,
-      subject: Subjects.ingest,
-      consumer: "ingest",
-      reason: "exhausted",
-      error: "enricher unavailable",
-      attempts: 5,
-      at: new Date().toISOString(),
-      message: { taskId, type: "echo", priority: "medium", payload: {}, generation: 0 },
-    });
+    await appendDeadLetter(clients.redis, ingestDeadLetter(taskId, letterId));
     const admin = createAdminClient({ baseUrl: urlOf(gateways[1]), apiKey: KEYS.alice });
     const replay = await admin.replayDeadLetters({ ids: [letterId] });
     expect(replay.outcomes).toEqual([

@@ -23,7 +23,7 @@ import { useInfra, waitFor } from "@tm/testkit";
 import { describe, expect, test } from "vitest";
 import { QueueStats } from "../src/queue-stats.js";
 import { countStalledTasks } from "../src/stalled-tasks.js";
-import { event, rejection, streamMessagesOf, useClients, useGateway } from "./helpers.js";
+import { event, ingestDeadLetter, rejection, streamMessagesOf, useClients, useGateway } from "./helpers.js";
 
 const infra = useInfra();
 const g = useGateway(infra, { GATEWAY_DELAYED_POLL_MS: "100" });
@@ -185,17 +185,7 @@ test("replaying a failed dependency revives the tasks its failure cancelled, whi
 
   // The failed task's dead letter, as the deadletter service writes it, replayed.
   const letterId = `TASKS:${Date.now()}`;
-  await appendDeadLetter(clients.redis, {
-    id: letterId,
-    taskId: bad,
-    subject: Subjects.ingest,
-    consumer: "ingest",
-    reason: "exhausted",
-    error: "enricher unavailable",
-    attempts: 5,
-    at: new Date().toISOString(),
-    message: { taskId: bad, type: "echo", priority: "medium", payload: {}, generation: 0 },
-  });
+  await appendDeadLetter(clients.redis, ingestDeadLetter(bad, letterId));
   const [outcome] = (await g.admin.replayDeadLetters({ ids: [letterId] })).outcomes;
   expect(outcome).toMatchObject({
     result: ReplayResult.REPLAYED,

@@ -1,6 +1,7 @@
 import { ConnectError } from "@connectrpc/connect";
 import {
   type AuditEvent,
+  type DeadLetter,
   decodeMessage,
   type StatusEvent,
   StatusEventSchema,
@@ -127,6 +128,21 @@ export async function auditActionsOf(nc: NatsConnection, matches: (event: AuditE
     if (matches(event)) actions.push(event.action);
   }
   return actions;
+}
+
+/** An echo task's dead letter as the deadletter service writes it when ingest gave up (the enricher was down). */
+export function ingestDeadLetter(taskId: string, id: string): DeadLetter {
+  return {
+    id,
+    taskId,
+    subject: Subjects.ingest,
+    consumer: "ingest",
+    reason: "exhausted",
+    error: "enricher unavailable",
+    attempts: 5,
+    at: new Date().toISOString(),
+    message: { taskId, type: "echo", priority: "medium", payload: {}, generation: 0 },
+  };
 }
 
 /** The error a call failed with, as a ConnectError; throws when the call succeeded. */
