@@ -331,6 +331,16 @@ describe("the pipeline", () => {
       expect(await at(branch, "released")).toBeGreaterThanOrEqual(await at(root, "succeeded"));
       expect(await at(joined, "released")).toBeGreaterThanOrEqual(await at(branch, "succeeded"));
     }
+    // taskctl graph shows it from the root: the join under each branch, in full once.
+    stdout = "";
+    expect(await run(["graph", root, "--addr", pipeline.gatewayUrl], io)).toBe(0);
+    const tree = stdout.trim().split("\n");
+    expect(tree[0]).toBe(`${root}  sleep  SUCCEEDED`);
+    expect(tree).toContain(`│  └─ ${joined}  echo  SUCCEEDED`);
+    expect(tree).toContain(`   └─ ${joined}  (above)`);
+    expect(tree.filter((line) => /^[├└]─ /.test(line)).sort()).toEqual(
+      [`├─ ${left}  echo  SUCCEEDED`, `└─ ${right}  echo  SUCCEEDED`].sort(),
+    );
   });
 
   test("a graph in one SubmitTasks call: word-total adds up the word counts of the tasks it waited for", async () => {

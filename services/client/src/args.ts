@@ -23,6 +23,7 @@ import {
   type SubmitSchedule,
   type TaskListFilter,
 } from "./admin-args.js";
+import { DEFAULT_GRAPH_DEPTH } from "./commands/graph.js";
 import { UsageError } from "./exit-codes.js";
 import { HELP, USAGE } from "./help.js";
 import { DEFAULT_SUBMIT_RETRIES, MAX_SUBMIT_RETRIES } from "./submit-retry.js";
@@ -73,6 +74,7 @@ export type Invocation =
       retries: number;
     }
   | { command: "get"; globals: GlobalOptions; taskId: string }
+  | { command: "graph"; globals: GlobalOptions; taskId: string; depth: number }
   | { command: "watch"; globals: GlobalOptions; taskIds: string[] }
   | { command: "cancel"; globals: GlobalOptions; taskId: string; reason?: string }
   | { command: "promote"; globals: GlobalOptions; taskId: string }
@@ -181,6 +183,7 @@ const COMMAND_OPTIONS: Record<CommandName, Options> = {
   },
   "submit-batch": { "batch-size": { type: "string" }, retries: { type: "string" } },
   get: {},
+  graph: { depth: { type: "string" } },
   watch: {},
   cancel: {
     reason: { type: "string" },
@@ -318,6 +321,13 @@ export function parseCommandLine(argv: string[], env: NodeJS.ProcessEnv = {}, no
       };
     case "get":
       return { command: "get", globals, taskId: exactly(name, positionals, ["<id>"])[0]! };
+    case "graph":
+      return {
+        command: "graph",
+        globals,
+        taskId: exactly(name, positionals, ["<id>"])[0]!,
+        depth: parsePositiveInt("--depth", str(values.depth), DEFAULT_GRAPH_DEPTH, 20),
+      };
     case "watch":
       if (positionals.length === 0) throw new UsageError(`watch needs at least one task id\n\n${HELP.watch}`);
       return { command: "watch", globals, taskIds: [...new Set(positionals)] };

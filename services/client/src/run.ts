@@ -18,6 +18,7 @@ import {
 import { cancelCommand } from "./commands/cancel.js";
 import { demoCommand } from "./commands/demo.js";
 import { getCommand } from "./commands/get.js";
+import { graphCommand } from "./commands/graph.js";
 import { healthCommand } from "./commands/health.js";
 import { limitsCommand } from "./commands/limits.js";
 import { promoteCommand } from "./commands/promote.js";
@@ -50,6 +51,8 @@ export async function run(argv: string[], io: Io): Promise<ExitCode> {
         return await submitBatchCommand(io, taskClientFor(globals), invocation);
       case "get":
         return await getCommand(io, taskClientFor(globals), invocation.taskId, globals.json);
+      case "graph":
+        return await graphCommand(io, taskClientFor(globals), { ...invocation, json: globals.json });
       case "watch":
         return await watchCommand(io, taskClientFor(globals), invocation.taskIds, globals.json);
       case "cancel":

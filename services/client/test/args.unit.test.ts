@@ -406,6 +406,14 @@ describe("parseCommandLine", () => {
     expect(() => parseBatchLines("\n  \n")).toThrow("the file holds no tasks");
   });
 
+  test("graph: one task id, --depth 1 to 20 (5 by default)", () => {
+    expect(parseCommandLine(["graph", "t1"])).toMatchObject({ command: "graph", taskId: "t1", depth: 5 });
+    expect(parseCommandLine(["graph", "t1", "--depth", "2"])).toMatchObject({ depth: 2 });
+    expect(usageErrorOf(["graph"])).toContain("graph: missing <id>");
+    expect(usageErrorOf(["graph", "t1", "--depth", "0"])).toContain("--depth");
+    expect(usageErrorOf(["graph", "t1", "--depth", "21"])).toContain("--depth");
+  });
+
   test("submit-batch lines: dependsOnBatchItems name earlier tasks of the file, a later or own place is refused", () => {
     const lines = parseBatchLines('{"type":"echo"}\n\n{"type":"echo","dependsOnBatchItems":[0]}\n');
     expect(lines[1]?.after).toEqual([0]);
