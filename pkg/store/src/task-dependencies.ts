@@ -102,7 +102,12 @@ export async function forgetDependencyFailure(redis: Redis, failure: Pick<Depend
 
 /** The cancel reason the gateway gives a task whose dependency ended FAILED or CANCELLED (tasks_dependency_failed). */
 export function dependencyCancelReason(dependency: string, state: string): string {
-  return `dependency ${dependency} ended ${state}`;
+  return `${dependencyCancelPrefix(dependency)}${state}`;
+}
+
+/** What every such reason for `dependency` starts with, whatever the state (a revival's check). */
+function dependencyCancelPrefix(dependency: string): string {
+  return `dependency ${dependency} ended `;
 }
 
 // Revives a task that was CANCELLED because a dependency failed (its cancel marker says "dependency <cause> ended …"),
@@ -159,7 +164,7 @@ export async function reviveDependent(
       Keys.delayed,
       ...dependencies.flatMap((id) => [Keys.status(id), Keys.dependents(id)]),
     ],
-    [task.taskId, `${dependencyCancelReason(cause, "")}`, Date.now(), ttlSeconds],
+    [task.taskId, dependencyCancelPrefix(cause), Date.now(), ttlSeconds],
   )) as [number, number | string];
   const [generation, detail] = reply;
   return generation > 0

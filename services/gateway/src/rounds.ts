@@ -7,6 +7,8 @@
  * sweeper, the releaser's return to tasks_delayed, the schedules' compare-and-set). The timer does not keep the
  * process alive.
  */
+import { withDeadline } from "@tm/kit";
+
 export interface Rounds {
   stop(): Promise<void>;
 }
@@ -35,15 +37,8 @@ export function everyInterval(
     async stop() {
       stopped = true;
       clearInterval(timer);
-      if (!running) return;
-      let grace: NodeJS.Timeout | undefined;
-      await Promise.race([
-        running,
-        new Promise<void>((resolve) => {
-          grace = setTimeout(resolve, stopGraceMs);
-        }),
-      ]);
-      clearTimeout(grace);
+      // `running` never rejects (its errors go to onError): only the deadline does, and ends the wait.
+      if (running) await withDeadline(running, stopGraceMs, () => new Error("round still under way")).catch(() => {});
     },
   };
 }

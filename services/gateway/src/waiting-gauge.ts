@@ -6,6 +6,7 @@
  * or takes over a second, the gauge is left out of that scrape. Every replica reads the same keys: dashboards take the max.
  */
 import type { Meter } from "@opentelemetry/api";
+import { withDeadline } from "@tm/kit";
 import { Keys } from "@tm/store";
 import type { Redis } from "ioredis";
 
@@ -22,23 +23,16 @@ export function exportWaitingGauge(meter: Meter, redis: Redis, onError: (error: 
     .addCallback(async (result) => {
       // Disconnected: left out at once, rather than queueing commands (and holding the scrape) until Redis is back.
       if (redis.status !== "ready") return;
-      let timer: NodeJS.Timeout | undefined;
       try {
-        const [delayed, dependencies] = await Promise.race([
+        const [delayed, dependencies] = await withDeadline(
           Promise.all([redis.zcard(Keys.delayed), redis.hlen(Keys.waiting)]),
-          new Promise<never>((_, reject) => {
-            timer = setTimeout(
-              () => reject(new Error(`no answer from Redis in ${READ_TIMEOUT_MS} ms`)),
-              READ_TIMEOUT_MS,
-            );
-          }),
-        ]);
+          READ_TIMEOUT_MS,
+          () => new Error(`no answer from Redis in ${READ_TIMEOUT_MS} ms`),
+        );
         result.observe(delayed, { reason: "delayed" });
         result.observe(dependencies, { reason: "dependencies" });
       } catch (error) {
         onError(error);
-      } finally {
-        clearTimeout(timer);
       }
     });
 }
