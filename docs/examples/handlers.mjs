@@ -14,7 +14,7 @@
  * replaces them.
  * `payload` is any Standard Schema (a zod 3.24+/4, valibot or arktype schema: `payload: z.object({ text: z.string() })`);
  * the one below is written out by hand so that this file runs without dependencies. `ctx` is { taskId, attempt,
- * deferrals, signal, reportProgress(percent), log, dependencies() } (`log`: the worker's pino logger with the task's
+ * deferrals, signal, reportProgress(percent, message?, details?), log, dependencies() } (`log`: the worker's pino logger with the task's
  * id, type and attempt; `dependencies()`: the outcomes of the tasks it waited for, `depends_on`, each { taskId, state,
  * result, error }). What `run` returns is the task's result.
  *
@@ -86,7 +86,7 @@ export const handlers = [
       // A stand-in for a busy downstream: the first attempt is asked to come back a little later.
       if (payload.busyFirst && attempt === 1) throw new RetryAfterError("the counter is busy", 200);
       signal.throwIfAborted();
-      reportProgress(50);
+      reportProgress(50, "counting the words");
       const words = payload.text.split(/\s+/).filter(Boolean).length;
       log.info({ words }, "counted the words");
       return { words, attempt };

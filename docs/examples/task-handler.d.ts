@@ -42,8 +42,12 @@ export interface TaskContext {
   readonly deferrals: number;
   /** Aborts on cancellation, on the attempt's timeout and on shutdown: stop then. */
   readonly signal: AbortSignal;
-  /** 0-100; the worker throttles what it publishes. */
-  reportProgress(percent: number): void;
+  /** How far the attempt got: 0-100 (never back within an attempt: a lower one counts as the highest so far), and
+   *  optionally a message (≤ 1,024 characters) and details (a JSON object ≤ 4 KiB), shown by GetTask,
+   *  StreamTaskStatus, `taskctl watch` and the console. At most one report per 250 ms is published: a sooner one
+   *  waits for the interval's end unless a later one replaces it. Throws a RangeError for a message or details that
+   *  cannot be carried. */
+  reportProgress(percent: number, message?: string, details?: Record<string, unknown>): void;
   /** The worker's logger with the task's id, type and attempt. */
   readonly log: TaskLogger;
   /** The outcomes of the tasks this one waited for (its depends_on), in their order; [] without dependencies. */

@@ -142,6 +142,9 @@ describe.skipIf(!existsSync(CHROMIUM))("web console", () => {
       undefined,
       { timeout: 15_000 },
     );
+    // The handler's last progress message and details (sleep reports how long it has slept) beside the bar.
+    expect(await page.textContent("#task-progress-message")).toMatch(/^slept \d+ of 4000 ms$/);
+    expect(JSON.parse((await page.textContent("#task-progress-details")) ?? "")).toHaveProperty("sleptMs");
     await page.waitForSelector("#task-state:text('SUCCEEDED')", { timeout: 30_000 });
     page.off("framenavigated", countNavigation);
     expect(navigations, "the page was not reloaded").toBe(1);

@@ -18,6 +18,15 @@ export interface StatusUpdate {
   step?: number;
   error?: string;
   generation?: number;
+  /** A handler's progress report (RUNNING only): see StatusEventSchema. */
+  report?: ProgressReport;
+}
+
+/** What a handler's progress report adds to its percent: numbered from 1 within the attempt. */
+export interface ProgressReport {
+  number: number;
+  message?: string;
+  details?: Record<string, unknown>;
 }
 
 export function statusEvent(update: StatusUpdate): StatusEventInput {
@@ -35,16 +44,27 @@ export function statusEvent(update: StatusUpdate): StatusEventInput {
     attempt,
     ...(update.error ? { error: update.error.slice(0, 4096) } : {}),
     version: statusVersion({ state: update.state, attempt, step: update.step ?? progress, generation }),
+    ...(update.report ? progressFields(update.report) : {}),
     updatedAt: new Date().toISOString(),
     source: update.source,
     generation,
   };
 }
 
-/** Publishes a status update on events.status; the message id makes a repeated update a no-op. */
+function progressFields({ number, message, details }: ProgressReport) {
+  return {
+    progressReport: number,
+    ...(message ? { progressMessage: message } : {}),
+    ...(details ? { progressDetails: details } : {}),
+  };
+}
+
+/** Publishes a status update on events.status; the message id makes a repeated update a no-op. Reports of one version
+ *  (messages at an unchanged percent) differ by their number. */
 export async function publishStatus(publisher: Publisher, update: StatusUpdate) {
   const event = statusEvent(update);
-  await publisher.publish(Subjects.status, event, { msgId: `${update.taskId}:status:${event.version}` });
+  const report = event.progressReport ? `:${event.progressReport}` : "";
+  await publisher.publish(Subjects.status, event, { msgId: `${update.taskId}:status:${event.version}${report}` });
   return event;
 }
 

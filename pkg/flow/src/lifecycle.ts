@@ -40,7 +40,8 @@ export function canTransition(from: TaskState | undefined, to: TaskState): boole
  *
  *   generation (replays of a dead letter) > state rank > attempt > step within the attempt
  *
- * `step` orders updates within one RUNNING attempt: progress 0-100, and 101 for "this attempt failed".
+ * `step` orders updates within one RUNNING attempt: progress 0-100, and 101 for "this attempt failed". Progress reports
+ * of one percent (a handler's messages) share a version and are ordered by their number (isLaterStatus).
  */
 export interface VersionParts {
   state: TaskState;
@@ -70,13 +71,25 @@ export function generationOf(version: number): number {
   return Math.floor(version / GENERATION_SPAN);
 }
 
-/** Whether an update may replace the current status: newer version and a legal move (or a new generation). */
+/**
+ * Whether status `next` comes after `current`: a higher version, or the same version with a later progress report
+ * (a handler's message at an unchanged percent carries the version of the report before it, and its own number).
+ */
+export function isLaterStatus(
+  current: { version: number; progressReport?: number },
+  next: { version: number; progressReport?: number },
+): boolean {
+  if (next.version !== current.version) return next.version > current.version;
+  return (next.progressReport ?? 0) > (current.progressReport ?? 0);
+}
+
+/** Whether an update may replace the current status: later (isLaterStatus) and a legal move (or a new generation). */
 export function shouldApply(
-  current: { state: TaskState; version: number } | undefined,
-  next: { state: TaskState; version: number },
+  current: { state: TaskState; version: number; progressReport?: number } | undefined,
+  next: { state: TaskState; version: number; progressReport?: number },
 ): boolean {
   if (!current) return true;
-  if (next.version <= current.version) return false;
+  if (!isLaterStatus(current, next)) return false;
   if (generationOf(next.version) > generationOf(current.version)) return true;
   return canTransition(current.state, next.state);
 }

@@ -34,6 +34,9 @@ export const SIZE_LIMITS = {
   deadLetterMessageBytes: 64 * 1024,
   deadLetterRawChars: 16 * 1024,
   metadataEntries: 64,
+  /** A progress report's message (characters) and details (bytes of JSON): shown live, stored with the status. */
+  progressMessageChars: 1024,
+  progressDetailsBytes: 4 * 1024,
 } as const;
 
 /** The value must serialise to at most `maxBytes` bytes of JSON (written out only when it may not: json-size.ts). */
@@ -128,6 +131,11 @@ export const StatusEventSchema = z.object({
   attempt: z.number().int().min(0).default(0),
   error: z.string().max(4096).optional(),
   version: z.number().int().min(0),
+  /** A handler's progress report (RUNNING): its number within the attempt, which orders reports of the same version
+   *  (a message at an unchanged percent), and what it says. Absent: no report (the fields are cleared). */
+  progressReport: z.number().int().min(1).optional(),
+  progressMessage: z.string().max(SIZE_LIMITS.progressMessageChars).optional(),
+  progressDetails: jsonWithin(JsonObject, SIZE_LIMITS.progressDetailsBytes).optional(),
   updatedAt: IsoTime,
   source: z.string().min(1).max(64),
   generation,

@@ -3,7 +3,9 @@ import {
   ATTEMPT_FAILED_STEP,
   canTransition,
   generationOf,
+  isLaterStatus,
   isTerminal,
+  publishStatus,
   shouldApply,
   statusEvent,
   statusVersion,
@@ -68,6 +70,55 @@ describe("status versions", () => {
     expect(shouldApply(running, running)).toBe(false);
     expect(shouldApply(running, done)).toBe(true);
     expect(shouldApply(done, cancelled)).toBe(false); // higher version, but SUCCEEDED is final
+  });
+
+  test("a progress report at an unchanged percent comes after the reports before it, not after a newer version", () => {
+    const at40 = statusVersion({ state: "RUNNING", attempt: 1, step: 40 });
+    const first = { state: "RUNNING" as const, version: at40, progressReport: 1 };
+    const second = { state: "RUNNING" as const, version: at40, progressReport: 2 };
+    const at50 = { state: "RUNNING" as const, version: statusVersion({ state: "RUNNING", attempt: 1, step: 50 }) };
+    expect(isLaterStatus(first, second)).toBe(true);
+    expect(isLaterStatus(second, first)).toBe(false);
+    expect(isLaterStatus(second, second)).toBe(false);
+    expect(isLaterStatus({ version: at40 }, first)).toBe(true); // the attempt's start had no report
+    expect(isLaterStatus(second, at50)).toBe(true);
+    expect(isLaterStatus(at50, { ...second, progressReport: 9 })).toBe(false);
+    expect(shouldApply(first, second)).toBe(true);
+    expect(shouldApply(second, first)).toBe(false);
+  });
+
+  test("statusEvent carries a progress report's number, message and details; publishStatus ids differ per report", async () => {
+    const taskId = crypto.randomUUID();
+    const event = statusEvent({
+      taskId,
+      state: "RUNNING",
+      source: "worker",
+      attempt: 1,
+      progress: 30,
+      report: { number: 3, message: "step 3", details: { rows: 10 } },
+    });
+    expect(event).toMatchObject({ progressReport: 3, progressMessage: "step 3", progressDetails: { rows: 10 } });
+    expect(statusEvent({ taskId, state: "RUNNING", source: "worker", report: { number: 1 } })).not.toHaveProperty(
+      "progressMessage",
+    );
+    const ids: string[] = [];
+    const publisher = { publish: async (_s: string, _b: unknown, o: { msgId: string }) => void ids.push(o.msgId) };
+    await publishStatus(publisher as never, {
+      taskId,
+      state: "RUNNING",
+      source: "w",
+      progress: 30,
+      report: { number: 3 },
+    });
+    await publishStatus(publisher as never, {
+      taskId,
+      state: "RUNNING",
+      source: "w",
+      progress: 30,
+      report: { number: 4 },
+    });
+    await publishStatus(publisher as never, { taskId, state: "RUNNING", source: "w", progress: 30 });
+    expect(new Set(ids).size).toBe(3);
   });
 
   test("statusEvent fills progress 100 on success and keeps the error", () => {

@@ -20,13 +20,18 @@ export interface StoredStatus {
   updatedAt: string;
   generation: number;
   source: string;
+  /** The running attempt's last progress report (0: none), its message and details (JSON text, "" when none); an
+   *  update without one (a new attempt, a terminal state) clears them. */
+  progressReport: number;
+  progressMessage: string;
+  progressDetails: string;
 }
 
 // Applies updates in order. KEYS: the tasks' status hashes, one per update, then the result keys of the updates that
 // require a stored result, then the tasks' task_dependents hashes, one per update, then tasks_unfinished,
 // tasks_delayed, tasks_waiting and tasks_dependency_failed. ARGV[1] is the TTL, ARGV[2] the number of updates,
-// ARGV[3] now (ms), then 12 values per update: the 10 fields below, the KEYS index of its result key (0: no
-// requirement) and when its stall clock starts (ms). Returns per update 1 (applied and published), 0 (stale, ignored)
+// ARGV[3] now (ms), then 15 values per update: the 10 fields below, the KEYS index of its result key (0: no
+// requirement), when its stall clock starts (ms) and its progress report (number, message, details). Returns per update 1 (applied and published), 0 (stale, ignored)
 // or 2 (held: newer, but its result is not stored yet; nothing written). An applied update enters its task in
 // tasks_unfinished (non-terminal) or takes it out (terminal), so the index never disagrees with the hashes.
 // An applied terminal state settles the tasks waiting for the task (SubmitTaskRequest.depends_on), in the same script
@@ -36,7 +41,8 @@ export interface StoredStatus {
 // tasks_dependency_failed, where the gateway cancels it, unless it runs once its dependencies finished whatever the
 // outcome (a task_dependents value "<release time> finished"): then any terminal state counts it down. Either way
 // task_dependents:<id> goes.
-// Mirrors lifecycle.shouldApply: newer version, and either a non-terminal current state or a newer generation.
+// Mirrors lifecycle.shouldApply: later (a newer version, or the same one with a later progress report), and either a
+// non-terminal current state or a newer generation.
 // GENERATION_SPAN (1e8) must match pkg/flow/src/lifecycle.ts; a unit test checks the two agree.
 const APPLY_STATUS = `
 local ttl = tonumber(ARGV[1])
@@ -72,11 +78,12 @@ local function settleDependents(key, taskId, state)
   redis.call('DEL', key)
 end
 local function apply(i, key, a)
-  local cur = redis.call('HMGET', key, 'version', 'state')
+  local cur = redis.call('HMGET', key, 'version', 'state', 'progressReport')
   local newVersion = tonumber(ARGV[a])
   if cur[1] then
     local curVersion = tonumber(cur[1])
-    if newVersion <= curVersion then return 0 end
+    if newVersion < curVersion then return 0 end
+    if newVersion == curVersion and tonumber(ARGV[a + 12]) <= (tonumber(cur[3]) or 0) then return 0 end
     local terminal = cur[2] == 'SUCCEEDED' or cur[2] == 'FAILED' or cur[2] == 'CANCELLED'
     if terminal and math.floor(newVersion / 100000000) <= math.floor(curVersion / 100000000) then return 0 end
   end
@@ -84,7 +91,8 @@ local function apply(i, key, a)
   if resultKey > 0 and redis.call('EXISTS', KEYS[resultKey]) == 0 then return 2 end
   redis.call('HSET', key, 'taskId', ARGV[a + 1], 'state', ARGV[a + 2], 'progress', ARGV[a + 3],
     'attempt', ARGV[a + 4], 'error', ARGV[a + 5], 'version', ARGV[a], 'updatedAt', ARGV[a + 6],
-    'generation', ARGV[a + 7], 'source', ARGV[a + 8])
+    'generation', ARGV[a + 7], 'source', ARGV[a + 8], 'progressReport', ARGV[a + 12],
+    'progressMessage', ARGV[a + 13], 'progressDetails', ARGV[a + 14])
   redis.call('EXPIRE', key, ttl)
   redis.call('PUBLISH', key, ARGV[a + 9])
   local state = ARGV[a + 2]
@@ -99,7 +107,7 @@ local function apply(i, key, a)
 end
 local applied = {}
 for i = 1, count do
-  applied[i] = apply(i, KEYS[i], 4 + (i - 1) * 12)
+  applied[i] = apply(i, KEYS[i], 4 + (i - 1) * 15)
 end
 return applied
 `;
@@ -132,6 +140,9 @@ export function toStoredStatus(event: StatusEvent): StoredStatus {
     updatedAt: event.updatedAt,
     generation: event.generation,
     source: event.source,
+    progressReport: event.progressReport ?? 0,
+    progressMessage: event.progressMessage ?? "",
+    progressDetails: event.progressDetails ? JSON.stringify(event.progressDetails) : "",
   };
 }
 
@@ -189,6 +200,9 @@ export async function applyStatusUpdates(
       // KEYS index (1-based) of this update's result key: after the status keys, in order.
       requireStoredResult ? String(updates.length + resultKeys.length) : "0",
       String(stallClockFromMs ?? stallClockOf(status.updatedAt)),
+      String(status.progressReport),
+      status.progressMessage,
+      status.progressDetails,
     );
   }
   const dependentsKeys = updates.map(({ event }) => Keys.dependents(event.taskId));
@@ -248,6 +262,9 @@ export function parseStatusHash(hash: Record<string, string>): StoredStatus | un
     updatedAt: hash.updatedAt ?? "",
     generation: Number(hash.generation ?? 0),
     source: hash.source ?? "",
+    progressReport: Number(hash.progressReport ?? 0),
+    progressMessage: hash.progressMessage ?? "",
+    progressDetails: hash.progressDetails ?? "",
   };
 }
 

@@ -1,4 +1,11 @@
-import { StatusEventSchema, shouldApply, statusEvent, statusVersion, type TaskState } from "@tm/flow";
+import {
+  type ProgressReport,
+  StatusEventSchema,
+  shouldApply,
+  statusEvent,
+  statusVersion,
+  type TaskState,
+} from "@tm/flow";
 import { useInfra } from "@tm/testkit";
 import { Redis } from "ioredis";
 import { afterAll, beforeAll, describe, expect, test } from "vitest";
@@ -48,7 +55,7 @@ function scriptCallCounter(): { counting: Redis; calls: number[] } {
 const event = (
   taskId: string,
   state: TaskState,
-  extra: { attempt?: number; progress?: number; generation?: number } = {},
+  extra: { attempt?: number; progress?: number; generation?: number; report?: ProgressReport } = {},
 ) => StatusEventSchema.parse(statusEvent({ taskId, state, source: "test", ...extra }));
 
 describe("applyStatus", () => {
@@ -78,32 +85,82 @@ describe("applyStatus", () => {
   });
 
   test("agrees with lifecycle.shouldApply on every pair of updates", async () => {
-    const samples: Array<[TaskState, number, number, number]> = [
-      ["PENDING", 0, 0, 0],
-      ["INGESTED", 0, 0, 0],
-      ["SCHEDULED", 0, 0, 0],
-      ["RUNNING", 1, 0, 0],
-      ["RUNNING", 1, 60, 0],
-      ["RUNNING", 2, 0, 0],
-      ["SUCCEEDED", 2, 0, 0],
-      ["FAILED", 5, 0, 0],
-      ["CANCELLED", 0, 0, 0],
-      ["PENDING", 0, 0, 1],
-      ["RUNNING", 1, 0, 1],
+    // [state, attempt, progress, generation, progress report number (0: none)]
+    const samples: Array<[TaskState, number, number, number, number]> = [
+      ["PENDING", 0, 0, 0, 0],
+      ["INGESTED", 0, 0, 0, 0],
+      ["SCHEDULED", 0, 0, 0, 0],
+      ["RUNNING", 1, 0, 0, 0],
+      ["RUNNING", 1, 60, 0, 1],
+      ["RUNNING", 1, 60, 0, 2],
+      ["RUNNING", 1, 70, 0, 3],
+      ["RUNNING", 2, 0, 0, 0],
+      ["SUCCEEDED", 2, 0, 0, 0],
+      ["FAILED", 5, 0, 0, 0],
+      ["CANCELLED", 0, 0, 0, 0],
+      ["PENDING", 0, 0, 1, 0],
+      ["RUNNING", 1, 0, 1, 0],
     ];
-    for (const [s1, a1, p1, g1] of samples) {
-      for (const [s2, a2, p2, g2] of samples) {
+    const report = (number: number) => (number ? { report: { number, message: `report ${number}` } } : {});
+    for (const [s1, a1, p1, g1, r1] of samples) {
+      for (const [s2, a2, p2, g2, r2] of samples) {
         const id = crypto.randomUUID();
-        const first = event(id, s1, { attempt: a1, progress: p1, generation: g1 });
-        const second = event(id, s2, { attempt: a2, progress: p2, generation: g2 });
+        const first = event(id, s1, { attempt: a1, progress: p1, generation: g1, ...report(r1) });
+        const second = event(id, s2, { attempt: a2, progress: p2, generation: g2, ...report(r2) });
         await applyStatus(redis, first);
         const applied = await applyStatus(redis, second);
-        expect(applied, `${s1}/${a1}/${p1}/g${g1} → ${s2}/${a2}/${p2}/g${g2}`).toBe(
-          shouldApply({ state: s1, version: first.version }, { state: s2, version: second.version }),
+        expect(applied, `${s1}/${a1}/${p1}/g${g1}/r${r1} → ${s2}/${a2}/${p2}/g${g2}/r${r2}`).toBe(
+          shouldApply(
+            { state: s1, version: first.version, progressReport: first.progressReport },
+            { state: s2, version: second.version, progressReport: second.progressReport },
+          ),
         );
       }
     }
     expect(statusVersion({ state: "PENDING", generation: 1 })).toBeGreaterThan(statusVersion({ state: "FAILED" }));
+  });
+
+  test("a progress report's message and details are stored and published with it; the next update without one clears them", async () => {
+    const id = crypto.randomUUID();
+    const sub = new Redis(infra.redis.url);
+    const seen: Array<{ progressReport: number; progressMessage: string; progressDetails: string }> = [];
+    await sub.subscribe(`task_status:${id}`);
+    sub.on("message", (_channel, text) => seen.push(JSON.parse(text)));
+    const reported = event(id, "RUNNING", {
+      attempt: 1,
+      progress: 40,
+      report: { number: 1, message: "uploading part 7", details: { part: 7, of: 12 } },
+    });
+    const sameVersion = event(id, "RUNNING", {
+      attempt: 1,
+      progress: 40,
+      report: { number: 2, message: "uploading part 8" },
+    });
+    expect(sameVersion.version).toBe(reported.version);
+    expect(await applyStatus(redis, reported)).toBe(true);
+    expect(await readStatus(redis, id)).toMatchObject({
+      progress: 40,
+      progressReport: 1,
+      progressMessage: "uploading part 7",
+      progressDetails: '{"part":7,"of":12}',
+    });
+    expect(await applyStatus(redis, sameVersion)).toBe(true); // same version, later report
+    expect(await applyStatus(redis, reported)).toBe(false); // the earlier report, redelivered
+    expect(await readStatus(redis, id)).toMatchObject({
+      progressReport: 2,
+      progressMessage: "uploading part 8",
+      progressDetails: "",
+    });
+    expect(await applyStatus(redis, event(id, "SUCCEEDED", { attempt: 1 }))).toBe(true);
+    expect(await readStatus(redis, id)).toMatchObject({ progressReport: 0, progressMessage: "", progressDetails: "" });
+    const deadline = Date.now() + 5_000;
+    while (seen.length < 3 && Date.now() < deadline) await new Promise((r) => setImmediate(r));
+    expect(seen.map((s) => [s.progressReport, s.progressMessage, s.progressDetails])).toEqual([
+      [1, "uploading part 7", '{"part":7,"of":12}'],
+      [2, "uploading part 8", ""],
+      [0, "", ""],
+    ]);
+    sub.disconnect();
   });
 
   test("a batch applies its updates in order, each against what the earlier ones left, and publishes only those", async () => {

@@ -1,6 +1,6 @@
 /**
  * Follows tasks with StreamTaskStatus until each reaches a terminal state. A stream that ends early (a gateway
- * restarting behind Envoy) is resumed; updates already seen (same or lower version) are skipped. A task whose status
+ * restarting behind Envoy) is resumed; updates already seen (isLaterStatus) are skipped. A task whose status
  * stream the caller already holds (SubmitTaskAndStreamStatus) is followed on it first, and resumed the same way.
  */
 import { setMaxListeners } from "node:events";
@@ -8,7 +8,7 @@ import { setTimeout as sleep } from "node:timers/promises";
 import { Code, ConnectError } from "@connectrpc/connect";
 import { type TaskClient, TaskState, type TaskStatus } from "@tm/proto";
 import { CliError, ExitCode, isConnectionFailure } from "./exit-codes.js";
-import { isTerminal } from "./render.js";
+import { isLaterStatus, isTerminal } from "./render.js";
 
 const MAX_RESUMES = 5;
 const RESUME_DELAY_MS = 500;
@@ -53,10 +53,10 @@ async function followOne(
   signal: AbortSignal,
   opened?: AsyncIterable<{ status?: TaskStatus | undefined }>,
 ): Promise<TaskStatus> {
-  let lastVersion = -1n;
+  let last: TaskStatus | undefined;
   const seen = (status: TaskStatus | undefined): status is TaskStatus => {
-    if (!status || status.version <= lastVersion) return false;
-    lastVersion = status.version;
+    if (!status || (last && !isLaterStatus(last, status))) return false;
+    last = status;
     onStatus(taskId, status);
     return true;
   };

@@ -35,6 +35,7 @@ export class LiveView {
         progress: 0,
         attempt: 0,
         error: "",
+        message: "",
         startedAt: startedAt ?? now,
       });
     }
@@ -52,6 +53,7 @@ export class LiveView {
     view.progress = status.progress;
     view.attempt = status.attempt;
     view.error = status.error;
+    view.message = status.progressMessage;
     if (isTerminal(status.state) && view.endedAt === undefined) view.endedAt = Date.now();
     if (this.mode === "json") {
       this.output.write(`${JSON.stringify({ taskId, status: toJson(TaskStatusSchema, status) })}\n`);

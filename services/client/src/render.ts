@@ -2,7 +2,7 @@
  * Pure text rendering: progress bars, one line per task, the demo's summary. No I/O here, so the exact output
  * is unit-tested.
  */
-import { TaskState } from "@tm/proto";
+import { TaskState, type TaskStatus } from "@tm/proto";
 
 /** What the live view knows about one task. */
 export interface TaskView {
@@ -13,6 +13,8 @@ export interface TaskView {
   progress: number;
   attempt: number;
   error: string;
+  /** The running attempt's last progress message (TaskStatus.progress_message). */
+  message: string;
   /** ms since the epoch: when we submitted or started watching it, and when we saw it end. */
   startedAt: number;
   endedAt?: number;
@@ -22,6 +24,16 @@ const TERMINAL = new Set([TaskState.SUCCEEDED, TaskState.FAILED, TaskState.CANCE
 
 export function isTerminal(state: TaskState): boolean {
   return TERMINAL.has(state);
+}
+
+/** Whether `next` comes after `current`: a higher version, or the same one with a later progress report (a handler's
+ *  message at an unchanged percent; TaskStatus.progress_report). */
+export function isLaterStatus(
+  current: Pick<TaskStatus, "version" | "progressReport">,
+  next: Pick<TaskStatus, "version" | "progressReport">,
+): boolean {
+  if (next.version !== current.version) return next.version > current.version;
+  return next.progressReport > current.progressReport;
 }
 
 export function stateName(state: TaskState): string {
@@ -72,6 +84,7 @@ export function renderTaskLine(view: TaskView, options: LineOptions = {}): strin
   const state = stateName(view.state).padEnd(9);
   let tail = "";
   if (view.attempt > 1 || (view.attempt === 1 && view.state === TaskState.RUNNING)) tail += `  attempt ${view.attempt}`;
+  if (view.message && view.state === TaskState.RUNNING) tail += `  ${oneLine(view.message)}`;
   if (view.error && view.state !== TaskState.SUCCEEDED) tail += `  ${view.error}`;
   const prefix = `${id}  ${view.label.padEnd(16)}  `;
   let line = `${prefix}${state}  ${progressBar(progress, barWidth)} ${String(progress).padStart(3)}%${tail}`;
@@ -80,6 +93,11 @@ export function renderTaskLine(view: TaskView, options: LineOptions = {}): strin
   // Colour only the state word so the line's visible width is unchanged.
   const end = prefix.length + state.length;
   return `${line.slice(0, prefix.length)}${colourOf(view.state)}${state}${ANSI.reset}${line.slice(end)}`;
+}
+
+/** A message on one line: a handler's newlines and tabs would break a redrawn view. */
+export function oneLine(text: string): string {
+  return text.replace(/\s+/g, " ").trim();
 }
 
 /** Nearest-rank percentile (p in 0-100) of unsorted values; undefined for none. */

@@ -3,7 +3,15 @@ import { DependencyPolicy, TaskSchema, TaskState } from "@tm/proto";
 import { describe, expect, test } from "vitest";
 import { describeTask } from "../src/commands/get.js";
 import { viewModeFor } from "../src/live-view.js";
-import { percentile, progressBar, renderSummary, renderTaskLine, summarise, type TaskView } from "../src/render.js";
+import {
+  isLaterStatus,
+  percentile,
+  progressBar,
+  renderSummary,
+  renderTaskLine,
+  summarise,
+  type TaskView,
+} from "../src/render.js";
 
 const ESC = String.fromCharCode(27);
 const stripAnsi = (text: string) => text.replace(new RegExp(`${ESC}\\[\\d+m`, "g"), "");
@@ -16,6 +24,7 @@ function view(overrides: Partial<TaskView> = {}): TaskView {
     progress: 40,
     attempt: 1,
     error: "",
+    message: "",
     startedAt: 1_000,
     ...overrides,
   };
@@ -50,6 +59,21 @@ describe("renderTaskLine", () => {
     expect(renderTaskLine(view({ state: TaskState.SUCCEEDED, progress: 90 }), { barWidth: 4 })).toContain(
       "SUCCEEDED  ████ 100%",
     );
+  });
+
+  test("a running task shows its last progress message on one line; a finished one does not", () => {
+    expect(renderTaskLine(view({ message: "uploading\npart 7 " }), { barWidth: 10 })).toBe(
+      "0123456789ab  sleep             RUNNING    ████░░░░░░  40%  attempt 1  uploading part 7",
+    );
+    expect(renderTaskLine(view({ state: TaskState.SUCCEEDED, message: "stale" }))).not.toContain("stale");
+  });
+
+  test("isLaterStatus orders by version, then by progress report", () => {
+    const at = (version: number, progressReport = 0) => ({ version: BigInt(version), progressReport });
+    expect(isLaterStatus(at(10), at(11))).toBe(true);
+    expect(isLaterStatus(at(11, 5), at(10, 9))).toBe(false);
+    expect(isLaterStatus(at(10, 1), at(10, 2))).toBe(true);
+    expect(isLaterStatus(at(10, 2), at(10, 2))).toBe(false);
   });
 
   test("a failed task shows its error and attempt", () => {
@@ -95,6 +119,25 @@ describe("summary", () => {
 });
 
 describe("taskctl get", () => {
+  test("a running task shows its last progress message beside the percent, and its details", () => {
+    const lines = describeTask(
+      create(TaskSchema, {
+        taskId: "t",
+        type: "import",
+        status: {
+          state: TaskState.RUNNING,
+          progress: 40,
+          attempt: 1,
+          progressReport: 3,
+          progressMessage: "uploading part 7",
+          progressDetails: { part: 7, of: 12 },
+        },
+      }),
+    ).split("\n");
+    expect(lines).toContain("progress  40%  uploading part 7");
+    expect(lines).toContain('details   {"part":7,"of":12}');
+  });
+
   test("a task with dependencies says which, and how many it still waits for", () => {
     const base = { taskId: "t", type: "echo", dependsOn: ["a", "b"] };
     expect(describeTask(create(TaskSchema, { ...base, dependenciesUnfinished: 1 })).split("\n")).toContain(

@@ -65,7 +65,20 @@ export function statusToProto(status: StoredStatus): TaskStatusInit {
     error: status.error,
     updatedAt: timestampFromIso(status.updatedAt),
     version: BigInt(status.version),
+    progressReport: status.progressReport,
+    progressMessage: status.progressMessage,
+    ...(status.progressDetails ? { progressDetails: progressDetailsOf(status.progressDetails) } : {}),
   };
+}
+
+/** Stored details as a Struct; text that is not a JSON object (a hand-edited hash) is left out, not an error. */
+function progressDetailsOf(text: string): JsonObject | undefined {
+  try {
+    const value: unknown = JSON.parse(text);
+    return value !== null && typeof value === "object" && !Array.isArray(value) ? (value as JsonObject) : undefined;
+  } catch {
+    return undefined;
+  }
 }
 
 /** A stored result output as a google.protobuf.Struct: objects as they are, anything else as {value: output}. */

@@ -9,7 +9,7 @@
  * is made with autoResubscribe off, because after such a failure nobody is listening on the old channels.
  */
 import { Code, ConnectError } from "@connectrpc/connect";
-import { isTerminal } from "@tm/flow";
+import { isLaterStatus, isTerminal } from "@tm/flow";
 import type { Redis } from "@tm/kit";
 import { Keys, parseStatusMessage, type StoredStatus } from "@tm/store";
 
@@ -142,7 +142,7 @@ export class StatusQueue implements StatusListener {
 }
 
 /**
- * What a stream sends: the current status, then each strictly newer update (older and duplicate versions are
+ * What a stream sends: the current status, then each later update (isLaterStatus: older and duplicate ones are
  * dropped, since Redis may publish an update the stream already read from the hash), ending after a terminal state.
  */
 export async function* statusSequence(
@@ -151,12 +151,12 @@ export async function* statusSequence(
 ): AsyncGenerator<StoredStatus> {
   yield current;
   if (isTerminal(current.state)) return;
-  let lastVersion = current.version;
+  let last = current;
   for (;;) {
     const update = await nextUpdate();
     if (!update) return;
-    if (update.version <= lastVersion) continue;
-    lastVersion = update.version;
+    if (!isLaterStatus(last, update)) continue;
+    last = update;
     yield update;
     if (isTerminal(update.state)) return;
   }

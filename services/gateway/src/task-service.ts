@@ -9,6 +9,7 @@ import { Code, ConnectError } from "@connectrpc/connect";
 import { isSpanContextValid, SpanKind, SpanStatusCode, trace } from "@opentelemetry/api";
 import {
   injectTrace,
+  isLaterStatus,
   publishAudit,
   publishStatus,
   StatusEventSchema,
@@ -338,7 +339,7 @@ export function taskServiceHandlers(
       ]);
       if (!current) throw new ConnectError(`task ${taskId} not found`, Code.NotFound);
       for await (const status of statusSequence(current, () => subscription.queue.next(signal))) {
-        if (after && status.version <= after.version) continue;
+        if (after && !isLaterStatus(after, status)) continue;
         yield status;
       }
     } finally {

@@ -287,6 +287,33 @@ describe("StreamTaskStatus", () => {
     expect(task?.result).toEqual({ value: "done" });
   });
 
+  test("sends each progress report, also those at an unchanged percent, and GetTask shows the last", async () => {
+    const { taskId } = await client.submitTask({ type: "sleep", payload: { ms: 10 } });
+    const seen: StreamTaskStatusResponse[] = [];
+    const done = (async () => {
+      for await (const message of secondClient.streamTaskStatus({ taskId })) seen.push(message);
+    })();
+    await waitFor("the current status", () => seen.length >= 1);
+    const report = (number: number, message: string, details?: Record<string, unknown>) =>
+      event({ taskId, state: "RUNNING", attempt: 1, progress: 40, report: { number, message, details } });
+    expect(await applyStatus(redis, report(1, "reading", { rows: 10 }))).toBe(true);
+    expect(await applyStatus(redis, report(2, "writing"))).toBe(true);
+    // The first report again (a redelivery): stale, neither stored nor sent.
+    expect(await applyStatus(redis, report(1, "reading", { rows: 10 }))).toBe(false);
+    await waitFor("both reports streamed", () => seen.length >= 3);
+    const { task } = await client.getTask({ taskId });
+    expect(task?.status).toMatchObject({ progress: 40, progressReport: 2, progressMessage: "writing" });
+    expect(task?.status?.progressDetails).toBeUndefined();
+    await applyStatus(redis, event({ taskId, state: "CANCELLED" }));
+    await done;
+    expect(seen.map((m) => [m.status?.progressReport, m.status?.progressMessage, m.status?.progressDetails])).toEqual([
+      [0, "", undefined],
+      [1, "reading", { rows: 10 }],
+      [2, "writing", undefined],
+      [0, "", undefined],
+    ]);
+  });
+
   test("a stream of a finished task sends its status and ends", async () => {
     const { taskId } = await client.submitTask({ type: "echo" });
     await client.cancelTask({ taskId });

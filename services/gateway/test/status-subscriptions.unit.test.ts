@@ -16,6 +16,9 @@ function status(state: StoredStatus["state"], version: number): StoredStatus {
     updatedAt: "",
     generation: 0,
     source: "t",
+    progressReport: 0,
+    progressMessage: "",
+    progressDetails: "",
   };
 }
 
@@ -109,6 +112,22 @@ describe("statusSequence", () => {
       status("RUNNING", 60),
     ]);
     expect(out).toEqual(["PENDING@10", "SCHEDULED@30", "RUNNING@40", "SUCCEEDED@50"]);
+  });
+
+  test("progress reports of one version are sent in their order, each once", async () => {
+    const report = (version: number, progressReport: number) => ({ ...status("RUNNING", version), progressReport });
+    const out: string[] = [];
+    const updates = [
+      report(40, 1),
+      report(40, 2),
+      report(40, 1),
+      report(40, 2),
+      report(50, 3),
+      status("SUCCEEDED", 60),
+    ];
+    for await (const s of statusSequence(status("RUNNING", 40), async () => updates.shift()))
+      out.push(`${s.state}@${s.version}.${s.progressReport}`);
+    expect(out).toEqual(["RUNNING@40.0", "RUNNING@40.1", "RUNNING@40.2", "RUNNING@50.3", "SUCCEEDED@60.0"]);
   });
 
   test("a terminal current status ends the sequence at once", async () => {

@@ -1,24 +1,109 @@
 /**
- * Throttles a task's progress reports: at most one per `intervalMs`, and only when the integer percent changed.
- * A report dropped by the throttle is not replayed later: the next one (or the terminal status) supersedes it.
+ * A handler's progress reports: checked (a bad message or details is the handler's bug, named at the call), then
+ * throttled to at most one publication per `intervalMs`. A report that comes too soon is kept and published when the
+ * interval ends unless a later one replaces it first, so the last report of a quiet stretch ("uploading part 7") is
+ * never lost; one that says nothing new (same percent, message and details) is not published at all. The percent
+ * never goes back within an attempt: the status version orders updates by it (pkg/flow lifecycle.ts), so a lower one
+ * is reported as the highest so far.
  */
+import { type ProgressReport, SIZE_LIMITS } from "@tm/flow";
+
+export interface ProgressUpdate {
+  percent: number;
+  report: ProgressReport;
+}
+
+/** The report's message and details as JSON text ("" when none); a RangeError naming what cannot be carried. */
+export function checkedReport(message: unknown, details: unknown): { message: string; detailsJson: string } {
+  if (message !== undefined && typeof message !== "string")
+    throw new RangeError("reportProgress: message must be a string");
+  if (typeof message === "string" && message.length > SIZE_LIMITS.progressMessageChars)
+    throw new RangeError(
+      `reportProgress: message is ${message.length} characters, over ${SIZE_LIMITS.progressMessageChars}`,
+    );
+  if (details === undefined) return { message: message ?? "", detailsJson: "" };
+  if (details === null || typeof details !== "object" || Array.isArray(details))
+    throw new RangeError("reportProgress: details must be a JSON object");
+  let detailsJson: string;
+  try {
+    detailsJson = JSON.stringify(details);
+  } catch (error) {
+    throw new RangeError(`reportProgress: details cannot be written as JSON (${(error as Error).message})`);
+  }
+  const bytes = Buffer.byteLength(detailsJson);
+  if (bytes > SIZE_LIMITS.progressDetailsBytes)
+    throw new RangeError(
+      `reportProgress: details are ${bytes} bytes of JSON, over ${SIZE_LIMITS.progressDetailsBytes}`,
+    );
+  return { message: message ?? "", detailsJson };
+}
+
 export class ProgressThrottle {
-  #lastPercent = 0;
+  #percent = 0;
+  #said = "";
+  #reports = 0;
   #lastAt = Number.NEGATIVE_INFINITY;
+  /** A report that came too soon, and what it says, published when the interval ends. */
+  #pending: { update: ProgressUpdate; said: string } | undefined;
+  #timer: ReturnType<typeof setTimeout> | undefined;
+  #stopped = false;
 
   constructor(
-    private readonly publish: (percent: number) => void,
+    private readonly publish: (update: ProgressUpdate) => void,
     private readonly intervalMs = 250,
     private readonly now: () => number = Date.now,
   ) {}
 
-  report(percent: number): void {
-    if (!Number.isFinite(percent)) return;
-    const rounded = Math.min(100, Math.max(0, Math.floor(percent)));
-    const at = this.now();
-    if (rounded === this.#lastPercent || at - this.#lastAt < this.intervalMs) return;
-    this.#lastPercent = rounded;
-    this.#lastAt = at;
-    this.publish(rounded);
+  /** Throws a RangeError naming the problem when the message or details cannot be carried; NaN is ignored. */
+  report(percent: number, message?: string, details?: Record<string, unknown>): void {
+    // Details are copied as JSON now: the handler may change its object after the call.
+    const { message: text, detailsJson } = checkedReport(message, details);
+    if (this.#stopped || !Number.isFinite(percent)) return;
+    const rounded = Math.max(this.#percent, Math.min(100, Math.max(0, Math.floor(percent))));
+    const said = `${text}\u0000${detailsJson}`;
+    if (rounded === this.#percent && said === this.#said) {
+      // Back to what was last published: nothing waiting needs to go out.
+      this.#pending = undefined;
+      return;
+    }
+    const update: ProgressUpdate = {
+      percent: rounded,
+      report: {
+        number: 0, // numbered when published
+        ...(text ? { message: text } : {}),
+        ...(detailsJson ? { details: JSON.parse(detailsJson) as Record<string, unknown> } : {}),
+      },
+    };
+    const waitMs = this.#lastAt + this.intervalMs - this.now();
+    if (waitMs <= 0) {
+      this.#send(update, said);
+      return;
+    }
+    this.#pending = { update, said };
+    this.#timer ??= setTimeout(() => this.#flush(), waitMs);
+  }
+
+  /** The attempt ended: a report still waiting is dropped (the attempt's next status supersedes it). */
+  stop(): void {
+    this.#stopped = true;
+    this.#pending = undefined;
+    if (this.#timer) clearTimeout(this.#timer);
+    this.#timer = undefined;
+  }
+
+  #flush(): void {
+    this.#timer = undefined;
+    const pending = this.#pending;
+    this.#pending = undefined;
+    if (pending && !this.#stopped) this.#send(pending.update, pending.said);
+  }
+
+  #send(update: ProgressUpdate, said: string): void {
+    this.#percent = update.percent;
+    this.#said = said;
+    this.#lastAt = this.now();
+    this.#reports += 1;
+    update.report.number = this.#reports;
+    this.publish(update);
   }
 }

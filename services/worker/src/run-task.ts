@@ -223,7 +223,7 @@ export function createTaskRunner({
       () => controller.abort(new TaskTimeoutError(`timed out after ${attemptTimeoutMs} ms`)),
       attemptTimeoutMs,
     );
-    const progress = new ProgressThrottle((percent) => {
+    const progress = new ProgressThrottle(({ percent, report }) => {
       publishStatus(rt.publisher, {
         taskId,
         state: "RUNNING",
@@ -231,6 +231,7 @@ export function createTaskRunner({
         attempt: ctx.attempt,
         progress: percent,
         generation,
+        report,
       }).catch((error: unknown) => rt.log.warn({ err: error, taskId }, "progress update not published"));
     });
 
@@ -245,8 +246,9 @@ export function createTaskRunner({
           deferrals: ctx.deferrals,
           signal: controller.signal,
           // Nothing from an attempt that has ended (a handler that ignored its abort and goes on).
-          reportProgress: (percent) => {
-            if (!controller.signal.aborted) progress.report(percent);
+          reportProgress: (percent, message, details) => {
+            if (controller.signal.aborted) progress.stop();
+            progress.report(percent, message, details);
           },
           // Made when first used: most handlers log nothing, and a child logger per task is an allocation each.
           get log() {
@@ -274,6 +276,7 @@ export function createTaskRunner({
     } finally {
       duration.record(Date.now() - startedAt.getTime(), { type: task.type });
       clearTimeout(timer);
+      progress.stop();
       ctx.signal.removeEventListener("abort", onShutdown);
       forget();
     }

@@ -221,6 +221,16 @@ test("sleep: several RUNNING progress updates with increasing versions, then SUC
   expect(progress).toEqual([...progress].sort((a, b) => a - b));
   expect(statuses.at(-1)).toMatchObject({ state: "SUCCEEDED", progress: 100 });
   expect(w.tasks.results(task.taskId)[0]?.output).toEqual({ sleptMs: 900 });
+  // Every report after the start carries the handler's message and details, numbered from 1 within the attempt.
+  const reports = running.slice(1);
+  expect(running[0]?.progressReport).toBeUndefined();
+  expect(reports.map((s) => s.progressReport)).toEqual(reports.map((_, i) => i + 1));
+  for (const s of reports) {
+    const slept = s.progressDetails?.sleptMs;
+    expect(s.progressMessage).toBe(`slept ${slept} of 900 ms`);
+    expect(slept).toBe(9 * s.progress);
+  }
+  expect(statuses.at(-1)?.progressMessage).toBeUndefined();
 });
 
 test("flaky {failures: 2}: attempts 1 and 2 fail (RUNNING with error), attempt 3 succeeds", async () => {

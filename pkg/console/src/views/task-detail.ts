@@ -143,7 +143,13 @@ export const taskDetailView: View = (main, { params, config }) => {
   });
 
   function onStatus(update: TaskStatus) {
-    if (status && update.version <= status.version) return;
+    // Later: a higher version, or the same one with a later progress report (a message at an unchanged percent).
+    if (
+      status &&
+      (update.version < status.version ||
+        (update.version === status.version && update.progressReport <= status.progressReport))
+    )
+      return;
     const changed = status?.state !== update.state;
     status = update;
     const at = dateOf(update.updatedAt) ?? new Date();
@@ -178,6 +184,11 @@ export const taskDetailView: View = (main, { params, config }) => {
         h("label", { for: "task-progress" }, `Progress ${progress}%`),
         h("progress", { id: "task-progress", max: 100, value: progress }),
       ),
+      // The running attempt's last progress report: what the handler says it is doing.
+      status.progressMessage ? h("p", { id: "task-progress-message" }, status.progressMessage) : null,
+      status.progressDetails
+        ? h("pre", { id: "task-progress-details", class: "mono" }, json(status.progressDetails))
+        : null,
       h("p", {}, `Attempt ${status.attempt || "—"}`),
       status.error ? h("p", { class: "error" }, `Error: ${status.error}`) : null,
     );

@@ -4,7 +4,7 @@ import { DependencyPolicy, Priority, retryBackoffText, type Task, type TaskClien
 import { UNARY_TIMEOUT_MS } from "../connection.js";
 import { CliError, ExitCode } from "../exit-codes.js";
 import { type Io, println } from "../io.js";
-import { displayedProgress, formatDuration, stateName } from "../render.js";
+import { displayedProgress, formatDuration, oneLine, stateName } from "../render.js";
 
 export async function getCommand(io: Io, client: TaskClient, taskId: string, json: boolean): Promise<ExitCode> {
   const { task } = await client.getTask({ taskId }, { timeoutMs: UNARY_TIMEOUT_MS });
@@ -22,7 +22,10 @@ export function describeTask(task: Task): string {
     `state     ${status ? stateName(status.state) : "unknown"}`,
   ];
   if (status) {
-    lines.push(`progress  ${displayedProgress(status)}%`, `attempt   ${status.attempt}`);
+    const message = status.progressMessage ? `  ${oneLine(status.progressMessage)}` : "";
+    lines.push(`progress  ${displayedProgress(status)}%${message}`);
+    if (status.progressDetails) lines.push(`details   ${JSON.stringify(status.progressDetails)}`);
+    lines.push(`attempt   ${status.attempt}`);
     if (status.error) lines.push(`error     ${status.error}`);
     if (status.updatedAt) lines.push(`updated   ${timestampDate(status.updatedAt).toISOString()}`);
   }

@@ -4,7 +4,7 @@ import { abortableDelay, defineHandler } from "./types.js";
 const PROGRESS_STEPS = 10;
 
 /**
- * Waits `ms`, reporting progress about ten times; gives up as soon as its signal aborts. With `ignoreSignal` it waits
+ * Waits `ms`, reporting progress about ten times (with a message and details: how long it has slept); gives up as soon as its signal aborts. With `ignoreSignal` it waits
  * `ms` whatever its signal says: a handler that does not stop, to try out what the worker does with one (its attempt
  * still ends at the abort; it is counted abandoned, HandlersAbandoned, WORKER_MAX_ABANDONED_HANDLERS).
  */
@@ -15,7 +15,8 @@ export const sleep = defineHandler({
     const never = new AbortController().signal;
     for (let step = 1; step <= PROGRESS_STEPS; step++) {
       await abortableDelay(ms / PROGRESS_STEPS, ignoreSignal ? never : signal);
-      reportProgress((step * 100) / PROGRESS_STEPS);
+      const sleptMs = Math.round((ms * step) / PROGRESS_STEPS);
+      reportProgress((step * 100) / PROGRESS_STEPS, `slept ${sleptMs} of ${ms} ms`, { sleptMs });
     }
     return { sleptMs: ms };
   },

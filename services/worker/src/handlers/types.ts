@@ -12,8 +12,12 @@ export interface TaskContext {
   deferrals: number;
   /** Fires on cancellation, on the per-task timeout and on shutdown; its reason says which. */
   signal: AbortSignal;
-  /** 0-100; the worker throttles what it publishes. */
-  reportProgress(percent: number): void;
+  /** Reports how far the attempt got: a percent (0-100; it never goes back within an attempt, a lower one counts as
+   *  the highest so far) and, optionally, a message (≤ 1,024 characters) and details (a JSON object ≤ 4 KiB), shown by
+   *  GetTask, StreamTaskStatus, `taskctl watch` and the console until the next update. The worker publishes at most
+   *  one report per 250 ms: one that comes sooner waits for the interval's end unless a later one replaces it.
+   *  Throws a RangeError naming the problem for a message or details that cannot be carried. */
+  reportProgress(percent: number, message?: string, details?: Record<string, unknown>): void;
   /** The worker's logger with the task's id, type and attempt (pino: `ctx.log.info({ rows }, "imported")`); its
    *  lines carry the attempt's trace id like the worker's own. */
   readonly log: Logger;
