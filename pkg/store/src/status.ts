@@ -91,8 +91,14 @@ local function apply(i, key, a)
   if resultKey > 0 and redis.call('EXISTS', KEYS[resultKey]) == 0 then return 2 end
   redis.call('HSET', key, 'taskId', ARGV[a + 1], 'state', ARGV[a + 2], 'progress', ARGV[a + 3],
     'attempt', ARGV[a + 4], 'error', ARGV[a + 5], 'version', ARGV[a], 'updatedAt', ARGV[a + 6],
-    'generation', ARGV[a + 7], 'source', ARGV[a + 8], 'progressReport', ARGV[a + 12],
-    'progressMessage', ARGV[a + 13], 'progressDetails', ARGV[a + 14])
+    'generation', ARGV[a + 7], 'source', ARGV[a + 8])
+  -- A progress report's fields exist only while one is shown: most tasks report none and write none.
+  if ARGV[a + 12] ~= '0' then
+    redis.call('HSET', key, 'progressReport', ARGV[a + 12], 'progressMessage', ARGV[a + 13],
+      'progressDetails', ARGV[a + 14])
+  elseif cur[3] then
+    redis.call('HDEL', key, 'progressReport', 'progressMessage', 'progressDetails')
+  end
   redis.call('EXPIRE', key, ttl)
   redis.call('PUBLISH', key, ARGV[a + 9])
   local state = ARGV[a + 2]

@@ -153,6 +153,8 @@ describe("applyStatus", () => {
     });
     expect(await applyStatus(redis, event(id, "SUCCEEDED", { attempt: 1 }))).toBe(true);
     expect(await readStatus(redis, id)).toMatchObject({ progressReport: 0, progressMessage: "", progressDetails: "" });
+    // Gone, not kept empty: a task that reports nothing has none of these fields.
+    expect(Object.keys(await redis.hgetall(Keys.status(id))).filter((f) => f.startsWith("progressR"))).toEqual([]);
     const deadline = Date.now() + 5_000;
     while (seen.length < 3 && Date.now() < deadline) await new Promise((r) => setImmediate(r));
     expect(seen.map((s) => [s.progressReport, s.progressMessage, s.progressDetails])).toEqual([
