@@ -29,11 +29,17 @@ let pipeline: Pipeline;
 let admin: AdminClient;
 
 beforeAll(async () => {
-  // A day's retention instead of the default week: every service writing a task's records applies it (checked below).
+  // A day's retention instead of the default week: every service writing a task's records applies it (checked below);
+  // half a day for a task that SUCCEEDED.
   // Workers report every 200 ms (not 5 s) for `taskctl workers`.
   // Workers read pauses, quiet marks and run-time limits every 200 ms here (1 s by default): the tests wait on them.
   pipeline = await startPipeline({
-    env: { TASK_RETENTION_SECONDS: "86400", WORKER_REPORT_INTERVAL_MS: "200", WORKER_PAUSE_POLL_MS: "200" },
+    env: {
+      TASK_RETENTION_SECONDS: "86400",
+      TASK_SUCCEEDED_RETENTION_SECONDS: "43200",
+      WORKER_REPORT_INTERVAL_MS: "200",
+      WORKER_PAUSE_POLL_MS: "200",
+    },
   });
   admin = createAdminClient({ baseUrl: pipeline.gatewayUrl });
 }, 90_000);
@@ -761,34 +767,56 @@ describe("AdminService", () => {
     expect(tasks[0]?.retryBackoff).toMatchObject({ delay: { nanos: 300_000_000 }, multiplier: 2 });
   });
 
-  test("TASK_RETENTION_SECONDS: every record of a task (and a cancel marker) lives that long, not the default week", async () => {
-    const { taskId } = await pipeline.client.submitTask({ type: "echo", payload: { kept: "a day" } });
-    await waitFor("its result and history", async () => {
-      const [result, history] = await Promise.all([
-        pipeline.redisClient.exists(Keys.result(taskId)),
-        pipeline.redisClient.llen(Keys.history(taskId)),
-      ]);
-      return result === 1 && history >= 4;
-    });
+  test("TASK_RETENTION_SECONDS: every record of a task (and a cancel marker) lives that long, not the default week; TASK_SUCCEEDED_RETENTION_SECONDS and --succeeded-retention: a task that SUCCEEDED that long", async () => {
+    const submitted = await taskctl(
+      "submit",
+      "echo",
+      "--payload",
+      '{"kept":"10 min"}',
+      "--succeeded-retention",
+      "10m",
+      "--json",
+    );
+    expect(submitted.code, submitted.stderr).toBe(0);
+    const { taskId: ownId } = JSON.parse(submitted.stdout.split("\n")[0]!) as { taskId: string };
+    const { taskId } = await pipeline.client.submitTask({ type: "echo", payload: { kept: "half a day" } });
+    const settled = (id: string) =>
+      waitFor(`the result and history of ${id}`, async () => {
+        const [result, history] = await Promise.all([
+          pipeline.redisClient.exists(Keys.result(id)),
+          pipeline.redisClient.llen(Keys.history(id)),
+        ]);
+        return result === 1 && history >= 4;
+      });
+    await Promise.all([settled(taskId), settled(ownId)]);
     const { taskId: cancelledId } = await pipeline.client.submitTask({
       type: "echo",
       schedule: { case: "delay", value: { seconds: 3_600n } },
     });
     await pipeline.client.cancelTask({ taskId: cancelledId, reason: "retention check" });
-    const keys = [
-      Keys.task(taskId),
-      Keys.status(taskId), // the notifier's writes
-      Keys.result(taskId), // result-store
-      Keys.history(taskId), // audit
-      Keys.cancel(cancelledId), // the gateway's cancel
-      Keys.status(cancelledId), // the gateway's CANCELLED
+    const records = (id: string) => [
+      Keys.task(id),
+      Keys.status(id), // the notifier's writes
+      Keys.result(id), // result-store
+      Keys.history(id), // audit
     ];
-    for (const key of keys) {
-      const ttl = await pipeline.redisClient.ttl(key);
-      expect({ key, ttl: ttl > 86_000 && ttl <= 86_400 }).toEqual({ key, ttl: true });
-    }
+    const expectTtls = async (keys: string[], lowest: number, highest: number) => {
+      for (const key of keys) {
+        const ttl = await pipeline.redisClient.ttl(key);
+        expect({ key, ttl }).toEqual({ key, ttl: ttl > lowest && ttl <= highest ? ttl : `${lowest}..${highest}` });
+      }
+    };
+    // Not finished, or not SUCCEEDED: the deployment's retention.
+    await expectTtls([Keys.cancel(cancelledId), Keys.status(cancelledId)], 86_000, 86_400);
+    // SUCCEEDED: the deployment's succeeded retention, or the task's own.
+    await expectTtls(records(taskId), 43_000, 43_200);
+    await expectTtls(records(ownId), 500, 600);
     // A delayed task's record lives its delay longer.
     expect(await pipeline.redisClient.ttl(Keys.task(cancelledId))).toBeGreaterThan(86_400 + 3_500);
+    expect((await taskctl("get", ownId)).stdout).toMatch(/^kept {6}600\.00 s once it SUCCEEDED$/m);
+    const refused = await taskctl("submit", "echo", "--succeeded-retention", "30s");
+    expect(refused.code).not.toBe(0);
+    expect(refused.stderr).toContain("succeeded_retention: 30 s is under the minimum of 60 s");
   });
 
   test("taskctl promote: a task delayed an hour runs now, and a second promote says it is not waiting", async () => {

@@ -168,6 +168,16 @@ export const baseConfigShape = {
     .min(3_600, { message: "must be at least 3600 (1 hour): a task's records must outlive its queueing and retries" })
     .max(7_776_000, { message: "must be at most 7776000 (90 days)" })
     .default(DEFAULT_TASK_RETENTION_SECONDS),
+  /** How long the records of a task that SUCCEEDED are kept from then on, when shorter than TASK_RETENTION_SECONDS:
+   *  failures kept for a week to look into, successes dropped within the hour (BullMQ's removeOnComplete beside
+   *  removeOnFail, Asynq's Retention). Unset: TASK_RETENTION_SECONDS. A task's own SubmitTaskRequest.succeeded_retention
+   *  comes first; a task that others wait for (depends_on) keeps TASK_RETENTION_SECONDS, for their handlers to read
+   *  its result. Applied by the notifier when it stores SUCCEEDED (shared config). */
+  TASK_SUCCEEDED_RETENTION_SECONDS: z.coerce
+    .number({ message: "must be a number" })
+    .int({ message: "must be a whole number of seconds" })
+    .min(60, { message: "must be at least 60: a client that saw SUCCEEDED must still find the result" })
+    .optional(),
   /** Port of /healthz, /readyz and /metrics (services with an HTTP API serve them there instead). */
   OPS_PORT: port.optional(),
 };
@@ -182,6 +192,16 @@ export function loadConfig<S extends z.ZodRawShape>(
   const schema = z.object({ ...baseConfigShape, ...shape }).superRefine((parsed, ctx) => {
     // A sibling's value: the schema of one variable cannot see another.
     const config = parsed as unknown as BaseConfig;
+    if (
+      config.TASK_SUCCEEDED_RETENTION_SECONDS !== undefined &&
+      config.TASK_SUCCEEDED_RETENTION_SECONDS > config.TASK_RETENTION_SECONDS
+    ) {
+      ctx.addIssue({
+        code: z.ZodIssueCode.custom,
+        path: ["TASK_SUCCEEDED_RETENTION_SECONDS"],
+        message: `must not exceed TASK_RETENTION_SECONDS (${config.TASK_RETENTION_SECONDS}): it shortens how long a succeeded task is kept`,
+      });
+    }
     const unknown = config.TASK_ROUTES.unknownTypes(config.TASK_TYPES);
     if (unknown.length > 0) {
       ctx.addIssue({

@@ -93,6 +93,29 @@ describe("TASK_RETENTION_SECONDS", () => {
   });
 });
 
+describe("TASK_SUCCEEDED_RETENTION_SECONDS", () => {
+  test("unset by default; 60 s up to TASK_RETENTION_SECONDS is accepted", () => {
+    expect(loadConfig({}, {}).TASK_SUCCEEDED_RETENTION_SECONDS).toBeUndefined();
+    expect(loadConfig({}, { TASK_SUCCEEDED_RETENTION_SECONDS: "60" }).TASK_SUCCEEDED_RETENTION_SECONDS).toBe(60);
+    const same = { TASK_RETENTION_SECONDS: "3600", TASK_SUCCEEDED_RETENTION_SECONDS: "3600" };
+    expect(loadConfig({}, same).TASK_SUCCEEDED_RETENTION_SECONDS).toBe(3_600);
+  });
+
+  test.each([
+    ["59", {}, "must be at least 60: a client that saw SUCCEEDED must still find the result"],
+    ["90.5", {}, "must be a whole number of seconds"],
+    [
+      "7200",
+      { TASK_RETENTION_SECONDS: "3600" },
+      "must not exceed TASK_RETENTION_SECONDS (3600): it shortens how long a succeeded task is kept",
+    ],
+  ])("%s is refused naming the variable", (value, env, message) => {
+    expect(() => loadConfig({}, { ...env, TASK_SUCCEEDED_RETENTION_SECONDS: value })).toThrow(
+      `TASK_SUCCEEDED_RETENTION_SECONDS: ${message} (got "${value}")`,
+    );
+  });
+});
+
 test("NATS_INBOX_PREFIX: _INBOX_<NATS_USER> with a user (its permissions' only inbox), else nats.js's; a bad one is named", () => {
   expect(natsInboxPrefixOf(loadConfig({}, { NATS_USER: "worker", NATS_PASSWORD: "p" }))).toBe("_INBOX_worker");
   expect(natsInboxPrefixOf(loadConfig({}, {}))).toBeUndefined();

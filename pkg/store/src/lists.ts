@@ -20,23 +20,31 @@ return 1
 `;
 const appendOnce = luaScript(APPEND_ONCE);
 
-// Audit events, several per call. KEYS: audit_events, then per event its marker and its history list (the marker
-// again when the event names no task). ARGV: auditMax, markerTtl, historyMax, historyTtl, then per event its entry
-// and "1" when it has a history. Returns per event 1 (stored) or 0 (a redelivery, already stored). audit_events is
-// trimmed once per call, not once per event.
+// Audit events, several per call. KEYS: audit_events, then per event its marker, its history list and its task's
+// status hash (the marker again for both when the event names no task). ARGV: auditMax, markerTtl, historyMax,
+// historyTtl, then per event its entry and "1" when it has a history. Returns per event 1 (stored) or 0 (a
+// redelivery, already stored). audit_events is trimmed once per call, not once per event. A history lives as long as
+// its task's status when that is sooner than historyTtl: a task that SUCCEEDED may be kept a shorter time
+// (TASK_SUCCEEDED_RETENTION_SECONDS), and its last audit events come after its status.
 const APPEND_AUDIT = `
 local applied = {}
 local pushed = 0
+local historyTtlMs = tonumber(ARGV[4]) * 1000
 for i = 0, (#ARGV - 4) / 2 - 1 do
   local entry = ARGV[5 + 2 * i]
-  if redis.call('SET', KEYS[2 + 2 * i], '1', 'EX', tonumber(ARGV[2]), 'NX') then
+  if redis.call('SET', KEYS[2 + 3 * i], '1', 'EX', tonumber(ARGV[2]), 'NX') then
     redis.call('LPUSH', KEYS[1], entry)
     pushed = pushed + 1
     if ARGV[6 + 2 * i] == '1' then
-      local history = KEYS[3 + 2 * i]
+      local history = KEYS[3 + 3 * i]
       redis.call('RPUSH', history, entry)
       redis.call('LTRIM', history, -tonumber(ARGV[3]), -1)
-      redis.call('EXPIRE', history, tonumber(ARGV[4]))
+      local statusLeftMs = redis.call('PTTL', KEYS[4 + 3 * i])
+      if statusLeftMs > 0 and statusLeftMs < historyTtlMs then
+        redis.call('PEXPIRE', history, statusLeftMs)
+      else
+        redis.call('PEXPIRE', history, historyTtlMs)
+      end
     end
     applied[i + 1] = 1
   else
@@ -71,7 +79,8 @@ export async function appendAuditBatch(
   ];
   for (const { event, deliveryId } of appends) {
     const marker = `audit_seen:${deliveryId}`;
-    keys.push(marker, event.taskId ? Keys.history(event.taskId) : marker);
+    if (event.taskId) keys.push(marker, Keys.history(event.taskId), Keys.status(event.taskId));
+    else keys.push(marker, marker, marker);
     args.push(JSON.stringify(event), event.taskId ? "1" : "0");
   }
   const applied = (await appendAuditScript.run(redis, keys, args)) as number[];

@@ -28,10 +28,12 @@ export interface StoredStatus {
 }
 
 // Applies updates in order. KEYS: the tasks' status hashes, one per update, then the result keys of the updates that
-// require a stored result, then the tasks' task_dependents hashes, one per update, then tasks_unfinished,
-// tasks_delayed, tasks_waiting and tasks_dependency_failed. ARGV[1] is the TTL, ARGV[2] the number of updates,
-// ARGV[3] now (ms), then 15 values per update: the 10 fields below, the KEYS index of its result key (0: no
-// requirement), when its stall clock starts (ms) and its progress report (number, message, details). Returns per update 1 (applied and published), 0 (stale, ignored)
+// require a stored result, then the record keys of the SUCCEEDED updates (RETAINED_KEYS, six each), then the tasks'
+// task_dependents hashes, one per update, then tasks_unfinished, tasks_delayed, tasks_waiting and
+// tasks_dependency_failed. ARGV[1] is the TTL, ARGV[2] the number of updates, ARGV[3] now (ms), ARGV[4] how long a
+// succeeded task is kept (s, TASK_SUCCEEDED_RETENTION_SECONDS; 0: the TTL), then 16 values per update: the 10 fields
+// below, the KEYS index of its result key (0: no requirement), when its stall clock starts (ms), its progress report
+// (number, message, details) and the KEYS index of its record keys (0: none). Returns per update 1 (applied and published), 0 (stale, ignored)
 // or 2 (held: newer, but its result is not stored yet; nothing written). An applied update enters its task in
 // tasks_unfinished (non-terminal) or takes it out (terminal), so the index never disagrees with the hashes.
 // An applied terminal state settles the tasks waiting for the task (SubmitTaskRequest.depends_on), in the same script
@@ -48,6 +50,7 @@ const APPLY_STATUS = `
 local ttl = tonumber(ARGV[1])
 local count = tonumber(ARGV[2])
 local now = tonumber(ARGV[3])
+local defaultKeep = tonumber(ARGV[4])
 local unfinished = KEYS[#KEYS - 3]
 local delayed = KEYS[#KEYS - 2]
 local waiting = KEYS[#KEYS - 1]
@@ -77,6 +80,15 @@ local function settleDependents(key, taskId, state)
   end
   redis.call('DEL', key)
 end
+-- A task that SUCCEEDED is kept for its own succeededRetentionSeconds, else ARGV[4], from now on, when that is
+-- shorter than the TTL: its status, then its records (task, result, history, cancel marker, hand-backs). Not a task
+-- that others waited for (task_dependent_ids): their handlers read its result (ctx.dependencies()).
+local function shortenRetention(key, records)
+  local keep = tonumber(redis.call('HGET', KEYS[records], 'succeededRetentionSeconds')) or defaultKeep
+  if keep <= 0 or keep >= ttl or redis.call('EXISTS', KEYS[records + 5]) == 1 then return end
+  redis.call('EXPIRE', key, keep)
+  for k = records, records + 4 do redis.call('EXPIRE', KEYS[k], keep) end
+end
 local function apply(i, key, a)
   local cur = redis.call('HMGET', key, 'version', 'state', 'progressReport')
   local newVersion = tonumber(ARGV[a])
@@ -100,6 +112,8 @@ local function apply(i, key, a)
     redis.call('HDEL', key, 'progressReport', 'progressMessage', 'progressDetails')
   end
   redis.call('EXPIRE', key, ttl)
+  local records = tonumber(ARGV[a + 15])
+  if records > 0 then shortenRetention(key, records) end
   redis.call('PUBLISH', key, ARGV[a + 9])
   local state = ARGV[a + 2]
   if state == 'SUCCEEDED' or state == 'FAILED' or state == 'CANCELLED' then
@@ -113,7 +127,7 @@ local function apply(i, key, a)
 end
 local applied = {}
 for i = 1, count do
-  applied[i] = apply(i, KEYS[i], 4 + (i - 1) * 15)
+  applied[i] = apply(i, KEYS[i], 5 + (i - 1) * 16)
 end
 return applied
 `;
@@ -178,20 +192,46 @@ export async function applyStatusBatch(
   return outcomes.map((outcome) => outcome === "applied");
 }
 
-/** As applyStatusBatch, with a stored result required of some updates (`requireStoredResult`). */
+/** The keys whose lifetime a SUCCEEDED update may shorten (the status script's shortenRetention), in its order: the
+ *  task's records, then task_dependent_ids (whose existence keeps them). */
+function retainedKeys(taskId: string): string[] {
+  return [
+    Keys.task(taskId),
+    Keys.result(taskId),
+    Keys.history(taskId),
+    Keys.cancel(taskId),
+    Keys.handBacks(taskId),
+    Keys.dependentIds(taskId),
+  ];
+}
+
+/** As applyStatusBatch, with a stored result required of some updates (`requireStoredResult`). A task that SUCCEEDED
+ *  is kept `succeededRetentionSeconds` from then on when that is shorter than `ttlSeconds` (0: not shortened), or its
+ *  own `succeededRetentionSeconds` (task:<id>), unless other tasks depend on it. */
 export async function applyStatusUpdates(
   redis: Redis,
   updates: readonly StatusUpdate[],
   ttlSeconds: number = Bounds.taskTtlSeconds,
+  succeededRetentionSeconds = 0,
 ): Promise<StatusOutcome[]> {
   if (updates.length === 0) return [];
   const keys: string[] = [];
   const resultKeys: string[] = [];
-  const args: string[] = [String(ttlSeconds), String(updates.length), String(Date.now())];
+  const recordKeys: string[] = [];
+  const args: string[] = [
+    String(ttlSeconds),
+    String(updates.length),
+    String(Date.now()),
+    String(succeededRetentionSeconds),
+  ];
+  // KEYS: status keys, result keys (one per update requiring a stored result), record keys (six per SUCCEEDED).
+  const resultKeysCount = updates.filter((update) => update.requireStoredResult).length;
   for (const { event, requireStoredResult, stallClockFromMs } of updates) {
     const status = toStoredStatus(event);
     keys.push(Keys.status(event.taskId));
     if (requireStoredResult) resultKeys.push(Keys.result(event.taskId));
+    const recordsAt = event.state === "SUCCEEDED" ? updates.length + resultKeysCount + recordKeys.length + 1 : 0;
+    if (recordsAt > 0) recordKeys.push(...retainedKeys(event.taskId));
     args.push(
       String(status.version),
       status.taskId,
@@ -209,12 +249,22 @@ export async function applyStatusUpdates(
       String(status.progressReport),
       status.progressMessage,
       status.progressDetails,
+      String(recordsAt),
     );
   }
   const dependentsKeys = updates.map(({ event }) => Keys.dependents(event.taskId));
   const codes = (await applyStatusScript.run(
     redis,
-    [...keys, ...resultKeys, ...dependentsKeys, Keys.unfinished, Keys.delayed, Keys.waiting, Keys.dependencyFailed],
+    [
+      ...keys,
+      ...resultKeys,
+      ...recordKeys,
+      ...dependentsKeys,
+      Keys.unfinished,
+      Keys.delayed,
+      Keys.waiting,
+      Keys.dependencyFailed,
+    ],
     args,
   )) as number[];
   return codes.map((code) => (code === 1 ? "applied" : code === 2 ? "held" : "stale"));
@@ -233,10 +283,14 @@ function stallClockOf(updatedAt: string): number {
  */
 export function statusApplier(
   redis: Redis,
-  { maxBatch = STATUS_BATCH_MAX, ttlSeconds = Bounds.taskTtlSeconds }: BatchOptions = {},
+  {
+    maxBatch = STATUS_BATCH_MAX,
+    ttlSeconds = Bounds.taskTtlSeconds,
+    succeededRetentionSeconds = 0,
+  }: BatchOptions & { succeededRetentionSeconds?: number } = {},
 ): (update: StatusUpdate) => Promise<StatusOutcome> {
   return perTurnBatcher<StatusUpdate, StatusOutcome>(
-    (updates) => applyStatusUpdates(redis, updates, ttlSeconds),
+    (updates) => applyStatusUpdates(redis, updates, ttlSeconds, succeededRetentionSeconds),
     maxBatch,
   );
 }

@@ -35,6 +35,8 @@ export interface TaskRecord {
   /** The generation a replay of a dependency revived it as (reviveDependent): it waits for its dependencies again,
    *  and the delayed-task releaser queues that generation. */
   revivedGeneration?: number;
+  /** How long its records are kept once it SUCCEEDED (s), when the submission set it: read by the status script. */
+  succeededRetentionSeconds?: number;
 }
 
 // The task record with its TTL, and its entry in the listing index, which is trimmed of tasks whose records have
@@ -132,6 +134,7 @@ export async function saveTask(redis: Redis, task: TaskRecord, options: SaveTask
     ...(task.expiresAfterMs ? { expiresAfterMs: String(task.expiresAfterMs) } : {}),
     ...(task.dependsOn?.length ? { dependsOn: task.dependsOn.join(",") } : {}),
     ...(task.dependencyPolicy ? { dependencyPolicy: task.dependencyPolicy } : {}),
+    ...(task.succeededRetentionSeconds ? { succeededRetentionSeconds: String(task.succeededRetentionSeconds) } : {}),
   };
   const dependencies = task.dependsOn ?? [];
   const entry =
@@ -197,6 +200,9 @@ export function parseTaskHash(hash: Record<string, string>): TaskRecord | undefi
     ...(hash.dependencyPolicy === "all-finished" ? { dependencyPolicy: "all-finished" as const } : {}),
     ...(positive(hash.autoRequeues) ? { autoRequeues: Number(hash.autoRequeues) } : {}),
     ...(positive(hash.revivedGeneration) ? { revivedGeneration: Number(hash.revivedGeneration) } : {}),
+    ...(positive(hash.succeededRetentionSeconds)
+      ? { succeededRetentionSeconds: Number(hash.succeededRetentionSeconds) }
+      : {}),
   };
 }
 

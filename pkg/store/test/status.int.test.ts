@@ -165,6 +165,62 @@ describe("applyStatus", () => {
     sub.disconnect();
   });
 
+  test("a task that SUCCEEDED is kept the succeeded retention from then on, its own first, unless others depend on it", async () => {
+    const ttl = 3_600;
+    const records = async (id: string, own?: number) => {
+      await redis.hset(Keys.task(id), { taskId: id, ...(own ? { succeededRetentionSeconds: String(own) } : {}) });
+      await redis.expire(Keys.task(id), ttl);
+      await redis.set(Keys.result(id), "{}", "EX", ttl);
+      await applyStatus(redis, event(id, "PENDING"), ttl);
+      await appendAudit(
+        redis,
+        { taskId: id, service: "t", action: "submitted", at: new Date().toISOString() },
+        `E:${id}:1`,
+        ttl,
+      );
+    };
+    const ttls = async (id: string) =>
+      Promise.all([Keys.status(id), Keys.task(id), Keys.result(id), Keys.history(id)].map((key) => redis.ttl(key)));
+    const [plain, own, depended, failed] = [0, 1, 2, 3].map(() => crypto.randomUUID()) as [
+      string,
+      string,
+      string,
+      string,
+    ];
+    await records(plain);
+    await records(own, 300);
+    await records(depended);
+    await redis.zadd(Keys.dependentIds(depended), Date.now(), crypto.randomUUID());
+    await records(failed);
+    const outcomes = await applyStatusUpdates(
+      redis,
+      [plain, own, depended]
+        .map((id) => ({ event: event(id, "SUCCEEDED", { attempt: 1 }) }))
+        .concat([{ event: event(failed, "FAILED", { attempt: 1 }) }]),
+      ttl,
+      120,
+    );
+    expect(outcomes).toEqual(["applied", "applied", "applied", "applied"]);
+    for (const left of await ttls(plain)) expect(left).toBeGreaterThan(110), expect(left).toBeLessThanOrEqual(120);
+    for (const left of await ttls(own)) expect(left).toBeGreaterThan(290), expect(left).toBeLessThanOrEqual(300);
+    for (const left of await ttls(depended)) expect(left).toBeGreaterThan(3_500);
+    for (const left of await ttls(failed)) expect(left).toBeGreaterThan(3_500);
+    // An audit event after SUCCEEDED (result_stored, succeeded) no longer extends the history past the status.
+    await appendAudit(
+      redis,
+      { taskId: plain, service: "t", action: "succeeded", at: new Date().toISOString() },
+      `E:${plain}:2`,
+      ttl,
+    );
+    expect(await redis.ttl(Keys.history(plain))).toBeLessThanOrEqual(120);
+    expect(await redis.llen(Keys.history(plain))).toBe(2);
+    // Without a succeeded retention (0), nothing is shortened.
+    const kept = crypto.randomUUID();
+    await records(kept);
+    await applyStatusUpdates(redis, [{ event: event(kept, "SUCCEEDED", { attempt: 1 }) }], ttl, 0);
+    for (const left of await ttls(kept)) expect(left).toBeGreaterThan(3_500);
+  });
+
   test("a batch applies its updates in order, each against what the earlier ones left, and publishes only those", async () => {
     const a = crypto.randomUUID();
     const b = crypto.randomUUID();
@@ -408,8 +464,8 @@ describe("results and lists", () => {
         ),
       );
       expect(results.every(Boolean)).toBe(true);
-      // Two calls, by their key counts: audit_events, then a marker and a history key per event.
-      expect(calls).toEqual([1 + 2 * AUDIT_BATCH_MAX, 1 + 2 * 2]);
+      // Two calls, by their key counts: audit_events, then a marker, a history and a status key per event.
+      expect(calls).toEqual([1 + 3 * AUDIT_BATCH_MAX, 1 + 3 * 2]);
       expect(await redis.llen(Keys.history(id))).toBe(count);
       expect(await append({ taskId: id, service: "t", action: "a0", at }, `EVENTS:${id}:0`)).toBe(false);
     } finally {

@@ -225,6 +225,11 @@ export function parseExpiresAfter(text: string | undefined): number | undefined 
   return positiveDurationMs("--expires-after", text);
 }
 
+/** --succeeded-retention: how long the task is kept once it SUCCEEDED (the gateway checks 60 s to 90 days). */
+export function parseSucceededRetention(text: string | undefined): number | undefined {
+  return positiveDurationMs("--succeeded-retention", text);
+}
+
 /** A positive duration option like 30s, 15m, 2h or 1d, in ms; undefined when not given. */
 function positiveDurationMs(option: string, text: string | undefined): number | undefined {
   if (text === undefined) return undefined;

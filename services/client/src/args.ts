@@ -19,6 +19,7 @@ import {
   parseStalledFor,
   parseStartingDeadline,
   parseStartRate,
+  parseSucceededRetention,
   parseTaskListFilter,
   type SubmitSchedule,
   type TaskListFilter,
@@ -58,6 +59,8 @@ export type Invocation =
       retryBackoff?: RetryBackoffOption;
       /** --expires-after, ms. */
       expiresAfterMs?: number;
+      /** --succeeded-retention, ms. */
+      succeededRetentionMs?: number;
       /** --depends-on: the tasks it waits for. */
       dependsOn: string[];
       /** --run-when finished: it runs once they finished, whatever the outcome (default: all SUCCEEDED). */
@@ -178,6 +181,7 @@ const COMMAND_OPTIONS: Record<CommandName, Options> = {
     "max-attempts": { type: "string" },
     ...RETRY_BACKOFF_OPTIONS,
     "expires-after": { type: "string" },
+    "succeeded-retention": { type: "string" },
     "depends-on": { type: "string", multiple: true },
     "run-when": { type: "string" },
   },
@@ -286,6 +290,7 @@ export function parseCommandLine(argv: string[], env: NodeJS.ProcessEnv = {}, no
       const maxAttempts = parseMaxAttempts(str(values["max-attempts"]));
       const retryBackoff = retryBackoffOf(values);
       const expiresAfterMs = parseExpiresAfter(str(values["expires-after"]));
+      const succeededRetentionMs = parseSucceededRetention(str(values["succeeded-retention"]));
       return {
         command: "submit",
         globals,
@@ -301,6 +306,7 @@ export function parseCommandLine(argv: string[], env: NodeJS.ProcessEnv = {}, no
         ...(maxAttempts === undefined ? {} : { maxAttempts }),
         ...(retryBackoff ? { retryBackoff } : {}),
         ...(expiresAfterMs === undefined ? {} : { expiresAfterMs }),
+        ...(succeededRetentionMs === undefined ? {} : { succeededRetentionMs }),
         // Repeatable, and each may list several ids separated by commas; the gateway checks them.
         dependsOn: ((values["depends-on"] as string[] | undefined) ?? []).flatMap((ids) =>
           ids

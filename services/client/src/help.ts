@@ -58,7 +58,8 @@ export const HELP = {
 call each. A line is a SubmitTaskRequest in protobuf's JSON form, e.g.
   {"type":"sleep","payload":{"ms":200},"priority":"PRIORITY_HIGH","idempotencyKey":"order-17","delay":"30s"}
 (fields: type, payload, priority, idempotencyKey, metadata, runAt or delay, timeout, maxAttempts, retryBackoff
-{delay, multiplier, maxDelay, jitter}, expiresAfter, dependsOn, dependencyPolicy, dependsOnBatchItems). A line's
+{delay, multiplier, maxDelay, jitter}, expiresAfter, succeededRetention, dependsOn, dependencyPolicy,
+dependsOnBatchItems). A line's
 dependsOnBatchItems are earlier tasks of the file it waits for, by their place (from 0, blank lines aside), e.g.
   {"type":"load","dependsOnBatchItems":[0,1]}
 sent as places in the call or, once an earlier call accepted them, as ids; a task naming a refused one is refused
@@ -76,7 +77,7 @@ refused line (2 invalid, 4 unavailable, 5 other).`,
   --retries N             retries of the tasks answered UNAVAILABLE or rate limited (default 4, 0 to 20)`,
   ),
   submit: page(
-    "Usage: taskctl submit <type> [--payload JSON] [--priority high|medium|low] [--idempotency-key K] [--meta k=v ...] [--delay D | --at T] [--attempt-timeout D] [--max-attempts N] [--retry-delay D [--retry-multiplier X] [--retry-max-delay D] [--retry-jitter F]] [--expires-after D] [--depends-on ID,... [--run-when succeeded|finished]] [--watch] [--retries N]",
+    "Usage: taskctl submit <type> [--payload JSON] [--priority high|medium|low] [--idempotency-key K] [--meta k=v ...] [--delay D | --at T] [--attempt-timeout D] [--max-attempts N] [--retry-delay D [--retry-multiplier X] [--retry-max-delay D] [--retry-jitter F]] [--expires-after D] [--succeeded-retention D] [--depends-on ID,... [--run-when succeeded|finished]] [--watch] [--retries N]",
     "Submits a task and prints its id (--json: {taskId, deduplicated}). A submission the gateway cannot take\n(UNAVAILABLE, connection refused) is retried after 0.25, 0.5, 1, 2 s with the same idempotency key (yours,\nor one made for this run), so a retry never creates a second task; one refused by the rate limit, after the\ngateway's pushback.",
     `Options:
   --payload JSON          the task's payload, a JSON object, e.g. '{"ms":800}'
@@ -94,6 +95,8 @@ refused line (2 invalid, 4 unavailable, 5 other).`,
   --retry-jitter F        shorten each wait by a random part of up to F of it (0 to 1, e.g. 0.2; default 0)
   --expires-after D       not run if no attempt has started D after it was due (30s, 15m, 2h, 1d; up to 7d): it
                           ends CANCELLED, "expired" (a retry due later is not started either)
+  --succeeded-retention D keep the task only D once it SUCCEEDED (60s to 90d; default the deployment's,
+                          TASK_SUCCEEDED_RETENTION_SECONDS or TASK_RETENTION_SECONDS); then get answers not found
   --depends-on ID,...     wait PENDING until these tasks SUCCEEDED (up to 20; repeatable); if one FAILED or was
                           CANCELLED, this one is CANCELLED too, naming it
   --run-when finished     with --depends-on: run once they all finished, whatever the outcome (default: succeeded)

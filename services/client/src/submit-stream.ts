@@ -19,6 +19,7 @@ export type SubmissionFields = Pick<SubmitTaskRequest, "type" | "priority" | "me
       | "maxAttempts"
       | "retryBackoff"
       | "expiresAfter"
+      | "succeededRetention"
       | "dependsOn"
       | "dependencyPolicy"
     >

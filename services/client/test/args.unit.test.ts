@@ -209,6 +209,19 @@ describe("parseCommandLine", () => {
     });
   });
 
+  test("--succeeded-retention reaches the request as succeeded_retention; bad values are named", () => {
+    const invocation = parseCommandLine(["submit", "echo", "--succeeded-retention", "10m"]);
+    expect(invocation).toMatchObject({ succeededRetentionMs: 600_000 });
+    const request = submitRequestOf(invocation as Extract<Invocation, { command: "submit" }>);
+    expect(request.succeededRetention).toMatchObject({ seconds: 600n });
+    expect(
+      submitRequestOf(parseCommandLine(["submit", "echo"]) as Extract<Invocation, { command: "submit" }>),
+    ).not.toHaveProperty("succeededRetention");
+    expect(usageErrorOf(["submit", "echo", "--succeeded-retention=soon"])).toBe(
+      '--succeeded-retention must be a duration like 30s, 15m, 2h, 1d (got "soon")',
+    );
+  });
+
   test("--depends-on reaches the request as depends_on, repeated or comma-separated", () => {
     const [a, b, c] = [crypto.randomUUID(), crypto.randomUUID(), crypto.randomUUID()];
     const invocation = parseCommandLine(["submit", "echo", "--depends-on", `${a}, ${b}`, "--depends-on", c]);

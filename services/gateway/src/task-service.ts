@@ -4,7 +4,7 @@
  * from where any gateway replica can read and stream them.
  */
 import type { JsonObject } from "@bufbuild/protobuf";
-import { timestampFromDate } from "@bufbuild/protobuf/wkt";
+import { durationFromMs, timestampFromDate } from "@bufbuild/protobuf/wkt";
 import { Code, ConnectError } from "@connectrpc/connect";
 import { isSpanContextValid, SpanKind, SpanStatusCode, trace } from "@opentelemetry/api";
 import {
@@ -416,6 +416,9 @@ export function taskServiceHandlers(
           dependencyPolicy: dependencyPolicyToProto(task),
           dependents: dependents.ids,
           dependentsTotal: dependents.total,
+          ...(task.succeededRetentionSeconds
+            ? { succeededRetention: durationFromMs(task.succeededRetentionSeconds * 1_000) }
+            : {}),
         },
       };
     },

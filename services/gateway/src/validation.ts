@@ -46,7 +46,14 @@ export interface ValidSubmission {
   /** "all-finished": it runs once every dependency finished, whatever the outcome (`dependency_policy`); absent: all
    *  must succeed. */
   dependencyPolicy?: "all-finished";
+  /** How long it is kept once it SUCCEEDED (s), when the request set it (`succeeded_retention`). */
+  succeededRetentionSeconds?: number;
 }
+
+/** The shortest succeeded_retention: a client that saw SUCCEEDED must still find the result. */
+export const MIN_SUCCEEDED_RETENTION_SECONDS = 60;
+/** The longest: TASK_RETENTION_SECONDS's maximum (a longer one than the deployment's own keeps it that long). */
+export const MAX_SUCCEEDED_RETENTION_SECONDS = 7_776_000;
 
 /** The most tasks one task may wait for (`depends_on`). */
 export const MAX_DEPENDENCIES = 20;
@@ -134,6 +141,9 @@ export function validateSubmission(
   }
   const dependsOn = dependenciesOf(request.dependsOn);
   const dependencyPolicy = dependencyPolicyOf(request.dependencyPolicy, dependsOn.length > 0);
+  const succeededRetentionSeconds = request.succeededRetention
+    ? succeededRetentionSecondsOf(request.succeededRetention)
+    : undefined;
 
   return {
     type: request.type,
@@ -149,7 +159,24 @@ export function validateSubmission(
     ...(expiresAfterMs === undefined ? {} : { expiresAfterMs }),
     ...(dependsOn.length > 0 ? { dependsOn } : {}),
     ...(dependencyPolicy ? { dependencyPolicy } : {}),
+    ...(succeededRetentionSeconds === undefined ? {} : { succeededRetentionSeconds }),
   };
+}
+
+/** `succeeded_retention`: 60 s to 90 days, in whole seconds (a fraction rounds up). */
+function succeededRetentionSecondsOf(retention: Duration): number {
+  const seconds = Math.ceil(durationMsOf("succeeded_retention", retention) / 1_000);
+  if (seconds < MIN_SUCCEEDED_RETENTION_SECONDS)
+    throw invalid(
+      "succeeded_retention",
+      `${seconds} s is under the minimum of ${MIN_SUCCEEDED_RETENTION_SECONDS} s (a client that saw SUCCEEDED must still find the result)`,
+    );
+  if (seconds > MAX_SUCCEEDED_RETENTION_SECONDS)
+    throw invalid(
+      "succeeded_retention",
+      `${seconds} s exceeds the maximum of ${MAX_SUCCEEDED_RETENTION_SECONDS} s (90 days)`,
+    );
+  return seconds;
 }
 
 /** `dependency_policy`: "all-finished", or undefined for all-succeeded (the default); only with `depends_on`. */

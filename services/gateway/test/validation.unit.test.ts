@@ -146,3 +146,21 @@ test("expires_after: 1 ms to 7 days, kept when set, bad values named", () => {
     "expires_after: 604801 s exceeds the maximum of 604800 s (7 days, as long as a task is kept)",
   );
 });
+
+test("succeeded_retention: 60 s to 90 days in whole seconds (rounded up), kept when set, bad values named", () => {
+  const seconds = (value: bigint, nanos = 0) =>
+    validateSubmission(request({ type: "echo", succeededRetention: { seconds: value, nanos } }), 100, 5)
+      .succeededRetentionSeconds;
+  expect(validateSubmission(request({ type: "echo" }), 100, 5)).not.toHaveProperty("succeededRetentionSeconds");
+  expect(seconds(60n)).toBe(60);
+  expect(seconds(90n, 500_000_000)).toBe(91);
+  expect(seconds(7_776_000n)).toBe(7_776_000);
+  const refused = (value: bigint) =>
+    rejection(() => validateSubmission(request({ type: "echo", succeededRetention: { seconds: value } }), 100, 5))
+      .rawMessage;
+  expect(refused(59n)).toBe(
+    "succeeded_retention: 59 s is under the minimum of 60 s (a client that saw SUCCEEDED must still find the result)",
+  );
+  expect(refused(-1n)).toBe("succeeded_retention: must not be negative");
+  expect(refused(7_776_001n)).toBe("succeeded_retention: 7776001 s exceeds the maximum of 7776000 s (90 days)");
+});

@@ -27,6 +27,7 @@ export const notifier = defineService({
     const applyStatus = statusApplier(rt.redis, {
       maxBatch: spansRecorded() ? 1 : STATUS_BATCH_MAX,
       ttlSeconds: rt.config.TASK_RETENTION_SECONDS,
+      succeededRetentionSeconds: rt.config.TASK_SUCCEEDED_RETENTION_SECONDS ?? 0,
     });
     const warnNotStored = (taskId: string) =>
       rt.log.warn({ taskId }, "result not stored in time; applying SUCCEEDED anyway");

@@ -21,6 +21,7 @@ export function submitRequestOf(invocation: SubmitInvocation): SubmissionFields 
     ...(invocation.idempotencyKey ? { idempotencyKey: invocation.idempotencyKey } : {}),
     ...(invocation.schedule ? { schedule: scheduleOf(invocation.schedule) } : {}),
     ...taskLimitFields(invocation),
+    ...(invocation.succeededRetentionMs ? { succeededRetention: durationFromMs(invocation.succeededRetentionMs) } : {}),
     ...(invocation.dependsOn.length > 0 ? { dependsOn: invocation.dependsOn } : {}),
     ...(invocation.runWhenFinished ? { dependencyPolicy: DependencyPolicy.ALL_FINISHED } : {}),
   };
