@@ -57,17 +57,32 @@ export async function unfinishedDependencies(redis: Redis, taskId: string): Prom
   return Number((await redis.hget(Keys.waiting, taskId)) ?? 0);
 }
 
-/** The tasks that named `taskId` in their depends_on: the first `limit`, oldest first, and how many in all. */
+/** Rounds of dropping expired dependents before dependentsOf answers with what it has. */
+const DEPENDENT_READ_ROUNDS = 3;
+
+/**
+ * The tasks that named `taskId` in their depends_on: the first `limit`, oldest first, and how many in all. A dependent
+ * whose records expired (its own retention, shorter after it SUCCEEDED, may end before the set's) is dropped from
+ * task_dependent_ids as it is read: a task id is never reused, so one found gone stays gone. Those past the first
+ * `limit` are counted as they are, expired or not.
+ */
 export async function dependentsOf(
   redis: Redis,
   taskId: string,
   limit: number,
 ): Promise<{ ids: string[]; total: number }> {
-  const [ids, total] = await Promise.all([
-    redis.zrange(Keys.dependentIds(taskId), 0, limit - 1),
-    redis.zcard(Keys.dependentIds(taskId)),
-  ]);
-  return { ids, total };
+  const key = Keys.dependentIds(taskId);
+  for (let round = 1; ; round++) {
+    const [ids, total] = await Promise.all([redis.zrange(key, 0, limit - 1), redis.zcard(key)]);
+    const exists = redis.pipeline();
+    for (const id of ids) exists.exists(Keys.task(id));
+    const found = ((await exists.exec()) ?? []).map(([error, count]) => error !== null || count === 1);
+    const gone = ids.filter((_, i) => !found[i]);
+    if (gone.length === 0) return { ids, total };
+    await redis.zrem(key, ...gone);
+    if (round === DEPENDENT_READ_ROUNDS || total <= ids.length)
+      return { ids: ids.filter((_, i) => found[i]), total: total - gone.length };
+  }
 }
 
 /** Takes a task out of tasks_waiting (it was cancelled while waiting): true when it was there. */

@@ -354,6 +354,21 @@ describe("results and lists", () => {
     expect(await dependentsOf(redis, ok, 10)).toEqual({ ids: [child], total: 1 });
   });
 
+  test("dependentsOf drops the dependents whose records expired, as it reads them", async () => {
+    const dependency = crypto.randomUUID();
+    const record = { type: "echo", priority: "low" as const, payload: {}, metadata: {}, generation: 0 };
+    const children = Array.from({ length: 5 }, () => crypto.randomUUID());
+    for (const [i, child] of children.entries()) {
+      const createdAt = new Date(Date.now() + i).toISOString();
+      await saveTask(redis, { ...record, taskId: child, createdAt, dependsOn: [dependency] }, { ttlSeconds: 60 });
+    }
+    // The first three expired (as a succeeded task's shorter retention ends); their entries are still in the set.
+    await redis.del(...children.slice(0, 3).map((id) => Keys.task(id)));
+    expect(await dependentsOf(redis, dependency, 2)).toEqual({ ids: children.slice(3), total: 2 });
+    expect(await redis.zcard(Keys.dependentIds(dependency))).toBe(2);
+    expect(await dependentsOf(redis, dependency, 10)).toEqual({ ids: children.slice(3), total: 2 });
+  });
+
   test("saveTask refuses a task one of whose dependencies FAILED, naming it, and writes nothing", async () => {
     const [running, bad, child] = [1, 2, 3].map(() => crypto.randomUUID()) as [string, string, string];
     await applyStatus(redis, event(running, "RUNNING"));
