@@ -51,6 +51,9 @@
  *                       TTL three report intervals (WORKER_REPORT_INTERVAL_MS)
  *   worker_quiet:<id>   string: JSON {at, by} while an operator keeps the worker from taking new tasks (QuietWorker)
  *                       TTL its report's, renewed by every report; removed when the worker starts or stops
+ *   tasks_expiring      sorted set: ids of tasks that SUCCEEDED with a retention shorter than taskTtlSeconds, scored by
+ *                       when their records expire (ms); the status script takes due ones out of it and out of
+ *                       task_index, two for each task it shortens, so it holds about the tasks within that retention
  *   task_handbacks:<id> hash: generation → deliveries of the task a worker handed back unstarted (stopping, quiet),
  *                       which are not attempts (hand-backs.ts)   TTL taskTtlSeconds from the last hand-back
  */
@@ -91,6 +94,9 @@ export const Keys = {
   waiting: "tasks_waiting",
   /** Tasks whose dependency ended FAILED or CANCELLED, for the gateway to cancel: "<task> <dependency> <state>" → when (ms). */
   dependencyFailed: "tasks_dependency_failed",
+  /** Tasks kept a shorter time once they SUCCEEDED (succeeded retention) → when their records expire (ms): their
+   *  task_index entries are taken out then (the status script, as it shortens others). */
+  expiring: "tasks_expiring",
 } as const;
 
 export const Bounds = {

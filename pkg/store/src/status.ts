@@ -29,8 +29,8 @@ export interface StoredStatus {
 
 // Applies updates in order. KEYS: the tasks' status hashes, one per update, then the result keys of the updates that
 // require a stored result, then the record keys of the SUCCEEDED updates (RETAINED_KEYS, six each), then the tasks'
-// task_dependents hashes, one per update, then tasks_unfinished, tasks_delayed, tasks_waiting and
-// tasks_dependency_failed. ARGV[1] is the TTL, ARGV[2] the number of updates, ARGV[3] now (ms), ARGV[4] how long a
+// task_dependents hashes, one per update, then tasks_unfinished, tasks_delayed, tasks_waiting,
+// tasks_dependency_failed, task_index and tasks_expiring. ARGV[1] is the TTL, ARGV[2] the number of updates, ARGV[3] now (ms), ARGV[4] how long a
 // succeeded task is kept (s, TASK_SUCCEEDED_RETENTION_SECONDS; 0: the TTL), then 16 values per update: the 10 fields
 // below, the KEYS index of its result key (0: no requirement), when its stall clock starts (ms), its progress report
 // (number, message, details) and the KEYS index of its record keys (0: none). Returns per update 1 (applied and published), 0 (stale, ignored)
@@ -51,11 +51,14 @@ local ttl = tonumber(ARGV[1])
 local count = tonumber(ARGV[2])
 local now = tonumber(ARGV[3])
 local defaultKeep = tonumber(ARGV[4])
-local unfinished = KEYS[#KEYS - 3]
-local delayed = KEYS[#KEYS - 2]
-local waiting = KEYS[#KEYS - 1]
-local dependencyFailed = KEYS[#KEYS]
-local firstDependents = #KEYS - 4 - count
+local unfinished = KEYS[#KEYS - 5]
+local delayed = KEYS[#KEYS - 4]
+local waiting = KEYS[#KEYS - 3]
+local dependencyFailed = KEYS[#KEYS - 2]
+local taskIndex = KEYS[#KEYS - 1]
+local expiring = KEYS[#KEYS]
+local firstDependents = #KEYS - 6 - count
+local shortened = 0
 local function settleDependents(key, taskId, state)
   local dependents = redis.call('HGETALL', key)
   for j = 1, #dependents, 2 do
@@ -82,12 +85,15 @@ local function settleDependents(key, taskId, state)
 end
 -- A task that SUCCEEDED is kept for its own succeededRetentionSeconds, else ARGV[4], from now on, when that is
 -- shorter than the TTL: its status, then its records (task, result, history, cancel marker, hand-backs). Not a task
--- that others waited for (task_dependent_ids): their handlers read its result (ctx.dependencies()).
-local function shortenRetention(key, records)
+-- that others waited for (task_dependent_ids): their handlers read its result (ctx.dependencies()). Its task_index
+-- entry would outlive it (the index is trimmed by submission time): tasks_expiring holds it until then.
+local function shortenRetention(key, records, taskId)
   local keep = tonumber(redis.call('HGET', KEYS[records], 'succeededRetentionSeconds')) or defaultKeep
   if keep <= 0 or keep >= ttl or redis.call('EXISTS', KEYS[records + 5]) == 1 then return end
   redis.call('EXPIRE', key, keep)
   for k = records, records + 4 do redis.call('EXPIRE', KEYS[k], keep) end
+  redis.call('ZADD', expiring, now + keep * 1000, taskId)
+  shortened = shortened + 1
 end
 local function apply(i, key, a)
   local cur = redis.call('HMGET', key, 'version', 'state', 'progressReport')
@@ -113,7 +119,7 @@ local function apply(i, key, a)
   end
   redis.call('EXPIRE', key, ttl)
   local records = tonumber(ARGV[a + 15])
-  if records > 0 then shortenRetention(key, records) end
+  if records > 0 then shortenRetention(key, records, ARGV[a + 1]) end
   redis.call('PUBLISH', key, ARGV[a + 9])
   local state = ARGV[a + 2]
   if state == 'SUCCEEDED' or state == 'FAILED' or state == 'CANCELLED' then
@@ -128,6 +134,15 @@ end
 local applied = {}
 for i = 1, count do
   applied[i] = apply(i, KEYS[i], 5 + (i - 1) * 16)
+end
+-- The index entries of tasks whose shortened retention ended: taken out as fast as tasks are shortened (two for
+-- each), so tasks_expiring holds about the tasks within their retention.
+if shortened > 0 then
+  local due = redis.call('ZRANGEBYSCORE', expiring, '-inf', now, 'LIMIT', 0, 2 * shortened)
+  if #due > 0 then
+    redis.call('ZREM', taskIndex, unpack(due))
+    redis.call('ZREM', expiring, unpack(due))
+  end
 end
 return applied
 `;
@@ -264,6 +279,8 @@ export async function applyStatusUpdates(
       Keys.delayed,
       Keys.waiting,
       Keys.dependencyFailed,
+      Keys.taskIndex,
+      Keys.expiring,
     ],
     args,
   )) as number[];

@@ -214,6 +214,18 @@ describe("applyStatus", () => {
     );
     expect(await redis.ttl(Keys.history(plain))).toBeLessThanOrEqual(120);
     expect(await redis.llen(Keys.history(plain))).toBe(2);
+    // Each shortened task waits in tasks_expiring for its records' end, then leaves task_index: here made due at once,
+    // and taken out as the next task is shortened.
+    expect(await redis.zscore(Keys.expiring, plain)).not.toBeNull();
+    expect(await redis.zscore(Keys.expiring, depended)).toBeNull();
+    await redis.zadd(Keys.taskIndex, Date.now(), plain);
+    await redis.zadd(Keys.expiring, 1, plain);
+    const next = crypto.randomUUID();
+    await records(next);
+    await applyStatusUpdates(redis, [{ event: event(next, "SUCCEEDED", { attempt: 1 }) }], ttl, 120);
+    expect(await redis.zscore(Keys.taskIndex, plain)).toBeNull();
+    expect(await redis.zscore(Keys.expiring, plain)).toBeNull();
+    expect(await redis.zscore(Keys.expiring, next)).not.toBeNull();
     // Without a succeeded retention (0), nothing is shortened.
     const kept = crypto.randomUUID();
     await records(kept);
@@ -302,8 +314,8 @@ describe("applyStatus", () => {
       const results = await Promise.all(ids.map((id) => apply({ event: event(id, "PENDING") })));
       expect(results.every((outcome) => outcome === "applied")).toBe(true);
       // Two calls, by their key counts: a status hash and a task_dependents hash per update, then tasks_unfinished,
-      // tasks_delayed, tasks_waiting and tasks_dependency_failed.
-      expect(calls).toEqual([2 * STATUS_BATCH_MAX + 4, 2 * 3 + 4]);
+      // tasks_delayed, tasks_waiting, tasks_dependency_failed, task_index and tasks_expiring.
+      expect(calls).toEqual([2 * STATUS_BATCH_MAX + 6, 2 * 3 + 6]);
       expect((await readStatus(redis, ids.at(-1) ?? ""))?.state).toBe("PENDING");
       expect(await apply({ event: event(ids[0] ?? "", "PENDING") })).toBe("stale");
     } finally {
