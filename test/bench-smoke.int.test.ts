@@ -2,7 +2,8 @@
  * The benchmark cannot rot: the raw JetStream chain, BullMQ and the pipeline (the nine built services) run at a tiny
  * size with real servers; the JSON holds positive throughput and ordered percentiles, and no task fails. The
  * pipeline runs with three services in one services/combined process (--combine) and six alone, so both ways of
- * starting a service are exercised in one run, and with --telemetry export, so the services' OTLP export is too.
+ * starting a service are exercised in one run, and with --telemetry export, so the services' OTLP export is too; its
+ * Redis footprint per finished task must be positive.
  * The latency breakdown (--breakdown) runs too: its rows must follow a task through the stages in order; and --drain,
  * under --profile.
  */
@@ -158,6 +159,19 @@ test("the pipeline part (nine services, three of them combined, traces exported;
   expect(result.reference).toEqual({ source: "rate given with --reference-rate", tasksPerSec: 40 });
   expect(pipeline?.openLoop?.map((phase) => phase.offeredPerSec)).toEqual([10, 20, 30]);
   for (const p of pipeline?.processes ?? []) expect(p.peakRssMb).toBeGreaterThan(0);
+  // Redis per finished task over warm-up + saturation (5 + 60 tasks), in the JSON and the report: positive bytes,
+  // and one task:<id> hash and one stored result per task.
+  const json = JSON.parse(readFileSync(writeResult(result, outDir), "utf8")) as BenchResult;
+  const storage = json.systems[0]?.storage;
+  expect(storage?.tasks).toBe(65);
+  expect(storage?.usedMemoryPerTask).toBeGreaterThan(0);
+  expect(storage?.keysPerTask).toBeGreaterThan(0);
+  const prefix = (name: string) => storage?.byPrefix.find((p) => p.prefix === name);
+  expect(prefix("task")?.keysPerTask).toBe(1);
+  expect(prefix("task_result")?.keysPerTask).toBe(1);
+  for (const name of ["task", "task_status", "task_result"])
+    expect(prefix(name)?.bytesPerTask, name).toBeGreaterThan(0);
+  expect(renderReport(result)).toContain("pipeline: Redis per finished task (after warm-up + saturation: 65 tasks");
 });
 
 test("the latency breakdown reads every measured task's trace, and its rows follow the task through the pipeline", {

@@ -6,6 +6,7 @@ import type { InstructionShares } from "./callgrind.js";
 import type { DrainResult } from "./drain.js";
 import type { BenchResult, RatioSet } from "./run.js";
 import type { SoakResult } from "./soak.js";
+import { STORAGE_HEADERS, storageHeadline, storageRows } from "./storage.js";
 import type { ClientFlow, TelemetryMode } from "./systems/pipeline.js";
 
 const fixed = (value: number | null | undefined, digits = 1) =>
@@ -138,6 +139,9 @@ export function renderReport(result: BenchResult): string {
     );
     out.push(table(["system", "process", "kind", "CPU s/1k: saturation", "open loops", "peak RSS MB"], processRows));
   }
+  for (const s of result.systems)
+    if (s.storage)
+      out.push(`\n${storageHeadline(s.system, s.storage)}`, table(STORAGE_HEADERS, storageRows(s.storage)));
 
   const ratioRow = (label: string, r: RatioSet) => [
     label,

@@ -12,6 +12,7 @@ import { cpuBetween, type ProcessUsage, peakRssMbOf, snapshotCpu, type WatchedPr
 import { infraRoundTrips, measureRoundTrip, type RoundTrip } from "./round-trips.js";
 import { OPEN_LOOP_FRACTIONS, openLoopTasks, type SizeProfile } from "./sizes.js";
 import { cpuPerThousand, type LatencySummary, ratio, summarize } from "./stats.js";
+import { type StoragePerTask, type StorageSnapshot, storagePerTask } from "./storage.js";
 import type { SystemUnderTest } from "./system.js";
 import { startBullmq } from "./systems/bullmq.js";
 import {
@@ -91,6 +92,9 @@ export interface SystemResult {
   otlpReceived?: Record<string, { requests: number; bytes: number }>;
   cpu?: { systemPer1000: number; infraPer1000: number; driverPer1000: number };
   processes?: ProcessFigures[];
+  /** Redis bytes and keys per finished task over warm-up + saturation, overall and by key prefix (systems with
+   *  SystemUnderTest.storage: the pipeline). */
+  storage?: StoragePerTask;
 }
 
 export interface ScalingResult {
@@ -179,9 +183,9 @@ export function phaseOf(result: LoadResult, tasks: number): PhaseResult {
 
 export const DRIVER: WatchedProcess = { role: "bench-driver", kind: "driver", pid: process.pid };
 
-/** Warm-up: connections, JIT, consumers (closed loop, not measured). */
-export async function warmUp(system: SystemUnderTest, size: SizeProfile): Promise<void> {
-  await closedLoop(system.runOne, { total: size.warmup, inFlight: size.inFlight });
+/** Warm-up: connections, JIT, consumers (closed loop, not measured; its count of finished tasks is used). */
+export async function warmUp(system: SystemUnderTest, size: SizeProfile): Promise<LoadResult> {
+  return closedLoop(system.runOne, { total: size.warmup, inFlight: size.inFlight });
 }
 
 /**
@@ -193,15 +197,15 @@ export async function warmUpAndSaturate(
   system: SystemUnderTest,
   watched: readonly WatchedProcess[],
   options: Pick<BenchOptions, "size" | "log">,
-): Promise<{ saturation: LoadResult; usage: ProcessUsage[] }> {
+): Promise<{ warmup: LoadResult; saturation: LoadResult; usage: ProcessUsage[] }> {
   const { size, log } = options;
-  await warmUp(system, size);
+  const warmup = await warmUp(system, size);
   log(`${name}: saturation, ${size.saturationTasks} tasks with ${size.inFlight} in flight`);
   const before = snapshotCpu(watched);
   const saturation = await closedLoop(system.runOne, { total: size.saturationTasks, inFlight: size.inFlight });
   const usage = cpuBetween(watched, before, snapshotCpu(watched));
   log(`${name}: ${saturation.tasksPerSec.toFixed(0)} tasks/s`);
-  return { saturation, usage };
+  return { warmup, saturation, usage };
 }
 
 /** Measures one system; `reference` is the peak the open-loop rates are fractions of (null: use this one's). */
@@ -211,7 +215,8 @@ async function measureSystem(
   config: PipelineConfig,
   reference: number | null,
   fractions: readonly number[] = OPEN_LOOP_FRACTIONS,
-  /** The one-at-a-time phase and the system's round-trip probes (the scaling runs leave them out). */
+  /** The one-at-a-time phase, the system's round-trip probes and its Redis footprint (the scaling runs leave them
+   *  out). */
   floor = true,
 ): Promise<SystemResult> {
   const { size, log } = options;
@@ -221,7 +226,22 @@ async function measureSystem(
     log(`${name}: starting`);
     system = await startSystem(name, infra, options, config);
     const watched = [...system.processes(), DRIVER];
-    const { saturation, usage } = await warmUpAndSaturate(name, system, watched, options);
+    // Redis's footprint before any task ran, and after warm-up + saturation: the difference per finished task.
+    const storageBefore: StorageSnapshot | undefined = floor ? await system.storage?.() : undefined;
+    const { warmup, saturation, usage } = await warmUpAndSaturate(name, system, watched, options);
+    let storage: StoragePerTask | undefined;
+    if (storageBefore && system.storage) {
+      // A task counts as finished when the client saw SUCCEEDED and its result stored, but the services may still be
+      // writing about the last ones (audit events, their history, the status's last fields): the after-snapshot
+      // first polls DBSIZE until it has not changed for ~1 s, or 5 s passed (storage.ts waitForQuiet; the settle
+      // field says which). It is taken after the saturation phase's CPU snapshot, so its SCAN costs that phase nothing.
+      const storageAfter = await system.storage({ settle: true });
+      storage = storagePerTask(storageBefore, storageAfter, warmup.completed + saturation.completed);
+      log(
+        `${name}: Redis ${storage.usedMemoryPerTask.toFixed(0)} bytes (used_memory) per finished task, ` +
+          `${storage.keysPerTask.toFixed(2)} keys`,
+      );
+    }
 
     const base = reference ?? saturation.tasksPerSec;
     const openLoopResults: OpenLoopResult[] = [];
@@ -277,6 +297,7 @@ async function measureSystem(
       ...(otlpReceived ? { otlpReceived } : {}),
       cpu: { systemPer1000: per1000("system"), infraPer1000: per1000("infra"), driverPer1000: per1000("driver") },
       processes,
+      ...(storage ? { storage } : {}),
     };
   } finally {
     await system?.stop().catch((error) => log(`${name}: stop failed: ${error}`));

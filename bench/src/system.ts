@@ -1,6 +1,7 @@
 /** What the runner needs from each system under test. */
 import type { ReceivedSpan } from "@tm/testkit";
 import type { WatchedProcess } from "./proc.js";
+import type { StorageSnapshot } from "./storage.js";
 
 export interface SystemUnderTest {
   readonly name: "raw" | "raw-flow" | "bullmq" | "pipeline";
@@ -14,6 +15,10 @@ export interface SystemUnderTest {
   exported?: () => Record<string, { requests: number; bytes: number }>;
   /** The spans it exported so far, when started to keep them (the pipeline with `keepSpans`, for --breakdown). */
   spans?: () => readonly ReceivedSpan[];
+  /** What the system keeps in Redis now (used_memory, DBSIZE, keys and estimated bytes per key prefix; storage.ts),
+   *  when it keeps its state there (the pipeline). With `settle`, first waits (at most a few seconds) until DBSIZE
+   *  stops changing, so writes still landing after the last task finished are counted. */
+  storage?(options?: { settle?: boolean }): Promise<StorageSnapshot>;
   stop(): Promise<void>;
 }
 

@@ -25,6 +25,7 @@ import { createDriverClient, type DriverClient } from "../grpc-driver.js";
 import { within } from "../load.js";
 import { startOtlpSink } from "../otlp-sink.js";
 import type { WatchedProcess } from "../proc.js";
+import { redisStorage } from "../storage.js";
 import type { SystemUnderTest } from "../system.js";
 
 export const PIPELINE_SERVICES = [
@@ -209,6 +210,9 @@ export async function startPipeline(
       await resultStored(taskId);
     };
 
+    // Its own connection (connected on first use), for the storage footprint only.
+    const storage = redisStorage(redis.url);
+
     return {
       name: "pipeline",
       runOne() {
@@ -217,6 +221,7 @@ export async function startPipeline(
         return within(runTask(client), options.taskTimeoutMs, "pipeline task");
       },
       ...(sink ? { exported: () => sink.received(), spans: () => sink.spans() } : {}),
+      storage: (snapshotOptions) => storage.snapshot(snapshotOptions),
       probes: {
         "gRPC unary call to the gateway (Health/Check)": () => (clients[0] as DriverClient).check(),
         "HTTP GET to result-store (/healthz)": () => getStatus("/healthz"),
@@ -243,6 +248,7 @@ export async function startPipeline(
       },
       async stop() {
         agent.destroy();
+        storage.close();
         for (const client of clients) client.close();
         await Promise.all([...services.map((s) => s.process.stop(20_000)), combined?.process.stop(20_000)]);
         await sink?.close();
