@@ -23,28 +23,28 @@ const appendOnce = luaScript(APPEND_ONCE);
 // Audit events, several per call. KEYS: audit_events, then per event its marker, its history list and its task's
 // status hash (the marker again for both when the event names no task). ARGV: auditMax, markerTtl, historyMax,
 // historyTtl, then per event its entry and "1" when it has a history. Returns per event 1 (stored) or 0 (a
-// redelivery, already stored). audit_events is trimmed once per call, not once per event. A history lives as long as
-// its task's status when that is sooner than historyTtl: a task that SUCCEEDED may be kept a shorter time
-// (TASK_SUCCEEDED_RETENTION_SECONDS), and its last audit events come after its status.
+// redelivery, already stored). audit_events is trimmed once per call, not once per event. A history, and a task event's
+// marker, live no longer than the task's status when that ends sooner than their own TTL: a task that SUCCEEDED may
+// be kept a shorter time (TASK_SUCCEEDED_RETENTION_SECONDS), its last audit events come after its status, and a
+// marker outliving its task would only keep memory (5 markers a task, 24 h each, were 9 % of a task's bytes).
 const APPEND_AUDIT = `
 local applied = {}
 local pushed = 0
+local markerTtlMs = tonumber(ARGV[2]) * 1000
 local historyTtlMs = tonumber(ARGV[4]) * 1000
 for i = 0, (#ARGV - 4) / 2 - 1 do
   local entry = ARGV[5 + 2 * i]
-  if redis.call('SET', KEYS[2 + 3 * i], '1', 'EX', tonumber(ARGV[2]), 'NX') then
+  local hasHistory = ARGV[6 + 2 * i] == '1'
+  local statusLeftMs = hasHistory and redis.call('PTTL', KEYS[4 + 3 * i]) or -2
+  if statusLeftMs <= 0 then statusLeftMs = nil end
+  if redis.call('SET', KEYS[2 + 3 * i], '1', 'PX', math.min(markerTtlMs, statusLeftMs or markerTtlMs), 'NX') then
     redis.call('LPUSH', KEYS[1], entry)
     pushed = pushed + 1
-    if ARGV[6 + 2 * i] == '1' then
+    if hasHistory then
       local history = KEYS[3 + 3 * i]
       redis.call('RPUSH', history, entry)
       redis.call('LTRIM', history, -tonumber(ARGV[3]), -1)
-      local statusLeftMs = redis.call('PTTL', KEYS[4 + 3 * i])
-      if statusLeftMs > 0 and statusLeftMs < historyTtlMs then
-        redis.call('PEXPIRE', history, statusLeftMs)
-      else
-        redis.call('PEXPIRE', history, historyTtlMs)
-      end
+      redis.call('PEXPIRE', history, math.min(historyTtlMs, statusLeftMs or historyTtlMs))
     end
     applied[i + 1] = 1
   else

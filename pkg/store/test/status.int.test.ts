@@ -214,6 +214,9 @@ describe("applyStatus", () => {
       ttl,
     );
     expect(await redis.ttl(Keys.history(plain))).toBeLessThanOrEqual(120);
+    // Its dedupe marker too: 24 h otherwise, as for a task still kept (the first event's, before SUCCEEDED).
+    expect(await redis.ttl(`audit_seen:E:${plain}:2`)).toBeLessThanOrEqual(120);
+    expect(await redis.ttl(`audit_seen:E:${plain}:1`)).toBeGreaterThan(3_500);
     expect(await redis.llen(Keys.history(plain))).toBe(2);
     // Each shortened task waits in tasks_expiring for its records' end, then leaves task_index: here made due at once,
     // and taken out as the next task is shortened.
