@@ -27,6 +27,8 @@ export interface StoredSchedule {
     maxAttempts?: number;
     retryBackoff?: RetryBackoff;
     expiresAfterMs?: number;
+    /** Each run's task's succeeded retention (s), when set. */
+    succeededRetentionSeconds?: number;
   };
   createdAt: string;
   createdBy: string;

@@ -132,6 +132,8 @@ export type ScheduleAction =
       maxAttempts?: number;
       retryBackoff?: RetryBackoffOption;
       expiresAfterMs?: number;
+      /** --succeeded-retention, ms. */
+      succeededRetentionMs?: number;
     };
 
 /** `cancel-all` is `cancel --all`, parsed under `cancel`; `requeue-stalled` is `requeue --all-stalled`;
@@ -230,6 +232,7 @@ const COMMAND_OPTIONS: Record<CommandName, Options> = {
     "max-attempts": { type: "string" },
     ...RETRY_BACKOFF_OPTIONS,
     "expires-after": { type: "string" },
+    "succeeded-retention": { type: "string" },
   },
   pause: {},
   resume: {},
@@ -650,6 +653,7 @@ function parseScheduleAction(
   const maxAttempts = parseMaxAttempts(str(values["max-attempts"]));
   const retryBackoff = retryBackoffOf(values);
   const expiresAfterMs = parseExpiresAfter(str(values["expires-after"]));
+  const succeededRetentionMs = parseSucceededRetention(str(values["succeeded-retention"]));
   const overlap = str(values.overlap) ?? "allow";
   if (overlap !== "allow" && overlap !== "skip") {
     throw new UsageError(`schedule add: --overlap is allow or skip (got "${overlap}")`);
@@ -671,5 +675,6 @@ function parseScheduleAction(
     ...(maxAttempts === undefined ? {} : { maxAttempts }),
     ...(retryBackoff ? { retryBackoff } : {}),
     ...(expiresAfterMs === undefined ? {} : { expiresAfterMs }),
+    ...(succeededRetentionMs === undefined ? {} : { succeededRetentionMs }),
   };
 }

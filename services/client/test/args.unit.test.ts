@@ -335,6 +335,9 @@ describe("parseCommandLine", () => {
     expect(parseCommandLine(["schedule", "add", "n", "* * * * *", "echo", "--starting-deadline", "10m"])).toMatchObject(
       { startingDeadlineMs: 600_000 },
     );
+    expect(
+      parseCommandLine(["schedule", "add", "n", "* * * * *", "echo", "--succeeded-retention", "1h"]),
+    ).toMatchObject({ succeededRetentionMs: 3_600_000 });
     expect(usageErrorOf(["schedule", "add", "n", "* * * * *", "echo", "--starting-deadline", "soon"])).toBe(
       '--starting-deadline must be a duration like 30s, 15m, 2h, 1d (got "soon")',
     );

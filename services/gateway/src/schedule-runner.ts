@@ -17,6 +17,7 @@
  * skipped (moved on by the same compare-and-set, so one replica counts it).
  */
 import { create, type JsonObject } from "@bufbuild/protobuf";
+import { durationFromMs } from "@bufbuild/protobuf/wkt";
 import { Code, ConnectError } from "@connectrpc/connect";
 import { isTerminal } from "@tm/flow";
 import { LogThrottle, type Runtime } from "@tm/kit";
@@ -210,6 +211,9 @@ export async function submitRun(
         ? `schedule:${schedule.id}:manual:${crypto.randomUUID()}`
         : `schedule:${schedule.id}:${dueMs}`,
       ...taskLimitFields(task),
+      ...(task.succeededRetentionSeconds
+        ? { succeededRetention: durationFromMs(task.succeededRetentionSeconds * 1_000) }
+        : {}),
     }),
     ctx,
   );

@@ -170,6 +170,7 @@ function parseTemplate(task: ScheduledTask | undefined, limits: ScheduleLimits):
         maxAttempts: task.maxAttempts,
         retryBackoff: task.retryBackoff,
         expiresAfter: task.expiresAfter,
+        succeededRetention: task.succeededRetention,
         dependsOn: [],
         dependencyPolicy: DependencyPolicy.UNSPECIFIED,
       },
@@ -188,6 +189,7 @@ function parseTemplate(task: ScheduledTask | undefined, limits: ScheduleLimits):
     priority: valid.priority,
     metadata: { ...task.metadata },
     ...taskLimitsOf(valid),
+    ...(valid.succeededRetentionSeconds ? { succeededRetentionSeconds: valid.succeededRetentionSeconds } : {}),
   };
 }
 
@@ -208,6 +210,9 @@ export function scheduleToProto({
       priority: priorityToProto(task.priority),
       metadata: task.metadata,
       ...taskLimitFields(task),
+      ...(task.succeededRetentionSeconds
+        ? { succeededRetention: durationFromMs(task.succeededRetentionSeconds * 1_000) }
+        : {}),
     },
     ...(nextMs === undefined ? {} : { nextRunAt: timestampFromMs(nextMs) }),
     createdAt: timestampFromIso(schedule.createdAt),

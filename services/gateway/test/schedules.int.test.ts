@@ -81,11 +81,13 @@ describe("a schedule run by two gateway replicas", () => {
           maxAttempts: 2,
           retryBackoff: { delay: create(DurationSchema, { seconds: 2n }), multiplier: 2 },
           expiresAfter: create(DurationSchema, { seconds: 30n }),
+          succeededRetention: create(DurationSchema, { seconds: 600n }),
         },
       }),
     });
     expect(created?.nextRunAt).toBeDefined();
     expect(created?.task?.expiresAfter).toMatchObject({ seconds: 30n });
+    expect(created?.task?.succeededRetention).toMatchObject({ seconds: 600n });
     expect(created?.task?.retryBackoff).toMatchObject({
       delay: { seconds: 2n },
       multiplier: 2,
@@ -107,6 +109,8 @@ describe("a schedule run by two gateway replicas", () => {
       retryBackoff: { delayMs: 2_000, multiplier: 2, maxDelayMs: 3_600_000, jitter: 0 },
       expiresAfterMs: 30_000,
     });
+    // Kept with the run's task record (the status script reads it there), not carried in its messages.
+    expect(await clients.redis.hget(Keys.task(runs[0]!.taskId), "succeededRetentionSeconds")).toBe("600");
 
     const listed = (await quiet.admin.listSchedules({})).schedules.find((s) => s.id === "every-second");
     expect(listed?.lastTaskId).toBeTruthy();
@@ -435,6 +439,12 @@ test("bad schedules are INVALID_ARGUMENT naming the field; an existing id is ALR
     message: 'schedule.task.metadata: "schedule_id" is set by each run',
   });
   expect(await invalid({ id: "x", task: undefined })).toMatchObject({ message: "schedule.task: is required" });
+  expect(
+    await invalid({ id: "x", task: { type: "echo", succeededRetention: create(DurationSchema, { seconds: 10n }) } }),
+  ).toMatchObject({
+    code: Code.InvalidArgument,
+    message: expect.stringMatching(/^schedule\.task\.succeeded_retention: 10 s is under the minimum of 60 s/),
+  });
   expect(
     await rejection(
       quiet.admin.createSchedule({ schedule: { ...schedule({ id: "x" }), overlap: 7 as ScheduleOverlap } }),

@@ -79,6 +79,9 @@ export async function scheduleCommand(io: Io, client: AdminClient, invocation: S
               priority: invocation.priority,
               metadata: invocation.metadata,
               ...taskLimitFields(invocation),
+              ...(invocation.succeededRetentionMs
+                ? { succeededRetention: durationFromMs(invocation.succeededRetentionMs) }
+                : {}),
             },
           },
         },
