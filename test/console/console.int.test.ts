@@ -582,6 +582,7 @@ describe.skipIf(!existsSync(CHROMIUM))("web console", () => {
         maxDelay: create(DurationSchema, { seconds: 60n }),
         jitter: 0.2,
       }),
+      succeededRetention: create(DurationSchema, { seconds: 600n }),
     });
     try {
       await page.goto(`${webUrl}/tasks/${taskId}`);
@@ -590,7 +591,7 @@ describe.skipIf(!existsSync(CHROMIUM))("web console", () => {
       await runsAt.waitFor({ timeout: 15_000 });
       expect(await runsAt.textContent()).toMatch(/\(delayed\)$/);
       expect(await page.locator("dt:text-is('Limits') + dd").textContent()).toBe(
-        "timeout 2.0 s per attempt; at most 1 attempt; retried after 1.0 s, ×2 each time up to 1 min 0 s, up to 20 % less at random",
+        "timeout 2.0 s per attempt; at most 1 attempt; retried after 1.0 s, ×2 each time up to 1 min 0 s, up to 20 % less at random; kept 10 min 0 s once it succeeded",
       );
       await page.goto(`${webUrl}/`);
       const tile = page.locator(".tile").filter({ has: page.locator(".tile-label:text-is('Delayed tasks')") });

@@ -342,9 +342,12 @@ function stageRank(state: TaskState): number {
   return TERMINAL_STATES.has(state) ? STAGES.length : STAGES.indexOf(state);
 }
 
-/** The task's own execution limits (SubmitTaskRequest.timeout, max_attempts, retry_backoff, expires_after), or ""
- *  when it has the defaults; a schedule's task template (ScheduledTask) has the same fields. */
-export function limitsOf(task: Pick<Task, "timeout" | "maxAttempts" | "retryBackoff" | "expiresAfter">): string {
+/** The task's own execution limits (SubmitTaskRequest.timeout, max_attempts, retry_backoff, expires_after) and
+ *  succeeded retention, or "" when it has the defaults; a schedule's task template (ScheduledTask) has the same
+ *  fields. */
+export function limitsOf(
+  task: Pick<Task, "timeout" | "maxAttempts" | "retryBackoff" | "expiresAfter" | "succeededRetention">,
+): string {
   const limits = [
     ...(task.timeout ? [`timeout ${duration(durationMs(task.timeout))} per attempt`] : []),
     ...(task.maxAttempts ? [`at most ${task.maxAttempts} attempt${task.maxAttempts === 1 ? "" : "s"}`] : []),
@@ -352,6 +355,7 @@ export function limitsOf(task: Pick<Task, "timeout" | "maxAttempts" | "retryBack
     ...(task.expiresAfter
       ? [`expires if not started ${duration(durationMs(task.expiresAfter))} after it was due`]
       : []),
+    ...(task.succeededRetention ? [`kept ${duration(durationMs(task.succeededRetention))} once it succeeded`] : []),
   ];
   return limits.join("; ");
 }
