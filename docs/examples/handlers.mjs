@@ -5,8 +5,9 @@
  *   TASK_TYPES=slugify,word-count,word-total                        # on every service: the gateway and ingest accept them
  *   WORKER_HANDLER_MODULES=/app/handlers/handlers.mjs    # on the workers: where their handlers are
  *
- * A handler is a plain object { type, payload?, timeoutMs?, maxAttempts?, retryBackoff?, run(payload, ctx) }; the
- * module imports nothing from Task Manager. `timeoutMs` limits one attempt of the type (instead of the worker's
+ * A handler is a plain object { type, payload?, timeoutMs?, heartbeatTimeoutMs?, maxAttempts?, retryBackoff?,
+ * run(payload, ctx) }; the module imports nothing from Task Manager. `heartbeatTimeoutMs` aborts an attempt that calls
+ * reportProgress for none of that long. `timeoutMs` limits one attempt of the type (instead of the worker's
  * TASK_TIMEOUT_MS), `maxAttempts` and `retryBackoff` ({ delayMs, multiplier?, maxDelayMs?, jitter? }) are its retry
  * policy (instead of FLOW_MAX_DELIVER and FLOW_RETRY_DELAYS_MS); a task's own timeout, max_attempts and
  * retry_backoff still come first. `concurrency` (per worker), `globalConcurrency` (across every worker) and `rate`

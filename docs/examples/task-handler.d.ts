@@ -80,6 +80,9 @@ export interface TaskHandler<Payload = any> {
   run(payload: Payload, ctx: TaskContext): unknown;
   /** One attempt's limit, in place of TASK_TIMEOUT_MS (1 ms to 24 h). */
   timeoutMs?: number;
+  /** An attempt that calls reportProgress for none of this long is aborted and fails as timed out (Temporal's
+   *  heartbeat timeout); 1 ms to 24 h. */
+  heartbeatTimeoutMs?: number;
   /** The most attempts (1 to FLOW_MAX_DELIVER) for a task submitted without its own max_attempts. */
   maxAttempts?: number;
   /** The waits between attempts for a task submitted without its own retry_backoff. */

@@ -148,25 +148,32 @@ function handlersIn(exported: Record<string, unknown>, fail: (problem: string) =
 
 function checkedHandler(candidate: unknown, maxDeliver: number, fail: (problem: string) => Error): TaskHandler {
   if (typeof candidate !== "object" || candidate === null) throw fail("is not an object { type, payload?, run }");
-  const { type, payload, run, timeoutMs, maxAttempts, retryBackoff, concurrency, globalConcurrency, rate } =
-    candidate as Record<string, unknown>;
+  const {
+    type,
+    payload,
+    run,
+    timeoutMs,
+    heartbeatTimeoutMs,
+    maxAttempts,
+    retryBackoff,
+    concurrency,
+    globalConcurrency,
+    rate,
+  } = candidate as Record<string, unknown>;
   if (typeof type !== "string" || type === "") throw fail("has no `type` (a string)");
   if (typeof run !== "function") throw fail(`"${type}" has no \`run\` function`);
   if (payload !== undefined && !isStandardSchema(payload)) {
     throw fail(`"${type}": \`payload\` is not a Standard Schema (a zod 3.24+, valibot or arktype schema)`);
   }
-  if (
-    timeoutMs !== undefined &&
-    !(
-      typeof timeoutMs === "number" &&
-      Number.isInteger(timeoutMs) &&
-      timeoutMs >= 1 &&
-      timeoutMs <= MAX_TASK_TIMEOUT_MS
-    )
-  ) {
-    throw fail(
-      `"${type}": \`timeoutMs\` must be a whole number of milliseconds from 1 to ${MAX_TASK_TIMEOUT_MS} (24 h)`,
-    );
+  for (const [name, value] of Object.entries({ timeoutMs, heartbeatTimeoutMs })) {
+    if (
+      value !== undefined &&
+      !(typeof value === "number" && Number.isInteger(value) && value >= 1 && value <= MAX_TASK_TIMEOUT_MS)
+    ) {
+      throw fail(
+        `"${type}": \`${name}\` must be a whole number of milliseconds from 1 to ${MAX_TASK_TIMEOUT_MS} (24 h)`,
+      );
+    }
   }
   if (
     maxAttempts !== undefined &&
@@ -187,6 +194,7 @@ function checkedHandler(candidate: unknown, maxDeliver: number, fail: (problem: 
     payload: (payload as PayloadSchema | undefined) ?? ANY_PAYLOAD,
     run: run.bind(candidate) as TaskHandler["run"],
     ...(timeoutMs === undefined ? {} : { timeoutMs: timeoutMs as number }),
+    ...(heartbeatTimeoutMs === undefined ? {} : { heartbeatTimeoutMs: heartbeatTimeoutMs as number }),
     ...(maxAttempts === undefined ? {} : { maxAttempts: maxAttempts as number }),
     ...(retryBackoff === undefined ? {} : { retryBackoff: checkedBackoff(type, retryBackoff, fail) }),
     ...(concurrency === undefined ? {} : { concurrency: concurrency as number }),

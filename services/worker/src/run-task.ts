@@ -223,6 +223,18 @@ export function createTaskRunner({
       () => controller.abort(new TaskTimeoutError(`timed out after ${attemptTimeoutMs} ms`)),
       attemptTimeoutMs,
     );
+    // The type's heartbeat timeout: restarted (Timeout.refresh, no new timer) by each progress report.
+    const heartbeatTimeoutMs = handler.heartbeatTimeoutMs;
+    const heartbeat =
+      heartbeatTimeoutMs === undefined
+        ? undefined
+        : setTimeout(
+            () =>
+              controller.abort(
+                new TaskTimeoutError(`no progress reported for ${heartbeatTimeoutMs} ms (its heartbeat timeout)`),
+              ),
+            heartbeatTimeoutMs,
+          );
     const progress = new ProgressThrottle(({ percent, report }) => {
       publishStatus(rt.publisher, {
         taskId,
@@ -248,6 +260,7 @@ export function createTaskRunner({
           // Nothing from an attempt that has ended (a handler that ignored its abort and goes on).
           reportProgress: (percent, message, details) => {
             if (controller.signal.aborted) progress.stop();
+            else heartbeat?.refresh();
             progress.report(percent, message, details);
           },
           // Made when first used: most handlers log nothing, and a child logger per task is an allocation each.
@@ -276,6 +289,7 @@ export function createTaskRunner({
     } finally {
       duration.record(Date.now() - startedAt.getTime(), { type: task.type });
       clearTimeout(timer);
+      clearTimeout(heartbeat);
       progress.stop();
       ctx.signal.removeEventListener("abort", onShutdown);
       forget();

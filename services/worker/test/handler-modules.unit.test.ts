@@ -112,11 +112,12 @@ describe("handlers loaded from WORKER_HANDLER_MODULES", () => {
   test("a handler's own timeoutMs, maxAttempts and retryBackoff are kept, the backoff's unset fields defaulted", async () => {
     const path = moduleFile(
       "timed.mjs",
-      'export const handlers = [{ type: "timed", timeoutMs: 2500, maxAttempts: 2, retryBackoff: { delayMs: 100 }, run() {} }];',
+      'export const handlers = [{ type: "timed", timeoutMs: 2500, heartbeatTimeoutMs: 500, maxAttempts: 2, retryBackoff: { delayMs: 100 }, run() {} }];',
     );
     const [handler] = await loadHandlerModules([path], parseTaskTypes("timed"));
     expect(handler).toMatchObject({
       timeoutMs: 2500,
+      heartbeatTimeoutMs: 500,
       maxAttempts: 2,
       retryBackoff: { delayMs: 100, multiplier: 1, maxDelayMs: 3_600_000, jitter: 0 },
     });
@@ -187,6 +188,12 @@ describe("handlers loaded from WORKER_HANDLER_MODULES", () => {
       'export const handlers = [{ type: "one", timeoutMs: "10s", run() {} }];',
       "one",
       /handler 1: "one": `timeoutMs` must be a whole number of milliseconds from 1 to 86400000 \(24 h\)/,
+    ],
+    [
+      "heartbeat.mjs",
+      'export const handlers = [{ type: "one", heartbeatTimeoutMs: 0, run() {} }];',
+      "one",
+      /handler 1: "one": `heartbeatTimeoutMs` must be a whole number of milliseconds from 1 to 86400000 \(24 h\)/,
     ],
     [
       "timeout0.mjs",

@@ -419,6 +419,29 @@ test("a type's own timeoutMs replaces TASK_TIMEOUT_MS; a task's own timeout stil
   });
 });
 
+test("a type's heartbeatTimeoutMs aborts an attempt that reports no progress for that long, not one that does", async () => {
+  const beating = (silentAfterMs: number) =>
+    defineHandler({
+      type: "echo",
+      payload: z.unknown(),
+      heartbeatTimeoutMs: 400,
+      async run(_payload, { signal, reportProgress }) {
+        // 1.2 s in all, three times the heartbeat timeout: reports every 25 ms until `silentAfterMs`.
+        for (let elapsed = 0; elapsed < 1_200; elapsed += 25) {
+          if (elapsed < silentAfterMs) reportProgress(elapsed / 12);
+          await abortableDelay(25, signal);
+        }
+        return { done: true };
+      },
+    });
+  expect(await runnerWith(beating(1_200), 60_000).attempt(enrichedTask("echo", {}))).toBeUndefined();
+  // Silent after 100 ms: aborted by the heartbeat timeout, neither run to its end nor to its attempt timeout.
+  expect(await runnerWith(beating(100), 60_000).attempt(enrichedTask("echo", {}))).toMatchObject({
+    name: "TaskTimeoutError",
+    message: "no progress reported for 400 ms (its heartbeat timeout)",
+  });
+});
+
 test("a type this worker has no handler for is retried later (a rollout not here yet), not failed at once", async () => {
   const failure = await runnerWith(undefined, 60_000).attempt(enrichedTask("resize", {}));
   expect(failure).toBeInstanceOf(RetryAfterError);

@@ -40,6 +40,11 @@ export interface TaskHandler<P extends PayloadSchema = PayloadSchema> {
   /** How long one attempt of this type may run, when the task was not submitted with its own `timeout`: in place of
    *  the worker's TASK_TIMEOUT_MS (Celery's per-task time_limit, Temporal's per-activity start-to-close). */
   timeoutMs?: number;
+  /** An attempt that reports no progress (ctx.reportProgress) for this long is aborted and fails as timed out:
+   *  a long task's stuck attempt found in minutes, not at the end of its hours-long timeout (Temporal's heartbeat
+   *  timeout). Counted from the attempt's start and from each call, published or not (calling with the same percent
+   *  counts); 1 ms to 24 h. */
+  heartbeatTimeoutMs?: number;
   /** The most attempts of a task of this type that was not submitted with its own max_attempts (1 to
    *  FLOW_MAX_DELIVER; Celery's max_retries + 1, Temporal's maximum attempts). */
   maxAttempts?: number;
