@@ -239,7 +239,14 @@ if existing then
   local generation = tonumber(decoded.generation)
   if generation ~= nil and generation >= tonumber(ARGV[2]) then return 'duplicate' end
 end
-redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[3])
+-- No longer than the task's status lives (KEYS[3]): a result stored after SUCCEEDED shortened the task's records
+-- (the notifier's wait for it ran out) ends with them.
+local statusLeftMs = KEYS[3] and redis.call('PTTL', KEYS[3]) or -2
+if statusLeftMs > 0 and statusLeftMs < tonumber(ARGV[3]) * 1000 then
+  redis.call('SET', KEYS[1], ARGV[1], 'PX', statusLeftMs)
+else
+  redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[3])
+end
 return 'stored'
 `);
 
@@ -260,14 +267,15 @@ function storedFormOf(result: ResultMessage): StoredResult {
 /**
  * Stores a result unless the task was cancelled or a result of this generation (or a later one) is already stored:
  * the first write wins, so a redelivered tasks.results message can never replace or double a result, and a replay
- * (a newer generation) replaces the older one. One script, one round trip (result-store's hot path).
+ * (a newer generation) replaces the older one. One script, one round trip (result-store's hot path). The result lives
+ * no longer than the task's status (a task kept a shorter time once it SUCCEEDED).
  */
 export async function storeResult(
   redis: Redis,
   result: ResultMessage,
   ttlSeconds: number = Bounds.taskTtlSeconds,
 ): Promise<StoreResultOutcome> {
-  const keys = [Keys.result(result.taskId), Keys.cancel(result.taskId)];
+  const keys = [Keys.result(result.taskId), Keys.cancel(result.taskId), Keys.status(result.taskId)];
   const json = JSON.stringify(storedFormOf(result));
   return (await STORE_RESULT.run(redis, keys, [json, result.generation, ttlSeconds])) as StoreResultOutcome;
 }

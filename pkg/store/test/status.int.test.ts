@@ -436,6 +436,14 @@ describe("results and lists", () => {
     await redis.set(Keys.result(legacy), JSON.stringify({ taskId: legacy, output: "old" }));
     expect(await storeResult(redis, { ...base, taskId: legacy, output: "new" })).toBe("stored");
     expect((await readResult(redis, legacy))?.output).toBe("new");
+
+    // A result stored after its task's records were shortened (SUCCEEDED applied first) lives no longer than they do.
+    const late = crypto.randomUUID();
+    await redis.hset(Keys.status(late), { state: "SUCCEEDED" });
+    await redis.expire(Keys.status(late), 120);
+    expect(await storeResult(redis, { ...base, taskId: late, output: {} }, 3_600)).toBe("stored");
+    const lateTtl = await redis.ttl(Keys.result(late));
+    expect(lateTtl > 110 && lateTtl <= 120).toBe(true);
   });
 
   test("audit and dead-letter appends are idempotent per delivery and keep the task's history", async () => {
