@@ -818,6 +818,7 @@ describe.skipIf(!existsSync(CHROMIUM))("web console", () => {
         await form.getByLabel(/^Retry delay/).fill("10s");
         await form.getByLabel(/^Retry multiplier/).fill("2");
         await form.getByLabel(/^Expires after/).fill("2h");
+        await form.getByLabel(/^Kept once succeeded/).fill("1h");
       };
       const create = () => form.getByRole("button", { name: "Create schedule" }).click();
 
@@ -846,6 +847,7 @@ describe.skipIf(!existsSync(CHROMIUM))("web console", () => {
         maxAttempts: 2,
         retryBackoff: { delay: { seconds: 10n }, multiplier: 2 },
         expiresAfter: { seconds: 7_200n },
+        succeededRetention: { seconds: 3_600n },
       });
       const row = page.getByRole("row").filter({ has: page.getByRole("cell", { name: id }) });
       await row

@@ -45,6 +45,8 @@ export const schedulesView: View = (main) => {
   const retryDelayInput = input("retry-delay", { placeholder: "10s" });
   const retryMultiplierInput = input("retry-multiplier", { type: "number", step: "any", placeholder: "1" });
   const expiresInput = input("expires-after", { placeholder: "1h" });
+  // `--succeeded-retention`: how long each run's task is kept once it succeeded; empty: the deployment's.
+  const succeededRetentionInput = input("succeeded-retention", { placeholder: "1h" });
   const replaceBox = input("replace", { type: "checkbox" });
   const createButton = h("button", { type: "submit" }, "Create schedule") as HTMLButtonElement;
   const form = h(
@@ -67,6 +69,7 @@ export const schedulesView: View = (main) => {
       field(`Retry delay (${DURATION_HINT})`, retryDelayInput),
       field("Retry multiplier (with a delay)", retryMultiplierInput),
       field(`Expires after (${DURATION_HINT}, 1d)`, expiresInput),
+      field(`Kept once succeeded (${DURATION_HINT}, 1d; at least 60s)`, succeededRetentionInput),
     ),
     h("label", { class: "inline" }, replaceBox, ` ${REPLACE_LABEL}`),
     createButton,
@@ -148,10 +151,13 @@ export const schedulesView: View = (main) => {
     const timeoutMs = durationField(timeoutInput.value);
     const retryDelayMs = durationField(retryDelayInput.value);
     const expiresMs = durationField(expiresInput.value);
+    const succeededRetentionMs = durationField(succeededRetentionInput.value);
     const multiplier = retryMultiplierInput.value === "" ? undefined : retryMultiplierInput.valueAsNumber;
     if (timeoutMs === null) return `the attempt timeout must be a duration like ${DURATION_HINT}.`;
     if (retryDelayMs === null) return `the retry delay must be a duration like ${DURATION_HINT}.`;
     if (expiresMs === null) return `the expiry must be a duration like ${DURATION_HINT}, 1d.`;
+    if (succeededRetentionMs === null)
+      return `the time kept once succeeded must be a duration like ${DURATION_HINT}, 1d.`;
     if (multiplier !== undefined && retryDelayMs === undefined) {
       return "a retry multiplier needs a retry delay (the wait after the first failed attempt).";
     }
@@ -162,6 +168,7 @@ export const schedulesView: View = (main) => {
         ? {}
         : { retryBackoff: { delay: durationFromMs(retryDelayMs), multiplier: multiplier ?? 0 } }),
       ...(expiresMs === undefined ? {} : { expiresAfter: durationFromMs(expiresMs) }),
+      ...(succeededRetentionMs === undefined ? {} : { succeededRetention: durationFromMs(succeededRetentionMs) }),
     };
   }
 
