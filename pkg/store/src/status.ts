@@ -28,13 +28,14 @@ export interface StoredStatus {
 }
 
 // Applies updates in order. KEYS: the tasks' status hashes, one per update, then the result keys of the updates that
-// require a stored result, then the record keys of the SUCCEEDED updates (RETAINED_KEYS, six each), then the tasks'
+// require a stored result, then the record keys of the SUCCEEDED updates (retainedKeys, six each), then the tasks'
 // task_dependents hashes, one per update, then tasks_unfinished, tasks_delayed, tasks_waiting,
-// tasks_dependency_failed, task_index and tasks_expiring. ARGV[1] is the TTL, ARGV[2] the number of updates, ARGV[3] now (ms), ARGV[4] how long a
-// succeeded task is kept (s, TASK_SUCCEEDED_RETENTION_SECONDS; 0: the TTL), then 16 values per update: the 10 fields
-// below, the KEYS index of its result key (0: no requirement), when its stall clock starts (ms), its progress report
-// (number, message, details) and the KEYS index of its record keys (0: none). Returns per update 1 (applied and published), 0 (stale, ignored)
-// or 2 (held: newer, but its result is not stored yet; nothing written). An applied update enters its task in
+// tasks_dependency_failed, task_index and tasks_expiring. ARGV[1] is the TTL, ARGV[2] the number of updates, ARGV[3]
+// now (ms), ARGV[4] how long a succeeded task is kept (s, TASK_SUCCEEDED_RETENTION_SECONDS; 0: the TTL), then 16
+// values per update: the 10 fields below, the KEYS index of its result key (0: no requirement), when its stall clock
+// starts (ms), its progress report (number, message, details) and the KEYS index of its record keys (0: none).
+// Returns per update 1 (applied and published), 0 (stale, ignored) or 2 (held: newer, but its result is not stored
+// yet; nothing written). An applied update enters its task in
 // tasks_unfinished (non-terminal) or takes it out (terminal), so the index never disagrees with the hashes.
 // An applied terminal state settles the tasks waiting for the task (SubmitTaskRequest.depends_on), in the same script
 // so that a task saved meanwhile either saw this state or is found here: SUCCEEDED counts down each one's unfinished
