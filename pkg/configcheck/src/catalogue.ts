@@ -179,6 +179,15 @@ export const METRIC_CATALOGUE: readonly MetricDefinition[] = [
       "holds nothing older (their message is lost), left after the gateway's own requeues: an operator's to look at",
   },
   {
+    name: "tm_gateway_shedding",
+    kind: "gauge",
+    labels: [],
+    services: ["gateway"],
+    help:
+      "1 while this gateway refuses new submissions because a consumer's backlog is near its stream's limits " +
+      "(GATEWAY_SHED_BACKLOG_RATIO), else 0",
+  },
+  {
     name: "tm_tasks_waiting",
     kind: "gauge",
     labels: ["reason"],

@@ -17,10 +17,12 @@ import {
   type SubmitTasksRequest,
   TaskService,
 } from "@tm/proto";
+
 import { z } from "zod";
 import { adminServiceHandlers } from "./admin-service.js";
 import { authConfigShape } from "./auth/config.js";
 import { createGuard } from "./auth/guard.js";
+import { isShed, startBacklogShedding } from "./backlog-shedding.js";
 import { confirmingWrites } from "./confirm-writes.js";
 import { startDelayedReleaser } from "./delayed-releaser.js";
 import { bindGrpc, createGrpcServer, stopGrpc } from "./grpc-server.js";
@@ -70,6 +72,15 @@ export const gateway = defineService({
     GATEWAY_MAX_DELAY_SECONDS: positiveInt
       .max(MAX_DELAY_LIMIT_SECONDS, { message: "must be at most 259200 (3 days)" })
       .default(86_400),
+    /** New submissions are refused (UNAVAILABLE) while a consumer's backlog is at this share of what its stream's
+     *  limits keep, before new messages would discard it (src/backlog-shedding.ts); 0: never refused. */
+    GATEWAY_SHED_BACKLOG_RATIO: z.coerce
+      .number({ message: "must be a number" })
+      .min(0, { message: "must be from 0 (off) to 1" })
+      .max(1, { message: "must be from 0 (off) to 1" })
+      .default(0.8),
+    /** How often each replica reads the consumers' backlogs for GATEWAY_SHED_BACKLOG_RATIO. */
+    GATEWAY_SHED_CHECK_MS: positiveInt.default(2_000),
     /** The web port: Connect/gRPC-Web API for browsers and the web console (0: a free port). */
     GATEWAY_WEB_PORT: port.default(8090),
     /** Grafana, for the console's "View trace" links (Explore on the Tempo datasource). */
@@ -107,7 +118,14 @@ export const gateway = defineService({
       pollMs: rt.config.GATEWAY_DELAYED_POLL_MS,
       redisTimeoutMs: rt.config.GATEWAY_REDIS_TIMEOUT_MS,
     });
+    const shedding = startBacklogShedding(rt.nats.jsm, Object.values(STREAMS), {
+      shedAt: rt.config.GATEWAY_SHED_BACKLOG_RATIO,
+      checkMs: rt.config.GATEWAY_SHED_CHECK_MS,
+      log: rt.log,
+      meter: rt.meter,
+    });
     const taskService = taskServiceHandlers(rt, subscriptions, {
+      shedding: () => shedding.refusal(),
       releaseDue: () => releaser.release(),
       maxPayloadBytes: rt.config.GATEWAY_MAX_PAYLOAD_BYTES,
       redisTimeoutMs: rt.config.GATEWAY_REDIS_TIMEOUT_MS,
@@ -192,7 +210,7 @@ export const gateway = defineService({
       grpcPort = await bindGrpc(server, rt.config.GRPC_PORT);
       webPort = await listenWeb(web, rt.config.GATEWAY_WEB_PORT);
     } catch (error) {
-      await Promise.all([sweeper.stop(), releaser.stop(), scheduleRunner.stop()]);
+      await Promise.all([sweeper.stop(), releaser.stop(), scheduleRunner.stop(), shedding.stop()]);
       subscriber.disconnect();
       server.forceShutdown();
       throw error;
@@ -202,7 +220,7 @@ export const gateway = defineService({
       // replica), then let unary calls finish.
       health.shutdown();
       queueStats.stopSampling();
-      await Promise.all([sweeper.stop(), releaser.stop(), scheduleRunner.stop()]);
+      await Promise.all([sweeper.stop(), releaser.stop(), scheduleRunner.stop(), shedding.stop()]);
       await subscriptions.close("gateway shutting down; re-open the stream");
       await Promise.all([stopGrpc(server, rt.config.SHUTDOWN_TIMEOUT_MS), stopWeb(web, rt.config.SHUTDOWN_TIMEOUT_MS)]);
     });
@@ -225,9 +243,10 @@ const CLIENT_MISTAKES = new Set([
   Code.ResourceExhausted,
 ]);
 
-/** A client's mistake is routine (debug); anything else means the service or a dependency is in trouble (warn). */
+/** A client's mistake is routine (debug), and so is a submission shed while a backlog is near its stream's limits (its
+ *  start is logged once); anything else means the service or a dependency is in trouble (warn). */
 function logFailure(log: Logger, method: string, error: unknown): void {
-  if (error instanceof ConnectError && CLIENT_MISTAKES.has(error.code)) {
+  if (error instanceof ConnectError && (CLIENT_MISTAKES.has(error.code) || isShed(error))) {
     log.debug({ method, code: Code[error.code], reason: error.rawMessage }, "call rejected");
   } else {
     log.warn({ err: error, method }, "call failed");

@@ -73,6 +73,8 @@ export interface TaskServiceOptions {
   isolation: TaskIsolation;
   /** GATEWAY_MAX_BATCH_TASKS: the most tasks one SubmitTasks call may carry. */
   maxBatchTasks: number;
+  /** Why new submissions are refused now (a consumer's backlog near its stream's limits: backlog-shedding.ts). */
+  shedding?: () => string | undefined;
   /** Runs a round of the delayed-task releaser now, so that a promoted task is queued at once rather than at the next
    *  round (a round claims each due entry atomically, so one beside the timer's releases nothing twice). */
   releaseDue?: () => Promise<unknown>;
@@ -95,6 +97,10 @@ export function taskServiceHandlers(
     description: "SubmitTask and SubmitTaskAndStreamStatus calls accepted, by outcome (accepted or deduplicated)",
   });
   const cancelled = rt.meter.createCounter("tm_tasks_cancelled_total", { description: "Tasks cancelled" });
+  const shed = rt.meter.createCounter("tm_tasks_shed_total", {
+    description:
+      "Submissions refused because a consumer's backlog was near its stream's limits (GATEWAY_SHED_BACKLOG_RATIO)",
+  });
   const openStreams = rt.meter.createUpDownCounter("tm_status_streams_open", {
     description: "StreamTaskStatus and SubmitTaskAndStreamStatus calls streaming on this replica",
   });
@@ -261,6 +267,12 @@ export function taskServiceHandlers(
       callerOf(ctx),
     );
     const runAtMs = releaseTimeOf(request.schedule, Date.now(), options.maxDelaySeconds);
+    // After validation (a bad request is told so first), before anything is written.
+    const refusal = options.shedding?.();
+    if (refusal) {
+      shed.add(1, { type: submission.type });
+      throw new ConnectError(refusal, Code.Unavailable);
+    }
     if (submission.dependsOn) {
       const { dependsOn, dependencyPolicy } = submission;
       await checkDependencies(redisCall, rt, { dependsOn, ...(dependencyPolicy ? { dependencyPolicy } : {}) }, (task) =>

@@ -1,0 +1,108 @@
+/**
+ * Load shedding (src/backlog-shedding.ts): while a consumer's backlog is near what its stream's limits keep, new
+ * submissions are refused with UNAVAILABLE naming it, before new messages would discard its oldest; once the backlog
+ * is back under the threshold, they are taken again.
+ */
+import { Code, ConnectError } from "@connectrpc/connect";
+import { STREAMS, Subjects } from "@tm/flow";
+import { useInfra, waitFor } from "@tm/testkit";
+import { AckPolicy, connect, type NatsConnection } from "nats";
+import { afterAll, beforeAll, describe, expect, test } from "vitest";
+import { closestBacklog, SHED_HYSTERESIS, shouldShed } from "../src/backlog-shedding.js";
+import { useGateway } from "./helpers.js";
+
+// Its own file: its streams keep 50 messages.
+const infra = useInfra();
+const g = useGateway(infra, { FLOW_STREAM_MAX_MSGS: "50", GATEWAY_SHED_CHECK_MS: "100" });
+let nc: NatsConnection;
+beforeAll(async () => {
+  nc = await connect({ servers: infra.nats.url });
+});
+afterAll(async () => {
+  await nc?.drain();
+});
+
+async function refusalOf(call: Promise<unknown>): Promise<ConnectError | undefined> {
+  return call.then(
+    () => undefined,
+    (error: unknown) => ConnectError.from(error),
+  );
+}
+
+async function metric(name: string): Promise<string | undefined> {
+  const text = await (await fetch(`http://127.0.0.1:${g.gateway.opsPort}/metrics`)).text();
+  return text.split("\n").find((line) => line.startsWith(`${name} `) || line.startsWith(`${name}{`));
+}
+
+describe("a consumer whose backlog nears its stream's limits", () => {
+  test("makes the gateway refuse new submissions with UNAVAILABLE naming it, until it catches up", async () => {
+    // A consumer of tasks.ingest that reads nothing: each submission adds one message to its backlog.
+    const jsm = await nc.jetstreamManager();
+    await jsm.consumers.add(STREAMS.tasks, {
+      durable_name: "held-ingest",
+      filter_subject: Subjects.ingest,
+      ack_policy: AckPolicy.Explicit,
+    });
+    let accepted = 0;
+    let refused: ConnectError | undefined;
+    await waitFor(
+      "a submission refused",
+      async () => {
+        refused = await refusalOf(g.client.submitTask({ type: "echo", payload: { n: accepted } }));
+        if (!refused) accepted += 1;
+        return refused !== undefined;
+      },
+      { timeoutMs: 20_000 },
+    );
+    expect(refused?.code).toBe(Code.Unavailable);
+    expect(refused?.rawMessage).toMatch(
+      /^the pipeline is shedding load: consumer held-ingest's backlog is at \d+ % of stream TASKS's limits \(GATEWAY_SHED_BACKLOG_RATIO 0\.8\)/,
+    );
+    // Refused at 80 % of the 50 messages the stream keeps (one check later at most), before any was discarded.
+    expect(accepted).toBeGreaterThanOrEqual(40);
+    expect(accepted).toBeLessThan(50);
+    expect((await jsm.consumers.info(STREAMS.tasks, "held-ingest")).num_pending).toBe(accepted);
+    expect(await metric("tm_gateway_shedding")).toMatch(/ 1$/);
+    expect(await metric("tm_tasks_shed_total")).toMatch(/ [1-9]\d*$/);
+    // Bad input is still told what is wrong first.
+    expect((await refusalOf(g.client.submitTask({ type: "nope" })))?.code).toBe(Code.InvalidArgument);
+
+    // The consumer catches up (here: it goes): submissions are taken again.
+    await jsm.consumers.delete(STREAMS.tasks, "held-ingest");
+    await waitFor("a submission accepted again", async () => !(await refusalOf(g.client.submitTask({ type: "echo" }))));
+    expect(await metric("tm_gateway_shedding")).toMatch(/ 0$/);
+  });
+});
+
+describe("closestBacklog and shouldShed", () => {
+  const stream = (name: string, lastSeq: number, maxMsgs: number) =>
+    ({
+      config: { name, max_msgs: maxMsgs, max_bytes: -1, max_age: 0 },
+      state: { last_seq: lastSeq, messages: lastSeq, bytes: lastSeq * 100 },
+    }) as never;
+  const consumer = (streamName: string, name: string, ackFloor: number, pending: number) =>
+    ({
+      stream_name: streamName,
+      name,
+      ack_floor: { stream_seq: ackFloor },
+      num_pending: pending,
+      num_ack_pending: 0,
+    }) as never;
+
+  test("the consumer with the largest span from its oldest unacknowledged message to its stream's end wins", () => {
+    const streams = [stream("TASKS", 1_000, 2_000), stream("EVENTS", 5_000, 10_000)];
+    expect(
+      closestBacklog([consumer("TASKS", "ingest", 900, 100), consumer("EVENTS", "audit", 1_000, 4_000)], streams),
+    ).toEqual({ stream: "EVENTS", consumer: "audit", ratio: 0.4 });
+    // Caught up: no backlog, whatever the span.
+    expect(closestBacklog([consumer("TASKS", "ingest", 0, 0)], streams)?.ratio).toBe(0);
+    expect(closestBacklog([], streams)).toBeUndefined();
+  });
+
+  test("sheds at the threshold and stops only under it by the hysteresis", () => {
+    expect(shouldShed(0.79, 0.8, false)).toBe(false);
+    expect(shouldShed(0.8, 0.8, false)).toBe(true);
+    expect(shouldShed(0.8 - SHED_HYSTERESIS / 2, 0.8, true)).toBe(true);
+    expect(shouldShed(0.8 - SHED_HYSTERESIS * 2, 0.8, true)).toBe(false);
+  });
+});
