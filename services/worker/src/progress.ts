@@ -38,6 +38,9 @@ export function checkedReport(message: unknown, details: unknown): { message: st
   return { message: message ?? "", detailsJson };
 }
 
+/** Report numbers set aside for each run of an attempt: at 4 a second, 40 minutes of reports. */
+export const REPORTS_PER_RUN = 10_000;
+
 export class ProgressThrottle {
   #percent = 0;
   #said = "";
@@ -48,11 +51,17 @@ export class ProgressThrottle {
   #timer: ReturnType<typeof setTimeout> | undefined;
   #stopped = false;
 
+  /** `firstReport`: the number before the first report's. A run of an attempt resumed after a rate-limit wait
+   *  (ctx.deferrals) numbers its reports after the earlier runs' (REPORTS_PER_RUN each), so that a report of the
+   *  same version is neither older than theirs nor taken for one of them by the stream's deduplication. */
   constructor(
     private readonly publish: (update: ProgressUpdate) => void,
     private readonly intervalMs = 250,
     private readonly now: () => number = Date.now,
-  ) {}
+    firstReport = 0,
+  ) {
+    this.#reports = firstReport;
+  }
 
   /** Throws a RangeError naming the problem when the message or details cannot be carried; NaN is ignored. */
   report(percent: number, message?: string, details?: Record<string, unknown>): void {

@@ -30,7 +30,7 @@ import { recognisedError } from "./handler-errors.js";
 import { handlerFor } from "./handlers/index.js";
 import { type TaskHandler, validatePayload } from "./handlers/types.js";
 import { DEFAULT_WORKER_ID } from "./presence.js";
-import { ProgressThrottle } from "./progress.js";
+import { ProgressThrottle, REPORTS_PER_RUN } from "./progress.js";
 
 /** When a task whose type this worker has no handler for is tried again (by any worker). */
 export const NO_HANDLER_RETRY_MS = 30_000;
@@ -235,17 +235,22 @@ export function createTaskRunner({
               ),
             heartbeatTimeoutMs,
           );
-    const progress = new ProgressThrottle(({ percent, report }) => {
-      publishStatus(rt.publisher, {
-        taskId,
-        state: "RUNNING",
-        source: service,
-        attempt: ctx.attempt,
-        progress: percent,
-        generation,
-        report,
-      }).catch((error: unknown) => rt.log.warn({ err: error, taskId }, "progress update not published"));
-    });
+    const progress = new ProgressThrottle(
+      ({ percent, report }) => {
+        publishStatus(rt.publisher, {
+          taskId,
+          state: "RUNNING",
+          source: service,
+          attempt: ctx.attempt,
+          progress: percent,
+          generation,
+          report,
+        }).catch((error: unknown) => rt.log.warn({ err: error, taskId }, "progress update not published"));
+      },
+      undefined,
+      undefined,
+      ctx.deferrals * REPORTS_PER_RUN,
+    );
 
     let dependencies: Promise<DependencyOutcome[]> | undefined;
     let output: unknown;

@@ -1,5 +1,5 @@
 import { afterEach, beforeEach, describe, expect, test, vi } from "vitest";
-import { checkedReport, ProgressThrottle, type ProgressUpdate } from "../src/progress.js";
+import { checkedReport, ProgressThrottle, type ProgressUpdate, REPORTS_PER_RUN } from "../src/progress.js";
 
 beforeEach(() => {
   vi.useFakeTimers({ now: 1_000 });
@@ -81,6 +81,13 @@ describe("ProgressThrottle", () => {
     details.done = 99;
     vi.advanceTimersByTime(250);
     expect(published[1]?.report.details).toEqual({ done: 1 });
+  });
+
+  test("a resumed run of the attempt numbers its reports after the earlier runs'", () => {
+    const published: ProgressUpdate[] = [];
+    const throttle = new ProgressThrottle((update) => published.push(update), 250, Date.now, 2 * REPORTS_PER_RUN);
+    throttle.report(10);
+    expect(published[0]?.report.number).toBe(2 * REPORTS_PER_RUN + 1);
   });
 
   test("stop drops the report still waiting and every later one", () => {
