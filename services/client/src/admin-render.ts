@@ -114,6 +114,8 @@ export function renderStats(stats: GetQueueStatsResponse): string {
   return [
     consumers,
     "",
+    // The answering gateway refuses new submissions (load shedding): the first thing to see.
+    ...(stats.shedding ? [`WARNING: submissions refused: ${stats.shedding}`, ""] : []),
     `dead letters  ${stats.deadLetters}`,
     `unqueued submissions  ${stats.unqueuedSubmissions}${overdue}`,
     `delayed tasks  ${stats.delayedTasks}${delayedOverdue}`,

@@ -136,6 +136,12 @@ describe("operator tables", () => {
       "stalled tasks  3+ (unchanged for 10m with nothing older in their queues: their messages are lost; " +
         "taskctl ls --stalled lists them, taskctl requeue --all-stalled sends them through)",
     );
+    // Load shedding: a warning right under the consumers, whose LIMIT column says which is near its stream's limits.
+    const shedding = create(GetQueueStatsResponseSchema, { ...stats, shedding: "the pipeline is shedding load: …" });
+    expect(renderStats(shedding).split("\n").slice(3, 5)).toEqual([
+      "WARNING: submissions refused: the pipeline is shedding load: …",
+      "",
+    ]);
     const counted = create(GetQueueStatsResponseSchema, { ...lost, stalledTasksExaminedAll: true });
     expect(renderStats(counted)).toContain("stalled tasks  3 (unchanged for 10m");
     const late = create(GetQueueStatsResponseSchema, { ...stats, delayedTasks: 7n, delayedOverdue: 3n });

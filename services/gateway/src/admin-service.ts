@@ -100,6 +100,8 @@ export interface AdminServiceOptions {
   redisInfo?: () => RedisServerInfo | undefined;
   /** GATEWAY_STALLED_AFTER_SECONDS and the retention (ms), for GetQueueStats's stalled tasks (stalled-tasks.ts). */
   stalled: StalledOptions;
+  /** Why this gateway refuses new submissions now (backlog-shedding.ts), for GetQueueStats. */
+  shedding?: () => string | undefined;
 }
 
 export function adminServiceHandlers(
@@ -225,6 +227,7 @@ export function adminServiceHandlers(
         delayedTasks: BigInt(delayed.total),
         delayedOverdue: BigInt(delayed.overdue),
         waitingTasks: BigInt(waiting),
+        shedding: options.shedding?.() ?? "",
         stalledTasks: BigInt(stalled.stalled),
         stalledTasksExaminedAll: stalled.examinedAll,
         stalledAfterSeconds: Math.round(options.stalled.afterMs / 1000),

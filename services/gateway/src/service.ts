@@ -179,6 +179,7 @@ export const gateway = defineService({
           runScheduleNow: (schedule, ctx) => submitRun(taskService.submitTask, schedule, Date.now(), { ctx }),
           redisInfo: () => redisGauges.latest(),
           stalled,
+          shedding: () => shedding.refusal(),
         }),
         confirm,
       ),

@@ -63,6 +63,10 @@ describe("a consumer whose backlog nears its stream's limits", () => {
     expect(accepted).toBeLessThan(50);
     expect((await jsm.consumers.info(STREAMS.tasks, "held-ingest")).num_pending).toBe(accepted);
     expect(await metric("tm_gateway_shedding")).toMatch(/ 1$/);
+    // taskctl stats and the console show why (GetQueueStats).
+    expect((await g.admin.getQueueStats({})).shedding).toMatch(
+      /^the pipeline is shedding load: consumer held-ingest's/,
+    );
     expect(await metric("tm_tasks_shed_total")).toMatch(/ [1-9]\d*$/);
     // Bad input is still told what is wrong first.
     expect((await refusalOf(g.client.submitTask({ type: "nope" })))?.code).toBe(Code.InvalidArgument);
@@ -71,6 +75,7 @@ describe("a consumer whose backlog nears its stream's limits", () => {
     await jsm.consumers.delete(STREAMS.tasks, "held-ingest");
     await waitFor("a submission accepted again", async () => !(await refusalOf(g.client.submitTask({ type: "echo" }))));
     expect(await metric("tm_gateway_shedding")).toMatch(/ 0$/);
+    expect((await g.admin.getQueueStats({})).shedding).toBe("");
   });
 });
 

@@ -137,6 +137,10 @@ function render(
       // At maxmemory, under noeviction, Redis refuses every write (taskctl stats, alert RedisMemoryHigh).
       ...(stats.redis ? [tile("Redis memory", redisMemory(stats.redis))] : []),
     ),
+    // The gateway refuses new submissions (load shedding, alert SubmissionsShed): a backlog near its stream's limits.
+    ...(stats.shedding
+      ? [h("p", { class: "error", role: "alert", id: "shedding" }, `New submissions are refused: ${stats.shedding}`)]
+      : []),
     // A routed pool none of whose workers started (or a stage not deployed): its tasks wait unseen by any consumer's
     // figures (taskctl stats, alert QueueWithoutConsumer).
     ...stats.unconsumedQueues.map((queue) =>
