@@ -5,14 +5,17 @@
  * each replica reads how close each consumer's oldest unacknowledged message is to being discarded by new messages
  * (stream-limits.ts in @tm/kit: the span from it to the stream's end against MaxMsgs and MaxBytes; the age share is
  * left out, since refusing new work does not slow a message's ageing), and while the closest is at or above
- * GATEWAY_SHED_BACKLOG_RATIO new submissions are refused with UNAVAILABLE, naming the consumer: clients retry later
+ * GATEWAY_SHED_BACKLOG_RATIO new submissions are refused with UNAVAILABLE, naming the backlog: clients retry later
  * (taskctl and the schedule runner do, a retry with its idempotency key never makes a second task). Submissions are
  * taken again once the ratio is back under the threshold by SHED_HYSTERESIS, so that they do not flap at its edge.
+ * A task queue that no consumer reads (a worker pool none of whose workers started: queue-stats.ts) counts the same,
+ * from its first message: its tasks wait for a consumer and are lost alike if the stream discards them first.
  */
 import { Code, ConnectError } from "@connectrpc/connect";
 import type { Meter } from "@opentelemetry/api";
-import { consumerBacklogLimitRatio, type Logger } from "@tm/kit";
-import type { ConsumerInfo, JetStreamManager, StreamInfo } from "nats";
+import { backlogLimitRatio, consumerBacklogLimitRatio, type Logger } from "@tm/kit";
+import type { ConsumerInfo, JetStreamManager, MsgRequest, StreamInfo } from "nats";
+import { type UnconsumedQueue, unconsumedSubjects } from "./queue-stats.js";
 import { everyInterval, type Rounds } from "./rounds.js";
 
 /** How a refusal's message starts (isShed). */
@@ -28,29 +31,69 @@ export function isShed(error: unknown): boolean {
 /** How far under the threshold the ratio must fall before submissions are taken again. */
 export const SHED_HYSTERESIS = 0.05;
 
-/** The consumer closest to losing its backlog to new messages. */
+/** The backlog closest to being discarded by new messages. */
 export interface ClosestBacklog {
   stream: string;
-  consumer: string;
+  /** Whose: "consumer <name>", or "queue <subject> (no consumer reads it)". */
+  of: string;
   /** 1: its oldest unacknowledged message is the next the stream discards. */
   ratio: number;
 }
 
-/** The consumer of `consumers` whose backlog is closest to its stream's MaxMsgs / MaxBytes; undefined for none. */
+/** A queue no consumer reads, with the stream sequence of its first message. */
+export interface UnreadQueue extends UnconsumedQueue {
+  firstSeq: number;
+}
+
+/** The backlog, of `consumers` and of the `unread` queues, closest to its stream's MaxMsgs / MaxBytes; undefined for
+ *  none. The oldest message's age counts 0: its share is not one that refusing new messages can lower. */
 export function closestBacklog(
   consumers: readonly ConsumerInfo[],
   streams: readonly StreamInfo[],
+  unread: readonly UnreadQueue[] = [],
 ): ClosestBacklog | undefined {
   const streamOf = new Map(streams.map((info) => [info.config.name, info]));
   let closest: ClosestBacklog | undefined;
+  const consider = (candidate: ClosestBacklog) => {
+    if (!closest || candidate.ratio > closest.ratio) closest = candidate;
+  };
   for (const info of consumers) {
     const stream = streamOf.get(info.stream_name);
+    if (stream)
+      consider({
+        stream: stream.config.name,
+        of: `consumer ${info.name}`,
+        ratio: consumerBacklogLimitRatio(info, stream, 0),
+      });
+  }
+  for (const queue of unread) {
+    const stream = streamOf.get(queue.stream);
     if (!stream) continue;
-    // 0 for the oldest message's age: its share is not one that refusing new messages can lower.
-    const ratio = consumerBacklogLimitRatio(info, stream, 0);
-    if (!closest || ratio > closest.ratio) closest = { stream: info.stream_name, consumer: info.name, ratio };
+    const ratio = backlogLimitRatio({
+      ackFloorSeq: queue.firstSeq - 1,
+      unacknowledged: queue.messages,
+      lastSeq: stream.state.last_seq,
+      messages: stream.state.messages,
+      bytes: stream.state.bytes,
+      maxMsgs: stream.config.max_msgs,
+      maxBytes: stream.config.max_bytes,
+      maxAgeMs: 0,
+      oldestAgeMs: 0,
+    });
+    consider({ stream: queue.stream, of: `queue ${queue.subject} (no consumer reads it)`, ratio });
   }
   return closest;
+}
+
+/** The stream sequence of the first message on `subject` (0 when none, or it went in between). */
+async function firstSeqOf(jsm: JetStreamManager, stream: string, subject: string): Promise<number> {
+  // nats.js types MSG.GET as {seq} | {last_by_subj}; nats-server 2.9 also accepts next_by_subj with seq.
+  const query = { seq: 1, next_by_subj: subject } as unknown as MsgRequest;
+  try {
+    return (await jsm.streams.getMessage(stream, query)).seq;
+  } catch {
+    return 0;
+  }
 }
 
 /** Whether to shed after a reading, given whether it was shedding: at `shedAt` or above; stops under it by the
@@ -74,9 +117,12 @@ export interface BacklogSheddingOptions {
   meter: Meter;
 }
 
+/** `streams`: whose consumers count; `queueStreams`: those of them whose every subject is a queue some consumer must
+ *  read (TASKS), whose unread queues count too. */
 export function startBacklogShedding(
   jsm: JetStreamManager,
   streams: readonly string[],
+  queueStreams: readonly string[],
   { shedAt, checkMs, log, meter }: BacklogSheddingOptions,
 ): BacklogShedding {
   let shedding: ClosestBacklog | undefined;
@@ -96,9 +142,23 @@ export function startBacklogShedding(
         for (const stream of streams) for await (const info of jsm.consumers.list(stream)) list.push(info);
         return list;
       })(),
-      Promise.all(streams.map((name) => jsm.streams.info(name))),
+      // A queue stream's info with its subjects' message counts: how its unread queues are found.
+      Promise.all(
+        streams.map((name) =>
+          queueStreams.includes(name) ? jsm.streams.info(name, { subjects_filter: ">" }) : jsm.streams.info(name),
+        ),
+      ),
     ]);
-    const latest = closestBacklog(consumers, infos);
+    const unconsumed = unconsumedSubjects(
+      consumers,
+      infos.filter((info) => queueStreams.includes(info.config.name)),
+    );
+    const unread = (
+      await Promise.all(
+        unconsumed.map(async (queue) => ({ ...queue, firstSeq: await firstSeqOf(jsm, queue.stream, queue.subject) })),
+      )
+    ).filter((queue) => queue.firstSeq > 0);
+    const latest = closestBacklog(consumers, infos, unread);
     const ratio = latest?.ratio ?? 0;
     const now = shouldShed(ratio, shedAt, shedding !== undefined);
     if (now && !shedding) {
@@ -117,9 +177,8 @@ export function startBacklogShedding(
       if (!shedding) return undefined;
       const percent = Math.round(shedding.ratio * 100);
       return (
-        `${REFUSAL_PREFIX}: consumer ${shedding.consumer}'s backlog is at ${percent} % of stream ` +
-        `${shedding.stream}'s limits (GATEWAY_SHED_BACKLOG_RATIO ${shedAt}), and new messages would discard it; ` +
-        "retry later"
+        `${REFUSAL_PREFIX}: the backlog of ${shedding.of} is at ${percent} % of stream ${shedding.stream}'s ` +
+        `limits (GATEWAY_SHED_BACKLOG_RATIO ${shedAt}), and new messages would discard it; retry later`
       );
     },
     stop: () => rounds.stop(),

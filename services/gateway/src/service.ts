@@ -118,7 +118,7 @@ export const gateway = defineService({
       pollMs: rt.config.GATEWAY_DELAYED_POLL_MS,
       redisTimeoutMs: rt.config.GATEWAY_REDIS_TIMEOUT_MS,
     });
-    const shedding = startBacklogShedding(rt.nats.jsm, Object.values(STREAMS), {
+    const shedding = startBacklogShedding(rt.nats.jsm, Object.values(STREAMS), [STREAMS.tasks], {
       shedAt: rt.config.GATEWAY_SHED_BACKLOG_RATIO,
       checkMs: rt.config.GATEWAY_SHED_CHECK_MS,
       log: rt.log,

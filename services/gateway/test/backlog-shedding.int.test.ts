@@ -56,7 +56,7 @@ describe("a consumer whose backlog nears its stream's limits", () => {
     );
     expect(refused?.code).toBe(Code.Unavailable);
     expect(refused?.rawMessage).toMatch(
-      /^the pipeline is shedding load: consumer held-ingest's backlog is at \d+ % of stream TASKS's limits \(GATEWAY_SHED_BACKLOG_RATIO 0\.8\)/,
+      /^the pipeline is shedding load: the backlog of consumer held-ingest is at \d+ % of stream TASKS's limits \(GATEWAY_SHED_BACKLOG_RATIO 0\.8\)/,
     );
     // Refused at 80 % of the 50 messages the stream keeps (one check later at most), before any was discarded.
     expect(accepted).toBeGreaterThanOrEqual(40);
@@ -65,17 +65,56 @@ describe("a consumer whose backlog nears its stream's limits", () => {
     expect(await metric("tm_gateway_shedding")).toMatch(/ 1$/);
     // taskctl stats and the console show why (GetQueueStats).
     expect((await g.admin.getQueueStats({})).shedding).toMatch(
-      /^the pipeline is shedding load: consumer held-ingest's/,
+      /^the pipeline is shedding load: the backlog of consumer held-ingest /,
     );
     expect(await metric("tm_tasks_shed_total")).toMatch(/ [1-9]\d*$/);
     // Bad input is still told what is wrong first.
     expect((await refusalOf(g.client.submitTask({ type: "nope" })))?.code).toBe(Code.InvalidArgument);
 
-    // The consumer catches up (here: it goes): submissions are taken again.
-    await jsm.consumers.delete(STREAMS.tasks, "held-ingest");
+    // The consumer catches up: submissions are taken again.
+    const held = await nc.jetstream().consumers.get(STREAMS.tasks, "held-ingest");
+    await waitFor("the backlog acknowledged", async () => {
+      for await (const message of await held.fetch({ max_messages: 100, expires: 1_000 })) message.ack();
+      const info = await jsm.consumers.info(STREAMS.tasks, "held-ingest");
+      return info.num_pending === 0 && info.num_ack_pending === 0;
+    });
     await waitFor("a submission accepted again", async () => !(await refusalOf(g.client.submitTask({ type: "echo" }))));
     expect(await metric("tm_gateway_shedding")).toMatch(/ 0$/);
     expect((await g.admin.getQueueStats({})).shedding).toBe("");
+    // Gone, with what it held, for the next test.
+    await jsm.consumers.delete(STREAMS.tasks, "held-ingest");
+    await jsm.streams.purge(STREAMS.tasks);
+  });
+});
+
+describe("a task queue no consumer reads", () => {
+  test("counts as a backlog too, from its first message: refused while it fills its stream, taken once it is read", async () => {
+    // A worker pool's queue none of whose workers started (TASK_ROUTES): its messages wait for the first consumer.
+    const js = nc.jetstream();
+    const subject = "tasks.worker.low.gpu";
+    for (let n = 0; n < 45; n++) await js.publish(subject, new TextEncoder().encode(JSON.stringify({ n })));
+    let refused: ConnectError | undefined;
+    await waitFor("a submission refused", async () => {
+      refused = await refusalOf(g.client.submitTask({ type: "echo" }));
+      return refused !== undefined;
+    });
+    expect(refused?.rawMessage).toMatch(
+      /^the pipeline is shedding load: the backlog of queue tasks\.worker\.low\.gpu \(no consumer reads it\) is at \d+ % of stream TASKS's limits/,
+    );
+    // Its first consumer reads it all.
+    const jsm = await nc.jetstreamManager();
+    await jsm.consumers.add(STREAMS.tasks, {
+      durable_name: "gpu",
+      filter_subject: subject,
+      ack_policy: AckPolicy.Explicit,
+    });
+    const gpu = await js.consumers.get(STREAMS.tasks, "gpu");
+    await waitFor("the queue read", async () => {
+      for await (const message of await gpu.fetch({ max_messages: 100, expires: 1_000 })) message.ack();
+      const info = await jsm.consumers.info(STREAMS.tasks, "gpu");
+      return info.num_pending === 0 && info.num_ack_pending === 0;
+    });
+    await waitFor("a submission accepted again", async () => !(await refusalOf(g.client.submitTask({ type: "echo" }))));
   });
 });
 
@@ -98,7 +137,14 @@ describe("closestBacklog and shouldShed", () => {
     const streams = [stream("TASKS", 1_000, 2_000), stream("EVENTS", 5_000, 10_000)];
     expect(
       closestBacklog([consumer("TASKS", "ingest", 900, 100), consumer("EVENTS", "audit", 1_000, 4_000)], streams),
-    ).toEqual({ stream: "EVENTS", consumer: "audit", ratio: 0.4 });
+    ).toEqual({ stream: "EVENTS", of: "consumer audit", ratio: 0.4 });
+    // A queue no consumer reads, from its first message: 600 of the 2,000 TASKS keeps.
+    const unread = [{ stream: "TASKS", subject: "tasks.worker.low.gpu", messages: 10, oldestAgeMs: 0, firstSeq: 401 }];
+    expect(closestBacklog([consumer("TASKS", "ingest", 900, 100)], streams, unread)).toEqual({
+      stream: "TASKS",
+      of: "queue tasks.worker.low.gpu (no consumer reads it)",
+      ratio: 0.3,
+    });
     // Caught up: no backlog, whatever the span.
     expect(closestBacklog([consumer("TASKS", "ingest", 0, 0)], streams)?.ratio).toBe(0);
     expect(closestBacklog([], streams)).toBeUndefined();
