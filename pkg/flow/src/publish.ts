@@ -144,10 +144,16 @@ async function publishWithRetry(
   }
 }
 
+/** Errors the NATS client (nats.js's NatsError) or our JetStream publisher raises: only theirs can mean a NATS outage. */
+const NATS_ERROR_NAMES: ReadonlySet<string> = new Set(["NatsError", "JetStreamPublishError"]);
+
 /** Failures that a retry with the same message id can fix: no responders (leader election), timeouts, and a
- *  connection that is reconnecting. */
+ *  connection that is reconnecting. Only a NATS client's error counts: a task handler's own "Request timeout" (or a
+ *  fetch's TimeoutError, or the worker's heartbeat timeout) is the task's failure, retried as an attempt, not an
+ *  outage held without one. */
 export function isTransientNatsError(error: unknown): boolean {
-  const e = error as { code?: string; message?: string };
+  const e = error as { name?: string; code?: string; message?: string };
+  if (!NATS_ERROR_NAMES.has(String(e?.name ?? ""))) return false;
   const code = String(e?.code ?? "");
   return (
     code === "503" ||
