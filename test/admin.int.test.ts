@@ -650,6 +650,29 @@ describe("AdminService", () => {
     }
   });
 
+  test("taskctl submit --heartbeat-timeout: an attempt that reports no progress that long is aborted, the task's own limit", async () => {
+    // sleep reports every tenth of its time (here 2 s): a 150 ms heartbeat timeout ends the attempt before its first.
+    const submitted = await taskctl(
+      "submit",
+      "sleep",
+      "--payload",
+      '{"ms":20000}',
+      "--heartbeat-timeout",
+      "150ms",
+      "--max-attempts",
+      "1",
+      "--watch",
+      "--json",
+    );
+    expect(submitted.code, submitted.stderr).toBe(1); // the task ended FAILED
+    const { taskId } = JSON.parse(submitted.stdout.split("\n")[0]!) as { taskId: string };
+    const shown = await taskctl("get", taskId);
+    expect(shown.stdout).toMatch(/^error {5}no progress reported for 150 ms \(its heartbeat timeout\)$/m);
+    expect(shown.stdout).toMatch(/^heartbeat 150 ms without a progress report aborts an attempt$/m);
+    const refused = await taskctl("submit", "echo", "--heartbeat-timeout", "soon");
+    expect(refused.stderr).toContain('--heartbeat-timeout must be a duration like 500ms, 30s, 15m, 2h (got "soon")');
+  });
+
   test("taskctl submit --attempt-timeout --max-attempts 1: one attempt, aborted at its timeout, FAILED and dead-lettered", async () => {
     const submitted = await taskctl(
       "submit",

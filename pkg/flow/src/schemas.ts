@@ -83,6 +83,8 @@ export const TaskMessageSchema = z.object({
   retryBackoff: RetryBackoffSchema.optional(),
   /** Not run if no attempt has started this long after it was due (SubmitTaskRequest.expires_after). */
   expiresAfterMs: z.number().int().min(1).max(MAX_EXPIRES_AFTER_MS).optional(),
+  /** An attempt reporting no progress for this long is aborted (SubmitTaskRequest.heartbeat_timeout). */
+  heartbeatTimeoutMs: z.number().int().min(1).max(MAX_TASK_TIMEOUT_MS).optional(),
   generation,
   ...traceFields,
 });

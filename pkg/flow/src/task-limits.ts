@@ -1,5 +1,5 @@
 /**
- * A task's own limits (SubmitTaskRequest.timeout, max_attempts, retry_backoff, expires_after): stored with its record, carried in
+ * A task's own limits (SubmitTaskRequest.timeout, max_attempts, retry_backoff, expires_after, heartbeat_timeout): stored with its record, carried in
  * its messages, kept by replays, requeues and schedules. Unset ones are left out, so the pipeline's defaults apply
  * and a reader can tell "the default" from a value that happens to equal it.
  */
@@ -14,6 +14,8 @@ export interface TaskLimits {
   retryBackoff?: RetryBackoff;
   /** Not run if no attempt has started this long after it was due (ms). */
   expiresAfterMs?: number;
+  /** An attempt reporting no progress for this long is aborted as timed out (ms). */
+  heartbeatTimeoutMs?: number;
 }
 
 /** The longest expires_after: the task's record lives a week (Bounds.taskTtlSeconds). */
@@ -46,5 +48,6 @@ export function taskLimitsOf(from: TaskLimits): TaskLimits {
     ...(from.maxAttempts ? { maxAttempts: from.maxAttempts } : {}),
     ...(from.retryBackoff ? { retryBackoff: from.retryBackoff } : {}),
     ...(from.expiresAfterMs ? { expiresAfterMs: from.expiresAfterMs } : {}),
+    ...(from.heartbeatTimeoutMs ? { heartbeatTimeoutMs: from.heartbeatTimeoutMs } : {}),
   };
 }

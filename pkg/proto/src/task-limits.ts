@@ -13,6 +13,7 @@ export interface TaskLimitsMs {
   /** Unset multiplier, max delay or jitter: the gateway's defaults (1, 1 h, 0). */
   retryBackoff?: { delayMs: number; multiplier?: number; maxDelayMs?: number; jitter?: number };
   expiresAfterMs?: number;
+  heartbeatTimeoutMs?: number;
 }
 
 export function taskLimitFields(limits: TaskLimitsMs): {
@@ -20,6 +21,7 @@ export function taskLimitFields(limits: TaskLimitsMs): {
   maxAttempts: number;
   retryBackoff?: RetryBackoff;
   expiresAfter?: Duration;
+  heartbeatTimeout?: Duration;
 } {
   const backoff = limits.retryBackoff;
   return {
@@ -36,5 +38,6 @@ export function taskLimitFields(limits: TaskLimitsMs): {
         }
       : {}),
     ...(limits.expiresAfterMs ? { expiresAfter: durationFromMs(limits.expiresAfterMs) } : {}),
+    ...(limits.heartbeatTimeoutMs ? { heartbeatTimeout: durationFromMs(limits.heartbeatTimeoutMs) } : {}),
   };
 }

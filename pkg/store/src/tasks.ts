@@ -26,6 +26,8 @@ export interface TaskRecord {
   retryBackoff?: RetryBackoff;
   /** Not run if no attempt has started this long after it was due (ms), when the submission set it. */
   expiresAfterMs?: number;
+  /** An attempt reporting no progress for this long is aborted (ms), when the submission set it. */
+  heartbeatTimeoutMs?: number;
   /** How many times the gateway requeued it on its own as stalled (claimRequeue's `autoLimit`), when it did. */
   autoRequeues?: number;
   /** The tasks it waits for (SubmitTaskRequest.depends_on), when it named any. */
@@ -132,6 +134,7 @@ export async function saveTask(redis: Redis, task: TaskRecord, options: SaveTask
     ...(task.maxAttempts ? { maxAttempts: String(task.maxAttempts) } : {}),
     ...(task.retryBackoff ? { retryBackoff: JSON.stringify(task.retryBackoff) } : {}),
     ...(task.expiresAfterMs ? { expiresAfterMs: String(task.expiresAfterMs) } : {}),
+    ...(task.heartbeatTimeoutMs ? { heartbeatTimeoutMs: String(task.heartbeatTimeoutMs) } : {}),
     ...(task.dependsOn?.length ? { dependsOn: task.dependsOn.join(",") } : {}),
     ...(task.dependencyPolicy ? { dependencyPolicy: task.dependencyPolicy } : {}),
     ...(task.succeededRetentionSeconds ? { succeededRetentionSeconds: String(task.succeededRetentionSeconds) } : {}),
@@ -196,6 +199,7 @@ export function parseTaskHash(hash: Record<string, string>): TaskRecord | undefi
     ...(positive(hash.maxAttempts) ? { maxAttempts: Number(hash.maxAttempts) } : {}),
     ...retryBackoffField(hash.retryBackoff),
     ...(positive(hash.expiresAfterMs) ? { expiresAfterMs: Number(hash.expiresAfterMs) } : {}),
+    ...(positive(hash.heartbeatTimeoutMs) ? { heartbeatTimeoutMs: Number(hash.heartbeatTimeoutMs) } : {}),
     ...(hash.dependsOn ? { dependsOn: hash.dependsOn.split(",") } : {}),
     ...(hash.dependencyPolicy === "all-finished" ? { dependencyPolicy: "all-finished" as const } : {}),
     ...(positive(hash.autoRequeues) ? { autoRequeues: Number(hash.autoRequeues) } : {}),

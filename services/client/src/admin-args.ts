@@ -173,12 +173,17 @@ export function parseSchedule(delay: string | undefined, at: string | undefined)
 const TIMEOUT_UNIT_MS: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000 };
 
 /** `submit --attempt-timeout 500ms|30s|15m|2h`: the handler's time limit per attempt, in ms (the gateway checks ≤ 24 h). */
-export function parseAttemptTimeout(text: string | undefined): number | undefined {
+export function parseAttemptTimeout(text: string | undefined, option = "--attempt-timeout"): number | undefined {
   if (text === undefined) return undefined;
   const match = /^(\d+)(ms|s|m|h)$/.exec(text.trim());
   const ms = match ? Number(match[1]) * TIMEOUT_UNIT_MS[match[2]!]! : 0;
-  if (!(ms > 0)) throw new UsageError(`--attempt-timeout must be a duration like 500ms, 30s, 15m, 2h (got "${text}")`);
+  if (!(ms > 0)) throw new UsageError(`${option} must be a duration like 500ms, 30s, 15m, 2h (got "${text}")`);
   return ms;
+}
+
+/** --heartbeat-timeout: an attempt reporting no progress that long is aborted (the gateway checks ≤ 24 h). */
+export function parseHeartbeatTimeout(text: string | undefined): number | undefined {
+  return parseAttemptTimeout(text, "--heartbeat-timeout");
 }
 
 /**

@@ -12,6 +12,7 @@ import {
   parseDlqAction,
   parseExpiresAfter,
   parseGlobalConcurrency,
+  parseHeartbeatTimeout,
   parseLimit,
   parseMaxAttempts,
   parseRetryBackoff,
@@ -53,6 +54,8 @@ export type Invocation =
       schedule?: SubmitSchedule;
       /** The handler's time limit per attempt (--attempt-timeout), ms. */
       attemptTimeoutMs?: number;
+      /** --heartbeat-timeout, ms. */
+      heartbeatTimeoutMs?: number;
       /** --max-attempts. */
       maxAttempts?: number;
       /** --retry-delay and the other --retry-* options. */
@@ -129,6 +132,8 @@ export type ScheduleAction =
       priority: Priority;
       metadata: Record<string, string>;
       attemptTimeoutMs?: number;
+      /** --heartbeat-timeout, ms. */
+      heartbeatTimeoutMs?: number;
       maxAttempts?: number;
       retryBackoff?: RetryBackoffOption;
       expiresAfterMs?: number;
@@ -180,6 +185,7 @@ const COMMAND_OPTIONS: Record<CommandName, Options> = {
     delay: { type: "string" },
     at: { type: "string" },
     "attempt-timeout": { type: "string" },
+    "heartbeat-timeout": { type: "string" },
     "max-attempts": { type: "string" },
     ...RETRY_BACKOFF_OPTIONS,
     "expires-after": { type: "string" },
@@ -229,6 +235,7 @@ const COMMAND_OPTIONS: Record<CommandName, Options> = {
     priority: { type: "string" },
     meta: { type: "string", multiple: true },
     "attempt-timeout": { type: "string" },
+    "heartbeat-timeout": { type: "string" },
     "max-attempts": { type: "string" },
     ...RETRY_BACKOFF_OPTIONS,
     "expires-after": { type: "string" },
@@ -290,6 +297,7 @@ export function parseCommandLine(argv: string[], env: NodeJS.ProcessEnv = {}, no
       const idempotencyKey = str(values["idempotency-key"]);
       const schedule = parseSchedule(str(values.delay), str(values.at));
       const attemptTimeoutMs = parseAttemptTimeout(str(values["attempt-timeout"]));
+      const heartbeatTimeoutMs = parseHeartbeatTimeout(str(values["heartbeat-timeout"]));
       const maxAttempts = parseMaxAttempts(str(values["max-attempts"]));
       const retryBackoff = retryBackoffOf(values);
       const expiresAfterMs = parseExpiresAfter(str(values["expires-after"]));
@@ -306,6 +314,7 @@ export function parseCommandLine(argv: string[], env: NodeJS.ProcessEnv = {}, no
         retries: parseRetries(str(values.retries)),
         ...(schedule ? { schedule } : {}),
         ...(attemptTimeoutMs === undefined ? {} : { attemptTimeoutMs }),
+        ...(heartbeatTimeoutMs === undefined ? {} : { heartbeatTimeoutMs }),
         ...(maxAttempts === undefined ? {} : { maxAttempts }),
         ...(retryBackoff ? { retryBackoff } : {}),
         ...(expiresAfterMs === undefined ? {} : { expiresAfterMs }),
@@ -650,6 +659,7 @@ function parseScheduleAction(
   const payloadText = str(values.payload);
   const timezone = str(values.timezone);
   const attemptTimeoutMs = parseAttemptTimeout(str(values["attempt-timeout"]));
+  const heartbeatTimeoutMs = parseHeartbeatTimeout(str(values["heartbeat-timeout"]));
   const maxAttempts = parseMaxAttempts(str(values["max-attempts"]));
   const retryBackoff = retryBackoffOf(values);
   const expiresAfterMs = parseExpiresAfter(str(values["expires-after"]));
@@ -672,6 +682,7 @@ function parseScheduleAction(
     priority: parsePriority(str(values.priority)),
     metadata: parseMetadata((values.meta as string[] | undefined) ?? []),
     ...(attemptTimeoutMs === undefined ? {} : { attemptTimeoutMs }),
+    ...(heartbeatTimeoutMs === undefined ? {} : { heartbeatTimeoutMs }),
     ...(maxAttempts === undefined ? {} : { maxAttempts }),
     ...(retryBackoff ? { retryBackoff } : {}),
     ...(expiresAfterMs === undefined ? {} : { expiresAfterMs }),

@@ -58,7 +58,7 @@ export const HELP = {
 call each. A line is a SubmitTaskRequest in protobuf's JSON form, e.g.
   {"type":"sleep","payload":{"ms":200},"priority":"PRIORITY_HIGH","idempotencyKey":"order-17","delay":"30s"}
 (fields: type, payload, priority, idempotencyKey, metadata, runAt or delay, timeout, maxAttempts, retryBackoff
-{delay, multiplier, maxDelay, jitter}, expiresAfter, succeededRetention, dependsOn, dependencyPolicy,
+{delay, multiplier, maxDelay, jitter}, expiresAfter, succeededRetention, heartbeatTimeout, dependsOn, dependencyPolicy,
 dependsOnBatchItems). A line's
 dependsOnBatchItems are earlier tasks of the file it waits for, by their place (from 0, blank lines aside), e.g.
   {"type":"load","dependsOnBatchItems":[0,1]}
@@ -77,7 +77,7 @@ refused line (2 invalid, 4 unavailable, 5 other).`,
   --retries N             retries of the tasks answered UNAVAILABLE or rate limited (default 4, 0 to 20)`,
   ),
   submit: page(
-    "Usage: taskctl submit <type> [--payload JSON] [--priority high|medium|low] [--idempotency-key K] [--meta k=v ...] [--delay D | --at T] [--attempt-timeout D] [--max-attempts N] [--retry-delay D [--retry-multiplier X] [--retry-max-delay D] [--retry-jitter F]] [--expires-after D] [--succeeded-retention D] [--depends-on ID,... [--run-when succeeded|finished]] [--watch] [--retries N]",
+    "Usage: taskctl submit <type> [--payload JSON] [--priority high|medium|low] [--idempotency-key K] [--meta k=v ...] [--delay D | --at T] [--attempt-timeout D] [--heartbeat-timeout D] [--max-attempts N] [--retry-delay D [--retry-multiplier X] [--retry-max-delay D] [--retry-jitter F]] [--expires-after D] [--succeeded-retention D] [--depends-on ID,... [--run-when succeeded|finished]] [--watch] [--retries N]",
     "Submits a task and prints its id (--json: {taskId, deduplicated}). A submission the gateway cannot take\n(UNAVAILABLE, connection refused) is retried after 0.25, 0.5, 1, 2 s with the same idempotency key (yours,\nor one made for this run), so a retry never creates a second task; one refused by the rate limit, after the\ngateway's pushback.",
     `Options:
   --payload JSON          the task's payload, a JSON object, e.g. '{"ms":800}'
@@ -87,6 +87,8 @@ refused line (2 invalid, 4 unavailable, 5 other).`,
   --delay D               a delayed task: it waits PENDING (cancellable) and runs D later: 30s, 15m, 2h, 1d
   --at T                  a delayed task that runs at T, an ISO time such as 2026-01-31T12:00:00Z
   --attempt-timeout D     the handler's time limit per attempt (500ms, 30s, 15m, 2h; default the worker's, 60 s)
+  --heartbeat-timeout D   abort an attempt whose handler reports no progress for D (500ms, 30s, 15m, 2h; up to 24h;
+                          default its type's, else none): found stuck in minutes, not at its attempt timeout
   --max-attempts N        attempts at most (most: 5; default: its type's, else 5); 1 runs it at most once, never retried
   --retry-delay D         the task's own wait after a failed attempt (0s, 500ms, 30s, 15m, up to 1h); default the
                           pipeline's 1 s, 5 s, 15 s, 30 s
@@ -207,7 +209,7 @@ dependsOn, dependents, dependentsTotal}]}.`,
   ),
   resume: page("Usage: taskctl resume <high|medium|low>", "Lets the workers take tasks of that priority again."),
   schedule: page(
-    'Usage: taskctl schedule add <id> "<cron>" <type> [--timezone TZ] [--overlap allow|skip] [--starting-deadline D] [--replace] [--payload JSON] [--priority P] [--meta k=v ...] [--attempt-timeout D] [--max-attempts N] [--retry-delay D ...] [--expires-after D] [--succeeded-retention D]\n       taskctl schedule ls\n       taskctl schedule rm|pause|resume|run <id>',
+    'Usage: taskctl schedule add <id> "<cron>" <type> [--timezone TZ] [--overlap allow|skip] [--starting-deadline D] [--replace] [--payload JSON] [--priority P] [--meta k=v ...] [--attempt-timeout D] [--heartbeat-timeout D] [--max-attempts N] [--retry-delay D ...] [--expires-after D] [--succeeded-retention D]\n       taskctl schedule ls\n       taskctl schedule rm|pause|resume|run <id>',
     "Recurring tasks (operators). add: a task of <type> is submitted at every time <cron> names (five fields,\nminute hour day-of-month month day-of-week, or six with seconds first), by one gateway, exactly once per time;\nthe tasks carry schedule_id and scheduled_for in their metadata. ls: every schedule with its next and last run.\nrm: stops it (tasks already submitted are not touched). pause: no runs until resume, which goes on from\nits first time after now (the times in between are not made up). run: submits its task once, now, as you\n(its times do not change); prints the task's id.",
     `Options (add):
   --timezone TZ           the IANA time zone the cron expression is read in (default UTC), e.g. Europe/Berlin
@@ -218,7 +220,8 @@ dependsOn, dependents, dependentsTotal}]}.`,
                           however late; either way only the latest of several missed times runs)
   --replace               replace a schedule with the same id (else: exit 1, it exists)
   --payload, --priority, --meta, --attempt-timeout, --max-attempts, --retry-delay, --retry-multiplier,
-  --retry-max-delay, --retry-jitter, --expires-after, --succeeded-retention   the task's, as for submit (expiry
+  --retry-max-delay, --retry-jitter, --expires-after, --succeeded-retention, --heartbeat-timeout   the task's, as
+                          for submit (expiry
                           counted from each run's time)`,
   ),
 } as const;

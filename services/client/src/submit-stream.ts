@@ -20,6 +20,7 @@ export type SubmissionFields = Pick<SubmitTaskRequest, "type" | "priority" | "me
       | "retryBackoff"
       | "expiresAfter"
       | "succeededRetention"
+      | "heartbeatTimeout"
       | "dependsOn"
       | "dependencyPolicy"
     >

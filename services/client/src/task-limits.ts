@@ -14,6 +14,8 @@ export interface TaskLimitOptions {
   retryBackoff?: RetryBackoffOption;
   /** --expires-after. */
   expiresAfterMs?: number;
+  /** --heartbeat-timeout. */
+  heartbeatTimeoutMs?: number;
 }
 
 export function taskLimitFields({ attemptTimeoutMs, ...rest }: TaskLimitOptions) {

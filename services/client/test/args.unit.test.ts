@@ -209,6 +209,19 @@ describe("parseCommandLine", () => {
     });
   });
 
+  test("--heartbeat-timeout reaches the request as heartbeat_timeout, for submit and schedule add", () => {
+    const invocation = parseCommandLine(["submit", "echo", "--heartbeat-timeout", "30s"]);
+    expect(submitRequestOf(invocation as Extract<Invocation, { command: "submit" }>).heartbeatTimeout).toMatchObject({
+      seconds: 30n,
+    });
+    expect(parseCommandLine(["schedule", "add", "n", "* * * * *", "echo", "--heartbeat-timeout", "2m"])).toMatchObject({
+      heartbeatTimeoutMs: 120_000,
+    });
+    expect(usageErrorOf(["submit", "echo", "--heartbeat-timeout=1d"])).toBe(
+      '--heartbeat-timeout must be a duration like 500ms, 30s, 15m, 2h (got "1d")',
+    );
+  });
+
   test("--succeeded-retention reaches the request as succeeded_retention; bad values are named", () => {
     const invocation = parseCommandLine(["submit", "echo", "--succeeded-retention", "10m"]);
     expect(invocation).toMatchObject({ succeededRetentionMs: 600_000 });

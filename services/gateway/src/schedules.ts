@@ -171,6 +171,7 @@ function parseTemplate(task: ScheduledTask | undefined, limits: ScheduleLimits):
         retryBackoff: task.retryBackoff,
         expiresAfter: task.expiresAfter,
         succeededRetention: task.succeededRetention,
+        heartbeatTimeout: task.heartbeatTimeout,
         dependsOn: [],
         dependencyPolicy: DependencyPolicy.UNSPECIFIED,
       },

@@ -41,6 +41,8 @@ export interface ValidSubmission {
   retryBackoff?: RetryBackoff;
   /** Not run if not started this long after it was due, when the request set it (`expires_after`). */
   expiresAfterMs?: number;
+  /** An attempt reporting no progress for this long is aborted, when the request set it (`heartbeat_timeout`). */
+  heartbeatTimeoutMs?: number;
   /** The tasks it waits for (`depends_on`), when the request named any: distinct task ids. */
   dependsOn?: string[];
   /** "all-finished": it runs once every dependency finished, whatever the outcome (`dependency_policy`); absent: all
@@ -123,7 +125,10 @@ export function validateSubmission(
     throw invalid("idempotency_key", `exceeds ${LIMITS.idempotencyKeyChars} characters`);
   }
 
-  const timeoutMs = request.timeout ? timeoutMsOf(request.timeout) : undefined;
+  const timeoutMs = request.timeout ? timeoutMsOf("timeout", request.timeout) : undefined;
+  const heartbeatTimeoutMs = request.heartbeatTimeout
+    ? timeoutMsOf("heartbeat_timeout", request.heartbeatTimeout, "its type's, else none")
+    : undefined;
   if (request.maxAttempts > maxDeliver) {
     throw invalid(
       "max_attempts",
@@ -152,6 +157,7 @@ export function validateSubmission(
     metadata: { ...request.metadata },
     idempotencyKey: request.idempotencyKey || undefined,
     ...(timeoutMs === undefined ? {} : { timeoutMs }),
+    ...(heartbeatTimeoutMs === undefined ? {} : { heartbeatTimeoutMs }),
     // Stored as asked, FLOW_MAX_DELIVER too: unset (0) is not the same, since a type's own maxAttempts (its handler's)
     // applies only to a task that did not ask.
     ...(request.maxAttempts > 0 ? { maxAttempts: request.maxAttempts } : {}),
@@ -263,12 +269,13 @@ export function durationMsOf(field: string, { seconds, nanos }: Duration): numbe
   return Number(seconds) * 1_000 + Math.ceil(nanos / 1_000_000);
 }
 
-/** A handler timeout from 1 ms to MAX_TASK_TIMEOUT_MS, in whole milliseconds (rounded up). */
-function timeoutMsOf(timeout: Duration): number {
-  const ms = durationMsOf("timeout", timeout);
-  if (ms === 0) throw invalid("timeout", "must be at least 1 ms (leave it unset for the worker's default)");
+/** A handler timeout (`field`: timeout or heartbeat_timeout) from 1 ms to MAX_TASK_TIMEOUT_MS, in whole milliseconds
+ *  (rounded up). */
+function timeoutMsOf(field: string, timeout: Duration, unset = "the worker's default"): number {
+  const ms = durationMsOf(field, timeout);
+  if (ms === 0) throw invalid(field, `must be at least 1 ms (leave it unset for ${unset})`);
   if (ms > MAX_TASK_TIMEOUT_MS) {
-    throw invalid("timeout", `${timeout.seconds} s exceeds the maximum of ${MAX_TASK_TIMEOUT_MS / 1_000} s (24 h)`);
+    throw invalid(field, `${timeout.seconds} s exceeds the maximum of ${MAX_TASK_TIMEOUT_MS / 1_000} s (24 h)`);
   }
   return ms;
 }

@@ -164,3 +164,15 @@ test("succeeded_retention: 60 s to 90 days in whole seconds (rounded up), kept w
   expect(refused(-1n)).toBe("succeeded_retention: must not be negative");
   expect(refused(7_776_001n)).toBe("succeeded_retention: 7776001 s exceeds the maximum of 7776000 s (90 days)");
 });
+
+test("heartbeat_timeout: 1 ms to 24 h, kept when set, bad values named", () => {
+  const ms = (seconds: bigint, nanos = 0) =>
+    validateSubmission(request({ type: "echo", heartbeatTimeout: { seconds, nanos } }), 100, 5).heartbeatTimeoutMs;
+  expect(validateSubmission(request({ type: "echo" }), 100, 5)).not.toHaveProperty("heartbeatTimeoutMs");
+  expect(ms(30n)).toBe(30_000);
+  expect(ms(0n, 1)).toBe(1);
+  const refused = (seconds: bigint) =>
+    rejection(() => validateSubmission(request({ type: "echo", heartbeatTimeout: { seconds } }), 100, 5)).rawMessage;
+  expect(refused(0n)).toBe("heartbeat_timeout: must be at least 1 ms (leave it unset for its type's, else none)");
+  expect(refused(86_401n)).toBe("heartbeat_timeout: 86401 s exceeds the maximum of 86400 s (24 h)");
+});

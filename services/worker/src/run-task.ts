@@ -223,8 +223,8 @@ export function createTaskRunner({
       () => controller.abort(new TaskTimeoutError(`timed out after ${attemptTimeoutMs} ms`)),
       attemptTimeoutMs,
     );
-    // The type's heartbeat timeout: restarted (Timeout.refresh, no new timer) by each progress report.
-    const heartbeatTimeoutMs = handler.heartbeatTimeoutMs;
+    // The task's own heartbeat timeout, else its type's: restarted (Timeout.refresh, no new timer) by each report.
+    const heartbeatTimeoutMs = task.heartbeatTimeoutMs ?? handler.heartbeatTimeoutMs;
     const heartbeat =
       heartbeatTimeoutMs === undefined
         ? undefined

@@ -440,6 +440,10 @@ test("a type's heartbeatTimeoutMs aborts an attempt that reports no progress for
     name: "TaskTimeoutError",
     message: "no progress reported for 400 ms (its heartbeat timeout)",
   });
+  // A task's own heartbeat timeout comes first (SubmitTaskRequest.heartbeat_timeout).
+  expect(
+    await runnerWith(beating(100), 60_000).attempt({ ...enrichedTask("echo", {}), heartbeatTimeoutMs: 250 }),
+  ).toMatchObject({ message: "no progress reported for 250 ms (its heartbeat timeout)" });
 });
 
 test("a type this worker has no handler for is retried later (a rollout not here yet), not failed at once", async () => {

@@ -346,7 +346,10 @@ function stageRank(state: TaskState): number {
  *  succeeded retention, or "" when it has the defaults; a schedule's task template (ScheduledTask) has the same
  *  fields. */
 export function limitsOf(
-  task: Pick<Task, "timeout" | "maxAttempts" | "retryBackoff" | "expiresAfter" | "succeededRetention">,
+  task: Pick<
+    Task,
+    "timeout" | "maxAttempts" | "retryBackoff" | "expiresAfter" | "succeededRetention" | "heartbeatTimeout"
+  >,
 ): string {
   const limits = [
     ...(task.timeout ? [`timeout ${duration(durationMs(task.timeout))} per attempt`] : []),
@@ -354,6 +357,9 @@ export function limitsOf(
     ...(task.retryBackoff ? [`retried ${retryBackoffText(task.retryBackoff, duration)}`] : []),
     ...(task.expiresAfter
       ? [`expires if not started ${duration(durationMs(task.expiresAfter))} after it was due`]
+      : []),
+    ...(task.heartbeatTimeout
+      ? [`aborted after ${duration(durationMs(task.heartbeatTimeout))} without a progress report`]
       : []),
     ...(task.succeededRetention ? [`kept ${duration(durationMs(task.succeededRetention))} once it succeeded`] : []),
   ];

@@ -43,6 +43,10 @@ export function describeTask(task: Task): string {
   if (task.timeout) lines.push(`timeout   ${formatDuration(durationMs(task.timeout))} per attempt`);
   if (task.maxAttempts) lines.push(`attempts  at most ${task.maxAttempts}`);
   if (task.retryBackoff) lines.push(`retries   ${retryBackoffText(task.retryBackoff, formatDuration)}`);
+  if (task.heartbeatTimeout)
+    lines.push(
+      `heartbeat ${formatDuration(durationMs(task.heartbeatTimeout))} without a progress report aborts an attempt`,
+    );
   if (task.succeededRetention)
     lines.push(`kept      ${formatDuration(durationMs(task.succeededRetention))} once it SUCCEEDED`);
   if (task.expiresAfter) {
