@@ -814,6 +814,7 @@ describe.skipIf(!existsSync(CHROMIUM))("web console", () => {
         await form.getByLabel("Cron (UTC unless a time zone)").fill(cron);
         await form.getByLabel("Task type").fill("echo");
         await form.getByLabel(/^Attempt timeout/).fill("30s");
+        await form.getByLabel(/^Heartbeat timeout/).fill("10s");
         await form.getByLabel("Max attempts").fill(maxAttempts);
         await form.getByLabel(/^Retry delay/).fill("10s");
         await form.getByLabel(/^Retry multiplier/).fill("2");
@@ -848,6 +849,7 @@ describe.skipIf(!existsSync(CHROMIUM))("web console", () => {
         retryBackoff: { delay: { seconds: 10n }, multiplier: 2 },
         expiresAfter: { seconds: 7_200n },
         succeededRetention: { seconds: 3_600n },
+        heartbeatTimeout: { seconds: 10n },
       });
       const row = page.getByRole("row").filter({ has: page.getByRole("cell", { name: id }) });
       await row

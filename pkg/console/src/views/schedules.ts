@@ -41,6 +41,7 @@ export const schedulesView: View = (main) => {
   // The task's own limits, as `taskctl schedule add --attempt-timeout/--max-attempts/--retry-*/--expires-after`:
   // empty is the pipeline's default. Only the format is checked here; the gateway checks the values.
   const timeoutInput = input("timeout", { placeholder: "30s" });
+  const heartbeatInput = input("heartbeat-timeout", { placeholder: "5m" });
   const maxAttemptsInput = input("max-attempts", { type: "number", min: "1", step: "1", placeholder: "all" });
   const retryDelayInput = input("retry-delay", { placeholder: "10s" });
   const retryMultiplierInput = input("retry-multiplier", { type: "number", step: "any", placeholder: "1" });
@@ -65,6 +66,7 @@ export const schedulesView: View = (main) => {
       { class: "filters" },
       h("legend", {}, "Task limits (optional; empty: the pipeline's defaults)"),
       field(`Attempt timeout (${DURATION_HINT})`, timeoutInput),
+      field(`Heartbeat timeout (${DURATION_HINT}: no progress report that long aborts an attempt)`, heartbeatInput),
       field("Max attempts", maxAttemptsInput),
       field(`Retry delay (${DURATION_HINT})`, retryDelayInput),
       field("Retry multiplier (with a delay)", retryMultiplierInput),
@@ -149,11 +151,13 @@ export const schedulesView: View = (main) => {
    *  is malformed. */
   function taskLimits() {
     const timeoutMs = durationField(timeoutInput.value);
+    const heartbeatMs = durationField(heartbeatInput.value);
     const retryDelayMs = durationField(retryDelayInput.value);
     const expiresMs = durationField(expiresInput.value);
     const succeededRetentionMs = durationField(succeededRetentionInput.value);
     const multiplier = retryMultiplierInput.value === "" ? undefined : retryMultiplierInput.valueAsNumber;
     if (timeoutMs === null) return `the attempt timeout must be a duration like ${DURATION_HINT}.`;
+    if (heartbeatMs === null) return `the heartbeat timeout must be a duration like ${DURATION_HINT}.`;
     if (retryDelayMs === null) return `the retry delay must be a duration like ${DURATION_HINT}.`;
     if (expiresMs === null) return `the expiry must be a duration like ${DURATION_HINT}, 1d.`;
     if (succeededRetentionMs === null)
@@ -163,6 +167,7 @@ export const schedulesView: View = (main) => {
     }
     return {
       ...(timeoutMs === undefined ? {} : { timeout: durationFromMs(timeoutMs) }),
+      ...(heartbeatMs === undefined ? {} : { heartbeatTimeout: durationFromMs(heartbeatMs) }),
       ...(maxAttemptsInput.value === "" ? {} : { maxAttempts: maxAttemptsInput.valueAsNumber }),
       ...(retryDelayMs === undefined
         ? {}
