@@ -5,3 +5,4 @@
 export * from "./gen/taskmanager/v1/admin_pb.js";
 export * from "./gen/taskmanager/v1/taskmanager_pb.js";
 export { retryBackoffText } from "./retry-backoff-text.js";
+export { isLaterStatus } from "./status-order.js";

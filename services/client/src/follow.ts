@@ -6,9 +6,9 @@
 import { setMaxListeners } from "node:events";
 import { setTimeout as sleep } from "node:timers/promises";
 import { Code, ConnectError } from "@connectrpc/connect";
-import { type TaskClient, TaskState, type TaskStatus } from "@tm/proto";
+import { isLaterStatus, type TaskClient, TaskState, type TaskStatus } from "@tm/proto";
 import { CliError, ExitCode, isConnectionFailure } from "./exit-codes.js";
-import { isLaterStatus, isTerminal } from "./render.js";
+import { isTerminal } from "./render.js";
 
 const MAX_RESUMES = 5;
 const RESUME_DELAY_MS = 500;

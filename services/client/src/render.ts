@@ -2,7 +2,7 @@
  * Pure text rendering: progress bars, one line per task, the demo's summary. No I/O here, so the exact output
  * is unit-tested.
  */
-import { TaskState, type TaskStatus } from "@tm/proto";
+import { TaskState } from "@tm/proto";
 
 /** What the live view knows about one task. */
 export interface TaskView {
@@ -24,16 +24,6 @@ const TERMINAL = new Set([TaskState.SUCCEEDED, TaskState.FAILED, TaskState.CANCE
 
 export function isTerminal(state: TaskState): boolean {
   return TERMINAL.has(state);
-}
-
-/** Whether `next` comes after `current`: a higher version, or the same one with a later progress report (a handler's
- *  message at an unchanged percent; TaskStatus.progress_report). */
-export function isLaterStatus(
-  current: Pick<TaskStatus, "version" | "progressReport">,
-  next: Pick<TaskStatus, "version" | "progressReport">,
-): boolean {
-  if (next.version !== current.version) return next.version > current.version;
-  return next.progressReport > current.progressReport;
 }
 
 export function stateName(state: TaskState): string {

@@ -1,17 +1,9 @@
 import { create } from "@bufbuild/protobuf";
-import { DependencyPolicy, TaskSchema, TaskState } from "@tm/proto";
+import { DependencyPolicy, isLaterStatus, TaskSchema, TaskState } from "@tm/proto";
 import { describe, expect, test } from "vitest";
 import { describeTask } from "../src/commands/get.js";
 import { viewModeFor } from "../src/live-view.js";
-import {
-  isLaterStatus,
-  percentile,
-  progressBar,
-  renderSummary,
-  renderTaskLine,
-  summarise,
-  type TaskView,
-} from "../src/render.js";
+import { percentile, progressBar, renderSummary, renderTaskLine, summarise, type TaskView } from "../src/render.js";
 
 const ESC = String.fromCharCode(27);
 const stripAnsi = (text: string) => text.replace(new RegExp(`${ESC}\\[\\d+m`, "g"), "");

@@ -7,7 +7,7 @@
  */
 import { durationMs } from "@bufbuild/protobuf/wkt";
 import type { Task, TaskStatus } from "@tm/proto/web";
-import { ReplayResult, RequeueResult, retryBackoffText, TaskState } from "@tm/proto/web";
+import { isLaterStatus, ReplayResult, RequeueResult, retryBackoffText, TaskState } from "@tm/proto/web";
 import { admin, errorText, isAbort, tasks } from "../api.js";
 import { announce, h, replace } from "../dom.js";
 import { dateOf, duration, formatTime, json, priorityName, stateName, TERMINAL_STATES } from "../format.js";
@@ -144,12 +144,7 @@ export const taskDetailView: View = (main, { params, config }) => {
 
   function onStatus(update: TaskStatus) {
     // Later: a higher version, or the same one with a later progress report (a message at an unchanged percent).
-    if (
-      status &&
-      (update.version < status.version ||
-        (update.version === status.version && update.progressReport <= status.progressReport))
-    )
-      return;
+    if (status && !isLaterStatus(status, update)) return;
     const changed = status?.state !== update.state;
     status = update;
     const at = dateOf(update.updatedAt) ?? new Date();
