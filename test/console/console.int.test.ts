@@ -239,6 +239,17 @@ describe.skipIf(!existsSync(CHROMIUM))("web console", () => {
     }
   });
 
+  it("shows a running task's last progress message beside its percent in the task list", async () => {
+    const taskId = await submitWithCli("sleep", { ms: 5000 });
+    await waitFor("a progress message", async () =>
+      Boolean((await pipeline.client.getTask({ taskId })).task?.status?.progressMessage),
+    );
+    await page.goto(`${webUrl}/tasks?state=RUNNING`);
+    const row = page.getByRole("row").filter({ has: page.locator(`a[href='/tasks/${taskId}']`) });
+    await row.waitFor({ timeout: 15_000 });
+    expect(await row.textContent()).toMatch(/\d+% · slept \d+ of 5000 ms/);
+  });
+
   it("reaches the task list with Tab and opens a task with Enter", async () => {
     const taskId = await submitWithCli("echo", { hello: "keyboard" });
     await page.goto(`${webUrl}/tasks`);

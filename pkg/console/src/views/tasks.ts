@@ -23,6 +23,11 @@ const CANCEL_BATCH = 500;
 const REQUEUE_BATCH = 500;
 const LIST_MAX = 500;
 
+/** `text` cut to `max` characters, with an ellipsis when cut. */
+function truncate(text: string, max: number): string {
+  return text.length > max ? `${text.slice(0, max - 1)}…` : text;
+}
+
 export const tasksView: View = (main, { query }) => {
   const field = (label: string, control: HTMLElement) => h("label", {}, h("span", {}, label), control);
   const stateSelect = select("state", ["", ...enumNames(TaskState)], query.get("state") ?? "");
@@ -269,7 +274,10 @@ export const tasksView: View = (main, { query }) => {
                 task.type,
                 priorityName(task.priority),
                 h("span", { class: `state state-${stateName(task.status?.state)}` }, stateName(task.status?.state)),
-                `${task.status?.progress ?? 0}%`,
+                // A running task's last progress message beside its percent (cut short; in full on its page).
+                task.status?.progressMessage && task.status.state === TaskState.RUNNING
+                  ? `${task.status.progress}% · ${truncate(task.status.progressMessage, 60)}`
+                  : `${task.status?.progress ?? 0}%`,
                 ago(dateOf(task.createdAt), now),
               ]),
             ),
