@@ -650,15 +650,14 @@ describe("AdminService", () => {
     }
   });
 
-  test("taskctl submit --heartbeat-timeout: an attempt that reports no progress that long is aborted, the task's own limit", async () => {
-    // sleep reports every tenth of its time (here 2 s): a 150 ms heartbeat timeout ends the attempt before its first.
+  /** A 20 s sleep submitted with `limit` and one attempt, watched to its end (FAILED), and `taskctl get` of it. */
+  async function failedOnce(...limit: string[]) {
     const submitted = await taskctl(
       "submit",
       "sleep",
       "--payload",
       '{"ms":20000}',
-      "--heartbeat-timeout",
-      "150ms",
+      ...limit,
       "--max-attempts",
       "1",
       "--watch",
@@ -666,7 +665,12 @@ describe("AdminService", () => {
     );
     expect(submitted.code, submitted.stderr).toBe(1); // the task ended FAILED
     const { taskId } = JSON.parse(submitted.stdout.split("\n")[0]!) as { taskId: string };
-    const shown = await taskctl("get", taskId);
+    return { taskId, shown: await taskctl("get", taskId) };
+  }
+
+  test("taskctl submit --heartbeat-timeout: an attempt that reports no progress that long is aborted, the task's own limit", async () => {
+    // sleep reports every tenth of its time (here 2 s): a 150 ms heartbeat timeout ends the attempt before its first.
+    const { shown } = await failedOnce("--heartbeat-timeout", "150ms");
     expect(shown.stdout).toMatch(/^error {5}no progress reported for 150 ms \(its heartbeat timeout\)$/m);
     expect(shown.stdout).toMatch(/^heartbeat 150 ms without a progress report aborts an attempt$/m);
     const refused = await taskctl("submit", "echo", "--heartbeat-timeout", "soon");
@@ -674,21 +678,7 @@ describe("AdminService", () => {
   });
 
   test("taskctl submit --attempt-timeout --max-attempts 1: one attempt, aborted at its timeout, FAILED and dead-lettered", async () => {
-    const submitted = await taskctl(
-      "submit",
-      "sleep",
-      "--payload",
-      '{"ms":20000}',
-      "--attempt-timeout",
-      "300ms",
-      "--max-attempts",
-      "1",
-      "--watch",
-      "--json",
-    );
-    expect(submitted.code, submitted.stderr).toBe(1); // the task ended FAILED
-    const { taskId } = JSON.parse(submitted.stdout.split("\n")[0]!) as { taskId: string };
-    const shown = await taskctl("get", taskId);
+    const { taskId, shown } = await failedOnce("--attempt-timeout", "300ms");
     expect(shown.stdout).toMatch(/^state {5}FAILED$/m);
     expect(shown.stdout).toMatch(/^attempt {3}1$/m);
     expect(shown.stdout).toMatch(/^error {5}timed out after 300 ms$/m);
