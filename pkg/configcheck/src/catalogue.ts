@@ -188,6 +188,17 @@ export const METRIC_CATALOGUE: readonly MetricDefinition[] = [
       "(GATEWAY_SHED_BACKLOG_RATIO), else 0",
   },
   {
+    name: "tm_tasks_shed_total",
+    kind: "counter",
+    labels: ["type"],
+    services: ["gateway"],
+    help: "Submissions refused because a consumer's backlog was near its stream's limits (GATEWAY_SHED_BACKLOG_RATIO)",
+    onlyWhen: {
+      condition: "a gateway refused a submission while shedding load",
+      checkedBy: "services/gateway/test/backlog-shedding.int.test.ts",
+    },
+  },
+  {
     name: "tm_tasks_waiting",
     kind: "gauge",
     labels: ["reason"],
