@@ -1,7 +1,9 @@
 /**
- * Load shedding before the streams discard work. TASKS and EVENTS keep messages by limits with "discard old": once a
- * stream is full, each new message removes its oldest, handled or not (ARCHITECTURE.md). A consumer far enough behind
- * (its workers down for long under load) would lose the head of its backlog, silently. So every GATEWAY_SHED_CHECK_MS
+ * Load shedding before the TASKS stream discards work. It keeps messages by limits with "discard old": once full, each
+ * new message removes its oldest, handled or not (ARCHITECTURE.md). A consumer far enough behind (its workers down for
+ * long under load) would lose the head of its backlog, silently: tasks. (EVENTS is left out: a notifier or audit
+ * service far behind loses status and audit records, watched by BacklogNearStreamLimit, and should not stop every
+ * submission.) So every GATEWAY_SHED_CHECK_MS
  * each replica reads how close each consumer's oldest unacknowledged message is to being discarded by new messages
  * (stream-limits.ts in @tm/kit: the span from it to the stream's end against MaxMsgs and MaxBytes; the age share is
  * left out, since refusing new work does not slow a message's ageing), and while the closest is at or above

@@ -118,7 +118,9 @@ export const gateway = defineService({
       pollMs: rt.config.GATEWAY_DELAYED_POLL_MS,
       redisTimeoutMs: rt.config.GATEWAY_REDIS_TIMEOUT_MS,
     });
-    const shedding = startBacklogShedding(rt.nats.jsm, Object.values(STREAMS), [STREAMS.tasks], {
+    // TASKS only: its backlogs are work. EVENTS carries status and audit records; a notifier or audit service far behind
+    // loses records (alert BacklogNearStreamLimit), not tasks, and should not stop every submission.
+    const shedding = startBacklogShedding(rt.nats.jsm, [STREAMS.tasks], [STREAMS.tasks], {
       shedAt: rt.config.GATEWAY_SHED_BACKLOG_RATIO,
       checkMs: rt.config.GATEWAY_SHED_CHECK_MS,
       log: rt.log,

@@ -118,6 +118,39 @@ describe("a task queue no consumer reads", () => {
   });
 });
 
+describe("an EVENTS consumer far behind", () => {
+  test("is not what sheds submissions: it loses status or audit records, not tasks", async () => {
+    const jsm = await nc.jetstreamManager();
+    const js = nc.jetstream();
+    // An audit consumer that reads nothing, its backlog closer to the EVENTS limits than any TASKS one will be.
+    await jsm.consumers.add(STREAMS.events, {
+      durable_name: "held-audit",
+      filter_subject: Subjects.audit,
+      ack_policy: AckPolicy.Explicit,
+    });
+    for (let n = 0; n < 48; n++) await js.publish(Subjects.audit, new TextEncoder().encode(JSON.stringify({ n })));
+    // Then a TASKS backlog: the refusal names it, not the audit consumer whose share is higher.
+    await jsm.consumers.add(STREAMS.tasks, {
+      durable_name: "held-ingest-again",
+      filter_subject: Subjects.ingest,
+      ack_policy: AckPolicy.Explicit,
+    });
+    let refused: ConnectError | undefined;
+    await waitFor(
+      "a submission refused",
+      async () => {
+        refused = await refusalOf(g.client.submitTask({ type: "echo" }));
+        return refused !== undefined;
+      },
+      { timeoutMs: 20_000 },
+    );
+    expect(refused?.rawMessage).toMatch(/^the pipeline is shedding load: the backlog of consumer held-ingest-again /);
+    await jsm.consumers.delete(STREAMS.tasks, "held-ingest-again");
+    await jsm.consumers.delete(STREAMS.events, "held-audit");
+    await jsm.streams.purge(STREAMS.tasks);
+  });
+});
+
 describe("closestBacklog and shouldShed", () => {
   const stream = (name: string, lastSeq: number, maxMsgs: number) =>
     ({
