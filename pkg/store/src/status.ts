@@ -20,8 +20,8 @@ export interface StoredStatus {
   updatedAt: string;
   generation: number;
   source: string;
-  /** The running attempt's last progress report (0: none), its message and details (JSON text, "" when none); an
-   *  update without one (a new attempt, a terminal state) clears them. */
+  /** The attempt's last progress report (0: none), its message and details (JSON text, "" when none); an update
+   *  without one (a new attempt, SUCCEEDED, CANCELLED) clears them; its failure (RUNNING, FAILED) repeats them. */
   progressReport: number;
   progressMessage: string;
   progressDetails: string;

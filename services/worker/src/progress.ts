@@ -50,6 +50,7 @@ export class ProgressThrottle {
   #pending: { update: ProgressUpdate; said: string } | undefined;
   #timer: ReturnType<typeof setTimeout> | undefined;
   #stopped = false;
+  #last: ProgressUpdate | undefined;
 
   /** `firstReport`: the number before the first report's. A run of an attempt resumed after a rate-limit wait
    *  (ctx.deferrals) numbers its reports after the earlier runs' (REPORTS_PER_RUN each), so that a report of the
@@ -92,6 +93,16 @@ export class ProgressThrottle {
     this.#timer ??= setTimeout(() => this.#flush(), waitMs);
   }
 
+  /** What the handler last said, published or still waiting (numbered after the last published); undefined before
+   *  its first report. Repeated by the attempt's failure (its RUNNING, or FAILED): where it got to. */
+  lastSaid(): ProgressUpdate | undefined {
+    if (this.#pending) {
+      const { update } = this.#pending;
+      return { percent: update.percent, report: { ...update.report, number: this.#reports + 1 } };
+    }
+    return this.#last;
+  }
+
   /** The attempt ended: a report still waiting is dropped (the attempt's next status supersedes it). */
   stop(): void {
     this.#stopped = true;
@@ -113,6 +124,7 @@ export class ProgressThrottle {
     this.#lastAt = this.now();
     this.#reports += 1;
     update.report.number = this.#reports;
+    this.#last = update;
     this.publish(update);
   }
 }

@@ -30,13 +30,28 @@ import { recognisedError } from "./handler-errors.js";
 import { handlerFor } from "./handlers/index.js";
 import { type TaskHandler, validatePayload } from "./handlers/types.js";
 import { DEFAULT_WORKER_ID } from "./presence.js";
-import { ProgressThrottle, REPORTS_PER_RUN } from "./progress.js";
+import { ProgressThrottle, type ProgressUpdate, REPORTS_PER_RUN } from "./progress.js";
 
 /** When a task whose type this worker has no handler for is tried again (by any worker). */
 export const NO_HANDLER_RETRY_MS = 30_000;
 
 /** How long after its attempt ended a handler still running is reported as ignoring its signal. */
 export const ABANDON_GRACE_MS = 1_000;
+
+/** The attempt's last progress report, carried on its failure to the hooks that report it (not enumerable: logs and
+ *  dead letters show the error as before). */
+const LAST_REPORT = Symbol("lastProgressReport");
+
+function withLastReport(failure: unknown, said: ProgressUpdate | undefined): void {
+  if (said && typeof failure === "object" && failure !== null && Object.isExtensible(failure))
+    Object.defineProperty(failure, LAST_REPORT, { value: said, enumerable: false });
+}
+
+/** The status fields of the failed attempt's last progress report, when it made one. */
+function lastReportFields(error: unknown): { progress?: number; report?: ProgressUpdate["report"] } {
+  const said = (error as { [LAST_REPORT]?: ProgressUpdate } | null | undefined)?.[LAST_REPORT];
+  return said ? { progress: said.percent, report: said.report } : {};
+}
 
 export class TaskTimeoutError extends Error {
   override readonly name = "TaskTimeoutError";
@@ -249,7 +264,7 @@ export function createTaskRunner({
       },
       undefined,
       undefined,
-      ctx.deferrals * REPORTS_PER_RUN,
+      (ctx.deferrals || 0) * REPORTS_PER_RUN,
     );
 
     let dependencies: Promise<DependencyOutcome[]> | undefined;
@@ -290,7 +305,10 @@ export function createTaskRunner({
       if (ctx.signal.aborted) count(task, "handed_back");
       // A handler that rejects with something else once aborted still failed because of the abort: say why.
       // A handler module's errors named PermanentError, RetryAfterError or RateLimitedError become the pipeline's own.
-      throw controller.signal.aborted ? controller.signal.reason : recognisedError(error);
+      const failure: unknown = controller.signal.aborted ? controller.signal.reason : recognisedError(error);
+      // The hooks that report the failure (onRetry's RUNNING, onExhausted's FAILED) repeat where the attempt got to.
+      withLastReport(failure, progress.lastSaid());
+      throw failure;
     } finally {
       duration.record(Date.now() - startedAt.getTime(), { type: task.type });
       clearTimeout(timer);
@@ -367,6 +385,7 @@ export function createTaskRunner({
         step: ATTEMPT_FAILED_STEP,
         error: errorMessage(error),
         generation: task.generation,
+        ...lastReportFields(error),
       });
       await publishAudit(rt.publisher, {
         taskId: task.taskId,
@@ -404,6 +423,7 @@ export function createTaskRunner({
         attempt: ctx.attempt,
         error: errorMessage(error),
         generation: task.generation,
+        ...lastReportFields(error),
       });
       await publishAudit(rt.publisher, {
         taskId: task.taskId,

@@ -90,6 +90,15 @@ describe("ProgressThrottle", () => {
     expect(published[0]?.report.number).toBe(2 * REPORTS_PER_RUN + 1);
   });
 
+  test("lastSaid: the last report published, or the one still waiting numbered after it", () => {
+    const { throttle } = throttled();
+    expect(throttle.lastSaid()).toBeUndefined();
+    throttle.report(10, "a");
+    expect(throttle.lastSaid()).toMatchObject({ percent: 10, report: { number: 1, message: "a" } });
+    throttle.report(20, "b"); // waits for the interval
+    expect(throttle.lastSaid()).toMatchObject({ percent: 20, report: { number: 2, message: "b" } });
+  });
+
   test("stop drops the report still waiting and every later one", () => {
     const { throttle, said } = throttled();
     throttle.report(10);

@@ -446,6 +446,31 @@ test("a type's heartbeatTimeoutMs aborts an attempt that reports no progress for
   ).toMatchObject({ message: "no progress reported for 250 ms (its heartbeat timeout)" });
 });
 
+test("an attempt's failure repeats its last progress report, in its RUNNING and in FAILED: where it got to", async () => {
+  const reporting = defineHandler({
+    type: "echo",
+    payload: z.unknown(),
+    async run(_payload, { reportProgress }) {
+      reportProgress(60, "uploading part 7", { part: 7 });
+      throw new Error("the upload was refused");
+    },
+  });
+  const runner = runnerWith(reporting, 60_000);
+  const task = enrichedTask("echo", {});
+  const failure = await runner.attempt(task);
+  const ctx = { attempt: 1, deferrals: 0, signal: new AbortController().signal } as DeliveryContext;
+  await runner.hooks.onRetry?.(task, failure, ctx, 1_000);
+  await runner.hooks.onExhausted?.(task, failure, { ...ctx, attempt: 2 });
+  await waitFor("FAILED", async () => {
+    await refresh();
+    return w.events.statuses(task.taskId).some((s) => s.state === "FAILED");
+  });
+  const statuses = w.events.statuses(task.taskId);
+  const said = { progress: 60, progressMessage: "uploading part 7", progressDetails: { part: 7 } };
+  expect(statuses.find((s) => s.state === "RUNNING" && s.error)).toMatchObject(said);
+  expect(statuses.find((s) => s.state === "FAILED")).toMatchObject(said);
+});
+
 test("a type this worker has no handler for is retried later (a rollout not here yet), not failed at once", async () => {
   const failure = await runnerWith(undefined, 60_000).attempt(enrichedTask("resize", {}));
   expect(failure).toBeInstanceOf(RetryAfterError);

@@ -60,7 +60,7 @@ export type TaskStatus = Message<"taskmanager.v1.TaskStatus"> & {
   /**
    * While RUNNING: the number (from 1 within the attempt) of the handler's last progress report, 0 before the first.
    * The report's message and details (a JSON object) are cleared by the next update that carries none (a new
-   * attempt, a terminal state).
+   * attempt, SUCCEEDED, CANCELLED); a failed attempt's RUNNING and FAILED repeat its last report: where it got to.
    *
    * @generated from field: uint32 progress_report = 7;
    */
