@@ -19,7 +19,7 @@ import {
   type TaskMessage,
   taskLimitsOf,
 } from "@tm/flow";
-import type { Runtime } from "@tm/kit";
+import { type Runtime, withDeadline } from "@tm/kit";
 import { type CallContext, type ServiceHandlers, type TaskService, taskLimitFields } from "@tm/proto";
 import {
   applyStatus,
@@ -148,6 +148,7 @@ export function taskServiceHandlers(
     createdAt: string,
     alsoPublish?: () => void,
     runAtMs?: number,
+    beforePublish?: Promise<unknown>,
   ): Promise<StoredStatus | undefined> {
     const { traceparent } = injectTrace();
     const pending: StatusUpdate = { taskId, state: "PENDING", source: rt.name };
@@ -205,6 +206,13 @@ export function taskServiceHandlers(
       await status;
       return applied ? toStoredStatus(event) : undefined;
     }
+    // The combined call's SUBSCRIBE, sent beside the writes above and normally answered by now: held for (at most a
+    // Redis timeout) so that no stage can publish a status of the task before the subscription takes it.
+    if (beforePublish) {
+      await withDeadline(beforePublish, options.redisTimeoutMs, () => new Error("subscription not ready")).catch(
+        () => undefined,
+      );
+    }
     await dependency("NATS", "queueing the task", () =>
       rt.publisher.publish(Subjects.ingest, message, { msgId: ingestMsgId(taskId, 0) }),
     );
@@ -254,13 +262,14 @@ export function taskServiceHandlers(
   /**
    * SubmitTask's work, shared with SubmitTaskAndStreamStatus: validate, claim the idempotency key, queue.
    * `beforeQueueing` runs once a new task's id is known, before anything about it is written (the combined call
-   * subscribes to its updates there); a deduplicated submission does not call it. `pending` is the PENDING status
-   * written for a new task.
+   * subscribes to its updates there); what it returns is awaited before the task is queued on tasks.ingest (the
+   * subscription then takes every status the stages publish). A deduplicated submission does not call it.
+   * `pending` is the PENDING status written for a new task.
    */
   async function submit(
     request: SubmissionRequest,
     ctx: CallContext,
-    beforeQueueing?: (taskId: string) => void,
+    beforeQueueing?: (taskId: string) => Promise<unknown> | undefined,
   ): Promise<{ taskId: string; deduplicated: boolean; pending?: StoredStatus | undefined }> {
     const submission = stampSubmitter(
       validateSubmission(request, options.maxPayloadBytes, rt.settings.maxDeliver, rt.config.TASK_TYPES),
@@ -296,7 +305,7 @@ export function taskServiceHandlers(
       }
       taskId = claim.owner;
     }
-    beforeQueueing?.(taskId);
+    const beforePublish = beforeQueueing?.(taskId);
     // The "submitted" audit event is sent once the task and its PENDING status are in Redis, together with the
     // task's tasks.ingest message. A lost audit event must not turn an accepted task into an error: it is logged.
     // (Should queueing then fail, the history says "submitted" for a task that Redis holds as PENDING: the same
@@ -322,6 +331,7 @@ export function taskServiceHandlers(
         );
       },
       runAtMs,
+      beforePublish,
     );
     await audited;
     submitted.add(1, { type: submission.type, priority: submission.priority, outcome: "accepted" });
@@ -450,11 +460,12 @@ export function taskServiceHandlers(
       let subscribing: Promise<StatusSubscription> | undefined;
       try {
         const { taskId, deduplicated, pending } = await submit(request, ctx, (newTaskId) => {
-          // The SUBSCRIBE goes out beside the task's writes instead of after the client's next call: that round trip
-          // leaves the task's path. (Correctness does not rest on it: statusesOf reads the current status once
-          // subscribed, as StreamTaskStatus does, so an update published before the subscription is not missed.)
+          // The SUBSCRIBE goes out beside the task's writes, and the task is queued once it is answered: the stream
+          // then has every state the stages publish (INGESTED included), not only the latest when it subscribed.
+          // Its round trip overlaps the writes', so it costs the call next to nothing.
           subscribing = subscriptions.open(newTaskId);
           subscribing.catch(() => undefined); // observed by statusesOf; a failed submit only closes it
+          return subscribing;
         });
         // A new task's PENDING goes out at once: the client holds the id before anything else can fail, and can
         // resume with StreamTaskStatus rather than submit again.

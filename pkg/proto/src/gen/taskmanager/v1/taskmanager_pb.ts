@@ -1005,8 +1005,9 @@ export const TaskService: GenService<{
   /**
    * SubmitTaskAndStreamStatus is SubmitTask and StreamTaskStatus in one call: it accepts a task as SubmitTask does
    * (the same validation, idempotency and errors) and then streams its status as StreamTaskStatus does, ending after
-   * a terminal state. The first message carries the task's id, sent as soon as the task is queued, so a client that
-   * loses the stream afterwards can resume with StreamTaskStatus instead of submitting again.
+   * a terminal state. A new task is queued only once its status subscription is in place, so the stream carries
+   * every state it goes through. The first message carries the task's id, sent as soon as the task is queued, so a
+   * client that loses the stream afterwards can resume with StreamTaskStatus instead of submitting again.
    *
    * @generated from rpc taskmanager.v1.TaskService.SubmitTaskAndStreamStatus
    */
