@@ -8,7 +8,7 @@
  * left to carry them on, silently. This ratio is the warning: 1 means the consumer's oldest unacknowledged message is
  * the one the stream discards next.
  */
-import type { ConsumerInfo, JetStreamManager, MsgRequest, StreamInfo } from "nats";
+import type { ConsumerInfo, JetStreamManager, MsgRequest, StoredMsg, StreamInfo } from "nats";
 
 export interface BacklogLimitInput {
   /** The consumer's ack floor (stream sequence): every message of its subject up to it is acknowledged. */
@@ -66,13 +66,24 @@ export async function oldestMessageAgeMs(
   now = Date.now(),
   fromSeq = 1,
 ): Promise<number> {
+  const message = await firstMessageOf(jsm, stream, subject, fromSeq);
+  return message ? Math.max(0, now - message.time.getTime()) : 0;
+}
+
+/** The stream's first message on `subject` (any subject when undefined) from sequence `fromSeq` on; undefined when
+ *  there is none (or it went in between). */
+export async function firstMessageOf(
+  jsm: JetStreamManager,
+  stream: string,
+  subject: string | undefined,
+  fromSeq = 1,
+): Promise<StoredMsg | undefined> {
   // nats.js types MSG.GET as {seq} | {last_by_subj}; nats-server 2.9 also accepts next_by_subj with seq.
   const query = (subject ? { seq: fromSeq, next_by_subj: subject } : { seq: fromSeq }) as unknown as MsgRequest;
   try {
-    const message = await jsm.streams.getMessage(stream, query);
-    return Math.max(0, now - message.time.getTime());
+    return await jsm.streams.getMessage(stream, query);
   } catch {
-    return 0;
+    return undefined;
   }
 }
 

@@ -15,9 +15,9 @@
  */
 import { Code, ConnectError } from "@connectrpc/connect";
 import type { Meter } from "@opentelemetry/api";
-import { backlogLimitRatio, consumerBacklogLimitRatio, type Logger } from "@tm/kit";
-import type { ConsumerInfo, JetStreamManager, MsgRequest, StreamInfo } from "nats";
-import { type UnconsumedQueue, unconsumedSubjects } from "./queue-stats.js";
+import { backlogLimitRatio, consumerBacklogLimitRatio, firstMessageOf, type Logger } from "@tm/kit";
+import type { ConsumerInfo, JetStreamManager, StreamInfo } from "nats";
+import { consumersOf, type UnconsumedQueue, unconsumedSubjects } from "./queue-stats.js";
 import { everyInterval, type Rounds } from "./rounds.js";
 
 /** How a refusal's message starts (isShed). */
@@ -87,17 +87,6 @@ export function closestBacklog(
   return closest;
 }
 
-/** The stream sequence of the first message on `subject` (0 when none, or it went in between). */
-async function firstSeqOf(jsm: JetStreamManager, stream: string, subject: string): Promise<number> {
-  // nats.js types MSG.GET as {seq} | {last_by_subj}; nats-server 2.9 also accepts next_by_subj with seq.
-  const query = { seq: 1, next_by_subj: subject } as unknown as MsgRequest;
-  try {
-    return (await jsm.streams.getMessage(stream, query)).seq;
-  } catch {
-    return 0;
-  }
-}
-
 /** Whether to shed after a reading, given whether it was shedding: at `shedAt` or above; stops under it by the
  *  hysteresis. */
 export function shouldShed(ratio: number, shedAt: number, shedding: boolean): boolean {
@@ -139,11 +128,7 @@ export function startBacklogShedding(
 
   const read = async () => {
     const [consumers, infos] = await Promise.all([
-      (async () => {
-        const list: ConsumerInfo[] = [];
-        for (const stream of streams) for await (const info of jsm.consumers.list(stream)) list.push(info);
-        return list;
-      })(),
+      consumersOf(jsm, streams),
       // A queue stream's info with its subjects' message counts: how its unread queues are found.
       Promise.all(
         streams.map((name) =>
@@ -157,7 +142,10 @@ export function startBacklogShedding(
     );
     const unread = (
       await Promise.all(
-        unconsumed.map(async (queue) => ({ ...queue, firstSeq: await firstSeqOf(jsm, queue.stream, queue.subject) })),
+        unconsumed.map(async (queue) => ({
+          ...queue,
+          firstSeq: (await firstMessageOf(jsm, queue.stream, queue.subject))?.seq ?? 0,
+        })),
       )
     ).filter((queue) => queue.firstSeq > 0);
     const latest = closestBacklog(consumers, infos, unread);

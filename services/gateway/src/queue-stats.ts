@@ -143,12 +143,8 @@ export class QueueStats {
     return Promise.all([...this.#queueStreams].map((name) => this.#info(name)));
   }
 
-  async #consumers(): Promise<ConsumerInfo[]> {
-    const infos: ConsumerInfo[] = [];
-    for (const stream of this.#streams) {
-      for await (const info of this.#jsm.consumers.list(stream)) infos.push(info);
-    }
-    return infos;
+  #consumers(): Promise<ConsumerInfo[]> {
+    return consumersOf(this.#jsm, this.#streams);
   }
 
   /** Adds a sample per consumer and returns each one's rate over the window. */
@@ -164,6 +160,15 @@ export class QueueStats {
     }
     return rates;
   }
+}
+
+/** Every durable consumer of `streams`, stream by stream. */
+export async function consumersOf(jsm: JetStreamManager, streams: readonly string[]): Promise<ConsumerInfo[]> {
+  const infos: ConsumerInfo[] = [];
+  for (const stream of streams) {
+    for await (const info of jsm.consumers.list(stream)) infos.push(info);
+  }
+  return infos;
 }
 
 /**
