@@ -39,6 +39,8 @@ export interface TaskRecord {
   revivedGeneration?: number;
   /** How long its records are kept once it SUCCEEDED (s), when the submission set it: read by the status script. */
   succeededRetentionSeconds?: number;
+  /** The task whose handler submitted this one (SubmitTaskRequest.parent_task_id), when it was set. */
+  parentTaskId?: string;
 }
 
 // The task record with its TTL, and its entry in the listing index, which is trimmed of tasks whose records have
@@ -138,6 +140,7 @@ export async function saveTask(redis: Redis, task: TaskRecord, options: SaveTask
     ...(task.dependsOn?.length ? { dependsOn: task.dependsOn.join(",") } : {}),
     ...(task.dependencyPolicy ? { dependencyPolicy: task.dependencyPolicy } : {}),
     ...(task.succeededRetentionSeconds ? { succeededRetentionSeconds: String(task.succeededRetentionSeconds) } : {}),
+    ...(task.parentTaskId ? { parentTaskId: task.parentTaskId } : {}),
   };
   const dependencies = task.dependsOn ?? [];
   const entry =
@@ -207,6 +210,7 @@ export function parseTaskHash(hash: Record<string, string>): TaskRecord | undefi
     ...(positive(hash.succeededRetentionSeconds)
       ? { succeededRetentionSeconds: Number(hash.succeededRetentionSeconds) }
       : {}),
+    ...(hash.parentTaskId ? { parentTaskId: hash.parentTaskId } : {}),
   };
 }
 

@@ -275,6 +275,7 @@ export function adminServiceHandlers(
           ...taskLimitFields(task),
           dependsOn: task.dependsOn ?? [],
           dependencyPolicy: dependencyPolicyToProto(task),
+          parentTaskId: task.parentTaskId ?? "",
         })),
         nextPageToken: page.next ? taskPageToken(page.next) : "",
       };

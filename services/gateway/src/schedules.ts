@@ -174,6 +174,7 @@ function parseTemplate(task: ScheduledTask | undefined, limits: ScheduleLimits):
         heartbeatTimeout: task.heartbeatTimeout,
         dependsOn: [],
         dependencyPolicy: DependencyPolicy.UNSPECIFIED,
+        parentTaskId: "",
       },
       limits.maxPayloadBytes,
       limits.maxDeliver,

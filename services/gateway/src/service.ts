@@ -20,6 +20,7 @@ import {
 
 import { z } from "zod";
 import { adminServiceHandlers } from "./admin-service.js";
+import { parseCallerList } from "./auth/admin-access.js";
 import { authConfigShape } from "./auth/config.js";
 import { createGuard } from "./auth/guard.js";
 import { isShed, startBacklogShedding } from "./backlog-shedding.js";
@@ -132,7 +133,11 @@ export const gateway = defineService({
       maxPayloadBytes: rt.config.GATEWAY_MAX_PAYLOAD_BYTES,
       redisTimeoutMs: rt.config.GATEWAY_REDIS_TIMEOUT_MS,
       maxDelaySeconds: rt.config.GATEWAY_MAX_DELAY_SECONDS,
-      isolation: taskIsolation(rt.config.GATEWAY_TASK_ISOLATION, rt.config.GATEWAY_AUTH_MODE),
+      isolation: taskIsolation(
+        rt.config.GATEWAY_TASK_ISOLATION,
+        rt.config.GATEWAY_AUTH_MODE,
+        parseCallerList("GATEWAY_CHILD_SUBMITTERS", rt.config.GATEWAY_CHILD_SUBMITTERS),
+      ),
       maxBatchTasks: rt.config.GATEWAY_MAX_BATCH_TASKS,
     });
     // With REDIS_WAIT_REPLICAS, calls that change something answer once replicas hold their writes.

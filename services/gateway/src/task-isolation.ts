@@ -15,15 +15,26 @@ export type IsolationMode = "none" | "caller";
 
 export interface TaskIsolation {
   readonly enabled: boolean;
-  /** Whether the call's caller may see (read, follow, cancel) the task. */
-  maySee(ctx: CallContext, task: TaskRecord): boolean;
+  /** Whether the call's caller may see (read, follow, cancel) the task; `actingFor`: as that caller does (a child
+   *  task's submission, on behalf of its parent's submitter). */
+  maySee(ctx: CallContext, task: TaskRecord, actingFor?: string): boolean;
   /** The idempotency key as claimed in Redis: the caller's own when isolated. */
   idempotencyKeyOf(ctx: CallContext, key: string): string;
+  /** Whether the caller's child tasks belong to their parent's submitter (GATEWAY_CHILD_SUBMITTERS). */
+  submitsChildrenForParent(ctx: CallContext): boolean;
 }
 
-export function taskIsolation(mode: IsolationMode, authMode: string): TaskIsolation {
+export function taskIsolation(
+  mode: IsolationMode,
+  authMode: string,
+  childSubmitters: ReadonlySet<string> = new Set(),
+): TaskIsolation {
+  const submitsChildrenForParent = (ctx: CallContext) => {
+    const caller = callerOf(ctx);
+    return caller !== undefined && childSubmitters.has(caller);
+  };
   if (mode === "none") {
-    return { enabled: false, maySee: () => true, idempotencyKeyOf: (_ctx, key) => key };
+    return { enabled: false, maySee: () => true, idempotencyKeyOf: (_ctx, key) => key, submitsChildrenForParent };
   }
   if (authMode === "none") {
     throw new ConfigError(
@@ -32,9 +43,10 @@ export function taskIsolation(mode: IsolationMode, authMode: string): TaskIsolat
   }
   return {
     enabled: true,
-    maySee(ctx, task) {
-      return isAdminCaller(ctx) || task.metadata.submitted_by === callerOf(ctx);
+    maySee(ctx, task, actingFor) {
+      return isAdminCaller(ctx) || task.metadata.submitted_by === (actingFor ?? callerOf(ctx));
     },
+    submitsChildrenForParent,
     // The caller encoded, so that no caller name and key can spell another caller's (a JWT subject may hold ":").
     idempotencyKeyOf(ctx, key) {
       return `caller:${encodeURIComponent(callerOf(ctx) ?? "")}:${key}`;

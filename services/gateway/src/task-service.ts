@@ -115,6 +115,15 @@ export function taskServiceHandlers(
     500,
   );
 
+  /** Whose a child task is, when submitted by one of GATEWAY_CHILD_SUBMITTERS: its parent's submitter (undefined for
+   *  a parent submitted without authentication: the child is then the worker's). A parent that does not exist (or
+   *  expired) refuses the child, NOT_FOUND: it cannot be said whose it is. */
+  async function parentSubmitter(parentTaskId: string): Promise<string | undefined> {
+    const parent = await redisCall("reading the parent task", () => readTask(rt.redis, parentTaskId));
+    if (!parent) throw new ConnectError(`parent_task_id: task ${parentTaskId} not found`, Code.NotFound);
+    return parent.metadata.submitted_by;
+  }
+
   /** The task, when it exists and the caller may see it (another caller's task is NOT_FOUND when isolated). */
   async function requireTask(taskId: string, ctx: CallContext) {
     const task = await redisCall("reading the task", () => readTask(rt.redis, taskId));
@@ -244,7 +253,7 @@ export function taskServiceHandlers(
     const status = await redisCall("reading the task status", () => readStatus(rt.redis, taskId));
     if (status && status.state !== "PENDING") return;
     // The first submission is what was accepted: requeue it as stored, whatever this retry carried.
-    const { type, priority, payload, metadata } = task;
+    const { type, priority, payload, metadata, parentTaskId } = task;
     await queueTask(
       taskId,
       {
@@ -254,6 +263,7 @@ export function taskServiceHandlers(
         payload: payload as JsonObject,
         metadata,
         ...taskLimitsOf(task),
+        ...(parentTaskId ? { parentTaskId } : {}),
       },
       task.createdAt,
     );
@@ -271,21 +281,25 @@ export function taskServiceHandlers(
     ctx: CallContext,
     beforeQueueing?: (taskId: string) => Promise<unknown> | undefined,
   ): Promise<{ taskId: string; deduplicated: boolean; pending?: StoredStatus | undefined }> {
-    const submission = stampSubmitter(
-      validateSubmission(request, options.maxPayloadBytes, rt.settings.maxDeliver, rt.config.TASK_TYPES),
-      callerOf(ctx),
-    );
+    const valid = validateSubmission(request, options.maxPayloadBytes, rt.settings.maxDeliver, rt.config.TASK_TYPES);
+    const caller = callerOf(ctx);
     const runAtMs = releaseTimeOf(request.schedule, Date.now(), options.maxDelaySeconds);
-    // After validation (a bad request is told so first), before anything is written.
+    // After validation (a bad request is told so first), before anything is read or written.
     const refusal = options.shedding?.();
     if (refusal) {
-      shed.add(1, { type: submission.type });
+      shed.add(1, { type: valid.type });
       throw new ConnectError(refusal, Code.Unavailable);
     }
+    // A worker's child task is its parent's submitter's (GATEWAY_CHILD_SUBMITTERS): whoever sees the parent sees it.
+    const actingFor =
+      valid.parentTaskId && options.isolation.submitsChildrenForParent(ctx)
+        ? await parentSubmitter(valid.parentTaskId)
+        : undefined;
+    const submission = stampSubmitter(valid, actingFor ?? caller, actingFor === undefined ? undefined : caller);
     if (submission.dependsOn) {
       const { dependsOn, dependencyPolicy } = submission;
       await checkDependencies(redisCall, rt, { dependsOn, ...(dependencyPolicy ? { dependencyPolicy } : {}) }, (task) =>
-        options.isolation.maySee(ctx, task),
+        options.isolation.maySee(ctx, task, actingFor),
       );
     }
     const { idempotencyKey } = submission;
@@ -323,7 +337,8 @@ export function taskServiceHandlers(
           detail: {
             type: submission.type,
             priority: submission.priority,
-            ...submitterDetail(callerOf(ctx)),
+            ...submitterDetail(actingFor ?? caller),
+            ...(actingFor === undefined ? {} : { submittedVia: caller }),
             ...(runAtMs === undefined ? {} : { runAt: new Date(runAtMs).toISOString() }),
           },
         }).catch((error: unknown) =>
@@ -441,6 +456,7 @@ export function taskServiceHandlers(
           ...(task.succeededRetentionSeconds
             ? { succeededRetention: durationFromMs(task.succeededRetentionSeconds * 1_000) }
             : {}),
+          parentTaskId: task.parentTaskId ?? "",
         },
       };
     },
@@ -507,11 +523,22 @@ export function taskServiceHandlers(
   };
 }
 
-/** Records the authenticated caller as metadata `submitted_by`, over any value the client sent (it cannot spoof it). */
-function stampSubmitter<T extends { metadata: Record<string, string> }>(submission: T, caller: string | undefined): T {
-  return caller === undefined
-    ? submission
-    : { ...submission, metadata: { ...submission.metadata, submitted_by: caller } };
+/**
+ * Records whose the task is as metadata `submitted_by` (the authenticated caller, or for a child task the parent's
+ * submitter) and, for a child, the caller that submitted it as `submitted_via`, over any value the client sent (it
+ * cannot spoof either).
+ */
+function stampSubmitter<T extends { metadata: Record<string, string> }>(
+  submission: T,
+  owner: string | undefined,
+  via?: string,
+): T {
+  if (owner === undefined) return submission;
+  const { submitted_via: _spoofed, ...metadata } = submission.metadata;
+  return {
+    ...submission,
+    metadata: { ...metadata, submitted_by: owner, ...(via === undefined ? {} : { submitted_via: via }) },
+  };
 }
 
 function submitterDetail(caller: string | undefined): { submittedBy?: string } {

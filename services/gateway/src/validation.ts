@@ -50,6 +50,8 @@ export interface ValidSubmission {
   dependencyPolicy?: "all-finished";
   /** How long it is kept once it SUCCEEDED (s), when the request set it (`succeeded_retention`). */
   succeededRetentionSeconds?: number;
+  /** The task whose handler submitted it (`parent_task_id`), when the request named one. */
+  parentTaskId?: string;
 }
 
 /** The shortest succeeded_retention: a client that saw SUCCEEDED must still find the result. */
@@ -149,6 +151,11 @@ export function validateSubmission(
   const succeededRetentionSeconds = request.succeededRetention
     ? succeededRetentionSecondsOf(request.succeededRetention)
     : undefined;
+  // Its form only: the parent is a link for people to follow, not a claim anything is decided on.
+  const parentTaskId = request.parentTaskId || undefined;
+  if (parentTaskId !== undefined && !TaskId.safeParse(parentTaskId).success) {
+    throw invalid("parent_task_id", `must be a task id (a UUID), got "${parentTaskId.slice(0, 64)}"`);
+  }
 
   return {
     type: request.type,
@@ -166,6 +173,7 @@ export function validateSubmission(
     ...(dependsOn.length > 0 ? { dependsOn } : {}),
     ...(dependencyPolicy ? { dependencyPolicy } : {}),
     ...(succeededRetentionSeconds === undefined ? {} : { succeededRetentionSeconds }),
+    ...(parentTaskId === undefined ? {} : { parentTaskId }),
   };
 }
 

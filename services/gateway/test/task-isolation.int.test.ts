@@ -13,6 +13,8 @@ const KEYS = {
   shop: "shop-key-0123456789abcdef",
   billing: "billing-key-0123456789abcd",
   ops: "ops-key-0123456789abcdefgh",
+  /** The workers' key: their child tasks (ctx.submitTask) are their parent's submitter's (GATEWAY_CHILD_SUBMITTERS). */
+  workers: "workers-key-0123456789abcd",
 };
 const infra = useInfra();
 
@@ -22,6 +24,7 @@ const env = (isolation: string) => ({
     .map(([caller, key]) => `${caller}:${key}`)
     .join(","),
   GATEWAY_ADMIN_CALLERS: "ops",
+  GATEWAY_CHILD_SUBMITTERS: "workers",
   GATEWAY_RATE_LIMIT_PER_SEC: "0",
   GATEWAY_TASK_ISOLATION: isolation,
 });
@@ -86,6 +89,39 @@ describe("GATEWAY_TASK_ISOLATION=caller", () => {
       expect(message).toMatchObject({ taskId: billing.taskId, deduplicated: true });
       break;
     }
+  });
+
+  test("a worker's child task is its parent's submitter's: that application sees it, another does not", async () => {
+    const { taskId: parent } = await as("shop").submitTask({ type: "echo" });
+    const { taskId: other } = await as("shop").submitTask({ type: "sleep", payload: { ms: 60_000 } });
+    // A child may wait for its application's tasks (here a sibling the shop submitted), seen as the shop sees them.
+    const { taskId: child } = await as("workers").submitTask({
+      type: "echo",
+      parentTaskId: parent,
+      dependsOn: [other],
+    });
+    const { task } = await as("shop").getTask({ taskId: child });
+    expect(task).toMatchObject({ parentTaskId: parent, dependsOn: [other] });
+    expect(task?.metadata).toMatchObject({ submitted_by: "shop", submitted_via: "workers" });
+    expect(await failure(as("billing").getTask({ taskId: child }))).toEqual({
+      code: Code.NotFound,
+      message: `task ${child} not found`,
+    });
+    // A parent that does not exist leaves no owner to give the child: refused, naming the field.
+    const unknown = crypto.randomUUID();
+    expect(await failure(as("workers").submitTask({ type: "echo", parentTaskId: unknown }))).toEqual({
+      code: Code.NotFound,
+      message: `parent_task_id: task ${unknown} not found`,
+    });
+    // Another caller's children are its own, whatever parent they name, and a client cannot claim to be a worker.
+    const { taskId: billed } = await as("billing").submitTask({
+      type: "echo",
+      parentTaskId: parent,
+      metadata: { submitted_by: "shop", submitted_via: "workers" },
+    });
+    expect((await as("billing").getTask({ taskId: billed })).task?.metadata).toEqual({ submitted_by: "billing" });
+    expect(await failure(as("shop").getTask({ taskId: billed }))).toMatchObject({ code: Code.NotFound });
+    await as("shop").cancelTask({ taskId: other });
   });
 });
 

@@ -176,3 +176,12 @@ test("heartbeat_timeout: 1 ms to 24 h, kept when set, bad values named", () => {
   expect(refused(0n)).toBe("heartbeat_timeout: must be at least 1 ms (leave it unset for its type's, else none)");
   expect(refused(86_401n)).toBe("heartbeat_timeout: 86401 s exceeds the maximum of 86400 s (24 h)");
 });
+
+test("parent_task_id: a task id, kept when set; anything else named", () => {
+  const parent = "0b6f4c1e-7d2a-4c55-9a43-2f1b8e6d9c10";
+  expect(validateSubmission(request({ type: "echo", parentTaskId: parent }), 100).parentTaskId).toBe(parent);
+  expect(validateSubmission(request({ type: "echo" }), 100)).not.toHaveProperty("parentTaskId");
+  const refused = rejection(() => validateSubmission(request({ type: "echo", parentTaskId: "task-7" }), 100));
+  expect(refused.code).toBe(Code.InvalidArgument);
+  expect(refused.rawMessage).toBe('parent_task_id: must be a task id (a UUID), got "task-7"');
+});

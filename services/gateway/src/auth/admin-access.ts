@@ -49,12 +49,17 @@ export function adminAccess(config: AuthConfig): AdminAccess {
 
 /** GATEWAY_ADMIN_CALLERS: comma-separated caller names, each as an API key's caller (JWT subjects are alike). */
 export function parseAdminCallers(value: string | undefined): Set<string> {
+  return parseCallerList("GATEWAY_ADMIN_CALLERS", value);
+}
+
+/** A list of callers in `variable` (GATEWAY_ADMIN_CALLERS, GATEWAY_CHILD_SUBMITTERS): comma-separated names. */
+export function parseCallerList(variable: string, value: string | undefined): Set<string> {
   const callers = new Set<string>();
   for (const part of (value ?? "").split(",")) {
     const caller = part.trim();
     if (caller === "") continue;
     // A JWT subject may hold characters an API key's caller may not (an email, a URL): only length is checked.
-    if (caller.length > 256) throw new ConfigError(`GATEWAY_ADMIN_CALLERS: a caller is at most 256 characters`);
+    if (caller.length > 256) throw new ConfigError(`${variable}: a caller is at most 256 characters`);
     callers.add(caller);
   }
   return callers;

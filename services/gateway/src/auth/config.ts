@@ -35,6 +35,14 @@ export const authConfigShape = {
    * task. Needs GATEWAY_AUTH_MODE api-key or jwt. "none" (default): a task id is enough to read or cancel a task.
    */
   GATEWAY_TASK_ISOLATION: z.enum(["none", "caller"]).default("none"),
+  /**
+   * Comma-separated callers (the workers' API key callers, or JWT subjects) whose child tasks (SubmitTaskRequest
+   * parent_task_id, a handler's ctx.submitTask) belong to their parent's submitter: its `submitted_by`, with the
+   * worker as `submitted_via`. With GATEWAY_TASK_ISOLATION=caller the application that submitted a task then sees the
+   * tasks its handler submitted, and the handler's children may wait for that application's tasks. Another caller's
+   * children are its own.
+   */
+  GATEWAY_CHILD_SUBMITTERS: z.string().optional(),
   /** Sustained requests per second per caller; 0 turns rate limiting off. */
   GATEWAY_RATE_LIMIT_PER_SEC: nonNegativeInt.default(100),
   /** Requests a caller may make at once after being idle (the bucket size). */
