@@ -308,6 +308,8 @@ function serviceEnvironment(name, natsUrl, redisUrl) {
     NATS_URL: natsUrl,
     REDIS_URL: redisUrl,
     ENRICHER_URL: env.ENRICHER_URL ?? "http://127.0.0.1:8081",
+    // Where the workers' handlers submit child tasks (ctx.submitTask): this stack's gateway.
+    WORKER_GATEWAY_URL: env.WORKER_GATEWAY_URL ?? GATEWAY_ADDR,
     LOG_LEVEL: env.LOG_LEVEL ?? "info",
     OTEL_SERVICE_NAME: name,
   };

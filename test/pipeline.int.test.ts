@@ -22,10 +22,11 @@ import { connectTo, countByTask } from "./support/reliability.js";
 
 let pipeline: Pipeline;
 /** The deployment's own task types, from the example module the docs give. */
-const OWN_TYPES = "slugify,word-count,word-total";
+const OWN_TYPES = "slugify,word-count,word-total,word-count-all";
 const OWN_HANDLERS = join(REPO_ROOT, "docs", "examples", "handlers.mjs");
-/** word-count runs only on the workers of pool "text"; slugify and the built-in types on the default pool's. */
-const ROUTES = "word-count=text";
+/** word-count and word-count-all run only on the workers of pool "text"; the others on the default pool's. The pool's
+ *  worker starts after the gateway, so it is the one given the gateway's address for word-count-all's children. */
+const ROUTES = "word-count=text,word-count-all=text";
 
 beforeAll(async () => {
   pipeline = await startPipeline({
@@ -44,7 +45,13 @@ beforeAll(async () => {
   // The pool's worker, with the same module: it takes only word-count, the default pool's worker never does.
   await pipeline.spawn(
     "worker",
-    { WORKER_POOL: "text", WORKER_ID: "worker-text", WORKER_HANDLER_MODULES: OWN_HANDLERS, LOG_LEVEL: "info" },
+    {
+      WORKER_POOL: "text",
+      WORKER_ID: "worker-text",
+      WORKER_HANDLER_MODULES: OWN_HANDLERS,
+      LOG_LEVEL: "info",
+      WORKER_GATEWAY_URL: pipeline.gatewayUrl,
+    },
     "worker-text",
   );
 }, 90_000);
@@ -244,8 +251,8 @@ describe("the pipeline", () => {
     expect(
       workers.map(({ id, pool, ownTaskTypes }) => ({ id, pool, ownTaskTypes })).sort((a, b) => (a.id < b.id ? -1 : 1)),
     ).toEqual([
-      { id: "worker-default", pool: "", ownTaskTypes: ["slugify", "word-count", "word-total"] },
-      { id: "worker-text", pool: "text", ownTaskTypes: ["slugify", "word-count", "word-total"] },
+      { id: "worker-default", pool: "", ownTaskTypes: ["slugify", "word-count", "word-total", "word-count-all"] },
+      { id: "worker-text", pool: "text", ownTaskTypes: ["slugify", "word-count", "word-total", "word-count-all"] },
     ]);
 
     // Its metrics name the pool, so that a dashboard sums each pool's workers.
@@ -259,7 +266,7 @@ describe("the pipeline", () => {
     expect(refused).toBeInstanceOf(ConnectError);
     expect((refused as ConnectError).code).toBe(Code.InvalidArgument);
     expect((refused as ConnectError).rawMessage).toBe(
-      'type: unknown task type "resize" (known: echo, sleep, checksum, flaky, fail, slugify, word-count, word-total)',
+      'type: unknown task type "resize" (known: echo, sleep, checksum, flaky, fail, slugify, word-count, word-total, word-count-all)',
     );
   });
 
@@ -360,6 +367,39 @@ describe("the pipeline", () => {
     expect(stored).toMatchObject({ type: "word-total", output: { words: 5, parts: 2 } });
   });
 
+  test("a handler's child tasks (ctx.submitTask): a fan-out and its fan-in, submitted once across the parent's attempts, linked to it", async () => {
+    // word-count-all submits a word-count per text and a word-total waiting for them, then fails its first attempt.
+    const texts = ["one two", "three four five"];
+    const { taskId } = await pipeline.client.submitTask({
+      type: "word-count-all",
+      payload: { texts, failFirst: true },
+      priority: Priority.LOW,
+    });
+    const last = (await collectStream(pipeline.client, taskId)).at(-1)?.status;
+    expect(last).toMatchObject({ state: TaskState.SUCCEEDED, attempt: 2 });
+    const parent = (await (await fetch(`${pipeline.resultStoreUrl}/results/${taskId}`)).json()) as {
+      output: { parts: string[]; total: string; found: number };
+    };
+    const { parts, total, found } = parent.output;
+    // The retry got back the three children the first attempt had submitted, and made none.
+    expect(found).toBe(3);
+    const children = await tasksWithParent(taskId);
+    expect(children.sort()).toEqual([...parts, total].sort());
+
+    // The fan-in waited for both parts and added up their words.
+    expect((await collectStream(pipeline.client, total)).at(-1)?.status?.state).toBe(TaskState.SUCCEEDED);
+    const sum = (await (await fetch(`${pipeline.resultStoreUrl}/results/${total}`)).json()) as { output: unknown };
+    expect(sum.output).toEqual({ words: 5, parts: 2 });
+
+    // Each child links its parent (GetTask) and took its priority.
+    const { task: parentTask } = await pipeline.client.getTask({ taskId });
+    expect(parentTask?.parentTaskId).toBe("");
+    for (const id of [...parts, total]) {
+      const { task } = await pipeline.client.getTask({ taskId: id });
+      expect(task).toMatchObject({ parentTaskId: taskId, priority: Priority.LOW });
+    }
+  });
+
   test("a task submitted to one gateway is streamed to completion from another", async () => {
     const second = await pipeline.spawn("gateway", {}, "gateway-2");
     const { createTaskClient } = await import("@tm/proto");
@@ -446,3 +486,14 @@ describe("the pipeline", () => {
     }
   });
 });
+
+/** The ids of the task records that name `parentId` as their parent: every child made, however often submitted. */
+async function tasksWithParent(parentId: string): Promise<string[]> {
+  const found: string[] = [];
+  for await (const keys of pipeline.redisClient.scanStream({ match: "task:*", count: 1_000 })) {
+    for (const key of keys as string[]) {
+      if ((await pipeline.redisClient.hget(key, "parentTaskId")) === parentId) found.push(key.slice("task:".length));
+    }
+  }
+  return found;
+}

@@ -2,8 +2,9 @@
 /**
  * Your own task types, loaded by the worker at start (services/worker/README.md, "Your own task types"):
  *
- *   TASK_TYPES=slugify,word-count,word-total                        # on every service: the gateway and ingest accept them
- *   WORKER_HANDLER_MODULES=/app/handlers/handlers.mjs    # on the workers: where their handlers are
+ *   TASK_TYPES=slugify,word-count,word-total,word-count-all   # on every service: the gateway and ingest accept them
+ *   WORKER_HANDLER_MODULES=/app/handlers/handlers.mjs          # on the workers: where their handlers are
+ *   WORKER_GATEWAY_URL=http://envoy:50051                       # on the workers: where ctx.submitTask sends children
  *
  * A handler is a plain object { type, payload?, timeoutMs?, heartbeatTimeoutMs?, maxAttempts?, retryBackoff?,
  * run(payload, ctx) }; the module imports nothing from Task Manager. `heartbeatTimeoutMs` aborts an attempt that calls
@@ -15,9 +16,10 @@
  * replaces them.
  * `payload` is any Standard Schema (a zod 3.24+/4, valibot or arktype schema: `payload: z.object({ text: z.string() })`);
  * the one below is written out by hand so that this file runs without dependencies. `ctx` is { taskId, attempt,
- * deferrals, signal, reportProgress(percent, message?, details?), log, dependencies() } (`log`: the worker's pino logger with the task's
- * id, type and attempt; `dependencies()`: the outcomes of the tasks it waited for, `depends_on`, each { taskId, state,
- * result, error }). What `run` returns is the task's result.
+ * deferrals, signal, reportProgress(percent, message?, details?), log, dependencies(), submitTask(request) } (`log`: the
+ * worker's pino logger with the task's id, type and attempt; `dependencies()`: the outcomes of the tasks it waited
+ * for, `depends_on`, each { taskId, state, result, error }; `submitTask`: a child task, once per key across the
+ * attempts). What `run` returns is the task's result.
  *
  * Errors: anything thrown is a failed attempt, retried with the task's back-off until its attempts are spent. An
  * error named "PermanentError" is not retried (FAILED and dead-lettered at once); one named "RetryAfterError" or
@@ -108,6 +110,31 @@ export const handlers = [
         words += n;
       }
       return { words, parts: counted.length };
+    },
+  },
+  {
+    type: "word-count-all",
+    // A fan-out and its fan-in from a handler: a word-count child per text, then a word-total child that waits for
+    // them all. The worker needs WORKER_GATEWAY_URL (children are submitted through the gateway).
+    async run(payload, { attempt, submitTask }) {
+      const texts = payload.texts;
+      if (
+        !Array.isArray(texts) ||
+        texts.length === 0 ||
+        texts.length > 20 ||
+        !texts.every((t) => typeof t === "string")
+      )
+        throw new PermanentError("word-count-all needs texts: 1 to 20 strings");
+      // Children first, in the same order on every attempt: a retry gets the same ones back (deduplicated).
+      const parts = await Promise.all(texts.map((text) => submitTask({ type: "word-count", payload: { text } })));
+      const total = await submitTask({ type: "word-total", dependsOn: parts.map((part) => part.taskId) });
+      // A stand-in for a failure after the children went out: the retry finds them, it does not submit them again.
+      if (payload.failFirst && attempt === 1) throw new Error("failed after submitting the children");
+      return {
+        parts: parts.map((part) => part.taskId),
+        total: total.taskId,
+        found: [...parts, total].filter((child) => child.deduplicated).length,
+      };
     },
   },
 ];

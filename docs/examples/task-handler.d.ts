@@ -52,6 +52,39 @@ export interface TaskContext {
   readonly log: TaskLogger;
   /** The outcomes of the tasks this one waited for (its depends_on), in their order; [] without dependencies. */
   dependencies(): Promise<DependencyOutcome[]>;
+  /** Submits a child task through the gateway (the worker's WORKER_GATEWAY_URL): once per key across this task's
+   *  attempts (a retry gets the same child back, `deduplicated`); the key is `request.key`, else the call's place
+   *  among the attempt's submissions. The child links to this task (parent_task_id), continues its trace and takes
+   *  its priority unless it sets one. Rejects with an Error named "PermanentError" for a request the gateway refuses
+   *  (not retried), else with one the attempt is retried after. */
+  submitTask(request: ChildTaskRequest): Promise<SubmittedChild>;
+}
+
+/** A child task (ctx.submitTask): SubmitTaskRequest's most used fields. */
+export interface ChildTaskRequest {
+  /** A task type the deployment runs (TASK_TYPES). */
+  type: string;
+  payload?: Record<string, unknown>;
+  /** Names it among this task's children (1 to 128 characters): the same key on a retry is the same child. */
+  key?: string;
+  /** Default: this task's. */
+  priority?: "high" | "medium" | "low";
+  /** Released this long after it is submitted (ms). */
+  delayMs?: number;
+  /** Tasks it waits for (for a fan-in: the other children's ids). */
+  dependsOn?: string[];
+  /** "all-finished": it runs once they all finished, whatever the outcome; default "all-succeeded". */
+  dependencyPolicy?: "all-succeeded" | "all-finished";
+  metadata?: Record<string, string>;
+  /** One attempt's limit (ms). */
+  timeoutMs?: number;
+  maxAttempts?: number;
+}
+
+/** A child ctx.submitTask made, or found made by an earlier attempt (`deduplicated`). */
+export interface SubmittedChild {
+  readonly taskId: string;
+  readonly deduplicated: boolean;
 }
 
 /** One of the tasks a task waited for, as its handler reads it (ctx.dependencies()). */

@@ -5,10 +5,11 @@
  * give ONE trace, with a publish and a process span per hop, each process span a child of its publish span, the
  * enricher call inside ingest's span, and a retried attempt as a second process span of the same trace.
  */
+import { join } from "node:path";
 import { trace } from "@opentelemetry/api";
 import { InMemorySpanExporter, type ReadableSpan, SimpleSpanProcessor } from "@opentelemetry/sdk-trace-base";
 import { createTaskClient, Priority, type TaskClient, TaskState } from "@tm/proto";
-import { type NatsServer, type RedisServer, startNats, startRedis, waitFor } from "@tm/testkit";
+import { type NatsServer, REPO_ROOT, type RedisServer, startNats, startRedis, waitFor } from "@tm/testkit";
 import { afterAll, beforeAll, describe, expect, test } from "vitest";
 import { startService, type Telemetry } from "../../pkg/kit/src/index.js";
 import { startTelemetry } from "../../pkg/kit/src/telemetry-start.js";
@@ -27,6 +28,8 @@ import { collectStream, FAST_FLOW } from "../support/pipeline.js";
 const SpanKind = { SERVER: 1, CLIENT: 2, PRODUCER: 3, CONSUMER: 4 } as const;
 const STATUS_ERROR = 2;
 
+/** The handler module the docs give: its word-count-all submits child tasks. */
+const EXAMPLE_HANDLERS = join(REPO_ROOT, "docs", "examples", "handlers.mjs");
 const exporter = new InMemorySpanExporter();
 let telemetry: Telemetry;
 let nats: NatsServer;
@@ -50,16 +53,23 @@ beforeAll(async () => {
     PORT: "0",
     GRPC_PORT: "0",
     ...FAST_FLOW,
+    TASK_TYPES: "slugify,word-count,word-total,word-count-all",
   };
   const enricherService = await startService(enricher, env);
   stops.push(enricherService.stop);
   env.ENRICHER_URL = `http://127.0.0.1:${enricherService.started.port}`;
-  for (const definition of [notifier, audit, deadletter, resultStore, ingest, scheduler, worker]) {
+  for (const definition of [notifier, audit, deadletter, resultStore, ingest, scheduler]) {
     stops.push((await startService(definition as Parameters<typeof startService>[0], env)).stop);
   }
   const gatewayService = await startService(gateway, env);
   stops.push(gatewayService.stop);
-  client = createTaskClient({ baseUrl: `http://127.0.0.1:${gatewayService.started.grpcPort}` });
+  const gatewayUrl = `http://127.0.0.1:${gatewayService.started.grpcPort}`;
+  client = createTaskClient({ baseUrl: gatewayUrl });
+  // After the gateway, which its handlers' child tasks go through (the example's word-count-all submits some).
+  stops.push(
+    (await startService(worker, { ...env, WORKER_HANDLER_MODULES: EXAMPLE_HANDLERS, WORKER_GATEWAY_URL: gatewayUrl }))
+      .stop,
+  );
 }, 60_000);
 
 afterAll(async () => {
@@ -178,6 +188,35 @@ describe("one trace per task across the pipeline", () => {
     const [submit] = named(spans, "taskmanager.v1.TaskService/SubmitTask");
     expect(submit?.parentSpanContext?.spanId).toBe(parent.spanId);
     expect(spans.filter((s) => !s.parentSpanContext).map((s) => s.name)).toEqual(["caller work"]);
+  });
+
+  test("a handler's child tasks (ctx.submitTask) continue its trace: their SubmitTask spans are children of its attempt", async () => {
+    const { taskId } = await client.submitTask({ type: "word-count-all", payload: { texts: ["a b", "c"] } });
+    expect((await collectStream(client, taskId)).at(-1)?.status?.state).toBe(TaskState.SUCCEEDED);
+    const spans = await traceOf(taskId);
+    // The children's hops are in this trace too: the parent's attempt is the process span that carries its id.
+    const attempt = expectHop(spans, "tasks.worker.medium", "worker").find((s) => attr(s, "task.id") === taskId);
+    const { task: parent } = await client.getTask({ taskId });
+    expect(parent?.traceId).toBe(attempt?.spanContext().traceId);
+    // Three children (two parts and their total), each submitted from within the attempt's span.
+    const submits = named(spans, "taskmanager.v1.TaskService/SubmitTask").filter((s) => s.parentSpanContext);
+    expect(submits).toHaveLength(3);
+    const inAttempt = (span: ReadableSpan): boolean => {
+      for (let at: ReadableSpan | undefined = span; at; ) {
+        const parentId: string | undefined = at.parentSpanContext?.spanId;
+        if (parentId === attempt?.spanContext().spanId) return true;
+        at = spans.find((s) => s.spanContext().spanId === parentId);
+      }
+      return false;
+    };
+    expect(submits.every(inAttempt)).toBe(true);
+    // GetTask of each child: its parent, and the parent's trace.
+    const childIds = [...new Set(spans.map((s) => attr(s, "task.id")).filter((id) => id && id !== taskId))];
+    expect(childIds).toHaveLength(3);
+    for (const childId of childIds) {
+      const { task } = await client.getTask({ taskId: String(childId) });
+      expect(task).toMatchObject({ parentTaskId: taskId, traceId: parent?.traceId });
+    }
   });
 
   test("a retried task shows both attempts as process spans of the same trace", async () => {

@@ -58,6 +58,14 @@ export const workerConfig = {
     .min(100, { message: "must be at least 100" })
     .max(60_000, { message: "must be at most 60000 (a minute)" })
     .default(5_000),
+  /** The gateway's gRPC address for the child tasks handlers submit (ctx.submitTask), e.g. http://envoy:50051;
+   *  unset: ctx.submitTask fails, naming this setting. */
+  WORKER_GATEWAY_URL: z
+    .url({ protocol: /^https?$/, message: "must be an http(s) URL, e.g. http://envoy:50051" })
+    .optional(),
+  /** The API key the worker submits child tasks with (sent as `authorization: Bearer <key>`), when the gateway
+   *  authenticates (GATEWAY_AUTH_MODE=api-key: one of its GATEWAY_API_KEYS; jwt: a token). */
+  WORKER_GATEWAY_API_KEY: z.string().optional(),
 };
 
 type TypeLimitSettings = Record<

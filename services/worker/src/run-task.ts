@@ -26,6 +26,7 @@ import type { Runtime } from "@tm/kit";
 import { type DependencyOutcome, dependencyOutcomesOf, startedAttempt, whyNotRun } from "@tm/store";
 import { type AbandonHooks, untilAborted } from "./abortable.js";
 import { type RunningTasks, TaskCancelledError } from "./cancellation.js";
+import { attemptSubmitTask, type ChildSubmitter, unconfiguredChildSubmitter } from "./child-tasks.js";
 import { recognisedError } from "./handler-errors.js";
 import { handlerFor } from "./handlers/index.js";
 import { type TaskHandler, validatePayload } from "./handlers/types.js";
@@ -68,6 +69,9 @@ export interface TaskRunnerOptions {
   workerId?: string;
   /** Told each time a handler is abandoned (it ignored its signal), with how many are now. */
   onAbandoned?: (count: number) => void;
+  /** Where ctx.submitTask sends a handler's child tasks (the gateway at WORKER_GATEWAY_URL); unset: every call fails
+   *  naming the setting. */
+  submitChild?: ChildSubmitter;
 }
 
 /** A handler running on after its attempt ended (it ignored its AbortSignal). */
@@ -92,6 +96,7 @@ export function createTaskRunner({
   handlers = handlerFor,
   workerId = DEFAULT_WORKER_ID,
   onAbandoned,
+  submitChild = unconfiguredChildSubmitter,
 }: TaskRunnerOptions) {
   const processed = rt.meter.createCounter("tm_tasks_processed_total", {
     description:
@@ -288,6 +293,16 @@ export function createTaskRunner({
             const log = rt.log.child({ taskId, type: task.type, attempt: ctx.attempt });
             Object.defineProperty(this, "log", { value: log });
             return log;
+          },
+          // Made when first used, as log is: most handlers submit nothing.
+          get submitTask() {
+            const submit = attemptSubmitTask(
+              submitChild,
+              { taskId, generation, priority: task.priority },
+              controller.signal,
+            );
+            Object.defineProperty(this, "submitTask", { value: submit });
+            return submit;
           },
           // Read once per attempt; a failed read is not kept, so the handler may ask again.
           dependencies: () =>

@@ -15,6 +15,7 @@ import {
   takeTypeSlot,
 } from "@tm/store";
 import { listenForCancellations, RunningTasks } from "./cancellation.js";
+import { gatewayChildSubmitter } from "./child-tasks.js";
 import { poolProblem, typeNamesProblem, workerConfig } from "./config.js";
 import { followControls } from "./controls.js";
 import { PriorityDispatcher } from "./dispatcher.js";
@@ -63,6 +64,14 @@ export const worker = defineService({
       timeoutMs: rt.config.TASK_TIMEOUT_MS,
       handlers,
       workerId,
+      ...(rt.config.WORKER_GATEWAY_URL
+        ? {
+            submitChild: gatewayChildSubmitter({
+              baseUrl: rt.config.WORKER_GATEWAY_URL,
+              ...(rt.config.WORKER_GATEWAY_API_KEY ? { apiKey: rt.config.WORKER_GATEWAY_API_KEY } : {}),
+            }),
+          }
+        : {}),
       // JavaScript cannot stop a handler that ignores its signal; only a new process frees what those hold.
       onAbandoned: (count) => {
         if (maxAbandoned > 0 && count >= maxAbandoned) {

@@ -154,3 +154,16 @@ test("WORKER_HANDLER_MODULES is a list of modules, each once", () => {
     /WORKER_HANDLER_MODULES: "\.\/a\.mjs" is listed twice/,
   );
 });
+
+test("WORKER_GATEWAY_URL: unset (also when empty) or an http(s) URL; anything else named", () => {
+  expect(loadConfig(workerConfig, {}).WORKER_GATEWAY_URL).toBeUndefined();
+  expect(loadConfig(workerConfig, { WORKER_GATEWAY_URL: "" }).WORKER_GATEWAY_URL).toBeUndefined();
+  expect(loadConfig(workerConfig, { WORKER_GATEWAY_URL: "http://envoy:50051" }).WORKER_GATEWAY_URL).toBe(
+    "http://envoy:50051",
+  );
+  for (const bad of ["envoy:50051", "grpc://envoy:50051"]) {
+    expect(() => loadConfig(workerConfig, { WORKER_GATEWAY_URL: bad })).toThrow(
+      `WORKER_GATEWAY_URL: must be an http(s) URL, e.g. http://envoy:50051 (got "${bad}")`,
+    );
+  }
+});

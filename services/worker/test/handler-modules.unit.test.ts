@@ -34,14 +34,17 @@ function context(attempt = 1): TaskContext & { progress: number[] } {
     reportProgress: (percent) => progress.push(percent),
     log: createLogger("worker", "silent"),
     dependencies: async () => [],
+    submitTask: async () => {
+      throw new Error("no gateway in this test");
+    },
     progress,
   };
 }
 
 describe("handlers loaded from WORKER_HANDLER_MODULES", () => {
   test("the documented example loads, validates its payloads and runs", async () => {
-    const own = await loadHandlerModules([EXAMPLE], parseTaskTypes("slugify,word-count,word-total"));
-    expect(own.map((handler) => handler.type)).toEqual(["slugify", "word-count", "word-total"]);
+    const own = await loadHandlerModules([EXAMPLE], parseTaskTypes("slugify,word-count,word-total,word-count-all"));
+    expect(own.map((handler) => handler.type)).toEqual(["slugify", "word-count", "word-total", "word-count-all"]);
     const handlerFor = handlerRegistry(own);
     expect(handlerFor("echo")?.type).toBe("echo"); // the built-in ones stay
     const slugify = handlerFor("slugify")!;
@@ -68,10 +71,30 @@ describe("handlers loaded from WORKER_HANDLER_MODULES", () => {
     await expect((async () => wordTotal.run({}, context()))()).rejects.toThrow(
       "word-total needs the word-count tasks it adds up (depends_on)",
     );
+    // word-count-all fans out a word-count per text and fans in with a word-total waiting for them (ctx.submitTask).
+    const asked: unknown[] = [];
+    const submitTask: TaskContext["submitTask"] = async (request) => {
+      asked.push(request);
+      return { taskId: `child-${asked.length}`, deduplicated: false };
+    };
+    const wordCountAll = handlerFor("word-count-all")!;
+    expect(await wordCountAll.run({ texts: ["a b", "c"] }, { ...context(), submitTask })).toEqual({
+      parts: ["child-1", "child-2"],
+      total: "child-3",
+      found: 0,
+    });
+    expect(asked).toEqual([
+      { type: "word-count", payload: { text: "a b" } },
+      { type: "word-count", payload: { text: "c" } },
+      { type: "word-total", dependsOn: ["child-1", "child-2"] },
+    ]);
+    await expect((async () => wordCountAll.run({ texts: [] }, { ...context(), submitTask }))()).rejects.toThrow(
+      "word-count-all needs texts: 1 to 20 strings",
+    );
   });
 
   test("their errors named PermanentError, RetryAfterError and RateLimitedError are the pipeline's own", async () => {
-    const own = await loadHandlerModules([EXAMPLE], parseTaskTypes("slugify,word-count,word-total"));
+    const own = await loadHandlerModules([EXAMPLE], parseTaskTypes("slugify,word-count,word-total,word-count-all"));
     const failure = async (type: string, payload: Record<string, unknown>) => {
       const handler = own.find((h) => h.type === type)!;
       const outcome = (async () => handler.run(payload, context()))(); // run may throw at once: the example's do

@@ -15,6 +15,9 @@ function context(overrides: Partial<TaskContext> = {}): TaskContext & { progress
     reportProgress: (p) => progress.push(p),
     log: createLogger("worker", "silent"),
     dependencies: async () => [],
+    submitTask: async () => {
+      throw new Error("no gateway in this test");
+    },
     progress,
     ...overrides,
   };

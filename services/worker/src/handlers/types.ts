@@ -2,6 +2,7 @@ import type { StandardSchemaV1 } from "@standard-schema/spec";
 import type { RetryBackoff } from "@tm/flow";
 import type { Logger } from "@tm/kit";
 import type { DependencyOutcome, TypeRate } from "@tm/store";
+import type { ChildTaskRequest, SubmittedChild } from "../child-tasks.js";
 
 /** What a handler gets besides its payload. */
 export interface TaskContext {
@@ -25,6 +26,16 @@ export interface TaskContext {
    *  state, and result (what its handler returned) or error; [] for a task without dependencies. Read from Redis on
    *  the first call of an attempt (Celery's chain hands the previous result on; here the handler asks). */
   dependencies(): Promise<DependencyOutcome[]>;
+  /** Submits a task from this attempt (a child: fan-out; Celery's subtasks, BullMQ's jobs added by a processor),
+   *  through the gateway at WORKER_GATEWAY_URL, with its validation, limits and errors. Once per key across the
+   *  task's attempts: a retried attempt that submits the same children gets the same ids back (`deduplicated`), so
+   *  submit children before work that may fail. The key is `request.key`, else the call's place among the attempt's
+   *  submissions. The child records this task as its parent (GetTask's parent_task_id), continues its trace, and
+   *  takes its priority unless it sets one; nothing else ties them (cancelling this task leaves its children). For a
+   *  fan-in, submit a last child with `dependsOn` the others' ids. Rejects with a PermanentError for a request the
+   *  gateway refuses (INVALID_ARGUMENT, FAILED_PRECONDITION, NOT_FOUND, RESOURCE_EXHAUSTED), a RetryAfterError on
+   *  its rate limit, and an Error otherwise (the gateway unreachable or shedding load: retried). */
+  submitTask(request: ChildTaskRequest): Promise<SubmittedChild>;
 }
 
 /**

@@ -1,0 +1,194 @@
+/**
+ * Tasks a handler submits (ctx.submitTask): fan-out from a running task, as a Celery task calls `.delay()`, a BullMQ
+ * processor adds jobs or a Temporal workflow starts a child. They go through the gateway's SubmitTask, so a child is
+ * validated, limited, shed and authenticated as any submission is (one way in), and carries the attempt's trace
+ * (the connect client sends `traceparent`).
+ *
+ * Exactly one child per key across the task's attempts: each call's idempotency key is derived from the parent's id,
+ * its generation and the child's key (by default its place among the attempt's submissions, 1, 2, …), so an attempt
+ * that fails after submitting and is retried gets the same children back (`deduplicated`), never a second set. A
+ * replay (a new generation) makes new ones: it is a run asked for again.
+ */
+import type { MessageInitShape } from "@bufbuild/protobuf";
+import { durationFromMs } from "@bufbuild/protobuf/wkt";
+import { Code, ConnectError } from "@connectrpc/connect";
+import { PermanentError, type Priority as PriorityName, RetryAfterError } from "@tm/flow";
+import {
+  createTaskClient,
+  DependencyPolicy,
+  Priority,
+  retryPushbackOf,
+  type SubmitTaskRequest,
+  type SubmitTaskRequestSchema,
+  type TaskClient,
+} from "@tm/proto/client";
+
+/** What a handler asks for: SubmitTaskRequest's most used fields, as plain values (a module imports nothing). */
+export interface ChildTaskRequest {
+  type: string;
+  payload?: Record<string, unknown>;
+  /** Names the child among its parent's: the same key on a later attempt returns the same child. 1 to 128 characters;
+   *  default: its place among the attempt's submissions (1, 2, …), right for a handler that submits the same
+   *  children in the same order each time. */
+  key?: string;
+  /** Default: the parent's. */
+  priority?: PriorityName;
+  /** Released this long after submission (ms). */
+  delayMs?: number;
+  /** Tasks it waits for (ids: other children, typically, for a fan-in task). */
+  dependsOn?: string[];
+  /** "all-finished": it runs once they all finished, whatever the outcome; default: all must succeed. */
+  dependencyPolicy?: "all-succeeded" | "all-finished";
+  metadata?: Record<string, string>;
+  /** One attempt's limit (ms). */
+  timeoutMs?: number;
+  maxAttempts?: number;
+}
+
+/** The child, and whether an earlier attempt had submitted it already. */
+export interface SubmittedChild {
+  taskId: string;
+  deduplicated: boolean;
+}
+
+/** The task whose attempt submits. */
+export interface ParentTask {
+  taskId: string;
+  generation: number;
+  priority: PriorityName;
+}
+
+/** Submits one child of `parent` with an idempotency key; the call ends with `signal` (the attempt's). */
+export type ChildSubmitter = (
+  parent: ParentTask,
+  idempotencyKey: string,
+  request: ChildTaskRequest,
+  signal: AbortSignal,
+) => Promise<SubmittedChild>;
+
+export const MAX_CHILD_KEY_CHARS = 128;
+/** How long one SubmitTask call may take before the attempt sees it fail (and is retried). */
+export const CHILD_SUBMIT_TIMEOUT_MS = 10_000;
+
+const PRIORITIES: Record<PriorityName, Priority> = {
+  high: Priority.HIGH,
+  medium: Priority.MEDIUM,
+  low: Priority.LOW,
+};
+
+/** The idempotency key of a parent's child, by its own key or its place (`n`): stable across the parent's attempts,
+ *  new with each generation; a key and a place never name the same child. */
+export function childIdempotencyKey(
+  parent: Pick<ParentTask, "taskId" | "generation">,
+  child: { key: string } | { n: number },
+): string {
+  const name = "key" in child ? `key:${child.key}` : `n:${child.n}`;
+  return `child:${parent.taskId}:${parent.generation}:${name}`;
+}
+
+/** The problem with a request, named as the handler wrote it, or undefined. */
+export function childRequestProblem(request: ChildTaskRequest): string | undefined {
+  if (typeof request !== "object" || request === null) return "needs a request object ({ type, payload?, … })";
+  if (typeof request.type !== "string" || request.type === "") return "type must be a task type (a string)";
+  const { key, priority, delayMs, timeoutMs, maxAttempts, dependencyPolicy } = request;
+  if (key !== undefined && (typeof key !== "string" || key.length === 0 || key.length > MAX_CHILD_KEY_CHARS))
+    return `key must be 1 to ${MAX_CHILD_KEY_CHARS} characters`;
+  if (priority !== undefined && !Object.hasOwn(PRIORITIES, priority))
+    return `priority must be "high", "medium" or "low" (got ${JSON.stringify(priority)})`;
+  for (const [name, value] of Object.entries({ delayMs, timeoutMs, maxAttempts })) {
+    if (value !== undefined && !(Number.isSafeInteger(value) && value >= 0))
+      return `${name} must be a whole number ≥ 0 (got ${JSON.stringify(value)})`;
+  }
+  if (dependencyPolicy !== undefined && dependencyPolicy !== "all-succeeded" && dependencyPolicy !== "all-finished")
+    return `dependencyPolicy must be "all-succeeded" or "all-finished" (got ${JSON.stringify(dependencyPolicy)})`;
+  return undefined;
+}
+
+/** The SubmitTask request for a child (its fields validated by childRequestProblem). */
+export function childSubmitRequest(
+  parent: ParentTask,
+  idempotencyKey: string,
+  request: ChildTaskRequest,
+): MessageInitShape<typeof SubmitTaskRequestSchema> {
+  return {
+    type: request.type,
+    payload: (request.payload ?? {}) as SubmitTaskRequest["payload"],
+    priority: PRIORITIES[request.priority ?? parent.priority],
+    idempotencyKey,
+    metadata: { ...request.metadata },
+    parentTaskId: parent.taskId,
+    ...(request.delayMs ? { schedule: { case: "delay", value: durationFromMs(request.delayMs) } } : {}),
+    ...(request.timeoutMs ? { timeout: durationFromMs(request.timeoutMs) } : {}),
+    ...(request.maxAttempts ? { maxAttempts: request.maxAttempts } : {}),
+    ...(request.dependsOn?.length ? { dependsOn: [...request.dependsOn] } : {}),
+    ...(request.dependencyPolicy === "all-finished" ? { dependencyPolicy: DependencyPolicy.ALL_FINISHED } : {}),
+  };
+}
+
+/**
+ * The gateway's refusal as the attempt's failure: what no retry can change (the request itself) is permanent; a rate
+ * limit's pushback is a wait; the rest (the gateway unreachable, shedding load, a key it does not know) an ordinary
+ * failure, retried with the task's backoff.
+ */
+export function childSubmitFailure(type: string, error: unknown): Error {
+  if (!(error instanceof ConnectError)) return error instanceof Error ? error : new Error(String(error));
+  const what = `ctx.submitTask(${JSON.stringify(type)}): the gateway answered ${Code[error.code]}: ${error.rawMessage}`;
+  const pushbackMs = retryPushbackOf(error);
+  if (pushbackMs !== undefined) return new RetryAfterError(what, pushbackMs, { cause: error });
+  switch (error.code) {
+    case Code.InvalidArgument:
+    case Code.FailedPrecondition:
+    case Code.NotFound:
+    case Code.ResourceExhausted:
+      return new PermanentError(what, { cause: error });
+    case Code.Unauthenticated:
+    case Code.PermissionDenied:
+      return new Error(`${what} (is WORKER_GATEWAY_API_KEY a key the gateway accepts?)`, { cause: error });
+    default:
+      return new Error(what, { cause: error });
+  }
+}
+
+/** Submits children through the gateway at `baseUrl` (WORKER_GATEWAY_URL), as the caller `apiKey` names. */
+export function gatewayChildSubmitter(options: { baseUrl: string; apiKey?: string }): ChildSubmitter {
+  let client: TaskClient | undefined;
+  return async (parent, idempotencyKey, request, signal) => {
+    client ??= createTaskClient(options);
+    try {
+      const response = await client.submitTask(childSubmitRequest(parent, idempotencyKey, request), {
+        signal,
+        timeoutMs: CHILD_SUBMIT_TIMEOUT_MS,
+      });
+      return { taskId: response.taskId, deduplicated: response.deduplicated };
+    } catch (error) {
+      throw childSubmitFailure(request.type, error);
+    }
+  };
+}
+
+/** Without WORKER_GATEWAY_URL: every call fails, saying what to set (retried: the setting can be added). */
+export const unconfiguredChildSubmitter: ChildSubmitter = async (_parent, _key, request) => {
+  throw new Error(
+    `ctx.submitTask(${JSON.stringify(request?.type)}) needs WORKER_GATEWAY_URL on this worker (the gateway's gRPC ` +
+      "address, e.g. http://envoy:50051)",
+  );
+};
+
+/** One attempt's ctx.submitTask: numbers its calls for their default keys. */
+export function attemptSubmitTask(
+  submit: ChildSubmitter,
+  parent: ParentTask,
+  signal: AbortSignal,
+): (request: ChildTaskRequest) => Promise<SubmittedChild> {
+  let calls = 0;
+  return async (request) => {
+    // Numbered at the call, before anything is awaited: children submitted together (Promise.all over a list) keep
+    // the list's order on every attempt.
+    calls += 1;
+    const problem = childRequestProblem(request);
+    if (problem) throw new PermanentError(`ctx.submitTask: ${problem}`);
+    signal.throwIfAborted();
+    const child = request.key === undefined ? { n: calls } : { key: request.key };
+    return submit(parent, childIdempotencyKey(parent, child), request, signal);
+  };
+}
