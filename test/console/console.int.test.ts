@@ -69,7 +69,7 @@ describe.skipIf(!existsSync(CHROMIUM))("web console", () => {
           WORKER_HANDLER_MODULES: join(REPO_ROOT, "docs", "examples", "handlers.mjs"),
         },
       },
-      env: { TASK_TYPES: "slugify,word-count,word-total" },
+      env: { TASK_TYPES: "slugify,word-count,word-total,word-count-all" },
     });
     webUrl = `http://127.0.0.1:${webPort}`;
     profileDir = mkdtempSync(join(tmpdir(), "tm-console-chromium-"));
@@ -411,9 +411,11 @@ describe.skipIf(!existsSync(CHROMIUM))("web console", () => {
       const workerRow = page
         .getByRole("row")
         .filter({ has: page.getByRole("cell", { name: worker?.id, exact: true }) });
-      expect(await workerRow.getByRole("cell", { name: "slugify, word-count, word-total", exact: true }).count()).toBe(
-        1,
-      );
+      expect(
+        await workerRow
+          .getByRole("cell", { name: "slugify, word-count, word-total, word-count-all", exact: true })
+          .count(),
+      ).toBe(1);
       await page.screenshot({ path: join(ARTIFACTS, "overview-workers.png"), fullPage: true });
       await link.click();
       await page.waitForSelector("#task-state:text('RUNNING')", { timeout: 15_000 });
@@ -618,6 +620,19 @@ describe.skipIf(!existsSync(CHROMIUM))("web console", () => {
     } finally {
       await pipeline.client.cancelTask({ taskId });
     }
+  });
+
+  it("links a child task to its parent (the task whose handler submitted it)", async () => {
+    const { taskId: parent } = await pipeline.client.submitTask({ type: "echo" });
+    const { taskId } = await pipeline.client.submitTask({ type: "echo", parentTaskId: parent });
+    await page.goto(`${webUrl}/tasks/${taskId}`);
+    const shown = page.locator("dt:text-is('Parent') + dd");
+    await shown.waitFor({ timeout: 15_000 });
+    expect(await shown.textContent()).toBe(`${parent} (submitted by its handler)`);
+    await shown.getByRole("link", { name: parent }).click();
+    await page.waitForURL(`${webUrl}/tasks/${parent}`);
+    await page.locator("dt:text-is('Type')").waitFor({ timeout: 15_000 });
+    expect(await page.locator("dt:text-is('Parent')").count()).toBe(0);
   });
 
   it("shows the tasks a task waits for (depends_on) and the tasks waiting for it, each linked, and how many it still waits for", async () => {

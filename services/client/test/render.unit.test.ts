@@ -148,4 +148,11 @@ describe("taskctl get", () => {
     ).toContain("before    c, d and 3 more");
     expect(describeTask(create(TaskSchema, { taskId: "t", type: "echo" }))).not.toContain("before");
   });
+
+  test("a child task names its parent", () => {
+    expect(describeTask(create(TaskSchema, { taskId: "t", type: "echo", parentTaskId: "p" })).split("\n")).toContain(
+      "parent    p (submitted by its handler)",
+    );
+    expect(describeTask(create(TaskSchema, { taskId: "t", type: "echo" }))).not.toContain("parent");
+  });
 });

@@ -240,6 +240,12 @@ export const taskDetailView: View = (main, { params, config }) => {
       ["Created", formatTime(dateOf(task.createdAt))],
       ...(task.runAt ? ([["Runs at", `${formatTime(dateOf(task.runAt))} (delayed)`]] as [string, string][]) : []),
       ...(limitsOf(task) ? ([["Limits", limitsOf(task)]] as [string, string][]) : []),
+      ...(task.parentTaskId
+        ? ([["Parent", h("span", {}, ...taskLinks([task.parentTaskId]), " (submitted by its handler)")]] as [
+            string,
+            Node,
+          ][])
+        : []),
       ...(task.dependsOn.length > 0 ? ([["After", dependencies(task)]] as [string, Node][]) : []),
       ...(task.dependentsTotal > 0 ? ([["Before", dependents(task)]] as [string, Node][]) : []),
       ...(ranOn ? ([["Worker", ranOn]] as [string, string][]) : []),

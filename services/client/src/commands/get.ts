@@ -30,6 +30,7 @@ export function describeTask(task: Task): string {
     if (status.updatedAt) lines.push(`updated   ${timestampDate(status.updatedAt).toISOString()}`);
   }
   if (task.createdAt) lines.push(`created   ${timestampDate(task.createdAt).toISOString()}`);
+  if (task.parentTaskId) lines.push(`parent    ${task.parentTaskId} (submitted by its handler)`);
   if (task.runAt) lines.push(`runs at   ${timestampDate(task.runAt).toISOString()} (delayed)`);
   if (task.dependsOn.length > 0) {
     const waiting = task.dependenciesUnfinished > 0 ? ` (waiting for ${task.dependenciesUnfinished})` : "";
