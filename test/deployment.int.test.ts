@@ -140,15 +140,31 @@ describe("docker-compose.yml", () => {
     expect(["api-key", "jwt"]).toContain(composeEnv("gateway").GATEWAY_AUTH_MODE);
   });
 
+  /** The callers of the gateway's default API keys (composeEnv has the defaults in place of the variables). */
+  const composeKeys = () =>
+    new Map(
+      (composeEnv("gateway").GATEWAY_API_KEYS ?? "").split(",").map((pair) => {
+        const [caller = "", key = ""] = pair.split(":");
+        return [caller, key];
+      }),
+    );
+
   test("the gateway names its operators, a caller of its default key (or taskctl and the console are refused)", () => {
-    const env = composeEnv("gateway");
-    const defaultOf = (value: string | undefined) => /:-([^}]*)\}/.exec(value ?? "")?.[1] ?? "";
-    const keyCallers = defaultOf(env.GATEWAY_API_KEYS)
-      .split(",")
-      .map((pair) => pair.split(":")[0]);
-    const admins = defaultOf(env.GATEWAY_ADMIN_CALLERS).split(",");
+    const admins = (composeEnv("gateway").GATEWAY_ADMIN_CALLERS ?? "").split(",").filter(Boolean);
     expect(admins.length).toBeGreaterThan(0);
-    for (const admin of admins) expect(keyCallers).toContain(admin);
+    for (const admin of admins) expect([...composeKeys().keys()]).toContain(admin);
+  });
+
+  test("the workers submit child tasks through Envoy with a default key of a caller the gateway takes as a child submitter", () => {
+    const worker = composeEnv("worker");
+    const url = new URL(worker.WORKER_GATEWAY_URL!);
+    expect(url.hostname).toBe("envoy");
+    expect(JSON.stringify(compose.services.envoy)).toContain(`"${url.port}:${url.port}"`);
+    const caller = [...composeKeys()].find(([, key]) => key === worker.WORKER_GATEWAY_API_KEY)?.[0];
+    expect(caller, "the workers' key is one of the gateway's").toBeDefined();
+    expect((composeEnv("gateway").GATEWAY_CHILD_SUBMITTERS ?? "").split(",")).toContain(caller);
+    // An operator key would let every handler use the AdminService.
+    expect((composeEnv("gateway").GATEWAY_ADMIN_CALLERS ?? "").split(",")).not.toContain(caller);
   });
 
   test("ingest waits for the enricher and reaches it on its port", () => {
@@ -641,15 +657,32 @@ describe("k8s", () => {
       expect(["api-key", "jwt"]).toContain(k8sEnv("gateway").GATEWAY_AUTH_MODE);
     });
 
+    /** The API key Secret's file: caller → key. */
+    const keyFile = () =>
+      new Map(
+        readFileSync("k8s/secrets/gateway-api-keys.txt", "utf8")
+          .split("\n")
+          .map((line) => line.trim())
+          .filter((line) => line !== "" && !line.startsWith("#"))
+          .map((line) => [line.split(":")[0] ?? "", line.slice(line.indexOf(":") + 1)]),
+      );
+
     test("the gateway's operators are callers of the API key Secret's file", () => {
-      const callers = readFileSync("k8s/secrets/gateway-api-keys.txt", "utf8")
-        .split("\n")
-        .map((line) => line.trim())
-        .filter((line) => line !== "" && !line.startsWith("#"))
-        .map((line) => line.split(":")[0]);
       const admins = (k8sEnv("gateway").GATEWAY_ADMIN_CALLERS ?? "").split(",").filter(Boolean);
       expect(admins.length).toBeGreaterThan(0);
-      for (const admin of admins) expect(callers).toContain(admin);
+      for (const admin of admins) expect([...keyFile().keys()]).toContain(admin);
+    });
+
+    test("the workers submit child tasks through Envoy's Service with a key of the file, a child submitter's", () => {
+      const worker = k8sEnv("worker");
+      const url = new URL(worker.WORKER_GATEWAY_URL!);
+      const ports = find("Service", url.hostname)!.spec.ports.map((p: { port: number }) => p.port);
+      expect(url.hostname).toBe("envoy");
+      expect(ports).toContain(Number(url.port));
+      const caller = [...keyFile()].find(([, key]) => key === worker.WORKER_GATEWAY_API_KEY)?.[0];
+      expect(caller, "the workers' key is one of the gateway's").toBeDefined();
+      expect((k8sEnv("gateway").GATEWAY_CHILD_SUBMITTERS ?? "").split(",")).toContain(caller);
+      expect((k8sEnv("gateway").GATEWAY_ADMIN_CALLERS ?? "").split(",")).not.toContain(caller);
     });
 
     test("ingest reaches the enricher's Service on its port", () => {
