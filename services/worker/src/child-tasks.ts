@@ -9,19 +9,7 @@
  * that fails after submitting and is retried gets the same children back (`deduplicated`), never a second set. A
  * replay (a new generation) makes new ones: it is a run asked for again.
  */
-import type { MessageInitShape } from "@bufbuild/protobuf";
-import { durationFromMs } from "@bufbuild/protobuf/wkt";
-import { Code, ConnectError } from "@connectrpc/connect";
-import { PermanentError, type Priority as PriorityName, RetryAfterError } from "@tm/flow";
-import {
-  createTaskClient,
-  DependencyPolicy,
-  Priority,
-  retryPushbackOf,
-  type SubmitTaskRequest,
-  type SubmitTaskRequestSchema,
-  type TaskClient,
-} from "@tm/proto/client";
+import { PermanentError, type Priority as PriorityName } from "@tm/flow";
 
 /** What a handler asks for: SubmitTaskRequest's most used fields, as plain values (a module imports nothing). */
 export interface ChildTaskRequest {
@@ -67,14 +55,8 @@ export type ChildSubmitter = (
 ) => Promise<SubmittedChild>;
 
 export const MAX_CHILD_KEY_CHARS = 128;
-/** How long one SubmitTask call may take before the attempt sees it fail (and is retried). */
-export const CHILD_SUBMIT_TIMEOUT_MS = 10_000;
 
-const PRIORITIES: Record<PriorityName, Priority> = {
-  high: Priority.HIGH,
-  medium: Priority.MEDIUM,
-  low: Priority.LOW,
-};
+const PRIORITY_NAMES: readonly PriorityName[] = ["high", "medium", "low"];
 
 /** The idempotency key of a parent's child, by its own key or its place (`n`): stable across the parent's attempts,
  *  new with each generation; a key and a place never name the same child. */
@@ -93,7 +75,7 @@ export function childRequestProblem(request: ChildTaskRequest): string | undefin
   const { key, priority, delayMs, timeoutMs, maxAttempts, dependencyPolicy } = request;
   if (key !== undefined && (typeof key !== "string" || key.length === 0 || key.length > MAX_CHILD_KEY_CHARS))
     return `key must be 1 to ${MAX_CHILD_KEY_CHARS} characters`;
-  if (priority !== undefined && !Object.hasOwn(PRIORITIES, priority))
+  if (priority !== undefined && !PRIORITY_NAMES.includes(priority))
     return `priority must be "high", "medium" or "low" (got ${JSON.stringify(priority)})`;
   for (const [name, value] of Object.entries({ delayMs, timeoutMs, maxAttempts })) {
     if (value !== undefined && !(Number.isSafeInteger(value) && value >= 0))
@@ -104,65 +86,16 @@ export function childRequestProblem(request: ChildTaskRequest): string | undefin
   return undefined;
 }
 
-/** The SubmitTask request for a child (its fields validated by childRequestProblem). */
-export function childSubmitRequest(
-  parent: ParentTask,
-  idempotencyKey: string,
-  request: ChildTaskRequest,
-): MessageInitShape<typeof SubmitTaskRequestSchema> {
-  return {
-    type: request.type,
-    payload: (request.payload ?? {}) as SubmitTaskRequest["payload"],
-    priority: PRIORITIES[request.priority ?? parent.priority],
-    idempotencyKey,
-    metadata: { ...request.metadata },
-    parentTaskId: parent.taskId,
-    ...(request.delayMs ? { schedule: { case: "delay", value: durationFromMs(request.delayMs) } } : {}),
-    ...(request.timeoutMs ? { timeout: durationFromMs(request.timeoutMs) } : {}),
-    ...(request.maxAttempts ? { maxAttempts: request.maxAttempts } : {}),
-    ...(request.dependsOn?.length ? { dependsOn: [...request.dependsOn] } : {}),
-    ...(request.dependencyPolicy === "all-finished" ? { dependencyPolicy: DependencyPolicy.ALL_FINISHED } : {}),
-  };
-}
-
 /**
- * The gateway's refusal as the attempt's failure: what no retry can change (the request itself) is permanent; a rate
- * limit's pushback is a wait; the rest (the gateway unreachable, shedding load, a key it does not know) an ordinary
- * failure, retried with the task's backoff.
+ * Submits children through the gateway at `baseUrl` (WORKER_GATEWAY_URL), as the caller `apiKey` names. The client
+ * (connect, the generated messages) is loaded on the first child: a worker whose handlers submit none never holds it
+ * (~3 MB of RSS, docs/PERFORMANCE.md).
  */
-export function childSubmitFailure(type: string, error: unknown): Error {
-  if (!(error instanceof ConnectError)) return error instanceof Error ? error : new Error(String(error));
-  const what = `ctx.submitTask(${JSON.stringify(type)}): the gateway answered ${Code[error.code]}: ${error.rawMessage}`;
-  const pushbackMs = retryPushbackOf(error);
-  if (pushbackMs !== undefined) return new RetryAfterError(what, pushbackMs, { cause: error });
-  switch (error.code) {
-    case Code.InvalidArgument:
-    case Code.FailedPrecondition:
-    case Code.NotFound:
-    case Code.ResourceExhausted:
-      return new PermanentError(what, { cause: error });
-    case Code.Unauthenticated:
-    case Code.PermissionDenied:
-      return new Error(`${what} (is WORKER_GATEWAY_API_KEY a key the gateway accepts?)`, { cause: error });
-    default:
-      return new Error(what, { cause: error });
-  }
-}
-
-/** Submits children through the gateway at `baseUrl` (WORKER_GATEWAY_URL), as the caller `apiKey` names. */
 export function gatewayChildSubmitter(options: { baseUrl: string; apiKey?: string }): ChildSubmitter {
-  let client: TaskClient | undefined;
+  let loaded: Promise<ChildSubmitter> | undefined;
   return async (parent, idempotencyKey, request, signal) => {
-    client ??= createTaskClient(options);
-    try {
-      const response = await client.submitTask(childSubmitRequest(parent, idempotencyKey, request), {
-        signal,
-        timeoutMs: CHILD_SUBMIT_TIMEOUT_MS,
-      });
-      return { taskId: response.taskId, deduplicated: response.deduplicated };
-    } catch (error) {
-      throw childSubmitFailure(request.type, error);
-    }
+    loaded ??= import("./gateway-child-submitter.js").then(({ grpcChildSubmitter }) => grpcChildSubmitter(options));
+    return (await loaded)(parent, idempotencyKey, request, signal);
   };
 }
 

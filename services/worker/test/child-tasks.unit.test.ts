@@ -8,10 +8,9 @@ import {
   type ChildSubmitter,
   childIdempotencyKey,
   childRequestProblem,
-  childSubmitFailure,
-  childSubmitRequest,
   unconfiguredChildSubmitter,
 } from "../src/child-tasks.js";
+import { childSubmitFailure, childSubmitRequest } from "../src/gateway-child-submitter.js";
 
 const PARENT = { taskId: "0b6f4c1e-7d2a-4c55-9a43-2f1b8e6d9c10", generation: 0, priority: "high" as const };
 
