@@ -391,9 +391,10 @@ describe("the pipeline", () => {
     const sum = (await (await fetch(`${pipeline.resultStoreUrl}/results/${total}`)).json()) as { output: unknown };
     expect(sum.output).toEqual({ words: 5, parts: 2 });
 
-    // Each child links its parent (GetTask) and took its priority.
+    // The parent lists its children; each child links its parent and took its priority.
     const { task: parentTask } = await pipeline.client.getTask({ taskId });
-    expect(parentTask?.parentTaskId).toBe("");
+    expect(parentTask).toMatchObject({ parentTaskId: "", childrenTotal: 3 });
+    expect(new Set(parentTask?.children)).toEqual(new Set([...parts, total]));
     for (const id of [...parts, total]) {
       const { task } = await pipeline.client.getTask({ taskId: id });
       expect(task).toMatchObject({ parentTaskId: taskId, priority: Priority.LOW });

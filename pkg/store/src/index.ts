@@ -9,6 +9,7 @@ export * from "./schedules.js";
 export * from "./script.js";
 export * from "./server-info.js";
 export * from "./status.js";
+export * from "./task-children.js";
 export * from "./task-dependencies.js";
 export * from "./task-index.js";
 export * from "./tasks.js";

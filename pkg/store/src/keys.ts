@@ -90,6 +90,8 @@ export const Keys = {
   /** Tasks waiting for this one (SubmitTaskRequest.depends_on): task id → its release time (ms, 0 for none). */
   dependents: (id: string) => `task_dependents:${id}`,
   dependentIds: (id: string) => `task_dependent_ids:${id}`,
+  /** The child tasks a task's handler submitted (SubmitTaskRequest.parent_task_id) → when each was created (ms). */
+  children: (id: string) => `task_children:${id}`,
   /** Tasks waiting for dependencies: task id → how many have not SUCCEEDED yet. */
   waiting: "tasks_waiting",
   /** Tasks whose dependency ended FAILED or CANCELLED, for the gateway to cancel: "<task> <dependency> <state>" → when (ms). */

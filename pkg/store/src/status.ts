@@ -28,7 +28,7 @@ export interface StoredStatus {
 }
 
 // Applies updates in order. KEYS: the tasks' status hashes, one per update, then the result keys of the updates that
-// require a stored result, then the record keys of the SUCCEEDED updates (retainedKeys, six each), then the tasks'
+// require a stored result, then the record keys of the SUCCEEDED updates (retainedKeys, seven each), then the tasks'
 // task_dependents hashes, one per update, then tasks_unfinished, tasks_delayed, tasks_waiting,
 // tasks_dependency_failed, task_index and tasks_expiring. ARGV[1] is the TTL, ARGV[2] the number of updates, ARGV[3]
 // now (ms), ARGV[4] how long a succeeded task is kept (s, TASK_SUCCEEDED_RETENTION_SECONDS; 0: the TTL), then 16
@@ -85,14 +85,14 @@ local function settleDependents(key, taskId, state)
   redis.call('DEL', key)
 end
 -- A task that SUCCEEDED is kept for its own succeededRetentionSeconds, else ARGV[4], from now on, when that is
--- shorter than the TTL: its status, then its records (task, result, history, cancel marker, hand-backs). Not a task
+-- shorter than the TTL: its status, then its records (task, result, history, cancel marker, hand-backs, children). Not a task
 -- that others waited for (task_dependent_ids): their handlers read its result (ctx.dependencies()). Its task_index
 -- entry would outlive it (the index is trimmed by submission time): tasks_expiring holds it until then.
 local function shortenRetention(key, records, taskId)
   local keep = tonumber(redis.call('HGET', KEYS[records], 'succeededRetentionSeconds')) or defaultKeep
-  if keep <= 0 or keep >= ttl or redis.call('EXISTS', KEYS[records + 5]) == 1 then return end
+  if keep <= 0 or keep >= ttl or redis.call('EXISTS', KEYS[records + 6]) == 1 then return end
   redis.call('EXPIRE', key, keep)
-  for k = records, records + 4 do redis.call('EXPIRE', KEYS[k], keep) end
+  for k = records, records + 5 do redis.call('EXPIRE', KEYS[k], keep) end
   redis.call('ZADD', expiring, now + keep * 1000, taskId)
   shortened = shortened + 1
 end
@@ -209,7 +209,7 @@ export async function applyStatusBatch(
 }
 
 /** The keys whose lifetime a SUCCEEDED update may shorten (the status script's shortenRetention), in its order: the
- *  task's records, then task_dependent_ids (whose existence keeps them). */
+ *  task's records and its children's listing, then task_dependent_ids (whose existence keeps them). */
 function retainedKeys(taskId: string): string[] {
   return [
     Keys.task(taskId),
@@ -217,6 +217,7 @@ function retainedKeys(taskId: string): string[] {
     Keys.history(taskId),
     Keys.cancel(taskId),
     Keys.handBacks(taskId),
+    Keys.children(taskId),
     Keys.dependentIds(taskId),
   ];
 }
@@ -240,7 +241,7 @@ export async function applyStatusUpdates(
     String(Date.now()),
     String(succeededRetentionSeconds),
   ];
-  // KEYS: status keys, result keys (one per update requiring a stored result), record keys (six per SUCCEEDED).
+  // KEYS: status keys, result keys (one per update requiring a stored result), record keys (seven per SUCCEEDED).
   const resultKeysCount = updates.filter((update) => update.requireStoredResult).length;
   for (const { event, requireStoredResult, stallClockFromMs } of updates) {
     const status = toStoredStatus(event);

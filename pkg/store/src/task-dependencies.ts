@@ -57,8 +57,8 @@ export async function unfinishedDependencies(redis: Redis, taskId: string): Prom
   return Number((await redis.hget(Keys.waiting, taskId)) ?? 0);
 }
 
-/** Rounds of dropping expired dependents before dependentsOf answers with what it has. */
-const DEPENDENT_READ_ROUNDS = 3;
+/** Rounds of dropping expired tasks before liveTasksOf answers with what it has. */
+const LISTED_READ_ROUNDS = 3;
 
 /**
  * The tasks that named `taskId` in their depends_on: the first `limit`, oldest first, and how many in all. A dependent
@@ -71,7 +71,14 @@ export async function dependentsOf(
   taskId: string,
   limit: number,
 ): Promise<{ ids: string[]; total: number }> {
-  const key = Keys.dependentIds(taskId);
+  return liveTasksOf(redis, Keys.dependentIds(taskId), limit);
+}
+
+/**
+ * The task ids of a sorted set listing tasks (task_dependent_ids, task_children): the first `limit` whose records
+ * still exist, in the set's order, and how many in all; those found expired are taken out of the set as they are read.
+ */
+export async function liveTasksOf(redis: Redis, key: string, limit: number): Promise<{ ids: string[]; total: number }> {
   for (let round = 1; ; round++) {
     const [ids, total] = await Promise.all([redis.zrange(key, 0, limit - 1), redis.zcard(key)]);
     const exists = redis.pipeline();
@@ -80,7 +87,7 @@ export async function dependentsOf(
     const gone = ids.filter((_, i) => !found[i]);
     if (gone.length === 0) return { ids, total };
     await redis.zrem(key, ...gone);
-    if (round === DEPENDENT_READ_ROUNDS || total <= ids.length)
+    if (round === LISTED_READ_ROUNDS || total <= ids.length)
       return { ids: ids.filter((_, i) => found[i]), total: total - gone.length };
   }
 }

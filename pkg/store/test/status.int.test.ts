@@ -11,6 +11,7 @@ import { Redis } from "ioredis";
 import { afterAll, beforeAll, describe, expect, test } from "vitest";
 import {
   AUDIT_BATCH_MAX,
+  addChild,
   appendAudit,
   appendAuditBatch,
   appendDeadLetter,
@@ -18,6 +19,7 @@ import {
   applyStatusBatch,
   applyStatusUpdates,
   auditAppender,
+  childrenOf,
   dependencyOutcomesOf,
   dependentsOf,
   Keys,
@@ -178,9 +180,15 @@ describe("applyStatus", () => {
         `E:${id}:1`,
         ttl,
       );
+      // A child its handler submitted: the parent's listing of it goes with the parent's records.
+      await addChild(redis, id, crypto.randomUUID(), Date.now(), ttl);
     };
     const ttls = async (id: string) =>
-      Promise.all([Keys.status(id), Keys.task(id), Keys.result(id), Keys.history(id)].map((key) => redis.ttl(key)));
+      Promise.all(
+        [Keys.status(id), Keys.task(id), Keys.result(id), Keys.history(id), Keys.children(id)].map((key) =>
+          redis.ttl(key),
+        ),
+      );
     const [plain, own, depended, failed] = [0, 1, 2, 3].map(() => crypto.randomUUID()) as [
       string,
       string,
@@ -383,6 +391,23 @@ describe("results and lists", () => {
     expect(await dependentsOf(redis, dependency, 2)).toEqual({ ids: children.slice(3), total: 2 });
     expect(await redis.zcard(Keys.dependentIds(dependency))).toBe(2);
     expect(await dependentsOf(redis, dependency, 10)).toEqual({ ids: children.slice(3), total: 2 });
+  });
+
+  test("a parent lists its children oldest first, without those whose records expired", async () => {
+    const parent = crypto.randomUUID();
+    const record = { type: "echo", priority: "low" as const, payload: {}, metadata: {}, generation: 0 };
+    const children = Array.from({ length: 4 }, () => crypto.randomUUID());
+    for (const [i, child] of children.entries()) {
+      const createdAt = new Date(Date.now() + i).toISOString();
+      await saveTask(redis, { ...record, taskId: child, createdAt, parentTaskId: parent }, { ttlSeconds: 60 });
+      await addChild(redis, parent, child, Date.parse(createdAt), 60);
+    }
+    expect(await redis.hget(Keys.task(children[0]!), "parentTaskId")).toBe(parent);
+    expect(await childrenOf(redis, parent, 3)).toEqual({ ids: children.slice(0, 3), total: 4 });
+    await redis.del(Keys.task(children[1]!));
+    expect(await childrenOf(redis, parent, 10)).toEqual({ ids: [children[0], ...children.slice(2)], total: 3 });
+    expect(await redis.ttl(Keys.children(parent))).toBeGreaterThan(50);
+    expect(await childrenOf(redis, crypto.randomUUID(), 10)).toEqual({ ids: [], total: 0 });
   });
 
   test("saveTask refuses a task one of whose dependencies FAILED, naming it, and writes nothing", async () => {

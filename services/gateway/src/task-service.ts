@@ -22,7 +22,9 @@ import {
 import { type Runtime, withDeadline } from "@tm/kit";
 import { type CallContext, type ServiceHandlers, type TaskService, taskLimitFields } from "@tm/proto";
 import {
+  addChild,
   applyStatus,
+  childrenOf,
   claimIdempotencyKey,
   dependentsOf,
   markQueued,
@@ -173,6 +175,10 @@ export function taskServiceHandlers(
           );
     let waiting = false;
     const applied = await redisCall("saving the task", async () => {
+      // Beside the record, not in its script: the parent's listing of its children decides nothing.
+      const listed = submission.parentTaskId
+        ? addChild(rt.redis, submission.parentTaskId, taskId, Date.parse(createdAt), retentionSeconds)
+        : undefined;
       let written: boolean;
       if (submission.dependsOn) {
         const saved = await save();
@@ -189,6 +195,7 @@ export function taskServiceHandlers(
           applyStatus(rt.redis, event, retentionSeconds, { stallClockFromMs: runAtMs }),
         ]);
       }
+      await listed;
       // Before the task is queued: a record a failover loses must not be in the stream (nor answered for).
       await rt.confirmRedisWrites();
       return written;
@@ -427,13 +434,16 @@ export function taskServiceHandlers(
     async getTask(request, ctx) {
       const taskId = parseTaskId(request.taskId);
       const task = await requireTask(taskId, ctx);
-      const [status, result, dependenciesUnfinished, dependents] = await redisCall("reading the task status", () =>
-        Promise.all([
-          readStatus(rt.redis, taskId),
-          readResult(rt.redis, taskId),
-          task.dependsOn ? unfinishedDependencies(rt.redis, taskId) : 0,
-          dependentsOf(rt.redis, taskId, DEPENDENTS_LISTED),
-        ]),
+      const [status, result, dependenciesUnfinished, dependents, children] = await redisCall(
+        "reading the task status",
+        () =>
+          Promise.all([
+            readStatus(rt.redis, taskId),
+            readResult(rt.redis, taskId),
+            task.dependsOn ? unfinishedDependencies(rt.redis, taskId) : 0,
+            dependentsOf(rt.redis, taskId, DEPENDENTS_LISTED),
+            childrenOf(rt.redis, taskId, DEPENDENTS_LISTED),
+          ]),
       );
       return {
         task: {
@@ -457,6 +467,8 @@ export function taskServiceHandlers(
             ? { succeededRetention: durationFromMs(task.succeededRetentionSeconds * 1_000) }
             : {}),
           parentTaskId: task.parentTaskId ?? "",
+          children: children.ids,
+          childrenTotal: children.total,
         },
       };
     },
