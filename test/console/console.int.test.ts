@@ -622,7 +622,7 @@ describe.skipIf(!existsSync(CHROMIUM))("web console", () => {
     }
   });
 
-  it("links a child task to its parent (the task whose handler submitted it)", async () => {
+  it("links a child task to its parent (the task whose handler submitted it) and the parent to its children", async () => {
     const { taskId: parent } = await pipeline.client.submitTask({ type: "echo" });
     const { taskId } = await pipeline.client.submitTask({ type: "echo", parentTaskId: parent });
     await page.goto(`${webUrl}/tasks/${taskId}`);
@@ -631,8 +631,13 @@ describe.skipIf(!existsSync(CHROMIUM))("web console", () => {
     expect(await shown.textContent()).toBe(`${parent} (submitted by its handler)`);
     await shown.getByRole("link", { name: parent }).click();
     await page.waitForURL(`${webUrl}/tasks/${parent}`);
-    await page.locator("dt:text-is('Type')").waitFor({ timeout: 15_000 });
+    // The parent's page lists its children, linked back.
+    const listed = page.locator("dt:text-is('Children') + dd");
+    await listed.waitFor({ timeout: 15_000 });
+    expect(await listed.textContent()).toBe(taskId);
     expect(await page.locator("dt:text-is('Parent')").count()).toBe(0);
+    await listed.getByRole("link", { name: taskId }).click();
+    await page.waitForURL(`${webUrl}/tasks/${taskId}`);
   });
 
   it("shows the tasks a task waits for (depends_on) and the tasks waiting for it, each linked, and how many it still waits for", async () => {

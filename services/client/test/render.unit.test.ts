@@ -155,4 +155,10 @@ describe("taskctl get", () => {
     );
     expect(describeTask(create(TaskSchema, { taskId: "t", type: "echo" }))).not.toContain("parent");
   });
+
+  test("a parent lists its children, and how many more there are", () => {
+    const parent = create(TaskSchema, { taskId: "p", type: "fan-out", children: ["a", "b"], childrenTotal: 5 });
+    expect(describeTask(parent).split("\n")).toContain("children  a, b and 3 more");
+    expect(describeTask(create(TaskSchema, { taskId: "t", type: "echo" }))).not.toContain("children");
+  });
 });

@@ -229,6 +229,12 @@ export const taskDetailView: View = (main, { params, config }) => {
     return h("span", {}, ...taskLinks(task.dependents), more > 0 ? ` and ${more} more` : "");
   }
 
+  /** The tasks its handler submitted, each linked, and how many more the gateway did not list. */
+  function children(task: Task): Node {
+    const more = task.childrenTotal - task.children.length;
+    return h("span", {}, ...taskLinks(task.children), more > 0 ? ` and ${more} more` : "");
+  }
+
   function drawTask(task: Task) {
     const link = task.traceId
       ? h("a", { href: traceUrl(config.grafanaUrl, task.traceId), target: "_blank", rel: "noopener" }, "View trace")
@@ -246,6 +252,7 @@ export const taskDetailView: View = (main, { params, config }) => {
             Node,
           ][])
         : []),
+      ...(task.childrenTotal > 0 ? ([["Children", children(task)]] as [string, Node][]) : []),
       ...(task.dependsOn.length > 0 ? ([["After", dependencies(task)]] as [string, Node][]) : []),
       ...(task.dependentsTotal > 0 ? ([["Before", dependents(task)]] as [string, Node][]) : []),
       ...(ranOn ? ([["Worker", ranOn]] as [string, string][]) : []),

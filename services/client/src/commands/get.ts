@@ -31,6 +31,10 @@ export function describeTask(task: Task): string {
   }
   if (task.createdAt) lines.push(`created   ${timestampDate(task.createdAt).toISOString()}`);
   if (task.parentTaskId) lines.push(`parent    ${task.parentTaskId} (submitted by its handler)`);
+  if (task.childrenTotal > 0) {
+    const more = task.childrenTotal - task.children.length;
+    lines.push(`children  ${task.children.join(", ")}${more > 0 ? ` and ${more} more` : ""}`);
+  }
   if (task.runAt) lines.push(`runs at   ${timestampDate(task.runAt).toISOString()} (delayed)`);
   if (task.dependsOn.length > 0) {
     const waiting = task.dependenciesUnfinished > 0 ? ` (waiting for ${task.dependenciesUnfinished})` : "";
