@@ -58,8 +58,11 @@ export interface TaskRecord {
 // finished one counts as done, and its task_dependents value is "<release time> finished". Either way the task is
 // entered in each dependency's task_dependent_ids (scored by createdAt; kept as long as the task's record), which
 // lists a task's dependents for as long as they exist, waiting or not (GetTask's `dependents`).
+// A dependency that SUCCEEDED already may have had its records shortened (a succeeded retention, applied while no task
+// depended on it): its status and result, which the dependent's handler reads (ctx.dependencies()), are kept at least
+// as long as the dependent's record.
 // KEYS: task:<id>, task_index, tasks_unqueued, tasks_delayed, then with dependencies tasks_waiting and, per
-// dependency, its task_status, task_dependents and task_dependent_ids keys.
+// dependency, its task_status, task_dependents, task_dependent_ids and task_result keys.
 // ARGV: ttl seconds, index score (createdAt ms), trim cutoff, index member (the task id), entry ("0" none,
 // "1" unqueued, "2" delayed, "3" / "4" waiting for dependencies), the delayed entry's score (with dependencies: the release
 // time, 0 for none), then the record's fields and values.
@@ -67,9 +70,9 @@ const SAVE_TASK = luaScript(`${REGISTER_WAITING}
 local waiting = 0
 local finishing = ARGV[5] == '4'
 if ARGV[5] == '3' then
-  for i = 6, #KEYS, 3 do
+  for i = 6, #KEYS, 4 do
     local state = redis.call('HGET', KEYS[i], 'state')
-    if state == 'FAILED' or state == 'CANCELLED' then return {-(i - 3) / 3, state} end
+    if state == 'FAILED' or state == 'CANCELLED' then return {-(i - 2) / 4, state} end
   end
 end
 redis.call('HSET', KEYS[1], unpack(ARGV, 7))
@@ -78,11 +81,17 @@ redis.call('ZADD', KEYS[2], ARGV[2], ARGV[4])
 redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', ARGV[3])
 local entry = ARGV[5]
 if entry == '3' or finishing then
-  for i = 6, #KEYS, 3 do
+  for i = 6, #KEYS, 4 do
     redis.call('ZADD', KEYS[i + 2], ARGV[2], ARGV[4])
     if redis.call('TTL', KEYS[i + 2]) < tonumber(ARGV[1]) then redis.call('EXPIRE', KEYS[i + 2], ARGV[1]) end
+    if redis.call('HGET', KEYS[i], 'state') == 'SUCCEEDED' then
+      for _, key in ipairs({KEYS[i], KEYS[i + 3]}) do
+        local left = redis.call('TTL', key)
+        if left >= 0 and left < tonumber(ARGV[1]) then redis.call('EXPIRE', key, ARGV[1]) end
+      end
+    end
   end
-  waiting = registerWaiting(ARGV[4], ARGV[6], ARGV[1], finishing, 6, 3)
+  waiting = registerWaiting(ARGV[4], ARGV[6], ARGV[1], finishing, 6, 4)
   if waiting > 0 then
     redis.call('HSET', KEYS[5], ARGV[4], waiting)
     return waiting
@@ -161,7 +170,7 @@ export async function saveTask(redis: Redis, task: TaskRecord, options: SaveTask
       Keys.unqueued,
       Keys.delayed,
       ...(dependencies.length > 0 ? [Keys.waiting] : []),
-      ...dependencies.flatMap((id) => [Keys.status(id), Keys.dependents(id), Keys.dependentIds(id)]),
+      ...dependencies.flatMap((id) => [Keys.status(id), Keys.dependents(id), Keys.dependentIds(id), Keys.result(id)]),
     ],
     [
       ttlSeconds,

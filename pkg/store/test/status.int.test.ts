@@ -393,6 +393,43 @@ describe("results and lists", () => {
     expect(await dependentsOf(redis, dependency, 10)).toEqual({ ids: children.slice(3), total: 2 });
   });
 
+  test("a task depending on one that SUCCEEDED with a shortened retention keeps that one's status and result as long as itself", async () => {
+    const ttl = 3_600;
+    const dependency = crypto.randomUUID();
+    await redis.hset(Keys.task(dependency), { taskId: dependency });
+    await redis.expire(Keys.task(dependency), ttl);
+    await applyStatus(redis, event(dependency, "PENDING"), ttl);
+    await saveResult(redis, {
+      taskId: dependency,
+      type: "echo",
+      priority: "low",
+      output: { words: 3 },
+      attempts: 1,
+      startedAt: new Date().toISOString(),
+      completedAt: new Date().toISOString(),
+      durationMs: 1,
+      generation: 0,
+    });
+    await applyStatusUpdates(redis, [{ event: event(dependency, "SUCCEEDED", { attempt: 1 }) }], ttl, 120);
+    expect(await redis.ttl(Keys.result(dependency))).toBeLessThanOrEqual(120);
+    const dependent = crypto.randomUUID();
+    const record = { type: "echo", priority: "low" as const, payload: {}, metadata: {}, generation: 0 };
+    const createdAt = new Date().toISOString();
+    const saved = await saveTask(
+      redis,
+      { ...record, taskId: dependent, createdAt, dependsOn: [dependency] },
+      { ttlSeconds: ttl },
+    );
+    expect(saved).toEqual({ waitingFor: 0 });
+    for (const key of [Keys.status(dependency), Keys.result(dependency)])
+      expect(await redis.ttl(key)).toBeGreaterThan(3_500);
+    // Its task record keeps the shortened retention: only what the dependent's handler reads is kept longer.
+    expect(await redis.ttl(Keys.task(dependency))).toBeLessThanOrEqual(120);
+    expect(await dependencyOutcomesOf(redis, dependent)).toEqual([
+      { taskId: dependency, state: "SUCCEEDED", result: { words: 3 } },
+    ]);
+  });
+
   test("a parent lists its children oldest first, without those whose records expired", async () => {
     const parent = crypto.randomUUID();
     const record = { type: "echo", priority: "low" as const, payload: {}, metadata: {}, generation: 0 };

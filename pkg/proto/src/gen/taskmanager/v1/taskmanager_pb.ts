@@ -543,7 +543,8 @@ export type SubmitTaskRequest = Message<"taskmanager.v1.SubmitTaskRequest"> & {
    * How long the task's records (status, result, history, the task itself) are kept once it SUCCEEDED, when shorter
    * than the deployment keeps them (TASK_RETENTION_SECONDS; TASK_SUCCEEDED_RETENTION_SECONDS for every task): BullMQ's
    * removeOnComplete, Asynq's Retention. GetTask then answers NOT_FOUND; failed and cancelled tasks keep the full
-   * retention, and so does a task others depend on (their handlers read its result). At least 60 s (a client that
+   * retention, and so does a task others depend on (their handlers read its result); one named in depends_on after it
+   * SUCCEEDED keeps its status and result as long as that dependent's records. At least 60 s (a client that
    * saw SUCCEEDED must still find the result), in whole seconds (rounded up); unset: the deployment's.
    *
    * @generated from field: google.protobuf.Duration succeeded_retention = 15;
