@@ -24,7 +24,7 @@ import {
   TaskState,
   type WorkerInfo,
 } from "@tm/proto";
-import { stateName } from "./render.js";
+import { displayedProgress, stateName } from "./render.js";
 
 export interface Column {
   header: string;
@@ -195,6 +195,7 @@ export function renderTasks(tasks: Task[], now: number): string {
       { header: "PRIORITY" },
       { header: "STATE" },
       { header: "ATTEMPT", align: "right" },
+      { header: "PROGRESS", max: 32 },
       { header: "CREATED" },
       { header: "ERROR", max: 48 },
     ],
@@ -204,10 +205,20 @@ export function renderTasks(tasks: Task[], now: number): string {
       priorityName(task.priority),
       task.status ? stateName(task.status.state) : "unknown",
       String(task.status?.attempt ?? 0),
+      progressCell(task.status),
       when(task.createdAt, now),
       task.status?.error ?? "",
     ]),
   );
+}
+
+/** How far a task got, with its handler's last message (a failed one: where its last attempt got to); empty for a
+ *  task that reported nothing. */
+function progressCell(status: Task["status"]): string {
+  if (!status) return "";
+  const percent = displayedProgress(status);
+  if (percent === 0 && !status.progressMessage) return "";
+  return status.progressMessage ? `${percent}% ${status.progressMessage}` : `${percent}%`;
 }
 
 export function renderHistory(events: AuditEntry[], now: number): string {

@@ -96,9 +96,22 @@ describe("operator tables", () => {
       createdAt: timestampFromMs(NOW - 90_000),
     });
     expect(renderTasks([task], NOW).split("\n")).toEqual([
-      "ID                                    TYPE  PRIORITY  STATE   ATTEMPT  CREATED  ERROR",
-      "0b6f2c1e-8a51-4d7e-9a39-0a8f6c7d1e2f  fail  high      FAILED        5  1m ago   always fails",
+      "ID                                    TYPE  PRIORITY  STATE   ATTEMPT  PROGRESS  CREATED  ERROR",
+      "0b6f2c1e-8a51-4d7e-9a39-0a8f6c7d1e2f  fail  high      FAILED        5            1m ago   always fails",
     ]);
+    // How far a task got, with its handler's last message; a SUCCEEDED one is done.
+    const base = { taskId: task.taskId, priority: Priority.HIGH, createdAt: timestampFromMs(NOW - 90_000) };
+    const running = create(TaskSchema, {
+      ...base,
+      type: "import",
+      status: { state: TaskState.RUNNING, attempt: 1, progress: 40, progressReport: 2, progressMessage: "part 7" },
+    });
+    const done = create(TaskSchema, { ...base, type: "echo", status: { state: TaskState.SUCCEEDED, attempt: 1 } });
+    const cells = renderTasks([running, done], NOW)
+      .split("\n")
+      .slice(1)
+      .map((line) => line.split(/\s{2,}/)[5]);
+    expect(cells).toEqual(["40% part 7", "100%"]);
     expect(renderTasks([], NOW)).toBe("no tasks match");
   });
 
