@@ -6,7 +6,7 @@ Commands:
   submit <type>     submit a task (echo, sleep, checksum, flaky, fail, or one of the deployment's TASK_TYPES)
   submit-batch <file>  submit the tasks of a JSON Lines file (- for standard input), many per call
   get <id>          show a task
-  graph <id>        a task, what it waits for, and the tree of tasks that wait for it (depends_on)
+  graph <id>        a task, what it waits for, and the tree after it: its child tasks and the tasks that wait for it
   watch <id...>     follow tasks live until they finish
   cancel <id>|--all  cancel a task that has not finished, or every one matching a filter
   promote <id>      run a delayed task now instead of at its time
@@ -108,13 +108,14 @@ refused line (2 invalid, 4 unavailable, 5 other).`,
   get: page("Usage: taskctl get <id>", "Shows a task: type, priority, status, payload, result."),
   graph: page(
     "Usage: taskctl graph <id> [--depth N]",
-    `Shows a task with what it waits for (depends_on, with their states) and, as a tree, the tasks that wait for it,
-the tasks that wait for those, and so on, each with its state (PENDING ones with how many tasks they still wait
-for). A task reached twice is listed once and then marked (above); a task lists at most 100 of its dependents (the
-rest counted). One GetTask per task, at most 200. --json: {taskId, depth, tasks: [{taskId, type, state,
-dependsOn, dependents, dependentsTotal}]}.`,
+    `Shows a task with its parent and what it waits for (depends_on, with their states) and, as a tree, the child
+tasks its handler submitted (marked "child") and the tasks that wait for it, then theirs, and so on, each with its
+state (PENDING ones with how many tasks they still wait for). A task reached twice is listed once and then marked
+(above); a task lists at most 100 of its children and 100 of its dependents (the rest counted). One GetTask per
+task, at most 200. --json: {taskId, depth, tasks: [{taskId, type, state, dependsOn, dependents, dependentsTotal,
+parentTaskId, children, childrenTotal}]}.`,
     `Options:
-  --depth N               levels of dependents to show (default 5, at most 20)`,
+  --depth N               levels of children and dependents to show (default 5, at most 20)`,
   ),
   watch: page(
     "Usage: taskctl watch <id...>",

@@ -52,6 +52,48 @@ describe("taskctl graph", () => {
     ]);
   });
 
+  test("a fan-out: the children its handler submitted, marked, then the fan-in child waiting for its siblings", async () => {
+    type Fields = Partial<
+      Pick<
+        Task,
+        "type" | "children" | "childrenTotal" | "parentTaskId" | "dependsOn" | "dependents" | "dependentsTotal"
+      > & { dependenciesUnfinished: number }
+    >;
+    const task = (taskId: string, state: TaskState, fields: Fields = {}) =>
+      create(TaskSchema, { taskId, type: "word-count", status: { state }, ...fields });
+    const tasks = new Map(
+      [
+        task("p", TaskState.SUCCEEDED, { children: ["c1", "c2", "t"], childrenTotal: 4, dependents: [], type: "all" }),
+        task("c1", TaskState.SUCCEEDED, { parentTaskId: "p", dependents: ["t"], dependentsTotal: 1 }),
+        task("c2", TaskState.RUNNING, { parentTaskId: "p", dependents: ["t"], dependentsTotal: 1 }),
+        task("t", TaskState.PENDING, { parentTaskId: "p", dependsOn: ["c1", "c2"], dependenciesUnfinished: 1 }),
+      ].map((t) => [t.taskId, t]),
+    );
+    expect(renderGraph(tasks, "p", 5).split("\n")).toEqual([
+      "p  all  SUCCEEDED",
+      "├─ child c1  word-count  SUCCEEDED",
+      "│  └─ t  word-count  PENDING (waiting for 1)",
+      "├─ child c2  word-count  RUNNING",
+      "│  └─ t  (above)",
+      "├─ child t  (above)",
+      "└─ … and 1 more",
+    ]);
+    expect(renderGraph(tasks, "t", 5).split("\n").slice(0, 2)).toEqual([
+      "child of p",
+      "after c1 (SUCCEEDED), c2 (RUNNING)",
+    ]);
+    const asked: string[] = [];
+    await readGraph(
+      async (id) => {
+        asked.push(id);
+        return { task: tasks.get(id) };
+      },
+      "p",
+      2,
+    );
+    expect(asked.sort()).toEqual(["c1", "c2", "p", "t"]);
+  });
+
   test("reads the task, its dependencies and its dependents to the depth asked, each once", async () => {
     const all = graph();
     const asked: string[] = [];

@@ -1,8 +1,9 @@
 /**
- * `taskctl graph <id> [--depth N]`: a task with what it waits for and, as a tree, what comes after it (its dependents,
- * theirs, …: BullMQ's getFlow, Airflow's graph view), each with its state, read with GetTask (dependencies and
- * dependents). A task reached twice (a diamond) is listed in full once, then as "(above)"; the tree stops at --depth
- * levels and at GRAPH_MAX_TASKS tasks, saying how many it left out.
+ * `taskctl graph <id> [--depth N]`: a task with what it waits for and, as a tree, what comes after it (the child tasks
+ * its handler submitted, marked "child", and its dependents; theirs, …: BullMQ's getFlow, Airflow's graph view), each
+ * with its state, read with GetTask (dependencies, children and dependents). A task reached twice (a diamond, a fan-in
+ * child that waits for its siblings) is listed in full once, then as "(above)"; the tree stops at --depth levels and
+ * at GRAPH_MAX_TASKS tasks, saying how many it left out.
  */
 import { type Task, type TaskClient, TaskState } from "@tm/proto";
 import { UNARY_TIMEOUT_MS } from "../connection.js";
@@ -46,7 +47,7 @@ export async function readGraph(
   await read(root.dependsOn);
   let level = [root];
   for (let at = 1; at <= depth && level.length > 0; at++) {
-    const next = level.flatMap((task) => task.dependents);
+    const next = level.flatMap((task) => [...task.children, ...task.dependents]);
     await read(next);
     level = next.map((id) => tasks.get(id)).filter((task): task is Task => task !== undefined);
   }
@@ -68,6 +69,7 @@ export function renderGraph(tasks: Tasks, rootId: string, depth: number): string
   const root = tasks.get(rootId);
   if (!root) return `task ${rootId} not found`;
   const lines: string[] = [];
+  if (root.parentTaskId) lines.push(`child of ${root.parentTaskId}`);
   if (root.dependsOn.length > 0) {
     const after = root.dependsOn.map((id) => {
       const dependency = tasks.get(id);
@@ -78,22 +80,27 @@ export function renderGraph(tasks: Tasks, rootId: string, depth: number): string
   lines.push(describe(root));
   const shown = new Set([rootId]);
   const branch = (task: Task, prefix: string, level: number) => {
-    const children = task.dependents;
-    const unlisted = task.dependentsTotal - children.length;
-    if (level >= depth && children.length > 0) {
-      lines.push(`${prefix}└─ … ${task.dependentsTotal} more below (--depth ${depth})`);
+    // Its children first (what its handler submitted), then the tasks that waited for it.
+    const next = [
+      ...task.children.map((id) => ({ id, mark: "child " })),
+      ...task.dependents.map((id) => ({ id, mark: "" })),
+    ];
+    const total = task.childrenTotal + task.dependentsTotal;
+    const unlisted = total - next.length;
+    if (level >= depth && next.length > 0) {
+      lines.push(`${prefix}└─ … ${total} more below (--depth ${depth})`);
       return;
     }
-    for (const [i, id] of children.entries()) {
-      const last = i === children.length - 1 && unlisted === 0;
-      const head = `${prefix}${last ? "└─ " : "├─ "}`;
-      const child = tasks.get(id);
-      if (!child) lines.push(`${head}${id}  (not read: gone, or past ${GRAPH_MAX_TASKS} tasks)`);
+    for (const [i, { id, mark }] of next.entries()) {
+      const last = i === next.length - 1 && unlisted === 0;
+      const head = `${prefix}${last ? "└─ " : "├─ "}${mark}`;
+      const after = tasks.get(id);
+      if (!after) lines.push(`${head}${id}  (not read: gone, or past ${GRAPH_MAX_TASKS} tasks)`);
       else if (shown.has(id)) lines.push(`${head}${id}  (above)`);
       else {
         shown.add(id);
-        lines.push(`${head}${describe(child)}`);
-        branch(child, `${prefix}${last ? "   " : "│  "}`, level + 1);
+        lines.push(`${head}${describe(after)}`);
+        branch(after, `${prefix}${last ? "   " : "│  "}`, level + 1);
       }
     }
     if (unlisted > 0) lines.push(`${prefix}└─ … and ${unlisted} more`);
@@ -114,6 +121,9 @@ function graphJson(tasks: Tasks, rootId: string, depth: number) {
       dependsOn: task.dependsOn,
       dependents: task.dependents,
       dependentsTotal: task.dependentsTotal,
+      parentTaskId: task.parentTaskId,
+      children: task.children,
+      childrenTotal: task.childrenTotal,
     })),
   };
 }
