@@ -82,7 +82,7 @@ export type Invocation =
   | { command: "get"; globals: GlobalOptions; taskId: string }
   | { command: "graph"; globals: GlobalOptions; taskId: string; depth: number }
   | { command: "watch"; globals: GlobalOptions; taskIds: string[] }
-  | { command: "cancel"; globals: GlobalOptions; taskId: string; reason?: string }
+  | { command: "cancel"; globals: GlobalOptions; taskId: string; reason?: string; children: boolean }
   | { command: "promote"; globals: GlobalOptions; taskId: string }
   | { command: "cancel-all"; globals: GlobalOptions; filter: TaskListFilter; reason?: string; dryRun: boolean }
   | { command: "result"; globals: GlobalOptions; taskId: string; resultStoreUrl: string }
@@ -200,6 +200,7 @@ const COMMAND_OPTIONS: Record<CommandName, Options> = {
   cancel: {
     reason: { type: "string" },
     all: { type: "boolean" },
+    children: { type: "boolean" },
     "dry-run": { type: "boolean" },
     ...TASK_FILTER_OPTIONS,
   },
@@ -355,6 +356,7 @@ export function parseCommandLine(argv: string[], env: NodeJS.ProcessEnv = {}, no
       const filterGiven = Object.values(filterFlags).some((value) => value !== undefined);
       if (values.all === true) {
         exactly("cancel", positionals, [], "cancel --all");
+        if (values.children === true) throw new UsageError("cancel: --children goes with one task's id, not --all");
         if (!filterGiven) {
           throw new UsageError(
             "cancel --all needs a filter: --state, --type, --priority, --since, --until or --query (every unfinished " +
@@ -379,6 +381,7 @@ export function parseCommandLine(argv: string[], env: NodeJS.ProcessEnv = {}, no
         globals,
         taskId: exactly(name, positionals, ["<id>"])[0]!,
         ...(reason ? { reason } : {}),
+        children: values.children === true,
       };
     }
     case "promote":

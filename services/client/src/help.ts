@@ -122,10 +122,11 @@ parentTaskId, children, childrenTotal}]}.`,
     "Follows tasks live, one progress bar per task (redrawn in place on a terminal, one line per update otherwise),\nuntil every task has finished.",
   ),
   cancel: page(
-    "Usage: taskctl cancel <id> [--reason R]\n       taskctl cancel --all [--state S] [--type T] [--priority P] [--since T] [--until T] [--query Q] [--reason R] [--dry-run]",
-    "Cancels a task that has not finished; a running handler is aborted. With --all (operators): every unfinished task\nmatching the filter (as taskctl ls reads it), newest first, 500 per call until none is left; prints one row per\ntask (--json: one response per call). Exit code 1 when a task had finished meanwhile, 4 when Redis or NATS stopped\nanswering (the rows marked unavailable were not done: run it again). With --dry-run, nothing is cancelled: the rows\nsay which tasks would be (would_cancel) and the count.",
+    "Usage: taskctl cancel <id> [--reason R] [--children]\n       taskctl cancel --all [--state S] [--type T] [--priority P] [--since T] [--until T] [--query Q] [--reason R] [--dry-run]",
+    "Cancels a task that has not finished; a running handler is aborted. With --children, also the child tasks its\nhandler submitted, theirs, and so on (up to 1,000; whatever the task's own state): prints how many. With --all (operators): every unfinished task\nmatching the filter (as taskctl ls reads it), newest first, 500 per call until none is left; prints one row per\ntask (--json: one response per call). Exit code 1 when a task had finished meanwhile, 4 when Redis or NATS stopped\nanswering (the rows marked unavailable were not done: run it again). With --dry-run, nothing is cancelled: the rows\nsay which tasks would be (would_cancel) and the count.",
     `Options:
   --reason R        recorded with the cancellation
+  --children        also cancel its child tasks (ctx.submitTask), theirs, and so on
   --all             every unfinished task matching the filter below (at least one of them; --until now: all)
   --dry-run         with --all: list what would be cancelled, cancel nothing
   --state, --type, --priority, --since, --until, --query   as for taskctl ls`,

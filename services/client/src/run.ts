@@ -56,7 +56,7 @@ export async function run(argv: string[], io: Io): Promise<ExitCode> {
       case "watch":
         return await watchCommand(io, taskClientFor(globals), invocation.taskIds, globals.json);
       case "cancel":
-        return await cancelCommand(io, taskClientFor(globals), invocation.taskId, invocation.reason, globals.json);
+        return await cancelCommand(io, taskClientFor(globals), invocation, globals.json);
       case "promote":
         return await promoteCommand(io, taskClientFor(globals), invocation.taskId, globals.json);
       case "cancel-all":

@@ -332,7 +332,15 @@ describe("parseCommandLine", () => {
       /^cancel --all: unexpected argument/,
     );
     expect(usageErrorOf(["cancel", "some-id", "--type", "echo"])).toMatch(/need --all$/);
-    expect(parseCommandLine(["cancel", "some-id"])).toMatchObject({ command: "cancel", taskId: "some-id" });
+    expect(parseCommandLine(["cancel", "some-id"])).toMatchObject({
+      command: "cancel",
+      taskId: "some-id",
+      children: false,
+    });
+    expect(parseCommandLine(["cancel", "some-id", "--children"])).toMatchObject({ taskId: "some-id", children: true });
+    expect(usageErrorOf(["cancel", "--all", "--type", "echo", "--children"])).toMatch(
+      /^cancel: --children goes with one task's id, not --all/,
+    );
   });
 
   test("schedule add|ls|rm: the cron is one argument; task options as for submit; mistakes are named", () => {

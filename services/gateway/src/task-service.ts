@@ -39,6 +39,7 @@ import {
 } from "@tm/store";
 import { callerOf } from "./auth/caller.js";
 import { withBatchDependencies } from "./batch-dependencies.js";
+import { cancelDescendants } from "./cancel-children.js";
 import { cancelTask } from "./cancel-task.js";
 import { dependency } from "./dependencies.js";
 import { ingestMsgId } from "./ingest-message-id.js";
@@ -117,11 +118,23 @@ export function taskServiceHandlers(
     500,
   );
 
-  /** Whose a child task is, when submitted by one of GATEWAY_CHILD_SUBMITTERS: its parent's submitter (undefined for
-   *  a parent submitted without authentication: the child is then the worker's). A parent that does not exist (or
-   *  expired) refuses the child, NOT_FOUND: it cannot be said whose it is. */
-  async function parentSubmitter(parentTaskId: string): Promise<string | undefined> {
-    const parent = await redisCall("reading the parent task", () => readTask(rt.redis, parentTaskId));
+  /**
+   * A child task's parent, checked: a CANCELLED parent refuses it (FAILED_PRECONDITION). With `owned` (the caller is one
+   * of GATEWAY_CHILD_SUBMITTERS) answers whose the child is: its parent's submitter (undefined for a parent submitted
+   * without authentication: the child is then the worker's); a parent that does not exist (or expired) then refuses
+   * the child, NOT_FOUND, since it cannot be said whose it is. Otherwise the parent need not exist: it is a link.
+   */
+  async function parentOf(parentTaskId: string, owned: boolean): Promise<string | undefined> {
+    const [parent, status] = await redisCall("reading the parent task", () =>
+      Promise.all([owned ? readTask(rt.redis, parentTaskId) : undefined, readStatus(rt.redis, parentTaskId)]),
+    );
+    if (status?.state === "CANCELLED") {
+      throw new ConnectError(
+        `parent_task_id: task ${parentTaskId} was cancelled: it takes no more child tasks`,
+        Code.FailedPrecondition,
+      );
+    }
+    if (!owned) return undefined;
     if (!parent) throw new ConnectError(`parent_task_id: task ${parentTaskId} not found`, Code.NotFound);
     return parent.metadata.submitted_by;
   }
@@ -298,10 +311,10 @@ export function taskServiceHandlers(
       throw new ConnectError(refusal, Code.Unavailable);
     }
     // A worker's child task is its parent's submitter's (GATEWAY_CHILD_SUBMITTERS): whoever sees the parent sees it.
-    const actingFor =
-      valid.parentTaskId && options.isolation.submitsChildrenForParent(ctx)
-        ? await parentSubmitter(valid.parentTaskId)
-        : undefined;
+    // A cancelled parent takes no more children (CancelTask's include_children walks those it has).
+    const actingFor = valid.parentTaskId
+      ? await parentOf(valid.parentTaskId, options.isolation.submitsChildrenForParent(ctx))
+      : undefined;
     const submission = stampSubmitter(valid, actingFor ?? caller, actingFor === undefined ? undefined : caller);
     if (submission.dependsOn) {
       const { dependsOn, dependencyPolicy } = submission;
@@ -513,9 +526,27 @@ export function taskServiceHandlers(
     async cancelTask(request, ctx) {
       const taskId = parseTaskId(request.taskId);
       await requireTask(taskId, ctx);
-      const outcome = await cancelTask(rt, redisCall, taskId, request.reason, (from) => cancelled.add(1, { from }));
-      if (outcome.result === "already_finished") throw alreadyFinished(taskId, outcome.state ?? "finished");
-      return { status: statusToProto(outcome.status) };
+      const count = (from: string) => cancelled.add(1, { from });
+      const outcome = await cancelTask(rt, redisCall, taskId, request.reason, count);
+      if (!request.includeChildren) {
+        if (outcome.result === "already_finished") throw alreadyFinished(taskId, outcome.state ?? "finished");
+        return { status: statusToProto(outcome.status) };
+      }
+      // The parent first: a child submitted from now on is refused (its parent is CANCELLED), so none escapes the walk
+      // but one whose submission was already past that check.
+      const childrenCancelled = await cancelDescendants(
+        rt,
+        redisCall,
+        taskId,
+        request.reason,
+        (task) => options.isolation.maySee(ctx, task),
+        count,
+      );
+      const status =
+        outcome.result === "cancelled"
+          ? outcome.status
+          : await redisCall("reading the task status", () => readStatus(rt.redis, taskId));
+      return { ...(status ? { status: statusToProto(status) } : {}), childrenCancelled };
     },
 
     async promoteTask(request, ctx) {

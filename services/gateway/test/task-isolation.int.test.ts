@@ -121,6 +121,11 @@ describe("GATEWAY_TASK_ISOLATION=caller", () => {
     });
     expect((await as("billing").getTask({ taskId: billed })).task?.metadata).toEqual({ submitted_by: "billing" });
     expect(await failure(as("shop").getTask({ taskId: billed }))).toMatchObject({ code: Code.NotFound });
+    // Cancelling the parent with its children reaches the shop's own (the workers' child), not billing's.
+    const cascade = await as("shop").cancelTask({ taskId: parent, includeChildren: true });
+    expect(cascade.childrenCancelled).toBe(1);
+    expect((await as("shop").getTask({ taskId: child })).task?.status?.state).toBe(TaskState.CANCELLED);
+    expect((await as("billing").getTask({ taskId: billed })).task?.status?.state).not.toBe(TaskState.CANCELLED);
     await as("shop").cancelTask({ taskId: other });
   });
 });

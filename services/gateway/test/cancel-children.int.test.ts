@@ -1,0 +1,76 @@
+/**
+ * CancelTask's include_children against a real nats-server and redis-server: a parent's child tasks (parent_task_id),
+ * theirs, and so on are cancelled with it, each saying which parent's cancellation it was; a finished one is left as
+ * it is; a parent that is already finished is no error then; a cancelled parent takes no more children; and without
+ * the flag the children are left running.
+ */
+import { Code, ConnectError } from "@connectrpc/connect";
+import { TaskState } from "@tm/proto";
+import { applyStatus, Keys } from "@tm/store";
+import { useClients, useInfra } from "@tm/testkit";
+import { expect, test } from "vitest";
+import { event, useGateway } from "./helpers.js";
+
+const infra = useInfra();
+const clients = useClients(infra);
+const g = useGateway(infra);
+
+/** A delayed echo task (it stays PENDING while the test reads it), a child of `parent` when given. */
+async function submit(parent?: string): Promise<string> {
+  const { taskId } = await g.client.submitTask({
+    type: "echo",
+    schedule: { case: "delay", value: { seconds: 3_600n } },
+    ...(parent ? { parentTaskId: parent } : {}),
+  });
+  return taskId;
+}
+
+const stateOf = async (taskId: string) => (await g.client.getTask({ taskId })).task?.status;
+
+test("include_children cancels the children and theirs, naming the parent; a finished child is left as it is", async () => {
+  const parent = await submit();
+  const [first, second, done] = [await submit(parent), await submit(parent), await submit(parent)];
+  const grandchild = await submit(first);
+  await applyStatus(clients.redis, event({ taskId: done, state: "SUCCEEDED", attempt: 1 }));
+
+  const response = await g.client.cancelTask({ taskId: parent, reason: "wrong input", includeChildren: true });
+  expect(response.status?.state).toBe(TaskState.CANCELLED);
+  expect(response.childrenCancelled).toBe(3);
+  for (const id of [first, second, grandchild]) {
+    expect((await stateOf(id))?.state).toBe(TaskState.CANCELLED);
+    // Its cancel marker (and audit record) says whose cancellation it was.
+    expect(await clients.redis.get(Keys.cancel(id))).toBe(`parent ${parent} cancelled: wrong input`);
+  }
+  expect((await stateOf(done))?.state).toBe(TaskState.SUCCEEDED);
+
+  // The cancelled parent takes no more children.
+  const refused = await submit(parent).catch((error: unknown) => ConnectError.from(error));
+  expect(refused).toBeInstanceOf(ConnectError);
+  expect((refused as ConnectError).code).toBe(Code.FailedPrecondition);
+  expect((refused as ConnectError).rawMessage).toBe(
+    `parent_task_id: task ${parent} was cancelled: it takes no more child tasks`,
+  );
+  // Asked again: the parent is finished, which include_children does not refuse; nothing is left to cancel.
+  const again = await g.client.cancelTask({ taskId: parent, includeChildren: true });
+  expect(again).toMatchObject({ status: { state: TaskState.CANCELLED }, childrenCancelled: 0 });
+});
+
+test("a parent that SUCCEEDED: include_children stops the fan-out it left, without an error", async () => {
+  const parent = await submit();
+  const child = await submit(parent);
+  await applyStatus(clients.redis, event({ taskId: parent, state: "SUCCEEDED", attempt: 1 }));
+  const response = await g.client.cancelTask({ taskId: parent, includeChildren: true });
+  expect(response).toMatchObject({ status: { state: TaskState.SUCCEEDED }, childrenCancelled: 1 });
+  expect((await stateOf(child))?.state).toBe(TaskState.CANCELLED);
+  // Without the flag a finished task is still refused, as before.
+  const refused = await g.client.cancelTask({ taskId: parent }).catch((error: unknown) => ConnectError.from(error));
+  expect((refused as ConnectError).code).toBe(Code.FailedPrecondition);
+});
+
+test("without include_children a parent's cancellation leaves its children as they are", async () => {
+  const parent = await submit();
+  const child = await submit(parent);
+  const response = await g.client.cancelTask({ taskId: parent });
+  expect(response).toMatchObject({ status: { state: TaskState.CANCELLED }, childrenCancelled: 0 });
+  expect((await stateOf(child))?.state).toBe(TaskState.PENDING);
+});
