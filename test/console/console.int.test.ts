@@ -624,7 +624,12 @@ describe.skipIf(!existsSync(CHROMIUM))("web console", () => {
 
   it("links a child task to its parent (the task whose handler submitted it) and the parent to its children", async () => {
     const { taskId: parent } = await pipeline.client.submitTask({ type: "echo" });
-    const { taskId } = await pipeline.client.submitTask({ type: "echo", parentTaskId: parent });
+    // Delayed an hour: still unfinished when its parent's page cancels it.
+    const { taskId } = await pipeline.client.submitTask({
+      type: "echo",
+      parentTaskId: parent,
+      schedule: { case: "delay", value: create(DurationSchema, { seconds: 3_600n }) },
+    });
     await page.goto(`${webUrl}/tasks/${taskId}`);
     const shown = page.locator("dt:text-is('Parent') + dd");
     await shown.waitFor({ timeout: 15_000 });
@@ -636,8 +641,14 @@ describe.skipIf(!existsSync(CHROMIUM))("web console", () => {
     await listed.waitFor({ timeout: 15_000 });
     expect(await listed.textContent()).toBe(taskId);
     expect(await page.locator("dt:text-is('Parent')").count()).toBe(0);
+    // "Cancel with its children" cancels the parent and the child with it.
+    await page.click("button:text('Cancel with its children')");
+    await page.waitForSelector("text=Task and 1 of its child task cancelled.", { timeout: 15_000 });
+    expect((await pipeline.client.getTask({ taskId })).task?.status?.state).toBe(TaskState.CANCELLED);
     await listed.getByRole("link", { name: taskId }).click();
     await page.waitForURL(`${webUrl}/tasks/${taskId}`);
+    // A task without children does not offer it.
+    expect(await page.isHidden("button:text('Cancel with its children')")).toBe(true);
   });
 
   it("shows the tasks a task waits for (depends_on) and the tasks waiting for it, each linked, and how many it still waits for", async () => {

@@ -55,7 +55,17 @@ export const taskDetailView: View = (main, { params, config }) => {
     { type: "button", title: "A failed task: replay its dead letter, as a new generation", hidden: true },
     "Retry failed task",
   ) as HTMLButtonElement;
-  const actions = h("div", { class: "actions" }, cancel, runNow, retry, requeue);
+  const cancelFanOut = h(
+    "button",
+    {
+      type: "button",
+      class: "danger",
+      title: "Cancel the task and the child tasks its handler submitted, and theirs (even after it finished)",
+      hidden: true,
+    },
+    "Cancel with its children",
+  ) as HTMLButtonElement;
+  const actions = h("div", { class: "actions" }, cancel, cancelFanOut, runNow, retry, requeue);
   /** When the task is due, for a delayed one (GetTask's run_at). */
   let runAt: Date | undefined;
   const result = h("section", { "aria-label": "Result" });
@@ -71,6 +81,24 @@ export const taskDetailView: View = (main, { params, config }) => {
     } catch (error) {
       announce(`Could not cancel: ${errorText(error)}`);
       cancel.disabled = false;
+    }
+  });
+
+  cancelFanOut.addEventListener("click", async () => {
+    cancelFanOut.disabled = true;
+    try {
+      const response = await tasks.cancelTask({
+        taskId,
+        reason: "cancelled from the web console",
+        includeChildren: true,
+      });
+      if (response.status) onStatus(response.status);
+      const n = response.childrenCancelled;
+      announce(`Task and ${n} of its child task${n === 1 ? "" : "s"} cancelled.`);
+    } catch (error) {
+      announce(`Could not cancel: ${errorText(error)}`);
+    } finally {
+      cancelFanOut.disabled = false;
     }
   });
 
@@ -240,6 +268,8 @@ export const taskDetailView: View = (main, { params, config }) => {
       ? h("a", { href: traceUrl(config.grafanaUrl, task.traceId), target: "_blank", rel: "noopener" }, "View trace")
       : h("span", { class: "muted" }, "no trace recorded");
     runAt = dateOf(task.runAt);
+    // Offered while it has children, finished or not: a parent that SUCCEEDED may have left a fan-out running.
+    cancelFanOut.hidden = task.childrenTotal === 0;
     const entries: [string, string | Node][] = [
       ["Type", task.type],
       ["Priority", priorityName(task.priority)],
