@@ -91,7 +91,11 @@ export function childRequestProblem(request: ChildTaskRequest): string | undefin
  * (connect, the generated messages) is loaded on the first child: a worker whose handlers submit none never holds it
  * (~3 MB of RSS, docs/PERFORMANCE.md).
  */
-export function gatewayChildSubmitter(options: { baseUrl: string; apiKey?: string }): ChildSubmitter {
+export function gatewayChildSubmitter(options: {
+  baseUrl: string;
+  apiKey?: string;
+  onRateLimited?: (waitMs: number) => void;
+}): ChildSubmitter {
   let loaded: Promise<ChildSubmitter> | undefined;
   return async (parent, idempotencyKey, request, signal) => {
     loaded ??= import("./gateway-child-submitter.js").then(({ grpcChildSubmitter }) => grpcChildSubmitter(options));

@@ -2,6 +2,7 @@
  * The gateway client of ctx.submitTask (child-tasks.ts), in a module of its own so that it is loaded with the first
  * child a handler submits, not at the worker's start.
  */
+import { setTimeout as sleep } from "node:timers/promises";
 import type { MessageInitShape } from "@bufbuild/protobuf";
 import { durationFromMs } from "@bufbuild/protobuf/wkt";
 import { Code, ConnectError } from "@connectrpc/connect";
@@ -18,6 +19,8 @@ import type { ChildSubmitter, ChildTaskRequest, ParentTask } from "./child-tasks
 
 /** How long one SubmitTask call may take before the attempt sees it fail (and is retried). */
 export const CHILD_SUBMIT_TIMEOUT_MS = 10_000;
+/** The longest rate-limit pushback waited out within the attempt; a longer one fails it (a RetryAfterError). */
+export const MAX_INLINE_PUSHBACK_MS = 30_000;
 
 const PRIORITIES: Record<PriorityName, Priority> = {
   high: Priority.HIGH,
@@ -70,18 +73,36 @@ export function childSubmitFailure(type: string, error: unknown): Error {
   }
 }
 
-/** Submits children with SubmitTask calls to the gateway at `baseUrl`, as the caller `apiKey` names. */
-export function grpcChildSubmitter(options: { baseUrl: string; apiKey?: string }): ChildSubmitter {
+/**
+ * Submits children with SubmitTask calls to the gateway at `baseUrl`, as the caller `apiKey` names. The gateway's
+ * rate limit (per caller: every worker shares the workers' key) is waited out within the attempt, as taskctl does,
+ * up to MAX_INLINE_PUSHBACK_MS a time: failing the attempt instead would make its retry submit again from the first
+ * child, each call spending a token, so a fan-out larger than the burst would never get through. `onRateLimited` is
+ * told each wait.
+ */
+export function grpcChildSubmitter(options: {
+  baseUrl: string;
+  apiKey?: string;
+  onRateLimited?: (waitMs: number) => void;
+}): ChildSubmitter {
   const client = createTaskClient(options);
   return async (parent, idempotencyKey, request, signal) => {
-    try {
-      const response = await client.submitTask(childSubmitRequest(parent, idempotencyKey, request), {
-        signal,
-        timeoutMs: CHILD_SUBMIT_TIMEOUT_MS,
-      });
-      return { taskId: response.taskId, deduplicated: response.deduplicated };
-    } catch (error) {
-      throw childSubmitFailure(request.type, error);
+    for (;;) {
+      try {
+        const response = await client.submitTask(childSubmitRequest(parent, idempotencyKey, request), {
+          signal,
+          timeoutMs: CHILD_SUBMIT_TIMEOUT_MS,
+        });
+        return { taskId: response.taskId, deduplicated: response.deduplicated };
+      } catch (error) {
+        const pushbackMs = retryPushbackOf(error);
+        if (pushbackMs === undefined || pushbackMs > MAX_INLINE_PUSHBACK_MS || signal.aborted) {
+          throw childSubmitFailure(request.type, error);
+        }
+        options.onRateLimited?.(pushbackMs);
+        // Ends with the attempt (its signal): the abort is then the attempt's failure.
+        await sleep(pushbackMs, undefined, { signal });
+      }
     }
   };
 }

@@ -69,6 +69,11 @@ export const worker = defineService({
             submitChild: gatewayChildSubmitter({
               baseUrl: rt.config.WORKER_GATEWAY_URL,
               ...(rt.config.WORKER_GATEWAY_API_KEY ? { apiKey: rt.config.WORKER_GATEWAY_API_KEY } : {}),
+              onRateLimited: (waitMs) =>
+                rt.log.debug(
+                  { waitMs },
+                  "a child task waits out the gateway's rate limit (GATEWAY_RATE_LIMIT_PER_SEC)",
+                ),
             }),
           }
         : {}),
