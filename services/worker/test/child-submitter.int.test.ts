@@ -4,11 +4,10 @@
  * within the attempt; submitted again (a retried attempt) it is handed the same children; a key the gateway does not
  * take, or a gateway that is not there, fails the attempt as one to retry, naming what answered.
  */
-import { startService } from "@tm/kit";
 import { readTask } from "@tm/store";
 import { freePort, useClients, useInfra } from "@tm/testkit";
 import { afterAll, beforeAll, expect, test } from "vitest";
-import { gateway } from "../../gateway/src/service.js";
+import { startGateway } from "../../gateway/test/helpers.js";
 import { attemptSubmitTask } from "../src/child-tasks.js";
 import { grpcChildSubmitter } from "../src/gateway-child-submitter.js";
 
@@ -20,12 +19,7 @@ let baseUrl: string;
 let stop: () => Promise<void>;
 
 beforeAll(async () => {
-  const service = await startService(gateway, {
-    NATS_URL: infra.nats.url,
-    REDIS_URL: infra.redis.url,
-    GRPC_PORT: "0",
-    GATEWAY_WEB_PORT: "0",
-    OPS_PORT: "0",
+  const started = await startGateway(infra, {
     LOG_LEVEL: "error",
     GATEWAY_AUTH_MODE: "api-key",
     GATEWAY_API_KEYS: `workers:${KEY}`,
@@ -33,8 +27,8 @@ beforeAll(async () => {
     GATEWAY_RATE_LIMIT_PER_SEC: "20",
     GATEWAY_RATE_LIMIT_BURST: "2",
   });
-  baseUrl = `http://127.0.0.1:${service.started.grpcPort}`;
-  stop = service.stop;
+  baseUrl = started.baseUrl;
+  stop = started.stop;
 }, 30_000);
 afterAll(async () => {
   await stop?.();
