@@ -4,10 +4,11 @@
  * validated, limited, shed and authenticated as any submission is (one way in), and carries the attempt's trace
  * (the connect client sends `traceparent`).
  *
- * Exactly one child per key across the task's attempts: each call's idempotency key is derived from the parent's id,
- * its generation and the child's key (by default its place among the attempt's submissions, 1, 2, …), so an attempt
- * that fails after submitting and is retried gets the same children back (`deduplicated`), never a second set. A
- * replay (a new generation) makes new ones: it is a run asked for again.
+ * Exactly one child per key for the parent task: each call's idempotency key is derived from the parent's id and the
+ * child's key (by default its place among the attempt's submissions, 1, 2, …), so an attempt that fails after
+ * submitting and is retried gets the same children back (`deduplicated`), never a second set. Not from its
+ * generation: a requeue (a stalled task sent again) is one, and must not double its fan-out; a replay is handed the
+ * children it had too (each of them is replayed on its own if it failed).
  */
 import { PermanentError, type Priority as PriorityName } from "@tm/flow";
 
@@ -42,7 +43,6 @@ export interface SubmittedChild {
 /** The task whose attempt submits. */
 export interface ParentTask {
   taskId: string;
-  generation: number;
   priority: PriorityName;
 }
 
@@ -58,14 +58,14 @@ export const MAX_CHILD_KEY_CHARS = 128;
 
 const PRIORITY_NAMES: readonly PriorityName[] = ["high", "medium", "low"];
 
-/** The idempotency key of a parent's child, by its own key or its place (`n`): stable across the parent's attempts,
- *  new with each generation; a key and a place never name the same child. */
+/** The idempotency key of a parent's child, by its own key or its place (`n`): the same for every attempt and
+ *  generation of the parent; a key and a place never name the same child. */
 export function childIdempotencyKey(
-  parent: Pick<ParentTask, "taskId" | "generation">,
+  parent: Pick<ParentTask, "taskId">,
   child: { key: string } | { n: number },
 ): string {
   const name = "key" in child ? `key:${child.key}` : `n:${child.n}`;
-  return `child:${parent.taskId}:${parent.generation}:${name}`;
+  return `child:${parent.taskId}:${name}`;
 }
 
 /** The problem with a request, named as the handler wrote it, or undefined. */

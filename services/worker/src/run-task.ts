@@ -296,11 +296,7 @@ export function createTaskRunner({
           },
           // Made when first used, as log is: most handlers submit nothing.
           get submitTask() {
-            const submit = attemptSubmitTask(
-              submitChild,
-              { taskId, generation, priority: task.priority },
-              controller.signal,
-            );
+            const submit = attemptSubmitTask(submitChild, { taskId, priority: task.priority }, controller.signal);
             Object.defineProperty(this, "submitTask", { value: submit });
             return submit;
           },

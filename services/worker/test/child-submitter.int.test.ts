@@ -14,7 +14,7 @@ import { grpcChildSubmitter } from "../src/gateway-child-submitter.js";
 const infra = useInfra();
 const clients = useClients(infra);
 const KEY = "workers-key-0123456789abcdef";
-const PARENT = { taskId: crypto.randomUUID(), generation: 0, priority: "low" as const };
+const PARENT = { taskId: crypto.randomUUID(), priority: "low" as const };
 let baseUrl: string;
 let stop: () => Promise<void>;
 
@@ -54,7 +54,7 @@ test("a fan-out past the gateway's rate limit waits it out within the attempt, a
     parentTaskId: PARENT.taskId,
     payload: { i: 3 },
     priority: "low",
-    idempotencyKey: `child:${PARENT.taskId}:0:n:4`,
+    idempotencyKey: `child:${PARENT.taskId}:n:4`,
   });
 }, 30_000);
 
