@@ -499,7 +499,9 @@ describe("AdminService", () => {
     );
     expect(invalid).toBeDefined();
 
-    expect(table.stdout.split("\n")[0]).toMatch(/^ID\s+TYPE\s+PRIORITY\s+STATE\s+ATTEMPT\s+CREATED\s+ERROR$/);
+    expect(table.stdout.split("\n")[0]).toMatch(
+      /^ID\s+TYPE\s+PRIORITY\s+STATE\s+ATTEMPT\s+PROGRESS\s+CREATED\s+ERROR$/,
+    );
     expect(bad.code).toBe(2);
     expect(bad.stderr).toMatch(/--state must be one of/);
     expect(unknown.code).toBe(3);
