@@ -79,6 +79,14 @@ export interface ChildTaskRequest {
   /** One attempt's limit (ms). */
   timeoutMs?: number;
   maxAttempts?: number;
+  /** An attempt reporting no progress this long is aborted (ms). */
+  heartbeatTimeoutMs?: number;
+  /** Not run if not started this long after it was due (ms). */
+  expiresAfterMs?: number;
+  /** Kept this long once it SUCCEEDED (s, at least 60). */
+  succeededRetentionSeconds?: number;
+  /** The waits between its attempts (ms). */
+  retryBackoff?: { delayMs: number; multiplier?: number; maxDelayMs?: number; jitter?: number };
 }
 
 /** A child ctx.submitTask made, or found made by an earlier attempt (`deduplicated`). */

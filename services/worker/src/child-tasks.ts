@@ -32,6 +32,14 @@ export interface ChildTaskRequest {
   /** One attempt's limit (ms). */
   timeoutMs?: number;
   maxAttempts?: number;
+  /** An attempt reporting no progress this long is aborted (ms). */
+  heartbeatTimeoutMs?: number;
+  /** Not run if not started this long after it was due (ms). */
+  expiresAfterMs?: number;
+  /** Kept this long once it SUCCEEDED (s, at least 60): a large fan-out's children need not stay as long as failures. */
+  succeededRetentionSeconds?: number;
+  /** The waits between its attempts (SubmitTaskRequest.retry_backoff, in ms). */
+  retryBackoff?: { delayMs: number; multiplier?: number; maxDelayMs?: number; jitter?: number };
 }
 
 /** The child, and whether an earlier attempt had submitted it already. */
@@ -72,14 +80,28 @@ export function childIdempotencyKey(
 export function childRequestProblem(request: ChildTaskRequest): string | undefined {
   if (typeof request !== "object" || request === null) return "needs a request object ({ type, payload?, … })";
   if (typeof request.type !== "string" || request.type === "") return "type must be a task type (a string)";
-  const { key, priority, delayMs, timeoutMs, maxAttempts, dependencyPolicy } = request;
+  const { key, priority, delayMs, timeoutMs, maxAttempts, dependencyPolicy, retryBackoff } = request;
+  const { heartbeatTimeoutMs, expiresAfterMs, succeededRetentionSeconds } = request;
   if (key !== undefined && (typeof key !== "string" || key.length === 0 || key.length > MAX_CHILD_KEY_CHARS))
     return `key must be 1 to ${MAX_CHILD_KEY_CHARS} characters`;
   if (priority !== undefined && !PRIORITY_NAMES.includes(priority))
     return `priority must be "high", "medium" or "low" (got ${JSON.stringify(priority)})`;
-  for (const [name, value] of Object.entries({ delayMs, timeoutMs, maxAttempts })) {
+  const numbers = { delayMs, timeoutMs, maxAttempts, heartbeatTimeoutMs, expiresAfterMs, succeededRetentionSeconds };
+  for (const [name, value] of Object.entries(numbers)) {
     if (value !== undefined && !(Number.isSafeInteger(value) && value >= 0))
       return `${name} must be a whole number ≥ 0 (got ${JSON.stringify(value)})`;
+  }
+  if (retryBackoff !== undefined) {
+    if (typeof retryBackoff !== "object" || retryBackoff === null) return "retryBackoff must be { delayMs, … }";
+    const { delayMs: wait, multiplier = 1, maxDelayMs, jitter = 0 } = retryBackoff;
+    for (const [name, value] of Object.entries({ delayMs: wait, maxDelayMs })) {
+      if ((name === "delayMs" || value !== undefined) && !(Number.isSafeInteger(value) && (value as number) >= 0))
+        return `retryBackoff.${name} must be a whole number ≥ 0 (got ${JSON.stringify(value)})`;
+    }
+    for (const [name, value] of Object.entries({ multiplier, jitter })) {
+      if (typeof value !== "number" || !Number.isFinite(value))
+        return `retryBackoff.${name} must be a number (got ${JSON.stringify(value)})`;
+    }
   }
   if (dependencyPolicy !== undefined && dependencyPolicy !== "all-succeeded" && dependencyPolicy !== "all-finished")
     return `dependencyPolicy must be "all-succeeded" or "all-finished" (got ${JSON.stringify(dependencyPolicy)})`;

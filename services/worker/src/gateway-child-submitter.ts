@@ -46,6 +46,22 @@ export function childSubmitRequest(
     ...(request.maxAttempts ? { maxAttempts: request.maxAttempts } : {}),
     ...(request.dependsOn?.length ? { dependsOn: [...request.dependsOn] } : {}),
     ...(request.dependencyPolicy === "all-finished" ? { dependencyPolicy: DependencyPolicy.ALL_FINISHED } : {}),
+    ...(request.heartbeatTimeoutMs ? { heartbeatTimeout: durationFromMs(request.heartbeatTimeoutMs) } : {}),
+    ...(request.expiresAfterMs ? { expiresAfter: durationFromMs(request.expiresAfterMs) } : {}),
+    ...(request.succeededRetentionSeconds
+      ? { succeededRetention: durationFromMs(request.succeededRetentionSeconds * 1_000) }
+      : {}),
+    ...(request.retryBackoff ? { retryBackoff: retryBackoffOf(request.retryBackoff) } : {}),
+  };
+}
+
+/** A child's retry backoff as SubmitTaskRequest.retry_backoff (the gateway checks the bounds, naming the field). */
+function retryBackoffOf({ delayMs, multiplier, maxDelayMs, jitter }: NonNullable<ChildTaskRequest["retryBackoff"]>) {
+  return {
+    delay: durationFromMs(delayMs),
+    ...(multiplier === undefined ? {} : { multiplier }),
+    ...(maxDelayMs === undefined ? {} : { maxDelay: durationFromMs(maxDelayMs) }),
+    ...(jitter === undefined ? {} : { jitter }),
   };
 }
 

@@ -49,6 +49,23 @@ test("a fan-out past the gateway's rate limit waits it out within the attempt, a
   const again = await fanOut();
   expect(again.map((child) => child.taskId)).toEqual(first.map((child) => child.taskId));
   expect(again.every((child) => child.deduplicated)).toBe(true);
+  // A child's own limits reach the gateway as SubmitTask's (which checks their bounds).
+  const kept = await attemptSubmitTask(
+    submitter,
+    PARENT,
+    new AbortController().signal,
+  )({
+    type: "echo",
+    key: "kept",
+    succeededRetentionSeconds: 120,
+    retryBackoff: { delayMs: 250, multiplier: 2 },
+    expiresAfterMs: 60_000,
+  });
+  expect(await readTask(clients.redis, kept.taskId)).toMatchObject({
+    succeededRetentionSeconds: 120,
+    retryBackoff: { delayMs: 250, multiplier: 2 },
+    expiresAfterMs: 60_000,
+  });
   // Read from Redis: a GetTask now would meet the same rate limit.
   expect(await readTask(clients.redis, first[3]!.taskId)).toMatchObject({
     parentTaskId: PARENT.taskId,

@@ -60,6 +60,15 @@ describe("ctx.submitTask's idempotency keys", () => {
     );
     expect(((await refused({})) as Error).message).toContain("type must be a task type");
     expect(((await refused(undefined)) as Error).message).toContain("needs a request object");
+    expect(childRequestProblem({ type: "echo", retryBackoff: { delayMs: -1 } })).toBe(
+      "retryBackoff.delayMs must be a whole number ≥ 0 (got -1)",
+    );
+    expect(childRequestProblem({ type: "echo", retryBackoff: { delayMs: 1, multiplier: Number.NaN } })).toBe(
+      "retryBackoff.multiplier must be a number (got null)",
+    );
+    expect(childRequestProblem({ type: "echo", succeededRetentionSeconds: 1.5 })).toContain(
+      "succeededRetentionSeconds must be a whole number",
+    );
     expect(childRequestProblem({ type: "echo", dependencyPolicy: "any" as "all-finished" })).toContain(
       'dependencyPolicy must be "all-succeeded" or "all-finished"',
     );
@@ -94,6 +103,10 @@ describe("the SubmitTask request of a child", () => {
         metadata: { team: "search" },
         timeoutMs: 2_000,
         maxAttempts: 2,
+        heartbeatTimeoutMs: 500,
+        expiresAfterMs: 60_000,
+        succeededRetentionSeconds: 3_600,
+        retryBackoff: { delayMs: 250, multiplier: 2, maxDelayMs: 4_000 },
       }),
     );
     expect(request).toMatchObject({
@@ -108,6 +121,10 @@ describe("the SubmitTask request of a child", () => {
       maxAttempts: 2,
       schedule: { case: "delay", value: { seconds: 1n, nanos: 500_000_000 } },
       timeout: { seconds: 2n },
+      heartbeatTimeout: { seconds: 0n, nanos: 500_000_000 },
+      expiresAfter: { seconds: 60n },
+      succeededRetention: { seconds: 3_600n },
+      retryBackoff: { delay: { nanos: 250_000_000 }, multiplier: 2, maxDelay: { seconds: 4n }, jitter: 0 },
     });
     const plain = create(SubmitTaskRequestSchema, childSubmitRequest(PARENT, "k", { type: "echo", priority: "low" }));
     expect(plain).toMatchObject({ priority: Priority.LOW, payload: {}, dependsOn: [], maxAttempts: 0 });
