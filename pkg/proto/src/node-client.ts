@@ -6,3 +6,4 @@
 export * from "./client.js";
 export * from "./gen/taskmanager/v1/taskmanager_pb.js";
 export { RETRY_PUSHBACK_HEADER, retryPushback, retryPushbackOf } from "./retry-pushback.js";
+export { type TaskLimitsMs, taskLimitFields } from "./task-limits.js";

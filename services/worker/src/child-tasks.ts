@@ -11,6 +11,7 @@
  * children it had too (each of them is replayed on its own if it failed).
  */
 import { PermanentError, type Priority as PriorityName } from "@tm/flow";
+import type { TaskLimitsMs } from "@tm/proto/client";
 
 /** What a handler asks for: SubmitTaskRequest's most used fields, as plain values (a module imports nothing). */
 export interface ChildTaskRequest {
@@ -39,7 +40,7 @@ export interface ChildTaskRequest {
   /** Kept this long once it SUCCEEDED (s, at least 60): a large fan-out's children need not stay as long as failures. */
   succeededRetentionSeconds?: number;
   /** The waits between its attempts (SubmitTaskRequest.retry_backoff, in ms). */
-  retryBackoff?: { delayMs: number; multiplier?: number; maxDelayMs?: number; jitter?: number };
+  retryBackoff?: TaskLimitsMs["retryBackoff"];
 }
 
 /** The child, and whether an earlier attempt had submitted it already. */

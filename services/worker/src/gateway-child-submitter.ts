@@ -14,6 +14,7 @@ import {
   retryPushbackOf,
   type SubmitTaskRequest,
   type SubmitTaskRequestSchema,
+  taskLimitFields,
 } from "@tm/proto/client";
 import type { ChildSubmitter, ChildTaskRequest, ParentTask } from "./child-tasks.js";
 
@@ -41,27 +42,14 @@ export function childSubmitRequest(
     idempotencyKey,
     metadata: { ...request.metadata },
     parentTaskId: parent.taskId,
+    // timeout, max_attempts, retry_backoff, expires_after, heartbeat_timeout: as taskctl and the gateway convert them.
+    ...taskLimitFields(request),
     ...(request.delayMs ? { schedule: { case: "delay", value: durationFromMs(request.delayMs) } } : {}),
-    ...(request.timeoutMs ? { timeout: durationFromMs(request.timeoutMs) } : {}),
-    ...(request.maxAttempts ? { maxAttempts: request.maxAttempts } : {}),
     ...(request.dependsOn?.length ? { dependsOn: [...request.dependsOn] } : {}),
     ...(request.dependencyPolicy === "all-finished" ? { dependencyPolicy: DependencyPolicy.ALL_FINISHED } : {}),
-    ...(request.heartbeatTimeoutMs ? { heartbeatTimeout: durationFromMs(request.heartbeatTimeoutMs) } : {}),
-    ...(request.expiresAfterMs ? { expiresAfter: durationFromMs(request.expiresAfterMs) } : {}),
     ...(request.succeededRetentionSeconds
       ? { succeededRetention: durationFromMs(request.succeededRetentionSeconds * 1_000) }
       : {}),
-    ...(request.retryBackoff ? { retryBackoff: retryBackoffOf(request.retryBackoff) } : {}),
-  };
-}
-
-/** A child's retry backoff as SubmitTaskRequest.retry_backoff (the gateway checks the bounds, naming the field). */
-function retryBackoffOf({ delayMs, multiplier, maxDelayMs, jitter }: NonNullable<ChildTaskRequest["retryBackoff"]>) {
-  return {
-    delay: durationFromMs(delayMs),
-    ...(multiplier === undefined ? {} : { multiplier }),
-    ...(maxDelayMs === undefined ? {} : { maxDelay: durationFromMs(maxDelayMs) }),
-    ...(jitter === undefined ? {} : { jitter }),
   };
 }
 

@@ -251,16 +251,10 @@ export const taskDetailView: View = (main, { params, config }) => {
     return h("span", {}, ...taskLinks(task.dependsOn), waiting);
   }
 
-  /** The tasks that wait (or waited) for it, each linked, and how many more the gateway did not list. */
-  function dependents(task: Task): Node {
-    const more = task.dependentsTotal - task.dependents.length;
-    return h("span", {}, ...taskLinks(task.dependents), more > 0 ? ` and ${more} more` : "");
-  }
-
-  /** The tasks its handler submitted, each linked, and how many more the gateway did not list. */
-  function children(task: Task): Node {
-    const more = task.childrenTotal - task.children.length;
-    return h("span", {}, ...taskLinks(task.children), more > 0 ? ` and ${more} more` : "");
+  /** Listed task ids (a task's dependents or children), each linked, and how many more the gateway did not list. */
+  function listedTasks(ids: readonly string[], total: number): Node {
+    const more = total - ids.length;
+    return h("span", {}, ...taskLinks(ids), more > 0 ? ` and ${more} more` : "");
   }
 
   function drawTask(task: Task) {
@@ -282,9 +276,13 @@ export const taskDetailView: View = (main, { params, config }) => {
             Node,
           ][])
         : []),
-      ...(task.childrenTotal > 0 ? ([["Children", children(task)]] as [string, Node][]) : []),
+      ...(task.childrenTotal > 0
+        ? ([["Children", listedTasks(task.children, task.childrenTotal)]] as [string, Node][])
+        : []),
       ...(task.dependsOn.length > 0 ? ([["After", dependencies(task)]] as [string, Node][]) : []),
-      ...(task.dependentsTotal > 0 ? ([["Before", dependents(task)]] as [string, Node][]) : []),
+      ...(task.dependentsTotal > 0
+        ? ([["Before", listedTasks(task.dependents, task.dependentsTotal)]] as [string, Node][])
+        : []),
       ...(ranOn ? ([["Worker", ranOn]] as [string, string][]) : []),
       ["Trace", link],
       [

@@ -31,20 +31,14 @@ export function describeTask(task: Task): string {
   }
   if (task.createdAt) lines.push(`created   ${timestampDate(task.createdAt).toISOString()}`);
   if (task.parentTaskId) lines.push(`parent    ${task.parentTaskId} (submitted by its handler)`);
-  if (task.childrenTotal > 0) {
-    const more = task.childrenTotal - task.children.length;
-    lines.push(`children  ${task.children.join(", ")}${more > 0 ? ` and ${more} more` : ""}`);
-  }
+  if (task.childrenTotal > 0) lines.push(`children  ${listed(task.children, task.childrenTotal)}`);
   if (task.runAt) lines.push(`runs at   ${timestampDate(task.runAt).toISOString()} (delayed)`);
   if (task.dependsOn.length > 0) {
     const waiting = task.dependenciesUnfinished > 0 ? ` (waiting for ${task.dependenciesUnfinished})` : "";
     const policy = task.dependencyPolicy === DependencyPolicy.ALL_FINISHED ? " finished, whatever the outcome" : "";
     lines.push(`after     ${task.dependsOn.join(", ")}${policy}${waiting}`);
   }
-  if (task.dependentsTotal > 0) {
-    const more = task.dependentsTotal - task.dependents.length;
-    lines.push(`before    ${task.dependents.join(", ")}${more > 0 ? ` and ${more} more` : ""}`);
-  }
+  if (task.dependentsTotal > 0) lines.push(`before    ${listed(task.dependents, task.dependentsTotal)}`);
   if (task.timeout) lines.push(`timeout   ${formatDuration(durationMs(task.timeout))} per attempt`);
   if (task.maxAttempts) lines.push(`attempts  at most ${task.maxAttempts}`);
   if (task.retryBackoff) lines.push(`retries   ${retryBackoffText(task.retryBackoff, formatDuration)}`);
@@ -61,4 +55,10 @@ export function describeTask(task: Task): string {
   if (task.payload) lines.push(`payload   ${JSON.stringify(task.payload)}`);
   if (task.result) lines.push(`result    ${JSON.stringify(task.result)}`);
   return lines.join("\n");
+}
+
+/** Listed task ids (children, dependents) and how many more the gateway did not list. */
+function listed(ids: readonly string[], total: number): string {
+  const more = total - ids.length;
+  return `${ids.join(", ")}${more > 0 ? ` and ${more} more` : ""}`;
 }
