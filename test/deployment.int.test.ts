@@ -52,6 +52,24 @@ function opsPortOf(definition: Definition): number {
   if (!port) throw new Error(`${definition.name} serves ops routes on its API but declares no PORT`);
   return port.parse(undefined);
 }
+/** A service's setting as its config reads it from `env`: its default when unset. */
+function settingOf(name: string, variable: string, env: Record<string, string | undefined>): unknown {
+  const schema = definitions.get(name)?.config?.[variable] as { parse(v: unknown): unknown } | undefined;
+  if (!schema) throw new Error(`${name} has no setting ${variable}`);
+  return schema.parse(env[variable]);
+}
+/** The workers' child-task batches fit what the gateway takes in one SubmitTasks call (or every ctx.submitTasks of
+ *  more children than its burst would be refused). */
+function expectChildBatchesFit(
+  workerEnv: Record<string, string | undefined>,
+  gatewayEnv: Record<string, string | undefined>,
+) {
+  const batch = settingOf("worker", "WORKER_CHILD_BATCH_SIZE", workerEnv) as number;
+  expect(batch).toBeLessThanOrEqual(settingOf("gateway", "GATEWAY_MAX_BATCH_TASKS", gatewayEnv) as number);
+  const perSecond = settingOf("gateway", "GATEWAY_RATE_LIMIT_PER_SEC", gatewayEnv) as number;
+  if (perSecond > 0)
+    expect(batch).toBeLessThanOrEqual(settingOf("gateway", "GATEWAY_RATE_LIMIT_BURST", gatewayEnv) as number);
+}
 const opsPortVariable = (definition: Definition) => (definition.opsPort === "api" ? "PORT" : "OPS_PORT");
 const GATEWAY_GRPC_PORT = 50052;
 /** How every service is run, everywhere: package.json's start script (which `pnpm start` and the test kit run),
@@ -155,7 +173,7 @@ describe("docker-compose.yml", () => {
     for (const admin of admins) expect([...composeKeys().keys()]).toContain(admin);
   });
 
-  test("the workers submit child tasks through Envoy with a default key of a caller the gateway takes as a child submitter", () => {
+  test("the workers submit child tasks through Envoy with a default key of a caller the gateway takes as a child submitter, in batches it takes", () => {
     const worker = composeEnv("worker");
     const url = new URL(worker.WORKER_GATEWAY_URL!);
     expect(url.hostname).toBe("envoy");
@@ -165,6 +183,7 @@ describe("docker-compose.yml", () => {
     expect((composeEnv("gateway").GATEWAY_CHILD_SUBMITTERS ?? "").split(",")).toContain(caller);
     // An operator key would let every handler use the AdminService.
     expect((composeEnv("gateway").GATEWAY_ADMIN_CALLERS ?? "").split(",")).not.toContain(caller);
+    expectChildBatchesFit(worker, composeEnv("gateway"));
   });
 
   test("ingest waits for the enricher and reaches it on its port", () => {
@@ -673,7 +692,7 @@ describe("k8s", () => {
       for (const admin of admins) expect([...keyFile().keys()]).toContain(admin);
     });
 
-    test("the workers submit child tasks through Envoy's Service with a key of the file, a child submitter's", () => {
+    test("the workers submit child tasks through Envoy's Service with a key of the file, a child submitter's, in batches it takes", () => {
       const worker = k8sEnv("worker");
       const url = new URL(worker.WORKER_GATEWAY_URL!);
       const ports = find("Service", url.hostname)!.spec.ports.map((p: { port: number }) => p.port);
@@ -683,6 +702,7 @@ describe("k8s", () => {
       expect(caller, "the workers' key is one of the gateway's").toBeDefined();
       expect((k8sEnv("gateway").GATEWAY_CHILD_SUBMITTERS ?? "").split(",")).toContain(caller);
       expect((k8sEnv("gateway").GATEWAY_ADMIN_CALLERS ?? "").split(",")).not.toContain(caller);
+      expectChildBatchesFit(worker, k8sEnv("gateway"));
     });
 
     test("ingest reaches the enricher's Service on its port", () => {

@@ -4,7 +4,7 @@
  *
  *   TASK_TYPES=slugify,word-count,word-total,word-count-all   # on every service: the gateway and ingest accept them
  *   WORKER_HANDLER_MODULES=/app/handlers/handlers.mjs          # on the workers: where their handlers are
- *   WORKER_GATEWAY_URL=http://envoy:50051                       # on the workers: where ctx.submitTask sends children
+ *   WORKER_GATEWAY_URL=http://envoy:50051                       # on the workers: where ctx.submitTasks sends children
  *
  * A handler is a plain object { type, payload?, timeoutMs?, heartbeatTimeoutMs?, maxAttempts?, retryBackoff?,
  * run(payload, ctx) }; the module imports nothing from Task Manager. `heartbeatTimeoutMs` aborts an attempt that calls
@@ -16,10 +16,11 @@
  * replaces them.
  * `payload` is any Standard Schema (a zod 3.24+/4, valibot or arktype schema: `payload: z.object({ text: z.string() })`);
  * the one below is written out by hand so that this file runs without dependencies. `ctx` is { taskId, attempt,
- * deferrals, signal, reportProgress(percent, message?, details?), log, dependencies(), submitTask(request) } (`log`: the
- * worker's pino logger with the task's id, type and attempt; `dependencies()`: the outcomes of the tasks it waited
- * for, `depends_on`, each { taskId, state, result, error }; `submitTask`: a child task, once per key across the
- * attempts). What `run` returns is the task's result.
+ * deferrals, signal, reportProgress(percent, message?, details?), log, dependencies(), submitTask(request),
+ * submitTasks(requests) } (`log`: the worker's pino logger with the task's id, type and attempt; `dependencies()`: the
+ * outcomes of the tasks it waited for, `depends_on`, each { taskId, state, result, error }; `submitTask`: a child
+ * task, once per key across the attempts; `submitTasks`: a list of them in one gateway call). What `run` returns is
+ * the task's result.
  *
  * Errors: anything thrown is a failed attempt, retried with the task's back-off until its attempts are spent. An
  * error named "PermanentError" is not retried (FAILED and dead-lettered at once); one named "RetryAfterError" or
@@ -114,9 +115,10 @@ export const handlers = [
   },
   {
     type: "word-count-all",
-    // A fan-out and its fan-in from a handler: a word-count child per text, then a word-total child that waits for
-    // them all. The worker needs WORKER_GATEWAY_URL (children are submitted through the gateway).
-    async run(payload, { attempt, submitTask }) {
+    // A fan-out and its fan-in from a handler, in one gateway call: a word-count child per text, then a word-total
+    // child that waits for them all (dependsOnBatchItems: their places in the list). The worker needs
+    // WORKER_GATEWAY_URL (children are submitted through the gateway).
+    async run(payload, { attempt, submitTasks }) {
       const texts = payload.texts;
       if (
         !Array.isArray(texts) ||
@@ -126,8 +128,12 @@ export const handlers = [
       )
         throw new PermanentError("word-count-all needs texts: 1 to 20 strings");
       // Children first, in the same order on every attempt: a retry gets the same ones back (deduplicated).
-      const parts = await Promise.all(texts.map((text) => submitTask({ type: "word-count", payload: { text } })));
-      const total = await submitTask({ type: "word-total", dependsOn: parts.map((part) => part.taskId) });
+      const children = await submitTasks([
+        ...texts.map((text) => ({ type: "word-count", payload: { text } })),
+        { type: "word-total", dependsOnBatchItems: texts.map((_, place) => place) },
+      ]);
+      const parts = children.slice(0, -1);
+      const total = /** @type {{ taskId: string, deduplicated: boolean }} */ (children.at(-1));
       // A stand-in for a failure after the children went out: the retry finds them, it does not submit them again.
       if (payload.failFirst && attempt === 1) throw new Error("failed after submitting the children");
       return {

@@ -53,11 +53,17 @@ export interface TaskContext {
   /** The outcomes of the tasks this one waited for (its depends_on), in their order; [] without dependencies. */
   dependencies(): Promise<DependencyOutcome[]>;
   /** Submits a child task through the gateway (the worker's WORKER_GATEWAY_URL): once per key across this task's
-   *  attempts (a retry gets the same child back, `deduplicated`); the key is `request.key`, else the call's place
-   *  among the attempt's submissions. The child links to this task (parent_task_id), continues its trace and takes
-   *  its priority unless it sets one. Rejects with an Error named "PermanentError" for a request the gateway refuses
-   *  (not retried), else with one the attempt is retried after. */
+   *  attempts (a retry gets the same child back, `deduplicated`); the key is `request.key`, else the child's place
+   *  among the attempt's children (submitTask and submitTasks number them together). The child links to this task
+   *  (parent_task_id), continues its trace and takes its priority unless it sets one. Rejects with an Error named
+   *  "PermanentError" for a request the gateway refuses (not retried), else with one the attempt is retried after. */
   submitTask(request: ChildTaskRequest): Promise<SubmittedChild>;
+  /** submitTask for a list, in as few gateway calls as WORKER_CHILD_BATCH_SIZE allows; a request's
+   *  `dependsOnBatchItems` names earlier requests of the list (by place, from 0) it waits for. Resolves to the
+   *  children in the list's order; every request is checked before any is sent. Should the gateway refuse some, it
+   *  rejects with the first refusal (named "PermanentError" when one is), the others submitted: a retry gets them
+   *  back. */
+  submitTasks(requests: readonly ChildBatchRequest[]): Promise<SubmittedChild[]>;
 }
 
 /** A child task (ctx.submitTask): SubmitTaskRequest's most used fields. */
@@ -87,6 +93,12 @@ export interface ChildTaskRequest {
   succeededRetentionSeconds?: number;
   /** The waits between its attempts (ms). */
   retryBackoff?: { delayMs: number; multiplier?: number; maxDelayMs?: number; jitter?: number };
+}
+
+/** A request of ctx.submitTasks: a child that may wait for earlier requests of the same list. */
+export interface ChildBatchRequest extends ChildTaskRequest {
+  /** The places (from 0) of earlier requests of the list it waits for: a fan-in in the same call as its fan-out. */
+  dependsOnBatchItems?: number[];
 }
 
 /** A child ctx.submitTask made, or found made by an earlier attempt (`deduplicated`). */

@@ -190,7 +190,7 @@ describe("one trace per task across the pipeline", () => {
     expect(spans.filter((s) => !s.parentSpanContext).map((s) => s.name)).toEqual(["caller work"]);
   });
 
-  test("a handler's child tasks (ctx.submitTask) continue its trace: their SubmitTask spans are children of its attempt", async () => {
+  test("a handler's child tasks (ctx.submitTasks) continue its trace: their SubmitTasks spans are children of its attempt", async () => {
     const { taskId } = await client.submitTask({ type: "word-count-all", payload: { texts: ["a b", "c"] } });
     expect((await collectStream(client, taskId)).at(-1)?.status?.state).toBe(TaskState.SUCCEEDED);
     const spans = await traceOf(taskId);
@@ -198,9 +198,13 @@ describe("one trace per task across the pipeline", () => {
     const attempt = expectHop(spans, "tasks.worker.medium", "worker").find((s) => attr(s, "task.id") === taskId);
     const { task: parent } = await client.getTask({ taskId });
     expect(parent?.traceId).toBe(attempt?.spanContext().traceId);
-    // Three children (two parts and their total), each submitted from within the attempt's span.
-    const submits = named(spans, "taskmanager.v1.TaskService/SubmitTask").filter((s) => s.parentSpanContext);
+    // Three children (two parts and their total) in one SubmitTasks call made within the attempt's span: each task's
+    // span continues the call's trace (a batch from anything but a handler starts one trace per task).
+    const calls = named(spans, "taskmanager.v1.TaskService/SubmitTasks");
+    expect(calls).toHaveLength(1);
+    const submits = named(spans, "SubmitTasks task");
     expect(submits).toHaveLength(3);
+    expect(submits.every((s) => s.parentSpanContext?.spanId === calls[0]?.spanContext().spanId)).toBe(true);
     const inAttempt = (span: ReadableSpan): boolean => {
       for (let at: ReadableSpan | undefined = span; at; ) {
         const parentId: string | undefined = at.parentSpanContext?.spanId;

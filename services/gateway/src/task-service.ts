@@ -414,7 +414,8 @@ export function taskServiceHandlers(
     async submitTasks(request, ctx) {
       checkBatchSize(request.tasks.length, options.maxBatchTasks);
       // One trace per task, as for SubmitTask: each task's trace starts at a span of its own, linked to the batch
-      // call's span, instead of every task of the batch sharing the call's trace.
+      // call's span, instead of every task of the batch sharing the call's trace. A child task (a handler's
+      // ctx.submitTasks) continues the call's trace instead, as its parent's attempt's, as SubmitTask's children do.
       const batchSpan = trace.getActiveSpan()?.spanContext();
       const links = batchSpan && isSpanContextValid(batchSpan) ? [{ context: batchSpan }] : [];
       const outcomes = await submitEach(
@@ -422,7 +423,12 @@ export function taskServiceHandlers(
         (task, index, outcomeOf) =>
           tracer.startActiveSpan(
             "SubmitTasks task",
-            { root: true, kind: SpanKind.SERVER, links, attributes: { "tm.batch.index": index } },
+            {
+              root: task.parentTaskId === "",
+              kind: SpanKind.SERVER,
+              links,
+              attributes: { "tm.batch.index": index },
+            },
             async (span) => {
               try {
                 const { taskId, deduplicated } = await submit(await withBatchDependencies(task, index, outcomeOf), ctx);

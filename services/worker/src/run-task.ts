@@ -26,7 +26,7 @@ import type { Runtime } from "@tm/kit";
 import { type DependencyOutcome, dependencyOutcomesOf, startedAttempt, whyNotRun } from "@tm/store";
 import { type AbandonHooks, untilAborted } from "./abortable.js";
 import { type RunningTasks, TaskCancelledError } from "./cancellation.js";
-import { attemptSubmitTask, type ChildSubmitter, unconfiguredChildSubmitter } from "./child-tasks.js";
+import { attemptChildTasks, type ChildSubmitter, type ChildTasks, unconfiguredChildSubmitter } from "./child-tasks.js";
 import { recognisedError } from "./handler-errors.js";
 import { handlerFor } from "./handlers/index.js";
 import { type TaskHandler, validatePayload } from "./handlers/types.js";
@@ -272,6 +272,15 @@ export function createTaskRunner({
       (ctx.deferrals || 0) * REPORTS_PER_RUN,
     );
 
+    // ctx.submitTask and ctx.submitTasks share one numbering of the attempt's children. A wait on the gateway's rate
+    // limit holds off the heartbeat timeout: the handler is not stuck, the pipeline holds it back.
+    let children: ChildTasks | undefined;
+    const childTasks = () =>
+      (children ??= attemptChildTasks(
+        submitChild,
+        { taskId, priority: task.priority },
+        { signal: controller.signal, keepAlive: () => heartbeat?.refresh() },
+      ));
     let dependencies: Promise<DependencyOutcome[]> | undefined;
     let output: unknown;
     try {
@@ -296,9 +305,10 @@ export function createTaskRunner({
           },
           // Made when first used, as log is: most handlers submit nothing.
           get submitTask() {
-            const submit = attemptSubmitTask(submitChild, { taskId, priority: task.priority }, controller.signal);
-            Object.defineProperty(this, "submitTask", { value: submit });
-            return submit;
+            return childTasks().submitTask;
+          },
+          get submitTasks() {
+            return childTasks().submitTasks;
           },
           // Read once per attempt; a failed read is not kept, so the handler may ask again.
           dependencies: () =>

@@ -69,6 +69,7 @@ export const worker = defineService({
             submitChild: gatewayChildSubmitter({
               baseUrl: rt.config.WORKER_GATEWAY_URL,
               ...(rt.config.WORKER_GATEWAY_API_KEY ? { apiKey: rt.config.WORKER_GATEWAY_API_KEY } : {}),
+              batchSize: rt.config.WORKER_CHILD_BATCH_SIZE,
               onRateLimited: (waitMs) =>
                 rt.log.debug(
                   { waitMs },

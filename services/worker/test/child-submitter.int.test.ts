@@ -8,7 +8,7 @@ import { readTask } from "@tm/store";
 import { freePort, useClients, useInfra } from "@tm/testkit";
 import { afterAll, beforeAll, expect, test } from "vitest";
 import { startGateway } from "../../gateway/test/helpers.js";
-import { attemptSubmitTask } from "../src/child-tasks.js";
+import { attemptChildTasks, type ChildSubmitter } from "../src/child-tasks.js";
 import { grpcChildSubmitter } from "../src/gateway-child-submitter.js";
 
 const infra = useInfra();
@@ -34,11 +34,21 @@ afterAll(async () => {
   await stop?.();
 });
 
+/** An attempt's ctx.submitTask and ctx.submitTasks for PARENT, counting the times it was kept alive. */
+function attempt(submitter: ChildSubmitter, keptAlive = { count: 0 }) {
+  return attemptChildTasks(submitter, PARENT, {
+    signal: new AbortController().signal,
+    keepAlive: () => {
+      keptAlive.count += 1;
+    },
+  });
+}
+
 test("a fan-out past the gateway's rate limit waits it out within the attempt, and its retry is handed the same children", async () => {
   const waits: number[] = [];
-  const submitter = grpcChildSubmitter({ baseUrl, apiKey: KEY, onRateLimited: (ms) => waits.push(ms) });
+  const submitter = grpcChildSubmitter({ baseUrl, apiKey: KEY, batchSize: 2, onRateLimited: (ms) => waits.push(ms) });
   const fanOut = async () => {
-    const submit = attemptSubmitTask(submitter, PARENT, new AbortController().signal);
+    const submit = attempt(submitter).submitTask;
     return Promise.all(Array.from({ length: 8 }, (_, i) => submit({ type: "echo", payload: { i } })));
   };
   const first = await fanOut();
@@ -50,11 +60,7 @@ test("a fan-out past the gateway's rate limit waits it out within the attempt, a
   expect(again.map((child) => child.taskId)).toEqual(first.map((child) => child.taskId));
   expect(again.every((child) => child.deduplicated)).toBe(true);
   // A child's own limits reach the gateway as SubmitTask's (which checks their bounds).
-  const kept = await attemptSubmitTask(
-    submitter,
-    PARENT,
-    new AbortController().signal,
-  )({
+  const kept = await attempt(submitter).submitTask({
     type: "echo",
     key: "kept",
     succeededRetentionSeconds: 120,
@@ -77,16 +83,12 @@ test("a fan-out past the gateway's rate limit waits it out within the attempt, a
 
 test("a key the gateway does not take, or no gateway at all: an error the attempt is retried after, naming it", async () => {
   const submit = (url: string, apiKey: string) =>
-    attemptSubmitTask(
-      grpcChildSubmitter({ baseUrl: url, apiKey }),
-      PARENT,
-      new AbortController().signal,
-    )({
-      type: "echo",
-    }).then(
-      () => new Error("submitted"),
-      (error: unknown) => error as Error,
-    );
+    attempt(grpcChildSubmitter({ baseUrl: url, apiKey, batchSize: 2 }))
+      .submitTask({ type: "echo" })
+      .then(
+        () => new Error("submitted"),
+        (error: unknown) => error as Error,
+      );
   const refused = await submit(baseUrl, "not-a-key-0123456789abcdef");
   expect(refused.name).toBe("Error");
   expect(refused.message).toMatch(
@@ -95,4 +97,55 @@ test("a key the gateway does not take, or no gateway at all: an error the attemp
   const gone = await submit(`http://127.0.0.1:${await freePort()}`, KEY);
   expect(gone.name).toBe("Error");
   expect(gone.message).toMatch(/^ctx\.submitTask\("echo"\): the gateway answered Unavailable: /);
+}, 30_000);
+
+test("ctx.submitTasks: a fan-out and its fan-in in calls of the batch size, waiting out the rate limit; a retry is handed the same; a refused child fails the attempt naming it", async () => {
+  const waits: number[] = [];
+  const keptAlive = { count: 0 };
+  const submitter = grpcChildSubmitter({ baseUrl, apiKey: KEY, batchSize: 2, onRateLimited: (ms) => waits.push(ms) });
+  const batchParent = { taskId: crypto.randomUUID(), priority: "high" as const };
+  const fanOut = () =>
+    attemptChildTasks(submitter, batchParent, {
+      signal: new AbortController().signal,
+      keepAlive: () => (keptAlive.count += 1),
+    }).submitTasks([
+      ...Array.from({ length: 5 }, (_, i) => ({ type: "echo", payload: { i } })),
+      // Its dependencies span three calls of 2: four named by id, one (place 4) by its place in its own call.
+      { type: "echo", key: "total", dependsOnBatchItems: [0, 1, 2, 3, 4] },
+    ]);
+  const first = await fanOut();
+  expect(new Set(first.map((child) => child.taskId)).size).toBe(6);
+  expect(first.every((child) => !child.deduplicated)).toBe(true);
+  expect(waits.length, "three calls of 2 tokens on a burst of 2: the limit was waited out").toBeGreaterThan(0);
+  expect(keptAlive.count, "the waits kept the attempt alive").toBeGreaterThan(0);
+  const total = await readTask(clients.redis, first[5]!.taskId);
+  expect(new Set(total?.dependsOn)).toEqual(new Set(first.slice(0, 5).map((child) => child.taskId)));
+  expect(total).toMatchObject({
+    parentTaskId: batchParent.taskId,
+    priority: "high",
+    idempotencyKey: `child:${batchParent.taskId}:key:total`,
+  });
+
+  const again = await fanOut();
+  expect(again.map((child) => child.taskId)).toEqual(first.map((child) => child.taskId));
+  expect(again.every((child) => child.deduplicated)).toBe(true);
+
+  // The gateway refuses a child (a type it does not run): a PermanentError naming the request by its place in the
+  // handler's list.
+  const refused = await attemptChildTasks(
+    submitter,
+    { taskId: crypto.randomUUID(), priority: "low" },
+    {
+      signal: new AbortController().signal,
+    },
+  )
+    .submitTasks([{ type: "echo" }, { type: "no-such-type" }])
+    .then(
+      () => new Error("submitted"),
+      (error: unknown) => error as Error,
+    );
+  expect(refused.name).toBe("PermanentError");
+  expect(refused.message).toMatch(
+    /^ctx\.submitTasks: requests\[1\] \("no-such-type"\): the gateway answered InvalidArgument: /,
+  );
 }, 30_000);

@@ -37,6 +37,9 @@ function context(attempt = 1): TaskContext & { progress: number[] } {
     submitTask: async () => {
       throw new Error("no gateway in this test");
     },
+    submitTasks: async () => {
+      throw new Error("no gateway in this test");
+    },
     progress,
   };
 }
@@ -71,14 +74,15 @@ describe("handlers loaded from WORKER_HANDLER_MODULES", () => {
     await expect((async () => wordTotal.run({}, context()))()).rejects.toThrow(
       "word-total needs the word-count tasks it adds up (depends_on)",
     );
-    // word-count-all fans out a word-count per text and fans in with a word-total waiting for them (ctx.submitTask).
+    // word-count-all fans out a word-count per text and fans in with a word-total waiting for them, in one
+    // ctx.submitTasks call.
     const asked: unknown[] = [];
-    const submitTask: TaskContext["submitTask"] = async (request) => {
-      asked.push(request);
-      return { taskId: `child-${asked.length}`, deduplicated: false };
+    const submitTasks: TaskContext["submitTasks"] = async (requests) => {
+      asked.push(...requests);
+      return requests.map((_, i) => ({ taskId: `child-${i + 1}`, deduplicated: false }));
     };
     const wordCountAll = handlerFor("word-count-all")!;
-    expect(await wordCountAll.run({ texts: ["a b", "c"] }, { ...context(), submitTask })).toEqual({
+    expect(await wordCountAll.run({ texts: ["a b", "c"] }, { ...context(), submitTasks })).toEqual({
       parts: ["child-1", "child-2"],
       total: "child-3",
       found: 0,
@@ -86,9 +90,9 @@ describe("handlers loaded from WORKER_HANDLER_MODULES", () => {
     expect(asked).toEqual([
       { type: "word-count", payload: { text: "a b" } },
       { type: "word-count", payload: { text: "c" } },
-      { type: "word-total", dependsOn: ["child-1", "child-2"] },
+      { type: "word-total", dependsOnBatchItems: [0, 1] },
     ]);
-    await expect((async () => wordCountAll.run({ texts: [] }, { ...context(), submitTask }))()).rejects.toThrow(
+    await expect((async () => wordCountAll.run({ texts: [] }, { ...context(), submitTasks }))()).rejects.toThrow(
       "word-count-all needs texts: 1 to 20 strings",
     );
   });

@@ -18,6 +18,9 @@ function context(overrides: Partial<TaskContext> = {}): TaskContext & { progress
     submitTask: async () => {
       throw new Error("no gateway in this test");
     },
+    submitTasks: async () => {
+      throw new Error("no gateway in this test");
+    },
     progress,
     ...overrides,
   };

@@ -2,7 +2,7 @@ import type { StandardSchemaV1 } from "@standard-schema/spec";
 import type { RetryBackoff } from "@tm/flow";
 import type { Logger } from "@tm/kit";
 import type { DependencyOutcome, TypeRate } from "@tm/store";
-import type { ChildTaskRequest, SubmittedChild } from "../child-tasks.js";
+import type { ChildBatchRequest, ChildTaskRequest, SubmittedChild } from "../child-tasks.js";
 
 /** What a handler gets besides its payload. */
 export interface TaskContext {
@@ -29,13 +29,21 @@ export interface TaskContext {
   /** Submits a task from this attempt (a child: fan-out; Celery's subtasks, BullMQ's jobs added by a processor),
    *  through the gateway at WORKER_GATEWAY_URL, with its validation, limits and errors. Once per key across the
    *  task's attempts: a retried attempt that submits the same children gets the same ids back (`deduplicated`), so
-   *  submit children before work that may fail. The key is `request.key`, else the call's place among the attempt's
-   *  submissions. The child records this task as its parent (GetTask's parent_task_id), continues its trace, and
-   *  takes its priority unless it sets one; nothing else ties them (cancelling this task leaves its children). For a
-   *  fan-in, submit a last child with `dependsOn` the others' ids. Rejects with a PermanentError for a request the
-   *  gateway refuses (INVALID_ARGUMENT, FAILED_PRECONDITION, NOT_FOUND, RESOURCE_EXHAUSTED), a RetryAfterError on
-   *  its rate limit, and an Error otherwise (the gateway unreachable or shedding load: retried). */
+   *  submit children before work that may fail. The key is `request.key`, else the child's place among the attempt's
+   *  children (submitTask and submitTasks number them together). The child records this task as its parent (GetTask's
+   *  parent_task_id), continues its trace, and takes its priority unless it sets one; CancelTask with
+   *  include_children cancels it with its parent. For a fan-in, submit a last child with `dependsOn` the others'
+   *  ids. Rejects with a PermanentError for a request the gateway refuses (INVALID_ARGUMENT, FAILED_PRECONDITION,
+   *  NOT_FOUND, RESOURCE_EXHAUSTED), and an Error otherwise (the gateway unreachable or shedding load: retried). The
+   *  gateway's rate limit is waited out (up to 30 s a time, the heartbeat timeout held off meanwhile). */
   submitTask(request: ChildTaskRequest): Promise<SubmittedChild>;
+  /** submitTask for a list, in SubmitTasks calls of up to WORKER_CHILD_BATCH_SIZE children (BullMQ's addBulk,
+   *  Celery's group): one round trip per call instead of one per child. A request's `dependsOnBatchItems` names
+   *  earlier requests of the list it waits for, by their place (from 0), so a fan-out and its fan-in go in one call.
+   *  Resolves to the children in the list's order. Every request is checked before any is sent (a PermanentError
+   *  naming `requests[i]`); should the gateway refuse some, the attempt fails with the first refusal (a
+   *  PermanentError when one of them is), the others having been submitted: a retry is handed them again. */
+  submitTasks(requests: readonly ChildBatchRequest[]): Promise<SubmittedChild[]>;
 }
 
 /**
