@@ -1,24 +1,39 @@
 /**
  * The child tasks of a task: those submitted with its id as parent_task_id (a handler's ctx.submitTask), listed in
- * task_children:<parent>, scored by creation time, for GetTask and the console to show. A listing only: nothing is
- * decided on it, so it is written beside the child's record rather than in its script.
+ * task_children:<parent>, scored by creation time, for GetTask, the console and CancelTask's include_children (which
+ * walks it). Written once the child's records are saved, refused by a CANCELLED parent.
  */
 import type { Redis } from "ioredis";
 import { Keys } from "./keys.js";
+import { luaScript } from "./script.js";
 import { liveTasksOf } from "./task-dependencies.js";
 
-/** Lists `childId` under its parent. The set lives `ttlSeconds` from its latest child (a task's records' TTL), and
- *  no shorter than the parent's records unless the parent SUCCEEDED with a shorter retention (the status script
- *  shortens it with them). */
+// KEYS[1] task_children:<parent>, KEYS[2] the parent's status; ARGV[1] the child's creation time (ms), ARGV[2] its id,
+// ARGV[3] the set's TTL (s). 0, listing nothing, when the parent is CANCELLED: read in the same script as the write, so
+// a cascade (which cancels the parent, then reads this set) either lists the child or is seen by it.
+const ADD_CHILD = luaScript(`
+if redis.call('HGET', KEYS[2], 'state') == 'CANCELLED' then return 0 end
+redis.call('ZADD', KEYS[1], ARGV[1], ARGV[2])
+redis.call('EXPIRE', KEYS[1], ARGV[3])
+return 1
+`);
+
+/** Lists `childId` under its parent, unless the parent is CANCELLED (false: the child must not go on). The set lives
+ *  `ttlSeconds` from its latest child (a task's records' TTL), and no shorter than the parent's records unless the
+ *  parent SUCCEEDED with a shorter retention (the status script shortens it with them). */
 export async function addChild(
   redis: Redis,
   parentId: string,
   childId: string,
   createdMs: number,
   ttlSeconds: number,
-): Promise<void> {
-  const key = Keys.children(parentId);
-  await redis.multi().zadd(key, createdMs, childId).expire(key, ttlSeconds).exec();
+): Promise<boolean> {
+  const listed = await ADD_CHILD.run(
+    redis,
+    [Keys.children(parentId), Keys.status(parentId)],
+    [createdMs, childId, ttlSeconds],
+  );
+  return listed === 1;
 }
 
 /** A task's children: the first `limit` that still exist, oldest first, and how many in all. */

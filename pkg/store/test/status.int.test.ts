@@ -437,7 +437,7 @@ describe("results and lists", () => {
     for (const [i, child] of children.entries()) {
       const createdAt = new Date(Date.now() + i).toISOString();
       await saveTask(redis, { ...record, taskId: child, createdAt, parentTaskId: parent }, { ttlSeconds: 60 });
-      await addChild(redis, parent, child, Date.parse(createdAt), 60);
+      expect(await addChild(redis, parent, child, Date.parse(createdAt), 60)).toBe(true);
     }
     expect(await redis.hget(Keys.task(children[0]!), "parentTaskId")).toBe(parent);
     expect(await childrenOf(redis, parent, 3)).toEqual({ ids: children.slice(0, 3), total: 4 });
@@ -445,6 +445,16 @@ describe("results and lists", () => {
     expect(await childrenOf(redis, parent, 10)).toEqual({ ids: [children[0], ...children.slice(2)], total: 3 });
     expect(await redis.ttl(Keys.children(parent))).toBeGreaterThan(50);
     expect(await childrenOf(redis, crypto.randomUUID(), 10)).toEqual({ ids: [], total: 0 });
+  });
+
+  test("a CANCELLED parent lists no more children: addChild answers false and writes nothing", async () => {
+    const parent = crypto.randomUUID();
+    const [before, after] = [crypto.randomUUID(), crypto.randomUUID()];
+    await applyStatus(redis, event(parent, "RUNNING"));
+    expect(await addChild(redis, parent, before, Date.now(), 60)).toBe(true);
+    await applyStatus(redis, event(parent, "CANCELLED"));
+    expect(await addChild(redis, parent, after, Date.now(), 60)).toBe(false);
+    expect(await redis.zrange(Keys.children(parent), 0, -1)).toEqual([before]);
   });
 
   test("saveTask refuses a task one of whose dependencies FAILED, naming it, and writes nothing", async () => {

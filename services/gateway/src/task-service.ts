@@ -39,7 +39,7 @@ import {
 } from "@tm/store";
 import { callerOf } from "./auth/caller.js";
 import { withBatchDependencies } from "./batch-dependencies.js";
-import { cancelDescendants } from "./cancel-children.js";
+import { cancelDescendants, descendantReason } from "./cancel-children.js";
 import { cancelTask } from "./cancel-task.js";
 import { dependency } from "./dependencies.js";
 import { ingestMsgId } from "./ingest-message-id.js";
@@ -128,15 +128,17 @@ export function taskServiceHandlers(
     const [parent, status] = await redisCall("reading the parent task", () =>
       Promise.all([owned ? readTask(rt.redis, parentTaskId) : undefined, readStatus(rt.redis, parentTaskId)]),
     );
-    if (status?.state === "CANCELLED") {
-      throw new ConnectError(
-        `parent_task_id: task ${parentTaskId} was cancelled: it takes no more child tasks`,
-        Code.FailedPrecondition,
-      );
-    }
+    if (status?.state === "CANCELLED") throw parentCancelled(parentTaskId);
     if (!owned) return undefined;
     if (!parent) throw new ConnectError(`parent_task_id: task ${parentTaskId} not found`, Code.NotFound);
     return parent.metadata.submitted_by;
+  }
+
+  function parentCancelled(parentTaskId: string): ConnectError {
+    return new ConnectError(
+      `parent_task_id: task ${parentTaskId} was cancelled: it takes no more child tasks`,
+      Code.FailedPrecondition,
+    );
   }
 
   /** The task, when it exists and the caller may see it (another caller's task is NOT_FOUND when isolated). */
@@ -187,11 +189,8 @@ export function taskServiceHandlers(
             { delayedUntilMs: runAtMs, ttlSeconds: retentionSeconds },
           );
     let waiting = false;
+    let listed = true;
     const applied = await redisCall("saving the task", async () => {
-      // Beside the record, not in its script: the parent's listing of its children decides nothing.
-      const listed = submission.parentTaskId
-        ? addChild(rt.redis, submission.parentTaskId, taskId, Date.parse(createdAt), retentionSeconds)
-        : undefined;
       let written: boolean;
       if (submission.dependsOn) {
         const saved = await save();
@@ -208,11 +207,25 @@ export function taskServiceHandlers(
           applyStatus(rt.redis, event, retentionSeconds, { stallClockFromMs: runAtMs }),
         ]);
       }
-      await listed;
+      // A child is listed under its parent once its records are saved, in a script that reads the parent's state: a
+      // parent cancelled since parentOf checked it refuses the listing. So CancelTask's include_children, which
+      // cancels the parent and then walks the listing, either finds this child (and its records) or is seen here.
+      if (submission.parentTaskId) {
+        listed = await addChild(rt.redis, submission.parentTaskId, taskId, Date.parse(createdAt), retentionSeconds);
+      }
       // Before the task is queued: a record a failover loses must not be in the stream (nor answered for).
       await rt.confirmRedisWrites();
       return written;
     });
+    if (!listed && submission.parentTaskId) {
+      // Saved but never queued: cancelled as the cascade would have, its history saying so (a retry with its
+      // idempotency key is then answered this task).
+      alsoPublish?.();
+      await cancelTask(rt, redisCall, taskId, descendantReason(submission.parentTaskId, ""), (from) =>
+        cancelled.add(1, { from }),
+      );
+      throw parentCancelled(submission.parentTaskId);
+    }
     const message: TaskMessage = {
       taskId,
       type: submission.type,
@@ -538,8 +551,8 @@ export function taskServiceHandlers(
         if (outcome.result === "already_finished") throw alreadyFinished(taskId, outcome.state ?? "finished");
         return { status: statusToProto(outcome.status) };
       }
-      // The parent first: a child submitted from now on is refused (its parent is CANCELLED), so none escapes the walk
-      // but one whose submission was already past that check.
+      // The parent first: a child submitted from now on is refused (its parent is CANCELLED), and one whose submission
+      // was past that check is either listed before the walk reads the listing or refused its listing (queueTask).
       const childrenCancelled = await cancelDescendants(
         rt,
         redisCall,

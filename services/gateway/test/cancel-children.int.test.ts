@@ -2,7 +2,7 @@
  * CancelTask's include_children against a real nats-server and redis-server: a parent's child tasks (parent_task_id),
  * theirs, and so on are cancelled with it, each saying which parent's cancellation it was; a finished one is left as
  * it is; a parent that is already finished is no error then; a cancelled parent takes no more children; and without
- * the flag the children are left running.
+ * the flag the children are left running; and children submitted during the cascade are refused or found by it.
  */
 import { Code, ConnectError } from "@connectrpc/connect";
 import { TaskState } from "@tm/proto";
@@ -16,11 +16,12 @@ const clients = useClients(infra);
 const g = useGateway(infra);
 
 /** A delayed echo task (it stays PENDING while the test reads it), a child of `parent` when given. */
-async function submit(parent?: string): Promise<string> {
+async function submit(parent?: string, dependsOn: string[] = []): Promise<string> {
   const { taskId } = await g.client.submitTask({
     type: "echo",
     schedule: { case: "delay", value: { seconds: 3_600n } },
     ...(parent ? { parentTaskId: parent } : {}),
+    dependsOn,
   });
   return taskId;
 }
@@ -73,4 +74,56 @@ test("without include_children a parent's cancellation leaves its children as th
   const response = await g.client.cancelTask({ taskId: parent });
   expect(response).toMatchObject({ status: { state: TaskState.CANCELLED }, childrenCancelled: 0 });
   expect((await stateOf(child))?.state).toBe(TaskState.PENDING);
+});
+
+test("children submitted while their parent is cancelled with include_children: none is left to run", async () => {
+  const parent = await submit();
+  // Each child waits for 20 tasks (the most it may): checking and registering them keeps its submission a while between the parent's
+  // check and its listing under the parent, where a cancellation can land.
+  const { outcomes } = await g.client.submitTasks({
+    tasks: Array.from({ length: 20 }, () => ({
+      type: "echo",
+      schedule: { case: "delay", value: { seconds: 3_600n } },
+    })),
+  });
+  const dependsOn = outcomes.map((outcome) =>
+    outcome.outcome.case === "accepted" ? outcome.outcome.value.taskId : "",
+  );
+  // A steady stream of children from 16 submitters, the cancellation landing among them: each child is either
+  // refused (FAILED_PRECONDITION) or was listed before the parent's CANCELLED and is then found by the walk. A
+  // submitter stops at its first refusal.
+  const accepted: string[] = [];
+  const refusals: ConnectError[] = [];
+  let enough: () => void = () => undefined;
+  const someAccepted = new Promise<void>((resolve) => {
+    enough = resolve;
+  });
+  const submitter = async () => {
+    for (;;) {
+      try {
+        accepted.push(await submit(parent, dependsOn));
+        if (accepted.length >= 40) enough();
+      } catch (error) {
+        refusals.push(ConnectError.from(error));
+        return;
+      }
+    }
+  };
+  const submitters = Array.from({ length: 16 }, submitter);
+  const finished = Promise.all(submitters);
+  await Promise.race([someAccepted, finished]);
+  await g.client.cancelTask({ taskId: parent, includeChildren: true });
+  await finished;
+  expect(accepted.length).toBeGreaterThanOrEqual(40);
+  expect(refusals.map((error) => error.code)).toEqual(refusals.map(() => Code.FailedPrecondition));
+  // Every record naming the parent, accepted or refused after its records were saved, is CANCELLED.
+  const children: string[] = [];
+  for await (const keys of clients.redis.scanStream({ match: "task:*", count: 1_000 })) {
+    for (const key of keys as string[]) {
+      if ((await clients.redis.hget(key, "parentTaskId")) === parent) children.push(key.slice("task:".length));
+    }
+  }
+  expect(children).toEqual(expect.arrayContaining(accepted));
+  const states = await Promise.all(children.map(async (id) => (await stateOf(id))?.state));
+  expect(states.filter((state) => state !== TaskState.CANCELLED)).toEqual([]);
 });
