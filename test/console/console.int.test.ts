@@ -651,6 +651,33 @@ describe.skipIf(!existsSync(CHROMIUM))("web console", () => {
     expect(await page.isHidden("button:text('Cancel with its children')")).toBe(true);
   });
 
+  it("links a parent's children past the first 100 to the task list filtered by the parent, which lists them all", async () => {
+    const delayed = { case: "delay" as const, value: create(DurationSchema, { seconds: 3_600n }) };
+    const { taskId: parent } = await pipeline.client.submitTask({ type: "echo", schedule: delayed });
+    const { outcomes } = await pipeline.client.submitTasks({
+      tasks: Array.from({ length: 102 }, () => ({ type: "echo", parentTaskId: parent, schedule: delayed })),
+    });
+    const children = outcomes.map((outcome) =>
+      outcome.outcome.case === "accepted" ? outcome.outcome.value.taskId : "",
+    );
+    expect(children.filter(Boolean)).toHaveLength(102);
+    try {
+      await page.goto(`${webUrl}/tasks/${parent}`);
+      const listed = page.locator("dt:text-is('Children') + dd");
+      await listed.waitFor({ timeout: 15_000 });
+      await listed.getByRole("link", { name: "2 more" }).click();
+      await page.waitForURL(`${webUrl}/tasks?parent=${parent}`);
+      expect(await page.inputValue("input[name=parent]")).toBe(parent);
+      // The list holds the children only, newest first, 50 a page: the parent is not among them.
+      await page.waitForSelector("#task-list a[href^='/tasks/']", { timeout: 10_000 });
+      const shown = await page.locator("#task-list a[href^='/tasks/']").allTextContents();
+      expect(shown).toHaveLength(50);
+      expect(shown.every((id) => children.includes(id))).toBe(true);
+    } finally {
+      await pipeline.client.cancelTask({ taskId: parent, includeChildren: true });
+    }
+  });
+
   it("shows the tasks a task waits for (depends_on) and the tasks waiting for it, each linked, and how many it still waits for", async () => {
     // Its dependency delayed an hour: it stays waiting while the page is read.
     const { taskId: first } = await pipeline.client.submitTask({

@@ -24,6 +24,8 @@ export interface TaskFilter {
   changedBeforeMs?: number;
   /** Only unfinished tasks (no status yet, or one that is not terminal). */
   unfinished?: boolean;
+  /** Only the children of this task: walked from its task_children set instead of the whole index. */
+  parentTaskId?: string;
 }
 
 /** Where a walk stopped: the last index entry examined. */
@@ -67,6 +69,7 @@ export function matchesFilter(entry: IndexedTask, filter: TaskFilter): boolean {
   if (filter.unfinished && status && isTerminal(status.state)) return false;
   if (filter.type && task.type !== filter.type) return false;
   if (filter.priority && task.priority !== filter.priority) return false;
+  if (filter.parentTaskId && task.parentTaskId !== filter.parentTaskId) return false;
   if (filter.changedBeforeMs !== undefined) {
     if (!status || isTerminal(status.state) || !(stalledSinceMs(task, status) <= filter.changedBeforeMs)) return false;
   }
@@ -80,7 +83,8 @@ export function matchesFilter(entry: IndexedTask, filter: TaskFilter): boolean {
   return true;
 }
 
-/** Lists tasks newest first, from `cursor` (exclusive) when given. */
+/** Lists tasks newest first, from `cursor` (exclusive) when given. A parent's children are walked in its
+ *  task_children set, scored by creation time as the index is, so the same cursors serve both. */
 export async function listIndexedTasks(
   redis: Redis,
   filter: TaskFilter,
@@ -98,13 +102,14 @@ export async function listIndexedTasks(
   // descending id order from ZREVRANGEBYSCORE).
   let max = cursor ? String(cursor.scoreMs) : createdBeforeMs === undefined ? "+inf" : `(${createdBeforeMs}`;
   let afterId = cursor?.taskId;
+  const index = filter.parentTaskId ? Keys.children(filter.parentTaskId) : Keys.taskIndex;
   let offset = 0;
   let examined = 0;
   const tasks: IndexedTask[] = [];
   let last: IndexCursor | undefined;
 
   while (examined < scanLimit) {
-    const reply = await redis.zrevrangebyscore(Keys.taskIndex, max, min, "WITHSCORES", "LIMIT", offset, BATCH);
+    const reply = await redis.zrevrangebyscore(index, max, min, "WITHSCORES", "LIMIT", offset, BATCH);
     if (reply.length === 0) return { tasks };
     const entries: IndexCursor[] = [];
     for (let i = 0; i < reply.length; i += 2) {

@@ -17,6 +17,8 @@ export interface TaskListFilter {
   stalledForSeconds?: number;
   /** Only the tasks the gateway counts as stalled (their message lost), longest unmoved first. */
   stalled?: boolean;
+  /** Only the child tasks of this task (`ls --parent`). */
+  parentTaskId?: string;
 }
 
 export const DEFAULT_LIST_LIMIT = 50;
@@ -78,6 +80,7 @@ export interface ListFlags {
   query?: string | undefined;
   stalledFor?: string | undefined;
   stalled?: boolean | undefined;
+  parent?: string | undefined;
 }
 
 export function parseTaskListFilter(flags: ListFlags, now: number): TaskListFilter {
@@ -99,6 +102,7 @@ export function parseTaskListFilter(flags: ListFlags, now: number): TaskListFilt
     }
     filter.stalled = true;
   }
+  if (flags.parent !== undefined) filter.parentTaskId = flags.parent;
   return filter;
 }
 

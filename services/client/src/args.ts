@@ -172,6 +172,7 @@ const TASK_FILTER_OPTIONS: Options = {
   since: { type: "string" },
   until: { type: "string" },
   query: { type: "string" },
+  parent: { type: "string" },
 };
 
 const COMMAND_OPTIONS: Record<CommandName, Options> = {
@@ -359,7 +360,7 @@ export function parseCommandLine(argv: string[], env: NodeJS.ProcessEnv = {}, no
         if (values.children === true) throw new UsageError("cancel: --children goes with one task's id, not --all");
         if (!filterGiven) {
           throw new UsageError(
-            "cancel --all needs a filter: --state, --type, --priority, --since, --until or --query (every unfinished " +
+            "cancel --all needs a filter: --state, --type, --priority, --since, --until, --query or --parent (every unfinished " +
               "task: --until now)",
           );
         }
@@ -372,7 +373,7 @@ export function parseCommandLine(argv: string[], env: NodeJS.ProcessEnv = {}, no
         };
       }
       if (filterGiven)
-        throw new UsageError("cancel: --state, --type, --priority, --since, --until and --query need --all");
+        throw new UsageError("cancel: --state, --type, --priority, --since, --until, --query and --parent need --all");
       if (values["dry-run"] === true) {
         throw new UsageError("cancel: --dry-run goes with --all (one task's state: taskctl get <id>)");
       }
@@ -548,6 +549,7 @@ function taskFilterFlags(values: Record<string, unknown>) {
     since: str(values.since),
     until: str(values.until),
     query: str(values.query),
+    parent: str(values.parent),
   };
 }
 

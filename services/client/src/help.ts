@@ -122,14 +122,14 @@ parentTaskId, children, childrenTotal}]}.`,
     "Follows tasks live, one progress bar per task (redrawn in place on a terminal, one line per update otherwise),\nuntil every task has finished.",
   ),
   cancel: page(
-    "Usage: taskctl cancel <id> [--reason R] [--children]\n       taskctl cancel --all [--state S] [--type T] [--priority P] [--since T] [--until T] [--query Q] [--reason R] [--dry-run]",
+    "Usage: taskctl cancel <id> [--reason R] [--children]\n       taskctl cancel --all [--state S] [--type T] [--priority P] [--since T] [--until T] [--query Q] [--parent ID] [--reason R] [--dry-run]",
     "Cancels a task that has not finished; a running handler is aborted. With --children, also the child tasks its\nhandler submitted, theirs, and so on (up to 1,000; whatever the task's own state): prints how many. With --all (operators): every unfinished task\nmatching the filter (as taskctl ls reads it), newest first, 500 per call until none is left; prints one row per\ntask (--json: one response per call). Exit code 1 when a task had finished meanwhile, 4 when Redis or NATS stopped\nanswering (the rows marked unavailable were not done: run it again). With --dry-run, nothing is cancelled: the rows\nsay which tasks would be (would_cancel) and the count.",
     `Options:
   --reason R        recorded with the cancellation
   --children        also cancel its child tasks (ctx.submitTask), theirs, and so on
   --all             every unfinished task matching the filter below (at least one of them; --until now: all)
   --dry-run         with --all: list what would be cancelled, cancel nothing
-  --state, --type, --priority, --since, --until, --query   as for taskctl ls`,
+  --state, --type, --priority, --since, --until, --query, --parent   as for taskctl ls`,
   ),
   promote: page(
     "Usage: taskctl promote <id>",
@@ -154,7 +154,7 @@ parentTaskId, children, childrenTotal}]}.`,
     "ls (the default) lists the live worker processes (WORKER_ID, host:pid by default): when each started and last\nreported, its tasks running out of WORKER_CONCURRENCY, the deliveries it holds buffered, the priorities it keeps\npaused and whether it is quiet; then every task running, longest first, with its attempt and how long it has run.\nA worker reports every WORKER_REPORT_INTERVAL_MS (5 s): one that stopped leaves the list at once, one that died\nwithin three intervals. quiet: that worker takes no new tasks from its next poll (WORKER_PAUSE_POLL_MS) and hands\nback what it holds buffered, which the other workers take at once (not counted as attempts); its running tasks\nfinish. Before maintenance of its machine, or to stop it taking work without killing what it runs. It stays quiet\nuntil resume or until it restarts.",
   ),
   ls: page(
-    "Usage: taskctl ls [--state S] [--type T] [--priority P] [--since T] [--until T] [--query Q] [--stalled-for D] [--stalled] [--limit N] [--page-token TOKEN]",
+    "Usage: taskctl ls [--state S] [--type T] [--priority P] [--since T] [--until T] [--query Q] [--stalled-for D] [--stalled] [--parent ID] [--limit N] [--page-token TOKEN]",
     "Lists tasks newest first (with --stalled, longest unmoved first). When more match, the last line gives the\n--page-token for the next page.",
     `Options:
   --state S         pending, ingested, scheduled, running, succeeded, failed, cancelled
@@ -168,6 +168,8 @@ parentTaskId, children, childrenTotal}]}.`,
   --stalled         only the tasks taskctl stats counts as stalled: unchanged for the gateway's threshold with
                     nothing older in their stage's queue (their message is lost; a backlog is not listed), those
                     the gateway did not requeue on its own (GATEWAY_STALLED_REQUEUE_LIMIT) or is about to
+  --parent ID       only the child tasks of task ID (those its handler submitted), all of them: taskctl get
+                    lists the first 100
   --limit N         tasks per page, 1-500 (default 50)
   --page-token TOK  continue a previous listing`,
   ),
@@ -187,14 +189,14 @@ parentTaskId, children, childrenTotal}]}.`,
   --page-token TOK  continue a previous listing`,
   ),
   requeue: page(
-    "Usage: taskctl requeue <id...> [--stalled-for DURATION]\n       taskctl requeue --all-stalled [--state S] [--type T] [--priority P] [--since T] [--until T] [--query Q] [--stalled-for DURATION]",
+    "Usage: taskctl requeue <id...> [--stalled-for DURATION]\n       taskctl requeue --all-stalled [--state S] [--type T] [--priority P] [--since T] [--until T] [--query Q] [--parent ID] [--stalled-for DURATION]",
     'Sends unfinished tasks whose status has not changed for a while through the pipeline again, under the same id,\nas a new generation: for tasks whose queued message was lost (a stream that outgrew its limits discards its\noldest messages), and for tasks FAILED "not queued" (their submission never reached the stream). Whoever follows\nsuch a task sees it finish. A task that is finished, being cancelled or not stalled long enough is reported, not\nrequeued (exit 1). A task whose old message turns up after all is skipped by the worker; keep --stalled-for above\nthe workers\' TASK_TIMEOUT_MS so that no handler of it can still be running. The gateway requeues stalled tasks\non its own (GATEWAY_STALLED_REQUEUE_LIMIT times each); taskctl ls --stalled lists those left, taskctl stats counts\nthem, and --all-stalled requeues every one of them (500 per call until none is left; exit code 4 when an outage\nstopped it: run it again).',
     `Options:
   --stalled-for D   only tasks whose status has not changed for D: 0, seconds, or 90s, 15m, 2h, 1d
                     (default 10m; with --all-stalled the gateway's GATEWAY_STALLED_AFTER_SECONDS; 0 requeues any
                     unfinished task)
   --all-stalled     every task taskctl ls --stalled lists (the gateway's count), instead of ids
-  --state, --type, --priority, --since, --until, --query   with --all-stalled: only those, as for taskctl ls`,
+  --state, --type, --priority, --since, --until, --query, --parent   with --all-stalled: only those, as for taskctl ls`,
   ),
   limits: page(
     "Usage: taskctl limits ls\n       taskctl limits set <type> [--global-concurrency N] [--rate N/s|N/m|N/h[:BURST]] [--paused]\n       taskctl limits clear|pause|resume <type>",

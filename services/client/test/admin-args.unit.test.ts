@@ -62,6 +62,23 @@ describe("operator commands", () => {
     expect(parseCommandLine(["ls"], {}, NOW)).toMatchObject({ command: "ls", filter: {}, limit: 50 });
   });
 
+  test("--parent: a task's children, for ls, cancel --all and requeue --all-stalled alike", () => {
+    const parent = "0b6f4c1e-7d2a-4c55-9a43-2f1b8e6d9c10";
+    expect(parseCommandLine(["ls", "--parent", parent, "--state", "failed"], {}, NOW)).toMatchObject({
+      command: "ls",
+      filter: { parentTaskId: parent, state: TaskState.FAILED },
+    });
+    expect(parseCommandLine(["cancel", "--all", "--parent", parent], {}, NOW)).toMatchObject({
+      command: "cancel-all",
+      filter: { parentTaskId: parent },
+    });
+    expect(parseCommandLine(["requeue", "--all-stalled", "--parent", parent], {}, NOW)).toMatchObject({
+      command: "requeue-stalled",
+      filter: { parentTaskId: parent },
+    });
+    expect(usageErrorOf(["cancel", parent, "--parent", parent])).toContain("--parent need --all");
+  });
+
   test("relative and absolute times", () => {
     expect(parseTime("--since", "30s", NOW).toISOString()).toBe("2026-03-01T11:59:30.000Z");
     expect(parseTime("--since", "15m", NOW).toISOString()).toBe("2026-03-01T11:45:00.000Z");

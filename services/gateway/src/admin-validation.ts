@@ -18,7 +18,7 @@ export function parsePageSize(value: number): number {
 
 /** ListTasks' filter fields, which CancelTasks repeats. */
 type FilterFields = Pick<ListTasksRequest, "state" | "type" | "priority" | "createdAfter" | "createdBefore" | "query"> &
-  Partial<Pick<ListTasksRequest, "stalledForSeconds" | "stalled">>;
+  Partial<Pick<ListTasksRequest, "stalledForSeconds" | "stalled" | "parentTaskId">>;
 
 export function parseTaskFilter(request: FilterFields, taskTypes: TaskTypes, now = Date.now()): TaskFilter {
   const filter: TaskFilter = {};
@@ -47,6 +47,10 @@ export function parseTaskFilter(request: FilterFields, taskTypes: TaskTypes, now
       throw invalid("stalled_for_seconds", `only unfinished tasks stall (state ${filter.state} is finished)`);
     }
     filter.changedBeforeMs = now - request.stalledForSeconds * 1_000;
+  }
+  if (request.parentTaskId) {
+    if (!TaskId.safeParse(request.parentTaskId).success) throw invalid("parent_task_id", "must be a UUID");
+    filter.parentTaskId = request.parentTaskId;
   }
   if (request.stalled && filter.state && isTerminal(filter.state)) {
     throw invalid("stalled", `only unfinished tasks stall (state ${filter.state} is finished)`);
@@ -131,7 +135,8 @@ export function parseCancelRequest(
     request.priority !== Priority.UNSPECIFIED ||
     request.createdAfter !== undefined ||
     request.createdBefore !== undefined ||
-    request.query.trim() !== "";
+    request.query.trim() !== "" ||
+    Boolean(request.parentTaskId);
   if (!request.all) {
     if (filterGiven) throw invalid("all", "the filter fields need all: true (or give task_ids alone)");
     if (request.pageToken) throw invalid("page_token", "goes with all (it continues a filtered walk)");
@@ -149,7 +154,8 @@ export function parseCancelRequest(
   if (!filterGiven) {
     throw invalid(
       "all",
-      "needs at least one filter field (state, type, priority, created_after, created_before, query); to cancel every " +
+      "needs at least one filter field (state, type, priority, created_after, created_before, query, parent_task_id); " +
+        "to cancel every " +
         "unfinished task, give created_before: now",
     );
   }

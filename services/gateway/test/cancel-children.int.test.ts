@@ -2,7 +2,8 @@
  * CancelTask's include_children against a real nats-server and redis-server: a parent's child tasks (parent_task_id),
  * theirs, and so on are cancelled with it, each saying which parent's cancellation it was; a finished one is left as
  * it is; a parent that is already finished is no error then; a cancelled parent takes no more children; and without
- * the flag the children are left running; and children submitted during the cascade are refused or found by it.
+ * the flag the children are left running; children submitted during the cascade are refused or found by it; and
+ * ListTasks and CancelTasks take a parent as a filter (all of its children, past the 100 GetTask lists).
  */
 import { Code, ConnectError } from "@connectrpc/connect";
 import { TaskState } from "@tm/proto";
@@ -126,4 +127,37 @@ test("children submitted while their parent is cancelled with include_children: 
   expect(children).toEqual(expect.arrayContaining(accepted));
   const states = await Promise.all(children.map(async (id) => (await stateOf(id))?.state));
   expect(states.filter((state) => state !== TaskState.CANCELLED)).toEqual([]);
+});
+
+test("ListTasks and CancelTasks with parent_task_id: a parent's children alone, all of them, with the other filters", async () => {
+  const parent = await submit();
+  const children = [];
+  for (let i = 0; i < 5; i++) children.push(await submit(parent));
+  const other = await submit();
+  await applyStatus(clients.redis, event({ taskId: children[0]!, state: "SUCCEEDED", attempt: 1 }));
+
+  // Two a page, through every page: the five children, each once, and nothing else.
+  const listed: string[] = [];
+  let pageToken = "";
+  do {
+    const page = await g.admin.listTasks({ parentTaskId: parent, pageSize: 2, pageToken });
+    listed.push(...page.tasks.map((task) => task.taskId));
+    expect(page.tasks.every((task) => task.parentTaskId === parent)).toBe(true);
+    pageToken = page.nextPageToken;
+  } while (pageToken);
+  // (Newest first: the order of their creation times, which tasks submitted within a millisecond may share.)
+  expect([...listed].sort()).toEqual([...children].sort());
+  const unfinished = await g.admin.listTasks({ parentTaskId: parent, state: TaskState.PENDING });
+  expect(unfinished.tasks.map((task) => task.taskId).sort()).toEqual(children.slice(1).sort());
+  expect((await g.admin.listTasks({ parentTaskId: other })).tasks).toEqual([]);
+  const bad = await g.admin.listTasks({ parentTaskId: "nope" }).catch((error: unknown) => ConnectError.from(error));
+  expect((bad as ConnectError).code).toBe(Code.InvalidArgument);
+  expect((bad as ConnectError).rawMessage).toBe("parent_task_id: must be a UUID");
+
+  // The parent's id alone is a filter CancelTasks takes: its unfinished children are cancelled, nothing else.
+  const response = await g.admin.cancelTasks({ all: true, parentTaskId: parent, reason: "bad batch" });
+  expect(response.outcomes.map((outcome) => outcome.taskId).sort()).toEqual(children.slice(1).sort());
+  expect((await stateOf(parent))?.state).toBe(TaskState.PENDING);
+  expect((await stateOf(other))?.state).toBe(TaskState.PENDING);
+  expect((await stateOf(children[0]!))?.state).toBe(TaskState.SUCCEEDED);
 });

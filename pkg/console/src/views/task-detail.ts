@@ -251,10 +251,13 @@ export const taskDetailView: View = (main, { params, config }) => {
     return h("span", {}, ...taskLinks(task.dependsOn), waiting);
   }
 
-  /** Listed task ids (a task's dependents or children), each linked, and how many more the gateway did not list. */
-  function listedTasks(ids: readonly string[], total: number): Node {
+  /** Listed task ids (a task's dependents or children), each linked, and how many more the gateway did not list:
+   *  linked to the task list that has them all when `allAt` is given. */
+  function listedTasks(ids: readonly string[], total: number, allAt?: string): Node {
     const more = total - ids.length;
-    return h("span", {}, ...taskLinks(ids), more > 0 ? ` and ${more} more` : "");
+    if (more <= 0) return h("span", {}, ...taskLinks(ids));
+    const rest = allAt ? h("a", { href: allAt }, `${more} more`) : `${more} more`;
+    return h("span", {}, ...taskLinks(ids), " and ", rest);
   }
 
   function drawTask(task: Task) {
@@ -277,7 +280,10 @@ export const taskDetailView: View = (main, { params, config }) => {
           ][])
         : []),
       ...(task.childrenTotal > 0
-        ? ([["Children", listedTasks(task.children, task.childrenTotal)]] as [string, Node][])
+        ? ([["Children", listedTasks(task.children, task.childrenTotal, `/tasks?parent=${task.taskId}`)]] as [
+            string,
+            Node,
+          ][])
         : []),
       ...(task.dependsOn.length > 0 ? ([["After", dependencies(task)]] as [string, Node][]) : []),
       ...(task.dependentsTotal > 0

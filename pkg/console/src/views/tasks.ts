@@ -60,6 +60,13 @@ export const tasksView: View = (main, { query }) => {
     placeholder: "task id prefix or metadata",
     autocomplete: "off",
   }) as HTMLInputElement;
+  // A parent's children, all of them (the task page lists the first 100 and links here).
+  const parentInput = h("input", {
+    name: "parent",
+    value: query.get("parent") ?? "",
+    placeholder: "its child tasks",
+    autocomplete: "off",
+  }) as HTMLInputElement;
   const status = h("p", { class: "muted", role: "status" });
   const results = h("div", { id: "task-list" });
   const previous = h("button", { type: "button", class: "secondary" }, "Previous page") as HTMLButtonElement;
@@ -84,6 +91,7 @@ export const tasksView: View = (main, { query }) => {
       field("Unfinished", stalledSelect),
       field("Created after", afterInput),
       field("Created before", beforeInput),
+      field("Parent task", parentInput),
     ),
     h("div", { class: "actions" }, cancelMatching, requeueStalled),
     status,
@@ -106,6 +114,7 @@ export const tasksView: View = (main, { query }) => {
       query: searchInput.value.trim(),
       createdAfter: afterInput.value ? timestampFromDate(new Date(afterInput.value)) : undefined,
       createdBefore: beforeInput.value ? timestampFromDate(new Date(beforeInput.value)) : undefined,
+      parentTaskId: parentInput.value.trim(),
     };
   }
 
@@ -124,7 +133,8 @@ export const tasksView: View = (main, { query }) => {
       filter.type !== "" ||
       filter.query !== "" ||
       filter.createdAfter !== undefined ||
-      filter.createdBefore !== undefined;
+      filter.createdBefore !== undefined ||
+      filter.parentTaskId !== "";
     return any ? { filter } : { why: "set a filter first (every task: Created before now)" };
   }
 
@@ -303,6 +313,7 @@ export const tasksView: View = (main, { query }) => {
       ["after", afterInput],
       ["before", beforeInput],
       ["q", searchInput],
+      ["parent", parentInput],
     ] as const) {
       if (input.value) params.set(name, input.value);
     }
@@ -314,6 +325,7 @@ export const tasksView: View = (main, { query }) => {
   const searchLater = debounce(restart, SEARCH_DEBOUNCE_MS);
   searchInput.addEventListener("input", searchLater);
   typeInput.addEventListener("input", searchLater);
+  parentInput.addEventListener("input", searchLater);
   for (const control of [stateSelect, prioritySelect, stalledSelect, afterInput, beforeInput])
     control.addEventListener("change", restart);
   next.addEventListener("click", () => {

@@ -57,6 +57,7 @@ function filterFields(filter: TaskListFilter) {
     ...(filter.since ? { createdAfter: timestampFromDate(filter.since) } : {}),
     ...(filter.until ? { createdBefore: timestampFromDate(filter.until) } : {}),
     ...(filter.query === undefined ? {} : { query: filter.query }),
+    ...(filter.parentTaskId === undefined ? {} : { parentTaskId: filter.parentTaskId }),
   };
 }
 
