@@ -17,5 +17,6 @@ export { refusedStreamAsUnavailable, unprocessedCause } from "./refused-stream.j
 export * from "./retry-backoff-text.js";
 export * from "./retry-pushback.js";
 export { rpcMetricsInterceptor } from "./rpc-metrics.js";
+export * from "./state-counts-text.js";
 export * from "./status-order.js";
 export * from "./task-limits.js";

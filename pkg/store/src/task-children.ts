@@ -40,3 +40,25 @@ export async function addChild(
 export function childrenOf(redis: Redis, parentId: string, limit: number): Promise<{ ids: string[]; total: number }> {
   return liveTasksOf(redis, Keys.children(parentId), limit);
 }
+
+/** The most children whose states one read counts (GetTask's children_by_state). */
+export const MAX_COUNTED_CHILDREN = 10_000;
+
+/** How many of a task's children are in each state, among the first `limit` (oldest first); a child whose status
+ *  expired is not counted. One ZRANGE and one pipeline of HGETs: ~10 ms per 10,000 children. */
+export async function childStateCounts(
+  redis: Redis,
+  parentId: string,
+  limit = MAX_COUNTED_CHILDREN,
+): Promise<Record<string, number>> {
+  const ids = await redis.zrange(Keys.children(parentId), 0, limit - 1);
+  if (ids.length === 0) return {};
+  const states = redis.pipeline();
+  for (const id of ids) states.hget(Keys.status(id), "state");
+  const counts: Record<string, number> = {};
+  for (const [error, state] of (await states.exec()) ?? []) {
+    if (error) throw error;
+    if (typeof state === "string" && state !== "") counts[state] = (counts[state] ?? 0) + 1;
+  }
+  return counts;
+}

@@ -351,13 +351,15 @@ export async function whyNotRun(
   return Number(current ?? 0) > generation ? "superseded" : undefined;
 }
 
-/** Claims an idempotency key for a task id; returns the id that owns it (ours, or the first submitter's). */
+/** Claims an idempotency key for a task id, for `ttlSeconds` (default a day); returns the id that owns it (ours, or
+ *  the first submitter's). */
 export async function claimIdempotencyKey(
   redis: Redis,
   key: string,
   taskId: string,
+  ttlSeconds: number = Bounds.idempotencyTtlSeconds,
 ): Promise<{ owner: string; claimed: boolean }> {
-  const reply = await redis.set(Keys.idempotency(key), taskId, "EX", Bounds.idempotencyTtlSeconds, "NX");
+  const reply = await redis.set(Keys.idempotency(key), taskId, "EX", ttlSeconds, "NX");
   if (reply === "OK") return { owner: taskId, claimed: true };
   const owner = await redis.get(Keys.idempotency(key));
   return { owner: owner ?? taskId, claimed: owner === null };

@@ -20,6 +20,7 @@ import {
   applyStatusUpdates,
   auditAppender,
   childrenOf,
+  childStateCounts,
   dependencyOutcomesOf,
   dependentsOf,
   Keys,
@@ -445,6 +446,21 @@ describe("results and lists", () => {
     expect(await childrenOf(redis, parent, 10)).toEqual({ ids: [children[0], ...children.slice(2)], total: 3 });
     expect(await redis.ttl(Keys.children(parent))).toBeGreaterThan(50);
     expect(await childrenOf(redis, crypto.randomUUID(), 10)).toEqual({ ids: [], total: 0 });
+  });
+
+  test("a parent's children counted by state; one whose status expired is not counted", async () => {
+    const parent = crypto.randomUUID();
+    const states = ["SUCCEEDED", "SUCCEEDED", "FAILED", "RUNNING", "SUCCEEDED"] as const;
+    const children = states.map(() => crypto.randomUUID());
+    for (const [i, child] of children.entries()) {
+      await applyStatus(redis, event(child, states[i]!));
+      await addChild(redis, parent, child, Date.now() + i, 60);
+    }
+    await redis.del(Keys.status(children[1]!));
+    expect(await childStateCounts(redis, parent)).toEqual({ SUCCEEDED: 2, FAILED: 1, RUNNING: 1 });
+    // The first `limit` only (oldest first).
+    expect(await childStateCounts(redis, parent, 3)).toEqual({ SUCCEEDED: 1, FAILED: 1 });
+    expect(await childStateCounts(redis, crypto.randomUUID())).toEqual({});
   });
 
   test("a CANCELLED parent lists no more children: addChild answers false and writes nothing", async () => {

@@ -130,6 +130,20 @@ describe("taskctl get", () => {
     expect(lines).toContain('details   {"part":7,"of":12}');
   });
 
+  test("a parent lists its children and how far its fan-out got, by state in the lifecycle's order", () => {
+    const lines = describeTask(
+      create(TaskSchema, {
+        taskId: "t",
+        type: "word-count-all",
+        children: ["a", "b"],
+        childrenTotal: 24,
+        childrenByState: { FAILED: 2, SUCCEEDED: 20, RUNNING: 1, PENDING: 1 },
+      }),
+    ).split("\n");
+    expect(lines).toContain("children  a, b and 22 more");
+    expect(lines).toContain("          1 pending, 1 running, 20 succeeded, 2 failed");
+  });
+
   test("a task with dependencies says which, and how many it still waits for", () => {
     const base = { taskId: "t", type: "echo", dependsOn: ["a", "b"] };
     expect(describeTask(create(TaskSchema, { ...base, dependenciesUnfinished: 1 })).split("\n")).toContain(

@@ -24,7 +24,9 @@ import { type CallContext, type ServiceHandlers, type TaskService, taskLimitFiel
 import {
   addChild,
   applyStatus,
+  Bounds,
   childrenOf,
+  childStateCounts,
   claimIdempotencyKey,
   dependentsOf,
   markQueued,
@@ -111,6 +113,10 @@ export function taskServiceHandlers(
   /** Fails fast with UNAVAILABLE while the connection is lost, or when Redis does not answer in time (redis-call.ts). */
   const redisCall = redisCaller(rt.redis, options.redisTimeoutMs);
   const retentionSeconds = rt.config.TASK_RETENTION_SECONDS;
+  /** How long a submission's idempotency key is kept: a day, or for a child task as long as its records may be (a
+   *  parent retried or replayed days later is handed the children it had, not a second set; ~90 bytes a key). */
+  const idempotencyTtlOf = (submission: Submission) =>
+    submission.parentTaskId ? Math.max(Bounds.idempotencyTtlSeconds, retentionSeconds) : Bounds.idempotencyTtlSeconds;
   const requeueWithinMs = requeueWindowMs(rt.settings.duplicateWindowMs);
   /** Takes acknowledged tasks out of tasks_unqueued, one ZREM for the tasks acknowledged in the same turn. */
   const markQueuedBatched = perTurnBatcher(
@@ -340,7 +346,7 @@ export function taskServiceHandlers(
     if (idempotencyKey) {
       const claimedKey = options.isolation.idempotencyKeyOf(ctx, idempotencyKey);
       const claim = await redisCall("claiming the idempotency key", () =>
-        claimIdempotencyKey(rt.redis, claimedKey, taskId),
+        claimIdempotencyKey(rt.redis, claimedKey, taskId, idempotencyTtlOf(submission)),
       );
       if (!claim.claimed) {
         // A retry of a submission that may have been interrupted: complete it under the first id. Every step
@@ -477,6 +483,11 @@ export function taskServiceHandlers(
             childrenOf(rt.redis, taskId, DEPENDENTS_LISTED),
           ]),
       );
+      // A round trip more for a parent only: the states of its children (how far its fan-out got).
+      const childrenByState =
+        children.total > 0
+          ? await redisCall("counting the task's children by state", () => childStateCounts(rt.redis, taskId))
+          : {};
       return {
         task: {
           taskId,
@@ -501,6 +512,7 @@ export function taskServiceHandlers(
           parentTaskId: task.parentTaskId ?? "",
           children: children.ids,
           childrenTotal: children.total,
+          childrenByState,
         },
       };
     },

@@ -44,6 +44,9 @@ test("include_children cancels the children and theirs, naming the parent; a fin
     expect(await clients.redis.get(Keys.cancel(id))).toBe(`parent ${parent} cancelled: wrong input`);
   }
   expect((await stateOf(done))?.state).toBe(TaskState.SUCCEEDED);
+  // GetTask counts the parent's children by state (its own children only: the grandchild is its child's).
+  expect((await g.client.getTask({ taskId: parent })).task?.childrenByState).toEqual({ CANCELLED: 2, SUCCEEDED: 1 });
+  expect((await g.client.getTask({ taskId: done })).task?.childrenByState).toEqual({});
 
   // The cancelled parent takes no more children.
   const refused = await submit(parent).catch((error: unknown) => ConnectError.from(error));
@@ -160,4 +163,15 @@ test("ListTasks and CancelTasks with parent_task_id: a parent's children alone, 
   expect((await stateOf(parent))?.state).toBe(TaskState.PENDING);
   expect((await stateOf(other))?.state).toBe(TaskState.PENDING);
   expect((await stateOf(children[0]!))?.state).toBe(TaskState.SUCCEEDED);
+});
+
+test("a child's idempotency key is kept as long as its records may be, another task's a day", async () => {
+  const parent = await submit();
+  const key = `child:${parent}:n:1`;
+  await g.client.submitTask({ type: "echo", parentTaskId: parent, idempotencyKey: key });
+  await g.client.submitTask({ type: "echo", idempotencyKey: `plain-${parent}` });
+  // TASK_RETENTION_SECONDS (a week by default), not the day other keys get: a parent replayed days later is handed
+  // the children it had.
+  expect(await clients.redis.ttl(`idempotency:${key}`)).toBeGreaterThan(86_400);
+  expect(await clients.redis.ttl(`idempotency:plain-${parent}`)).toBeLessThanOrEqual(86_400);
 });

@@ -7,7 +7,14 @@
  */
 import { durationMs } from "@bufbuild/protobuf/wkt";
 import type { Task, TaskStatus } from "@tm/proto/web";
-import { isLaterStatus, ReplayResult, RequeueResult, retryBackoffText, TaskState } from "@tm/proto/web";
+import {
+  isLaterStatus,
+  ReplayResult,
+  RequeueResult,
+  retryBackoffText,
+  stateCountsText,
+  TaskState,
+} from "@tm/proto/web";
 import { admin, errorText, isAbort, tasks } from "../api.js";
 import { announce, h, replace } from "../dom.js";
 import { dateOf, duration, formatTime, json, priorityName, stateName, TERMINAL_STATES } from "../format.js";
@@ -284,6 +291,10 @@ export const taskDetailView: View = (main, { params, config }) => {
             string,
             Node,
           ][])
+        : []),
+      // How far its fan-out got: its children by state.
+      ...(stateCountsText(task.childrenByState)
+        ? ([["Children's states", stateCountsText(task.childrenByState)]] as [string, string][])
         : []),
       ...(task.dependsOn.length > 0 ? ([["After", dependencies(task)]] as [string, Node][]) : []),
       ...(task.dependentsTotal > 0

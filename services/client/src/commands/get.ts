@@ -1,6 +1,14 @@
 import { toJson } from "@bufbuild/protobuf";
 import { durationMs, timestampDate } from "@bufbuild/protobuf/wkt";
-import { DependencyPolicy, Priority, retryBackoffText, type Task, type TaskClient, TaskSchema } from "@tm/proto";
+import {
+  DependencyPolicy,
+  Priority,
+  retryBackoffText,
+  stateCountsText,
+  type Task,
+  type TaskClient,
+  TaskSchema,
+} from "@tm/proto";
 import { UNARY_TIMEOUT_MS } from "../connection.js";
 import { CliError, ExitCode } from "../exit-codes.js";
 import { type Io, println } from "../io.js";
@@ -31,7 +39,11 @@ export function describeTask(task: Task): string {
   }
   if (task.createdAt) lines.push(`created   ${timestampDate(task.createdAt).toISOString()}`);
   if (task.parentTaskId) lines.push(`parent    ${task.parentTaskId} (submitted by its handler)`);
-  if (task.childrenTotal > 0) lines.push(`children  ${listed(task.children, task.childrenTotal)}`);
+  if (task.childrenTotal > 0) {
+    lines.push(`children  ${listed(task.children, task.childrenTotal)}`);
+    const states = stateCountsText(task.childrenByState);
+    if (states) lines.push(`          ${states}`);
+  }
   if (task.runAt) lines.push(`runs at   ${timestampDate(task.runAt).toISOString()} (delayed)`);
   if (task.dependsOn.length > 0) {
     const waiting = task.dependenciesUnfinished > 0 ? ` (waiting for ${task.dependenciesUnfinished})` : "";
