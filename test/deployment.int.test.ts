@@ -26,6 +26,7 @@ import {
 } from "../pkg/deploycheck/src/index.js";
 import { EXTERNAL } from "../scripts/bundle.mjs";
 import { COMBINABLE_SERVICES } from "../services/combined/src/selection.js";
+import { parseGatewayKeyFile } from "../services/worker/src/gateway-api-key.js";
 
 interface Definition extends ServiceShape {
   needs?: { nats?: boolean; redis?: boolean };
@@ -570,6 +571,21 @@ describe("k8s", () => {
     // biome-ignore lint/suspicious/noExplicitAny: container specs checked field by field
     const containerOf = (name: string): any => find("Deployment", name)?.spec.template.spec.containers[0];
 
+    /** What a container reads at `path` from a Secret mounted as a directory (never with subPath: such a mount is
+     *  never updated, and the file would not rotate). */
+    function mountedSecretFile(name: string, path: string): string {
+      const container = containerOf(name);
+      const mount = (container.volumeMounts ?? []).find((m: { mountPath: string }) =>
+        path.startsWith(`${m.mountPath}/`),
+      );
+      expect(mount, `${name} mounts nothing at ${path}`).toBeDefined();
+      expect(mount.subPath).toBeUndefined();
+      const volumes = find("Deployment", name)?.spec.template.spec.volumes ?? [];
+      const volume = volumes.find((v: { name: string }) => v.name === mount.name);
+      const data = secret(volume.secret.secretName).data ?? {};
+      return Buffer.from(data[path.slice(mount.mountPath.length + 1)] ?? "", "base64").toString();
+    }
+
     /** The environment a container starts with: its envFrom ConfigMaps, then env (Secret values decoded). */
     function k8sEnv(name: string): Record<string, string> {
       const container = containerOf(name);
@@ -698,11 +714,15 @@ describe("k8s", () => {
       const ports = find("Service", url.hostname)!.spec.ports.map((p: { port: number }) => p.port);
       expect(url.hostname).toBe("envoy");
       expect(ports).toContain(Number(url.port));
-      const caller = [...keyFile()].find(([, key]) => key === worker.WORKER_GATEWAY_API_KEY)?.[0];
+      // Read from a mounted Secret as the worker parses it, so that it rotates without a restart.
+      const key = parseGatewayKeyFile(mountedSecretFile("worker", worker.WORKER_GATEWAY_API_KEY_FILE!), "k8s");
+      const caller = [...keyFile()].find(([, known]) => known === key)?.[0];
       expect(caller, "the workers' key is one of the gateway's").toBeDefined();
       expect((k8sEnv("gateway").GATEWAY_CHILD_SUBMITTERS ?? "").split(",")).toContain(caller);
       expect((k8sEnv("gateway").GATEWAY_ADMIN_CALLERS ?? "").split(",")).not.toContain(caller);
       expectChildBatchesFit(worker, k8sEnv("gateway"));
+      // The gateways' own key file is mounted the same way.
+      expect(mountedSecretFile("gateway", k8sEnv("gateway").GATEWAY_API_KEYS_FILE!)).toContain(`${caller}:${key}`);
     });
 
     test("ingest reaches the enricher's Service on its port", () => {

@@ -7,6 +7,7 @@ export * from "./nats.js";
 export * from "./ops-server.js";
 export * from "./outage.js";
 export * from "./redis.js";
+export * from "./reloading-file.js";
 export * from "./replica-acks.js";
 export * from "./service.js";
 export * from "./shutdown.js";

@@ -14,8 +14,9 @@ import { refusedStreamAsUnavailable } from "./refused-stream.js";
 export interface TaskClientOptions {
   /** e.g. http://127.0.0.1:50051 */
   baseUrl: string;
-  /** Sent as `authorization: Bearer <key>` when set. */
-  apiKey?: string;
+  /** Sent as `authorization: Bearer <key>` when set; a function is asked on each call (a key read from a file that
+   *  rotates). */
+  apiKey?: string | (() => string | Promise<string>);
 }
 
 export type TaskClient = Client<typeof TaskService>;
@@ -38,8 +39,14 @@ const propagateTraceContext: Interceptor = (next) => (req) => {
 function transportFor(options: TaskClientOptions) {
   // Outermost first: the refused-stream mapping sees every error of the call, whatever the others do.
   const interceptors: Interceptor[] = [refusedStreamAsUnavailable, propagateTraceContext];
-  if (options.apiKey) {
-    const value = `Bearer ${options.apiKey}`;
+  const { apiKey } = options;
+  if (typeof apiKey === "function") {
+    interceptors.push((next) => async (req) => {
+      req.header.set("authorization", `Bearer ${await apiKey()}`);
+      return next(req);
+    });
+  } else if (apiKey) {
+    const value = `Bearer ${apiKey}`;
     interceptors.push((next) => (req) => {
       req.header.set("authorization", value);
       return next(req);

@@ -146,7 +146,7 @@ export const MAX_CHILD_BATCH = 10_000;
  */
 export function gatewayChildSubmitter(options: {
   baseUrl: string;
-  apiKey?: string;
+  apiKey?: string | (() => Promise<string>);
   batchSize: number;
   onRateLimited?: (waitMs: number) => void;
 }): ChildSubmitter {

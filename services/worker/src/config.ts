@@ -66,6 +66,9 @@ export const workerConfig = {
   /** The API key the worker submits child tasks with (sent as `authorization: Bearer <key>`), when the gateway
    *  authenticates (GATEWAY_AUTH_MODE=api-key: one of its GATEWAY_API_KEYS; jwt: a token). */
   WORKER_GATEWAY_API_KEY: z.string().optional(),
+  /** Instead of WORKER_GATEWAY_API_KEY: a file holding the key (a mounted Secret), read again when it changes (checked
+   *  at most every 2 s), so the key rotates without a restart. */
+  WORKER_GATEWAY_API_KEY_FILE: z.string().min(1, { message: "must be a path" }).optional(),
   /** The most children one SubmitTasks call of ctx.submitTasks carries (a longer list takes several calls): at most
    *  the gateway's GATEWAY_MAX_BATCH_TASKS and GATEWAY_RATE_LIMIT_BURST, which refuse a larger call. */
   WORKER_CHILD_BATCH_SIZE: positiveInt.max(10_000, { message: "must be at most 10000" }).default(100),

@@ -78,7 +78,10 @@ export function childRefusal(label: string, code: Code, message: string, cause?:
       return new PermanentError(what, { cause });
     case Code.Unauthenticated:
     case Code.PermissionDenied:
-      return new Error(`${what} (is WORKER_GATEWAY_API_KEY a key the gateway accepts?)`, { cause });
+      return new Error(
+        `${what} (is WORKER_GATEWAY_API_KEY, or the key in WORKER_GATEWAY_API_KEY_FILE, one the gateway accepts?)`,
+        { cause },
+      );
     default:
       return new Error(what, { cause });
   }
@@ -100,7 +103,7 @@ const KEEP_ALIVE_EVERY_MS = 250;
  */
 export function grpcChildSubmitter(options: {
   baseUrl: string;
-  apiKey?: string;
+  apiKey?: string | (() => Promise<string>);
   batchSize: number;
   onRateLimited?: (waitMs: number) => void;
 }): ChildSubmitter {

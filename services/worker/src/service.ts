@@ -20,6 +20,7 @@ import { poolProblem, typeNamesProblem, workerConfig } from "./config.js";
 import { followControls } from "./controls.js";
 import { PriorityDispatcher } from "./dispatcher.js";
 import { FleetSlots } from "./fleet-slots.js";
+import { gatewayApiKey } from "./gateway-api-key.js";
 import { loadHandlerModules } from "./handler-modules.js";
 import { handlerRegistry } from "./handlers/index.js";
 import { reportPresence } from "./presence.js";
@@ -55,6 +56,7 @@ export const worker = defineService({
     if (own.length > 0) {
       rt.log.info({ types: own.map((handler) => handler.type) }, "handlers loaded from WORKER_HANDLER_MODULES");
     }
+    const apiKey = await gatewayApiKey(rt.config, rt.log);
     const running = new RunningTasks();
     const workerId = rt.config.WORKER_ID;
     const maxAbandoned = rt.config.WORKER_MAX_ABANDONED_HANDLERS;
@@ -68,7 +70,7 @@ export const worker = defineService({
         ? {
             submitChild: gatewayChildSubmitter({
               baseUrl: rt.config.WORKER_GATEWAY_URL,
-              ...(rt.config.WORKER_GATEWAY_API_KEY ? { apiKey: rt.config.WORKER_GATEWAY_API_KEY } : {}),
+              ...(apiKey ? { apiKey } : {}),
               batchSize: rt.config.WORKER_CHILD_BATCH_SIZE,
               onRateLimited: (waitMs) =>
                 rt.log.debug(

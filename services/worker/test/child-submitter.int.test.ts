@@ -92,7 +92,7 @@ test("a key the gateway does not take, or no gateway at all: an error the attemp
   const refused = await submit(baseUrl, "not-a-key-0123456789abcdef");
   expect(refused.name).toBe("Error");
   expect(refused.message).toMatch(
-    /^ctx\.submitTask\("echo"\): the gateway answered Unauthenticated: .*\(is WORKER_GATEWAY_API_KEY a key the gateway accepts\?\)$/,
+    /^ctx\.submitTask\("echo"\): the gateway answered Unauthenticated: .*\(is WORKER_GATEWAY_API_KEY, or the key in WORKER_GATEWAY_API_KEY_FILE, one the gateway accepts\?\)$/,
   );
   const gone = await submit(`http://127.0.0.1:${await freePort()}`, KEY);
   expect(gone.name).toBe("Error");
@@ -148,4 +148,15 @@ test("ctx.submitTasks: a fan-out and its fan-in in calls of the batch size, wait
   expect(refused.message).toMatch(
     /^ctx\.submitTasks: requests\[1\] \("no-such-type"\): the gateway answered InvalidArgument: /,
   );
+}, 30_000);
+
+test("a key read on each call (WORKER_GATEWAY_API_KEY_FILE's): the gateway is sent the key of the moment", async () => {
+  let current = "not-a-key-0123456789abcdef";
+  const submitter = grpcChildSubmitter({ baseUrl, apiKey: async () => current, batchSize: 2 });
+  const parent = { taskId: crypto.randomUUID(), priority: "low" as const };
+  const submit = () =>
+    attemptChildTasks(submitter, parent, { signal: new AbortController().signal }).submitTask({ type: "echo" });
+  await expect(submit()).rejects.toThrow(/the gateway answered Unauthenticated/);
+  current = KEY; // rotated
+  expect((await submit()).taskId).toMatch(/^[0-9a-f-]{36}$/);
 }, 30_000);

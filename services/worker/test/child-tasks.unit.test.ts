@@ -295,7 +295,9 @@ describe("the gateway's refusal as the attempt's failure", () => {
       expect(failure(code)).not.toBeInstanceOf(PermanentError);
       expect(failure(code)).not.toBeInstanceOf(RetryAfterError);
     }
-    expect(failure(Code.Unauthenticated).message).toContain("is WORKER_GATEWAY_API_KEY a key the gateway accepts?");
+    expect(failure(Code.Unauthenticated).message).toContain(
+      "is WORKER_GATEWAY_API_KEY, or the key in WORKER_GATEWAY_API_KEY_FILE, one the gateway accepts?",
+    );
     const plain = new Error("socket hang up");
     expect(childSubmitFailure('ctx.submitTask("echo")', plain)).toBe(plain);
   });

@@ -3,10 +3,9 @@
  * UNAUTHENTICATED with one of two messages only: which part of a credential was wrong is never said.
  */
 import { Code, ConnectError } from "@connectrpc/connect";
-import { ConfigError, type Logger } from "@tm/kit";
+import { ConfigError, type Logger, ReloadingFile } from "@tm/kit";
 import type { CallContext } from "@tm/proto";
-import { ApiKeyFile } from "./api-key-file.js";
-import { type ApiKeyEntry, findCaller, parseApiKeyList } from "./api-keys.js";
+import { type ApiKeyEntry, findCaller, parseApiKeyFile, parseApiKeyList } from "./api-keys.js";
 import type { AuthConfig } from "./config.js";
 import { createJwtVerifier } from "./jwt.js";
 
@@ -82,7 +81,17 @@ async function apiKeySource(config: AuthConfig, log: Logger): Promise<() => Prom
   }
   try {
     if (path) {
-      const file = await ApiKeyFile.open(path, log);
+      const file = await ReloadingFile.open(path, {
+        name: "GATEWAY_API_KEYS_FILE",
+        // An emptied file is refused too, at start or later: the previous keys stay rather than every caller locked out.
+        parse: (text) => {
+          const entries = parseApiKeyFile(text, path);
+          if (entries.length === 0) throw new Error(`GATEWAY_API_KEYS_FILE ${path} holds no caller:key entries`);
+          return entries;
+        },
+        log,
+        onLoad: (entries) => log.info({ path, callers: entries.length }, "API keys loaded"),
+      });
       return () => file.current();
     }
     const entries = parseApiKeyList(list as string);
