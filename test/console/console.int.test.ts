@@ -665,8 +665,12 @@ describe.skipIf(!existsSync(CHROMIUM))("web console", () => {
       await page.goto(`${webUrl}/tasks/${parent}`);
       const listed = page.locator("dt:text-is('Children') + dd");
       await listed.waitFor({ timeout: 15_000 });
-      // How far the fan-out got: every child still waits for its time.
-      expect(await page.textContent('dt:text-is("Children\'s states") + dd')).toBe("102 pending");
+      // How far the fan-out got: every child still waits for its time; the count links to those children.
+      const states = page.locator('dt:text-is("Children\'s states") + dd');
+      expect(await states.textContent()).toBe("102 pending");
+      expect(await states.getByRole("link", { name: "102 pending" }).getAttribute("href")).toBe(
+        `/tasks?parent=${parent}&state=PENDING`,
+      );
       await listed.getByRole("link", { name: "2 more" }).click();
       await page.waitForURL(`${webUrl}/tasks?parent=${parent}`);
       expect(await page.inputValue("input[name=parent]")).toBe(parent);

@@ -9,10 +9,11 @@ import { durationMs } from "@bufbuild/protobuf/wkt";
 import type { Task, TaskStatus } from "@tm/proto/web";
 import {
   isLaterStatus,
+  orderedStateCounts,
   ReplayResult,
   RequeueResult,
   retryBackoffText,
-  stateCountsText,
+  stateCountText,
   TaskState,
 } from "@tm/proto/web";
 import { admin, errorText, isAbort, tasks } from "../api.js";
@@ -267,6 +268,18 @@ export const taskDetailView: View = (main, { params, config }) => {
     return h("span", {}, ...taskLinks(ids), " and ", rest);
   }
 
+  /** "20 succeeded, 2 failed", each count linked to the task list of the children in that state. */
+  function childStates(task: Task): Node {
+    return h(
+      "span",
+      {},
+      ...orderedStateCounts(task.childrenByState).flatMap(([state, count], i) => [
+        ...(i > 0 ? [", "] : []),
+        h("a", { href: `/tasks?parent=${task.taskId}&state=${state}` }, stateCountText(state, count)),
+      ]),
+    );
+  }
+
   function drawTask(task: Task) {
     const link = task.traceId
       ? h("a", { href: traceUrl(config.grafanaUrl, task.traceId), target: "_blank", rel: "noopener" }, "View trace")
@@ -292,9 +305,9 @@ export const taskDetailView: View = (main, { params, config }) => {
             Node,
           ][])
         : []),
-      // How far its fan-out got: its children by state.
-      ...(stateCountsText(task.childrenByState)
-        ? ([["Children's states", stateCountsText(task.childrenByState)]] as [string, string][])
+      // How far its fan-out got: its children by state, each count linked to the list of those children.
+      ...(Object.keys(task.childrenByState).length > 0
+        ? ([["Children's states", childStates(task)]] as [string, Node][])
         : []),
       ...(task.dependsOn.length > 0 ? ([["After", dependencies(task)]] as [string, Node][]) : []),
       ...(task.dependentsTotal > 0
