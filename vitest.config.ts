@@ -3,15 +3,16 @@ import { defineConfig } from "vitest/config";
 /** System tests that install something process-wide for good, so each runs in a fresh worker. */
 const ISOLATED_SYSTEM_FILES = ["test/observability/tracing.int.test.ts"];
 
-/** The tests that start servers (integration and system): one group, sharing the two workers. */
+/** The tests that start servers (integration and system): one group, sharing three workers. */
 const WITH_SERVERS = {
   sequence: { groupOrder: 1 },
   testTimeout: 60_000,
   hookTimeout: 60_000,
-  // Each file starts its own nats-server and redis-server; two cores limit useful parallelism (the projects of this
-  // group share the two workers). Three were tried twice (docs/PERFORMANCE.md, sessions 30 and 39): no faster on a
-  // fresh clone, every file slower.
-  maxWorkers: 2,
+  // Each file starts its own nats-server and redis-server, and waits on them, on timers and on child processes: with
+  // two workers on two cores a third of the CPU stayed idle. Three finished 9-14 % sooner, locally and on fresh
+  // clones (docs/PERFORMANCE.md, session 39), each file slower but none failing. The projects of this group share
+  // them.
+  maxWorkers: 3,
 };
 
 // Tests import workspace packages from their TypeScript sources (the "source" export condition), so no build is
