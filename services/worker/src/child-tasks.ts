@@ -11,7 +11,7 @@
  * children it had too (each of them is replayed on its own if it failed).
  */
 import { PermanentError, type Priority as PriorityName } from "@tm/flow";
-import type { TaskLimitsMs } from "@tm/proto/client";
+import type { TaskClientOptions, TaskLimitsMs } from "@tm/proto/client";
 
 /** What a handler asks for: SubmitTaskRequest's most used fields, as plain values (a module imports nothing). */
 export interface ChildTaskRequest {
@@ -136,6 +136,13 @@ export function childRequestProblem(request: ChildTaskRequest): string | undefin
   return undefined;
 }
 
+/** Where and how children are submitted: the gateway's address and the workers' key (TaskClientOptions), the
+ *  most children per SubmitTasks call, and who is told of each rate-limit wait. */
+export interface GatewayChildSubmitterOptions extends TaskClientOptions {
+  batchSize: number;
+  onRateLimited?: (waitMs: number) => void;
+}
+
 /** The most requests one ctx.submitTasks call takes (sent in SubmitTasks calls of the submitter's batchSize). */
 export const MAX_CHILD_BATCH = 10_000;
 
@@ -144,12 +151,7 @@ export const MAX_CHILD_BATCH = 10_000;
  * `batchSize` per SubmitTasks call (WORKER_CHILD_BATCH_SIZE). The client (connect, the generated messages) is loaded
  * on the first child: a worker whose handlers submit none never holds it (~3 MB of RSS, docs/PERFORMANCE.md).
  */
-export function gatewayChildSubmitter(options: {
-  baseUrl: string;
-  apiKey?: string | (() => Promise<string>);
-  batchSize: number;
-  onRateLimited?: (waitMs: number) => void;
-}): ChildSubmitter {
+export function gatewayChildSubmitter(options: GatewayChildSubmitterOptions): ChildSubmitter {
   let loaded: Promise<ChildSubmitter> | undefined;
   const client = () =>
     (loaded ??= import("./gateway-child-submitter.js").then(({ grpcChildSubmitter }) => grpcChildSubmitter(options)));

@@ -16,7 +16,13 @@ import {
   type SubmitTaskRequestSchema,
   taskLimitFields,
 } from "@tm/proto/client";
-import type { AttemptCall, ChildSubmitter, ChildTaskRequest, ParentTask } from "./child-tasks.js";
+import type {
+  AttemptCall,
+  ChildSubmitter,
+  ChildTaskRequest,
+  GatewayChildSubmitterOptions,
+  ParentTask,
+} from "./child-tasks.js";
 
 /** How long one SubmitTask call may take before the attempt sees it fail (and is retried). */
 export const CHILD_SUBMIT_TIMEOUT_MS = 10_000;
@@ -101,12 +107,7 @@ const KEEP_ALIVE_EVERY_MS = 250;
  * submit again from the first child, each call spending tokens, so a fan-out larger than the burst would never get
  * through. `onRateLimited` is told each wait.
  */
-export function grpcChildSubmitter(options: {
-  baseUrl: string;
-  apiKey?: string | (() => Promise<string>);
-  batchSize: number;
-  onRateLimited?: (waitMs: number) => void;
-}): ChildSubmitter {
+export function grpcChildSubmitter(options: GatewayChildSubmitterOptions): ChildSubmitter {
   const client = createTaskClient(options);
 
   /** `send` again after each pushback of the rate limit, till it answers or fails otherwise (`label`ed). */
