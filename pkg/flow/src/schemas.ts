@@ -2,10 +2,12 @@
  * zod schemas for every message body, used on publish and on consume. A body that fails them is never retried:
  * it is terminated and reported on events.deadletter with the reason these schemas give.
  */
+
 import { z } from "zod";
 import { jsonSizeProblem } from "./json-size.js";
 import { TASK_STATES } from "./lifecycle.js";
 import { RetryBackoffSchema } from "./retry-backoff.js";
+import { SIZE_LIMITS } from "./size-limits.js";
 import { type ContractSubject, contractSubjectOf, PRIORITIES, type Subject, Subjects } from "./subjects.js";
 import { MAX_EXPIRES_AFTER_MS } from "./task-limits.js";
 
@@ -19,25 +21,6 @@ export const PrioritySchema = z.enum(PRIORITIES);
 export const TaskStateSchema = z.enum(TASK_STATES);
 export const IsoTime = z.iso.datetime({ offset: true, message: "must be an ISO-8601 timestamp" });
 export const JsonObject = z.record(z.string(), z.unknown());
-
-/**
- * Size bounds of the free-form parts of a message, in bytes of their JSON. nats-server accepts bodies up to 1 MB, so
- * without them a body just under that (a runaway payload, a poison message) would pass validation and be carried,
- * stored and copied into Redis by every stage. The gateway's own limit (GATEWAY_MAX_PAYLOAD_BYTES, 64 KiB by
- * default) is lower; these are the ceiling any producer must respect.
- */
-export const SIZE_LIMITS = {
-  payloadBytes: 256 * 1024,
-  outputBytes: 256 * 1024,
-  enrichmentBytes: 16 * 1024,
-  auditDetailBytes: 16 * 1024,
-  deadLetterMessageBytes: 64 * 1024,
-  deadLetterRawChars: 16 * 1024,
-  metadataEntries: 64,
-  /** A progress report's message (characters) and details (bytes of JSON): shown live, stored with the status. */
-  progressMessageChars: 1024,
-  progressDetailsBytes: 4 * 1024,
-} as const;
 
 /** The value must serialise to at most `maxBytes` bytes of JSON (written out only when it may not: json-size.ts). */
 function jsonWithin<T extends z.ZodType>(schema: T, maxBytes: number) {
@@ -254,3 +237,5 @@ export const CancelNoticeSchema = z.object({
   at: IsoTime,
 });
 export type CancelNotice = z.infer<typeof CancelNoticeSchema>;
+
+export { SIZE_LIMITS };
