@@ -13,6 +13,7 @@
  *   pino. A copy inside the bundle would never pass through require(), so it would never be patched (no grpc or
  *   ioredis spans, no trace ids in logs);
  * - @tm/console, whose files the gateway finds next to its module (import.meta.url);
+ * - piscina (the worker's handler threads), which starts its threads from its own worker.js, found beside its module;
  * Node's built-ins are never bundled.
  */
 import { mkdirSync } from "node:fs";
@@ -22,7 +23,7 @@ import { build } from "esbuild";
 
 /** Loaded from node_modules at run time (see above); test/deployment.int.test.ts checks that every service whose
  *  bundle names one has it as a production dependency, so that the image has it. */
-export const EXTERNAL = ["@grpc/grpc-js", "ioredis", "pino", "@tm/console"];
+export const EXTERNAL = ["@grpc/grpc-js", "ioredis", "pino", "@tm/console", "piscina"];
 
 /**
  * Bundles `entry` (relative to the current directory, a package's) into dist/bundle/<entry's name>.js. `external`:

@@ -222,6 +222,9 @@ describe("the pipeline", () => {
     // Its handler's line through ctx.log carries the task, in the log of the pool's worker.
     const logged = await pipeline.services.get("worker-text")!.process.waitForLine(/counted the words/);
     expect(JSON.parse(logged)).toMatchObject({ taskId: busy.taskId, type: "word-count", attempt: 2, words: 3 });
+    // word-count runs in a worker thread (isolation "thread"): the errors above and that line crossed it.
+    const loaded = await pipeline.services.get("worker-text")!.process.waitForLine(/handlers loaded from/);
+    expect(JSON.parse(loaded)).toMatchObject({ inThreads: ["word-count"] });
     const retried = (await readHistory(pipeline.redisClient, busy.taskId)).find((e) => e.action === "attempt_failed");
     expect(retried?.detail).toMatchObject({ retryInMs: 200, error: expect.stringContaining("the counter is busy") });
     await waitFor("both dead letters", async () => {

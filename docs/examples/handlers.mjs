@@ -13,7 +13,8 @@
  * policy (instead of FLOW_MAX_DELIVER and FLOW_RETRY_DELAYS_MS); a task's own timeout, max_attempts and
  * retry_backoff still come first. `concurrency` (per worker), `globalConcurrency` (across every worker) and `rate`
  * ("N/UNIT[:BURST]", e.g. "100/m:10", fleet-wide) are its limits; the WORKER_TYPE_* settings' entry for the type
- * replaces them.
+ * replaces them. `isolation: "thread"` runs each attempt in a worker thread, for a handler that keeps the CPU busy
+ * (the payload and the result are copied across; this module is imported in the thread too).
  * `payload` is any Standard Schema (a zod 3.24+/4, valibot or arktype schema: `payload: z.object({ text: z.string() })`);
  * the one below is written out by hand so that this file runs without dependencies. `ctx` is { taskId, attempt,
  * deferrals, signal, reportProgress(percent, message?, details?), log, dependencies(), submitTask(request),
@@ -84,6 +85,9 @@ export const handlers = [
   {
     type: "word-count",
     timeoutMs: 10_000,
+    // Each attempt in a worker thread: counting one text is quick, but a counter of long documents keeps the CPU
+    // busy, and in a thread it cannot stall the worker. The errors below cross the thread by their names.
+    isolation: "thread",
     // No schema: any payload; the handler checks what it needs itself.
     async run(payload, { attempt, signal, reportProgress, log }) {
       if (typeof payload.text !== "string") throw new PermanentError("word-count needs a text (a string)");

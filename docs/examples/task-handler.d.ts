@@ -147,4 +147,8 @@ export interface TaskHandler<Payload = any> {
   /** "N/UNIT[:BURST]" with UNIT s, m or h, e.g. "100/m:10": starts across every worker (WORKER_TYPE_RATES' entry
    *  replaces it). */
   rate?: string;
+  /** "thread": each attempt runs in a worker thread (up to WORKER_THREADS), for work that keeps the CPU busy, so it
+   *  cannot stall the worker (its heartbeats, its other tasks). The payload reaches `run` and its result leaves it
+   *  copied (structured clone); ctx works the same; a thread that ignores its abort is terminated. Default "none". */
+  isolation?: "none" | "thread";
 }

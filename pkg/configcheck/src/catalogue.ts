@@ -244,6 +244,17 @@ export const METRIC_CATALOGUE: readonly MetricDefinition[] = [
     help: "1 while this worker takes no new tasks (an operator's QuietWorker), else 0",
   },
   {
+    name: "tm_worker_handler_threads_terminated_total",
+    kind: "counter",
+    labels: ["type"],
+    services: ["worker"],
+    help: "Handler threads terminated because their handler (isolation thread) still ran after its attempt ended",
+    onlyWhen: {
+      condition: "a handler thread was terminated",
+      checkedBy: "services/worker/test/handler-threads.int.test.ts",
+    },
+  },
+  {
     name: "tm_worker_handlers_abandoned",
     kind: "gauge",
     labels: ["type"],

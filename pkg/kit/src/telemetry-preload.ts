@@ -12,9 +12,13 @@
  * require()d, so never patched. test/observability/deployed.int.test.ts checks the grpc, http and ioredis spans and
  * the log correlation of the spawned services.
  */
+import { isMainThread } from "node:worker_threads";
+
 // OTEL_SDK_DISABLED=true (the standard variable) skips tracing and the instrumentations entirely; /metrics still
 // works (the ops server starts a metrics-only provider) and trace context still propagates through messages.
-if (process.env.OTEL_SDK_DISABLED?.toLowerCase() !== "true") {
+// Only in the main thread: Node runs a command line's --import in every worker thread too (the worker's handler
+// threads), where a second SDK would only cost memory; a thread's work is traced and logged by the worker.
+if (isMainThread && process.env.OTEL_SDK_DISABLED?.toLowerCase() !== "true") {
   const { startTelemetry } = await import("./telemetry-start.js");
   const { nearestPackageName, resolveServiceName } = await import("./service-name.js");
   // OTEL_SERVICE_NAME when set; otherwise the service this is the entry script of (service-name.ts).

@@ -72,6 +72,13 @@ export const workerConfig = {
   /** The most children one SubmitTasks call of ctx.submitTasks carries (a longer list takes several calls): at most
    *  the gateway's GATEWAY_MAX_BATCH_TASKS and GATEWAY_RATE_LIMIT_BURST, which refuse a larger call. */
   WORKER_CHILD_BATCH_SIZE: positiveInt.max(10_000, { message: "must be at most 10000" }).default(100),
+  /** The most worker threads that run the attempts of handlers declared `isolation: "thread"` at once; started when
+   *  needed, ended after a minute idle. Unset: WORKER_CONCURRENCY (no attempt waits for a thread). Fewer caps their
+   *  CPU and memory, but an attempt waiting for a thread has started: its timeout counts. */
+  WORKER_THREADS: positiveInt.max(256, { message: "must be at most 256" }).optional(),
+  /** Each handler thread's heap limit (V8's old generation, MB): a thread past it dies and fails its attempt, which is
+   *  retried, instead of taking the worker's heap with it. Unset: V8's default. */
+  WORKER_THREAD_HEAP_MB: positiveInt.min(16, { message: "must be at least 16" }).optional(),
 };
 
 type TypeLimitSettings = Record<

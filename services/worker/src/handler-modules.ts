@@ -10,8 +10,6 @@
  * type the workers cannot run is refused at submission, not failed here), and every type TASK_TYPES lists needs a
  * handler, so no worker takes a task it cannot run.
  */
-import { isAbsolute, resolve } from "node:path";
-import { pathToFileURL } from "node:url";
 import {
   BUILT_IN_TASK_TYPES,
   DEFAULT_FLOW_SETTINGS,
@@ -27,7 +25,8 @@ import {
 } from "@tm/flow";
 import { ConfigError } from "@tm/kit";
 import type { TypeRate } from "@tm/store";
-import type { PayloadSchema, TaskHandler } from "./handlers/types.js";
+import { handlersIn, importModule } from "./handler-module-import.js";
+import { HANDLER_ISOLATIONS, type PayloadSchema, type TaskHandler } from "./handlers/types.js";
 import { isConcurrency, MAX_CONCURRENCY, parseRate, RATE_SHAPE } from "./type-limits-config.js";
 
 const VARIABLE = "WORKER_HANDLER_MODULES";
@@ -43,6 +42,12 @@ export const MODULE_LOAD_TIMEOUT_MS = 30_000;
 const ANY_PAYLOAD: PayloadSchema = {
   "~standard": { version: 1, vendor: "task-manager", validate: (value) => ({ value }) },
 };
+
+/** A handler as loaded: with isolation "thread", also its module, as WORKER_HANDLER_MODULES names it, and where a path
+ *  is taken from (the thread imports the module itself, handler-thread.ts). */
+export interface LoadedHandler extends TaskHandler {
+  module?: { specifier: string; cwd: string };
+}
 
 /** WORKER_HANDLER_MODULES: "./handlers/email.mjs,@acme/task-handlers", in order; empty: none. */
 export function parseModuleList(text: string): string[] {
@@ -82,8 +87,8 @@ export async function loadHandlerModules(
     pool?: string;
     routes?: TaskRoutes;
   } = {},
-): Promise<TaskHandler[]> {
-  const handlers: TaskHandler[] = [];
+): Promise<LoadedHandler[]> {
+  const handlers: LoadedHandler[] = [];
   const moduleOf = new Map<string, string>();
   for (const specifier of specifiers) {
     const fail = (problem: string) => new ConfigError(`${VARIABLE}: ${specifier}: ${problem}`);
@@ -105,7 +110,8 @@ export async function loadHandlerModules(
       const other = moduleOf.get(type);
       if (other !== undefined) throw fail(`"${type}" has a handler in ${other} already`);
       moduleOf.set(type, specifier);
-      handlers.push(handler);
+      // A thread imports the module itself (handler-thread.ts): where from.
+      handlers.push(handler.isolation === "thread" ? { ...handler, module: { specifier, cwd } } : handler);
     }
   }
   const missing = taskTypes.own.filter((type) => routes.poolOf(type) === pool && !moduleOf.has(type));
@@ -121,12 +127,6 @@ export async function loadHandlerModules(
   return handlers;
 }
 
-async function importModule(specifier: string, cwd: string): Promise<Record<string, unknown>> {
-  const isPath = specifier.startsWith(".") || isAbsolute(specifier);
-  const url = isPath ? pathToFileURL(resolve(cwd, specifier)).href : specifier;
-  return (await import(url)) as Record<string, unknown>;
-}
-
 /** `loading`, or a rejection once `ms` have passed (the import itself cannot be stopped: the process exits). */
 function withDeadline<T>(loading: Promise<T>, ms: number): Promise<T> {
   let timer: NodeJS.Timeout | undefined;
@@ -134,16 +134,6 @@ function withDeadline<T>(loading: Promise<T>, ms: number): Promise<T> {
     timer = setTimeout(() => reject(new Error(`it did not finish loading within ${ms} ms (a top-level await?)`)), ms);
   });
   return Promise.race([loading, late]).finally(() => clearTimeout(timer));
-}
-
-function handlersIn(exported: Record<string, unknown>, fail: (problem: string) => Error): unknown[] {
-  const given = exported.handlers ?? exported.default;
-  if (given === undefined) {
-    throw fail("exports no handlers: export `handlers` (an array of { type, payload?, run }) or a default export");
-  }
-  const list = Array.isArray(given) ? given : [given];
-  if (list.length === 0) throw fail("exports an empty list of handlers");
-  return list;
 }
 
 function checkedHandler(candidate: unknown, maxDeliver: number, fail: (problem: string) => Error): TaskHandler {
@@ -159,6 +149,7 @@ function checkedHandler(candidate: unknown, maxDeliver: number, fail: (problem: 
     concurrency,
     globalConcurrency,
     rate,
+    isolation,
   } = candidate as Record<string, unknown>;
   if (typeof type !== "string" || type === "") throw fail("has no `type` (a string)");
   if (typeof run !== "function") throw fail(`"${type}" has no \`run\` function`);
@@ -189,10 +180,16 @@ function checkedHandler(candidate: unknown, maxDeliver: number, fail: (problem: 
       throw fail(`"${type}": \`${name}\` must be a whole number from 1 to ${MAX_CONCURRENCY}`);
     }
   }
+  if (isolation !== undefined && !(HANDLER_ISOLATIONS as readonly unknown[]).includes(isolation)) {
+    throw fail(
+      `"${type}": \`isolation\` must be ${HANDLER_ISOLATIONS.map((name) => `"${name}"`).join(" or ")} (got ${JSON.stringify(isolation)})`,
+    );
+  }
   return {
     type,
     payload: (payload as PayloadSchema | undefined) ?? ANY_PAYLOAD,
     run: run.bind(candidate) as TaskHandler["run"],
+    ...(isolation === "thread" ? { isolation } : {}),
     ...(timeoutMs === undefined ? {} : { timeoutMs: timeoutMs as number }),
     ...(heartbeatTimeoutMs === undefined ? {} : { heartbeatTimeoutMs: heartbeatTimeoutMs as number }),
     ...(maxAttempts === undefined ? {} : { maxAttempts: maxAttempts as number }),

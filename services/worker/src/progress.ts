@@ -6,7 +6,9 @@
  * never goes back within an attempt: the status version orders updates by it (pkg/flow lifecycle.ts), so a lower one
  * is reported as the highest so far.
  */
-import { type ProgressReport, SIZE_LIMITS } from "@tm/flow";
+import type { ProgressReport } from "@tm/flow";
+// The limits alone (not the schemas): this module is also in the handler threads' bundle (handler-thread.ts).
+import { SIZE_LIMITS } from "@tm/flow/size-limits";
 
 export interface ProgressUpdate {
   percent: number;

@@ -22,6 +22,7 @@ import { PriorityDispatcher } from "./dispatcher.js";
 import { FleetSlots } from "./fleet-slots.js";
 import { gatewayApiKey } from "./gateway-api-key.js";
 import { loadHandlerModules } from "./handler-modules.js";
+import { HandlerThreads } from "./handler-threads.js";
 import { handlerRegistry } from "./handlers/index.js";
 import { reportPresence } from "./presence.js";
 import { createTaskRunner } from "./run-task.js";
@@ -50,11 +51,31 @@ export const worker = defineService({
       pool,
       routes,
     });
-    const handlers = handlerRegistry(own);
+    const threadsTerminated = rt.meter.createCounter("tm_worker_handler_threads_terminated_total", {
+      description:
+        "Handler threads terminated because their handler (isolation thread) still ran after its attempt ended",
+    });
+    // Handlers declared isolation "thread" run their attempts in worker threads (started only if there are some).
+    const threads = own.some((handler) => handler.isolation === "thread")
+      ? new HandlerThreads({
+          maxThreads: rt.config.WORKER_THREADS ?? rt.config.WORKER_CONCURRENCY,
+          ...(rt.config.WORKER_THREAD_HEAP_MB === undefined ? {} : { heapMb: rt.config.WORKER_THREAD_HEAP_MB }),
+          log: rt.log,
+          service: rt.name,
+          onTerminated: (type) => threadsTerminated.add(1, { type }),
+        })
+      : undefined;
+    const handlers = handlerRegistry(threads ? own.map((handler) => threads.isolated(handler)) : own);
     // The types' own limits (their handlers'), each replaced by a WORKER_TYPE_* entry for the type where there is one.
     const typeSettings = typeLimitSettings(own, rt.config);
     if (own.length > 0) {
-      rt.log.info({ types: own.map((handler) => handler.type) }, "handlers loaded from WORKER_HANDLER_MODULES");
+      rt.log.info(
+        {
+          types: own.map((handler) => handler.type),
+          inThreads: own.filter((handler) => handler.isolation === "thread").map((handler) => handler.type),
+        },
+        "handlers loaded from WORKER_HANDLER_MODULES",
+      );
     }
     const apiKey = await gatewayApiKey(rt.config, rt.log);
     const running = new RunningTasks();
@@ -238,6 +259,8 @@ export const worker = defineService({
       runtimeLimits.stop();
       backoffs.stop();
       await dispatcher.stop(rt.config.SHUTDOWN_TIMEOUT_MS);
+      // After the attempts ended (a thread still running past its abort's grace was terminated by then).
+      await threads?.close();
       cancelSubscription.unsubscribe();
       await presence.stop();
     });

@@ -167,3 +167,19 @@ test("WORKER_GATEWAY_URL: unset (also when empty) or an http(s) URL; anything el
     );
   }
 });
+
+test("WORKER_THREADS: unset (WORKER_CONCURRENCY) by default, 1 to 256; WORKER_THREAD_HEAP_MB: unset, or at least 16; bad values named", () => {
+  const defaults = loadConfig(workerConfig, {});
+  expect(defaults.WORKER_THREADS).toBeUndefined();
+  expect(defaults.WORKER_THREAD_HEAP_MB).toBeUndefined();
+  const set = loadConfig(workerConfig, { WORKER_THREADS: "4", WORKER_THREAD_HEAP_MB: "256" });
+  expect([set.WORKER_THREADS, set.WORKER_THREAD_HEAP_MB]).toEqual([4, 256]);
+  for (const [variable, bad, why] of [
+    ["WORKER_THREADS", "0", "must be > 0"],
+    ["WORKER_THREADS", "257", "must be at most 256"],
+    ["WORKER_THREADS", "some", "must be a number"],
+    ["WORKER_THREAD_HEAP_MB", "8", "must be at least 16"],
+  ] as const) {
+    expect(() => loadConfig(workerConfig, { [variable]: bad })).toThrow(`${variable}: ${why}`);
+  }
+});

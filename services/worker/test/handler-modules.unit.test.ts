@@ -154,6 +154,19 @@ describe("handlers loaded from WORKER_HANDLER_MODULES", () => {
     expect(many?.maxAttempts).toBe(8);
   });
 
+  test('isolation "thread" is kept with the module the thread imports; "none" and none are the event loop', async () => {
+    const path = moduleFile(
+      "isolated.mjs",
+      'export const handlers = [{ type: "busy", isolation: "thread", run() {} }, { type: "plain", isolation: "none", run() {} }, { type: "bare", run() {} }];',
+    );
+    const [busy, plain, bare] = await loadHandlerModules([path], parseTaskTypes("busy,plain,bare"), { cwd: dir });
+    expect(busy).toMatchObject({ isolation: "thread", module: { specifier: path, cwd: dir } });
+    for (const handler of [plain, bare]) {
+      expect(handler?.isolation).toBeUndefined();
+      expect(handler?.module).toBeUndefined();
+    }
+  });
+
   test("a type's own limits, each replaced by a WORKER_TYPE_* entry for the type where there is one", async () => {
     const path = moduleFile(
       "limited.mjs",
@@ -263,6 +276,12 @@ describe("handlers loaded from WORKER_HANDLER_MODULES", () => {
       'export const handlers = [{ type: "one", rate: "1000000/s", run() {} }];',
       "one",
       /handler 1: "one": `rate` "1000000\/s": the rate must be above 0 and at most 100000\/s/,
+    ],
+    [
+      "isolation.mjs",
+      'export const handlers = [{ type: "one", isolation: "process", run() {} }];',
+      "one",
+      /handler 1: "one": `isolation` must be "none" or "thread" \(got "process"\)/,
     ],
     [
       "builtin.mjs",

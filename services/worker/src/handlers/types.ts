@@ -52,6 +52,10 @@ export interface TaskContext {
  */
 export type PayloadSchema = StandardSchemaV1;
 
+/** Where a handler runs: "none", on the worker's event loop with everything else (the default); "thread", in a
+ *  worker thread of its own (handler-threads.ts): for work that keeps the CPU busy. */
+export const HANDLER_ISOLATIONS = ["none", "thread"] as const;
+
 /** One task type: its name, the schema of its payload, and the work. */
 export interface TaskHandler<P extends PayloadSchema = PayloadSchema> {
   type: string;
@@ -77,6 +81,11 @@ export interface TaskHandler<P extends PayloadSchema = PayloadSchema> {
   /** At most this many starts per second across every worker, after a burst (WORKER_TYPE_RATES' entry replaces it;
    *  a module gives it as "N/UNIT[:BURST]", e.g. "10/s" or "100/m:10"). */
   rate?: TypeRate;
+  /** "thread": each attempt runs in a worker thread (WORKER_THREADS of them at most), so that a handler that keeps
+   *  the CPU busy (parsing, hashing, image work) cannot stall the worker's event loop: its heartbeats, which keep the
+   *  delivery from being redelivered, and every other task it runs. A thread that does not stop at its abort is
+   *  terminated. Only for handlers from WORKER_HANDLER_MODULES (the thread imports the module itself). */
+  isolation?: (typeof HANDLER_ISOLATIONS)[number];
   run(payload: StandardSchemaV1.InferOutput<P>, ctx: TaskContext): Promise<unknown> | unknown;
 }
 
