@@ -320,3 +320,28 @@ test("bench/submit-rate.mjs measures SubmitTask against SubmitTasks on one gatew
     expect(gateway).toBeGreaterThan(0);
   }
 });
+
+test("bench/handler-threads.mjs measures a handler thread's attempts: every row, and CPU-bound work in threads holding the event loop less than on it", {
+  timeout: 60_000,
+}, () => {
+  const run = spawnSync(
+    process.execPath,
+    ["bench/handler-threads.mjs", "--attempts", "20", "--spins", "4", "--spin-ms", "50"],
+    { cwd: REPO_ROOT, encoding: "utf8", timeout: 50_000 },
+  );
+  expect(run.status, run.stderr).toBe(0);
+  const rows = run.stdout.split("\n").slice(1).filter(Boolean);
+  expect(rows.map((row) => row.split(/\s{2,}/)[0])).toEqual([
+    "cold attempt (thread start + import)",
+    "RSS of 2 idle threads",
+    "warm attempt, no-op",
+    "warm attempt, progress + dependencies()",
+    "4 × 50 ms CPU on the event loop",
+    "4 × 50 ms CPU in 2 threads",
+  ]);
+  const held = (name: string) =>
+    Number(/held up to (\d+) ms/.exec(rows.find((row) => row.startsWith(name)) ?? "")?.[1]);
+  // On the event loop the four spins hold it for their whole 200 ms; in threads the loop stays free.
+  expect(held("4 × 50 ms CPU on the event loop")).toBeGreaterThanOrEqual(190);
+  expect(held("4 × 50 ms CPU in 2 threads")).toBeLessThan(held("4 × 50 ms CPU on the event loop"));
+});
