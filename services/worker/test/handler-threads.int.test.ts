@@ -8,7 +8,7 @@
  * Then a worker against real nats-server and redis-server, AckWait 500 ms: a handler that keeps the CPU busy three
  * times that long runs once in a thread while another task finishes meanwhile, where the same handler on the event
  * loop is delivered, and run, twice; a stubborn thread fails its attempt at its timeout; a PermanentError by name is
- * dead-lettered at once.
+ * dead-lettered at once. Last, a worker stopped while its thread spins stops in time and hands the task back.
  */
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -16,11 +16,12 @@ import { join } from "node:path";
 import { Writable } from "node:stream";
 import { createLogger } from "@tm/kit";
 import { useInfra, waitFor } from "@tm/testkit";
+import { connect } from "nats";
 import { afterAll, describe, expect, test } from "vitest";
 import type { LoadedHandler } from "../src/handler-modules.js";
 import { HandlerThreads } from "../src/handler-threads.js";
 import type { TaskContext } from "../src/handlers/types.js";
-import { enrichedTask, publishTask, useWatchedWorker } from "./support.js";
+import { enrichedTask, publishTask, StreamReader, startWorker, useWatchedWorker } from "./support.js";
 
 const dir = mkdtempSync(join(tmpdir(), "tm-threads-"));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
@@ -273,5 +274,46 @@ describe("in a worker", () => {
     await waitFor("dead-lettered", async () => (await refreshed(() => w.events.deadLetters(refuse.taskId))).length > 0);
     expect(w.events.deadLetters(refuse.taskId)[0]).toMatchObject({ reason: "rejected", attempts: 1 });
     expect(w.events.deadLetters(refuse.taskId)[0]?.error).toContain("never valid");
+  });
+});
+
+describe("a worker stopped while a thread runs", () => {
+  const infra = useInfra();
+  const env = {
+    TASK_TYPES: TYPES,
+    WORKER_HANDLER_MODULES: modulePath,
+    SHUTDOWN_TIMEOUT_MS: "300",
+  };
+
+  test("stops within its shutdown timeout and the thread's grace, handing the task back; the next worker runs it once to SUCCEEDED", async () => {
+    const runs = join(dir, "stopped-runs");
+    const first = await startWorker(infra, env);
+    const nc = await connect({ servers: infra.nats.url });
+    const jsm = await nc.jetstreamManager();
+    try {
+      const spin = enrichedTask("spin", { ms: 3_000, runs });
+      await publishTask(nc, spin);
+      await waitFor("the spin started", () => existsSync(runs));
+      const stoppingAt = performance.now();
+      await first.stop();
+      // SHUTDOWN_TIMEOUT_MS (300), then the abort, then the thread's grace (500) before it is terminated.
+      expect(performance.now() - stoppingAt).toBeLessThan(2_500);
+      const second = await startWorker(infra, env);
+      try {
+        const events = new StreamReader(jsm, "EVENTS");
+        const tasks = new StreamReader(jsm, "TASKS");
+        await waitFor("SUCCEEDED on the next worker", async () => {
+          await events.refresh();
+          return events.statuses(spin.taskId).some((s) => s.state === "SUCCEEDED");
+        });
+        await tasks.refresh();
+        expect(readFileSync(runs, "utf8").split("\n").filter(Boolean)).toHaveLength(2);
+        expect(tasks.results(spin.taskId)).toHaveLength(1);
+      } finally {
+        await second.stop();
+      }
+    } finally {
+      await nc.drain();
+    }
   });
 });
