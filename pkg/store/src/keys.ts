@@ -8,7 +8,7 @@
  *   task_result:<id>    string: the stored result (JSON)        TTL taskTtlSeconds
  *   task_history:<id>   list: the task's audit events           TTL taskTtlSeconds, at most HISTORY_MAX
  *   task_cancel:<id>    string: set when a cancel was requested TTL taskTtlSeconds
- *   idempotency:<key>   string: task id of the first submission TTL a day (a child task's: its retention)
+ *   idempotency:<key>   string: task id of the first submission, "<id> saved" once its record is; TTL a day (a child task's: its retention)
  *                       (isolated callers, GATEWAY_TASK_ISOLATION=caller: idempotency:caller:<caller>:<key>)
  *   audit_events        list: every audit event, newest first   at most AUDIT_EVENTS_MAX
  *   dead_letter         list: every dead letter, newest first   at most DEAD_LETTER_MAX

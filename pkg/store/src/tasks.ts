@@ -61,27 +61,33 @@ export interface TaskRecord {
 // A dependency that SUCCEEDED already may have had its records shortened (a succeeded retention, applied while no task
 // depended on it): its status and result, which the dependent's handler reads (ctx.dependencies()), are kept at least
 // as long as the dependent's record.
-// KEYS: task:<id>, task_index, tasks_unqueued, tasks_delayed, then with dependencies tasks_waiting and, per
-// dependency, its task_status, task_dependents, task_dependent_ids and task_result keys.
+// The idempotency key the submission claimed (holding the task id) is marked "<id> saved" with the record: a repeat that
+// finds the mark and no record knows the records expired (kept less than the key), not that the submission was
+// interrupted before it saved them (then it is made again under the id).
+// KEYS: task:<id>, task_index, tasks_unqueued, tasks_delayed, tasks_waiting, the claimed idempotency key ("" none),
+// then per dependency its task_status, task_dependents, task_dependent_ids and task_result keys.
 // ARGV: ttl seconds, index score (createdAt ms), trim cutoff, index member (the task id), entry ("0" none,
 // "1" unqueued, "2" delayed, "3" / "4" waiting for dependencies), the delayed entry's score (with dependencies: the release
-// time, 0 for none), then the record's fields and values.
+// time, 0 for none), "1" to mark the idempotency key, then the record's fields and values.
 const SAVE_TASK = luaScript(`${REGISTER_WAITING}
 local waiting = 0
 local finishing = ARGV[5] == '4'
 if ARGV[5] == '3' then
-  for i = 6, #KEYS, 4 do
+  for i = 7, #KEYS, 4 do
     local state = redis.call('HGET', KEYS[i], 'state')
-    if state == 'FAILED' or state == 'CANCELLED' then return {-(i - 2) / 4, state} end
+    if state == 'FAILED' or state == 'CANCELLED' then return {-(i - 3) / 4, state} end
   end
 end
-redis.call('HSET', KEYS[1], unpack(ARGV, 7))
+redis.call('HSET', KEYS[1], unpack(ARGV, 8))
 redis.call('EXPIRE', KEYS[1], ARGV[1])
+if ARGV[7] == '1' and redis.call('GET', KEYS[6]) == ARGV[4] then
+  redis.call('SET', KEYS[6], ARGV[4] .. ' saved', 'KEEPTTL')
+end
 redis.call('ZADD', KEYS[2], ARGV[2], ARGV[4])
 redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', ARGV[3])
 local entry = ARGV[5]
 if entry == '3' or finishing then
-  for i = 6, #KEYS, 4 do
+  for i = 7, #KEYS, 4 do
     redis.call('ZADD', KEYS[i + 2], ARGV[2], ARGV[4])
     if redis.call('TTL', KEYS[i + 2]) < tonumber(ARGV[1]) then redis.call('EXPIRE', KEYS[i + 2], ARGV[1]) end
     if redis.call('HGET', KEYS[i], 'state') == 'SUCCEEDED' then
@@ -91,7 +97,7 @@ if entry == '3' or finishing then
       end
     end
   end
-  waiting = registerWaiting(ARGV[4], ARGV[6], ARGV[1], finishing, 6, 4)
+  waiting = registerWaiting(ARGV[4], ARGV[6], ARGV[1], finishing, 7, 4)
   if waiting > 0 then
     redis.call('HSET', KEYS[5], ARGV[4], waiting)
     return waiting
@@ -115,6 +121,8 @@ export interface SaveTaskOptions {
   unqueued?: boolean;
   /** Enter the task in tasks_delayed, due at this time (ms), instead of publishing it now (`task.runAt`). */
   delayedUntilMs?: number;
+  /** The idempotency key the submission claimed (as `claimIdempotencyKey` was given it): marked saved with the record. */
+  idempotencyClaim?: string;
 }
 
 /**
@@ -169,7 +177,8 @@ export async function saveTask(redis: Redis, task: TaskRecord, options: SaveTask
       Keys.taskIndex,
       Keys.unqueued,
       Keys.delayed,
-      ...(dependencies.length > 0 ? [Keys.waiting] : []),
+      Keys.waiting,
+      options.idempotencyClaim === undefined ? "" : Keys.idempotency(options.idempotencyClaim),
       ...dependencies.flatMap((id) => [Keys.status(id), Keys.dependents(id), Keys.dependentIds(id), Keys.result(id)]),
     ],
     [
@@ -179,6 +188,7 @@ export async function saveTask(redis: Redis, task: TaskRecord, options: SaveTask
       task.taskId,
       entry,
       delayedUntilMs ?? 0,
+      options.idempotencyClaim === undefined ? "0" : "1",
       ...Object.entries(fields).flat(),
     ],
   )) as number | [number, string];
@@ -351,18 +361,28 @@ export async function whyNotRun(
   return Number(current ?? 0) > generation ? "superseded" : undefined;
 }
 
+/** Who holds an idempotency key: its task's id; `saved` once that task's record was saved (SAVE_TASK marks it). */
+export interface IdempotencyClaim {
+  owner: string;
+  claimed: boolean;
+  saved: boolean;
+}
+
 /** Claims an idempotency key for a task id, for `ttlSeconds` (default a day); returns the id that owns it (ours, or
- *  the first submitter's). */
+ *  the first submitter's) and whether that one's record was saved. */
 export async function claimIdempotencyKey(
   redis: Redis,
   key: string,
   taskId: string,
   ttlSeconds: number = Bounds.idempotencyTtlSeconds,
-): Promise<{ owner: string; claimed: boolean }> {
+): Promise<IdempotencyClaim> {
   const reply = await redis.set(Keys.idempotency(key), taskId, "EX", ttlSeconds, "NX");
-  if (reply === "OK") return { owner: taskId, claimed: true };
-  const owner = await redis.get(Keys.idempotency(key));
-  return { owner: owner ?? taskId, claimed: owner === null };
+  if (reply === "OK") return { owner: taskId, claimed: true, saved: false };
+  const held = await redis.get(Keys.idempotency(key));
+  // Gone between the two commands (it expired just then): this submission goes ahead as the first.
+  if (held === null) return { owner: taskId, claimed: true, saved: false };
+  const [owner = taskId, mark] = held.split(" ");
+  return { owner, claimed: false, saved: mark === "saved" };
 }
 
 function safeJson<T>(text: string | undefined, fallback: T): T {

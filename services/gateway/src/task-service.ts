@@ -181,18 +181,21 @@ export function taskServiceHandlers(
     alsoPublish?: () => void,
     runAtMs?: number,
     beforePublish?: Promise<unknown>,
+    /** The idempotency key this submission claimed (as claimed: with a caller's prefix when isolated). */
+    idempotencyClaim?: string,
   ): Promise<StoredStatus | undefined> {
     const { traceparent } = injectTrace();
     const pending: StatusUpdate = { taskId, state: "PENDING", source: rt.name };
     const event = StatusEventSchema.parse(statusEvent(pending));
     const record = { ...submission, taskId, createdAt, traceparent, generation: 0 };
+    const claim = idempotencyClaim === undefined ? {} : { idempotencyClaim };
     const save = () =>
       runAtMs === undefined
-        ? saveTask(rt.redis, record, { unqueued: true, ttlSeconds: retentionSeconds })
+        ? saveTask(rt.redis, record, { unqueued: true, ttlSeconds: retentionSeconds, ...claim })
         : saveTask(
             rt.redis,
             { ...record, runAt: new Date(runAtMs).toISOString() },
-            { delayedUntilMs: runAtMs, ttlSeconds: retentionSeconds },
+            { delayedUntilMs: runAtMs, ttlSeconds: retentionSeconds, ...claim },
           );
     let waiting = false;
     let listed = true;
@@ -281,10 +284,21 @@ export function taskServiceHandlers(
    * is requeue-sweeper.ts's, a margin inside the stream's duplicate window). A delayed task's record was saved with
    * its tasks_delayed entry in one script: the releaser queues it (with the status, should that write have failed).
    */
-  async function resumeSubmission(taskId: string, submission: Submission, runAtMs: number | undefined): Promise<void> {
+  async function resumeSubmission(
+    taskId: string,
+    submission: Submission,
+    runAtMs: number | undefined,
+    claim: { key: string; saved: boolean },
+  ): Promise<void> {
     const task = await redisCall("reading the task", () => readTask(rt.redis, taskId));
     if (!task) {
-      await queueTask(taskId, submission, new Date().toISOString(), undefined, runAtMs);
+      // Its record was saved once (the key is marked so) and is gone: kept less than its key (TASK_RETENTION_SECONDS,
+      // a succeeded retention). Making it again would run it again; the key answers its id, as it promised.
+      if (claim.saved) {
+        rt.log.info({ taskId }, "an idempotency key's task is gone (its records expired): answered, nothing submitted");
+        return;
+      }
+      await queueTask(taskId, submission, new Date().toISOString(), undefined, runAtMs, undefined, claim.key);
       return;
     }
     if (task.runAt || task.dependsOn) return; // the releaser's to queue
@@ -305,6 +319,10 @@ export function taskServiceHandlers(
         ...(parentTaskId ? { parentTaskId } : {}),
       },
       task.createdAt,
+      undefined,
+      undefined,
+      undefined,
+      claim.key,
     );
   }
 
@@ -343,6 +361,7 @@ export function taskServiceHandlers(
     }
     const { idempotencyKey } = submission;
     let taskId: string = crypto.randomUUID();
+    let idempotencyClaim: string | undefined;
     if (idempotencyKey) {
       const claimedKey = options.isolation.idempotencyKeyOf(ctx, idempotencyKey);
       const claim = await redisCall("claiming the idempotency key", () =>
@@ -352,11 +371,12 @@ export function taskServiceHandlers(
         // A retry of a submission that may have been interrupted: complete it under the first id. Every step
         // is idempotent (task record, status CAS, tasks.ingest deduplicated by its message id), so finishing
         // one that had in fact completed changes nothing, and the key never points at a task left unqueued.
-        await resumeSubmission(claim.owner, submission, runAtMs);
+        await resumeSubmission(claim.owner, submission, runAtMs, { key: claimedKey, saved: claim.saved });
         submitted.add(1, { type: submission.type, priority: submission.priority, outcome: "deduplicated" });
         return { taskId: claim.owner, deduplicated: true };
       }
       taskId = claim.owner;
+      idempotencyClaim = claimedKey;
     }
     const beforePublish = beforeQueueing?.(taskId);
     // The "submitted" audit event is sent once the task and its PENDING status are in Redis, together with the
@@ -386,6 +406,7 @@ export function taskServiceHandlers(
       },
       runAtMs,
       beforePublish,
+      idempotencyClaim,
     );
     await audited;
     submitted.add(1, { type: submission.type, priority: submission.priority, outcome: "accepted" });

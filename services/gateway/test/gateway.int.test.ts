@@ -192,6 +192,21 @@ describe("SubmitTask", () => {
     expect(queued.map((m) => [m.payload, m.priority, m.createdAt])).toEqual([[{ n: 2 }, "low", createdAt]]);
   });
 
+  test("a repeat after its task's records expired (kept less than the key) answers its id and submits nothing", async () => {
+    const idempotencyKey = `key-${crypto.randomUUID()}`;
+    const first = await client.submitTask({ type: "echo", payload: { n: 1 }, idempotencyKey });
+    expect(await redis.get(Keys.idempotency(idempotencyKey))).toBe(`${first.taskId} saved`);
+    // What TASK_RETENTION_SECONDS (or a succeeded retention) shorter than the key's day does: the records go first.
+    await redis.del(Keys.task(first.taskId), Keys.status(first.taskId), Keys.history(first.taskId));
+    const again = await secondClient.submitTask({ type: "echo", payload: { n: 1 }, idempotencyKey });
+    expect(again).toMatchObject({ taskId: first.taskId, deduplicated: true });
+    // Not made again (it would run again): no record, one tasks.ingest message, the first's.
+    expect(await redis.exists(Keys.task(first.taskId))).toBe(0);
+    expect(await ingestMessagesFor(first.taskId)).toHaveLength(1);
+    const missing = await rejection(client.getTask({ taskId: first.taskId }));
+    expect(missing.code).toBe(Code.NotFound);
+  });
+
   test.each([
     ["an unknown type", { type: "teleport" }, 'type: unknown task type "teleport"'],
     ["an undefined priority", { type: "echo", priority: 42 as Priority }, "priority:"],
