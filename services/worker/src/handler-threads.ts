@@ -112,6 +112,11 @@ export class HandlerThreads {
     return this.#pool.threads.length;
   }
 
+  /** Attempts waiting for a thread (all WORKER_THREADS busy). */
+  get waiting(): number {
+    return this.#pool.queueSize;
+  }
+
   /** The handler with its `run` made in a thread; a handler without isolation "thread" as it is. */
   isolated(handler: LoadedHandler): TaskHandler {
     const { module } = handler;

@@ -169,6 +169,18 @@ export const worker = defineService({
       );
     }
 
+    if (threads) {
+      rt.meter
+        .createObservableGauge("tm_worker_handler_threads", {
+          description: "Handler threads alive (handlers declared isolation thread)",
+        })
+        .addCallback((result) => result.observe(threads.threads));
+      rt.meter
+        .createObservableGauge("tm_worker_handler_thread_waits", {
+          description: "Attempts waiting for a handler thread (every one of WORKER_THREADS busy)",
+        })
+        .addCallback((result) => result.observe(threads.waiting));
+    }
     rt.meter
       .createObservableGauge("tm_worker_in_flight", { description: "Tasks running in this worker process" })
       .addCallback((result) => result.observe(dispatcher.inFlight, { pool: poolLabel }));

@@ -176,6 +176,24 @@ describe("the pool alone", () => {
     });
   });
 
+  test("attempts beyond its threads wait for one, counted as waiting", async () => {
+    const one = new HandlerThreads({ maxThreads: 1, log, service: "worker" });
+    try {
+      const spin = one.isolated(inThread("spin")).run;
+      const runs = join(dir, "one-thread");
+      const [first, second] = [
+        spin({ ms: 300, runs }, attemptContext().ctx),
+        spin({ ms: 1, runs }, attemptContext().ctx),
+      ];
+      await waitFor("the second attempt waiting", () => one.waiting === 1);
+      expect(one.threads).toBe(1);
+      await Promise.all([first, second]);
+      expect(one.waiting).toBe(0);
+    } finally {
+      await one.close();
+    }
+  });
+
   test("a thread past WORKER_THREAD_HEAP_MB dies and fails its attempt; the pool goes on", async () => {
     const small = new HandlerThreads({ maxThreads: 1, heapMb: 32, log, service: "worker" });
     try {
@@ -228,6 +246,10 @@ describe("in a worker", () => {
     expect(runsIn(runs)).toBe(1);
     expect(w.tasks.results(spin.taskId)).toHaveLength(1);
     expect(w.tasks.results(spin.taskId)[0]).toMatchObject({ output: { spun: 1_500, attempt: 1 }, attempts: 1 });
+    // The thread stays for the next attempt: the worker's gauge shows it.
+    const metrics = await (await fetch(`http://127.0.0.1:${w.service.opsPort}/metrics`)).text();
+    expect(Number(/^tm_worker_handler_threads(?:\{[^}]*\})? (\d+)/m.exec(metrics)?.[1])).toBeGreaterThanOrEqual(1);
+    expect(metrics).toMatch(/^tm_worker_handler_thread_waits(\{[^}]*\})? 0$/m);
     expect(w.events.statuses(spin.taskId).find((s) => s.progressMessage === "half way")).toMatchObject({
       state: "RUNNING",
       progress: 50,
