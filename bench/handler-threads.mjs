@@ -14,18 +14,11 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { createLogger } from "../pkg/kit/dist/logger.js";
 import { HandlerThreads } from "../services/worker/dist/handler-threads.js";
+import { positiveOption } from "./dist/script-options.js";
 
-const option = (name, fallback) => {
-  const at = process.argv.indexOf(name);
-  if (at < 0) return fallback;
-  const value = Number(process.argv[at + 1]);
-  if (!Number.isInteger(value) || value < 1)
-    throw new Error(`${name} must be a positive integer, got ${process.argv[at + 1]}`);
-  return value;
-};
-const ATTEMPTS = option("--attempts", 2_000);
-const SPINS = option("--spins", 8);
-const SPIN_MS = option("--spin-ms", 100);
+const ATTEMPTS = positiveOption("--attempts", 2_000);
+const SPINS = positiveOption("--spins", 8);
+const SPIN_MS = positiveOption("--spin-ms", 100);
 const COLD_POOLS = 5;
 
 const dir = mkdtempSync(join(tmpdir(), "tm-bench-threads-"));

@@ -7,19 +7,12 @@ import { cpus } from "node:os";
 import { createTaskClient } from "@tm/proto";
 import { spawnService, startNats, startRedis } from "@tm/testkit";
 import { cpuSecondsOf } from "./dist/proc.js";
+import { positiveOption } from "./dist/script-options.js";
 
-const option = (name, fallback) => {
-  const at = process.argv.indexOf(name);
-  if (at < 0) return fallback;
-  const value = Number(process.argv[at + 1]);
-  if (!Number.isInteger(value) || value < 1)
-    throw new Error(`${name} must be a positive integer, got ${process.argv[at + 1]}`);
-  return value;
-};
-const TASKS = option("--tasks", 5_000);
-const BATCH = option("--batch", 100);
-const IN_FLIGHT = option("--in-flight", 32);
-const ROUNDS = option("--rounds", 2);
+const TASKS = positiveOption("--tasks", 5_000);
+const BATCH = positiveOption("--batch", 100);
+const IN_FLIGHT = positiveOption("--in-flight", 32);
+const ROUNDS = positiveOption("--rounds", 2);
 /** CPU milliseconds a process has used so far (bench/src/proc.ts, as the benchmark reads it). */
 const cpuMs = (pid) => cpuSecondsOf(pid) * 1000;
 
