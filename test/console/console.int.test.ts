@@ -684,6 +684,55 @@ describe.skipIf(!existsSync(CHROMIUM))("web console", () => {
     }
   });
 
+  it("links a parent's failed children to their dead letters, listed alone and replayed with one click", async () => {
+    const delayed = { case: "delay" as const, value: create(DurationSchema, { seconds: 3_600n }) };
+    const { taskId: parent } = await pipeline.client.submitTask({ type: "echo", schedule: delayed });
+    const { outcomes } = await pipeline.client.submitTasks({
+      tasks: [
+        { type: "fail", parentTaskId: parent, maxAttempts: 1 },
+        { type: "fail", parentTaskId: parent, maxAttempts: 1 },
+        { type: "echo", parentTaskId: parent },
+      ],
+    });
+    const [failing, alsoFailing] = outcomes.map((outcome) =>
+      outcome.outcome.case === "accepted" ? outcome.outcome.value.taskId : "",
+    );
+    // Another task's letter, which the filtered page must leave out.
+    const { taskId: stranger } = await pipeline.client.submitTask({ type: "fail", maxAttempts: 1 });
+    const admin = createAdminClient({ baseUrl: pipeline.gatewayUrl });
+    await waitFor(
+      "the three dead-lettered",
+      async () =>
+        (
+          await Promise.all(
+            [failing, alsoFailing, stranger].map(
+              async (taskId) => (await admin.listDeadLetters({ filter: { taskId } })).deadLetters.length,
+            ),
+          )
+        ).every((count) => count === 1),
+      { timeoutMs: 30_000 },
+    );
+    try {
+      await page.goto(`${webUrl}/tasks/${parent}`);
+      const states = page.locator('dt:text-is("Children\'s states") + dd');
+      await states.getByRole("link", { name: "their dead letters" }).waitFor({ timeout: 15_000 });
+      await states.getByRole("link", { name: "their dead letters" }).click();
+      await page.waitForURL(`${webUrl}/dead-letters?parent=${parent}`);
+      expect(await page.textContent("#dead-letter-filter")).toBe(
+        `Only the letters of the child tasks of ${parent} (show all)`,
+      );
+      await page.waitForSelector("main table a[href^='/tasks/']", { timeout: 10_000 });
+      const listed = await page.locator("main table a[href^='/tasks/']").allTextContents();
+      expect(listed.sort()).toEqual([failing, alsoFailing].sort());
+      await page.getByRole("button", { name: "Replay all matching" }).click();
+      await page.waitForSelector("p[role=status]:text('Replayed 2 of 2.')", { timeout: 15_000 });
+      // The stranger's letter is still there; the children's were replayed (they run, and fail, again).
+      expect((await admin.listDeadLetters({ filter: { taskId: stranger } })).deadLetters).toHaveLength(1);
+    } finally {
+      await pipeline.client.cancelTask({ taskId: parent, includeChildren: true });
+    }
+  });
+
   it("shows the tasks a task waits for (depends_on) and the tasks waiting for it, each linked, and how many it still waits for", async () => {
     // Its dependency delayed an hour: it stays waiting while the page is read.
     const { taskId: first } = await pipeline.client.submitTask({

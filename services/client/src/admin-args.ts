@@ -111,23 +111,34 @@ export interface DlqFilter {
   reason?: string;
   subject?: string;
   taskId?: string;
+  type?: string;
+  parentTaskId?: string;
 }
 
 export type DlqAction = ({ action: "ls" } | { action: "replay" | "discard"; ids: string[]; all: boolean }) & {
   filter: DlqFilter;
 };
 
-/** `dlq ls`, `dlq replay <id...>|--all` or `dlq discard <id...>|--all`, with --reason, --subject, --task. */
+/** `dlq ls`, `dlq replay <id...>|--all` or `dlq discard <id...>|--all`, with --reason, --subject, --task, --type,
+ *  --parent. */
 export function parseDlqAction(
   positionals: string[],
   all: boolean,
-  flags: { reason?: string | undefined; subject?: string | undefined; task?: string | undefined },
+  flags: {
+    reason?: string | undefined;
+    subject?: string | undefined;
+    task?: string | undefined;
+    type?: string | undefined;
+    parent?: string | undefined;
+  },
   help: string,
 ): DlqAction {
   const filter: DlqFilter = {};
   if (flags.reason !== undefined) filter.reason = flags.reason;
   if (flags.subject !== undefined) filter.subject = flags.subject;
   if (flags.task !== undefined) filter.taskId = flags.task;
+  if (flags.type !== undefined) filter.type = flags.type;
+  if (flags.parent !== undefined) filter.parentTaskId = flags.parent;
   const filtered = Object.keys(filter).length > 0;
   const [action, ...rest] = positionals;
   if (action === "ls") {
@@ -139,7 +150,9 @@ export function parseDlqAction(
     if (all && rest.length > 0) throw new UsageError(`dlq ${action}: give dead letter ids or --all, not both`);
     if (!all && rest.length === 0) throw new UsageError(`dlq ${action}: give dead letter ids or --all\n\n${help}`);
     if (!all && filtered) {
-      throw new UsageError(`dlq ${action}: --reason, --subject and --task choose letters with --all, not with ids`);
+      throw new UsageError(
+        `dlq ${action}: --reason, --subject, --task, --type and --parent choose letters with --all, not with ids`,
+      );
     }
     return { action, ids: [...new Set(rest)], all, filter };
   }

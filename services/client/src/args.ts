@@ -226,6 +226,8 @@ const COMMAND_OPTIONS: Record<CommandName, Options> = {
     reason: { type: "string" },
     subject: { type: "string" },
     task: { type: "string" },
+    type: { type: "string" },
+    parent: { type: "string" },
   },
   requeue: { "stalled-for": { type: "string" }, "all-stalled": { type: "boolean" }, ...TASK_FILTER_OPTIONS },
   schedule: {
@@ -437,7 +439,13 @@ export function parseCommandLine(argv: string[], env: NodeJS.ProcessEnv = {}, no
         ...parseDlqAction(
           positionals,
           values.all === true,
-          { reason: str(values.reason), subject: str(values.subject), task: str(values.task) },
+          {
+            reason: str(values.reason),
+            subject: str(values.subject),
+            task: str(values.task),
+            type: str(values.type),
+            parent: str(values.parent),
+          },
           HELP.dlq,
         ),
         limit: parseLimit(str(values.limit)),

@@ -178,13 +178,16 @@ parentTaskId, children, childrenTotal}]}.`,
     "Shows a task's audit events, oldest first: which stage did what, and when.",
   ),
   dlq: page(
-    "Usage: taskctl dlq ls [--reason R] [--subject S] [--task ID] [--limit N] [--page-token TOKEN]\n       taskctl dlq replay <id...> | --all [--reason R] [--subject S] [--task ID]\n       taskctl dlq discard <id...> | --all [--reason R] [--subject S] [--task ID]",
+    "Usage: taskctl dlq ls [--reason R] [--subject S] [--task ID] [--type T] [--parent ID] [--limit N] [--page-token TOKEN]\n       taskctl dlq replay <id...> | --all [--reason R] [--subject S] [--task ID] [--type T] [--parent ID]\n       taskctl dlq discard <id...> | --all [--reason R] [--subject S] [--task ID] [--type T] [--parent ID]",
     "ls lists dead letters newest first (id, task, subject, reason, attempts, error).\nreplay sends dead-lettered tasks through the pipeline again as a new generation and removes the letters; the tasks\nwaiting for one (depends_on) that its failure cancelled wait for it again (listed as revived);\na letter that is not a task (or whose task succeeded, was cancelled or expired) is reported, not replayed (exit 1).\ndiscard removes letters that will not be replayed (the task stays FAILED; its history records the discard),\nso that the list keeps what still needs a decision.",
     `Options:
   --all             replay or discard every dead letter (up to 500 per call; run again while more remain)
   --reason R        only letters of this reason: invalid, exhausted or rejected (ls, --all)
   --subject S       only letters from this subject, e.g. tasks.ingest (ls, --all)
   --task ID         only the letters of this task (ls, --all)
+  --type T          only the letters of tasks of this type (ls, --all)
+  --parent ID       only the letters of this task's child tasks: a fan-out's failures
+                    (dlq replay --all --parent ID retries them) (ls, --all)
   --limit N         letters per page, 1-500 (default 50)
   --page-token TOK  continue a previous listing`,
   ),

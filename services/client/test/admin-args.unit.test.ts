@@ -148,7 +148,7 @@ describe("operator commands", () => {
     expect(usageErrorOf(["resume", "high", "low"])).toMatch(/^resume: unexpected argument "low"/);
   });
 
-  test("dlq --reason, --subject and --task choose the letters listed, or acted on with --all (not with ids)", () => {
+  test("dlq --reason, --subject, --task, --type and --parent choose the letters listed, or acted on with --all (not with ids)", () => {
     expect(parseCommandLine(["dlq", "ls", "--reason", "invalid", "--subject", "tasks.ingest"], {}, NOW)).toMatchObject({
       action: "ls",
       filter: { reason: "invalid", subject: "tasks.ingest" },
@@ -165,7 +165,19 @@ describe("operator commands", () => {
       filter: { taskId: task },
     });
     expect(usageErrorOf(["dlq", "replay", "TASKS:1", "--reason", "exhausted"])).toBe(
-      "dlq replay: --reason, --subject and --task choose letters with --all, not with ids",
+      "dlq replay: --reason, --subject, --task, --type and --parent choose letters with --all, not with ids",
+    );
+    // A fan-out's failures: the letters of one parent's children, of one type.
+    expect(parseCommandLine(["dlq", "replay", "--all", "--parent", task, "--type", "resize"], {}, NOW)).toMatchObject({
+      action: "replay",
+      all: true,
+      filter: { parentTaskId: task, type: "resize" },
+    });
+    expect(parseCommandLine(["dlq", "ls", "--parent", task], {}, NOW)).toMatchObject({
+      filter: { parentTaskId: task },
+    });
+    expect(usageErrorOf(["dlq", "discard", "TASKS:1", "--parent", task])).toMatch(
+      /choose letters with --all, not with ids/,
     );
   });
 

@@ -125,8 +125,25 @@ export function adminServiceHandlers(
   async function* scanDeadLetters(filter: DeadLetterFilter | undefined, offset: number, limit: number) {
     for (let position = offset; position < offset + limit; position += CHUNK) {
       const lines = await redis("reading dead letters", () => readDeadLetterLines(rt.redis, position, CHUNK));
+      const matching = lines.map((line) => matchesDeadLetter(line, filter));
+      const parent = filter?.parentTaskId;
+      if (parent) {
+        // A child is one its parent lists (task_children): one ZSCORE each, for the letters the rest lets through.
+        const asked = lines.flatMap((line, index) => (matching[index] && line.letter?.taskId ? [index] : []));
+        const listed = await redis("reading the parent's children", async () => {
+          const scores = rt.redis.pipeline();
+          for (const index of asked) scores.zscore(Keys.children(parent), lines[index]?.letter?.taskId ?? "");
+          return (await scores.exec()) ?? [];
+        });
+        for (const [i, index] of asked.entries()) {
+          const [error, score] = listed[i] ?? [null, null];
+          if (error) throw error;
+          if (score === null) matching[index] = false;
+        }
+        for (const [index, line] of lines.entries()) if (!line.letter?.taskId) matching[index] = false;
+      }
       for (const [index, line] of lines.entries()) {
-        yield { line, position: position + index, matches: matchesDeadLetter(line, filter) };
+        yield { line, position: position + index, matches: matching[index] ?? false };
       }
       if (lines.length < CHUNK) return;
     }
@@ -138,7 +155,7 @@ export function adminServiceHandlers(
     action: "replay" | "discard",
   ) {
     checkDeadLetterIds(request.ids, request.all, action);
-    checkDeadLetterFilter(request.filter);
+    checkDeadLetterFilter(request.filter, rt.config.TASK_TYPES);
     const wanted = new Set(request.ids);
     const found = new Map<string, DeadLetterLine>();
     let more = false;
@@ -291,7 +308,7 @@ export function adminServiceHandlers(
     },
 
     async listDeadLetters(request) {
-      checkDeadLetterFilter(request.filter);
+      checkDeadLetterFilter(request.filter, rt.config.TASK_TYPES);
       const pageSize = parsePageSize(request.pageSize);
       const offset = parseDeadLetterPageToken(request.pageToken);
       const letters: MessageInitShape<typeof DeadLetterEntrySchema>[] = [];
@@ -510,7 +527,14 @@ function matchesDeadLetter(line: DeadLetterLine, filter: DeadLetterFilter | unde
   if (filter.subject && letter?.subject !== filter.subject) return false;
   if (filter.reason && letter?.reason !== filter.reason) return false;
   if (filter.taskId && letter?.taskId !== filter.taskId) return false;
+  if (filter.type && taskTypeOf(letter?.message) !== filter.type) return false;
   return true;
+}
+
+/** The task type a dead message names, when it is a task's. */
+function taskTypeOf(message: unknown): string | undefined {
+  const type = (message as { type?: unknown } | null | undefined)?.type;
+  return typeof message === "object" && typeof type === "string" ? type : undefined;
 }
 
 function auditEntry(event: AuditEvent): MessageInitShape<typeof AuditEntrySchema> {

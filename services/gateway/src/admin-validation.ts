@@ -85,12 +85,16 @@ export function parseDeadLetterPageToken(token: string): number {
   return Number(match[1]);
 }
 
-export function checkDeadLetterFilter(filter: DeadLetterFilter | undefined): void {
+export function checkDeadLetterFilter(filter: DeadLetterFilter | undefined, taskTypes: TaskTypes): void {
   if (!filter) return;
   if (filter.reason && !DEAD_LETTER_REASONS.includes(filter.reason)) {
     throw invalid("filter.reason", `must be one of ${DEAD_LETTER_REASONS.join(", ")} (got "${filter.reason}")`);
   }
   if (filter.taskId && !TaskId.safeParse(filter.taskId).success) throw invalid("filter.task_id", "must be a UUID");
+  if (filter.type) checkTaskType("filter.type", filter.type, taskTypes);
+  if (filter.parentTaskId && !TaskId.safeParse(filter.parentTaskId).success) {
+    throw invalid("filter.parent_task_id", "must be a UUID");
+  }
 }
 
 /** ReplayDeadLetters' and DiscardDeadLetters' ids: exactly one of ids (1-500) and all. */

@@ -3,14 +3,15 @@
  * theirs, and so on are cancelled with it, each saying which parent's cancellation it was; a finished one is left as
  * it is; a parent that is already finished is no error then; a cancelled parent takes no more children; and without
  * the flag the children are left running; children submitted during the cascade are refused or found by it; and
- * ListTasks and CancelTasks take a parent as a filter (all of its children, past the 100 GetTask lists).
+ * ListTasks and CancelTasks take a parent as a filter (all of its children, past the 100 GetTask lists), as the dead
+ * letters' filter does (a fan-out's failures, replayed in one call).
  */
 import { Code, ConnectError } from "@connectrpc/connect";
 import { TaskState } from "@tm/proto";
-import { applyStatus, Keys } from "@tm/store";
+import { appendDeadLetter, applyStatus, Keys } from "@tm/store";
 import { useClients, useInfra } from "@tm/testkit";
 import { expect, test } from "vitest";
-import { event, useGateway } from "./helpers.js";
+import { event, ingestDeadLetter, rejection, useGateway } from "./helpers.js";
 
 const infra = useInfra();
 const clients = useClients(infra);
@@ -174,4 +175,47 @@ test("a child's idempotency key is kept as long as its records may be, another t
   // the children it had.
   expect(await clients.redis.ttl(`idempotency:${key}`)).toBeGreaterThan(86_400);
   expect(await clients.redis.ttl(`idempotency:plain-${parent}`)).toBeLessThanOrEqual(86_400);
+});
+
+test("dead letters by parent and type: a fan-out's failures listed and replayed in one call, no other letter touched", async () => {
+  const parent = await submit();
+  const [a, b, c] = [await submit(parent), await submit(parent), await submit(parent)];
+  const stranger = await submit();
+  const letter = (taskId: string, id: string, type = "echo") => {
+    const dead = ingestDeadLetter(taskId, id);
+    return { ...dead, message: { ...(dead.message as object), type } };
+  };
+  const tag = crypto.randomUUID().slice(0, 8);
+  for (const dead of [
+    letter(a!, `A-${tag}`),
+    letter(b!, `B-${tag}`, "sleep"),
+    letter(stranger, `S-${tag}`),
+    { ...letter(c!, `X-${tag}`), taskId: undefined, message: "not a task" },
+  ]) {
+    await appendDeadLetter(clients.redis, dead);
+  }
+  for (const taskId of [a!, b!, stranger]) {
+    await applyStatus(clients.redis, event({ taskId, state: "FAILED", attempt: 5, error: "enricher unavailable" }));
+  }
+  const ids = async (filter: { parentTaskId?: string; type?: string }) =>
+    (await g.admin.listDeadLetters({ filter, pageSize: 500 })).deadLetters
+      .map((d) => d.id)
+      .filter((id) => id.endsWith(tag));
+  expect((await ids({ parentTaskId: parent })).sort()).toEqual([`A-${tag}`, `B-${tag}`]);
+  expect(await ids({ parentTaskId: parent, type: "sleep" })).toEqual([`B-${tag}`]);
+  expect((await ids({ type: "echo" })).sort()).toEqual([`A-${tag}`, `S-${tag}`]);
+  expect(await ids({ parentTaskId: stranger })).toEqual([]);
+
+  const replayed = await g.admin.replayDeadLetters({ all: true, filter: { parentTaskId: parent } });
+  expect(replayed.outcomes.map((outcome) => outcome.id).sort()).toEqual([`A-${tag}`, `B-${tag}`]);
+  expect((await ids({})).sort()).toEqual([`S-${tag}`, `X-${tag}`]);
+
+  for (const [filter, message] of [
+    [{ parentTaskId: "nope" }, "filter.parent_task_id: must be a UUID"],
+    [{ type: "teleport" }, 'filter.type: unknown task type "teleport"'],
+  ] as const) {
+    const refused = await rejection(g.admin.listDeadLetters({ filter }));
+    expect(refused.code).toBe(Code.InvalidArgument);
+    expect(refused.rawMessage).toContain(message);
+  }
 });

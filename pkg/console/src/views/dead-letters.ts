@@ -1,5 +1,6 @@
 /** Dead letters: reason, error, attempts and history of each, with Replay per row, "Replay selected" and "Discard
- *  selected" (after a confirmation: a discarded letter cannot be replayed). */
+ *  selected" (after a confirmation: a discarded letter cannot be replayed). `?parent=<id>` (a parent task's page links
+ *  here) and `?type=<type>` show only the letters of that task's children, of that type, with "Replay all matching". */
 import type { DeadLetterEntry } from "@tm/proto/web";
 import { DiscardResult, ReplayResult } from "@tm/proto/web";
 import { admin, errorText } from "../api.js";
@@ -10,7 +11,12 @@ import type { View } from "./view.js";
 
 const PAGE_SIZE = 50;
 
-export const deadLettersView: View = (main) => {
+export const deadLettersView: View = (main, { query }) => {
+  const filter = {
+    ...(query.get("parent") ? { parentTaskId: query.get("parent") ?? "" } : {}),
+    ...(query.get("type") ? { type: query.get("type") ?? "" } : {}),
+  };
+  const filtered = Object.keys(filter).length > 0;
   const status = h("p", { class: "muted", role: "status" });
   const list = h("div");
   const replaySelected = h("button", { type: "button" }, "Replay selected") as HTMLButtonElement;
@@ -19,10 +25,31 @@ export const deadLettersView: View = (main) => {
   const selected = new Set<string>();
   let nextToken = "";
   let stopped = false;
+  const replayAll = h("button", { type: "button" }, "Replay all matching") as HTMLButtonElement;
+  replayAll.hidden = !filtered;
+  const scope = filtered
+    ? h(
+        "p",
+        { id: "dead-letter-filter" },
+        "Only the letters ",
+        ...(filter.parentTaskId
+          ? [
+              "of the child tasks of ",
+              h("a", { href: `/tasks/${filter.parentTaskId}`, class: "mono" }, filter.parentTaskId),
+            ]
+          : []),
+        ...(filter.parentTaskId && filter.type ? [" "] : []),
+        ...(filter.type ? [`of type ${filter.type}`] : []),
+        " (",
+        h("a", { href: "/dead-letters" }, "show all"),
+        ")",
+      )
+    : "";
   replace(
     main,
     h("h1", {}, "Dead letters"),
-    h("div", { class: "actions" }, replaySelected, discardSelected),
+    scope,
+    h("div", { class: "actions" }, replaySelected, discardSelected, replayAll),
     status,
     list,
     h("div", { class: "pager" }, next),
@@ -31,7 +58,7 @@ export const deadLettersView: View = (main) => {
   async function load(pageToken: string) {
     status.textContent = "Loading…";
     try {
-      const response = await admin.listDeadLetters({ pageSize: PAGE_SIZE, pageToken });
+      const response = await admin.listDeadLetters({ pageSize: PAGE_SIZE, pageToken, filter });
       if (stopped) return;
       nextToken = response.nextPageToken;
       next.disabled = !nextToken;
@@ -104,9 +131,10 @@ export const deadLettersView: View = (main) => {
     discardSelected.textContent = `Discard selected (${selected.size})`;
   }
 
-  async function replay(ids: string[]) {
+  /** Replays `ids`, or with `"all"` every letter the page's filter matches (500 a call; the text says if more remain). */
+  async function replay(ids: string[] | "all") {
     try {
-      const { outcomes } = await admin.replayDeadLetters({ ids });
+      const { outcomes, more } = await admin.replayDeadLetters(ids === "all" ? { all: true, filter } : { ids });
       const replayed = outcomes.filter((outcome) => outcome.result === ReplayResult.REPLAYED).length;
       // Replayed, but its queueing waits for NATS: the requeue sweeper does it.
       const pending = outcomes.filter((outcome) => outcome.queuePending).length;
@@ -118,7 +146,8 @@ export const deadLettersView: View = (main) => {
       const revived = outcomes.reduce((sum, outcome) => sum + outcome.revivedDependents.length, 0);
       const revivedText =
         revived > 0 ? ` Revived ${revived} task${revived === 1 ? "" : "s"} their failures had cancelled.` : "";
-      const text = `Replayed ${replayed} of ${outcomes.length}.${queuedLater}${revivedText}${refused.length > 0 ? ` Not replayed: ${refused.join("; ")}` : ""}`;
+      const moreText = more ? " More remain: replay all matching again." : "";
+      const text = `Replayed ${replayed} of ${outcomes.length}.${queuedLater}${revivedText}${moreText}${refused.length > 0 ? ` Not replayed: ${refused.join("; ")}` : ""}`;
       announce(text);
       await load("");
       status.textContent = text;
@@ -148,6 +177,7 @@ export const deadLettersView: View = (main) => {
   }
 
   replaySelected.addEventListener("click", () => void replay([...selected]));
+  replayAll.addEventListener("click", () => void replay("all"));
   discardSelected.addEventListener("click", () => void discard([...selected]));
   next.addEventListener("click", () => void load(nextToken));
   void load("");

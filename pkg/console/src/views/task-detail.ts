@@ -270,6 +270,7 @@ export const taskDetailView: View = (main, { params, config }) => {
 
   /** "20 succeeded, 2 failed", each count linked to the task list of the children in that state. */
   function childStates(task: Task): Node {
+    const failed = (task.childrenByState.FAILED ?? 0) > 0;
     return h(
       "span",
       {},
@@ -277,6 +278,8 @@ export const taskDetailView: View = (main, { params, config }) => {
         ...(i > 0 ? [", "] : []),
         h("a", { href: `/tasks?parent=${task.taskId}&state=${state}` }, stateCountText(state, count)),
       ]),
+      // The failures' dead letters, to read and replay together.
+      ...(failed ? [" (", h("a", { href: `/dead-letters?parent=${task.taskId}` }, "their dead letters"), ")"] : []),
     );
   }
 
