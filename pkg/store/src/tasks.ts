@@ -64,7 +64,8 @@ export interface TaskRecord {
 // The idempotency key the submission claimed (holding the task id) is marked "<id> saved" with the record: a repeat that
 // finds the mark and no record knows the records expired (kept less than the key), not that the submission was
 // interrupted before it saved them (then it is made again under the id).
-// KEYS: task:<id>, task_index, tasks_unqueued, tasks_delayed, tasks_waiting, the claimed idempotency key ("" none),
+// KEYS: task:<id>, task_index, tasks_unqueued, tasks_delayed, tasks_waiting, the claimed idempotency key (task:<id>
+// again when there is none),
 // then per dependency its task_status, task_dependents, task_dependent_ids and task_result keys.
 // ARGV: ttl seconds, index score (createdAt ms), trim cutoff, index member (the task id), entry ("0" none,
 // "1" unqueued, "2" delayed, "3" / "4" waiting for dependencies), the delayed entry's score (with dependencies: the release
@@ -178,7 +179,8 @@ export async function saveTask(redis: Redis, task: TaskRecord, options: SaveTask
       Keys.unqueued,
       Keys.delayed,
       Keys.waiting,
-      options.idempotencyClaim === undefined ? "" : Keys.idempotency(options.idempotencyClaim),
+      // Without a claim, the task's own key in its place: the script touches it only when ARGV[7] is "1".
+      options.idempotencyClaim === undefined ? Keys.task(task.taskId) : Keys.idempotency(options.idempotencyClaim),
       ...dependencies.flatMap((id) => [Keys.status(id), Keys.dependents(id), Keys.dependentIds(id), Keys.result(id)]),
     ],
     [

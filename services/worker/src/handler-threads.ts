@@ -159,12 +159,13 @@ export class HandlerThreads {
           return;
         case "call": {
           const { id, method, argument } = message;
-          const made =
+          // Inside an async function: what a call throws at once is its answer too, never an uncaught exception here.
+          const made = (async () =>
             method === "dependencies"
               ? ctx.dependencies()
               : method === "submitTask"
                 ? ctx.submitTask(argument as Parameters<TaskContext["submitTask"]>[0])
-                : ctx.submitTasks(argument as Parameters<TaskContext["submitTasks"]>[0]);
+                : ctx.submitTasks(argument as Parameters<TaskContext["submitTasks"]>[0]))();
           made.then(
             (value) => reply({ kind: "reply", id, ok: true, value }),
             (error: unknown) => reply({ kind: "reply", id, ok: false, error: sendableError(error) }),

@@ -52,6 +52,7 @@ writeFileSync(
     { type: "later", isolation: "thread", run() { throw named("RetryAfterError", "busy", { retryAfterMs: 1234 }); } },
     { type: "unclonable", isolation: "thread", run: () => ({ f() {} }) },
     { type: "hog", isolation: "thread", run() { const kept = []; for (;;) kept.push(new Array(1e5).fill(Math.random())); } },
+    { type: "deps", isolation: "thread", run: (_p, ctx) => ctx.dependencies().catch((e) => "refused: " + e.message) },
     { type: "calls", isolation: "thread", async run(_p, ctx) {
         ctx.log.info({ step: 1 }, "from a thread");
         let refused;
@@ -62,7 +63,7 @@ writeFileSync(
       } },
   ];`,
 );
-const TYPES = "spin,spin-inline,shout,stubborn,patient,refuse,later,unclonable,hog,calls";
+const TYPES = "spin,spin-inline,shout,stubborn,patient,refuse,later,unclonable,hog,deps,calls";
 const module = { specifier: modulePath, cwd: dir };
 const inThread = (type: string): LoadedHandler => ({
   type,
@@ -134,6 +135,14 @@ describe("the pool alone", () => {
       attempt: 2,
       step: 1,
     });
+  });
+
+  test("a ctx call that throws at once in the worker answers the thread with its error, and the worker goes on", async () => {
+    const { ctx } = attemptContext();
+    ctx.dependencies = () => {
+      throw new Error("Redis is not configured");
+    };
+    await expect(threads.isolated(inThread("deps")).run({}, ctx)).resolves.toBe("refused: Redis is not configured");
   });
 
   test("progress reports reach the attempt's ctx", async () => {
