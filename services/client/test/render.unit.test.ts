@@ -142,6 +142,20 @@ describe("taskctl get", () => {
     ).split("\n");
     expect(lines).toContain("children  a, b and 22 more");
     expect(lines).toContain("          1 pending, 1 running, 20 succeeded, 2 failed");
+    expect(lines).toContain(
+      "          their dead letters: taskctl dlq ls --parent t (replay: dlq replay --all --parent)",
+    );
+    // None failed: no pointer to dead letters.
+    const fine = describeTask(
+      create(TaskSchema, {
+        taskId: "t",
+        type: "x",
+        children: ["a"],
+        childrenTotal: 1,
+        childrenByState: { SUCCEEDED: 1 },
+      }),
+    );
+    expect(fine).not.toContain("dead letters");
   });
 
   test("a task with dependencies says which, and how many it still waits for", () => {

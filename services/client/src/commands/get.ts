@@ -43,6 +43,11 @@ export function describeTask(task: Task): string {
     lines.push(`children  ${listed(task.children, task.childrenTotal)}`);
     const states = stateCountsText(task.childrenByState);
     if (states) lines.push(`          ${states}`);
+    // Where the failures are, and how to run them again together.
+    if ((task.childrenByState.FAILED ?? 0) > 0)
+      lines.push(
+        `          their dead letters: taskctl dlq ls --parent ${task.taskId} (replay: dlq replay --all --parent)`,
+      );
   }
   if (task.runAt) lines.push(`runs at   ${timestampDate(task.runAt).toISOString()} (delayed)`);
   if (task.dependsOn.length > 0) {
