@@ -3,9 +3,12 @@
  * result-store, notifier, audit and deadletter in one process beside gateway, ingest, enricher and worker processes.
  * A task goes through to SUCCEEDED with its result served by the combined process's result-store and its history
  * written by its audit; SIGTERM stops every service of the process and it exits 0; a bad selection exits 78 naming
- * the problem. Needs `pnpm build` first.
+ * the problem; a worker in the process runs a handler declared isolation "thread" from the combined bundle's own
+ * thread entry. Needs `pnpm build` first.
  */
 import { spawn } from "node:child_process";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { createTaskClient, Priority, TaskState } from "@tm/proto";
 import {
@@ -21,13 +24,23 @@ import { Redis } from "ioredis";
 import { afterAll, beforeAll, expect, test } from "vitest";
 
 const COMBINED = ["scheduler", "result-store", "notifier", "audit", "deadletter"];
+// A type whose handler runs in a worker thread (isolation "thread"): every service accepts it, every worker runs it.
+const dir = mkdtempSync(join(tmpdir(), "tm-combined-"));
+afterAll(() => rmSync(dir, { recursive: true, force: true }));
+const handlers = join(dir, "handlers.mjs");
+writeFileSync(
+  handlers,
+  `import { isMainThread } from "node:worker_threads";
+  export default { type: "thread-echo", isolation: "thread", run: (payload) => ({ ...payload, inThread: !isMainThread }) };`,
+);
+const OWN_TYPES = { TASK_TYPES: "thread-echo", WORKER_HANDLER_MODULES: handlers };
 const infra = useInfra();
 const separate: SpawnedService[] = [];
 let combined: SpawnedCombined;
 let gateway: SpawnedService;
 
 beforeAll(async () => {
-  const base = { NATS_URL: infra.nats.url, REDIS_URL: infra.redis.url };
+  const base = { NATS_URL: infra.nats.url, REDIS_URL: infra.redis.url, ...OWN_TYPES };
   // The combined process first: its scheduler creates the streams before the others race to.
   combined = await spawnCombined(COMBINED, base);
   const enricher = await spawnService("enricher", base);
@@ -130,6 +143,29 @@ test("a worker asking for a fresh process (WORKER_MAX_ABANDONED_HANDLERS) stops 
     }
   } finally {
     await restarting.process.stop();
+  }
+});
+
+test("a handler declared isolation thread runs in a thread of the combined process's worker (its own thread entry)", async () => {
+  // The separate worker would take the task too: this process's worker alone runs it.
+  await separate.find((service) => service.name === "worker")?.process.stop();
+  const withWorker = await spawnCombined(["worker"], {
+    NATS_URL: infra.nats.url,
+    REDIS_URL: infra.redis.url,
+    ...OWN_TYPES,
+  });
+  try {
+    const client = createTaskClient({ baseUrl: `http://127.0.0.1:${gateway.port}` });
+    const { taskId } = await client.submitTask({ type: "thread-echo", payload: { n: 1 } });
+    let last: TaskState | undefined;
+    for await (const update of client.streamTaskStatus({ taskId }, { signal: AbortSignal.timeout(30_000) })) {
+      last = update.status?.state;
+    }
+    expect(last).toBe(TaskState.SUCCEEDED);
+    const { task } = await client.getTask({ taskId });
+    expect(task?.result).toEqual({ n: 1, inThread: true });
+  } finally {
+    await withWorker.process.stop();
   }
 });
 
