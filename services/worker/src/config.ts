@@ -1,11 +1,11 @@
 /** The worker's own environment variables (the base ones come from @tm/kit). */
-import { poolNameProblem, type TaskRoutes, type TaskTypes } from "@tm/flow";
+import { BUILT_IN_TASK_TYPES, poolNameProblem, type TaskRoutes, type TaskTypes } from "@tm/flow";
 import { nonNegativeInt, parsedText as parsed, positiveInt } from "@tm/kit";
 import { z } from "zod";
 import { DEFAULT_RATE_LIMIT_HOLD_MS } from "./dispatcher.js";
 import { parseModuleList } from "./handler-modules.js";
 import { DEFAULT_WORKER_ID } from "./presence.js";
-import { parseTypeConcurrency, parseTypeRates } from "./type-limits-config.js";
+import { parseTypeConcurrency, parseTypeIsolation, parseTypeRates } from "./type-limits-config.js";
 import { DEFAULT_PRIORITY_WEIGHTS, parsePriorityWeights } from "./weighted-picker.js";
 
 export const workerConfig = {
@@ -79,10 +79,13 @@ export const workerConfig = {
   /** Each handler thread's heap limit (V8's old generation, MB): a thread past it dies and fails its attempt, which is
    *  retried, instead of taking the worker's heap with it. Unset: V8's default. */
   WORKER_THREAD_HEAP_MB: positiveInt.min(16, { message: "must be at least 16" }).optional(),
+  /** "resize=thread,quick=none": where the attempts of the deployment's own types run, replacing what their handlers
+   *  declare (`isolation`): an operator moves a type that stalls the worker into threads without a release. */
+  WORKER_TYPE_ISOLATION: parsed(parseTypeIsolation),
 };
 
 type TypeLimitSettings = Record<
-  "WORKER_TYPE_CONCURRENCY" | "WORKER_TYPE_RATES" | "WORKER_TYPE_GLOBAL_CONCURRENCY",
+  "WORKER_TYPE_CONCURRENCY" | "WORKER_TYPE_RATES" | "WORKER_TYPE_GLOBAL_CONCURRENCY" | "WORKER_TYPE_ISOLATION",
   ReadonlyMap<string, unknown>
 >;
 
@@ -104,11 +107,22 @@ export function poolProblem(pool: string | undefined, routes: TaskRoutes): strin
  * the variable, or undefined.
  */
 export function typeNamesProblem(config: TypeLimitSettings, taskTypes: TaskTypes): string | undefined {
-  for (const variable of ["WORKER_TYPE_CONCURRENCY", "WORKER_TYPE_RATES", "WORKER_TYPE_GLOBAL_CONCURRENCY"] as const) {
+  for (const variable of [
+    "WORKER_TYPE_CONCURRENCY",
+    "WORKER_TYPE_RATES",
+    "WORKER_TYPE_GLOBAL_CONCURRENCY",
+    "WORKER_TYPE_ISOLATION",
+  ] as const) {
     for (const type of config[variable].keys()) {
       if (!taskTypes.has(type)) {
         return `${variable}: "${type}" is not a task type this worker runs (known: ${taskTypes})`;
       }
+    }
+  }
+  // A thread imports the handler's module: the built-in handlers are in the worker's own bundle.
+  for (const [type, isolation] of config.WORKER_TYPE_ISOLATION) {
+    if (isolation === "thread" && (BUILT_IN_TASK_TYPES as readonly string[]).includes(type)) {
+      return `WORKER_TYPE_ISOLATION: "${type}" is a built-in type: only the types of WORKER_HANDLER_MODULES run in threads`;
     }
   }
   return undefined;

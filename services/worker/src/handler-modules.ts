@@ -43,8 +43,8 @@ const ANY_PAYLOAD: PayloadSchema = {
   "~standard": { version: 1, vendor: "task-manager", validate: (value) => ({ value }) },
 };
 
-/** A handler as loaded: with isolation "thread", also its module, as WORKER_HANDLER_MODULES names it, and where a path
- *  is taken from (the thread imports the module itself, handler-thread.ts). */
+/** A handler as loaded: also its module, as WORKER_HANDLER_MODULES names it, and where a path is taken from (a thread
+ *  imports the module itself, handler-thread.ts). */
 export interface LoadedHandler extends TaskHandler {
   module?: { specifier: string; cwd: string };
 }
@@ -110,8 +110,9 @@ export async function loadHandlerModules(
       const other = moduleOf.get(type);
       if (other !== undefined) throw fail(`"${type}" has a handler in ${other} already`);
       moduleOf.set(type, specifier);
-      // A thread imports the module itself (handler-thread.ts): where from.
-      handlers.push(handler.isolation === "thread" ? { ...handler, module: { specifier, cwd } } : handler);
+      // A thread imports the module itself (handler-thread.ts): where from (kept for every handler, since
+      // WORKER_TYPE_ISOLATION may move any of them into a thread).
+      handlers.push({ ...handler, module: { specifier, cwd } });
     }
   }
   const missing = taskTypes.own.filter((type) => routes.poolOf(type) === pool && !moduleOf.has(type));

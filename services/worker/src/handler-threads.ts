@@ -23,7 +23,7 @@ import type { Logger } from "@tm/kit";
 import { pino } from "pino";
 import { Piscina } from "piscina";
 import type { LoadedHandler } from "./handler-modules.js";
-import type { TaskContext, TaskHandler } from "./handlers/types.js";
+import type { HandlerIsolation, TaskContext, TaskHandler } from "./handlers/types.js";
 import {
   type FromThread,
   receivedError,
@@ -55,6 +55,18 @@ export interface HandlerThreadsOptions {
   terminateGraceMs?: number;
   /** Told each time a thread is terminated (its handler still ran past the grace), with the handler's type. */
   onTerminated?: (type: string) => void;
+}
+
+/** The handlers with the isolation WORKER_TYPE_ISOLATION gives their types in place of their own. */
+export function withIsolation(
+  handlers: readonly LoadedHandler[],
+  overrides: ReadonlyMap<string, HandlerIsolation>,
+): LoadedHandler[] {
+  return handlers.map((handler) => {
+    const isolation = overrides.get(handler.type) ?? handler.isolation;
+    const { isolation: _declared, ...rest } = handler;
+    return isolation === "thread" ? { ...rest, isolation } : rest;
+  });
 }
 
 /** The bundled thread entry: beside this module when it runs bundled (dist/bundle/) or as tsc's output; from the

@@ -22,7 +22,7 @@ import { PriorityDispatcher } from "./dispatcher.js";
 import { FleetSlots } from "./fleet-slots.js";
 import { gatewayApiKey } from "./gateway-api-key.js";
 import { loadHandlerModules } from "./handler-modules.js";
-import { HandlerThreads } from "./handler-threads.js";
+import { HandlerThreads, withIsolation } from "./handler-threads.js";
 import { handlerRegistry } from "./handlers/index.js";
 import { reportPresence } from "./presence.js";
 import { createTaskRunner } from "./run-task.js";
@@ -46,11 +46,15 @@ export const worker = defineService({
     const unroutedPool = poolProblem(pool, routes);
     if (unroutedPool) throw new ConfigError(unroutedPool);
     // The deployment's own types, before anything is consumed: a module that does not check out stops the start.
-    const own = await loadHandlerModules(rt.config.WORKER_HANDLER_MODULES, taskTypes, {
-      maxDeliver: rt.settings.maxDeliver,
-      pool,
-      routes,
-    });
+    // Each where WORKER_TYPE_ISOLATION puts it, else where its handler says.
+    const own = withIsolation(
+      await loadHandlerModules(rt.config.WORKER_HANDLER_MODULES, taskTypes, {
+        maxDeliver: rt.settings.maxDeliver,
+        pool,
+        routes,
+      }),
+      rt.config.WORKER_TYPE_ISOLATION,
+    );
     const threadsTerminated = rt.meter.createCounter("tm_worker_handler_threads_terminated_total", {
       description:
         "Handler threads terminated because their handler (isolation thread) still ran after its attempt ended",

@@ -5,6 +5,7 @@
  * parsing one variable at a time cannot see.
  */
 import type { TypeRate } from "@tm/store";
+import { HANDLER_ISOLATIONS, type HandlerIsolation } from "./handlers/types.js";
 
 const RATE_UNITS: Readonly<Record<string, number>> = { s: 1, m: 60, h: 3600 };
 export const MAX_CONCURRENCY = 10_000;
@@ -35,6 +36,19 @@ export function parseTypeConcurrency(text: string): Map<string, number> {
     limits.set(type, n);
   }
   return limits;
+}
+
+/** "resize=thread,quick=none": where each type's attempts run, replacing its handler's `isolation`. Throws, saying
+ *  why. */
+export function parseTypeIsolation(text: string): Map<string, HandlerIsolation> {
+  const isolations = new Map<string, HandlerIsolation>();
+  for (const [type, value] of entries(text, 'TYPE=thread or TYPE=none, e.g. "resize=thread"')) {
+    if (!(HANDLER_ISOLATIONS as readonly string[]).includes(value)) {
+      throw new Error(`"${type}=${value}": the isolation must be ${HANDLER_ISOLATIONS.join(" or ")}`);
+    }
+    isolations.set(type, value as HandlerIsolation);
+  }
+  return isolations;
 }
 
 /** A per-type concurrency limit's bounds (WORKER_TYPE_CONCURRENCY, WORKER_TYPE_GLOBAL_CONCURRENCY, a handler's own). */

@@ -1,3 +1,4 @@
+import { parseTaskTypes } from "@tm/flow";
 import { ConfigError, loadConfig } from "@tm/kit";
 import { expect, test } from "vitest";
 import { poolProblem, typeNamesProblem, workerConfig } from "../src/config.js";
@@ -182,4 +183,28 @@ test("WORKER_THREADS: unset (WORKER_CONCURRENCY) by default, 1 to 256; WORKER_TH
   ] as const) {
     expect(() => loadConfig(workerConfig, { [variable]: bad })).toThrow(`${variable}: ${why}`);
   }
+});
+
+test("WORKER_TYPE_ISOLATION: none by default; TYPE=thread|none per own type; a bad value, an unknown or a built-in type in a thread named", () => {
+  expect(loadConfig(workerConfig, {}).WORKER_TYPE_ISOLATION.size).toBe(0);
+  const config = loadConfig(workerConfig, { WORKER_TYPE_ISOLATION: "resize=thread, quick=none" });
+  expect([...config.WORKER_TYPE_ISOLATION]).toEqual([
+    ["resize", "thread"],
+    ["quick", "none"],
+  ]);
+  expect(() => loadConfig(workerConfig, { WORKER_TYPE_ISOLATION: "resize=process" })).toThrow(
+    'WORKER_TYPE_ISOLATION: "resize=process": the isolation must be none or thread',
+  );
+  expect(() => loadConfig(workerConfig, { WORKER_TYPE_ISOLATION: "resize" })).toThrow(
+    'WORKER_TYPE_ISOLATION: "resize" must be TYPE=thread or TYPE=none',
+  );
+  const types = parseTaskTypes("resize");
+  const problem = (value: string) =>
+    typeNamesProblem(loadConfig(workerConfig, { WORKER_TYPE_ISOLATION: value }), types);
+  expect(problem("resize=thread")).toBeUndefined();
+  expect(problem("rezise=thread")).toMatch(/^WORKER_TYPE_ISOLATION: "rezise" is not a task type this worker runs/);
+  expect(problem("checksum=thread")).toBe(
+    'WORKER_TYPE_ISOLATION: "checksum" is a built-in type: only the types of WORKER_HANDLER_MODULES run in threads',
+  );
+  expect(problem("checksum=none")).toBeUndefined();
 });

@@ -7,6 +7,7 @@ import { ConfigError, createLogger } from "@tm/kit";
 import { afterAll, describe, expect, test } from "vitest";
 import { recognisedError } from "../src/handler-errors.js";
 import { loadHandlerModules } from "../src/handler-modules.js";
+import { withIsolation } from "../src/handler-threads.js";
 import { handlerRegistry } from "../src/handlers/index.js";
 import type { TaskContext } from "../src/handlers/types.js";
 import { validatePayload } from "../src/handlers/types.js";
@@ -154,17 +155,21 @@ describe("handlers loaded from WORKER_HANDLER_MODULES", () => {
     expect(many?.maxAttempts).toBe(8);
   });
 
-  test('isolation "thread" is kept with the module the thread imports; "none" and none are the event loop', async () => {
+  test('isolation "thread" is kept, "none" and none are the event loop; WORKER_TYPE_ISOLATION replaces either', async () => {
     const path = moduleFile(
       "isolated.mjs",
       'export const handlers = [{ type: "busy", isolation: "thread", run() {} }, { type: "plain", isolation: "none", run() {} }, { type: "bare", run() {} }];',
     );
-    const [busy, plain, bare] = await loadHandlerModules([path], parseTaskTypes("busy,plain,bare"), { cwd: dir });
-    expect(busy).toMatchObject({ isolation: "thread", module: { specifier: path, cwd: dir } });
-    for (const handler of [plain, bare]) {
-      expect(handler?.isolation).toBeUndefined();
-      expect(handler?.module).toBeUndefined();
-    }
+    const loaded = await loadHandlerModules([path], parseTaskTypes("busy,plain,bare"), { cwd: dir });
+    const [busy, plain, bare] = loaded;
+    expect(busy?.isolation).toBe("thread");
+    for (const handler of [plain, bare]) expect(handler?.isolation).toBeUndefined();
+    // Every one knows its module: an operator may move any of them into a thread.
+    for (const handler of loaded) expect(handler.module).toEqual({ specifier: path, cwd: dir });
+    const isolationOf = (overrides: Record<string, "none" | "thread">) =>
+      withIsolation(loaded, new Map(Object.entries(overrides))).map((handler) => handler.isolation ?? "none");
+    expect(isolationOf({})).toEqual(["thread", "none", "none"]);
+    expect(isolationOf({ busy: "none", bare: "thread" })).toEqual(["none", "none", "thread"]);
   });
 
   test("a type's own limits, each replaced by a WORKER_TYPE_* entry for the type where there is one", async () => {

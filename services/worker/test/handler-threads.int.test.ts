@@ -8,7 +8,8 @@
  * Then a worker against real nats-server and redis-server, AckWait 500 ms: a handler that keeps the CPU busy three
  * times that long runs once in a thread while another task finishes meanwhile, where the same handler on the event
  * loop is delivered, and run, twice; a stubborn thread fails its attempt at its timeout; a PermanentError by name is
- * dead-lettered at once. Last, a worker stopped while its thread spins stops in time and hands the task back.
+ * dead-lettered at once. Then a type its handler left on the event loop, moved into a thread by WORKER_TYPE_ISOLATION,
+ * runs once. Last, a worker stopped while its thread spins stops in time and hands the task back.
  */
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -305,6 +306,32 @@ describe("in a worker", () => {
     await waitFor("dead-lettered", async () => (await refreshed(() => w.events.deadLetters(refuse.taskId))).length > 0);
     expect(w.events.deadLetters(refuse.taskId)[0]).toMatchObject({ reason: "rejected", attempts: 1 });
     expect(w.events.deadLetters(refuse.taskId)[0]?.error).toContain("never valid");
+  });
+});
+
+describe("a worker told where types run (WORKER_TYPE_ISOLATION)", () => {
+  const infra = useInfra();
+  const w = useWatchedWorker(infra, {
+    TASK_TYPES: TYPES,
+    WORKER_HANDLER_MODULES: modulePath,
+    // The handler that declares nothing, moved into a thread by the operator.
+    WORKER_TYPE_ISOLATION: "spin-inline=thread",
+    FLOW_ACK_WAIT_MS: "500",
+    FLOW_MAX_DELIVER: "2",
+  });
+
+  test("a type its handler left on the event loop runs in a thread: busy for three AckWaits, it runs once", async () => {
+    const runs = join(dir, "moved-runs");
+    const spin = enrichedTask("spin-inline", { ms: 1_500, runs });
+    await publishTask(w.nc, spin);
+    await waitFor("SUCCEEDED", async () => {
+      await w.events.refresh();
+      return w.events.statuses(spin.taskId).some((s) => s.state === "SUCCEEDED");
+    });
+    await w.tasks.refresh();
+    expect(readFileSync(runs, "utf8").split("\n").filter(Boolean)).toHaveLength(1);
+    expect(w.tasks.results(spin.taskId)).toHaveLength(1);
+    expect(w.tasks.results(spin.taskId)[0]).toMatchObject({ attempts: 1 });
   });
 });
 

@@ -55,6 +55,7 @@ export type PayloadSchema = StandardSchemaV1;
 /** Where a handler runs: "none", on the worker's event loop with everything else (the default); "thread", in a
  *  worker thread of its own (handler-threads.ts): for work that keeps the CPU busy. */
 export const HANDLER_ISOLATIONS = ["none", "thread"] as const;
+export type HandlerIsolation = (typeof HANDLER_ISOLATIONS)[number];
 
 /** One task type: its name, the schema of its payload, and the work. */
 export interface TaskHandler<P extends PayloadSchema = PayloadSchema> {
@@ -85,7 +86,7 @@ export interface TaskHandler<P extends PayloadSchema = PayloadSchema> {
    *  the CPU busy (parsing, hashing, image work) cannot stall the worker's event loop: its heartbeats, which keep the
    *  delivery from being redelivered, and every other task it runs. A thread that does not stop at its abort is
    *  terminated. Only for handlers from WORKER_HANDLER_MODULES (the thread imports the module itself). */
-  isolation?: (typeof HANDLER_ISOLATIONS)[number];
+  isolation?: HandlerIsolation;
   run(payload: StandardSchemaV1.InferOutput<P>, ctx: TaskContext): Promise<unknown> | unknown;
 }
 
