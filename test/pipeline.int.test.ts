@@ -252,11 +252,18 @@ describe("the pipeline", () => {
     // The workers' reports name the types they loaded and their pool (ListWorkers, taskctl workers).
     const { workers } = await createAdminClient({ baseUrl: pipeline.gatewayUrl }).listWorkers({});
     expect(
-      workers.map(({ id, pool, ownTaskTypes }) => ({ id, pool, ownTaskTypes })).sort((a, b) => (a.id < b.id ? -1 : 1)),
-    ).toEqual([
-      { id: "worker-default", pool: "", ownTaskTypes: ["slugify", "word-count", "word-total", "word-count-all"] },
-      { id: "worker-text", pool: "text", ownTaskTypes: ["slugify", "word-count", "word-total", "word-count-all"] },
-    ]);
+      workers
+        .map(({ id, pool, ownTaskTypes, threadTaskTypes }) => ({ id, pool, ownTaskTypes, threadTaskTypes }))
+        .sort((a, b) => (a.id < b.id ? -1 : 1)),
+    ).toEqual(
+      ["worker-default", "worker-text"].map((id) => ({
+        id,
+        pool: id === "worker-text" ? "text" : "",
+        ownTaskTypes: ["slugify", "word-count", "word-total", "word-count-all"],
+        // word-count declares isolation "thread".
+        threadTaskTypes: ["word-count"],
+      })),
+    );
 
     // Its metrics name the pool, so that a dashboard sums each pool's workers.
     const metricsOf = async (key: string) =>

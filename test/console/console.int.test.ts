@@ -406,14 +406,14 @@ describe.skipIf(!existsSync(CHROMIUM))("web console", () => {
       await link.waitFor({ timeout: 15_000 });
       const row = page.getByRole("row").filter({ has: link });
       expect(await row.getByRole("cell", { name: "sleep", exact: true }).count()).toBe(1);
-      // The worker's own task types (the example module), in their column.
+      // The worker's own task types (the example module), in their column; word-count's attempts run in threads.
       const [worker] = (await createAdminClient({ baseUrl: pipeline.gatewayUrl }).listWorkers({})).workers;
       const workerRow = page
         .getByRole("row")
         .filter({ has: page.getByRole("cell", { name: worker?.id, exact: true }) });
       expect(
         await workerRow
-          .getByRole("cell", { name: "slugify, word-count, word-total, word-count-all", exact: true })
+          .getByRole("cell", { name: "slugify, word-count (thread), word-total, word-count-all", exact: true })
           .count(),
       ).toBe(1);
       await page.screenshot({ path: join(ARTIFACTS, "overview-workers.png"), fullPage: true });

@@ -48,6 +48,8 @@ export interface WorkerReport {
   ownTaskTypes?: string[];
   /** The worker pool it serves (WORKER_POOL); absent: the default pool. */
   pool?: string;
+  /** Those of ownTaskTypes whose attempts run in worker threads; absent when none. */
+  threadTaskTypes?: string[];
   /** Whether it takes no new tasks (an operator's QuietWorker), as it applies it; absent in older reports. */
   quiet?: boolean;
   /** When it wrote this report (ms). */

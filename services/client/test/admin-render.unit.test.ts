@@ -433,6 +433,16 @@ describe("limits ls", () => {
       "new:1   -        -         0/2       0  -       taking tasks  slugify,word-count",
       "old:1   -        -         0/2       0  -       taking tasks  -",
     ]);
+    // Those whose attempts run in worker threads (isolation "thread", WORKER_TYPE_ISOLATION) are marked.
+    const threaded = [
+      create(WorkerInfoSchema, {
+        id: "new:1",
+        concurrency: 2,
+        ownTaskTypes: ["slugify", "word-count"],
+        threadTaskTypes: ["word-count"],
+      }),
+    ];
+    expect(renderWorkers(threaded, NOW).split("\n")[1]).toMatch(/taking tasks {2}slugify,word-count \(thread\)$/);
     // The pool each serves (WORKER_POOL), in a column only where some worker serves one.
     const pooled = [
       create(WorkerInfoSchema, { id: "gpu:1", concurrency: 2, pool: "gpu" }),

@@ -36,6 +36,7 @@ export function workerToProto(report: ListedWorker) {
     quiet: report.quiet === true,
     ownTaskTypes: report.ownTaskTypes ?? [],
     pool: report.pool ?? "",
+    threadTaskTypes: report.threadTaskTypes ?? [],
     abandonedHandlers: (report.abandonedHandlers ?? []).map((handler) => ({
       taskId: handler.taskId,
       type: handler.type,

@@ -41,6 +41,8 @@ export interface PresenceOptions {
   ownTaskTypes?: readonly string[];
   /** WORKER_POOL; undefined: the default pool. */
   pool?: string;
+  /** Those of ownTaskTypes whose attempts run in worker threads (isolation "thread"). */
+  threadTaskTypes?: readonly string[];
   intervalMs: number;
   log: Logger;
 }
@@ -55,6 +57,7 @@ export function reportPresence({
   abandonedHandlers,
   ownTaskTypes = [],
   pool,
+  threadTaskTypes = [],
   intervalMs,
   log,
 }: PresenceOptions) {
@@ -74,6 +77,7 @@ export function reportPresence({
     ...(abandonedHandlers ? { abandonedHandlers: abandonedHandlers(MAX_REPORTED_ABANDONED) } : {}),
     ...(ownTaskTypes.length > 0 ? { ownTaskTypes: [...ownTaskTypes] } : {}),
     ...(pool === undefined ? {} : { pool }),
+    ...(threadTaskTypes.length > 0 ? { threadTaskTypes: [...threadTaskTypes] } : {}),
     quiet: dispatcher.quiet,
     seenAtMs: Date.now(),
   });

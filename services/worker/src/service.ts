@@ -251,6 +251,7 @@ export const worker = defineService({
       abandonedHandlers: runner.abandonedHandlers,
       ownTaskTypes: own.map((handler) => handler.type),
       ...(pool === undefined ? {} : { pool }),
+      threadTaskTypes: own.filter((handler) => handler.isolation === "thread").map((handler) => handler.type),
       intervalMs: rt.config.WORKER_REPORT_INTERVAL_MS,
       log: rt.log,
     });

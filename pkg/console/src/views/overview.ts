@@ -274,7 +274,14 @@ function workerSections(workers: WorkerInfo[], actions: WorkerActions): HTMLElem
             // As the worker applies it, and on the way once asked (`taskctl workers`' STATE).
             workerState(worker),
             ...(pools ? [worker.pool || "default"] : []),
-            ...(ownTypes ? [worker.ownTaskTypes.join(", ") || "—"] : []),
+            // Those whose attempts run in worker threads (isolation "thread") marked so.
+            ...(ownTypes
+              ? [
+                  worker.ownTaskTypes
+                    .map((type) => (worker.threadTaskTypes.includes(type) ? `${type} (thread)` : type))
+                    .join(", ") || "—",
+                ]
+              : []),
             quietButton(worker, actions),
           ]),
         ),
