@@ -121,6 +121,13 @@ export function adminServiceHandlers(
   // The same instrument as TaskService's CancelTask counts with (one name, one description).
   const cancelled = rt.meter.createCounter("tm_tasks_cancelled_total", { description: "Tasks cancelled" });
 
+  /** A replay or requeue adds a message to TASKS per task, as a submission does: refused alike while the gateway
+   *  sheds load (after the request's own checks, so bad input is told first). */
+  function refuseWhileShedding(): void {
+    const refusal = options.shedding?.();
+    if (refusal) throw new ConnectError(refusal, Code.Unavailable);
+  }
+
   /** Walks dead_letter from `offset`, yielding entries that match, until `limit` entries were examined. */
   async function* scanDeadLetters(filter: DeadLetterFilter | undefined, offset: number, limit: number) {
     for (let position = offset; position < offset + limit; position += CHUNK) {
@@ -327,6 +334,7 @@ export function adminServiceHandlers(
 
     async replayDeadLetters(request, ctx) {
       const letters = await findDeadLetters(request, "replay");
+      refuseWhileShedding();
       const outcomes: ReplayOutcome[] = await eachLetter(
         letters,
         (id, line) => replayDeadLetter(rt, id, line, callerOf(ctx)),
@@ -459,6 +467,7 @@ export function adminServiceHandlers(
 
     async requeueTasks(request, ctx) {
       const { taskIds, stalledForMs } = parseRequeueRequest(request.taskIds, request.stalledForSeconds);
+      refuseWhileShedding();
       const outcomes = await handleUntilUnavailable(
         taskIds,
         (taskId) => requeueStalledTask(rt, taskId, stalledForMs, { caller: callerOf(ctx) }),

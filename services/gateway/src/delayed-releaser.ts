@@ -45,6 +45,9 @@ export interface DelayedReleaserOptions {
   pollMs: number;
   /** GATEWAY_REDIS_TIMEOUT_MS, for the cancels of tasks whose dependency failed. */
   redisTimeoutMs?: number;
+  /** Why the gateway sheds load now (backlog-shedding.ts): due tasks then wait in tasks_delayed, as new submissions
+   *  are refused, rather than add messages to a stream whose limits would discard waiting ones. */
+  shedding?: () => string | undefined;
 }
 
 const DEFAULT_REDIS_TIMEOUT_MS = 3_000;
@@ -158,6 +161,11 @@ export function startDelayedReleaser(rt: Runtime, options: DelayedReleaserOption
       );
     });
     if (!(await anyDelayedDue(rt.redis, Date.now()))) return counts;
+    const shed = options.shedding?.();
+    if (shed) {
+      rt.log.debug({ reason: shed }, "delayed tasks are due but the pipeline sheds load: released once it does not");
+      return counts;
+    }
     if (!(await jetStreamAnswers())) {
       rt.log.debug("delayed tasks are due but JetStream does not answer: released once it does");
       return counts;

@@ -115,10 +115,6 @@ export const gateway = defineService({
     const onError = (method: DescMethod, error: unknown) => logFailure(rt.log, method.name, error);
     // Before anything listens: a bad GATEWAY_REQUEUE_AFTER_MS stops the start with its reason.
     const sweeper = startRequeueSweeper(rt, { afterMs: rt.config.GATEWAY_REQUEUE_AFTER_MS });
-    const releaser = startDelayedReleaser(rt, {
-      pollMs: rt.config.GATEWAY_DELAYED_POLL_MS,
-      redisTimeoutMs: rt.config.GATEWAY_REDIS_TIMEOUT_MS,
-    });
     // TASKS only: its backlogs are work. EVENTS carries status and audit records; a notifier or audit service far behind
     // loses records (alert BacklogNearStreamLimit), not tasks, and should not stop every submission.
     const shedding = startBacklogShedding(rt.nats.jsm, [STREAMS.tasks], [STREAMS.tasks], {
@@ -126,6 +122,11 @@ export const gateway = defineService({
       checkMs: rt.config.GATEWAY_SHED_CHECK_MS,
       log: rt.log,
       meter: rt.meter,
+    });
+    const releaser = startDelayedReleaser(rt, {
+      pollMs: rt.config.GATEWAY_DELAYED_POLL_MS,
+      redisTimeoutMs: rt.config.GATEWAY_REDIS_TIMEOUT_MS,
+      shedding: () => shedding.refusal(),
     });
     const taskService = taskServiceHandlers(rt, subscriptions, {
       shedding: () => shedding.refusal(),
@@ -172,7 +173,7 @@ export const gateway = defineService({
     const stalledGauge = startStalledGauge(
       rt,
       queueStats,
-      { ...stalled, requeueLimit: rt.config.GATEWAY_STALLED_REQUEUE_LIMIT },
+      { ...stalled, requeueLimit: rt.config.GATEWAY_STALLED_REQUEUE_LIMIT, shedding: () => shedding.refusal() },
       rt.config.GATEWAY_STALLED_CHECK_SECONDS * 1000,
     );
     rt.onStop("stalled-task gauge", () => stalledGauge.stop());

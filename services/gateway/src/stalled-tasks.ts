@@ -366,6 +366,28 @@ export interface StalledGauge {
 /** StalledOptions, and how often the gateway requeues one task on its own (GATEWAY_STALLED_REQUEUE_LIMIT, 0: never). */
 export interface StalledWatchOptions extends StalledOptions {
   requeueLimit: number;
+  /** Why the gateway sheds load now (backlog-shedding.ts): its own requeues wait meanwhile, as submissions do (each
+   *  adds a message to the stream whose limits are near). */
+  shedding?: () => string | undefined;
+}
+
+/** One round: counts the stalled tasks and requeues them (unless `requeueLimit` is 0, or the gateway sheds load);
+ *  what is left stalled after it. */
+export async function stalledRound(
+  rt: Runtime,
+  queueStats: QueueStats,
+  options: StalledWatchOptions,
+  onRequeued: (state: TaskState) => void = () => undefined,
+): Promise<StalledCount> {
+  const found = await countStalledTasks(rt, () => queueStats.read(), options);
+  if (options.requeueLimit === 0 || found.tasks.length === 0 || options.shedding?.()) return found;
+  const round = await requeueStalledTasks(
+    rt,
+    found.tasks,
+    { afterMs: options.afterMs, limit: options.requeueLimit },
+    onRequeued,
+  );
+  return { ...found, stalled: found.stalled - round.requeued };
 }
 
 /**
@@ -390,17 +412,7 @@ export function startStalledGauge(
   for (const state of STALLABLE_STATES) requeued.add(0, { state });
   const count = async () => {
     try {
-      const found = await countStalledTasks(rt, () => queueStats.read(), options);
-      latest = found;
-      if (options.requeueLimit > 0 && found.tasks.length > 0) {
-        const round = await requeueStalledTasks(
-          rt,
-          found.tasks,
-          { afterMs: options.afterMs, limit: options.requeueLimit },
-          (state) => requeued.add(1, { state }),
-        );
-        latest = { ...found, stalled: found.stalled - round.requeued };
-      }
+      latest = await stalledRound(rt, queueStats, options, (state) => requeued.add(1, { state }));
     } catch (error) {
       latest = undefined;
       throw error;

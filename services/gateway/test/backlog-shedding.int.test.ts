@@ -70,6 +70,16 @@ describe("a consumer whose backlog nears its stream's limits", () => {
     expect(await metric("tm_tasks_shed_total")).toMatch(/ [1-9]\d*$/);
     // Bad input is still told what is wrong first.
     expect((await refusalOf(g.client.submitTask({ type: "nope" })))?.code).toBe(Code.InvalidArgument);
+    // A replay or a requeue adds a message per task as a submission does: refused alike (bad input told first).
+    for (const call of [
+      g.admin.replayDeadLetters({ ids: ["TASKS:1:1"] }),
+      g.admin.requeueTasks({ taskIds: [crypto.randomUUID()] }),
+    ]) {
+      const shed = await refusalOf(call);
+      expect(shed?.code).toBe(Code.Unavailable);
+      expect(shed?.rawMessage).toMatch(/^the pipeline is shedding load: the backlog of consumer held-ingest/);
+    }
+    expect((await refusalOf(g.admin.requeueTasks({ taskIds: ["nope"] })))?.code).toBe(Code.InvalidArgument);
 
     // The consumer catches up: submissions are taken again.
     const held = await nc.jetstream().consumers.get(STREAMS.tasks, "held-ingest");

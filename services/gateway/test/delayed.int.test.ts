@@ -259,8 +259,8 @@ describe("one release round at a time", () => {
   // The gateway's own releaser polls every ten minutes: the test runs the rounds. Its requeue sweeper is quick.
   const g = useGateway(infra, { GATEWAY_DELAYED_POLL_MS: "600000", GATEWAY_REQUEUE_AFTER_MS: "300" });
 
-  async function round(rt: Runtime) {
-    const releaser = startDelayedReleaser(rt, { pollMs: 600_000 });
+  async function round(rt: Runtime, shedding?: () => string | undefined) {
+    const releaser = startDelayedReleaser(rt, { pollMs: 600_000, ...(shedding ? { shedding } : {}) });
     try {
       return await releaser.release();
     } finally {
@@ -273,6 +273,19 @@ describe("one release round at a time", () => {
     await client(g.gateway).promoteTask({ taskId });
     const queued = await waitUntilIngested(taskId, 5_000);
     expect(queued.map((q) => q.msgId)).toEqual([`${taskId}:ingest:0`]);
+  });
+
+  test("while the gateway sheds load a due task waits in tasks_delayed, and the first round after queues it", async () => {
+    const { taskId, runAt } = await submitDelayed(g.gateway, 50);
+    await waitFor("the task to be due", () => Date.now() >= runAt.getTime());
+    // Queued now, its message would add to a stream whose limits may discard waiting ones (backlog-shedding.ts).
+    const shedding = () =>
+      "the pipeline is shedding load: the backlog of consumer x is at 85 % of stream TASKS's limits";
+    expect(await round(g.gateway.runtime, shedding)).toEqual({ released: 0, dropped: 0, returned: 0 });
+    expect(await inSet(Keys.delayed, taskId)).toBe(true);
+    expect(await ingested(taskId)).toEqual([]);
+    expect(await round(g.gateway.runtime, () => undefined)).toMatchObject({ released: 1 });
+    expect((await ingested(taskId)).map((q) => q.msgId)).toEqual([`${taskId}:ingest:0`]);
   });
 
   test("a publish that fails puts the task back, due at once; the next round queues it", async () => {

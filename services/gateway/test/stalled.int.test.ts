@@ -19,7 +19,7 @@ import { connect, type NatsConnection } from "nats";
 import { afterAll, beforeAll, expect, test } from "vitest";
 import { QueueStats } from "../src/queue-stats.js";
 import { gateway } from "../src/service.js";
-import { countStalledTasks, requeueStalledTasks } from "../src/stalled-tasks.js";
+import { countStalledTasks, requeueStalledTasks, stalledRound } from "../src/stalled-tasks.js";
 import { event, storedMessagesOf, streamMessagesOf, useGateway } from "./helpers.js";
 
 const infra = useInfra();
@@ -327,4 +327,26 @@ test("a task of a type routed to a worker pool (TASK_ROUTES) waits on that pool'
     await forgetUnfinished(redis, [taskId]);
     await jsm.consumers.delete("TASKS", durable);
   }
+});
+
+test("while the gateway sheds load its own requeues wait: the round counts the stalled task and requeues it only after", async () => {
+  const jsm = await nc.jetstreamManager();
+  await jsm.streams.purge("TASKS", { filter: Subjects.ingest });
+  const { taskId } = await g.client.submitTask({ type: "echo", payload: { shed: true } });
+  const submitted = Date.now();
+  await loseMessagesOf([taskId]);
+  await waitFor("the threshold to pass", () => Date.now() - submitted > 1_500);
+  const rt = g.gateway.runtime;
+  const queueStats = new QueueStats(rt.nats.jsm, ["TASKS", "EVENTS"]);
+  const options = { afterMs: 1_000, retentionMs: 86_400_000, requeueLimit: 3 };
+  const ours = (found: { tasks: { taskId: string }[] }) => found.tasks.filter((task) => task.taskId === taskId);
+
+  // A requeue adds a message to the stream whose limits are near: held, as submissions are refused.
+  const held = await stalledRound(rt, queueStats, { ...options, shedding: () => "the pipeline is shedding load: …" });
+  expect(ours(held)).toHaveLength(1);
+  expect(await redis.hget(Keys.task(taskId), "generation")).toBe("0");
+  // Shedding over: the next round requeues it.
+  await stalledRound(rt, queueStats, { ...options, shedding: () => undefined });
+  expect(await redis.hget(Keys.task(taskId), "generation")).toBe("1");
+  await jsm.streams.purge("TASKS", { filter: Subjects.ingest });
 });
