@@ -72,10 +72,10 @@ describe("a consumer whose backlog nears its stream's limits", () => {
     expect((await refusalOf(g.client.submitTask({ type: "nope" })))?.code).toBe(Code.InvalidArgument);
     // A replay or a requeue adds a message per task as a submission does: refused alike (bad input told first).
     for (const call of [
-      g.admin.replayDeadLetters({ ids: ["TASKS:1:1"] }),
-      g.admin.requeueTasks({ taskIds: [crypto.randomUUID()] }),
+      () => g.admin.replayDeadLetters({ ids: ["TASKS:1:1"] }),
+      () => g.admin.requeueTasks({ taskIds: [crypto.randomUUID()] }),
     ]) {
-      const shed = await refusalOf(call);
+      const shed = await refusalOf(call());
       expect(shed?.code).toBe(Code.Unavailable);
       expect(shed?.rawMessage).toMatch(/^the pipeline is shedding load: the backlog of consumer held-ingest/);
     }
