@@ -22,7 +22,14 @@ import { afterAll, describe, expect, test } from "vitest";
 import type { LoadedHandler } from "../src/handler-modules.js";
 import { HandlerThreads } from "../src/handler-threads.js";
 import type { TaskContext } from "../src/handlers/types.js";
-import { enrichedTask, publishTask, StreamReader, startWorker, useWatchedWorker } from "./support.js";
+import {
+  enrichedTask,
+  publishTask,
+  StreamReader,
+  startWorker,
+  useWatchedWorker,
+  type WatchedWorker,
+} from "./support.js";
 
 const dir = mkdtempSync(join(tmpdir(), "tm-threads-"));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
@@ -220,17 +227,17 @@ describe("the pool alone", () => {
   });
 });
 
-describe("in a worker", () => {
-  const infra = useInfra();
-  const w = useWatchedWorker(infra, {
-    TASK_TYPES: TYPES,
-    WORKER_HANDLER_MODULES: modulePath,
-    // A busy handler on the event loop sends no heartbeat: its delivery comes again after AckWait.
-    FLOW_ACK_WAIT_MS: "500",
-    FLOW_MAX_DELIVER: "2",
-    WORKER_THREADS: "2",
-  });
+/** The workers of the files' describes: the module's types, and a short AckWait: a busy handler on the event loop
+ *  sends no heartbeat, and its delivery comes again after it. */
+const WORKER_ENV = {
+  TASK_TYPES: TYPES,
+  WORKER_HANDLER_MODULES: modulePath,
+  FLOW_ACK_WAIT_MS: "500",
+  FLOW_MAX_DELIVER: "2",
+};
 
+/** Reads what landed in the worker's streams, and waits for a task's SUCCEEDED there. */
+function watching(w: WatchedWorker) {
   async function refreshed<T>(read: () => T): Promise<T> {
     await Promise.all([w.events.refresh(), w.tasks.refresh()]);
     return read();
@@ -239,6 +246,13 @@ describe("in a worker", () => {
     waitFor(`${taskId} SUCCEEDED`, async () =>
       (await refreshed(() => w.events.statuses(taskId))).some((s) => s.state === "SUCCEEDED"),
     );
+  return { refreshed, succeeded };
+}
+
+describe("in a worker", () => {
+  const infra = useInfra();
+  const w = useWatchedWorker(infra, { ...WORKER_ENV, WORKER_THREADS: "2" });
+  const { refreshed, succeeded } = watching(w);
   const runsIn = (file: string) =>
     existsSync(file) ? readFileSync(file, "utf8").split("\n").filter(Boolean).length : 0;
 
@@ -311,24 +325,15 @@ describe("in a worker", () => {
 
 describe("a worker told where types run (WORKER_TYPE_ISOLATION)", () => {
   const infra = useInfra();
-  const w = useWatchedWorker(infra, {
-    TASK_TYPES: TYPES,
-    WORKER_HANDLER_MODULES: modulePath,
-    // The handler that declares nothing, moved into a thread by the operator.
-    WORKER_TYPE_ISOLATION: "spin-inline=thread",
-    FLOW_ACK_WAIT_MS: "500",
-    FLOW_MAX_DELIVER: "2",
-  });
+  // The handler that declares nothing, moved into a thread by the operator.
+  const w = useWatchedWorker(infra, { ...WORKER_ENV, WORKER_TYPE_ISOLATION: "spin-inline=thread" });
+  const { succeeded } = watching(w);
 
   test("a type its handler left on the event loop runs in a thread: busy for three AckWaits, it runs once", async () => {
     const runs = join(dir, "moved-runs");
     const spin = enrichedTask("spin-inline", { ms: 1_500, runs });
     await publishTask(w.nc, spin);
-    await waitFor("SUCCEEDED", async () => {
-      await w.events.refresh();
-      return w.events.statuses(spin.taskId).some((s) => s.state === "SUCCEEDED");
-    });
-    await w.tasks.refresh();
+    await succeeded(spin.taskId);
     expect(readFileSync(runs, "utf8").split("\n").filter(Boolean)).toHaveLength(1);
     expect(w.tasks.results(spin.taskId)).toHaveLength(1);
     expect(w.tasks.results(spin.taskId)[0]).toMatchObject({ attempts: 1 });
