@@ -44,21 +44,53 @@ export function childrenOf(redis: Redis, parentId: string, limit: number): Promi
 /** The most children whose states one read counts (GetTask's children_by_state). */
 export const MAX_COUNTED_CHILDREN = 10_000;
 
-/** How many of a task's children are in each state, among the first `limit` (oldest first); a child whose status
- *  expired is not counted. One ZRANGE and one pipeline of HGETs: ~10 ms per 10,000 children. */
-export async function childStateCounts(
+/** What GetTask shows of a task's children. */
+export interface ChildrenSummary {
+  /** The first `listed` whose records still exist, oldest first. */
+  ids: string[];
+  /** How many the set lists in all (less those found gone). */
+  total: number;
+  /** How many of the first `counted` are in each state; a child whose status expired is not counted. */
+  byState: Record<string, number>;
+}
+
+/**
+ * A task's children for GetTask, one read of the set serving both the listing and the counts: a ZRANGE of the first
+ * `counted` and a ZCARD, then one pipeline of an HGET of each one's state (50–100 ms per 10,000 children on the 2-core
+ * VM, mostly the client's; docs/PERFORMANCE.md, session 40); for a task without children, the first round trip only. A
+ * child without a status is looked at again (an EXISTS of its record, a third round trip only then): one whose record
+ * is gone too expired, and is taken out of the set, as childrenOf does; one still saving its status is listed.
+ */
+export async function childrenSummary(
   redis: Redis,
   parentId: string,
-  limit = MAX_COUNTED_CHILDREN,
-): Promise<Record<string, number>> {
-  const ids = await redis.zrange(Keys.children(parentId), 0, limit - 1);
-  if (ids.length === 0) return {};
+  listed: number,
+  counted = MAX_COUNTED_CHILDREN,
+): Promise<ChildrenSummary> {
+  const key = Keys.children(parentId);
+  const [ids, total] = await Promise.all([redis.zrange(key, 0, Math.max(listed, counted) - 1), redis.zcard(key)]);
+  if (ids.length === 0) return { ids: [], total, byState: {} };
   const states = redis.pipeline();
   for (const id of ids) states.hget(Keys.status(id), "state");
-  const counts: Record<string, number> = {};
-  for (const [error, state] of (await states.exec()) ?? []) {
+  const byState: Record<string, number> = {};
+  const stateless = new Set<string>();
+  for (const [i, [error, state]] of ((await states.exec()) ?? []).entries()) {
     if (error) throw error;
-    if (typeof state === "string" && state !== "") counts[state] = (counts[state] ?? 0) + 1;
+    const id = ids[i] as string;
+    if (typeof state !== "string" || state === "") stateless.add(id);
+    else if (i < counted) byState[state] = (byState[state] ?? 0) + 1;
   }
-  return counts;
+  const gone = new Set<string>();
+  if (stateless.size > 0) {
+    const records = redis.pipeline();
+    for (const id of stateless) records.exists(Keys.task(id));
+    const found = (await records.exec()) ?? [];
+    for (const [i, id] of [...stateless].entries()) {
+      const [error, exists] = found[i] ?? [null, 0];
+      if (error) throw error;
+      if (exists !== 1) gone.add(id);
+    }
+    if (gone.size > 0) await redis.zrem(key, ...gone);
+  }
+  return { ids: ids.filter((id) => !gone.has(id)).slice(0, listed), total: total - gone.size, byState };
 }

@@ -20,7 +20,7 @@ import {
   applyStatusUpdates,
   auditAppender,
   childrenOf,
-  childStateCounts,
+  childrenSummary,
   dependencyOutcomesOf,
   dependentsOf,
   Keys,
@@ -448,19 +448,33 @@ describe("results and lists", () => {
     expect(await childrenOf(redis, crypto.randomUUID(), 10)).toEqual({ ids: [], total: 0 });
   });
 
-  test("a parent's children counted by state; one whose status expired is not counted", async () => {
+  test("GetTask's summary of a parent's children, from one read: listed, counted by state, the gone ones taken out", async () => {
     const parent = crypto.randomUUID();
-    const states = ["SUCCEEDED", "SUCCEEDED", "FAILED", "RUNNING", "SUCCEEDED"] as const;
+    const record = { type: "echo", priority: "low" as const, payload: {}, metadata: {}, generation: 0 };
+    const states = ["SUCCEEDED", "SUCCEEDED", "FAILED", "RUNNING", "SUCCEEDED", "PENDING"] as const;
     const children = states.map(() => crypto.randomUUID());
     for (const [i, child] of children.entries()) {
+      const createdAt = new Date(Date.now() + i).toISOString();
+      await saveTask(redis, { ...record, taskId: child, createdAt, parentTaskId: parent }, { ttlSeconds: 60 });
       await applyStatus(redis, event(child, states[i]!));
-      await addChild(redis, parent, child, Date.now() + i, 60);
+      await addChild(redis, parent, child, Date.parse(createdAt), 60);
     }
+    // Its status expired, its record not yet: listed, not counted. Both expired: neither, and out of the set.
     await redis.del(Keys.status(children[1]!));
-    expect(await childStateCounts(redis, parent)).toEqual({ SUCCEEDED: 2, FAILED: 1, RUNNING: 1 });
-    // The first `limit` only (oldest first).
-    expect(await childStateCounts(redis, parent, 3)).toEqual({ SUCCEEDED: 1, FAILED: 1 });
-    expect(await childStateCounts(redis, crypto.randomUUID())).toEqual({});
+    await redis.del(Keys.status(children[4]!), Keys.task(children[4]!));
+    expect(await childrenSummary(redis, parent, 3)).toEqual({
+      ids: children.slice(0, 3),
+      total: 5,
+      byState: { SUCCEEDED: 1, FAILED: 1, RUNNING: 1, PENDING: 1 },
+    });
+    expect(await redis.zscore(Keys.children(parent), children[4]!)).toBeNull();
+    // The first `counted` only (oldest first) are counted; the listing and the total are as before.
+    expect(await childrenSummary(redis, parent, 2, 3)).toEqual({
+      ids: children.slice(0, 2),
+      total: 5,
+      byState: { SUCCEEDED: 1, FAILED: 1 },
+    });
+    expect(await childrenSummary(redis, crypto.randomUUID(), 10)).toEqual({ ids: [], total: 0, byState: {} });
   });
 
   test("a CANCELLED parent lists no more children: addChild answers false and writes nothing", async () => {

@@ -25,8 +25,7 @@ import {
   addChild,
   applyStatus,
   Bounds,
-  childrenOf,
-  childStateCounts,
+  childrenSummary,
   claimIdempotencyKey,
   dependentsOf,
   markQueued,
@@ -501,14 +500,10 @@ export function taskServiceHandlers(
             readResult(rt.redis, taskId),
             task.dependsOn ? unfinishedDependencies(rt.redis, taskId) : 0,
             dependentsOf(rt.redis, taskId, DEPENDENTS_LISTED),
-            childrenOf(rt.redis, taskId, DEPENDENTS_LISTED),
+            // Listed and counted by state (how far a fan-out got) from one read of the set.
+            childrenSummary(rt.redis, taskId, DEPENDENTS_LISTED),
           ]),
       );
-      // A round trip more for a parent only: the states of its children (how far its fan-out got).
-      const childrenByState =
-        children.total > 0
-          ? await redisCall("counting the task's children by state", () => childStateCounts(rt.redis, taskId))
-          : {};
       return {
         task: {
           taskId,
@@ -533,7 +528,7 @@ export function taskServiceHandlers(
           parentTaskId: task.parentTaskId ?? "",
           children: children.ids,
           childrenTotal: children.total,
-          childrenByState,
+          childrenByState: children.byState,
         },
       };
     },
