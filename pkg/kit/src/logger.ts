@@ -29,6 +29,15 @@ function boundedError(error: unknown): unknown {
   return serialized;
 }
 
+/** The active span's trace_id, span_id and trace_flags, as log lines carry them; {} outside a recorded trace. */
+export function activeTraceFields(): Record<string, string> {
+  const span = trace.getSpan(context.active());
+  if (!span) return {};
+  const { traceId, spanId, traceFlags } = span.spanContext();
+  if (!traceId || /^0+$/.test(traceId)) return {};
+  return { trace_id: traceId, span_id: spanId, trace_flags: `0${traceFlags.toString(16)}` };
+}
+
 export function createLogger(service: string, level = "info", destination?: pino.DestinationStream): Logger {
   return pino(
     {
@@ -41,13 +50,7 @@ export function createLogger(service: string, level = "info", destination?: pino
         paths: ["authorization", "*.authorization", "headers.authorization", "req.headers.authorization"],
         censor: "[redacted]",
       },
-      mixin() {
-        const span = trace.getSpan(context.active());
-        if (!span) return {};
-        const { traceId, spanId, traceFlags } = span.spanContext();
-        if (!traceId || /^0+$/.test(traceId)) return {};
-        return { trace_id: traceId, span_id: spanId, trace_flags: `0${traceFlags.toString(16)}` };
-      },
+      mixin: activeTraceFields,
     },
     destination,
   );

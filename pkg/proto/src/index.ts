@@ -13,6 +13,7 @@ export * from "./gen/taskmanager/v1/admin_pb.js";
 export * from "./gen/taskmanager/v1/taskmanager_pb.js";
 export * from "./grpc-adapter.js";
 export * from "./health.js";
+export * from "./own-types-text.js";
 export { refusedStreamAsUnavailable, unprocessedCause } from "./refused-stream.js";
 export * from "./retry-backoff-text.js";
 export * from "./retry-pushback.js";

@@ -4,6 +4,7 @@
  */
 export * from "./gen/taskmanager/v1/admin_pb.js";
 export * from "./gen/taskmanager/v1/taskmanager_pb.js";
+export { ownTaskTypesText } from "./own-types-text.js";
 export { retryBackoffText } from "./retry-backoff-text.js";
 export { orderedStateCounts, stateCountsText, stateCountText } from "./state-counts-text.js";
 export { isLaterStatus } from "./status-order.js";

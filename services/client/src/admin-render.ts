@@ -11,6 +11,7 @@ import {
   type DiscardOutcome,
   DiscardResult,
   type GetQueueStatsResponse,
+  ownTaskTypesText,
   type PausedQueue,
   Priority,
   type RedisStats,
@@ -394,13 +395,6 @@ export function workerState(worker: Pick<WorkerInfo, "quiet" | "quietRequested">
   return worker.quiet ? "resuming" : "taking tasks";
 }
 
-/** A worker's own task types, those whose attempts run in threads marked "(thread)". */
-export function ownTypesText(worker: Pick<WorkerInfo, "ownTaskTypes" | "threadTaskTypes">, separator: string): string {
-  return worker.ownTaskTypes
-    .map((type) => (worker.threadTaskTypes.includes(type) ? `${type} (thread)` : type))
-    .join(separator);
-}
-
 export function renderWorkers(workers: WorkerInfo[], now: number): string {
   if (workers.length === 0) return "no live workers (none reported within the last three report intervals)";
   // The deployment's own task types, only where some worker runs any (a rollout shows which have a new one yet).
@@ -428,7 +422,7 @@ export function renderWorkers(workers: WorkerInfo[], now: number): string {
       worker.pausedQueues.map(priorityName).join(",") || "-",
       workerState(worker),
       ...(pools ? [worker.pool || "default"] : []),
-      ...(ownTypes ? [ownTypesText(worker, ",") || "-"] : []),
+      ...(ownTypes ? [ownTaskTypesText(worker, ",") || "-"] : []),
     ]),
   );
   const running = workers

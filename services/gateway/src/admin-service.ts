@@ -132,11 +132,12 @@ export function adminServiceHandlers(
   async function* scanDeadLetters(filter: DeadLetterFilter | undefined, offset: number, limit: number) {
     for (let position = offset; position < offset + limit; position += CHUNK) {
       const lines = await redis("reading dead letters", () => readDeadLetterLines(rt.redis, position, CHUNK));
-      const matching = lines.map((line) => matchesDeadLetter(line, filter));
       const parent = filter?.parentTaskId;
+      // With a parent, a letter must name a task (the one its parent lists).
+      const matching = lines.map((line) => matchesDeadLetter(line, filter) && (!parent || !!line.letter?.taskId));
       if (parent) {
         // A child is one its parent lists (task_children): one ZSCORE each, for the letters the rest lets through.
-        const asked = lines.flatMap((line, index) => (matching[index] && line.letter?.taskId ? [index] : []));
+        const asked = lines.flatMap((line, index) => (matching[index] ? [index] : []));
         const listed = await redis("reading the parent's children", async () => {
           const scores = rt.redis.pipeline();
           for (const index of asked) scores.zscore(Keys.children(parent), lines[index]?.letter?.taskId ?? "");
@@ -147,7 +148,6 @@ export function adminServiceHandlers(
           if (error) throw error;
           if (score === null) matching[index] = false;
         }
-        for (const [index, line] of lines.entries()) if (!line.letter?.taskId) matching[index] = false;
       }
       for (const [index, line] of lines.entries()) {
         yield { line, position: position + index, matches: matching[index] ?? false };

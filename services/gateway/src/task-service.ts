@@ -177,11 +177,18 @@ export function taskServiceHandlers(
     taskId: string,
     submission: Submission,
     createdAt: string,
-    alsoPublish?: () => void,
-    runAtMs?: number,
-    beforePublish?: Promise<unknown>,
-    /** The idempotency key this submission claimed (as claimed: with a caller's prefix when isolated). */
-    idempotencyClaim?: string,
+    {
+      alsoPublish,
+      runAtMs,
+      beforePublish,
+      idempotencyClaim,
+    }: {
+      alsoPublish?: () => void;
+      runAtMs?: number | undefined;
+      beforePublish?: Promise<unknown> | undefined;
+      /** The idempotency key this submission claimed (as claimed: with a caller's prefix when isolated). */
+      idempotencyClaim?: string | undefined;
+    } = {},
   ): Promise<StoredStatus | undefined> {
     const { traceparent } = injectTrace();
     const pending: StatusUpdate = { taskId, state: "PENDING", source: rt.name };
@@ -297,7 +304,7 @@ export function taskServiceHandlers(
         rt.log.info({ taskId }, "an idempotency key's task is gone (its records expired): answered, nothing submitted");
         return;
       }
-      await queueTask(taskId, submission, new Date().toISOString(), undefined, runAtMs, undefined, claim.key);
+      await queueTask(taskId, submission, new Date().toISOString(), { runAtMs, idempotencyClaim: claim.key });
       return;
     }
     if (task.runAt || task.dependsOn) return; // the releaser's to queue
@@ -318,10 +325,7 @@ export function taskServiceHandlers(
         ...(parentTaskId ? { parentTaskId } : {}),
       },
       task.createdAt,
-      undefined,
-      undefined,
-      undefined,
-      claim.key,
+      { idempotencyClaim: claim.key },
     );
   }
 
@@ -383,11 +387,8 @@ export function taskServiceHandlers(
     // (Should queueing then fail, the history says "submitted" for a task that Redis holds as PENDING: the same
     // state a retry with the idempotency key completes.)
     let audited: Promise<unknown> | undefined;
-    const pending = await queueTask(
-      taskId,
-      submission,
-      new Date().toISOString(),
-      () => {
+    const pending = await queueTask(taskId, submission, new Date().toISOString(), {
+      alsoPublish: () => {
         audited = publishAudit(rt.publisher, {
           taskId,
           service: rt.name,
@@ -406,7 +407,7 @@ export function taskServiceHandlers(
       runAtMs,
       beforePublish,
       idempotencyClaim,
-    );
+    });
     await audited;
     submitted.add(1, { type: submission.type, priority: submission.priority, outcome: "accepted" });
     // The task's first log line, inside the call's span: the drill-down by task id starts here.

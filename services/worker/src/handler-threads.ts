@@ -18,8 +18,7 @@
 import { existsSync } from "node:fs";
 import { fileURLToPath } from "node:url";
 import { MessageChannel } from "node:worker_threads";
-import { context, trace } from "@opentelemetry/api";
-import type { Logger } from "@tm/kit";
+import { activeTraceFields, type Logger } from "@tm/kit";
 import { pino } from "pino";
 import { Piscina } from "piscina";
 import type { LoadedHandler } from "./handler-modules.js";
@@ -242,17 +241,13 @@ export class HandlerThreads {
 
   /** The fields of the worker's lines about the attempt, and its trace (the thread has no span of its own). */
   #logBindings(ctx: TaskContext, type: string): Record<string, unknown> {
-    const span = trace.getSpan(context.active())?.spanContext();
-    const traced = span && !/^0+$/.test(span.traceId);
     return {
       service: this.#service,
       ...this.#log.bindings(),
       taskId: ctx.taskId,
       type,
       attempt: ctx.attempt,
-      ...(traced
-        ? { trace_id: span.traceId, span_id: span.spanId, trace_flags: `0${span.traceFlags.toString(16)}` }
-        : {}),
+      ...activeTraceFields(),
     };
   }
 

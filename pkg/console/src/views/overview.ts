@@ -2,7 +2,7 @@
  *  live workers with the tasks they run (ListWorkers), each with Quiet (after a confirmation) or Resume, as
  *  `taskctl workers quiet|resume <id>`. */
 import type { GetQueueStatsResponse, RedisStats, WorkerInfo } from "@tm/proto/web";
-import { TaskState } from "@tm/proto/web";
+import { ownTaskTypesText, TaskState } from "@tm/proto/web";
 import { admin, errorText } from "../api.js";
 import { announce, h, replace } from "../dom.js";
 import { ago, dateOf, duration, formatTime, priorityName, stateName } from "../format.js";
@@ -275,13 +275,7 @@ function workerSections(workers: WorkerInfo[], actions: WorkerActions): HTMLElem
             workerState(worker),
             ...(pools ? [worker.pool || "default"] : []),
             // Those whose attempts run in worker threads (isolation "thread") marked so.
-            ...(ownTypes
-              ? [
-                  worker.ownTaskTypes
-                    .map((type) => (worker.threadTaskTypes.includes(type) ? `${type} (thread)` : type))
-                    .join(", ") || "—",
-                ]
-              : []),
+            ...(ownTypes ? [ownTaskTypesText(worker, ", ") || "—"] : []),
             quietButton(worker, actions),
           ]),
         ),
