@@ -255,6 +255,17 @@ export const METRIC_CATALOGUE: readonly MetricDefinition[] = [
     },
   },
   {
+    name: "tm_worker_task_log_lines_total",
+    kind: "counter",
+    labels: ["outcome"],
+    services: ["worker"],
+    help: "Lines handlers logged with ctx.log, by whether they were kept with their task (stored) or could not be (dropped)",
+    onlyWhen: {
+      condition: "a handler logged with ctx.log",
+      checkedBy: "services/worker/test/task-log.int.test.ts",
+    },
+  },
+  {
     name: "tm_worker_handlers_abandoned",
     kind: "gauge",
     labels: ["type"],

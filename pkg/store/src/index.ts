@@ -12,6 +12,7 @@ export * from "./status.js";
 export * from "./task-children.js";
 export * from "./task-dependencies.js";
 export * from "./task-index.js";
+export * from "./task-logs.js";
 export * from "./tasks.js";
 export * from "./type-backoff.js";
 export * from "./type-limits.js";

@@ -8,6 +8,8 @@
  *   task_result:<id>    string: the stored result (JSON)        TTL taskTtlSeconds
  *   task_history:<id>   list: the task's audit events           TTL taskTtlSeconds, at most HISTORY_MAX
  *   task_cancel:<id>    string: set when a cancel was requested TTL taskTtlSeconds
+ *   task_logs:<id>      stream: the lines its handler logged (ctx.log)   TTL taskTtlSeconds, at most the workers'
+ *                       WORKER_TASK_LOG_LINES (task-logs.ts)
  *   idempotency:<key>   string: task id of the first submission, "<id> saved" once its record is; TTL a day (a child task's: its retention)
  *                       (isolated callers, GATEWAY_TASK_ISOLATION=caller: idempotency:caller:<caller>:<key>)
  *   audit_events        list: every audit event, newest first   at most AUDIT_EVENTS_MAX
@@ -65,6 +67,7 @@ export const Keys = {
   result: (id: string) => `task_result:${id}`,
   history: (id: string) => `task_history:${id}`,
   cancel: (id: string) => `task_cancel:${id}`,
+  logs: (id: string) => `task_logs:${id}`,
   idempotency: (key: string) => `idempotency:${key}`,
   auditEvents: "audit_events",
   deadLetter: "dead_letter",

@@ -28,7 +28,7 @@ export interface StoredStatus {
 }
 
 // Applies updates in order. KEYS: the tasks' status hashes, one per update, then the result keys of the updates that
-// require a stored result, then the record keys of the SUCCEEDED updates (retainedKeys, seven each), then the tasks'
+// require a stored result, then the record keys of the SUCCEEDED updates (retainedKeys, eight each), then the tasks'
 // task_dependents hashes, one per update, then tasks_unfinished, tasks_delayed, tasks_waiting,
 // tasks_dependency_failed, task_index and tasks_expiring. ARGV[1] is the TTL, ARGV[2] the number of updates, ARGV[3]
 // now (ms), ARGV[4] how long a succeeded task is kept (s, TASK_SUCCEEDED_RETENTION_SECONDS; 0: the TTL), then 16
@@ -90,9 +90,9 @@ end
 -- entry would outlive it (the index is trimmed by submission time): tasks_expiring holds it until then.
 local function shortenRetention(key, records, taskId)
   local keep = tonumber(redis.call('HGET', KEYS[records], 'succeededRetentionSeconds')) or defaultKeep
-  if keep <= 0 or keep >= ttl or redis.call('EXISTS', KEYS[records + 6]) == 1 then return end
+  if keep <= 0 or keep >= ttl or redis.call('EXISTS', KEYS[records + 7]) == 1 then return end
   redis.call('EXPIRE', key, keep)
-  for k = records, records + 5 do redis.call('EXPIRE', KEYS[k], keep) end
+  for k = records, records + 6 do redis.call('EXPIRE', KEYS[k], keep) end
   redis.call('ZADD', expiring, now + keep * 1000, taskId)
   shortened = shortened + 1
 end
@@ -218,6 +218,7 @@ function retainedKeys(taskId: string): string[] {
     Keys.cancel(taskId),
     Keys.handBacks(taskId),
     Keys.children(taskId),
+    Keys.logs(taskId),
     Keys.dependentIds(taskId),
   ];
 }
@@ -241,7 +242,7 @@ export async function applyStatusUpdates(
     String(Date.now()),
     String(succeededRetentionSeconds),
   ];
-  // KEYS: status keys, result keys (one per update requiring a stored result), record keys (seven per SUCCEEDED).
+  // KEYS: status keys, result keys (one per update requiring a stored result), record keys (eight per SUCCEEDED).
   const resultKeysCount = updates.filter((update) => update.requireStoredResult).length;
   for (const { event, requireStoredResult, stallClockFromMs } of updates) {
     const status = toStoredStatus(event);

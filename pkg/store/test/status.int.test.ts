@@ -15,6 +15,7 @@ import {
   appendAudit,
   appendAuditBatch,
   appendDeadLetter,
+  appendTaskLog,
   applyStatus,
   applyStatusBatch,
   applyStatusUpdates,
@@ -183,11 +184,18 @@ describe("applyStatus", () => {
       );
       // A child its handler submitted: the parent's listing of it goes with the parent's records.
       await addChild(redis, id, crypto.randomUUID(), Date.now(), ttl);
+      // So does what its handler logged.
+      await appendTaskLog(
+        redis,
+        id,
+        [{ time: new Date().toISOString(), level: "info", message: "hi", attempt: 1, generation: 0 }],
+        { maxLines: 10, ttlSeconds: ttl },
+      );
     };
     const ttls = async (id: string) =>
       Promise.all(
-        [Keys.status(id), Keys.task(id), Keys.result(id), Keys.history(id), Keys.children(id)].map((key) =>
-          redis.ttl(key),
+        [Keys.status(id), Keys.task(id), Keys.result(id), Keys.history(id), Keys.children(id), Keys.logs(id)].map(
+          (key) => redis.ttl(key),
         ),
       );
     const [plain, own, depended, failed] = [0, 1, 2, 3].map(() => crypto.randomUUID()) as [

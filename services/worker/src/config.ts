@@ -5,6 +5,7 @@ import { z } from "zod";
 import { DEFAULT_RATE_LIMIT_HOLD_MS } from "./dispatcher.js";
 import { parseModuleList } from "./handler-modules.js";
 import { DEFAULT_WORKER_ID } from "./presence.js";
+import { DEFAULT_TASK_LOG_LINES } from "./task-log.js";
 import { parseTypeConcurrency, parseTypeIsolation, parseTypeRates } from "./type-limits-config.js";
 import { DEFAULT_PRIORITY_WEIGHTS, parsePriorityWeights } from "./weighted-picker.js";
 
@@ -82,6 +83,11 @@ export const workerConfig = {
   /** "resize=thread,quick=none": where the attempts of the deployment's own types run, replacing what their handlers
    *  declare (`isolation`): an operator moves a type that stalls the worker into threads without a release. */
   WORKER_TYPE_ISOLATION: parsed(parseTypeIsolation),
+  /** The newest lines a handler logs with ctx.log kept with each task (task_logs:<id>, read with GetTaskLogs,
+   *  `taskctl logs`, the console), as BullMQ's job.log(); 0 keeps none (ctx.log then writes to this log only). */
+  WORKER_TASK_LOG_LINES: nonNegativeInt
+    .max(100_000, { message: "must be at most 100000" })
+    .default(DEFAULT_TASK_LOG_LINES),
 };
 
 type TypeLimitSettings = Record<

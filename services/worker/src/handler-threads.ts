@@ -19,10 +19,10 @@ import { existsSync } from "node:fs";
 import { fileURLToPath } from "node:url";
 import { MessageChannel } from "node:worker_threads";
 import { activeTraceFields, type Logger } from "@tm/kit";
-import { pino } from "pino";
 import { Piscina } from "piscina";
 import type { LoadedHandler } from "./handler-modules.js";
 import type { HandlerIsolation, TaskContext, TaskHandler } from "./handlers/types.js";
+import { type LineWritingContext, TASK_LOG_LINE, writeToDestination } from "./task-log.js";
 import {
   type FromThread,
   receivedError,
@@ -152,6 +152,7 @@ export class HandlerThreads {
       settle = resolve;
     });
     const reply = (message: ToThread) => port1.postMessage(message);
+    const writeLine = (ctx as LineWritingContext)[TASK_LOG_LINE];
     port1.on("message", (message: FromThread) => {
       switch (message.kind) {
         case "outcome":
@@ -166,7 +167,9 @@ export class HandlerThreads {
           }
           return;
         case "log":
-          this.#writeLine(message.line);
+          // The attempt's own writer (run-task.ts: the worker's log and the task's), else the worker's log.
+          if (writeLine) writeLine(message.line);
+          else writeToDestination(this.#log, message.line);
           return;
         case "call": {
           const { id, method, argument } = message;
@@ -249,13 +252,6 @@ export class HandlerThreads {
       attempt: ctx.attempt,
       ...activeTraceFields(),
     };
-  }
-
-  #writeLine(line: string): void {
-    const stream = (this.#log as unknown as Record<symbol, { write(line: string): void } | undefined>)[
-      pino.symbols.streamSym
-    ];
-    stream?.write(line);
   }
 
   /** Ends every thread (after the worker's attempts ended: a thread still running is terminated). */

@@ -29,9 +29,18 @@ import { type RunningTasks, TaskCancelledError } from "./cancellation.js";
 import { attemptChildTasks, type ChildSubmitter, type ChildTasks, unconfiguredChildSubmitter } from "./child-tasks.js";
 import { recognisedError } from "./handler-errors.js";
 import { handlerFor } from "./handlers/index.js";
-import { type TaskHandler, validatePayload } from "./handlers/types.js";
+import { type TaskContext, type TaskHandler, validatePayload } from "./handlers/types.js";
 import { DEFAULT_WORKER_ID } from "./presence.js";
 import { ProgressThrottle, type ProgressUpdate, REPORTS_PER_RUN } from "./progress.js";
+import {
+  AttemptLog,
+  attemptLogger,
+  DEFAULT_TASK_LOG_LINES,
+  type LineWritingContext,
+  TASK_LOG_LINE,
+  type TaskLogSettings,
+  writeToDestination,
+} from "./task-log.js";
 
 /** When a task whose type this worker has no handler for is tried again (by any worker). */
 export const NO_HANDLER_RETRY_MS = 30_000;
@@ -72,6 +81,9 @@ export interface TaskRunnerOptions {
   /** Where ctx.submitTask sends a handler's child tasks (the gateway at WORKER_GATEWAY_URL); unset: every call fails
    *  naming the setting. */
   submitChild?: ChildSubmitter;
+  /** The newest ctx.log lines kept with each task (WORKER_TASK_LOG_LINES; DEFAULT_TASK_LOG_LINES by default); 0: none,
+   *  ctx.log writes to the worker's log only. */
+  taskLogLines?: number;
 }
 
 /** A handler running on after its attempt ended (it ignored its AbortSignal). */
@@ -97,6 +109,7 @@ export function createTaskRunner({
   workerId = DEFAULT_WORKER_ID,
   onAbandoned,
   submitChild = unconfiguredChildSubmitter,
+  taskLogLines = DEFAULT_TASK_LOG_LINES,
 }: TaskRunnerOptions) {
   const processed = rt.meter.createCounter("tm_tasks_processed_total", {
     description:
@@ -142,6 +155,22 @@ export function createTaskRunner({
       explicitBucketBoundaries: [5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000, 30000, 60000, 300000],
     },
   });
+  const taskLogLinesCounter = rt.meter.createCounter("tm_worker_task_log_lines_total", {
+    description:
+      "Lines handlers logged with ctx.log, by whether they were kept with their task (stored) or could not be (dropped)",
+  });
+  const taskLogSettings: TaskLogSettings | undefined =
+    taskLogLines > 0
+      ? {
+          redis: rt.redis,
+          maxLines: taskLogLines,
+          ttlSeconds: rt.config.TASK_RETENTION_SECONDS,
+          log: rt.log,
+          onLines: (outcome, lines) => taskLogLinesCounter.add(lines, { outcome }),
+        }
+      : undefined;
+  // The worker's own fields on every line (its service, host): the task's log leaves them out.
+  const workerFields = new Set(Object.keys(rt.log.bindings()));
   const count = (task: EnrichedTaskMessage, outcome: string) =>
     processed.add(1, { type: task.type, priority: task.priority, outcome });
   const recordEndToEnd = (task: EnrichedTaskMessage) =>
@@ -282,45 +311,54 @@ export function createTaskRunner({
         { signal: controller.signal, keepAlive: () => heartbeat?.refresh() },
       ));
     let dependencies: Promise<DependencyOutcome[]> | undefined;
+    // Made with ctx.log, or with a handler thread's first line: most handlers log nothing.
+    let attemptLog: AttemptLog | undefined;
+    const taskLog = () => {
+      if (taskLogSettings && !attemptLog) {
+        attemptLog = new AttemptLog(taskLogSettings, { taskId, attempt: ctx.attempt, generation, omit: workerFields });
+      }
+      return attemptLog;
+    };
+    const attemptContext: TaskContext & LineWritingContext = {
+      taskId,
+      attempt: ctx.attempt,
+      deferrals: ctx.deferrals,
+      signal: controller.signal,
+      // Nothing from an attempt that has ended (a handler that ignored its abort and goes on).
+      reportProgress: (percent, message, details) => {
+        if (controller.signal.aborted) progress.stop();
+        else heartbeat?.refresh();
+        progress.report(percent, message, details);
+      },
+      // Made when first used: most handlers log nothing, and a child logger per task is an allocation each.
+      get log() {
+        const log = attemptLogger(rt.log, { taskId, type: task.type, attempt: ctx.attempt }, taskLog());
+        Object.defineProperty(this, "log", { value: log });
+        return log;
+      },
+      // A handler thread's line (handler-threads.ts): the worker's log, and the task's.
+      [TASK_LOG_LINE]: (line: string) => {
+        writeToDestination(rt.log, line);
+        taskLog()?.line(line);
+      },
+      // Made when first used, as log is: most handlers submit nothing.
+      get submitTask() {
+        return childTasks().submitTask;
+      },
+      get submitTasks() {
+        return childTasks().submitTasks;
+      },
+      // Read once per attempt; a failed read is not kept, so the handler may ask again.
+      dependencies: () =>
+        (dependencies ??= dependencyOutcomesOf(rt.redis, taskId).catch((error: unknown) => {
+          dependencies = undefined;
+          throw error;
+        })),
+    };
     let output: unknown;
     try {
       // The attempt ends at its signal's abort even when the handler ignores it (abortable.ts).
-      output = await untilAborted(
-        handler.run(parsed.value, {
-          taskId,
-          attempt: ctx.attempt,
-          deferrals: ctx.deferrals,
-          signal: controller.signal,
-          // Nothing from an attempt that has ended (a handler that ignored its abort and goes on).
-          reportProgress: (percent, message, details) => {
-            if (controller.signal.aborted) progress.stop();
-            else heartbeat?.refresh();
-            progress.report(percent, message, details);
-          },
-          // Made when first used: most handlers log nothing, and a child logger per task is an allocation each.
-          get log() {
-            const log = rt.log.child({ taskId, type: task.type, attempt: ctx.attempt });
-            Object.defineProperty(this, "log", { value: log });
-            return log;
-          },
-          // Made when first used, as log is: most handlers submit nothing.
-          get submitTask() {
-            return childTasks().submitTask;
-          },
-          get submitTasks() {
-            return childTasks().submitTasks;
-          },
-          // Read once per attempt; a failed read is not kept, so the handler may ask again.
-          dependencies: () =>
-            (dependencies ??= dependencyOutcomesOf(rt.redis, taskId).catch((error: unknown) => {
-              dependencies = undefined;
-              throw error;
-            })),
-        }),
-        controller.signal,
-        abandonHooks,
-        task,
-      );
+      output = await untilAborted(handler.run(parsed.value, attemptContext), controller.signal, abandonHooks, task);
     } catch (error) {
       if (controller.signal.reason instanceof TaskCancelledError) return cancelledWhileRunning(task, ctx);
       if (ctx.signal.aborted) count(task, "handed_back");
@@ -337,6 +375,8 @@ export function createTaskRunner({
       progress.stop();
       ctx.signal.removeEventListener("abort", onShutdown);
       forget();
+      // Its lines kept before its outcome is published: whoever sees the outcome finds them (bounded wait).
+      if (attemptLog) await attemptLog.close();
     }
     // Cancelled just as the handler finished: the gateway has already reported CANCELLED, so publish nothing.
     if (controller.signal.reason instanceof TaskCancelledError) return cancelledWhileRunning(task, ctx);

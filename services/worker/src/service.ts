@@ -91,6 +91,7 @@ export const worker = defineService({
       timeoutMs: rt.config.TASK_TIMEOUT_MS,
       handlers,
       workerId,
+      taskLogLines: rt.config.WORKER_TASK_LOG_LINES,
       ...(rt.config.WORKER_GATEWAY_URL
         ? {
             submitChild: gatewayChildSubmitter({

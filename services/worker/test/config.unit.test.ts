@@ -185,6 +185,19 @@ test("WORKER_THREADS: unset (WORKER_CONCURRENCY) by default, 1 to 256; WORKER_TH
   }
 });
 
+test("WORKER_TASK_LOG_LINES: 1,000 by default, 0 (none kept) to 100,000; bad values named", () => {
+  expect(loadConfig(workerConfig, {}).WORKER_TASK_LOG_LINES).toBe(1_000);
+  expect(loadConfig(workerConfig, { WORKER_TASK_LOG_LINES: "0" }).WORKER_TASK_LOG_LINES).toBe(0);
+  expect(loadConfig(workerConfig, { WORKER_TASK_LOG_LINES: "100000" }).WORKER_TASK_LOG_LINES).toBe(100_000);
+  for (const [bad, why] of [
+    ["100001", "must be at most 100000"],
+    ["-1", "must be >= 0"],
+    ["lots", "must be a number"],
+  ] as const) {
+    expect(() => loadConfig(workerConfig, { WORKER_TASK_LOG_LINES: bad })).toThrow(`WORKER_TASK_LOG_LINES: ${why}`);
+  }
+});
+
 test("WORKER_TYPE_ISOLATION: none by default; TYPE=thread|none per own type; a bad value, an unknown or a built-in type in a thread named", () => {
   expect(loadConfig(workerConfig, {}).WORKER_TYPE_ISOLATION.size).toBe(0);
   const config = loadConfig(workerConfig, { WORKER_TYPE_ISOLATION: "resize=thread, quick=none" });

@@ -16,6 +16,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { Writable } from "node:stream";
 import { createLogger } from "@tm/kit";
+import { readTaskLog } from "@tm/store";
 import { useInfra, waitFor } from "@tm/testkit";
 import { connect } from "nats";
 import { afterAll, describe, expect, test } from "vitest";
@@ -60,6 +61,12 @@ writeFileSync(
     { type: "later", isolation: "thread", run() { throw named("RetryAfterError", "busy", { retryAfterMs: 1234 }); } },
     { type: "unclonable", isolation: "thread", run: () => ({ f() {} }) },
     { type: "hog", isolation: "thread", run() { const kept = []; for (;;) kept.push(new Array(1e5).fill(Math.random())); } },
+    { type: "chatty", isolation: "thread", run(_p, ctx) {
+        ctx.log.info({ step: 1 }, "below the worker's LOG_LEVEL (warn)");
+        ctx.log.warn({ step: 2 }, "from a thread");
+        ctx.log.error("and an error");
+        return {};
+      } },
     { type: "deps", isolation: "thread", run: (_p, ctx) => ctx.dependencies().catch((e) => "refused: " + e.message) },
     { type: "calls", isolation: "thread", async run(_p, ctx) {
         ctx.log.info({ step: 1 }, "from a thread");
@@ -71,7 +78,7 @@ writeFileSync(
       } },
   ];`,
 );
-const TYPES = "spin,spin-inline,shout,stubborn,patient,refuse,later,unclonable,hog,deps,calls";
+const TYPES = "spin,spin-inline,shout,stubborn,patient,refuse,later,unclonable,hog,chatty,deps,calls";
 const module = { specifier: modulePath, cwd: dir };
 const inThread = (type: string): LoadedHandler => ({
   type,
@@ -279,6 +286,17 @@ describe("in a worker", () => {
       progress: 50,
       progressDetails: { spun: 750 },
     });
+  });
+
+  test("what a thread logs at the worker's level is kept with its task, stored before SUCCEEDED", async () => {
+    const chatty = enrichedTask("chatty", {});
+    await publishTask(w.nc, chatty);
+    await succeeded(chatty.taskId);
+    const page = await readTaskLog(w.redis, chatty.taskId, { limit: 10 });
+    expect(page.lines.map(({ level, message, attempt, fields }) => ({ level, message, attempt, fields }))).toEqual([
+      { level: "warn", message: "from a thread", attempt: 1, fields: { step: 2 } },
+      { level: "error", message: "and an error", attempt: 1, fields: undefined },
+    ]);
   });
 
   test("the same handler on the event loop holds back its heartbeats: its delivery comes again and it runs twice", async () => {

@@ -1,0 +1,89 @@
+/**
+ * task_logs:<id> against a real redis-server: lines appended in order and read back page by page from a cursor, the
+ * newest kept past the cap with the dropped ones counted, the key living the task's retention; an unknown task's
+ * log is empty; an entry not written by a worker is shown as its text; a malformed cursor is refused.
+ */
+import { useClients, useInfra } from "@tm/testkit";
+import { beforeEach, expect, test } from "vitest";
+import { appendTaskLog, Keys, readTaskLog, type TaskLogEntry } from "../src/index.js";
+
+const clients = useClients(useInfra());
+beforeEach(async () => {
+  await clients.redis.flushdb();
+});
+
+const line = (n: number, extra: Partial<TaskLogEntry> = {}): TaskLogEntry => ({
+  time: new Date(Date.UTC(2026, 11, 7, 12, 0, n)).toISOString(),
+  level: "info",
+  message: `line ${n}`,
+  attempt: 1,
+  generation: 0,
+  ...extra,
+});
+
+test("lines are read back in order, page by page from the last line's id, with their fields", async () => {
+  const taskId = crypto.randomUUID();
+  await appendTaskLog(
+    clients.redis,
+    taskId,
+    [line(1, { fields: { part: 7, of: 12 } }), line(2, { level: "warn" }), line(3, { attempt: 2 })],
+    { maxLines: 100, ttlSeconds: 600 },
+  );
+  const first = await readTaskLog(clients.redis, taskId, { limit: 2 });
+  expect(first.lines.map(({ id: _id, ...rest }) => rest)).toEqual([
+    line(1, { fields: { part: 7, of: 12 } }),
+    line(2, { level: "warn" }),
+  ]);
+  expect(first).toMatchObject({ total: 3, dropped: 0, nextCursor: first.lines[1]?.id });
+  const second = await readTaskLog(clients.redis, taskId, { after: first.nextCursor, limit: 2 });
+  expect(second.lines.map((l) => l.message)).toEqual(["line 3"]);
+  expect(second.lines[0]?.attempt).toBe(2);
+  // Nothing new: the cursor stays where it was, for the next poll.
+  const third = await readTaskLog(clients.redis, taskId, { after: second.nextCursor, limit: 2 });
+  expect(third).toEqual({ lines: [], nextCursor: second.nextCursor, total: 3, dropped: 0 });
+  // An append after the reader caught up is what it reads next.
+  await appendTaskLog(clients.redis, taskId, [line(4)], { maxLines: 100, ttlSeconds: 600 });
+  expect(
+    (await readTaskLog(clients.redis, taskId, { after: third.nextCursor, limit: 10 })).lines.map((l) => l.message),
+  ).toEqual(["line 4"]);
+});
+
+test("past the cap the newest lines are kept and the dropped ones counted; the key lives the retention given", async () => {
+  const taskId = crypto.randomUUID();
+  const options = { maxLines: 3, ttlSeconds: 120 };
+  await appendTaskLog(clients.redis, taskId, [line(1), line(2)], options);
+  await appendTaskLog(clients.redis, taskId, [line(3), line(4), line(5)], options);
+  const page = await readTaskLog(clients.redis, taskId, { limit: 10 });
+  expect(page.lines.map((l) => l.message)).toEqual(["line 3", "line 4", "line 5"]);
+  expect(page).toMatchObject({ total: 5, dropped: 2 });
+  const ttl = await clients.redis.ttl(Keys.logs(taskId));
+  expect(ttl).toBeGreaterThan(100);
+  expect(ttl).toBeLessThanOrEqual(120);
+});
+
+test("no log: an empty page; a cap of 0 or no lines writes nothing", async () => {
+  const taskId = crypto.randomUUID();
+  expect(await readTaskLog(clients.redis, taskId, { limit: 10 })).toEqual({
+    lines: [],
+    nextCursor: "",
+    total: 0,
+    dropped: 0,
+  });
+  await appendTaskLog(clients.redis, taskId, [line(1)], { maxLines: 0, ttlSeconds: 60 });
+  await appendTaskLog(clients.redis, taskId, [], { maxLines: 10, ttlSeconds: 60 });
+  expect(await clients.redis.exists(Keys.logs(taskId))).toBe(0);
+});
+
+test("an entry not written by a worker is shown as its text; a malformed cursor is refused, naming it", async () => {
+  const taskId = crypto.randomUUID();
+  await clients.redis.xadd(Keys.logs(taskId), "*", "l", "not json at all");
+  await clients.redis.xadd(Keys.logs(taskId), "*", "other", "field");
+  const page = await readTaskLog(clients.redis, taskId, { limit: 10 });
+  expect(page.lines.map(({ level, message }) => ({ level, message }))).toEqual([
+    { level: "unknown", message: "not json at all" },
+    { level: "unknown", message: "other field" },
+  ]);
+  await expect(readTaskLog(clients.redis, taskId, { after: "12; DROP", limit: 1 })).rejects.toThrow(
+    "not a task log cursor: 12; DROP",
+  );
+});

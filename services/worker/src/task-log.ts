@@ -1,0 +1,208 @@
+/**
+ * What a handler logs with ctx.log is kept with its task (task_logs:<id>, @tm/store's task-logs.ts) as well as
+ * written to the worker's log: BullMQ's job.log(), read back with GetTaskLogs, `taskctl logs` and the console,
+ * without a log store or a search by task id.
+ *
+ * Each line is the worker's own JSON line (the same pino logger options), written to the worker's destination and
+ * handed here: its fields that the task's log already knows (service, host, task id, type, attempt, trace) are left
+ * out. Lines are buffered and written every FLUSH_MS in one round trip, and the rest when the attempt ends, before its
+ * outcome is published: a client that sees SUCCEEDED or FAILED finds every line. The task's log is kept best-effort:
+ * a write that fails (Redis down) drops those lines from it, counted and logged once per attempt, and never fails the
+ * attempt; the worker's own log still has them.
+ */
+import { errorMessage } from "@tm/flow";
+import type { Logger } from "@tm/kit";
+import { createLogger } from "@tm/kit/logger";
+import { appendTaskLog, type TaskLogEntry } from "@tm/store";
+import type { Redis } from "ioredis";
+import { pino } from "pino";
+
+/** WORKER_TASK_LOG_LINES's default: the newest lines of ctx.log kept with each task. */
+export const DEFAULT_TASK_LOG_LINES = 1_000;
+/** How often an attempt's buffered lines are written while it runs. */
+export const FLUSH_MS = 250;
+/** How long an ended attempt waits for its last lines to be written before it goes on without them. */
+export const CLOSE_DEADLINE_MS = 1_000;
+/** The most of a line's message the task's log keeps. */
+export const MESSAGE_MAX_CHARS = 2_048;
+/** The most JSON a line's other fields may take in the task's log; more is replaced by a note saying how much. */
+export const FIELDS_MAX_BYTES = 8_192;
+
+/** ctx[TASK_LOG_LINE](line): a line a handler thread logged, to write and keep as the attempt's own. */
+export const TASK_LOG_LINE = Symbol("taskLogLine");
+
+/** The worker's ctx as handler-threads.ts sees it: with the attempt's line writer (not part of a handler's ctx type). */
+export interface LineWritingContext {
+  [TASK_LOG_LINE]?: (line: string) => void;
+}
+
+/** The fields every line of an attempt carries, which its task's log need not repeat. */
+const KNOWN_FIELDS = new Set([
+  "level",
+  "time",
+  "msg",
+  "service",
+  "hostname",
+  "pid",
+  "taskId",
+  "type",
+  "attempt",
+  "trace_id",
+  "span_id",
+  "trace_flags",
+]);
+
+/** Writes a JSON line to a logger's destination, between its own lines. */
+export function writeToDestination(log: Logger, line: string): void {
+  (log as unknown as Record<symbol, { write(line: string): void } | undefined>)[pino.symbols.streamSym]?.write(line);
+}
+
+/** A pino JSON line → the entry the task's log keeps, or undefined for a line that is not one. */
+export function taskLogEntry(
+  line: string,
+  { attempt, generation, omit }: { attempt: number; generation: number; omit?: ReadonlySet<string> },
+): TaskLogEntry | undefined {
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(line);
+  } catch {
+    return undefined;
+  }
+  if (typeof parsed !== "object" || parsed === null || Array.isArray(parsed)) return undefined;
+  const record = parsed as Record<string, unknown>;
+  const message = typeof record.msg === "string" ? record.msg : "";
+  const fields: Record<string, unknown> = {};
+  for (const [name, value] of Object.entries(record)) {
+    if (!KNOWN_FIELDS.has(name) && !omit?.has(name)) fields[name] = value;
+  }
+  const fieldsBytes = Object.keys(fields).length === 0 ? 0 : Buffer.byteLength(JSON.stringify(fields));
+  return {
+    time: typeof record.time === "string" ? record.time : new Date().toISOString(),
+    level: typeof record.level === "string" ? record.level : String(record.level ?? "info"),
+    message:
+      message.length > MESSAGE_MAX_CHARS
+        ? `${message.slice(0, MESSAGE_MAX_CHARS)}… (${message.length - MESSAGE_MAX_CHARS} more characters)`
+        : message,
+    attempt,
+    generation,
+    ...(fieldsBytes === 0
+      ? {}
+      : fieldsBytes > FIELDS_MAX_BYTES
+        ? { fields: { omitted: `${fieldsBytes} bytes of fields, over ${FIELDS_MAX_BYTES}` } }
+        : { fields }),
+  };
+}
+
+export interface TaskLogSettings {
+  redis: Redis;
+  /** The newest lines kept per task (WORKER_TASK_LOG_LINES); 0 keeps none. */
+  maxLines: number;
+  /** The task's retention (TASK_RETENTION_SECONDS): how long its log is kept after its last line. */
+  ttlSeconds: number;
+  /** The worker's logger: where the lines are written too, and what is said when the task's log cannot be. */
+  log: Logger;
+  /** Told how many lines were kept ("stored") or could not be ("dropped"). */
+  onLines?: (outcome: "stored" | "dropped", count: number) => void;
+  flushMs?: number;
+  closeDeadlineMs?: number;
+}
+
+/** One attempt's lines, on their way to its task's log. */
+export class AttemptLog {
+  readonly #settings: TaskLogSettings;
+  readonly #taskId: string;
+  readonly #entryOf: (line: string) => TaskLogEntry | undefined;
+  #buffered: TaskLogEntry[] = [];
+  #timer: NodeJS.Timeout | undefined;
+  #writing: Promise<void> = Promise.resolve();
+  #closed = false;
+  #warned = false;
+
+  constructor(
+    settings: TaskLogSettings,
+    {
+      taskId,
+      attempt,
+      generation,
+      omit,
+    }: { taskId: string; attempt: number; generation: number; omit?: ReadonlySet<string> },
+  ) {
+    this.#settings = settings;
+    this.#taskId = taskId;
+    this.#entryOf = (line) => taskLogEntry(line, { attempt, generation, omit });
+  }
+
+  /** A line the handler logged (a pino JSON line). After the attempt ended (a handler that ignored its abort) it goes
+   *  to the worker's log only. */
+  line(text: string): void {
+    if (this.#closed) return;
+    const entry = this.#entryOf(text);
+    if (!entry) return;
+    this.#buffered.push(entry);
+    this.#timer ??= setTimeout(() => {
+      this.#timer = undefined;
+      this.#flush();
+    }, this.#settings.flushMs ?? FLUSH_MS);
+  }
+
+  /** Writes what is buffered, after the write before it (one at a time, so the lines stay in order). */
+  #flush(): Promise<void> {
+    const entries = this.#buffered;
+    this.#buffered = [];
+    if (entries.length === 0) return this.#writing;
+    const { redis, maxLines, ttlSeconds, onLines } = this.#settings;
+    this.#writing = this.#writing.then(() =>
+      appendTaskLog(redis, this.#taskId, entries, { maxLines, ttlSeconds }).then(
+        () => onLines?.("stored", entries.length),
+        (error: unknown) => this.#dropped(entries.length, error),
+      ),
+    );
+    return this.#writing;
+  }
+
+  #dropped(count: number, error: unknown): void {
+    this.#settings.onLines?.("dropped", count);
+    if (this.#warned) return;
+    this.#warned = true;
+    this.#settings.log.warn(
+      { taskId: this.#taskId, err: errorMessage(error) },
+      "a task's log lines could not be kept with it (they are in this log only)",
+    );
+  }
+
+  /** The attempt ended: writes its last lines, waiting at most the close deadline (the outcome is published after). */
+  async close(): Promise<void> {
+    if (this.#closed) return;
+    this.#closed = true;
+    clearTimeout(this.#timer);
+    this.#timer = undefined;
+    const written = this.#flush();
+    let deadline: NodeJS.Timeout | undefined;
+    await Promise.race([
+      written,
+      new Promise<void>((resolve) => {
+        deadline = setTimeout(resolve, this.#settings.closeDeadlineMs ?? CLOSE_DEADLINE_MS);
+      }),
+    ]);
+    clearTimeout(deadline);
+  }
+}
+
+/**
+ * ctx.log for an attempt: the worker's logger with the attempt's fields, whose lines also go to `attemptLog`. Without
+ * one (WORKER_TASK_LOG_LINES=0), a plain child of the worker's logger.
+ */
+export function attemptLogger(
+  log: Logger,
+  bindings: Record<string, unknown>,
+  attemptLog: AttemptLog | undefined,
+): Logger {
+  if (!attemptLog) return log.child(bindings);
+  const { service, ...own } = { ...log.bindings(), ...bindings };
+  return createLogger(String(service), log.level, {
+    write: (line: string) => {
+      writeToDestination(log, line);
+      attemptLog.line(line);
+    },
+  }).child(own);
+}
