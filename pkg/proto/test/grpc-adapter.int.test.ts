@@ -160,6 +160,9 @@ describe("connect-node client -> grpc-js server (addService)", () => {
         async promoteTask() {
           throw new ConnectError("not implemented", Code.Unimplemented);
         },
+        async getTaskLogs() {
+          throw new ConnectError("not implemented", Code.Unimplemented);
+        },
       }),
     ));
   });

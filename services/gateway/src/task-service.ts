@@ -65,6 +65,7 @@ import {
 import { checkBatchSize, submitEach } from "./submit-batch.js";
 import { checkDependencies, dependencyFailed } from "./task-dependencies.js";
 import type { TaskIsolation } from "./task-isolation.js";
+import { taskLogPage } from "./task-logs.js";
 import { parseTaskId, type SubmissionRequest, validateSubmission } from "./validation.js";
 
 export interface TaskServiceOptions {
@@ -610,6 +611,12 @@ export function taskServiceHandlers(
         previousRunAt: timestampFromDate(new Date(previousRunAtMs)),
         runAt: timestampFromDate(new Date(runAtMs)),
       };
+    },
+
+    async getTaskLogs(request, ctx) {
+      const taskId = parseTaskId(request.taskId);
+      await requireTask(taskId, ctx);
+      return taskLogPage(rt, redisCall, taskId, request);
     },
   };
 }

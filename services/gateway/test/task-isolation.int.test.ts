@@ -48,7 +48,7 @@ describe("GATEWAY_TASK_ISOLATION=caller", () => {
   const g = useGateway(infra, env("caller"));
   const as = (caller: keyof typeof KEYS) => createTaskClient({ baseUrl: g.gateway.baseUrl, apiKey: KEYS[caller] });
 
-  test("another caller's task is NOT_FOUND on GetTask, StreamTaskStatus, CancelTask and PromoteTask, as an unknown id is", async () => {
+  test("another caller's task is NOT_FOUND on GetTask, StreamTaskStatus, CancelTask, PromoteTask and GetTaskLogs, as an unknown id is", async () => {
     const { taskId } = await as("shop").submitTask({ type: "echo", payload: { order: 1 } });
     const unknown = crypto.randomUUID();
     const notFound = (id: string) => ({ code: Code.NotFound, message: `task ${id} not found` });
@@ -58,6 +58,7 @@ describe("GATEWAY_TASK_ISOLATION=caller", () => {
     expect(await failure(firstStatus(as("billing").streamTaskStatus({ taskId })))).toEqual(notFound(taskId));
     expect(await failure(as("billing").cancelTask({ taskId, reason: "not mine" }))).toEqual(notFound(taskId));
     expect(await failure(as("billing").promoteTask({ taskId }))).toEqual(notFound(taskId));
+    expect(await failure(as("billing").getTaskLogs({ taskId }))).toEqual(notFound(taskId));
 
     // Its own caller, and an operator, see it; the refused cancel changed nothing.
     const { task } = await as("shop").getTask({ taskId });
@@ -65,6 +66,7 @@ describe("GATEWAY_TASK_ISOLATION=caller", () => {
     expect(task?.status?.state).not.toBe(TaskState.CANCELLED);
     expect(await firstStatus(as("shop").streamTaskStatus({ taskId }))).toBeDefined();
     expect((await as("ops").getTask({ taskId })).task?.taskId).toBe(taskId);
+    expect((await as("shop").getTaskLogs({ taskId })).lines).toEqual([]);
   });
 
   test("an operator may cancel any caller's task", async () => {

@@ -12,7 +12,7 @@ import type { JsonObject, Message } from "@bufbuild/protobuf";
  * Describes the file taskmanager/v1/taskmanager.proto.
  */
 export const file_taskmanager_v1_taskmanager: GenFile = /*@__PURE__*/
-  fileDesc("CiB0YXNrbWFuYWdlci92MS90YXNrbWFuYWdlci5wcm90bxIOdGFza21hbmFnZXIudjEijwIKClRhc2tTdGF0dXMSKAoFc3RhdGUYASABKA4yGS50YXNrbWFuYWdlci52MS5UYXNrU3RhdGUSEAoIcHJvZ3Jlc3MYAiABKA0SDwoHYXR0ZW1wdBgDIAEoDRINCgVlcnJvchgEIAEoCRIuCgp1cGRhdGVkX2F0GAUgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIPCgd2ZXJzaW9uGAYgASgEEhcKD3Byb2dyZXNzX3JlcG9ydBgHIAEoDRIYChBwcm9ncmVzc19tZXNzYWdlGAggASgJEjEKEHByb2dyZXNzX2RldGFpbHMYCSABKAsyFy5nb29nbGUucHJvdG9idWYuU3RydWN0IpwICgRUYXNrEg8KB3Rhc2tfaWQYASABKAkSDAoEdHlwZRgCIAEoCRIqCghwcmlvcml0eRgDIAEoDjIYLnRhc2ttYW5hZ2VyLnYxLlByaW9yaXR5EigKB3BheWxvYWQYBCABKAsyFy5nb29nbGUucHJvdG9idWYuU3RydWN0EioKBnN0YXR1cxgFIAEoCzIaLnRhc2ttYW5hZ2VyLnYxLlRhc2tTdGF0dXMSJwoGcmVzdWx0GAYgASgLMhcuZ29vZ2xlLnByb3RvYnVmLlN0cnVjdBIuCgpjcmVhdGVkX2F0GAcgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBI0CghtZXRhZGF0YRgIIAMoCzIiLnRhc2ttYW5hZ2VyLnYxLlRhc2suTWV0YWRhdGFFbnRyeRIQCgh0cmFjZV9pZBgJIAEoCRIqCgZydW5fYXQYCiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEioKB3RpbWVvdXQYCyABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb24SFAoMbWF4X2F0dGVtcHRzGAwgASgNEjMKDXJldHJ5X2JhY2tvZmYYDSABKAsyHC50YXNrbWFuYWdlci52MS5SZXRyeUJhY2tvZmYSMAoNZXhwaXJlc19hZnRlchgOIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbhISCgpkZXBlbmRzX29uGA8gAygJEh8KF2RlcGVuZGVuY2llc191bmZpbmlzaGVkGBAgASgNEjsKEWRlcGVuZGVuY3lfcG9saWN5GBEgASgOMiAudGFza21hbmFnZXIudjEuRGVwZW5kZW5jeVBvbGljeRISCgpkZXBlbmRlbnRzGBIgAygJEhgKEGRlcGVuZGVudHNfdG90YWwYEyABKA0SNgoTc3VjY2VlZGVkX3JldGVudGlvbhgUIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbhI0ChFoZWFydGJlYXRfdGltZW91dBgVIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbhIWCg5wYXJlbnRfdGFza19pZBgWIAEoCRIQCghjaGlsZHJlbhgXIAMoCRIWCg5jaGlsZHJlbl90b3RhbBgYIAEoDRJEChFjaGlsZHJlbl9ieV9zdGF0ZRgZIAMoCzIpLnRhc2ttYW5hZ2VyLnYxLlRhc2suQ2hpbGRyZW5CeVN0YXRlRW50cnkaLwoNTWV0YWRhdGFFbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAk6AjgBGjYKFENoaWxkcmVuQnlTdGF0ZUVudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoDToCOAEiigEKDFJldHJ5QmFja29mZhIoCgVkZWxheRgBIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbhISCgptdWx0aXBsaWVyGAIgASgBEiwKCW1heF9kZWxheRgDIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbhIOCgZqaXR0ZXIYBCABKAEiJQoSUHJvbW90ZVRhc2tSZXF1ZXN0Eg8KB3Rhc2tfaWQYASABKAkidgoTUHJvbW90ZVRhc2tSZXNwb25zZRIzCg9wcmV2aW91c19ydW5fYXQYASABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEioKBnJ1bl9hdBgCIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAiRgoSU3VibWl0VGFza3NSZXF1ZXN0EjAKBXRhc2tzGAEgAygLMiEudGFza21hbmFnZXIudjEuU3VibWl0VGFza1JlcXVlc3QiSgoTU3VibWl0VGFza3NSZXNwb25zZRIzCghvdXRjb21lcxgBIAMoCzIhLnRhc2ttYW5hZ2VyLnYxLlN1Ym1pdFRhc2tPdXRjb21lIogBChFTdWJtaXRUYXNrT3V0Y29tZRI2CghhY2NlcHRlZBgBIAEoCzIiLnRhc2ttYW5hZ2VyLnYxLlN1Ym1pdFRhc2tSZXNwb25zZUgAEjAKBWVycm9yGAIgASgLMh8udGFza21hbmFnZXIudjEuU3VibWl0VGFza0Vycm9ySABCCQoHb3V0Y29tZSIwCg9TdWJtaXRUYXNrRXJyb3ISDAoEY29kZRgBIAEoDRIPCgdtZXNzYWdlGAIgASgJIooGChFTdWJtaXRUYXNrUmVxdWVzdBIMCgR0eXBlGAEgASgJEigKB3BheWxvYWQYAiABKAsyFy5nb29nbGUucHJvdG9idWYuU3RydWN0EioKCHByaW9yaXR5GAMgASgOMhgudGFza21hbmFnZXIudjEuUHJpb3JpdHkSFwoPaWRlbXBvdGVuY3lfa2V5GAQgASgJEkEKCG1ldGFkYXRhGAUgAygLMi8udGFza21hbmFnZXIudjEuU3VibWl0VGFza1JlcXVlc3QuTWV0YWRhdGFFbnRyeRIsCgZydW5fYXQYBiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wSAASKgoFZGVsYXkYByABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb25IABIqCgd0aW1lb3V0GAggASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uEhQKDG1heF9hdHRlbXB0cxgJIAEoDRIzCg1yZXRyeV9iYWNrb2ZmGAogASgLMhwudGFza21hbmFnZXIudjEuUmV0cnlCYWNrb2ZmEjAKDWV4cGlyZXNfYWZ0ZXIYCyABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb24SEgoKZGVwZW5kc19vbhgMIAMoCRI7ChFkZXBlbmRlbmN5X3BvbGljeRgNIAEoDjIgLnRhc2ttYW5hZ2VyLnYxLkRlcGVuZGVuY3lQb2xpY3kSHgoWZGVwZW5kc19vbl9iYXRjaF9pdGVtcxgOIAMoDRI2ChNzdWNjZWVkZWRfcmV0ZW50aW9uGA8gASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uEjQKEWhlYXJ0YmVhdF90aW1lb3V0GBAgASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uEhYKDnBhcmVudF90YXNrX2lkGBEgASgJGi8KDU1ldGFkYXRhRW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgJOgI4AUIKCghzY2hlZHVsZSI7ChJTdWJtaXRUYXNrUmVzcG9uc2USDwoHdGFza19pZBgBIAEoCRIUCgxkZWR1cGxpY2F0ZWQYAiABKAgiIQoOR2V0VGFza1JlcXVlc3QSDwoHdGFza19pZBgBIAEoCSI1Cg9HZXRUYXNrUmVzcG9uc2USIgoEdGFzaxgBIAEoCzIULnRhc2ttYW5hZ2VyLnYxLlRhc2siKgoXU3RyZWFtVGFza1N0YXR1c1JlcXVlc3QSDwoHdGFza19pZBgBIAEoCSJXChhTdHJlYW1UYXNrU3RhdHVzUmVzcG9uc2USDwoHdGFza19pZBgBIAEoCRIqCgZzdGF0dXMYAiABKAsyGi50YXNrbWFuYWdlci52MS5UYXNrU3RhdHVzIo4GCiBTdWJtaXRUYXNrQW5kU3RyZWFtU3RhdHVzUmVxdWVzdBIMCgR0eXBlGAEgASgJEigKB3BheWxvYWQYAiABKAsyFy5nb29nbGUucHJvdG9idWYuU3RydWN0EioKCHByaW9yaXR5GAMgASgOMhgudGFza21hbmFnZXIudjEuUHJpb3JpdHkSFwoPaWRlbXBvdGVuY3lfa2V5GAQgASgJElAKCG1ldGFkYXRhGAUgAygLMj4udGFza21hbmFnZXIudjEuU3VibWl0VGFza0FuZFN0cmVhbVN0YXR1c1JlcXVlc3QuTWV0YWRhdGFFbnRyeRIsCgZydW5fYXQYBiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wSAASKgoFZGVsYXkYByABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb25IABIqCgd0aW1lb3V0GAggASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uEhQKDG1heF9hdHRlbXB0cxgJIAEoDRIzCg1yZXRyeV9iYWNrb2ZmGAogASgLMhwudGFza21hbmFnZXIudjEuUmV0cnlCYWNrb2ZmEjAKDWV4cGlyZXNfYWZ0ZXIYCyABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb24SEgoKZGVwZW5kc19vbhgMIAMoCRI7ChFkZXBlbmRlbmN5X3BvbGljeRgNIAEoDjIgLnRhc2ttYW5hZ2VyLnYxLkRlcGVuZGVuY3lQb2xpY3kSNgoTc3VjY2VlZGVkX3JldGVudGlvbhgPIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbhI0ChFoZWFydGJlYXRfdGltZW91dBgQIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbhIWCg5wYXJlbnRfdGFza19pZBgRIAEoCRovCg1NZXRhZGF0YUVudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoCToCOAFCCgoIc2NoZWR1bGVKBAgOEA8idgohU3VibWl0VGFza0FuZFN0cmVhbVN0YXR1c1Jlc3BvbnNlEg8KB3Rhc2tfaWQYASABKAkSKgoGc3RhdHVzGAIgASgLMhoudGFza21hbmFnZXIudjEuVGFza1N0YXR1cxIUCgxkZWR1cGxpY2F0ZWQYAyABKAgiTgoRQ2FuY2VsVGFza1JlcXVlc3QSDwoHdGFza19pZBgBIAEoCRIOCgZyZWFzb24YAiABKAkSGAoQaW5jbHVkZV9jaGlsZHJlbhgDIAEoCCJcChJDYW5jZWxUYXNrUmVzcG9uc2USKgoGc3RhdHVzGAEgASgLMhoudGFza21hbmFnZXIudjEuVGFza1N0YXR1cxIaChJjaGlsZHJlbl9jYW5jZWxsZWQYAiABKA0qXgoIUHJpb3JpdHkSGAoUUFJJT1JJVFlfVU5TUEVDSUZJRUQQABIQCgxQUklPUklUWV9MT1cQARITCg9QUklPUklUWV9NRURJVU0QAhIRCg1QUklPUklUWV9ISUdIEAMq1QEKCVRhc2tTdGF0ZRIaChZUQVNLX1NUQVRFX1VOU1BFQ0lGSUVEEAASFgoSVEFTS19TVEFURV9QRU5ESU5HEAESFwoTVEFTS19TVEFURV9JTkdFU1RFRBACEhgKFFRBU0tfU1RBVEVfU0NIRURVTEVEEAMSFgoSVEFTS19TVEFURV9SVU5OSU5HEAQSGAoUVEFTS19TVEFURV9TVUNDRUVERUQQBRIVChFUQVNLX1NUQVRFX0ZBSUxFRBAGEhgKFFRBU0tfU1RBVEVfQ0FOQ0VMTEVEEAcqfgoQRGVwZW5kZW5jeVBvbGljeRIhCh1ERVBFTkRFTkNZX1BPTElDWV9VTlNQRUNJRklFRBAAEiMKH0RFUEVOREVOQ1lfUE9MSUNZX0FMTF9TVUNDRUVERUQQARIiCh5ERVBFTkRFTkNZX1BPTElDWV9BTExfRklOSVNIRUQQAjKhBQoLVGFza1NlcnZpY2USUwoKU3VibWl0VGFzaxIhLnRhc2ttYW5hZ2VyLnYxLlN1Ym1pdFRhc2tSZXF1ZXN0GiIudGFza21hbmFnZXIudjEuU3VibWl0VGFza1Jlc3BvbnNlEkoKB0dldFRhc2sSHi50YXNrbWFuYWdlci52MS5HZXRUYXNrUmVxdWVzdBofLnRhc2ttYW5hZ2VyLnYxLkdldFRhc2tSZXNwb25zZRJnChBTdHJlYW1UYXNrU3RhdHVzEicudGFza21hbmFnZXIudjEuU3RyZWFtVGFza1N0YXR1c1JlcXVlc3QaKC50YXNrbWFuYWdlci52MS5TdHJlYW1UYXNrU3RhdHVzUmVzcG9uc2UwARJTCgpDYW5jZWxUYXNrEiEudGFza21hbmFnZXIudjEuQ2FuY2VsVGFza1JlcXVlc3QaIi50YXNrbWFuYWdlci52MS5DYW5jZWxUYXNrUmVzcG9uc2USggEKGVN1Ym1pdFRhc2tBbmRTdHJlYW1TdGF0dXMSMC50YXNrbWFuYWdlci52MS5TdWJtaXRUYXNrQW5kU3RyZWFtU3RhdHVzUmVxdWVzdBoxLnRhc2ttYW5hZ2VyLnYxLlN1Ym1pdFRhc2tBbmRTdHJlYW1TdGF0dXNSZXNwb25zZTABElYKC1N1Ym1pdFRhc2tzEiIudGFza21hbmFnZXIudjEuU3VibWl0VGFza3NSZXF1ZXN0GiMudGFza21hbmFnZXIudjEuU3VibWl0VGFza3NSZXNwb25zZRJWCgtQcm9tb3RlVGFzaxIiLnRhc2ttYW5hZ2VyLnYxLlByb21vdGVUYXNrUmVxdWVzdBojLnRhc2ttYW5hZ2VyLnYxLlByb21vdGVUYXNrUmVzcG9uc2ViBnByb3RvMw", [file_google_protobuf_duration, file_google_protobuf_struct, file_google_protobuf_timestamp]);
+  fileDesc("CiB0YXNrbWFuYWdlci92MS90YXNrbWFuYWdlci5wcm90bxIOdGFza21hbmFnZXIudjEijwIKClRhc2tTdGF0dXMSKAoFc3RhdGUYASABKA4yGS50YXNrbWFuYWdlci52MS5UYXNrU3RhdGUSEAoIcHJvZ3Jlc3MYAiABKA0SDwoHYXR0ZW1wdBgDIAEoDRINCgVlcnJvchgEIAEoCRIuCgp1cGRhdGVkX2F0GAUgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIPCgd2ZXJzaW9uGAYgASgEEhcKD3Byb2dyZXNzX3JlcG9ydBgHIAEoDRIYChBwcm9ncmVzc19tZXNzYWdlGAggASgJEjEKEHByb2dyZXNzX2RldGFpbHMYCSABKAsyFy5nb29nbGUucHJvdG9idWYuU3RydWN0IpwICgRUYXNrEg8KB3Rhc2tfaWQYASABKAkSDAoEdHlwZRgCIAEoCRIqCghwcmlvcml0eRgDIAEoDjIYLnRhc2ttYW5hZ2VyLnYxLlByaW9yaXR5EigKB3BheWxvYWQYBCABKAsyFy5nb29nbGUucHJvdG9idWYuU3RydWN0EioKBnN0YXR1cxgFIAEoCzIaLnRhc2ttYW5hZ2VyLnYxLlRhc2tTdGF0dXMSJwoGcmVzdWx0GAYgASgLMhcuZ29vZ2xlLnByb3RvYnVmLlN0cnVjdBIuCgpjcmVhdGVkX2F0GAcgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBI0CghtZXRhZGF0YRgIIAMoCzIiLnRhc2ttYW5hZ2VyLnYxLlRhc2suTWV0YWRhdGFFbnRyeRIQCgh0cmFjZV9pZBgJIAEoCRIqCgZydW5fYXQYCiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEioKB3RpbWVvdXQYCyABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb24SFAoMbWF4X2F0dGVtcHRzGAwgASgNEjMKDXJldHJ5X2JhY2tvZmYYDSABKAsyHC50YXNrbWFuYWdlci52MS5SZXRyeUJhY2tvZmYSMAoNZXhwaXJlc19hZnRlchgOIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbhISCgpkZXBlbmRzX29uGA8gAygJEh8KF2RlcGVuZGVuY2llc191bmZpbmlzaGVkGBAgASgNEjsKEWRlcGVuZGVuY3lfcG9saWN5GBEgASgOMiAudGFza21hbmFnZXIudjEuRGVwZW5kZW5jeVBvbGljeRISCgpkZXBlbmRlbnRzGBIgAygJEhgKEGRlcGVuZGVudHNfdG90YWwYEyABKA0SNgoTc3VjY2VlZGVkX3JldGVudGlvbhgUIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbhI0ChFoZWFydGJlYXRfdGltZW91dBgVIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbhIWCg5wYXJlbnRfdGFza19pZBgWIAEoCRIQCghjaGlsZHJlbhgXIAMoCRIWCg5jaGlsZHJlbl90b3RhbBgYIAEoDRJEChFjaGlsZHJlbl9ieV9zdGF0ZRgZIAMoCzIpLnRhc2ttYW5hZ2VyLnYxLlRhc2suQ2hpbGRyZW5CeVN0YXRlRW50cnkaLwoNTWV0YWRhdGFFbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAk6AjgBGjYKFENoaWxkcmVuQnlTdGF0ZUVudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoDToCOAEiigEKDFJldHJ5QmFja29mZhIoCgVkZWxheRgBIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbhISCgptdWx0aXBsaWVyGAIgASgBEiwKCW1heF9kZWxheRgDIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbhIOCgZqaXR0ZXIYBCABKAEiQwoSR2V0VGFza0xvZ3NSZXF1ZXN0Eg8KB3Rhc2tfaWQYASABKAkSDQoFYWZ0ZXIYAiABKAkSDQoFbGltaXQYAyABKA0iiAEKE0dldFRhc2tMb2dzUmVzcG9uc2USKgoFbGluZXMYASADKAsyGy50YXNrbWFuYWdlci52MS5UYXNrTG9nTGluZRITCgtuZXh0X2N1cnNvchgCIAEoCRINCgV0b3RhbBgDIAEoDRIPCgdkcm9wcGVkGAQgASgNEhAKCGZpbmlzaGVkGAUgASgIIrUBCgtUYXNrTG9nTGluZRIOCgZjdXJzb3IYASABKAkSKAoEdGltZRgCIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASDQoFbGV2ZWwYAyABKAkSDwoHbWVzc2FnZRgEIAEoCRIPCgdhdHRlbXB0GAUgASgNEhIKCmdlbmVyYXRpb24YBiABKA0SJwoGZmllbGRzGAcgASgLMhcuZ29vZ2xlLnByb3RvYnVmLlN0cnVjdCIlChJQcm9tb3RlVGFza1JlcXVlc3QSDwoHdGFza19pZBgBIAEoCSJ2ChNQcm9tb3RlVGFza1Jlc3BvbnNlEjMKD3ByZXZpb3VzX3J1bl9hdBgBIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASKgoGcnVuX2F0GAIgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCJGChJTdWJtaXRUYXNrc1JlcXVlc3QSMAoFdGFza3MYASADKAsyIS50YXNrbWFuYWdlci52MS5TdWJtaXRUYXNrUmVxdWVzdCJKChNTdWJtaXRUYXNrc1Jlc3BvbnNlEjMKCG91dGNvbWVzGAEgAygLMiEudGFza21hbmFnZXIudjEuU3VibWl0VGFza091dGNvbWUiiAEKEVN1Ym1pdFRhc2tPdXRjb21lEjYKCGFjY2VwdGVkGAEgASgLMiIudGFza21hbmFnZXIudjEuU3VibWl0VGFza1Jlc3BvbnNlSAASMAoFZXJyb3IYAiABKAsyHy50YXNrbWFuYWdlci52MS5TdWJtaXRUYXNrRXJyb3JIAEIJCgdvdXRjb21lIjAKD1N1Ym1pdFRhc2tFcnJvchIMCgRjb2RlGAEgASgNEg8KB21lc3NhZ2UYAiABKAkiigYKEVN1Ym1pdFRhc2tSZXF1ZXN0EgwKBHR5cGUYASABKAkSKAoHcGF5bG9hZBgCIAEoCzIXLmdvb2dsZS5wcm90b2J1Zi5TdHJ1Y3QSKgoIcHJpb3JpdHkYAyABKA4yGC50YXNrbWFuYWdlci52MS5Qcmlvcml0eRIXCg9pZGVtcG90ZW5jeV9rZXkYBCABKAkSQQoIbWV0YWRhdGEYBSADKAsyLy50YXNrbWFuYWdlci52MS5TdWJtaXRUYXNrUmVxdWVzdC5NZXRhZGF0YUVudHJ5EiwKBnJ1bl9hdBgGIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXBIABIqCgVkZWxheRgHIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbkgAEioKB3RpbWVvdXQYCCABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb24SFAoMbWF4X2F0dGVtcHRzGAkgASgNEjMKDXJldHJ5X2JhY2tvZmYYCiABKAsyHC50YXNrbWFuYWdlci52MS5SZXRyeUJhY2tvZmYSMAoNZXhwaXJlc19hZnRlchgLIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbhISCgpkZXBlbmRzX29uGAwgAygJEjsKEWRlcGVuZGVuY3lfcG9saWN5GA0gASgOMiAudGFza21hbmFnZXIudjEuRGVwZW5kZW5jeVBvbGljeRIeChZkZXBlbmRzX29uX2JhdGNoX2l0ZW1zGA4gAygNEjYKE3N1Y2NlZWRlZF9yZXRlbnRpb24YDyABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb24SNAoRaGVhcnRiZWF0X3RpbWVvdXQYECABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb24SFgoOcGFyZW50X3Rhc2tfaWQYESABKAkaLwoNTWV0YWRhdGFFbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAk6AjgBQgoKCHNjaGVkdWxlIjsKElN1Ym1pdFRhc2tSZXNwb25zZRIPCgd0YXNrX2lkGAEgASgJEhQKDGRlZHVwbGljYXRlZBgCIAEoCCIhCg5HZXRUYXNrUmVxdWVzdBIPCgd0YXNrX2lkGAEgASgJIjUKD0dldFRhc2tSZXNwb25zZRIiCgR0YXNrGAEgASgLMhQudGFza21hbmFnZXIudjEuVGFzayIqChdTdHJlYW1UYXNrU3RhdHVzUmVxdWVzdBIPCgd0YXNrX2lkGAEgASgJIlcKGFN0cmVhbVRhc2tTdGF0dXNSZXNwb25zZRIPCgd0YXNrX2lkGAEgASgJEioKBnN0YXR1cxgCIAEoCzIaLnRhc2ttYW5hZ2VyLnYxLlRhc2tTdGF0dXMijgYKIFN1Ym1pdFRhc2tBbmRTdHJlYW1TdGF0dXNSZXF1ZXN0EgwKBHR5cGUYASABKAkSKAoHcGF5bG9hZBgCIAEoCzIXLmdvb2dsZS5wcm90b2J1Zi5TdHJ1Y3QSKgoIcHJpb3JpdHkYAyABKA4yGC50YXNrbWFuYWdlci52MS5Qcmlvcml0eRIXCg9pZGVtcG90ZW5jeV9rZXkYBCABKAkSUAoIbWV0YWRhdGEYBSADKAsyPi50YXNrbWFuYWdlci52MS5TdWJtaXRUYXNrQW5kU3RyZWFtU3RhdHVzUmVxdWVzdC5NZXRhZGF0YUVudHJ5EiwKBnJ1bl9hdBgGIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXBIABIqCgVkZWxheRgHIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbkgAEioKB3RpbWVvdXQYCCABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb24SFAoMbWF4X2F0dGVtcHRzGAkgASgNEjMKDXJldHJ5X2JhY2tvZmYYCiABKAsyHC50YXNrbWFuYWdlci52MS5SZXRyeUJhY2tvZmYSMAoNZXhwaXJlc19hZnRlchgLIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbhISCgpkZXBlbmRzX29uGAwgAygJEjsKEWRlcGVuZGVuY3lfcG9saWN5GA0gASgOMiAudGFza21hbmFnZXIudjEuRGVwZW5kZW5jeVBvbGljeRI2ChNzdWNjZWVkZWRfcmV0ZW50aW9uGA8gASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uEjQKEWhlYXJ0YmVhdF90aW1lb3V0GBAgASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uEhYKDnBhcmVudF90YXNrX2lkGBEgASgJGi8KDU1ldGFkYXRhRW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgJOgI4AUIKCghzY2hlZHVsZUoECA4QDyJ2CiFTdWJtaXRUYXNrQW5kU3RyZWFtU3RhdHVzUmVzcG9uc2USDwoHdGFza19pZBgBIAEoCRIqCgZzdGF0dXMYAiABKAsyGi50YXNrbWFuYWdlci52MS5UYXNrU3RhdHVzEhQKDGRlZHVwbGljYXRlZBgDIAEoCCJOChFDYW5jZWxUYXNrUmVxdWVzdBIPCgd0YXNrX2lkGAEgASgJEg4KBnJlYXNvbhgCIAEoCRIYChBpbmNsdWRlX2NoaWxkcmVuGAMgASgIIlwKEkNhbmNlbFRhc2tSZXNwb25zZRIqCgZzdGF0dXMYASABKAsyGi50YXNrbWFuYWdlci52MS5UYXNrU3RhdHVzEhoKEmNoaWxkcmVuX2NhbmNlbGxlZBgCIAEoDSpeCghQcmlvcml0eRIYChRQUklPUklUWV9VTlNQRUNJRklFRBAAEhAKDFBSSU9SSVRZX0xPVxABEhMKD1BSSU9SSVRZX01FRElVTRACEhEKDVBSSU9SSVRZX0hJR0gQAyrVAQoJVGFza1N0YXRlEhoKFlRBU0tfU1RBVEVfVU5TUEVDSUZJRUQQABIWChJUQVNLX1NUQVRFX1BFTkRJTkcQARIXChNUQVNLX1NUQVRFX0lOR0VTVEVEEAISGAoUVEFTS19TVEFURV9TQ0hFRFVMRUQQAxIWChJUQVNLX1NUQVRFX1JVTk5JTkcQBBIYChRUQVNLX1NUQVRFX1NVQ0NFRURFRBAFEhUKEVRBU0tfU1RBVEVfRkFJTEVEEAYSGAoUVEFTS19TVEFURV9DQU5DRUxMRUQQByp+ChBEZXBlbmRlbmN5UG9saWN5EiEKHURFUEVOREVOQ1lfUE9MSUNZX1VOU1BFQ0lGSUVEEAASIwofREVQRU5ERU5DWV9QT0xJQ1lfQUxMX1NVQ0NFRURFRBABEiIKHkRFUEVOREVOQ1lfUE9MSUNZX0FMTF9GSU5JU0hFRBACMvkFCgtUYXNrU2VydmljZRJTCgpTdWJtaXRUYXNrEiEudGFza21hbmFnZXIudjEuU3VibWl0VGFza1JlcXVlc3QaIi50YXNrbWFuYWdlci52MS5TdWJtaXRUYXNrUmVzcG9uc2USSgoHR2V0VGFzaxIeLnRhc2ttYW5hZ2VyLnYxLkdldFRhc2tSZXF1ZXN0Gh8udGFza21hbmFnZXIudjEuR2V0VGFza1Jlc3BvbnNlEmcKEFN0cmVhbVRhc2tTdGF0dXMSJy50YXNrbWFuYWdlci52MS5TdHJlYW1UYXNrU3RhdHVzUmVxdWVzdBooLnRhc2ttYW5hZ2VyLnYxLlN0cmVhbVRhc2tTdGF0dXNSZXNwb25zZTABElMKCkNhbmNlbFRhc2sSIS50YXNrbWFuYWdlci52MS5DYW5jZWxUYXNrUmVxdWVzdBoiLnRhc2ttYW5hZ2VyLnYxLkNhbmNlbFRhc2tSZXNwb25zZRKCAQoZU3VibWl0VGFza0FuZFN0cmVhbVN0YXR1cxIwLnRhc2ttYW5hZ2VyLnYxLlN1Ym1pdFRhc2tBbmRTdHJlYW1TdGF0dXNSZXF1ZXN0GjEudGFza21hbmFnZXIudjEuU3VibWl0VGFza0FuZFN0cmVhbVN0YXR1c1Jlc3BvbnNlMAESVgoLU3VibWl0VGFza3MSIi50YXNrbWFuYWdlci52MS5TdWJtaXRUYXNrc1JlcXVlc3QaIy50YXNrbWFuYWdlci52MS5TdWJtaXRUYXNrc1Jlc3BvbnNlElYKC1Byb21vdGVUYXNrEiIudGFza21hbmFnZXIudjEuUHJvbW90ZVRhc2tSZXF1ZXN0GiMudGFza21hbmFnZXIudjEuUHJvbW90ZVRhc2tSZXNwb25zZRJWCgtHZXRUYXNrTG9ncxIiLnRhc2ttYW5hZ2VyLnYxLkdldFRhc2tMb2dzUmVxdWVzdBojLnRhc2ttYW5hZ2VyLnYxLkdldFRhc2tMb2dzUmVzcG9uc2ViBnByb3RvMw", [file_google_protobuf_duration, file_google_protobuf_struct, file_google_protobuf_timestamp]);
 
 /**
  * @generated from message taskmanager.v1.TaskStatus
@@ -294,6 +294,140 @@ export const RetryBackoffSchema: GenMessage<RetryBackoff> = /*@__PURE__*/
   messageDesc(file_taskmanager_v1_taskmanager, 2);
 
 /**
+ * @generated from message taskmanager.v1.GetTaskLogsRequest
+ */
+export type GetTaskLogsRequest = Message<"taskmanager.v1.GetTaskLogsRequest"> & {
+  /**
+   * @generated from field: string task_id = 1;
+   */
+  taskId: string;
+
+  /**
+   * Lines after this one (a previous response's next_cursor, or a line's cursor); empty: from the oldest kept.
+   *
+   * @generated from field: string after = 2;
+   */
+  after: string;
+
+  /**
+   * At most this many lines (1 to 1,000; 0: 100).
+   *
+   * @generated from field: uint32 limit = 3;
+   */
+  limit: number;
+};
+
+/**
+ * Describes the message taskmanager.v1.GetTaskLogsRequest.
+ * Use `create(GetTaskLogsRequestSchema)` to create a new message.
+ */
+export const GetTaskLogsRequestSchema: GenMessage<GetTaskLogsRequest> = /*@__PURE__*/
+  messageDesc(file_taskmanager_v1_taskmanager, 3);
+
+/**
+ * @generated from message taskmanager.v1.GetTaskLogsResponse
+ */
+export type GetTaskLogsResponse = Message<"taskmanager.v1.GetTaskLogsResponse"> & {
+  /**
+   * @generated from field: repeated taskmanager.v1.TaskLogLine lines = 1;
+   */
+  lines: TaskLogLine[];
+
+  /**
+   * Where to read on from: the last line's cursor, or the request's after when no line came.
+   *
+   * @generated from field: string next_cursor = 2;
+   */
+  nextCursor: string;
+
+  /**
+   * Lines the task's handlers logged in all, and of those the oldest no longer kept (past WORKER_TASK_LOG_LINES).
+   *
+   * @generated from field: uint32 total = 3;
+   */
+  total: number;
+
+  /**
+   * @generated from field: uint32 dropped = 4;
+   */
+  dropped: number;
+
+  /**
+   * The task was finished (SUCCEEDED, FAILED or CANCELLED) before these lines were read: every line of its attempts is
+   * among them or before them (a worker stores an attempt's lines before its outcome), so a follower stops at an
+   * empty page. A replay or requeue runs it again, and its new lines come after.
+   *
+   * @generated from field: bool finished = 5;
+   */
+  finished: boolean;
+};
+
+/**
+ * Describes the message taskmanager.v1.GetTaskLogsResponse.
+ * Use `create(GetTaskLogsResponseSchema)` to create a new message.
+ */
+export const GetTaskLogsResponseSchema: GenMessage<GetTaskLogsResponse> = /*@__PURE__*/
+  messageDesc(file_taskmanager_v1_taskmanager, 4);
+
+/**
+ * @generated from message taskmanager.v1.TaskLogLine
+ */
+export type TaskLogLine = Message<"taskmanager.v1.TaskLogLine"> & {
+  /**
+   * The line's place in the log: GetTaskLogsRequest.after reads on from it.
+   *
+   * @generated from field: string cursor = 1;
+   */
+  cursor: string;
+
+  /**
+   * When the handler logged it (the worker's clock).
+   *
+   * @generated from field: google.protobuf.Timestamp time = 2;
+   */
+  time?: Timestamp | undefined;
+
+  /**
+   * pino's level: trace, debug, info, warn, error or fatal.
+   *
+   * @generated from field: string level = 3;
+   */
+  level: string;
+
+  /**
+   * @generated from field: string message = 4;
+   */
+  message: string;
+
+  /**
+   * @generated from field: uint32 attempt = 5;
+   */
+  attempt: number;
+
+  /**
+   * The task's generation (0, then one more per replay or requeue).
+   *
+   * @generated from field: uint32 generation = 6;
+   */
+  generation: number;
+
+  /**
+   * The other fields the handler logged (ctx.log.info({ part: 7 }, "...")), an error under `err`; a line's fields over
+   * 8 KiB of JSON are replaced by {omitted}.
+   *
+   * @generated from field: google.protobuf.Struct fields = 7;
+   */
+  fields?: JsonObject | undefined;
+};
+
+/**
+ * Describes the message taskmanager.v1.TaskLogLine.
+ * Use `create(TaskLogLineSchema)` to create a new message.
+ */
+export const TaskLogLineSchema: GenMessage<TaskLogLine> = /*@__PURE__*/
+  messageDesc(file_taskmanager_v1_taskmanager, 5);
+
+/**
  * @generated from message taskmanager.v1.PromoteTaskRequest
  */
 export type PromoteTaskRequest = Message<"taskmanager.v1.PromoteTaskRequest"> & {
@@ -308,7 +442,7 @@ export type PromoteTaskRequest = Message<"taskmanager.v1.PromoteTaskRequest"> & 
  * Use `create(PromoteTaskRequestSchema)` to create a new message.
  */
 export const PromoteTaskRequestSchema: GenMessage<PromoteTaskRequest> = /*@__PURE__*/
-  messageDesc(file_taskmanager_v1_taskmanager, 3);
+  messageDesc(file_taskmanager_v1_taskmanager, 6);
 
 /**
  * @generated from message taskmanager.v1.PromoteTaskResponse
@@ -334,7 +468,7 @@ export type PromoteTaskResponse = Message<"taskmanager.v1.PromoteTaskResponse"> 
  * Use `create(PromoteTaskResponseSchema)` to create a new message.
  */
 export const PromoteTaskResponseSchema: GenMessage<PromoteTaskResponse> = /*@__PURE__*/
-  messageDesc(file_taskmanager_v1_taskmanager, 4);
+  messageDesc(file_taskmanager_v1_taskmanager, 7);
 
 /**
  * @generated from message taskmanager.v1.SubmitTasksRequest
@@ -351,7 +485,7 @@ export type SubmitTasksRequest = Message<"taskmanager.v1.SubmitTasksRequest"> & 
  * Use `create(SubmitTasksRequestSchema)` to create a new message.
  */
 export const SubmitTasksRequestSchema: GenMessage<SubmitTasksRequest> = /*@__PURE__*/
-  messageDesc(file_taskmanager_v1_taskmanager, 5);
+  messageDesc(file_taskmanager_v1_taskmanager, 8);
 
 /**
  * @generated from message taskmanager.v1.SubmitTasksResponse
@@ -370,7 +504,7 @@ export type SubmitTasksResponse = Message<"taskmanager.v1.SubmitTasksResponse"> 
  * Use `create(SubmitTasksResponseSchema)` to create a new message.
  */
 export const SubmitTasksResponseSchema: GenMessage<SubmitTasksResponse> = /*@__PURE__*/
-  messageDesc(file_taskmanager_v1_taskmanager, 6);
+  messageDesc(file_taskmanager_v1_taskmanager, 9);
 
 /**
  * @generated from message taskmanager.v1.SubmitTaskOutcome
@@ -403,7 +537,7 @@ export type SubmitTaskOutcome = Message<"taskmanager.v1.SubmitTaskOutcome"> & {
  * Use `create(SubmitTaskOutcomeSchema)` to create a new message.
  */
 export const SubmitTaskOutcomeSchema: GenMessage<SubmitTaskOutcome> = /*@__PURE__*/
-  messageDesc(file_taskmanager_v1_taskmanager, 7);
+  messageDesc(file_taskmanager_v1_taskmanager, 10);
 
 /**
  * @generated from message taskmanager.v1.SubmitTaskError
@@ -429,7 +563,7 @@ export type SubmitTaskError = Message<"taskmanager.v1.SubmitTaskError"> & {
  * Use `create(SubmitTaskErrorSchema)` to create a new message.
  */
 export const SubmitTaskErrorSchema: GenMessage<SubmitTaskError> = /*@__PURE__*/
-  messageDesc(file_taskmanager_v1_taskmanager, 8);
+  messageDesc(file_taskmanager_v1_taskmanager, 11);
 
 /**
  * @generated from message taskmanager.v1.SubmitTaskRequest
@@ -588,7 +722,7 @@ export type SubmitTaskRequest = Message<"taskmanager.v1.SubmitTaskRequest"> & {
  * Use `create(SubmitTaskRequestSchema)` to create a new message.
  */
 export const SubmitTaskRequestSchema: GenMessage<SubmitTaskRequest> = /*@__PURE__*/
-  messageDesc(file_taskmanager_v1_taskmanager, 9);
+  messageDesc(file_taskmanager_v1_taskmanager, 12);
 
 /**
  * @generated from message taskmanager.v1.SubmitTaskResponse
@@ -610,7 +744,7 @@ export type SubmitTaskResponse = Message<"taskmanager.v1.SubmitTaskResponse"> & 
  * Use `create(SubmitTaskResponseSchema)` to create a new message.
  */
 export const SubmitTaskResponseSchema: GenMessage<SubmitTaskResponse> = /*@__PURE__*/
-  messageDesc(file_taskmanager_v1_taskmanager, 10);
+  messageDesc(file_taskmanager_v1_taskmanager, 13);
 
 /**
  * @generated from message taskmanager.v1.GetTaskRequest
@@ -627,7 +761,7 @@ export type GetTaskRequest = Message<"taskmanager.v1.GetTaskRequest"> & {
  * Use `create(GetTaskRequestSchema)` to create a new message.
  */
 export const GetTaskRequestSchema: GenMessage<GetTaskRequest> = /*@__PURE__*/
-  messageDesc(file_taskmanager_v1_taskmanager, 11);
+  messageDesc(file_taskmanager_v1_taskmanager, 14);
 
 /**
  * @generated from message taskmanager.v1.GetTaskResponse
@@ -644,7 +778,7 @@ export type GetTaskResponse = Message<"taskmanager.v1.GetTaskResponse"> & {
  * Use `create(GetTaskResponseSchema)` to create a new message.
  */
 export const GetTaskResponseSchema: GenMessage<GetTaskResponse> = /*@__PURE__*/
-  messageDesc(file_taskmanager_v1_taskmanager, 12);
+  messageDesc(file_taskmanager_v1_taskmanager, 15);
 
 /**
  * @generated from message taskmanager.v1.StreamTaskStatusRequest
@@ -661,7 +795,7 @@ export type StreamTaskStatusRequest = Message<"taskmanager.v1.StreamTaskStatusRe
  * Use `create(StreamTaskStatusRequestSchema)` to create a new message.
  */
 export const StreamTaskStatusRequestSchema: GenMessage<StreamTaskStatusRequest> = /*@__PURE__*/
-  messageDesc(file_taskmanager_v1_taskmanager, 13);
+  messageDesc(file_taskmanager_v1_taskmanager, 16);
 
 /**
  * @generated from message taskmanager.v1.StreamTaskStatusResponse
@@ -683,7 +817,7 @@ export type StreamTaskStatusResponse = Message<"taskmanager.v1.StreamTaskStatusR
  * Use `create(StreamTaskStatusResponseSchema)` to create a new message.
  */
 export const StreamTaskStatusResponseSchema: GenMessage<StreamTaskStatusResponse> = /*@__PURE__*/
-  messageDesc(file_taskmanager_v1_taskmanager, 14);
+  messageDesc(file_taskmanager_v1_taskmanager, 17);
 
 /**
  * The fields of SubmitTaskRequest, with the same numbers and meaning.
@@ -814,7 +948,7 @@ export type SubmitTaskAndStreamStatusRequest = Message<"taskmanager.v1.SubmitTas
  * Use `create(SubmitTaskAndStreamStatusRequestSchema)` to create a new message.
  */
 export const SubmitTaskAndStreamStatusRequestSchema: GenMessage<SubmitTaskAndStreamStatusRequest> = /*@__PURE__*/
-  messageDesc(file_taskmanager_v1_taskmanager, 15);
+  messageDesc(file_taskmanager_v1_taskmanager, 18);
 
 /**
  * @generated from message taskmanager.v1.SubmitTaskAndStreamStatusResponse
@@ -844,7 +978,7 @@ export type SubmitTaskAndStreamStatusResponse = Message<"taskmanager.v1.SubmitTa
  * Use `create(SubmitTaskAndStreamStatusResponseSchema)` to create a new message.
  */
 export const SubmitTaskAndStreamStatusResponseSchema: GenMessage<SubmitTaskAndStreamStatusResponse> = /*@__PURE__*/
-  messageDesc(file_taskmanager_v1_taskmanager, 16);
+  messageDesc(file_taskmanager_v1_taskmanager, 19);
 
 /**
  * @generated from message taskmanager.v1.CancelTaskRequest
@@ -876,7 +1010,7 @@ export type CancelTaskRequest = Message<"taskmanager.v1.CancelTaskRequest"> & {
  * Use `create(CancelTaskRequestSchema)` to create a new message.
  */
 export const CancelTaskRequestSchema: GenMessage<CancelTaskRequest> = /*@__PURE__*/
-  messageDesc(file_taskmanager_v1_taskmanager, 17);
+  messageDesc(file_taskmanager_v1_taskmanager, 20);
 
 /**
  * @generated from message taskmanager.v1.CancelTaskResponse
@@ -902,7 +1036,7 @@ export type CancelTaskResponse = Message<"taskmanager.v1.CancelTaskResponse"> & 
  * Use `create(CancelTaskResponseSchema)` to create a new message.
  */
 export const CancelTaskResponseSchema: GenMessage<CancelTaskResponse> = /*@__PURE__*/
-  messageDesc(file_taskmanager_v1_taskmanager, 18);
+  messageDesc(file_taskmanager_v1_taskmanager, 21);
 
 /**
  * Priority decides which worker queue a task waits in. UNSPECIFIED means MEDIUM.
@@ -1112,6 +1246,20 @@ export const TaskService: GenService<{
     methodKind: "unary";
     input: typeof PromoteTaskRequestSchema;
     output: typeof PromoteTaskResponseSchema;
+  },
+  /**
+   * GetTaskLogs returns what the task's handler logged with ctx.log, as BullMQ's getJobLogs: the lines of every
+   * attempt, oldest first, the newest WORKER_TASK_LOG_LINES of them kept (1,000 by default) as long as the task. A
+   * page at a time: pass next_cursor as after to read on, which also follows a running task's later lines (as
+   * `taskctl logs --follow` does). Lines at the worker's LOG_LEVEL or above only. NOT_FOUND for an unknown task (or
+   * another caller's, when tasks are isolated); INVALID_ARGUMENT for a malformed after or a limit over 1,000.
+   *
+   * @generated from rpc taskmanager.v1.TaskService.GetTaskLogs
+   */
+  getTaskLogs: {
+    methodKind: "unary";
+    input: typeof GetTaskLogsRequestSchema;
+    output: typeof GetTaskLogsResponseSchema;
   },
 }> = /*@__PURE__*/
   serviceDesc(file_taskmanager_v1_taskmanager, 0);
