@@ -222,6 +222,15 @@ describe("the pipeline", () => {
     // Its handler's line through ctx.log carries the task, in the log of the pool's worker.
     const logged = await pipeline.services.get("worker-text")!.process.waitForLine(/counted the words/);
     expect(JSON.parse(logged)).toMatchObject({ taskId: busy.taskId, type: "word-count", attempt: 2, words: 3 });
+    // The same line is kept with the task, from the thread it ran in: GetTaskLogs and taskctl logs read it.
+    const { lines } = await pipeline.client.getTaskLogs({ taskId: busy.taskId });
+    expect(lines.map(({ level, message, attempt, fields }) => ({ level, message, attempt, fields }))).toEqual([
+      { level: "info", message: "counted the words", attempt: 2, fields: { words: 3 } },
+    ]);
+    let printed = "";
+    const io: Io = { stdout: { write: (text: string) => (printed += text) }, stderr: { write: () => true }, env: {} };
+    expect(await run(["logs", busy.taskId, "--addr", pipeline.gatewayUrl], io)).toBe(0);
+    expect(printed).toMatch(/^\S+Z {2}INFO {3}#2 {2}counted the words {2}\{"words":3\}\n$/);
     // word-count runs in a worker thread (isolation "thread"): the errors above and that line crossed it.
     const loaded = await pipeline.services.get("worker-text")!.process.waitForLine(/handlers loaded from/);
     expect(JSON.parse(loaded)).toMatchObject({ inThreads: ["word-count"] });

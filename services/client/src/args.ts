@@ -93,6 +93,7 @@ export type Invocation =
   | { command: "workers-quiet" | "workers-resume"; globals: GlobalOptions; workerId: string }
   | { command: "ls"; globals: GlobalOptions; filter: TaskListFilter; limit: number; pageToken?: string }
   | { command: "history"; globals: GlobalOptions; taskId: string }
+  | { command: "logs"; globals: GlobalOptions; taskId: string; follow: boolean }
   | ({ command: "dlq"; globals: GlobalOptions; limit: number; pageToken?: string } & DlqAction)
   | { command: "requeue"; globals: GlobalOptions; taskIds: string[]; stalledForSeconds?: number }
   | { command: "requeue-stalled"; globals: GlobalOptions; filter: TaskListFilter; stalledForSeconds?: number }
@@ -219,6 +220,7 @@ const COMMAND_OPTIONS: Record<CommandName, Options> = {
     stalled: { type: "boolean" },
   },
   history: {},
+  logs: { follow: { type: "boolean", short: "f" } },
   dlq: {
     all: { type: "boolean" },
     limit: { type: "string" },
@@ -432,6 +434,13 @@ export function parseCommandLine(argv: string[], env: NodeJS.ProcessEnv = {}, no
     }
     case "history":
       return { command: "history", globals, taskId: exactly(name, positionals, ["<id>"])[0]! };
+    case "logs":
+      return {
+        command: "logs",
+        globals,
+        taskId: exactly(name, positionals, ["<id>"])[0]!,
+        follow: values.follow === true,
+      };
     case "dlq":
       return {
         command: "dlq",

@@ -17,6 +17,7 @@ Commands:
   workers           the live workers and the tasks each runs now; quiet|resume one (operators)
   ls                list and search tasks, newest first
   history <id>      a task's audit events, stage by stage
+  logs <id>         what a task's handler logged (ctx.log); -f follows it until the task finishes
   dlq ls            list dead letters
   dlq replay <id...>|--all   send dead-lettered tasks through the pipeline again
   dlq discard <id...>|--all  remove dead letters that will not be replayed
@@ -172,6 +173,11 @@ parentTaskId, children, childrenTotal}]}.`,
                     lists the first 100
   --limit N         tasks per page, 1-500 (default 50)
   --page-token TOK  continue a previous listing`,
+  ),
+  logs: page(
+    "Usage: taskctl logs <id> [-f|--follow]",
+    "Prints what the task's handler logged with ctx.log, oldest first: time, level, attempt (#N), message and the\nline's other fields as JSON (--json: one TaskLogLine per line). The workers keep the newest WORKER_TASK_LOG_LINES\n(1,000) lines of each task, as long as the task; lines below a worker's LOG_LEVEL are not kept. With --follow, goes\non printing the lines it logs until it has finished (Ctrl-C stops). Exit code 3 when there is no such task.",
+    "Options:\n  -f, --follow      keep printing new lines until the task has finished",
   ),
   history: page(
     "Usage: taskctl history <id>",

@@ -21,6 +21,7 @@ import { getCommand } from "./commands/get.js";
 import { graphCommand } from "./commands/graph.js";
 import { healthCommand } from "./commands/health.js";
 import { limitsCommand } from "./commands/limits.js";
+import { logsCommand } from "./commands/logs.js";
 import { promoteCommand } from "./commands/promote.js";
 import { resultCommand } from "./commands/result.js";
 import { scheduleCommand } from "./commands/schedules.js";
@@ -57,6 +58,11 @@ export async function run(argv: string[], io: Io): Promise<ExitCode> {
         return await watchCommand(io, taskClientFor(globals), invocation.taskIds, globals.json);
       case "cancel":
         return await cancelCommand(io, taskClientFor(globals), invocation, globals.json);
+      case "logs":
+        return await logsCommand(io, taskClientFor(globals), invocation.taskId, {
+          follow: invocation.follow,
+          json: globals.json,
+        });
       case "promote":
         return await promoteCommand(io, taskClientFor(globals), invocation.taskId, globals.json);
       case "cancel-all":

@@ -112,6 +112,29 @@ async function submitTask(request: SubmitTaskRequest | SubmitTaskAndStreamStatus
   return { taskId, deduplicated };
 }
 
+/**
+ * The stand-in gateway's GetTaskLogs, from a cursor as the gateway's: task "chatty" has logged two lines (of three, the
+ * oldest dropped); a later ask finds one more, then the task finished; "quiet" logged nothing and has finished.
+ */
+const chattyLines = [
+  { cursor: "2-0", level: "info", message: "uploading part 7", attempt: 1, fields: { part: 7 } },
+  { cursor: "3-0", level: "warn", message: "slow downstream", attempt: 2 },
+  { cursor: "4-0", level: "error", message: "gave up on part 9", attempt: 2 },
+];
+const logAsks: string[] = [];
+async function getTaskLogs({ taskId, after }: { taskId: string; after: string }) {
+  logAsks.push(`${taskId} ${after}`);
+  if (taskId === "quiet") return { lines: [], nextCursor: after, total: 0, dropped: 0, finished: true };
+  if (taskId !== "chatty") throw new ConnectError(`task ${taskId} not found`, Code.NotFound);
+  // The third line is logged once the first two were read (a follower's later ask), and the task then finishes.
+  const shown = logAsks.filter((ask) => ask.startsWith("chatty ")).length > 1 ? 3 : 2;
+  const lines = chattyLines
+    .slice(0, shown)
+    .filter((line) => after === "" || Number.parseInt(line.cursor, 10) > Number.parseInt(after, 10))
+    .map((line) => ({ ...line, time: timestampFromDate(new Date(`2026-12-07T12:00:0${line.cursor[0]}Z`)) }));
+  return { lines, nextCursor: lines.at(-1)?.cursor ?? after, total: shown + 1, dropped: 1, finished: shown === 3 };
+}
+
 /** The stand-in gateway's StreamTaskStatus: the type's lifecycle, a "hiccup" task's first stream breaking off. */
 async function* streamTaskStatus({ taskId }: { taskId: string }) {
   const task = tasks.get(taskId);
@@ -133,6 +156,7 @@ beforeAll(async () => {
   server = new grpc.Server();
   addService(server, TaskService, {
     submitTask,
+    getTaskLogs,
     submitTaskAndStreamStatus: async function* (request, context) {
       requests.submitAndStream++;
       if (request.type === "silent") {
@@ -404,6 +428,56 @@ describe("taskctl against a real gRPC server", () => {
     const invalidWatched = await taskctl(["submit", "nope", "--watch"]);
     expect(invalidWatched).toMatchObject({ exitCode: ExitCode.Usage, stdout: "" });
     expect(invalidWatched.stderr).toContain('unknown task type "nope"');
+  });
+
+  test("logs prints a task's lines, says what was dropped, follows until finished; --json; none; not found", async () => {
+    logAsks.length = 0;
+    const once = await taskctl(["logs", "chatty"]);
+    expect(once).toMatchObject({
+      exitCode: ExitCode.Ok,
+      stdout:
+        '2026-12-07T12:00:02.000Z  INFO   #1  uploading part 7  {"part":7}\n' +
+        "2026-12-07T12:00:03.000Z  WARN   #2  slow downstream\n",
+      stderr: "(1 older lines of 3 were not kept: over WORKER_TASK_LOG_LINES)\n",
+    });
+    // Followed: the line logged later, then an empty page once the task had finished ends it.
+    logAsks.length = 0;
+    const followed = await taskctl(["logs", "chatty", "-f"]);
+    expect(
+      followed.stdout
+        .split("\n")
+        .filter(Boolean)
+        .map((line) => line.slice(26)),
+    ).toEqual([
+      'INFO   #1  uploading part 7  {"part":7}',
+      "WARN   #2  slow downstream",
+      "ERROR  #2  gave up on part 9",
+    ]);
+    expect(logAsks).toEqual(["chatty ", "chatty 3-0", "chatty 4-0"]);
+    const json = await taskctl(["logs", "chatty", "--json"]);
+    expect(
+      json.stdout
+        .split("\n")
+        .filter(Boolean)
+        .map((line) => JSON.parse(line))[0],
+    ).toEqual({
+      cursor: "2-0",
+      time: "2026-12-07T12:00:02Z",
+      level: "info",
+      message: "uploading part 7",
+      attempt: 1,
+      fields: { part: 7 },
+    });
+    expect(await taskctl(["logs", "quiet", "--follow"])).toMatchObject({
+      exitCode: ExitCode.Ok,
+      stdout: "",
+      stderr: "no lines logged by task quiet (its handler's ctx.log lines show here)\n",
+    });
+    expect(await taskctl(["logs", "gone"])).toMatchObject({
+      exitCode: ExitCode.NotFound,
+      stderr: "taskctl: not found: task gone not found\n",
+    });
+    expect((await taskctl(["logs"])).exitCode).toBe(ExitCode.Usage);
   });
 
   test("demo submits the mix, follows it and prints a summary", async () => {
