@@ -8,7 +8,7 @@
  *   task_result:<id>    string: the stored result (JSON)        TTL taskTtlSeconds
  *   task_history:<id>   list: the task's audit events           TTL taskTtlSeconds, at most HISTORY_MAX
  *   task_cancel:<id>    string: set when a cancel was requested TTL taskTtlSeconds
- *   task_logs:<id>      stream: the lines its handler logged (ctx.log)   TTL taskTtlSeconds, at most the workers'
+ *   task_logs:<id>      list: the lines its handler logged (ctx.log)   TTL taskTtlSeconds, at most the workers'
  *                       WORKER_TASK_LOG_LINES (task-logs.ts)
  *   idempotency:<key>   string: task id of the first submission, "<id> saved" once its record is; TTL a day (a child task's: its retention)
  *                       (isolated callers, GATEWAY_TASK_ISOLATION=caller: idempotency:caller:<caller>:<key>)

@@ -1,5 +1,5 @@
 /**
- * task_logs:<id> against a real redis-server: lines appended in order and read back page by page from a cursor, the
+ * task_logs:<id> against a real redis-server: lines appended in order, numbered, and read back page by page from a cursor, the
  * newest kept past the cap with the dropped ones counted, the key living the task's retention; an unknown task's
  * log is empty; an entry not written by a worker is shown as its text; a malformed cursor is refused.
  */
@@ -34,7 +34,8 @@ test("lines are read back in order, page by page from the last line's id, with t
     line(1, { fields: { part: 7, of: 12 } }),
     line(2, { level: "warn" }),
   ]);
-  expect(first).toMatchObject({ total: 3, dropped: 0, nextCursor: first.lines[1]?.id });
+  expect(first).toMatchObject({ total: 3, dropped: 0, nextCursor: "2" });
+  expect(first.lines.map((l) => l.id)).toEqual(["1", "2"]);
   const second = await readTaskLog(clients.redis, taskId, { after: first.nextCursor, limit: 2 });
   expect(second.lines.map((l) => l.message)).toEqual(["line 3"]);
   expect(second.lines[0]?.attempt).toBe(2);
@@ -56,6 +57,12 @@ test("past the cap the newest lines are kept and the dropped ones counted; the k
   const page = await readTaskLog(clients.redis, taskId, { limit: 10 });
   expect(page.lines.map((l) => l.message)).toEqual(["line 3", "line 4", "line 5"]);
   expect(page).toMatchObject({ total: 5, dropped: 2 });
+  // The numbers stay the lines' own: a reader past line 3 reads on from there, one behind the trim from the oldest.
+  expect((await readTaskLog(clients.redis, taskId, { after: "3", limit: 10 })).lines.map((l) => l.id)).toEqual([
+    "4",
+    "5",
+  ]);
+  expect((await readTaskLog(clients.redis, taskId, { after: "1", limit: 1 })).lines.map((l) => l.id)).toEqual(["3"]);
   const ttl = await clients.redis.ttl(Keys.logs(taskId));
   expect(ttl).toBeGreaterThan(100);
   expect(ttl).toBeLessThanOrEqual(120);
@@ -76,13 +83,13 @@ test("no log: an empty page; a cap of 0 or no lines writes nothing", async () =>
 
 test("an entry not written by a worker is shown as its text; a malformed cursor is refused, naming it", async () => {
   const taskId = crypto.randomUUID();
-  await clients.redis.xadd(Keys.logs(taskId), "*", "l", "not json at all");
-  await clients.redis.xadd(Keys.logs(taskId), "*", "other", "field");
+  await clients.redis.rpush(Keys.logs(taskId), "1 not json at all", "no number");
   const page = await readTaskLog(clients.redis, taskId, { limit: 10 });
-  expect(page.lines.map(({ level, message }) => ({ level, message }))).toEqual([
-    { level: "unknown", message: "not json at all" },
-    { level: "unknown", message: "other field" },
+  expect(page.lines.map(({ id, level, message }) => ({ id, level, message }))).toEqual([
+    { id: "1", level: "unknown", message: "not json at all" },
+    { id: "", level: "unknown", message: "no number" },
   ]);
+  expect(page.nextCursor).toBe("1");
   await expect(readTaskLog(clients.redis, taskId, { after: "12; DROP", limit: 1 })).rejects.toThrow(
     "not a task log cursor: 12; DROP",
   );

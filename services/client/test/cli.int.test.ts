@@ -117,9 +117,9 @@ async function submitTask(request: SubmitTaskRequest | SubmitTaskAndStreamStatus
  * oldest dropped); a later ask finds one more, then the task finished; "quiet" logged nothing and has finished.
  */
 const chattyLines = [
-  { cursor: "2-0", level: "info", message: "uploading part 7", attempt: 1, fields: { part: 7 } },
-  { cursor: "3-0", level: "warn", message: "slow downstream", attempt: 2 },
-  { cursor: "4-0", level: "error", message: "gave up on part 9", attempt: 2 },
+  { cursor: "2", level: "info", message: "uploading part 7", attempt: 1, fields: { part: 7 } },
+  { cursor: "3", level: "warn", message: "slow downstream", attempt: 2 },
+  { cursor: "4", level: "error", message: "gave up on part 9", attempt: 2 },
 ];
 const logAsks: string[] = [];
 async function getTaskLogs({ taskId, after }: { taskId: string; after: string }) {
@@ -453,7 +453,7 @@ describe("taskctl against a real gRPC server", () => {
       "WARN   #2  slow downstream",
       "ERROR  #2  gave up on part 9",
     ]);
-    expect(logAsks).toEqual(["chatty ", "chatty 3-0", "chatty 4-0"]);
+    expect(logAsks).toEqual(["chatty ", "chatty 3", "chatty 4"]);
     const json = await taskctl(["logs", "chatty", "--json"]);
     expect(
       json.stdout
@@ -461,7 +461,7 @@ describe("taskctl against a real gRPC server", () => {
         .filter(Boolean)
         .map((line) => JSON.parse(line))[0],
     ).toEqual({
-      cursor: "2-0",
+      cursor: "2",
       time: "2026-12-07T12:00:02Z",
       level: "info",
       message: "uploading part 7",

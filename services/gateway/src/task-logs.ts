@@ -21,7 +21,7 @@ export function logPageOf(request: Pick<GetTaskLogsRequest, "after" | "limit">):
   if (request.after !== "" && !TASK_LOG_CURSOR.test(request.after)) {
     throw invalid(
       "after",
-      `${JSON.stringify(request.after.slice(0, 60))} is not a log cursor (a line's cursor, e.g. "1733580000000-0")`,
+      `${JSON.stringify(request.after.slice(0, 60))} is not a log cursor (a line's number, e.g. "17")`,
     );
   }
   if (request.limit > MAX_LOG_PAGE)

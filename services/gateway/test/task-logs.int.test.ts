@@ -77,7 +77,7 @@ test("a malformed cursor, a page over the limit and a malformed id are INVALID_A
     );
   expect(await refusal({ taskId, after: "yesterday" })).toMatchObject({
     code: Code.InvalidArgument,
-    rawMessage: 'after: "yesterday" is not a log cursor (a line\'s cursor, e.g. "1733580000000-0")',
+    rawMessage: 'after: "yesterday" is not a log cursor (a line\'s number, e.g. "17")',
   });
   expect(await refusal({ taskId, limit: MAX_LOG_PAGE + 1 })).toMatchObject({
     code: Code.InvalidArgument,
