@@ -3,6 +3,7 @@
  * first, one line each; with --follow, the lines it logs from then on too, until it has finished (as `kubectl logs
  * -f`). The gateway answers a page at a time from a cursor: a follower asks again from the last one.
  */
+import { setTimeout as delay } from "node:timers/promises";
 import { toJson } from "@bufbuild/protobuf";
 import { timestampDate } from "@bufbuild/protobuf/wkt";
 import { type GetTaskLogsResponse, type TaskClient, type TaskLogLine, TaskLogLineSchema } from "@tm/proto";
@@ -25,22 +26,16 @@ export function logLineText(line: TaskLogLine): string {
 export interface LogsOptions {
   follow: boolean;
   json: boolean;
-  /** --follow's wait between asks (tests shorten it). */
-  pollMs?: number;
-  signal?: AbortSignal;
 }
 
 export async function logsCommand(
   io: Io,
   client: TaskClient,
   taskId: string,
-  { follow, json, pollMs = FOLLOW_POLL_MS, signal }: LogsOptions,
+  { follow, json }: LogsOptions,
 ): Promise<ExitCode> {
   const ask = (after: string) =>
-    client.getTaskLogs(
-      { taskId, after, limit: LOG_PAGE },
-      { timeoutMs: UNARY_TIMEOUT_MS, ...(signal ? { signal } : {}) },
-    );
+    client.getTaskLogs({ taskId, after, limit: LOG_PAGE }, { timeoutMs: UNARY_TIMEOUT_MS });
   const print = (page: GetTaskLogsResponse) => {
     for (const line of page.lines) {
       println(io.stdout, json ? JSON.stringify(toJson(TaskLogLineSchema, line)) : logLineText(line));
@@ -53,19 +48,10 @@ export async function logsCommand(
   }
   let printed = page.lines.length;
   print(page);
-  // What is kept now, a page at a time.
-  while (page.lines.length === LOG_PAGE) {
-    page = await ask(page.nextCursor);
-    printed += page.lines.length;
-    print(page);
-  }
-  // A page read once the task had finished holds its last lines: nothing comes after.
-  while (follow && !(page.finished && page.lines.length === 0) && !signal?.aborted) {
-    await new Promise<void>((resolve) => {
-      const timer = setTimeout(resolve, pollMs);
-      signal?.addEventListener("abort", () => (clearTimeout(timer), resolve()), { once: true });
-    });
-    if (signal?.aborted) break;
+  // What is kept now, a page at a time; with --follow, what comes later too, until a page read once the task had
+  // finished comes back empty (an attempt's lines are stored before its outcome: none can come after).
+  while (page.lines.length === LOG_PAGE || (follow && !(page.finished && page.lines.length === 0))) {
+    if (page.lines.length < LOG_PAGE) await delay(FOLLOW_POLL_MS);
     page = await ask(page.nextCursor);
     printed += page.lines.length;
     print(page);
