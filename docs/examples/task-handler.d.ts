@@ -48,7 +48,8 @@ export interface TaskContext {
    *  waits for the interval's end unless a later one replaces it. Throws a RangeError for a message or details that
    *  cannot be carried. */
   reportProgress(percent: number, message?: string, details?: Record<string, unknown>): void;
-  /** The worker's logger with the task's id, type and attempt. */
+  /** The worker's logger with the task's id, type and attempt. Its lines (at the worker's LOG_LEVEL) are also kept
+   *  with the task, the newest WORKER_TASK_LOG_LINES of them: `taskctl logs <id>`, GetTaskLogs, the console. */
   readonly log: TaskLogger;
   /** The outcomes of the tasks this one waited for (its depends_on), in their order; [] without dependencies. */
   dependencies(): Promise<DependencyOutcome[]>;

@@ -20,7 +20,7 @@ export interface TaskContext {
    *  Throws a RangeError naming the problem for a message or details that cannot be carried. */
   reportProgress(percent: number, message?: string, details?: Record<string, unknown>): void;
   /** The worker's logger with the task's id, type and attempt (pino: `ctx.log.info({ rows }, "imported")`); its
-   *  lines carry the attempt's trace id like the worker's own. */
+   *  lines carry the attempt's trace id like the worker's own, and are also kept with the task (task-log.ts). */
   readonly log: Logger;
   /** The outcomes of the tasks this one waited for (SubmitTaskRequest.depends_on), in their order: each one's id,
    *  state, and result (what its handler returned) or error; [] for a task without dependencies. Read from Redis on
