@@ -14,6 +14,8 @@
  * naming the field), and replaces one with the same id only when Replace is ticked; a type is paused and resumed from
  * the type limits page, its other limits kept, and its concurrency and rate are set from its dialog (a bad value
  * refused, naming the field; a pause kept) and cleared after a confirmation.
+ * A task's Logs section shows what its handler logged (ctx.log lines stored in Redis as a worker stores them) and
+ * follows new lines while the task is unfinished; an unknown task's error is shown there.
  * Screenshots go to test-artifacts/.
  * Skipped (with a message) when Debian's chromium is not installed (scripts/setup.sh installs it); under CI=true a
  * missing chromium fails instead.
@@ -27,7 +29,16 @@ import { create } from "@bufbuild/protobuf";
 import { DurationSchema } from "@bufbuild/protobuf/wkt";
 import { StatusEventSchema, statusEvent } from "@tm/flow";
 import { createAdminClient, Priority, RetryBackoffSchema, ScheduleOverlap, TaskState } from "@tm/proto";
-import { appendDeadLetter, applyStatus, Keys, markCancelled, readResult, saveTask } from "@tm/store";
+import {
+  appendDeadLetter,
+  appendTaskLog,
+  applyStatus,
+  Keys,
+  markCancelled,
+  readResult,
+  saveTask,
+  type TaskLogEntry,
+} from "@tm/store";
 import { freePort, REPO_ROOT, spawnService, waitFor } from "@tm/testkit";
 import { connect } from "nats";
 import { type BrowserContext, chromium, type Locator, type Page } from "playwright-core";
@@ -166,6 +177,90 @@ describe.skipIf(!existsSync(CHROMIUM))("web console", () => {
     if (process.env.CONSOLE_DOCS_SCREENSHOT === "1") {
       await page.screenshot({ path: join(REPO_ROOT, "docs", "console.png"), fullPage: true });
     }
+  });
+
+  it("shows a task's log lines in its Logs section and follows new ones while it is unfinished", async () => {
+    // Delayed an hour: unfinished while the page reads its log. Its lines are stored as a worker stores ctx.log's.
+    const { taskId } = await pipeline.client.submitTask({
+      type: "echo",
+      schedule: { case: "delay", value: create(DurationSchema, { seconds: 3_600n }) },
+    });
+    const redis = pipeline.redisClient;
+    const log = (entries: TaskLogEntry[], maxLines = 1_000) =>
+      appendTaskLog(redis, taskId, entries, { maxLines, ttlSeconds: 3_600 });
+    const logs = page.getByRole("region", { name: "Logs", exact: true });
+    const rows = logs.locator("tbody tr");
+    try {
+      await page.goto(`${webUrl}/tasks/${taskId}`);
+      await page.waitForSelector("#task-state:text('PENDING')", { timeout: 15_000 });
+      await logs.getByText("No lines logged (a handler's ctx.log lines appear here).").waitFor({ timeout: 10_000 });
+
+      // Logged after the page opened: read on from its cursor (every 2 s), no reload.
+      const time = new Date().toISOString();
+      await log([
+        { time, level: "info", message: "fetching part 7", attempt: 1, generation: 0, fields: { part: 7 } },
+        { time, level: "warn", message: "the upstream is slow", attempt: 2, generation: 0 },
+      ]);
+      await rows.nth(1).waitFor({ timeout: 10_000 });
+      // The page's own time format (toLocaleString without hour12), in the browser's locale.
+      const shownTime = await page.evaluate(
+        `new Date(${JSON.stringify(time)}).toLocaleString(undefined, { hour12: false })`,
+      );
+      expect(await rows.nth(0).getByRole("cell").allTextContents()).toEqual([
+        shownTime,
+        "info",
+        "#1",
+        "fetching part 7",
+        '{"part":7}',
+      ]);
+      expect(await rows.nth(1).getByRole("cell").allTextContents()).toEqual([
+        shownTime,
+        "warn",
+        "#2",
+        "the upstream is slow",
+        "",
+      ]);
+      expect(await rows.nth(1).getAttribute("class")).toContain("log-warn");
+      expect(await logs.getByText("No lines logged").count()).toBe(0);
+
+      // One more, past a cap of two lines: it appears after the others, and the oldest stored one is counted dropped.
+      await log(
+        [
+          {
+            time: new Date().toISOString(),
+            level: "error",
+            message: "part 8 failed",
+            attempt: 2,
+            generation: 0,
+            fields: { err: { message: "socket hang up" } },
+          },
+        ],
+        2,
+      );
+      await rows.nth(2).waitFor({ timeout: 10_000 });
+      expect(await rows.nth(2).getByRole("cell").nth(3).textContent()).toBe("part 8 failed");
+      expect(await rows.nth(2).getByRole("cell").nth(4).textContent()).toBe('{"err":{"message":"socket hang up"}}');
+      expect(await rows.nth(2).getAttribute("class")).toContain("log-error");
+      await logs
+        .getByText("1 older line dropped: the workers keep a task's newest WORKER_TASK_LOG_LINES.")
+        .waitFor({ timeout: 10_000 });
+      await page.screenshot({ path: join(ARTIFACTS, "task-logs.png"), fullPage: true });
+    } finally {
+      await pipeline.client.cancelTask({ taskId });
+    }
+    // Finished: its lines stay.
+    await page.waitForSelector("#task-state:text('CANCELLED')", { timeout: 15_000 });
+    expect(await rows.count()).toBe(3);
+
+    // An unknown task: the call's error in the section, the rest of the page drawn.
+    const unknown = crypto.randomUUID();
+    await page.goto(`${webUrl}/tasks/${unknown}`);
+    await logs
+      .locator("p.error")
+      .filter({ hasText: /^Could not load the logs: NotFound: / })
+      .waitFor({ timeout: 10_000 });
+    expect(await page.textContent("h1")).toBe(`Task ${unknown}`);
+    expect(await page.getByRole("heading", { name: "Logs" }).count()).toBe(1);
   });
 
   it("offers Run now for a delayed task still waiting: a click promotes it, and it runs to SUCCEEDED", async () => {

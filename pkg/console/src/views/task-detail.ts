@@ -2,11 +2,13 @@
  * Task detail: the live status stream drawn as a stage-by-stage timeline (PENDING → INGESTED → SCHEDULED → RUNNING →
  * terminal) with times, a progress bar, attempts and errors; then the result, the audit history, Cancel, Run now (a
  * delayed task still waiting for its time: PromoteTask), Retry (a FAILED task: its dead letter replayed), Requeue (an
- * unfinished task stalled for ten minutes, its message lost, or one failed "not queued"), and a link to the task's
- * trace in Grafana.
+ * unfinished task stalled for ten minutes, its message lost, or one failed "not queued"), a link to the task's
+ * trace in Grafana, and the task's own log: what its handler logged with ctx.log (GetTaskLogs), followed while it
+ * runs.
  */
 import { durationMs } from "@bufbuild/protobuf/wkt";
-import type { Task, TaskStatus } from "@tm/proto/web";
+import { Code, ConnectError } from "@connectrpc/connect";
+import type { Task, TaskLogLine, TaskStatus } from "@tm/proto/web";
 import {
   isLaterStatus,
   orderedStateCounts,
@@ -36,6 +38,16 @@ const STAGE_OF_ACTION: Record<string, TaskState> = {
   failed: TaskState.FAILED,
   cancelled: TaskState.CANCELLED,
 };
+/** Lines asked for per GetTaskLogs page (it allows up to 1,000). */
+const LOG_PAGE = 500;
+/** How often an unfinished task's log is read on from the last cursor. */
+const LOG_POLL_MS = 2000;
+/** The most log lines the page keeps: a chatty task's oldest go, so the page cannot grow without bound. */
+const LOG_LINES_SHOWN = 1000;
+const LOG_LEVELS = new Set(["trace", "debug", "info", "warn", "error", "fatal"]);
+/** GetTaskLogs' errors that asking again does not cure (an unknown task, a refused key: the key prompt would come
+ *  back every LOG_POLL_MS): the section says so and stops reading. */
+const LASTING_LOG_ERRORS = new Set([Code.NotFound, Code.Unauthenticated, Code.PermissionDenied, Code.InvalidArgument]);
 
 export const taskDetailView: View = (main, { params, config }) => {
   const taskId = params.id ?? "";
@@ -78,7 +90,8 @@ export const taskDetailView: View = (main, { params, config }) => {
   let runAt: Date | undefined;
   const result = h("section", { "aria-label": "Result" });
   const history = h("section", { "aria-label": "History" });
-  replace(main, heading, summary, actions, live, timeline, result, history);
+  const logs = taskLogs(taskId, controller.signal);
+  replace(main, heading, summary, actions, live, timeline, result, logs.section, history);
 
   cancel.addEventListener("click", async () => {
     cancel.disabled = true;
@@ -185,6 +198,8 @@ export const taskDetailView: View = (main, { params, config }) => {
     status = update;
     const at = dateOf(update.updatedAt) ?? new Date();
     if (!reachedAt.has(update.state)) reachedAt.set(update.state, at);
+    // A task unfinished again (a retry or a requeue: a new generation) logs anew: its log is followed again.
+    if (!TERMINAL_STATES.has(update.state)) logs.follow();
     drawStatus();
     if (changed) announce(`Task is ${stateName(update.state)}.`);
   }
@@ -396,8 +411,158 @@ export const taskDetailView: View = (main, { params, config }) => {
 
   void loadDetails();
   void follow();
+  logs.follow();
+  // Stops the status stream, a GetTaskLogs call in flight and the wait before the next one.
   return () => controller.abort();
 };
+
+/**
+ * The "Logs" section: what the task's handler logged with ctx.log (GetTaskLogs), oldest first. `follow()` reads every
+ * page from the last cursor, then again every LOG_POLL_MS, until an answer says the task had finished and brings no
+ * line (a worker stores an attempt's lines before its outcome, so none can come after that); called while it reads,
+ * it only makes sure it reads once more before stopping (a task retried as the last read answered "finished").
+ */
+function taskLogs(taskId: string, signal: AbortSignal): { section: HTMLElement; follow(): void } {
+  const note = h("div", { id: "task-logs-note" }, h("p", { class: "muted" }, "Loading…"));
+  const rows = h("tbody");
+  const lines = h(
+    "table",
+    { class: "log-lines", hidden: true },
+    h(
+      "thead",
+      {},
+      h("tr", {}, ...["When", "Level", "Attempt", "Message", "Fields"].map((t) => h("th", { scope: "col" }, t))),
+    ),
+    rows,
+  );
+  // Focusable, so that the keyboard can scroll it.
+  const scroller = h("div", { class: "log-scroll", tabindex: 0, role: "region", "aria-label": "Log lines" }, lines);
+  const section = h("section", { id: "task-logs", "aria-label": "Logs" }, h("h2", {}, "Logs"), note, scroller);
+  let cursor = "";
+  let loaded = false;
+  /** The oldest lines the workers no longer keep (the last answer's dropped), and those this page removed. */
+  let dropped = 0;
+  let trimmed = 0;
+  let failure = "";
+  let following = false;
+  let readAgain = false;
+
+  /** Appends lines (the newest LOG_LINES_SHOWN at most), staying at the bottom if the reader was there. */
+  function show(batch: readonly TaskLogLine[]) {
+    if (batch.length === 0) return;
+    const atBottom = scroller.scrollHeight - scroller.scrollTop - scroller.clientHeight < 8;
+    const kept = batch.slice(-LOG_LINES_SHOWN);
+    trimmed += batch.length - kept.length;
+    rows.append(...kept.map(logRow));
+    for (let over = rows.childElementCount - LOG_LINES_SHOWN; over > 0; over--) {
+      rows.firstElementChild?.remove();
+      trimmed++;
+    }
+    lines.hidden = false;
+    if (atBottom) scroller.scrollTop = scroller.scrollHeight;
+  }
+
+  function drawNote() {
+    const said = (text: string) => h("p", { class: "muted" }, text);
+    replace(
+      note,
+      !loaded && !failure ? said("Loading…") : null,
+      loaded && rows.childElementCount === 0 && trimmed === 0
+        ? said("No lines logged (a handler's ctx.log lines appear here).")
+        : null,
+      dropped > 0
+        ? said(`${olderLines(dropped)} dropped: the workers keep a task's newest WORKER_TASK_LOG_LINES.`)
+        : null,
+      trimmed > 0
+        ? said(`${olderLines(trimmed)} not shown: this page keeps the newest ${LOG_LINES_SHOWN.toLocaleString("en")}.`)
+        : null,
+      failure ? h("p", { class: "error" }, failure) : null,
+    );
+  }
+
+  /** Reads every line after the cursor, a page at a time; true once the log is complete (finished, nothing new). */
+  async function readOn(): Promise<boolean> {
+    let page: Awaited<ReturnType<typeof tasks.getTaskLogs>>;
+    do {
+      page = await tasks.getTaskLogs({ taskId, after: cursor, limit: LOG_PAGE }, { signal });
+      if (signal.aborted) return true;
+      loaded = true;
+      show(page.lines);
+      cursor = page.nextCursor;
+      dropped = page.dropped;
+    } while (page.lines.length === LOG_PAGE);
+    return page.finished && page.lines.length === 0;
+  }
+
+  async function run() {
+    try {
+      while (!signal.aborted) {
+        readAgain = false;
+        let complete: boolean;
+        try {
+          complete = (await readOn()) && !readAgain;
+          failure = "";
+        } catch (error) {
+          if (signal.aborted || isAbort(error)) return;
+          // A passing failure (the gateway restarting, a rate limit) is shown and read through on the next round.
+          complete = LASTING_LOG_ERRORS.has(ConnectError.from(error).code);
+          failure = `Could not load the logs: ${errorText(error)}${complete ? "" : "; trying again"}`;
+        }
+        drawNote();
+        if (complete) return;
+        await pause(LOG_POLL_MS, signal);
+      }
+    } finally {
+      following = false;
+    }
+  }
+
+  return {
+    section,
+    follow() {
+      readAgain = true;
+      if (following || signal.aborted) return;
+      following = true;
+      void run();
+    },
+  };
+}
+
+function logRow(line: TaskLogLine): HTMLElement {
+  const level = LOG_LEVELS.has(line.level) ? line.level : "unknown";
+  return h(
+    "tr",
+    { class: `log-line log-${level}` },
+    h("td", { class: "log-time" }, formatTime(dateOf(line.time))),
+    h("td", {}, h("span", { class: "log-level" }, line.level)),
+    h(
+      "td",
+      {},
+      line.attempt > 0 ? `#${line.attempt}` : "—",
+      // A retried or requeued task's attempts count from 1 again: its generation tells the runs apart.
+      line.generation > 0 ? h("span", { class: "muted" }, ` (gen ${line.generation})`) : null,
+    ),
+    h("td", { class: "log-message" }, line.message),
+    h("td", { class: "log-fields mono" }, line.fields ? JSON.stringify(line.fields) : ""),
+  );
+}
+
+function olderLines(n: number): string {
+  return `${n} older line${n === 1 ? "" : "s"}`;
+}
+
+/** Waits `ms`, less if the signal aborts (the view left: its timer cleared with it). */
+function pause(ms: number, signal: AbortSignal): Promise<void> {
+  return new Promise((resolve) => {
+    const done = () => {
+      clearTimeout(timer);
+      signal.removeEventListener("abort", done);
+      resolve();
+    };
+    const timer = setTimeout(done, ms);
+    signal.addEventListener("abort", done);
+  });
+}
 
 /** Unfinished, or FAILED "not queued" by the gateway's requeue sweeper (it never ran): what RequeueTasks may take.
  *  The prefix is the gateway's NOT_QUEUED_PREFIX (services/gateway/src/requeue-sweeper.ts), which this browser
