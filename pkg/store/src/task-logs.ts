@@ -56,12 +56,13 @@ interface StoredEntry {
 /** A line's number: what `after` must look like. */
 export const TASK_LOG_CURSOR = /^\d{1,15}$/;
 
-// KEYS[1] the task's log; ARGV[1] its TTL (s), ARGV[2] the most lines kept, ARGV[3..] the new lines (JSON). Numbers
-// them on from the last line's number; returns the last number given.
+// KEYS[1] the task's log; ARGV[1] its TTL (s), ARGV[2] the most lines kept, ARGV[3] how many older lines the writer
+// left out (numbered all the same), ARGV[4..] the new lines (JSON). Numbers them on from the last line's number;
+// returns the last number given.
 const APPEND = luaScript(`
 local last = redis.call('LINDEX', KEYS[1], -1)
-local n = last and tonumber(string.match(last, '^(%d+) ')) or 0
-for i = 3, #ARGV do
+local n = (last and tonumber(string.match(last, '^(%d+) ')) or 0) + tonumber(ARGV[3])
+for i = 4, #ARGV do
   n = n + 1
   redis.call('RPUSH', KEYS[1], n .. ' ' .. ARGV[i])
 end
@@ -87,12 +88,13 @@ return lines
 /**
  * Appends lines to a task's log in one round trip: the newest `maxLines` are kept, and the key lives `ttlSeconds`
  * from now (the task's retention: the log never outlives the task's other records by more than one write's lag).
+ * `skipped`: older lines the writer left out (past the cap already), counted among the dropped.
  */
 export async function appendTaskLog(
   redis: Redis,
   taskId: string,
   entries: readonly TaskLogEntry[],
-  { maxLines, ttlSeconds }: { maxLines: number; ttlSeconds: number },
+  { maxLines, ttlSeconds, skipped = 0 }: { maxLines: number; ttlSeconds: number; skipped?: number },
 ): Promise<void> {
   if (entries.length === 0 || maxLines <= 0) return;
   const lines = entries.map(({ time, level, message, attempt, generation, fields }) => {
@@ -100,7 +102,7 @@ export async function appendTaskLog(
     if (fields && Object.keys(fields).length > 0) stored.f = fields;
     return JSON.stringify(stored);
   });
-  await APPEND.run(redis, [Keys.logs(taskId)], [ttlSeconds, maxLines, ...lines]);
+  await APPEND.run(redis, [Keys.logs(taskId)], [ttlSeconds, maxLines, skipped, ...lines]);
 }
 
 /** A stored entry (`<n> <JSON>`) back to a line; one that is not (written by something else) is shown as its text. */

@@ -68,6 +68,19 @@ test("past the cap the newest lines are kept and the dropped ones counted; the k
   expect(ttl).toBeLessThanOrEqual(120);
 });
 
+test("lines the writer left out (past its cap already) are numbered and counted as dropped", async () => {
+  const taskId = crypto.randomUUID();
+  await appendTaskLog(clients.redis, taskId, [line(1)], { maxLines: 3, ttlSeconds: 60 });
+  await appendTaskLog(clients.redis, taskId, [line(9), line(10)], { maxLines: 3, ttlSeconds: 60, skipped: 7 });
+  const page = await readTaskLog(clients.redis, taskId, { limit: 10 });
+  expect(page.lines.map((l) => [l.id, l.message])).toEqual([
+    ["1", "line 1"],
+    ["9", "line 9"],
+    ["10", "line 10"],
+  ]);
+  expect(page).toMatchObject({ total: 10, dropped: 0 });
+});
+
 test("no log: an empty page; a cap of 0 or no lines writes nothing", async () => {
   const taskId = crypto.randomUUID();
   expect(await readTaskLog(clients.redis, taskId, { limit: 10 })).toEqual({

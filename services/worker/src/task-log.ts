@@ -112,9 +112,13 @@ export class AttemptLog {
   readonly #settings: TaskLogSettings;
   readonly #taskId: string;
   readonly #entryOf: (line: string) => TaskLogEntry | undefined;
-  #buffered: TaskLogEntry[] = [];
+  /** Lines not written yet, as logged (parsed when written: only the newest maxLines of them are). */
+  #buffered: string[] = [];
+  /** Older lines left out unwritten, past the cap: numbered all the same, so the task's log counts them dropped. */
+  #skipped = 0;
   #timer: NodeJS.Timeout | undefined;
-  #writing: Promise<void> = Promise.resolve();
+  /** The write under way: one at a time, so the lines stay in order and a slow Redis holds one batch, not many. */
+  #writing: Promise<void> | undefined;
   #closed = false;
   #warned = false;
 
@@ -136,27 +140,44 @@ export class AttemptLog {
    *  to the worker's log only. */
   line(text: string): void {
     if (this.#closed) return;
-    const entry = this.#entryOf(text);
-    if (!entry) return;
-    this.#buffered.push(entry);
-    this.#timer ??= setTimeout(() => {
+    this.#buffered.push(text);
+    // A handler logging in a tight loop (or faster than Redis takes it) holds at most twice the cap here.
+    const { maxLines } = this.#settings;
+    if (this.#buffered.length > 2 * maxLines) {
+      const excess = this.#buffered.length - maxLines;
+      this.#buffered.splice(0, excess);
+      this.#skipped += excess;
+    }
+    this.#schedule();
+  }
+
+  #schedule(): void {
+    if (this.#timer || this.#writing || this.#closed) return;
+    this.#timer = setTimeout(() => {
       this.#timer = undefined;
-      this.#flush();
+      void this.#write();
     }, this.#settings.flushMs ?? FLUSH_MS);
   }
 
-  /** Writes what is buffered, after the write before it (one at a time, so the lines stay in order). */
-  #flush(): Promise<void> {
-    const entries = this.#buffered;
-    this.#buffered = [];
-    if (entries.length === 0) return this.#writing;
+  /** Writes what is buffered, unless a write is under way (the lines after it are written when it ends). */
+  #write(): Promise<void> {
+    if (this.#writing) return this.#writing;
     const { redis, maxLines, ttlSeconds, onLines } = this.#settings;
-    this.#writing = this.#writing.then(() =>
-      appendTaskLog(redis, this.#taskId, entries, { maxLines, ttlSeconds }).then(
+    const lines = this.#buffered.slice(-maxLines);
+    const skipped = this.#skipped + this.#buffered.length - lines.length;
+    this.#buffered = [];
+    this.#skipped = 0;
+    const entries = lines.map(this.#entryOf).filter((entry) => entry !== undefined);
+    if (entries.length === 0) return Promise.resolve();
+    this.#writing = appendTaskLog(redis, this.#taskId, entries, { maxLines, ttlSeconds, skipped })
+      .then(
         () => onLines?.("stored", entries.length),
         (error: unknown) => this.#dropped(entries.length, error),
-      ),
-    );
+      )
+      .finally(() => {
+        this.#writing = undefined;
+        if (this.#buffered.length > 0) this.#schedule();
+      });
     return this.#writing;
   }
 
@@ -170,13 +191,17 @@ export class AttemptLog {
     );
   }
 
-  /** The attempt ended: writes its last lines, waiting at most the close deadline (the outcome is published after). */
+  /** The attempt ended: writes its last lines (after the write under way), waiting at most the close deadline; the
+   *  outcome is published after. */
   async close(): Promise<void> {
     if (this.#closed) return;
     this.#closed = true;
     clearTimeout(this.#timer);
     this.#timer = undefined;
-    const written = this.#flush();
+    const written = (async () => {
+      await this.#writing;
+      await this.#write();
+    })();
     let deadline: NodeJS.Timeout | undefined;
     await Promise.race([
       written,

@@ -155,6 +155,25 @@ test("lines after the attempt ended go to the worker's log only; past the cap th
   expect(page).toMatchObject({ total: 5, dropped: 2 });
 });
 
+test("a handler logging in a tight loop: the newest lines are kept, the rest counted as dropped", async () => {
+  const loop = defineHandler({
+    type: "echo",
+    payload: z.unknown(),
+    run: async (_payload, ctx) => {
+      for (let n = 1; n <= 5_000; n += 1) ctx.log.info(`line ${n}`);
+      return {};
+    },
+  });
+  const { attempt } = runnerWith(loop, { taskLogLines: 100 });
+  const task = enrichedTask("echo", {});
+  expect(await attempt(task)).toBeUndefined();
+  const page = await readTaskLog(w.redis, task.taskId, { limit: 1_000 });
+  expect(page.lines).toHaveLength(100);
+  expect([page.lines[0]?.message, page.lines.at(-1)?.message]).toEqual(["line 4901", "line 5000"]);
+  expect([page.lines[0]?.id, page.lines.at(-1)?.id]).toEqual(["4901", "5000"]);
+  expect(page).toMatchObject({ total: 5_000, dropped: 4_900 });
+});
+
 test("WORKER_TASK_LOG_LINES=0: ctx.log writes to the worker's log only", async () => {
   const quiet = defineHandler({
     type: "echo",
