@@ -321,6 +321,28 @@ test("bench/submit-rate.mjs measures SubmitTask against SubmitTasks on one gatew
   }
 });
 
+test("bench/task-log.mjs measures what keeping ctx.log lines with the task costs: every row, the log's bytes growing with its lines", {
+  timeout: 60_000,
+}, () => {
+  const run = spawnSync(process.execPath, ["bench/task-log.mjs", "--tasks", "20"], {
+    cwd: REPO_ROOT,
+    encoding: "utf8",
+    timeout: 50_000,
+  });
+  expect(run.status, run.stderr).toBe(0);
+  const rows = run.stdout.split("\n").slice(2).filter(Boolean);
+  expect(rows.map((row) => row.split(/\s{2,}/)[0])).toEqual([
+    "1 line an attempt",
+    "10 lines an attempt",
+    "100 lines an attempt",
+  ]);
+  const bytes = rows.map((row) => Number(/(\d+) B\s*$/.exec(row)?.[1]));
+  // Each log holds its lines: more lines, more bytes (a list of ~120 bytes a line, not a 4 KB stream node).
+  expect(bytes[0]).toBeLessThan(1_000);
+  expect(bytes[1]).toBeGreaterThan(bytes[0]!);
+  expect(bytes[2]).toBeGreaterThan(bytes[1]!);
+});
+
 test("bench/handler-threads.mjs measures a handler thread's attempts: every row, and CPU-bound work in threads holding the event loop less than on it", {
   timeout: 60_000,
 }, () => {

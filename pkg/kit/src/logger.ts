@@ -55,3 +55,20 @@ export function createLogger(service: string, level = "info", destination?: pino
     destination,
   );
 }
+
+/** Writes a JSON line to a logger's destination (pino's stream), between its own lines. */
+export function writeToDestination(log: Logger, line: string): void {
+  (log as unknown as Record<symbol, { write(line: string): void } | undefined>)[pino.symbols.streamSym]?.write(line);
+}
+
+/**
+ * A child of `log` with `bindings` whose lines go to `write` instead of `log`'s destination. pino writes each line to
+ * the logger's own `pino.symbols.streamSym` (read at every write), which a child inherits from its parent: the child
+ * gets one of its own. A pino instance per use would do the same at a few hundred microseconds each (its options,
+ * redaction among them, compiled anew: docs/PERFORMANCE.md, session 41); a child costs microseconds.
+ */
+export function childWritingTo(log: Logger, bindings: pino.Bindings, write: (line: string) => void): Logger {
+  const child = log.child(bindings);
+  (child as unknown as Record<symbol, { write(line: string): void }>)[pino.symbols.streamSym] = { write };
+  return child;
+}

@@ -5,7 +5,7 @@
  * is sent there over the attempt's port, and the outcome goes back the same way, after everything the attempt sent
  * before it. The module is imported once per thread.
  */
-import { createLogger, type Logger } from "@tm/kit/logger";
+import { childWritingTo, createLogger, type Logger } from "@tm/kit/logger";
 import { handlersIn, importModule } from "./handler-module-import.js";
 import { checkedReport } from "./progress.js";
 import {
@@ -41,6 +41,9 @@ function runsOf(specifier: string, cwd: string): Promise<Map<string, Run>> {
   }
   return loading;
 }
+
+/** The thread's logger, made with its first attempt that logs; each attempt logs through a child of it. */
+let threadLog: Logger | undefined;
 
 export default async function runInThread(task: ThreadTask): Promise<void> {
   const { port } = task;
@@ -81,12 +84,12 @@ export default async function runInThread(task: ThreadTask): Promise<void> {
         ...(details ? { details } : {}),
       });
     },
-    // The worker's log line format; each line is written by the worker, in order with its own.
+    // The worker's log line format; each line is written by the worker, in order with its own. One logger per thread
+    // (pino's options compiled once), a child of it per attempt writing to the attempt's port.
     get log() {
       const { service, ...bindings } = task.logBindings;
-      log ??= createLogger(String(service), task.logLevel, {
-        write: (line: string) => send({ kind: "log", line }),
-      }).child(bindings);
+      threadLog ??= createLogger(String(service), task.logLevel, { write: () => undefined });
+      log ??= childWritingTo(threadLog, bindings, (line) => send({ kind: "log", line }));
       return log;
     },
     dependencies: () => call("dependencies"),

@@ -18,11 +18,11 @@
 import { existsSync } from "node:fs";
 import { fileURLToPath } from "node:url";
 import { MessageChannel } from "node:worker_threads";
-import { activeTraceFields, type Logger } from "@tm/kit";
+import { activeTraceFields, type Logger, writeToDestination } from "@tm/kit";
 import { Piscina } from "piscina";
 import type { LoadedHandler } from "./handler-modules.js";
 import type { HandlerIsolation, TaskContext, TaskHandler } from "./handlers/types.js";
-import { type LineWritingContext, TASK_LOG_LINE, writeToDestination } from "./task-log.js";
+import { type LineWritingContext, TASK_LOG_LINE } from "./task-log.js";
 import {
   type FromThread,
   receivedError,

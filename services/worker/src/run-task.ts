@@ -22,7 +22,7 @@ import {
   recordedError,
   Subjects,
 } from "@tm/flow";
-import type { Runtime } from "@tm/kit";
+import { type Runtime, writeToDestination } from "@tm/kit";
 import { type DependencyOutcome, dependencyOutcomesOf, startedAttempt, whyNotRun } from "@tm/store";
 import { type AbandonHooks, untilAborted } from "./abortable.js";
 import { type RunningTasks, TaskCancelledError } from "./cancellation.js";
@@ -39,7 +39,6 @@ import {
   type LineWritingContext,
   TASK_LOG_LINE,
   type TaskLogSettings,
-  writeToDestination,
 } from "./task-log.js";
 
 /** When a task whose type this worker has no handler for is tried again (by any worker). */

@@ -12,10 +12,9 @@
  */
 import { errorMessage } from "@tm/flow";
 import type { Logger } from "@tm/kit";
-import { createLogger } from "@tm/kit/logger";
+import { childWritingTo, writeToDestination } from "@tm/kit/logger";
 import { appendTaskLog, type TaskLogEntry } from "@tm/store";
 import type { Redis } from "ioredis";
-import { pino } from "pino";
 
 /** WORKER_TASK_LOG_LINES's default: the newest lines of ctx.log kept with each task. */
 export const DEFAULT_TASK_LOG_LINES = 1_000;
@@ -51,11 +50,6 @@ const KNOWN_FIELDS = new Set([
   "span_id",
   "trace_flags",
 ]);
-
-/** Writes a JSON line to a logger's destination, between its own lines. */
-export function writeToDestination(log: Logger, line: string): void {
-  (log as unknown as Record<symbol, { write(line: string): void } | undefined>)[pino.symbols.streamSym]?.write(line);
-}
 
 /** A pino JSON line → the entry the task's log keeps, or undefined for a line that is not one. */
 export function taskLogEntry(
@@ -214,8 +208,8 @@ export class AttemptLog {
 }
 
 /**
- * ctx.log for an attempt: the worker's logger with the attempt's fields, whose lines also go to `attemptLog`. Without
- * one (WORKER_TASK_LOG_LINES=0), a plain child of the worker's logger.
+ * ctx.log for an attempt: a child of the worker's logger with the attempt's fields, whose lines go to the worker's
+ * destination and to `attemptLog`. Without one (WORKER_TASK_LOG_LINES=0), a plain child.
  */
 export function attemptLogger(
   log: Logger,
@@ -223,11 +217,8 @@ export function attemptLogger(
   attemptLog: AttemptLog | undefined,
 ): Logger {
   if (!attemptLog) return log.child(bindings);
-  const { service, ...own } = { ...log.bindings(), ...bindings };
-  return createLogger(String(service), log.level, {
-    write: (line: string) => {
-      writeToDestination(log, line);
-      attemptLog.line(line);
-    },
-  }).child(own);
+  return childWritingTo(log, bindings, (line) => {
+    writeToDestination(log, line);
+    attemptLog.line(line);
+  });
 }
