@@ -1,7 +1,7 @@
 /** The services' logger: an error's message and stack are cut so that a line stays within Loki's limits. */
 import { Writable } from "node:stream";
 import { expect, test } from "vitest";
-import { createLogger, LOGGED_ERROR_CHARS } from "../src/logger.js";
+import { childWritingTo, createLogger, LOGGED_ERROR_CHARS, writeToDestination } from "../src/logger.js";
 
 function capture() {
   const lines: Record<string, unknown>[] = [];
@@ -40,4 +40,32 @@ test("whatever else is logged as err (a string, an object, null) is written, not
     { code: 42 },
     null,
   ]);
+});
+
+test("childWritingTo: the child's lines, with its bindings and its parent's, go to its own writer only; writeToDestination adds to the parent's", () => {
+  const parentLines: string[] = [];
+  const parent = createLogger(
+    "worker",
+    "info",
+    new Writable({
+      write(chunk, _encoding, done) {
+        parentLines.push(String(chunk));
+        done();
+      },
+    }),
+  ).child({ pool: "gpu" });
+  const childLines: string[] = [];
+  const child = childWritingTo(parent, { taskId: "t-1" }, (line) => childLines.push(line));
+  child.info({ part: 7 }, "from the child");
+  child.debug("below the level");
+  parent.info("from the parent");
+  expect(childLines.map((line) => JSON.parse(line))).toEqual([
+    expect.objectContaining({ service: "worker", pool: "gpu", taskId: "t-1", part: 7, msg: "from the child" }),
+  ]);
+  expect(parentLines.map((line) => JSON.parse(line).msg)).toEqual(["from the parent"]);
+  // A grandchild writes where its parent does.
+  child.child({ step: 2 }).warn("deeper");
+  expect(JSON.parse(childLines.at(-1) ?? "{}")).toMatchObject({ taskId: "t-1", step: 2, msg: "deeper" });
+  writeToDestination(parent, childLines[0] ?? "");
+  expect(parentLines).toHaveLength(2);
 });
