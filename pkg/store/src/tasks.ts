@@ -387,6 +387,33 @@ export async function claimIdempotencyKey(
   return { owner, claimed: false, saved: mark === "saved" };
 }
 
+// KEYS[1] the idempotency key; ARGV[1] what it held when read (its finished task's id, maybe marked saved), ARGV[2]
+// the new task's id, ARGV[3] the TTL (s). Moves the key to the new task only if it still holds what was read (or has
+// expired meanwhile): of two submissions that found the task finished, one moves it, and the other then finds the new
+// one.
+const RECLAIM_KEY = luaScript(`
+local held = redis.call('GET', KEYS[1])
+if held and held ~= ARGV[1] then return 0 end
+redis.call('SET', KEYS[1], ARGV[2], 'EX', ARGV[3])
+return 1
+`);
+
+/**
+ * Moves an idempotency key from its finished task to a new one (SubmitTaskRequest.idempotency_key_reuse
+ * AFTER_FINISHED), for `ttlSeconds` from now: true when it did, false when the key no longer held `previous` (another
+ * submission moved it first: claim it again to find the task it names now).
+ */
+export async function reclaimIdempotencyKey(
+  redis: Redis,
+  key: string,
+  previous: Pick<IdempotencyClaim, "owner" | "saved">,
+  taskId: string,
+  ttlSeconds: number = Bounds.idempotencyTtlSeconds,
+): Promise<boolean> {
+  const held = previous.saved ? `${previous.owner} saved` : previous.owner;
+  return (await RECLAIM_KEY.run(redis, [Keys.idempotency(key)], [held, taskId, ttlSeconds])) === 1;
+}
+
 function safeJson<T>(text: string | undefined, fallback: T): T {
   if (!text) return fallback;
   try {

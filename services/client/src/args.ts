@@ -46,6 +46,8 @@ export type Invocation =
       payload?: JsonObject;
       priority: Priority;
       idempotencyKey?: string;
+      /** --key-reuse after-finished: a key whose task has finished makes a new task (default: never). */
+      keyReuseAfterFinished: boolean;
       metadata: Record<string, string>;
       watch: boolean;
       /** Retries of an UNAVAILABLE submission (submit-retry.ts). */
@@ -181,6 +183,7 @@ const COMMAND_OPTIONS: Record<CommandName, Options> = {
     payload: { type: "string" },
     priority: { type: "string" },
     "idempotency-key": { type: "string" },
+    "key-reuse": { type: "string" },
     meta: { type: "string", multiple: true },
     watch: { type: "boolean" },
     retries: { type: "string" },
@@ -315,6 +318,7 @@ export function parseCommandLine(argv: string[], env: NodeJS.ProcessEnv = {}, no
         ...(payloadText === undefined ? {} : { payload: parsePayload(payloadText) }),
         priority: parsePriority(str(values.priority)),
         ...(idempotencyKey ? { idempotencyKey } : {}),
+        keyReuseAfterFinished: parseKeyReuse(str(values["key-reuse"]), idempotencyKey !== undefined),
         metadata: parseMetadata((values.meta as string[] | undefined) ?? []),
         watch: values.watch === true,
         retries: parseRetries(str(values.retries)),
@@ -568,6 +572,15 @@ function taskFilterFlags(values: Record<string, unknown>) {
     query: str(values.query),
     parent: str(values.parent),
   };
+}
+
+/** `submit --key-reuse never|after-finished`: whether a key whose task has finished makes a new task; only with
+ *  --idempotency-key (a key taskctl makes up for its own retries is new each run). */
+function parseKeyReuse(text: string | undefined, hasKey: boolean): boolean {
+  if (text === undefined || text === "never") return false;
+  if (text !== "after-finished") throw new UsageError(`submit: --key-reuse is never or after-finished (got "${text}")`);
+  if (!hasKey) throw new UsageError("submit: --key-reuse goes with --idempotency-key");
+  return true;
 }
 
 /** `submit --run-when succeeded|finished`: whether the task runs once its dependencies finished whatever the outcome. */

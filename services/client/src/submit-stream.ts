@@ -14,6 +14,7 @@ export type SubmissionFields = Pick<SubmitTaskRequest, "type" | "priority" | "me
       SubmitTaskRequest,
       | "payload"
       | "idempotencyKey"
+      | "idempotencyKeyReuse"
       | "schedule"
       | "timeout"
       | "maxAttempts"

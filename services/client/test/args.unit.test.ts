@@ -1,5 +1,5 @@
 import { Code } from "@connectrpc/connect";
-import { DependencyPolicy, Priority, TaskState } from "@tm/proto";
+import { DependencyPolicy, IdempotencyKeyReuse, Priority, TaskState } from "@tm/proto";
 import { describe, expect, test } from "vitest";
 import { DEFAULT_ADDR, type Invocation, normaliseAddr, parseCommandLine } from "../src/args.js";
 import { submitRequestOf } from "../src/commands/submit.js";
@@ -252,6 +252,29 @@ describe("parseCommandLine", () => {
     expect(submitRequestOf(plain)).not.toHaveProperty("dependencyPolicy");
     expect(usageErrorOf(["submit", "echo", "--run-when", "always"])).toBe(
       'submit: --run-when is succeeded or finished (got "always")',
+    );
+  });
+
+  test("--key-reuse after-finished reaches the request with its --idempotency-key; never by default; mistakes named", () => {
+    type Submit = Extract<Invocation, { command: "submit" }>;
+    const reused = parseCommandLine(["submit", "echo", "--idempotency-key", "sync-7", "--key-reuse", "after-finished"]);
+    expect(submitRequestOf(reused as Submit)).toMatchObject({
+      idempotencyKey: "sync-7",
+      idempotencyKeyReuse: IdempotencyKeyReuse.AFTER_FINISHED,
+    });
+    for (const args of [
+      ["--idempotency-key", "sync-7"],
+      ["--idempotency-key", "sync-7", "--key-reuse", "never"],
+    ]) {
+      expect(submitRequestOf(parseCommandLine(["submit", "echo", ...args]) as Submit)).not.toHaveProperty(
+        "idempotencyKeyReuse",
+      );
+    }
+    expect(usageErrorOf(["submit", "echo", "--key-reuse", "after-finished"])).toBe(
+      "submit: --key-reuse goes with --idempotency-key",
+    );
+    expect(usageErrorOf(["submit", "echo", "--idempotency-key", "k", "--key-reuse", "always"])).toBe(
+      'submit: --key-reuse is never or after-finished (got "always")',
     );
   });
 

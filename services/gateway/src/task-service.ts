@@ -26,7 +26,6 @@ import {
   applyStatus,
   Bounds,
   childrenSummary,
-  claimIdempotencyKey,
   dependentsOf,
   markQueued,
   perTurnBatcher,
@@ -43,6 +42,7 @@ import { withBatchDependencies } from "./batch-dependencies.js";
 import { cancelDescendants, descendantReason } from "./cancel-children.js";
 import { cancelTask } from "./cancel-task.js";
 import { dependency } from "./dependencies.js";
+import { claimSubmissionKey } from "./idempotency-claim.js";
 import { ingestMsgId } from "./ingest-message-id.js";
 import {
   dependencyPolicyToProto,
@@ -368,9 +368,12 @@ export function taskServiceHandlers(
     let idempotencyClaim: string | undefined;
     if (idempotencyKey) {
       const claimedKey = options.isolation.idempotencyKeyOf(ctx, idempotencyKey);
-      const claim = await redisCall("claiming the idempotency key", () =>
-        claimIdempotencyKey(rt.redis, claimedKey, taskId, idempotencyTtlOf(submission)),
-      );
+      const claim = await claimSubmissionKey(rt, redisCall, {
+        key: claimedKey,
+        taskId,
+        ttlSeconds: idempotencyTtlOf(submission),
+        reuseAfterFinished: submission.idempotencyKeyReuse === "after-finished",
+      });
       if (!claim.claimed) {
         // A retry of a submission that may have been interrupted: complete it under the first id. Every step
         // is idempotent (task record, status CAS, tasks.ingest deduplicated by its message id), so finishing

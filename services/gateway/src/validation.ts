@@ -17,7 +17,12 @@ import {
   TaskId,
   type TaskTypes,
 } from "@tm/flow";
-import { DependencyPolicy, type RetryBackoff as RetryBackoffMessage, type SubmitTaskRequest } from "@tm/proto";
+import {
+  DependencyPolicy,
+  IdempotencyKeyReuse,
+  type RetryBackoff as RetryBackoffMessage,
+  type SubmitTaskRequest,
+} from "@tm/proto";
 import { priorityFromProto } from "./mapping.js";
 
 export const LIMITS = {
@@ -33,6 +38,8 @@ export interface ValidSubmission {
   priority: Priority;
   metadata: Record<string, string>;
   idempotencyKey: string | undefined;
+  /** "after-finished": a key whose task has finished names a new task (`idempotency_key_reuse`); absent: never. */
+  idempotencyKeyReuse?: "after-finished";
   /** The handler timeout per attempt, when the request set one (`timeout`). */
   timeoutMs?: number;
   /** The most attempts, when the request set fewer than the pipeline allows (`max_attempts`). */
@@ -126,6 +133,7 @@ export function validateSubmission(
   if (request.idempotencyKey.length > LIMITS.idempotencyKeyChars) {
     throw invalid("idempotency_key", `exceeds ${LIMITS.idempotencyKeyChars} characters`);
   }
+  const idempotencyKeyReuse = idempotencyKeyReuseOf(request.idempotencyKeyReuse, request.idempotencyKey !== "");
 
   const timeoutMs = request.timeout ? timeoutMsOf("timeout", request.timeout) : undefined;
   const heartbeatTimeoutMs = request.heartbeatTimeout
@@ -163,6 +171,7 @@ export function validateSubmission(
     priority,
     metadata: { ...request.metadata },
     idempotencyKey: request.idempotencyKey || undefined,
+    ...(idempotencyKeyReuse ? { idempotencyKeyReuse } : {}),
     ...(timeoutMs === undefined ? {} : { timeoutMs }),
     ...(heartbeatTimeoutMs === undefined ? {} : { heartbeatTimeoutMs }),
     // Stored as asked, FLOW_MAX_DELIVER too: unset (0) is not the same, since a type's own maxAttempts (its handler's)
@@ -191,6 +200,22 @@ function succeededRetentionSecondsOf(retention: Duration): number {
       `${seconds} s exceeds the maximum of ${MAX_SUCCEEDED_RETENTION_SECONDS} s (90 days)`,
     );
   return seconds;
+}
+
+/** `idempotency_key_reuse`: "after-finished", or undefined for never (the default); only with `idempotency_key`. */
+function idempotencyKeyReuseOf(reuse: IdempotencyKeyReuse, hasKey: boolean): "after-finished" | undefined {
+  switch (reuse) {
+    case IdempotencyKeyReuse.UNSPECIFIED:
+      return undefined;
+    case IdempotencyKeyReuse.AFTER_FINISHED:
+      if (!hasKey) throw invalid("idempotency_key_reuse", "applies only with an idempotency_key");
+      return "after-finished";
+    default:
+      throw invalid(
+        "idempotency_key_reuse",
+        `must be IDEMPOTENCY_KEY_REUSE_UNSPECIFIED or IDEMPOTENCY_KEY_REUSE_AFTER_FINISHED (got ${reuse})`,
+      );
+  }
 }
 
 /** `dependency_policy`: "all-finished", or undefined for all-succeeded (the default); only with `depends_on`. */

@@ -1,5 +1,5 @@
 import { durationFromMs, timestampFromDate } from "@bufbuild/protobuf/wkt";
-import { DependencyPolicy, type TaskClient } from "@tm/proto";
+import { DependencyPolicy, IdempotencyKeyReuse, type TaskClient } from "@tm/proto";
 import type { SubmitSchedule } from "../admin-args.js";
 import type { Invocation } from "../args.js";
 import { UNARY_TIMEOUT_MS } from "../connection.js";
@@ -19,6 +19,7 @@ export function submitRequestOf(invocation: SubmitInvocation): SubmissionFields 
     metadata: invocation.metadata,
     ...(invocation.payload ? { payload: invocation.payload } : {}),
     ...(invocation.idempotencyKey ? { idempotencyKey: invocation.idempotencyKey } : {}),
+    ...(invocation.keyReuseAfterFinished ? { idempotencyKeyReuse: IdempotencyKeyReuse.AFTER_FINISHED } : {}),
     ...(invocation.schedule ? { schedule: scheduleOf(invocation.schedule) } : {}),
     ...taskLimitFields(invocation),
     ...(invocation.succeededRetentionMs ? { succeededRetention: durationFromMs(invocation.succeededRetentionMs) } : {}),

@@ -1,0 +1,110 @@
+/**
+ * SubmitTaskRequest.idempotency_key_reuse AFTER_FINISHED against a real nats-server and redis-server: while the key's
+ * task is unfinished its id is answered; once it finished (any terminal state, or its records expired) the next
+ * submission makes a new task that the key names from then on; submissions racing over a finished task make one new
+ * task between them; without it a finished task's id is answered as before; the field without a key, or an unknown
+ * value, is INVALID_ARGUMENT naming it.
+ */
+import { Code, ConnectError } from "@connectrpc/connect";
+import { IdempotencyKeyReuse } from "@tm/proto";
+import { applyStatus, Keys } from "@tm/store";
+import { useInfra } from "@tm/testkit";
+import { expect, test } from "vitest";
+import { event, useClients, useGateway } from "./helpers.js";
+
+const infra = useInfra();
+const g = useGateway(infra);
+const clients = useClients(infra);
+
+const afterFinished = (idempotencyKey: string, n = 1) => ({
+  type: "echo",
+  payload: { n },
+  idempotencyKey,
+  idempotencyKeyReuse: IdempotencyKeyReuse.AFTER_FINISHED,
+});
+
+test("while the key's task is unfinished it is answered; once it finished the next submission makes a new task", async () => {
+  const key = `sync-${crypto.randomUUID()}`;
+  const first = await g.client.submitTask(afterFinished(key));
+  expect(first.deduplicated).toBe(false);
+  // Unfinished (PENDING: no worker here): the same task.
+  expect(await g.client.submitTask(afterFinished(key, 2))).toEqual({
+    $typeName: "taskmanager.v1.SubmitTaskResponse",
+    taskId: first.taskId,
+    deduplicated: true,
+  });
+  for (const state of ["SUCCEEDED", "FAILED", "CANCELLED"] as const) {
+    const before = (await g.client.submitTask(afterFinished(key))).taskId;
+    await applyStatus(clients.redis, event({ taskId: before, state, attempt: 1 }));
+    const next = await g.client.submitTask(afterFinished(key, 3));
+    expect(next.deduplicated, state).toBe(false);
+    expect(next.taskId).not.toBe(before);
+    // The key names the new task now, and the new task is an ordinary one, with its own record.
+    expect(await clients.redis.get(Keys.idempotency(key))).toBe(`${next.taskId} saved`);
+    expect((await g.client.getTask({ taskId: next.taskId })).task?.payload).toEqual({ n: 3 });
+    expect(await g.client.submitTask(afterFinished(key))).toMatchObject({ taskId: next.taskId, deduplicated: true });
+  }
+});
+
+test("without it, a finished task's id is answered as before; a key's task whose records expired is replaced with it", async () => {
+  const key = `plain-${crypto.randomUUID()}`;
+  const first = await g.client.submitTask({ type: "echo", idempotencyKey: key });
+  await applyStatus(clients.redis, event({ taskId: first.taskId, state: "SUCCEEDED", attempt: 1 }));
+  expect(await g.client.submitTask({ type: "echo", idempotencyKey: key })).toMatchObject({
+    taskId: first.taskId,
+    deduplicated: true,
+  });
+  // Its records gone (a retention shorter than the key's day): without reuse its id is answered, nothing made; with
+  // it, a new task.
+  await clients.redis.del(Keys.task(first.taskId), Keys.status(first.taskId));
+  expect(await g.client.submitTask({ type: "echo", idempotencyKey: key })).toMatchObject({
+    taskId: first.taskId,
+    deduplicated: true,
+  });
+  const replaced = await g.client.submitTask(afterFinished(key));
+  expect(replaced.deduplicated).toBe(false);
+  expect(replaced.taskId).not.toBe(first.taskId);
+});
+
+test("submissions racing over a finished task make one new task between them", async () => {
+  const key = `race-${crypto.randomUUID()}`;
+  const first = await g.client.submitTask(afterFinished(key));
+  await applyStatus(clients.redis, event({ taskId: first.taskId, state: "SUCCEEDED", attempt: 1 }));
+  const answers = await Promise.all(Array.from({ length: 8 }, (_, n) => g.client.submitTask(afterFinished(key, n))));
+  const ids = new Set(answers.map((answer) => answer.taskId));
+  expect(ids.size).toBe(1);
+  expect(ids.has(first.taskId)).toBe(false);
+  expect(answers.filter((answer) => !answer.deduplicated)).toHaveLength(1);
+  // One record made: the other seven found it (unfinished) and answered it.
+  const made = await clients.redis.zrange(Keys.taskIndex, 0, -1);
+  expect(made.filter((id) => ids.has(id))).toHaveLength(1);
+});
+
+test("SubmitTasks takes it per task; without a key, or with a value it does not define, INVALID_ARGUMENT naming it", async () => {
+  const key = `batch-${crypto.randomUUID()}`;
+  const first = await g.client.submitTask(afterFinished(key));
+  await applyStatus(clients.redis, event({ taskId: first.taskId, state: "FAILED", attempt: 1 }));
+  // A batch's tasks are submitted together (no order among them): two with the key make one new task between them.
+  const { outcomes } = await g.client.submitTasks({ tasks: [afterFinished(key, 1), afterFinished(key, 2)] });
+  const answers = outcomes.map((o) => (o.outcome.case === "accepted" ? o.outcome.value : undefined));
+  expect(new Set(answers.map((answer) => answer?.taskId)).size).toBe(1);
+  expect(answers[0]?.taskId).not.toBe(first.taskId);
+  expect(answers.map((answer) => answer?.deduplicated).sort()).toEqual([false, true]);
+
+  const refusal = (request: Parameters<typeof g.client.submitTask>[0]) =>
+    g.client.submitTask(request).then(
+      () => undefined,
+      (error: unknown) => ConnectError.from(error),
+    );
+  expect(await refusal({ type: "echo", idempotencyKeyReuse: IdempotencyKeyReuse.AFTER_FINISHED })).toMatchObject({
+    code: Code.InvalidArgument,
+    rawMessage: "idempotency_key_reuse: applies only with an idempotency_key",
+  });
+  expect(
+    await refusal({ type: "echo", idempotencyKey: key, idempotencyKeyReuse: 7 as IdempotencyKeyReuse }),
+  ).toMatchObject({
+    code: Code.InvalidArgument,
+    rawMessage:
+      "idempotency_key_reuse: must be IDEMPOTENCY_KEY_REUSE_UNSPECIFIED or IDEMPOTENCY_KEY_REUSE_AFTER_FINISHED (got 7)",
+  });
+});
