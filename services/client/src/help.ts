@@ -24,7 +24,8 @@ Commands:
   requeue <id...>|--all-stalled   send stalled tasks (unfinished, their message lost) through the pipeline again
   pause <priority>  stop the workers from starting tasks of a priority (high, medium, low)
   resume <priority> let the workers take tasks of that priority again
-  schedule add|ls|rm|pause|resume|run  recurring tasks: submit a task at every time a cron expression names
+  schedule add|ls|rm|pause|resume|run  recurring tasks: submit a task at every time a cron expression (or
+                   @every 90m) names
   limits ls|set|clear|pause|resume  fleet-wide limits on a task type (concurrency, start rate, pause), changed
                    without a restart
 
@@ -225,7 +226,7 @@ parentTaskId, children, childrenTotal}]}.`,
   resume: page("Usage: taskctl resume <high|medium|low>", "Lets the workers take tasks of that priority again."),
   schedule: page(
     'Usage: taskctl schedule add <id> "<cron>" <type> [--timezone TZ] [--overlap allow|skip] [--starting-deadline D] [--replace] [--payload JSON] [--priority P] [--meta k=v ...] [--attempt-timeout D] [--heartbeat-timeout D] [--max-attempts N] [--retry-delay D ...] [--expires-after D] [--succeeded-retention D]\n       taskctl schedule ls\n       taskctl schedule rm|pause|resume|run <id>',
-    "Recurring tasks (operators). add: a task of <type> is submitted at every time <cron> names (five fields,\nminute hour day-of-month month day-of-week, or six with seconds first), by one gateway, exactly once per time;\nthe tasks carry schedule_id and scheduled_for in their metadata. ls: every schedule with its next and last run.\nrm: stops it (tasks already submitted are not touched). pause: no runs until resume, which goes on from\nits first time after now (the times in between are not made up). run: submits its task once, now, as you\n(its times do not change); prints the task's id.",
+    'Recurring tasks (operators). add: a task of <type> is submitted at every time <cron> names (five fields,\nminute hour day-of-month month day-of-week, or six with seconds first; or an interval, "@every 90m", "@every 45s",\n"@every 1h30m", at the multiples of it since 1970-01-01 UTC), by one gateway, exactly once per time;\nthe tasks carry schedule_id and scheduled_for in their metadata. ls: every schedule with its next and last run.\nrm: stops it (tasks already submitted are not touched). pause: no runs until resume, which goes on from\nits first time after now (the times in between are not made up). run: submits its task once, now, as you\n(its times do not change); prints the task\'s id.',
     `Options (add):
   --timezone TZ           the IANA time zone the cron expression is read in (default UTC), e.g. Europe/Berlin
   --overlap allow|skip    while the previous run's task has not finished: submit anyway (allow, the default)

@@ -1,7 +1,7 @@
 /**
  * Recurring tasks (AdminService CreateSchedule / ListSchedules / DeleteSchedule; `taskctl schedule`): an operator names
- * a schedule, a cron expression (croner: five fields, or six with seconds; an IANA time zone, UTC by default) and the
- * task to submit. The gateways' schedule runner (schedule-runner.ts) submits it at each time. The task template is
+ * a schedule, a cron expression (croner: five fields, or six with seconds; an IANA time zone, UTC by default) or an
+ * interval (`@every 90m`: schedule-interval.ts) and the task to submit. The gateways' schedule runner (schedule-runner.ts) submits it at each time. The task template is
  * checked here as SubmitTask would check it, so a schedule never fires a task the gateway would refuse.
  */
 import type { JsonObject, MessageInitShape } from "@bufbuild/protobuf";
@@ -35,6 +35,7 @@ import { Cron } from "croner";
 import { callerOf } from "./auth/caller.js";
 import { priorityToProto, timestampFromIso } from "./mapping.js";
 import type { RedisCall } from "./redis-call.js";
+import { intervalMsOf, isInterval, latestIntervalTime, nextIntervalTime } from "./schedule-interval.js";
 import { durationMsOf, invalid, validateSubmission } from "./validation.js";
 
 /** The most schedules there may be: each is a Redis hash field and a run per tick at most. */
@@ -54,8 +55,10 @@ function cronOf(schedule: Pick<StoredSchedule, "cron" | "timezone">): Cron {
   return new Cron(schedule.cron, { paused: true, ...(schedule.timezone ? { timezone: schedule.timezone } : {}) });
 }
 
-/** The schedule's next time after `afterMs`, its cron read in its time zone; undefined when there is none. */
+/** The schedule's next time after `afterMs`, its cron read in its time zone (an interval, `@every 90m`: the next
+ *  multiple of it since the epoch); undefined when there is none. */
 export function nextRunAfter(schedule: Pick<StoredSchedule, "cron" | "timezone">, afterMs: number): number | undefined {
+  if (isInterval(schedule.cron)) return nextIntervalTime(intervalMsOf(schedule.cron), afterMs);
   const cron = cronOf(schedule);
   return cron.nextRun(new Date(afterMs))?.getTime();
 }
@@ -84,6 +87,12 @@ export function parseSchedule(
   }
   const cron = given.cron.trim();
   const timezone = given.timezone.trim();
+  if (timezone !== "" && isInterval(cron)) {
+    throw invalid(
+      "schedule.timezone",
+      "an interval (@every) counts from 1970-01-01T00:00:00Z: leave the time zone empty",
+    );
+  }
   let nextMs: number | undefined;
   try {
     nextMs = nextRunAfter({ cron, timezone }, nowMs);
@@ -132,9 +141,13 @@ export function latestDueTime(
   dueMs: number,
   nowMs: number,
 ): number {
-  const cron = cronOf(schedule);
-  // previousRuns gives times strictly before its reference (whole seconds): a second past now includes now's.
-  const latest = cron.previousRuns(1, new Date(nowMs + 1_000))[0]?.getTime();
+  // An interval's latest time is the last multiple of it up to now. previousRuns gives times strictly before its
+  // reference (whole seconds): a second past now includes now's.
+  const latest = isInterval(schedule.cron)
+    ? latestIntervalTime(intervalMsOf(schedule.cron), nowMs)
+    : cronOf(schedule)
+        .previousRuns(1, new Date(nowMs + 1_000))[0]
+        ?.getTime();
   return latest !== undefined && latest > dueMs && latest <= nowMs ? latest : dueMs;
 }
 

@@ -68,6 +68,20 @@ describe("a schedule run by two gateway replicas", () => {
     await Promise.all((gateways ?? []).map((gateway) => gateway.stop()));
   });
 
+  test("an interval (@every 2s) runs at the multiples of it since the epoch, one task per time", async () => {
+    const { schedule: created } = await quiet.admin.createSchedule({
+      schedule: schedule({ id: "every-2s", cron: "@every 2s" }),
+    });
+    expect(created).toMatchObject({ cron: "@every 2s", timezone: "" });
+    expect(Number(created?.nextRunAt?.seconds) % 2).toBe(0);
+    await waitFor("two runs", async () => (await runsOf("every-2s")).length >= 2, { timeoutMs: 10_000 });
+    await quiet.admin.deleteSchedule({ id: "every-2s" });
+    const times = (await runsOf("every-2s")).map((run) => Date.parse(run.metadata.scheduled_for!));
+    expect(new Set(times).size).toBe(times.length);
+    for (const time of times) expect(time % 2_000).toBe(0);
+    expect(times[1]! - times[0]!).toBe(2_000);
+  });
+
   test("submits one task per time, carrying the schedule in its metadata, until it is deleted", async () => {
     const { schedule: created } = await quiet.admin.createSchedule({
       schedule: schedule({
@@ -419,6 +433,19 @@ async function createAsIfIdle(id: string, cron: string, dueMs: number): Promise<
 
 test("bad schedules are INVALID_ARGUMENT naming the field; an existing id is ALREADY_EXISTS unless replaced", async () => {
   const invalid = async (init: ScheduleInit) => rejection(quiet.admin.createSchedule({ schedule: schedule(init) }));
+  expect(await invalid({ id: "x", cron: "@every 90" })).toMatchObject({
+    code: Code.InvalidArgument,
+    message: 'schedule.cron: "@every 90": the interval is a duration such as 45s, 90m, 1h30m or 2d',
+  });
+  expect(await invalid({ id: "x", cron: "@every 500ms" })).toMatchObject({
+    message: 'schedule.cron: "@every 500ms": the interval is a duration such as 45s, 90m, 1h30m or 2d',
+  });
+  expect(await invalid({ id: "x", cron: "@every 0s" })).toMatchObject({
+    message: 'schedule.cron: "@every 0s": the interval must be from 1s to 366d',
+  });
+  expect(await invalid({ id: "x", cron: "@every 90m", timezone: "Europe/Berlin" })).toMatchObject({
+    message: "schedule.timezone: an interval (@every) counts from 1970-01-01T00:00:00Z: leave the time zone empty",
+  });
   expect(await invalid({ id: "Bad Id" })).toMatchObject({ code: Code.InvalidArgument, message: /^schedule\.id: / });
   expect(await invalid({ id: "x", cron: "61 * * * *" })).toMatchObject({
     code: Code.InvalidArgument,

@@ -26,7 +26,7 @@ export const schedulesView: View = (main) => {
     h("input", { name, autocomplete: "off", ...attributes }) as HTMLInputElement;
   const field = (label: string, control: HTMLElement) => h("label", {}, h("span", {}, label), control);
   const idInput = input("id", { required: true, placeholder: "nightly-report" });
-  const cronInput = input("cron", { required: true, placeholder: "0 2 * * *" });
+  const cronInput = input("cron", { required: true, placeholder: "0 2 * * *  or  @every 90m" });
   const timezoneInput = input("timezone", { placeholder: "UTC" });
   const typeInput = input("type", { required: true, placeholder: "echo" });
   const prioritySelect = h(
@@ -54,7 +54,7 @@ export const schedulesView: View = (main) => {
     "form",
     { class: "filters", "aria-label": "New schedule", onsubmit: (event: Event) => void create(event) },
     field("Id", idInput),
-    field("Cron (UTC unless a time zone)", cronInput),
+    field("Cron (UTC unless a time zone), or @every 90m", cronInput),
     field("Time zone", timezoneInput),
     field("Task type", typeInput),
     field("Priority", prioritySelect),
