@@ -1220,7 +1220,9 @@ export type Schedule = Message<"taskmanager.v1.Schedule"> & {
   id: string;
 
   /**
-   * Five fields (minute hour day-of-month month day-of-week) or six (seconds first); e.g. "*\/5 * * * *".
+   * Five fields (minute hour day-of-month month day-of-week) or six (seconds first); e.g. "*\/5 * * * *". Or an
+   * interval, "@every <duration>" ("@every 90m", "@every 45s", "@every 1h30m"; 1 s to 366 days): the multiples of it
+   * since 1970-01-01T00:00:00Z, whatever the time zone (which must then be empty).
    *
    * @generated from field: string cron = 2;
    */
