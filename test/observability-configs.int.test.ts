@@ -17,6 +17,7 @@ import {
   METRIC_CATALOGUE,
   metricNamesIn,
 } from "../pkg/configcheck/src/index.js";
+import { taskLogQuery } from "../pkg/console/src/views/trace-link.js";
 import { parseYamlDocuments, readYaml } from "../pkg/deploycheck/src/yaml.js";
 
 const root = join(dirname(fileURLToPath(import.meta.url)), "..");
@@ -298,6 +299,28 @@ describe("tempo, loki, promtail", () => {
     expect(stage("json").expressions).toMatchObject({ level: "level", trace_id: "trace_id", task_id: "taskId" });
     expect(Object.keys(stage("labels"))).toEqual(["level"]);
     expect(Object.keys(stage("structured_metadata"))).toEqual(expect.arrayContaining(["trace_id", "task_id"]));
+  });
+
+  it("the console's View logs query asks for what promtail provides, in compose and in k8s", () => {
+    const query = taskLogQuery("3f1c2a9e-0000-4000-8000-000000000001");
+    // {<label>=~".+"} | <metadata>="<id>"
+    const [, label, metadata] = /^\{(\w+)=~"\.\+"\} \| (\w+)="3f1c2a9e-0000-4000-8000-000000000001"$/.exec(query) ?? [];
+    expect([label, metadata]).toEqual(["service", "task_id"]);
+    for (const [where, config] of [
+      ["compose", yaml("promtail/promtail.yaml")],
+      ["k8s", loadYaml(join(root, "k8s/observability/promtail-kubernetes.yaml"))],
+    ] as const) {
+      const [job] = config.scrape_configs;
+      expect(
+        job.relabel_configs.map((r: Tree) => r.target_label),
+        where,
+      ).toContain(label);
+      const stage = (name: string) => job.pipeline_stages.find((s: Tree) => name in s)?.[name];
+      expect(Object.keys(stage("structured_metadata")), where).toContain(metadata);
+      expect(stage("json").expressions[metadata as string], where).toBe("taskId");
+    }
+    // A quote in the id cannot end the string early.
+    expect(taskLogQuery('a"b')).toBe('{service=~".+"} | task_id="a\\"b"');
   });
 });
 

@@ -170,6 +170,15 @@ describe.skipIf(!existsSync(CHROMIUM))("web console", () => {
     expect(stages.map((stage) => stage.name)).toEqual(["PENDING", "INGESTED", "SCHEDULED", "RUNNING", "SUCCEEDED"]);
     expect(stages.every((stage) => stage.reached)).toBe(true);
     expect(await page.getAttribute("a:text('View trace')", "href")).toMatch(/^http:\/\/localhost:3000\/explore\?/);
+    // Every service's lines about the task in Loki: the query promtail's labels answer (observability-configs checks
+    // them), from a minute before the task was created.
+    const logsHref = (await page.getAttribute("a:text('View logs')", "href")) ?? "";
+    expect(logsHref).toMatch(/^http:\/\/localhost:3000\/explore\?/);
+    const logsPane = JSON.parse(new URL(logsHref).searchParams.get("panes") ?? "{}").l;
+    expect(logsPane.queries[0]).toMatchObject({
+      datasource: { type: "loki", uid: "loki" },
+      expr: `{service=~".+"} | task_id="${taskId}"`,
+    });
     // The worker that ran it (host:pid), from its audit record (read again a moment after the task ended).
     await page.locator("dt:text('Worker') + dd").waitFor({ timeout: 15_000 });
     expect(await page.textContent("dt:text('Worker') + dd")).toMatch(/^\S+:\d+$/);

@@ -22,7 +22,7 @@ import { admin, errorText, isAbort, tasks } from "../api.js";
 import { announce, h, replace } from "../dom.js";
 import { dateOf, duration, formatTime, json, priorityName, stateName, TERMINAL_STATES } from "../format.js";
 import { table } from "./overview.js";
-import { traceUrl } from "./trace-link.js";
+import { taskLogsUrl, traceUrl } from "./trace-link.js";
 import type { View } from "./view.js";
 
 const STAGES = [TaskState.PENDING, TaskState.INGESTED, TaskState.SCHEDULED, TaskState.RUNNING];
@@ -299,9 +299,20 @@ export const taskDetailView: View = (main, { params, config }) => {
   }
 
   function drawTask(task: Task) {
-    const link = task.traceId
+    const traceLink = task.traceId
       ? h("a", { href: traceUrl(config.grafanaUrl, task.traceId), target: "_blank", rel: "noopener" }, "View trace")
       : h("span", { class: "muted" }, "no trace recorded");
+    // Every service's lines about the task in Loki (the Logs section below has its handler's own).
+    const logsLink = h(
+      "a",
+      {
+        href: taskLogsUrl(config.grafanaUrl, task.taskId, dateOf(task.createdAt)?.getTime()),
+        target: "_blank",
+        rel: "noopener",
+      },
+      "View logs",
+    );
+    const link = h("span", {}, traceLink, " · ", logsLink);
     runAt = dateOf(task.runAt);
     // Offered while it has children, finished or not: a parent that SUCCEEDED may have left a fan-out running.
     cancelFanOut.hidden = task.childrenTotal === 0;
@@ -332,7 +343,7 @@ export const taskDetailView: View = (main, { params, config }) => {
         ? ([["Before", listedTasks(task.dependents, task.dependentsTotal)]] as [string, Node][])
         : []),
       ...(ranOn ? ([["Worker", ranOn]] as [string, string][]) : []),
-      ["Trace", link],
+      ["Trace and logs", link],
       [
         "Metadata",
         Object.entries(task.metadata)
