@@ -36,13 +36,25 @@ export interface StoredSchedule {
   overlap?: "skip";
   /** How late (ms) a run may still be submitted; a time missed by more is skipped. Absent: however late. */
   startingDeadlineMs?: number;
+  /** No run before this time (ms) / after it; absent: from its creation / for ever. */
+  startAtMs?: number;
+  endAtMs?: number;
+  /** At most this many runs at its times (RunSchedule's not counted); absent: no limit. */
+  maxRuns?: number;
+}
+
+/** A schedule's latest run at one of its times, and how many it has made (before counting: undefined). */
+export interface ScheduleRun {
+  at: string;
+  taskId: string;
+  runs?: number;
 }
 
 export interface ScheduleState {
   schedule: StoredSchedule;
   /** When it runs next (ms); undefined when its expression names no later time, or while it is paused. */
   nextMs: number | undefined;
-  lastRun: { at: string; taskId: string } | undefined;
+  lastRun: ScheduleRun | undefined;
   paused: { at: string; by: string } | undefined;
 }
 
@@ -184,19 +196,36 @@ export async function dueSchedules(
   return scoredMembers(reply).map(({ member, score }) => ({ id: member, dueMs: score }));
 }
 
-// KEYS: schedule_next, schedule_last_run. ARGV: id, the time it ran for, the next time ("" for none), last run JSON
-// ("" for a time skipped without a run).
+// KEYS: schedule_next, schedule_last_run. ARGV: id, the time it ran for, the next time ("" for none), the run's
+// {at, taskId} as JSON ("" for a time skipped without a run), the most runs (0: no limit). A run is counted in its
+// record (runs: one more than the last record's); the schedule has no next time once it has made the most.
+// Returns 0 (another replica moved it on first), 1 (moved on), 2 (moved on, and that was its last run).
 const ADVANCE = luaScript(`
 local current = redis.call('ZSCORE', KEYS[1], ARGV[1])
 if not current or tonumber(current) ~= tonumber(ARGV[2]) then return 0 end
-if ARGV[3] == '' then redis.call('ZREM', KEYS[1], ARGV[1]) else redis.call('ZADD', KEYS[1], ARGV[3], ARGV[1]) end
-if ARGV[4] ~= '' then redis.call('HSET', KEYS[2], ARGV[1], ARGV[4]) end
+local last = false
+if ARGV[4] ~= '' then
+  local runs = 1
+  local previous = redis.call('HGET', KEYS[2], ARGV[1])
+  if previous then
+    local ok, decoded = pcall(cjson.decode, previous)
+    if ok and type(decoded) == 'table' and type(decoded.runs) == 'number' then runs = decoded.runs + 1 end
+  end
+  local record = cjson.decode(ARGV[4])
+  record.runs = runs
+  redis.call('HSET', KEYS[2], ARGV[1], cjson.encode(record))
+  last = tonumber(ARGV[5]) > 0 and runs >= tonumber(ARGV[5])
+end
+if ARGV[3] == '' or last then redis.call('ZREM', KEYS[1], ARGV[1]) else redis.call('ZADD', KEYS[1], ARGV[3], ARGV[1]) end
+if last then return 2 end
 return 1
 `);
 
 /**
  * Moves a schedule that ran for `dueMs` on to `nextMs` (undefined: no later time), recording the run (undefined: a
- * time skipped, no run); false when another replica did it already, or the schedule was replaced or deleted meanwhile.
+ * time skipped, no run), counted against `maxRuns` (its last one leaves it no next time): "moved", "ended" (moved on,
+ * and that was its last run), or false when another replica did it already, or the schedule was replaced or deleted
+ * meanwhile.
  */
 export async function advanceSchedule(
   redis: Redis,
@@ -204,11 +233,12 @@ export async function advanceSchedule(
   dueMs: number,
   nextMs: number | undefined,
   run: { at: string; taskId: string } | undefined,
-): Promise<boolean> {
+  maxRuns = 0,
+): Promise<"moved" | "ended" | false> {
   const applied = await ADVANCE.run(
     redis,
     [Keys.scheduleNext, Keys.scheduleLastRun],
-    [id, dueMs, nextMs ?? "", run ? JSON.stringify(run) : ""],
+    [id, dueMs, nextMs ?? "", run ? JSON.stringify(run) : "", maxRuns],
   );
-  return applied === 1;
+  return applied === 2 ? "ended" : applied === 1 ? "moved" : false;
 }

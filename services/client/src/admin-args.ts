@@ -187,6 +187,16 @@ export function parseSchedule(delay: string | undefined, at: string | undefined)
   return undefined;
 }
 
+/** An option's ISO time (`--start-at 2026-01-31T12:00:00Z`), or undefined when not given. */
+export function parseIsoTime(option: string, text: string | undefined): Date | undefined {
+  if (text === undefined) return undefined;
+  const ms = Date.parse(text);
+  if (!/^\d{4}-\d{2}-\d{2}T/.test(text) || Number.isNaN(ms)) {
+    throw new UsageError(`${option} must be an ISO time such as 2026-01-31T12:00:00Z (got "${text}")`);
+  }
+  return new Date(ms);
+}
+
 const TIMEOUT_UNIT_MS: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000 };
 
 /** `submit --attempt-timeout 500ms|30s|15m|2h`: the handler's time limit per attempt, in ms (the gateway checks ≤ 24 h). */

@@ -2,7 +2,7 @@
  * Tables for the operator commands (stats, ls, history, dlq, workers): aligned columns, long cells cut with "…", times
  * relative to `now`. Pure, so the exact output is unit-tested.
  */
-import { durationMs, type Timestamp, timestampMs } from "@bufbuild/protobuf/wkt";
+import { durationMs, type Timestamp, timestampDate, timestampMs } from "@bufbuild/protobuf/wkt";
 import {
   type AuditEntry,
   CancelResult,
@@ -352,7 +352,7 @@ export function renderSchedules(schedules: Schedule[], now: number): string {
       { header: "ID", max: 64 },
       { header: "CRON" },
       { header: "TZ" },
-      { header: "TASK", max: 64 },
+      { header: "TASK", max: 96 },
       { header: "NEXT" },
       { header: "LAST" },
       { header: "LAST TASK", max: 36 },
@@ -364,8 +364,14 @@ export function renderSchedules(schedules: Schedule[], now: number): string {
       schedule.timezone || "UTC",
       // A schedule that skips runs while its previous task runs, or runs later than its deadline, says so.
       `${schedule.task?.type ?? "?"} ${priorityName(schedule.task?.priority ?? Priority.MEDIUM)}` +
-        scheduleNotes(schedule),
-      schedule.paused ? "paused" : schedule.nextRunAt ? relativeTime(timestampMs(schedule.nextRunAt), now) : "never",
+        scheduleNotes(schedule, now),
+      schedule.paused
+        ? "paused"
+        : schedule.nextRunAt
+          ? relativeTime(timestampMs(schedule.nextRunAt), now)
+          : schedule.ended
+            ? "ended"
+            : "never",
       schedule.lastRunAt ? relativeTime(timestampMs(schedule.lastRunAt), now) : "-",
       schedule.lastTaskId || "-",
       schedule.createdBy || "-",
@@ -373,11 +379,19 @@ export function renderSchedules(schedules: Schedule[], now: number): string {
   );
 }
 
-/** " (skips overlaps, deadline 10m)": what a schedule skips, if anything. */
-function scheduleNotes(schedule: Schedule): string {
+/** A schedule's start or end, to the minute: "2027-01-31T12:00Z". */
+function minuteOf(timestamp: Timestamp): string {
+  return `${timestampDate(timestamp).toISOString().slice(0, 16)}Z`;
+}
+
+/** " (skips overlaps, deadline 10m, 2 of 5 runs, until …)": what a schedule skips or is limited to, if anything. */
+function scheduleNotes(schedule: Schedule, now: number): string {
   const notes = [
     ...(schedule.overlap === ScheduleOverlap.SKIP ? ["skips overlaps"] : []),
     ...(schedule.startingDeadline ? [`deadline ${formatAge(durationMs(schedule.startingDeadline))}`] : []),
+    ...(schedule.maxRuns > 0 ? [`${schedule.runs} of ${schedule.maxRuns} runs`] : []),
+    ...(schedule.startAt && timestampMs(schedule.startAt) > now ? [`from ${minuteOf(schedule.startAt)}`] : []),
+    ...(schedule.endAt ? [`until ${minuteOf(schedule.endAt)}`] : []),
   ];
   return notes.length > 0 ? ` (${notes.join(", ")})` : "";
 }

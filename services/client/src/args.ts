@@ -13,6 +13,7 @@ import {
   parseExpiresAfter,
   parseGlobalConcurrency,
   parseHeartbeatTimeout,
+  parseIsoTime,
   parseLimit,
   parseMaxAttempts,
   parseRetryBackoff,
@@ -130,6 +131,10 @@ export type ScheduleAction =
       overlap: "allow" | "skip";
       /** --starting-deadline, ms: how late a run may still be submitted. */
       startingDeadlineMs?: number;
+      /** --start-at, --end-at: no run before / after; --max-runs: at most that many runs. */
+      startAt?: Date;
+      endAt?: Date;
+      maxRuns?: number;
       type: string;
       payload?: JsonObject;
       priority: Priority;
@@ -240,6 +245,9 @@ const COMMAND_OPTIONS: Record<CommandName, Options> = {
     replace: { type: "boolean" },
     overlap: { type: "string" },
     "starting-deadline": { type: "string" },
+    "start-at": { type: "string" },
+    "end-at": { type: "string" },
+    "max-runs": { type: "string" },
     payload: { type: "string" },
     priority: { type: "string" },
     meta: { type: "string", multiple: true },
@@ -704,8 +712,14 @@ function parseScheduleAction(
     throw new UsageError(`schedule add: --overlap is allow or skip (got "${overlap}")`);
   }
   const startingDeadlineMs = parseStartingDeadline(str(values["starting-deadline"]));
+  const startAt = parseIsoTime("--start-at", str(values["start-at"]));
+  const endAt = parseIsoTime("--end-at", str(values["end-at"]));
+  const maxRunsText = str(values["max-runs"]);
   return {
     action: "add",
+    ...(startAt ? { startAt } : {}),
+    ...(endAt ? { endAt } : {}),
+    ...(maxRunsText === undefined ? {} : { maxRuns: parsePositiveInt("--max-runs", maxRunsText, 0, 1_000_000) }),
     id: id!,
     cron: cron!,
     type: type!,

@@ -231,6 +231,20 @@ describe("operator tables", () => {
     expect(renderSchedules([strict], NOW).split("\n")[1]).toMatch(
       /^tick {2}\* \* \* \* \* {2}UTC {2}echo unspecified \(skips overlaps, deadline 10m\) {2}never/,
     );
+    // Limited: its runs so far of its most, its window; one that has ended says so.
+    const limited = create(ScheduleSchema, {
+      ...fresh,
+      maxRuns: 5,
+      runs: 2,
+      startAt: timestampFromMs(NOW + 60_000),
+      endAt: timestampFromMs(Date.parse("2030-01-01T00:00:00Z")),
+      nextRunAt: timestampFromMs(NOW + 60_000),
+    });
+    expect(renderSchedules([limited], NOW).split("\n")[1]).toContain(
+      `echo unspecified (2 of 5 runs, from ${new Date(NOW + 60_000).toISOString().slice(0, 16)}Z, until 2030-01-01T00:00Z)  in 1m`,
+    );
+    const ended = create(ScheduleSchema, { ...fresh, maxRuns: 5, runs: 5, ended: true });
+    expect(renderSchedules([ended], NOW).split("\n")[1]).toMatch(/\(5 of 5 runs\) {2}ended/);
   });
 
   test("dead letters and replay outcomes", () => {

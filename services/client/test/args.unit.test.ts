@@ -382,6 +382,32 @@ describe("parseCommandLine", () => {
     expect(
       parseCommandLine(["schedule", "add", "n", "* * * * *", "echo", "--succeeded-retention", "1h"]),
     ).toMatchObject({ succeededRetentionMs: 3_600_000 });
+    expect(
+      parseCommandLine([
+        "schedule",
+        "add",
+        "n",
+        "@every 90m",
+        "echo",
+        "--start-at",
+        "2027-01-01T00:00:00Z",
+        "--end-at",
+        "2027-02-01T00:00:00Z",
+        "--max-runs",
+        "10",
+      ]),
+    ).toMatchObject({
+      cron: "@every 90m",
+      startAt: new Date("2027-01-01T00:00:00Z"),
+      endAt: new Date("2027-02-01T00:00:00Z"),
+      maxRuns: 10,
+    });
+    expect(usageErrorOf(["schedule", "add", "n", "* * * * *", "echo", "--end-at", "tomorrow"])).toBe(
+      '--end-at must be an ISO time such as 2026-01-31T12:00:00Z (got "tomorrow")',
+    );
+    expect(usageErrorOf(["schedule", "add", "n", "* * * * *", "echo", "--max-runs", "0"])).toBe(
+      '--max-runs must be a whole number from 1 to 1000000 (got "0")',
+    );
     expect(usageErrorOf(["schedule", "add", "n", "* * * * *", "echo", "--starting-deadline", "soon"])).toBe(
       '--starting-deadline must be a duration like 30s, 15m, 2h, 1d (got "soon")',
     );

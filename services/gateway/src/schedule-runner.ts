@@ -142,15 +142,26 @@ export function startScheduleRunner(rt: Runtime, options: ScheduleRunnerOptions)
     }
     failing.reset(id);
     const nextMs = nextRunAfter(schedule, Math.max(Date.now(), dueMs));
-    const advanced = await advanceSchedule(rt.redis, id, dueMs, nextMs, {
-      at: new Date(forMs).toISOString(),
-      taskId,
-    });
+    const advanced = await advanceSchedule(
+      rt.redis,
+      id,
+      dueMs,
+      nextMs,
+      { at: new Date(forMs).toISOString(), taskId },
+      schedule.maxRuns,
+    );
     if (advanced) {
       runs.add(1, { outcome: "submitted" });
       rt.log.info({ scheduleId: id, taskId, nextMs }, "scheduled run submitted");
     }
-    return advanced;
+    // Its last run (max_runs), or none left in its window (end_at): said once, by the replica whose move applied.
+    if (advanced === "ended" || (advanced && nextMs === undefined)) {
+      rt.log.info(
+        { scheduleId: id, maxRuns: schedule.maxRuns, endAtMs: schedule.endAtMs },
+        "schedule ended: no more runs (its max_runs or end_at); it stays listed until deleted",
+      );
+    }
+    return advanced !== false;
   }
 
   /** Whether a run's task has not finished (a task whose status expired has). */

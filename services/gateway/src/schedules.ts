@@ -5,7 +5,7 @@
  * checked here as SubmitTask would check it, so a schedule never fires a task the gateway would refuse.
  */
 import type { JsonObject, MessageInitShape } from "@bufbuild/protobuf";
-import { type Duration, durationFromMs, timestampFromMs } from "@bufbuild/protobuf/wkt";
+import { type Duration, durationFromMs, type Timestamp, timestampFromMs, timestampMs } from "@bufbuild/protobuf/wkt";
 import { Code, ConnectError } from "@connectrpc/connect";
 import { publishAudit, type TaskTypes, taskLimitsOf } from "@tm/flow";
 import type { Runtime } from "@tm/kit";
@@ -26,6 +26,7 @@ import {
   pauseSchedule,
   readSchedule,
   resumeSchedule,
+  type ScheduleRun,
   type ScheduleState,
   type StoredSchedule,
   saveSchedule,
@@ -55,12 +56,23 @@ function cronOf(schedule: Pick<StoredSchedule, "cron" | "timezone">): Cron {
   return new Cron(schedule.cron, { paused: true, ...(schedule.timezone ? { timezone: schedule.timezone } : {}) });
 }
 
-/** The schedule's next time after `afterMs`, its cron read in its time zone (an interval, `@every 90m`: the next
- *  multiple of it since the epoch); undefined when there is none. */
-export function nextRunAfter(schedule: Pick<StoredSchedule, "cron" | "timezone">, afterMs: number): number | undefined {
-  if (isInterval(schedule.cron)) return nextIntervalTime(intervalMsOf(schedule.cron), afterMs);
-  const cron = cronOf(schedule);
-  return cron.nextRun(new Date(afterMs))?.getTime();
+/** The schedule's next time after `afterMs` within its window (start_at, end_at), its cron read in its time zone (an
+ *  interval, `@every 90m`: the next multiple of it since the epoch); undefined when there is none. */
+export function nextRunAfter(
+  schedule: Pick<StoredSchedule, "cron" | "timezone" | "startAtMs" | "endAtMs">,
+  afterMs: number,
+): number | undefined {
+  // A time at start_at itself counts: "after" is from a moment before it.
+  const from = schedule.startAtMs === undefined ? afterMs : Math.max(afterMs, schedule.startAtMs - 1);
+  const next = isInterval(schedule.cron)
+    ? nextIntervalTime(intervalMsOf(schedule.cron), from)
+    : cronOf(schedule).nextRun(new Date(from))?.getTime();
+  return next !== undefined && schedule.endAtMs !== undefined && next > schedule.endAtMs ? undefined : next;
+}
+
+/** Whether a schedule has made the most runs it may (max_runs). */
+export function runsUsedUp(schedule: Pick<StoredSchedule, "maxRuns">, lastRun: ScheduleRun | undefined): boolean {
+  return schedule.maxRuns !== undefined && (lastRun?.runs ?? 0) >= schedule.maxRuns;
 }
 
 export interface ScheduleLimits {
@@ -93,14 +105,22 @@ export function parseSchedule(
       "an interval (@every) counts from 1970-01-01T00:00:00Z: leave the time zone empty",
     );
   }
+  const window = parseWindow(given, nowMs);
   let nextMs: number | undefined;
   try {
-    nextMs = nextRunAfter({ cron, timezone }, nowMs);
+    nextMs = nextRunAfter({ cron, timezone, ...window }, nowMs);
   } catch (error) {
     const field = /timezone/i.test(String((error as Error).message)) ? "schedule.timezone" : "schedule.cron";
     throw invalid(field, `${(error as Error).message.slice(0, 200)}`);
   }
-  if (nextMs === undefined) throw invalid("schedule.cron", `"${cron}" names no time from now on`);
+  if (nextMs === undefined) {
+    throw invalid(
+      "schedule.cron",
+      window.endAtMs === undefined
+        ? `"${cron}" names no time from now on`
+        : `"${cron}" names no time from now on before end_at (${new Date(window.endAtMs).toISOString()})`,
+    );
+  }
   const task = parseTemplate(given.task, limits);
   const overlap = parseOverlap(given.overlap);
   const startingDeadlineMs = given.startingDeadline ? parseStartingDeadline(given.startingDeadline) : undefined;
@@ -114,8 +134,29 @@ export function parseSchedule(
       createdBy,
       ...(overlap ? { overlap } : {}),
       ...(startingDeadlineMs ? { startingDeadlineMs } : {}),
+      ...window,
+      ...(given.maxRuns > 0 ? { maxRuns: given.maxRuns } : {}),
     },
     nextMs,
+  };
+}
+
+/** start_at and end_at in ms, checked: end_at in the future and after start_at; INVALID_ARGUMENT naming the field. */
+function parseWindow(
+  given: { startAt?: Timestamp | undefined; endAt?: Timestamp | undefined },
+  nowMs: number,
+): Pick<StoredSchedule, "startAtMs" | "endAtMs"> {
+  const startAtMs = given.startAt ? timestampMs(given.startAt) : undefined;
+  const endAtMs = given.endAt ? timestampMs(given.endAt) : undefined;
+  if (endAtMs !== undefined && endAtMs <= nowMs) {
+    throw invalid("schedule.end_at", `${new Date(endAtMs).toISOString()} has passed: the schedule would never run`);
+  }
+  if (startAtMs !== undefined && endAtMs !== undefined && endAtMs <= startAtMs) {
+    throw invalid("schedule.end_at", "must be after start_at");
+  }
+  return {
+    ...(startAtMs === undefined ? {} : { startAtMs }),
+    ...(endAtMs === undefined ? {} : { endAtMs }),
   };
 }
 
@@ -238,6 +279,12 @@ export function scheduleToProto({
     ...(paused ? { paused: true, pausedAt: timestampFromIso(paused.at), pausedBy: paused.by } : {}),
     overlap: schedule.overlap === "skip" ? ScheduleOverlap.SKIP : ScheduleOverlap.ALLOW,
     ...(schedule.startingDeadlineMs ? { startingDeadline: durationFromMs(schedule.startingDeadlineMs) } : {}),
+    ...(schedule.startAtMs === undefined ? {} : { startAt: timestampFromMs(schedule.startAtMs) }),
+    ...(schedule.endAtMs === undefined ? {} : { endAt: timestampFromMs(schedule.endAtMs) }),
+    maxRuns: schedule.maxRuns ?? 0,
+    runs: lastRun?.runs ?? 0,
+    // No next time while not paused: its window has passed or its runs are used up.
+    ended: !paused && nextMs === undefined,
   };
 }
 
@@ -266,7 +313,14 @@ export function scheduleHandlers(
 
   return {
     async createSchedule(request: CreateScheduleRequest, caller: string | undefined) {
-      const { schedule, nextMs } = parseSchedule(request, limits, Date.now(), caller ?? "");
+      const parsed = parseSchedule(request, limits, Date.now(), caller ?? "");
+      const { schedule } = parsed;
+      // A replaced schedule keeps the count of its runs: one that has made its max_runs already has no next time.
+      const previous =
+        request.replace && schedule.maxRuns !== undefined
+          ? await redis("reading the schedule", () => scheduleState(rt.redis, schedule.id))
+          : undefined;
+      const nextMs = runsUsedUp(schedule, previous?.lastRun) ? undefined : parsed.nextMs;
       const count = await redis("counting schedules", () => countSchedules(rt.redis));
       if (count >= MAX_SCHEDULES && !request.replace) {
         throw new ConnectError(
@@ -326,8 +380,10 @@ export function scheduleHandlers(
       checkId(id);
       const schedule = await redis("reading the schedule", () => readSchedule(rt.redis, id));
       if (!schedule) throw new ConnectError(`schedule ${id} not found`, Code.NotFound);
-      // From its first time after now: the times passed while it was paused are not made up.
-      const nextMs = nextRunAfter(schedule, Date.now());
+      // From its first time after now: the times passed while it was paused are not made up. One whose runs are used
+      // up stays ended.
+      const { lastRun } = await stateOf(id);
+      const nextMs = runsUsedUp(schedule, lastRun) ? undefined : nextRunAfter(schedule, Date.now());
       const outcome = await redis("resuming the schedule", () => resumeSchedule(rt.redis, id, nextMs));
       if (outcome === "not_found") throw new ConnectError(`schedule ${id} not found`, Code.NotFound);
       if (outcome === "resumed") await audit("schedule_resumed", { scheduleId: id, by: caller ?? "" });

@@ -4,7 +4,7 @@
  * retried under the same key; a deleted schedule stops; bad input is INVALID_ARGUMENT naming the field.
  */
 import { create, type MessageInitShape } from "@bufbuild/protobuf";
-import { DurationSchema, timestampDate } from "@bufbuild/protobuf/wkt";
+import { DurationSchema, timestampDate, timestampFromMs } from "@bufbuild/protobuf/wkt";
 import { Code, ConnectError } from "@connectrpc/connect";
 import { Subjects, type TaskMessage } from "@tm/flow";
 import type { Runtime } from "@tm/kit";
@@ -139,6 +139,68 @@ describe("a schedule run by two gateway replicas", () => {
     // A run already under way when it was deleted may still land (at most one per replica).
     expect((await runsOf("every-second")).length).toBeLessThanOrEqual(after + 1);
     expect(await clients.redis.zscore(Keys.scheduleNext, "every-second")).toBeNull();
+  });
+
+  test("max_runs: its last run ends it (one task per run, counted across replicas); resumed it stays ended, replaced with more it goes on", async () => {
+    await quiet.admin.createSchedule({ schedule: { ...schedule({ id: "three-times" }), maxRuns: 3 } });
+    await waitFor(
+      "it ended",
+      async () => (await quiet.admin.listSchedules({})).schedules.find((s) => s.id === "three-times")?.ended === true,
+      { timeoutMs: 15_000 },
+    );
+    const ended = (await quiet.admin.listSchedules({})).schedules.find((s) => s.id === "three-times");
+    expect(ended).toMatchObject({ maxRuns: 3, runs: 3, ended: true, paused: false });
+    expect(ended?.nextRunAt).toBeUndefined();
+    // No next time is left for any replica to run: exactly three tasks, one per time.
+    expect(await clients.redis.zscore(Keys.scheduleNext, "three-times")).toBeNull();
+    const runs = await runsOf("three-times");
+    expect(runs).toHaveLength(3);
+    expect(new Set(runs.map((run) => run.metadata.scheduled_for)).size).toBe(3);
+    // Paused and resumed: still ended.
+    await quiet.admin.pauseSchedule({ id: "three-times" });
+    const resumed = await quiet.admin.resumeSchedule({ id: "three-times" });
+    expect(resumed.schedule).toMatchObject({ ended: true, runs: 3 });
+    expect(resumed.schedule?.nextRunAt).toBeUndefined();
+    // Replaced with the same limit: still ended (the count is kept); with a higher one, it goes on to it.
+    const same = await quiet.admin.createSchedule({
+      schedule: { ...schedule({ id: "three-times" }), maxRuns: 3 },
+      replace: true,
+    });
+    expect(same.schedule).toMatchObject({ ended: true, runs: 3 });
+    const more = await quiet.admin.createSchedule({
+      schedule: { ...schedule({ id: "three-times" }), maxRuns: 4 },
+      replace: true,
+    });
+    expect(more.schedule).toMatchObject({ ended: false, runs: 3, maxRuns: 4 });
+    await waitFor(
+      "its fourth and last run",
+      async () => (await quiet.admin.listSchedules({})).schedules.find((s) => s.id === "three-times")?.ended === true,
+      { timeoutMs: 15_000 },
+    );
+    expect(await runsOf("three-times")).toHaveLength(4);
+    await quiet.admin.deleteSchedule({ id: "three-times" });
+  });
+
+  test("end_at: no run after it, then it has ended; start_at: none before it", async () => {
+    const endAt = Date.now() + 2_500;
+    await quiet.admin.createSchedule({
+      schedule: { ...schedule({ id: "until-soon" }), endAt: timestampFromMs(endAt) },
+    });
+    await waitFor(
+      "it ended",
+      async () => (await quiet.admin.listSchedules({})).schedules.find((s) => s.id === "until-soon")?.ended === true,
+      { timeoutMs: 15_000 },
+    );
+    const times = (await runsOf("until-soon")).map((run) => Date.parse(run.metadata.scheduled_for!));
+    expect(times.length).toBeGreaterThan(0);
+    for (const time of times) expect(time).toBeLessThanOrEqual(endAt);
+    const startAt = Math.ceil((Date.now() + 3_600_000) / 1_000) * 1_000;
+    const { schedule: later } = await quiet.admin.createSchedule({
+      schedule: { ...schedule({ id: "from-later" }), startAt: timestampFromMs(startAt) },
+    });
+    expect(timestampDate(later!.nextRunAt!).getTime()).toBe(startAt);
+    expect(later).toMatchObject({ ended: false, runs: 0 });
+    for (const id of ["until-soon", "from-later"]) await quiet.admin.deleteSchedule({ id });
   });
 
   test("a paused schedule submits nothing, keeps its pause when replaced, and resumes from now", async () => {
@@ -442,6 +504,19 @@ test("bad schedules are INVALID_ARGUMENT naming the field; an existing id is ALR
   });
   expect(await invalid({ id: "x", cron: "@every 0s" })).toMatchObject({
     message: 'schedule.cron: "@every 0s": the interval must be from 1s to 366d',
+  });
+  const at = (ms: number) => timestampFromMs(ms);
+  const refused = async (extra: object) =>
+    rejection(quiet.admin.createSchedule({ schedule: { ...schedule({ id: "x" }), ...extra } }));
+  expect(await refused({ endAt: at(Date.now() - 1_000) })).toMatchObject({
+    code: Code.InvalidArgument,
+    message: expect.stringMatching(/^schedule\.end_at: .* has passed: the schedule would never run$/),
+  });
+  expect(await refused({ startAt: at(Date.now() + 7_200_000), endAt: at(Date.now() + 3_600_000) })).toMatchObject({
+    message: "schedule.end_at: must be after start_at",
+  });
+  expect(await refused({ cron: "@every 366d", endAt: at(Date.now() + 60_000) })).toMatchObject({
+    message: expect.stringMatching(/^schedule\.cron: "@every 366d" names no time from now on before end_at \(/),
   });
   expect(await invalid({ id: "x", cron: "@every 90m", timezone: "Europe/Berlin" })).toMatchObject({
     message: "schedule.timezone: an interval (@every) counts from 1970-01-01T00:00:00Z: leave the time zone empty",

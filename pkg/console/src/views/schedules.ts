@@ -215,10 +215,14 @@ export const schedulesView: View = (main) => {
         (schedule.startingDeadline
           ? `, skips runs later than ${duration(durationMs(schedule.startingDeadline))}`
           : "") +
-        (schedule.task && limitsOf(schedule.task) ? `; ${limitsOf(schedule.task)}` : ""),
+        (schedule.task && limitsOf(schedule.task) ? `; ${limitsOf(schedule.task)}` : "") +
+        (schedule.maxRuns > 0 ? `; ${schedule.runs} of ${schedule.maxRuns} runs` : "") +
+        (schedule.endAt ? `; until ${formatTime(dateOf(schedule.endAt))}` : ""),
       schedule.paused
         ? `paused${schedule.pausedBy ? ` by ${schedule.pausedBy}` : ""}`
-        : when(schedule.nextRunAt, now, "never"),
+        : schedule.ended
+          ? "ended"
+          : when(schedule.nextRunAt, now, "never"),
       when(schedule.lastRunAt, now, "—"),
       schedule.lastTaskId ? h("a", { href: `/tasks/${schedule.lastTaskId}`, class: "mono" }, schedule.lastTaskId) : "—",
       schedule.createdBy || "—",

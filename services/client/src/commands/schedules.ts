@@ -1,7 +1,7 @@
 /** `taskctl schedule add|ls|rm|pause|resume|run`: recurring tasks (AdminService CreateSchedule, ListSchedules,
  *  DeleteSchedule, PauseSchedule, ResumeSchedule, RunSchedule). */
 import { type DescMessage, type MessageShape, toJson } from "@bufbuild/protobuf";
-import { durationFromMs } from "@bufbuild/protobuf/wkt";
+import { durationFromMs, timestampFromDate } from "@bufbuild/protobuf/wkt";
 import {
   type AdminClient,
   CreateScheduleResponseSchema,
@@ -73,6 +73,9 @@ export async function scheduleCommand(io: Io, client: AdminClient, invocation: S
             ...(invocation.startingDeadlineMs === undefined
               ? {}
               : { startingDeadline: durationFromMs(invocation.startingDeadlineMs) }),
+            ...(invocation.startAt ? { startAt: timestampFromDate(invocation.startAt) } : {}),
+            ...(invocation.endAt ? { endAt: timestampFromDate(invocation.endAt) } : {}),
+            ...(invocation.maxRuns ? { maxRuns: invocation.maxRuns } : {}),
             task: {
               type: invocation.type,
               ...(invocation.payload ? { payload: invocation.payload } : {}),
