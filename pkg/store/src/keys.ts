@@ -31,7 +31,7 @@
  *                       bounded by the gateway's maximum delay (entries due more than taskTtlSeconds ago are trimmed)
  *   schedules           hash: schedule id → the recurring task's schedule (JSON)   one field per schedule (capped)
  *   schedule_next       sorted set: schedule id → when it runs next (ms)           one entry per schedule
- *   schedule_last_run   hash: schedule id → JSON {at, taskId} of its latest run    one field per schedule
+ *   schedule_last_run   hash: schedule id → JSON {at, taskId, runs} of its latest run   one field per schedule
  *   schedule_paused     hash: schedule id → JSON {at, by} while it is paused         one field per schedule
  *   requeue_sweep_lease string: the gateway replica running this round of the requeue sweep   TTL one sweep interval
  *   queue_paused        hash: priority → JSON {at, by} for each worker queue an operator paused (at most three fields)
