@@ -1,7 +1,8 @@
 /**
  * Recurring tasks: `schedules` (hash: id → the schedule as JSON, as the operator created it), `schedule_next` (sorted
- * set: id → when it next runs, ms), `schedule_last_run` (hash: id → JSON {at, taskId, runs} of its latest run, runs counting its runs for max_runs) and
- * `schedule_paused` (hash: id → JSON {at, by} while paused; a paused schedule has no `schedule_next` entry). All four
+ * set: id → when it next runs, ms), `schedule_last_run` (hash: id → JSON {at, taskId, runs} of its latest run, `runs`
+ * counting its runs for max_runs) and `schedule_paused` (hash: id → JSON {at, by} while paused; a paused or ended
+ * schedule has no `schedule_next` entry). All four
  * hold one entry per schedule, and schedules are created by operators only and capped (the gateway's limit).
  * A run is claimed by no lock: the gateway submits the run's task under an idempotency key made of the schedule and
  * the time (so two replicas, or a replica retrying after a crash, make one task), then moves the schedule's next time
