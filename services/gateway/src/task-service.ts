@@ -604,6 +604,10 @@ export function taskServiceHandlers(
     async promoteTask(request, ctx) {
       const taskId = parseTaskId(request.taskId);
       const task = await requireTask(taskId, ctx);
+      // Running it now adds its message to TASKS, as a submission does: refused alike while the gateway sheds load
+      // (its release would wait anyway; the caller is told, and the task keeps its time).
+      const refusal = options.shedding?.();
+      if (refusal) throw new ConnectError(refusal, Code.Unavailable);
       const { previousRunAtMs, runAtMs } = await promoteTask(rt, redisCall, task, callerOf(ctx));
       options
         .releaseDue?.()

@@ -3,6 +3,8 @@
  * submissions are refused with UNAVAILABLE naming it, before new messages would discard its oldest; once the backlog
  * is back under the threshold, they are taken again.
  */
+import { create } from "@bufbuild/protobuf";
+import { DurationSchema, timestampDate } from "@bufbuild/protobuf/wkt";
 import { Code, ConnectError } from "@connectrpc/connect";
 import { STREAMS, Subjects } from "@tm/flow";
 import { useInfra, waitFor } from "@tm/testkit";
@@ -43,6 +45,11 @@ describe("a consumer whose backlog nears its stream's limits", () => {
       filter_subject: Subjects.ingest,
       ack_policy: AckPolicy.Explicit,
     });
+    // A delayed task, submitted before: waiting in Redis, it adds nothing to the stream until its time.
+    const { taskId: delayed } = await g.client.submitTask({
+      type: "echo",
+      schedule: { case: "delay", value: create(DurationSchema, { seconds: 3_600n }) },
+    });
     let accepted = 0;
     let refused: ConnectError | undefined;
     await waitFor(
@@ -74,12 +81,15 @@ describe("a consumer whose backlog nears its stream's limits", () => {
     for (const call of [
       () => g.admin.replayDeadLetters({ ids: ["TASKS:1:1"] }),
       () => g.admin.requeueTasks({ taskIds: [crypto.randomUUID()] }),
+      // Running a delayed task now would add its message too.
+      () => g.client.promoteTask({ taskId: delayed }),
     ]) {
       const shed = await refusalOf(call());
       expect(shed?.code).toBe(Code.Unavailable);
       expect(shed?.rawMessage).toMatch(/^the pipeline is shedding load: the backlog of consumer held-ingest/);
     }
     expect((await refusalOf(g.admin.requeueTasks({ taskIds: ["nope"] })))?.code).toBe(Code.InvalidArgument);
+    expect((await refusalOf(g.client.promoteTask({ taskId: crypto.randomUUID() })))?.code).toBe(Code.NotFound);
 
     // The consumer catches up: submissions are taken again.
     const held = await nc.jetstream().consumers.get(STREAMS.tasks, "held-ingest");
@@ -91,6 +101,11 @@ describe("a consumer whose backlog nears its stream's limits", () => {
     await waitFor("a submission accepted again", async () => !(await refusalOf(g.client.submitTask({ type: "echo" }))));
     expect(await metric("tm_gateway_shedding")).toMatch(/ 0$/);
     expect((await g.admin.getQueueStats({})).shedding).toBe("");
+    // The delayed task kept its time through the refusal (cancelled now: its release would add to the next tests'
+    // stream).
+    const { task } = await g.client.getTask({ taskId: delayed });
+    expect(timestampDate(task!.runAt!).getTime()).toBeGreaterThan(Date.now() + 3_000_000);
+    await g.client.cancelTask({ taskId: delayed, reason: "test done" });
     // Gone, with what it held, for the next test.
     await jsm.consumers.delete(STREAMS.tasks, "held-ingest");
     await jsm.streams.purge(STREAMS.tasks);

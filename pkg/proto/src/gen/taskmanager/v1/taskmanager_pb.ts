@@ -1285,7 +1285,8 @@ export const TaskService: GenService<{
    * job.promote(): it becomes due at once (its run_at is now, from which expires_after then counts) and a gateway
    * queues it within GATEWAY_DELAYED_POLL_MS. NOT_FOUND for an unknown task (or another caller's, when tasks are
    * isolated); FAILED_PRECONDITION when it is not waiting for its time (it was not delayed, or was released already,
-   * or is finished or cancelled).
+   * or is finished or cancelled); UNAVAILABLE while the gateway sheds load (GATEWAY_SHED_BACKLOG_RATIO: running it now
+   * would add to a backlog near its stream's limits), the task keeping its time.
    *
    * @generated from rpc taskmanager.v1.TaskService.PromoteTask
    */
