@@ -26,7 +26,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { promisify } from "node:util";
 import { create } from "@bufbuild/protobuf";
-import { DurationSchema } from "@bufbuild/protobuf/wkt";
+import { DurationSchema, timestampDate } from "@bufbuild/protobuf/wkt";
 import { StatusEventSchema, statusEvent } from "@tm/flow";
 import { createAdminClient, Priority, RetryBackoffSchema, ScheduleOverlap, TaskState } from "@tm/proto";
 import {
@@ -1008,6 +1008,13 @@ describe.skipIf(!existsSync(CHROMIUM))("web console", () => {
     expect((await admin.listSchedules({})).schedules.map((s) => s.id)).not.toContain("console-made");
 
     await form.getByLabel("Payload (JSON object)").fill('{"from": "the console"}');
+    // A malformed end is refused here, naming it; then a window and a run limit.
+    await form.getByLabel(/^End at/).fill("next week");
+    await form.getByRole("button", { name: "Create schedule" }).click();
+    await page.waitForSelector("[role=status]:text-matches('the end must be an ISO time')", { timeout: 15_000 });
+    const endAt = new Date(Math.ceil((Date.now() + 86_400_000) / 1_000) * 1_000);
+    await form.getByLabel(/^End at/).fill(endAt.toISOString());
+    await form.getByLabel(/^Max runs/).fill("3");
     await form.getByLabel("Priority").selectOption("HIGH");
     await form.getByLabel("Skip a run while the previous one's task is unfinished").check();
     await form.getByRole("button", { name: "Create schedule" }).click();
@@ -1018,8 +1025,10 @@ describe.skipIf(!existsSync(CHROMIUM))("web console", () => {
     expect(made).toMatchObject({
       cron: "*/5 * * * *",
       overlap: ScheduleOverlap.SKIP,
+      maxRuns: 3,
       task: { type: "echo", priority: Priority.HIGH, payload: { from: "the console" } },
     });
+    expect(timestampDate(made!.endAt!).getTime()).toBe(endAt.getTime());
     await page
       .getByRole("row")
       .filter({ has: page.getByRole("cell", { name: "console-made" }) })

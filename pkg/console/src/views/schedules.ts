@@ -4,7 +4,7 @@
  *  replacing one with the same id), as `taskctl schedule add`. The gateway checks every field and names the one it
  *  refuses. */
 import type { JsonObject } from "@bufbuild/protobuf";
-import { durationFromMs, durationMs } from "@bufbuild/protobuf/wkt";
+import { durationFromMs, durationMs, timestampFromDate } from "@bufbuild/protobuf/wkt";
 import { Code, ConnectError } from "@connectrpc/connect";
 import { Priority, type Schedule, ScheduleOverlap } from "@tm/proto/web";
 import { admin, errorText } from "../api.js";
@@ -48,6 +48,10 @@ export const schedulesView: View = (main) => {
   const expiresInput = input("expires-after", { placeholder: "1h" });
   // `--succeeded-retention`: how long each run's task is kept once it succeeded; empty: the deployment's.
   const succeededRetentionInput = input("succeeded-retention", { placeholder: "1h" });
+  // Its window and run limit (`--start-at`, `--end-at`, `--max-runs`); empty: none.
+  const startAtInput = input("start-at", { placeholder: "2027-01-04T00:00:00Z" });
+  const endAtInput = input("end-at", { placeholder: "2027-01-31T00:00:00Z" });
+  const maxRunsInput = input("max-runs", { type: "number", min: "1", step: "1", placeholder: "no limit" });
   const replaceBox = input("replace", { type: "checkbox" });
   const createButton = h("button", { type: "submit" }, "Create schedule") as HTMLButtonElement;
   const form = h(
@@ -61,6 +65,9 @@ export const schedulesView: View = (main) => {
     field("Payload (JSON object)", payloadInput),
     h("label", { class: "inline" }, skipOverlap, " Skip a run while the previous one's task is unfinished"),
     field(`Starting deadline (${DURATION_HINT}, 1d; empty: run however late)`, deadlineInput),
+    field("Start at (ISO time; empty: now)", startAtInput),
+    field("End at (ISO time; empty: never)", endAtInput),
+    field("Max runs (empty: no limit)", maxRunsInput),
     h(
       "fieldset",
       { class: "filters" },
@@ -110,6 +117,10 @@ export const schedulesView: View = (main) => {
     if (typeof limits === "string") return refuse(limits);
     const deadlineMs = durationField(deadlineInput.value);
     if (deadlineMs === null) return refuse(`the starting deadline must be a duration like ${DURATION_HINT}, 1d.`);
+    const startAt = timeField(startAtInput.value);
+    if (startAt === null) return refuse("the start must be an ISO time such as 2027-01-04T00:00:00Z.");
+    const endAt = timeField(endAtInput.value);
+    if (endAt === null) return refuse("the end must be an ISO time such as 2027-01-31T00:00:00Z.");
     const id = idInput.value.trim();
     const replacing = replaceBox.checked;
     const existed = listedIds.has(id);
@@ -125,6 +136,9 @@ export const schedulesView: View = (main) => {
             timezone: timezoneInput.value.trim(),
             overlap: skipOverlap.checked ? ScheduleOverlap.SKIP : ScheduleOverlap.ALLOW,
             ...(deadlineMs === undefined ? {} : { startingDeadline: durationFromMs(deadlineMs) }),
+            ...(startAt === undefined ? {} : { startAt: timestampFromDate(startAt) }),
+            ...(endAt === undefined ? {} : { endAt: timestampFromDate(endAt) }),
+            ...(maxRunsInput.value === "" ? {} : { maxRuns: maxRunsInput.valueAsNumber }),
             task: {
               type: typeInput.value.trim(),
               priority: Priority[prioritySelect.value as keyof typeof Priority] ?? Priority.MEDIUM,
@@ -297,6 +311,14 @@ export const schedulesView: View = (main) => {
 
 const DURATION_HINT = "30s, 15m, 2h";
 const DURATION_UNIT_MS: Record<string, number> = { ms: 1, s: 1_000, m: 60_000, h: 3_600_000, d: 86_400_000 };
+
+/** A time field's text (an ISO time, "2027-01-31T00:00:00Z") as a Date: undefined when empty, null when malformed. */
+function timeField(text: string): Date | undefined | null {
+  const trimmed = text.trim();
+  if (!trimmed) return undefined;
+  const ms = Date.parse(trimmed);
+  return /^\d{4}-\d{2}-\d{2}T/.test(trimmed) && !Number.isNaN(ms) ? new Date(ms) : null;
+}
 
 /** A duration field's text ("30s", "15m", "2h", "1d", "500ms"; a bare number is seconds) in ms: undefined when
  *  empty, null when malformed. */
