@@ -128,7 +128,7 @@ describe.concurrent("fuzzing the gRPC API", () => {
     expect(error?.rawMessage).toMatch(/recursion depth/);
   });
 
-  test("GetTask, CancelTask, PromoteTask and StreamTaskStatus answer OK or a client error to any id", async ({
+  test("GetTask, CancelTask, PromoteTask, GetTaskLogs and StreamTaskStatus answer OK or a client error to any id and cursor", async ({
     expect,
   }) => {
     const failures: string[] = [];
@@ -136,15 +136,21 @@ describe.concurrent("fuzzing the gRPC API", () => {
       get: (id: string) => client.getTask({ taskId: id }),
       cancel: (id: string) => client.cancelTask({ taskId: id, reason: "fuzz" }),
       promote: (id: string) => client.promoteTask({ taskId: id }),
+      // Here the random text is the cursor (checked before the task is looked up), the limit from its length.
+      logs: (text: string) => client.getTaskLogs({ taskId: crypto.randomUUID(), after: text, limit: text.length * 40 }),
       // Only random ids reach here, so a stream never opens on a live task; its first answer is the outcome.
       stream: async (id: string) => {
         for await (const _ of client.streamTaskStatus({ taskId: id }, { signal: AbortSignal.timeout(5_000) })) break;
       },
     };
     await fc.assert(
-      fc.asyncProperty(fc.constantFrom("get", "cancel", "promote", "stream" as const), taskId, async (rpc, id) => {
-        checkClientCode(failures, await codeOf(() => calls[rpc](id)), { rpc, id });
-      }),
+      fc.asyncProperty(
+        fc.constantFrom("get", "cancel", "promote", "logs", "stream" as const),
+        taskId,
+        async (rpc, id) => {
+          checkClientCode(failures, await codeOf(() => calls[rpc](id)), { rpc, id });
+        },
+      ),
       { numRuns: RUNS },
     );
     expect(failures).toEqual([]);

@@ -2,7 +2,8 @@
  * Fault: a worker is killed (SIGKILL) after its handler submitted child tasks (ctx.submitTask) and before the parent
  * finished. After AckWait the parent is redelivered to another worker, whose attempt submits the same children again:
  * the gateway hands back the ones the dead attempt made (their idempotency keys are derived from the parent, not the
- * attempt), so the pipeline holds each child once, each ran once, and the parent SUCCEEDED listing them.
+ * attempt), so the pipeline holds each child once, each ran once, and the parent SUCCEEDED listing them. What the
+ * killed attempt logged (ctx.log) before it died is kept with the task, the retry's lines after it, none twice.
  */
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -22,9 +23,12 @@ writeFileSync(
   MODULE,
   `export const handlers = [{
   type: "fan-out",
-  async run(payload, { attempt, submitTask, signal }) {
+  async run(payload, { attempt, submitTask, signal, log }) {
     const children = [];
-    for (let i = 0; i < payload.children; i++) children.push(await submitTask({ type: "echo", payload: { i } }));
+    for (let i = 0; i < payload.children; i++) {
+      children.push(await submitTask({ type: "echo", payload: { i } }));
+      log.warn({ i }, "child submitted"); // warn: the test kit runs the services at LOG_LEVEL=warn
+    }
     if (attempt === 1) await new Promise((_, reject) => signal.addEventListener("abort", () => reject(signal.reason)));
     return { children: children.map((c) => c.taskId), found: children.filter((c) => c.deduplicated).length, attempt };
   },
@@ -63,6 +67,11 @@ test("a worker SIGKILLed after submitting children: the retry gets the same chil
     const { task } = await pipeline.client.getTask({ taskId });
     return task?.childrenTotal === CHILDREN;
   });
+  // Its lines are written within 250 ms of being logged: stored before the kill.
+  await waitFor(
+    "the first attempt's lines kept with the task",
+    async () => (await pipeline.client.getTaskLogs({ taskId })).lines.length === CHILDREN,
+  );
   const workers = ["kids-1", "kids-2"].map((key) => pipeline.services.get(key)!);
   let counts: number[] = [];
   await waitFor("the worker running the parent", async () => {
@@ -80,6 +89,12 @@ test("a worker SIGKILLed after submitting children: the retry gets the same chil
   expect(result.found).toBe(CHILDREN);
   expect(task?.childrenTotal).toBe(CHILDREN);
   expect(new Set(task?.children)).toEqual(new Set(result.children));
+  // The killed attempt's lines, then the retry's, each once.
+  const { lines } = await pipeline.client.getTaskLogs({ taskId });
+  expect(lines.map((line) => [line.attempt, line.message, line.fields?.i])).toEqual([
+    ...[0, 1, 2].map((i) => [1, "child submitted", i]),
+    ...[0, 1, 2].map((i) => [2, "child submitted", i]),
+  ]);
   for (const [i, child] of result.children.entries()) {
     const updates = await collectStream(pipeline.client, child, 30_000);
     expect(updates.at(-1)?.status?.state).toBe(TaskState.SUCCEEDED);

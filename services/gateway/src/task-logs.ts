@@ -41,15 +41,15 @@ function lineToProto(line: StoredLine): MessageInitShape<typeof TaskLogLineSchem
   };
 }
 
-/** A page of the task's log. Its status is read first: a task finished then has every line stored already (a worker
- *  stores an attempt's lines before publishing its outcome), so `finished` never ends a follower early. */
+/** A page of the task's log (`page`: logPageOf's). Its status is read first: a task finished then has every line
+ *  stored already (a worker stores an attempt's lines before publishing its outcome), so `finished` never ends a
+ *  follower early. */
 export async function taskLogPage(
   rt: Runtime,
   redisCall: RedisCall,
   taskId: string,
-  request: Pick<GetTaskLogsRequest, "after" | "limit">,
+  page: { after: string; limit: number },
 ): Promise<MessageInitShape<typeof GetTaskLogsResponseSchema>> {
-  const page = logPageOf(request);
   const status = await redisCall("reading the task status", () => readStatus(rt.redis, taskId));
   const { lines, nextCursor, total, dropped } = await redisCall("reading the task's log", () =>
     readTaskLog(rt.redis, taskId, page),

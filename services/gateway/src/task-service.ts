@@ -65,7 +65,7 @@ import {
 import { checkBatchSize, submitEach } from "./submit-batch.js";
 import { checkDependencies, dependencyFailed } from "./task-dependencies.js";
 import type { TaskIsolation } from "./task-isolation.js";
-import { taskLogPage } from "./task-logs.js";
+import { logPageOf, taskLogPage } from "./task-logs.js";
 import { parseTaskId, type SubmissionRequest, validateSubmission } from "./validation.js";
 
 export interface TaskServiceOptions {
@@ -622,8 +622,10 @@ export function taskServiceHandlers(
 
     async getTaskLogs(request, ctx) {
       const taskId = parseTaskId(request.taskId);
+      // Bad input is told before anything is read.
+      const page = logPageOf(request);
       await requireTask(taskId, ctx);
-      return taskLogPage(rt, redisCall, taskId, request);
+      return taskLogPage(rt, redisCall, taskId, page);
     },
   };
 }

@@ -84,4 +84,6 @@ test("a malformed cursor, a page over the limit and a malformed id are INVALID_A
     rawMessage: `limit: at most ${MAX_LOG_PAGE} lines a page (got ${MAX_LOG_PAGE + 1})`,
   });
   expect((await refusal({ taskId: "not-an-id" }))?.code).toBe(Code.InvalidArgument);
+  // Bad input is told before the task is looked up: an unknown task with a bad cursor is INVALID_ARGUMENT.
+  expect((await refusal({ taskId: crypto.randomUUID(), after: "x" }))?.code).toBe(Code.InvalidArgument);
 });
