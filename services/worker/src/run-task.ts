@@ -310,10 +310,12 @@ export function createTaskRunner({
         { signal: controller.signal, keepAlive: () => heartbeat?.refresh() },
       ));
     let dependencies: Promise<DependencyOutcome[]> | undefined;
-    // Made with ctx.log, or with a handler thread's first line: most handlers log nothing.
+    // Made with ctx.log, or with a handler thread's first line: most handlers log nothing. Not once the attempt is
+    // over (a handler that ignored its abort and logs on: its lines go to the worker's log only).
     let attemptLog: AttemptLog | undefined;
+    let attemptOver = false;
     const taskLog = () => {
-      if (taskLogSettings && !attemptLog) {
+      if (taskLogSettings && !attemptLog && !attemptOver) {
         attemptLog = new AttemptLog(taskLogSettings, { taskId, attempt: ctx.attempt, generation, omit: workerFields });
       }
       return attemptLog;
@@ -375,6 +377,7 @@ export function createTaskRunner({
       ctx.signal.removeEventListener("abort", onShutdown);
       forget();
       // Its lines kept before its outcome is published: whoever sees the outcome finds them (bounded wait).
+      attemptOver = true;
       if (attemptLog) await attemptLog.close();
     }
     // Cancelled just as the handler finished: the gateway has already reported CANCELLED, so publish nothing.

@@ -174,6 +174,27 @@ test("a handler logging in a tight loop: the newest lines are kept, the rest cou
   expect(page).toMatchObject({ total: 5_000, dropped: 4_900 });
 });
 
+test("a handler that first logs after its attempt ended: its lines go to the worker's log only", async () => {
+  let logLate = () => {};
+  const late = defineHandler({
+    type: "echo",
+    payload: z.unknown(),
+    run: (_payload, ctx) =>
+      new Promise<object>(() => {
+        logLate = () => ctx.log.info("first words, too late");
+      }),
+  });
+  const { attempt, lines } = runnerWith(late, { timeoutMs: 100 });
+  const task = enrichedTask("echo", {});
+  expect(await attempt(task)).toMatchObject({ name: "TaskTimeoutError" });
+  logLate();
+  expect(lines.some((line) => line.includes("first words, too late"))).toBe(true);
+  // Past a flush interval, nothing was written for it.
+  const after = Date.now() + 400;
+  await waitFor("a flush interval to pass", () => Date.now() > after);
+  expect(await w.redis.exists(Keys.logs(task.taskId))).toBe(0);
+});
+
 test("WORKER_TASK_LOG_LINES=0: ctx.log writes to the worker's log only", async () => {
   const quiet = defineHandler({
     type: "echo",
