@@ -1,8 +1,9 @@
 /**
  * Recurring tasks (AdminService CreateSchedule / ListSchedules / DeleteSchedule; `taskctl schedule`): an operator names
  * a schedule, a cron expression (croner: five fields, or six with seconds; an IANA time zone, UTC by default) or an
- * interval (`@every 90m`: schedule-interval.ts) and the task to submit. The gateways' schedule runner (schedule-runner.ts) submits it at each time. The task template is
- * checked here as SubmitTask would check it, so a schedule never fires a task the gateway would refuse.
+ * interval (`@every 90m`: schedule-interval.ts), optionally a window (start_at, end_at) and a most of runs (max_runs),
+ * and the task to submit. The gateways' schedule runner (schedule-runner.ts) submits it at each time. The task
+ * template is checked here as SubmitTask would check it, so a schedule never fires a task the gateway would refuse.
  */
 import type { JsonObject, MessageInitShape } from "@bufbuild/protobuf";
 import { type Duration, durationFromMs, type Timestamp, timestampFromMs, timestampMs } from "@bufbuild/protobuf/wkt";
@@ -378,11 +379,9 @@ export function scheduleHandlers(
 
     async resumeSchedule(id: string, caller: string | undefined) {
       checkId(id);
-      const schedule = await redis("reading the schedule", () => readSchedule(rt.redis, id));
-      if (!schedule) throw new ConnectError(`schedule ${id} not found`, Code.NotFound);
       // From its first time after now: the times passed while it was paused are not made up. One whose runs are used
       // up stays ended.
-      const { lastRun } = await stateOf(id);
+      const { schedule, lastRun } = await stateOf(id);
       const nextMs = runsUsedUp(schedule, lastRun) ? undefined : nextRunAfter(schedule, Date.now());
       const outcome = await redis("resuming the schedule", () => resumeSchedule(rt.redis, id, nextMs));
       if (outcome === "not_found") throw new ConnectError(`schedule ${id} not found`, Code.NotFound);
