@@ -25,7 +25,7 @@ export const METRIC_CATALOGUE: readonly MetricDefinition[] = [
     kind: "counter",
     labels: ["type", "priority", "outcome"],
     services: ["gateway"],
-    help: "SubmitTask calls accepted; outcome accepted | deduplicated (idempotency key seen before)",
+    help: "SubmitTask calls accepted; outcome accepted | deduplicated (idempotency key seen before) | replaced (a waiting task replaced)",
   },
   {
     name: "tm_tasks_requeued_total",

@@ -57,6 +57,51 @@ export async function promoteDelayed(redis: Redis, taskId: string, nowMs: number
   return due === null ? undefined : Number(due);
 }
 
+// KEYS: tasks_delayed, task:<id>, tasks_unfinished. ARGV: id, the new time (ms), the new time (ISO), payload JSON,
+// metadata JSON, the record's TTL (s) from now. A task still waiting for its time (and still recorded, and not one
+// waiting for dependencies) takes the new payload, metadata and time, its record kept at least until then plus its
+// retention, its stall clock moved with it; answers its old time.
+const REPLACE_WAITING = luaScript(`
+local due = redis.call('ZSCORE', KEYS[1], ARGV[1])
+if not due or redis.call('EXISTS', KEYS[2]) == 0 or redis.call('HEXISTS', KEYS[2], 'dependsOn') == 1 then
+  return false
+end
+redis.call('ZADD', KEYS[1], ARGV[2], ARGV[1])
+redis.call('HSET', KEYS[2], 'runAt', ARGV[3], 'payload', ARGV[4], 'metadata', ARGV[5])
+redis.call('EXPIRE', KEYS[2], ARGV[6], 'GT')
+redis.call('ZADD', KEYS[3], 'XX', ARGV[2], ARGV[1])
+return due
+`);
+
+/**
+ * Replaces a delayed task that still waits for its time (SubmitTaskRequest.idempotency_key_reuse REPLACE_WAITING,
+ * a debounce): its payload and metadata, and its time, moved to `runAtMs`; the record lives at least `ttlSeconds` from
+ * now. The time it was due before, or undefined when it no longer waits (released already, cancelled, gone) or waits
+ * for dependencies: one script, so a releaser that took it first wins and the caller is told.
+ */
+export async function replaceWaiting(
+  redis: Redis,
+  taskId: string,
+  {
+    payload,
+    metadata,
+    runAtMs,
+    ttlSeconds,
+  }: {
+    payload: unknown;
+    metadata: Record<string, string>;
+    runAtMs: number;
+    ttlSeconds: number;
+  },
+): Promise<number | undefined> {
+  const due = (await REPLACE_WAITING.run(
+    redis,
+    [Keys.delayed, Keys.task(taskId), Keys.unfinished],
+    [taskId, runAtMs, new Date(runAtMs).toISOString(), JSON.stringify(payload), JSON.stringify(metadata), ttlSeconds],
+  )) as string | null;
+  return due === null ? undefined : Number(due);
+}
+
 /** Takes a task out of tasks_delayed (it was cancelled): true when it was there. */
 export async function forgetDelayed(redis: Redis, taskId: string): Promise<boolean> {
   return (await redis.zrem(Keys.delayed, taskId)) === 1;

@@ -47,8 +47,9 @@ export type Invocation =
       payload?: JsonObject;
       priority: Priority;
       idempotencyKey?: string;
-      /** --key-reuse after-finished: a key whose task has finished makes a new task (default: never). */
-      keyReuseAfterFinished: boolean;
+      /** --key-reuse: after-finished (a key whose task has finished makes a new task) or replace-waiting (that, and a
+       *  key whose task waits for its time has it replaced); absent: never. */
+      keyReuse?: "after-finished" | "replace-waiting";
       metadata: Record<string, string>;
       watch: boolean;
       /** Retries of an UNAVAILABLE submission (submit-retry.ts). */
@@ -326,7 +327,7 @@ export function parseCommandLine(argv: string[], env: NodeJS.ProcessEnv = {}, no
         ...(payloadText === undefined ? {} : { payload: parsePayload(payloadText) }),
         priority: parsePriority(str(values.priority)),
         ...(idempotencyKey ? { idempotencyKey } : {}),
-        keyReuseAfterFinished: parseKeyReuse(str(values["key-reuse"]), idempotencyKey !== undefined),
+        ...keyReuseOf(str(values["key-reuse"]), idempotencyKey !== undefined, schedule !== undefined),
         metadata: parseMetadata((values.meta as string[] | undefined) ?? []),
         watch: values.watch === true,
         retries: parseRetries(str(values.retries)),
@@ -582,13 +583,23 @@ function taskFilterFlags(values: Record<string, unknown>) {
   };
 }
 
-/** `submit --key-reuse never|after-finished`: whether a key whose task has finished makes a new task; only with
- *  --idempotency-key (a key taskctl makes up for its own retries is new each run). */
-function parseKeyReuse(text: string | undefined, hasKey: boolean): boolean {
-  if (text === undefined || text === "never") return false;
-  if (text !== "after-finished") throw new UsageError(`submit: --key-reuse is never or after-finished (got "${text}")`);
+/** `submit --key-reuse never|after-finished|replace-waiting`: when a key names a new task, or replaces its waiting
+ *  one; only with --idempotency-key (a key taskctl makes up for its own retries is new each run), replace-waiting
+ *  with --delay or --at. */
+function keyReuseOf(
+  text: string | undefined,
+  hasKey: boolean,
+  delayed: boolean,
+): { keyReuse?: "after-finished" | "replace-waiting" } {
+  if (text === undefined || text === "never") return {};
+  if (text !== "after-finished" && text !== "replace-waiting") {
+    throw new UsageError(`submit: --key-reuse is never, after-finished or replace-waiting (got "${text}")`);
+  }
   if (!hasKey) throw new UsageError("submit: --key-reuse goes with --idempotency-key");
-  return true;
+  if (text === "replace-waiting" && !delayed) {
+    throw new UsageError("submit: --key-reuse replace-waiting replaces a waiting task: it goes with --delay or --at");
+  }
+  return { keyReuse: text };
 }
 
 /** `submit --run-when succeeded|finished`: whether the task runs once its dependencies finished whatever the outcome. */

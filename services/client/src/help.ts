@@ -79,7 +79,7 @@ refused line (2 invalid, 4 unavailable, 5 other).`,
   --retries N             retries of the tasks answered UNAVAILABLE or rate limited (default 4, 0 to 20)`,
   ),
   submit: page(
-    "Usage: taskctl submit <type> [--payload JSON] [--priority high|medium|low] [--idempotency-key K [--key-reuse after-finished]] [--meta k=v ...] [--delay D | --at T] [--attempt-timeout D] [--heartbeat-timeout D] [--max-attempts N] [--retry-delay D [--retry-multiplier X] [--retry-max-delay D] [--retry-jitter F]] [--expires-after D] [--succeeded-retention D] [--depends-on ID,... [--run-when succeeded|finished]] [--watch] [--retries N]",
+    "Usage: taskctl submit <type> [--payload JSON] [--priority high|medium|low] [--idempotency-key K [--key-reuse after-finished|replace-waiting]] [--meta k=v ...] [--delay D | --at T] [--attempt-timeout D] [--heartbeat-timeout D] [--max-attempts N] [--retry-delay D [--retry-multiplier X] [--retry-max-delay D] [--retry-jitter F]] [--expires-after D] [--succeeded-retention D] [--depends-on ID,... [--run-when succeeded|finished]] [--watch] [--retries N]",
     "Submits a task and prints its id (--json: {taskId, deduplicated}). A submission the gateway cannot take\n(UNAVAILABLE, connection refused) is retried after 0.25, 0.5, 1, 2 s with the same idempotency key (yours,\nor one made for this run), so a retry never creates a second task; one refused by the rate limit, after the\ngateway's pushback.",
     `Options:
   --payload JSON          the task's payload, a JSON object, e.g. '{"ms":800}'
@@ -87,6 +87,8 @@ refused line (2 invalid, 4 unavailable, 5 other).`,
   --idempotency-key K     a repeated key returns the first task's id instead of creating another
   --key-reuse after-finished  with --idempotency-key: once the key's task has finished, make a new task (the key
                           names it from then on): at most one unfinished task per key (default never: a day)
+  --key-reuse replace-waiting  that, and while the key's task still waits for its time (--delay/--at), replace its
+                          payload and time with this one's: a burst runs once, the last payload (a debounce)
   --meta k=v              metadata, repeatable
   --delay D               a delayed task: it waits PENDING (cancellable) and runs D later: 30s, 15m, 2h, 1d
   --at T                  a delayed task that runs at T, an ISO time such as 2026-01-31T12:00:00Z

@@ -274,7 +274,24 @@ describe("parseCommandLine", () => {
       "submit: --key-reuse goes with --idempotency-key",
     );
     expect(usageErrorOf(["submit", "echo", "--idempotency-key", "k", "--key-reuse", "always"])).toBe(
-      'submit: --key-reuse is never or after-finished (got "always")',
+      'submit: --key-reuse is never, after-finished or replace-waiting (got "always")',
+    );
+    // replace-waiting: a debounce of a delayed task.
+    const debounced = parseCommandLine([
+      "submit",
+      "echo",
+      "--idempotency-key",
+      "reindex-7",
+      "--key-reuse",
+      "replace-waiting",
+      "--delay",
+      "30s",
+    ]);
+    expect(submitRequestOf(debounced as Submit)).toMatchObject({
+      idempotencyKeyReuse: IdempotencyKeyReuse.REPLACE_WAITING,
+    });
+    expect(usageErrorOf(["submit", "echo", "--idempotency-key", "k", "--key-reuse", "replace-waiting"])).toBe(
+      "submit: --key-reuse replace-waiting replaces a waiting task: it goes with --delay or --at",
     );
   });
 

@@ -32,6 +32,7 @@ import {
   readResult,
   readStatus,
   readTask,
+  replaceWaiting,
   type StoredStatus,
   saveTask,
   toStoredStatus,
@@ -99,7 +100,8 @@ export function taskServiceHandlers(
   options: TaskServiceOptions,
 ): ServiceHandlers<TaskServiceMethods> {
   const submitted = rt.meter.createCounter("tm_tasks_submitted_total", {
-    description: "SubmitTask and SubmitTaskAndStreamStatus calls accepted, by outcome (accepted or deduplicated)",
+    description:
+      "SubmitTask and SubmitTaskAndStreamStatus calls accepted, by outcome (accepted, deduplicated, or replaced: a waiting task replaced)",
   });
   const cancelled = rt.meter.createCounter("tm_tasks_cancelled_total", { description: "Tasks cancelled" });
   const shed = rt.meter.createCounter("tm_tasks_shed_total", {
@@ -330,6 +332,37 @@ export function taskServiceHandlers(
     );
   }
 
+  /** Replaces the key's task while it waits for its time (idempotency_key_reuse REPLACE_WAITING), audited
+   *  "replaced"; false when it no longer waits (it is then answered as any deduplicated submission). */
+  async function replaceWaitingTask(
+    taskId: string,
+    submission: Submission,
+    runAtMs: number,
+    caller: string | undefined,
+  ): Promise<boolean> {
+    const previousRunAtMs = await redisCall("replacing the waiting task", () =>
+      replaceWaiting(rt.redis, taskId, {
+        payload: submission.payload,
+        metadata: submission.metadata,
+        runAtMs,
+        ttlSeconds: retentionSeconds + Math.max(0, Math.ceil((runAtMs - Date.now()) / 1_000)),
+      }),
+    );
+    if (previousRunAtMs === undefined) return false;
+    await publishAudit(rt.publisher, {
+      taskId,
+      service: rt.name,
+      action: "replaced",
+      detail: {
+        previousRunAt: new Date(previousRunAtMs).toISOString(),
+        runAt: new Date(runAtMs).toISOString(),
+        ...submitterDetail(caller),
+      },
+      discriminator: `replaced:${runAtMs}:${crypto.randomUUID()}`,
+    }).catch((error: unknown) => rt.log.warn({ err: error, taskId }, "could not publish the replaced audit event"));
+    return true;
+  }
+
   /**
    * SubmitTask's work, shared with SubmitTaskAndStreamStatus: validate, claim the idempotency key, queue.
    * `beforeQueueing` runs once a new task's id is known, before anything about it is written (the combined call
@@ -341,7 +374,7 @@ export function taskServiceHandlers(
     request: SubmissionRequest,
     ctx: CallContext,
     beforeQueueing?: (taskId: string) => Promise<unknown> | undefined,
-  ): Promise<{ taskId: string; deduplicated: boolean; pending?: StoredStatus | undefined }> {
+  ): Promise<{ taskId: string; deduplicated: boolean; replaced?: boolean; pending?: StoredStatus | undefined }> {
     const valid = validateSubmission(request, options.maxPayloadBytes, rt.settings.maxDeliver, rt.config.TASK_TYPES);
     const caller = callerOf(ctx);
     const runAtMs = releaseTimeOf(request.schedule, Date.now(), options.maxDelaySeconds);
@@ -372,8 +405,16 @@ export function taskServiceHandlers(
         key: claimedKey,
         taskId,
         ttlSeconds: idempotencyTtlOf(submission),
-        reuseAfterFinished: submission.idempotencyKeyReuse === "after-finished",
+        reuseAfterFinished: submission.idempotencyKeyReuse !== undefined,
       });
+      // A debounce: the key's task still waiting for its time takes this submission's payload, metadata and time.
+      if (!claim.claimed && submission.idempotencyKeyReuse === "replace-waiting" && runAtMs !== undefined) {
+        const replaced = await replaceWaitingTask(claim.owner, submission, runAtMs, caller);
+        if (replaced) {
+          submitted.add(1, { type: submission.type, priority: submission.priority, outcome: "replaced" });
+          return { taskId: claim.owner, deduplicated: true, replaced: true };
+        }
+      }
       if (!claim.claimed) {
         // A retry of a submission that may have been interrupted: complete it under the first id. Every step
         // is idempotent (task record, status CAS, tasks.ingest deduplicated by its message id), so finishing
@@ -451,8 +492,8 @@ export function taskServiceHandlers(
 
   return {
     async submitTask(request, ctx) {
-      const { taskId, deduplicated } = await submit(request, ctx);
-      return { taskId, deduplicated };
+      const { taskId, deduplicated, replaced = false } = await submit(request, ctx);
+      return { taskId, deduplicated, replaced };
     },
 
     async submitTasks(request, ctx) {
@@ -475,9 +516,13 @@ export function taskServiceHandlers(
             },
             async (span) => {
               try {
-                const { taskId, deduplicated } = await submit(await withBatchDependencies(task, index, outcomeOf), ctx);
-                span.setAttribute("task.id", taskId);
-                return { taskId, deduplicated };
+                const submitted = await submit(await withBatchDependencies(task, index, outcomeOf), ctx);
+                span.setAttribute("task.id", submitted.taskId);
+                return {
+                  taskId: submitted.taskId,
+                  deduplicated: submitted.deduplicated,
+                  replaced: submitted.replaced ?? false,
+                };
               } catch (error) {
                 span.setStatus({ code: SpanStatusCode.ERROR, message: (error as Error).message });
                 // Refusals are the client's to read in the outcome; anything else is a bug worth a line of its own.
@@ -552,7 +597,12 @@ export function taskServiceHandlers(
       }
       let subscribing: Promise<StatusSubscription> | undefined;
       try {
-        const { taskId, deduplicated, pending } = await submit(request, ctx, (newTaskId) => {
+        const {
+          taskId,
+          deduplicated,
+          replaced = false,
+          pending,
+        } = await submit(request, ctx, (newTaskId) => {
           // The SUBSCRIBE goes out beside the task's writes, and the task is queued once it is answered: the stream
           // then has every state the stages publish (INGESTED included), not only the latest when it subscribed.
           // Its round trip overlaps the writes', so it costs the call next to nothing.
@@ -562,9 +612,9 @@ export function taskServiceHandlers(
         });
         // A new task's PENDING goes out at once: the client holds the id before anything else can fail, and can
         // resume with StreamTaskStatus rather than submit again.
-        if (pending) yield { taskId, deduplicated, status: statusToProto(pending) };
+        if (pending) yield { taskId, deduplicated, replaced, status: statusToProto(pending) };
         for await (const status of statusesOf(taskId, ctx.signal, subscribing, pending)) {
-          yield { taskId, deduplicated, status: statusToProto(status) };
+          yield { taskId, deduplicated, replaced, status: statusToProto(status) };
         }
       } finally {
         // statusesOf closes it too when it got that far; closing twice is safe.

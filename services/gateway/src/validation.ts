@@ -38,8 +38,9 @@ export interface ValidSubmission {
   priority: Priority;
   metadata: Record<string, string>;
   idempotencyKey: string | undefined;
-  /** "after-finished": a key whose task has finished names a new task (`idempotency_key_reuse`); absent: never. */
-  idempotencyKeyReuse?: "after-finished";
+  /** "after-finished": a key whose task has finished names a new task; "replace-waiting": that too, and a key whose
+   *  task waits for its time has it replaced (`idempotency_key_reuse`); absent: never. */
+  idempotencyKeyReuse?: "after-finished" | "replace-waiting";
   /** The handler timeout per attempt, when the request set one (`timeout`). */
   timeoutMs?: number;
   /** The most attempts, when the request set fewer than the pipeline allows (`max_attempts`). */
@@ -133,7 +134,11 @@ export function validateSubmission(
   if (request.idempotencyKey.length > LIMITS.idempotencyKeyChars) {
     throw invalid("idempotency_key", `exceeds ${LIMITS.idempotencyKeyChars} characters`);
   }
-  const idempotencyKeyReuse = idempotencyKeyReuseOf(request.idempotencyKeyReuse, request.idempotencyKey !== "");
+  const idempotencyKeyReuse = idempotencyKeyReuseOf(
+    request.idempotencyKeyReuse,
+    request.idempotencyKey !== "",
+    request.schedule.case !== undefined,
+  );
 
   const timeoutMs = request.timeout ? timeoutMsOf("timeout", request.timeout) : undefined;
   const heartbeatTimeoutMs = request.heartbeatTimeout
@@ -202,18 +207,31 @@ function succeededRetentionSecondsOf(retention: Duration): number {
   return seconds;
 }
 
-/** `idempotency_key_reuse`: "after-finished", or undefined for never (the default); only with `idempotency_key`. */
-function idempotencyKeyReuseOf(reuse: IdempotencyKeyReuse, hasKey: boolean): "after-finished" | undefined {
+/** `idempotency_key_reuse`: "after-finished", "replace-waiting" (with `run_at` or `delay`), or undefined for never
+ *  (the default); only with `idempotency_key`. */
+function idempotencyKeyReuseOf(
+  reuse: IdempotencyKeyReuse,
+  hasKey: boolean,
+  delayed: boolean,
+): ValidSubmission["idempotencyKeyReuse"] {
   switch (reuse) {
     case IdempotencyKeyReuse.UNSPECIFIED:
       return undefined;
     case IdempotencyKeyReuse.AFTER_FINISHED:
+    case IdempotencyKeyReuse.REPLACE_WAITING:
       if (!hasKey) throw invalid("idempotency_key_reuse", "applies only with an idempotency_key");
-      return "after-finished";
+      if (reuse === IdempotencyKeyReuse.AFTER_FINISHED) return "after-finished";
+      if (!delayed) {
+        throw invalid(
+          "idempotency_key_reuse",
+          "REPLACE_WAITING replaces a task waiting for its time: the submission needs run_at or delay",
+        );
+      }
+      return "replace-waiting";
     default:
       throw invalid(
         "idempotency_key_reuse",
-        `must be IDEMPOTENCY_KEY_REUSE_UNSPECIFIED or IDEMPOTENCY_KEY_REUSE_AFTER_FINISHED (got ${reuse})`,
+        `must be IDEMPOTENCY_KEY_REUSE_UNSPECIFIED, _AFTER_FINISHED or _REPLACE_WAITING (got ${reuse})`,
       );
   }
 }

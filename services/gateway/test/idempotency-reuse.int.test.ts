@@ -5,12 +5,14 @@
  * task between them; without it a finished task's id is answered as before; the field without a key, or an unknown
  * value, is INVALID_ARGUMENT naming it.
  */
+import { create } from "@bufbuild/protobuf";
+import { DurationSchema, timestampDate } from "@bufbuild/protobuf/wkt";
 import { Code, ConnectError } from "@connectrpc/connect";
 import { IdempotencyKeyReuse } from "@tm/proto";
 import { applyStatus, Keys } from "@tm/store";
-import { useInfra } from "@tm/testkit";
+import { useInfra, waitFor } from "@tm/testkit";
 import { expect, test } from "vitest";
-import { event, useClients, useGateway } from "./helpers.js";
+import { auditActionsOf, event, useClients, useGateway } from "./helpers.js";
 
 const infra = useInfra();
 const g = useGateway(infra);
@@ -32,6 +34,7 @@ test("while the key's task is unfinished it is answered; once it finished the ne
     $typeName: "taskmanager.v1.SubmitTaskResponse",
     taskId: first.taskId,
     deduplicated: true,
+    replaced: false,
   });
   for (const state of ["SUCCEEDED", "FAILED", "CANCELLED"] as const) {
     const before = (await g.client.submitTask(afterFinished(key))).taskId;
@@ -105,6 +108,56 @@ test("SubmitTasks takes it per task; without a key, or with a value it does not 
   ).toMatchObject({
     code: Code.InvalidArgument,
     rawMessage:
-      "idempotency_key_reuse: must be IDEMPOTENCY_KEY_REUSE_UNSPECIFIED or IDEMPOTENCY_KEY_REUSE_AFTER_FINISHED (got 7)",
+      "idempotency_key_reuse: must be IDEMPOTENCY_KEY_REUSE_UNSPECIFIED, _AFTER_FINISHED or _REPLACE_WAITING (got 7)",
+  });
+});
+
+test("REPLACE_WAITING: the key's task waiting for its time takes the submission's payload and time; once released it is answered; once finished a new one", async () => {
+  const key = `debounce-${crypto.randomUUID()}`;
+  const debounced = (n: number, delaySeconds: bigint) => ({
+    type: "echo",
+    payload: { n },
+    metadata: { edit: String(n) },
+    idempotencyKey: key,
+    idempotencyKeyReuse: IdempotencyKeyReuse.REPLACE_WAITING,
+    schedule: { case: "delay" as const, value: create(DurationSchema, { seconds: delaySeconds }) },
+  });
+  const first = await g.client.submitTask(debounced(1, 3_600n));
+  expect(first).toMatchObject({ deduplicated: false, replaced: false });
+  const dueFirst = Number(await clients.redis.zscore(Keys.delayed, first.taskId));
+  const second = await g.client.submitTask(debounced(2, 7_200n));
+  expect(second).toMatchObject({ taskId: first.taskId, deduplicated: true, replaced: true });
+  const { task } = await g.client.getTask({ taskId: first.taskId });
+  expect(task?.payload).toEqual({ n: 2 });
+  expect(task?.metadata).toMatchObject({ edit: "2" });
+  const dueSecond = Number(await clients.redis.zscore(Keys.delayed, first.taskId));
+  expect(dueSecond - dueFirst).toBeGreaterThan(3_500_000);
+  expect(timestampDate(task!.runAt!).getTime()).toBe(dueSecond);
+  // Its history says so (the audit event, published before the answer).
+  expect(await auditActionsOf(clients.nc, (e) => e.taskId === first.taskId)).toEqual(["submitted", "replaced"]);
+  // Released (promoted): it runs as it now is, and a later submission is answered, not replacing it.
+  await g.client.promoteTask({ taskId: first.taskId });
+  await waitFor("released", async () => (await clients.redis.zscore(Keys.delayed, first.taskId)) === null);
+  expect(await g.client.submitTask(debounced(3, 60n))).toMatchObject({
+    taskId: first.taskId,
+    deduplicated: true,
+    replaced: false,
+  });
+  expect((await g.client.getTask({ taskId: first.taskId })).task?.payload).toEqual({ n: 2 });
+  // Finished: the next submission is a new task.
+  await applyStatus(clients.redis, event({ taskId: first.taskId, state: "SUCCEEDED", attempt: 1 }));
+  const next = await g.client.submitTask(debounced(4, 60n));
+  expect(next).toMatchObject({ deduplicated: false, replaced: false });
+  expect(next.taskId).not.toBe(first.taskId);
+});
+
+test("REPLACE_WAITING without run_at or delay is INVALID_ARGUMENT, naming why", async () => {
+  const refused = await g.client
+    .submitTask({ type: "echo", idempotencyKey: "k", idempotencyKeyReuse: IdempotencyKeyReuse.REPLACE_WAITING })
+    .catch((error: unknown) => ConnectError.from(error));
+  expect(refused).toMatchObject({
+    code: Code.InvalidArgument,
+    rawMessage:
+      "idempotency_key_reuse: REPLACE_WAITING replaces a task waiting for its time: the submission needs run_at or delay",
   });
 });

@@ -19,7 +19,14 @@ export function submitRequestOf(invocation: SubmitInvocation): SubmissionFields 
     metadata: invocation.metadata,
     ...(invocation.payload ? { payload: invocation.payload } : {}),
     ...(invocation.idempotencyKey ? { idempotencyKey: invocation.idempotencyKey } : {}),
-    ...(invocation.keyReuseAfterFinished ? { idempotencyKeyReuse: IdempotencyKeyReuse.AFTER_FINISHED } : {}),
+    ...(invocation.keyReuse
+      ? {
+          idempotencyKeyReuse:
+            invocation.keyReuse === "replace-waiting"
+              ? IdempotencyKeyReuse.REPLACE_WAITING
+              : IdempotencyKeyReuse.AFTER_FINISHED,
+        }
+      : {}),
     ...(invocation.schedule ? { schedule: scheduleOf(invocation.schedule) } : {}),
     ...taskLimitFields(invocation),
     ...(invocation.succeededRetentionMs ? { succeededRetention: durationFromMs(invocation.succeededRetentionMs) } : {}),
@@ -45,6 +52,7 @@ export async function submitCommand(io: Io, client: TaskClient, invocation: Subm
   printSubmitted(io, invocation.globals.json, {
     taskId: response.taskId,
     deduplicated: response.deduplicated && !generatedKey,
+    replaced: response.replaced,
   });
   return ExitCode.Ok;
 }
@@ -79,11 +87,16 @@ function retryableRequest(invocation: SubmitInvocation): { request: SubmissionFi
   return { request: { ...request, idempotencyKey: generatedIdempotencyKey() }, generatedKey: true };
 }
 
-function printSubmitted(io: Io, json: boolean, { taskId, deduplicated }: { taskId: string; deduplicated: boolean }) {
+function printSubmitted(
+  io: Io,
+  json: boolean,
+  { taskId, deduplicated, replaced = false }: { taskId: string; deduplicated: boolean; replaced?: boolean },
+) {
   if (json) {
-    println(io.stdout, JSON.stringify({ taskId, deduplicated }));
+    println(io.stdout, JSON.stringify({ taskId, deduplicated, ...(replaced ? { replaced } : {}) }));
   } else {
     println(io.stdout, taskId);
-    if (deduplicated) println(io.stderr, "(deduplicated: this idempotency key was used before)");
+    if (replaced) println(io.stderr, "(replaced: the key's task was still waiting; it took this payload and time)");
+    else if (deduplicated) println(io.stderr, "(deduplicated: this idempotency key was used before)");
   }
 }
