@@ -34,17 +34,31 @@ export async function promoteTask(
   const nowMs = Date.now();
   const previousRunAtMs = await redisCall("promoting the task", () => promoteDelayed(rt.redis, taskId, nowMs));
   if (previousRunAtMs === undefined) throw notWaiting(`it was released already (it is ${status?.state ?? "PENDING"})`);
+  await auditMovedTime(rt, taskId, "promoted", previousRunAtMs, nowMs, {
+    ...(promotedBy === undefined ? {} : { promotedBy }),
+  });
+  rt.log.info({ taskId, previousRunAt: new Date(previousRunAtMs).toISOString() }, "delayed task promoted: due now");
+  return { previousRunAtMs, runAtMs: nowMs };
+}
+
+/** Audits a delayed task's time moved (PromoteTask's "promoted", a debounce's "replaced"): from when to when, and who
+ *  asked. A lost event is logged, not returned: the move stands. */
+export async function auditMovedTime(
+  rt: Runtime,
+  taskId: string,
+  action: "promoted" | "replaced",
+  previousRunAtMs: number,
+  runAtMs: number,
+  by: Record<string, string>,
+): Promise<void> {
   await publishAudit(rt.publisher, {
     taskId,
     service: rt.name,
-    action: "promoted",
-    detail: {
-      previousRunAt: new Date(previousRunAtMs).toISOString(),
-      runAt: new Date(nowMs).toISOString(),
-      ...(promotedBy === undefined ? {} : { promotedBy }),
-    },
-    discriminator: nowMs,
-  }).catch((error: unknown) => rt.log.warn({ err: error, taskId }, "could not publish the promoted audit event"));
-  rt.log.info({ taskId, previousRunAt: new Date(previousRunAtMs).toISOString() }, "delayed task promoted: due now");
-  return { previousRunAtMs, runAtMs: nowMs };
+    action,
+    detail: { previousRunAt: new Date(previousRunAtMs).toISOString(), runAt: new Date(runAtMs).toISOString(), ...by },
+    // One event per move: a second one to the same time (a debounce submitted twice alike) is a move too.
+    discriminator: `${runAtMs}:${crypto.randomUUID()}`,
+  }).catch((error: unknown) =>
+    rt.log.warn({ err: error, taskId, action }, `could not publish the ${action} audit event`),
+  );
 }

@@ -53,7 +53,7 @@ import {
   timestampFromIso,
   traceIdOf,
 } from "./mapping.js";
-import { promoteTask } from "./promote-task.js";
+import { auditMovedTime, promoteTask } from "./promote-task.js";
 import { redisCaller } from "./redis-call.js";
 import { releaseTimeOf } from "./release-time.js";
 import { requeueWindowMs } from "./requeue-sweeper.js";
@@ -349,17 +349,7 @@ export function taskServiceHandlers(
       }),
     );
     if (previousRunAtMs === undefined) return false;
-    await publishAudit(rt.publisher, {
-      taskId,
-      service: rt.name,
-      action: "replaced",
-      detail: {
-        previousRunAt: new Date(previousRunAtMs).toISOString(),
-        runAt: new Date(runAtMs).toISOString(),
-        ...submitterDetail(caller),
-      },
-      discriminator: `replaced:${runAtMs}:${crypto.randomUUID()}`,
-    }).catch((error: unknown) => rt.log.warn({ err: error, taskId }, "could not publish the replaced audit event"));
+    await auditMovedTime(rt, taskId, "replaced", previousRunAtMs, runAtMs, submitterDetail(caller));
     return true;
   }
 
