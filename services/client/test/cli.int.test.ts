@@ -125,6 +125,21 @@ const logAsks: string[] = [];
 async function getTaskLogs({ taskId, after }: { taskId: string; after: string }) {
   logAsks.push(`${taskId} ${after}`);
   if (taskId === "quiet") return { lines: [], nextCursor: after, total: 0, dropped: 0, finished: true };
+  // "shaky": its gateway is unavailable once between its line and the end.
+  if (taskId === "shaky") {
+    const asks = logAsks.filter((ask) => ask.startsWith("shaky ")).length;
+    if (asks === 2) throw new ConnectError("gateway restarting", Code.Unavailable);
+    const line = {
+      cursor: "1",
+      level: "info",
+      message: "still here",
+      attempt: 1,
+      time: timestampFromDate(new Date(0)),
+    };
+    return asks === 1
+      ? { lines: [line], nextCursor: "1", total: 1, dropped: 0, finished: false }
+      : { lines: [], nextCursor: "1", total: 1, dropped: 0, finished: true };
+  }
   if (taskId !== "chatty") throw new ConnectError(`task ${taskId} not found`, Code.NotFound);
   // The third line is logged once the first two were read (a follower's later ask), and the task then finishes.
   const shown = logAsks.filter((ask) => ask.startsWith("chatty ")).length > 1 ? 3 : 2;
@@ -473,6 +488,17 @@ describe("taskctl against a real gRPC server", () => {
       stdout: "",
       stderr: "no lines logged by task quiet (its handler's ctx.log lines show here)\n",
     });
+    // A gateway unavailable for a moment: the follower says so once and goes on to the end.
+    const shaky = await taskctl(["logs", "shaky", "-f"]);
+    expect(shaky).toMatchObject({
+      exitCode: ExitCode.Ok,
+      stderr: "(the gateway is unavailable: gateway restarting; retrying)\n",
+    });
+    expect(shaky.stdout).toContain("INFO   #1  still here\n");
+    // Without --follow an outage is the answer: exit 4.
+    logAsks.length = 0;
+    logAsks.push("shaky ");
+    expect((await taskctl(["logs", "shaky"])).exitCode).toBe(ExitCode.Unavailable);
     expect(await taskctl(["logs", "gone"])).toMatchObject({
       exitCode: ExitCode.NotFound,
       stderr: "taskctl: not found: task gone not found\n",

@@ -6,6 +6,7 @@
 import { setTimeout as delay } from "node:timers/promises";
 import { toJson } from "@bufbuild/protobuf";
 import { timestampDate } from "@bufbuild/protobuf/wkt";
+import { Code, ConnectError } from "@connectrpc/connect";
 import { type GetTaskLogsResponse, type TaskClient, type TaskLogLine, TaskLogLineSchema } from "@tm/proto";
 import { UNARY_TIMEOUT_MS } from "../connection.js";
 import { ExitCode } from "../exit-codes.js";
@@ -15,6 +16,8 @@ import { type Io, println } from "../io.js";
 export const LOG_PAGE = 1_000;
 /** How often --follow asks for newer lines. */
 export const FOLLOW_POLL_MS = 1_000;
+/** How long --follow keeps asking through a gateway that answers UNAVAILABLE (a restart, a Redis failover). */
+export const FOLLOW_OUTAGE_MS = 60_000;
 
 /** One line as the terminal shows it: time, level, attempt, message, then its fields as JSON. */
 export function logLineText(line: TaskLogLine): string {
@@ -50,9 +53,29 @@ export async function logsCommand(
   print(page);
   // What is kept now, a page at a time; with --follow, what comes later too, until a page read once the task had
   // finished comes back empty (an attempt's lines are stored before its outcome: none can come after).
+  // A follower rides out a gateway that is briefly unavailable (said once), as it would a quiet task.
+  let unavailableSince: number | undefined;
+  const askOn = async (after: string): Promise<GetTaskLogsResponse | undefined> => {
+    try {
+      const next = await ask(after);
+      unavailableSince = undefined;
+      return next;
+    } catch (error) {
+      if (!follow || !(error instanceof ConnectError) || error.code !== Code.Unavailable) throw error;
+      if (unavailableSince === undefined)
+        println(io.stderr, `(the gateway is unavailable: ${error.rawMessage}; retrying)`);
+      unavailableSince ??= Date.now();
+      if (Date.now() - unavailableSince > FOLLOW_OUTAGE_MS) throw error;
+      return undefined;
+    }
+  };
+  let retrying = false;
   while (page.lines.length === LOG_PAGE || (follow && !(page.finished && page.lines.length === 0))) {
-    if (page.lines.length < LOG_PAGE) await delay(FOLLOW_POLL_MS);
-    page = await ask(page.nextCursor);
+    if (retrying || page.lines.length < LOG_PAGE) await delay(FOLLOW_POLL_MS);
+    const next = await askOn(page.nextCursor);
+    retrying = next === undefined;
+    if (!next) continue;
+    page = next;
     printed += page.lines.length;
     print(page);
   }
