@@ -30,6 +30,8 @@ export type SubmissionFields = Pick<SubmitTaskRequest, "type" | "priority" | "me
 export interface SubmittedStream {
   taskId: string;
   deduplicated: boolean;
+  /** The key's waiting task took this submission's payload and time (idempotency_key_reuse REPLACE_WAITING). */
+  replaced: boolean;
   /** Every message of the call, the first included; ending it early ends the call. */
   messages: AsyncIterable<SubmitTaskAndStreamStatusResponse>;
 }
@@ -77,5 +79,10 @@ export async function submitAndStream(
       await iterator.return?.(); // a follower that stops early ends the call too
     }
   }
-  return { taskId: opening.taskId, deduplicated: opening.deduplicated, messages: messages() };
+  return {
+    taskId: opening.taskId,
+    deduplicated: opening.deduplicated,
+    replaced: opening.replaced,
+    messages: messages(),
+  };
 }

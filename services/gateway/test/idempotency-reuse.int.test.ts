@@ -133,8 +133,19 @@ test("REPLACE_WAITING: the key's task waiting for its time takes the submission'
   const dueSecond = Number(await clients.redis.zscore(Keys.delayed, first.taskId));
   expect(dueSecond - dueFirst).toBeGreaterThan(3_500_000);
   expect(timestampDate(task!.runAt!).getTime()).toBe(dueSecond);
+  // Submitted and followed in one call, the stream says so on its messages.
+  const stream = g.client.submitTaskAndStreamStatus(debounced(5, 7_200n), { signal: AbortSignal.timeout(5_000) });
+  for await (const message of stream) {
+    expect(message).toMatchObject({ taskId: first.taskId, deduplicated: true, replaced: true });
+    break;
+  }
+  expect((await g.client.getTask({ taskId: first.taskId })).task?.payload).toEqual({ n: 5 });
   // Its history says so (the audit event, published before the answer).
-  expect(await auditActionsOf(clients.nc, (e) => e.taskId === first.taskId)).toEqual(["submitted", "replaced"]);
+  expect(await auditActionsOf(clients.nc, (e) => e.taskId === first.taskId)).toEqual([
+    "submitted",
+    "replaced",
+    "replaced",
+  ]);
   // Released (promoted): it runs as it now is, and a later submission is answered, not replacing it.
   await g.client.promoteTask({ taskId: first.taskId });
   await waitFor("released", async () => (await clients.redis.zscore(Keys.delayed, first.taskId)) === null);
@@ -143,7 +154,7 @@ test("REPLACE_WAITING: the key's task waiting for its time takes the submission'
     deduplicated: true,
     replaced: false,
   });
-  expect((await g.client.getTask({ taskId: first.taskId })).task?.payload).toEqual({ n: 2 });
+  expect((await g.client.getTask({ taskId: first.taskId })).task?.payload).toEqual({ n: 5 });
   // Finished: the next submission is a new task.
   await applyStatus(clients.redis, event({ taskId: first.taskId, state: "SUCCEEDED", attempt: 1 }));
   const next = await g.client.submitTask(debounced(4, 60n));

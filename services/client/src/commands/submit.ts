@@ -69,8 +69,8 @@ async function submitAndWatch(io: Io, client: TaskClient, invocation: SubmitInvo
     () => submitAndStream(client, request),
     (notice) => printRetry(io, notice),
   );
-  const { taskId, deduplicated, messages } = submitted;
-  printSubmitted(io, invocation.globals.json, { taskId, deduplicated: deduplicated && !generatedKey });
+  const { taskId, deduplicated, replaced, messages } = submitted;
+  printSubmitted(io, invocation.globals.json, { taskId, deduplicated: deduplicated && !generatedKey, replaced });
   const target = { taskId, label: invocation.type, startedAt };
   const open = new Map([[taskId, messages]]);
   return (await watchTasks(io, client, [target], invocation.globals.json, undefined, open)).exitCode;
