@@ -144,3 +144,10 @@ export async function readTaskLog(
   const lastId = [...lines].reverse().find((line) => line.id !== "")?.id;
   return { lines, nextCursor: lastId ?? after, total: lastN, dropped: Math.max(0, firstN - 1) };
 }
+
+/** How many lines a task's handlers logged (its last line's number; 0 without a log). One command. */
+export async function countTaskLog(redis: Redis, taskId: string): Promise<number> {
+  const last = await redis.lindex(Keys.logs(taskId), -1);
+  const numbered = last === null ? undefined : /^(\d+) /.exec(last);
+  return numbered ? Number(numbered[1]) : 0;
+}

@@ -5,7 +5,7 @@
  */
 import { useClients, useInfra } from "@tm/testkit";
 import { beforeEach, expect, test } from "vitest";
-import { appendTaskLog, Keys, readTaskLog, type TaskLogEntry } from "../src/index.js";
+import { appendTaskLog, countTaskLog, Keys, readTaskLog, type TaskLogEntry } from "../src/index.js";
 
 const clients = useClients(useInfra());
 beforeEach(async () => {
@@ -57,6 +57,8 @@ test("past the cap the newest lines are kept and the dropped ones counted; the k
   const page = await readTaskLog(clients.redis, taskId, { limit: 10 });
   expect(page.lines.map((l) => l.message)).toEqual(["line 3", "line 4", "line 5"]);
   expect(page).toMatchObject({ total: 5, dropped: 2 });
+  expect(await countTaskLog(clients.redis, taskId)).toBe(5);
+  expect(await countTaskLog(clients.redis, crypto.randomUUID())).toBe(0);
   // The numbers stay the lines' own: a reader past line 3 reads on from there, one behind the trim from the oldest.
   expect((await readTaskLog(clients.redis, taskId, { after: "3", limit: 10 })).lines.map((l) => l.id)).toEqual([
     "4",

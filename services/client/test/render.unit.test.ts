@@ -130,6 +130,16 @@ describe("taskctl get", () => {
     expect(lines).toContain('details   {"part":7,"of":12}');
   });
 
+  test("a task that logged says how many lines and where to read them; one that did not, nothing", () => {
+    expect(describeTask(create(TaskSchema, { taskId: "t", type: "x", logLines: 12 })).split("\n")).toContain(
+      "logs      12 lines (taskctl logs t)",
+    );
+    expect(describeTask(create(TaskSchema, { taskId: "t", type: "x", logLines: 1 })).split("\n")).toContain(
+      "logs      1 line (taskctl logs t)",
+    );
+    expect(describeTask(create(TaskSchema, { taskId: "t", type: "x" }))).not.toContain("logs");
+  });
+
   test("a parent lists its children and how far its fan-out got, by state in the lifecycle's order", () => {
     const lines = describeTask(
       create(TaskSchema, {

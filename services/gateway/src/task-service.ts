@@ -26,6 +26,7 @@ import {
   applyStatus,
   Bounds,
   childrenSummary,
+  countTaskLog,
   dependentsOf,
   markQueued,
   perTurnBatcher,
@@ -532,7 +533,7 @@ export function taskServiceHandlers(
     async getTask(request, ctx) {
       const taskId = parseTaskId(request.taskId);
       const task = await requireTask(taskId, ctx);
-      const [status, result, dependenciesUnfinished, dependents, children] = await redisCall(
+      const [status, result, dependenciesUnfinished, dependents, children, logLines] = await redisCall(
         "reading the task status",
         () =>
           Promise.all([
@@ -542,6 +543,7 @@ export function taskServiceHandlers(
             dependentsOf(rt.redis, taskId, DEPENDENTS_LISTED),
             // Listed and counted by state (how far a fan-out got) from one read of the set.
             childrenSummary(rt.redis, taskId, DEPENDENTS_LISTED),
+            countTaskLog(rt.redis, taskId),
           ]),
       );
       return {
@@ -569,6 +571,7 @@ export function taskServiceHandlers(
           children: children.ids,
           childrenTotal: children.total,
           childrenByState: children.byState,
+          logLines,
         },
       };
     },

@@ -34,6 +34,8 @@ test("a task's log a page at a time, then read on from the cursor; finished once
     [entry(1, { fields: { part: 7, nested: { of: 12 } } }), entry(2, { level: "warn" }), entry(3, { attempt: 2 })],
     keep,
   );
+  // GetTask says how many there are.
+  expect((await g.client.getTask({ taskId })).task?.logLines).toBe(3);
   const first = await g.client.getTaskLogs({ taskId, limit: 2 });
   expect(
     first.lines.map((l) => ({
@@ -63,6 +65,7 @@ test("a task's log a page at a time, then read on from the cursor; finished once
 test("a task that logged nothing has an empty log; an unknown one is NOT_FOUND", async () => {
   const { taskId } = await g.client.submitTask({ type: "echo", payload: {} });
   expect(await g.client.getTaskLogs({ taskId })).toMatchObject({ lines: [], nextCursor: "", total: 0, dropped: 0 });
+  expect((await g.client.getTask({ taskId })).task?.logLines).toBe(0);
   const unknown = crypto.randomUUID();
   const refused = await g.client.getTaskLogs({ taskId: unknown }).catch((error: unknown) => ConnectError.from(error));
   expect(refused).toMatchObject({ code: Code.NotFound, rawMessage: `task ${unknown} not found` });

@@ -49,6 +49,10 @@ export function describeTask(task: Task): string {
         `          their dead letters: taskctl dlq ls --parent ${task.taskId} (replay: dlq replay --all --parent)`,
       );
   }
+  // What its handler logged: where to read it.
+  if (task.logLines > 0) {
+    lines.push(`logs      ${task.logLines} line${task.logLines === 1 ? "" : "s"} (taskctl logs ${task.taskId})`);
+  }
   if (task.runAt) lines.push(`runs at   ${timestampDate(task.runAt).toISOString()} (delayed)`);
   if (task.dependsOn.length > 0) {
     const waiting = task.dependenciesUnfinished > 0 ? ` (waiting for ${task.dependenciesUnfinished})` : "";
