@@ -53,6 +53,9 @@ interface StoredEntry {
   f?: Record<string, unknown>;
 }
 
+/** A stored entry: `<n> <JSON>`. */
+const NUMBERED_LINE = /^(\d+) ([\s\S]*)$/;
+
 /** A line's number: what `after` must look like. */
 export const TASK_LOG_CURSOR = /^\d{1,15}$/;
 
@@ -107,7 +110,7 @@ export async function appendTaskLog(
 
 /** A stored entry (`<n> <JSON>`) back to a line; one that is not (written by something else) is shown as its text. */
 function lineOf(entry: string): TaskLogLine {
-  const numbered = /^(\d+) ([\s\S]*)$/.exec(entry);
+  const numbered = NUMBERED_LINE.exec(entry);
   const [id, raw] = numbered ? [numbered[1]!, numbered[2]!] : ["", entry];
   try {
     const stored = JSON.parse(raw) as Partial<StoredEntry>;
@@ -148,6 +151,6 @@ export async function readTaskLog(
 /** How many lines a task's handlers logged (its last line's number; 0 without a log). One command. */
 export async function countTaskLog(redis: Redis, taskId: string): Promise<number> {
   const last = await redis.lindex(Keys.logs(taskId), -1);
-  const numbered = last === null ? undefined : /^(\d+) /.exec(last);
+  const numbered = last === null ? undefined : NUMBERED_LINE.exec(last);
   return numbered ? Number(numbered[1]) : 0;
 }

@@ -177,14 +177,8 @@ export function parseSchedule(delay: string | undefined, at: string | undefined)
     if (!match) throw new UsageError(`--delay must be a duration like 30s, 15m, 2h, 1d (got "${delay}")`);
     return { delayMs: Number(match[1]) * UNIT_MS[match[2]!]! };
   }
-  if (at !== undefined) {
-    const ms = Date.parse(at);
-    if (!/^\d{4}-\d{2}-\d{2}T/.test(at) || Number.isNaN(ms)) {
-      throw new UsageError(`--at must be an ISO time such as 2026-01-31T12:00:00Z (got "${at}")`);
-    }
-    return { runAt: new Date(ms) };
-  }
-  return undefined;
+  const runAt = parseIsoTime("--at", at);
+  return runAt ? { runAt } : undefined;
 }
 
 /** An option's ISO time (`--start-at 2026-01-31T12:00:00Z`), or undefined when not given. */
