@@ -3,6 +3,9 @@
  * gateway is down" from "you typed it wrong".
  */
 import { Code, ConnectError } from "@connectrpc/connect";
+import { GatewayOutageError, isConnectionFailure } from "@tm/proto";
+
+export { isConnectionFailure };
 
 export const ExitCode = {
   Ok: 0,
@@ -33,27 +36,6 @@ export class CliError extends Error {
   }
 }
 
-const CONNECTION_ERROR_CODES = new Set([
-  "ECONNREFUSED",
-  "ECONNRESET",
-  "EHOSTUNREACH",
-  "ENETUNREACH",
-  "ENOTFOUND",
-  "EAI_AGAIN",
-  "ETIMEDOUT",
-]);
-
-/** True when the error (or one of its causes) says the TCP connection itself could not be made. */
-export function isConnectionFailure(error: unknown): boolean {
-  for (let current = error, depth = 0; current && depth < 6; depth++) {
-    const { code, message } = current as { code?: unknown; message?: unknown };
-    if (typeof code === "string" && CONNECTION_ERROR_CODES.has(code)) return true;
-    if (typeof message === "string" && [...CONNECTION_ERROR_CODES].some((name) => message.includes(name))) return true;
-    current = (current as { cause?: unknown }).cause;
-  }
-  return false;
-}
-
 export function unreachableMessage(addr: string): string {
   return `cannot reach the gateway at ${addr}: is the stack running? (pnpm start)`;
 }
@@ -62,6 +44,7 @@ export function unreachableMessage(addr: string): string {
 export function describeError(error: unknown, addr: string): { exitCode: ExitCode; message: string } {
   if (error instanceof UsageError) return { exitCode: ExitCode.Usage, message: error.message };
   if (error instanceof CliError) return { exitCode: error.exitCode, message: error.message };
+  if (error instanceof GatewayOutageError) return { exitCode: ExitCode.Unavailable, message: error.message };
   if (error instanceof ConnectError) {
     switch (error.code) {
       case Code.InvalidArgument:

@@ -1,17 +1,11 @@
 /**
- * Follows tasks with StreamTaskStatus until each reaches a terminal state. A stream that ends early (a gateway
- * restarting behind Envoy) is resumed; updates already seen (isLaterStatus) are skipped. A task whose status
- * stream the caller already holds (SubmitTaskAndStreamStatus) is followed on it first, and resumed the same way.
+ * Follows tasks with StreamTaskStatus until each reaches a terminal state (@tm/proto followTaskStatus: a stream that
+ * ends early, a gateway restarting behind Envoy, is resumed for up to a minute of outage; updates already seen are
+ * skipped). A task whose status stream the caller already holds (SubmitTaskAndStreamStatus) is followed on it first.
  */
 import { setMaxListeners } from "node:events";
-import { setTimeout as sleep } from "node:timers/promises";
-import { Code, ConnectError } from "@connectrpc/connect";
-import { isLaterStatus, type TaskClient, TaskState, type TaskStatus } from "@tm/proto";
-import { CliError, ExitCode, isConnectionFailure } from "./exit-codes.js";
-import { isTerminal } from "./render.js";
-
-const MAX_RESUMES = 5;
-const RESUME_DELAY_MS = 500;
+import { followTaskStatus, type TaskClient, TaskState, type TaskStatus } from "@tm/proto";
+import { ExitCode } from "./exit-codes.js";
 
 export type StatusListener = (taskId: string, status: TaskStatus) => void;
 
@@ -46,41 +40,20 @@ export async function followTasks(
   }
 }
 
-async function followOne(
+function followOne(
   client: TaskClient,
   taskId: string,
   onStatus: StatusListener,
   signal: AbortSignal,
   opened?: AsyncIterable<{ status?: TaskStatus | undefined }>,
 ): Promise<TaskStatus> {
-  let last: TaskStatus | undefined;
-  const seen = (status: TaskStatus | undefined): status is TaskStatus => {
-    if (!status || (last && !isLaterStatus(last, status))) return false;
-    last = status;
-    onStatus(taskId, status);
-    return true;
-  };
-  for (let resume = 0; resume <= MAX_RESUMES; resume++) {
-    try {
-      const stream = resume === 0 && opened ? opened : client.streamTaskStatus({ taskId }, { signal });
-      for await (const message of stream) {
-        if (seen(message.status) && isTerminal(message.status.state)) return message.status;
-      }
-      // The stream ended without a terminal state: ask once, then resume streaming.
-      const { task } = await client.getTask({ taskId }, { signal });
-      const status = task?.status;
-      if (status) {
-        seen(status);
-        if (isTerminal(status.state)) return status;
-      }
-    } catch (error) {
-      // A gateway restarting or losing Redis ends streams with UNAVAILABLE; re-opening resends the current status.
-      const retryable = error instanceof ConnectError && error.code === Code.Unavailable && !isConnectionFailure(error);
-      if (!retryable || resume === MAX_RESUMES || signal.aborted) throw error;
-      await sleep(RESUME_DELAY_MS * (resume + 1), undefined, { signal });
-    }
-  }
-  throw new CliError(`the status stream of ${taskId} kept ending before the task finished`, ExitCode.ServerError);
+  return followTaskStatus(client, taskId, {
+    onStatus: (status) => onStatus(taskId, status),
+    signal,
+    ...(opened ? { opened } : {}),
+    // A gateway never reached is a wrong address or a stack not started: say so now rather than wait a minute.
+    failFastIfUnreachable: true,
+  });
 }
 
 export function exitCodeForFinalStates(finals: Iterable<TaskStatus>): ExitCode {

@@ -2,7 +2,7 @@
  * Pure text rendering: progress bars, one line per task, the demo's summary. No I/O here, so the exact output
  * is unit-tested.
  */
-import { TaskState } from "@tm/proto";
+import { isFinishedState, TaskState } from "@tm/proto";
 
 /** What the live view knows about one task. */
 export interface TaskView {
@@ -20,11 +20,8 @@ export interface TaskView {
   endedAt?: number;
 }
 
-const TERMINAL = new Set([TaskState.SUCCEEDED, TaskState.FAILED, TaskState.CANCELLED]);
-
-export function isTerminal(state: TaskState): boolean {
-  return TERMINAL.has(state);
-}
+/** A finished state (@tm/proto isFinishedState), under the name the commands use. */
+export const isTerminal = isFinishedState;
 
 export function stateName(state: TaskState): string {
   return TaskState[state] ?? `STATE_${state}`;

@@ -1,6 +1,6 @@
 import { Code, ConnectError } from "@connectrpc/connect";
 import { describe, expect, test } from "vitest";
-import { CliError, describeError, ExitCode, isConnectionFailure, UsageError } from "../src/exit-codes.js";
+import { CliError, describeError, ExitCode, UsageError } from "../src/exit-codes.js";
 
 const ADDR = "http://127.0.0.1:50051";
 
@@ -51,11 +51,6 @@ describe("describeError", () => {
     expect(describeError(new ConnectError("redis is down", Code.Unavailable), ADDR).message).toBe(
       "the gateway at http://127.0.0.1:50051 is unavailable: redis is down",
     );
-  });
-
-  test("isConnectionFailure follows causes", () => {
-    expect(isConnectionFailure(new Error("outer", { cause: refused() }))).toBe(true);
-    expect(isConnectionFailure(new Error("nope"))).toBe(false);
   });
 });
 
