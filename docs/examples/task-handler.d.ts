@@ -67,7 +67,7 @@ export interface TaskContext {
   submitTasks(requests: readonly ChildBatchRequest[]): Promise<SubmittedChild[]>;
 }
 
-/** A child task (ctx.submitTask): SubmitTaskRequest's most used fields. */
+/** A child task (ctx.submitTask): a task request as TaskManagerClient takes it (docs/CLIENT.md), named by `key`. */
 export interface ChildTaskRequest {
   /** A task type the deployment runs (TASK_TYPES). */
   type: string;
@@ -78,6 +78,8 @@ export interface ChildTaskRequest {
   priority?: "high" | "medium" | "low";
   /** Released this long after it is submitted (ms). */
   delayMs?: number;
+  /** Released at this time (not with delayMs). */
+  runAt?: Date;
   /** Tasks it waits for (for a fan-in: the other children's ids). */
   dependsOn?: string[];
   /** "all-finished": it runs once they all finished, whatever the outcome; default "all-succeeded". */

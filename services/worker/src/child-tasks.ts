@@ -11,36 +11,15 @@
  * children it had too (each of them is replayed on its own if it failed).
  */
 import { PermanentError, type Priority as PriorityName } from "@tm/flow";
-import type { TaskClientOptions, TaskLimitsMs } from "@tm/proto/client";
+import { type TaskClientOptions, type TaskRequest, taskRequestProblem } from "@tm/proto/client";
 
-/** What a handler asks for: SubmitTaskRequest's most used fields, as plain values (a module imports nothing). */
-export interface ChildTaskRequest {
-  type: string;
-  payload?: Record<string, unknown>;
+/** What a handler asks for: a task as plain values (@tm/proto TaskRequest, as TaskManagerClient takes it), named
+ *  among its parent's children by `key`. Its priority defaults to the parent's. */
+export interface ChildTaskRequest extends TaskRequest {
   /** Names the child among its parent's: the same key on a later attempt returns the same child. 1 to 128 characters;
    *  default: its place among the attempt's submissions (1, 2, …), right for a handler that submits the same
    *  children in the same order each time. */
   key?: string;
-  /** Default: the parent's. */
-  priority?: PriorityName;
-  /** Released this long after submission (ms). */
-  delayMs?: number;
-  /** Tasks it waits for (ids: other children, typically, for a fan-in task). */
-  dependsOn?: string[];
-  /** "all-finished": it runs once they all finished, whatever the outcome; default: all must succeed. */
-  dependencyPolicy?: "all-succeeded" | "all-finished";
-  metadata?: Record<string, string>;
-  /** One attempt's limit (ms). */
-  timeoutMs?: number;
-  maxAttempts?: number;
-  /** An attempt reporting no progress this long is aborted (ms). */
-  heartbeatTimeoutMs?: number;
-  /** Not run if not started this long after it was due (ms). */
-  expiresAfterMs?: number;
-  /** Kept this long once it SUCCEEDED (s, at least 60): a large fan-out's children need not stay as long as failures. */
-  succeededRetentionSeconds?: number;
-  /** The waits between its attempts (SubmitTaskRequest.retry_backoff, in ms). */
-  retryBackoff?: TaskLimitsMs["retryBackoff"];
 }
 
 /** A request of ctx.submitTasks: a child, which may wait for earlier children of the same call. */
@@ -92,8 +71,6 @@ export interface ChildSubmitter {
 
 export const MAX_CHILD_KEY_CHARS = 128;
 
-const PRIORITY_NAMES: readonly PriorityName[] = ["high", "medium", "low"];
-
 /** The idempotency key of a parent's child, by its own key or its place (`n`): the same for every attempt and
  *  generation of the parent; a key and a place never name the same child. */
 export function childIdempotencyKey(
@@ -106,33 +83,15 @@ export function childIdempotencyKey(
 
 /** The problem with a request, named as the handler wrote it, or undefined. */
 export function childRequestProblem(request: ChildTaskRequest): string | undefined {
-  if (typeof request !== "object" || request === null) return "needs a request object ({ type, payload?, … })";
-  if (typeof request.type !== "string" || request.type === "") return "type must be a task type (a string)";
-  const { key, priority, delayMs, timeoutMs, maxAttempts, dependencyPolicy, retryBackoff } = request;
-  const { heartbeatTimeoutMs, expiresAfterMs, succeededRetentionSeconds } = request;
+  const problem = taskRequestProblem(request);
+  if (problem) return problem;
+  const { key } = request;
   if (key !== undefined && (typeof key !== "string" || key.length === 0 || key.length > MAX_CHILD_KEY_CHARS))
     return `key must be 1 to ${MAX_CHILD_KEY_CHARS} characters`;
-  if (priority !== undefined && !PRIORITY_NAMES.includes(priority))
-    return `priority must be "high", "medium" or "low" (got ${JSON.stringify(priority)})`;
-  const numbers = { delayMs, timeoutMs, maxAttempts, heartbeatTimeoutMs, expiresAfterMs, succeededRetentionSeconds };
-  for (const [name, value] of Object.entries(numbers)) {
-    if (value !== undefined && !(Number.isSafeInteger(value) && value >= 0))
-      return `${name} must be a whole number ≥ 0 (got ${JSON.stringify(value)})`;
+  // Its idempotency key is made from its parent's id and its own key: a submission option of its own would not hold.
+  for (const own of ["idempotencyKey", "keyReuse"]) {
+    if (Object.hasOwn(request, own)) return `${own} is not for a child task (its key names it among its parent's)`;
   }
-  if (retryBackoff !== undefined) {
-    if (typeof retryBackoff !== "object" || retryBackoff === null) return "retryBackoff must be { delayMs, … }";
-    const { delayMs: wait, multiplier = 1, maxDelayMs, jitter = 0 } = retryBackoff;
-    for (const [name, value] of Object.entries({ delayMs: wait, maxDelayMs })) {
-      if ((name === "delayMs" || value !== undefined) && !(Number.isSafeInteger(value) && (value as number) >= 0))
-        return `retryBackoff.${name} must be a whole number ≥ 0 (got ${JSON.stringify(value)})`;
-    }
-    for (const [name, value] of Object.entries({ multiplier, jitter })) {
-      if (typeof value !== "number" || !Number.isFinite(value))
-        return `retryBackoff.${name} must be a number (got ${JSON.stringify(value)})`;
-    }
-  }
-  if (dependencyPolicy !== undefined && dependencyPolicy !== "all-succeeded" && dependencyPolicy !== "all-finished")
-    return `dependencyPolicy must be "all-succeeded" or "all-finished" (got ${JSON.stringify(dependencyPolicy)})`;
   return undefined;
 }
 

@@ -4,18 +4,9 @@
  */
 import { setTimeout as sleep } from "node:timers/promises";
 import type { MessageInitShape } from "@bufbuild/protobuf";
-import { durationFromMs } from "@bufbuild/protobuf/wkt";
 import { Code, ConnectError } from "@connectrpc/connect";
-import { PermanentError, type Priority as PriorityName, RetryAfterError } from "@tm/flow";
-import {
-  createTaskClient,
-  DependencyPolicy,
-  Priority,
-  retryPushbackOf,
-  type SubmitTaskRequest,
-  type SubmitTaskRequestSchema,
-  taskLimitFields,
-} from "@tm/proto/client";
+import { PermanentError, RetryAfterError } from "@tm/flow";
+import { createTaskClient, retryPushbackOf, type SubmitTaskRequestSchema, submitTaskRequestOf } from "@tm/proto/client";
 import type {
   AttemptCall,
   ChildSubmitter,
@@ -29,33 +20,16 @@ export const CHILD_SUBMIT_TIMEOUT_MS = 10_000;
 /** The longest rate-limit pushback waited out within the attempt; a longer one fails it (a RetryAfterError). */
 export const MAX_INLINE_PUSHBACK_MS = 30_000;
 
-const PRIORITIES: Record<PriorityName, Priority> = {
-  high: Priority.HIGH,
-  medium: Priority.MEDIUM,
-  low: Priority.LOW,
-};
-
 /** The SubmitTask request for a child (its fields validated by childRequestProblem). */
 export function childSubmitRequest(
   parent: ParentTask,
   idempotencyKey: string,
-  request: ChildTaskRequest,
+  { key: _, ...request }: ChildTaskRequest,
 ): MessageInitShape<typeof SubmitTaskRequestSchema> {
+  // timeout, max_attempts, retry_backoff, expires_after, heartbeat_timeout: as TaskManagerClient and taskctl send them.
   return {
-    type: request.type,
-    payload: (request.payload ?? {}) as SubmitTaskRequest["payload"],
-    priority: PRIORITIES[request.priority ?? parent.priority],
-    idempotencyKey,
-    metadata: { ...request.metadata },
+    ...submitTaskRequestOf({ ...request, priority: request.priority ?? parent.priority, idempotencyKey }),
     parentTaskId: parent.taskId,
-    // timeout, max_attempts, retry_backoff, expires_after, heartbeat_timeout: as taskctl and the gateway convert them.
-    ...taskLimitFields(request),
-    ...(request.delayMs ? { schedule: { case: "delay", value: durationFromMs(request.delayMs) } } : {}),
-    ...(request.dependsOn?.length ? { dependsOn: [...request.dependsOn] } : {}),
-    ...(request.dependencyPolicy === "all-finished" ? { dependencyPolicy: DependencyPolicy.ALL_FINISHED } : {}),
-    ...(request.succeededRetentionSeconds
-      ? { succeededRetention: durationFromMs(request.succeededRetentionSeconds * 1_000) }
-      : {}),
   };
 }
 
