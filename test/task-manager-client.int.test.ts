@@ -1,0 +1,174 @@
+/**
+ * TaskManagerClient (@tm/proto) against the whole pipeline, every service its own process: run() resolves a task's
+ * result or rejects with its failure; waitFor() follows a task through a gateway restart and gives up on one that
+ * stays away (maxOutageMs); submit() rides out a stopped gateway and refuses what no retry can change at once.
+ */
+import { Code, ConnectError } from "@connectrpc/connect";
+import {
+  GatewayOutageError,
+  type RetryNotice,
+  TaskFailedError,
+  TaskManagerClient,
+  TaskState,
+  type TaskStatus,
+  WaitTimeoutError,
+} from "@tm/proto";
+import { type SpawnedService, waitFor } from "@tm/testkit";
+import { afterAll, beforeAll, expect, test } from "vitest";
+import { type Pipeline, startPipeline } from "./support/pipeline.js";
+
+let pipeline: Pipeline;
+let gateway: SpawnedService;
+let tm: TaskManagerClient;
+
+beforeAll(async () => {
+  pipeline = await startPipeline();
+  gateway = pipeline.services.get("gateway")!;
+  tm = new TaskManagerClient({ baseUrl: pipeline.gatewayUrl });
+}, 90_000);
+afterAll(async () => {
+  await pipeline?.dispose();
+});
+
+/** The gateway's tm_status_streams_open gauge: the status streams it serves now. */
+async function openStreams(): Promise<number> {
+  const metrics = await (await fetch(`http://127.0.0.1:${gateway.opsPort}/metrics`)).text();
+  const line = metrics.split("\n").find((l) => l.startsWith("tm_status_streams_open"));
+  return line ? Number(line.split(" ").at(-1)) : 0;
+}
+
+/** Versions strictly increasing: each status heard once, in order. */
+function expectEachOnce(statuses: TaskStatus[]): void {
+  const versions = statuses.map((status) => Number(status.version));
+  expect(versions).toEqual([...new Set(versions)].sort((a, b) => a - b));
+}
+
+test("run resolves with the result; a failed task rejects with a TaskFailedError naming why", async () => {
+  const statuses: TaskStatus[] = [];
+  const done = await tm.run(
+    { type: "echo", payload: { order: 7 }, priority: "high", metadata: { tenant: "acme" } },
+    { onStatus: (status) => statuses.push(status) },
+  );
+  expect(done.result).toEqual({ order: 7 });
+  expect(done.task).toMatchObject({ taskId: done.taskId, type: "echo", metadata: { tenant: "acme" } });
+  expect(done.task.status?.state).toBe(TaskState.SUCCEEDED);
+  expect(statuses.at(-1)?.state).toBe(TaskState.SUCCEEDED);
+  expectEachOnce(statuses);
+
+  const failed = await tm.run({ type: "fail", maxAttempts: 2 }).catch((error: unknown) => error);
+  expect(failed).toBeInstanceOf(TaskFailedError);
+  expect(failed).toMatchObject({ state: "FAILED", attempt: 2, reason: expect.stringContaining("always fails") });
+  expect((failed as TaskFailedError).message).toMatch(/^task \S+ \(fail\) ended FAILED: .*always fails/);
+});
+
+test("a task cancelled while run waits rejects it as CANCELLED; an unknown one is NOT_FOUND", async () => {
+  const cancelled = await tm
+    .run(
+      { type: "echo", delayMs: 60_000 },
+      { onSubmitted: ({ taskId }) => void tm.cancel(taskId, { reason: "not needed" }) },
+    )
+    .catch((error: unknown) => error);
+  expect(cancelled).toBeInstanceOf(TaskFailedError);
+  expect(cancelled).toMatchObject({ state: "CANCELLED", attempt: 0 });
+  expect((cancelled as TaskFailedError).task.status?.state).toBe(TaskState.CANCELLED);
+
+  const unknown = await tm.waitFor(crypto.randomUUID()).catch((error: unknown) => error);
+  expect(unknown).toBeInstanceOf(ConnectError);
+  expect((unknown as ConnectError).code).toBe(Code.NotFound);
+});
+
+test("bad input: a field named before anything is sent; the gateway's refusal at once, not retried", async () => {
+  await expect(tm.submit({ type: "echo", delayMs: -5 })).rejects.toThrow(
+    new TypeError("invalid task request: delayMs must be a whole number ≥ 0 (got -5)"),
+  );
+  const retries: RetryNotice[] = [];
+  const refused = await tm
+    .submit({ type: "no-such-type" }, { onRetry: (notice) => retries.push(notice) })
+    .catch((error: unknown) => error);
+  expect(refused).toMatchObject({ code: Code.InvalidArgument, rawMessage: expect.stringContaining("no-such-type") });
+  expect(retries).toEqual([]);
+  expect(() => new TaskManagerClient({ baseUrl: pipeline.gatewayUrl, retries: -1 })).toThrow(/retries must be/);
+});
+
+test("waitFor's timeout gives up waiting, not the task", async () => {
+  const { taskId } = await tm.submit({ type: "sleep", payload: { ms: 1_500 } });
+  const early = await tm.waitFor(taskId, { timeoutMs: 100 }).catch((error: unknown) => error);
+  expect(early).toBeInstanceOf(WaitTimeoutError);
+  expect(early).toMatchObject({ taskId, message: expect.stringContaining("had not finished after 100 ms") });
+  expect((await tm.waitFor(taskId)).status?.state).toBe(TaskState.SUCCEEDED);
+});
+
+test("waitFor follows a task through a gateway restart, hearing each status once", async () => {
+  // A task waiting for its time: its status does not change while the gateway is away, so the re-opened stream's
+  // first message repeats the status the follower last heard, which it must skip.
+  const { taskId } = await tm.submit({ type: "echo", payload: { n: 1 }, delayMs: 600_000 });
+  const statuses: TaskStatus[] = [];
+  let heard!: () => void;
+  const pending = new Promise<void>((resolve) => {
+    heard = resolve;
+  });
+  const waiting = tm.waitFor(taskId, {
+    onStatus: (status) => {
+      statuses.push(status);
+      heard();
+    },
+  });
+  await pending;
+  await gateway.process.stop();
+  gateway.process.start();
+  await gateway.ready();
+  await waitFor("the follower's stream open on the restarted gateway", async () => (await openStreams()) === 1, {
+    timeoutMs: 20_000,
+    intervalMs: 50,
+  });
+  await tm.tasks.promoteTask({ taskId });
+  const task = await waiting;
+  expect(task.status?.state).toBe(TaskState.SUCCEEDED);
+  expect(task.result).toEqual({ n: 1 });
+  expect(statuses.map((status) => TaskState[status.state])).toEqual([
+    "PENDING",
+    "INGESTED",
+    "SCHEDULED",
+    "RUNNING",
+    "SUCCEEDED",
+  ]);
+  expectEachOnce(statuses);
+});
+
+test("submit retries while the gateway is stopped, then makes one task; a gateway that stays away ends waitFor", async () => {
+  const { taskId: earlier } = await tm.submit({ type: "sleep", payload: { ms: 30_000 } });
+  await gateway.process.stop();
+  try {
+    const patient = new TaskManagerClient({ baseUrl: pipeline.gatewayUrl, retries: 20, maxOutageMs: 1_500 });
+    const gaveUp = await patient.waitFor(earlier).catch((error: unknown) => error);
+    expect(gaveUp).toBeInstanceOf(GatewayOutageError);
+    expect(gaveUp).toMatchObject({ taskId: earlier, message: expect.stringContaining("gateway was unavailable") });
+
+    const retries: RetryNotice[] = [];
+    let restarted: Promise<void> | undefined;
+    const submitted = patient.submit(
+      { type: "echo", payload: { after: "restart" } },
+      {
+        onRetry: (notice) => {
+          retries.push(notice);
+          // The first refusal seen: bring the gateway back while the submission waits to try again.
+          restarted ??= (async () => {
+            gateway.process.start();
+            await gateway.ready();
+          })();
+        },
+      },
+    );
+    const { taskId, deduplicated } = await submitted;
+    await restarted;
+    expect(retries.length).toBeGreaterThan(0);
+    expect(deduplicated).toBe(false);
+    expect((await patient.waitFor(taskId)).result).toEqual({ after: "restart" });
+  } finally {
+    if (!gateway.process.running) {
+      gateway.process.start();
+      await gateway.ready();
+    }
+    await tm.cancel(earlier).catch(() => undefined);
+  }
+});
