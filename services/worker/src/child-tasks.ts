@@ -83,15 +83,16 @@ export function childIdempotencyKey(
 
 /** The problem with a request, named as the handler wrote it, or undefined. */
 export function childRequestProblem(request: ChildTaskRequest): string | undefined {
+  // Its idempotency key is made from its parent's id and its own key: a submission option of its own would not hold.
+  for (const own of ["idempotencyKey", "keyReuse"]) {
+    if (typeof request === "object" && request !== null && Object.hasOwn(request, own))
+      return `${own} is not for a child task (its key names it among its parent's)`;
+  }
   const problem = taskRequestProblem(request);
   if (problem) return problem;
   const { key } = request;
   if (key !== undefined && (typeof key !== "string" || key.length === 0 || key.length > MAX_CHILD_KEY_CHARS))
     return `key must be 1 to ${MAX_CHILD_KEY_CHARS} characters`;
-  // Its idempotency key is made from its parent's id and its own key: a submission option of its own would not hold.
-  for (const own of ["idempotencyKey", "keyReuse"]) {
-    if (Object.hasOwn(request, own)) return `${own} is not for a child task (its key names it among its parent's)`;
-  }
   return undefined;
 }
 

@@ -6,6 +6,7 @@ import { describe, expect, test } from "vitest";
 import {
   attemptChildTasks,
   type ChildSubmitter,
+  type ChildTaskRequest,
   childRequestProblem,
   MAX_CHILD_BATCH,
   type PreparedChild,
@@ -271,6 +272,21 @@ describe("the SubmitTask request of a child", () => {
     expect(plain).toMatchObject({ priority: Priority.LOW, payload: {}, dependsOn: [], maxAttempts: 0 });
     expect(plain.schedule.case).toBeUndefined();
     expect(plain.timeout).toBeUndefined();
+    // A time instead of a delay; the child's own key is not sent as a field of the request.
+    const at = create(
+      SubmitTaskRequestSchema,
+      childSubmitRequest(PARENT, "k", { type: "echo", key: "mine", runAt: new Date("2030-01-01T00:00:01Z") }),
+    );
+    expect(at).toMatchObject({ idempotencyKey: "k", schedule: { case: "runAt", value: { seconds: 1_893_456_001n } } });
+  });
+
+  test("a child names neither an idempotency key nor a reuse of its own", () => {
+    expect(childRequestProblem({ type: "echo", idempotencyKey: "x" } as ChildTaskRequest)).toBe(
+      "idempotencyKey is not for a child task (its key names it among its parent's)",
+    );
+    expect(childRequestProblem({ type: "echo", keyReuse: "after-finished" } as ChildTaskRequest)).toContain(
+      "keyReuse is not for a child task",
+    );
   });
 });
 
