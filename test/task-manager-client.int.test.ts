@@ -7,6 +7,7 @@ import { Code, ConnectError } from "@connectrpc/connect";
 import {
   GatewayOutageError,
   type RetryNotice,
+  type SubmittedTask,
   TaskFailedError,
   TaskManagerClient,
   TaskState,
@@ -90,6 +91,39 @@ test("bad input: a field named before anything is sent; the gateway's refusal at
   expect(() => new TaskManagerClient({ baseUrl: pipeline.gatewayUrl, retries: -1 })).toThrow(/retries must be/);
 });
 
+test("submitMany: one outcome per task in order, across calls; a refusal refuses no other; keys deduplicate", async () => {
+  const key = `order-${crypto.randomUUID()}`;
+  const outcomes = await tm.submitMany(
+    [
+      { type: "echo", payload: { n: 1 } },
+      { type: "no-such-type" },
+      { type: "echo", payload: { n: 3 }, idempotencyKey: key },
+    ],
+    { batchSize: 2 },
+  );
+  expect(outcomes.map((outcome) => outcome.status)).toEqual(["fulfilled", "rejected", "fulfilled"]);
+  const [first, refused, third] = outcomes as [
+    PromiseFulfilledResult<SubmittedTask>,
+    PromiseRejectedResult,
+    PromiseFulfilledResult<SubmittedTask>,
+  ];
+  expect(refused.reason).toMatchObject({
+    code: Code.InvalidArgument,
+    rawMessage: expect.stringContaining("no-such-type"),
+  });
+  expect((await tm.waitFor(first.value.taskId)).result).toEqual({ n: 1 });
+  expect((await tm.waitFor(third.value.taskId)).result).toEqual({ n: 3 });
+  const [again] = await tm.submitMany([{ type: "echo", payload: { n: 4 }, idempotencyKey: key }]);
+  expect(again).toEqual({
+    status: "fulfilled",
+    value: { taskId: third.value.taskId, deduplicated: true, replaced: false },
+  });
+
+  await expect(tm.submitMany([{ type: "echo" }, { type: "echo", priority: "urgent" as "high" }])).rejects.toThrow(
+    new TypeError('invalid task request: requests[1]: priority must be "high", "medium" or "low" (got "urgent")'),
+  );
+});
+
 test("waitFor's timeout gives up waiting, not the task", async () => {
   const { taskId } = await tm.submit({ type: "sleep", payload: { ms: 1_500 } });
   const early = await tm.waitFor(taskId, { timeoutMs: 100 }).catch((error: unknown) => error);
@@ -135,7 +169,7 @@ test("waitFor follows a task through a gateway restart, hearing each status once
   expectEachOnce(statuses);
 });
 
-test("submit retries while the gateway is stopped, then makes one task; a gateway that stays away ends waitFor", async () => {
+test("submit and submitMany retry while the gateway is stopped; a gateway that stays away ends waitFor", async () => {
   const { taskId: earlier } = await tm.submit({ type: "sleep", payload: { ms: 30_000 } });
   await gateway.process.stop();
   try {
@@ -164,6 +198,33 @@ test("submit retries while the gateway is stopped, then makes one task; a gatewa
     expect(retries.length).toBeGreaterThan(0);
     expect(deduplicated).toBe(false);
     expect((await patient.waitFor(taskId)).result).toEqual({ after: "restart" });
+
+    // A list while the gateway is stopped again: sent again once it is back, every task taken once.
+    await gateway.process.stop();
+    restarted = undefined;
+    const listRetries: RetryNotice[] = [];
+    const listed = await patient.submitMany(
+      [
+        { type: "echo", payload: { i: 1 } },
+        { type: "echo", payload: { i: 2 } },
+      ],
+      {
+        onRetry: (notice) => {
+          listRetries.push(notice);
+          restarted ??= (async () => {
+            gateway.process.start();
+            await gateway.ready();
+          })();
+        },
+      },
+    );
+    await restarted;
+    expect(listRetries.length).toBeGreaterThan(0);
+    expect(listed.map((outcome) => outcome.status)).toEqual(["fulfilled", "fulfilled"]);
+    for (const [i, outcome] of listed.entries()) {
+      const { taskId: listedId } = (outcome as PromiseFulfilledResult<SubmittedTask>).value;
+      expect((await patient.waitFor(listedId)).result).toEqual({ i: i + 1 });
+    }
   } finally {
     if (!gateway.process.running) {
       gateway.process.start();

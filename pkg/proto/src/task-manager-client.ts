@@ -4,15 +4,22 @@
  * - submit(): a task from plain values (taskRequestProblem checks it first), retried while the gateway cannot take
  *   it (restarting, shedding, rate limited) under one idempotency key, so a retry never makes a second task;
  * - waitFor(): the task once it finished, with its result, following its status through gateway restarts;
- * - run(): both, resolving with the result or rejecting with a TaskFailedError.
+ * - run(): both, resolving with the result or rejecting with a TaskFailedError;
+ * - submitMany(): a list in SubmitTasks calls, each task's outcome of its own.
  * The generated clients stay at hand (`tasks`) for everything else.
  */
 import { setTimeout as sleep } from "node:timers/promises";
-import type { JsonObject } from "@bufbuild/protobuf";
-import { type RetryNotice, withSubmitRetries } from "./call-retry.js";
+import type { JsonObject, MessageInitShape } from "@bufbuild/protobuf";
+import { Code, ConnectError } from "@connectrpc/connect";
+import { type RetryNotice, retryDelayFor, withSubmitRetries } from "./call-retry.js";
 import { createTaskClient, type TaskClient, type TaskClientOptions } from "./client.js";
 import { followTaskStatus } from "./follow-task.js";
-import { type Task, TaskState, type TaskStatus } from "./gen/taskmanager/v1/taskmanager_pb.js";
+import {
+  type SubmitTaskRequestSchema,
+  type Task,
+  TaskState,
+  type TaskStatus,
+} from "./gen/taskmanager/v1/taskmanager_pb.js";
 import { type SubmissionOptions, submitTaskRequestOf, type TaskRequest, taskRequestProblem } from "./task-request.js";
 
 export interface TaskManagerClientOptions extends TaskClientOptions {
@@ -127,6 +134,96 @@ export class TaskManagerClient {
     return { taskId: value.taskId, deduplicated: value.deduplicated, replaced: value.replaced };
   }
 
+  /**
+   * Submits a list in SubmitTasks calls of `batchSize` (default 100; the gateway takes up to GATEWAY_MAX_BATCH_TASKS,
+   * 500), as BullMQ's addBulk: one round trip per call instead of one per task. Resolves with one outcome per request,
+   * in order, as Promise.allSettled does: `{ status: "fulfilled", value: SubmittedTask }`, or `{ status: "rejected",
+   * reason: ConnectError }` for a task the gateway refused (the others are not refused with it). Every request is
+   * checked before any is sent (a TypeError naming `requests[i]`). Tasks the gateway could not take (UNAVAILABLE, for
+   * the call or for some of its tasks) are sent again, each under its idempotency key (its own, or one made for it),
+   * up to `retries` times; a rate limit is waited out as its pushback says. Dependencies among the list's tasks are
+   * not expressed here: submit the tasks others wait for first, and name them by id (dependsOn).
+   */
+  async submitMany(
+    requests: ReadonlyArray<TaskRequest & SubmissionOptions>,
+    options: SubmitCallOptions & { batchSize?: number } = {},
+  ): Promise<Array<PromiseSettledResult<SubmittedTask>>> {
+    const { batchSize = 100 } = options;
+    if (!(Number.isSafeInteger(batchSize) && batchSize >= 1))
+      throw new TypeError(`submitMany: batchSize must be a whole number ≥ 1 (got ${JSON.stringify(batchSize)})`);
+    if (!Array.isArray(requests)) throw new TypeError("submitMany: needs a list of task requests");
+    const messages = requests.map((request, i) => {
+      const problem = taskRequestProblem(request);
+      if (problem) throw new TypeError(`invalid task request: requests[${i}]: ${problem}`);
+      const idempotencyKey =
+        request.idempotencyKey ?? (this.#retries > 0 ? `client-${crypto.randomUUID()}` : undefined);
+      return submitTaskRequestOf({ ...request, ...(idempotencyKey ? { idempotencyKey } : {}) });
+    });
+    const outcomes: Array<PromiseSettledResult<SubmittedTask>> = [];
+    const taken = { some: false };
+    for (let start = 0; start < messages.length; start += batchSize) {
+      outcomes.push(...(await this.#submitChunk(messages.slice(start, start + batchSize), options, taken)));
+    }
+    return outcomes;
+  }
+
+  /** One SubmitTasks call's tasks, those the gateway could not take sent again. */
+  async #submitChunk(
+    messages: ReadonlyArray<MessageInitShape<typeof SubmitTaskRequestSchema>>,
+    options: SubmitCallOptions,
+    /** Whether a task of the list was taken (by this call or an earlier one). */
+    taken: { some: boolean },
+  ): Promise<Array<PromiseSettledResult<SubmittedTask>>> {
+    const outcomes = new Array<PromiseSettledResult<SubmittedTask>>(messages.length);
+    let pending = messages.map((_, i) => i);
+    for (let attempt = 1; ; attempt++) {
+      let unavailable: ConnectError | undefined;
+      const again: number[] = [];
+      try {
+        const response = await this.tasks.submitTasks(
+          { tasks: pending.map((i) => messages[i] as MessageInitShape<typeof SubmitTaskRequestSchema>) },
+          this.#callOptions(options.signal),
+        );
+        for (const [k, i] of pending.entries()) {
+          const outcome = response.outcomes[k]?.outcome;
+          if (outcome?.case === "accepted") {
+            taken.some = true;
+            const { taskId, deduplicated, replaced } = outcome.value;
+            outcomes[i] = { status: "fulfilled", value: { taskId, deduplicated, replaced } };
+            continue;
+          }
+          const error =
+            outcome?.case === "error"
+              ? new ConnectError(outcome.value.message, outcome.value.code as Code)
+              : new ConnectError("the gateway answered without this task's outcome", Code.Internal);
+          outcomes[i] = { status: "rejected", reason: error };
+          if (error.code === Code.Unavailable) {
+            again.push(i);
+            unavailable = error;
+          }
+        }
+      } catch (error) {
+        // The call failed whole, nothing answered: every pending task is sent again. Once no retry is left, or for an
+        // error no retry changes, the call's error is thrown while nothing has been taken yet; after that, it
+        // becomes the outcome of each task still pending, so the tasks already taken are still reported.
+        const delayMs = retryDelayFor(error, attempt);
+        if (delayMs === undefined || attempt > this.#retries || options.signal?.aborted) {
+          if (!taken.some) throw options.signal?.aborted ? options.signal.reason : error;
+          for (const i of pending) outcomes[i] = { status: "rejected", reason: ConnectError.from(error) };
+          return outcomes;
+        }
+        options.onRetry?.({ error, attempt: attempt + 1, attempts: this.#retries + 1, delayMs });
+        await this.#sleep(delayMs, options.signal);
+        continue;
+      }
+      if (again.length === 0 || attempt > this.#retries) return outcomes;
+      const delayMs = retryDelayFor(unavailable, attempt) as number;
+      options.onRetry?.({ error: unavailable, attempt: attempt + 1, attempts: this.#retries + 1, delayMs });
+      await this.#sleep(delayMs, options.signal);
+      pending = again;
+    }
+  }
+
   /** The task (GetTask), retried while the gateway is unavailable. NOT_FOUND for an unknown or expired task. */
   async getTask(taskId: string, options: { signal?: AbortSignal } = {}): Promise<Task> {
     const { value } = await this.#withRetries(
@@ -196,16 +293,19 @@ export class TaskManagerClient {
   }
 
   #withRetries<T>(call: () => Promise<T>, options: SubmitCallOptions) {
-    const { signal } = options;
     return withSubmitRetries(
       this.#retries,
       call,
       (notice) => options.onRetry?.(notice),
-      (ms) =>
-        sleep(ms, undefined, signal ? { signal } : {}).catch(() => {
-          throw signal?.reason;
-        }),
+      (ms) => this.#sleep(ms, options.signal),
     );
+  }
+
+  /** Waits `ms`, or rejects with the signal's reason once it aborts. */
+  #sleep(ms: number, signal: AbortSignal | undefined): Promise<void> {
+    return sleep(ms, undefined, signal ? { signal } : {}).catch(() => {
+      throw signal?.reason;
+    });
   }
 
   /** Runs `wait` under the caller's signal and timeout, rejecting with a WaitTimeoutError at the timeout. */

@@ -1,0 +1,122 @@
+/**
+ * TaskManagerClient.submitMany over real HTTP/2 against a grpc-js server whose SubmitTasks is scripted per task (a
+ * gateway that could not take some tasks of a call, or fails a call whole): only the tasks answered UNAVAILABLE are
+ * sent again, under the keys they were first sent with; retries spent leave them rejected; a call that fails whole
+ * after tasks were taken reports those tasks rather than throwing. (The whole pipeline: test/task-manager-client.)
+ */
+import type { MessageInitShape } from "@bufbuild/protobuf";
+import { Code, ConnectError } from "@connectrpc/connect";
+import * as grpc from "@grpc/grpc-js";
+import { afterEach, expect, test } from "vitest";
+import {
+  type SubmitTaskOutcomeSchema,
+  type SubmitTaskRequest,
+  TaskService,
+} from "../src/gen/taskmanager/v1/taskmanager_pb.js";
+import { addService } from "../src/grpc-adapter.js";
+import { type SubmittedTask, TaskManagerClient } from "../src/task-manager-client.js";
+
+const servers: grpc.Server[] = [];
+afterEach(() => {
+  for (const server of servers.splice(0)) server.forceShutdown();
+});
+
+type Outcome = MessageInitShape<typeof SubmitTaskOutcomeSchema>;
+
+/** Serves TaskService with `submitTasks` as given (each call's tasks recorded); every other method unimplemented. */
+async function gateway(
+  submitTasks: (tasks: SubmitTaskRequest[], call: number) => Outcome[],
+): Promise<{ url: string; calls: SubmitTaskRequest[][] }> {
+  const calls: SubmitTaskRequest[][] = [];
+  const handlers: Record<string, (request: never) => Promise<unknown>> = Object.fromEntries(
+    TaskService.methods.map((method) => [
+      method.localName,
+      async () => {
+        throw new ConnectError(`${method.name} is not served here`, Code.Unimplemented);
+      },
+    ]),
+  );
+  handlers.submitTasks = async ({ tasks }: { tasks: SubmitTaskRequest[] }) => {
+    calls.push(tasks);
+    return { outcomes: submitTasks(tasks, calls.length) };
+  };
+  const server = new grpc.Server();
+  servers.push(server);
+  addService(server, TaskService, handlers as never);
+  const port = await new Promise<number>((resolve, reject) =>
+    server.bindAsync("127.0.0.1:0", grpc.ServerCredentials.createInsecure(), (error, bound) =>
+      error ? reject(error) : resolve(bound),
+    ),
+  );
+  return { url: `http://127.0.0.1:${port}`, calls };
+}
+
+const accepted = (task: SubmitTaskRequest): Outcome => ({
+  outcome: { case: "accepted", value: { taskId: `id-${task.idempotencyKey}` } },
+});
+const refused = (code: Code, message: string): Outcome => ({ outcome: { case: "error", value: { code, message } } });
+const fulfilled = (outcome: PromiseSettledResult<SubmittedTask>) =>
+  (outcome as PromiseFulfilledResult<SubmittedTask>).value.taskId;
+
+test("only the tasks the gateway could not take are sent again, under the keys they were first sent with", async () => {
+  const { url, calls } = await gateway((tasks, call) =>
+    tasks.map((task) =>
+      task.type === "busy" && call === 1 ? refused(Code.Unavailable, "Redis unavailable while saving") : accepted(task),
+    ),
+  );
+  const tm = new TaskManagerClient({ baseUrl: url });
+  const retried: number[] = [];
+  const outcomes = await tm.submitMany(
+    [{ type: "echo" }, { type: "busy" }, { type: "echo", idempotencyKey: "mine" }, { type: "bad" }],
+    { onRetry: ({ attempt }) => retried.push(attempt) },
+  );
+  expect(calls.map((tasks) => tasks.map((task) => task.type))).toEqual([["echo", "busy", "echo", "bad"], ["busy"]]);
+  // The retry carries the key the first call made up for it; the caller's own key is sent as given.
+  expect(calls[1]?.[0]?.idempotencyKey).toBe(calls[0]?.[1]?.idempotencyKey);
+  expect(calls[0]?.[1]?.idempotencyKey).toMatch(/^client-[0-9a-f-]{36}$/);
+  expect(calls[0]?.[2]?.idempotencyKey).toBe("mine");
+  expect(retried).toEqual([2]);
+  expect(outcomes.map((outcome) => outcome.status)).toEqual(["fulfilled", "fulfilled", "fulfilled", "fulfilled"]);
+  expect(fulfilled(outcomes[1]!)).toBe(`id-${calls[0]?.[1]?.idempotencyKey}`);
+  expect(fulfilled(outcomes[2]!)).toBe("id-mine");
+});
+
+test("a refusal is its task's outcome; retries spent leave UNAVAILABLE ones rejected", async () => {
+  const { url, calls } = await gateway((tasks) =>
+    tasks.map((task) =>
+      task.type === "nope"
+        ? refused(Code.InvalidArgument, 'unknown task type "nope"')
+        : task.type === "down"
+          ? refused(Code.Unavailable, "still down")
+          : accepted(task),
+    ),
+  );
+  const tm = new TaskManagerClient({ baseUrl: url, retries: 2 });
+  const outcomes = await tm.submitMany([{ type: "nope" }, { type: "echo" }, { type: "down" }]);
+  expect(calls.map((tasks) => tasks.length)).toEqual([3, 1, 1]);
+  expect(outcomes.map((outcome) => outcome.status)).toEqual(["rejected", "fulfilled", "rejected"]);
+  expect((outcomes[0] as PromiseRejectedResult).reason).toMatchObject({ code: Code.InvalidArgument });
+  expect((outcomes[2] as PromiseRejectedResult).reason).toMatchObject({
+    code: Code.Unavailable,
+    rawMessage: "still down",
+  });
+});
+
+test("a call failing whole throws while nothing was taken, and is the outcome of the tasks left once some were", async () => {
+  const { url } = await gateway((tasks, call) => {
+    if (call === 2) throw new ConnectError("too many tasks in one call", Code.InvalidArgument);
+    return tasks.map(accepted);
+  });
+  const tm = new TaskManagerClient({ baseUrl: url });
+  // batchSize 2: the first call takes two tasks, the second call fails whole.
+  const outcomes = await tm.submitMany([{ type: "a" }, { type: "b" }, { type: "c" }], { batchSize: 2 });
+  expect(outcomes.map((outcome) => outcome.status)).toEqual(["fulfilled", "fulfilled", "rejected"]);
+  expect((outcomes[2] as PromiseRejectedResult).reason).toMatchObject({ code: Code.InvalidArgument });
+
+  const { url: refusing } = await gateway(() => {
+    throw new ConnectError("not authenticated", Code.Unauthenticated);
+  });
+  await expect(new TaskManagerClient({ baseUrl: refusing }).submitMany([{ type: "a" }])).rejects.toMatchObject({
+    code: Code.Unauthenticated,
+  });
+});
