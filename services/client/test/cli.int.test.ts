@@ -648,6 +648,13 @@ describe("taskctl against a real gRPC server", () => {
       expect.stringMatching(/^gateway unavailable \(.*ECONNREFUSED.*\); retrying in 0.5 s \(attempt 3 of 3\)$/),
     ]);
     expect(lines.slice(2).join("\n")).toBe(message);
+
+    // watch follows with the status stream: an address never reached fails at once, not after a minute of outage.
+    stderr = "";
+    const startedAt = performance.now();
+    expect(await run(["watch", "some-task", "--addr", closed], io)).toBe(ExitCode.Unavailable);
+    expect(stderr).toBe(message);
+    expect(performance.now() - startedAt).toBeLessThan(10_000);
   });
 });
 
