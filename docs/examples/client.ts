@@ -1,8 +1,8 @@
 /**
  * Submitting from a program with TaskManagerClient (docs/CLIENT.md). Type-checked with the repository
  * (`pnpm typecheck`); README.md and docs/CLIENT.md quote it (test/docs-examples.unit.test.ts keeps them in step).
- * Against the local stack (`pnpm start`): `node --experimental-strip-types docs/examples/client.ts` on Node 22.6+, or
- * compile it with the workspace's tsc.
+ * It is not run as it stands (there is no `resize` type by default); test/task-manager-client.int.test.ts makes the
+ * same calls against the whole pipeline.
  */
 import { TaskFailedError, TaskManagerClient } from "@tm/proto";
 
@@ -45,5 +45,3 @@ export async function quickStart(): Promise<void> {
     outcomes.map((outcome) => outcome.status),
   );
 }
-
-if (import.meta.url === `file://${process.argv[1]}`) await quickStart();
