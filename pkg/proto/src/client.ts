@@ -2,6 +2,7 @@
  * A typed TaskService client over gRPC (HTTP/2) with connect-node. This is what the CLI and the tests use;
  * it talks to Envoy on :50051 or straight to a gateway.
  */
+import type { SecureClientSessionOptions } from "node:http2";
 import type { Client, Interceptor } from "@connectrpc/connect";
 import { createClient } from "@connectrpc/connect";
 import { createGrpcTransport } from "@connectrpc/connect-node";
@@ -17,6 +18,16 @@ export interface TaskClientOptions {
   /** Sent as `authorization: Bearer <key>` when set; a function is asked on each call (a key read from a file that
    *  rotates). */
   apiKey?: string | (() => string | Promise<string>);
+  /** With an `https://` baseUrl, behind a proxy that terminates TLS with a private CA or asks for a client
+   *  certificate (PEM): `ca` is trusted in place of the system's CAs; `cert` and `key` (both, or neither) are
+   *  presented. Without it, https:// trusts the system's CAs. */
+  tls?: TlsOptions;
+}
+
+export interface TlsOptions {
+  ca?: string | Buffer;
+  cert?: string | Buffer;
+  key?: string | Buffer;
 }
 
 export type TaskClient = Client<typeof TaskService>;
@@ -52,7 +63,18 @@ function transportFor(options: TaskClientOptions) {
       return next(req);
     });
   }
-  return createGrpcTransport({ baseUrl: options.baseUrl, interceptors });
+  return createGrpcTransport({ baseUrl: options.baseUrl, interceptors, ...tlsOptionsFor(options) });
+}
+
+/** The HTTP/2 session's TLS options, refusing what would silently not apply. */
+function tlsOptionsFor({ baseUrl, tls }: TaskClientOptions): { nodeOptions?: SecureClientSessionOptions } {
+  if (!tls) return {};
+  if (!baseUrl.startsWith("https://"))
+    throw new TypeError(`tls options need an https:// baseUrl (got ${JSON.stringify(baseUrl)})`);
+  if ((tls.cert === undefined) !== (tls.key === undefined))
+    throw new TypeError("tls: give a client certificate and its key together (cert and key), or neither");
+  const { ca, cert, key } = tls;
+  return { nodeOptions: { ...(ca ? { ca } : {}), ...(cert ? { cert } : {}), ...(key ? { key } : {}) } };
 }
 
 export function createTaskClient(options: TaskClientOptions): TaskClient {
