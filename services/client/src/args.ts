@@ -35,7 +35,15 @@ import type { RetryBackoffOption } from "./task-limits.js";
 export interface GlobalOptions {
   addr: string;
   apiKey?: string;
+  /** PEM files for an https:// gateway behind TLS with a private CA or client certificates (read by connection.ts). */
+  tlsFiles?: TlsFiles;
   json: boolean;
+}
+
+export interface TlsFiles {
+  ca?: string;
+  cert?: string;
+  key?: string;
 }
 
 export type Invocation =
@@ -162,6 +170,9 @@ type Options = NonNullable<ParseArgsConfig["options"]>;
 const GLOBAL_OPTIONS: Options = {
   addr: { type: "string" },
   "api-key": { type: "string" },
+  "tls-ca-file": { type: "string" },
+  "tls-cert-file": { type: "string" },
+  "tls-key-file": { type: "string" },
   json: { type: "boolean" },
   help: { type: "boolean", short: "h" },
 };
@@ -306,6 +317,8 @@ export function parseCommandLine(argv: string[], env: NodeJS.ProcessEnv = {}, no
   };
   const apiKey = str(values["api-key"]) ?? env.TASKCTL_API_KEY;
   if (apiKey) globals.apiKey = apiKey;
+  const tlsFiles = tlsFilesOf(values, env, globals.addr);
+  if (tlsFiles) globals.tlsFiles = tlsFiles;
   const positionals = parsed.positionals;
 
   switch (name) {
@@ -635,6 +648,25 @@ function exactly(command: CommandName, positionals: string[], names: string[], l
     if (value.trim() === "") throw new UsageError(`${label}: ${names[index]} must not be empty`);
   }
   return positionals;
+}
+
+/** --tls-ca-file, --tls-cert-file and --tls-key-file (or $TASKCTL_TLS_*_FILE), checked against the address. */
+function tlsFilesOf(
+  values: Record<string, unknown>,
+  env: Record<string, string | undefined>,
+  addr: string,
+): TlsFiles | undefined {
+  const files: TlsFiles = {};
+  for (const part of ["ca", "cert", "key"] as const) {
+    const file = str(values[`tls-${part}-file`]) ?? env[`TASKCTL_TLS_${part.toUpperCase()}_FILE`];
+    if (file) files[part] = file;
+  }
+  if (Object.keys(files).length === 0) return undefined;
+  if (!addr.startsWith("https://"))
+    throw new UsageError(`--tls-*-file options need an https:// address (--addr ${addr})`);
+  if ((files.cert === undefined) !== (files.key === undefined))
+    throw new UsageError("--tls-cert-file and --tls-key-file go together: give both, or neither");
+  return files;
 }
 
 /** Accepts "host:port" as well as a URL, since that is how people usually type a gRPC address. */

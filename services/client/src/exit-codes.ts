@@ -36,6 +36,20 @@ export class CliError extends Error {
   }
 }
 
+/** Node's codes for a TLS handshake that failed: a certificate not trusted, expired or for another name, or the
+ *  server's alert (it asked for a client certificate). */
+const TLS_ERROR_CODE = /CERT|SSL|TLS/;
+
+/** The TLS failure's message when the error (or one of its causes) is one, else undefined. */
+export function tlsFailureOf(error: unknown): string | undefined {
+  for (let current = error, depth = 0; current && depth < 6; depth++) {
+    const { code, message } = current as { code?: unknown; message?: unknown };
+    if (typeof code === "string" && TLS_ERROR_CODE.test(code)) return typeof message === "string" ? message : code;
+    current = (current as { cause?: unknown }).cause;
+  }
+  return undefined;
+}
+
 export function unreachableMessage(addr: string): string {
   return `cannot reach the gateway at ${addr}: is the stack running? (pnpm start)`;
 }
@@ -45,6 +59,13 @@ export function describeError(error: unknown, addr: string): { exitCode: ExitCod
   if (error instanceof UsageError) return { exitCode: ExitCode.Usage, message: error.message };
   if (error instanceof CliError) return { exitCode: error.exitCode, message: error.message };
   if (error instanceof GatewayOutageError) return { exitCode: ExitCode.Unavailable, message: error.message };
+  const tlsFailure = tlsFailureOf(error);
+  if (tlsFailure !== undefined) {
+    return {
+      exitCode: ExitCode.Unavailable,
+      message: `the TLS connection to ${addr} failed: ${tlsFailure} (--tls-ca-file: the CA that signed its certificate; --tls-cert-file and --tls-key-file: a client certificate it asks for)`,
+    };
+  }
   if (error instanceof ConnectError) {
     switch (error.code) {
       case Code.InvalidArgument:

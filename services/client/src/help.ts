@@ -34,6 +34,9 @@ Run "taskctl <command> --help" for a command's options.`;
 const GLOBALS = `Global options:
   --addr URL        gateway address (default $TASKCTL_ADDR or http://127.0.0.1:50051)
   --api-key KEY     sent as "authorization: Bearer KEY" (default $TASKCTL_API_KEY)
+  --tls-ca-file F   with an https:// address: trust this CA's certificate (PEM; default $TASKCTL_TLS_CA_FILE)
+  --tls-cert-file F, --tls-key-file F  a client certificate and its key to present (PEM; $TASKCTL_TLS_CERT_FILE,
+                    $TASKCTL_TLS_KEY_FILE)
   --json            machine-readable output (one JSON object per line for streams)
   -h, --help        this help`;
 

@@ -4,7 +4,7 @@
  * the client: real HTTP/2, real protobuf, real status streams.
  */
 import { spawn } from "node:child_process";
-import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -25,7 +25,7 @@ import {
   TaskState,
   type TaskStatusSchema,
 } from "@tm/proto";
-import { freePort, waitFor } from "@tm/testkit";
+import { createTlsFiles, freePort, type TlsFiles, waitFor } from "@tm/testkit";
 import { afterAll, beforeAll, describe, expect, test } from "vitest";
 import { ExitCode, type Io, run } from "../src/run.js";
 import { submitAndStream } from "../src/submit-stream.js";
@@ -71,6 +71,9 @@ let throttledOnce = 0;
 let silentCallsEnded = 0;
 let server: grpc.Server;
 let addr: string;
+/** The same stand-in over TLS with a throwaway CA, asking for a client certificate. */
+let tlsAddr: string;
+let tls: TlsFiles;
 
 /** Demo calls still to answer UNAVAILABLE once their task is recorded (as a gateway whose publish failed). */
 let unavailableDemoCalls = 0;
@@ -242,9 +245,20 @@ beforeAll(async () => {
     ),
   );
   addr = `http://127.0.0.1:${port}`;
+  tls = createTlsFiles();
+  const [ca, cert, key] = [tls.caFile, tls.certFile, tls.keyFile].map((file) => readFileSync(file));
+  const tlsPort = await new Promise<number>((resolve, reject) =>
+    server.bindAsync(
+      "127.0.0.1:0",
+      grpc.ServerCredentials.createSsl(ca!, [{ cert_chain: cert!, private_key: key! }], true),
+      (error, bound) => (error ? reject(error) : resolve(bound)),
+    ),
+  );
+  tlsAddr = `https://127.0.0.1:${tlsPort}`;
 });
 
 afterAll(() => new Promise<void>((resolve) => server.tryShutdown(() => resolve())));
+afterAll(() => tls?.dispose());
 
 /** A JSON Lines file of these objects (an empty object: a blank line), in a directory removed after the file's tests. */
 function batchFile(lines: object[]): string {
@@ -258,15 +272,16 @@ afterAll(() => {
   if (batchDir) rmSync(batchDir, { recursive: true, force: true });
 });
 
-async function taskctl(args: string[], options: { tty?: boolean } = {}) {
+/** taskctl against the stand-in (plain-text, unless the args name another --addr). */
+async function taskctl(args: string[], options: { tty?: boolean; env?: Record<string, string> } = {}) {
   let stdout = "";
   let stderr = "";
   const io: Io = {
     stdout: { write: (text: string) => (stdout += text), isTTY: options.tty ?? false, columns: 120 },
     stderr: { write: (text: string) => (stderr += text) },
-    env: {},
+    env: options.env ?? {},
   };
-  const exitCode = await run([...args, "--addr", addr], io);
+  const exitCode = await run(args.includes("--addr") ? args : [...args, "--addr", addr], io);
   return { exitCode, stdout, stderr };
 }
 
@@ -631,6 +646,54 @@ describe("taskctl against a real gRPC server", () => {
 
   test("health reports SERVING", async () => {
     expect(await taskctl(["health"])).toMatchObject({ exitCode: ExitCode.Ok, stdout: `${addr} SERVING\n` });
+  });
+
+  test("over TLS: a private CA and a client certificate from flags or the environment; what is missing is named", async () => {
+    const flags = ["--tls-ca-file", tls.caFile, "--tls-cert-file", tls.certFile, "--tls-key-file", tls.keyFile];
+    expect(await taskctl(["health", "--addr", tlsAddr, ...flags])).toMatchObject({
+      exitCode: ExitCode.Ok,
+      stdout: `${tlsAddr} SERVING\n`,
+    });
+    const env = {
+      TASKCTL_TLS_CA_FILE: tls.caFile,
+      TASKCTL_TLS_CERT_FILE: tls.certFile,
+      TASKCTL_TLS_KEY_FILE: tls.keyFile,
+    };
+    const id = (await taskctl(["submit", "echo", "--addr", tlsAddr], { env })).stdout.trim();
+    expect((await taskctl(["get", id, "--addr", tlsAddr], { env })).stdout).toMatch(/state +SUCCEEDED/);
+
+    // The system's CAs do not know the throwaway one: refused at once (exit 4), naming the certificate.
+    const untrusted = await taskctl([
+      "health",
+      "--addr",
+      tlsAddr,
+      "--tls-cert-file",
+      tls.certFile,
+      "--tls-key-file",
+      tls.keyFile,
+    ]);
+    expect(untrusted.exitCode).toBe(ExitCode.Unavailable);
+    expect(untrusted.stderr).toMatch(
+      new RegExp(
+        `^taskctl: the TLS connection to ${tlsAddr} failed: self-signed certificate in certificate chain \\(--tls-ca-file`,
+      ),
+    );
+    // Trusted, but without the client certificate the server asks for: its refusal is named the same way.
+    const anonymous = await taskctl(["health", "--addr", tlsAddr, "--tls-ca-file", tls.caFile]);
+    expect(anonymous.exitCode).toBe(ExitCode.Unavailable);
+    expect(anonymous.stderr).toMatch(/^taskctl: the TLS connection to .* failed: /);
+    expect(await taskctl(["health", "--addr", addr, "--tls-ca-file", tls.caFile])).toMatchObject({
+      exitCode: ExitCode.Usage,
+      stderr: `taskctl: --tls-*-file options need an https:// address (--addr ${addr})\n`,
+    });
+    expect(await taskctl(["health", "--addr", tlsAddr, "--tls-cert-file", tls.certFile])).toMatchObject({
+      exitCode: ExitCode.Usage,
+      stderr: "taskctl: --tls-cert-file and --tls-key-file go together: give both, or neither\n",
+    });
+    expect(await taskctl(["health", "--addr", tlsAddr, "--tls-ca-file", "/no/such/ca.pem"])).toMatchObject({
+      exitCode: ExitCode.Usage,
+      stderr: expect.stringContaining("taskctl: --tls-ca-file: cannot read /no/such/ca.pem: ENOENT"),
+    });
   });
 
   test("an unreachable address exits 4 with the clear message, after submit's retries", async () => {
