@@ -14,6 +14,7 @@ import {
   type TaskStatus,
   WaitTimeoutError,
 } from "@tm/proto";
+import { appendTaskLog } from "@tm/store";
 import { type SpawnedService, waitFor } from "@tm/testkit";
 import { afterAll, beforeAll, expect, test } from "vitest";
 import { type Pipeline, startPipeline } from "./support/pipeline.js";
@@ -36,6 +37,13 @@ async function openStreams(): Promise<number> {
   const metrics = await (await fetch(`http://127.0.0.1:${gateway.opsPort}/metrics`)).text();
   const line = metrics.split("\n").find((l) => l.startsWith("tm_status_streams_open"));
   return line ? Number(line.split(" ").at(-1)) : 0;
+}
+
+/** The messages of a log's lines (Array.fromAsync is Node 22's). */
+async function messagesOf(lines: AsyncIterable<{ message: string }>): Promise<string[]> {
+  const messages: string[] = [];
+  for await (const line of lines) messages.push(line.message);
+  return messages;
 }
 
 /** Versions strictly increasing: each status heard once, in order. */
@@ -122,6 +130,41 @@ test("submitMany: one outcome per task in order, across calls; a refusal refuses
   await expect(tm.submitMany([{ type: "echo" }, { type: "echo", priority: "urgent" as "high" }])).rejects.toThrow(
     new TypeError('invalid task request: requests[1]: priority must be "high", "medium" or "low" (got "urgent")'),
   );
+});
+
+test("logs reads a task's lines, and with follow the later ones until it has finished", async () => {
+  // Delayed: unfinished while it is read. Its lines are stored as a worker stores ctx.log's.
+  const { taskId } = await tm.submit({ type: "echo", delayMs: 600_000 });
+  const line = (message: string) => ({
+    time: new Date().toISOString(),
+    level: "info",
+    message,
+    attempt: 1,
+    generation: 0,
+  });
+  const append = (...messages: string[]) =>
+    appendTaskLog(pipeline.redisClient, taskId, messages.map(line), { maxLines: 1_000, ttlSeconds: 3_600 });
+  await append("first", "second");
+  expect(await messagesOf(tm.logs(taskId))).toEqual(["first", "second"]);
+
+  const seen: string[] = [];
+  let heard!: () => void;
+  const secondHeard = new Promise<void>((resolve) => {
+    heard = resolve;
+  });
+  const following = (async () => {
+    for await (const l of tm.logs(taskId, { follow: true, pollMs: 50 })) {
+      seen.push(l.message);
+      if (seen.length === 2) heard();
+    }
+  })();
+  await secondHeard;
+  await append("third");
+  await waitFor("the third line followed", async () => seen.length === 3, { timeoutMs: 10_000, intervalMs: 20 });
+  await tm.cancel(taskId);
+  await following; // ends once a page read after the task finished comes back empty
+  expect(seen).toEqual(["first", "second", "third"]);
+  await expect(messagesOf(tm.logs(crypto.randomUUID()))).rejects.toMatchObject({ code: Code.NotFound });
 });
 
 test("waitFor's timeout gives up waiting, not the task", async () => {

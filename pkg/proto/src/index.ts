@@ -23,5 +23,6 @@ export { rpcMetricsInterceptor } from "./rpc-metrics.js";
 export * from "./state-counts-text.js";
 export * from "./status-order.js";
 export * from "./task-limits.js";
+export * from "./task-log-reader.js";
 export * from "./task-manager-client.js";
 export * from "./task-request.js";

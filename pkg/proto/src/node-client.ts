@@ -11,5 +11,6 @@ export * from "./gen/taskmanager/v1/taskmanager_pb.js";
 export { RETRY_PUSHBACK_HEADER, retryPushback, retryPushbackOf } from "./retry-pushback.js";
 export { isFinishedState, isLaterStatus } from "./status-order.js";
 export { type TaskLimitsMs, taskLimitFields } from "./task-limits.js";
+export * from "./task-log-reader.js";
 export * from "./task-manager-client.js";
 export * from "./task-request.js";

@@ -5,7 +5,8 @@
  *   it (restarting, shedding, rate limited) under one idempotency key, so a retry never makes a second task;
  * - waitFor(): the task once it finished, with its result, following its status through gateway restarts;
  * - run(): both, resolving with the result or rejecting with a TaskFailedError;
- * - submitMany(): a list in SubmitTasks calls, each task's outcome of its own.
+ * - submitMany(): a list in SubmitTasks calls, each task's outcome of its own;
+ * - logs(): what the task's handlers logged, followed until it has finished.
  * The generated clients stay at hand (`tasks`) for everything else.
  */
 import { setTimeout as sleep } from "node:timers/promises";
@@ -17,9 +18,11 @@ import { followTaskStatus } from "./follow-task.js";
 import {
   type SubmitTaskRequestSchema,
   type Task,
+  type TaskLogLine,
   TaskState,
   type TaskStatus,
 } from "./gen/taskmanager/v1/taskmanager_pb.js";
+import { readTaskLogLines, type TaskLogReadOptions } from "./task-log-reader.js";
 import { type SubmissionOptions, submitTaskRequestOf, type TaskRequest, taskRequestProblem } from "./task-request.js";
 
 export interface TaskManagerClientOptions extends TaskClientOptions {
@@ -270,6 +273,21 @@ export class TaskManagerClient {
     });
     if (task.status?.state !== TaskState.SUCCEEDED) throw new TaskFailedError(task);
     return { taskId, result: (task.result ?? {}) as Result, task };
+  }
+
+  /**
+   * What the task's handlers logged with ctx.log, oldest first (GetTaskLogs, a page at a time); with `follow`, what
+   * they log from then on too, until the task has finished (then the iteration ends). NOT_FOUND for an unknown task.
+   */
+  logs(
+    taskId: string,
+    options: Omit<TaskLogReadOptions, "callTimeoutMs" | "maxOutageMs"> = {},
+  ): AsyncGenerator<TaskLogLine> {
+    return readTaskLogLines(this.tasks, taskId, {
+      callTimeoutMs: this.#callTimeoutMs,
+      maxOutageMs: this.#maxOutageMs,
+      ...options,
+    });
   }
 
   /** Cancels the task (CancelTask): its status (CANCELLED). FAILED_PRECONDITION once it finished. */
