@@ -11,7 +11,11 @@
  * is promoted with Run now; the tasks a filter matches are counted, then cancelled, with Cancel matching, and the
  * stalled ones among them requeued with Requeue stalled; a schedule
  * is created from the form (a bad cron or payload refused, naming it), with the task's limits (a bad one refused,
- * naming the field), and replaces one with the same id only when Replace is ticked; a type is paused and resumed from
+ * naming the field), and replaces one with the same id only when Replace is ticked; a task is submitted from the New
+ * task form (opened by keyboard from the Tasks page) and followed on its page to SUCCEEDED with its result, a bad
+ * payload, time, duration or key reuse refused there, naming it, with nothing sent, an unknown type's refusal by the
+ * gateway shown in the form, and the same idempotency key again lands on the same task saying it was deduplicated
+ * (replace waiting: its payload replaced); a type is paused and resumed from
  * the type limits page, its other limits kept, and its concurrency and rate are set from its dialog (a bad value
  * refused, naming the field; a pause kept) and cleared after a confirmation.
  * A task's Logs section shows what its handler logged (ctx.log lines stored in Redis as a worker stores them) and
@@ -359,7 +363,8 @@ describe.skipIf(!existsSync(CHROMIUM))("web console", () => {
     await page.goto(`${webUrl}/tasks`);
     await page.waitForSelector(`a[href='/tasks/${taskId}']`, { timeout: 15_000 });
     let focused = "";
-    for (let presses = 0; presses < 40 && !focused.startsWith("/tasks/"); presses++) {
+    // A task's link (the page's "New task" link, /tasks/new, comes before the list).
+    for (let presses = 0; presses < 40 && !/^\/tasks\/[\da-f-]{36}$/.test(focused); presses++) {
       await page.keyboard.press("Tab");
       focused = (await page.evaluate("document.activeElement?.getAttribute('href') ?? ''")) as string;
     }
@@ -1108,6 +1113,139 @@ describe.skipIf(!existsSync(CHROMIUM))("web console", () => {
       expect(await form.getByLabel("Replace an existing schedule with this id").isChecked()).toBe(false);
     } finally {
       await admin.deleteSchedule({ id });
+    }
+  });
+
+  /** The New task form, opened from the Tasks page's "New task" link with the keyboard. */
+  async function openNewTaskForm(): Promise<Locator> {
+    await page.goto(`${webUrl}/tasks`);
+    const link = page.getByRole("link", { name: "New task", exact: true });
+    await link.focus();
+    await page.keyboard.press("Enter");
+    await page.waitForURL(`${webUrl}/tasks/new`, { timeout: 15_000 });
+    const form = page.getByRole("form", { name: "New task" });
+    await form.waitFor({ timeout: 15_000 });
+    return form;
+  }
+
+  /** Waits for the page's status line (role=status) to match `text`. */
+  const statusSays = (text: RegExp) => page.getByRole("status").filter({ hasText: text }).waitFor({ timeout: 15_000 });
+
+  /** The task page the New task form led to: its id, from the URL. */
+  async function landedOnTask(): Promise<string> {
+    await page.waitForURL(/\/tasks\/[0-9a-f-]{36}$/, { timeout: 15_000 });
+    return new URL(page.url()).pathname.split("/").pop() ?? "";
+  }
+
+  it("submits a task from the New task form (reached by keyboard from the Tasks page) and follows it on its page to SUCCEEDED", async () => {
+    const form = await openNewTaskForm();
+    // The pipeline's types are offered; the payload starts as {} and the priority as medium.
+    expect(
+      await page
+        .locator("#new-task-types option")
+        .evaluateAll((options) => options.map((o) => o.getAttribute("value"))),
+    ).toEqual(expect.arrayContaining(["echo", "sleep", "slugify"]));
+    expect(await form.getByLabel("Payload (JSON object)").inputValue()).toBe("{}");
+    expect(await form.getByLabel("Priority").inputValue()).toBe("MEDIUM");
+    await form.getByLabel("Task type").fill("echo");
+    await form.getByLabel("Payload (JSON object)").fill('{"from": "the new task form", "n": 7}');
+    await form.getByLabel("Priority").selectOption("HIGH");
+    await form.getByLabel(/^Attempt timeout/).fill("30s");
+    await form.getByLabel("Max attempts").fill("2");
+    // Enter in a field submits the form.
+    await form.getByLabel("Max attempts").press("Enter");
+    const taskId = await landedOnTask();
+    expect(await page.textContent("#task-notice")).toBe(`Submitted task ${taskId}.`);
+    await page.waitForSelector("#task-state:text('SUCCEEDED')", { timeout: 30_000 });
+    await page.waitForSelector("#task-result", { timeout: 10_000 });
+    expect(JSON.parse((await page.textContent("#task-result")) ?? "")).toEqual({ from: "the new task form", n: 7 });
+    const { task } = await pipeline.client.getTask({ taskId });
+    expect(task).toMatchObject({
+      type: "echo",
+      priority: Priority.HIGH,
+      maxAttempts: 2,
+      timeout: { seconds: 30n },
+      payload: { from: "the new task form", n: 7 },
+    });
+    await page.screenshot({ path: join(ARTIFACTS, "new-task-submitted.png"), fullPage: true });
+  });
+
+  it("refuses a bad field in the New task form, naming it, sending nothing; shows the gateway's refusal of an unknown type", async () => {
+    const sent: string[] = [];
+    const onRequest = (request: { url(): string }) => {
+      if (request.url().endsWith("/taskmanager.v1.TaskService/SubmitTask")) sent.push(request.url());
+    };
+    page.on("request", onRequest);
+    try {
+      const form = await openNewTaskForm();
+      const submit = () => form.getByRole("button", { name: "Submit task" }).click();
+      await form.getByLabel("Task type").fill("echo");
+      await form.getByLabel("Payload (JSON object)").fill("[1, 2]");
+      await submit();
+      await statusSays(/^Not submitted: the payload must be a JSON object/);
+      expect(await form.getByLabel("Payload (JSON object)").getAttribute("aria-invalid")).toBe("true");
+      await form.getByLabel("Payload (JSON object)").fill("{");
+      await submit();
+      await statusSays(/^Not submitted: the payload must be a JSON object/);
+      await form.getByLabel("Payload (JSON object)").fill('{"ok": true}');
+      await form.getByLabel(/^When/).fill("soon");
+      await submit();
+      await statusSays(/^Not submitted: the time to run must be empty \(now\), a delay like 90s/);
+      expect(await form.getByLabel(/^When/).getAttribute("aria-invalid")).toBe("true");
+      expect(await form.getByLabel("Payload (JSON object)").getAttribute("aria-invalid")).toBeNull();
+      await form.getByLabel(/^When/).fill("");
+      await form.getByLabel(/^Retry delay/).fill("a while");
+      await submit();
+      await statusSays(/^Not submitted: the retry delay must be a duration like/);
+      await form.getByLabel(/^Retry delay/).fill("");
+      await form.getByLabel("Key reuse").selectOption("AFTER_FINISHED");
+      await submit();
+      await statusSays(/^Not submitted: a key reuse needs an idempotency key/);
+      expect(sent, "nothing was sent").toEqual([]);
+
+      // An unknown type is the gateway's refusal (INVALID_ARGUMENT naming the field), shown in the form.
+      await form.getByLabel("Key reuse").selectOption("UNSPECIFIED");
+      await form.getByLabel("Task type").fill("no-such-type");
+      await submit();
+      await statusSays(/^Submit failed: InvalidArgument: type: unknown task type "no-such-type" \(known: .*echo/);
+      expect(sent).toHaveLength(1);
+      expect(await form.getByLabel("Task type").getAttribute("aria-invalid")).toBe("true");
+      expect(new URL(page.url()).pathname).toBe("/tasks/new");
+      expect(await form.getByRole("button", { name: "Submit task" }).isEnabled()).toBe(true);
+      await page.screenshot({ path: join(ARTIFACTS, "new-task-refused.png"), fullPage: true });
+    } finally {
+      page.off("request", onRequest);
+    }
+  });
+
+  it("submits with an idempotency key: the same key again says deduplicated and lands on the same task; replace waiting replaces it", async () => {
+    const key = `console-key-${crypto.randomUUID().slice(0, 8)}`;
+    const submitWithKey = async (payload: string, when: string, reuse: string) => {
+      const form = await openNewTaskForm();
+      await form.getByLabel("Task type").fill("echo");
+      await form.getByLabel("Payload (JSON object)").fill(payload);
+      await form.getByLabel(/^When/).fill(when);
+      await form.getByLabel("Idempotency key (optional)").fill(key);
+      await form.getByLabel("Key reuse").selectOption(reuse);
+      await form.getByRole("button", { name: "Submit task" }).click();
+      return landedOnTask();
+    };
+    // Delayed an hour: still waiting when the key is used again.
+    const taskId = await submitWithKey('{"v": 1}', "1h", "UNSPECIFIED");
+    expect(await page.textContent("#task-notice")).toMatch(new RegExp(`^Submitted task ${taskId}; it is due at `));
+    await page.waitForSelector("#task-state:text('PENDING')", { timeout: 15_000 });
+    try {
+      expect(await submitWithKey('{"v": 2}', "", "UNSPECIFIED")).toBe(taskId);
+      expect(await page.textContent("#task-notice")).toBe(
+        `Deduplicated: idempotency key "${key}" already names this task, so no new task was made.`,
+      );
+      expect((await pipeline.client.getTask({ taskId })).task?.payload).toEqual({ v: 1 });
+      // Replace waiting: the waiting task takes this payload and time.
+      expect(await submitWithKey('{"v": 3}', "2h", "REPLACE_WAITING")).toBe(taskId);
+      expect(await page.textContent("#task-notice")).toMatch(/^Replaced the waiting task of idempotency key/);
+      expect((await pipeline.client.getTask({ taskId })).task?.payload).toEqual({ v: 3 });
+    } finally {
+      await pipeline.client.cancelTask({ taskId, reason: "test over" });
     }
   });
 

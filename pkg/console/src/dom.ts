@@ -41,3 +41,27 @@ export function debounce<A extends unknown[]>(run: (...args: A) => void, delayMs
     timer = setTimeout(() => run(...args), delayMs);
   };
 }
+
+/** A form's text input (no autofill: these are ids, durations, keys). */
+export function input(name: string, attributes: Record<string, string | boolean> = {}): HTMLInputElement {
+  return h("input", { name, autocomplete: "off", ...attributes }) as HTMLInputElement;
+}
+
+/** A labelled control (the label's text is the control's accessible name); `extra`: a datalist, say. */
+export function field(label: string, control: HTMLElement, ...extra: HTMLElement[]): HTMLElement {
+  return h("label", {}, h("span", {}, label), control, ...extra);
+}
+
+let notice: string | undefined;
+
+/** A message for the view drawn next: what a form did before it navigated there (the New task form's outcome on the
+ *  task's page). Shown once: a reload does not repeat it. */
+export function leaveNotice(text: string): void {
+  notice = text;
+}
+
+export function takeNotice(): string | undefined {
+  const text = notice;
+  notice = undefined;
+  return text;
+}

@@ -4,6 +4,7 @@ import { askForApiKey } from "./auth-prompt.js";
 import { h, replace } from "./dom.js";
 import { deadLettersView } from "./views/dead-letters.js";
 import { limitsView } from "./views/limits.js";
+import { newTaskView } from "./views/new-task.js";
 import { overviewView } from "./views/overview.js";
 import { schedulesView } from "./views/schedules.js";
 import { taskDetailView } from "./views/task-detail.js";
@@ -13,6 +14,7 @@ import type { View } from "./views/view.js";
 const ROUTES: { pattern: RegExp; nav: string; view: View; title: string }[] = [
   { pattern: /^\/$/, nav: "overview", view: overviewView, title: "Overview" },
   { pattern: /^\/tasks\/?$/, nav: "tasks", view: tasksView, title: "Tasks" },
+  { pattern: /^\/tasks\/new\/?$/, nav: "tasks", view: newTaskView, title: "New task" },
   { pattern: /^\/tasks\/(?<id>[^/]+)$/, nav: "tasks", view: taskDetailView, title: "Task" },
   { pattern: /^\/dead-letters\/?$/, nav: "dead-letters", view: deadLettersView, title: "Dead letters" },
   { pattern: /^\/schedules\/?$/, nav: "schedules", view: schedulesView, title: "Schedules" },

@@ -19,7 +19,7 @@ import {
   TaskState,
 } from "@tm/proto/web";
 import { admin, errorText, isAbort, tasks } from "../api.js";
-import { announce, h, replace } from "../dom.js";
+import { announce, h, replace, takeNotice } from "../dom.js";
 import { dateOf, duration, formatTime, json, priorityName, stateName, TERMINAL_STATES } from "../format.js";
 import { table } from "./overview.js";
 import { taskLogsUrl, traceUrl } from "./trace-link.js";
@@ -91,7 +91,21 @@ export const taskDetailView: View = (main, { params, config }) => {
   const result = h("section", { "aria-label": "Result" });
   const history = h("section", { "aria-label": "History" });
   const logs = taskLogs(taskId, controller.signal);
-  replace(main, heading, summary, actions, live, timeline, result, logs.section, history);
+  // What the New task form did, when it led here (a deduplicated submission's key named this task).
+  const notice = takeNotice();
+  replace(
+    main,
+    heading,
+    notice && h("p", { class: "notice", role: "status", id: "task-notice" }, notice),
+    summary,
+    actions,
+    live,
+    timeline,
+    result,
+    logs.section,
+    history,
+  );
+  if (notice) announce(notice);
 
   cancel.addEventListener("click", async () => {
     cancel.disabled = true;

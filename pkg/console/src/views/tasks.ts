@@ -6,12 +6,12 @@
  * (by id, 500 per call), as `taskctl cancel --all --dry-run` then `taskctl cancel --all` would. "Requeue stalled" does
  * the same for the tasks counted as stalled (their messages lost) that the filters match, as `taskctl requeue
  * --all-stalled` would: listed, counted, asked, then requeued by id, each only if still unchanged for the gateway's
- * stall threshold (a task that moved meanwhile is left alone).
+ * stall threshold (a task that moved meanwhile is left alone). "New task" opens the New task form (new-task.ts).
  */
 import { timestampFromDate } from "@bufbuild/protobuf/wkt";
 import { CancelResult, Priority, RequeueResult, TaskState } from "@tm/proto/web";
 import { admin, errorText } from "../api.js";
-import { announce, debounce, h, replace } from "../dom.js";
+import { announce, debounce, field, h, replace } from "../dom.js";
 import { ago, dateOf, priorityName, stateName } from "../format.js";
 import { table } from "./overview.js";
 import type { View } from "./view.js";
@@ -29,7 +29,6 @@ function truncate(text: string, max: number): string {
 }
 
 export const tasksView: View = (main, { query }) => {
-  const field = (label: string, control: HTMLElement) => h("label", {}, h("span", {}, label), control);
   const stateSelect = select("state", ["", ...enumNames(TaskState)], query.get("state") ?? "");
   const prioritySelect = select("priority", ["", "HIGH", "MEDIUM", "LOW"], query.get("priority") ?? "");
   const stalledSelect = select(
@@ -77,6 +76,8 @@ export const tasksView: View = (main, { query }) => {
     "Cancel matching",
   ) as HTMLButtonElement;
   const requeueStalled = h("button", { type: "button", class: "secondary" }, "Requeue stalled") as HTMLButtonElement;
+  // A one-off task by hand: the New task form, which then opens the task's page.
+  const newTask = h("a", { href: "/tasks/new", class: "button" }, "New task");
 
   replace(
     main,
@@ -93,7 +94,7 @@ export const tasksView: View = (main, { query }) => {
       field("Created before", beforeInput),
       field("Parent task", parentInput),
     ),
-    h("div", { class: "actions" }, cancelMatching, requeueStalled),
+    h("div", { class: "actions" }, newTask, cancelMatching, requeueStalled),
     status,
     results,
     h("div", { class: "pager" }, previous, next),
