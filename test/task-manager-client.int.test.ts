@@ -1,7 +1,8 @@
 /**
  * TaskManagerClient (@tm/proto) against the whole pipeline, every service its own process: run() resolves a task's
  * result or rejects with its failure; waitFor() follows a task through a gateway restart and gives up on one that
- * stays away (maxOutageMs); submit() rides out a stopped gateway and refuses what no retry can change at once.
+ * stays away (maxOutageMs); submit() rides out a stopped gateway and refuses what no retry can change at once. And a
+ * program in any language: SubmitTask and GetTask as JSON over HTTP on the web port, refusals as Connect's errors.
  */
 import { Code, ConnectError } from "@connectrpc/connect";
 import {
@@ -15,7 +16,7 @@ import {
   WaitTimeoutError,
 } from "@tm/proto";
 import { appendTaskLog } from "@tm/store";
-import { type SpawnedService, waitFor } from "@tm/testkit";
+import { freePort, type SpawnedService, waitFor } from "@tm/testkit";
 import { afterAll, beforeAll, expect, test } from "vitest";
 import { type Pipeline, startPipeline } from "./support/pipeline.js";
 
@@ -23,8 +24,13 @@ let pipeline: Pipeline;
 let gateway: SpawnedService;
 let tm: TaskManagerClient;
 
+/** The gateway's web port: the console's, serving the RPCs over the Connect protocol (JSON over HTTP/1.1) too. */
+let webUrl: string;
+
 beforeAll(async () => {
-  pipeline = await startPipeline();
+  const webPort = await freePort();
+  pipeline = await startPipeline({ perService: { gateway: { GATEWAY_WEB_PORT: String(webPort) } } });
+  webUrl = `http://127.0.0.1:${webPort}`;
   gateway = pipeline.services.get("gateway")!;
   tm = new TaskManagerClient({ baseUrl: pipeline.gatewayUrl });
 }, 90_000);
@@ -275,4 +281,55 @@ test("submit and submitMany retry while the gateway is stopped; a gateway that s
     }
     await tm.cancel(earlier).catch(() => undefined);
   }
+});
+
+/** POSTs a JSON request to a TaskService RPC on the web port, as curl or any language's HTTP client would. */
+async function postJson(method: string, body: string): Promise<{ status: number; json: Record<string, unknown> }> {
+  const response = await fetch(`${webUrl}/taskmanager.v1.TaskService/${method}`, {
+    method: "POST",
+    headers: { "content-type": "application/json" },
+    body,
+  });
+  return { status: response.status, json: (await response.json()) as Record<string, unknown> };
+}
+
+test("any language: SubmitTask and GetTask as JSON over HTTP (the Connect protocol on the web port)", async () => {
+  const submitted = await postJson(
+    "SubmitTask",
+    '{"type": "echo", "payload": {"from": "curl"}, "priority": "PRIORITY_HIGH", "metadata": {"lang": "shell"}}',
+  );
+  expect(submitted.status).toBe(200);
+  const taskId = submitted.json.taskId as string;
+  expect(taskId).toMatch(/^[0-9a-f-]{36}$/);
+  await waitFor(
+    "the task SUCCEEDED, read as JSON",
+    async () => {
+      const { json } = await postJson("GetTask", JSON.stringify({ taskId }));
+      return (json.task as { status?: { state?: string } } | undefined)?.status?.state === "TASK_STATE_SUCCEEDED";
+    },
+    { timeoutMs: 20_000, intervalMs: 50 },
+  );
+  const { json } = await postJson("GetTask", JSON.stringify({ taskId }));
+  expect(json.task).toMatchObject({
+    taskId,
+    type: "echo",
+    priority: "PRIORITY_HIGH",
+    payload: { from: "curl" },
+    result: { from: "curl" },
+    metadata: { lang: "shell" },
+  });
+
+  // Refusals are Connect's JSON errors: an HTTP status, a code and the gateway's message naming the problem.
+  expect(await postJson("SubmitTask", '{"type": "no-such-type"}')).toMatchObject({
+    status: 400,
+    json: { code: "invalid_argument", message: expect.stringContaining("no-such-type") },
+  });
+  expect(await postJson("SubmitTask", '{"type": "echo", "delay": "soon"}')).toMatchObject({
+    status: 400,
+    json: { code: "invalid_argument" },
+  });
+  expect(await postJson("GetTask", JSON.stringify({ taskId: crypto.randomUUID() }))).toMatchObject({
+    status: 404,
+    json: { code: "not_found" },
+  });
 });
