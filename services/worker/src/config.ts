@@ -88,6 +88,14 @@ export const workerConfig = {
   WORKER_TASK_LOG_LINES: nonNegativeInt
     .max(100_000, { message: "must be at most 100000" })
     .default(DEFAULT_TASK_LOG_LINES),
+  /** The least level of a ctx.log line kept with its task (trace … fatal); unset: the worker's LOG_LEVEL. Below it
+   *  (debug with LOG_LEVEL=info), a handler's debug lines are kept with its task but stay out of the worker's log;
+   *  above it, the task keeps only the more severe ones. */
+  WORKER_TASK_LOG_LEVEL: z
+    .enum(["trace", "debug", "info", "warn", "error", "fatal"], {
+      message: "must be one of trace, debug, info, warn, error, fatal",
+    })
+    .optional(),
 };
 
 type TypeLimitSettings = Record<

@@ -18,11 +18,11 @@
 import { existsSync } from "node:fs";
 import { fileURLToPath } from "node:url";
 import { MessageChannel } from "node:worker_threads";
-import { activeTraceFields, type Logger, writeToDestination } from "@tm/kit";
+import { activeTraceFields, type Logger } from "@tm/kit";
 import { Piscina } from "piscina";
 import type { LoadedHandler } from "./handler-modules.js";
 import type { HandlerIsolation, TaskContext, TaskHandler } from "./handlers/types.js";
-import { type LineWritingContext, TASK_LOG_LINE } from "./task-log.js";
+import { LEVEL_VALUES, type LineWritingContext, TASK_LOG_LINE, writeAttemptLine } from "./task-log.js";
 import {
   type FromThread,
   receivedError,
@@ -47,6 +47,8 @@ export interface HandlerThreadsOptions {
   heapMb?: number;
   /** The worker's logger: a thread's log lines are written to its destination, between its own. */
   log: Logger;
+  /** WORKER_TASK_LOG_LEVEL: below the worker's level, the threads' loggers write down to it (for the task's log). */
+  taskLogLevel?: string;
   /** The service name on those lines (the worker's). */
   service: string;
   /** The threads' entry (the bundled handler-thread.js); found beside this module or in the package's bundle. */
@@ -88,6 +90,8 @@ export function threadEntry(): string {
 export class HandlerThreads {
   readonly #pool: Piscina;
   readonly #log: Logger;
+  /** The level of a thread's logger: the worker's, or the task log's when that is below it (WORKER_TASK_LOG_LEVEL). */
+  readonly #threadLogLevel: string;
   readonly #graceMs: number;
   readonly #heapMb: number | undefined;
   readonly #service: string;
@@ -97,12 +101,17 @@ export class HandlerThreads {
     maxThreads,
     heapMb,
     log,
+    taskLogLevel,
     service,
     entry = threadEntry(),
     terminateGraceMs = TERMINATE_GRACE_MS,
     onTerminated,
   }: HandlerThreadsOptions) {
     this.#log = log;
+    this.#threadLogLevel =
+      taskLogLevel !== undefined && (LEVEL_VALUES[taskLogLevel] ?? log.levelVal) < log.levelVal
+        ? taskLogLevel
+        : log.level;
     this.#onTerminated = onTerminated;
     this.#service = service;
     this.#graceMs = terminateGraceMs;
@@ -169,7 +178,7 @@ export class HandlerThreads {
         case "log":
           // The attempt's own writer (run-task.ts: the worker's log and the task's), else the worker's log.
           if (writeLine) writeLine(message.line);
-          else writeToDestination(this.#log, message.line);
+          else writeAttemptLine(this.#log, undefined, message.line);
           return;
         case "call": {
           const { id, method, argument } = message;
@@ -210,7 +219,7 @@ export class HandlerThreads {
       attempt: ctx.attempt,
       deferrals: ctx.deferrals,
       logBindings: this.#logBindings(ctx, ref.type),
-      logLevel: this.#log.level,
+      logLevel: this.#threadLogLevel,
       port: port2,
     };
     try {

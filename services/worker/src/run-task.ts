@@ -22,7 +22,7 @@ import {
   recordedError,
   Subjects,
 } from "@tm/flow";
-import { type Runtime, writeToDestination } from "@tm/kit";
+import type { Runtime } from "@tm/kit";
 import { type DependencyOutcome, dependencyOutcomesOf, startedAttempt, whyNotRun } from "@tm/store";
 import { type AbandonHooks, untilAborted } from "./abortable.js";
 import { type RunningTasks, TaskCancelledError } from "./cancellation.js";
@@ -36,9 +36,11 @@ import {
   AttemptLog,
   attemptLogger,
   DEFAULT_TASK_LOG_LINES,
+  LEVEL_VALUES,
   type LineWritingContext,
   TASK_LOG_LINE,
   type TaskLogSettings,
+  writeAttemptLine,
 } from "./task-log.js";
 
 /** When a task whose type this worker has no handler for is tried again (by any worker). */
@@ -83,6 +85,8 @@ export interface TaskRunnerOptions {
   /** The newest ctx.log lines kept with each task (WORKER_TASK_LOG_LINES; DEFAULT_TASK_LOG_LINES by default); 0: none,
    *  ctx.log writes to the worker's log only. */
   taskLogLines?: number;
+  /** The least level of a line kept with its task (WORKER_TASK_LOG_LEVEL); unset: the worker's LOG_LEVEL. */
+  taskLogLevel?: string;
 }
 
 /** A handler running on after its attempt ended (it ignored its AbortSignal). */
@@ -109,6 +113,7 @@ export function createTaskRunner({
   onAbandoned,
   submitChild = unconfiguredChildSubmitter,
   taskLogLines = DEFAULT_TASK_LOG_LINES,
+  taskLogLevel,
 }: TaskRunnerOptions) {
   const processed = rt.meter.createCounter("tm_tasks_processed_total", {
     description:
@@ -166,6 +171,7 @@ export function createTaskRunner({
           ttlSeconds: rt.config.TASK_RETENTION_SECONDS,
           log: rt.log,
           onLines: (outcome, lines) => taskLogLinesCounter.add(lines, { outcome }),
+          ...(taskLogLevel === undefined ? {} : { minLevel: LEVEL_VALUES[taskLogLevel] }),
         }
       : undefined;
   // The worker's own fields on every line (its service, host): the task's log leaves them out.
@@ -333,15 +339,12 @@ export function createTaskRunner({
       },
       // Made when first used: most handlers log nothing, and a child logger per task is an allocation each.
       get log() {
-        const log = attemptLogger(rt.log, { taskId, type: task.type, attempt: ctx.attempt }, taskLog());
+        const log = attemptLogger(rt.log, { taskId, type: task.type, attempt: ctx.attempt }, taskLog(), taskLogLevel);
         Object.defineProperty(this, "log", { value: log });
         return log;
       },
       // A handler thread's line (handler-threads.ts): the worker's log, and the task's.
-      [TASK_LOG_LINE]: (line: string) => {
-        writeToDestination(rt.log, line);
-        taskLog()?.line(line);
-      },
+      [TASK_LOG_LINE]: (line: string) => writeAttemptLine(rt.log, taskLog(), line),
       // Made when first used, as log is: most handlers submit nothing.
       get submitTask() {
         return childTasks().submitTask;

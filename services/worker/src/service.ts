@@ -65,6 +65,7 @@ export const worker = defineService({
           maxThreads: rt.config.WORKER_THREADS ?? rt.config.WORKER_CONCURRENCY,
           ...(rt.config.WORKER_THREAD_HEAP_MB === undefined ? {} : { heapMb: rt.config.WORKER_THREAD_HEAP_MB }),
           log: rt.log,
+          ...(rt.config.WORKER_TASK_LOG_LEVEL === undefined ? {} : { taskLogLevel: rt.config.WORKER_TASK_LOG_LEVEL }),
           service: rt.name,
           onTerminated: (type) => threadsTerminated.add(1, { type }),
         })
@@ -92,6 +93,7 @@ export const worker = defineService({
       handlers,
       workerId,
       taskLogLines: rt.config.WORKER_TASK_LOG_LINES,
+      ...(rt.config.WORKER_TASK_LOG_LEVEL === undefined ? {} : { taskLogLevel: rt.config.WORKER_TASK_LOG_LEVEL }),
       ...(rt.config.WORKER_GATEWAY_URL
         ? {
             submitChild: gatewayChildSubmitter({

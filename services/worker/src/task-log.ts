@@ -99,6 +99,35 @@ export interface TaskLogSettings {
   onLines?: (outcome: "stored" | "dropped", count: number) => void;
   flushMs?: number;
   closeDeadlineMs?: number;
+  /** The least level a line needs to be kept (WORKER_TASK_LOG_LEVEL, as a pino level value); unset: every line
+   *  ctx.log writes, i.e. the worker's LOG_LEVEL. */
+  minLevel?: number;
+}
+
+/** pino's levels by label, as @tm/kit's logger writes them ({"level":"info",…}). */
+export const LEVEL_VALUES: Readonly<Record<string, number>> = {
+  trace: 10,
+  debug: 20,
+  info: 30,
+  warn: 40,
+  error: 50,
+  fatal: 60,
+};
+
+/** A line's level value, read from its first field; undefined for a line without one (kept and written, then). */
+export function lineLevel(line: string): number | undefined {
+  const label = /^\{"level":"([a-z]+)"/.exec(line)?.[1];
+  return label === undefined ? undefined : LEVEL_VALUES[label];
+}
+
+/**
+ * Writes a line ctx.log (or a handler thread) made to the worker's log when it is at the worker's level, and to the
+ * attempt's log, which keeps it when it is at the task log's (WORKER_TASK_LOG_LEVEL may be below LOG_LEVEL: a
+ * handler's debug lines kept with its task, the worker's own log at info).
+ */
+export function writeAttemptLine(log: Logger, attemptLog: AttemptLog | undefined, line: string): void {
+  if ((lineLevel(line) ?? Number.POSITIVE_INFINITY) >= log.levelVal) writeToDestination(log, line);
+  attemptLog?.line(line);
 }
 
 /** One attempt's lines, on their way to its task's log. */
@@ -134,6 +163,8 @@ export class AttemptLog {
    *  to the worker's log only. */
   line(text: string): void {
     if (this.#closed) return;
+    const { minLevel } = this.#settings;
+    if (minLevel !== undefined && (lineLevel(text) ?? Number.POSITIVE_INFINITY) < minLevel) return;
     this.#buffered.push(text);
     // A handler logging in a tight loop (or faster than Redis takes it) holds at most twice the cap here.
     const { maxLines } = this.#settings;
@@ -215,10 +246,14 @@ export function attemptLogger(
   log: Logger,
   bindings: Record<string, unknown>,
   attemptLog: AttemptLog | undefined,
+  /** The task log's level (WORKER_TASK_LOG_LEVEL), when it is below the worker's: ctx.log then writes lines down to
+   *  it, and only those at the worker's level reach the worker's log. */
+  taskLogLevel?: string,
 ): Logger {
   if (!attemptLog) return log.child(bindings);
-  return childWritingTo(log, bindings, (line) => {
-    writeToDestination(log, line);
-    attemptLog.line(line);
-  });
+  const child = childWritingTo(log, bindings, (line) => writeAttemptLine(log, attemptLog, line));
+  if (taskLogLevel !== undefined && (LEVEL_VALUES[taskLogLevel] ?? log.levelVal) < log.levelVal) {
+    child.level = taskLogLevel;
+  }
+  return child;
 }

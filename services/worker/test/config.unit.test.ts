@@ -185,6 +185,14 @@ test("WORKER_THREADS: unset (WORKER_CONCURRENCY) by default, 1 to 256; WORKER_TH
   }
 });
 
+test("WORKER_TASK_LOG_LEVEL: unset by default (the worker's LOG_LEVEL), a pino level, a bad one named", () => {
+  expect(loadConfig(workerConfig, {}).WORKER_TASK_LOG_LEVEL).toBeUndefined();
+  expect(loadConfig(workerConfig, { WORKER_TASK_LOG_LEVEL: "debug" }).WORKER_TASK_LOG_LEVEL).toBe("debug");
+  expect(() => loadConfig(workerConfig, { WORKER_TASK_LOG_LEVEL: "verbose" })).toThrow(
+    "WORKER_TASK_LOG_LEVEL: must be one of trace, debug, info, warn, error, fatal",
+  );
+});
+
 test("WORKER_TASK_LOG_LINES: 1,000 by default, 0 (none kept) to 100,000; bad values named", () => {
   expect(loadConfig(workerConfig, {}).WORKER_TASK_LOG_LINES).toBe(1_000);
   expect(loadConfig(workerConfig, { WORKER_TASK_LOG_LINES: "0" }).WORKER_TASK_LOG_LINES).toBe(0);

@@ -341,6 +341,24 @@ describe("in a worker", () => {
   });
 });
 
+describe("a worker keeping its handlers' lower levels with their tasks (WORKER_TASK_LOG_LEVEL)", () => {
+  const infra = useInfra();
+  const w = useWatchedWorker(infra, { ...WORKER_ENV, WORKER_THREADS: "1", WORKER_TASK_LOG_LEVEL: "info" });
+  const { succeeded } = watching(w);
+
+  test("a thread's info line is kept with its task while the worker logs at warn", async () => {
+    const chatty = enrichedTask("chatty", {});
+    await publishTask(w.nc, chatty);
+    await succeeded(chatty.taskId);
+    const page = await readTaskLog(w.redis, chatty.taskId, { limit: 10 });
+    expect(page.lines.map(({ level, message }) => `${level} ${message}`)).toEqual([
+      "info below the worker's LOG_LEVEL (warn)",
+      "warn from a thread",
+      "error and an error",
+    ]);
+  });
+});
+
 describe("a worker told where types run (WORKER_TYPE_ISOLATION)", () => {
   const infra = useInfra();
   // The handler that declares nothing, moved into a thread by the operator.

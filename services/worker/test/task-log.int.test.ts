@@ -2,7 +2,8 @@
  * ctx.log kept with the task (task_logs:<id>), against real servers: what a handler logs is in the worker's log and
  * in the task's, the worker's own fields left out; every line is stored before the attempt's outcome goes out; each
  * attempt's lines are told apart; lines after the attempt ended, past the cap, or with WORKER_TASK_LOG_LINES=0 are
- * not kept; a Redis that cannot take them costs the attempt nothing.
+ * not kept; a Redis that cannot take them costs the attempt nothing. WORKER_TASK_LOG_LEVEL below the worker's level
+ * keeps a handler's debug lines with its task and out of the worker's log; above it, the task keeps the severe ones.
  */
 import { type DeliveryContext, type EnrichedTaskMessage, Subjects } from "@tm/flow";
 import type { Runtime } from "@tm/kit";
@@ -24,7 +25,7 @@ const w = useWatchedWorker(infra, { WORKER_CONCURRENCY: "2" });
  *  with it, and what it threw (undefined when it succeeded). */
 function runnerWith(
   handler: TaskHandler,
-  options: { taskLogLines?: number; published?: string[]; timeoutMs?: number } = {},
+  options: { taskLogLines?: number; taskLogLevel?: string; published?: string[]; timeoutMs?: number } = {},
 ) {
   const captured = capturedLog("info");
   const runtime = w.service.runtime as Runtime;
@@ -43,6 +44,7 @@ function runnerWith(
     timeoutMs: options.timeoutMs ?? 2_000,
     handlers: () => handler,
     ...(options.taskLogLines === undefined ? {} : { taskLogLines: options.taskLogLines }),
+    ...(options.taskLogLevel === undefined ? {} : { taskLogLevel: options.taskLogLevel }),
   });
   const attempt = (task: EnrichedTaskMessage, number = 1) =>
     runner.run(task, { attempt: number, deferrals: 0, signal: new AbortController().signal } as DeliveryContext).then(
@@ -270,4 +272,40 @@ test("a line's message and fields are cut to their bounds, saying how much was l
     omit: new Set(["workerId"]),
   });
   expect(own?.fields).toEqual({ part: 1 });
+});
+
+/** The messages of the worker's log lines about a task. */
+function workerMessages(lines: string[], taskId: string): string[] {
+  return lines
+    .map((line) => JSON.parse(line) as { taskId?: string; msg?: string })
+    .filter((line) => line.taskId === taskId)
+    .map((line) => line.msg ?? "");
+}
+
+test("WORKER_TASK_LOG_LEVEL: debug lines kept with the task and not in the worker's log at info; warn keeps the severe", async () => {
+  const levelled = defineHandler({
+    type: "echo",
+    payload: z.unknown(),
+    run: async (_payload, ctx) => {
+      ctx.log.trace("below both levels");
+      ctx.log.debug({ rows: 3 }, "parsed the header");
+      ctx.log.info("imported");
+      ctx.log.warn("slow downstream");
+      return { ok: true };
+    },
+  });
+  const messagesOf = async (taskId: string) =>
+    (await readTaskLog(w.redis, taskId, { limit: 10 })).lines.map(({ level, message }) => `${level} ${message}`);
+
+  const below = runnerWith(levelled, { taskLogLevel: "debug" });
+  const first = enrichedTask("echo", {});
+  expect(await below.attempt(first)).toBeUndefined();
+  expect(await messagesOf(first.taskId)).toEqual(["debug parsed the header", "info imported", "warn slow downstream"]);
+  expect(workerMessages(below.lines, first.taskId)).toEqual(["imported", "slow downstream"]);
+
+  const above = runnerWith(levelled, { taskLogLevel: "warn" });
+  const second = enrichedTask("echo", {});
+  expect(await above.attempt(second)).toBeUndefined();
+  expect(await messagesOf(second.taskId)).toEqual(["warn slow downstream"]);
+  expect(workerMessages(above.lines, second.taskId)).toEqual(["imported", "slow downstream"]);
 });
