@@ -85,7 +85,11 @@ export function childIdempotencyKey(
 export function childRequestProblem(request: ChildTaskRequest): string | undefined {
   // Its idempotency key is made from its parent's id and its own key: a submission option of its own would not hold.
   for (const own of ["idempotencyKey", "keyReuse"]) {
-    if (typeof request === "object" && request !== null && (request as Record<string, unknown>)[own] !== undefined)
+    if (
+      typeof request === "object" &&
+      request !== null &&
+      (request as unknown as Record<string, unknown>)[own] !== undefined
+    )
       return `${own} is not for a child task (its key names it among its parent's)`;
   }
   const problem = taskRequestProblem(request);
