@@ -17,3 +17,4 @@ export { spansRecorded, type Telemetry, telemetry } from "./telemetry.js";
 // startTelemetry itself is the preload's (telemetry-start.ts: the SDK and the instrumentations), not re-exported here,
 // so that a service's bundle does not carry it.
 export type { TelemetryOptions } from "./telemetry-start.js";
+export { readTlsFiles, type TlsMaterial } from "./tls-files.js";

@@ -35,7 +35,7 @@ export interface TlsMaterial {
  * client certificate needs its key, and the key its certificate. Undefined when none is set.
  */
 export function readTlsFiles(
-  prefix: "REDIS" | "NATS",
+  prefix: "REDIS" | "NATS" | "WORKER_GATEWAY",
   paths: { ca?: string | undefined; cert?: string | undefined; key?: string | undefined },
 ): TlsMaterial | undefined {
   const tls: TlsMaterial = {};

@@ -70,6 +70,11 @@ export const workerConfig = {
   /** Instead of WORKER_GATEWAY_API_KEY: a file holding the key (a mounted Secret), read again when it changes (checked
    *  at most every 2 s), so the key rotates without a restart. */
   WORKER_GATEWAY_API_KEY_FILE: z.string().min(1, { message: "must be a path" }).optional(),
+  /** With an https:// WORKER_GATEWAY_URL behind a proxy that terminates TLS: a private CA's certificate to trust
+   *  instead of the system's, and a client certificate with its key to present (PEM files, read at start). */
+  WORKER_GATEWAY_TLS_CA_FILE: z.string().min(1, { message: "must be a path" }).optional(),
+  WORKER_GATEWAY_TLS_CERT_FILE: z.string().min(1, { message: "must be a path" }).optional(),
+  WORKER_GATEWAY_TLS_KEY_FILE: z.string().min(1, { message: "must be a path" }).optional(),
   /** The most children one SubmitTasks call of ctx.submitTasks carries (a longer list takes several calls): at most
    *  the gateway's GATEWAY_MAX_BATCH_TASKS and GATEWAY_RATE_LIMIT_BURST, which refuse a larger call. */
   WORKER_CHILD_BATCH_SIZE: positiveInt.max(10_000, { message: "must be at most 10000" }).default(100),

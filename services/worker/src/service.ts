@@ -21,6 +21,7 @@ import { followControls } from "./controls.js";
 import { PriorityDispatcher } from "./dispatcher.js";
 import { FleetSlots } from "./fleet-slots.js";
 import { gatewayApiKey } from "./gateway-api-key.js";
+import { gatewayTls } from "./gateway-tls.js";
 import { loadHandlerModules } from "./handler-modules.js";
 import { HandlerThreads, withIsolation } from "./handler-threads.js";
 import { handlerRegistry } from "./handlers/index.js";
@@ -83,6 +84,7 @@ export const worker = defineService({
       );
     }
     const apiKey = await gatewayApiKey(rt.config, rt.log);
+    const tls = gatewayTls(rt.config);
     const running = new RunningTasks();
     const workerId = rt.config.WORKER_ID;
     const maxAbandoned = rt.config.WORKER_MAX_ABANDONED_HANDLERS;
@@ -99,6 +101,7 @@ export const worker = defineService({
             submitChild: gatewayChildSubmitter({
               baseUrl: rt.config.WORKER_GATEWAY_URL,
               ...(apiKey ? { apiKey } : {}),
+              ...(tls ? { tls } : {}),
               batchSize: rt.config.WORKER_CHILD_BATCH_SIZE,
               onRateLimited: (waitMs) =>
                 rt.log.debug(

@@ -1,0 +1,90 @@
+/**
+ * WORKER_GATEWAY_TLS_*: ctx.submitTask's client over TLS to a gRPC server with a throwaway CA that asks for a client
+ * certificate (a proxy terminating TLS in front of the gateways): with the files, a child is submitted; without the
+ * CA, the attempt's failure names the certificate. At start, a file that cannot be used, a certificate without its
+ * key, or an http:// WORKER_GATEWAY_URL stops the worker, naming the setting.
+ */
+import { readFileSync } from "node:fs";
+import * as grpc from "@grpc/grpc-js";
+import { ConfigError } from "@tm/kit";
+import { addService, type SubmitTaskRequest, TaskService } from "@tm/proto";
+import { createTlsFiles, type TlsFiles } from "@tm/testkit";
+import { afterAll, beforeAll, expect, test } from "vitest";
+import { attemptChildTasks } from "../src/child-tasks.js";
+import { grpcChildSubmitter } from "../src/gateway-child-submitter.js";
+import { gatewayTls } from "../src/gateway-tls.js";
+
+let files: TlsFiles;
+let server: grpc.Server;
+let baseUrl: string;
+const submitted: SubmitTaskRequest[] = [];
+
+beforeAll(async () => {
+  files = createTlsFiles();
+  const [ca, cert, key] = [files.caFile, files.certFile, files.keyFile].map((file) => readFileSync(file));
+  server = new grpc.Server();
+  const handlers: Record<string, (request: never) => Promise<unknown>> = Object.fromEntries(
+    TaskService.methods.map((method) => [method.localName, async () => ({})]),
+  );
+  handlers.submitTask = async (request: SubmitTaskRequest) => {
+    submitted.push(request);
+    return { taskId: `child-${submitted.length}` };
+  };
+  addService(server, TaskService, handlers as never);
+  const credentials = grpc.ServerCredentials.createSsl(ca!, [{ cert_chain: cert!, private_key: key! }], true);
+  const port = await new Promise<number>((resolve, reject) =>
+    server.bindAsync("127.0.0.1:0", credentials, (error, bound) => (error ? reject(error) : resolve(bound))),
+  );
+  baseUrl = `https://127.0.0.1:${port}`;
+});
+afterAll(() => {
+  server?.forceShutdown();
+  files?.dispose();
+});
+
+const PARENT = { taskId: crypto.randomUUID(), priority: "medium" as const };
+const call = () => ({ signal: new AbortController().signal });
+
+test("with the CA and a client certificate, a child is submitted over TLS; without the CA, the failure names it", async () => {
+  const tls = gatewayTls({
+    WORKER_GATEWAY_URL: baseUrl,
+    WORKER_GATEWAY_TLS_CA_FILE: files.caFile,
+    WORKER_GATEWAY_TLS_CERT_FILE: files.certFile,
+    WORKER_GATEWAY_TLS_KEY_FILE: files.keyFile,
+  });
+  expect(tls).toMatchObject({ ca: expect.stringContaining("BEGIN CERTIFICATE") });
+  const submitter = grpcChildSubmitter({ baseUrl, ...(tls ? { tls } : {}), batchSize: 10 });
+  const child = await attemptChildTasks(submitter, PARENT, call()).submitTask({ type: "echo", payload: { n: 1 } });
+  expect(child).toEqual({ taskId: "child-1", deduplicated: false });
+  expect(submitted[0]).toMatchObject({ type: "echo", parentTaskId: PARENT.taskId });
+
+  const { cert, key } = tls ?? {};
+  const untrusted = grpcChildSubmitter({
+    baseUrl,
+    tls: { ...(cert ? { cert } : {}), ...(key ? { key } : {}) },
+    batchSize: 10,
+  });
+  await expect(attemptChildTasks(untrusted, PARENT, call()).submitTask({ type: "echo" })).rejects.toThrow(
+    /certificate/i,
+  );
+  expect(submitted).toHaveLength(1);
+});
+
+test("at start: an unusable file, a certificate without its key, or an http:// address is named", () => {
+  const https = { WORKER_GATEWAY_URL: "https://envoy:50051" };
+  expect(gatewayTls(https)).toBeUndefined();
+  expect(() => gatewayTls({ ...https, WORKER_GATEWAY_TLS_CA_FILE: "/no/such/ca.pem" })).toThrow(
+    new ConfigError(
+      "WORKER_GATEWAY_TLS_CA_FILE: cannot read /no/such/ca.pem: ENOENT: no such file or directory, open '/no/such/ca.pem'",
+    ),
+  );
+  expect(() => gatewayTls({ ...https, WORKER_GATEWAY_TLS_CA_FILE: files.keyFile })).toThrow(
+    /WORKER_GATEWAY_TLS_CA_FILE: .* holds no PEM certificate/,
+  );
+  expect(() => gatewayTls({ ...https, WORKER_GATEWAY_TLS_CERT_FILE: files.certFile })).toThrow(
+    "WORKER_GATEWAY_TLS_CERT_FILE and WORKER_GATEWAY_TLS_KEY_FILE go together: a client certificate needs its key",
+  );
+  expect(() =>
+    gatewayTls({ WORKER_GATEWAY_URL: "http://envoy:50051", WORKER_GATEWAY_TLS_CA_FILE: files.caFile }),
+  ).toThrow("WORKER_GATEWAY_TLS_*_FILE need an https:// WORKER_GATEWAY_URL (got http://envoy:50051)");
+});
