@@ -1,18 +1,23 @@
 /**
  * WORKER_GATEWAY_TLS_*: ctx.submitTask's client over TLS to a gRPC server with a throwaway CA that asks for a client
  * certificate (a proxy terminating TLS in front of the gateways): with the files, a child is submitted; without the
- * CA, the attempt's failure names the certificate. At start, a file that cannot be used, a certificate without its
- * key, or an http:// WORKER_GATEWAY_URL stops the worker, naming the setting.
+ * CA, the attempt's failure names the certificate. A worker started with the files submits its handler's child over
+ * TLS. At start, a file that cannot be used, a certificate without its key, or an http:// WORKER_GATEWAY_URL stops
+ * the worker, naming the setting.
  */
-import { readFileSync } from "node:fs";
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import * as grpc from "@grpc/grpc-js";
 import { ConfigError } from "@tm/kit";
 import { addService, type SubmitTaskRequest, TaskService } from "@tm/proto";
-import { createTlsFiles, type TlsFiles } from "@tm/testkit";
-import { afterAll, beforeAll, expect, test } from "vitest";
+import { createTlsFiles, type TlsFiles, useInfra, waitFor } from "@tm/testkit";
+import { connect } from "nats";
+import { afterAll, beforeAll, describe, expect, test } from "vitest";
 import { attemptChildTasks } from "../src/child-tasks.js";
 import { grpcChildSubmitter } from "../src/gateway-child-submitter.js";
 import { gatewayTls } from "../src/gateway-tls.js";
+import { enrichedTask, publishTask, StreamReader, startWorker } from "./support.js";
 
 let files: TlsFiles;
 let server: grpc.Server;
@@ -87,4 +92,49 @@ test("at start: an unusable file, a certificate without its key, or an http:// a
   expect(() =>
     gatewayTls({ WORKER_GATEWAY_URL: "http://envoy:50051", WORKER_GATEWAY_TLS_CA_FILE: files.caFile }),
   ).toThrow("WORKER_GATEWAY_TLS_*_FILE need an https:// WORKER_GATEWAY_URL (got http://envoy:50051)");
+});
+
+describe("a worker with WORKER_GATEWAY_TLS_*", () => {
+  const infra = useInfra();
+  const dir = mkdtempSync(join(tmpdir(), "tm-gateway-tls-"));
+  afterAll(() => rmSync(dir, { recursive: true, force: true }));
+  const modulePath = join(dir, "handlers.mjs");
+  writeFileSync(
+    modulePath,
+    `export default [{ type: "fanout", async run(_p, ctx) { return { child: (await ctx.submitTask({ type: "echo" })).taskId }; } }];`,
+  );
+  const env = () => ({
+    TASK_TYPES: "fanout",
+    WORKER_HANDLER_MODULES: modulePath,
+    WORKER_GATEWAY_URL: baseUrl,
+    WORKER_GATEWAY_TLS_CA_FILE: files.caFile,
+    WORKER_GATEWAY_TLS_CERT_FILE: files.certFile,
+    WORKER_GATEWAY_TLS_KEY_FILE: files.keyFile,
+  });
+
+  test("submits its handler's child over TLS", async () => {
+    const worker = await startWorker(infra, env());
+    const nc = await connect({ servers: infra.nats.url });
+    try {
+      const tasks = new StreamReader(await nc.jetstreamManager(), "TASKS");
+      const task = enrichedTask("fanout", {});
+      const before = submitted.length;
+      await publishTask(nc, task);
+      await waitFor("the fanout task's result", async () => {
+        await tasks.refresh();
+        return tasks.results(task.taskId).length > 0;
+      });
+      expect(tasks.results(task.taskId)[0]?.output).toEqual({ child: `child-${before + 1}` });
+      expect(submitted.at(-1)).toMatchObject({ type: "echo", parentTaskId: task.taskId });
+    } finally {
+      await nc.drain();
+      await worker.stop();
+    }
+  });
+
+  test("does not start with the files and an http:// WORKER_GATEWAY_URL", async () => {
+    await expect(startWorker(infra, { ...env(), WORKER_GATEWAY_URL: "http://127.0.0.1:1" })).rejects.toThrow(
+      "WORKER_GATEWAY_TLS_*_FILE need an https:// WORKER_GATEWAY_URL (got http://127.0.0.1:1)",
+    );
+  });
 });
