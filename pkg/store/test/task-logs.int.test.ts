@@ -5,20 +5,12 @@
  */
 import { useClients, useInfra } from "@tm/testkit";
 import { beforeEach, expect, test } from "vitest";
-import { appendTaskLog, countTaskLog, Keys, readTaskLog, type TaskLogEntry } from "../src/index.js";
+import { appendTaskLog, countTaskLog, Keys, readTaskLog } from "../src/index.js";
+import { logEntry as line } from "./task-log-entries.js";
 
 const clients = useClients(useInfra());
 beforeEach(async () => {
   await clients.redis.flushdb();
-});
-
-const line = (n: number, extra: Partial<TaskLogEntry> = {}): TaskLogEntry => ({
-  time: new Date(Date.UTC(2026, 11, 7, 12, 0, n)).toISOString(),
-  level: "info",
-  message: `line ${n}`,
-  attempt: 1,
-  generation: 0,
-  ...extra,
 });
 
 test("lines are read back in order, page by page from the last line's id, with their fields", async () => {

@@ -6,24 +6,16 @@
  */
 import { timestampDate } from "@bufbuild/protobuf/wkt";
 import { Code, ConnectError } from "@connectrpc/connect";
-import { appendTaskLog, applyStatus, type TaskLogEntry } from "@tm/store";
+import { appendTaskLog, applyStatus } from "@tm/store";
 import { useInfra } from "@tm/testkit";
 import { expect, test } from "vitest";
+import { logEntry as entry } from "../../../pkg/store/test/task-log-entries.js";
 import { MAX_LOG_PAGE } from "../src/task-logs.js";
 import { event, useClients, useGateway } from "./helpers.js";
 
 const infra = useInfra();
 const g = useGateway(infra);
 const clients = useClients(infra);
-
-const entry = (n: number, extra: Partial<TaskLogEntry> = {}): TaskLogEntry => ({
-  time: new Date(Date.UTC(2026, 11, 7, 12, 0, n)).toISOString(),
-  level: "info",
-  message: `line ${n}`,
-  attempt: 1,
-  generation: 0,
-  ...extra,
-});
 
 test("a task's log a page at a time, then read on from the cursor; finished once the task is", async () => {
   const { taskId } = await g.client.submitTask({ type: "echo", payload: {} });
