@@ -6,7 +6,8 @@
  */
 import type { MessageInitShape } from "@bufbuild/protobuf";
 import { Code, ConnectError } from "@connectrpc/connect";
-import * as grpc from "@grpc/grpc-js";
+import type * as grpc from "@grpc/grpc-js";
+import { startGrpcServer } from "@tm/testkit";
 import { afterEach, expect, test } from "vitest";
 import {
   type SubmitTaskOutcomeSchema,
@@ -40,15 +41,9 @@ async function gateway(
     calls.push(tasks);
     return { outcomes: submitTasks(tasks, calls.length) };
   };
-  const server = new grpc.Server();
+  const { server, url } = await startGrpcServer((s) => addService(s, TaskService, handlers as never));
   servers.push(server);
-  addService(server, TaskService, handlers as never);
-  const port = await new Promise<number>((resolve, reject) =>
-    server.bindAsync("127.0.0.1:0", grpc.ServerCredentials.createInsecure(), (error, bound) =>
-      error ? reject(error) : resolve(bound),
-    ),
-  );
-  return { url: `http://127.0.0.1:${port}`, calls };
+  return { url, calls };
 }
 
 const accepted = (task: SubmitTaskRequest): Outcome => ({

@@ -4,8 +4,8 @@
  * the CA, or without a certificate, it fails at once (not retried as an outage), naming the TLS problem.
  */
 import { readFileSync } from "node:fs";
-import * as grpc from "@grpc/grpc-js";
-import { createTlsFiles, type TlsFiles } from "@tm/testkit";
+import type * as grpc from "@grpc/grpc-js";
+import { createTlsFiles, startGrpcServer, type TlsFiles } from "@tm/testkit";
 import { afterAll, beforeAll, expect, test } from "vitest";
 import { createTaskClient } from "../src/client.js";
 import { TaskService } from "../src/gen/taskmanager/v1/taskmanager_pb.js";
@@ -20,17 +20,14 @@ let pem: { ca: Buffer; cert: Buffer; key: Buffer };
 beforeAll(async () => {
   files = createTlsFiles();
   pem = { ca: readFileSync(files.caFile), cert: readFileSync(files.certFile), key: readFileSync(files.keyFile) };
-  server = new grpc.Server();
   const handlers: Record<string, (request: never) => Promise<unknown>> = Object.fromEntries(
     TaskService.methods.map((method) => [method.localName, async () => ({})]),
   );
   handlers.getTask = async ({ taskId }: { taskId: string }) => ({ task: { taskId, type: "echo" } });
-  addService(server, TaskService, handlers as never);
-  const credentials = grpc.ServerCredentials.createSsl(pem.ca, [{ cert_chain: pem.cert, private_key: pem.key }], true);
-  const port = await new Promise<number>((resolve, reject) =>
-    server.bindAsync("127.0.0.1:0", credentials, (error, bound) => (error ? reject(error) : resolve(bound))),
-  );
-  baseUrl = `https://127.0.0.1:${port}`;
+  ({ server, url: baseUrl } = await startGrpcServer((s) => addService(s, TaskService, handlers as never), {
+    tls: pem,
+    requireClientCert: true,
+  }));
 });
 afterAll(() => {
   server?.forceShutdown();

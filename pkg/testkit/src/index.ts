@@ -1,5 +1,6 @@
 export * from "./binaries.js";
 export * from "./clients.js";
+export * from "./grpc-server.js";
 export * from "./infra.js";
 export * from "./nats.js";
 export * from "./nats-operator.js";

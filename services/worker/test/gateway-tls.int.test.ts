@@ -8,10 +8,10 @@
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import * as grpc from "@grpc/grpc-js";
+import type * as grpc from "@grpc/grpc-js";
 import { ConfigError } from "@tm/kit";
 import { addService, type SubmitTaskRequest, TaskService } from "@tm/proto";
-import { createTlsFiles, type TlsFiles, useInfra, waitFor } from "@tm/testkit";
+import { createTlsFiles, startGrpcServer, type TlsFiles, useInfra, waitFor } from "@tm/testkit";
 import { connect } from "nats";
 import { afterAll, beforeAll, describe, expect, test } from "vitest";
 import { attemptChildTasks } from "../src/child-tasks.js";
@@ -26,8 +26,11 @@ const submitted: SubmitTaskRequest[] = [];
 
 beforeAll(async () => {
   files = createTlsFiles();
-  const [ca, cert, key] = [files.caFile, files.certFile, files.keyFile].map((file) => readFileSync(file));
-  server = new grpc.Server();
+  const [ca, cert, key] = [files.caFile, files.certFile, files.keyFile].map((file) => readFileSync(file)) as [
+    Buffer,
+    Buffer,
+    Buffer,
+  ];
   const handlers: Record<string, (request: never) => Promise<unknown>> = Object.fromEntries(
     TaskService.methods.map((method) => [method.localName, async () => ({})]),
   );
@@ -35,12 +38,10 @@ beforeAll(async () => {
     submitted.push(request);
     return { taskId: `child-${submitted.length}` };
   };
-  addService(server, TaskService, handlers as never);
-  const credentials = grpc.ServerCredentials.createSsl(ca!, [{ cert_chain: cert!, private_key: key! }], true);
-  const port = await new Promise<number>((resolve, reject) =>
-    server.bindAsync("127.0.0.1:0", credentials, (error, bound) => (error ? reject(error) : resolve(bound))),
-  );
-  baseUrl = `https://127.0.0.1:${port}`;
+  ({ server, url: baseUrl } = await startGrpcServer((s) => addService(s, TaskService, handlers as never), {
+    tls: { ca, cert, key },
+    requireClientCert: true,
+  }));
 });
 afterAll(() => {
   server?.forceShutdown();
