@@ -127,10 +127,7 @@ export class TaskManagerClient {
    * attempt that did reach the gateway completes that submission rather than making a second task.
    */
   async submit(request: TaskRequest & SubmissionOptions, options: SubmitCallOptions = {}): Promise<SubmittedTask> {
-    const problem = taskRequestProblem(request);
-    if (problem) throw new TypeError(`invalid task request: ${problem}`);
-    const idempotencyKey = request.idempotencyKey ?? (this.#retries > 0 ? `client-${crypto.randomUUID()}` : undefined);
-    const message = submitTaskRequestOf({ ...request, ...(idempotencyKey ? { idempotencyKey } : {}) });
+    const message = this.#messageOf(request);
     const { value } = await this.#withRetries(
       () => this.tasks.submitTask(message, this.#callOptions(options.signal)),
       options,
@@ -156,13 +153,7 @@ export class TaskManagerClient {
     if (!(Number.isSafeInteger(batchSize) && batchSize >= 1))
       throw new TypeError(`submitMany: batchSize must be a whole number ≥ 1 (got ${JSON.stringify(batchSize)})`);
     if (!Array.isArray(requests)) throw new TypeError("submitMany: needs a list of task requests");
-    const messages = requests.map((request, i) => {
-      const problem = taskRequestProblem(request);
-      if (problem) throw new TypeError(`invalid task request: requests[${i}]: ${problem}`);
-      const idempotencyKey =
-        request.idempotencyKey ?? (this.#retries > 0 ? `client-${crypto.randomUUID()}` : undefined);
-      return submitTaskRequestOf({ ...request, ...(idempotencyKey ? { idempotencyKey } : {}) });
-    });
+    const messages = requests.map((request, i) => this.#messageOf(request, `requests[${i}]: `));
     const outcomes: Array<PromiseSettledResult<SubmittedTask>> = [];
     const taken = { some: false };
     for (let start = 0; start < messages.length; start += batchSize) {
@@ -305,6 +296,15 @@ export class TaskManagerClient {
       options,
     );
     return value.status;
+  }
+
+  /** The SubmitTaskRequest of a checked request (a TypeError naming the field, after `where`), with an idempotency
+   *  key made for it when it has none and calls are retried: a retry then completes the first attempt's submission. */
+  #messageOf(request: TaskRequest & SubmissionOptions, where = ""): MessageInitShape<typeof SubmitTaskRequestSchema> {
+    const problem = taskRequestProblem(request);
+    if (problem) throw new TypeError(`invalid task request: ${where}${problem}`);
+    const idempotencyKey = request.idempotencyKey ?? (this.#retries > 0 ? `client-${crypto.randomUUID()}` : undefined);
+    return submitTaskRequestOf({ ...request, ...(idempotencyKey ? { idempotencyKey } : {}) });
   }
 
   #callOptions(signal: AbortSignal | undefined) {
