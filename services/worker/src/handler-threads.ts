@@ -22,7 +22,7 @@ import { activeTraceFields, type Logger } from "@tm/kit";
 import { Piscina } from "piscina";
 import type { LoadedHandler } from "./handler-modules.js";
 import type { HandlerIsolation, TaskContext, TaskHandler } from "./handlers/types.js";
-import { LEVEL_VALUES, type LineWritingContext, TASK_LOG_LINE, writeAttemptLine } from "./task-log.js";
+import { handlerLogLevel, type LineWritingContext, TASK_LOG_LINE, writeAttemptLine } from "./task-log.js";
 import {
   type FromThread,
   receivedError,
@@ -108,10 +108,7 @@ export class HandlerThreads {
     onTerminated,
   }: HandlerThreadsOptions) {
     this.#log = log;
-    this.#threadLogLevel =
-      taskLogLevel !== undefined && (LEVEL_VALUES[taskLogLevel] ?? log.levelVal) < log.levelVal
-        ? taskLogLevel
-        : log.level;
+    this.#threadLogLevel = handlerLogLevel(log, taskLogLevel);
     this.#onTerminated = onTerminated;
     this.#service = service;
     this.#graceMs = terminateGraceMs;

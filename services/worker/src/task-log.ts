@@ -252,8 +252,13 @@ export function attemptLogger(
 ): Logger {
   if (!attemptLog) return log.child(bindings);
   const child = childWritingTo(log, bindings, (line) => writeAttemptLine(log, attemptLog, line));
-  if (taskLogLevel !== undefined && (LEVEL_VALUES[taskLogLevel] ?? log.levelVal) < log.levelVal) {
-    child.level = taskLogLevel;
-  }
+  child.level = handlerLogLevel(log, taskLogLevel);
   return child;
+}
+
+/** The level a handler's logger writes at: the worker's, or the task log's (WORKER_TASK_LOG_LEVEL) when lower. */
+export function handlerLogLevel(log: Logger, taskLogLevel: string | undefined): string {
+  return taskLogLevel !== undefined && (LEVEL_VALUES[taskLogLevel] ?? log.levelVal) < log.levelVal
+    ? taskLogLevel
+    : log.level;
 }
