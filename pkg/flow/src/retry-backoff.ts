@@ -3,7 +3,7 @@
  * attempt n is min(maxDelayMs, delayMs × multiplier^(n-1)), shortened by up to `jitter` of it at random (BullMQ's
  * backoff, Temporal's retry policy). Without one, the consumers' FlowSettings.retryDelaysMs apply.
  */
-import { z } from "zod";
+import * as z from "zod";
 import { MAX_RETRY_AFTER_MS } from "./errors.js";
 
 /** The longest wait a backoff may ask for: a message waiting out a NAK delay holds a max_ack_pending slot. */

@@ -3,7 +3,7 @@
  * it is terminated and reported on events.deadletter with the reason these schemas give.
  */
 
-import { z } from "zod";
+import * as z from "zod";
 import { jsonSizeProblem } from "./json-size.js";
 import { TASK_STATES } from "./lifecycle.js";
 import { RetryBackoffSchema } from "./retry-backoff.js";

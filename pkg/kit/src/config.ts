@@ -3,7 +3,7 @@
  * naming the variable, the problem and the value it got.
  */
 import { DEFAULT_FLOW_SETTINGS, type FlowSettings, parseTaskRoutes, parseTaskTypes } from "@tm/flow";
-import { z } from "zod";
+import * as z from "zod";
 
 export class ConfigError extends Error {
   override readonly name = "ConfigError";

@@ -3,7 +3,7 @@
  * Stateless: it needs neither NATS nor Redis, so it scales by replicas behind a plain HTTP load balancer.
  */
 import { closeApp, defineService, HTTP_CLOSE_GRACE_MS, listen, port } from "@tm/kit";
-import { z } from "zod";
+import * as z from "zod";
 import { buildApp } from "./app.js";
 
 export const enricher = defineService({

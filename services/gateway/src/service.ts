@@ -18,7 +18,7 @@ import {
   TaskService,
 } from "@tm/proto";
 
-import { z } from "zod";
+import * as z from "zod";
 import { adminServiceHandlers } from "./admin-service.js";
 import { parseCallerList } from "./auth/admin-access.js";
 import { authConfigShape } from "./auth/config.js";

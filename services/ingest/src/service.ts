@@ -25,7 +25,7 @@ import {
 } from "@tm/flow";
 import { defineService, positiveInt } from "@tm/kit";
 import { whyNotRun } from "@tm/store";
-import { z } from "zod";
+import * as z from "zod";
 import { createEnricherClient } from "./enricher-client.js";
 
 export const ingest = defineService({

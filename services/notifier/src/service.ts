@@ -7,7 +7,7 @@
 import { Subjects } from "@tm/flow";
 import { defineService, positiveInt, spansRecorded } from "@tm/kit";
 import { STATUS_BATCH_MAX, type StatusOutcome, statusApplier } from "@tm/store";
-import { z } from "zod";
+import * as z from "zod";
 import { applyOnceResultStored, waitForResult } from "./result-gate.js";
 
 export const notifier = defineService({

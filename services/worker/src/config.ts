@@ -1,7 +1,7 @@
 /** The worker's own environment variables (the base ones come from @tm/kit). */
 import { BUILT_IN_TASK_TYPES, poolNameProblem, type TaskRoutes, type TaskTypes } from "@tm/flow";
 import { nonNegativeInt, parsedText as parsed, positiveInt } from "@tm/kit";
-import { z } from "zod";
+import * as z from "zod";
 import { DEFAULT_RATE_LIMIT_HOLD_MS } from "./dispatcher.js";
 import { parseModuleList } from "./handler-modules.js";
 import { DEFAULT_WORKER_ID } from "./presence.js";

@@ -2,7 +2,7 @@
  * The gateway's authentication and rate-limit variables. Cross-variable rules (api-key mode needs keys, jwt mode
  * needs a secret or a public key) are checked when the guard is built, with a message naming the variables.
  */
-import { z } from "zod";
+import * as z from "zod";
 
 const nonNegativeInt = z.coerce
   .number({ message: "must be a number" })

@@ -1,6 +1,6 @@
 import { createHash } from "node:crypto";
 import { setImmediate as yieldToEventLoop } from "node:timers/promises";
-import { z } from "zod";
+import * as z from "zod";
 import { defineHandler } from "./types.js";
 
 const ROUNDS_PER_SLICE = 1_000;

@@ -1,5 +1,5 @@
 import { MAX_RETRY_AFTER_MS, RateLimitedError, RetryAfterError } from "@tm/flow";
-import { z } from "zod";
+import * as z from "zod";
 import { defineHandler } from "./types.js";
 
 /**

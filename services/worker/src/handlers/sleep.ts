@@ -1,4 +1,4 @@
-import { z } from "zod";
+import * as z from "zod";
 import { abortableDelay, defineHandler } from "./types.js";
 
 const PROGRESS_STEPS = 10;
