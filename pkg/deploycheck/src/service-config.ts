@@ -3,7 +3,7 @@
  * base shape every service shares, so deployment files can be checked against the code rather than a list.
  */
 import { baseConfigShape, loadConfig } from "@tm/kit";
-import type { z } from "zod";
+import type * as z from "zod";
 
 export interface ServiceShape {
   name: string;

@@ -22,7 +22,7 @@ import {
 } from "@tm/flow";
 import type { FastifyInstance } from "fastify";
 import type { Redis } from "ioredis";
-import type { z } from "zod";
+import type * as z from "zod";
 import { type BaseConfig, ConfigError, flowSettingsOf, loadConfig } from "./config.js";
 import { credentialFilesOf, exportCredentialExpiry } from "./credential-expiry.js";
 import { retryWhileJetStreamStarts } from "./jetstream-startup.js";

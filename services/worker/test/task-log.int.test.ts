@@ -11,7 +11,7 @@ import { Keys, readTaskLog } from "@tm/store";
 import { freePort, useInfra, waitFor } from "@tm/testkit";
 import { Redis } from "ioredis";
 import { expect, test } from "vitest";
-import { z } from "zod";
+import * as z from "zod";
 import { RunningTasks } from "../src/cancellation.js";
 import { defineHandler, type TaskHandler } from "../src/handlers/types.js";
 import { createTaskRunner } from "../src/run-task.js";

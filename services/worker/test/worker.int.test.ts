@@ -15,7 +15,7 @@ import type { Runtime } from "@tm/kit";
 import { applyStatus, Keys } from "@tm/store";
 import { useInfra, waitFor } from "@tm/testkit";
 import { expect, test } from "vitest";
-import { z } from "zod";
+import * as z from "zod";
 import { RunningTasks } from "../src/cancellation.js";
 import { abortableDelay, defineHandler, type TaskHandler } from "../src/handlers/types.js";
 import { DEFAULT_WORKER_ID as WORKER_ID } from "../src/presence.js";
