@@ -84,7 +84,8 @@ test("a task cancelled while run waits rejects it as CANCELLED; an unknown one i
     )
     .catch((error: unknown) => error);
   expect(cancelled).toBeInstanceOf(TaskFailedError);
-  expect(cancelled).toMatchObject({ state: "CANCELLED", attempt: 0 });
+  expect(cancelled).toMatchObject({ state: "CANCELLED", attempt: 0, reason: "not needed" });
+  expect((cancelled as TaskFailedError).message).toMatch(/ended CANCELLED: not needed$/);
   expect((cancelled as TaskFailedError).task.status?.state).toBe(TaskState.CANCELLED);
 
   const unknown = await tm.waitFor(crypto.randomUUID()).catch((error: unknown) => error);

@@ -1353,6 +1353,10 @@ describe.skipIf(!existsSync(CHROMIUM))("web console", () => {
     expect(await stateOf(latecomer)).toBe(TaskState.PENDING);
     for (const taskId of delayed) expect(await stateOf(taskId)).toBe(TaskState.CANCELLED);
     expect(await stateOf(done)).toBe(TaskState.SUCCEEDED);
+    // A cancelled task's page says why it was cancelled.
+    await page.goto(`${webUrl}/tasks/${delayed[0]}`);
+    await page.waitForSelector("#task-error", { timeout: 15_000 });
+    expect(await page.textContent("#task-error")).toBe("Cancelled: cancelled from the web console");
     // Nothing matching: said so, no question asked.
     await page.goto(`${webUrl}/tasks?q=none-${batch}`);
     await page.waitForSelector("#task-list", { timeout: 15_000 });

@@ -69,8 +69,8 @@ export interface CompletedTask<Result = JsonObject> {
   task: Task;
 }
 
-/** The task ended FAILED or CANCELLED: `reason` is its status's error (the last attempt's failure; often empty for a
- *  cancelled task, whose reason is in its history), `task` the whole of it. */
+/** The task ended FAILED or CANCELLED: `reason` is its status's error (the last attempt's failure; for a cancelled
+ *  task the cancel's reason, empty if none was given), `task` the whole of it. */
 export class TaskFailedError extends Error {
   override readonly name = "TaskFailedError";
   readonly taskId: string;

@@ -130,6 +130,15 @@ describe("taskctl get", () => {
     expect(lines).toContain('details   {"part":7,"of":12}');
   });
 
+  test("a failed task's error is its error; a cancelled task's is the reason it was cancelled", () => {
+    const lineOf = (state: TaskState, error: string) =>
+      describeTask(create(TaskSchema, { taskId: "t", type: "x", status: { state, attempt: 1, error } }))
+        .split("\n")
+        .find((line) => line.includes(error));
+    expect(lineOf(TaskState.FAILED, "boom")).toBe("error     boom");
+    expect(lineOf(TaskState.CANCELLED, "bad batch")).toBe("reason    bad batch");
+  });
+
   test("a task that logged says how many lines and where to read them; one that did not, nothing", () => {
     expect(describeTask(create(TaskSchema, { taskId: "t", type: "x", logLines: 12 })).split("\n")).toContain(
       "logs      12 lines (taskctl logs t)",

@@ -43,7 +43,9 @@ export async function cancelTask(
   );
   const { applied, status } = await recordStatus(
     rt,
-    { taskId, state: "CANCELLED", source: rt.name, generation: current?.generation ?? 0 },
+    // The reason is the status's error too, as an expiry's is: GetTask, the status stream, taskctl and the console
+    // then say why the task was cancelled without reading its history.
+    { taskId, state: "CANCELLED", source: rt.name, generation: current?.generation ?? 0, error: why },
     redisCall,
   );
   if (!applied) {

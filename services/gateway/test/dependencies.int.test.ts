@@ -18,7 +18,7 @@ import {
   ReplayResult,
   type SubmitTaskOutcome,
 } from "@tm/proto";
-import { appendDeadLetter, applyStatus, Keys } from "@tm/store";
+import { appendDeadLetter, applyStatus, Keys, readStatus } from "@tm/store";
 import { useInfra, waitFor } from "@tm/testkit";
 import { describe, expect, test } from "vitest";
 import { QueueStats } from "../src/queue-stats.js";
@@ -97,6 +97,8 @@ test("a dependency that FAILED cancels the task waiting for it, naming it, and t
   );
   const cancelled = (await audited(child)).find((e) => e.action === "cancelled");
   expect(cancelled?.detail).toMatchObject({ reason: `dependency ${bad} ended FAILED`, from: "PENDING" });
+  // Its status says so too, for GetTask and the status stream.
+  expect((await readStatus(clients.redis, child))?.error).toBe(`dependency ${bad} ended FAILED`);
   expect((await audited(grandchild)).find((e) => e.action === "cancelled")?.detail).toMatchObject({
     reason: `dependency ${child} ended CANCELLED`,
   });

@@ -477,9 +477,11 @@ describe("CancelTask", () => {
     await nc.flush();
 
     const { status } = await client.cancelTask({ taskId, reason: "changed my mind" });
-    expect(status?.state).toBe(TaskState.CANCELLED);
+    // The answer, the stored status and GetTask name the reason.
+    expect(status).toMatchObject({ state: TaskState.CANCELLED, error: "changed my mind" });
     expect(await redis.get(Keys.cancel(taskId))).toBe("changed my mind");
-    expect((await readStatus(redis, taskId))?.state).toBe("CANCELLED");
+    expect(await readStatus(redis, taskId)).toMatchObject({ state: "CANCELLED", error: "changed my mind" });
+    expect((await client.getTask({ taskId })).task?.status?.error).toBe("changed my mind");
     await waitFor("the cancel notice", () => notices.length > 0);
     expect(notices[0]).toMatchObject({ taskId, reason: "changed my mind" });
     sub.unsubscribe();

@@ -250,7 +250,14 @@ export const taskDetailView: View = (main, { params, config }) => {
         ? h("pre", { id: "task-progress-details", class: "mono" }, json(status.progressDetails))
         : null,
       h("p", {}, `Attempt ${status.attempt || "—"}`),
-      status.error ? h("p", { class: "error" }, `Error: ${status.error}`) : null,
+      // A cancelled task's error is why it was cancelled (the cancel's reason, a failed dependency, an expiry).
+      status.error
+        ? h(
+            "p",
+            { id: "task-error", class: "error" },
+            `${status.state === TaskState.CANCELLED ? "Cancelled" : "Error"}: ${status.error}`,
+          )
+        : null,
     );
     const finalState = terminal ? status.state : undefined;
     const stages = [...STAGES, finalState ?? TaskState.SUCCEEDED];

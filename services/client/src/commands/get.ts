@@ -8,6 +8,7 @@ import {
   type Task,
   type TaskClient,
   TaskSchema,
+  TaskState,
 } from "@tm/proto";
 import { UNARY_TIMEOUT_MS } from "../connection.js";
 import { CliError, ExitCode } from "../exit-codes.js";
@@ -34,7 +35,8 @@ export function describeTask(task: Task): string {
     lines.push(`progress  ${displayedProgress(status)}%${message}`);
     if (status.progressDetails) lines.push(`details   ${JSON.stringify(status.progressDetails)}`);
     lines.push(`attempt   ${status.attempt}`);
-    if (status.error) lines.push(`error     ${status.error}`);
+    // A cancelled task's error is why it was cancelled.
+    if (status.error) lines.push(`${status.state === TaskState.CANCELLED ? "reason " : "error  "}   ${status.error}`);
     if (status.updatedAt) lines.push(`updated   ${timestampDate(status.updatedAt).toISOString()}`);
   }
   if (task.createdAt) lines.push(`created   ${timestampDate(task.createdAt).toISOString()}`);

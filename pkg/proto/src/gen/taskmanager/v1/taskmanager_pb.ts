@@ -38,7 +38,8 @@ export type TaskStatus = Message<"taskmanager.v1.TaskStatus"> & {
   attempt: number;
 
   /**
-   * The last error, if any (kept while a failed attempt is retried).
+   * The last error, if any (kept while a failed attempt is retried). For a CANCELLED task, why: the cancel's reason
+   * (empty if none was given), "dependency <id> ended <state>", or "expired: ...".
    *
    * @generated from field: string error = 4;
    */
