@@ -139,6 +139,29 @@ test("submitMany: one outcome per task in order, across calls; a refusal refuses
   );
 });
 
+test("submitMany with dependsOnBatchItems: a graph across calls runs each task after what it waits for", async () => {
+  // Calls of two: the join (3) waits for the first two (the call before, named by id) and the third (its own call).
+  const outcomes = await tm.submitMany(
+    [
+      { type: "sleep", payload: { ms: 300 } },
+      { type: "echo", payload: { n: 2 } },
+      { type: "echo", payload: { n: 3 }, dependsOnBatchItems: [0] },
+      { type: "echo", payload: { n: 4 }, dependsOnBatchItems: [0, 1, 2] },
+    ],
+    { batchSize: 2 },
+  );
+  const ids = outcomes.map((outcome) => (outcome as PromiseFulfilledResult<SubmittedTask>).value.taskId);
+  expect(outcomes.map((outcome) => outcome.status)).toEqual(["fulfilled", "fulfilled", "fulfilled", "fulfilled"]);
+  // The gateway holds each task until what it waits for SUCCEEDED (services/gateway/test/dependencies.int.test.ts):
+  // here, that the list's places became those tasks, by id across calls and by place within one.
+  expect((await tm.getTask(ids[2]!)).dependsOn).toEqual([ids[0]]);
+  const join = await tm.waitFor(ids[3]!);
+  expect(join.result).toEqual({ n: 4 });
+  expect([...join.dependsOn].sort()).toEqual([ids[0], ids[1], ids[2]].sort());
+  const tasks = await Promise.all(ids.map((id) => tm.getTask(id)));
+  expect(tasks.map((task) => task.status?.state)).toEqual(Array(4).fill(TaskState.SUCCEEDED));
+});
+
 test("logs reads a task's lines, and with follow the later ones until it has finished", async () => {
   // Delayed: unfinished while it is read. Its lines are stored as a worker stores ctx.log's.
   const { taskId } = await tm.submit({ type: "echo", delayMs: 600_000 });

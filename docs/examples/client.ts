@@ -33,10 +33,12 @@ export async function quickStart(): Promise<void> {
   // Or in two halves: the id at once, the finished task (status and result) later, from any process.
   const { taskId: later } = await tm.submit({ type: "sleep", payload: { ms: 500 }, delayMs: 60_000 });
   const task = await tm.waitFor(later, { timeoutMs: 120_000, onStatus: (s) => console.log(s.progress) });
-  // A list in SubmitTasks calls: one outcome per task, as Promise.allSettled gives them.
+  // A list in SubmitTasks calls: one outcome per task, as Promise.allSettled gives them. A task may wait for
+  // earlier ones of the list by their places (a graph: here the third runs once the first two SUCCEEDED).
   const outcomes = await tm.submitMany([
     { type: "echo", payload: { n: 1 } },
     { type: "echo", payload: { n: 2 } },
+    { type: "echo", payload: { n: 3 }, dependsOnBatchItems: [0, 1] },
   ]);
   console.log(
     taskId,

@@ -25,6 +25,8 @@ import {
 import { readTaskLogLines, type TaskLogReadOptions } from "./task-log-reader.js";
 import { type SubmissionOptions, submitTaskRequestOf, type TaskRequest, taskRequestProblem } from "./task-request.js";
 
+type SubmitTaskMessage = MessageInitShape<typeof SubmitTaskRequestSchema>;
+
 export interface TaskManagerClientOptions extends TaskClientOptions {
   /** Retries of a call the gateway could not take (UNAVAILABLE, unreachable, rate limited); default 4, about 4 s of
    *  waiting (longer when the gateway's rate limit asks for it). 0: none. */
@@ -49,6 +51,14 @@ export interface WaitOptions {
   timeoutMs?: number;
   /** Told each status of the task once, in order: its progress reports included. */
   onStatus?: (status: TaskStatus) => void;
+}
+
+/** One task of a submitMany list: a TaskRequest, its submission options, and the tasks of the list it waits for. */
+export interface BatchTaskRequest extends TaskRequest, SubmissionOptions {
+  /** Earlier tasks of the same list this one waits for, by their place in it (0-based), as if their ids were in
+   *  dependsOn (together at most 20): a whole graph in one submitMany, as BullMQ's FlowProducer. A task can name only
+   *  tasks before it, so a list cannot make a cycle. If one of them is refused, this task is refused too. */
+  dependsOnBatchItems?: number[];
 }
 
 export interface SubmitCallOptions {
@@ -127,6 +137,8 @@ export class TaskManagerClient {
    * attempt that did reach the gateway completes that submission rather than making a second task.
    */
   async submit(request: TaskRequest & SubmissionOptions, options: SubmitCallOptions = {}): Promise<SubmittedTask> {
+    if ((request as BatchTaskRequest).dependsOnBatchItems !== undefined)
+      throw new TypeError("invalid task request: dependsOnBatchItems names places in a submitMany list: use dependsOn");
     const message = this.#messageOf(request);
     const { value } = await this.#withRetries(
       () => this.tasks.submitTask(message, this.#callOptions(options.signal)),
@@ -142,44 +154,98 @@ export class TaskManagerClient {
    * reason: ConnectError }` for a task the gateway refused (the others are not refused with it). Every request is
    * checked before any is sent (a TypeError naming `requests[i]`). Tasks the gateway could not take (UNAVAILABLE, for
    * the call or for some of its tasks) are sent again, each under its idempotency key (its own, or one made for it),
-   * up to `retries` times; a rate limit is waited out as its pushback says. Dependencies among the list's tasks are
-   * not expressed here: submit the tasks others wait for first, and name them by id (dependsOn).
+   * up to `retries` times; a rate limit is waited out as its pushback says. A task waits for tasks of the list by
+   * their place in it (`dependsOnBatchItems`): in the same call by the call's own references, in an earlier call by the
+   * id it was given; a task whose dependency was refused is refused too (FAILED_PRECONDITION naming it, or the
+   * dependency's code when that is UNAVAILABLE or CANCELLED), as the gateway does within a call.
    */
   async submitMany(
-    requests: ReadonlyArray<TaskRequest & SubmissionOptions>,
+    requests: ReadonlyArray<BatchTaskRequest>,
     options: SubmitCallOptions & { batchSize?: number } = {},
   ): Promise<Array<PromiseSettledResult<SubmittedTask>>> {
     const { batchSize = 100 } = options;
     if (!(Number.isSafeInteger(batchSize) && batchSize >= 1))
       throw new TypeError(`submitMany: batchSize must be a whole number ≥ 1 (got ${JSON.stringify(batchSize)})`);
     if (!Array.isArray(requests)) throw new TypeError("submitMany: needs a list of task requests");
-    const messages = requests.map((request, i) => this.#messageOf(request, `requests[${i}]: `));
+    const items = requests.map(({ dependsOnBatchItems, ...request }, i) => {
+      const where = `requests[${i}]`;
+      if (dependsOnBatchItems !== undefined && !Array.isArray(dependsOnBatchItems))
+        throw new TypeError(`invalid task request: ${where}: dependsOnBatchItems must be a list of earlier places`);
+      for (const item of dependsOnBatchItems ?? []) {
+        if (!(Number.isSafeInteger(item) && item >= 0 && item < i))
+          throw new TypeError(
+            `invalid task request: ${where}: dependsOnBatchItems may name only earlier tasks of the list, ${i === 0 ? "and it is the first" : `0 to ${i - 1}`} (got ${JSON.stringify(item)})`,
+          );
+      }
+      return {
+        message: this.#messageOf(request, `${where}: `),
+        waitsFor: [...new Set<number>(dependsOnBatchItems ?? [])],
+      };
+    });
     const outcomes: Array<PromiseSettledResult<SubmittedTask>> = [];
     const taken = { some: false };
-    for (let start = 0; start < messages.length; start += batchSize) {
-      outcomes.push(...(await this.#submitChunk(messages.slice(start, start + batchSize), options, taken)));
+    for (let start = 0; start < items.length; start += batchSize) {
+      const end = Math.min(start + batchSize, items.length);
+      await this.#submitChunk(items, start, end, outcomes, options, taken);
     }
     return outcomes;
   }
 
-  /** One SubmitTasks call's tasks, those the gateway could not take sent again. */
+  /** One SubmitTasks call's tasks (items[start, end)), those the gateway could not take sent again; each outcome
+   *  goes in `outcomes` at its request's place. */
   async #submitChunk(
-    messages: ReadonlyArray<MessageInitShape<typeof SubmitTaskRequestSchema>>,
+    items: ReadonlyArray<{ message: SubmitTaskMessage; waitsFor: number[] }>,
+    start: number,
+    end: number,
+    outcomes: Array<PromiseSettledResult<SubmittedTask>>,
     options: SubmitCallOptions,
     /** Whether a task of the list was taken (by this call or an earlier one). */
     taken: { some: boolean },
-  ): Promise<Array<PromiseSettledResult<SubmittedTask>>> {
-    const outcomes = new Array<PromiseSettledResult<SubmittedTask>>(messages.length);
-    let pending = messages.map((_, i) => i);
+  ): Promise<void> {
+    let pending = Array.from({ length: end - start }, (_, k) => start + k);
     for (let attempt = 1; ; attempt++) {
+      // Each task's dependencies on the list: one being sent in this call by its place in the call, one already
+      // taken by its id; one refused refuses this task without sending it.
+      const sent: number[] = [];
+      const messages: SubmitTaskMessage[] = [];
+      for (const i of pending) {
+        const item = items[i] as (typeof items)[number];
+        const dependsOn = [...(item.message.dependsOn ?? [])];
+        const callPlaces: number[] = [];
+        let refusedBy: { item: number; error: ConnectError } | undefined;
+        for (const j of item.waitsFor) {
+          const place = sent.indexOf(j);
+          if (place >= 0) {
+            callPlaces.push(place);
+            continue;
+          }
+          const outcome = outcomes[j];
+          if (outcome?.status === "fulfilled") dependsOn.push(outcome.value.taskId);
+          else {
+            refusedBy = { item: j, error: ConnectError.from(outcome?.reason) };
+            break;
+          }
+        }
+        if (refusedBy) {
+          const { code, rawMessage } = refusedBy.error;
+          outcomes[i] = {
+            status: "rejected",
+            reason: new ConnectError(
+              `dependency requests[${refusedBy.item}] was refused: ${rawMessage}`,
+              code === Code.Unavailable || code === Code.Canceled ? code : Code.FailedPrecondition,
+            ),
+          };
+          continue;
+        }
+        sent.push(i);
+        messages.push({ ...item.message, dependsOn, dependsOnBatchItems: callPlaces });
+      }
+      if (sent.length === 0) return;
       let unavailable: ConnectError | undefined;
       const again: number[] = [];
       try {
-        const response = await this.tasks.submitTasks(
-          { tasks: pending.map((i) => messages[i] as MessageInitShape<typeof SubmitTaskRequestSchema>) },
-          this.#callOptions(options.signal),
-        );
-        for (const [k, i] of pending.entries()) {
+        const response = await this.tasks.submitTasks({ tasks: messages }, this.#callOptions(options.signal));
+        for (const [k, i] of sent.entries()) {
           const outcome = response.outcomes[k]?.outcome;
           if (outcome?.case === "accepted") {
             taken.some = true;
@@ -198,20 +264,21 @@ export class TaskManagerClient {
           }
         }
       } catch (error) {
-        // The call failed whole, nothing answered: every pending task is sent again. Once no retry is left, or for an
+        // The call failed whole, nothing answered: every task of it is sent again. Once no retry is left, or for an
         // error no retry changes, the call's error is thrown while nothing has been taken yet; after that, it
         // becomes the outcome of each task still pending, so the tasks already taken are still reported.
         const delayMs = retryDelayFor(error, attempt);
         if (delayMs === undefined || attempt > this.#retries || options.signal?.aborted) {
           if (!taken.some) throw options.signal?.aborted ? options.signal.reason : error;
-          for (const i of pending) outcomes[i] = { status: "rejected", reason: ConnectError.from(error) };
-          return outcomes;
+          for (const i of sent) outcomes[i] = { status: "rejected", reason: ConnectError.from(error) };
+          return;
         }
         options.onRetry?.({ error, attempt: attempt + 1, attempts: this.#retries + 1, delayMs });
         await this.#sleep(delayMs, options.signal);
+        pending = sent;
         continue;
       }
-      if (again.length === 0 || attempt > this.#retries) return outcomes;
+      if (again.length === 0 || attempt > this.#retries) return;
       const delayMs = retryDelayFor(unavailable, attempt) as number;
       options.onRetry?.({ error: unavailable, attempt: attempt + 1, attempts: this.#retries + 1, delayMs });
       await this.#sleep(delayMs, options.signal);
@@ -300,7 +367,7 @@ export class TaskManagerClient {
 
   /** The SubmitTaskRequest of a checked request (a TypeError naming the field, after `where`), with an idempotency
    *  key made for it when it has none and calls are retried: a retry then completes the first attempt's submission. */
-  #messageOf(request: TaskRequest & SubmissionOptions, where = ""): MessageInitShape<typeof SubmitTaskRequestSchema> {
+  #messageOf(request: TaskRequest & SubmissionOptions, where = ""): SubmitTaskMessage {
     const problem = taskRequestProblem(request);
     if (problem) throw new TypeError(`invalid task request: ${where}${problem}`);
     const idempotencyKey = request.idempotencyKey ?? (this.#retries > 0 ? `client-${crypto.randomUUID()}` : undefined);

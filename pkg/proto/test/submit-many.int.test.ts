@@ -115,3 +115,92 @@ test("a call failing whole throws while nothing was taken, and is the outcome of
     code: Code.Unauthenticated,
   });
 });
+
+test("dependsOnBatchItems: in the same call by the call's places, in an earlier call by the id it was given", async () => {
+  const { url, calls } = await gateway((tasks) => tasks.map(accepted));
+  const tm = new TaskManagerClient({ baseUrl: url });
+  // Calls of two: [0, 1] and [2, 3]; 1 waits for 0 (same call), 2 for 0 and 1 (the call before), 3 for 2 (same call)
+  // and for an id of its own.
+  const outcomes = await tm.submitMany(
+    [
+      { type: "a" },
+      { type: "b", dependsOnBatchItems: [0] },
+      { type: "c", dependsOnBatchItems: [0, 1, 1] },
+      { type: "d", dependsOn: ["elsewhere"], dependsOnBatchItems: [2] },
+    ],
+    { batchSize: 2 },
+  );
+  expect(outcomes.map((outcome) => outcome.status)).toEqual(["fulfilled", "fulfilled", "fulfilled", "fulfilled"]);
+  expect(calls.map((tasks) => tasks.map((task) => [task.type, task.dependsOnBatchItems, task.dependsOn]))).toEqual([
+    [
+      ["a", [], []],
+      ["b", [0], []],
+    ],
+    [
+      ["c", [], [fulfilled(outcomes[0]!), fulfilled(outcomes[1]!)]],
+      ["d", [0], ["elsewhere"]],
+    ],
+  ]);
+});
+
+test("dependsOnBatchItems across a resend: a dependency taken by the first call is named by id, one sent again by its new place", async () => {
+  const { url, calls } = await gateway((tasks, call) =>
+    tasks.map((task) =>
+      (task.type === "busy" || task.type === "after-busy") && call === 1
+        ? refused(Code.Unavailable, "Redis unavailable while saving")
+        : accepted(task),
+    ),
+  );
+  const tm = new TaskManagerClient({ baseUrl: url });
+  const outcomes = await tm.submitMany([
+    { type: "first" },
+    { type: "busy" },
+    { type: "after-busy", dependsOnBatchItems: [0, 1] },
+  ]);
+  expect(outcomes.map((outcome) => outcome.status)).toEqual(["fulfilled", "fulfilled", "fulfilled"]);
+  expect(calls[0]?.map((task) => task.dependsOnBatchItems)).toEqual([[], [], [0, 1]]);
+  // Sent again: "busy" is now the call's place 0, and "first" (taken) is named by its id.
+  expect(calls[1]?.map((task) => [task.type, task.dependsOnBatchItems, task.dependsOn])).toEqual([
+    ["busy", [], []],
+    ["after-busy", [0], [fulfilled(outcomes[0]!)]],
+  ]);
+});
+
+test("dependsOnBatchItems: a task whose dependency was refused is refused too, naming it, and is not sent", async () => {
+  const { url, calls } = await gateway((tasks) =>
+    tasks.map((task) =>
+      task.type === "bad" ? refused(Code.InvalidArgument, "type: unknown task type bad") : accepted(task),
+    ),
+  );
+  const tm = new TaskManagerClient({ baseUrl: url });
+  const outcomes = await tm.submitMany([{ type: "bad" }, { type: "then", dependsOnBatchItems: [0] }, { type: "ok" }], {
+    batchSize: 1,
+  });
+  expect(outcomes.map((outcome) => outcome.status)).toEqual(["rejected", "rejected", "fulfilled"]);
+  const refusal = (outcomes[1] as PromiseRejectedResult).reason as ConnectError;
+  expect(refusal.code).toBe(Code.FailedPrecondition);
+  expect(refusal.rawMessage).toBe("dependency requests[0] was refused: type: unknown task type bad");
+  expect(calls.map((tasks) => tasks.map((task) => task.type))).toEqual([["bad"], ["ok"]]);
+});
+
+test("dependsOnBatchItems naming the task itself, a later task or no place at all is a TypeError before anything is sent", async () => {
+  const { url, calls } = await gateway((tasks) => tasks.map(accepted));
+  const tm = new TaskManagerClient({ baseUrl: url });
+  for (const dependsOnBatchItems of [[1], [2], [-1], [0.5]]) {
+    await expect(tm.submitMany([{ type: "a" }, { type: "b", dependsOnBatchItems }])).rejects.toThrow(
+      new TypeError(
+        `invalid task request: requests[1]: dependsOnBatchItems may name only earlier tasks of the list, 0 to 0 (got ${dependsOnBatchItems[0]})`,
+      ),
+    );
+  }
+  await expect(tm.submitMany([{ type: "a", dependsOnBatchItems: [0] }])).rejects.toThrow(
+    "requests[0]: dependsOnBatchItems may name only earlier tasks of the list, and it is the first (got 0)",
+  );
+  await expect(tm.submit({ type: "a", dependsOnBatchItems: [0] } as never)).rejects.toThrow(
+    "dependsOnBatchItems names places in a submitMany list: use dependsOn",
+  );
+  await expect(tm.submitMany([{ type: "a", dependsOnBatchItems: "0" as never }])).rejects.toThrow(
+    "requests[0]: dependsOnBatchItems must be a list of earlier places",
+  );
+  expect(calls).toEqual([]);
+});
