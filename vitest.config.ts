@@ -11,7 +11,8 @@ const WITH_SERVERS = {
   // Each file starts its own nats-server and redis-server, and waits on them, on timers and on child processes: with
   // two workers on two cores a third of the CPU stayed idle. Three finished 9-14 % sooner, locally and on fresh
   // clones (docs/PERFORMANCE.md, session 39), each file slower but none failing. The projects of this group share
-  // them.
+  // them. A fourth worker, interleaving the projects' files, or the integration files on their own first did not help:
+  // the system files keep both cores busy (docs/PERFORMANCE.md, session 43).
   maxWorkers: 3,
 };
 
