@@ -111,6 +111,24 @@ export class WaitTimeoutError extends Error {
   }
 }
 
+/** `run`'s timeoutMs ran out before the gateway answered the submission. The gateway may still have recorded it:
+ *  submitting again with `idempotencyKey` (the caller's, or the one made for the call) answers that task, if any,
+ *  rather than making a second. */
+export class SubmitTimeoutError extends Error {
+  override readonly name = "SubmitTimeoutError";
+  constructor(
+    readonly timeoutMs: number,
+    readonly idempotencyKey: string | undefined,
+  ) {
+    super(
+      `the submission was not answered within ${timeoutMs} ms` +
+        (idempotencyKey
+          ? `; it may have been recorded: submit again with idempotencyKey "${idempotencyKey}" to get its task, not a second one`
+          : ""),
+    );
+  }
+}
+
 export class TaskManagerClient {
   /** The generated TaskService client, for the calls this class does not wrap. */
   readonly tasks: TaskClient;
@@ -139,7 +157,10 @@ export class TaskManagerClient {
   async submit(request: TaskRequest & SubmissionOptions, options: SubmitCallOptions = {}): Promise<SubmittedTask> {
     if ((request as BatchTaskRequest).dependsOnBatchItems !== undefined)
       throw new TypeError("invalid task request: dependsOnBatchItems names places in a submitMany list: use dependsOn");
-    const message = this.#messageOf(request);
+    return this.#submitMessage(this.#messageOf(request), options);
+  }
+
+  async #submitMessage(message: SubmitTaskMessage, options: SubmitCallOptions): Promise<SubmittedTask> {
     const { value } = await this.#withRetries(
       () => this.tasks.submitTask(message, this.#callOptions(options.signal)),
       options,
@@ -323,7 +344,22 @@ export class TaskManagerClient {
     options: RunOptions = {},
   ): Promise<CompletedTask<Result>> {
     const deadline = options.timeoutMs === undefined ? undefined : Date.now() + options.timeoutMs;
-    const submitted = await this.submit(request, options);
+    if ((request as BatchTaskRequest).dependsOnBatchItems !== undefined)
+      throw new TypeError("invalid task request: dependsOnBatchItems names places in a submitMany list: use dependsOn");
+    const message = this.#messageOf(request);
+    // timeoutMs bounds the submission too: a gateway that hangs would otherwise hold it for every attempt's call
+    // timeout and the waits between them (about a minute with the defaults).
+    const timedOut = options.timeoutMs === undefined ? undefined : AbortSignal.timeout(options.timeoutMs);
+    const signal =
+      timedOut && options.signal ? AbortSignal.any([timedOut, options.signal]) : (timedOut ?? options.signal);
+    let submitted: SubmittedTask;
+    try {
+      submitted = await this.#submitMessage(message, { ...options, ...(signal ? { signal } : {}) });
+    } catch (error) {
+      if (timedOut?.aborted && !options.signal?.aborted)
+        throw new SubmitTimeoutError(options.timeoutMs ?? 0, message.idempotencyKey);
+      throw error;
+    }
     options.onSubmitted?.(submitted);
     const { taskId } = submitted;
     const task = await this.waitFor(taskId, {
