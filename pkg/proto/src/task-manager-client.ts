@@ -155,8 +155,6 @@ export class TaskManagerClient {
    * attempt that did reach the gateway completes that submission rather than making a second task.
    */
   async submit(request: TaskRequest & SubmissionOptions, options: SubmitCallOptions = {}): Promise<SubmittedTask> {
-    if ((request as BatchTaskRequest).dependsOnBatchItems !== undefined)
-      throw new TypeError("invalid task request: dependsOnBatchItems names places in a submitMany list: use dependsOn");
     return this.#submitMessage(this.#messageOf(request), options);
   }
 
@@ -344,8 +342,6 @@ export class TaskManagerClient {
     options: RunOptions = {},
   ): Promise<CompletedTask<Result>> {
     const deadline = options.timeoutMs === undefined ? undefined : Date.now() + options.timeoutMs;
-    if ((request as BatchTaskRequest).dependsOnBatchItems !== undefined)
-      throw new TypeError("invalid task request: dependsOnBatchItems names places in a submitMany list: use dependsOn");
     const message = this.#messageOf(request);
     // timeoutMs bounds the submission too: a gateway that hangs would otherwise hold it for every attempt's call
     // timeout and the waits between them (about a minute with the defaults).
@@ -404,6 +400,9 @@ export class TaskManagerClient {
   /** The SubmitTaskRequest of a checked request (a TypeError naming the field, after `where`), with an idempotency
    *  key made for it when it has none and calls are retried: a retry then completes the first attempt's submission. */
   #messageOf(request: TaskRequest & SubmissionOptions, where = ""): SubmitTaskMessage {
+    // submitMany takes its places out before this; anywhere else they could name nothing.
+    if ((request as BatchTaskRequest).dependsOnBatchItems !== undefined)
+      throw new TypeError("invalid task request: dependsOnBatchItems names places in a submitMany list: use dependsOn");
     const problem = taskRequestProblem(request);
     if (problem) throw new TypeError(`invalid task request: ${where}${problem}`);
     const idempotencyKey = request.idempotencyKey ?? (this.#retries > 0 ? `client-${crypto.randomUUID()}` : undefined);
