@@ -591,7 +591,7 @@ describe("AdminService", () => {
     // The expiring one was not run: CANCELLED, saying why, no result.
     await waitFor("the expiring task to end", async () => (await state(late)) === TaskState.CANCELLED);
     const shown = await taskctl("get", late);
-    expect(shown.stdout).toMatch(/^error {5}expired: not started by \S+ \(expires_after 1000 ms\)$/m);
+    expect(shown.stdout).toMatch(/^reason {4}expired: not started by \S+ \(expires_after 1000 ms\)$/m);
     expect(shown.stdout).toMatch(/^expires {3}if not started 1.00 s after it was due$/m);
     expect(await readResult(pipeline.redisClient, late)).toBeUndefined();
   });
