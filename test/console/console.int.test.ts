@@ -1152,6 +1152,14 @@ describe.skipIf(!existsSync(CHROMIUM))("web console", () => {
     await form.getByLabel("Priority").selectOption("HIGH");
     await form.getByLabel(/^Attempt timeout/).fill("30s");
     await form.getByLabel("Max attempts").fill("2");
+    // Metadata, and a task it waits for (one already SUCCEEDED: it runs at once), named by id.
+    const dependency = await submitWithCli("echo", {});
+    await waitFor(
+      "the dependency to succeed",
+      async () => (await pipeline.client.getTask({ taskId: dependency })).task?.status?.state === TaskState.SUCCEEDED,
+    );
+    await form.getByLabel(/^Metadata/).fill('{"team": "qa"}');
+    await form.getByLabel(/^Waits for/).fill(` ${dependency}, `);
     // Enter in a field submits the form.
     await form.getByLabel("Max attempts").press("Enter");
     const taskId = await landedOnTask();
@@ -1166,6 +1174,8 @@ describe.skipIf(!existsSync(CHROMIUM))("web console", () => {
       maxAttempts: 2,
       timeout: { seconds: 30n },
       payload: { from: "the new task form", n: 7 },
+      metadata: { team: "qa" },
+      dependsOn: [dependency],
     });
     await page.screenshot({ path: join(ARTIFACTS, "new-task-submitted.png"), fullPage: true });
   });
@@ -1198,6 +1208,11 @@ describe.skipIf(!existsSync(CHROMIUM))("web console", () => {
       await submit();
       await statusSays(/^Not submitted: the retry delay must be a duration like/);
       await form.getByLabel(/^Retry delay/).fill("");
+      await form.getByLabel(/^Metadata/).fill('{"n": 1}');
+      await submit();
+      await statusSays(/^Not submitted: the metadata must be a JSON object of strings/);
+      expect(await form.getByLabel(/^Metadata/).getAttribute("aria-invalid")).toBe("true");
+      await form.getByLabel(/^Metadata/).fill("");
       await form.getByLabel("Key reuse").selectOption("AFTER_FINISHED");
       await submit();
       await statusSays(/^Not submitted: a key reuse needs an idempotency key/);

@@ -1,7 +1,7 @@
 /** New task: a one-off task submitted by hand (TaskService.SubmitTask, as `taskctl submit`), to try a type or run
- *  something again: type (the pipeline's types offered), payload, priority, when (now, after a delay, at a time), an
- *  idempotency key and how it may be reused, and the task's limits (the fields New schedule offers, shared in
- *  task-fields.ts). A malformed field is refused here, naming it, before anything is sent; the gateway's refusal is
+ *  something again: type (the pipeline's types offered), payload, priority, when (now, after a delay, at a time),
+ *  metadata, the tasks it waits for, an idempotency key and how it may be reused, and the task's limits (the fields
+ *  New schedule offers, shared in task-fields.ts). A malformed field is refused here, naming it, before anything is sent; the gateway's refusal is
  *  shown in the form (the field it names marked). Once accepted, the task's page follows it live, saying when the key
  *  answered an existing task (deduplicated) or replaced a waiting one. */
 import { durationFromMs, durationMs, timestampDate, timestampFromDate } from "@bufbuild/protobuf/wkt";
@@ -41,6 +41,13 @@ export const newTaskView: View = (main, { config, navigate }) => {
   const payloadInput = makePayloadInput("{}");
   const prioritySelect = makePrioritySelect();
   const whenInput = input("when", { placeholder: "now" });
+  const metadataInput = h("textarea", {
+    name: "metadata",
+    rows: 2,
+    cols: 40,
+    placeholder: '{"team": "billing"}',
+  }) as HTMLTextAreaElement;
+  const dependsOnInput = input("depends-on", { placeholder: "none: task ids, separated by spaces or commas" });
   const keyInput = input("idempotency-key", { placeholder: "none", maxlength: "256" });
   const reuseSelect = h(
     "select",
@@ -56,6 +63,8 @@ export const newTaskView: View = (main, { config, navigate }) => {
     field("Priority", prioritySelect),
     field("Payload (JSON object)", payloadInput),
     field(`When (empty: now; a delay like 90s, 5m; or an ISO time)`, whenInput),
+    field("Metadata (JSON object of strings, optional)", metadataInput),
+    field("Waits for (task ids, optional)", dependsOnInput),
     field("Idempotency key (optional)", keyInput),
     field("Key reuse", reuseSelect),
     limits.fieldset,
@@ -68,6 +77,8 @@ export const newTaskView: View = (main, { config, navigate }) => {
     priority: prioritySelect,
     run_at: whenInput,
     delay: whenInput,
+    metadata: metadataInput,
+    depends_on: dependsOnInput,
     idempotency_key: keyInput,
     idempotency_key_reuse: reuseSelect,
     ...limits.controls,
@@ -99,6 +110,10 @@ export const newTaskView: View = (main, { config, navigate }) => {
         control: whenInput,
       });
     }
+    const metadata = metadataOf(metadataInput);
+    if (isProblem(metadata)) return refuse(metadata);
+    // The gateway checks the ids (they must exist, at most 20, none FAILED or CANCELLED) and names depends_on.
+    const dependsOn = [...new Set(dependsOnInput.value.split(/[\s,]+/).filter(Boolean))];
     const taskLimits = limits.read();
     if (isProblem(taskLimits)) return refuse(taskLimits);
     const idempotencyKey = keyInput.value.trim();
@@ -120,6 +135,8 @@ export const newTaskView: View = (main, { config, navigate }) => {
       const response = await tasks.submitTask({
         type: taskType,
         payload,
+        metadata,
+        dependsOn,
         priority: priorityOf(prioritySelect),
         idempotencyKey,
         idempotencyKeyReuse: reuse,
@@ -183,4 +200,22 @@ function outcomeText(response: { taskId: string; deduplicated: boolean; replaced
         ? `; it is due at ${formatTime(timestampDate(when.value))}`
         : "";
   return `Submitted task ${response.taskId}${due}.`;
+}
+
+/** The metadata textarea's object of strings ({} when empty), or the problem. */
+function metadataOf(textarea: HTMLTextAreaElement): Record<string, string> | FieldProblem {
+  const text = textarea.value.trim();
+  if (!text) return {};
+  const problem = {
+    problem: 'the metadata must be a JSON object of strings, e.g. {"team": "billing"}.',
+    control: textarea,
+  };
+  try {
+    const parsed: unknown = JSON.parse(text);
+    if (typeof parsed !== "object" || parsed === null || Array.isArray(parsed)) return problem;
+    if (!Object.values(parsed).every((value) => typeof value === "string")) return problem;
+    return parsed as Record<string, string>;
+  } catch {
+    return problem;
+  }
 }
