@@ -1,9 +1,9 @@
 /** New task: a one-off task submitted by hand (TaskService.SubmitTask, as `taskctl submit`), to try a type or run
  *  something again: type (the pipeline's types offered), payload, priority, when (now, after a delay, at a time),
  *  metadata, the tasks it waits for, an idempotency key and how it may be reused, and the task's limits (the fields
- *  New schedule offers, shared in task-fields.ts). A malformed field is refused here, naming it, before anything is sent; the gateway's refusal is
- *  shown in the form (the field it names marked). Once accepted, the task's page follows it live, saying when the key
- *  answered an existing task (deduplicated) or replaced a waiting one. */
+ *  New schedule offers, shared in task-fields.ts). A malformed field is refused here, naming it, before anything is
+ *  sent; the gateway's refusal is shown in the form (the field it names marked). Once accepted, the task's page
+ *  follows it live, saying when the key answered an existing task (deduplicated) or replaced a waiting one. */
 import { durationFromMs, durationMs, timestampDate, timestampFromDate } from "@bufbuild/protobuf/wkt";
 import { Code, ConnectError } from "@connectrpc/connect";
 import { IdempotencyKeyReuse } from "@tm/proto/web";

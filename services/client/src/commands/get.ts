@@ -36,7 +36,8 @@ export function describeTask(task: Task): string {
     if (status.progressDetails) lines.push(`details   ${JSON.stringify(status.progressDetails)}`);
     lines.push(`attempt   ${status.attempt}`);
     // A cancelled task's error is why it was cancelled.
-    if (status.error) lines.push(`${status.state === TaskState.CANCELLED ? "reason " : "error  "}   ${status.error}`);
+    const errorLabel = status.state === TaskState.CANCELLED ? "reason" : "error";
+    if (status.error) lines.push(`${errorLabel.padEnd(10)}${status.error}`);
     if (status.updatedAt) lines.push(`updated   ${timestampDate(status.updatedAt).toISOString()}`);
   }
   if (task.createdAt) lines.push(`created   ${timestampDate(task.createdAt).toISOString()}`);
