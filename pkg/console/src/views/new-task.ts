@@ -18,6 +18,7 @@ import {
   isProblem,
   makePayloadInput,
   makePrioritySelect,
+  metadataOf,
   payloadOf,
   priorityOf,
   refuseField,
@@ -200,22 +201,4 @@ function outcomeText(response: { taskId: string; deduplicated: boolean; replaced
         ? `; it is due at ${formatTime(timestampDate(when.value))}`
         : "";
   return `Submitted task ${response.taskId}${due}.`;
-}
-
-/** The metadata textarea's object of strings ({} when empty), or the problem. */
-function metadataOf(textarea: HTMLTextAreaElement): Record<string, string> | FieldProblem {
-  const text = textarea.value.trim();
-  if (!text) return {};
-  const problem = {
-    problem: 'the metadata must be a JSON object of strings, e.g. {"team": "billing"}.',
-    control: textarea,
-  };
-  try {
-    const parsed: unknown = JSON.parse(text);
-    if (typeof parsed !== "object" || parsed === null || Array.isArray(parsed)) return problem;
-    if (!Object.values(parsed).every((value) => typeof value === "string")) return problem;
-    return parsed as Record<string, string>;
-  } catch {
-    return problem;
-  }
 }

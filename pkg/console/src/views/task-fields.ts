@@ -45,6 +45,21 @@ export function makePayloadInput(value = ""): HTMLTextAreaElement {
 
 /** The payload textarea's JSON object ({} when empty), or the problem. */
 export function payloadOf(textarea: HTMLTextAreaElement): JsonObject | FieldProblem {
+  return jsonObjectIn(textarea, 'the payload must be a JSON object, e.g. {"n": 1}.');
+}
+
+/** The metadata textarea's object of strings ({} when empty), or the problem. */
+export function metadataOf(textarea: HTMLTextAreaElement): Record<string, string> | FieldProblem {
+  const problem = 'the metadata must be a JSON object of strings, e.g. {"team": "billing"}.';
+  const metadata = jsonObjectIn(textarea, problem);
+  if (isProblem(metadata) || Object.values(metadata).every((value) => typeof value === "string")) {
+    return metadata as Record<string, string> | FieldProblem;
+  }
+  return { problem, control: textarea };
+}
+
+/** A textarea's JSON object ({} when empty), or `problem` for anything else. */
+function jsonObjectIn(textarea: HTMLTextAreaElement, problem: string): JsonObject | FieldProblem {
   const text = textarea.value.trim();
   if (!text) return {};
   try {
@@ -53,7 +68,7 @@ export function payloadOf(textarea: HTMLTextAreaElement): JsonObject | FieldProb
   } catch {
     // Refused below, as a non-object is.
   }
-  return { problem: 'the payload must be a JSON object, e.g. {"n": 1}.', control: textarea };
+  return { problem, control: textarea };
 }
 
 export function isProblem(value: unknown): value is FieldProblem {
