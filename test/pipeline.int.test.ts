@@ -14,6 +14,7 @@ import { Code, ConnectError } from "@connectrpc/connect";
 import { createAdminClient, Priority, type SubmitTaskAndStreamStatusResponse, TaskState } from "@tm/proto";
 import { readDeadLetters, readHistory } from "@tm/store";
 import { REPO_ROOT, waitFor } from "@tm/testkit";
+import { Redis } from "ioredis";
 import { afterAll, beforeAll, describe, expect, test } from "vitest";
 import { FLOW_MESSAGES_PER_TASK } from "../bench/src/systems/raw-flow.js";
 import { type Io, run } from "../services/client/src/run.js";
@@ -417,6 +418,65 @@ describe("the pipeline", () => {
     for (const id of [...parts, total]) {
       const { task } = await pipeline.client.getTask({ taskId: id });
       expect(task).toMatchObject({ parentTaskId: taskId, priority: Priority.LOW });
+    }
+  });
+
+  test("a concurrency key runs its tasks one at a time, oldest first, while another key's task goes past its backlog", async () => {
+    // Every status change in the order the status script applied it (Redis publishes in the same script).
+    const subscriber = new Redis(pipeline.redis.url);
+    const changes: { taskId: string; state: string }[] = [];
+    subscriber.on("pmessage", (_pattern, _channel, text: string) => {
+      const { taskId, state } = JSON.parse(text) as { taskId: string; state: string };
+      changes.push({ taskId, state });
+    });
+    await subscriber.psubscribe("task_status:*");
+    try {
+      const key = `tenant-${crypto.randomUUID()}`;
+      const backlog: string[] = [];
+      for (let i = 0; i < 4; i++) {
+        const request = { type: "sleep", payload: { ms: 1_000 }, concurrencyKey: key, concurrencyLimit: 1 };
+        backlog.push((await pipeline.client.submitTask(request)).taskId);
+      }
+      // The first holds the key's one place until it ends: the others wait PENDING, and GetTask says why.
+      const waiting = (await pipeline.client.getTask({ taskId: backlog[3]! })).task;
+      expect(waiting).toMatchObject({ concurrencyKey: key, concurrencyLimit: 1, concurrencyWaiting: true });
+      expect(waiting?.status?.state).toBe(TaskState.PENDING);
+      expect((await pipeline.client.cancelTask({ taskId: backlog[3]!, reason: "not needed" })).status?.state).toBe(
+        TaskState.CANCELLED,
+      );
+
+      const other = await pipeline.client.submitTask({
+        type: "echo",
+        payload: {},
+        concurrencyKey: `${key}-other`,
+        concurrencyLimit: 1,
+      });
+      expect(stateNames(await collectStream(pipeline.client, other.taskId)).at(-1)).toBe("SUCCEEDED");
+      for (const taskId of backlog.slice(0, 3)) {
+        expect(stateNames(await collectStream(pipeline.client, taskId)).at(-1)).toBe("SUCCEEDED");
+      }
+
+      // In the pipeline (ingested, scheduled or running) one at a time, in the order they were submitted.
+      const mine = new Set(backlog);
+      const active = new Set<string>();
+      let most = 0;
+      const started: string[] = [];
+      for (const { taskId, state } of changes) {
+        if (!mine.has(taskId)) continue;
+        if (state === "SUCCEEDED" || state === "FAILED" || state === "CANCELLED") active.delete(taskId);
+        else if (state !== "PENDING") active.add(taskId);
+        if (state === "RUNNING" && !started.includes(taskId)) started.push(taskId);
+        most = Math.max(most, active.size);
+      }
+      expect(most).toBe(1);
+      expect(started).toEqual(backlog.slice(0, 3));
+      // The other key's task did not wait for this key's backlog to drain.
+      const at = (taskId: string, state: string) => changes.findIndex((c) => c.taskId === taskId && c.state === state);
+      expect(at(other.taskId, "SUCCEEDED")).toBeLessThan(at(backlog[2]!, "SUCCEEDED"));
+      // The cancelled one never ran, and took no place.
+      expect(changes.filter((c) => c.taskId === backlog[3]).map((c) => c.state)).toEqual(["PENDING", "CANCELLED"]);
+    } finally {
+      subscriber.disconnect();
     }
   });
 

@@ -7,7 +7,8 @@
  * publish, is what takes a task out of this set, and only one replica can make it.
  */
 import type { Redis } from "ioredis";
-import { Keys } from "./keys.js";
+import { CONCURRENCY_LUA } from "./concurrency-keys.js";
+import { Bounds, Keys } from "./keys.js";
 import { scoredMembers } from "./scored.js";
 import { luaScript } from "./script.js";
 
@@ -17,20 +18,51 @@ export interface DelayedEntry {
   dueMs: number;
 }
 
-// ARGV: now (ms), limit. Due entries, oldest first, each moved to tasks_unqueued scored by now: the time its publish
-// starts, from which the sweeper counts the stream's duplicate window.
+// KEYS: tasks_delayed, tasks_unqueued, tasks_unfinished. ARGV: now (ms), limit, the task retention (s). Due entries,
+// oldest first, each moved to tasks_unqueued scored by now: the time its publish starts, from which the sweeper counts
+// the stream's duplicate window. One with a concurrency key (its record's) is first admitted under its key's limit
+// (concurrency-keys.ts): one that must wait is taken out of tasks_delayed into its key's waiting set instead, and
+// not answered (the status script makes it due again when a place frees).
 const RELEASE_DUE = luaScript(`
+local delayedKey = KEYS[1]
+local unfinishedKey = KEYS[3]
+${CONCURRENCY_LUA}
+local now = tonumber(ARGV[1])
 local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'WITHSCORES', 'LIMIT', 0, tonumber(ARGV[2]))
+local released = {}
 for i = 1, #due, 2 do
-  redis.call('ZREM', KEYS[1], due[i])
-  redis.call('ZADD', KEYS[2], ARGV[1], due[i])
+  local id = due[i]
+  redis.call('ZREM', KEYS[1], id)
+  local record = redis.call('HMGET', 'task:' .. id, 'concurrencyKey', 'concurrencyLimit', 'createdAt')
+  local admitted = true
+  if record[1] and tonumber(record[2]) then
+    -- createdAt is ISO 8601: the waiting set's order falls back to the time it was due.
+    admitted = concurrencyAdmit(id, record[1], tonumber(record[2]), now, tonumber(ARGV[3]), tonumber(due[i + 1]))
+  end
+  if admitted then
+    redis.call('ZADD', KEYS[2], ARGV[1], id)
+    released[#released + 1] = id
+    released[#released + 1] = due[i + 1]
+  end
 end
-return due
+return released
 `);
 
-/** Moves up to `limit` tasks due at `nowMs` from tasks_delayed to tasks_unqueued; returns them, oldest first. */
-export async function releaseDue(redis: Redis, nowMs: number, limit: number): Promise<DelayedEntry[]> {
-  const reply = (await RELEASE_DUE.run(redis, [Keys.delayed, Keys.unqueued], [nowMs, limit])) as string[];
+/**
+ * Moves up to `limit` tasks due at `nowMs` from tasks_delayed to tasks_unqueued; returns them, oldest first. A task of
+ * a concurrency key that must wait for a place is moved to the key's waiting set instead, and not returned.
+ */
+export async function releaseDue(
+  redis: Redis,
+  nowMs: number,
+  limit: number,
+  retentionSeconds: number = Bounds.taskTtlSeconds,
+): Promise<DelayedEntry[]> {
+  const reply = (await RELEASE_DUE.run(
+    redis,
+    [Keys.delayed, Keys.unqueued, Keys.unfinished],
+    [nowMs, limit, retentionSeconds],
+  )) as string[];
   return scoredMembers(reply).map(({ member, score }) => ({ taskId: member, dueMs: score }));
 }
 

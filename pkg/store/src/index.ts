@@ -1,4 +1,5 @@
 export * from "./batch.js";
+export * from "./concurrency-keys.js";
 export * from "./delayed.js";
 export * from "./hand-backs.js";
 export * from "./keys.js";

@@ -56,6 +56,10 @@
  *   tasks_expiring      sorted set: ids of tasks that SUCCEEDED with a retention shorter than taskTtlSeconds, scored by
  *                       when their records expire (ms); the status script takes due ones out of it and out of
  *                       task_index, two for each task it shortens, so it holds about the tasks within that retention
+ *   concurrency_running:<key>  sorted set: the tasks of a concurrency key in the pipeline (released, not finished) →
+ *                       when each was released (ms)   at most the key's limit; TTL taskTtlSeconds from the last write
+ *   concurrency_waiting:<key>  sorted set: the tasks of a concurrency key waiting PENDING for a place → createdAt (ms)
+ *                       a submitted backlog's size; TTL taskTtlSeconds from the last write (concurrency-keys.ts)
  *   task_handbacks:<id> hash: generation → deliveries of the task a worker handed back unstarted (stopping, quiet),
  *                       which are not attempts (hand-backs.ts)   TTL taskTtlSeconds from the last hand-back
  */
@@ -102,6 +106,10 @@ export const Keys = {
   /** Tasks kept a shorter time once they SUCCEEDED (succeeded retention) → when their records expire (ms): their
    *  task_index entries are taken out then (the status script, as it shortens others). */
   expiring: "tasks_expiring",
+  /** A concurrency key's tasks in the pipeline → when each was released (ms) (concurrency-keys.ts). */
+  concurrencyRunning: (key: string) => `concurrency_running:${key}`,
+  /** A concurrency key's tasks waiting PENDING for a place → createdAt (ms). */
+  concurrencyWaiting: (key: string) => `concurrency_waiting:${key}`,
 } as const;
 
 export const Bounds = {

@@ -7,6 +7,7 @@ import type { StatusEvent, TaskState } from "@tm/flow";
 import { TASK_STATES } from "@tm/flow";
 import type { Redis } from "ioredis";
 import { type BatchOptions, perTurnBatcher } from "./batch.js";
+import { CONCURRENCY_LUA } from "./concurrency-keys.js";
 import { Bounds, Keys } from "./keys.js";
 import { luaScript } from "./script.js";
 
@@ -43,7 +44,9 @@ export interface StoredStatus {
 // releaser queues it) with its stall clock from then; FAILED or CANCELLED takes it out of tasks_waiting into
 // tasks_dependency_failed, where the gateway cancels it, unless it runs once its dependencies finished whatever the
 // outcome (a task_dependents value "<release time> finished"): then any terminal state counts it down. Either way
-// task_dependents:<id> goes.
+// task_dependents:<id> goes. A terminal state of a task with a concurrency key (its record's) gives back its place,
+// or takes it out of the key's waiting set (cancelled while it waited), and releases the key's waiting tasks that now
+// fit (concurrency-keys.ts).
 // Mirrors lifecycle.shouldApply: later (a newer version, or the same one with a later progress report), and either a
 // non-terminal current state or a newer generation.
 // GENERATION_SPAN (1e8) must match pkg/flow/src/lifecycle.ts; a unit test checks the two agree.
@@ -58,6 +61,9 @@ local waiting = KEYS[#KEYS - 3]
 local dependencyFailed = KEYS[#KEYS - 2]
 local taskIndex = KEYS[#KEYS - 1]
 local expiring = KEYS[#KEYS]
+local delayedKey = delayed
+local unfinishedKey = unfinished
+${CONCURRENCY_LUA}
 local firstDependents = #KEYS - 6 - count
 local shortened = 0
 local function settleDependents(key, taskId, state)
@@ -127,6 +133,12 @@ local function apply(i, key, a)
     redis.call('ZREM', unfinished, ARGV[a + 1])
     local dependents = KEYS[firstDependents + i]
     if redis.call('EXISTS', dependents) == 1 then settleDependents(dependents, ARGV[a + 1], state) end
+    local concurrencyKey = redis.call('HGET', 'task:' .. ARGV[a + 1], 'concurrencyKey')
+    if concurrencyKey then
+      redis.call('ZREM', 'concurrency_running:' .. concurrencyKey, ARGV[a + 1])
+      redis.call('ZREM', 'concurrency_waiting:' .. concurrencyKey, ARGV[a + 1])
+      concurrencyRelease(concurrencyKey, now, ttl)
+    end
   else
     redis.call('ZADD', unfinished, ARGV[a + 11], ARGV[a + 1])
   end

@@ -1,6 +1,7 @@
 /** The task record (task:<id>), results (task_result:<id>), cancel markers and idempotency keys. */
 import { type Priority, type ResultMessage, type RetryBackoff, RetryBackoffSchema } from "@tm/flow";
 import type { Redis } from "ioredis";
+import { CONCURRENCY_LUA } from "./concurrency-keys.js";
 import { Bounds, Keys } from "./keys.js";
 import { luaScript } from "./script.js";
 import { REGISTER_WAITING } from "./waiting-lua.js";
@@ -41,6 +42,9 @@ export interface TaskRecord {
   succeededRetentionSeconds?: number;
   /** The task whose handler submitted this one (SubmitTaskRequest.parent_task_id), when it was set. */
   parentTaskId?: string;
+  /** At most `concurrencyLimit` tasks of `concurrencyKey` in the pipeline at once (concurrency-keys.ts), when set. */
+  concurrencyKey?: string;
+  concurrencyLimit?: number;
 }
 
 // The task record with its TTL, and its entry in the listing index, which is trimmed of tasks whose records have
@@ -64,22 +68,29 @@ export interface TaskRecord {
 // The idempotency key the submission claimed (holding the task id) is marked "<id> saved" with the record: a repeat that
 // finds the mark and no record knows the records expired (kept less than the key), not that the submission was
 // interrupted before it saved them (then it is made again under the id).
+// A task with a concurrency key (concurrency-keys.ts) that would be entered in tasks_unqueued, to be queued now, is
+// first admitted under its key's limit: when it must wait instead, it is entered in the key's waiting set and the
+// script answers "concurrency" (the caller does not queue it; the status script releases it). A delayed one, or one
+// waiting for dependencies, is admitted by the releaser when it is due.
 // KEYS: task:<id>, task_index, tasks_unqueued, tasks_delayed, tasks_waiting, the claimed idempotency key (task:<id>
-// again when there is none),
+// again when there is none), tasks_unfinished,
 // then per dependency its task_status, task_dependents, task_dependent_ids and task_result keys.
 // ARGV: ttl seconds, index score (createdAt ms), trim cutoff, index member (the task id), entry ("0" none,
 // "1" unqueued, "2" delayed, "3" / "4" waiting for dependencies), the delayed entry's score (with dependencies: the release
-// time, 0 for none), "1" to mark the idempotency key, then the record's fields and values.
+// time, 0 for none), "1" to mark the idempotency key, now (ms), then the record's fields and values.
 const SAVE_TASK = luaScript(`${REGISTER_WAITING}
+local delayedKey = KEYS[4]
+local unfinishedKey = KEYS[7]
+${CONCURRENCY_LUA}
 local waiting = 0
 local finishing = ARGV[5] == '4'
 if ARGV[5] == '3' then
-  for i = 7, #KEYS, 4 do
+  for i = 8, #KEYS, 4 do
     local state = redis.call('HGET', KEYS[i], 'state')
-    if state == 'FAILED' or state == 'CANCELLED' then return {-(i - 3) / 4, state} end
+    if state == 'FAILED' or state == 'CANCELLED' then return {-(i - 4) / 4, state} end
   end
 end
-redis.call('HSET', KEYS[1], unpack(ARGV, 8))
+redis.call('HSET', KEYS[1], unpack(ARGV, 9))
 redis.call('EXPIRE', KEYS[1], ARGV[1])
 if ARGV[7] == '1' and redis.call('GET', KEYS[6]) == ARGV[4] then
   redis.call('SET', KEYS[6], ARGV[4] .. ' saved', 'KEEPTTL')
@@ -88,7 +99,7 @@ redis.call('ZADD', KEYS[2], ARGV[2], ARGV[4])
 redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', ARGV[3])
 local entry = ARGV[5]
 if entry == '3' or finishing then
-  for i = 7, #KEYS, 4 do
+  for i = 8, #KEYS, 4 do
     redis.call('ZADD', KEYS[i + 2], ARGV[2], ARGV[4])
     if redis.call('TTL', KEYS[i + 2]) < tonumber(ARGV[1]) then redis.call('EXPIRE', KEYS[i + 2], ARGV[1]) end
     if redis.call('HGET', KEYS[i], 'state') == 'SUCCEEDED' then
@@ -98,12 +109,19 @@ if entry == '3' or finishing then
       end
     end
   end
-  waiting = registerWaiting(ARGV[4], ARGV[6], ARGV[1], finishing, 7, 4)
+  waiting = registerWaiting(ARGV[4], ARGV[6], ARGV[1], finishing, 8, 4)
   if waiting > 0 then
     redis.call('HSET', KEYS[5], ARGV[4], waiting)
     return waiting
   end
   entry = ARGV[6] == '0' and '1' or '2'
+end
+local concurrencyKey = redis.call('HGET', KEYS[1], 'concurrencyKey')
+if entry == '1' and concurrencyKey then
+  local limit = tonumber(redis.call('HGET', KEYS[1], 'concurrencyLimit'))
+  if not concurrencyAdmit(ARGV[4], concurrencyKey, limit, tonumber(ARGV[8]), tonumber(ARGV[1]), tonumber(ARGV[2])) then
+    return 'concurrency'
+  end
 end
 if entry == '1' then
   redis.call('ZADD', KEYS[3], ARGV[2], ARGV[4])
@@ -131,7 +149,9 @@ export interface SaveTaskOptions {
  * unfinished, and it was entered as `unqueued` or `delayedUntilMs` say), or it was refused, nothing written, because
  * `dependency` ended in `state` (FAILED or CANCELLED).
  */
-export type SavedTask = { waitingFor: number } | { refusedBy: { dependency: string; state: string } };
+export type SavedTask =
+  | { waitingFor: number; waitsForConcurrency?: boolean }
+  | { refusedBy: { dependency: string; state: string } };
 
 export async function saveTask(redis: Redis, task: TaskRecord, options: SaveTaskOptions = {}): Promise<SavedTask> {
   const parsed = Date.parse(task.createdAt);
@@ -159,6 +179,9 @@ export async function saveTask(redis: Redis, task: TaskRecord, options: SaveTask
     ...(task.dependencyPolicy ? { dependencyPolicy: task.dependencyPolicy } : {}),
     ...(task.succeededRetentionSeconds ? { succeededRetentionSeconds: String(task.succeededRetentionSeconds) } : {}),
     ...(task.parentTaskId ? { parentTaskId: task.parentTaskId } : {}),
+    ...(task.concurrencyKey && task.concurrencyLimit
+      ? { concurrencyKey: task.concurrencyKey, concurrencyLimit: String(task.concurrencyLimit) }
+      : {}),
   };
   const dependencies = task.dependsOn ?? [];
   const entry =
@@ -181,6 +204,7 @@ export async function saveTask(redis: Redis, task: TaskRecord, options: SaveTask
       Keys.waiting,
       // Without a claim, the task's own key in its place: the script touches it only when ARGV[7] is "1".
       options.idempotencyClaim === undefined ? Keys.task(task.taskId) : Keys.idempotency(options.idempotencyClaim),
+      Keys.unfinished,
       ...dependencies.flatMap((id) => [Keys.status(id), Keys.dependents(id), Keys.dependentIds(id), Keys.result(id)]),
     ],
     [
@@ -191,9 +215,11 @@ export async function saveTask(redis: Redis, task: TaskRecord, options: SaveTask
       entry,
       delayedUntilMs ?? 0,
       options.idempotencyClaim === undefined ? "0" : "1",
+      Date.now(),
       ...Object.entries(fields).flat(),
     ],
-  )) as number | [number, string];
+  )) as number | [number, string] | "concurrency";
+  if (reply === "concurrency") return { waitingFor: 0, waitsForConcurrency: true };
   if (Array.isArray(reply)) {
     return { refusedBy: { dependency: dependencies[-reply[0] - 1] ?? "?", state: reply[1] } };
   }
@@ -232,6 +258,9 @@ export function parseTaskHash(hash: Record<string, string>): TaskRecord | undefi
       ? { succeededRetentionSeconds: Number(hash.succeededRetentionSeconds) }
       : {}),
     ...(hash.parentTaskId ? { parentTaskId: hash.parentTaskId } : {}),
+    ...(hash.concurrencyKey && positive(hash.concurrencyLimit)
+      ? { concurrencyKey: hash.concurrencyKey, concurrencyLimit: Number(hash.concurrencyLimit) }
+      : {}),
   };
 }
 

@@ -172,7 +172,7 @@ export function startDelayedReleaser(rt: Runtime, options: DelayedReleaserOption
     }
     for (;;) {
       const nowMs = Date.now();
-      const entries = await releaseDue(rt.redis, nowMs, BATCH);
+      const entries = await releaseDue(rt.redis, nowMs, BATCH, rt.config.TASK_RETENTION_SECONDS);
       const outcomes = await Promise.allSettled(entries.map((entry) => releaseOne(entry, nowMs)));
       for (const [i, outcome] of outcomes.entries()) {
         if (outcome.status === "fulfilled") {

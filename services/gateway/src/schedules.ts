@@ -232,6 +232,8 @@ function parseTemplate(task: ScheduledTask | undefined, limits: ScheduleLimits):
         dependsOn: [],
         dependencyPolicy: DependencyPolicy.UNSPECIFIED,
         parentTaskId: "",
+        concurrencyKey: "",
+        concurrencyLimit: 0,
       },
       limits.maxPayloadBytes,
       limits.maxDeliver,

@@ -28,6 +28,7 @@ import {
   childrenSummary,
   countTaskLog,
   dependentsOf,
+  isConcurrencyWaiting,
   markQueued,
   perTurnBatcher,
   readResult,
@@ -175,7 +176,9 @@ export function taskServiceHandlers(
    * (delayed-releaser.ts) publishes it when it is due, in the trace it was submitted in. A task with dependencies
    * (`depends_on`) is saved first, registered with them in the same script (task-dependencies.ts), and its status
    * written after: if it waits, its stall clock starts when its records expire (it waits by design until the status
-   * script makes it due) and it is not published either; if none is unfinished, it goes on as any other.
+   * script makes it due) and it is not published either; if none is unfinished, it goes on as any other. A task with
+   * a concurrency key goes the same way: saved first, admitted under its key's limit in the same script, and, when it
+   * must wait for a place, neither published nor counted as stalled (the status script makes it due when one frees).
    */
   async function queueTask(
     taskId: string,
@@ -211,10 +214,10 @@ export function taskServiceHandlers(
     let listed = true;
     const applied = await redisCall("saving the task", async () => {
       let written: boolean;
-      if (submission.dependsOn) {
+      if (submission.dependsOn || submission.concurrencyKey) {
         const saved = await save();
         if ("refusedBy" in saved) throw dependencyFailed(saved.refusedBy.dependency, saved.refusedBy.state);
-        waiting = saved.waitingFor > 0;
+        waiting = saved.waitingFor > 0 || saved.waitsForConcurrency === true;
         const waitsUntilMs = Date.parse(createdAt) + retentionSeconds * 1000;
         written = await applyStatus(rt.redis, event, retentionSeconds, {
           stallClockFromMs: waiting ? waitsUntilMs : runAtMs,
@@ -533,9 +536,8 @@ export function taskServiceHandlers(
     async getTask(request, ctx) {
       const taskId = parseTaskId(request.taskId);
       const task = await requireTask(taskId, ctx);
-      const [status, result, dependenciesUnfinished, dependents, children, logLines] = await redisCall(
-        "reading the task status",
-        () =>
+      const [status, result, dependenciesUnfinished, dependents, children, logLines, concurrencyWaiting] =
+        await redisCall("reading the task status", () =>
           Promise.all([
             readStatus(rt.redis, taskId),
             readResult(rt.redis, taskId),
@@ -544,8 +546,9 @@ export function taskServiceHandlers(
             // Listed and counted by state (how far a fan-out got) from one read of the set.
             childrenSummary(rt.redis, taskId, DEPENDENTS_LISTED),
             countTaskLog(rt.redis, taskId),
+            task.concurrencyKey ? isConcurrencyWaiting(rt.redis, task.concurrencyKey, taskId) : false,
           ]),
-      );
+        );
       return {
         task: {
           taskId,
@@ -572,6 +575,9 @@ export function taskServiceHandlers(
           childrenTotal: children.total,
           childrenByState: children.byState,
           logLines,
+          concurrencyKey: task.concurrencyKey ?? "",
+          concurrencyLimit: task.concurrencyLimit ?? 0,
+          concurrencyWaiting,
         },
       };
     },

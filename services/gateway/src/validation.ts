@@ -23,6 +23,7 @@ import {
   type RetryBackoff as RetryBackoffMessage,
   type SubmitTaskRequest,
 } from "@tm/proto";
+import { CONCURRENCY_KEY_MAX_CHARS, CONCURRENCY_KEY_PATTERN, CONCURRENCY_LIMIT_MAX } from "@tm/store";
 import { priorityFromProto } from "./mapping.js";
 
 export const LIMITS = {
@@ -60,6 +61,9 @@ export interface ValidSubmission {
   succeededRetentionSeconds?: number;
   /** The task whose handler submitted it (`parent_task_id`), when the request named one. */
   parentTaskId?: string;
+  /** At most `concurrencyLimit` tasks of `concurrencyKey` in the pipeline at once, when the request set both. */
+  concurrencyKey?: string;
+  concurrencyLimit?: number;
 }
 
 /** The shortest succeeded_retention: a client that saw SUCCEEDED must still find the result. */
@@ -188,7 +192,28 @@ export function validateSubmission(
     ...(dependencyPolicy ? { dependencyPolicy } : {}),
     ...(succeededRetentionSeconds === undefined ? {} : { succeededRetentionSeconds }),
     ...(parentTaskId === undefined ? {} : { parentTaskId }),
+    ...concurrencyOf(request),
   };
+}
+
+/** `concurrency_key` and `concurrency_limit`: both or neither; the key's form (it names Redis keys), the limit's range. */
+function concurrencyOf(
+  request: Pick<SubmitTaskRequest, "concurrencyKey" | "concurrencyLimit">,
+): Pick<ValidSubmission, "concurrencyKey" | "concurrencyLimit"> {
+  const { concurrencyKey: key, concurrencyLimit: limit } = request;
+  if (!key && !limit) return {};
+  if (!key) throw invalid("concurrency_key", `is required with concurrency_limit (${limit})`);
+  if (!limit) throw invalid("concurrency_limit", `is required with concurrency_key: 1 to ${CONCURRENCY_LIMIT_MAX}`);
+  if (key.length > CONCURRENCY_KEY_MAX_CHARS || !CONCURRENCY_KEY_PATTERN.test(key)) {
+    throw invalid(
+      "concurrency_key",
+      `must be 1 to ${CONCURRENCY_KEY_MAX_CHARS} letters, digits or _ . : @ / = + - (got ${JSON.stringify(key.slice(0, 64))}${key.length > 64 ? "…" : ""})`,
+    );
+  }
+  if (limit > CONCURRENCY_LIMIT_MAX) {
+    throw invalid("concurrency_limit", `${limit} exceeds the maximum of ${CONCURRENCY_LIMIT_MAX}`);
+  }
+  return { concurrencyKey: key, concurrencyLimit: limit };
 }
 
 /** `succeeded_retention`: 60 s to 90 days, in whole seconds (a fraction rounds up). */

@@ -185,3 +185,28 @@ test("parent_task_id: a task id, kept when set; anything else named", () => {
   expect(refused.code).toBe(Code.InvalidArgument);
   expect(refused.rawMessage).toBe('parent_task_id: must be a task id (a UUID), got "task-7"');
 });
+
+test("concurrency_key and concurrency_limit: both or neither, the key's characters and length, the limit's range", () => {
+  const valid = validateSubmission(request({ type: "echo", concurrencyKey: "acct:42/eu-1", concurrencyLimit: 3 }), 100);
+  expect(valid).toMatchObject({ concurrencyKey: "acct:42/eu-1", concurrencyLimit: 3 });
+  expect(validateSubmission(request({ type: "echo" }), 100)).not.toHaveProperty("concurrencyKey");
+  const refused = (init: Parameters<typeof request>[0]) =>
+    rejection(() => validateSubmission(request({ type: "echo", ...init }), 100));
+  expect(refused({ concurrencyKey: "a" }).rawMessage).toBe(
+    "concurrency_limit: is required with concurrency_key: 1 to 1000",
+  );
+  expect(refused({ concurrencyLimit: 2 }).rawMessage).toBe("concurrency_key: is required with concurrency_limit (2)");
+  expect(refused({ concurrencyKey: "a", concurrencyLimit: 1001 }).rawMessage).toBe(
+    "concurrency_limit: 1001 exceeds the maximum of 1000",
+  );
+  expect(refused({ concurrencyKey: "two words", concurrencyLimit: 1 }).rawMessage).toBe(
+    'concurrency_key: must be 1 to 128 letters, digits or _ . : @ / = + - (got "two words")',
+  );
+  expect(refused({ concurrencyKey: "k".repeat(129), concurrencyLimit: 1 }).rawMessage).toMatch(
+    /^concurrency_key: must be 1 to 128 .*…\)$/,
+  );
+  expect(refused({ concurrencyKey: "k".repeat(129), concurrencyLimit: 1 }).code).toBe(Code.InvalidArgument);
+  expect(
+    validateSubmission(request({ type: "echo", concurrencyKey: "k".repeat(128), concurrencyLimit: 1000 }), 100),
+  ).toMatchObject({ concurrencyLimit: 1000 });
+});

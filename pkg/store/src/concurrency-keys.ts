@@ -1,0 +1,115 @@
+/**
+ * Concurrency keys (SubmitTaskRequest.concurrency_key and concurrency_limit): at most `limit` tasks of one key are in
+ * the pipeline at once, from their release into it to their end. Counted in Redis, not in the workers, so that the
+ * tasks over the limit wait in Redis instead of in a stream: one tenant's backlog then holds back no other tenant's
+ * tasks (a worker-side limit would fill the worker's buffer with the backlog, as the per-type limits do).
+ *
+ *   concurrency_running:<key>  sorted set: the key's tasks in the pipeline → when each was released (ms)
+ *   concurrency_waiting:<key>  sorted set: the key's tasks waiting PENDING for a place → createdAt (ms): FIFO
+ *
+ * A task enters through `concurrencyAdmit`, called where it would otherwise be queued: saveTask (a task queued at
+ * once) and the delayed-task releaser's script (a delayed task when due, or a task whose dependencies were met). It
+ * leaves through the status script, on its terminal state (`concurrencyRelease`), which releases the waiting ones
+ * that now fit, oldest first, into tasks_delayed due now: the gateway's releaser queues them (and finds them admitted
+ * already). Both sides are Lua in the scripts that already make those moves, so a task cannot be counted twice nor
+ * missed between a read and a write.
+ *
+ * The scripts name the two keys they compute from the task's record (a task's key is known only once its record is
+ * read). Redis Cluster is not supported anyway (docs/DEPLOYMENT.md): a task's keys already share scripts with global
+ * ones.
+ *
+ * A place is never leaked for good: a task that ended without its terminal state going through the status script
+ * (its records expired unfinished, say) still holds one, so a key found full first drops the places of tasks whose
+ * record is gone or whose status is terminal, and those held longer than the task retention.
+ */
+import type { Redis } from "ioredis";
+import { Keys } from "./keys.js";
+
+/** The longest concurrency key and the highest limit a submission may name (the gateway's checks). */
+export const CONCURRENCY_KEY_MAX_CHARS = 128;
+export const CONCURRENCY_LIMIT_MAX = 1_000;
+/** Letters, digits and `_ . : @ / = + -`: no space, which a key's Redis key names would otherwise carry. */
+export const CONCURRENCY_KEY_PATTERN = /^[A-Za-z0-9_.:@/=+-]+$/;
+
+/**
+ * Lua shared by the scripts (a script cannot call another). Needs the locals `delayedKey` (tasks_delayed) and
+ * `unfinishedKey` (tasks_unfinished) of the including script.
+ *
+ * `concurrencyRelease(key, now, ttl)`: admits the key's waiting tasks, oldest first, while each fits under its own
+ * limit, making each due now in tasks_delayed with its stall clock from now. A waiting task whose record is gone is
+ * dropped (it can no longer run).
+ *
+ * `concurrencyAdmit(id, key, limit, now, ttl, createdMs)`: true when task `id` may be queued now (it holds a place:
+ * taken now, or already); false when it waits (entered in the key's waiting set, its stall clock at the end of the
+ * retention: it waits by design). A task is admitted only when none of its key waits before it; one that waits may
+ * be released at once by the same call (places freed without a release), then through tasks_delayed.
+ */
+export const CONCURRENCY_LUA = `
+local function concurrencyPrune(running, now, ttl)
+  redis.call('ZREMRANGEBYSCORE', running, '-inf', now - ttl * 1000)
+  for _, member in ipairs(redis.call('ZRANGE', running, 0, -1)) do
+    local state = redis.call('HGET', 'task_status:' .. member, 'state')
+    if redis.call('EXISTS', 'task:' .. member) == 0 or state == 'SUCCEEDED' or state == 'FAILED' or state == 'CANCELLED' then
+      redis.call('ZREM', running, member)
+    end
+  end
+end
+local function concurrencyRelease(key, now, ttl)
+  local running = 'concurrency_running:' .. key
+  local waiting = 'concurrency_waiting:' .. key
+  local pruned = false
+  while true do
+    local head = redis.call('ZRANGE', waiting, 0, 0)[1]
+    if not head then return end
+    local limit = tonumber(redis.call('HGET', 'task:' .. head, 'concurrencyLimit'))
+    if not limit then
+      redis.call('ZREM', waiting, head)
+    else
+      if redis.call('ZCARD', running) >= limit and not pruned then
+        concurrencyPrune(running, now, ttl)
+        pruned = true
+      end
+      if redis.call('ZCARD', running) >= limit then return end
+      redis.call('ZREM', waiting, head)
+      redis.call('ZADD', running, now, head)
+      redis.call('EXPIRE', running, ttl)
+      redis.call('ZADD', delayedKey, now, head)
+      redis.call('ZADD', unfinishedKey, 'XX', now, head)
+    end
+  end
+end
+local function concurrencyAdmit(id, key, limit, now, ttl, createdMs)
+  local running = 'concurrency_running:' .. key
+  local waiting = 'concurrency_waiting:' .. key
+  if redis.call('ZSCORE', running, id) then return true end
+  if redis.call('ZCARD', waiting) == 0 then
+    if redis.call('ZCARD', running) >= limit then concurrencyPrune(running, now, ttl) end
+    if redis.call('ZCARD', running) < limit then
+      redis.call('ZADD', running, now, id)
+      redis.call('EXPIRE', running, ttl)
+      return true
+    end
+  end
+  redis.call('ZADD', waiting, createdMs, id)
+  redis.call('EXPIRE', waiting, ttl)
+  redis.call('ZADD', unfinishedKey, 'XX', now + ttl * 1000, id)
+  -- Places freed without a release (pruned above, or a lower limit of those waiting) go to the oldest waiting first;
+  -- this task too, then through tasks_delayed.
+  concurrencyRelease(key, now, ttl)
+  return false
+end
+`;
+
+/** Where a task of a concurrency key stands: waiting for a place (PENDING by design), or not. */
+export async function isConcurrencyWaiting(redis: Redis, key: string, taskId: string): Promise<boolean> {
+  return (await redis.zscore(Keys.concurrencyWaiting(key), taskId)) !== null;
+}
+
+/** How many of a key's tasks are in the pipeline and how many wait for a place (operators' view). */
+export async function concurrencyCounts(redis: Redis, key: string): Promise<{ running: number; waiting: number }> {
+  const [running, waiting] = await Promise.all([
+    redis.zcard(Keys.concurrencyRunning(key)),
+    redis.zcard(Keys.concurrencyWaiting(key)),
+  ]);
+  return { running, waiting };
+}
