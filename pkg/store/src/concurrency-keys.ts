@@ -4,7 +4,8 @@
  * tasks over the limit wait in Redis instead of in a stream: one tenant's backlog then holds back no other tenant's
  * tasks (a worker-side limit would fill the worker's buffer with the backlog, as the per-type limits do).
  *
- *   concurrency_running:<key>  sorted set: the key's tasks in the pipeline → when each was released (ms)
+ *   concurrency_running:<key>  sorted set: the key's tasks in the pipeline → when each was released, or last found
+ *                              still unfinished (ms)
  *   concurrency_waiting:<key>  sorted set: the key's tasks waiting PENDING for a place → createdAt (ms): FIFO
  *
  * A task enters through `concurrencyAdmit`, called where it would otherwise be queued: saveTask (a task queued at
@@ -19,8 +20,9 @@
  * ones.
  *
  * A place is never leaked for good: a task that ended without its terminal state going through the status script
- * (its records expired unfinished, say) still holds one, so a key found full first drops the places of tasks whose
- * record is gone or whose status is terminal, and those held longer than the task retention.
+ * (its records expired unfinished, say) still holds one, so a key found full first checks the places not checked for
+ * PLACE_CHECK_AFTER_MS (at most PLACE_CHECKS_MAX, the longest unchecked first): one whose task's record is gone or
+ * whose status is terminal is taken back; the others are marked checked now.
  */
 import type { Redis } from "ioredis";
 import { Keys } from "./keys.js";
@@ -30,6 +32,12 @@ export const CONCURRENCY_KEY_MAX_CHARS = 128;
 export const CONCURRENCY_LIMIT_MAX = 1_000;
 /** Letters, digits and `_ . : @ / = + -`: no space, which a key's Redis key names would otherwise carry. */
 export const CONCURRENCY_KEY_PATTERN = /^[A-Za-z0-9_.:@/=+-]+$/;
+
+/** A place is checked (is its task still unfinished?) when it has not been for this long, */
+export const PLACE_CHECK_AFTER_MS = 60_000;
+/** and at most this many places per script call: a key found full costs a bounded number of commands, however large
+ *  its limit and however many submissions find it full. */
+export const PLACE_CHECKS_MAX = 50;
 
 /**
  * Lua shared by the scripts (a script cannot call another). Needs the locals `delayedKey` (tasks_delayed) and
@@ -45,12 +53,14 @@ export const CONCURRENCY_KEY_PATTERN = /^[A-Za-z0-9_.:@/=+-]+$/;
  * be released at once by the same call (places freed without a release), then through tasks_delayed.
  */
 export const CONCURRENCY_LUA = `
-local function concurrencyPrune(running, now, ttl)
-  redis.call('ZREMRANGEBYSCORE', running, '-inf', now - ttl * 1000)
-  for _, member in ipairs(redis.call('ZRANGE', running, 0, -1)) do
+local function concurrencyPrune(running, now)
+  local due = redis.call('ZRANGEBYSCORE', running, '-inf', now - ${PLACE_CHECK_AFTER_MS}, 'LIMIT', 0, ${PLACE_CHECKS_MAX})
+  for _, member in ipairs(due) do
     local state = redis.call('HGET', 'task_status:' .. member, 'state')
     if redis.call('EXISTS', 'task:' .. member) == 0 or state == 'SUCCEEDED' or state == 'FAILED' or state == 'CANCELLED' then
       redis.call('ZREM', running, member)
+    else
+      redis.call('ZADD', running, now, member)
     end
   end
 end
@@ -66,7 +76,7 @@ local function concurrencyRelease(key, now, ttl)
       redis.call('ZREM', waiting, head)
     else
       if redis.call('ZCARD', running) >= limit and not pruned then
-        concurrencyPrune(running, now, ttl)
+        concurrencyPrune(running, now)
         pruned = true
       end
       if redis.call('ZCARD', running) >= limit then return end
@@ -83,7 +93,7 @@ local function concurrencyAdmit(id, key, limit, now, ttl, createdMs)
   local waiting = 'concurrency_waiting:' .. key
   if redis.call('ZSCORE', running, id) then return true end
   if redis.call('ZCARD', waiting) == 0 then
-    if redis.call('ZCARD', running) >= limit then concurrencyPrune(running, now, ttl) end
+    if redis.call('ZCARD', running) >= limit then concurrencyPrune(running, now) end
     if redis.call('ZCARD', running) < limit then
       redis.call('ZADD', running, now, id)
       redis.call('EXPIRE', running, ttl)

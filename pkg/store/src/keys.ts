@@ -57,7 +57,8 @@
  *                       when their records expire (ms); the status script takes due ones out of it and out of
  *                       task_index, two for each task it shortens, so it holds about the tasks within that retention
  *   concurrency_running:<key>  sorted set: the tasks of a concurrency key in the pipeline (released, not finished) →
- *                       when each was released (ms)   at most the key's limit; TTL taskTtlSeconds from the last write
+ *                       when each was released or last found unfinished (ms)   at most the key's limit; TTL
+ *                       taskTtlSeconds from the last write
  *   concurrency_waiting:<key>  sorted set: the tasks of a concurrency key waiting PENDING for a place → createdAt (ms)
  *                       a submitted backlog's size; TTL taskTtlSeconds from the last write (concurrency-keys.ts)
  *   task_handbacks:<id> hash: generation → deliveries of the task a worker handed back unstarted (stopping, quiet),
@@ -106,7 +107,7 @@ export const Keys = {
   /** Tasks kept a shorter time once they SUCCEEDED (succeeded retention) → when their records expire (ms): their
    *  task_index entries are taken out then (the status script, as it shortens others). */
   expiring: "tasks_expiring",
-  /** A concurrency key's tasks in the pipeline → when each was released (ms) (concurrency-keys.ts). */
+  /** A concurrency key's tasks in the pipeline → when each was released or last checked (ms) (concurrency-keys.ts). */
   concurrencyRunning: (key: string) => `concurrency_running:${key}`,
   /** A concurrency key's tasks waiting PENDING for a place → createdAt (ms). */
   concurrencyWaiting: (key: string) => `concurrency_waiting:${key}`,

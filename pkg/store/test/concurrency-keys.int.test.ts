@@ -13,6 +13,7 @@ import {
   concurrencyCounts,
   isConcurrencyWaiting,
   Keys,
+  PLACE_CHECK_AFTER_MS,
   readTask,
   releaseDue,
   type SavedTask,
@@ -142,25 +143,48 @@ test("several ends in one script call release as many waiting tasks", async () =
   expect(await waiting("k")).toEqual(["t4"]);
 });
 
+/** Makes task `name`'s place look unchecked for two minutes (what PLACE_CHECK_AFTER_MS waits for). */
+async function ageing(key: string, name: string) {
+  await clients.redis.zadd(Keys.concurrencyRunning(key), Date.now() - 2 * PLACE_CHECK_AFTER_MS, id(name));
+}
+
 test("a place held by a task whose record is gone, or whose end bypassed the status script, is taken back", async () => {
   await submit("lost", "k", 1, 0);
   await clients.redis.del(Keys.task(id("lost"))); // its records expired unfinished
-  expect(await submit("next", "k", 1, 1)).toEqual({ waitingFor: 0 });
+  // Checked only once it has gone unchecked for a while: until then the key is full.
+  expect(await submit("next", "k", 1, 1)).toEqual({ waitingFor: 0, waitsForConcurrency: true });
+  await ageing("k", "lost");
+  expect(await submit("later", "k", 1, 2)).toEqual({ waitingFor: 0, waitsForConcurrency: true });
+  // The place went to the oldest waiting task (made due now), not to the submission that found it.
   expect(await running("k")).toEqual(["next"]);
+  expect(await waiting("k")).toEqual(["later"]);
+  expect(await delayed()).toEqual(["next"]);
 
   // Ended without the status script's release (written by hand): found terminal when the key is full.
   await clients.redis.hset(Keys.status(id("next")), "state", "SUCCEEDED");
-  expect(await submit("after", "k", 1, 2)).toEqual({ waitingFor: 0 });
+  await ageing("k", "next");
+  await clients.redis.zrem(Keys.concurrencyWaiting("k"), id("later"));
+  expect(await submit("after", "k", 1, 3)).toEqual({ waitingFor: 0 });
   expect(await running("k")).toEqual(["after"]);
+});
+
+test("a place checked and found still unfinished is kept, and not checked again for a while", async () => {
+  await submit("busy", "k", 1, 0);
+  await ageing("k", "busy");
+  expect(await submit("next", "k", 1, 1)).toEqual({ waitingFor: 0, waitsForConcurrency: true });
+  expect(await running("k")).toEqual(["busy"]);
+  const checkedAt = Number(await clients.redis.zscore(Keys.concurrencyRunning("k"), id("busy")));
+  expect(checkedAt).toBeGreaterThan(Date.now() - PLACE_CHECK_AFTER_MS);
 });
 
 test("a task whose place frees while it is being entered waits no longer than the releaser's next round", async () => {
   await submit("a", "k", 2, 0);
   await submit("b", "k", 2, 1);
   await submit("c", "k", 2, 2); // waits
-  // b's place freed without a release: the next submission prunes it and hands it to the oldest waiting (c), not to
-  // itself.
+  // b's place freed without a release: the next submission takes it back and hands it to the oldest waiting (c), not
+  // to itself.
   await clients.redis.del(Keys.task(id("b")));
+  await ageing("k", "b");
   expect(await submit("d", "k", 2, 3)).toEqual({ waitingFor: 0, waitsForConcurrency: true });
   expect(await running("k")).toEqual(["a", "c"]);
   expect(await waiting("k")).toEqual(["d"]);
