@@ -1,5 +1,6 @@
 /**
- * AdminService end to end, every service its own process: queue stats show a backlog while the worker is down and
+ * AdminService end to end against the whole pipeline (the worker and the enricher, which it stops, each its own process,
+ * the rest in one combined process): queue stats show a backlog while the worker is down and
  * drain when it returns; ListTasks filters and paginates; GetTaskHistory lists each stage in order; a task
  * dead-lettered by ingest (enricher down) is listed with its reason and history and, once the enricher is back,
  * replayed to SUCCEEDED with one result and an audit entry; bad input is INVALID_ARGUMENT naming the field.
@@ -34,6 +35,8 @@ beforeAll(async () => {
   // Workers report every 200 ms (not 5 s) for `taskctl workers`.
   // Workers read pauses, quiet marks and run-time limits every 200 ms here (1 s by default): the tests wait on them.
   pipeline = await startPipeline({
+    // Stopped and started again, and the worker's /metrics read: their own processes.
+    ownProcess: ["worker", "enricher"],
     env: {
       TASK_RETENTION_SECONDS: "86400",
       TASK_SUCCEEDED_RETENTION_SECONDS: "43200",

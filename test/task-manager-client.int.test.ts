@@ -29,7 +29,11 @@ let webUrl: string;
 
 beforeAll(async () => {
   const webPort = await freePort();
-  pipeline = await startPipeline({ perService: { gateway: { GATEWAY_WEB_PORT: String(webPort) } } });
+  // The gateway is restarted and its /metrics read: its own process; the rest share one.
+  pipeline = await startPipeline({
+    ownProcess: ["gateway"],
+    perService: { gateway: { GATEWAY_WEB_PORT: String(webPort) } },
+  });
   webUrl = `http://127.0.0.1:${webPort}`;
   gateway = pipeline.services.get("gateway")!;
   tm = new TaskManagerClient({ baseUrl: pipeline.gatewayUrl });

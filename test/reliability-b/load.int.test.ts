@@ -22,7 +22,8 @@ let nc: NatsConnection;
 let jsm: JetStreamManager;
 
 beforeAll(async () => {
-  pipeline = await startPipeline({ perService: { worker: { WORKER_CONCURRENCY: "16" } } });
+  // The workers are SIGKILLed: their own processes; the stages they feed share one.
+  pipeline = await startPipeline({ ownProcess: ["worker"], perService: { worker: { WORKER_CONCURRENCY: "16" } } });
   await pipeline.spawn("worker", {}, "worker-2");
   nc = await connect({ servers: pipeline.nats.url });
   jsm = await nc.jetstreamManager();

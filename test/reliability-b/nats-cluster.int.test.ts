@@ -25,7 +25,9 @@ let subscriber: Redis;
 beforeAll(async () => {
   cluster = await startNatsCluster(3);
   // startPipeline also starts a standalone nats-server; NATS_URL points every service at the cluster instead.
+  // A NATS node is killed, no service: they all run in one combined process, each with its own connection.
   pipeline = await startPipeline({
+    ownProcess: [],
     env: { NATS_URL: cluster.urls.join(","), NATS_STREAM_REPLICAS: "3" },
     perService: { worker: { WORKER_CONCURRENCY: "8" } },
   });

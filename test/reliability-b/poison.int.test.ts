@@ -89,6 +89,8 @@ let pipeline: Pipeline;
 let nc: NatsConnection;
 
 beforeAll(async () => {
+  // Every service its own process (no ownProcess), though none is stopped: every stage receives its poison at once,
+  // and in one shared process under a busy machine the oversized ones outlasted AckWait (redelivered, attempts 4).
   pipeline = await startPipeline();
   nc = await connect({ servers: pipeline.nats.url });
 }, 90_000);

@@ -40,7 +40,8 @@ const env = { TASK_TYPES: "fan-out", TASK_ROUTES: "fan-out=kids", FLOW_ACK_WAIT_
 let pipeline: Pipeline;
 
 beforeAll(async () => {
-  pipeline = await startPipeline({ env, perService: { worker: { WORKER_HANDLER_MODULES: MODULE } } });
+  // Only the "kids" workers spawned below are killed: the pipeline's own nine share one process.
+  pipeline = await startPipeline({ env, ownProcess: [], perService: { worker: { WORKER_HANDLER_MODULES: MODULE } } });
   for (const key of ["kids-1", "kids-2"]) {
     await pipeline.spawn(
       "worker",

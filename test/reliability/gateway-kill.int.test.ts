@@ -24,7 +24,8 @@ let pipeline: Pipeline;
 let nc: NatsConnection;
 
 beforeAll(async () => {
-  pipeline = await startPipeline();
+  // The gateway is SIGKILLed: its own process; the rest share one.
+  pipeline = await startPipeline({ ownProcess: ["gateway"] });
   // The survivor sweeps every ~330 ms, taking entries older than 1 s (the default, 30 s, is a test's whole patience).
   await pipeline.spawn("gateway", { GATEWAY_REQUEUE_AFTER_MS: "1000" }, "gateway-2");
   nc = await connectTo(pipeline.nats.url);

@@ -21,7 +21,8 @@ let pipeline: Pipeline;
 let nc: NatsConnection;
 
 beforeAll(async () => {
-  pipeline = await startPipeline();
+  // nats-server is restarted, no service: all nine share one process, each reconnecting on its own connection.
+  pipeline = await startPipeline({ ownProcess: [] });
 }, 90_000);
 afterAll(async () => {
   await nc?.close();

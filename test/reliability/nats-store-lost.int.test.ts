@@ -27,6 +27,8 @@ const STALLED_AFTER_S = 8;
 
 beforeAll(async () => {
   pipeline = await startPipeline({
+    // The scheduler is stopped and started again: its own process; the rest share one.
+    ownProcess: ["scheduler"],
     // Counted every 2 s, not 15: the recovery is the same, the wait for it shorter.
     perService: {
       gateway: { GATEWAY_STALLED_AFTER_SECONDS: String(STALLED_AFTER_S), GATEWAY_STALLED_CHECK_SECONDS: "2" },

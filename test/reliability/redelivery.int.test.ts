@@ -33,7 +33,8 @@ let pipeline: Pipeline;
 let nc: NatsConnection;
 
 beforeAll(async () => {
-  pipeline = await startPipeline();
+  // The sinks are stopped, started again and their /metrics read: their own processes; the rest share one.
+  pipeline = await startPipeline({ ownProcess: ["result-store", "notifier", "audit", "deadletter"] });
   nc = await connectTo(pipeline.nats.url);
 }, 90_000);
 afterAll(async () => {

@@ -16,7 +16,8 @@ let newPrimary: Redis;
 let oldPrimary: Redis;
 
 beforeAll(async () => {
-  [pipeline, replica] = await Promise.all([startPipeline({ redisProxy: true }), startRedis()]);
+  // Redis fails over, no service: all nine share one process, each reconnecting on its own connections.
+  [pipeline, replica] = await Promise.all([startPipeline({ redisProxy: true, ownProcess: [] }), startRedis()]);
   oldPrimary = new Redis(pipeline.redis.url);
   newPrimary = new Redis(replica.url, { maxRetriesPerRequest: 50 });
   await newPrimary.replicaof("127.0.0.1", pipeline.redis.port);

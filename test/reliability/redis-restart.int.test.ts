@@ -20,6 +20,8 @@ let pipeline: Pipeline;
 beforeAll(async () => {
   pipeline = await startPipeline({
     redisAof: true,
+    // redis-server is restarted, no service: all nine share one process, each reconnecting on its own connections.
+    ownProcess: [],
     // A Redis outage fails the stages' writes; their retries must outlast the restart (see docs/RELIABILITY.md).
     env: { FLOW_RETRY_DELAYS_MS: "500,1000,2000,4000" },
   });

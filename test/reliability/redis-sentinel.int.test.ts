@@ -15,7 +15,8 @@ let newPrimary: Redis;
 beforeAll(async () => {
   // Every stage waits for the replica to hold its writes before it acks (REDIS_WAIT_REPLICAS): a Sentinel failover
   // promotes a replica that may lack the last second of the primary's writes.
-  pipeline = await startPipeline({ redisSentinel: true, env: { REDIS_WAIT_REPLICAS: "1" } });
+  // Redis fails over, no service: all nine share one process, each finding the primary on its own connections.
+  pipeline = await startPipeline({ redisSentinel: true, env: { REDIS_WAIT_REPLICAS: "1" }, ownProcess: [] });
   newPrimary = new Redis(pipeline.redisHa!.replica.url, { maxRetriesPerRequest: 50 });
 }, 90_000);
 afterAll(async () => {

@@ -18,7 +18,8 @@ let pipeline: Pipeline;
 let nc: NatsConnection;
 
 beforeAll(async () => {
-  pipeline = await startPipeline({ env: { FLOW_RETRY_DELAYS_MS: DELAYS_MS.join(",") } });
+  // The handler fails, no process: all nine share one.
+  pipeline = await startPipeline({ env: { FLOW_RETRY_DELAYS_MS: DELAYS_MS.join(",") }, ownProcess: [] });
   nc = await connectTo(pipeline.nats.url);
 }, 90_000);
 afterAll(async () => {

@@ -16,7 +16,12 @@ const LIMITS = { WORKER_TYPE_GLOBAL_CONCURRENCY: "sleep=1" };
 let pipeline: Pipeline;
 
 beforeAll(async () => {
-  pipeline = await startPipeline({ env: { FLOW_ACK_WAIT_MS: String(ACK_WAIT_MS) }, perService: { worker: LIMITS } });
+  // The workers are SIGKILLed and their /metrics read: their own processes; the rest share one.
+  pipeline = await startPipeline({
+    env: { FLOW_ACK_WAIT_MS: String(ACK_WAIT_MS) },
+    perService: { worker: LIMITS },
+    ownProcess: ["worker"],
+  });
   await pipeline.spawn("worker", LIMITS, "worker-2");
 }, 90_000);
 afterAll(async () => {

@@ -20,7 +20,8 @@ let pipeline: Pipeline;
 let nc: NatsConnection;
 
 beforeAll(async () => {
-  pipeline = await startPipeline({ env: { FLOW_ACK_WAIT_MS: String(ACK_WAIT_MS) } });
+  // The workers are SIGKILLed and their /metrics read: their own processes; the rest share one.
+  pipeline = await startPipeline({ env: { FLOW_ACK_WAIT_MS: String(ACK_WAIT_MS) }, ownProcess: ["worker"] });
   // A second worker, ready before the task is submitted, so the measured delay is the redelivery and not a start.
   await pipeline.spawn("worker", {}, "worker-2");
   nc = await connectTo(pipeline.nats.url);

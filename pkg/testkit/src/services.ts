@@ -44,11 +44,11 @@ export async function spawnService(
  * `respawn` (on new ports; a few times), and the service that became ready is returned. For a caller that spawned
  * with `waitReady: false`, `respawn` must not change a port the caller has already handed on.
  */
-export async function readyOrRespawn(
-  service: SpawnedService,
-  respawn: () => Promise<SpawnedService>,
+export async function readyOrRespawn<T extends Pick<SpawnedService, "process" | "ready">>(
+  service: T,
+  respawn: () => Promise<T>,
   timeoutMs?: number,
-): Promise<SpawnedService> {
+): Promise<T> {
   for (let attempt = 1; ; attempt++) {
     try {
       await service.ready(timeoutMs);
@@ -59,7 +59,7 @@ export async function readyOrRespawn(
       const port = /(\d+) is already in use|EADDRINUSE[^\d]*(\d+)/.exec(service.process.tail());
       const taken = port ? Number(port[1] ?? port[2]) : undefined;
       console.warn(
-        `[testkit] ${service.name}: port ${taken ?? "?"} was taken before it bound it; starting it again` +
+        `[testkit] ${service.process.options.name}: port ${taken ?? "?"} was taken before it bound it; starting it again` +
           (taken ? ` (holders now: ${portHolders(taken)})` : ""),
       );
       service = await respawn();
@@ -81,7 +81,7 @@ function portHolders(port: number): string {
 }
 
 /** Whether the service exited at start-up because one of its ports was taken (starting it again may help). */
-export function exitedForTakenPort(service: SpawnedService): boolean {
+export function exitedForTakenPort(service: Pick<SpawnedService, "process">): boolean {
   return !service.process.running && /already in use|EADDRINUSE/.test(service.process.tail());
 }
 
@@ -134,12 +134,14 @@ export interface SpawnedCombined {
 /**
  * Runs services/combined (several services in one process, TM_SERVICES) on free ports: each service's ports are
  * given as its own overrides (`NOTIFIER__OPS_PORT`, `RESULT_STORE__PORT`, `GATEWAY__GRPC_PORT`, ...). Resolves once
- * every one of them is ready.
+ * every one of them is ready, or at once with `waitReady: false` (its ports are known before it starts).
+ * `perService` is each service's own environment (as spawnService's `env`), given as `<SERVICE>__<VAR>` overrides; a
+ * port set there (PORT or OPS_PORT, GRPC_PORT) is kept rather than chosen, as spawnService keeps a GRPC_PORT.
  */
 export async function spawnCombined(
   names: readonly string[],
   env: NodeJS.ProcessEnv,
-  options: { echo?: boolean } = {},
+  options: { echo?: boolean; waitReady?: boolean; perService?: Record<string, NodeJS.ProcessEnv> } = {},
 ): Promise<SpawnedCombined> {
   const cwd = join(REPO_ROOT, "services", "combined");
   const entry = join(cwd, serviceEntryOf(cwd));
@@ -152,15 +154,20 @@ export async function spawnCombined(
     TM_SERVICES: names.join(","),
   };
   const services: SpawnedCombined["services"] = {};
+  const debug = (process.env.TM_TEST_DEBUG ?? "").split(",");
   for (const name of names) {
     const prefix = `${name.toUpperCase().replaceAll("-", "_")}__`;
-    const opsPort = await freePort();
+    const own = options.perService?.[name] ?? {};
+    for (const [variable, value] of Object.entries(own)) fullEnv[`${prefix}${variable}`] = value;
+    if (debug.includes(name)) fullEnv[`${prefix}LOG_LEVEL`] = "debug"; // as spawnService does
+    const opsKey = API_PORT_SERVICES.has(name) ? "PORT" : "OPS_PORT";
+    const opsPort = own[opsKey] ? Number(own[opsKey]) : await freePort();
     let port = opsPort;
-    fullEnv[`${prefix}${API_PORT_SERVICES.has(name) ? "PORT" : "OPS_PORT"}`] = String(opsPort);
+    fullEnv[`${prefix}${opsKey}`] = String(opsPort);
     if (name === "gateway") {
-      port = await freePort();
+      port = own.GRPC_PORT ? Number(own.GRPC_PORT) : await freePort();
       fullEnv[`${prefix}GRPC_PORT`] = String(port);
-      fullEnv[`${prefix}GATEWAY_WEB_PORT`] = "0";
+      fullEnv[`${prefix}GATEWAY_WEB_PORT`] = own.GATEWAY_WEB_PORT ?? "0";
     }
     services[name] = { opsPort, port };
   }
@@ -181,7 +188,7 @@ export async function spawnCombined(
       );
     },
   };
-  await spawned.ready();
+  if (options.waitReady !== false) await spawned.ready();
   return spawned;
 }
 
