@@ -47,3 +47,12 @@ export async function quickStart(): Promise<void> {
     outcomes.map((outcome) => outcome.status),
   );
 }
+
+export async function importForTenant(tenantId: string, files: string[]): Promise<void> {
+  const tm = new TaskManagerClient({ baseUrl: "http://envoy:50051", apiKey: process.env.TM_API_KEY });
+  // At most 2 of this tenant's imports in the pipeline at once, whoever submits them: the rest wait PENDING, in
+  // the order they were submitted, and hold back no other tenant's tasks.
+  const concurrency = { key: `tenant:${tenantId}`, limit: 2 };
+  const outcomes = await tm.submitMany(files.map((file) => ({ type: "import", payload: { file }, concurrency })));
+  console.log(outcomes.map((outcome) => outcome.status));
+}

@@ -96,6 +96,9 @@ export interface ChildTaskRequest {
   succeededRetentionSeconds?: number;
   /** The waits between its attempts (ms). */
   retryBackoff?: { delayMs: number; multiplier?: number; maxDelayMs?: number; jitter?: number };
+  /** At most `limit` tasks of `key` in the pipeline at once; the others wait PENDING, oldest first (key: 1 to 128
+   *  letters, digits or `_ . : @ / = + -`; limit: 1 to 1,000). */
+  concurrency?: { key: string; limit: number };
 }
 
 /** A request of ctx.submitTasks: a child that may wait for earlier requests of the same list. */

@@ -73,6 +73,8 @@ describe.skipIf(!existsSync(CHROMIUM))("web console", () => {
   beforeAll(async () => {
     const webPort = await freePort();
     pipeline = await startPipeline({
+      // The enricher is stopped and started again: its own process; the rest share one.
+      ownProcess: ["enricher"],
       perService: {
         // The gateway requeues no stalled task on its own: the tasks page's "Requeue stalled" does (tested below).
         gateway: { GATEWAY_WEB_PORT: String(webPort), GATEWAY_STALLED_REQUEUE_LIMIT: "0" },
@@ -1261,6 +1263,39 @@ describe.skipIf(!existsSync(CHROMIUM))("web console", () => {
       expect((await pipeline.client.getTask({ taskId })).task?.payload).toEqual({ v: 3 });
     } finally {
       await pipeline.client.cancelTask({ taskId, reason: "test over" });
+    }
+  });
+
+  it("submits with a concurrency key: the task waits for a place while the key's limit is taken, then runs", async () => {
+    const key = `console-tenant-${crypto.randomUUID().slice(0, 8)}`;
+    // The key's one place, held by a long task.
+    const { taskId: holder } = await pipeline.client.submitTask({
+      type: "sleep",
+      payload: { ms: 60_000 },
+      concurrencyKey: key,
+      concurrencyLimit: 1,
+    });
+    try {
+      const form = await openNewTaskForm();
+      await form.getByLabel("Task type").fill("echo");
+      await form.getByLabel(/^Concurrency key/).fill(key);
+      // One without the other is refused here, naming it.
+      await form.getByRole("button", { name: "Submit task" }).click();
+      await statusSays(/^Not submitted: a concurrency key needs a limit\./);
+      expect(await form.getByLabel(/^Limit/).getAttribute("aria-invalid")).toBe("true");
+      await form.getByLabel(/^Limit/).fill("1");
+      await form.getByRole("button", { name: "Submit task" }).click();
+      const taskId = await landedOnTask();
+      const { task } = await pipeline.client.getTask({ taskId });
+      expect(task).toMatchObject({ concurrencyKey: key, concurrencyLimit: 1, concurrencyWaiting: true });
+      // Its page says so, and once the holder ends, the task is released and the mark goes.
+      await page.waitForSelector(`dd:has-text("at most 1 at once of key ${key}")`, { timeout: 15_000 });
+      expect(await page.isVisible("#task-concurrency-waiting")).toBe(true);
+      await pipeline.client.cancelTask({ taskId: holder, reason: "test: free the place" });
+      await page.waitForSelector("#task-state:text('SUCCEEDED')", { timeout: 30_000 });
+      expect(await page.isVisible("#task-concurrency-waiting")).toBe(false);
+    } finally {
+      await pipeline.client.cancelTask({ taskId: holder, reason: "test over" }).catch(() => undefined);
     }
   });
 

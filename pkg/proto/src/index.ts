@@ -1,5 +1,6 @@
 export * from "./call-retry.js";
 export * from "./client.js";
+export * from "./concurrency-key.js";
 export * from "./connect-routes.js";
 export * from "./follow-task.js";
 export type { HealthCheckRequest, HealthCheckResponse } from "./gen/grpc/health/v1/health_pb.js";

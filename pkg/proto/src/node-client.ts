@@ -6,6 +6,7 @@
 
 export * from "./call-retry.js";
 export * from "./client.js";
+export * from "./concurrency-key.js";
 export * from "./follow-task.js";
 export * from "./gen/taskmanager/v1/taskmanager_pb.js";
 export { RETRY_PUSHBACK_HEADER, retryPushback, retryPushbackOf } from "./retry-pushback.js";

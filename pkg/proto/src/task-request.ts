@@ -5,6 +5,7 @@
  */
 import type { MessageInitShape } from "@bufbuild/protobuf";
 import { durationFromMs, timestampFromDate } from "@bufbuild/protobuf/wkt";
+import { concurrencyKeyProblem, concurrencyLimitProblem } from "./concurrency-key.js";
 import {
   DependencyPolicy,
   IdempotencyKeyReuse,
@@ -42,6 +43,10 @@ export interface TaskRequest {
   dependsOn?: string[];
   /** "all-finished": it runs once they all finished, whatever the outcome; default: all must succeed. */
   dependencyPolicy?: "all-succeeded" | "all-finished";
+  /** At most `limit` tasks of `key` in the pipeline at once (from their release to their end); the others wait
+   *  PENDING, in the order they were submitted (one tenant's tasks, one account's). key: 1 to 128 letters, digits or
+   *  `_ . : @ / = + -`; limit: 1 to 1,000. */
+  concurrency?: { key: string; limit: number };
 }
 
 /** A submission's own fields besides the task: its idempotency key, and how the key may be used again. */
@@ -94,6 +99,14 @@ export function taskRequestProblem(request: TaskRequest & SubmissionOptions): st
     return `dependencyPolicy must be "all-succeeded" or "all-finished" (got ${JSON.stringify(dependencyPolicy)})`;
   if (dependsOn !== undefined && !(Array.isArray(dependsOn) && dependsOn.every((id) => typeof id === "string")))
     return "dependsOn must be a list of task ids";
+  const { concurrency } = request;
+  if (concurrency !== undefined) {
+    if (typeof concurrency !== "object" || concurrency === null) return "concurrency must be { key, limit }";
+    const keyProblem = concurrencyKeyProblem(concurrency.key);
+    if (keyProblem) return `concurrency.key ${keyProblem}`;
+    const limitProblem = concurrencyLimitProblem(concurrency.limit);
+    if (limitProblem) return `concurrency.limit ${limitProblem}`;
+  }
   if (metadata !== undefined) {
     if (!isPlainObject(metadata)) return "metadata must be an object of strings";
     const bad = Object.entries(metadata).find(([, value]) => typeof value !== "string");
@@ -115,7 +128,7 @@ export function taskRequestProblem(request: TaskRequest & SubmissionOptions): st
 export function submitTaskRequestOf(
   request: TaskRequest & SubmissionOptions,
 ): MessageInitShape<typeof SubmitTaskRequestSchema> {
-  const { delayMs, runAt, dependsOn, dependencyPolicy, succeededRetentionSeconds } = request;
+  const { delayMs, runAt, dependsOn, dependencyPolicy, succeededRetentionSeconds, concurrency } = request;
   return {
     type: request.type,
     payload: (request.payload ?? {}) as SubmitTaskRequest["payload"],
@@ -129,6 +142,7 @@ export function submitTaskRequestOf(
     ...(dependsOn?.length ? { dependsOn: [...dependsOn] } : {}),
     ...(dependencyPolicy === "all-finished" ? { dependencyPolicy: DependencyPolicy.ALL_FINISHED } : {}),
     ...(succeededRetentionSeconds ? { succeededRetention: durationFromMs(succeededRetentionSeconds * 1_000) } : {}),
+    ...(concurrency ? { concurrencyKey: concurrency.key, concurrencyLimit: concurrency.limit } : {}),
   };
 }
 

@@ -31,6 +31,7 @@ describe("submitTaskRequestOf", () => {
       dependencyPolicy: "all-finished",
       idempotencyKey: "order-7",
       keyReuse: "replace-waiting",
+      concurrency: { key: "tenant:acme", limit: 3 },
     });
     expect(sent.type).toBe("resize");
     expect(sent.payload).toEqual({ width: 100, tags: ["a"] });
@@ -52,6 +53,7 @@ describe("submitTaskRequestOf", () => {
     expect(sent.dependencyPolicy).toBe(DependencyPolicy.ALL_FINISHED);
     expect(sent.idempotencyKey).toBe("order-7");
     expect(sent.idempotencyKeyReuse).toBe(IdempotencyKeyReuse.REPLACE_WAITING);
+    expect(sent).toMatchObject({ concurrencyKey: "tenant:acme", concurrencyLimit: 3 });
   });
 
   test("unset fields are left to the gateway's defaults", () => {
@@ -65,6 +67,8 @@ describe("submitTaskRequestOf", () => {
       maxAttempts: 0,
       dependsOn: [],
       dependencyPolicy: DependencyPolicy.UNSPECIFIED,
+      concurrencyKey: "",
+      concurrencyLimit: 0,
     });
     expect(sent.schedule.case).toBeUndefined();
     expect(sent.timeout).toBeUndefined();
@@ -77,6 +81,10 @@ describe("taskRequestProblem", () => {
   test("a good request has none", () => {
     expect(taskRequestProblem({ type: "echo" })).toBeUndefined();
     expect(taskRequestProblem({ type: "echo", payload: Object.create(null), runAt: new Date() })).toBeUndefined();
+    const longest = { key: `a-Z_0.9:@/=+${"k".repeat(116)}`, limit: 1_000 };
+    expect(longest.key).toHaveLength(128);
+    expect(taskRequestProblem({ type: "echo", concurrency: longest })).toBeUndefined();
+    expect(taskRequestProblem({ type: "echo", concurrency: { key: "t", limit: 1 } })).toBeUndefined();
   });
 
   test.each<[string, unknown, string]>([
@@ -97,6 +105,39 @@ describe("taskRequestProblem", () => {
     ["an empty key", { type: "echo", idempotencyKey: "" }, "idempotencyKey must be a non-empty string"],
     ["a reuse", { type: "echo", idempotencyKey: "k", keyReuse: "always" }, 'keyReuse must be "after-finished" or'],
     ["a reuse without key", { type: "echo", keyReuse: "after-finished" }, "keyReuse needs an idempotencyKey"],
+    [
+      "a concurrency that is no object",
+      { type: "echo", concurrency: "tenant-1" },
+      "concurrency must be { key, limit }",
+    ],
+    ["a concurrency without key", { type: "echo", concurrency: { limit: 2 } }, "concurrency.key must be 1 to 128"],
+    [
+      "an empty concurrency key",
+      { type: "echo", concurrency: { key: "", limit: 2 } },
+      'concurrency.key must be 1 to 128 letters, digits or _ . : @ / = + - (got "")',
+    ],
+    [
+      "a concurrency key with a space",
+      { type: "echo", concurrency: { key: "a b", limit: 2 } },
+      "concurrency.key must be",
+    ],
+    [
+      "a long concurrency key",
+      { type: "echo", concurrency: { key: "k".repeat(129), limit: 2 } },
+      `(got "${"k".repeat(64)}"…)`,
+    ],
+    [
+      "a concurrency without limit",
+      { type: "echo", concurrency: { key: "t" } },
+      "concurrency.limit must be a whole number from 1 to 1000 (got undefined)",
+    ],
+    [
+      "a zero concurrency limit",
+      { type: "echo", concurrency: { key: "t", limit: 0 } },
+      "concurrency.limit must be a whole number from 1 to 1000 (got 0)",
+    ],
+    ["a high concurrency limit", { type: "echo", concurrency: { key: "t", limit: 1_001 } }, "(got 1001)"],
+    ["a fractional concurrency limit", { type: "echo", concurrency: { key: "t", limit: 1.5 } }, "(got 1.5)"],
   ])("names %s", (_, request, problem) => {
     expect(taskRequestProblem(request as TaskRequest)).toContain(problem);
   });

@@ -4,7 +4,7 @@
  */
 import { type ParseArgsConfig, parseArgs } from "node:util";
 import type { JsonObject } from "@bufbuild/protobuf";
-import { Priority } from "@tm/proto";
+import { CONCURRENCY_LIMIT_MAX, concurrencyKeyProblem, concurrencyLimitProblem, Priority } from "@tm/proto";
 import {
   type DlqAction,
   FINISHED_STATES,
@@ -80,6 +80,8 @@ export type Invocation =
       dependsOn: string[];
       /** --run-when finished: it runs once they finished, whatever the outcome (default: all SUCCEEDED). */
       runWhenFinished: boolean;
+      /** --concurrency-key and --concurrency-limit: at most `limit` tasks of `key` in the pipeline at once. */
+      concurrency?: { key: string; limit: number };
     }
   | {
       command: "submit-batch";
@@ -214,6 +216,8 @@ const COMMAND_OPTIONS: Record<CommandName, Options> = {
     "succeeded-retention": { type: "string" },
     "depends-on": { type: "string", multiple: true },
     "run-when": { type: "string" },
+    "concurrency-key": { type: "string" },
+    "concurrency-limit": { type: "string" },
   },
   "submit-batch": { "batch-size": { type: "string" }, retries: { type: "string" } },
   get: {},
@@ -333,6 +337,7 @@ export function parseCommandLine(argv: string[], env: NodeJS.ProcessEnv = {}, no
       const retryBackoff = retryBackoffOf(values);
       const expiresAfterMs = parseExpiresAfter(str(values["expires-after"]));
       const succeededRetentionMs = parseSucceededRetention(str(values["succeeded-retention"]));
+      const concurrency = concurrencyOf(str(values["concurrency-key"]), str(values["concurrency-limit"]));
       return {
         command: "submit",
         globals,
@@ -359,6 +364,7 @@ export function parseCommandLine(argv: string[], env: NodeJS.ProcessEnv = {}, no
             .filter((id) => id !== ""),
         ),
         runWhenFinished: parseRunWhen(str(values["run-when"])),
+        ...(concurrency ? { concurrency } : {}),
       };
     }
     case "submit-batch":
@@ -620,6 +626,25 @@ function parseRunWhen(text: string | undefined): boolean {
   if (text === undefined || text === "succeeded") return false;
   if (text === "finished") return true;
   throw new UsageError(`submit: --run-when is succeeded or finished (got "${text}")`);
+}
+
+/** `submit --concurrency-key KEY --concurrency-limit N`: both or neither, checked as the gateway checks them. */
+function concurrencyOf(
+  key: string | undefined,
+  limitText: string | undefined,
+): { key: string; limit: number } | undefined {
+  if (key === undefined && limitText === undefined) return undefined;
+  if (limitText === undefined) throw new UsageError("submit: --concurrency-key goes with --concurrency-limit N");
+  if (key === undefined) throw new UsageError("submit: --concurrency-limit goes with --concurrency-key KEY");
+  const keyProblem = concurrencyKeyProblem(key);
+  if (keyProblem) throw new UsageError(`submit: --concurrency-key ${keyProblem}`);
+  const limit = limitText.trim() === "" ? Number.NaN : Number(limitText);
+  if (concurrencyLimitProblem(limit)) {
+    throw new UsageError(
+      `submit: --concurrency-limit must be a whole number from 1 to ${CONCURRENCY_LIMIT_MAX} (got "${limitText}")`,
+    );
+  }
+  return { key, limit };
 }
 
 /** The --retry-* options of submit and schedule add. */

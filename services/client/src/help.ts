@@ -64,7 +64,7 @@ call each. A line is a SubmitTaskRequest in protobuf's JSON form, e.g.
   {"type":"sleep","payload":{"ms":200},"priority":"PRIORITY_HIGH","idempotencyKey":"order-17","delay":"30s"}
 (fields: type, payload, priority, idempotencyKey, metadata, runAt or delay, timeout, maxAttempts, retryBackoff
 {delay, multiplier, maxDelay, jitter}, expiresAfter, succeededRetention, heartbeatTimeout, dependsOn, dependencyPolicy,
-dependsOnBatchItems). A line's
+concurrencyKey and concurrencyLimit, dependsOnBatchItems). A line's
 dependsOnBatchItems are earlier tasks of the file it waits for, by their place (from 0, blank lines aside), e.g.
   {"type":"load","dependsOnBatchItems":[0,1]}
 sent as places in the call or, once an earlier call accepted them, as ids; a task naming a refused one is refused
@@ -82,7 +82,7 @@ refused line (2 invalid, 4 unavailable, 5 other).`,
   --retries N             retries of the tasks answered UNAVAILABLE or rate limited (default 4, 0 to 20)`,
   ),
   submit: page(
-    "Usage: taskctl submit <type> [--payload JSON] [--priority high|medium|low] [--idempotency-key K [--key-reuse after-finished|replace-waiting]] [--meta k=v ...] [--delay D | --at T] [--attempt-timeout D] [--heartbeat-timeout D] [--max-attempts N] [--retry-delay D [--retry-multiplier X] [--retry-max-delay D] [--retry-jitter F]] [--expires-after D] [--succeeded-retention D] [--depends-on ID,... [--run-when succeeded|finished]] [--watch] [--retries N]",
+    "Usage: taskctl submit <type> [--payload JSON] [--priority high|medium|low] [--idempotency-key K [--key-reuse after-finished|replace-waiting]] [--meta k=v ...] [--delay D | --at T] [--attempt-timeout D] [--heartbeat-timeout D] [--max-attempts N] [--retry-delay D [--retry-multiplier X] [--retry-max-delay D] [--retry-jitter F]] [--expires-after D] [--succeeded-retention D] [--depends-on ID,... [--run-when succeeded|finished]] [--concurrency-key KEY --concurrency-limit N] [--watch] [--retries N]",
     "Submits a task and prints its id (--json: {taskId, deduplicated}). A submission the gateway cannot take\n(UNAVAILABLE, connection refused) is retried after 0.25, 0.5, 1, 2 s with the same idempotency key (yours,\nor one made for this run), so a retry never creates a second task; one refused by the rate limit, after the\ngateway's pushback.",
     `Options:
   --payload JSON          the task's payload, a JSON object, e.g. '{"ms":800}'
@@ -111,6 +111,9 @@ refused line (2 invalid, 4 unavailable, 5 other).`,
   --depends-on ID,...     wait PENDING until these tasks SUCCEEDED (up to 20; repeatable); if one FAILED or was
                           CANCELLED, this one is CANCELLED too, naming it
   --run-when finished     with --depends-on: run once they all finished, whatever the outcome (default: succeeded)
+  --concurrency-key KEY   with --concurrency-limit: at most N tasks of KEY in the pipeline at once (one tenant's,
+  --concurrency-limit N   one account's); the others wait PENDING, oldest first. KEY: 1 to 128 letters, digits or
+                          _ . : @ / = + -; N: 1 to 1000
   --watch                 then follow the task until it finishes (exit 1 if it FAILED or was CANCELLED)
   --retries N             retries of an UNAVAILABLE or rate-limited submission, 0 to 20 (default 4; 0: fail at once)`,
   ),

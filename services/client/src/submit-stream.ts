@@ -24,6 +24,8 @@ export type SubmissionFields = Pick<SubmitTaskRequest, "type" | "priority" | "me
       | "heartbeatTimeout"
       | "dependsOn"
       | "dependencyPolicy"
+      | "concurrencyKey"
+      | "concurrencyLimit"
     >
   >;
 

@@ -295,6 +295,47 @@ describe("parseCommandLine", () => {
     );
   });
 
+  test("--concurrency-key and --concurrency-limit reach the request together; one alone or a bad value is named", () => {
+    type Submit = Extract<Invocation, { command: "submit" }>;
+    const limited = parseCommandLine([
+      "submit",
+      "echo",
+      "--concurrency-key",
+      "tenant:acme",
+      "--concurrency-limit",
+      "3",
+    ]);
+    expect(limited).toMatchObject({ concurrency: { key: "tenant:acme", limit: 3 } });
+    expect(submitRequestOf(limited as Submit)).toMatchObject({ concurrencyKey: "tenant:acme", concurrencyLimit: 3 });
+    const plain = parseCommandLine(["submit", "echo"]) as Submit;
+    expect(plain).not.toHaveProperty("concurrency");
+    expect(submitRequestOf(plain)).not.toHaveProperty("concurrencyKey");
+    expect(submitRequestOf(plain)).not.toHaveProperty("concurrencyLimit");
+    expect(usageErrorOf(["submit", "echo", "--concurrency-key", "tenant:acme"])).toBe(
+      "submit: --concurrency-key goes with --concurrency-limit N",
+    );
+    expect(usageErrorOf(["submit", "echo", "--concurrency-limit", "3"])).toBe(
+      "submit: --concurrency-limit goes with --concurrency-key KEY",
+    );
+    expect(usageErrorOf(["submit", "echo", "--concurrency-key", "tenant acme", "--concurrency-limit", "3"])).toBe(
+      'submit: --concurrency-key must be 1 to 128 letters, digits or _ . : @ / = + - (got "tenant acme")',
+    );
+    expect(usageErrorOf(["submit", "echo", "--concurrency-key", "", "--concurrency-limit", "3"])).toContain(
+      "--concurrency-key must be 1 to 128",
+    );
+    expect(
+      usageErrorOf(["submit", "echo", "--concurrency-key", "k".repeat(129), "--concurrency-limit", "3"]),
+    ).toContain("--concurrency-key must be 1 to 128");
+    for (const limit of ["0", "1001", "1.5", "", "three"]) {
+      expect(usageErrorOf(["submit", "echo", "--concurrency-key", "t", "--concurrency-limit", limit])).toBe(
+        `submit: --concurrency-limit must be a whole number from 1 to 1000 (got "${limit}")`,
+      );
+    }
+    expect(
+      parseCommandLine(["submit", "echo", "--concurrency-key", "k".repeat(128), "--concurrency-limit", "1000"]),
+    ).toMatchObject({ concurrency: { limit: 1000 } });
+  });
+
   test("workers [ls] lists; workers quiet|resume <id> name one worker; mistakes are named", () => {
     expect(parseCommandLine(["workers"])).toMatchObject({ command: "workers" });
     expect(parseCommandLine(["workers", "ls"])).toMatchObject({ command: "workers" });
@@ -507,6 +548,9 @@ describe("parseCommandLine", () => {
     );
     expect(() => parseBatchLines("not json")).toThrow(/^line 1: not a task/);
     expect(() => parseBatchLines("\n  \n")).toThrow("the file holds no tasks");
+    // A line's concurrency key and limit are SubmitTaskRequest's fields: carried as they are.
+    const [keyed] = parseBatchLines('{"type":"echo","concurrencyKey":"tenant-7","concurrencyLimit":2}');
+    expect(keyed?.request).toMatchObject({ concurrencyKey: "tenant-7", concurrencyLimit: 2 });
   });
 
   test("graph: one task id, --depth 1 to 20 (5 by default)", () => {
@@ -620,5 +664,8 @@ describe("run() on usage errors", () => {
     const io = { stdout: { write: () => true }, stderr: { write: (text: string) => (stderr += text) }, env: {} };
     expect(await run(["submit", "echo", "--payload", "{"], io)).toBe(ExitCode.Usage);
     expect(stderr).toMatch(/^taskctl: --payload is not valid JSON/);
+    stderr = "";
+    expect(await run(["submit", "echo", "--concurrency-limit", "2"], io)).toBe(ExitCode.Usage);
+    expect(stderr).toMatch(/^taskctl: submit: --concurrency-limit goes with --concurrency-key KEY/);
   });
 });

@@ -308,6 +308,23 @@ describe("taskctl against a real gRPC server", () => {
     });
   });
 
+  test("submit --concurrency-key and --concurrency-limit reach the gateway, with --watch too", async () => {
+    const flags = ["--concurrency-key", "tenant:acme", "--concurrency-limit", "2"];
+    const before = requests.submit.length;
+    expect((await taskctl(["submit", "echo", ...flags])).exitCode).toBe(ExitCode.Ok);
+    expect((await taskctl(["submit", "echo", "--watch", ...flags])).exitCode).toBe(ExitCode.Ok);
+    const sent = requests.submit.slice(before) as SubmitTaskRequest[];
+    expect(sent.map(({ concurrencyKey, concurrencyLimit }) => ({ concurrencyKey, concurrencyLimit }))).toEqual([
+      { concurrencyKey: "tenant:acme", concurrencyLimit: 2 },
+      { concurrencyKey: "tenant:acme", concurrencyLimit: 2 },
+    ]);
+    // One without the other is refused before anything is sent.
+    const alone = await taskctl(["submit", "echo", "--concurrency-key", "tenant:acme"]);
+    expect(alone.exitCode).toBe(ExitCode.Usage);
+    expect(alone.stderr).toContain("--concurrency-key goes with --concurrency-limit N");
+    expect(requests.submit.length - before).toBe(2);
+  });
+
   test("--json output parses, one object per line for streams", async () => {
     const submitted = await taskctl(["submit", "sleep", "--json"]);
     expect(JSON.parse(submitted.stdout)).toMatchObject({ taskId: expect.any(String), deduplicated: false });

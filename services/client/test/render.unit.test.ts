@@ -196,6 +196,17 @@ describe("taskctl get", () => {
     expect(describeTask(create(TaskSchema, { taskId: "t", type: "echo" }))).not.toContain("before");
   });
 
+  test("a task with a concurrency key shows the key and its limit, and while it waits for a place, that", () => {
+    const base = { taskId: "t", type: "echo", concurrencyKey: "tenant:acme", concurrencyLimit: 3 };
+    expect(describeTask(create(TaskSchema, base)).split("\n")).toContain(
+      "limit     at most 3 at once of concurrency key tenant:acme",
+    );
+    expect(describeTask(create(TaskSchema, { ...base, concurrencyWaiting: true })).split("\n")).toContain(
+      "limit     at most 3 at once of concurrency key tenant:acme (waiting for a place)",
+    );
+    expect(describeTask(create(TaskSchema, { taskId: "t", type: "echo" }))).not.toContain("concurrency");
+  });
+
   test("a child task names its parent", () => {
     expect(describeTask(create(TaskSchema, { taskId: "t", type: "echo", parentTaskId: "p" })).split("\n")).toContain(
       "parent    p (submitted by its handler)",

@@ -91,6 +91,9 @@ describe("ctx.submitTask's idempotency keys", () => {
     expect(childRequestProblem({ type: "echo", succeededRetentionSeconds: 1.5 })).toContain(
       "succeededRetentionSeconds must be a whole number",
     );
+    expect(childRequestProblem({ type: "echo", concurrency: { key: "tenant 7", limit: 2 } })).toContain(
+      "concurrency.key must be 1 to 128 letters",
+    );
     expect(childRequestProblem({ type: "echo", dependencyPolicy: "any" as "all-finished" })).toContain(
       'dependencyPolicy must be "all-succeeded" or "all-finished"',
     );
@@ -249,6 +252,7 @@ describe("the SubmitTask request of a child", () => {
         expiresAfterMs: 60_000,
         succeededRetentionSeconds: 3_600,
         retryBackoff: { delayMs: 250, multiplier: 2, maxDelayMs: 4_000 },
+        concurrency: { key: "tenant-7", limit: 2 },
       }),
     );
     expect(request).toMatchObject({
@@ -267,6 +271,8 @@ describe("the SubmitTask request of a child", () => {
       expiresAfter: { seconds: 60n },
       succeededRetention: { seconds: 3_600n },
       retryBackoff: { delay: { nanos: 250_000_000 }, multiplier: 2, maxDelay: { seconds: 4n }, jitter: 0 },
+      concurrencyKey: "tenant-7",
+      concurrencyLimit: 2,
     });
     const plain = create(SubmitTaskRequestSchema, childSubmitRequest(PARENT, "k", { type: "echo", priority: "low" }));
     expect(plain).toMatchObject({ priority: Priority.LOW, payload: {}, dependsOn: [], maxAttempts: 0 });

@@ -1,12 +1,19 @@
 /** New task: a one-off task submitted by hand (TaskService.SubmitTask, as `taskctl submit`), to try a type or run
  *  something again: type (the pipeline's types offered), payload, priority, when (now, after a delay, at a time),
- *  metadata, the tasks it waits for, an idempotency key and how it may be reused, and the task's limits (the fields
- *  New schedule offers, shared in task-fields.ts). A malformed field is refused here, naming it, before anything is
- *  sent; the gateway's refusal is shown in the form (the field it names marked). Once accepted, the task's page
- *  follows it live, saying when the key answered an existing task (deduplicated) or replaced a waiting one. */
+ *  metadata, the tasks it waits for, an idempotency key and how it may be reused, a concurrency key and its limit,
+ *  and the task's limits (the fields New schedule offers, shared in task-fields.ts). A malformed field is refused
+ *  here, naming it, before anything is sent; the gateway's refusal is shown in the form (the field it names marked).
+ *  Once accepted, the task's page follows it live, saying when the key answered an existing task (deduplicated) or
+ *  replaced a waiting one. */
 import { durationFromMs, durationMs, timestampDate, timestampFromDate } from "@bufbuild/protobuf/wkt";
 import { Code, ConnectError } from "@connectrpc/connect";
-import { IdempotencyKeyReuse } from "@tm/proto/web";
+import {
+  CONCURRENCY_KEY_MAX_CHARS,
+  CONCURRENCY_LIMIT_MAX,
+  concurrencyKeyProblem,
+  concurrencyLimitProblem,
+  IdempotencyKeyReuse,
+} from "@tm/proto/web";
 import { errorText, tasks } from "../api.js";
 import { announce, field, h, input, leaveNotice, replace } from "../dom.js";
 import { formatTime } from "../format.js";
@@ -55,6 +62,18 @@ export const newTaskView: View = (main, { config, navigate }) => {
     { name: "idempotency-key-reuse" },
     ...KEY_REUSES.map(([value, label]) => h("option", { value }, label)),
   ) as HTMLSelectElement;
+  // At most that many tasks of the key in the pipeline at once (one tenant's, one account's); both or neither.
+  const concurrencyKeyInput = input("concurrency-key", {
+    placeholder: "none",
+    maxlength: String(CONCURRENCY_KEY_MAX_CHARS),
+  });
+  const concurrencyLimitInput = input("concurrency-limit", {
+    type: "number",
+    min: "1",
+    max: String(CONCURRENCY_LIMIT_MAX),
+    step: "1",
+    placeholder: "with a key",
+  });
   const limits = taskLimitFields();
   const submitButton = h("button", { type: "submit" }, "Submit task") as HTMLButtonElement;
   const form = h(
@@ -68,6 +87,11 @@ export const newTaskView: View = (main, { config, navigate }) => {
     field("Waits for (task ids, optional)", dependsOnInput),
     field("Idempotency key (optional)", keyInput),
     field("Key reuse", reuseSelect),
+    field("Concurrency key (optional; letters, digits, _ . : @ / = + -)", concurrencyKeyInput),
+    field(
+      `Limit (at most this many of the key's tasks in the pipeline at once; 1 to ${CONCURRENCY_LIMIT_MAX})`,
+      concurrencyLimitInput,
+    ),
     limits.fieldset,
     submitButton,
   ) as HTMLFormElement;
@@ -82,6 +106,8 @@ export const newTaskView: View = (main, { config, navigate }) => {
     depends_on: dependsOnInput,
     idempotency_key: keyInput,
     idempotency_key_reuse: reuseSelect,
+    concurrency_key: concurrencyKeyInput,
+    concurrency_limit: concurrencyLimitInput,
     ...limits.controls,
   };
   replace(
@@ -129,6 +155,8 @@ export const newTaskView: View = (main, { config, navigate }) => {
         control: whenInput,
       });
     }
+    const concurrency = concurrencyOf(concurrencyKeyInput, concurrencyLimitInput);
+    if (isProblem(concurrency)) return refuse(concurrency);
     clearInvalid(form);
     submitButton.disabled = true;
     status.textContent = "Submitting…";
@@ -142,6 +170,7 @@ export const newTaskView: View = (main, { config, navigate }) => {
         idempotencyKey,
         idempotencyKeyReuse: reuse,
         schedule: when,
+        ...concurrency,
         ...taskLimits,
       });
       if (stopped) return;
@@ -171,6 +200,25 @@ const HINTS: Partial<Record<Code, string>> = {
     "Submit again in a moment (with an idempotency key, a second submission cannot make a second task).",
   [Code.PermissionDenied]: " The API key in use may not submit this task: use another (API key, at the top).",
 };
+
+/** The concurrency key and limit as SubmitTaskRequest's fields ({} when both are empty), or what is wrong. */
+function concurrencyOf(
+  keyInput: HTMLInputElement,
+  limitInput: HTMLInputElement,
+): { concurrencyKey?: string; concurrencyLimit?: number } | FieldProblem {
+  const key = keyInput.value.trim();
+  const limitText = limitInput.value.trim();
+  if (!key && !limitText) return {};
+  if (!limitText) return { problem: "a concurrency key needs a limit.", control: limitInput };
+  if (!key) return { problem: "a limit needs a concurrency key.", control: keyInput };
+  const keyProblem = concurrencyKeyProblem(key);
+  if (keyProblem) return { problem: `the concurrency key ${keyProblem}.`, control: keyInput };
+  const limit = Number(limitText);
+  if (concurrencyLimitProblem(limit)) {
+    return { problem: `the limit must be a whole number from 1 to ${CONCURRENCY_LIMIT_MAX}.`, control: limitInput };
+  }
+  return { concurrencyKey: key, concurrencyLimit: limit };
+}
 
 type When = { case: undefined; value?: undefined } | ReturnType<typeof delay> | ReturnType<typeof runAt>;
 

@@ -88,6 +88,8 @@ export const taskDetailView: View = (main, { params, config }) => {
   const actions = h("div", { class: "actions" }, cancel, cancelFanOut, runNow, retry, requeue);
   /** When the task is due, for a delayed one (GetTask's run_at). */
   let runAt: Date | undefined;
+  /** "(waiting for a place)" beside its concurrency key while GetTask said so: hidden once its status moves on. */
+  const concurrencyWait = h("span", { id: "task-concurrency-waiting" }, " (waiting for a place)");
   const result = h("section", { "aria-label": "Result" });
   const history = h("section", { "aria-label": "History" });
   const logs = taskLogs(taskId, controller.signal);
@@ -226,6 +228,7 @@ export const taskDetailView: View = (main, { params, config }) => {
     // Offered while a delayed task waits for its time; the gateway has the last word (it may be released meanwhile).
     runNow.hidden = !(status.state === TaskState.PENDING && runAt !== undefined && runAt.getTime() > Date.now());
     runNow.disabled = runNow.hidden;
+    if (status.state !== TaskState.PENDING) concurrencyWait.hidden = true;
     // A failed task that ran (one failed "not queued" never did: Requeue takes it); the gateway has the last word.
     retry.hidden = !(status.state === TaskState.FAILED && !requeueable(status));
     if (retry.hidden) retry.disabled = false;
@@ -293,6 +296,18 @@ export const taskDetailView: View = (main, { params, config }) => {
   function dependencies(task: Task): Node {
     const waiting = task.dependenciesUnfinished > 0 ? ` (waiting for ${task.dependenciesUnfinished})` : "";
     return h("span", {}, ...taskLinks(task.dependsOn), waiting);
+  }
+
+  /** Its concurrency key and limit, and whether it waits for a place (GetTask's concurrency_waiting). */
+  function concurrency(task: Task): Node {
+    concurrencyWait.hidden = !task.concurrencyWaiting;
+    return h(
+      "span",
+      {},
+      `at most ${task.concurrencyLimit} at once of key `,
+      h("span", { class: "mono" }, task.concurrencyKey),
+      concurrencyWait,
+    );
   }
 
   /** Listed task ids (a task's dependents or children), each linked, and how many more the gateway did not list:
@@ -363,6 +378,7 @@ export const taskDetailView: View = (main, { params, config }) => {
       ...(task.dependentsTotal > 0
         ? ([["Before", listedTasks(task.dependents, task.dependentsTotal)]] as [string, Node][])
         : []),
+      ...(task.concurrencyKey ? ([["Concurrency", concurrency(task)]] as [string, Node][]) : []),
       ...(ranOn ? ([["Worker", ranOn]] as [string, string][]) : []),
       ["Trace and logs", link],
       [

@@ -63,6 +63,12 @@ export function describeTask(task: Task): string {
     lines.push(`after     ${task.dependsOn.join(", ")}${policy}${waiting}`);
   }
   if (task.dependentsTotal > 0) lines.push(`before    ${listed(task.dependents, task.dependentsTotal)}`);
+  if (task.concurrencyKey) {
+    const waiting = task.concurrencyWaiting ? " (waiting for a place)" : "";
+    lines.push(
+      `limit     at most ${task.concurrencyLimit} at once of concurrency key ${task.concurrencyKey}${waiting}`,
+    );
+  }
   if (task.timeout) lines.push(`timeout   ${formatDuration(durationMs(task.timeout))} per attempt`);
   if (task.maxAttempts) lines.push(`attempts  at most ${task.maxAttempts}`);
   if (task.retryBackoff) lines.push(`retries   ${retryBackoffText(task.retryBackoff, formatDuration)}`);

@@ -32,6 +32,9 @@ export function submitRequestOf(invocation: SubmitInvocation): SubmissionFields 
     ...(invocation.succeededRetentionMs ? { succeededRetention: durationFromMs(invocation.succeededRetentionMs) } : {}),
     ...(invocation.dependsOn.length > 0 ? { dependsOn: invocation.dependsOn } : {}),
     ...(invocation.runWhenFinished ? { dependencyPolicy: DependencyPolicy.ALL_FINISHED } : {}),
+    ...(invocation.concurrency
+      ? { concurrencyKey: invocation.concurrency.key, concurrencyLimit: invocation.concurrency.limit }
+      : {}),
   };
 }
 

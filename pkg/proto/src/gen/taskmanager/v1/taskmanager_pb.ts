@@ -760,8 +760,10 @@ export type SubmitTaskRequest = Message<"taskmanager.v1.SubmitTaskRequest"> & {
    * so a key's backlog holds back no other key's tasks; each end releases the next (within GATEWAY_DELAYED_POLL_MS).
    * A delayed task, or one with dependencies, waits for its key once it is due. A task is released while fewer than
    * its own concurrency_limit tasks of its key are in the pipeline. The key: 1 to 128 characters, letters, digits
-   * and `_ . : @ / = + -`; the limit: 1 to 1,000; either without the other is INVALID_ARGUMENT. A replay of a
-   * dead-lettered task is an operator's decision and does not wait for its key.
+   * and `_ . : @ / = + -`; the limit: 1 to 1,000; either without the other is INVALID_ARGUMENT. Keys are shared by
+   * every caller, or, with GATEWAY_TASK_ISOLATION=caller, each application's own (a worker's child task counts under
+   * its parent's submitter's). A replay of a dead-lettered task is an operator's decision and does not wait for its
+   * key.
    *
    * @generated from field: string concurrency_key = 19;
    */
