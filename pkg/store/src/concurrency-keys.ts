@@ -26,12 +26,7 @@
  */
 import type { Redis } from "ioredis";
 import { Keys } from "./keys.js";
-
-/** The longest concurrency key and the highest limit a submission may name (the gateway's checks). */
-export const CONCURRENCY_KEY_MAX_CHARS = 128;
-export const CONCURRENCY_LIMIT_MAX = 1_000;
-/** Letters, digits and `_ . : @ / = + -`: no space, which a key's Redis key names would otherwise carry. */
-export const CONCURRENCY_KEY_PATTERN = /^[A-Za-z0-9_.:@/=+-]+$/;
+import type { TaskRecord } from "./tasks.js";
 
 /** A place is checked (is its task still unfinished?) when it has not been for this long, */
 export const PLACE_CHECK_AFTER_MS = 60_000;
@@ -43,6 +38,8 @@ export const PLACE_CHECKS_MAX = 50;
  * Lua shared by the scripts (a script cannot call another). Needs the locals `delayedKey` (tasks_delayed) and
  * `unfinishedKey` (tasks_unfinished) of the including script.
  *
+ * `concurrencyKeyOf(taskKey)`: the key a task's record names, within its scope (`concurrencyRedisKey`), or false.
+ *
  * `concurrencyRelease(key, now, ttl)`: admits the key's waiting tasks, oldest first, while each fits under its own
  * limit, making each due now in tasks_delayed with its stall clock from now. A waiting task whose record is gone is
  * dropped (it can no longer run).
@@ -53,6 +50,12 @@ export const PLACE_CHECKS_MAX = 50;
  * be released at once by the same call (places freed without a release), then through tasks_delayed.
  */
 export const CONCURRENCY_LUA = `
+local function concurrencyKeyOf(taskKey)
+  local fields = redis.call('HMGET', taskKey, 'concurrencyKey', 'concurrencyScope')
+  if not fields[1] then return false end
+  if fields[2] then return fields[2] .. ':' .. fields[1] end
+  return fields[1]
+end
 local function concurrencyPrune(running, now)
   local due = redis.call('ZRANGEBYSCORE', running, '-inf', now - ${PLACE_CHECK_AFTER_MS}, 'LIMIT', 0, ${PLACE_CHECKS_MAX})
   for _, member in ipairs(due) do
@@ -109,6 +112,16 @@ local function concurrencyAdmit(id, key, limit, now, ttl, createdMs)
   return false
 end
 `;
+
+/**
+ * The key a task counts under: its concurrency key, within its scope when it has one (the submitter's, when the
+ * gateway isolates callers: GATEWAY_TASK_ISOLATION=caller), so that two applications naming the same key do not
+ * share one limit. Undefined for a task without a key.
+ */
+export function concurrencyRedisKey(task: Pick<TaskRecord, "concurrencyKey" | "concurrencyScope">): string | undefined {
+  if (!task.concurrencyKey) return undefined;
+  return task.concurrencyScope ? `${task.concurrencyScope}:${task.concurrencyKey}` : task.concurrencyKey;
+}
 
 /** Where a task of a concurrency key stands: waiting for a place (PENDING by design), or not. */
 export async function isConcurrencyWaiting(redis: Redis, key: string, taskId: string): Promise<boolean> {

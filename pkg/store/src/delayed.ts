@@ -33,11 +33,12 @@ local released = {}
 for i = 1, #due, 2 do
   local id = due[i]
   redis.call('ZREM', KEYS[1], id)
-  local record = redis.call('HMGET', 'task:' .. id, 'concurrencyKey', 'concurrencyLimit', 'createdAt')
+  local concurrencyKey = concurrencyKeyOf('task:' .. id)
+  local limit = concurrencyKey and tonumber(redis.call('HGET', 'task:' .. id, 'concurrencyLimit'))
   local admitted = true
-  if record[1] and tonumber(record[2]) then
-    -- createdAt is ISO 8601: the waiting set's order falls back to the time it was due.
-    admitted = concurrencyAdmit(id, record[1], tonumber(record[2]), now, tonumber(ARGV[3]), tonumber(due[i + 1]))
+  if limit then
+    -- Ordered among the key's waiting tasks by the time it was due (the record's createdAt is ISO 8601 text).
+    admitted = concurrencyAdmit(id, concurrencyKey, limit, now, tonumber(ARGV[3]), tonumber(due[i + 1]))
   end
   if admitted then
     redis.call('ZADD', KEYS[2], ARGV[1], id)

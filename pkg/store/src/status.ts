@@ -133,7 +133,7 @@ local function apply(i, key, a)
     redis.call('ZREM', unfinished, ARGV[a + 1])
     local dependents = KEYS[firstDependents + i]
     if redis.call('EXISTS', dependents) == 1 then settleDependents(dependents, ARGV[a + 1], state) end
-    local concurrencyKey = redis.call('HGET', 'task:' .. ARGV[a + 1], 'concurrencyKey')
+    local concurrencyKey = concurrencyKeyOf('task:' .. ARGV[a + 1])
     if concurrencyKey then
       redis.call('ZREM', 'concurrency_running:' .. concurrencyKey, ARGV[a + 1])
       redis.call('ZREM', 'concurrency_waiting:' .. concurrencyKey, ARGV[a + 1])

@@ -45,6 +45,8 @@ export interface TaskRecord {
   /** At most `concurrencyLimit` tasks of `concurrencyKey` in the pipeline at once (concurrency-keys.ts), when set. */
   concurrencyKey?: string;
   concurrencyLimit?: number;
+  /** Whose key it is, when keys are per submitter (concurrencyRedisKey): counted under "<scope>:<key>". */
+  concurrencyScope?: string;
 }
 
 // The task record with its TTL, and its entry in the listing index, which is trimmed of tasks whose records have
@@ -116,7 +118,7 @@ if entry == '3' or finishing then
   end
   entry = ARGV[6] == '0' and '1' or '2'
 end
-local concurrencyKey = redis.call('HGET', KEYS[1], 'concurrencyKey')
+local concurrencyKey = concurrencyKeyOf(KEYS[1])
 if entry == '1' and concurrencyKey then
   local limit = tonumber(redis.call('HGET', KEYS[1], 'concurrencyLimit'))
   if not concurrencyAdmit(ARGV[4], concurrencyKey, limit, tonumber(ARGV[8]), tonumber(ARGV[1]), tonumber(ARGV[2])) then
@@ -182,6 +184,7 @@ export async function saveTask(redis: Redis, task: TaskRecord, options: SaveTask
     ...(task.concurrencyKey && task.concurrencyLimit
       ? { concurrencyKey: task.concurrencyKey, concurrencyLimit: String(task.concurrencyLimit) }
       : {}),
+    ...(task.concurrencyKey && task.concurrencyScope ? { concurrencyScope: task.concurrencyScope } : {}),
   };
   const dependencies = task.dependsOn ?? [];
   const entry =
@@ -261,6 +264,7 @@ export function parseTaskHash(hash: Record<string, string>): TaskRecord | undefi
     ...(hash.concurrencyKey && positive(hash.concurrencyLimit)
       ? { concurrencyKey: hash.concurrencyKey, concurrencyLimit: Number(hash.concurrencyLimit) }
       : {}),
+    ...(hash.concurrencyKey && hash.concurrencyScope ? { concurrencyScope: hash.concurrencyScope } : {}),
   };
 }
 

@@ -3,7 +3,8 @@
  * a task belongs to the caller that submitted it (its `submitted_by`, which the gateway stamps and the client cannot
  * set): another caller's GetTask, StreamTaskStatus and CancelTask answer NOT_FOUND, exactly as for an unknown id, so a
  * task's existence does not leak; and idempotency keys are per caller, so two applications that happen to use the
- * same key get two tasks instead of one seeing the other's. Operators (admin callers) see every task. With "none" a
+ * same key get two tasks instead of one seeing the other's; so are concurrency keys (two applications naming the same
+ * key get a limit each). Operators (admin callers) see every task. With "none" a
  * task id is a capability: whoever holds it may read or cancel the task.
  */
 import { ConfigError } from "@tm/kit";
@@ -22,6 +23,9 @@ export interface TaskIsolation {
   idempotencyKeyOf(ctx: CallContext, key: string): string;
   /** Whether the caller's child tasks belong to their parent's submitter (GATEWAY_CHILD_SUBMITTERS). */
   submitsChildrenForParent(ctx: CallContext): boolean;
+  /** Whose concurrency keys a task of `owner` (its submitted_by) counts under: the owner's own when isolated (two
+   *  applications naming the same key then get a limit each); undefined when keys are shared. */
+  concurrencyScopeOf(owner: string | undefined): string | undefined;
 }
 
 export function taskIsolation(
@@ -34,7 +38,13 @@ export function taskIsolation(
     return caller !== undefined && childSubmitters.has(caller);
   };
   if (mode === "none") {
-    return { enabled: false, maySee: () => true, idempotencyKeyOf: (_ctx, key) => key, submitsChildrenForParent };
+    return {
+      enabled: false,
+      maySee: () => true,
+      idempotencyKeyOf: (_ctx, key) => key,
+      submitsChildrenForParent,
+      concurrencyScopeOf: () => undefined,
+    };
   }
   if (authMode === "none") {
     throw new ConfigError(
@@ -50,6 +60,10 @@ export function taskIsolation(
     // The caller encoded, so that no caller name and key can spell another caller's (a JWT subject may hold ":").
     idempotencyKeyOf(ctx, key) {
       return `caller:${encodeURIComponent(callerOf(ctx) ?? "")}:${key}`;
+    },
+    // The task's owner, not the caller: a worker's child task counts under its parent's submitter's keys.
+    concurrencyScopeOf(owner) {
+      return `caller:${encodeURIComponent(owner ?? "")}`;
     },
   };
 }

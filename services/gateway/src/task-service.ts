@@ -26,6 +26,7 @@ import {
   applyStatus,
   Bounds,
   childrenSummary,
+  concurrencyRedisKey,
   countTaskLog,
   dependentsOf,
   isConcurrencyWaiting,
@@ -383,7 +384,10 @@ export function taskServiceHandlers(
     const actingFor = valid.parentTaskId
       ? await parentOf(valid.parentTaskId, options.isolation.submitsChildrenForParent(ctx))
       : undefined;
-    const submission = stampSubmitter(valid, actingFor ?? caller, actingFor === undefined ? undefined : caller);
+    const owner = actingFor ?? caller;
+    const stamped = stampSubmitter(valid, owner, actingFor === undefined ? undefined : caller);
+    const concurrencyScope = valid.concurrencyKey ? options.isolation.concurrencyScopeOf(owner) : undefined;
+    const submission = concurrencyScope === undefined ? stamped : { ...stamped, concurrencyScope };
     if (submission.dependsOn) {
       const { dependsOn, dependencyPolicy } = submission;
       await checkDependencies(redisCall, rt, { dependsOn, ...(dependencyPolicy ? { dependencyPolicy } : {}) }, (task) =>
@@ -546,7 +550,7 @@ export function taskServiceHandlers(
             // Listed and counted by state (how far a fan-out got) from one read of the set.
             childrenSummary(rt.redis, taskId, DEPENDENTS_LISTED),
             countTaskLog(rt.redis, taskId),
-            task.concurrencyKey ? isConcurrencyWaiting(rt.redis, task.concurrencyKey, taskId) : false,
+            task.concurrencyKey ? isConcurrencyWaiting(rt.redis, concurrencyRedisKey(task)!, taskId) : false,
           ]),
         );
       return {

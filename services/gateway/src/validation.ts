@@ -18,12 +18,14 @@ import {
   type TaskTypes,
 } from "@tm/flow";
 import {
+  CONCURRENCY_KEY_MAX_CHARS,
+  CONCURRENCY_KEY_PATTERN,
+  CONCURRENCY_LIMIT_MAX,
   DependencyPolicy,
   IdempotencyKeyReuse,
   type RetryBackoff as RetryBackoffMessage,
   type SubmitTaskRequest,
 } from "@tm/proto";
-import { CONCURRENCY_KEY_MAX_CHARS, CONCURRENCY_KEY_PATTERN, CONCURRENCY_LIMIT_MAX } from "@tm/store";
 import { priorityFromProto } from "./mapping.js";
 
 export const LIMITS = {
@@ -64,6 +66,8 @@ export interface ValidSubmission {
   /** At most `concurrencyLimit` tasks of `concurrencyKey` in the pipeline at once, when the request set both. */
   concurrencyKey?: string;
   concurrencyLimit?: number;
+  /** Whose key it is when callers are isolated (task-isolation.ts): set by the gateway, never by the request. */
+  concurrencyScope?: string;
 }
 
 /** The shortest succeeded_retention: a client that saw SUCCEEDED must still find the result. */

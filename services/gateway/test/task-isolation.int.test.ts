@@ -1,7 +1,7 @@
 /**
  * GATEWAY_TASK_ISOLATION=caller against a real nats-server and redis-server, with API-key callers: each application
- * sees only its own tasks (another's is NOT_FOUND, as an unknown id is), its idempotency keys are its own, and an
- * operator sees every task. Without isolation a task id is enough, as before.
+ * sees only its own tasks (another's is NOT_FOUND, as an unknown id is), its idempotency and concurrency keys are its
+ * own, and an operator sees every task. Without isolation a task id is enough, as before.
  */
 import { Code, ConnectError } from "@connectrpc/connect";
 import { createTaskClient, TaskState } from "@tm/proto";
@@ -93,6 +93,31 @@ describe("GATEWAY_TASK_ISOLATION=caller", () => {
     }
   });
 
+  test("concurrency keys are per application: the same key from two callers is two limits; a child counts as its parent's submitter's", async () => {
+    const limited = { type: "sleep", payload: { ms: 60_000 }, concurrencyKey: "tenant-1", concurrencyLimit: 1 };
+    const waits = async (caller: keyof typeof KEYS, taskId: string) =>
+      (await as(caller).getTask({ taskId })).task?.concurrencyWaiting;
+    const shop = await as("shop").submitTask(limited);
+    const billing = await as("billing").submitTask(limited);
+    expect([await waits("shop", shop.taskId), await waits("billing", billing.taskId)]).toEqual([false, false]);
+    // The key as the caller named it, whatever it counts under.
+    expect((await as("shop").getTask({ taskId: shop.taskId })).task?.concurrencyKey).toBe("tenant-1");
+    const second = await as("shop").submitTask(limited);
+    expect(await waits("shop", second.taskId)).toBe(true);
+    // A worker's child of a shop task counts under the shop's keys, so it waits behind the shop's first task.
+    const { taskId: parent } = await as("shop").submitTask({ type: "echo" });
+    const child = await as("workers").submitTask({ ...limited, parentTaskId: parent });
+    expect(await waits("shop", child.taskId)).toBe(true);
+    for (const [caller, taskId] of [
+      ["shop", shop.taskId],
+      ["billing", billing.taskId],
+      ["shop", second.taskId],
+      ["shop", child.taskId],
+    ] as const) {
+      await as(caller).cancelTask({ taskId });
+    }
+  });
+
   test("a worker's child task is its parent's submitter's: that application sees it, another does not", async () => {
     const { taskId: parent } = await as("shop").submitTask({ type: "echo" });
     const { taskId: other } = await as("shop").submitTask({ type: "sleep", payload: { ms: 60_000 } });
@@ -139,6 +164,12 @@ test("without isolation (the default), a task id is enough: another caller reads
     const billing = createTaskClient({ baseUrl: gateway.baseUrl, apiKey: KEYS.billing });
     const { taskId } = await shop.submitTask({ type: "echo" });
     expect((await billing.getTask({ taskId })).task?.taskId).toBe(taskId);
+    // A concurrency key is then one limit for everybody who names it.
+    const limited = { type: "sleep", payload: { ms: 60_000 }, concurrencyKey: `k-${taskId}`, concurrencyLimit: 1 };
+    const first = await shop.submitTask(limited);
+    const other = await billing.submitTask(limited);
+    expect((await billing.getTask({ taskId: other.taskId })).task?.concurrencyWaiting).toBe(true);
+    for (const id of [first.taskId, other.taskId]) await shop.cancelTask({ taskId: id });
   } finally {
     await gateway.stop();
   }
