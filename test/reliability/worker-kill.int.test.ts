@@ -1,13 +1,15 @@
 /**
  * Fault: the worker running a task is killed with SIGKILL (no shutdown, no nak). Its message stays unacked, the
  * heartbeats stop, and after AckWait JetStream redelivers it to the other worker, which runs it again; the result
- * is stored once and the status stream ends SUCCEEDED with strictly increasing versions.
+ * is stored once and the status stream ends SUCCEEDED with strictly increasing versions. A task of a concurrency key
+ * keeps its key's place through the kill and gives it to the next task of the key when it ends (SUCCEEDED, or FAILED
+ * with max_attempts 1).
  * Both workers are up before the task is submitted, and the one that took it (tm_worker_in_flight on its /metrics)
  * is killed: the task only has to outlast the kill, not a process start, so it can be short.
  */
 import { Subjects } from "@tm/flow";
 import { TaskState } from "@tm/proto";
-import { readResult } from "@tm/store";
+import { readHistory, readResult } from "@tm/store";
 import { type SpawnedService, waitFor } from "@tm/testkit";
 import type { NatsConnection } from "nats";
 import { afterAll, beforeAll, expect, test } from "vitest";
@@ -31,9 +33,16 @@ afterAll(async () => {
   await pipeline?.dispose();
 });
 
+/** A concurrency key of one place: the task killed holds it, and `waiter`, submitted after it, waits for it. */
+function keyOfOne() {
+  return { concurrencyKey: `kill-${crypto.randomUUID()}`, concurrencyLimit: 1 };
+}
+
 test("a task whose worker is SIGKILLed while RUNNING is redelivered after AckWait and stored once", async () => {
   // Long enough that the task is still running when the worker that took it is found and killed.
-  const { taskId } = await pipeline.client.submitTask({ type: "sleep", payload: { ms: TASK_MS } });
+  const key = keyOfOne();
+  const { taskId } = await pipeline.client.submitTask({ type: "sleep", payload: { ms: TASK_MS }, ...key });
+  const waiter = await pipeline.client.submitTask({ type: "echo", payload: { after: "kill" }, ...key });
   const stream = collectStream(pipeline.client, taskId, 50_000);
   let finished = false;
   void stream.then(() => {
@@ -54,6 +63,8 @@ test("a task whose worker is SIGKILLed while RUNNING is redelivered after AckWai
   await workers[counts.indexOf(1)]!.process.kill();
   const killedAt = Date.now();
   expect(finished, "the task must still be running when its worker is killed").toBe(false);
+  // Its worker's death does not end it: it keeps its key's place until its redelivery ends it.
+  expect((await pipeline.client.getTask({ taskId: waiter.taskId })).task?.concurrencyWaiting).toBe(true);
 
   // The only way to SUCCEEDED now is a redelivery to the other worker after AckWait, and a full rerun of the sleep.
   const updates = await stream;
@@ -78,12 +89,35 @@ test("a task whose worker is SIGKILLed while RUNNING is redelivered after AckWai
   await waitDrained(nc, "result-store", Subjects.results);
   await waitDrained(nc, "audit", Subjects.audit);
   expect(await actionsOf(pipeline.redisClient, taskId, "result_stored")).toHaveLength(1);
+
+  // Its end gave the place to the task waiting for it, which ran after it, once.
+  expect(stateNames(await collectStream(pipeline.client, waiter.taskId)).at(-1)).toBe("SUCCEEDED");
+  const when = async (id: string, action: string) =>
+    Date.parse((await readHistory(pipeline.redisClient, id)).find((e) => e.action === action)?.at ?? "");
+  // The audit trail trails the statuses: wait for both entries.
+  await waitFor(
+    "the histories",
+    async () => !Number.isNaN((await when(waiter.taskId, "released")) + (await when(taskId, "succeeded"))),
+  );
+  expect(await when(waiter.taskId, "released")).toBeGreaterThanOrEqual(await when(taskId, "succeeded"));
+  await waitFor(
+    "the waiter's stored result",
+    async () => (await actionsOf(pipeline.redisClient, waiter.taskId, "result_stored")).length > 0,
+  );
+  expect(await actionsOf(pipeline.redisClient, waiter.taskId, "result_stored")).toHaveLength(1);
 }, 120_000); // above the waits inside (20 s for RUNNING, a worker start, the 50 s stream), so they fail first
 
 test("with max_attempts 1, a task whose worker is SIGKILLed is not run again: FAILED and dead-lettered, no result", async () => {
   // Two live workers again (the first test killed one): the redelivery has somewhere to go.
   await pipeline.spawn("worker", {}, "worker-3");
-  const { taskId } = await pipeline.client.submitTask({ type: "sleep", payload: { ms: TASK_MS }, maxAttempts: 1 });
+  const key = keyOfOne();
+  const { taskId } = await pipeline.client.submitTask({
+    type: "sleep",
+    payload: { ms: TASK_MS },
+    maxAttempts: 1,
+    ...key,
+  });
+  const waiter = await pipeline.client.submitTask({ type: "echo", payload: {}, ...key });
   const stream = collectStream(pipeline.client, taskId, 50_000);
   await waitFor(
     "RUNNING",
@@ -110,4 +144,6 @@ test("with max_attempts 1, a task whose worker is SIGKILLed is not run again: FA
   expect(updates.filter((u) => u.status?.state === TaskState.SUCCEEDED)).toEqual([]);
   expect(await readResult(pipeline.redisClient, taskId)).toBeUndefined();
   await waitFor("its dead letter", async () => (await actionsOf(pipeline.redisClient, taskId, "failed")).length > 0);
+  // FAILED gives its key's place back as SUCCEEDED does.
+  expect(stateNames(await collectStream(pipeline.client, waiter.taskId)).at(-1)).toBe("SUCCEEDED");
 }, 120_000);
