@@ -128,11 +128,33 @@ export async function isConcurrencyWaiting(redis: Redis, key: string, taskId: st
   return (await redis.zscore(Keys.concurrencyWaiting(key), taskId)) !== null;
 }
 
-/** How many of a key's tasks are in the pipeline and how many wait for a place (operators' view). */
+/** How many of a key's tasks are in the pipeline and how many wait for a place. */
 export async function concurrencyCounts(redis: Redis, key: string): Promise<{ running: number; waiting: number }> {
   const [running, waiting] = await Promise.all([
     redis.zcard(Keys.concurrencyRunning(key)),
     redis.zcard(Keys.concurrencyWaiting(key)),
   ]);
   return { running, waiting };
+}
+
+/** One key's tasks, for operators: the first `listed` holding its places and waiting for one (oldest first), the
+ *  counts, and the limit the oldest waiting one was submitted with (0: none waits). One round trip, then one read. */
+export interface ConcurrencyKeyView {
+  running: string[];
+  runningTotal: number;
+  waiting: string[];
+  waitingTotal: number;
+  nextLimit: number;
+}
+
+export async function readConcurrencyKey(redis: Redis, key: string, listed: number): Promise<ConcurrencyKeyView> {
+  const [running, runningTotal, waiting, waitingTotal] = await Promise.all([
+    redis.zrange(Keys.concurrencyRunning(key), 0, listed - 1),
+    redis.zcard(Keys.concurrencyRunning(key)),
+    redis.zrange(Keys.concurrencyWaiting(key), 0, listed - 1),
+    redis.zcard(Keys.concurrencyWaiting(key)),
+  ]);
+  const head = waiting[0];
+  const nextLimit = head === undefined ? 0 : Number((await redis.hget(Keys.task(head), "concurrencyLimit")) ?? 0);
+  return { running, runningTotal, waiting, waitingTotal, nextLimit };
 }

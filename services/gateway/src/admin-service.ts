@@ -64,6 +64,7 @@ import {
 import { callerOf } from "./auth/caller.js";
 import { handleUntilUnavailable } from "./batch-outcomes.js";
 import { cancelTask, previewCancel } from "./cancel-task.js";
+import { getConcurrencyKey } from "./concurrency-key-view.js";
 import { dependency } from "./dependencies.js";
 import { type DiscardOutcome, discardLetter } from "./discard.js";
 import { dependencyPolicyToProto, priorityToProto, stateToProto, statusToProto, timestampFromIso } from "./mapping.js";
@@ -73,6 +74,7 @@ import { type ReplayOutcome, replayDeadLetter } from "./replay.js";
 import { type RequeueOutcome, requeueStalledTask } from "./requeue-stalled.js";
 import { scheduleHandlers } from "./schedules.js";
 import { countStalledTasks, listStalledTasks, type StalledOptions } from "./stalled-tasks.js";
+import type { TaskIsolation } from "./task-isolation.js";
 import { typeLimitHandlers } from "./type-limits.js";
 import { parseTaskId } from "./validation.js";
 import { listWorkersResponse, setQuiet } from "./workers.js";
@@ -102,6 +104,8 @@ export interface AdminServiceOptions {
   stalled: StalledOptions;
   /** Why this gateway refuses new submissions now (backlog-shedding.ts), for GetQueueStats. */
   shedding?: () => string | undefined;
+  /** GATEWAY_TASK_ISOLATION: whose a concurrency key is (GetConcurrencyKey). */
+  isolation: Pick<TaskIsolation, "enabled" | "concurrencyScopeOf">;
 }
 
 export function adminServiceHandlers(
@@ -462,6 +466,7 @@ export function adminServiceHandlers(
     pauseType: (request, ctx) => typeLimits.setTypePaused(request.type, true, callerOf(ctx)),
     resumeType: (request, ctx) => typeLimits.setTypePaused(request.type, false, callerOf(ctx)),
     listWorkers: () => redis("reading the workers' reports", () => listWorkersResponse(rt.redis)),
+    getConcurrencyKey: (request) => getConcurrencyKey(rt.redis, redis, options.isolation, request),
     quietWorker: (request, ctx) => setQuiet(rt, redis, request.workerId, true, callerOf(ctx)),
     resumeWorker: (request, ctx) => setQuiet(rt, redis, request.workerId, false, callerOf(ctx)),
 

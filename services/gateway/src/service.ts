@@ -128,17 +128,18 @@ export const gateway = defineService({
       redisTimeoutMs: rt.config.GATEWAY_REDIS_TIMEOUT_MS,
       shedding: () => shedding.refusal(),
     });
+    const isolation = taskIsolation(
+      rt.config.GATEWAY_TASK_ISOLATION,
+      rt.config.GATEWAY_AUTH_MODE,
+      parseCallerList("GATEWAY_CHILD_SUBMITTERS", rt.config.GATEWAY_CHILD_SUBMITTERS),
+    );
     const taskService = taskServiceHandlers(rt, subscriptions, {
       shedding: () => shedding.refusal(),
       releaseDue: () => releaser.release(),
       maxPayloadBytes: rt.config.GATEWAY_MAX_PAYLOAD_BYTES,
       redisTimeoutMs: rt.config.GATEWAY_REDIS_TIMEOUT_MS,
       maxDelaySeconds: rt.config.GATEWAY_MAX_DELAY_SECONDS,
-      isolation: taskIsolation(
-        rt.config.GATEWAY_TASK_ISOLATION,
-        rt.config.GATEWAY_AUTH_MODE,
-        parseCallerList("GATEWAY_CHILD_SUBMITTERS", rt.config.GATEWAY_CHILD_SUBMITTERS),
-      ),
+      isolation,
       maxBatchTasks: rt.config.GATEWAY_MAX_BATCH_TASKS,
     });
     // With REDIS_WAIT_REPLICAS, calls that change something answer once replicas hold their writes.
@@ -188,6 +189,7 @@ export const gateway = defineService({
           redisInfo: () => redisGauges.latest(),
           stalled,
           shedding: () => shedding.refusal(),
+          isolation,
         }),
         confirm,
       ),

@@ -4,7 +4,7 @@
  * own, and an operator sees every task. Without isolation a task id is enough, as before.
  */
 import { Code, ConnectError } from "@connectrpc/connect";
-import { createTaskClient, TaskState } from "@tm/proto";
+import { createAdminClient, createTaskClient, TaskState } from "@tm/proto";
 import { useInfra } from "@tm/testkit";
 import { describe, expect, test } from "vitest";
 import { startGateway, useGateway } from "./helpers.js";
@@ -108,6 +108,21 @@ describe("GATEWAY_TASK_ISOLATION=caller", () => {
     const { taskId: parent } = await as("shop").submitTask({ type: "echo" });
     const child = await as("workers").submitTask({ ...limited, parentTaskId: parent });
     expect(await waits("shop", child.taskId)).toBe(true);
+    // An operator names whose key to read; each application's is its own.
+    const ops = createAdminClient({ baseUrl: g.gateway.baseUrl, apiKey: KEYS.ops });
+    expect(await ops.getConcurrencyKey({ key: "tenant-1", owner: "shop" })).toMatchObject({
+      running: [shop.taskId],
+      waiting: [second.taskId, child.taskId],
+      nextLimit: 1,
+    });
+    expect(await ops.getConcurrencyKey({ key: "tenant-1", owner: "billing" })).toMatchObject({
+      running: [billing.taskId],
+      waitingTotal: 0,
+    });
+    expect(await failure(ops.getConcurrencyKey({ key: "tenant-1" }))).toMatchObject({
+      code: Code.InvalidArgument,
+      message: expect.stringMatching(/^owner: is required with GATEWAY_TASK_ISOLATION=caller/),
+    });
     for (const [caller, taskId] of [
       ["shop", shop.taskId],
       ["billing", billing.taskId],

@@ -1,0 +1,76 @@
+/**
+ * Concurrency keys at the gateway, against a real nats-server and redis-server (no stages run, so the tasks stay where
+ * the gateway left them): a task within its key's limit is queued on tasks.ingest, one over it is not; SubmitTasks
+ * applies the limit task by task; a cancel of the task holding the place releases the oldest waiting one, which the
+ * gateway's releaser queues; GetConcurrencyKey lists both sets and refuses a bad key or owner, naming the field.
+ */
+import { Code, ConnectError } from "@connectrpc/connect";
+import { Subjects } from "@tm/flow";
+import { TaskState } from "@tm/proto";
+import { useInfra, waitFor } from "@tm/testkit";
+import { describe, expect, test } from "vitest";
+import { streamMessagesOf, useClients, useGateway } from "./helpers.js";
+
+const infra = useInfra();
+const clients = useClients(infra);
+const queued = async (taskId: string) =>
+  (await streamMessagesOf(clients.nc, "TASKS", Subjects.ingest, taskId)).length > 0;
+
+describe("concurrency keys", () => {
+  const g = useGateway(infra, { GATEWAY_DELAYED_POLL_MS: "100" });
+
+  test("over the limit a task waits unqueued; a cancel of one holding a place queues the oldest waiting", async () => {
+    const key = `tenant-${crypto.randomUUID()}`;
+    const limited = { type: "sleep", payload: { ms: 60_000 }, concurrencyKey: key, concurrencyLimit: 2 };
+    const first = await g.client.submitTask(limited);
+    const second = await g.client.submitTask(limited);
+    // A batch is admitted task by task: its first waits behind the two, its second behind that one.
+    const { outcomes } = await g.client.submitTasks({ tasks: [limited, limited] });
+    const [third, fourth] = outcomes.map((o) => (o.outcome.case === "accepted" ? o.outcome.value.taskId : ""));
+    expect(third && fourth).toBeTruthy();
+
+    await waitFor("the admitted tasks queued", async () => (await queued(first.taskId)) && queued(second.taskId));
+    expect(await queued(third!)).toBe(false);
+    const view = await g.admin.getConcurrencyKey({ key });
+    expect(view).toMatchObject({ runningTotal: 2, waiting: [third, fourth], waitingTotal: 2, nextLimit: 2 });
+    expect([...view.running].sort()).toEqual([first.taskId, second.taskId].sort());
+    const waiting = (await g.client.getTask({ taskId: third! })).task;
+    expect(waiting).toMatchObject({ concurrencyKey: key, concurrencyLimit: 2, concurrencyWaiting: true });
+    expect(waiting?.status?.state).toBe(TaskState.PENDING);
+
+    // Cancelling a waiting task takes it out of the line without freeing a place.
+    await g.client.cancelTask({ taskId: fourth!, reason: "not needed" });
+    expect(await g.admin.getConcurrencyKey({ key })).toMatchObject({ runningTotal: 2, waiting: [third] });
+    // Cancelling one in the pipeline frees its place: the oldest waiting task is queued.
+    await g.client.cancelTask({ taskId: first.taskId });
+    await waitFor("the waiting task queued", () => queued(third!));
+    expect(await g.admin.getConcurrencyKey({ key })).toMatchObject({ runningTotal: 2, waitingTotal: 0, nextLimit: 0 });
+    expect((await g.client.getTask({ taskId: third! })).task?.concurrencyWaiting).toBe(false);
+    expect(await queued(fourth!)).toBe(false);
+    for (const taskId of [second.taskId, third!]) await g.client.cancelTask({ taskId });
+    expect(await g.admin.getConcurrencyKey({ key })).toMatchObject({ runningTotal: 0, waitingTotal: 0 });
+  });
+
+  test("GetConcurrencyKey names what is wrong with its request", async () => {
+    const refusal = async (request: { key?: string; owner?: string }) => {
+      const error = await g.admin.getConcurrencyKey(request).catch((e: unknown) => ConnectError.from(e));
+      if (!(error instanceof ConnectError)) throw new Error("answered");
+      return { code: error.code, message: error.rawMessage };
+    };
+    expect(await refusal({})).toEqual({
+      code: Code.InvalidArgument,
+      message: "key: is required: the concurrency key its tasks were submitted with",
+    });
+    expect((await refusal({ key: "two words" })).message).toMatch(/^key: must be 1 to 128 letters/);
+    expect(await refusal({ key: "k", owner: "shop" })).toEqual({
+      code: Code.InvalidArgument,
+      message: "owner: applies only with GATEWAY_TASK_ISOLATION=caller: here every caller shares each key",
+    });
+    expect(await g.admin.getConcurrencyKey({ key: "never-used" })).toMatchObject({
+      running: [],
+      runningTotal: 0,
+      waiting: [],
+      waitingTotal: 0,
+    });
+  });
+});
