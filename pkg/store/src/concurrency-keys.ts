@@ -6,7 +6,8 @@
  *
  *   concurrency_running:<key>  sorted set: the key's tasks in the pipeline → when each was released, or last found
  *                              still unfinished (ms)
- *   concurrency_waiting:<key>  sorted set: the key's tasks waiting PENDING for a place → createdAt (ms): FIFO
+ *   concurrency_waiting:<key>  sorted set: the key's tasks waiting PENDING for a place, in the order they came to
+ *                              wait → createdAt (ms), or just after the one before when that is not earlier
  *
  * A task enters through `concurrencyAdmit`, called where it would otherwise be queued: saveTask (a task queued at
  * once) and the delayed-task releaser's script (a delayed task when due, or a task whose dependencies were met). It
@@ -103,7 +104,12 @@ local function concurrencyAdmit(id, key, limit, now, ttl, createdMs)
       return true
     end
   end
-  redis.call('ZADD', waiting, createdMs, id)
+  -- In the order they came to wait: its creation time, or just after the last one waiting if that is not later (a
+  -- batch's tasks share one time; a late arrival goes last). NX: a repeated submission keeps its place.
+  local last = redis.call('ZRANGE', waiting, -1, -1, 'WITHSCORES')[2]
+  local score = createdMs
+  if last and tonumber(last) >= score then score = tonumber(last) + 1 end
+  redis.call('ZADD', waiting, 'NX', score, id)
   redis.call('EXPIRE', waiting, ttl)
   redis.call('ZADD', unfinishedKey, 'XX', now + ttl * 1000, id)
   -- Places freed without a release (pruned above, or a lower limit of those waiting) go to the oldest waiting first;

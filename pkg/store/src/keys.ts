@@ -59,7 +59,8 @@
  *   concurrency_running:<key>  sorted set: the tasks of a concurrency key in the pipeline (released, not finished) →
  *                       when each was released or last found unfinished (ms)   at most the key's limit; TTL
  *                       taskTtlSeconds from the last write
- *   concurrency_waiting:<key>  sorted set: the tasks of a concurrency key waiting PENDING for a place → createdAt (ms)
+ *   concurrency_waiting:<key>  sorted set: the tasks of a concurrency key waiting PENDING for a place, in the order they
+ *                       came to wait → createdAt (ms), or just after the one before when that is not earlier
  *                       a submitted backlog's size; TTL taskTtlSeconds from the last write (concurrency-keys.ts)
  *   task_handbacks:<id> hash: generation → deliveries of the task a worker handed back unstarted (stopping, quiet),
  *                       which are not attempts (hand-backs.ts)   TTL taskTtlSeconds from the last hand-back
@@ -109,7 +110,7 @@ export const Keys = {
   expiring: "tasks_expiring",
   /** A concurrency key's tasks in the pipeline → when each was released or last checked (ms) (concurrency-keys.ts). */
   concurrencyRunning: (key: string) => `concurrency_running:${key}`,
-  /** A concurrency key's tasks waiting PENDING for a place → createdAt (ms). */
+  /** A concurrency key's tasks waiting PENDING for a place, in the order they came to wait. */
   concurrencyWaiting: (key: string) => `concurrency_waiting:${key}`,
 } as const;
 

@@ -20,7 +20,14 @@
  */
 import { isTerminal, type TaskState } from "@tm/flow";
 import type { Runtime } from "@tm/kit";
-import { claimRequeue, readStatus, readTask, stalledSinceMs } from "@tm/store";
+import {
+  claimRequeue,
+  concurrencyRedisKey,
+  isConcurrencyWaiting,
+  readStatus,
+  readTask,
+  stalledSinceMs,
+} from "@tm/store";
 import { dependency } from "./dependencies.js";
 import { isGenerationNotQueued, queueGeneration } from "./queue-generation.js";
 import { NOT_QUEUED_PREFIX } from "./requeue-sweeper.js";
@@ -76,6 +83,19 @@ export async function requeueStalledTask(
   if (Number.isNaN(changedAtMs)) return refuse(`its status has no valid time of change ("${status.updatedAt}")`);
   if (previousState === "PENDING" && task.runAt && changedAtMs > now) {
     return refuse(`it is delayed until ${task.runAt}: the gateway queues it then (cancel it instead to drop it)`);
+  }
+  // Waiting for a place under its concurrency key is waiting by design too: a requeue would run it past its limit.
+  const concurrencyKey = previousState === "PENDING" ? concurrencyRedisKey(task) : undefined;
+  if (
+    concurrencyKey &&
+    (await dependency("Redis", "reading the task's concurrency key", () =>
+      isConcurrencyWaiting(rt.redis, concurrencyKey, taskId),
+    ))
+  ) {
+    return refuse(
+      `it waits for a place under its concurrency key ${task.concurrencyKey}: the gateway queues it when one frees ` +
+        "(cancel it instead to drop it)",
+    );
   }
   const unchangedMs = now - changedAtMs;
   if (!neverQueued && unchangedMs < stalledForMs) {

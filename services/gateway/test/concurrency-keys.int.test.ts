@@ -2,11 +2,12 @@
  * Concurrency keys at the gateway, against a real nats-server and redis-server (no stages run, so the tasks stay where
  * the gateway left them): a task within its key's limit is queued on tasks.ingest, one over it is not; SubmitTasks
  * applies the limit task by task; a cancel of the task holding the place releases the oldest waiting one, which the
- * gateway's releaser queues; GetConcurrencyKey lists both sets and refuses a bad key or owner, naming the field.
+ * gateway's releaser queues; RequeueTasks refuses a waiting task; GetConcurrencyKey lists both sets and refuses a bad
+ * key or owner, naming the field.
  */
 import { Code, ConnectError } from "@connectrpc/connect";
 import { Subjects } from "@tm/flow";
-import { TaskState } from "@tm/proto";
+import { RequeueResult, TaskState } from "@tm/proto";
 import { useInfra, waitFor } from "@tm/testkit";
 import { describe, expect, test } from "vitest";
 import { streamMessagesOf, useClients, useGateway } from "./helpers.js";
@@ -37,6 +38,14 @@ describe("concurrency keys", () => {
     const waiting = (await g.client.getTask({ taskId: third! })).task;
     expect(waiting).toMatchObject({ concurrencyKey: key, concurrencyLimit: 2, concurrencyWaiting: true });
     expect(waiting?.status?.state).toBe(TaskState.PENDING);
+
+    // Waiting for its key is waiting by design: RequeueTasks refuses it, as it does a delayed task before its time.
+    const { outcomes: requeued } = await g.admin.requeueTasks({ taskIds: [third!], stalledForSeconds: 0 });
+    expect(requeued[0]).toMatchObject({
+      result: RequeueResult.FAILED_PRECONDITION,
+      reason: `it waits for a place under its concurrency key ${key}: the gateway queues it when one frees (cancel it instead to drop it)`,
+    });
+    expect(await queued(third!)).toBe(false);
 
     // Cancelling a waiting task takes it out of the line without freeing a place.
     await g.client.cancelTask({ taskId: fourth!, reason: "not needed" });
