@@ -30,6 +30,9 @@ export interface StoredSchedule {
     expiresAfterMs?: number;
     /** Each run's task's succeeded retention (s), when set. */
     succeededRetentionSeconds?: number;
+    /** Each run's task's concurrency key and limit (SubmitTaskRequest.concurrency_key), when set. */
+    concurrencyKey?: string;
+    concurrencyLimit?: number;
   };
   createdAt: string;
   createdBy: string;

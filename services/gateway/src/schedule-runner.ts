@@ -225,6 +225,9 @@ export async function submitRun(
       ...(task.succeededRetentionSeconds
         ? { succeededRetention: durationFromMs(task.succeededRetentionSeconds * 1_000) }
         : {}),
+      ...(task.concurrencyKey && task.concurrencyLimit
+        ? { concurrencyKey: task.concurrencyKey, concurrencyLimit: task.concurrencyLimit }
+        : {}),
     }),
     ctx,
   );

@@ -232,8 +232,8 @@ function parseTemplate(task: ScheduledTask | undefined, limits: ScheduleLimits):
         dependsOn: [],
         dependencyPolicy: DependencyPolicy.UNSPECIFIED,
         parentTaskId: "",
-        concurrencyKey: "",
-        concurrencyLimit: 0,
+        concurrencyKey: task.concurrencyKey,
+        concurrencyLimit: task.concurrencyLimit,
       },
       limits.maxPayloadBytes,
       limits.maxDeliver,
@@ -251,6 +251,9 @@ function parseTemplate(task: ScheduledTask | undefined, limits: ScheduleLimits):
     metadata: { ...task.metadata },
     ...taskLimitsOf(valid),
     ...(valid.succeededRetentionSeconds ? { succeededRetentionSeconds: valid.succeededRetentionSeconds } : {}),
+    ...(valid.concurrencyKey && valid.concurrencyLimit
+      ? { concurrencyKey: valid.concurrencyKey, concurrencyLimit: valid.concurrencyLimit }
+      : {}),
   };
 }
 
@@ -274,6 +277,8 @@ export function scheduleToProto({
       ...(task.succeededRetentionSeconds
         ? { succeededRetention: durationFromMs(task.succeededRetentionSeconds * 1_000) }
         : {}),
+      concurrencyKey: task.concurrencyKey ?? "",
+      concurrencyLimit: task.concurrencyLimit ?? 0,
     },
     ...(nextMs === undefined ? {} : { nextRunAt: timestampFromMs(nextMs) }),
     createdAt: timestampFromIso(schedule.createdAt),

@@ -433,6 +433,44 @@ test("RunSchedule submits the template once per call, now, a paused schedule's t
   await quiet.admin.deleteSchedule({ id: "on-demand" });
 });
 
+test("a template's concurrency key and limit are kept, listed, and given to each run's task", async () => {
+  const key = `sync-${crypto.randomUUID()}`;
+  const template = { type: "sleep", payload: { ms: 60_000 }, priority: Priority.LOW, metadata: {} };
+  await quiet.admin.createSchedule({
+    schedule: schedule({
+      id: "keyed",
+      cron: "0 3 * * *",
+      task: { ...template, concurrencyKey: key, concurrencyLimit: 1 },
+    }),
+    replace: true,
+  });
+  const listed = (await quiet.admin.listSchedules({})).schedules.find((s) => s.id === "keyed");
+  expect(listed?.task).toMatchObject({ concurrencyKey: key, concurrencyLimit: 1 });
+  const first = await quiet.admin.runSchedule({ id: "keyed" });
+  const second = await quiet.admin.runSchedule({ id: "keyed" });
+  // The second run waits for the first's place, unqueued.
+  const view = await quiet.admin.getConcurrencyKey({ key });
+  expect(view).toMatchObject({ running: [first.taskId], waiting: [second.taskId] });
+  expect((await quiet.client.getTask({ taskId: second.taskId })).task).toMatchObject({
+    concurrencyKey: key,
+    concurrencyWaiting: true,
+  });
+  expect((await runsOf("keyed")).map((run) => run.taskId)).toEqual([first.taskId]);
+  // A key without a limit is refused, named where it sits.
+  expect(
+    await rejection(
+      quiet.admin.createSchedule({
+        schedule: schedule({ id: "half-keyed", task: { ...template, concurrencyKey: key } }),
+      }),
+    ),
+  ).toEqual({
+    code: Code.InvalidArgument,
+    message: "schedule.task.concurrency_limit: is required with concurrency_key: 1 to 1000",
+  });
+  for (const { taskId } of [first, second]) await quiet.client.cancelTask({ taskId });
+  await quiet.admin.deleteSchedule({ id: "keyed" });
+});
+
 describe("overlap policy skip", () => {
   test("a time comes while the previous run's task has not finished: skipped, moved on; once it has, the next runs", async () => {
     await quiet.admin.createSchedule({
