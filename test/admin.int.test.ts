@@ -555,7 +555,7 @@ describe("AdminService", () => {
     );
   });
 
-  test("taskctl pause low: low tasks wait while high ones run; taskctl resume low: they run, but one past its --expires-after is CANCELLED unrun", async () => {
+  test("taskctl pause low: low tasks wait while high ones run; taskctl resume low: they run, but one past its --expires-after is CANCELLED unrun; taskctl concurrency: a key's task held by the pause, and the one waiting for its place", async () => {
     const worker = pipeline.services.get("worker")!;
     const gauge = async () => {
       const text = await (await fetch(`http://127.0.0.1:${worker.opsPort}/metrics`)).text();
@@ -582,6 +582,46 @@ describe("AdminService", () => {
     await waitFor("the low tasks scheduled", async () => (await state(low)) === TaskState.SCHEDULED);
     await waitFor("the expiring task scheduled", async () => (await state(late)) === TaskState.SCHEDULED);
     expect(await readResult(pipeline.redisClient, low)).toBeUndefined();
+    // Two low tasks of one concurrency key, limit 1: the first holds its place (in the pipeline, held by the pause),
+    // the second waits PENDING for it. taskctl concurrency names both.
+    const key = `tenant-${crypto.randomUUID().slice(0, 8)}`;
+    const keyed: string[] = [];
+    for (const n of [1, 2]) {
+      const submitted = await taskctl(
+        "submit",
+        "echo",
+        "--priority",
+        "low",
+        "--payload",
+        `{"n":${n}}`,
+        "--concurrency-key",
+        key,
+        "--concurrency-limit",
+        "1",
+        "--json",
+      );
+      expect(submitted.code, submitted.stderr).toBe(0);
+      keyed.push((JSON.parse(submitted.stdout) as { taskId: string }).taskId);
+    }
+    const [holding, waiting] = keyed;
+    const view = await taskctl("concurrency", key);
+    expect(view.code, view.stderr).toBe(0);
+    expect(view.stdout).toBe(
+      `concurrency key ${key}: 1 in the pipeline, 1 waiting (the next is admitted under a limit of 1)\n` +
+        `running  ${holding}\nwaiting  ${waiting}\n`,
+    );
+    expect(JSON.parse((await taskctl("concurrency", key, "--json")).stdout)).toEqual({
+      running: [holding],
+      runningTotal: 1,
+      waiting: [waiting],
+      waitingTotal: 1,
+      nextLimit: 1,
+    });
+    // --owner is for a gateway isolating callers' tasks (GATEWAY_TASK_ISOLATION=caller); this one refuses it.
+    const owned = await taskctl("concurrency", key, "--owner", "shop");
+    expect(owned.code).toBe(2);
+    expect(owned.stderr).toMatch(/^taskctl: rejected by the gateway: owner: applies only with GATEWAY_TASK_ISOLATION/);
+    expect((await taskctl("concurrency")).code).toBe(2);
     const { task: lateTask } = await pipeline.client.getTask({ taskId: late });
     const expiresAt = timestampDate(lateTask!.createdAt!).getTime() + 1_000;
     await waitFor("the expiring task's second to pass", async () => Date.now() > expiresAt + 50);
@@ -597,6 +637,13 @@ describe("AdminService", () => {
     expect(shown.stdout).toMatch(/^reason {4}expired: not started by \S+ \(expires_after 1000 ms\)$/m);
     expect(shown.stdout).toMatch(/^expires {3}if not started 1.00 s after it was due$/m);
     expect(await readResult(pipeline.redisClient, late)).toBeUndefined();
+    // The keyed tasks ran one after the other, and the key holds nothing any more.
+    for (const taskId of keyed) {
+      await waitFor("a keyed task to succeed", async () => (await state(taskId)) === TaskState.SUCCEEDED);
+    }
+    expect((await taskctl("concurrency", key)).stdout).toBe(
+      `concurrency key ${key}: no task in the pipeline, none waiting\n`,
+    );
   });
 
   test("taskctl submit --delay: the task waits PENDING, then runs once, its history submitted, released, ingested", async () => {

@@ -1,5 +1,5 @@
 /**
- * Tables for the operator commands (stats, ls, history, dlq, workers): aligned columns, long cells cut with "…", times
+ * Tables for the operator commands (stats, ls, history, dlq, workers, concurrency): aligned columns, long cells cut with "…", times
  * relative to `now`. Pure, so the exact output is unit-tested.
  */
 import { durationMs, type Timestamp, timestampDate, timestampMs } from "@bufbuild/protobuf/wkt";
@@ -10,6 +10,7 @@ import {
   type DeadLetterEntry,
   type DiscardOutcome,
   DiscardResult,
+  type GetConcurrencyKeyResponse,
   type GetQueueStatsResponse,
   ownTaskTypesText,
   type PausedQueue,
@@ -394,6 +395,35 @@ function scheduleNotes(schedule: Schedule, now: number): string {
     ...(schedule.endAt ? [`until ${minuteOf(schedule.endAt)}`] : []),
   ];
   return notes.length > 0 ? ` (${notes.join(", ")})` : "";
+}
+
+/**
+ * `taskctl concurrency <key>`: the key's counts on one line, then the ids of its tasks in the pipeline and of those
+ * waiting, oldest first (the gateway lists the first 100 of each; "… and N more" for the rest):
+ *   concurrency key tenant-7: 2 in the pipeline, 13 waiting (the next is admitted under a limit of 2)
+ *   running  <id> <id>
+ *   waiting  <id> <id> … and 11 more
+ */
+export function renderConcurrencyKey(key: string, view: GetConcurrencyKeyResponse, owner?: string): string {
+  const name = `concurrency key ${key}${owner ? ` (owner ${owner})` : ""}`;
+  if (view.runningTotal === 0 && view.waitingTotal === 0) {
+    return `${name}: no task in the pipeline, none waiting`;
+  }
+  const waiting =
+    view.waitingTotal === 0
+      ? "none waiting"
+      : `${view.waitingTotal} waiting${view.nextLimit > 0 ? ` (the next is admitted under a limit of ${view.nextLimit})` : ""}`;
+  return [
+    `${name}: ${view.runningTotal} in the pipeline, ${waiting}`,
+    ...(view.runningTotal > 0 ? [`running  ${idsAndMore(view.running, view.runningTotal)}`] : []),
+    ...(view.waitingTotal > 0 ? [`waiting  ${idsAndMore(view.waiting, view.waitingTotal)}`] : []),
+  ].join("\n");
+}
+
+/** "a b c", or "a b c … and 7 more" when `total` exceeds the ids listed. */
+function idsAndMore(ids: readonly string[], total: number): string {
+  const more = total - ids.length;
+  return [...ids, ...(more > 0 ? [`… and ${more} more`] : [])].join(" ");
 }
 
 /** How long a task has run: "<1s", "42s", "5m", "3h". */

@@ -105,6 +105,8 @@ export type Invocation =
   | { command: "stats"; globals: GlobalOptions }
   | { command: "workers"; globals: GlobalOptions }
   | { command: "workers-quiet" | "workers-resume"; globals: GlobalOptions; workerId: string }
+  /** `concurrency <key> [--owner CALLER]`: one concurrency key's tasks, in the pipeline and waiting. */
+  | { command: "concurrency"; globals: GlobalOptions; key: string; owner?: string }
   | { command: "ls"; globals: GlobalOptions; filter: TaskListFilter; limit: number; pageToken?: string }
   | { command: "history"; globals: GlobalOptions; taskId: string }
   | { command: "logs"; globals: GlobalOptions; taskId: string; follow: boolean }
@@ -236,6 +238,7 @@ const COMMAND_OPTIONS: Record<CommandName, Options> = {
   health: {},
   stats: {},
   workers: {},
+  concurrency: { owner: { type: "string" } },
   ls: {
     ...TASK_FILTER_OPTIONS,
     limit: { type: "string" },
@@ -456,6 +459,8 @@ export function parseCommandLine(argv: string[], env: NodeJS.ProcessEnv = {}, no
       const [workerId] = exactly(name, rest, ["<worker id>"], `workers ${action}`);
       return { command: `workers-${action}`, globals, workerId: workerId! };
     }
+    case "concurrency":
+      return { command: "concurrency", globals, ...parseConcurrencyKeyArgs(positionals, str(values.owner)) };
     case "ls": {
       exactly(name, positionals, []);
       const filter = parseTaskListFilter(
@@ -645,6 +650,16 @@ function concurrencyOf(
     );
   }
   return { key, limit };
+}
+
+/** `concurrency <key> [--owner CALLER]`: the key checked as the gateway checks it; --owner, when given, not empty
+ *  (whether it is required or refused depends on the gateway's GATEWAY_TASK_ISOLATION: the gateway says). */
+function parseConcurrencyKeyArgs(positionals: string[], owner: string | undefined): { key: string; owner?: string } {
+  const [key] = exactly("concurrency", positionals, ["<key>"]);
+  const keyProblem = concurrencyKeyProblem(key);
+  if (keyProblem) throw new UsageError(`concurrency: <key> ${keyProblem}`);
+  if (owner !== undefined && owner.trim() === "") throw new UsageError("concurrency: --owner must not be empty");
+  return { key: key!, ...(owner === undefined ? {} : { owner }) };
 }
 
 /** The --retry-* options of submit and schedule add. */

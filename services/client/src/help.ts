@@ -15,6 +15,7 @@ Commands:
   health            check the gateway's gRPC health service
   stats             queue depths, rates, dead letters and tasks by state (operators)
   workers           the live workers and the tasks each runs now; quiet|resume one (operators)
+  concurrency <key> a concurrency key's tasks: those in the pipeline and those waiting for a place (operators)
   ls                list and search tasks, newest first
   history <id>      a task's audit events, stage by stage
   logs <id>         what a task's handler logged (ctx.log); -f follows it until the task finishes
@@ -164,6 +165,19 @@ parentTaskId, children, childrenTotal}]}.`,
   workers: page(
     "Usage: taskctl workers [ls]\n       taskctl workers quiet|resume <worker id | host>",
     "ls (the default) lists the live worker processes (WORKER_ID, host:pid by default): when each started and last\nreported, its tasks running out of WORKER_CONCURRENCY, the deliveries it holds buffered, the priorities it keeps\npaused and whether it is quiet; then every task running, longest first, with its attempt and how long it has run.\nA worker reports every WORKER_REPORT_INTERVAL_MS (5 s): one that stopped leaves the list at once, one that died\nwithin three intervals. quiet: that worker takes no new tasks from its next poll (WORKER_PAUSE_POLL_MS) and hands\nback what it holds buffered, which the other workers take at once (not counted as attempts); its running tasks\nfinish. Before maintenance of its machine, or to stop it taking work without killing what it runs. It stays quiet\nuntil resume or until it restarts.",
+  ),
+  concurrency: page(
+    "Usage: taskctl concurrency <key> [--owner CALLER]",
+    `Shows one concurrency key's tasks (submit --concurrency-key): how many are in the pipeline (released into it, not
+finished: they hold the key's places) and how many wait PENDING for a place, then their ids, those waiting oldest
+first (the order they get one); the first 100 of each, "… and N more" for the rest. The limit shown is the one the
+oldest waiting task was submitted with: it is admitted once fewer of the key's tasks than that are in the pipeline.
+For why a tenant's tasks stay PENDING, and whose tasks hold its places (--json: {running, runningTotal, waiting,
+waitingTotal, nextLimit}, zeros and empty lists left out).`,
+    `Options:
+  --owner CALLER    whose key, with a gateway run with GATEWAY_TASK_ISOLATION=caller (each application's keys
+                    are its own): the caller its tasks were submitted by (its API key's caller name or JWT sub);
+                    required there, refused otherwise (exit 2)`,
   ),
   ls: page(
     "Usage: taskctl ls [--state S] [--type T] [--priority P] [--since T] [--until T] [--query Q] [--stalled-for D] [--stalled] [--parent ID] [--limit N] [--page-token TOKEN]",

@@ -5,6 +5,7 @@
 import { parseCommandLine } from "./args.js";
 import {
   cancelAllCommand,
+  concurrencyCommand,
   dlqCommand,
   historyCommand,
   lsCommand,
@@ -82,6 +83,8 @@ export async function run(argv: string[], io: Io): Promise<ExitCode> {
       case "workers-quiet":
       case "workers-resume":
         return await workerQuietCommand(io, adminClientFor(globals), invocation);
+      case "concurrency":
+        return await concurrencyCommand(io, adminClientFor(globals), invocation);
       case "ls":
         return await lsCommand(io, adminClientFor(globals), { ...invocation, json: globals.json });
       case "history":

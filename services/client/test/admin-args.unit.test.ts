@@ -2,7 +2,8 @@ import { Priority, TaskState } from "@tm/proto";
 import { describe, expect, test } from "vitest";
 import { parseTime } from "../src/admin-args.js";
 import { parseCommandLine } from "../src/args.js";
-import { UsageError } from "../src/exit-codes.js";
+import { ExitCode, UsageError } from "../src/exit-codes.js";
+import { run } from "../src/run.js";
 
 const NOW = Date.parse("2026-03-01T12:00:00Z");
 
@@ -103,6 +104,32 @@ describe("operator commands", () => {
   test("stats takes no arguments", () => {
     expect(parseCommandLine(["stats"], {}, NOW)).toMatchObject({ command: "stats" });
     expect(usageErrorOf(["stats", "now"])).toMatch(/^stats: unexpected argument/);
+  });
+
+  test("concurrency <key> [--owner CALLER]: the key checked as submit checks it; a missing one is a usage error", async () => {
+    expect(parseCommandLine(["concurrency", "account:42"], {}, NOW)).toEqual({
+      command: "concurrency",
+      globals: { addr: "http://127.0.0.1:50051", json: false },
+      key: "account:42",
+    });
+    expect(parseCommandLine(["concurrency", "tenant-7", "--owner", "shop", "--json"], {}, NOW)).toMatchObject({
+      command: "concurrency",
+      key: "tenant-7",
+      owner: "shop",
+      globals: { json: true },
+    });
+    expect(usageErrorOf(["concurrency"])).toMatch(/^concurrency: missing <key>\n\nUsage: taskctl concurrency <key>/);
+    expect(usageErrorOf(["concurrency", "a", "b"])).toMatch(/^concurrency: unexpected argument "b"/);
+    expect(usageErrorOf(["concurrency", ""])).toBe("concurrency: <key> must not be empty");
+    expect(usageErrorOf(["concurrency", "two words"])).toMatch(/^concurrency: <key> must be 1 to 128 letters/);
+    expect(usageErrorOf(["concurrency", "k".repeat(129)])).toMatch(/^concurrency: <key> must be 1 to 128 letters/);
+    expect(usageErrorOf(["concurrency", "k", "--owner", ""])).toBe("concurrency: --owner must not be empty");
+    expect(usageErrorOf(["concurrency", "k", "--limit", "5"])).toMatch(/^concurrency: unknown option --limit/);
+    // The same exit code as every usage error, before any call.
+    let stderr = "";
+    const io = { stdout: { write: () => true }, stderr: { write: (text: string) => (stderr += text) }, env: {} };
+    expect(await run(["concurrency"], io)).toBe(ExitCode.Usage);
+    expect(stderr).toMatch(/^taskctl: concurrency: missing <key>/);
   });
 
   test("dlq ls and dlq replay", () => {

@@ -1,7 +1,8 @@
-import { create } from "@bufbuild/protobuf";
+import { create, type MessageInitShape } from "@bufbuild/protobuf";
 import { durationFromMs, timestampFromMs } from "@bufbuild/protobuf/wkt";
 import {
   DeadLetterEntrySchema,
+  GetConcurrencyKeyResponseSchema,
   GetQueueStatsResponseSchema,
   PausedQueueSchema,
   Priority,
@@ -23,6 +24,7 @@ import {
 import { describe, expect, test } from "vitest";
 import {
   relativeTime,
+  renderConcurrencyKey,
   renderDeadLetters,
   renderPausedQueues,
   renderRedisStats,
@@ -347,6 +349,38 @@ describe("operator tables", () => {
     expect(renderReplay(letters, false).split("\n")[1]).toBe(
       "TASKS:9  t     replayed  generation 1, queued by the requeue sweeper once NATS answers (x)",
     );
+  });
+
+  test("a concurrency key: its counts, then the ids in the pipeline and waiting, with how many more were not listed", () => {
+    const view = (init: MessageInitShape<typeof GetConcurrencyKeyResponseSchema>) =>
+      create(GetConcurrencyKeyResponseSchema, init);
+    expect(
+      renderConcurrencyKey(
+        "tenant-7",
+        view({
+          running: ["r-1", "r-2"],
+          runningTotal: 2,
+          waiting: ["w-1", "w-2"],
+          waitingTotal: 13,
+          nextLimit: 2,
+        }),
+      ).split("\n"),
+    ).toEqual([
+      "concurrency key tenant-7: 2 in the pipeline, 13 waiting (the next is admitted under a limit of 2)",
+      "running  r-1 r-2",
+      "waiting  w-1 w-2 … and 11 more",
+    ]);
+    // More in the pipeline than listed; none waiting: no limit to name, no waiting line.
+    expect(renderConcurrencyKey("k", view({ running: ["r-1"], runningTotal: 150 }), "shop").split("\n")).toEqual([
+      "concurrency key k (owner shop): 150 in the pipeline, none waiting",
+      "running  r-1 … and 149 more",
+    ]);
+    // Waiting with none in the pipeline (a place about to be given): no running line.
+    expect(renderConcurrencyKey("k", view({ waiting: ["w-1"], waitingTotal: 1, nextLimit: 1 })).split("\n")).toEqual([
+      "concurrency key k: 0 in the pipeline, 1 waiting (the next is admitted under a limit of 1)",
+      "waiting  w-1",
+    ]);
+    expect(renderConcurrencyKey("idle", view({}))).toBe("concurrency key idle: no task in the pipeline, none waiting");
   });
 
   test("paused queues: name, since when and by whom; none", () => {

@@ -1,4 +1,5 @@
-/** The operator commands over AdminService: stats, ls, history, dlq ls, dlq replay, requeue (and --all-stalled). */
+/** The operator commands over AdminService: stats, workers, concurrency, ls, history, dlq ls, dlq replay, requeue (and
+ *  --all-stalled). */
 import { toJson } from "@bufbuild/protobuf";
 import { timestampFromDate } from "@bufbuild/protobuf/wkt";
 import {
@@ -8,6 +9,7 @@ import {
   CancelTasksResponseSchema,
   DiscardDeadLettersResponseSchema,
   DiscardResult,
+  GetConcurrencyKeyResponseSchema,
   GetQueueStatsResponseSchema,
   GetTaskHistoryResponseSchema,
   ListDeadLettersResponseSchema,
@@ -28,6 +30,7 @@ import { MAX_LIST_LIMIT, type TaskListFilter } from "../admin-args.js";
 import {
   priorityName,
   renderCancelled,
+  renderConcurrencyKey,
   renderDeadLetters,
   renderDiscard,
   renderHistory,
@@ -77,6 +80,24 @@ export async function workersCommand(io: Io, client: AdminClient, json: boolean)
   println(
     io.stdout,
     json ? JSON.stringify(toJson(ListWorkersResponseSchema, response)) : renderWorkers(response.workers, Date.now()),
+  );
+  return ExitCode.Ok;
+}
+
+/** `taskctl concurrency <key> [--owner CALLER]`: one concurrency key's tasks in the pipeline and waiting
+ *  (AdminService GetConcurrencyKey). */
+export async function concurrencyCommand(
+  io: Io,
+  client: AdminClient,
+  invocation: Extract<Invocation, { command: "concurrency" }>,
+): Promise<ExitCode> {
+  const { key, owner } = invocation;
+  const response = await client.getConcurrencyKey({ key, owner: owner ?? "" }, options);
+  println(
+    io.stdout,
+    invocation.globals.json
+      ? JSON.stringify(toJson(GetConcurrencyKeyResponseSchema, response))
+      : renderConcurrencyKey(key, response, owner),
   );
   return ExitCode.Ok;
 }
