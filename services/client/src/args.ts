@@ -160,6 +160,8 @@ export type ScheduleAction =
       expiresAfterMs?: number;
       /** --succeeded-retention, ms. */
       succeededRetentionMs?: number;
+      /** --concurrency-key and --concurrency-limit: each run's task's. */
+      concurrency?: { key: string; limit: number };
     };
 
 /** `cancel-all` is `cancel --all`, parsed under `cancel`; `requeue-stalled` is `requeue --all-stalled`;
@@ -276,6 +278,8 @@ const COMMAND_OPTIONS: Record<CommandName, Options> = {
     ...RETRY_BACKOFF_OPTIONS,
     "expires-after": { type: "string" },
     "succeeded-retention": { type: "string" },
+    "concurrency-key": { type: "string" },
+    "concurrency-limit": { type: "string" },
   },
   pause: {},
   resume: {},
@@ -340,7 +344,7 @@ export function parseCommandLine(argv: string[], env: NodeJS.ProcessEnv = {}, no
       const retryBackoff = retryBackoffOf(values);
       const expiresAfterMs = parseExpiresAfter(str(values["expires-after"]));
       const succeededRetentionMs = parseSucceededRetention(str(values["succeeded-retention"]));
-      const concurrency = concurrencyOf(str(values["concurrency-key"]), str(values["concurrency-limit"]));
+      const concurrency = concurrencyOf(str(values["concurrency-key"]), str(values["concurrency-limit"]), "submit");
       return {
         command: "submit",
         globals,
@@ -637,16 +641,17 @@ function parseRunWhen(text: string | undefined): boolean {
 function concurrencyOf(
   key: string | undefined,
   limitText: string | undefined,
+  command: "submit" | "schedule add",
 ): { key: string; limit: number } | undefined {
   if (key === undefined && limitText === undefined) return undefined;
-  if (limitText === undefined) throw new UsageError("submit: --concurrency-key goes with --concurrency-limit N");
-  if (key === undefined) throw new UsageError("submit: --concurrency-limit goes with --concurrency-key KEY");
+  if (limitText === undefined) throw new UsageError(`${command}: --concurrency-key goes with --concurrency-limit N`);
+  if (key === undefined) throw new UsageError(`${command}: --concurrency-limit goes with --concurrency-key KEY`);
   const keyProblem = concurrencyKeyProblem(key);
-  if (keyProblem) throw new UsageError(`submit: --concurrency-key ${keyProblem}`);
+  if (keyProblem) throw new UsageError(`${command}: --concurrency-key ${keyProblem}`);
   const limit = limitText.trim() === "" ? Number.NaN : Number(limitText);
   if (concurrencyLimitProblem(limit)) {
     throw new UsageError(
-      `submit: --concurrency-limit must be a whole number from 1 to ${CONCURRENCY_LIMIT_MAX} (got "${limitText}")`,
+      `${command}: --concurrency-limit must be a whole number from 1 to ${CONCURRENCY_LIMIT_MAX} (got "${limitText}")`,
     );
   }
   return { key, limit };
@@ -790,6 +795,7 @@ function parseScheduleAction(
   const retryBackoff = retryBackoffOf(values);
   const expiresAfterMs = parseExpiresAfter(str(values["expires-after"]));
   const succeededRetentionMs = parseSucceededRetention(str(values["succeeded-retention"]));
+  const concurrency = concurrencyOf(str(values["concurrency-key"]), str(values["concurrency-limit"]), "schedule add");
   const overlap = str(values.overlap) ?? "allow";
   if (overlap !== "allow" && overlap !== "skip") {
     throw new UsageError(`schedule add: --overlap is allow or skip (got "${overlap}")`);
@@ -819,5 +825,6 @@ function parseScheduleAction(
     ...(retryBackoff ? { retryBackoff } : {}),
     ...(expiresAfterMs === undefined ? {} : { expiresAfterMs }),
     ...(succeededRetentionMs === undefined ? {} : { succeededRetentionMs }),
+    ...(concurrency ? { concurrency } : {}),
   };
 }

@@ -247,7 +247,7 @@ waitingTotal, nextLimit}, zeros and empty lists left out).`,
   ),
   resume: page("Usage: taskctl resume <high|medium|low>", "Lets the workers take tasks of that priority again."),
   schedule: page(
-    'Usage: taskctl schedule add <id> "<cron>" <type> [--timezone TZ] [--overlap allow|skip] [--starting-deadline D] [--start-at T] [--end-at T] [--max-runs N] [--replace] [--payload JSON] [--priority P] [--meta k=v ...] [--attempt-timeout D] [--heartbeat-timeout D] [--max-attempts N] [--retry-delay D ...] [--expires-after D] [--succeeded-retention D]\n       taskctl schedule ls\n       taskctl schedule rm|pause|resume|run <id>',
+    'Usage: taskctl schedule add <id> "<cron>" <type> [--timezone TZ] [--overlap allow|skip] [--starting-deadline D] [--start-at T] [--end-at T] [--max-runs N] [--replace] [--payload JSON] [--priority P] [--meta k=v ...] [--attempt-timeout D] [--heartbeat-timeout D] [--max-attempts N] [--retry-delay D ...] [--expires-after D] [--succeeded-retention D] [--concurrency-key KEY --concurrency-limit N]\n       taskctl schedule ls\n       taskctl schedule rm|pause|resume|run <id>',
     'Recurring tasks (operators). add: a task of <type> is submitted at every time <cron> names (five fields,\nminute hour day-of-month month day-of-week, or six with seconds first; or an interval, "@every 90m", "@every 45s",\n"@every 1h30m", at the multiples of it since 1970-01-01 UTC), by one gateway, exactly once per time;\nthe tasks carry schedule_id and scheduled_for in their metadata. ls: every schedule with its next and last run.\nrm: stops it (tasks already submitted are not touched). pause: no runs until resume, which goes on from\nits first time after now (the times in between are not made up). run: submits its task once, now, as you\n(its times do not change); prints the task\'s id.',
     `Options (add):
   --timezone TZ           the IANA time zone the cron expression is read in (default UTC), e.g. Europe/Berlin
@@ -262,8 +262,7 @@ waitingTotal, nextLimit}, zeros and empty lists left out).`,
                           keeps its count
   --replace               replace a schedule with the same id (else: exit 1, it exists)
   --payload, --priority, --meta, --attempt-timeout, --max-attempts, --retry-delay, --retry-multiplier,
-  --retry-max-delay, --retry-jitter, --expires-after, --succeeded-retention, --heartbeat-timeout   the task's, as
-                          for submit (expiry
-                          counted from each run's time)`,
+  --retry-max-delay, --retry-jitter, --expires-after, --succeeded-retention, --heartbeat-timeout,
+  --concurrency-key, --concurrency-limit   the task's, as for submit (expiry counted from each run's time)`,
   ),
 } as const;

@@ -445,6 +445,22 @@ describe("parseCommandLine", () => {
         "schedule",
         "add",
         "n",
+        "* * * * *",
+        "echo",
+        "--concurrency-key",
+        "account:42",
+        "--concurrency-limit",
+        "1",
+      ]),
+    ).toMatchObject({ concurrency: { key: "account:42", limit: 1 } });
+    expect(usageErrorOf(["schedule", "add", "n", "* * * * *", "echo", "--concurrency-key", "account:42"])).toBe(
+      "schedule add: --concurrency-key goes with --concurrency-limit N",
+    );
+    expect(
+      parseCommandLine([
+        "schedule",
+        "add",
+        "n",
         "@every 90m",
         "echo",
         "--start-at",

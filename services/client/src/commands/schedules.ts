@@ -85,6 +85,9 @@ export async function scheduleCommand(io: Io, client: AdminClient, invocation: S
               ...(invocation.succeededRetentionMs
                 ? { succeededRetention: durationFromMs(invocation.succeededRetentionMs) }
                 : {}),
+              ...(invocation.concurrency
+                ? { concurrencyKey: invocation.concurrency.key, concurrencyLimit: invocation.concurrency.limit }
+                : {}),
             },
           },
         },
