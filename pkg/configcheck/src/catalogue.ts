@@ -204,8 +204,8 @@ export const METRIC_CATALOGUE: readonly MetricDefinition[] = [
     labels: ["reason"],
     services: ["gateway"],
     help:
-      "Tasks held PENDING before they are queued: reason = delayed (their run_at not reached yet) or dependencies " +
-      "(their depends_on not all finished)",
+      "Tasks held PENDING before they are queued: reason = delayed (their run_at not reached yet), dependencies " +
+      "(their depends_on not all finished) or concurrency (waiting for a place under their concurrency key)",
   },
   {
     name: "tm_queue_unconsumed_messages",

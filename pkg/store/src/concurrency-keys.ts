@@ -8,6 +8,9 @@
  *                              still unfinished (ms)
  *   concurrency_waiting:<key>  sorted set: the key's tasks waiting PENDING for a place, in the order they came to
  *                              wait → createdAt (ms), or just after the one before when that is not earlier
+ *   tasks_concurrency_waiting  sorted set: every key's waiting tasks, with the same scores (the count of them:
+ *                              GetQueueStats, tm_tasks_waiting{reason="concurrency"}); trimmed of entries older than
+ *                              the retention on every entry
  *
  * A task enters through `concurrencyAdmit`, called where it would otherwise be queued: saveTask (a task queued at
  * once) and the delayed-task releaser's script (a delayed task when due, or a task whose dependencies were met). It
@@ -78,6 +81,7 @@ local function concurrencyRelease(key, now, ttl)
     local limit = tonumber(redis.call('HGET', 'task:' .. head, 'concurrencyLimit'))
     if not limit then
       redis.call('ZREM', waiting, head)
+      redis.call('ZREM', 'tasks_concurrency_waiting', head)
     else
       if redis.call('ZCARD', running) >= limit and not pruned then
         concurrencyPrune(running, now)
@@ -85,6 +89,7 @@ local function concurrencyRelease(key, now, ttl)
       end
       if redis.call('ZCARD', running) >= limit then return end
       redis.call('ZREM', waiting, head)
+      redis.call('ZREM', 'tasks_concurrency_waiting', head)
       redis.call('ZADD', running, now, head)
       redis.call('EXPIRE', running, ttl)
       redis.call('ZADD', delayedKey, now, head)
@@ -111,6 +116,8 @@ local function concurrencyAdmit(id, key, limit, now, ttl, createdMs)
   if last and tonumber(last) >= score then score = tonumber(last) + 1 end
   redis.call('ZADD', waiting, 'NX', score, id)
   redis.call('EXPIRE', waiting, ttl)
+  redis.call('ZADD', 'tasks_concurrency_waiting', 'NX', score, id)
+  redis.call('ZREMRANGEBYSCORE', 'tasks_concurrency_waiting', '-inf', now - ttl * 1000)
   redis.call('ZADD', unfinishedKey, 'XX', now + ttl * 1000, id)
   -- Places freed without a release (pruned above, or a lower limit of those waiting) go to the oldest waiting first;
   -- this task too, then through tasks_delayed.
@@ -132,6 +139,11 @@ export function concurrencyRedisKey(task: Pick<TaskRecord, "concurrencyKey" | "c
 /** Where a task of a concurrency key stands: waiting for a place (PENDING by design), or not. */
 export async function isConcurrencyWaiting(redis: Redis, key: string, taskId: string): Promise<boolean> {
   return (await redis.zscore(Keys.concurrencyWaiting(key), taskId)) !== null;
+}
+
+/** How many tasks wait for a place under their concurrency key, every key's. */
+export async function countConcurrencyWaiting(redis: Redis): Promise<number> {
+  return redis.zcard(Keys.concurrencyWaitingAll);
 }
 
 /** How many of a key's tasks are in the pipeline and how many wait for a place. */

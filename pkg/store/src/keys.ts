@@ -61,6 +61,8 @@
  *                       taskTtlSeconds from the last write
  *   concurrency_waiting:<key>  sorted set: the tasks of a concurrency key waiting PENDING for a place, in the order they
  *                       came to wait → createdAt (ms), or just after the one before when that is not earlier
+ *   tasks_concurrency_waiting  sorted set: every concurrency key's waiting tasks, scored alike   trimmed of entries
+ *                       older than taskTtlSeconds on every entry
  *                       a submitted backlog's size; TTL taskTtlSeconds from the last write (concurrency-keys.ts)
  *   task_handbacks:<id> hash: generation → deliveries of the task a worker handed back unstarted (stopping, quiet),
  *                       which are not attempts (hand-backs.ts)   TTL taskTtlSeconds from the last hand-back
@@ -110,6 +112,8 @@ export const Keys = {
   expiring: "tasks_expiring",
   /** A concurrency key's tasks in the pipeline → when each was released or last checked (ms) (concurrency-keys.ts). */
   concurrencyRunning: (key: string) => `concurrency_running:${key}`,
+  /** Every concurrency key's waiting tasks (their count: operators' view). */
+  concurrencyWaitingAll: "tasks_concurrency_waiting",
   /** A concurrency key's tasks waiting PENDING for a place, in the order they came to wait. */
   concurrencyWaiting: (key: string) => `concurrency_waiting:${key}`,
 } as const;

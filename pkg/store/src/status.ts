@@ -137,6 +137,7 @@ local function apply(i, key, a)
     if concurrencyKey then
       redis.call('ZREM', 'concurrency_running:' .. concurrencyKey, ARGV[a + 1])
       redis.call('ZREM', 'concurrency_waiting:' .. concurrencyKey, ARGV[a + 1])
+      redis.call('ZREM', 'tasks_concurrency_waiting', ARGV[a + 1])
       concurrencyRelease(concurrencyKey, now, ttl)
     end
   else

@@ -11,6 +11,7 @@ import {
   applyStatus,
   applyStatusBatch,
   concurrencyCounts,
+  countConcurrencyWaiting,
   isConcurrencyWaiting,
   Keys,
   PLACE_CHECK_AFTER_MS,
@@ -130,6 +131,12 @@ test("keys are independent: one key's backlog does not hold back another's tasks
   expect(await submit("b1", "tenant-b", 1, 10)).toEqual({ waitingFor: 0 });
   expect(await waiting("tenant-a")).toHaveLength(4);
   expect(await running("tenant-b")).toEqual(["b1"]);
+  // Every key's waiting tasks are counted together, and leave the count as they leave their key's line.
+  await submit("b2", "tenant-b", 1, 11);
+  expect(await countConcurrencyWaiting(clients.redis)).toBe(5);
+  await finish("a3", "CANCELLED");
+  await finish("a1");
+  expect(await countConcurrencyWaiting(clients.redis)).toBe(3);
 });
 
 test("several ends in one script call release as many waiting tasks", async () => {

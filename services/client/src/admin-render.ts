@@ -122,6 +122,9 @@ export function renderStats(stats: GetQueueStatsResponse): string {
     `unqueued submissions  ${stats.unqueuedSubmissions}${overdue}`,
     `delayed tasks  ${stats.delayedTasks}${delayedOverdue}`,
     ...(stats.waitingTasks > 0n ? [`waiting tasks  ${stats.waitingTasks} (for their dependencies)`] : []),
+    ...(stats.concurrencyWaitingTasks > 0n
+      ? [`waiting tasks  ${stats.concurrencyWaitingTasks} (for a place under their concurrency key)`]
+      : []),
     `stalled tasks  ${renderStalled(stats)}`,
     ...stats.unconsumedQueues.map(renderUnconsumed),
     `tasks${counted}  ${states}`,

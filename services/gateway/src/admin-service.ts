@@ -29,6 +29,7 @@ import {
   taskLimitFields,
 } from "@tm/proto";
 import {
+  countConcurrencyWaiting,
   countDelayed,
   countTaskStates,
   countUnqueued,
@@ -213,17 +214,19 @@ export function adminServiceHandlers(
 
   return {
     async getQueueStats() {
-      const [queues, deadLetters, states, unqueued, paused, delayed, server, waiting] = await Promise.all([
-        dependency("NATS", "reading consumer info", () => queueStats.read()),
-        redis("counting dead letters", () => rt.redis.llen(Keys.deadLetter)),
-        redis("counting tasks by state", () => countTaskStates(rt.redis, SCAN_LIMIT)),
-        redis("counting unqueued submissions", () => countUnqueued(rt.redis, Date.now() - options.requeueAfterMs)),
-        redis("reading the paused queues", () => readPausedQueues(rt.redis)),
-        redis("counting delayed tasks", () => countDelayed(rt.redis, Date.now() - DELAYED_OVERDUE_MS)),
-        // Left out, not failed, where INFO is refused (some managed Redis services restrict it).
-        options.redisInfo?.() ?? readRedisServerInfo(rt.redis).catch(() => undefined),
-        redis("counting the tasks waiting for dependencies", () => rt.redis.hlen(Keys.waiting)),
-      ]);
+      const [queues, deadLetters, states, unqueued, paused, delayed, server, waiting, concurrencyWaiting] =
+        await Promise.all([
+          dependency("NATS", "reading consumer info", () => queueStats.read()),
+          redis("counting dead letters", () => rt.redis.llen(Keys.deadLetter)),
+          redis("counting tasks by state", () => countTaskStates(rt.redis, SCAN_LIMIT)),
+          redis("counting unqueued submissions", () => countUnqueued(rt.redis, Date.now() - options.requeueAfterMs)),
+          redis("reading the paused queues", () => readPausedQueues(rt.redis)),
+          redis("counting delayed tasks", () => countDelayed(rt.redis, Date.now() - DELAYED_OVERDUE_MS)),
+          // Left out, not failed, where INFO is refused (some managed Redis services restrict it).
+          options.redisInfo?.() ?? readRedisServerInfo(rt.redis).catch(() => undefined),
+          redis("counting the tasks waiting for dependencies", () => rt.redis.hlen(Keys.waiting)),
+          redis("counting the tasks waiting for their concurrency keys", () => countConcurrencyWaiting(rt.redis)),
+        ]);
       // Against the consumers just read: a task is stalled only if its stage's queue holds nothing older.
       const stalled = await redis("counting stalled tasks", () =>
         countStalledTasks(rt, () => Promise.resolve(queues), options.stalled),
@@ -255,6 +258,7 @@ export function adminServiceHandlers(
         delayedTasks: BigInt(delayed.total),
         delayedOverdue: BigInt(delayed.overdue),
         waitingTasks: BigInt(waiting),
+        concurrencyWaitingTasks: BigInt(concurrencyWaiting),
         shedding: options.shedding?.() ?? "",
         stalledTasks: BigInt(stalled.stalled),
         stalledTasksExaminedAll: stalled.examinedAll,

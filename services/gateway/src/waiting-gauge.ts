@@ -1,8 +1,9 @@
 /**
  * tm_tasks_waiting{reason}: the tasks the gateways hold PENDING before queueing them, as BullMQ counts its delayed and
  * waiting-children jobs: `delayed` (tasks_delayed: a run_at not reached yet, or just due and about to be queued by a
- * releaser) and `dependencies` (tasks_waiting: tasks whose depends_on have not all finished). Read from Redis when
- * scraped (two O(1) commands), so it is never older than the scrape; while Redis is disconnected, or when a read fails
+ * releaser), `dependencies` (tasks_waiting: tasks whose depends_on have not all finished) and `concurrency`
+ * (tasks_concurrency_waiting: tasks waiting for a place under their concurrency key). Read from Redis when
+ * scraped (three O(1) commands), so it is never older than the scrape; while Redis is disconnected, or when a read fails
  * or takes over a second, the gauge is left out of that scrape. Every replica reads the same keys: dashboards take the max.
  */
 import type { Meter } from "@opentelemetry/api";
@@ -17,20 +18,21 @@ export function exportWaitingGauge(meter: Meter, redis: Redis, onError: (error: 
   meter
     .createObservableGauge("tm_tasks_waiting", {
       description:
-        "Tasks held PENDING before they are queued: reason = delayed (their run_at not reached yet) or dependencies " +
-        "(their depends_on not all finished)",
+        "Tasks held PENDING before they are queued: reason = delayed (their run_at not reached yet), dependencies " +
+        "(their depends_on not all finished) or concurrency (waiting for a place under their concurrency key)",
     })
     .addCallback(async (result) => {
       // Disconnected: left out at once, rather than queueing commands (and holding the scrape) until Redis is back.
       if (redis.status !== "ready") return;
       try {
-        const [delayed, dependencies] = await withDeadline(
-          Promise.all([redis.zcard(Keys.delayed), redis.hlen(Keys.waiting)]),
+        const [delayed, dependencies, concurrency] = await withDeadline(
+          Promise.all([redis.zcard(Keys.delayed), redis.hlen(Keys.waiting), redis.zcard(Keys.concurrencyWaitingAll)]),
           READ_TIMEOUT_MS,
           () => new Error(`no answer from Redis in ${READ_TIMEOUT_MS} ms`),
         );
         result.observe(delayed, { reason: "delayed" });
         result.observe(dependencies, { reason: "dependencies" });
+        result.observe(concurrency, { reason: "concurrency" });
       } catch (error) {
         onError(error);
       }

@@ -20,6 +20,13 @@ const queued = async (taskId: string) =>
 describe("concurrency keys", () => {
   const g = useGateway(infra, { GATEWAY_DELAYED_POLL_MS: "100" });
 
+  /** tm_tasks_waiting{reason="concurrency"} on the gateway's /metrics. */
+  async function waitingGauge(): Promise<number | undefined> {
+    const text = await (await fetch(`http://127.0.0.1:${g.gateway.opsPort}/metrics`)).text();
+    const line = text.split("\n").find((l) => l.startsWith("tm_tasks_waiting{") && l.includes('reason="concurrency"'));
+    return line === undefined ? undefined : Number(line.slice(line.lastIndexOf(" ") + 1));
+  }
+
   test("over the limit a task waits unqueued; a cancel of one holding a place queues the oldest waiting", async () => {
     const key = `tenant-${crypto.randomUUID()}`;
     const limited = { type: "sleep", payload: { ms: 60_000 }, concurrencyKey: key, concurrencyLimit: 2 };
@@ -35,6 +42,8 @@ describe("concurrency keys", () => {
     const view = await g.admin.getConcurrencyKey({ key });
     expect(view).toMatchObject({ runningTotal: 2, waiting: [third, fourth], waitingTotal: 2, nextLimit: 2 });
     expect([...view.running].sort()).toEqual([first.taskId, second.taskId].sort());
+    expect((await g.admin.getQueueStats({})).concurrencyWaitingTasks).toBe(2n);
+    expect(await waitingGauge()).toBe(2);
     const waiting = (await g.client.getTask({ taskId: third! })).task;
     expect(waiting).toMatchObject({ concurrencyKey: key, concurrencyLimit: 2, concurrencyWaiting: true });
     expect(waiting?.status?.state).toBe(TaskState.PENDING);
@@ -58,6 +67,8 @@ describe("concurrency keys", () => {
     expect(await queued(fourth!)).toBe(false);
     for (const taskId of [second.taskId, third!]) await g.client.cancelTask({ taskId });
     expect(await g.admin.getConcurrencyKey({ key })).toMatchObject({ runningTotal: 0, waitingTotal: 0 });
+    expect((await g.admin.getQueueStats({})).concurrencyWaitingTasks).toBe(0n);
+    expect(await waitingGauge()).toBe(0);
   });
 
   test("GetConcurrencyKey names what is wrong with its request", async () => {

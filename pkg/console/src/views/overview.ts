@@ -127,6 +127,8 @@ function render(
       ),
       // Waiting for the tasks they depend on (depends_on): released once those SUCCEEDED.
       tile("Waiting for dependencies", String(stats.waitingTasks)),
+      // Waiting for a place under their concurrency key: released as the key's tasks end (taskctl concurrency).
+      tile("Waiting for a concurrency key", String(stats.concurrencyWaitingTasks)),
       // Unfinished, unchanged for the gateway's threshold with nothing older queued: their messages are lost, only a
       // requeue moves them (taskctl stats, alert TasksStalled). Linked to the list of exactly those.
       tile(
