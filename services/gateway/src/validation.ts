@@ -18,9 +18,8 @@ import {
   type TaskTypes,
 } from "@tm/flow";
 import {
-  CONCURRENCY_KEY_MAX_CHARS,
-  CONCURRENCY_KEY_PATTERN,
   CONCURRENCY_LIMIT_MAX,
+  concurrencyKeyProblem,
   DependencyPolicy,
   IdempotencyKeyReuse,
   type RetryBackoff as RetryBackoffMessage,
@@ -208,12 +207,8 @@ function concurrencyOf(
   if (!key && !limit) return {};
   if (!key) throw invalid("concurrency_key", `is required with concurrency_limit (${limit})`);
   if (!limit) throw invalid("concurrency_limit", `is required with concurrency_key: 1 to ${CONCURRENCY_LIMIT_MAX}`);
-  if (key.length > CONCURRENCY_KEY_MAX_CHARS || !CONCURRENCY_KEY_PATTERN.test(key)) {
-    throw invalid(
-      "concurrency_key",
-      `must be 1 to ${CONCURRENCY_KEY_MAX_CHARS} letters, digits or _ . : @ / = + - (got ${JSON.stringify(key.slice(0, 64))}${key.length > 64 ? "…" : ""})`,
-    );
-  }
+  const keyProblem = concurrencyKeyProblem(key);
+  if (keyProblem) throw invalid("concurrency_key", keyProblem);
   if (limit > CONCURRENCY_LIMIT_MAX) {
     throw invalid("concurrency_limit", `${limit} exceeds the maximum of ${CONCURRENCY_LIMIT_MAX}`);
   }
