@@ -149,7 +149,8 @@ export interface SaveTaskOptions {
 /**
  * What saving a task with dependencies (`task.dependsOn`) did: it waits for `waitingFor` of them (0: none is
  * unfinished, and it was entered as `unqueued` or `delayedUntilMs` say), or it was refused, nothing written, because
- * `dependency` ended in `state` (FAILED or CANCELLED).
+ * `dependency` ended in `state` (FAILED or CANCELLED). `waitsForConcurrency`: a task of a concurrency key that would
+ * have been entered as `unqueued` waits for a place under its key instead (not to be queued now).
  */
 export type SavedTask =
   | { waitingFor: number; waitsForConcurrency?: boolean }
