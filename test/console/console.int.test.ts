@@ -18,6 +18,8 @@
  * (replace waiting: its payload replaced); a type is paused and resumed from
  * the type limits page, its other limits kept, and its concurrency and rate are set from its dialog (a bad value
  * refused, naming the field; a pause kept) and cleared after a confirmation.
+ * A task waiting for a place under its concurrency key links the key to its page, which counts and lists the key's
+ * tasks (each linked); behind a gateway isolating callers the link names the task's submitter as the owner.
  * A task's Logs section shows what its handler logged (ctx.log lines stored in Redis as a worker stores them) and
  * follows new lines while the task is unfinished; an unknown task's error is shown there.
  * Screenshots go to test-artifacts/.
@@ -32,7 +34,14 @@ import { promisify } from "node:util";
 import { create } from "@bufbuild/protobuf";
 import { DurationSchema, timestampDate } from "@bufbuild/protobuf/wkt";
 import { StatusEventSchema, statusEvent } from "@tm/flow";
-import { createAdminClient, Priority, RetryBackoffSchema, ScheduleOverlap, TaskState } from "@tm/proto";
+import {
+  createAdminClient,
+  createTaskClient,
+  Priority,
+  RetryBackoffSchema,
+  ScheduleOverlap,
+  TaskState,
+} from "@tm/proto";
 import {
   appendDeadLetter,
   appendTaskLog,
@@ -1266,8 +1275,12 @@ describe.skipIf(!existsSync(CHROMIUM))("web console", () => {
     }
   });
 
-  it("submits with a concurrency key: the task waits for a place while the key's limit is taken, then runs", async () => {
-    const key = `console-tenant-${crypto.randomUUID().slice(0, 8)}`;
+  it("submits with a concurrency key: the task waits for a place while the key's limit is taken (the key's page lists it, linked), then runs", async () => {
+    // With a "/": the key's page is at its encodeURIComponent'd path.
+    const key = `console/tenant-${crypto.randomUUID().slice(0, 8)}`;
+    const keyPage = `${webUrl}/concurrency/${encodeURIComponent(key)}`;
+    const keyCounts = (text: string) =>
+      page.locator("#concurrency-counts").filter({ hasText: text }).waitFor({ timeout: 15_000 });
     // The key's one place, held by a long task.
     const { taskId: holder } = await pipeline.client.submitTask({
       type: "sleep",
@@ -1291,11 +1304,85 @@ describe.skipIf(!existsSync(CHROMIUM))("web console", () => {
       // Its page says so, and once the holder ends, the task is released and the mark goes.
       await page.waitForSelector(`dd:has-text("at most 1 at once of key ${key}")`, { timeout: 15_000 });
       expect(await page.isVisible("#task-concurrency-waiting")).toBe(true);
+      // The key links to its page: the holder in the pipeline, this task waiting, each linked to its page.
+      await page.click("#task-concurrency-key");
+      await page.waitForURL(keyPage, { timeout: 10_000 });
+      await keyCounts("1 in the pipeline, 1 waiting; the next is admitted under a limit of 1");
+      expect(await page.textContent("h1")).toBe(`Concurrency key ${key}`);
+      expect(await page.locator("#concurrency-running a").getAttribute("href")).toBe(`/tasks/${holder}`);
+      const waiting = page.locator("#concurrency-waiting li a");
+      expect(await waiting.allTextContents()).toEqual([taskId]);
+      await page.screenshot({ path: join(ARTIFACTS, "concurrency-key.png"), fullPage: true });
+      await waiting.click();
+      await page.waitForURL(`${webUrl}/tasks/${taskId}`, { timeout: 10_000 });
+      await page.locator("#task-concurrency-waiting").waitFor({ timeout: 15_000 });
       await pipeline.client.cancelTask({ taskId: holder, reason: "test: free the place" });
       await page.waitForSelector("#task-state:text('SUCCEEDED')", { timeout: 30_000 });
       expect(await page.isVisible("#task-concurrency-waiting")).toBe(false);
+      // Back on the key's page: nothing holds or waits for it any more.
+      await page.click("#task-concurrency-key");
+      await keyCounts("No task in the pipeline, none waiting");
+      // This gateway does not isolate callers: it refuses an owner, which the page then leaves out.
+      await page.goto(`${keyPage}?owner=shop`);
+      await keyCounts("No task in the pipeline, none waiting");
+      expect(await page.textContent("h1")).toBe(`Concurrency key ${key}`);
+      // A malformed key: the gateway's refusal, shown.
+      await page.goto(`${webUrl}/concurrency/${encodeURIComponent("no spaces")}`);
+      await statusSays(/^Could not load the concurrency key: InvalidArgument: key: must be 1 to /);
     } finally {
       await pipeline.client.cancelTask({ taskId: holder, reason: "test over" }).catch(() => undefined);
+    }
+  });
+
+  it("opens a task's concurrency key as its submitter's when the gateway isolates callers (GATEWAY_TASK_ISOLATION=caller)", async () => {
+    const OPS = "ops-key-0123456789abcdef";
+    const SHOP = "shop-key-0123456789abcdef";
+    const port = await freePort();
+    const isolated = await spawnService("gateway", {
+      NATS_URL: pipeline.nats.url,
+      REDIS_URL: pipeline.redis.url,
+      GATEWAY_AUTH_MODE: "api-key",
+      GATEWAY_API_KEYS: `ops:${OPS},shop:${SHOP}`,
+      GATEWAY_ADMIN_CALLERS: "ops",
+      GATEWAY_TASK_ISOLATION: "caller",
+      GATEWAY_WEB_PORT: String(port),
+    });
+    const origin = `http://127.0.0.1:${port}`;
+    const key = `console-shop-${crypto.randomUUID().slice(0, 8)}`;
+    const tab = await browser.newPage(); // its own sessionStorage: the operator's key, stored before the page loads
+    await tab.addInitScript(`sessionStorage.setItem("tm-console-api-key", ${JSON.stringify(OPS)})`);
+    let holder = "";
+    try {
+      const shop = createTaskClient({ baseUrl: `http://127.0.0.1:${isolated.port}`, apiKey: SHOP });
+      ({ taskId: holder } = await shop.submitTask({
+        type: "sleep",
+        payload: { ms: 60_000 },
+        concurrencyKey: key,
+        concurrencyLimit: 1,
+      }));
+      // The task's page links its key with its submitter (submitted_by) as the owner the gateway requires.
+      await tab.goto(`${origin}/tasks/${holder}`);
+      await tab.click("#task-concurrency-key");
+      await tab.waitForURL(`${origin}/concurrency/${key}?owner=shop`, { timeout: 10_000 });
+      await tab
+        .locator("#concurrency-counts")
+        .filter({ hasText: "1 in the pipeline, none waiting" })
+        .waitFor({ timeout: 15_000 });
+      expect(await tab.textContent("h1")).toBe(`Concurrency key ${key} (owner shop)`);
+      expect(await tab.locator("#concurrency-running a").getAttribute("href")).toBe(`/tasks/${holder}`);
+      // Without an owner, the gateway's refusal is shown.
+      await tab.goto(`${origin}/concurrency/${key}`);
+      await tab
+        .getByRole("status")
+        .filter({
+          hasText:
+            /^Could not load the concurrency key: InvalidArgument: owner: is required with GATEWAY_TASK_ISOLATION=caller/,
+        })
+        .waitFor({ timeout: 15_000 });
+    } finally {
+      await tab.close();
+      if (holder) await pipeline.client.cancelTask({ taskId: holder, reason: "test over" }).catch(() => undefined);
+      await isolated.process.stop();
     }
   });
 

@@ -2,6 +2,7 @@
 import { type ConsoleConfig, loadConfig, storedApiKey, whenUnauthenticated } from "./api.js";
 import { askForApiKey } from "./auth-prompt.js";
 import { h, replace } from "./dom.js";
+import { concurrencyKeyView } from "./views/concurrency-key.js";
 import { deadLettersView } from "./views/dead-letters.js";
 import { limitsView } from "./views/limits.js";
 import { newTaskView } from "./views/new-task.js";
@@ -19,6 +20,8 @@ const ROUTES: { pattern: RegExp; nav: string; view: View; title: string }[] = [
   { pattern: /^\/dead-letters\/?$/, nav: "dead-letters", view: deadLettersView, title: "Dead letters" },
   { pattern: /^\/schedules\/?$/, nav: "schedules", view: schedulesView, title: "Schedules" },
   { pattern: /^\/limits\/?$/, nav: "limits", view: limitsView, title: "Type limits" },
+  // One key (encodeURIComponent'd: a key may hold "/"), reached from a task's page; no nav entry (no list of keys).
+  { pattern: /^\/concurrency\/(?<key>[^/]+)$/, nav: "", view: concurrencyKeyView, title: "Concurrency key" },
 ];
 
 const main = document.getElementById("main") as HTMLElement;

@@ -298,14 +298,15 @@ export const taskDetailView: View = (main, { params, config }) => {
     return h("span", {}, ...taskLinks(task.dependsOn), waiting);
   }
 
-  /** Its concurrency key and limit, and whether it waits for a place (GetTask's concurrency_waiting). */
+  /** Its concurrency key (linked to the key's page: its tasks in the pipeline and waiting) and limit, and whether it
+   *  waits for a place (GetTask's concurrency_waiting). */
   function concurrency(task: Task): Node {
     concurrencyWait.hidden = !task.concurrencyWaiting;
     return h(
       "span",
       {},
       `at most ${task.concurrencyLimit} at once of key `,
-      h("span", { class: "mono" }, task.concurrencyKey),
+      h("a", { href: concurrencyKeyHref(task), class: "mono", id: "task-concurrency-key" }, task.concurrencyKey),
       concurrencyWait,
     );
   }
@@ -610,6 +611,16 @@ function pause(ms: number, signal: AbortSignal): Promise<void> {
     const timer = setTimeout(done, ms);
     signal.addEventListener("abort", done);
   });
+}
+
+/** The page of the task's concurrency key. With GATEWAY_TASK_ISOLATION=caller the key is its submitter's (its
+ *  submitted_by, a child task's being its parent's submitter), which GetConcurrencyKey then requires as `owner`;
+ *  without isolation the gateway refuses an owner. Whether it isolates is not known here, so the submitter goes
+ *  along as `?owner=` when the task has one, and the key's page drops it if the gateway refuses it
+ *  (views/concurrency-key.ts). */
+function concurrencyKeyHref(task: Pick<Task, "concurrencyKey" | "metadata">): string {
+  const owner = task.metadata.submitted_by;
+  return `/concurrency/${encodeURIComponent(task.concurrencyKey)}${owner ? `?owner=${encodeURIComponent(owner)}` : ""}`;
 }
 
 /** Unfinished, or FAILED "not queued" by the gateway's requeue sweeper (it never ran): what RequeueTasks may take.
