@@ -1,11 +1,12 @@
 /**
  * Fault: redis-server (AOF on) restarted while tasks flow and clients follow them with StreamTaskStatus. No task is
  * lost (each ends SUCCEEDED with a result); every open status stream either carries on or fails with UNAVAILABLE
- * within a deadline (never hangs), and a client that re-opens a failed stream sees the terminal state.
+ * within a deadline (never hangs), and a client that re-opens a failed stream sees the terminal state. A task waiting
+ * for its concurrency key's place across the restart gets it once the task holding it SUCCEEDED.
  */
 import { Code, ConnectError } from "@connectrpc/connect";
 import { TaskState } from "@tm/proto";
-import { Keys } from "@tm/store";
+import { Keys, readHistory } from "@tm/store";
 import { waitFor } from "@tm/testkit";
 import { afterAll, beforeAll, expect, test } from "vitest";
 import { type Pipeline, startPipeline, stateNames, TERMINAL } from "../support/pipeline.js";
@@ -58,13 +59,22 @@ function follow(taskId: string): { opened: Promise<void>; outcome: Promise<Strea
 }
 
 test("a Redis restart under load loses no task; status streams resume or fail with UNAVAILABLE, never hang", async () => {
-  // Tasks long enough to be in flight across the restart, each followed by an open status stream.
-  const followedIds = await Promise.all(
-    Array.from({ length: FOLLOWED }, async () => {
-      const { taskId } = await pipeline.client.submitTask({ type: "sleep", payload: { ms: 3_000 } });
-      return taskId;
-    }),
-  );
+  // Tasks long enough to be in flight across the restart, each followed by an open status stream. The first two share
+  // a concurrency key of one place: the second waits for the first across the restart, in Redis.
+  const key = { concurrencyKey: `restart-${crypto.randomUUID()}`, concurrencyLimit: 1 };
+  const keyed: string[] = [];
+  for (let i = 0; i < 2; i++) {
+    keyed.push((await pipeline.client.submitTask({ type: "sleep", payload: { ms: 3_000 }, ...key })).taskId);
+  }
+  const followedIds = [
+    ...keyed,
+    ...(await Promise.all(
+      Array.from({ length: FOLLOWED - keyed.length }, async () => {
+        const { taskId } = await pipeline.client.submitTask({ type: "sleep", payload: { ms: 3_000 } });
+        return taskId;
+      }),
+    )),
+  ];
   const streams = followedIds.map((taskId) => ({ taskId, ...follow(taskId) }));
   await Promise.all(streams.map((s) => s.opened));
 
@@ -116,4 +126,12 @@ test("a Redis restart under load loses no task; status streams resume or fail wi
     { timeoutMs: 30_000 },
   ).catch(() => undefined);
   expect(missing).toEqual([]);
+
+  // The key's place survived the restart: the second keyed task was released only once the first had SUCCEEDED.
+  const when = async (id: string, action: string) =>
+    Date.parse((await readHistory(pipeline.redisClient, id)).find((e) => e.action === action)?.at ?? "");
+  await waitFor("the keyed tasks' histories", async () =>
+    Number.isFinite((await when(keyed[1]!, "released")) + (await when(keyed[0]!, "succeeded"))),
+  );
+  expect(await when(keyed[1]!, "released")).toBeGreaterThanOrEqual(await when(keyed[0]!, "succeeded"));
 }, 120_000);
