@@ -175,6 +175,22 @@ describe("--drain", () => {
   });
 });
 
+describe("--concurrency-keys", () => {
+  test("defaults to none and takes N:L", () => {
+    expect(parseArgs([], "out").concurrencyKeys).toEqual({ keys: 0, limit: 0 });
+    expect(parseArgs(["--concurrency-keys", "100:10"], "out").concurrencyKeys).toEqual({ keys: 100, limit: 10 });
+  });
+
+  test.each([["100"], ["0:1"], ["1:0"], ["1:1001"], ["a:b"], ["100001:1"]])(
+    "%s is refused naming the flag",
+    (value) => {
+      expect(() => parseArgs(["--concurrency-keys", value], "out")).toThrow(
+        `--concurrency-keys needs N:L, N keys from 1 to 100000 and a limit L from 1 to 1000, got "${value}"`,
+      );
+    },
+  );
+});
+
 describe("--redis-replicas", () => {
   test("defaults to 0 and takes a whole number up to 5", () => {
     expect(parseArgs([], "out").redisReplicas).toBe(0);

@@ -5,7 +5,9 @@ import { SIZES, type SizeName } from "./sizes.js";
 import {
   CLIENT_FLOWS,
   type ClientFlow,
+  type ConcurrencyKeys,
   combineProblem,
+  NO_CONCURRENCY_KEYS,
   TELEMETRY_MODES,
   type TelemetryMode,
 } from "./systems/pipeline.js";
@@ -32,6 +34,8 @@ export interface CliOptions {
   clientFlow: ClientFlow;
   /** --redis-replicas N: Redis replicas beside the pipeline's Redis, writes waited for (REDIS_WAIT_REPLICAS). */
   redisReplicas: number;
+  /** --concurrency-keys N:L: the pipeline's tasks spread over N concurrency keys of limit L (0: none). */
+  concurrencyKeys: ConcurrencyKeys;
   /** --breakdown: where a task's latency goes, from its exported spans, instead of the comparison. */
   breakdown: boolean;
   /** --breakdown-rate N: the breakdown's tasks paced at N/s instead of one at a time. */
@@ -97,9 +101,23 @@ export const USAGE = `Usage: pnpm bench [-- flags]
                               service's allocated MB after start-up (per message with --drain, per task with
                               --only pipeline) and its top packages and functions; the .heapprofile files
                               stay in OUT/alloc-<time>/
+  --concurrency-keys N:L      the pipeline's tasks spread round robin over N concurrency keys, each of limit L
+                              (SubmitTaskRequest.concurrency_key): what admitting and releasing them costs
   --out DIR                   where the JSON goes (default bench-results at the repository root)
   --no-build                  skip building (start.mjs builds @tm/bench, its dependencies and the services)
 Requires nats-server and redis-server on PATH; the pipeline needs \`pnpm build\`.`;
+
+/** `--concurrency-keys N:L`: N keys (1 to 100,000), each of limit L (1 to 1,000, the gateway's maximum). */
+export function parseConcurrencyKeys(value: string | undefined): ConcurrencyKeys {
+  const match = /^(\d+):(\d+)$/.exec(value ?? "");
+  const keys = Number(match?.[1]);
+  const limit = Number(match?.[2]);
+  if (!match || keys < 1 || keys > 100_000 || limit < 1 || limit > 1_000)
+    throw new Error(
+      `--concurrency-keys needs N:L, N keys from 1 to 100000 and a limit L from 1 to 1000, got ${JSON.stringify(value)}`,
+    );
+  return { keys, limit };
+}
 
 function positiveInt(flag: string, value: string | undefined): number {
   const n = Number(value);
@@ -127,6 +145,7 @@ export function parseArgs(argv: readonly string[], defaultOut: string): CliOptio
     telemetry: "on",
     clientFlow: "two-calls",
     redisReplicas: 0,
+    concurrencyKeys: NO_CONCURRENCY_KEYS,
     breakdown: false,
     telemetryGiven: false,
     profile: false,
@@ -202,6 +221,9 @@ export function parseArgs(argv: readonly string[], defaultOut: string): CliOptio
         options.redisReplicas = n;
         break;
       }
+      case "--concurrency-keys":
+        options.concurrencyKeys = parseConcurrencyKeys(value());
+        break;
       case "--breakdown":
         options.breakdown = true;
         break;

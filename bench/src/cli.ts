@@ -72,6 +72,7 @@ async function runSelected(options: CliOptions, log: (line: string) => void): Pr
     combine: options.combine,
     clientFlow: options.clientFlow,
     redisReplicas: options.redisReplicas,
+    concurrencyKeys: options.concurrencyKeys,
     taskTimeoutMs: 30_000,
     log,
   };

@@ -26,11 +26,15 @@ export function renderReport(result: BenchResult): string {
     `Benchmark (${result.size}) on ${result.machine.cpus} cores, ${result.machine.cpuModel}, Node ${result.machine.node}`,
   );
   const { workers, gateways, combine = [], telemetry = "on", clientFlow, redisReplicas = 0 } = result.options;
+  const keys = result.options.concurrencyKeys;
   if (result.options.only.includes("pipeline"))
     out.push(
       `Pipeline layout: ${layoutOf(workers, gateways, combine, clientFlow)}; ${telemetryNote(telemetry)}` +
         (redisReplicas > 0
           ? `; ${redisReplicas} Redis replica${redisReplicas === 1 ? "" : "s"}, every write waited for (REDIS_WAIT_REPLICAS)`
+          : "") +
+        (keys && keys.keys > 0
+          ? `; tasks spread over ${keys.keys} concurrency key${keys.keys === 1 ? "" : "s"} of limit ${keys.limit}`
           : ""),
     );
   out.push(

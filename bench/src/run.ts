@@ -17,6 +17,7 @@ import type { SystemUnderTest } from "./system.js";
 import { startBullmq } from "./systems/bullmq.js";
 import {
   type ClientFlow,
+  type ConcurrencyKeys,
   missingServiceBuilds,
   type PipelineConfig,
   pipelineConfigOf,
@@ -43,6 +44,8 @@ export interface BenchOptions {
   clientFlow?: ClientFlow;
   /** Redis replicas whose acknowledgement every write waits for (--redis-replicas; default 0). */
   redisReplicas?: number;
+  /** The pipeline's tasks spread over concurrency keys (--concurrency-keys; default none). */
+  concurrencyKeys?: ConcurrencyKeys;
   /** The open loops' rates are fractions of this many tasks/s instead of the first measured peak (--reference-rate). */
   referenceRate?: number;
   scaling: boolean;

@@ -63,7 +63,16 @@ export interface PipelineConfig {
   /** Redis replicas started beside the pipeline's Redis, each stage waiting for them to hold its writes before it
    *  acks (REDIS_WAIT_REPLICAS = this; default 0: no replica, no wait). */
   redisReplicas?: number;
+  /** The tasks spread round robin over `keys` concurrency keys of limit `limit` (default none). */
+  concurrencyKeys?: ConcurrencyKeys;
 }
+
+/** Concurrency keys for the benchmark's tasks: `keys` 0 is none (the default). */
+export interface ConcurrencyKeys {
+  keys: number;
+  limit: number;
+}
+export const NO_CONCURRENCY_KEYS: ConcurrencyKeys = { keys: 0, limit: 0 };
 
 /**
  * - two-calls: SubmitTask, then StreamTaskStatus read to its end (what the issue's benchmark defines, the headline);
@@ -90,6 +99,7 @@ export function pipelineConfigOf(options: PipelineConfig): Required<PipelineConf
     telemetry: options.telemetry ?? "on",
     clientFlow: options.clientFlow ?? "two-calls",
     redisReplicas: options.redisReplicas ?? 0,
+    concurrencyKeys: options.concurrencyKeys ?? NO_CONCURRENCY_KEYS,
   };
 }
 
@@ -195,13 +205,20 @@ export async function startPipeline(
       }
     };
 
-    const task = { type: "echo", payload: ECHO_PAYLOAD, priority: Priority.MEDIUM };
+    const plain = { type: "echo", payload: ECHO_PAYLOAD, priority: Priority.MEDIUM };
+    // With concurrency keys, each task the next key round robin (this run's own keys: a fresh Redis anyway).
+    const keys = options.concurrencyKeys ?? NO_CONCURRENCY_KEYS;
+    let keyed = 0;
+    const taskOf = () =>
+      keys.keys === 0
+        ? plain
+        : { ...plain, concurrencyKey: `bench-${keyed++ % keys.keys}`, concurrencyLimit: keys.limit };
     // The gateway ends the stream right after the terminal state (the contract): its last state is the outcome.
     const submitAndFollow =
       options.clientFlow === "one-call"
-        ? (client: DriverClient) => client.submitAndFollow(task)
+        ? (client: DriverClient) => client.submitAndFollow(taskOf())
         : async (client: DriverClient) => {
-            const taskId = await client.submit(task);
+            const taskId = await client.submit(taskOf());
             return { taskId, last: await client.lastState(taskId) };
           };
     const runTask = async (client: DriverClient) => {

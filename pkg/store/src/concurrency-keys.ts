@@ -45,7 +45,8 @@ export const PLACE_CHECKS_MAX = 50;
  * `concurrencyKeyOf(taskKey)`: the key a task's record names, within its scope (`concurrencyRedisKey`), or false.
  *
  * `concurrencyRelease(key, now, ttl)`: admits the key's waiting tasks, oldest first, while each fits under its own
- * limit, making each due now in tasks_delayed with its stall clock from now. A waiting task whose record is gone is
+ * limit, making each due now in tasks_delayed with its stall clock from now, and says so on tasks_delayed_due (the
+ * gateways' releasers queue it at once instead of at their next poll). A waiting task whose record is gone is
  * dropped (it can no longer run).
  *
  * `concurrencyAdmit(id, key, limit, now, ttl, createdMs)`: true when task `id` may be queued now (it holds a place:
@@ -94,6 +95,7 @@ local function concurrencyRelease(key, now, ttl)
       redis.call('EXPIRE', running, ttl)
       redis.call('ZADD', delayedKey, now, head)
       redis.call('ZADD', unfinishedKey, 'XX', now, head)
+      redis.call('PUBLISH', 'tasks_delayed_due', head)
     end
   end
 end

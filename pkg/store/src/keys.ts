@@ -112,6 +112,8 @@ export const Keys = {
   expiring: "tasks_expiring",
   /** A concurrency key's tasks in the pipeline → when each was released or last checked (ms) (concurrency-keys.ts). */
   concurrencyRunning: (key: string) => `concurrency_running:${key}`,
+  /** Pub/sub channel: tasks were made due in tasks_delayed by the status script; the gateways' releasers run a round. */
+  delayedDueChannel: "tasks_delayed_due",
   /** Every concurrency key's waiting tasks (their count: operators' view). */
   concurrencyWaitingAll: "tasks_concurrency_waiting",
   /** A concurrency key's tasks waiting PENDING for a place, in the order they came to wait. */

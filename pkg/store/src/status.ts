@@ -81,6 +81,8 @@ local function settleDependents(key, taskId, state)
           local due = math.max(now, tonumber(releaseMs) or 0)
           redis.call('ZADD', delayed, due, dependent)
           redis.call('ZADD', unfinished, 'XX', due, dependent)
+          -- Due now: the gateways' releasers queue it at once (a later release time waits for their poll).
+          if due == now then redis.call('PUBLISH', 'tasks_delayed_due', dependent) end
         end
       else
         redis.call('HDEL', waiting, dependent)

@@ -21,6 +21,7 @@ import { LogThrottle, type Runtime } from "@tm/kit";
 import {
   anyDelayedDue,
   type DelayedEntry,
+  Keys,
   markQueued,
   readStatus,
   readTask,
@@ -55,6 +56,8 @@ const DEFAULT_REDIS_TIMEOUT_MS = 3_000;
 export interface DelayedReleaser {
   /** Runs one round (what the timer does every `pollMs`). Resolves with what it did. */
   release(): Promise<Record<ReleaseAction, number>>;
+  /** Runs a round now (or right after the one under way): what a message on tasks_delayed_due does. */
+  wake(): void;
   stop(): Promise<void>;
 }
 
@@ -191,6 +194,25 @@ export function startDelayedReleaser(rt: Runtime, options: DelayedReleaserOption
   const rounds = everyInterval(options.pollMs, release, (error) =>
     rt.log.debug({ err: error }, "delayed-task round skipped"),
   );
+  // Woken at once when the status script makes tasks due (a dependency SUCCEEDED, a concurrency key's place freed):
+  // they would otherwise wait for the next poll, up to GATEWAY_DELAYED_POLL_MS per hop of a chain. Its own
+  // connection, which ioredis subscribes again after a reconnect; the poll stays, for delayed tasks' own times and
+  // for a message lost while it was away.
+  const wakes = rt.redis.duplicate();
+  wakes.on("error", (error: unknown) => rt.log.debug({ err: error }, "the delayed-task wake-up connection failed"));
+  wakes.on("message", () => rounds.now());
+  void wakes
+    .subscribe(Keys.delayedDueChannel)
+    .catch((error: unknown) =>
+      rt.log.warn({ err: error }, "could not subscribe to delayed-task wake-ups: polled only"),
+    );
 
-  return { release, stop: () => rounds.stop() };
+  return {
+    release,
+    wake: () => rounds.now(),
+    async stop() {
+      wakes.disconnect();
+      await rounds.stop();
+    },
+  };
 }

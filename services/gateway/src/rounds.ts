@@ -10,6 +10,8 @@
 import { withDeadline } from "@tm/kit";
 
 export interface Rounds {
+  /** Runs a round now, or, while one is under way, once more right after it (however often it is asked meanwhile). */
+  now(): void;
   stop(): Promise<void>;
 }
 
@@ -24,16 +26,29 @@ export function everyInterval(
 ): Rounds {
   let running: Promise<unknown> | undefined;
   let stopped = false;
-  const timer = setInterval(() => {
-    if (running || stopped) return;
+  let again = false;
+  const start = () => {
     running = round()
       .catch(onError)
       .finally(() => {
         running = undefined;
+        if (again && !stopped) {
+          again = false;
+          start();
+        }
       });
+  };
+  const timer = setInterval(() => {
+    if (running || stopped) return;
+    start();
   }, intervalMs);
   timer.unref();
   return {
+    now() {
+      if (stopped) return;
+      if (running) again = true;
+      else start();
+    },
     async stop() {
       stopped = true;
       clearInterval(timer);

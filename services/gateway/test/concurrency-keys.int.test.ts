@@ -8,9 +8,10 @@
 import { Code, ConnectError } from "@connectrpc/connect";
 import { Subjects } from "@tm/flow";
 import { RequeueResult, TaskState } from "@tm/proto";
+import { applyStatus } from "@tm/store";
 import { useInfra, waitFor } from "@tm/testkit";
 import { describe, expect, test } from "vitest";
-import { streamMessagesOf, useClients, useGateway } from "./helpers.js";
+import { event, streamMessagesOf, useClients, useGateway } from "./helpers.js";
 
 const infra = useInfra();
 const clients = useClients(infra);
@@ -92,5 +93,28 @@ describe("concurrency keys", () => {
       waiting: [],
       waitingTotal: 0,
     });
+  });
+});
+
+describe("the releaser woken by the status script, not its poll", () => {
+  // A poll of ten minutes: a task queued within the test was queued by a wake-up on tasks_delayed_due.
+  const g = useGateway(infra, { GATEWAY_DELAYED_POLL_MS: "600000" });
+
+  test("a freed place and a met dependency queue their waiting tasks at once", async () => {
+    const key = `woken-${crypto.randomUUID()}`;
+    const limited = { type: "sleep", payload: { ms: 60_000 }, concurrencyKey: key, concurrencyLimit: 1 };
+    const holder = await g.client.submitTask(limited);
+    const next = await g.client.submitTask(limited);
+    await waitFor("the holder queued", () => queued(holder.taskId));
+    await g.client.cancelTask({ taskId: holder.taskId });
+    await waitFor("the next queued", () => queued(next.taskId), { timeoutMs: 10_000 });
+
+    const dependency = await g.client.submitTask({ type: "echo", payload: {} });
+    const dependent = await g.client.submitTask({ type: "echo", payload: {}, dependsOn: [dependency.taskId] });
+    expect(await queued(dependent.taskId)).toBe(false);
+    // The notifier's part, played here: the dependency SUCCEEDED.
+    await applyStatus(clients.redis, event({ taskId: dependency.taskId, state: "SUCCEEDED", generation: 0 }));
+    await waitFor("the dependent queued", () => queued(dependent.taskId), { timeoutMs: 10_000 });
+    await g.client.cancelTask({ taskId: next.taskId });
   });
 });
