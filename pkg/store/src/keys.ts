@@ -63,6 +63,7 @@
  *                       came to wait → createdAt (ms), or just after the one before when that is not earlier
  *   tasks_concurrency_waiting  sorted set: every concurrency key's waiting tasks, scored alike   trimmed of entries
  *                       older than taskTtlSeconds on every entry
+ *   tasks_delayed_due   pub/sub channel: a task the status script made due now (the gateways' releasers run a round)
  *                       a submitted backlog's size; TTL taskTtlSeconds from the last write (concurrency-keys.ts)
  *   task_handbacks:<id> hash: generation → deliveries of the task a worker handed back unstarted (stopping, quiet),
  *                       which are not attempts (hand-backs.ts)   TTL taskTtlSeconds from the last hand-back

@@ -757,7 +757,7 @@ export type SubmitTaskRequest = Message<"taskmanager.v1.SubmitTaskRequest"> & {
    * BullMQ Pro's group concurrency): at most concurrency_limit tasks with this concurrency_key are in the pipeline at
    * once, from their release into it to their end (SUCCEEDED, FAILED or CANCELLED; a retry's wait and a running
    * attempt included). The others wait PENDING, in the order they were submitted, in Redis rather than in a stream,
-   * so a key's backlog holds back no other key's tasks; each end releases the next (within GATEWAY_DELAYED_POLL_MS).
+   * so a key's backlog holds back no other key's tasks; each end releases the next at once.
    * A delayed task, or one with dependencies, waits for its key once it is due. A task is released while fewer than
    * its own concurrency_limit tasks of its key are in the pipeline. The key: 1 to 128 characters, letters, digits
    * and `_ . : @ / = + -`; the limit: 1 to 1,000; either without the other is INVALID_ARGUMENT. Keys are shared by
