@@ -79,6 +79,24 @@ describe.skipIf(!existsSync(CHROMIUM))("web console", () => {
   let webUrl: string;
   let profileDir: string;
 
+  /** A second gateway on the pipeline's NATS and Redis whose callers use API keys (`ops` is an operator), serving the
+   *  console on a port of its own: what the tests of authentication and caller isolation open. */
+  async function apiKeyGateway(keys: Record<string, string>, env: NodeJS.ProcessEnv = {}) {
+    const webPort = await freePort();
+    const gateway = await spawnService("gateway", {
+      NATS_URL: pipeline.nats.url,
+      REDIS_URL: pipeline.redis.url,
+      GATEWAY_AUTH_MODE: "api-key",
+      GATEWAY_API_KEYS: Object.entries(keys)
+        .map(([caller, key]) => `${caller}:${key}`)
+        .join(","),
+      GATEWAY_ADMIN_CALLERS: "ops",
+      GATEWAY_WEB_PORT: String(webPort),
+      ...env,
+    });
+    return { gateway, origin: `http://127.0.0.1:${webPort}` };
+  }
+
   beforeAll(async () => {
     const webPort = await freePort();
     pipeline = await startPipeline({
@@ -388,18 +406,10 @@ describe.skipIf(!existsSync(CHROMIUM))("web console", () => {
 
   it("honours the gateway's authentication: asks for a key, refuses a wrong one, works with the right one", async () => {
     const KEY = "ops-key-0123456789abcdef";
-    const port = await freePort();
-    const guarded = await spawnService("gateway", {
-      NATS_URL: pipeline.nats.url,
-      REDIS_URL: pipeline.redis.url,
-      GATEWAY_AUTH_MODE: "api-key",
-      GATEWAY_API_KEYS: `ops:${KEY}`,
-      GATEWAY_ADMIN_CALLERS: "ops",
-      GATEWAY_WEB_PORT: String(port),
-    });
+    const { gateway: guarded, origin } = await apiKeyGateway({ ops: KEY });
     const tab = await browser.newPage(); // its own sessionStorage: no key yet
     try {
-      await tab.goto(`http://127.0.0.1:${port}/tasks`);
+      await tab.goto(`${origin}/tasks`);
       const dialog = tab.getByRole("dialog");
       await dialog.getByText("The gateway requires an API key.").waitFor({ timeout: 15_000 });
       expect(await tab.locator("#task-list a[href^='/tasks/']").count()).toBe(0);
@@ -1337,17 +1347,10 @@ describe.skipIf(!existsSync(CHROMIUM))("web console", () => {
   it("opens a task's concurrency key as its submitter's when the gateway isolates callers (GATEWAY_TASK_ISOLATION=caller)", async () => {
     const OPS = "ops-key-0123456789abcdef";
     const SHOP = "shop-key-0123456789abcdef";
-    const port = await freePort();
-    const isolated = await spawnService("gateway", {
-      NATS_URL: pipeline.nats.url,
-      REDIS_URL: pipeline.redis.url,
-      GATEWAY_AUTH_MODE: "api-key",
-      GATEWAY_API_KEYS: `ops:${OPS},shop:${SHOP}`,
-      GATEWAY_ADMIN_CALLERS: "ops",
-      GATEWAY_TASK_ISOLATION: "caller",
-      GATEWAY_WEB_PORT: String(port),
-    });
-    const origin = `http://127.0.0.1:${port}`;
+    const { gateway: isolated, origin } = await apiKeyGateway(
+      { ops: OPS, shop: SHOP },
+      { GATEWAY_TASK_ISOLATION: "caller" },
+    );
     const key = `console-shop-${crypto.randomUUID().slice(0, 8)}`;
     const tab = await browser.newPage(); // its own sessionStorage: the operator's key, stored before the page loads
     await tab.addInitScript(`sessionStorage.setItem("tm-console-api-key", ${JSON.stringify(OPS)})`);

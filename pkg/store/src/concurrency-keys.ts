@@ -148,15 +148,6 @@ export async function countConcurrencyWaiting(redis: Redis): Promise<number> {
   return redis.zcard(Keys.concurrencyWaitingAll);
 }
 
-/** How many of a key's tasks are in the pipeline and how many wait for a place. */
-export async function concurrencyCounts(redis: Redis, key: string): Promise<{ running: number; waiting: number }> {
-  const [running, waiting] = await Promise.all([
-    redis.zcard(Keys.concurrencyRunning(key)),
-    redis.zcard(Keys.concurrencyWaiting(key)),
-  ]);
-  return { running, waiting };
-}
-
 /** One key's tasks, for operators: the first `listed` holding its places and waiting for one (oldest first), the
  *  counts, and the limit the oldest waiting one was submitted with (0: none waits). One round trip, then one read. */
 export interface ConcurrencyKeyView {

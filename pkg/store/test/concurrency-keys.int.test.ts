@@ -10,11 +10,11 @@ import { beforeEach, expect, test } from "vitest";
 import {
   applyStatus,
   applyStatusBatch,
-  concurrencyCounts,
   countConcurrencyWaiting,
   isConcurrencyWaiting,
   Keys,
   PLACE_CHECK_AFTER_MS,
+  readConcurrencyKey,
   readTask,
   releaseDue,
   type SavedTask,
@@ -100,7 +100,7 @@ test("tasks within the limit are queued; the rest wait, oldest first, and each e
   expect(await delayed()).toEqual(["c"]);
   expect(await releasedNow()).toEqual(["c"]);
   expect(await unqueued()).toContain("c");
-  expect(await concurrencyCounts(clients.redis, "acct-1")).toEqual({ running: 2, waiting: 1 });
+  expect(await readConcurrencyKey(clients.redis, "acct-1", 10)).toMatchObject({ runningTotal: 2, waitingTotal: 1 });
 
   // A FAILED end gives its place back as SUCCEEDED does; a stale repeat of it releases nothing more.
   await finish("b", "FAILED");

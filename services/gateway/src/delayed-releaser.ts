@@ -56,8 +56,6 @@ const DEFAULT_REDIS_TIMEOUT_MS = 3_000;
 export interface DelayedReleaser {
   /** Runs one round (what the timer does every `pollMs`). Resolves with what it did. */
   release(): Promise<Record<ReleaseAction, number>>;
-  /** Runs a round now (or right after the one under way): what a message on tasks_delayed_due does. */
-  wake(): void;
   stop(): Promise<void>;
 }
 
@@ -209,7 +207,6 @@ export function startDelayedReleaser(rt: Runtime, options: DelayedReleaserOption
 
   return {
     release,
-    wake: () => rounds.now(),
     async stop() {
       wakes.disconnect();
       await rounds.stop();
