@@ -72,6 +72,17 @@ local function concurrencyPrune(running, now)
     end
   end
 end
+-- Enters a task in a waiting set in the order they came to wait: its arrival time, or just after the last one waiting
+-- if that is not later (a batch's tasks share one time; a late arrival goes last). NX: a repeated submission keeps its
+-- place. Answers its score.
+local function waitInOrder(waiting, id, arrivalMs, ttl)
+  local last = redis.call('ZRANGE', waiting, -1, -1, 'WITHSCORES')[2]
+  local score = arrivalMs
+  if last and tonumber(last) >= score then score = tonumber(last) + 1 end
+  redis.call('ZADD', waiting, 'NX', score, id)
+  redis.call('EXPIRE', waiting, ttl)
+  return score
+end
 local function concurrencyRelease(key, now, ttl)
   local running = 'concurrency_running:' .. key
   local waiting = 'concurrency_waiting:' .. key
@@ -111,13 +122,7 @@ local function concurrencyAdmit(id, key, limit, now, ttl, createdMs)
       return true
     end
   end
-  -- In the order they came to wait: its creation time, or just after the last one waiting if that is not later (a
-  -- batch's tasks share one time; a late arrival goes last). NX: a repeated submission keeps its place.
-  local last = redis.call('ZRANGE', waiting, -1, -1, 'WITHSCORES')[2]
-  local score = createdMs
-  if last and tonumber(last) >= score then score = tonumber(last) + 1 end
-  redis.call('ZADD', waiting, 'NX', score, id)
-  redis.call('EXPIRE', waiting, ttl)
+  local score = waitInOrder(waiting, id, createdMs, ttl)
   redis.call('ZADD', 'tasks_concurrency_waiting', 'NX', score, id)
   redis.call('ZREMRANGEBYSCORE', 'tasks_concurrency_waiting', '-inf', now - ttl * 1000)
   redis.call('ZADD', unfinishedKey, 'XX', now + ttl * 1000, id)

@@ -8,6 +8,7 @@
  */
 import type { Redis } from "ioredis";
 import { CONCURRENCY_LUA } from "./concurrency-keys.js";
+import { FAIRNESS_LUA } from "./fairness.js";
 import { Bounds, Keys } from "./keys.js";
 import { scoredMembers } from "./scored.js";
 import { luaScript } from "./script.js";
@@ -22,11 +23,13 @@ export interface DelayedEntry {
 // oldest first, each moved to tasks_unqueued scored by now: the time its publish starts, from which the sweeper counts
 // the stream's duplicate window. One with a concurrency key (its record's) is first admitted under its key's limit
 // (concurrency-keys.ts): one that must wait is taken out of tasks_delayed into its key's waiting set instead, and
-// not answered (the status script makes it due again when a place frees).
+// not answered (the status script makes it due again when a place frees). Then one with a fairness key is let into
+// its type's window, or waits for its turn (fairness.ts) the same way.
 const RELEASE_DUE = luaScript(`
 local delayedKey = KEYS[1]
 local unfinishedKey = KEYS[3]
 ${CONCURRENCY_LUA}
+${FAIRNESS_LUA}
 local now = tonumber(ARGV[1])
 local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'WITHSCORES', 'LIMIT', 0, tonumber(ARGV[2]))
 local released = {}
@@ -40,6 +43,11 @@ for i = 1, #due, 2 do
     -- Ordered among the key's waiting tasks by the time it was due (the record's createdAt is ISO 8601 text).
     admitted = concurrencyAdmit(id, concurrencyKey, limit, now, tonumber(ARGV[3]), tonumber(due[i + 1]))
   end
+  local fairness = admitted and fairnessOf('task:' .. id)
+  if fairness then
+    admitted = fairnessAdmit(id, fairness.queue, fairness.key, fairness.window, fairness.weight, now,
+      tonumber(ARGV[3]), tonumber(due[i + 1]))
+  end
   if admitted then
     redis.call('ZADD', KEYS[2], ARGV[1], id)
     released[#released + 1] = id
@@ -51,7 +59,8 @@ return released
 
 /**
  * Moves up to `limit` tasks due at `nowMs` from tasks_delayed to tasks_unqueued; returns them, oldest first. A task of
- * a concurrency key that must wait for a place is moved to the key's waiting set instead, and not returned.
+ * a concurrency key that must wait for a place, or of a fairness key that must wait for its turn, is moved to its
+ * key's waiting set instead, and not returned.
  */
 export async function releaseDue(
   redis: Redis,

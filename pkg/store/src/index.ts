@@ -1,6 +1,7 @@
 export * from "./batch.js";
 export * from "./concurrency-keys.js";
 export * from "./delayed.js";
+export * from "./fairness.js";
 export * from "./hand-backs.js";
 export * from "./keys.js";
 export * from "./lists.js";

@@ -63,6 +63,16 @@
  *                       came to wait → createdAt (ms), or just after the one before when that is not earlier
  *   tasks_concurrency_waiting  sorted set: every concurrency key's waiting tasks, scored alike   trimmed of entries
  *                       older than taskTtlSeconds on every entry
+ *   fairness_running:<type>  sorted set: the type's tasks with a fairness key in the pipeline → when each was released
+ *                       or last found unfinished (ms)   at most the type's window; TTL taskTtlSeconds from the last write
+ *   fairness_waiting:<type>:<key>  sorted set: a fairness key's tasks waiting PENDING for a place in their type's
+ *                       window, in the order they came   TTL taskTtlSeconds from the last write
+ *   fairness_keys:<type>  sorted set: the type's fairness keys with tasks waiting → the virtual start of their next
+ *                       task   at most the keys waiting; TTL taskTtlSeconds from the last write
+ *   fairness_clock:<type>, fairness_tag:<type>:<key>  strings: the type's virtual clock, a key's earliest next start
+ *                       TTL taskTtlSeconds from the last write (fairness.ts)
+ *   tasks_fairness_waiting  sorted set: every type's tasks waiting for a fairness window   trimmed of entries older
+ *                       than taskTtlSeconds on every entry
  *   tasks_delayed_due   pub/sub channel: a task the status script made due now (the gateways' releasers run a round)
  *                       a submitted backlog's size; TTL taskTtlSeconds from the last write (concurrency-keys.ts)
  *   task_handbacks:<id> hash: generation → deliveries of the task a worker handed back unstarted (stopping, quiet),
@@ -119,6 +129,16 @@ export const Keys = {
   concurrencyWaitingAll: "tasks_concurrency_waiting",
   /** A concurrency key's tasks waiting PENDING for a place, in the order they came to wait. */
   concurrencyWaiting: (key: string) => `concurrency_waiting:${key}`,
+  /** A task type's tasks with a fairness key in the pipeline → when each was released or last checked (ms) (fairness.ts). */
+  fairnessRunning: (type: string) => `fairness_running:${type}`,
+  /** A fairness key's tasks waiting PENDING for a place in their type's window, in the order they came. */
+  fairnessWaiting: (type: string, key: string) => `fairness_waiting:${type}:${key}`,
+  /** A type's fairness keys with tasks waiting → the virtual start of their next task (lowest served next). */
+  fairnessKeys: (type: string) => `fairness_keys:${type}`,
+  /** A type's virtual clock: the start of the last task let in. */
+  fairnessClock: (type: string) => `fairness_clock:${type}`,
+  /** Every type's tasks waiting for a fairness window (their count: operators' view). */
+  fairnessWaitingAll: "tasks_fairness_waiting",
 } as const;
 
 export const Bounds = {

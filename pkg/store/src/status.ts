@@ -8,6 +8,7 @@ import { TASK_STATES } from "@tm/flow";
 import type { Redis } from "ioredis";
 import { type BatchOptions, perTurnBatcher } from "./batch.js";
 import { CONCURRENCY_LUA } from "./concurrency-keys.js";
+import { FAIRNESS_LUA } from "./fairness.js";
 import { Bounds, Keys } from "./keys.js";
 import { luaScript } from "./script.js";
 
@@ -46,7 +47,8 @@ export interface StoredStatus {
 // outcome (a task_dependents value "<release time> finished"): then any terminal state counts it down. Either way
 // task_dependents:<id> goes. A terminal state of a task with a concurrency key (its record's) gives back its place,
 // or takes it out of the key's waiting set (cancelled while it waited), and releases the key's waiting tasks that now
-// fit (concurrency-keys.ts).
+// fit (concurrency-keys.ts); then, for a task with a fairness key, its place in its type's window, letting in the
+// tasks whose turn it is (fairness.ts).
 // Mirrors lifecycle.shouldApply: later (a newer version, or the same one with a later progress report), and either a
 // non-terminal current state or a newer generation.
 // GENERATION_SPAN (1e8) must match pkg/flow/src/lifecycle.ts; a unit test checks the two agree.
@@ -64,6 +66,7 @@ local expiring = KEYS[#KEYS]
 local delayedKey = delayed
 local unfinishedKey = unfinished
 ${CONCURRENCY_LUA}
+${FAIRNESS_LUA}
 local firstDependents = #KEYS - 6 - count
 local shortened = 0
 local function settleDependents(key, taskId, state)
@@ -142,6 +145,8 @@ local function apply(i, key, a)
       redis.call('ZREM', 'tasks_concurrency_waiting', ARGV[a + 1])
       concurrencyRelease(concurrencyKey, now, ttl)
     end
+    local fairness = fairnessOf('task:' .. ARGV[a + 1])
+    if fairness then fairnessEnd(ARGV[a + 1], fairness, now, ttl) end
   else
     redis.call('ZADD', unfinished, ARGV[a + 11], ARGV[a + 1])
   end

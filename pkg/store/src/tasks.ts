@@ -2,6 +2,7 @@
 import { type Priority, type ResultMessage, type RetryBackoff, RetryBackoffSchema } from "@tm/flow";
 import type { Redis } from "ioredis";
 import { CONCURRENCY_LUA } from "./concurrency-keys.js";
+import { FAIRNESS_LUA } from "./fairness.js";
 import { Bounds, Keys } from "./keys.js";
 import { luaScript } from "./script.js";
 import { REGISTER_WAITING } from "./waiting-lua.js";
@@ -47,6 +48,15 @@ export interface TaskRecord {
   concurrencyLimit?: number;
   /** Whose key it is, when keys are per submitter (concurrencyRedisKey): counted under "<scope>:<key>". */
   concurrencyScope?: string;
+  /** Its tenant within its type's fair share (fairness.ts), when set, served in proportion to `fairnessWeight`
+   *  (1 when unset) among the type's keys with tasks waiting. */
+  fairnessKey?: string;
+  fairnessWeight?: number;
+  /** Whose key it is, when keys are per submitter (fairnessRedisKey), as concurrencyScope. */
+  fairnessScope?: string;
+  /** How many tasks of its type with a fairness key may be in the pipeline at once (GATEWAY_FAIRNESS_WINDOW when it
+   *  was submitted): the window it is let in through. */
+  fairnessWindow?: number;
 }
 
 // The task record with its TTL, and its entry in the listing index, which is trimmed of tasks whose records have
@@ -73,7 +83,8 @@ export interface TaskRecord {
 // A task with a concurrency key (concurrency-keys.ts) that would be entered in tasks_unqueued, to be queued now, is
 // first admitted under its key's limit: when it must wait instead, it is entered in the key's waiting set and the
 // script answers "concurrency" (the caller does not queue it; the status script releases it). A delayed one, or one
-// waiting for dependencies, is admitted by the releaser when it is due.
+// waiting for dependencies, is admitted by the releaser when it is due. Then one with a fairness key (fairness.ts) is
+// let into its type's window, or waits for its turn: the script answers "fairness".
 // KEYS: task:<id>, task_index, tasks_unqueued, tasks_delayed, tasks_waiting, the claimed idempotency key (task:<id>
 // again when there is none), tasks_unfinished,
 // then per dependency its task_status, task_dependents, task_dependent_ids and task_result keys.
@@ -84,6 +95,7 @@ const SAVE_TASK = luaScript(`${REGISTER_WAITING}
 local delayedKey = KEYS[4]
 local unfinishedKey = KEYS[7]
 ${CONCURRENCY_LUA}
+${FAIRNESS_LUA}
 local waiting = 0
 local finishing = ARGV[5] == '4'
 if ARGV[5] == '3' then
@@ -125,6 +137,11 @@ if entry == '1' and concurrencyKey then
     return 'concurrency'
   end
 end
+local fairness = entry == '1' and fairnessOf(KEYS[1])
+if fairness and not fairnessAdmit(ARGV[4], fairness.queue, fairness.key, fairness.window, fairness.weight,
+    tonumber(ARGV[8]), tonumber(ARGV[1]), tonumber(ARGV[2])) then
+  return 'fairness'
+end
 if entry == '1' then
   redis.call('ZADD', KEYS[3], ARGV[2], ARGV[4])
   redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', ARGV[3])
@@ -149,11 +166,12 @@ export interface SaveTaskOptions {
 /**
  * What saving a task with dependencies (`task.dependsOn`) did: it waits for `waitingFor` of them (0: none is
  * unfinished, and it was entered as `unqueued` or `delayedUntilMs` say), or it was refused, nothing written, because
- * `dependency` ended in `state` (FAILED or CANCELLED). `waitsForConcurrency`: a task of a concurrency key that would
- * have been entered as `unqueued` waits for a place under its key instead (not to be queued now).
+ * `dependency` ended in `state` (FAILED or CANCELLED). `waitsFor`: a task that would have been entered as `unqueued`
+ * waits instead for a place under its concurrency key, or for its turn in its type's fairness window (not to be
+ * queued now).
  */
 export type SavedTask =
-  | { waitingFor: number; waitsForConcurrency?: boolean }
+  | { waitingFor: number; waitsFor?: "concurrency" | "fairness" }
   | { refusedBy: { dependency: string; state: string } };
 
 export async function saveTask(redis: Redis, task: TaskRecord, options: SaveTaskOptions = {}): Promise<SavedTask> {
@@ -186,6 +204,14 @@ export async function saveTask(redis: Redis, task: TaskRecord, options: SaveTask
       ? { concurrencyKey: task.concurrencyKey, concurrencyLimit: String(task.concurrencyLimit) }
       : {}),
     ...(task.concurrencyKey && task.concurrencyScope ? { concurrencyScope: task.concurrencyScope } : {}),
+    ...(task.fairnessKey
+      ? {
+          fairnessKey: task.fairnessKey,
+          fairnessWeight: String(task.fairnessWeight ?? 1),
+          fairnessWindow: String(task.fairnessWindow ?? 1),
+          ...(task.fairnessScope ? { fairnessScope: task.fairnessScope } : {}),
+        }
+      : {}),
   };
   const dependencies = task.dependsOn ?? [];
   const entry =
@@ -222,8 +248,9 @@ export async function saveTask(redis: Redis, task: TaskRecord, options: SaveTask
       Date.now(),
       ...Object.entries(fields).flat(),
     ],
-  )) as number | [number, string] | "concurrency";
-  if (reply === "concurrency") return { waitingFor: 0, waitsForConcurrency: true };
+  )) as number | [number, string] | "concurrency" | "fairness";
+  if (reply === "concurrency") return { waitingFor: 0, waitsFor: "concurrency" };
+  if (reply === "fairness") return { waitingFor: 0, waitsFor: "fairness" };
   if (Array.isArray(reply)) {
     return { refusedBy: { dependency: dependencies[-reply[0] - 1] ?? "?", state: reply[1] } };
   }
@@ -266,6 +293,14 @@ export function parseTaskHash(hash: Record<string, string>): TaskRecord | undefi
       ? { concurrencyKey: hash.concurrencyKey, concurrencyLimit: Number(hash.concurrencyLimit) }
       : {}),
     ...(hash.concurrencyKey && hash.concurrencyScope ? { concurrencyScope: hash.concurrencyScope } : {}),
+    ...(hash.fairnessKey
+      ? {
+          fairnessKey: hash.fairnessKey,
+          fairnessWeight: positive(hash.fairnessWeight) ? Number(hash.fairnessWeight) : 1,
+          ...(positive(hash.fairnessWindow) ? { fairnessWindow: Number(hash.fairnessWindow) } : {}),
+          ...(hash.fairnessScope ? { fairnessScope: hash.fairnessScope } : {}),
+        }
+      : {}),
   };
 }
 

@@ -83,8 +83,8 @@ test("tasks within the limit are queued; the rest wait, oldest first, and each e
   expect(await submit("a", "acct-1", 2, 0)).toEqual({ waitingFor: 0 });
   expect(await submit("b", "acct-1", 2, 1)).toEqual({ waitingFor: 0 });
   // Two created in the same millisecond (a batch's tasks) wait in the order they came.
-  expect(await submit("c", "acct-1", 2, 2)).toEqual({ waitingFor: 0, waitsForConcurrency: true });
-  expect(await submit("d", "acct-1", 2, 2)).toEqual({ waitingFor: 0, waitsForConcurrency: true });
+  expect(await submit("c", "acct-1", 2, 2)).toEqual({ waitingFor: 0, waitsFor: "concurrency" });
+  expect(await submit("d", "acct-1", 2, 2)).toEqual({ waitingFor: 0, waitsFor: "concurrency" });
   expect(await running("acct-1")).toEqual(["a", "b"]);
   expect(await waiting("acct-1")).toEqual(["c", "d"]);
   expect((await unqueued()).sort()).toEqual(["a", "b"]);
@@ -159,9 +159,9 @@ test("a place held by a task whose record is gone, or whose end bypassed the sta
   await submit("lost", "k", 1, 0);
   await clients.redis.del(Keys.task(id("lost"))); // its records expired unfinished
   // Checked only once it has gone unchecked for a while: until then the key is full.
-  expect(await submit("next", "k", 1, 1)).toEqual({ waitingFor: 0, waitsForConcurrency: true });
+  expect(await submit("next", "k", 1, 1)).toEqual({ waitingFor: 0, waitsFor: "concurrency" });
   await ageing("k", "lost");
-  expect(await submit("later", "k", 1, 2)).toEqual({ waitingFor: 0, waitsForConcurrency: true });
+  expect(await submit("later", "k", 1, 2)).toEqual({ waitingFor: 0, waitsFor: "concurrency" });
   // The place went to the oldest waiting task (made due now), not to the submission that found it.
   expect(await running("k")).toEqual(["next"]);
   expect(await waiting("k")).toEqual(["later"]);
@@ -178,7 +178,7 @@ test("a place held by a task whose record is gone, or whose end bypassed the sta
 test("a place checked and found still unfinished is kept, and not checked again for a while", async () => {
   await submit("busy", "k", 1, 0);
   await ageing("k", "busy");
-  expect(await submit("next", "k", 1, 1)).toEqual({ waitingFor: 0, waitsForConcurrency: true });
+  expect(await submit("next", "k", 1, 1)).toEqual({ waitingFor: 0, waitsFor: "concurrency" });
   expect(await running("k")).toEqual(["busy"]);
   const checkedAt = Number(await clients.redis.zscore(Keys.concurrencyRunning("k"), id("busy")));
   expect(checkedAt).toBeGreaterThan(Date.now() - PLACE_CHECK_AFTER_MS);
@@ -192,7 +192,7 @@ test("a task whose place frees while it is being entered waits no longer than th
   // to itself.
   await clients.redis.del(Keys.task(id("b")));
   await ageing("k", "b");
-  expect(await submit("d", "k", 2, 3)).toEqual({ waitingFor: 0, waitsForConcurrency: true });
+  expect(await submit("d", "k", 2, 3)).toEqual({ waitingFor: 0, waitsFor: "concurrency" });
   expect(await running("k")).toEqual(["a", "c"]);
   expect(await waiting("k")).toEqual(["d"]);
   expect(await delayed()).toEqual(["c"]);

@@ -218,7 +218,7 @@ export function taskServiceHandlers(
       if (submission.dependsOn || submission.concurrencyKey) {
         const saved = await save();
         if ("refusedBy" in saved) throw dependencyFailed(saved.refusedBy.dependency, saved.refusedBy.state);
-        waiting = saved.waitingFor > 0 || saved.waitsForConcurrency === true;
+        waiting = saved.waitingFor > 0 || saved.waitsFor !== undefined;
         const waitsUntilMs = Date.parse(createdAt) + retentionSeconds * 1000;
         written = await applyStatus(rt.redis, event, retentionSeconds, {
           stallClockFromMs: waiting ? waitsUntilMs : runAtMs,
