@@ -5,7 +5,12 @@
  */
 import type { MessageInitShape } from "@bufbuild/protobuf";
 import { durationFromMs, timestampFromDate } from "@bufbuild/protobuf/wkt";
-import { concurrencyKeyProblem, concurrencyLimitProblem } from "./concurrency-key.js";
+import {
+  concurrencyKeyProblem,
+  concurrencyLimitProblem,
+  fairnessKeyProblem,
+  fairnessWeightProblem,
+} from "./concurrency-key.js";
 import {
   DependencyPolicy,
   IdempotencyKeyReuse,
@@ -47,6 +52,10 @@ export interface TaskRequest {
    *  PENDING, in the order they were submitted (one tenant's tasks, one account's). key: 1 to 128 letters, digits or
    *  `_ . : @ / = + -`; limit: 1 to 1,000. */
   concurrency?: { key: string; limit: number };
+  /** Its tenant within its type's fair share: while tasks of the type wait for the gateway's fairness window, each
+   *  key with tasks waiting is served in proportion to its weight (1 when unset), whatever its backlog. key: as
+   *  concurrency's; weight: 1 to 1,000. */
+  fairness?: { key: string; weight?: number };
 }
 
 /** A submission's own fields besides the task: its idempotency key, and how the key may be used again. */
@@ -107,6 +116,14 @@ export function taskRequestProblem(request: TaskRequest & SubmissionOptions): st
     const limitProblem = concurrencyLimitProblem(concurrency.limit);
     if (limitProblem) return `concurrency.limit ${limitProblem}`;
   }
+  const { fairness } = request;
+  if (fairness !== undefined) {
+    if (typeof fairness !== "object" || fairness === null) return "fairness must be { key, weight? }";
+    const keyProblem = fairnessKeyProblem(fairness.key);
+    if (keyProblem) return `fairness.key ${keyProblem}`;
+    const weightProblem = fairness.weight === undefined ? undefined : fairnessWeightProblem(fairness.weight);
+    if (weightProblem) return `fairness.weight ${weightProblem}`;
+  }
   if (metadata !== undefined) {
     if (!isPlainObject(metadata)) return "metadata must be an object of strings";
     const bad = Object.entries(metadata).find(([, value]) => typeof value !== "string");
@@ -128,7 +145,7 @@ export function taskRequestProblem(request: TaskRequest & SubmissionOptions): st
 export function submitTaskRequestOf(
   request: TaskRequest & SubmissionOptions,
 ): MessageInitShape<typeof SubmitTaskRequestSchema> {
-  const { delayMs, runAt, dependsOn, dependencyPolicy, succeededRetentionSeconds, concurrency } = request;
+  const { delayMs, runAt, dependsOn, dependencyPolicy, succeededRetentionSeconds, concurrency, fairness } = request;
   return {
     type: request.type,
     payload: (request.payload ?? {}) as SubmitTaskRequest["payload"],
@@ -143,6 +160,7 @@ export function submitTaskRequestOf(
     ...(dependencyPolicy === "all-finished" ? { dependencyPolicy: DependencyPolicy.ALL_FINISHED } : {}),
     ...(succeededRetentionSeconds ? { succeededRetention: durationFromMs(succeededRetentionSeconds * 1_000) } : {}),
     ...(concurrency ? { concurrencyKey: concurrency.key, concurrencyLimit: concurrency.limit } : {}),
+    ...(fairness ? { fairnessKey: fairness.key, fairnessWeight: fairness.weight ?? 0 } : {}),
   };
 }
 

@@ -32,6 +32,7 @@ describe("submitTaskRequestOf", () => {
       idempotencyKey: "order-7",
       keyReuse: "replace-waiting",
       concurrency: { key: "tenant:acme", limit: 3 },
+      fairness: { key: "acme", weight: 5 },
     });
     expect(sent.type).toBe("resize");
     expect(sent.payload).toEqual({ width: 100, tags: ["a"] });
@@ -54,6 +55,12 @@ describe("submitTaskRequestOf", () => {
     expect(sent.idempotencyKey).toBe("order-7");
     expect(sent.idempotencyKeyReuse).toBe(IdempotencyKeyReuse.REPLACE_WAITING);
     expect(sent).toMatchObject({ concurrencyKey: "tenant:acme", concurrencyLimit: 3 });
+    expect(sent).toMatchObject({ fairnessKey: "acme", fairnessWeight: 5 });
+    // A key without a weight leaves the weight to the gateway's default (1).
+    expect(message({ type: "echo", fairness: { key: "acme" } })).toMatchObject({
+      fairnessKey: "acme",
+      fairnessWeight: 0,
+    });
   });
 
   test("unset fields are left to the gateway's defaults", () => {
@@ -69,6 +76,8 @@ describe("submitTaskRequestOf", () => {
       dependencyPolicy: DependencyPolicy.UNSPECIFIED,
       concurrencyKey: "",
       concurrencyLimit: 0,
+      fairnessKey: "",
+      fairnessWeight: 0,
     });
     expect(sent.schedule.case).toBeUndefined();
     expect(sent.timeout).toBeUndefined();
@@ -111,6 +120,15 @@ describe("taskRequestProblem", () => {
       "concurrency must be { key, limit }",
     ],
     ["a concurrency without key", { type: "echo", concurrency: { limit: 2 } }, "concurrency.key must be 1 to 128"],
+    ["a fairness that is no object", { type: "echo", fairness: "acme" }, "fairness must be { key, weight? }"],
+    ["a fairness without key", { type: "echo", fairness: { weight: 2 } }, "fairness.key must be 1 to 128"],
+    ["a fairness key with a space", { type: "echo", fairness: { key: "a b" } }, "fairness.key must be"],
+    [
+      "a zero fairness weight",
+      { type: "echo", fairness: { key: "a", weight: 0 } },
+      "fairness.weight must be a whole number from 1 to 1000 (got 0)",
+    ],
+    ["a fairness weight over 1000", { type: "echo", fairness: { key: "a", weight: 1001 } }, "(got 1001)"],
     [
       "an empty concurrency key",
       { type: "echo", concurrency: { key: "", limit: 2 } },

@@ -33,6 +33,9 @@ export interface StoredSchedule {
     /** Each run's task's concurrency key and limit (SubmitTaskRequest.concurrency_key), when set. */
     concurrencyKey?: string;
     concurrencyLimit?: number;
+    /** Each run's task's fairness key and weight (SubmitTaskRequest.fairness_key), when set. */
+    fairnessKey?: string;
+    fairnessWeight?: number;
   };
   createdAt: string;
   createdBy: string;

@@ -31,6 +31,7 @@ import {
 import {
   countConcurrencyWaiting,
   countDelayed,
+  countFairnessWaiting,
   countTaskStates,
   countUnqueued,
   type DeadLetterLine,
@@ -68,6 +69,7 @@ import { cancelTask, previewCancel } from "./cancel-task.js";
 import { getConcurrencyKey } from "./concurrency-key-view.js";
 import { dependency } from "./dependencies.js";
 import { type DiscardOutcome, discardLetter } from "./discard.js";
+import { getFairnessQueue } from "./fairness-queue-view.js";
 import { dependencyPolicyToProto, priorityToProto, stateToProto, statusToProto, timestampFromIso } from "./mapping.js";
 import type { QueueStats } from "./queue-stats.js";
 import { redisCaller } from "./redis-call.js";
@@ -107,6 +109,8 @@ export interface AdminServiceOptions {
   shedding?: () => string | undefined;
   /** GATEWAY_TASK_ISOLATION: whose a concurrency key is (GetConcurrencyKey). */
   isolation: Pick<TaskIsolation, "enabled" | "concurrencyScopeOf">;
+  /** GATEWAY_FAIRNESS_WINDOW, for GetFairnessQueue. */
+  fairnessWindow: number;
 }
 
 export function adminServiceHandlers(
@@ -214,7 +218,7 @@ export function adminServiceHandlers(
 
   return {
     async getQueueStats() {
-      const [queues, deadLetters, states, unqueued, paused, delayed, server, waiting, concurrencyWaiting] =
+      const [queues, deadLetters, states, unqueued, paused, delayed, server, waiting, concurrencyWaiting, fairness] =
         await Promise.all([
           dependency("NATS", "reading consumer info", () => queueStats.read()),
           redis("counting dead letters", () => rt.redis.llen(Keys.deadLetter)),
@@ -226,6 +230,7 @@ export function adminServiceHandlers(
           options.redisInfo?.() ?? readRedisServerInfo(rt.redis).catch(() => undefined),
           redis("counting the tasks waiting for dependencies", () => rt.redis.hlen(Keys.waiting)),
           redis("counting the tasks waiting for their concurrency keys", () => countConcurrencyWaiting(rt.redis)),
+          redis("counting the tasks waiting for their fairness keys", () => countFairnessWaiting(rt.redis)),
         ]);
       // Against the consumers just read: a task is stalled only if its stage's queue holds nothing older.
       const stalled = await redis("counting stalled tasks", () =>
@@ -259,6 +264,7 @@ export function adminServiceHandlers(
         delayedOverdue: BigInt(delayed.overdue),
         waitingTasks: BigInt(waiting),
         concurrencyWaitingTasks: BigInt(concurrencyWaiting),
+        fairnessWaitingTasks: BigInt(fairness),
         shedding: options.shedding?.() ?? "",
         stalledTasks: BigInt(stalled.stalled),
         stalledTasksExaminedAll: stalled.examinedAll,
@@ -471,6 +477,8 @@ export function adminServiceHandlers(
     resumeType: (request, ctx) => typeLimits.setTypePaused(request.type, false, callerOf(ctx)),
     listWorkers: () => redis("reading the workers' reports", () => listWorkersResponse(rt.redis)),
     getConcurrencyKey: (request) => getConcurrencyKey(rt.redis, redis, options.isolation, request),
+    getFairnessQueue: (request) =>
+      getFairnessQueue(rt.redis, redis, { window: options.fairnessWindow, taskTypes: rt.config.TASK_TYPES }, request),
     quietWorker: (request, ctx) => setQuiet(rt, redis, request.workerId, true, callerOf(ctx)),
     resumeWorker: (request, ctx) => setQuiet(rt, redis, request.workerId, false, callerOf(ctx)),
 

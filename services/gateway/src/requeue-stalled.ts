@@ -24,6 +24,7 @@ import {
   claimRequeue,
   concurrencyRedisKey,
   isConcurrencyWaiting,
+  isFairnessWaiting,
   readStatus,
   readTask,
   stalledSinceMs,
@@ -95,6 +96,17 @@ export async function requeueStalledTask(
     return refuse(
       `it waits for a place under its concurrency key ${task.concurrencyKey}: the gateway queues it when one frees ` +
         "(cancel it instead to drop it)",
+    );
+  }
+  // So is waiting for its fairness key's turn: a requeue would push it past the other keys' tasks.
+  if (
+    previousState === "PENDING" &&
+    task.fairnessKey &&
+    (await dependency("Redis", "reading the task's fairness key", () => isFairnessWaiting(rt.redis, task)))
+  ) {
+    return refuse(
+      `it waits for its fairness key ${task.fairnessKey}'s turn in the ${task.type} window: the gateway queues it ` +
+        "then (cancel it instead to drop it)",
     );
   }
   const unchangedMs = now - changedAtMs;

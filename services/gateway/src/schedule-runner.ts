@@ -228,6 +228,7 @@ export async function submitRun(
       ...(task.concurrencyKey && task.concurrencyLimit
         ? { concurrencyKey: task.concurrencyKey, concurrencyLimit: task.concurrencyLimit }
         : {}),
+      ...(task.fairnessKey ? { fairnessKey: task.fairnessKey, fairnessWeight: task.fairnessWeight ?? 1 } : {}),
     }),
     ctx,
   );

@@ -234,6 +234,8 @@ function parseTemplate(task: ScheduledTask | undefined, limits: ScheduleLimits):
         parentTaskId: "",
         concurrencyKey: task.concurrencyKey,
         concurrencyLimit: task.concurrencyLimit,
+        fairnessKey: task.fairnessKey,
+        fairnessWeight: task.fairnessWeight,
       },
       limits.maxPayloadBytes,
       limits.maxDeliver,
@@ -254,6 +256,7 @@ function parseTemplate(task: ScheduledTask | undefined, limits: ScheduleLimits):
     ...(valid.concurrencyKey && valid.concurrencyLimit
       ? { concurrencyKey: valid.concurrencyKey, concurrencyLimit: valid.concurrencyLimit }
       : {}),
+    ...(valid.fairnessKey ? { fairnessKey: valid.fairnessKey, fairnessWeight: valid.fairnessWeight ?? 1 } : {}),
   };
 }
 
@@ -279,6 +282,8 @@ export function scheduleToProto({
         : {}),
       concurrencyKey: task.concurrencyKey ?? "",
       concurrencyLimit: task.concurrencyLimit ?? 0,
+      fairnessKey: task.fairnessKey ?? "",
+      fairnessWeight: task.fairnessKey ? (task.fairnessWeight ?? 1) : 0,
     },
     ...(nextMs === undefined ? {} : { nextRunAt: timestampFromMs(nextMs) }),
     createdAt: timestampFromIso(schedule.createdAt),

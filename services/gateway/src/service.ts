@@ -57,6 +57,10 @@ export const gateway = defineService({
     GATEWAY_REQUEUE_AFTER_MS: positiveInt.default(30_000),
     /** How often each replica looks for delayed tasks that are due (src/delayed-releaser.ts): their lateness at most. */
     GATEWAY_DELAYED_POLL_MS: positiveInt.default(1_000),
+    /** How many tasks of a type with a fairness key may be in the pipeline at once; the others wait in Redis for
+     *  their key's turn (pkg/store/src/fairness.ts). A few times the type's workers' concurrency: enough to keep them
+     *  busy, small enough that a newcomer's task waits behind few of another key's. Stamped on each task. */
+    GATEWAY_FAIRNESS_WINDOW: positiveInt.max(100_000, { message: "must be at most 100000" }).default(32),
     /** How often each replica runs the recurring schedules that are due (src/schedule-runner.ts). */
     GATEWAY_SCHEDULE_POLL_MS: positiveInt.default(1_000),
     /** How long an unfinished task's status may stay unchanged, with nothing older waiting in its stage's queue,
@@ -141,6 +145,7 @@ export const gateway = defineService({
       maxDelaySeconds: rt.config.GATEWAY_MAX_DELAY_SECONDS,
       isolation,
       maxBatchTasks: rt.config.GATEWAY_MAX_BATCH_TASKS,
+      fairnessWindow: rt.config.GATEWAY_FAIRNESS_WINDOW,
     });
     // With REDIS_WAIT_REPLICAS, calls that change something answer once replicas hold their writes.
     const confirm = rt.config.REDIS_WAIT_REPLICAS > 0 ? () => rt.confirmRedisWrites() : undefined;
@@ -190,6 +195,7 @@ export const gateway = defineService({
           stalled,
           shedding: () => shedding.refusal(),
           isolation,
+          fairnessWindow: rt.config.GATEWAY_FAIRNESS_WINDOW,
         }),
         confirm,
       ),

@@ -23,7 +23,7 @@ export interface TaskIsolation {
   idempotencyKeyOf(ctx: CallContext, key: string): string;
   /** Whether the caller's child tasks belong to their parent's submitter (GATEWAY_CHILD_SUBMITTERS). */
   submitsChildrenForParent(ctx: CallContext): boolean;
-  /** Whose concurrency keys a task of `owner` (its submitted_by) counts under: the owner's own when isolated (two
+  /** Whose concurrency and fairness keys a task of `owner` (its submitted_by) counts under: the owner's own when isolated (two
    *  applications naming the same key then get a limit each); undefined when keys are shared. */
   concurrencyScopeOf(owner: string | undefined): string | undefined;
 }

@@ -30,6 +30,7 @@ import {
   countTaskLog,
   dependentsOf,
   isConcurrencyWaiting,
+  isFairnessWaiting,
   markQueued,
   perTurnBatcher,
   readResult,
@@ -70,7 +71,7 @@ import { checkBatchSize, submitEach } from "./submit-batch.js";
 import { checkDependencies, dependencyFailed } from "./task-dependencies.js";
 import type { TaskIsolation } from "./task-isolation.js";
 import { logPageOf, taskLogPage } from "./task-logs.js";
-import { parseTaskId, type SubmissionRequest, validateSubmission } from "./validation.js";
+import { parseTaskId, type SubmissionRequest, type ValidSubmission, validateSubmission } from "./validation.js";
 
 export interface TaskServiceOptions {
   maxPayloadBytes: number;
@@ -82,6 +83,9 @@ export interface TaskServiceOptions {
   isolation: TaskIsolation;
   /** GATEWAY_MAX_BATCH_TASKS: the most tasks one SubmitTasks call may carry. */
   maxBatchTasks: number;
+  /** GATEWAY_FAIRNESS_WINDOW: how many tasks of a type with a fairness key may be in the pipeline at once, stamped on
+   *  each such task (pkg/store/src/fairness.ts). */
+  fairnessWindow: number;
   /** Why new submissions are refused now (a consumer's backlog near its stream's limits: backlog-shedding.ts). */
   shedding?: () => string | undefined;
   /** Runs a round of the delayed-task releaser now, so that a promoted task is queued at once rather than at the next
@@ -179,7 +183,8 @@ export function taskServiceHandlers(
    * written after: if it waits, its stall clock starts when its records expire (it waits by design until the status
    * script makes it due) and it is not published either; if none is unfinished, it goes on as any other. A task with
    * a concurrency key goes the same way: saved first, admitted under its key's limit in the same script, and, when it
-   * must wait for a place, neither published nor counted as stalled (the status script makes it due when one frees).
+   * must wait for a place, neither published nor counted as stalled (the status script makes it due when one frees);
+   * so does a task with a fairness key, let into its type's window or waiting for its turn.
    */
   async function queueTask(
     taskId: string,
@@ -215,7 +220,7 @@ export function taskServiceHandlers(
     let listed = true;
     const applied = await redisCall("saving the task", async () => {
       let written: boolean;
-      if (submission.dependsOn || submission.concurrencyKey) {
+      if (submission.dependsOn || submission.concurrencyKey || submission.fairnessKey) {
         const saved = await save();
         if ("refusedBy" in saved) throw dependencyFailed(saved.refusedBy.dependency, saved.refusedBy.state);
         waiting = saved.waitingFor > 0 || saved.waitsFor !== undefined;
@@ -386,8 +391,7 @@ export function taskServiceHandlers(
       : undefined;
     const owner = actingFor ?? caller;
     const stamped = stampSubmitter(valid, owner, actingFor === undefined ? undefined : caller);
-    const concurrencyScope = valid.concurrencyKey ? options.isolation.concurrencyScopeOf(owner) : undefined;
-    const submission = concurrencyScope === undefined ? stamped : { ...stamped, concurrencyScope };
+    const submission = withKeyScopes(stamped, options.isolation.concurrencyScopeOf(owner), options.fairnessWindow);
     if (submission.dependsOn) {
       const { dependsOn, dependencyPolicy } = submission;
       await checkDependencies(redisCall, rt, { dependsOn, ...(dependencyPolicy ? { dependencyPolicy } : {}) }, (task) =>
@@ -540,19 +544,28 @@ export function taskServiceHandlers(
     async getTask(request, ctx) {
       const taskId = parseTaskId(request.taskId);
       const task = await requireTask(taskId, ctx);
-      const [status, result, dependenciesUnfinished, dependents, children, logLines, concurrencyWaiting] =
-        await redisCall("reading the task status", () =>
-          Promise.all([
-            readStatus(rt.redis, taskId),
-            readResult(rt.redis, taskId),
-            task.dependsOn ? unfinishedDependencies(rt.redis, taskId) : 0,
-            dependentsOf(rt.redis, taskId, DEPENDENTS_LISTED),
-            // Listed and counted by state (how far a fan-out got) from one read of the set.
-            childrenSummary(rt.redis, taskId, DEPENDENTS_LISTED),
-            countTaskLog(rt.redis, taskId),
-            task.concurrencyKey ? isConcurrencyWaiting(rt.redis, concurrencyRedisKey(task)!, taskId) : false,
-          ]),
-        );
+      const [
+        status,
+        result,
+        dependenciesUnfinished,
+        dependents,
+        children,
+        logLines,
+        concurrencyWaiting,
+        fairnessWaiting,
+      ] = await redisCall("reading the task status", () =>
+        Promise.all([
+          readStatus(rt.redis, taskId),
+          readResult(rt.redis, taskId),
+          task.dependsOn ? unfinishedDependencies(rt.redis, taskId) : 0,
+          dependentsOf(rt.redis, taskId, DEPENDENTS_LISTED),
+          // Listed and counted by state (how far a fan-out got) from one read of the set.
+          childrenSummary(rt.redis, taskId, DEPENDENTS_LISTED),
+          countTaskLog(rt.redis, taskId),
+          task.concurrencyKey ? isConcurrencyWaiting(rt.redis, concurrencyRedisKey(task)!, taskId) : false,
+          isFairnessWaiting(rt.redis, task),
+        ]),
+      );
       return {
         task: {
           taskId,
@@ -582,6 +595,9 @@ export function taskServiceHandlers(
           concurrencyKey: task.concurrencyKey ?? "",
           concurrencyLimit: task.concurrencyLimit ?? 0,
           concurrencyWaiting,
+          fairnessKey: task.fairnessKey ?? "",
+          fairnessWeight: task.fairnessKey ? (task.fairnessWeight ?? 1) : 0,
+          fairnessWaiting,
         },
       };
     },
@@ -698,6 +714,22 @@ function stampSubmitter<T extends { metadata: Record<string, string> }>(
   return {
     ...submission,
     metadata: { ...metadata, submitted_by: owner, ...(via === undefined ? {} : { submitted_via: via }) },
+  };
+}
+
+/**
+ * A submission's keys placed: its concurrency and fairness keys within `scope` (its owner's, when callers are
+ * isolated: two applications naming the same key then get one each), and a fairness key's window stamped on it.
+ */
+function withKeyScopes(
+  submission: ValidSubmission,
+  scope: string | undefined,
+  fairnessWindow: number,
+): ValidSubmission {
+  return {
+    ...submission,
+    ...(submission.concurrencyKey && scope !== undefined ? { concurrencyScope: scope } : {}),
+    ...(submission.fairnessKey ? { fairnessWindow, ...(scope === undefined ? {} : { fairnessScope: scope }) } : {}),
   };
 }
 

@@ -21,6 +21,8 @@ import {
   CONCURRENCY_LIMIT_MAX,
   concurrencyKeyProblem,
   DependencyPolicy,
+  FAIRNESS_WEIGHT_MAX,
+  fairnessKeyProblem,
   IdempotencyKeyReuse,
   type RetryBackoff as RetryBackoffMessage,
   type SubmitTaskRequest,
@@ -67,6 +69,13 @@ export interface ValidSubmission {
   concurrencyLimit?: number;
   /** Whose key it is when callers are isolated (task-isolation.ts): set by the gateway, never by the request. */
   concurrencyScope?: string;
+  /** Its tenant in its type's fair share, and its weight (1 when the request left it 0), when the request named a key. */
+  fairnessKey?: string;
+  fairnessWeight?: number;
+  /** Set by the gateway: whose fairness key it is when callers are isolated, and the window it is let in through
+   *  (GATEWAY_FAIRNESS_WINDOW). */
+  fairnessScope?: string;
+  fairnessWindow?: number;
 }
 
 /** The shortest succeeded_retention: a client that saw SUCCEEDED must still find the result. */
@@ -196,7 +205,24 @@ export function validateSubmission(
     ...(succeededRetentionSeconds === undefined ? {} : { succeededRetentionSeconds }),
     ...(parentTaskId === undefined ? {} : { parentTaskId }),
     ...concurrencyOf(request),
+    ...fairnessOf(request),
   };
+}
+
+/** `fairness_key` and `fairness_weight`: the key's form (as a concurrency key's), the weight's range (0: 1); a weight
+ *  needs a key. */
+function fairnessOf(
+  request: Pick<SubmitTaskRequest, "fairnessKey" | "fairnessWeight">,
+): Pick<ValidSubmission, "fairnessKey" | "fairnessWeight"> {
+  const { fairnessKey: key, fairnessWeight: weight } = request;
+  if (!key && !weight) return {};
+  if (!key) throw invalid("fairness_key", `is required with fairness_weight (${weight})`);
+  const keyProblem = fairnessKeyProblem(key);
+  if (keyProblem) throw invalid("fairness_key", keyProblem);
+  if (weight > FAIRNESS_WEIGHT_MAX) {
+    throw invalid("fairness_weight", `${weight} exceeds the maximum of ${FAIRNESS_WEIGHT_MAX}`);
+  }
+  return { fairnessKey: key, fairnessWeight: weight || 1 };
 }
 
 /** `concurrency_key` and `concurrency_limit`: both or neither; the key's form (it names Redis keys), the limit's range. */

@@ -1,7 +1,7 @@
 /**
  * GATEWAY_TASK_ISOLATION=caller against a real nats-server and redis-server, with API-key callers: each application
- * sees only its own tasks (another's is NOT_FOUND, as an unknown id is), its idempotency and concurrency keys are its
- * own, and an operator sees every task. Without isolation a task id is enough, as before.
+ * sees only its own tasks (another's is NOT_FOUND, as an unknown id is), its idempotency, concurrency and fairness
+ * keys are its own, and an operator sees every task. Without isolation a task id is enough, as before.
  */
 import { Code, ConnectError } from "@connectrpc/connect";
 import { createAdminClient, createTaskClient, TaskState } from "@tm/proto";
@@ -45,7 +45,8 @@ async function firstStatus(stream: AsyncIterable<{ status?: { state: TaskState }
 }
 
 describe("GATEWAY_TASK_ISOLATION=caller", () => {
-  const g = useGateway(infra, env("caller"));
+  // A window of one (for the fairness case): the other cases submit no task with a fairness key.
+  const g = useGateway(infra, { ...env("caller"), GATEWAY_FAIRNESS_WINDOW: "1" });
   const as = (caller: keyof typeof KEYS) => createTaskClient({ baseUrl: g.gateway.baseUrl, apiKey: KEYS[caller] });
 
   test("another caller's task is NOT_FOUND on GetTask, StreamTaskStatus, CancelTask, PromoteTask and GetTaskLogs, as an unknown id is", async () => {
@@ -128,6 +129,32 @@ describe("GATEWAY_TASK_ISOLATION=caller", () => {
       ["billing", billing.taskId],
       ["shop", second.taskId],
       ["shop", child.taskId],
+    ] as const) {
+      await as(caller).cancelTask({ taskId });
+    }
+  });
+
+  test("fairness keys are per application: the same key from two callers is two turns in the type's one window", async () => {
+    const shared = { type: "sleep", payload: { ms: 60_000 }, fairnessKey: "tenant-1" };
+    const first = await as("shop").submitTask(shared);
+    const shop = await as("shop").submitTask(shared);
+    const billing = await as("billing").submitTask(shared);
+    expect((await as("billing").getTask({ taskId: billing.taskId })).task).toMatchObject({
+      fairnessKey: "tenant-1",
+      fairnessWaiting: true,
+    });
+    const ops = createAdminClient({ baseUrl: g.gateway.baseUrl, apiKey: KEYS.ops });
+    const view = await ops.getFairnessQueue({ taskType: "sleep" });
+    expect(view.running).toEqual([first.taskId]);
+    // Two keys, each application's; billing's turn first (the shop has had the window's place).
+    expect(view.keys.map((k) => [k.key, k.waitingTotal])).toEqual([
+      ["caller:billing:tenant-1", 1],
+      ["caller:shop:tenant-1", 1],
+    ]);
+    for (const [caller, taskId] of [
+      ["shop", first.taskId],
+      ["shop", shop.taskId],
+      ["billing", billing.taskId],
     ] as const) {
       await as(caller).cancelTask({ taskId });
     }

@@ -210,3 +210,24 @@ test("concurrency_key and concurrency_limit: both or neither, the key's characte
     validateSubmission(request({ type: "echo", concurrencyKey: "k".repeat(128), concurrencyLimit: 1000 }), 100),
   ).toMatchObject({ concurrencyLimit: 1000 });
 });
+
+test("fairness_key and fairness_weight: a weight needs a key, 0 is 1, the key's form, the weight's range", () => {
+  expect(validateSubmission(request({ type: "echo", fairnessKey: "tenant:7" }), 100)).toMatchObject({
+    fairnessKey: "tenant:7",
+    fairnessWeight: 1,
+  });
+  expect(validateSubmission(request({ type: "echo", fairnessKey: "t", fairnessWeight: 1000 }), 100)).toMatchObject({
+    fairnessWeight: 1000,
+  });
+  expect(validateSubmission(request({ type: "echo" }), 100)).not.toHaveProperty("fairnessKey");
+  const refused = (init: Parameters<typeof request>[0]) =>
+    rejection(() => validateSubmission(request({ type: "echo", ...init }), 100));
+  expect(refused({ fairnessWeight: 2 }).rawMessage).toBe("fairness_key: is required with fairness_weight (2)");
+  expect(refused({ fairnessKey: "a", fairnessWeight: 1001 }).rawMessage).toBe(
+    "fairness_weight: 1001 exceeds the maximum of 1000",
+  );
+  expect(refused({ fairnessKey: "a b" }).rawMessage).toBe(
+    'fairness_key: must be 1 to 128 letters, digits or _ . : @ / = + - (got "a b")',
+  );
+  expect(refused({ fairnessKey: "a b" }).code).toBe(Code.InvalidArgument);
+});
