@@ -2,7 +2,8 @@
  * Fault: redis-server (AOF on) restarted while tasks flow and clients follow them with StreamTaskStatus. No task is
  * lost (each ends SUCCEEDED with a result); every open status stream either carries on or fails with UNAVAILABLE
  * within a deadline (never hangs), and a client that re-opens a failed stream sees the terminal state. A task waiting
- * for its concurrency key's place across the restart gets it once the task holding it SUCCEEDED.
+ * for its concurrency key's place across the restart gets it once the task holding it SUCCEEDED; so does a task waiting
+ * for its fairness key's turn in a window of one.
  */
 import { Code, ConnectError } from "@connectrpc/connect";
 import { TaskState } from "@tm/proto";
@@ -24,7 +25,8 @@ beforeAll(async () => {
     // redis-server is restarted, no service: all nine share one process, each reconnecting on its own connections.
     ownProcess: [],
     // A Redis outage fails the stages' writes; their retries must outlast the restart (see docs/RELIABILITY.md).
-    env: { FLOW_RETRY_DELAYS_MS: "500,1000,2000,4000" },
+    // A fairness window of one: the second tenant's task waits for the first's across the restart.
+    env: { FLOW_RETRY_DELAYS_MS: "500,1000,2000,4000", GATEWAY_FAIRNESS_WINDOW: "1" },
   });
 }, 90_000);
 afterAll(async () => {
@@ -66,10 +68,16 @@ test("a Redis restart under load loses no task; status streams resume or fail wi
   for (let i = 0; i < 2; i++) {
     keyed.push((await pipeline.client.submitTask({ type: "sleep", payload: { ms: 3_000 }, ...key })).taskId);
   }
+  const fair: string[] = [];
+  for (const tenant of ["a", "b"]) {
+    const fairnessKey = `restart-${tenant}-${crypto.randomUUID()}`;
+    fair.push((await pipeline.client.submitTask({ type: "sleep", payload: { ms: 3_000 }, fairnessKey })).taskId);
+  }
   const followedIds = [
     ...keyed,
+    ...fair,
     ...(await Promise.all(
-      Array.from({ length: FOLLOWED - keyed.length }, async () => {
+      Array.from({ length: FOLLOWED - keyed.length - fair.length }, async () => {
         const { taskId } = await pipeline.client.submitTask({ type: "sleep", payload: { ms: 3_000 } });
         return taskId;
       }),
@@ -134,4 +142,9 @@ test("a Redis restart under load loses no task; status streams resume or fail wi
     Number.isFinite((await when(keyed[1]!, "released")) + (await when(keyed[0]!, "succeeded"))),
   );
   expect(await when(keyed[1]!, "released")).toBeGreaterThanOrEqual(await when(keyed[0]!, "succeeded"));
+  // So did the fairness window's one place.
+  await waitFor("the fairness tasks' histories", async () =>
+    Number.isFinite((await when(fair[1]!, "released")) + (await when(fair[0]!, "succeeded"))),
+  );
+  expect(await when(fair[1]!, "released")).toBeGreaterThanOrEqual(await when(fair[0]!, "succeeded"));
 }, 120_000);

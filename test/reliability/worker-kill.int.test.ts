@@ -3,7 +3,8 @@
  * heartbeats stop, and after AckWait JetStream redelivers it to the other worker, which runs it again; the result
  * is stored once and the status stream ends SUCCEEDED with strictly increasing versions. A task of a concurrency key
  * keeps its key's place through the kill and gives it to the next task of the key when it ends (SUCCEEDED, or FAILED
- * with max_attempts 1).
+ * with max_attempts 1); so does a task with a fairness key keep its place in its type's window (of one here), and
+ * another tenant's task waits for it, then runs once.
  * Both workers are up before the task is submitted, and the one that took it (tm_worker_in_flight on its /metrics)
  * is killed: the task only has to outlast the kill, not a process start, so it can be short.
  */
@@ -23,7 +24,11 @@ let nc: NatsConnection;
 
 beforeAll(async () => {
   // The workers are SIGKILLed and their /metrics read: their own processes; the rest share one.
-  pipeline = await startPipeline({ env: { FLOW_ACK_WAIT_MS: String(ACK_WAIT_MS) }, ownProcess: ["worker"] });
+  // A fairness window of one: the killed sleep task holds the sleep type's only place for tasks with a fairness key.
+  pipeline = await startPipeline({
+    env: { FLOW_ACK_WAIT_MS: String(ACK_WAIT_MS), GATEWAY_FAIRNESS_WINDOW: "1" },
+    ownProcess: ["worker"],
+  });
   // A second worker, ready before the task is submitted, so the measured delay is the redelivery and not a start.
   await pipeline.spawn("worker", {}, "worker-2");
   nc = await connectTo(pipeline.nats.url);
@@ -38,11 +43,24 @@ function keyOfOne() {
   return { concurrencyKey: `kill-${crypto.randomUUID()}`, concurrencyLimit: 1 };
 }
 
+/** Another tenant's sleep task, submitted after the killed one: it waits for the window's one place. */
+async function submitOtherTenant(killed: string): Promise<string> {
+  const { taskId } = await pipeline.client.submitTask({
+    type: "sleep",
+    payload: { ms: 10 },
+    fairnessKey: `other-${crypto.randomUUID()}`,
+  });
+  expect((await pipeline.client.getTask({ taskId: killed })).task?.fairnessWaiting).toBe(false);
+  return taskId;
+}
+
 test("a task whose worker is SIGKILLed while RUNNING is redelivered after AckWait and stored once", async () => {
   // Long enough that the task is still running when the worker that took it is found and killed.
   const key = keyOfOne();
-  const { taskId } = await pipeline.client.submitTask({ type: "sleep", payload: { ms: TASK_MS }, ...key });
+  const fairnessKey = `tenant-${crypto.randomUUID()}`;
+  const { taskId } = await pipeline.client.submitTask({ type: "sleep", payload: { ms: TASK_MS }, ...key, fairnessKey });
   const waiter = await pipeline.client.submitTask({ type: "echo", payload: { after: "kill" }, ...key });
+  const otherTenant = await submitOtherTenant(taskId);
   const stream = collectStream(pipeline.client, taskId, 50_000);
   let finished = false;
   void stream.then(() => {
@@ -65,6 +83,7 @@ test("a task whose worker is SIGKILLed while RUNNING is redelivered after AckWai
   expect(finished, "the task must still be running when its worker is killed").toBe(false);
   // Its worker's death does not end it: it keeps its key's place until its redelivery ends it.
   expect((await pipeline.client.getTask({ taskId: waiter.taskId })).task?.concurrencyWaiting).toBe(true);
+  expect((await pipeline.client.getTask({ taskId: otherTenant })).task?.fairnessWaiting).toBe(true);
 
   // The only way to SUCCEEDED now is a redelivery to the other worker after AckWait, and a full rerun of the sleep.
   const updates = await stream;
@@ -105,6 +124,18 @@ test("a task whose worker is SIGKILLed while RUNNING is redelivered after AckWai
     async () => (await actionsOf(pipeline.redisClient, waiter.taskId, "result_stored")).length > 0,
   );
   expect(await actionsOf(pipeline.redisClient, waiter.taskId, "result_stored")).toHaveLength(1);
+  // The window's place too: the other tenant's task was let in after the killed task ended, and ran once.
+  expect(stateNames(await collectStream(pipeline.client, otherTenant)).at(-1)).toBe("SUCCEEDED");
+  await waitFor(
+    "the other tenant's history",
+    async () => !Number.isNaN((await when(otherTenant, "released")) + (await when(otherTenant, "succeeded"))),
+  );
+  expect(await when(otherTenant, "released")).toBeGreaterThanOrEqual(await when(taskId, "succeeded"));
+  await waitFor(
+    "the other tenant's stored result",
+    async () => (await actionsOf(pipeline.redisClient, otherTenant, "result_stored")).length > 0,
+  );
+  expect(await actionsOf(pipeline.redisClient, otherTenant, "result_stored")).toHaveLength(1);
 }, 120_000); // above the waits inside (20 s for RUNNING, a worker start, the 50 s stream), so they fail first
 
 test("with max_attempts 1, a task whose worker is SIGKILLed is not run again: FAILED and dead-lettered, no result", async () => {
@@ -116,8 +147,10 @@ test("with max_attempts 1, a task whose worker is SIGKILLed is not run again: FA
     payload: { ms: TASK_MS },
     maxAttempts: 1,
     ...key,
+    fairnessKey: `tenant-${crypto.randomUUID()}`,
   });
   const waiter = await pipeline.client.submitTask({ type: "echo", payload: {}, ...key });
+  const otherTenant = await submitOtherTenant(taskId);
   const stream = collectStream(pipeline.client, taskId, 50_000);
   await waitFor(
     "RUNNING",
@@ -144,6 +177,7 @@ test("with max_attempts 1, a task whose worker is SIGKILLed is not run again: FA
   expect(updates.filter((u) => u.status?.state === TaskState.SUCCEEDED)).toEqual([]);
   expect(await readResult(pipeline.redisClient, taskId)).toBeUndefined();
   await waitFor("its dead letter", async () => (await actionsOf(pipeline.redisClient, taskId, "failed")).length > 0);
-  // FAILED gives its key's place back as SUCCEEDED does.
+  // FAILED gives its key's place back as SUCCEEDED does, and its window's place.
   expect(stateNames(await collectStream(pipeline.client, waiter.taskId)).at(-1)).toBe("SUCCEEDED");
+  expect(stateNames(await collectStream(pipeline.client, otherTenant)).at(-1)).toBe("SUCCEEDED");
 }, 120_000);
