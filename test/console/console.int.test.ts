@@ -20,6 +20,10 @@
  * refused, naming the field; a pause kept) and cleared after a confirmation.
  * A task waiting for a place under its concurrency key links the key to its page, which counts and lists the key's
  * tasks (each linked); behind a gateway isolating callers the link names the task's submitter as the owner.
+ * A task submitted from the New task form with a fairness key (a weight without a key, a malformed key, an
+ * out-of-range weight refused in the browser, nothing sent) waits for its turn while its type's window (one place
+ * here) is held: its page links the key to the type's fairness page, which counts the places taken and the keys
+ * waiting and lists the window's tasks (linked) and the keys in turn order; the overview counts the waiting tasks.
  * A task's Logs section shows what its handler logged (ctx.log lines stored in Redis as a worker stores them) and
  * follows new lines while the task is unfinished; an unknown task's error is shown there.
  * Screenshots go to test-artifacts/.
@@ -104,7 +108,13 @@ describe.skipIf(!existsSync(CHROMIUM))("web console", () => {
       ownProcess: ["enricher"],
       perService: {
         // The gateway requeues no stalled task on its own: the tasks page's "Requeue stalled" does (tested below).
-        gateway: { GATEWAY_WEB_PORT: String(webPort), GATEWAY_STALLED_REQUEUE_LIMIT: "0" },
+        // A fairness window of one place per type: one task of a key holds it, the next ones wait their turn (only
+        // tasks with a fairness key pass through it: the fairness test's).
+        gateway: {
+          GATEWAY_WEB_PORT: String(webPort),
+          GATEWAY_STALLED_REQUEUE_LIMIT: "0",
+          GATEWAY_FAIRNESS_WINDOW: "1",
+        },
         // Reports, and pauses, quiet marks and limits read, every 200 ms (1-5 s by default): the tests wait on them.
         // The docs' example module: the overview names the worker's own task types.
         worker: {
@@ -1386,6 +1396,111 @@ describe.skipIf(!existsSync(CHROMIUM))("web console", () => {
       await tab.close();
       if (holder) await pipeline.client.cancelTask({ taskId: holder, reason: "test over" }).catch(() => undefined);
       await isolated.process.stop();
+    }
+  });
+
+  it("submits with a fairness key: the task waits for its turn while its type's window is held (the type's fairness page lists the window and the keys in turn order), then runs", async () => {
+    const suffix = crypto.randomUUID().slice(0, 8);
+    // With a "/": the key is shown and sent as it is.
+    const [tenantA, tenantB] = [`console/tenant-a-${suffix}`, `console/tenant-b-${suffix}`];
+    const fairnessPage = `${webUrl}/fairness/sleep`;
+    const fairnessCounts = (text: string) =>
+      page.locator("#fairness-counts").filter({ hasText: text }).waitFor({ timeout: 15_000 });
+    const sent: string[] = [];
+    const onRequest = (request: { url(): string }) => {
+      if (request.url().endsWith("/taskmanager.v1.TaskService/SubmitTask")) sent.push(request.url());
+    };
+    // The sleep window's one place (GATEWAY_FAIRNESS_WINDOW=1), held by tenant A's long task; A's second task waits.
+    const sleepOf = (key: string) => ({ type: "sleep", payload: { ms: 60_000 }, fairnessKey: key });
+    const { taskId: holder } = await pipeline.client.submitTask(sleepOf(tenantA));
+    const { taskId: second } = await pipeline.client.submitTask(sleepOf(tenantA));
+    page.on("request", onRequest);
+    try {
+      const form = await openNewTaskForm();
+      const submit = () => form.getByRole("button", { name: "Submit task" }).click();
+      await form.getByLabel("Task type").fill("sleep");
+      await form.getByLabel("Payload (JSON object)").fill('{"ms": 10}');
+      // A weight without a key, then a malformed key: refused here, the field named and marked.
+      await form.getByLabel(/^Weight/).fill("2");
+      await submit();
+      await statusSays(/^Not submitted: a weight needs a fairness key\./);
+      expect(await form.getByLabel(/^Fairness key/).getAttribute("aria-invalid")).toBe("true");
+      await form.getByLabel(/^Fairness key/).fill("two words");
+      await submit();
+      await statusSays(
+        /^Not submitted: the fairness key must be 1 to 128 letters, digits or _ \. : @ \/ = \+ - \(got "two words"\)\./,
+      );
+      // Past the highest weight: the browser holds the form back (the field's range), so nothing is checked or sent.
+      await form.getByLabel(/^Fairness key/).fill(tenantB);
+      await form.getByLabel(/^Weight/).fill("1001");
+      await submit();
+      expect(
+        await form
+          .getByLabel(/^Weight/)
+          .evaluate((input) => (input as unknown as { validity: { rangeOverflow: boolean } }).validity.rangeOverflow),
+      ).toBe(true);
+      expect(new URL(page.url()).pathname).toBe("/tasks/new");
+      expect(sent, "nothing was sent").toEqual([]);
+      await form.getByLabel(/^Weight/).fill("2");
+      await submit();
+      const taskId = await landedOnTask();
+      expect(sent).toHaveLength(1);
+      const { task } = await pipeline.client.getTask({ taskId });
+      expect(task).toMatchObject({ fairnessKey: tenantB, fairnessWeight: 2, fairnessWaiting: true });
+      // Its page says so; the key links to the type's fairness page.
+      await page.waitForSelector(`dt:text-is("Fairness") + dd:has-text("key ${tenantB}, weight 2")`, {
+        timeout: 15_000,
+      });
+      expect(await page.isVisible("#task-fairness-waiting")).toBe(true);
+      await page.click("#task-fairness-key");
+      await page.waitForURL(fairnessPage, { timeout: 10_000 });
+      await fairnessCounts("1 of 1 place taken, 2 keys waiting");
+      expect(await page.textContent("h1")).toBe("Fairness queue sleep");
+      expect(await page.locator("#fairness-running a").allTextContents()).toEqual([holder]);
+      expect(await page.locator("#fairness-running a").getAttribute("href")).toBe(`/tasks/${holder}`);
+      // B has had no turn yet: it comes before A, whose next task starts a turn after the holder's.
+      const rows = page.locator("#fairness-keys tbody tr");
+      const cells = async (row: Locator) => row.locator("td").allTextContents();
+      expect(await Promise.all((await rows.all()).map(cells))).toEqual([
+        [tenantB, "1", "0"],
+        [tenantA, "1", "1"],
+      ]);
+      expect(await page.textContent("#fairness-clock")).toMatch(/\(the type's clock: 0\)\.$/);
+      await page.screenshot({ path: join(ARTIFACTS, "fairness-queue.png"), fullPage: true });
+      // Counted on the overview, next to the concurrency keys' tile.
+      await page.goto(`${webUrl}/`);
+      await page
+        .locator(".tile")
+        .filter({ has: page.locator(".tile-label:text-is('Waiting for a fairness turn')") })
+        .locator("strong:text-is('2')")
+        .waitFor({ timeout: 15_000 });
+      // The window's task links to its page; once it ends, B's task has its turn (before A's second) and runs.
+      await page.goto(fairnessPage);
+      await page.locator("#fairness-running a").click();
+      await page.waitForURL(`${webUrl}/tasks/${holder}`, { timeout: 10_000 });
+      await page.waitForSelector(`dt:text-is("Fairness") + dd:has-text("key ${tenantA}, weight 1")`, {
+        timeout: 15_000,
+      });
+      expect(await page.isVisible("#task-fairness-waiting")).toBe(false);
+      await pipeline.client.cancelTask({ taskId: holder, reason: "test: free the place" });
+      await page.goto(`${webUrl}/tasks/${taskId}`);
+      await page.waitForSelector("#task-state:text('SUCCEEDED')", { timeout: 30_000 });
+      expect(await page.isVisible("#task-fairness-waiting")).toBe(false);
+      // Then A's second: in the window, no key waiting.
+      await page.click("#task-fairness-key");
+      await fairnessCounts("1 of 1 place taken, no key waiting");
+      expect(await page.locator("#fairness-running a").allTextContents()).toEqual([second]);
+      expect(await page.textContent("#fairness-keys")).toContain("No key has a task waiting for its turn.");
+      // An unknown type: the gateway's refusal, shown.
+      await page.goto(`${webUrl}/fairness/no-such-type`);
+      await statusSays(
+        /^Could not load the fairness queue: InvalidArgument: task_type: unknown task type "no-such-type"/,
+      );
+    } finally {
+      page.off("request", onRequest);
+      for (const id of [holder, second]) {
+        await pipeline.client.cancelTask({ taskId: id, reason: "test over" }).catch(() => undefined);
+      }
     }
   });
 

@@ -4,6 +4,7 @@ import { askForApiKey } from "./auth-prompt.js";
 import { h, replace } from "./dom.js";
 import { concurrencyKeyView } from "./views/concurrency-key.js";
 import { deadLettersView } from "./views/dead-letters.js";
+import { fairnessQueueView } from "./views/fairness-queue.js";
 import { limitsView } from "./views/limits.js";
 import { newTaskView } from "./views/new-task.js";
 import { overviewView } from "./views/overview.js";
@@ -22,6 +23,8 @@ const ROUTES: { pattern: RegExp; nav: string; view: View; title: string }[] = [
   { pattern: /^\/limits\/?$/, nav: "limits", view: limitsView, title: "Type limits" },
   // One key (encodeURIComponent'd: a key may hold "/"), reached from a task's page; no nav entry (no list of keys).
   { pattern: /^\/concurrency\/(?<key>[^/]+)$/, nav: "", view: concurrencyKeyView, title: "Concurrency key" },
+  // One task type's fair share, reached from the Fairness row of a task's page; no nav entry either.
+  { pattern: /^\/fairness\/(?<type>[^/]+)$/, nav: "", view: fairnessQueueView, title: "Fairness queue" },
 ];
 
 const main = document.getElementById("main") as HTMLElement;

@@ -10,10 +10,12 @@ import { h, replace } from "../dom.js";
 import { formatTime } from "../format.js";
 import type { View } from "./view.js";
 
-const REFRESH_MS = 2000;
+/** How often the page asks again (the fairness queue's too). */
+export const REFRESH_MS = 2000;
 /** Refusals that asking again does not cure (a malformed key, an owner required, an operator's key needed): said,
- *  and the page stops asking (an UNAUTHENTICATED answer would otherwise bring the key prompt back every 2 s). */
-const LASTING_ERRORS = new Set([Code.InvalidArgument, Code.PermissionDenied, Code.Unauthenticated]);
+ *  and the page stops asking (an UNAUTHENTICATED answer would otherwise bring the key prompt back every 2 s). The
+ *  fairness queue's page stops on the same (an unknown type). */
+export const LASTING_ERRORS = new Set([Code.InvalidArgument, Code.PermissionDenied, Code.Unauthenticated]);
 
 export const concurrencyKeyView: View = (main, { params, query }) => {
   const key = params.key ?? "";
@@ -113,8 +115,9 @@ function countsText(view: GetConcurrencyKeyResponse): string {
   return `${view.runningTotal} in the pipeline, ${waiting}`;
 }
 
-/** The listed task ids, each linked to its page, and "… and N more" past those the gateway listed (100). */
-function taskList(tag: "ul" | "ol", ids: readonly string[], total: number, none: string): HTMLElement {
+/** The listed task ids, each linked to its page, and "… and N more" past those the gateway listed (100); the fairness
+ *  queue's window lists its tasks alike. */
+export function taskList(tag: "ul" | "ol", ids: readonly string[], total: number, none: string): HTMLElement {
   if (total === 0) return h("p", { class: "muted" }, none);
   const more = total - ids.length;
   return h(

@@ -1,8 +1,9 @@
 /** New task: a one-off task submitted by hand (TaskService.SubmitTask, as `taskctl submit`), to try a type or run
  *  something again: type (the pipeline's types offered), payload, priority, when (now, after a delay, at a time),
- *  metadata, the tasks it waits for, an idempotency key and how it may be reused, a concurrency key and its limit,
- *  and the task's limits (the fields New schedule offers, shared in task-fields.ts). A malformed field is refused
- *  here, naming it, before anything is sent; the gateway's refusal is shown in the form (the field it names marked).
+ *  metadata, the tasks it waits for, an idempotency key and how it may be reused, a concurrency key and its limit, a
+ *  fairness key and its weight, and the task's limits (the fields New schedule offers, shared in task-fields.ts). A
+ *  malformed field is refused here, naming it, before anything is sent; the gateway's refusal is shown in the form
+ *  (the field it names marked).
  *  Once accepted, the task's page follows it live, saying when the key answered an existing task (deduplicated) or
  *  replaced a waiting one. */
 import { durationFromMs, durationMs, timestampDate, timestampFromDate } from "@bufbuild/protobuf/wkt";
@@ -12,6 +13,9 @@ import {
   CONCURRENCY_LIMIT_MAX,
   concurrencyKeyProblem,
   concurrencyLimitProblem,
+  FAIRNESS_WEIGHT_MAX,
+  fairnessKeyProblem,
+  fairnessWeightProblem,
   IdempotencyKeyReuse,
 } from "@tm/proto/web";
 import { errorText, tasks } from "../api.js";
@@ -74,6 +78,19 @@ export const newTaskView: View = (main, { config, navigate }) => {
     step: "1",
     placeholder: "with a key",
   });
+  // Its tenant in its type's fair share: each place in the type's window goes to the key whose turn it is, keys served
+  // in proportion to their weights. The weight is optional (the gateway takes 1) but means nothing without a key.
+  const fairnessKeyInput = input("fairness-key", {
+    placeholder: "none",
+    maxlength: String(CONCURRENCY_KEY_MAX_CHARS),
+  });
+  const fairnessWeightInput = input("fairness-weight", {
+    type: "number",
+    min: "1",
+    max: String(FAIRNESS_WEIGHT_MAX),
+    step: "1",
+    placeholder: "1",
+  });
   const limits = taskLimitFields();
   const submitButton = h("button", { type: "submit" }, "Submit task") as HTMLButtonElement;
   const form = h(
@@ -92,6 +109,11 @@ export const newTaskView: View = (main, { config, navigate }) => {
       `Limit (at most this many of the key's tasks in the pipeline at once; 1 to ${CONCURRENCY_LIMIT_MAX})`,
       concurrencyLimitInput,
     ),
+    field("Fairness key (optional; letters, digits, _ . : @ / = + -)", fairnessKeyInput),
+    field(
+      `Weight (the key's share of its type's turns against other keys'; 1 to ${FAIRNESS_WEIGHT_MAX}, empty: 1)`,
+      fairnessWeightInput,
+    ),
     limits.fieldset,
     submitButton,
   ) as HTMLFormElement;
@@ -108,6 +130,8 @@ export const newTaskView: View = (main, { config, navigate }) => {
     idempotency_key_reuse: reuseSelect,
     concurrency_key: concurrencyKeyInput,
     concurrency_limit: concurrencyLimitInput,
+    fairness_key: fairnessKeyInput,
+    fairness_weight: fairnessWeightInput,
     ...limits.controls,
   };
   replace(
@@ -157,6 +181,8 @@ export const newTaskView: View = (main, { config, navigate }) => {
     }
     const concurrency = concurrencyOf(concurrencyKeyInput, concurrencyLimitInput);
     if (isProblem(concurrency)) return refuse(concurrency);
+    const fairness = fairnessOf(fairnessKeyInput, fairnessWeightInput);
+    if (isProblem(fairness)) return refuse(fairness);
     clearInvalid(form);
     submitButton.disabled = true;
     status.textContent = "Submitting…";
@@ -171,6 +197,7 @@ export const newTaskView: View = (main, { config, navigate }) => {
         idempotencyKeyReuse: reuse,
         schedule: when,
         ...concurrency,
+        ...fairness,
         ...taskLimits,
       });
       if (stopped) return;
@@ -218,6 +245,26 @@ function concurrencyOf(
     return { problem: `the limit must be a whole number from 1 to ${CONCURRENCY_LIMIT_MAX}.`, control: limitInput };
   }
   return { concurrencyKey: key, concurrencyLimit: limit };
+}
+
+/** The fairness key and weight as SubmitTaskRequest's fields ({} when both are empty; no weight: the gateway's 1), or
+ *  what is wrong. */
+function fairnessOf(
+  keyInput: HTMLInputElement,
+  weightInput: HTMLInputElement,
+): { fairnessKey?: string; fairnessWeight?: number } | FieldProblem {
+  const key = keyInput.value.trim();
+  const weightText = weightInput.value.trim();
+  if (!key && !weightText) return {};
+  if (!key) return { problem: "a weight needs a fairness key.", control: keyInput };
+  const keyProblem = fairnessKeyProblem(key);
+  if (keyProblem) return { problem: `the fairness key ${keyProblem}.`, control: keyInput };
+  if (!weightText) return { fairnessKey: key };
+  const weight = Number(weightText);
+  if (fairnessWeightProblem(weight)) {
+    return { problem: `the weight must be a whole number from 1 to ${FAIRNESS_WEIGHT_MAX}.`, control: weightInput };
+  }
+  return { fairnessKey: key, fairnessWeight: weight };
 }
 
 type When = { case: undefined; value?: undefined } | ReturnType<typeof delay> | ReturnType<typeof runAt>;

@@ -129,6 +129,9 @@ function render(
       tile("Waiting for dependencies", String(stats.waitingTasks)),
       // Waiting for a place under their concurrency key: released as the key's tasks end (taskctl concurrency).
       tile("Waiting for a concurrency key", String(stats.concurrencyWaitingTasks)),
+      // Waiting for their fairness key's turn in their type's window: let in as the window's tasks end, the key whose
+      // turn it is first (a type's page: /fairness/<type>, linked from its tasks' pages; taskctl fairness).
+      tile("Waiting for a fairness turn", String(stats.fairnessWaitingTasks)),
       // Unfinished, unchanged for the gateway's threshold with nothing older queued: their messages are lost, only a
       // requeue moves them (taskctl stats, alert TasksStalled). Linked to the list of exactly those.
       tile(

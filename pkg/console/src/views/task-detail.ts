@@ -90,6 +90,8 @@ export const taskDetailView: View = (main, { params, config }) => {
   let runAt: Date | undefined;
   /** "(waiting for a place)" beside its concurrency key while GetTask said so: hidden once its status moves on. */
   const concurrencyWait = h("span", { id: "task-concurrency-waiting" }, " (waiting for a place)");
+  /** "(waiting for its turn)" beside its fairness key while GetTask said so: hidden once its status moves on. */
+  const fairnessWait = h("span", { id: "task-fairness-waiting" }, " (waiting for its turn)");
   const result = h("section", { "aria-label": "Result" });
   const history = h("section", { "aria-label": "History" });
   const logs = taskLogs(taskId, controller.signal);
@@ -228,7 +230,10 @@ export const taskDetailView: View = (main, { params, config }) => {
     // Offered while a delayed task waits for its time; the gateway has the last word (it may be released meanwhile).
     runNow.hidden = !(status.state === TaskState.PENDING && runAt !== undefined && runAt.getTime() > Date.now());
     runNow.disabled = runNow.hidden;
-    if (status.state !== TaskState.PENDING) concurrencyWait.hidden = true;
+    if (status.state !== TaskState.PENDING) {
+      concurrencyWait.hidden = true;
+      fairnessWait.hidden = true;
+    }
     // A failed task that ran (one failed "not queued" never did: Requeue takes it); the gateway has the last word.
     retry.hidden = !(status.state === TaskState.FAILED && !requeueable(status));
     if (retry.hidden) retry.disabled = false;
@@ -311,6 +316,31 @@ export const taskDetailView: View = (main, { params, config }) => {
     );
   }
 
+  /** Its fairness key (linked to its type's fair share: the window's tasks and the keys waiting, in turn order; a key's
+   *  turn means something only against the type's other keys) and weight, and whether it waits for its turn
+   *  (GetTask's fairness_waiting). As `taskctl get` says it. */
+  function fairness(task: Task): Node {
+    fairnessWait.hidden = !task.fairnessWaiting;
+    return h(
+      "span",
+      {},
+      "key ",
+      h(
+        "a",
+        {
+          href: `/fairness/${encodeURIComponent(task.type)}`,
+          class: "mono",
+          id: "task-fairness-key",
+          title: `The ${task.type} window: its tasks, and the keys waiting in turn order`,
+        },
+        task.fairnessKey,
+      ),
+      // The gateway answers 1 for a task submitted without a weight; || 1 covers an answer that left it out.
+      `, weight ${task.fairnessWeight || 1}`,
+      fairnessWait,
+    );
+  }
+
   /** Listed task ids (a task's dependents or children), each linked, and how many more the gateway did not list:
    *  linked to the task list that has them all when `allAt` is given. */
   function listedTasks(ids: readonly string[], total: number, allAt?: string): Node {
@@ -380,6 +410,7 @@ export const taskDetailView: View = (main, { params, config }) => {
         ? ([["Before", listedTasks(task.dependents, task.dependentsTotal)]] as [string, Node][])
         : []),
       ...(task.concurrencyKey ? ([["Concurrency", concurrency(task)]] as [string, Node][]) : []),
+      ...(task.fairnessKey ? ([["Fairness", fairness(task)]] as [string, Node][]) : []),
       ...(ranOn ? ([["Worker", ranOn]] as [string, string][]) : []),
       ["Trace and logs", link],
       [
