@@ -43,6 +43,9 @@ beforeAll(async () => {
       WORKER_REPORT_INTERVAL_MS: "200",
       WORKER_PAUSE_POLL_MS: "200",
     },
+    // A window of two for tasks with a fairness key (taskctl fairness): a few tasks fill it. Tasks without a key, as
+    // every other test's, do not pass through it.
+    perService: { gateway: { GATEWAY_FAIRNESS_WINDOW: "2" } },
   });
   admin = createAdminClient({ baseUrl: pipeline.gatewayUrl });
 }, 90_000);
@@ -644,6 +647,86 @@ describe("AdminService", () => {
     expect((await taskctl("concurrency", key)).stdout).toBe(
       `concurrency key ${key}: no task in the pipeline, none waiting\n`,
     );
+  });
+
+  test("taskctl fairness: low paused, a key's two tasks fill the sleep window, the rest wait, a newcomer key first; get and stats say so; resumed, all run and the window empties", async () => {
+    const worker = pipeline.services.get("worker")!;
+    const gauge = async () => {
+      const text = await (await fetch(`http://127.0.0.1:${worker.opsPort}/metrics`)).text();
+      return /^tm_worker_queue_paused\{[^}]*priority="low"[^}]*\} (\d)/m.exec(text)?.[1];
+    };
+    // Held by the pause, the window's tasks stay in the pipeline (SCHEDULED): their places stay taken.
+    expect((await taskctl("pause", "low")).code).toBe(0);
+    await waitFor("the worker to see the pause", async () => (await gauge()) === "1", { timeoutMs: 10_000 });
+    const tenantA = `a-${crypto.randomUUID().slice(0, 8)}`;
+    const tenantB = `b-${crypto.randomUUID().slice(0, 8)}`;
+    const submit = async (...flags: string[]) => {
+      const submitted = await taskctl("submit", "sleep", "--priority", "low", "--payload", '{"ms":50}', ...flags);
+      expect(submitted.code, submitted.stderr).toBe(0);
+      return submitted.stdout.trim();
+    };
+    const [a1, a2, a3, a4] = [
+      await submit("--fairness-key", tenantA),
+      await submit("--fairness-key", tenantA),
+      await submit("--fairness-key", tenantA),
+      await submit("--fairness-key", tenantA),
+    ];
+    const b1 = await submit("--fairness-key", tenantB, "--fairness-weight", "2");
+
+    // A's first two took the places (its next start moved on to 2, the clock to 1); B, new, starts at the clock:
+    // its turn comes before A's third, though A's came first.
+    const view = await taskctl("fairness", "sleep");
+    expect(view.code, view.stderr).toBe(0);
+    const lines = view.stdout.split("\n");
+    expect(lines[0]).toBe("fairness window of sleep: 2 of 2 places taken, 2 keys waiting");
+    expect(lines[1]?.split(/ +/).slice(1).sort()).toEqual([a1, a2].sort());
+    expect(lines.slice(2)).toEqual([
+      "",
+      expect.stringMatching(/^KEY {9}WAITING {2}NEXT START$/),
+      expect.stringMatching(new RegExp(`^${tenantB} +1 +1$`)),
+      expect.stringMatching(new RegExp(`^${tenantA} +2 +2$`)),
+      "the first key is served next; each task let in moves its key's next start on by 1 / its weight (clock 1)",
+      "",
+    ]);
+    const json = JSON.parse((await taskctl("fairness", "sleep", "--json")).stdout);
+    expect({ ...json, running: [...json.running].sort() }).toEqual({
+      window: 2,
+      running: [a1, a2].sort(),
+      runningTotal: 2,
+      keys: [
+        { key: tenantB, waitingTotal: 1, nextStart: 1 },
+        { key: tenantA, waitingTotal: 2, nextStart: 2 },
+      ],
+      keysTotal: 2,
+      clock: 1,
+    });
+    const waitingB = await taskctl("get", b1);
+    expect(waitingB.stdout).toMatch(/^state {5}PENDING$/m);
+    expect(waitingB.stdout).toMatch(
+      new RegExp(`^fairness {2}key ${tenantB}, weight 2 \\(waiting for its turn\\)$`, "m"),
+    );
+    expect((await taskctl("get", a1)).stdout).toMatch(new RegExp(`^fairness {2}key ${tenantA}, weight 1$`, "m"));
+    expect((await taskctl("stats")).stdout).toMatch(
+      /^waiting tasks {2}3 \(for their fairness key's turn in their type's window\)$/m,
+    );
+    // The type is the gateway's to check; none given is a usage error.
+    const unknown = await taskctl("fairness", "nope");
+    expect(unknown.code).toBe(2);
+    expect(unknown.stderr).toMatch(/^taskctl: rejected by the gateway: task_type: unknown task type "nope"/);
+    expect((await taskctl("fairness")).code).toBe(2);
+
+    // Resumed: each end lets the next in, until every task ran.
+    expect((await taskctl("resume", "low")).code).toBe(0);
+    const succeeded = async (taskId: string) =>
+      (await pipeline.client.getTask({ taskId })).task?.status?.state === TaskState.SUCCEEDED;
+    for (const taskId of [a1, a2, a3, a4, b1]) {
+      await waitFor("a task with a fairness key to succeed", () => succeeded(taskId), { timeoutMs: 20_000 });
+    }
+    expect((await taskctl("fairness", "sleep")).stdout).toBe(
+      "fairness window of sleep: 0 of 2 places taken, no key waiting\n",
+    );
+    expect((await taskctl("get", b1)).stdout).toMatch(new RegExp(`^fairness {2}key ${tenantB}, weight 2$`, "m"));
+    expect((await taskctl("stats")).stdout).not.toContain("fairness key's turn");
   });
 
   test("taskctl submit --delay: the task waits PENDING, then runs once, its history submitted, released, ingested", async () => {

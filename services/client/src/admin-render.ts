@@ -1,6 +1,6 @@
 /**
- * Tables for the operator commands (stats, ls, history, dlq, workers, concurrency): aligned columns, long cells cut with "…", times
- * relative to `now`. Pure, so the exact output is unit-tested.
+ * Tables for the operator commands (stats, ls, history, dlq, workers, concurrency, fairness): aligned columns, long
+ * cells cut with "…", times relative to `now`. Pure, so the exact output is unit-tested.
  */
 import { durationMs, type Timestamp, timestampDate, timestampMs } from "@bufbuild/protobuf/wkt";
 import {
@@ -11,6 +11,7 @@ import {
   type DiscardOutcome,
   DiscardResult,
   type GetConcurrencyKeyResponse,
+  type GetFairnessQueueResponse,
   type GetQueueStatsResponse,
   ownTaskTypesText,
   type PausedQueue,
@@ -124,6 +125,9 @@ export function renderStats(stats: GetQueueStatsResponse): string {
     ...(stats.waitingTasks > 0n ? [`waiting tasks  ${stats.waitingTasks} (for their dependencies)`] : []),
     ...(stats.concurrencyWaitingTasks > 0n
       ? [`waiting tasks  ${stats.concurrencyWaitingTasks} (for a place under their concurrency key)`]
+      : []),
+    ...(stats.fairnessWaitingTasks > 0n
+      ? [`waiting tasks  ${stats.fairnessWaitingTasks} (for their fairness key's turn in their type's window)`]
       : []),
     `stalled tasks  ${renderStalled(stats)}`,
     ...stats.unconsumedQueues.map(renderUnconsumed),
@@ -421,6 +425,51 @@ export function renderConcurrencyKey(key: string, view: GetConcurrencyKeyRespons
     ...(view.runningTotal > 0 ? [`running  ${idsAndMore(view.running, view.runningTotal)}`] : []),
     ...(view.waitingTotal > 0 ? [`waiting  ${idsAndMore(view.waiting, view.waitingTotal)}`] : []),
   ].join("\n");
+}
+
+/**
+ * `taskctl fairness <type>`: the type's window on one line, the ids of the tasks in it, then the keys with tasks
+ * waiting in the order they are served (the gateway lists the first 100 of each; "… and N more" for the rest):
+ *   fairness window of sleep: 2 of 32 places taken, 3 keys waiting
+ *   running  <id> <id>
+ *
+ *   KEY       WAITING  NEXT START
+ *   tenant-b        1           4
+ *   tenant-a      120         4.5
+ *   …
+ *   the first key is served next; each task let in moves its key's next start on by 1 / its weight (clock 4)
+ */
+export function renderFairnessQueue(taskType: string, view: GetFairnessQueueResponse): string {
+  const summary =
+    `fairness window of ${taskType}: ${view.runningTotal} of ${view.window} places taken, ` +
+    (view.keysTotal === 0 ? "no key waiting" : `${view.keysTotal} key${view.keysTotal === 1 ? "" : "s"} waiting`);
+  const running = view.runningTotal > 0 ? [`running  ${idsAndMore(view.running, view.runningTotal)}`] : [];
+  if (view.keysTotal === 0) return [summary, ...running].join("\n");
+  const keys = table(
+    // A key is shown whole (with GATEWAY_TASK_ISOLATION=caller, "caller:<submitter>:<key>"): it is what to look for.
+    [
+      { header: "KEY", max: 256 },
+      { header: "WAITING", align: "right" },
+      { header: "NEXT START", align: "right" },
+    ],
+    view.keys.map((key) => [key.key, String(key.waitingTotal), virtualTime(key.nextStart)]),
+  );
+  const more = view.keysTotal - view.keys.length;
+  return [
+    summary,
+    ...running,
+    "",
+    keys,
+    ...(more > 0 ? [`… and ${more} more key${more === 1 ? "" : "s"}`] : []),
+    // The numbers mean little alone: what orders them, and where the type's virtual clock is.
+    `the first key is served next; each task let in moves its key's next start on by 1 / its weight ` +
+      `(clock ${virtualTime(view.clock)})`,
+  ].join("\n");
+}
+
+/** A fairness queue's virtual time (a count of turns, fractions for weights above 1), to three decimals at most. */
+function virtualTime(value: number): string {
+  return String(Number(value.toFixed(3)));
 }
 
 /** "a b c", or "a b c … and 7 more" when `total` exceeds the ids listed. */

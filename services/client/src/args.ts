@@ -4,7 +4,15 @@
  */
 import { type ParseArgsConfig, parseArgs } from "node:util";
 import type { JsonObject } from "@bufbuild/protobuf";
-import { CONCURRENCY_LIMIT_MAX, concurrencyKeyProblem, concurrencyLimitProblem, Priority } from "@tm/proto";
+import {
+  CONCURRENCY_LIMIT_MAX,
+  concurrencyKeyProblem,
+  concurrencyLimitProblem,
+  FAIRNESS_WEIGHT_MAX,
+  fairnessKeyProblem,
+  fairnessWeightProblem,
+  Priority,
+} from "@tm/proto";
 import {
   type DlqAction,
   FINISHED_STATES,
@@ -82,6 +90,9 @@ export type Invocation =
       runWhenFinished: boolean;
       /** --concurrency-key and --concurrency-limit: at most `limit` tasks of `key` in the pipeline at once. */
       concurrency?: { key: string; limit: number };
+      /** --fairness-key and --fairness-weight: its tenant's share of its type's window (weight absent: the
+       *  gateway's default, 1). */
+      fairness?: Fairness;
     }
   | {
       command: "submit-batch";
@@ -107,6 +118,8 @@ export type Invocation =
   | { command: "workers-quiet" | "workers-resume"; globals: GlobalOptions; workerId: string }
   /** `concurrency <key> [--owner CALLER]`: one concurrency key's tasks, in the pipeline and waiting. */
   | { command: "concurrency"; globals: GlobalOptions; key: string; owner?: string }
+  /** `fairness <type>`: one task type's fairness window and the keys waiting for their turn. */
+  | { command: "fairness"; globals: GlobalOptions; taskType: string }
   | { command: "ls"; globals: GlobalOptions; filter: TaskListFilter; limit: number; pageToken?: string }
   | { command: "history"; globals: GlobalOptions; taskId: string }
   | { command: "logs"; globals: GlobalOptions; taskId: string; follow: boolean }
@@ -162,7 +175,15 @@ export type ScheduleAction =
       succeededRetentionMs?: number;
       /** --concurrency-key and --concurrency-limit: each run's task's. */
       concurrency?: { key: string; limit: number };
+      /** --fairness-key and --fairness-weight: each run's task's. */
+      fairness?: Fairness;
     };
+
+/** A task's fairness key and, when given, its weight (1 to FAIRNESS_WEIGHT_MAX), as TaskRequest.fairness. */
+export interface Fairness {
+  key: string;
+  weight?: number;
+}
 
 /** `cancel-all` is `cancel --all`, parsed under `cancel`; `requeue-stalled` is `requeue --all-stalled`;
  *  `workers-quiet|resume` are `workers quiet|resume`. */
@@ -222,6 +243,8 @@ const COMMAND_OPTIONS: Record<CommandName, Options> = {
     "run-when": { type: "string" },
     "concurrency-key": { type: "string" },
     "concurrency-limit": { type: "string" },
+    "fairness-key": { type: "string" },
+    "fairness-weight": { type: "string" },
   },
   "submit-batch": { "batch-size": { type: "string" }, retries: { type: "string" } },
   get: {},
@@ -241,6 +264,7 @@ const COMMAND_OPTIONS: Record<CommandName, Options> = {
   stats: {},
   workers: {},
   concurrency: { owner: { type: "string" } },
+  fairness: {},
   ls: {
     ...TASK_FILTER_OPTIONS,
     limit: { type: "string" },
@@ -280,6 +304,8 @@ const COMMAND_OPTIONS: Record<CommandName, Options> = {
     "succeeded-retention": { type: "string" },
     "concurrency-key": { type: "string" },
     "concurrency-limit": { type: "string" },
+    "fairness-key": { type: "string" },
+    "fairness-weight": { type: "string" },
   },
   pause: {},
   resume: {},
@@ -345,6 +371,7 @@ export function parseCommandLine(argv: string[], env: NodeJS.ProcessEnv = {}, no
       const expiresAfterMs = parseExpiresAfter(str(values["expires-after"]));
       const succeededRetentionMs = parseSucceededRetention(str(values["succeeded-retention"]));
       const concurrency = concurrencyOf(str(values["concurrency-key"]), str(values["concurrency-limit"]), "submit");
+      const fairness = fairnessOf(str(values["fairness-key"]), str(values["fairness-weight"]), "submit");
       return {
         command: "submit",
         globals,
@@ -372,6 +399,7 @@ export function parseCommandLine(argv: string[], env: NodeJS.ProcessEnv = {}, no
         ),
         runWhenFinished: parseRunWhen(str(values["run-when"])),
         ...(concurrency ? { concurrency } : {}),
+        ...(fairness ? { fairness } : {}),
       };
     }
     case "submit-batch":
@@ -465,6 +493,9 @@ export function parseCommandLine(argv: string[], env: NodeJS.ProcessEnv = {}, no
     }
     case "concurrency":
       return { command: "concurrency", globals, ...parseConcurrencyKeyArgs(positionals, str(values.owner)) };
+    case "fairness":
+      // The type is the gateway's to check: it knows the deployment's TASK_TYPES.
+      return { command: "fairness", globals, taskType: exactly("fairness", positionals, ["<type>"])[0]! };
     case "ls": {
       exactly(name, positionals, []);
       const filter = parseTaskListFilter(
@@ -657,6 +688,27 @@ function concurrencyOf(
   return { key, limit };
 }
 
+/** `submit --fairness-key KEY [--fairness-weight N]`: a weight needs a key (the gateway refuses one alone); both
+ *  checked as the gateway checks them. No weight: the gateway's default, 1. */
+function fairnessOf(
+  key: string | undefined,
+  weightText: string | undefined,
+  command: "submit" | "schedule add",
+): Fairness | undefined {
+  if (key === undefined && weightText === undefined) return undefined;
+  if (key === undefined) throw new UsageError(`${command}: --fairness-weight goes with --fairness-key KEY`);
+  const keyProblem = fairnessKeyProblem(key);
+  if (keyProblem) throw new UsageError(`${command}: --fairness-key ${keyProblem}`);
+  if (weightText === undefined) return { key };
+  const weight = weightText.trim() === "" ? Number.NaN : Number(weightText);
+  if (fairnessWeightProblem(weight)) {
+    throw new UsageError(
+      `${command}: --fairness-weight must be a whole number from 1 to ${FAIRNESS_WEIGHT_MAX} (got "${weightText}")`,
+    );
+  }
+  return { key, weight };
+}
+
 /** `concurrency <key> [--owner CALLER]`: the key checked as the gateway checks it; --owner, when given, not empty
  *  (whether it is required or refused depends on the gateway's GATEWAY_TASK_ISOLATION: the gateway says). */
 function parseConcurrencyKeyArgs(positionals: string[], owner: string | undefined): { key: string; owner?: string } {
@@ -796,6 +848,7 @@ function parseScheduleAction(
   const expiresAfterMs = parseExpiresAfter(str(values["expires-after"]));
   const succeededRetentionMs = parseSucceededRetention(str(values["succeeded-retention"]));
   const concurrency = concurrencyOf(str(values["concurrency-key"]), str(values["concurrency-limit"]), "schedule add");
+  const fairness = fairnessOf(str(values["fairness-key"]), str(values["fairness-weight"]), "schedule add");
   const overlap = str(values.overlap) ?? "allow";
   if (overlap !== "allow" && overlap !== "skip") {
     throw new UsageError(`schedule add: --overlap is allow or skip (got "${overlap}")`);
@@ -826,5 +879,6 @@ function parseScheduleAction(
     ...(expiresAfterMs === undefined ? {} : { expiresAfterMs }),
     ...(succeededRetentionMs === undefined ? {} : { succeededRetentionMs }),
     ...(concurrency ? { concurrency } : {}),
+    ...(fairness ? { fairness } : {}),
   };
 }

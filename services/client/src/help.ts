@@ -16,6 +16,7 @@ Commands:
   stats             queue depths, rates, dead letters and tasks by state (operators)
   workers           the live workers and the tasks each runs now; quiet|resume one (operators)
   concurrency <key> a concurrency key's tasks: those in the pipeline and those waiting for a place (operators)
+  fairness <type>   a task type's fairness window: its tasks, and the keys waiting for their turn (operators)
   ls                list and search tasks, newest first
   history <id>      a task's audit events, stage by stage
   logs <id>         what a task's handler logged (ctx.log); -f follows it until the task finishes
@@ -65,7 +66,7 @@ call each. A line is a SubmitTaskRequest in protobuf's JSON form, e.g.
   {"type":"sleep","payload":{"ms":200},"priority":"PRIORITY_HIGH","idempotencyKey":"order-17","delay":"30s"}
 (fields: type, payload, priority, idempotencyKey, metadata, runAt or delay, timeout, maxAttempts, retryBackoff
 {delay, multiplier, maxDelay, jitter}, expiresAfter, succeededRetention, heartbeatTimeout, dependsOn, dependencyPolicy,
-concurrencyKey and concurrencyLimit, dependsOnBatchItems). A line's
+concurrencyKey and concurrencyLimit, fairnessKey and fairnessWeight, dependsOnBatchItems). A line's
 dependsOnBatchItems are earlier tasks of the file it waits for, by their place (from 0, blank lines aside), e.g.
   {"type":"load","dependsOnBatchItems":[0,1]}
 sent as places in the call or, once an earlier call accepted them, as ids; a task naming a refused one is refused
@@ -83,7 +84,7 @@ refused line (2 invalid, 4 unavailable, 5 other).`,
   --retries N             retries of the tasks answered UNAVAILABLE or rate limited (default 4, 0 to 20)`,
   ),
   submit: page(
-    "Usage: taskctl submit <type> [--payload JSON] [--priority high|medium|low] [--idempotency-key K [--key-reuse after-finished|replace-waiting]] [--meta k=v ...] [--delay D | --at T] [--attempt-timeout D] [--heartbeat-timeout D] [--max-attempts N] [--retry-delay D [--retry-multiplier X] [--retry-max-delay D] [--retry-jitter F]] [--expires-after D] [--succeeded-retention D] [--depends-on ID,... [--run-when succeeded|finished]] [--concurrency-key KEY --concurrency-limit N] [--watch] [--retries N]",
+    "Usage: taskctl submit <type> [--payload JSON] [--priority high|medium|low] [--idempotency-key K [--key-reuse after-finished|replace-waiting]] [--meta k=v ...] [--delay D | --at T] [--attempt-timeout D] [--heartbeat-timeout D] [--max-attempts N] [--retry-delay D [--retry-multiplier X] [--retry-max-delay D] [--retry-jitter F]] [--expires-after D] [--succeeded-retention D] [--depends-on ID,... [--run-when succeeded|finished]] [--concurrency-key KEY --concurrency-limit N] [--fairness-key KEY [--fairness-weight N]] [--watch] [--retries N]",
     "Submits a task and prints its id (--json: {taskId, deduplicated}). A submission the gateway cannot take\n(UNAVAILABLE, connection refused) is retried after 0.25, 0.5, 1, 2 s with the same idempotency key (yours,\nor one made for this run), so a retry never creates a second task; one refused by the rate limit, after the\ngateway's pushback.",
     `Options:
   --payload JSON          the task's payload, a JSON object, e.g. '{"ms":800}'
@@ -115,6 +116,12 @@ refused line (2 invalid, 4 unavailable, 5 other).`,
   --concurrency-key KEY   with --concurrency-limit: at most N tasks of KEY in the pipeline at once (one tenant's,
   --concurrency-limit N   one account's); the others wait PENDING, oldest first. KEY: 1 to 128 letters, digits or
                           _ . : @ / = + -; N: 1 to 1000
+  --fairness-key KEY      its tenant's fair share of its type: at most the gateway's GATEWAY_FAIRNESS_WINDOW (32)
+                          tasks of the type with a key are in the pipeline at once; the others wait PENDING, and
+                          each freed place goes to the key whose turn it is, so one key's backlog does not hold up
+                          the others' tasks (taskctl fairness <type> shows the queue). KEY: as --concurrency-key
+  --fairness-weight N     with --fairness-key: the key is served N times as often as a key of weight 1 while both
+                          wait (1 to 1000; default 1)
   --watch                 then follow the task until it finishes (exit 1 if it FAILED or was CANCELLED)
   --retries N             retries of an UNAVAILABLE or rate-limited submission, 0 to 20 (default 4; 0: fail at once)`,
   ),
@@ -178,6 +185,18 @@ waitingTotal, nextLimit}, zeros and empty lists left out).`,
   --owner CALLER    whose key, with a gateway run with GATEWAY_TASK_ISOLATION=caller (each application's keys
                     are its own): the caller its tasks were submitted by (its API key's caller name or JWT sub);
                     required there, refused otherwise (exit 2)`,
+  ),
+  fairness: page(
+    "Usage: taskctl fairness <type>",
+    `Shows one task type's fair share (submit --fairness-key): how many of its window's places are taken (tasks of
+the type with a fairness key released into the pipeline, not finished; the window is the gateway's
+GATEWAY_FAIRNESS_WINDOW, 32 by default) and how many keys have tasks waiting PENDING for their turn; then the ids of
+the tasks in the window, and the keys in the order they are served, each with its tasks waiting and the virtual
+start of its next task (the lowest goes first; each task let in moves its key's on by 1 / its weight, so a key's
+backlog does not hold up the others); the first 100 of each, "… and N more" for the rest. With
+GATEWAY_TASK_ISOLATION=caller a key is shown as caller:<submitter>:<key>. For why a tenant's tasks stay PENDING, and
+whose turn it is (--json: {window, running, runningTotal, keys: [{key, waitingTotal, nextStart}], keysTotal, clock},
+zeros and empty lists left out).`,
   ),
   ls: page(
     "Usage: taskctl ls [--state S] [--type T] [--priority P] [--since T] [--until T] [--query Q] [--stalled-for D] [--stalled] [--parent ID] [--limit N] [--page-token TOKEN]",
@@ -247,7 +266,7 @@ waitingTotal, nextLimit}, zeros and empty lists left out).`,
   ),
   resume: page("Usage: taskctl resume <high|medium|low>", "Lets the workers take tasks of that priority again."),
   schedule: page(
-    'Usage: taskctl schedule add <id> "<cron>" <type> [--timezone TZ] [--overlap allow|skip] [--starting-deadline D] [--start-at T] [--end-at T] [--max-runs N] [--replace] [--payload JSON] [--priority P] [--meta k=v ...] [--attempt-timeout D] [--heartbeat-timeout D] [--max-attempts N] [--retry-delay D ...] [--expires-after D] [--succeeded-retention D] [--concurrency-key KEY --concurrency-limit N]\n       taskctl schedule ls\n       taskctl schedule rm|pause|resume|run <id>',
+    'Usage: taskctl schedule add <id> "<cron>" <type> [--timezone TZ] [--overlap allow|skip] [--starting-deadline D] [--start-at T] [--end-at T] [--max-runs N] [--replace] [--payload JSON] [--priority P] [--meta k=v ...] [--attempt-timeout D] [--heartbeat-timeout D] [--max-attempts N] [--retry-delay D ...] [--expires-after D] [--succeeded-retention D] [--concurrency-key KEY --concurrency-limit N] [--fairness-key KEY [--fairness-weight N]]\n       taskctl schedule ls\n       taskctl schedule rm|pause|resume|run <id>',
     'Recurring tasks (operators). add: a task of <type> is submitted at every time <cron> names (five fields,\nminute hour day-of-month month day-of-week, or six with seconds first; or an interval, "@every 90m", "@every 45s",\n"@every 1h30m", at the multiples of it since 1970-01-01 UTC), by one gateway, exactly once per time;\nthe tasks carry schedule_id and scheduled_for in their metadata. ls: every schedule with its next and last run.\nrm: stops it (tasks already submitted are not touched). pause: no runs until resume, which goes on from\nits first time after now (the times in between are not made up). run: submits its task once, now, as you\n(its times do not change); prints the task\'s id.',
     `Options (add):
   --timezone TZ           the IANA time zone the cron expression is read in (default UTC), e.g. Europe/Berlin
@@ -263,6 +282,7 @@ waitingTotal, nextLimit}, zeros and empty lists left out).`,
   --replace               replace a schedule with the same id (else: exit 1, it exists)
   --payload, --priority, --meta, --attempt-timeout, --max-attempts, --retry-delay, --retry-multiplier,
   --retry-max-delay, --retry-jitter, --expires-after, --succeeded-retention, --heartbeat-timeout,
-  --concurrency-key, --concurrency-limit   the task's, as for submit (expiry counted from each run's time)`,
+  --concurrency-key, --concurrency-limit, --fairness-key, --fairness-weight   the task's, as for submit (expiry
+                          counted from each run's time)`,
   ),
 } as const;

@@ -7,6 +7,7 @@ import {
   cancelAllCommand,
   concurrencyCommand,
   dlqCommand,
+  fairnessCommand,
   historyCommand,
   lsCommand,
   queuePauseCommand,
@@ -85,6 +86,8 @@ export async function run(argv: string[], io: Io): Promise<ExitCode> {
         return await workerQuietCommand(io, adminClientFor(globals), invocation);
       case "concurrency":
         return await concurrencyCommand(io, adminClientFor(globals), invocation);
+      case "fairness":
+        return await fairnessCommand(io, adminClientFor(globals), invocation);
       case "ls":
         return await lsCommand(io, adminClientFor(globals), { ...invocation, json: globals.json });
       case "history":

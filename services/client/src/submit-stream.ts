@@ -26,6 +26,8 @@ export type SubmissionFields = Pick<SubmitTaskRequest, "type" | "priority" | "me
       | "dependencyPolicy"
       | "concurrencyKey"
       | "concurrencyLimit"
+      | "fairnessKey"
+      | "fairnessWeight"
     >
   >;
 

@@ -132,6 +132,31 @@ describe("operator commands", () => {
     expect(stderr).toMatch(/^taskctl: concurrency: missing <key>/);
   });
 
+  test("fairness <type>: one task type (the gateway checks it is known); a missing one is a usage error", async () => {
+    expect(parseCommandLine(["fairness", "sleep"], {}, NOW)).toEqual({
+      command: "fairness",
+      globals: { addr: "http://127.0.0.1:50051", json: false },
+      taskType: "sleep",
+    });
+    expect(parseCommandLine(["fairness", "sleep", "--json"], {}, NOW)).toMatchObject({
+      command: "fairness",
+      taskType: "sleep",
+      globals: { json: true },
+    });
+    expect(usageErrorOf(["fairness"])).toMatch(/^fairness: missing <type>\n\nUsage: taskctl fairness <type>/);
+    expect(usageErrorOf(["fairness", "sleep", "echo"])).toMatch(/^fairness: unexpected argument "echo"/);
+    expect(usageErrorOf(["fairness", " "])).toBe("fairness: <type> must not be empty");
+    expect(usageErrorOf(["fairness", "sleep", "--owner", "shop"])).toMatch(/^fairness: unknown option --owner/);
+    expect(parseCommandLine(["fairness", "--help"], {}, NOW)).toMatchObject({
+      command: "help",
+      text: expect.stringMatching(/^Usage: taskctl fairness <type>\n/),
+    });
+    let stderr = "";
+    const io = { stdout: { write: () => true }, stderr: { write: (text: string) => (stderr += text) }, env: {} };
+    expect(await run(["fairness"], io)).toBe(ExitCode.Usage);
+    expect(stderr).toMatch(/^taskctl: fairness: missing <type>/);
+  });
+
   test("dlq ls and dlq replay", () => {
     expect(parseCommandLine(["dlq", "ls", "--limit", "5"], {}, NOW)).toMatchObject({
       command: "dlq",

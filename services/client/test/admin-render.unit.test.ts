@@ -3,6 +3,7 @@ import { durationFromMs, timestampFromMs } from "@bufbuild/protobuf/wkt";
 import {
   DeadLetterEntrySchema,
   GetConcurrencyKeyResponseSchema,
+  GetFairnessQueueResponseSchema,
   GetQueueStatsResponseSchema,
   PausedQueueSchema,
   Priority,
@@ -26,6 +27,7 @@ import {
   relativeTime,
   renderConcurrencyKey,
   renderDeadLetters,
+  renderFairnessQueue,
   renderPausedQueues,
   renderRedisStats,
   renderReplay,
@@ -185,6 +187,22 @@ describe("operator tables", () => {
     expect(renderStats(create(GetQueueStatsResponseSchema, { ...stats, waitingTasks: 4n })).split("\n")).toContain(
       "waiting tasks  4 (for their dependencies)",
     );
+    // Tasks waiting for their fairness key's turn: a line only when there are some, after those waiting for a place
+    // under their concurrency key (a task waits for that first).
+    const keyed = create(GetQueueStatsResponseSchema, {
+      ...stats,
+      concurrencyWaitingTasks: 2n,
+      fairnessWaitingTasks: 7n,
+    });
+    expect(
+      renderStats(keyed)
+        .split("\n")
+        .filter((line) => line.startsWith("waiting tasks")),
+    ).toEqual([
+      "waiting tasks  2 (for a place under their concurrency key)",
+      "waiting tasks  7 (for their fairness key's turn in their type's window)",
+    ]);
+    expect(renderStats(stats)).not.toContain("fairness");
     const stuck = create(GetQueueStatsResponseSchema, { ...stats, unqueuedSubmissions: 5n, unqueuedOverdue: 2n });
     expect(renderStats(stuck).split("\n")).toContain("unqueued submissions  5 (2 overdue: the requeue sweeper's)");
     // A paused queue gets its line; none, no line.
@@ -381,6 +399,72 @@ describe("operator tables", () => {
       "waiting  w-1",
     ]);
     expect(renderConcurrencyKey("idle", view({}))).toBe("concurrency key idle: no task in the pipeline, none waiting");
+  });
+
+  test("a fairness queue: the window's places taken and keys waiting, its task ids, then the keys in turn order", () => {
+    const view = (init: MessageInitShape<typeof GetFairnessQueueResponseSchema>) =>
+      create(GetFairnessQueueResponseSchema, { window: 32, ...init });
+    expect(
+      renderFairnessQueue(
+        "sleep",
+        view({
+          running: ["r-1", "r-2"],
+          runningTotal: 2,
+          keys: [
+            { key: "tenant-b", waitingTotal: 1, nextStart: 4 },
+            { key: "tenant-a", waitingTotal: 120, nextStart: 4.5 },
+            { key: "caller:shop:vip", waitingTotal: 3, nextStart: 13 / 3 + 1 },
+          ],
+          keysTotal: 3,
+          clock: 4,
+        }),
+      ).split("\n"),
+    ).toEqual([
+      "fairness window of sleep: 2 of 32 places taken, 3 keys waiting",
+      "running  r-1 r-2",
+      "",
+      "KEY              WAITING  NEXT START",
+      "tenant-b               1           4",
+      "tenant-a             120         4.5",
+      "caller:shop:vip        3       5.333",
+      "the first key is served next; each task let in moves its key's next start on by 1 / its weight (clock 4)",
+    ]);
+    // More tasks and keys than the gateway listed: how many more of each.
+    expect(
+      renderFairnessQueue(
+        "echo",
+        view({
+          window: 2,
+          running: ["r-1"],
+          runningTotal: 150,
+          keys: [{ key: "k", waitingTotal: 1, nextStart: 0.25 }],
+          keysTotal: 101,
+          clock: 0.125,
+        }),
+      ).split("\n"),
+    ).toEqual([
+      "fairness window of echo: 150 of 2 places taken, 101 keys waiting",
+      "running  r-1 … and 149 more",
+      "",
+      "KEY  WAITING  NEXT START",
+      "k          1        0.25",
+      "… and 100 more keys",
+      "the first key is served next; each task let in moves its key's next start on by 1 / its weight (clock 0.125)",
+    ]);
+    // Nobody waits: no table; an idle type: the summary alone.
+    expect(renderFairnessQueue("sleep", view({ running: ["r-1"], runningTotal: 1 })).split("\n")).toEqual([
+      "fairness window of sleep: 1 of 32 places taken, no key waiting",
+      "running  r-1",
+    ]);
+    expect(renderFairnessQueue("sleep", view({}))).toBe(
+      "fairness window of sleep: 0 of 32 places taken, no key waiting",
+    );
+    // One key waiting with the window empty (a place about to be given): no running line, "key" singular.
+    expect(
+      renderFairnessQueue("sleep", view({ keys: [{ key: "k", waitingTotal: 1, nextStart: 0 }], keysTotal: 1 })).split(
+        "\n",
+      )[0],
+    ).toBe("fairness window of sleep: 0 of 32 places taken, 1 key waiting");
   });
 
   test("paused queues: name, since when and by whom; none", () => {

@@ -336,6 +336,55 @@ describe("parseCommandLine", () => {
     ).toMatchObject({ concurrency: { limit: 1000 } });
   });
 
+  test("--fairness-key reaches the request, with --fairness-weight or without; a weight alone or a bad value is named", () => {
+    type Submit = Extract<Invocation, { command: "submit" }>;
+    const weighted = parseCommandLine(["submit", "echo", "--fairness-key", "tenant:acme", "--fairness-weight", "3"]);
+    expect(weighted).toMatchObject({ fairness: { key: "tenant:acme", weight: 3 } });
+    expect(submitRequestOf(weighted as Submit)).toMatchObject({ fairnessKey: "tenant:acme", fairnessWeight: 3 });
+    // No weight: the field is left unset, the gateway's default (1).
+    const keyed = parseCommandLine(["submit", "echo", "--fairness-key", "tenant:acme"]) as Submit;
+    expect(keyed.fairness).toEqual({ key: "tenant:acme" });
+    expect(submitRequestOf(keyed)).toMatchObject({ fairnessKey: "tenant:acme" });
+    expect(submitRequestOf(keyed)).not.toHaveProperty("fairnessWeight");
+    const plain = parseCommandLine(["submit", "echo"]) as Submit;
+    expect(plain).not.toHaveProperty("fairness");
+    expect(submitRequestOf(plain)).not.toHaveProperty("fairnessKey");
+    expect(submitRequestOf(plain)).not.toHaveProperty("fairnessWeight");
+    // With a concurrency key too: each its own field.
+    expect(
+      submitRequestOf(
+        parseCommandLine([
+          "submit",
+          "echo",
+          "--concurrency-key",
+          "account:42",
+          "--concurrency-limit",
+          "2",
+          "--fairness-key",
+          "tenant:acme",
+        ]) as Submit,
+      ),
+    ).toMatchObject({ concurrencyKey: "account:42", concurrencyLimit: 2, fairnessKey: "tenant:acme" });
+    expect(usageErrorOf(["submit", "echo", "--fairness-weight", "3"])).toBe(
+      "submit: --fairness-weight goes with --fairness-key KEY",
+    );
+    expect(usageErrorOf(["submit", "echo", "--fairness-key", "tenant acme"])).toBe(
+      'submit: --fairness-key must be 1 to 128 letters, digits or _ . : @ / = + - (got "tenant acme")',
+    );
+    expect(usageErrorOf(["submit", "echo", "--fairness-key", ""])).toContain("--fairness-key must be 1 to 128");
+    expect(usageErrorOf(["submit", "echo", "--fairness-key", "k".repeat(129)])).toContain(
+      "--fairness-key must be 1 to 128",
+    );
+    for (const weight of ["0", "1001", "1.5", "", " ", "three"]) {
+      expect(usageErrorOf(["submit", "echo", "--fairness-key", "t", "--fairness-weight", weight])).toBe(
+        `submit: --fairness-weight must be a whole number from 1 to 1000 (got "${weight}")`,
+      );
+    }
+    expect(
+      parseCommandLine(["submit", "echo", "--fairness-key", "k".repeat(128), "--fairness-weight", "1000"]),
+    ).toMatchObject({ fairness: { weight: 1000 } });
+  });
+
   test("workers [ls] lists; workers quiet|resume <id> name one worker; mistakes are named", () => {
     expect(parseCommandLine(["workers"])).toMatchObject({ command: "workers" });
     expect(parseCommandLine(["workers", "ls"])).toMatchObject({ command: "workers" });
@@ -461,6 +510,28 @@ describe("parseCommandLine", () => {
         "schedule",
         "add",
         "n",
+        "* * * * *",
+        "echo",
+        "--fairness-key",
+        "tenant:acme",
+        "--fairness-weight",
+        "2",
+      ]),
+    ).toMatchObject({ fairness: { key: "tenant:acme", weight: 2 } });
+    expect(parseCommandLine(["schedule", "add", "n", "* * * * *", "echo", "--fairness-key", "t"])).toMatchObject({
+      fairness: { key: "t" },
+    });
+    expect(usageErrorOf(["schedule", "add", "n", "* * * * *", "echo", "--fairness-weight", "2"])).toBe(
+      "schedule add: --fairness-weight goes with --fairness-key KEY",
+    );
+    expect(
+      usageErrorOf(["schedule", "add", "n", "* * * * *", "echo", "--fairness-key", "t", "--fairness-weight", "0"]),
+    ).toBe('schedule add: --fairness-weight must be a whole number from 1 to 1000 (got "0")');
+    expect(
+      parseCommandLine([
+        "schedule",
+        "add",
+        "n",
         "@every 90m",
         "echo",
         "--start-at",
@@ -567,6 +638,9 @@ describe("parseCommandLine", () => {
     // A line's concurrency key and limit are SubmitTaskRequest's fields: carried as they are.
     const [keyed] = parseBatchLines('{"type":"echo","concurrencyKey":"tenant-7","concurrencyLimit":2}');
     expect(keyed?.request).toMatchObject({ concurrencyKey: "tenant-7", concurrencyLimit: 2 });
+    // So are its fairness key and weight.
+    const [fair] = parseBatchLines('{"type":"echo","fairnessKey":"tenant-7","fairnessWeight":3}');
+    expect(fair?.request).toMatchObject({ fairnessKey: "tenant-7", fairnessWeight: 3 });
   });
 
   test("graph: one task id, --depth 1 to 20 (5 by default)", () => {
@@ -683,5 +757,8 @@ describe("run() on usage errors", () => {
     stderr = "";
     expect(await run(["submit", "echo", "--concurrency-limit", "2"], io)).toBe(ExitCode.Usage);
     expect(stderr).toMatch(/^taskctl: submit: --concurrency-limit goes with --concurrency-key KEY/);
+    stderr = "";
+    expect(await run(["submit", "echo", "--fairness-weight", "2"], io)).toBe(ExitCode.Usage);
+    expect(stderr).toMatch(/^taskctl: submit: --fairness-weight goes with --fairness-key KEY/);
   });
 });

@@ -325,6 +325,29 @@ describe("taskctl against a real gRPC server", () => {
     expect(requests.submit.length - before).toBe(2);
   });
 
+  test("submit --fairness-key, with --fairness-weight or without, reaches the gateway, with --watch too", async () => {
+    const before = requests.submit.length;
+    const weighted = ["--fairness-key", "tenant:acme", "--fairness-weight", "3"];
+    expect((await taskctl(["submit", "echo", ...weighted])).exitCode).toBe(ExitCode.Ok);
+    expect((await taskctl(["submit", "echo", "--watch", ...weighted])).exitCode).toBe(ExitCode.Ok);
+    expect((await taskctl(["submit", "echo", "--fairness-key", "tenant:acme"])).exitCode).toBe(ExitCode.Ok);
+    const sent = requests.submit.slice(before) as SubmitTaskRequest[];
+    // No weight given: 0 on the wire, the gateway's default (1).
+    expect(sent.map(({ fairnessKey, fairnessWeight }) => ({ fairnessKey, fairnessWeight }))).toEqual([
+      { fairnessKey: "tenant:acme", fairnessWeight: 3 },
+      { fairnessKey: "tenant:acme", fairnessWeight: 3 },
+      { fairnessKey: "tenant:acme", fairnessWeight: 0 },
+    ]);
+    // A weight without a key, or out of range, is refused before anything is sent.
+    const alone = await taskctl(["submit", "echo", "--fairness-weight", "3"]);
+    expect(alone.exitCode).toBe(ExitCode.Usage);
+    expect(alone.stderr).toContain("--fairness-weight goes with --fairness-key KEY");
+    const heavy = await taskctl(["submit", "echo", "--fairness-key", "t", "--fairness-weight", "1001"]);
+    expect(heavy.exitCode).toBe(ExitCode.Usage);
+    expect(heavy.stderr).toContain('--fairness-weight must be a whole number from 1 to 1000 (got "1001")');
+    expect(requests.submit.length - before).toBe(3);
+  });
+
   test("--json output parses, one object per line for streams", async () => {
     const submitted = await taskctl(["submit", "sleep", "--json"]);
     expect(JSON.parse(submitted.stdout)).toMatchObject({ taskId: expect.any(String), deduplicated: false });

@@ -207,6 +207,25 @@ describe("taskctl get", () => {
     expect(describeTask(create(TaskSchema, { taskId: "t", type: "echo" }))).not.toContain("concurrency");
   });
 
+  test("a task with a fairness key shows the key and its weight, and while it waits for its turn, that", () => {
+    const base = { taskId: "t", type: "echo", fairnessKey: "tenant:acme", fairnessWeight: 3 };
+    expect(describeTask(create(TaskSchema, base)).split("\n")).toContain("fairness  key tenant:acme, weight 3");
+    expect(describeTask(create(TaskSchema, { ...base, fairnessWaiting: true })).split("\n")).toContain(
+      "fairness  key tenant:acme, weight 3 (waiting for its turn)",
+    );
+    // A weight the gateway left unset is the default, 1.
+    expect(describeTask(create(TaskSchema, { ...base, fairnessWeight: 0 })).split("\n")).toContain(
+      "fairness  key tenant:acme, weight 1",
+    );
+    // Beside a concurrency key: one line each.
+    const both = describeTask(create(TaskSchema, { ...base, concurrencyKey: "account:42", concurrencyLimit: 2 }));
+    expect(both.split("\n").filter((line) => /^(limit|fairness) /.test(line))).toEqual([
+      "limit     at most 2 at once of concurrency key account:42",
+      "fairness  key tenant:acme, weight 3",
+    ]);
+    expect(describeTask(create(TaskSchema, { taskId: "t", type: "echo" }))).not.toContain("fairness");
+  });
+
   test("a child task names its parent", () => {
     expect(describeTask(create(TaskSchema, { taskId: "t", type: "echo", parentTaskId: "p" })).split("\n")).toContain(
       "parent    p (submitted by its handler)",

@@ -1,5 +1,5 @@
-/** The operator commands over AdminService: stats, workers, concurrency, ls, history, dlq ls, dlq replay, requeue (and
- *  --all-stalled). */
+/** The operator commands over AdminService: stats, workers, concurrency, fairness, ls, history, dlq ls, dlq replay,
+ *  requeue (and --all-stalled). */
 import { toJson } from "@bufbuild/protobuf";
 import { timestampFromDate } from "@bufbuild/protobuf/wkt";
 import {
@@ -10,6 +10,7 @@ import {
   DiscardDeadLettersResponseSchema,
   DiscardResult,
   GetConcurrencyKeyResponseSchema,
+  GetFairnessQueueResponseSchema,
   GetQueueStatsResponseSchema,
   GetTaskHistoryResponseSchema,
   ListDeadLettersResponseSchema,
@@ -33,6 +34,7 @@ import {
   renderConcurrencyKey,
   renderDeadLetters,
   renderDiscard,
+  renderFairnessQueue,
   renderHistory,
   renderPausedQueues,
   renderReplay,
@@ -98,6 +100,24 @@ export async function concurrencyCommand(
     invocation.globals.json
       ? JSON.stringify(toJson(GetConcurrencyKeyResponseSchema, response))
       : renderConcurrencyKey(key, response, owner),
+  );
+  return ExitCode.Ok;
+}
+
+/** `taskctl fairness <type>`: one task type's fairness window, its tasks and the keys waiting for their turn
+ *  (AdminService GetFairnessQueue). */
+export async function fairnessCommand(
+  io: Io,
+  client: AdminClient,
+  invocation: Extract<Invocation, { command: "fairness" }>,
+): Promise<ExitCode> {
+  const { taskType } = invocation;
+  const response = await client.getFairnessQueue({ taskType }, options);
+  println(
+    io.stdout,
+    invocation.globals.json
+      ? JSON.stringify(toJson(GetFairnessQueueResponseSchema, response))
+      : renderFairnessQueue(taskType, response),
   );
   return ExitCode.Ok;
 }

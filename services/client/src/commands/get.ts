@@ -69,6 +69,11 @@ export function describeTask(task: Task): string {
       `limit     at most ${task.concurrencyLimit} at once of concurrency key ${task.concurrencyKey}${waiting}`,
     );
   }
+  if (task.fairnessKey) {
+    // While it waits, its type's window is full and other keys come first: taskctl fairness <type> says whose turn.
+    const waiting = task.fairnessWaiting ? " (waiting for its turn)" : "";
+    lines.push(`fairness  key ${task.fairnessKey}, weight ${task.fairnessWeight || 1}${waiting}`);
+  }
   if (task.timeout) lines.push(`timeout   ${formatDuration(durationMs(task.timeout))} per attempt`);
   if (task.maxAttempts) lines.push(`attempts  at most ${task.maxAttempts}`);
   if (task.retryBackoff) lines.push(`retries   ${retryBackoffText(task.retryBackoff, formatDuration)}`);

@@ -17,7 +17,7 @@ import type { Invocation } from "../args.js";
 import { UNARY_TIMEOUT_MS } from "../connection.js";
 import { CliError, ExitCode } from "../exit-codes.js";
 import { type Io, println } from "../io.js";
-import { taskLimitFields } from "../task-limits.js";
+import { fairnessFields, taskLimitFields } from "../task-limits.js";
 
 type ScheduleInvocation = Extract<Invocation, { command: "schedule" }>;
 
@@ -88,6 +88,7 @@ export async function scheduleCommand(io: Io, client: AdminClient, invocation: S
               ...(invocation.concurrency
                 ? { concurrencyKey: invocation.concurrency.key, concurrencyLimit: invocation.concurrency.limit }
                 : {}),
+              ...fairnessFields(invocation.fairness),
             },
           },
         },

@@ -7,7 +7,7 @@ import { ExitCode } from "../exit-codes.js";
 import { type Io, println } from "../io.js";
 import { generatedIdempotencyKey, printRetry, withSubmitRetries } from "../submit-retry.js";
 import { type SubmissionFields, submitAndStream } from "../submit-stream.js";
-import { taskLimitFields } from "../task-limits.js";
+import { fairnessFields, taskLimitFields } from "../task-limits.js";
 import { watchTasks } from "./watch.js";
 
 type SubmitInvocation = Extract<Invocation, { command: "submit" }>;
@@ -35,6 +35,7 @@ export function submitRequestOf(invocation: SubmitInvocation): SubmissionFields 
     ...(invocation.concurrency
       ? { concurrencyKey: invocation.concurrency.key, concurrencyLimit: invocation.concurrency.limit }
       : {}),
+    ...fairnessFields(invocation.fairness),
   };
 }
 
