@@ -253,6 +253,7 @@ describe("the SubmitTask request of a child", () => {
         succeededRetentionSeconds: 3_600,
         retryBackoff: { delayMs: 250, multiplier: 2, maxDelayMs: 4_000 },
         concurrency: { key: "tenant-7", limit: 2 },
+        fairness: { key: "tenant-7", weight: 3 },
       }),
     );
     expect(request).toMatchObject({
@@ -273,6 +274,8 @@ describe("the SubmitTask request of a child", () => {
       retryBackoff: { delay: { nanos: 250_000_000 }, multiplier: 2, maxDelay: { seconds: 4n }, jitter: 0 },
       concurrencyKey: "tenant-7",
       concurrencyLimit: 2,
+      fairnessKey: "tenant-7",
+      fairnessWeight: 3,
     });
     const plain = create(SubmitTaskRequestSchema, childSubmitRequest(PARENT, "k", { type: "echo", priority: "low" }));
     expect(plain).toMatchObject({ priority: Priority.LOW, payload: {}, dependsOn: [], maxAttempts: 0 });
