@@ -191,6 +191,22 @@ describe("--concurrency-keys", () => {
   );
 });
 
+describe("--fairness-keys", () => {
+  test("defaults to none and takes N:W", () => {
+    expect(parseArgs([], "out").fairnessKeys).toEqual({ keys: 0, window: 0 });
+    expect(parseArgs(["--fairness-keys", "8:16"], "out").fairnessKeys).toEqual({ keys: 8, window: 16 });
+  });
+
+  test.each([["8"], ["0:1"], ["1:0"], ["1:100001"], ["a:b"], ["100001:1"]])(
+    "%s is refused naming the flag",
+    (value) => {
+      expect(() => parseArgs(["--fairness-keys", value], "out")).toThrow(
+        `--fairness-keys needs N:W, N keys from 1 to 100000 and a window W from 1 to 100000, got "${value}"`,
+      );
+    },
+  );
+});
+
 describe("--redis-replicas", () => {
   test("defaults to 0 and takes a whole number up to 5", () => {
     expect(parseArgs([], "out").redisReplicas).toBe(0);

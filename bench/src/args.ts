@@ -7,7 +7,9 @@ import {
   type ClientFlow,
   type ConcurrencyKeys,
   combineProblem,
+  type FairnessKeys,
   NO_CONCURRENCY_KEYS,
+  NO_FAIRNESS_KEYS,
   TELEMETRY_MODES,
   type TelemetryMode,
 } from "./systems/pipeline.js";
@@ -36,6 +38,8 @@ export interface CliOptions {
   redisReplicas: number;
   /** --concurrency-keys N:L: the pipeline's tasks spread over N concurrency keys of limit L (0: none). */
   concurrencyKeys: ConcurrencyKeys;
+  /** --fairness-keys N:W: the pipeline's tasks spread over N fairness keys, through a window of W (0: none). */
+  fairnessKeys: FairnessKeys;
   /** --breakdown: where a task's latency goes, from its exported spans, instead of the comparison. */
   breakdown: boolean;
   /** --breakdown-rate N: the breakdown's tasks paced at N/s instead of one at a time. */
@@ -103,6 +107,8 @@ export const USAGE = `Usage: pnpm bench [-- flags]
                               stay in OUT/alloc-<time>/
   --concurrency-keys N:L      the pipeline's tasks spread round robin over N concurrency keys, each of limit L
                               (SubmitTaskRequest.concurrency_key): what admitting and releasing them costs
+  --fairness-keys N:W         the pipeline's tasks spread round robin over N fairness keys, through a window of W
+                              tasks in the pipeline (GATEWAY_FAIRNESS_WINDOW): what taking turns costs
   --out DIR                   where the JSON goes (default bench-results at the repository root)
   --no-build                  skip building (start.mjs builds @tm/bench, its dependencies and the services)
 Requires nats-server and redis-server on PATH; the pipeline needs \`pnpm build\`.`;
@@ -117,6 +123,18 @@ export function parseConcurrencyKeys(value: string | undefined): ConcurrencyKeys
       `--concurrency-keys needs N:L, N keys from 1 to 100000 and a limit L from 1 to 1000, got ${JSON.stringify(value)}`,
     );
   return { keys, limit };
+}
+
+/** `--fairness-keys N:W`: N keys (1 to 100,000), a window of W (1 to 100,000, the gateway's maximum). */
+export function parseFairnessKeys(value: string | undefined): FairnessKeys {
+  const match = /^(\d+):(\d+)$/.exec(value ?? "");
+  const keys = Number(match?.[1]);
+  const window = Number(match?.[2]);
+  if (!match || keys < 1 || keys > 100_000 || window < 1 || window > 100_000)
+    throw new Error(
+      `--fairness-keys needs N:W, N keys from 1 to 100000 and a window W from 1 to 100000, got ${JSON.stringify(value)}`,
+    );
+  return { keys, window };
 }
 
 function positiveInt(flag: string, value: string | undefined): number {
@@ -146,6 +164,7 @@ export function parseArgs(argv: readonly string[], defaultOut: string): CliOptio
     clientFlow: "two-calls",
     redisReplicas: 0,
     concurrencyKeys: NO_CONCURRENCY_KEYS,
+    fairnessKeys: NO_FAIRNESS_KEYS,
     breakdown: false,
     telemetryGiven: false,
     profile: false,
@@ -223,6 +242,9 @@ export function parseArgs(argv: readonly string[], defaultOut: string): CliOptio
       }
       case "--concurrency-keys":
         options.concurrencyKeys = parseConcurrencyKeys(value());
+        break;
+      case "--fairness-keys":
+        options.fairnessKeys = parseFairnessKeys(value());
         break;
       case "--breakdown":
         options.breakdown = true;

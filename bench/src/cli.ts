@@ -73,6 +73,7 @@ async function runSelected(options: CliOptions, log: (line: string) => void): Pr
     clientFlow: options.clientFlow,
     redisReplicas: options.redisReplicas,
     concurrencyKeys: options.concurrencyKeys,
+    fairnessKeys: options.fairnessKeys,
     taskTimeoutMs: 30_000,
     log,
   };

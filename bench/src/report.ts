@@ -27,6 +27,7 @@ export function renderReport(result: BenchResult): string {
   );
   const { workers, gateways, combine = [], telemetry = "on", clientFlow, redisReplicas = 0 } = result.options;
   const keys = result.options.concurrencyKeys;
+  const fairness = result.options.fairnessKeys;
   if (result.options.only.includes("pipeline"))
     out.push(
       `Pipeline layout: ${layoutOf(workers, gateways, combine, clientFlow)}; ${telemetryNote(telemetry)}` +
@@ -35,6 +36,9 @@ export function renderReport(result: BenchResult): string {
           : "") +
         (keys && keys.keys > 0
           ? `; tasks spread over ${keys.keys} concurrency key${keys.keys === 1 ? "" : "s"} of limit ${keys.limit}`
+          : "") +
+        (fairness && fairness.keys > 0
+          ? `; tasks spread over ${fairness.keys} fairness key${fairness.keys === 1 ? "" : "s"} through a window of ${fairness.window}`
           : ""),
     );
   out.push(

@@ -18,6 +18,7 @@ import { startBullmq } from "./systems/bullmq.js";
 import {
   type ClientFlow,
   type ConcurrencyKeys,
+  type FairnessKeys,
   missingServiceBuilds,
   type PipelineConfig,
   pipelineConfigOf,
@@ -46,6 +47,8 @@ export interface BenchOptions {
   redisReplicas?: number;
   /** The pipeline's tasks spread over concurrency keys (--concurrency-keys; default none). */
   concurrencyKeys?: ConcurrencyKeys;
+  /** The pipeline's tasks spread over fairness keys through a window (--fairness-keys; default none). */
+  fairnessKeys?: FairnessKeys;
   /** The open loops' rates are fractions of this many tasks/s instead of the first measured peak (--reference-rate). */
   referenceRate?: number;
   scaling: boolean;

@@ -65,6 +65,8 @@ export interface PipelineConfig {
   redisReplicas?: number;
   /** The tasks spread round robin over `keys` concurrency keys of limit `limit` (default none). */
   concurrencyKeys?: ConcurrencyKeys;
+  /** The tasks spread round robin over `keys` fairness keys, through a window of `window` (default none). */
+  fairnessKeys?: FairnessKeys;
 }
 
 /** Concurrency keys for the benchmark's tasks: `keys` 0 is none (the default). */
@@ -73,6 +75,13 @@ export interface ConcurrencyKeys {
   limit: number;
 }
 export const NO_CONCURRENCY_KEYS: ConcurrencyKeys = { keys: 0, limit: 0 };
+
+/** Fairness keys for the benchmark's tasks, and the gateway's window (GATEWAY_FAIRNESS_WINDOW): `keys` 0 is none. */
+export interface FairnessKeys {
+  keys: number;
+  window: number;
+}
+export const NO_FAIRNESS_KEYS: FairnessKeys = { keys: 0, window: 0 };
 
 /**
  * - two-calls: SubmitTask, then StreamTaskStatus read to its end (what the issue's benchmark defines, the headline);
@@ -100,6 +109,7 @@ export function pipelineConfigOf(options: PipelineConfig): Required<PipelineConf
     clientFlow: options.clientFlow ?? "two-calls",
     redisReplicas: options.redisReplicas ?? 0,
     concurrencyKeys: options.concurrencyKeys ?? NO_CONCURRENCY_KEYS,
+    fairnessKeys: options.fairnessKeys ?? NO_FAIRNESS_KEYS,
   };
 }
 
@@ -146,6 +156,7 @@ export async function startPipeline(
     ...(replicas.length > 0 ? { REDIS_WAIT_REPLICAS: String(replicas.length) } : {}),
     ...(options.telemetry === "off" ? { OTEL_SDK_DISABLED: "true" } : {}),
     ...(sink ? { OTEL_EXPORTER_OTLP_ENDPOINT: sink.url } : {}),
+    ...(options.fairnessKeys?.keys ? { GATEWAY_FAIRNESS_WINDOW: String(options.fairnessKeys.window) } : {}),
   };
   const services: SpawnedService[] = [];
   const combine = options.combine ?? [];
@@ -207,12 +218,18 @@ export async function startPipeline(
 
     const plain = { type: "echo", payload: ECHO_PAYLOAD, priority: Priority.MEDIUM };
     // With concurrency keys, each task the next key round robin (this run's own keys: a fresh Redis anyway).
+    // With fairness keys the same way, each through the gateway's window.
     const keys = options.concurrencyKeys ?? NO_CONCURRENCY_KEYS;
-    let keyed = 0;
-    const taskOf = () =>
-      keys.keys === 0
-        ? plain
-        : { ...plain, concurrencyKey: `bench-${keyed++ % keys.keys}`, concurrencyLimit: keys.limit };
+    const fairness = options.fairnessKeys ?? NO_FAIRNESS_KEYS;
+    let submitted = 0;
+    const taskOf = () => {
+      const n = submitted++;
+      return {
+        ...plain,
+        ...(keys.keys === 0 ? {} : { concurrencyKey: `bench-${n % keys.keys}`, concurrencyLimit: keys.limit }),
+        ...(fairness.keys === 0 ? {} : { fairnessKey: `tenant-${n % fairness.keys}` }),
+      };
+    };
     // The gateway ends the stream right after the terminal state (the contract): its last state is the outcome.
     const submitAndFollow =
       options.clientFlow === "one-call"
