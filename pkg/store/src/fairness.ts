@@ -142,10 +142,14 @@ local function fairnessAdmit(id, queue, key, window, weight, now, ttl, arrivalMs
   fairnessRelease(queue, now, ttl)
   return false
 end
--- A task's end: its place given back (or its wait ended: cancelled while waiting), and the next ones let in.
+-- A task's end: its place given back (or its wait ended: cancelled while waiting; a key left with none waiting leaves
+-- the queue, so that the operators' count of keys waiting is exact), and the next ones let in.
 local function fairnessEnd(id, fairness, now, ttl)
+  local waiting = 'fairness_waiting:' .. fairness.queue .. ':' .. fairness.key
   redis.call('ZREM', 'fairness_running:' .. fairness.queue, id)
-  redis.call('ZREM', 'fairness_waiting:' .. fairness.queue .. ':' .. fairness.key, id)
+  if redis.call('ZREM', waiting, id) == 1 and redis.call('ZCARD', waiting) == 0 then
+    redis.call('ZREM', 'fairness_keys:' .. fairness.queue, fairness.key)
+  end
   redis.call('ZREM', 'tasks_fairness_waiting', id)
   fairnessRelease(fairness.queue, now, ttl)
 end

@@ -268,3 +268,26 @@ test("a task without a fairness key is untouched by the window", async () => {
   await finish("plain");
   expect(await clients.redis.keys("fairness_*")).toEqual([]);
 });
+
+test("a key whose line a cancel emptied leaves the queue at once, and comes back at the clock", async () => {
+  // z waits behind c (both start level; c first by name), then its only task is cancelled while c's is first.
+  await submit("a1", "a", { window: 1 });
+  await submit("c1", "c", { window: 1, offset: 1 });
+  await submit("z1", "z", { window: 1, offset: 2 });
+  await finish("z1", "CANCELLED");
+  // Not left in the queue until its turn comes: operators see the keys that have tasks waiting.
+  expect((await readFairnessQueue(clients.redis, "echo", 10)).keys.map(({ key }) => key)).toEqual(["c"]);
+  // The clock moves on while a and c take turns.
+  for (let i = 2; i <= 6; i++) {
+    await submit(`a${i}`, "a", { window: 1, offset: 10 + i });
+    await submit(`c${i}`, "c", { window: 1, offset: 10 + i });
+  }
+  const before = await drain(6);
+  expect(before.every((name) => !name.startsWith("z"))).toBe(true);
+  // z comes back with three tasks: starting at the clock, it takes turns with a and c (a start of 0, its turn before
+  // it left, would give it the next three places in a row).
+  for (let i = 2; i <= 4; i++) await submit(`z${i}`, "z", { window: 1, offset: 100 + i });
+  const after = await drain(3);
+  expect(after).toHaveLength(3);
+  expect(after.filter((name) => name.startsWith("z")).length).toBeLessThanOrEqual(2);
+});
