@@ -146,7 +146,7 @@ export function adminServiceHandlers(
       const matching = lines.map((line) => matchesDeadLetter(line, filter) && (!parent || !!line.letter?.taskId));
       if (parent) {
         // A child is one its parent lists (task_children): one ZSCORE each, for the letters the rest lets through.
-        const asked = lines.flatMap((line, index) => (matching[index] ? [index] : []));
+        const asked = lines.flatMap((_line, index) => (matching[index] ? [index] : []));
         const listed = await redis("reading the parent's children", async () => {
           const scores = rt.redis.pipeline();
           for (const index of asked) scores.zscore(Keys.children(parent), lines[index]?.letter?.taskId ?? "");
