@@ -96,9 +96,12 @@ export interface ChildTaskRequest {
   succeededRetentionSeconds?: number;
   /** The waits between its attempts (ms). */
   retryBackoff?: { delayMs: number; multiplier?: number; maxDelayMs?: number; jitter?: number };
-  /** At most `limit` tasks of `key` in the pipeline at once; the others wait PENDING, oldest first (key: 1 to 128
-   *  letters, digits or `_ . : @ / = + -`; limit: 1 to 1,000). */
+  /** At most `limit` tasks of `key` in the pipeline at once; the others wait PENDING, by priority and then oldest
+   *  first (key: 1 to 128 letters, digits or `_ . : @ / = + -`; limit: 1 to 1,000). */
   concurrency?: { key: string; limit: number };
+  /** Its tenant within its type's fair share: past the gateway's window, keys with tasks waiting take turns in
+   *  proportion to their weights (key: as concurrency's; weight: 1 to 1,000, default 1). */
+  fairness?: { key: string; weight?: number };
 }
 
 /** A request of ctx.submitTasks: a child that may wait for earlier requests of the same list. */

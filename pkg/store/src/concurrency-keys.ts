@@ -6,16 +6,17 @@
  *
  *   concurrency_running:<key>  sorted set: the key's tasks in the pipeline → when each was released, or last found
  *                              still unfinished (ms)
- *   concurrency_waiting:<key>  sorted set: the key's tasks waiting PENDING for a place, in the order they came to
- *                              wait → createdAt (ms), or just after the one before when that is not earlier
- *   tasks_concurrency_waiting  sorted set: every key's waiting tasks, with the same scores (the count of them:
+ *   concurrency_waiting:<key>  sorted set: the key's tasks waiting PENDING for a place, by priority (high first),
+ *                              then in the order they came to wait → the priority's band (PRIORITY_BAND_MS apart)
+ *                              plus createdAt (ms), or just after the one before in the band when that is not earlier
+ *   tasks_concurrency_waiting  sorted set: every key's waiting tasks, by createdAt alone (the count of them:
  *                              GetQueueStats, tm_tasks_waiting{reason="concurrency"}); trimmed of entries older than
  *                              the retention on every entry
  *
  * A task enters through `concurrencyAdmit`, called where it would otherwise be queued: saveTask (a task queued at
  * once) and the delayed-task releaser's script (a delayed task when due, or a task whose dependencies were met). It
  * leaves through the status script, on its terminal state (`concurrencyRelease`), which releases the waiting ones
- * that now fit, oldest first, into tasks_delayed due now: the gateway's releaser queues them (and finds them admitted
+ * that now fit, highest priority and then oldest first, into tasks_delayed due now: the gateway's releaser queues them (and finds them admitted
  * already). Both sides are Lua in the scripts that already make those moves, so a task cannot be counted twice nor
  * missed between a read and a write.
  *
@@ -32,6 +33,8 @@ import type { Redis } from "ioredis";
 import { Keys } from "./keys.js";
 import type { TaskRecord } from "./tasks.js";
 
+/** A waiting set's priority bands are this far apart (ms, ~317 years): an arrival time never reaches the next band. */
+export const PRIORITY_BAND_MS = 1e13;
 /** A place is checked (is its task still unfinished?) when it has not been for this long, */
 export const PLACE_CHECK_AFTER_MS = 60_000;
 /** and at most this many places per script call: a key found full costs a bounded number of commands, however large
@@ -44,7 +47,7 @@ export const PLACE_CHECKS_MAX = 50;
  *
  * `concurrencyKeyOf(taskKey)`: the key a task's record names, within its scope (`concurrencyRedisKey`), or false.
  *
- * `concurrencyRelease(key, now, ttl)`: admits the key's waiting tasks, oldest first, while each fits under its own
+ * `concurrencyRelease(key, now, ttl)`: admits the key's waiting tasks in their order, while each fits under its own
  * limit, making each due now in tasks_delayed with its stall clock from now, and says so on tasks_delayed_due (the
  * gateways' releasers queue it at once instead of at their next poll). A waiting task whose record is gone is
  * dropped (it can no longer run).
@@ -72,16 +75,26 @@ local function concurrencyPrune(running, now)
     end
   end
 end
--- Enters a task in a waiting set in the order they came to wait: its arrival time, or just after the last one waiting
--- if that is not later (a batch's tasks share one time; a late arrival goes last). NX: a repeated submission keeps its
--- place. Answers its score.
+-- A number as Redis should store it: Lua's own conversion keeps 14 digits.
+local function exactNumber(value)
+  return string.format('%.17g', value)
+end
+-- Enters a task in a waiting set by its priority (its record's), then in the order they came to wait: its score is
+-- its priority's band (high 0, medium 1, low 2) × ${PRIORITY_BAND_MS} plus its arrival time, or just after the last one
+-- of its band if that is not later (a batch's tasks share one time; a late arrival goes last). NX: a repeated
+-- submission keeps its place. Answers its arrival order within its band (a time, for the every-key sets).
 local function waitInOrder(waiting, id, arrivalMs, ttl)
-  local last = redis.call('ZRANGE', waiting, -1, -1, 'WITHSCORES')[2]
-  local score = arrivalMs
+  local priority = redis.call('HGET', 'task:' .. id, 'priority')
+  local band = 1
+  if priority == 'high' then band = 0 elseif priority == 'low' then band = 2 end
+  local base = band * ${PRIORITY_BAND_MS}
+  local last = redis.call('ZREVRANGEBYSCORE', waiting, '(' .. exactNumber(base + ${PRIORITY_BAND_MS}), exactNumber(base),
+    'WITHSCORES', 'LIMIT', 0, 1)[2]
+  local score = base + arrivalMs
   if last and tonumber(last) >= score then score = tonumber(last) + 1 end
-  redis.call('ZADD', waiting, 'NX', score, id)
+  redis.call('ZADD', waiting, 'NX', exactNumber(score), id)
   redis.call('EXPIRE', waiting, ttl)
-  return score
+  return score - base
 end
 local function concurrencyRelease(key, now, ttl)
   local running = 'concurrency_running:' .. key
@@ -153,8 +166,9 @@ export async function countConcurrencyWaiting(redis: Redis): Promise<number> {
   return redis.zcard(Keys.concurrencyWaitingAll);
 }
 
-/** One key's tasks, for operators: the first `listed` holding its places and waiting for one (oldest first), the
- *  counts, and the limit the oldest waiting one was submitted with (0: none waits). One round trip, then one read. */
+/** One key's tasks, for operators: the first `listed` holding its places and waiting for one (in the order they get
+ *  one), the counts, and the limit the next waiting one was submitted with (0: none waits). One round trip, then one
+ *  read. */
 export interface ConcurrencyKeyView {
   running: string[];
   runningTotal: number;

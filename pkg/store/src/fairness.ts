@@ -11,8 +11,8 @@
  *
  *   fairness_running:<type>         sorted set: the type's tasks in the window → when each was released, or last
  *                                   found still unfinished (ms)
- *   fairness_waiting:<type>:<key>   sorted set: the key's tasks waiting PENDING for a place, in the order they came
- *                                   (as a concurrency key's: concurrency-keys.ts)
+ *   fairness_waiting:<type>:<key>   sorted set: the key's tasks waiting PENDING for a place, by priority, then in the
+ *                                   order they came (as a concurrency key's: concurrency-keys.ts)
  *   fairness_keys:<type>            sorted set: the keys with tasks waiting → the virtual start of their next task;
  *                                   the lowest is served next
  *   fairness_clock:<type>           string: the virtual start of the last task let in
@@ -38,8 +38,8 @@ import { Keys } from "./keys.js";
 import type { TaskRecord } from "./tasks.js";
 
 /**
- * Lua shared by the scripts. Needs CONCURRENCY_LUA before it (its `concurrencyPrune` and `waitInOrder`) and the
- * locals `delayedKey` and `unfinishedKey` of the including script.
+ * Lua shared by the scripts. Needs CONCURRENCY_LUA before it (its `concurrencyPrune`, `waitInOrder` and
+ * `exactNumber`) and the locals `delayedKey` and `unfinishedKey` of the including script.
  *
  * `fairnessOf(taskKey)`: the task's type, its key within its scope, its window and weight; false without a key.
  *
@@ -58,15 +58,12 @@ local function fairnessOf(taskKey)
   if fields[2] then key = fields[2] .. ':' .. fields[1] end
   return {queue = fields[3], key = key, window = tonumber(fields[4]) or 1, weight = tonumber(fields[5]) or 1}
 end
-local function fairnessNumber(value)
-  return string.format('%.17g', value)
-end
 -- The task let in starts at 'start': the clock moves there, and the key's next task may start 1 / weight later.
 local function fairnessCharge(queue, key, start, weight, ttl)
   local clock = tonumber(redis.call('GET', 'fairness_clock:' .. queue)) or 0
-  if start > clock then redis.call('SET', 'fairness_clock:' .. queue, fairnessNumber(start), 'EX', ttl) end
+  if start > clock then redis.call('SET', 'fairness_clock:' .. queue, exactNumber(start), 'EX', ttl) end
   local nextStart = start + 1 / weight
-  redis.call('SET', 'fairness_tag:' .. queue .. ':' .. key, fairnessNumber(nextStart), 'EX', ttl)
+  redis.call('SET', 'fairness_tag:' .. queue .. ':' .. key, exactNumber(nextStart), 'EX', ttl)
   return nextStart
 end
 local function fairnessStartOf(queue, key)
@@ -107,7 +104,7 @@ local function fairnessRelease(queue, now, ttl)
         if redis.call('ZCARD', waiting) == 0 then
           redis.call('ZREM', keys, key)
         else
-          redis.call('ZADD', keys, fairnessNumber(nextStart), key)
+          redis.call('ZADD', keys, exactNumber(nextStart), key)
         end
         redis.call('ZADD', delayedKey, now, head)
         redis.call('ZADD', unfinishedKey, 'XX', now, head)
@@ -132,7 +129,7 @@ local function fairnessAdmit(id, queue, key, window, weight, now, ttl, arrivalMs
   local waiting = 'fairness_waiting:' .. queue .. ':' .. key
   local score = waitInOrder(waiting, id, arrivalMs, ttl)
   if not redis.call('ZSCORE', keys, key) then
-    redis.call('ZADD', keys, fairnessNumber(fairnessStartOf(queue, key)), key)
+    redis.call('ZADD', keys, exactNumber(fairnessStartOf(queue, key)), key)
   end
   redis.call('EXPIRE', keys, ttl)
   redis.call('ZADD', 'tasks_fairness_waiting', 'NX', score, id)

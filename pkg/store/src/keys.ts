@@ -59,14 +59,15 @@
  *   concurrency_running:<key>  sorted set: the tasks of a concurrency key in the pipeline (released, not finished) →
  *                       when each was released or last found unfinished (ms)   at most the key's limit; TTL
  *                       taskTtlSeconds from the last write
- *   concurrency_waiting:<key>  sorted set: the tasks of a concurrency key waiting PENDING for a place, in the order they
- *                       came to wait → createdAt (ms), or just after the one before when that is not earlier
+ *   concurrency_waiting:<key>  sorted set: the tasks of a concurrency key waiting PENDING for a place, by priority,
+ *                       then in the order they came to wait → the priority's band plus createdAt (ms), or just after
+ *                       the one before in the band when that is not earlier
  *   tasks_concurrency_waiting  sorted set: every concurrency key's waiting tasks, scored alike   trimmed of entries
  *                       older than taskTtlSeconds on every entry
  *   fairness_running:<type>  sorted set: the type's tasks with a fairness key in the pipeline → when each was released
  *                       or last found unfinished (ms)   at most the type's window; TTL taskTtlSeconds from the last write
  *   fairness_waiting:<type>:<key>  sorted set: a fairness key's tasks waiting PENDING for a place in their type's
- *                       window, in the order they came   TTL taskTtlSeconds from the last write
+ *                       window, by priority, then in the order they came   TTL taskTtlSeconds from the last write
  *   fairness_keys:<type>  sorted set: the type's fairness keys with tasks waiting → the virtual start of their next
  *                       task   at most the keys waiting; TTL taskTtlSeconds from the last write
  *   fairness_clock:<type>, fairness_tag:<type>:<key>  strings: the type's virtual clock, a key's earliest next start

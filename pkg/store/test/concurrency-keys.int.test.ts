@@ -230,3 +230,43 @@ test("a task without a key is untouched by the gate", async () => {
   await finish("plain");
   expect(await clients.redis.keys("concurrency_*")).toEqual([]);
 });
+
+test("a key's waiting tasks get places by priority, then in the order they came", async () => {
+  const at = async (name: string, priority: "high" | "medium" | "low", offset: number) =>
+    saveTask(
+      clients.redis,
+      {
+        taskId: id(name),
+        type: "echo",
+        priority,
+        payload: {},
+        metadata: {},
+        createdAt: new Date(BASE + offset).toISOString(),
+        generation: 0,
+        concurrencyKey: "k",
+        concurrencyLimit: 1,
+      },
+      { unqueued: true },
+    );
+  await at("holder", "medium", 0);
+  await at("low", "low", 1);
+  await at("medium-1", "medium", 2);
+  await at("high-1", "high", 3);
+  // Two in one millisecond (a batch's) keep the order they came within their priority.
+  await at("high-2", "high", 4);
+  await at("high-3", "high", 4);
+  await at("medium-2", "medium", 5);
+  expect(await waiting("k")).toEqual(["high-1", "high-2", "high-3", "medium-1", "medium-2", "low"]);
+  // The every-key count holds them by the time they came, whatever their priority (it is trimmed by age).
+  const scores = await clients.redis.zrange(Keys.concurrencyWaitingAll, 0, -1, "WITHSCORES");
+  expect(Math.max(...scores.filter((_, i) => i % 2 === 1).map(Number))).toBeLessThan(BASE + 1_000);
+  await finish("holder");
+  expect(await running("k")).toEqual(["high-1"]);
+  expect((await readConcurrencyKey(clients.redis, "k", 10)).waiting.map((value) => names.get(value))).toEqual([
+    "high-2",
+    "high-3",
+    "medium-1",
+    "medium-2",
+    "low",
+  ]);
+});

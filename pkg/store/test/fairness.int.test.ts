@@ -291,3 +291,15 @@ test("a key whose line a cancel emptied leaves the queue at once, and comes back
   expect(after).toHaveLength(3);
   expect(after.filter((name) => name.startsWith("z")).length).toBeLessThanOrEqual(2);
 });
+
+test("within a key, the line is by priority, then the order they came; across keys, turns decide", async () => {
+  await submit("a1", "a", { window: 1 });
+  const prioritised = async (name: string, key: string, priority: "high" | "low", offset: number) =>
+    saveTask(clients.redis, { ...record(name, key, { window: 1, offset }), priority }, { unqueued: true });
+  await prioritised("a-low", "a", "low", 1);
+  await prioritised("a-high", "a", "high", 2);
+  await prioritised("b-low", "b", "low", 3);
+  expect(await waiting("a")).toEqual(["a-high", "a-low"]);
+  // b's turn comes first (a has had the window's place), whatever its task's priority; then a's high one.
+  expect(await drain(3)).toEqual(["b-low", "a-high", "a-low"]);
+});

@@ -406,7 +406,7 @@ function scheduleNotes(schedule: Schedule, now: number): string {
 
 /**
  * `taskctl concurrency <key>`: the key's counts on one line, then the ids of its tasks in the pipeline and of those
- * waiting, oldest first (the gateway lists the first 100 of each; "… and N more" for the rest):
+ * waiting in the order they get a place (the gateway lists the first 100 of each; "… and N more" for the rest):
  *   concurrency key tenant-7: 2 in the pipeline, 13 waiting (the next is admitted under a limit of 2)
  *   running  <id> <id>
  *   waiting  <id> <id> … and 11 more

@@ -176,9 +176,10 @@ parentTaskId, children, childrenTotal}]}.`,
   concurrency: page(
     "Usage: taskctl concurrency <key> [--owner CALLER]",
     `Shows one concurrency key's tasks (submit --concurrency-key): how many are in the pipeline (released into it, not
-finished: they hold the key's places) and how many wait PENDING for a place, then their ids, those waiting oldest
-first (the order they get one); the first 100 of each, "… and N more" for the rest. The limit shown is the one the
-oldest waiting task was submitted with: it is admitted once fewer of the key's tasks than that are in the pipeline.
+finished: they hold the key's places) and how many wait PENDING for a place, then their ids, those waiting in the
+order they get one (highest priority first, then oldest first); the first 100 of each, "… and N more" for the rest.
+The limit shown is the one the next waiting task was submitted with: it is admitted once fewer of the key's tasks
+than that are in the pipeline.
 For why a tenant's tasks stay PENDING, and whose tasks hold its places (--json: {running, runningTotal, waiting,
 waitingTotal, nextLimit}, zeros and empty lists left out).`,
     `Options:

@@ -39,7 +39,7 @@ export const concurrencyKeyView: View = (main, { params, query }) => {
       "p",
       { class: "muted" },
       "At most the limit of the key's tasks are in the pipeline at once (from their release into it to their end); " +
-        "the others wait PENDING and are admitted oldest first as places free up.",
+        "the others wait PENDING and are admitted as places free up, highest priority first, then oldest first.",
     ),
     status,
     body,

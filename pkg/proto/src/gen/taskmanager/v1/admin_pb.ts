@@ -1943,7 +1943,8 @@ export type GetConcurrencyKeyResponse = Message<"taskmanager.v1.GetConcurrencyKe
   runningTotal: number;
 
   /**
-   * The tasks waiting PENDING for a place, oldest first (the order they get one): the first 100, and how many.
+   * The tasks waiting PENDING for a place in the order they get one (highest priority first, then oldest first): the
+   * first 100, and how many.
    *
    * @generated from field: repeated string waiting = 3;
    */
@@ -1955,7 +1956,7 @@ export type GetConcurrencyKeyResponse = Message<"taskmanager.v1.GetConcurrencyKe
   waitingTotal: number;
 
   /**
-   * The limit the oldest waiting task was submitted with (it is admitted while fewer of the key's tasks than that
+   * The limit the next waiting task was submitted with (it is admitted while fewer of the key's tasks than that
    * are in the pipeline); 0 when none waits.
    *
    * @generated from field: uint32 next_limit = 5;

@@ -774,8 +774,8 @@ export type SubmitTaskRequest = Message<"taskmanager.v1.SubmitTaskRequest"> & {
    * A concurrency limit per key (one tenant's or one account's tasks; Inngest's and Trigger.dev's concurrency keys,
    * BullMQ Pro's group concurrency): at most concurrency_limit tasks with this concurrency_key are in the pipeline at
    * once, from their release into it to their end (SUCCEEDED, FAILED or CANCELLED; a retry's wait and a running
-   * attempt included). The others wait PENDING, in the order they were submitted, in Redis rather than in a stream,
-   * so a key's backlog holds back no other key's tasks; each end releases the next at once.
+   * attempt included). The others wait PENDING, by priority and then in the order they were submitted, in Redis
+   * rather than in a stream, so a key's backlog holds back no other key's tasks; each end releases the next at once.
    * A delayed task, or one with dependencies, waits for its key once it is due. A task is released while fewer than
    * its own concurrency_limit tasks of its key are in the pipeline. The key: 1 to 128 characters, letters, digits
    * and `_ . : @ / = + -`; the limit: 1 to 1,000; either without the other is INVALID_ARGUMENT. Keys are shared by
@@ -795,8 +795,9 @@ export type SubmitTaskRequest = Message<"taskmanager.v1.SubmitTaskRequest"> & {
   /**
    * A fair share of the task type between tenants (Temporal's fairness keys; BullMQ Pro's group round robin): at most
    * GATEWAY_FAIRNESS_WINDOW tasks of a type with a fairness key are in the pipeline at once, from their release into it
-   * to their end. The others wait PENDING in Redis, one line per key in the order they were submitted, and each place
-   * that frees goes to the key whose turn it is: keys with tasks waiting are served in proportion to their weights,
+   * to their end. The others wait PENDING in Redis, one line per key (by priority, then in the order they were
+   * submitted), and each place that frees goes to the key whose turn it is: keys with tasks waiting are served in
+   * proportion to their weights,
    * whatever the size of their backlogs, so a tenant that submits 10,000 tasks delays another's next task by its
    * share, not by 10,000 tasks. Give every task of a type a key (its tenant, say) for the share to mean anything:
    * tasks without one do not pass through the window. Applied after concurrency_key: a task first waits for its
