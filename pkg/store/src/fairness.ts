@@ -37,6 +37,10 @@ import type { Redis } from "ioredis";
 import { Keys } from "./keys.js";
 import type { TaskRecord } from "./tasks.js";
 
+/** The most tasks one call lets in (a window raised by thousands with a backlog waiting would otherwise let them all
+ *  in within one script, holding Redis); the rest go in as those end, each end calling again. */
+export const RELEASES_PER_CALL_MAX = 100;
+
 /**
  * Lua shared by the scripts. Needs CONCURRENCY_LUA before it (its `concurrencyPrune`, `waitInOrder` and
  * `exactNumber`) and the locals `delayedKey` and `unfinishedKey` of the including script.
@@ -44,7 +48,8 @@ import type { TaskRecord } from "./tasks.js";
  * `fairnessOf(taskKey)`: the task's type, its key within its scope, its window and weight; false without a key.
  *
  * `fairnessRelease(queue, now, ttl)`: while the window has room for the next task (its own record's window), lets in
- * the head of the key with the lowest start, making it due now in tasks_delayed and saying so on tasks_delayed_due.
+ * the head of the key with the lowest start, making it due now in tasks_delayed and saying so on tasks_delayed_due;
+ * at most RELEASES_PER_CALL_MAX per call.
  *
  * `fairnessAdmit(id, queue, key, window, weight, now, ttl, arrivalMs)`: true when task `id` may be queued now (it
  * holds a place: taken now, or already); false when it waits (and may be let in at once by the same call, through
@@ -75,7 +80,7 @@ local function fairnessRelease(queue, now, ttl)
   local keys = 'fairness_keys:' .. queue
   local running = 'fairness_running:' .. queue
   local pruned = false
-  while true do
+  for _ = 1, ${RELEASES_PER_CALL_MAX} do
     local first = redis.call('ZRANGE', keys, 0, 0, 'WITHSCORES')
     if not first[1] then return end
     local key, start = first[1], tonumber(first[2])

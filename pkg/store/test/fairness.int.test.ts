@@ -14,6 +14,7 @@ import {
   isFairnessWaiting,
   Keys,
   PLACE_CHECK_AFTER_MS,
+  RELEASES_PER_CALL_MAX,
   readFairnessQueue,
   readTask,
   releaseDue,
@@ -302,4 +303,21 @@ test("within a key, the line is by priority, then the order they came; across ke
   expect(await waiting("a")).toEqual(["a-high", "a-low"]);
   // b's turn comes first (a has had the window's place), whatever its task's priority; then a's high one.
   expect(await drain(3)).toEqual(["b-low", "a-high", "a-low"]);
+});
+
+test("room for many is filled at most RELEASES_PER_CALL_MAX per script call, the rest as those end", async () => {
+  // A full window of 200 (places held by hand), then 150 waiting tasks; the places free without a release (as if the
+  // window had been raised), and the next submission's call lets in what one call may.
+  const held = Array.from({ length: 200 }, (_, i) => [Date.now(), `held-${i}`] as const);
+  await clients.redis.zadd(Keys.fairnessRunning("echo"), ...held.flat());
+  for (let i = 0; i < 150; i++) await submit(`w${i}`, "k", { window: 200, offset: i });
+  expect(await waiting("k")).toHaveLength(150);
+  await clients.redis.del(Keys.fairnessRunning("echo"));
+  await submit("last", "k", { window: 200, offset: 200 });
+  expect(await clients.redis.zcard(Keys.fairnessRunning("echo"))).toBe(RELEASES_PER_CALL_MAX);
+  expect(await waiting("k")).toHaveLength(151 - RELEASES_PER_CALL_MAX);
+  // One end's call lets in the rest.
+  await finish("w0");
+  expect(await waiting("k")).toEqual([]);
+  expect(await clients.redis.zcard(Keys.fairnessRunning("echo"))).toBe(150);
 });
