@@ -171,6 +171,19 @@ describe("formatting", () => {
     expect(report).toMatch(/key prefix\s+keys\/task\s+bytes\/task\s+share/);
     expect(report).toMatch(/task_history\s+1\.00\s+1,500\s+75%/);
     expect(report).not.toContain("raw: Redis per finished task");
+    // The layout line says how the tasks were spread over keys (the soak's header uses the same words).
+    const keyed = renderReport({
+      ...result,
+      options: {
+        ...result.options,
+        concurrencyKeys: { keys: 100, limit: 10 },
+        fairnessKeys: { keys: 8, window: 16 },
+      },
+    });
+    expect(keyed).toContain(
+      "; tasks spread over 100 concurrency keys of limit 10; tasks spread over 8 fairness keys through a window of 16",
+    );
+    expect(report).not.toContain("tasks spread over");
   });
 });
 

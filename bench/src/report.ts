@@ -7,7 +7,7 @@ import type { DrainResult } from "./drain.js";
 import type { BenchResult, RatioSet } from "./run.js";
 import type { SoakResult } from "./soak.js";
 import { STORAGE_HEADERS, storageHeadline, storageRows } from "./storage.js";
-import type { ClientFlow, TelemetryMode } from "./systems/pipeline.js";
+import type { ClientFlow, PipelineConfig, TelemetryMode } from "./systems/pipeline.js";
 
 const fixed = (value: number | null | undefined, digits = 1) =>
   value === null || value === undefined ? "—" : value.toFixed(digits);
@@ -26,20 +26,13 @@ export function renderReport(result: BenchResult): string {
     `Benchmark (${result.size}) on ${result.machine.cpus} cores, ${result.machine.cpuModel}, Node ${result.machine.node}`,
   );
   const { workers, gateways, combine = [], telemetry = "on", clientFlow, redisReplicas = 0 } = result.options;
-  const keys = result.options.concurrencyKeys;
-  const fairness = result.options.fairnessKeys;
   if (result.options.only.includes("pipeline"))
     out.push(
       `Pipeline layout: ${layoutOf(workers, gateways, combine, clientFlow)}; ${telemetryNote(telemetry)}` +
         (redisReplicas > 0
           ? `; ${redisReplicas} Redis replica${redisReplicas === 1 ? "" : "s"}, every write waited for (REDIS_WAIT_REPLICAS)`
           : "") +
-        (keys && keys.keys > 0
-          ? `; tasks spread over ${keys.keys} concurrency key${keys.keys === 1 ? "" : "s"} of limit ${keys.limit}`
-          : "") +
-        (fairness && fairness.keys > 0
-          ? `; tasks spread over ${fairness.keys} fairness key${fairness.keys === 1 ? "" : "s"} through a window of ${fairness.window}`
-          : ""),
+        keysNote(result.options),
     );
   out.push(
     result.reference
@@ -321,13 +314,26 @@ export function renderDrain(result: DrainResult): string {
   return out.join("\n");
 }
 
+/** How the pipeline's tasks were spread over concurrency and fairness keys ("" for none), after a layout. */
+function keysNote({ concurrencyKeys: keys, fairnessKeys: fairness }: Partial<PipelineConfig>): string {
+  return (
+    (keys && keys.keys > 0
+      ? `; tasks spread over ${keys.keys} concurrency key${keys.keys === 1 ? "" : "s"} of limit ${keys.limit}`
+      : "") +
+    (fairness && fairness.keys > 0
+      ? `; tasks spread over ${fairness.keys} fairness key${fairness.keys === 1 ? "" : "s"} through a window of ${fairness.window}`
+      : "")
+  );
+}
+
 export function renderSoak(result: SoakResult): string {
   const out: string[] = [];
   const { workers, gateways, combine = [], telemetry = "on", clientFlow } = result.config;
   if (result.skipped) return `Soak (pipeline) SKIPPED: ${result.skipped}`;
   const rate = result.rate;
   out.push(
-    `Soak (pipeline: ${layoutOf(workers, gateways, combine, clientFlow)}; ${telemetryNote(telemetry)}) on ${result.machine.cpus} cores, ` +
+    `Soak (pipeline: ${layoutOf(workers, gateways, combine, clientFlow)}; ${telemetryNote(telemetry)}` +
+      `${keysNote(result.config)}) on ${result.machine.cpus} cores, ` +
       `${result.machine.cpuModel}, Node ${result.machine.node}; load average ${result.machine.loadAvgAtStart
         .map((l) => l.toFixed(1))
         .join(" ")} at start, ${result.machine.loadAvgAtEnd.map((l) => l.toFixed(1)).join(" ")} at end`,
