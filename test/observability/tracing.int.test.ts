@@ -6,9 +6,10 @@
  * enricher call inside ingest's span, and a retried attempt as a second process span of the same trace.
  */
 import { join } from "node:path";
+import { Code } from "@connectrpc/connect";
 import { trace } from "@opentelemetry/api";
 import { InMemorySpanExporter, type ReadableSpan, SimpleSpanProcessor } from "@opentelemetry/sdk-trace-base";
-import { createTaskClient, Priority, type TaskClient, TaskState } from "@tm/proto";
+import { createTaskClient, Priority, type StreamTaskStatusResponse, type TaskClient, TaskState } from "@tm/proto";
 import { type NatsServer, REPO_ROOT, type RedisServer, startNats, startRedis, waitFor } from "@tm/testkit";
 import { afterAll, beforeAll, describe, expect, test } from "vitest";
 import { startService, type Telemetry } from "../../pkg/kit/src/index.js";
@@ -142,15 +143,40 @@ function expectHop(spans: ReadableSpan[], subject: string, consumer: string): Re
 describe("one trace per task across the pipeline", () => {
   test("client → gateway → ingest (+enricher) → scheduler → worker → result-store, and the status events", async () => {
     const { taskId } = await client.submitTask({ type: "echo", payload: { hi: 1 }, priority: Priority.HIGH });
-    const updates = await collectStream(client, taskId);
+    // Followed here rather than with collectStream: the time its last message arrived is wanted below.
+    const updates: StreamTaskStatusResponse[] = [];
+    let lastMessageAt = 0;
+    for await (const update of client.streamTaskStatus({ taskId })) {
+      updates.push(update);
+      lastMessageAt = Date.now();
+    }
     expect(updates.at(-1)?.status?.state).toBe(TaskState.SUCCEEDED);
     const spans = await traceOf(taskId);
 
-    // The gateway's handler span is the root: every publish of the task descends from it.
-    const [root] = spans.filter((s) => !s.parentSpanContext);
-    expect(root?.name).toBe("taskmanager.v1.TaskService/SubmitTask");
-    expect(root?.kind).toBe(SpanKind.SERVER);
+    // The client's call is the root (this process registered an SDK: @tm/proto's clients then make a CLIENT span
+    // per call), the gateway's handler span its child, and every publish of the task descends from that.
+    const [call] = spans.filter((s) => !s.parentSpanContext);
     expect(spans.filter((s) => !s.parentSpanContext)).toHaveLength(1);
+    expect(call?.name).toBe("taskmanager.v1.TaskService/SubmitTask");
+    expect(call?.kind).toBe(SpanKind.CLIENT);
+    expect(call?.attributes).toMatchObject({
+      "rpc.system": "grpc",
+      "rpc.service": "taskmanager.v1.TaskService",
+      "rpc.method": "SubmitTask",
+      "rpc.grpc.status_code": 0,
+    });
+    const [root] = named(spans, "taskmanager.v1.TaskService/SubmitTask").filter((s) => s.kind === SpanKind.SERVER);
+    expect(root?.parentSpanContext?.spanId).toBe(call?.spanContext().spanId);
+    // The status stream's call (in a trace of its own: no span was active) lasted until its last message, not
+    // until its response headers.
+    const streamCall = exporter
+      .getFinishedSpans()
+      .filter((s) => s.name === "taskmanager.v1.TaskService/StreamTaskStatus" && s.kind === SpanKind.CLIENT)
+      .at(-1);
+    expect(streamCall, "the StreamTaskStatus call's span").toBeDefined();
+    expect(attr(streamCall!, "rpc.grpc.status_code")).toBe(0);
+    const endedAtMs = streamCall!.endTime[0] * 1000 + streamCall!.endTime[1] / 1e6;
+    expect(endedAtMs).toBeGreaterThanOrEqual(lastMessageAt - 1);
 
     const [ingestProcess] = expectHop(spans, "tasks.ingest", "ingest");
     expectHop(spans, "tasks.schedule", "scheduler");
@@ -185,8 +211,10 @@ describe("one trace per task across the pipeline", () => {
     const spans = await traceOf(taskId);
     // The caller's trace, not a new one the gateway started: SubmitTask's span is the caller span's child.
     expect(spans.every((s) => s.spanContext().traceId === parent.traceId)).toBe(true);
-    const [submit] = named(spans, "taskmanager.v1.TaskService/SubmitTask");
+    const [submit] = named(spans, "taskmanager.v1.TaskService/SubmitTask").filter((s) => s.kind === SpanKind.CLIENT);
     expect(submit?.parentSpanContext?.spanId).toBe(parent.spanId);
+    const [served] = named(spans, "taskmanager.v1.TaskService/SubmitTask").filter((s) => s.kind === SpanKind.SERVER);
+    expect(served?.parentSpanContext?.spanId).toBe(submit?.spanContext().spanId);
     expect(spans.filter((s) => !s.parentSpanContext).map((s) => s.name)).toEqual(["caller work"]);
   });
 
@@ -200,8 +228,13 @@ describe("one trace per task across the pipeline", () => {
     expect(parent?.traceId).toBe(attempt?.spanContext().traceId);
     // Three children (two parts and their total) in one SubmitTasks call made within the attempt's span: each task's
     // span continues the call's trace (a batch from anything but a handler starts one trace per task).
-    const calls = named(spans, "taskmanager.v1.TaskService/SubmitTasks");
+    // The worker's call (CLIENT) and the gateway's handling of it (SERVER).
+    const calls = named(spans, "taskmanager.v1.TaskService/SubmitTasks").filter((s) => s.kind === SpanKind.SERVER);
     expect(calls).toHaveLength(1);
+    const [workerCall] = named(spans, "taskmanager.v1.TaskService/SubmitTasks").filter(
+      (s) => s.kind === SpanKind.CLIENT,
+    );
+    expect(calls[0]?.parentSpanContext?.spanId).toBe(workerCall?.spanContext().spanId);
     const submits = named(spans, "SubmitTasks task");
     expect(submits).toHaveLength(3);
     expect(submits.every((s) => s.parentSpanContext?.spanId === calls[0]?.spanContext().spanId)).toBe(true);
@@ -221,6 +254,21 @@ describe("one trace per task across the pipeline", () => {
       const { task } = await client.getTask({ taskId: String(childId) });
       expect(task).toMatchObject({ parentTaskId: taskId, traceId: parent?.traceId });
     }
+  });
+
+  test("a refused call's span says so: the gRPC status code and the gateway's message", async () => {
+    const unknown = crypto.randomUUID();
+    await expect(client.getTask({ taskId: unknown })).rejects.toThrow(/not found/);
+    const refused = exporter
+      .getFinishedSpans()
+      .find(
+        (s) =>
+          s.name === "taskmanager.v1.TaskService/GetTask" &&
+          s.kind === SpanKind.CLIENT &&
+          s.status.code === STATUS_ERROR,
+      );
+    expect(refused?.attributes["rpc.grpc.status_code"]).toBe(Code.NotFound);
+    expect(refused?.status.message).toBe(`task ${unknown} not found`);
   });
 
   test("a retried task shows both attempts as process spans of the same trace", async () => {

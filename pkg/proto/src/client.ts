@@ -6,11 +6,11 @@ import type { SecureClientSessionOptions } from "node:http2";
 import type { Client, Interceptor } from "@connectrpc/connect";
 import { createClient } from "@connectrpc/connect";
 import { createGrpcTransport } from "@connectrpc/connect-node";
-import { context, propagation, type TextMapSetter } from "@opentelemetry/api";
 import { Health } from "./gen/grpc/health/v1/health_pb.js";
 import { AdminService } from "./gen/taskmanager/v1/admin_pb.js";
 import { TaskService } from "./gen/taskmanager/v1/taskmanager_pb.js";
 import { refusedStreamAsUnavailable } from "./refused-stream.js";
+import { traceCalls } from "./trace-calls.js";
 
 export interface TaskClientOptions {
   /** e.g. http://127.0.0.1:50051 */
@@ -34,22 +34,10 @@ export type TaskClient = Client<typeof TaskService>;
 export type HealthClient = Client<typeof Health>;
 export type AdminClient = Client<typeof AdminService>;
 
-const headerSetter: TextMapSetter<Headers> = { set: (headers, key, value) => headers.set(key, value) };
-
-/**
- * Sends the caller's trace context (W3C `traceparent`, `tracestate`) with every call, so a program that traces its
- * own work sees the task's whole journey under its span. connect-node speaks HTTP/2 itself, which no
- * auto-instrumentation covers, hence this. Without a registered OpenTelemetry SDK the propagator is a no-op and
- * nothing is added: the gateway then starts the trace.
- */
-const propagateTraceContext: Interceptor = (next) => (req) => {
-  propagation.inject(context.active(), req.header, headerSetter);
-  return next(req);
-};
-
 function transportFor(options: TaskClientOptions) {
   // Outermost first: the refused-stream mapping sees every error of the call, whatever the others do.
-  const interceptors: Interceptor[] = [refusedStreamAsUnavailable, propagateTraceContext];
+  // The span around the call sees its errors as the server sent them.
+  const interceptors: Interceptor[] = [refusedStreamAsUnavailable, traceCalls];
   const { apiKey } = options;
   if (typeof apiKey === "function") {
     interceptors.push((next) => async (req) => {
