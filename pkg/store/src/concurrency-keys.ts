@@ -96,6 +96,27 @@ local function waitInOrder(waiting, id, arrivalMs, ttl)
   redis.call('EXPIRE', waiting, ttl)
   return score - base
 end
+-- Whether 'running' holds fewer places than 'limit', its unchecked places checked first when it is full, once per
+-- call ('pruned' says whether they were; answered again).
+local function roomIn(running, limit, now, pruned)
+  if redis.call('ZCARD', running) >= limit and not pruned then
+    concurrencyPrune(running, now)
+    pruned = true
+  end
+  return redis.call('ZCARD', running) < limit, pruned
+end
+-- Task 'id' leaves its line ('waiting', and 'everyLine', the count of every line) for a place in 'running', and is
+-- made due now in tasks_delayed with its stall clock from now, said on tasks_delayed_due: the gateways' releasers
+-- queue it at once.
+local function releaseFromLine(id, waiting, everyLine, running, now, ttl)
+  redis.call('ZREM', waiting, id)
+  redis.call('ZREM', everyLine, id)
+  redis.call('ZADD', running, now, id)
+  redis.call('EXPIRE', running, ttl)
+  redis.call('ZADD', delayedKey, now, id)
+  redis.call('ZADD', unfinishedKey, 'XX', now, id)
+  redis.call('PUBLISH', 'tasks_delayed_due', id)
+end
 local function concurrencyRelease(key, now, ttl)
   local running = 'concurrency_running:' .. key
   local waiting = 'concurrency_waiting:' .. key
@@ -108,18 +129,10 @@ local function concurrencyRelease(key, now, ttl)
       redis.call('ZREM', waiting, head)
       redis.call('ZREM', 'tasks_concurrency_waiting', head)
     else
-      if redis.call('ZCARD', running) >= limit and not pruned then
-        concurrencyPrune(running, now)
-        pruned = true
-      end
-      if redis.call('ZCARD', running) >= limit then return end
-      redis.call('ZREM', waiting, head)
-      redis.call('ZREM', 'tasks_concurrency_waiting', head)
-      redis.call('ZADD', running, now, head)
-      redis.call('EXPIRE', running, ttl)
-      redis.call('ZADD', delayedKey, now, head)
-      redis.call('ZADD', unfinishedKey, 'XX', now, head)
-      redis.call('PUBLISH', 'tasks_delayed_due', head)
+      local room
+      room, pruned = roomIn(running, limit, now, pruned)
+      if not room then return end
+      releaseFromLine(head, waiting, 'tasks_concurrency_waiting', running, now, ttl)
     end
   end
 end

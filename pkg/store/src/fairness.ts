@@ -42,8 +42,8 @@ import type { TaskRecord } from "./tasks.js";
 export const RELEASES_PER_CALL_MAX = 100;
 
 /**
- * Lua shared by the scripts. Needs CONCURRENCY_LUA before it (its `concurrencyPrune`, `waitInOrder` and
- * `exactNumber`) and the locals `delayedKey` and `unfinishedKey` of the including script.
+ * Lua shared by the scripts. Needs CONCURRENCY_LUA before it (its `roomIn`, `releaseFromLine`, `concurrencyPrune`,
+ * `waitInOrder` and `exactNumber`) and the locals `delayedKey` and `unfinishedKey` of the including script.
  *
  * `fairnessOf(taskKey)`: the task's type, its key within its scope, its window and weight; false without a key.
  *
@@ -96,24 +96,16 @@ local function fairnessRelease(queue, now, ttl)
         redis.call('ZREM', waiting, head)
         redis.call('ZREM', 'tasks_fairness_waiting', head)
       else
-        if redis.call('ZCARD', running) >= window and not pruned then
-          concurrencyPrune(running, now)
-          pruned = true
-        end
-        if redis.call('ZCARD', running) >= window then return end
-        redis.call('ZREM', waiting, head)
-        redis.call('ZREM', 'tasks_fairness_waiting', head)
-        redis.call('ZADD', running, now, head)
-        redis.call('EXPIRE', running, ttl)
+        local room
+        room, pruned = roomIn(running, window, now, pruned)
+        if not room then return end
+        releaseFromLine(head, waiting, 'tasks_fairness_waiting', running, now, ttl)
         local nextStart = fairnessCharge(queue, key, start, tonumber(fields[2]) or 1, ttl)
         if redis.call('ZCARD', waiting) == 0 then
           redis.call('ZREM', keys, key)
         else
           redis.call('ZADD', keys, exactNumber(nextStart), key)
         end
-        redis.call('ZADD', delayedKey, now, head)
-        redis.call('ZADD', unfinishedKey, 'XX', now, head)
-        redis.call('PUBLISH', 'tasks_delayed_due', head)
       end
     end
   end
