@@ -4,7 +4,7 @@
  * moves to tasks_unqueued as admitted); a cancel takes a waiting task out; keys are independent; a place whose task is
  * gone is taken back; a delayed task waits for its key when due.
  */
-import { StatusEventSchema, statusEvent, type TaskState } from "@tm/flow";
+import type { TaskState } from "@tm/flow";
 import { useClients, useInfra } from "@tm/testkit";
 import { beforeEach, expect, test } from "vitest";
 import {
@@ -20,6 +20,7 @@ import {
   type SavedTask,
   saveTask,
 } from "../src/index.js";
+import { namedTasks, statusOf } from "./named-tasks.js";
 
 const clients = useClients(useInfra());
 beforeEach(async () => {
@@ -28,19 +29,7 @@ beforeEach(async () => {
 
 const BASE = Date.now() - 60_000;
 
-/** Task ids must be UUIDs (the status events' schema): each test names its tasks, and these map names both ways. */
-const ids = new Map<string, string>();
-const names = new Map<string, string>();
-function id(name: string): string {
-  let value = ids.get(name);
-  if (!value) {
-    value = crypto.randomUUID();
-    ids.set(name, value);
-    names.set(value, name);
-  }
-  return value;
-}
-const named = (values: string[]) => values.map((value) => names.get(value) ?? value);
+const { id, named } = namedTasks();
 
 /** Saves task `id` of `key` (created `offset` ms after BASE) as the gateway does for one queued at once. */
 async function submit(
@@ -66,8 +55,7 @@ async function submit(
     : saveTask(clients.redis, task, { delayedUntilMs: options.delayedUntilMs });
 }
 
-const status = (name: string, state: TaskState) =>
-  StatusEventSchema.parse(statusEvent({ taskId: id(name), state, source: "test", attempt: 1 }));
+const status = (name: string, state: TaskState) => statusOf(id(name), state);
 
 async function finish(name: string, state: TaskState = "SUCCEEDED") {
   expect(await applyStatus(clients.redis, status(name, state))).toBe(true);
@@ -262,7 +250,7 @@ test("a key's waiting tasks get places by priority, then in the order they came"
   expect(Math.max(...scores.filter((_, i) => i % 2 === 1).map(Number))).toBeLessThan(BASE + 1_000);
   await finish("holder");
   expect(await running("k")).toEqual(["high-1"]);
-  expect((await readConcurrencyKey(clients.redis, "k", 10)).waiting.map((value) => names.get(value))).toEqual([
+  expect(named((await readConcurrencyKey(clients.redis, "k", 10)).waiting)).toEqual([
     "high-2",
     "high-3",
     "medium-1",

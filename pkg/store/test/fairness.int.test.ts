@@ -5,7 +5,7 @@
  * comes back cannot jump the queue; types are independent; a place whose task is gone is taken back; a concurrency
  * key is applied first; a delayed task waits for its turn when due.
  */
-import { StatusEventSchema, statusEvent, type TaskState } from "@tm/flow";
+import type { TaskState } from "@tm/flow";
 import { useClients, useInfra } from "@tm/testkit";
 import { beforeEach, expect, test } from "vitest";
 import {
@@ -22,29 +22,17 @@ import {
   saveTask,
   type TaskRecord,
 } from "../src/index.js";
+import { namedTasks, statusOf } from "./named-tasks.js";
 
 const clients = useClients(useInfra());
 beforeEach(async () => {
   await clients.redis.flushdb();
-  ids.clear();
-  names.clear();
+  clear();
 });
 
 const BASE = Date.now() - 60_000;
 
-/** Task ids must be UUIDs (the status events' schema): each test names its tasks, and these map names both ways. */
-const ids = new Map<string, string>();
-const names = new Map<string, string>();
-function id(name: string): string {
-  let value = ids.get(name);
-  if (!value) {
-    value = crypto.randomUUID();
-    ids.set(name, value);
-    names.set(value, name);
-  }
-  return value;
-}
-const named = (values: string[]) => values.map((value) => names.get(value) ?? value);
+const { id, named, clear } = namedTasks();
 
 interface Submission {
   window?: number;
@@ -81,8 +69,7 @@ async function submit(name: string, key: string, options: Submission = {}): Prom
     : saveTask(clients.redis, task, { delayedUntilMs: options.delayedUntilMs });
 }
 
-const status = (name: string, state: TaskState) =>
-  StatusEventSchema.parse(statusEvent({ taskId: id(name), state, source: "test", attempt: 1 }));
+const status = (name: string, state: TaskState) => statusOf(id(name), state);
 
 async function finish(name: string, state: TaskState = "SUCCEEDED") {
   expect(await applyStatus(clients.redis, status(name, state))).toBe(true);
