@@ -64,6 +64,37 @@ afterAll(async () => {
 
 const LIFECYCLE = ["PENDING", "INGESTED", "SCHEDULED", "RUNNING", "SUCCEEDED"];
 
+type StatusChange = { taskId: string; state: string };
+
+/** Every status change in the order the status script applied it (Redis publishes in the same script), from now on;
+ *  disconnect `subscriber` when done. */
+async function statusChanges(): Promise<{ changes: StatusChange[]; subscriber: Redis }> {
+  const subscriber = new Redis(pipeline.redis.url);
+  const changes: StatusChange[] = [];
+  subscriber.on("pmessage", (_pattern, _channel, text: string) => {
+    const { taskId, state } = JSON.parse(text) as StatusChange;
+    changes.push({ taskId, state });
+  });
+  await subscriber.psubscribe("task_status:*");
+  return { changes, subscriber };
+}
+
+/** Of `taskIds`, the most in the pipeline (ingested, scheduled or running) at once, and the order they started. */
+function inPipeline(changes: StatusChange[], taskIds: string[]): { most: number; started: string[] } {
+  const mine = new Set(taskIds);
+  const active = new Set<string>();
+  let most = 0;
+  const started: string[] = [];
+  for (const { taskId, state } of changes) {
+    if (!mine.has(taskId)) continue;
+    if (state === "SUCCEEDED" || state === "FAILED" || state === "CANCELLED") active.delete(taskId);
+    else if (state !== "PENDING") active.add(taskId);
+    if (state === "RUNNING" && !started.includes(taskId)) started.push(taskId);
+    most = Math.max(most, active.size);
+  }
+  return { most, started };
+}
+
 describe("the pipeline", () => {
   test("tasks of every type and priority reach a stored result, streamed in order without gaps or duplicates", async () => {
     const cases: Array<{ type: string; payload: JsonObject; priority: Priority }> = [
@@ -424,14 +455,7 @@ describe("the pipeline", () => {
   });
 
   test("a concurrency key runs its tasks one at a time, oldest first, while another key's task goes past its backlog", async () => {
-    // Every status change in the order the status script applied it (Redis publishes in the same script).
-    const subscriber = new Redis(pipeline.redis.url);
-    const changes: { taskId: string; state: string }[] = [];
-    subscriber.on("pmessage", (_pattern, _channel, text: string) => {
-      const { taskId, state } = JSON.parse(text) as { taskId: string; state: string };
-      changes.push({ taskId, state });
-    });
-    await subscriber.psubscribe("task_status:*");
+    const { changes, subscriber } = await statusChanges();
     try {
       const key = `tenant-${crypto.randomUUID()}`;
       const backlog: string[] = [];
@@ -459,17 +483,7 @@ describe("the pipeline", () => {
       }
 
       // In the pipeline (ingested, scheduled or running) one at a time, in the order they were submitted.
-      const mine = new Set(backlog);
-      const active = new Set<string>();
-      let most = 0;
-      const started: string[] = [];
-      for (const { taskId, state } of changes) {
-        if (!mine.has(taskId)) continue;
-        if (state === "SUCCEEDED" || state === "FAILED" || state === "CANCELLED") active.delete(taskId);
-        else if (state !== "PENDING") active.add(taskId);
-        if (state === "RUNNING" && !started.includes(taskId)) started.push(taskId);
-        most = Math.max(most, active.size);
-      }
+      const { most, started } = inPipeline(changes, backlog);
       expect(most).toBe(1);
       expect(started).toEqual(backlog.slice(0, 3));
       // The other key's task did not wait for this key's backlog to drain.
@@ -483,13 +497,7 @@ describe("the pipeline", () => {
   });
 
   test("fairness keys: a tenant's task starts within its turns, not behind another tenant's whole backlog", async () => {
-    const subscriber = new Redis(pipeline.redis.url);
-    const changes: { taskId: string; state: string }[] = [];
-    subscriber.on("pmessage", (_pattern, _channel, text: string) => {
-      const { taskId, state } = JSON.parse(text) as { taskId: string; state: string };
-      changes.push({ taskId, state });
-    });
-    await subscriber.psubscribe("task_status:*");
+    const { changes, subscriber } = await statusChanges();
     try {
       // Named so that A's key sorts first: on a tie of turns, the lower key goes first.
       const run = crypto.randomUUID();
@@ -508,17 +516,7 @@ describe("the pipeline", () => {
         expect(stateNames(await collectStream(pipeline.client, taskId)).at(-1)).toBe("SUCCEEDED");
       }
 
-      const mine = new Set([...backlog, ...late]);
-      const active = new Set<string>();
-      let most = 0;
-      const started: string[] = [];
-      for (const { taskId, state } of changes) {
-        if (!mine.has(taskId)) continue;
-        if (state === "SUCCEEDED" || state === "FAILED" || state === "CANCELLED") active.delete(taskId);
-        else if (state !== "PENDING") active.add(taskId);
-        if (state === "RUNNING" && !started.includes(taskId)) started.push(taskId);
-        most = Math.max(most, active.size);
-      }
+      const { most, started } = inPipeline(changes, [...backlog, ...late]);
       // At most the window in the pipeline. The places go A, A (the window), then B, A, B, A, A...: B's first task is
       // let in third and its second fifth. Two let in on ends close together may start in either order, hence the
       // bounds; first in, first out would have started B's tasks ninth and tenth.
