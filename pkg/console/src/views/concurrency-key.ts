@@ -5,17 +5,10 @@
  *  task's page, its Concurrency row. */
 import { Code, ConnectError } from "@connectrpc/connect";
 import type { GetConcurrencyKeyResponse } from "@tm/proto/web";
-import { admin, errorText } from "../api.js";
+import { admin } from "../api.js";
 import { h, replace } from "../dom.js";
-import { formatTime } from "../format.js";
+import { refreshEvery } from "./refreshing.js";
 import type { View } from "./view.js";
-
-/** How often the page asks again (the fairness queue's too). */
-export const REFRESH_MS = 2000;
-/** Refusals that asking again does not cure (a malformed key, an owner required, an operator's key needed): said,
- *  and the page stops asking (an UNAUTHENTICATED answer would otherwise bring the key prompt back every 2 s). The
- *  fairness queue's page stops on the same (an unknown type). */
-export const LASTING_ERRORS = new Set([Code.InvalidArgument, Code.PermissionDenied, Code.Unauthenticated]);
 
 export const concurrencyKeyView: View = (main, { params, query }) => {
   const key = params.key ?? "";
@@ -44,9 +37,6 @@ export const concurrencyKeyView: View = (main, { params, query }) => {
     status,
     body,
   );
-  let timer: ReturnType<typeof setTimeout> | undefined;
-  let stopped = false;
-
   /** GetConcurrencyKey with the owner in use, then the other way once if the gateway refused it over the owner. */
   async function ask(): Promise<GetConcurrencyKeyResponse> {
     try {
@@ -59,25 +49,8 @@ export const concurrencyKeyView: View = (main, { params, query }) => {
     }
   }
 
-  async function refresh() {
-    try {
-      const view = await ask();
-      if (stopped) return;
-      replace(whose, owner ? h("span", { class: "muted" }, ` (owner ${owner})`) : null);
-      draw(view);
-      status.className = "muted";
-      status.textContent = `Updated ${formatTime(new Date())}; refreshes every ${REFRESH_MS / 1000} s.`;
-    } catch (error) {
-      if (stopped) return;
-      const lasting = LASTING_ERRORS.has(ConnectError.from(error).code);
-      status.className = "error";
-      status.textContent = `Could not load the concurrency key: ${errorText(error)}${lasting ? "" : "; trying again"}`;
-      if (lasting) return;
-    }
-    timer = setTimeout(refresh, REFRESH_MS);
-  }
-
   function draw(view: GetConcurrencyKeyResponse) {
+    replace(whose, owner ? h("span", { class: "muted" }, ` (owner ${owner})`) : null);
     counts.textContent = countsText(view);
     replace(
       body,
@@ -96,11 +69,7 @@ export const concurrencyKeyView: View = (main, { params, query }) => {
     );
   }
 
-  void refresh();
-  return () => {
-    stopped = true;
-    clearTimeout(timer);
-  };
+  return refreshEvery(status, "the concurrency key", ask, draw);
 };
 
 /** "2 in the pipeline, 13 waiting; the next is admitted under a limit of 2", as `taskctl concurrency` says it. */

@@ -3,13 +3,12 @@
  *  in the order they are served, with how many tasks each has waiting and its next start on the type's virtual clock
  *  (the gateway lists 100 of each); refreshed every 2 s. As `taskctl fairness <type>` (AdminService
  *  GetFairnessQueue). Reached from a task's page, its Fairness row. */
-import { ConnectError } from "@connectrpc/connect";
 import type { GetFairnessQueueResponse } from "@tm/proto/web";
-import { admin, errorText } from "../api.js";
+import { admin } from "../api.js";
 import { h, replace } from "../dom.js";
-import { formatTime } from "../format.js";
-import { LASTING_ERRORS, REFRESH_MS, taskList } from "./concurrency-key.js";
+import { taskList } from "./concurrency-key.js";
 import { table } from "./overview.js";
+import { refreshEvery } from "./refreshing.js";
 import type { View } from "./view.js";
 
 export const fairnessQueueView: View = (main, { params }) => {
@@ -32,26 +31,6 @@ export const fairnessQueueView: View = (main, { params }) => {
     status,
     body,
   );
-  let timer: ReturnType<typeof setTimeout> | undefined;
-  let stopped = false;
-
-  async function refresh() {
-    try {
-      const view = await admin.getFairnessQueue({ taskType });
-      if (stopped) return;
-      draw(view);
-      status.className = "muted";
-      status.textContent = `Updated ${formatTime(new Date())}; refreshes every ${REFRESH_MS / 1000} s.`;
-    } catch (error) {
-      if (stopped) return;
-      const lasting = LASTING_ERRORS.has(ConnectError.from(error).code);
-      status.className = "error";
-      status.textContent = `Could not load the fairness queue: ${errorText(error)}${lasting ? "" : "; trying again"}`;
-      if (lasting) return;
-    }
-    timer = setTimeout(refresh, REFRESH_MS);
-  }
-
   function draw(view: GetFairnessQueueResponse) {
     counts.textContent = countsText(view);
     replace(
@@ -71,11 +50,7 @@ export const fairnessQueueView: View = (main, { params }) => {
     );
   }
 
-  void refresh();
-  return () => {
-    stopped = true;
-    clearTimeout(timer);
-  };
+  return refreshEvery(status, "the fairness queue", () => admin.getFairnessQueue({ taskType }), draw);
 };
 
 /** "2 of 32 places taken, 3 keys waiting", as `taskctl fairness` says it. The window is the answering gateway's
