@@ -109,8 +109,8 @@ export interface AdminServiceOptions {
   shedding?: () => string | undefined;
   /** GATEWAY_TASK_ISOLATION: whose a concurrency key is (GetConcurrencyKey). */
   isolation: Pick<TaskIsolation, "enabled" | "concurrencyScopeOf">;
-  /** GATEWAY_FAIRNESS_WINDOW, for GetFairnessQueue. */
-  fairnessWindow: number;
+  /** GATEWAY_FAIRNESS_WINDOW(S): a type's window, for GetFairnessQueue. */
+  fairnessWindowOf: (type: string) => number;
 }
 
 export function adminServiceHandlers(
@@ -478,7 +478,12 @@ export function adminServiceHandlers(
     listWorkers: () => redis("reading the workers' reports", () => listWorkersResponse(rt.redis)),
     getConcurrencyKey: (request) => getConcurrencyKey(rt.redis, redis, options.isolation, request),
     getFairnessQueue: (request) =>
-      getFairnessQueue(rt.redis, redis, { window: options.fairnessWindow, taskTypes: rt.config.TASK_TYPES }, request),
+      getFairnessQueue(
+        rt.redis,
+        redis,
+        { windowOf: options.fairnessWindowOf, taskTypes: rt.config.TASK_TYPES },
+        request,
+      ),
     quietWorker: (request, ctx) => setQuiet(rt, redis, request.workerId, true, callerOf(ctx)),
     resumeWorker: (request, ctx) => setQuiet(rt, redis, request.workerId, false, callerOf(ctx)),
 

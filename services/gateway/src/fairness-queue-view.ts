@@ -16,13 +16,13 @@ export const FAIRNESS_LISTED = 100;
 export async function getFairnessQueue(
   redis: Redis,
   redisCall: RedisCall,
-  { window, taskTypes }: { window: number; taskTypes: TaskTypes },
+  { windowOf, taskTypes }: { windowOf: (type: string) => number; taskTypes: TaskTypes },
   request: Pick<GetFairnessQueueRequest, "taskType">,
 ): Promise<MessageInitShape<typeof GetFairnessQueueResponseSchema>> {
   const type = checkTaskType("task_type", request.taskType, taskTypes);
   const view = await redisCall("reading the fairness queue", () => readFairnessQueue(redis, type, FAIRNESS_LISTED));
   return {
-    window,
+    window: windowOf(type),
     running: view.running,
     runningTotal: view.runningTotal,
     keys: view.keys.map((key) => ({ key: key.key, waitingTotal: key.waiting, nextStart: key.nextStart })),

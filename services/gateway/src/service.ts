@@ -7,7 +7,16 @@ import type { DescMethod } from "@bufbuild/protobuf";
 import { Code, ConnectError } from "@connectrpc/connect";
 import { consoleAssetsDir } from "@tm/console";
 import { ADVISORY_STREAM, STREAMS } from "@tm/flow";
-import { connectRedis, defineService, type Logger, nonNegativeInt, port, positiveInt, redisTargetOf } from "@tm/kit";
+import {
+  connectRedis,
+  defineService,
+  type Logger,
+  nonNegativeInt,
+  parsedText,
+  port,
+  positiveInt,
+  redisTargetOf,
+} from "@tm/kit";
 import {
   AdminService,
   addService,
@@ -26,6 +35,7 @@ import { createGuard } from "./auth/guard.js";
 import { isShed, startBacklogShedding } from "./backlog-shedding.js";
 import { confirmingWrites } from "./confirm-writes.js";
 import { startDelayedReleaser } from "./delayed-releaser.js";
+import { fairnessWindows, MAX_FAIRNESS_WINDOW, parseFairnessWindows } from "./fairness-windows.js";
 import { bindGrpc, createGrpcServer, stopGrpc } from "./grpc-server.js";
 import { exportUnconsumedGauge, QueueStats } from "./queue-stats.js";
 import { redisCaller } from "./redis-call.js";
@@ -60,7 +70,10 @@ export const gateway = defineService({
     /** How many tasks of a type with a fairness key may be in the pipeline at once; the others wait in Redis for
      *  their key's turn (pkg/store/src/fairness.ts). A few times the type's workers' concurrency: enough to keep them
      *  busy, small enough that a newcomer's task waits behind few of another key's. Stamped on each task. */
-    GATEWAY_FAIRNESS_WINDOW: positiveInt.max(100_000, { message: "must be at most 100000" }).default(32),
+    GATEWAY_FAIRNESS_WINDOW: positiveInt.max(MAX_FAIRNESS_WINDOW, { message: "must be at most 100000" }).default(32),
+    /** A type's own window, "resize=4,email=200", for types whose workers run far fewer or far more at once than
+     *  the default suits (src/fairness-windows.ts). */
+    GATEWAY_FAIRNESS_WINDOWS: parsedText(parseFairnessWindows),
     /** How often each replica runs the recurring schedules that are due (src/schedule-runner.ts). */
     GATEWAY_SCHEDULE_POLL_MS: positiveInt.default(1_000),
     /** How long an unfinished task's status may stay unchanged, with nothing older waiting in its stage's queue,
@@ -137,6 +150,12 @@ export const gateway = defineService({
       rt.config.GATEWAY_AUTH_MODE,
       parseCallerList("GATEWAY_CHILD_SUBMITTERS", rt.config.GATEWAY_CHILD_SUBMITTERS),
     );
+    // Before anything listens: a window for a type the deployment does not run stops the start, naming it.
+    const fairnessWindowOf = fairnessWindows(
+      rt.config.GATEWAY_FAIRNESS_WINDOW,
+      rt.config.GATEWAY_FAIRNESS_WINDOWS,
+      rt.config.TASK_TYPES,
+    );
     const taskService = taskServiceHandlers(rt, subscriptions, {
       shedding: () => shedding.refusal(),
       releaseDue: () => releaser.release(),
@@ -145,7 +164,7 @@ export const gateway = defineService({
       maxDelaySeconds: rt.config.GATEWAY_MAX_DELAY_SECONDS,
       isolation,
       maxBatchTasks: rt.config.GATEWAY_MAX_BATCH_TASKS,
-      fairnessWindow: rt.config.GATEWAY_FAIRNESS_WINDOW,
+      fairnessWindowOf,
     });
     // With REDIS_WAIT_REPLICAS, calls that change something answer once replicas hold their writes.
     const confirm = rt.config.REDIS_WAIT_REPLICAS > 0 ? () => rt.confirmRedisWrites() : undefined;
@@ -195,7 +214,7 @@ export const gateway = defineService({
           stalled,
           shedding: () => shedding.refusal(),
           isolation,
-          fairnessWindow: rt.config.GATEWAY_FAIRNESS_WINDOW,
+          fairnessWindowOf,
         }),
         confirm,
       ),

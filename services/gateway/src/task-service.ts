@@ -83,9 +83,9 @@ export interface TaskServiceOptions {
   isolation: TaskIsolation;
   /** GATEWAY_MAX_BATCH_TASKS: the most tasks one SubmitTasks call may carry. */
   maxBatchTasks: number;
-  /** GATEWAY_FAIRNESS_WINDOW: how many tasks of a type with a fairness key may be in the pipeline at once, stamped on
-   *  each such task (pkg/store/src/fairness.ts). */
-  fairnessWindow: number;
+  /** GATEWAY_FAIRNESS_WINDOW(S): how many tasks of a type with a fairness key may be in the pipeline at once,
+   *  stamped on each such task (pkg/store/src/fairness.ts, src/fairness-windows.ts). */
+  fairnessWindowOf: (type: string) => number;
   /** Why new submissions are refused now (a consumer's backlog near its stream's limits: backlog-shedding.ts). */
   shedding?: () => string | undefined;
   /** Runs a round of the delayed-task releaser now, so that a promoted task is queued at once rather than at the next
@@ -391,7 +391,11 @@ export function taskServiceHandlers(
       : undefined;
     const owner = actingFor ?? caller;
     const stamped = stampSubmitter(valid, owner, actingFor === undefined ? undefined : caller);
-    const submission = withKeyScopes(stamped, options.isolation.concurrencyScopeOf(owner), options.fairnessWindow);
+    const submission = withKeyScopes(
+      stamped,
+      options.isolation.concurrencyScopeOf(owner),
+      options.fairnessWindowOf(stamped.type),
+    );
     if (submission.dependsOn) {
       const { dependsOn, dependencyPolicy } = submission;
       await checkDependencies(redisCall, rt, { dependsOn, ...(dependencyPolicy ? { dependencyPolicy } : {}) }, (task) =>

@@ -3,14 +3,15 @@
  * the gateway left them): a type's window queues its first tasks on tasks.ingest and holds the rest; each end lets in
  * the task whose key's turn it is (a newcomer before the backlog's next), which the releaser queues at once, woken
  * by the status script; GetTask, GetQueueStats, tm_tasks_waiting and GetFairnessQueue show it; RequeueTasks refuses a
- * waiting task; bad fields are refused, named.
+ * waiting task; bad fields are refused, named; a type's own window (GATEWAY_FAIRNESS_WINDOWS) applies to it alone, and
+ * one for an unknown type stops the start.
  */
 import { Code, ConnectError } from "@connectrpc/connect";
 import { Subjects } from "@tm/flow";
 import { RequeueResult, TaskState } from "@tm/proto";
 import { useInfra, waitFor } from "@tm/testkit";
 import { describe, expect, test } from "vitest";
-import { streamMessagesOf, useClients, useGateway } from "./helpers.js";
+import { startGateway, streamMessagesOf, useClients, useGateway } from "./helpers.js";
 
 const infra = useInfra();
 const clients = useClients(infra);
@@ -110,4 +111,31 @@ describe("fairness keys", () => {
       keysTotal: 0,
     });
   });
+});
+
+describe("a type's own window (GATEWAY_FAIRNESS_WINDOWS)", () => {
+  const g = useGateway(infra, {
+    GATEWAY_FAIRNESS_WINDOW: "5",
+    GATEWAY_FAIRNESS_WINDOWS: "sleep=1",
+    GATEWAY_DELAYED_POLL_MS: "100",
+  });
+
+  test("sleep's window is 1 while other types keep the default", async () => {
+    expect((await g.admin.getFairnessQueue({ taskType: "sleep" })).window).toBe(1);
+    expect((await g.admin.getFairnessQueue({ taskType: "echo" })).window).toBe(5);
+    const task = { type: "sleep", payload: { ms: 60_000 }, fairnessKey: `own-${crypto.randomUUID()}` };
+    const first = (await g.client.submitTask(task)).taskId;
+    const second = (await g.client.submitTask(task)).taskId;
+    expect((await g.client.getTask({ taskId: second })).task?.fairnessWaiting).toBe(true);
+    for (const taskId of [first, second]) await g.client.cancelTask({ taskId });
+  });
+});
+
+test("a window for a type the deployment does not run stops the start, naming the variable", async () => {
+  await expect(startGateway(infra, { GATEWAY_FAIRNESS_WINDOWS: "resize=4" })).rejects.toThrow(
+    'GATEWAY_FAIRNESS_WINDOWS: "resize" is not a task type (known: echo, sleep, checksum, flaky, fail)',
+  );
+  await expect(startGateway(infra, { GATEWAY_FAIRNESS_WINDOWS: "sleep=0" })).rejects.toThrow(
+    /GATEWAY_FAIRNESS_WINDOWS.*"sleep=0": the window must be a whole number from 1 to 100000/,
+  );
 });

@@ -1995,8 +1995,9 @@ export const GetFairnessQueueRequestSchema: GenMessage<GetFairnessQueueRequest> 
  */
 export type GetFairnessQueueResponse = Message<"taskmanager.v1.GetFairnessQueueResponse"> & {
   /**
-   * The answering gateway's GATEWAY_FAIRNESS_WINDOW: the window of the tasks it accepts from now on (each task keeps
-   * the window it was submitted with).
+   * The answering gateway's window for the type (GATEWAY_FAIRNESS_WINDOWS's entry for it, else
+   * GATEWAY_FAIRNESS_WINDOW): the window of the tasks it accepts from now on (each task keeps the one it was submitted
+   * with).
    *
    * @generated from field: uint32 window = 1;
    */

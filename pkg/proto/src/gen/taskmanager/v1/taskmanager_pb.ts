@@ -794,7 +794,8 @@ export type SubmitTaskRequest = Message<"taskmanager.v1.SubmitTaskRequest"> & {
 
   /**
    * A fair share of the task type between tenants (Temporal's fairness keys; BullMQ Pro's group round robin): at most
-   * GATEWAY_FAIRNESS_WINDOW tasks of a type with a fairness key are in the pipeline at once, from their release into it
+   * GATEWAY_FAIRNESS_WINDOW tasks of a type with a fairness key (or the type's own window, GATEWAY_FAIRNESS_WINDOWS)
+   * are in the pipeline at once, from their release into it
    * to their end. The others wait PENDING in Redis, one line per key (by priority, then in the order they were
    * submitted), and each place that frees goes to the key whose turn it is: keys with tasks waiting are served in
    * proportion to their weights,
