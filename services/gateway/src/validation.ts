@@ -73,7 +73,7 @@ export interface ValidSubmission {
   fairnessKey?: string;
   fairnessWeight?: number;
   /** Set by the gateway: whose fairness key it is when callers are isolated, and the window it is let in through
-   *  (GATEWAY_FAIRNESS_WINDOW). */
+   *  (its type's: GATEWAY_FAIRNESS_WINDOWS, else GATEWAY_FAIRNESS_WINDOW). */
   fairnessScope?: string;
   fairnessWindow?: number;
 }
