@@ -682,9 +682,9 @@ describe("AdminService", () => {
     expect(lines[1]?.split(/ +/).slice(1).sort()).toEqual([a1, a2].sort());
     expect(lines.slice(2)).toEqual([
       "",
-      expect.stringMatching(/^KEY {9}WAITING {2}NEXT START$/),
-      expect.stringMatching(new RegExp(`^${tenantB} +1 +1$`)),
-      expect.stringMatching(new RegExp(`^${tenantA} +2 +2$`)),
+      expect.stringMatching(/^KEY {9}WAITING {2}NEXT START {2}WEIGHT$/),
+      expect.stringMatching(new RegExp(`^${tenantB} +1 +1 +2$`)),
+      expect.stringMatching(new RegExp(`^${tenantA} +2 +2 +1$`)),
       "the first key is served next; each task let in moves its key's next start on by 1 / its weight (clock 1)",
       "",
     ]);
@@ -694,8 +694,8 @@ describe("AdminService", () => {
       running: [a1, a2].sort(),
       runningTotal: 2,
       keys: [
-        { key: tenantB, waitingTotal: 1, nextStart: 1 },
-        { key: tenantA, waitingTotal: 2, nextStart: 2 },
+        { key: tenantB, waitingTotal: 1, nextStart: 1, nextWeight: 2 },
+        { key: tenantA, waitingTotal: 2, nextStart: 2, nextWeight: 1 },
       ],
       keysTotal: 2,
       clock: 1,

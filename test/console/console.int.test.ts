@@ -1462,8 +1462,8 @@ describe.skipIf(!existsSync(CHROMIUM))("web console", () => {
       const rows = page.locator("#fairness-keys tbody tr");
       const cells = async (row: Locator) => row.locator("td").allTextContents();
       expect(await Promise.all((await rows.all()).map(cells))).toEqual([
-        [tenantB, "1", "0"],
-        [tenantA, "1", "1"],
+        [tenantB, "1", "0", "2"],
+        [tenantA, "1", "1", "1"],
       ]);
       expect(await page.textContent("#fairness-clock")).toMatch(/\(the type's clock: 0\)\.$/);
       await page.screenshot({ path: join(ARTIFACTS, "fairness-queue.png"), fullPage: true });

@@ -35,6 +35,7 @@
  */
 import type { Redis } from "ioredis";
 import { Keys } from "./keys.js";
+import { luaScript } from "./script.js";
 import type { TaskRecord } from "./tasks.js";
 
 /** The most tasks one call lets in (a window raised by thousands with a backlog waiting would otherwise let them all
@@ -175,6 +176,8 @@ export interface FairnessKeyView {
   waiting: number;
   /** The virtual start of its next task: the lowest is served next. */
   nextStart: number;
+  /** Its next task's weight (0: that task's record is gone). */
+  nextWeight: number;
 }
 
 /** A type's fairness queue: the tasks in its window, the keys with tasks waiting (the first `listed`, next served
@@ -196,19 +199,37 @@ export async function readFairnessQueue(redis: Redis, type: string, listed: numb
     redis.get(Keys.fairnessClock(type)),
   ]);
   const names = keyScores.filter((_, i) => i % 2 === 0);
-  const counts = names.length === 0 ? [] : await countEach(redis, type, names);
+  const lines = names.length === 0 ? [] : await linesOf(redis, type, names);
   return {
     running,
     runningTotal,
-    keys: names.map((key, i) => ({ key, waiting: counts[i] ?? 0, nextStart: Number(keyScores[i * 2 + 1]) })),
+    keys: names.map((key, i) => ({
+      key,
+      waiting: lines[i]?.[0] ?? 0,
+      nextStart: Number(keyScores[i * 2 + 1]),
+      nextWeight: lines[i]?.[1] ?? 0,
+    })),
     keysTotal,
     clock: Number(clock ?? 0),
   };
 }
 
-async function countEach(redis: Redis, type: string, keys: string[]): Promise<number[]> {
-  const pipeline = redis.pipeline();
-  for (const key of keys) pipeline.zcard(Keys.fairnessWaiting(type, key));
-  const replies = (await pipeline.exec()) ?? [];
-  return replies.map(([, count]) => Number(count ?? 0));
+// KEYS: each key's line. Answers, per line, {its length, its head's weight (0: none, or its record is gone)}.
+const LINES = luaScript(`
+local answers = {}
+for i, line in ipairs(KEYS) do
+  local head = redis.call('ZRANGE', line, 0, 0)[1]
+  local weight = head and tonumber(redis.call('HGET', 'task:' .. head, 'fairnessWeight')) or 0
+  answers[i] = {redis.call('ZCARD', line), weight}
+end
+return answers
+`);
+
+/** Each listed key's line: how many wait, and the weight of the next (one script, one round trip). */
+async function linesOf(redis: Redis, type: string, keys: string[]): Promise<Array<[number, number]>> {
+  return (await LINES.run(
+    redis,
+    keys.map((key) => Keys.fairnessWaiting(type, key)),
+    [],
+  )) as Array<[number, number]>;
 }

@@ -225,15 +225,15 @@ test("the queue's view: the window's tasks, the keys waiting next first, and the
   await submit("a1", "a", { window: 1 });
   await submit("a2", "a", { window: 1, offset: 1 });
   await submit("a3", "a", { window: 1, offset: 2 });
-  await submit("b1", "b", { window: 1, offset: 3 });
+  await submit("b1", "b", { window: 1, offset: 3, weight: 3 });
   const view = await readFairnessQueue(clients.redis, "echo", 10);
   expect(named(view.running)).toEqual(["a1"]);
   expect(view.runningTotal).toBe(1);
   expect(view.keysTotal).toBe(2);
   // b has had nothing yet: it is served before a's second task.
-  expect(view.keys.map(({ key, waiting }) => [key, waiting])).toEqual([
-    ["b", 1],
-    ["a", 2],
+  expect(view.keys.map(({ key, waiting, nextWeight }) => [key, waiting, nextWeight])).toEqual([
+    ["b", 1, 3],
+    ["a", 2, 1],
   ]);
   expect(view.keys[0]!.nextStart).toBeLessThan(view.keys[1]!.nextStart);
 });

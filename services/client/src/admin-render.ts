@@ -433,7 +433,7 @@ export function renderConcurrencyKey(key: string, view: GetConcurrencyKeyRespons
  *   fairness window of sleep: 2 of 32 places taken, 3 keys waiting
  *   running  <id> <id>
  *
- *   KEY       WAITING  NEXT START
+ *   KEY       WAITING  NEXT START  WEIGHT
  *   tenant-b        1           4
  *   tenant-a      120         4.5
  *   …
@@ -451,8 +451,15 @@ export function renderFairnessQueue(taskType: string, view: GetFairnessQueueResp
       { header: "KEY", max: 256 },
       { header: "WAITING", align: "right" },
       { header: "NEXT START", align: "right" },
+      // The next task's (each carries its own): how far its turn moves the key's next start on.
+      { header: "WEIGHT", align: "right" },
     ],
-    view.keys.map((key) => [key.key, String(key.waitingTotal), virtualTime(key.nextStart)]),
+    view.keys.map((key) => [
+      key.key,
+      String(key.waitingTotal),
+      virtualTime(key.nextStart),
+      key.nextWeight > 0 ? String(key.nextWeight) : "—",
+    ]),
   );
   const more = view.keysTotal - view.keys.length;
   return [

@@ -190,14 +190,14 @@ waitingTotal, nextLimit}, zeros and empty lists left out).`,
   fairness: page(
     "Usage: taskctl fairness <type>",
     `Shows one task type's fair share (submit --fairness-key): how many of its window's places are taken (tasks of
-the type with a fairness key released into the pipeline, not finished; the window is the gateway's
-GATEWAY_FAIRNESS_WINDOW, 32 by default) and how many keys have tasks waiting PENDING for their turn; then the ids of
-the tasks in the window, and the keys in the order they are served, each with its tasks waiting and the virtual
-start of its next task (the lowest goes first; each task let in moves its key's on by 1 / its weight, so a key's
-backlog does not hold up the others); the first 100 of each, "… and N more" for the rest. With
-GATEWAY_TASK_ISOLATION=caller a key is shown as caller:<submitter>:<key>. For why a tenant's tasks stay PENDING, and
-whose turn it is (--json: {window, running, runningTotal, keys: [{key, waitingTotal, nextStart}], keysTotal, clock},
-zeros and empty lists left out).`,
+the type with a fairness key released into the pipeline, not finished; the window is the gateway's for the type,
+GATEWAY_FAIRNESS_WINDOWS or GATEWAY_FAIRNESS_WINDOW, 32 by default) and how many keys have tasks waiting PENDING for
+their turn; then the ids of the tasks in the window, and the keys in the order they are served, each with its tasks
+waiting, the virtual start of its next task (the lowest goes first; each task let in moves its key's on by 1 / its
+weight, so a key's backlog does not hold up the others) and that task's weight; the first 100 of each, "… and N
+more" for the rest. With GATEWAY_TASK_ISOLATION=caller a key is shown as caller:<submitter>:<key>. For why a
+tenant's tasks stay PENDING, and whose turn it is (--json: {window, running, runningTotal, keys: [{key,
+waitingTotal, nextStart, nextWeight}], keysTotal, clock}, zeros and empty lists left out).`,
   ),
   ls: page(
     "Usage: taskctl ls [--state S] [--type T] [--priority P] [--since T] [--until T] [--query Q] [--stalled-for D] [--stalled] [--parent ID] [--limit N] [--page-token TOKEN]",

@@ -411,9 +411,9 @@ describe("operator tables", () => {
           running: ["r-1", "r-2"],
           runningTotal: 2,
           keys: [
-            { key: "tenant-b", waitingTotal: 1, nextStart: 4 },
-            { key: "tenant-a", waitingTotal: 120, nextStart: 4.5 },
-            { key: "caller:shop:vip", waitingTotal: 3, nextStart: 13 / 3 + 1 },
+            { key: "tenant-b", waitingTotal: 1, nextStart: 4, nextWeight: 1 },
+            { key: "tenant-a", waitingTotal: 120, nextStart: 4.5, nextWeight: 2 },
+            { key: "caller:shop:vip", waitingTotal: 3, nextStart: 13 / 3 + 1, nextWeight: 0 },
           ],
           keysTotal: 3,
           clock: 4,
@@ -423,10 +423,11 @@ describe("operator tables", () => {
       "fairness window of sleep: 2 of 32 places taken, 3 keys waiting",
       "running  r-1 r-2",
       "",
-      "KEY              WAITING  NEXT START",
-      "tenant-b               1           4",
-      "tenant-a             120         4.5",
-      "caller:shop:vip        3       5.333",
+      "KEY              WAITING  NEXT START  WEIGHT",
+      "tenant-b               1           4       1",
+      "tenant-a             120         4.5       2",
+      // 0: its next task's record is gone (dropped at its turn).
+      "caller:shop:vip        3       5.333       —",
       "the first key is served next; each task let in moves its key's next start on by 1 / its weight (clock 4)",
     ]);
     // More tasks and keys than the gateway listed: how many more of each.
@@ -437,7 +438,7 @@ describe("operator tables", () => {
           window: 2,
           running: ["r-1"],
           runningTotal: 150,
-          keys: [{ key: "k", waitingTotal: 1, nextStart: 0.25 }],
+          keys: [{ key: "k", waitingTotal: 1, nextStart: 0.25, nextWeight: 4 }],
           keysTotal: 101,
           clock: 0.125,
         }),
@@ -446,8 +447,8 @@ describe("operator tables", () => {
       "fairness window of echo: 150 of 2 places taken, 101 keys waiting",
       "running  r-1 … and 149 more",
       "",
-      "KEY  WAITING  NEXT START",
-      "k          1        0.25",
+      "KEY  WAITING  NEXT START  WEIGHT",
+      "k          1        0.25       4",
       "… and 100 more keys",
       "the first key is served next; each task let in moves its key's next start on by 1 / its weight (clock 0.125)",
     ]);

@@ -25,7 +25,12 @@ export async function getFairnessQueue(
     window: windowOf(type),
     running: view.running,
     runningTotal: view.runningTotal,
-    keys: view.keys.map((key) => ({ key: key.key, waitingTotal: key.waiting, nextStart: key.nextStart })),
+    keys: view.keys.map((key) => ({
+      key: key.key,
+      waitingTotal: key.waiting,
+      nextStart: key.nextStart,
+      nextWeight: key.nextWeight,
+    })),
     keysTotal: view.keysTotal,
     clock: view.clock,
   };

@@ -48,9 +48,9 @@ describe("fairness keys", () => {
     expect(view).toMatchObject({ window: 2, runningTotal: 2, keysTotal: 2 });
     expect([...view.running].sort()).toEqual([a1, a2].sort());
     // B has had nothing yet: its turn comes first.
-    expect(view.keys.map((k) => [k.key, k.waitingTotal])).toEqual([
-      [tenantB, 1],
-      [tenantA, 2],
+    expect(view.keys.map((k) => [k.key, k.waitingTotal, k.nextWeight])).toEqual([
+      [tenantB, 1, 1],
+      [tenantA, 2, 1],
     ]);
     expect((await g.admin.getQueueStats({})).fairnessWaitingTasks).toBe(3n);
     expect(await waitingGauge()).toBe(3);

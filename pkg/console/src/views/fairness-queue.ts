@@ -70,12 +70,14 @@ function keyTable(view: GetFairnessQueueResponse): HTMLElement {
     "div",
     {},
     table(
-      ["Key", "Waiting", "Next start"],
+      ["Key", "Waiting", "Next start", "Weight"],
       // A key is shown whole (with GATEWAY_TASK_ISOLATION=caller, "caller:<submitter>:<key>"): it is what to look for.
       view.keys.map((key) => [
         h("span", { class: "mono" }, key.key),
         String(key.waitingTotal),
         virtualTime(key.nextStart),
+        // The next task's (each carries its own).
+        key.nextWeight > 0 ? String(key.nextWeight) : "—",
       ]),
     ),
     more > 0 ? h("p", { class: "muted" }, `… and ${more} more key${more === 1 ? "" : "s"}`) : null,
