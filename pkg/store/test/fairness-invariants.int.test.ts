@@ -4,7 +4,8 @@
  * its size; no task is lost (each unfinished one holds a place or waits in exactly one line, a finished one in
  * neither); the queue of keys is exactly the keys with tasks waiting, and the every-type count exactly the tasks in
  * the lines; and the window is never left with room while tasks wait (a waiting task is let in as soon as a place
- * frees). FAIRNESS_RUNS scales the number of sequences.
+ * frees). And two keys that both keep tasks waiting share the turns by their weights within start-time fair
+ * queueing's bound. FAIRNESS_RUNS scales the number of runs.
  */
 import type { TaskState } from "@tm/flow";
 import { useClients, useInfra } from "@tm/testkit";
@@ -121,5 +122,59 @@ test("random submissions, ends and cancels keep the window's invariants", async 
       }
     }),
     { numRuns: RUNS },
+  );
+});
+
+test("two backlogged keys share the turns by weight, within one turn each (start-time fair queueing's bound)", async () => {
+  await fc.assert(
+    fc.asyncProperty(
+      fc.integer({ min: 1, max: 8 }),
+      fc.integer({ min: 1, max: 8 }),
+      fc.integer({ min: 5, max: 60 }),
+      async (weightA, weightB, turns) => {
+        await clients.redis.flushdb();
+        const keyOf = new Map<string, string>();
+        let n = 0;
+        const submit = async (key: string, weight: number) => {
+          const taskId = crypto.randomUUID();
+          keyOf.set(taskId, key);
+          await saveTask(
+            clients.redis,
+            {
+              taskId,
+              type: TYPE,
+              priority: "medium",
+              payload: {},
+              metadata: {},
+              createdAt: new Date(Date.now() - 60_000 + n++).toISOString(),
+              generation: 0,
+              fairnessKey: key,
+              fairnessWeight: weight,
+              fairnessWindow: 1,
+            },
+            { unqueued: true },
+          );
+        };
+        // A third key holds the window while both backlogs form, so both start level.
+        await submit("holder", 1);
+        for (let i = 0; i < turns; i++) {
+          await submit("a", weightA);
+          await submit("b", weightB);
+        }
+        const served = { a: 0, b: 0 } as Record<string, number>;
+        for (let turn = 0; turn < turns; turn++) {
+          const [inWindow] = await clients.redis.zrange(Keys.fairnessRunning(TYPE), 0, 0);
+          expect(await applyStatus(clients.redis, statusOf(inWindow!, "SUCCEEDED"))).toBe(true);
+          const [next] = await clients.redis.zrange(Keys.fairnessRunning(TYPE), 0, 0);
+          const key = keyOf.get(next!)!;
+          served[key] = (served[key] ?? 0) + 1;
+          const gap = Math.abs(served.a! / weightA - served.b! / weightB);
+          expect(gap, `after ${turn + 1} turns: a ${served.a}, b ${served.b}`).toBeLessThanOrEqual(
+            1 / weightA + 1 / weightB + 1e-9,
+          );
+        }
+      },
+    ),
+    { numRuns: Math.max(20, Math.round(RUNS / 4)) },
   );
 });
