@@ -140,13 +140,10 @@ local function concurrencyAdmit(id, key, limit, now, ttl, createdMs)
   local running = 'concurrency_running:' .. key
   local waiting = 'concurrency_waiting:' .. key
   if redis.call('ZSCORE', running, id) then return true end
-  if redis.call('ZCARD', waiting) == 0 then
-    if redis.call('ZCARD', running) >= limit then concurrencyPrune(running, now) end
-    if redis.call('ZCARD', running) < limit then
-      redis.call('ZADD', running, now, id)
-      redis.call('EXPIRE', running, ttl)
-      return true
-    end
+  if redis.call('ZCARD', waiting) == 0 and roomIn(running, limit, now, false) then
+    redis.call('ZADD', running, now, id)
+    redis.call('EXPIRE', running, ttl)
+    return true
   end
   local score = waitInOrder(waiting, id, createdMs, ttl)
   redis.call('ZADD', 'tasks_concurrency_waiting', 'NX', score, id)

@@ -115,14 +115,11 @@ local function fairnessAdmit(id, queue, key, window, weight, now, ttl, arrivalMs
   local running = 'fairness_running:' .. queue
   local keys = 'fairness_keys:' .. queue
   if redis.call('ZSCORE', running, id) then return true end
-  if redis.call('ZCARD', keys) == 0 then
-    if redis.call('ZCARD', running) >= window then concurrencyPrune(running, now) end
-    if redis.call('ZCARD', running) < window then
-      redis.call('ZADD', running, now, id)
-      redis.call('EXPIRE', running, ttl)
-      fairnessCharge(queue, key, fairnessStartOf(queue, key), weight, ttl)
-      return true
-    end
+  if redis.call('ZCARD', keys) == 0 and roomIn(running, window, now, false) then
+    redis.call('ZADD', running, now, id)
+    redis.call('EXPIRE', running, ttl)
+    fairnessCharge(queue, key, fairnessStartOf(queue, key), weight, ttl)
+    return true
   end
   local waiting = 'fairness_waiting:' .. queue .. ':' .. key
   local score = waitInOrder(waiting, id, arrivalMs, ttl)
