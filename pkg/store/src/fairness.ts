@@ -17,7 +17,7 @@
  *                                   the lowest is served next
  *   fairness_clock:<type>           string: the virtual start of the last task let in
  *   fairness_tag:<type>:<key>       string: the virtual time the key's next task may start at, at the earliest (its
- *                                   last task's start + 1 / weight); TTL the task retention from its last task
+ *                                   last task's start + 1 / weight); TTL TAG_TTL_SECONDS from its last task
  *   tasks_fairness_waiting          sorted set: every type's waiting tasks (their count: GetQueueStats,
  *                                   tm_tasks_waiting{reason="fairness"}); trimmed of entries older than the retention
  *
@@ -37,6 +37,12 @@ import type { Redis } from "ioredis";
 import { Keys } from "./keys.js";
 import { luaScript } from "./script.js";
 import type { TaskRecord } from "./tasks.js";
+
+/** How long a key's tag outlives its last task let in. A tag is never more than one turn ahead of the clock when it
+ *  is written (the clock moves to each start let in), so once other keys have had a turn it no longer matters: an
+ *  hour keeps what protects against a key rejoining right after its turn, and bounds the tags to the keys active in
+ *  the last hour (a million tenants each kept a week would be ~100 MB). */
+export const TAG_TTL_SECONDS = 3_600;
 
 /** The most tasks one call lets in (a window raised by thousands with a backlog waiting would otherwise let them all
  *  in within one script, holding Redis); the rest go in as those end, each end calling again. */
@@ -69,7 +75,8 @@ local function fairnessCharge(queue, key, start, weight, ttl)
   local clock = tonumber(redis.call('GET', 'fairness_clock:' .. queue)) or 0
   if start > clock then redis.call('SET', 'fairness_clock:' .. queue, exactNumber(start), 'EX', ttl) end
   local nextStart = start + 1 / weight
-  redis.call('SET', 'fairness_tag:' .. queue .. ':' .. key, exactNumber(nextStart), 'EX', ttl)
+  local tagTtl = math.min(ttl, ${TAG_TTL_SECONDS})
+  redis.call('SET', 'fairness_tag:' .. queue .. ':' .. key, exactNumber(nextStart), 'EX', tagTtl)
   return nextStart
 end
 local function fairnessStartOf(queue, key)

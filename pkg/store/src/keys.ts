@@ -71,7 +71,7 @@
  *   fairness_keys:<type>  sorted set: the type's fairness keys with tasks waiting → the virtual start of their next
  *                       task   at most the keys waiting; TTL taskTtlSeconds from the last write
  *   fairness_clock:<type>, fairness_tag:<type>:<key>  strings: the type's virtual clock, a key's earliest next start
- *                       TTL taskTtlSeconds from the last write (fairness.ts)
+ *                       TTL taskTtlSeconds (the clock), an hour (a tag) from the last write (fairness.ts)
  *   tasks_fairness_waiting  sorted set: every type's tasks waiting for a fairness window   trimmed of entries older
  *                       than taskTtlSeconds on every entry
  *   tasks_delayed_due   pub/sub channel: a task the status script made due now (the gateways' releasers run a round)

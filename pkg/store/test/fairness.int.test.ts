@@ -20,6 +20,7 @@ import {
   releaseDue,
   type SavedTask,
   saveTask,
+  TAG_TTL_SECONDS,
   type TaskRecord,
 } from "../src/index.js";
 import { namedTasks, statusOf } from "./named-tasks.js";
@@ -236,6 +237,10 @@ test("the queue's view: the window's tasks, the keys waiting next first, and the
     ["a", 2, 1],
   ]);
   expect(view.keys[0]!.nextStart).toBeLessThan(view.keys[1]!.nextStart);
+  // A key's tag lives an hour from its last task let in, not the task retention.
+  const tagTtl = await clients.redis.ttl("fairness_tag:echo:a");
+  expect(tagTtl).toBeGreaterThan(TAG_TTL_SECONDS - 60);
+  expect(tagTtl).toBeLessThanOrEqual(TAG_TTL_SECONDS);
 });
 
 test("a task without a fairness key is untouched by the window", async () => {
