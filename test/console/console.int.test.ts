@@ -1474,6 +1474,11 @@ describe.skipIf(!existsSync(CHROMIUM))("web console", () => {
         .filter({ has: page.locator(".tile-label:text-is('Waiting for a fairness turn')") })
         .locator("strong:text-is('2')")
         .waitFor({ timeout: 15_000 });
+      // The type's window is listed under the tiles, linked to its page.
+      expect(await page.textContent("#fairness-queues")).toBe(
+        "Fairness windows: sleep 1 of 1 place taken, 2 keys waiting",
+      );
+      expect(await page.locator("#fairness-queues a").getAttribute("href")).toBe("/fairness/sleep");
       // The window's task links to its page; once it ends, B's task has its turn (before A's second) and runs.
       await page.goto(fairnessPage);
       await page.locator("#fairness-running a").click();

@@ -18,6 +18,7 @@
  *   fairness_clock:<type>           string: the virtual start of the last task let in
  *   fairness_tag:<type>:<key>       string: the virtual time the key's next task may start at, at the earliest (its
  *                                   last task's start + 1 / weight); TTL TAG_TTL_SECONDS from its last task
+ *   fairness_types                  set: the types whose tasks took a fairness window (GetQueueStats sums them up)
  *   tasks_fairness_waiting          sorted set: every type's waiting tasks (their count: GetQueueStats,
  *                                   tm_tasks_waiting{reason="fairness"}); trimmed of entries older than the retention
  *
@@ -122,6 +123,7 @@ local function fairnessAdmit(id, queue, key, window, weight, now, ttl, arrivalMs
   local running = 'fairness_running:' .. queue
   local keys = 'fairness_keys:' .. queue
   if redis.call('ZSCORE', running, id) then return true end
+  redis.call('SADD', 'fairness_types', queue)
   if redis.call('ZCARD', keys) == 0 and roomIn(running, window, now, false) then
     redis.call('ZADD', running, now, id)
     redis.call('EXPIRE', running, ttl)
@@ -192,6 +194,30 @@ export interface FairnessQueueView {
   keys: FairnessKeyView[];
   keysTotal: number;
   clock: number;
+}
+
+/** A type's fairness window at a glance: its tasks in the window, and its keys with tasks waiting. */
+export interface FairnessQueueSummary {
+  type: string;
+  running: number;
+  keysWaiting: number;
+}
+
+/** Every type whose window holds tasks or has keys waiting, by type (two round trips, one per type's pair of counts
+ *  in a pipeline). */
+export async function summarizeFairnessQueues(redis: Redis): Promise<FairnessQueueSummary[]> {
+  const types = (await redis.smembers(Keys.fairnessTypes)).sort();
+  if (types.length === 0) return [];
+  const counts = redis.pipeline();
+  for (const type of types) counts.zcard(Keys.fairnessRunning(type)).zcard(Keys.fairnessKeys(type));
+  const replies = (await counts.exec()) ?? [];
+  return types
+    .map((type, i) => ({
+      type,
+      running: Number(replies[i * 2]?.[1] ?? 0),
+      keysWaiting: Number(replies[i * 2 + 1]?.[1] ?? 0),
+    }))
+    .filter((summary) => summary.running > 0 || summary.keysWaiting > 0);
 }
 
 export async function readFairnessQueue(redis: Redis, type: string, listed: number): Promise<FairnessQueueView> {

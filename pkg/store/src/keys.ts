@@ -72,6 +72,7 @@
  *                       task   at most the keys waiting; TTL taskTtlSeconds from the last write
  *   fairness_clock:<type>, fairness_tag:<type>:<key>  strings: the type's virtual clock, a key's earliest next start
  *                       TTL taskTtlSeconds (the clock), an hour (a tag) from the last write (fairness.ts)
+ *   fairness_types      set: the task types whose tasks took a fairness window   at most the deployment's types
  *   tasks_fairness_waiting  sorted set: every type's tasks waiting for a fairness window   trimmed of entries older
  *                       than taskTtlSeconds on every entry
  *   tasks_delayed_due   pub/sub channel: a task the status script made due now (the gateways' releasers run a round)
@@ -140,6 +141,8 @@ export const Keys = {
   fairnessClock: (type: string) => `fairness_clock:${type}`,
   /** Every type's tasks waiting for a fairness window (their count: operators' view). */
   fairnessWaitingAll: "tasks_fairness_waiting",
+  /** The task types whose tasks took a fairness window (GetQueueStats's fairness_queues). */
+  fairnessTypes: "fairness_types",
 } as const;
 
 export const Bounds = {

@@ -20,6 +20,7 @@ import {
   releaseDue,
   type SavedTask,
   saveTask,
+  summarizeFairnessQueues,
   TAG_TTL_SECONDS,
   type TaskRecord,
 } from "../src/index.js";
@@ -237,6 +238,7 @@ test("the queue's view: the window's tasks, the keys waiting next first, and the
     ["a", 2, 1],
   ]);
   expect(view.keys[0]!.nextStart).toBeLessThan(view.keys[1]!.nextStart);
+  expect(await summarizeFairnessQueues(clients.redis)).toEqual([{ type: "echo", running: 1, keysWaiting: 2 }]);
   // A key's tag lives an hour from its last task let in, not the task retention.
   const tagTtl = await clients.redis.ttl("fairness_tag:echo:a");
   expect(tagTtl).toBeGreaterThan(TAG_TTL_SECONDS - 60);

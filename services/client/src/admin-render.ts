@@ -129,6 +129,12 @@ export function renderStats(stats: GetQueueStatsResponse): string {
     ...(stats.fairnessWaitingTasks > 0n
       ? [`waiting tasks  ${stats.fairnessWaitingTasks} (for their fairness key's turn in their type's window)`]
       : []),
+    // Where to look next: each type's window (taskctl fairness <type> lists its keys).
+    ...stats.fairnessQueues.map(
+      (queue) =>
+        `fairness       ${queue.taskType}: ${queue.runningTotal} of ${queue.window} places taken, ` +
+        `${queue.keysTotal === 0 ? "no key" : `${queue.keysTotal} key${queue.keysTotal === 1 ? "" : "s"}`} waiting`,
+    ),
     `stalled tasks  ${renderStalled(stats)}`,
     ...stats.unconsumedQueues.map(renderUnconsumed),
     `tasks${counted}  ${states}`,

@@ -2,6 +2,7 @@ import { create, type MessageInitShape } from "@bufbuild/protobuf";
 import { durationFromMs, timestampFromMs } from "@bufbuild/protobuf/wkt";
 import {
   DeadLetterEntrySchema,
+  FairnessQueueSummarySchema,
   GetConcurrencyKeyResponseSchema,
   GetFairnessQueueResponseSchema,
   GetQueueStatsResponseSchema,
@@ -203,6 +204,22 @@ describe("operator tables", () => {
       "waiting tasks  7 (for their fairness key's turn in their type's window)",
     ]);
     expect(renderStats(stats)).not.toContain("fairness");
+    // Each type's window after them: where to look (taskctl fairness <type>).
+    const windows = create(GetQueueStatsResponseSchema, {
+      ...keyed,
+      fairnessQueues: [
+        { taskType: "render", window: 4, runningTotal: 4, keysTotal: 3 },
+        { taskType: "sleep", window: 32, runningTotal: 1, keysTotal: 0 },
+      ].map((queue) => create(FairnessQueueSummarySchema, queue)),
+    });
+    const lines = renderStats(windows).split("\n");
+    expect(lines.filter((line) => line.startsWith("fairness"))).toEqual([
+      "fairness       render: 4 of 4 places taken, 3 keys waiting",
+      "fairness       sleep: 1 of 32 places taken, no key waiting",
+    ]);
+    expect(lines.indexOf("fairness       render: 4 of 4 places taken, 3 keys waiting")).toBe(
+      lines.indexOf("waiting tasks  7 (for their fairness key's turn in their type's window)") + 1,
+    );
     const stuck = create(GetQueueStatsResponseSchema, { ...stats, unqueuedSubmissions: 5n, unqueuedOverdue: 2n });
     expect(renderStats(stuck).split("\n")).toContain("unqueued submissions  5 (2 overdue: the requeue sweeper's)");
     // A paused queue gets its line; none, no line.

@@ -48,6 +48,7 @@ import {
   readTask,
   resumeQueue,
   type StoredSchedule,
+  summarizeFairnessQueues,
 } from "@tm/store";
 import {
   checkDeadLetterFilter,
@@ -218,20 +219,32 @@ export function adminServiceHandlers(
 
   return {
     async getQueueStats() {
-      const [queues, deadLetters, states, unqueued, paused, delayed, server, waiting, concurrencyWaiting, fairness] =
-        await Promise.all([
-          dependency("NATS", "reading consumer info", () => queueStats.read()),
-          redis("counting dead letters", () => rt.redis.llen(Keys.deadLetter)),
-          redis("counting tasks by state", () => countTaskStates(rt.redis, SCAN_LIMIT)),
-          redis("counting unqueued submissions", () => countUnqueued(rt.redis, Date.now() - options.requeueAfterMs)),
-          redis("reading the paused queues", () => readPausedQueues(rt.redis)),
-          redis("counting delayed tasks", () => countDelayed(rt.redis, Date.now() - DELAYED_OVERDUE_MS)),
-          // Left out, not failed, where INFO is refused (some managed Redis services restrict it).
-          options.redisInfo?.() ?? readRedisServerInfo(rt.redis).catch(() => undefined),
-          redis("counting the tasks waiting for dependencies", () => rt.redis.hlen(Keys.waiting)),
-          redis("counting the tasks waiting for their concurrency keys", () => countConcurrencyWaiting(rt.redis)),
-          redis("counting the tasks waiting for their fairness keys", () => countFairnessWaiting(rt.redis)),
-        ]);
+      const [
+        queues,
+        deadLetters,
+        states,
+        unqueued,
+        paused,
+        delayed,
+        server,
+        waiting,
+        concurrencyWaiting,
+        fairness,
+        fairnessQueues,
+      ] = await Promise.all([
+        dependency("NATS", "reading consumer info", () => queueStats.read()),
+        redis("counting dead letters", () => rt.redis.llen(Keys.deadLetter)),
+        redis("counting tasks by state", () => countTaskStates(rt.redis, SCAN_LIMIT)),
+        redis("counting unqueued submissions", () => countUnqueued(rt.redis, Date.now() - options.requeueAfterMs)),
+        redis("reading the paused queues", () => readPausedQueues(rt.redis)),
+        redis("counting delayed tasks", () => countDelayed(rt.redis, Date.now() - DELAYED_OVERDUE_MS)),
+        // Left out, not failed, where INFO is refused (some managed Redis services restrict it).
+        options.redisInfo?.() ?? readRedisServerInfo(rt.redis).catch(() => undefined),
+        redis("counting the tasks waiting for dependencies", () => rt.redis.hlen(Keys.waiting)),
+        redis("counting the tasks waiting for their concurrency keys", () => countConcurrencyWaiting(rt.redis)),
+        redis("counting the tasks waiting for their fairness keys", () => countFairnessWaiting(rt.redis)),
+        redis("summing up the fairness windows", () => summarizeFairnessQueues(rt.redis)),
+      ]);
       // Against the consumers just read: a task is stalled only if its stage's queue holds nothing older.
       const stalled = await redis("counting stalled tasks", () =>
         countStalledTasks(rt, () => Promise.resolve(queues), options.stalled),
@@ -265,6 +278,12 @@ export function adminServiceHandlers(
         waitingTasks: BigInt(waiting),
         concurrencyWaitingTasks: BigInt(concurrencyWaiting),
         fairnessWaitingTasks: BigInt(fairness),
+        fairnessQueues: fairnessQueues.map((queue) => ({
+          taskType: queue.type,
+          window: options.fairnessWindowOf(queue.type),
+          runningTotal: queue.running,
+          keysTotal: queue.keysWaiting,
+        })),
         shedding: options.shedding?.() ?? "",
         stalledTasks: BigInt(stalled.stalled),
         stalledTasksExaminedAll: stalled.examinedAll,

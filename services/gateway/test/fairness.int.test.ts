@@ -52,7 +52,17 @@ describe("fairness keys", () => {
       [tenantB, 1, 1],
       [tenantA, 2, 1],
     ]);
-    expect((await g.admin.getQueueStats({})).fairnessWaitingTasks).toBe(3n);
+    const stats = await g.admin.getQueueStats({});
+    expect(stats.fairnessWaitingTasks).toBe(3n);
+    // Where to look: the type's window, at a glance.
+    expect(
+      stats.fairnessQueues.map(({ taskType, window, runningTotal, keysTotal }) => [
+        taskType,
+        window,
+        runningTotal,
+        keysTotal,
+      ]),
+    ).toEqual([["sleep", 2, 2, 2]]);
     expect(await waitingGauge()).toBe(3);
     const waiting = (await g.client.getTask({ taskId: b1 })).task;
     expect(waiting).toMatchObject({ fairnessKey: tenantB, fairnessWeight: 1, fairnessWaiting: true });
@@ -82,6 +92,8 @@ describe("fairness keys", () => {
     expect(await waitingGauge()).toBe(0);
     for (const taskId of [b1, a3!]) await g.client.cancelTask({ taskId });
     expect(await g.admin.getFairnessQueue({ taskType: "sleep" })).toMatchObject({ runningTotal: 0 });
+    // A type whose window is empty with no key waiting is left out.
+    expect((await g.admin.getQueueStats({})).fairnessQueues).toEqual([]);
   });
 
   test("bad fairness fields and a bad GetFairnessQueue request are refused, the field named", async () => {

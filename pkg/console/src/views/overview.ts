@@ -142,6 +142,22 @@ function render(
       // At maxmemory, under noeviction, Redis refuses every write (taskctl stats, alert RedisMemoryHigh).
       ...(stats.redis ? [tile("Redis memory", redisMemory(stats.redis))] : []),
     ),
+    // Each type's fairness window, linked to its page: where the tasks waiting for a fairness turn are.
+    ...(stats.fairnessQueues.length > 0
+      ? [
+          h(
+            "p",
+            { id: "fairness-queues" },
+            "Fairness windows: ",
+            ...stats.fairnessQueues.flatMap((queue, i) => [
+              i > 0 ? ", " : "",
+              h("a", { href: `/fairness/${encodeURIComponent(queue.taskType)}` }, queue.taskType),
+              ` ${queue.runningTotal} of ${queue.window} place${queue.window === 1 ? "" : "s"} taken, ` +
+                `${queue.keysTotal} key${queue.keysTotal === 1 ? "" : "s"} waiting`,
+            ]),
+          ),
+        ]
+      : []),
     // The gateway refuses new submissions (load shedding, alert SubmissionsShed): a backlog near its stream's limits.
     ...(stats.shedding
       ? [h("p", { class: "error", role: "alert", id: "shedding" }, `New submissions are refused: ${stats.shedding}`)]
