@@ -63,8 +63,8 @@ export interface SubmissionOptions {
   /** At most one task per key: submitting again answers the first task's id (`deduplicated`). 1 to 256 characters. */
   idempotencyKey?: string;
   /** "after-finished": the key names one unfinished task; once it finished, the next submission makes a new one.
-   *  "replace-waiting": a submission replaces the payload and time of the key's task while it still waits (a
-   *  debounce; with delayMs or runAt). Default: the key names its first task for as long as the gateway keeps it. */
+   *  "replace-waiting": a submission replaces the payload, options (priority, limits, keys) and time of the key's
+   *  task while it still waits (a debounce; with delayMs or runAt). Default: the key names its first task for as long as the gateway keeps it. */
   keyReuse?: "after-finished" | "replace-waiting";
 }
 

@@ -12,6 +12,7 @@ import { FAIRNESS_LUA } from "./fairness.js";
 import { Bounds, Keys } from "./keys.js";
 import { scoredMembers } from "./scored.js";
 import { luaScript } from "./script.js";
+import { REPLACEABLE_FIELDS, recordFields, type TaskRecord } from "./tasks.js";
 
 export interface DelayedEntry {
   taskId: string;
@@ -99,47 +100,51 @@ export async function promoteDelayed(redis: Redis, taskId: string, nowMs: number
   return due === null ? undefined : Number(due);
 }
 
-// KEYS: tasks_delayed, task:<id>, tasks_unfinished. ARGV: id, the new time (ms), the new time (ISO), payload JSON,
-// metadata JSON, the record's TTL (s) from now. A task still waiting for its time (and still recorded, and not one
-// waiting for dependencies) takes the new payload, metadata and time, its record kept at least until then plus its
-// retention, its stall clock moved with it; answers its old time.
+// KEYS: tasks_delayed, task:<id>, tasks_unfinished. ARGV: id, the new time (ms), the new time (ISO), the record's TTL
+// (s) from now, then the replaceable fields' names and values as the new submission has them. A task still waiting
+// for its time (and still recorded, and not one waiting for dependencies) takes the new fields (those the submission
+// left unset go: they are defaults again) and time, its record kept at least until then plus its retention, its
+// stall clock moved with it; answers its old time.
 const REPLACE_WAITING = luaScript(`
 local due = redis.call('ZSCORE', KEYS[1], ARGV[1])
 if not due or redis.call('EXISTS', KEYS[2]) == 0 or redis.call('HEXISTS', KEYS[2], 'dependsOn') == 1 then
   return false
 end
 redis.call('ZADD', KEYS[1], ARGV[2], ARGV[1])
-redis.call('HSET', KEYS[2], 'runAt', ARGV[3], 'payload', ARGV[4], 'metadata', ARGV[5])
-redis.call('EXPIRE', KEYS[2], ARGV[6], 'GT')
+redis.call('HDEL', KEYS[2], ${REPLACEABLE_FIELDS.map((name) => `'${name}'`).join(", ")})
+redis.call('HSET', KEYS[2], 'runAt', ARGV[3], unpack(ARGV, 5))
+redis.call('EXPIRE', KEYS[2], ARGV[4], 'GT')
 redis.call('ZADD', KEYS[3], 'XX', ARGV[2], ARGV[1])
 return due
 `);
 
 /**
  * Replaces a delayed task that still waits for its time (SubmitTaskRequest.idempotency_key_reuse REPLACE_WAITING,
- * a debounce): its payload and metadata, and its time, moved to `runAtMs`; the record lives at least `ttlSeconds` from
- * now. The time it was due before, or undefined when it no longer waits (released already, cancelled, gone) or waits
- * for dependencies: one script, so a releaser that took it first wins and the caller is told.
+ * a debounce) with `submission`: its REPLACEABLE_FIELDS (payload, metadata, priority, its own limits, its
+ * concurrency and fairness keys; those `submission` leaves unset go back to the defaults), and its time, moved to
+ * `runAtMs`; the record lives at least `ttlSeconds` from now. Its id, type, trace and the rest stay. The time it was
+ * due before, or undefined when it no longer waits (released already, cancelled, gone) or waits for dependencies: one
+ * script, so a releaser that took it first wins and the caller is told.
  */
 export async function replaceWaiting(
   redis: Redis,
   taskId: string,
   {
-    payload,
-    metadata,
+    submission,
     runAtMs,
     ttlSeconds,
   }: {
-    payload: unknown;
-    metadata: Record<string, string>;
+    submission: Omit<TaskRecord, "taskId" | "createdAt" | "generation">;
     runAtMs: number;
     ttlSeconds: number;
   },
 ): Promise<number | undefined> {
+  const fields = recordFields({ ...submission, taskId, createdAt: "", generation: 0 });
+  const replaced = REPLACEABLE_FIELDS.flatMap((name) => (fields[name] === undefined ? [] : [name, fields[name]]));
   const due = (await REPLACE_WAITING.run(
     redis,
     [Keys.delayed, Keys.task(taskId), Keys.unfinished],
-    [taskId, runAtMs, new Date(runAtMs).toISOString(), JSON.stringify(payload), JSON.stringify(metadata), ttlSeconds],
+    [taskId, runAtMs, new Date(runAtMs).toISOString(), ttlSeconds, ...replaced],
   )) as string | null;
   return due === null ? undefined : Number(due);
 }

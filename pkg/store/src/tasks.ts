@@ -152,35 +152,9 @@ end
 return waiting
 `);
 
-export interface SaveTaskOptions {
-  /** The record's TTL; a delayed task's is extended by its delay, so that it lives as long after it runs. */
-  ttlSeconds?: number;
-  /** Enter the task in tasks_unqueued until `markQueued` (a new submission about to be published). */
-  unqueued?: boolean;
-  /** Enter the task in tasks_delayed, due at this time (ms), instead of publishing it now (`task.runAt`). */
-  delayedUntilMs?: number;
-  /** The idempotency key the submission claimed (as `claimIdempotencyKey` was given it): marked saved with the record. */
-  idempotencyClaim?: string;
-}
-
-/**
- * What saving a task with dependencies (`task.dependsOn`) did: it waits for `waitingFor` of them (0: none is
- * unfinished, and it was entered as `unqueued` or `delayedUntilMs` say), or it was refused, nothing written, because
- * `dependency` ended in `state` (FAILED or CANCELLED). `waitsFor`: a task that would have been entered as `unqueued`
- * waits instead for a place under its concurrency key, or for its turn in its type's fairness window (not to be
- * queued now).
- */
-export type SavedTask =
-  | { waitingFor: number; waitsFor?: "concurrency" | "fairness" }
-  | { refusedBy: { dependency: string; state: string } };
-
-export async function saveTask(redis: Redis, task: TaskRecord, options: SaveTaskOptions = {}): Promise<SavedTask> {
-  const parsed = Date.parse(task.createdAt);
-  const createdMs = Number.isNaN(parsed) ? Date.now() : parsed;
-  const { delayedUntilMs } = options;
-  const delaySeconds = delayedUntilMs === undefined ? 0 : Math.max(0, Math.ceil((delayedUntilMs - createdMs) / 1000));
-  const ttlSeconds = (options.ttlSeconds ?? Bounds.taskTtlSeconds) + delaySeconds;
-  const fields = {
+/** A task record's hash fields, as saveTask writes them (an unset optional field is left out). */
+export function recordFields(task: TaskRecord): Record<string, string> {
+  return {
     taskId: task.taskId,
     type: task.type,
     priority: task.priority,
@@ -213,6 +187,61 @@ export async function saveTask(redis: Redis, task: TaskRecord, options: SaveTask
         }
       : {}),
   };
+}
+
+/**
+ * The fields a debounce's submission replaces in its key's waiting task (replaceWaiting): what the task is given and
+ * how it runs, all but who and what it is (its id, type, creation, trace, idempotency key, generation, parent,
+ * dependencies). runAt is moved apart.
+ */
+export const REPLACEABLE_FIELDS = [
+  "priority",
+  "payload",
+  "metadata",
+  "timeoutMs",
+  "maxAttempts",
+  "retryBackoff",
+  "expiresAfterMs",
+  "heartbeatTimeoutMs",
+  "succeededRetentionSeconds",
+  "concurrencyKey",
+  "concurrencyLimit",
+  "concurrencyScope",
+  "fairnessKey",
+  "fairnessWeight",
+  "fairnessWindow",
+  "fairnessScope",
+] as const;
+
+export interface SaveTaskOptions {
+  /** The record's TTL; a delayed task's is extended by its delay, so that it lives as long after it runs. */
+  ttlSeconds?: number;
+  /** Enter the task in tasks_unqueued until `markQueued` (a new submission about to be published). */
+  unqueued?: boolean;
+  /** Enter the task in tasks_delayed, due at this time (ms), instead of publishing it now (`task.runAt`). */
+  delayedUntilMs?: number;
+  /** The idempotency key the submission claimed (as `claimIdempotencyKey` was given it): marked saved with the record. */
+  idempotencyClaim?: string;
+}
+
+/**
+ * What saving a task with dependencies (`task.dependsOn`) did: it waits for `waitingFor` of them (0: none is
+ * unfinished, and it was entered as `unqueued` or `delayedUntilMs` say), or it was refused, nothing written, because
+ * `dependency` ended in `state` (FAILED or CANCELLED). `waitsFor`: a task that would have been entered as `unqueued`
+ * waits instead for a place under its concurrency key, or for its turn in its type's fairness window (not to be
+ * queued now).
+ */
+export type SavedTask =
+  | { waitingFor: number; waitsFor?: "concurrency" | "fairness" }
+  | { refusedBy: { dependency: string; state: string } };
+
+export async function saveTask(redis: Redis, task: TaskRecord, options: SaveTaskOptions = {}): Promise<SavedTask> {
+  const parsed = Date.parse(task.createdAt);
+  const createdMs = Number.isNaN(parsed) ? Date.now() : parsed;
+  const { delayedUntilMs } = options;
+  const delaySeconds = delayedUntilMs === undefined ? 0 : Math.max(0, Math.ceil((delayedUntilMs - createdMs) / 1000));
+  const ttlSeconds = (options.ttlSeconds ?? Bounds.taskTtlSeconds) + delaySeconds;
+  const fields = recordFields(task);
   const dependencies = task.dependsOn ?? [];
   const entry =
     dependencies.length > 0

@@ -93,7 +93,7 @@ refused line (2 invalid, 4 unavailable, 5 other).`,
   --key-reuse after-finished  with --idempotency-key: once the key's task has finished, make a new task (the key
                           names it from then on): at most one unfinished task per key (default never: a day)
   --key-reuse replace-waiting  that, and while the key's task still waits for its time (--delay/--at), replace its
-                          payload and time with this one's: a burst runs once, the last payload (a debounce)
+                          payload, options and time with this one's: a burst runs once, as the last asks (a debounce)
   --meta k=v              metadata, repeatable
   --delay D               a delayed task: it waits PENDING (cancellable) and runs D later: 30s, 15m, 2h, 1d
   --at T                  a delayed task that runs at T, an ISO time such as 2026-01-31T12:00:00Z

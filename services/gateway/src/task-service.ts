@@ -352,8 +352,7 @@ export function taskServiceHandlers(
   ): Promise<boolean> {
     const previousRunAtMs = await redisCall("replacing the waiting task", () =>
       replaceWaiting(rt.redis, taskId, {
-        payload: submission.payload,
-        metadata: submission.metadata,
+        submission,
         runAtMs,
         ttlSeconds: retentionSeconds + Math.max(0, Math.ceil((runAtMs - Date.now()) / 1_000)),
       }),

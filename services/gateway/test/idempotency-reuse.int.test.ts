@@ -8,7 +8,7 @@
 import { create } from "@bufbuild/protobuf";
 import { DurationSchema, timestampDate } from "@bufbuild/protobuf/wkt";
 import { Code, ConnectError } from "@connectrpc/connect";
-import { IdempotencyKeyReuse } from "@tm/proto";
+import { IdempotencyKeyReuse, Priority } from "@tm/proto";
 import { applyStatus, Keys } from "@tm/store";
 import { useInfra, waitFor } from "@tm/testkit";
 import { expect, test } from "vitest";
@@ -112,7 +112,7 @@ test("SubmitTasks takes it per task; without a key, or with a value it does not 
   });
 });
 
-test("REPLACE_WAITING: the key's task waiting for its time takes the submission's payload and time; once released it is answered; once finished a new one", async () => {
+test("REPLACE_WAITING: the key's task waiting for its time takes the submission's payload, options and time; once released it is answered; once finished a new one", async () => {
   const key = `debounce-${crypto.randomUUID()}`;
   const debounced = (n: number, delaySeconds: bigint) => ({
     type: "echo",
@@ -125,11 +125,19 @@ test("REPLACE_WAITING: the key's task waiting for its time takes the submission'
   const first = await g.client.submitTask(debounced(1, 3_600n));
   expect(first).toMatchObject({ deduplicated: false, replaced: false });
   const dueFirst = Number(await clients.redis.zscore(Keys.delayed, first.taskId));
-  const second = await g.client.submitTask(debounced(2, 7_200n));
+  // The replacement's options too (BullMQ's debounce replaces the job's options): its priority, its own limits, its
+  // fairness key.
+  const second = await g.client.submitTask({
+    ...debounced(2, 7_200n),
+    priority: Priority.HIGH,
+    maxAttempts: 2,
+    fairnessKey: "tenant-2",
+  });
   expect(second).toMatchObject({ taskId: first.taskId, deduplicated: true, replaced: true });
   const { task } = await g.client.getTask({ taskId: first.taskId });
   expect(task?.payload).toEqual({ n: 2 });
   expect(task?.metadata).toMatchObject({ edit: "2" });
+  expect(task).toMatchObject({ type: "echo", priority: Priority.HIGH, maxAttempts: 2, fairnessKey: "tenant-2" });
   const dueSecond = Number(await clients.redis.zscore(Keys.delayed, first.taskId));
   expect(dueSecond - dueFirst).toBeGreaterThan(3_500_000);
   expect(timestampDate(task!.runAt!).getTime()).toBe(dueSecond);
@@ -139,7 +147,13 @@ test("REPLACE_WAITING: the key's task waiting for its time takes the submission'
     expect(message).toMatchObject({ taskId: first.taskId, deduplicated: true, replaced: true });
     break;
   }
-  expect((await g.client.getTask({ taskId: first.taskId })).task?.payload).toEqual({ n: 5 });
+  // A replacement that leaves an option unset sets it back to the default.
+  expect((await g.client.getTask({ taskId: first.taskId })).task).toMatchObject({
+    payload: { n: 5 },
+    priority: Priority.MEDIUM,
+    maxAttempts: 0,
+    fairnessKey: "",
+  });
   // Its history says so (the audit event, published before the answer).
   expect(await auditActionsOf(clients.nc, (e) => e.taskId === first.taskId)).toEqual([
     "submitted",
