@@ -106,9 +106,10 @@ describe("a consumer whose backlog nears its stream's limits", () => {
     const { task } = await g.client.getTask({ taskId: delayed });
     expect(timestampDate(task!.runAt!).getTime()).toBeGreaterThan(Date.now() + 3_000_000);
     await g.client.cancelTask({ taskId: delayed, reason: "test done" });
-    // Gone, with what it held, for the next test.
-    await jsm.consumers.delete(STREAMS.tasks, "held-ingest");
+    // Gone, with what it held, for the next test: purged first, so that no reading of the gateway's sees the
+    // queue's messages without their consumer (an unread queue at 80 % of the stream, named by the next refusal).
     await jsm.streams.purge(STREAMS.tasks);
+    await jsm.consumers.delete(STREAMS.tasks, "held-ingest");
   });
 });
 
@@ -117,6 +118,8 @@ describe("a task queue no consumer reads", () => {
     // A worker pool's queue none of whose workers started (TASK_ROUTES): its messages wait for the first consumer.
     const js = nc.jetstream();
     const subject = "tasks.worker.low.gpu";
+    // The gateway reads the backlogs every 100 ms: start from a reading of the clean stream.
+    await waitFor("the gateway not shedding", async () => (await g.admin.getQueueStats({})).shedding === "");
     for (let n = 0; n < 45; n++) await js.publish(subject, new TextEncoder().encode(JSON.stringify({ n })));
     let refused: ConnectError | undefined;
     await waitFor("a submission refused", async () => {
@@ -170,9 +173,9 @@ describe("an EVENTS consumer far behind", () => {
       { timeoutMs: 20_000 },
     );
     expect(refused?.rawMessage).toMatch(/^the pipeline is shedding load: the backlog of consumer held-ingest-again /);
+    await jsm.streams.purge(STREAMS.tasks);
     await jsm.consumers.delete(STREAMS.tasks, "held-ingest-again");
     await jsm.consumers.delete(STREAMS.events, "held-audit");
-    await jsm.streams.purge(STREAMS.tasks);
   });
 });
 
