@@ -101,18 +101,21 @@ export async function promoteDelayed(redis: Redis, taskId: string, nowMs: number
 }
 
 // KEYS: tasks_delayed, task:<id>, tasks_unfinished. ARGV: id, the new time (ms), the new time (ISO), the record's TTL
-// (s) from now, then the replaceable fields' names and values as the new submission has them. A task still waiting
-// for its time (and still recorded, and not one waiting for dependencies) takes the new fields (those the submission
-// left unset go: they are defaults again) and time, its record kept at least until then plus its retention, its
-// stall clock moved with it; answers its old time.
+// (s) from now, the submission's type, then the replaceable fields' names and values as the new submission has them.
+// A task still waiting for its time (and still recorded, and not one waiting for dependencies) takes the new fields
+// (those the submission left unset go: they are defaults again) and time, its record kept at least until then plus
+// its retention, its stall clock moved with it; answers its old time. One of another type is left as it is: answers
+// {'type', its type}.
 const REPLACE_WAITING = luaScript(`
 local due = redis.call('ZSCORE', KEYS[1], ARGV[1])
 if not due or redis.call('EXISTS', KEYS[2]) == 0 or redis.call('HEXISTS', KEYS[2], 'dependsOn') == 1 then
   return false
 end
+local waitingType = redis.call('HGET', KEYS[2], 'type')
+if waitingType ~= ARGV[5] then return {'type', waitingType} end
 redis.call('ZADD', KEYS[1], ARGV[2], ARGV[1])
 redis.call('HDEL', KEYS[2], ${REPLACEABLE_FIELDS.map((name) => `'${name}'`).join(", ")})
-redis.call('HSET', KEYS[2], 'runAt', ARGV[3], unpack(ARGV, 5))
+redis.call('HSET', KEYS[2], 'runAt', ARGV[3], unpack(ARGV, 6))
 redis.call('EXPIRE', KEYS[2], ARGV[4], 'GT')
 redis.call('ZADD', KEYS[3], 'XX', ARGV[2], ARGV[1])
 return due
@@ -124,7 +127,8 @@ return due
  * concurrency and fairness keys; those `submission` leaves unset go back to the defaults), and its time, moved to
  * `runAtMs`; the record lives at least `ttlSeconds` from now. Its id, type, trace and the rest stay. The time it was
  * due before, or undefined when it no longer waits (released already, cancelled, gone) or waits for dependencies: one
- * script, so a releaser that took it first wins and the caller is told.
+ * script, so a releaser that took it first wins and the caller is told. A waiting task of another type than the
+ * submission's is not touched: `{ otherType }` (a payload checked for one type must not run as another).
  */
 export async function replaceWaiting(
   redis: Redis,
@@ -138,14 +142,15 @@ export async function replaceWaiting(
     runAtMs: number;
     ttlSeconds: number;
   },
-): Promise<number | undefined> {
+): Promise<number | undefined | { otherType: string }> {
   const fields = recordFields({ ...submission, taskId, createdAt: "", generation: 0 });
   const replaced = REPLACEABLE_FIELDS.flatMap((name) => (fields[name] === undefined ? [] : [name, fields[name]]));
   const due = (await REPLACE_WAITING.run(
     redis,
     [Keys.delayed, Keys.task(taskId), Keys.unfinished],
-    [taskId, runAtMs, new Date(runAtMs).toISOString(), ttlSeconds, ...replaced],
-  )) as string | null;
+    [taskId, runAtMs, new Date(runAtMs).toISOString(), ttlSeconds, submission.type, ...replaced],
+  )) as string | null | [string, string];
+  if (Array.isArray(due)) return { otherType: due[1] };
   return due === null ? undefined : Number(due);
 }
 

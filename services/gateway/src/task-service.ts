@@ -358,6 +358,13 @@ export function taskServiceHandlers(
       }),
     );
     if (previousRunAtMs === undefined) return false;
+    if (typeof previousRunAtMs === "object") {
+      throw new ConnectError(
+        `idempotency_key: its task waiting for its time is of type ${previousRunAtMs.otherType}, not ` +
+          `${submission.type}: a replacement (REPLACE_WAITING) must be of the same type`,
+        Code.FailedPrecondition,
+      );
+    }
     await auditMovedTime(rt, taskId, "replaced", previousRunAtMs, runAtMs, submitterDetail(caller));
     return true;
   }

@@ -138,6 +138,16 @@ test("REPLACE_WAITING: the key's task waiting for its time takes the submission'
   expect(task?.payload).toEqual({ n: 2 });
   expect(task?.metadata).toMatchObject({ edit: "2" });
   expect(task).toMatchObject({ type: "echo", priority: Priority.HIGH, maxAttempts: 2, fairnessKey: "tenant-2" });
+  // Not one of another type: a payload checked for one type must not run as another. Nothing changes.
+  const otherType = await g.client
+    .submitTask({ ...debounced(9, 60n), type: "sleep", payload: { ms: 1 } })
+    .catch((error: unknown) => ConnectError.from(error));
+  expect(otherType).toMatchObject({
+    code: Code.FailedPrecondition,
+    rawMessage:
+      "idempotency_key: its task waiting for its time is of type echo, not sleep: a replacement (REPLACE_WAITING) must be of the same type",
+  });
+  expect((await g.client.getTask({ taskId: first.taskId })).task?.payload).toEqual({ n: 2 });
   const dueSecond = Number(await clients.redis.zscore(Keys.delayed, first.taskId));
   expect(dueSecond - dueFirst).toBeGreaterThan(3_500_000);
   expect(timestampDate(task!.runAt!).getTime()).toBe(dueSecond);

@@ -1300,8 +1300,9 @@ export enum IdempotencyKeyReuse {
    * submission replaces its payload, metadata, priority, own limits and concurrency and fairness keys (one the
    * submission leaves unset goes back to its default) and moves its time to this submission's run_at or delay: a
    * burst of submissions runs once, as the last one asks, after the last one's delay (BullMQ's debounce). The answer
-   * is the waiting task's id, deduplicated and replaced. Its id and type stay the first submission's. A task already released (running, or about to) is answered as deduplicated, not replaced: it runs
-   * as it was. Needs run_at or delay.
+   * is the waiting task's id, deduplicated and replaced. Its id and type stay the first submission's: a replacement
+   * of another type is FAILED_PRECONDITION, naming both, and changes nothing. A task already released (running, or
+   * about to) is answered as deduplicated, not replaced: it runs as it was. Needs run_at or delay.
    *
    * @generated from enum value: IDEMPOTENCY_KEY_REUSE_REPLACE_WAITING = 2;
    */
