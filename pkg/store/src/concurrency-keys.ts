@@ -105,12 +105,16 @@ local function roomIn(running, limit, now, pruned)
   end
   return redis.call('ZCARD', running) < limit, pruned
 end
+-- Task 'id' leaves its line ('waiting') and 'everyLine', the count of every key's lines.
+local function leaveLine(id, waiting, everyLine)
+  redis.call('ZREM', waiting, id)
+  redis.call('ZREM', everyLine, id)
+end
 -- Task 'id' leaves its line ('waiting', and 'everyLine', the count of every line) for a place in 'running', and is
 -- made due now in tasks_delayed with its stall clock from now, said on tasks_delayed_due: the gateways' releasers
 -- queue it at once.
 local function releaseFromLine(id, waiting, everyLine, running, now, ttl)
-  redis.call('ZREM', waiting, id)
-  redis.call('ZREM', everyLine, id)
+  leaveLine(id, waiting, everyLine)
   redis.call('ZADD', running, now, id)
   redis.call('EXPIRE', running, ttl)
   redis.call('ZADD', delayedKey, now, id)
@@ -126,8 +130,7 @@ local function concurrencyRelease(key, now, ttl)
     if not head then return end
     local limit = tonumber(redis.call('HGET', 'task:' .. head, 'concurrencyLimit'))
     if not limit then
-      redis.call('ZREM', waiting, head)
-      redis.call('ZREM', 'tasks_concurrency_waiting', head)
+      leaveLine(head, waiting, 'tasks_concurrency_waiting')
     else
       local room
       room, pruned = roomIn(running, limit, now, pruned)

@@ -50,8 +50,9 @@ export const TAG_TTL_SECONDS = 3_600;
 export const RELEASES_PER_CALL_MAX = 100;
 
 /**
- * Lua shared by the scripts. Needs CONCURRENCY_LUA before it (its `roomIn`, `releaseFromLine`, `concurrencyPrune`,
- * `waitInOrder` and `exactNumber`) and the locals `delayedKey` and `unfinishedKey` of the including script.
+ * Lua shared by the scripts. Needs CONCURRENCY_LUA before it (its `roomIn`, `leaveLine`, `releaseFromLine`,
+ * `concurrencyPrune`, `waitInOrder` and `exactNumber`) and the locals `delayedKey` and `unfinishedKey` of the
+ * including script.
  *
  * `fairnessOf(taskKey)`: the task's type, its key within its scope, its window and weight; false without a key.
  *
@@ -102,8 +103,7 @@ local function fairnessRelease(queue, now, ttl)
       local window = tonumber(fields[1])
       if not window then
         -- Its record is gone: it can no longer run.
-        redis.call('ZREM', waiting, head)
-        redis.call('ZREM', 'tasks_fairness_waiting', head)
+        leaveLine(head, waiting, 'tasks_fairness_waiting')
       else
         local room
         room, pruned = roomIn(running, window, now, pruned)

@@ -27,6 +27,7 @@ import {
   type RetryBackoff as RetryBackoffMessage,
   type SubmitTaskRequest,
 } from "@tm/proto";
+import type { TaskRecord } from "@tm/store";
 import { priorityFromProto } from "./mapping.js";
 
 export const LIMITS = {
@@ -36,7 +37,21 @@ export const LIMITS = {
   idempotencyKeyChars: 256,
 } as const;
 
-export interface ValidSubmission {
+/** A task's concurrency and fairness fields, as its record has them (@tm/store TaskRecord): the key and limit or
+ *  weight from the request (a fairness weight the request left 0 is 1), the scope and window set by the gateway
+ *  (task-isolation.ts; its type's GATEWAY_FAIRNESS_WINDOWS, else GATEWAY_FAIRNESS_WINDOW), never by the request. */
+type KeyFields = Pick<
+  TaskRecord,
+  | "concurrencyKey"
+  | "concurrencyLimit"
+  | "concurrencyScope"
+  | "fairnessKey"
+  | "fairnessWeight"
+  | "fairnessScope"
+  | "fairnessWindow"
+>;
+
+export interface ValidSubmission extends KeyFields {
   type: string;
   payload: JsonObject;
   priority: Priority;
@@ -64,18 +79,6 @@ export interface ValidSubmission {
   succeededRetentionSeconds?: number;
   /** The task whose handler submitted it (`parent_task_id`), when the request named one. */
   parentTaskId?: string;
-  /** At most `concurrencyLimit` tasks of `concurrencyKey` in the pipeline at once, when the request set both. */
-  concurrencyKey?: string;
-  concurrencyLimit?: number;
-  /** Whose key it is when callers are isolated (task-isolation.ts): set by the gateway, never by the request. */
-  concurrencyScope?: string;
-  /** Its tenant in its type's fair share, and its weight (1 when the request left it 0), when the request named a key. */
-  fairnessKey?: string;
-  fairnessWeight?: number;
-  /** Set by the gateway: whose fairness key it is when callers are isolated, and the window it is let in through
-   *  (its type's: GATEWAY_FAIRNESS_WINDOWS, else GATEWAY_FAIRNESS_WINDOW). */
-  fairnessScope?: string;
-  fairnessWindow?: number;
 }
 
 /** The shortest succeeded_retention: a client that saw SUCCEEDED must still find the result. */
