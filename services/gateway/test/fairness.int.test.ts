@@ -143,11 +143,15 @@ describe("a type's own window (GATEWAY_FAIRNESS_WINDOWS)", () => {
   });
 });
 
-test("a window for a type the deployment does not run stops the start, naming the variable", async () => {
+test("a bad window, or one for a type the deployment does not run, stops the start, naming the variable", async () => {
   await expect(startGateway(infra, { GATEWAY_FAIRNESS_WINDOWS: "resize=4" })).rejects.toThrow(
     'GATEWAY_FAIRNESS_WINDOWS: "resize" is not a task type (known: echo, sleep, checksum, flaky, fail)',
   );
   await expect(startGateway(infra, { GATEWAY_FAIRNESS_WINDOWS: "sleep=0" })).rejects.toThrow(
     /GATEWAY_FAIRNESS_WINDOWS.*"sleep=0": the window must be a whole number from 1 to 100000/,
+  );
+  await expect(startGateway(infra, { GATEWAY_FAIRNESS_WINDOW: "0" })).rejects.toThrow(/GATEWAY_FAIRNESS_WINDOW/);
+  await expect(startGateway(infra, { GATEWAY_FAIRNESS_WINDOW: "100001" })).rejects.toThrow(
+    /GATEWAY_FAIRNESS_WINDOW.*must be at most 100000/,
   );
 });
